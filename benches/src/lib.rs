@@ -1,0 +1,1 @@
+//! Inputs shared by kelp's criterion benches (built once per process, deterministic).

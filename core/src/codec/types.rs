@@ -1,0 +1,159 @@
+//! Wire value types: zero-copy strings, UUIDs and kept unknown tagged fields.
+
+use bytes::Bytes;
+use core::fmt;
+
+/// A UTF-8 string that borrows from the frame it was read from (a [`Bytes`] checked once).
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KStr(Bytes);
+
+impl KStr {
+    /// Wraps bytes after checking they are UTF-8.
+    pub fn from_utf8(b: Bytes) -> Result<Self, core::str::Utf8Error> {
+        core::str::from_utf8(&b)?;
+        Ok(Self(b))
+    }
+
+    /// A string from a static literal, without copying.
+    #[must_use]
+    pub const fn from_static(s: &'static str) -> Self {
+        Self(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// The string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // The bytes were checked in `from_utf8` or come from a `str`; this cannot fail, and
+        // the fallback keeps the crate free of both panics and `unsafe`.
+        core::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The underlying bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// Length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the string is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for KStr {
+    fn from(s: String) -> Self {
+        Self(Bytes::from(s))
+    }
+}
+
+impl From<&str> for KStr {
+    fn from(s: &str) -> Self {
+        Self(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl core::ops::Deref for KStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for KStr {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for KStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for KStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for KStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Kafka UUID (topic ids, directory ids): 16 raw bytes on the wire.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Uuid(pub [u8; 16]);
+
+impl Uuid {
+    /// The all-zero UUID, Kafka's "no id".
+    pub const ZERO: Self = Self([0; 16]);
+
+    /// Builds a UUID from its two 64-bit halves (most significant first).
+    #[must_use]
+    pub fn from_u64_pair(hi: u64, lo: u64) -> Self {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&hi.to_be_bytes());
+        b[8..].copy_from_slice(&lo.to_be_bytes());
+        Self(b)
+    }
+}
+
+const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+impl fmt::Display for Uuid {
+    /// Kafka prints UUIDs as unpadded URL-safe base64 (22 characters).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = [0u8; 22];
+        let mut o = 0;
+        for chunk in self.0.chunks(3) {
+            let mut n = 0u32;
+            for (i, b) in chunk.iter().enumerate() {
+                n |= u32::from(*b) << (16 - 8 * i);
+            }
+            let chars = chunk.len() + 1;
+            for i in 0..chars {
+                out[o] = BASE64URL[((n >> (18 - 6 * i)) & 63) as usize];
+                o += 1;
+            }
+        }
+        f.write_str(core::str::from_utf8(&out).unwrap_or_default())
+    }
+}
+
+impl fmt::Debug for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Uuid({self})")
+    }
+}
+
+/// A tagged field this version of the codec does not know. It is kept as read and written
+/// back unchanged, so a newer peer's fields survive a pass through kelp.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawTaggedField {
+    /// The field's tag.
+    pub tag: u32,
+    /// The field's raw data.
+    pub data: Bytes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_prints_as_kafka_does() {
+        // Kafka's Uuid.ZERO_UUID prints as "AAAAAAAAAAAAAAAAAAAAAA".
+        assert_eq!(Uuid::ZERO.to_string(), "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(Uuid([0xff; 16]).to_string(), "_____________________w");
+    }
+}
