@@ -421,7 +421,7 @@ impl MsgCtx<'_> {
         }
         if has_tags {
             let _ = writeln!(out, "    /// Tagged fields this codec does not know, kept to be written back.");
-            let _ = writeln!(out, "    pub unknown_tagged_fields: Vec<RawTaggedField>,");
+            let _ = writeln!(out, "    pub unknown_tagged_fields: UnknownTaggedFields,");
         }
         let _ = writeln!(out, "}}\n");
 
@@ -431,7 +431,7 @@ impl MsgCtx<'_> {
             let _ = writeln!(out, "            {}: {},", field_ident(&f.name), self.default_expr(f));
         }
         if has_tags {
-            let _ = writeln!(out, "            unknown_tagged_fields: Vec::new(),");
+            let _ = writeln!(out, "            unknown_tagged_fields: UnknownTaggedFields::new(),");
         }
         let _ = writeln!(out, "        }}\n    }}\n}}\n");
 
@@ -448,18 +448,32 @@ impl MsgCtx<'_> {
                 self.lo, self.hi
             );
         }
-        let _ = writeln!(out, "        let mut this = Self::default();");
+        // Every field is read into a local and the struct is built once at the end: no
+        // default is constructed only to be overwritten and dropped.
         for f in &plain {
             let ctx = format!("{rust_name}.{}", snake(&f.name));
-            let stmt = format!("this.{} = {};", field_ident(&f.name), self.dec_field(f, &self.compact(f), &ctx));
-            out.push_str(&self.cond(f.versions).guard(&stmt));
+            let read = self.dec_field(f, &self.compact(f), &ctx);
+            let value = match self.cond(f.versions) {
+                Cond::Always => read,
+                Cond::Never => self.default_expr(f),
+                Cond::Expr(e) => format!("if {e} {{ {read} }} else {{ {} }}", self.default_expr(f)),
+            };
+            let _ = writeln!(out, "        let f_{} = {value};", snake(&f.name));
         }
         if has_tags {
             let ctx = format!("{rust_name} tagged fields");
             let mut arms = String::new();
             for f in &tagged {
                 let c = self.cond(f.tagged);
-                if c == Cond::Never {
+                let read_here = c != Cond::Never;
+                let _ = writeln!(
+                    out,
+                    "        let {}f_{} = {};",
+                    if read_here { "mut " } else { "" },
+                    snake(&f.name),
+                    self.default_expr(f)
+                );
+                if !read_here {
                     continue;
                 }
                 let guard = match &c {
@@ -469,22 +483,32 @@ impl MsgCtx<'_> {
                 let fctx = format!("{rust_name}.{}", snake(&f.name));
                 let _ = writeln!(
                     arms,
-                    "{}{guard} => {{ let r = &mut sub; this.{} = {}; }}",
+                    "{}{guard} => {{ let r = &mut sub; f_{} = {}; }}",
                     f.tag.unwrap_or(0),
-                    field_ident(&f.name),
+                    snake(&f.name),
                     self.dec_field(f, "true", &fctx)
                 );
             }
-            let keep = "this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub))";
+            let keep = "unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub))";
             let dispatch = if arms.is_empty() {
                 format!("let (tag, sub) = r.tagged_field({ctx:?})?; {keep};")
             } else {
                 format!("let (tag, mut sub) = r.tagged_field({ctx:?})?; match tag {{ {arms} _ => {keep}, }}")
             };
             let body = format!("let n = r.tagged_field_count({ctx:?})?; for _ in 0..n {{ {dispatch} }}");
+            let _ = writeln!(out, "        let {}unknown_tagged_fields = UnknownTaggedFields::new();", if flex == Cond::Never { "" } else { "mut " });
             out.push_str(&flex.guard(&body));
         }
-        let _ = writeln!(out, "        Ok(this)\n    }}\n");
+        let mut build = String::from("Ok(Self {");
+        for f in fields {
+            let _ = write!(build, " {}: f_{},", field_ident(&f.name), snake(&f.name));
+        }
+        if has_tags {
+            build.push_str(" unknown_tagged_fields,");
+        }
+        build.push_str(" })");
+        let _ = writeln!(out, "        {build}\n    }}\n");
+
         tidy_since(out, start);
 
         // encode
@@ -521,13 +545,13 @@ impl MsgCtx<'_> {
                 let x = format!("&self.{id}");
                 let _ = writeln!(
                     body,
-                    "w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, {tag});\nif put_{} {{ w.tagged_header({tag}, {}); {} }}",
+                    "w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, {tag});\nif put_{} {{ w.tagged_header({tag}, {}); {} }}",
                     snake(&f.name),
                     self.len_field(f, &x, "true"),
                     self.enc_field(f, &x, "true")
                 );
             }
-            body.push_str("w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);");
+            body.push_str("w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);");
             out.push_str(&flex.guard(&body));
         }
         let _ = writeln!(out, "    }}\n");
@@ -542,7 +566,7 @@ impl MsgCtx<'_> {
         }
         if has_tags {
             let mut body = String::from(
-                "let mut count = self.unknown_tagged_fields.len();\nn += unknown_tagged_len(&self.unknown_tagged_fields);\n",
+                "let mut count = self.unknown_tagged_fields.len();\nn += unknown_tagged_len(self.unknown_tagged_fields.as_slice());\n",
             );
             for f in &tagged {
                 let c = self.cond(f.tagged);

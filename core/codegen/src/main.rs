@@ -280,7 +280,7 @@ fn imports(body: &str) -> String {
     if uses("Bytes") {
         out.push_str("use bytes::Bytes;\n\n");
     }
-    let codec: Vec<&str> = ["DecodeError", "KStr", "Message", "RawTaggedField", "Reader", "Uuid", "Writer"]
+    let codec: Vec<&str> = ["DecodeError", "KStr", "Message", "Reader", "UnknownTaggedFields", "Uuid", "Writer"]
         .into_iter()
         .filter(|n| uses(n))
         .collect();

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::{KStr, RawTaggedField, Uuid};
+use super::{KStr, RawTaggedField, UnknownTaggedFields, Uuid};
 
 /// A seeded source of random wire values.
 #[derive(Debug, Clone)]
@@ -117,7 +117,7 @@ impl Gen {
     }
 
     /// Zero to two unknown tagged fields with ascending tags above `above`.
-    pub fn unknown_tagged(&mut self, above: Option<u32>) -> Vec<RawTaggedField> {
+    pub fn unknown_tagged(&mut self, above: Option<u32>) -> UnknownTaggedFields {
         let mut tag = above.map_or(0, |t| t + 1) + self.below(3) as u32;
         let n = if self.one_in(2) { 0 } else { 1 + self.below(2) as usize };
         (0..n)
@@ -126,6 +126,7 @@ impl Gen {
                 tag += 1 + self.below(3) as u32;
                 f
             })
-            .collect()
+            .collect::<Vec<_>>()
+            .into()
     }
 }

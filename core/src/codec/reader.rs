@@ -12,7 +12,10 @@ use super::{DecodeError, KStr, RawTaggedField, Uuid};
 /// A cursor over a frame that reads Kafka wire primitives and hands out zero-copy slices.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
+    /// The frame, for zero-copy slices.
     buf: &'a Bytes,
+    /// The same bytes as a plain slice, so primitive reads need no indirection.
+    data: &'a [u8],
     pos: usize,
     end: usize,
 }
@@ -26,11 +29,12 @@ impl<'a> Reader<'a> {
     /// A reader over the whole of `buf`.
     #[must_use]
     pub fn new(buf: &'a Bytes) -> Self {
-        Self { buf, pos: 0, end: buf.len() }
+        Self { buf, data: buf.as_ref(), pos: 0, end: buf.len() }
     }
 
     /// Bytes left to read.
     #[must_use]
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.end - self.pos
     }
@@ -46,22 +50,20 @@ impl<'a> Reader<'a> {
         if self.remaining() == 0 { Ok(()) } else { Err(DecodeError::TrailingBytes(ctx)) }
     }
 
-    fn take(&mut self, n: usize, ctx: &'static str) -> Result<&'a [u8], DecodeError> {
-        if n > self.remaining() {
-            return Err(DecodeError::Truncated(ctx));
-        }
-        let start = self.pos;
-        self.pos += n;
-        Ok(&self.buf[start..self.pos])
-    }
-
+    #[inline]
     fn fixed<const N: usize>(&mut self, ctx: &'static str) -> Result<[u8; N], DecodeError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, ctx)?);
-        Ok(out)
+        let window = &self.data[..self.end];
+        match window.get(self.pos..).and_then(|rest| rest.first_chunk::<N>()) {
+            Some(out) => {
+                self.pos += N;
+                Ok(*out)
+            }
+            None => Err(DecodeError::Truncated(ctx)),
+        }
     }
 
     /// A zero-copy slice of the next `n` bytes.
+    #[inline]
     pub fn bytes(&mut self, n: usize, ctx: &'static str) -> Result<Bytes, DecodeError> {
         if n > self.remaining() {
             return Err(DecodeError::Truncated(ctx));
@@ -80,66 +82,90 @@ impl<'a> Reader<'a> {
     }
 
     /// Splits off a reader over the next `n` bytes and advances past them.
+    #[inline]
     pub fn sub(&mut self, n: usize, ctx: &'static str) -> Result<Reader<'a>, DecodeError> {
         if n > self.remaining() {
             return Err(DecodeError::Truncated(ctx));
         }
-        let sub = Reader { buf: self.buf, pos: self.pos, end: self.pos + n };
+        let sub = Reader { buf: self.buf, data: self.data, pos: self.pos, end: self.pos + n };
         self.pos += n;
         Ok(sub)
     }
 
     /// Reads an `int8`.
+    #[inline]
     pub fn i8(&mut self, ctx: &'static str) -> Result<i8, DecodeError> {
         Ok(i8::from_be_bytes(self.fixed(ctx)?))
     }
     /// Reads an `int16`.
+    #[inline]
     pub fn i16(&mut self, ctx: &'static str) -> Result<i16, DecodeError> {
         Ok(i16::from_be_bytes(self.fixed(ctx)?))
     }
     /// Reads a `uint16`.
+    #[inline]
     pub fn u16(&mut self, ctx: &'static str) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.fixed(ctx)?))
     }
     /// Reads an `int32`.
+    #[inline]
     pub fn i32(&mut self, ctx: &'static str) -> Result<i32, DecodeError> {
         Ok(i32::from_be_bytes(self.fixed(ctx)?))
     }
     /// Reads a `uint32`.
+    #[inline]
     pub fn u32(&mut self, ctx: &'static str) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.fixed(ctx)?))
     }
     /// Reads an `int64`.
+    #[inline]
     pub fn i64(&mut self, ctx: &'static str) -> Result<i64, DecodeError> {
         Ok(i64::from_be_bytes(self.fixed(ctx)?))
     }
     /// Reads a `float64`.
+    #[inline]
     pub fn f64(&mut self, ctx: &'static str) -> Result<f64, DecodeError> {
         Ok(f64::from_be_bytes(self.fixed(ctx)?))
     }
     /// Reads a `bool`: any non-zero byte is true, as in Kafka's Java reader.
+    #[inline]
     pub fn bool(&mut self, ctx: &'static str) -> Result<bool, DecodeError> {
         Ok(self.i8(ctx)? != 0)
     }
     /// Reads a `uuid`.
+    #[inline]
     pub fn uuid(&mut self, ctx: &'static str) -> Result<Uuid, DecodeError> {
         Ok(Uuid(self.fixed(ctx)?))
     }
 
     /// Reads an unsigned varint of at most 5 bytes (a `u32`).
+    #[inline]
     pub fn uvarint(&mut self, ctx: &'static str) -> Result<u32, DecodeError> {
+        // Lengths and counts are nearly always below 128: one byte, one branch.
+        if let Some(&b) = self.data[..self.end].get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u32::from(b));
+        }
+        self.uvarint_slow(ctx)
+    }
+
+    fn uvarint_slow(&mut self, ctx: &'static str) -> Result<u32, DecodeError> {
+        let rest = &self.data[self.pos..self.end];
         let mut value: u32 = 0;
-        for i in 0..MAX_VARINT_BYTES {
-            let b = self.fixed::<1>(ctx)?[0];
+        for (i, &b) in rest.iter().take(MAX_VARINT_BYTES).enumerate() {
             value |= u32::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
+            if b < 0x80 {
+                self.pos += i + 1;
                 return Ok(value);
             }
         }
-        Err(DecodeError::VarintTooLong(ctx))
+        if rest.len() < MAX_VARINT_BYTES { Err(DecodeError::Truncated(ctx)) } else { Err(DecodeError::VarintTooLong(ctx)) }
     }
 
     /// Reads a zig-zag signed varint (an `i32`).
+    #[inline]
     pub fn varint(&mut self, ctx: &'static str) -> Result<i32, DecodeError> {
         let raw = self.uvarint(ctx)?;
         Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
@@ -159,6 +185,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length that must be backed by at least `len * min_elem` remaining bytes.
+    #[inline]
     fn checked_len(&self, len: usize, min_elem: usize, ctx: &'static str) -> Result<usize, DecodeError> {
         if len.saturating_mul(min_elem.max(1)) > self.remaining() {
             return Err(DecodeError::LengthOutOfRange(ctx));
@@ -168,6 +195,7 @@ impl<'a> Reader<'a> {
 
     /// Reads a classic (`int32`) array length: `None` for null (-1). Each element takes at
     /// least `min_elem` bytes on the wire, so the count is checked against what remains.
+    #[inline]
     pub fn array_len(&mut self, min_elem: usize, ctx: &'static str) -> Result<Option<usize>, DecodeError> {
         match self.i32(ctx)? {
             -1 => Ok(None),
@@ -177,6 +205,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a compact (unsigned varint, N+1) array length: `None` for null (0).
+    #[inline]
     pub fn compact_array_len(
         &mut self,
         min_elem: usize,
@@ -189,6 +218,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a non-nullable array length in the given encoding.
+    #[inline]
     pub fn array_len_required(
         &mut self,
         compact: bool,
@@ -200,6 +230,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a nullable array length in the given encoding.
+    #[inline]
     pub fn array_len_nullable(
         &mut self,
         compact: bool,
@@ -210,6 +241,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a non-nullable array whose elements `elem` reads, each at least `min_elem` bytes.
+    #[inline]
     pub fn array<T>(
         &mut self,
         compact: bool,
@@ -226,6 +258,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a nullable array.
+    #[inline]
     pub fn nullable_array<T>(
         &mut self,
         compact: bool,
@@ -241,6 +274,7 @@ impl<'a> Reader<'a> {
         self.array(compact, min_elem, ctx, elem).map(Some)
     }
 
+    #[inline]
     fn str_len(&mut self, compact: bool, ctx: &'static str) -> Result<Option<usize>, DecodeError> {
         if compact {
             match self.uvarint(ctx)? {
@@ -256,22 +290,10 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn bytes_len(&mut self, compact: bool, ctx: &'static str) -> Result<Option<usize>, DecodeError> {
-        if compact {
-            match self.uvarint(ctx)? {
-                0 => Ok(None),
-                n => self.checked_len((n - 1) as usize, 1, ctx).map(Some),
-            }
-        } else {
-            match self.i32(ctx)? {
-                -1 => Ok(None),
-                n if n < 0 => Err(DecodeError::LengthOutOfRange(ctx)),
-                n => self.checked_len(n as usize, 1, ctx).map(Some),
-            }
-        }
-    }
+    #[inline]
 
     /// Reads a nullable string (classic `int16` length or compact).
+    #[inline]
     pub fn nullable_string(&mut self, compact: bool, ctx: &'static str) -> Result<Option<KStr>, DecodeError> {
         match self.str_len(compact, ctx)? {
             None => Ok(None),
@@ -280,24 +302,41 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a non-nullable string.
+    #[inline]
     pub fn string(&mut self, compact: bool, ctx: &'static str) -> Result<KStr, DecodeError> {
         self.nullable_string(compact, ctx)?.ok_or(DecodeError::UnexpectedNull(ctx))
     }
 
     /// Reads nullable bytes (classic `int32` length or compact); also used for record sets.
+    #[inline(always)]
     pub fn nullable_bytes(&mut self, compact: bool, ctx: &'static str) -> Result<Option<Bytes>, DecodeError> {
-        match self.bytes_len(compact, ctx)? {
-            None => Ok(None),
-            Some(n) => self.bytes(n, ctx).map(Some),
+        let n = if compact {
+            match self.uvarint(ctx)? {
+                0 => return Ok(None),
+                n => (n - 1) as usize,
+            }
+        } else {
+            match self.i32(ctx)? {
+                -1 => return Ok(None),
+                n => usize::try_from(n).map_err(|_| DecodeError::LengthOutOfRange(ctx))?,
+            }
+        };
+        if n > self.remaining() {
+            return Err(DecodeError::LengthOutOfRange(ctx));
         }
+        let out = self.buf.slice(self.pos..self.pos + n);
+        self.pos += n;
+        Ok(Some(out))
     }
 
     /// Reads non-nullable bytes.
+    #[inline]
     pub fn bytes_field(&mut self, compact: bool, ctx: &'static str) -> Result<Bytes, DecodeError> {
         self.nullable_bytes(compact, ctx)?.ok_or(DecodeError::UnexpectedNull(ctx))
     }
 
     /// Reads the header of one tagged field: its tag and a reader over its data.
+    #[inline]
     pub fn tagged_field(&mut self, ctx: &'static str) -> Result<(u32, Reader<'a>), DecodeError> {
         let tag = self.uvarint(ctx)?;
         let size = self.uvarint(ctx)? as usize;
@@ -305,6 +344,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the number of tagged fields that follow (each takes at least two bytes).
+    #[inline]
     pub fn tagged_field_count(&mut self, ctx: &'static str) -> Result<usize, DecodeError> {
         let n = self.uvarint(ctx)? as usize;
         self.checked_len(n, 2, ctx)

@@ -146,6 +146,50 @@ pub struct RawTaggedField {
     pub data: Bytes,
 }
 
+/// The tagged fields a struct carried that this codec does not know, in the order read.
+///
+/// Almost always empty, so it is one pointer wide and empty costs nothing to create, move or
+/// drop; the list is allocated only when a peer actually sends unknown fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnknownTaggedFields(Option<Box<Vec<RawTaggedField>>>);
+
+impl UnknownTaggedFields {
+    /// No fields.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self(None)
+    }
+
+    /// Appends a field (kept in order; write them in ascending tag order).
+    pub fn push(&mut self, field: RawTaggedField) {
+        self.0.get_or_insert_with(Default::default).push(field);
+    }
+
+    /// The fields.
+    #[must_use]
+    pub fn as_slice(&self) -> &[RawTaggedField] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// How many fields there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+}
+
+impl From<Vec<RawTaggedField>> for UnknownTaggedFields {
+    fn from(v: Vec<RawTaggedField>) -> Self {
+        if v.is_empty() { Self(None) } else { Self(Some(Box::new(v))) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,8 @@ const MAX_VARINT_BYTES: usize = 5;
 const MAX_VARLONG_BYTES: usize = 10;
 
 /// A position in a records buffer. Running out of bytes is an invalid record: the
-/// surrounding batch has already been framed, so the records inside it must fit.
+/// surrounding batch has already been framed, so the records inside it must fit (Kafka's
+/// `DefaultRecord` throws `InvalidRecordException` for these).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Cursor<'a> {
     buf: &'a [u8],
@@ -32,18 +33,6 @@ impl<'a> Cursor<'a> {
         self.buf.len().saturating_sub(self.pos)
     }
 
-    /// The cursor limited to the next `n` bytes (the rest of the buffer is out of reach).
-    pub(super) fn window(&self, n: usize, ctx: &'static str) -> Result<Self, RecordsError> {
-        if n > self.remaining() {
-            return Err(RecordsError::InvalidLength(ctx));
-        }
-        let end = self.pos + n;
-        match self.buf.get(..end) {
-            Some(buf) => Ok(Self { buf, pos: self.pos }),
-            None => Err(RecordsError::InvalidLength(ctx)),
-        }
-    }
-
     #[inline]
     pub(super) fn u8(&mut self, ctx: &'static str) -> Result<u8, RecordsError> {
         match self.buf.get(self.pos) {
@@ -59,7 +48,7 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub(super) fn skip(&mut self, n: usize, ctx: &'static str) -> Result<usize, RecordsError> {
         if n > self.remaining() {
-            return Err(RecordsError::InvalidLength(ctx));
+            return Err(RecordsError::InvalidRecord(ctx));
         }
         let start = self.pos;
         self.pos += n;
@@ -203,7 +192,7 @@ mod tests {
         assert!(matches!(Cursor::new(&out, 0).nullable_span("k"), Err(RecordsError::InvalidRecord(_))));
         out.clear();
         put_varint(&mut out, i32::MAX);
-        assert!(matches!(Cursor::new(&out, 0).nullable_span("k"), Err(RecordsError::InvalidLength(_))));
+        assert!(matches!(Cursor::new(&out, 0).nullable_span("k"), Err(RecordsError::InvalidRecord(_))));
     }
 
     proptest! {

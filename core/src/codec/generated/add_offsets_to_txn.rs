@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The AddOffsetsToTxnRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,7 +18,7 @@ pub struct AddOffsetsToTxnRequest {
     /// The unique group identifier. (versions 0+)
     pub group_id: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AddOffsetsToTxnRequest {
@@ -28,7 +28,7 @@ impl Default for AddOffsetsToTxnRequest {
             producer_id: 0,
             producer_epoch: 0,
             group_id: KStr::default(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -40,19 +40,25 @@ impl Message for AddOffsetsToTxnRequest {
         if !(0..=4).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AddOffsetsToTxnRequest", version });
         }
-        let mut this = Self::default();
-        this.transactional_id = r.string(version >= 3, "AddOffsetsToTxnRequest.transactional_id")?;
-        this.producer_id = r.i64("AddOffsetsToTxnRequest.producer_id")?;
-        this.producer_epoch = r.i16("AddOffsetsToTxnRequest.producer_epoch")?;
-        this.group_id = r.string(version >= 3, "AddOffsetsToTxnRequest.group_id")?;
+        let f_transactional_id = r.string(version >= 3, "AddOffsetsToTxnRequest.transactional_id")?;
+        let f_producer_id = r.i64("AddOffsetsToTxnRequest.producer_id")?;
+        let f_producer_epoch = r.i16("AddOffsetsToTxnRequest.producer_epoch")?;
+        let f_group_id = r.string(version >= 3, "AddOffsetsToTxnRequest.group_id")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("AddOffsetsToTxnRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AddOffsetsToTxnRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id: f_transactional_id,
+            producer_id: f_producer_id,
+            producer_epoch: f_producer_epoch,
+            group_id: f_group_id,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -64,7 +70,7 @@ impl Message for AddOffsetsToTxnRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -76,7 +82,7 @@ impl Message for AddOffsetsToTxnRequest {
         n += string_len(version >= 3, &self.group_id);
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -104,12 +110,12 @@ pub struct AddOffsetsToTxnResponse {
     /// The response error code, or 0 if there was no error. (versions 0+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AddOffsetsToTxnResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, error_code: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -120,17 +126,17 @@ impl Message for AddOffsetsToTxnResponse {
         if !(0..=4).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AddOffsetsToTxnResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("AddOffsetsToTxnResponse.throttle_time_ms")?;
-        this.error_code = r.i16("AddOffsetsToTxnResponse.error_code")?;
+        let f_throttle_time_ms = r.i32("AddOffsetsToTxnResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("AddOffsetsToTxnResponse.error_code")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("AddOffsetsToTxnResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AddOffsetsToTxnResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, error_code: f_error_code, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -140,7 +146,7 @@ impl Message for AddOffsetsToTxnResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -150,7 +156,7 @@ impl Message for AddOffsetsToTxnResponse {
         n += 2;
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

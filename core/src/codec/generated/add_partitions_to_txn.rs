@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The AddPartitionsToTxnRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,7 +20,7 @@ pub struct AddPartitionsToTxnRequest {
     /// The partitions to add to the transaction. (versions 0-3)
     pub v3_and_below_topics: Vec<AddPartitionsToTxnTopic>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AddPartitionsToTxnRequest {
@@ -31,7 +31,7 @@ impl Default for AddPartitionsToTxnRequest {
             v3_and_below_producer_id: 0,
             v3_and_below_producer_epoch: 0,
             v3_and_below_topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -43,36 +43,45 @@ impl Message for AddPartitionsToTxnRequest {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AddPartitionsToTxnRequest", version });
         }
-        let mut this = Self::default();
-        if version >= 4 {
-            this.transactions = r.array(version >= 3, 1, "AddPartitionsToTxnRequest.transactions", |r| {
+        let f_transactions = if version >= 4 {
+            r.array(version >= 3, 1, "AddPartitionsToTxnRequest.transactions", |r| {
                 AddPartitionsToTxnTransaction::decode(r, version)
-            })?;
-        }
-        if version <= 3 {
-            this.v3_and_below_transactional_id =
-                r.string(version >= 3, "AddPartitionsToTxnRequest.v3_and_below_transactional_id")?;
-        }
-        if version <= 3 {
-            this.v3_and_below_producer_id = r.i64("AddPartitionsToTxnRequest.v3_and_below_producer_id")?;
-        }
-        if version <= 3 {
-            this.v3_and_below_producer_epoch = r.i16("AddPartitionsToTxnRequest.v3_and_below_producer_epoch")?;
-        }
-        if version <= 3 {
-            this.v3_and_below_topics =
-                r.array(version >= 3, 2, "AddPartitionsToTxnRequest.v3_and_below_topics", |r| {
-                    AddPartitionsToTxnTopic::decode(r, version)
-                })?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let f_v3_and_below_transactional_id = if version <= 3 {
+            r.string(version >= 3, "AddPartitionsToTxnRequest.v3_and_below_transactional_id")?
+        } else {
+            KStr::default()
+        };
+        let f_v3_and_below_producer_id =
+            if version <= 3 { r.i64("AddPartitionsToTxnRequest.v3_and_below_producer_id")? } else { 0 };
+        let f_v3_and_below_producer_epoch =
+            if version <= 3 { r.i16("AddPartitionsToTxnRequest.v3_and_below_producer_epoch")? } else { 0 };
+        let f_v3_and_below_topics = if version <= 3 {
+            r.array(version >= 3, 2, "AddPartitionsToTxnRequest.v3_and_below_topics", |r| {
+                AddPartitionsToTxnTopic::decode(r, version)
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("AddPartitionsToTxnRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AddPartitionsToTxnRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactions: f_transactions,
+            v3_and_below_transactional_id: f_v3_and_below_transactional_id,
+            v3_and_below_producer_id: f_v3_and_below_producer_id,
+            v3_and_below_producer_epoch: f_v3_and_below_producer_epoch,
+            v3_and_below_topics: f_v3_and_below_topics,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -101,7 +110,7 @@ impl Message for AddPartitionsToTxnRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -126,7 +135,7 @@ impl Message for AddPartitionsToTxnRequest {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -171,7 +180,7 @@ pub struct AddPartitionsToTxnTransaction {
     /// The partitions to add to the transaction. (versions 4+)
     pub topics: Vec<AddPartitionsToTxnTopic>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AddPartitionsToTxnTransaction {
@@ -182,7 +191,7 @@ impl Default for AddPartitionsToTxnTransaction {
             producer_epoch: 0,
             verify_only: false,
             topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -191,32 +200,37 @@ impl Message for AddPartitionsToTxnTransaction {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 4 {
-            this.transactional_id = r.string(version >= 3, "AddPartitionsToTxnTransaction.transactional_id")?;
-        }
-        if version >= 4 {
-            this.producer_id = r.i64("AddPartitionsToTxnTransaction.producer_id")?;
-        }
-        if version >= 4 {
-            this.producer_epoch = r.i16("AddPartitionsToTxnTransaction.producer_epoch")?;
-        }
-        if version >= 4 {
-            this.verify_only = r.bool("AddPartitionsToTxnTransaction.verify_only")?;
-        }
-        if version >= 4 {
-            this.topics = r.array(version >= 3, 2, "AddPartitionsToTxnTransaction.topics", |r| {
+        let f_transactional_id = if version >= 4 {
+            r.string(version >= 3, "AddPartitionsToTxnTransaction.transactional_id")?
+        } else {
+            KStr::default()
+        };
+        let f_producer_id = if version >= 4 { r.i64("AddPartitionsToTxnTransaction.producer_id")? } else { 0 };
+        let f_producer_epoch = if version >= 4 { r.i16("AddPartitionsToTxnTransaction.producer_epoch")? } else { 0 };
+        let f_verify_only = if version >= 4 { r.bool("AddPartitionsToTxnTransaction.verify_only")? } else { false };
+        let f_topics = if version >= 4 {
+            r.array(version >= 3, 2, "AddPartitionsToTxnTransaction.topics", |r| {
                 AddPartitionsToTxnTopic::decode(r, version)
-            })?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("AddPartitionsToTxnTransaction tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AddPartitionsToTxnTransaction tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id: f_transactional_id,
+            producer_id: f_producer_id,
+            producer_epoch: f_producer_epoch,
+            verify_only: f_verify_only,
+            topics: f_topics,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -242,7 +256,7 @@ impl Message for AddPartitionsToTxnTransaction {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -266,7 +280,7 @@ impl Message for AddPartitionsToTxnTransaction {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -305,12 +319,12 @@ pub struct AddPartitionsToTxnTopic {
     /// The partition indexes to add to the transaction. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AddPartitionsToTxnTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -318,19 +332,19 @@ impl Message for AddPartitionsToTxnTopic {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 3, "AddPartitionsToTxnTopic.name")?;
-        this.partitions = r.array(version >= 3, 4, "AddPartitionsToTxnTopic.partitions", |r| {
+        let f_name = r.string(version >= 3, "AddPartitionsToTxnTopic.name")?;
+        let f_partitions = r.array(version >= 3, 4, "AddPartitionsToTxnTopic.partitions", |r| {
             r.i32("AddPartitionsToTxnTopic.partitions")
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("AddPartitionsToTxnTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AddPartitionsToTxnTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -343,7 +357,7 @@ impl Message for AddPartitionsToTxnTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -353,7 +367,7 @@ impl Message for AddPartitionsToTxnTopic {
         n += array_len_len(version >= 3, Some(self.partitions.len())) + self.partitions.len() * 4;
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -383,7 +397,7 @@ pub struct AddPartitionsToTxnResponse {
     /// The results for each topic. (versions 0-3)
     pub results_by_topic_v3_and_below: Vec<AddPartitionsToTxnTopicResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AddPartitionsToTxnResponse {
@@ -393,7 +407,7 @@ impl Default for AddPartitionsToTxnResponse {
             error_code: 0,
             results_by_transaction: Vec::new(),
             results_by_topic_v3_and_below: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -405,31 +419,37 @@ impl Message for AddPartitionsToTxnResponse {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AddPartitionsToTxnResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("AddPartitionsToTxnResponse.throttle_time_ms")?;
-        if version >= 4 {
-            this.error_code = r.i16("AddPartitionsToTxnResponse.error_code")?;
-        }
-        if version >= 4 {
-            this.results_by_transaction =
-                r.array(version >= 3, 1, "AddPartitionsToTxnResponse.results_by_transaction", |r| {
-                    AddPartitionsToTxnResult::decode(r, version)
-                })?;
-        }
-        if version <= 3 {
-            this.results_by_topic_v3_and_below =
-                r.array(version >= 3, 2, "AddPartitionsToTxnResponse.results_by_topic_v3_and_below", |r| {
-                    AddPartitionsToTxnTopicResult::decode(r, version)
-                })?;
-        }
+        let f_throttle_time_ms = r.i32("AddPartitionsToTxnResponse.throttle_time_ms")?;
+        let f_error_code = if version >= 4 { r.i16("AddPartitionsToTxnResponse.error_code")? } else { 0 };
+        let f_results_by_transaction = if version >= 4 {
+            r.array(version >= 3, 1, "AddPartitionsToTxnResponse.results_by_transaction", |r| {
+                AddPartitionsToTxnResult::decode(r, version)
+            })?
+        } else {
+            Vec::new()
+        };
+        let f_results_by_topic_v3_and_below = if version <= 3 {
+            r.array(version >= 3, 2, "AddPartitionsToTxnResponse.results_by_topic_v3_and_below", |r| {
+                AddPartitionsToTxnTopicResult::decode(r, version)
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("AddPartitionsToTxnResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AddPartitionsToTxnResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            results_by_transaction: f_results_by_transaction,
+            results_by_topic_v3_and_below: f_results_by_topic_v3_and_below,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -453,7 +473,7 @@ impl Message for AddPartitionsToTxnResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -473,7 +493,7 @@ impl Message for AddPartitionsToTxnResponse {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -508,12 +528,16 @@ pub struct AddPartitionsToTxnResult {
     /// The results for each topic. (versions 4+)
     pub topic_results: Vec<AddPartitionsToTxnTopicResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AddPartitionsToTxnResult {
     fn default() -> Self {
-        Self { transactional_id: KStr::default(), topic_results: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            transactional_id: KStr::default(),
+            topic_results: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -521,23 +545,27 @@ impl Message for AddPartitionsToTxnResult {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 4 {
-            this.transactional_id = r.string(version >= 3, "AddPartitionsToTxnResult.transactional_id")?;
-        }
-        if version >= 4 {
-            this.topic_results = r.array(version >= 3, 2, "AddPartitionsToTxnResult.topic_results", |r| {
+        let f_transactional_id = if version >= 4 {
+            r.string(version >= 3, "AddPartitionsToTxnResult.transactional_id")?
+        } else {
+            KStr::default()
+        };
+        let f_topic_results = if version >= 4 {
+            r.array(version >= 3, 2, "AddPartitionsToTxnResult.topic_results", |r| {
                 AddPartitionsToTxnTopicResult::decode(r, version)
-            })?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("AddPartitionsToTxnResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AddPartitionsToTxnResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { transactional_id: f_transactional_id, topic_results: f_topic_results, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -554,7 +582,7 @@ impl Message for AddPartitionsToTxnResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -569,7 +597,7 @@ impl Message for AddPartitionsToTxnResult {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -599,12 +627,16 @@ pub struct AddPartitionsToTxnTopicResult {
     /// The results for each partition. (versions 0+)
     pub results_by_partition: Vec<AddPartitionsToTxnPartitionResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AddPartitionsToTxnTopicResult {
     fn default() -> Self {
-        Self { name: KStr::default(), results_by_partition: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            name: KStr::default(),
+            results_by_partition: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -612,20 +644,20 @@ impl Message for AddPartitionsToTxnTopicResult {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 3, "AddPartitionsToTxnTopicResult.name")?;
-        this.results_by_partition =
+        let f_name = r.string(version >= 3, "AddPartitionsToTxnTopicResult.name")?;
+        let f_results_by_partition =
             r.array(version >= 3, 6, "AddPartitionsToTxnTopicResult.results_by_partition", |r| {
                 AddPartitionsToTxnPartitionResult::decode(r, version)
             })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("AddPartitionsToTxnTopicResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AddPartitionsToTxnTopicResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, results_by_partition: f_results_by_partition, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -638,7 +670,7 @@ impl Message for AddPartitionsToTxnTopicResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -649,7 +681,7 @@ impl Message for AddPartitionsToTxnTopicResult {
             + self.results_by_partition.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -676,12 +708,12 @@ pub struct AddPartitionsToTxnPartitionResult {
     /// The response error code. (versions 0+)
     pub partition_error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AddPartitionsToTxnPartitionResult {
     fn default() -> Self {
-        Self { partition_index: 0, partition_error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, partition_error_code: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -689,17 +721,21 @@ impl Message for AddPartitionsToTxnPartitionResult {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("AddPartitionsToTxnPartitionResult.partition_index")?;
-        this.partition_error_code = r.i16("AddPartitionsToTxnPartitionResult.partition_error_code")?;
+        let f_partition_index = r.i32("AddPartitionsToTxnPartitionResult.partition_index")?;
+        let f_partition_error_code = r.i16("AddPartitionsToTxnPartitionResult.partition_error_code")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("AddPartitionsToTxnPartitionResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AddPartitionsToTxnPartitionResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            partition_error_code: f_partition_error_code,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -709,7 +745,7 @@ impl Message for AddPartitionsToTxnPartitionResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -719,7 +755,7 @@ impl Message for AddPartitionsToTxnPartitionResult {
         n += 2;
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

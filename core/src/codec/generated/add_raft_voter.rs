@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The AddRaftVoterRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,7 +20,7 @@ pub struct AddRaftVoterRequest {
     /// The endpoints that can be used to communicate with the voter (versions 0+)
     pub listeners: Vec<Listener>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AddRaftVoterRequest {
@@ -31,7 +31,7 @@ impl Default for AddRaftVoterRequest {
             voter_id: 0,
             voter_directory_id: Uuid::ZERO,
             listeners: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -43,18 +43,25 @@ impl Message for AddRaftVoterRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AddRaftVoterRequest", version });
         }
-        let mut this = Self::default();
-        this.cluster_id = r.nullable_string(true, "AddRaftVoterRequest.cluster_id")?;
-        this.timeout_ms = r.i32("AddRaftVoterRequest.timeout_ms")?;
-        this.voter_id = r.i32("AddRaftVoterRequest.voter_id")?;
-        this.voter_directory_id = r.uuid("AddRaftVoterRequest.voter_directory_id")?;
-        this.listeners = r.array(true, 5, "AddRaftVoterRequest.listeners", |r| Listener::decode(r, version))?;
+        let f_cluster_id = r.nullable_string(true, "AddRaftVoterRequest.cluster_id")?;
+        let f_timeout_ms = r.i32("AddRaftVoterRequest.timeout_ms")?;
+        let f_voter_id = r.i32("AddRaftVoterRequest.voter_id")?;
+        let f_voter_directory_id = r.uuid("AddRaftVoterRequest.voter_directory_id")?;
+        let f_listeners = r.array(true, 5, "AddRaftVoterRequest.listeners", |r| Listener::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("AddRaftVoterRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("AddRaftVoterRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            cluster_id: f_cluster_id,
+            timeout_ms: f_timeout_ms,
+            voter_id: f_voter_id,
+            voter_directory_id: f_voter_directory_id,
+            listeners: f_listeners,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -76,7 +83,7 @@ impl Message for AddRaftVoterRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -91,7 +98,7 @@ impl Message for AddRaftVoterRequest {
         n += array_len_len(true, Some(self.listeners.len()))
             + self.listeners.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -119,12 +126,17 @@ pub struct Listener {
     /// The port (versions 0+)
     pub port: u16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for Listener {
     fn default() -> Self {
-        Self { name: KStr::default(), host: KStr::default(), port: 0, unknown_tagged_fields: Vec::new() }
+        Self {
+            name: KStr::default(),
+            host: KStr::default(),
+            port: 0,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -132,16 +144,16 @@ impl Message for Listener {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(true, "Listener.name")?;
-        this.host = r.string(true, "Listener.host")?;
-        this.port = r.u16("Listener.port")?;
+        let f_name = r.string(true, "Listener.name")?;
+        let f_host = r.string(true, "Listener.host")?;
+        let f_port = r.u16("Listener.port")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("Listener tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("Listener tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { name: f_name, host: f_host, port: f_port, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -151,7 +163,7 @@ impl Message for Listener {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -160,7 +172,7 @@ impl Message for Listener {
         n += string_len(true, &self.host);
         n += 2;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -186,7 +198,7 @@ pub struct AddRaftVoterResponse {
     /// The error message, or null if there was no error. (versions 0+)
     pub error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AddRaftVoterResponse {
@@ -195,7 +207,7 @@ impl Default for AddRaftVoterResponse {
             throttle_time_ms: 0,
             error_code: 0,
             error_message: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -207,16 +219,21 @@ impl Message for AddRaftVoterResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AddRaftVoterResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("AddRaftVoterResponse.throttle_time_ms")?;
-        this.error_code = r.i16("AddRaftVoterResponse.error_code")?;
-        this.error_message = r.nullable_string(true, "AddRaftVoterResponse.error_message")?;
+        let f_throttle_time_ms = r.i32("AddRaftVoterResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("AddRaftVoterResponse.error_code")?;
+        let f_error_message = r.nullable_string(true, "AddRaftVoterResponse.error_message")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("AddRaftVoterResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("AddRaftVoterResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -233,7 +250,7 @@ impl Message for AddRaftVoterResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -245,7 +262,7 @@ impl Message for AddRaftVoterResponse {
             None => nullable_string_len(true, None),
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

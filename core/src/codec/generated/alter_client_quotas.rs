@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The AlterClientQuotasRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,12 +14,12 @@ pub struct AlterClientQuotasRequest {
     /// Whether the alteration should be validated, but not performed. (versions 0+)
     pub validate_only: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterClientQuotasRequest {
     fn default() -> Self {
-        Self { entries: Vec::new(), validate_only: false, unknown_tagged_fields: Vec::new() }
+        Self { entries: Vec::new(), validate_only: false, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -30,18 +30,18 @@ impl Message for AlterClientQuotasRequest {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AlterClientQuotasRequest", version });
         }
-        let mut this = Self::default();
-        this.entries =
+        let f_entries =
             r.array(version >= 1, 2, "AlterClientQuotasRequest.entries", |r| RequestEntryData::decode(r, version))?;
-        this.validate_only = r.bool("AlterClientQuotasRequest.validate_only")?;
+        let f_validate_only = r.bool("AlterClientQuotasRequest.validate_only")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("AlterClientQuotasRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterClientQuotasRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { entries: f_entries, validate_only: f_validate_only, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -54,7 +54,7 @@ impl Message for AlterClientQuotasRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -65,7 +65,7 @@ impl Message for AlterClientQuotasRequest {
         n += 1;
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -91,12 +91,12 @@ pub struct RequestEntryData {
     /// An individual quota configuration entry to alter. (versions 0+)
     pub ops: Vec<OpData>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for RequestEntryData {
     fn default() -> Self {
-        Self { entity: Vec::new(), ops: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { entity: Vec::new(), ops: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -104,17 +104,18 @@ impl Message for RequestEntryData {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.entity = r.array(version >= 1, 2, "RequestEntryData.entity", |r| RequestEntityData::decode(r, version))?;
-        this.ops = r.array(version >= 1, 10, "RequestEntryData.ops", |r| OpData::decode(r, version))?;
+        let f_entity =
+            r.array(version >= 1, 2, "RequestEntryData.entity", |r| RequestEntityData::decode(r, version))?;
+        let f_ops = r.array(version >= 1, 10, "RequestEntryData.ops", |r| OpData::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("RequestEntryData tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("RequestEntryData tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { entity: f_entity, ops: f_ops, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -130,7 +131,7 @@ impl Message for RequestEntryData {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -142,7 +143,7 @@ impl Message for RequestEntryData {
             + self.ops.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -168,12 +169,16 @@ pub struct RequestEntityData {
     /// The name of the entity, or null if the default. (versions 0+)
     pub entity_name: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for RequestEntityData {
     fn default() -> Self {
-        Self { entity_type: KStr::default(), entity_name: Some(KStr::default()), unknown_tagged_fields: Vec::new() }
+        Self {
+            entity_type: KStr::default(),
+            entity_name: Some(KStr::default()),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -181,17 +186,17 @@ impl Message for RequestEntityData {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.entity_type = r.string(version >= 1, "RequestEntityData.entity_type")?;
-        this.entity_name = r.nullable_string(version >= 1, "RequestEntityData.entity_name")?;
+        let f_entity_type = r.string(version >= 1, "RequestEntityData.entity_type")?;
+        let f_entity_name = r.nullable_string(version >= 1, "RequestEntityData.entity_name")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("RequestEntityData tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("RequestEntityData tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { entity_type: f_entity_type, entity_name: f_entity_name, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -208,7 +213,7 @@ impl Message for RequestEntityData {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -221,7 +226,7 @@ impl Message for RequestEntityData {
         };
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -249,12 +254,12 @@ pub struct OpData {
     /// Whether the quota configuration value should be removed, otherwise set. (versions 0+)
     pub remove: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OpData {
     fn default() -> Self {
-        Self { key: KStr::default(), value: 0.0, remove: false, unknown_tagged_fields: Vec::new() }
+        Self { key: KStr::default(), value: 0.0, remove: false, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -262,18 +267,18 @@ impl Message for OpData {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.key = r.string(version >= 1, "OpData.key")?;
-        this.value = r.f64("OpData.value")?;
-        this.remove = r.bool("OpData.remove")?;
+        let f_key = r.string(version >= 1, "OpData.key")?;
+        let f_value = r.f64("OpData.value")?;
+        let f_remove = r.bool("OpData.remove")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("OpData tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OpData tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { key: f_key, value: f_value, remove: f_remove, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -284,7 +289,7 @@ impl Message for OpData {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -295,7 +300,7 @@ impl Message for OpData {
         n += 1;
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -322,12 +327,12 @@ pub struct AlterClientQuotasResponse {
     /// The quota configuration entries to alter. (versions 0+)
     pub entries: Vec<ResponseEntryData>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterClientQuotasResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, entries: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, entries: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -338,18 +343,18 @@ impl Message for AlterClientQuotasResponse {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AlterClientQuotasResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("AlterClientQuotasResponse.throttle_time_ms")?;
-        this.entries =
+        let f_throttle_time_ms = r.i32("AlterClientQuotasResponse.throttle_time_ms")?;
+        let f_entries =
             r.array(version >= 1, 4, "AlterClientQuotasResponse.entries", |r| ResponseEntryData::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("AlterClientQuotasResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterClientQuotasResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, entries: f_entries, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -362,7 +367,7 @@ impl Message for AlterClientQuotasResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -373,7 +378,7 @@ impl Message for AlterClientQuotasResponse {
             + self.entries.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -401,7 +406,7 @@ pub struct ResponseEntryData {
     /// The quota entity to alter. (versions 0+)
     pub entity: Vec<ResponseEntityData>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ResponseEntryData {
@@ -410,7 +415,7 @@ impl Default for ResponseEntryData {
             error_code: 0,
             error_message: Some(KStr::default()),
             entity: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -419,19 +424,19 @@ impl Message for ResponseEntryData {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("ResponseEntryData.error_code")?;
-        this.error_message = r.nullable_string(version >= 1, "ResponseEntryData.error_message")?;
-        this.entity =
+        let f_error_code = r.i16("ResponseEntryData.error_code")?;
+        let f_error_message = r.nullable_string(version >= 1, "ResponseEntryData.error_message")?;
+        let f_entity =
             r.array(version >= 1, 2, "ResponseEntryData.entity", |r| ResponseEntityData::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("ResponseEntryData tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ResponseEntryData tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { error_code: f_error_code, error_message: f_error_message, entity: f_entity, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -452,7 +457,7 @@ impl Message for ResponseEntryData {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -467,7 +472,7 @@ impl Message for ResponseEntryData {
             + self.entity.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -494,12 +499,16 @@ pub struct ResponseEntityData {
     /// The name of the entity, or null if the default. (versions 0+)
     pub entity_name: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ResponseEntityData {
     fn default() -> Self {
-        Self { entity_type: KStr::default(), entity_name: Some(KStr::default()), unknown_tagged_fields: Vec::new() }
+        Self {
+            entity_type: KStr::default(),
+            entity_name: Some(KStr::default()),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -507,17 +516,17 @@ impl Message for ResponseEntityData {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.entity_type = r.string(version >= 1, "ResponseEntityData.entity_type")?;
-        this.entity_name = r.nullable_string(version >= 1, "ResponseEntityData.entity_name")?;
+        let f_entity_type = r.string(version >= 1, "ResponseEntityData.entity_type")?;
+        let f_entity_name = r.nullable_string(version >= 1, "ResponseEntityData.entity_name")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("ResponseEntityData tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ResponseEntityData tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { entity_type: f_entity_type, entity_name: f_entity_name, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -534,7 +543,7 @@ impl Message for ResponseEntityData {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -547,7 +556,7 @@ impl Message for ResponseEntityData {
         };
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

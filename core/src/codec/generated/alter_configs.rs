@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The AlterConfigsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,12 +14,12 @@ pub struct AlterConfigsRequest {
     /// True if we should validate the request, but not change the configurations. (versions 0+)
     pub validate_only: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterConfigsRequest {
     fn default() -> Self {
-        Self { resources: Vec::new(), validate_only: false, unknown_tagged_fields: Vec::new() }
+        Self { resources: Vec::new(), validate_only: false, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -30,18 +30,18 @@ impl Message for AlterConfigsRequest {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AlterConfigsRequest", version });
         }
-        let mut this = Self::default();
-        this.resources =
+        let f_resources =
             r.array(version >= 2, 3, "AlterConfigsRequest.resources", |r| AlterConfigsResource::decode(r, version))?;
-        this.validate_only = r.bool("AlterConfigsRequest.validate_only")?;
+        let f_validate_only = r.bool("AlterConfigsRequest.validate_only")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AlterConfigsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterConfigsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { resources: f_resources, validate_only: f_validate_only, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -54,7 +54,7 @@ impl Message for AlterConfigsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -65,7 +65,7 @@ impl Message for AlterConfigsRequest {
         n += 1;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -93,7 +93,7 @@ pub struct AlterConfigsResource {
     /// The configurations. (versions 0+)
     pub configs: Vec<AlterableConfig>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterConfigsResource {
@@ -102,7 +102,7 @@ impl Default for AlterConfigsResource {
             resource_type: 0,
             resource_name: KStr::default(),
             configs: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -111,19 +111,24 @@ impl Message for AlterConfigsResource {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.resource_type = r.i8("AlterConfigsResource.resource_type")?;
-        this.resource_name = r.string(version >= 2, "AlterConfigsResource.resource_name")?;
-        this.configs =
+        let f_resource_type = r.i8("AlterConfigsResource.resource_type")?;
+        let f_resource_name = r.string(version >= 2, "AlterConfigsResource.resource_name")?;
+        let f_configs =
             r.array(version >= 2, 2, "AlterConfigsResource.configs", |r| AlterableConfig::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AlterConfigsResource tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterConfigsResource tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resource_type: f_resource_type,
+            resource_name: f_resource_name,
+            configs: f_configs,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -137,7 +142,7 @@ impl Message for AlterConfigsResource {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -149,7 +154,7 @@ impl Message for AlterConfigsResource {
             + self.configs.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -176,12 +181,12 @@ pub struct AlterableConfig {
     /// The value to set for the configuration key. (versions 0+)
     pub value: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterableConfig {
     fn default() -> Self {
-        Self { name: KStr::default(), value: Some(KStr::default()), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), value: Some(KStr::default()), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -189,17 +194,17 @@ impl Message for AlterableConfig {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 2, "AlterableConfig.name")?;
-        this.value = r.nullable_string(version >= 2, "AlterableConfig.value")?;
+        let f_name = r.string(version >= 2, "AlterableConfig.name")?;
+        let f_value = r.nullable_string(version >= 2, "AlterableConfig.value")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AlterableConfig tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterableConfig tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, value: f_value, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -216,7 +221,7 @@ impl Message for AlterableConfig {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -229,7 +234,7 @@ impl Message for AlterableConfig {
         };
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -255,12 +260,12 @@ pub struct AlterConfigsResponse {
     /// The responses for each resource. (versions 0+)
     pub responses: Vec<AlterConfigsResourceResponse>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterConfigsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, responses: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, responses: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -271,19 +276,19 @@ impl Message for AlterConfigsResponse {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AlterConfigsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("AlterConfigsResponse.throttle_time_ms")?;
-        this.responses = r.array(version >= 2, 5, "AlterConfigsResponse.responses", |r| {
+        let f_throttle_time_ms = r.i32("AlterConfigsResponse.throttle_time_ms")?;
+        let f_responses = r.array(version >= 2, 5, "AlterConfigsResponse.responses", |r| {
             AlterConfigsResourceResponse::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AlterConfigsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterConfigsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, responses: f_responses, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -296,7 +301,7 @@ impl Message for AlterConfigsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -307,7 +312,7 @@ impl Message for AlterConfigsResponse {
             + self.responses.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -337,7 +342,7 @@ pub struct AlterConfigsResourceResponse {
     /// The resource name. (versions 0+)
     pub resource_name: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterConfigsResourceResponse {
@@ -347,7 +352,7 @@ impl Default for AlterConfigsResourceResponse {
             error_message: Some(KStr::default()),
             resource_type: 0,
             resource_name: KStr::default(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -356,19 +361,25 @@ impl Message for AlterConfigsResourceResponse {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("AlterConfigsResourceResponse.error_code")?;
-        this.error_message = r.nullable_string(version >= 2, "AlterConfigsResourceResponse.error_message")?;
-        this.resource_type = r.i8("AlterConfigsResourceResponse.resource_type")?;
-        this.resource_name = r.string(version >= 2, "AlterConfigsResourceResponse.resource_name")?;
+        let f_error_code = r.i16("AlterConfigsResourceResponse.error_code")?;
+        let f_error_message = r.nullable_string(version >= 2, "AlterConfigsResourceResponse.error_message")?;
+        let f_resource_type = r.i8("AlterConfigsResourceResponse.resource_type")?;
+        let f_resource_name = r.string(version >= 2, "AlterConfigsResourceResponse.resource_name")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AlterConfigsResourceResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterConfigsResourceResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            error_message: f_error_message,
+            resource_type: f_resource_type,
+            resource_name: f_resource_name,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -387,7 +398,7 @@ impl Message for AlterConfigsResourceResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -402,7 +413,7 @@ impl Message for AlterConfigsResourceResponse {
         n += string_len(version >= 2, &self.resource_name);
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

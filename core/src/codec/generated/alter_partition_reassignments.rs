@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The AlterPartitionReassignmentsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,7 +16,7 @@ pub struct AlterPartitionReassignmentsRequest {
     /// The topics to reassign. (versions 0+)
     pub topics: Vec<ReassignableTopic>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterPartitionReassignmentsRequest {
@@ -25,7 +25,7 @@ impl Default for AlterPartitionReassignmentsRequest {
             timeout_ms: 60000,
             allow_replication_factor_change: true,
             topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -37,20 +37,26 @@ impl Message for AlterPartitionReassignmentsRequest {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AlterPartitionReassignmentsRequest", version });
         }
-        let mut this = Self::default();
-        this.timeout_ms = r.i32("AlterPartitionReassignmentsRequest.timeout_ms")?;
-        if version >= 1 {
-            this.allow_replication_factor_change =
-                r.bool("AlterPartitionReassignmentsRequest.allow_replication_factor_change")?;
-        }
-        this.topics =
+        let f_timeout_ms = r.i32("AlterPartitionReassignmentsRequest.timeout_ms")?;
+        let f_allow_replication_factor_change = if version >= 1 {
+            r.bool("AlterPartitionReassignmentsRequest.allow_replication_factor_change")?
+        } else {
+            true
+        };
+        let f_topics =
             r.array(true, 3, "AlterPartitionReassignmentsRequest.topics", |r| ReassignableTopic::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("AlterPartitionReassignmentsRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("AlterPartitionReassignmentsRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            timeout_ms: f_timeout_ms,
+            allow_replication_factor_change: f_allow_replication_factor_change,
+            topics: f_topics,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -65,7 +71,7 @@ impl Message for AlterPartitionReassignmentsRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -77,7 +83,7 @@ impl Message for AlterPartitionReassignmentsRequest {
         n += array_len_len(true, Some(self.topics.len()))
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -103,12 +109,12 @@ pub struct ReassignableTopic {
     /// The partitions to reassign. (versions 0+)
     pub partitions: Vec<ReassignablePartition>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ReassignableTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -116,16 +122,16 @@ impl Message for ReassignableTopic {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(true, "ReassignableTopic.name")?;
-        this.partitions =
+        let f_name = r.string(true, "ReassignableTopic.name")?;
+        let f_partitions =
             r.array(true, 6, "ReassignableTopic.partitions", |r| ReassignablePartition::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ReassignableTopic tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ReassignableTopic tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -137,7 +143,7 @@ impl Message for ReassignableTopic {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -146,7 +152,7 @@ impl Message for ReassignableTopic {
         n += array_len_len(true, Some(self.partitions.len()))
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -169,12 +175,12 @@ pub struct ReassignablePartition {
     /// The replicas to place the partitions on, or null to cancel a pending reassignment for this partition. (versions 0+)
     pub replicas: Option<Vec<i32>>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ReassignablePartition {
     fn default() -> Self {
-        Self { partition_index: 0, replicas: None, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, replicas: None, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -182,16 +188,16 @@ impl Message for ReassignablePartition {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("ReassignablePartition.partition_index")?;
-        this.replicas =
+        let f_partition_index = r.i32("ReassignablePartition.partition_index")?;
+        let f_replicas =
             r.nullable_array(true, 4, "ReassignablePartition.replicas", |r| r.i32("ReassignablePartition.replicas"))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ReassignablePartition tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ReassignablePartition tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { partition_index: f_partition_index, replicas: f_replicas, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -210,7 +216,7 @@ impl Message for ReassignablePartition {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -221,7 +227,7 @@ impl Message for ReassignablePartition {
             None => array_len_len(true, None),
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -250,7 +256,7 @@ pub struct AlterPartitionReassignmentsResponse {
     /// The responses to topics to reassign. (versions 0+)
     pub responses: Vec<ReassignableTopicResponse>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterPartitionReassignmentsResponse {
@@ -261,7 +267,7 @@ impl Default for AlterPartitionReassignmentsResponse {
             error_code: 0,
             error_message: Some(KStr::default()),
             responses: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -273,23 +279,31 @@ impl Message for AlterPartitionReassignmentsResponse {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AlterPartitionReassignmentsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("AlterPartitionReassignmentsResponse.throttle_time_ms")?;
-        if version >= 1 {
-            this.allow_replication_factor_change =
-                r.bool("AlterPartitionReassignmentsResponse.allow_replication_factor_change")?;
-        }
-        this.error_code = r.i16("AlterPartitionReassignmentsResponse.error_code")?;
-        this.error_message = r.nullable_string(true, "AlterPartitionReassignmentsResponse.error_message")?;
-        this.responses = r.array(true, 3, "AlterPartitionReassignmentsResponse.responses", |r| {
+        let f_throttle_time_ms = r.i32("AlterPartitionReassignmentsResponse.throttle_time_ms")?;
+        let f_allow_replication_factor_change = if version >= 1 {
+            r.bool("AlterPartitionReassignmentsResponse.allow_replication_factor_change")?
+        } else {
+            true
+        };
+        let f_error_code = r.i16("AlterPartitionReassignmentsResponse.error_code")?;
+        let f_error_message = r.nullable_string(true, "AlterPartitionReassignmentsResponse.error_message")?;
+        let f_responses = r.array(true, 3, "AlterPartitionReassignmentsResponse.responses", |r| {
             ReassignableTopicResponse::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("AlterPartitionReassignmentsResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("AlterPartitionReassignmentsResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            allow_replication_factor_change: f_allow_replication_factor_change,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            responses: f_responses,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -313,7 +327,7 @@ impl Message for AlterPartitionReassignmentsResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -330,7 +344,7 @@ impl Message for AlterPartitionReassignmentsResponse {
         n += array_len_len(true, Some(self.responses.len()))
             + self.responses.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -358,12 +372,12 @@ pub struct ReassignableTopicResponse {
     /// The responses to partitions to reassign. (versions 0+)
     pub partitions: Vec<ReassignablePartitionResponse>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ReassignableTopicResponse {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -371,17 +385,17 @@ impl Message for ReassignableTopicResponse {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(true, "ReassignableTopicResponse.name")?;
-        this.partitions = r.array(true, 8, "ReassignableTopicResponse.partitions", |r| {
+        let f_name = r.string(true, "ReassignableTopicResponse.name")?;
+        let f_partitions = r.array(true, 8, "ReassignableTopicResponse.partitions", |r| {
             ReassignablePartitionResponse::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ReassignableTopicResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ReassignableTopicResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -393,7 +407,7 @@ impl Message for ReassignableTopicResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -402,7 +416,7 @@ impl Message for ReassignableTopicResponse {
         n += array_len_len(true, Some(self.partitions.len()))
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -427,7 +441,7 @@ pub struct ReassignablePartitionResponse {
     /// The error message for this partition, or null if there was no error. (versions 0+)
     pub error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ReassignablePartitionResponse {
@@ -436,7 +450,7 @@ impl Default for ReassignablePartitionResponse {
             partition_index: 0,
             error_code: 0,
             error_message: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -445,16 +459,21 @@ impl Message for ReassignablePartitionResponse {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("ReassignablePartitionResponse.partition_index")?;
-        this.error_code = r.i16("ReassignablePartitionResponse.error_code")?;
-        this.error_message = r.nullable_string(true, "ReassignablePartitionResponse.error_message")?;
+        let f_partition_index = r.i32("ReassignablePartitionResponse.partition_index")?;
+        let f_error_code = r.i16("ReassignablePartitionResponse.error_code")?;
+        let f_error_message = r.nullable_string(true, "ReassignablePartitionResponse.error_message")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ReassignablePartitionResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ReassignablePartitionResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -471,7 +490,7 @@ impl Message for ReassignablePartitionResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -483,7 +502,7 @@ impl Message for ReassignablePartitionResponse {
             None => nullable_string_len(true, None),
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The AlterReplicaLogDirsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct AlterReplicaLogDirsRequest {
     /// The alterations to make for each directory. (versions 0+)
     pub dirs: Vec<AlterReplicaLogDir>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterReplicaLogDirsRequest {
     fn default() -> Self {
-        Self { dirs: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { dirs: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,17 +28,17 @@ impl Message for AlterReplicaLogDirsRequest {
         if !(1..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AlterReplicaLogDirsRequest", version });
         }
-        let mut this = Self::default();
-        this.dirs =
+        let f_dirs =
             r.array(version >= 2, 2, "AlterReplicaLogDirsRequest.dirs", |r| AlterReplicaLogDir::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AlterReplicaLogDirsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterReplicaLogDirsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { dirs: f_dirs, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -50,7 +50,7 @@ impl Message for AlterReplicaLogDirsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -60,7 +60,7 @@ impl Message for AlterReplicaLogDirsRequest {
             + self.dirs.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -85,12 +85,12 @@ pub struct AlterReplicaLogDir {
     /// The topics to add to the directory. (versions 0+)
     pub topics: Vec<AlterReplicaLogDirTopic>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterReplicaLogDir {
     fn default() -> Self {
-        Self { path: KStr::default(), topics: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { path: KStr::default(), topics: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -98,18 +98,18 @@ impl Message for AlterReplicaLogDir {
     const VERSIONS: (i16, i16) = (1, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.path = r.string(version >= 2, "AlterReplicaLogDir.path")?;
-        this.topics =
+        let f_path = r.string(version >= 2, "AlterReplicaLogDir.path")?;
+        let f_topics =
             r.array(version >= 2, 2, "AlterReplicaLogDir.topics", |r| AlterReplicaLogDirTopic::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AlterReplicaLogDir tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterReplicaLogDir tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { path: f_path, topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -122,7 +122,7 @@ impl Message for AlterReplicaLogDir {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -133,7 +133,7 @@ impl Message for AlterReplicaLogDir {
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -159,12 +159,12 @@ pub struct AlterReplicaLogDirTopic {
     /// The partition indexes. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterReplicaLogDirTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -172,19 +172,19 @@ impl Message for AlterReplicaLogDirTopic {
     const VERSIONS: (i16, i16) = (1, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 2, "AlterReplicaLogDirTopic.name")?;
-        this.partitions = r.array(version >= 2, 4, "AlterReplicaLogDirTopic.partitions", |r| {
+        let f_name = r.string(version >= 2, "AlterReplicaLogDirTopic.name")?;
+        let f_partitions = r.array(version >= 2, 4, "AlterReplicaLogDirTopic.partitions", |r| {
             r.i32("AlterReplicaLogDirTopic.partitions")
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AlterReplicaLogDirTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterReplicaLogDirTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -197,7 +197,7 @@ impl Message for AlterReplicaLogDirTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -207,7 +207,7 @@ impl Message for AlterReplicaLogDirTopic {
         n += array_len_len(version >= 2, Some(self.partitions.len())) + self.partitions.len() * 4;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -233,12 +233,12 @@ pub struct AlterReplicaLogDirsResponse {
     /// The results for each topic. (versions 0+)
     pub results: Vec<AlterReplicaLogDirTopicResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterReplicaLogDirsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -249,19 +249,19 @@ impl Message for AlterReplicaLogDirsResponse {
         if !(1..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AlterReplicaLogDirsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("AlterReplicaLogDirsResponse.throttle_time_ms")?;
-        this.results = r.array(version >= 2, 2, "AlterReplicaLogDirsResponse.results", |r| {
+        let f_throttle_time_ms = r.i32("AlterReplicaLogDirsResponse.throttle_time_ms")?;
+        let f_results = r.array(version >= 2, 2, "AlterReplicaLogDirsResponse.results", |r| {
             AlterReplicaLogDirTopicResult::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AlterReplicaLogDirsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterReplicaLogDirsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, results: f_results, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -274,7 +274,7 @@ impl Message for AlterReplicaLogDirsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -285,7 +285,7 @@ impl Message for AlterReplicaLogDirsResponse {
             + self.results.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -311,12 +311,12 @@ pub struct AlterReplicaLogDirTopicResult {
     /// The results for each partition. (versions 0+)
     pub partitions: Vec<AlterReplicaLogDirPartitionResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterReplicaLogDirTopicResult {
     fn default() -> Self {
-        Self { topic_name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic_name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -324,19 +324,19 @@ impl Message for AlterReplicaLogDirTopicResult {
     const VERSIONS: (i16, i16) = (1, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic_name = r.string(version >= 2, "AlterReplicaLogDirTopicResult.topic_name")?;
-        this.partitions = r.array(version >= 2, 6, "AlterReplicaLogDirTopicResult.partitions", |r| {
+        let f_topic_name = r.string(version >= 2, "AlterReplicaLogDirTopicResult.topic_name")?;
+        let f_partitions = r.array(version >= 2, 6, "AlterReplicaLogDirTopicResult.partitions", |r| {
             AlterReplicaLogDirPartitionResult::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AlterReplicaLogDirTopicResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterReplicaLogDirTopicResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topic_name: f_topic_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -349,7 +349,7 @@ impl Message for AlterReplicaLogDirTopicResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -360,7 +360,7 @@ impl Message for AlterReplicaLogDirTopicResult {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -386,12 +386,12 @@ pub struct AlterReplicaLogDirPartitionResult {
     /// The error code, or 0 if there was no error. (versions 0+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterReplicaLogDirPartitionResult {
     fn default() -> Self {
-        Self { partition_index: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, error_code: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -399,17 +399,17 @@ impl Message for AlterReplicaLogDirPartitionResult {
     const VERSIONS: (i16, i16) = (1, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("AlterReplicaLogDirPartitionResult.partition_index")?;
-        this.error_code = r.i16("AlterReplicaLogDirPartitionResult.error_code")?;
+        let f_partition_index = r.i32("AlterReplicaLogDirPartitionResult.partition_index")?;
+        let f_error_code = r.i16("AlterReplicaLogDirPartitionResult.error_code")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AlterReplicaLogDirPartitionResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterReplicaLogDirPartitionResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { partition_index: f_partition_index, error_code: f_error_code, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -419,7 +419,7 @@ impl Message for AlterReplicaLogDirPartitionResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -429,7 +429,7 @@ impl Message for AlterReplicaLogDirPartitionResult {
         n += 2;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

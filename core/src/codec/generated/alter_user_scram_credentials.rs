@@ -8,7 +8,7 @@ use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{
     array_len_len, bytes_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len,
 };
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The AlterUserScramCredentialsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,12 +18,12 @@ pub struct AlterUserScramCredentialsRequest {
     /// The SCRAM credentials to update/insert. (versions 0+)
     pub upsertions: Vec<ScramCredentialUpsertion>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterUserScramCredentialsRequest {
     fn default() -> Self {
-        Self { deletions: Vec::new(), upsertions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { deletions: Vec::new(), upsertions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -34,19 +34,19 @@ impl Message for AlterUserScramCredentialsRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AlterUserScramCredentialsRequest", version });
         }
-        let mut this = Self::default();
-        this.deletions = r.array(true, 3, "AlterUserScramCredentialsRequest.deletions", |r| {
+        let f_deletions = r.array(true, 3, "AlterUserScramCredentialsRequest.deletions", |r| {
             ScramCredentialDeletion::decode(r, version)
         })?;
-        this.upsertions = r.array(true, 9, "AlterUserScramCredentialsRequest.upsertions", |r| {
+        let f_upsertions = r.array(true, 9, "AlterUserScramCredentialsRequest.upsertions", |r| {
             ScramCredentialUpsertion::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("AlterUserScramCredentialsRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("AlterUserScramCredentialsRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { deletions: f_deletions, upsertions: f_upsertions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -61,7 +61,7 @@ impl Message for AlterUserScramCredentialsRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -71,7 +71,7 @@ impl Message for AlterUserScramCredentialsRequest {
         n += array_len_len(true, Some(self.upsertions.len()))
             + self.upsertions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -94,12 +94,12 @@ pub struct ScramCredentialDeletion {
     /// The SCRAM mechanism. (versions 0+)
     pub mechanism: i8,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ScramCredentialDeletion {
     fn default() -> Self {
-        Self { name: KStr::default(), mechanism: 0, unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), mechanism: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -107,15 +107,15 @@ impl Message for ScramCredentialDeletion {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(true, "ScramCredentialDeletion.name")?;
-        this.mechanism = r.i8("ScramCredentialDeletion.mechanism")?;
+        let f_name = r.string(true, "ScramCredentialDeletion.name")?;
+        let f_mechanism = r.i8("ScramCredentialDeletion.mechanism")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ScramCredentialDeletion tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ScramCredentialDeletion tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { name: f_name, mechanism: f_mechanism, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -124,7 +124,7 @@ impl Message for ScramCredentialDeletion {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -132,7 +132,7 @@ impl Message for ScramCredentialDeletion {
         n += string_len(true, &self.name);
         n += 1;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -161,7 +161,7 @@ pub struct ScramCredentialUpsertion {
     /// The salted password. (versions 0+)
     pub salted_password: Bytes,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ScramCredentialUpsertion {
@@ -172,7 +172,7 @@ impl Default for ScramCredentialUpsertion {
             iterations: 0,
             salt: Bytes::new(),
             salted_password: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -181,18 +181,25 @@ impl Message for ScramCredentialUpsertion {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(true, "ScramCredentialUpsertion.name")?;
-        this.mechanism = r.i8("ScramCredentialUpsertion.mechanism")?;
-        this.iterations = r.i32("ScramCredentialUpsertion.iterations")?;
-        this.salt = r.bytes_field(true, "ScramCredentialUpsertion.salt")?;
-        this.salted_password = r.bytes_field(true, "ScramCredentialUpsertion.salted_password")?;
+        let f_name = r.string(true, "ScramCredentialUpsertion.name")?;
+        let f_mechanism = r.i8("ScramCredentialUpsertion.mechanism")?;
+        let f_iterations = r.i32("ScramCredentialUpsertion.iterations")?;
+        let f_salt = r.bytes_field(true, "ScramCredentialUpsertion.salt")?;
+        let f_salted_password = r.bytes_field(true, "ScramCredentialUpsertion.salted_password")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ScramCredentialUpsertion tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ScramCredentialUpsertion tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            name: f_name,
+            mechanism: f_mechanism,
+            iterations: f_iterations,
+            salt: f_salt,
+            salted_password: f_salted_password,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -204,7 +211,7 @@ impl Message for ScramCredentialUpsertion {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -215,7 +222,7 @@ impl Message for ScramCredentialUpsertion {
         n += bytes_len(true, &self.salt);
         n += bytes_len(true, &self.salted_password);
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -241,12 +248,12 @@ pub struct AlterUserScramCredentialsResponse {
     /// The results for deletions and alterations, one per affected user. (versions 0+)
     pub results: Vec<AlterUserScramCredentialsResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterUserScramCredentialsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -257,17 +264,17 @@ impl Message for AlterUserScramCredentialsResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "AlterUserScramCredentialsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("AlterUserScramCredentialsResponse.throttle_time_ms")?;
-        this.results = r.array(true, 5, "AlterUserScramCredentialsResponse.results", |r| {
+        let f_throttle_time_ms = r.i32("AlterUserScramCredentialsResponse.throttle_time_ms")?;
+        let f_results = r.array(true, 5, "AlterUserScramCredentialsResponse.results", |r| {
             AlterUserScramCredentialsResult::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("AlterUserScramCredentialsResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("AlterUserScramCredentialsResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, results: f_results, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -279,7 +286,7 @@ impl Message for AlterUserScramCredentialsResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -288,7 +295,7 @@ impl Message for AlterUserScramCredentialsResponse {
         n += array_len_len(true, Some(self.results.len()))
             + self.results.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -313,7 +320,7 @@ pub struct AlterUserScramCredentialsResult {
     /// The error message, if any. (versions 0+)
     pub error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterUserScramCredentialsResult {
@@ -322,7 +329,7 @@ impl Default for AlterUserScramCredentialsResult {
             user: KStr::default(),
             error_code: 0,
             error_message: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -331,16 +338,16 @@ impl Message for AlterUserScramCredentialsResult {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.user = r.string(true, "AlterUserScramCredentialsResult.user")?;
-        this.error_code = r.i16("AlterUserScramCredentialsResult.error_code")?;
-        this.error_message = r.nullable_string(true, "AlterUserScramCredentialsResult.error_message")?;
+        let f_user = r.string(true, "AlterUserScramCredentialsResult.user")?;
+        let f_error_code = r.i16("AlterUserScramCredentialsResult.error_code")?;
+        let f_error_message = r.nullable_string(true, "AlterUserScramCredentialsResult.error_message")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("AlterUserScramCredentialsResult tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("AlterUserScramCredentialsResult tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { user: f_user, error_code: f_error_code, error_message: f_error_message, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -357,7 +364,7 @@ impl Message for AlterUserScramCredentialsResult {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -369,7 +376,7 @@ impl Message for AlterUserScramCredentialsResult {
             None => nullable_string_len(true, None),
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

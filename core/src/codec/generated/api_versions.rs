@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, tagged_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The ApiVersionsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,7 +14,7 @@ pub struct ApiVersionsRequest {
     /// The version of the client. (versions 3+)
     pub client_software_version: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ApiVersionsRequest {
@@ -22,7 +22,7 @@ impl Default for ApiVersionsRequest {
         Self {
             client_software_name: KStr::default(),
             client_software_version: KStr::default(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -34,21 +34,29 @@ impl Message for ApiVersionsRequest {
         if !(0..=4).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ApiVersionsRequest", version });
         }
-        let mut this = Self::default();
-        if version >= 3 {
-            this.client_software_name = r.string(version >= 3, "ApiVersionsRequest.client_software_name")?;
-        }
-        if version >= 3 {
-            this.client_software_version = r.string(version >= 3, "ApiVersionsRequest.client_software_version")?;
-        }
+        let f_client_software_name = if version >= 3 {
+            r.string(version >= 3, "ApiVersionsRequest.client_software_name")?
+        } else {
+            KStr::default()
+        };
+        let f_client_software_version = if version >= 3 {
+            r.string(version >= 3, "ApiVersionsRequest.client_software_version")?
+        } else {
+            KStr::default()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("ApiVersionsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ApiVersionsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            client_software_name: f_client_software_name,
+            client_software_version: f_client_software_version,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -62,7 +70,7 @@ impl Message for ApiVersionsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -76,7 +84,7 @@ impl Message for ApiVersionsRequest {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -116,7 +124,7 @@ pub struct ApiVersionsResponse {
     /// Set by a KRaft controller if the required configurations for ZK migration are present. (versions 3+, tag 3)
     pub zk_migration_ready: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ApiVersionsResponse {
@@ -129,7 +137,7 @@ impl Default for ApiVersionsResponse {
             finalized_features_epoch: -1,
             finalized_features: Vec::new(),
             zk_migration_ready: false,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -141,12 +149,15 @@ impl Message for ApiVersionsResponse {
         if !(0..=4).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ApiVersionsResponse", version });
         }
-        let mut this = Self::default();
-        this.error_code = r.i16("ApiVersionsResponse.error_code")?;
-        this.api_keys = r.array(version >= 3, 6, "ApiVersionsResponse.api_keys", |r| ApiVersion::decode(r, version))?;
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("ApiVersionsResponse.throttle_time_ms")?;
-        }
+        let f_error_code = r.i16("ApiVersionsResponse.error_code")?;
+        let f_api_keys =
+            r.array(version >= 3, 6, "ApiVersionsResponse.api_keys", |r| ApiVersion::decode(r, version))?;
+        let f_throttle_time_ms = if version >= 1 { r.i32("ApiVersionsResponse.throttle_time_ms")? } else { 0 };
+        let mut f_supported_features = Vec::new();
+        let mut f_finalized_features_epoch = -1;
+        let mut f_finalized_features = Vec::new();
+        let mut f_zk_migration_ready = false;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("ApiVersionsResponse tagged fields")?;
             for _ in 0..n {
@@ -154,29 +165,38 @@ impl Message for ApiVersionsResponse {
                 match tag {
                     0 if version >= 3 => {
                         let r = &mut sub;
-                        this.supported_features = r.array(true, 1, "ApiVersionsResponse.supported_features", |r| {
+                        f_supported_features = r.array(true, 1, "ApiVersionsResponse.supported_features", |r| {
                             SupportedFeatureKey::decode(r, version)
                         })?;
                     }
                     1 if version >= 3 => {
                         let r = &mut sub;
-                        this.finalized_features_epoch = r.i64("ApiVersionsResponse.finalized_features_epoch")?;
+                        f_finalized_features_epoch = r.i64("ApiVersionsResponse.finalized_features_epoch")?;
                     }
                     2 if version >= 3 => {
                         let r = &mut sub;
-                        this.finalized_features = r.array(true, 1, "ApiVersionsResponse.finalized_features", |r| {
+                        f_finalized_features = r.array(true, 1, "ApiVersionsResponse.finalized_features", |r| {
                             FinalizedFeatureKey::decode(r, version)
                         })?;
                     }
                     3 if version >= 3 => {
                         let r = &mut sub;
-                        this.zk_migration_ready = r.bool("ApiVersionsResponse.zk_migration_ready")?;
+                        f_zk_migration_ready = r.bool("ApiVersionsResponse.zk_migration_ready")?;
                     }
-                    _ => this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
+                    _ => unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            api_keys: f_api_keys,
+            throttle_time_ms: f_throttle_time_ms,
+            supported_features: f_supported_features,
+            finalized_features_epoch: f_finalized_features_epoch,
+            finalized_features: f_finalized_features,
+            zk_migration_ready: f_zk_migration_ready,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -200,7 +220,7 @@ impl Message for ApiVersionsResponse {
             count += usize::from(put_zk_migration_ready);
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 0);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 0);
             if put_supported_features {
                 w.tagged_header(
                     0,
@@ -212,12 +232,12 @@ impl Message for ApiVersionsResponse {
                     e.encode(w, version);
                 }
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 1);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 1);
             if put_finalized_features_epoch {
                 w.tagged_header(1, 8);
                 w.i64(self.finalized_features_epoch);
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 2);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 2);
             if put_finalized_features {
                 w.tagged_header(
                     2,
@@ -229,12 +249,12 @@ impl Message for ApiVersionsResponse {
                     e.encode(w, version);
                 }
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 3);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 3);
             if put_zk_migration_ready {
                 w.tagged_header(3, 1);
                 w.bool(self.zk_migration_ready);
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -248,7 +268,7 @@ impl Message for ApiVersionsResponse {
         }
         if version >= 3 {
             let mut count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             if version >= 3 && self.supported_features != Vec::new() {
                 count += 1;
                 n += tagged_len(
@@ -315,12 +335,12 @@ pub struct ApiVersion {
     /// The maximum supported version, inclusive. (versions 0+)
     pub max_version: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ApiVersion {
     fn default() -> Self {
-        Self { api_key: 0, min_version: 0, max_version: 0, unknown_tagged_fields: Vec::new() }
+        Self { api_key: 0, min_version: 0, max_version: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -328,18 +348,18 @@ impl Message for ApiVersion {
     const VERSIONS: (i16, i16) = (0, 4);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.api_key = r.i16("ApiVersion.api_key")?;
-        this.min_version = r.i16("ApiVersion.min_version")?;
-        this.max_version = r.i16("ApiVersion.max_version")?;
+        let f_api_key = r.i16("ApiVersion.api_key")?;
+        let f_min_version = r.i16("ApiVersion.min_version")?;
+        let f_max_version = r.i16("ApiVersion.max_version")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("ApiVersion tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ApiVersion tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { api_key: f_api_key, min_version: f_min_version, max_version: f_max_version, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -350,7 +370,7 @@ impl Message for ApiVersion {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -361,7 +381,7 @@ impl Message for ApiVersion {
         n += 2;
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -390,12 +410,17 @@ pub struct SupportedFeatureKey {
     /// The maximum supported version for the feature. (versions 3+)
     pub max_version: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for SupportedFeatureKey {
     fn default() -> Self {
-        Self { name: KStr::default(), min_version: 0, max_version: 0, unknown_tagged_fields: Vec::new() }
+        Self {
+            name: KStr::default(),
+            min_version: 0,
+            max_version: 0,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -403,24 +428,18 @@ impl Message for SupportedFeatureKey {
     const VERSIONS: (i16, i16) = (0, 4);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 3 {
-            this.name = r.string(version >= 3, "SupportedFeatureKey.name")?;
-        }
-        if version >= 3 {
-            this.min_version = r.i16("SupportedFeatureKey.min_version")?;
-        }
-        if version >= 3 {
-            this.max_version = r.i16("SupportedFeatureKey.max_version")?;
-        }
+        let f_name = if version >= 3 { r.string(version >= 3, "SupportedFeatureKey.name")? } else { KStr::default() };
+        let f_min_version = if version >= 3 { r.i16("SupportedFeatureKey.min_version")? } else { 0 };
+        let f_max_version = if version >= 3 { r.i16("SupportedFeatureKey.max_version")? } else { 0 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("SupportedFeatureKey tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("SupportedFeatureKey tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, min_version: f_min_version, max_version: f_max_version, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -437,7 +456,7 @@ impl Message for SupportedFeatureKey {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -454,7 +473,7 @@ impl Message for SupportedFeatureKey {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -489,12 +508,17 @@ pub struct FinalizedFeatureKey {
     /// The cluster-wide finalized min version level for the feature. (versions 3+)
     pub min_version_level: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for FinalizedFeatureKey {
     fn default() -> Self {
-        Self { name: KStr::default(), max_version_level: 0, min_version_level: 0, unknown_tagged_fields: Vec::new() }
+        Self {
+            name: KStr::default(),
+            max_version_level: 0,
+            min_version_level: 0,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -502,24 +526,23 @@ impl Message for FinalizedFeatureKey {
     const VERSIONS: (i16, i16) = (0, 4);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 3 {
-            this.name = r.string(version >= 3, "FinalizedFeatureKey.name")?;
-        }
-        if version >= 3 {
-            this.max_version_level = r.i16("FinalizedFeatureKey.max_version_level")?;
-        }
-        if version >= 3 {
-            this.min_version_level = r.i16("FinalizedFeatureKey.min_version_level")?;
-        }
+        let f_name = if version >= 3 { r.string(version >= 3, "FinalizedFeatureKey.name")? } else { KStr::default() };
+        let f_max_version_level = if version >= 3 { r.i16("FinalizedFeatureKey.max_version_level")? } else { 0 };
+        let f_min_version_level = if version >= 3 { r.i16("FinalizedFeatureKey.min_version_level")? } else { 0 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("FinalizedFeatureKey tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("FinalizedFeatureKey tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name: f_name,
+            max_version_level: f_max_version_level,
+            min_version_level: f_min_version_level,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -536,7 +559,7 @@ impl Message for FinalizedFeatureKey {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -553,7 +576,7 @@ impl Message for FinalizedFeatureKey {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

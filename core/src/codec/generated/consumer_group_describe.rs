@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The ConsumerGroupDescribeRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,12 +14,16 @@ pub struct ConsumerGroupDescribeRequest {
     /// Whether to include authorized operations. (versions 0+)
     pub include_authorized_operations: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ConsumerGroupDescribeRequest {
     fn default() -> Self {
-        Self { group_ids: Vec::new(), include_authorized_operations: false, unknown_tagged_fields: Vec::new() }
+        Self {
+            group_ids: Vec::new(),
+            include_authorized_operations: false,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -30,17 +34,21 @@ impl Message for ConsumerGroupDescribeRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ConsumerGroupDescribeRequest", version });
         }
-        let mut this = Self::default();
-        this.group_ids = r.array(true, 1, "ConsumerGroupDescribeRequest.group_ids", |r| {
+        let f_group_ids = r.array(true, 1, "ConsumerGroupDescribeRequest.group_ids", |r| {
             r.string(true, "ConsumerGroupDescribeRequest.group_ids")
         })?;
-        this.include_authorized_operations = r.bool("ConsumerGroupDescribeRequest.include_authorized_operations")?;
+        let f_include_authorized_operations = r.bool("ConsumerGroupDescribeRequest.include_authorized_operations")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ConsumerGroupDescribeRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ConsumerGroupDescribeRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            group_ids: f_group_ids,
+            include_authorized_operations: f_include_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -52,7 +60,7 @@ impl Message for ConsumerGroupDescribeRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -61,7 +69,7 @@ impl Message for ConsumerGroupDescribeRequest {
             + self.group_ids.iter().map(|e| string_len(true, e)).sum::<usize>();
         n += 1;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -84,12 +92,12 @@ pub struct ConsumerGroupDescribeResponse {
     /// Each described group. (versions 0+)
     pub groups: Vec<DescribedGroup>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ConsumerGroupDescribeResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, groups: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, groups: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -100,16 +108,16 @@ impl Message for ConsumerGroupDescribeResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ConsumerGroupDescribeResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("ConsumerGroupDescribeResponse.throttle_time_ms")?;
-        this.groups =
+        let f_throttle_time_ms = r.i32("ConsumerGroupDescribeResponse.throttle_time_ms")?;
+        let f_groups =
             r.array(true, 20, "ConsumerGroupDescribeResponse.groups", |r| DescribedGroup::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ConsumerGroupDescribeResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ConsumerGroupDescribeResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, groups: f_groups, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -121,7 +129,7 @@ impl Message for ConsumerGroupDescribeResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -130,7 +138,7 @@ impl Message for ConsumerGroupDescribeResponse {
         n += array_len_len(true, Some(self.groups.len()))
             + self.groups.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -167,7 +175,7 @@ pub struct DescribedGroup {
     /// 32-bit bitfield to represent authorized operations for this group. (versions 0+)
     pub authorized_operations: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribedGroup {
@@ -182,7 +190,7 @@ impl Default for DescribedGroup {
             assignor_name: KStr::default(),
             members: Vec::new(),
             authorized_operations: i32::MIN,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -191,22 +199,33 @@ impl Message for DescribedGroup {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("DescribedGroup.error_code")?;
-        this.error_message = r.nullable_string(true, "DescribedGroup.error_message")?;
-        this.group_id = r.string(true, "DescribedGroup.group_id")?;
-        this.group_state = r.string(true, "DescribedGroup.group_state")?;
-        this.group_epoch = r.i32("DescribedGroup.group_epoch")?;
-        this.assignment_epoch = r.i32("DescribedGroup.assignment_epoch")?;
-        this.assignor_name = r.string(true, "DescribedGroup.assignor_name")?;
-        this.members = r.array(true, 16, "DescribedGroup.members", |r| Member::decode(r, version))?;
-        this.authorized_operations = r.i32("DescribedGroup.authorized_operations")?;
+        let f_error_code = r.i16("DescribedGroup.error_code")?;
+        let f_error_message = r.nullable_string(true, "DescribedGroup.error_message")?;
+        let f_group_id = r.string(true, "DescribedGroup.group_id")?;
+        let f_group_state = r.string(true, "DescribedGroup.group_state")?;
+        let f_group_epoch = r.i32("DescribedGroup.group_epoch")?;
+        let f_assignment_epoch = r.i32("DescribedGroup.assignment_epoch")?;
+        let f_assignor_name = r.string(true, "DescribedGroup.assignor_name")?;
+        let f_members = r.array(true, 16, "DescribedGroup.members", |r| Member::decode(r, version))?;
+        let f_authorized_operations = r.i32("DescribedGroup.authorized_operations")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribedGroup tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribedGroup tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            error_message: f_error_message,
+            group_id: f_group_id,
+            group_state: f_group_state,
+            group_epoch: f_group_epoch,
+            assignment_epoch: f_assignment_epoch,
+            assignor_name: f_assignor_name,
+            members: f_members,
+            authorized_operations: f_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -232,7 +251,7 @@ impl Message for DescribedGroup {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -251,7 +270,7 @@ impl Message for DescribedGroup {
             + self.members.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         n += 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -297,7 +316,7 @@ pub struct Member {
     /// The target assignment. (versions 0+)
     pub target_assignment: Assignment,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for Member {
@@ -313,7 +332,7 @@ impl Default for Member {
             subscribed_topic_regex: None,
             assignment: Assignment::default(),
             target_assignment: Assignment::default(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -322,24 +341,36 @@ impl Message for Member {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.member_id = r.string(true, "Member.member_id")?;
-        this.instance_id = r.nullable_string(true, "Member.instance_id")?;
-        this.rack_id = r.nullable_string(true, "Member.rack_id")?;
-        this.member_epoch = r.i32("Member.member_epoch")?;
-        this.client_id = r.string(true, "Member.client_id")?;
-        this.client_host = r.string(true, "Member.client_host")?;
-        this.subscribed_topic_names =
+        let f_member_id = r.string(true, "Member.member_id")?;
+        let f_instance_id = r.nullable_string(true, "Member.instance_id")?;
+        let f_rack_id = r.nullable_string(true, "Member.rack_id")?;
+        let f_member_epoch = r.i32("Member.member_epoch")?;
+        let f_client_id = r.string(true, "Member.client_id")?;
+        let f_client_host = r.string(true, "Member.client_host")?;
+        let f_subscribed_topic_names =
             r.array(true, 1, "Member.subscribed_topic_names", |r| r.string(true, "Member.subscribed_topic_names"))?;
-        this.subscribed_topic_regex = r.nullable_string(true, "Member.subscribed_topic_regex")?;
-        this.assignment = Assignment::decode(r, version)?;
-        this.target_assignment = Assignment::decode(r, version)?;
+        let f_subscribed_topic_regex = r.nullable_string(true, "Member.subscribed_topic_regex")?;
+        let f_assignment = Assignment::decode(r, version)?;
+        let f_target_assignment = Assignment::decode(r, version)?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("Member tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("Member tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            member_id: f_member_id,
+            instance_id: f_instance_id,
+            rack_id: f_rack_id,
+            member_epoch: f_member_epoch,
+            client_id: f_client_id,
+            client_host: f_client_host,
+            subscribed_topic_names: f_subscribed_topic_names,
+            subscribed_topic_regex: f_subscribed_topic_regex,
+            assignment: f_assignment,
+            target_assignment: f_target_assignment,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -380,7 +411,7 @@ impl Message for Member {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -406,7 +437,7 @@ impl Message for Member {
         n += self.assignment.encoded_len(version);
         n += self.target_assignment.encoded_len(version);
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -439,7 +470,7 @@ pub struct TopicPartitions {
     /// The partitions. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TopicPartitions {
@@ -448,7 +479,7 @@ impl Default for TopicPartitions {
             topic_id: Uuid::ZERO,
             topic_name: KStr::default(),
             partitions: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -457,16 +488,16 @@ impl Message for TopicPartitions {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic_id = r.uuid("TopicPartitions.topic_id")?;
-        this.topic_name = r.string(true, "TopicPartitions.topic_name")?;
-        this.partitions = r.array(true, 4, "TopicPartitions.partitions", |r| r.i32("TopicPartitions.partitions"))?;
+        let f_topic_id = r.uuid("TopicPartitions.topic_id")?;
+        let f_topic_name = r.string(true, "TopicPartitions.topic_name")?;
+        let f_partitions = r.array(true, 4, "TopicPartitions.partitions", |r| r.i32("TopicPartitions.partitions"))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("TopicPartitions tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("TopicPartitions tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topic_id: f_topic_id, topic_name: f_topic_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -479,7 +510,7 @@ impl Message for TopicPartitions {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -488,7 +519,7 @@ impl Message for TopicPartitions {
         n += string_len(true, &self.topic_name);
         n += array_len_len(true, Some(self.partitions.len())) + self.partitions.len() * 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -510,12 +541,12 @@ pub struct Assignment {
     /// The assigned topic-partitions to the member. (versions 0+)
     pub topic_partitions: Vec<TopicPartitions>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for Assignment {
     fn default() -> Self {
-        Self { topic_partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic_partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -523,15 +554,15 @@ impl Message for Assignment {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic_partitions =
+        let f_topic_partitions =
             r.array(true, 19, "Assignment.topic_partitions", |r| TopicPartitions::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("Assignment tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("Assignment tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topic_partitions: f_topic_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -542,7 +573,7 @@ impl Message for Assignment {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -550,7 +581,7 @@ impl Message for Assignment {
         n += array_len_len(true, Some(self.topic_partitions.len()))
             + self.topic_partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

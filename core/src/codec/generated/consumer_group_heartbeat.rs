@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The ConsumerGroupHeartbeatRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,7 +30,7 @@ pub struct ConsumerGroupHeartbeatRequest {
     /// null if it didn't change since the last heartbeat; the partitions owned by the member. (versions 0+)
     pub topic_partitions: Option<Vec<RequestTopicPartitions>>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ConsumerGroupHeartbeatRequest {
@@ -46,7 +46,7 @@ impl Default for ConsumerGroupHeartbeatRequest {
             subscribed_topic_regex: None,
             server_assignor: None,
             topic_partitions: None,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -58,27 +58,40 @@ impl Message for ConsumerGroupHeartbeatRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ConsumerGroupHeartbeatRequest", version });
         }
-        let mut this = Self::default();
-        this.group_id = r.string(true, "ConsumerGroupHeartbeatRequest.group_id")?;
-        this.member_id = r.string(true, "ConsumerGroupHeartbeatRequest.member_id")?;
-        this.member_epoch = r.i32("ConsumerGroupHeartbeatRequest.member_epoch")?;
-        this.instance_id = r.nullable_string(true, "ConsumerGroupHeartbeatRequest.instance_id")?;
-        this.rack_id = r.nullable_string(true, "ConsumerGroupHeartbeatRequest.rack_id")?;
-        this.rebalance_timeout_ms = r.i32("ConsumerGroupHeartbeatRequest.rebalance_timeout_ms")?;
-        this.subscribed_topic_names =
+        let f_group_id = r.string(true, "ConsumerGroupHeartbeatRequest.group_id")?;
+        let f_member_id = r.string(true, "ConsumerGroupHeartbeatRequest.member_id")?;
+        let f_member_epoch = r.i32("ConsumerGroupHeartbeatRequest.member_epoch")?;
+        let f_instance_id = r.nullable_string(true, "ConsumerGroupHeartbeatRequest.instance_id")?;
+        let f_rack_id = r.nullable_string(true, "ConsumerGroupHeartbeatRequest.rack_id")?;
+        let f_rebalance_timeout_ms = r.i32("ConsumerGroupHeartbeatRequest.rebalance_timeout_ms")?;
+        let f_subscribed_topic_names =
             r.nullable_array(true, 1, "ConsumerGroupHeartbeatRequest.subscribed_topic_names", |r| {
                 r.string(true, "ConsumerGroupHeartbeatRequest.subscribed_topic_names")
             })?;
-        this.server_assignor = r.nullable_string(true, "ConsumerGroupHeartbeatRequest.server_assignor")?;
-        this.topic_partitions = r.nullable_array(true, 18, "ConsumerGroupHeartbeatRequest.topic_partitions", |r| {
+        let f_subscribed_topic_regex = None;
+        let f_server_assignor = r.nullable_string(true, "ConsumerGroupHeartbeatRequest.server_assignor")?;
+        let f_topic_partitions = r.nullable_array(true, 18, "ConsumerGroupHeartbeatRequest.topic_partitions", |r| {
             RequestTopicPartitions::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ConsumerGroupHeartbeatRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ConsumerGroupHeartbeatRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            group_id: f_group_id,
+            member_id: f_member_id,
+            member_epoch: f_member_epoch,
+            instance_id: f_instance_id,
+            rack_id: f_rack_id,
+            rebalance_timeout_ms: f_rebalance_timeout_ms,
+            subscribed_topic_names: f_subscribed_topic_names,
+            subscribed_topic_regex: f_subscribed_topic_regex,
+            server_assignor: f_server_assignor,
+            topic_partitions: f_topic_partitions,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -135,7 +148,7 @@ impl Message for ConsumerGroupHeartbeatRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -165,7 +178,7 @@ impl Message for ConsumerGroupHeartbeatRequest {
             None => array_len_len(true, None),
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -200,12 +213,12 @@ pub struct RequestTopicPartitions {
     /// The partitions. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for RequestTopicPartitions {
     fn default() -> Self {
-        Self { topic_id: Uuid::ZERO, partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic_id: Uuid::ZERO, partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -213,16 +226,16 @@ impl Message for RequestTopicPartitions {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic_id = r.uuid("RequestTopicPartitions.topic_id")?;
-        this.partitions =
+        let f_topic_id = r.uuid("RequestTopicPartitions.topic_id")?;
+        let f_partitions =
             r.array(true, 4, "RequestTopicPartitions.partitions", |r| r.i32("RequestTopicPartitions.partitions"))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("RequestTopicPartitions tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("RequestTopicPartitions tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topic_id: f_topic_id, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -234,7 +247,7 @@ impl Message for RequestTopicPartitions {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -242,7 +255,7 @@ impl Message for RequestTopicPartitions {
         n += 16;
         n += array_len_len(true, Some(self.partitions.len())) + self.partitions.len() * 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -275,7 +288,7 @@ pub struct ConsumerGroupHeartbeatResponse {
     /// null if not provided; the assignment otherwise. (versions 0+)
     pub assignment: Option<Assignment>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ConsumerGroupHeartbeatResponse {
@@ -288,7 +301,7 @@ impl Default for ConsumerGroupHeartbeatResponse {
             member_epoch: 0,
             heartbeat_interval_ms: 0,
             assignment: None,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -300,24 +313,33 @@ impl Message for ConsumerGroupHeartbeatResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ConsumerGroupHeartbeatResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("ConsumerGroupHeartbeatResponse.throttle_time_ms")?;
-        this.error_code = r.i16("ConsumerGroupHeartbeatResponse.error_code")?;
-        this.error_message = r.nullable_string(true, "ConsumerGroupHeartbeatResponse.error_message")?;
-        this.member_id = r.nullable_string(true, "ConsumerGroupHeartbeatResponse.member_id")?;
-        this.member_epoch = r.i32("ConsumerGroupHeartbeatResponse.member_epoch")?;
-        this.heartbeat_interval_ms = r.i32("ConsumerGroupHeartbeatResponse.heartbeat_interval_ms")?;
-        this.assignment = if r.i8("ConsumerGroupHeartbeatResponse.assignment")? < 0 {
+        let f_throttle_time_ms = r.i32("ConsumerGroupHeartbeatResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("ConsumerGroupHeartbeatResponse.error_code")?;
+        let f_error_message = r.nullable_string(true, "ConsumerGroupHeartbeatResponse.error_message")?;
+        let f_member_id = r.nullable_string(true, "ConsumerGroupHeartbeatResponse.member_id")?;
+        let f_member_epoch = r.i32("ConsumerGroupHeartbeatResponse.member_epoch")?;
+        let f_heartbeat_interval_ms = r.i32("ConsumerGroupHeartbeatResponse.heartbeat_interval_ms")?;
+        let f_assignment = if r.i8("ConsumerGroupHeartbeatResponse.assignment")? < 0 {
             None
         } else {
             Some(Assignment::decode(r, version)?)
         };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ConsumerGroupHeartbeatResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ConsumerGroupHeartbeatResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            member_id: f_member_id,
+            member_epoch: f_member_epoch,
+            heartbeat_interval_ms: f_heartbeat_interval_ms,
+            assignment: f_assignment,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -353,7 +375,7 @@ impl Message for ConsumerGroupHeartbeatResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -375,7 +397,7 @@ impl Message for ConsumerGroupHeartbeatResponse {
             None => 1,
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -401,12 +423,12 @@ pub struct Assignment {
     /// The partitions assigned to the member that can be used immediately. (versions 0+)
     pub topic_partitions: Vec<ResponseTopicPartitions>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for Assignment {
     fn default() -> Self {
-        Self { topic_partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic_partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -414,15 +436,15 @@ impl Message for Assignment {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic_partitions =
+        let f_topic_partitions =
             r.array(true, 18, "Assignment.topic_partitions", |r| ResponseTopicPartitions::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("Assignment tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("Assignment tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topic_partitions: f_topic_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -433,7 +455,7 @@ impl Message for Assignment {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -441,7 +463,7 @@ impl Message for Assignment {
         n += array_len_len(true, Some(self.topic_partitions.len()))
             + self.topic_partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -463,12 +485,12 @@ pub struct ResponseTopicPartitions {
     /// The partitions. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ResponseTopicPartitions {
     fn default() -> Self {
-        Self { topic_id: Uuid::ZERO, partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic_id: Uuid::ZERO, partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -476,16 +498,16 @@ impl Message for ResponseTopicPartitions {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic_id = r.uuid("ResponseTopicPartitions.topic_id")?;
-        this.partitions =
+        let f_topic_id = r.uuid("ResponseTopicPartitions.topic_id")?;
+        let f_partitions =
             r.array(true, 4, "ResponseTopicPartitions.partitions", |r| r.i32("ResponseTopicPartitions.partitions"))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ResponseTopicPartitions tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ResponseTopicPartitions tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topic_id: f_topic_id, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -497,7 +519,7 @@ impl Message for ResponseTopicPartitions {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -505,7 +527,7 @@ impl Message for ResponseTopicPartitions {
         n += 16;
         n += array_len_len(true, Some(self.partitions.len())) + self.partitions.len() * 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

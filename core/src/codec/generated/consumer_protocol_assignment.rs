@@ -30,12 +30,11 @@ impl Message for ConsumerProtocolAssignment {
         if !(0..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ConsumerProtocolAssignment", version });
         }
-        let mut this = Self::default();
-        this.assigned_partitions = r.array(false, 2, "ConsumerProtocolAssignment.assigned_partitions", |r| {
+        let f_assigned_partitions = r.array(false, 2, "ConsumerProtocolAssignment.assigned_partitions", |r| {
             TopicPartition::decode(r, version)
         })?;
-        this.user_data = r.nullable_bytes(false, "ConsumerProtocolAssignment.user_data")?;
-        Ok(this)
+        let f_user_data = r.nullable_bytes(false, "ConsumerProtocolAssignment.user_data")?;
+        Ok(Self { assigned_partitions: f_assigned_partitions, user_data: f_user_data })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -92,10 +91,9 @@ impl Message for TopicPartition {
     const VERSIONS: (i16, i16) = (0, 3);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic = r.string(false, "TopicPartition.topic")?;
-        this.partitions = r.array(false, 4, "TopicPartition.partitions", |r| r.i32("TopicPartition.partitions"))?;
-        Ok(this)
+        let f_topic = r.string(false, "TopicPartition.topic")?;
+        let f_partitions = r.array(false, 4, "TopicPartition.partitions", |r| r.i32("TopicPartition.partitions"))?;
+        Ok(Self { topic: f_topic, partitions: f_partitions })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {

@@ -36,27 +36,32 @@ impl Message for ConsumerProtocolSubscription {
         if !(0..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ConsumerProtocolSubscription", version });
         }
-        let mut this = Self::default();
-        this.topics = r.array(false, 1, "ConsumerProtocolSubscription.topics", |r| {
+        let f_topics = r.array(false, 1, "ConsumerProtocolSubscription.topics", |r| {
             r.string(false, "ConsumerProtocolSubscription.topics")
         })?;
-        this.user_data = r.nullable_bytes(false, "ConsumerProtocolSubscription.user_data")?;
-        if version >= 1 {
-            this.owned_partitions = r.array(false, 1, "ConsumerProtocolSubscription.owned_partitions", |r| {
-                TopicPartition::decode(r, version)
-            })?;
-        }
-        if version >= 2 {
-            this.generation_id = r.i32("ConsumerProtocolSubscription.generation_id")?;
-        }
-        if version >= 3 {
-            this.rack_id = if version >= 3 {
+        let f_user_data = r.nullable_bytes(false, "ConsumerProtocolSubscription.user_data")?;
+        let f_owned_partitions = if version >= 1 {
+            r.array(false, 1, "ConsumerProtocolSubscription.owned_partitions", |r| TopicPartition::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let f_generation_id = if version >= 2 { r.i32("ConsumerProtocolSubscription.generation_id")? } else { -1 };
+        let f_rack_id = if version >= 3 {
+            if version >= 3 {
                 r.nullable_string(false, "ConsumerProtocolSubscription.rack_id")?
             } else {
                 Some(r.string(false, "ConsumerProtocolSubscription.rack_id")?)
-            };
-        }
-        Ok(this)
+            }
+        } else {
+            None
+        };
+        Ok(Self {
+            topics: f_topics,
+            user_data: f_user_data,
+            owned_partitions: f_owned_partitions,
+            generation_id: f_generation_id,
+            rack_id: f_rack_id,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -164,14 +169,13 @@ impl Message for TopicPartition {
     const VERSIONS: (i16, i16) = (0, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 1 {
-            this.topic = r.string(false, "TopicPartition.topic")?;
-        }
-        if version >= 1 {
-            this.partitions = r.array(false, 4, "TopicPartition.partitions", |r| r.i32("TopicPartition.partitions"))?;
-        }
-        Ok(this)
+        let f_topic = if version >= 1 { r.string(false, "TopicPartition.topic")? } else { KStr::default() };
+        let f_partitions = if version >= 1 {
+            r.array(false, 4, "TopicPartition.partitions", |r| r.i32("TopicPartition.partitions"))?
+        } else {
+            Vec::new()
+        };
+        Ok(Self { topic: f_topic, partitions: f_partitions })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {

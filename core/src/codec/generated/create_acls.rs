@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The CreateAclsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct CreateAclsRequest {
     /// The ACLs that we want to create. (versions 0+)
     pub creations: Vec<AclCreation>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreateAclsRequest {
     fn default() -> Self {
-        Self { creations: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { creations: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,17 +28,17 @@ impl Message for CreateAclsRequest {
         if !(1..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "CreateAclsRequest", version });
         }
-        let mut this = Self::default();
-        this.creations =
+        let f_creations =
             r.array(version >= 2, 7, "CreateAclsRequest.creations", |r| AclCreation::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("CreateAclsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreateAclsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { creations: f_creations, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -50,7 +50,7 @@ impl Message for CreateAclsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -60,7 +60,7 @@ impl Message for CreateAclsRequest {
             + self.creations.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -95,7 +95,7 @@ pub struct AclCreation {
     /// The permission type for the ACL (allow, deny, etc.). (versions 0+)
     pub permission_type: i8,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AclCreation {
@@ -108,7 +108,7 @@ impl Default for AclCreation {
             host: KStr::default(),
             operation: 0,
             permission_type: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -117,22 +117,31 @@ impl Message for AclCreation {
     const VERSIONS: (i16, i16) = (1, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.resource_type = r.i8("AclCreation.resource_type")?;
-        this.resource_name = r.string(version >= 2, "AclCreation.resource_name")?;
-        this.resource_pattern_type = r.i8("AclCreation.resource_pattern_type")?;
-        this.principal = r.string(version >= 2, "AclCreation.principal")?;
-        this.host = r.string(version >= 2, "AclCreation.host")?;
-        this.operation = r.i8("AclCreation.operation")?;
-        this.permission_type = r.i8("AclCreation.permission_type")?;
+        let f_resource_type = r.i8("AclCreation.resource_type")?;
+        let f_resource_name = r.string(version >= 2, "AclCreation.resource_name")?;
+        let f_resource_pattern_type = r.i8("AclCreation.resource_pattern_type")?;
+        let f_principal = r.string(version >= 2, "AclCreation.principal")?;
+        let f_host = r.string(version >= 2, "AclCreation.host")?;
+        let f_operation = r.i8("AclCreation.operation")?;
+        let f_permission_type = r.i8("AclCreation.permission_type")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AclCreation tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AclCreation tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resource_type: f_resource_type,
+            resource_name: f_resource_name,
+            resource_pattern_type: f_resource_pattern_type,
+            principal: f_principal,
+            host: f_host,
+            operation: f_operation,
+            permission_type: f_permission_type,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -147,7 +156,7 @@ impl Message for AclCreation {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -162,7 +171,7 @@ impl Message for AclCreation {
         n += 1;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -193,12 +202,12 @@ pub struct CreateAclsResponse {
     /// The results for each ACL creation. (versions 0+)
     pub results: Vec<AclCreationResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreateAclsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -209,18 +218,18 @@ impl Message for CreateAclsResponse {
         if !(1..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "CreateAclsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("CreateAclsResponse.throttle_time_ms")?;
-        this.results =
+        let f_throttle_time_ms = r.i32("CreateAclsResponse.throttle_time_ms")?;
+        let f_results =
             r.array(version >= 2, 3, "CreateAclsResponse.results", |r| AclCreationResult::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("CreateAclsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreateAclsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, results: f_results, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -233,7 +242,7 @@ impl Message for CreateAclsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -244,7 +253,7 @@ impl Message for CreateAclsResponse {
             + self.results.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -270,12 +279,12 @@ pub struct AclCreationResult {
     /// The result message, or null if there was no error. (versions 0+)
     pub error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AclCreationResult {
     fn default() -> Self {
-        Self { error_code: 0, error_message: Some(KStr::default()), unknown_tagged_fields: Vec::new() }
+        Self { error_code: 0, error_message: Some(KStr::default()), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -283,17 +292,17 @@ impl Message for AclCreationResult {
     const VERSIONS: (i16, i16) = (1, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("AclCreationResult.error_code")?;
-        this.error_message = r.nullable_string(version >= 2, "AclCreationResult.error_message")?;
+        let f_error_code = r.i16("AclCreationResult.error_code")?;
+        let f_error_message = r.nullable_string(version >= 2, "AclCreationResult.error_message")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AclCreationResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AclCreationResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { error_code: f_error_code, error_message: f_error_message, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -310,7 +319,7 @@ impl Message for AclCreationResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -323,7 +332,7 @@ impl Message for AclCreationResult {
         };
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -8,7 +8,7 @@ use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{
     array_len_len, bytes_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len,
 };
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The CreateDelegationTokenRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,7 +22,7 @@ pub struct CreateDelegationTokenRequest {
     /// The maximum lifetime of the token in milliseconds, or -1 to use the server side default. (versions 0+)
     pub max_lifetime_ms: i64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreateDelegationTokenRequest {
@@ -32,7 +32,7 @@ impl Default for CreateDelegationTokenRequest {
             owner_principal_name: Some(KStr::default()),
             renewers: Vec::new(),
             max_lifetime_ms: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -44,33 +44,43 @@ impl Message for CreateDelegationTokenRequest {
         if !(0..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "CreateDelegationTokenRequest", version });
         }
-        let mut this = Self::default();
-        if version >= 3 {
-            this.owner_principal_type = if version >= 3 {
+        let f_owner_principal_type = if version >= 3 {
+            if version >= 3 {
                 r.nullable_string(version >= 2, "CreateDelegationTokenRequest.owner_principal_type")?
             } else {
                 Some(r.string(version >= 2, "CreateDelegationTokenRequest.owner_principal_type")?)
-            };
-        }
-        if version >= 3 {
-            this.owner_principal_name = if version >= 3 {
+            }
+        } else {
+            Some(KStr::default())
+        };
+        let f_owner_principal_name = if version >= 3 {
+            if version >= 3 {
                 r.nullable_string(version >= 2, "CreateDelegationTokenRequest.owner_principal_name")?
             } else {
                 Some(r.string(version >= 2, "CreateDelegationTokenRequest.owner_principal_name")?)
-            };
-        }
-        this.renewers = r.array(version >= 2, 2, "CreateDelegationTokenRequest.renewers", |r| {
+            }
+        } else {
+            Some(KStr::default())
+        };
+        let f_renewers = r.array(version >= 2, 2, "CreateDelegationTokenRequest.renewers", |r| {
             CreatableRenewers::decode(r, version)
         })?;
-        this.max_lifetime_ms = r.i64("CreateDelegationTokenRequest.max_lifetime_ms")?;
+        let f_max_lifetime_ms = r.i64("CreateDelegationTokenRequest.max_lifetime_ms")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("CreateDelegationTokenRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreateDelegationTokenRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            owner_principal_type: f_owner_principal_type,
+            owner_principal_name: f_owner_principal_name,
+            renewers: f_renewers,
+            max_lifetime_ms: f_max_lifetime_ms,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -111,7 +121,7 @@ impl Message for CreateDelegationTokenRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -146,7 +156,7 @@ impl Message for CreateDelegationTokenRequest {
         n += 8;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -178,12 +188,16 @@ pub struct CreatableRenewers {
     /// The name of the Kafka principal. (versions 0+)
     pub principal_name: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreatableRenewers {
     fn default() -> Self {
-        Self { principal_type: KStr::default(), principal_name: KStr::default(), unknown_tagged_fields: Vec::new() }
+        Self {
+            principal_type: KStr::default(),
+            principal_name: KStr::default(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -191,17 +205,17 @@ impl Message for CreatableRenewers {
     const VERSIONS: (i16, i16) = (0, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.principal_type = r.string(version >= 2, "CreatableRenewers.principal_type")?;
-        this.principal_name = r.string(version >= 2, "CreatableRenewers.principal_name")?;
+        let f_principal_type = r.string(version >= 2, "CreatableRenewers.principal_type")?;
+        let f_principal_name = r.string(version >= 2, "CreatableRenewers.principal_name")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("CreatableRenewers tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreatableRenewers tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { principal_type: f_principal_type, principal_name: f_principal_name, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -211,7 +225,7 @@ impl Message for CreatableRenewers {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -221,7 +235,7 @@ impl Message for CreatableRenewers {
         n += string_len(version >= 2, &self.principal_name);
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -265,7 +279,7 @@ pub struct CreateDelegationTokenResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. (versions 0+)
     pub throttle_time_ms: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreateDelegationTokenResponse {
@@ -282,7 +296,7 @@ impl Default for CreateDelegationTokenResponse {
             token_id: KStr::default(),
             hmac: Bytes::new(),
             throttle_time_ms: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -294,32 +308,47 @@ impl Message for CreateDelegationTokenResponse {
         if !(0..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "CreateDelegationTokenResponse", version });
         }
-        let mut this = Self::default();
-        this.error_code = r.i16("CreateDelegationTokenResponse.error_code")?;
-        this.principal_type = r.string(version >= 2, "CreateDelegationTokenResponse.principal_type")?;
-        this.principal_name = r.string(version >= 2, "CreateDelegationTokenResponse.principal_name")?;
-        if version >= 3 {
-            this.token_requester_principal_type =
-                r.string(version >= 2, "CreateDelegationTokenResponse.token_requester_principal_type")?;
-        }
-        if version >= 3 {
-            this.token_requester_principal_name =
-                r.string(version >= 2, "CreateDelegationTokenResponse.token_requester_principal_name")?;
-        }
-        this.issue_timestamp_ms = r.i64("CreateDelegationTokenResponse.issue_timestamp_ms")?;
-        this.expiry_timestamp_ms = r.i64("CreateDelegationTokenResponse.expiry_timestamp_ms")?;
-        this.max_timestamp_ms = r.i64("CreateDelegationTokenResponse.max_timestamp_ms")?;
-        this.token_id = r.string(version >= 2, "CreateDelegationTokenResponse.token_id")?;
-        this.hmac = r.bytes_field(version >= 2, "CreateDelegationTokenResponse.hmac")?;
-        this.throttle_time_ms = r.i32("CreateDelegationTokenResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("CreateDelegationTokenResponse.error_code")?;
+        let f_principal_type = r.string(version >= 2, "CreateDelegationTokenResponse.principal_type")?;
+        let f_principal_name = r.string(version >= 2, "CreateDelegationTokenResponse.principal_name")?;
+        let f_token_requester_principal_type = if version >= 3 {
+            r.string(version >= 2, "CreateDelegationTokenResponse.token_requester_principal_type")?
+        } else {
+            KStr::default()
+        };
+        let f_token_requester_principal_name = if version >= 3 {
+            r.string(version >= 2, "CreateDelegationTokenResponse.token_requester_principal_name")?
+        } else {
+            KStr::default()
+        };
+        let f_issue_timestamp_ms = r.i64("CreateDelegationTokenResponse.issue_timestamp_ms")?;
+        let f_expiry_timestamp_ms = r.i64("CreateDelegationTokenResponse.expiry_timestamp_ms")?;
+        let f_max_timestamp_ms = r.i64("CreateDelegationTokenResponse.max_timestamp_ms")?;
+        let f_token_id = r.string(version >= 2, "CreateDelegationTokenResponse.token_id")?;
+        let f_hmac = r.bytes_field(version >= 2, "CreateDelegationTokenResponse.hmac")?;
+        let f_throttle_time_ms = r.i32("CreateDelegationTokenResponse.throttle_time_ms")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("CreateDelegationTokenResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreateDelegationTokenResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            principal_type: f_principal_type,
+            principal_name: f_principal_name,
+            token_requester_principal_type: f_token_requester_principal_type,
+            token_requester_principal_name: f_token_requester_principal_name,
+            issue_timestamp_ms: f_issue_timestamp_ms,
+            expiry_timestamp_ms: f_expiry_timestamp_ms,
+            max_timestamp_ms: f_max_timestamp_ms,
+            token_id: f_token_id,
+            hmac: f_hmac,
+            throttle_time_ms: f_throttle_time_ms,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -342,7 +371,7 @@ impl Message for CreateDelegationTokenResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -365,7 +394,7 @@ impl Message for CreateDelegationTokenResponse {
         n += 4;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The CreatePartitionsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,12 +16,17 @@ pub struct CreatePartitionsRequest {
     /// If true, then validate the request, but don't actually increase the number of partitions. (versions 0+)
     pub validate_only: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreatePartitionsRequest {
     fn default() -> Self {
-        Self { topics: Vec::new(), timeout_ms: 0, validate_only: false, unknown_tagged_fields: Vec::new() }
+        Self {
+            topics: Vec::new(),
+            timeout_ms: 0,
+            validate_only: false,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -32,19 +37,19 @@ impl Message for CreatePartitionsRequest {
         if !(0..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "CreatePartitionsRequest", version });
         }
-        let mut this = Self::default();
-        this.topics =
+        let f_topics =
             r.array(version >= 2, 6, "CreatePartitionsRequest.topics", |r| CreatePartitionsTopic::decode(r, version))?;
-        this.timeout_ms = r.i32("CreatePartitionsRequest.timeout_ms")?;
-        this.validate_only = r.bool("CreatePartitionsRequest.validate_only")?;
+        let f_timeout_ms = r.i32("CreatePartitionsRequest.timeout_ms")?;
+        let f_validate_only = r.bool("CreatePartitionsRequest.validate_only")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("CreatePartitionsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreatePartitionsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topics: f_topics, timeout_ms: f_timeout_ms, validate_only: f_validate_only, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -58,7 +63,7 @@ impl Message for CreatePartitionsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -70,7 +75,7 @@ impl Message for CreatePartitionsRequest {
         n += 1;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -99,12 +104,17 @@ pub struct CreatePartitionsTopic {
     /// The new partition assignments. (versions 0+)
     pub assignments: Option<Vec<CreatePartitionsAssignment>>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreatePartitionsTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), count: 0, assignments: Some(Vec::new()), unknown_tagged_fields: Vec::new() }
+        Self {
+            name: KStr::default(),
+            count: 0,
+            assignments: Some(Vec::new()),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -112,20 +122,20 @@ impl Message for CreatePartitionsTopic {
     const VERSIONS: (i16, i16) = (0, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 2, "CreatePartitionsTopic.name")?;
-        this.count = r.i32("CreatePartitionsTopic.count")?;
-        this.assignments = r.nullable_array(version >= 2, 1, "CreatePartitionsTopic.assignments", |r| {
+        let f_name = r.string(version >= 2, "CreatePartitionsTopic.name")?;
+        let f_count = r.i32("CreatePartitionsTopic.count")?;
+        let f_assignments = r.nullable_array(version >= 2, 1, "CreatePartitionsTopic.assignments", |r| {
             CreatePartitionsAssignment::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("CreatePartitionsTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreatePartitionsTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, count: f_count, assignments: f_assignments, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -146,7 +156,7 @@ impl Message for CreatePartitionsTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -162,7 +172,7 @@ impl Message for CreatePartitionsTopic {
         };
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -191,12 +201,12 @@ pub struct CreatePartitionsAssignment {
     /// The assigned broker IDs. (versions 0+)
     pub broker_ids: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreatePartitionsAssignment {
     fn default() -> Self {
-        Self { broker_ids: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { broker_ids: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -204,18 +214,18 @@ impl Message for CreatePartitionsAssignment {
     const VERSIONS: (i16, i16) = (0, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.broker_ids = r.array(version >= 2, 4, "CreatePartitionsAssignment.broker_ids", |r| {
+        let f_broker_ids = r.array(version >= 2, 4, "CreatePartitionsAssignment.broker_ids", |r| {
             r.i32("CreatePartitionsAssignment.broker_ids")
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("CreatePartitionsAssignment tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreatePartitionsAssignment tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { broker_ids: f_broker_ids, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -227,7 +237,7 @@ impl Message for CreatePartitionsAssignment {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -236,7 +246,7 @@ impl Message for CreatePartitionsAssignment {
         n += array_len_len(version >= 2, Some(self.broker_ids.len())) + self.broker_ids.len() * 4;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -261,12 +271,12 @@ pub struct CreatePartitionsResponse {
     /// The partition creation results for each topic. (versions 0+)
     pub results: Vec<CreatePartitionsTopicResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreatePartitionsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -277,19 +287,19 @@ impl Message for CreatePartitionsResponse {
         if !(0..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "CreatePartitionsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("CreatePartitionsResponse.throttle_time_ms")?;
-        this.results = r.array(version >= 2, 4, "CreatePartitionsResponse.results", |r| {
+        let f_throttle_time_ms = r.i32("CreatePartitionsResponse.throttle_time_ms")?;
+        let f_results = r.array(version >= 2, 4, "CreatePartitionsResponse.results", |r| {
             CreatePartitionsTopicResult::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("CreatePartitionsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreatePartitionsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, results: f_results, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -302,7 +312,7 @@ impl Message for CreatePartitionsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -313,7 +323,7 @@ impl Message for CreatePartitionsResponse {
             + self.results.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -341,12 +351,17 @@ pub struct CreatePartitionsTopicResult {
     /// The result message, or null if there was no error. (versions 0+)
     pub error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreatePartitionsTopicResult {
     fn default() -> Self {
-        Self { name: KStr::default(), error_code: 0, error_message: None, unknown_tagged_fields: Vec::new() }
+        Self {
+            name: KStr::default(),
+            error_code: 0,
+            error_message: None,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -354,18 +369,18 @@ impl Message for CreatePartitionsTopicResult {
     const VERSIONS: (i16, i16) = (0, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 2, "CreatePartitionsTopicResult.name")?;
-        this.error_code = r.i16("CreatePartitionsTopicResult.error_code")?;
-        this.error_message = r.nullable_string(version >= 2, "CreatePartitionsTopicResult.error_message")?;
+        let f_name = r.string(version >= 2, "CreatePartitionsTopicResult.name")?;
+        let f_error_code = r.i16("CreatePartitionsTopicResult.error_code")?;
+        let f_error_message = r.nullable_string(version >= 2, "CreatePartitionsTopicResult.error_message")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("CreatePartitionsTopicResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreatePartitionsTopicResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, error_code: f_error_code, error_message: f_error_message, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -383,7 +398,7 @@ impl Message for CreatePartitionsTopicResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -397,7 +412,7 @@ impl Message for CreatePartitionsTopicResult {
         };
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -6,7 +6,7 @@ use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{
     array_len_len, nullable_string_len, string_len, tagged_len, unknown_tagged_len, uvarint_len,
 };
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The CreateTopicsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,12 +18,17 @@ pub struct CreateTopicsRequest {
     /// If true, check that the topics can be created as specified, but don't create anything. (versions 1+)
     pub validate_only: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreateTopicsRequest {
     fn default() -> Self {
-        Self { topics: Vec::new(), timeout_ms: 60000, validate_only: false, unknown_tagged_fields: Vec::new() }
+        Self {
+            topics: Vec::new(),
+            timeout_ms: 60000,
+            validate_only: false,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -34,18 +39,19 @@ impl Message for CreateTopicsRequest {
         if !(2..=7).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "CreateTopicsRequest", version });
         }
-        let mut this = Self::default();
-        this.topics = r.array(version >= 5, 9, "CreateTopicsRequest.topics", |r| CreatableTopic::decode(r, version))?;
-        this.timeout_ms = r.i32("CreateTopicsRequest.timeout_ms")?;
-        this.validate_only = r.bool("CreateTopicsRequest.validate_only")?;
+        let f_topics =
+            r.array(version >= 5, 9, "CreateTopicsRequest.topics", |r| CreatableTopic::decode(r, version))?;
+        let f_timeout_ms = r.i32("CreateTopicsRequest.timeout_ms")?;
+        let f_validate_only = r.bool("CreateTopicsRequest.validate_only")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 5 {
             let n = r.tagged_field_count("CreateTopicsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreateTopicsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topics: f_topics, timeout_ms: f_timeout_ms, validate_only: f_validate_only, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -59,7 +65,7 @@ impl Message for CreateTopicsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -71,7 +77,7 @@ impl Message for CreateTopicsRequest {
         n += 1;
         if version >= 5 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -104,7 +110,7 @@ pub struct CreatableTopic {
     /// The custom topic configurations to set. (versions 0+)
     pub configs: Vec<CreatableTopicConfig>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreatableTopic {
@@ -115,7 +121,7 @@ impl Default for CreatableTopic {
             replication_factor: 0,
             assignments: Vec::new(),
             configs: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -124,22 +130,29 @@ impl Message for CreatableTopic {
     const VERSIONS: (i16, i16) = (2, 7);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 5, "CreatableTopic.name")?;
-        this.num_partitions = r.i32("CreatableTopic.num_partitions")?;
-        this.replication_factor = r.i16("CreatableTopic.replication_factor")?;
-        this.assignments =
+        let f_name = r.string(version >= 5, "CreatableTopic.name")?;
+        let f_num_partitions = r.i32("CreatableTopic.num_partitions")?;
+        let f_replication_factor = r.i16("CreatableTopic.replication_factor")?;
+        let f_assignments =
             r.array(version >= 5, 5, "CreatableTopic.assignments", |r| CreatableReplicaAssignment::decode(r, version))?;
-        this.configs =
+        let f_configs =
             r.array(version >= 5, 2, "CreatableTopic.configs", |r| CreatableTopicConfig::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 5 {
             let n = r.tagged_field_count("CreatableTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreatableTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name: f_name,
+            num_partitions: f_num_partitions,
+            replication_factor: f_replication_factor,
+            assignments: f_assignments,
+            configs: f_configs,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -158,7 +171,7 @@ impl Message for CreatableTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -173,7 +186,7 @@ impl Message for CreatableTopic {
             + self.configs.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 5 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -202,12 +215,12 @@ pub struct CreatableReplicaAssignment {
     /// The brokers to place the partition on. (versions 0+)
     pub broker_ids: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreatableReplicaAssignment {
     fn default() -> Self {
-        Self { partition_index: 0, broker_ids: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, broker_ids: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -215,19 +228,19 @@ impl Message for CreatableReplicaAssignment {
     const VERSIONS: (i16, i16) = (2, 7);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("CreatableReplicaAssignment.partition_index")?;
-        this.broker_ids = r.array(version >= 5, 4, "CreatableReplicaAssignment.broker_ids", |r| {
+        let f_partition_index = r.i32("CreatableReplicaAssignment.partition_index")?;
+        let f_broker_ids = r.array(version >= 5, 4, "CreatableReplicaAssignment.broker_ids", |r| {
             r.i32("CreatableReplicaAssignment.broker_ids")
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 5 {
             let n = r.tagged_field_count("CreatableReplicaAssignment tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreatableReplicaAssignment tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { partition_index: f_partition_index, broker_ids: f_broker_ids, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -240,7 +253,7 @@ impl Message for CreatableReplicaAssignment {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -250,7 +263,7 @@ impl Message for CreatableReplicaAssignment {
         n += array_len_len(version >= 5, Some(self.broker_ids.len())) + self.broker_ids.len() * 4;
         if version >= 5 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -276,12 +289,12 @@ pub struct CreatableTopicConfig {
     /// The configuration value. (versions 0+)
     pub value: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreatableTopicConfig {
     fn default() -> Self {
-        Self { name: KStr::default(), value: Some(KStr::default()), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), value: Some(KStr::default()), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -289,17 +302,17 @@ impl Message for CreatableTopicConfig {
     const VERSIONS: (i16, i16) = (2, 7);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 5, "CreatableTopicConfig.name")?;
-        this.value = r.nullable_string(version >= 5, "CreatableTopicConfig.value")?;
+        let f_name = r.string(version >= 5, "CreatableTopicConfig.name")?;
+        let f_value = r.nullable_string(version >= 5, "CreatableTopicConfig.value")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 5 {
             let n = r.tagged_field_count("CreatableTopicConfig tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreatableTopicConfig tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, value: f_value, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -316,7 +329,7 @@ impl Message for CreatableTopicConfig {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -329,7 +342,7 @@ impl Message for CreatableTopicConfig {
         };
         if version >= 5 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -355,12 +368,12 @@ pub struct CreateTopicsResponse {
     /// Results for each topic we tried to create. (versions 0+)
     pub topics: Vec<CreatableTopicResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreateTopicsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -371,18 +384,18 @@ impl Message for CreateTopicsResponse {
         if !(2..=7).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "CreateTopicsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("CreateTopicsResponse.throttle_time_ms")?;
-        this.topics =
+        let f_throttle_time_ms = r.i32("CreateTopicsResponse.throttle_time_ms")?;
+        let f_topics =
             r.array(version >= 5, 4, "CreateTopicsResponse.topics", |r| CreatableTopicResult::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 5 {
             let n = r.tagged_field_count("CreateTopicsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreateTopicsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -395,7 +408,7 @@ impl Message for CreateTopicsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -406,7 +419,7 @@ impl Message for CreateTopicsResponse {
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 5 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -444,7 +457,7 @@ pub struct CreatableTopicResult {
     /// Configuration of the topic. (versions 5+)
     pub configs: Option<Vec<CreatableTopicConfigs>>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreatableTopicResult {
@@ -458,7 +471,7 @@ impl Default for CreatableTopicResult {
             num_partitions: -1,
             replication_factor: -1,
             configs: Some(Vec::new()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -467,21 +480,14 @@ impl Message for CreatableTopicResult {
     const VERSIONS: (i16, i16) = (2, 7);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 5, "CreatableTopicResult.name")?;
-        if version >= 7 {
-            this.topic_id = r.uuid("CreatableTopicResult.topic_id")?;
-        }
-        this.error_code = r.i16("CreatableTopicResult.error_code")?;
-        this.error_message = r.nullable_string(version >= 5, "CreatableTopicResult.error_message")?;
-        if version >= 5 {
-            this.num_partitions = r.i32("CreatableTopicResult.num_partitions")?;
-        }
-        if version >= 5 {
-            this.replication_factor = r.i16("CreatableTopicResult.replication_factor")?;
-        }
-        if version >= 5 {
-            this.configs = if version >= 5 {
+        let f_name = r.string(version >= 5, "CreatableTopicResult.name")?;
+        let f_topic_id = if version >= 7 { r.uuid("CreatableTopicResult.topic_id")? } else { Uuid::ZERO };
+        let f_error_code = r.i16("CreatableTopicResult.error_code")?;
+        let f_error_message = r.nullable_string(version >= 5, "CreatableTopicResult.error_message")?;
+        let f_num_partitions = if version >= 5 { r.i32("CreatableTopicResult.num_partitions")? } else { -1 };
+        let f_replication_factor = if version >= 5 { r.i16("CreatableTopicResult.replication_factor")? } else { -1 };
+        let f_configs = if version >= 5 {
+            if version >= 5 {
                 r.nullable_array(version >= 5, 1, "CreatableTopicResult.configs", |r| {
                     CreatableTopicConfigs::decode(r, version)
                 })?
@@ -489,8 +495,12 @@ impl Message for CreatableTopicResult {
                 Some(r.array(version >= 5, 1, "CreatableTopicResult.configs", |r| {
                     CreatableTopicConfigs::decode(r, version)
                 })?)
-            };
-        }
+            }
+        } else {
+            Some(Vec::new())
+        };
+        let mut f_topic_config_error_code = 0;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 5 {
             let n = r.tagged_field_count("CreatableTopicResult tagged fields")?;
             for _ in 0..n {
@@ -498,13 +508,23 @@ impl Message for CreatableTopicResult {
                 match tag {
                     0 if version >= 5 => {
                         let r = &mut sub;
-                        this.topic_config_error_code = r.i16("CreatableTopicResult.topic_config_error_code")?;
+                        f_topic_config_error_code = r.i16("CreatableTopicResult.topic_config_error_code")?;
                     }
-                    _ => this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
+                    _ => unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            name: f_name,
+            topic_id: f_topic_id,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            topic_config_error_code: f_topic_config_error_code,
+            num_partitions: f_num_partitions,
+            replication_factor: f_replication_factor,
+            configs: f_configs,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -550,12 +570,12 @@ impl Message for CreatableTopicResult {
             count += usize::from(put_topic_config_error_code);
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 0);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 0);
             if put_topic_config_error_code {
                 w.tagged_header(0, 2);
                 w.i16(self.topic_config_error_code);
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -592,7 +612,7 @@ impl Message for CreatableTopicResult {
         }
         if version >= 5 {
             let mut count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             if version >= 5 && self.topic_config_error_code != 0 {
                 count += 1;
                 n += tagged_len(0, 2);
@@ -648,7 +668,7 @@ pub struct CreatableTopicConfigs {
     /// True if this configuration is sensitive. (versions 5+)
     pub is_sensitive: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CreatableTopicConfigs {
@@ -659,7 +679,7 @@ impl Default for CreatableTopicConfigs {
             read_only: false,
             config_source: -1,
             is_sensitive: false,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -668,34 +688,35 @@ impl Message for CreatableTopicConfigs {
     const VERSIONS: (i16, i16) = (2, 7);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 5 {
-            this.name = r.string(version >= 5, "CreatableTopicConfigs.name")?;
-        }
-        if version >= 5 {
-            this.value = if version >= 5 {
+        let f_name = if version >= 5 { r.string(version >= 5, "CreatableTopicConfigs.name")? } else { KStr::default() };
+        let f_value = if version >= 5 {
+            if version >= 5 {
                 r.nullable_string(version >= 5, "CreatableTopicConfigs.value")?
             } else {
                 Some(r.string(version >= 5, "CreatableTopicConfigs.value")?)
-            };
-        }
-        if version >= 5 {
-            this.read_only = r.bool("CreatableTopicConfigs.read_only")?;
-        }
-        if version >= 5 {
-            this.config_source = r.i8("CreatableTopicConfigs.config_source")?;
-        }
-        if version >= 5 {
-            this.is_sensitive = r.bool("CreatableTopicConfigs.is_sensitive")?;
-        }
+            }
+        } else {
+            Some(KStr::default())
+        };
+        let f_read_only = if version >= 5 { r.bool("CreatableTopicConfigs.read_only")? } else { false };
+        let f_config_source = if version >= 5 { r.i8("CreatableTopicConfigs.config_source")? } else { -1 };
+        let f_is_sensitive = if version >= 5 { r.bool("CreatableTopicConfigs.is_sensitive")? } else { false };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 5 {
             let n = r.tagged_field_count("CreatableTopicConfigs tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("CreatableTopicConfigs tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name: f_name,
+            value: f_value,
+            read_only: f_read_only,
+            config_source: f_config_source,
+            is_sensitive: f_is_sensitive,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -729,7 +750,7 @@ impl Message for CreatableTopicConfigs {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -761,7 +782,7 @@ impl Message for CreatableTopicConfigs {
         }
         if version >= 5 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DeleteAclsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct DeleteAclsRequest {
     /// The filters to use when deleting ACLs. (versions 0+)
     pub filters: Vec<DeleteAclsFilter>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteAclsRequest {
     fn default() -> Self {
-        Self { filters: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { filters: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,17 +28,17 @@ impl Message for DeleteAclsRequest {
         if !(1..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DeleteAclsRequest", version });
         }
-        let mut this = Self::default();
-        this.filters =
+        let f_filters =
             r.array(version >= 2, 7, "DeleteAclsRequest.filters", |r| DeleteAclsFilter::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteAclsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteAclsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { filters: f_filters, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -50,7 +50,7 @@ impl Message for DeleteAclsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -60,7 +60,7 @@ impl Message for DeleteAclsRequest {
             + self.filters.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -95,7 +95,7 @@ pub struct DeleteAclsFilter {
     /// The permission type. (versions 0+)
     pub permission_type: i8,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteAclsFilter {
@@ -108,7 +108,7 @@ impl Default for DeleteAclsFilter {
             host_filter: Some(KStr::default()),
             operation: 0,
             permission_type: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -117,22 +117,31 @@ impl Message for DeleteAclsFilter {
     const VERSIONS: (i16, i16) = (1, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.resource_type_filter = r.i8("DeleteAclsFilter.resource_type_filter")?;
-        this.resource_name_filter = r.nullable_string(version >= 2, "DeleteAclsFilter.resource_name_filter")?;
-        this.pattern_type_filter = r.i8("DeleteAclsFilter.pattern_type_filter")?;
-        this.principal_filter = r.nullable_string(version >= 2, "DeleteAclsFilter.principal_filter")?;
-        this.host_filter = r.nullable_string(version >= 2, "DeleteAclsFilter.host_filter")?;
-        this.operation = r.i8("DeleteAclsFilter.operation")?;
-        this.permission_type = r.i8("DeleteAclsFilter.permission_type")?;
+        let f_resource_type_filter = r.i8("DeleteAclsFilter.resource_type_filter")?;
+        let f_resource_name_filter = r.nullable_string(version >= 2, "DeleteAclsFilter.resource_name_filter")?;
+        let f_pattern_type_filter = r.i8("DeleteAclsFilter.pattern_type_filter")?;
+        let f_principal_filter = r.nullable_string(version >= 2, "DeleteAclsFilter.principal_filter")?;
+        let f_host_filter = r.nullable_string(version >= 2, "DeleteAclsFilter.host_filter")?;
+        let f_operation = r.i8("DeleteAclsFilter.operation")?;
+        let f_permission_type = r.i8("DeleteAclsFilter.permission_type")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteAclsFilter tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteAclsFilter tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resource_type_filter: f_resource_type_filter,
+            resource_name_filter: f_resource_name_filter,
+            pattern_type_filter: f_pattern_type_filter,
+            principal_filter: f_principal_filter,
+            host_filter: f_host_filter,
+            operation: f_operation,
+            permission_type: f_permission_type,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -168,7 +177,7 @@ impl Message for DeleteAclsFilter {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -192,7 +201,7 @@ impl Message for DeleteAclsFilter {
         n += 1;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -223,12 +232,12 @@ pub struct DeleteAclsResponse {
     /// The results for each filter. (versions 0+)
     pub filter_results: Vec<DeleteAclsFilterResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteAclsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, filter_results: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, filter_results: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -239,19 +248,19 @@ impl Message for DeleteAclsResponse {
         if !(1..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DeleteAclsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DeleteAclsResponse.throttle_time_ms")?;
-        this.filter_results = r.array(version >= 2, 4, "DeleteAclsResponse.filter_results", |r| {
+        let f_throttle_time_ms = r.i32("DeleteAclsResponse.throttle_time_ms")?;
+        let f_filter_results = r.array(version >= 2, 4, "DeleteAclsResponse.filter_results", |r| {
             DeleteAclsFilterResult::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteAclsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteAclsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, filter_results: f_filter_results, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -264,7 +273,7 @@ impl Message for DeleteAclsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -275,7 +284,7 @@ impl Message for DeleteAclsResponse {
             + self.filter_results.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -303,7 +312,7 @@ pub struct DeleteAclsFilterResult {
     /// The ACLs which matched this filter. (versions 0+)
     pub matching_acls: Vec<DeleteAclsMatchingAcl>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteAclsFilterResult {
@@ -312,7 +321,7 @@ impl Default for DeleteAclsFilterResult {
             error_code: 0,
             error_message: Some(KStr::default()),
             matching_acls: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -321,20 +330,25 @@ impl Message for DeleteAclsFilterResult {
     const VERSIONS: (i16, i16) = (1, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("DeleteAclsFilterResult.error_code")?;
-        this.error_message = r.nullable_string(version >= 2, "DeleteAclsFilterResult.error_message")?;
-        this.matching_acls = r.array(version >= 2, 10, "DeleteAclsFilterResult.matching_acls", |r| {
+        let f_error_code = r.i16("DeleteAclsFilterResult.error_code")?;
+        let f_error_message = r.nullable_string(version >= 2, "DeleteAclsFilterResult.error_message")?;
+        let f_matching_acls = r.array(version >= 2, 10, "DeleteAclsFilterResult.matching_acls", |r| {
             DeleteAclsMatchingAcl::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteAclsFilterResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteAclsFilterResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            error_message: f_error_message,
+            matching_acls: f_matching_acls,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -355,7 +369,7 @@ impl Message for DeleteAclsFilterResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -370,7 +384,7 @@ impl Message for DeleteAclsFilterResult {
             + self.matching_acls.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -411,7 +425,7 @@ pub struct DeleteAclsMatchingAcl {
     /// The ACL permission type. (versions 0+)
     pub permission_type: i8,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteAclsMatchingAcl {
@@ -426,7 +440,7 @@ impl Default for DeleteAclsMatchingAcl {
             host: KStr::default(),
             operation: 0,
             permission_type: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -435,24 +449,35 @@ impl Message for DeleteAclsMatchingAcl {
     const VERSIONS: (i16, i16) = (1, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("DeleteAclsMatchingAcl.error_code")?;
-        this.error_message = r.nullable_string(version >= 2, "DeleteAclsMatchingAcl.error_message")?;
-        this.resource_type = r.i8("DeleteAclsMatchingAcl.resource_type")?;
-        this.resource_name = r.string(version >= 2, "DeleteAclsMatchingAcl.resource_name")?;
-        this.pattern_type = r.i8("DeleteAclsMatchingAcl.pattern_type")?;
-        this.principal = r.string(version >= 2, "DeleteAclsMatchingAcl.principal")?;
-        this.host = r.string(version >= 2, "DeleteAclsMatchingAcl.host")?;
-        this.operation = r.i8("DeleteAclsMatchingAcl.operation")?;
-        this.permission_type = r.i8("DeleteAclsMatchingAcl.permission_type")?;
+        let f_error_code = r.i16("DeleteAclsMatchingAcl.error_code")?;
+        let f_error_message = r.nullable_string(version >= 2, "DeleteAclsMatchingAcl.error_message")?;
+        let f_resource_type = r.i8("DeleteAclsMatchingAcl.resource_type")?;
+        let f_resource_name = r.string(version >= 2, "DeleteAclsMatchingAcl.resource_name")?;
+        let f_pattern_type = r.i8("DeleteAclsMatchingAcl.pattern_type")?;
+        let f_principal = r.string(version >= 2, "DeleteAclsMatchingAcl.principal")?;
+        let f_host = r.string(version >= 2, "DeleteAclsMatchingAcl.host")?;
+        let f_operation = r.i8("DeleteAclsMatchingAcl.operation")?;
+        let f_permission_type = r.i8("DeleteAclsMatchingAcl.permission_type")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteAclsMatchingAcl tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteAclsMatchingAcl tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            error_message: f_error_message,
+            resource_type: f_resource_type,
+            resource_name: f_resource_name,
+            pattern_type: f_pattern_type,
+            principal: f_principal,
+            host: f_host,
+            operation: f_operation,
+            permission_type: f_permission_type,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -476,7 +501,7 @@ impl Message for DeleteAclsMatchingAcl {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -496,7 +521,7 @@ impl Message for DeleteAclsMatchingAcl {
         n += 1;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

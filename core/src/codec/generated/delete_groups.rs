@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DeleteGroupsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct DeleteGroupsRequest {
     /// The group names to delete. (versions 0+)
     pub groups_names: Vec<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteGroupsRequest {
     fn default() -> Self {
-        Self { groups_names: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { groups_names: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,18 +28,18 @@ impl Message for DeleteGroupsRequest {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DeleteGroupsRequest", version });
         }
-        let mut this = Self::default();
-        this.groups_names = r.array(version >= 2, 1, "DeleteGroupsRequest.groups_names", |r| {
+        let f_groups_names = r.array(version >= 2, 1, "DeleteGroupsRequest.groups_names", |r| {
             r.string(version >= 2, "DeleteGroupsRequest.groups_names")
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteGroupsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteGroupsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { groups_names: f_groups_names, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -51,7 +51,7 @@ impl Message for DeleteGroupsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -61,7 +61,7 @@ impl Message for DeleteGroupsRequest {
             + self.groups_names.iter().map(|e| string_len(version >= 2, e)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -86,12 +86,12 @@ pub struct DeleteGroupsResponse {
     /// The deletion results. (versions 0+)
     pub results: Vec<DeletableGroupResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteGroupsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -102,18 +102,18 @@ impl Message for DeleteGroupsResponse {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DeleteGroupsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DeleteGroupsResponse.throttle_time_ms")?;
-        this.results =
+        let f_throttle_time_ms = r.i32("DeleteGroupsResponse.throttle_time_ms")?;
+        let f_results =
             r.array(version >= 2, 3, "DeleteGroupsResponse.results", |r| DeletableGroupResult::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteGroupsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteGroupsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, results: f_results, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -126,7 +126,7 @@ impl Message for DeleteGroupsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -137,7 +137,7 @@ impl Message for DeleteGroupsResponse {
             + self.results.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -163,12 +163,12 @@ pub struct DeletableGroupResult {
     /// The deletion error, or 0 if the deletion succeeded. (versions 0+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeletableGroupResult {
     fn default() -> Self {
-        Self { group_id: KStr::default(), error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { group_id: KStr::default(), error_code: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -176,17 +176,17 @@ impl Message for DeletableGroupResult {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.group_id = r.string(version >= 2, "DeletableGroupResult.group_id")?;
-        this.error_code = r.i16("DeletableGroupResult.error_code")?;
+        let f_group_id = r.string(version >= 2, "DeletableGroupResult.group_id")?;
+        let f_error_code = r.i16("DeletableGroupResult.error_code")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeletableGroupResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeletableGroupResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { group_id: f_group_id, error_code: f_error_code, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -196,7 +196,7 @@ impl Message for DeletableGroupResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -206,7 +206,7 @@ impl Message for DeletableGroupResult {
         n += 2;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DeleteRecordsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,12 +14,12 @@ pub struct DeleteRecordsRequest {
     /// How long to wait for the deletion to complete, in milliseconds. (versions 0+)
     pub timeout_ms: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteRecordsRequest {
     fn default() -> Self {
-        Self { topics: Vec::new(), timeout_ms: 0, unknown_tagged_fields: Vec::new() }
+        Self { topics: Vec::new(), timeout_ms: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -30,18 +30,18 @@ impl Message for DeleteRecordsRequest {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DeleteRecordsRequest", version });
         }
-        let mut this = Self::default();
-        this.topics =
+        let f_topics =
             r.array(version >= 2, 2, "DeleteRecordsRequest.topics", |r| DeleteRecordsTopic::decode(r, version))?;
-        this.timeout_ms = r.i32("DeleteRecordsRequest.timeout_ms")?;
+        let f_timeout_ms = r.i32("DeleteRecordsRequest.timeout_ms")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteRecordsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteRecordsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topics: f_topics, timeout_ms: f_timeout_ms, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -54,7 +54,7 @@ impl Message for DeleteRecordsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -65,7 +65,7 @@ impl Message for DeleteRecordsRequest {
         n += 4;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -91,12 +91,12 @@ pub struct DeleteRecordsTopic {
     /// Each partition that we want to delete records from. (versions 0+)
     pub partitions: Vec<DeleteRecordsPartition>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteRecordsTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -104,18 +104,18 @@ impl Message for DeleteRecordsTopic {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 2, "DeleteRecordsTopic.name")?;
-        this.partitions =
+        let f_name = r.string(version >= 2, "DeleteRecordsTopic.name")?;
+        let f_partitions =
             r.array(version >= 2, 12, "DeleteRecordsTopic.partitions", |r| DeleteRecordsPartition::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteRecordsTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteRecordsTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -128,7 +128,7 @@ impl Message for DeleteRecordsTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -139,7 +139,7 @@ impl Message for DeleteRecordsTopic {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -165,12 +165,12 @@ pub struct DeleteRecordsPartition {
     /// The deletion offset. -1 means that records should be truncated to the high watermark. (versions 0+)
     pub offset: i64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteRecordsPartition {
     fn default() -> Self {
-        Self { partition_index: 0, offset: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, offset: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -178,17 +178,17 @@ impl Message for DeleteRecordsPartition {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("DeleteRecordsPartition.partition_index")?;
-        this.offset = r.i64("DeleteRecordsPartition.offset")?;
+        let f_partition_index = r.i32("DeleteRecordsPartition.partition_index")?;
+        let f_offset = r.i64("DeleteRecordsPartition.offset")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteRecordsPartition tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteRecordsPartition tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { partition_index: f_partition_index, offset: f_offset, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -198,7 +198,7 @@ impl Message for DeleteRecordsPartition {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -208,7 +208,7 @@ impl Message for DeleteRecordsPartition {
         n += 8;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -234,12 +234,12 @@ pub struct DeleteRecordsResponse {
     /// Each topic that we wanted to delete records from. (versions 0+)
     pub topics: Vec<DeleteRecordsTopicResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteRecordsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -250,18 +250,18 @@ impl Message for DeleteRecordsResponse {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DeleteRecordsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DeleteRecordsResponse.throttle_time_ms")?;
-        this.topics =
+        let f_throttle_time_ms = r.i32("DeleteRecordsResponse.throttle_time_ms")?;
+        let f_topics =
             r.array(version >= 2, 2, "DeleteRecordsResponse.topics", |r| DeleteRecordsTopicResult::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteRecordsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteRecordsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -274,7 +274,7 @@ impl Message for DeleteRecordsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -285,7 +285,7 @@ impl Message for DeleteRecordsResponse {
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -311,12 +311,12 @@ pub struct DeleteRecordsTopicResult {
     /// Each partition that we wanted to delete records from. (versions 0+)
     pub partitions: Vec<DeleteRecordsPartitionResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteRecordsTopicResult {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -324,19 +324,19 @@ impl Message for DeleteRecordsTopicResult {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 2, "DeleteRecordsTopicResult.name")?;
-        this.partitions = r.array(version >= 2, 14, "DeleteRecordsTopicResult.partitions", |r| {
+        let f_name = r.string(version >= 2, "DeleteRecordsTopicResult.name")?;
+        let f_partitions = r.array(version >= 2, 14, "DeleteRecordsTopicResult.partitions", |r| {
             DeleteRecordsPartitionResult::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteRecordsTopicResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteRecordsTopicResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -349,7 +349,7 @@ impl Message for DeleteRecordsTopicResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -360,7 +360,7 @@ impl Message for DeleteRecordsTopicResult {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -388,12 +388,12 @@ pub struct DeleteRecordsPartitionResult {
     /// The deletion error code, or 0 if the deletion succeeded. (versions 0+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteRecordsPartitionResult {
     fn default() -> Self {
-        Self { partition_index: 0, low_watermark: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, low_watermark: 0, error_code: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -401,18 +401,23 @@ impl Message for DeleteRecordsPartitionResult {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("DeleteRecordsPartitionResult.partition_index")?;
-        this.low_watermark = r.i64("DeleteRecordsPartitionResult.low_watermark")?;
-        this.error_code = r.i16("DeleteRecordsPartitionResult.error_code")?;
+        let f_partition_index = r.i32("DeleteRecordsPartitionResult.partition_index")?;
+        let f_low_watermark = r.i64("DeleteRecordsPartitionResult.low_watermark")?;
+        let f_error_code = r.i16("DeleteRecordsPartitionResult.error_code")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DeleteRecordsPartitionResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteRecordsPartitionResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            low_watermark: f_low_watermark,
+            error_code: f_error_code,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -423,7 +428,7 @@ impl Message for DeleteRecordsPartitionResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -434,7 +439,7 @@ impl Message for DeleteRecordsPartitionResult {
         n += 2;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The DeleteTopicsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,12 +16,17 @@ pub struct DeleteTopicsRequest {
     /// The length of time in milliseconds to wait for the deletions to complete. (versions 0+)
     pub timeout_ms: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteTopicsRequest {
     fn default() -> Self {
-        Self { topics: Vec::new(), topic_names: Vec::new(), timeout_ms: 0, unknown_tagged_fields: Vec::new() }
+        Self {
+            topics: Vec::new(),
+            topic_names: Vec::new(),
+            timeout_ms: 0,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -32,25 +37,28 @@ impl Message for DeleteTopicsRequest {
         if !(1..=6).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DeleteTopicsRequest", version });
         }
-        let mut this = Self::default();
-        if version >= 6 {
-            this.topics =
-                r.array(version >= 4, 1, "DeleteTopicsRequest.topics", |r| DeleteTopicState::decode(r, version))?;
-        }
-        if version <= 5 {
-            this.topic_names = r.array(version >= 4, 1, "DeleteTopicsRequest.topic_names", |r| {
+        let f_topics = if version >= 6 {
+            r.array(version >= 4, 1, "DeleteTopicsRequest.topics", |r| DeleteTopicState::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let f_topic_names = if version <= 5 {
+            r.array(version >= 4, 1, "DeleteTopicsRequest.topic_names", |r| {
                 r.string(version >= 4, "DeleteTopicsRequest.topic_names")
-            })?;
-        }
-        this.timeout_ms = r.i32("DeleteTopicsRequest.timeout_ms")?;
+            })?
+        } else {
+            Vec::new()
+        };
+        let f_timeout_ms = r.i32("DeleteTopicsRequest.timeout_ms")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("DeleteTopicsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteTopicsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topics: f_topics, topic_names: f_topic_names, timeout_ms: f_timeout_ms, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -71,7 +79,7 @@ impl Message for DeleteTopicsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -88,7 +96,7 @@ impl Message for DeleteTopicsRequest {
         n += 4;
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -119,12 +127,12 @@ pub struct DeleteTopicState {
     /// The unique topic ID. (versions 6+)
     pub topic_id: Uuid,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteTopicState {
     fn default() -> Self {
-        Self { name: None, topic_id: Uuid::ZERO, unknown_tagged_fields: Vec::new() }
+        Self { name: None, topic_id: Uuid::ZERO, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -132,25 +140,25 @@ impl Message for DeleteTopicState {
     const VERSIONS: (i16, i16) = (1, 6);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 6 {
-            this.name = if version >= 6 {
+        let f_name = if version >= 6 {
+            if version >= 6 {
                 r.nullable_string(version >= 4, "DeleteTopicState.name")?
             } else {
                 Some(r.string(version >= 4, "DeleteTopicState.name")?)
-            };
-        }
-        if version >= 6 {
-            this.topic_id = r.uuid("DeleteTopicState.topic_id")?;
-        }
+            }
+        } else {
+            None
+        };
+        let f_topic_id = if version >= 6 { r.uuid("DeleteTopicState.topic_id")? } else { Uuid::ZERO };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("DeleteTopicState tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteTopicState tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, topic_id: f_topic_id, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -175,7 +183,7 @@ impl Message for DeleteTopicState {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -198,7 +206,7 @@ impl Message for DeleteTopicState {
         }
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -228,12 +236,12 @@ pub struct DeleteTopicsResponse {
     /// The results for each topic we tried to delete. (versions 0+)
     pub responses: Vec<DeletableTopicResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeleteTopicsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, responses: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, responses: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -244,18 +252,18 @@ impl Message for DeleteTopicsResponse {
         if !(1..=6).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DeleteTopicsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DeleteTopicsResponse.throttle_time_ms")?;
-        this.responses =
+        let f_throttle_time_ms = r.i32("DeleteTopicsResponse.throttle_time_ms")?;
+        let f_responses =
             r.array(version >= 4, 3, "DeleteTopicsResponse.responses", |r| DeletableTopicResult::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("DeleteTopicsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeleteTopicsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, responses: f_responses, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -268,7 +276,7 @@ impl Message for DeleteTopicsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -279,7 +287,7 @@ impl Message for DeleteTopicsResponse {
             + self.responses.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -309,7 +317,7 @@ pub struct DeletableTopicResult {
     /// The error message, or null if there was no error. (versions 5+)
     pub error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DeletableTopicResult {
@@ -319,7 +327,7 @@ impl Default for DeletableTopicResult {
             topic_id: Uuid::ZERO,
             error_code: 0,
             error_message: None,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -328,31 +336,37 @@ impl Message for DeletableTopicResult {
     const VERSIONS: (i16, i16) = (1, 6);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = if version >= 6 {
+        let f_name = if version >= 6 {
             r.nullable_string(version >= 4, "DeletableTopicResult.name")?
         } else {
             Some(r.string(version >= 4, "DeletableTopicResult.name")?)
         };
-        if version >= 6 {
-            this.topic_id = r.uuid("DeletableTopicResult.topic_id")?;
-        }
-        this.error_code = r.i16("DeletableTopicResult.error_code")?;
-        if version >= 5 {
-            this.error_message = if version >= 5 {
+        let f_topic_id = if version >= 6 { r.uuid("DeletableTopicResult.topic_id")? } else { Uuid::ZERO };
+        let f_error_code = r.i16("DeletableTopicResult.error_code")?;
+        let f_error_message = if version >= 5 {
+            if version >= 5 {
                 r.nullable_string(version >= 4, "DeletableTopicResult.error_message")?
             } else {
                 Some(r.string(version >= 4, "DeletableTopicResult.error_message")?)
-            };
-        }
+            }
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("DeletableTopicResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DeletableTopicResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name: f_name,
+            topic_id: f_topic_id,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -390,7 +404,7 @@ impl Message for DeletableTopicResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -424,7 +438,7 @@ impl Message for DeletableTopicResult {
         }
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

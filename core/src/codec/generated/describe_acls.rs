@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DescribeAclsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,7 +24,7 @@ pub struct DescribeAclsRequest {
     /// The permission type to match. (versions 0+)
     pub permission_type: i8,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeAclsRequest {
@@ -37,7 +37,7 @@ impl Default for DescribeAclsRequest {
             host_filter: Some(KStr::default()),
             operation: 0,
             permission_type: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -49,22 +49,31 @@ impl Message for DescribeAclsRequest {
         if !(1..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeAclsRequest", version });
         }
-        let mut this = Self::default();
-        this.resource_type_filter = r.i8("DescribeAclsRequest.resource_type_filter")?;
-        this.resource_name_filter = r.nullable_string(version >= 2, "DescribeAclsRequest.resource_name_filter")?;
-        this.pattern_type_filter = r.i8("DescribeAclsRequest.pattern_type_filter")?;
-        this.principal_filter = r.nullable_string(version >= 2, "DescribeAclsRequest.principal_filter")?;
-        this.host_filter = r.nullable_string(version >= 2, "DescribeAclsRequest.host_filter")?;
-        this.operation = r.i8("DescribeAclsRequest.operation")?;
-        this.permission_type = r.i8("DescribeAclsRequest.permission_type")?;
+        let f_resource_type_filter = r.i8("DescribeAclsRequest.resource_type_filter")?;
+        let f_resource_name_filter = r.nullable_string(version >= 2, "DescribeAclsRequest.resource_name_filter")?;
+        let f_pattern_type_filter = r.i8("DescribeAclsRequest.pattern_type_filter")?;
+        let f_principal_filter = r.nullable_string(version >= 2, "DescribeAclsRequest.principal_filter")?;
+        let f_host_filter = r.nullable_string(version >= 2, "DescribeAclsRequest.host_filter")?;
+        let f_operation = r.i8("DescribeAclsRequest.operation")?;
+        let f_permission_type = r.i8("DescribeAclsRequest.permission_type")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribeAclsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeAclsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resource_type_filter: f_resource_type_filter,
+            resource_name_filter: f_resource_name_filter,
+            pattern_type_filter: f_pattern_type_filter,
+            principal_filter: f_principal_filter,
+            host_filter: f_host_filter,
+            operation: f_operation,
+            permission_type: f_permission_type,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -100,7 +109,7 @@ impl Message for DescribeAclsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -124,7 +133,7 @@ impl Message for DescribeAclsRequest {
         n += 1;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -159,7 +168,7 @@ pub struct DescribeAclsResponse {
     /// Each Resource that is referenced in an ACL. (versions 0+)
     pub resources: Vec<DescribeAclsResource>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeAclsResponse {
@@ -169,7 +178,7 @@ impl Default for DescribeAclsResponse {
             error_code: 0,
             error_message: Some(KStr::default()),
             resources: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -181,20 +190,26 @@ impl Message for DescribeAclsResponse {
         if !(1..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeAclsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeAclsResponse.throttle_time_ms")?;
-        this.error_code = r.i16("DescribeAclsResponse.error_code")?;
-        this.error_message = r.nullable_string(version >= 2, "DescribeAclsResponse.error_message")?;
-        this.resources =
+        let f_throttle_time_ms = r.i32("DescribeAclsResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("DescribeAclsResponse.error_code")?;
+        let f_error_message = r.nullable_string(version >= 2, "DescribeAclsResponse.error_message")?;
+        let f_resources =
             r.array(version >= 2, 4, "DescribeAclsResponse.resources", |r| DescribeAclsResource::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribeAclsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeAclsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            resources: f_resources,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -216,7 +231,7 @@ impl Message for DescribeAclsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -232,7 +247,7 @@ impl Message for DescribeAclsResponse {
             + self.resources.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -264,7 +279,7 @@ pub struct DescribeAclsResource {
     /// The ACLs. (versions 0+)
     pub acls: Vec<AclDescription>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeAclsResource {
@@ -274,7 +289,7 @@ impl Default for DescribeAclsResource {
             resource_name: KStr::default(),
             pattern_type: 3,
             acls: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -283,19 +298,25 @@ impl Message for DescribeAclsResource {
     const VERSIONS: (i16, i16) = (1, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.resource_type = r.i8("DescribeAclsResource.resource_type")?;
-        this.resource_name = r.string(version >= 2, "DescribeAclsResource.resource_name")?;
-        this.pattern_type = r.i8("DescribeAclsResource.pattern_type")?;
-        this.acls = r.array(version >= 2, 4, "DescribeAclsResource.acls", |r| AclDescription::decode(r, version))?;
+        let f_resource_type = r.i8("DescribeAclsResource.resource_type")?;
+        let f_resource_name = r.string(version >= 2, "DescribeAclsResource.resource_name")?;
+        let f_pattern_type = r.i8("DescribeAclsResource.pattern_type")?;
+        let f_acls = r.array(version >= 2, 4, "DescribeAclsResource.acls", |r| AclDescription::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribeAclsResource tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeAclsResource tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resource_type: f_resource_type,
+            resource_name: f_resource_name,
+            pattern_type: f_pattern_type,
+            acls: f_acls,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -310,7 +331,7 @@ impl Message for DescribeAclsResource {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -323,7 +344,7 @@ impl Message for DescribeAclsResource {
             + self.acls.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -355,7 +376,7 @@ pub struct AclDescription {
     /// The ACL permission type. (versions 0+)
     pub permission_type: i8,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AclDescription {
@@ -365,7 +386,7 @@ impl Default for AclDescription {
             host: KStr::default(),
             operation: 0,
             permission_type: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -374,19 +395,25 @@ impl Message for AclDescription {
     const VERSIONS: (i16, i16) = (1, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.principal = r.string(version >= 2, "AclDescription.principal")?;
-        this.host = r.string(version >= 2, "AclDescription.host")?;
-        this.operation = r.i8("AclDescription.operation")?;
-        this.permission_type = r.i8("AclDescription.permission_type")?;
+        let f_principal = r.string(version >= 2, "AclDescription.principal")?;
+        let f_host = r.string(version >= 2, "AclDescription.host")?;
+        let f_operation = r.i8("AclDescription.operation")?;
+        let f_permission_type = r.i8("AclDescription.permission_type")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("AclDescription tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AclDescription tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            principal: f_principal,
+            host: f_host,
+            operation: f_operation,
+            permission_type: f_permission_type,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -398,7 +425,7 @@ impl Message for AclDescription {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -410,7 +437,7 @@ impl Message for AclDescription {
         n += 1;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DescribeClientQuotasRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,12 +14,12 @@ pub struct DescribeClientQuotasRequest {
     /// Whether the match is strict, i.e. should exclude entities with unspecified entity types. (versions 0+)
     pub strict: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeClientQuotasRequest {
     fn default() -> Self {
-        Self { components: Vec::new(), strict: false, unknown_tagged_fields: Vec::new() }
+        Self { components: Vec::new(), strict: false, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -30,18 +30,18 @@ impl Message for DescribeClientQuotasRequest {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeClientQuotasRequest", version });
         }
-        let mut this = Self::default();
-        this.components =
+        let f_components =
             r.array(version >= 1, 3, "DescribeClientQuotasRequest.components", |r| ComponentData::decode(r, version))?;
-        this.strict = r.bool("DescribeClientQuotasRequest.strict")?;
+        let f_strict = r.bool("DescribeClientQuotasRequest.strict")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("DescribeClientQuotasRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeClientQuotasRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { components: f_components, strict: f_strict, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -54,7 +54,7 @@ impl Message for DescribeClientQuotasRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -65,7 +65,7 @@ impl Message for DescribeClientQuotasRequest {
         n += 1;
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -93,7 +93,7 @@ pub struct ComponentData {
     /// The string to match against, or null if unused for the match type. (versions 0+)
     pub r#match: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ComponentData {
@@ -102,7 +102,7 @@ impl Default for ComponentData {
             entity_type: KStr::default(),
             match_type: 0,
             r#match: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -111,18 +111,18 @@ impl Message for ComponentData {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.entity_type = r.string(version >= 1, "ComponentData.entity_type")?;
-        this.match_type = r.i8("ComponentData.match_type")?;
-        this.r#match = r.nullable_string(version >= 1, "ComponentData.match")?;
+        let f_entity_type = r.string(version >= 1, "ComponentData.entity_type")?;
+        let f_match_type = r.i8("ComponentData.match_type")?;
+        let f_match = r.nullable_string(version >= 1, "ComponentData.match")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("ComponentData tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ComponentData tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { entity_type: f_entity_type, match_type: f_match_type, r#match: f_match, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -140,7 +140,7 @@ impl Message for ComponentData {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -154,7 +154,7 @@ impl Message for ComponentData {
         };
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -185,7 +185,7 @@ pub struct DescribeClientQuotasResponse {
     /// A result entry. (versions 0+)
     pub entries: Option<Vec<EntryData>>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeClientQuotasResponse {
@@ -195,7 +195,7 @@ impl Default for DescribeClientQuotasResponse {
             error_code: 0,
             error_message: Some(KStr::default()),
             entries: Some(Vec::new()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -207,21 +207,27 @@ impl Message for DescribeClientQuotasResponse {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeClientQuotasResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeClientQuotasResponse.throttle_time_ms")?;
-        this.error_code = r.i16("DescribeClientQuotasResponse.error_code")?;
-        this.error_message = r.nullable_string(version >= 1, "DescribeClientQuotasResponse.error_message")?;
-        this.entries = r.nullable_array(version >= 1, 2, "DescribeClientQuotasResponse.entries", |r| {
+        let f_throttle_time_ms = r.i32("DescribeClientQuotasResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("DescribeClientQuotasResponse.error_code")?;
+        let f_error_message = r.nullable_string(version >= 1, "DescribeClientQuotasResponse.error_message")?;
+        let f_entries = r.nullable_array(version >= 1, 2, "DescribeClientQuotasResponse.entries", |r| {
             EntryData::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("DescribeClientQuotasResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeClientQuotasResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            entries: f_entries,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -250,7 +256,7 @@ impl Message for DescribeClientQuotasResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -270,7 +276,7 @@ impl Message for DescribeClientQuotasResponse {
         };
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -299,12 +305,12 @@ pub struct EntryData {
     /// The quota values for the entity. (versions 0+)
     pub values: Vec<ValueData>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for EntryData {
     fn default() -> Self {
-        Self { entity: Vec::new(), values: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { entity: Vec::new(), values: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -312,17 +318,17 @@ impl Message for EntryData {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.entity = r.array(version >= 1, 2, "EntryData.entity", |r| EntityData::decode(r, version))?;
-        this.values = r.array(version >= 1, 9, "EntryData.values", |r| ValueData::decode(r, version))?;
+        let f_entity = r.array(version >= 1, 2, "EntryData.entity", |r| EntityData::decode(r, version))?;
+        let f_values = r.array(version >= 1, 9, "EntryData.values", |r| ValueData::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("EntryData tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("EntryData tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { entity: f_entity, values: f_values, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -338,7 +344,7 @@ impl Message for EntryData {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -350,7 +356,7 @@ impl Message for EntryData {
             + self.values.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -376,12 +382,16 @@ pub struct EntityData {
     /// The entity name, or null if the default. (versions 0+)
     pub entity_name: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for EntityData {
     fn default() -> Self {
-        Self { entity_type: KStr::default(), entity_name: Some(KStr::default()), unknown_tagged_fields: Vec::new() }
+        Self {
+            entity_type: KStr::default(),
+            entity_name: Some(KStr::default()),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -389,17 +399,17 @@ impl Message for EntityData {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.entity_type = r.string(version >= 1, "EntityData.entity_type")?;
-        this.entity_name = r.nullable_string(version >= 1, "EntityData.entity_name")?;
+        let f_entity_type = r.string(version >= 1, "EntityData.entity_type")?;
+        let f_entity_name = r.nullable_string(version >= 1, "EntityData.entity_name")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("EntityData tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("EntityData tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { entity_type: f_entity_type, entity_name: f_entity_name, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -416,7 +426,7 @@ impl Message for EntityData {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -429,7 +439,7 @@ impl Message for EntityData {
         };
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -455,12 +465,12 @@ pub struct ValueData {
     /// The quota configuration value. (versions 0+)
     pub value: f64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ValueData {
     fn default() -> Self {
-        Self { key: KStr::default(), value: 0.0, unknown_tagged_fields: Vec::new() }
+        Self { key: KStr::default(), value: 0.0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -468,17 +478,17 @@ impl Message for ValueData {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.key = r.string(version >= 1, "ValueData.key")?;
-        this.value = r.f64("ValueData.value")?;
+        let f_key = r.string(version >= 1, "ValueData.key")?;
+        let f_value = r.f64("ValueData.value")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("ValueData tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ValueData tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { key: f_key, value: f_value, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -488,7 +498,7 @@ impl Message for ValueData {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -498,7 +508,7 @@ impl Message for ValueData {
         n += 8;
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

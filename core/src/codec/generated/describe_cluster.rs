@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DescribeClusterRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,7 +16,7 @@ pub struct DescribeClusterRequest {
     /// Whether to include fenced brokers when listing brokers. (versions 2+)
     pub include_fenced_brokers: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeClusterRequest {
@@ -25,7 +25,7 @@ impl Default for DescribeClusterRequest {
             include_cluster_authorized_operations: false,
             endpoint_type: 1,
             include_fenced_brokers: false,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -37,21 +37,23 @@ impl Message for DescribeClusterRequest {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeClusterRequest", version });
         }
-        let mut this = Self::default();
-        this.include_cluster_authorized_operations =
+        let f_include_cluster_authorized_operations =
             r.bool("DescribeClusterRequest.include_cluster_authorized_operations")?;
-        if version >= 1 {
-            this.endpoint_type = r.i8("DescribeClusterRequest.endpoint_type")?;
-        }
-        if version >= 2 {
-            this.include_fenced_brokers = r.bool("DescribeClusterRequest.include_fenced_brokers")?;
-        }
+        let f_endpoint_type = if version >= 1 { r.i8("DescribeClusterRequest.endpoint_type")? } else { 1 };
+        let f_include_fenced_brokers =
+            if version >= 2 { r.bool("DescribeClusterRequest.include_fenced_brokers")? } else { false };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeClusterRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeClusterRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            include_cluster_authorized_operations: f_include_cluster_authorized_operations,
+            endpoint_type: f_endpoint_type,
+            include_fenced_brokers: f_include_fenced_brokers,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -65,7 +67,7 @@ impl Message for DescribeClusterRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -78,7 +80,7 @@ impl Message for DescribeClusterRequest {
             n += 1;
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -118,7 +120,7 @@ pub struct DescribeClusterResponse {
     /// 32-bit bitfield to represent authorized operations for this cluster. (versions 0+)
     pub cluster_authorized_operations: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeClusterResponse {
@@ -132,7 +134,7 @@ impl Default for DescribeClusterResponse {
             controller_id: -1,
             brokers: Vec::new(),
             cluster_authorized_operations: i32::MIN,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -144,24 +146,32 @@ impl Message for DescribeClusterResponse {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeClusterResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeClusterResponse.throttle_time_ms")?;
-        this.error_code = r.i16("DescribeClusterResponse.error_code")?;
-        this.error_message = r.nullable_string(true, "DescribeClusterResponse.error_message")?;
-        if version >= 1 {
-            this.endpoint_type = r.i8("DescribeClusterResponse.endpoint_type")?;
-        }
-        this.cluster_id = r.string(true, "DescribeClusterResponse.cluster_id")?;
-        this.controller_id = r.i32("DescribeClusterResponse.controller_id")?;
-        this.brokers =
+        let f_throttle_time_ms = r.i32("DescribeClusterResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("DescribeClusterResponse.error_code")?;
+        let f_error_message = r.nullable_string(true, "DescribeClusterResponse.error_message")?;
+        let f_endpoint_type = if version >= 1 { r.i8("DescribeClusterResponse.endpoint_type")? } else { 1 };
+        let f_cluster_id = r.string(true, "DescribeClusterResponse.cluster_id")?;
+        let f_controller_id = r.i32("DescribeClusterResponse.controller_id")?;
+        let f_brokers =
             r.array(true, 11, "DescribeClusterResponse.brokers", |r| DescribeClusterBroker::decode(r, version))?;
-        this.cluster_authorized_operations = r.i32("DescribeClusterResponse.cluster_authorized_operations")?;
+        let f_cluster_authorized_operations = r.i32("DescribeClusterResponse.cluster_authorized_operations")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeClusterResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeClusterResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            endpoint_type: f_endpoint_type,
+            cluster_id: f_cluster_id,
+            controller_id: f_controller_id,
+            brokers: f_brokers,
+            cluster_authorized_operations: f_cluster_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -188,7 +198,7 @@ impl Message for DescribeClusterResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -208,7 +218,7 @@ impl Message for DescribeClusterResponse {
             + self.brokers.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         n += 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -245,7 +255,7 @@ pub struct DescribeClusterBroker {
     /// Whether the broker is fenced (versions 2+)
     pub is_fenced: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeClusterBroker {
@@ -256,7 +266,7 @@ impl Default for DescribeClusterBroker {
             port: 0,
             rack: None,
             is_fenced: false,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -265,20 +275,25 @@ impl Message for DescribeClusterBroker {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.broker_id = r.i32("DescribeClusterBroker.broker_id")?;
-        this.host = r.string(true, "DescribeClusterBroker.host")?;
-        this.port = r.i32("DescribeClusterBroker.port")?;
-        this.rack = r.nullable_string(true, "DescribeClusterBroker.rack")?;
-        if version >= 2 {
-            this.is_fenced = r.bool("DescribeClusterBroker.is_fenced")?;
-        }
+        let f_broker_id = r.i32("DescribeClusterBroker.broker_id")?;
+        let f_host = r.string(true, "DescribeClusterBroker.host")?;
+        let f_port = r.i32("DescribeClusterBroker.port")?;
+        let f_rack = r.nullable_string(true, "DescribeClusterBroker.rack")?;
+        let f_is_fenced = if version >= 2 { r.bool("DescribeClusterBroker.is_fenced")? } else { false };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeClusterBroker tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeClusterBroker tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            broker_id: f_broker_id,
+            host: f_host,
+            port: f_port,
+            rack: f_rack,
+            is_fenced: f_is_fenced,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -299,7 +314,7 @@ impl Message for DescribeClusterBroker {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -315,7 +330,7 @@ impl Message for DescribeClusterBroker {
             n += 1;
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

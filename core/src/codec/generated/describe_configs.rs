@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DescribeConfigsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,7 +16,7 @@ pub struct DescribeConfigsRequest {
     /// True if we should include configuration documentation. (versions 3+)
     pub include_documentation: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeConfigsRequest {
@@ -25,7 +25,7 @@ impl Default for DescribeConfigsRequest {
             resources: Vec::new(),
             include_synonyms: false,
             include_documentation: false,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -37,22 +37,26 @@ impl Message for DescribeConfigsRequest {
         if !(1..=4).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeConfigsRequest", version });
         }
-        let mut this = Self::default();
-        this.resources = r.array(version >= 4, 3, "DescribeConfigsRequest.resources", |r| {
+        let f_resources = r.array(version >= 4, 3, "DescribeConfigsRequest.resources", |r| {
             DescribeConfigsResource::decode(r, version)
         })?;
-        this.include_synonyms = r.bool("DescribeConfigsRequest.include_synonyms")?;
-        if version >= 3 {
-            this.include_documentation = r.bool("DescribeConfigsRequest.include_documentation")?;
-        }
+        let f_include_synonyms = r.bool("DescribeConfigsRequest.include_synonyms")?;
+        let f_include_documentation =
+            if version >= 3 { r.bool("DescribeConfigsRequest.include_documentation")? } else { false };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("DescribeConfigsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeConfigsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resources: f_resources,
+            include_synonyms: f_include_synonyms,
+            include_documentation: f_include_documentation,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -68,7 +72,7 @@ impl Message for DescribeConfigsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -82,7 +86,7 @@ impl Message for DescribeConfigsRequest {
         }
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -113,7 +117,7 @@ pub struct DescribeConfigsResource {
     /// The configuration keys to list, or null to list all configuration keys. (versions 0+)
     pub configuration_keys: Option<Vec<KStr>>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeConfigsResource {
@@ -122,7 +126,7 @@ impl Default for DescribeConfigsResource {
             resource_type: 0,
             resource_name: KStr::default(),
             configuration_keys: Some(Vec::new()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -131,21 +135,26 @@ impl Message for DescribeConfigsResource {
     const VERSIONS: (i16, i16) = (1, 4);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.resource_type = r.i8("DescribeConfigsResource.resource_type")?;
-        this.resource_name = r.string(version >= 4, "DescribeConfigsResource.resource_name")?;
-        this.configuration_keys =
+        let f_resource_type = r.i8("DescribeConfigsResource.resource_type")?;
+        let f_resource_name = r.string(version >= 4, "DescribeConfigsResource.resource_name")?;
+        let f_configuration_keys =
             r.nullable_array(version >= 4, 1, "DescribeConfigsResource.configuration_keys", |r| {
                 r.string(version >= 4, "DescribeConfigsResource.configuration_keys")
             })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("DescribeConfigsResource tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeConfigsResource tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resource_type: f_resource_type,
+            resource_name: f_resource_name,
+            configuration_keys: f_configuration_keys,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -166,7 +175,7 @@ impl Message for DescribeConfigsResource {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -183,7 +192,7 @@ impl Message for DescribeConfigsResource {
         };
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -210,12 +219,12 @@ pub struct DescribeConfigsResponse {
     /// The results for each resource. (versions 0+)
     pub results: Vec<DescribeConfigsResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeConfigsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, results: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -226,18 +235,18 @@ impl Message for DescribeConfigsResponse {
         if !(1..=4).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeConfigsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeConfigsResponse.throttle_time_ms")?;
-        this.results =
+        let f_throttle_time_ms = r.i32("DescribeConfigsResponse.throttle_time_ms")?;
+        let f_results =
             r.array(version >= 4, 6, "DescribeConfigsResponse.results", |r| DescribeConfigsResult::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("DescribeConfigsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeConfigsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, results: f_results, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -250,7 +259,7 @@ impl Message for DescribeConfigsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -261,7 +270,7 @@ impl Message for DescribeConfigsResponse {
             + self.results.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -293,7 +302,7 @@ pub struct DescribeConfigsResult {
     /// Each listed configuration. (versions 0+)
     pub configs: Vec<DescribeConfigsResourceResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeConfigsResult {
@@ -304,7 +313,7 @@ impl Default for DescribeConfigsResult {
             resource_type: 0,
             resource_name: KStr::default(),
             configs: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -313,22 +322,29 @@ impl Message for DescribeConfigsResult {
     const VERSIONS: (i16, i16) = (1, 4);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("DescribeConfigsResult.error_code")?;
-        this.error_message = r.nullable_string(version >= 4, "DescribeConfigsResult.error_message")?;
-        this.resource_type = r.i8("DescribeConfigsResult.resource_type")?;
-        this.resource_name = r.string(version >= 4, "DescribeConfigsResult.resource_name")?;
-        this.configs = r.array(version >= 4, 6, "DescribeConfigsResult.configs", |r| {
+        let f_error_code = r.i16("DescribeConfigsResult.error_code")?;
+        let f_error_message = r.nullable_string(version >= 4, "DescribeConfigsResult.error_message")?;
+        let f_resource_type = r.i8("DescribeConfigsResult.resource_type")?;
+        let f_resource_name = r.string(version >= 4, "DescribeConfigsResult.resource_name")?;
+        let f_configs = r.array(version >= 4, 6, "DescribeConfigsResult.configs", |r| {
             DescribeConfigsResourceResult::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("DescribeConfigsResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeConfigsResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            error_message: f_error_message,
+            resource_type: f_resource_type,
+            resource_name: f_resource_name,
+            configs: f_configs,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -351,7 +367,7 @@ impl Message for DescribeConfigsResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -368,7 +384,7 @@ impl Message for DescribeConfigsResult {
             + self.configs.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -411,7 +427,7 @@ pub struct DescribeConfigsResourceResult {
     /// The configuration documentation. (versions 3+)
     pub documentation: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeConfigsResourceResult {
@@ -426,7 +442,7 @@ impl Default for DescribeConfigsResourceResult {
             synonyms: Vec::new(),
             config_type: 0,
             documentation: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -435,29 +451,41 @@ impl Message for DescribeConfigsResourceResult {
     const VERSIONS: (i16, i16) = (1, 4);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 4, "DescribeConfigsResourceResult.name")?;
-        this.value = r.nullable_string(version >= 4, "DescribeConfigsResourceResult.value")?;
-        this.read_only = r.bool("DescribeConfigsResourceResult.read_only")?;
-        this.config_source = r.i8("DescribeConfigsResourceResult.config_source")?;
-        this.is_sensitive = r.bool("DescribeConfigsResourceResult.is_sensitive")?;
-        this.synonyms = r.array(version >= 4, 3, "DescribeConfigsResourceResult.synonyms", |r| {
+        let f_name = r.string(version >= 4, "DescribeConfigsResourceResult.name")?;
+        let f_value = r.nullable_string(version >= 4, "DescribeConfigsResourceResult.value")?;
+        let f_read_only = r.bool("DescribeConfigsResourceResult.read_only")?;
+        let f_config_source = r.i8("DescribeConfigsResourceResult.config_source")?;
+        let f_is_default = false;
+        let f_is_sensitive = r.bool("DescribeConfigsResourceResult.is_sensitive")?;
+        let f_synonyms = r.array(version >= 4, 3, "DescribeConfigsResourceResult.synonyms", |r| {
             DescribeConfigsSynonym::decode(r, version)
         })?;
-        if version >= 3 {
-            this.config_type = r.i8("DescribeConfigsResourceResult.config_type")?;
-        }
-        if version >= 3 {
-            this.documentation = r.nullable_string(version >= 4, "DescribeConfigsResourceResult.documentation")?;
-        }
+        let f_config_type = if version >= 3 { r.i8("DescribeConfigsResourceResult.config_type")? } else { 0 };
+        let f_documentation = if version >= 3 {
+            r.nullable_string(version >= 4, "DescribeConfigsResourceResult.documentation")?
+        } else {
+            Some(KStr::default())
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("DescribeConfigsResourceResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeConfigsResourceResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name: f_name,
+            value: f_value,
+            read_only: f_read_only,
+            config_source: f_config_source,
+            is_default: f_is_default,
+            is_sensitive: f_is_sensitive,
+            synonyms: f_synonyms,
+            config_type: f_config_type,
+            documentation: f_documentation,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -494,7 +522,7 @@ impl Message for DescribeConfigsResourceResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -521,7 +549,7 @@ impl Message for DescribeConfigsResourceResult {
         }
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -559,12 +587,17 @@ pub struct DescribeConfigsSynonym {
     /// The synonym source. (versions 1+)
     pub source: i8,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeConfigsSynonym {
     fn default() -> Self {
-        Self { name: KStr::default(), value: Some(KStr::default()), source: 0, unknown_tagged_fields: Vec::new() }
+        Self {
+            name: KStr::default(),
+            value: Some(KStr::default()),
+            source: 0,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -572,18 +605,18 @@ impl Message for DescribeConfigsSynonym {
     const VERSIONS: (i16, i16) = (1, 4);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 4, "DescribeConfigsSynonym.name")?;
-        this.value = r.nullable_string(version >= 4, "DescribeConfigsSynonym.value")?;
-        this.source = r.i8("DescribeConfigsSynonym.source")?;
+        let f_name = r.string(version >= 4, "DescribeConfigsSynonym.name")?;
+        let f_value = r.nullable_string(version >= 4, "DescribeConfigsSynonym.value")?;
+        let f_source = r.i8("DescribeConfigsSynonym.source")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("DescribeConfigsSynonym tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeConfigsSynonym tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, value: f_value, source: f_source, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -601,7 +634,7 @@ impl Message for DescribeConfigsSynonym {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -615,7 +648,7 @@ impl Message for DescribeConfigsSynonym {
         n += 1;
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

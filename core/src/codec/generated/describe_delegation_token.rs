@@ -6,7 +6,7 @@ use bytes::Bytes;
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, bytes_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DescribeDelegationTokenRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,12 +14,12 @@ pub struct DescribeDelegationTokenRequest {
     /// Each owner that we want to describe delegation tokens for, or null to describe all tokens. (versions 0+)
     pub owners: Option<Vec<DescribeDelegationTokenOwner>>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeDelegationTokenRequest {
     fn default() -> Self {
-        Self { owners: Some(Vec::new()), unknown_tagged_fields: Vec::new() }
+        Self { owners: Some(Vec::new()), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -30,18 +30,18 @@ impl Message for DescribeDelegationTokenRequest {
         if !(0..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeDelegationTokenRequest", version });
         }
-        let mut this = Self::default();
-        this.owners = r.nullable_array(version >= 2, 2, "DescribeDelegationTokenRequest.owners", |r| {
+        let f_owners = r.nullable_array(version >= 2, 2, "DescribeDelegationTokenRequest.owners", |r| {
             DescribeDelegationTokenOwner::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribeDelegationTokenRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeDelegationTokenRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { owners: f_owners, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -60,7 +60,7 @@ impl Message for DescribeDelegationTokenRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -74,7 +74,7 @@ impl Message for DescribeDelegationTokenRequest {
         };
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -103,12 +103,16 @@ pub struct DescribeDelegationTokenOwner {
     /// The owner principal name. (versions 0+)
     pub principal_name: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeDelegationTokenOwner {
     fn default() -> Self {
-        Self { principal_type: KStr::default(), principal_name: KStr::default(), unknown_tagged_fields: Vec::new() }
+        Self {
+            principal_type: KStr::default(),
+            principal_name: KStr::default(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -116,17 +120,17 @@ impl Message for DescribeDelegationTokenOwner {
     const VERSIONS: (i16, i16) = (0, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.principal_type = r.string(version >= 2, "DescribeDelegationTokenOwner.principal_type")?;
-        this.principal_name = r.string(version >= 2, "DescribeDelegationTokenOwner.principal_name")?;
+        let f_principal_type = r.string(version >= 2, "DescribeDelegationTokenOwner.principal_type")?;
+        let f_principal_name = r.string(version >= 2, "DescribeDelegationTokenOwner.principal_name")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribeDelegationTokenOwner tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeDelegationTokenOwner tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { principal_type: f_principal_type, principal_name: f_principal_name, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -136,7 +140,7 @@ impl Message for DescribeDelegationTokenOwner {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -146,7 +150,7 @@ impl Message for DescribeDelegationTokenOwner {
         n += string_len(version >= 2, &self.principal_name);
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -174,12 +178,17 @@ pub struct DescribeDelegationTokenResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. (versions 0+)
     pub throttle_time_ms: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeDelegationTokenResponse {
     fn default() -> Self {
-        Self { error_code: 0, tokens: Vec::new(), throttle_time_ms: 0, unknown_tagged_fields: Vec::new() }
+        Self {
+            error_code: 0,
+            tokens: Vec::new(),
+            throttle_time_ms: 0,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -190,20 +199,25 @@ impl Message for DescribeDelegationTokenResponse {
         if !(0..=3).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeDelegationTokenResponse", version });
         }
-        let mut this = Self::default();
-        this.error_code = r.i16("DescribeDelegationTokenResponse.error_code")?;
-        this.tokens = r.array(version >= 2, 29, "DescribeDelegationTokenResponse.tokens", |r| {
+        let f_error_code = r.i16("DescribeDelegationTokenResponse.error_code")?;
+        let f_tokens = r.array(version >= 2, 29, "DescribeDelegationTokenResponse.tokens", |r| {
             DescribedDelegationToken::decode(r, version)
         })?;
-        this.throttle_time_ms = r.i32("DescribeDelegationTokenResponse.throttle_time_ms")?;
+        let f_throttle_time_ms = r.i32("DescribeDelegationTokenResponse.throttle_time_ms")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribeDelegationTokenResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeDelegationTokenResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            tokens: f_tokens,
+            throttle_time_ms: f_throttle_time_ms,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -217,7 +231,7 @@ impl Message for DescribeDelegationTokenResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -229,7 +243,7 @@ impl Message for DescribeDelegationTokenResponse {
         n += 4;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -272,7 +286,7 @@ pub struct DescribedDelegationToken {
     /// Those who are able to renew this token before it expires. (versions 0+)
     pub renewers: Vec<DescribedDelegationTokenRenewer>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribedDelegationToken {
@@ -288,7 +302,7 @@ impl Default for DescribedDelegationToken {
             token_id: KStr::default(),
             hmac: Bytes::new(),
             renewers: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -297,33 +311,47 @@ impl Message for DescribedDelegationToken {
     const VERSIONS: (i16, i16) = (0, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.principal_type = r.string(version >= 2, "DescribedDelegationToken.principal_type")?;
-        this.principal_name = r.string(version >= 2, "DescribedDelegationToken.principal_name")?;
-        if version >= 3 {
-            this.token_requester_principal_type =
-                r.string(version >= 2, "DescribedDelegationToken.token_requester_principal_type")?;
-        }
-        if version >= 3 {
-            this.token_requester_principal_name =
-                r.string(version >= 2, "DescribedDelegationToken.token_requester_principal_name")?;
-        }
-        this.issue_timestamp = r.i64("DescribedDelegationToken.issue_timestamp")?;
-        this.expiry_timestamp = r.i64("DescribedDelegationToken.expiry_timestamp")?;
-        this.max_timestamp = r.i64("DescribedDelegationToken.max_timestamp")?;
-        this.token_id = r.string(version >= 2, "DescribedDelegationToken.token_id")?;
-        this.hmac = r.bytes_field(version >= 2, "DescribedDelegationToken.hmac")?;
-        this.renewers = r.array(version >= 2, 2, "DescribedDelegationToken.renewers", |r| {
+        let f_principal_type = r.string(version >= 2, "DescribedDelegationToken.principal_type")?;
+        let f_principal_name = r.string(version >= 2, "DescribedDelegationToken.principal_name")?;
+        let f_token_requester_principal_type = if version >= 3 {
+            r.string(version >= 2, "DescribedDelegationToken.token_requester_principal_type")?
+        } else {
+            KStr::default()
+        };
+        let f_token_requester_principal_name = if version >= 3 {
+            r.string(version >= 2, "DescribedDelegationToken.token_requester_principal_name")?
+        } else {
+            KStr::default()
+        };
+        let f_issue_timestamp = r.i64("DescribedDelegationToken.issue_timestamp")?;
+        let f_expiry_timestamp = r.i64("DescribedDelegationToken.expiry_timestamp")?;
+        let f_max_timestamp = r.i64("DescribedDelegationToken.max_timestamp")?;
+        let f_token_id = r.string(version >= 2, "DescribedDelegationToken.token_id")?;
+        let f_hmac = r.bytes_field(version >= 2, "DescribedDelegationToken.hmac")?;
+        let f_renewers = r.array(version >= 2, 2, "DescribedDelegationToken.renewers", |r| {
             DescribedDelegationTokenRenewer::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribedDelegationToken tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribedDelegationToken tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            principal_type: f_principal_type,
+            principal_name: f_principal_name,
+            token_requester_principal_type: f_token_requester_principal_type,
+            token_requester_principal_name: f_token_requester_principal_name,
+            issue_timestamp: f_issue_timestamp,
+            expiry_timestamp: f_expiry_timestamp,
+            max_timestamp: f_max_timestamp,
+            token_id: f_token_id,
+            hmac: f_hmac,
+            renewers: f_renewers,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -348,7 +376,7 @@ impl Message for DescribedDelegationToken {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -371,7 +399,7 @@ impl Message for DescribedDelegationToken {
             + self.renewers.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -409,12 +437,16 @@ pub struct DescribedDelegationTokenRenewer {
     /// The renewer principal name (versions 0+)
     pub principal_name: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribedDelegationTokenRenewer {
     fn default() -> Self {
-        Self { principal_type: KStr::default(), principal_name: KStr::default(), unknown_tagged_fields: Vec::new() }
+        Self {
+            principal_type: KStr::default(),
+            principal_name: KStr::default(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -422,17 +454,17 @@ impl Message for DescribedDelegationTokenRenewer {
     const VERSIONS: (i16, i16) = (0, 3);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.principal_type = r.string(version >= 2, "DescribedDelegationTokenRenewer.principal_type")?;
-        this.principal_name = r.string(version >= 2, "DescribedDelegationTokenRenewer.principal_name")?;
+        let f_principal_type = r.string(version >= 2, "DescribedDelegationTokenRenewer.principal_type")?;
+        let f_principal_name = r.string(version >= 2, "DescribedDelegationTokenRenewer.principal_name")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribedDelegationTokenRenewer tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribedDelegationTokenRenewer tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { principal_type: f_principal_type, principal_name: f_principal_name, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -442,7 +474,7 @@ impl Message for DescribedDelegationTokenRenewer {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -452,7 +484,7 @@ impl Message for DescribedDelegationTokenRenewer {
         n += string_len(version >= 2, &self.principal_name);
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -8,7 +8,7 @@ use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{
     array_len_len, bytes_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len,
 };
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DescribeGroupsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,12 +18,16 @@ pub struct DescribeGroupsRequest {
     /// Whether to include authorized operations. (versions 3+)
     pub include_authorized_operations: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeGroupsRequest {
     fn default() -> Self {
-        Self { groups: Vec::new(), include_authorized_operations: false, unknown_tagged_fields: Vec::new() }
+        Self {
+            groups: Vec::new(),
+            include_authorized_operations: false,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -34,21 +38,24 @@ impl Message for DescribeGroupsRequest {
         if !(0..=6).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeGroupsRequest", version });
         }
-        let mut this = Self::default();
-        this.groups = r.array(version >= 5, 1, "DescribeGroupsRequest.groups", |r| {
+        let f_groups = r.array(version >= 5, 1, "DescribeGroupsRequest.groups", |r| {
             r.string(version >= 5, "DescribeGroupsRequest.groups")
         })?;
-        if version >= 3 {
-            this.include_authorized_operations = r.bool("DescribeGroupsRequest.include_authorized_operations")?;
-        }
+        let f_include_authorized_operations =
+            if version >= 3 { r.bool("DescribeGroupsRequest.include_authorized_operations")? } else { false };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 5 {
             let n = r.tagged_field_count("DescribeGroupsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeGroupsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            groups: f_groups,
+            include_authorized_operations: f_include_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -63,7 +70,7 @@ impl Message for DescribeGroupsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -76,7 +83,7 @@ impl Message for DescribeGroupsRequest {
         }
         if version >= 5 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -104,12 +111,12 @@ pub struct DescribeGroupsResponse {
     /// Each described group. (versions 0+)
     pub groups: Vec<DescribedGroup>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeGroupsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, groups: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, groups: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -120,20 +127,18 @@ impl Message for DescribeGroupsResponse {
         if !(0..=6).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeGroupsResponse", version });
         }
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("DescribeGroupsResponse.throttle_time_ms")?;
-        }
-        this.groups =
+        let f_throttle_time_ms = if version >= 1 { r.i32("DescribeGroupsResponse.throttle_time_ms")? } else { 0 };
+        let f_groups =
             r.array(version >= 5, 7, "DescribeGroupsResponse.groups", |r| DescribedGroup::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 5 {
             let n = r.tagged_field_count("DescribeGroupsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeGroupsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, groups: f_groups, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -148,7 +153,7 @@ impl Message for DescribeGroupsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -161,7 +166,7 @@ impl Message for DescribeGroupsResponse {
             + self.groups.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 5 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -201,7 +206,7 @@ pub struct DescribedGroup {
     /// 32-bit bitfield to represent authorized operations for this group. (versions 3+)
     pub authorized_operations: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribedGroup {
@@ -215,7 +220,7 @@ impl Default for DescribedGroup {
             protocol_data: KStr::default(),
             members: Vec::new(),
             authorized_operations: i32::MIN,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -224,32 +229,43 @@ impl Message for DescribedGroup {
     const VERSIONS: (i16, i16) = (0, 6);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("DescribedGroup.error_code")?;
-        if version >= 6 {
-            this.error_message = if version >= 6 {
+        let f_error_code = r.i16("DescribedGroup.error_code")?;
+        let f_error_message = if version >= 6 {
+            if version >= 6 {
                 r.nullable_string(version >= 5, "DescribedGroup.error_message")?
             } else {
                 Some(r.string(version >= 5, "DescribedGroup.error_message")?)
-            };
-        }
-        this.group_id = r.string(version >= 5, "DescribedGroup.group_id")?;
-        this.group_state = r.string(version >= 5, "DescribedGroup.group_state")?;
-        this.protocol_type = r.string(version >= 5, "DescribedGroup.protocol_type")?;
-        this.protocol_data = r.string(version >= 5, "DescribedGroup.protocol_data")?;
-        this.members =
+            }
+        } else {
+            None
+        };
+        let f_group_id = r.string(version >= 5, "DescribedGroup.group_id")?;
+        let f_group_state = r.string(version >= 5, "DescribedGroup.group_state")?;
+        let f_protocol_type = r.string(version >= 5, "DescribedGroup.protocol_type")?;
+        let f_protocol_data = r.string(version >= 5, "DescribedGroup.protocol_data")?;
+        let f_members =
             r.array(version >= 5, 5, "DescribedGroup.members", |r| DescribedGroupMember::decode(r, version))?;
-        if version >= 3 {
-            this.authorized_operations = r.i32("DescribedGroup.authorized_operations")?;
-        }
+        let f_authorized_operations =
+            if version >= 3 { r.i32("DescribedGroup.authorized_operations")? } else { i32::MIN };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 5 {
             let n = r.tagged_field_count("DescribedGroup tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribedGroup tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            error_message: f_error_message,
+            group_id: f_group_id,
+            group_state: f_group_state,
+            protocol_type: f_protocol_type,
+            protocol_data: f_protocol_data,
+            members: f_members,
+            authorized_operations: f_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -283,7 +299,7 @@ impl Message for DescribedGroup {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -313,7 +329,7 @@ impl Message for DescribedGroup {
         }
         if version >= 5 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -357,7 +373,7 @@ pub struct DescribedGroupMember {
     /// The current assignment provided by the group leader. (versions 0+)
     pub member_assignment: Bytes,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribedGroupMember {
@@ -369,7 +385,7 @@ impl Default for DescribedGroupMember {
             client_host: KStr::default(),
             member_metadata: Bytes::new(),
             member_assignment: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -378,27 +394,37 @@ impl Message for DescribedGroupMember {
     const VERSIONS: (i16, i16) = (0, 6);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.member_id = r.string(version >= 5, "DescribedGroupMember.member_id")?;
-        if version >= 4 {
-            this.group_instance_id = if version >= 4 {
+        let f_member_id = r.string(version >= 5, "DescribedGroupMember.member_id")?;
+        let f_group_instance_id = if version >= 4 {
+            if version >= 4 {
                 r.nullable_string(version >= 5, "DescribedGroupMember.group_instance_id")?
             } else {
                 Some(r.string(version >= 5, "DescribedGroupMember.group_instance_id")?)
-            };
-        }
-        this.client_id = r.string(version >= 5, "DescribedGroupMember.client_id")?;
-        this.client_host = r.string(version >= 5, "DescribedGroupMember.client_host")?;
-        this.member_metadata = r.bytes_field(version >= 5, "DescribedGroupMember.member_metadata")?;
-        this.member_assignment = r.bytes_field(version >= 5, "DescribedGroupMember.member_assignment")?;
+            }
+        } else {
+            None
+        };
+        let f_client_id = r.string(version >= 5, "DescribedGroupMember.client_id")?;
+        let f_client_host = r.string(version >= 5, "DescribedGroupMember.client_host")?;
+        let f_member_metadata = r.bytes_field(version >= 5, "DescribedGroupMember.member_metadata")?;
+        let f_member_assignment = r.bytes_field(version >= 5, "DescribedGroupMember.member_assignment")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 5 {
             let n = r.tagged_field_count("DescribedGroupMember tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribedGroupMember tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            member_id: f_member_id,
+            group_instance_id: f_group_instance_id,
+            client_id: f_client_id,
+            client_host: f_client_host,
+            member_metadata: f_member_metadata,
+            member_assignment: f_member_assignment,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -425,7 +451,7 @@ impl Message for DescribedGroupMember {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -450,7 +476,7 @@ impl Message for DescribedGroupMember {
         n += bytes_len(version >= 5, &self.member_assignment);
         if version >= 5 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

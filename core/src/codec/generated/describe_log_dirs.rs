@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DescribeLogDirsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct DescribeLogDirsRequest {
     /// Each topic that we want to describe log directories for, or null for all topics. (versions 0+)
     pub topics: Option<Vec<DescribableLogDirTopic>>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeLogDirsRequest {
     fn default() -> Self {
-        Self { topics: Some(Vec::new()), unknown_tagged_fields: Vec::new() }
+        Self { topics: Some(Vec::new()), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,18 +28,18 @@ impl Message for DescribeLogDirsRequest {
         if !(1..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeLogDirsRequest", version });
         }
-        let mut this = Self::default();
-        this.topics = r.nullable_array(version >= 2, 2, "DescribeLogDirsRequest.topics", |r| {
+        let f_topics = r.nullable_array(version >= 2, 2, "DescribeLogDirsRequest.topics", |r| {
             DescribableLogDirTopic::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribeLogDirsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeLogDirsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -58,7 +58,7 @@ impl Message for DescribeLogDirsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -72,7 +72,7 @@ impl Message for DescribeLogDirsRequest {
         };
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -101,12 +101,12 @@ pub struct DescribableLogDirTopic {
     /// The partition indexes. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribableLogDirTopic {
     fn default() -> Self {
-        Self { topic: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -114,19 +114,19 @@ impl Message for DescribableLogDirTopic {
     const VERSIONS: (i16, i16) = (1, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic = r.string(version >= 2, "DescribableLogDirTopic.topic")?;
-        this.partitions = r.array(version >= 2, 4, "DescribableLogDirTopic.partitions", |r| {
+        let f_topic = r.string(version >= 2, "DescribableLogDirTopic.topic")?;
+        let f_partitions = r.array(version >= 2, 4, "DescribableLogDirTopic.partitions", |r| {
             r.i32("DescribableLogDirTopic.partitions")
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribableLogDirTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribableLogDirTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topic: f_topic, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -139,7 +139,7 @@ impl Message for DescribableLogDirTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -149,7 +149,7 @@ impl Message for DescribableLogDirTopic {
         n += array_len_len(version >= 2, Some(self.partitions.len())) + self.partitions.len() * 4;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -177,12 +177,17 @@ pub struct DescribeLogDirsResponse {
     /// The log directories. (versions 0+)
     pub results: Vec<DescribeLogDirsResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeLogDirsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, error_code: 0, results: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            throttle_time_ms: 0,
+            error_code: 0,
+            results: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -193,21 +198,24 @@ impl Message for DescribeLogDirsResponse {
         if !(1..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeLogDirsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeLogDirsResponse.throttle_time_ms")?;
-        if version >= 3 {
-            this.error_code = r.i16("DescribeLogDirsResponse.error_code")?;
-        }
-        this.results =
+        let f_throttle_time_ms = r.i32("DescribeLogDirsResponse.throttle_time_ms")?;
+        let f_error_code = if version >= 3 { r.i16("DescribeLogDirsResponse.error_code")? } else { 0 };
+        let f_results =
             r.array(version >= 2, 4, "DescribeLogDirsResponse.results", |r| DescribeLogDirsResult::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribeLogDirsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeLogDirsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            results: f_results,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -223,7 +231,7 @@ impl Message for DescribeLogDirsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -237,7 +245,7 @@ impl Message for DescribeLogDirsResponse {
             + self.results.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -274,7 +282,7 @@ pub struct DescribeLogDirsResult {
     /// True if this log directory is cordoned. (versions 5+)
     pub is_cordoned: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeLogDirsResult {
@@ -286,7 +294,7 @@ impl Default for DescribeLogDirsResult {
             total_bytes: -1,
             usable_bytes: -1,
             is_cordoned: false,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -295,28 +303,30 @@ impl Message for DescribeLogDirsResult {
     const VERSIONS: (i16, i16) = (1, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("DescribeLogDirsResult.error_code")?;
-        this.log_dir = r.string(version >= 2, "DescribeLogDirsResult.log_dir")?;
-        this.topics =
+        let f_error_code = r.i16("DescribeLogDirsResult.error_code")?;
+        let f_log_dir = r.string(version >= 2, "DescribeLogDirsResult.log_dir")?;
+        let f_topics =
             r.array(version >= 2, 2, "DescribeLogDirsResult.topics", |r| DescribeLogDirsTopic::decode(r, version))?;
-        if version >= 4 {
-            this.total_bytes = r.i64("DescribeLogDirsResult.total_bytes")?;
-        }
-        if version >= 4 {
-            this.usable_bytes = r.i64("DescribeLogDirsResult.usable_bytes")?;
-        }
-        if version >= 5 {
-            this.is_cordoned = r.bool("DescribeLogDirsResult.is_cordoned")?;
-        }
+        let f_total_bytes = if version >= 4 { r.i64("DescribeLogDirsResult.total_bytes")? } else { -1 };
+        let f_usable_bytes = if version >= 4 { r.i64("DescribeLogDirsResult.usable_bytes")? } else { -1 };
+        let f_is_cordoned = if version >= 5 { r.bool("DescribeLogDirsResult.is_cordoned")? } else { false };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribeLogDirsResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeLogDirsResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            log_dir: f_log_dir,
+            topics: f_topics,
+            total_bytes: f_total_bytes,
+            usable_bytes: f_usable_bytes,
+            is_cordoned: f_is_cordoned,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -339,7 +349,7 @@ impl Message for DescribeLogDirsResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -360,7 +370,7 @@ impl Message for DescribeLogDirsResult {
         }
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -396,12 +406,12 @@ pub struct DescribeLogDirsTopic {
     /// The partitions. (versions 0+)
     pub partitions: Vec<DescribeLogDirsPartition>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeLogDirsTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -409,19 +419,19 @@ impl Message for DescribeLogDirsTopic {
     const VERSIONS: (i16, i16) = (1, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 2, "DescribeLogDirsTopic.name")?;
-        this.partitions = r.array(version >= 2, 21, "DescribeLogDirsTopic.partitions", |r| {
+        let f_name = r.string(version >= 2, "DescribeLogDirsTopic.name")?;
+        let f_partitions = r.array(version >= 2, 21, "DescribeLogDirsTopic.partitions", |r| {
             DescribeLogDirsPartition::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribeLogDirsTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeLogDirsTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -434,7 +444,7 @@ impl Message for DescribeLogDirsTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -445,7 +455,7 @@ impl Message for DescribeLogDirsTopic {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -475,7 +485,7 @@ pub struct DescribeLogDirsPartition {
     /// True if this log is created by AlterReplicaLogDirsRequest and will replace the current log of the replica in the future. (versions 0+)
     pub is_future_key: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeLogDirsPartition {
@@ -485,7 +495,7 @@ impl Default for DescribeLogDirsPartition {
             partition_size: 0,
             offset_lag: 0,
             is_future_key: false,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -494,19 +504,25 @@ impl Message for DescribeLogDirsPartition {
     const VERSIONS: (i16, i16) = (1, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("DescribeLogDirsPartition.partition_index")?;
-        this.partition_size = r.i64("DescribeLogDirsPartition.partition_size")?;
-        this.offset_lag = r.i64("DescribeLogDirsPartition.offset_lag")?;
-        this.is_future_key = r.bool("DescribeLogDirsPartition.is_future_key")?;
+        let f_partition_index = r.i32("DescribeLogDirsPartition.partition_index")?;
+        let f_partition_size = r.i64("DescribeLogDirsPartition.partition_size")?;
+        let f_offset_lag = r.i64("DescribeLogDirsPartition.offset_lag")?;
+        let f_is_future_key = r.bool("DescribeLogDirsPartition.is_future_key")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("DescribeLogDirsPartition tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("DescribeLogDirsPartition tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            partition_size: f_partition_size,
+            offset_lag: f_offset_lag,
+            is_future_key: f_is_future_key,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -518,7 +534,7 @@ impl Message for DescribeLogDirsPartition {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -530,7 +546,7 @@ impl Message for DescribeLogDirsPartition {
         n += 1;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DescribeProducersRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct DescribeProducersRequest {
     /// The topics to list producers for. (versions 0+)
     pub topics: Vec<TopicRequest>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeProducersRequest {
     fn default() -> Self {
-        Self { topics: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topics: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,14 +28,14 @@ impl Message for DescribeProducersRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeProducersRequest", version });
         }
-        let mut this = Self::default();
-        this.topics = r.array(true, 3, "DescribeProducersRequest.topics", |r| TopicRequest::decode(r, version))?;
+        let f_topics = r.array(true, 3, "DescribeProducersRequest.topics", |r| TopicRequest::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeProducersRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeProducersRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -46,7 +46,7 @@ impl Message for DescribeProducersRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -54,7 +54,7 @@ impl Message for DescribeProducersRequest {
         n += array_len_len(true, Some(self.topics.len()))
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -76,12 +76,12 @@ pub struct TopicRequest {
     /// The indexes of the partitions to list producers for. (versions 0+)
     pub partition_indexes: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TopicRequest {
     fn default() -> Self {
-        Self { name: KStr::default(), partition_indexes: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partition_indexes: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -89,16 +89,16 @@ impl Message for TopicRequest {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(true, "TopicRequest.name")?;
-        this.partition_indexes =
+        let f_name = r.string(true, "TopicRequest.name")?;
+        let f_partition_indexes =
             r.array(true, 4, "TopicRequest.partition_indexes", |r| r.i32("TopicRequest.partition_indexes"))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("TopicRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("TopicRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { name: f_name, partition_indexes: f_partition_indexes, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -110,7 +110,7 @@ impl Message for TopicRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -118,7 +118,7 @@ impl Message for TopicRequest {
         n += string_len(true, &self.name);
         n += array_len_len(true, Some(self.partition_indexes.len())) + self.partition_indexes.len() * 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -141,12 +141,12 @@ pub struct DescribeProducersResponse {
     /// Each topic in the response. (versions 0+)
     pub topics: Vec<TopicResponse>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeProducersResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -157,15 +157,15 @@ impl Message for DescribeProducersResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeProducersResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeProducersResponse.throttle_time_ms")?;
-        this.topics = r.array(true, 3, "DescribeProducersResponse.topics", |r| TopicResponse::decode(r, version))?;
+        let f_throttle_time_ms = r.i32("DescribeProducersResponse.throttle_time_ms")?;
+        let f_topics = r.array(true, 3, "DescribeProducersResponse.topics", |r| TopicResponse::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeProducersResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeProducersResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -177,7 +177,7 @@ impl Message for DescribeProducersResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -186,7 +186,7 @@ impl Message for DescribeProducersResponse {
         n += array_len_len(true, Some(self.topics.len()))
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -209,12 +209,12 @@ pub struct TopicResponse {
     /// Each partition in the response. (versions 0+)
     pub partitions: Vec<PartitionResponse>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TopicResponse {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -222,15 +222,15 @@ impl Message for TopicResponse {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(true, "TopicResponse.name")?;
-        this.partitions = r.array(true, 9, "TopicResponse.partitions", |r| PartitionResponse::decode(r, version))?;
+        let f_name = r.string(true, "TopicResponse.name")?;
+        let f_partitions = r.array(true, 9, "TopicResponse.partitions", |r| PartitionResponse::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("TopicResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("TopicResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -242,7 +242,7 @@ impl Message for TopicResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -251,7 +251,7 @@ impl Message for TopicResponse {
         n += array_len_len(true, Some(self.partitions.len()))
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -278,7 +278,7 @@ pub struct PartitionResponse {
     /// The active producers for the partition. (versions 0+)
     pub active_producers: Vec<ProducerState>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for PartitionResponse {
@@ -288,7 +288,7 @@ impl Default for PartitionResponse {
             error_code: 0,
             error_message: None,
             active_producers: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -297,18 +297,24 @@ impl Message for PartitionResponse {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("PartitionResponse.partition_index")?;
-        this.error_code = r.i16("PartitionResponse.error_code")?;
-        this.error_message = r.nullable_string(true, "PartitionResponse.error_message")?;
-        this.active_producers =
+        let f_partition_index = r.i32("PartitionResponse.partition_index")?;
+        let f_error_code = r.i16("PartitionResponse.error_code")?;
+        let f_error_message = r.nullable_string(true, "PartitionResponse.error_message")?;
+        let f_active_producers =
             r.array(true, 37, "PartitionResponse.active_producers", |r| ProducerState::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("PartitionResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("PartitionResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            active_producers: f_active_producers,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -329,7 +335,7 @@ impl Message for PartitionResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -343,7 +349,7 @@ impl Message for PartitionResponse {
         n += array_len_len(true, Some(self.active_producers.len()))
             + self.active_producers.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -376,7 +382,7 @@ pub struct ProducerState {
     /// The current transaction start offset of the producer. (versions 0+)
     pub current_txn_start_offset: i64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ProducerState {
@@ -388,7 +394,7 @@ impl Default for ProducerState {
             last_timestamp: -1,
             coordinator_epoch: 0,
             current_txn_start_offset: -1,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -397,19 +403,27 @@ impl Message for ProducerState {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.producer_id = r.i64("ProducerState.producer_id")?;
-        this.producer_epoch = r.i32("ProducerState.producer_epoch")?;
-        this.last_sequence = r.i32("ProducerState.last_sequence")?;
-        this.last_timestamp = r.i64("ProducerState.last_timestamp")?;
-        this.coordinator_epoch = r.i32("ProducerState.coordinator_epoch")?;
-        this.current_txn_start_offset = r.i64("ProducerState.current_txn_start_offset")?;
+        let f_producer_id = r.i64("ProducerState.producer_id")?;
+        let f_producer_epoch = r.i32("ProducerState.producer_epoch")?;
+        let f_last_sequence = r.i32("ProducerState.last_sequence")?;
+        let f_last_timestamp = r.i64("ProducerState.last_timestamp")?;
+        let f_coordinator_epoch = r.i32("ProducerState.coordinator_epoch")?;
+        let f_current_txn_start_offset = r.i64("ProducerState.current_txn_start_offset")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ProducerState tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ProducerState tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            producer_id: f_producer_id,
+            producer_epoch: f_producer_epoch,
+            last_sequence: f_last_sequence,
+            last_timestamp: f_last_timestamp,
+            coordinator_epoch: f_coordinator_epoch,
+            current_txn_start_offset: f_current_txn_start_offset,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -422,7 +436,7 @@ impl Message for ProducerState {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -434,7 +448,7 @@ impl Message for ProducerState {
         n += 4;
         n += 8;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

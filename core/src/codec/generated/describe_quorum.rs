@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The DescribeQuorumRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct DescribeQuorumRequest {
     /// The topics to describe. (versions 0+)
     pub topics: Vec<RequestTopicData>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeQuorumRequest {
     fn default() -> Self {
-        Self { topics: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topics: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,14 +28,14 @@ impl Message for DescribeQuorumRequest {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeQuorumRequest", version });
         }
-        let mut this = Self::default();
-        this.topics = r.array(true, 3, "DescribeQuorumRequest.topics", |r| RequestTopicData::decode(r, version))?;
+        let f_topics = r.array(true, 3, "DescribeQuorumRequest.topics", |r| RequestTopicData::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeQuorumRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeQuorumRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -46,7 +46,7 @@ impl Message for DescribeQuorumRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -54,7 +54,7 @@ impl Message for DescribeQuorumRequest {
         n += array_len_len(true, Some(self.topics.len()))
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -76,12 +76,12 @@ pub struct RequestTopicData {
     /// The partitions to describe. (versions 0+)
     pub partitions: Vec<RequestPartitionData>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for RequestTopicData {
     fn default() -> Self {
-        Self { topic_name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic_name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -89,16 +89,16 @@ impl Message for RequestTopicData {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic_name = r.string(true, "RequestTopicData.topic_name")?;
-        this.partitions =
+        let f_topic_name = r.string(true, "RequestTopicData.topic_name")?;
+        let f_partitions =
             r.array(true, 5, "RequestTopicData.partitions", |r| RequestPartitionData::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("RequestTopicData tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("RequestTopicData tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topic_name: f_topic_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -110,7 +110,7 @@ impl Message for RequestTopicData {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -119,7 +119,7 @@ impl Message for RequestTopicData {
         n += array_len_len(true, Some(self.partitions.len()))
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -140,12 +140,12 @@ pub struct RequestPartitionData {
     /// The partition index. (versions 0+)
     pub partition_index: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for RequestPartitionData {
     fn default() -> Self {
-        Self { partition_index: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -153,14 +153,14 @@ impl Message for RequestPartitionData {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("RequestPartitionData.partition_index")?;
+        let f_partition_index = r.i32("RequestPartitionData.partition_index")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("RequestPartitionData tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("RequestPartitionData tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { partition_index: f_partition_index, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -168,14 +168,14 @@ impl Message for RequestPartitionData {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
         let mut n = 0;
         n += 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -201,7 +201,7 @@ pub struct DescribeQuorumResponse {
     /// The nodes in the quorum. (versions 2+)
     pub nodes: Vec<Node>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeQuorumResponse {
@@ -211,7 +211,7 @@ impl Default for DescribeQuorumResponse {
             error_message: Some(KStr::default()),
             topics: Vec::new(),
             nodes: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -223,25 +223,35 @@ impl Message for DescribeQuorumResponse {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeQuorumResponse", version });
         }
-        let mut this = Self::default();
-        this.error_code = r.i16("DescribeQuorumResponse.error_code")?;
-        if version >= 2 {
-            this.error_message = if version >= 2 {
+        let f_error_code = r.i16("DescribeQuorumResponse.error_code")?;
+        let f_error_message = if version >= 2 {
+            if version >= 2 {
                 r.nullable_string(true, "DescribeQuorumResponse.error_message")?
             } else {
                 Some(r.string(true, "DescribeQuorumResponse.error_message")?)
-            };
-        }
-        this.topics = r.array(true, 3, "DescribeQuorumResponse.topics", |r| ResponseTopicData::decode(r, version))?;
-        if version >= 2 {
-            this.nodes = r.array(true, 1, "DescribeQuorumResponse.nodes", |r| Node::decode(r, version))?;
-        }
+            }
+        } else {
+            Some(KStr::default())
+        };
+        let f_topics = r.array(true, 3, "DescribeQuorumResponse.topics", |r| ResponseTopicData::decode(r, version))?;
+        let f_nodes = if version >= 2 {
+            r.array(true, 1, "DescribeQuorumResponse.nodes", |r| Node::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeQuorumResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeQuorumResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            error_message: f_error_message,
+            topics: f_topics,
+            nodes: f_nodes,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -273,7 +283,7 @@ impl Message for DescribeQuorumResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -298,7 +308,7 @@ impl Message for DescribeQuorumResponse {
                 + self.nodes.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -327,12 +337,12 @@ pub struct ResponseTopicData {
     /// The partition data. (versions 0+)
     pub partitions: Vec<ResponsePartitionData>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ResponseTopicData {
     fn default() -> Self {
-        Self { topic_name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic_name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -340,16 +350,16 @@ impl Message for ResponseTopicData {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic_name = r.string(true, "ResponseTopicData.topic_name")?;
-        this.partitions =
+        let f_topic_name = r.string(true, "ResponseTopicData.topic_name")?;
+        let f_partitions =
             r.array(true, 25, "ResponseTopicData.partitions", |r| ResponsePartitionData::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ResponseTopicData tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ResponseTopicData tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topic_name: f_topic_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -361,7 +371,7 @@ impl Message for ResponseTopicData {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -370,7 +380,7 @@ impl Message for ResponseTopicData {
         n += array_len_len(true, Some(self.partitions.len()))
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -405,7 +415,7 @@ pub struct ResponsePartitionData {
     /// The observers of the partition. (versions 0+)
     pub observers: Vec<ReplicaState>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ResponsePartitionData {
@@ -419,7 +429,7 @@ impl Default for ResponsePartitionData {
             high_watermark: 0,
             current_voters: Vec::new(),
             observers: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -428,28 +438,40 @@ impl Message for ResponsePartitionData {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("ResponsePartitionData.partition_index")?;
-        this.error_code = r.i16("ResponsePartitionData.error_code")?;
-        if version >= 2 {
-            this.error_message = if version >= 2 {
+        let f_partition_index = r.i32("ResponsePartitionData.partition_index")?;
+        let f_error_code = r.i16("ResponsePartitionData.error_code")?;
+        let f_error_message = if version >= 2 {
+            if version >= 2 {
                 r.nullable_string(true, "ResponsePartitionData.error_message")?
             } else {
                 Some(r.string(true, "ResponsePartitionData.error_message")?)
-            };
-        }
-        this.leader_id = r.i32("ResponsePartitionData.leader_id")?;
-        this.leader_epoch = r.i32("ResponsePartitionData.leader_epoch")?;
-        this.high_watermark = r.i64("ResponsePartitionData.high_watermark")?;
-        this.current_voters =
+            }
+        } else {
+            Some(KStr::default())
+        };
+        let f_leader_id = r.i32("ResponsePartitionData.leader_id")?;
+        let f_leader_epoch = r.i32("ResponsePartitionData.leader_epoch")?;
+        let f_high_watermark = r.i64("ResponsePartitionData.high_watermark")?;
+        let f_current_voters =
             r.array(true, 13, "ResponsePartitionData.current_voters", |r| ReplicaState::decode(r, version))?;
-        this.observers = r.array(true, 13, "ResponsePartitionData.observers", |r| ReplicaState::decode(r, version))?;
+        let f_observers = r.array(true, 13, "ResponsePartitionData.observers", |r| ReplicaState::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ResponsePartitionData tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ResponsePartitionData tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            leader_id: f_leader_id,
+            leader_epoch: f_leader_epoch,
+            high_watermark: f_high_watermark,
+            current_voters: f_current_voters,
+            observers: f_observers,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -483,7 +505,7 @@ impl Message for ResponsePartitionData {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -510,7 +532,7 @@ impl Message for ResponsePartitionData {
         n += array_len_len(true, Some(self.observers.len()))
             + self.observers.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -541,12 +563,12 @@ pub struct Node {
     /// The listeners of this controller. (versions 2+)
     pub listeners: Vec<Listener>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for Node {
     fn default() -> Self {
-        Self { node_id: 0, listeners: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { node_id: 0, listeners: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -554,19 +576,19 @@ impl Message for Node {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 2 {
-            this.node_id = r.i32("Node.node_id")?;
-        }
-        if version >= 2 {
-            this.listeners = r.array(true, 1, "Node.listeners", |r| Listener::decode(r, version))?;
-        }
+        let f_node_id = if version >= 2 { r.i32("Node.node_id")? } else { 0 };
+        let f_listeners = if version >= 2 {
+            r.array(true, 1, "Node.listeners", |r| Listener::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("Node tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("Node tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { node_id: f_node_id, listeners: f_listeners, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -582,7 +604,7 @@ impl Message for Node {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -595,7 +617,7 @@ impl Message for Node {
                 + self.listeners.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -624,12 +646,17 @@ pub struct Listener {
     /// The port. (versions 2+)
     pub port: u16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for Listener {
     fn default() -> Self {
-        Self { name: KStr::default(), host: KStr::default(), port: 0, unknown_tagged_fields: Vec::new() }
+        Self {
+            name: KStr::default(),
+            host: KStr::default(),
+            port: 0,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -637,22 +664,16 @@ impl Message for Listener {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 2 {
-            this.name = r.string(true, "Listener.name")?;
-        }
-        if version >= 2 {
-            this.host = r.string(true, "Listener.host")?;
-        }
-        if version >= 2 {
-            this.port = r.u16("Listener.port")?;
-        }
+        let f_name = if version >= 2 { r.string(true, "Listener.name")? } else { KStr::default() };
+        let f_host = if version >= 2 { r.string(true, "Listener.host")? } else { KStr::default() };
+        let f_port = if version >= 2 { r.u16("Listener.port")? } else { 0 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("Listener tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("Listener tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { name: f_name, host: f_host, port: f_port, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -668,7 +689,7 @@ impl Message for Listener {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -683,7 +704,7 @@ impl Message for Listener {
             n += 2;
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -719,7 +740,7 @@ pub struct ReplicaState {
     /// The leader wall clock append time of the offset for which the follower made the most recent fetch request. This is reported as the current time for the leader and -1 if unknown for a voter. (versions 1+)
     pub last_caught_up_timestamp: i64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ReplicaState {
@@ -730,7 +751,7 @@ impl Default for ReplicaState {
             log_end_offset: 0,
             last_fetch_timestamp: -1,
             last_caught_up_timestamp: -1,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -739,24 +760,27 @@ impl Message for ReplicaState {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.replica_id = r.i32("ReplicaState.replica_id")?;
-        if version >= 2 {
-            this.replica_directory_id = r.uuid("ReplicaState.replica_directory_id")?;
-        }
-        this.log_end_offset = r.i64("ReplicaState.log_end_offset")?;
-        if version >= 1 {
-            this.last_fetch_timestamp = r.i64("ReplicaState.last_fetch_timestamp")?;
-        }
-        if version >= 1 {
-            this.last_caught_up_timestamp = r.i64("ReplicaState.last_caught_up_timestamp")?;
-        }
+        let f_replica_id = r.i32("ReplicaState.replica_id")?;
+        let f_replica_directory_id =
+            if version >= 2 { r.uuid("ReplicaState.replica_directory_id")? } else { Uuid::ZERO };
+        let f_log_end_offset = r.i64("ReplicaState.log_end_offset")?;
+        let f_last_fetch_timestamp = if version >= 1 { r.i64("ReplicaState.last_fetch_timestamp")? } else { -1 };
+        let f_last_caught_up_timestamp =
+            if version >= 1 { r.i64("ReplicaState.last_caught_up_timestamp")? } else { -1 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ReplicaState tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ReplicaState tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            replica_id: f_replica_id,
+            replica_directory_id: f_replica_directory_id,
+            log_end_offset: f_log_end_offset,
+            last_fetch_timestamp: f_last_fetch_timestamp,
+            last_caught_up_timestamp: f_last_caught_up_timestamp,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -774,7 +798,7 @@ impl Message for ReplicaState {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -791,7 +815,7 @@ impl Message for ReplicaState {
             n += 8;
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

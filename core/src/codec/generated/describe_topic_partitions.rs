@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The DescribeTopicPartitionsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,12 +16,17 @@ pub struct DescribeTopicPartitionsRequest {
     /// The first topic and partition index to fetch details for. (versions 0+)
     pub cursor: Option<RequestCursor>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeTopicPartitionsRequest {
     fn default() -> Self {
-        Self { topics: Vec::new(), response_partition_limit: 2000, cursor: None, unknown_tagged_fields: Vec::new() }
+        Self {
+            topics: Vec::new(),
+            response_partition_limit: 2000,
+            cursor: None,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -32,21 +37,26 @@ impl Message for DescribeTopicPartitionsRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeTopicPartitionsRequest", version });
         }
-        let mut this = Self::default();
-        this.topics =
+        let f_topics =
             r.array(true, 2, "DescribeTopicPartitionsRequest.topics", |r| TopicRequest::decode(r, version))?;
-        this.response_partition_limit = r.i32("DescribeTopicPartitionsRequest.response_partition_limit")?;
-        this.cursor = if r.i8("DescribeTopicPartitionsRequest.cursor")? < 0 {
+        let f_response_partition_limit = r.i32("DescribeTopicPartitionsRequest.response_partition_limit")?;
+        let f_cursor = if r.i8("DescribeTopicPartitionsRequest.cursor")? < 0 {
             None
         } else {
             Some(RequestCursor::decode(r, version)?)
         };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeTopicPartitionsRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeTopicPartitionsRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            topics: f_topics,
+            response_partition_limit: f_response_partition_limit,
+            cursor: f_cursor,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -67,7 +77,7 @@ impl Message for DescribeTopicPartitionsRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -80,7 +90,7 @@ impl Message for DescribeTopicPartitionsRequest {
             None => 1,
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -102,12 +112,12 @@ pub struct TopicRequest {
     /// The topic name. (versions 0+)
     pub name: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TopicRequest {
     fn default() -> Self {
-        Self { name: KStr::default(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -115,14 +125,14 @@ impl Message for TopicRequest {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(true, "TopicRequest.name")?;
+        let f_name = r.string(true, "TopicRequest.name")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("TopicRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("TopicRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { name: f_name, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -130,14 +140,14 @@ impl Message for TopicRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
         let mut n = 0;
         n += string_len(true, &self.name);
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -159,12 +169,12 @@ pub struct RequestCursor {
     /// The partition index to start with. (versions 0+)
     pub partition_index: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for RequestCursor {
     fn default() -> Self {
-        Self { topic_name: KStr::default(), partition_index: 0, unknown_tagged_fields: Vec::new() }
+        Self { topic_name: KStr::default(), partition_index: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -172,15 +182,15 @@ impl Message for RequestCursor {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic_name = r.string(true, "RequestCursor.topic_name")?;
-        this.partition_index = r.i32("RequestCursor.partition_index")?;
+        let f_topic_name = r.string(true, "RequestCursor.topic_name")?;
+        let f_partition_index = r.i32("RequestCursor.partition_index")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("RequestCursor tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("RequestCursor tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topic_name: f_topic_name, partition_index: f_partition_index, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -189,7 +199,7 @@ impl Message for RequestCursor {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -197,7 +207,7 @@ impl Message for RequestCursor {
         n += string_len(true, &self.topic_name);
         n += 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -222,12 +232,17 @@ pub struct DescribeTopicPartitionsResponse {
     /// The next topic and partition index to fetch details for. (versions 0+)
     pub next_cursor: Option<ResponseCursor>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeTopicPartitionsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, topics: Vec::new(), next_cursor: None, unknown_tagged_fields: Vec::new() }
+        Self {
+            throttle_time_ms: 0,
+            topics: Vec::new(),
+            next_cursor: None,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -238,22 +253,27 @@ impl Message for DescribeTopicPartitionsResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeTopicPartitionsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeTopicPartitionsResponse.throttle_time_ms")?;
-        this.topics = r.array(true, 26, "DescribeTopicPartitionsResponse.topics", |r| {
+        let f_throttle_time_ms = r.i32("DescribeTopicPartitionsResponse.throttle_time_ms")?;
+        let f_topics = r.array(true, 26, "DescribeTopicPartitionsResponse.topics", |r| {
             DescribeTopicPartitionsResponseTopic::decode(r, version)
         })?;
-        this.next_cursor = if r.i8("DescribeTopicPartitionsResponse.next_cursor")? < 0 {
+        let f_next_cursor = if r.i8("DescribeTopicPartitionsResponse.next_cursor")? < 0 {
             None
         } else {
             Some(ResponseCursor::decode(r, version)?)
         };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeTopicPartitionsResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeTopicPartitionsResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            topics: f_topics,
+            next_cursor: f_next_cursor,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -274,7 +294,7 @@ impl Message for DescribeTopicPartitionsResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -287,7 +307,7 @@ impl Message for DescribeTopicPartitionsResponse {
             None => 1,
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -319,7 +339,7 @@ pub struct DescribeTopicPartitionsResponseTopic {
     /// 32-bit bitfield to represent authorized operations for this topic. (versions 0+)
     pub topic_authorized_operations: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeTopicPartitionsResponseTopic {
@@ -331,7 +351,7 @@ impl Default for DescribeTopicPartitionsResponseTopic {
             is_internal: false,
             partitions: Vec::new(),
             topic_authorized_operations: i32::MIN,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -340,21 +360,30 @@ impl Message for DescribeTopicPartitionsResponseTopic {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("DescribeTopicPartitionsResponseTopic.error_code")?;
-        this.name = r.nullable_string(true, "DescribeTopicPartitionsResponseTopic.name")?;
-        this.topic_id = r.uuid("DescribeTopicPartitionsResponseTopic.topic_id")?;
-        this.is_internal = r.bool("DescribeTopicPartitionsResponseTopic.is_internal")?;
-        this.partitions = r.array(true, 20, "DescribeTopicPartitionsResponseTopic.partitions", |r| {
+        let f_error_code = r.i16("DescribeTopicPartitionsResponseTopic.error_code")?;
+        let f_name = r.nullable_string(true, "DescribeTopicPartitionsResponseTopic.name")?;
+        let f_topic_id = r.uuid("DescribeTopicPartitionsResponseTopic.topic_id")?;
+        let f_is_internal = r.bool("DescribeTopicPartitionsResponseTopic.is_internal")?;
+        let f_partitions = r.array(true, 20, "DescribeTopicPartitionsResponseTopic.partitions", |r| {
             DescribeTopicPartitionsResponsePartition::decode(r, version)
         })?;
-        this.topic_authorized_operations = r.i32("DescribeTopicPartitionsResponseTopic.topic_authorized_operations")?;
+        let f_topic_authorized_operations =
+            r.i32("DescribeTopicPartitionsResponseTopic.topic_authorized_operations")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeTopicPartitionsResponseTopic tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeTopicPartitionsResponseTopic tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            name: f_name,
+            topic_id: f_topic_id,
+            is_internal: f_is_internal,
+            partitions: f_partitions,
+            topic_authorized_operations: f_topic_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -377,7 +406,7 @@ impl Message for DescribeTopicPartitionsResponseTopic {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -393,7 +422,7 @@ impl Message for DescribeTopicPartitionsResponseTopic {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         n += 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -434,7 +463,7 @@ pub struct DescribeTopicPartitionsResponsePartition {
     /// The set of offline replicas of this partition. (versions 0+)
     pub offline_replicas: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeTopicPartitionsResponsePartition {
@@ -449,7 +478,7 @@ impl Default for DescribeTopicPartitionsResponsePartition {
             eligible_leader_replicas: None,
             last_known_elr: None,
             offline_replicas: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -458,34 +487,46 @@ impl Message for DescribeTopicPartitionsResponsePartition {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("DescribeTopicPartitionsResponsePartition.error_code")?;
-        this.partition_index = r.i32("DescribeTopicPartitionsResponsePartition.partition_index")?;
-        this.leader_id = r.i32("DescribeTopicPartitionsResponsePartition.leader_id")?;
-        this.leader_epoch = r.i32("DescribeTopicPartitionsResponsePartition.leader_epoch")?;
-        this.replica_nodes = r.array(true, 4, "DescribeTopicPartitionsResponsePartition.replica_nodes", |r| {
+        let f_error_code = r.i16("DescribeTopicPartitionsResponsePartition.error_code")?;
+        let f_partition_index = r.i32("DescribeTopicPartitionsResponsePartition.partition_index")?;
+        let f_leader_id = r.i32("DescribeTopicPartitionsResponsePartition.leader_id")?;
+        let f_leader_epoch = r.i32("DescribeTopicPartitionsResponsePartition.leader_epoch")?;
+        let f_replica_nodes = r.array(true, 4, "DescribeTopicPartitionsResponsePartition.replica_nodes", |r| {
             r.i32("DescribeTopicPartitionsResponsePartition.replica_nodes")
         })?;
-        this.isr_nodes = r.array(true, 4, "DescribeTopicPartitionsResponsePartition.isr_nodes", |r| {
+        let f_isr_nodes = r.array(true, 4, "DescribeTopicPartitionsResponsePartition.isr_nodes", |r| {
             r.i32("DescribeTopicPartitionsResponsePartition.isr_nodes")
         })?;
-        this.eligible_leader_replicas =
+        let f_eligible_leader_replicas =
             r.nullable_array(true, 4, "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas", |r| {
                 r.i32("DescribeTopicPartitionsResponsePartition.eligible_leader_replicas")
             })?;
-        this.last_known_elr =
+        let f_last_known_elr =
             r.nullable_array(true, 4, "DescribeTopicPartitionsResponsePartition.last_known_elr", |r| {
                 r.i32("DescribeTopicPartitionsResponsePartition.last_known_elr")
             })?;
-        this.offline_replicas = r.array(true, 4, "DescribeTopicPartitionsResponsePartition.offline_replicas", |r| {
-            r.i32("DescribeTopicPartitionsResponsePartition.offline_replicas")
-        })?;
+        let f_offline_replicas =
+            r.array(true, 4, "DescribeTopicPartitionsResponsePartition.offline_replicas", |r| {
+                r.i32("DescribeTopicPartitionsResponsePartition.offline_replicas")
+            })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeTopicPartitionsResponsePartition tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeTopicPartitionsResponsePartition tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            partition_index: f_partition_index,
+            leader_id: f_leader_id,
+            leader_epoch: f_leader_epoch,
+            replica_nodes: f_replica_nodes,
+            isr_nodes: f_isr_nodes,
+            eligible_leader_replicas: f_eligible_leader_replicas,
+            last_known_elr: f_last_known_elr,
+            offline_replicas: f_offline_replicas,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -530,7 +571,7 @@ impl Message for DescribeTopicPartitionsResponsePartition {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -551,7 +592,7 @@ impl Message for DescribeTopicPartitionsResponsePartition {
         };
         n += array_len_len(true, Some(self.offline_replicas.len())) + self.offline_replicas.len() * 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -581,12 +622,12 @@ pub struct ResponseCursor {
     /// The partition index to start with. (versions 0+)
     pub partition_index: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ResponseCursor {
     fn default() -> Self {
-        Self { topic_name: KStr::default(), partition_index: 0, unknown_tagged_fields: Vec::new() }
+        Self { topic_name: KStr::default(), partition_index: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -594,15 +635,15 @@ impl Message for ResponseCursor {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic_name = r.string(true, "ResponseCursor.topic_name")?;
-        this.partition_index = r.i32("ResponseCursor.partition_index")?;
+        let f_topic_name = r.string(true, "ResponseCursor.topic_name")?;
+        let f_partition_index = r.i32("ResponseCursor.partition_index")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ResponseCursor tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ResponseCursor tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topic_name: f_topic_name, partition_index: f_partition_index, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -611,7 +652,7 @@ impl Message for ResponseCursor {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -619,7 +660,7 @@ impl Message for ResponseCursor {
         n += string_len(true, &self.topic_name);
         n += 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DescribeTransactionsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct DescribeTransactionsRequest {
     /// Array of transactionalIds to include in describe results. If empty, then no results will be returned. (versions 0+)
     pub transactional_ids: Vec<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeTransactionsRequest {
     fn default() -> Self {
-        Self { transactional_ids: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { transactional_ids: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,16 +28,16 @@ impl Message for DescribeTransactionsRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeTransactionsRequest", version });
         }
-        let mut this = Self::default();
-        this.transactional_ids = r.array(true, 1, "DescribeTransactionsRequest.transactional_ids", |r| {
+        let f_transactional_ids = r.array(true, 1, "DescribeTransactionsRequest.transactional_ids", |r| {
             r.string(true, "DescribeTransactionsRequest.transactional_ids")
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeTransactionsRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeTransactionsRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { transactional_ids: f_transactional_ids, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -48,7 +48,7 @@ impl Message for DescribeTransactionsRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -56,7 +56,7 @@ impl Message for DescribeTransactionsRequest {
         n += array_len_len(true, Some(self.transactional_ids.len()))
             + self.transactional_ids.iter().map(|e| string_len(true, e)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -78,12 +78,12 @@ pub struct DescribeTransactionsResponse {
     /// The current state of the transaction. (versions 0+)
     pub transaction_states: Vec<TransactionState>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeTransactionsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, transaction_states: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, transaction_states: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -94,17 +94,21 @@ impl Message for DescribeTransactionsResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeTransactionsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeTransactionsResponse.throttle_time_ms")?;
-        this.transaction_states = r.array(true, 28, "DescribeTransactionsResponse.transaction_states", |r| {
+        let f_throttle_time_ms = r.i32("DescribeTransactionsResponse.throttle_time_ms")?;
+        let f_transaction_states = r.array(true, 28, "DescribeTransactionsResponse.transaction_states", |r| {
             TransactionState::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeTransactionsResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeTransactionsResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            transaction_states: f_transaction_states,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -116,7 +120,7 @@ impl Message for DescribeTransactionsResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -125,7 +129,7 @@ impl Message for DescribeTransactionsResponse {
         n += array_len_len(true, Some(self.transaction_states.len()))
             + self.transaction_states.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -160,7 +164,7 @@ pub struct TransactionState {
     /// The set of partitions included in the current transaction (if active). When a transaction is preparing to commit or abort, this will include only partitions which do not have markers. (versions 0+)
     pub topics: Vec<TopicData>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TransactionState {
@@ -174,7 +178,7 @@ impl Default for TransactionState {
             producer_id: 0,
             producer_epoch: 0,
             topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -183,21 +187,31 @@ impl Message for TransactionState {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("TransactionState.error_code")?;
-        this.transactional_id = r.string(true, "TransactionState.transactional_id")?;
-        this.transaction_state = r.string(true, "TransactionState.transaction_state")?;
-        this.transaction_timeout_ms = r.i32("TransactionState.transaction_timeout_ms")?;
-        this.transaction_start_time_ms = r.i64("TransactionState.transaction_start_time_ms")?;
-        this.producer_id = r.i64("TransactionState.producer_id")?;
-        this.producer_epoch = r.i16("TransactionState.producer_epoch")?;
-        this.topics = r.array(true, 3, "TransactionState.topics", |r| TopicData::decode(r, version))?;
+        let f_error_code = r.i16("TransactionState.error_code")?;
+        let f_transactional_id = r.string(true, "TransactionState.transactional_id")?;
+        let f_transaction_state = r.string(true, "TransactionState.transaction_state")?;
+        let f_transaction_timeout_ms = r.i32("TransactionState.transaction_timeout_ms")?;
+        let f_transaction_start_time_ms = r.i64("TransactionState.transaction_start_time_ms")?;
+        let f_producer_id = r.i64("TransactionState.producer_id")?;
+        let f_producer_epoch = r.i16("TransactionState.producer_epoch")?;
+        let f_topics = r.array(true, 3, "TransactionState.topics", |r| TopicData::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("TransactionState tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("TransactionState tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            transactional_id: f_transactional_id,
+            transaction_state: f_transaction_state,
+            transaction_timeout_ms: f_transaction_timeout_ms,
+            transaction_start_time_ms: f_transaction_start_time_ms,
+            producer_id: f_producer_id,
+            producer_epoch: f_producer_epoch,
+            topics: f_topics,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -215,7 +229,7 @@ impl Message for TransactionState {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -230,7 +244,7 @@ impl Message for TransactionState {
         n += array_len_len(true, Some(self.topics.len()))
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -259,12 +273,12 @@ pub struct TopicData {
     /// The partition ids included in the current transaction. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TopicData {
     fn default() -> Self {
-        Self { topic: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -272,15 +286,15 @@ impl Message for TopicData {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic = r.string(true, "TopicData.topic")?;
-        this.partitions = r.array(true, 4, "TopicData.partitions", |r| r.i32("TopicData.partitions"))?;
+        let f_topic = r.string(true, "TopicData.topic")?;
+        let f_partitions = r.array(true, 4, "TopicData.partitions", |r| r.i32("TopicData.partitions"))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("TopicData tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("TopicData tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { topic: f_topic, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -292,7 +306,7 @@ impl Message for TopicData {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -300,7 +314,7 @@ impl Message for TopicData {
         n += string_len(true, &self.topic);
         n += array_len_len(true, Some(self.partitions.len())) + self.partitions.len() * 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The DescribeUserScramCredentialsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct DescribeUserScramCredentialsRequest {
     /// The users to describe, or null/empty to describe all users. (versions 0+)
     pub users: Option<Vec<UserName>>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeUserScramCredentialsRequest {
     fn default() -> Self {
-        Self { users: Some(Vec::new()), unknown_tagged_fields: Vec::new() }
+        Self { users: Some(Vec::new()), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,15 +28,15 @@ impl Message for DescribeUserScramCredentialsRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeUserScramCredentialsRequest", version });
         }
-        let mut this = Self::default();
-        this.users =
+        let f_users =
             r.nullable_array(true, 2, "DescribeUserScramCredentialsRequest.users", |r| UserName::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeUserScramCredentialsRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeUserScramCredentialsRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { users: f_users, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -54,7 +54,7 @@ impl Message for DescribeUserScramCredentialsRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -64,7 +64,7 @@ impl Message for DescribeUserScramCredentialsRequest {
             None => array_len_len(true, None),
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -85,12 +85,12 @@ pub struct UserName {
     /// The user name. (versions 0+)
     pub name: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for UserName {
     fn default() -> Self {
-        Self { name: KStr::default(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -98,14 +98,14 @@ impl Message for UserName {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(true, "UserName.name")?;
+        let f_name = r.string(true, "UserName.name")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("UserName tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("UserName tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { name: f_name, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -113,14 +113,14 @@ impl Message for UserName {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
         let mut n = 0;
         n += string_len(true, &self.name);
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -146,7 +146,7 @@ pub struct DescribeUserScramCredentialsResponse {
     /// The results for descriptions, one per user. (versions 0+)
     pub results: Vec<DescribeUserScramCredentialsResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeUserScramCredentialsResponse {
@@ -156,7 +156,7 @@ impl Default for DescribeUserScramCredentialsResponse {
             error_code: 0,
             error_message: Some(KStr::default()),
             results: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -168,19 +168,25 @@ impl Message for DescribeUserScramCredentialsResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "DescribeUserScramCredentialsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("DescribeUserScramCredentialsResponse.throttle_time_ms")?;
-        this.error_code = r.i16("DescribeUserScramCredentialsResponse.error_code")?;
-        this.error_message = r.nullable_string(true, "DescribeUserScramCredentialsResponse.error_message")?;
-        this.results = r.array(true, 6, "DescribeUserScramCredentialsResponse.results", |r| {
+        let f_throttle_time_ms = r.i32("DescribeUserScramCredentialsResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("DescribeUserScramCredentialsResponse.error_code")?;
+        let f_error_message = r.nullable_string(true, "DescribeUserScramCredentialsResponse.error_message")?;
+        let f_results = r.array(true, 6, "DescribeUserScramCredentialsResponse.results", |r| {
             DescribeUserScramCredentialsResult::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeUserScramCredentialsResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeUserScramCredentialsResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            results: f_results,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -201,7 +207,7 @@ impl Message for DescribeUserScramCredentialsResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -215,7 +221,7 @@ impl Message for DescribeUserScramCredentialsResponse {
         n += array_len_len(true, Some(self.results.len()))
             + self.results.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -244,7 +250,7 @@ pub struct DescribeUserScramCredentialsResult {
     /// The mechanism and related information associated with the user's SCRAM credentials. (versions 0+)
     pub credential_infos: Vec<CredentialInfo>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for DescribeUserScramCredentialsResult {
@@ -254,7 +260,7 @@ impl Default for DescribeUserScramCredentialsResult {
             error_code: 0,
             error_message: Some(KStr::default()),
             credential_infos: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -263,19 +269,25 @@ impl Message for DescribeUserScramCredentialsResult {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.user = r.string(true, "DescribeUserScramCredentialsResult.user")?;
-        this.error_code = r.i16("DescribeUserScramCredentialsResult.error_code")?;
-        this.error_message = r.nullable_string(true, "DescribeUserScramCredentialsResult.error_message")?;
-        this.credential_infos = r.array(true, 6, "DescribeUserScramCredentialsResult.credential_infos", |r| {
+        let f_user = r.string(true, "DescribeUserScramCredentialsResult.user")?;
+        let f_error_code = r.i16("DescribeUserScramCredentialsResult.error_code")?;
+        let f_error_message = r.nullable_string(true, "DescribeUserScramCredentialsResult.error_message")?;
+        let f_credential_infos = r.array(true, 6, "DescribeUserScramCredentialsResult.credential_infos", |r| {
             CredentialInfo::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("DescribeUserScramCredentialsResult tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("DescribeUserScramCredentialsResult tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            user: f_user,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            credential_infos: f_credential_infos,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -296,7 +308,7 @@ impl Message for DescribeUserScramCredentialsResult {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -310,7 +322,7 @@ impl Message for DescribeUserScramCredentialsResult {
         n += array_len_len(true, Some(self.credential_infos.len()))
             + self.credential_infos.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -335,12 +347,12 @@ pub struct CredentialInfo {
     /// The number of iterations used in the SCRAM credential. (versions 0+)
     pub iterations: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for CredentialInfo {
     fn default() -> Self {
-        Self { mechanism: 0, iterations: 0, unknown_tagged_fields: Vec::new() }
+        Self { mechanism: 0, iterations: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -348,15 +360,15 @@ impl Message for CredentialInfo {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.mechanism = r.i8("CredentialInfo.mechanism")?;
-        this.iterations = r.i32("CredentialInfo.iterations")?;
+        let f_mechanism = r.i8("CredentialInfo.mechanism")?;
+        let f_iterations = r.i32("CredentialInfo.iterations")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("CredentialInfo tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("CredentialInfo tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { mechanism: f_mechanism, iterations: f_iterations, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -365,7 +377,7 @@ impl Message for CredentialInfo {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -373,7 +385,7 @@ impl Message for CredentialInfo {
         n += 1;
         n += 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

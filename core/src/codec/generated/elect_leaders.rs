@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The ElectLeadersRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,7 +16,7 @@ pub struct ElectLeadersRequest {
     /// The time in ms to wait for the election to complete. (versions 0+)
     pub timeout_ms: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ElectLeadersRequest {
@@ -25,7 +25,7 @@ impl Default for ElectLeadersRequest {
             election_type: 0,
             topic_partitions: Some(Vec::new()),
             timeout_ms: 60000,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -37,22 +37,25 @@ impl Message for ElectLeadersRequest {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ElectLeadersRequest", version });
         }
-        let mut this = Self::default();
-        if version >= 1 {
-            this.election_type = r.i8("ElectLeadersRequest.election_type")?;
-        }
-        this.topic_partitions = r.nullable_array(version >= 2, 2, "ElectLeadersRequest.topic_partitions", |r| {
+        let f_election_type = if version >= 1 { r.i8("ElectLeadersRequest.election_type")? } else { 0 };
+        let f_topic_partitions = r.nullable_array(version >= 2, 2, "ElectLeadersRequest.topic_partitions", |r| {
             TopicPartitions::decode(r, version)
         })?;
-        this.timeout_ms = r.i32("ElectLeadersRequest.timeout_ms")?;
+        let f_timeout_ms = r.i32("ElectLeadersRequest.timeout_ms")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("ElectLeadersRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ElectLeadersRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            election_type: f_election_type,
+            topic_partitions: f_topic_partitions,
+            timeout_ms: f_timeout_ms,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -75,7 +78,7 @@ impl Message for ElectLeadersRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -93,7 +96,7 @@ impl Message for ElectLeadersRequest {
         n += 4;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -123,12 +126,12 @@ pub struct TopicPartitions {
     /// The partitions of this topic whose leader should be elected. (versions 0+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TopicPartitions {
     fn default() -> Self {
-        Self { topic: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -136,18 +139,18 @@ impl Message for TopicPartitions {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic = r.string(version >= 2, "TopicPartitions.topic")?;
-        this.partitions =
+        let f_topic = r.string(version >= 2, "TopicPartitions.topic")?;
+        let f_partitions =
             r.array(version >= 2, 4, "TopicPartitions.partitions", |r| r.i32("TopicPartitions.partitions"))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("TopicPartitions tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("TopicPartitions tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topic: f_topic, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -160,7 +163,7 @@ impl Message for TopicPartitions {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -170,7 +173,7 @@ impl Message for TopicPartitions {
         n += array_len_len(version >= 2, Some(self.partitions.len())) + self.partitions.len() * 4;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -198,7 +201,7 @@ pub struct ElectLeadersResponse {
     /// The election results, or an empty array if the requester did not have permission and the request asks for all partitions. (versions 0+)
     pub replica_election_results: Vec<ReplicaElectionResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ElectLeadersResponse {
@@ -207,7 +210,7 @@ impl Default for ElectLeadersResponse {
             throttle_time_ms: 0,
             error_code: 0,
             replica_election_results: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -219,23 +222,26 @@ impl Message for ElectLeadersResponse {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ElectLeadersResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("ElectLeadersResponse.throttle_time_ms")?;
-        if version >= 1 {
-            this.error_code = r.i16("ElectLeadersResponse.error_code")?;
-        }
-        this.replica_election_results =
+        let f_throttle_time_ms = r.i32("ElectLeadersResponse.throttle_time_ms")?;
+        let f_error_code = if version >= 1 { r.i16("ElectLeadersResponse.error_code")? } else { 0 };
+        let f_replica_election_results =
             r.array(version >= 2, 2, "ElectLeadersResponse.replica_election_results", |r| {
                 ReplicaElectionResult::decode(r, version)
             })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("ElectLeadersResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ElectLeadersResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            replica_election_results: f_replica_election_results,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -251,7 +257,7 @@ impl Message for ElectLeadersResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -265,7 +271,7 @@ impl Message for ElectLeadersResponse {
             + self.replica_election_results.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -294,12 +300,12 @@ pub struct ReplicaElectionResult {
     /// The results for each partition. (versions 0+)
     pub partition_result: Vec<PartitionResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ReplicaElectionResult {
     fn default() -> Self {
-        Self { topic: KStr::default(), partition_result: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic: KStr::default(), partition_result: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -307,19 +313,19 @@ impl Message for ReplicaElectionResult {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic = r.string(version >= 2, "ReplicaElectionResult.topic")?;
-        this.partition_result = r.array(version >= 2, 7, "ReplicaElectionResult.partition_result", |r| {
+        let f_topic = r.string(version >= 2, "ReplicaElectionResult.topic")?;
+        let f_partition_result = r.array(version >= 2, 7, "ReplicaElectionResult.partition_result", |r| {
             PartitionResult::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("ReplicaElectionResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ReplicaElectionResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topic: f_topic, partition_result: f_partition_result, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -332,7 +338,7 @@ impl Message for ReplicaElectionResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -343,7 +349,7 @@ impl Message for ReplicaElectionResult {
             + self.partition_result.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -371,12 +377,17 @@ pub struct PartitionResult {
     /// The result message, or null if there was no error. (versions 0+)
     pub error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for PartitionResult {
     fn default() -> Self {
-        Self { partition_id: 0, error_code: 0, error_message: Some(KStr::default()), unknown_tagged_fields: Vec::new() }
+        Self {
+            partition_id: 0,
+            error_code: 0,
+            error_message: Some(KStr::default()),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -384,18 +395,23 @@ impl Message for PartitionResult {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_id = r.i32("PartitionResult.partition_id")?;
-        this.error_code = r.i16("PartitionResult.error_code")?;
-        this.error_message = r.nullable_string(version >= 2, "PartitionResult.error_message")?;
+        let f_partition_id = r.i32("PartitionResult.partition_id")?;
+        let f_error_code = r.i16("PartitionResult.error_code")?;
+        let f_error_message = r.nullable_string(version >= 2, "PartitionResult.error_message")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("PartitionResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("PartitionResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_id: f_partition_id,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -413,7 +429,7 @@ impl Message for PartitionResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -427,7 +443,7 @@ impl Message for PartitionResult {
         };
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

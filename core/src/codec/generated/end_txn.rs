@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The EndTxnRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,7 +18,7 @@ pub struct EndTxnRequest {
     /// True if the transaction was committed, false if it was aborted. (versions 0+)
     pub committed: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for EndTxnRequest {
@@ -28,7 +28,7 @@ impl Default for EndTxnRequest {
             producer_id: 0,
             producer_epoch: 0,
             committed: false,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -40,19 +40,25 @@ impl Message for EndTxnRequest {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "EndTxnRequest", version });
         }
-        let mut this = Self::default();
-        this.transactional_id = r.string(version >= 3, "EndTxnRequest.transactional_id")?;
-        this.producer_id = r.i64("EndTxnRequest.producer_id")?;
-        this.producer_epoch = r.i16("EndTxnRequest.producer_epoch")?;
-        this.committed = r.bool("EndTxnRequest.committed")?;
+        let f_transactional_id = r.string(version >= 3, "EndTxnRequest.transactional_id")?;
+        let f_producer_id = r.i64("EndTxnRequest.producer_id")?;
+        let f_producer_epoch = r.i16("EndTxnRequest.producer_epoch")?;
+        let f_committed = r.bool("EndTxnRequest.committed")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("EndTxnRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("EndTxnRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id: f_transactional_id,
+            producer_id: f_producer_id,
+            producer_epoch: f_producer_epoch,
+            committed: f_committed,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -64,7 +70,7 @@ impl Message for EndTxnRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -76,7 +82,7 @@ impl Message for EndTxnRequest {
         n += 1;
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -108,7 +114,7 @@ pub struct EndTxnResponse {
     /// The current epoch associated with the producer. (versions 5+)
     pub producer_epoch: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for EndTxnResponse {
@@ -118,7 +124,7 @@ impl Default for EndTxnResponse {
             error_code: 0,
             producer_id: -1,
             producer_epoch: -1,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -130,23 +136,25 @@ impl Message for EndTxnResponse {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "EndTxnResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("EndTxnResponse.throttle_time_ms")?;
-        this.error_code = r.i16("EndTxnResponse.error_code")?;
-        if version >= 5 {
-            this.producer_id = r.i64("EndTxnResponse.producer_id")?;
-        }
-        if version >= 5 {
-            this.producer_epoch = r.i16("EndTxnResponse.producer_epoch")?;
-        }
+        let f_throttle_time_ms = r.i32("EndTxnResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("EndTxnResponse.error_code")?;
+        let f_producer_id = if version >= 5 { r.i64("EndTxnResponse.producer_id")? } else { -1 };
+        let f_producer_epoch = if version >= 5 { r.i16("EndTxnResponse.producer_epoch")? } else { -1 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("EndTxnResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("EndTxnResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            producer_id: f_producer_id,
+            producer_epoch: f_producer_epoch,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -162,7 +170,7 @@ impl Message for EndTxnResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -178,7 +186,7 @@ impl Message for EndTxnResponse {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -9,7 +9,7 @@ use crate::codec::writer::{
     array_len_len, bytes_len, nullable_bytes_len, nullable_string_len, string_len, tagged_len, unknown_tagged_len,
     uvarint_len,
 };
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The FetchRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,7 +39,7 @@ pub struct FetchRequest {
     /// Rack ID of the consumer making this request. (versions 11+)
     pub rack_id: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for FetchRequest {
@@ -57,7 +57,7 @@ impl Default for FetchRequest {
             topics: Vec::new(),
             forgotten_topics_data: Vec::new(),
             rack_id: KStr::default(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -69,29 +69,23 @@ impl Message for FetchRequest {
         if !(4..=18).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "FetchRequest", version });
         }
-        let mut this = Self::default();
-        if version <= 14 {
-            this.replica_id = r.i32("FetchRequest.replica_id")?;
-        }
-        this.max_wait_ms = r.i32("FetchRequest.max_wait_ms")?;
-        this.min_bytes = r.i32("FetchRequest.min_bytes")?;
-        this.max_bytes = r.i32("FetchRequest.max_bytes")?;
-        this.isolation_level = r.i8("FetchRequest.isolation_level")?;
-        if version >= 7 {
-            this.session_id = r.i32("FetchRequest.session_id")?;
-        }
-        if version >= 7 {
-            this.session_epoch = r.i32("FetchRequest.session_epoch")?;
-        }
-        this.topics = r.array(version >= 12, 1, "FetchRequest.topics", |r| FetchTopic::decode(r, version))?;
-        if version >= 7 {
-            this.forgotten_topics_data = r.array(version >= 12, 1, "FetchRequest.forgotten_topics_data", |r| {
-                ForgottenTopic::decode(r, version)
-            })?;
-        }
-        if version >= 11 {
-            this.rack_id = r.string(version >= 12, "FetchRequest.rack_id")?;
-        }
+        let f_replica_id = if version <= 14 { r.i32("FetchRequest.replica_id")? } else { -1 };
+        let f_max_wait_ms = r.i32("FetchRequest.max_wait_ms")?;
+        let f_min_bytes = r.i32("FetchRequest.min_bytes")?;
+        let f_max_bytes = r.i32("FetchRequest.max_bytes")?;
+        let f_isolation_level = r.i8("FetchRequest.isolation_level")?;
+        let f_session_id = if version >= 7 { r.i32("FetchRequest.session_id")? } else { 0 };
+        let f_session_epoch = if version >= 7 { r.i32("FetchRequest.session_epoch")? } else { -1 };
+        let f_topics = r.array(version >= 12, 1, "FetchRequest.topics", |r| FetchTopic::decode(r, version))?;
+        let f_forgotten_topics_data = if version >= 7 {
+            r.array(version >= 12, 1, "FetchRequest.forgotten_topics_data", |r| ForgottenTopic::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let f_rack_id = if version >= 11 { r.string(version >= 12, "FetchRequest.rack_id")? } else { KStr::default() };
+        let mut f_cluster_id = None;
+        let mut f_replica_state = ReplicaState::default();
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("FetchRequest tagged fields")?;
             for _ in 0..n {
@@ -99,7 +93,7 @@ impl Message for FetchRequest {
                 match tag {
                     0 if version >= 12 => {
                         let r = &mut sub;
-                        this.cluster_id = if version >= 12 {
+                        f_cluster_id = if version >= 12 {
                             r.nullable_string(true, "FetchRequest.cluster_id")?
                         } else {
                             Some(r.string(true, "FetchRequest.cluster_id")?)
@@ -107,13 +101,27 @@ impl Message for FetchRequest {
                     }
                     1 if version >= 15 => {
                         let r = &mut sub;
-                        this.replica_state = ReplicaState::decode(r, version)?;
+                        f_replica_state = ReplicaState::decode(r, version)?;
                     }
-                    _ => this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
+                    _ => unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            cluster_id: f_cluster_id,
+            replica_id: f_replica_id,
+            replica_state: f_replica_state,
+            max_wait_ms: f_max_wait_ms,
+            min_bytes: f_min_bytes,
+            max_bytes: f_max_bytes,
+            isolation_level: f_isolation_level,
+            session_id: f_session_id,
+            session_epoch: f_session_epoch,
+            topics: f_topics,
+            forgotten_topics_data: f_forgotten_topics_data,
+            rack_id: f_rack_id,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -151,7 +159,7 @@ impl Message for FetchRequest {
             count += usize::from(put_replica_state);
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 0);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 0);
             if put_cluster_id {
                 w.tagged_header(
                     0,
@@ -179,12 +187,12 @@ impl Message for FetchRequest {
                     }
                 }
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 1);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 1);
             if put_replica_state {
                 w.tagged_header(1, self.replica_state.encoded_len(version));
                 self.replica_state.encode(w, version);
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -214,7 +222,7 @@ impl Message for FetchRequest {
         }
         if version >= 12 {
             let mut count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             if version >= 12 && self.cluster_id != None {
                 count += 1;
                 n += tagged_len(
@@ -284,12 +292,12 @@ pub struct ReplicaState {
     /// The epoch of this follower, or -1 if not available. (versions 15+)
     pub replica_epoch: i64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ReplicaState {
     fn default() -> Self {
-        Self { replica_id: -1, replica_epoch: -1, unknown_tagged_fields: Vec::new() }
+        Self { replica_id: -1, replica_epoch: -1, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -297,21 +305,17 @@ impl Message for ReplicaState {
     const VERSIONS: (i16, i16) = (4, 18);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 15 {
-            this.replica_id = r.i32("ReplicaState.replica_id")?;
-        }
-        if version >= 15 {
-            this.replica_epoch = r.i64("ReplicaState.replica_epoch")?;
-        }
+        let f_replica_id = if version >= 15 { r.i32("ReplicaState.replica_id")? } else { -1 };
+        let f_replica_epoch = if version >= 15 { r.i64("ReplicaState.replica_epoch")? } else { -1 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("ReplicaState tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ReplicaState tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { replica_id: f_replica_id, replica_epoch: f_replica_epoch, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -325,7 +329,7 @@ impl Message for ReplicaState {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -339,7 +343,7 @@ impl Message for ReplicaState {
         }
         if version >= 12 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -371,12 +375,17 @@ pub struct FetchTopic {
     /// The partitions to fetch. (versions 0+)
     pub partitions: Vec<FetchPartition>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for FetchTopic {
     fn default() -> Self {
-        Self { topic: KStr::default(), topic_id: Uuid::ZERO, partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            topic: KStr::default(),
+            topic_id: Uuid::ZERO,
+            partitions: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -384,23 +393,19 @@ impl Message for FetchTopic {
     const VERSIONS: (i16, i16) = (4, 18);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version <= 12 {
-            this.topic = r.string(version >= 12, "FetchTopic.topic")?;
-        }
-        if version >= 13 {
-            this.topic_id = r.uuid("FetchTopic.topic_id")?;
-        }
-        this.partitions =
+        let f_topic = if version <= 12 { r.string(version >= 12, "FetchTopic.topic")? } else { KStr::default() };
+        let f_topic_id = if version >= 13 { r.uuid("FetchTopic.topic_id")? } else { Uuid::ZERO };
+        let f_partitions =
             r.array(version >= 12, 16, "FetchTopic.partitions", |r| FetchPartition::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("FetchTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("FetchTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topic: f_topic, topic_id: f_topic_id, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -418,7 +423,7 @@ impl Message for FetchTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -434,7 +439,7 @@ impl Message for FetchTopic {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 12 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -477,7 +482,7 @@ pub struct FetchPartition {
     /// The high-watermark known by the replica. -1 if the high-watermark is not known and 9223372036854775807 if the feature is not supported. (versions 18+, tag 1)
     pub high_watermark: i64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for FetchPartition {
@@ -491,7 +496,7 @@ impl Default for FetchPartition {
             partition_max_bytes: 0,
             replica_directory_id: Uuid::ZERO,
             high_watermark: i64::MAX,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -500,19 +505,15 @@ impl Message for FetchPartition {
     const VERSIONS: (i16, i16) = (4, 18);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition = r.i32("FetchPartition.partition")?;
-        if version >= 9 {
-            this.current_leader_epoch = r.i32("FetchPartition.current_leader_epoch")?;
-        }
-        this.fetch_offset = r.i64("FetchPartition.fetch_offset")?;
-        if version >= 12 {
-            this.last_fetched_epoch = r.i32("FetchPartition.last_fetched_epoch")?;
-        }
-        if version >= 5 {
-            this.log_start_offset = r.i64("FetchPartition.log_start_offset")?;
-        }
-        this.partition_max_bytes = r.i32("FetchPartition.partition_max_bytes")?;
+        let f_partition = r.i32("FetchPartition.partition")?;
+        let f_current_leader_epoch = if version >= 9 { r.i32("FetchPartition.current_leader_epoch")? } else { -1 };
+        let f_fetch_offset = r.i64("FetchPartition.fetch_offset")?;
+        let f_last_fetched_epoch = if version >= 12 { r.i32("FetchPartition.last_fetched_epoch")? } else { -1 };
+        let f_log_start_offset = if version >= 5 { r.i64("FetchPartition.log_start_offset")? } else { -1 };
+        let f_partition_max_bytes = r.i32("FetchPartition.partition_max_bytes")?;
+        let mut f_replica_directory_id = Uuid::ZERO;
+        let mut f_high_watermark = i64::MAX;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("FetchPartition tagged fields")?;
             for _ in 0..n {
@@ -520,17 +521,27 @@ impl Message for FetchPartition {
                 match tag {
                     0 if version >= 17 => {
                         let r = &mut sub;
-                        this.replica_directory_id = r.uuid("FetchPartition.replica_directory_id")?;
+                        f_replica_directory_id = r.uuid("FetchPartition.replica_directory_id")?;
                     }
                     1 if version >= 18 => {
                         let r = &mut sub;
-                        this.high_watermark = r.i64("FetchPartition.high_watermark")?;
+                        f_high_watermark = r.i64("FetchPartition.high_watermark")?;
                     }
-                    _ => this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
+                    _ => unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition: f_partition,
+            current_leader_epoch: f_current_leader_epoch,
+            fetch_offset: f_fetch_offset,
+            last_fetched_epoch: f_last_fetched_epoch,
+            log_start_offset: f_log_start_offset,
+            partition_max_bytes: f_partition_max_bytes,
+            replica_directory_id: f_replica_directory_id,
+            high_watermark: f_high_watermark,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -554,17 +565,17 @@ impl Message for FetchPartition {
             count += usize::from(put_high_watermark);
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 0);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 0);
             if put_replica_directory_id {
                 w.tagged_header(0, 16);
                 w.uuid(&self.replica_directory_id);
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 1);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 1);
             if put_high_watermark {
                 w.tagged_header(1, 8);
                 w.i64(self.high_watermark);
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -584,7 +595,7 @@ impl Message for FetchPartition {
         n += 4;
         if version >= 12 {
             let mut count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             if version >= 17 && self.replica_directory_id != Uuid::ZERO {
                 count += 1;
                 n += tagged_len(0, 16);
@@ -636,12 +647,17 @@ pub struct ForgottenTopic {
     /// The partitions indexes to forget. (versions 7+)
     pub partitions: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ForgottenTopic {
     fn default() -> Self {
-        Self { topic: KStr::default(), topic_id: Uuid::ZERO, partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            topic: KStr::default(),
+            topic_id: Uuid::ZERO,
+            partitions: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -649,25 +665,26 @@ impl Message for ForgottenTopic {
     const VERSIONS: (i16, i16) = (4, 18);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if (7..=12).contains(&version) {
-            this.topic = r.string(version >= 12, "ForgottenTopic.topic")?;
-        }
-        if version >= 13 {
-            this.topic_id = r.uuid("ForgottenTopic.topic_id")?;
-        }
-        if version >= 7 {
-            this.partitions =
-                r.array(version >= 12, 4, "ForgottenTopic.partitions", |r| r.i32("ForgottenTopic.partitions"))?;
-        }
+        let f_topic = if (7..=12).contains(&version) {
+            r.string(version >= 12, "ForgottenTopic.topic")?
+        } else {
+            KStr::default()
+        };
+        let f_topic_id = if version >= 13 { r.uuid("ForgottenTopic.topic_id")? } else { Uuid::ZERO };
+        let f_partitions = if version >= 7 {
+            r.array(version >= 12, 4, "ForgottenTopic.partitions", |r| r.i32("ForgottenTopic.partitions"))?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("ForgottenTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ForgottenTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topic: f_topic, topic_id: f_topic_id, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -687,7 +704,7 @@ impl Message for ForgottenTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -704,7 +721,7 @@ impl Message for ForgottenTopic {
         }
         if version >= 12 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -743,7 +760,7 @@ pub struct FetchResponse {
     /// Endpoints for all current-leaders enumerated in PartitionData, with errors NOT_LEADER_OR_FOLLOWER & FENCED_LEADER_EPOCH. (versions 16+, tag 0)
     pub node_endpoints: Vec<NodeEndpoint>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for FetchResponse {
@@ -754,7 +771,7 @@ impl Default for FetchResponse {
             session_id: 0,
             responses: Vec::new(),
             node_endpoints: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -766,16 +783,13 @@ impl Message for FetchResponse {
         if !(4..=18).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "FetchResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("FetchResponse.throttle_time_ms")?;
-        if version >= 7 {
-            this.error_code = r.i16("FetchResponse.error_code")?;
-        }
-        if version >= 7 {
-            this.session_id = r.i32("FetchResponse.session_id")?;
-        }
-        this.responses =
+        let f_throttle_time_ms = r.i32("FetchResponse.throttle_time_ms")?;
+        let f_error_code = if version >= 7 { r.i16("FetchResponse.error_code")? } else { 0 };
+        let f_session_id = if version >= 7 { r.i32("FetchResponse.session_id")? } else { 0 };
+        let f_responses =
             r.array(version >= 12, 1, "FetchResponse.responses", |r| FetchableTopicResponse::decode(r, version))?;
+        let mut f_node_endpoints = Vec::new();
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("FetchResponse tagged fields")?;
             for _ in 0..n {
@@ -783,14 +797,21 @@ impl Message for FetchResponse {
                 match tag {
                     0 if version >= 16 => {
                         let r = &mut sub;
-                        this.node_endpoints =
+                        f_node_endpoints =
                             r.array(true, 1, "FetchResponse.node_endpoints", |r| NodeEndpoint::decode(r, version))?;
                     }
-                    _ => this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
+                    _ => unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            session_id: f_session_id,
+            responses: f_responses,
+            node_endpoints: f_node_endpoints,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -811,7 +832,7 @@ impl Message for FetchResponse {
             count += usize::from(put_node_endpoints);
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 0);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 0);
             if put_node_endpoints {
                 w.tagged_header(
                     0,
@@ -823,7 +844,7 @@ impl Message for FetchResponse {
                     e.encode(w, version);
                 }
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -840,7 +861,7 @@ impl Message for FetchResponse {
             + self.responses.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 12 {
             let mut count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             if version >= 16 && self.node_endpoints != Vec::new() {
                 count += 1;
                 n += tagged_len(
@@ -885,12 +906,17 @@ pub struct FetchableTopicResponse {
     /// The topic partitions. (versions 0+)
     pub partitions: Vec<PartitionData>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for FetchableTopicResponse {
     fn default() -> Self {
-        Self { topic: KStr::default(), topic_id: Uuid::ZERO, partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            topic: KStr::default(),
+            topic_id: Uuid::ZERO,
+            partitions: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -898,23 +924,20 @@ impl Message for FetchableTopicResponse {
     const VERSIONS: (i16, i16) = (4, 18);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version <= 12 {
-            this.topic = r.string(version >= 12, "FetchableTopicResponse.topic")?;
-        }
-        if version >= 13 {
-            this.topic_id = r.uuid("FetchableTopicResponse.topic_id")?;
-        }
-        this.partitions =
+        let f_topic =
+            if version <= 12 { r.string(version >= 12, "FetchableTopicResponse.topic")? } else { KStr::default() };
+        let f_topic_id = if version >= 13 { r.uuid("FetchableTopicResponse.topic_id")? } else { Uuid::ZERO };
+        let f_partitions =
             r.array(version >= 12, 24, "FetchableTopicResponse.partitions", |r| PartitionData::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("FetchableTopicResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("FetchableTopicResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topic: f_topic, topic_id: f_topic_id, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -932,7 +955,7 @@ impl Message for FetchableTopicResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -948,7 +971,7 @@ impl Message for FetchableTopicResponse {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 12 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -997,7 +1020,7 @@ pub struct PartitionData {
     /// The record data. (versions 0+)
     pub records: Option<Bytes>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for PartitionData {
@@ -1014,7 +1037,7 @@ impl Default for PartitionData {
             aborted_transactions: Some(Vec::new()),
             preferred_read_replica: -1,
             records: None,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -1023,21 +1046,21 @@ impl Message for PartitionData {
     const VERSIONS: (i16, i16) = (4, 18);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("PartitionData.partition_index")?;
-        this.error_code = r.i16("PartitionData.error_code")?;
-        this.high_watermark = r.i64("PartitionData.high_watermark")?;
-        this.last_stable_offset = r.i64("PartitionData.last_stable_offset")?;
-        if version >= 5 {
-            this.log_start_offset = r.i64("PartitionData.log_start_offset")?;
-        }
-        this.aborted_transactions = r.nullable_array(version >= 12, 16, "PartitionData.aborted_transactions", |r| {
-            AbortedTransaction::decode(r, version)
-        })?;
-        if version >= 11 {
-            this.preferred_read_replica = r.i32("PartitionData.preferred_read_replica")?;
-        }
-        this.records = r.nullable_bytes(version >= 12, "PartitionData.records")?;
+        let f_partition_index = r.i32("PartitionData.partition_index")?;
+        let f_error_code = r.i16("PartitionData.error_code")?;
+        let f_high_watermark = r.i64("PartitionData.high_watermark")?;
+        let f_last_stable_offset = r.i64("PartitionData.last_stable_offset")?;
+        let f_log_start_offset = if version >= 5 { r.i64("PartitionData.log_start_offset")? } else { -1 };
+        let f_aborted_transactions =
+            r.nullable_array(version >= 12, 16, "PartitionData.aborted_transactions", |r| {
+                AbortedTransaction::decode(r, version)
+            })?;
+        let f_preferred_read_replica = if version >= 11 { r.i32("PartitionData.preferred_read_replica")? } else { -1 };
+        let f_records = r.nullable_bytes(version >= 12, "PartitionData.records")?;
+        let mut f_diverging_epoch = EpochEndOffset::default();
+        let mut f_current_leader = LeaderIdAndEpoch::default();
+        let mut f_snapshot_id = SnapshotId::default();
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("PartitionData tagged fields")?;
             for _ in 0..n {
@@ -1045,21 +1068,34 @@ impl Message for PartitionData {
                 match tag {
                     0 if version >= 12 => {
                         let r = &mut sub;
-                        this.diverging_epoch = EpochEndOffset::decode(r, version)?;
+                        f_diverging_epoch = EpochEndOffset::decode(r, version)?;
                     }
                     1 if version >= 12 => {
                         let r = &mut sub;
-                        this.current_leader = LeaderIdAndEpoch::decode(r, version)?;
+                        f_current_leader = LeaderIdAndEpoch::decode(r, version)?;
                     }
                     2 if version >= 12 => {
                         let r = &mut sub;
-                        this.snapshot_id = SnapshotId::decode(r, version)?;
+                        f_snapshot_id = SnapshotId::decode(r, version)?;
                     }
-                    _ => this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
+                    _ => unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            error_code: f_error_code,
+            high_watermark: f_high_watermark,
+            last_stable_offset: f_last_stable_offset,
+            log_start_offset: f_log_start_offset,
+            diverging_epoch: f_diverging_epoch,
+            current_leader: f_current_leader,
+            snapshot_id: f_snapshot_id,
+            aborted_transactions: f_aborted_transactions,
+            preferred_read_replica: f_preferred_read_replica,
+            records: f_records,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -1102,22 +1138,22 @@ impl Message for PartitionData {
             count += usize::from(put_snapshot_id);
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 0);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 0);
             if put_diverging_epoch {
                 w.tagged_header(0, self.diverging_epoch.encoded_len(version));
                 self.diverging_epoch.encode(w, version);
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 1);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 1);
             if put_current_leader {
                 w.tagged_header(1, self.current_leader.encoded_len(version));
                 self.current_leader.encode(w, version);
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 2);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 2);
             if put_snapshot_id {
                 w.tagged_header(2, self.snapshot_id.encoded_len(version));
                 self.snapshot_id.encode(w, version);
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -1145,7 +1181,7 @@ impl Message for PartitionData {
         };
         if version >= 12 {
             let mut count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             if version >= 12 && self.diverging_epoch != EpochEndOffset::default() {
                 count += 1;
                 n += tagged_len(0, self.diverging_epoch.encoded_len(version));
@@ -1206,12 +1242,12 @@ pub struct EpochEndOffset {
     /// The end offset of the epoch. (versions 12+)
     pub end_offset: i64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for EpochEndOffset {
     fn default() -> Self {
-        Self { epoch: -1, end_offset: -1, unknown_tagged_fields: Vec::new() }
+        Self { epoch: -1, end_offset: -1, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -1219,21 +1255,17 @@ impl Message for EpochEndOffset {
     const VERSIONS: (i16, i16) = (4, 18);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 12 {
-            this.epoch = r.i32("EpochEndOffset.epoch")?;
-        }
-        if version >= 12 {
-            this.end_offset = r.i64("EpochEndOffset.end_offset")?;
-        }
+        let f_epoch = if version >= 12 { r.i32("EpochEndOffset.epoch")? } else { -1 };
+        let f_end_offset = if version >= 12 { r.i64("EpochEndOffset.end_offset")? } else { -1 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("EpochEndOffset tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("EpochEndOffset tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { epoch: f_epoch, end_offset: f_end_offset, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -1247,7 +1279,7 @@ impl Message for EpochEndOffset {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -1261,7 +1293,7 @@ impl Message for EpochEndOffset {
         }
         if version >= 12 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -1291,12 +1323,12 @@ pub struct LeaderIdAndEpoch {
     /// The latest known leader epoch. (versions 12+)
     pub leader_epoch: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for LeaderIdAndEpoch {
     fn default() -> Self {
-        Self { leader_id: -1, leader_epoch: -1, unknown_tagged_fields: Vec::new() }
+        Self { leader_id: -1, leader_epoch: -1, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -1304,21 +1336,17 @@ impl Message for LeaderIdAndEpoch {
     const VERSIONS: (i16, i16) = (4, 18);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 12 {
-            this.leader_id = r.i32("LeaderIdAndEpoch.leader_id")?;
-        }
-        if version >= 12 {
-            this.leader_epoch = r.i32("LeaderIdAndEpoch.leader_epoch")?;
-        }
+        let f_leader_id = if version >= 12 { r.i32("LeaderIdAndEpoch.leader_id")? } else { -1 };
+        let f_leader_epoch = if version >= 12 { r.i32("LeaderIdAndEpoch.leader_epoch")? } else { -1 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("LeaderIdAndEpoch tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("LeaderIdAndEpoch tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { leader_id: f_leader_id, leader_epoch: f_leader_epoch, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -1332,7 +1360,7 @@ impl Message for LeaderIdAndEpoch {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -1346,7 +1374,7 @@ impl Message for LeaderIdAndEpoch {
         }
         if version >= 12 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -1376,12 +1404,12 @@ pub struct SnapshotId {
     /// The largest epoch. (versions 0+)
     pub epoch: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for SnapshotId {
     fn default() -> Self {
-        Self { end_offset: -1, epoch: -1, unknown_tagged_fields: Vec::new() }
+        Self { end_offset: -1, epoch: -1, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -1389,17 +1417,17 @@ impl Message for SnapshotId {
     const VERSIONS: (i16, i16) = (4, 18);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.end_offset = r.i64("SnapshotId.end_offset")?;
-        this.epoch = r.i32("SnapshotId.epoch")?;
+        let f_end_offset = r.i64("SnapshotId.end_offset")?;
+        let f_epoch = r.i32("SnapshotId.epoch")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("SnapshotId tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("SnapshotId tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { end_offset: f_end_offset, epoch: f_epoch, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -1409,7 +1437,7 @@ impl Message for SnapshotId {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -1419,7 +1447,7 @@ impl Message for SnapshotId {
         n += 4;
         if version >= 12 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -1445,12 +1473,12 @@ pub struct AbortedTransaction {
     /// The first offset in the aborted transaction. (versions 4+)
     pub first_offset: i64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AbortedTransaction {
     fn default() -> Self {
-        Self { producer_id: 0, first_offset: 0, unknown_tagged_fields: Vec::new() }
+        Self { producer_id: 0, first_offset: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -1458,17 +1486,17 @@ impl Message for AbortedTransaction {
     const VERSIONS: (i16, i16) = (4, 18);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.producer_id = r.i64("AbortedTransaction.producer_id")?;
-        this.first_offset = r.i64("AbortedTransaction.first_offset")?;
+        let f_producer_id = r.i64("AbortedTransaction.producer_id")?;
+        let f_first_offset = r.i64("AbortedTransaction.first_offset")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("AbortedTransaction tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AbortedTransaction tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { producer_id: f_producer_id, first_offset: f_first_offset, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -1478,7 +1506,7 @@ impl Message for AbortedTransaction {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -1488,7 +1516,7 @@ impl Message for AbortedTransaction {
         n += 8;
         if version >= 12 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -1518,12 +1546,18 @@ pub struct NodeEndpoint {
     /// The rack of the node, or null if it has not been assigned to a rack. (versions 16+)
     pub rack: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for NodeEndpoint {
     fn default() -> Self {
-        Self { node_id: 0, host: KStr::default(), port: 0, rack: None, unknown_tagged_fields: Vec::new() }
+        Self {
+            node_id: 0,
+            host: KStr::default(),
+            port: 0,
+            rack: None,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -1531,31 +1565,27 @@ impl Message for NodeEndpoint {
     const VERSIONS: (i16, i16) = (4, 18);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 16 {
-            this.node_id = r.i32("NodeEndpoint.node_id")?;
-        }
-        if version >= 16 {
-            this.host = r.string(version >= 12, "NodeEndpoint.host")?;
-        }
-        if version >= 16 {
-            this.port = r.i32("NodeEndpoint.port")?;
-        }
-        if version >= 16 {
-            this.rack = if version >= 16 {
+        let f_node_id = if version >= 16 { r.i32("NodeEndpoint.node_id")? } else { 0 };
+        let f_host = if version >= 16 { r.string(version >= 12, "NodeEndpoint.host")? } else { KStr::default() };
+        let f_port = if version >= 16 { r.i32("NodeEndpoint.port")? } else { 0 };
+        let f_rack = if version >= 16 {
+            if version >= 16 {
                 r.nullable_string(version >= 12, "NodeEndpoint.rack")?
             } else {
                 Some(r.string(version >= 12, "NodeEndpoint.rack")?)
-            };
-        }
+            }
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 12 {
             let n = r.tagged_field_count("NodeEndpoint tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("NodeEndpoint tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { node_id: f_node_id, host: f_host, port: f_port, rack: f_rack, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -1586,7 +1616,7 @@ impl Message for NodeEndpoint {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -1615,7 +1645,7 @@ impl Message for NodeEndpoint {
         }
         if version >= 12 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The FindCoordinatorRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,12 +16,17 @@ pub struct FindCoordinatorRequest {
     /// The coordinator keys. (versions 4+)
     pub coordinator_keys: Vec<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for FindCoordinatorRequest {
     fn default() -> Self {
-        Self { key: KStr::default(), key_type: 0, coordinator_keys: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            key: KStr::default(),
+            key_type: 0,
+            coordinator_keys: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -32,26 +37,24 @@ impl Message for FindCoordinatorRequest {
         if !(0..=6).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "FindCoordinatorRequest", version });
         }
-        let mut this = Self::default();
-        if version <= 3 {
-            this.key = r.string(version >= 3, "FindCoordinatorRequest.key")?;
-        }
-        if version >= 1 {
-            this.key_type = r.i8("FindCoordinatorRequest.key_type")?;
-        }
-        if version >= 4 {
-            this.coordinator_keys = r.array(version >= 3, 1, "FindCoordinatorRequest.coordinator_keys", |r| {
+        let f_key = if version <= 3 { r.string(version >= 3, "FindCoordinatorRequest.key")? } else { KStr::default() };
+        let f_key_type = if version >= 1 { r.i8("FindCoordinatorRequest.key_type")? } else { 0 };
+        let f_coordinator_keys = if version >= 4 {
+            r.array(version >= 3, 1, "FindCoordinatorRequest.coordinator_keys", |r| {
                 r.string(version >= 3, "FindCoordinatorRequest.coordinator_keys")
-            })?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("FindCoordinatorRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("FindCoordinatorRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { key: f_key, key_type: f_key_type, coordinator_keys: f_coordinator_keys, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -71,7 +74,7 @@ impl Message for FindCoordinatorRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -89,7 +92,7 @@ impl Message for FindCoordinatorRequest {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -132,7 +135,7 @@ pub struct FindCoordinatorResponse {
     /// Each coordinator result in the response. (versions 4+)
     pub coordinators: Vec<Coordinator>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for FindCoordinatorResponse {
@@ -145,7 +148,7 @@ impl Default for FindCoordinatorResponse {
             host: KStr::default(),
             port: 0,
             coordinators: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -157,41 +160,44 @@ impl Message for FindCoordinatorResponse {
         if !(0..=6).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "FindCoordinatorResponse", version });
         }
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("FindCoordinatorResponse.throttle_time_ms")?;
-        }
-        if version <= 3 {
-            this.error_code = r.i16("FindCoordinatorResponse.error_code")?;
-        }
-        if (1..=3).contains(&version) {
-            this.error_message = if (1..=3).contains(&version) {
+        let f_throttle_time_ms = if version >= 1 { r.i32("FindCoordinatorResponse.throttle_time_ms")? } else { 0 };
+        let f_error_code = if version <= 3 { r.i16("FindCoordinatorResponse.error_code")? } else { 0 };
+        let f_error_message = if (1..=3).contains(&version) {
+            if (1..=3).contains(&version) {
                 r.nullable_string(version >= 3, "FindCoordinatorResponse.error_message")?
             } else {
                 Some(r.string(version >= 3, "FindCoordinatorResponse.error_message")?)
-            };
-        }
-        if version <= 3 {
-            this.node_id = r.i32("FindCoordinatorResponse.node_id")?;
-        }
-        if version <= 3 {
-            this.host = r.string(version >= 3, "FindCoordinatorResponse.host")?;
-        }
-        if version <= 3 {
-            this.port = r.i32("FindCoordinatorResponse.port")?;
-        }
-        if version >= 4 {
-            this.coordinators =
-                r.array(version >= 3, 1, "FindCoordinatorResponse.coordinators", |r| Coordinator::decode(r, version))?;
-        }
+            }
+        } else {
+            Some(KStr::default())
+        };
+        let f_node_id = if version <= 3 { r.i32("FindCoordinatorResponse.node_id")? } else { 0 };
+        let f_host =
+            if version <= 3 { r.string(version >= 3, "FindCoordinatorResponse.host")? } else { KStr::default() };
+        let f_port = if version <= 3 { r.i32("FindCoordinatorResponse.port")? } else { 0 };
+        let f_coordinators = if version >= 4 {
+            r.array(version >= 3, 1, "FindCoordinatorResponse.coordinators", |r| Coordinator::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("FindCoordinatorResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("FindCoordinatorResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            node_id: f_node_id,
+            host: f_host,
+            port: f_port,
+            coordinators: f_coordinators,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -234,7 +240,7 @@ impl Message for FindCoordinatorResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -273,7 +279,7 @@ impl Message for FindCoordinatorResponse {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -326,7 +332,7 @@ pub struct Coordinator {
     /// The error message, or null if there was no error. (versions 4+)
     pub error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for Coordinator {
@@ -338,7 +344,7 @@ impl Default for Coordinator {
             port: 0,
             error_code: 0,
             error_message: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -347,37 +353,37 @@ impl Message for Coordinator {
     const VERSIONS: (i16, i16) = (0, 6);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 4 {
-            this.key = r.string(version >= 3, "Coordinator.key")?;
-        }
-        if version >= 4 {
-            this.node_id = r.i32("Coordinator.node_id")?;
-        }
-        if version >= 4 {
-            this.host = r.string(version >= 3, "Coordinator.host")?;
-        }
-        if version >= 4 {
-            this.port = r.i32("Coordinator.port")?;
-        }
-        if version >= 4 {
-            this.error_code = r.i16("Coordinator.error_code")?;
-        }
-        if version >= 4 {
-            this.error_message = if version >= 4 {
+        let f_key = if version >= 4 { r.string(version >= 3, "Coordinator.key")? } else { KStr::default() };
+        let f_node_id = if version >= 4 { r.i32("Coordinator.node_id")? } else { 0 };
+        let f_host = if version >= 4 { r.string(version >= 3, "Coordinator.host")? } else { KStr::default() };
+        let f_port = if version >= 4 { r.i32("Coordinator.port")? } else { 0 };
+        let f_error_code = if version >= 4 { r.i16("Coordinator.error_code")? } else { 0 };
+        let f_error_message = if version >= 4 {
+            if version >= 4 {
                 r.nullable_string(version >= 3, "Coordinator.error_message")?
             } else {
                 Some(r.string(version >= 3, "Coordinator.error_message")?)
-            };
-        }
+            }
+        } else {
+            Some(KStr::default())
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("Coordinator tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("Coordinator tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            key: f_key,
+            node_id: f_node_id,
+            host: f_host,
+            port: f_port,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -414,7 +420,7 @@ impl Message for Coordinator {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -449,7 +455,7 @@ impl Message for Coordinator {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

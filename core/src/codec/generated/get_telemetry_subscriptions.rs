@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The GetTelemetrySubscriptionsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct GetTelemetrySubscriptionsRequest {
     /// Unique id for this client instance, must be set to 0 on the first request. (versions 0+)
     pub client_instance_id: Uuid,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for GetTelemetrySubscriptionsRequest {
     fn default() -> Self {
-        Self { client_instance_id: Uuid::ZERO, unknown_tagged_fields: Vec::new() }
+        Self { client_instance_id: Uuid::ZERO, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,14 +28,14 @@ impl Message for GetTelemetrySubscriptionsRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "GetTelemetrySubscriptionsRequest", version });
         }
-        let mut this = Self::default();
-        this.client_instance_id = r.uuid("GetTelemetrySubscriptionsRequest.client_instance_id")?;
+        let f_client_instance_id = r.uuid("GetTelemetrySubscriptionsRequest.client_instance_id")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("GetTelemetrySubscriptionsRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("GetTelemetrySubscriptionsRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { client_instance_id: f_client_instance_id, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -43,14 +43,14 @@ impl Message for GetTelemetrySubscriptionsRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
         let mut n = 0;
         n += 16;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -86,7 +86,7 @@ pub struct GetTelemetrySubscriptionsResponse {
     /// Requested metrics prefix string match. Empty array: No metrics subscribed, Array[0] empty string: All metrics subscribed. (versions 0+)
     pub requested_metrics: Vec<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for GetTelemetrySubscriptionsResponse {
@@ -101,7 +101,7 @@ impl Default for GetTelemetrySubscriptionsResponse {
             telemetry_max_bytes: 0,
             delta_temporality: false,
             requested_metrics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -113,27 +113,38 @@ impl Message for GetTelemetrySubscriptionsResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "GetTelemetrySubscriptionsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("GetTelemetrySubscriptionsResponse.throttle_time_ms")?;
-        this.error_code = r.i16("GetTelemetrySubscriptionsResponse.error_code")?;
-        this.client_instance_id = r.uuid("GetTelemetrySubscriptionsResponse.client_instance_id")?;
-        this.subscription_id = r.i32("GetTelemetrySubscriptionsResponse.subscription_id")?;
-        this.accepted_compression_types =
+        let f_throttle_time_ms = r.i32("GetTelemetrySubscriptionsResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("GetTelemetrySubscriptionsResponse.error_code")?;
+        let f_client_instance_id = r.uuid("GetTelemetrySubscriptionsResponse.client_instance_id")?;
+        let f_subscription_id = r.i32("GetTelemetrySubscriptionsResponse.subscription_id")?;
+        let f_accepted_compression_types =
             r.array(true, 1, "GetTelemetrySubscriptionsResponse.accepted_compression_types", |r| {
                 r.i8("GetTelemetrySubscriptionsResponse.accepted_compression_types")
             })?;
-        this.push_interval_ms = r.i32("GetTelemetrySubscriptionsResponse.push_interval_ms")?;
-        this.telemetry_max_bytes = r.i32("GetTelemetrySubscriptionsResponse.telemetry_max_bytes")?;
-        this.delta_temporality = r.bool("GetTelemetrySubscriptionsResponse.delta_temporality")?;
-        this.requested_metrics = r.array(true, 1, "GetTelemetrySubscriptionsResponse.requested_metrics", |r| {
+        let f_push_interval_ms = r.i32("GetTelemetrySubscriptionsResponse.push_interval_ms")?;
+        let f_telemetry_max_bytes = r.i32("GetTelemetrySubscriptionsResponse.telemetry_max_bytes")?;
+        let f_delta_temporality = r.bool("GetTelemetrySubscriptionsResponse.delta_temporality")?;
+        let f_requested_metrics = r.array(true, 1, "GetTelemetrySubscriptionsResponse.requested_metrics", |r| {
             r.string(true, "GetTelemetrySubscriptionsResponse.requested_metrics")
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("GetTelemetrySubscriptionsResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("GetTelemetrySubscriptionsResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            client_instance_id: f_client_instance_id,
+            subscription_id: f_subscription_id,
+            accepted_compression_types: f_accepted_compression_types,
+            push_interval_ms: f_push_interval_ms,
+            telemetry_max_bytes: f_telemetry_max_bytes,
+            delta_temporality: f_delta_temporality,
+            requested_metrics: f_requested_metrics,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -155,7 +166,7 @@ impl Message for GetTelemetrySubscriptionsResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -172,7 +183,7 @@ impl Message for GetTelemetrySubscriptionsResponse {
         n += array_len_len(true, Some(self.requested_metrics.len()))
             + self.requested_metrics.iter().map(|e| string_len(true, e)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The RequestHeader body.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,7 +18,7 @@ pub struct RequestHeader {
     /// The client ID string. (versions 1+)
     pub client_id: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for RequestHeader {
@@ -28,7 +28,7 @@ impl Default for RequestHeader {
             request_api_version: 0,
             correlation_id: 0,
             client_id: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -40,19 +40,25 @@ impl Message for RequestHeader {
         if !(1..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "RequestHeader", version });
         }
-        let mut this = Self::default();
-        this.request_api_key = r.i16("RequestHeader.request_api_key")?;
-        this.request_api_version = r.i16("RequestHeader.request_api_version")?;
-        this.correlation_id = r.i32("RequestHeader.correlation_id")?;
-        this.client_id = r.nullable_string(false, "RequestHeader.client_id")?;
+        let f_request_api_key = r.i16("RequestHeader.request_api_key")?;
+        let f_request_api_version = r.i16("RequestHeader.request_api_version")?;
+        let f_correlation_id = r.i32("RequestHeader.correlation_id")?;
+        let f_client_id = r.nullable_string(false, "RequestHeader.client_id")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("RequestHeader tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("RequestHeader tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            request_api_key: f_request_api_key,
+            request_api_version: f_request_api_version,
+            correlation_id: f_correlation_id,
+            client_id: f_client_id,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -71,7 +77,7 @@ impl Message for RequestHeader {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -86,7 +92,7 @@ impl Message for RequestHeader {
         };
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -112,12 +118,12 @@ pub struct ResponseHeader {
     /// The correlation ID of this response. (versions 0+)
     pub correlation_id: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ResponseHeader {
     fn default() -> Self {
-        Self { correlation_id: 0, unknown_tagged_fields: Vec::new() }
+        Self { correlation_id: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -128,16 +134,16 @@ impl Message for ResponseHeader {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ResponseHeader", version });
         }
-        let mut this = Self::default();
-        this.correlation_id = r.i32("ResponseHeader.correlation_id")?;
+        let f_correlation_id = r.i32("ResponseHeader.correlation_id")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("ResponseHeader tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ResponseHeader tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { correlation_id: f_correlation_id, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -146,7 +152,7 @@ impl Message for ResponseHeader {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -155,7 +161,7 @@ impl Message for ResponseHeader {
         n += 4;
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The HeartbeatRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,7 +18,7 @@ pub struct HeartbeatRequest {
     /// The unique identifier of the consumer instance provided by end user. (versions 3+)
     pub group_instance_id: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for HeartbeatRequest {
@@ -28,7 +28,7 @@ impl Default for HeartbeatRequest {
             generation_id: 0,
             member_id: KStr::default(),
             group_instance_id: None,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -40,25 +40,33 @@ impl Message for HeartbeatRequest {
         if !(0..=4).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "HeartbeatRequest", version });
         }
-        let mut this = Self::default();
-        this.group_id = r.string(version >= 4, "HeartbeatRequest.group_id")?;
-        this.generation_id = r.i32("HeartbeatRequest.generation_id")?;
-        this.member_id = r.string(version >= 4, "HeartbeatRequest.member_id")?;
-        if version >= 3 {
-            this.group_instance_id = if version >= 3 {
+        let f_group_id = r.string(version >= 4, "HeartbeatRequest.group_id")?;
+        let f_generation_id = r.i32("HeartbeatRequest.generation_id")?;
+        let f_member_id = r.string(version >= 4, "HeartbeatRequest.member_id")?;
+        let f_group_instance_id = if version >= 3 {
+            if version >= 3 {
                 r.nullable_string(version >= 4, "HeartbeatRequest.group_instance_id")?
             } else {
                 Some(r.string(version >= 4, "HeartbeatRequest.group_instance_id")?)
-            };
-        }
+            }
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("HeartbeatRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("HeartbeatRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id: f_group_id,
+            generation_id: f_generation_id,
+            member_id: f_member_id,
+            group_instance_id: f_group_instance_id,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -83,7 +91,7 @@ impl Message for HeartbeatRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -106,7 +114,7 @@ impl Message for HeartbeatRequest {
         }
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -136,12 +144,12 @@ pub struct HeartbeatResponse {
     /// The error code, or 0 if there was no error. (versions 0+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for HeartbeatResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, error_code: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -152,19 +160,17 @@ impl Message for HeartbeatResponse {
         if !(0..=4).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "HeartbeatResponse", version });
         }
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("HeartbeatResponse.throttle_time_ms")?;
-        }
-        this.error_code = r.i16("HeartbeatResponse.error_code")?;
+        let f_throttle_time_ms = if version >= 1 { r.i32("HeartbeatResponse.throttle_time_ms")? } else { 0 };
+        let f_error_code = r.i16("HeartbeatResponse.error_code")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("HeartbeatResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("HeartbeatResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, error_code: f_error_code, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -176,7 +182,7 @@ impl Message for HeartbeatResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -188,7 +194,7 @@ impl Message for HeartbeatResponse {
         n += 2;
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The IncrementalAlterConfigsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,12 +14,12 @@ pub struct IncrementalAlterConfigsRequest {
     /// True if we should validate the request, but not change the configurations. (versions 0+)
     pub validate_only: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for IncrementalAlterConfigsRequest {
     fn default() -> Self {
-        Self { resources: Vec::new(), validate_only: false, unknown_tagged_fields: Vec::new() }
+        Self { resources: Vec::new(), validate_only: false, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -30,19 +30,19 @@ impl Message for IncrementalAlterConfigsRequest {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "IncrementalAlterConfigsRequest", version });
         }
-        let mut this = Self::default();
-        this.resources = r.array(version >= 1, 3, "IncrementalAlterConfigsRequest.resources", |r| {
+        let f_resources = r.array(version >= 1, 3, "IncrementalAlterConfigsRequest.resources", |r| {
             AlterConfigsResource::decode(r, version)
         })?;
-        this.validate_only = r.bool("IncrementalAlterConfigsRequest.validate_only")?;
+        let f_validate_only = r.bool("IncrementalAlterConfigsRequest.validate_only")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("IncrementalAlterConfigsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("IncrementalAlterConfigsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { resources: f_resources, validate_only: f_validate_only, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -55,7 +55,7 @@ impl Message for IncrementalAlterConfigsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -66,7 +66,7 @@ impl Message for IncrementalAlterConfigsRequest {
         n += 1;
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -94,7 +94,7 @@ pub struct AlterConfigsResource {
     /// The configurations. (versions 0+)
     pub configs: Vec<AlterableConfig>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterConfigsResource {
@@ -103,7 +103,7 @@ impl Default for AlterConfigsResource {
             resource_type: 0,
             resource_name: KStr::default(),
             configs: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -112,19 +112,24 @@ impl Message for AlterConfigsResource {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.resource_type = r.i8("AlterConfigsResource.resource_type")?;
-        this.resource_name = r.string(version >= 1, "AlterConfigsResource.resource_name")?;
-        this.configs =
+        let f_resource_type = r.i8("AlterConfigsResource.resource_type")?;
+        let f_resource_name = r.string(version >= 1, "AlterConfigsResource.resource_name")?;
+        let f_configs =
             r.array(version >= 1, 3, "AlterConfigsResource.configs", |r| AlterableConfig::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("AlterConfigsResource tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterConfigsResource tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            resource_type: f_resource_type,
+            resource_name: f_resource_name,
+            configs: f_configs,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -138,7 +143,7 @@ impl Message for AlterConfigsResource {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -150,7 +155,7 @@ impl Message for AlterConfigsResource {
             + self.configs.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -179,7 +184,7 @@ pub struct AlterableConfig {
     /// The value to set for the configuration key. (versions 0+)
     pub value: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterableConfig {
@@ -188,7 +193,7 @@ impl Default for AlterableConfig {
             name: KStr::default(),
             config_operation: 0,
             value: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -197,18 +202,18 @@ impl Message for AlterableConfig {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 1, "AlterableConfig.name")?;
-        this.config_operation = r.i8("AlterableConfig.config_operation")?;
-        this.value = r.nullable_string(version >= 1, "AlterableConfig.value")?;
+        let f_name = r.string(version >= 1, "AlterableConfig.name")?;
+        let f_config_operation = r.i8("AlterableConfig.config_operation")?;
+        let f_value = r.nullable_string(version >= 1, "AlterableConfig.value")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("AlterableConfig tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterableConfig tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, config_operation: f_config_operation, value: f_value, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -226,7 +231,7 @@ impl Message for AlterableConfig {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -240,7 +245,7 @@ impl Message for AlterableConfig {
         };
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -267,12 +272,12 @@ pub struct IncrementalAlterConfigsResponse {
     /// The responses for each resource. (versions 0+)
     pub responses: Vec<AlterConfigsResourceResponse>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for IncrementalAlterConfigsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, responses: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, responses: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -283,19 +288,19 @@ impl Message for IncrementalAlterConfigsResponse {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "IncrementalAlterConfigsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("IncrementalAlterConfigsResponse.throttle_time_ms")?;
-        this.responses = r.array(version >= 1, 5, "IncrementalAlterConfigsResponse.responses", |r| {
+        let f_throttle_time_ms = r.i32("IncrementalAlterConfigsResponse.throttle_time_ms")?;
+        let f_responses = r.array(version >= 1, 5, "IncrementalAlterConfigsResponse.responses", |r| {
             AlterConfigsResourceResponse::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("IncrementalAlterConfigsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("IncrementalAlterConfigsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, responses: f_responses, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -308,7 +313,7 @@ impl Message for IncrementalAlterConfigsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -319,7 +324,7 @@ impl Message for IncrementalAlterConfigsResponse {
             + self.responses.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -349,7 +354,7 @@ pub struct AlterConfigsResourceResponse {
     /// The resource name. (versions 0+)
     pub resource_name: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for AlterConfigsResourceResponse {
@@ -359,7 +364,7 @@ impl Default for AlterConfigsResourceResponse {
             error_message: Some(KStr::default()),
             resource_type: 0,
             resource_name: KStr::default(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -368,19 +373,25 @@ impl Message for AlterConfigsResourceResponse {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("AlterConfigsResourceResponse.error_code")?;
-        this.error_message = r.nullable_string(version >= 1, "AlterConfigsResourceResponse.error_message")?;
-        this.resource_type = r.i8("AlterConfigsResourceResponse.resource_type")?;
-        this.resource_name = r.string(version >= 1, "AlterConfigsResourceResponse.resource_name")?;
+        let f_error_code = r.i16("AlterConfigsResourceResponse.error_code")?;
+        let f_error_message = r.nullable_string(version >= 1, "AlterConfigsResourceResponse.error_message")?;
+        let f_resource_type = r.i8("AlterConfigsResourceResponse.resource_type")?;
+        let f_resource_name = r.string(version >= 1, "AlterConfigsResourceResponse.resource_name")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 1 {
             let n = r.tagged_field_count("AlterConfigsResourceResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("AlterConfigsResourceResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            error_message: f_error_message,
+            resource_type: f_resource_type,
+            resource_name: f_resource_name,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -399,7 +410,7 @@ impl Message for AlterConfigsResourceResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -414,7 +425,7 @@ impl Message for AlterConfigsResourceResponse {
         n += string_len(version >= 1, &self.resource_name);
         if version >= 1 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

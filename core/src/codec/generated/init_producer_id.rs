@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The InitProducerIdRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,7 +22,7 @@ pub struct InitProducerIdRequest {
     /// True if the client wants to keep the currently ongoing transaction instead of aborting it. (versions 6+)
     pub keep_prepared_txn: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for InitProducerIdRequest {
@@ -34,7 +34,7 @@ impl Default for InitProducerIdRequest {
             producer_epoch: -1,
             enable2_pc: false,
             keep_prepared_txn: false,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -46,23 +46,29 @@ impl Message for InitProducerIdRequest {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "InitProducerIdRequest", version });
         }
-        let mut this = Self::default();
-        this.transactional_id = r.nullable_string(version >= 2, "InitProducerIdRequest.transactional_id")?;
-        this.transaction_timeout_ms = r.i32("InitProducerIdRequest.transaction_timeout_ms")?;
-        if version >= 3 {
-            this.producer_id = r.i64("InitProducerIdRequest.producer_id")?;
-        }
-        if version >= 3 {
-            this.producer_epoch = r.i16("InitProducerIdRequest.producer_epoch")?;
-        }
+        let f_transactional_id = r.nullable_string(version >= 2, "InitProducerIdRequest.transactional_id")?;
+        let f_transaction_timeout_ms = r.i32("InitProducerIdRequest.transaction_timeout_ms")?;
+        let f_producer_id = if version >= 3 { r.i64("InitProducerIdRequest.producer_id")? } else { -1 };
+        let f_producer_epoch = if version >= 3 { r.i16("InitProducerIdRequest.producer_epoch")? } else { -1 };
+        let f_enable2_pc = false;
+        let f_keep_prepared_txn = false;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("InitProducerIdRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("InitProducerIdRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id: f_transactional_id,
+            transaction_timeout_ms: f_transaction_timeout_ms,
+            producer_id: f_producer_id,
+            producer_epoch: f_producer_epoch,
+            enable2_pc: f_enable2_pc,
+            keep_prepared_txn: f_keep_prepared_txn,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -85,7 +91,7 @@ impl Message for InitProducerIdRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -104,7 +110,7 @@ impl Message for InitProducerIdRequest {
         }
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -144,7 +150,7 @@ pub struct InitProducerIdResponse {
     /// The epoch associated with the  producer id for ongoing transaction when KeepPreparedTxn is used, -1 if there is no transaction ongoing. (versions 6+)
     pub ongoing_txn_producer_epoch: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for InitProducerIdResponse {
@@ -156,7 +162,7 @@ impl Default for InitProducerIdResponse {
             producer_epoch: 0,
             ongoing_txn_producer_id: -1,
             ongoing_txn_producer_epoch: -1,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -168,19 +174,29 @@ impl Message for InitProducerIdResponse {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "InitProducerIdResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("InitProducerIdResponse.throttle_time_ms")?;
-        this.error_code = r.i16("InitProducerIdResponse.error_code")?;
-        this.producer_id = r.i64("InitProducerIdResponse.producer_id")?;
-        this.producer_epoch = r.i16("InitProducerIdResponse.producer_epoch")?;
+        let f_throttle_time_ms = r.i32("InitProducerIdResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("InitProducerIdResponse.error_code")?;
+        let f_producer_id = r.i64("InitProducerIdResponse.producer_id")?;
+        let f_producer_epoch = r.i16("InitProducerIdResponse.producer_epoch")?;
+        let f_ongoing_txn_producer_id = -1;
+        let f_ongoing_txn_producer_epoch = -1;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("InitProducerIdResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("InitProducerIdResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            producer_id: f_producer_id,
+            producer_epoch: f_producer_epoch,
+            ongoing_txn_producer_id: f_ongoing_txn_producer_id,
+            ongoing_txn_producer_epoch: f_ongoing_txn_producer_epoch,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -192,7 +208,7 @@ impl Message for InitProducerIdResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -204,7 +220,7 @@ impl Message for InitProducerIdResponse {
         n += 2;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

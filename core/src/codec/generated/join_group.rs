@@ -8,7 +8,7 @@ use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{
     array_len_len, bytes_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len,
 };
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The JoinGroupRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,7 +30,7 @@ pub struct JoinGroupRequest {
     /// The reason why the member (re-)joins the group. (versions 8+)
     pub reason: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for JoinGroupRequest {
@@ -44,7 +44,7 @@ impl Default for JoinGroupRequest {
             protocol_type: KStr::default(),
             protocols: Vec::new(),
             reason: None,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -56,38 +56,50 @@ impl Message for JoinGroupRequest {
         if !(0..=9).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "JoinGroupRequest", version });
         }
-        let mut this = Self::default();
-        this.group_id = r.string(version >= 6, "JoinGroupRequest.group_id")?;
-        this.session_timeout_ms = r.i32("JoinGroupRequest.session_timeout_ms")?;
-        if version >= 1 {
-            this.rebalance_timeout_ms = r.i32("JoinGroupRequest.rebalance_timeout_ms")?;
-        }
-        this.member_id = r.string(version >= 6, "JoinGroupRequest.member_id")?;
-        if version >= 5 {
-            this.group_instance_id = if version >= 5 {
+        let f_group_id = r.string(version >= 6, "JoinGroupRequest.group_id")?;
+        let f_session_timeout_ms = r.i32("JoinGroupRequest.session_timeout_ms")?;
+        let f_rebalance_timeout_ms = if version >= 1 { r.i32("JoinGroupRequest.rebalance_timeout_ms")? } else { -1 };
+        let f_member_id = r.string(version >= 6, "JoinGroupRequest.member_id")?;
+        let f_group_instance_id = if version >= 5 {
+            if version >= 5 {
                 r.nullable_string(version >= 6, "JoinGroupRequest.group_instance_id")?
             } else {
                 Some(r.string(version >= 6, "JoinGroupRequest.group_instance_id")?)
-            };
-        }
-        this.protocol_type = r.string(version >= 6, "JoinGroupRequest.protocol_type")?;
-        this.protocols =
+            }
+        } else {
+            None
+        };
+        let f_protocol_type = r.string(version >= 6, "JoinGroupRequest.protocol_type")?;
+        let f_protocols =
             r.array(version >= 6, 2, "JoinGroupRequest.protocols", |r| JoinGroupRequestProtocol::decode(r, version))?;
-        if version >= 8 {
-            this.reason = if version >= 8 {
+        let f_reason = if version >= 8 {
+            if version >= 8 {
                 r.nullable_string(version >= 6, "JoinGroupRequest.reason")?
             } else {
                 Some(r.string(version >= 6, "JoinGroupRequest.reason")?)
-            };
-        }
+            }
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("JoinGroupRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("JoinGroupRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id: f_group_id,
+            session_timeout_ms: f_session_timeout_ms,
+            rebalance_timeout_ms: f_rebalance_timeout_ms,
+            member_id: f_member_id,
+            group_instance_id: f_group_instance_id,
+            protocol_type: f_protocol_type,
+            protocols: f_protocols,
+            reason: f_reason,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -134,7 +146,7 @@ impl Message for JoinGroupRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -175,7 +187,7 @@ impl Message for JoinGroupRequest {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -213,12 +225,12 @@ pub struct JoinGroupRequestProtocol {
     /// The protocol metadata. (versions 0+)
     pub metadata: Bytes,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for JoinGroupRequestProtocol {
     fn default() -> Self {
-        Self { name: KStr::default(), metadata: Bytes::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), metadata: Bytes::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -226,17 +238,17 @@ impl Message for JoinGroupRequestProtocol {
     const VERSIONS: (i16, i16) = (0, 9);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 6, "JoinGroupRequestProtocol.name")?;
-        this.metadata = r.bytes_field(version >= 6, "JoinGroupRequestProtocol.metadata")?;
+        let f_name = r.string(version >= 6, "JoinGroupRequestProtocol.name")?;
+        let f_metadata = r.bytes_field(version >= 6, "JoinGroupRequestProtocol.metadata")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("JoinGroupRequestProtocol tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("JoinGroupRequestProtocol tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, metadata: f_metadata, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -246,7 +258,7 @@ impl Message for JoinGroupRequestProtocol {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -256,7 +268,7 @@ impl Message for JoinGroupRequestProtocol {
         n += bytes_len(version >= 6, &self.metadata);
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -296,7 +308,7 @@ pub struct JoinGroupResponse {
     /// The group members. (versions 0+)
     pub members: Vec<JoinGroupResponseMember>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for JoinGroupResponse {
@@ -311,7 +323,7 @@ impl Default for JoinGroupResponse {
             skip_assignment: false,
             member_id: KStr::default(),
             members: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -323,39 +335,48 @@ impl Message for JoinGroupResponse {
         if !(0..=9).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "JoinGroupResponse", version });
         }
-        let mut this = Self::default();
-        if version >= 2 {
-            this.throttle_time_ms = r.i32("JoinGroupResponse.throttle_time_ms")?;
-        }
-        this.error_code = r.i16("JoinGroupResponse.error_code")?;
-        this.generation_id = r.i32("JoinGroupResponse.generation_id")?;
-        if version >= 7 {
-            this.protocol_type = if version >= 7 {
+        let f_throttle_time_ms = if version >= 2 { r.i32("JoinGroupResponse.throttle_time_ms")? } else { 0 };
+        let f_error_code = r.i16("JoinGroupResponse.error_code")?;
+        let f_generation_id = r.i32("JoinGroupResponse.generation_id")?;
+        let f_protocol_type = if version >= 7 {
+            if version >= 7 {
                 r.nullable_string(version >= 6, "JoinGroupResponse.protocol_type")?
             } else {
                 Some(r.string(version >= 6, "JoinGroupResponse.protocol_type")?)
-            };
-        }
-        this.protocol_name = if version >= 7 {
+            }
+        } else {
+            None
+        };
+        let f_protocol_name = if version >= 7 {
             r.nullable_string(version >= 6, "JoinGroupResponse.protocol_name")?
         } else {
             Some(r.string(version >= 6, "JoinGroupResponse.protocol_name")?)
         };
-        this.leader = r.string(version >= 6, "JoinGroupResponse.leader")?;
-        if version >= 9 {
-            this.skip_assignment = r.bool("JoinGroupResponse.skip_assignment")?;
-        }
-        this.member_id = r.string(version >= 6, "JoinGroupResponse.member_id")?;
-        this.members =
+        let f_leader = r.string(version >= 6, "JoinGroupResponse.leader")?;
+        let f_skip_assignment = if version >= 9 { r.bool("JoinGroupResponse.skip_assignment")? } else { false };
+        let f_member_id = r.string(version >= 6, "JoinGroupResponse.member_id")?;
+        let f_members =
             r.array(version >= 6, 2, "JoinGroupResponse.members", |r| JoinGroupResponseMember::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("JoinGroupResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("JoinGroupResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            generation_id: f_generation_id,
+            protocol_type: f_protocol_type,
+            protocol_name: f_protocol_name,
+            leader: f_leader,
+            skip_assignment: f_skip_assignment,
+            member_id: f_member_id,
+            members: f_members,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -403,7 +424,7 @@ impl Message for JoinGroupResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -445,7 +466,7 @@ impl Message for JoinGroupResponse {
             + self.members.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -486,7 +507,7 @@ pub struct JoinGroupResponseMember {
     /// The group member metadata. (versions 0+)
     pub metadata: Bytes,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for JoinGroupResponseMember {
@@ -495,7 +516,7 @@ impl Default for JoinGroupResponseMember {
             member_id: KStr::default(),
             group_instance_id: None,
             metadata: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -504,24 +525,31 @@ impl Message for JoinGroupResponseMember {
     const VERSIONS: (i16, i16) = (0, 9);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.member_id = r.string(version >= 6, "JoinGroupResponseMember.member_id")?;
-        if version >= 5 {
-            this.group_instance_id = if version >= 5 {
+        let f_member_id = r.string(version >= 6, "JoinGroupResponseMember.member_id")?;
+        let f_group_instance_id = if version >= 5 {
+            if version >= 5 {
                 r.nullable_string(version >= 6, "JoinGroupResponseMember.group_instance_id")?
             } else {
                 Some(r.string(version >= 6, "JoinGroupResponseMember.group_instance_id")?)
-            };
-        }
-        this.metadata = r.bytes_field(version >= 6, "JoinGroupResponseMember.metadata")?;
+            }
+        } else {
+            None
+        };
+        let f_metadata = r.bytes_field(version >= 6, "JoinGroupResponseMember.metadata")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("JoinGroupResponseMember tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("JoinGroupResponseMember tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            member_id: f_member_id,
+            group_instance_id: f_group_instance_id,
+            metadata: f_metadata,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -545,7 +573,7 @@ impl Message for JoinGroupResponseMember {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -567,7 +595,7 @@ impl Message for JoinGroupResponseMember {
         n += bytes_len(version >= 6, &self.metadata);
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

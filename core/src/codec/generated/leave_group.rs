@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The LeaveGroupRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,7 +16,7 @@ pub struct LeaveGroupRequest {
     /// List of leaving member identities. (versions 3+)
     pub members: Vec<MemberIdentity>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for LeaveGroupRequest {
@@ -25,7 +25,7 @@ impl Default for LeaveGroupRequest {
             group_id: KStr::default(),
             member_id: KStr::default(),
             members: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -37,23 +37,23 @@ impl Message for LeaveGroupRequest {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "LeaveGroupRequest", version });
         }
-        let mut this = Self::default();
-        this.group_id = r.string(version >= 4, "LeaveGroupRequest.group_id")?;
-        if version <= 2 {
-            this.member_id = r.string(version >= 4, "LeaveGroupRequest.member_id")?;
-        }
-        if version >= 3 {
-            this.members =
-                r.array(version >= 4, 1, "LeaveGroupRequest.members", |r| MemberIdentity::decode(r, version))?;
-        }
+        let f_group_id = r.string(version >= 4, "LeaveGroupRequest.group_id")?;
+        let f_member_id =
+            if version <= 2 { r.string(version >= 4, "LeaveGroupRequest.member_id")? } else { KStr::default() };
+        let f_members = if version >= 3 {
+            r.array(version >= 4, 1, "LeaveGroupRequest.members", |r| MemberIdentity::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("LeaveGroupRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("LeaveGroupRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { group_id: f_group_id, member_id: f_member_id, members: f_members, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -71,7 +71,7 @@ impl Message for LeaveGroupRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -87,7 +87,7 @@ impl Message for LeaveGroupRequest {
         }
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -120,12 +120,17 @@ pub struct MemberIdentity {
     /// The reason why the member left the group. (versions 5+)
     pub reason: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for MemberIdentity {
     fn default() -> Self {
-        Self { member_id: KStr::default(), group_instance_id: None, reason: None, unknown_tagged_fields: Vec::new() }
+        Self {
+            member_id: KStr::default(),
+            group_instance_id: None,
+            reason: None,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -133,32 +138,40 @@ impl Message for MemberIdentity {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 3 {
-            this.member_id = r.string(version >= 4, "MemberIdentity.member_id")?;
-        }
-        if version >= 3 {
-            this.group_instance_id = if version >= 3 {
+        let f_member_id =
+            if version >= 3 { r.string(version >= 4, "MemberIdentity.member_id")? } else { KStr::default() };
+        let f_group_instance_id = if version >= 3 {
+            if version >= 3 {
                 r.nullable_string(version >= 4, "MemberIdentity.group_instance_id")?
             } else {
                 Some(r.string(version >= 4, "MemberIdentity.group_instance_id")?)
-            };
-        }
-        if version >= 5 {
-            this.reason = if version >= 5 {
+            }
+        } else {
+            None
+        };
+        let f_reason = if version >= 5 {
+            if version >= 5 {
                 r.nullable_string(version >= 4, "MemberIdentity.reason")?
             } else {
                 Some(r.string(version >= 4, "MemberIdentity.reason")?)
-            };
-        }
+            }
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("MemberIdentity tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("MemberIdentity tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            member_id: f_member_id,
+            group_instance_id: f_group_instance_id,
+            reason: f_reason,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -197,7 +210,7 @@ impl Message for MemberIdentity {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -232,7 +245,7 @@ impl Message for MemberIdentity {
         }
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -267,12 +280,17 @@ pub struct LeaveGroupResponse {
     /// List of leaving member responses. (versions 3+)
     pub members: Vec<MemberResponse>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for LeaveGroupResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, error_code: 0, members: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            throttle_time_ms: 0,
+            error_code: 0,
+            members: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -283,23 +301,27 @@ impl Message for LeaveGroupResponse {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "LeaveGroupResponse", version });
         }
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("LeaveGroupResponse.throttle_time_ms")?;
-        }
-        this.error_code = r.i16("LeaveGroupResponse.error_code")?;
-        if version >= 3 {
-            this.members =
-                r.array(version >= 4, 1, "LeaveGroupResponse.members", |r| MemberResponse::decode(r, version))?;
-        }
+        let f_throttle_time_ms = if version >= 1 { r.i32("LeaveGroupResponse.throttle_time_ms")? } else { 0 };
+        let f_error_code = r.i16("LeaveGroupResponse.error_code")?;
+        let f_members = if version >= 3 {
+            r.array(version >= 4, 1, "LeaveGroupResponse.members", |r| MemberResponse::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("LeaveGroupResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("LeaveGroupResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            members: f_members,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -317,7 +339,7 @@ impl Message for LeaveGroupResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -333,7 +355,7 @@ impl Message for LeaveGroupResponse {
         }
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -366,7 +388,7 @@ pub struct MemberResponse {
     /// The error code, or 0 if there was no error. (versions 3+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for MemberResponse {
@@ -375,7 +397,7 @@ impl Default for MemberResponse {
             member_id: KStr::default(),
             group_instance_id: Some(KStr::default()),
             error_code: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -384,28 +406,32 @@ impl Message for MemberResponse {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 3 {
-            this.member_id = r.string(version >= 4, "MemberResponse.member_id")?;
-        }
-        if version >= 3 {
-            this.group_instance_id = if version >= 3 {
+        let f_member_id =
+            if version >= 3 { r.string(version >= 4, "MemberResponse.member_id")? } else { KStr::default() };
+        let f_group_instance_id = if version >= 3 {
+            if version >= 3 {
                 r.nullable_string(version >= 4, "MemberResponse.group_instance_id")?
             } else {
                 Some(r.string(version >= 4, "MemberResponse.group_instance_id")?)
-            };
-        }
-        if version >= 3 {
-            this.error_code = r.i16("MemberResponse.error_code")?;
-        }
+            }
+        } else {
+            Some(KStr::default())
+        };
+        let f_error_code = if version >= 3 { r.i16("MemberResponse.error_code")? } else { 0 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("MemberResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("MemberResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            member_id: f_member_id,
+            group_instance_id: f_group_instance_id,
+            error_code: f_error_code,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -433,7 +459,7 @@ impl Message for MemberResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -459,7 +485,7 @@ impl Message for MemberResponse {
         }
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

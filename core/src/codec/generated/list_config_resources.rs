@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The ListConfigResourcesRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct ListConfigResourcesRequest {
     /// The list of resource type. If the list is empty, it uses default supported config resource types. (versions 1+)
     pub resource_types: Vec<i8>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListConfigResourcesRequest {
     fn default() -> Self {
-        Self { resource_types: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { resource_types: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,18 +28,20 @@ impl Message for ListConfigResourcesRequest {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ListConfigResourcesRequest", version });
         }
-        let mut this = Self::default();
-        if version >= 1 {
-            this.resource_types = r.array(true, 1, "ListConfigResourcesRequest.resource_types", |r| {
+        let f_resource_types = if version >= 1 {
+            r.array(true, 1, "ListConfigResourcesRequest.resource_types", |r| {
                 r.i8("ListConfigResourcesRequest.resource_types")
-            })?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ListConfigResourcesRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ListConfigResourcesRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { resource_types: f_resource_types, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -52,7 +54,7 @@ impl Message for ListConfigResourcesRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -61,7 +63,7 @@ impl Message for ListConfigResourcesRequest {
             n += array_len_len(true, Some(self.resource_types.len())) + self.resource_types.len() * 1;
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -87,12 +89,17 @@ pub struct ListConfigResourcesResponse {
     /// Each config resource in the response. (versions 0+)
     pub config_resources: Vec<ConfigResource>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListConfigResourcesResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, error_code: 0, config_resources: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            throttle_time_ms: 0,
+            error_code: 0,
+            config_resources: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -103,17 +110,22 @@ impl Message for ListConfigResourcesResponse {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ListConfigResourcesResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("ListConfigResourcesResponse.throttle_time_ms")?;
-        this.error_code = r.i16("ListConfigResourcesResponse.error_code")?;
-        this.config_resources =
+        let f_throttle_time_ms = r.i32("ListConfigResourcesResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("ListConfigResourcesResponse.error_code")?;
+        let f_config_resources =
             r.array(true, 2, "ListConfigResourcesResponse.config_resources", |r| ConfigResource::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ListConfigResourcesResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ListConfigResourcesResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            config_resources: f_config_resources,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -126,7 +138,7 @@ impl Message for ListConfigResourcesResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -136,7 +148,7 @@ impl Message for ListConfigResourcesResponse {
         n += array_len_len(true, Some(self.config_resources.len()))
             + self.config_resources.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -160,12 +172,12 @@ pub struct ConfigResource {
     /// The resource type. (versions 1+)
     pub resource_type: i8,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ConfigResource {
     fn default() -> Self {
-        Self { resource_name: KStr::default(), resource_type: 16, unknown_tagged_fields: Vec::new() }
+        Self { resource_name: KStr::default(), resource_type: 16, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -173,17 +185,15 @@ impl Message for ConfigResource {
     const VERSIONS: (i16, i16) = (0, 1);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.resource_name = r.string(true, "ConfigResource.resource_name")?;
-        if version >= 1 {
-            this.resource_type = r.i8("ConfigResource.resource_type")?;
-        }
+        let f_resource_name = r.string(true, "ConfigResource.resource_name")?;
+        let f_resource_type = if version >= 1 { r.i8("ConfigResource.resource_type")? } else { 16 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ConfigResource tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ConfigResource tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { resource_name: f_resource_name, resource_type: f_resource_type, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -194,7 +204,7 @@ impl Message for ConfigResource {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -204,7 +214,7 @@ impl Message for ConfigResource {
             n += 1;
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

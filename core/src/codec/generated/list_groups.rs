@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The ListGroupsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,12 +14,12 @@ pub struct ListGroupsRequest {
     /// The types of the groups we want to list. If empty, all groups are returned with their type. (versions 5+)
     pub types_filter: Vec<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListGroupsRequest {
     fn default() -> Self {
-        Self { states_filter: Vec::new(), types_filter: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { states_filter: Vec::new(), types_filter: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -30,25 +30,29 @@ impl Message for ListGroupsRequest {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ListGroupsRequest", version });
         }
-        let mut this = Self::default();
-        if version >= 4 {
-            this.states_filter = r.array(version >= 3, 1, "ListGroupsRequest.states_filter", |r| {
+        let f_states_filter = if version >= 4 {
+            r.array(version >= 3, 1, "ListGroupsRequest.states_filter", |r| {
                 r.string(version >= 3, "ListGroupsRequest.states_filter")
-            })?;
-        }
-        if version >= 5 {
-            this.types_filter = r.array(version >= 3, 1, "ListGroupsRequest.types_filter", |r| {
+            })?
+        } else {
+            Vec::new()
+        };
+        let f_types_filter = if version >= 5 {
+            r.array(version >= 3, 1, "ListGroupsRequest.types_filter", |r| {
                 r.string(version >= 3, "ListGroupsRequest.types_filter")
-            })?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("ListGroupsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ListGroupsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { states_filter: f_states_filter, types_filter: f_types_filter, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -68,7 +72,7 @@ impl Message for ListGroupsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -84,7 +88,7 @@ impl Message for ListGroupsRequest {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -116,12 +120,17 @@ pub struct ListGroupsResponse {
     /// Each group in the response. (versions 0+)
     pub groups: Vec<ListedGroup>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListGroupsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, error_code: 0, groups: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            throttle_time_ms: 0,
+            error_code: 0,
+            groups: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -132,20 +141,23 @@ impl Message for ListGroupsResponse {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ListGroupsResponse", version });
         }
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("ListGroupsResponse.throttle_time_ms")?;
-        }
-        this.error_code = r.i16("ListGroupsResponse.error_code")?;
-        this.groups = r.array(version >= 3, 2, "ListGroupsResponse.groups", |r| ListedGroup::decode(r, version))?;
+        let f_throttle_time_ms = if version >= 1 { r.i32("ListGroupsResponse.throttle_time_ms")? } else { 0 };
+        let f_error_code = r.i16("ListGroupsResponse.error_code")?;
+        let f_groups = r.array(version >= 3, 2, "ListGroupsResponse.groups", |r| ListedGroup::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("ListGroupsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ListGroupsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            groups: f_groups,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -161,7 +173,7 @@ impl Message for ListGroupsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -175,7 +187,7 @@ impl Message for ListGroupsResponse {
             + self.groups.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -208,7 +220,7 @@ pub struct ListedGroup {
     /// The group type name. (versions 5+)
     pub group_type: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListedGroup {
@@ -218,7 +230,7 @@ impl Default for ListedGroup {
             protocol_type: KStr::default(),
             group_state: KStr::default(),
             group_type: KStr::default(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -227,23 +239,27 @@ impl Message for ListedGroup {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.group_id = r.string(version >= 3, "ListedGroup.group_id")?;
-        this.protocol_type = r.string(version >= 3, "ListedGroup.protocol_type")?;
-        if version >= 4 {
-            this.group_state = r.string(version >= 3, "ListedGroup.group_state")?;
-        }
-        if version >= 5 {
-            this.group_type = r.string(version >= 3, "ListedGroup.group_type")?;
-        }
+        let f_group_id = r.string(version >= 3, "ListedGroup.group_id")?;
+        let f_protocol_type = r.string(version >= 3, "ListedGroup.protocol_type")?;
+        let f_group_state =
+            if version >= 4 { r.string(version >= 3, "ListedGroup.group_state")? } else { KStr::default() };
+        let f_group_type =
+            if version >= 5 { r.string(version >= 3, "ListedGroup.group_type")? } else { KStr::default() };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("ListedGroup tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ListedGroup tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id: f_group_id,
+            protocol_type: f_protocol_type,
+            group_state: f_group_state,
+            group_type: f_group_type,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -259,7 +275,7 @@ impl Message for ListedGroup {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -275,7 +291,7 @@ impl Message for ListedGroup {
         }
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The ListOffsetsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,12 +18,18 @@ pub struct ListOffsetsRequest {
     /// The timeout to await a response in milliseconds for requests that require reading from remote storage for topics enabled with tiered storage. (versions 10+)
     pub timeout_ms: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListOffsetsRequest {
     fn default() -> Self {
-        Self { replica_id: 0, isolation_level: 0, topics: Vec::new(), timeout_ms: 0, unknown_tagged_fields: Vec::new() }
+        Self {
+            replica_id: 0,
+            isolation_level: 0,
+            topics: Vec::new(),
+            timeout_ms: 0,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -34,24 +40,26 @@ impl Message for ListOffsetsRequest {
         if !(1..=11).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ListOffsetsRequest", version });
         }
-        let mut this = Self::default();
-        this.replica_id = r.i32("ListOffsetsRequest.replica_id")?;
-        if version >= 2 {
-            this.isolation_level = r.i8("ListOffsetsRequest.isolation_level")?;
-        }
-        this.topics =
+        let f_replica_id = r.i32("ListOffsetsRequest.replica_id")?;
+        let f_isolation_level = if version >= 2 { r.i8("ListOffsetsRequest.isolation_level")? } else { 0 };
+        let f_topics =
             r.array(version >= 6, 2, "ListOffsetsRequest.topics", |r| ListOffsetsTopic::decode(r, version))?;
-        if version >= 10 {
-            this.timeout_ms = r.i32("ListOffsetsRequest.timeout_ms")?;
-        }
+        let f_timeout_ms = if version >= 10 { r.i32("ListOffsetsRequest.timeout_ms")? } else { 0 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("ListOffsetsRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ListOffsetsRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            replica_id: f_replica_id,
+            isolation_level: f_isolation_level,
+            topics: f_topics,
+            timeout_ms: f_timeout_ms,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -70,7 +78,7 @@ impl Message for ListOffsetsRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -87,7 +95,7 @@ impl Message for ListOffsetsRequest {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -119,12 +127,12 @@ pub struct ListOffsetsTopic {
     /// Each partition in the request. (versions 0+)
     pub partitions: Vec<ListOffsetsPartition>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListOffsetsTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -132,18 +140,18 @@ impl Message for ListOffsetsTopic {
     const VERSIONS: (i16, i16) = (1, 11);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 6, "ListOffsetsTopic.name")?;
-        this.partitions =
+        let f_name = r.string(version >= 6, "ListOffsetsTopic.name")?;
+        let f_partitions =
             r.array(version >= 6, 12, "ListOffsetsTopic.partitions", |r| ListOffsetsPartition::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("ListOffsetsTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ListOffsetsTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -156,7 +164,7 @@ impl Message for ListOffsetsTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -167,7 +175,7 @@ impl Message for ListOffsetsTopic {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -197,7 +205,7 @@ pub struct ListOffsetsPartition {
     /// The maximum number of offsets to report. (versions 0)
     pub max_num_offsets: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListOffsetsPartition {
@@ -207,7 +215,7 @@ impl Default for ListOffsetsPartition {
             current_leader_epoch: -1,
             timestamp: 0,
             max_num_offsets: 1,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -216,20 +224,26 @@ impl Message for ListOffsetsPartition {
     const VERSIONS: (i16, i16) = (1, 11);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("ListOffsetsPartition.partition_index")?;
-        if version >= 4 {
-            this.current_leader_epoch = r.i32("ListOffsetsPartition.current_leader_epoch")?;
-        }
-        this.timestamp = r.i64("ListOffsetsPartition.timestamp")?;
+        let f_partition_index = r.i32("ListOffsetsPartition.partition_index")?;
+        let f_current_leader_epoch =
+            if version >= 4 { r.i32("ListOffsetsPartition.current_leader_epoch")? } else { -1 };
+        let f_timestamp = r.i64("ListOffsetsPartition.timestamp")?;
+        let f_max_num_offsets = 1;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("ListOffsetsPartition tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ListOffsetsPartition tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            current_leader_epoch: f_current_leader_epoch,
+            timestamp: f_timestamp,
+            max_num_offsets: f_max_num_offsets,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -242,7 +256,7 @@ impl Message for ListOffsetsPartition {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -255,7 +269,7 @@ impl Message for ListOffsetsPartition {
         n += 8;
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -284,12 +298,12 @@ pub struct ListOffsetsResponse {
     /// Each topic in the response. (versions 0+)
     pub topics: Vec<ListOffsetsTopicResponse>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListOffsetsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -300,20 +314,18 @@ impl Message for ListOffsetsResponse {
         if !(1..=11).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ListOffsetsResponse", version });
         }
-        let mut this = Self::default();
-        if version >= 2 {
-            this.throttle_time_ms = r.i32("ListOffsetsResponse.throttle_time_ms")?;
-        }
-        this.topics =
+        let f_throttle_time_ms = if version >= 2 { r.i32("ListOffsetsResponse.throttle_time_ms")? } else { 0 };
+        let f_topics =
             r.array(version >= 6, 2, "ListOffsetsResponse.topics", |r| ListOffsetsTopicResponse::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("ListOffsetsResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ListOffsetsResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -328,7 +340,7 @@ impl Message for ListOffsetsResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -341,7 +353,7 @@ impl Message for ListOffsetsResponse {
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -369,12 +381,12 @@ pub struct ListOffsetsTopicResponse {
     /// Each partition in the response. (versions 0+)
     pub partitions: Vec<ListOffsetsPartitionResponse>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListOffsetsTopicResponse {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -382,19 +394,19 @@ impl Message for ListOffsetsTopicResponse {
     const VERSIONS: (i16, i16) = (1, 11);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 6, "ListOffsetsTopicResponse.name")?;
-        this.partitions = r.array(version >= 6, 22, "ListOffsetsTopicResponse.partitions", |r| {
+        let f_name = r.string(version >= 6, "ListOffsetsTopicResponse.name")?;
+        let f_partitions = r.array(version >= 6, 22, "ListOffsetsTopicResponse.partitions", |r| {
             ListOffsetsPartitionResponse::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("ListOffsetsTopicResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ListOffsetsTopicResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -407,7 +419,7 @@ impl Message for ListOffsetsTopicResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -418,7 +430,7 @@ impl Message for ListOffsetsTopicResponse {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -452,7 +464,7 @@ pub struct ListOffsetsPartitionResponse {
     /// The leader epoch associated with the returned offset. (versions 4+)
     pub leader_epoch: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListOffsetsPartitionResponse {
@@ -464,7 +476,7 @@ impl Default for ListOffsetsPartitionResponse {
             timestamp: -1,
             offset: -1,
             leader_epoch: -1,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -473,22 +485,29 @@ impl Message for ListOffsetsPartitionResponse {
     const VERSIONS: (i16, i16) = (1, 11);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("ListOffsetsPartitionResponse.partition_index")?;
-        this.error_code = r.i16("ListOffsetsPartitionResponse.error_code")?;
-        this.timestamp = r.i64("ListOffsetsPartitionResponse.timestamp")?;
-        this.offset = r.i64("ListOffsetsPartitionResponse.offset")?;
-        if version >= 4 {
-            this.leader_epoch = r.i32("ListOffsetsPartitionResponse.leader_epoch")?;
-        }
+        let f_partition_index = r.i32("ListOffsetsPartitionResponse.partition_index")?;
+        let f_error_code = r.i16("ListOffsetsPartitionResponse.error_code")?;
+        let f_old_style_offsets = Vec::new();
+        let f_timestamp = r.i64("ListOffsetsPartitionResponse.timestamp")?;
+        let f_offset = r.i64("ListOffsetsPartitionResponse.offset")?;
+        let f_leader_epoch = if version >= 4 { r.i32("ListOffsetsPartitionResponse.leader_epoch")? } else { -1 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("ListOffsetsPartitionResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ListOffsetsPartitionResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            error_code: f_error_code,
+            old_style_offsets: f_old_style_offsets,
+            timestamp: f_timestamp,
+            offset: f_offset,
+            leader_epoch: f_leader_epoch,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -503,7 +522,7 @@ impl Message for ListOffsetsPartitionResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -518,7 +537,7 @@ impl Message for ListOffsetsPartitionResponse {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

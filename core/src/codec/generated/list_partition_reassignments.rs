@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The ListPartitionReassignmentsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,12 +14,12 @@ pub struct ListPartitionReassignmentsRequest {
     /// The topics to list partition reassignments for, or null to list everything. (versions 0+)
     pub topics: Option<Vec<ListPartitionReassignmentsTopics>>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListPartitionReassignmentsRequest {
     fn default() -> Self {
-        Self { timeout_ms: 60000, topics: None, unknown_tagged_fields: Vec::new() }
+        Self { timeout_ms: 60000, topics: None, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -30,17 +30,17 @@ impl Message for ListPartitionReassignmentsRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ListPartitionReassignmentsRequest", version });
         }
-        let mut this = Self::default();
-        this.timeout_ms = r.i32("ListPartitionReassignmentsRequest.timeout_ms")?;
-        this.topics = r.nullable_array(true, 3, "ListPartitionReassignmentsRequest.topics", |r| {
+        let f_timeout_ms = r.i32("ListPartitionReassignmentsRequest.timeout_ms")?;
+        let f_topics = r.nullable_array(true, 3, "ListPartitionReassignmentsRequest.topics", |r| {
             ListPartitionReassignmentsTopics::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ListPartitionReassignmentsRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ListPartitionReassignmentsRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { timeout_ms: f_timeout_ms, topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -59,7 +59,7 @@ impl Message for ListPartitionReassignmentsRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -70,7 +70,7 @@ impl Message for ListPartitionReassignmentsRequest {
             None => array_len_len(true, None),
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -97,12 +97,12 @@ pub struct ListPartitionReassignmentsTopics {
     /// The partitions to list partition reassignments for. (versions 0+)
     pub partition_indexes: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListPartitionReassignmentsTopics {
     fn default() -> Self {
-        Self { name: KStr::default(), partition_indexes: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partition_indexes: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -110,17 +110,17 @@ impl Message for ListPartitionReassignmentsTopics {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(true, "ListPartitionReassignmentsTopics.name")?;
-        this.partition_indexes = r.array(true, 4, "ListPartitionReassignmentsTopics.partition_indexes", |r| {
+        let f_name = r.string(true, "ListPartitionReassignmentsTopics.name")?;
+        let f_partition_indexes = r.array(true, 4, "ListPartitionReassignmentsTopics.partition_indexes", |r| {
             r.i32("ListPartitionReassignmentsTopics.partition_indexes")
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ListPartitionReassignmentsTopics tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ListPartitionReassignmentsTopics tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { name: f_name, partition_indexes: f_partition_indexes, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -132,7 +132,7 @@ impl Message for ListPartitionReassignmentsTopics {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -140,7 +140,7 @@ impl Message for ListPartitionReassignmentsTopics {
         n += string_len(true, &self.name);
         n += array_len_len(true, Some(self.partition_indexes.len())) + self.partition_indexes.len() * 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -167,7 +167,7 @@ pub struct ListPartitionReassignmentsResponse {
     /// The ongoing reassignments for each topic. (versions 0+)
     pub topics: Vec<OngoingTopicReassignment>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListPartitionReassignmentsResponse {
@@ -177,7 +177,7 @@ impl Default for ListPartitionReassignmentsResponse {
             error_code: 0,
             error_message: Some(KStr::default()),
             topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -189,19 +189,25 @@ impl Message for ListPartitionReassignmentsResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ListPartitionReassignmentsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("ListPartitionReassignmentsResponse.throttle_time_ms")?;
-        this.error_code = r.i16("ListPartitionReassignmentsResponse.error_code")?;
-        this.error_message = r.nullable_string(true, "ListPartitionReassignmentsResponse.error_message")?;
-        this.topics = r.array(true, 3, "ListPartitionReassignmentsResponse.topics", |r| {
+        let f_throttle_time_ms = r.i32("ListPartitionReassignmentsResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("ListPartitionReassignmentsResponse.error_code")?;
+        let f_error_message = r.nullable_string(true, "ListPartitionReassignmentsResponse.error_message")?;
+        let f_topics = r.array(true, 3, "ListPartitionReassignmentsResponse.topics", |r| {
             OngoingTopicReassignment::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ListPartitionReassignmentsResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ListPartitionReassignmentsResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            topics: f_topics,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -222,7 +228,7 @@ impl Message for ListPartitionReassignmentsResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -236,7 +242,7 @@ impl Message for ListPartitionReassignmentsResponse {
         n += array_len_len(true, Some(self.topics.len()))
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -261,12 +267,12 @@ pub struct OngoingTopicReassignment {
     /// The ongoing reassignments for each partition. (versions 0+)
     pub partitions: Vec<OngoingPartitionReassignment>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OngoingTopicReassignment {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -274,17 +280,17 @@ impl Message for OngoingTopicReassignment {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(true, "OngoingTopicReassignment.name")?;
-        this.partitions = r.array(true, 8, "OngoingTopicReassignment.partitions", |r| {
+        let f_name = r.string(true, "OngoingTopicReassignment.name")?;
+        let f_partitions = r.array(true, 8, "OngoingTopicReassignment.partitions", |r| {
             OngoingPartitionReassignment::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("OngoingTopicReassignment tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("OngoingTopicReassignment tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -296,7 +302,7 @@ impl Message for OngoingTopicReassignment {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -305,7 +311,7 @@ impl Message for OngoingTopicReassignment {
         n += array_len_len(true, Some(self.partitions.len()))
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -332,7 +338,7 @@ pub struct OngoingPartitionReassignment {
     /// The set of replicas we are currently removing. (versions 0+)
     pub removing_replicas: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OngoingPartitionReassignment {
@@ -342,7 +348,7 @@ impl Default for OngoingPartitionReassignment {
             replicas: Vec::new(),
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -351,23 +357,29 @@ impl Message for OngoingPartitionReassignment {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("OngoingPartitionReassignment.partition_index")?;
-        this.replicas = r.array(true, 4, "OngoingPartitionReassignment.replicas", |r| {
+        let f_partition_index = r.i32("OngoingPartitionReassignment.partition_index")?;
+        let f_replicas = r.array(true, 4, "OngoingPartitionReassignment.replicas", |r| {
             r.i32("OngoingPartitionReassignment.replicas")
         })?;
-        this.adding_replicas = r.array(true, 4, "OngoingPartitionReassignment.adding_replicas", |r| {
+        let f_adding_replicas = r.array(true, 4, "OngoingPartitionReassignment.adding_replicas", |r| {
             r.i32("OngoingPartitionReassignment.adding_replicas")
         })?;
-        this.removing_replicas = r.array(true, 4, "OngoingPartitionReassignment.removing_replicas", |r| {
+        let f_removing_replicas = r.array(true, 4, "OngoingPartitionReassignment.removing_replicas", |r| {
             r.i32("OngoingPartitionReassignment.removing_replicas")
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("OngoingPartitionReassignment tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("OngoingPartitionReassignment tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            replicas: f_replicas,
+            adding_replicas: f_adding_replicas,
+            removing_replicas: f_removing_replicas,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -387,7 +399,7 @@ impl Message for OngoingPartitionReassignment {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -397,7 +409,7 @@ impl Message for OngoingPartitionReassignment {
         n += array_len_len(true, Some(self.adding_replicas.len())) + self.adding_replicas.len() * 4;
         n += array_len_len(true, Some(self.removing_replicas.len())) + self.removing_replicas.len() * 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

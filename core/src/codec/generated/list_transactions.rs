@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The ListTransactionsRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,7 +18,7 @@ pub struct ListTransactionsRequest {
     /// The transactional ID regular expression pattern to filter by: if it is empty or null, all transactions are returned; Otherwise then only the transactions matching the given regular expression will be returned. (versions 2+)
     pub transactional_id_pattern: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListTransactionsRequest {
@@ -28,7 +28,7 @@ impl Default for ListTransactionsRequest {
             producer_id_filters: Vec::new(),
             duration_filter: -1,
             transactional_id_pattern: None,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -40,29 +40,35 @@ impl Message for ListTransactionsRequest {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ListTransactionsRequest", version });
         }
-        let mut this = Self::default();
-        this.state_filters = r.array(true, 1, "ListTransactionsRequest.state_filters", |r| {
+        let f_state_filters = r.array(true, 1, "ListTransactionsRequest.state_filters", |r| {
             r.string(true, "ListTransactionsRequest.state_filters")
         })?;
-        this.producer_id_filters = r.array(true, 8, "ListTransactionsRequest.producer_id_filters", |r| {
+        let f_producer_id_filters = r.array(true, 8, "ListTransactionsRequest.producer_id_filters", |r| {
             r.i64("ListTransactionsRequest.producer_id_filters")
         })?;
-        if version >= 1 {
-            this.duration_filter = r.i64("ListTransactionsRequest.duration_filter")?;
-        }
-        if version >= 2 {
-            this.transactional_id_pattern = if version >= 2 {
+        let f_duration_filter = if version >= 1 { r.i64("ListTransactionsRequest.duration_filter")? } else { -1 };
+        let f_transactional_id_pattern = if version >= 2 {
+            if version >= 2 {
                 r.nullable_string(true, "ListTransactionsRequest.transactional_id_pattern")?
             } else {
                 Some(r.string(true, "ListTransactionsRequest.transactional_id_pattern")?)
-            };
-        }
+            }
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ListTransactionsRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ListTransactionsRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            state_filters: f_state_filters,
+            producer_id_filters: f_producer_id_filters,
+            duration_filter: f_duration_filter,
+            transactional_id_pattern: f_transactional_id_pattern,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -94,7 +100,7 @@ impl Message for ListTransactionsRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -118,7 +124,7 @@ impl Message for ListTransactionsRequest {
             };
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -151,7 +157,7 @@ pub struct ListTransactionsResponse {
     /// The current state of the transaction for the transactional id. (versions 0+)
     pub transaction_states: Vec<TransactionState>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ListTransactionsResponse {
@@ -161,7 +167,7 @@ impl Default for ListTransactionsResponse {
             error_code: 0,
             unknown_state_filters: Vec::new(),
             transaction_states: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -173,20 +179,26 @@ impl Message for ListTransactionsResponse {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ListTransactionsResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("ListTransactionsResponse.throttle_time_ms")?;
-        this.error_code = r.i16("ListTransactionsResponse.error_code")?;
-        this.unknown_state_filters = r.array(true, 1, "ListTransactionsResponse.unknown_state_filters", |r| {
+        let f_throttle_time_ms = r.i32("ListTransactionsResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("ListTransactionsResponse.error_code")?;
+        let f_unknown_state_filters = r.array(true, 1, "ListTransactionsResponse.unknown_state_filters", |r| {
             r.string(true, "ListTransactionsResponse.unknown_state_filters")
         })?;
-        this.transaction_states =
+        let f_transaction_states =
             r.array(true, 11, "ListTransactionsResponse.transaction_states", |r| TransactionState::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("ListTransactionsResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("ListTransactionsResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            unknown_state_filters: f_unknown_state_filters,
+            transaction_states: f_transaction_states,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -203,7 +215,7 @@ impl Message for ListTransactionsResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -215,7 +227,7 @@ impl Message for ListTransactionsResponse {
         n += array_len_len(true, Some(self.transaction_states.len()))
             + self.transaction_states.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -242,7 +254,7 @@ pub struct TransactionState {
     /// The current transaction state of the producer. (versions 0+)
     pub transaction_state: KStr,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TransactionState {
@@ -251,7 +263,7 @@ impl Default for TransactionState {
             transactional_id: KStr::default(),
             producer_id: 0,
             transaction_state: KStr::default(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -260,16 +272,21 @@ impl Message for TransactionState {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.transactional_id = r.string(true, "TransactionState.transactional_id")?;
-        this.producer_id = r.i64("TransactionState.producer_id")?;
-        this.transaction_state = r.string(true, "TransactionState.transaction_state")?;
+        let f_transactional_id = r.string(true, "TransactionState.transactional_id")?;
+        let f_producer_id = r.i64("TransactionState.producer_id")?;
+        let f_transaction_state = r.string(true, "TransactionState.transaction_state")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("TransactionState tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("TransactionState tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id: f_transactional_id,
+            producer_id: f_producer_id,
+            transaction_state: f_transaction_state,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -279,7 +296,7 @@ impl Message for TransactionState {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -288,7 +305,7 @@ impl Message for TransactionState {
         n += 8;
         n += string_len(true, &self.transaction_state);
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

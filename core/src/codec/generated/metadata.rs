@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The MetadataRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,7 +18,7 @@ pub struct MetadataRequest {
     /// Whether to include topic authorized operations. (versions 8+)
     pub include_topic_authorized_operations: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for MetadataRequest {
@@ -28,7 +28,7 @@ impl Default for MetadataRequest {
             allow_auto_topic_creation: true,
             include_cluster_authorized_operations: false,
             include_topic_authorized_operations: false,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -40,30 +40,35 @@ impl Message for MetadataRequest {
         if !(0..=13).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "MetadataRequest", version });
         }
-        let mut this = Self::default();
-        this.topics = if version >= 1 {
+        let f_topics = if version >= 1 {
             r.nullable_array(version >= 9, 1, "MetadataRequest.topics", |r| MetadataRequestTopic::decode(r, version))?
         } else {
             Some(r.array(version >= 9, 1, "MetadataRequest.topics", |r| MetadataRequestTopic::decode(r, version))?)
         };
-        if version >= 4 {
-            this.allow_auto_topic_creation = r.bool("MetadataRequest.allow_auto_topic_creation")?;
-        }
-        if (8..=10).contains(&version) {
-            this.include_cluster_authorized_operations =
-                r.bool("MetadataRequest.include_cluster_authorized_operations")?;
-        }
-        if version >= 8 {
-            this.include_topic_authorized_operations = r.bool("MetadataRequest.include_topic_authorized_operations")?;
-        }
+        let f_allow_auto_topic_creation =
+            if version >= 4 { r.bool("MetadataRequest.allow_auto_topic_creation")? } else { true };
+        let f_include_cluster_authorized_operations = if (8..=10).contains(&version) {
+            r.bool("MetadataRequest.include_cluster_authorized_operations")?
+        } else {
+            false
+        };
+        let f_include_topic_authorized_operations =
+            if version >= 8 { r.bool("MetadataRequest.include_topic_authorized_operations")? } else { false };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("MetadataRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("MetadataRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            topics: f_topics,
+            allow_auto_topic_creation: f_allow_auto_topic_creation,
+            include_cluster_authorized_operations: f_include_cluster_authorized_operations,
+            include_topic_authorized_operations: f_include_topic_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -95,7 +100,7 @@ impl Message for MetadataRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -124,7 +129,7 @@ impl Message for MetadataRequest {
         }
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -162,12 +167,12 @@ pub struct MetadataRequestTopic {
     /// The topic name. (versions 0+)
     pub name: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for MetadataRequestTopic {
     fn default() -> Self {
-        Self { topic_id: Uuid::ZERO, name: Some(KStr::default()), unknown_tagged_fields: Vec::new() }
+        Self { topic_id: Uuid::ZERO, name: Some(KStr::default()), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -175,23 +180,21 @@ impl Message for MetadataRequestTopic {
     const VERSIONS: (i16, i16) = (0, 13);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 10 {
-            this.topic_id = r.uuid("MetadataRequestTopic.topic_id")?;
-        }
-        this.name = if version >= 10 {
+        let f_topic_id = if version >= 10 { r.uuid("MetadataRequestTopic.topic_id")? } else { Uuid::ZERO };
+        let f_name = if version >= 10 {
             r.nullable_string(version >= 9, "MetadataRequestTopic.name")?
         } else {
             Some(r.string(version >= 9, "MetadataRequestTopic.name")?)
         };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("MetadataRequestTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("MetadataRequestTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topic_id: f_topic_id, name: f_name, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -214,7 +217,7 @@ impl Message for MetadataRequestTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -235,7 +238,7 @@ impl Message for MetadataRequestTopic {
         };
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -273,7 +276,7 @@ pub struct MetadataResponse {
     /// The top-level error code, or 0 if there was no error. (versions 13+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for MetadataResponse {
@@ -286,7 +289,7 @@ impl Default for MetadataResponse {
             topics: Vec::new(),
             cluster_authorized_operations: i32::MIN,
             error_code: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -298,38 +301,45 @@ impl Message for MetadataResponse {
         if !(0..=13).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "MetadataResponse", version });
         }
-        let mut this = Self::default();
-        if version >= 3 {
-            this.throttle_time_ms = r.i32("MetadataResponse.throttle_time_ms")?;
-        }
-        this.brokers =
+        let f_throttle_time_ms = if version >= 3 { r.i32("MetadataResponse.throttle_time_ms")? } else { 0 };
+        let f_brokers =
             r.array(version >= 9, 9, "MetadataResponse.brokers", |r| MetadataResponseBroker::decode(r, version))?;
-        if version >= 2 {
-            this.cluster_id = if version >= 2 {
+        let f_cluster_id = if version >= 2 {
+            if version >= 2 {
                 r.nullable_string(version >= 9, "MetadataResponse.cluster_id")?
             } else {
                 Some(r.string(version >= 9, "MetadataResponse.cluster_id")?)
-            };
-        }
-        if version >= 1 {
-            this.controller_id = r.i32("MetadataResponse.controller_id")?;
-        }
-        this.topics =
+            }
+        } else {
+            None
+        };
+        let f_controller_id = if version >= 1 { r.i32("MetadataResponse.controller_id")? } else { -1 };
+        let f_topics =
             r.array(version >= 9, 4, "MetadataResponse.topics", |r| MetadataResponseTopic::decode(r, version))?;
-        if (8..=10).contains(&version) {
-            this.cluster_authorized_operations = r.i32("MetadataResponse.cluster_authorized_operations")?;
-        }
-        if version >= 13 {
-            this.error_code = r.i16("MetadataResponse.error_code")?;
-        }
+        let f_cluster_authorized_operations = if (8..=10).contains(&version) {
+            r.i32("MetadataResponse.cluster_authorized_operations")?
+        } else {
+            i32::MIN
+        };
+        let f_error_code = if version >= 13 { r.i16("MetadataResponse.error_code")? } else { 0 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("MetadataResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("MetadataResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            brokers: f_brokers,
+            cluster_id: f_cluster_id,
+            controller_id: f_controller_id,
+            topics: f_topics,
+            cluster_authorized_operations: f_cluster_authorized_operations,
+            error_code: f_error_code,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -371,7 +381,7 @@ impl Message for MetadataResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -407,7 +417,7 @@ impl Message for MetadataResponse {
         }
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -452,12 +462,18 @@ pub struct MetadataResponseBroker {
     /// The rack of the broker, or null if it has not been assigned to a rack. (versions 1+)
     pub rack: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for MetadataResponseBroker {
     fn default() -> Self {
-        Self { node_id: 0, host: KStr::default(), port: 0, rack: None, unknown_tagged_fields: Vec::new() }
+        Self {
+            node_id: 0,
+            host: KStr::default(),
+            port: 0,
+            rack: None,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -465,25 +481,27 @@ impl Message for MetadataResponseBroker {
     const VERSIONS: (i16, i16) = (0, 13);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.node_id = r.i32("MetadataResponseBroker.node_id")?;
-        this.host = r.string(version >= 9, "MetadataResponseBroker.host")?;
-        this.port = r.i32("MetadataResponseBroker.port")?;
-        if version >= 1 {
-            this.rack = if version >= 1 {
+        let f_node_id = r.i32("MetadataResponseBroker.node_id")?;
+        let f_host = r.string(version >= 9, "MetadataResponseBroker.host")?;
+        let f_port = r.i32("MetadataResponseBroker.port")?;
+        let f_rack = if version >= 1 {
+            if version >= 1 {
                 r.nullable_string(version >= 9, "MetadataResponseBroker.rack")?
             } else {
                 Some(r.string(version >= 9, "MetadataResponseBroker.rack")?)
-            };
-        }
+            }
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("MetadataResponseBroker tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("MetadataResponseBroker tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { node_id: f_node_id, host: f_host, port: f_port, rack: f_rack, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -508,7 +526,7 @@ impl Message for MetadataResponseBroker {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -531,7 +549,7 @@ impl Message for MetadataResponseBroker {
         }
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -569,7 +587,7 @@ pub struct MetadataResponseTopic {
     /// 32-bit bitfield to represent authorized operations for this topic. (versions 8+)
     pub topic_authorized_operations: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for MetadataResponseTopic {
@@ -581,7 +599,7 @@ impl Default for MetadataResponseTopic {
             is_internal: false,
             partitions: Vec::new(),
             topic_authorized_operations: i32::MIN,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -590,33 +608,36 @@ impl Message for MetadataResponseTopic {
     const VERSIONS: (i16, i16) = (0, 13);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("MetadataResponseTopic.error_code")?;
-        this.name = if version >= 12 {
+        let f_error_code = r.i16("MetadataResponseTopic.error_code")?;
+        let f_name = if version >= 12 {
             r.nullable_string(version >= 9, "MetadataResponseTopic.name")?
         } else {
             Some(r.string(version >= 9, "MetadataResponseTopic.name")?)
         };
-        if version >= 10 {
-            this.topic_id = r.uuid("MetadataResponseTopic.topic_id")?;
-        }
-        if version >= 1 {
-            this.is_internal = r.bool("MetadataResponseTopic.is_internal")?;
-        }
-        this.partitions = r.array(version >= 9, 12, "MetadataResponseTopic.partitions", |r| {
+        let f_topic_id = if version >= 10 { r.uuid("MetadataResponseTopic.topic_id")? } else { Uuid::ZERO };
+        let f_is_internal = if version >= 1 { r.bool("MetadataResponseTopic.is_internal")? } else { false };
+        let f_partitions = r.array(version >= 9, 12, "MetadataResponseTopic.partitions", |r| {
             MetadataResponsePartition::decode(r, version)
         })?;
-        if version >= 8 {
-            this.topic_authorized_operations = r.i32("MetadataResponseTopic.topic_authorized_operations")?;
-        }
+        let f_topic_authorized_operations =
+            if version >= 8 { r.i32("MetadataResponseTopic.topic_authorized_operations")? } else { i32::MIN };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("MetadataResponseTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("MetadataResponseTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            name: f_name,
+            topic_id: f_topic_id,
+            is_internal: f_is_internal,
+            partitions: f_partitions,
+            topic_authorized_operations: f_topic_authorized_operations,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -650,7 +671,7 @@ impl Message for MetadataResponseTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -680,7 +701,7 @@ impl Message for MetadataResponseTopic {
         }
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -726,7 +747,7 @@ pub struct MetadataResponsePartition {
     /// The set of offline replicas of this partition. (versions 5+)
     pub offline_replicas: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for MetadataResponsePartition {
@@ -739,7 +760,7 @@ impl Default for MetadataResponsePartition {
             replica_nodes: Vec::new(),
             isr_nodes: Vec::new(),
             offline_replicas: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -748,32 +769,41 @@ impl Message for MetadataResponsePartition {
     const VERSIONS: (i16, i16) = (0, 13);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("MetadataResponsePartition.error_code")?;
-        this.partition_index = r.i32("MetadataResponsePartition.partition_index")?;
-        this.leader_id = r.i32("MetadataResponsePartition.leader_id")?;
-        if version >= 7 {
-            this.leader_epoch = r.i32("MetadataResponsePartition.leader_epoch")?;
-        }
-        this.replica_nodes = r.array(version >= 9, 4, "MetadataResponsePartition.replica_nodes", |r| {
+        let f_error_code = r.i16("MetadataResponsePartition.error_code")?;
+        let f_partition_index = r.i32("MetadataResponsePartition.partition_index")?;
+        let f_leader_id = r.i32("MetadataResponsePartition.leader_id")?;
+        let f_leader_epoch = if version >= 7 { r.i32("MetadataResponsePartition.leader_epoch")? } else { -1 };
+        let f_replica_nodes = r.array(version >= 9, 4, "MetadataResponsePartition.replica_nodes", |r| {
             r.i32("MetadataResponsePartition.replica_nodes")
         })?;
-        this.isr_nodes = r.array(version >= 9, 4, "MetadataResponsePartition.isr_nodes", |r| {
+        let f_isr_nodes = r.array(version >= 9, 4, "MetadataResponsePartition.isr_nodes", |r| {
             r.i32("MetadataResponsePartition.isr_nodes")
         })?;
-        if version >= 5 {
-            this.offline_replicas = r.array(version >= 9, 4, "MetadataResponsePartition.offline_replicas", |r| {
+        let f_offline_replicas = if version >= 5 {
+            r.array(version >= 9, 4, "MetadataResponsePartition.offline_replicas", |r| {
                 r.i32("MetadataResponsePartition.offline_replicas")
-            })?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("MetadataResponsePartition tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("MetadataResponsePartition tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            partition_index: f_partition_index,
+            leader_id: f_leader_id,
+            leader_epoch: f_leader_epoch,
+            replica_nodes: f_replica_nodes,
+            isr_nodes: f_isr_nodes,
+            offline_replicas: f_offline_replicas,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -801,7 +831,7 @@ impl Message for MetadataResponsePartition {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -820,7 +850,7 @@ impl Message for MetadataResponsePartition {
         }
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

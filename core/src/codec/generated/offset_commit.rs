@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The OffsetCommitRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,7 +22,7 @@ pub struct OffsetCommitRequest {
     /// The topics to commit offsets for. (versions 0+)
     pub topics: Vec<OffsetCommitRequestTopic>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetCommitRequest {
@@ -34,7 +34,7 @@ impl Default for OffsetCommitRequest {
             group_instance_id: None,
             retention_time_ms: -1,
             topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -46,30 +46,38 @@ impl Message for OffsetCommitRequest {
         if !(2..=10).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "OffsetCommitRequest", version });
         }
-        let mut this = Self::default();
-        this.group_id = r.string(version >= 8, "OffsetCommitRequest.group_id")?;
-        this.generation_id_or_member_epoch = r.i32("OffsetCommitRequest.generation_id_or_member_epoch")?;
-        this.member_id = r.string(version >= 8, "OffsetCommitRequest.member_id")?;
-        if version >= 7 {
-            this.group_instance_id = if version >= 7 {
+        let f_group_id = r.string(version >= 8, "OffsetCommitRequest.group_id")?;
+        let f_generation_id_or_member_epoch = r.i32("OffsetCommitRequest.generation_id_or_member_epoch")?;
+        let f_member_id = r.string(version >= 8, "OffsetCommitRequest.member_id")?;
+        let f_group_instance_id = if version >= 7 {
+            if version >= 7 {
                 r.nullable_string(version >= 8, "OffsetCommitRequest.group_instance_id")?
             } else {
                 Some(r.string(version >= 8, "OffsetCommitRequest.group_instance_id")?)
-            };
-        }
-        if version <= 4 {
-            this.retention_time_ms = r.i64("OffsetCommitRequest.retention_time_ms")?;
-        }
-        this.topics =
+            }
+        } else {
+            None
+        };
+        let f_retention_time_ms = if version <= 4 { r.i64("OffsetCommitRequest.retention_time_ms")? } else { -1 };
+        let f_topics =
             r.array(version >= 8, 1, "OffsetCommitRequest.topics", |r| OffsetCommitRequestTopic::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 8 {
             let n = r.tagged_field_count("OffsetCommitRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetCommitRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id: f_group_id,
+            generation_id_or_member_epoch: f_generation_id_or_member_epoch,
+            member_id: f_member_id,
+            group_instance_id: f_group_instance_id,
+            retention_time_ms: f_retention_time_ms,
+            topics: f_topics,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -101,7 +109,7 @@ impl Message for OffsetCommitRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -129,7 +137,7 @@ impl Message for OffsetCommitRequest {
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 8 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -165,12 +173,17 @@ pub struct OffsetCommitRequestTopic {
     /// Each partition to commit offsets for. (versions 0+)
     pub partitions: Vec<OffsetCommitRequestPartition>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetCommitRequestTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), topic_id: Uuid::ZERO, partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            name: KStr::default(),
+            topic_id: Uuid::ZERO,
+            partitions: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -178,24 +191,21 @@ impl Message for OffsetCommitRequestTopic {
     const VERSIONS: (i16, i16) = (2, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version <= 9 {
-            this.name = r.string(version >= 8, "OffsetCommitRequestTopic.name")?;
-        }
-        if version >= 10 {
-            this.topic_id = r.uuid("OffsetCommitRequestTopic.topic_id")?;
-        }
-        this.partitions = r.array(version >= 8, 13, "OffsetCommitRequestTopic.partitions", |r| {
+        let f_name =
+            if version <= 9 { r.string(version >= 8, "OffsetCommitRequestTopic.name")? } else { KStr::default() };
+        let f_topic_id = if version >= 10 { r.uuid("OffsetCommitRequestTopic.topic_id")? } else { Uuid::ZERO };
+        let f_partitions = r.array(version >= 8, 13, "OffsetCommitRequestTopic.partitions", |r| {
             OffsetCommitRequestPartition::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 8 {
             let n = r.tagged_field_count("OffsetCommitRequestTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetCommitRequestTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, topic_id: f_topic_id, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -213,7 +223,7 @@ impl Message for OffsetCommitRequestTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -229,7 +239,7 @@ impl Message for OffsetCommitRequestTopic {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 8 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -266,7 +276,7 @@ pub struct OffsetCommitRequestPartition {
     /// Any associated metadata the client wants to keep. (versions 0+)
     pub committed_metadata: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetCommitRequestPartition {
@@ -277,7 +287,7 @@ impl Default for OffsetCommitRequestPartition {
             committed_leader_epoch: -1,
             commit_timestamp: -1,
             committed_metadata: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -286,21 +296,29 @@ impl Message for OffsetCommitRequestPartition {
     const VERSIONS: (i16, i16) = (2, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("OffsetCommitRequestPartition.partition_index")?;
-        this.committed_offset = r.i64("OffsetCommitRequestPartition.committed_offset")?;
-        if version >= 6 {
-            this.committed_leader_epoch = r.i32("OffsetCommitRequestPartition.committed_leader_epoch")?;
-        }
-        this.committed_metadata = r.nullable_string(version >= 8, "OffsetCommitRequestPartition.committed_metadata")?;
+        let f_partition_index = r.i32("OffsetCommitRequestPartition.partition_index")?;
+        let f_committed_offset = r.i64("OffsetCommitRequestPartition.committed_offset")?;
+        let f_committed_leader_epoch =
+            if version >= 6 { r.i32("OffsetCommitRequestPartition.committed_leader_epoch")? } else { -1 };
+        let f_commit_timestamp = -1;
+        let f_committed_metadata =
+            r.nullable_string(version >= 8, "OffsetCommitRequestPartition.committed_metadata")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 8 {
             let n = r.tagged_field_count("OffsetCommitRequestPartition tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetCommitRequestPartition tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            committed_offset: f_committed_offset,
+            committed_leader_epoch: f_committed_leader_epoch,
+            commit_timestamp: f_commit_timestamp,
+            committed_metadata: f_committed_metadata,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -321,7 +339,7 @@ impl Message for OffsetCommitRequestPartition {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -338,7 +356,7 @@ impl Message for OffsetCommitRequestPartition {
         };
         if version >= 8 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -368,12 +386,12 @@ pub struct OffsetCommitResponse {
     /// The responses for each topic. (versions 0+)
     pub topics: Vec<OffsetCommitResponseTopic>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetCommitResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -384,20 +402,18 @@ impl Message for OffsetCommitResponse {
         if !(2..=10).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "OffsetCommitResponse", version });
         }
-        let mut this = Self::default();
-        if version >= 3 {
-            this.throttle_time_ms = r.i32("OffsetCommitResponse.throttle_time_ms")?;
-        }
-        this.topics =
+        let f_throttle_time_ms = if version >= 3 { r.i32("OffsetCommitResponse.throttle_time_ms")? } else { 0 };
+        let f_topics =
             r.array(version >= 8, 1, "OffsetCommitResponse.topics", |r| OffsetCommitResponseTopic::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 8 {
             let n = r.tagged_field_count("OffsetCommitResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetCommitResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -412,7 +428,7 @@ impl Message for OffsetCommitResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -425,7 +441,7 @@ impl Message for OffsetCommitResponse {
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 8 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -455,12 +471,17 @@ pub struct OffsetCommitResponseTopic {
     /// The responses for each partition in the topic. (versions 0+)
     pub partitions: Vec<OffsetCommitResponsePartition>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetCommitResponseTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), topic_id: Uuid::ZERO, partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            name: KStr::default(),
+            topic_id: Uuid::ZERO,
+            partitions: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -468,24 +489,21 @@ impl Message for OffsetCommitResponseTopic {
     const VERSIONS: (i16, i16) = (2, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version <= 9 {
-            this.name = r.string(version >= 8, "OffsetCommitResponseTopic.name")?;
-        }
-        if version >= 10 {
-            this.topic_id = r.uuid("OffsetCommitResponseTopic.topic_id")?;
-        }
-        this.partitions = r.array(version >= 8, 6, "OffsetCommitResponseTopic.partitions", |r| {
+        let f_name =
+            if version <= 9 { r.string(version >= 8, "OffsetCommitResponseTopic.name")? } else { KStr::default() };
+        let f_topic_id = if version >= 10 { r.uuid("OffsetCommitResponseTopic.topic_id")? } else { Uuid::ZERO };
+        let f_partitions = r.array(version >= 8, 6, "OffsetCommitResponseTopic.partitions", |r| {
             OffsetCommitResponsePartition::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 8 {
             let n = r.tagged_field_count("OffsetCommitResponseTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetCommitResponseTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, topic_id: f_topic_id, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -503,7 +521,7 @@ impl Message for OffsetCommitResponseTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -519,7 +537,7 @@ impl Message for OffsetCommitResponseTopic {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 8 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -550,12 +568,12 @@ pub struct OffsetCommitResponsePartition {
     /// The error code, or 0 if there was no error. (versions 0+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetCommitResponsePartition {
     fn default() -> Self {
-        Self { partition_index: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, error_code: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -563,17 +581,17 @@ impl Message for OffsetCommitResponsePartition {
     const VERSIONS: (i16, i16) = (2, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("OffsetCommitResponsePartition.partition_index")?;
-        this.error_code = r.i16("OffsetCommitResponsePartition.error_code")?;
+        let f_partition_index = r.i32("OffsetCommitResponsePartition.partition_index")?;
+        let f_error_code = r.i16("OffsetCommitResponsePartition.error_code")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 8 {
             let n = r.tagged_field_count("OffsetCommitResponsePartition tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetCommitResponsePartition tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { partition_index: f_partition_index, error_code: f_error_code, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -583,7 +601,7 @@ impl Message for OffsetCommitResponsePartition {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -593,7 +611,7 @@ impl Message for OffsetCommitResponsePartition {
         n += 2;
         if version >= 8 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -28,11 +28,10 @@ impl Message for OffsetDeleteRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "OffsetDeleteRequest", version });
         }
-        let mut this = Self::default();
-        this.group_id = r.string(false, "OffsetDeleteRequest.group_id")?;
-        this.topics =
+        let f_group_id = r.string(false, "OffsetDeleteRequest.group_id")?;
+        let f_topics =
             r.array(false, 2, "OffsetDeleteRequest.topics", |r| OffsetDeleteRequestTopic::decode(r, version))?;
-        Ok(this)
+        Ok(Self { group_id: f_group_id, topics: f_topics })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -79,12 +78,11 @@ impl Message for OffsetDeleteRequestTopic {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(false, "OffsetDeleteRequestTopic.name")?;
-        this.partitions = r.array(false, 4, "OffsetDeleteRequestTopic.partitions", |r| {
+        let f_name = r.string(false, "OffsetDeleteRequestTopic.name")?;
+        let f_partitions = r.array(false, 4, "OffsetDeleteRequestTopic.partitions", |r| {
             OffsetDeleteRequestPartition::decode(r, version)
         })?;
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -129,9 +127,8 @@ impl Message for OffsetDeleteRequestPartition {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("OffsetDeleteRequestPartition.partition_index")?;
-        Ok(this)
+        let f_partition_index = r.i32("OffsetDeleteRequestPartition.partition_index")?;
+        Ok(Self { partition_index: f_partition_index })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -176,12 +173,11 @@ impl Message for OffsetDeleteResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "OffsetDeleteResponse", version });
         }
-        let mut this = Self::default();
-        this.error_code = r.i16("OffsetDeleteResponse.error_code")?;
-        this.throttle_time_ms = r.i32("OffsetDeleteResponse.throttle_time_ms")?;
-        this.topics =
+        let f_error_code = r.i16("OffsetDeleteResponse.error_code")?;
+        let f_throttle_time_ms = r.i32("OffsetDeleteResponse.throttle_time_ms")?;
+        let f_topics =
             r.array(false, 2, "OffsetDeleteResponse.topics", |r| OffsetDeleteResponseTopic::decode(r, version))?;
-        Ok(this)
+        Ok(Self { error_code: f_error_code, throttle_time_ms: f_throttle_time_ms, topics: f_topics })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -231,12 +227,11 @@ impl Message for OffsetDeleteResponseTopic {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(false, "OffsetDeleteResponseTopic.name")?;
-        this.partitions = r.array(false, 6, "OffsetDeleteResponseTopic.partitions", |r| {
+        let f_name = r.string(false, "OffsetDeleteResponseTopic.name")?;
+        let f_partitions = r.array(false, 6, "OffsetDeleteResponseTopic.partitions", |r| {
             OffsetDeleteResponsePartition::decode(r, version)
         })?;
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -283,10 +278,9 @@ impl Message for OffsetDeleteResponsePartition {
     const VERSIONS: (i16, i16) = (0, 0);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("OffsetDeleteResponsePartition.partition_index")?;
-        this.error_code = r.i16("OffsetDeleteResponsePartition.error_code")?;
-        Ok(this)
+        let f_partition_index = r.i32("OffsetDeleteResponsePartition.partition_index")?;
+        let f_error_code = r.i16("OffsetDeleteResponsePartition.error_code")?;
+        Ok(Self { partition_index: f_partition_index, error_code: f_error_code })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {

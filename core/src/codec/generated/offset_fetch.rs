@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The OffsetFetchRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,7 +18,7 @@ pub struct OffsetFetchRequest {
     /// Whether broker should hold on returning unstable offsets but set a retriable error code for the partitions. (versions 7+)
     pub require_stable: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetFetchRequest {
@@ -28,7 +28,7 @@ impl Default for OffsetFetchRequest {
             topics: Some(Vec::new()),
             groups: Vec::new(),
             require_stable: false,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -40,12 +40,10 @@ impl Message for OffsetFetchRequest {
         if !(1..=10).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "OffsetFetchRequest", version });
         }
-        let mut this = Self::default();
-        if version <= 7 {
-            this.group_id = r.string(version >= 6, "OffsetFetchRequest.group_id")?;
-        }
-        if version <= 7 {
-            this.topics = if (2..=7).contains(&version) {
+        let f_group_id =
+            if version <= 7 { r.string(version >= 6, "OffsetFetchRequest.group_id")? } else { KStr::default() };
+        let f_topics = if version <= 7 {
+            if (2..=7).contains(&version) {
                 r.nullable_array(version >= 6, 1, "OffsetFetchRequest.topics", |r| {
                     OffsetFetchRequestTopic::decode(r, version)
                 })?
@@ -53,23 +51,31 @@ impl Message for OffsetFetchRequest {
                 Some(r.array(version >= 6, 1, "OffsetFetchRequest.topics", |r| {
                     OffsetFetchRequestTopic::decode(r, version)
                 })?)
-            };
-        }
-        if version >= 8 {
-            this.groups =
-                r.array(version >= 6, 1, "OffsetFetchRequest.groups", |r| OffsetFetchRequestGroup::decode(r, version))?;
-        }
-        if version >= 7 {
-            this.require_stable = r.bool("OffsetFetchRequest.require_stable")?;
-        }
+            }
+        } else {
+            Some(Vec::new())
+        };
+        let f_groups = if version >= 8 {
+            r.array(version >= 6, 1, "OffsetFetchRequest.groups", |r| OffsetFetchRequestGroup::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let f_require_stable = if version >= 7 { r.bool("OffsetFetchRequest.require_stable")? } else { false };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("OffsetFetchRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetFetchRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id: f_group_id,
+            topics: f_topics,
+            groups: f_groups,
+            require_stable: f_require_stable,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -106,7 +112,7 @@ impl Message for OffsetFetchRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -138,7 +144,7 @@ impl Message for OffsetFetchRequest {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -178,12 +184,12 @@ pub struct OffsetFetchRequestTopic {
     /// The partition indexes we would like to fetch offsets for. (versions 0-7)
     pub partition_indexes: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetFetchRequestTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), partition_indexes: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partition_indexes: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -191,23 +197,24 @@ impl Message for OffsetFetchRequestTopic {
     const VERSIONS: (i16, i16) = (1, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version <= 7 {
-            this.name = r.string(version >= 6, "OffsetFetchRequestTopic.name")?;
-        }
-        if version <= 7 {
-            this.partition_indexes = r.array(version >= 6, 4, "OffsetFetchRequestTopic.partition_indexes", |r| {
+        let f_name =
+            if version <= 7 { r.string(version >= 6, "OffsetFetchRequestTopic.name")? } else { KStr::default() };
+        let f_partition_indexes = if version <= 7 {
+            r.array(version >= 6, 4, "OffsetFetchRequestTopic.partition_indexes", |r| {
                 r.i32("OffsetFetchRequestTopic.partition_indexes")
-            })?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("OffsetFetchRequestTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetFetchRequestTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, partition_indexes: f_partition_indexes, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -224,7 +231,7 @@ impl Message for OffsetFetchRequestTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -238,7 +245,7 @@ impl Message for OffsetFetchRequestTopic {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -272,7 +279,7 @@ pub struct OffsetFetchRequestGroup {
     /// Each topic we would like to fetch offsets for, or null to fetch offsets for all topics. (versions 8+)
     pub topics: Option<Vec<OffsetFetchRequestTopics>>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetFetchRequestGroup {
@@ -282,7 +289,7 @@ impl Default for OffsetFetchRequestGroup {
             member_id: None,
             member_epoch: -1,
             topics: Some(Vec::new()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -291,22 +298,20 @@ impl Message for OffsetFetchRequestGroup {
     const VERSIONS: (i16, i16) = (1, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 8 {
-            this.group_id = r.string(version >= 6, "OffsetFetchRequestGroup.group_id")?;
-        }
-        if version >= 9 {
-            this.member_id = if version >= 9 {
+        let f_group_id =
+            if version >= 8 { r.string(version >= 6, "OffsetFetchRequestGroup.group_id")? } else { KStr::default() };
+        let f_member_id = if version >= 9 {
+            if version >= 9 {
                 r.nullable_string(version >= 6, "OffsetFetchRequestGroup.member_id")?
             } else {
                 Some(r.string(version >= 6, "OffsetFetchRequestGroup.member_id")?)
-            };
-        }
-        if version >= 9 {
-            this.member_epoch = r.i32("OffsetFetchRequestGroup.member_epoch")?;
-        }
-        if version >= 8 {
-            this.topics = if version >= 8 {
+            }
+        } else {
+            None
+        };
+        let f_member_epoch = if version >= 9 { r.i32("OffsetFetchRequestGroup.member_epoch")? } else { -1 };
+        let f_topics = if version >= 8 {
+            if version >= 8 {
                 r.nullable_array(version >= 6, 1, "OffsetFetchRequestGroup.topics", |r| {
                     OffsetFetchRequestTopics::decode(r, version)
                 })?
@@ -314,16 +319,25 @@ impl Message for OffsetFetchRequestGroup {
                 Some(r.array(version >= 6, 1, "OffsetFetchRequestGroup.topics", |r| {
                     OffsetFetchRequestTopics::decode(r, version)
                 })?)
-            };
-        }
+            }
+        } else {
+            Some(Vec::new())
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("OffsetFetchRequestGroup tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetFetchRequestGroup tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id: f_group_id,
+            member_id: f_member_id,
+            member_epoch: f_member_epoch,
+            topics: f_topics,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -368,7 +382,7 @@ impl Message for OffsetFetchRequestGroup {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -408,7 +422,7 @@ impl Message for OffsetFetchRequestGroup {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -450,7 +464,7 @@ pub struct OffsetFetchRequestTopics {
     /// The partition indexes we would like to fetch offsets for. (versions 8+)
     pub partition_indexes: Vec<i32>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetFetchRequestTopics {
@@ -459,7 +473,7 @@ impl Default for OffsetFetchRequestTopics {
             name: KStr::default(),
             topic_id: Uuid::ZERO,
             partition_indexes: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -468,26 +482,28 @@ impl Message for OffsetFetchRequestTopics {
     const VERSIONS: (i16, i16) = (1, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if (8..=9).contains(&version) {
-            this.name = r.string(version >= 6, "OffsetFetchRequestTopics.name")?;
-        }
-        if version >= 10 {
-            this.topic_id = r.uuid("OffsetFetchRequestTopics.topic_id")?;
-        }
-        if version >= 8 {
-            this.partition_indexes = r.array(version >= 6, 4, "OffsetFetchRequestTopics.partition_indexes", |r| {
+        let f_name = if (8..=9).contains(&version) {
+            r.string(version >= 6, "OffsetFetchRequestTopics.name")?
+        } else {
+            KStr::default()
+        };
+        let f_topic_id = if version >= 10 { r.uuid("OffsetFetchRequestTopics.topic_id")? } else { Uuid::ZERO };
+        let f_partition_indexes = if version >= 8 {
+            r.array(version >= 6, 4, "OffsetFetchRequestTopics.partition_indexes", |r| {
                 r.i32("OffsetFetchRequestTopics.partition_indexes")
-            })?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("OffsetFetchRequestTopics tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetFetchRequestTopics tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, topic_id: f_topic_id, partition_indexes: f_partition_indexes, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -507,7 +523,7 @@ impl Message for OffsetFetchRequestTopics {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -524,7 +540,7 @@ impl Message for OffsetFetchRequestTopics {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -561,7 +577,7 @@ pub struct OffsetFetchResponse {
     /// The responses per group id. (versions 8+)
     pub groups: Vec<OffsetFetchResponseGroup>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetFetchResponse {
@@ -571,7 +587,7 @@ impl Default for OffsetFetchResponse {
             topics: Vec::new(),
             error_code: 0,
             groups: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -583,31 +599,33 @@ impl Message for OffsetFetchResponse {
         if !(1..=10).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "OffsetFetchResponse", version });
         }
-        let mut this = Self::default();
-        if version >= 3 {
-            this.throttle_time_ms = r.i32("OffsetFetchResponse.throttle_time_ms")?;
-        }
-        if version <= 7 {
-            this.topics = r.array(version >= 6, 1, "OffsetFetchResponse.topics", |r| {
-                OffsetFetchResponseTopic::decode(r, version)
-            })?;
-        }
-        if (2..=7).contains(&version) {
-            this.error_code = r.i16("OffsetFetchResponse.error_code")?;
-        }
-        if version >= 8 {
-            this.groups = r.array(version >= 6, 1, "OffsetFetchResponse.groups", |r| {
-                OffsetFetchResponseGroup::decode(r, version)
-            })?;
-        }
+        let f_throttle_time_ms = if version >= 3 { r.i32("OffsetFetchResponse.throttle_time_ms")? } else { 0 };
+        let f_topics = if version <= 7 {
+            r.array(version >= 6, 1, "OffsetFetchResponse.topics", |r| OffsetFetchResponseTopic::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let f_error_code = if (2..=7).contains(&version) { r.i16("OffsetFetchResponse.error_code")? } else { 0 };
+        let f_groups = if version >= 8 {
+            r.array(version >= 6, 1, "OffsetFetchResponse.groups", |r| OffsetFetchResponseGroup::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("OffsetFetchResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetFetchResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            topics: f_topics,
+            error_code: f_error_code,
+            groups: f_groups,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -633,7 +651,7 @@ impl Message for OffsetFetchResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -655,7 +673,7 @@ impl Message for OffsetFetchResponse {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -691,12 +709,12 @@ pub struct OffsetFetchResponseTopic {
     /// The responses per partition. (versions 0-7)
     pub partitions: Vec<OffsetFetchResponsePartition>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetFetchResponseTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -704,23 +722,24 @@ impl Message for OffsetFetchResponseTopic {
     const VERSIONS: (i16, i16) = (1, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version <= 7 {
-            this.name = r.string(version >= 6, "OffsetFetchResponseTopic.name")?;
-        }
-        if version <= 7 {
-            this.partitions = r.array(version >= 6, 1, "OffsetFetchResponseTopic.partitions", |r| {
+        let f_name =
+            if version <= 7 { r.string(version >= 6, "OffsetFetchResponseTopic.name")? } else { KStr::default() };
+        let f_partitions = if version <= 7 {
+            r.array(version >= 6, 1, "OffsetFetchResponseTopic.partitions", |r| {
                 OffsetFetchResponsePartition::decode(r, version)
-            })?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("OffsetFetchResponseTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetFetchResponseTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -737,7 +756,7 @@ impl Message for OffsetFetchResponseTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -752,7 +771,7 @@ impl Message for OffsetFetchResponseTopic {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -788,7 +807,7 @@ pub struct OffsetFetchResponsePartition {
     /// The error code, or 0 if there was no error. (versions 0-7)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetFetchResponsePartition {
@@ -799,7 +818,7 @@ impl Default for OffsetFetchResponsePartition {
             committed_leader_epoch: -1,
             metadata: Some(KStr::default()),
             error_code: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -808,34 +827,36 @@ impl Message for OffsetFetchResponsePartition {
     const VERSIONS: (i16, i16) = (1, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version <= 7 {
-            this.partition_index = r.i32("OffsetFetchResponsePartition.partition_index")?;
-        }
-        if version <= 7 {
-            this.committed_offset = r.i64("OffsetFetchResponsePartition.committed_offset")?;
-        }
-        if (5..=7).contains(&version) {
-            this.committed_leader_epoch = r.i32("OffsetFetchResponsePartition.committed_leader_epoch")?;
-        }
-        if version <= 7 {
-            this.metadata = if version <= 7 {
+        let f_partition_index = if version <= 7 { r.i32("OffsetFetchResponsePartition.partition_index")? } else { 0 };
+        let f_committed_offset = if version <= 7 { r.i64("OffsetFetchResponsePartition.committed_offset")? } else { 0 };
+        let f_committed_leader_epoch =
+            if (5..=7).contains(&version) { r.i32("OffsetFetchResponsePartition.committed_leader_epoch")? } else { -1 };
+        let f_metadata = if version <= 7 {
+            if version <= 7 {
                 r.nullable_string(version >= 6, "OffsetFetchResponsePartition.metadata")?
             } else {
                 Some(r.string(version >= 6, "OffsetFetchResponsePartition.metadata")?)
-            };
-        }
-        if version <= 7 {
-            this.error_code = r.i16("OffsetFetchResponsePartition.error_code")?;
-        }
+            }
+        } else {
+            Some(KStr::default())
+        };
+        let f_error_code = if version <= 7 { r.i16("OffsetFetchResponsePartition.error_code")? } else { 0 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("OffsetFetchResponsePartition tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetFetchResponsePartition tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            committed_offset: f_committed_offset,
+            committed_leader_epoch: f_committed_leader_epoch,
+            metadata: f_metadata,
+            error_code: f_error_code,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -869,7 +890,7 @@ impl Message for OffsetFetchResponsePartition {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -901,7 +922,7 @@ impl Message for OffsetFetchResponsePartition {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -942,12 +963,17 @@ pub struct OffsetFetchResponseGroup {
     /// The group-level error code, or 0 if there was no error. (versions 8+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetFetchResponseGroup {
     fn default() -> Self {
-        Self { group_id: KStr::default(), topics: Vec::new(), error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self {
+            group_id: KStr::default(),
+            topics: Vec::new(),
+            error_code: 0,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -955,26 +981,25 @@ impl Message for OffsetFetchResponseGroup {
     const VERSIONS: (i16, i16) = (1, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 8 {
-            this.group_id = r.string(version >= 6, "OffsetFetchResponseGroup.group_id")?;
-        }
-        if version >= 8 {
-            this.topics = r.array(version >= 6, 1, "OffsetFetchResponseGroup.topics", |r| {
+        let f_group_id =
+            if version >= 8 { r.string(version >= 6, "OffsetFetchResponseGroup.group_id")? } else { KStr::default() };
+        let f_topics = if version >= 8 {
+            r.array(version >= 6, 1, "OffsetFetchResponseGroup.topics", |r| {
                 OffsetFetchResponseTopics::decode(r, version)
-            })?;
-        }
-        if version >= 8 {
-            this.error_code = r.i16("OffsetFetchResponseGroup.error_code")?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let f_error_code = if version >= 8 { r.i16("OffsetFetchResponseGroup.error_code")? } else { 0 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("OffsetFetchResponseGroup tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetFetchResponseGroup tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { group_id: f_group_id, topics: f_topics, error_code: f_error_code, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -994,7 +1019,7 @@ impl Message for OffsetFetchResponseGroup {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -1012,7 +1037,7 @@ impl Message for OffsetFetchResponseGroup {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -1047,12 +1072,17 @@ pub struct OffsetFetchResponseTopics {
     /// The responses per partition. (versions 8+)
     pub partitions: Vec<OffsetFetchResponsePartitions>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetFetchResponseTopics {
     fn default() -> Self {
-        Self { name: KStr::default(), topic_id: Uuid::ZERO, partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self {
+            name: KStr::default(),
+            topic_id: Uuid::ZERO,
+            partitions: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -1060,26 +1090,28 @@ impl Message for OffsetFetchResponseTopics {
     const VERSIONS: (i16, i16) = (1, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if (8..=9).contains(&version) {
-            this.name = r.string(version >= 6, "OffsetFetchResponseTopics.name")?;
-        }
-        if version >= 10 {
-            this.topic_id = r.uuid("OffsetFetchResponseTopics.topic_id")?;
-        }
-        if version >= 8 {
-            this.partitions = r.array(version >= 6, 1, "OffsetFetchResponseTopics.partitions", |r| {
+        let f_name = if (8..=9).contains(&version) {
+            r.string(version >= 6, "OffsetFetchResponseTopics.name")?
+        } else {
+            KStr::default()
+        };
+        let f_topic_id = if version >= 10 { r.uuid("OffsetFetchResponseTopics.topic_id")? } else { Uuid::ZERO };
+        let f_partitions = if version >= 8 {
+            r.array(version >= 6, 1, "OffsetFetchResponseTopics.partitions", |r| {
                 OffsetFetchResponsePartitions::decode(r, version)
-            })?;
-        }
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("OffsetFetchResponseTopics tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetFetchResponseTopics tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, topic_id: f_topic_id, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -1099,7 +1131,7 @@ impl Message for OffsetFetchResponseTopics {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -1117,7 +1149,7 @@ impl Message for OffsetFetchResponseTopics {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -1156,7 +1188,7 @@ pub struct OffsetFetchResponsePartitions {
     /// The partition-level error code, or 0 if there was no error. (versions 8+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetFetchResponsePartitions {
@@ -1167,7 +1199,7 @@ impl Default for OffsetFetchResponsePartitions {
             committed_leader_epoch: -1,
             metadata: Some(KStr::default()),
             error_code: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -1176,34 +1208,37 @@ impl Message for OffsetFetchResponsePartitions {
     const VERSIONS: (i16, i16) = (1, 10);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 8 {
-            this.partition_index = r.i32("OffsetFetchResponsePartitions.partition_index")?;
-        }
-        if version >= 8 {
-            this.committed_offset = r.i64("OffsetFetchResponsePartitions.committed_offset")?;
-        }
-        if version >= 8 {
-            this.committed_leader_epoch = r.i32("OffsetFetchResponsePartitions.committed_leader_epoch")?;
-        }
-        if version >= 8 {
-            this.metadata = if version >= 8 {
+        let f_partition_index = if version >= 8 { r.i32("OffsetFetchResponsePartitions.partition_index")? } else { 0 };
+        let f_committed_offset =
+            if version >= 8 { r.i64("OffsetFetchResponsePartitions.committed_offset")? } else { 0 };
+        let f_committed_leader_epoch =
+            if version >= 8 { r.i32("OffsetFetchResponsePartitions.committed_leader_epoch")? } else { -1 };
+        let f_metadata = if version >= 8 {
+            if version >= 8 {
                 r.nullable_string(version >= 6, "OffsetFetchResponsePartitions.metadata")?
             } else {
                 Some(r.string(version >= 6, "OffsetFetchResponsePartitions.metadata")?)
-            };
-        }
-        if version >= 8 {
-            this.error_code = r.i16("OffsetFetchResponsePartitions.error_code")?;
-        }
+            }
+        } else {
+            Some(KStr::default())
+        };
+        let f_error_code = if version >= 8 { r.i16("OffsetFetchResponsePartitions.error_code")? } else { 0 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 6 {
             let n = r.tagged_field_count("OffsetFetchResponsePartitions tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetFetchResponsePartitions tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            committed_offset: f_committed_offset,
+            committed_leader_epoch: f_committed_leader_epoch,
+            metadata: f_metadata,
+            error_code: f_error_code,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -1237,7 +1272,7 @@ impl Message for OffsetFetchResponsePartitions {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -1269,7 +1304,7 @@ impl Message for OffsetFetchResponsePartitions {
         }
         if version >= 6 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The OffsetForLeaderEpochRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,12 +14,12 @@ pub struct OffsetForLeaderEpochRequest {
     /// Each topic to get offsets for. (versions 0+)
     pub topics: Vec<OffsetForLeaderTopic>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetForLeaderEpochRequest {
     fn default() -> Self {
-        Self { replica_id: -2, topics: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { replica_id: -2, topics: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -30,21 +30,19 @@ impl Message for OffsetForLeaderEpochRequest {
         if !(2..=4).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "OffsetForLeaderEpochRequest", version });
         }
-        let mut this = Self::default();
-        if version >= 3 {
-            this.replica_id = r.i32("OffsetForLeaderEpochRequest.replica_id")?;
-        }
-        this.topics = r.array(version >= 4, 2, "OffsetForLeaderEpochRequest.topics", |r| {
+        let f_replica_id = if version >= 3 { r.i32("OffsetForLeaderEpochRequest.replica_id")? } else { -2 };
+        let f_topics = r.array(version >= 4, 2, "OffsetForLeaderEpochRequest.topics", |r| {
             OffsetForLeaderTopic::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("OffsetForLeaderEpochRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetForLeaderEpochRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { replica_id: f_replica_id, topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -59,7 +57,7 @@ impl Message for OffsetForLeaderEpochRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -72,7 +70,7 @@ impl Message for OffsetForLeaderEpochRequest {
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -100,12 +98,12 @@ pub struct OffsetForLeaderTopic {
     /// Each partition to get offsets for. (versions 0+)
     pub partitions: Vec<OffsetForLeaderPartition>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetForLeaderTopic {
     fn default() -> Self {
-        Self { topic: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -113,19 +111,19 @@ impl Message for OffsetForLeaderTopic {
     const VERSIONS: (i16, i16) = (2, 4);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic = r.string(version >= 4, "OffsetForLeaderTopic.topic")?;
-        this.partitions = r.array(version >= 4, 12, "OffsetForLeaderTopic.partitions", |r| {
+        let f_topic = r.string(version >= 4, "OffsetForLeaderTopic.topic")?;
+        let f_partitions = r.array(version >= 4, 12, "OffsetForLeaderTopic.partitions", |r| {
             OffsetForLeaderPartition::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("OffsetForLeaderTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetForLeaderTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topic: f_topic, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -138,7 +136,7 @@ impl Message for OffsetForLeaderTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -149,7 +147,7 @@ impl Message for OffsetForLeaderTopic {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -177,12 +175,17 @@ pub struct OffsetForLeaderPartition {
     /// The epoch to look up an offset for. (versions 0+)
     pub leader_epoch: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetForLeaderPartition {
     fn default() -> Self {
-        Self { partition: 0, current_leader_epoch: -1, leader_epoch: 0, unknown_tagged_fields: Vec::new() }
+        Self {
+            partition: 0,
+            current_leader_epoch: -1,
+            leader_epoch: 0,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -190,18 +193,23 @@ impl Message for OffsetForLeaderPartition {
     const VERSIONS: (i16, i16) = (2, 4);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition = r.i32("OffsetForLeaderPartition.partition")?;
-        this.current_leader_epoch = r.i32("OffsetForLeaderPartition.current_leader_epoch")?;
-        this.leader_epoch = r.i32("OffsetForLeaderPartition.leader_epoch")?;
+        let f_partition = r.i32("OffsetForLeaderPartition.partition")?;
+        let f_current_leader_epoch = r.i32("OffsetForLeaderPartition.current_leader_epoch")?;
+        let f_leader_epoch = r.i32("OffsetForLeaderPartition.leader_epoch")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("OffsetForLeaderPartition tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetForLeaderPartition tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition: f_partition,
+            current_leader_epoch: f_current_leader_epoch,
+            leader_epoch: f_leader_epoch,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -212,7 +220,7 @@ impl Message for OffsetForLeaderPartition {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -223,7 +231,7 @@ impl Message for OffsetForLeaderPartition {
         n += 4;
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -250,12 +258,12 @@ pub struct OffsetForLeaderEpochResponse {
     /// Each topic we fetched offsets for. (versions 0+)
     pub topics: Vec<OffsetForLeaderTopicResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetForLeaderEpochResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -266,19 +274,19 @@ impl Message for OffsetForLeaderEpochResponse {
         if !(2..=4).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "OffsetForLeaderEpochResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("OffsetForLeaderEpochResponse.throttle_time_ms")?;
-        this.topics = r.array(version >= 4, 2, "OffsetForLeaderEpochResponse.topics", |r| {
+        let f_throttle_time_ms = r.i32("OffsetForLeaderEpochResponse.throttle_time_ms")?;
+        let f_topics = r.array(version >= 4, 2, "OffsetForLeaderEpochResponse.topics", |r| {
             OffsetForLeaderTopicResult::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("OffsetForLeaderEpochResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetForLeaderEpochResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -291,7 +299,7 @@ impl Message for OffsetForLeaderEpochResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -302,7 +310,7 @@ impl Message for OffsetForLeaderEpochResponse {
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -328,12 +336,12 @@ pub struct OffsetForLeaderTopicResult {
     /// Each partition in the topic we fetched offsets for. (versions 0+)
     pub partitions: Vec<EpochEndOffset>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for OffsetForLeaderTopicResult {
     fn default() -> Self {
-        Self { topic: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -341,18 +349,18 @@ impl Message for OffsetForLeaderTopicResult {
     const VERSIONS: (i16, i16) = (2, 4);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.topic = r.string(version >= 4, "OffsetForLeaderTopicResult.topic")?;
-        this.partitions =
+        let f_topic = r.string(version >= 4, "OffsetForLeaderTopicResult.topic")?;
+        let f_partitions =
             r.array(version >= 4, 18, "OffsetForLeaderTopicResult.partitions", |r| EpochEndOffset::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("OffsetForLeaderTopicResult tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("OffsetForLeaderTopicResult tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { topic: f_topic, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -365,7 +373,7 @@ impl Message for OffsetForLeaderTopicResult {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -376,7 +384,7 @@ impl Message for OffsetForLeaderTopicResult {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -406,12 +414,18 @@ pub struct EpochEndOffset {
     /// The end offset of the epoch. (versions 0+)
     pub end_offset: i64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for EpochEndOffset {
     fn default() -> Self {
-        Self { error_code: 0, partition: 0, leader_epoch: -1, end_offset: -1, unknown_tagged_fields: Vec::new() }
+        Self {
+            error_code: 0,
+            partition: 0,
+            leader_epoch: -1,
+            end_offset: -1,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -419,19 +433,25 @@ impl Message for EpochEndOffset {
     const VERSIONS: (i16, i16) = (2, 4);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.error_code = r.i16("EpochEndOffset.error_code")?;
-        this.partition = r.i32("EpochEndOffset.partition")?;
-        this.leader_epoch = r.i32("EpochEndOffset.leader_epoch")?;
-        this.end_offset = r.i64("EpochEndOffset.end_offset")?;
+        let f_error_code = r.i16("EpochEndOffset.error_code")?;
+        let f_partition = r.i32("EpochEndOffset.partition")?;
+        let f_leader_epoch = r.i32("EpochEndOffset.leader_epoch")?;
+        let f_end_offset = r.i64("EpochEndOffset.end_offset")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("EpochEndOffset tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("EpochEndOffset tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            partition: f_partition,
+            leader_epoch: f_leader_epoch,
+            end_offset: f_end_offset,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -443,7 +463,7 @@ impl Message for EpochEndOffset {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -455,7 +475,7 @@ impl Message for EpochEndOffset {
         n += 8;
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

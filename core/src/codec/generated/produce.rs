@@ -9,7 +9,7 @@ use crate::codec::writer::{
     array_len_len, bytes_len, nullable_bytes_len, nullable_string_len, string_len, tagged_len, unknown_tagged_len,
     uvarint_len,
 };
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The ProduceRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,7 +23,7 @@ pub struct ProduceRequest {
     /// Each topic to produce to. (versions 0+)
     pub topic_data: Vec<TopicProduceData>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ProduceRequest {
@@ -33,7 +33,7 @@ impl Default for ProduceRequest {
             acks: 0,
             timeout_ms: 0,
             topic_data: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -45,20 +45,26 @@ impl Message for ProduceRequest {
         if !(3..=13).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ProduceRequest", version });
         }
-        let mut this = Self::default();
-        this.transactional_id = r.nullable_string(version >= 9, "ProduceRequest.transactional_id")?;
-        this.acks = r.i16("ProduceRequest.acks")?;
-        this.timeout_ms = r.i32("ProduceRequest.timeout_ms")?;
-        this.topic_data =
+        let f_transactional_id = r.nullable_string(version >= 9, "ProduceRequest.transactional_id")?;
+        let f_acks = r.i16("ProduceRequest.acks")?;
+        let f_timeout_ms = r.i32("ProduceRequest.timeout_ms")?;
+        let f_topic_data =
             r.array(version >= 9, 1, "ProduceRequest.topic_data", |r| TopicProduceData::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("ProduceRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("ProduceRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id: f_transactional_id,
+            acks: f_acks,
+            timeout_ms: f_timeout_ms,
+            topic_data: f_topic_data,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -80,7 +86,7 @@ impl Message for ProduceRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -96,7 +102,7 @@ impl Message for ProduceRequest {
             + self.topic_data.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -126,7 +132,7 @@ pub struct TopicProduceData {
     /// Each partition to produce to. (versions 0+)
     pub partition_data: Vec<PartitionProduceData>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TopicProduceData {
@@ -135,7 +141,7 @@ impl Default for TopicProduceData {
             name: KStr::default(),
             topic_id: Uuid::ZERO,
             partition_data: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -144,23 +150,19 @@ impl Message for TopicProduceData {
     const VERSIONS: (i16, i16) = (3, 13);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version <= 12 {
-            this.name = r.string(version >= 9, "TopicProduceData.name")?;
-        }
-        if version >= 13 {
-            this.topic_id = r.uuid("TopicProduceData.topic_id")?;
-        }
-        this.partition_data =
+        let f_name = if version <= 12 { r.string(version >= 9, "TopicProduceData.name")? } else { KStr::default() };
+        let f_topic_id = if version >= 13 { r.uuid("TopicProduceData.topic_id")? } else { Uuid::ZERO };
+        let f_partition_data =
             r.array(version >= 9, 5, "TopicProduceData.partition_data", |r| PartitionProduceData::decode(r, version))?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("TopicProduceData tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("TopicProduceData tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, topic_id: f_topic_id, partition_data: f_partition_data, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -178,7 +180,7 @@ impl Message for TopicProduceData {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -194,7 +196,7 @@ impl Message for TopicProduceData {
             + self.partition_data.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -225,12 +227,12 @@ pub struct PartitionProduceData {
     /// The record data to be produced. (versions 0+)
     pub records: Option<Bytes>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for PartitionProduceData {
     fn default() -> Self {
-        Self { index: 0, records: None, unknown_tagged_fields: Vec::new() }
+        Self { index: 0, records: None, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -238,17 +240,17 @@ impl Message for PartitionProduceData {
     const VERSIONS: (i16, i16) = (3, 13);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.index = r.i32("PartitionProduceData.index")?;
-        this.records = r.nullable_bytes(version >= 9, "PartitionProduceData.records")?;
+        let f_index = r.i32("PartitionProduceData.index")?;
+        let f_records = r.nullable_bytes(version >= 9, "PartitionProduceData.records")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("PartitionProduceData tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("PartitionProduceData tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { index: f_index, records: f_records, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -265,7 +267,7 @@ impl Message for PartitionProduceData {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -278,7 +280,7 @@ impl Message for PartitionProduceData {
         };
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -306,7 +308,7 @@ pub struct ProduceResponse {
     /// Endpoints for all current-leaders enumerated in PartitionProduceResponses, with errors NOT_LEADER_OR_FOLLOWER. (versions 10+, tag 0)
     pub node_endpoints: Vec<NodeEndpoint>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for ProduceResponse {
@@ -315,7 +317,7 @@ impl Default for ProduceResponse {
             responses: Vec::new(),
             throttle_time_ms: 0,
             node_endpoints: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -327,10 +329,11 @@ impl Message for ProduceResponse {
         if !(3..=13).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "ProduceResponse", version });
         }
-        let mut this = Self::default();
-        this.responses =
+        let f_responses =
             r.array(version >= 9, 1, "ProduceResponse.responses", |r| TopicProduceResponse::decode(r, version))?;
-        this.throttle_time_ms = r.i32("ProduceResponse.throttle_time_ms")?;
+        let f_throttle_time_ms = r.i32("ProduceResponse.throttle_time_ms")?;
+        let mut f_node_endpoints = Vec::new();
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("ProduceResponse tagged fields")?;
             for _ in 0..n {
@@ -338,14 +341,19 @@ impl Message for ProduceResponse {
                 match tag {
                     0 if version >= 10 => {
                         let r = &mut sub;
-                        this.node_endpoints =
+                        f_node_endpoints =
                             r.array(true, 1, "ProduceResponse.node_endpoints", |r| NodeEndpoint::decode(r, version))?;
                     }
-                    _ => this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
+                    _ => unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            responses: f_responses,
+            throttle_time_ms: f_throttle_time_ms,
+            node_endpoints: f_node_endpoints,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -360,7 +368,7 @@ impl Message for ProduceResponse {
             count += usize::from(put_node_endpoints);
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 0);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 0);
             if put_node_endpoints {
                 w.tagged_header(
                     0,
@@ -372,7 +380,7 @@ impl Message for ProduceResponse {
                     e.encode(w, version);
                 }
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -383,7 +391,7 @@ impl Message for ProduceResponse {
         n += 4;
         if version >= 9 {
             let mut count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             if version >= 10 && self.node_endpoints != Vec::new() {
                 count += 1;
                 n += tagged_len(
@@ -422,7 +430,7 @@ pub struct TopicProduceResponse {
     /// Each partition that we produced to within the topic. (versions 0+)
     pub partition_responses: Vec<PartitionProduceResponse>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TopicProduceResponse {
@@ -431,7 +439,7 @@ impl Default for TopicProduceResponse {
             name: KStr::default(),
             topic_id: Uuid::ZERO,
             partition_responses: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -440,24 +448,25 @@ impl Message for TopicProduceResponse {
     const VERSIONS: (i16, i16) = (3, 13);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version <= 12 {
-            this.name = r.string(version >= 9, "TopicProduceResponse.name")?;
-        }
-        if version >= 13 {
-            this.topic_id = r.uuid("TopicProduceResponse.topic_id")?;
-        }
-        this.partition_responses = r.array(version >= 9, 22, "TopicProduceResponse.partition_responses", |r| {
+        let f_name = if version <= 12 { r.string(version >= 9, "TopicProduceResponse.name")? } else { KStr::default() };
+        let f_topic_id = if version >= 13 { r.uuid("TopicProduceResponse.topic_id")? } else { Uuid::ZERO };
+        let f_partition_responses = r.array(version >= 9, 22, "TopicProduceResponse.partition_responses", |r| {
             PartitionProduceResponse::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("TopicProduceResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("TopicProduceResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            name: f_name,
+            topic_id: f_topic_id,
+            partition_responses: f_partition_responses,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -475,7 +484,7 @@ impl Message for TopicProduceResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -491,7 +500,7 @@ impl Message for TopicProduceResponse {
             + self.partition_responses.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -534,7 +543,7 @@ pub struct PartitionProduceResponse {
     /// The leader broker that the producer should use for future requests. (versions 10+, tag 0)
     pub current_leader: LeaderIdAndEpoch,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for PartitionProduceResponse {
@@ -548,7 +557,7 @@ impl Default for PartitionProduceResponse {
             record_errors: Vec::new(),
             error_message: None,
             current_leader: LeaderIdAndEpoch::default(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -557,26 +566,29 @@ impl Message for PartitionProduceResponse {
     const VERSIONS: (i16, i16) = (3, 13);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.index = r.i32("PartitionProduceResponse.index")?;
-        this.error_code = r.i16("PartitionProduceResponse.error_code")?;
-        this.base_offset = r.i64("PartitionProduceResponse.base_offset")?;
-        this.log_append_time_ms = r.i64("PartitionProduceResponse.log_append_time_ms")?;
-        if version >= 5 {
-            this.log_start_offset = r.i64("PartitionProduceResponse.log_start_offset")?;
-        }
-        if version >= 8 {
-            this.record_errors = r.array(version >= 9, 1, "PartitionProduceResponse.record_errors", |r| {
+        let f_index = r.i32("PartitionProduceResponse.index")?;
+        let f_error_code = r.i16("PartitionProduceResponse.error_code")?;
+        let f_base_offset = r.i64("PartitionProduceResponse.base_offset")?;
+        let f_log_append_time_ms = r.i64("PartitionProduceResponse.log_append_time_ms")?;
+        let f_log_start_offset = if version >= 5 { r.i64("PartitionProduceResponse.log_start_offset")? } else { -1 };
+        let f_record_errors = if version >= 8 {
+            r.array(version >= 9, 1, "PartitionProduceResponse.record_errors", |r| {
                 BatchIndexAndErrorMessage::decode(r, version)
-            })?;
-        }
-        if version >= 8 {
-            this.error_message = if version >= 8 {
+            })?
+        } else {
+            Vec::new()
+        };
+        let f_error_message = if version >= 8 {
+            if version >= 8 {
                 r.nullable_string(version >= 9, "PartitionProduceResponse.error_message")?
             } else {
                 Some(r.string(version >= 9, "PartitionProduceResponse.error_message")?)
-            };
-        }
+            }
+        } else {
+            None
+        };
+        let mut f_current_leader = LeaderIdAndEpoch::default();
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("PartitionProduceResponse tagged fields")?;
             for _ in 0..n {
@@ -584,13 +596,23 @@ impl Message for PartitionProduceResponse {
                 match tag {
                     0 if version >= 10 => {
                         let r = &mut sub;
-                        this.current_leader = LeaderIdAndEpoch::decode(r, version)?;
+                        f_current_leader = LeaderIdAndEpoch::decode(r, version)?;
                     }
-                    _ => this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
+                    _ => unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub)),
                 }
             }
         }
-        Ok(this)
+        Ok(Self {
+            index: f_index,
+            error_code: f_error_code,
+            base_offset: f_base_offset,
+            log_append_time_ms: f_log_append_time_ms,
+            log_start_offset: f_log_start_offset,
+            record_errors: f_record_errors,
+            error_message: f_error_message,
+            current_leader: f_current_leader,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -627,12 +649,12 @@ impl Message for PartitionProduceResponse {
             count += usize::from(put_current_leader);
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, 0);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, 0);
             if put_current_leader {
                 w.tagged_header(0, self.current_leader.encoded_len(version));
                 self.current_leader.encode(w, version);
             }
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -663,7 +685,7 @@ impl Message for PartitionProduceResponse {
         }
         if version >= 9 {
             let mut count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             if version >= 10 && self.current_leader != LeaderIdAndEpoch::default() {
                 count += 1;
                 n += tagged_len(0, self.current_leader.encoded_len(version));
@@ -707,12 +729,12 @@ pub struct BatchIndexAndErrorMessage {
     /// The error message of the record that caused the batch to be dropped. (versions 8+)
     pub batch_index_error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for BatchIndexAndErrorMessage {
     fn default() -> Self {
-        Self { batch_index: 0, batch_index_error_message: None, unknown_tagged_fields: Vec::new() }
+        Self { batch_index: 0, batch_index_error_message: None, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -720,25 +742,29 @@ impl Message for BatchIndexAndErrorMessage {
     const VERSIONS: (i16, i16) = (3, 13);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 8 {
-            this.batch_index = r.i32("BatchIndexAndErrorMessage.batch_index")?;
-        }
-        if version >= 8 {
-            this.batch_index_error_message = if version >= 8 {
+        let f_batch_index = if version >= 8 { r.i32("BatchIndexAndErrorMessage.batch_index")? } else { 0 };
+        let f_batch_index_error_message = if version >= 8 {
+            if version >= 8 {
                 r.nullable_string(version >= 9, "BatchIndexAndErrorMessage.batch_index_error_message")?
             } else {
                 Some(r.string(version >= 9, "BatchIndexAndErrorMessage.batch_index_error_message")?)
-            };
-        }
+            }
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("BatchIndexAndErrorMessage tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("BatchIndexAndErrorMessage tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            batch_index: f_batch_index,
+            batch_index_error_message: f_batch_index_error_message,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -763,7 +789,7 @@ impl Message for BatchIndexAndErrorMessage {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -786,7 +812,7 @@ impl Message for BatchIndexAndErrorMessage {
         }
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -816,12 +842,12 @@ pub struct LeaderIdAndEpoch {
     /// The latest known leader epoch. (versions 10+)
     pub leader_epoch: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for LeaderIdAndEpoch {
     fn default() -> Self {
-        Self { leader_id: -1, leader_epoch: -1, unknown_tagged_fields: Vec::new() }
+        Self { leader_id: -1, leader_epoch: -1, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -829,21 +855,17 @@ impl Message for LeaderIdAndEpoch {
     const VERSIONS: (i16, i16) = (3, 13);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 10 {
-            this.leader_id = r.i32("LeaderIdAndEpoch.leader_id")?;
-        }
-        if version >= 10 {
-            this.leader_epoch = r.i32("LeaderIdAndEpoch.leader_epoch")?;
-        }
+        let f_leader_id = if version >= 10 { r.i32("LeaderIdAndEpoch.leader_id")? } else { -1 };
+        let f_leader_epoch = if version >= 10 { r.i32("LeaderIdAndEpoch.leader_epoch")? } else { -1 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("LeaderIdAndEpoch tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("LeaderIdAndEpoch tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { leader_id: f_leader_id, leader_epoch: f_leader_epoch, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -857,7 +879,7 @@ impl Message for LeaderIdAndEpoch {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -871,7 +893,7 @@ impl Message for LeaderIdAndEpoch {
         }
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -905,12 +927,18 @@ pub struct NodeEndpoint {
     /// The rack of the node, or null if it has not been assigned to a rack. (versions 10+)
     pub rack: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for NodeEndpoint {
     fn default() -> Self {
-        Self { node_id: 0, host: KStr::default(), port: 0, rack: None, unknown_tagged_fields: Vec::new() }
+        Self {
+            node_id: 0,
+            host: KStr::default(),
+            port: 0,
+            rack: None,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -918,31 +946,27 @@ impl Message for NodeEndpoint {
     const VERSIONS: (i16, i16) = (3, 13);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        if version >= 10 {
-            this.node_id = r.i32("NodeEndpoint.node_id")?;
-        }
-        if version >= 10 {
-            this.host = r.string(version >= 9, "NodeEndpoint.host")?;
-        }
-        if version >= 10 {
-            this.port = r.i32("NodeEndpoint.port")?;
-        }
-        if version >= 10 {
-            this.rack = if version >= 10 {
+        let f_node_id = if version >= 10 { r.i32("NodeEndpoint.node_id")? } else { 0 };
+        let f_host = if version >= 10 { r.string(version >= 9, "NodeEndpoint.host")? } else { KStr::default() };
+        let f_port = if version >= 10 { r.i32("NodeEndpoint.port")? } else { 0 };
+        let f_rack = if version >= 10 {
+            if version >= 10 {
                 r.nullable_string(version >= 9, "NodeEndpoint.rack")?
             } else {
                 Some(r.string(version >= 9, "NodeEndpoint.rack")?)
-            };
-        }
+            }
+        } else {
+            None
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 9 {
             let n = r.tagged_field_count("NodeEndpoint tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("NodeEndpoint tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { node_id: f_node_id, host: f_host, port: f_port, rack: f_rack, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -973,7 +997,7 @@ impl Message for NodeEndpoint {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -1002,7 +1026,7 @@ impl Message for NodeEndpoint {
         }
         if version >= 9 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

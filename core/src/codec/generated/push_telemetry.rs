@@ -6,7 +6,7 @@ use bytes::Bytes;
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{bytes_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The PushTelemetryRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,7 +22,7 @@ pub struct PushTelemetryRequest {
     /// Metrics encoded in OpenTelemetry MetricsData v1 protobuf format. (versions 0+)
     pub metrics: Bytes,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for PushTelemetryRequest {
@@ -33,7 +33,7 @@ impl Default for PushTelemetryRequest {
             terminating: false,
             compression_type: 0,
             metrics: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -45,18 +45,25 @@ impl Message for PushTelemetryRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "PushTelemetryRequest", version });
         }
-        let mut this = Self::default();
-        this.client_instance_id = r.uuid("PushTelemetryRequest.client_instance_id")?;
-        this.subscription_id = r.i32("PushTelemetryRequest.subscription_id")?;
-        this.terminating = r.bool("PushTelemetryRequest.terminating")?;
-        this.compression_type = r.i8("PushTelemetryRequest.compression_type")?;
-        this.metrics = r.bytes_field(true, "PushTelemetryRequest.metrics")?;
+        let f_client_instance_id = r.uuid("PushTelemetryRequest.client_instance_id")?;
+        let f_subscription_id = r.i32("PushTelemetryRequest.subscription_id")?;
+        let f_terminating = r.bool("PushTelemetryRequest.terminating")?;
+        let f_compression_type = r.i8("PushTelemetryRequest.compression_type")?;
+        let f_metrics = r.bytes_field(true, "PushTelemetryRequest.metrics")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("PushTelemetryRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("PushTelemetryRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            client_instance_id: f_client_instance_id,
+            subscription_id: f_subscription_id,
+            terminating: f_terminating,
+            compression_type: f_compression_type,
+            metrics: f_metrics,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -68,7 +75,7 @@ impl Message for PushTelemetryRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -79,7 +86,7 @@ impl Message for PushTelemetryRequest {
         n += 1;
         n += bytes_len(true, &self.metrics);
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -105,12 +112,12 @@ pub struct PushTelemetryResponse {
     /// The error code, or 0 if there was no error. (versions 0+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for PushTelemetryResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, error_code: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -121,15 +128,15 @@ impl Message for PushTelemetryResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "PushTelemetryResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("PushTelemetryResponse.throttle_time_ms")?;
-        this.error_code = r.i16("PushTelemetryResponse.error_code")?;
+        let f_throttle_time_ms = r.i32("PushTelemetryResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("PushTelemetryResponse.error_code")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("PushTelemetryResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("PushTelemetryResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, error_code: f_error_code, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -138,7 +145,7 @@ impl Message for PushTelemetryResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -146,7 +153,7 @@ impl Message for PushTelemetryResponse {
         n += 4;
         n += 2;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Uuid, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Uuid, Writer};
 
 /// The RemoveRaftVoterRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,7 +16,7 @@ pub struct RemoveRaftVoterRequest {
     /// The directory id of the voter getting removed from the topic partition (versions 0+)
     pub voter_directory_id: Uuid,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for RemoveRaftVoterRequest {
@@ -25,7 +25,7 @@ impl Default for RemoveRaftVoterRequest {
             cluster_id: Some(KStr::default()),
             voter_id: 0,
             voter_directory_id: Uuid::ZERO,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -37,16 +37,21 @@ impl Message for RemoveRaftVoterRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "RemoveRaftVoterRequest", version });
         }
-        let mut this = Self::default();
-        this.cluster_id = r.nullable_string(true, "RemoveRaftVoterRequest.cluster_id")?;
-        this.voter_id = r.i32("RemoveRaftVoterRequest.voter_id")?;
-        this.voter_directory_id = r.uuid("RemoveRaftVoterRequest.voter_directory_id")?;
+        let f_cluster_id = r.nullable_string(true, "RemoveRaftVoterRequest.cluster_id")?;
+        let f_voter_id = r.i32("RemoveRaftVoterRequest.voter_id")?;
+        let f_voter_directory_id = r.uuid("RemoveRaftVoterRequest.voter_directory_id")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("RemoveRaftVoterRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("RemoveRaftVoterRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            cluster_id: f_cluster_id,
+            voter_id: f_voter_id,
+            voter_directory_id: f_voter_directory_id,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -63,7 +68,7 @@ impl Message for RemoveRaftVoterRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -75,7 +80,7 @@ impl Message for RemoveRaftVoterRequest {
         n += 4;
         n += 16;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -101,7 +106,7 @@ pub struct RemoveRaftVoterResponse {
     /// The error message, or null if there was no error. (versions 0+)
     pub error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for RemoveRaftVoterResponse {
@@ -110,7 +115,7 @@ impl Default for RemoveRaftVoterResponse {
             throttle_time_ms: 0,
             error_code: 0,
             error_message: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -122,16 +127,21 @@ impl Message for RemoveRaftVoterResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "RemoveRaftVoterResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("RemoveRaftVoterResponse.throttle_time_ms")?;
-        this.error_code = r.i16("RemoveRaftVoterResponse.error_code")?;
-        this.error_message = r.nullable_string(true, "RemoveRaftVoterResponse.error_message")?;
+        let f_throttle_time_ms = r.i32("RemoveRaftVoterResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("RemoveRaftVoterResponse.error_code")?;
+        let f_error_message = r.nullable_string(true, "RemoveRaftVoterResponse.error_message")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("RemoveRaftVoterResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("RemoveRaftVoterResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -148,7 +158,7 @@ impl Message for RemoveRaftVoterResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -160,7 +170,7 @@ impl Message for RemoveRaftVoterResponse {
             None => nullable_string_len(true, None),
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

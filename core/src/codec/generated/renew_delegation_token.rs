@@ -6,7 +6,7 @@ use bytes::Bytes;
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{bytes_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The RenewDelegationTokenRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,12 +16,12 @@ pub struct RenewDelegationTokenRequest {
     /// The renewal time period in milliseconds. (versions 0+)
     pub renew_period_ms: i64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for RenewDelegationTokenRequest {
     fn default() -> Self {
-        Self { hmac: Bytes::new(), renew_period_ms: 0, unknown_tagged_fields: Vec::new() }
+        Self { hmac: Bytes::new(), renew_period_ms: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -32,17 +32,17 @@ impl Message for RenewDelegationTokenRequest {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "RenewDelegationTokenRequest", version });
         }
-        let mut this = Self::default();
-        this.hmac = r.bytes_field(version >= 2, "RenewDelegationTokenRequest.hmac")?;
-        this.renew_period_ms = r.i64("RenewDelegationTokenRequest.renew_period_ms")?;
+        let f_hmac = r.bytes_field(version >= 2, "RenewDelegationTokenRequest.hmac")?;
+        let f_renew_period_ms = r.i64("RenewDelegationTokenRequest.renew_period_ms")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("RenewDelegationTokenRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("RenewDelegationTokenRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { hmac: f_hmac, renew_period_ms: f_renew_period_ms, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -52,7 +52,7 @@ impl Message for RenewDelegationTokenRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -62,7 +62,7 @@ impl Message for RenewDelegationTokenRequest {
         n += 8;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -90,12 +90,17 @@ pub struct RenewDelegationTokenResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota. (versions 0+)
     pub throttle_time_ms: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for RenewDelegationTokenResponse {
     fn default() -> Self {
-        Self { error_code: 0, expiry_timestamp_ms: 0, throttle_time_ms: 0, unknown_tagged_fields: Vec::new() }
+        Self {
+            error_code: 0,
+            expiry_timestamp_ms: 0,
+            throttle_time_ms: 0,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -106,18 +111,23 @@ impl Message for RenewDelegationTokenResponse {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "RenewDelegationTokenResponse", version });
         }
-        let mut this = Self::default();
-        this.error_code = r.i16("RenewDelegationTokenResponse.error_code")?;
-        this.expiry_timestamp_ms = r.i64("RenewDelegationTokenResponse.expiry_timestamp_ms")?;
-        this.throttle_time_ms = r.i32("RenewDelegationTokenResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("RenewDelegationTokenResponse.error_code")?;
+        let f_expiry_timestamp_ms = r.i64("RenewDelegationTokenResponse.expiry_timestamp_ms")?;
+        let f_throttle_time_ms = r.i32("RenewDelegationTokenResponse.throttle_time_ms")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("RenewDelegationTokenResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("RenewDelegationTokenResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            expiry_timestamp_ms: f_expiry_timestamp_ms,
+            throttle_time_ms: f_throttle_time_ms,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -128,7 +138,7 @@ impl Message for RenewDelegationTokenResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -139,7 +149,7 @@ impl Message for RenewDelegationTokenResponse {
         n += 4;
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

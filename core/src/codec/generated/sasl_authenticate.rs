@@ -6,7 +6,7 @@ use bytes::Bytes;
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{bytes_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The SaslAuthenticateRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,12 +14,12 @@ pub struct SaslAuthenticateRequest {
     /// The SASL authentication bytes from the client, as defined by the SASL mechanism. (versions 0+)
     pub auth_bytes: Bytes,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for SaslAuthenticateRequest {
     fn default() -> Self {
-        Self { auth_bytes: Bytes::new(), unknown_tagged_fields: Vec::new() }
+        Self { auth_bytes: Bytes::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -30,16 +30,16 @@ impl Message for SaslAuthenticateRequest {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "SaslAuthenticateRequest", version });
         }
-        let mut this = Self::default();
-        this.auth_bytes = r.bytes_field(version >= 2, "SaslAuthenticateRequest.auth_bytes")?;
+        let f_auth_bytes = r.bytes_field(version >= 2, "SaslAuthenticateRequest.auth_bytes")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("SaslAuthenticateRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("SaslAuthenticateRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { auth_bytes: f_auth_bytes, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -48,7 +48,7 @@ impl Message for SaslAuthenticateRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -57,7 +57,7 @@ impl Message for SaslAuthenticateRequest {
         n += bytes_len(version >= 2, &self.auth_bytes);
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -86,7 +86,7 @@ pub struct SaslAuthenticateResponse {
     /// Number of milliseconds after which only re-authentication over the existing connection to create a new session can occur. (versions 1+)
     pub session_lifetime_ms: i64,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for SaslAuthenticateResponse {
@@ -96,7 +96,7 @@ impl Default for SaslAuthenticateResponse {
             error_message: Some(KStr::default()),
             auth_bytes: Bytes::new(),
             session_lifetime_ms: 0,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -108,21 +108,26 @@ impl Message for SaslAuthenticateResponse {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "SaslAuthenticateResponse", version });
         }
-        let mut this = Self::default();
-        this.error_code = r.i16("SaslAuthenticateResponse.error_code")?;
-        this.error_message = r.nullable_string(version >= 2, "SaslAuthenticateResponse.error_message")?;
-        this.auth_bytes = r.bytes_field(version >= 2, "SaslAuthenticateResponse.auth_bytes")?;
-        if version >= 1 {
-            this.session_lifetime_ms = r.i64("SaslAuthenticateResponse.session_lifetime_ms")?;
-        }
+        let f_error_code = r.i16("SaslAuthenticateResponse.error_code")?;
+        let f_error_message = r.nullable_string(version >= 2, "SaslAuthenticateResponse.error_message")?;
+        let f_auth_bytes = r.bytes_field(version >= 2, "SaslAuthenticateResponse.auth_bytes")?;
+        let f_session_lifetime_ms =
+            if version >= 1 { r.i64("SaslAuthenticateResponse.session_lifetime_ms")? } else { 0 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 2 {
             let n = r.tagged_field_count("SaslAuthenticateResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("SaslAuthenticateResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            error_code: f_error_code,
+            error_message: f_error_message,
+            auth_bytes: f_auth_bytes,
+            session_lifetime_ms: f_session_lifetime_ms,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -143,7 +148,7 @@ impl Message for SaslAuthenticateResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -160,7 +165,7 @@ impl Message for SaslAuthenticateResponse {
         }
         if version >= 2 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -26,9 +26,8 @@ impl Message for SaslHandshakeRequest {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "SaslHandshakeRequest", version });
         }
-        let mut this = Self::default();
-        this.mechanism = r.string(false, "SaslHandshakeRequest.mechanism")?;
-        Ok(this)
+        let f_mechanism = r.string(false, "SaslHandshakeRequest.mechanism")?;
+        Ok(Self { mechanism: f_mechanism })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -71,12 +70,11 @@ impl Message for SaslHandshakeResponse {
         if !(0..=1).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "SaslHandshakeResponse", version });
         }
-        let mut this = Self::default();
-        this.error_code = r.i16("SaslHandshakeResponse.error_code")?;
-        this.mechanisms = r.array(false, 1, "SaslHandshakeResponse.mechanisms", |r| {
+        let f_error_code = r.i16("SaslHandshakeResponse.error_code")?;
+        let f_mechanisms = r.array(false, 1, "SaslHandshakeResponse.mechanisms", |r| {
             r.string(false, "SaslHandshakeResponse.mechanisms")
         })?;
-        Ok(this)
+        Ok(Self { error_code: f_error_code, mechanisms: f_mechanisms })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {

@@ -8,7 +8,7 @@ use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{
     array_len_len, bytes_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len,
 };
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The SyncGroupRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,7 +28,7 @@ pub struct SyncGroupRequest {
     /// Each assignment. (versions 0+)
     pub assignments: Vec<SyncGroupRequestAssignment>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for SyncGroupRequest {
@@ -41,7 +41,7 @@ impl Default for SyncGroupRequest {
             protocol_type: None,
             protocol_name: None,
             assignments: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -53,42 +53,57 @@ impl Message for SyncGroupRequest {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "SyncGroupRequest", version });
         }
-        let mut this = Self::default();
-        this.group_id = r.string(version >= 4, "SyncGroupRequest.group_id")?;
-        this.generation_id = r.i32("SyncGroupRequest.generation_id")?;
-        this.member_id = r.string(version >= 4, "SyncGroupRequest.member_id")?;
-        if version >= 3 {
-            this.group_instance_id = if version >= 3 {
+        let f_group_id = r.string(version >= 4, "SyncGroupRequest.group_id")?;
+        let f_generation_id = r.i32("SyncGroupRequest.generation_id")?;
+        let f_member_id = r.string(version >= 4, "SyncGroupRequest.member_id")?;
+        let f_group_instance_id = if version >= 3 {
+            if version >= 3 {
                 r.nullable_string(version >= 4, "SyncGroupRequest.group_instance_id")?
             } else {
                 Some(r.string(version >= 4, "SyncGroupRequest.group_instance_id")?)
-            };
-        }
-        if version >= 5 {
-            this.protocol_type = if version >= 5 {
+            }
+        } else {
+            None
+        };
+        let f_protocol_type = if version >= 5 {
+            if version >= 5 {
                 r.nullable_string(version >= 4, "SyncGroupRequest.protocol_type")?
             } else {
                 Some(r.string(version >= 4, "SyncGroupRequest.protocol_type")?)
-            };
-        }
-        if version >= 5 {
-            this.protocol_name = if version >= 5 {
+            }
+        } else {
+            None
+        };
+        let f_protocol_name = if version >= 5 {
+            if version >= 5 {
                 r.nullable_string(version >= 4, "SyncGroupRequest.protocol_name")?
             } else {
                 Some(r.string(version >= 4, "SyncGroupRequest.protocol_name")?)
-            };
-        }
-        this.assignments = r.array(version >= 4, 2, "SyncGroupRequest.assignments", |r| {
+            }
+        } else {
+            None
+        };
+        let f_assignments = r.array(version >= 4, 2, "SyncGroupRequest.assignments", |r| {
             SyncGroupRequestAssignment::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("SyncGroupRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("SyncGroupRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            group_id: f_group_id,
+            generation_id: f_generation_id,
+            member_id: f_member_id,
+            group_instance_id: f_group_instance_id,
+            protocol_type: f_protocol_type,
+            protocol_name: f_protocol_name,
+            assignments: f_assignments,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -145,7 +160,7 @@ impl Message for SyncGroupRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -194,7 +209,7 @@ impl Message for SyncGroupRequest {
             + self.assignments.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -231,12 +246,12 @@ pub struct SyncGroupRequestAssignment {
     /// The member assignment. (versions 0+)
     pub assignment: Bytes,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for SyncGroupRequestAssignment {
     fn default() -> Self {
-        Self { member_id: KStr::default(), assignment: Bytes::new(), unknown_tagged_fields: Vec::new() }
+        Self { member_id: KStr::default(), assignment: Bytes::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -244,17 +259,17 @@ impl Message for SyncGroupRequestAssignment {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.member_id = r.string(version >= 4, "SyncGroupRequestAssignment.member_id")?;
-        this.assignment = r.bytes_field(version >= 4, "SyncGroupRequestAssignment.assignment")?;
+        let f_member_id = r.string(version >= 4, "SyncGroupRequestAssignment.member_id")?;
+        let f_assignment = r.bytes_field(version >= 4, "SyncGroupRequestAssignment.assignment")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("SyncGroupRequestAssignment tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("SyncGroupRequestAssignment tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { member_id: f_member_id, assignment: f_assignment, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -264,7 +279,7 @@ impl Message for SyncGroupRequestAssignment {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -274,7 +289,7 @@ impl Message for SyncGroupRequestAssignment {
         n += bytes_len(version >= 4, &self.assignment);
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -306,7 +321,7 @@ pub struct SyncGroupResponse {
     /// The member assignment. (versions 0+)
     pub assignment: Bytes,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for SyncGroupResponse {
@@ -317,7 +332,7 @@ impl Default for SyncGroupResponse {
             protocol_type: None,
             protocol_name: None,
             assignment: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -329,34 +344,43 @@ impl Message for SyncGroupResponse {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "SyncGroupResponse", version });
         }
-        let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = r.i32("SyncGroupResponse.throttle_time_ms")?;
-        }
-        this.error_code = r.i16("SyncGroupResponse.error_code")?;
-        if version >= 5 {
-            this.protocol_type = if version >= 5 {
+        let f_throttle_time_ms = if version >= 1 { r.i32("SyncGroupResponse.throttle_time_ms")? } else { 0 };
+        let f_error_code = r.i16("SyncGroupResponse.error_code")?;
+        let f_protocol_type = if version >= 5 {
+            if version >= 5 {
                 r.nullable_string(version >= 4, "SyncGroupResponse.protocol_type")?
             } else {
                 Some(r.string(version >= 4, "SyncGroupResponse.protocol_type")?)
-            };
-        }
-        if version >= 5 {
-            this.protocol_name = if version >= 5 {
+            }
+        } else {
+            None
+        };
+        let f_protocol_name = if version >= 5 {
+            if version >= 5 {
                 r.nullable_string(version >= 4, "SyncGroupResponse.protocol_name")?
             } else {
                 Some(r.string(version >= 4, "SyncGroupResponse.protocol_name")?)
-            };
-        }
-        this.assignment = r.bytes_field(version >= 4, "SyncGroupResponse.assignment")?;
+            }
+        } else {
+            None
+        };
+        let f_assignment = r.bytes_field(version >= 4, "SyncGroupResponse.assignment")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 4 {
             let n = r.tagged_field_count("SyncGroupResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("SyncGroupResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            protocol_type: f_protocol_type,
+            protocol_name: f_protocol_name,
+            assignment: f_assignment,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -397,7 +421,7 @@ impl Message for SyncGroupResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -434,7 +458,7 @@ impl Message for SyncGroupResponse {
         n += bytes_len(version >= 4, &self.assignment);
         if version >= 4 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

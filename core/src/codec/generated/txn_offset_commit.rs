@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The TxnOffsetCommitRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,7 +26,7 @@ pub struct TxnOffsetCommitRequest {
     /// Each topic that we want to commit offsets for. (versions 0+)
     pub topics: Vec<TxnOffsetCommitRequestTopic>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TxnOffsetCommitRequest {
@@ -40,7 +40,7 @@ impl Default for TxnOffsetCommitRequest {
             member_id: KStr::default(),
             group_instance_id: None,
             topics: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -52,35 +52,44 @@ impl Message for TxnOffsetCommitRequest {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "TxnOffsetCommitRequest", version });
         }
-        let mut this = Self::default();
-        this.transactional_id = r.string(version >= 3, "TxnOffsetCommitRequest.transactional_id")?;
-        this.group_id = r.string(version >= 3, "TxnOffsetCommitRequest.group_id")?;
-        this.producer_id = r.i64("TxnOffsetCommitRequest.producer_id")?;
-        this.producer_epoch = r.i16("TxnOffsetCommitRequest.producer_epoch")?;
-        if version >= 3 {
-            this.generation_id = r.i32("TxnOffsetCommitRequest.generation_id")?;
-        }
-        if version >= 3 {
-            this.member_id = r.string(version >= 3, "TxnOffsetCommitRequest.member_id")?;
-        }
-        if version >= 3 {
-            this.group_instance_id = if version >= 3 {
+        let f_transactional_id = r.string(version >= 3, "TxnOffsetCommitRequest.transactional_id")?;
+        let f_group_id = r.string(version >= 3, "TxnOffsetCommitRequest.group_id")?;
+        let f_producer_id = r.i64("TxnOffsetCommitRequest.producer_id")?;
+        let f_producer_epoch = r.i16("TxnOffsetCommitRequest.producer_epoch")?;
+        let f_generation_id = if version >= 3 { r.i32("TxnOffsetCommitRequest.generation_id")? } else { -1 };
+        let f_member_id =
+            if version >= 3 { r.string(version >= 3, "TxnOffsetCommitRequest.member_id")? } else { KStr::default() };
+        let f_group_instance_id = if version >= 3 {
+            if version >= 3 {
                 r.nullable_string(version >= 3, "TxnOffsetCommitRequest.group_instance_id")?
             } else {
                 Some(r.string(version >= 3, "TxnOffsetCommitRequest.group_instance_id")?)
-            };
-        }
-        this.topics = r.array(version >= 3, 2, "TxnOffsetCommitRequest.topics", |r| {
+            }
+        } else {
+            None
+        };
+        let f_topics = r.array(version >= 3, 2, "TxnOffsetCommitRequest.topics", |r| {
             TxnOffsetCommitRequestTopic::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("TxnOffsetCommitRequest tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("TxnOffsetCommitRequest tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            transactional_id: f_transactional_id,
+            group_id: f_group_id,
+            producer_id: f_producer_id,
+            producer_epoch: f_producer_epoch,
+            generation_id: f_generation_id,
+            member_id: f_member_id,
+            group_instance_id: f_group_instance_id,
+            topics: f_topics,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -116,7 +125,7 @@ impl Message for TxnOffsetCommitRequest {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -148,7 +157,7 @@ impl Message for TxnOffsetCommitRequest {
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -186,12 +195,12 @@ pub struct TxnOffsetCommitRequestTopic {
     /// The partitions inside the topic that we want to commit offsets for. (versions 0+)
     pub partitions: Vec<TxnOffsetCommitRequestPartition>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TxnOffsetCommitRequestTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -199,19 +208,19 @@ impl Message for TxnOffsetCommitRequestTopic {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 3, "TxnOffsetCommitRequestTopic.name")?;
-        this.partitions = r.array(version >= 3, 13, "TxnOffsetCommitRequestTopic.partitions", |r| {
+        let f_name = r.string(version >= 3, "TxnOffsetCommitRequestTopic.name")?;
+        let f_partitions = r.array(version >= 3, 13, "TxnOffsetCommitRequestTopic.partitions", |r| {
             TxnOffsetCommitRequestPartition::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("TxnOffsetCommitRequestTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("TxnOffsetCommitRequestTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -224,7 +233,7 @@ impl Message for TxnOffsetCommitRequestTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -235,7 +244,7 @@ impl Message for TxnOffsetCommitRequestTopic {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -265,7 +274,7 @@ pub struct TxnOffsetCommitRequestPartition {
     /// Any associated metadata the client wants to keep. (versions 0+)
     pub committed_metadata: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TxnOffsetCommitRequestPartition {
@@ -275,7 +284,7 @@ impl Default for TxnOffsetCommitRequestPartition {
             committed_offset: 0,
             committed_leader_epoch: -1,
             committed_metadata: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -284,22 +293,27 @@ impl Message for TxnOffsetCommitRequestPartition {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("TxnOffsetCommitRequestPartition.partition_index")?;
-        this.committed_offset = r.i64("TxnOffsetCommitRequestPartition.committed_offset")?;
-        if version >= 2 {
-            this.committed_leader_epoch = r.i32("TxnOffsetCommitRequestPartition.committed_leader_epoch")?;
-        }
-        this.committed_metadata =
+        let f_partition_index = r.i32("TxnOffsetCommitRequestPartition.partition_index")?;
+        let f_committed_offset = r.i64("TxnOffsetCommitRequestPartition.committed_offset")?;
+        let f_committed_leader_epoch =
+            if version >= 2 { r.i32("TxnOffsetCommitRequestPartition.committed_leader_epoch")? } else { -1 };
+        let f_committed_metadata =
             r.nullable_string(version >= 3, "TxnOffsetCommitRequestPartition.committed_metadata")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("TxnOffsetCommitRequestPartition tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("TxnOffsetCommitRequestPartition tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self {
+            partition_index: f_partition_index,
+            committed_offset: f_committed_offset,
+            committed_leader_epoch: f_committed_leader_epoch,
+            committed_metadata: f_committed_metadata,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -320,7 +334,7 @@ impl Message for TxnOffsetCommitRequestPartition {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -337,7 +351,7 @@ impl Message for TxnOffsetCommitRequestPartition {
         };
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -367,12 +381,12 @@ pub struct TxnOffsetCommitResponse {
     /// The responses for each topic. (versions 0+)
     pub topics: Vec<TxnOffsetCommitResponseTopic>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TxnOffsetCommitResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, topics: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -383,19 +397,19 @@ impl Message for TxnOffsetCommitResponse {
         if !(0..=5).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "TxnOffsetCommitResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("TxnOffsetCommitResponse.throttle_time_ms")?;
-        this.topics = r.array(version >= 3, 2, "TxnOffsetCommitResponse.topics", |r| {
+        let f_throttle_time_ms = r.i32("TxnOffsetCommitResponse.throttle_time_ms")?;
+        let f_topics = r.array(version >= 3, 2, "TxnOffsetCommitResponse.topics", |r| {
             TxnOffsetCommitResponseTopic::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("TxnOffsetCommitResponse tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("TxnOffsetCommitResponse tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { throttle_time_ms: f_throttle_time_ms, topics: f_topics, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -408,7 +422,7 @@ impl Message for TxnOffsetCommitResponse {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -419,7 +433,7 @@ impl Message for TxnOffsetCommitResponse {
             + self.topics.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -445,12 +459,12 @@ pub struct TxnOffsetCommitResponseTopic {
     /// The responses for each partition in the topic. (versions 0+)
     pub partitions: Vec<TxnOffsetCommitResponsePartition>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TxnOffsetCommitResponseTopic {
     fn default() -> Self {
-        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: KStr::default(), partitions: Vec::new(), unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -458,19 +472,19 @@ impl Message for TxnOffsetCommitResponseTopic {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.name = r.string(version >= 3, "TxnOffsetCommitResponseTopic.name")?;
-        this.partitions = r.array(version >= 3, 6, "TxnOffsetCommitResponseTopic.partitions", |r| {
+        let f_name = r.string(version >= 3, "TxnOffsetCommitResponseTopic.name")?;
+        let f_partitions = r.array(version >= 3, 6, "TxnOffsetCommitResponseTopic.partitions", |r| {
             TxnOffsetCommitResponsePartition::decode(r, version)
         })?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("TxnOffsetCommitResponseTopic tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("TxnOffsetCommitResponseTopic tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { name: f_name, partitions: f_partitions, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -483,7 +497,7 @@ impl Message for TxnOffsetCommitResponseTopic {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -494,7 +508,7 @@ impl Message for TxnOffsetCommitResponseTopic {
             + self.partitions.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n
@@ -520,12 +534,12 @@ pub struct TxnOffsetCommitResponsePartition {
     /// The error code, or 0 if there was no error. (versions 0+)
     pub error_code: i16,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for TxnOffsetCommitResponsePartition {
     fn default() -> Self {
-        Self { partition_index: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, error_code: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -533,17 +547,17 @@ impl Message for TxnOffsetCommitResponsePartition {
     const VERSIONS: (i16, i16) = (0, 5);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.partition_index = r.i32("TxnOffsetCommitResponsePartition.partition_index")?;
-        this.error_code = r.i16("TxnOffsetCommitResponsePartition.error_code")?;
+        let f_partition_index = r.i32("TxnOffsetCommitResponsePartition.partition_index")?;
+        let f_error_code = r.i16("TxnOffsetCommitResponsePartition.error_code")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         if version >= 3 {
             let n = r.tagged_field_count("TxnOffsetCommitResponsePartition tagged fields")?;
             for _ in 0..n {
                 let (tag, sub) = r.tagged_field("TxnOffsetCommitResponsePartition tagged fields")?;
-                this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+                unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
             }
         }
-        Ok(this)
+        Ok(Self { partition_index: f_partition_index, error_code: f_error_code, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -553,7 +567,7 @@ impl Message for TxnOffsetCommitResponsePartition {
             let count = self.unknown_tagged_fields.len();
             w.uvarint(count as u32);
             let mut next = 0;
-            w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+            w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
         }
     }
 
@@ -563,7 +577,7 @@ impl Message for TxnOffsetCommitResponsePartition {
         n += 2;
         if version >= 3 {
             let count = self.unknown_tagged_fields.len();
-            n += unknown_tagged_len(&self.unknown_tagged_fields);
+            n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
             n += uvarint_len(count as u32);
         }
         n

@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The UnregisterBrokerRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,12 +12,12 @@ pub struct UnregisterBrokerRequest {
     /// The broker ID to unregister. (versions 0+)
     pub broker_id: i32,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for UnregisterBrokerRequest {
     fn default() -> Self {
-        Self { broker_id: 0, unknown_tagged_fields: Vec::new() }
+        Self { broker_id: 0, unknown_tagged_fields: UnknownTaggedFields::new() }
     }
 }
 
@@ -28,14 +28,14 @@ impl Message for UnregisterBrokerRequest {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "UnregisterBrokerRequest", version });
         }
-        let mut this = Self::default();
-        this.broker_id = r.i32("UnregisterBrokerRequest.broker_id")?;
+        let f_broker_id = r.i32("UnregisterBrokerRequest.broker_id")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("UnregisterBrokerRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("UnregisterBrokerRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { broker_id: f_broker_id, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -43,14 +43,14 @@ impl Message for UnregisterBrokerRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
         let mut n = 0;
         n += 4;
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -74,7 +74,7 @@ pub struct UnregisterBrokerResponse {
     /// The top-level error message, or `null` if there was no top-level error. (versions 0+)
     pub error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for UnregisterBrokerResponse {
@@ -83,7 +83,7 @@ impl Default for UnregisterBrokerResponse {
             throttle_time_ms: 0,
             error_code: 0,
             error_message: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -95,16 +95,21 @@ impl Message for UnregisterBrokerResponse {
         if !(0..=0).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "UnregisterBrokerResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("UnregisterBrokerResponse.throttle_time_ms")?;
-        this.error_code = r.i16("UnregisterBrokerResponse.error_code")?;
-        this.error_message = r.nullable_string(true, "UnregisterBrokerResponse.error_message")?;
+        let f_throttle_time_ms = r.i32("UnregisterBrokerResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("UnregisterBrokerResponse.error_code")?;
+        let f_error_message = r.nullable_string(true, "UnregisterBrokerResponse.error_message")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("UnregisterBrokerResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("UnregisterBrokerResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -121,7 +126,7 @@ impl Message for UnregisterBrokerResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -133,7 +138,7 @@ impl Message for UnregisterBrokerResponse {
             None => nullable_string_len(true, None),
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }

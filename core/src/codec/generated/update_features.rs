@@ -4,7 +4,7 @@
 #[cfg(feature = "arbitrary")]
 use crate::codec::arbitrary::Gen;
 use crate::codec::writer::{array_len_len, nullable_string_len, string_len, unknown_tagged_len, uvarint_len};
-use crate::codec::{DecodeError, KStr, Message, RawTaggedField, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, UnknownTaggedFields, Writer};
 
 /// The UpdateFeaturesRequest body.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,12 +16,17 @@ pub struct UpdateFeaturesRequest {
     /// True if we should validate the request, but not perform the upgrade or downgrade. (versions 1+)
     pub validate_only: bool,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for UpdateFeaturesRequest {
     fn default() -> Self {
-        Self { timeout_ms: 60000, feature_updates: Vec::new(), validate_only: false, unknown_tagged_fields: Vec::new() }
+        Self {
+            timeout_ms: 60000,
+            feature_updates: Vec::new(),
+            validate_only: false,
+            unknown_tagged_fields: UnknownTaggedFields::new(),
+        }
     }
 }
 
@@ -32,19 +37,22 @@ impl Message for UpdateFeaturesRequest {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "UpdateFeaturesRequest", version });
         }
-        let mut this = Self::default();
-        this.timeout_ms = r.i32("UpdateFeaturesRequest.timeout_ms")?;
-        this.feature_updates =
+        let f_timeout_ms = r.i32("UpdateFeaturesRequest.timeout_ms")?;
+        let f_feature_updates =
             r.array(true, 4, "UpdateFeaturesRequest.feature_updates", |r| FeatureUpdateKey::decode(r, version))?;
-        if version >= 1 {
-            this.validate_only = r.bool("UpdateFeaturesRequest.validate_only")?;
-        }
+        let f_validate_only = if version >= 1 { r.bool("UpdateFeaturesRequest.validate_only")? } else { false };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("UpdateFeaturesRequest tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("UpdateFeaturesRequest tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            timeout_ms: f_timeout_ms,
+            feature_updates: f_feature_updates,
+            validate_only: f_validate_only,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -59,7 +67,7 @@ impl Message for UpdateFeaturesRequest {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -71,7 +79,7 @@ impl Message for UpdateFeaturesRequest {
             n += 1;
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -101,7 +109,7 @@ pub struct FeatureUpdateKey {
     /// Determine which type of upgrade will be performed: 1 will perform an upgrade only (default), 2 is safe downgrades only (lossless), 3 is unsafe downgrades (lossy). (versions 1+)
     pub upgrade_type: i8,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for FeatureUpdateKey {
@@ -111,7 +119,7 @@ impl Default for FeatureUpdateKey {
             max_version_level: 0,
             allow_downgrade: false,
             upgrade_type: 1,
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -120,21 +128,23 @@ impl Message for FeatureUpdateKey {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.feature = r.string(true, "FeatureUpdateKey.feature")?;
-        this.max_version_level = r.i16("FeatureUpdateKey.max_version_level")?;
-        if version <= 0 {
-            this.allow_downgrade = r.bool("FeatureUpdateKey.allow_downgrade")?;
-        }
-        if version >= 1 {
-            this.upgrade_type = r.i8("FeatureUpdateKey.upgrade_type")?;
-        }
+        let f_feature = r.string(true, "FeatureUpdateKey.feature")?;
+        let f_max_version_level = r.i16("FeatureUpdateKey.max_version_level")?;
+        let f_allow_downgrade = if version <= 0 { r.bool("FeatureUpdateKey.allow_downgrade")? } else { false };
+        let f_upgrade_type = if version >= 1 { r.i8("FeatureUpdateKey.upgrade_type")? } else { 1 };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("FeatureUpdateKey tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("FeatureUpdateKey tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            feature: f_feature,
+            max_version_level: f_max_version_level,
+            allow_downgrade: f_allow_downgrade,
+            upgrade_type: f_upgrade_type,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -149,7 +159,7 @@ impl Message for FeatureUpdateKey {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -163,7 +173,7 @@ impl Message for FeatureUpdateKey {
             n += 1;
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -196,7 +206,7 @@ pub struct UpdateFeaturesResponse {
     /// Results for each feature update. (versions 0-1)
     pub results: Vec<UpdatableFeatureResult>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for UpdateFeaturesResponse {
@@ -206,7 +216,7 @@ impl Default for UpdateFeaturesResponse {
             error_code: 0,
             error_message: Some(KStr::default()),
             results: Vec::new(),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -218,20 +228,27 @@ impl Message for UpdateFeaturesResponse {
         if !(0..=2).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { what: "UpdateFeaturesResponse", version });
         }
-        let mut this = Self::default();
-        this.throttle_time_ms = r.i32("UpdateFeaturesResponse.throttle_time_ms")?;
-        this.error_code = r.i16("UpdateFeaturesResponse.error_code")?;
-        this.error_message = r.nullable_string(true, "UpdateFeaturesResponse.error_message")?;
-        if version <= 1 {
-            this.results =
-                r.array(true, 5, "UpdateFeaturesResponse.results", |r| UpdatableFeatureResult::decode(r, version))?;
-        }
+        let f_throttle_time_ms = r.i32("UpdateFeaturesResponse.throttle_time_ms")?;
+        let f_error_code = r.i16("UpdateFeaturesResponse.error_code")?;
+        let f_error_message = r.nullable_string(true, "UpdateFeaturesResponse.error_message")?;
+        let f_results = if version <= 1 {
+            r.array(true, 5, "UpdateFeaturesResponse.results", |r| UpdatableFeatureResult::decode(r, version))?
+        } else {
+            Vec::new()
+        };
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("UpdateFeaturesResponse tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("UpdateFeaturesResponse tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self {
+            throttle_time_ms: f_throttle_time_ms,
+            error_code: f_error_code,
+            error_message: f_error_message,
+            results: f_results,
+            unknown_tagged_fields,
+        })
     }
 
     fn encode(&self, w: &mut Writer, version: i16) {
@@ -254,7 +271,7 @@ impl Message for UpdateFeaturesResponse {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, version: i16) -> usize {
@@ -270,7 +287,7 @@ impl Message for UpdateFeaturesResponse {
                 + self.results.iter().map(|e| e.encoded_len(version)).sum::<usize>();
         }
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
@@ -299,7 +316,7 @@ pub struct UpdatableFeatureResult {
     /// The feature update error, or `null` if the feature update succeeded. (versions 0+)
     pub error_message: Option<KStr>,
     /// Tagged fields this codec does not know, kept to be written back.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    pub unknown_tagged_fields: UnknownTaggedFields,
 }
 
 impl Default for UpdatableFeatureResult {
@@ -308,7 +325,7 @@ impl Default for UpdatableFeatureResult {
             feature: KStr::default(),
             error_code: 0,
             error_message: Some(KStr::default()),
-            unknown_tagged_fields: Vec::new(),
+            unknown_tagged_fields: UnknownTaggedFields::new(),
         }
     }
 }
@@ -317,16 +334,16 @@ impl Message for UpdatableFeatureResult {
     const VERSIONS: (i16, i16) = (0, 2);
 
     fn decode(r: &mut Reader<'_>, _version: i16) -> Result<Self, DecodeError> {
-        let mut this = Self::default();
-        this.feature = r.string(true, "UpdatableFeatureResult.feature")?;
-        this.error_code = r.i16("UpdatableFeatureResult.error_code")?;
-        this.error_message = r.nullable_string(true, "UpdatableFeatureResult.error_message")?;
+        let f_feature = r.string(true, "UpdatableFeatureResult.feature")?;
+        let f_error_code = r.i16("UpdatableFeatureResult.error_code")?;
+        let f_error_message = r.nullable_string(true, "UpdatableFeatureResult.error_message")?;
+        let mut unknown_tagged_fields = UnknownTaggedFields::new();
         let n = r.tagged_field_count("UpdatableFeatureResult tagged fields")?;
         for _ in 0..n {
             let (tag, sub) = r.tagged_field("UpdatableFeatureResult tagged fields")?;
-            this.unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
+            unknown_tagged_fields.push(Reader::unknown_tagged(tag, sub));
         }
-        Ok(this)
+        Ok(Self { feature: f_feature, error_code: f_error_code, error_message: f_error_message, unknown_tagged_fields })
     }
 
     fn encode(&self, w: &mut Writer, _version: i16) {
@@ -343,7 +360,7 @@ impl Message for UpdatableFeatureResult {
         let count = self.unknown_tagged_fields.len();
         w.uvarint(count as u32);
         let mut next = 0;
-        w.unknown_tagged_before(&self.unknown_tagged_fields, &mut next, u32::MAX);
+        w.unknown_tagged_before(self.unknown_tagged_fields.as_slice(), &mut next, u32::MAX);
     }
 
     fn encoded_len(&self, _version: i16) -> usize {
@@ -355,7 +372,7 @@ impl Message for UpdatableFeatureResult {
             None => nullable_string_len(true, None),
         };
         let count = self.unknown_tagged_fields.len();
-        n += unknown_tagged_len(&self.unknown_tagged_fields);
+        n += unknown_tagged_len(self.unknown_tagged_fields.as_slice());
         n += uvarint_len(count as u32);
         n
     }
