@@ -21,7 +21,8 @@ const ITER_RECORDS: usize = 1000;
 
 /// A ~100-byte record on the wire: 10-byte key, 81-byte JSON-ish value, small deltas.
 fn value(i: usize) -> Vec<u8> {
-    let mut v = format!("{{\"id\":{i:08},\"user\":\"user-{:04}\",\"event\":\"click\",\"page\":\"/p/{:05}\"}}", i % 977, i % 31);
+    let mut v =
+        format!("{{\"id\":{i:08},\"user\":\"user-{:04}\",\"event\":\"click\",\"page\":\"/p/{:05}\"}}", i % 977, i % 31);
     v.truncate(81);
     while v.len() < 81 {
         v.push(' ');
@@ -57,12 +58,16 @@ fn validate(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("kelp/frame+validate(header+crc)", name), &bytes, |b, bytes| {
             b.iter(|| RecordBatch::new(black_box(bytes).clone()).and_then(|v| v.validate()))
         });
-        g.bench_with_input(BenchmarkId::new("kafka-protocol/decode_batch_info(header+crc)", name), &bytes, |b, bytes| {
-            b.iter(|| RecordBatchDecoder::decode_batch_info(&mut black_box(bytes).clone()).map(|v| v.len()))
-        });
-        g.bench_with_input(BenchmarkId::new("kafka-protocol/decode(full, no validate-only path)", name), &bytes, |b, bytes| {
-            b.iter(|| RecordBatchDecoder::decode(&mut black_box(bytes).clone()).map(|s| s.records.len()))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("kafka-protocol/decode_batch_info(header+crc)", name),
+            &bytes,
+            |b, bytes| b.iter(|| RecordBatchDecoder::decode_batch_info(&mut black_box(bytes).clone()).map(|v| v.len())),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("kafka-protocol/decode(full, no validate-only path)", name),
+            &bytes,
+            |b, bytes| b.iter(|| RecordBatchDecoder::decode(&mut black_box(bytes).clone()).map(|s| s.records.len())),
+        );
     }
     g.finish();
 }

@@ -48,3 +48,6 @@ pub fn request_frame(data: &[u8]) {
     let Ok((header, _)) = decode_request_header(&mut r) else { return };
     let _ = RequestBody::decode(ApiKey(header.request_api_key), &mut r, header.request_api_version);
 }
+
+/// Record sets: parse, validate, decompress (bounded), iterate, rebuild.
+pub use crate::records::fuzz::record_batch;

@@ -26,6 +26,21 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod broker;
 pub mod codec;
+pub mod config;
+pub mod conn;
 pub mod fuzzing;
+pub mod io;
+pub mod log;
+pub mod mem_store;
 pub mod records;
+mod rng;
+pub mod time;
+pub mod topics;
+
+pub use broker::Broker;
+pub use config::Config;
+pub use io::{CmdId, Command, Completion, ConnId, Input, Output};
+pub use time::{Instant, Now};

@@ -1,4 +1,280 @@
 //! The tokio driver for kelp's sans-IO broker.
 //!
-//! One task owns the `Broker`; socket tasks move bytes; storage commands run against a `Store`.
-//! It holds no protocol logic. Empty until the broker issue lands.
+//! One task owns the [`Broker`] and runs the loop of `kelp-core`'s docs: feed an input, drain
+//! every output, re-arm the timer. Each connection has a reader task (socket -> broker) and a
+//! writer task (broker -> socket, vectored writes, records never copied). Storage commands go to
+//! a [`Store`]; completions come back over a channel. This crate holds no protocol logic.
+//!
+//! Back-pressure: a connection is not read while the broker says it has too many requests in
+//! flight (`Broker::wants_read`) or while more than [`MAX_QUEUED_BYTES`] of its responses wait to
+//! be written, so a client that never reads its responses cannot grow kelp's memory.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Instant as StdInstant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kelp_core::{Broker, CmdId, Completion, ConnId, Input, Instant, Now, Output};
+use kelp_storage::{CompletionSink, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, mpsc};
+
+/// Responses queued for one connection beyond which kelp stops reading its requests.
+pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+enum Event {
+    Received(ConnId, Bytes),
+    Closed(ConnId),
+    /// A paused connection's queued responses drained below the limit.
+    Drained,
+}
+
+struct ChannelSink(mpsc::UnboundedSender<(CmdId, Completion)>);
+
+impl CompletionSink for ChannelSink {
+    fn complete(&self, cmd: CmdId, result: Completion) {
+        // The receiver lives as long as the broker task; after it is gone nothing waits.
+        let _ = self.0.send((cmd, result));
+    }
+}
+
+/// What the broker task keeps per connection.
+struct ConnHandle {
+    frames: mpsc::UnboundedSender<Vec<Bytes>>,
+    shared: Arc<ConnShared>,
+}
+
+/// State shared between the broker task and a connection's reader and writer.
+struct ConnShared {
+    queued: AtomicUsize,
+    paused: AtomicBool,
+    resume: Notify,
+    closed: AtomicBool,
+}
+
+/// A clock that turns wall time into the core's `Now`.
+struct Clock(StdInstant);
+
+impl Clock {
+    fn now(&self) -> Now {
+        let mono = Instant(u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Now { mono, wall_ms }
+    }
+
+    fn deadline(&self, at: Instant) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.0 + std::time::Duration::from_nanos(at.0))
+    }
+}
+
+/// Serves Kafka clients on `listener` until `shutdown` resolves.
+///
+/// `make_broker` builds the broker from the clock's first reading (the broker's first output
+/// asks the store to recover, so it serves once the store is ready).
+pub async fn serve(
+    listener: TcpListener,
+    make_broker: impl FnOnce(Now) -> Broker,
+    mut store: Box<dyn Store>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let clock = Clock(StdInstant::now());
+    let mut broker = make_broker(clock.now());
+    let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+    let (done_tx, mut done) = mpsc::unbounded_channel::<(CmdId, Completion)>();
+    let sink = ChannelSink(done_tx);
+    let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
+    let mut next_conn = 0u64;
+    tokio::pin!(shutdown);
+
+    drain(&mut broker, &mut conns, store.as_mut(), &sink);
+    loop {
+        // Completions that arrived while draining are handled before waiting again.
+        while let Ok((cmd, result)) = done.try_recv() {
+            broker.handle_input(clock.now(), Input::Completed { cmd, result });
+            drain(&mut broker, &mut conns, store.as_mut(), &sink);
+        }
+        update_reading(&broker, &conns);
+        let deadline = broker.poll_timeout().map(|t| clock.deadline(t));
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = ConnId(next_conn);
+                next_conn += 1;
+                let (rd, wr) = stream.into_split();
+                conns.insert(conn, spawn_conn(conn, peer, rd, wr, events_tx.clone()));
+                tracing::debug!(?conn, %peer, "accepted");
+                broker.handle_input(clock.now(), Input::Accepted { conn, peer });
+            }
+            Some(ev) = events.recv() => match ev {
+                Event::Received(conn, bytes) => broker.handle_input(clock.now(), Input::Received { conn, bytes: &bytes }),
+                Event::Drained => {}
+                Event::Closed(conn) => {
+                    if let Some(h) = conns.remove(&conn) {
+                        h.shared.closed.store(true, Ordering::Release);
+                        h.shared.resume.notify_one();
+                        broker.handle_input(clock.now(), Input::Closed { conn });
+                    }
+                }
+            },
+            Some((cmd, result)) = done.recv() => broker.handle_input(clock.now(), Input::Completed { cmd, result }),
+            () = sleep_until(deadline) => broker.handle_input(clock.now(), Input::Tick),
+        }
+        drain(&mut broker, &mut conns, store.as_mut(), &sink);
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs every output the broker has.
+fn drain(broker: &mut Broker, conns: &mut HashMap<ConnId, ConnHandle>, store: &mut dyn Store, sink: &ChannelSink) {
+    while let Some(out) = broker.poll_output() {
+        match out {
+            Output::Send { conn, bytes } => {
+                if let Some(h) = conns.get(&conn) {
+                    let len: usize = bytes.iter().map(Bytes::len).sum();
+                    h.shared.queued.fetch_add(len, Ordering::AcqRel);
+                    let _ = h.frames.send(bytes.into_vec());
+                }
+            }
+            Output::Storage { cmd, command } => store.submit(cmd, command, sink),
+            Output::Close { conn, reason } => {
+                tracing::info!(?conn, ?reason, "closing connection");
+                if let Some(h) = conns.remove(&conn) {
+                    // Dropping the sender lets the writer finish what is queued, then close.
+                    h.shared.closed.store(true, Ordering::Release);
+                    h.shared.resume.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// Pauses or resumes each connection's reader according to back-pressure.
+fn update_reading(broker: &Broker, conns: &HashMap<ConnId, ConnHandle>) {
+    for (conn, h) in conns {
+        let pause = !broker.wants_read(*conn) || h.shared.queued.load(Ordering::Acquire) > MAX_QUEUED_BYTES;
+        let was = h.shared.paused.swap(pause, Ordering::AcqRel);
+        if was && !pause {
+            h.shared.resume.notify_one();
+        }
+    }
+}
+
+fn spawn_conn(
+    conn: ConnId,
+    peer: SocketAddr,
+    mut rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    events: mpsc::UnboundedSender<Event>,
+) -> ConnHandle {
+    let shared = Arc::new(ConnShared {
+        queued: AtomicUsize::new(0),
+        paused: AtomicBool::new(false),
+        resume: Notify::new(),
+        closed: AtomicBool::new(false),
+    });
+    let (frames_tx, frames_rx) = mpsc::unbounded_channel::<Vec<Bytes>>();
+    let reader_shared = shared.clone();
+    let events_for_writer = events.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            while reader_shared.paused.load(Ordering::Acquire) && !reader_shared.closed.load(Ordering::Acquire) {
+                reader_shared.resume.notified().await;
+            }
+            if reader_shared.closed.load(Ordering::Acquire) {
+                return;
+            }
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if events.send(Event::Received(conn, Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        tracing::debug!(?conn, %peer, "peer closed");
+        let _ = events.send(Event::Closed(conn));
+    });
+    tokio::spawn(write_loop(wr, frames_rx, shared.clone(), events_for_writer));
+    ConnHandle { frames: frames_tx, shared }
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut frames: mpsc::UnboundedReceiver<Vec<Bytes>>,
+    shared: Arc<ConnShared>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    while let Some(first) = frames.recv().await {
+        // Gather what is queued into one vectored write.
+        let mut chunks = first;
+        while chunks.len() < 64 {
+            match frames.try_recv() {
+                Ok(more) => chunks.extend(more),
+                Err(_) => break,
+            }
+        }
+        let total: usize = chunks.iter().map(Bytes::len).sum();
+        if write_all_vectored(&mut wr, &chunks).await.is_err() {
+            return;
+        }
+        let before = shared.queued.fetch_sub(total, Ordering::AcqRel);
+        if before > MAX_QUEUED_BYTES && before - total <= MAX_QUEUED_BYTES {
+            // Let the broker loop re-evaluate back-pressure and resume the reader.
+            let _ = events.send(Event::Drained);
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn write_all_vectored(wr: &mut OwnedWriteHalf, chunks: &[Bytes]) -> io::Result<()> {
+    let mut idx = 0;
+    let mut offset = 0;
+    while idx < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&chunks[idx][offset..])
+            .chain(chunks[idx + 1..].iter().map(|c| &c[..]))
+            .map(IoSlice::new)
+            .collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < chunks.len() {
+            let left = chunks[idx].len() - offset;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                offset = 0;
+            } else {
+                offset += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,6 +1,45 @@
-//! Storage backends for kelp.
+//! Storage backends for kelp and the runtime-agnostic [`Store`] trait they implement.
 //!
-//! The broker core (`kelp-core`) never touches storage itself: it emits storage commands and
-//! consumes their completions. This crate will hold the runtime-agnostic `Store` trait and its
-//! backends (memory, the embedded disk log, SeaweedMQ). It is empty until the broker and storage
-//! issues land; nothing here is part of the public contract yet.
+//! The broker core emits storage [`Command`]s and consumes their [`Completion`]s; a driver hands
+//! each command to a `Store`, which reports back through a [`CompletionSink`] (the tokio driver
+//! reads a channel, the mio driver is woken through a `mio::Waker`). Backends: `memory` today;
+//! the embedded disk log and SeaweedMQ land with their issues.
+
+use kelp_core::mem_store::MemStore;
+use kelp_core::{CmdId, Command, Completion};
+
+/// Where a store reports finished commands. Must accept a report from any thread, at any
+/// time, including from inside [`Store::submit`].
+pub trait CompletionSink: Send + Sync {
+    /// `cmd` finished with `result`.
+    fn complete(&self, cmd: CmdId, result: Completion);
+}
+
+/// A storage backend. Commands for one partition must take effect in submission order;
+/// each command is completed exactly once.
+pub trait Store: Send {
+    /// Starts `command`; its result goes to `sink`, possibly before this returns.
+    fn submit(&mut self, cmd: CmdId, command: Command, sink: &dyn CompletionSink);
+}
+
+/// The `memory` backend: kelp-core's reference [`MemStore`], completing every command at once.
+/// Nothing survives the process.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: MemStore,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Store for MemoryStore {
+    fn submit(&mut self, cmd: CmdId, command: Command, sink: &dyn CompletionSink) {
+        let result = self.inner.execute(command);
+        sink.complete(cmd, result);
+    }
+}

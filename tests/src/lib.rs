@@ -21,3 +21,5 @@ pub fn random_request(key: ApiKey, version: i16, seed: u64) -> RequestBody {
 pub fn random_response(key: ApiKey, version: i16, seed: u64) -> ResponseBody {
     ResponseBody::random(key, &mut Gen::new(seed), version).expect("every supported key has a generator")
 }
+
+pub mod harness;

@@ -112,4 +112,3 @@ fn the_shared_version_set_is_large() {
     println!("compared {shared_pairs} of {ours} (api, version) pairs");
     assert!(shared_pairs * 10 >= ours * 9, "only {shared_pairs} of {ours} (api, version) pairs are compared");
 }
-

@@ -295,11 +295,9 @@ impl MsgCtx<'_> {
                 format!("w.bytes_field({c}, &Bytes::new());"),
                 self.enc_val(&f.ty, "v", c),
             ),
-            Ty::Array(_) => (
-                format!("w.array_len({c}, None);"),
-                format!("w.array_len({c}, Some(0));"),
-                self.enc_val(&f.ty, "v", c),
-            ),
+            Ty::Array(_) => {
+                (format!("w.array_len({c}, None);"), format!("w.array_len({c}, Some(0));"), self.enc_val(&f.ty, "v", c))
+            }
             Ty::Struct(s) => (
                 "w.i8(-1);".to_string(),
                 format!("{}::default().encode(w, version);", self.rust_name(s)),
@@ -496,7 +494,11 @@ impl MsgCtx<'_> {
                 format!("let (tag, mut sub) = r.tagged_field({ctx:?})?; match tag {{ {arms} _ => {keep}, }}")
             };
             let body = format!("let n = r.tagged_field_count({ctx:?})?; for _ in 0..n {{ {dispatch} }}");
-            let _ = writeln!(out, "        let {}unknown_tagged_fields = UnknownTaggedFields::new();", if flex == Cond::Never { "" } else { "mut " });
+            let _ = writeln!(
+                out,
+                "        let {}unknown_tagged_fields = UnknownTaggedFields::new();",
+                if flex == Cond::Never { "" } else { "mut " }
+            );
             out.push_str(&flex.guard(&body));
         }
         let mut build = String::from("Ok(Self {");
@@ -593,7 +595,10 @@ impl MsgCtx<'_> {
         // random
         let start = out.len();
         let _ = writeln!(out, "    #[cfg(feature = \"arbitrary\")]");
-        let _ = writeln!(out, "    fn random(g: &mut Gen, version: i16) -> Self {{\n        let mut this = Self::default();");
+        let _ = writeln!(
+            out,
+            "    fn random(g: &mut Gen, version: i16) -> Self {{\n        let mut this = Self::default();"
+        );
         for f in fields {
             let present = if f.tagged.is_some() { self.cond(f.tagged) } else { self.cond(f.versions) };
             out.push_str(&present.guard(&format!("this.{} = {};", field_ident(&f.name), self.rand_field(f))));

@@ -216,8 +216,7 @@ fn generated_line(specs: &[&Spec]) -> String {
 }
 
 fn module(specs: &[&Spec], lo: i16, hi: i16, doc: &str) -> String {
-    let ranged: Vec<(&Spec, Versions)> =
-        specs.iter().map(|s| (*s, Versions { min: lo, max: Some(hi) })).collect();
+    let ranged: Vec<(&Spec, Versions)> = specs.iter().map(|s| (*s, Versions { min: lo, max: Some(hi) })).collect();
     module_ranges(&ranged, doc)
 }
 
@@ -328,7 +327,8 @@ fn api_key_table(apis: &[Api]) -> String {
     );
     o.push_str("#[allow(missing_docs)]\nimpl ApiKey {\n");
     for a in apis {
-        let _ = writeln!(o, "    /// {}\n    pub const {}: ApiKey = ApiKey({});", api_doc(a), screaming(&a.name), a.key);
+        let _ =
+            writeln!(o, "    /// {}\n    pub const {}: ApiKey = ApiKey({});", api_doc(a), screaming(&a.name), a.key);
     }
     o.push_str("}\n\n");
     o.push_str("/// Every API the codec supports, in key order.\npub const SUPPORTED_APIS: &[ApiInfo] = &[\n");
@@ -470,7 +470,11 @@ fn mod_rs(apis: &[Api]) -> String {
         );
         o.push_str("    /// A random body of API `key` at `version`, if the key is known.\n    #[cfg(feature = \"arbitrary\")]\n    pub fn random(key: ApiKey, g: &mut Gen, version: i16) -> Option<Self> {\n        Some(match key.0 {\n");
         for a in apis {
-            let _ = writeln!(o, "            {} => Self::{}({}::{}{suffix}::random(g, version)),", a.key, a.name, a.module, a.name);
+            let _ = writeln!(
+                o,
+                "            {} => Self::{}({}::{}{suffix}::random(g, version)),",
+                a.key, a.name, a.module, a.name
+            );
         }
         o.push_str("            _ => return None,\n        })\n    }\n}\n\n");
     }

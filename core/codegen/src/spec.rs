@@ -33,7 +33,6 @@ impl Versions {
         let v = num(s)?;
         Ok(Some(Self { min: v, max: Some(v) }))
     }
-
 }
 
 impl fmt::Display for Versions {
@@ -202,7 +201,8 @@ pub fn load(path: &Path) -> Result<Spec, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let v: Value = serde_json::from_str(&strip_comments(&text)).map_err(|e| format!("{file}: {e}"))?;
     let name = str_of(&v, "name", &file)?.to_string();
-    let valid = Versions::parse(str_of(&v, "validVersions", &file)?)?.ok_or_else(|| format!("{file}: no valid versions"))?;
+    let valid =
+        Versions::parse(str_of(&v, "validVersions", &file)?)?.ok_or_else(|| format!("{file}: no valid versions"))?;
     let flexible = match v.get("flexibleVersions").and_then(Value::as_str) {
         None => None,
         Some(s) => Versions::parse(s)?,

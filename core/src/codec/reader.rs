@@ -161,7 +161,11 @@ impl<'a> Reader<'a> {
                 return Ok(value);
             }
         }
-        if rest.len() < MAX_VARINT_BYTES { Err(DecodeError::Truncated(ctx)) } else { Err(DecodeError::VarintTooLong(ctx)) }
+        if rest.len() < MAX_VARINT_BYTES {
+            Err(DecodeError::Truncated(ctx))
+        } else {
+            Err(DecodeError::VarintTooLong(ctx))
+        }
     }
 
     /// Reads a zig-zag signed varint (an `i32`).
@@ -206,11 +210,7 @@ impl<'a> Reader<'a> {
 
     /// Reads a compact (unsigned varint, N+1) array length: `None` for null (0).
     #[inline]
-    pub fn compact_array_len(
-        &mut self,
-        min_elem: usize,
-        ctx: &'static str,
-    ) -> Result<Option<usize>, DecodeError> {
+    pub fn compact_array_len(&mut self, min_elem: usize, ctx: &'static str) -> Result<Option<usize>, DecodeError> {
         match self.uvarint(ctx)? {
             0 => Ok(None),
             n => self.checked_len((n - 1) as usize, min_elem, ctx).map(Some),
@@ -289,8 +289,6 @@ impl<'a> Reader<'a> {
             }
         }
     }
-
-    #[inline]
 
     /// Reads a nullable string (classic `int16` length or compact).
     #[inline]

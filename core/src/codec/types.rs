@@ -4,8 +4,23 @@ use bytes::Bytes;
 use core::fmt;
 
 /// A UTF-8 string that borrows from the frame it was read from (a [`Bytes`] checked once).
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Equality, ordering and hashing are those of the string, so maps keyed by `KStr` can be
+/// searched with a `&str`.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KStr(Bytes);
+
+impl core::hash::Hash for KStr {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl core::borrow::Borrow<str> for KStr {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
 
 impl KStr {
     /// Wraps bytes after checking they are UTF-8.

@@ -110,11 +110,7 @@ impl Attributes {
     /// The timestamp type.
     #[must_use]
     pub const fn timestamp_type(self) -> TimestampType {
-        if self.has(Self::LOG_APPEND_TIME) {
-            TimestampType::LogAppendTime
-        } else {
-            TimestampType::CreateTime
-        }
+        if self.has(Self::LOG_APPEND_TIME) { TimestampType::LogAppendTime } else { TimestampType::CreateTime }
     }
 
     /// Whether the batch belongs to a transaction.

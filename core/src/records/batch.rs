@@ -56,7 +56,8 @@ pub fn frame(data: &[u8]) -> Result<usize, RecordsError> {
     let Some(len) = read::<4>(data, at::BATCH_LENGTH) else {
         return Err(RecordsError::Truncated("record batch length"));
     };
-    let len = usize::try_from(i32::from_be_bytes(len)).map_err(|_| RecordsError::InvalidLength("negative batch length"))?;
+    let len =
+        usize::try_from(i32::from_be_bytes(len)).map_err(|_| RecordsError::InvalidLength("negative batch length"))?;
     match data.get(at::MAGIC).map(|&m| m as i8) {
         None => return Err(RecordsError::Truncated("record batch magic")),
         Some(MAGIC_V2) => {}
@@ -293,7 +294,8 @@ impl RecordBatch {
     /// uncompressed section is shared, not copied, and needs no limit).
     pub fn records(&self, max_decompressed: usize) -> Result<BatchRecords, RecordsError> {
         let codec = self.compression()?;
-        let count = u32::try_from(self.records_count()).map_err(|_| RecordsError::InvalidBatch("negative recordsCount"))?;
+        let count =
+            u32::try_from(self.records_count()).map_err(|_| RecordsError::InvalidBatch("negative recordsCount"))?;
         let data = match codec {
             Compression::None => self.records_section(),
             codec => {
@@ -428,7 +430,9 @@ mod tests {
     #[test]
     fn legacy_and_unknown_magic_are_rejected() {
         let good = sample(1, Compression::None);
-        for (m, want) in [(0, RecordsError::LegacyMagic(0)), (1, RecordsError::LegacyMagic(1)), (3, RecordsError::UnknownMagic(3))] {
+        for (m, want) in
+            [(0, RecordsError::LegacyMagic(0)), (1, RecordsError::LegacyMagic(1)), (3, RecordsError::UnknownMagic(3))]
+        {
             assert_eq!(RecordBatch::new(patch(&good, at::MAGIC, &[m])), Err(want));
         }
     }

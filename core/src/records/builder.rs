@@ -14,8 +14,11 @@ use super::batch::{HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, at};
 use super::varint::{put_varint, put_varlong, varint_len, varlong_len};
 use super::{Attributes, Compression, Header, OwnedRecord, RecordsError, TimestampType, compression};
 
-/// Kafka's "no producer id / epoch / sequence / leader epoch / timestamp" value.
-pub const NO_VALUE: i64 = -1;
+/// Kafka's "no producer id" (`RecordBatch.NO_PRODUCER_ID`); epoch, sequence and leader epoch
+/// use -1 as well.
+pub const NO_PRODUCER_ID: i64 = -1;
+/// Kafka's "no timestamp" (`RecordBatch.NO_TIMESTAMP`): base and max timestamp of an empty batch.
+pub const NO_TIMESTAMP: i64 = -1;
 
 /// Builds one record batch. Setters take and return the builder; `push*` add records.
 #[derive(Clone, Debug)]
@@ -46,14 +49,14 @@ impl RecordBatchBuilder {
             attributes: Attributes::default().with_compression(compression),
             base_offset: 0,
             partition_leader_epoch: -1,
-            producer_id: NO_VALUE,
+            producer_id: NO_PRODUCER_ID,
             producer_epoch: -1,
             base_sequence: -1,
             log_append_time: None,
             buf: vec![0; HEADER_LEN],
             count: 0,
             base_timestamp: None,
-            max_timestamp: NO_VALUE,
+            max_timestamp: NO_TIMESTAMP,
             last_offset_delta: None,
         }
     }
@@ -197,9 +200,10 @@ impl RecordBatchBuilder {
     }
 
     fn write_header(&self, out: &mut [u8]) -> Result<(), RecordsError> {
-        let batch_length = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| RecordsError::Unencodable("batch longer than i32::MAX"))?;
+        let batch_length = i32::try_from(out.len() - LOG_OVERHEAD)
+            .map_err(|_| RecordsError::Unencodable("batch longer than i32::MAX"))?;
         let max_timestamp = self.log_append_time.unwrap_or(self.max_timestamp);
-        let base_timestamp = self.base_timestamp.unwrap_or(NO_VALUE);
+        let base_timestamp = self.base_timestamp.unwrap_or(NO_TIMESTAMP);
         let fields: [(usize, &[u8]); 13] = [
             (at::BASE_OFFSET, &self.base_offset.to_be_bytes()),
             (at::BATCH_LENGTH, &batch_length.to_be_bytes()),

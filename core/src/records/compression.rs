@@ -49,9 +49,7 @@ pub fn decompress(codec: Compression, input: &[u8], max_len: usize) -> Result<Ve
     match codec {
         Compression::None if input.len() > max_len => Err(RecordsError::DecompressedTooLarge { limit: max_len }),
         Compression::None => Ok(input.to_vec()),
-        Compression::Gzip => {
-            read_bounded(flate2::read::MultiGzDecoder::new(input), input.len(), max_len, "gzip")
-        }
+        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(input), input.len(), max_len, "gzip"),
         Compression::Snappy => snappy_decompress(input, max_len),
         Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(input), input.len(), max_len, "lz4"),
         Compression::Zstd => zstd_decompress(input, max_len),
@@ -171,9 +169,8 @@ fn snappy_raw_block(block: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<(
     }
     out.resize(start + n, 0);
     let dst = out.get_mut(start..).unwrap_or_default();
-    let written = snap::raw::Decoder::new()
-        .decompress(block, dst)
-        .map_err(|_| RecordsError::Decompression("snappy"))?;
+    let written =
+        snap::raw::Decoder::new().decompress(block, dst).map_err(|_| RecordsError::Decompression("snappy"))?;
     out.truncate(start + written);
     Ok(())
 }
@@ -188,7 +185,8 @@ fn snappy_xerial_blocks(input: &[u8], max_len: usize, out: &mut Vec<u8>) -> Resu
             continue;
         }
         let (len, tail) = rest.split_first_chunk::<4>().ok_or(RecordsError::Decompression("snappy block length"))?;
-        let len = usize::try_from(i32::from_be_bytes(*len)).map_err(|_| RecordsError::Decompression("snappy block length"))?;
+        let len = usize::try_from(i32::from_be_bytes(*len))
+            .map_err(|_| RecordsError::Decompression("snappy block length"))?;
         if len > tail.len() {
             return Err(RecordsError::Decompression("snappy block length"));
         }
@@ -242,11 +240,7 @@ mod tests {
             let mut packed = Vec::new();
             compress(codec, &zeros, &mut packed).unwrap();
             let limit = 1 << 20;
-            assert_eq!(
-                decompress(codec, &packed, limit),
-                Err(RecordsError::DecompressedTooLarge { limit }),
-                "{codec}"
-            );
+            assert_eq!(decompress(codec, &packed, limit), Err(RecordsError::DecompressedTooLarge { limit }), "{codec}");
             // Exactly at the limit is fine.
             assert_eq!(decompress(codec, &packed, zeros.len()).map(|v| v.len()), Ok(zeros.len()));
         }

@@ -55,7 +55,8 @@ impl RecordsError {
     /// or records are inconsistent is `INVALID_RECORD` (Kafka's `LogValidator` and
     /// `DefaultRecord` throw `InvalidRecordException` for those); unknown codecs are
     /// `UNSUPPORTED_COMPRESSION_TYPE`; magic 0/1 is `UNSUPPORTED_FOR_MESSAGE_FORMAT`; a
-    /// decompression bomb beyond the limit is `MESSAGE_TOO_LARGE`.
+    /// decompression bomb beyond the limit is `MESSAGE_TOO_LARGE`. (`Unencodable` comes from
+    /// the builder, never from a client's bytes; it maps to `CORRUPT_MESSAGE` for totality.)
     #[must_use]
     pub fn error_code(self) -> ErrorCode {
         match self {
@@ -119,14 +120,8 @@ mod tests {
         assert_eq!(RecordsError::Truncated("b").error_code(), ErrorCode::CORRUPT_MESSAGE);
         assert_eq!(RecordsError::InvalidRecord("r").error_code(), ErrorCode::INVALID_RECORD);
         assert_eq!(RecordsError::InvalidBatch("b").error_code(), ErrorCode::INVALID_RECORD);
-        assert_eq!(
-            RecordsError::UnsupportedCompression(6).error_code(),
-            ErrorCode::UNSUPPORTED_COMPRESSION_TYPE
-        );
-        assert_eq!(
-            RecordsError::LegacyMagic(1).error_code(),
-            ErrorCode::UNSUPPORTED_FOR_MESSAGE_FORMAT
-        );
+        assert_eq!(RecordsError::UnsupportedCompression(6).error_code(), ErrorCode::UNSUPPORTED_COMPRESSION_TYPE);
+        assert_eq!(RecordsError::LegacyMagic(1).error_code(), ErrorCode::UNSUPPORTED_FOR_MESSAGE_FORMAT);
         assert_eq!(ErrorCode::CORRUPT_MESSAGE.0, 2);
         assert_eq!(ErrorCode::INVALID_RECORD.0, 87);
         assert_eq!(ErrorCode::UNSUPPORTED_COMPRESSION_TYPE.0, 76);

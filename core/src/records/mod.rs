@@ -50,7 +50,7 @@ mod varint;
 
 pub use attributes::{Attributes, Compression, TimestampType};
 pub use batch::{Batches, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, MIN_BATCH_LENGTH, RecordBatch, frame};
-pub use builder::{NO_VALUE, RecordBatchBuilder};
+pub use builder::{NO_PRODUCER_ID, NO_TIMESTAMP, RecordBatchBuilder};
 pub use error::RecordsError;
 pub use record::{BatchRecords, Header, Headers, OwnedRecord, Record, Records};
 

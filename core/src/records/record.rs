@@ -10,6 +10,8 @@
 //! by the record's length prefix: a caller that never asks for headers never decodes them.
 //! Nothing here allocates except the owned conversions.
 
+use core::fmt;
+
 use bytes::Bytes;
 
 use super::varint::Cursor;
@@ -23,7 +25,7 @@ const MIN_HEADER: usize = 2;
 
 /// The records of one batch, decompressed: owns the records section and the batch fields
 /// records are relative to.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BatchRecords {
     data: Bytes,
     count: u32,
@@ -68,7 +70,7 @@ impl BatchRecords {
     /// error the iterator stops.
     #[must_use]
     pub fn iter(&self) -> Records<'_> {
-        Records { data: &self.data, pos: 0, left: self.count, base: self.base, done: false }
+        Records { src: self, pos: 0, left: self.count, done: false }
     }
 
     /// Walks every record and header: lengths consistent, offset deltas strictly rising within
@@ -90,6 +92,17 @@ impl BatchRecords {
     }
 }
 
+impl fmt::Debug for BatchRecords {
+    /// Sizes and batch fields only: payload bytes are never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchRecords")
+            .field("count", &self.count)
+            .field("len", &self.data.len())
+            .field("base", &self.base)
+            .finish()
+    }
+}
+
 impl<'a> IntoIterator for &'a BatchRecords {
     type Item = Result<Record<'a>, RecordsError>;
     type IntoIter = Records<'a>;
@@ -101,10 +114,9 @@ impl<'a> IntoIterator for &'a BatchRecords {
 /// Iterator over the records of a batch; see [`BatchRecords::iter`].
 #[derive(Clone, Debug)]
 pub struct Records<'a> {
-    data: &'a Bytes,
+    src: &'a BatchRecords,
     pos: usize,
     left: u32,
-    base: Base,
     done: bool,
 }
 
@@ -116,7 +128,7 @@ impl<'a> Iterator for Records<'a> {
         if self.left == 0 {
             return self.finish();
         }
-        match Record::parse(self.data, self.pos, self.base) {
+        match Record::parse(self.src, self.pos) {
             Ok((record, end)) => {
                 self.pos = end;
                 self.left -= 1;
@@ -139,7 +151,7 @@ impl Records<'_> {
     /// After the last record: bytes left over are an error (reported once).
     #[cold]
     fn finish(&mut self) -> Option<Result<Record<'static>, RecordsError>> {
-        if self.done || self.pos == self.data.len() {
+        if self.done || self.pos == self.src.data.len() {
             return None;
         }
         self.done = true;
@@ -159,6 +171,7 @@ struct Span {
 impl Span {
     const NULL: Self = Self { start: 0, len: usize::MAX };
 
+    #[inline(always)]
     fn from_wire(span: Option<(usize, usize)>) -> Self {
         span.map_or(Self::NULL, |(start, len)| Self { start, len })
     }
@@ -177,8 +190,7 @@ impl Span {
 /// absolute; keys, values and headers are handed out as [`Bytes`] slices or `&[u8]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Record<'a> {
-    data: &'a Bytes,
-    base: Base,
+    src: &'a BatchRecords,
     timestamp_delta: i64,
     offset_delta: i32,
     attributes: i8,
@@ -191,27 +203,36 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// Reads the record at `pos`; returns it and where the next one starts.
-    #[inline]
-    fn parse(data: &'a Bytes, pos: usize, base: Base) -> Result<(Self, usize), RecordsError> {
-        let mut c = Cursor::new(data, pos);
+    ///
+    /// The fields are read from the whole buffer and checked against the record's end once,
+    /// at the end: fields are read in order, so one that overran the length prefix leaves the
+    /// cursor past `end`. (Windowing the cursor instead would push every record's last varint
+    /// onto the slow near-the-end path.)
+    #[inline(always)]
+    fn parse(src: &'a BatchRecords, pos: usize) -> Result<(Self, usize), RecordsError> {
+        let mut c = Cursor::new(&src.data, pos);
         let len = c.varint("record length")?;
         let len = usize::try_from(len).map_err(|_| RecordsError::InvalidRecord("negative record length"))?;
         if len < MIN_RECORD_BODY || len > c.remaining() {
             return Err(RecordsError::InvalidRecord("record length out of range"));
         }
         let end = c.pos() + len;
-        let mut c = Cursor::new(data.get(..end).unwrap_or_default(), c.pos());
         let attributes = c.u8("record attributes")? as i8;
         let timestamp_delta = c.varlong("record timestampDelta")?;
         let offset_delta = c.varint("record offsetDelta")?;
         let key = Span::from_wire(c.nullable_span("record key")?);
         let value = Span::from_wire(c.nullable_span("record value")?);
         let header_count = c.varint("record headerCount")?;
-        let header_count = u32::try_from(header_count).map_err(|_| RecordsError::InvalidRecord("negative headerCount"))?;
-        if (header_count as usize).saturating_mul(MIN_HEADER) > c.remaining() {
+        let header_count =
+            u32::try_from(header_count).map_err(|_| RecordsError::InvalidRecord("negative headerCount"))?;
+        let headers_at = c.pos();
+        if headers_at > end {
+            return Err(RecordsError::InvalidRecord("record fields overrun the record length"));
+        }
+        if (header_count as usize).saturating_mul(MIN_HEADER) > end - headers_at {
             return Err(RecordsError::InvalidRecord("headerCount larger than the record"));
         }
-        let rec = Self { data, base, timestamp_delta, offset_delta, attributes, key, value, header_count, headers_at: c.pos(), end };
+        let rec = Self { src, timestamp_delta, offset_delta, attributes, key, value, header_count, headers_at, end };
         Ok((rec, end))
     }
 
@@ -219,7 +240,7 @@ impl<'a> Record<'a> {
     #[inline]
     #[must_use]
     pub fn offset(&self) -> i64 {
-        self.base.offset.wrapping_add(i64::from(self.offset_delta))
+        self.src.base.offset.wrapping_add(i64::from(self.offset_delta))
     }
 
     /// offsetDelta as stored.
@@ -234,14 +255,14 @@ impl<'a> Record<'a> {
     #[inline]
     #[must_use]
     pub fn timestamp(&self) -> i64 {
-        if self.base.log_append_time { self.base.max_timestamp } else { self.create_timestamp() }
+        if self.src.base.log_append_time { self.src.base.max_timestamp } else { self.create_timestamp() }
     }
 
     /// baseTimestamp + timestampDelta, whatever the timestamp type.
     #[inline]
     #[must_use]
     pub fn create_timestamp(&self) -> i64 {
-        self.base.timestamp.wrapping_add(self.timestamp_delta)
+        self.src.base.timestamp.wrapping_add(self.timestamp_delta)
     }
 
     /// timestampDelta as stored.
@@ -260,28 +281,28 @@ impl<'a> Record<'a> {
     #[inline]
     #[must_use]
     pub fn key(&self) -> Option<Bytes> {
-        self.key.bytes(self.data)
+        self.key.bytes(&self.src.data)
     }
 
     /// The key as a borrowed slice.
     #[inline]
     #[must_use]
     pub fn key_slice(&self) -> Option<&'a [u8]> {
-        self.key.get(self.data)
+        self.key.get(&self.src.data)
     }
 
     /// The value (`None` for a null value, e.g. a tombstone), without copying.
     #[inline]
     #[must_use]
     pub fn value(&self) -> Option<Bytes> {
-        self.value.bytes(self.data)
+        self.value.bytes(&self.src.data)
     }
 
     /// The value as a borrowed slice.
     #[inline]
     #[must_use]
     pub fn value_slice(&self) -> Option<&'a [u8]> {
-        self.value.get(self.data)
+        self.value.get(&self.src.data)
     }
 
     /// headerCount as stored.
@@ -293,8 +314,9 @@ impl<'a> Record<'a> {
     /// The headers, decoded as they are iterated, in wire order and with duplicates.
     #[must_use]
     pub fn headers(&self) -> Headers<'a> {
-        let window = self.data.get(..self.end).unwrap_or_default();
-        Headers { data: self.data, cursor: Cursor::new(window, self.headers_at), left: self.header_count, done: false }
+        let data = &self.src.data;
+        let window = data.get(..self.end).unwrap_or_default();
+        Headers { data, cursor: Cursor::new(window, self.headers_at), left: self.header_count, done: false }
     }
 
     /// Copies out the fields a builder needs (keys and values stay shared, not copied).
@@ -311,7 +333,7 @@ impl<'a> Record<'a> {
 
 /// Iterator over a record's headers; see [`Record::headers`]. After the last header, bytes
 /// left in the record are reported as an error, once.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Headers<'a> {
     data: &'a Bytes,
     cursor: Cursor<'a>,
@@ -328,7 +350,8 @@ impl Iterator for Headers<'_> {
         }
         if self.left == 0 {
             self.done = true;
-            return (self.cursor.remaining() != 0).then_some(Err(RecordsError::InvalidRecord("bytes after the last header")));
+            return (self.cursor.remaining() != 0)
+                .then_some(Err(RecordsError::InvalidRecord("bytes after the last header")));
         }
         self.left -= 1;
         let header = self.read();
@@ -344,7 +367,8 @@ impl Iterator for Headers<'_> {
 impl Headers<'_> {
     fn read(&mut self) -> Result<Header, RecordsError> {
         let key_len = self.cursor.varint("header key length")?;
-        let key_len = usize::try_from(key_len).map_err(|_| RecordsError::InvalidRecord("negative header key length"))?;
+        let key_len =
+            usize::try_from(key_len).map_err(|_| RecordsError::InvalidRecord("negative header key length"))?;
         let key_at = self.cursor.skip(key_len, "header key")?;
         let value = self.cursor.nullable_span("header value")?;
         Ok(Header {
@@ -355,6 +379,12 @@ impl Headers<'_> {
 }
 
 impl core::iter::FusedIterator for Headers<'_> {}
+
+impl fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Headers").field("left", &self.left).field("pos", &self.cursor.pos()).finish()
+    }
+}
 
 /// A record header. Kafka treats the key as a UTF-8 string (see [`Header::key_str`]) but does
 /// not reject other bytes, so neither does kelp.

@@ -32,7 +32,14 @@ fn record(offset_delta: i32, key_len: i32, key: &[u8], value_len: i32, header_co
 }
 
 /// [`record`] with raw header bytes after the header count.
-fn record_with_headers(offset_delta: i32, key_len: i32, key: &[u8], value_len: i32, header_count: i32, headers: &[u8]) -> Vec<u8> {
+fn record_with_headers(
+    offset_delta: i32,
+    key_len: i32,
+    key: &[u8],
+    value_len: i32,
+    header_count: i32,
+    headers: &[u8],
+) -> Vec<u8> {
     let mut body = vec![0u8, 0]; // attributes, timestampDelta 0
     put_varint(&mut body, offset_delta);
     put_varint(&mut body, key_len);

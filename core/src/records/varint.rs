@@ -1,8 +1,9 @@
 //! Zig-zag varints inside a records section: a bounds-checked slice cursor for reading and
 //! helpers for writing. Private to `records`; the message codec has its own in `codec::Reader`.
 //!
-//! Reading takes the one-byte fast path first: record lengths, deltas, and key/value lengths
-//! below 64 are one byte on the wire, and the hot iteration loop lives on them.
+//! Reading decodes from a fixed-size array when enough bytes remain (the compiler unrolls the
+//! loop and drops the bounds checks); only the last few bytes of a buffer take the byte-by-byte
+//! path. The hot iteration loop reads five or six varints per record.
 
 use super::RecordsError;
 
@@ -45,7 +46,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Advances over `n` bytes and returns where they start.
-    #[inline]
+    #[inline(always)]
     pub(super) fn skip(&mut self, n: usize, ctx: &'static str) -> Result<usize, RecordsError> {
         if n > self.remaining() {
             return Err(RecordsError::InvalidRecord(ctx));
@@ -56,16 +57,28 @@ impl<'a> Cursor<'a> {
     }
 
     /// A zig-zag varint (`i32`).
-    #[inline]
+    #[inline(always)]
     pub(super) fn varint(&mut self, ctx: &'static str) -> Result<i32, RecordsError> {
-        let raw = match self.buf.get(self.pos) {
-            Some(&b) if b < 0x80 => {
-                self.pos += 1;
-                u32::from(b)
-            }
-            _ => self.uvarint_slow(ctx)?,
-        };
+        let raw = self.uvarint(ctx)?;
         Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    }
+
+    /// An unsigned varint of at most 5 bytes. When 5 bytes remain the loop runs over a fixed
+    /// array (unrolled, no bounds checks); only the last bytes of a buffer take the slow path.
+    #[inline(always)]
+    fn uvarint(&mut self, ctx: &'static str) -> Result<u32, RecordsError> {
+        let Some(bytes) = self.buf.get(self.pos..).and_then(<[u8]>::first_chunk::<MAX_VARINT_BYTES>) else {
+            return self.uvarint_slow(ctx);
+        };
+        let mut value: u32 = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            value |= u32::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                self.pos += i + 1;
+                return Ok(value);
+            }
+        }
+        Err(RecordsError::VarintTooLong(ctx))
     }
 
     #[cold]
@@ -82,16 +95,27 @@ impl<'a> Cursor<'a> {
     }
 
     /// A zig-zag varlong (`i64`).
-    #[inline]
+    #[inline(always)]
     pub(super) fn varlong(&mut self, ctx: &'static str) -> Result<i64, RecordsError> {
-        let raw = match self.buf.get(self.pos) {
-            Some(&b) if b < 0x80 => {
-                self.pos += 1;
-                u64::from(b)
-            }
-            _ => self.uvarlong_slow(ctx)?,
-        };
+        let raw = self.uvarlong(ctx)?;
         Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    /// An unsigned varlong of at most 10 bytes; fast path as in `uvarint`.
+    #[inline(always)]
+    fn uvarlong(&mut self, ctx: &'static str) -> Result<u64, RecordsError> {
+        let Some(bytes) = self.buf.get(self.pos..).and_then(<[u8]>::first_chunk::<MAX_VARLONG_BYTES>) else {
+            return self.uvarlong_slow(ctx);
+        };
+        let mut value: u64 = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                self.pos += i + 1;
+                return Ok(value);
+            }
+        }
+        Err(RecordsError::VarintTooLong(ctx))
     }
 
     #[cold]
@@ -109,11 +133,8 @@ impl<'a> Cursor<'a> {
 
     /// A varint length where -1 means null; any other negative value is an error. Returns
     /// the start and length of the bytes, which are skipped.
-    #[inline]
-    pub(super) fn nullable_span(
-        &mut self,
-        ctx: &'static str,
-    ) -> Result<Option<(usize, usize)>, RecordsError> {
+    #[inline(always)]
+    pub(super) fn nullable_span(&mut self, ctx: &'static str) -> Result<Option<(usize, usize)>, RecordsError> {
         match self.varint(ctx)? {
             -1 => Ok(None),
             n if n < 0 => Err(RecordsError::InvalidRecord(ctx)),

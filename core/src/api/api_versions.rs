@@ -1,0 +1,74 @@
+//! ApiVersions, as KIP-511 describes it: the served API table; a request at a version the
+//! broker does not know still gets an answer, in the v0 format, with UNSUPPORTED_VERSION and
+//! the table, so the client can pick a version; v3+ clients' software name and version are
+//! checked and kept on the connection.
+
+use crate::broker::{Broker, Req};
+use crate::codec::generated::ResponseBody;
+use crate::codec::generated::api_versions::{ApiVersion, ApiVersionsRequest, ApiVersionsResponse};
+use crate::codec::{ApiKey, ErrorCode};
+
+use super::SERVED;
+
+/// Whether `version` of ApiVersions can be read.
+#[must_use]
+pub fn version_supported(version: i16) -> bool {
+    super::served(ApiKey::API_VERSIONS, version)
+}
+
+fn table() -> Vec<ApiVersion> {
+    SERVED
+        .iter()
+        .map(|(key, min, max)| ApiVersion {
+            api_key: key.0,
+            min_version: *min,
+            max_version: *max,
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// KIP-511's client software names and versions: `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`.
+fn valid_software_field(s: &str) -> bool {
+    let b = s.as_bytes();
+    let inner = |c: &u8| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.';
+    match (b.first(), b.last()) {
+        (Some(f), Some(l)) => f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() && b.iter().all(inner),
+        _ => false,
+    }
+}
+
+pub(crate) fn handle(b: &mut Broker, req: Req, m: &ApiVersionsRequest) {
+    let mut resp = ApiVersionsResponse { api_keys: table(), ..Default::default() };
+    if req.version >= 3 {
+        if valid_software_field(&m.client_software_name) && valid_software_field(&m.client_software_version) {
+            if let Some(c) = b.conns.get_mut(&req.conn) {
+                c.client_software = Some((m.client_software_name.clone(), m.client_software_version.clone()));
+            }
+        } else {
+            resp.error_code = ErrorCode::INVALID_REQUEST.0;
+        }
+    }
+    b.respond(req, &ResponseBody::ApiVersions(resp));
+}
+
+/// The answer to an ApiVersions request at a version the broker cannot read.
+pub(crate) fn unsupported_version(b: &mut Broker, req: Req) {
+    let resp =
+        ApiVersionsResponse { error_code: ErrorCode::UNSUPPORTED_VERSION.0, api_keys: table(), ..Default::default() };
+    b.respond(Req { version: 0, ..req }, &ResponseBody::ApiVersions(resp));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_fields_follow_kip_511() {
+        assert!(valid_software_field("apache-kafka-java"));
+        assert!(valid_software_field("4.3.0"));
+        assert!(!valid_software_field(""));
+        assert!(!valid_software_field("-x"));
+        assert!(!valid_software_field("a b"));
+    }
+}

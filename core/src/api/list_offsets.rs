@@ -1,0 +1,130 @@
+//! ListOffsets (earliest, latest, max-timestamp, and by-timestamp lookups through the store)
+//! and OffsetForLeaderEpoch. kelp's only leader epoch is 0.
+
+use crate::broker::{Broker, CmdOwner, JobId, Req};
+use crate::codec::ErrorCode;
+use crate::codec::generated::ResponseBody;
+use crate::codec::generated::list_offsets::{
+    ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+use crate::codec::generated::offset_for_leader_epoch::{
+    EpochEndOffset, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
+};
+use crate::io::{Command, Completion, PartitionKey};
+
+/// ListOffsets' special timestamps.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+/// A list-offsets waiting for timestamp lookups.
+#[derive(Debug)]
+pub(crate) struct ListOffsetsJob {
+    req: Req,
+    resp: ListOffsetsResponse,
+    /// Part -> (topic index, partition index, high watermark at request time).
+    parts: Vec<(usize, usize, i64)>,
+    pending: usize,
+}
+
+/// The leader-epoch check shared by fetch-like requests: -1 means "not known by the client".
+fn epoch_error(current_leader_epoch: i32) -> Option<ErrorCode> {
+    match current_leader_epoch {
+        e if e > 0 => Some(ErrorCode::UNKNOWN_LEADER_EPOCH),
+        e if e < -1 => Some(ErrorCode::FENCED_LEADER_EPOCH),
+        _ => None,
+    }
+}
+
+pub(crate) fn handle(b: &mut Broker, req: Req, m: ListOffsetsRequest) {
+    let mut resp = ListOffsetsResponse::default();
+    let mut lookups = Vec::new();
+    for (ti, t) in m.topics.iter().enumerate() {
+        let topic = b.topic_by_name(&t.name).map(|x| x.id);
+        let mut tr = ListOffsetsTopicResponse { name: t.name.clone(), ..Default::default() };
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let mut pr = ListOffsetsPartitionResponse {
+                partition_index: p.partition_index,
+                timestamp: -1,
+                offset: -1,
+                leader_epoch: 0,
+                ..Default::default()
+            };
+            let key = topic.map(|id| PartitionKey { topic_id: id, partition: p.partition_index });
+            match key.and_then(|k| b.partition(k).map(|l| (k, l))) {
+                None => pr.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                Some(_) if epoch_error(p.current_leader_epoch).is_some() => {
+                    pr.error_code = epoch_error(p.current_leader_epoch).unwrap_or(ErrorCode::NONE).0;
+                }
+                Some((k, log)) => match p.timestamp {
+                    EARLIEST | EARLIEST_LOCAL => pr.offset = log.log_start(),
+                    LATEST => pr.offset = log.hwm(),
+                    LATEST_TIERED => {}
+                    MAX_TIMESTAMP => {
+                        let (ts, off) = log.max_timestamp();
+                        if off >= 0 && off < log.hwm() {
+                            (pr.timestamp, pr.offset) = (ts, off);
+                        }
+                    }
+                    ts => lookups.push((k, ts, ti, pi, log.hwm())),
+                },
+            }
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    if lookups.is_empty() {
+        return b.respond(req, &ResponseBody::ListOffsets(resp));
+    }
+    let parts = lookups.iter().map(|(_, _, ti, pi, hwm)| (*ti, *pi, *hwm)).collect();
+    let job = b.park(super::Job::ListOffsets(ListOffsetsJob { req, resp, parts, pending: lookups.len() }));
+    for (part, (partition, timestamp, ..)) in lookups.into_iter().enumerate() {
+        b.storage(CmdOwner::Job { job, part }, Command::FindOffset { partition, timestamp });
+    }
+}
+
+pub(crate) fn lookup_done(b: &mut Broker, job: JobId, part: usize, result: Completion) {
+    let Some(super::Job::ListOffsets(j)) = b.jobs.get_mut(&job) else { return };
+    let (ti, pi, hwm) = j.parts[part];
+    let pr = &mut j.resp.topics[ti].partitions[pi];
+    match result {
+        // Only records below the high watermark are visible.
+        Completion::Offset { found: Some((offset, ts)) } if offset < hwm => (pr.offset, pr.timestamp) = (offset, ts),
+        Completion::Offset { .. } => {}
+        Completion::Failed(e) => pr.error_code = e.error_code().0,
+        _ => pr.error_code = ErrorCode::UNKNOWN_SERVER_ERROR.0,
+    }
+    j.pending -= 1;
+    if j.pending == 0 {
+        if let Some(super::Job::ListOffsets(j)) = b.jobs.remove(&job) {
+            b.respond(j.req, &ResponseBody::ListOffsets(j.resp));
+        }
+    }
+}
+
+pub(crate) fn offset_for_leader_epoch(b: &mut Broker, req: Req, m: &OffsetForLeaderEpochRequest) {
+    let mut resp = OffsetForLeaderEpochResponse::default();
+    for t in &m.topics {
+        let topic = b.topic_by_name(&t.topic).map(|x| x.id);
+        let mut tr = OffsetForLeaderTopicResult { topic: t.topic.clone(), ..Default::default() };
+        for p in &t.partitions {
+            let mut e =
+                EpochEndOffset { partition: p.partition, leader_epoch: -1, end_offset: -1, ..Default::default() };
+            let log = topic.and_then(|id| b.partition(PartitionKey { topic_id: id, partition: p.partition }));
+            match log {
+                None => e.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                Some(_) if epoch_error(p.current_leader_epoch).is_some() => {
+                    e.error_code = epoch_error(p.current_leader_epoch).unwrap_or(ErrorCode::NONE).0;
+                }
+                // Epoch 0 is the only one there has been: it ends at the log end.
+                Some(log) if p.leader_epoch == 0 => (e.leader_epoch, e.end_offset) = (0, log.next_offset()),
+                Some(_) => {}
+            }
+            tr.partitions.push(e);
+        }
+        resp.topics.push(tr);
+    }
+    b.respond(req, &ResponseBody::OffsetForLeaderEpoch(resp));
+}

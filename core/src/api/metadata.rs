@@ -1,0 +1,242 @@
+//! Metadata, DescribeCluster and DescribeTopicPartitions: kelp is a one-node cluster that leads
+//! every partition (leader epoch 0, itself as the only replica and in-sync replica).
+//!
+//! Metadata may create topics (auto-create, when enabled and the client allows it); the answer
+//! then waits until the new topics are stored.
+
+use crate::broker::{Broker, Req, Topic};
+use crate::codec::generated::ResponseBody;
+use crate::codec::generated::describe_cluster::{
+    DescribeClusterBroker, DescribeClusterRequest, DescribeClusterResponse,
+};
+use crate::codec::generated::describe_topic_partitions::{
+    DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, DescribeTopicPartitionsResponsePartition,
+    DescribeTopicPartitionsResponseTopic, ResponseCursor,
+};
+use crate::codec::generated::metadata::{
+    MetadataRequest, MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use crate::codec::{ErrorCode, KStr, Uuid};
+use crate::topics;
+
+use super::admin;
+
+/// Kafka's value for "authorized operations were not asked for".
+pub const OPS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// Every operation on a topic (no authorizer: all are allowed). Bits are Kafka's AclOperation
+/// codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10,
+/// ALTER_CONFIGS 11.
+pub const TOPIC_OPS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
+/// Every operation on the cluster: CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9,
+/// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
+pub const CLUSTER_OPS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+fn partitions(b: &Broker, t: &Topic) -> Vec<MetadataResponsePartition> {
+    let node = b.cfg.node_id;
+    (0..t.partitions.len())
+        .map(|i| MetadataResponsePartition {
+            partition_index: i32::try_from(i).unwrap_or(i32::MAX),
+            leader_id: node,
+            leader_epoch: 0,
+            replica_nodes: vec![node],
+            isr_nodes: vec![node],
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn topic_entry(b: &Broker, t: &Topic, ops: bool) -> MetadataResponseTopic {
+    MetadataResponseTopic {
+        name: Some(t.name.clone()),
+        topic_id: t.id,
+        partitions: partitions(b, t),
+        topic_authorized_operations: if ops { TOPIC_OPS } else { OPS_NOT_REQUESTED },
+        ..Default::default()
+    }
+}
+
+fn error_entry(name: Option<KStr>, id: Uuid, code: ErrorCode) -> MetadataResponseTopic {
+    MetadataResponseTopic {
+        error_code: code.0,
+        name,
+        topic_id: id,
+        topic_authorized_operations: OPS_NOT_REQUESTED,
+        ..Default::default()
+    }
+}
+
+pub(crate) fn handle(b: &mut Broker, req: Req, m: MetadataRequest) {
+    let ops = m.include_topic_authorized_operations;
+    let mut resp = MetadataResponse {
+        brokers: vec![MetadataResponseBroker {
+            node_id: b.cfg.node_id,
+            host: b.cfg.advertised_host.clone(),
+            port: b.cfg.advertised_port,
+            rack: b.cfg.rack.clone(),
+            ..Default::default()
+        }],
+        cluster_id: Some(b.cfg.cluster_id.clone()),
+        controller_id: b.cfg.node_id,
+        cluster_authorized_operations: if m.include_cluster_authorized_operations {
+            CLUSTER_OPS
+        } else {
+            OPS_NOT_REQUESTED
+        },
+        ..Default::default()
+    };
+    // v0: an empty list means every topic; v1+: null means every topic, empty means none.
+    let all = match &m.topics {
+        None => true,
+        Some(t) => t.is_empty() && req.version == 0,
+    };
+    if all {
+        let mut names: Vec<&Topic> = b.topics.values().filter(|t| !t.pending).collect();
+        names.sort_by(|x, y| x.name.cmp(&y.name));
+        resp.topics = names.into_iter().map(|t| topic_entry(b, t, ops)).collect();
+        return b.respond(req, &ResponseBody::Metadata(resp));
+    }
+    let auto_create = b.cfg.auto_create_topics && (req.version < 4 || m.allow_auto_topic_creation);
+    let mut created = Vec::new();
+    for rt in m.topics.unwrap_or_default() {
+        let entry = match &rt.name {
+            None if rt.topic_id == Uuid::ZERO => error_entry(None, Uuid::ZERO, ErrorCode::INVALID_REQUEST),
+            None => match b.topic_by_id(rt.topic_id) {
+                Some(t) => topic_entry(b, t, ops),
+                None => error_entry(None, rt.topic_id, ErrorCode::UNKNOWN_TOPIC_ID),
+            },
+            Some(name) => match b.topic_by_name(name) {
+                Some(t) => topic_entry(b, t, ops),
+                None if topics::validate_name(name).is_err() => {
+                    error_entry(Some(name.clone()), Uuid::ZERO, ErrorCode::INVALID_TOPIC_EXCEPTION)
+                }
+                None if auto_create && !b.names.contains_key(name.as_str()) => {
+                    let partitions = b.cfg.default_partitions;
+                    match admin::create_pending_topic(b, name.clone(), partitions, Vec::new()) {
+                        Ok(id) => created.push(id),
+                        Err((code, _)) => resp.topics.push(error_entry(Some(name.clone()), Uuid::ZERO, code)),
+                    }
+                    continue;
+                }
+                None if b.names.contains_key(name.as_str()) => {
+                    // Being created by another request right now.
+                    error_entry(Some(name.clone()), Uuid::ZERO, ErrorCode::LEADER_NOT_AVAILABLE)
+                }
+                None => error_entry(Some(name.clone()), Uuid::ZERO, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+            },
+        };
+        resp.topics.push(entry);
+    }
+    if created.is_empty() {
+        return b.respond(req, &ResponseBody::Metadata(resp));
+    }
+    // Answer once the auto-created topics are stored; each part stores one topic.
+    let job = super::reply_after(b, req, ResponseBody::Metadata(resp), created.len(), finish_auto_create);
+    if let Some(super::Job::Reply(r)) = b.jobs.get_mut(&job) {
+        r.flag = ops;
+    }
+    admin::store_pending_topics(b, job, &created);
+}
+
+/// Adds the auto-created topics to the metadata answer (or reports their failure).
+fn finish_auto_create(b: &mut Broker, job: &mut super::ReplyJob) {
+    let settled = admin::settle_pending_topics(b, job);
+    let ops = job.flag;
+    let ResponseBody::Metadata(resp) = &mut job.body else { return };
+    for (id, failure) in settled {
+        match (b.topics.get(&id), failure) {
+            (Some(t), None) => resp.topics.push(topic_entry(b, t, ops)),
+            (_, Some((name, code))) => resp.topics.push(error_entry(Some(name), Uuid::ZERO, code)),
+            (None, None) => {}
+        }
+    }
+}
+
+pub(crate) fn describe_cluster(b: &mut Broker, req: Req, m: &DescribeClusterRequest) {
+    let mut resp = DescribeClusterResponse {
+        endpoint_type: m.endpoint_type,
+        cluster_id: b.cfg.cluster_id.clone(),
+        controller_id: b.cfg.node_id,
+        brokers: vec![DescribeClusterBroker {
+            broker_id: b.cfg.node_id,
+            host: b.cfg.advertised_host.clone(),
+            port: b.cfg.advertised_port,
+            rack: b.cfg.rack.clone(),
+            is_fenced: false,
+            ..Default::default()
+        }],
+        cluster_authorized_operations: if m.include_cluster_authorized_operations {
+            CLUSTER_OPS
+        } else {
+            OPS_NOT_REQUESTED
+        },
+        ..Default::default()
+    };
+    // Endpoint type 1 is brokers; kelp has no separate controller endpoint to show.
+    if req.version >= 1 && m.endpoint_type != 1 {
+        resp.error_code = ErrorCode::UNSUPPORTED_ENDPOINT_TYPE.0;
+        resp.error_message = Some(KStr::from("kelp only has broker endpoints"));
+        resp.brokers.clear();
+    }
+    b.respond(req, &ResponseBody::DescribeCluster(resp));
+}
+
+pub(crate) fn describe_topic_partitions(b: &mut Broker, req: Req, m: &DescribeTopicPartitionsRequest) {
+    let node = b.cfg.node_id;
+    let mut wanted: Vec<KStr> = if m.topics.is_empty() {
+        b.topics.values().filter(|t| !t.pending).map(|t| t.name.clone()).collect()
+    } else {
+        m.topics.iter().map(|t| t.name.clone()).collect()
+    };
+    wanted.sort();
+    wanted.dedup();
+    let (start_topic, start_partition) = match &m.cursor {
+        Some(c) => (Some(c.topic_name.clone()), c.partition_index.max(0)),
+        None => (None, 0),
+    };
+    let mut budget = usize::try_from(m.response_partition_limit.max(1)).unwrap_or(1);
+    let mut resp = DescribeTopicPartitionsResponse::default();
+    for name in wanted.into_iter().filter(|n| start_topic.as_ref().is_none_or(|s| n >= s)) {
+        let Some(t) = b.topic_by_name(&name) else {
+            resp.topics.push(DescribeTopicPartitionsResponseTopic {
+                error_code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                name: Some(name),
+                topic_authorized_operations: OPS_NOT_REQUESTED,
+                ..Default::default()
+            });
+            continue;
+        };
+        let first = if start_topic.as_ref() == Some(&name) { start_partition } else { 0 };
+        let mut entry = DescribeTopicPartitionsResponseTopic {
+            name: Some(name.clone()),
+            topic_id: t.id,
+            topic_authorized_operations: TOPIC_OPS,
+            ..Default::default()
+        };
+        let count = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+        for p in first..count {
+            if budget == 0 {
+                resp.next_cursor =
+                    Some(ResponseCursor { topic_name: name.clone(), partition_index: p, ..Default::default() });
+                break;
+            }
+            budget -= 1;
+            entry.partitions.push(DescribeTopicPartitionsResponsePartition {
+                partition_index: p,
+                leader_id: node,
+                leader_epoch: 0,
+                replica_nodes: vec![node],
+                isr_nodes: vec![node],
+                eligible_leader_replicas: Some(Vec::new()),
+                last_known_elr: Some(Vec::new()),
+                ..Default::default()
+            });
+        }
+        resp.topics.push(entry);
+        if resp.next_cursor.is_some() {
+            break;
+        }
+    }
+    b.respond(req, &ResponseBody::DescribeTopicPartitions(resp));
+}

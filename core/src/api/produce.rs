@@ -1,0 +1,306 @@
+//! Produce: validate each partition's batch as Kafka does, check idempotent producers'
+//! sequences, assign offsets, and append. acks=1 and acks=-1 answer once the batch is below the
+//! high watermark (stored and visible to fetchers; a single node's ISR is itself). acks=0
+//! answers nothing; an error then closes the connection, as Kafka does, so that the client
+//! notices instead of losing data silently.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::broker::{Broker, CmdOwner, JobId, Req};
+use crate::codec::generated::ResponseBody;
+use crate::codec::generated::produce::{
+    BatchIndexAndErrorMessage, PartitionProduceData, PartitionProduceResponse, ProduceRequest, ProduceResponse,
+    TopicProduceResponse,
+};
+use crate::codec::{ErrorCode, KStr, Uuid, Writer};
+use crate::io::{BatchSummary, CloseReason, Command, Completion, PartitionKey};
+use crate::log::SequenceCheck;
+use crate::records::{RecordBatch, TimestampType, rewrite};
+
+/// A produce waiting for its appends to reach the high watermark.
+#[derive(Debug)]
+pub(crate) struct ProduceJob {
+    req: Req,
+    resp: ProduceResponse,
+    /// Part -> (topic index, partition index) in `resp`.
+    parts: Vec<(usize, usize)>,
+    waiting: usize,
+}
+
+/// What became of one partition's batch.
+enum Outcome {
+    /// Refused.
+    Error(ErrorCode, Option<&'static str>),
+    /// Accepted (or a duplicate of an accepted batch): visible once the HWM reaches `visible_at`.
+    Accepted { base_offset: i64, log_append_time: i64, visible_at: i64 },
+}
+
+pub(crate) fn handle(b: &mut Broker, req: Req, m: ProduceRequest) {
+    let acks = m.acks;
+    let mut resp = ProduceResponse::default();
+    let mut waits: Vec<(PartitionKey, i64, usize, usize)> = Vec::new();
+    let mut any_error = false;
+    for (ti, td) in m.topic_data.into_iter().enumerate() {
+        let topic_id = if req.version >= 13 { Some(td.topic_id) } else { b.topic_by_name(&td.name).map(|t| t.id) };
+        let mut tr = TopicProduceResponse { name: td.name.clone(), topic_id: td.topic_id, ..Default::default() };
+        for (pi, pd) in td.partition_data.into_iter().enumerate() {
+            let index = pd.index;
+            let outcome = if m.transactional_id.is_some() {
+                // Transactions are not served yet: no AddPartitionsToTxn can have happened.
+                Outcome::Error(ErrorCode::INVALID_TXN_STATE, Some("kelp does not serve transactions"))
+            } else if !matches!(acks, -1..=1) {
+                Outcome::Error(ErrorCode::INVALID_REQUIRED_ACKS, None)
+            } else {
+                append(b, topic_id, pd)
+            };
+            let mut pr = PartitionProduceResponse {
+                index,
+                base_offset: -1,
+                log_append_time_ms: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            };
+            match outcome {
+                Outcome::Error(code, msg) => {
+                    any_error = true;
+                    pr.error_code = code.0;
+                    if let Some(msg) = msg {
+                        pr.error_message = Some(KStr::from_static(msg));
+                        if code == ErrorCode::INVALID_RECORD {
+                            pr.record_errors = vec![BatchIndexAndErrorMessage {
+                                batch_index: 0,
+                                batch_index_error_message: Some(KStr::from_static(msg)),
+                                ..Default::default()
+                            }];
+                        }
+                    }
+                }
+                Outcome::Accepted { base_offset, log_append_time, visible_at } => {
+                    pr.base_offset = base_offset;
+                    pr.log_append_time_ms = log_append_time;
+                    if let Some(id) = topic_id {
+                        let key = PartitionKey { topic_id: id, partition: index };
+                        pr.log_start_offset = b.partition(key).map_or(-1, |p| p.log_start());
+                        waits.push((key, visible_at, ti, pi));
+                    }
+                }
+            }
+            tr.partition_responses.push(pr);
+        }
+        resp.responses.push(tr);
+    }
+    if acks == 0 {
+        if any_error {
+            b.close(req.conn, CloseReason::Undecodable(crate::codec::DecodeError::Invalid("acks=0 produce failed")));
+        } else {
+            b.respond_nothing(req);
+        }
+        return;
+    }
+    let job = b.park(super::Job::Produce(ProduceJob { req, resp, parts: Vec::new(), waiting: 0 }));
+    for (key, target, ti, pi) in waits {
+        let hwm = b.partition(key).map_or(i64::MAX, |p| p.hwm());
+        if target <= hwm {
+            continue;
+        }
+        let Some(super::Job::Produce(j)) = b.jobs.get_mut(&job) else { return };
+        let part = j.parts.len();
+        j.parts.push((ti, pi));
+        j.waiting += 1;
+        b.hwm_waiters.entry(key).or_default().push((target, job, part));
+    }
+    finish_if_done(b, job);
+}
+
+/// Validates and appends one partition's batch.
+fn append(b: &mut Broker, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Outcome {
+    let Some(topic) = topic_id.and_then(|id| b.topic_by_id(id)) else {
+        return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
+    };
+    let settings = topic.settings.clone();
+    let key = PartitionKey { topic_id: topic.id, partition: pd.index };
+    let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
+        return Outcome::Error(ErrorCode::INVALID_RECORD, Some("the partition's record set is empty"));
+    };
+    let Some(part) = b.partition(key) else { return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None) };
+    if records.len() > usize::try_from(settings.max_message_bytes).unwrap_or(0) {
+        return Outcome::Error(ErrorCode::MESSAGE_TOO_LARGE, None);
+    }
+    let batch = match RecordBatch::new(records.clone()) {
+        Ok(batch) => batch,
+        Err(e) => return Outcome::Error(e.error_code(), None),
+    };
+    if batch.len() != records.len() {
+        return Outcome::Error(
+            ErrorCode::INVALID_RECORD,
+            Some("produce requests v3+ must hold exactly one record batch"),
+        );
+    }
+    if let Err(e) = batch.validate_full(b.cfg.max_decompressed_batch) {
+        return Outcome::Error(e.error_code(), None);
+    }
+    if batch.records_count() <= 0 {
+        return Outcome::Error(ErrorCode::INVALID_RECORD, Some("a produced batch must hold at least one record"));
+    }
+    if batch.is_control() {
+        return Outcome::Error(ErrorCode::INVALID_RECORD, Some("clients may not produce control batches"));
+    }
+    if batch.is_transactional() {
+        return Outcome::Error(ErrorCode::INVALID_TXN_STATE, Some("kelp does not serve transactions"));
+    }
+    if !settings.log_append_time && batch.timestamp_type() == TimestampType::CreateTime {
+        let now = b.now.wall_ms;
+        let early = now.saturating_sub(settings.timestamp_before_max_ms);
+        let late = now.saturating_add(settings.timestamp_after_max_ms);
+        if batch.base_timestamp() < early || batch.max_timestamp() > late {
+            return Outcome::Error(
+                ErrorCode::INVALID_TIMESTAMP,
+                Some("a record timestamp is outside the topic's allowed range"),
+            );
+        }
+    }
+    if part.is_rewinding() {
+        return Outcome::Error(ErrorCode::NOT_LEADER_OR_FOLLOWER, None);
+    }
+    let count = i64::from(batch.last_offset_delta()) + 1;
+    let producer_id = batch.producer_id();
+    let base_seq = batch.base_sequence();
+    let last_seq = if producer_id >= 0 { seq_add(base_seq, batch.last_offset_delta()) } else { -1 };
+    if producer_id >= 0 {
+        match part.check_sequence(producer_id, batch.producer_epoch(), base_seq, last_seq) {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate(orig) => {
+                return Outcome::Accepted {
+                    base_offset: orig.base_offset,
+                    log_append_time: -1,
+                    visible_at: orig.last_offset + 1,
+                };
+            }
+            SequenceCheck::Reject(code) => return Outcome::Error(code, None),
+        }
+    }
+    let now = b.now.wall_ms;
+    let max_timestamp = if settings.log_append_time { now } else { batch.max_timestamp() };
+    let cmd = b.reserve_cmd(CmdOwner::Append(key));
+    let Some(part) = b.partition_mut(key) else { return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None) };
+    let base_offset = part.assign(cmd, count, max_timestamp);
+    let last_offset = base_offset + count - 1;
+    if producer_id >= 0 {
+        part.remember(BatchSummary {
+            producer_id,
+            producer_epoch: batch.producer_epoch(),
+            base_sequence: base_seq,
+            last_sequence: last_seq,
+            base_offset,
+            last_offset,
+            timestamp: max_timestamp,
+        });
+    }
+    let stored = stamp(&records, base_offset, settings.log_append_time.then_some(now));
+    b.emit_cmd(cmd, Command::Append { partition: key, base_offset, last_offset, max_timestamp, batches: stored });
+    Outcome::Accepted {
+        base_offset,
+        log_append_time: if settings.log_append_time { now } else { -1 },
+        visible_at: last_offset + 1,
+    }
+}
+
+/// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0.
+fn seq_add(seq: i32, delta: i32) -> i32 {
+    let sum = i64::from(seq) + i64::from(delta);
+    i32::try_from(sum % (i64::from(i32::MAX) + 1)).unwrap_or(0)
+}
+
+/// The batch as stored: its base offset and leader epoch set (outside the CRC), and for
+/// LogAppendTime topics the broker's time (which the CRC covers, so it is recomputed).
+fn stamp(records: &Bytes, base_offset: i64, log_append_time: Option<i64>) -> Bytes {
+    let mut data = BytesMut::from(&records[..]);
+    // The batch was parsed and validated above, so these fixed-offset writes cannot fail; the
+    // results are still checked rather than assumed.
+    let ok = rewrite::set_base_offset(&mut data, base_offset).is_ok()
+        && rewrite::set_partition_leader_epoch(&mut data, 0).is_ok()
+        && log_append_time.is_none_or(|t| rewrite::set_log_append_time(&mut data, t).is_ok());
+    assert!(ok, "rewriting a validated batch failed");
+    data.freeze()
+}
+
+/// One partition's append became visible (or failed).
+pub(crate) fn part_done(b: &mut Broker, job: JobId, part: usize, result: Completion) {
+    let Some(super::Job::Produce(j)) = b.jobs.get_mut(&job) else { return };
+    if let Completion::Failed(e) = result {
+        let (ti, pi) = j.parts[part];
+        let pr = &mut j.resp.responses[ti].partition_responses[pi];
+        pr.error_code = e.error_code().0;
+        pr.base_offset = -1;
+        pr.log_append_time_ms = -1;
+    }
+    j.waiting -= 1;
+    finish_if_done(b, job);
+}
+
+fn finish_if_done(b: &mut Broker, job: JobId) {
+    if !matches!(b.jobs.get(&job), Some(super::Job::Produce(j)) if j.waiting == 0) {
+        return;
+    }
+    let Some(super::Job::Produce(j)) = b.jobs.remove(&job) else { return };
+    b.respond(j.req, &ResponseBody::Produce(j.resp));
+}
+
+/// Produce v0-v2 (message formats Kafka 4 dropped): every partition gets UNSUPPORTED_VERSION.
+/// The generated codec does not carry those versions, so this reads the few fields it needs
+/// (v0-v2 share one request layout) and writes the v0-v2 response by hand.
+pub(crate) fn legacy_version(b: &mut Broker, req: Req, body: Bytes) {
+    match legacy_response(&body, req.version) {
+        Some(resp) => b.respond_raw(req, resp),
+        None => {
+            b.close(req.conn, CloseReason::Undecodable(crate::codec::DecodeError::Invalid("produce v0-v2 request")))
+        }
+    }
+}
+
+fn legacy_response(body: &Bytes, version: i16) -> Option<Bytes> {
+    let mut r = crate::codec::Reader::new(body);
+    let _acks = r.i16("acks").ok()?;
+    let _timeout = r.i32("timeout").ok()?;
+    let topics = r.array(false, 6, "topics", |r| {
+        let name = r.string(false, "topic")?;
+        let parts = r.array(false, 8, "partitions", |r| {
+            let p = r.i32("partition")?;
+            r.nullable_bytes(false, "records")?;
+            Ok(p)
+        })?;
+        Ok((name, parts))
+    });
+    let topics = topics.ok()?;
+    let mut w = Writer::default();
+    w.array_len(false, Some(topics.len()));
+    for (name, parts) in &topics {
+        w.string(false, name);
+        w.array_len(false, Some(parts.len()));
+        for p in parts {
+            w.i32(*p);
+            w.i16(ErrorCode::UNSUPPORTED_VERSION.0);
+            w.i64(-1);
+            if version >= 2 {
+                w.i64(-1);
+            }
+        }
+    }
+    if version >= 1 {
+        w.i32(0);
+    }
+    Some(w.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_wrap_like_kafka() {
+        assert_eq!(seq_add(5, 4), 9);
+        assert_eq!(seq_add(i32::MAX, 0), i32::MAX);
+        assert_eq!(seq_add(i32::MAX, 1), 0);
+        assert_eq!(seq_add(i32::MAX - 1, 3), 1);
+    }
+}

@@ -1,0 +1,71 @@
+//! Broker configuration: identity, limits and the defaults topics inherit.
+//!
+//! Plain data; the CLI fills it from flags, files and the environment. Topic-level configs
+//! (retention, message size, timestamp type, ...) are described in [`crate::topics::CONFIGS`].
+
+use crate::codec::KStr;
+use crate::time::Duration;
+
+/// Everything the broker core is configured with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's id, as clients see it in metadata.
+    pub node_id: i32,
+    /// The host clients are told to connect to.
+    pub advertised_host: KStr,
+    /// The port clients are told to connect to.
+    pub advertised_port: i32,
+    /// The rack reported in metadata, if any.
+    pub rack: Option<KStr>,
+    /// The cluster id reported in metadata (22-character base64 like Kafka's, or any string).
+    pub cluster_id: KStr,
+    /// Requests whose size prefix exceeds this close the connection.
+    pub max_request_size: usize,
+    /// Unanswered requests a connection may have before the core asks the driver to stop
+    /// reading it ([`crate::Broker::wants_read`]).
+    pub max_in_flight_per_conn: usize,
+    /// Create unknown topics on Metadata (when the client allows) and on Produce.
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic, and of CreateTopics asking for -1.
+    pub default_partitions: i32,
+    /// The only replication factor a single node can honour.
+    pub default_replication_factor: i16,
+    /// The broker's default for `max.message.bytes` (Kafka: `message.max.bytes`).
+    pub max_message_bytes: i32,
+    /// The broker's default for `retention.ms` (Kafka: `log.retention.ms`).
+    pub retention_ms: i64,
+    /// The broker's default for `retention.bytes`.
+    pub retention_bytes: i64,
+    /// The broker's default for `message.timestamp.type`: LogAppendTime when true.
+    pub log_append_time: bool,
+    /// Most incremental fetch sessions kept at once (KIP-227); the oldest idle one is evicted.
+    pub max_fetch_sessions: usize,
+    /// Largest uncompressed size a batch may expand to when the broker must look inside it.
+    pub max_decompressed_batch: usize,
+    /// How long a fetch session may sit idle before it can be evicted.
+    pub fetch_session_idle: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            advertised_host: KStr::from_static("127.0.0.1"),
+            advertised_port: 9092,
+            rack: None,
+            cluster_id: KStr::from_static("kelp-cluster-0000000000"),
+            max_request_size: 100 * 1024 * 1024,
+            max_in_flight_per_conn: 256,
+            auto_create_topics: true,
+            default_partitions: 1,
+            default_replication_factor: 1,
+            max_message_bytes: 1_048_588,
+            retention_ms: 604_800_000,
+            retention_bytes: -1,
+            log_append_time: false,
+            max_fetch_sessions: 1000,
+            max_decompressed_batch: 64 * 1024 * 1024,
+            fetch_session_idle: Duration::from_secs(120),
+        }
+    }
+}

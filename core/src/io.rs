@@ -1,0 +1,303 @@
+//! The whole contract between the core and a driver: what goes in ([`Input`]), what comes out
+//! ([`Output`]), and the storage work the core asks for ([`Command`]) with its answers
+//! ([`Completion`]).
+//!
+//! Storage is data here: a handler that needs the store emits [`Output::Storage`] and parks its
+//! reply until the matching [`Input::Completed`] arrives. A store executes commands for one
+//! partition in the order they were emitted; commands for different partitions may complete in
+//! any order. Each [`CmdId`] is completed exactly once.
+
+use core::fmt;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::codec::{DecodeError, ErrorCode, KStr, Uuid};
+
+/// A connection, numbered by the driver. Never reused while the core knows it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// A storage command, numbered by the core.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CmdId(pub u64);
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+impl fmt::Debug for CmdId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cmd#{}", self.0)
+    }
+}
+
+/// Something that happened, handed to [`crate::Broker::handle_input`].
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A client connected.
+    Accepted {
+        /// The new connection.
+        conn: ConnId,
+        /// Who connected.
+        peer: SocketAddr,
+    },
+    /// Bytes arrived on a connection: any split of the TCP stream.
+    Received {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes, in order.
+        bytes: &'a [u8],
+    },
+    /// A storage command finished.
+    Completed {
+        /// The command.
+        cmd: CmdId,
+        /// Its result.
+        result: Completion,
+    },
+    /// The peer closed the connection, or the driver dropped it.
+    Closed {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Timers due at `now` should fire.
+    Tick,
+}
+
+/// Something the driver must do, drained from [`crate::Broker::poll_output`].
+#[derive(Debug)]
+pub enum Output {
+    /// Write these bytes to the connection, in order (one response may be several chunks;
+    /// record sets are never copied into them).
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The chunks to write, in order.
+        bytes: SmallVec<[Bytes; 4]>,
+    },
+    /// Run a storage command and report back with [`Input::Completed`].
+    Storage {
+        /// The command's id.
+        cmd: CmdId,
+        /// What to do.
+        command: Command,
+    },
+    /// Close the connection after writing what was already sent.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Why the core closes a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The size prefix announced a request larger than the configured maximum.
+    FrameTooLarge {
+        /// The announced size.
+        size: i64,
+        /// The limit.
+        max: usize,
+    },
+    /// The request header or body could not be decoded.
+    Undecodable(DecodeError),
+    /// The request named an API the broker does not serve.
+    UnknownApi {
+        /// The API key.
+        key: i16,
+        /// The version asked for.
+        version: i16,
+    },
+    /// The client kept sending while too many of its requests were unanswered.
+    TooManyInFlight,
+}
+
+/// A partition's identity in storage. Keyed by topic id, not name: a deleted topic's name can
+/// be reused, its id never is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionKey {
+    /// The topic's id.
+    pub topic_id: Uuid,
+    /// The partition index.
+    pub partition: i32,
+}
+
+/// A topic as stored: what the broker needs to rebuild it on restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicRecord {
+    /// The topic's name.
+    pub name: KStr,
+    /// The topic's id.
+    pub id: Uuid,
+    /// How many partitions it has (they are numbered 0..partitions).
+    pub partitions: i32,
+    /// Topic-level config overrides, as set by the user (name, value).
+    pub configs: Vec<(KStr, KStr)>,
+}
+
+/// Storage work the core asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Load everything the store holds; answered with [`Completion::Recovered`]. Sent once,
+    /// first, before any other command.
+    Recover,
+    /// Create or update a topic's metadata.
+    PutTopic(TopicRecord),
+    /// Delete a topic with all its partitions' data.
+    DeleteTopic {
+        /// The topic's id.
+        topic_id: Uuid,
+    },
+    /// Append complete record batches whose offsets the core has assigned: the first batch's
+    /// base offset is `base_offset` and the last record's offset is `last_offset`. Answered
+    /// with [`Completion::Done`] once the batches are as durable as the store promises.
+    Append {
+        /// The partition.
+        partition: PartitionKey,
+        /// Offset of the first record.
+        base_offset: i64,
+        /// Offset of the last record.
+        last_offset: i64,
+        /// The largest record timestamp in the batches.
+        max_timestamp: i64,
+        /// The batches, back to back, exactly as they are to be returned to fetchers.
+        batches: Bytes,
+    },
+    /// Read whole batches, starting with the one that holds `offset`, up to `max_bytes` (the
+    /// first batch is returned even if larger), and none that starts at or after `end`.
+    /// Answered with [`Completion::Read`].
+    Read {
+        /// The partition.
+        partition: PartitionKey,
+        /// The first offset wanted.
+        offset: i64,
+        /// Exclusive upper bound (the high watermark).
+        end: i64,
+        /// Byte budget.
+        max_bytes: usize,
+    },
+    /// Find the first record with a timestamp at or after `timestamp`. Answered with
+    /// [`Completion::Offset`].
+    FindOffset {
+        /// The partition.
+        partition: PartitionKey,
+        /// The timestamp searched for.
+        timestamp: i64,
+    },
+    /// Move the partition's log start forward; data before it may be dropped.
+    SetLogStart {
+        /// The partition.
+        partition: PartitionKey,
+        /// The new first offset.
+        offset: i64,
+    },
+    /// Store (or with `None` delete) a small value under `key`: committed offsets, group
+    /// metadata, producer state.
+    Put {
+        /// The key.
+        key: Bytes,
+        /// The value, or `None` to delete.
+        value: Option<Bytes>,
+    },
+}
+
+/// The answer to a [`Command`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Completion {
+    /// The command took effect.
+    Done,
+    /// Everything the store holds (answers [`Command::Recover`]).
+    Recovered(Box<Recovered>),
+    /// Batches read (answers [`Command::Read`]); empty when none qualify.
+    Read {
+        /// Whole batches, back to back, possibly as several chunks.
+        batches: SmallVec<[Bytes; 2]>,
+    },
+    /// The answer to [`Command::FindOffset`]: the first record at or after the timestamp, or
+    /// `None` when every record is older.
+    Offset {
+        /// The record's offset and timestamp.
+        found: Option<(i64, i64)>,
+    },
+    /// The command failed and had no effect.
+    Failed(StorageError),
+}
+
+/// A partition's extent as recovered from storage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionExtent {
+    /// First offset still stored.
+    pub log_start: i64,
+    /// The offset the next record gets.
+    pub next_offset: i64,
+    /// Largest record timestamp, and the offset of the record that has it (-1 when empty).
+    pub max_timestamp: (i64, i64),
+    /// Headers of the most recent batches of each idempotent producer (up to five each),
+    /// oldest first, so that duplicate detection survives a restart.
+    pub producer_batches: Vec<BatchSummary>,
+}
+
+/// What idempotence needs to know about one stored batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSummary {
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch.
+    pub producer_epoch: i16,
+    /// Sequence number of the first record.
+    pub base_sequence: i32,
+    /// Sequence number of the last record.
+    pub last_sequence: i32,
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// The batch's max timestamp (or its LogAppendTime).
+    pub timestamp: i64,
+}
+
+/// Everything a store holds, as handed back at start.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recovered {
+    /// Every topic.
+    pub topics: Vec<TopicRecord>,
+    /// Every partition with data.
+    pub partitions: Vec<(PartitionKey, PartitionExtent)>,
+    /// Every stored key/value.
+    pub values: Vec<(Bytes, Bytes)>,
+}
+
+/// Why a storage command failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageError {
+    /// The store cannot be reached or is restarting; retrying may succeed.
+    Unavailable,
+    /// The command did not finish in time; it may or may not have taken effect.
+    Timeout,
+    /// The partition or topic is not in the store.
+    NotFound,
+    /// The store is out of space.
+    Full,
+    /// The store found damaged data.
+    Corrupt(&'static str),
+}
+
+impl StorageError {
+    /// The Kafka error a client gets for this failure. Every storage failure maps here.
+    #[must_use]
+    pub const fn error_code(self) -> ErrorCode {
+        match self {
+            Self::Unavailable => ErrorCode::NOT_LEADER_OR_FOLLOWER,
+            Self::Timeout => ErrorCode::REQUEST_TIMED_OUT,
+            Self::NotFound => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+            Self::Full => ErrorCode::KAFKA_STORAGE_ERROR,
+            Self::Corrupt(_) => ErrorCode::KAFKA_STORAGE_ERROR,
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! One partition's state as the core owns it: log start, high watermark, the next offset to
+//! assign, appends in flight, and idempotent producers' recent batches.
+//!
+//! Offsets are assigned when a produce is accepted, so appends to one partition pipeline: many
+//! can be in the store at once. The high watermark (what fetchers see and what acks wait for)
+//! only moves over a prefix of appends that have all completed. If an append fails, the ones
+//! after it cannot stand (their offsets would leave a gap): the partition rewinds, failing
+//! everything in flight, and once the store has answered them all, assignment restarts at the
+//! high watermark. A store refuses an append whose base offset is not its own next offset, so
+//! nothing after a failure is stored.
+//!
+//! Invariants (asserted): `log_start <= hwm <= next_offset`; the high watermark never goes back.
+
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
+
+use crate::codec::ErrorCode;
+use crate::io::{BatchSummary, CmdId, PartitionExtent, PartitionKey};
+
+/// How many recent batches per producer are remembered for duplicate detection (Kafka: 5,
+/// matching `max.in.flight.requests.per.connection` for idempotent producers).
+pub const PRODUCER_BATCHES: usize = 5;
+
+#[derive(Debug)]
+struct InFlight {
+    cmd: CmdId,
+    last_offset: i64,
+    done: bool,
+}
+
+#[derive(Debug, Default)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<BatchSummary>,
+}
+
+/// What to do with an idempotent producer's batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// New and in sequence: append it.
+    Append,
+    /// A retry of a batch already accepted: answer with the original's offsets.
+    Duplicate(BatchSummary),
+    /// Refuse it with this error.
+    Reject(ErrorCode),
+}
+
+/// The state of one partition.
+#[derive(Debug)]
+pub struct PartitionLog {
+    /// Storage identity.
+    pub key: PartitionKey,
+    log_start: i64,
+    hwm: i64,
+    next_offset: i64,
+    max_timestamp: (i64, i64),
+    in_flight: VecDeque<InFlight>,
+    /// Set while rewinding: the base offset of the first failed append. Appends before it
+    /// still count when they complete; none at or after it can.
+    rewind_from: Option<i64>,
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+impl PartitionLog {
+    /// An empty partition.
+    #[must_use]
+    pub fn new(key: PartitionKey) -> Self {
+        Self::recovered(key, &PartitionExtent { max_timestamp: (-1, -1), ..Default::default() })
+    }
+
+    /// A partition as the store reported it at start.
+    #[must_use]
+    pub fn recovered(key: PartitionKey, e: &PartitionExtent) -> Self {
+        assert!(e.log_start <= e.next_offset, "recovered log start {} beyond end {}", e.log_start, e.next_offset);
+        let mut log = Self {
+            key,
+            log_start: e.log_start,
+            hwm: e.next_offset,
+            next_offset: e.next_offset,
+            max_timestamp: e.max_timestamp,
+            in_flight: VecDeque::new(),
+            rewind_from: None,
+            producers: HashMap::new(),
+        };
+        for b in &e.producer_batches {
+            log.remember(*b);
+        }
+        log
+    }
+
+    /// First offset still stored.
+    #[must_use]
+    pub fn log_start(&self) -> i64 {
+        self.log_start
+    }
+
+    /// The high watermark: every offset below it is stored and visible.
+    #[must_use]
+    pub fn hwm(&self) -> i64 {
+        self.hwm
+    }
+
+    /// The offset the next accepted record gets (Kafka's log end offset).
+    #[must_use]
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// The largest timestamp and its offset, or (-1, -1).
+    #[must_use]
+    pub fn max_timestamp(&self) -> (i64, i64) {
+        self.max_timestamp
+    }
+
+    /// Whether the partition is recovering from a failed append and refuses new ones.
+    #[must_use]
+    pub fn is_rewinding(&self) -> bool {
+        self.rewind_from.is_some()
+    }
+
+    /// Appends in the store right now.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Checks an idempotent producer's batch against what this partition has seen.
+    #[must_use]
+    pub fn check_sequence(&self, producer_id: i64, epoch: i16, base_seq: i32, last_seq: i32) -> SequenceCheck {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return if base_seq == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            };
+        };
+        if epoch < entry.epoch {
+            return SequenceCheck::Reject(ErrorCode::INVALID_PRODUCER_EPOCH);
+        }
+        if epoch > entry.epoch {
+            // A bumped epoch restarts the sequence (KIP-360).
+            return if base_seq == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            };
+        }
+        if let Some(dup) = entry.batches.iter().find(|b| b.base_sequence == base_seq && b.last_sequence == last_seq) {
+            return SequenceCheck::Duplicate(*dup);
+        }
+        let last = entry.batches.back().map_or(-1, |b| b.last_sequence);
+        let expected = if last == i32::MAX { 0 } else { last + 1 };
+        if base_seq == expected {
+            SequenceCheck::Append
+        } else {
+            SequenceCheck::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+        }
+    }
+
+    /// Reserves offsets for `records` records and records the append `cmd` as in flight.
+    /// Returns the base offset.
+    pub fn assign(&mut self, cmd: CmdId, records: i64, max_timestamp: i64) -> i64 {
+        assert!(self.rewind_from.is_none(), "assign while rewinding");
+        assert!(records > 0, "an append holds at least one record");
+        let base = self.next_offset;
+        self.next_offset += records;
+        self.in_flight.push_back(InFlight { cmd, last_offset: self.next_offset - 1, done: false });
+        if max_timestamp > self.max_timestamp.0 {
+            self.max_timestamp = (max_timestamp, self.next_offset - 1);
+        }
+        base
+    }
+
+    /// Remembers an accepted idempotent batch (at assignment, so a retry that arrives while the
+    /// original is still in flight is recognised).
+    pub fn remember(&mut self, b: BatchSummary) {
+        let entry = self.producers.entry(b.producer_id).or_default();
+        if b.producer_epoch != entry.epoch {
+            entry.epoch = b.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.batches.push_back(b);
+        while entry.batches.len() > PRODUCER_BATCHES {
+            entry.batches.pop_front();
+        }
+    }
+
+    /// The producers this partition knows, with their epoch and latest batch.
+    pub fn producers(&self) -> impl Iterator<Item = (i64, i16, Option<&BatchSummary>)> {
+        self.producers.iter().map(|(pid, e)| (*pid, e.epoch, e.batches.back()))
+    }
+
+    /// Marks append `cmd` stored. Returns the new high watermark if it moved.
+    pub fn append_done(&mut self, cmd: CmdId) -> Option<i64> {
+        let entry = self.in_flight.iter_mut().find(|f| f.cmd == cmd);
+        debug_assert!(entry.is_some(), "completion for an append not in flight");
+        entry?.done = true;
+        let before = self.hwm;
+        while self.in_flight.front().is_some_and(|f| f.done) {
+            if let Some(f) = self.in_flight.pop_front()
+                && self.rewind_from.is_none_or(|r| f.last_offset < r)
+            {
+                self.hwm = f.last_offset + 1;
+            }
+        }
+        self.finish_rewind();
+        self.check();
+        (self.hwm != before).then_some(self.hwm)
+    }
+
+    /// Marks append `cmd` failed: the partition rewinds (see the module docs).
+    pub fn append_failed(&mut self, cmd: CmdId) {
+        let Some(pos) = self.in_flight.iter().position(|f| f.cmd == cmd) else {
+            debug_assert!(false, "failure for an append not in flight");
+            return;
+        };
+        // Appends before the failed one may still complete and count; it and everything after
+        // it cannot. The front of `in_flight` always starts at the high watermark.
+        let base = if pos == 0 { self.hwm } else { self.in_flight[pos - 1].last_offset + 1 };
+        self.rewind_from = Some(self.rewind_from.map_or(base, |r| r.min(base)));
+        self.in_flight.remove(pos);
+        self.finish_rewind();
+    }
+
+    fn finish_rewind(&mut self) {
+        if self.rewind_from.is_none() || !self.in_flight.is_empty() {
+            return;
+        }
+        self.rewind_from = None;
+        self.next_offset = self.hwm;
+        for e in self.producers.values_mut() {
+            e.batches.retain(|b| b.last_offset < self.hwm);
+        }
+        if self.max_timestamp.1 >= self.hwm {
+            // The record with the largest timestamp is gone; the true maximum among what is left
+            // is not known here, so report none until the next append (as an empty log would).
+            self.max_timestamp = (-1, -1);
+        }
+        self.check();
+    }
+
+    /// Moves the log start forward (DeleteRecords, retention). Returns false if `offset` is
+    /// beyond the high watermark.
+    pub fn set_log_start(&mut self, offset: i64) -> bool {
+        if offset > self.hwm {
+            return false;
+        }
+        self.log_start = self.log_start.max(offset);
+        true
+    }
+
+    fn check(&self) {
+        assert!(
+            self.log_start <= self.hwm && self.hwm <= self.next_offset,
+            "partition {:?}: log_start {} hwm {} next {}",
+            self.key,
+            self.log_start,
+            self.hwm,
+            self.next_offset
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Uuid;
+
+    fn log() -> PartitionLog {
+        PartitionLog::new(PartitionKey { topic_id: Uuid::from_u64_pair(1, 2), partition: 0 })
+    }
+
+    #[test]
+    fn hwm_moves_over_the_completed_prefix_only() {
+        let mut l = log();
+        assert_eq!(l.assign(CmdId(1), 3, 10), 0);
+        assert_eq!(l.assign(CmdId(2), 2, 5), 3);
+        assert_eq!(l.next_offset(), 5);
+        assert_eq!(l.append_done(CmdId(2)), None, "a later append alone moves nothing");
+        assert_eq!(l.hwm(), 0);
+        assert_eq!(l.append_done(CmdId(1)), Some(5));
+        assert_eq!(l.max_timestamp(), (10, 2));
+    }
+
+    #[test]
+    fn a_failed_append_rewinds_after_the_rest_drain() {
+        let mut l = log();
+        l.assign(CmdId(1), 2, 0);
+        l.assign(CmdId(2), 2, 0);
+        l.assign(CmdId(3), 2, 0);
+        l.append_failed(CmdId(2));
+        assert!(l.is_rewinding());
+        assert_eq!(l.append_done(CmdId(1)), Some(2), "the append before the failure still counts");
+        l.append_failed(CmdId(3));
+        assert!(!l.is_rewinding());
+        assert_eq!((l.hwm(), l.next_offset()), (2, 2));
+        assert_eq!(l.assign(CmdId(4), 1, 0), 2, "assignment restarts at the high watermark");
+    }
+
+    #[test]
+    fn idempotent_sequences_are_checked_like_kafka() {
+        let mut l = log();
+        let b = |seq: i32, n: i32, off: i64| BatchSummary {
+            producer_id: 7,
+            producer_epoch: 0,
+            base_sequence: seq,
+            last_sequence: seq + n - 1,
+            base_offset: off,
+            last_offset: off + i64::from(n) - 1,
+            timestamp: 0,
+        };
+        assert_eq!(l.check_sequence(7, 0, 3, 4), SequenceCheck::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(l.check_sequence(7, 0, 0, 4), SequenceCheck::Append);
+        l.remember(b(0, 5, 0));
+        assert_eq!(l.check_sequence(7, 0, 0, 4), SequenceCheck::Duplicate(b(0, 5, 0)));
+        assert_eq!(l.check_sequence(7, 0, 6, 7), SequenceCheck::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(l.check_sequence(7, 0, 5, 7), SequenceCheck::Append);
+        for i in 1..=6 {
+            l.remember(b(i * 5, 5, i64::from(i) * 5));
+        }
+        assert_eq!(
+            l.check_sequence(7, 0, 0, 4),
+            SequenceCheck::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            "only 5 batches are remembered"
+        );
+        assert_eq!(l.check_sequence(7, 1, 0, 0), SequenceCheck::Append, "a new epoch restarts at 0");
+        l.remember(BatchSummary { producer_epoch: 1, ..b(0, 1, 40) });
+        assert_eq!(l.check_sequence(7, 0, 35, 35), SequenceCheck::Reject(ErrorCode::INVALID_PRODUCER_EPOCH));
+    }
+
+    #[test]
+    fn batches_beyond_a_rewind_are_forgotten() {
+        let mut l = log();
+        l.assign(CmdId(1), 1, 0);
+        l.remember(BatchSummary {
+            producer_id: 1,
+            producer_epoch: 0,
+            base_sequence: 0,
+            last_sequence: 0,
+            base_offset: 0,
+            last_offset: 0,
+            timestamp: 0,
+        });
+        l.append_failed(CmdId(1));
+        assert_eq!(l.check_sequence(1, 0, 0, 0), SequenceCheck::Append, "the lost batch can be sent again");
+    }
+}

@@ -1,0 +1,396 @@
+//! Topics: Kafka's naming rules, the topic-level configs kelp understands (with their types,
+//! defaults, broker synonyms and validation), and a topic's effective settings.
+//!
+//! This module is pure data and validation; the broker owns the topic table and its storage.
+
+use crate::codec::{ErrorCode, KStr};
+use crate::config::Config;
+
+/// Longest topic name Kafka allows.
+pub const MAX_NAME_LEN: usize = 249;
+
+/// Checks a topic name against Kafka's rules: 1 to 249 characters from `[a-zA-Z0-9._-]`, and
+/// not `.` or `..`.
+pub fn validate_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("topic name is empty");
+    }
+    if name == "." || name == ".." {
+        return Err("topic name cannot be '.' or '..'");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err("topic name is longer than 249 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return Err("topic name contains a character other than ASCII alphanumerics, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+/// Kafka refuses a topic whose name equals an existing one once '.' and '_' are treated as
+/// the same character (metric names would collide).
+#[must_use]
+pub fn collides(a: &str, b: &str) -> bool {
+    a != b
+        && a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| x == y || (x == b'.' || x == b'_') && (y == b'.' || y == b'_'))
+}
+
+/// A config's type, as DescribeConfigs v3+ reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigType {
+    /// true/false.
+    Boolean = 1,
+    /// Free text (or one of a set of words).
+    String = 2,
+    /// 32-bit integer.
+    Int = 3,
+    /// 64-bit integer.
+    Long = 5,
+    /// Floating point.
+    Double = 6,
+    /// Comma-separated list.
+    List = 7,
+}
+
+/// One topic-level config kelp knows.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigDef {
+    /// The topic config's name.
+    pub name: &'static str,
+    /// The broker config that supplies its default.
+    pub broker_synonym: &'static str,
+    /// Its type.
+    pub ty: ConfigType,
+    /// Allowed words for enumerated strings and lists (empty: any value of the type).
+    pub choices: &'static [&'static str],
+    /// Smallest allowed number.
+    pub min: Option<i64>,
+    /// What it means.
+    pub doc: &'static str,
+}
+
+const fn def(
+    name: &'static str,
+    broker_synonym: &'static str,
+    ty: ConfigType,
+    choices: &'static [&'static str],
+    min: Option<i64>,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef { name, broker_synonym, ty, choices, min, doc }
+}
+
+/// Every topic config kelp accepts, sorted by name.
+pub const CONFIGS: &[ConfigDef] = &[
+    def(
+        "cleanup.policy",
+        "log.cleanup.policy",
+        ConfigType::List,
+        &["delete", "compact"],
+        None,
+        "How old segments are discarded: delete by time and size, or compact by key. kelp deletes; compaction is kept as a setting only.",
+    ),
+    def(
+        "compression.type",
+        "compression.type",
+        ConfigType::String,
+        &["producer"],
+        None,
+        "Batches are stored exactly as the producer compressed them.",
+    ),
+    def(
+        "delete.retention.ms",
+        "log.cleaner.delete.retention.ms",
+        ConfigType::Long,
+        &[],
+        Some(0),
+        "How long delete tombstones are kept on compacted topics.",
+    ),
+    def(
+        "file.delete.delay.ms",
+        "log.segment.delete.delay.ms",
+        ConfigType::Long,
+        &[],
+        Some(0),
+        "Delay before a deleted segment's files are removed.",
+    ),
+    def(
+        "flush.messages",
+        "log.flush.interval.messages",
+        ConfigType::Long,
+        &[],
+        Some(1),
+        "Messages between forced flushes (the store's fsync policy governs durability).",
+    ),
+    def(
+        "flush.ms",
+        "log.flush.interval.ms",
+        ConfigType::Long,
+        &[],
+        Some(0),
+        "Milliseconds between forced flushes (the store's fsync policy governs durability).",
+    ),
+    def(
+        "max.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms",
+        ConfigType::Long,
+        &[],
+        Some(1),
+        "Longest a message stays uncompacted.",
+    ),
+    def(
+        "max.message.bytes",
+        "message.max.bytes",
+        ConfigType::Int,
+        &[],
+        Some(0),
+        "Largest record batch the topic accepts, in bytes after compression.",
+    ),
+    def(
+        "message.timestamp.after.max.ms",
+        "log.message.timestamp.after.max.ms",
+        ConfigType::Long,
+        &[],
+        Some(0),
+        "How far in the future a CreateTime timestamp may be.",
+    ),
+    def(
+        "message.timestamp.before.max.ms",
+        "log.message.timestamp.before.max.ms",
+        ConfigType::Long,
+        &[],
+        Some(0),
+        "How far in the past a CreateTime timestamp may be.",
+    ),
+    def(
+        "message.timestamp.type",
+        "log.message.timestamp.type",
+        ConfigType::String,
+        &["CreateTime", "LogAppendTime"],
+        None,
+        "Whether record timestamps are the producer's (CreateTime) or the broker's on append (LogAppendTime).",
+    ),
+    def(
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+        ConfigType::Double,
+        &[],
+        None,
+        "Dirty ratio above which a compacted log is cleaned.",
+    ),
+    def(
+        "min.compaction.lag.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        ConfigType::Long,
+        &[],
+        Some(0),
+        "Shortest time a message stays uncompacted.",
+    ),
+    def(
+        "min.insync.replicas",
+        "min.insync.replicas",
+        ConfigType::Int,
+        &[],
+        Some(1),
+        "Replicas that must acknowledge an acks=all write; a single node always has one.",
+    ),
+    def(
+        "retention.bytes",
+        "log.retention.bytes",
+        ConfigType::Long,
+        &[],
+        Some(-1),
+        "Largest a partition may grow before old data is deleted; -1 for no limit.",
+    ),
+    def("retention.ms", "log.retention.ms", ConfigType::Long, &[], Some(-1), "How long data is kept; -1 for ever."),
+    def("segment.bytes", "log.segment.bytes", ConfigType::Int, &[], Some(14), "Size of one log segment file."),
+    def(
+        "segment.ms",
+        "log.roll.ms",
+        ConfigType::Long,
+        &[],
+        Some(1),
+        "Time after which a segment is rolled even if not full.",
+    ),
+    def(
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+        ConfigType::Boolean,
+        &[],
+        None,
+        "Has no effect on a single node.",
+    ),
+];
+
+/// The definition of topic config `name`.
+#[must_use]
+pub fn config_def(name: &str) -> Option<&'static ConfigDef> {
+    CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// The broker-level default of a topic config, as a string.
+#[must_use]
+pub fn broker_default(cfg: &Config, name: &str) -> Option<String> {
+    Some(match name {
+        "cleanup.policy" => "delete".into(),
+        "compression.type" => "producer".into(),
+        "delete.retention.ms" => "86400000".into(),
+        "file.delete.delay.ms" => "60000".into(),
+        "flush.messages"
+        | "message.timestamp.after.max.ms"
+        | "message.timestamp.before.max.ms"
+        | "flush.ms"
+        | "max.compaction.lag.ms" => i64::MAX.to_string(),
+        "max.message.bytes" => cfg.max_message_bytes.to_string(),
+        "message.timestamp.type" => if cfg.log_append_time { "LogAppendTime" } else { "CreateTime" }.into(),
+        "min.cleanable.dirty.ratio" => "0.5".into(),
+        "min.compaction.lag.ms" => "0".into(),
+        "min.insync.replicas" => "1".into(),
+        "retention.bytes" => cfg.retention_bytes.to_string(),
+        "retention.ms" => cfg.retention_ms.to_string(),
+        "segment.bytes" => "1073741824".into(),
+        "segment.ms" => "604800000".into(),
+        "unclean.leader.election.enable" => "false".into(),
+        _ => return None,
+    })
+}
+
+/// Why a config change was refused: the Kafka error and a message for the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The error code.
+    pub code: ErrorCode,
+    /// What was wrong.
+    pub message: String,
+}
+
+fn invalid(message: String) -> ConfigError {
+    ConfigError { code: ErrorCode::INVALID_CONFIG, message }
+}
+
+/// Checks one topic config value.
+pub fn validate_config(name: &str, value: &str) -> Result<(), ConfigError> {
+    let def = config_def(name).ok_or_else(|| invalid(format!("Unknown topic config name: {name}")))?;
+    let bad = || invalid(format!("Invalid value {value} for configuration {name}"));
+    match def.ty {
+        ConfigType::Boolean => {
+            if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
+                return Err(bad());
+            }
+        }
+        ConfigType::Int | ConfigType::Long => {
+            let v: i64 = value.trim().parse().map_err(|_| bad())?;
+            if def.ty == ConfigType::Int && i32::try_from(v).is_err() {
+                return Err(bad());
+            }
+            if def.min.is_some_and(|m| v < m) {
+                return Err(invalid(format!("Invalid value {value} for configuration {name}: below the minimum")));
+            }
+        }
+        ConfigType::Double => {
+            value.trim().parse::<f64>().map_err(|_| bad())?;
+        }
+        ConfigType::String => {
+            if !def.choices.is_empty() && !def.choices.contains(&value) {
+                return Err(invalid(format!(
+                    "Invalid value {value} for configuration {name}: must be one of {:?}",
+                    def.choices
+                )));
+            }
+        }
+        ConfigType::List => {
+            for item in value.split(',').map(str::trim) {
+                if !def.choices.is_empty() && !def.choices.contains(&item) {
+                    return Err(invalid(format!(
+                        "Invalid value {value} for configuration {name}: must be a list of {:?}",
+                        def.choices
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A topic's effective settings: its overrides over the broker's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// Largest batch accepted.
+    pub max_message_bytes: i32,
+    /// Retention by time (-1: forever).
+    pub retention_ms: i64,
+    /// Retention by size (-1: unlimited).
+    pub retention_bytes: i64,
+    /// Whether the broker stamps records with LogAppendTime.
+    pub log_append_time: bool,
+    /// Oldest acceptable CreateTime, relative to now.
+    pub timestamp_before_max_ms: i64,
+    /// Newest acceptable CreateTime, relative to now.
+    pub timestamp_after_max_ms: i64,
+}
+
+impl TopicSettings {
+    /// The effective settings of a topic with these overrides.
+    #[must_use]
+    pub fn resolve(cfg: &Config, overrides: &[(KStr, KStr)]) -> Self {
+        let get = |name: &str| -> String {
+            overrides
+                .iter()
+                .rev()
+                .find(|(k, _)| k.as_str() == name)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| broker_default(cfg, name))
+                .unwrap_or_default()
+        };
+        let long = |name: &str, fallback: i64| get(name).trim().parse().unwrap_or(fallback);
+        Self {
+            max_message_bytes: i32::try_from(long("max.message.bytes", i64::from(cfg.max_message_bytes)))
+                .unwrap_or(cfg.max_message_bytes),
+            retention_ms: long("retention.ms", cfg.retention_ms),
+            retention_bytes: long("retention.bytes", cfg.retention_bytes),
+            log_append_time: get("message.timestamp.type") == "LogAppendTime",
+            timestamp_before_max_ms: long("message.timestamp.before.max.ms", i64::MAX),
+            timestamp_after_max_ms: long("message.timestamp.after.max.ms", i64::MAX),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        assert!(validate_name("orders.v1_raw-2").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("..").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name(&"x".repeat(250)).is_err());
+        assert!(validate_name(&"x".repeat(249)).is_ok());
+        assert!(collides("a.b", "a_b"));
+        assert!(!collides("a.b", "a.b"));
+        assert!(!collides("a.b", "a-b"));
+    }
+
+    #[test]
+    fn config_values_are_checked_by_type() {
+        assert!(validate_config("retention.ms", "3600000").is_ok());
+        assert!(validate_config("retention.ms", "soon").is_err());
+        assert!(validate_config("retention.ms", "-2").is_err());
+        assert!(validate_config("max.message.bytes", "99999999999").is_err());
+        assert!(validate_config("message.timestamp.type", "LogAppendTime").is_ok());
+        assert!(validate_config("message.timestamp.type", "Later").is_err());
+        assert!(validate_config("cleanup.policy", "delete,compact").is_ok());
+        assert_eq!(validate_config("no.such", "1").map_err(|e| e.code), Err(ErrorCode::INVALID_CONFIG));
+    }
+
+    #[test]
+    fn settings_take_overrides_over_broker_defaults() {
+        let cfg = Config::default();
+        let s = TopicSettings::resolve(&cfg, &[("retention.ms".into(), "1000".into())]);
+        assert_eq!(s.retention_ms, 1000);
+        assert_eq!(s.max_message_bytes, cfg.max_message_bytes);
+        assert!(!s.log_append_time);
+    }
+}

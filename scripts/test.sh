@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# kelp's one test command: installs what a fresh machine lacks, builds, and runs every test.
+#
+#   scripts/test.sh            everything
+#   KELP_FUZZ_SECONDS=0 ...    skip the fuzz smoke run (default: 20 s per target)
+#
+# Steps: formatting and lints; the generated codec is regenerated from ../shared's Kafka specs
+# and must match what is committed; unit, property, differential and hostile-input tests; a
+# short run of every cargo-fuzz target where cargo-fuzz and a nightly toolchain are present.
+# Anything a step starts is stopped by pid on exit, failure included.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+
+# A target directory outside the clone survives fresh clones on a reused machine.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kelp-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+FUZZ_SECONDS="${KELP_FUZZ_SECONDS:-20}"
+SPECS="$here/../shared/kafka-message-specs"
+
+pids=()
+cleanup() {
+    for p in "${pids[@]:-}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT INT TERM
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---- what a fresh machine may lack ------------------------------------------------------------
+need_rust() {
+    if ! command -v cargo >/dev/null; then
+        echo "cargo is missing: kelp needs a Rust toolchain (rustup, stable)" >&2
+        exit 1
+    fi
+    rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+}
+need_rust
+
+# ---- checks ----------------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "generated codec is up to date with the Kafka specs"
+if [ -d "$SPECS" ]; then
+    cargo run -q -p kelp-codegen -- --spec-dir "$SPECS" --check
+else
+    echo "skipped: $SPECS not found"
+fi
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy -q --workspace --all-targets -- -D warnings
+
+# ---- tests -----------------------------------------------------------------------------------
+step "cargo test (unit, property, differential, hostile input, doc tests)"
+cargo test --workspace --all-targets
+cargo test --workspace --doc
+
+# ---- fuzz smoke ------------------------------------------------------------------------------
+step "fuzz targets, ${FUZZ_SECONDS}s each"
+if [ "$FUZZ_SECONDS" -gt 0 ] && command -v cargo-fuzz >/dev/null && rustup toolchain list | grep -q nightly; then
+    (
+        cd fuzz
+        work="$(mktemp -d)"
+        trap 'rm -rf "$work"' EXIT
+        for target in $(cargo +nightly fuzz list); do
+            # Run on a scratch copy of the committed corpus so the clone stays clean.
+            mkdir -p "$work/$target"
+            [ -d "corpus/$target" ] && cp -r "corpus/$target/." "$work/$target/"
+            echo "fuzzing $target"
+            if ! cargo +nightly fuzz run "$target" "$work/$target" -- \
+                -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 >"$work/$target.log" 2>&1; then
+                tail -n 60 "$work/$target.log" >&2
+                echo "fuzz target $target failed (crash input under fuzz/artifacts/$target)" >&2
+                exit 1
+            fi
+            grep -E '^Done [0-9]+ runs' "$work/$target.log" || tail -n 2 "$work/$target.log"
+        done
+    )
+else
+    echo "skipped: needs cargo-fuzz and a nightly toolchain (cargo install cargo-fuzz)"
+fi
+
+echo
+echo "scripts/test.sh: all steps passed"
