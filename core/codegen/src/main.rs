@@ -466,7 +466,7 @@ fn mod_rs(apis: &[Api]) -> String {
         }
         o.push_str("        }\n    }\n\n");
         o.push_str(
-            "    /// Encodes into one buffer.\n    #[must_use]\n    pub fn to_bytes(&self, version: i16) -> Bytes {\n        let mut w = Writer::with_capacity(self.encoded_len(version));\n        self.encode(&mut w, version);\n        w.into_bytes()\n    }\n\n",
+            "    /// Encodes into one buffer.\n    #[must_use]\n    pub fn to_bytes(&self, version: i16) -> Bytes {\n        let mut w = Writer::contiguous(self.encoded_len(version));\n        self.encode(&mut w, version);\n        w.into_bytes()\n    }\n\n",
         );
         o.push_str("    /// A random body of API `key` at `version`, if the key is known.\n    #[cfg(feature = \"arbitrary\")]\n    pub fn random(key: ApiKey, g: &mut Gen, version: i16) -> Option<Self> {\n        Some(match key.0 {\n");
         for a in apis {

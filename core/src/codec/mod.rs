@@ -53,10 +53,9 @@ pub trait Message: Sized + Default + Clone + PartialEq + core::fmt::Debug {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut arbitrary::Gen, version: i16) -> Self;
 
-    /// Encodes into one contiguous buffer (copies zero-copy chunks; for tests and small
-    /// messages).
+    /// Encodes into one contiguous buffer of the exact size (byte fields are copied in).
     fn to_bytes(&self, version: i16) -> Bytes {
-        let mut w = Writer::with_capacity(self.encoded_len(version));
+        let mut w = Writer::contiguous(self.encoded_len(version));
         self.encode(&mut w, version);
         w.into_bytes()
     }

@@ -19,13 +19,22 @@ pub struct Writer {
     buf: BytesMut,
     chunks: SmallVec<[Bytes; 4]>,
     len: usize,
+    /// Copy everything into `buf` (for callers that need one buffer anyway).
+    contiguous: bool,
 }
 
 impl Writer {
     /// A writer whose first buffer can hold `cap` bytes without growing.
     #[must_use]
     pub fn with_capacity(cap: usize) -> Self {
-        Self { buf: BytesMut::with_capacity(cap), chunks: SmallVec::new(), len: 0 }
+        Self { buf: BytesMut::with_capacity(cap), chunks: SmallVec::new(), len: 0, contiguous: false }
+    }
+
+    /// A writer that copies everything into one buffer of `cap` bytes: no chunks, so
+    /// [`Writer::into_bytes`] needs no second copy. For callers that need one buffer anyway.
+    #[must_use]
+    pub fn contiguous(cap: usize) -> Self {
+        Self { contiguous: true, ..Self::with_capacity(cap) }
     }
 
     /// Total bytes written so far.
@@ -75,7 +84,7 @@ impl Writer {
 
     /// Appends shared bytes: copied when short, otherwise added as a chunk of their own.
     pub fn put_shared(&mut self, b: &Bytes) {
-        if b.len() < ZERO_COPY_MIN {
+        if self.contiguous || b.len() < ZERO_COPY_MIN {
             self.put_slice(b);
             return;
         }

@@ -507,7 +507,7 @@ impl RequestBody {
     /// Encodes into one buffer.
     #[must_use]
     pub fn to_bytes(&self, version: i16) -> Bytes {
-        let mut w = Writer::with_capacity(self.encoded_len(version));
+        let mut w = Writer::contiguous(self.encoded_len(version));
         self.encode(&mut w, version);
         w.into_bytes()
     }
@@ -1036,7 +1036,7 @@ impl ResponseBody {
     /// Encodes into one buffer.
     #[must_use]
     pub fn to_bytes(&self, version: i16) -> Bytes {
-        let mut w = Writer::with_capacity(self.encoded_len(version));
+        let mut w = Writer::contiguous(self.encoded_len(version));
         self.encode(&mut w, version);
         w.into_bytes()
     }

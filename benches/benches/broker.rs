@@ -1,0 +1,147 @@
+//! The broker's produce path without IO: a ProduceRequest frame goes into the sans-IO `Broker`,
+//! its appends run against the `MemStore`, and the acks=-1 response comes out. Reported per
+//! record, for one partition and for 100 partitions per request (100 records of 100 bytes per
+//! partition batch, uncompressed).
+//!
+//! There is no peer to run side by side in-process here; the end-to-end comparison against
+//! other brokers is scripts/bench.sh (docs/BENCHMARKS.md).
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use kelp_core::codec::generated::RequestBody;
+use kelp_core::codec::generated::create_topics::{CreatableTopic, CreateTopicsRequest};
+use kelp_core::codec::generated::header::RequestHeader;
+use kelp_core::codec::generated::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
+use kelp_core::codec::{KStr, Message, Writer};
+use kelp_core::mem_store::MemStore;
+use kelp_core::records::{Compression, RecordBatchBuilder};
+use kelp_core::{Broker, Config, ConnId, Input, Instant, Now, Output};
+
+const RECORDS_PER_BATCH: usize = 100;
+
+fn frame(body: &RequestBody, version: i16, correlation_id: i32) -> Bytes {
+    let key = body.api_key();
+    let hv = key.request_header_version(version);
+    let header = RequestHeader {
+        request_api_key: key.0,
+        request_api_version: version,
+        correlation_id,
+        client_id: Some(KStr::from("bench")),
+        ..Default::default()
+    };
+    let mut w = Writer::default();
+    w.i32(i32::try_from(header.encoded_len(hv) + body.encoded_len(version)).expect("small"));
+    header.encode(&mut w, hv);
+    body.encode(&mut w, version);
+    w.into_bytes()
+}
+
+/// A broker with one topic of `partitions` partitions, and a connection.
+struct Rig {
+    broker: Broker,
+    store: MemStore,
+    now: Now,
+    conn: ConnId,
+}
+
+impl Rig {
+    fn new(partitions: i32) -> Self {
+        let now = Now { mono: Instant(0), wall_ms: 1_700_000_000_000 };
+        let mut rig =
+            Self { broker: Broker::new(Config::default(), 1, now), store: MemStore::new(), now, conn: ConnId(1) };
+        rig.pump();
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal");
+        rig.broker.handle_input(now, Input::Accepted { conn: rig.conn, peer });
+        let create = RequestBody::CreateTopics(CreateTopicsRequest {
+            topics: vec![CreatableTopic {
+                name: "bench".into(),
+                num_partitions: partitions,
+                replication_factor: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        rig.feed(&frame(&create, 7, 0));
+        rig
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> usize {
+        self.broker.handle_input(self.now, Input::Received { conn: self.conn, bytes });
+        self.pump()
+    }
+
+    /// Drains outputs, running storage inline; returns response bytes sent.
+    fn pump(&mut self) -> usize {
+        let mut sent = 0;
+        loop {
+            let mut done = Vec::new();
+            while let Some(out) = self.broker.poll_output() {
+                match out {
+                    Output::Send { bytes, .. } => sent += bytes.iter().map(Bytes::len).sum::<usize>(),
+                    Output::Storage { cmd, command } => done.push((cmd, self.store.execute(command))),
+                    Output::Close { reason, .. } => panic!("closed: {reason:?}"),
+                }
+            }
+            if done.is_empty() {
+                return sent;
+            }
+            for (cmd, result) in done {
+                self.broker.handle_input(self.now, Input::Completed { cmd, result });
+            }
+        }
+    }
+}
+
+fn produce_frame(partitions: i32) -> Bytes {
+    let value = vec![b'x'; 100];
+    let mut b = RecordBatchBuilder::new(Compression::None).producer(-1, -1, -1);
+    for i in 0..RECORDS_PER_BATCH {
+        b.append(1_700_000_000_000 + i as i64, None, Some(&value), &[]).expect("builds");
+    }
+    let batch = b.build().expect("builds");
+    let req = RequestBody::Produce(ProduceRequest {
+        acks: -1,
+        timeout_ms: 30_000,
+        topic_data: vec![TopicProduceData {
+            name: "bench".into(),
+            partition_data: (0..partitions)
+                .map(|index| PartitionProduceData { index, records: Some(batch.clone()), ..Default::default() })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    frame(&req, 11, 1)
+}
+
+fn produce_ack(c: &mut Criterion) {
+    let mut g = c.benchmark_group("broker_produce_ack_per_record");
+    for partitions in [1, 100] {
+        let frame = produce_frame(partitions);
+        g.throughput(Throughput::Elements((partitions as usize * RECORDS_PER_BATCH) as u64));
+        g.bench_with_input(BenchmarkId::new("kelp_core_memstore", partitions), &frame, |b, frame| {
+            // The store keeps everything: a fresh broker and store every 500 requests keeps
+            // memory flat; only the produce calls are timed.
+            b.iter_custom(|iters| {
+                let mut total = std::time::Duration::ZERO;
+                let mut rig = Rig::new(partitions);
+                for i in 0..iters {
+                    if i > 0 && i % 500 == 0 {
+                        rig = Rig::new(partitions);
+                    }
+                    let start = std::time::Instant::now();
+                    let sent = rig.feed(frame);
+                    total += start.elapsed();
+                    assert!(sent > 0, "acks=-1 produce must be answered");
+                }
+                total
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, produce_ack);
+criterion_main!(benches);
