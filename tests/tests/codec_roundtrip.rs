@@ -79,13 +79,15 @@ proptest! {
 fn unknown_tagged_fields_survive_a_round_trip() {
     use kelp_core::codec::RawTaggedField;
     use kelp_core::codec::generated::api_versions::ApiVersionsRequest;
-    let mut req = ApiVersionsRequest::default();
-    req.client_software_name = "kelp-test".into();
-    req.unknown_tagged_fields = vec![
-        RawTaggedField { tag: 7, data: Bytes::from_static(b"x") },
-        RawTaggedField { tag: 300, data: Bytes::from_static(b"") },
-    ]
-    .into();
+    let req = ApiVersionsRequest {
+        client_software_name: "kelp-test".into(),
+        unknown_tagged_fields: vec![
+            RawTaggedField { tag: 7, data: Bytes::from_static(b"x") },
+            RawTaggedField { tag: 300, data: Bytes::from_static(b"") },
+        ]
+        .into(),
+        ..Default::default()
+    };
     let bytes = req.to_bytes(3);
     assert_eq!(ApiVersionsRequest::from_bytes(&bytes, 3), Ok(req.clone()));
     // Below the first flexible version there are no tagged fields to carry.

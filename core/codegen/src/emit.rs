@@ -377,7 +377,7 @@ impl MsgCtx<'_> {
             Ty::String => "g.string()".into(),
             Ty::Bytes | Ty::Records => "g.bytes()".into(),
             Ty::Struct(s) => format!("{}::random(g, version)", self.rust_name(s)),
-            Ty::Array(e) => format!("(0..g.len()).map(|_| {}).collect()", self.rand_val(e)),
+            Ty::Array(e) => format!("(0..g.array_len()).map(|_| {}).collect()", self.rand_val(e)),
         }
     }
 

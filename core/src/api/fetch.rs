@@ -350,17 +350,16 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
             }
         }
         // Incremental responses carry only partitions with news (KIP-227).
-        if let Some(parts) = session_parts.as_mut() {
-            if let Some(sp) = parts
+        if let Some(sp) = session_parts.as_mut().and_then(|parts| {
+            parts
                 .iter_mut()
                 .find(|sp| sp.part.partition == p.partition && sp.part.topic_id == p.topic_id && sp.part.name == p.name)
-            {
-                let now = (pd.high_watermark, pd.log_start_offset);
-                let changed = pd.records.is_some() || pd.error_code != 0 || sp.last_sent != Some(now);
-                sp.last_sent = Some(now);
-                if j.incremental && !changed {
-                    continue;
-                }
+        }) {
+            let now = (pd.high_watermark, pd.log_start_offset);
+            let changed = pd.records.is_some() || pd.error_code != 0 || sp.last_sent != Some(now);
+            sp.last_sent = Some(now);
+            if j.incremental && !changed {
+                continue;
             }
         }
         match resp.responses.last_mut() {
@@ -373,10 +372,10 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
             }),
         }
     }
-    if let (Some(id), Some(parts)) = (j.session, session_parts) {
-        if let Some(s) = b.sessions.by_id.get_mut(&id) {
-            s.parts = parts;
-        }
+    if let (Some(id), Some(parts)) = (j.session, session_parts)
+        && let Some(s) = b.sessions.by_id.get_mut(&id)
+    {
+        s.parts = parts;
     }
     resp
 }

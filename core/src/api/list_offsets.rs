@@ -97,10 +97,10 @@ pub(crate) fn lookup_done(b: &mut Broker, job: JobId, part: usize, result: Compl
         _ => pr.error_code = ErrorCode::UNKNOWN_SERVER_ERROR.0,
     }
     j.pending -= 1;
-    if j.pending == 0 {
-        if let Some(super::Job::ListOffsets(j)) = b.jobs.remove(&job) {
-            b.respond(j.req, &ResponseBody::ListOffsets(j.resp));
-        }
+    if j.pending == 0
+        && let Some(super::Job::ListOffsets(j)) = b.jobs.remove(&job)
+    {
+        b.respond(j.req, &ResponseBody::ListOffsets(j.resp));
     }
 }
 

@@ -84,7 +84,7 @@ pub(crate) enum Job {
     /// A list-offsets waiting for timestamp lookups.
     ListOffsets(list_offsets::ListOffsetsJob),
     /// A response waiting for storage commands; `finish` applies their results.
-    Reply(ReplyJob),
+    Reply(Box<ReplyJob>),
 }
 
 /// A response that is sent once every storage command it waits for has completed.
@@ -123,7 +123,7 @@ pub(crate) fn reply_after(
         partitions: Vec::new(),
         flag: false,
     };
-    let id = b.park(Job::Reply(job));
+    let id = b.park(Job::Reply(Box::new(job)));
     if parts == 0 {
         job_completed_reply(b, id);
     }

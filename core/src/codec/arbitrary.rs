@@ -107,7 +107,7 @@ impl Gen {
     }
 
     /// An array length: mostly 0 to 2 elements.
-    pub fn len(&mut self) -> usize {
+    pub fn array_len(&mut self) -> usize {
         self.below(3) as usize
     }
 

@@ -166,7 +166,7 @@ pub struct RawTaggedField {
 /// Almost always empty, so it is one pointer wide and empty costs nothing to create, move or
 /// drop; the list is allocated only when a peer actually sends unknown fields.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UnknownTaggedFields(Option<Box<Vec<RawTaggedField>>>);
+pub struct UnknownTaggedFields(Option<Box<[RawTaggedField]>>);
 
 impl UnknownTaggedFields {
     /// No fields.
@@ -177,13 +177,15 @@ impl UnknownTaggedFields {
 
     /// Appends a field (kept in order; write them in ascending tag order).
     pub fn push(&mut self, field: RawTaggedField) {
-        self.0.get_or_insert_with(Default::default).push(field);
+        let mut v = self.0.take().map(Vec::from).unwrap_or_default();
+        v.push(field);
+        self.0 = Some(v.into_boxed_slice());
     }
 
     /// The fields.
     #[must_use]
     pub fn as_slice(&self) -> &[RawTaggedField] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
+        self.0.as_deref().unwrap_or(&[])
     }
 
     /// How many fields there are.
@@ -201,7 +203,7 @@ impl UnknownTaggedFields {
 
 impl From<Vec<RawTaggedField>> for UnknownTaggedFields {
     fn from(v: Vec<RawTaggedField>) -> Self {
-        if v.is_empty() { Self(None) } else { Self(Some(Box::new(v))) }
+        if v.is_empty() { Self(None) } else { Self(Some(v.into_boxed_slice())) }
     }
 }
 

@@ -145,7 +145,7 @@ impl Message for AddPartitionsToTxnRequest {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         if version >= 4 {
-            this.transactions = (0..g.len()).map(|_| AddPartitionsToTxnTransaction::random(g, version)).collect();
+            this.transactions = (0..g.array_len()).map(|_| AddPartitionsToTxnTransaction::random(g, version)).collect();
         }
         if version <= 3 {
             this.v3_and_below_transactional_id = g.string();
@@ -157,7 +157,8 @@ impl Message for AddPartitionsToTxnRequest {
             this.v3_and_below_producer_epoch = g.i16();
         }
         if version <= 3 {
-            this.v3_and_below_topics = (0..g.len()).map(|_| AddPartitionsToTxnTopic::random(g, version)).collect();
+            this.v3_and_below_topics =
+                (0..g.array_len()).map(|_| AddPartitionsToTxnTopic::random(g, version)).collect();
         }
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -302,7 +303,7 @@ impl Message for AddPartitionsToTxnTransaction {
             this.verify_only = g.bool();
         }
         if version >= 4 {
-            this.topics = (0..g.len()).map(|_| AddPartitionsToTxnTopic::random(g, version)).collect();
+            this.topics = (0..g.array_len()).map(|_| AddPartitionsToTxnTopic::random(g, version)).collect();
         }
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -377,7 +378,7 @@ impl Message for AddPartitionsToTxnTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| g.i32()).collect();
+        this.partitions = (0..g.array_len()).map(|_| g.i32()).collect();
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -507,11 +508,12 @@ impl Message for AddPartitionsToTxnResponse {
             this.error_code = g.i16();
         }
         if version >= 4 {
-            this.results_by_transaction = (0..g.len()).map(|_| AddPartitionsToTxnResult::random(g, version)).collect();
+            this.results_by_transaction =
+                (0..g.array_len()).map(|_| AddPartitionsToTxnResult::random(g, version)).collect();
         }
         if version <= 3 {
             this.results_by_topic_v3_and_below =
-                (0..g.len()).map(|_| AddPartitionsToTxnTopicResult::random(g, version)).collect();
+                (0..g.array_len()).map(|_| AddPartitionsToTxnTopicResult::random(g, version)).collect();
         }
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -610,7 +612,8 @@ impl Message for AddPartitionsToTxnResult {
             this.transactional_id = g.string();
         }
         if version >= 4 {
-            this.topic_results = (0..g.len()).map(|_| AddPartitionsToTxnTopicResult::random(g, version)).collect();
+            this.topic_results =
+                (0..g.array_len()).map(|_| AddPartitionsToTxnTopicResult::random(g, version)).collect();
         }
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -692,7 +695,7 @@ impl Message for AddPartitionsToTxnTopicResult {
         let mut this = Self::default();
         this.name = g.string();
         this.results_by_partition =
-            (0..g.len()).map(|_| AddPartitionsToTxnPartitionResult::random(g, version)).collect();
+            (0..g.array_len()).map(|_| AddPartitionsToTxnPartitionResult::random(g, version)).collect();
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -110,7 +110,7 @@ impl Message for AddRaftVoterRequest {
         this.timeout_ms = g.i32();
         this.voter_id = g.i32();
         this.voter_directory_id = g.uuid();
-        this.listeners = (0..g.len()).map(|_| Listener::random(g, version)).collect();
+        this.listeners = (0..g.array_len()).map(|_| Listener::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

@@ -74,7 +74,7 @@ impl Message for AlterClientQuotasRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.entries = (0..g.len()).map(|_| RequestEntryData::random(g, version)).collect();
+        this.entries = (0..g.array_len()).map(|_| RequestEntryData::random(g, version)).collect();
         this.validate_only = g.bool();
         if version >= 1 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -152,8 +152,8 @@ impl Message for RequestEntryData {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.entity = (0..g.len()).map(|_| RequestEntityData::random(g, version)).collect();
-        this.ops = (0..g.len()).map(|_| OpData::random(g, version)).collect();
+        this.entity = (0..g.array_len()).map(|_| RequestEntityData::random(g, version)).collect();
+        this.ops = (0..g.array_len()).map(|_| OpData::random(g, version)).collect();
         if version >= 1 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -388,7 +388,7 @@ impl Message for AlterClientQuotasResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.entries = (0..g.len()).map(|_| ResponseEntryData::random(g, version)).collect();
+        this.entries = (0..g.array_len()).map(|_| ResponseEntryData::random(g, version)).collect();
         if version >= 1 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -483,7 +483,7 @@ impl Message for ResponseEntryData {
         let mut this = Self::default();
         this.error_code = g.i16();
         this.error_message = if g.null(true) { None } else { Some(g.string()) };
-        this.entity = (0..g.len()).map(|_| ResponseEntityData::random(g, version)).collect();
+        this.entity = (0..g.array_len()).map(|_| ResponseEntityData::random(g, version)).collect();
         if version >= 1 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

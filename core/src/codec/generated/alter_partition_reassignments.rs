@@ -95,7 +95,7 @@ impl Message for AlterPartitionReassignmentsRequest {
         if version >= 1 {
             this.allow_replication_factor_change = g.bool();
         }
-        this.topics = (0..g.len()).map(|_| ReassignableTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| ReassignableTopic::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -161,7 +161,7 @@ impl Message for ReassignableTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| ReassignablePartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| ReassignablePartition::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -236,7 +236,7 @@ impl Message for ReassignablePartition {
     fn random(g: &mut Gen, _version: i16) -> Self {
         let mut this = Self::default();
         this.partition_index = g.i32();
-        this.replicas = if g.null(true) { None } else { Some((0..g.len()).map(|_| g.i32()).collect()) };
+        this.replicas = if g.null(true) { None } else { Some((0..g.array_len()).map(|_| g.i32()).collect()) };
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -358,7 +358,7 @@ impl Message for AlterPartitionReassignmentsResponse {
         }
         this.error_code = g.i16();
         this.error_message = if g.null(true) { None } else { Some(g.string()) };
-        this.responses = (0..g.len()).map(|_| ReassignableTopicResponse::random(g, version)).collect();
+        this.responses = (0..g.array_len()).map(|_| ReassignableTopicResponse::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -425,7 +425,7 @@ impl Message for ReassignableTopicResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| ReassignablePartitionResponse::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| ReassignablePartitionResponse::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

@@ -69,7 +69,7 @@ impl Message for AlterReplicaLogDirsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.dirs = (0..g.len()).map(|_| AlterReplicaLogDir::random(g, version)).collect();
+        this.dirs = (0..g.array_len()).map(|_| AlterReplicaLogDir::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -143,7 +143,7 @@ impl Message for AlterReplicaLogDir {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.path = g.string();
-        this.topics = (0..g.len()).map(|_| AlterReplicaLogDirTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| AlterReplicaLogDirTopic::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -217,7 +217,7 @@ impl Message for AlterReplicaLogDirTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| g.i32()).collect();
+        this.partitions = (0..g.array_len()).map(|_| g.i32()).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -295,7 +295,7 @@ impl Message for AlterReplicaLogDirsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.results = (0..g.len()).map(|_| AlterReplicaLogDirTopicResult::random(g, version)).collect();
+        this.results = (0..g.array_len()).map(|_| AlterReplicaLogDirTopicResult::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -370,7 +370,7 @@ impl Message for AlterReplicaLogDirTopicResult {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.topic_name = g.string();
-        this.partitions = (0..g.len()).map(|_| AlterReplicaLogDirPartitionResult::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| AlterReplicaLogDirPartitionResult::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -79,8 +79,8 @@ impl Message for AlterUserScramCredentialsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.deletions = (0..g.len()).map(|_| ScramCredentialDeletion::random(g, version)).collect();
-        this.upsertions = (0..g.len()).map(|_| ScramCredentialUpsertion::random(g, version)).collect();
+        this.deletions = (0..g.array_len()).map(|_| ScramCredentialDeletion::random(g, version)).collect();
+        this.upsertions = (0..g.array_len()).map(|_| ScramCredentialUpsertion::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -304,7 +304,7 @@ impl Message for AlterUserScramCredentialsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.results = (0..g.len()).map(|_| AlterUserScramCredentialsResult::random(g, version)).collect();
+        this.results = (0..g.array_len()).map(|_| AlterUserScramCredentialsResult::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

@@ -302,18 +302,18 @@ impl Message for ApiVersionsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.error_code = g.i16();
-        this.api_keys = (0..g.len()).map(|_| ApiVersion::random(g, version)).collect();
+        this.api_keys = (0..g.array_len()).map(|_| ApiVersion::random(g, version)).collect();
         if version >= 1 {
             this.throttle_time_ms = g.i32();
         }
         if version >= 3 {
-            this.supported_features = (0..g.len()).map(|_| SupportedFeatureKey::random(g, version)).collect();
+            this.supported_features = (0..g.array_len()).map(|_| SupportedFeatureKey::random(g, version)).collect();
         }
         if version >= 3 {
             this.finalized_features_epoch = g.i64();
         }
         if version >= 3 {
-            this.finalized_features = (0..g.len()).map(|_| FinalizedFeatureKey::random(g, version)).collect();
+            this.finalized_features = (0..g.array_len()).map(|_| FinalizedFeatureKey::random(g, version)).collect();
         }
         if version >= 3 {
             this.zk_migration_ready = g.bool();

@@ -77,7 +77,7 @@ impl Message for ConsumerGroupDescribeRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, _version: i16) -> Self {
         let mut this = Self::default();
-        this.group_ids = (0..g.len()).map(|_| g.string()).collect();
+        this.group_ids = (0..g.array_len()).map(|_| g.string()).collect();
         this.include_authorized_operations = g.bool();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
@@ -147,7 +147,7 @@ impl Message for ConsumerGroupDescribeResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.groups = (0..g.len()).map(|_| DescribedGroup::random(g, version)).collect();
+        this.groups = (0..g.array_len()).map(|_| DescribedGroup::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -285,7 +285,7 @@ impl Message for DescribedGroup {
         this.group_epoch = g.i32();
         this.assignment_epoch = g.i32();
         this.assignor_name = g.string();
-        this.members = (0..g.len()).map(|_| Member::random(g, version)).collect();
+        this.members = (0..g.array_len()).map(|_| Member::random(g, version)).collect();
         this.authorized_operations = g.i32();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
@@ -451,7 +451,7 @@ impl Message for Member {
         this.member_epoch = g.i32();
         this.client_id = g.string();
         this.client_host = g.string();
-        this.subscribed_topic_names = (0..g.len()).map(|_| g.string()).collect();
+        this.subscribed_topic_names = (0..g.array_len()).map(|_| g.string()).collect();
         this.subscribed_topic_regex = if g.null(true) { None } else { Some(g.string()) };
         this.assignment = Assignment::random(g, version);
         this.target_assignment = Assignment::random(g, version);
@@ -529,7 +529,7 @@ impl Message for TopicPartitions {
         let mut this = Self::default();
         this.topic_id = g.uuid();
         this.topic_name = g.string();
-        this.partitions = (0..g.len()).map(|_| g.i32()).collect();
+        this.partitions = (0..g.array_len()).map(|_| g.i32()).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -589,7 +589,7 @@ impl Message for Assignment {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.topic_partitions = (0..g.len()).map(|_| TopicPartitions::random(g, version)).collect();
+        this.topic_partitions = (0..g.array_len()).map(|_| TopicPartitions::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

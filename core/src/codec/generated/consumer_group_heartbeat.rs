@@ -193,12 +193,12 @@ impl Message for ConsumerGroupHeartbeatRequest {
         this.rack_id = if g.null(true) { None } else { Some(g.string()) };
         this.rebalance_timeout_ms = g.i32();
         this.subscribed_topic_names =
-            if g.null(true) { None } else { Some((0..g.len()).map(|_| g.string()).collect()) };
+            if g.null(true) { None } else { Some((0..g.array_len()).map(|_| g.string()).collect()) };
         this.server_assignor = if g.null(true) { None } else { Some(g.string()) };
         this.topic_partitions = if g.null(true) {
             None
         } else {
-            Some((0..g.len()).map(|_| RequestTopicPartitions::random(g, version)).collect())
+            Some((0..g.array_len()).map(|_| RequestTopicPartitions::random(g, version)).collect())
         };
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
@@ -264,7 +264,7 @@ impl Message for RequestTopicPartitions {
     fn random(g: &mut Gen, _version: i16) -> Self {
         let mut this = Self::default();
         this.topic_id = g.uuid();
-        this.partitions = (0..g.len()).map(|_| g.i32()).collect();
+        this.partitions = (0..g.array_len()).map(|_| g.i32()).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -471,7 +471,7 @@ impl Message for Assignment {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.topic_partitions = (0..g.len()).map(|_| ResponseTopicPartitions::random(g, version)).collect();
+        this.topic_partitions = (0..g.array_len()).map(|_| ResponseTopicPartitions::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -536,7 +536,7 @@ impl Message for ResponseTopicPartitions {
     fn random(g: &mut Gen, _version: i16) -> Self {
         let mut this = Self::default();
         this.topic_id = g.uuid();
-        this.partitions = (0..g.len()).map(|_| g.i32()).collect();
+        this.partitions = (0..g.array_len()).map(|_| g.i32()).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

@@ -66,7 +66,7 @@ impl Message for ConsumerProtocolAssignment {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.assigned_partitions = (0..g.len()).map(|_| TopicPartition::random(g, version)).collect();
+        this.assigned_partitions = (0..g.array_len()).map(|_| TopicPartition::random(g, version)).collect();
         this.user_data = if g.null(true) { None } else { Some(g.bytes()) };
         this
     }
@@ -115,7 +115,7 @@ impl Message for TopicPartition {
     fn random(g: &mut Gen, _version: i16) -> Self {
         let mut this = Self::default();
         this.topic = g.string();
-        this.partitions = (0..g.len()).map(|_| g.i32()).collect();
+        this.partitions = (0..g.array_len()).map(|_| g.i32()).collect();
         this
     }
 }

@@ -135,10 +135,10 @@ impl Message for ConsumerProtocolSubscription {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.topics = (0..g.len()).map(|_| g.string()).collect();
+        this.topics = (0..g.array_len()).map(|_| g.string()).collect();
         this.user_data = if g.null(true) { None } else { Some(g.bytes()) };
         if version >= 1 {
-            this.owned_partitions = (0..g.len()).map(|_| TopicPartition::random(g, version)).collect();
+            this.owned_partitions = (0..g.array_len()).map(|_| TopicPartition::random(g, version)).collect();
         }
         if version >= 2 {
             this.generation_id = g.i32();
@@ -208,7 +208,7 @@ impl Message for TopicPartition {
             this.topic = g.string();
         }
         if version >= 1 {
-            this.partitions = (0..g.len()).map(|_| g.i32()).collect();
+            this.partitions = (0..g.array_len()).map(|_| g.i32()).collect();
         }
         this
     }

@@ -69,7 +69,7 @@ impl Message for CreateAclsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.creations = (0..g.len()).map(|_| AclCreation::random(g, version)).collect();
+        this.creations = (0..g.array_len()).map(|_| AclCreation::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -263,7 +263,7 @@ impl Message for CreateAclsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.results = (0..g.len()).map(|_| AclCreationResult::random(g, version)).collect();
+        this.results = (0..g.array_len()).map(|_| AclCreationResult::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

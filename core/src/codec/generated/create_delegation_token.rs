@@ -171,7 +171,7 @@ impl Message for CreateDelegationTokenRequest {
         if version >= 3 {
             this.owner_principal_name = if g.null(version >= 3) { None } else { Some(g.string()) };
         }
-        this.renewers = (0..g.len()).map(|_| CreatableRenewers::random(g, version)).collect();
+        this.renewers = (0..g.array_len()).map(|_| CreatableRenewers::random(g, version)).collect();
         this.max_lifetime_ms = g.i64();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);

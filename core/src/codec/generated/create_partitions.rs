@@ -84,7 +84,7 @@ impl Message for CreatePartitionsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.topics = (0..g.len()).map(|_| CreatePartitionsTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| CreatePartitionsTopic::random(g, version)).collect();
         this.timeout_ms = g.i32();
         this.validate_only = g.bool();
         if version >= 2 {
@@ -186,7 +186,7 @@ impl Message for CreatePartitionsTopic {
         this.assignments = if g.null(true) {
             None
         } else {
-            Some((0..g.len()).map(|_| CreatePartitionsAssignment::random(g, version)).collect())
+            Some((0..g.array_len()).map(|_| CreatePartitionsAssignment::random(g, version)).collect())
         };
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -255,7 +255,7 @@ impl Message for CreatePartitionsAssignment {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.broker_ids = (0..g.len()).map(|_| g.i32()).collect();
+        this.broker_ids = (0..g.array_len()).map(|_| g.i32()).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -333,7 +333,7 @@ impl Message for CreatePartitionsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.results = (0..g.len()).map(|_| CreatePartitionsTopicResult::random(g, version)).collect();
+        this.results = (0..g.array_len()).map(|_| CreatePartitionsTopicResult::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -86,7 +86,7 @@ impl Message for CreateTopicsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.topics = (0..g.len()).map(|_| CreatableTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| CreatableTopic::random(g, version)).collect();
         this.timeout_ms = g.i32();
         this.validate_only = g.bool();
         if version >= 5 {
@@ -198,8 +198,8 @@ impl Message for CreatableTopic {
         this.name = g.string();
         this.num_partitions = g.i32();
         this.replication_factor = g.i16();
-        this.assignments = (0..g.len()).map(|_| CreatableReplicaAssignment::random(g, version)).collect();
-        this.configs = (0..g.len()).map(|_| CreatableTopicConfig::random(g, version)).collect();
+        this.assignments = (0..g.array_len()).map(|_| CreatableReplicaAssignment::random(g, version)).collect();
+        this.configs = (0..g.array_len()).map(|_| CreatableTopicConfig::random(g, version)).collect();
         if version >= 5 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -273,7 +273,7 @@ impl Message for CreatableReplicaAssignment {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.partition_index = g.i32();
-        this.broker_ids = (0..g.len()).map(|_| g.i32()).collect();
+        this.broker_ids = (0..g.array_len()).map(|_| g.i32()).collect();
         if version >= 5 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -429,7 +429,7 @@ impl Message for CreateTopicsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.topics = (0..g.len()).map(|_| CreatableTopicResult::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| CreatableTopicResult::random(g, version)).collect();
         if version >= 5 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -644,7 +644,7 @@ impl Message for CreatableTopicResult {
             this.configs = if g.null(version >= 5) {
                 None
             } else {
-                Some((0..g.len()).map(|_| CreatableTopicConfigs::random(g, version)).collect())
+                Some((0..g.array_len()).map(|_| CreatableTopicConfigs::random(g, version)).collect())
             };
         }
         if version >= 5 {

@@ -69,7 +69,7 @@ impl Message for DeleteAclsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.filters = (0..g.len()).map(|_| DeleteAclsFilter::random(g, version)).collect();
+        this.filters = (0..g.array_len()).map(|_| DeleteAclsFilter::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -294,7 +294,7 @@ impl Message for DeleteAclsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.filter_results = (0..g.len()).map(|_| DeleteAclsFilterResult::random(g, version)).collect();
+        this.filter_results = (0..g.array_len()).map(|_| DeleteAclsFilterResult::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -395,7 +395,7 @@ impl Message for DeleteAclsFilterResult {
         let mut this = Self::default();
         this.error_code = g.i16();
         this.error_message = if g.null(true) { None } else { Some(g.string()) };
-        this.matching_acls = (0..g.len()).map(|_| DeleteAclsMatchingAcl::random(g, version)).collect();
+        this.matching_acls = (0..g.array_len()).map(|_| DeleteAclsMatchingAcl::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -70,7 +70,7 @@ impl Message for DeleteGroupsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.groups_names = (0..g.len()).map(|_| g.string()).collect();
+        this.groups_names = (0..g.array_len()).map(|_| g.string()).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -147,7 +147,7 @@ impl Message for DeleteGroupsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.results = (0..g.len()).map(|_| DeletableGroupResult::random(g, version)).collect();
+        this.results = (0..g.array_len()).map(|_| DeletableGroupResult::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

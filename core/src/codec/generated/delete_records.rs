@@ -74,7 +74,7 @@ impl Message for DeleteRecordsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.topics = (0..g.len()).map(|_| DeleteRecordsTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| DeleteRecordsTopic::random(g, version)).collect();
         this.timeout_ms = g.i32();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -149,7 +149,7 @@ impl Message for DeleteRecordsTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| DeleteRecordsPartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| DeleteRecordsPartition::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -295,7 +295,7 @@ impl Message for DeleteRecordsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.topics = (0..g.len()).map(|_| DeleteRecordsTopicResult::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| DeleteRecordsTopicResult::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -370,7 +370,7 @@ impl Message for DeleteRecordsTopicResult {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| DeleteRecordsPartitionResult::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| DeleteRecordsPartitionResult::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -106,10 +106,10 @@ impl Message for DeleteTopicsRequest {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         if version >= 6 {
-            this.topics = (0..g.len()).map(|_| DeleteTopicState::random(g, version)).collect();
+            this.topics = (0..g.array_len()).map(|_| DeleteTopicState::random(g, version)).collect();
         }
         if version <= 5 {
-            this.topic_names = (0..g.len()).map(|_| g.string()).collect();
+            this.topic_names = (0..g.array_len()).map(|_| g.string()).collect();
         }
         this.timeout_ms = g.i32();
         if version >= 4 {
@@ -297,7 +297,7 @@ impl Message for DeleteTopicsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.responses = (0..g.len()).map(|_| DeletableTopicResult::random(g, version)).collect();
+        this.responses = (0..g.array_len()).map(|_| DeletableTopicResult::random(g, version)).collect();
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -259,7 +259,7 @@ impl Message for DescribeAclsResponse {
         this.throttle_time_ms = g.i32();
         this.error_code = g.i16();
         this.error_message = if g.null(true) { None } else { Some(g.string()) };
-        this.resources = (0..g.len()).map(|_| DescribeAclsResource::random(g, version)).collect();
+        this.resources = (0..g.array_len()).map(|_| DescribeAclsResource::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -356,7 +356,7 @@ impl Message for DescribeAclsResource {
         this.resource_type = g.i8();
         this.resource_name = g.string();
         this.pattern_type = g.i8();
-        this.acls = (0..g.len()).map(|_| AclDescription::random(g, version)).collect();
+        this.acls = (0..g.array_len()).map(|_| AclDescription::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

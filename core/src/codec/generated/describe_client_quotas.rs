@@ -74,7 +74,7 @@ impl Message for DescribeClientQuotasRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.components = (0..g.len()).map(|_| ComponentData::random(g, version)).collect();
+        this.components = (0..g.array_len()).map(|_| ComponentData::random(g, version)).collect();
         this.strict = g.bool();
         if version >= 1 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -289,7 +289,7 @@ impl Message for DescribeClientQuotasResponse {
         this.error_code = g.i16();
         this.error_message = if g.null(true) { None } else { Some(g.string()) };
         this.entries =
-            if g.null(true) { None } else { Some((0..g.len()).map(|_| EntryData::random(g, version)).collect()) };
+            if g.null(true) { None } else { Some((0..g.array_len()).map(|_| EntryData::random(g, version)).collect()) };
         if version >= 1 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -365,8 +365,8 @@ impl Message for EntryData {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.entity = (0..g.len()).map(|_| EntityData::random(g, version)).collect();
-        this.values = (0..g.len()).map(|_| ValueData::random(g, version)).collect();
+        this.entity = (0..g.array_len()).map(|_| EntityData::random(g, version)).collect();
+        this.values = (0..g.array_len()).map(|_| ValueData::random(g, version)).collect();
         if version >= 1 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

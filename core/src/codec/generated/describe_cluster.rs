@@ -234,7 +234,7 @@ impl Message for DescribeClusterResponse {
         }
         this.cluster_id = g.string();
         this.controller_id = g.i32();
-        this.brokers = (0..g.len()).map(|_| DescribeClusterBroker::random(g, version)).collect();
+        this.brokers = (0..g.array_len()).map(|_| DescribeClusterBroker::random(g, version)).collect();
         this.cluster_authorized_operations = g.i32();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this

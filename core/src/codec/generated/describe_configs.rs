@@ -95,7 +95,7 @@ impl Message for DescribeConfigsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.resources = (0..g.len()).map(|_| DescribeConfigsResource::random(g, version)).collect();
+        this.resources = (0..g.array_len()).map(|_| DescribeConfigsResource::random(g, version)).collect();
         this.include_synonyms = g.bool();
         if version >= 3 {
             this.include_documentation = g.bool();
@@ -203,7 +203,8 @@ impl Message for DescribeConfigsResource {
         let mut this = Self::default();
         this.resource_type = g.i8();
         this.resource_name = g.string();
-        this.configuration_keys = if g.null(true) { None } else { Some((0..g.len()).map(|_| g.string()).collect()) };
+        this.configuration_keys =
+            if g.null(true) { None } else { Some((0..g.array_len()).map(|_| g.string()).collect()) };
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -280,7 +281,7 @@ impl Message for DescribeConfigsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.results = (0..g.len()).map(|_| DescribeConfigsResult::random(g, version)).collect();
+        this.results = (0..g.array_len()).map(|_| DescribeConfigsResult::random(g, version)).collect();
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -397,7 +398,7 @@ impl Message for DescribeConfigsResult {
         this.error_message = if g.null(true) { None } else { Some(g.string()) };
         this.resource_type = g.i8();
         this.resource_name = g.string();
-        this.configs = (0..g.len()).map(|_| DescribeConfigsResourceResult::random(g, version)).collect();
+        this.configs = (0..g.array_len()).map(|_| DescribeConfigsResourceResult::random(g, version)).collect();
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -563,7 +564,7 @@ impl Message for DescribeConfigsResourceResult {
         this.read_only = g.bool();
         this.config_source = g.i8();
         this.is_sensitive = g.bool();
-        this.synonyms = (0..g.len()).map(|_| DescribeConfigsSynonym::random(g, version)).collect();
+        this.synonyms = (0..g.array_len()).map(|_| DescribeConfigsSynonym::random(g, version)).collect();
         if version >= 3 {
             this.config_type = g.i8();
         }

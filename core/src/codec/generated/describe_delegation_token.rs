@@ -86,7 +86,7 @@ impl Message for DescribeDelegationTokenRequest {
         this.owners = if g.null(true) {
             None
         } else {
-            Some((0..g.len()).map(|_| DescribeDelegationTokenOwner::random(g, version)).collect())
+            Some((0..g.array_len()).map(|_| DescribeDelegationTokenOwner::random(g, version)).collect())
         };
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -253,7 +253,7 @@ impl Message for DescribeDelegationTokenResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.error_code = g.i16();
-        this.tokens = (0..g.len()).map(|_| DescribedDelegationToken::random(g, version)).collect();
+        this.tokens = (0..g.array_len()).map(|_| DescribedDelegationToken::random(g, version)).collect();
         this.throttle_time_ms = g.i32();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -421,7 +421,7 @@ impl Message for DescribedDelegationToken {
         this.max_timestamp = g.i64();
         this.token_id = g.string();
         this.hmac = g.bytes();
-        this.renewers = (0..g.len()).map(|_| DescribedDelegationTokenRenewer::random(g, version)).collect();
+        this.renewers = (0..g.array_len()).map(|_| DescribedDelegationTokenRenewer::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -92,7 +92,7 @@ impl Message for DescribeGroupsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.groups = (0..g.len()).map(|_| g.string()).collect();
+        this.groups = (0..g.array_len()).map(|_| g.string()).collect();
         if version >= 3 {
             this.include_authorized_operations = g.bool();
         }
@@ -178,7 +178,7 @@ impl Message for DescribeGroupsResponse {
         if version >= 1 {
             this.throttle_time_ms = g.i32();
         }
-        this.groups = (0..g.len()).map(|_| DescribedGroup::random(g, version)).collect();
+        this.groups = (0..g.array_len()).map(|_| DescribedGroup::random(g, version)).collect();
         if version >= 5 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -346,7 +346,7 @@ impl Message for DescribedGroup {
         this.group_state = g.string();
         this.protocol_type = g.string();
         this.protocol_data = g.string();
-        this.members = (0..g.len()).map(|_| DescribedGroupMember::random(g, version)).collect();
+        this.members = (0..g.array_len()).map(|_| DescribedGroupMember::random(g, version)).collect();
         if version >= 3 {
             this.authorized_operations = g.i32();
         }

@@ -84,7 +84,7 @@ impl Message for DescribeLogDirsRequest {
         this.topics = if g.null(true) {
             None
         } else {
-            Some((0..g.len()).map(|_| DescribableLogDirTopic::random(g, version)).collect())
+            Some((0..g.array_len()).map(|_| DescribableLogDirTopic::random(g, version)).collect())
         };
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -159,7 +159,7 @@ impl Message for DescribableLogDirTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.topic = g.string();
-        this.partitions = (0..g.len()).map(|_| g.i32()).collect();
+        this.partitions = (0..g.array_len()).map(|_| g.i32()).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -258,7 +258,7 @@ impl Message for DescribeLogDirsResponse {
         if version >= 3 {
             this.error_code = g.i16();
         }
-        this.results = (0..g.len()).map(|_| DescribeLogDirsResult::random(g, version)).collect();
+        this.results = (0..g.array_len()).map(|_| DescribeLogDirsResult::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -381,7 +381,7 @@ impl Message for DescribeLogDirsResult {
         let mut this = Self::default();
         this.error_code = g.i16();
         this.log_dir = g.string();
-        this.topics = (0..g.len()).map(|_| DescribeLogDirsTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| DescribeLogDirsTopic::random(g, version)).collect();
         if version >= 4 {
             this.total_bytes = g.i64();
         }
@@ -465,7 +465,7 @@ impl Message for DescribeLogDirsTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| DescribeLogDirsPartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| DescribeLogDirsPartition::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -62,7 +62,7 @@ impl Message for DescribeProducersRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.topics = (0..g.len()).map(|_| TopicRequest::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| TopicRequest::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -127,7 +127,7 @@ impl Message for TopicRequest {
     fn random(g: &mut Gen, _version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partition_indexes = (0..g.len()).map(|_| g.i32()).collect();
+        this.partition_indexes = (0..g.array_len()).map(|_| g.i32()).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -195,7 +195,7 @@ impl Message for DescribeProducersResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.topics = (0..g.len()).map(|_| TopicResponse::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| TopicResponse::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -260,7 +260,7 @@ impl Message for TopicResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| PartitionResponse::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| PartitionResponse::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -360,7 +360,7 @@ impl Message for PartitionResponse {
         this.partition_index = g.i32();
         this.error_code = g.i16();
         this.error_message = if g.null(true) { None } else { Some(g.string()) };
-        this.active_producers = (0..g.len()).map(|_| ProducerState::random(g, version)).collect();
+        this.active_producers = (0..g.array_len()).map(|_| ProducerState::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

@@ -62,7 +62,7 @@ impl Message for DescribeQuorumRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.topics = (0..g.len()).map(|_| RequestTopicData::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| RequestTopicData::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -128,7 +128,7 @@ impl Message for RequestTopicData {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.topic_name = g.string();
-        this.partitions = (0..g.len()).map(|_| RequestPartitionData::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| RequestPartitionData::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -320,9 +320,9 @@ impl Message for DescribeQuorumResponse {
         if version >= 2 {
             this.error_message = if g.null(version >= 2) { None } else { Some(g.string()) };
         }
-        this.topics = (0..g.len()).map(|_| ResponseTopicData::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| ResponseTopicData::random(g, version)).collect();
         if version >= 2 {
-            this.nodes = (0..g.len()).map(|_| Node::random(g, version)).collect();
+            this.nodes = (0..g.array_len()).map(|_| Node::random(g, version)).collect();
         }
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
@@ -389,7 +389,7 @@ impl Message for ResponseTopicData {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.topic_name = g.string();
-        this.partitions = (0..g.len()).map(|_| ResponsePartitionData::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| ResponsePartitionData::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -548,8 +548,8 @@ impl Message for ResponsePartitionData {
         this.leader_id = g.i32();
         this.leader_epoch = g.i32();
         this.high_watermark = g.i64();
-        this.current_voters = (0..g.len()).map(|_| ReplicaState::random(g, version)).collect();
-        this.observers = (0..g.len()).map(|_| ReplicaState::random(g, version)).collect();
+        this.current_voters = (0..g.array_len()).map(|_| ReplicaState::random(g, version)).collect();
+        this.observers = (0..g.array_len()).map(|_| ReplicaState::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -629,7 +629,7 @@ impl Message for Node {
             this.node_id = g.i32();
         }
         if version >= 2 {
-            this.listeners = (0..g.len()).map(|_| Listener::random(g, version)).collect();
+            this.listeners = (0..g.array_len()).map(|_| Listener::random(g, version)).collect();
         }
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this

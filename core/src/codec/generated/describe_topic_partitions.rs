@@ -98,7 +98,7 @@ impl Message for DescribeTopicPartitionsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.topics = (0..g.len()).map(|_| TopicRequest::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| TopicRequest::random(g, version)).collect();
         this.response_partition_limit = g.i32();
         this.cursor = if g.null(true) { None } else { Some(RequestCursor::random(g, version)) };
         this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -316,7 +316,7 @@ impl Message for DescribeTopicPartitionsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.topics = (0..g.len()).map(|_| DescribeTopicPartitionsResponseTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| DescribeTopicPartitionsResponseTopic::random(g, version)).collect();
         this.next_cursor = if g.null(true) { None } else { Some(ResponseCursor::random(g, version)) };
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
@@ -434,7 +434,8 @@ impl Message for DescribeTopicPartitionsResponseTopic {
         this.name = if g.null(true) { None } else { Some(g.string()) };
         this.topic_id = g.uuid();
         this.is_internal = g.bool();
-        this.partitions = (0..g.len()).map(|_| DescribeTopicPartitionsResponsePartition::random(g, version)).collect();
+        this.partitions =
+            (0..g.array_len()).map(|_| DescribeTopicPartitionsResponsePartition::random(g, version)).collect();
         this.topic_authorized_operations = g.i32();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
@@ -604,11 +605,12 @@ impl Message for DescribeTopicPartitionsResponsePartition {
         this.partition_index = g.i32();
         this.leader_id = g.i32();
         this.leader_epoch = g.i32();
-        this.replica_nodes = (0..g.len()).map(|_| g.i32()).collect();
-        this.isr_nodes = (0..g.len()).map(|_| g.i32()).collect();
-        this.eligible_leader_replicas = if g.null(true) { None } else { Some((0..g.len()).map(|_| g.i32()).collect()) };
-        this.last_known_elr = if g.null(true) { None } else { Some((0..g.len()).map(|_| g.i32()).collect()) };
-        this.offline_replicas = (0..g.len()).map(|_| g.i32()).collect();
+        this.replica_nodes = (0..g.array_len()).map(|_| g.i32()).collect();
+        this.isr_nodes = (0..g.array_len()).map(|_| g.i32()).collect();
+        this.eligible_leader_replicas =
+            if g.null(true) { None } else { Some((0..g.array_len()).map(|_| g.i32()).collect()) };
+        this.last_known_elr = if g.null(true) { None } else { Some((0..g.array_len()).map(|_| g.i32()).collect()) };
+        this.offline_replicas = (0..g.array_len()).map(|_| g.i32()).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

@@ -64,7 +64,7 @@ impl Message for DescribeTransactionsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, _version: i16) -> Self {
         let mut this = Self::default();
-        this.transactional_ids = (0..g.len()).map(|_| g.string()).collect();
+        this.transactional_ids = (0..g.array_len()).map(|_| g.string()).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -138,7 +138,7 @@ impl Message for DescribeTransactionsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.transaction_states = (0..g.len()).map(|_| TransactionState::random(g, version)).collect();
+        this.transaction_states = (0..g.array_len()).map(|_| TransactionState::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -259,7 +259,7 @@ impl Message for TransactionState {
         this.transaction_start_time_ms = g.i64();
         this.producer_id = g.i64();
         this.producer_epoch = g.i16();
-        this.topics = (0..g.len()).map(|_| TopicData::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| TopicData::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -323,7 +323,7 @@ impl Message for TopicData {
     fn random(g: &mut Gen, _version: i16) -> Self {
         let mut this = Self::default();
         this.topic = g.string();
-        this.partitions = (0..g.len()).map(|_| g.i32()).collect();
+        this.partitions = (0..g.array_len()).map(|_| g.i32()).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

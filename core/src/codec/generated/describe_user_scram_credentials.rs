@@ -73,7 +73,7 @@ impl Message for DescribeUserScramCredentialsRequest {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.users =
-            if g.null(true) { None } else { Some((0..g.len()).map(|_| UserName::random(g, version)).collect()) };
+            if g.null(true) { None } else { Some((0..g.array_len()).map(|_| UserName::random(g, version)).collect()) };
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -232,7 +232,7 @@ impl Message for DescribeUserScramCredentialsResponse {
         this.throttle_time_ms = g.i32();
         this.error_code = g.i16();
         this.error_message = if g.null(true) { None } else { Some(g.string()) };
-        this.results = (0..g.len()).map(|_| DescribeUserScramCredentialsResult::random(g, version)).collect();
+        this.results = (0..g.array_len()).map(|_| DescribeUserScramCredentialsResult::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -333,7 +333,7 @@ impl Message for DescribeUserScramCredentialsResult {
         this.user = g.string();
         this.error_code = g.i16();
         this.error_message = if g.null(true) { None } else { Some(g.string()) };
-        this.credential_infos = (0..g.len()).map(|_| CredentialInfo::random(g, version)).collect();
+        this.credential_infos = (0..g.array_len()).map(|_| CredentialInfo::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

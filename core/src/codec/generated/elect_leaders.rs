@@ -108,8 +108,11 @@ impl Message for ElectLeadersRequest {
         if version >= 1 {
             this.election_type = g.i8();
         }
-        this.topic_partitions =
-            if g.null(true) { None } else { Some((0..g.len()).map(|_| TopicPartitions::random(g, version)).collect()) };
+        this.topic_partitions = if g.null(true) {
+            None
+        } else {
+            Some((0..g.array_len()).map(|_| TopicPartitions::random(g, version)).collect())
+        };
         this.timeout_ms = g.i32();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -183,7 +186,7 @@ impl Message for TopicPartitions {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.topic = g.string();
-        this.partitions = (0..g.len()).map(|_| g.i32()).collect();
+        this.partitions = (0..g.array_len()).map(|_| g.i32()).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -284,7 +287,7 @@ impl Message for ElectLeadersResponse {
         if version >= 1 {
             this.error_code = g.i16();
         }
-        this.replica_election_results = (0..g.len()).map(|_| ReplicaElectionResult::random(g, version)).collect();
+        this.replica_election_results = (0..g.array_len()).map(|_| ReplicaElectionResult::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -359,7 +362,7 @@ impl Message for ReplicaElectionResult {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.topic = g.string();
-        this.partition_result = (0..g.len()).map(|_| PartitionResult::random(g, version)).collect();
+        this.partition_result = (0..g.array_len()).map(|_| PartitionResult::random(g, version)).collect();
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -270,9 +270,9 @@ impl Message for FetchRequest {
         if version >= 7 {
             this.session_epoch = g.i32();
         }
-        this.topics = (0..g.len()).map(|_| FetchTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| FetchTopic::random(g, version)).collect();
         if version >= 7 {
-            this.forgotten_topics_data = (0..g.len()).map(|_| ForgottenTopic::random(g, version)).collect();
+            this.forgotten_topics_data = (0..g.array_len()).map(|_| ForgottenTopic::random(g, version)).collect();
         }
         if version >= 11 {
             this.rack_id = g.string();
@@ -454,7 +454,7 @@ impl Message for FetchTopic {
         if version >= 13 {
             this.topic_id = g.uuid();
         }
-        this.partitions = (0..g.len()).map(|_| FetchPartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| FetchPartition::random(g, version)).collect();
         if version >= 12 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -737,7 +737,7 @@ impl Message for ForgottenTopic {
             this.topic_id = g.uuid();
         }
         if version >= 7 {
-            this.partitions = (0..g.len()).map(|_| g.i32()).collect();
+            this.partitions = (0..g.array_len()).map(|_| g.i32()).collect();
         }
         if version >= 12 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -885,9 +885,9 @@ impl Message for FetchResponse {
         if version >= 7 {
             this.session_id = g.i32();
         }
-        this.responses = (0..g.len()).map(|_| FetchableTopicResponse::random(g, version)).collect();
+        this.responses = (0..g.array_len()).map(|_| FetchableTopicResponse::random(g, version)).collect();
         if version >= 16 {
-            this.node_endpoints = (0..g.len()).map(|_| NodeEndpoint::random(g, version)).collect();
+            this.node_endpoints = (0..g.array_len()).map(|_| NodeEndpoint::random(g, version)).collect();
         }
         if version >= 12 {
             this.unknown_tagged_fields = g.unknown_tagged(Some(0));
@@ -986,7 +986,7 @@ impl Message for FetchableTopicResponse {
         if version >= 13 {
             this.topic_id = g.uuid();
         }
-        this.partitions = (0..g.len()).map(|_| PartitionData::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| PartitionData::random(g, version)).collect();
         if version >= 12 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -1221,7 +1221,7 @@ impl Message for PartitionData {
         this.aborted_transactions = if g.null(true) {
             None
         } else {
-            Some((0..g.len()).map(|_| AbortedTransaction::random(g, version)).collect())
+            Some((0..g.array_len()).map(|_| AbortedTransaction::random(g, version)).collect())
         };
         if version >= 11 {
             this.preferred_read_replica = g.i32();

@@ -108,7 +108,7 @@ impl Message for FindCoordinatorRequest {
             this.key_type = g.i8();
         }
         if version >= 4 {
-            this.coordinator_keys = (0..g.len()).map(|_| g.string()).collect();
+            this.coordinator_keys = (0..g.array_len()).map(|_| g.string()).collect();
         }
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -307,7 +307,7 @@ impl Message for FindCoordinatorResponse {
             this.port = g.i32();
         }
         if version >= 4 {
-            this.coordinators = (0..g.len()).map(|_| Coordinator::random(g, version)).collect();
+            this.coordinators = (0..g.array_len()).map(|_| Coordinator::random(g, version)).collect();
         }
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);

@@ -195,11 +195,11 @@ impl Message for GetTelemetrySubscriptionsResponse {
         this.error_code = g.i16();
         this.client_instance_id = g.uuid();
         this.subscription_id = g.i32();
-        this.accepted_compression_types = (0..g.len()).map(|_| g.i8()).collect();
+        this.accepted_compression_types = (0..g.array_len()).map(|_| g.i8()).collect();
         this.push_interval_ms = g.i32();
         this.telemetry_max_bytes = g.i32();
         this.delta_temporality = g.bool();
-        this.requested_metrics = (0..g.len()).map(|_| g.string()).collect();
+        this.requested_metrics = (0..g.array_len()).map(|_| g.string()).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

@@ -75,7 +75,7 @@ impl Message for IncrementalAlterConfigsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.resources = (0..g.len()).map(|_| AlterConfigsResource::random(g, version)).collect();
+        this.resources = (0..g.array_len()).map(|_| AlterConfigsResource::random(g, version)).collect();
         this.validate_only = g.bool();
         if version >= 1 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -166,7 +166,7 @@ impl Message for AlterConfigsResource {
         let mut this = Self::default();
         this.resource_type = g.i8();
         this.resource_name = g.string();
-        this.configs = (0..g.len()).map(|_| AlterableConfig::random(g, version)).collect();
+        this.configs = (0..g.array_len()).map(|_| AlterableConfig::random(g, version)).collect();
         if version >= 1 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -334,7 +334,7 @@ impl Message for IncrementalAlterConfigsResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.responses = (0..g.len()).map(|_| AlterConfigsResourceResponse::random(g, version)).collect();
+        this.responses = (0..g.array_len()).map(|_| AlterConfigsResourceResponse::random(g, version)).collect();
         if version >= 1 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

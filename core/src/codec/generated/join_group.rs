@@ -206,7 +206,7 @@ impl Message for JoinGroupRequest {
             this.group_instance_id = if g.null(version >= 5) { None } else { Some(g.string()) };
         }
         this.protocol_type = g.string();
-        this.protocols = (0..g.len()).map(|_| JoinGroupRequestProtocol::random(g, version)).collect();
+        this.protocols = (0..g.array_len()).map(|_| JoinGroupRequestProtocol::random(g, version)).collect();
         if version >= 8 {
             this.reason = if g.null(version >= 8) { None } else { Some(g.string()) };
         }
@@ -489,7 +489,7 @@ impl Message for JoinGroupResponse {
             this.skip_assignment = g.bool();
         }
         this.member_id = g.string();
-        this.members = (0..g.len()).map(|_| JoinGroupResponseMember::random(g, version)).collect();
+        this.members = (0..g.array_len()).map(|_| JoinGroupResponseMember::random(g, version)).collect();
         if version >= 6 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -101,7 +101,7 @@ impl Message for LeaveGroupRequest {
             this.member_id = g.string();
         }
         if version >= 3 {
-            this.members = (0..g.len()).map(|_| MemberIdentity::random(g, version)).collect();
+            this.members = (0..g.array_len()).map(|_| MemberIdentity::random(g, version)).collect();
         }
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -369,7 +369,7 @@ impl Message for LeaveGroupResponse {
         }
         this.error_code = g.i16();
         if version >= 3 {
-            this.members = (0..g.len()).map(|_| MemberResponse::random(g, version)).collect();
+            this.members = (0..g.array_len()).map(|_| MemberResponse::random(g, version)).collect();
         }
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged(None);

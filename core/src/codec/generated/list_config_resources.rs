@@ -72,7 +72,7 @@ impl Message for ListConfigResourcesRequest {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         if version >= 1 {
-            this.resource_types = (0..g.len()).map(|_| g.i8()).collect();
+            this.resource_types = (0..g.array_len()).map(|_| g.i8()).collect();
         }
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
@@ -158,7 +158,7 @@ impl Message for ListConfigResourcesResponse {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
         this.error_code = g.i16();
-        this.config_resources = (0..g.len()).map(|_| ConfigResource::random(g, version)).collect();
+        this.config_resources = (0..g.array_len()).map(|_| ConfigResource::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

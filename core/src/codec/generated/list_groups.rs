@@ -98,10 +98,10 @@ impl Message for ListGroupsRequest {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         if version >= 4 {
-            this.states_filter = (0..g.len()).map(|_| g.string()).collect();
+            this.states_filter = (0..g.array_len()).map(|_| g.string()).collect();
         }
         if version >= 5 {
-            this.types_filter = (0..g.len()).map(|_| g.string()).collect();
+            this.types_filter = (0..g.array_len()).map(|_| g.string()).collect();
         }
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -200,7 +200,7 @@ impl Message for ListGroupsResponse {
             this.throttle_time_ms = g.i32();
         }
         this.error_code = g.i16();
-        this.groups = (0..g.len()).map(|_| ListedGroup::random(g, version)).collect();
+        this.groups = (0..g.array_len()).map(|_| ListedGroup::random(g, version)).collect();
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -108,7 +108,7 @@ impl Message for ListOffsetsRequest {
         if version >= 2 {
             this.isolation_level = g.i8();
         }
-        this.topics = (0..g.len()).map(|_| ListOffsetsTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| ListOffsetsTopic::random(g, version)).collect();
         if version >= 10 {
             this.timeout_ms = g.i32();
         }
@@ -185,7 +185,7 @@ impl Message for ListOffsetsTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| ListOffsetsPartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| ListOffsetsPartition::random(g, version)).collect();
         if version >= 6 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -365,7 +365,7 @@ impl Message for ListOffsetsResponse {
         if version >= 2 {
             this.throttle_time_ms = g.i32();
         }
-        this.topics = (0..g.len()).map(|_| ListOffsetsTopicResponse::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| ListOffsetsTopicResponse::random(g, version)).collect();
         if version >= 6 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -440,7 +440,7 @@ impl Message for ListOffsetsTopicResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| ListOffsetsPartitionResponse::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| ListOffsetsPartitionResponse::random(g, version)).collect();
         if version >= 6 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -82,7 +82,7 @@ impl Message for ListPartitionReassignmentsRequest {
         this.topics = if g.null(true) {
             None
         } else {
-            Some((0..g.len()).map(|_| ListPartitionReassignmentsTopics::random(g, version)).collect())
+            Some((0..g.array_len()).map(|_| ListPartitionReassignmentsTopics::random(g, version)).collect())
         };
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
@@ -149,7 +149,7 @@ impl Message for ListPartitionReassignmentsTopics {
     fn random(g: &mut Gen, _version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partition_indexes = (0..g.len()).map(|_| g.i32()).collect();
+        this.partition_indexes = (0..g.array_len()).map(|_| g.i32()).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -253,7 +253,7 @@ impl Message for ListPartitionReassignmentsResponse {
         this.throttle_time_ms = g.i32();
         this.error_code = g.i16();
         this.error_message = if g.null(true) { None } else { Some(g.string()) };
-        this.topics = (0..g.len()).map(|_| OngoingTopicReassignment::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| OngoingTopicReassignment::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -320,7 +320,7 @@ impl Message for OngoingTopicReassignment {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| OngoingPartitionReassignment::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| OngoingPartitionReassignment::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }
@@ -418,9 +418,9 @@ impl Message for OngoingPartitionReassignment {
     fn random(g: &mut Gen, _version: i16) -> Self {
         let mut this = Self::default();
         this.partition_index = g.i32();
-        this.replicas = (0..g.len()).map(|_| g.i32()).collect();
-        this.adding_replicas = (0..g.len()).map(|_| g.i32()).collect();
-        this.removing_replicas = (0..g.len()).map(|_| g.i32()).collect();
+        this.replicas = (0..g.array_len()).map(|_| g.i32()).collect();
+        this.adding_replicas = (0..g.array_len()).map(|_| g.i32()).collect();
+        this.removing_replicas = (0..g.array_len()).map(|_| g.i32()).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

@@ -132,8 +132,8 @@ impl Message for ListTransactionsRequest {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.state_filters = (0..g.len()).map(|_| g.string()).collect();
-        this.producer_id_filters = (0..g.len()).map(|_| g.i64()).collect();
+        this.state_filters = (0..g.array_len()).map(|_| g.string()).collect();
+        this.producer_id_filters = (0..g.array_len()).map(|_| g.i64()).collect();
         if version >= 1 {
             this.duration_filter = g.i64();
         }
@@ -237,8 +237,8 @@ impl Message for ListTransactionsResponse {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
         this.error_code = g.i16();
-        this.unknown_state_filters = (0..g.len()).map(|_| g.string()).collect();
-        this.transaction_states = (0..g.len()).map(|_| TransactionState::random(g, version)).collect();
+        this.unknown_state_filters = (0..g.array_len()).map(|_| g.string()).collect();
+        this.transaction_states = (0..g.array_len()).map(|_| TransactionState::random(g, version)).collect();
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
     }

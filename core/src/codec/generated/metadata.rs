@@ -141,7 +141,7 @@ impl Message for MetadataRequest {
         this.topics = if g.null(version >= 1) {
             None
         } else {
-            Some((0..g.len()).map(|_| MetadataRequestTopic::random(g, version)).collect())
+            Some((0..g.array_len()).map(|_| MetadataRequestTopic::random(g, version)).collect())
         };
         if version >= 4 {
             this.allow_auto_topic_creation = g.bool();
@@ -429,14 +429,14 @@ impl Message for MetadataResponse {
         if version >= 3 {
             this.throttle_time_ms = g.i32();
         }
-        this.brokers = (0..g.len()).map(|_| MetadataResponseBroker::random(g, version)).collect();
+        this.brokers = (0..g.array_len()).map(|_| MetadataResponseBroker::random(g, version)).collect();
         if version >= 2 {
             this.cluster_id = if g.null(version >= 2) { None } else { Some(g.string()) };
         }
         if version >= 1 {
             this.controller_id = g.i32();
         }
-        this.topics = (0..g.len()).map(|_| MetadataResponseTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| MetadataResponseTopic::random(g, version)).collect();
         if (8..=10).contains(&version) {
             this.cluster_authorized_operations = g.i32();
         }
@@ -718,7 +718,7 @@ impl Message for MetadataResponseTopic {
         if version >= 1 {
             this.is_internal = g.bool();
         }
-        this.partitions = (0..g.len()).map(|_| MetadataResponsePartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| MetadataResponsePartition::random(g, version)).collect();
         if version >= 8 {
             this.topic_authorized_operations = g.i32();
         }
@@ -865,10 +865,10 @@ impl Message for MetadataResponsePartition {
         if version >= 7 {
             this.leader_epoch = g.i32();
         }
-        this.replica_nodes = (0..g.len()).map(|_| g.i32()).collect();
-        this.isr_nodes = (0..g.len()).map(|_| g.i32()).collect();
+        this.replica_nodes = (0..g.array_len()).map(|_| g.i32()).collect();
+        this.isr_nodes = (0..g.array_len()).map(|_| g.i32()).collect();
         if version >= 5 {
-            this.offline_replicas = (0..g.len()).map(|_| g.i32()).collect();
+            this.offline_replicas = (0..g.array_len()).map(|_| g.i32()).collect();
         }
         if version >= 9 {
             this.unknown_tagged_fields = g.unknown_tagged(None);

@@ -155,7 +155,7 @@ impl Message for OffsetCommitRequest {
         if version <= 4 {
             this.retention_time_ms = g.i64();
         }
-        this.topics = (0..g.len()).map(|_| OffsetCommitRequestTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| OffsetCommitRequestTopic::random(g, version)).collect();
         if version >= 8 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -254,7 +254,7 @@ impl Message for OffsetCommitRequestTopic {
         if version >= 10 {
             this.topic_id = g.uuid();
         }
-        this.partitions = (0..g.len()).map(|_| OffsetCommitRequestPartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| OffsetCommitRequestPartition::random(g, version)).collect();
         if version >= 8 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -453,7 +453,7 @@ impl Message for OffsetCommitResponse {
         if version >= 3 {
             this.throttle_time_ms = g.i32();
         }
-        this.topics = (0..g.len()).map(|_| OffsetCommitResponseTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| OffsetCommitResponseTopic::random(g, version)).collect();
         if version >= 8 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -552,7 +552,7 @@ impl Message for OffsetCommitResponseTopic {
         if version >= 10 {
             this.topic_id = g.uuid();
         }
-        this.partitions = (0..g.len()).map(|_| OffsetCommitResponsePartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| OffsetCommitResponsePartition::random(g, version)).collect();
         if version >= 8 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -54,7 +54,7 @@ impl Message for OffsetDeleteRequest {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.group_id = g.string();
-        this.topics = (0..g.len()).map(|_| OffsetDeleteRequestTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| OffsetDeleteRequestTopic::random(g, version)).collect();
         this
     }
 }
@@ -105,7 +105,7 @@ impl Message for OffsetDeleteRequestTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| OffsetDeleteRequestPartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| OffsetDeleteRequestPartition::random(g, version)).collect();
         this
     }
 }
@@ -203,7 +203,7 @@ impl Message for OffsetDeleteResponse {
         let mut this = Self::default();
         this.error_code = g.i16();
         this.throttle_time_ms = g.i32();
-        this.topics = (0..g.len()).map(|_| OffsetDeleteResponseTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| OffsetDeleteResponseTopic::random(g, version)).collect();
         this
     }
 }
@@ -254,7 +254,7 @@ impl Message for OffsetDeleteResponseTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| OffsetDeleteResponsePartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| OffsetDeleteResponsePartition::random(g, version)).collect();
         this
     }
 }

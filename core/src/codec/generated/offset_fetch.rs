@@ -160,11 +160,11 @@ impl Message for OffsetFetchRequest {
             this.topics = if g.null((2..=7).contains(&version)) {
                 None
             } else {
-                Some((0..g.len()).map(|_| OffsetFetchRequestTopic::random(g, version)).collect())
+                Some((0..g.array_len()).map(|_| OffsetFetchRequestTopic::random(g, version)).collect())
             };
         }
         if version >= 8 {
-            this.groups = (0..g.len()).map(|_| OffsetFetchRequestGroup::random(g, version)).collect();
+            this.groups = (0..g.array_len()).map(|_| OffsetFetchRequestGroup::random(g, version)).collect();
         }
         if version >= 7 {
             this.require_stable = g.bool();
@@ -258,7 +258,7 @@ impl Message for OffsetFetchRequestTopic {
             this.name = g.string();
         }
         if version <= 7 {
-            this.partition_indexes = (0..g.len()).map(|_| g.i32()).collect();
+            this.partition_indexes = (0..g.array_len()).map(|_| g.i32()).collect();
         }
         if version >= 6 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -444,7 +444,7 @@ impl Message for OffsetFetchRequestGroup {
             this.topics = if g.null(version >= 8) {
                 None
             } else {
-                Some((0..g.len()).map(|_| OffsetFetchRequestTopics::random(g, version)).collect())
+                Some((0..g.array_len()).map(|_| OffsetFetchRequestTopics::random(g, version)).collect())
             };
         }
         if version >= 6 {
@@ -556,7 +556,7 @@ impl Message for OffsetFetchRequestTopics {
             this.topic_id = g.uuid();
         }
         if version >= 8 {
-            this.partition_indexes = (0..g.len()).map(|_| g.i32()).collect();
+            this.partition_indexes = (0..g.array_len()).map(|_| g.i32()).collect();
         }
         if version >= 6 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -686,13 +686,13 @@ impl Message for OffsetFetchResponse {
             this.throttle_time_ms = g.i32();
         }
         if version <= 7 {
-            this.topics = (0..g.len()).map(|_| OffsetFetchResponseTopic::random(g, version)).collect();
+            this.topics = (0..g.array_len()).map(|_| OffsetFetchResponseTopic::random(g, version)).collect();
         }
         if (2..=7).contains(&version) {
             this.error_code = g.i16();
         }
         if version >= 8 {
-            this.groups = (0..g.len()).map(|_| OffsetFetchResponseGroup::random(g, version)).collect();
+            this.groups = (0..g.array_len()).map(|_| OffsetFetchResponseGroup::random(g, version)).collect();
         }
         if version >= 6 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -784,7 +784,7 @@ impl Message for OffsetFetchResponseTopic {
             this.name = g.string();
         }
         if version <= 7 {
-            this.partitions = (0..g.len()).map(|_| OffsetFetchResponsePartition::random(g, version)).collect();
+            this.partitions = (0..g.array_len()).map(|_| OffsetFetchResponsePartition::random(g, version)).collect();
         }
         if version >= 6 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
@@ -1050,7 +1050,7 @@ impl Message for OffsetFetchResponseGroup {
             this.group_id = g.string();
         }
         if version >= 8 {
-            this.topics = (0..g.len()).map(|_| OffsetFetchResponseTopics::random(g, version)).collect();
+            this.topics = (0..g.array_len()).map(|_| OffsetFetchResponseTopics::random(g, version)).collect();
         }
         if version >= 8 {
             this.error_code = g.i16();
@@ -1165,7 +1165,7 @@ impl Message for OffsetFetchResponseTopics {
             this.topic_id = g.uuid();
         }
         if version >= 8 {
-            this.partitions = (0..g.len()).map(|_| OffsetFetchResponsePartitions::random(g, version)).collect();
+            this.partitions = (0..g.array_len()).map(|_| OffsetFetchResponsePartitions::random(g, version)).collect();
         }
         if version >= 6 {
             this.unknown_tagged_fields = g.unknown_tagged(None);

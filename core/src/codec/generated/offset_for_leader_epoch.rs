@@ -82,7 +82,7 @@ impl Message for OffsetForLeaderEpochRequest {
         if version >= 3 {
             this.replica_id = g.i32();
         }
-        this.topics = (0..g.len()).map(|_| OffsetForLeaderTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| OffsetForLeaderTopic::random(g, version)).collect();
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -157,7 +157,7 @@ impl Message for OffsetForLeaderTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.topic = g.string();
-        this.partitions = (0..g.len()).map(|_| OffsetForLeaderPartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| OffsetForLeaderPartition::random(g, version)).collect();
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -320,7 +320,7 @@ impl Message for OffsetForLeaderEpochResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.topics = (0..g.len()).map(|_| OffsetForLeaderTopicResult::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| OffsetForLeaderTopicResult::random(g, version)).collect();
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -394,7 +394,7 @@ impl Message for OffsetForLeaderTopicResult {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.topic = g.string();
-        this.partitions = (0..g.len()).map(|_| EpochEndOffset::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| EpochEndOffset::random(g, version)).collect();
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

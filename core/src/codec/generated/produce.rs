@@ -114,7 +114,7 @@ impl Message for ProduceRequest {
         this.transactional_id = if g.null(true) { None } else { Some(g.string()) };
         this.acks = g.i16();
         this.timeout_ms = g.i32();
-        this.topic_data = (0..g.len()).map(|_| TopicProduceData::random(g, version)).collect();
+        this.topic_data = (0..g.array_len()).map(|_| TopicProduceData::random(g, version)).collect();
         if version >= 9 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -211,7 +211,7 @@ impl Message for TopicProduceData {
         if version >= 13 {
             this.topic_id = g.uuid();
         }
-        this.partition_data = (0..g.len()).map(|_| PartitionProduceData::random(g, version)).collect();
+        this.partition_data = (0..g.array_len()).map(|_| PartitionProduceData::random(g, version)).collect();
         if version >= 9 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -408,10 +408,10 @@ impl Message for ProduceResponse {
     #[cfg(feature = "arbitrary")]
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.responses = (0..g.len()).map(|_| TopicProduceResponse::random(g, version)).collect();
+        this.responses = (0..g.array_len()).map(|_| TopicProduceResponse::random(g, version)).collect();
         this.throttle_time_ms = g.i32();
         if version >= 10 {
-            this.node_endpoints = (0..g.len()).map(|_| NodeEndpoint::random(g, version)).collect();
+            this.node_endpoints = (0..g.array_len()).map(|_| NodeEndpoint::random(g, version)).collect();
         }
         if version >= 9 {
             this.unknown_tagged_fields = g.unknown_tagged(Some(0));
@@ -515,7 +515,7 @@ impl Message for TopicProduceResponse {
         if version >= 13 {
             this.topic_id = g.uuid();
         }
-        this.partition_responses = (0..g.len()).map(|_| PartitionProduceResponse::random(g, version)).collect();
+        this.partition_responses = (0..g.array_len()).map(|_| PartitionProduceResponse::random(g, version)).collect();
         if version >= 9 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -706,7 +706,7 @@ impl Message for PartitionProduceResponse {
             this.log_start_offset = g.i64();
         }
         if version >= 8 {
-            this.record_errors = (0..g.len()).map(|_| BatchIndexAndErrorMessage::random(g, version)).collect();
+            this.record_errors = (0..g.array_len()).map(|_| BatchIndexAndErrorMessage::random(g, version)).collect();
         }
         if version >= 8 {
             this.error_message = if g.null(version >= 8) { None } else { Some(g.string()) };

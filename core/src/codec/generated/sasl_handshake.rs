@@ -97,7 +97,7 @@ impl Message for SaslHandshakeResponse {
     fn random(g: &mut Gen, _version: i16) -> Self {
         let mut this = Self::default();
         this.error_code = g.i16();
-        this.mechanisms = (0..g.len()).map(|_| g.string()).collect();
+        this.mechanisms = (0..g.array_len()).map(|_| g.string()).collect();
         this
     }
 }

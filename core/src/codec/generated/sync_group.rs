@@ -230,7 +230,7 @@ impl Message for SyncGroupRequest {
         if version >= 5 {
             this.protocol_name = if g.null(version >= 5) { None } else { Some(g.string()) };
         }
-        this.assignments = (0..g.len()).map(|_| SyncGroupRequestAssignment::random(g, version)).collect();
+        this.assignments = (0..g.array_len()).map(|_| SyncGroupRequestAssignment::random(g, version)).collect();
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

@@ -179,7 +179,7 @@ impl Message for TxnOffsetCommitRequest {
         if version >= 3 {
             this.group_instance_id = if g.null(version >= 3) { None } else { Some(g.string()) };
         }
-        this.topics = (0..g.len()).map(|_| TxnOffsetCommitRequestTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| TxnOffsetCommitRequestTopic::random(g, version)).collect();
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -254,7 +254,7 @@ impl Message for TxnOffsetCommitRequestTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| TxnOffsetCommitRequestPartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| TxnOffsetCommitRequestPartition::random(g, version)).collect();
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -443,7 +443,7 @@ impl Message for TxnOffsetCommitResponse {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = g.i32();
-        this.topics = (0..g.len()).map(|_| TxnOffsetCommitResponseTopic::random(g, version)).collect();
+        this.topics = (0..g.array_len()).map(|_| TxnOffsetCommitResponseTopic::random(g, version)).collect();
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }
@@ -518,7 +518,7 @@ impl Message for TxnOffsetCommitResponseTopic {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.name = g.string();
-        this.partitions = (0..g.len()).map(|_| TxnOffsetCommitResponsePartition::random(g, version)).collect();
+        this.partitions = (0..g.array_len()).map(|_| TxnOffsetCommitResponsePartition::random(g, version)).collect();
         if version >= 3 {
             this.unknown_tagged_fields = g.unknown_tagged(None);
         }

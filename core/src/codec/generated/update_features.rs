@@ -88,7 +88,7 @@ impl Message for UpdateFeaturesRequest {
     fn random(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.timeout_ms = g.i32();
-        this.feature_updates = (0..g.len()).map(|_| FeatureUpdateKey::random(g, version)).collect();
+        this.feature_updates = (0..g.array_len()).map(|_| FeatureUpdateKey::random(g, version)).collect();
         if version >= 1 {
             this.validate_only = g.bool();
         }
@@ -299,7 +299,7 @@ impl Message for UpdateFeaturesResponse {
         this.error_code = g.i16();
         this.error_message = if g.null(true) { None } else { Some(g.string()) };
         if version <= 1 {
-            this.results = (0..g.len()).map(|_| UpdatableFeatureResult::random(g, version)).collect();
+            this.results = (0..g.array_len()).map(|_| UpdatableFeatureResult::random(g, version)).collect();
         }
         this.unknown_tagged_fields = g.unknown_tagged(None);
         this
