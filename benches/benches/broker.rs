@@ -79,7 +79,11 @@ impl Rig {
             let mut done = Vec::new();
             while let Some(out) = self.broker.poll_output() {
                 match out {
-                    Output::Send { bytes, .. } => sent += bytes.iter().map(Bytes::len).sum::<usize>(),
+                    Output::Send { conn, bytes } => {
+                        let n = bytes.iter().map(Bytes::len).sum::<usize>();
+                        sent += n;
+                        self.broker.handle_input(self.now, Input::Written { conn, bytes: n });
+                    }
                     Output::Storage { cmd, command } => done.push((cmd, self.store.execute(command))),
                     Output::Close { reason, .. } => panic!("closed: {reason:?}"),
                 }

@@ -87,6 +87,11 @@ pub struct Broker {
     pub(crate) now: Now,
     recovered: bool,
     pub(crate) conns: HashMap<ConnId, Conn>,
+    /// Connections whose frames are being read right now (innermost last). A response filled
+    /// while its connection is being read must not start reading it again: the loop in
+    /// `process_frames` goes on by itself, and recursing would take a stack frame per
+    /// pipelined request.
+    reading: Vec<ConnId>,
     pub(crate) topics: HashMap<Uuid, Topic>,
     pub(crate) names: HashMap<KStr, Uuid>,
     out: VecDeque<Output>,
@@ -127,6 +132,7 @@ impl Broker {
             now,
             recovered: false,
             conns: HashMap::new(),
+            reading: Vec::new(),
             topics: HashMap::new(),
             names: HashMap::new(),
             out: VecDeque::new(),
@@ -162,6 +168,12 @@ impl Broker {
                 self.process_frames(conn);
             }
             Input::Completed { cmd, result } => self.complete(cmd, result),
+            Input::Written { conn, bytes } => {
+                let Some(c) = self.conns.get_mut(&conn) else { return };
+                debug_assert!(bytes <= c.unwritten, "{conn:?}: more written than was sent");
+                c.unwritten = c.unwritten.saturating_sub(bytes);
+                self.process_frames(conn);
+            }
             Input::Closed { conn } => {
                 self.conns.remove(&conn);
             }
@@ -185,7 +197,16 @@ impl Broker {
     /// too many requests in flight: back-pressure instead of unbounded buffering.
     #[must_use]
     pub fn wants_read(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).is_some_and(|c| c.in_flight() < self.cfg.max_in_flight_per_conn)
+        self.conns.get(&conn).is_some_and(|c| !self.saturated(c))
+    }
+
+    /// Whether a connection must not be read now: too many requests unanswered, too many
+    /// response bytes not yet written to its socket (a client that does not read), or a fetch
+    /// whose possibly large answer is still being assembled.
+    fn saturated(&self, c: &Conn) -> bool {
+        c.in_flight() >= self.cfg.max_in_flight_per_conn
+            || c.unwritten > self.cfg.max_unwritten_per_conn
+            || c.fetches_in_flight > 0
     }
 
     /// The configuration.
@@ -194,15 +215,28 @@ impl Broker {
         &self.cfg
     }
 
+    /// The software name and version the client on `conn` reported in ApiVersions v3+
+    /// (KIP-511), if it did.
+    #[must_use]
+    pub fn client_software(&self, conn: ConnId) -> Option<(&str, &str)> {
+        self.conns.get(&conn)?.client_software.as_ref().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
     // ---- requests --------------------------------------------------------------------------
 
     fn process_frames(&mut self, conn: ConnId) {
-        if !self.recovered {
+        if !self.recovered || self.reading.contains(&conn) {
             return;
         }
+        self.reading.push(conn);
+        self.read_frames(conn);
+        self.reading.pop();
+    }
+
+    fn read_frames(&mut self, conn: ConnId) {
         loop {
-            let Some(c) = self.conns.get_mut(&conn) else { return };
-            if c.in_flight() >= self.cfg.max_in_flight_per_conn {
+            let Some(c) = self.conns.get(&conn) else { return };
+            if self.saturated(c) {
                 // Keep the rest buffered; the driver stops reading (wants_read) until answers
                 // drain. A client that keeps sending regardless is cut off.
                 if c.buffered() > self.cfg.max_request_size.saturating_mul(2) {
@@ -210,6 +244,7 @@ impl Broker {
                 }
                 return;
             }
+            let Some(c) = self.conns.get_mut(&conn) else { return };
             match c.next_frame(self.cfg.max_request_size) {
                 Ok(Some(frame)) => self.handle_frame(conn, &frame),
                 Ok(None) => return,
@@ -244,7 +279,14 @@ impl Broker {
             return self.close(conn, CloseReason::UnknownApi { key: api.0, version });
         }
         match RequestBody::decode(api, &mut r, version).and_then(|b| r.finish("request body").map(|()| b)) {
-            Ok(body) => api::dispatch(self, req, header.client_id, body),
+            Ok(body) => {
+                if api == ApiKey::FETCH
+                    && let Some(c) = self.conns.get_mut(&conn)
+                {
+                    c.fetches_in_flight += 1;
+                }
+                api::dispatch(self, req, header.client_id, body);
+            }
             Err(DecodeError::UnknownApiKey(_)) => self.close(conn, CloseReason::UnknownApi { key: api.0, version }),
             Err(e) => self.close(conn, CloseReason::Undecodable(e)),
         }
@@ -281,8 +323,12 @@ impl Broker {
 
     fn fill(&mut self, req: Req, frame: Option<Frame>) {
         let Some(c) = self.conns.get_mut(&req.conn) else { return };
+        if req.api == ApiKey::FETCH {
+            c.fetches_in_flight = c.fetches_in_flight.saturating_sub(1);
+        }
         c.fill(req.slot, frame);
         while let Some(bytes) = c.take_ready() {
+            c.unwritten += bytes.iter().map(Bytes::len).sum::<usize>();
             self.out.push_back(Output::Send { conn: req.conn, bytes });
         }
         // Answers free slots: buffered requests may now be read.

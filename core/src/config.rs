@@ -24,6 +24,9 @@ pub struct Config {
     /// Unanswered requests a connection may have before the core asks the driver to stop
     /// reading it ([`crate::Broker::wants_read`]).
     pub max_in_flight_per_conn: usize,
+    /// Response bytes a connection may have unwritten (emitted but not yet reported
+    /// [`crate::Input::Written`]) before the broker stops reading its requests.
+    pub max_unwritten_per_conn: usize,
     /// Create unknown topics on Metadata (when the client allows) and on Produce.
     pub auto_create_topics: bool,
     /// Partitions of an auto-created topic, and of CreateTopics asking for -1.
@@ -56,6 +59,7 @@ impl Default for Config {
             cluster_id: KStr::from_static("kelp-cluster-0000000000"),
             max_request_size: 100 * 1024 * 1024,
             max_in_flight_per_conn: 256,
+            max_unwritten_per_conn: 16 * 1024 * 1024,
             auto_create_topics: true,
             default_partitions: 1,
             default_replication_factor: 1,

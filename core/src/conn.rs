@@ -43,13 +43,27 @@ pub struct Conn {
     rbuf: BytesMut,
     slots: VecDeque<Slot>,
     next_slot: u64,
+    /// Response bytes handed to the driver and not yet reported written.
+    pub unwritten: usize,
+    /// Fetches read and not yet answered. Their answers can be large, so nothing more is read
+    /// from the connection meanwhile (Kafka serves a connection one request at a time; clients
+    /// never pipeline fetches on one connection).
+    pub fetches_in_flight: u32,
 }
 
 impl Conn {
     /// A new connection from `peer`.
     #[must_use]
     pub fn new(peer: SocketAddr) -> Self {
-        Self { peer, client_software: None, rbuf: BytesMut::new(), slots: VecDeque::new(), next_slot: 0 }
+        Self {
+            peer,
+            client_software: None,
+            rbuf: BytesMut::new(),
+            slots: VecDeque::new(),
+            next_slot: 0,
+            unwritten: 0,
+            fetches_in_flight: 0,
+        }
     }
 
     /// Buffers received bytes.

@@ -59,6 +59,15 @@ pub enum Input<'a> {
         /// Its result.
         result: Completion,
     },
+    /// The driver wrote `bytes` more of the connection's output to its socket. The broker
+    /// stops reading a connection while too much of its output is unwritten, so a client
+    /// that does not read its responses cannot grow the broker's memory.
+    Written {
+        /// The connection.
+        conn: ConnId,
+        /// How many bytes went out.
+        bytes: usize,
+    },
     /// The peer closed the connection, or the driver dropped it.
     Closed {
         /// The connection.

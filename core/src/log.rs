@@ -129,11 +129,10 @@ impl PartitionLog {
     #[must_use]
     pub fn check_sequence(&self, producer_id: i64, epoch: i16, base_seq: i32, last_seq: i32) -> SequenceCheck {
         let Some(entry) = self.producers.get(&producer_id) else {
-            return if base_seq == 0 {
-                SequenceCheck::Append
-            } else {
-                SequenceCheck::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
-            };
+            // No state for this producer: it is new, or retention or DeleteRecords removed all
+            // its batches (and a restart forgot it). Kafka's ProducerAppendInfo accepts any
+            // sequence then, so that such a producer keeps counting where it stood.
+            return SequenceCheck::Append;
         };
         if epoch < entry.epoch {
             return SequenceCheck::Reject(ErrorCode::INVALID_PRODUCER_EPOCH);
@@ -310,7 +309,7 @@ mod tests {
             last_offset: off + i64::from(n) - 1,
             timestamp: 0,
         };
-        assert_eq!(l.check_sequence(7, 0, 3, 4), SequenceCheck::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(l.check_sequence(7, 0, 3, 4), SequenceCheck::Append, "an unknown producer starts anywhere");
         assert_eq!(l.check_sequence(7, 0, 0, 4), SequenceCheck::Append);
         l.remember(b(0, 5, 0));
         assert_eq!(l.check_sequence(7, 0, 0, 4), SequenceCheck::Duplicate(b(0, 5, 0)));

@@ -5,9 +5,10 @@
 //! writer task (broker -> socket, vectored writes, records never copied). Storage commands go to
 //! a [`Store`]; completions come back over a channel. This crate holds no protocol logic.
 //!
-//! Back-pressure: a connection is not read while the broker says it has too many requests in
-//! flight (`Broker::wants_read`) or while more than [`MAX_QUEUED_BYTES`] of its responses wait to
-//! be written, so a client that never reads its responses cannot grow kelp's memory.
+//! Back-pressure: the writer reports every write back to the broker (`Input::Written`), and a
+//! connection is not read while the broker says so (`Broker::wants_read`: too many requests in
+//! flight or too many response bytes unwritten), so a client that never reads its responses
+//! cannot grow kelp's memory.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,16 +26,16 @@ use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc};
 
-/// Responses queued for one connection beyond which kelp stops reading its requests.
-pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes a reader may have handed to the broker task that it has not yet consumed.
+const MAX_UNPROCESSED: usize = 1024 * 1024;
 
 enum Event {
     Received(ConnId, Bytes),
     Closed(ConnId),
-    /// A paused connection's queued responses drained below the limit.
-    Drained,
+    /// The writer put this many bytes of the connection's output on the socket.
+    Written(ConnId, usize),
 }
 
 struct ChannelSink(mpsc::UnboundedSender<(CmdId, Completion)>);
@@ -54,7 +55,8 @@ struct ConnHandle {
 
 /// State shared between the broker task and a connection's reader and writer.
 struct ConnShared {
-    queued: AtomicUsize,
+    /// Bytes read and sent to the broker task, not yet handed to the broker.
+    unprocessed: AtomicUsize,
     paused: AtomicBool,
     resume: Notify,
     closed: AtomicBool,
@@ -124,8 +126,16 @@ pub async fn serve(
                 broker.handle_input(clock.now(), Input::Accepted { conn, peer });
             }
             Some(ev) = events.recv() => match ev {
-                Event::Received(conn, bytes) => broker.handle_input(clock.now(), Input::Received { conn, bytes: &bytes }),
-                Event::Drained => {}
+                Event::Received(conn, bytes) => {
+                    broker.handle_input(clock.now(), Input::Received { conn, bytes: &bytes });
+                    if let Some(h) = conns.get(&conn) {
+                        let before = h.shared.unprocessed.fetch_sub(bytes.len(), Ordering::AcqRel);
+                        if before > MAX_UNPROCESSED && before - bytes.len() <= MAX_UNPROCESSED {
+                            h.shared.resume.notify_one();
+                        }
+                    }
+                }
+                Event::Written(conn, bytes) => broker.handle_input(clock.now(), Input::Written { conn, bytes }),
                 Event::Closed(conn) => {
                     if let Some(h) = conns.remove(&conn) {
                         h.shared.closed.store(true, Ordering::Release);
@@ -154,8 +164,6 @@ fn drain(broker: &mut Broker, conns: &mut HashMap<ConnId, ConnHandle>, store: &m
         match out {
             Output::Send { conn, bytes } => {
                 if let Some(h) = conns.get(&conn) {
-                    let len: usize = bytes.iter().map(Bytes::len).sum();
-                    h.shared.queued.fetch_add(len, Ordering::AcqRel);
                     let _ = h.frames.send(bytes.into_vec());
                 }
             }
@@ -175,7 +183,7 @@ fn drain(broker: &mut Broker, conns: &mut HashMap<ConnId, ConnHandle>, store: &m
 /// Pauses or resumes each connection's reader according to back-pressure.
 fn update_reading(broker: &Broker, conns: &HashMap<ConnId, ConnHandle>) {
     for (conn, h) in conns {
-        let pause = !broker.wants_read(*conn) || h.shared.queued.load(Ordering::Acquire) > MAX_QUEUED_BYTES;
+        let pause = !broker.wants_read(*conn);
         let was = h.shared.paused.swap(pause, Ordering::AcqRel);
         if was && !pause {
             h.shared.resume.notify_one();
@@ -191,7 +199,7 @@ fn spawn_conn(
     events: mpsc::UnboundedSender<Event>,
 ) -> ConnHandle {
     let shared = Arc::new(ConnShared {
-        queued: AtomicUsize::new(0),
+        unprocessed: AtomicUsize::new(0),
         paused: AtomicBool::new(false),
         resume: Notify::new(),
         closed: AtomicBool::new(false),
@@ -202,7 +210,10 @@ fn spawn_conn(
     tokio::spawn(async move {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            while reader_shared.paused.load(Ordering::Acquire) && !reader_shared.closed.load(Ordering::Acquire) {
+            while (reader_shared.paused.load(Ordering::Acquire)
+                || reader_shared.unprocessed.load(Ordering::Acquire) > MAX_UNPROCESSED)
+                && !reader_shared.closed.load(Ordering::Acquire)
+            {
                 reader_shared.resume.notified().await;
             }
             if reader_shared.closed.load(Ordering::Acquire) {
@@ -211,6 +222,7 @@ fn spawn_conn(
             match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    reader_shared.unprocessed.fetch_add(n, Ordering::AcqRel);
                     if events.send(Event::Received(conn, Bytes::copy_from_slice(&buf[..n]))).is_err() {
                         return;
                     }
@@ -220,14 +232,14 @@ fn spawn_conn(
         tracing::debug!(?conn, %peer, "peer closed");
         let _ = events.send(Event::Closed(conn));
     });
-    tokio::spawn(write_loop(wr, frames_rx, shared.clone(), events_for_writer));
+    tokio::spawn(write_loop(conn, wr, frames_rx, events_for_writer));
     ConnHandle { frames: frames_tx, shared }
 }
 
 async fn write_loop(
+    conn: ConnId,
     mut wr: OwnedWriteHalf,
     mut frames: mpsc::UnboundedReceiver<Vec<Bytes>>,
-    shared: Arc<ConnShared>,
     events: mpsc::UnboundedSender<Event>,
 ) {
     while let Some(first) = frames.recv().await {
@@ -243,10 +255,8 @@ async fn write_loop(
         if write_all_vectored(&mut wr, &chunks).await.is_err() {
             return;
         }
-        let before = shared.queued.fetch_sub(total, Ordering::AcqRel);
-        if before > MAX_QUEUED_BYTES && before - total <= MAX_QUEUED_BYTES {
-            // Let the broker loop re-evaluate back-pressure and resume the reader.
-            let _ = events.send(Event::Drained);
+        if events.send(Event::Written(conn, total)).is_err() {
+            return;
         }
     }
     let _ = wr.shutdown().await;

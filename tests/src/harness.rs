@@ -6,11 +6,15 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
 use bytes::{Buf, Bytes, BytesMut};
+use kelp_core::codec::generated::create_topics::{CreatableTopic, CreatableTopicConfig, CreateTopicsRequest};
+use kelp_core::codec::generated::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use kelp_core::codec::generated::header::{RequestHeader, ResponseHeader};
+use kelp_core::codec::generated::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use kelp_core::codec::generated::{RequestBody, ResponseBody};
-use kelp_core::codec::{ApiKey, KStr, Message, Reader, Writer};
+use kelp_core::codec::{ApiKey, KStr, Message, Reader, Uuid, Writer};
 use kelp_core::io::{CloseReason, StorageError};
 use kelp_core::mem_store::MemStore;
+use kelp_core::records::{Batches, Compression, RecordBatchBuilder};
 use kelp_core::time::Duration;
 use kelp_core::{Broker, CmdId, Command, Completion, Config, ConnId, Input, Instant, Now, Output};
 
@@ -32,6 +36,10 @@ pub struct Harness {
     /// Whether storage commands run as soon as they are emitted.
     pub auto_storage: bool,
     sent: HashSet<(ConnId, i32)>,
+    /// Connections whose client does not read: their output is not reported written.
+    pub slow_readers: HashSet<ConnId>,
+    /// Bytes sent to slow readers and not yet reported written.
+    unwritten: HashMap<ConnId, usize>,
 }
 
 impl Harness {
@@ -44,7 +52,7 @@ impl Harness {
     /// A broker with `config`, recovered from `store` (a restart).
     #[must_use]
     pub fn with_store(config: Config, store: MemStore) -> Self {
-        let now = Now { mono: Instant(0), wall_ms: 1_700_000_000_000 };
+        let now = Now { mono: Instant(0), wall_ms: START_WALL_MS };
         let mut h = Self {
             broker: Broker::new(config, 42, now),
             store,
@@ -56,6 +64,8 @@ impl Harness {
             closed: HashMap::new(),
             auto_storage: true,
             sent: HashSet::new(),
+            slow_readers: HashSet::new(),
+            unwritten: HashMap::new(),
         };
         h.drive();
         h
@@ -122,8 +132,16 @@ impl Harness {
                     Output::Send { conn, bytes } => {
                         assert!(!self.closed.contains_key(&conn), "bytes sent after close on {conn:?}");
                         let inbox = self.inbox.entry(conn).or_default();
+                        let mut n = 0;
                         for b in bytes {
                             inbox.extend_from_slice(&b);
+                            n += b.len();
+                        }
+                        // A client reads as fast as the broker writes, unless it is a slow reader.
+                        if !self.slow_readers.contains(&conn) {
+                            self.broker.handle_input(self.now, Input::Written { conn, bytes: n });
+                        } else {
+                            *self.unwritten.entry(conn).or_default() += n;
                         }
                     }
                     Output::Storage { cmd, command } => self.queued.push_back((cmd, command)),
@@ -135,22 +153,30 @@ impl Harness {
             if !self.auto_storage || self.queued.is_empty() {
                 return;
             }
-            self.run_one_storage();
+            self.execute_one();
         }
     }
 
-    /// Runs the oldest queued storage command against the store.
-    pub fn run_one_storage(&mut self) -> bool {
+    fn execute_one(&mut self) -> bool {
         let Some((cmd, command)) = self.queued.pop_front() else { return false };
         let result = self.store.execute(command);
         self.broker.handle_input(self.now, Input::Completed { cmd, result });
         true
     }
 
-    /// Fails the oldest queued storage command with `err` (it has no effect on the store).
+    /// Runs the oldest queued storage command against the store, then drains the outputs.
+    pub fn run_one_storage(&mut self) -> bool {
+        let ran = self.execute_one();
+        self.drive();
+        ran
+    }
+
+    /// Fails the oldest queued storage command with `err` (it has no effect on the store),
+    /// then drains the outputs.
     pub fn fail_one_storage(&mut self, err: StorageError) -> bool {
         let Some((cmd, _)) = self.queued.pop_front() else { return false };
         self.broker.handle_input(self.now, Input::Completed { cmd, result: Completion::Failed(err) });
+        self.drive();
         true
     }
 
@@ -179,6 +205,14 @@ impl Harness {
         Some((header.correlation_id, body))
     }
 
+    /// A slow reader finally reads: everything sent to `conn` so far is reported written.
+    pub fn flush_reader(&mut self, conn: ConnId) {
+        if let Some(bytes) = self.unwritten.remove(&conn) {
+            self.broker.handle_input(self.now, Input::Written { conn, bytes });
+            self.drive();
+        }
+    }
+
     /// Bytes waiting in `conn`'s inbox.
     #[must_use]
     pub fn pending_bytes(&self, conn: ConnId) -> usize {
@@ -192,6 +226,41 @@ impl Harness {
         let (got, resp) = self.recv(conn, api, version).unwrap_or_else(|| panic!("no response to {api:?} v{version}"));
         assert_eq!(got, corr, "responses out of order");
         resp
+    }
+
+    /// Sends a hand-built request frame (size prefix included) that carries `correlation_id`,
+    /// for requests the typed codec cannot write. Its response is read with
+    /// [`Harness::recv`] or [`Harness::recv_frame`].
+    pub fn send_frame(&mut self, conn: ConnId, frame: &[u8], correlation_id: i32) {
+        self.sent.insert((conn, correlation_id));
+        self.send_raw(conn, frame);
+    }
+
+    /// The next whole response frame on `conn`, without its size prefix and undecoded (it
+    /// starts with the correlation id), if one has arrived.
+    pub fn recv_frame(&mut self, conn: ConnId) -> Option<Bytes> {
+        let inbox = self.inbox.get_mut(&conn)?;
+        let size = usize::try_from(i32::from_be_bytes(*inbox.first_chunk::<4>()?)).ok()?;
+        if inbox.len() < 4 + size {
+            return None;
+        }
+        inbox.advance(4);
+        let frame = inbox.split_to(size).freeze();
+        let corr = i32::from_be_bytes(*frame.first_chunk::<4>().expect("a response starts with its correlation id"));
+        assert!(self.sent.remove(&(conn, corr)), "response to a request never sent (or twice)");
+        Some(frame)
+    }
+
+    /// Why the broker closed `conn`, if it did.
+    #[must_use]
+    pub fn close_reason(&self, conn: ConnId) -> Option<CloseReason> {
+        self.closed.get(&conn).copied()
+    }
+
+    /// A restart: a new broker with `config` over a copy of everything this one stored.
+    #[must_use]
+    pub fn restart(&self, config: Config) -> Self {
+        Self::with_store(config, self.store.clone())
     }
 }
 
@@ -216,4 +285,117 @@ macro_rules! expect_body {
 #[must_use]
 pub fn ms(n: i64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// The wall-clock time the harness starts at (ms); record timestamps near it are valid.
+pub const START_WALL_MS: i64 = 1_700_000_000_000;
+
+/// One uncompressed batch of `values` (key `k`, timestamps [`START_WALL_MS`]).
+#[must_use]
+pub fn batch(values: &[&str]) -> Bytes {
+    batch_from(RecordBatchBuilder::new(Compression::None), values)
+}
+
+/// One batch of `values` from an idempotent producer: id, epoch and first sequence.
+#[must_use]
+pub fn idempotent_batch(values: &[&str], producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
+    batch_from(RecordBatchBuilder::new(Compression::None).producer(producer_id, epoch, base_sequence), values)
+}
+
+/// Appends `values` to `builder` and builds the batch.
+#[must_use]
+pub fn batch_from(mut builder: RecordBatchBuilder, values: &[&str]) -> Bytes {
+    for v in values {
+        builder.append(START_WALL_MS, Some(b"k"), Some(v.as_bytes()), &[]).expect("builds");
+    }
+    builder.build().expect("builds")
+}
+
+/// A produce request for one partition.
+#[must_use]
+pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> RequestBody {
+    RequestBody::Produce(ProduceRequest {
+        acks,
+        timeout_ms: 1000,
+        topic_data: vec![TopicProduceData {
+            name: topic.into(),
+            partition_data: vec![PartitionProduceData {
+                index: partition,
+                records: Some(records),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+/// A sessionless fetch of one partition by name (v12 and below), 1 MiB budgets.
+#[must_use]
+pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> RequestBody {
+    RequestBody::Fetch(FetchRequest {
+        max_wait_ms,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            topic: topic.into(),
+            partitions: vec![FetchPartition {
+                partition,
+                fetch_offset: offset,
+                partition_max_bytes: 1 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+/// Creates topic `name` with `partitions` partitions and these config overrides; panics on
+/// an error. Returns its id.
+pub fn create_topic_with(h: &mut Harness, conn: ConnId, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Uuid {
+    let req = CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: -1,
+            configs: configs
+                .iter()
+                .map(|(k, v)| CreatableTopicConfig {
+                    name: (*k).into(),
+                    value: Some((*v).into()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        timeout_ms: 1000,
+        ..Default::default()
+    };
+    let resp = match h.call(conn, RequestBody::CreateTopics(req), 7) {
+        ResponseBody::CreateTopics(m) => m,
+        other => panic!("expected CreateTopics response, got {:?}", other.api_key()),
+    };
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    resp.topics[0].topic_id
+}
+
+/// Creates topic `name` with `partitions` partitions; panics on an error. Returns its id.
+pub fn create_topic(h: &mut Harness, conn: ConnId, name: &str, partitions: i32) -> Uuid {
+    create_topic_with(h, conn, name, partitions, &[])
+}
+
+/// Every record in a record set as (offset, value), checking each batch's CRC.
+#[must_use]
+pub fn record_values(records: &Bytes) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    for batch in Batches::new(records.clone()) {
+        let batch = batch.expect("whole batches");
+        batch.validate().expect("valid CRC");
+        for r in &batch.records(1 << 20).expect("records") {
+            let r = r.expect("record");
+            out.push((r.offset(), String::from_utf8(r.value_slice().unwrap_or_default().to_vec()).expect("utf8")));
+        }
+    }
+    out
 }

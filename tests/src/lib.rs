@@ -23,3 +23,4 @@ pub fn random_response(key: ApiKey, version: i16, seed: u64) -> ResponseBody {
 }
 
 pub mod harness;
+pub mod server;

@@ -198,9 +198,20 @@ pub(crate) fn describe_topic_partitions(b: &mut Broker, req: Req, m: &DescribeTo
     let mut budget = usize::try_from(m.response_partition_limit.max(1)).unwrap_or(1);
     let mut resp = DescribeTopicPartitionsResponse::default();
     for name in wanted.into_iter().filter(|n| start_topic.as_ref().is_none_or(|s| n >= s)) {
+        if budget == 0 {
+            // The page filled up at a topic boundary: the next one starts with this topic,
+            // which this page does not list (as Kafka's KRaftMetadataCache does).
+            resp.next_cursor = Some(ResponseCursor { topic_name: name, partition_index: 0, ..Default::default() });
+            break;
+        }
         let Some(t) = b.topic_by_name(&name) else {
+            let code = if topics::validate_name(&name).is_err() {
+                ErrorCode::INVALID_TOPIC_EXCEPTION
+            } else {
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+            };
             resp.topics.push(DescribeTopicPartitionsResponseTopic {
-                error_code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                error_code: code.0,
                 name: Some(name),
                 topic_authorized_operations: OPS_NOT_REQUESTED,
                 ..Default::default()

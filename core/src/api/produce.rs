@@ -50,6 +50,9 @@ pub(crate) fn handle(b: &mut Broker, req: Req, m: ProduceRequest) {
                 Outcome::Error(ErrorCode::INVALID_TXN_STATE, Some("kelp does not serve transactions"))
             } else if !matches!(acks, -1..=1) {
                 Outcome::Error(ErrorCode::INVALID_REQUIRED_ACKS, None)
+            } else if req.version >= 13 && topic_id.and_then(|id| b.topic_by_id(id)).is_none() {
+                // v13 names topics by id (KIP-516); Kafka answers an unknown one so.
+                Outcome::Error(ErrorCode::UNKNOWN_TOPIC_ID, None)
             } else {
                 append(b, topic_id, pd)
             };
@@ -126,11 +129,12 @@ fn append(b: &mut Broker, topic_id: Option<Uuid>, pd: PartitionProduceData) -> O
     if records.len() > usize::try_from(settings.max_message_bytes).unwrap_or(0) {
         return Outcome::Error(ErrorCode::MESSAGE_TOO_LARGE, None);
     }
-    let batch = match RecordBatch::new(records.clone()) {
+    let mut rest = records.clone();
+    let batch = match RecordBatch::split_first(&mut rest) {
         Ok(batch) => batch,
         Err(e) => return Outcome::Error(e.error_code(), None),
     };
-    if batch.len() != records.len() {
+    if !rest.is_empty() {
         return Outcome::Error(
             ErrorCode::INVALID_RECORD,
             Some("produce requests v3+ must hold exactly one record batch"),
@@ -172,7 +176,8 @@ fn append(b: &mut Broker, topic_id: Option<Uuid>, pd: PartitionProduceData) -> O
             SequenceCheck::Duplicate(orig) => {
                 return Outcome::Accepted {
                     base_offset: orig.base_offset,
-                    log_append_time: -1,
+                    // The original's append time (its summary keeps it as the timestamp).
+                    log_append_time: if settings.log_append_time { orig.timestamp } else { -1 },
                     visible_at: orig.last_offset + 1,
                 };
             }

@@ -73,11 +73,15 @@ pub(crate) fn init_producer_id(b: &mut Broker, req: Req, m: &InitProducerIdReque
     b.storage(CmdOwner::Job { job, part: 0 }, Command::Put { key: Bytes::from_static(BLOCK_KEY), value: Some(value) });
 }
 
-fn finish_reserve(_: &mut Broker, job: &mut super::ReplyJob) {
+fn finish_reserve(b: &mut Broker, job: &mut super::ReplyJob) {
     if let (Some(e), ResponseBody::InitProducerId(resp)) = (job.results[0], &mut job.body) {
         resp.error_code = e.error_code().0;
         resp.producer_id = -1;
         resp.producer_epoch = -1;
+        // The block was not stored, so ids from it could be handed out again after a restart:
+        // the next request reserves afresh.
+        let ids = &mut b.producer_ids;
+        ids.block_end = ids.block_end.min(ids.next - 1);
     }
 }
 

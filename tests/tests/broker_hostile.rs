@@ -1,0 +1,242 @@
+//! Hostile and careless peers, through raw bytes: garbage, truncated frames, bad size
+//! prefixes, unknown APIs, undecodable bodies, and clients that pipeline without limit.
+//! A bad connection is closed; the broker and every other connection carry on.
+
+use kelp_core::codec::generated::RequestBody;
+use kelp_core::codec::generated::api_versions::ApiVersionsRequest;
+use kelp_core::codec::generated::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
+use kelp_core::codec::generated::metadata::MetadataRequest;
+use kelp_core::codec::{ApiKey, DecodeError, Message};
+use kelp_core::io::CloseReason;
+use kelp_core::{Config, ConnId};
+use kelp_tests::expect_body;
+use kelp_tests::harness::{Harness, batch, create_topic, fetch_request, ms, produce_request, test_config};
+
+fn api_versions() -> RequestBody {
+    RequestBody::ApiVersions(ApiVersionsRequest {
+        client_software_name: "kelp-test".into(),
+        client_software_version: "1.0".into(),
+        ..Default::default()
+    })
+}
+
+/// The connection still works: an ApiVersions round trip succeeds.
+fn still_serves(h: &mut Harness, conn: ConnId) {
+    let resp = expect_body!(h.call(conn, api_versions(), 3), ApiVersions);
+    assert_eq!(resp.error_code, 0);
+}
+
+/// A request frame: size prefix, then a v1 header (key, version, correlation id, null
+/// client id), then `body`.
+fn hand_frame(key: i16, version: i16, corr: i32, body: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&i32::try_from(10 + body.len()).expect("small").to_be_bytes());
+    f.extend_from_slice(&key.to_be_bytes());
+    f.extend_from_slice(&version.to_be_bytes());
+    f.extend_from_slice(&corr.to_be_bytes());
+    f.extend_from_slice(&(-1i16).to_be_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
+#[test]
+fn garbage_closes_only_the_connection_that_sent_it() {
+    let mut h = Harness::new(test_config());
+    let (bad, http, good) = (h.connect(), h.connect(), h.connect());
+    // A frame whose header cannot be read.
+    h.send_raw(bad, &[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    assert!(matches!(h.close_reason(bad), Some(CloseReason::Undecodable(_))), "{:?}", h.close_reason(bad));
+    // An HTTP request on the Kafka port: "GET " read as a size is far beyond the limit.
+    h.send_raw(http, b"GET / HTTP/1.1\r\nHost: kelp\r\n\r\n");
+    let size = i64::from(i32::from_be_bytes(*b"GET "));
+    assert_eq!(h.close_reason(http), Some(CloseReason::FrameTooLarge { size, max: test_config().max_request_size }));
+    assert_eq!(h.pending_bytes(bad) + h.pending_bytes(http), 0, "nothing is answered to garbage");
+    still_serves(&mut h, good);
+}
+
+#[test]
+fn a_frame_is_read_only_once_it_is_complete() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    let first = Harness::frame(&api_versions(), 3, 501);
+    let second = Harness::frame(&api_versions(), 3, 502);
+    // Byte by byte, up to one short of the end: nothing happens, nothing closes.
+    for b in &first[..first.len() - 1] {
+        h.send_raw(c, std::slice::from_ref(b));
+        assert_eq!(h.pending_bytes(c), 0);
+        assert!(h.close_reason(c).is_none());
+    }
+    // The last byte of the first frame arrives with half of the second.
+    let mut rest = vec![first[first.len() - 1]];
+    rest.extend_from_slice(&second[..second.len() / 2]);
+    h.send_frame(c, &rest, 501);
+    let frame = h.recv_frame(c).expect("the first request is answered");
+    assert_eq!(frame[..4], 501i32.to_be_bytes());
+    assert!(h.recv_frame(c).is_none(), "the second is not complete yet");
+    h.send_frame(c, &second[second.len() / 2..], 502);
+    let frame = h.recv_frame(c).expect("the second request is answered");
+    assert_eq!(frame[..4], 502i32.to_be_bytes());
+}
+
+#[test]
+fn a_negative_size_prefix_closes_the_connection() {
+    let mut h = Harness::new(test_config());
+    let (bad, good) = (h.connect(), h.connect());
+    h.send_raw(bad, &(-2i32).to_be_bytes());
+    assert_eq!(h.close_reason(bad), Some(CloseReason::FrameTooLarge { size: -2, max: test_config().max_request_size }));
+    still_serves(&mut h, good);
+}
+
+#[test]
+fn an_oversized_size_prefix_closes_before_the_body_arrives() {
+    let cfg = Config { max_request_size: 1024, ..test_config() };
+    let mut h = Harness::new(cfg.clone());
+    let (bad, good) = (h.connect(), h.connect());
+    // A request of exactly the limit is read (and, being padding, refused as undecodable) ...
+    let mut at_limit = Harness::frame(&api_versions(), 3, 7).to_vec();
+    at_limit.resize(4 + 1024, 0);
+    at_limit[..4].copy_from_slice(&1024i32.to_be_bytes());
+    let probe = h.connect();
+    h.send_raw(probe, &at_limit);
+    assert!(matches!(h.close_reason(probe), Some(CloseReason::Undecodable(_))), "{:?}", h.close_reason(probe));
+    // ... one byte more is refused from the prefix alone, with no body sent.
+    h.send_raw(bad, &1025i32.to_be_bytes());
+    assert_eq!(h.close_reason(bad), Some(CloseReason::FrameTooLarge { size: 1025, max: 1024 }));
+    still_serves(&mut h, good);
+}
+
+#[test]
+fn unknown_apis_and_unserved_versions_close_the_connection() {
+    let mut h = Harness::new(test_config());
+    let (a, b, c, good) = (h.connect(), h.connect(), h.connect(), h.connect());
+    h.send_raw(a, &hand_frame(999, 0, 1, &[]));
+    assert_eq!(h.close_reason(a), Some(CloseReason::UnknownApi { key: 999, version: 0 }));
+    // A known API the broker does not serve (JoinGroup).
+    h.send_raw(b, &hand_frame(ApiKey::JOIN_GROUP.0, 5, 2, &[0; 40]));
+    assert_eq!(h.close_reason(b), Some(CloseReason::UnknownApi { key: ApiKey::JOIN_GROUP.0, version: 5 }));
+    // A served API at a version beyond the table (a flexible header: no tagged fields).
+    h.send_raw(c, &hand_frame(ApiKey::METADATA.0, 99, 3, &[0]));
+    assert_eq!(h.close_reason(c), Some(CloseReason::UnknownApi { key: ApiKey::METADATA.0, version: 99 }));
+    for conn in [a, b, c] {
+        assert_eq!(h.pending_bytes(conn), 0);
+    }
+    still_serves(&mut h, good);
+}
+
+#[test]
+fn an_undecodable_body_closes_the_connection() {
+    let mut h = Harness::new(test_config());
+    let (short, long, good) = (h.connect(), h.connect(), h.connect());
+    // Metadata v4 whose topic array claims a million entries in four bytes.
+    h.send_raw(short, &hand_frame(ApiKey::METADATA.0, 4, 1, &[0, 0x0f, 0x42, 0x40]));
+    assert!(matches!(h.close_reason(short), Some(CloseReason::Undecodable(_))), "{:?}", h.close_reason(short));
+    // A valid Metadata v4 body (null topics, allow auto-create) with a byte too many.
+    let mut body = MetadataRequest { topics: None, ..Default::default() }.to_bytes(4).to_vec();
+    body.push(0);
+    h.send_raw(long, &hand_frame(ApiKey::METADATA.0, 4, 2, &body));
+    assert!(
+        matches!(h.close_reason(long), Some(CloseReason::Undecodable(DecodeError::TrailingBytes(_)))),
+        "{:?}",
+        h.close_reason(long)
+    );
+    still_serves(&mut h, good);
+}
+
+#[test]
+fn many_pipelined_requests_in_one_read_are_all_answered_in_order() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    let mut stream = Vec::new();
+    let n = 5_000;
+    for corr in 0..n {
+        stream.extend_from_slice(&Harness::frame(&api_versions(), 3, corr));
+        h.send_frame(c, &[], corr);
+    }
+    h.send_raw(c, &stream);
+    assert!(h.close_reason(c).is_none());
+    for corr in 0..n {
+        let frame = h.recv_frame(c).unwrap_or_else(|| panic!("response {corr} missing"));
+        assert_eq!(frame[..4], corr.to_be_bytes(), "responses in request order");
+    }
+}
+
+#[test]
+fn a_client_pipelining_behind_a_parked_fetch_is_back_pressured() {
+    let cfg = Config { max_in_flight_per_conn: 4, max_request_size: 4096, ..test_config() };
+    let mut h = Harness::new(cfg);
+    let c = h.connect();
+    create_topic(&mut h, c, "quiet", 1);
+    // A long poll at the head, then five quick requests: three fit in flight, two stay buffered.
+    let fetch = h.send(c, &fetch_request("quiet", 0, 0, 1000), 12);
+    let quick: Vec<i32> = (0..5).map(|_| h.send(c, &api_versions(), 3)).collect();
+    assert_eq!(h.pending_bytes(c), 0, "the parked fetch holds every answer behind it");
+    assert!(!h.broker.wants_read(c), "in flight is at its limit: stop reading");
+    assert!(h.close_reason(c).is_none(), "a little buffering is allowed");
+
+    h.advance(ms(1000));
+    let (got, _) = h.recv(c, ApiKey::FETCH, 12).expect("the fetch expires");
+    assert_eq!(got, fetch);
+    for want in quick {
+        let (got, _) = h.recv(c, ApiKey::API_VERSIONS, 3).expect("buffered requests are read and answered");
+        assert_eq!(got, want);
+    }
+    assert!(h.broker.wants_read(c));
+
+    // Parked again at the limit, a client that keeps writing regardless is cut off once its
+    // buffer passes twice the largest request: the buffer stays bounded.
+    h.send(c, &fetch_request("quiet", 0, 0, 1000), 12);
+    for _ in 0..3 {
+        h.send(c, &api_versions(), 3);
+    }
+    assert!(!h.broker.wants_read(c));
+    let frame = Harness::frame(&api_versions(), 3, 9999);
+    let mut flood = Vec::new();
+    while flood.len() <= 2 * 4096 {
+        flood.extend_from_slice(&frame);
+    }
+    h.send_raw(c, &flood);
+    assert_eq!(h.close_reason(c), Some(CloseReason::TooManyInFlight));
+}
+
+#[test]
+fn responses_follow_request_order_across_fast_and_parked_requests() {
+    let mut h = Harness::new(test_config());
+    let (c, other) = (h.connect(), h.connect());
+    create_topic(&mut h, c, "slow", 1);
+    create_topic(&mut h, c, "data", 1);
+    expect_body!(h.call(c, produce_request("data", 0, batch(&["x"]), -1), 11), Produce);
+    h.auto_storage = false;
+    let list = RequestBody::ListOffsets(ListOffsetsRequest {
+        replica_id: -1,
+        topics: vec![ListOffsetsTopic {
+            name: "data".into(),
+            partitions: vec![ListOffsetsPartition { partition_index: 0, timestamp: 0, ..Default::default() }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    // Parked on time / on storage / answered at once, interleaved.
+    let order = vec![
+        (h.send(c, &fetch_request("slow", 0, 0, 500), 12), ApiKey::FETCH, 12),
+        (h.send(c, &api_versions(), 3), ApiKey::API_VERSIONS, 3),
+        (h.send(c, &produce_request("data", 0, batch(&["y"]), -1), 11), ApiKey::PRODUCE, 11),
+        (
+            h.send(c, &RequestBody::Metadata(MetadataRequest { topics: None, ..Default::default() }), 12),
+            ApiKey::METADATA,
+            12,
+        ),
+        (h.send(c, &list, 8), ApiKey::LIST_OFFSETS, 8),
+        (h.send(c, &fetch_request("data", 0, 0, 0), 12), ApiKey::FETCH, 12),
+    ];
+    assert_eq!(h.pending_bytes(c), 0);
+    // Storage finishes the produce, the timestamp lookup and the read; the head still waits.
+    h.auto_storage = true;
+    h.drive();
+    assert_eq!(h.pending_bytes(c), 0, "the parked fetch at the head holds everything");
+    still_serves(&mut h, other);
+    h.advance(ms(500));
+    for (want, api, version) in order {
+        let (got, _) = h.recv(c, api, version).unwrap_or_else(|| panic!("no answer to {api:?}"));
+        assert_eq!(got, want, "answers leave in request order");
+    }
+}
