@@ -25,9 +25,15 @@ fn unsupported(e: &impl std::fmt::Display) -> bool {
     format!("{e:#}").contains("version not supported by this message type")
 }
 
-fn theirs_request(key: TheirKey, v: i16, bytes: &Bytes) -> Result<Option<Bytes>, String> {
+/// Decodes `bytes` with kafka-protocol (which must consume them all) and encodes the result
+/// again. `None`: kafka-protocol does not implement this version.
+fn theirs_round_trip<T, E: std::fmt::Display>(
+    bytes: &Bytes,
+    decode: impl FnOnce(&mut Bytes) -> Result<T, E>,
+    encode: impl FnOnce(&T, &mut BytesMut) -> Result<(), E>,
+) -> Result<Option<Bytes>, String> {
     let mut b = bytes.clone();
-    let msg = match RequestKind::decode(key, &mut b, v) {
+    let msg = match decode(&mut b) {
         Ok(m) => m,
         Err(e) if unsupported(&e) => return Ok(None),
         Err(e) => return Err(format!("theirs failed to decode: {e:#}")),
@@ -36,57 +42,53 @@ fn theirs_request(key: TheirKey, v: i16, bytes: &Bytes) -> Result<Option<Bytes>,
         return Err(format!("theirs left {} bytes undecoded", b.remaining()));
     }
     let mut out = BytesMut::new();
-    msg.encode(&mut out, v).map_err(|e| format!("theirs failed to encode: {e:#}"))?;
+    encode(&msg, &mut out).map_err(|e| format!("theirs failed to encode: {e:#}"))?;
     Ok(Some(out.freeze()))
 }
 
-fn theirs_response(key: TheirKey, v: i16, bytes: &Bytes) -> Result<Option<Bytes>, String> {
-    let mut b = bytes.clone();
-    let msg = match ResponseKind::decode(key, &mut b, v) {
-        Ok(m) => m,
-        Err(e) if unsupported(&e) => return Ok(None),
-        Err(e) => return Err(format!("theirs failed to decode: {e:#}")),
-    };
-    if b.has_remaining() {
-        return Err(format!("theirs left {} bytes undecoded", b.remaining()));
+/// Ours encodes a random message, theirs decodes and re-encodes it to the same bytes, ours
+/// decodes those back to an equal message; for every shared (API, version). Returns how many
+/// pairs were compared.
+fn check_all<M: PartialEq + std::fmt::Debug>(
+    seed: u64,
+    random: impl Fn(&ApiInfo, i16) -> M,
+    encode: impl Fn(&M, i16) -> Bytes,
+    decode: impl Fn(&ApiInfo, &Bytes, i16) -> M,
+    theirs: impl Fn(TheirKey, i16, &Bytes) -> Result<Option<Bytes>, String>,
+) -> usize {
+    let mut pairs = 0;
+    for (api, v) in all_api_versions() {
+        let Some(their_key) = shared(api, v) else { continue };
+        let ours = random(api, v);
+        let bytes = encode(&ours, v);
+        let back =
+            theirs(their_key, v, &bytes).unwrap_or_else(|e| panic!("{:?} v{v} seed {seed}: {e}\n{ours:?}", api.key));
+        let Some(back) = back else { continue };
+        assert_eq!(back, bytes, "{:?} v{v} seed {seed}: encodings differ\n{ours:?}", api.key);
+        assert_eq!(decode(api, &back, v), ours, "{:?} v{v} seed {seed}", api.key);
+        pairs += 1;
     }
-    let mut out = BytesMut::new();
-    msg.encode(&mut out, v).map_err(|e| format!("theirs failed to encode: {e:#}"))?;
-    Ok(Some(out.freeze()))
+    pairs
 }
 
 fn check_requests(seed: u64) -> usize {
-    let mut pairs = 0;
-    for (api, v) in all_api_versions() {
-        let Some(their_key) = shared(api, v) else { continue };
-        let ours = random_request(api.key, v, seed);
-        let bytes = ours.to_bytes(v);
-        let back = theirs_request(their_key, v, &bytes)
-            .unwrap_or_else(|e| panic!("{:?} v{v} seed {seed}: {e}\n{ours:?}", api.key));
-        let Some(back) = back else { continue };
-        assert_eq!(back, bytes, "{:?} v{v} seed {seed}: encodings differ\n{ours:?}", api.key);
-        let again = RequestBody::decode(api.key, &mut Reader::new(&back), v).expect("ours decodes theirs");
-        assert_eq!(again, ours, "{:?} v{v} seed {seed}", api.key);
-        pairs += 1;
-    }
-    pairs
+    check_all(
+        seed,
+        |api, v| random_request(api.key, v, seed),
+        RequestBody::to_bytes,
+        |api, b, v| RequestBody::decode(api.key, &mut Reader::new(b), v).expect("ours decodes theirs"),
+        |key, v, b| theirs_round_trip(b, |buf| RequestKind::decode(key, buf, v), |m, out| m.encode(out, v)),
+    )
 }
 
 fn check_responses(seed: u64) -> usize {
-    let mut pairs = 0;
-    for (api, v) in all_api_versions() {
-        let Some(their_key) = shared(api, v) else { continue };
-        let ours = random_response(api.key, v, seed);
-        let bytes = ours.to_bytes(v);
-        let back = theirs_response(their_key, v, &bytes)
-            .unwrap_or_else(|e| panic!("{:?} v{v} seed {seed}: {e}\n{ours:?}", api.key));
-        let Some(back) = back else { continue };
-        assert_eq!(back, bytes, "{:?} v{v} seed {seed}: encodings differ\n{ours:?}", api.key);
-        let again = ResponseBody::decode(api.key, &mut Reader::new(&back), v).expect("ours decodes theirs");
-        assert_eq!(again, ours, "{:?} v{v} seed {seed}", api.key);
-        pairs += 1;
-    }
-    pairs
+    check_all(
+        seed,
+        |api, v| random_response(api.key, v, seed),
+        ResponseBody::to_bytes,
+        |api, b, v| ResponseBody::decode(api.key, &mut Reader::new(b), v).expect("ours decodes theirs"),
+        |key, v, b| theirs_round_trip(b, |buf| ResponseKind::decode(key, buf, v), |m, out| m.encode(out, v)),
+    )
 }
 
 proptest! {
