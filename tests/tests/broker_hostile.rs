@@ -166,11 +166,11 @@ fn a_client_pipelining_behind_a_parked_fetch_is_back_pressured() {
     let mut h = Harness::new(cfg);
     let c = h.connect();
     create_topic(&mut h, c, "quiet", 1);
-    // A long poll at the head, then five quick requests: three fit in flight, two stay buffered.
+    // A long poll at the head: what follows stays buffered until it is answered.
     let fetch = h.send(c, &fetch_request("quiet", 0, 0, 1000), 12);
+    assert!(!h.broker.wants_read(c), "a fetch in flight stops reading");
     let quick: Vec<i32> = (0..5).map(|_| h.send(c, &api_versions(), 3)).collect();
     assert_eq!(h.pending_bytes(c), 0, "the parked fetch holds every answer behind it");
-    assert!(!h.broker.wants_read(c), "in flight is at its limit: stop reading");
     assert!(h.close_reason(c).is_none(), "a little buffering is allowed");
 
     h.advance(ms(1000));
@@ -182,13 +182,17 @@ fn a_client_pipelining_behind_a_parked_fetch_is_back_pressured() {
     }
     assert!(h.broker.wants_read(c));
 
-    // Parked again at the limit, a client that keeps writing regardless is cut off once its
-    // buffer passes twice the largest request: the buffer stays bounded.
-    h.send(c, &fetch_request("quiet", 0, 0, 1000), 12);
-    for _ in 0..3 {
-        h.send(c, &api_versions(), 3);
+    // Requests parked on storage up to the in-flight limit: reading stops there too, and a
+    // client that keeps writing regardless is cut off once its buffer passes twice the
+    // largest request. The buffer stays bounded.
+    h.auto_storage = false;
+    for _ in 0..4 {
+        h.send(c, &produce_request("quiet", 0, batch(&["p"]), -1), 11);
     }
-    assert!(!h.broker.wants_read(c));
+    assert_eq!(h.queued.len(), 4);
+    assert!(!h.broker.wants_read(c), "in flight is at its limit: stop reading");
+    h.send(c, &api_versions(), 3);
+    assert!(h.close_reason(c).is_none());
     let frame = Harness::frame(&api_versions(), 3, 9999);
     let mut flood = Vec::new();
     while flood.len() <= 2 * 4096 {
@@ -202,39 +206,41 @@ fn a_client_pipelining_behind_a_parked_fetch_is_back_pressured() {
 fn responses_follow_request_order_across_fast_and_parked_requests() {
     let mut h = Harness::new(test_config());
     let (c, other) = (h.connect(), h.connect());
-    create_topic(&mut h, c, "slow", 1);
-    create_topic(&mut h, c, "data", 1);
-    expect_body!(h.call(c, produce_request("data", 0, batch(&["x"]), -1), 11), Produce);
+    create_topic(&mut h, c, "a", 1);
+    create_topic(&mut h, c, "b", 1);
+    expect_body!(h.call(c, produce_request("a", 0, batch(&["x"]), -1), 11), Produce);
+    expect_body!(h.call(c, produce_request("b", 0, batch(&["x"]), -1), 11), Produce);
     h.auto_storage = false;
     let list = RequestBody::ListOffsets(ListOffsetsRequest {
         replica_id: -1,
         topics: vec![ListOffsetsTopic {
-            name: "data".into(),
+            name: "b".into(),
             partitions: vec![ListOffsetsPartition { partition_index: 0, timestamp: 0, ..Default::default() }],
             ..Default::default()
         }],
         ..Default::default()
     });
-    // Parked on time / on storage / answered at once, interleaved.
+    let metadata = RequestBody::Metadata(MetadataRequest { topics: None, ..Default::default() });
+    // Requests that park on storage interleaved with ones answered at once; the fetch (which
+    // parks on its read) holds back reading the last one until it is answered.
     let order = vec![
-        (h.send(c, &fetch_request("slow", 0, 0, 500), 12), ApiKey::FETCH, 12),
+        (h.send(c, &produce_request("a", 0, batch(&["y"]), -1), 11), ApiKey::PRODUCE, 11),
         (h.send(c, &api_versions(), 3), ApiKey::API_VERSIONS, 3),
-        (h.send(c, &produce_request("data", 0, batch(&["y"]), -1), 11), ApiKey::PRODUCE, 11),
-        (
-            h.send(c, &RequestBody::Metadata(MetadataRequest { topics: None, ..Default::default() }), 12),
-            ApiKey::METADATA,
-            12,
-        ),
         (h.send(c, &list, 8), ApiKey::LIST_OFFSETS, 8),
-        (h.send(c, &fetch_request("data", 0, 0, 0), 12), ApiKey::FETCH, 12),
+        (h.send(c, &metadata, 12), ApiKey::METADATA, 12),
+        (h.send(c, &produce_request("b", 0, batch(&["y"]), -1), 11), ApiKey::PRODUCE, 11),
+        (h.send(c, &fetch_request("a", 0, 0, 500), 12), ApiKey::FETCH, 12),
+        (h.send(c, &api_versions(), 3), ApiKey::API_VERSIONS, 3),
     ];
-    assert_eq!(h.pending_bytes(c), 0);
-    // Storage finishes the produce, the timestamp lookup and the read; the head still waits.
-    h.auto_storage = true;
-    h.drive();
-    assert_eq!(h.pending_bytes(c), 0, "the parked fetch at the head holds everything");
+    assert_eq!(h.queued.len(), 4, "two appends, a timestamp lookup and a read: {:?}", h.queued);
+    // The store finishes them last first: every answer waits for the produce at the head.
+    h.queued.make_contiguous().reverse();
+    for _ in 0..3 {
+        assert!(h.run_one_storage());
+        assert_eq!(h.pending_bytes(c), 0, "the unanswered head holds everything behind it");
+    }
     still_serves(&mut h, other);
-    h.advance(ms(500));
+    assert!(h.run_one_storage());
     for (want, api, version) in order {
         let (got, _) = h.recv(c, api, version).unwrap_or_else(|| panic!("no answer to {api:?}"));
         assert_eq!(got, want, "answers leave in request order");

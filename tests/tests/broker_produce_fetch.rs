@@ -108,7 +108,11 @@ fn produced_records_are_fetched_back_with_their_offsets() {
     assert_eq!(got, vec![(0, "a".into()), (1, "b".into()), (2, "c".into()), (3, "d".into())]);
 
     let resp = expect_body!(h.call(c, fetch_req("orders", 1, 4, 0), 12), Fetch);
-    assert!(resp.responses[0].partitions[0].records.is_none());
+    assert_eq!(
+        resp.responses[0].partitions[0].records.as_deref(),
+        Some(&b""[..]),
+        "no data: an empty record set, never null"
+    );
     let resp = expect_body!(h.call(c, fetch_req("orders", 1, 5, 0), 12), Fetch);
     assert_eq!(resp.responses[0].partitions[0].error_code, ErrorCode::OFFSET_OUT_OF_RANGE.0);
 }
@@ -133,7 +137,7 @@ fn a_long_poll_is_woken_by_an_append_and_expires_otherwise() {
     assert!(h.recv(c, ApiKey::FETCH, 12).is_none());
     h.advance(ms(1));
     let resp = expect_body!(h.recv(c, ApiKey::FETCH, 12).expect("expired").1, Fetch);
-    assert!(resp.responses[0].partitions[0].records.is_none());
+    assert_eq!(resp.responses[0].partitions[0].records.as_deref(), Some(&b""[..]));
 }
 
 #[test]

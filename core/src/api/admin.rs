@@ -27,6 +27,7 @@ use crate::codec::generated::incremental_alter_configs::{
     IncrementalAlterConfigsResponse,
 };
 use crate::codec::{ErrorCode, KStr, Uuid};
+use crate::config::Config;
 use crate::io::{Command, Completion, PartitionKey, StorageError, TopicRecord};
 use crate::log::PartitionLog;
 use crate::topics::{self, TopicSettings};
@@ -162,6 +163,11 @@ pub(crate) fn create_topics(b: &mut Broker, req: Req, m: CreateTopicsRequest) {
     let node = b.cfg.node_id;
     for t in &m.topics {
         let dup = m.topics.iter().filter(|o| o.name == t.name).count() > 1;
+        if dup && resp.topics.iter().any(|r| r.name == t.name) {
+            // Kafka answers a duplicated name once.
+            continue;
+        }
+        let nulls: Vec<&str> = t.configs.iter().filter(|c| c.value.is_none()).map(|c| c.name.as_str()).collect();
         let overrides: Vec<(KStr, KStr)> =
             t.configs.iter().filter_map(|c| c.value.clone().map(|v| (c.name.clone(), v))).collect();
         let partitions = match (t.num_partitions, t.assignments.len()) {
@@ -180,6 +186,11 @@ pub(crate) fn create_topics(b: &mut Broker, req: Req, m: CreateTopicsRequest) {
             Err(fail(ErrorCode::INVALID_REQUEST, "Both numPartitions and a manual assignment were given."))
         } else if t.assignments.iter().any(|a| a.broker_ids != [node]) {
             Err(fail(ErrorCode::INVALID_REPLICA_ASSIGNMENT, format!("Every replica must be on broker {node}.")))
+        } else if !nulls.is_empty() {
+            Err(fail(
+                ErrorCode::INVALID_CONFIG,
+                format!("Null value not supported for topic configs: {}", nulls.join(",")),
+            ))
         } else if m.validate_only {
             check_new_topic(b, &t.name, partitions, &overrides)
         } else {
@@ -531,7 +542,14 @@ pub(crate) fn alter_configs(b: &mut Broker, req: Req, m: AlterConfigsRequest) {
             resource_name: res.resource_name.clone(),
             ..Default::default()
         };
-        match check_overrides(b, res.resource_type, &res.resource_name, &overrides) {
+        let nulls: Vec<&str> = res.configs.iter().filter(|c| c.value.is_none()).map(|c| c.name.as_str()).collect();
+        let checked = if nulls.is_empty() {
+            check_overrides(b, res.resource_type, &res.resource_name, &overrides)
+        } else {
+            // As Kafka's ConfigAdminManager: the legacy API has no way to delete one config.
+            Err(fail(ErrorCode::INVALID_REQUEST, format!("Null value not supported for : {}", nulls.join(", "))))
+        };
+        match checked {
             Err((code, msg)) => {
                 r.error_code = code.0;
                 r.error_message = Some(KStr::from(msg));
@@ -547,7 +565,13 @@ pub(crate) fn alter_configs(b: &mut Broker, req: Req, m: AlterConfigsRequest) {
 }
 
 /// One incremental operation on a topic's overrides.
-fn apply_op(overrides: &mut Vec<(KStr, KStr)>, name: &KStr, op: i8, value: Option<&KStr>) -> Result<(), Failure> {
+fn apply_op(
+    cfg: &Config,
+    overrides: &mut Vec<(KStr, KStr)>,
+    name: &KStr,
+    op: i8,
+    value: Option<&KStr>,
+) -> Result<(), Failure> {
     let def = topics::config_def(name)
         .ok_or_else(|| fail(ErrorCode::INVALID_CONFIG, format!("Unknown topic config name: {name}")))?;
     let current = overrides.iter().position(|(k, _)| k == name);
@@ -568,7 +592,11 @@ fn apply_op(overrides: &mut Vec<(KStr, KStr)>, name: &KStr, op: i8, value: Optio
         OP_APPEND | OP_SUBTRACT if def.ty == topics::ConfigType::List => {
             let v = value
                 .ok_or_else(|| fail(ErrorCode::INVALID_REQUEST, format!("Null value not supported for {name}")))?;
-            let existing = current.map(|i| overrides[i].1.to_string()).unwrap_or_default();
+            // Without an override the list starts from the default, as in Kafka.
+            let existing = current
+                .map(|i| overrides[i].1.to_string())
+                .or_else(|| topics::broker_default(cfg, name))
+                .unwrap_or_default();
             let mut items: Vec<String> =
                 existing.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
             for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -608,7 +636,9 @@ pub(crate) fn incremental_alter_configs(b: &mut Broker, req: Req, m: Incremental
         let outcome = res
             .configs
             .iter()
-            .try_fold(base, |mut o, c| apply_op(&mut o, &c.name, c.config_operation, c.value.as_ref()).map(|()| o))
+            .try_fold(base, |mut o, c| {
+                apply_op(&b.cfg, &mut o, &c.name, c.config_operation, c.value.as_ref()).map(|()| o)
+            })
             .and_then(|o| check_overrides(b, res.resource_type, &res.resource_name, &o).map(|id| (id, o)));
         match outcome {
             Err((code, msg)) => {

@@ -21,6 +21,7 @@ use crate::codec::generated::ResponseBody;
 use crate::codec::generated::fetch::{FetchRequest, FetchResponse, FetchableTopicResponse, PartitionData};
 use crate::codec::{ErrorCode, KStr, Uuid};
 use crate::io::{Command, Completion, PartitionKey};
+use crate::records;
 use crate::time::{Duration, Instant};
 
 /// One partition a fetch asks for.
@@ -142,8 +143,11 @@ fn resolve_session(
     match (m.session_id, m.session_epoch) {
         // Sessionless full fetch (all versions before 7 look like this).
         (0, -1) => Ok((None, false, requested)),
-        (0, 0) => {
-            // A new session, if the cache has room (else a sessionless answer).
+        (old, 0) => {
+            // A new session, if the cache has room (else a sessionless answer). A session
+            // named with epoch 0 is closed first: that is how the Java consumer starts over
+            // after a session error (`FetchMetadata.nextCloseExisting`), as Kafka allows.
+            b.sessions.by_id.remove(&old);
             let Some(id) = new_session_id(b) else { return Ok((None, false, requested)) };
             let parts = requested.iter().map(|p| SessionPart { part: p.clone(), last_sent: None }).collect();
             b.sessions.by_id.insert(id, Session { next_epoch: 1, parts, last_used: now, uses_topic_ids: uses_ids });
@@ -326,7 +330,14 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
     let mut first = true;
     let mut session_parts = j.session.and_then(|id| b.sessions.by_id.get(&id)).map(|s| s.parts.clone());
     for (i, p) in j.parts.iter().enumerate() {
-        let mut pd = PartitionData { partition_index: p.partition, preferred_read_replica: -1, ..Default::default() };
+        // An empty record set, never null: Kafka always sends one, and older librdkafka
+        // (kcat's 2.0) refuses a null one.
+        let mut pd = PartitionData {
+            partition_index: p.partition,
+            preferred_read_replica: -1,
+            records: Some(Bytes::new()),
+            ..Default::default()
+        };
         pd.aborted_transactions = j.read_committed.then(Vec::new);
         match check_part(b, p) {
             Some(code) => {
@@ -341,11 +352,10 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
                 pd.last_stable_offset = pd.high_watermark;
                 pd.log_start_offset = log.map_or(-1, |l| l.log_start());
                 let chunks = j.reads.get_mut(i).and_then(Option::take).unwrap_or_default();
-                let size: usize = chunks.iter().map(Bytes::len).sum();
-                if size > 0 && (first || size <= budget) {
+                if let Some(records) = fit(chunks, p.max_bytes.min(budget), first) {
                     first = false;
-                    budget = budget.saturating_sub(size);
-                    pd.records = Some(join(chunks));
+                    budget = budget.saturating_sub(records.len());
+                    pd.records = Some(records);
                 }
             }
         }
@@ -356,7 +366,8 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
                 .find(|sp| sp.part.partition == p.partition && sp.part.topic_id == p.topic_id && sp.part.name == p.name)
         }) {
             let now = (pd.high_watermark, pd.log_start_offset);
-            let changed = pd.records.is_some() || pd.error_code != 0 || sp.last_sent != Some(now);
+            let has_records = pd.records.as_ref().is_some_and(|r| !r.is_empty());
+            let changed = has_records || pd.error_code != 0 || sp.last_sent != Some(now);
             sp.last_sent = Some(now);
             if j.incremental && !changed {
                 continue;
@@ -378,6 +389,24 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
         s.parts = parts;
     }
     resp
+}
+
+/// The whole batches at the front of a read that fit in `limit` bytes; with `min_one` (no
+/// partition has returned data yet) at least the first, however large (Kafka's
+/// `minOneMessage`). Reads run in parallel with the whole budget each, so a later
+/// partition's read is cut here to what is left of it.
+fn fit(chunks: SmallVec<[Bytes; 2]>, limit: usize, min_one: bool) -> Option<Bytes> {
+    let data = join(chunks);
+    let mut end = 0;
+    while let Some(rest) = data.get(end..).filter(|r| !r.is_empty()) {
+        // Stores return whole batches; anything else goes to the client as it is.
+        let size = records::frame(rest).unwrap_or(rest.len());
+        if end + size > limit && !(end == 0 && min_one) {
+            break;
+        }
+        end += size;
+    }
+    (end > 0).then(|| data.slice(..end))
 }
 
 /// One record set from the chunks a read returned. A single chunk (the usual case) is passed

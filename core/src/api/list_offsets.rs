@@ -63,9 +63,12 @@ pub(crate) fn handle(b: &mut Broker, req: Req, m: ListOffsetsRequest) {
                     LATEST => pr.offset = log.hwm(),
                     LATEST_TIERED => {}
                     MAX_TIMESTAMP => {
+                        // The partition knows the batch with the largest timestamp, not which
+                        // of its records has it; the first record at or after that timestamp
+                        // is the one (Kafka 3.8+ answers its offset, KAFKA-16310).
                         let (ts, off) = log.max_timestamp();
                         if off >= 0 && off < log.hwm() {
-                            (pr.timestamp, pr.offset) = (ts, off);
+                            lookups.push((k, ts, ti, pi, log.hwm()));
                         }
                     }
                     ts => lookups.push((k, ts, ti, pi, log.hwm())),

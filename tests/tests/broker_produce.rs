@@ -1,0 +1,519 @@
+//! Scenario tests of the write path: Produce (acks, validation, LogAppendTime, storage
+//! failures), idempotent producers (duplicates, epochs, sequences, restarts), InitProducerId
+//! and DescribeProducers, with the error codes Kafka clients act on.
+
+use bytes::Bytes;
+use kelp_core::codec::generated::RequestBody;
+use kelp_core::codec::generated::delete_records::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
+use kelp_core::codec::generated::describe_producers::{DescribeProducersRequest, PartitionResponse, TopicRequest};
+use kelp_core::codec::generated::init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
+use kelp_core::codec::generated::produce::{
+    PartitionProduceData, PartitionProduceResponse, ProduceRequest, TopicProduceData,
+};
+use kelp_core::codec::{ApiKey, ErrorCode, KStr, Uuid};
+use kelp_core::io::StorageError;
+use kelp_core::records::{Batches, Compression, RecordBatchBuilder, TimestampType};
+use kelp_core::{Command, ConnId};
+use kelp_tests::expect_body;
+use kelp_tests::harness::{
+    Harness, START_WALL_MS, batch, batch_from, create_topic, create_topic_with, fetch_request, idempotent_batch, ms,
+    produce_request, record_values, test_config,
+};
+
+/// Produces one batch and returns the partition's answer.
+fn produce(h: &mut Harness, c: ConnId, topic: &str, partition: i32, records: Bytes) -> PartitionProduceResponse {
+    let resp = expect_body!(h.call(c, produce_request(topic, partition, records, -1), 11), Produce);
+    assert_eq!(resp.responses.len(), 1);
+    resp.responses[0].partition_responses[0].clone()
+}
+
+fn error_of(h: &mut Harness, c: ConnId, topic: &str, partition: i32, records: Bytes) -> ErrorCode {
+    ErrorCode(produce(h, c, topic, partition, records).error_code)
+}
+
+/// The high watermark and every (offset, value) of a partition.
+fn log_of(h: &mut Harness, c: ConnId, topic: &str, partition: i32) -> (i64, Vec<(i64, String)>) {
+    let resp = expect_body!(h.call(c, fetch_request(topic, partition, 0, 0), 12), Fetch);
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    (p.high_watermark, p.records.as_ref().map(record_values).unwrap_or_default())
+}
+
+fn init_producer_id(h: &mut Harness, c: ConnId, transactional_id: Option<&str>) -> InitProducerIdResponse {
+    let req = InitProducerIdRequest {
+        transactional_id: transactional_id.map(KStr::from),
+        transaction_timeout_ms: 60_000,
+        producer_id: -1,
+        producer_epoch: -1,
+        ..Default::default()
+    };
+    expect_body!(h.call(c, RequestBody::InitProducerId(req), 5), InitProducerId)
+}
+
+fn describe_producers(h: &mut Harness, c: ConnId, topic: &str, partitions: &[i32]) -> Vec<PartitionResponse> {
+    let req = DescribeProducersRequest {
+        topics: vec![TopicRequest { name: topic.into(), partition_indexes: partitions.to_vec(), ..Default::default() }],
+        ..Default::default()
+    };
+    expect_body!(h.call(c, RequestBody::DescribeProducers(req), 0), DescribeProducers).topics[0].partitions.clone()
+}
+
+fn delete_records_to_hwm(h: &mut Harness, c: ConnId, topic: &str) {
+    let req = DeleteRecordsRequest {
+        topics: vec![DeleteRecordsTopic {
+            name: topic.into(),
+            partitions: vec![DeleteRecordsPartition { partition_index: 0, offset: -1, ..Default::default() }],
+            ..Default::default()
+        }],
+        timeout_ms: 1000,
+        ..Default::default()
+    };
+    let resp = expect_body!(h.call(c, RequestBody::DeleteRecords(req), 2), DeleteRecords);
+    assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+}
+
+// ---- acks ----------------------------------------------------------------------------------
+
+#[test]
+fn acks_one_and_all_answer_once_the_batch_is_stored() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "acked", 1);
+    h.auto_storage = false;
+    for (acks, base) in [(1, 0), (-1, 2)] {
+        h.send(c, &produce_request("acked", 0, batch(&["a", "b"]), acks), 11);
+        assert!(h.recv(c, ApiKey::PRODUCE, 11).is_none(), "acks={acks}: not before the store has it");
+        assert!(matches!(h.queued.front(), Some((_, Command::Append { base_offset, .. })) if *base_offset == base));
+        assert!(h.run_one_storage());
+        let resp = expect_body!(h.recv(c, ApiKey::PRODUCE, 11).expect("acknowledged").1, Produce);
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset, p.log_start_offset, p.log_append_time_ms), (0, base, 0, -1));
+        assert_eq!(resp.responses[0].name.as_str(), "acked");
+    }
+}
+
+#[test]
+fn acks_zero_answers_nothing_and_the_next_request_is_answered_in_turn() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "quiet", 1);
+    h.send(c, &produce_request("quiet", 0, batch(&["a"]), 0), 11);
+    h.send(c, &produce_request("quiet", 0, batch(&["b"]), 0), 11);
+    assert_eq!(h.pending_bytes(c), 0);
+    let (hwm, records) = log_of(&mut h, c, "quiet", 0);
+    assert_eq!((hwm, records), (2, vec![(0, "a".into()), (1, "b".into())]));
+}
+
+#[test]
+fn an_acks_zero_produce_that_fails_closes_the_connection() {
+    let mut h = Harness::new(test_config());
+    let (c, other) = (h.connect(), h.connect());
+    create_topic(&mut h, c, "t", 1);
+    h.send(c, &produce_request("missing", 0, batch(&["a"]), 0), 11);
+    assert!(h.close_reason(c).is_some(), "the client must notice: Kafka closes the connection");
+    assert_eq!(h.pending_bytes(c), 0);
+    assert_eq!(produce(&mut h, other, "t", 0, batch(&["a"])).error_code, 0, "others are unaffected");
+}
+
+#[test]
+fn invalid_acks_are_refused_in_every_partition() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "t", 2);
+    for acks in [2, -2, 5] {
+        let req = RequestBody::Produce(ProduceRequest {
+            acks,
+            timeout_ms: 1000,
+            topic_data: vec![TopicProduceData {
+                name: "t".into(),
+                partition_data: (0..2)
+                    .map(|p| PartitionProduceData { index: p, records: Some(batch(&["x"])), ..Default::default() })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let resp = expect_body!(h.call(c, req, 11), Produce);
+        for p in &resp.responses[0].partition_responses {
+            assert_eq!((p.error_code, p.base_offset), (ErrorCode::INVALID_REQUIRED_ACKS.0, -1), "acks={acks}");
+        }
+    }
+    assert_eq!(log_of(&mut h, c, "t", 0).0, 0, "nothing appended");
+}
+
+// ---- validation ----------------------------------------------------------------------------
+
+#[test]
+fn unknown_topics_partitions_and_topic_ids_are_refused() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    let id = create_topic(&mut h, c, "known", 2);
+    assert_eq!(error_of(&mut h, c, "unknown", 0, batch(&["a"])), ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+    assert_eq!(error_of(&mut h, c, "known", 2, batch(&["a"])), ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+    assert_eq!(error_of(&mut h, c, "known", -1, batch(&["a"])), ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+    // v13 names topics by id.
+    let by_id = |topic_id: Uuid| {
+        RequestBody::Produce(ProduceRequest {
+            acks: -1,
+            timeout_ms: 1000,
+            topic_data: vec![TopicProduceData {
+                topic_id,
+                partition_data: vec![PartitionProduceData {
+                    index: 1,
+                    records: Some(batch(&["v13"])),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    };
+    let resp = expect_body!(h.call(c, by_id(id), 13), Produce);
+    assert_eq!(resp.responses[0].topic_id, id);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(log_of(&mut h, c, "known", 1).1, vec![(0, "v13".to_string())]);
+    let resp = expect_body!(h.call(c, by_id(Uuid::from_u64_pair(9, 9)), 13), Produce);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, ErrorCode::UNKNOWN_TOPIC_ID.0);
+}
+
+#[test]
+fn a_batch_with_a_bad_crc_is_a_corrupt_message() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "t", 1);
+    let mut damaged = batch(&["payload"]).to_vec();
+    let last = damaged.len() - 2;
+    damaged[last] ^= 0xff;
+    let p = produce(&mut h, c, "t", 0, Bytes::from(damaged));
+    assert_eq!((p.error_code, p.base_offset), (ErrorCode::CORRUPT_MESSAGE.0, -1));
+    let truncated = batch(&["payload"]).slice(..40);
+    assert_eq!(error_of(&mut h, c, "t", 0, truncated), ErrorCode::CORRUPT_MESSAGE);
+    assert_eq!(log_of(&mut h, c, "t", 0).0, 0);
+}
+
+#[test]
+fn two_batches_in_one_partition_are_an_invalid_record() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "t", 1);
+    let mut two = batch(&["a"]).to_vec();
+    two.extend_from_slice(&batch(&["b"]));
+    assert_eq!(error_of(&mut h, c, "t", 0, Bytes::from(two)), ErrorCode::INVALID_RECORD);
+    assert_eq!(log_of(&mut h, c, "t", 0).0, 0);
+}
+
+#[test]
+fn a_batch_over_max_message_bytes_is_too_large() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic_with(&mut h, c, "small", 1, &[("max.message.bytes", "200")]);
+    let big = "x".repeat(300);
+    assert_eq!(error_of(&mut h, c, "small", 0, batch(&[&big])), ErrorCode::MESSAGE_TOO_LARGE);
+    let fits = batch(&["y"]);
+    assert!(fits.len() <= 200);
+    assert_eq!(error_of(&mut h, c, "small", 0, fits), ErrorCode::NONE);
+}
+
+#[test]
+fn clients_may_not_produce_control_or_transactional_batches() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "t", 1);
+    let control = batch_from(RecordBatchBuilder::new(Compression::None).producer(1, 0, 0).control(true), &["marker"]);
+    assert_eq!(error_of(&mut h, c, "t", 0, control), ErrorCode::INVALID_RECORD);
+    let txn = batch_from(RecordBatchBuilder::new(Compression::None).producer(1, 0, 0).transactional(true), &["t"]);
+    assert_eq!(error_of(&mut h, c, "t", 0, txn), ErrorCode::INVALID_TXN_STATE);
+    // A transactional produce request, whatever its batch.
+    let req = RequestBody::Produce(ProduceRequest {
+        transactional_id: Some("tx-1".into()),
+        ..match produce_request("t", 0, batch(&["a"]), -1) {
+            RequestBody::Produce(p) => p,
+            _ => unreachable!(),
+        }
+    });
+    let resp = expect_body!(h.call(c, req, 11), Produce);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, ErrorCode::INVALID_TXN_STATE.0);
+    assert_eq!(log_of(&mut h, c, "t", 0).0, 0);
+}
+
+#[test]
+fn create_time_outside_the_allowed_range_is_an_invalid_timestamp() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic_with(&mut h, c, "recent", 1, &[("message.timestamp.before.max.ms", "60000")]);
+    h.advance(ms(120_000));
+    assert_eq!(error_of(&mut h, c, "recent", 0, batch(&["old"])), ErrorCode::INVALID_TIMESTAMP);
+    let mut fresh = RecordBatchBuilder::new(Compression::None);
+    fresh.append(START_WALL_MS + 100_000, None, Some(b"new"), &[]).expect("builds");
+    assert_eq!(error_of(&mut h, c, "recent", 0, fresh.build().expect("builds")), ErrorCode::NONE);
+}
+
+// ---- LogAppendTime -------------------------------------------------------------------------
+
+#[test]
+fn a_log_append_time_topic_stamps_batches_with_the_broker_time() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic_with(&mut h, c, "stamped", 1, &[("message.timestamp.type", "LogAppendTime")]);
+    h.advance(ms(5_000));
+    let now = START_WALL_MS + 5_000;
+    let p = produce(&mut h, c, "stamped", 0, batch(&["a", "b"]));
+    assert_eq!((p.error_code, p.base_offset, p.log_append_time_ms), (0, 0, now));
+
+    let resp = expect_body!(h.call(c, fetch_request("stamped", 0, 0, 0), 12), Fetch);
+    let records = resp.responses[0].partitions[0].records.clone().expect("records");
+    let batches: Vec<_> = Batches::new(records).map(|b| b.expect("whole batch")).collect();
+    assert_eq!(batches.len(), 1);
+    let b = &batches[0];
+    b.validate().expect("the rewritten batch has a valid CRC");
+    assert_eq!(b.timestamp_type(), TimestampType::LogAppendTime);
+    assert_eq!((b.max_timestamp(), b.base_offset(), b.partition_leader_epoch()), (now, 0, 0));
+    for r in &b.records(1 << 20).expect("records") {
+        assert_eq!(r.expect("record").timestamp(), now, "every record reads the append time");
+    }
+    // A CreateTime topic leaves it alone.
+    create_topic(&mut h, c, "plain", 1);
+    assert_eq!(produce(&mut h, c, "plain", 0, batch(&["a"])).log_append_time_ms, -1);
+}
+
+#[test]
+fn a_retried_batch_on_a_log_append_time_topic_gets_the_original_append_time() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic_with(&mut h, c, "stamped", 1, &[("message.timestamp.type", "LogAppendTime")]);
+    let first = produce(&mut h, c, "stamped", 0, idempotent_batch(&["a"], 3, 0, 0));
+    assert_eq!(first.log_append_time_ms, START_WALL_MS);
+    h.advance(ms(1_000));
+    let retry = produce(&mut h, c, "stamped", 0, idempotent_batch(&["a"], 3, 0, 0));
+    assert_eq!((retry.error_code, retry.base_offset, retry.log_append_time_ms), (0, 0, START_WALL_MS));
+}
+
+// ---- storage failures ----------------------------------------------------------------------
+
+#[test]
+fn a_failed_append_is_retriable_and_the_partition_resumes_at_the_right_offset() {
+    let mut h = Harness::new(test_config());
+    let (a, b, c, d) = (h.connect(), h.connect(), h.connect(), h.connect());
+    create_topic(&mut h, a, "flaky", 1);
+    assert_eq!(produce(&mut h, a, "flaky", 0, batch(&["kept"])).base_offset, 0);
+
+    h.auto_storage = false;
+    h.send(a, &produce_request("flaky", 0, idempotent_batch(&["x", "y"], 11, 0, 0), -1), 11);
+    h.send(b, &produce_request("flaky", 0, batch(&["z"]), -1), 11);
+    assert_eq!(h.queued.len(), 2, "both appends are in the store at once");
+    assert!(h.fail_one_storage(StorageError::Unavailable));
+    // The failed append and the one behind it (whose offsets would leave a gap) both fail
+    // with a retriable error.
+    for conn in [a, b] {
+        let resp = expect_body!(h.recv(conn, ApiKey::PRODUCE, 11).expect("answered").1, Produce);
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (ErrorCode::NOT_LEADER_OR_FOLLOWER.0, -1));
+    }
+    // While the later append is still in the store, the partition refuses new ones.
+    h.send(c, &produce_request("flaky", 0, batch(&["w"]), -1), 11);
+    let resp = expect_body!(h.recv(c, ApiKey::PRODUCE, 11).expect("refused at once").1, Produce);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, ErrorCode::NOT_LEADER_OR_FOLLOWER.0);
+    // The store refuses the stranded append (it does not continue the log).
+    assert!(h.run_one_storage());
+    h.auto_storage = true;
+    // The idempotent producer retries its batch: appended afresh, right after what was kept.
+    h.send(d, &produce_request("flaky", 0, idempotent_batch(&["x", "y"], 11, 0, 0), -1), 11);
+    let resp = expect_body!(h.recv(d, ApiKey::PRODUCE, 11).expect("answered").1, Produce);
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 1));
+    assert_eq!(produce(&mut h, b, "flaky", 0, batch(&["z"])).base_offset, 3);
+    let (hwm, records) = log_of(&mut h, a, "flaky", 0);
+    assert_eq!(hwm, 4);
+    assert_eq!(records, vec![(0, "kept".into()), (1, "x".into()), (2, "y".into()), (3, "z".into())]);
+}
+
+// ---- idempotence ---------------------------------------------------------------------------
+
+#[test]
+fn duplicates_of_the_last_five_batches_get_their_original_offsets() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "idem", 1);
+    for seq in 0..6 {
+        let p = produce(&mut h, c, "idem", 0, idempotent_batch(&[&format!("v{seq}")], 5, 0, seq));
+        assert_eq!((p.error_code, p.base_offset), (0, i64::from(seq)));
+    }
+    for seq in 1..6 {
+        let p = produce(&mut h, c, "idem", 0, idempotent_batch(&[&format!("v{seq}")], 5, 0, seq));
+        assert_eq!((p.error_code, p.base_offset), (0, i64::from(seq)), "seq {seq} is a duplicate");
+    }
+    // Older than the five remembered batches: Kafka cannot tell, and refuses it.
+    assert_eq!(
+        error_of(&mut h, c, "idem", 0, idempotent_batch(&["v0"], 5, 0, 0)),
+        ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+    );
+    assert_eq!(log_of(&mut h, c, "idem", 0).0, 6, "no duplicate was stored");
+}
+
+#[test]
+fn a_retry_while_the_original_is_in_the_store_is_answered_with_it() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "idem", 1);
+    h.auto_storage = false;
+    h.send(c, &produce_request("idem", 0, idempotent_batch(&["a", "b"], 5, 0, 0), -1), 11);
+    h.send(c, &produce_request("idem", 0, idempotent_batch(&["a", "b"], 5, 0, 0), -1), 11);
+    assert_eq!(h.queued.len(), 1, "the retry is not appended again");
+    assert!(h.recv(c, ApiKey::PRODUCE, 11).is_none(), "the retry waits for the original");
+    assert!(h.run_one_storage());
+    for _ in 0..2 {
+        let resp = expect_body!(h.recv(c, ApiKey::PRODUCE, 11).expect("answered").1, Produce);
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, 0));
+    }
+}
+
+#[test]
+fn epochs_fence_old_producers_and_restart_sequences() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "fenced", 1);
+    assert_eq!(error_of(&mut h, c, "fenced", 0, idempotent_batch(&["a", "b"], 8, 0, 0)), ErrorCode::NONE);
+    // A gap in the sequence.
+    assert_eq!(
+        error_of(&mut h, c, "fenced", 0, idempotent_batch(&["c"], 8, 0, 3)),
+        ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+    );
+    // A bumped epoch must start at sequence 0.
+    assert_eq!(
+        error_of(&mut h, c, "fenced", 0, idempotent_batch(&["c"], 8, 1, 2)),
+        ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+    );
+    let p = produce(&mut h, c, "fenced", 0, idempotent_batch(&["c"], 8, 1, 0));
+    assert_eq!((p.error_code, p.base_offset), (0, 2));
+    // The old epoch is fenced, even for a batch it had sent before.
+    assert_eq!(error_of(&mut h, c, "fenced", 0, idempotent_batch(&["d"], 8, 0, 2)), ErrorCode::INVALID_PRODUCER_EPOCH);
+    assert_eq!(
+        error_of(&mut h, c, "fenced", 0, idempotent_batch(&["a", "b"], 8, 0, 0)),
+        ErrorCode::INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(error_of(&mut h, c, "fenced", 0, idempotent_batch(&["d"], 8, 1, 1)), ErrorCode::NONE);
+    assert_eq!(log_of(&mut h, c, "fenced", 0).0, 4);
+}
+
+#[test]
+fn describe_producers_shows_idempotent_producers_per_partition() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "described", 2);
+    produce(&mut h, c, "described", 0, idempotent_batch(&["a", "b"], 21, 0, 0));
+    produce(&mut h, c, "described", 0, idempotent_batch(&["c"], 21, 0, 2));
+    produce(&mut h, c, "described", 0, idempotent_batch(&["z"], 20, 3, 0));
+    produce(&mut h, c, "described", 0, batch(&["plain"]));
+    let parts = describe_producers(&mut h, c, "described", &[0, 1, 7]);
+    assert_eq!(parts.len(), 3);
+    assert_eq!((parts[0].partition_index, parts[0].error_code), (0, 0));
+    let states: Vec<(i64, i32, i32, i64, i32, i64)> = parts[0]
+        .active_producers
+        .iter()
+        .map(|s| {
+            (
+                s.producer_id,
+                s.producer_epoch,
+                s.last_sequence,
+                s.last_timestamp,
+                s.coordinator_epoch,
+                s.current_txn_start_offset,
+            )
+        })
+        .collect();
+    assert_eq!(states, vec![(20, 3, 0, START_WALL_MS, -1, -1), (21, 0, 2, START_WALL_MS, -1, -1)]);
+    assert_eq!((parts[1].error_code, parts[1].active_producers.len()), (0, 0));
+    assert_eq!(parts[2].error_code, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0);
+    let unknown = describe_producers(&mut h, c, "nowhere", &[0]);
+    assert_eq!(unknown[0].error_code, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0);
+}
+
+// ---- InitProducerId and restarts -----------------------------------------------------------
+
+#[test]
+fn init_producer_id_hands_out_distinct_ids_that_keep_increasing_after_a_restart() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    let ids: Vec<i64> = (0..3)
+        .map(|_| {
+            let r = init_producer_id(&mut h, c, None);
+            assert_eq!((r.error_code, r.producer_epoch), (0, 0));
+            r.producer_id
+        })
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let refused = init_producer_id(&mut h, c, Some("tx"));
+    assert_eq!(refused.error_code, ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.0, "no transactions yet");
+    assert_eq!(refused.producer_id, -1);
+
+    let mut after = h.restart(test_config());
+    let c = after.connect();
+    let next = init_producer_id(&mut after, c, None);
+    assert_eq!(next.error_code, 0);
+    assert!(next.producer_id > ids[2], "{} after {ids:?}", next.producer_id);
+}
+
+#[test]
+fn a_failed_id_reservation_is_made_again_before_more_ids_are_handed_out() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    h.auto_storage = false;
+    let req = InitProducerIdRequest { transactional_id: None, ..Default::default() };
+    h.send(c, &RequestBody::InitProducerId(req), 5);
+    assert!(matches!(h.queued.front(), Some((_, Command::Put { .. }))), "ids are reserved in the store first");
+    assert!(h.fail_one_storage(StorageError::Unavailable));
+    let failed = expect_body!(h.recv(c, ApiKey::INIT_PRODUCER_ID, 5).expect("answered").1, InitProducerId);
+    assert_eq!((failed.error_code, failed.producer_id), (ErrorCode::NOT_LEADER_OR_FOLLOWER.0, -1), "retriable");
+    h.auto_storage = true;
+    h.drive();
+    let granted = init_producer_id(&mut h, c, None);
+    assert_eq!(granted.error_code, 0);
+    // Whatever was handed out is covered by what the store holds.
+    let mut after = h.restart(test_config());
+    let c = after.connect();
+    let next = init_producer_id(&mut after, c, None);
+    assert!(next.producer_id > granted.producer_id, "{} after {}", next.producer_id, granted.producer_id);
+}
+
+#[test]
+fn idempotent_producer_state_survives_a_restart() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "durable", 1);
+    let pid = init_producer_id(&mut h, c, None).producer_id;
+    produce(&mut h, c, "durable", 0, idempotent_batch(&["a", "b"], pid, 0, 0));
+    let last = produce(&mut h, c, "durable", 0, idempotent_batch(&["c"], pid, 0, 2));
+    assert_eq!(last.base_offset, 2);
+
+    let mut after = h.restart(test_config());
+    let c = after.connect();
+    // The producer did not hear back before the restart and retries: still a duplicate.
+    let retry = produce(&mut after, c, "durable", 0, idempotent_batch(&["c"], pid, 0, 2));
+    assert_eq!((retry.error_code, retry.base_offset), (0, 2));
+    assert_eq!(
+        error_of(&mut after, c, "durable", 0, idempotent_batch(&["e"], pid, 0, 5)),
+        ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        "the sequence is still known"
+    );
+    assert_eq!(produce(&mut after, c, "durable", 0, idempotent_batch(&["d"], pid, 0, 3)).base_offset, 3);
+    let parts = describe_producers(&mut after, c, "durable", &[0]);
+    let s = &parts[0].active_producers[0];
+    assert_eq!((s.producer_id, s.producer_epoch, s.last_sequence), (pid, 0, 3));
+    assert_eq!(log_of(&mut after, c, "durable", 0).0, 4);
+}
+
+/// When retention or DeleteRecords removed all of a producer's batches and a restart forgot
+/// it, Kafka accepts its next batch at whatever sequence it has reached.
+#[test]
+fn a_producer_whose_batches_were_all_deleted_keeps_its_sequence() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "trimmed", 1);
+    produce(&mut h, c, "trimmed", 0, idempotent_batch(&["a", "b"], 42, 0, 0));
+    delete_records_to_hwm(&mut h, c, "trimmed");
+    let mut after = h.restart(test_config());
+    let c = after.connect();
+    let p = produce(&mut after, c, "trimmed", 0, idempotent_batch(&["c"], 42, 0, 2));
+    assert_eq!((p.error_code, p.base_offset, p.log_start_offset), (0, 2, 2));
+}
