@@ -517,3 +517,31 @@ fn a_producer_whose_batches_were_all_deleted_keeps_its_sequence() {
     let p = produce(&mut after, c, "trimmed", 0, idempotent_batch(&["c"], 42, 0, 2));
     assert_eq!((p.error_code, p.base_offset, p.log_start_offset), (0, 2, 2));
 }
+
+#[test]
+fn producer_ids_are_answered_only_once_their_reservation_is_stored() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    h.auto_storage = false;
+    let req = || {
+        RequestBody::InitProducerId(InitProducerIdRequest {
+            transactional_id: None,
+            transaction_timeout_ms: 60_000,
+            producer_id: -1,
+            producer_epoch: -1,
+            ..Default::default()
+        })
+    };
+    h.send(c, &req(), 5);
+    h.send(c, &req(), 5);
+    assert!(h.recv(c, ApiKey::INIT_PRODUCER_ID, 5).is_none(), "no id before its block is stored");
+    assert!(matches!(h.queued.front(), Some((_, Command::Put { .. }))), "the block reservation is stored first");
+    while h.run_one_storage() {}
+    let ids: Vec<i64> = (0..2)
+        .map(|_| expect_body!(h.recv(c, ApiKey::INIT_PRODUCER_ID, 5).expect("answered").1, InitProducerId).producer_id)
+        .collect();
+    assert_eq!(ids, vec![0, 1]);
+    // Ids from the stored block are now answered at once.
+    h.auto_storage = true;
+    assert_eq!(init_producer_id(&mut h, c, None).producer_id, 2);
+}

@@ -103,6 +103,8 @@ pub(crate) struct ReplyJob {
     pub partitions: Vec<PartitionKey>,
     /// A per-API flag `finish` needs (Metadata: whether authorized operations were asked for).
     pub flag: bool,
+    /// A per-API number `finish` needs (InitProducerId: the end of the block being stored).
+    pub num: i64,
 }
 
 /// Parks a [`ReplyJob`] waiting for `parts` storage results (answers at once when zero).
@@ -122,6 +124,7 @@ pub(crate) fn reply_after(
         topics: Vec::new(),
         partitions: Vec::new(),
         flag: false,
+        num: 0,
     };
     let id = b.park(Job::Reply(Box::new(job)));
     if parts == 0 {

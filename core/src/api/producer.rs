@@ -24,7 +24,11 @@ pub const BLOCK_KEY: &[u8] = b"kelp/producer-id-block";
 #[derive(Debug, Default)]
 pub struct ProducerIds {
     next: i64,
-    block_end: i64,
+    /// End (exclusive) of the ids reserved, stored or being stored.
+    reserved_end: i64,
+    /// End (exclusive) of the ids whose reservation is stored: only these are handed out
+    /// without waiting, so no id is ever given twice, even across a crash.
+    durable_end: i64,
 }
 
 impl ProducerIds {
@@ -42,7 +46,8 @@ impl ProducerIds {
             .max()
             .unwrap_or(0);
         self.next = stored.max(seen);
-        self.block_end = self.next;
+        self.reserved_end = self.next;
+        self.durable_end = self.next;
     }
 }
 
@@ -60,28 +65,39 @@ pub(crate) fn init_producer_id(b: &mut Broker, req: Req, m: &InitProducerIdReque
         return b.respond(req, &ResponseBody::InitProducerId(resp));
     }
     let ids = &mut b.producer_ids;
-    resp.producer_id = ids.next;
-    resp.producer_epoch = 0;
+    let id = ids.next;
     ids.next += 1;
-    if ids.next <= ids.block_end {
+    resp.producer_id = id;
+    resp.producer_epoch = 0;
+    if id < ids.durable_end {
         return b.respond(req, &ResponseBody::InitProducerId(resp));
     }
-    // Reserve the next block before handing the id out.
-    ids.block_end = ids.next - 1 + BLOCK;
-    let value = Bytes::copy_from_slice(&ids.block_end.to_be_bytes());
+    // Not covered by a stored reservation yet: reserve (or re-store the reservation in
+    // flight, which is idempotent) and answer once it is stored.
+    if id >= ids.reserved_end {
+        ids.reserved_end = id + BLOCK;
+    }
+    let end = ids.reserved_end;
     let job = super::reply_after(b, req, ResponseBody::InitProducerId(resp), 1, finish_reserve);
+    if let Some(super::Job::Reply(r)) = b.jobs.get_mut(&job) {
+        r.num = end;
+    }
+    let value = Bytes::copy_from_slice(&end.to_be_bytes());
     b.storage(CmdOwner::Job { job, part: 0 }, Command::Put { key: Bytes::from_static(BLOCK_KEY), value: Some(value) });
 }
 
 fn finish_reserve(b: &mut Broker, job: &mut super::ReplyJob) {
-    if let (Some(e), ResponseBody::InitProducerId(resp)) = (job.results[0], &mut job.body) {
-        resp.error_code = e.error_code().0;
-        resp.producer_id = -1;
-        resp.producer_epoch = -1;
-        // The block was not stored, so ids from it could be handed out again after a restart:
-        // the next request reserves afresh.
-        let ids = &mut b.producer_ids;
-        ids.block_end = ids.block_end.min(ids.next - 1);
+    let ids = &mut b.producer_ids;
+    match (job.results[0], &mut job.body) {
+        (None, _) => ids.durable_end = ids.durable_end.max(job.num),
+        (Some(e), ResponseBody::InitProducerId(resp)) => {
+            resp.error_code = e.error_code().0;
+            resp.producer_id = -1;
+            resp.producer_epoch = -1;
+            // The block was not stored: the next request reserves afresh.
+            ids.reserved_end = ids.durable_end;
+        }
+        (Some(_), _) => {}
     }
 }
 
