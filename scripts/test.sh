@@ -5,8 +5,11 @@
 #   KELP_FUZZ_SECONDS=0 ...    skip the fuzz smoke run (default: 20 s per target)
 #
 # Steps: formatting and lints; the generated codec is regenerated from ../shared's Kafka specs
-# and must match what is committed; unit, property, differential and hostile-input tests; a
-# short run of every cargo-fuzz target where cargo-fuzz and a nightly toolchain are present.
+# and must match what is committed; the real Kafka clients are installed (scripts/install-
+# clients.sh: confluent-kafka, kafka-python 2.3 and 3.0, kafkajs, the Java client 4.3, kcat);
+# unit, property, differential, scenario, hostile-input and end-to-end tests (the kelp binary
+# against those clients, on loopback); a short run of every cargo-fuzz target where cargo-fuzz
+# and a nightly toolchain are present.
 # Anything a step starts is stopped by pid on exit, failure included.
 set -euo pipefail
 
@@ -55,7 +58,14 @@ step "cargo clippy --all-targets -D warnings"
 cargo clippy -q --workspace --all-targets -- -D warnings
 
 # ---- tests -----------------------------------------------------------------------------------
-step "cargo test (unit, property, differential, hostile input, doc tests)"
+step "build the kelp binary"
+cargo build -p kelp
+export KELP_BIN="$CARGO_TARGET_DIR/debug/kelp"
+
+step "install the real Kafka clients the end-to-end tests drive"
+bash scripts/install-clients.sh
+
+step "cargo test (unit, property, differential, scenario, hostile input, end-to-end, doc tests)"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 

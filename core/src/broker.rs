@@ -278,7 +278,9 @@ impl Broker {
         if !api::served(api, version) {
             return self.close(conn, CloseReason::UnknownApi { key: api.0, version });
         }
-        match RequestBody::decode(api, &mut r, version).and_then(|b| r.finish("request body").map(|()| b)) {
+        // Bytes after the body are ignored, as Kafka's parser does: librdkafka 2.16 sends
+        // Metadata v13 with three bytes past the schema.
+        match RequestBody::decode(api, &mut r, version) {
             Ok(body) => {
                 if api == ApiKey::FETCH
                     && let Some(c) = self.conns.get_mut(&conn)

@@ -1,7 +1,6 @@
 //! A `kelp serve` process for end-to-end tests: started on a free loopback port, waited for
 //! until it accepts connections, and killed by pid when the guard drops (also on panic).
 
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,19 +9,34 @@ use std::time::{Duration, Instant};
 /// A running kelp binary.
 pub struct KelpServer {
     child: Child,
+    log: PathBuf,
     /// Where it listens.
     pub addr: SocketAddr,
 }
 
-/// The kelp binary to test: `$KELP_BIN`, else the debug build in the target directory.
+/// The kelp binary to test: `$KELP_BIN`, else the debug build next to this test binary or in
+/// the target directory.
 #[must_use]
 pub fn kelp_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("KELP_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
-    target.join("debug/kelp")
+    let mut candidates = Vec::new();
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(t).join("debug/kelp"));
+    }
+    // A test binary lives in <target>/<profile>/deps/.
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.to_path_buf())) {
+        candidates.push(dir.join("kelp"));
+    }
+    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/kelp"));
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        panic!(
+            "kelp binary not found (looked at {}); build it with `cargo build -p kelp` or set KELP_BIN",
+            looked.join(", ")
+        )
+    })
 }
 
 /// A free loopback port (bound, read, released).
@@ -35,10 +49,25 @@ impl KelpServer {
     /// Starts `kelp serve` with the memory store and `extra` arguments.
     #[must_use]
     pub fn start(extra: &[&str]) -> Self {
+        // A port found free can be taken before kelp binds it: try a few.
+        for attempt in 1..=3 {
+            let mut server = Self::spawn(extra);
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(log) if attempt < 3 && log.contains("in use") => {}
+                Err(log) => panic!("kelp serve on {} did not come up:\n{log}", server.addr),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(extra: &[&str]) -> Self {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("loopback address");
         let bin = kelp_bin();
-        assert!(bin.exists(), "kelp binary not found at {} (build it with `cargo build -p kelp`)", bin.display());
+        // The server's log goes to a file: a pipe nobody reads could fill and stall it.
+        let log = std::env::temp_dir().join(format!("kelp-e2e-{}-{port}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
         let child = Command::new(&bin)
             .args([
                 "serve",
@@ -50,33 +79,37 @@ impl KelpServer {
                 "memory",
             ])
             .args(extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::from(log_file))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let mut server = Self { child, addr };
-        server.wait_ready();
-        server
+        Self { child, log, addr }
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the port accepts a connection; the server's log if it exits or never does.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return;
+                return Ok(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("kelp exited early ({status}):\n{err}");
+                return Err(format!("kelp exited ({status}); its log:\n{}", self.log_tail()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("kelp did not accept connections on {} within 20 s", self.addr);
+        Err(format!("no connection accepted within 20 s; its log:\n{}", self.log_tail()))
+    }
+
+    /// The last lines of the server's log.
+    #[must_use]
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// The server's process id.
@@ -103,5 +136,9 @@ impl Drop for KelpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("kelp log ({}):\n{}", self.log.display(), self.log_tail());
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }

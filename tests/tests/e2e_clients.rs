@@ -22,17 +22,17 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use kelp_tests::server::KelpServer;
+
 /// How long a client may take, in seconds; the harness allows 30 s more before it kills it.
 const CLIENT_TIMEOUT_S: u64 = 90;
-/// How long `kelp serve` may take to accept connections.
-const SERVER_START: Duration = Duration::from_secs(20);
 
 /// One e2e test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -53,27 +53,6 @@ fn clients_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
     home.join(".cache/kelp-clients")
-}
-
-fn kelp_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("KELP_BIN") {
-        return PathBuf::from(p);
-    }
-    let mut candidates = Vec::new();
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(t).join("debug/kelp"));
-    }
-    // This test binary lives in <target>/<profile>/deps/.
-    if let Some(profile_dir) = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.to_path_buf())) {
-        candidates.push(profile_dir.join("kelp"));
-    }
-    candidates.push(workspace_root().join("target/debug/kelp"));
-    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
-        panic!(
-            "kelp binary not found (looked at {}); build it with `cargo build -p kelp` or set KELP_BIN",
-            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        )
-    })
 }
 
 fn on_path(program: &str) -> bool {
@@ -108,12 +87,31 @@ impl Drop for Scratch {
     }
 }
 
+/// A file's text, with terminal colour codes taken out.
 fn read_lossy(path: &Path) -> String {
     let mut bytes = Vec::new();
     if let Ok(mut f) = File::open(path) {
         let _ = f.read_to_end(&mut bytes);
     }
-    String::from_utf8_lossy(&bytes).into_owned()
+    strip_ansi(&String::from_utf8_lossy(&bytes))
+}
+
+/// Removes `ESC [ ... letter` sequences (colours in tracing output).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -166,66 +164,6 @@ impl Drop for Group {
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A running `kelp serve`, killed (with its process group) on drop, also on panic.
-struct KelpServer {
-    group: Group,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl KelpServer {
-    fn start(scratch: &Scratch) -> Self {
-        let bin = kelp_bin();
-        // A port found by binding port 0 can be taken before kelp binds it: try a few.
-        for attempt in 1..=3 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("a free loopback port");
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let (log, stderr) = scratch.file(&format!("kelp-{attempt}.log"));
-            let stdout = stderr.try_clone().expect("clone log file");
-            let mut cmd = Command::new(&bin);
-            cmd.args(["serve", "--listen", &addr.to_string(), "--advertised-listener", &addr.to_string()])
-                .args(["--storage", "memory"])
-                .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
-            let mut server = Self { group: Group::spawn(cmd, stdout, stderr), addr, log };
-            match server.wait_ready() {
-                Ok(()) => return server,
-                Err(log) if attempt < 3 && log.contains("in use") => {}
-                Err(log) => panic!("kelp serve on {addr} did not come up:\n{log}"),
-            }
-        }
-        unreachable!("the last attempt returns or panics")
-    }
-
-    /// Waits until the port accepts a connection; the server's log if it exits or never does.
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + SERVER_START;
-        while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if let Some(status) = self.group.wait_for(Duration::ZERO) {
-                return Err(format!("kelp exited ({status}); its output:\n{}", read_lossy(&self.log)));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!(
-            "no connection accepted within {SERVER_START:?}; its output:\n{}",
-            tail(&read_lossy(&self.log), 50)
-        ))
-    }
-
-    fn bootstrap(&self) -> String {
-        self.addr.to_string()
-    }
-
-    fn log_tail(&self) -> String {
-        tail(&read_lossy(&self.log), 40)
     }
 }
 
@@ -371,10 +309,10 @@ fn check(client: Result<Client, String>, mode: &str, compression: &str, harness_
     let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let topic = format!("e2e-{}-{mode}", client.id);
     let scratch = Scratch::new(&topic);
-    let server = KelpServer::start(&scratch);
+    let server = KelpServer::start(&[]);
 
     let mut args: Vec<String> = client.prefix.clone();
-    args.extend(["--bootstrap", &server.bootstrap(), "--topic", &topic, "--mode", mode].map(String::from));
+    args.extend(["--bootstrap", &server.addr.to_string(), "--topic", &topic, "--mode", mode].map(String::from));
     args.extend(["--compression", compression, "--timeout", &CLIENT_TIMEOUT_S.to_string()].map(String::from));
     if mode == "produce-verify" {
         if harness_creates_topic {
@@ -408,57 +346,45 @@ fn check(client: Result<Client, String>, mode: &str, compression: &str, harness_
         client.name,
         out.stdout
     );
-    println!(
-        "{}{summary} ({:.1} s)",
-        out.stdout.lines().filter(|l| l.starts_with("ok: ")).map(|l| format!("{l}\n")).collect::<String>(),
-        out.elapsed.as_secs_f64()
-    );
+    println!("{}\n({} took {:.1} s)", out.stdout.trim_end(), client.name, out.elapsed.as_secs_f64());
 }
 
 #[test]
-#[ignore = "needs kelp serve"]
 fn confluent_kafka_produce_verify_zstd() {
     check(confluent(), "produce-verify", "zstd", false);
 }
 
 #[test]
-#[ignore = "needs kelp serve"]
 fn confluent_kafka_admin() {
     check(confluent(), "admin", "none", false);
 }
 
 #[test]
-#[ignore = "needs kelp serve"]
 fn kafka_python_2_produce_verify_gzip() {
     check(kafka_python("venv-kp2", "kafka-python 2.3", "kp2"), "produce-verify", "gzip", false);
 }
 
 #[test]
-#[ignore = "needs kelp serve"]
 fn kafka_python_3_produce_verify_lz4() {
     check(kafka_python("venv-kp3", "kafka-python 3.0", "kp3"), "produce-verify", "lz4", false);
 }
 
 #[test]
-#[ignore = "needs kelp serve"]
 fn kafkajs_produce_verify_snappy() {
     check(kafkajs(), "produce-verify", "snappy", false);
 }
 
 #[test]
-#[ignore = "needs kelp serve"]
 fn java_produce_verify_snappy() {
     check(java(), "produce-verify", "snappy", false);
 }
 
 #[test]
-#[ignore = "needs kelp serve"]
 fn java_admin_lz4() {
     check(java(), "admin", "lz4", false);
 }
 
 #[test]
-#[ignore = "needs kelp serve"]
 fn kcat_produce_verify_uncompressed() {
     check(kcat(), "produce-verify", "none", true);
 }

@@ -1,0 +1,559 @@
+// kelp end-to-end client: the Apache Kafka Java client (kafka-clients 4.3) against a running broker.
+//
+//   java -cp "$KELP_CLIENTS_DIR/java/*" JavaClient.java --bootstrap 127.0.0.1:9092 --topic t \
+//       --mode produce-verify|admin [--compression snappy] [--count 1000] [--create] [--timeout 60]
+//
+// One source file, run by the JDK's source launcher: no build tool. The jars come from
+// scripts/install-clients.sh. The producer keeps the client's defaults, so it is idempotent
+// (enable.idempotence=true, acks=all): kelp must answer InitProducerId and track sequences.
+//
+// Modes:
+//   produce-verify  produce N keyed records with 1-3 headers (a repeated key, a null value) and
+//                   explicit timestamps to partitions i % 3, wait for every ack, read everything
+//                   back with assign + seekToBeginning (no group.id) and compare record by
+//                   record with what was acked.
+//   admin           Admin: create (retention.ms), describe, describe configs, incremental alter,
+//                   create partitions, delete records, delete topic; one line per step passed.
+//
+// Exit 0 with a one-line JSON summary when every check passed; exit 1 with what differed.
+
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.NewPartitions;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
+import org.apache.kafka.common.header.Header;
+import org.apache.kafka.common.header.internals.RecordHeader;
+import org.apache.kafka.common.record.TimestampType;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.kafka.common.utils.AppInfoParser;
+
+public class JavaClient {
+    static final int PARTITIONS = 3;
+    static final String USAGE = String.join("\n",
+            "usage: java -cp 'JARS/*' JavaClient.java --bootstrap HOST:PORT --topic NAME",
+            "       --mode produce-verify|admin [--compression none|gzip|snappy|lz4|zstd]",
+            "       [--count N] [--create] [--timeout SECONDS]",
+            "",
+            "  --create      create the topic (3 partitions) with the Admin API first (produce-verify)",
+            "  --count N     records to produce (default 1000)",
+            "  --timeout S   give up (exit 1) after this long in all (default 60)");
+
+    // ---- command line, output, watchdog -----------------------------------------------------
+
+    static String bootstrap, topic, mode, compression = "none";
+    static int count = 1000;
+    static boolean create = false;
+    static double timeoutSeconds = 60;
+    static long deadline;
+    static volatile String step = "starting";
+
+    public static void main(String[] argv) {
+        // kafka-clients logs through SLF4J; no provider is on the class path, so keep SLF4J's
+        // own "no providers" notice quiet too. Failures are reported from the exceptions.
+        System.setProperty("slf4j.internal.verbosity", "ERROR");
+        parseArgs(argv);
+        deadline = System.nanoTime() + (long) (timeoutSeconds * 1e9);
+        Thread dog = new Thread(() -> {
+            try {
+                Thread.sleep((long) (timeoutSeconds * 1000));
+            } catch (InterruptedException e) {
+                return;
+            }
+            fail("timed out after " + fmt(timeoutSeconds) + "s during: " + step);
+        }, "watchdog");
+        dog.setDaemon(true);
+        dog.start();
+        try {
+            if (mode.equals("admin")) {
+                admin();
+            } else {
+                produceVerify();
+            }
+        } catch (ExecutionException e) {
+            Throwable c = e.getCause() == null ? e : e.getCause();
+            fail(step + ": " + c.getClass().getSimpleName() + ": " + c.getMessage());
+        } catch (Exception e) {
+            fail(step + ": " + e.getClass().getSimpleName() + ": " + e.getMessage());
+        }
+    }
+
+    static void parseArgs(String[] argv) {
+        for (int i = 0; i < argv.length; i++) {
+            String flag = argv[i];
+            if (flag.equals("-h") || flag.equals("--help")) {
+                System.out.println(USAGE);
+                System.exit(0);
+            }
+            if (flag.equals("--create")) {
+                create = true;
+                continue;
+            }
+            if (i + 1 >= argv.length) usageError(flag + " needs a value");
+            String v = argv[++i];
+            switch (flag) {
+                case "--bootstrap" -> bootstrap = v;
+                case "--topic" -> topic = v;
+                case "--mode" -> mode = v;
+                case "--compression" -> compression = v;
+                case "--count" -> count = parseNumber(flag, v).intValue();
+                case "--timeout" -> timeoutSeconds = parseNumber(flag, v).doubleValue();
+                default -> usageError("unknown argument " + flag);
+            }
+        }
+        if (bootstrap == null || topic == null || mode == null) usageError("--bootstrap, --topic and --mode are required");
+        if (!List.of("produce-verify", "admin").contains(mode)) usageError("--mode must be produce-verify or admin");
+        if (!List.of("none", "gzip", "snappy", "lz4", "zstd").contains(compression)) usageError("unknown --compression " + compression);
+        if (count < 1) usageError("--count must be at least 1");
+        if (!(timeoutSeconds > 0)) usageError("--timeout must be positive");
+    }
+
+    static Number parseNumber(String flag, String v) {
+        try {
+            return Double.valueOf(v);
+        } catch (NumberFormatException e) {
+            usageError(flag + " wants a number, got " + v);
+            return 0;
+        }
+    }
+
+    static void usageError(String msg) {
+        System.err.println(USAGE + "\nerror: " + msg);
+        System.exit(2);
+    }
+
+    static void fail(String... lines) {
+        fail(Arrays.asList(lines));
+    }
+
+    static synchronized void fail(List<String> lines) {
+        for (int i = 0; i < lines.size(); i++) {
+            System.err.println((i == lines.size() - 1 ? "FAIL: " : "") + lines.get(i));
+        }
+        System.err.flush();
+        System.out.flush();
+        Runtime.getRuntime().halt(1); // no shutdown hooks: client threads may be stuck
+    }
+
+    static void stepOk(String text) {
+        System.out.println("ok: " + text);
+        System.out.flush();
+    }
+
+    static void ok(Map<String, Object> summary) {
+        StringBuilder sb = new StringBuilder("{");
+        summary.forEach((k, v) -> {
+            if (sb.length() > 1) sb.append(", ");
+            sb.append(json(k)).append(": ").append(v instanceof String s ? json(s) : String.valueOf(v));
+        });
+        System.out.println(sb.append("}"));
+        System.out.flush();
+        Runtime.getRuntime().halt(0);
+    }
+
+    static Map<String, Object> summary() {
+        Map<String, Object> m = new java.util.LinkedHashMap<>();
+        m.put("client", "kafka-clients (Java)");
+        m.put("version", AppInfoParser.getVersion());
+        m.put("mode", mode);
+        m.put("topic", topic);
+        m.put("compression", compression);
+        return m;
+    }
+
+    static long msLeft() {
+        return Math.max(100, (deadline - System.nanoTime()) / 1_000_000);
+    }
+
+    static boolean expired() {
+        return System.nanoTime() >= deadline;
+    }
+
+    static <T> T get(Future<T> f) throws Exception {
+        return f.get(msLeft(), TimeUnit.MILLISECONDS);
+    }
+
+    // ---- the records ------------------------------------------------------------------------
+
+    record Hdr(String key, byte[] value) {
+        public String toString() {
+            return key + "=" + show(value);
+        }
+    }
+
+    static final class Expected {
+        final int i, partition;
+        final byte[] key, value;
+        final List<Hdr> headers;
+        final long timestamp;
+        Integer ackedPartition;
+        Long ackedOffset;
+
+        Expected(int i, int partition, byte[] key, byte[] value, List<Hdr> headers, long timestamp) {
+            this.i = i;
+            this.partition = partition;
+            this.key = key;
+            this.value = value;
+            this.headers = headers;
+            this.timestamp = timestamp;
+        }
+    }
+
+    static byte[] bytes(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    static byte[] recordValue(int i) {
+        if (i % 50 == 7) return new byte[0];
+        if (i % 50 == 23) return null;
+        return bytes("value-" + i + ":" + "kelp-e2e-".repeat(i % 17));
+    }
+
+    /** 1 to 3 headers: a plain one, a null or an empty value, a key repeated around another. */
+    static List<Hdr> recordHeaders(int i) {
+        Hdr idx = new Hdr("idx", bytes(Integer.toString(i)));
+        return switch ((i / PARTITIONS) % 3) {
+            case 0 -> List.of(idx);
+            case 1 -> (i / 9) % 2 == 0 ? Arrays.asList(idx, new Hdr("nil", null)) : List.of(idx, new Hdr("empty", new byte[0]));
+            default -> List.of(new Hdr("dup", bytes("first")), idx, new Hdr("dup", bytes("second")));
+        };
+    }
+
+    static List<Expected> makeRecords(int n) {
+        long base = System.currentTimeMillis() / 1000 * 1000 - 600_000;
+        List<Expected> out = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            out.add(new Expected(i, i % PARTITIONS, bytes("key-" + i), recordValue(i), recordHeaders(i), base + i));
+        }
+        return out;
+    }
+
+    static int[] counts(List<Expected> records) {
+        int[] c = new int[PARTITIONS];
+        for (Expected r : records) c[r.partition]++;
+        return c;
+    }
+
+    // ---- clients ----------------------------------------------------------------------------
+
+    static Admin adminClient() {
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(AdminClientConfig.CLIENT_ID_CONFIG, "kelp-e2e-java-admin");
+        int left = (int) Math.min(Integer.MAX_VALUE, msLeft());
+        p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, left);
+        p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, Math.min(30_000, left));
+        return Admin.create(p);
+    }
+
+    static KafkaProducer<byte[], byte[]> producer() {
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.CLIENT_ID_CONFIG, "kelp-e2e-java-producer");
+        p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, compression);
+        p.put(ProducerConfig.LINGER_MS_CONFIG, 5);
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, msLeft());
+        // enable.idempotence and acks stay at their defaults (true, all) on purpose.
+        return new KafkaProducer<>(p, new ByteArraySerializer(), new ByteArraySerializer());
+    }
+
+    /** Sends every record, waits for every ack, fills in the acked (partition, offset). */
+    static void produce(List<Expected> records) throws Exception {
+        step = "producing " + records.size() + " records (" + compression + ")";
+        try (KafkaProducer<byte[], byte[]> producer = producer()) {
+            List<Future<RecordMetadata>> acks = new ArrayList<>(records.size());
+            for (Expected r : records) {
+                List<Header> hs = new ArrayList<>();
+                for (Hdr h : r.headers) hs.add(new RecordHeader(h.key(), h.value()));
+                acks.add(producer.send(new ProducerRecord<>(topic, r.partition, r.timestamp, r.key, r.value, hs)));
+            }
+            step = "waiting for acks of " + records.size() + " records";
+            producer.flush();
+            List<String> failures = new ArrayList<>();
+            for (int k = 0; k < records.size(); k++) {
+                Expected r = records.get(k);
+                try {
+                    RecordMetadata md = get(acks.get(k));
+                    r.ackedPartition = md.partition();
+                    r.ackedOffset = md.offset();
+                } catch (ExecutionException e) {
+                    failures.add("record " + r.i + ": send failed: " + e.getCause());
+                }
+            }
+            if (!failures.isEmpty()) {
+                List<String> out = new ArrayList<>(failures.subList(0, Math.min(20, failures.size())));
+                out.add(failures.size() + " of " + records.size() + " sends failed");
+                fail(out);
+            }
+        }
+    }
+
+    // ---- produce-verify ---------------------------------------------------------------------
+
+    static void produceVerify() throws Exception {
+        if (create) {
+            step = "create topic " + topic;
+            try (Admin admin = adminClient()) {
+                get(admin.createTopics(List.of(new NewTopic(topic, PARTITIONS, (short) 1))).all());
+            }
+        }
+        List<Expected> records = makeRecords(count);
+        produce(records);
+        int[] counts = counts(records);
+
+        step = "reading back";
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.CLIENT_ID_CONFIG, "kelp-e2e-java-consumer");
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "none");
+        p.put(ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG, 100);
+        List<ConsumerRecord<byte[], byte[]>> got = new ArrayList<>();
+        List<TopicPartition> tps = new ArrayList<>();
+        for (int q = 0; q < PARTITIONS; q++) tps.add(new TopicPartition(topic, q));
+        Map<TopicPartition, Long> begin, end;
+        try (KafkaConsumer<byte[], byte[]> consumer =
+                new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
+            consumer.assign(tps);
+            consumer.seekToBeginning(tps);
+            long[] positions = new long[PARTITIONS];
+            while (!reached(positions, counts)) {
+                if (expired()) fail("read back stopped at offsets " + Arrays.toString(positions) + ", expected " + Arrays.toString(counts));
+                for (ConsumerRecord<byte[], byte[]> rec : consumer.poll(Duration.ofMillis(Math.min(500, msLeft())))) {
+                    got.add(rec);
+                    positions[rec.partition()] = rec.offset() + 1;
+                }
+            }
+            step = "checking watermarks";
+            begin = consumer.beginningOffsets(tps, Duration.ofMillis(msLeft()));
+            end = consumer.endOffsets(tps, Duration.ofMillis(msLeft()));
+        }
+
+        step = "comparing";
+        List<String> errors = verify(records, got, counts);
+        for (TopicPartition tp : tps) {
+            long lo = begin.get(tp), hi = end.get(tp);
+            if (lo != 0 || hi != counts[tp.partition()]) {
+                errors.add("partition " + tp.partition() + ": beginning/end offsets = " + lo + "/" + hi + ", expected 0/" + counts[tp.partition()]);
+            }
+        }
+        if (!errors.isEmpty()) {
+            int n = errors.size();
+            if (n > 25) {
+                errors = new ArrayList<>(errors.subList(0, 25));
+                errors.add("... and " + (n - 25) + " more differences");
+            }
+            errors.add(n + " differences in " + records.size() + " records");
+            fail(errors);
+        }
+        Map<String, Object> s = summary();
+        s.put("records", records.size());
+        s.put("per_partition", Arrays.stream(counts).boxed().toList());
+        s.put("idempotence", true);
+        ok(s);
+    }
+
+    static boolean reached(long[] positions, int[] counts) {
+        for (int q = 0; q < PARTITIONS; q++) if (positions[q] < counts[q]) return false;
+        return true;
+    }
+
+    static List<String> verify(List<Expected> records, List<ConsumerRecord<byte[], byte[]>> got, int[] counts) {
+        List<String> errors = new ArrayList<>();
+        Map<String, Expected> byOffset = new HashMap<>();
+        for (int q = 0; q < PARTITIONS; q++) {
+            long k = 0;
+            for (Expected r : records) {
+                if (r.partition != q) continue;
+                if (r.ackedPartition == null || r.ackedPartition != q || r.ackedOffset == null || r.ackedOffset != k) {
+                    errors.add("record " + r.i + ": send #" + k + " to partition " + q + " acked at partition "
+                            + r.ackedPartition + " offset " + r.ackedOffset);
+                }
+                byOffset.put(r.ackedPartition + "/" + r.ackedOffset, r);
+                k++;
+            }
+            List<Long> offsets = new ArrayList<>();
+            for (ConsumerRecord<byte[], byte[]> g : got) if (g.partition() == q) offsets.add(g.offset());
+            boolean contiguous = offsets.size() == counts[q];
+            for (int j = 0; contiguous && j < offsets.size(); j++) contiguous = offsets.get(j) == j;
+            if (!contiguous) {
+                errors.add("partition " + q + ": read " + offsets.size() + " records, offsets "
+                        + offsets.subList(0, Math.min(4, offsets.size())) + "..., expected 0.." + (counts[q] - 1));
+            }
+        }
+        for (ConsumerRecord<byte[], byte[]> g : got) {
+            Expected r = byOffset.get(g.partition() + "/" + g.offset());
+            String where = "partition " + g.partition() + " offset " + g.offset();
+            if (r == null) {
+                errors.add(where + ": read a record no send was acked with");
+                continue;
+            }
+            where = "record " + r.i + " (" + where + ")";
+            if (!Arrays.equals(r.key, g.key())) errors.add(where + ": key differs: expected " + show(r.key) + ", got " + show(g.key()));
+            if (!Arrays.equals(r.value, g.value())) errors.add(where + ": value differs: expected " + show(r.value) + ", got " + show(g.value()));
+            List<Hdr> hs = new ArrayList<>();
+            for (Header h : g.headers()) hs.add(new Hdr(h.key(), h.value()));
+            if (!sameHeaders(r.headers, hs)) errors.add(where + ": headers differ: expected " + r.headers + ", got " + hs);
+            if (g.timestamp() != r.timestamp) errors.add(where + ": timestamp differs: expected " + r.timestamp + ", got " + g.timestamp());
+            if (g.timestampType() != TimestampType.CREATE_TIME) errors.add(where + ": timestamp type " + g.timestampType() + ", expected CreateTime");
+        }
+        return errors;
+    }
+
+    static boolean sameHeaders(List<Hdr> a, List<Hdr> b) {
+        if (a.size() != b.size()) return false;
+        for (int j = 0; j < a.size(); j++) {
+            if (!a.get(j).key().equals(b.get(j).key()) || !Arrays.equals(a.get(j).value(), b.get(j).value())) return false;
+        }
+        return true;
+    }
+
+    static String show(byte[] b) {
+        return b == null ? "null" : json(new String(b, StandardCharsets.UTF_8));
+    }
+
+    static String json(String s) {
+        StringBuilder sb = new StringBuilder("\"");
+        for (char c : s.toCharArray()) {
+            if (c == '"' || c == '\\') sb.append('\\').append(c);
+            else if (c < 0x20) sb.append(String.format("\\u%04x", (int) c));
+            else sb.append(c);
+        }
+        return sb.append('"').toString();
+    }
+
+    static String fmt(double d) {
+        return d == Math.rint(d) ? Long.toString((long) d) : Double.toString(d);
+    }
+
+    // ---- admin ------------------------------------------------------------------------------
+
+    /** Polls until probe gives want (metadata may trail a change), bounded by the run. */
+    static <T> void eventually(String what, Supplier<T> probe, T want) throws Exception {
+        T have = null;
+        while (!expired()) {
+            have = probe.get();
+            if (want.equals(have)) return;
+            Thread.sleep(Math.min(200, msLeft()));
+        }
+        fail(what + ": expected " + want + ", last seen " + have);
+    }
+
+    static Object partitionCount(Admin admin) {
+        try {
+            return get(admin.describeTopics(List.of(topic)).allTopicNames()).get(topic).partitions().size();
+        } catch (ExecutionException e) {
+            return e.getCause() instanceof UnknownTopicOrPartitionException ? "UNKNOWN_TOPIC_OR_PARTITION" : "error: " + e.getCause();
+        } catch (Exception e) {
+            return "error: " + e;
+        }
+    }
+
+    static void checkConfig(Admin admin, String name, String value, String what) throws Exception {
+        ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+        Config config = get(admin.describeConfigs(List.of(res)).all()).get(res);
+        ConfigEntry e = config == null ? null : config.get(name);
+        if (e == null) fail(what + ": " + name + " missing from the described configs");
+        if (!value.equals(e.value())) fail(what + ": " + name + " = " + e.value() + ", expected " + value);
+        if (e.source() != ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG) {
+            fail(what + ": " + name + " has source " + e.source() + ", expected DYNAMIC_TOPIC_CONFIG");
+        }
+    }
+
+    static void admin() throws Exception {
+        try (Admin admin = adminClient()) {
+            step = "create topic " + topic;
+            NewTopic nt = new NewTopic(topic, PARTITIONS, (short) 1).configs(Map.of("retention.ms", "3600000"));
+            get(admin.createTopics(List.of(nt)).all());
+            stepOk("create topic " + topic + " (3 partitions, retention.ms=3600000)");
+
+            step = "describe topic";
+            eventually(step, () -> partitionCount(admin), (Object) 3);
+            stepOk("describe topic: 3 partitions");
+
+            step = "describe configs";
+            checkConfig(admin, "retention.ms", "3600000", step);
+            stepOk("describe configs: retention.ms=3600000 (DYNAMIC_TOPIC_CONFIG)");
+
+            step = "incremental alter configs";
+            ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+            AlterConfigOp set = new AlterConfigOp(new ConfigEntry("max.message.bytes", "200000"), AlterConfigOp.OpType.SET);
+            get(admin.incrementalAlterConfigs(Map.of(res, List.of(set))).all());
+            checkConfig(admin, "max.message.bytes", "200000", step);
+            // An incremental alter leaves the other topic configs alone.
+            checkConfig(admin, "retention.ms", "3600000", step + " (retention.ms kept)");
+            stepOk("incremental alter configs: max.message.bytes=200000, retention.ms kept");
+
+            step = "create partitions";
+            get(admin.createPartitions(Map.of(topic, NewPartitions.increaseTo(5))).all());
+            eventually(step + " (describe)", () -> partitionCount(admin), (Object) 5);
+            stepOk("create partitions: 5 partitions");
+
+            step = "produce 10 records to partition 0";
+            List<Expected> records = new ArrayList<>();
+            long now = System.currentTimeMillis();
+            for (int i = 0; i < 10; i++) {
+                records.add(new Expected(i, 0, bytes("key-" + i), bytes("value-" + i), List.of(new Hdr("idx", bytes("" + i))), now));
+            }
+            produce(records);
+            for (int i = 0; i < 10; i++) {
+                if (records.get(i).ackedOffset != i) fail(step + ": record " + i + " acked at offset " + records.get(i).ackedOffset);
+            }
+            stepOk("produce 10 records to partition 0: offsets 0..9 (" + compression + ", idempotent)");
+
+            step = "delete records before offset 5";
+            TopicPartition tp0 = new TopicPartition(topic, 0);
+            long low = get(admin.deleteRecords(Map.of(tp0, RecordsToDelete.beforeOffset(5))).lowWatermarks().get(tp0)).lowWatermark();
+            if (low != 5) fail(step + ": low watermark " + low + ", expected 5");
+            long earliest = get(admin.listOffsets(Map.of(tp0, OffsetSpec.earliest())).partitionResult(tp0)).offset();
+            long latest = get(admin.listOffsets(Map.of(tp0, OffsetSpec.latest())).partitionResult(tp0)).offset();
+            if (earliest != 5 || latest != 10) fail(step + ": list offsets earliest/latest = " + earliest + "/" + latest + ", expected 5/10");
+            stepOk("delete records: low watermark 5, earliest 5, latest 10");
+
+            step = "delete topic";
+            get(admin.deleteTopics(List.of(topic)).all());
+            eventually(step + " (list topics)", () -> {
+                try {
+                    return get(admin.listTopics().names()).contains(topic);
+                } catch (Exception e) {
+                    return "error: " + e;
+                }
+            }, (Object) false);
+            Object described = partitionCount(admin);
+            if (!"UNKNOWN_TOPIC_OR_PARTITION".equals(described)) {
+                fail(step + ": describe after delete gave " + described + ", expected UnknownTopicOrPartitionException");
+            }
+            stepOk("delete topic: gone from list and describe");
+        }
+        Map<String, Object> s = summary();
+        s.put("steps", 7);
+        ok(s);
+    }
+}

@@ -1,0 +1,253 @@
+"""Shared by the Python end-to-end clients (confluent_client.py, kafka_python_client.py).
+
+It holds what does not depend on the Kafka library: the command line, the records a
+produce-verify run sends, the check of what was read back against what was acknowledged, the
+watchdog that bounds a run, and the output conventions:
+
+* success: a one-line JSON summary on stdout, exit 0;
+* failure: what differed on stderr, a last line starting with ``FAIL:``, exit 1.
+
+The expected data is deterministic in the record index ``i`` (and one base timestamp), so a
+failure names the record and the field that differed.
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+
+PARTITIONS = 3
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+# librdkafka reports this timestamp type for CreateTime records; kafka-python reports 0. Each
+# client maps its own constant onto CREATE_TIME before checking.
+CREATE_TIME = "CreateTime"
+
+
+def parse_args(description, modes, has_admin):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
+    p.add_argument("--topic", required=True, metavar="NAME")
+    p.add_argument("--mode", required=True, choices=modes)
+    p.add_argument("--compression", default="none", choices=COMPRESSIONS)
+    p.add_argument("--count", type=int, default=1000, metavar="N", help="records to produce (default 1000)")
+    if has_admin:
+        p.add_argument(
+            "--create", action="store_true", help="create the topic (3 partitions) with the admin API first"
+        )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up (exit 1) after this long in all (default 60)",
+    )
+    args = p.parse_args()
+    if args.count < 1:
+        p.error("--count must be at least 1")
+    return args
+
+
+class Watchdog:
+    """Ends the process with exit code 1 once the run's time is up, whatever it is blocked in.
+
+    The library calls may block in C or in a socket wait, so a timer thread calls os._exit; the
+    step names what the run was doing.
+    """
+
+    def __init__(self, seconds):
+        self.deadline = time.monotonic() + seconds
+        self.seconds = seconds
+        self.step = "starting"
+        self.errors = {}  # client errors and logs -> times seen, newest last; shown on failure
+        global _DOG
+        _DOG = self
+        timer = threading.Timer(seconds, self._expire)
+        timer.daemon = True
+        timer.start()
+
+    def remaining(self, floor=0.1):
+        return max(floor, self.deadline - time.monotonic())
+
+    def expired(self):
+        return time.monotonic() >= self.deadline
+
+    def note(self, text):
+        """Keeps a client error or log line for the failure report (bounded, repeats counted)."""
+        self.errors[text] = self.errors.pop(text, 0) + 1
+        while len(self.errors) > 50:
+            del self.errors[next(iter(self.errors))]
+
+    def seen(self, limit=15):
+        """The last distinct client errors and logs, oldest first."""
+        return [f"client said: {t}" + (f" (x{n})" if n > 1 else "") for t, n in list(self.errors.items())[-limit:]]
+
+    def _expire(self):
+        fail(f"timed out after {self.seconds:g}s during: {self.step}")
+
+
+_DOG = None
+
+
+def fail(lines):
+    """Prints the client's last errors and logs, then what went wrong, and exits 1 at once
+    (also from a timer thread)."""
+    if isinstance(lines, str):
+        lines = [lines]
+    if _DOG is not None:
+        lines = _DOG.seen() + lines
+    out = "\n".join(lines[:-1] + ["FAIL: " + lines[-1]]) + "\n" if lines else "FAIL\n"
+    sys.stderr.write(out)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(1)
+
+
+def ok(summary):
+    """Prints the one-line JSON summary and exits 0."""
+    sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def step_ok(text):
+    """One progress line for a step that passed (admin mode)."""
+    sys.stdout.write(f"ok: {text}\n")
+    sys.stdout.flush()
+
+
+# ---- the records of a produce-verify run -----------------------------------------------------
+
+
+class Expected:
+    """One record as sent, and the (partition, offset) its send was acknowledged with."""
+
+    __slots__ = ("i", "partition", "key", "value", "headers", "timestamp", "acked_partition", "acked_offset")
+
+    def __init__(self, i, partition, key, value, headers, timestamp):
+        self.i = i
+        self.partition = partition
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp = timestamp
+        self.acked_partition = None
+        self.acked_offset = None
+
+
+class Got:
+    """One record as read back."""
+
+    __slots__ = ("partition", "offset", "key", "value", "headers", "timestamp", "timestamp_type")
+
+    def __init__(self, partition, offset, key, value, headers, timestamp, timestamp_type):
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp = timestamp
+        self.timestamp_type = timestamp_type
+
+
+def record_value(i):
+    """Values of varied length that compress; every 50 records one empty and one null value."""
+    if i % 50 == 7:
+        return b""
+    if i % 50 == 23:
+        return None
+    return (f"value-{i}:" + "kelp-e2e-" * (i % 17)).encode()
+
+
+def record_headers(i, null_header_values):
+    """1 to 3 headers: a plain one, a null (or empty) value, a key that repeats around another."""
+    idx = ("idx", str(i).encode())
+    kind = (i // PARTITIONS) % 3
+    if kind == 0:
+        return [idx]
+    if kind == 1:
+        if null_header_values and (i // 9) % 2 == 0:
+            return [idx, ("nil", None)]
+        return [idx, ("empty", b"")]
+    # The repeated key is not adjacent: order across keys must survive, not only per key.
+    return [("dup", b"first"), idx, ("dup", b"second")]
+
+
+def make_records(count, null_header_values):
+    """The records to send; record i goes to partition i % 3 with timestamp base + i."""
+    base = (int(time.time() * 1000) // 1000) * 1000 - 600_000
+    return [
+        Expected(
+            i,
+            i % PARTITIONS,
+            f"key-{i}".encode(),
+            record_value(i),
+            record_headers(i, null_header_values),
+            base + i,
+        )
+        for i in range(count)
+    ]
+
+
+def expected_counts(records):
+    counts = [0] * PARTITIONS
+    for r in records:
+        counts[r.partition] += 1
+    return counts
+
+
+def verify(records, got, limit=25):
+    """Every difference between what was sent and acknowledged and what was read, as lines."""
+    errors = []
+    counts = expected_counts(records)
+
+    # Acknowledgements: each send acked on its own partition, offsets 0..n-1 in send order.
+    for p in range(PARTITIONS):
+        sent = [r for r in records if r.partition == p]
+        acked = [r.acked_offset for r in sent]
+        for r in sent:
+            if r.acked_partition != r.partition:
+                errors.append(f"record {r.i}: sent to partition {r.partition}, acked on {r.acked_partition}")
+        if acked != list(range(len(sent))):
+            first = next((k for k, o in enumerate(acked) if o != k), None)
+            errors.append(
+                f"partition {p}: acked offsets are not 0..{len(sent) - 1} in send order; "
+                f"send #{first} (record {sent[first].i}) acked at offset {acked[first]}"
+            )
+
+    by_offset = {(r.acked_partition, r.acked_offset): r for r in records}
+    for p in range(PARTITIONS):
+        read = [g for g in got if g.partition == p]
+        offsets = [g.offset for g in read]
+        if offsets != list(range(counts[p])):
+            errors.append(
+                f"partition {p}: read {len(read)} records with offsets "
+                f"{summarize_offsets(offsets)}, expected 0..{counts[p] - 1} ({counts[p]} records)"
+            )
+        for g in read:
+            r = by_offset.get((p, g.offset))
+            if r is None:
+                errors.append(f"partition {p} offset {g.offset}: read a record no send was acked with")
+                continue
+            where = f"record {r.i} (partition {p}, offset {g.offset})"
+            for field, want, have in (
+                ("key", r.key, g.key),
+                ("value", r.value, g.value),
+                ("headers", r.headers, g.headers),
+                ("timestamp", r.timestamp, g.timestamp),
+                ("timestamp type", CREATE_TIME, g.timestamp_type),
+            ):
+                if want != have:
+                    errors.append(f"{where}: {field}: expected {want!r}, got {have!r}")
+    if len(errors) > limit:
+        errors = errors[:limit] + [f"... and {len(errors) - limit} more differences"]
+    return errors
+
+
+def summarize_offsets(offsets):
+    if not offsets:
+        return "[]"
+    if len(offsets) <= 8:
+        return str(offsets)
+    return f"[{offsets[0]}, {offsets[1]}, ..., {offsets[-2]}, {offsets[-1]}]"
