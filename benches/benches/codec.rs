@@ -23,7 +23,11 @@ fn produce_request(partitions: i32) -> Bytes {
         topic_data: vec![TopicProduceData {
             name: "bench-topic".into(),
             partition_data: (0..partitions)
-                .map(|index| PartitionProduceData { index, records: Some(records.clone()), ..Default::default() })
+                .map(|index| PartitionProduceData {
+                    index,
+                    records: Some(records.clone().into()),
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         }],
@@ -61,7 +65,7 @@ fn fetch_response() -> FetchResponse {
                     high_watermark: 1_000_000,
                     last_stable_offset: 1_000_000,
                     log_start_offset: 0,
-                    records: Some(records.clone()),
+                    records: Some(records.clone().into()),
                     ..Default::default()
                 })
                 .collect(),

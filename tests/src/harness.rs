@@ -11,7 +11,7 @@ use kelp_core::codec::generated::fetch::{FetchPartition, FetchRequest, FetchTopi
 use kelp_core::codec::generated::header::{RequestHeader, ResponseHeader};
 use kelp_core::codec::generated::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use kelp_core::codec::generated::{RequestBody, ResponseBody};
-use kelp_core::codec::{ApiKey, KStr, Message, Reader, Uuid, Writer};
+use kelp_core::codec::{ApiKey, KStr, Message, Reader, RecordSet, Uuid, Writer};
 use kelp_core::io::{CloseReason, StorageError};
 use kelp_core::mem_store::MemStore;
 use kelp_core::records::{Batches, Compression, RecordBatchBuilder};
@@ -38,6 +38,8 @@ pub struct Harness {
     sent: HashSet<(ConnId, i32)>,
     /// Connections whose client does not read: their output is not reported written.
     pub slow_readers: HashSet<ConnId>,
+    /// Every chunk the broker has sent, in order, as it was handed over (for zero-copy checks).
+    pub sent_chunks: Vec<Bytes>,
     /// Bytes sent to slow readers and not yet reported written.
     unwritten: HashMap<ConnId, usize>,
 }
@@ -65,6 +67,7 @@ impl Harness {
             auto_storage: true,
             sent: HashSet::new(),
             slow_readers: HashSet::new(),
+            sent_chunks: Vec::new(),
             unwritten: HashMap::new(),
         };
         h.drive();
@@ -136,6 +139,7 @@ impl Harness {
                         for b in bytes {
                             inbox.extend_from_slice(&b);
                             n += b.len();
+                            self.sent_chunks.push(b);
                         }
                         // A client reads as fast as the broker writes, unless it is a slow reader.
                         if !self.slow_readers.contains(&conn) {
@@ -321,7 +325,7 @@ pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -
             name: topic.into(),
             partition_data: vec![PartitionProduceData {
                 index: partition,
-                records: Some(records),
+                records: Some(records.into()),
                 ..Default::default()
             }],
             ..Default::default()
@@ -387,9 +391,9 @@ pub fn create_topic(h: &mut Harness, conn: ConnId, name: &str, partitions: i32) 
 
 /// Every record in a record set as (offset, value), checking each batch's CRC.
 #[must_use]
-pub fn record_values(records: &Bytes) -> Vec<(i64, String)> {
+pub fn record_values(records: &RecordSet) -> Vec<(i64, String)> {
     let mut out = Vec::new();
-    for batch in Batches::new(records.clone()) {
+    for batch in Batches::new(records.to_bytes()) {
         let batch = batch.expect("whole batches");
         batch.validate().expect("valid CRC");
         for r in &batch.records(1 << 20).expect("records") {

@@ -12,7 +12,7 @@ use kelp_core::codec::generated::fetch::{
 use kelp_core::codec::generated::list_offsets::{
     ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsTopic,
 };
-use kelp_core::codec::{ApiKey, ErrorCode, Uuid};
+use kelp_core::codec::{ApiKey, ErrorCode, RecordSet, Uuid};
 use kelp_core::records::{Batches, Compression, RecordBatchBuilder};
 use kelp_tests::expect_body;
 use kelp_tests::harness::{
@@ -64,11 +64,11 @@ fn parts(resp: &FetchResponse) -> Vec<&PartitionData> {
 
 /// No records in a partition's answer (Kafka sends an empty record set).
 fn no_records(p: &PartitionData) -> bool {
-    p.records.as_ref().is_none_or(Bytes::is_empty)
+    p.records.as_ref().is_none_or(RecordSet::is_empty)
 }
 
 fn batch_count(p: &PartitionData) -> usize {
-    p.records.as_ref().map_or(0, |r| Batches::new(r.clone()).count())
+    p.records.as_ref().map_or(0, |r| Batches::new(r.to_bytes()).count())
 }
 
 fn list_offsets(h: &mut Harness, c: ConnId, topic: &str, timestamp: i64, epoch: i32) -> ListOffsetsPartitionResponse {
@@ -164,7 +164,7 @@ fn the_first_batch_with_data_is_returned_even_beyond_both_limits() {
     let (_, s1) = budget_topic(&mut h, c);
     let resp = call_fetch(&mut h, c, fetch_parts("budget", &[(1, 0, 100)], 100, 0));
     let p = parts(&resp)[0];
-    assert_eq!(p.records.as_ref().map(Bytes::len), Some(s1), "a consumer can always make progress");
+    assert_eq!(p.records.as_ref().map(RecordSet::len), Some(s1), "a consumer can always make progress");
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn the_response_returns_whole_batches_up_to_max_bytes() {
     assert_eq!(batch_count(ps[0]), 1);
     assert_eq!(batch_count(ps[1]), 1, "partition 0 returns the one batch that still fits");
     assert_eq!(batch_count(ps[2]), 0, "nothing is left for partition 2");
-    let total: usize = ps.iter().filter_map(|p| p.records.as_ref()).map(Bytes::len).sum();
+    let total: usize = ps.iter().filter_map(|p| p.records.as_ref()).map(RecordSet::len).sum();
     assert!(total <= usize::try_from(max).expect("positive"));
 }
 

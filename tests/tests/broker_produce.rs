@@ -127,7 +127,11 @@ fn invalid_acks_are_refused_in_every_partition() {
             topic_data: vec![TopicProduceData {
                 name: "t".into(),
                 partition_data: (0..2)
-                    .map(|p| PartitionProduceData { index: p, records: Some(batch(&["x"])), ..Default::default() })
+                    .map(|p| PartitionProduceData {
+                        index: p,
+                        records: Some(batch(&["x"]).into()),
+                        ..Default::default()
+                    })
                     .collect(),
                 ..Default::default()
             }],
@@ -160,7 +164,7 @@ fn unknown_topics_partitions_and_topic_ids_are_refused() {
                 topic_id,
                 partition_data: vec![PartitionProduceData {
                     index: 1,
-                    records: Some(batch(&["v13"])),
+                    records: Some(batch(&["v13"]).into()),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -262,7 +266,7 @@ fn a_log_append_time_topic_stamps_batches_with_the_broker_time() {
 
     let resp = expect_body!(h.call(c, fetch_request("stamped", 0, 0, 0), 12), Fetch);
     let records = resp.responses[0].partitions[0].records.clone().expect("records");
-    let batches: Vec<_> = Batches::new(records).map(|b| b.expect("whole batch")).collect();
+    let batches: Vec<_> = Batches::new(records.to_bytes()).map(|b| b.expect("whole batch")).collect();
     assert_eq!(batches.len(), 1);
     let b = &batches[0];
     b.validate().expect("the rewritten batch has a valid CRC");

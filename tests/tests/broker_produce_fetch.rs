@@ -7,7 +7,7 @@ use kelp_core::codec::generated::create_topics::{CreatableTopic, CreateTopicsReq
 use kelp_core::codec::generated::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use kelp_core::codec::generated::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
 use kelp_core::codec::generated::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
-use kelp_core::codec::{ApiKey, ErrorCode, KStr};
+use kelp_core::codec::{ApiKey, ErrorCode, KStr, RecordSet};
 use kelp_core::records::{Batches, Compression, RecordBatchBuilder};
 use kelp_tests::expect_body;
 use kelp_tests::harness::{Harness, ms, test_config};
@@ -46,7 +46,7 @@ fn produce_req(topic: &str, partition: i32, records: Bytes, acks: i16) -> Reques
             name: topic.into(),
             partition_data: vec![PartitionProduceData {
                 index: partition,
-                records: Some(records),
+                records: Some(records.into()),
                 ..Default::default()
             }],
             ..Default::default()
@@ -77,9 +77,9 @@ fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> Requ
     })
 }
 
-fn values_of(records: &Bytes) -> Vec<(i64, String)> {
+fn values_of(records: &RecordSet) -> Vec<(i64, String)> {
     let mut out = Vec::new();
-    for batch in Batches::new(records.clone()) {
+    for batch in Batches::new(records.to_bytes()) {
         let batch = batch.expect("whole batches");
         batch.validate().expect("valid CRC");
         for r in &batch.records(1 << 20).expect("records") {
@@ -109,8 +109,8 @@ fn produced_records_are_fetched_back_with_their_offsets() {
 
     let resp = expect_body!(h.call(c, fetch_req("orders", 1, 4, 0), 12), Fetch);
     assert_eq!(
-        resp.responses[0].partitions[0].records.as_deref(),
-        Some(&b""[..]),
+        resp.responses[0].partitions[0].records,
+        Some(RecordSet::new()),
         "no data: an empty record set, never null"
     );
     let resp = expect_body!(h.call(c, fetch_req("orders", 1, 5, 0), 12), Fetch);
@@ -137,7 +137,7 @@ fn a_long_poll_is_woken_by_an_append_and_expires_otherwise() {
     assert!(h.recv(c, ApiKey::FETCH, 12).is_none());
     h.advance(ms(1));
     let resp = expect_body!(h.recv(c, ApiKey::FETCH, 12).expect("expired").1, Fetch);
-    assert_eq!(resp.responses[0].partitions[0].records.as_deref(), Some(&b""[..]));
+    assert_eq!(resp.responses[0].partitions[0].records, Some(RecordSet::new()));
 }
 
 #[test]
@@ -202,4 +202,45 @@ fn acks_zero_answers_nothing_but_keeps_the_data() {
     assert_eq!(h.pending_bytes(c), 0, "acks=0 gets no response");
     let resp = expect_body!(h.call(c, fetch_req("fire", 0, 0, 0), 12), Fetch);
     assert_eq!(resp.responses[0].partitions[0].high_watermark, 1);
+}
+
+#[test]
+fn fetched_records_are_sent_from_the_stores_memory_without_a_copy() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create(&mut h, c, "zc", 1);
+    let big = "x".repeat(2000);
+    for _ in 0..3 {
+        expect_body!(h.call(c, produce_req("zc", 0, batch(&[big.as_str()], None), -1), 11), Produce);
+    }
+    // What the store holds for the partition: three batches, each its own buffer.
+    let topic_id = expect_body!(
+        h.call(
+            c,
+            RequestBody::Metadata(kelp_core::codec::generated::metadata::MetadataRequest {
+                topics: None,
+                ..Default::default()
+            }),
+            12
+        ),
+        Metadata
+    )
+    .topics[0]
+        .topic_id;
+    let key = kelp_core::io::PartitionKey { topic_id, partition: 0 };
+    let stored =
+        match h.store.execute(kelp_core::Command::Read { partition: key, offset: 0, end: 3, max_bytes: 1 << 20 }) {
+            kelp_core::Completion::Read { batches } => batches,
+            other => panic!("read failed: {other:?}"),
+        };
+    assert_eq!(stored.len(), 3);
+    h.sent_chunks.clear();
+    let resp = expect_body!(h.call(c, fetch_req("zc", 0, 0, 0), 12), Fetch);
+    assert_eq!(values_of(resp.responses[0].partitions[0].records.as_ref().expect("records")).len(), 3);
+    for batch in &stored {
+        assert!(
+            h.sent_chunks.iter().any(|chunk| chunk.as_ptr() == batch.as_ptr() && chunk.len() == batch.len()),
+            "a stored batch was copied instead of sent as it is"
+        );
+    }
 }

@@ -147,7 +147,8 @@ fn prim_rust(ty: &Ty) -> Option<&'static str> {
         Ty::F64 => "f64",
         Ty::Uuid => "Uuid",
         Ty::String => "KStr",
-        Ty::Bytes | Ty::Records => "Bytes",
+        Ty::Bytes => "Bytes",
+        Ty::Records => "RecordSet",
         _ => return None,
     })
 }
@@ -199,7 +200,8 @@ impl MsgCtx<'_> {
             Ty::Uuid => "Uuid::ZERO".into(),
             Ty::String if d.is_empty() || is_null => "KStr::default()".into(),
             Ty::String => format!("KStr::from_static({d:?})"),
-            Ty::Bytes | Ty::Records => "Bytes::new()".into(),
+            Ty::Bytes => "Bytes::new()".into(),
+            Ty::Records => "RecordSet::default()".into(),
             Ty::Struct(s) => format!("{}::default()", self.rust_name(s)),
             Ty::Array(_) => "Vec::new()".into(),
         };
@@ -225,7 +227,8 @@ impl MsgCtx<'_> {
             Ty::F64 => format!("r.f64({ctx:?})"),
             Ty::Uuid => format!("r.uuid({ctx:?})"),
             Ty::String => format!("r.string({c}, {ctx:?})"),
-            Ty::Bytes | Ty::Records => format!("r.bytes_field({c}, {ctx:?})"),
+            Ty::Bytes => format!("r.bytes_field({c}, {ctx:?})"),
+            Ty::Records => format!("r.records({c}, {ctx:?})"),
             Ty::Struct(s) => format!("{}::decode(r, version)", self.rust_name(s)),
             Ty::Array(e) => {
                 let min = self.min_elem_size(e);
@@ -242,7 +245,8 @@ impl MsgCtx<'_> {
         }
         let null = match &f.ty {
             Ty::String => format!("r.nullable_string({c}, {ctx:?})?"),
-            Ty::Bytes | Ty::Records => format!("r.nullable_bytes({c}, {ctx:?})?"),
+            Ty::Bytes => format!("r.nullable_bytes({c}, {ctx:?})?"),
+            Ty::Records => format!("r.nullable_records({c}, {ctx:?})?"),
             Ty::Struct(s) => {
                 format!("if r.i8({ctx:?})? < 0 {{ None }} else {{ Some({}::decode(r, version)?) }}", self.rust_name(s))
             }
@@ -271,7 +275,8 @@ impl MsgCtx<'_> {
             Ty::F64 => format!("w.f64({v});"),
             Ty::Uuid => format!("w.uuid({x});"),
             Ty::String => format!("w.string({c}, {x});"),
-            Ty::Bytes | Ty::Records => format!("w.bytes_field({c}, {x});"),
+            Ty::Bytes => format!("w.bytes_field({c}, {x});"),
+            Ty::Records => format!("w.records({c}, {x});"),
             Ty::Struct(_) => format!("{m}.encode(w, version);"),
             Ty::Array(e) => {
                 format!("w.array_len({c}, Some({m}.len())); for e in {x} {{ {} }}", self.enc_val(e, "e", c))
@@ -290,9 +295,14 @@ impl MsgCtx<'_> {
                 format!("w.string({c}, &KStr::default());"),
                 self.enc_val(&f.ty, "v", c),
             ),
-            Ty::Bytes | Ty::Records => (
+            Ty::Bytes => (
                 format!("w.nullable_bytes({c}, None);"),
                 format!("w.bytes_field({c}, &Bytes::new());"),
+                self.enc_val(&f.ty, "v", c),
+            ),
+            Ty::Records => (
+                format!("w.nullable_bytes({c}, None);"),
+                format!("w.records({c}, &RecordSet::default());"),
                 self.enc_val(&f.ty, "v", c),
             ),
             Ty::Array(_) => {
@@ -318,7 +328,8 @@ impl MsgCtx<'_> {
         }
         match ty {
             Ty::String => format!("string_len({c}, {x})"),
-            Ty::Bytes | Ty::Records => format!("bytes_len({c}, {x})"),
+            Ty::Bytes => format!("bytes_len({c}, {x})"),
+            Ty::Records => format!("records_len({c}, {x})"),
             Ty::Struct(_) => format!("{m}.encoded_len(version)"),
             Ty::Array(e) => match e.fixed_size() {
                 Some(n) => format!("array_len_len({c}, Some({m}.len())) + {m}.len() * {n}"),
@@ -342,9 +353,14 @@ impl MsgCtx<'_> {
                 format!("string_len({c}, &KStr::default())"),
                 self.len_val(&f.ty, "v", c),
             ),
-            Ty::Bytes | Ty::Records => (
+            Ty::Bytes => (
                 format!("nullable_bytes_len({c}, None)"),
                 format!("bytes_len({c}, &Bytes::new())"),
+                self.len_val(&f.ty, "v", c),
+            ),
+            Ty::Records => (
+                format!("nullable_bytes_len({c}, None)"),
+                format!("records_len({c}, &RecordSet::default())"),
                 self.len_val(&f.ty, "v", c),
             ),
             Ty::Array(_) => (
@@ -375,7 +391,8 @@ impl MsgCtx<'_> {
             Ty::F64 => "g.f64()".into(),
             Ty::Uuid => "g.uuid()".into(),
             Ty::String => "g.string()".into(),
-            Ty::Bytes | Ty::Records => "g.bytes()".into(),
+            Ty::Bytes => "g.bytes()".into(),
+            Ty::Records => "RecordSet::from(g.bytes())".into(),
             Ty::Struct(s) => format!("{}::random(g, version)", self.rust_name(s)),
             Ty::Array(e) => format!("(0..g.array_len()).map(|_| {}).collect()", self.rand_val(e)),
         }

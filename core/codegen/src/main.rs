@@ -279,16 +279,18 @@ fn imports(body: &str) -> String {
     if uses("Bytes") {
         out.push_str("use bytes::Bytes;\n\n");
     }
-    let codec: Vec<&str> = ["DecodeError", "KStr", "Message", "Reader", "UnknownTaggedFields", "Uuid", "Writer"]
-        .into_iter()
-        .filter(|n| uses(n))
-        .collect();
+    let codec: Vec<&str> =
+        ["DecodeError", "KStr", "Message", "Reader", "RecordSet", "UnknownTaggedFields", "Uuid", "Writer"]
+            .into_iter()
+            .filter(|n| uses(n))
+            .collect();
     let _ = writeln!(out, "use crate::codec::{{{}}};", codec.join(", "));
     let helpers: Vec<&str> = [
         "array_len_len",
         "bytes_len",
         "nullable_bytes_len",
         "nullable_string_len",
+        "records_len",
         "string_len",
         "tagged_len",
         "unknown_tagged_len",

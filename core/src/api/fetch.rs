@@ -19,7 +19,7 @@ use smallvec::SmallVec;
 use crate::broker::{Broker, CmdOwner, JobId, Req, Timer};
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::fetch::{FetchRequest, FetchResponse, FetchableTopicResponse, PartitionData};
-use crate::codec::{ErrorCode, KStr, Uuid};
+use crate::codec::{ErrorCode, KStr, RecordSet, Uuid};
 use crate::io::{Command, Completion, PartitionKey};
 use crate::records;
 use crate::time::{Duration, Instant};
@@ -335,7 +335,7 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
         let mut pd = PartitionData {
             partition_index: p.partition,
             preferred_read_replica: -1,
-            records: Some(Bytes::new()),
+            records: Some(RecordSet::new()),
             ..Default::default()
         };
         pd.aborted_transactions = j.read_committed.then(Vec::new);
@@ -394,30 +394,22 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
 /// The whole batches at the front of a read that fit in `limit` bytes; with `min_one` (no
 /// partition has returned data yet) at least the first, however large (Kafka's
 /// `minOneMessage`). Reads run in parallel with the whole budget each, so a later
-/// partition's read is cut here to what is left of it.
-fn fit(chunks: SmallVec<[Bytes; 2]>, limit: usize, min_one: bool) -> Option<Bytes> {
-    let data = join(chunks);
-    let mut end = 0;
-    while let Some(rest) = data.get(end..).filter(|r| !r.is_empty()) {
-        // Stores return whole batches; anything else goes to the client as it is.
-        let size = records::frame(rest).unwrap_or(rest.len());
-        if end + size > limit && !(end == 0 && min_one) {
-            break;
+/// partition's read is cut here to what is left of it. The chunks are kept as they are (cut at a
+/// batch boundary at most): record bytes are never copied into the response.
+fn fit(chunks: SmallVec<[Bytes; 2]>, limit: usize, min_one: bool) -> Option<RecordSet> {
+    let mut out = RecordSet::new();
+    'chunks: for chunk in chunks {
+        let mut end = 0;
+        while let Some(rest) = chunk.get(end..).filter(|r| !r.is_empty()) {
+            // Stores return whole batches; anything else goes to the client as it is.
+            let size = records::frame(rest).unwrap_or(rest.len());
+            if out.len() + end + size > limit && !(out.is_empty() && end == 0 && min_one) {
+                out.push(chunk.slice(..end));
+                break 'chunks;
+            }
+            end += size;
         }
-        end += size;
+        out.push(chunk);
     }
-    (end > 0).then(|| data.slice(..end))
-}
-
-/// One record set from the chunks a read returned. A single chunk (the usual case) is passed
-/// through without copying.
-fn join(mut chunks: SmallVec<[Bytes; 2]>) -> Bytes {
-    if chunks.len() == 1 {
-        return chunks.pop().unwrap_or_default();
-    }
-    let mut out = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
-    for c in &chunks {
-        out.extend_from_slice(c);
-    }
-    out.into()
+    (!out.is_empty()).then_some(out)
 }

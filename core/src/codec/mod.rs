@@ -25,7 +25,7 @@ pub use frame::decode_request_header;
 pub use generated::api_key::{ApiInfo, ApiKey, SUPPORTED_APIS};
 pub use generated::error_code::ErrorCode;
 pub use reader::Reader;
-pub use types::{KStr, RawTaggedField, UnknownTaggedFields, Uuid};
+pub use types::{KStr, RawTaggedField, RecordSet, UnknownTaggedFields, Uuid};
 pub use writer::{Writer, ZERO_COPY_MIN};
 
 use bytes::Bytes;

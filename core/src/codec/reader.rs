@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::{DecodeError, KStr, RawTaggedField, Uuid};
+use super::{DecodeError, KStr, RawTaggedField, RecordSet, Uuid};
 
 /// A cursor over a frame that reads Kafka wire primitives and hands out zero-copy slices.
 #[derive(Debug, Clone)]
@@ -325,6 +325,16 @@ impl<'a> Reader<'a> {
         let out = self.buf.slice(self.pos..self.pos + n);
         self.pos += n;
         Ok(Some(out))
+    }
+
+    /// Reads a nullable record set (one chunk, a slice of the frame).
+    pub fn nullable_records(&mut self, compact: bool, ctx: &'static str) -> Result<Option<RecordSet>, DecodeError> {
+        Ok(self.nullable_bytes(compact, ctx)?.map(RecordSet::from))
+    }
+
+    /// Reads a non-nullable record set.
+    pub fn records(&mut self, compact: bool, ctx: &'static str) -> Result<RecordSet, DecodeError> {
+        self.bytes_field(compact, ctx).map(RecordSet::from)
     }
 
     /// Reads non-nullable bytes.

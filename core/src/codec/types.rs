@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use core::fmt;
+use smallvec::SmallVec;
 
 /// A UTF-8 string that borrows from the frame it was read from (a [`Bytes`] checked once).
 ///
@@ -159,6 +160,100 @@ pub struct RawTaggedField {
     pub tag: u32,
     /// The field's raw data.
     pub data: Bytes,
+}
+
+/// A record set, Kafka's `records` wire type: whole record batches back to back, held as one
+/// or more chunks. Decoding gives one chunk, a slice of the frame. A fetch response built from
+/// stored batches keeps each as its own chunk and the writer sends them as they are, so record
+/// bytes are never copied into a response.
+#[derive(Clone, Default)]
+pub struct RecordSet {
+    chunks: SmallVec<[Bytes; 2]>,
+    len: usize,
+}
+
+impl RecordSet {
+    /// An empty record set.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a chunk (whole batches).
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push(chunk);
+        }
+    }
+
+    /// Total length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no bytes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The chunks, in order.
+    #[must_use]
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    /// The bytes as one buffer: free for a single chunk, a copy otherwise.
+    #[must_use]
+    pub fn to_bytes(&self) -> Bytes {
+        match self.chunks.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => {
+                let mut out = Vec::with_capacity(self.len);
+                for c in many {
+                    out.extend_from_slice(c);
+                }
+                out.into()
+            }
+        }
+    }
+}
+
+impl From<Bytes> for RecordSet {
+    fn from(b: Bytes) -> Self {
+        let mut r = Self::new();
+        r.push(b);
+        r
+    }
+}
+
+impl FromIterator<Bytes> for RecordSet {
+    fn from_iter<I: IntoIterator<Item = Bytes>>(iter: I) -> Self {
+        let mut r = Self::new();
+        for b in iter {
+            r.push(b);
+        }
+        r
+    }
+}
+
+impl PartialEq for RecordSet {
+    /// Equal when the bytes are, however they are chunked.
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self.chunks.iter().flat_map(|c| c.iter()).eq(other.chunks.iter().flat_map(|c| c.iter()))
+    }
+}
+
+impl Eq for RecordSet {}
+
+impl fmt::Debug for RecordSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordSet({} bytes in {} chunks: {:?})", self.len, self.chunks.len(), self.to_bytes())
+    }
 }
 
 /// The tagged fields a struct carried that this codec does not know, in the order read.

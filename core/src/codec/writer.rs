@@ -8,7 +8,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use super::{KStr, RawTaggedField, Uuid};
+use super::{KStr, RawTaggedField, RecordSet, Uuid};
 
 /// Byte fields at least this long are appended as their own chunk instead of being copied.
 pub const ZERO_COPY_MIN: usize = 1024;
@@ -217,6 +217,18 @@ impl Writer {
         self.put_shared(b);
     }
 
+    /// Writes a record set: its length, then each chunk (long ones are not copied).
+    pub fn records(&mut self, compact: bool, r: &RecordSet) {
+        if compact {
+            self.uvarint(len_u32(r.len()) + 1);
+        } else {
+            self.i32(len_u32(r.len()) as i32);
+        }
+        for c in r.chunks() {
+            self.put_shared(c);
+        }
+    }
+
     /// Writes one tagged field's tag and size; the caller writes exactly `size` bytes next.
     pub fn tagged_header(&mut self, tag: u32, size: usize) {
         self.uvarint(tag);
@@ -312,6 +324,12 @@ pub fn nullable_bytes_len(compact: bool, b: Option<&Bytes>) -> usize {
 #[must_use]
 pub fn bytes_len(compact: bool, b: &Bytes) -> usize {
     if compact { uvarint_len(b.len() as u32 + 1) + b.len() } else { 4 + b.len() }
+}
+
+/// Encoded size of a record set.
+#[must_use]
+pub fn records_len(compact: bool, r: &RecordSet) -> usize {
+    if compact { uvarint_len(r.len() as u32 + 1) + r.len() } else { 4 + r.len() }
 }
 
 /// Encoded size of one tagged field with `size` bytes of data.
