@@ -111,7 +111,7 @@ fn produce_frame(partitions: i32) -> Bytes {
         topic_data: vec![TopicProduceData {
             name: "bench".into(),
             partition_data: (0..partitions)
-                .map(|index| PartitionProduceData { index, records: Some(batch.clone().into()), ..Default::default() })
+                .map(|index| PartitionProduceData { index, records: Some(batch.clone()), ..Default::default() })
                 .collect(),
             ..Default::default()
         }],

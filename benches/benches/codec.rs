@@ -23,11 +23,7 @@ fn produce_request(partitions: i32) -> Bytes {
         topic_data: vec![TopicProduceData {
             name: "bench-topic".into(),
             partition_data: (0..partitions)
-                .map(|index| PartitionProduceData {
-                    index,
-                    records: Some(records.clone().into()),
-                    ..Default::default()
-                })
+                .map(|index| PartitionProduceData { index, records: Some(records.clone()), ..Default::default() })
                 .collect(),
             ..Default::default()
         }],

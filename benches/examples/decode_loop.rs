@@ -15,11 +15,7 @@ fn main() {
         topic_data: vec![TopicProduceData {
             name: "bench-topic".into(),
             partition_data: (0..16)
-                .map(|index| PartitionProduceData {
-                    index,
-                    records: Some(records.clone().into()),
-                    ..Default::default()
-                })
+                .map(|index| PartitionProduceData { index, records: Some(records.clone()), ..Default::default() })
                 .collect(),
             ..Default::default()
         }],

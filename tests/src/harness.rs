@@ -325,7 +325,7 @@ pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -
             name: topic.into(),
             partition_data: vec![PartitionProduceData {
                 index: partition,
-                records: Some(records.into()),
+                records: Some(records),
                 ..Default::default()
             }],
             ..Default::default()

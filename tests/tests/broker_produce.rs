@@ -127,11 +127,7 @@ fn invalid_acks_are_refused_in_every_partition() {
             topic_data: vec![TopicProduceData {
                 name: "t".into(),
                 partition_data: (0..2)
-                    .map(|p| PartitionProduceData {
-                        index: p,
-                        records: Some(batch(&["x"]).into()),
-                        ..Default::default()
-                    })
+                    .map(|p| PartitionProduceData { index: p, records: Some(batch(&["x"])), ..Default::default() })
                     .collect(),
                 ..Default::default()
             }],
@@ -164,7 +160,7 @@ fn unknown_topics_partitions_and_topic_ids_are_refused() {
                 topic_id,
                 partition_data: vec![PartitionProduceData {
                     index: 1,
-                    records: Some(batch(&["v13"]).into()),
+                    records: Some(batch(&["v13"])),
                     ..Default::default()
                 }],
                 ..Default::default()

@@ -46,7 +46,7 @@ fn produce_req(topic: &str, partition: i32, records: Bytes, acks: i16) -> Reques
             name: topic.into(),
             partition_data: vec![PartitionProduceData {
                 index: partition,
-                records: Some(records.into()),
+                records: Some(records),
                 ..Default::default()
             }],
             ..Default::default()

@@ -139,7 +139,7 @@ fn a_client_that_never_reads_cannot_grow_kelps_memory() {
                 name: "big".into(),
                 partition_data: vec![PartitionProduceData {
                     index: 0,
-                    records: Some(batch_of(900_000).into()),
+                    records: Some(batch_of(900_000)),
                     ..Default::default()
                 }],
                 ..Default::default()

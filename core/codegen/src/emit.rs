@@ -69,6 +69,9 @@ pub struct MsgCtx<'a> {
     pub names: &'a BTreeMap<String, String>,
     /// Spec struct name -> fields.
     pub structs: &'a BTreeMap<String, Vec<Field>>,
+    /// Whether `records` fields are chunked [`RecordSet`]s (responses, which a broker builds
+    /// from stored batches) or plain `Bytes` (requests, which are one slice of the frame).
+    pub chunked_records: bool,
 }
 
 impl MsgCtx<'_> {
@@ -160,6 +163,7 @@ fn is_opt(f: &Field) -> bool {
 impl MsgCtx<'_> {
     fn base_ty(&self, ty: &Ty) -> String {
         match ty {
+            Ty::Records if !self.chunked_records => "Bytes".to_string(),
             Ty::Struct(s) => self.rust_name(s),
             Ty::Array(e) => format!("Vec<{}>", self.base_ty(e)),
             t => prim_rust(t).unwrap_or("()").to_string(),
@@ -201,7 +205,8 @@ impl MsgCtx<'_> {
             Ty::String if d.is_empty() || is_null => "KStr::default()".into(),
             Ty::String => format!("KStr::from_static({d:?})"),
             Ty::Bytes => "Bytes::new()".into(),
-            Ty::Records => "RecordSet::default()".into(),
+            Ty::Records if self.chunked_records => "RecordSet::default()".into(),
+            Ty::Records => "Bytes::new()".into(),
             Ty::Struct(s) => format!("{}::default()", self.rust_name(s)),
             Ty::Array(_) => "Vec::new()".into(),
         };
@@ -228,7 +233,8 @@ impl MsgCtx<'_> {
             Ty::Uuid => format!("r.uuid({ctx:?})"),
             Ty::String => format!("r.string({c}, {ctx:?})"),
             Ty::Bytes => format!("r.bytes_field({c}, {ctx:?})"),
-            Ty::Records => format!("r.records({c}, {ctx:?})"),
+            Ty::Records if self.chunked_records => format!("r.records({c}, {ctx:?})"),
+            Ty::Records => format!("r.bytes_field({c}, {ctx:?})"),
             Ty::Struct(s) => format!("{}::decode(r, version)", self.rust_name(s)),
             Ty::Array(e) => {
                 let min = self.min_elem_size(e);
@@ -246,7 +252,8 @@ impl MsgCtx<'_> {
         let null = match &f.ty {
             Ty::String => format!("r.nullable_string({c}, {ctx:?})?"),
             Ty::Bytes => format!("r.nullable_bytes({c}, {ctx:?})?"),
-            Ty::Records => format!("r.nullable_records({c}, {ctx:?})?"),
+            Ty::Records if self.chunked_records => format!("r.nullable_records({c}, {ctx:?})?"),
+            Ty::Records => format!("r.nullable_bytes({c}, {ctx:?})?"),
             Ty::Struct(s) => {
                 format!("if r.i8({ctx:?})? < 0 {{ None }} else {{ Some({}::decode(r, version)?) }}", self.rust_name(s))
             }
@@ -276,7 +283,8 @@ impl MsgCtx<'_> {
             Ty::Uuid => format!("w.uuid({x});"),
             Ty::String => format!("w.string({c}, {x});"),
             Ty::Bytes => format!("w.bytes_field({c}, {x});"),
-            Ty::Records => format!("w.records({c}, {x});"),
+            Ty::Records if self.chunked_records => format!("w.records({c}, {x});"),
+            Ty::Records => format!("w.bytes_field({c}, {x});"),
             Ty::Struct(_) => format!("{m}.encode(w, version);"),
             Ty::Array(e) => {
                 format!("w.array_len({c}, Some({m}.len())); for e in {x} {{ {} }}", self.enc_val(e, "e", c))
@@ -300,9 +308,14 @@ impl MsgCtx<'_> {
                 format!("w.bytes_field({c}, &Bytes::new());"),
                 self.enc_val(&f.ty, "v", c),
             ),
-            Ty::Records => (
+            Ty::Records if self.chunked_records => (
                 format!("w.nullable_bytes({c}, None);"),
                 format!("w.records({c}, &RecordSet::default());"),
+                self.enc_val(&f.ty, "v", c),
+            ),
+            Ty::Records => (
+                format!("w.nullable_bytes({c}, None);"),
+                format!("w.bytes_field({c}, &Bytes::new());"),
                 self.enc_val(&f.ty, "v", c),
             ),
             Ty::Array(_) => {
@@ -329,7 +342,8 @@ impl MsgCtx<'_> {
         match ty {
             Ty::String => format!("string_len({c}, {x})"),
             Ty::Bytes => format!("bytes_len({c}, {x})"),
-            Ty::Records => format!("records_len({c}, {x})"),
+            Ty::Records if self.chunked_records => format!("records_len({c}, {x})"),
+            Ty::Records => format!("bytes_len({c}, {x})"),
             Ty::Struct(_) => format!("{m}.encoded_len(version)"),
             Ty::Array(e) => match e.fixed_size() {
                 Some(n) => format!("array_len_len({c}, Some({m}.len())) + {m}.len() * {n}"),
@@ -358,9 +372,14 @@ impl MsgCtx<'_> {
                 format!("bytes_len({c}, &Bytes::new())"),
                 self.len_val(&f.ty, "v", c),
             ),
-            Ty::Records => (
+            Ty::Records if self.chunked_records => (
                 format!("nullable_bytes_len({c}, None)"),
                 format!("records_len({c}, &RecordSet::default())"),
+                self.len_val(&f.ty, "v", c),
+            ),
+            Ty::Records => (
+                format!("nullable_bytes_len({c}, None)"),
+                format!("bytes_len({c}, &Bytes::new())"),
                 self.len_val(&f.ty, "v", c),
             ),
             Ty::Array(_) => (
@@ -392,7 +411,8 @@ impl MsgCtx<'_> {
             Ty::Uuid => "g.uuid()".into(),
             Ty::String => "g.string()".into(),
             Ty::Bytes => "g.bytes()".into(),
-            Ty::Records => "RecordSet::from(g.bytes())".into(),
+            Ty::Records if self.chunked_records => "RecordSet::from(g.bytes())".into(),
+            Ty::Records => "g.bytes()".into(),
             Ty::Struct(s) => format!("{}::random(g, version)", self.rust_name(s)),
             Ty::Array(e) => format!("(0..g.array_len()).map(|_| {}).collect()", self.rand_val(e)),
         }

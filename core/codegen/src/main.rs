@@ -248,6 +248,7 @@ fn module_ranges(specs: &[(&Spec, Versions)], doc: &str) -> String {
             flexible: s.flexible,
             names: &names,
             structs: &defs,
+            chunked_records: s.kind == "response",
         };
         let about = format!("The {} body.", s.name);
         ctx.emit_struct(&mut body, &s.name, &about, &s.fields, true);

@@ -122,7 +122,7 @@ fn append(b: &mut Broker, topic_id: Option<Uuid>, pd: PartitionProduceData) -> O
     };
     let settings = topic.settings.clone();
     let key = PartitionKey { topic_id: topic.id, partition: pd.index };
-    let Some(records) = pd.records.map(|r| r.to_bytes()).filter(|r| !r.is_empty()) else {
+    let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
         return Outcome::Error(ErrorCode::INVALID_RECORD, Some("the partition's record set is empty"));
     };
     let Some(part) = b.partition(key) else { return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None) };

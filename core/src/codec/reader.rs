@@ -328,11 +328,13 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a nullable record set (one chunk, a slice of the frame).
+    #[inline(always)]
     pub fn nullable_records(&mut self, compact: bool, ctx: &'static str) -> Result<Option<RecordSet>, DecodeError> {
         Ok(self.nullable_bytes(compact, ctx)?.map(RecordSet::from))
     }
 
     /// Reads a non-nullable record set.
+    #[inline]
     pub fn records(&mut self, compact: bool, ctx: &'static str) -> Result<RecordSet, DecodeError> {
         self.bytes_field(compact, ctx).map(RecordSet::from)
     }

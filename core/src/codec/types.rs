@@ -2,7 +2,6 @@
 
 use bytes::Bytes;
 use core::fmt;
-use smallvec::SmallVec;
 
 /// A UTF-8 string that borrows from the frame it was read from (a [`Bytes`] checked once).
 ///
@@ -166,10 +165,22 @@ pub struct RawTaggedField {
 /// or more chunks. Decoding gives one chunk, a slice of the frame. A fetch response built from
 /// stored batches keeps each as its own chunk and the writer sends them as they are, so record
 /// bytes are never copied into a response.
-#[derive(Clone, Default)]
-pub struct RecordSet {
-    chunks: SmallVec<[Bytes; 2]>,
-    len: usize,
+///
+/// One chunk (every decoded record set) costs no more than a `Bytes`; several are kept in a
+/// vector.
+#[derive(Clone)]
+pub struct RecordSet(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    One(Bytes),
+    Many { chunks: Vec<Bytes>, len: usize },
+}
+
+impl Default for RecordSet {
+    fn default() -> Self {
+        Self(Repr::One(Bytes::new()))
+    }
 }
 
 impl RecordSet {
@@ -181,39 +192,56 @@ impl RecordSet {
 
     /// Appends a chunk (whole batches).
     pub fn push(&mut self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            self.len += chunk.len();
-            self.chunks.push(chunk);
+        if chunk.is_empty() {
+            return;
+        }
+        match &mut self.0 {
+            Repr::One(b) if b.is_empty() => *b = chunk,
+            Repr::One(b) => {
+                let len = b.len() + chunk.len();
+                let first = core::mem::take(b);
+                self.0 = Repr::Many { chunks: vec![first, chunk], len };
+            }
+            Repr::Many { chunks, len } => {
+                *len += chunk.len();
+                chunks.push(chunk);
+            }
         }
     }
 
     /// Total length in bytes.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.len
+        match &self.0 {
+            Repr::One(b) => b.len(),
+            Repr::Many { len, .. } => *len,
+        }
     }
 
     /// Whether it holds no bytes.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// The chunks, in order.
     #[must_use]
     pub fn chunks(&self) -> &[Bytes] {
-        &self.chunks
+        match &self.0 {
+            Repr::One(b) if b.is_empty() => &[],
+            Repr::One(b) => core::slice::from_ref(b),
+            Repr::Many { chunks, .. } => chunks,
+        }
     }
 
     /// The bytes as one buffer: free for a single chunk, a copy otherwise.
     #[must_use]
     pub fn to_bytes(&self) -> Bytes {
-        match self.chunks.as_slice() {
-            [] => Bytes::new(),
-            [one] => one.clone(),
-            many => {
-                let mut out = Vec::with_capacity(self.len);
-                for c in many {
+        match &self.0 {
+            Repr::One(b) => b.clone(),
+            Repr::Many { chunks, len } => {
+                let mut out = Vec::with_capacity(*len);
+                for c in chunks {
                     out.extend_from_slice(c);
                 }
                 out.into()
@@ -224,9 +252,7 @@ impl RecordSet {
 
 impl From<Bytes> for RecordSet {
     fn from(b: Bytes) -> Self {
-        let mut r = Self::new();
-        r.push(b);
-        r
+        Self(Repr::One(b))
     }
 }
 
@@ -243,8 +269,8 @@ impl FromIterator<Bytes> for RecordSet {
 impl PartialEq for RecordSet {
     /// Equal when the bytes are, however they are chunked.
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len
-            && self.chunks.iter().flat_map(|c| c.iter()).eq(other.chunks.iter().flat_map(|c| c.iter()))
+        self.len() == other.len()
+            && self.chunks().iter().flat_map(|c| c.iter()).eq(other.chunks().iter().flat_map(|c| c.iter()))
     }
 }
 
@@ -252,7 +278,7 @@ impl Eq for RecordSet {}
 
 impl fmt::Debug for RecordSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RecordSet({} bytes in {} chunks: {:?})", self.len, self.chunks.len(), self.to_bytes())
+        write!(f, "RecordSet({} bytes in {} chunks: {:?})", self.len(), self.chunks().len(), self.to_bytes())
     }
 }
 
@@ -305,6 +331,17 @@ impl From<Vec<RawTaggedField>> for UnknownTaggedFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_sets_compare_by_content_however_chunked() {
+        let mut a = RecordSet::new();
+        a.push(Bytes::from_static(b"ab"));
+        a.push(Bytes::from_static(b"cd"));
+        assert_eq!(a, RecordSet::from(Bytes::from_static(b"abcd")));
+        assert_eq!((a.len(), a.chunks().len()), (4, 2));
+        assert_eq!(a.to_bytes(), "abcd");
+        assert!(RecordSet::new().chunks().is_empty());
+    }
 
     #[test]
     fn uuid_prints_as_kafka_does() {
