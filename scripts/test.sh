@@ -83,7 +83,8 @@ if [ "$FUZZ_SECONDS" -gt 0 ] && command -v cargo-fuzz >/dev/null && rustup toolc
             echo "fuzzing $target"
             if ! cargo +nightly fuzz run "$target" "$work/$target" -- \
                 -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 >"$work/$target.log" 2>&1; then
-                tail -n 60 "$work/$target.log" >&2
+                grep -A6 -m3 "panicked" "$work/$target.log" >&2 || true
+                tail -n 30 "$work/$target.log" >&2
                 echo "fuzz target $target failed (crash input under fuzz/artifacts/$target)" >&2
                 exit 1
             fi

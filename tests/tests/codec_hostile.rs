@@ -172,7 +172,8 @@ proptest! {
                 let again = msg.to_bytes(v);
                 prop_assert_eq!(again.len(), msg.encoded_len(v));
                 let back = RequestBody::decode(api.key, &mut Reader::new(&again), v);
-                prop_assert_eq!(back.as_ref(), Ok(&msg), "{:?} v{}", api.key, v);
+                // Bit for bit (a NaN float is not equal to itself as a value).
+                prop_assert_eq!(back.map(|b| b.to_bytes(v)), Ok(again.clone()), "{:?} v{}", api.key, v);
             }
         }
     }
