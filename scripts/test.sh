@@ -69,6 +69,9 @@ step "cargo test (unit, property, differential, scenario, hostile input, end-to-
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
+step "end-to-end tests again on the mio runtime"
+KELP_RUNTIME=mio cargo test -p kelp-tests --test e2e_clients --test e2e_hostile
+
 # ---- fuzz smoke ------------------------------------------------------------------------------
 step "fuzz targets, ${FUZZ_SECONDS}s each"
 if [ "$FUZZ_SECONDS" -gt 0 ] && command -v cargo-fuzz >/dev/null && rustup toolchain list | grep -q nightly; then

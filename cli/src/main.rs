@@ -25,6 +25,14 @@ enum Cmd {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum RuntimeKind {
+    /// tokio: a task per connection side, for general use.
+    Tokio,
+    /// mio: one thread, one poll loop, for low latency.
+    Mio,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum StorageKind {
     /// In memory: fast, nothing survives a restart.
     Memory,
@@ -41,6 +49,9 @@ struct ServeArgs {
     /// Where data lives.
     #[arg(long, value_enum, default_value = "memory", env = "KELP_STORAGE")]
     storage: StorageKind,
+    /// The IO runtime.
+    #[arg(long, value_enum, default_value = "tokio", env = "KELP_RUNTIME")]
+    runtime: RuntimeKind,
     /// This node's id.
     #[arg(long, default_value_t = 1, env = "KELP_NODE_ID")]
     node_id: i32,
@@ -99,18 +110,50 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store: Box<dyn kelp_storage::Store> = match args.storage {
         StorageKind::Memory => Box::new(kelp_storage::MemoryStore::new()),
     };
-    let rt =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        tracing::info!(listen = %args.listen, advertised = %advertised, storage = ?args.storage, "kelp serving");
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        };
-        kelp_runtime_tokio::serve(listener, |now| Broker::new(config, seed, now), store, shutdown).await?;
-        Ok(())
-    })
+    let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, advertised = %advertised, storage = ?args.storage, runtime = ?args.runtime, "kelp serving");
+    let make_broker = move |now| Broker::new(config, seed, now);
+    match args.runtime {
+        RuntimeKind::Tokio => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(async move {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                kelp_runtime_tokio::serve(listener, make_broker, store, shutdown_signal()).await
+            })?;
+        }
+        RuntimeKind::Mio => {
+            kelp_runtime_mio::serve(listener, make_broker, store, |shutdown| {
+                // A small thread waits for the signal and stops the poll loop.
+                std::thread::spawn(move || {
+                    if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        rt.block_on(shutdown_signal());
+                    }
+                    shutdown.trigger();
+                });
+            })?;
+        }
+    }
+    tracing::info!("kelp stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
 }
