@@ -36,6 +36,18 @@ enum RuntimeKind {
 enum StorageKind {
     /// In memory: fast, nothing survives a restart.
     Memory,
+    /// The embedded durable log under --data-dir.
+    Disk,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum FsyncKind {
+    /// fsync before every acknowledgement (grouped): acknowledged data survives a machine crash.
+    Always,
+    /// fsync at most --fsync-interval-ms after a write: a machine crash can lose that window.
+    Interval,
+    /// never fsync: a machine crash can lose whatever the OS had not written back.
+    Never,
 }
 
 #[derive(clap::Args, Debug)]
@@ -49,6 +61,15 @@ struct ServeArgs {
     /// Where data lives.
     #[arg(long, value_enum, default_value = "memory", env = "KELP_STORAGE")]
     storage: StorageKind,
+    /// Where the disk store keeps its files.
+    #[arg(long, default_value = "./kelp-data", env = "KELP_DATA_DIR")]
+    data_dir: std::path::PathBuf,
+    /// When the disk store forces data to disk.
+    #[arg(long, value_enum, default_value = "always", env = "KELP_FSYNC")]
+    fsync: FsyncKind,
+    /// The window of --fsync interval, in milliseconds.
+    #[arg(long, default_value_t = 100, env = "KELP_FSYNC_INTERVAL_MS")]
+    fsync_interval_ms: u64,
     /// The IO runtime.
     #[arg(long, value_enum, default_value = "tokio", env = "KELP_RUNTIME")]
     runtime: RuntimeKind,
@@ -109,6 +130,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let store: Box<dyn kelp_storage::Store> = match args.storage {
         StorageKind::Memory => Box::new(kelp_storage::MemoryStore::new()),
+        StorageKind::Disk => {
+            let fsync = match args.fsync {
+                FsyncKind::Always => kelp_storage::Fsync::Always,
+                FsyncKind::Interval => {
+                    kelp_storage::Fsync::Interval(std::time::Duration::from_millis(args.fsync_interval_ms))
+                }
+                FsyncKind::Never => kelp_storage::Fsync::Never,
+            };
+            let store = kelp_storage::DiskStore::open(&args.data_dir, fsync)
+                .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
+            Box::new(store)
+        }
     };
     let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, advertised = %advertised, storage = ?args.storage, runtime = ?args.runtime, "kelp serving");

@@ -16,7 +16,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant, SystemTime, UNIX
 
 use bytes::Bytes;
 use kelp_core::{Broker, CmdId, Completion, ConnId, Input, Instant, Now, Output};
-use kelp_storage::{CompletionSink, Store};
+use kelp_storage::{CompletionSink, Sink, Store};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -92,7 +92,7 @@ struct Driver {
     listener: TcpListener,
     broker: Broker,
     store: Box<dyn Store>,
-    sink: ChannelSink,
+    sink: Sink,
     done: mpsc::Receiver<(CmdId, Completion)>,
     conns: HashMap<ConnId, Conn>,
     next_conn: usize,
@@ -121,7 +121,7 @@ pub fn serve(
         listener,
         broker: make_broker(clock.now()),
         store,
-        sink: ChannelSink { tx, waker },
+        sink: Arc::new(ChannelSink { tx, waker }),
         done,
         conns: HashMap::new(),
         next_conn: FIRST_CONN,

@@ -20,7 +20,7 @@ use std::time::{Instant as StdInstant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kelp_core::{Broker, CmdId, Completion, ConnId, Input, Instant, Now, Output};
-use kelp_storage::{CompletionSink, Store};
+use kelp_storage::{CompletionSink, Sink, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -93,7 +93,7 @@ pub async fn serve(
     let mut broker = make_broker(clock.now());
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let (done_tx, mut done) = mpsc::unbounded_channel::<(CmdId, Completion)>();
-    let sink = ChannelSink(done_tx);
+    let sink: Sink = Arc::new(ChannelSink(done_tx));
     let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
     let mut next_conn = 0u64;
     tokio::pin!(shutdown);
@@ -159,7 +159,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Runs every output the broker has.
-fn drain(broker: &mut Broker, conns: &mut HashMap<ConnId, ConnHandle>, store: &mut dyn Store, sink: &ChannelSink) {
+fn drain(broker: &mut Broker, conns: &mut HashMap<ConnId, ConnHandle>, store: &mut dyn Store, sink: &Sink) {
     while let Some(out) = broker.poll_output() {
         match out {
             Output::Send { conn, bytes } => {

@@ -2,11 +2,16 @@
 //!
 //! The broker core emits storage [`Command`]s and consumes their [`Completion`]s; a driver hands
 //! each command to a `Store`, which reports back through a [`CompletionSink`] (the tokio driver
-//! reads a channel, the mio driver is woken through a `mio::Waker`). Backends: `memory` today;
-//! the embedded disk log and SeaweedMQ land with their issues.
+//! reads a channel, the mio driver is woken through a `mio::Waker`). Backends: `memory`, and
+//! [`disk`], the embedded durable log; SeaweedMQ lands with its issue.
+
+use std::sync::Arc;
 
 use kelp_core::mem_store::MemStore;
 use kelp_core::{CmdId, Command, Completion};
+
+pub mod disk;
+pub use disk::{DiskStore, Fsync};
 
 /// Where a store reports finished commands. Must accept a report from any thread, at any
 /// time, including from inside [`Store::submit`].
@@ -15,11 +20,15 @@ pub trait CompletionSink: Send + Sync {
     fn complete(&self, cmd: CmdId, result: Completion);
 }
 
+/// A shared handle to a driver's completion sink; backends that finish work on other threads
+/// keep a clone.
+pub type Sink = Arc<dyn CompletionSink>;
+
 /// A storage backend. Commands for one partition must take effect in submission order;
 /// each command is completed exactly once.
 pub trait Store: Send {
     /// Starts `command`; its result goes to `sink`, possibly before this returns.
-    fn submit(&mut self, cmd: CmdId, command: Command, sink: &dyn CompletionSink);
+    fn submit(&mut self, cmd: CmdId, command: Command, sink: &Sink);
 }
 
 /// The `memory` backend: kelp-core's reference [`MemStore`], completing every command at once.
@@ -38,7 +47,7 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn submit(&mut self, cmd: CmdId, command: Command, sink: &dyn CompletionSink) {
+    fn submit(&mut self, cmd: CmdId, command: Command, sink: &Sink) {
         let result = self.inner.execute(command);
         sink.complete(cmd, result);
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub struct KelpServer {
     child: Child,
     log: PathBuf,
+    data_dir: PathBuf,
     /// Where it listens.
     pub addr: SocketAddr,
 }
@@ -68,16 +69,13 @@ impl KelpServer {
         // The server's log goes to a file: a pipe nobody reads could fill and stall it.
         let log = std::env::temp_dir().join(format!("kelp-e2e-{}-{port}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        // KELP_E2E_STORAGE=disk runs the suite on the disk store, in a fresh data directory.
+        let storage = std::env::var("KELP_E2E_STORAGE").unwrap_or_else(|_| "memory".into());
+        let data_dir = std::env::temp_dir().join(format!("kelp-e2e-data-{}-{port}", std::process::id()));
         let child = Command::new(&bin)
-            .args([
-                "serve",
-                "--listen",
-                &addr.to_string(),
-                "--advertised-listener",
-                &addr.to_string(),
-                "--storage",
-                "memory",
-            ])
+            .args(["serve", "--listen", &addr.to_string(), "--advertised-listener", &addr.to_string()])
+            .args(["--storage", &storage, "--data-dir"])
+            .arg(&data_dir)
             .args(extra)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
@@ -86,7 +84,7 @@ impl KelpServer {
             .stderr(Stdio::from(log_file))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        Self { child, log, addr }
+        Self { child, log, data_dir, addr }
     }
 
     /// Waits until the port accepts a connection; the server's log if it exits or never does.
@@ -140,5 +138,6 @@ impl Drop for KelpServer {
             eprintln!("kelp log ({}):\n{}", self.log.display(), self.log_tail());
         }
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
