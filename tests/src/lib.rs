@@ -22,5 +22,7 @@ pub fn random_response(key: ApiKey, version: i16, seed: u64) -> ResponseBody {
     ResponseBody::random(key, &mut Gen::new(seed), version).expect("every supported key has a generator")
 }
 
+pub mod clients;
 pub mod harness;
 pub mod server;
+pub mod raw;

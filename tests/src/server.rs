@@ -11,6 +11,7 @@ pub struct KelpServer {
     child: Child,
     log: PathBuf,
     data_dir: PathBuf,
+    keep_data: bool,
     /// Where it listens.
     pub addr: SocketAddr,
 }
@@ -47,6 +48,24 @@ pub fn free_port() -> u16 {
 }
 
 impl KelpServer {
+    /// Starts `kelp serve` on the disk store in `dir` (kept when the server stops, so a test
+    /// can restart over it), with `extra` arguments.
+    #[must_use]
+    pub fn start_on_disk(dir: &std::path::Path, extra: &[&str]) -> Self {
+        let dir = dir.to_string_lossy().into_owned();
+        let mut args: Vec<&str> = vec!["--storage", "disk", "--data-dir", &dir];
+        args.extend_from_slice(extra);
+        let mut server = Self::start(&args);
+        server.keep_data = true;
+        server
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Starts `kelp serve` with the memory store and `extra` arguments.
     #[must_use]
     pub fn start(extra: &[&str]) -> Self {
@@ -72,10 +91,12 @@ impl KelpServer {
         // KELP_E2E_STORAGE=disk runs the suite on the disk store, in a fresh data directory.
         let storage = std::env::var("KELP_E2E_STORAGE").unwrap_or_else(|_| "memory".into());
         let data_dir = std::env::temp_dir().join(format!("kelp-e2e-data-{}-{port}", std::process::id()));
-        let child = Command::new(&bin)
-            .args(["serve", "--listen", &addr.to_string(), "--advertised-listener", &addr.to_string()])
-            .args(["--storage", &storage, "--data-dir"])
-            .arg(&data_dir)
+        let mut cmd = Command::new(&bin);
+        cmd.args(["serve", "--listen", &addr.to_string(), "--advertised-listener", &addr.to_string()]);
+        if !extra.contains(&"--storage") {
+            cmd.args(["--storage", &storage, "--data-dir"]).arg(&data_dir);
+        }
+        let child = cmd
             .args(extra)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
@@ -84,7 +105,7 @@ impl KelpServer {
             .stderr(Stdio::from(log_file))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        Self { child, log, data_dir, addr }
+        Self { child, log, data_dir, keep_data: false, addr }
     }
 
     /// Waits until the port accepts a connection; the server's log if it exits or never does.
@@ -138,6 +159,8 @@ impl Drop for KelpServer {
             eprintln!("kelp log ({}):\n{}", self.log.display(), self.log_tail());
         }
         let _ = std::fs::remove_file(&self.log);
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.keep_data {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }

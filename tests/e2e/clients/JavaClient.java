@@ -14,6 +14,14 @@
 //                   record with what was acked.
 //   admin           Admin: create (retention.ms), describe, describe configs, incremental alter,
 //                   create partitions, delete records, delete topic; one line per step passed.
+//   produce         N records key "k{i}", value "v{i}" to partition i % P (--first, --partitions).
+//   group           one member of --group: subscribe with a rebalance listener, no auto commit,
+//                   commitSync() after each poll batch, until --stop-file exists or --idle-exit
+//                   seconds pass without records. Classic protocol with the client's default
+//                   assignors (range first: eager), or KIP-848 with --group-protocol consumer
+//                   (server-side assignor, incremental assign/revoke). Prints one JSON object
+//                   per line (events ready, start, assigned, revoked, lost, batch,
+//                   commit_failed, then summary), as e2e_common.py describes.
 //
 // Exit 0 with a one-line JSON summary when every check passed; exit 1 with what differed.
 
@@ -62,7 +70,9 @@ public class JavaClient {
             "       --mode produce-verify|admin [--compression none|gzip|snappy|lz4|zstd]",
             "       [--count N] [--create] [--timeout SECONDS]",
             "",
-            "  --create      create the topic (3 partitions) with the Admin API first (produce-verify)",
+            "       [--group NAME --stop-file PATH --start-file PATH --idle-exit S --max-batch N",
+            "        --batch-delay-ms MS --group-protocol classic|consumer] [--first I --partitions P]",
+            "  --create      create the topic (3 partitions; produce: --partitions) with the Admin API first",
             "  --count N     records to produce (default 1000)",
             "  --timeout S   give up (exit 1) after this long in all (default 60)");
 
@@ -71,6 +81,9 @@ public class JavaClient {
     static String bootstrap, topic, mode, compression = "none";
     static int count = 1000;
     static boolean create = false;
+    static String group, stopFile, startFile, groupProtocol = "classic";
+    static double idleExit = 0;
+    static int maxBatch = 500, batchDelayMs = 0, first = 0, partitions = 6;
     static double timeoutSeconds = 60;
     static long deadline;
     static volatile String step = "starting";
@@ -94,6 +107,10 @@ public class JavaClient {
         try {
             if (mode.equals("admin")) {
                 admin();
+            } else if (mode.equals("produce")) {
+                produceMode();
+            } else if (mode.equals("group")) {
+                groupMode();
             } else {
                 produceVerify();
             }
@@ -125,11 +142,22 @@ public class JavaClient {
                 case "--compression" -> compression = v;
                 case "--count" -> count = parseNumber(flag, v).intValue();
                 case "--timeout" -> timeoutSeconds = parseNumber(flag, v).doubleValue();
+                case "--group" -> group = v;
+                case "--stop-file" -> stopFile = v;
+                case "--start-file" -> startFile = v;
+                case "--group-protocol" -> groupProtocol = v;
+                case "--idle-exit" -> idleExit = parseNumber(flag, v).doubleValue();
+                case "--max-batch" -> maxBatch = parseNumber(flag, v).intValue();
+                case "--batch-delay-ms" -> batchDelayMs = parseNumber(flag, v).intValue();
+                case "--first" -> first = parseNumber(flag, v).intValue();
+                case "--partitions" -> partitions = parseNumber(flag, v).intValue();
                 default -> usageError("unknown argument " + flag);
             }
         }
         if (bootstrap == null || topic == null || mode == null) usageError("--bootstrap, --topic and --mode are required");
-        if (!List.of("produce-verify", "admin").contains(mode)) usageError("--mode must be produce-verify or admin");
+        if (!List.of("produce-verify", "admin", "produce", "group").contains(mode)) usageError("--mode must be produce-verify, admin, produce or group");
+        if (mode.equals("group") && group == null) usageError("--mode group needs --group NAME");
+        if (!List.of("classic", "consumer").contains(groupProtocol)) usageError("--group-protocol must be classic or consumer");
         if (!List.of("none", "gzip", "snappy", "lz4", "zstd").contains(compression)) usageError("unknown --compression " + compression);
         if (count < 1) usageError("--count must be at least 1");
         if (!(timeoutSeconds > 0)) usageError("--timeout must be positive");
@@ -555,5 +583,141 @@ public class JavaClient {
         Map<String, Object> s = summary();
         s.put("steps", 7);
         ok(s);
+    }
+
+    // ---- produce and group ------------------------------------------------------------------
+
+    static void produceMode() throws Exception {
+        if (create) {
+            step = "create topic " + topic;
+            try (Admin admin = adminClient()) {
+                get(admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1))).all());
+            }
+        }
+        List<Expected> records = new ArrayList<>(count);
+        long now = System.currentTimeMillis();
+        for (int i = first; i < first + count; i++) {
+            records.add(new Expected(i, i % partitions, bytes("k" + i), bytes("v" + i), List.of(), now));
+        }
+        produce(records);
+        int[] per = new int[partitions];
+        for (Expected r : records) {
+            if (r.ackedOffset == null || r.ackedPartition != r.partition) fail("record " + r.i + " not acked on partition " + r.partition);
+            per[r.partition]++;
+        }
+        Map<String, Object> s = summary();
+        s.put("mode", "produce");
+        s.put("first", first);
+        s.put("records", records.size());
+        s.put("per_partition", Arrays.stream(per).boxed().toList());
+        ok(s);
+    }
+
+    static final List<String> history = new ArrayList<>();
+    static final java.util.TreeSet<Integer> owned = new java.util.TreeSet<>();
+
+    static void emit(String event, String fields) {
+        System.out.println("{\"event\":" + json(event) + ",\"t_ms\":" + System.currentTimeMillis() + (fields.isEmpty() ? "" : "," + fields) + "}");
+        System.out.flush();
+    }
+
+    static String ints(java.util.Collection<Integer> xs) {
+        StringBuilder sb = new StringBuilder("[");
+        for (int x : xs) sb.append(sb.length() > 1 ? "," : "").append(x);
+        return sb.append("]").toString();
+    }
+
+    static void change(String event, java.util.Collection<TopicPartition> tps) {
+        java.util.TreeSet<Integer> ps = new java.util.TreeSet<>();
+        for (TopicPartition tp : tps) if (tp.topic().equals(topic)) ps.add(tp.partition());
+        if (event.equals("assigned")) {
+            owned.addAll(ps);
+            step = "consuming in group " + group;
+        } else {
+            owned.removeAll(ps);
+        }
+        String fields = "\"partitions\":" + ints(ps) + ",\"owned\":" + ints(owned);
+        history.add("{\"event\":" + json(event) + ",\"t_ms\":" + System.currentTimeMillis() + "," + fields + "}");
+        emit(event, fields);
+    }
+
+    static void groupMode() throws Exception {
+        emit("ready", "");
+        if (startFile != null) {
+            step = "waiting for the start file " + startFile;
+            while (!new java.io.File(startFile).exists()) Thread.sleep(20);
+        }
+        emit("start", "\"group\":" + json(group) + ",\"group_protocol\":" + json(groupProtocol));
+        step = "waiting for the first assignment in group " + group + " (" + groupProtocol + " protocol)";
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.CLIENT_ID_CONFIG, "kelp-e2e-java-" + groupProtocol + "-" + ProcessHandle.current().pid());
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, groupProtocol);
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG, 100);
+        p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, maxBatch);
+        if (groupProtocol.equals("classic")) {
+            // The KIP-848 protocol takes these from the broker and refuses them here.
+            p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 10_000);
+            p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 1_000);
+        }
+        List<String> consumed = new ArrayList<>();
+        int commitFailures = 0;
+        long lastRecord = 0;
+        String reason = null;
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
+            consumer.subscribe(List.of(topic), new org.apache.kafka.clients.consumer.ConsumerRebalanceListener() {
+                public void onPartitionsRevoked(java.util.Collection<TopicPartition> tps) {
+                    change("revoked", tps);
+                }
+
+                public void onPartitionsAssigned(java.util.Collection<TopicPartition> tps) {
+                    change("assigned", tps);
+                }
+
+                public void onPartitionsLost(java.util.Collection<TopicPartition> tps) {
+                    change("lost", tps);
+                }
+            });
+            while (reason == null) {
+                var records = consumer.poll(Duration.ofMillis(200));
+                if (!records.isEmpty()) {
+                    StringBuilder batch = new StringBuilder("[");
+                    java.util.TreeMap<Integer, Long> next = new java.util.TreeMap<>();
+                    for (ConsumerRecord<byte[], byte[]> r : records) {
+                        String rec = "[" + r.partition() + "," + r.offset() + "," + json(r.key() == null ? "" : new String(r.key(), StandardCharsets.UTF_8)) + "]";
+                        consumed.add(rec);
+                        batch.append(batch.length() > 1 ? "," : "").append(rec);
+                        next.merge(r.partition(), r.offset() + 1, Math::max);
+                    }
+                    emit("batch", "\"records\":" + batch.append("]"));
+                    lastRecord = System.nanoTime();
+                    try {
+                        consumer.commitSync(Duration.ofSeconds(30)); // the positions after this batch
+                    } catch (org.apache.kafka.common.KafkaException e) { // CommitFailed, RebalanceInProgress, ...
+                        commitFailures++;
+                        StringBuilder offs = new StringBuilder("[");
+                        next.forEach((q, n) -> offs.append(offs.length() > 1 ? "," : "").append("[").append(q).append(",").append(n).append("]"));
+                        emit("commit_failed", "\"offsets\":" + offs.append("]") + ",\"error\":" + json(e.getClass().getSimpleName() + ": " + e.getMessage()));
+                    }
+                    if (batchDelayMs > 0) Thread.sleep(batchDelayMs);
+                }
+                if (stopFile != null && new java.io.File(stopFile).exists()) reason = "stop-file";
+                else if (idleExit > 0 && lastRecord != 0 && System.nanoTime() - lastRecord >= (long) (idleExit * 1e9)) reason = "idle";
+            }
+            step = "leaving group " + group;
+        } // close(): every batch was committed; this leaves the group
+        StringBuilder sb = new StringBuilder("{\"event\":\"summary\",\"t_ms\":" + System.currentTimeMillis());
+        sb.append(",\"client\":\"kafka-clients (Java)\",\"version\":").append(json(AppInfoParser.getVersion()));
+        sb.append(",\"mode\":\"group\",\"group\":").append(json(group)).append(",\"group_protocol\":").append(json(groupProtocol));
+        sb.append(",\"topic\":").append(json(topic)).append(",\"stopped_by\":").append(json(reason));
+        sb.append(",\"consumed\":[").append(String.join(",", consumed)).append("]");
+        sb.append(",\"assignments\":[").append(String.join(",", history)).append("]");
+        sb.append(",\"commit_failures\":").append(commitFailures).append("}");
+        System.out.println(sb);
+        System.out.flush();
+        Runtime.getRuntime().halt(0);
     }
 }

@@ -10,6 +10,10 @@ Modes:
                   membership) and compare record by record with what was acked.
   admin           AdminClient: create, describe, describe configs, incremental alter, create
                   partitions, delete records, delete topic; one line per step that passed.
+  produce         N records key "k{i}", value "v{i}" to partition i % P (--first, --partitions).
+  group           one member of --group (e2e_common.py describes the events it prints): subscribe,
+                  no auto commit, a synchronous commit after each poll batch, librdkafka's
+                  default assignors (range, roundrobin: eager), until --stop-file or --idle-exit.
 
 Exit 0 with a one-line JSON summary when every check passed; exit 1 with what differed.
 Run it with the python of the venv that holds confluent-kafka (scripts/install-clients.sh).
@@ -27,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e_common as common  # noqa: E402
 
 args = common.parse_args(
-    "kelp end-to-end client on confluent-kafka", ("produce-verify", "admin"), has_admin=True
+    "kelp end-to-end client on confluent-kafka", ("produce-verify", "admin", "produce", "group"), has_admin=True
 )
 dog = common.Watchdog(args.timeout)
 
@@ -395,7 +399,79 @@ def summary(mode):
     }
 
 
+# ---- produce and group ------------------------------------------------------------------------
+
+
+def produce_mode():
+    if args.create:
+        create_topic(admin_client(), partitions=args.partitions)
+    records = common.produce_records(args)
+    produce(records, args.compression)
+    common.produce_summary("confluent-kafka", CK_VERSION, args, records)
+
+
+def group_mode():
+    member = common.Member(args, dog)
+    member.wait_start()
+
+    def tps(partitions):
+        return [tp.partition for tp in partitions if tp.topic == args.topic]
+
+    consumer = Consumer(
+        base_conf()
+        | {
+            "group.id": args.group,
+            "client.id": f"kelp-e2e-confluent-{os.getpid()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100,
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 1000,
+        }
+    )
+    # Eager assignors: on_assign gets the whole new assignment (librdkafka assigns it after the
+    # callback), on_revoke everything owned. Cooperative ones would give the increments; the
+    # owned set is kept as additions and removals so both read right.
+    consumer.subscribe(
+        [args.topic],
+        on_assign=lambda c, ps: member.assigned(tps(ps)),
+        on_revoke=lambda c, ps: member.revoked(tps(ps)),
+        on_lost=lambda c, ps: member.lost(tps(ps)),
+    )
+    reason = None
+    while reason is None:
+        msgs = consumer.consume(num_messages=args.max_batch, timeout=0.2)
+        recs = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal() or not err.retriable():
+                    common.fail(f"consume error in group {args.group}: {err}")
+                dog.note(str(err))
+                continue
+            recs.append((m.partition(), m.offset(), (m.key() or b"").decode()))
+        offsets = member.batch(recs)
+        if offsets:
+            try:
+                consumer.commit(
+                    offsets=[TopicPartition(args.topic, p, n) for p, n in offsets], asynchronous=False
+                )
+            except KafkaException as e:
+                member.commit_failed(offsets, e.args[0] if e.args else e)
+            member.pause()
+        reason = member.stop_reason()
+    dog.step = f"leaving group {args.group}"
+    consumer.close()  # commits nothing more (auto commit is off): every batch was committed
+    member.finish("confluent-kafka", CK_VERSION, reason, librdkafka=libversion()[0])
+
+
 if args.mode == "produce-verify":
     produce_verify()
+elif args.mode == "produce":
+    produce_mode()
+elif args.mode == "group":
+    group_mode()
 else:
     admin_mode()

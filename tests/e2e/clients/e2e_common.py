@@ -32,6 +32,10 @@ def parse_args(description, modes, has_admin):
     p.add_argument("--mode", required=True, choices=modes)
     p.add_argument("--compression", default="none", choices=COMPRESSIONS)
     p.add_argument("--count", type=int, default=1000, metavar="N", help="records to produce (default 1000)")
+    p.add_argument("--first", type=int, default=0, metavar="I", help="produce: index of the first record (default 0)")
+    p.add_argument(
+        "--partitions", type=int, default=6, metavar="P", help="produce: record i goes to partition i %% P (default 6)"
+    )
     if has_admin:
         p.add_argument(
             "--create", action="store_true", help="create the topic (3 partitions) with the admin API first"
@@ -43,7 +47,10 @@ def parse_args(description, modes, has_admin):
         metavar="SECONDS",
         help="give up (exit 1) after this long in all (default 60)",
     )
+    add_group_args(p)
     args = p.parse_args()
+    if args.mode == "group" and not args.group:
+        p.error("--mode group needs --group NAME")
     if args.count < 1:
         p.error("--count must be at least 1")
     return args
@@ -251,3 +258,166 @@ def summarize_offsets(offsets):
     if len(offsets) <= 8:
         return str(offsets)
     return f"[{offsets[0]}, {offsets[1]}, ..., {offsets[-2]}, {offsets[-1]}]"
+
+
+# ---- the group and produce modes -------------------------------------------------------------
+#
+# Mode produce: records i in [first, first + count) with key "k{i}" and value "v{i}" to partition
+# i % partitions, every ack awaited; a one-line JSON summary.
+#
+# Mode group: one consumer group member. Every line on stdout is one JSON object with "event"
+# and "t_ms" (wall clock, ms since the epoch), so a harness can follow several members:
+#   ready          set up, about to wait for --start-file (if given)
+#   start          about to create the consumer and subscribe (the join is measured from here)
+#   assigned       partitions added ("partitions") and all owned after it ("owned")
+#   revoked, lost  partitions taken away ("partitions"), "owned" after it
+#   batch          records of one poll batch, [[partition, offset, key], ...], before its commit
+#   commit_failed  a synchronous commit that did not land: "offsets" [[partition, next], ...]
+#   summary        the last line: everything consumed, the assignment history, why it stopped
+# It stops when --stop-file exists (commit, close = leave the group, summary, exit 0) or after
+# --idle-exit seconds without records once it has seen one.
+
+
+def add_group_args(p):
+    p.add_argument("--group", metavar="NAME", help="group mode: the consumer group")
+    p.add_argument("--stop-file", metavar="PATH", help="group mode: stop once this file exists")
+    p.add_argument("--start-file", metavar="PATH", help="group mode: join only once this file exists")
+    p.add_argument(
+        "--idle-exit", type=float, default=0, metavar="SECONDS", help="group mode: stop after this long idle"
+    )
+    p.add_argument("--max-batch", type=int, default=500, metavar="N", help="group mode: records per poll")
+    p.add_argument(
+        "--batch-delay-ms", type=int, default=0, metavar="MS", help="group mode: pause after each batch"
+    )
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def emit(event, **fields):
+    fields["event"] = event
+    fields["t_ms"] = now_ms()
+    sys.stdout.write(json.dumps(fields, sort_keys=True, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def produce_records(args):
+    """The records of a produce run, as Expected (no headers, the producer's clock)."""
+    return [
+        Expected(i, i % args.partitions, f"k{i}".encode(), f"v{i}".encode(), [], None)
+        for i in range(args.first, args.first + args.count)
+    ]
+
+
+def produce_summary(client, version, args, records):
+    """Checks every record was acked on its partition and prints the summary (exit 0)."""
+    bad = [r.i for r in records if r.acked_offset is None or r.acked_partition != r.partition]
+    if bad:
+        fail(f"{len(bad)} records not acked on their partition, first {bad[:10]}")
+    per = [0] * args.partitions
+    for r in records:
+        per[r.partition] += 1
+    ok(
+        {
+            "client": client,
+            "version": version,
+            "mode": "produce",
+            "topic": args.topic,
+            "first": args.first,
+            "records": len(records),
+            "per_partition": per,
+        }
+    )
+
+
+class Member:
+    """The client-independent part of one group member: events, stop conditions, summary."""
+
+    def __init__(self, args, dog):
+        self.args = args
+        self.dog = dog
+        self.consumed = []
+        self.history = []
+        self.owned = set()
+        self.commit_failures = 0
+        self.last_record = None
+        self.joined = False
+
+    def wait_start(self):
+        emit("ready")
+        if self.args.start_file:
+            self.dog.step = f"waiting for the start file {self.args.start_file}"
+            while not os.path.exists(self.args.start_file):
+                time.sleep(0.02)
+        emit("start", group=self.args.group)
+        self.dog.step = f"waiting for the first assignment in group {self.args.group}"
+
+    def _change(self, event, parts):
+        parts = sorted(parts)
+        if event == "assigned":
+            self.owned |= set(parts)
+            if not self.joined:
+                self.joined = True
+                self.dog.step = f"consuming in group {self.args.group}"
+        else:
+            self.owned -= set(parts)
+        entry = {"event": event, "t_ms": now_ms(), "partitions": parts, "owned": sorted(self.owned)}
+        self.history.append(entry)
+        emit(event, partitions=parts, owned=sorted(self.owned))
+
+    def assigned(self, parts):
+        self._change("assigned", parts)
+
+    def revoked(self, parts):
+        self._change("revoked", parts)
+
+    def lost(self, parts):
+        self._change("lost", parts)
+
+    def batch(self, recs):
+        """recs: [(partition, offset, key str)]; returns the offsets to commit [[p, next]]."""
+        if not recs:
+            return []
+        self.consumed.extend([p, o, k] for p, o, k in recs)
+        self.last_record = time.monotonic()
+        emit("batch", records=[[p, o, k] for p, o, k in recs])
+        nxt = {}
+        for p, o, _ in recs:
+            nxt[p] = max(nxt.get(p, -1), o + 1)
+        return sorted([p, n] for p, n in nxt.items())
+
+    def commit_failed(self, offsets, err):
+        self.commit_failures += 1
+        emit("commit_failed", offsets=offsets, error=str(err))
+
+    def stop_reason(self):
+        if self.args.stop_file and os.path.exists(self.args.stop_file):
+            return "stop-file"
+        idle = self.args.idle_exit
+        if idle > 0 and self.last_record is not None and time.monotonic() - self.last_record >= idle:
+            return "idle"
+        return None
+
+    def pause(self):
+        if self.args.batch_delay_ms > 0:
+            time.sleep(self.args.batch_delay_ms / 1000)
+
+    def finish(self, client, version, reason, **extra):
+        summary = {
+            "event": "summary",
+            "t_ms": now_ms(),
+            "client": client,
+            "version": version,
+            "mode": "group",
+            "group": self.args.group,
+            "topic": self.args.topic,
+            "stopped_by": reason,
+            "consumed": self.consumed,
+            "assignments": self.history,
+            "commit_failures": self.commit_failures,
+        }
+        summary.update(extra)
+        sys.stdout.write(json.dumps(summary, sort_keys=True, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+        os._exit(0)

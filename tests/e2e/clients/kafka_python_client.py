@@ -13,6 +13,13 @@ i % 3, wait for every ack, read everything back with assign + seek_to_beginning 
 compare record by record with what was acked. kafka-python cannot send a null header value
 (its send() wants bytes), so those records carry an empty header value instead.
 
+Mode produce: N records key "k{i}", value "v{i}" to partition i % P (--first, --partitions).
+
+Mode group: one member of --group (e2e_common.py describes the events it prints): subscribe with
+a rebalance listener, no auto commit, commit() (the positions of what poll returned) after each
+poll batch, kafka-python's default assignors (range, roundrobin: eager), until --stop-file or
+--idle-exit.
+
 Exit 0 with a one-line JSON summary when every check passed; exit 1 with what differed.
 """
 
@@ -25,12 +32,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import e2e_common as common  # noqa: E402
 
-args = common.parse_args("kelp end-to-end client on kafka-python", ("produce-verify",), has_admin=True)
+args = common.parse_args(
+    "kelp end-to-end client on kafka-python", ("produce-verify", "produce", "group"), has_admin=True
+)
 dog = common.Watchdog(args.timeout)
 
 dog.step = "importing kafka"
 import kafka  # noqa: E402
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 
 V3 = not kafka.__version__.startswith("2.")
@@ -67,13 +76,13 @@ def guarded(what, fn):
         common.fail(f"{what}: {type(e).__name__}: {e}")
 
 
-def create_topic():
+def create_topic(partitions=common.PARTITIONS):
     dog.step = f"create topic {args.topic}"
     admin = guarded(dog.step, lambda: KafkaAdminClient(request_timeout_ms=ms_left(), **common_conf()))
     if V3:
-        spec = {args.topic: {"num_partitions": common.PARTITIONS, "replication_factor": 1}}
+        spec = {args.topic: {"num_partitions": partitions, "replication_factor": 1}}
     else:
-        spec = [NewTopic(args.topic, num_partitions=common.PARTITIONS, replication_factor=1)]
+        spec = [NewTopic(args.topic, num_partitions=partitions, replication_factor=1)]
     guarded(dog.step, lambda: admin.create_topics(spec, timeout_ms=ms_left()))
     admin.close()
 
@@ -193,4 +202,69 @@ def produce_verify():
     )
 
 
-produce_verify()
+def produce_mode():
+    if args.create:
+        create_topic(args.partitions)
+    records = common.produce_records(args)
+    produce(records)
+    common.produce_summary("kafka-python", kafka.__version__, args, records)
+
+
+def group_mode():
+    member = common.Member(args, dog)
+    member.wait_start()
+
+    def parts(tps):
+        return [tp.partition for tp in tps if tp.topic == args.topic]
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            member.revoked(parts(revoked))
+
+        def on_partitions_assigned(self, assigned):
+            member.assigned(parts(assigned))
+
+    consumer = guarded(
+        dog.step,
+        lambda: KafkaConsumer(
+            group_id=args.group,
+            client_id=f"kelp-e2e-kafka-python-{kafka.__version__}-{os.getpid()}",
+            bootstrap_servers=[args.bootstrap],
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=1000,
+            max_poll_records=args.max_batch,
+            request_timeout_ms=30000,
+        ),
+    )
+    consumer.subscribe([args.topic], listener=Listener())
+    reason = None
+    while reason is None:
+        batch = guarded(dog.step, lambda: consumer.poll(timeout_ms=200, max_records=args.max_batch))
+        recs = [
+            (tp.partition, m.offset, (m.key or b"").decode())
+            for tp, msgs in batch.items()
+            for m in msgs
+            if tp.topic == args.topic
+        ]
+        offsets = member.batch(recs)
+        if offsets:
+            try:
+                consumer.commit()  # the positions after this batch, synchronously
+            except Exception as e:  # CommitFailedError, RebalanceInProgressError, ...
+                member.commit_failed(offsets, f"{type(e).__name__}: {e}")
+            member.pause()
+        reason = member.stop_reason()
+    dog.step = f"leaving group {args.group}"
+    consumer.close(autocommit=False)  # every batch was committed; close() leaves the group
+    member.finish("kafka-python", kafka.__version__, reason)
+
+
+if args.mode == "produce-verify":
+    produce_verify()
+elif args.mode == "produce":
+    produce_mode()
+else:
+    group_mode()

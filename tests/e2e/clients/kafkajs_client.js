@@ -21,6 +21,15 @@
 // kafkajs headers are an object: a repeated key must be an array (so repeats are adjacent), and
 // its encoder throws on a null header value, so those records carry an empty value instead.
 //
+// Mode produce: N records key "k{i}", value "v{i}" to partition i % P (--first, --partitions).
+//
+// Mode group: one member of --group: subscribe (fromBeginning, so a lost commit shows), eachBatch
+// with autoCommit off, the batch handled in slices of --max-batch records, each slice committed
+// with commitOffsets before the next, kafkajs's round-robin assignor (the one every kafkajs member
+// offers), until --stop-file exists or --idle-exit seconds pass without records. kafkajs is eager
+// and has no revoke callback: REBALANCING prints a revoke of everything owned, GROUP_JOIN the new
+// assignment. Output: one JSON object per line, as e2e_common.py describes.
+//
 // Exit 0 with a one-line JSON summary when every check passed; exit 1 with what differed.
 'use strict'
 
@@ -29,8 +38,10 @@ const path = require('path')
 
 const PARTITIONS = 3
 const SEND_CHUNK = 100
-const USAGE = `usage: kafkajs_client.js --bootstrap HOST:PORT --topic NAME --mode produce-verify
+const USAGE = `usage: kafkajs_client.js --bootstrap HOST:PORT --topic NAME --mode produce-verify|produce|group
        [--compression none|gzip|snappy] [--count N] [--create] [--timeout SECONDS]
+       [--first I] [--partitions P] [--group NAME] [--stop-file PATH] [--start-file PATH]
+       [--idle-exit S] [--max-batch N] [--batch-delay-ms MS]
 
   --create      create the topic (3 partitions) with the admin API first
   --count N     records to produce (default 1000)
@@ -58,7 +69,7 @@ function fail(lines) {
 }
 
 function parseArgs(argv) {
-  const a = { compression: 'none', count: 1000, create: false, timeout: 60 }
+  const a = { compression: 'none', count: 1000, create: false, timeout: 60, first: 0, partitions: 6, idleExit: 0, maxBatch: 500, batchDelayMs: 0 }
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]
     const value = () => {
@@ -73,12 +84,23 @@ function parseArgs(argv) {
       case '--count': a.count = Number(value()); break
       case '--timeout': a.timeout = Number(value()); break
       case '--create': a.create = true; break
+      case '--group': a.group = value(); break
+      case '--stop-file': a.stopFile = value(); break
+      case '--start-file': a.startFile = value(); break
+      case '--idle-exit': a.idleExit = Number(value()); break
+      case '--max-batch': a.maxBatch = Number(value()); break
+      case '--batch-delay-ms': a.batchDelayMs = Number(value()); break
+      case '--first': a.first = Number(value()); break
+      case '--partitions': a.partitions = Number(value()); break
       case '-h': case '--help': process.stdout.write(USAGE + '\n'); process.exit(0); break
       default: usageError(`unknown argument ${flag}`)
     }
   }
   if (!a.bootstrap || !a.topic || !a.mode) usageError('--bootstrap, --topic and --mode are required')
-  if (a.mode !== 'produce-verify') usageError(`--mode ${a.mode}: kafkajs_client.js has produce-verify only`)
+  if (!['produce-verify', 'produce', 'group'].includes(a.mode)) {
+    usageError(`--mode ${a.mode}: kafkajs_client.js has produce-verify, produce and group`)
+  }
+  if (a.mode === 'group' && !a.group) usageError('--mode group needs --group NAME')
   if (!['none', 'gzip', 'snappy'].includes(a.compression)) {
     usageError(`--compression ${a.compression}: kafkajs_client.js offers none, gzip, snappy`)
   }
@@ -110,7 +132,7 @@ function load(name) {
 }
 
 step = 'loading kafkajs'
-const { Kafka, CompressionTypes, CompressionCodecs, Partitioners, logLevel } = load('kafkajs')
+const { Kafka, CompressionTypes, CompressionCodecs, Partitioners, PartitionAssigners, logLevel } = load('kafkajs')
 CompressionCodecs[CompressionTypes.Snappy] = load('kafkajs-snappy')
 const KAFKAJS_VERSION = load('kafkajs/package.json').version
 const COMPRESSION = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP, snappy: CompressionTypes.Snappy }
@@ -191,12 +213,12 @@ function makeRecords(count) {
 
 // ---- produce ----------------------------------------------------------------------------------
 
-async function createTopic() {
+async function createTopic(numPartitions = PARTITIONS) {
   step = `create topic ${args.topic}`
   const admin = kafka.admin()
   await admin.connect()
   const created = await admin.createTopics({
-    topics: [{ topic: args.topic, numPartitions: PARTITIONS, replicationFactor: 1 }],
+    topics: [{ topic: args.topic, numPartitions, replicationFactor: 1 }],
     timeout: Math.min(30000, msLeft()),
   })
   await admin.disconnect()
@@ -346,7 +368,125 @@ function verify(records, got, counts, highWatermarks) {
 
 // ---- main -------------------------------------------------------------------------------------
 
+// ---- produce and group ------------------------------------------------------------------------
+
+const fs = require('fs')
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+
+function emit(event, fields = {}) {
+  const line = JSON.stringify({ event, t_ms: Date.now(), ...fields })
+  process.stdout.write(line + '\n')
+  return line
+}
+
+async function produceMode() {
+  if (args.create) await createTopic(args.partitions)
+  const records = []
+  const now = Date.now()
+  for (let i = args.first; i < args.first + args.count; i++) {
+    records.push({ i, partition: i % args.partitions, key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`), headers: [], timestamp: now })
+  }
+  await produce(records)
+  const per = Array(args.partitions).fill(0)
+  for (const r of records) {
+    if (r.ackedOffset === null || r.ackedPartition !== r.partition) throw new Error(`record ${r.i} not acked on partition ${r.partition}`)
+    per[r.partition]++
+  }
+  const summary = { client: 'kafkajs', version: KAFKAJS_VERSION, mode: 'produce', topic: args.topic, first: args.first, records: records.length, per_partition: per }
+  process.stdout.write(JSON.stringify(summary) + '\n', () => process.exit(0))
+}
+
+async function groupMode() {
+  emit('ready')
+  if (args.startFile) {
+    step = `waiting for the start file ${args.startFile}`
+    while (!fs.existsSync(args.startFile)) await sleep(20)
+  }
+  emit('start', { group: args.group })
+  step = `waiting for the first assignment in group ${args.group}`
+  const consumed = []
+  const history = []
+  let owned = new Set()
+  let commitFailures = 0
+  let lastRecord = null
+  let stopping = false
+  const change = (event, parts) => {
+    parts = [...parts].sort((a, b) => a - b)
+    if (event === 'assigned') {
+      for (const p of parts) owned.add(p)
+      step = `consuming in group ${args.group}`
+    } else {
+      for (const p of parts) owned.delete(p)
+    }
+    const fields = { partitions: parts, owned: [...owned].sort((a, b) => a - b) }
+    history.push({ event, t_ms: Date.now(), ...fields })
+    emit(event, fields)
+  }
+  const consumer = kafka.consumer({
+    groupId: args.group,
+    partitionAssigners: [PartitionAssigners.roundRobin],
+    sessionTimeout: 10000,
+    heartbeatInterval: 1000,
+    maxWaitTimeInMs: 100,
+    retry: { retries: 10, initialRetryTime: 100, maxRetryTime: 2000 },
+  })
+  consumer.on(consumer.events.REBALANCING, () => {
+    if (owned.size) change('revoked', owned)
+  })
+  consumer.on(consumer.events.GROUP_JOIN, e => {
+    if (owned.size) change('revoked', owned) // eager: a new generation replaces everything
+    change('assigned', (e.payload.memberAssignment || {})[args.topic] || [])
+  })
+  consumer.on(consumer.events.CRASH, e => {
+    const err = e.payload.error
+    note(`consumer crashed (restart: ${e.payload.restart}): ${err && (err.name + ': ' + err.message)}`)
+    if (!e.payload.restart) fail(`${step}: consumer crashed: ${err && (err.name + ': ' + err.message)}`)
+  })
+  await consumer.connect()
+  await consumer.subscribe({ topics: [args.topic], fromBeginning: true })
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+      for (let at = 0; at < batch.messages.length; at += args.maxBatch) {
+        if (stopping || !isRunning() || isStale()) return
+        const slice = batch.messages.slice(at, at + args.maxBatch)
+        const recs = slice.map(m => [batch.partition, Number(m.offset), m.key ? m.key.toString() : ''])
+        for (const r of recs) consumed.push(r)
+        lastRecord = Date.now()
+        emit('batch', { records: recs })
+        const next = String(Number(slice[slice.length - 1].offset) + 1)
+        try {
+          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }])
+        } catch (err) {
+          commitFailures++
+          emit('commit_failed', { offsets: [[batch.partition, Number(next)]], error: `${err.name}: ${err.message}` })
+        }
+        resolveOffset(slice[slice.length - 1].offset)
+        await heartbeat()
+        if (args.batchDelayMs > 0) await sleep(args.batchDelayMs)
+      }
+    },
+  })
+  let reason = null
+  while (reason === null) {
+    await sleep(100)
+    if (args.stopFile && fs.existsSync(args.stopFile)) reason = 'stop-file'
+    else if (args.idleExit > 0 && lastRecord !== null && Date.now() - lastRecord >= args.idleExit * 1000) reason = 'idle'
+  }
+  stopping = true
+  step = `leaving group ${args.group}`
+  await consumer.disconnect() // every slice was committed; this leaves the group
+  const summary = {
+    event: 'summary', t_ms: Date.now(), client: 'kafkajs', version: KAFKAJS_VERSION, mode: 'group', group: args.group,
+    topic: args.topic, stopped_by: reason, consumed, assignments: history, commit_failures: commitFailures,
+  }
+  process.stdout.write(JSON.stringify(summary) + '\n', () => process.exit(0))
+}
+
 async function main() {
+  if (args.mode === 'produce') return produceMode()
+  if (args.mode === 'group') return groupMode()
   if (args.create) await createTopic()
   const records = makeRecords(args.count)
   await produce(records)
