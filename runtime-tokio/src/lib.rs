@@ -21,13 +21,18 @@ use std::time::{Instant as StdInstant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use kelp_core::{Broker, CmdId, Completion, ConnId, Input, Instant, Now, Output};
 use kelp_storage::{CompletionSink, Sink, Store};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc};
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// One read buffer per runtime thread, shared by every connection's reader.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
+}
 /// Bytes a reader may have handed to the broker task that it has not yet consumed.
 const MAX_UNPROCESSED: usize = 1024 * 1024;
 
@@ -194,7 +199,7 @@ fn update_reading(broker: &Broker, conns: &HashMap<ConnId, ConnHandle>) {
 fn spawn_conn(
     conn: ConnId,
     peer: SocketAddr,
-    mut rd: OwnedReadHalf,
+    rd: OwnedReadHalf,
     wr: OwnedWriteHalf,
     events: mpsc::UnboundedSender<Event>,
 ) -> ConnHandle {
@@ -208,7 +213,6 @@ fn spawn_conn(
     let reader_shared = shared.clone();
     let events_for_writer = events.clone();
     tokio::spawn(async move {
-        let mut buf = vec![0u8; READ_CHUNK];
         loop {
             while (reader_shared.paused.load(Ordering::Acquire)
                 || reader_shared.unprocessed.load(Ordering::Acquire) > MAX_UNPROCESSED)
@@ -219,14 +223,21 @@ fn spawn_conn(
             if reader_shared.closed.load(Ordering::Acquire) {
                 return;
             }
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    reader_shared.unprocessed.fetch_add(n, Ordering::AcqRel);
-                    if events.send(Event::Received(conn, Bytes::copy_from_slice(&buf[..n]))).is_err() {
+            // Wait for data without holding a buffer, then read into the thread's scratch
+            // buffer: an idle connection costs no read buffer of its own.
+            if rd.readable().await.is_err() {
+                break;
+            }
+            match SCRATCH.with_borrow_mut(|buf| rd.try_read(buf).map(|n| Bytes::copy_from_slice(&buf[..n]))) {
+                Ok(b) if b.is_empty() => break,
+                Ok(b) => {
+                    reader_shared.unprocessed.fetch_add(b.len(), Ordering::AcqRel);
+                    if events.send(Event::Received(conn, b)).is_err() {
                         return;
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
             }
         }
         tracing::debug!(?conn, %peer, "peer closed");
