@@ -8,16 +8,15 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use kelp_core::codec::generated::RequestBody;
 use kelp_core::codec::generated::api_versions::ApiVersionsRequest;
 use kelp_core::codec::generated::create_topics::{CreatableTopic, CreateTopicsRequest};
 use kelp_core::codec::generated::fetch::{FetchPartition, FetchRequest, FetchTopic};
-use kelp_core::codec::generated::header::ResponseHeader;
 use kelp_core::codec::generated::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
-use kelp_core::codec::generated::{RequestBody, ResponseBody};
-use kelp_core::codec::{Message, Reader};
 use kelp_core::records::{Compression, RecordBatchBuilder};
 use kelp_tests::expect_body;
 use kelp_tests::harness::Harness;
+use kelp_tests::raw::RawClient;
 use kelp_tests::server::KelpServer;
 
 fn connect(server: &KelpServer) -> TcpStream {
@@ -27,29 +26,20 @@ fn connect(server: &KelpServer) -> TcpStream {
     s
 }
 
-fn call(s: &mut TcpStream, body: RequestBody, version: i16) -> ResponseBody {
-    let api = body.api_key();
-    s.write_all(&Harness::frame(&body, version, 7)).expect("send request");
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size).expect("response size");
-    let mut buf = vec![0u8; usize::try_from(i32::from_be_bytes(size)).expect("positive size")];
-    s.read_exact(&mut buf).expect("response body");
-    let buf = Bytes::from(buf);
-    let mut r = Reader::new(&buf);
-    let header = ResponseHeader::decode(&mut r, api.response_header_version(version)).expect("header");
-    assert_eq!(header.correlation_id, 7);
-    ResponseBody::decode(api, &mut r, version).expect("body")
+/// A request/response client on a fresh connection.
+fn client(server: &KelpServer) -> RawClient {
+    RawClient::connect(server.addr).expect("connect to kelp")
 }
 
 /// The server answers ApiVersions on a fresh connection.
 fn healthy(server: &KelpServer) {
-    let mut s = connect(server);
+    let mut s = client(server);
     let req = ApiVersionsRequest {
         client_software_name: "kelp-e2e".into(),
         client_software_version: "1.0".into(),
         ..Default::default()
     };
-    let resp = expect_body!(call(&mut s, RequestBody::ApiVersions(req), 3), ApiVersions);
+    let resp = expect_body!(s.call(RequestBody::ApiVersions(req), 3).expect("answer"), ApiVersions);
     assert_eq!(resp.error_code, 0);
     assert!(!resp.api_keys.is_empty());
 }
@@ -119,7 +109,7 @@ fn batch_of(bytes: usize) -> Bytes {
 #[test]
 fn a_client_that_never_reads_cannot_grow_kelps_memory() {
     let server = KelpServer::start(&[]);
-    let mut admin = connect(&server);
+    let mut admin = client(&server);
     let create = RequestBody::CreateTopics(CreateTopicsRequest {
         topics: vec![CreatableTopic {
             name: "big".into(),
@@ -129,7 +119,7 @@ fn a_client_that_never_reads_cannot_grow_kelps_memory() {
         }],
         ..Default::default()
     });
-    expect_body!(call(&mut admin, create, 7), CreateTopics);
+    expect_body!(admin.call(create, 7).expect("answer"), CreateTopics);
     // 3.6 MB of records, in batches just under the default max.message.bytes.
     for _ in 0..4 {
         let produce = RequestBody::Produce(ProduceRequest {
@@ -146,7 +136,7 @@ fn a_client_that_never_reads_cannot_grow_kelps_memory() {
             }],
             ..Default::default()
         });
-        let resp = expect_body!(call(&mut admin, produce, 11), Produce);
+        let resp = expect_body!(admin.call(produce, 11).expect("answer"), Produce);
         assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
     }
     let baseline = server.rss_kib().unwrap_or(0);
@@ -189,8 +179,8 @@ fn a_client_that_never_reads_cannot_grow_kelps_memory() {
     assert!(peak < baseline + 64 * 1024, "kelp grew from {baseline} KiB to {peak} KiB for a client that never reads");
     // Everyone else is still served.
     healthy(&server);
-    let mut other = connect(&server);
-    let resp = expect_body!(call(&mut other, fetch.clone(), 12), Fetch);
+    let mut other = client(&server);
+    let resp = expect_body!(other.call(fetch.clone(), 12).expect("answer"), Fetch);
     assert_eq!(resp.responses[0].partitions[0].high_watermark, 4 * 900);
     drop(slow);
     std::thread::sleep(Duration::from_millis(200));
