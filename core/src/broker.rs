@@ -61,6 +61,8 @@ pub(crate) enum CmdOwner {
 pub(crate) enum Timer {
     /// A long-polling fetch's `max_wait_ms` ran out.
     FetchWait(JobId),
+    /// A consumer group's session, join or sync deadline.
+    Group(crate::group::classic::GroupTimer),
 }
 
 /// A topic and its partitions.
@@ -106,6 +108,7 @@ pub struct Broker {
     pub(crate) fetch_waiters: HashMap<PartitionKey, Vec<JobId>>,
     pub(crate) sessions: api::fetch::Sessions,
     pub(crate) producer_ids: api::producer::ProducerIds,
+    pub(crate) groups: crate::group::Groups,
 }
 
 impl core::fmt::Debug for Broker {
@@ -145,6 +148,7 @@ impl Broker {
             fetch_waiters: HashMap::new(),
             sessions: api::fetch::Sessions::default(),
             producer_ids: api::producer::ProducerIds::default(),
+            groups: crate::group::Groups::default(),
         };
         b.storage(CmdOwner::Recover, Command::Recover);
         b
@@ -407,6 +411,11 @@ impl Broker {
             }
         }
         self.producer_ids.recover(&rec.values, self.topics.values());
+        let (groups, timers) = crate::group::Groups::recover(&rec.values, self.now.mono);
+        self.groups = groups;
+        for (t, at) in timers {
+            self.timers.arm(Timer::Group(t), at);
+        }
         self.recovered = true;
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for c in conns {
@@ -475,6 +484,7 @@ impl Broker {
         while let Some(t) = self.timers.pop_due(self.now.mono) {
             match t {
                 Timer::FetchWait(job) => api::fetch::expire(self, job),
+                Timer::Group(t) => api::group::timer(self, t),
             }
         }
     }

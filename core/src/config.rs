@@ -47,6 +47,20 @@ pub struct Config {
     pub max_decompressed_batch: usize,
     /// How long a fetch session may sit idle before it can be evicted.
     pub fetch_session_idle: Duration,
+    /// How long the first rebalance of an empty group waits for more members, extended per
+    /// joiner up to the rebalance timeout (Kafka: `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay: Duration,
+    /// Most members a classic group admits (Kafka: `group.max.size`); bounds every group.
+    pub group_max_size: usize,
+    /// Shortest session timeout a member may ask for (Kafka: `group.min.session.timeout.ms`).
+    pub group_min_session_timeout: Duration,
+    /// Longest session timeout a member may ask for (Kafka: `group.max.session.timeout.ms`).
+    pub group_max_session_timeout: Duration,
+    /// How long a member that joined but was never answered is kept (Kafka's
+    /// `classicGroupNewMemberJoinTimeoutMs`, 5 minutes).
+    pub group_new_member_join_timeout: Duration,
+    /// Longest metadata string an offset commit may carry (Kafka: `offset.metadata.max.bytes`).
+    pub offset_metadata_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -70,6 +84,12 @@ impl Default for Config {
             max_fetch_sessions: 1000,
             max_decompressed_batch: 64 * 1024 * 1024,
             fetch_session_idle: Duration::from_secs(120),
+            group_initial_rebalance_delay: Duration::from_secs(3),
+            group_max_size: 10_000,
+            group_min_session_timeout: Duration::from_secs(6),
+            group_max_session_timeout: Duration::from_secs(1800),
+            group_new_member_join_timeout: Duration::from_secs(300),
+            offset_metadata_max_bytes: 4096,
         }
     }
 }

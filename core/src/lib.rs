@@ -32,6 +32,7 @@ pub mod codec;
 pub mod config;
 pub mod conn;
 pub mod fuzzing;
+pub mod group;
 pub mod io;
 pub mod log;
 pub mod mem_store;

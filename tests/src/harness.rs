@@ -403,3 +403,148 @@ pub fn record_values(records: &RecordSet) -> Vec<(i64, String)> {
     }
     out
 }
+
+// ---- consumer groups ---------------------------------------------------------------------
+
+/// A consumer-protocol subscription (version 0) to `topics`, as a JoinGroup protocol's metadata.
+#[must_use]
+pub fn subscription(topics: &[&str]) -> Bytes {
+    use kelp_core::codec::generated::consumer_protocol_subscription::ConsumerProtocolSubscription;
+    let s =
+        ConsumerProtocolSubscription { topics: topics.iter().map(|t| KStr::from(*t)).collect(), ..Default::default() };
+    let mut w = Writer::default();
+    w.i16(0);
+    s.encode(&mut w, 0);
+    w.into_bytes()
+}
+
+/// A JoinGroup of protocol type `consumer`: session timeout 10 s, rebalance timeout 30 s.
+#[must_use]
+pub fn join_request(group: &str, member_id: &str, instance: Option<&str>, protocols: &[(&str, Bytes)]) -> RequestBody {
+    use kelp_core::codec::generated::join_group::{JoinGroupRequest, JoinGroupRequestProtocol};
+    RequestBody::JoinGroup(JoinGroupRequest {
+        group_id: group.into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 30_000,
+        member_id: member_id.into(),
+        group_instance_id: instance.map(KStr::from),
+        protocol_type: "consumer".into(),
+        protocols: protocols
+            .iter()
+            .map(|(n, m)| JoinGroupRequestProtocol { name: (*n).into(), metadata: m.clone(), ..Default::default() })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// A SyncGroup; `assignments` only from the leader.
+#[must_use]
+pub fn sync_request(
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    instance: Option<&str>,
+    assignments: &[(&str, Bytes)],
+) -> RequestBody {
+    use kelp_core::codec::generated::sync_group::{SyncGroupRequest, SyncGroupRequestAssignment};
+    RequestBody::SyncGroup(SyncGroupRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: member_id.into(),
+        group_instance_id: instance.map(KStr::from),
+        protocol_type: Some("consumer".into()),
+        protocol_name: None,
+        assignments: assignments
+            .iter()
+            .map(|(m, a)| SyncGroupRequestAssignment {
+                member_id: (*m).into(),
+                assignment: a.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// A Heartbeat.
+#[must_use]
+pub fn heartbeat_request(group: &str, generation: i32, member_id: &str, instance: Option<&str>) -> RequestBody {
+    use kelp_core::codec::generated::heartbeat::HeartbeatRequest;
+    RequestBody::Heartbeat(HeartbeatRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: member_id.into(),
+        group_instance_id: instance.map(KStr::from),
+        ..Default::default()
+    })
+}
+
+/// A LeaveGroup (v3+ form) of these (member id, instance id) pairs.
+#[must_use]
+pub fn leave_request(group: &str, members: &[(&str, Option<&str>)]) -> RequestBody {
+    use kelp_core::codec::generated::leave_group::{LeaveGroupRequest, MemberIdentity};
+    RequestBody::LeaveGroup(LeaveGroupRequest {
+        group_id: group.into(),
+        members: members
+            .iter()
+            .map(|(m, i)| MemberIdentity {
+                member_id: (*m).into(),
+                group_instance_id: i.map(KStr::from),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// An OffsetCommit of (topic, partition, offset) by name (v9 and below).
+#[must_use]
+pub fn commit_request(group: &str, generation: i32, member_id: &str, offsets: &[(&str, i32, i64)]) -> RequestBody {
+    use kelp_core::codec::generated::offset_commit::{
+        OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
+    for (t, p, o) in offsets {
+        let part = OffsetCommitRequestPartition {
+            partition_index: *p,
+            committed_offset: *o,
+            committed_metadata: Some(KStr::from(format!("meta-{o}"))),
+            ..Default::default()
+        };
+        match topics.iter_mut().find(|x| x.name.as_str() == *t) {
+            Some(x) => x.partitions.push(part),
+            None => topics.push(OffsetCommitRequestTopic {
+                name: (*t).into(),
+                partitions: vec![part],
+                ..Default::default()
+            }),
+        }
+    }
+    RequestBody::OffsetCommit(OffsetCommitRequest {
+        group_id: group.into(),
+        generation_id_or_member_epoch: generation,
+        member_id: member_id.into(),
+        topics,
+        ..Default::default()
+    })
+}
+
+/// An OffsetFetch (v1-v7 form) of one group; `None` asks for every partition.
+#[must_use]
+pub fn offset_fetch_request(group: &str, topics: Option<&[(&str, &[i32])]>, require_stable: bool) -> RequestBody {
+    use kelp_core::codec::generated::offset_fetch::{OffsetFetchRequest, OffsetFetchRequestTopic};
+    RequestBody::OffsetFetch(OffsetFetchRequest {
+        group_id: group.into(),
+        topics: topics.map(|ts| {
+            ts.iter()
+                .map(|(t, ps)| OffsetFetchRequestTopic {
+                    name: (*t).into(),
+                    partition_indexes: ps.to_vec(),
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        require_stable,
+        ..Default::default()
+    })
+}

@@ -24,5 +24,5 @@ pub fn random_response(key: ApiKey, version: i16, seed: u64) -> ResponseBody {
 
 pub mod clients;
 pub mod harness;
-pub mod server;
 pub mod raw;
+pub mod server;

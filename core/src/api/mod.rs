@@ -7,8 +7,10 @@
 pub mod admin;
 pub mod api_versions;
 pub mod fetch;
+pub mod group;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 pub mod producer;
 
@@ -38,6 +40,17 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DESCRIBE_CLUSTER, 0, 2),
     (ApiKey::DESCRIBE_PRODUCERS, 0, 0),
     (ApiKey::DESCRIBE_TOPIC_PARTITIONS, 0, 0),
+    (ApiKey::FIND_COORDINATOR, 0, 6),
+    (ApiKey::JOIN_GROUP, 0, 9),
+    (ApiKey::SYNC_GROUP, 0, 5),
+    (ApiKey::HEARTBEAT, 0, 4),
+    (ApiKey::LEAVE_GROUP, 0, 5),
+    (ApiKey::OFFSET_COMMIT, 2, 10),
+    (ApiKey::OFFSET_FETCH, 1, 10),
+    (ApiKey::OFFSET_DELETE, 0, 0),
+    (ApiKey::DELETE_GROUPS, 0, 2),
+    (ApiKey::LIST_GROUPS, 0, 5),
+    (ApiKey::DESCRIBE_GROUPS, 0, 6),
 ];
 
 /// Whether the broker serves `api` at `version`.
@@ -48,8 +61,18 @@ pub fn served(api: ApiKey, version: i16) -> bool {
 
 /// Hands a decoded request to its handler.
 pub(crate) fn dispatch(b: &mut Broker, req: Req, client_id: Option<KStr>, body: RequestBody) {
-    let _ = client_id;
     match body {
+        RequestBody::FindCoordinator(m) => group::find_coordinator(b, req, &m),
+        RequestBody::JoinGroup(m) => group::join_group(b, req, client_id, &m),
+        RequestBody::SyncGroup(m) => group::sync_group(b, req, &m),
+        RequestBody::Heartbeat(m) => group::heartbeat(b, req, &m),
+        RequestBody::LeaveGroup(m) => group::leave_group(b, req, &m),
+        RequestBody::ListGroups(m) => group::list_groups(b, req, &m),
+        RequestBody::DescribeGroups(m) => group::describe_groups(b, req, &m),
+        RequestBody::DeleteGroups(m) => group::delete_groups(b, req, &m),
+        RequestBody::OffsetCommit(m) => offsets::offset_commit(b, req, &m),
+        RequestBody::OffsetFetch(m) => offsets::offset_fetch(b, req, &m),
+        RequestBody::OffsetDelete(m) => offsets::offset_delete(b, req, &m),
         RequestBody::ApiVersions(m) => api_versions::handle(b, req, &m),
         RequestBody::Metadata(m) => metadata::handle(b, req, m),
         RequestBody::Produce(m) => produce::handle(b, req, m),
@@ -85,6 +108,10 @@ pub(crate) enum Job {
     ListOffsets(list_offsets::ListOffsetsJob),
     /// A response waiting for storage commands; `finish` applies their results.
     Reply(Box<ReplyJob>),
+    /// A group's metadata being stored.
+    GroupStore(group::StoreJob),
+    /// Offset commits being stored.
+    Commit(Box<offsets::CommitJob>),
 }
 
 /// A response that is sent once every storage command it waits for has completed.
@@ -140,6 +167,8 @@ pub(crate) fn job_completed(b: &mut Broker, job: JobId, part: usize, result: Com
         Job::Produce(_) => produce::part_done(b, job, part, result),
         Job::Fetch(_) => fetch::read_done(b, job, part, result),
         Job::ListOffsets(_) => list_offsets::lookup_done(b, job, part, result),
+        Job::GroupStore(_) => group::store_done(b, job, result),
+        Job::Commit(_) => offsets::commit_done(b, job, part, result),
         Job::Reply(r) => {
             if let Completion::Failed(e) = result {
                 r.results[part] = Some(e);

@@ -642,13 +642,6 @@ public class JavaClient {
     }
 
     static void groupMode() throws Exception {
-        emit("ready", "");
-        if (startFile != null) {
-            step = "waiting for the start file " + startFile;
-            while (!new java.io.File(startFile).exists()) Thread.sleep(20);
-        }
-        emit("start", "\"group\":" + json(group) + ",\"group_protocol\":" + json(groupProtocol));
-        step = "waiting for the first assignment in group " + group + " (" + groupProtocol + " protocol)";
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ConsumerConfig.CLIENT_ID_CONFIG, "kelp-e2e-java-" + groupProtocol + "-" + ProcessHandle.current().pid());
@@ -667,7 +660,16 @@ public class JavaClient {
         int commitFailures = 0;
         long lastRecord = 0;
         String reason = null;
+        // The consumer is built (classes loaded, nothing sent to the broker yet) before the
+        // member reports ready, so the first-join time measures the group join, not JVM warm-up.
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
+            emit("ready", "");
+            if (startFile != null) {
+                step = "waiting for the start file " + startFile;
+                while (!new java.io.File(startFile).exists()) Thread.sleep(20);
+            }
+            emit("start", "\"group\":" + json(group) + ",\"group_protocol\":" + json(groupProtocol));
+            step = "waiting for the first assignment in group " + group + " (" + groupProtocol + " protocol)";
             consumer.subscribe(List.of(topic), new org.apache.kafka.clients.consumer.ConsumerRebalanceListener() {
                 public void onPartitionsRevoked(java.util.Collection<TopicPartition> tps) {
                     change("revoked", tps);

@@ -1,0 +1,333 @@
+//! Group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, ListGroups,
+//! DescribeGroups and DeleteGroups.
+//!
+//! These handlers look a group up, run the pure coordinator in [`crate::group::classic`] and
+//! carry out the effects it asks for: replies, timers on the broker's table and `Put`s of the
+//! group's metadata, whose completion comes back through [`store_done`].
+
+use bytes::Bytes;
+
+use super::{Job, ReplyJob};
+use crate::broker::{Broker, CmdOwner, JobId, Req, Timer};
+use crate::codec::generated::ResponseBody;
+use crate::codec::generated::delete_groups::{DeletableGroupResult, DeleteGroupsRequest, DeleteGroupsResponse};
+use crate::codec::generated::describe_groups::{
+    DescribeGroupsRequest, DescribeGroupsResponse, DescribedGroup, DescribedGroupMember,
+};
+use crate::codec::generated::find_coordinator::{Coordinator, FindCoordinatorRequest, FindCoordinatorResponse};
+use crate::codec::generated::heartbeat::{HeartbeatRequest, HeartbeatResponse};
+use crate::codec::generated::join_group::{JoinGroupRequest, JoinGroupResponse};
+use crate::codec::generated::leave_group::{LeaveGroupRequest, LeaveGroupResponse, MemberIdentity, MemberResponse};
+use crate::codec::generated::list_groups::{ListGroupsRequest, ListGroupsResponse, ListedGroup};
+use crate::codec::generated::sync_group::SyncGroupRequest;
+use crate::codec::{ErrorCode, KStr};
+use crate::group::classic::{ClassicGroup, Client, Ctx, Effect, GroupState, GroupTimer, StoreThen, sync_error};
+use crate::group::{encode_group, group_key, offset_key};
+use crate::io::{Command, Completion};
+use crate::time::Duration;
+
+/// Group operations reported when DescribeGroups asks (READ, DELETE, DESCRIBE,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS): this broker authorizes everything.
+const GROUP_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
+/// `authorized_operations` when not asked for.
+const OPS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// A group's metadata being stored, and what follows.
+#[derive(Debug)]
+pub(crate) struct StoreJob {
+    group: KStr,
+    then: StoreThen,
+}
+
+pub(crate) fn find_coordinator(b: &mut Broker, req: Req, m: &FindCoordinatorRequest) {
+    let (node, host, port) = (b.cfg.node_id, b.cfg.advertised_host.clone(), b.cfg.advertised_port);
+    // Group (0) and transaction (1) keys: this node coordinates both.
+    let code = if matches!(m.key_type, 0 | 1) { ErrorCode::NONE } else { ErrorCode::INVALID_REQUEST };
+    let ok = code == ErrorCode::NONE;
+    let mut resp = FindCoordinatorResponse {
+        error_code: code.0,
+        node_id: if ok { node } else { -1 },
+        host: if ok { host.clone() } else { KStr::default() },
+        port: if ok { port } else { -1 },
+        ..Default::default()
+    };
+    if req.version >= 4 {
+        resp = FindCoordinatorResponse::default();
+        resp.coordinators = m
+            .coordinator_keys
+            .iter()
+            .map(|k| Coordinator {
+                key: k.clone(),
+                node_id: if ok { node } else { -1 },
+                host: if ok { host.clone() } else { KStr::default() },
+                port: if ok { port } else { -1 },
+                error_code: code.0,
+                ..Default::default()
+            })
+            .collect();
+    }
+    b.respond(req, &ResponseBody::FindCoordinator(resp));
+}
+
+/// Runs `f` on `group` with a fresh effect sink, then carries the effects out.
+fn run<R>(b: &mut Broker, group: &KStr, f: impl FnOnce(&mut ClassicGroup, &mut Ctx<'_>) -> R) -> Option<R> {
+    let mut out = Vec::new();
+    let r = {
+        let g = b.groups.classic.get_mut(group)?;
+        let mut cx = Ctx { now: b.now.mono, cfg: &b.cfg, rng: &mut b.rng, out: &mut out };
+        f(g, &mut cx)
+    };
+    apply(b, group, out);
+    Some(r)
+}
+
+fn apply(b: &mut Broker, group: &KStr, effects: Vec<Effect>) {
+    for e in effects {
+        match e {
+            Effect::Reply(req, body) => b.respond(req, &body),
+            Effect::Arm(t, at) => b.timers.arm(Timer::Group(t), at),
+            Effect::Cancel(t) => b.timers.cancel(&Timer::Group(t)),
+            Effect::Store(then) => store(b, group, then),
+        }
+    }
+}
+
+fn store(b: &mut Broker, group: &KStr, then: StoreThen) {
+    let Some(g) = b.groups.classic.get(group) else { return };
+    let value = encode_group(g);
+    let job = b.park(Job::GroupStore(StoreJob { group: group.clone(), then }));
+    b.storage(CmdOwner::Job { job, part: 0 }, Command::Put { key: group_key(group), value: Some(value) });
+}
+
+/// A group metadata `Put` completed.
+pub(crate) fn store_done(b: &mut Broker, job: JobId, result: Completion) {
+    let Some(Job::GroupStore(j)) = b.jobs.remove(&job) else { return };
+    let ok = matches!(result, Completion::Done);
+    match j.then {
+        StoreThen::Nothing => {}
+        StoreThen::Sync { generation } => {
+            run(b, &j.group, |g, cx| g.on_stored(cx, generation, ok));
+        }
+        StoreThen::Reply(req, mut body) => {
+            if !ok && let ResponseBody::JoinGroup(r) = body.as_mut() {
+                r.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.0;
+            }
+            b.respond(req, &body);
+        }
+    }
+}
+
+/// A group timer fired.
+pub(crate) fn timer(b: &mut Broker, t: GroupTimer) {
+    match t {
+        GroupTimer::Heartbeat { group, member } => run(b, &group, |g, cx| g.on_session_timer(cx, &member)),
+        GroupTimer::Join { group } => run(b, &group, |g, cx| g.on_join_timer(cx)),
+        GroupTimer::Sync { group, generation } => run(b, &group, |g, cx| g.on_sync_timer(cx, generation)),
+    };
+}
+
+fn join_error(req: Req, b: &mut Broker, member_id: &KStr, code: ErrorCode) {
+    let resp = JoinGroupResponse {
+        error_code: code.0,
+        generation_id: -1,
+        protocol_name: None,
+        member_id: member_id.clone(),
+        ..Default::default()
+    };
+    b.respond(req, &ResponseBody::JoinGroup(resp));
+}
+
+pub(crate) fn join_group(b: &mut Broker, req: Req, client_id: Option<KStr>, m: &JoinGroupRequest) {
+    if m.group_id.is_empty() {
+        return join_error(req, b, &m.member_id, ErrorCode::INVALID_GROUP_ID);
+    }
+    let session = Duration::from_millis(i64::from(m.session_timeout_ms));
+    if m.session_timeout_ms <= 0
+        || session < b.cfg.group_min_session_timeout
+        || session > b.cfg.group_max_session_timeout
+    {
+        return join_error(req, b, &m.member_id, ErrorCode::INVALID_SESSION_TIMEOUT);
+    }
+    if !b.groups.classic.contains_key(&m.group_id) {
+        if !m.member_id.is_empty() {
+            return join_error(req, b, &m.member_id, ErrorCode::UNKNOWN_MEMBER_ID);
+        }
+        b.groups.classic.insert(m.group_id.clone(), ClassicGroup::new(m.group_id.clone()));
+    }
+    let host = b.conns.get(&req.conn).map(|c| format!("/{}", c.peer.ip())).unwrap_or_default();
+    let client = Client { id: client_id.unwrap_or_default(), host: KStr::from(host) };
+    run(b, &m.group_id, |g, cx| g.join(cx, req, m, &client));
+}
+
+pub(crate) fn sync_group(b: &mut Broker, req: Req, m: &SyncGroupRequest) {
+    if run(b, &m.group_id, |g, cx| g.sync(cx, req, m)).is_none() {
+        let code = if m.group_id.is_empty() { ErrorCode::INVALID_GROUP_ID } else { ErrorCode::UNKNOWN_MEMBER_ID };
+        b.respond(req, &sync_error(code));
+    }
+}
+
+pub(crate) fn heartbeat(b: &mut Broker, req: Req, m: &HeartbeatRequest) {
+    let code =
+        run(b, &m.group_id, |g, cx| g.heartbeat(cx, &m.member_id, m.group_instance_id.as_ref(), m.generation_id))
+            .unwrap_or(ErrorCode::UNKNOWN_MEMBER_ID);
+    b.respond(req, &ResponseBody::Heartbeat(HeartbeatResponse { error_code: code.0, ..Default::default() }));
+}
+
+pub(crate) fn leave_group(b: &mut Broker, req: Req, m: &LeaveGroupRequest) {
+    let members: Vec<MemberIdentity> = if req.version >= 3 {
+        m.members.clone()
+    } else {
+        vec![MemberIdentity { member_id: m.member_id.clone(), ..Default::default() }]
+    };
+    let result = run(b, &m.group_id, |g, cx| {
+        if g.state() == GroupState::Dead {
+            return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
+        }
+        let codes: Vec<ErrorCode> =
+            members.iter().map(|x| g.leave(cx, &x.member_id, x.group_instance_id.as_ref())).collect();
+        if codes.contains(&ErrorCode::NONE) {
+            g.after_removal(cx);
+        }
+        Ok(codes)
+    });
+    let (top, codes) = match result {
+        None => (ErrorCode::NONE, vec![ErrorCode::UNKNOWN_MEMBER_ID; members.len()]),
+        Some(Err(code)) => (code, Vec::new()),
+        Some(Ok(codes)) => (ErrorCode::NONE, codes),
+    };
+    let mut resp = LeaveGroupResponse { error_code: top.0, ..Default::default() };
+    if req.version >= 3 {
+        resp.members = members
+            .iter()
+            .zip(&codes)
+            .map(|(x, c)| MemberResponse {
+                member_id: x.member_id.clone(),
+                group_instance_id: x.group_instance_id.clone(),
+                error_code: c.0,
+                ..Default::default()
+            })
+            .collect();
+    } else if top == ErrorCode::NONE {
+        resp.error_code = codes.first().copied().unwrap_or(ErrorCode::NONE).0;
+    }
+    b.respond(req, &ResponseBody::LeaveGroup(resp));
+}
+
+pub(crate) fn list_groups(b: &mut Broker, req: Req, m: &ListGroupsRequest) {
+    let states = if req.version >= 4 { m.states_filter.as_slice() } else { &[] };
+    let types = if req.version >= 5 { m.types_filter.as_slice() } else { &[] };
+    let mut groups: Vec<ListedGroup> = if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case("classic"))
+    {
+        Vec::new()
+    } else {
+        b.groups
+            .classic
+            .values()
+            .filter(|g| g.state() != GroupState::Dead)
+            .filter(|g| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state().name())))
+            .map(|g| ListedGroup {
+                group_id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                group_state: KStr::from(g.state().name()),
+                group_type: KStr::from("classic"),
+                ..Default::default()
+            })
+            .collect()
+    };
+    groups.sort_by(|x, y| x.group_id.as_str().cmp(y.group_id.as_str()));
+    b.respond(req, &ResponseBody::ListGroups(ListGroupsResponse { groups, ..Default::default() }));
+}
+
+pub(crate) fn describe_groups(b: &mut Broker, req: Req, m: &DescribeGroupsRequest) {
+    let ops = if m.include_authorized_operations { GROUP_OPS } else { OPS_NOT_REQUESTED };
+    let groups = m
+        .groups
+        .iter()
+        .map(|id| match b.groups.classic.get(id).filter(|g| g.state() != GroupState::Dead) {
+            Some(g) => describe(g, ops),
+            None if req.version >= 6 => DescribedGroup {
+                group_id: id.clone(),
+                error_code: ErrorCode::GROUP_ID_NOT_FOUND.0,
+                error_message: Some(KStr::from(format!("Group {id} not found."))),
+                authorized_operations: ops,
+                ..Default::default()
+            },
+            None => DescribedGroup {
+                group_id: id.clone(),
+                group_state: KStr::from(GroupState::Dead.name()),
+                authorized_operations: ops,
+                ..Default::default()
+            },
+        })
+        .collect();
+    b.respond(req, &ResponseBody::DescribeGroups(DescribeGroupsResponse { groups, ..Default::default() }));
+}
+
+/// Kafka describes members' metadata and assignments only in Stable.
+fn describe(g: &ClassicGroup, ops: i32) -> DescribedGroup {
+    let stable = g.state() == GroupState::Stable;
+    let protocol = g.protocol.clone().unwrap_or_default();
+    DescribedGroup {
+        group_id: g.id.clone(),
+        group_state: KStr::from(g.state().name()),
+        protocol_type: g.protocol_type.clone().unwrap_or_default(),
+        protocol_data: if stable { protocol.clone() } else { KStr::default() },
+        members: g
+            .members
+            .values()
+            .map(|x| DescribedGroupMember {
+                member_id: x.id.clone(),
+                group_instance_id: x.instance_id.clone(),
+                client_id: x.client_id.clone(),
+                client_host: x.client_host.clone(),
+                member_metadata: if stable { x.metadata(&protocol).cloned().unwrap_or_default() } else { Bytes::new() },
+                member_assignment: if stable { x.assignment.clone() } else { Bytes::new() },
+                ..Default::default()
+            })
+            .collect(),
+        authorized_operations: ops,
+        ..Default::default()
+    }
+}
+
+pub(crate) fn delete_groups(b: &mut Broker, req: Req, m: &DeleteGroupsRequest) {
+    let mut results = Vec::with_capacity(m.groups_names.len());
+    let mut keys = Vec::new();
+    for id in &m.groups_names {
+        let code = match b.groups.classic.get(id) {
+            _ if id.is_empty() => ErrorCode::INVALID_GROUP_ID,
+            None => ErrorCode::GROUP_ID_NOT_FOUND,
+            Some(g) if g.state() == GroupState::Dead => ErrorCode::GROUP_ID_NOT_FOUND,
+            Some(g) if g.state() != GroupState::Empty => ErrorCode::NON_EMPTY_GROUP,
+            Some(_) => ErrorCode::NONE,
+        };
+        if code == ErrorCode::NONE
+            && let Some(mut g) = b.groups.classic.remove(id)
+        {
+            g.kill();
+            b.timers.cancel(&Timer::Group(GroupTimer::Join { group: id.clone() }));
+            keys.push(group_key(id));
+            for (topic, partition) in b.groups.offsets.remove_group(id) {
+                keys.push(offset_key(id, &topic, partition));
+            }
+        }
+        results.push(DeletableGroupResult { group_id: id.clone(), error_code: code.0, ..Default::default() });
+    }
+    let body = ResponseBody::DeleteGroups(DeleteGroupsResponse { results, ..Default::default() });
+    let job = super::reply_after(b, req, body, keys.len(), finish_delete_groups);
+    for (part, key) in keys.into_iter().enumerate() {
+        b.storage(CmdOwner::Job { job, part }, Command::Put { key, value: None });
+    }
+}
+
+/// A failed tombstone leaves the group's data stored: report it on every group deleted.
+fn finish_delete_groups(_: &mut Broker, job: &mut ReplyJob) {
+    if job.results.iter().all(Option::is_none) {
+        return;
+    }
+    if let ResponseBody::DeleteGroups(r) = &mut job.body {
+        for g in r.results.iter_mut().filter(|g| g.error_code == 0) {
+            g.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.0;
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Committed offsets: OffsetCommit, OffsetFetch and OffsetDelete.
+//!
+//! A commit is checked against the group (generation, member), then each partition's offset
+//! is written with its own `Put`; the response leaves once every write has completed, and
+//! only stored offsets become visible to OffsetFetch (Kafka answers after its offsets topic
+//! append commits). OffsetFetch with `require_stable` reports partitions whose commit is
+//! still being stored as UNSTABLE_OFFSET_COMMIT.
+
+use super::Job;
+use crate::broker::{Broker, CmdOwner, JobId, Req};
+use crate::codec::generated::ResponseBody;
+use crate::codec::generated::offset_commit::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use crate::codec::generated::offset_delete::{
+    OffsetDeleteRequest, OffsetDeleteResponse, OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use crate::codec::generated::offset_fetch::{
+    OffsetFetchRequest, OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition,
+    OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use crate::codec::{ErrorCode, KStr, Uuid};
+use crate::group::classic::{ClassicGroup, GroupState};
+use crate::group::{CommittedOffset, encode_offset, offset_key};
+use crate::io::{Command, Completion};
+
+/// One partition's commit being stored.
+#[derive(Debug)]
+struct CommitPart {
+    group: KStr,
+    topic: KStr,
+    partition: i32,
+    value: CommittedOffset,
+    /// (topic index, partition index) in the response.
+    slot: (usize, usize),
+}
+
+/// An OffsetCommit waiting for its writes.
+#[derive(Debug)]
+pub(crate) struct CommitJob {
+    req: Req,
+    resp: OffsetCommitResponse,
+    waiting: usize,
+    parts: Vec<CommitPart>,
+    failed: Vec<bool>,
+}
+
+/// Whether `topic` exists with partition `p`.
+fn partition_exists(b: &Broker, topic: &str, p: i32) -> bool {
+    b.topic_by_name(topic).is_some_and(|t| usize::try_from(p).is_ok_and(|p| p < t.partitions.len()))
+}
+
+/// The group-level check of a commit; creates the Empty group of a simple consumer.
+fn check_commit_group(b: &mut Broker, req: Req, m: &OffsetCommitRequest) -> Result<(), ErrorCode> {
+    if m.group_id.is_empty() {
+        return Err(ErrorCode::INVALID_GROUP_ID);
+    }
+    let generation = m.generation_id_or_member_epoch;
+    match b.groups.classic.get(&m.group_id) {
+        Some(g) => g.validate_commit(&m.member_id, m.group_instance_id.as_ref(), generation),
+        None if generation < 0 => {
+            b.groups.classic.insert(m.group_id.clone(), ClassicGroup::new(m.group_id.clone()));
+            Ok(())
+        }
+        // v9+ says so; older clients expect ILLEGAL_GENERATION.
+        None if req.version >= 9 => Err(ErrorCode::GROUP_ID_NOT_FOUND),
+        None => Err(ErrorCode::ILLEGAL_GENERATION),
+    }
+}
+
+pub(crate) fn offset_commit(b: &mut Broker, req: Req, m: &OffsetCommitRequest) {
+    let group_error = check_commit_group(b, req, m).err();
+    let mut resp = OffsetCommitResponse::default();
+    let mut parts = Vec::new();
+    for (ti, t) in m.topics.iter().enumerate() {
+        let name =
+            if req.version >= 10 { b.topic_by_id(t.topic_id).map(|x| x.name.clone()) } else { Some(t.name.clone()) };
+        let mut rt = OffsetCommitResponseTopic { name: t.name.clone(), topic_id: t.topic_id, ..Default::default() };
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let code = match &name {
+                _ if group_error.is_some() => group_error.unwrap_or(ErrorCode::NONE),
+                None => ErrorCode::UNKNOWN_TOPIC_ID,
+                Some(n) if !partition_exists(b, n, p.partition_index) => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(_) if p.committed_metadata.as_ref().is_some_and(|x| x.len() > b.cfg.offset_metadata_max_bytes) => {
+                    ErrorCode::OFFSET_METADATA_TOO_LARGE
+                }
+                Some(n) => {
+                    let value = CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: Some(p.committed_metadata.clone().unwrap_or_default()),
+                        commit_timestamp: b.now.wall_ms,
+                    };
+                    let (group, topic) = (m.group_id.clone(), n.clone());
+                    parts.push(CommitPart { group, topic, partition: p.partition_index, value, slot: (ti, pi) });
+                    ErrorCode::NONE
+                }
+            };
+            rt.partitions.push(OffsetCommitResponsePartition {
+                partition_index: p.partition_index,
+                error_code: code.0,
+                ..Default::default()
+            });
+        }
+        resp.topics.push(rt);
+    }
+    if parts.is_empty() {
+        return b.respond(req, &ResponseBody::OffsetCommit(resp));
+    }
+    let puts: Vec<Command> = parts
+        .iter()
+        .map(|p| {
+            b.groups.offsets.begin(&p.group, &p.topic, p.partition);
+            Command::Put { key: offset_key(&p.group, &p.topic, p.partition), value: Some(encode_offset(&p.value)) }
+        })
+        .collect();
+    let n = parts.len();
+    let job = b.park(Job::Commit(Box::new(CommitJob { req, resp, waiting: n, parts, failed: vec![false; n] })));
+    for (part, put) in puts.into_iter().enumerate() {
+        b.storage(CmdOwner::Job { job, part }, put);
+    }
+}
+
+/// One commit write completed.
+pub(crate) fn commit_done(b: &mut Broker, job: JobId, part: usize, result: Completion) {
+    let Some(Job::Commit(j)) = b.jobs.get_mut(&job) else { return };
+    if !matches!(result, Completion::Done)
+        && let Some(f) = j.failed.get_mut(part)
+    {
+        *f = true;
+    }
+    j.waiting -= 1;
+    if j.waiting > 0 {
+        return;
+    }
+    let Some(Job::Commit(mut j)) = b.jobs.remove(&job) else { return };
+    for (p, failed) in j.parts.into_iter().zip(j.failed) {
+        b.groups.offsets.end(&p.group, &p.topic, p.partition);
+        // A group deleted meanwhile keeps nothing (its tombstones were written after this).
+        if !failed && b.groups.classic.contains_key(&p.group) {
+            b.groups.offsets.set(&p.group, &p.topic, p.partition, p.value);
+        } else if let Some(slot) = j.resp.topics.get_mut(p.slot.0).and_then(|t| t.partitions.get_mut(p.slot.1)) {
+            slot.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.0;
+        }
+    }
+    b.respond(j.req, &ResponseBody::OffsetCommit(j.resp));
+}
+
+/// One partition's fetched offset: (offset, leader epoch, metadata, error).
+fn fetch_one(b: &Broker, group: &KStr, topic: &KStr, p: i32, require_stable: bool) -> (i64, i32, KStr, ErrorCode) {
+    if require_stable && b.groups.offsets.unstable(group, topic, p) {
+        return (-1, -1, KStr::default(), ErrorCode::UNSTABLE_OFFSET_COMMIT);
+    }
+    match b.groups.offsets.get(group, topic, p) {
+        Some(o) => (o.offset, o.leader_epoch, o.metadata.clone().unwrap_or_default(), ErrorCode::NONE),
+        None => (-1, -1, KStr::default(), ErrorCode::NONE),
+    }
+}
+
+/// (topic, partitions asked) for a group: every committed partition when `asked` is None.
+fn wanted(b: &Broker, group: &KStr, asked: Option<Vec<(KStr, Vec<i32>)>>) -> Vec<(KStr, Vec<i32>)> {
+    if let Some(a) = asked {
+        return a;
+    }
+    let mut out: Vec<(KStr, Vec<i32>)> = Vec::new();
+    for ((topic, p), _) in b.groups.offsets.of_group(group) {
+        match out.last_mut() {
+            Some((t, ps)) if t == topic => ps.push(*p),
+            _ => out.push((topic.clone(), vec![*p])),
+        }
+    }
+    out
+}
+
+pub(crate) fn offset_fetch(b: &mut Broker, req: Req, m: &OffsetFetchRequest) {
+    let require_stable = req.version >= 7 && m.require_stable;
+    if req.version < 8 {
+        let asked =
+            m.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect());
+        let topics = wanted(b, &m.group_id, asked)
+            .into_iter()
+            .map(|(name, ps)| OffsetFetchResponseTopic {
+                partitions: ps
+                    .into_iter()
+                    .map(|p| {
+                        let (offset, epoch, metadata, code) = fetch_one(b, &m.group_id, &name, p, require_stable);
+                        OffsetFetchResponsePartition {
+                            partition_index: p,
+                            committed_offset: offset,
+                            committed_leader_epoch: epoch,
+                            metadata: Some(metadata),
+                            error_code: code.0,
+                            ..Default::default()
+                        }
+                    })
+                    .collect(),
+                name,
+                ..Default::default()
+            })
+            .collect();
+        let resp = OffsetFetchResponse { topics, ..Default::default() };
+        return b.respond(req, &ResponseBody::OffsetFetch(resp));
+    }
+    let by_id = req.version >= 10;
+    let groups = m
+        .groups
+        .iter()
+        .map(|g| {
+            // v10 names topics by id: (name, id) pairs, unknown ids with an empty name.
+            let asked: Option<Vec<(KStr, Uuid, Vec<i32>)>> = g.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .map(|t| {
+                        let name = if by_id {
+                            b.topic_by_id(t.topic_id).map(|x| x.name.clone()).unwrap_or_default()
+                        } else {
+                            t.name.clone()
+                        };
+                        (name, t.topic_id, t.partition_indexes.clone())
+                    })
+                    .collect()
+            });
+            let list: Vec<(KStr, Uuid, Vec<i32>)> = match asked {
+                Some(a) => a,
+                None => wanted(b, &g.group_id, None)
+                    .into_iter()
+                    .filter_map(|(n, ps)| {
+                        let id = b.topic_by_name(&n).map_or(Uuid::ZERO, |t| t.id);
+                        (!by_id || id != Uuid::ZERO).then_some((n, id, ps))
+                    })
+                    .collect(),
+            };
+            let topics = list
+                .into_iter()
+                .map(|(name, topic_id, ps)| OffsetFetchResponseTopics {
+                    partitions: ps
+                        .into_iter()
+                        .map(|p| {
+                            let (offset, epoch, metadata, mut code) =
+                                fetch_one(b, &g.group_id, &name, p, require_stable);
+                            if by_id && name.is_empty() {
+                                code = ErrorCode::UNKNOWN_TOPIC_ID;
+                            }
+                            OffsetFetchResponsePartitions {
+                                partition_index: p,
+                                committed_offset: offset,
+                                committed_leader_epoch: epoch,
+                                metadata: Some(metadata),
+                                error_code: code.0,
+                                ..Default::default()
+                            }
+                        })
+                        .collect(),
+                    name,
+                    topic_id,
+                    ..Default::default()
+                })
+                .collect();
+            OffsetFetchResponseGroup { group_id: g.group_id.clone(), topics, ..Default::default() }
+        })
+        .collect();
+    b.respond(req, &ResponseBody::OffsetFetch(OffsetFetchResponse { groups, ..Default::default() }));
+}
+
+pub(crate) fn offset_delete(b: &mut Broker, req: Req, m: &OffsetDeleteRequest) {
+    let group_error = match b.groups.classic.get(&m.group_id) {
+        None => Some(ErrorCode::GROUP_ID_NOT_FOUND),
+        Some(g) => match g.state() {
+            GroupState::Dead => Some(ErrorCode::GROUP_ID_NOT_FOUND),
+            GroupState::Empty => None,
+            // Kafka deletes offsets of a live group only when it uses the consumer protocol
+            // (then the subscriptions say which topics are in use).
+            _ if g.protocol_type.as_deref() != Some("consumer") => Some(ErrorCode::NON_EMPTY_GROUP),
+            _ => None,
+        },
+    };
+    let mut resp = OffsetDeleteResponse::default();
+    if let Some(code) = group_error {
+        resp.error_code = code.0;
+        return b.respond(req, &ResponseBody::OffsetDelete(resp));
+    }
+    let mut keys = Vec::new();
+    for t in &m.topics {
+        let subscribed = b.groups.classic.get(&m.group_id).is_some_and(|g| g.subscribed_to(&t.name));
+        let mut rt = OffsetDeleteResponseTopic { name: t.name.clone(), ..Default::default() };
+        for p in &t.partitions {
+            let code = if !partition_exists(b, &t.name, p.partition_index) {
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+            } else if subscribed {
+                ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC
+            } else {
+                if b.groups.offsets.remove(&m.group_id, &t.name, p.partition_index) {
+                    keys.push(offset_key(&m.group_id, &t.name, p.partition_index));
+                }
+                ErrorCode::NONE
+            };
+            rt.partitions
+                .push(OffsetDeleteResponsePartition { partition_index: p.partition_index, error_code: code.0 });
+        }
+        resp.topics.push(rt);
+    }
+    let job = super::reply_after(b, req, ResponseBody::OffsetDelete(resp), keys.len(), finish_offset_delete);
+    for (part, key) in keys.into_iter().enumerate() {
+        b.storage(CmdOwner::Job { job, part }, Command::Put { key, value: None });
+    }
+}
+
+fn finish_offset_delete(_: &mut Broker, job: &mut super::ReplyJob) {
+    if job.results.iter().any(Option::is_some)
+        && let ResponseBody::OffsetDelete(r) = &mut job.body
+    {
+        r.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.0;
+    }
+}
