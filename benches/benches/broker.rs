@@ -12,9 +12,7 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kelp_core::codec::generated::RequestBody;
 use kelp_core::codec::generated::create_topics::{CreatableTopic, CreateTopicsRequest};
-use kelp_core::codec::generated::header::RequestHeader;
 use kelp_core::codec::generated::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
-use kelp_core::codec::{KStr, Message, Writer};
 use kelp_core::mem_store::MemStore;
 use kelp_core::records::{Compression, RecordBatchBuilder};
 use kelp_core::{Broker, Config, ConnId, Input, Instant, Now, Output};
@@ -22,20 +20,7 @@ use kelp_core::{Broker, Config, ConnId, Input, Instant, Now, Output};
 const RECORDS_PER_BATCH: usize = 100;
 
 fn frame(body: &RequestBody, version: i16, correlation_id: i32) -> Bytes {
-    let key = body.api_key();
-    let hv = key.request_header_version(version);
-    let header = RequestHeader {
-        request_api_key: key.0,
-        request_api_version: version,
-        correlation_id,
-        client_id: Some(KStr::from("bench")),
-        ..Default::default()
-    };
-    let mut w = Writer::default();
-    w.i32(i32::try_from(header.encoded_len(hv) + body.encoded_len(version)).expect("small"));
-    header.encode(&mut w, hv);
-    body.encode(&mut w, version);
-    w.into_bytes()
+    kelp_core::codec::encode_request_frame(body, version, correlation_id, Some("bench"))
 }
 
 /// A broker with one topic of `partitions` partitions, and a connection.

@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use kelp_core::codec::generated::header::{RequestHeader, ResponseHeader};
+use kelp_core::codec::generated::header::ResponseHeader;
 use kelp_core::codec::generated::join_group::{JoinGroupRequest, JoinGroupRequestProtocol};
 use kelp_core::codec::generated::sync_group::{SyncGroupRequest, SyncGroupRequestAssignment};
 use kelp_core::codec::generated::{RequestBody, ResponseBody};
-use kelp_core::codec::{ApiKey, KStr, Message, Reader, Writer};
+use kelp_core::codec::{ApiKey, KStr, Message, Reader};
 use kelp_core::mem_store::MemStore;
 use kelp_core::time::Duration;
 use kelp_core::{Broker, Config, ConnId, Input, Instant, Now, Output};
@@ -49,20 +49,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn frame(body: &RequestBody, version: i16, correlation_id: i32) -> Bytes {
-    let key = body.api_key();
-    let hv = key.request_header_version(version);
-    let header = RequestHeader {
-        request_api_key: key.0,
-        request_api_version: version,
-        correlation_id,
-        client_id: Some(KStr::from("bench")),
-        ..Default::default()
-    };
-    let mut w = Writer::default();
-    w.i32(i32::try_from(header.encoded_len(hv) + body.encoded_len(version)).expect("small"));
-    header.encode(&mut w, hv);
-    body.encode(&mut w, version);
-    w.into_bytes()
+    kelp_core::codec::encode_request_frame(body, version, correlation_id, Some("bench"))
 }
 
 struct Rig {

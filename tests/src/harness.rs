@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use bytes::{Buf, Bytes, BytesMut};
 use kelp_core::codec::generated::create_topics::{CreatableTopic, CreatableTopicConfig, CreateTopicsRequest};
 use kelp_core::codec::generated::fetch::{FetchPartition, FetchRequest, FetchTopic};
-use kelp_core::codec::generated::header::{RequestHeader, ResponseHeader};
+use kelp_core::codec::generated::header::ResponseHeader;
 use kelp_core::codec::generated::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use kelp_core::codec::generated::{RequestBody, ResponseBody};
 use kelp_core::codec::{ApiKey, KStr, Message, Reader, RecordSet, Uuid, Writer};
@@ -94,21 +94,7 @@ impl Harness {
     /// Encodes a request frame (size prefix, header, body).
     #[must_use]
     pub fn frame(body: &RequestBody, version: i16, correlation_id: i32) -> Bytes {
-        let key = body.api_key();
-        let hv = key.request_header_version(version);
-        let header = RequestHeader {
-            request_api_key: key.0,
-            request_api_version: version,
-            correlation_id,
-            client_id: Some(KStr::from("kelp-harness")),
-            ..Default::default()
-        };
-        let len = header.encoded_len(hv) + body.encoded_len(version);
-        let mut w = Writer::default();
-        w.i32(i32::try_from(len).expect("test frames are small"));
-        header.encode(&mut w, hv);
-        body.encode(&mut w, version);
-        w.into_bytes()
+        kelp_core::codec::encode_request_frame(body, version, correlation_id, Some("kelp-harness"))
     }
 
     /// Sends raw bytes on `conn` and processes them (storage too, if automatic).

@@ -8,9 +8,9 @@ use kelp_core::codec::generated::fetch::{FetchPartition, FetchRequest, FetchTopi
 use kelp_core::codec::generated::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
 use kelp_core::codec::generated::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use kelp_core::codec::{ApiKey, ErrorCode, KStr, RecordSet};
-use kelp_core::records::{Batches, Compression, RecordBatchBuilder};
+use kelp_core::records::{Compression, RecordBatchBuilder};
 use kelp_tests::expect_body;
-use kelp_tests::harness::{Harness, ms, test_config};
+use kelp_tests::harness::{Harness, ms, record_values, test_config};
 
 fn batch(values: &[&str], producer: Option<(i64, i16, i32)>) -> Bytes {
     let mut b = RecordBatchBuilder::new(Compression::None);
@@ -77,19 +77,6 @@ fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> Requ
     })
 }
 
-fn values_of(records: &RecordSet) -> Vec<(i64, String)> {
-    let mut out = Vec::new();
-    for batch in Batches::new(records.to_bytes()) {
-        let batch = batch.expect("whole batches");
-        batch.validate().expect("valid CRC");
-        for r in &batch.records(1 << 20).expect("records") {
-            let r = r.expect("record");
-            out.push((r.offset(), String::from_utf8(r.value_slice().unwrap_or_default().to_vec()).expect("utf8")));
-        }
-    }
-    out
-}
-
 #[test]
 fn produced_records_are_fetched_back_with_their_offsets() {
     let mut h = Harness::new(test_config());
@@ -104,7 +91,7 @@ fn produced_records_are_fetched_back_with_their_offsets() {
     let resp = expect_body!(h.call(c, fetch_req("orders", 1, 0, 0), 12), Fetch);
     let pd = &resp.responses[0].partitions[0];
     assert_eq!((pd.error_code, pd.high_watermark, pd.log_start_offset), (0, 4, 0));
-    let got = values_of(pd.records.as_ref().expect("records"));
+    let got = record_values(pd.records.as_ref().expect("records"));
     assert_eq!(got, vec![(0, "a".into()), (1, "b".into()), (2, "c".into()), (3, "d".into())]);
 
     let resp = expect_body!(h.call(c, fetch_req("orders", 1, 4, 0), 12), Fetch);
@@ -130,7 +117,10 @@ fn a_long_poll_is_woken_by_an_append_and_expires_otherwise() {
     let (got, resp) = h.recv(c, ApiKey::FETCH, 12).expect("woken by the append");
     assert_eq!(got, corr);
     let resp = expect_body!(resp, Fetch);
-    assert_eq!(values_of(resp.responses[0].partitions[0].records.as_ref().expect("records")), vec![(0, "x".into())]);
+    assert_eq!(
+        record_values(resp.responses[0].partitions[0].records.as_ref().expect("records")),
+        vec![(0, "x".into())]
+    );
 
     h.send(c, &fetch_req("t", 0, 1, 500), 12);
     h.advance(ms(499));
@@ -156,7 +146,7 @@ fn idempotent_retries_get_their_original_offsets_and_gaps_are_refused() {
     assert_eq!(gap.responses[0].partition_responses[0].error_code, ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER.0);
     let resp = expect_body!(h.call(c, fetch_req("idem", 0, 0, 0), 12), Fetch);
     assert_eq!(
-        values_of(resp.responses[0].partitions[0].records.as_ref().expect("records")).len(),
+        record_values(resp.responses[0].partitions[0].records.as_ref().expect("records")).len(),
         3,
         "no duplicate stored"
     );
@@ -236,7 +226,7 @@ fn fetched_records_are_sent_from_the_stores_memory_without_a_copy() {
     assert_eq!(stored.len(), 3);
     h.sent_chunks.clear();
     let resp = expect_body!(h.call(c, fetch_req("zc", 0, 0, 0), 12), Fetch);
-    assert_eq!(values_of(resp.responses[0].partitions[0].records.as_ref().expect("records")).len(), 3);
+    assert_eq!(record_values(resp.responses[0].partitions[0].records.as_ref().expect("records")).len(), 3);
     for batch in &stored {
         assert!(
             h.sent_chunks.iter().any(|chunk| chunk.as_ptr() == batch.as_ptr() && chunk.len() == batch.len()),

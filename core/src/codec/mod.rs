@@ -21,7 +21,7 @@ mod types;
 mod writer;
 
 pub use error::DecodeError;
-pub use frame::decode_request_header;
+pub use frame::{decode_request_header, encode_request_frame};
 pub use generated::api_key::{ApiInfo, ApiKey, SUPPORTED_APIS};
 pub use generated::error_code::ErrorCode;
 pub use reader::Reader;
