@@ -479,6 +479,22 @@ impl JsonParser<'_> {
     }
 }
 
+/// Runs client tests one at a time within a test binary: each starts its own kelp and real
+/// client processes, and the machine has two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The client, if it is installed, and the lock to hold while it runs. When it is not
+/// installed, says so (the test then passes as skipped) and returns `None`.
+pub fn installed(client: Result<Client, String>) -> Option<(Client, std::sync::MutexGuard<'static, ()>)> {
+    match client {
+        Ok(c) => Some((c, SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner))),
+        Err(why) => {
+            println!("skipped: {why} (run scripts/install-clients.sh)");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Json;

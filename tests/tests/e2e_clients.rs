@@ -21,30 +21,20 @@
 //! not built here: run `cargo build -p kelp` first.
 
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use kelp_tests::clients::{
-    Client, Scratch, clients_src, confluent, create_topic, java, kafka_python, kafkajs, kcat, run_client, tail,
+    Client, Scratch, clients_src, confluent, create_topic, installed, java, kafka_python, kafkajs, kcat, run_client,
+    tail,
 };
 use kelp_tests::server::KelpServer;
 
 /// How long a client may take, in seconds; the harness allows 30 s more before it kills it.
 const CLIENT_TIMEOUT_S: u64 = 90;
 
-/// One e2e test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 /// Runs `client` in `mode` against a fresh kelp and asserts that it passed.
 fn check(client: Result<Client, String>, mode: &str, compression: &str, harness_creates_topic: bool) {
-    let client = match client {
-        Ok(c) => c,
-        Err(why) => {
-            println!("skipped: {why} (run scripts/install-clients.sh)");
-            return;
-        }
-    };
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some((client, _serial)) = installed(client) else { return };
     let topic = format!("e2e-{}-{mode}", client.id);
     let scratch = Scratch::new(&topic);
     let server = KelpServer::start(&[]);

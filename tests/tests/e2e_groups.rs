@@ -29,12 +29,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kelp_tests::clients::{
-    Client, Json, ProcessGroup, Scratch, confluent, create_topic, java, kafka_python, kafkajs, read_lossy, run_client,
-    tail,
+    Client, Json, ProcessGroup, Scratch, confluent, create_topic, installed, java, kafka_python, kafkajs, read_lossy,
+    run_client, tail,
 };
 use kelp_tests::server::KelpServer;
 
@@ -47,8 +46,6 @@ const FIRST_JOIN_LIMIT_MS: u64 = 3000 + 1000;
 const MEMBER_TIMEOUT_S: u64 = 300;
 /// The longest any one wait of the harness may take.
 const WAIT: Duration = Duration::from_secs(120);
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// One member process and its files.
 struct Member {
@@ -227,14 +224,7 @@ impl Run<'_> {
 }
 
 fn scenario(client: Result<Client, String>, label: &str, extra: &[&str]) {
-    let client = match client {
-        Ok(c) => c,
-        Err(why) => {
-            println!("skipped: {why} (run scripts/install-clients.sh)");
-            return;
-        }
-    };
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some((client, _serial)) = installed(client) else { return };
     let id = label.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
     let topic = format!("groups-{id}");
     let group = format!("g-{id}");

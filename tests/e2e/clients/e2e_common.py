@@ -204,6 +204,15 @@ def expected_counts(records):
     return counts
 
 
+def watermark_errors(marks, counts):
+    """Each partition's (low, high) offsets must be (0, records produced to it)."""
+    return [
+        f"partition {p}: (low, high) offsets = {(lo, hi)}, expected {(0, counts[p])}"
+        for p, (lo, hi) in enumerate(marks)
+        if (lo, hi) != (0, counts[p])
+    ]
+
+
 def verify(records, got, limit=25):
     """Every difference between what was sent and acknowledged and what was read, as lines."""
     errors = []

@@ -183,10 +183,7 @@ def produce_verify():
     counts = common.expected_counts(records)
     got, marks = read_back(counts)
     dog.step = "comparing"
-    errors = common.verify(records, got)
-    for p, (lo, hi) in enumerate(marks):
-        if (lo, hi) != (0, counts[p]):
-            errors.append(f"partition {p}: beginning/end offsets = {(lo, hi)}, expected {(0, counts[p])}")
+    errors = common.verify(records, got) + common.watermark_errors(marks, counts)
     if errors:
         common.fail(errors + [f"{len(errors)} differences in {len(records)} records"])
     common.ok(
