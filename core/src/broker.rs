@@ -63,6 +63,8 @@ pub(crate) enum Timer {
     FetchWait(JobId),
     /// A consumer group's session, join or sync deadline.
     Group(crate::group::classic::GroupTimer),
+    /// A KIP-848 consumer group's session or revocation deadline.
+    Consumer(crate::group::consumer::ConsumerTimer),
 }
 
 /// A topic and its partitions.
@@ -411,10 +413,13 @@ impl Broker {
             }
         }
         self.producer_ids.recover(&rec.values, self.topics.values());
-        let (groups, timers) = crate::group::Groups::recover(&rec.values, self.now.mono);
+        let (groups, timers, consumer_timers) = crate::group::Groups::recover(&rec.values, self.now.mono, &self.cfg);
         self.groups = groups;
         for (t, at) in timers {
             self.timers.arm(Timer::Group(t), at);
+        }
+        for (t, at) in consumer_timers {
+            self.timers.arm(Timer::Consumer(t), at);
         }
         self.recovered = true;
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -485,6 +490,7 @@ impl Broker {
             match t {
                 Timer::FetchWait(job) => api::fetch::expire(self, job),
                 Timer::Group(t) => api::group::timer(self, t),
+                Timer::Consumer(t) => api::consumer::timer(self, t),
             }
         }
     }

@@ -61,6 +61,12 @@ pub struct Config {
     pub group_new_member_join_timeout: Duration,
     /// Longest metadata string an offset commit may carry (Kafka: `offset.metadata.max.bytes`).
     pub offset_metadata_max_bytes: usize,
+    /// A KIP-848 consumer group member is fenced when no heartbeat arrives for this long
+    /// (Kafka: `group.consumer.session.timeout.ms`, 45 s).
+    pub group_consumer_session_timeout: Duration,
+    /// How often KIP-848 members are told to heartbeat (Kafka:
+    /// `group.consumer.heartbeat.interval.ms`, 5 s).
+    pub group_consumer_heartbeat_interval: Duration,
 }
 
 impl Default for Config {
@@ -90,6 +96,8 @@ impl Default for Config {
             group_max_session_timeout: Duration::from_secs(1800),
             group_new_member_join_timeout: Duration::from_secs(300),
             offset_metadata_max_bytes: 4096,
+            group_consumer_session_timeout: Duration::from_secs(45),
+            group_consumer_heartbeat_interval: Duration::from_secs(5),
         }
     }
 }
