@@ -54,6 +54,8 @@ pub(crate) enum CmdOwner {
     Append(PartitionKey),
     /// Part `part` of a parked job.
     Job { job: JobId, part: usize },
+    /// A retention check of one partition.
+    Retain(PartitionKey),
 }
 
 /// What fires when a timer is due.
@@ -63,6 +65,8 @@ pub(crate) enum Timer {
     FetchWait(JobId),
     /// A consumer group's session, join or sync deadline.
     Group(crate::group::classic::GroupTimer),
+    /// The periodic retention check ([`crate::retention`]).
+    Retention,
 }
 
 /// A topic and its partitions.
@@ -380,6 +384,7 @@ impl Broker {
             CmdOwner::Recover => self.recover(result),
             CmdOwner::Append(key) => self.append_completed(key, cmd, &result),
             CmdOwner::Job { job, part } => api::job_completed(self, job, part, result),
+            CmdOwner::Retain(key) => crate::retention::done(self, key, &result),
         }
     }
 
@@ -416,6 +421,7 @@ impl Broker {
         for (t, at) in timers {
             self.timers.arm(Timer::Group(t), at);
         }
+        crate::retention::arm(self);
         self.recovered = true;
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for c in conns {
@@ -485,6 +491,7 @@ impl Broker {
             match t {
                 Timer::FetchWait(job) => api::fetch::expire(self, job),
                 Timer::Group(t) => api::group::timer(self, t),
+                Timer::Retention => crate::retention::check(self),
             }
         }
     }
