@@ -1,8 +1,8 @@
 //! The `kelp` binary.
 //!
-//! `kelp serve` runs a single-node Kafka-compatible broker. Today it serves from memory on the
-//! tokio runtime; the disk store, the mio runtime, config files and SeaweedMQ land with their
-//! issues.
+//! `kelp serve` runs a single-node Kafka-compatible broker on the tokio or mio runtime, storing
+//! in the embedded disk store (`./kelp-data` by default) or in memory; config files and
+//! SeaweedMQ land with their issues.
 
 use std::net::SocketAddr;
 
@@ -59,7 +59,7 @@ struct ServeArgs {
     #[arg(long, env = "KELP_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
     /// Where data lives.
-    #[arg(long, value_enum, default_value = "memory", env = "KELP_STORAGE")]
+    #[arg(long, value_enum, default_value = "disk", env = "KELP_STORAGE")]
     storage: StorageKind,
     /// Where the disk store keeps its files.
     #[arg(long, default_value = "./kelp-data", env = "KELP_DATA_DIR")]
@@ -85,6 +85,19 @@ struct ServeArgs {
     /// Do not create unknown topics on metadata requests.
     #[arg(long, env = "KELP_NO_AUTO_CREATE_TOPICS")]
     no_auto_create_topics: bool,
+    /// Segment size of topics without `segment.bytes` (Kafka: `log.segment.bytes`).
+    #[arg(long, default_value_t = 1 << 30, env = "KELP_LOG_SEGMENT_BYTES",
+          value_parser = clap::value_parser!(u64).range(1024..=i32::MAX as u64))]
+    log_segment_bytes: u64,
+    /// Default `retention.ms` (Kafka: `log.retention.ms`); -1 keeps data for ever.
+    #[arg(long, default_value_t = 604_800_000, env = "KELP_LOG_RETENTION_MS", allow_negative_numbers = true)]
+    log_retention_ms: i64,
+    /// Default `retention.bytes` per partition (Kafka: `log.retention.bytes`); -1 for no limit.
+    #[arg(long, default_value_t = -1, env = "KELP_LOG_RETENTION_BYTES", allow_negative_numbers = true)]
+    log_retention_bytes: i64,
+    /// How often retention runs (Kafka: `log.retention.check.interval.ms`).
+    #[arg(long, default_value_t = 300_000, env = "KELP_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    log_retention_check_interval_ms: u64,
     /// Seed for ids (topic ids, producer ids); random when not given.
     #[arg(long, env = "KELP_SEED")]
     seed: Option<u64>,
@@ -122,6 +135,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_request_size: args.max_request_size,
         auto_create_topics: !args.no_auto_create_topics,
         default_partitions: args.default_partitions,
+        retention_ms: args.log_retention_ms,
+        retention_bytes: args.log_retention_bytes,
+        retention_check_interval: kelp_core::time::Duration::from_millis(
+            i64::try_from(args.log_retention_check_interval_ms).unwrap_or(i64::MAX),
+        ),
+        segment_bytes: args.log_segment_bytes,
         ..Config::default()
     };
     let seed = args.seed.unwrap_or_else(|| {
@@ -138,7 +157,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }
                 FsyncKind::Never => kelp_storage::Fsync::Never,
             };
-            let store = kelp_storage::DiskStore::open(&args.data_dir, fsync)
+            let options = kelp_storage::DiskOptions {
+                segment_bytes: args.log_segment_bytes,
+                ..kelp_storage::DiskOptions::new(fsync)
+            };
+            let store = kelp_storage::DiskStore::open_with(&args.data_dir, options)
                 .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
             Box::new(store)
         }

@@ -54,6 +54,8 @@ pub(crate) enum CmdOwner {
     Append(PartitionKey),
     /// Part `part` of a parked job.
     Job { job: JobId, part: usize },
+    /// A retention check of one partition.
+    Retain(PartitionKey),
 }
 
 /// What fires when a timer is due.
@@ -65,6 +67,8 @@ pub(crate) enum Timer {
     Group(crate::group::classic::GroupTimer),
     /// A KIP-848 consumer group's session or revocation deadline.
     Consumer(crate::group::consumer::ConsumerTimer),
+    /// The periodic retention check ([`crate::retention`]).
+    Retention,
 }
 
 /// A topic and its partitions.
@@ -382,6 +386,7 @@ impl Broker {
             CmdOwner::Recover => self.recover(result),
             CmdOwner::Append(key) => self.append_completed(key, cmd, &result),
             CmdOwner::Job { job, part } => api::job_completed(self, job, part, result),
+            CmdOwner::Retain(key) => crate::retention::done(self, key, &result),
         }
     }
 
@@ -421,6 +426,7 @@ impl Broker {
         for (t, at) in consumer_timers {
             self.timers.arm(Timer::Consumer(t), at);
         }
+        crate::retention::arm(self);
         self.recovered = true;
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for c in conns {
@@ -491,6 +497,7 @@ impl Broker {
                 Timer::FetchWait(job) => api::fetch::expire(self, job),
                 Timer::Group(t) => api::group::timer(self, t),
                 Timer::Consumer(t) => api::consumer::timer(self, t),
+                Timer::Retention => crate::retention::check(self),
             }
         }
     }

@@ -39,6 +39,11 @@ pub struct Config {
     pub retention_ms: i64,
     /// The broker's default for `retention.bytes`.
     pub retention_bytes: i64,
+    /// The broker's default for `segment.bytes` (Kafka: `log.segment.bytes`); the store rolls
+    /// segments, this is what DescribeConfigs reports.
+    pub segment_bytes: u64,
+    /// How often retention is applied (Kafka: `log.retention.check.interval.ms`).
+    pub retention_check_interval: Duration,
     /// The broker's default for `message.timestamp.type`: LogAppendTime when true.
     pub log_append_time: bool,
     /// Most incremental fetch sessions kept at once (KIP-227); the oldest idle one is evicted.
@@ -86,6 +91,8 @@ impl Default for Config {
             max_message_bytes: 1_048_588,
             retention_ms: 604_800_000,
             retention_bytes: -1,
+            segment_bytes: 1 << 30,
+            retention_check_interval: Duration::from_secs(300),
             log_append_time: false,
             max_fetch_sessions: 1000,
             max_decompressed_batch: 64 * 1024 * 1024,

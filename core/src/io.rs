@@ -150,6 +150,23 @@ pub struct TopicRecord {
     pub configs: Vec<(KStr, KStr)>,
 }
 
+impl TopicRecord {
+    /// The override of config `name`, if the topic has one (the last one set wins).
+    #[must_use]
+    pub fn config(&self, name: &str) -> Option<&str> {
+        self.configs.iter().rev().find(|(k, _)| k.as_str() == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The topic's `segment.bytes`, or `default` when it has no valid override.
+    #[must_use]
+    pub fn segment_bytes(&self, default: u64) -> u64 {
+        self.config("segment.bytes").and_then(|v| v.trim().parse::<u64>().ok()).filter(|v| *v > 0).unwrap_or(default)
+    }
+}
+
+/// Kafka's default `segment.bytes` (1 GiB).
+pub const DEFAULT_SEGMENT_BYTES: u64 = 1 << 30;
+
 /// Storage work the core asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -206,6 +223,22 @@ pub enum Command {
         /// The new first offset.
         offset: i64,
     },
+    /// Apply retention: delete whole segments, oldest first, while the oldest one is wholly
+    /// older than `older_than` (its largest timestamp is below it: `retention.ms`), or while
+    /// the log without it still holds at least `max_bytes` (`retention.bytes`), or while it
+    /// lies wholly below the log start. The active (last) segment and any segment holding an
+    /// offset at or above `limit` stay. Answered with [`Completion::LogStart`]: the log start
+    /// after deletion (the base offset of the oldest segment kept, never lower than before).
+    Retain {
+        /// The partition.
+        partition: PartitionKey,
+        /// Timestamp cut-off (now - `retention.ms`), or `None` for no time limit.
+        older_than: Option<i64>,
+        /// Size limit in bytes (`retention.bytes`), or `None` for no size limit.
+        max_bytes: Option<u64>,
+        /// Exclusive upper bound of deletable offsets (the high watermark).
+        limit: i64,
+    },
     /// Store (or with `None` delete) a small value under `key`: committed offsets, group
     /// metadata, producer state.
     Put {
@@ -233,6 +266,11 @@ pub enum Completion {
     Offset {
         /// The record's offset and timestamp.
         found: Option<(i64, i64)>,
+    },
+    /// The partition's log start after [`Command::Retain`].
+    LogStart {
+        /// The first offset still stored.
+        offset: i64,
     },
     /// The command failed and had no effect.
     Failed(StorageError),
