@@ -71,7 +71,7 @@ impl Groups {
         for id in g.offsets.groups() {
             g.classic.entry(id.clone()).or_insert_with(|| ClassicGroup::new(id));
         }
-        let timers = g
+        let mut timers: Vec<(GroupTimer, Instant)> = g
             .classic
             .values()
             .flat_map(|grp| {
@@ -80,6 +80,9 @@ impl Groups {
                 })
             })
             .collect();
+        // A fixed order (the map's is randomly seeded): timers due together fire in the order
+        // they were armed, and the same inputs must give the same outputs.
+        timers.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
         (g, timers)
     }
 }
