@@ -428,7 +428,10 @@ impl Broker {
         }
         crate::retention::arm(self);
         self.recovered = true;
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        // In connection order, not the map's (randomly seeded) order: the same inputs must
+        // give the same outputs.
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
         for c in conns {
             self.process_frames(c);
         }

@@ -100,7 +100,7 @@ impl Groups {
                 g.classic.entry(id.clone()).or_insert_with(|| ClassicGroup::new(id));
             }
         }
-        let timers = g
+        let mut timers: Vec<(GroupTimer, Instant)> = g
             .classic
             .values()
             .flat_map(|grp| {
@@ -109,7 +109,12 @@ impl Groups {
                 })
             })
             .collect();
-        let consumer_timers = g.consumer.values().flat_map(|grp| grp.recovery_timers(now, cfg)).collect();
+        // A fixed order (the maps' is randomly seeded): timers due together fire in the order
+        // they were armed, and the same inputs must give the same outputs.
+        timers.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        let mut consumer_timers: Vec<(ConsumerTimer, Instant)> =
+            g.consumer.values().flat_map(|grp| grp.recovery_timers(now, cfg)).collect();
+        consumer_timers.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
         (g, timers, consumer_timers)
     }
 
