@@ -5,7 +5,7 @@
 //!   each entry `[len u32][crc32c u32][kind u8][payload]`; replayed at start.
 //! - `p-<topic id hex>-<partition>/<base offset, 20 digits>.log`: segment files holding record
 //!   batches exactly as the broker stored them (offsets already assigned), back to back, with
-//!   their sparse `.index` and `.timeindex` beside them (see [`crate::segment`]). A segment rolls
+//!   their sparse `.index` and `.timeindex` beside them (see `segment.rs`). A segment rolls
 //!   when an append would take it past the topic's `segment.bytes`.
 //!
 //! All file work happens on one IO thread, so commands for a partition take effect in order.
