@@ -89,6 +89,8 @@ pub(crate) struct Segment {
     pub last_offset: i64,
     /// Largest batch max timestamp and the last offset of that batch, or (-1, -1).
     pub max_ts: (i64, i64),
+    /// The first batch's max timestamp (-1 when empty): `segment.ms` counts from it.
+    pub first_ts: i64,
     /// Sparse offset index: (batch base offset, position).
     offsets: Vec<(i64, u64)>,
     /// Sparse time index: (largest timestamp so far, offset).
@@ -138,6 +140,7 @@ impl Segment {
             size: 0,
             last_offset: base - 1,
             max_ts: (-1, -1),
+            first_ts: -1,
             offsets: Vec::new(),
             times: Vec::new(),
             since_entry: 0,
@@ -156,6 +159,9 @@ impl Segment {
         let timeindex = open_rw(&time_path)?;
         let file_len = file.metadata()?.len();
         let mut seg = Self::empty(base, log, file, index, timeindex, interval);
+        if let Some(h) = seg.head_at(0)? {
+            seg.first_ts = h.max_ts;
+        }
         if let Some(start) = seg.load_indexes(file_len)? {
             let end = seg.scan(start, file_len, true, check)?;
             seg.finish_open(end, file_len)?;
@@ -355,6 +361,9 @@ impl Segment {
         self.since_entry += h.len;
         if h.max_ts > self.max_ts.0 {
             self.max_ts = (h.max_ts, h.last);
+        }
+        if pos == 0 {
+            self.first_ts = h.max_ts;
         }
         self.last_offset = h.last;
     }

@@ -135,6 +135,7 @@ impl Model {
                 configs: vec![
                     (KStr::from("retention.ms"), KStr::from("1000")),
                     (KStr::from("segment.bytes"), KStr::from("400")),
+                    (KStr::from("segment.ms"), KStr::from("25")),
                 ],
             }),
             Op::DeleteTopic(t) => {
@@ -467,4 +468,54 @@ fn retention_deletes_whole_old_segments_and_moves_the_log_start() {
     let mut disk = Sync::open_with(&big.dir, BIG_OPTIONS());
     big.check(&mut disk);
     let _ = std::fs::remove_dir_all(&big.dir);
+}
+
+#[test]
+fn segment_ms_rolls_by_record_timestamps() {
+    let dir = tempdir();
+    let mut disk = Sync::open(&dir);
+    let mut mem = MemStore::new();
+    let key = PartitionKey { topic_id: topic_id(1), partition: 0 };
+    let topic = Command::PutTopic(TopicRecord {
+        name: KStr::from("roll"),
+        id: topic_id(1),
+        partitions: 1,
+        configs: vec![(KStr::from("segment.ms"), KStr::from("1000"))],
+    });
+    assert_eq!(disk.run(topic.clone()), Completion::Done);
+    mem.execute(topic);
+    // The third batch is more than segment.ms newer than the first: it starts a segment. The
+    // fifth is more than segment.ms newer than the third.
+    for (offset, ts) in [(0i64, 0i64), (1, 500), (2, 1001), (3, 1900), (4, 2002)] {
+        let mut b = RecordBatchBuilder::new(Compression::None).base_offset(offset);
+        b.append(ts, Some(b"k"), Some(b"v"), &[]).expect("builds");
+        let c = Command::Append {
+            partition: key,
+            base_offset: offset,
+            last_offset: offset,
+            max_timestamp: ts,
+            batches: b.build().expect("builds"),
+        };
+        assert_eq!(disk.run(c.clone()), Completion::Done);
+        mem.execute(c);
+    }
+    let part = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("p-"))
+        .unwrap()
+        .path();
+    let mut logs: Vec<String> = std::fs::read_dir(part)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    logs.sort();
+    assert_eq!(logs, ["00000000000000000000.log", "00000000000000000002.log", "00000000000000000004.log"]);
+    // Retention by size sees the same segments in both stores.
+    let c = Command::Retain { partition: key, older_than: None, max_bytes: Some(1), limit: 5 };
+    assert_eq!(disk.run(c.clone()), Completion::LogStart { offset: 4 });
+    assert_eq!(mem.execute(c), Completion::LogStart { offset: 4 });
+    let _ = std::fs::remove_dir_all(&dir);
 }
