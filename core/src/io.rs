@@ -293,6 +293,9 @@ pub enum Completion {
     LogStart {
         /// The first offset still stored.
         offset: i64,
+        /// The largest record timestamp still stored and the last offset of its batch, or
+        /// (-1, -1): what ListOffsets MAX_TIMESTAMP answers once older segments are gone.
+        max_timestamp: (i64, i64),
     },
     /// The command failed and had no effect.
     Failed(StorageError),

@@ -141,8 +141,11 @@ impl MemStore {
                 Completion::Done
             }
             Command::Retain { partition, older_than, max_bytes, limit } => {
-                let offset = self.logs.get_mut(&partition).map_or(0, |log| log.retain(older_than, max_bytes, limit));
-                Completion::LogStart { offset }
+                let Some(log) = self.logs.get_mut(&partition) else {
+                    return Completion::LogStart { offset: 0, max_timestamp: (-1, -1) };
+                };
+                let offset = log.retain(older_than, max_bytes, limit);
+                Completion::LogStart { offset, max_timestamp: extent(log).max_timestamp }
             }
             Command::Put { key, value } => {
                 match value {

@@ -345,14 +345,17 @@ impl State {
                 done(self.set_log_start(partition, offset))
             }
             Command::Retain { partition, older_than, max_bytes, limit } => {
-                let Some(p) = self.parts.get(&partition) else { return Completion::LogStart { offset: 0 } };
+                let Some(p) = self.parts.get(&partition) else {
+                    return Completion::LogStart { offset: 0, max_timestamp: (-1, -1) };
+                };
                 let (now, start) = (p.log_start, p.retention_start(older_than, max_bytes, limit));
                 if start > now
                     && let Err(e) = self.set_log_start(partition, start)
                 {
                     return Completion::Failed(e);
                 }
-                Completion::LogStart { offset: start }
+                let max_timestamp = self.parts.get(&partition).map_or((-1, -1), PartLog::max_timestamp);
+                Completion::LogStart { offset: start, max_timestamp }
             }
             Command::Put { key, value } => {
                 let mut payload = Vec::new();
@@ -583,6 +586,16 @@ impl PartLog {
     }
 
     fn extent(&self) -> PartitionExtent {
+        PartitionExtent {
+            log_start: self.log_start.min(self.next_offset),
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp(),
+            producer_batches: self.producer_batches(),
+        }
+    }
+
+    /// The largest timestamp from the log start on, and the last offset of its batch.
+    fn max_timestamp(&self) -> (i64, i64) {
         let mut max_timestamp = (-1, -1);
         for s in &self.segments {
             let seg_max = if s.base_offset >= self.log_start {
@@ -603,12 +616,7 @@ impl PartLog {
                 max_timestamp = seg_max;
             }
         }
-        PartitionExtent {
-            log_start: self.log_start.min(self.next_offset),
-            next_offset: self.next_offset,
-            max_timestamp,
-            producer_batches: self.producer_batches(),
-        }
+        max_timestamp
     }
 
     /// The last few batches of each idempotent producer, read back from the newest

@@ -439,14 +439,16 @@ fn retention_deletes_whole_old_segments_and_moves_the_log_start() {
     let bases: Vec<i64> = before.iter().map(|p| p.file_stem().unwrap().to_string_lossy().parse().unwrap()).collect();
     // Nothing is older than -1: no deletion by time.
     let keep_all = Command::Retain { partition: big.key, older_than: Some(-1), max_bytes: None, limit: big.end };
-    assert_eq!(disk.run(keep_all), Completion::LogStart { offset: 0 });
+    let want = big.mem.execute(keep_all.clone());
+    assert_eq!(disk.run(keep_all), want);
+    assert!(matches!(want, Completion::LogStart { offset: 0, .. }), "{want:?}");
     // By time: everything older than the third segment's start (timestamps rise, except every
     // seventh batch, which is older still and does not keep its segment).
     let cutoff = bases[3] * 2;
     let by_time = Command::Retain { partition: big.key, older_than: Some(cutoff), max_bytes: None, limit: big.end };
     let want = big.mem.execute(by_time.clone());
     assert_eq!(disk.run(by_time), want);
-    let Completion::LogStart { offset } = want else { panic!("{want:?}") };
+    let Completion::LogStart { offset, .. } = want else { panic!("{want:?}") };
     assert!(bases.contains(&offset) && offset > 0, "the log starts at a kept segment: {offset}");
     assert_eq!(big.files("log").len(), before.len() - bases.iter().position(|b| *b == offset).unwrap());
     // The limit (high watermark) protects segments holding offsets at or above it.
@@ -515,7 +517,8 @@ fn segment_ms_rolls_by_record_timestamps() {
     assert_eq!(logs, ["00000000000000000000.log", "00000000000000000002.log", "00000000000000000004.log"]);
     // Retention by size sees the same segments in both stores.
     let c = Command::Retain { partition: key, older_than: None, max_bytes: Some(1), limit: 5 };
-    assert_eq!(disk.run(c.clone()), Completion::LogStart { offset: 4 });
-    assert_eq!(mem.execute(c), Completion::LogStart { offset: 4 });
+    let want = Completion::LogStart { offset: 4, max_timestamp: (2002, 4) };
+    assert_eq!(disk.run(c.clone()), want, "the largest timestamp is what is left");
+    assert_eq!(mem.execute(c), want);
     let _ = std::fs::remove_dir_all(&dir);
 }
