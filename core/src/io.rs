@@ -167,6 +167,28 @@ impl TopicRecord {
 /// Kafka's default `segment.bytes` (1 GiB).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 1 << 30;
 
+/// Kafka's default `segment.ms` (7 days).
+pub const DEFAULT_SEGMENT_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Whether an append starts a new segment, as Kafka's `LogSegment.shouldRoll`: the segment
+/// would pass `segment.bytes` (the topic's, else `default_bytes`), or the new batches are more
+/// than `segment.ms` newer than the segment's first batch (by record timestamps, so no clock
+/// is involved), or the offsets would not fit the index's 32-bit relative offsets. An empty
+/// segment never rolls. `segment` is (size, base offset, largest timestamp of its first batch);
+/// `append` is (bytes, last offset, largest timestamp).
+#[must_use]
+pub fn should_roll(topic: &TopicRecord, default_bytes: u64, segment: (u64, i64, i64), append: (u64, i64, i64)) -> bool {
+    let ((size, base_offset, first_timestamp), (len, last_offset, max_timestamp)) = (segment, append);
+    if size == 0 {
+        return false;
+    }
+    let segment_ms =
+        topic.config("segment.ms").and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(DEFAULT_SEGMENT_MS);
+    size + len > topic.segment_bytes(default_bytes)
+        || (first_timestamp >= 0 && max_timestamp.saturating_sub(first_timestamp) > segment_ms)
+        || last_offset - base_offset > i64::from(u32::MAX)
+}
+
 /// Storage work the core asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -271,6 +293,9 @@ pub enum Completion {
     LogStart {
         /// The first offset still stored.
         offset: i64,
+        /// The largest record timestamp still stored and the last offset of its batch, or
+        /// (-1, -1): what ListOffsets MAX_TIMESTAMP answers once older segments are gone.
+        max_timestamp: (i64, i64),
     },
     /// The command failed and had no effect.
     Failed(StorageError),

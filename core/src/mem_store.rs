@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use crate::codec::Uuid;
 use crate::io::{
     BatchSummary, Command, Completion, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered, StorageError,
-    TopicRecord,
+    TopicRecord, should_roll,
 };
 use crate::log::PRODUCER_BATCHES;
 use crate::records::RecordBatch;
@@ -39,6 +39,8 @@ struct MemSegment {
     base_offset: i64,
     size: u64,
     max_timestamp: i64,
+    /// The largest timestamp of the segment's first batch (`segment.ms` counts from it).
+    first_timestamp: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -139,8 +141,11 @@ impl MemStore {
                 Completion::Done
             }
             Command::Retain { partition, older_than, max_bytes, limit } => {
-                let offset = self.logs.get_mut(&partition).map_or(0, |log| log.retain(older_than, max_bytes, limit));
-                Completion::LogStart { offset }
+                let Some(log) = self.logs.get_mut(&partition) else {
+                    return Completion::LogStart { offset: 0, max_timestamp: (-1, -1) };
+                };
+                let offset = log.retain(older_than, max_bytes, limit);
+                Completion::LogStart { offset, max_timestamp: extent(log).max_timestamp }
             }
             Command::Put { key, value } => {
                 match value {
@@ -156,18 +161,30 @@ impl MemStore {
         let Some(topic) = self.topics.get(&key.topic_id) else {
             return Completion::Failed(StorageError::NotFound);
         };
-        let segment_bytes = topic.segment_bytes(self.segment_bytes);
+        let default_bytes = self.segment_bytes;
         let log = self.logs.entry(key).or_default();
         if base != log.next_offset || last < base {
             return Completion::Failed(StorageError::Corrupt("append does not continue the log"));
         }
         let len = data.len() as u64;
         match log.segments.last_mut() {
-            Some(s) if s.size == 0 || s.size + len <= segment_bytes => {
+            Some(s)
+                if !should_roll(
+                    topic,
+                    default_bytes,
+                    (s.size, s.base_offset, s.first_timestamp),
+                    (len, last, max_ts),
+                ) =>
+            {
                 s.size += len;
                 s.max_timestamp = s.max_timestamp.max(max_ts);
             }
-            _ => log.segments.push(MemSegment { base_offset: base, size: len, max_timestamp: max_ts }),
+            _ => {
+                let mut first = data.clone();
+                let first_timestamp = RecordBatch::split_first(&mut first).map_or(-1, |b| b.max_timestamp());
+                let seg = MemSegment { base_offset: base, size: len, max_timestamp: max_ts, first_timestamp };
+                log.segments.push(seg);
+            }
         }
         log.next_offset = last + 1;
         log.batches.push(Stored { base_offset: base, last_offset: last, max_timestamp: max_ts, data });

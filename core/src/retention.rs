@@ -44,14 +44,14 @@ pub(crate) fn arm(b: &mut Broker) {
 
 /// The store answered a [`Command::Retain`] for `key`.
 pub(crate) fn done(b: &mut Broker, key: PartitionKey, result: &Completion) {
-    let Completion::LogStart { offset } = result else {
+    let Completion::LogStart { offset, max_timestamp } = result else {
         // A failed check changes nothing; the next one tries again.
         return;
     };
     if let Some(p) = b.partition_mut(key) {
         // The store never deletes at or beyond the high watermark it was given, and the high
         // watermark only grows, so this cannot fail; if a store misbehaves, keep the old start.
-        let ok = p.set_log_start(*offset);
+        let ok = p.retained(*offset, *max_timestamp);
         debug_assert!(ok, "{key:?}: retention proposed log start {offset} beyond the high watermark");
     }
 }

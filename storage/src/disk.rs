@@ -5,7 +5,7 @@
 //!   each entry `[len u32][crc32c u32][kind u8][payload]`; replayed at start.
 //! - `p-<topic id hex>-<partition>/<base offset, 20 digits>.log`: segment files holding record
 //!   batches exactly as the broker stored them (offsets already assigned), back to back, with
-//!   their sparse `.index` and `.timeindex` beside them (see [`crate::segment`]). A segment rolls
+//!   their sparse `.index` and `.timeindex` beside them (see `segment.rs`). A segment rolls
 //!   when an append would take it past the topic's `segment.bytes`.
 //!
 //! All file work happens on one IO thread, so commands for a partition take effect in order.
@@ -31,6 +31,7 @@ use hashbrown::HashMap;
 use kelp_core::codec::{KStr, Uuid};
 use kelp_core::io::{
     BatchSummary, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered, StorageError, TopicRecord,
+    should_roll,
 };
 use kelp_core::log::PRODUCER_BATCHES;
 use kelp_core::records::RecordBatch;
@@ -321,8 +322,8 @@ impl State {
                 }
                 done(r)
             }
-            Command::Append { partition, base_offset, last_offset, batches, .. } => {
-                done(self.append(partition, base_offset, last_offset, &batches))
+            Command::Append { partition, base_offset, last_offset, max_timestamp, batches } => {
+                done(self.append(partition, (base_offset, last_offset, max_timestamp), &batches))
             }
             Command::Read { partition, offset, end, max_bytes } => match self.parts.get(&partition) {
                 None => Completion::Read { batches: SmallVec::new() },
@@ -344,14 +345,17 @@ impl State {
                 done(self.set_log_start(partition, offset))
             }
             Command::Retain { partition, older_than, max_bytes, limit } => {
-                let Some(p) = self.parts.get(&partition) else { return Completion::LogStart { offset: 0 } };
+                let Some(p) = self.parts.get(&partition) else {
+                    return Completion::LogStart { offset: 0, max_timestamp: (-1, -1) };
+                };
                 let (now, start) = (p.log_start, p.retention_start(older_than, max_bytes, limit));
                 if start > now
                     && let Err(e) = self.set_log_start(partition, start)
                 {
                     return Completion::Failed(e);
                 }
-                Completion::LogStart { offset: start }
+                let max_timestamp = self.parts.get(&partition).map_or((-1, -1), PartLog::max_timestamp);
+                Completion::LogStart { offset: start, max_timestamp }
             }
             Command::Put { key, value } => {
                 let mut payload = Vec::new();
@@ -375,8 +379,12 @@ impl State {
         payload.extend_from_slice(&partition.partition.to_be_bytes());
         payload.extend_from_slice(&offset.to_be_bytes());
         self.write_meta(META_LOG_START, &payload)?;
-        if self.fsync != Fsync::Never {
+        let deletes =
+            self.parts.get(&partition).is_some_and(|p| p.segments.get(1).is_some_and(|s| s.base_offset <= offset));
+        if deletes && self.fsync != Fsync::Never {
+            // Files are about to go: the log start that explains their absence must be durable.
             self.meta.sync_data().map_err(storage_err)?;
+            self.meta_dirty = false;
         }
         if let Some(p) = self.parts.get_mut(&partition) {
             p.set_log_start(offset);
@@ -384,9 +392,11 @@ impl State {
         Ok(())
     }
 
-    fn append(&mut self, key: PartitionKey, base: i64, last: i64, data: &Bytes) -> Result<(), StorageError> {
-        let Some(topic) = self.topics.get(&key.topic_id) else { return Err(StorageError::NotFound) };
-        let segment_bytes = topic.segment_bytes(self.segment_bytes).min(MAX_SEGMENT_BYTES);
+    fn append(&mut self, key: PartitionKey, append: (i64, i64, i64), data: &Bytes) -> Result<(), StorageError> {
+        let (base, last, _) = append;
+        if !self.topics.contains_key(&key.topic_id) {
+            return Err(StorageError::NotFound);
+        }
         let dir = self.dir.join(format!("p-{}-{}", hex(&key.topic_id.0), key.partition));
         if !self.parts.contains_key(&key) {
             fs::create_dir_all(&dir).map_err(storage_err)?;
@@ -398,7 +408,8 @@ impl State {
         if base != p.next_offset || last < base {
             return Err(StorageError::Corrupt("append does not continue the log"));
         }
-        p.append(base, last, data, segment_bytes, self.fsync).map_err(storage_err)
+        let Some(topic) = self.topics.get(&key.topic_id) else { return Err(StorageError::NotFound) };
+        p.append(topic, append, data, (self.segment_bytes, self.fsync)).map_err(storage_err)
     }
 
     fn recovered(&self) -> Recovered {
@@ -449,9 +460,18 @@ impl PartLog {
         Ok(log)
     }
 
-    fn append(&mut self, base: i64, last: i64, data: &[u8], segment_bytes: u64, fsync: Fsync) -> io::Result<()> {
+    fn append(
+        &mut self,
+        topic: &TopicRecord,
+        append: (i64, i64, i64),
+        data: &[u8],
+        opts: (u64, Fsync),
+    ) -> io::Result<()> {
+        let ((base, last, max_ts), (segment_bytes, fsync)) = (append, opts);
         let len = data.len() as u64;
-        let roll = self.segments.last().is_none_or(|s| s.size > 0 && s.size + len > segment_bytes);
+        let roll = self.segments.last().is_none_or(|s| {
+            should_roll(topic, segment_bytes, (s.size, s.base_offset, s.first_ts), (len, last, max_ts))
+        });
         if roll {
             if let Some(old) = self.segments.last()
                 && fsync != Fsync::Never
@@ -566,6 +586,16 @@ impl PartLog {
     }
 
     fn extent(&self) -> PartitionExtent {
+        PartitionExtent {
+            log_start: self.log_start.min(self.next_offset),
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp(),
+            producer_batches: self.producer_batches(),
+        }
+    }
+
+    /// The largest timestamp from the log start on, and the last offset of its batch.
+    fn max_timestamp(&self) -> (i64, i64) {
         let mut max_timestamp = (-1, -1);
         for s in &self.segments {
             let seg_max = if s.base_offset >= self.log_start {
@@ -586,12 +616,7 @@ impl PartLog {
                 max_timestamp = seg_max;
             }
         }
-        PartitionExtent {
-            log_start: self.log_start.min(self.next_offset),
-            next_offset: self.next_offset,
-            max_timestamp,
-            producer_batches: self.producer_batches(),
-        }
+        max_timestamp
     }
 
     /// The last few batches of each idempotent producer, read back from the newest

@@ -89,6 +89,8 @@ pub(crate) struct Segment {
     pub last_offset: i64,
     /// Largest batch max timestamp and the last offset of that batch, or (-1, -1).
     pub max_ts: (i64, i64),
+    /// The first batch's max timestamp (-1 when empty): `segment.ms` counts from it.
+    pub first_ts: i64,
     /// Sparse offset index: (batch base offset, position).
     offsets: Vec<(i64, u64)>,
     /// Sparse time index: (largest timestamp so far, offset).
@@ -138,6 +140,7 @@ impl Segment {
             size: 0,
             last_offset: base - 1,
             max_ts: (-1, -1),
+            first_ts: -1,
             offsets: Vec::new(),
             times: Vec::new(),
             since_entry: 0,
@@ -156,16 +159,18 @@ impl Segment {
         let timeindex = open_rw(&time_path)?;
         let file_len = file.metadata()?.len();
         let mut seg = Self::empty(base, log, file, index, timeindex, interval);
-        let used = match seg.load_indexes(file_len)? {
-            Some(start) => {
-                let end = seg.scan(start, file_len, true, check)?;
-                seg.finish_open(end, file_len)?;
-                true
+        if let Some(h) = seg.head_at(0)? {
+            seg.first_ts = h.max_ts;
+        }
+        if let Some(start) = seg.load_indexes(file_len)? {
+            let end = seg.scan(start, file_len, true, check)?;
+            seg.finish_open(end, file_len)?;
+            // An index found empty that the scan had to fill was missing or cut: rebuilt.
+            if start == 0 && !seg.offsets.is_empty() {
+                check.rebuilt += 1;
+            } else {
+                check.used += 1;
             }
-            None => false,
-        };
-        if used {
-            check.used += 1;
         } else {
             check.rebuilt += 1;
             seg.offsets.clear();
@@ -357,6 +362,9 @@ impl Segment {
         if h.max_ts > self.max_ts.0 {
             self.max_ts = (h.max_ts, h.last);
         }
+        if pos == 0 {
+            self.first_ts = h.max_ts;
+        }
         self.last_offset = h.last;
     }
 
@@ -431,7 +439,10 @@ impl Segment {
     /// Walks batch headers from `pos` (a batch start) to the end of the segment, reading in
     /// chunks; `f` returns false to stop.
     pub fn walk(&self, mut pos: u64, mut f: impl FnMut(u64, &Head, &[u8]) -> bool) -> io::Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Lookups from an index entry end within about one interval: start small, and grow
+        // for long walks.
+        let first = usize::try_from(self.interval).unwrap_or(CHUNK).saturating_add(2 * HEAD).clamp(4096, CHUNK);
+        let mut buf = vec![0u8; first];
         while pos < self.size {
             let n = usize::try_from(self.size - pos).unwrap_or(usize::MAX).min(buf.len());
             self.file.read_exact_at(&mut buf[..n], pos)?;
@@ -447,6 +458,9 @@ impl Segment {
                 return Err(corrupt());
             }
             pos += i as u64;
+            if buf.len() < CHUNK {
+                buf.resize((buf.len() * 2).min(CHUNK), 0);
+            }
         }
         Ok(())
     }

@@ -135,6 +135,7 @@ impl Model {
                 configs: vec![
                     (KStr::from("retention.ms"), KStr::from("1000")),
                     (KStr::from("segment.bytes"), KStr::from("400")),
+                    (KStr::from("segment.ms"), KStr::from("25")),
                 ],
             }),
             Op::DeleteTopic(t) => {
@@ -438,14 +439,16 @@ fn retention_deletes_whole_old_segments_and_moves_the_log_start() {
     let bases: Vec<i64> = before.iter().map(|p| p.file_stem().unwrap().to_string_lossy().parse().unwrap()).collect();
     // Nothing is older than -1: no deletion by time.
     let keep_all = Command::Retain { partition: big.key, older_than: Some(-1), max_bytes: None, limit: big.end };
-    assert_eq!(disk.run(keep_all), Completion::LogStart { offset: 0 });
+    let want = big.mem.execute(keep_all.clone());
+    assert_eq!(disk.run(keep_all), want);
+    assert!(matches!(want, Completion::LogStart { offset: 0, .. }), "{want:?}");
     // By time: everything older than the third segment's start (timestamps rise, except every
     // seventh batch, which is older still and does not keep its segment).
     let cutoff = bases[3] * 2;
     let by_time = Command::Retain { partition: big.key, older_than: Some(cutoff), max_bytes: None, limit: big.end };
     let want = big.mem.execute(by_time.clone());
     assert_eq!(disk.run(by_time), want);
-    let Completion::LogStart { offset } = want else { panic!("{want:?}") };
+    let Completion::LogStart { offset, .. } = want else { panic!("{want:?}") };
     assert!(bases.contains(&offset) && offset > 0, "the log starts at a kept segment: {offset}");
     assert_eq!(big.files("log").len(), before.len() - bases.iter().position(|b| *b == offset).unwrap());
     // The limit (high watermark) protects segments holding offsets at or above it.
@@ -467,4 +470,55 @@ fn retention_deletes_whole_old_segments_and_moves_the_log_start() {
     let mut disk = Sync::open_with(&big.dir, BIG_OPTIONS());
     big.check(&mut disk);
     let _ = std::fs::remove_dir_all(&big.dir);
+}
+
+#[test]
+fn segment_ms_rolls_by_record_timestamps() {
+    let dir = tempdir();
+    let mut disk = Sync::open(&dir);
+    let mut mem = MemStore::new();
+    let key = PartitionKey { topic_id: topic_id(1), partition: 0 };
+    let topic = Command::PutTopic(TopicRecord {
+        name: KStr::from("roll"),
+        id: topic_id(1),
+        partitions: 1,
+        configs: vec![(KStr::from("segment.ms"), KStr::from("1000"))],
+    });
+    assert_eq!(disk.run(topic.clone()), Completion::Done);
+    mem.execute(topic);
+    // The third batch is more than segment.ms newer than the first: it starts a segment. The
+    // fifth is more than segment.ms newer than the third.
+    for (offset, ts) in [(0i64, 0i64), (1, 500), (2, 1001), (3, 1900), (4, 2002)] {
+        let mut b = RecordBatchBuilder::new(Compression::None).base_offset(offset);
+        b.append(ts, Some(b"k"), Some(b"v"), &[]).expect("builds");
+        let c = Command::Append {
+            partition: key,
+            base_offset: offset,
+            last_offset: offset,
+            max_timestamp: ts,
+            batches: b.build().expect("builds"),
+        };
+        assert_eq!(disk.run(c.clone()), Completion::Done);
+        mem.execute(c);
+    }
+    let part = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("p-"))
+        .unwrap()
+        .path();
+    let mut logs: Vec<String> = std::fs::read_dir(part)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    logs.sort();
+    assert_eq!(logs, ["00000000000000000000.log", "00000000000000000002.log", "00000000000000000004.log"]);
+    // Retention by size sees the same segments in both stores.
+    let c = Command::Retain { partition: key, older_than: None, max_bytes: Some(1), limit: 5 };
+    let want = Completion::LogStart { offset: 4, max_timestamp: (2002, 4) };
+    assert_eq!(disk.run(c.clone()), want, "the largest timestamp is what is left");
+    assert_eq!(mem.execute(c), want);
+    let _ = std::fs::remove_dir_all(&dir);
 }

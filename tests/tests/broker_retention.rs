@@ -15,6 +15,9 @@ use kelp_tests::harness::{
     Harness, START_WALL_MS, create_topic_with, fetch_request, ms, produce_request, record_values, test_config,
 };
 
+/// ListOffsets: the record with the largest timestamp (KIP-734).
+const MAX_TIMESTAMP: i64 = -3;
+
 /// Checks every 10 s of virtual time.
 fn config() -> Config {
     Config { retention_check_interval: ms(10_000), ..test_config() }
@@ -109,13 +112,16 @@ fn retention_bytes_keeps_the_newest_segments_that_fit() {
     // Room for three batches: the oldest go while the rest still hold at least that much.
     let limit = 3 * one;
     create_topic_with(&mut h, c, "big", 1, &[("retention.bytes", &limit.to_string()), ("segment.bytes", "100")]);
+    // Timestamps fall, so the record with the largest one is the first to go.
     for i in 0..8 {
-        produce(&mut h, c, "big", stamped("x", START_WALL_MS + i));
+        produce(&mut h, c, "big", stamped("x", START_WALL_MS + 8 - i));
     }
     assert_eq!(list_offset(&mut h, c, "big", -2), 0, "nothing goes before the check runs");
+    assert_eq!(list_offset(&mut h, c, "big", MAX_TIMESTAMP), 0);
     h.advance(ms(10_000));
     // Kafka deletes a segment while the log without it is still at least retention.bytes.
     assert_eq!(list_offset(&mut h, c, "big", -2), 5);
+    assert_eq!(list_offset(&mut h, c, "big", MAX_TIMESTAMP), 5, "the largest timestamp still stored");
     assert_eq!(fetch(&mut h, c, "big", 5).1.len(), 3);
     assert_eq!(fetch(&mut h, c, "big", 4).0, ErrorCode::OFFSET_OUT_OF_RANGE.0);
 }

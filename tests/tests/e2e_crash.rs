@@ -259,7 +259,26 @@ fn acknowledged_records_survive_kill_9_at_twenty_points() {
         commits.lock().expect("lock").1 = got;
     }
     assert!(commits.lock().expect("lock").1 > 0, "some commits were made");
-    println!("20 kill points: {} batches acknowledged, all recovered", acked.lock().expect("lock").len());
+    // The log rolled across segments (16 KiB each) and every segment has its indexes.
+    let part = std::fs::read_dir(&dir)
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("p-"))
+        .expect("a partition directory")
+        .path();
+    let names: Vec<String> = std::fs::read_dir(part)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let count = |ext: &str| names.iter().filter(|n| n.ends_with(ext)).count();
+    assert!(count(".log") > 1, "several segments: {names:?}");
+    assert_eq!((count(".index"), count(".timeindex")), (count(".log"), count(".log")), "{names:?}");
+    println!(
+        "20 kill points: {} batches acknowledged in {} segments, all recovered",
+        acked.lock().expect("lock").len(),
+        count(".log")
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
