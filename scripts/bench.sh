@@ -200,6 +200,7 @@ kernel_pct() { # sys_ticks total_ticks
     if [ "$2" -gt 0 ]; then echo $(($1 * 100 / $2)); else echo -; fi
 }
 
+port_open() { bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 wait_port() { # host port seconds [ns-prefix...]
     local host=$1 port=$2 secs=$3
     shift 3
@@ -231,7 +232,13 @@ sys_kelp() { # runtime storage op args...
                 --runtime "$runtime" --storage "$storage" "${extra[@]}" >>"$OUT/kelp.log" 2>&1 &
             KELP_PID=$!
             pids+=("$KELP_PID")
-            wait_port 127.0.0.1 "$PORT" 30 || { echo "kelp did not listen on $PORT" >&2; exit 1; }
+            local i
+            for i in $(seq 1 300); do
+                port_open 127.0.0.1 "$PORT" && break
+                kill -0 "$KELP_PID" 2>/dev/null || { echo "kelp exited at start (see $OUT/kelp.log)" >&2; exit 1; }
+                [ "$i" = 300 ] && { echo "kelp did not listen on $PORT within 30 s" >&2; exit 1; }
+                sleep 0.1
+            done
             SUT_ADDR="127.0.0.1:$PORT"; SUT_PIDS="$KELP_PID"; SUT_EXEC=()
             ;;
         stop)
@@ -265,9 +272,10 @@ sys_go-gateway() {
         describe) echo "SeaweedFS Go Kafka gateway, weed $(weed version 2>/dev/null | awk '{print $3}'), on one weed server (master+volume+filer+mq.broker)" ;;
         start)
             SW_DIR="$(mktemp -d "${TMPDIR:-/tmp}/kelp-bench-sw.XXXXXX")"
-            KAFKA=1 bash "$SHARED/seaweedfs/seaweedfs-up.sh" "$SW_DIR" "$SW_PORT_BASE" >>"$OUT/seaweedfs.log" 2>&1
+            KAFKA=1 bash "$SHARED/seaweedfs/seaweedfs-up.sh" "$SW_DIR" "$SW_PORT_BASE" >>"$OUT/seaweedfs.log" 2>&1 \
+                || return 1
             # shellcheck disable=SC1091
-            source "$SW_DIR/env.sh"
+            source "$SW_DIR/env.sh" || return 1
             SUT_PIDS="$(awk '{print $2}' "$SW_DIR/pids" | tr '\n' ' ')"
             local p
             for p in $SUT_PIDS; do taskset -a -cp "$SUT_CPU" "$p" >/dev/null; done
@@ -416,7 +424,12 @@ run_system() {
     log "==> $sys: $($fn describe)"
     echo "$sys: $($fn describe)" >>"$OUT/machine.txt"
     stop_hooks+=("$fn")
-    $fn start
+    if ! $fn start; then
+        log "  $sys did not start (see $OUT); skipped"
+        $fn stop || true
+        FAILED=1
+        return 0
+    fi
     if [ "$MODE" = curves ]; then
         curves "$sys"
         $fn stop
