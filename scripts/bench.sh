@@ -62,7 +62,7 @@ while [ $# -gt 0 ]; do
         --profile) MODE=profile ;;
         --systems) SYSTEMS="$2"; shift ;;
         --list) echo "$ALL_SYSTEMS"; exit 0 ;;
-        -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
