@@ -76,6 +76,9 @@ step "end-to-end tests again on the mio runtime, and on the disk store"
 KELP_RUNTIME=mio cargo test -p kelp-tests --test e2e_clients --test e2e_hostile
 KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hostile
 
+step "benchmark script smoke run (scripts/bench.sh --smoke: one produce and one consume row)"
+KELP_BENCH_BIN="$KELP_BIN" KELP_BENCH_OUT="$(mktemp -d)" bash scripts/bench.sh --smoke
+
 # ---- fuzz smoke ------------------------------------------------------------------------------
 step "fuzz targets, ${FUZZ_SECONDS}s each"
 if [ "$FUZZ_SECONDS" -gt 0 ] && command -v cargo-fuzz >/dev/null && rustup toolchain list | grep -q nightly; then

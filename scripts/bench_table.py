@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Turns scripts/bench.sh's results.tsv into the markdown tables of docs/BENCHMARKS.md.
+
+Usage: bench_table.py RESULTS_TSV [MACHINE_TXT]
+
+One line per row (produce / consume / latency), one column per system. Each kelp cell carries
+its ratio to kelp tokio+memory (the reference configuration) and to the SeaweedFS Go gateway
+where that ran the same row. Ratios say how many times better kelp is: throughput kelp/peer,
+CPU and latency peer/kelp.
+"""
+
+import csv
+import sys
+
+REF = "kelp-tokio-memory"
+PEER = "go-gateway"
+NAMES = {
+    "kelp-tokio-memory": "kelp tokio, memory",
+    "kelp-mio-memory": "kelp mio, memory",
+    "kelp-tokio-disk": "kelp tokio, disk",
+    "kelp-mio-disk": "kelp mio, disk",
+    "go-gateway": "Go gateway (SeaweedMQ)",
+}
+
+
+def num(s):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def short(v):
+    if v is None:
+        return "–"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if v >= 1e4:
+        return f"{v / 1e3:.0f}k"
+    if v >= 1e3:
+        return f"{v / 1e3:.1f}k"
+    return f"{v:.0f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0 or a == 0:
+        return None
+    r = a / b
+    return f"{r:.0f}×" if r >= 10 else f"{r:.2f}×"
+
+
+def main():
+    rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+    if len(sys.argv) > 2:
+        print("```")
+        print(open(sys.argv[2]).read().rstrip())
+        print("```")
+        print()
+    systems = []
+    for r in rows:
+        if r["system"] not in systems:
+            systems.append(r["system"])
+    keys = []
+    data = {}
+    for r in rows:
+        if r["kind"] not in ("produce", "consume", "latency"):
+            continue
+        k = (r["kind"], r["size"], r["partitions"], r["acks"], r["compression"])
+        if k not in keys:
+            keys.append(k)
+        data[(k, r["system"])] = r
+
+    def label(k):
+        kind, size, parts, acks, comp = k
+        size = "1 KiB" if size == "1024" else f"{size} B"
+        if kind == "produce":
+            return f"produce {size}, {parts} p, acks {acks}, {comp}"
+        if kind == "consume":
+            return f"consume {size}, {parts} p, group"
+        return f"latency {size}, {parts} p, acks {acks}"
+
+    def expected(k, s):
+        """Records a consume row should have read: what its produce row wrote."""
+        if k[0] != "consume":
+            return None
+        for x in rows:
+            if (x["kind"], x["system"], x["size"], x["partitions"], x["acks"], x["compression"]) == (
+                "produce", s, k[1], k[2], "1", "none"):
+                return x["records"]
+        return None
+
+    def partial(k, s):
+        r = data.get((k, s))
+        want = expected(k, s)
+        return bool(r) and want is not None and r["records"] != want
+
+    def cell(k, s, field, higher_better, fmt):
+        r = data.get((k, s))
+        v = num(r[field]) if r else None
+        if v is None:
+            return "–"
+        if partial(k, s):
+            # A consumer that stalled: its rate is shown, its CPU per record means nothing.
+            if field != "msgs_per_s":
+                return "–"
+            return f"{fmt(v)} (stalled: {r['records']} of {expected(k, s)} records in the time limit)"
+        out = fmt(v)
+        notes = []
+        for other, tag in ((REF, ""), (PEER, " Go")):
+            if s == other or not s.startswith("kelp") or partial(k, other):
+                continue
+            o = data.get((k, other))
+            ov = num(o[field]) if o else None
+            rr = ratio(v, ov) if higher_better else ratio(ov, v)
+            if rr:
+                notes.append(rr + tag)
+        return out + (f" ({', '.join(notes)})" if notes else "")
+
+    head = "| row | " + " | ".join(NAMES.get(s, s) for s in systems) + " |"
+    sep = "|---" * (len(systems) + 1) + "|"
+
+    print("Throughput, records per second (ratios: vs kelp tokio+memory; `Go`: vs the Go gateway)")
+    print()
+    print(head)
+    print(sep)
+    for k in keys:
+        if k[0] == "latency":
+            continue
+        print(f"| {label(k)} | " + " | ".join(cell(k, s, "msgs_per_s", True, short) for s in systems) + " |")
+    print()
+    print("CPU of the system under test per record, ns (lower is better; ratios: how many times less)")
+    print()
+    print(head)
+    print(sep)
+    for k in keys:
+        if k[0] == "latency":
+            continue
+        print(f"| {label(k)} | " + " | ".join(cell(k, s, "cpu_ns_per_record", False, short) for s in systems) + " |")
+    lat = [k for k in keys if k[0] == "latency"]
+    if lat:
+        print()
+        print("Produce latency at half the system's own maximum rate, µs: p50 / p99 / p99.9 (rate achieved)")
+        print()
+        print(head)
+        print(sep)
+        for k in lat:
+            cells = []
+            for s in systems:
+                r = data.get((k, s))
+                if not r or r["p99_us"] == "-":
+                    cells.append("–")
+                    continue
+                c = f"{r['p50_us']} / {r['p99_us']} / {r['p999_us']} ({short(num(r['msgs_per_s']))}/s)"
+                notes = []
+                for other, tag in ((REF, ""), (PEER, " Go")):
+                    if s == other or not s.startswith("kelp"):
+                        continue
+                    o = data.get((k, other))
+                    rr = ratio(num(o["p99_us"]) if o else None, num(r["p99_us"]))
+                    if rr:
+                        notes.append(f"p99 {rr}{tag}")
+                if notes:
+                    c += f" ({', '.join(notes)})"
+                cells.append(c)
+            print(f"| {label(k)} | " + " | ".join(cells) + " |")
+    extra = [r for r in rows if r["kind"] in ("partition_memory", "connections")]
+    if extra:
+        print()
+        print("| system | curve | point | figure |")
+        print("|---|---|---|---|")
+        for r in extra:
+            if r["kind"] == "partition_memory":
+                print(f"| {r['system']} | memory per partition | {r['partitions']} partitions | {r['p50_us']} B |")
+            else:
+                print(
+                    f"| {r['system']} | produce, 100 B, 16 p | {r['command']} | "
+                    f"{short(num(r['msgs_per_s']))} msg/s, {r['cpu_ns_per_record']} ns CPU/record |"
+                )
+    print()
+    print("Commands (one per row kind; the full list is in results.tsv):")
+    print()
+    print("```")
+    seen = set()
+    for r in rows:
+        kind = (r["system"].startswith("kelp"), r["kind"])
+        if kind in seen or r["kind"] not in ("produce", "consume", "latency"):
+            continue
+        seen.add(kind)
+        print(r["command"])
+    print("```")
+
+
+if __name__ == "__main__":
+    main()
