@@ -527,6 +527,33 @@ fn offsets_are_committed_and_fetched_at_the_member_epoch() {
 }
 
 #[test]
+fn offsets_of_subscribed_topics_cannot_be_deleted_while_members_remain() {
+    use kelp_core::codec::generated::offset_delete::{
+        OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    let (mut h, admin, _) = setup(2);
+    let a = M::join(&mut h, &[T]);
+    let r = expect_body!(h.call(a.conn, commit_request(G, a.epoch, &a.id, &[(T, 0, 5)]), 9), OffsetCommit);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let delete = |h: &mut Harness| {
+        let req = OffsetDeleteRequest {
+            group_id: G.into(),
+            topics: vec![OffsetDeleteRequestTopic {
+                name: T.into(),
+                partitions: vec![OffsetDeleteRequestPartition { partition_index: 0, ..Default::default() }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let r = expect_body!(h.call(admin, RequestBody::OffsetDelete(req), 0), OffsetDelete);
+        (r.error_code, r.topics.first().map_or(0, |t| t.partitions[0].error_code))
+    };
+    assert_eq!(delete(&mut h), (0, ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC.0));
+    a.leave(&mut h, -1);
+    assert_eq!(delete(&mut h), (0, 0));
+}
+
+#[test]
 fn a_group_is_either_classic_or_consumer() {
     let (mut h, admin, _) = setup(2);
     M::join(&mut h, &[T]);
