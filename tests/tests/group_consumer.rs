@@ -462,6 +462,25 @@ fn new_partitions_and_new_topics_start_a_new_assignment() {
 }
 
 #[test]
+fn a_deleted_topic_is_taken_away() {
+    let (mut h, admin, t) = setup(2);
+    let mut a = M::join(&mut h, &[T, "other"]);
+    let other = create_topic(&mut h, admin, "other", 2);
+    settle(&mut h, &mut [&mut a]);
+    assert_eq!(a.owned.keys().copied().collect::<BTreeSet<_>>(), BTreeSet::from([t, other]));
+    let epoch = describe(&mut h, admin, G).group_epoch;
+    let req = kelp_core::codec::generated::delete_topics::DeleteTopicsRequest {
+        topic_names: vec!["other".into()],
+        timeout_ms: 1000,
+        ..Default::default()
+    };
+    expect_body!(h.call(admin, RequestBody::DeleteTopics(req), 4), DeleteTopics);
+    settle(&mut h, &mut [&mut a]);
+    assert_eq!(a.owned, all(t, 2));
+    assert!(describe(&mut h, admin, G).group_epoch > epoch);
+}
+
+#[test]
 fn offsets_are_committed_and_fetched_at_the_member_epoch() {
     let (mut h, admin, _) = setup(2);
     let a = M::join(&mut h, &[T]);
@@ -508,6 +527,33 @@ fn offsets_are_committed_and_fetched_at_the_member_epoch() {
 }
 
 #[test]
+fn offsets_of_subscribed_topics_cannot_be_deleted_while_members_remain() {
+    use kelp_core::codec::generated::offset_delete::{
+        OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    let (mut h, admin, _) = setup(2);
+    let a = M::join(&mut h, &[T]);
+    let r = expect_body!(h.call(a.conn, commit_request(G, a.epoch, &a.id, &[(T, 0, 5)]), 9), OffsetCommit);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let delete = |h: &mut Harness| {
+        let req = OffsetDeleteRequest {
+            group_id: G.into(),
+            topics: vec![OffsetDeleteRequestTopic {
+                name: T.into(),
+                partitions: vec![OffsetDeleteRequestPartition { partition_index: 0, ..Default::default() }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let r = expect_body!(h.call(admin, RequestBody::OffsetDelete(req), 0), OffsetDelete);
+        (r.error_code, r.topics.first().map_or(0, |t| t.partitions[0].error_code))
+    };
+    assert_eq!(delete(&mut h), (0, ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC.0));
+    a.leave(&mut h, -1);
+    assert_eq!(delete(&mut h), (0, 0));
+}
+
+#[test]
 fn a_group_is_either_classic_or_consumer() {
     let (mut h, admin, _) = setup(2);
     M::join(&mut h, &[T]);
@@ -516,11 +562,17 @@ fn a_group_is_either_classic_or_consumer() {
     assert_eq!(ErrorCode(r.error_code), ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
     let r = expect_body!(h.call(admin, heartbeat_request(G, 1, "x", None), 4), Heartbeat);
     assert_eq!(ErrorCode(r.error_code), ErrorCode::UNKNOWN_MEMBER_ID);
-    // DescribeGroups does not describe consumer groups; ConsumerGroupDescribe does not
-    // describe classic ones.
+    // DescribeGroups shows a consumer group the classic way; ConsumerGroupDescribe does not
+    // describe classic groups.
     let req = DescribeGroupsRequest { groups: vec![G.into()], ..Default::default() };
     let r = expect_body!(h.call(admin, RequestBody::DescribeGroups(req), 6), DescribeGroups);
-    assert_eq!(ErrorCode(r.groups[0].error_code), ErrorCode::GROUP_ID_NOT_FOUND);
+    let d = &r.groups[0];
+    assert_eq!((d.error_code, d.group_state.as_str(), d.protocol_type.as_str()), (0, "Stable", "consumer"));
+    assert_eq!(d.protocol_data.as_str(), "uniform");
+    assert_eq!(d.members.len(), 1);
+    let sub = kelp_core::group::subscription_topics(&d.members[0].member_metadata).expect("a subscription");
+    assert_eq!(sub, vec![KStr::from(T)]);
+    assert!(!d.members[0].member_assignment.is_empty());
     // A live classic group refuses consumer members.
     let classic = "classic-g";
     h.send(admin, &join_request(classic, "", None, &[("range", subscription(&[T]))]), 3);

@@ -17,7 +17,12 @@ use crate::codec::generated::consumer_group_heartbeat::{
     Assignment as WireAssignment, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
     ResponseTopicPartitions,
 };
-use crate::codec::{ErrorCode, KStr};
+use crate::codec::generated::consumer_protocol_assignment::{
+    ConsumerProtocolAssignment, TopicPartition as AssignedPartitions,
+};
+use crate::codec::generated::consumer_protocol_subscription::ConsumerProtocolSubscription;
+use crate::codec::generated::describe_groups::{DescribedGroup as ClassicDescribed, DescribedGroupMember};
+use crate::codec::{ErrorCode, KStr, Message, Writer};
 use crate::group::assignor::{Assignment, TopicInfo};
 use crate::group::classic::GroupState;
 use crate::group::consumer::{Client, ConsumerGroup, ConsumerTimer, Ctx, Effect};
@@ -234,4 +239,63 @@ pub(crate) fn describe(b: &mut Broker, req: Req, m: &ConsumerGroupDescribeReques
         .collect();
     let resp = ConsumerGroupDescribeResponse { groups, ..Default::default() };
     b.respond(req, &ResponseBody::ConsumerGroupDescribe(resp));
+}
+
+/// The version of the embedded consumer protocol structures DescribeGroups carries.
+const EMBEDDED_VERSION: i16 = 3;
+
+fn embedded(m: &impl Message) -> bytes::Bytes {
+    let mut w = Writer::contiguous(2 + m.encoded_len(EMBEDDED_VERSION));
+    w.i16(EMBEDDED_VERSION);
+    m.encode(&mut w, EMBEDDED_VERSION);
+    w.into_bytes()
+}
+
+/// A consumer group as the classic DescribeGroups API shows it (Kafka's
+/// `ConsumerGroup.asDescribedGroup`): protocol type `consumer`, the assignor as the protocol,
+/// and each member's subscription and assignment in the embedded consumer protocol format.
+pub(crate) fn as_classic_description(b: &Broker, g: &ConsumerGroup, ops: i32) -> ClassicDescribed {
+    let members = g
+        .members
+        .values()
+        .map(|m| {
+            let subscription = ConsumerProtocolSubscription {
+                topics: m.subscribed.clone(),
+                generation_id: -1,
+                rack_id: m.rack_id.clone(),
+                ..Default::default()
+            };
+            let assignment = ConsumerProtocolAssignment {
+                assigned_partitions: m
+                    .assigned
+                    .iter()
+                    .filter_map(|(t, ps)| {
+                        Some(AssignedPartitions {
+                            topic: b.topic_by_id(*t)?.name.clone(),
+                            partitions: ps.iter().copied().collect(),
+                        })
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            DescribedGroupMember {
+                member_id: m.id.clone(),
+                group_instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                member_metadata: embedded(&subscription),
+                member_assignment: embedded(&assignment),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ClassicDescribed {
+        group_id: g.id.clone(),
+        group_state: KStr::from(g.state().name()),
+        protocol_type: KStr::from("consumer"),
+        protocol_data: KStr::from(g.assignor()),
+        members,
+        authorized_operations: ops,
+        ..Default::default()
+    }
 }

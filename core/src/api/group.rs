@@ -269,6 +269,7 @@ pub(crate) fn describe_groups(b: &mut Broker, req: Req, m: &DescribeGroupsReques
         .iter()
         .map(|id| match b.groups.classic.get(id).filter(|g| g.state() != GroupState::Dead) {
             Some(g) => describe(g, ops),
+            None if let Some(g) = b.groups.consumer.get(id) => super::consumer::as_classic_description(b, g, ops),
             None if req.version >= 6 => DescribedGroup {
                 group_id: id.clone(),
                 error_code: ErrorCode::GROUP_ID_NOT_FOUND.0,
