@@ -434,6 +434,14 @@ impl PartLog {
             .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".log")?.parse::<i64>().ok())
             .collect();
         bases.sort_unstable();
+        // Index files whose segment is gone (a crash while deleting it) go too.
+        for e in fs::read_dir(&dir)?.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".index").or_else(|| name.strip_suffix(".timeindex"));
+            if stem.and_then(|b| b.parse::<i64>().ok()).is_some_and(|b| bases.binary_search(&b).is_err()) {
+                fs::remove_file(e.path())?;
+            }
+        }
         let mut log = Self { dir, segments: Vec::new(), log_start, next_offset: 0, dirty: false, interval };
         for base in bases {
             let seg = Segment::open(&log.dir, base, interval, check)?;
