@@ -76,8 +76,10 @@ impl DiskOptions {
 
 /// Largest segment: positions in the offset index are 32-bit.
 const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
-/// How far back from the end of a log recovery looks for idempotent producers' batches.
-const PRODUCER_WINDOW: u64 = 16 * 1024 * 1024;
+/// How far back from the end of a log recovery looks for idempotent producers' batches (Kafka
+/// keeps producer state snapshots instead; a producer idle for longer than this window of other
+/// writes is forgotten at restart, and its next batch is taken as from a new producer).
+const PRODUCER_WINDOW: u64 = 4 * 1024 * 1024;
 /// Largest decompressed batch looked inside (timestamp lookups, producer state).
 const MAX_DECOMPRESSED: usize = 256 * 1024 * 1024;
 
