@@ -76,8 +76,10 @@ impl DiskOptions {
 
 /// Largest segment: positions in the offset index are 32-bit.
 const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
-/// How far back from the end of a log recovery looks for idempotent producers' batches.
-const PRODUCER_WINDOW: u64 = 16 * 1024 * 1024;
+/// How far back from the end of a log recovery looks for idempotent producers' batches (Kafka
+/// keeps producer state snapshots instead; a producer idle for longer than this window of other
+/// writes is forgotten at restart, and its next batch is taken as from a new producer).
+const PRODUCER_WINDOW: u64 = 4 * 1024 * 1024;
 /// Largest decompressed batch looked inside (timestamp lookups, producer state).
 const MAX_DECOMPRESSED: usize = 256 * 1024 * 1024;
 
@@ -434,6 +436,14 @@ impl PartLog {
             .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".log")?.parse::<i64>().ok())
             .collect();
         bases.sort_unstable();
+        // Index files whose segment is gone (a crash while deleting it) go too.
+        for e in fs::read_dir(&dir)?.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".index").or_else(|| name.strip_suffix(".timeindex"));
+            if stem.and_then(|b| b.parse::<i64>().ok()).is_some_and(|b| bases.binary_search(&b).is_err()) {
+                fs::remove_file(e.path())?;
+            }
+        }
         let mut log = Self { dir, segments: Vec::new(), log_start, next_offset: 0, dirty: false, interval };
         for base in bases {
             let seg = Segment::open(&log.dir, base, interval, check)?;

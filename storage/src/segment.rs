@@ -532,3 +532,106 @@ fn read_all(f: &File) -> io::Result<Vec<u8>> {
     f.read_exact_at(&mut buf, 0)?;
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use kelp_core::records::{Compression, RecordBatchBuilder};
+
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kelp-seg-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+
+    /// Batch `i` holds offsets 3i..3i+2 with timestamps 10i..10i+2, except every fifth batch,
+    /// whose timestamps are old (i).
+    fn batch(i: i64) -> Bytes {
+        let mut b = RecordBatchBuilder::new(Compression::None).base_offset(3 * i);
+        let ts = if i % 5 == 4 { i } else { 10 * i };
+        for r in 0..3 {
+            b.append(ts + r, Some(b"k"), Some(b"value"), &[]).expect("builds");
+        }
+        b.build().expect("builds")
+    }
+
+    fn write(d: &Path, n: i64) -> (Segment, Vec<u64>) {
+        let mut seg = Segment::create(d, 0, 300).expect("create");
+        let mut positions = Vec::new();
+        for i in 0..n {
+            positions.push(seg.size);
+            seg.append(&batch(i)).expect("append");
+        }
+        (seg, positions)
+    }
+
+    #[test]
+    fn locate_finds_every_batch_from_the_sparse_index() {
+        let d = dir("locate");
+        let (seg, positions) = write(&d, 200);
+        assert!(seg.offsets.len() > 20, "entries every ~300 bytes: {}", seg.offsets.len());
+        assert_eq!(seg.last_offset, 599);
+        for offset in 0..600 {
+            let want = positions[usize::try_from(offset / 3).expect("small")];
+            assert_eq!(seg.locate(offset).expect("io"), Some(want), "offset {offset}");
+        }
+        assert_eq!(seg.locate(600).expect("io"), None);
+        assert_eq!(seg.max_ts, (10 * 198 + 2, 596), "batch 199 has old timestamps");
+        // The time floor never starts after the first batch reaching a timestamp.
+        for ts in 0..2000 {
+            let first = (0..200).find(|i| if i % 5 == 4 { i + 2 >= ts } else { 10 * i + 2 >= ts });
+            if let Some(i) = first {
+                assert!(seg.time_floor(ts) <= positions[usize::try_from(i).expect("small")], "timestamp {ts}");
+            }
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn reopen_uses_good_indexes_and_rebuilds_bad_ones_identically() {
+        let d = dir("reopen");
+        let (seg, _) = write(&d, 150);
+        let (offsets, times, max_ts) = (seg.offsets.clone(), seg.times.clone(), seg.max_ts);
+        drop(seg);
+        let (_, index_path, time_path) = paths(&d, 0);
+        let index_bytes = fs::read(&index_path).expect("index");
+        let time_bytes = fs::read(&time_path).expect("time index");
+        let mut check = IndexCheck::default();
+        let seg = Segment::open(&d, 0, 300, &mut check).expect("open");
+        assert_eq!((check.used, check.rebuilt), (1, 0));
+        assert!(check.bytes_scanned < 1000, "only the tail is read: {check:?}");
+        assert_eq!((&seg.offsets, &seg.times, seg.max_ts), (&offsets, &times, max_ts));
+        drop(seg);
+        // An entry from another segment (its CRC covers the base offset) is refused.
+        let mut wrong = index_bytes.clone();
+        let crc = entry_crc(1000, &wrong[16..28]);
+        wrong[28..32].copy_from_slice(&crc.to_be_bytes());
+        fs::write(&index_path, &wrong).expect("write");
+        let mut check = IndexCheck::default();
+        let seg = Segment::open(&d, 0, 300, &mut check).expect("open");
+        assert_eq!(check.rebuilt, 1);
+        assert_eq!((&seg.offsets, &seg.times, seg.max_ts), (&offsets, &times, max_ts));
+        drop(seg);
+        assert_eq!(fs::read(&index_path).expect("index"), index_bytes);
+        assert_eq!(fs::read(&time_path).expect("time index"), time_bytes);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_torn_batch_after_the_last_entry_is_cut() {
+        let d = dir("torn");
+        let (seg, positions) = write(&d, 100);
+        let size = seg.size;
+        drop(seg);
+        let (log, _, _) = paths(&d, 0);
+        OpenOptions::new().write(true).open(&log).expect("open").set_len(size - 7).expect("cut");
+        let mut check = IndexCheck::default();
+        let seg = Segment::open(&d, 0, 300, &mut check).expect("open");
+        assert_eq!(seg.size, positions[99], "the torn last batch is gone");
+        assert_eq!(seg.last_offset, 296);
+        assert_eq!(fs::metadata(&log).expect("log").len(), positions[99]);
+        let _ = fs::remove_dir_all(&d);
+    }
+}

@@ -464,6 +464,7 @@ fn retention_deletes_whole_old_segments_and_moves_the_log_start() {
     let all = Command::Retain { partition: big.key, older_than: None, max_bytes: Some(0), limit: big.end };
     assert_eq!(disk.run(all.clone()), big.mem.execute(all));
     assert_eq!(big.files("log").len(), 1, "the active segment is never deleted");
+    assert_eq!((big.files("index").len(), big.files("timeindex").len()), (1, 1), "indexes go with their segment");
     big.check(&mut disk);
     // The log start survives a restart.
     drop(disk);
