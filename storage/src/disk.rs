@@ -57,7 +57,7 @@ const META_LOG_START: u8 = 5;
 
 /// The `disk` backend. Commands run on its IO thread; see the module docs.
 pub struct DiskStore {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Msg>,
 }
 
 struct Job {
@@ -66,12 +66,19 @@ struct Job {
     sink: Sink,
 }
 
+/// What the IO thread is asked to do.
+enum Msg {
+    Job(Job),
+    /// Finish what came before, fsync every file written, and report.
+    Sync(mpsc::Sender<io::Result<()>>),
+}
+
 impl DiskStore {
     /// Opens (creating if needed) the store in `dir`, recovering what is there, and starts its
     /// IO thread.
     pub fn open(dir: &Path, fsync: Fsync) -> io::Result<Self> {
         let state = State::open(dir, fsync)?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         std::thread::Builder::new().name("kelp-disk".into()).spawn(move || io_thread(state, &rx))?;
         Ok(Self { tx })
     }
@@ -79,20 +86,35 @@ impl DiskStore {
 
 impl Store for DiskStore {
     fn submit(&mut self, cmd: CmdId, command: Command, sink: &Sink) {
-        if let Err(mpsc::SendError(job)) = self.tx.send(Job { cmd, command, sink: sink.clone() }) {
+        if let Err(mpsc::SendError(Msg::Job(job))) = self.tx.send(Msg::Job(Job { cmd, command, sink: sink.clone() })) {
             job.sink.complete(job.cmd, Completion::Failed(StorageError::Unavailable));
         }
     }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.tx.send(Msg::Sync(tx)).map_err(|_| io::Error::other("the disk store's IO thread has stopped"))?;
+        rx.recv().map_err(|_| io::Error::other("the disk store's IO thread has stopped"))?
+    }
 }
 
-fn io_thread(mut state: State, rx: &mpsc::Receiver<Job>) {
+fn io_thread(mut state: State, rx: &mpsc::Receiver<Msg>) {
     let mut last_sync = Instant::now();
     while let Ok(first) = rx.recv() {
-        let mut round = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            round.push(more);
-            if round.len() >= 4096 {
-                break;
+        let mut round = Vec::new();
+        let mut sync_asked = None;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Job(job) => round.push(job),
+                // Jobs after a sync request wait for the next round; this one ends here.
+                Msg::Sync(reply) => {
+                    sync_asked = Some(reply);
+                    break;
+                }
+            }
+            if round.len() < 4096 {
+                next = rx.try_recv().ok();
             }
         }
         let results: Vec<Completion> =
@@ -111,6 +133,9 @@ fn io_thread(mut state: State, rx: &mpsc::Receiver<Job>) {
                 (_, r) => r,
             };
             job.sink.complete(job.cmd, result);
+        }
+        if let Some(reply) = sync_asked {
+            let _ = reply.send(state.sync_dirty());
         }
     }
 }
@@ -435,6 +460,12 @@ impl PartLog {
     fn append(&mut self, base: i64, last: i64, max_ts: i64, data: &[u8]) -> io::Result<()> {
         let roll = self.segments.last().is_none_or(|s| s.size + data.len() as u64 > SEGMENT_BYTES && s.size > 0);
         if roll {
+            // sync_dirty only syncs the last segment: the one being left must be durable first.
+            if self.dirty
+                && let Some(prev) = self.segments.last()
+            {
+                prev.file.sync_data()?;
+            }
             let path = self.dir.join(format!("{base:020}.log"));
             let file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
             self.segments.push(Segment { base_offset: base, path, file, size: 0 });
