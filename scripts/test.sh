@@ -69,6 +69,9 @@ step "cargo test (unit, property, differential, scenario, hostile input, end-to-
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
+step "deterministic simulation: 500 fixed seeds, each run twice (SIM_SEEDS=a..b for others)"
+cargo test -p kelp-tests --test sim -- --nocapture
+
 step "end-to-end tests again on the mio runtime, and on the disk store"
 KELP_RUNTIME=mio cargo test -p kelp-tests --test e2e_clients --test e2e_hostile
 KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hostile

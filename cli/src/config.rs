@@ -28,6 +28,10 @@ pub const KEYS: &[&str] = &[
     "data-dir",
     "fsync",
     "fsync-interval-ms",
+    "log-segment-bytes",
+    "log-retention-ms",
+    "log-retention-bytes",
+    "log-retention-check-interval-ms",
     "max-request-size",
     "max-connections",
     "max-in-flight-per-connection",
@@ -214,6 +218,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub fsync: FsyncKind,
     pub fsync_interval_ms: u64,
+    pub log_segment_bytes: u64,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_retention_check_interval_ms: u64,
     pub max_request_size: usize,
     pub max_connections: usize,
     pub max_in_flight_per_connection: usize,
@@ -311,12 +319,16 @@ impl Settings {
             advertised,
             node_id: l.parse("node-id", 1, int(0, i32::MAX))?,
             runtime: l.parse("runtime", RuntimeKind::Tokio, choice)?,
-            storage: l.parse("storage", StorageKind::Memory, choice)?,
+            storage: l.parse("storage", StorageKind::Disk, choice)?,
             data_dir: l.parse("data-dir", PathBuf::from("./kelp-data"), |s| {
                 if s.is_empty() { Err("empty path".into()) } else { Ok(PathBuf::from(s)) }
             })?,
             fsync: l.parse("fsync", FsyncKind::Always, choice)?,
             fsync_interval_ms: l.parse("fsync-interval-ms", 100, int(1, 3_600_000))?,
+            log_segment_bytes: l.parse("log-segment-bytes", 1 << 30, int(1024, i32::MAX as u64))?,
+            log_retention_ms: l.parse("log-retention-ms", 604_800_000, int(-1, i64::MAX))?,
+            log_retention_bytes: l.parse("log-retention-bytes", -1, int(-1, i64::MAX))?,
+            log_retention_check_interval_ms: l.parse("log-retention-check-interval-ms", 300_000, int(1, u64::MAX))?,
             max_request_size: l.parse("max-request-size", 100 * MIB, int(1024, i32::MAX as usize))?,
             max_connections: l.parse("max-connections", 65_536, int(1, 10_000_000))?,
             max_in_flight_per_connection: l.parse("max-in-flight-per-connection", 256, int(1, 65_536))?,
@@ -379,6 +391,8 @@ mod tests {
         assert_eq!(s.advertised, ("127.0.0.1".to_string(), 9092));
         assert_eq!(s.admin_listen, Some("127.0.0.1:9644".parse().expect("addr")));
         assert_eq!((s.runtime, s.node_id, s.default_partitions), (RuntimeKind::Tokio, 1, 1));
+        assert_eq!((s.storage, s.data_dir.as_path()), (StorageKind::Disk, Path::new("./kelp-data")));
+        assert_eq!((s.log_retention_ms, s.log_retention_bytes), (604_800_000, -1));
         assert!(s.auto_create_topics);
         assert_eq!(s.group_initial_rebalance_delay_ms, 3000);
         assert_eq!(s.log_level, "info");
@@ -422,6 +436,8 @@ mod tests {
         assert!(e.contains("KELP_LISTEN") && e.contains("bad port"), "{e}");
         let e = bad(layers(&[], "node-id = \"one\""));
         assert!(e.contains("`node-id` in kelp.toml") && e.contains("expected an integer"), "{e}");
+        let e = bad(layers(&[("log-retention-ms", "-2", Source::Flag)], ""));
+        assert!(e.contains("--log-retention-ms") && e.contains("between -1 and"), "{e}");
         let e = bad(layers(&[], "default-partitions = 0"));
         assert!(e.contains("default-partitions") && e.contains("between 1 and"), "{e}");
         let e = bad(layers(&[], "runtime = \"uring\""));

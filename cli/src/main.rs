@@ -82,7 +82,7 @@ struct ServeArgs {
     /// The IO runtime: tokio or mio [default: tokio].
     #[arg(long, env = "KELP_RUNTIME", value_name = "RUNTIME")]
     runtime: Option<String>,
-    /// Where data lives: memory or disk [default: memory].
+    /// Where data lives: disk or memory [default: disk].
     #[arg(long, env = "KELP_STORAGE", value_name = "KIND")]
     storage: Option<String>,
     /// Where the disk store keeps its files [default: ./kelp-data].
@@ -94,6 +94,18 @@ struct ServeArgs {
     /// The window of --fsync interval, in milliseconds [default: 100].
     #[arg(long, env = "KELP_FSYNC_INTERVAL_MS", value_name = "MS")]
     fsync_interval_ms: Option<String>,
+    /// Segment size of topics without `segment.bytes` (Kafka: log.segment.bytes) [default: 1073741824].
+    #[arg(long, env = "KELP_LOG_SEGMENT_BYTES", value_name = "BYTES")]
+    log_segment_bytes: Option<String>,
+    /// Default retention.ms (Kafka: log.retention.ms); -1 keeps data for ever [default: 604800000].
+    #[arg(long, env = "KELP_LOG_RETENTION_MS", value_name = "MS", allow_hyphen_values = true)]
+    log_retention_ms: Option<String>,
+    /// Default retention.bytes per partition (Kafka: log.retention.bytes); -1 for no limit [default: -1].
+    #[arg(long, env = "KELP_LOG_RETENTION_BYTES", value_name = "BYTES", allow_hyphen_values = true)]
+    log_retention_bytes: Option<String>,
+    /// How often retention runs (Kafka: log.retention.check.interval.ms) [default: 300000].
+    #[arg(long, env = "KELP_LOG_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
+    log_retention_check_interval_ms: Option<String>,
     /// Largest request accepted, in bytes; a larger one closes its connection [default: 104857600].
     #[arg(long, env = "KELP_MAX_REQUEST_SIZE", value_name = "BYTES")]
     max_request_size: Option<String>,
@@ -204,6 +216,10 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
         group_min_session_timeout: ms(args.group_min_session_timeout_ms),
         group_max_session_timeout: ms(args.group_max_session_timeout_ms),
         group_max_size: args.group_max_size,
+        retention_ms: args.log_retention_ms,
+        retention_bytes: args.log_retention_bytes,
+        retention_check_interval: ms(args.log_retention_check_interval_ms),
+        segment_bytes: args.log_segment_bytes,
         ..Config::default()
     };
     let seed = args.seed.unwrap_or_else(|| {
@@ -229,7 +245,11 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
                 }
                 FsyncKind::Never => kelp_storage::Fsync::Never,
             };
-            let store = kelp_storage::DiskStore::open(&args.data_dir, fsync)
+            let options = kelp_storage::DiskOptions {
+                segment_bytes: args.log_segment_bytes,
+                ..kelp_storage::DiskOptions::new(fsync)
+            };
+            let store = kelp_storage::DiskStore::open_with(&args.data_dir, options)
                 .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
             Box::new(store)
         }

@@ -56,6 +56,8 @@ pub(crate) enum CmdOwner {
     Append(PartitionKey),
     /// Part `part` of a parked job.
     Job { job: JobId, part: usize },
+    /// A retention check of one partition.
+    Retain(PartitionKey),
 }
 
 /// What fires when a timer is due.
@@ -65,6 +67,10 @@ pub(crate) enum Timer {
     FetchWait(JobId),
     /// A consumer group's session, join or sync deadline.
     Group(crate::group::classic::GroupTimer),
+    /// A KIP-848 consumer group's session or revocation deadline.
+    Consumer(crate::group::consumer::ConsumerTimer),
+    /// The periodic retention check ([`crate::retention`]).
+    Retention,
 }
 
 /// A topic and its partitions.
@@ -420,6 +426,7 @@ impl Broker {
             CmdOwner::Recover => self.recover(result),
             CmdOwner::Append(key) => self.append_completed(key, cmd, &result),
             CmdOwner::Job { job, part } => api::job_completed(self, job, part, result),
+            CmdOwner::Retain(key) => crate::retention::done(self, key, &result),
         }
     }
 
@@ -451,13 +458,20 @@ impl Broker {
             }
         }
         self.producer_ids.recover(&rec.values, self.topics.values());
-        let (groups, timers) = crate::group::Groups::recover(&rec.values, self.now.mono);
+        let (groups, timers, consumer_timers) = crate::group::Groups::recover(&rec.values, self.now.mono, &self.cfg);
         self.groups = groups;
         for (t, at) in timers {
             self.timers.arm(Timer::Group(t), at);
         }
+        for (t, at) in consumer_timers {
+            self.timers.arm(Timer::Consumer(t), at);
+        }
+        crate::retention::arm(self);
         self.recovered = true;
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        // In connection order, not the map's (randomly seeded) order: the same inputs must
+        // give the same outputs.
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
         for c in conns {
             self.process_frames(c);
         }
@@ -525,6 +539,8 @@ impl Broker {
             match t {
                 Timer::FetchWait(job) => api::fetch::expire(self, job),
                 Timer::Group(t) => api::group::timer(self, t),
+                Timer::Consumer(t) => api::consumer::timer(self, t),
+                Timer::Retention => crate::retention::check(self),
             }
         }
     }

@@ -39,6 +39,11 @@ pub struct Config {
     pub retention_ms: i64,
     /// The broker's default for `retention.bytes`.
     pub retention_bytes: i64,
+    /// The broker's default for `segment.bytes` (Kafka: `log.segment.bytes`); the store rolls
+    /// segments, this is what DescribeConfigs reports.
+    pub segment_bytes: u64,
+    /// How often retention is applied (Kafka: `log.retention.check.interval.ms`).
+    pub retention_check_interval: Duration,
     /// The broker's default for `message.timestamp.type`: LogAppendTime when true.
     pub log_append_time: bool,
     /// Most incremental fetch sessions kept at once (KIP-227); the oldest idle one is evicted.
@@ -61,6 +66,12 @@ pub struct Config {
     pub group_new_member_join_timeout: Duration,
     /// Longest metadata string an offset commit may carry (Kafka: `offset.metadata.max.bytes`).
     pub offset_metadata_max_bytes: usize,
+    /// A KIP-848 consumer group member is fenced when no heartbeat arrives for this long
+    /// (Kafka: `group.consumer.session.timeout.ms`, 45 s).
+    pub group_consumer_session_timeout: Duration,
+    /// How often KIP-848 members are told to heartbeat (Kafka:
+    /// `group.consumer.heartbeat.interval.ms`, 5 s).
+    pub group_consumer_heartbeat_interval: Duration,
 }
 
 impl Default for Config {
@@ -80,6 +91,8 @@ impl Default for Config {
             max_message_bytes: 1_048_588,
             retention_ms: 604_800_000,
             retention_bytes: -1,
+            segment_bytes: 1 << 30,
+            retention_check_interval: Duration::from_secs(300),
             log_append_time: false,
             max_fetch_sessions: 1000,
             max_decompressed_batch: 64 * 1024 * 1024,
@@ -90,6 +103,8 @@ impl Default for Config {
             group_max_session_timeout: Duration::from_secs(1800),
             group_new_member_join_timeout: Duration::from_secs(300),
             offset_metadata_max_bytes: 4096,
+            group_consumer_session_timeout: Duration::from_secs(45),
+            group_consumer_heartbeat_interval: Duration::from_secs(5),
         }
     }
 }

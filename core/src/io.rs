@@ -150,6 +150,45 @@ pub struct TopicRecord {
     pub configs: Vec<(KStr, KStr)>,
 }
 
+impl TopicRecord {
+    /// The override of config `name`, if the topic has one (the last one set wins).
+    #[must_use]
+    pub fn config(&self, name: &str) -> Option<&str> {
+        self.configs.iter().rev().find(|(k, _)| k.as_str() == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The topic's `segment.bytes`, or `default` when it has no valid override.
+    #[must_use]
+    pub fn segment_bytes(&self, default: u64) -> u64 {
+        self.config("segment.bytes").and_then(|v| v.trim().parse::<u64>().ok()).filter(|v| *v > 0).unwrap_or(default)
+    }
+}
+
+/// Kafka's default `segment.bytes` (1 GiB).
+pub const DEFAULT_SEGMENT_BYTES: u64 = 1 << 30;
+
+/// Kafka's default `segment.ms` (7 days).
+pub const DEFAULT_SEGMENT_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Whether an append starts a new segment, as Kafka's `LogSegment.shouldRoll`: the segment
+/// would pass `segment.bytes` (the topic's, else `default_bytes`), or the new batches are more
+/// than `segment.ms` newer than the segment's first batch (by record timestamps, so no clock
+/// is involved), or the offsets would not fit the index's 32-bit relative offsets. An empty
+/// segment never rolls. `segment` is (size, base offset, largest timestamp of its first batch);
+/// `append` is (bytes, last offset, largest timestamp).
+#[must_use]
+pub fn should_roll(topic: &TopicRecord, default_bytes: u64, segment: (u64, i64, i64), append: (u64, i64, i64)) -> bool {
+    let ((size, base_offset, first_timestamp), (len, last_offset, max_timestamp)) = (segment, append);
+    if size == 0 {
+        return false;
+    }
+    let segment_ms =
+        topic.config("segment.ms").and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(DEFAULT_SEGMENT_MS);
+    size + len > topic.segment_bytes(default_bytes)
+        || (first_timestamp >= 0 && max_timestamp.saturating_sub(first_timestamp) > segment_ms)
+        || last_offset - base_offset > i64::from(u32::MAX)
+}
+
 /// Storage work the core asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -206,6 +245,22 @@ pub enum Command {
         /// The new first offset.
         offset: i64,
     },
+    /// Apply retention: delete whole segments, oldest first, while the oldest one is wholly
+    /// older than `older_than` (its largest timestamp is below it: `retention.ms`), or while
+    /// the log without it still holds at least `max_bytes` (`retention.bytes`), or while it
+    /// lies wholly below the log start. The active (last) segment and any segment holding an
+    /// offset at or above `limit` stay. Answered with [`Completion::LogStart`]: the log start
+    /// after deletion (the base offset of the oldest segment kept, never lower than before).
+    Retain {
+        /// The partition.
+        partition: PartitionKey,
+        /// Timestamp cut-off (now - `retention.ms`), or `None` for no time limit.
+        older_than: Option<i64>,
+        /// Size limit in bytes (`retention.bytes`), or `None` for no size limit.
+        max_bytes: Option<u64>,
+        /// Exclusive upper bound of deletable offsets (the high watermark).
+        limit: i64,
+    },
     /// Store (or with `None` delete) a small value under `key`: committed offsets, group
     /// metadata, producer state.
     Put {
@@ -233,6 +288,14 @@ pub enum Completion {
     Offset {
         /// The record's offset and timestamp.
         found: Option<(i64, i64)>,
+    },
+    /// The partition's log start after [`Command::Retain`].
+    LogStart {
+        /// The first offset still stored.
+        offset: i64,
+        /// The largest record timestamp still stored and the last offset of its batch, or
+        /// (-1, -1): what ListOffsets MAX_TIMESTAMP answers once older segments are gone.
+        max_timestamp: (i64, i64),
     },
     /// The command failed and had no effect.
     Failed(StorageError),

@@ -249,6 +249,22 @@ impl PartitionLog {
         true
     }
 
+    /// Retention moved the log start to `offset` (see [`PartitionLog::set_log_start`]);
+    /// `max_timestamp` is the largest timestamp the store still holds. If the record with the
+    /// largest timestamp was deleted, the maximum falls back to what is left, as Kafka's
+    /// MAX_TIMESTAMP looks only at the segments it still has. (An append assigned after the
+    /// store answered and carrying a larger timestamp than what is left is not counted until
+    /// the next larger one: the store could not have seen it.)
+    pub fn retained(&mut self, offset: i64, max_timestamp: (i64, i64)) -> bool {
+        if !self.set_log_start(offset) {
+            return false;
+        }
+        if self.max_timestamp.1 >= 0 && self.max_timestamp.1 < self.log_start {
+            self.max_timestamp = max_timestamp;
+        }
+        true
+    }
+
     fn check(&self) {
         assert!(
             self.log_start <= self.hwm && self.hwm <= self.next_offset,

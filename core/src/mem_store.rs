@@ -15,7 +15,8 @@ use smallvec::SmallVec;
 
 use crate::codec::Uuid;
 use crate::io::{
-    BatchSummary, Command, Completion, PartitionExtent, PartitionKey, Recovered, StorageError, TopicRecord,
+    BatchSummary, Command, Completion, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered, StorageError,
+    TopicRecord, should_roll,
 };
 use crate::log::PRODUCER_BATCHES;
 use crate::records::RecordBatch;
@@ -31,26 +32,85 @@ struct Stored {
     data: Bytes,
 }
 
+/// A segment as the disk store would cut it: rolled by `segment.bytes`, so that retention
+/// (which deletes whole segments) gives the same answers here as on disk.
+#[derive(Debug, Clone, Copy)]
+struct MemSegment {
+    base_offset: i64,
+    size: u64,
+    max_timestamp: i64,
+    /// The largest timestamp of the segment's first batch (`segment.ms` counts from it).
+    first_timestamp: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 struct MemLog {
     log_start: i64,
     next_offset: i64,
     batches: Vec<Stored>,
+    segments: Vec<MemSegment>,
+}
+
+impl MemLog {
+    /// Drops whole segments below the log start (never the last one), then the batches
+    /// before the log start.
+    fn drop_below_start(&mut self) {
+        while self.segments.len() > 1 && self.segments[1].base_offset <= self.log_start {
+            self.segments.remove(0);
+        }
+        let start = self.log_start;
+        self.batches.retain(|b| b.last_offset >= start);
+    }
+
+    /// See [`Command::Retain`].
+    fn retain(&mut self, older_than: Option<i64>, max_bytes: Option<u64>, limit: i64) -> i64 {
+        let mut total: u64 = self.segments.iter().map(|s| s.size).sum();
+        while self.segments.len() > 1 {
+            let (first, next_base) = (self.segments[0], self.segments[1].base_offset);
+            if next_base > limit {
+                break;
+            }
+            let by_time = older_than.is_some_and(|t| first.max_timestamp < t);
+            let by_size = max_bytes.is_some_and(|m| total - first.size >= m);
+            if !(by_time || by_size || next_base <= self.log_start) {
+                break;
+            }
+            total -= first.size;
+            self.segments.remove(0);
+            self.log_start = self.log_start.max(next_base);
+        }
+        self.drop_below_start();
+        self.log_start
+    }
 }
 
 /// An in-memory store.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemStore {
     topics: BTreeMap<Uuid, TopicRecord>,
     logs: HashMap<PartitionKey, MemLog>,
     values: BTreeMap<Bytes, Bytes>,
+    segment_bytes: u64,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemStore {
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self::with_segment_bytes(DEFAULT_SEGMENT_BYTES)
+    }
+
+    /// An empty store whose segments roll at `segment_bytes` unless a topic's
+    /// `segment.bytes` says otherwise.
+    #[must_use]
+    pub fn with_segment_bytes(segment_bytes: u64) -> Self {
+        Self { topics: BTreeMap::new(), logs: HashMap::new(), values: BTreeMap::new(), segment_bytes }
     }
 
     /// Runs one command to completion.
@@ -77,8 +137,15 @@ impl MemStore {
                     return Completion::Failed(StorageError::Corrupt("log start beyond the log end"));
                 }
                 log.log_start = log.log_start.max(offset);
-                log.batches.retain(|b| b.last_offset >= offset);
+                log.drop_below_start();
                 Completion::Done
+            }
+            Command::Retain { partition, older_than, max_bytes, limit } => {
+                let Some(log) = self.logs.get_mut(&partition) else {
+                    return Completion::LogStart { offset: 0, max_timestamp: (-1, -1) };
+                };
+                let offset = log.retain(older_than, max_bytes, limit);
+                Completion::LogStart { offset, max_timestamp: extent(log).max_timestamp }
             }
             Command::Put { key, value } => {
                 match value {
@@ -91,12 +158,33 @@ impl MemStore {
     }
 
     fn append(&mut self, key: PartitionKey, base: i64, last: i64, max_ts: i64, data: Bytes) -> Completion {
-        if !self.topics.contains_key(&key.topic_id) {
+        let Some(topic) = self.topics.get(&key.topic_id) else {
             return Completion::Failed(StorageError::NotFound);
-        }
+        };
+        let default_bytes = self.segment_bytes;
         let log = self.logs.entry(key).or_default();
         if base != log.next_offset || last < base {
             return Completion::Failed(StorageError::Corrupt("append does not continue the log"));
+        }
+        let len = data.len() as u64;
+        match log.segments.last_mut() {
+            Some(s)
+                if !should_roll(
+                    topic,
+                    default_bytes,
+                    (s.size, s.base_offset, s.first_timestamp),
+                    (len, last, max_ts),
+                ) =>
+            {
+                s.size += len;
+                s.max_timestamp = s.max_timestamp.max(max_ts);
+            }
+            _ => {
+                let mut first = data.clone();
+                let first_timestamp = RecordBatch::split_first(&mut first).map_or(-1, |b| b.max_timestamp());
+                let seg = MemSegment { base_offset: base, size: len, max_timestamp: max_ts, first_timestamp };
+                log.segments.push(seg);
+            }
         }
         log.next_offset = last + 1;
         log.batches.push(Stored { base_offset: base, last_offset: last, max_timestamp: max_ts, data });

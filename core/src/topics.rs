@@ -249,7 +249,7 @@ pub fn broker_default(cfg: &Config, name: &str) -> Option<String> {
         "min.insync.replicas" => "1".into(),
         "retention.bytes" => cfg.retention_bytes.to_string(),
         "retention.ms" => cfg.retention_ms.to_string(),
-        "segment.bytes" => "1073741824".into(),
+        "segment.bytes" => cfg.segment_bytes.to_string(),
         "segment.ms" => "604800000".into(),
         "unclean.leader.election.enable" => "false".into(),
         _ => return None,

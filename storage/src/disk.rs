@@ -4,18 +4,24 @@
 //! - `meta.log`: an append-only log of metadata changes (topics, small key/values, log starts),
 //!   each entry `[len u32][crc32c u32][kind u8][payload]`; replayed at start.
 //! - `p-<topic id hex>-<partition>/<base offset, 20 digits>.log`: segment files holding record
-//!   batches exactly as the broker stored them (offsets already assigned), back to back.
+//!   batches exactly as the broker stored them (offsets already assigned), back to back, with
+//!   their sparse `.index` and `.timeindex` beside them (see `segment.rs`). A segment rolls
+//!   when an append would take it past the topic's `segment.bytes`.
 //!
 //! All file work happens on one IO thread, so commands for a partition take effect in order.
 //! The thread takes every command that is waiting, applies them, makes them durable as the
 //! [`Fsync`] policy says (one fsync per touched file per round: group commit), and only then
-//! completes them. Recovery walks every segment, checks each batch's framing and CRC, and cuts
-//! the file at the first torn or damaged batch; the in-memory index is rebuilt from what is left.
+//! completes them. Recovery checks each segment's indexes and reads the batches after the last
+//! index entry (all of them when an index must be rebuilt), checking framing and CRC, and cuts
+//! the file at the first torn or damaged batch. Nothing per batch is kept in memory: reads and
+//! timestamp lookups go through the sparse indexes.
+//!
+//! Retention ([`Command::Retain`]) and DeleteRecords delete whole segments below the new log
+//! start, which is written to `meta.log` (and synced) before any file is removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -23,12 +29,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hashbrown::HashMap;
 use kelp_core::codec::{KStr, Uuid};
-use kelp_core::io::{BatchSummary, PartitionExtent, PartitionKey, Recovered, StorageError, TopicRecord};
+use kelp_core::io::{
+    BatchSummary, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered, StorageError, TopicRecord,
+    should_roll,
+};
 use kelp_core::log::PRODUCER_BATCHES;
-use kelp_core::records::{self, RecordBatch};
+use kelp_core::records::RecordBatch;
 use kelp_core::{CmdId, Command, Completion};
 use smallvec::SmallVec;
 
+use crate::segment::{Head, IndexCheck, Segment};
 use crate::{Sink, Store};
 
 /// When appended data is forced to disk.
@@ -44,8 +54,30 @@ pub enum Fsync {
     Never,
 }
 
-/// A segment is rolled once it reaches this size.
-const SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
+/// How the disk store is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskOptions {
+    /// When data is forced to disk.
+    pub fsync: Fsync,
+    /// Segment size for topics without a `segment.bytes` override (Kafka's `log.segment.bytes`,
+    /// 1 GiB). Capped at 2 GiB - 1, as in Kafka: index positions are 32-bit.
+    pub segment_bytes: u64,
+    /// Bytes of batches between two offset index entries (Kafka's `index.interval.bytes`).
+    pub index_interval: u64,
+}
+
+impl DiskOptions {
+    /// The defaults (Kafka's) with this fsync policy.
+    #[must_use]
+    pub fn new(fsync: Fsync) -> Self {
+        Self { fsync, segment_bytes: DEFAULT_SEGMENT_BYTES, index_interval: 4096 }
+    }
+}
+
+/// Largest segment: positions in the offset index are 32-bit.
+const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+/// How far back from the end of a log recovery looks for idempotent producers' batches.
+const PRODUCER_WINDOW: u64 = 16 * 1024 * 1024;
 /// Largest decompressed batch looked inside (timestamp lookups, producer state).
 const MAX_DECOMPRESSED: usize = 256 * 1024 * 1024;
 
@@ -58,12 +90,7 @@ const META_LOG_START: u8 = 5;
 /// The `disk` backend. Commands run on its IO thread; see the module docs.
 pub struct DiskStore {
     tx: mpsc::Sender<Msg>,
-}
-
-struct Job {
-    cmd: CmdId,
-    command: Command,
-    sink: Sink,
+    check: IndexCheck,
 }
 
 /// What the IO thread is asked to do.
@@ -73,14 +100,32 @@ enum Msg {
     Sync(mpsc::Sender<io::Result<()>>),
 }
 
+struct Job {
+    cmd: CmdId,
+    command: Command,
+    sink: Sink,
+}
+
 impl DiskStore {
     /// Opens (creating if needed) the store in `dir`, recovering what is there, and starts its
     /// IO thread.
     pub fn open(dir: &Path, fsync: Fsync) -> io::Result<Self> {
-        let state = State::open(dir, fsync)?;
+        Self::open_with(dir, DiskOptions::new(fsync))
+    }
+
+    /// [`DiskStore::open`] with all options.
+    pub fn open_with(dir: &Path, options: DiskOptions) -> io::Result<Self> {
+        let state = State::open(dir, options)?;
+        let check = state.check;
         let (tx, rx) = mpsc::channel::<Msg>();
         std::thread::Builder::new().name("kelp-disk".into()).spawn(move || io_thread(state, &rx))?;
-        Ok(Self { tx })
+        Ok(Self { tx, check })
+    }
+
+    /// How the segments' indexes fared at open: used after checking, or rebuilt.
+    #[must_use]
+    pub fn index_check(&self) -> IndexCheck {
+        self.check
     }
 }
 
@@ -140,36 +185,21 @@ fn io_thread(mut state: State, rx: &mpsc::Receiver<Msg>) {
     }
 }
 
-/// One batch's place on disk.
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    base_offset: i64,
-    last_offset: i64,
-    max_timestamp: i64,
-    segment: usize,
-    pos: u64,
-    len: u32,
-}
-
-struct Segment {
-    base_offset: i64,
-    path: PathBuf,
-    file: File,
-    size: u64,
-}
-
 struct PartLog {
     dir: PathBuf,
     segments: Vec<Segment>,
-    index: Vec<Entry>,
     log_start: i64,
     next_offset: i64,
     dirty: bool,
+    interval: u64,
 }
 
 struct State {
     dir: PathBuf,
     fsync: Fsync,
+    segment_bytes: u64,
+    index_interval: u64,
+    check: IndexCheck,
     meta: File,
     meta_dirty: bool,
     topics: BTreeMap<Uuid, TopicRecord>,
@@ -183,13 +213,16 @@ fn storage_err(_: io::Error) -> StorageError {
 }
 
 impl State {
-    fn open(dir: &Path, fsync: Fsync) -> io::Result<Self> {
+    fn open(dir: &Path, options: DiskOptions) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         let meta_path = dir.join("meta.log");
         let mut meta = OpenOptions::new().create(true).read(true).append(true).open(&meta_path)?;
         let mut state = Self {
             dir: dir.to_path_buf(),
-            fsync,
+            fsync: options.fsync,
+            segment_bytes: options.segment_bytes.clamp(1, MAX_SEGMENT_BYTES),
+            index_interval: options.index_interval.max(1),
+            check: IndexCheck::default(),
             meta: meta.try_clone()?,
             meta_dirty: false,
             topics: BTreeMap::new(),
@@ -212,7 +245,8 @@ impl State {
                 continue;
             }
             let log_start = state.log_starts.get(&key).copied().unwrap_or(0);
-            state.parts.insert(key, PartLog::open(entry.path(), log_start)?);
+            let part = PartLog::open(entry.path(), log_start, state.index_interval, &mut state.check)?;
+            state.parts.insert(key, part);
         }
         Ok(state)
     }
@@ -291,7 +325,7 @@ impl State {
         }
         for p in self.parts.values_mut().filter(|p| p.dirty) {
             if let Some(seg) = p.segments.last() {
-                seg.file.sync_data()?;
+                seg.sync(false)?;
             }
             p.dirty = false;
         }
@@ -314,7 +348,7 @@ impl State {
                 done(r)
             }
             Command::Append { partition, base_offset, last_offset, max_timestamp, batches } => {
-                done(self.append(partition, base_offset, last_offset, max_timestamp, &batches))
+                done(self.append(partition, (base_offset, last_offset, max_timestamp), &batches))
             }
             Command::Read { partition, offset, end, max_bytes } => match self.parts.get(&partition) {
                 None => Completion::Read { batches: SmallVec::new() },
@@ -324,22 +358,29 @@ impl State {
             },
             Command::FindOffset { partition, timestamp } => match self.parts.get(&partition) {
                 None => Completion::Offset { found: None },
-                Some(p) => Completion::Offset { found: p.find_offset(timestamp) },
+                Some(p) => p
+                    .find_offset(timestamp)
+                    .map_or_else(|e| Completion::Failed(storage_err(e)), |found| Completion::Offset { found }),
             },
             Command::SetLogStart { partition, offset } => {
                 let end = self.parts.get(&partition).map_or(0, |p| p.next_offset);
                 if offset > end {
                     return Completion::Failed(StorageError::Corrupt("log start beyond the log end"));
                 }
-                let mut payload = Vec::with_capacity(28);
-                payload.extend_from_slice(&partition.topic_id.0);
-                payload.extend_from_slice(&partition.partition.to_be_bytes());
-                payload.extend_from_slice(&offset.to_be_bytes());
-                let r = self.write_meta(META_LOG_START, &payload);
-                if let Some(p) = self.parts.get_mut(&partition) {
-                    p.set_log_start(offset);
+                done(self.set_log_start(partition, offset))
+            }
+            Command::Retain { partition, older_than, max_bytes, limit } => {
+                let Some(p) = self.parts.get(&partition) else {
+                    return Completion::LogStart { offset: 0, max_timestamp: (-1, -1) };
+                };
+                let (now, start) = (p.log_start, p.retention_start(older_than, max_bytes, limit));
+                if start > now
+                    && let Err(e) = self.set_log_start(partition, start)
+                {
+                    return Completion::Failed(e);
                 }
-                done(r)
+                let max_timestamp = self.parts.get(&partition).map_or((-1, -1), PartLog::max_timestamp);
+                Completion::LogStart { offset: start, max_timestamp }
             }
             Command::Put { key, value } => {
                 let mut payload = Vec::new();
@@ -355,14 +396,29 @@ impl State {
         }
     }
 
-    fn append(
-        &mut self,
-        key: PartitionKey,
-        base: i64,
-        last: i64,
-        max_ts: i64,
-        data: &Bytes,
-    ) -> Result<(), StorageError> {
+    /// Records the new log start in `meta.log`, then deletes the segments below it (a crash
+    /// in between leaves files that the next open deletes).
+    fn set_log_start(&mut self, partition: PartitionKey, offset: i64) -> Result<(), StorageError> {
+        let mut payload = Vec::with_capacity(28);
+        payload.extend_from_slice(&partition.topic_id.0);
+        payload.extend_from_slice(&partition.partition.to_be_bytes());
+        payload.extend_from_slice(&offset.to_be_bytes());
+        self.write_meta(META_LOG_START, &payload)?;
+        let deletes =
+            self.parts.get(&partition).is_some_and(|p| p.segments.get(1).is_some_and(|s| s.base_offset <= offset));
+        if deletes && self.fsync != Fsync::Never {
+            // Files are about to go: the log start that explains their absence must be durable.
+            self.meta.sync_data().map_err(storage_err)?;
+            self.meta_dirty = false;
+        }
+        if let Some(p) = self.parts.get_mut(&partition) {
+            p.set_log_start(offset);
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, key: PartitionKey, append: (i64, i64, i64), data: &Bytes) -> Result<(), StorageError> {
+        let (base, last, _) = append;
         if !self.topics.contains_key(&key.topic_id) {
             return Err(StorageError::NotFound);
         }
@@ -370,13 +426,15 @@ impl State {
         if !self.parts.contains_key(&key) {
             fs::create_dir_all(&dir).map_err(storage_err)?;
             let log_start = self.log_starts.get(&key).copied().unwrap_or(0);
-            self.parts.insert(key, PartLog::open(dir, log_start).map_err(storage_err)?);
+            let part = PartLog::open(dir, log_start, self.index_interval, &mut self.check).map_err(storage_err)?;
+            self.parts.insert(key, part);
         }
         let Some(p) = self.parts.get_mut(&key) else { return Err(StorageError::NotFound) };
         if base != p.next_offset || last < base {
             return Err(StorageError::Corrupt("append does not continue the log"));
         }
-        p.append(base, last, max_ts, data).map_err(storage_err)
+        let Some(topic) = self.topics.get(&key.topic_id) else { return Err(StorageError::NotFound) };
+        p.append(topic, append, data, (self.segment_bytes, self.fsync)).map_err(storage_err)
     }
 
     fn recovered(&self) -> Recovered {
@@ -395,198 +453,235 @@ impl State {
 }
 
 impl PartLog {
-    fn open(dir: PathBuf, log_start: i64) -> io::Result<Self> {
-        let mut files: Vec<(i64, PathBuf)> = fs::read_dir(&dir)?
+    fn open(dir: PathBuf, log_start: i64, interval: u64, check: &mut IndexCheck) -> io::Result<Self> {
+        let mut bases: Vec<i64> = fs::read_dir(&dir)?
             .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let base = name.strip_suffix(".log")?.parse::<i64>().ok()?;
-                Some((base, e.path()))
-            })
+            .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".log")?.parse::<i64>().ok())
             .collect();
-        files.sort();
-        let mut log = Self { dir, segments: Vec::new(), index: Vec::new(), log_start, next_offset: 0, dirty: false };
-        // Segments are in offset order; each is scanned and cut at a torn tail.
-        for (base, path) in files {
-            let file = OpenOptions::new().read(true).append(true).open(&path)?;
-            let seg_idx = log.segments.len();
-            let size = log.scan(&file, seg_idx)?;
-            if size < file.metadata()?.len() {
-                file.set_len(size)?;
-                file.sync_all()?;
+        bases.sort_unstable();
+        let mut log = Self { dir, segments: Vec::new(), log_start, next_offset: 0, dirty: false, interval };
+        for base in bases {
+            let seg = Segment::open(&log.dir, base, interval, check)?;
+            // Segments must continue each other; an empty one is kept only at the end. A gap
+            // (only after a machine crash without fsync) ends the log there.
+            let continues = log.segments.last().is_none_or(|l| l.last_offset + 1 == base);
+            if !continues {
+                seg.remove();
+                continue;
             }
-            // A segment is named after the offset its first batch was to have.
-            log.next_offset = log.next_offset.max(base);
-            log.segments.push(Segment { base_offset: base, path, file, size });
+            if let Some(prev) = log.segments.pop_if(|l| l.size == 0) {
+                prev.remove();
+            }
+            log.segments.push(seg);
         }
-        if let Some(e) = log.index.last() {
-            log.next_offset = e.last_offset + 1;
+        if let Some(s) = log.segments.last() {
+            log.next_offset = s.last_offset + 1;
+            // Retention deletes files after writing the new log start, but a crash between
+            // the two must not leave a log start below the data.
+            log.log_start = log.log_start.max(log.segments[0].base_offset);
         }
         log.next_offset = log.next_offset.max(log.log_start);
         log.set_log_start(log_start);
         Ok(log)
     }
 
-    /// Indexes the whole, valid batches at the front of `file`; returns where they end.
-    fn scan(&mut self, file: &File, segment: usize) -> io::Result<u64> {
-        let mut data = Vec::new();
-        (&*file).seek(SeekFrom::Start(0))?;
-        (&*file).read_to_end(&mut data)?;
-        let data = Bytes::from(data);
-        let mut pos = 0usize;
-        while pos < data.len() {
-            let Ok(len) = records::frame(&data[pos..]) else { break };
-            let Ok(batch) = RecordBatch::new(data.slice(pos..pos + len)) else { break };
-            if batch.validate().is_err() {
-                break;
-            }
-            let expected = self.index.last().map(|e| e.last_offset + 1);
-            if expected.is_some_and(|x| batch.base_offset() != x) {
-                break;
-            }
-            self.index.push(Entry {
-                base_offset: batch.base_offset(),
-                last_offset: batch.last_offset(),
-                max_timestamp: batch.max_timestamp(),
-                segment,
-                pos: pos as u64,
-                len: u32::try_from(len).unwrap_or(u32::MAX),
-            });
-            pos += len;
-        }
-        Ok(pos as u64)
-    }
-
-    fn append(&mut self, base: i64, last: i64, max_ts: i64, data: &[u8]) -> io::Result<()> {
-        let roll = self.segments.last().is_none_or(|s| s.size + data.len() as u64 > SEGMENT_BYTES && s.size > 0);
-        if roll {
-            // sync_dirty only syncs the last segment: the one being left must be durable first.
-            if self.dirty
-                && let Some(prev) = self.segments.last()
-            {
-                prev.file.sync_data()?;
-            }
-            let path = self.dir.join(format!("{base:020}.log"));
-            let file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
-            self.segments.push(Segment { base_offset: base, path, file, size: 0 });
-        }
-        let segment = self.segments.len() - 1;
-        let seg = &mut self.segments[segment];
-        (&seg.file).write_all(data)?;
-        self.index.push(Entry {
-            base_offset: base,
-            last_offset: last,
-            max_timestamp: max_ts,
-            segment,
-            pos: seg.size,
-            len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+    fn append(
+        &mut self,
+        topic: &TopicRecord,
+        append: (i64, i64, i64),
+        data: &[u8],
+        opts: (u64, Fsync),
+    ) -> io::Result<()> {
+        let ((base, last, max_ts), (segment_bytes, fsync)) = (append, opts);
+        let len = data.len() as u64;
+        let roll = self.segments.last().is_none_or(|s| {
+            should_roll(topic, segment_bytes, (s.size, s.base_offset, s.first_ts), (len, last, max_ts))
         });
-        seg.size += data.len() as u64;
+        if roll {
+            if let Some(old) = self.segments.last()
+                && fsync != Fsync::Never
+            {
+                // The old segment is sealed: what this round wrote to it must be durable too.
+                old.sync(true)?;
+            }
+            self.segments.push(Segment::create(&self.dir, base, self.interval)?);
+        }
+        let Some(seg) = self.segments.last_mut() else { return Err(io::Error::other("no segment")) };
+        seg.append(data)?;
         self.next_offset = last + 1;
         self.dirty = true;
         Ok(())
     }
 
+    /// The segment holding `offset`, or the first after it.
+    fn segment_for(&self, offset: i64) -> usize {
+        self.segments.partition_point(|s| s.last_offset < offset)
+    }
+
     fn read(&self, offset: i64, end: i64, max_bytes: usize) -> io::Result<SmallVec<[Bytes; 2]>> {
         let mut out = SmallVec::new();
-        let first = self.index.partition_point(|e| e.last_offset < offset);
+        let target = offset.max(self.log_start);
         let mut used = 0usize;
-        let mut i = first;
-        while let Some(e) = self.index.get(i) {
-            if e.base_offset >= end || (!out.is_empty() || used > 0) && used + e.len as usize > max_bytes {
-                break;
+        for seg in self.segments.iter().skip(self.segment_for(target)) {
+            let pos = if out.is_empty() && used == 0 { seg.locate(target)? } else { Some(0) };
+            let Some(pos) = pos.filter(|p| *p < seg.size) else { continue };
+            let first = used == 0;
+            let (buf, at_end) = seg.collect(pos, end, max_bytes.saturating_sub(used), first)?;
+            used += buf.len();
+            if !buf.is_empty() {
+                out.push(Bytes::from(buf));
             }
-            // Read a run of consecutive batches of one segment in one call.
-            let seg = e.segment;
-            let start = e.pos;
-            let mut stop = e.pos + u64::from(e.len);
-            used += e.len as usize;
-            i += 1;
-            while let Some(n) = self.index.get(i) {
-                if n.segment != seg || n.base_offset >= end || used + n.len as usize > max_bytes {
-                    break;
-                }
-                stop = n.pos + u64::from(n.len);
-                used += n.len as usize;
-                i += 1;
-            }
-            let mut buf = vec![0u8; usize::try_from(stop - start).unwrap_or(0)];
-            self.segments[seg].file.read_exact_at(&mut buf, start)?;
-            out.push(Bytes::from(buf));
-            if used >= max_bytes {
+            if !at_end || used >= max_bytes {
                 break;
             }
         }
         Ok(out)
     }
 
-    fn find_offset(&self, timestamp: i64) -> Option<(i64, i64)> {
-        for e in self.index.iter().filter(|e| e.max_timestamp >= timestamp) {
-            let mut buf = vec![0u8; e.len as usize];
-            self.segments[e.segment].file.read_exact_at(&mut buf, e.pos).ok()?;
-            let batch = RecordBatch::new(Bytes::from(buf)).ok()?;
-            let records = batch.records(MAX_DECOMPRESSED).ok()?;
-            for r in &records {
-                let r = r.ok()?;
-                if r.timestamp() >= timestamp && r.offset() >= self.log_start {
-                    return Some((r.offset(), r.timestamp()));
+    fn find_offset(&self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
+        let first = self.segment_for(self.log_start);
+        for seg in self.segments.iter().skip(first).filter(|s| s.max_ts.0 >= timestamp) {
+            let start = seg.time_floor(timestamp).max(if seg.base_offset < self.log_start {
+                seg.locate(self.log_start)?.unwrap_or(0)
+            } else {
+                0
+            });
+            let mut hit = None;
+            seg.walk(start, |pos, h, _| {
+                if h.last >= self.log_start && h.max_ts >= timestamp {
+                    hit = Some((pos, h.len));
                 }
+                hit.is_none()
+            })?;
+            // Only the first batch reaching the timestamp can hold the answer, as in Kafka's
+            // LogSegment.findOffsetByTimestamp; later batches start later.
+            let mut from = hit;
+            while let Some((pos, len)) = from {
+                let batch = RecordBatch::new(Bytes::from(seg.read_at(pos, usize::try_from(len).unwrap_or(0))?))
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "damaged batch"))?;
+                let records = batch
+                    .records(MAX_DECOMPRESSED)
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "undecodable batch"))?;
+                for r in &records {
+                    let r = r.map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "undecodable record"))?;
+                    if r.timestamp() >= timestamp && r.offset() >= self.log_start {
+                        return Ok(Some((r.offset(), r.timestamp())));
+                    }
+                }
+                // Every record qualifying by timestamp was below the log start: try the next.
+                let next = pos + len;
+                from = None;
+                seg.walk(next, |p, h, _| {
+                    if h.max_ts >= timestamp {
+                        from = Some((p, h.len));
+                    }
+                    from.is_none()
+                })?;
             }
         }
-        None
+        Ok(None)
     }
 
     fn set_log_start(&mut self, offset: i64) {
         self.log_start = self.log_start.max(offset);
-        // Whole segments below the log start go.
-        while self.segments.len() > 1 {
-            let next_base = self.segments[1].base_offset;
-            if next_base > self.log_start {
+        // Whole segments below the log start go; the active one stays.
+        while self.segments.len() > 1 && self.segments[1].base_offset <= self.log_start {
+            self.segments.remove(0).remove();
+        }
+    }
+
+    /// See [`Command::Retain`]. Returns the log start the deletions allow (not yet applied).
+    fn retention_start(&self, older_than: Option<i64>, max_bytes: Option<u64>, limit: i64) -> i64 {
+        let mut total: u64 = self.segments.iter().map(|s| s.size).sum();
+        let mut start = self.log_start;
+        for pair in self.segments.windows(2) {
+            let (first, next_base) = (&pair[0], pair[1].base_offset);
+            if next_base > limit {
                 break;
             }
-            let seg = self.segments.remove(0);
-            let _ = fs::remove_file(&seg.path);
-            self.index.retain(|e| e.segment != 0);
-            for e in &mut self.index {
-                e.segment -= 1;
+            let by_time = older_than.is_some_and(|t| first.max_ts.0 < t);
+            let by_size = max_bytes.is_some_and(|m| total - first.size >= m);
+            if !(by_time || by_size || next_base <= start) {
+                break;
             }
+            total -= first.size;
+            start = start.max(next_base);
         }
-        self.index.retain(|e| e.last_offset >= self.log_start);
+        start
     }
 
     fn extent(&self) -> PartitionExtent {
-        let mut max_timestamp = (-1, -1);
-        for e in &self.index {
-            if e.max_timestamp > max_timestamp.0 {
-                max_timestamp = (e.max_timestamp, e.last_offset);
-            }
-        }
-        // The last few batches of each idempotent producer, read back from disk.
-        let mut per: HashMap<i64, Vec<BatchSummary>> = HashMap::new();
-        for e in self.index.iter().rev().take(PRODUCER_BATCHES * 64) {
-            let mut head = vec![0u8; records::HEADER_LEN.min(e.len as usize)];
-            if self.segments[e.segment].file.read_exact_at(&mut head, e.pos).is_err() {
-                continue;
-            }
-            let Some(s) = summary(&head, e) else { continue };
-            let v = per.entry(s.producer_id).or_default();
-            if v.len() < PRODUCER_BATCHES {
-                v.push(s);
-            }
-        }
-        let mut producer_batches: Vec<BatchSummary> = per.into_values().flatten().collect();
-        producer_batches.sort_by_key(|b| b.base_offset);
         PartitionExtent {
             log_start: self.log_start.min(self.next_offset),
             next_offset: self.next_offset,
-            max_timestamp,
-            producer_batches,
+            max_timestamp: self.max_timestamp(),
+            producer_batches: self.producer_batches(),
         }
+    }
+
+    /// The largest timestamp from the log start on, and the last offset of its batch.
+    fn max_timestamp(&self) -> (i64, i64) {
+        let mut max_timestamp = (-1, -1);
+        for s in &self.segments {
+            let seg_max = if s.base_offset >= self.log_start {
+                s.max_ts
+            } else {
+                // Only batches from the log start on count: walk the part of this segment.
+                let mut m = (-1, -1);
+                let from = s.locate(self.log_start).ok().flatten().unwrap_or(s.size);
+                let _ = s.walk(from, |_, h, _| {
+                    if h.max_ts > m.0 {
+                        m = (h.max_ts, h.last);
+                    }
+                    true
+                });
+                m
+            };
+            if seg_max.0 > max_timestamp.0 {
+                max_timestamp = seg_max;
+            }
+        }
+        max_timestamp
+    }
+
+    /// The last few batches of each idempotent producer, read back from the newest
+    /// [`PRODUCER_WINDOW`] bytes of the log (batch headers only).
+    fn producer_batches(&self) -> Vec<BatchSummary> {
+        let mut ranges = Vec::new();
+        let mut window = PRODUCER_WINDOW;
+        for (i, s) in self.segments.iter().enumerate().rev() {
+            let from = s.floor_pos(s.size.saturating_sub(window));
+            ranges.push((i, from));
+            window = window.saturating_sub(s.size - from);
+            if window == 0 {
+                break;
+            }
+        }
+        let mut per: HashMap<i64, VecDeque<BatchSummary>> = HashMap::new();
+        for (i, from) in ranges.into_iter().rev() {
+            let seg = &self.segments[i];
+            let log_start = self.log_start;
+            let _ = seg.walk(from, |_, h, raw| {
+                if h.last >= log_start
+                    && let Some(s) = summary(raw, h)
+                {
+                    let v = per.entry(s.producer_id).or_default();
+                    v.push_back(s);
+                    if v.len() > PRODUCER_BATCHES {
+                        v.pop_front();
+                    }
+                }
+                true
+            });
+        }
+        let mut producer_batches: Vec<BatchSummary> = per.into_values().flatten().collect();
+        producer_batches.sort_by_key(|b| b.base_offset);
+        producer_batches
     }
 }
 
 /// The idempotence summary of a batch from its header bytes.
-fn summary(head: &[u8], e: &Entry) -> Option<BatchSummary> {
+fn summary(head: &[u8], e: &Head) -> Option<BatchSummary> {
     let field = |at: usize, n: usize| head.get(at..at + n);
     let producer_id = i64::from_be_bytes(field(43, 8)?.try_into().ok()?);
     if producer_id < 0 {
@@ -600,9 +695,9 @@ fn summary(head: &[u8], e: &Entry) -> Option<BatchSummary> {
         producer_epoch: epoch,
         base_sequence,
         last_sequence: base_sequence.wrapping_add(delta) & i32::MAX,
-        base_offset: e.base_offset,
-        last_offset: e.last_offset,
-        timestamp: e.max_timestamp,
+        base_offset: e.base,
+        last_offset: e.last,
+        timestamp: e.max_ts,
     })
 }
 

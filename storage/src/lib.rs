@@ -11,7 +11,9 @@ use kelp_core::mem_store::MemStore;
 use kelp_core::{CmdId, Command, Completion};
 
 pub mod disk;
-pub use disk::{DiskStore, Fsync};
+mod segment;
+pub use disk::{DiskOptions, DiskStore, Fsync};
+pub use segment::IndexCheck;
 
 /// Where a store reports finished commands. Must accept a report from any thread, at any
 /// time, including from inside [`Store::submit`].

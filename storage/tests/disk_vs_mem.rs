@@ -10,7 +10,7 @@ use kelp_core::io::{PartitionExtent, PartitionKey, Recovered, TopicRecord};
 use kelp_core::mem_store::MemStore;
 use kelp_core::records::{Compression, RecordBatchBuilder};
 use kelp_core::{CmdId, Command, Completion};
-use kelp_storage::{CompletionSink, DiskStore, Fsync, Sink, Store};
+use kelp_storage::{CompletionSink, DiskOptions, DiskStore, Fsync, Sink, Store};
 use proptest::prelude::*;
 
 struct ChannelSink(std::sync::Mutex<mpsc::Sender<(CmdId, Completion)>>);
@@ -33,8 +33,13 @@ struct Sync {
 
 impl Sync {
     fn open(dir: &std::path::Path) -> Self {
+        // Small index intervals so that even small logs have several entries per segment.
+        Self::open_with(dir, DiskOptions { index_interval: 200, ..DiskOptions::new(Fsync::Always) })
+    }
+
+    fn open_with(dir: &std::path::Path, options: DiskOptions) -> Self {
         let (tx, rx) = mpsc::channel();
-        let store = DiskStore::open(dir, Fsync::Always).expect("open disk store");
+        let store = DiskStore::open_with(dir, options).expect("open disk store");
         Self { store, sink: Arc::new(ChannelSink(std::sync::Mutex::new(tx))), rx, next: 0 }
     }
 
@@ -77,7 +82,9 @@ fn normal_recovered(mut r: Recovered) -> Recovered {
 enum Op {
     Topic(u8, i32),
     DeleteTopic(u8),
-    Append { topic: u8, partition: i32, records: u8, producer: bool, skew: bool },
+    Append { topic: u8, partition: i32, records: u8, producer: bool, skew: bool, old: bool },
+    Retain { topic: u8, partition: i32, older_than: Option<i64>, max_bytes: Option<u64> },
+    Reopen,
     Read { topic: u8, partition: i32, offset: i64, max_bytes: usize },
     Find { topic: u8, partition: i32, ts: i64 },
     LogStart { topic: u8, partition: i32, offset: i64 },
@@ -86,20 +93,24 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..3, 1i32..3).prop_map(|(t, p)| Op::Topic(t, p)),
-        (0u8..3).prop_map(Op::DeleteTopic),
-        (0u8..3, 0i32..2, 1u8..5, any::<bool>(), prop::bool::weighted(0.05)).prop_map(
-            |(topic, partition, records, producer, skew)| Op::Append { topic, partition, records, producer, skew }
+        1 => (0u8..3, 1i32..3).prop_map(|(t, p)| Op::Topic(t, p)),
+        1 => (0u8..3).prop_map(Op::DeleteTopic),
+        4 => (0u8..3, 0i32..2, 1u8..5, any::<bool>(), prop::bool::weighted(0.05), prop::bool::weighted(0.2)).prop_map(
+            |(topic, partition, records, producer, skew, old)| Op::Append { topic, partition, records, producer, skew, old }
         ),
-        (0u8..3, 0i32..2, -1i64..30, 1usize..2000).prop_map(|(topic, partition, offset, max_bytes)| Op::Read {
+        1 => (0u8..3, 0i32..2, prop::option::of(0i64..60), prop::option::of(0u64..1500)).prop_map(
+            |(topic, partition, older_than, max_bytes)| Op::Retain { topic, partition, older_than, max_bytes }
+        ),
+        1 => Just(Op::Reopen),
+        2 => (0u8..3, 0i32..2, -1i64..60, 1usize..2000).prop_map(|(topic, partition, offset, max_bytes)| Op::Read {
             topic,
             partition,
             offset,
             max_bytes
         }),
-        (0u8..3, 0i32..2, 0i64..40).prop_map(|(topic, partition, ts)| Op::Find { topic, partition, ts }),
-        (0u8..3, 0i32..2, 0i64..12).prop_map(|(topic, partition, offset)| Op::LogStart { topic, partition, offset }),
-        (0u8..4, prop::option::of(any::<u8>())).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => (0u8..3, 0i32..2, 0i64..70).prop_map(|(topic, partition, ts)| Op::Find { topic, partition, ts }),
+        1 => (0u8..3, 0i32..2, 0i64..12).prop_map(|(topic, partition, offset)| Op::LogStart { topic, partition, offset }),
+        1 => (0u8..4, prop::option::of(any::<u8>())).prop_map(|(k, v)| Op::Put(k, v)),
     ]
 }
 
@@ -120,13 +131,24 @@ impl Model {
                 name: KStr::from(format!("t{t}")),
                 id: topic_id(t),
                 partitions,
-                configs: vec![(KStr::from("retention.ms"), KStr::from("1000"))],
+                // Small segments, so that rolling and whole-segment deletion happen.
+                configs: vec![
+                    (KStr::from("retention.ms"), KStr::from("1000")),
+                    (KStr::from("segment.bytes"), KStr::from("400")),
+                    (KStr::from("segment.ms"), KStr::from("25")),
+                ],
             }),
             Op::DeleteTopic(t) => {
                 self.next.retain(|k, _| k.topic_id != topic_id(t));
                 Command::DeleteTopic { topic_id: topic_id(t) }
             }
-            Op::Append { topic, partition, records, producer, skew } => {
+            Op::Reopen => Command::Recover,
+            Op::Retain { topic, partition, older_than, max_bytes } => {
+                let key = PartitionKey { topic_id: topic_id(topic), partition };
+                let limit = *self.next.get(&key).unwrap_or(&0);
+                Command::Retain { partition: key, older_than, max_bytes, limit }
+            }
+            Op::Append { topic, partition, records, producer, skew, old } => {
                 let key = PartitionKey { topic_id: topic_id(topic), partition };
                 let base = *self.next.get(&key).unwrap_or(&0) + i64::from(skew);
                 let seq = self.seq.entry(key).or_insert(0);
@@ -135,12 +157,14 @@ impl Model {
                     b = b.producer(5, 0, *seq);
                 }
                 for i in 0..records {
-                    let ts = base + i64::from(i);
+                    // Some batches carry older timestamps: the time index must not assume order.
+                    let ts = if old { base / 2 + i64::from(i) } else { base + i64::from(i) };
                     b.append(ts, Some(b"k"), Some(format!("v{ts}").as_bytes()), &[]).expect("builds");
                 }
                 let batches = b.build().expect("builds");
                 let last = base + i64::from(records) - 1;
-                Command::Append { partition: key, base_offset: base, last_offset: last, max_timestamp: last, batches }
+                let max_timestamp = if old { base / 2 + i64::from(records) - 1 } else { last };
+                Command::Append { partition: key, base_offset: base, last_offset: last, max_timestamp, batches }
             }
             Op::Read { topic, partition, offset, max_bytes } => {
                 let key = PartitionKey { topic_id: topic_id(topic), partition };
@@ -181,6 +205,18 @@ proptest! {
             let mut disk = Sync::open(&dir);
             for op in &ops {
                 let command = model.command(op);
+                if let Op::Reopen = op {
+                    // Close and reopen mid-run: the recovered state and every later answer
+                    // must not change.
+                    drop(disk);
+                    disk = Sync::open(&dir);
+                    let Completion::Recovered(got) = disk.run(Command::Recover) else { panic!("recover failed") };
+                    let Completion::Recovered(want) = mem.execute(Command::Recover) else { panic!("recover failed") };
+                    prop_assert_eq!(normal_recovered(*got), normal_recovered(*want));
+                    let check = disk.store.index_check();
+                    prop_assert_eq!(check.rebuilt, 0, "intact indexes are used, not rebuilt: {:?}", check);
+                    continue;
+                }
                 let want = normal(mem.execute(command.clone()));
                 let got = normal(disk.run(command.clone()));
                 prop_assert_eq!(&got, &want, "{:?}", op);
@@ -218,7 +254,14 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
         let mut disk = Sync::open(&dir);
         assert_eq!(disk.run(model.command(&Op::Topic(1, 1))), Completion::Done);
         for _ in 0..3 {
-            let c = model.command(&Op::Append { topic: 1, partition: 0, records: 3, producer: false, skew: false });
+            let c = model.command(&Op::Append {
+                topic: 1,
+                partition: 0,
+                records: 3,
+                producer: false,
+                skew: false,
+                old: false,
+            });
             let r = disk.run(c.clone());
             assert_eq!(r, Completion::Done);
             model.observe(&c, &r);
@@ -231,7 +274,12 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
         .find(|e| e.file_name().to_string_lossy().starts_with("p-"))
         .unwrap()
         .path();
-    let seg = std::fs::read_dir(&part_dir).unwrap().filter_map(Result::ok).next().unwrap().path();
+    let seg = std::fs::read_dir(&part_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "log"))
+        .unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 10).unwrap();
     let mut disk = Sync::open(&dir);
@@ -240,7 +288,237 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
     assert_eq!(extent.next_offset, 6, "the torn third batch is gone, the first two stay");
     // Appending continues at the cut.
     let mut model = Model { next: [(key, 6)].into_iter().collect(), seq: Default::default() };
-    let c = model.command(&Op::Append { topic: 1, partition: 0, records: 1, producer: false, skew: false });
+    let c = model.command(&Op::Append { topic: 1, partition: 0, records: 1, producer: false, skew: false, old: false });
     assert_eq!(disk.run(c), Completion::Done);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A partition with many small segments and many index entries, its answers checked against
+/// the memory store offset by offset and timestamp by timestamp.
+struct Big {
+    dir: std::path::PathBuf,
+    mem: MemStore,
+    key: PartitionKey,
+    end: i64,
+}
+
+const BIG_OPTIONS: fn() -> DiskOptions = || DiskOptions { index_interval: 256, ..DiskOptions::new(Fsync::Never) };
+
+impl Big {
+    fn write(batches: usize) -> Self {
+        let dir = tempdir();
+        let mut mem = MemStore::new();
+        let key = PartitionKey { topic_id: topic_id(1), partition: 0 };
+        let topic = Command::PutTopic(TopicRecord {
+            name: KStr::from("big"),
+            id: topic_id(1),
+            partitions: 1,
+            configs: vec![(KStr::from("segment.bytes"), KStr::from("16384"))],
+        });
+        let mut disk = Sync::open_with(&dir, BIG_OPTIONS());
+        assert_eq!(disk.run(topic.clone()), Completion::Done);
+        mem.execute(topic);
+        let mut base = 0i64;
+        for i in 0..batches {
+            let records = 1 + (i % 3) as i64;
+            // Timestamps mostly rise, every seventh batch is older.
+            let ts0 = if i % 7 == 0 { base / 3 } else { base * 2 };
+            let mut b = RecordBatchBuilder::new(Compression::None).base_offset(base);
+            for r in 0..records {
+                b.append(ts0 + r, Some(b"k"), Some(b"some value bytes"), &[]).expect("builds");
+            }
+            let last = base + records - 1;
+            let c = Command::Append {
+                partition: key,
+                base_offset: base,
+                last_offset: last,
+                max_timestamp: ts0 + records - 1,
+                batches: b.build().expect("builds"),
+            };
+            assert_eq!(disk.run(c.clone()), Completion::Done);
+            mem.execute(c);
+            base = last + 1;
+        }
+        Self { dir, mem, key, end: base }
+    }
+
+    fn part_dir(&self) -> std::path::PathBuf {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().starts_with("p-"))
+            .unwrap()
+            .path()
+    }
+
+    fn files(&self, ext: &str) -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(self.part_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every read and timestamp lookup answers as the memory store does.
+    fn check(&mut self, disk: &mut Sync) {
+        for offset in (0..self.end + 2).step_by(3) {
+            for max_bytes in [1, 700] {
+                let c = Command::Read { partition: self.key, offset, end: self.end, max_bytes };
+                assert_eq!(normal(disk.run(c.clone())), normal(self.mem.execute(c)), "read at {offset}");
+            }
+        }
+        for timestamp in (-1..self.end * 2 + 4).step_by(5) {
+            let c = Command::FindOffset { partition: self.key, timestamp };
+            assert_eq!(disk.run(c.clone()), self.mem.execute(c), "timestamp {timestamp}");
+        }
+        let Completion::Recovered(got) = disk.run(Command::Recover) else { panic!("recover failed") };
+        let Completion::Recovered(want) = self.mem.execute(Command::Recover) else { panic!("recover failed") };
+        assert_eq!(normal_recovered(*got), normal_recovered(*want));
+    }
+}
+
+#[test]
+fn sparse_indexes_answer_like_a_scan_and_are_used_after_reopen() {
+    let mut big = Big::write(1500);
+    let segments = big.files("log").len();
+    assert!(segments > 5, "the log rolled into several segments ({segments})");
+    let index_bytes: u64 = big.files("index").iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    assert!(index_bytes > 16 * 100, "the offset indexes hold entries ({index_bytes} bytes)");
+    let mut disk = Sync::open_with(&big.dir, BIG_OPTIONS());
+    let check = disk.store.index_check();
+    assert_eq!((check.used, check.rebuilt), (segments, 0), "{check:?}");
+    let total: u64 = big.files("log").iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    assert!(check.bytes_scanned < total / 4, "only segment tails are scanned: {check:?} of {total}");
+    big.check(&mut disk);
+    let _ = std::fs::remove_dir_all(&big.dir);
+}
+
+#[test]
+fn torn_stale_or_missing_indexes_are_rebuilt() {
+    let mut big = Big::write(1200);
+    let indexes = big.files("index");
+    let times = big.files("timeindex");
+    let original: Vec<Vec<u8>> = indexes.iter().chain(&times).map(|p| std::fs::read(p).unwrap()).collect();
+    assert!(indexes.len() >= 4);
+    // Torn: the last segment's index loses half an entry.
+    let last = indexes.last().unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(last).unwrap().set_len(len - 5).unwrap();
+    // Damaged: a flipped byte in the first segment's index.
+    let mut bytes = std::fs::read(&indexes[0]).unwrap();
+    bytes[5] ^= 0x40;
+    std::fs::write(&indexes[0], bytes).unwrap();
+    // Stale but intact: an entry whose CRC is right but whose position is not its batch's.
+    let mut bytes = std::fs::read(&indexes[1]).unwrap();
+    let base: i64 = indexes[1].file_stem().unwrap().to_string_lossy().parse().unwrap();
+    let pos = u32::from_be_bytes(bytes[4..8].try_into().unwrap()) + 1;
+    bytes[4..8].copy_from_slice(&pos.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&base.to_be_bytes()), &bytes[..12]);
+    bytes[12..16].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(&indexes[1], bytes).unwrap();
+    // Missing: a time index removed.
+    std::fs::remove_file(&times[2]).unwrap();
+
+    let mut disk = Sync::open_with(&big.dir, BIG_OPTIONS());
+    let check = disk.store.index_check();
+    assert_eq!(check.rebuilt, 3, "the damaged, the stale and the one missing its time index: {check:?}");
+    let now: Vec<Vec<u8>> = indexes.iter().chain(&times).map(|p| std::fs::read(p).unwrap()).collect();
+    assert!(now == original, "every index file is back as it was written");
+    big.check(&mut disk);
+    let _ = std::fs::remove_dir_all(&big.dir);
+}
+
+#[test]
+fn retention_deletes_whole_old_segments_and_moves_the_log_start() {
+    let mut big = Big::write(1500);
+    let mut disk = Sync::open_with(&big.dir, BIG_OPTIONS());
+    let before = big.files("log");
+    let bases: Vec<i64> = before.iter().map(|p| p.file_stem().unwrap().to_string_lossy().parse().unwrap()).collect();
+    // Nothing is older than -1: no deletion by time.
+    let keep_all = Command::Retain { partition: big.key, older_than: Some(-1), max_bytes: None, limit: big.end };
+    let want = big.mem.execute(keep_all.clone());
+    assert_eq!(disk.run(keep_all), want);
+    assert!(matches!(want, Completion::LogStart { offset: 0, .. }), "{want:?}");
+    // By time: everything older than the third segment's start (timestamps rise, except every
+    // seventh batch, which is older still and does not keep its segment).
+    let cutoff = bases[3] * 2;
+    let by_time = Command::Retain { partition: big.key, older_than: Some(cutoff), max_bytes: None, limit: big.end };
+    let want = big.mem.execute(by_time.clone());
+    assert_eq!(disk.run(by_time), want);
+    let Completion::LogStart { offset, .. } = want else { panic!("{want:?}") };
+    assert!(bases.contains(&offset) && offset > 0, "the log starts at a kept segment: {offset}");
+    assert_eq!(big.files("log").len(), before.len() - bases.iter().position(|b| *b == offset).unwrap());
+    // The limit (high watermark) protects segments holding offsets at or above it.
+    let limited = Command::Retain { partition: big.key, older_than: Some(i64::MAX), max_bytes: None, limit: bases[5] };
+    assert_eq!(disk.run(limited.clone()), big.mem.execute(limited));
+    let first: i64 = big.files("log")[0].file_stem().unwrap().to_string_lossy().parse().unwrap();
+    assert_eq!(first, bases[5], "segments wholly below the limit went, the one reaching it stayed");
+    // By size: keep at most 40 KiB; the active segment always stays.
+    let by_size = Command::Retain { partition: big.key, older_than: None, max_bytes: Some(40_000), limit: big.end };
+    assert_eq!(disk.run(by_size.clone()), big.mem.execute(by_size));
+    let total: u64 = big.files("log").iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    assert!((40_000..40_000 + 16_384).contains(&total), "{total}");
+    let all = Command::Retain { partition: big.key, older_than: None, max_bytes: Some(0), limit: big.end };
+    assert_eq!(disk.run(all.clone()), big.mem.execute(all));
+    assert_eq!(big.files("log").len(), 1, "the active segment is never deleted");
+    big.check(&mut disk);
+    // The log start survives a restart.
+    drop(disk);
+    let mut disk = Sync::open_with(&big.dir, BIG_OPTIONS());
+    big.check(&mut disk);
+    let _ = std::fs::remove_dir_all(&big.dir);
+}
+
+#[test]
+fn segment_ms_rolls_by_record_timestamps() {
+    let dir = tempdir();
+    let mut disk = Sync::open(&dir);
+    let mut mem = MemStore::new();
+    let key = PartitionKey { topic_id: topic_id(1), partition: 0 };
+    let topic = Command::PutTopic(TopicRecord {
+        name: KStr::from("roll"),
+        id: topic_id(1),
+        partitions: 1,
+        configs: vec![(KStr::from("segment.ms"), KStr::from("1000"))],
+    });
+    assert_eq!(disk.run(topic.clone()), Completion::Done);
+    mem.execute(topic);
+    // The third batch is more than segment.ms newer than the first: it starts a segment. The
+    // fifth is more than segment.ms newer than the third.
+    for (offset, ts) in [(0i64, 0i64), (1, 500), (2, 1001), (3, 1900), (4, 2002)] {
+        let mut b = RecordBatchBuilder::new(Compression::None).base_offset(offset);
+        b.append(ts, Some(b"k"), Some(b"v"), &[]).expect("builds");
+        let c = Command::Append {
+            partition: key,
+            base_offset: offset,
+            last_offset: offset,
+            max_timestamp: ts,
+            batches: b.build().expect("builds"),
+        };
+        assert_eq!(disk.run(c.clone()), Completion::Done);
+        mem.execute(c);
+    }
+    let part = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("p-"))
+        .unwrap()
+        .path();
+    let mut logs: Vec<String> = std::fs::read_dir(part)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    logs.sort();
+    assert_eq!(logs, ["00000000000000000000.log", "00000000000000000002.log", "00000000000000000004.log"]);
+    // Retention by size sees the same segments in both stores.
+    let c = Command::Retain { partition: key, older_than: None, max_bytes: Some(1), limit: 5 };
+    let want = Completion::LogStart { offset: 4, max_timestamp: (2002, 4) };
+    assert_eq!(disk.run(c.clone()), want, "the largest timestamp is what is left");
+    assert_eq!(mem.execute(c), want);
     let _ = std::fs::remove_dir_all(&dir);
 }

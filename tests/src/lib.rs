@@ -26,3 +26,4 @@ pub mod clients;
 pub mod harness;
 pub mod raw;
 pub mod server;
+pub mod sim;

@@ -66,7 +66,8 @@ impl KelpServer {
         let _ = self.child.wait();
     }
 
-    /// Starts `kelp serve` with the memory store and `extra` arguments.
+    /// Starts `kelp serve` with `extra` arguments, on the memory store unless `extra` or
+    /// `KELP_E2E_STORAGE` says otherwise (kelp's own default is the disk store).
     #[must_use]
     pub fn start(extra: &[&str]) -> Self {
         Self::start_with_env(extra, &[])

@@ -2,7 +2,10 @@
 //! acks=-1 under `--fsync always`, at 20 different points. After each restart every
 //! acknowledged record is there at its acknowledged offset, no record appears twice or out of
 //! order, new appends continue after the last stored record, and an idempotent producer's
-//! retry of its last acknowledged batch gets the original offset back (its state survived).
+//! retry of its last acknowledged batch gets the original offset back (its state survived), a
+//! sequence gap is refused with OUT_OF_ORDER_SEQUENCE_NUMBER and the next sequence is accepted.
+//! The producer also commits consumer-group offsets as it goes: after each restart the group's
+//! committed offset is the last acknowledged commit (or a later one that was in flight).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +16,10 @@ use kelp_core::codec::generated::RequestBody;
 use kelp_core::codec::generated::create_topics::{CreatableTopic, CreateTopicsRequest};
 use kelp_core::codec::generated::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use kelp_core::codec::generated::init_producer_id::InitProducerIdRequest;
+use kelp_core::codec::generated::offset_commit::{
+    OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kelp_core::codec::generated::offset_fetch::{OffsetFetchRequest, OffsetFetchRequestTopic};
 use kelp_core::codec::generated::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use kelp_core::records::{Batches, Compression, RecordBatchBuilder};
 use kelp_tests::expect_body;
@@ -20,6 +27,48 @@ use kelp_tests::raw::RawClient;
 use kelp_tests::server::KelpServer;
 
 const TOPIC: &str = "crash";
+const GROUP: &str = "crash-group";
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+
+/// The group's commits: (largest offset ever sent, last offset acknowledged).
+type Commits = Arc<Mutex<(i64, i64)>>;
+
+fn commit(offset: i64) -> RequestBody {
+    RequestBody::OffsetCommit(OffsetCommitRequest {
+        group_id: GROUP.into(),
+        generation_id_or_member_epoch: -1,
+        member_id: "".into(),
+        topics: vec![OffsetCommitRequestTopic {
+            name: TOPIC.into(),
+            partitions: vec![OffsetCommitRequestPartition {
+                partition_index: 0,
+                committed_offset: offset,
+                committed_leader_epoch: -1,
+                committed_metadata: Some("crash".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+fn committed(c: &mut RawClient) -> i64 {
+    let req = RequestBody::OffsetFetch(OffsetFetchRequest {
+        group_id: GROUP.into(),
+        topics: Some(vec![OffsetFetchRequestTopic {
+            name: TOPIC.into(),
+            partition_indexes: vec![0],
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    let resp = expect_body!(c.call(req, 7).expect("offset fetch"), OffsetFetch);
+    assert_eq!(resp.error_code, 0);
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.committed_offset
+}
 
 /// An acknowledged batch: (value of its first record, record count, base offset, sequence).
 type Acked = (u64, u64, i64, i32);
@@ -94,7 +143,7 @@ fn read_all(c: &mut RawClient) -> Vec<(i64, u64)> {
 fn acknowledged_records_survive_kill_9_at_twenty_points() {
     let dir = std::env::temp_dir().join(format!("kelp-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut server = KelpServer::start_on_disk(&dir, &["--fsync", "always"]);
+    let mut server = KelpServer::start_on_disk(&dir, &["--fsync", "always", "--log-segment-bytes", "16384"]);
     let mut admin = RawClient::connect(server.addr).expect("connect");
     let create = RequestBody::CreateTopics(CreateTopicsRequest {
         topics: vec![CreatableTopic {
@@ -116,11 +165,12 @@ fn acknowledged_records_survive_kill_9_at_twenty_points() {
     drop(admin);
 
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    let commits: Commits = Arc::new(Mutex::new((-1, -1)));
     let mut next_value = 0u64;
     let mut next_seq = 0i32;
     for round in 0..20u64 {
         let stop = Arc::new(AtomicBool::new(false));
-        let (acked2, stop2, addr) = (acked.clone(), stop.clone(), server.addr);
+        let (acked2, stop2, addr, commits2) = (acked.clone(), stop.clone(), server.addr, commits.clone());
         let (start_value, start_seq) = (next_value, next_seq);
         let writer = std::thread::spawn(move || {
             let Ok(mut c) = RawClient::connect(addr) else { return };
@@ -133,6 +183,15 @@ fn acknowledged_records_survive_kill_9_at_twenty_points() {
                 acked2.lock().expect("lock").push((v, n, p.base_offset, seq));
                 v += n;
                 seq += i32::try_from(n).expect("small");
+                // Every few batches the group commits how far it got.
+                if v % 3 == 0 {
+                    let offset = p.base_offset + i64::try_from(n).expect("small");
+                    commits2.lock().expect("lock").0 = offset;
+                    let Ok(resp) = c.call(commit(offset), 7) else { break };
+                    let r = expect_body!(resp, OffsetCommit);
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0, "commit failed before the crash");
+                    commits2.lock().expect("lock").1 = offset;
+                }
             }
         });
         // Kill at a different point each round.
@@ -140,7 +199,7 @@ fn acknowledged_records_survive_kill_9_at_twenty_points() {
         server.kill();
         stop.store(true, Ordering::Release);
         writer.join().expect("writer");
-        server = KelpServer::start_on_disk(&dir, &["--fsync", "always"]);
+        server = KelpServer::start_on_disk(&dir, &["--fsync", "always", "--log-segment-bytes", "16384"]);
         let mut c = RawClient::connect(server.addr).expect("connect after restart");
         let stored = read_all(&mut c);
         // Offsets are 0..n with no gap or duplicate, values in the order they were produced.
@@ -176,8 +235,50 @@ fn acknowledged_records_survive_kill_9_at_twenty_points() {
         // continues after what is stored. Values equal sequence numbers by construction.
         next_value = stored.last().map_or(0, |(_, v)| v + 1);
         next_seq = i32::try_from(next_value).expect("small");
+        if !stored.is_empty() {
+            // A gap in the sequence is refused; the next sequence in order is taken.
+            let gap = produce(TOPIC, batch(producer_id, next_seq + 3, next_value + 3, 1));
+            let p = &expect_body!(c.call(gap, 11).expect("gap"), Produce).responses[0].partition_responses[0];
+            assert_eq!(p.error_code, OUT_OF_ORDER_SEQUENCE_NUMBER, "round {round}: a gap after restart");
+            let next = produce(TOPIC, batch(producer_id, next_seq, next_value, 1));
+            let p = &expect_body!(c.call(next, 11).expect("next"), Produce).responses[0].partition_responses[0];
+            let end = i64::try_from(stored.len()).expect("small");
+            assert_eq!((p.error_code, p.base_offset), (0, end), "round {round}: the next sequence after restart");
+            acked.lock().expect("lock").push((next_value, 1, end, next_seq));
+            next_value += 1;
+            next_seq += 1;
+        }
+        // The group's committed offset is the last acknowledged commit, or a later one that was
+        // sent before the kill.
+        let (sent, acked_commit) = *commits.lock().expect("lock");
+        let got = committed(&mut c);
+        assert!(
+            got >= acked_commit && got <= sent.max(acked_commit),
+            "round {round}: committed offset {got}, last acknowledged {acked_commit}, last sent {sent}"
+        );
+        commits.lock().expect("lock").1 = got;
     }
-    println!("20 kill points: {} batches acknowledged, all recovered", acked.lock().expect("lock").len());
+    assert!(commits.lock().expect("lock").1 > 0, "some commits were made");
+    // The log rolled across segments (16 KiB each) and every segment has its indexes.
+    let part = std::fs::read_dir(&dir)
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("p-"))
+        .expect("a partition directory")
+        .path();
+    let names: Vec<String> = std::fs::read_dir(part)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let count = |ext: &str| names.iter().filter(|n| n.ends_with(ext)).count();
+    assert!(count(".log") > 1, "several segments: {names:?}");
+    assert_eq!((count(".index"), count(".timeindex")), (count(".log"), count(".log")), "{names:?}");
+    println!(
+        "20 kill points: {} batches acknowledged in {} segments, all recovered",
+        acked.lock().expect("lock").len(),
+        count(".log")
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,7 +25,6 @@
 //!
 //! Nothing else is timed: every wait is bounded and a failure shows each member's output.
 //! All processes run in process groups killed by id when their guards drop (also on panic).
-//! Ignored until the broker has consumer groups (issue 4).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -440,7 +439,6 @@ fn java_classic_group() {
 }
 
 #[test]
-#[ignore = "needs the KIP-848 consumer group protocol in the broker (issue 4, not built yet)"]
 fn java_kip848_group() {
     scenario(java(), "java kip-848", &["--group-protocol", "consumer"]);
 }

@@ -367,3 +367,33 @@ fn a_second_signal_exits_at_once() {
         assert_eq!(server.wait_exit(Duration::from_secs(60)), Some(130), "{runtime}: second signal");
     }
 }
+
+#[test]
+fn connections_beyond_max_connections_are_closed() {
+    use kelp_core::codec::generated::api_versions::ApiVersionsRequest;
+    for runtime in RUNTIMES {
+        let server = KelpServer::start(&["--runtime", runtime, "--max-connections", "2"]);
+        let api_versions = || RequestBody::ApiVersions(ApiVersionsRequest::default());
+        // Two connections that are served (the start-up probe's connection may still count
+        // for a moment: retry until it is gone).
+        let served = || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let mut x = RawClient::connect(server.addr).expect("connect");
+                if x.call(api_versions(), 3).is_ok() {
+                    return x;
+                }
+                assert!(Instant::now() < deadline, "{runtime}: no connection served");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let a = served();
+        let _b = served();
+        let mut c = RawClient::connect(server.addr).expect("the kernel accepts the third");
+        assert!(c.call(api_versions(), 3).is_err(), "{runtime}: the third connection must be closed");
+        // Once one closes, a new connection is served again.
+        drop(a);
+        drop(c);
+        let _d = served();
+    }
+}

@@ -4,8 +4,11 @@
 //! checked and kept on the connection.
 
 use crate::broker::{Broker, Req};
+use crate::codec::KStr;
 use crate::codec::generated::ResponseBody;
-use crate::codec::generated::api_versions::{ApiVersion, ApiVersionsRequest, ApiVersionsResponse};
+use crate::codec::generated::api_versions::{
+    ApiVersion, ApiVersionsRequest, ApiVersionsResponse, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use crate::codec::{ApiKey, ErrorCode};
 
 use super::SERVED;
@@ -38,8 +41,38 @@ fn valid_software_field(s: &str) -> bool {
     }
 }
 
+/// Feature levels this broker supports and has finalized (KIP-584): `group.version` 1 says
+/// the KIP-848 consumer protocol is on (KIP-848, KIP-1022). Kafka lists it alongside
+/// `metadata.version`, which a gateway without KRaft has no use for.
+const FEATURES: &[(&str, i16, i16, i16)] = &[("group.version", 0, 1, 1)];
+
+/// The epoch of the finalized features: they never change.
+const FEATURES_EPOCH: i64 = 1;
+
 pub(crate) fn handle(b: &mut Broker, req: Req, m: &ApiVersionsRequest) {
-    let mut resp = ApiVersionsResponse { api_keys: table(), ..Default::default() };
+    let mut resp = ApiVersionsResponse {
+        api_keys: table(),
+        supported_features: FEATURES
+            .iter()
+            .map(|(name, min, max, _)| SupportedFeatureKey {
+                name: KStr::from_static(name),
+                min_version: *min,
+                max_version: *max,
+                ..Default::default()
+            })
+            .collect(),
+        finalized_features_epoch: FEATURES_EPOCH,
+        finalized_features: FEATURES
+            .iter()
+            .map(|(name, _, _, level)| FinalizedFeatureKey {
+                name: KStr::from_static(name),
+                max_version_level: *level,
+                min_version_level: *level,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
     if req.version >= 3 {
         if valid_software_field(&m.client_software_name) && valid_software_field(&m.client_software_version) {
             if let Some(c) = b.conns.get_mut(&req.conn) {

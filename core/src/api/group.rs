@@ -39,6 +39,13 @@ pub(crate) struct StoreJob {
     then: StoreThen,
 }
 
+impl StoreJob {
+    /// A store nobody waits for.
+    pub(crate) fn background(group: KStr) -> Self {
+        Self { group, then: StoreThen::Nothing }
+    }
+}
+
 pub(crate) fn find_coordinator(b: &mut Broker, req: Req, m: &FindCoordinatorRequest) {
     let (node, host, port) = (b.cfg.node_id, b.cfg.advertised_host.clone(), b.cfg.advertised_port);
     // Group (0) and transaction (1) keys: this node coordinates both.
@@ -148,6 +155,16 @@ pub(crate) fn join_group(b: &mut Broker, req: Req, client_id: Option<KStr>, m: &
     {
         return join_error(req, b, &m.member_id, ErrorCode::INVALID_SESSION_TIMEOUT);
     }
+    if let Some(g) = b.groups.consumer.get(&m.group_id) {
+        // A KIP-848 group takes no classic members; an empty one becomes classic (its
+        // offsets stay).
+        if !g.members.is_empty() {
+            return join_error(req, b, &m.member_id, ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
+        }
+        if let Some(mut g) = b.groups.consumer.remove(&m.group_id) {
+            g.kill();
+        }
+    }
     if !b.groups.classic.contains_key(&m.group_id) {
         if !m.member_id.is_empty() {
             return join_error(req, b, &m.member_id, ErrorCode::UNKNOWN_MEMBER_ID);
@@ -216,24 +233,31 @@ pub(crate) fn leave_group(b: &mut Broker, req: Req, m: &LeaveGroupRequest) {
 pub(crate) fn list_groups(b: &mut Broker, req: Req, m: &ListGroupsRequest) {
     let states = if req.version >= 4 { m.states_filter.as_slice() } else { &[] };
     let types = if req.version >= 5 { m.types_filter.as_slice() } else { &[] };
-    let mut groups: Vec<ListedGroup> = if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case("classic"))
-    {
-        Vec::new()
-    } else {
-        b.groups
-            .classic
-            .values()
-            .filter(|g| g.state() != GroupState::Dead)
-            .filter(|g| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state().name())))
-            .map(|g| ListedGroup {
-                group_id: g.id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                group_state: KStr::from(g.state().name()),
-                group_type: KStr::from("classic"),
-                ..Default::default()
-            })
-            .collect()
-    };
+    let wants = |t: &str| types.is_empty() || types.iter().any(|x| x.eq_ignore_ascii_case(t));
+    let in_state = |s: &str| states.is_empty() || states.iter().any(|x| x.eq_ignore_ascii_case(s));
+    let mut groups: Vec<ListedGroup> = Vec::new();
+    if wants("classic") {
+        groups.extend(
+            b.groups.classic.values().filter(|g| g.state() != GroupState::Dead && in_state(g.state().name())).map(
+                |g| ListedGroup {
+                    group_id: g.id.clone(),
+                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    group_state: KStr::from(g.state().name()),
+                    group_type: KStr::from("classic"),
+                    ..Default::default()
+                },
+            ),
+        );
+    }
+    if wants("consumer") {
+        groups.extend(b.groups.consumer.values().filter(|g| in_state(g.state().name())).map(|g| ListedGroup {
+            group_id: g.id.clone(),
+            protocol_type: KStr::from("consumer"),
+            group_state: KStr::from(g.state().name()),
+            group_type: KStr::from("consumer"),
+            ..Default::default()
+        }));
+    }
     groups.sort_by(|x, y| x.group_id.as_str().cmp(y.group_id.as_str()));
     b.respond(req, &ResponseBody::ListGroups(ListGroupsResponse { groups, ..Default::default() }));
 }
@@ -294,13 +318,25 @@ pub(crate) fn delete_groups(b: &mut Broker, req: Req, m: &DeleteGroupsRequest) {
     let mut results = Vec::with_capacity(m.groups_names.len());
     let mut keys = Vec::new();
     for id in &m.groups_names {
+        let consumer = b.groups.consumer.get(id).map(|g| g.members.is_empty());
         let code = match b.groups.classic.get(id) {
             _ if id.is_empty() => ErrorCode::INVALID_GROUP_ID,
+            None if consumer == Some(false) => ErrorCode::NON_EMPTY_GROUP,
+            None if consumer == Some(true) => ErrorCode::NONE,
             None => ErrorCode::GROUP_ID_NOT_FOUND,
             Some(g) if g.state() == GroupState::Dead => ErrorCode::GROUP_ID_NOT_FOUND,
             Some(g) if g.state() != GroupState::Empty => ErrorCode::NON_EMPTY_GROUP,
             Some(_) => ErrorCode::NONE,
         };
+        if code == ErrorCode::NONE
+            && let Some(mut g) = b.groups.consumer.remove(id)
+        {
+            g.kill();
+            keys.push(group_key(id));
+            for (topic, partition) in b.groups.offsets.remove_group(id) {
+                keys.push(offset_key(id, &topic, partition));
+            }
+        }
         if code == ErrorCode::NONE
             && let Some(mut g) = b.groups.classic.remove(id)
         {

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod consumer;
 pub mod fetch;
 pub mod group;
 pub mod list_offsets;
@@ -51,6 +52,8 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DELETE_GROUPS, 0, 2),
     (ApiKey::LIST_GROUPS, 0, 5),
     (ApiKey::DESCRIBE_GROUPS, 0, 6),
+    (ApiKey::CONSUMER_GROUP_HEARTBEAT, 0, 0),
+    (ApiKey::CONSUMER_GROUP_DESCRIBE, 0, 0),
 ];
 
 /// Whether the broker serves `api` at `version`.
@@ -73,6 +76,8 @@ pub(crate) fn dispatch(b: &mut Broker, req: Req, client_id: Option<KStr>, body: 
         RequestBody::OffsetCommit(m) => offsets::offset_commit(b, req, &m),
         RequestBody::OffsetFetch(m) => offsets::offset_fetch(b, req, &m),
         RequestBody::OffsetDelete(m) => offsets::offset_delete(b, req, &m),
+        RequestBody::ConsumerGroupHeartbeat(m) => consumer::heartbeat(b, req, client_id, &m),
+        RequestBody::ConsumerGroupDescribe(m) => consumer::describe(b, req, &m),
         RequestBody::ApiVersions(m) => api_versions::handle(b, req, &m),
         RequestBody::Metadata(m) => metadata::handle(b, req, m),
         RequestBody::Produce(m) => produce::handle(b, req, m),

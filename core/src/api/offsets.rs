@@ -56,6 +56,9 @@ fn check_commit_group(b: &mut Broker, req: Req, m: &OffsetCommitRequest) -> Resu
         return Err(ErrorCode::INVALID_GROUP_ID);
     }
     let generation = m.generation_id_or_member_epoch;
+    if let Some(g) = b.groups.consumer.get(&m.group_id) {
+        return g.validate_commit(&m.member_id, generation, req.version);
+    }
     match b.groups.classic.get(&m.group_id) {
         Some(g) => g.validate_commit(&m.member_id, m.group_instance_id.as_ref(), generation),
         None if generation < 0 => {
@@ -137,7 +140,7 @@ pub(crate) fn commit_done(b: &mut Broker, job: JobId, part: usize, result: Compl
     for (p, failed) in j.parts.into_iter().zip(j.failed) {
         b.groups.offsets.end(&p.group, &p.topic, p.partition);
         // A group deleted meanwhile keeps nothing (its tombstones were written after this).
-        if !failed && b.groups.classic.contains_key(&p.group) {
+        if !failed && b.groups.exists(&p.group) {
             b.groups.offsets.set(&p.group, &p.topic, p.partition, p.value);
         } else if let Some(slot) = j.resp.topics.get_mut(p.slot.0).and_then(|t| t.partitions.get_mut(p.slot.1)) {
             slot.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.0;
@@ -206,6 +209,15 @@ pub(crate) fn offset_fetch(b: &mut Broker, req: Req, m: &OffsetFetchRequest) {
         .groups
         .iter()
         .map(|g| {
+            let member_check =
+                b.groups.consumer.get(&g.group_id).map(|c| c.validate_fetch(g.member_id.as_ref(), g.member_epoch));
+            if let Some(Err(code)) = member_check {
+                return OffsetFetchResponseGroup {
+                    group_id: g.group_id.clone(),
+                    error_code: code.0,
+                    ..Default::default()
+                };
+            }
             // v10 names topics by id: (name, id) pairs, unknown ids with an empty name.
             let asked: Option<Vec<(KStr, Uuid, Vec<i32>)>> = g.topics.as_ref().map(|ts| {
                 ts.iter()
@@ -262,7 +274,9 @@ pub(crate) fn offset_fetch(b: &mut Broker, req: Req, m: &OffsetFetchRequest) {
 }
 
 pub(crate) fn offset_delete(b: &mut Broker, req: Req, m: &OffsetDeleteRequest) {
+    let consumer = b.groups.consumer.get(&m.group_id).map(|g| g.members.is_empty());
     let group_error = match b.groups.classic.get(&m.group_id) {
+        None if consumer.is_some() => None,
         None => Some(ErrorCode::GROUP_ID_NOT_FOUND),
         Some(g) => match g.state() {
             GroupState::Dead => Some(ErrorCode::GROUP_ID_NOT_FOUND),
@@ -280,7 +294,8 @@ pub(crate) fn offset_delete(b: &mut Broker, req: Req, m: &OffsetDeleteRequest) {
     }
     let mut keys = Vec::new();
     for t in &m.topics {
-        let subscribed = b.groups.classic.get(&m.group_id).is_some_and(|g| g.subscribed_to(&t.name));
+        let subscribed = b.groups.classic.get(&m.group_id).is_some_and(|g| g.subscribed_to(&t.name))
+            || b.groups.consumer.get(&m.group_id).is_some_and(|g| g.subscribed_to(&t.name));
         let mut rt = OffsetDeleteResponseTopic { name: t.name.clone(), ..Default::default() };
         for p in &t.partitions {
             let code = if !partition_exists(b, &t.name, p.partition_index) {

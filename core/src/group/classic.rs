@@ -266,6 +266,11 @@ pub struct ClassicGroup {
     pub statics: BTreeMap<KStr, KStr>,
     /// Members given an id with MEMBER_ID_REQUIRED that have not joined with it yet.
     pub pending: BTreeSet<KStr>,
+    /// How many members have a parked JoinGroup (kept so that admitting a member does not
+    /// walk the group).
+    joined: usize,
+    /// For each protocol name, how many members support it.
+    support: BTreeMap<KStr, usize>,
 }
 
 fn join_error(member_id: KStr, code: ErrorCode) -> ResponseBody {
@@ -308,6 +313,8 @@ impl ClassicGroup {
             members: BTreeMap::new(),
             statics: BTreeMap::new(),
             pending: BTreeSet::new(),
+            joined: 0,
+            support: BTreeMap::new(),
         }
     }
 
@@ -333,7 +340,7 @@ impl ClassicGroup {
             if let Some(i) = &m.instance_id {
                 g.statics.insert(i.clone(), m.id.clone());
             }
-            g.members.insert(m.id.clone(), m);
+            g.insert_member(m);
         }
         g
     }
@@ -372,11 +379,63 @@ impl ClassicGroup {
     }
 
     fn joined(&self) -> usize {
-        self.members.values().filter(|m| m.join.is_some()).count()
+        debug_assert_eq!(self.joined, self.members.values().filter(|m| m.join.is_some()).count());
+        self.joined
     }
 
     fn all_joined(&self) -> bool {
-        self.pending.is_empty() && self.members.values().all(|m| m.join.is_some())
+        self.pending.is_empty() && self.joined() == self.members.len()
+    }
+
+    /// Counts (or, with `add` false, uncounts) a member's distinct protocol names.
+    fn count_support(support: &mut BTreeMap<KStr, usize>, protocols: &[(KStr, Bytes)], add: bool) {
+        for (i, (p, _)) in protocols.iter().enumerate() {
+            if protocols[..i].iter().any(|(q, _)| q == p) {
+                continue;
+            }
+            if add {
+                *support.entry(p.clone()).or_default() += 1;
+            } else if let Some(n) = support.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    support.remove(p);
+                }
+            }
+        }
+    }
+
+    /// Adds a member, keeping the counters.
+    fn insert_member(&mut self, m: Member) {
+        self.joined += usize::from(m.join.is_some());
+        Self::count_support(&mut self.support, &m.protocols, true);
+        if let Some(old) = self.members.insert(m.id.clone(), m) {
+            self.joined -= usize::from(old.join.is_some());
+            Self::count_support(&mut self.support, &old.protocols, false);
+        }
+    }
+
+    /// Removes a member, keeping the counters.
+    fn take_member(&mut self, id: &KStr) -> Option<Member> {
+        let m = self.members.remove(id)?;
+        self.joined -= usize::from(m.join.is_some());
+        Self::count_support(&mut self.support, &m.protocols, false);
+        Some(m)
+    }
+
+    /// Parks (or, with `None`, takes) a member's JoinGroup; returns the one it replaces.
+    fn set_join(&mut self, id: &KStr, req: Option<Req>) -> Option<Req> {
+        let m = self.members.get_mut(id)?;
+        let old = core::mem::replace(&mut m.join, req);
+        self.joined = self.joined + usize::from(m.join.is_some()) - usize::from(old.is_some());
+        old
+    }
+
+    /// Replaces a member's protocols, keeping the counters.
+    fn set_protocols(&mut self, id: &KStr, protocols: Vec<(KStr, Bytes)>) {
+        let Some(m) = self.members.get_mut(id) else { return };
+        Self::count_support(&mut self.support, &m.protocols, false);
+        Self::count_support(&mut self.support, &protocols, true);
+        m.protocols = protocols;
     }
 
     /// The longest rebalance timeout of the members.
@@ -405,7 +464,7 @@ impl ClassicGroup {
             return !protocol_type.is_empty() && !protocols.is_empty();
         }
         self.protocol_type.as_deref() == Some(protocol_type)
-            && protocols.iter().any(|(p, _)| self.members.values().all(|m| m.metadata(p).is_some()))
+            && protocols.iter().any(|(p, _)| self.support.get(p).copied().unwrap_or(0) == self.members.len())
     }
 
     /// The protocol every member supports that most members prefer (Kafka's `selectProtocol`):
@@ -558,7 +617,7 @@ impl ClassicGroup {
             sync: None,
             is_new: true,
         };
-        self.members.insert(member_id.clone(), member);
+        self.insert_member(member);
         self.reschedule(cx, &member_id);
         self.rebalance_or_complete(cx);
     }
@@ -613,10 +672,10 @@ impl ClassicGroup {
         (session, rebalance): (Duration, Duration),
     ) {
         let Some(member) = self.members.get_mut(id) else { return };
-        member.protocols = protocols;
         member.session_timeout = session;
         member.rebalance_timeout = rebalance;
-        if let Some(old) = member.join.replace(req) {
+        self.set_protocols(id, protocols);
+        if let Some(old) = self.set_join(id, Some(req)) {
             // A second JoinGroup while one is parked: the older one is superseded.
             cx.reply(old, join_error(id.clone(), ErrorCode::UNKNOWN_MEMBER_ID));
         }
@@ -635,7 +694,7 @@ impl ClassicGroup {
         protocols: Vec<(KStr, Bytes)>,
         (session, rebalance): (Duration, Duration),
     ) {
-        let Some(mut member) = self.members.remove(old_id) else { return };
+        let Some(mut member) = self.take_member(old_id) else { return };
         cx.out.push(Effect::Cancel(self.hb_key(old_id)));
         // The old incarnation's parked requests are fenced.
         if let Some(j) = member.join.take() {
@@ -660,7 +719,7 @@ impl ClassicGroup {
             pending_sync.insert(new_id.clone());
         }
         let is_leader = self.leader.as_ref() == Some(&new_id);
-        self.members.insert(new_id.clone(), member);
+        self.insert_member(member);
         self.reschedule(cx, &new_id);
         match self.state() {
             GroupState::Stable if self.select_protocol() == self.protocol => {
@@ -681,9 +740,7 @@ impl ClassicGroup {
     }
 
     fn park_join(&mut self, cx: &mut Ctx<'_>, id: &KStr, req: Req) {
-        if let Some(m) = self.members.get_mut(id)
-            && let Some(old) = m.join.replace(req)
-        {
+        if let Some(old) = self.set_join(id, Some(req)) {
             cx.reply(old, join_error(id.clone(), ErrorCode::UNKNOWN_MEMBER_ID));
         }
     }
@@ -809,9 +866,9 @@ impl ClassicGroup {
             let resp = self.join_response(id, is_leader, false);
             if let Some(m) = self.members.get_mut(id) {
                 m.is_new = false;
-                if let Some(j) = m.join.take() {
-                    cx.reply(j, resp);
-                }
+            }
+            if let Some(j) = self.set_join(id, None) {
+                cx.reply(j, resp);
             }
             self.reschedule(cx, id);
         }
@@ -1043,7 +1100,7 @@ impl ClassicGroup {
 
     /// Drops a member, answering its parked requests with UNKNOWN_MEMBER_ID.
     fn remove_member(&mut self, cx: &mut Ctx<'_>, id: &KStr) {
-        let Some(mut m) = self.members.remove(id) else { return };
+        let Some(mut m) = self.take_member(id) else { return };
         cx.out.push(Effect::Cancel(self.hb_key(id)));
         if let Some(j) = m.join.take() {
             cx.reply(j, join_error(KStr::default(), ErrorCode::UNKNOWN_MEMBER_ID));

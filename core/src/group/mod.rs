@@ -16,13 +16,25 @@
 //!   protocol), bytes assignment`. Written when the leader's assignment is stored, when a
 //!   static member is replaced in Stable, and when the group becomes Empty; deleted with the
 //!   group.
+//! - KIP-848 consumer group metadata. Same key. Value (version 2): `u8 2, i32 group_epoch,
+//!   i32 target_assignment_epoch, uvarint topics` then per subscribed topic as the target
+//!   saw it `str name, uuid id, i32 partitions`; `uvarint members`, then per member:
+//!   `str member_id, str? instance_id, str? rack_id, str client_id, str client_host,
+//!   uvarint n + n * str subscribed_topic, str? server_assignor, i32 rebalance_timeout_ms,
+//!   i32 member_epoch, i32 previous_member_epoch, u8 state (0 stable, 1 unrevoked,
+//!   2 unreleased)`, then three assignments (assigned, being revoked, target), each
+//!   `uvarint topics` of `uuid topic_id, uvarint n, n * i32 partition`. Written on every
+//!   heartbeat that changes the group and when a member is fenced; a group id holds one
+//!   type at a time, so the key is shared.
 //! - Committed offset. Key: `b"offsets/"`, then `str group, str topic, i32 partition`. Value
 //!   (version 1): `u8 1, i64 offset, i32 leader_epoch, str? metadata, i64 commit_timestamp`.
 //!   Written by every OffsetCommit; deleted by OffsetDelete and DeleteGroups.
 //!
 //! Unreadable values are skipped at recovery (a damaged key must not stop the broker).
 
+pub mod assignor;
 pub mod classic;
+pub mod consumer;
 pub mod offsets;
 
 use bytes::Bytes;
@@ -30,8 +42,10 @@ use hashbrown::HashMap;
 
 use crate::codec::generated::consumer_protocol_subscription::ConsumerProtocolSubscription;
 use crate::codec::{DecodeError, KStr, Message, Reader, Writer};
+use crate::config::Config;
 use crate::time::{Duration, Instant};
 use classic::{ClassicGroup, GroupTimer, Member};
+use consumer::{ConsumerGroup, ConsumerTimer};
 pub use offsets::{CommittedOffset, Offsets};
 
 /// Prefix of group metadata keys.
@@ -39,11 +53,16 @@ pub const GROUP_PREFIX: &[u8] = b"group/";
 /// Prefix of committed offset keys.
 pub const OFFSETS_PREFIX: &[u8] = b"offsets/";
 
+/// Timers to arm, with their deadlines.
+pub type Timers<T> = Vec<(T, Instant)>;
+
 /// Every group this node coordinates, and their committed offsets.
 #[derive(Debug, Default)]
 pub struct Groups {
     /// Classic groups by id.
     pub classic: HashMap<KStr, ClassicGroup>,
+    /// KIP-848 consumer groups by id. A group id is in at most one of the two maps.
+    pub consumer: HashMap<KStr, ConsumerGroup>,
     /// Committed offsets.
     pub offsets: Offsets,
 }
@@ -51,14 +70,22 @@ pub struct Groups {
 impl Groups {
     /// Rebuilds groups and offsets from stored values. Returns the session timers to arm:
     /// recovered members must heartbeat within their session timeout from `now`.
-    pub fn recover(values: &[(Bytes, Bytes)], now: Instant) -> (Self, Vec<(GroupTimer, Instant)>) {
+    pub fn recover(
+        values: &[(Bytes, Bytes)],
+        now: Instant,
+        cfg: &Config,
+    ) -> (Self, Timers<GroupTimer>, Timers<ConsumerTimer>) {
         let mut g = Self::default();
         for (k, v) in values {
             if let Some(id) = k.strip_prefix(GROUP_PREFIX) {
                 let Ok(id) = KStr::from_utf8(k.slice(GROUP_PREFIX.len()..GROUP_PREFIX.len() + id.len())) else {
                     continue;
                 };
-                if let Ok(group) = decode_group(id.clone(), v) {
+                if v.first() == Some(&2) {
+                    if let Ok(group) = ConsumerGroup::decode(id.clone(), v) {
+                        g.consumer.insert(id, group);
+                    }
+                } else if let Ok(group) = decode_group(id.clone(), v) {
                     g.classic.insert(id, group);
                 }
             } else if k.starts_with(OFFSETS_PREFIX)
@@ -69,9 +96,11 @@ impl Groups {
         }
         // Offsets of a group never stored as metadata belong to an Empty group.
         for id in g.offsets.groups() {
-            g.classic.entry(id.clone()).or_insert_with(|| ClassicGroup::new(id));
+            if !g.consumer.contains_key(&id) {
+                g.classic.entry(id.clone()).or_insert_with(|| ClassicGroup::new(id));
+            }
         }
-        let timers = g
+        let mut timers: Vec<(GroupTimer, Instant)> = g
             .classic
             .values()
             .flat_map(|grp| {
@@ -80,7 +109,19 @@ impl Groups {
                 })
             })
             .collect();
-        (g, timers)
+        // A fixed order (the maps' is randomly seeded): timers due together fire in the order
+        // they were armed, and the same inputs must give the same outputs.
+        timers.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        let mut consumer_timers: Vec<(ConsumerTimer, Instant)> =
+            g.consumer.values().flat_map(|grp| grp.recovery_timers(now, cfg)).collect();
+        consumer_timers.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        (g, timers, consumer_timers)
+    }
+
+    /// Whether a live group (of either type) has this id.
+    #[must_use]
+    pub fn exists(&self, id: &str) -> bool {
+        self.classic.contains_key(id) || self.consumer.contains_key(id)
     }
 }
 

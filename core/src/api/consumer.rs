@@ -1,0 +1,237 @@
+//! KIP-848 consumer group APIs: ConsumerGroupHeartbeat and ConsumerGroupDescribe.
+//!
+//! These handlers look the group up (creating it, or replacing an empty classic group of the
+//! same id), run the pure coordinator in [`crate::group::consumer`] and carry out what it
+//! asks for: timers on the broker's table and a `Put` of the group's metadata. A heartbeat
+//! that changed the group is answered once its metadata is stored, as Kafka answers after
+//! its records commit.
+
+use super::ReplyJob;
+use crate::broker::{Broker, CmdOwner, Req, Timer};
+use crate::codec::generated::ResponseBody;
+use crate::codec::generated::consumer_group_describe::{
+    Assignment as DescribedAssignment, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, DescribedGroup,
+    Member as DescribedMember, TopicPartitions as DescribedPartitions,
+};
+use crate::codec::generated::consumer_group_heartbeat::{
+    Assignment as WireAssignment, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
+    ResponseTopicPartitions,
+};
+use crate::codec::{ErrorCode, KStr};
+use crate::group::assignor::{Assignment, TopicInfo};
+use crate::group::classic::GroupState;
+use crate::group::consumer::{Client, ConsumerGroup, ConsumerTimer, Ctx, Effect};
+use crate::group::group_key;
+use crate::io::Command;
+
+/// Group operations reported when asked (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS): this broker authorizes everything.
+const GROUP_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
+
+fn error_response(code: ErrorCode, msg: String) -> ResponseBody {
+    ResponseBody::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse {
+        error_code: code.0,
+        error_message: Some(KStr::from(msg)),
+        ..Default::default()
+    })
+}
+
+fn wire_assignment(a: &Assignment) -> WireAssignment {
+    WireAssignment {
+        topic_partitions: a
+            .iter()
+            .map(|(t, ps)| ResponseTopicPartitions {
+                topic_id: *t,
+                partitions: ps.iter().copied().collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Runs `f` on the consumer group `group` with a fresh effect sink and the broker's topics,
+/// then carries the effects out. Returns `None` when there is no such group.
+fn run<R>(
+    b: &mut Broker,
+    group: &KStr,
+    f: impl FnOnce(&mut ConsumerGroup, &mut Ctx<'_>, &dyn Fn(&str) -> Option<TopicInfo>) -> R,
+) -> Option<(R, bool)> {
+    let mut out = Vec::new();
+    let r = {
+        let Broker { groups, topics, names, cfg, rng, now, .. } = b;
+        let g = groups.consumer.get_mut(group)?;
+        let lookup = |n: &str| {
+            let t = names.get(n).and_then(|id| topics.get(id)).filter(|t| !t.pending)?;
+            Some(TopicInfo { id: t.id, partitions: u32::try_from(t.partitions.len()).unwrap_or(u32::MAX) })
+        };
+        let mut cx = Ctx { now: now.mono, cfg, rng, out: &mut out };
+        f(g, &mut cx, &lookup)
+    };
+    let mut store = false;
+    for e in out {
+        match e {
+            Effect::Arm(t, at) => b.timers.arm(Timer::Consumer(t), at),
+            Effect::Cancel(t) => b.timers.cancel(&Timer::Consumer(t)),
+            Effect::Store => store = true,
+        }
+    }
+    Some((r, store))
+}
+
+/// The `Put` of a consumer group's current metadata.
+fn put_group(b: &Broker, group: &KStr) -> Option<Command> {
+    let g = b.groups.consumer.get(group)?;
+    Some(Command::Put { key: group_key(group), value: Some(g.encode()) })
+}
+
+pub(crate) fn heartbeat(b: &mut Broker, req: Req, client_id: Option<KStr>, m: &ConsumerGroupHeartbeatRequest) {
+    if let Err((code, msg)) = crate::group::consumer::validate_request(m) {
+        return b.respond(req, &error_response(code, msg));
+    }
+    if let Some(classic) = b.groups.classic.get(&m.group_id) {
+        // An empty classic group (e.g. one that only holds offsets) becomes a consumer group;
+        // a live one stays classic (Kafka without online migration).
+        if classic.state() != GroupState::Empty || m.member_epoch != 0 {
+            let msg = format!("Group {} is not a consumer group.", m.group_id);
+            return b.respond(req, &error_response(ErrorCode::GROUP_ID_NOT_FOUND, msg));
+        }
+        if let Some(mut g) = b.groups.classic.remove(&m.group_id) {
+            g.kill();
+        }
+    }
+    let created = !b.groups.consumer.contains_key(&m.group_id);
+    if created {
+        if m.member_epoch != 0 {
+            let msg = format!("Group {} not found.", m.group_id);
+            let code = if m.member_epoch > 0 { ErrorCode::UNKNOWN_MEMBER_ID } else { ErrorCode::GROUP_ID_NOT_FOUND };
+            return b.respond(req, &error_response(code, msg));
+        }
+        b.groups.consumer.insert(m.group_id.clone(), ConsumerGroup::new(m.group_id.clone()));
+    }
+    let host = b.conns.get(&req.conn).map(|c| format!("/{}", c.peer.ip())).unwrap_or_default();
+    let client = Client { id: client_id.unwrap_or_default(), host: KStr::from(host) };
+    let interval = i32::try_from(b.cfg.group_consumer_heartbeat_interval.as_millis()).unwrap_or(i32::MAX);
+    let Some((result, store)) = run(b, &m.group_id, |g, cx, topics| g.heartbeat(cx, m, &client, topics)) else {
+        return;
+    };
+    let failed = result.is_err();
+    let body = match result {
+        Ok(beat) => ResponseBody::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse {
+            member_id: Some(beat.member_id),
+            member_epoch: beat.epoch,
+            heartbeat_interval_ms: interval,
+            assignment: beat.assignment.as_ref().map(wire_assignment),
+            ..Default::default()
+        }),
+        Err((code, msg)) => error_response(code, msg),
+    };
+    if failed && created && b.groups.consumer.get(&m.group_id).is_some_and(|g| g.members.is_empty()) {
+        // A refused first member leaves no group behind.
+        b.groups.consumer.remove(&m.group_id);
+    }
+    let put = if store { put_group(b, &m.group_id) } else { None };
+    match put {
+        None => b.respond(req, &body),
+        Some(cmd) => {
+            let job = super::reply_after(b, req, body, 1, finish_heartbeat);
+            b.storage(CmdOwner::Job { job, part: 0 }, cmd);
+        }
+    }
+}
+
+/// The group could not be stored: the member must retry.
+fn finish_heartbeat(_: &mut Broker, job: &mut ReplyJob) {
+    if job.results.iter().any(Option::is_some) {
+        job.body = error_response(ErrorCode::COORDINATOR_NOT_AVAILABLE, "The group could not be stored.".into());
+    }
+}
+
+/// A consumer group timer fired.
+pub(crate) fn timer(b: &mut Broker, t: ConsumerTimer) {
+    let group = match &t {
+        ConsumerTimer::Session { group, .. } | ConsumerTimer::Revocation { group, .. } => group.clone(),
+    };
+    let done = run(b, &group, |g, cx, _| match &t {
+        ConsumerTimer::Session { member, .. } => g.on_session_timer(cx, member),
+        ConsumerTimer::Revocation { member, .. } => g.on_revocation_timer(cx, member),
+    });
+    if let Some(((), true)) = done
+        && let Some(cmd) = put_group(b, &group)
+    {
+        let job = b.park(super::Job::GroupStore(super::group::StoreJob::background(group)));
+        b.storage(CmdOwner::Job { job, part: 0 }, cmd);
+    }
+}
+
+fn described_assignment(b: &Broker, a: &Assignment) -> DescribedAssignment {
+    DescribedAssignment {
+        topic_partitions: a
+            .iter()
+            .map(|(t, ps)| DescribedPartitions {
+                topic_id: *t,
+                topic_name: b.topic_by_id(*t).map(|x| x.name.clone()).unwrap_or_default(),
+                partitions: ps.iter().copied().collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn describe(b: &mut Broker, req: Req, m: &ConsumerGroupDescribeRequest) {
+    let ops = if m.include_authorized_operations { GROUP_OPS } else { i32::MIN };
+    let groups = m
+        .group_ids
+        .iter()
+        .map(|id| {
+            let not_found = |code: ErrorCode, msg: String| DescribedGroup {
+                group_id: id.clone(),
+                error_code: code.0,
+                error_message: Some(KStr::from(msg)),
+                group_state: KStr::from("Dead"),
+                authorized_operations: ops,
+                ..Default::default()
+            };
+            if id.is_empty() {
+                return not_found(ErrorCode::INVALID_GROUP_ID, "The group id can't be empty.".into());
+            }
+            let Some(g) = b.groups.consumer.get(id) else {
+                let msg = if b.groups.classic.contains_key(id) {
+                    format!("Group {id} is not a consumer group.")
+                } else {
+                    format!("Group {id} not found.")
+                };
+                return not_found(ErrorCode::GROUP_ID_NOT_FOUND, msg);
+            };
+            DescribedGroup {
+                group_id: id.clone(),
+                group_state: KStr::from(g.state().name()),
+                group_epoch: g.epoch,
+                assignment_epoch: g.assignment_epoch,
+                assignor_name: KStr::from(g.assignor()),
+                members: g
+                    .members
+                    .values()
+                    .map(|x| DescribedMember {
+                        member_id: x.id.clone(),
+                        instance_id: x.instance_id.clone(),
+                        rack_id: x.rack_id.clone(),
+                        member_epoch: x.epoch,
+                        client_id: x.client_id.clone(),
+                        client_host: x.client_host.clone(),
+                        subscribed_topic_names: x.subscribed.clone(),
+                        subscribed_topic_regex: None,
+                        assignment: described_assignment(b, &x.assigned),
+                        target_assignment: described_assignment(b, g.target.get(&x.id).unwrap_or(&Assignment::new())),
+                        ..Default::default()
+                    })
+                    .collect(),
+                authorized_operations: ops,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let resp = ConsumerGroupDescribeResponse { groups, ..Default::default() };
+    b.respond(req, &ResponseBody::ConsumerGroupDescribe(resp));
+}

@@ -1,0 +1,971 @@
+//! The KIP-848 consumer group coordinator (ConsumerGroupHeartbeat) as a pure state machine,
+//! after Apache Kafka's `ConsumerGroup`, `CurrentAssignmentBuilder` and the consumer half of
+//! its `GroupMetadataManager`.
+//!
+//! Three epochs drive a group:
+//! - the **group epoch** moves on whenever what the assignor sees changes: a member joins or
+//!   leaves, a subscription or the chosen assignor changes, or a subscribed topic is created,
+//!   deleted or gains partitions (checked on every heartbeat);
+//! - the **target assignment epoch** is the group epoch the target assignment was computed
+//!   for (computed on the heartbeat that finds it behind);
+//! - each **member epoch** reaches the target assignment epoch through reconciliation: a
+//!   partition is first revoked from its previous owner (which acknowledges by heartbeating
+//!   without it; the member stays in `UnrevokedPartitions`), and only then handed to its new
+//!   owner (which waits in `UnreleasedPartitions` meanwhile). No partition is ever held by two
+//!   members: [`ConsumerGroup`] keeps a partition -> owner table and asserts it.
+//!
+//! Handlers write timers and stores into [`Ctx::out`]; the broker carries them out and
+//! builds the responses. Nothing here does IO or reads a clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use hashbrown::HashMap;
+
+use super::assignor::{self, Assignment, TopicInfo};
+use crate::codec::generated::consumer_group_heartbeat::{ConsumerGroupHeartbeatRequest, RequestTopicPartitions};
+use crate::codec::{DecodeError, ErrorCode, KStr, Reader, Uuid, Writer};
+use crate::config::Config;
+use crate::rng::Rng;
+use crate::time::{Duration, Instant};
+
+/// Member epoch of a heartbeat that leaves the group.
+pub const LEAVE_EPOCH: i32 = -1;
+/// Member epoch of a static member that leaves for now and will rejoin with its instance id.
+pub const STATIC_LEAVE_EPOCH: i32 = -2;
+
+/// A consumer group's state as Kafka reports it (ListGroups, ConsumerGroupDescribe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConsumerGroupState {
+    /// No members.
+    Empty,
+    /// The group epoch is ahead of the target assignment.
+    Assigning,
+    /// Some member has not reached the target assignment yet.
+    Reconciling,
+    /// Every member holds its target assignment at the target epoch.
+    Stable,
+    /// Deleted.
+    Dead,
+}
+
+impl ConsumerGroupState {
+    /// The name Kafka reports.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Empty => "Empty",
+            Self::Assigning => "Assigning",
+            Self::Reconciling => "Reconciling",
+            Self::Stable => "Stable",
+            Self::Dead => "Dead",
+        }
+    }
+}
+
+/// A member's reconciliation state (KIP-848).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    /// Holds its target assignment (or waits for a newer target).
+    Stable,
+    /// Must give up `revoking` first; keeps its epoch until it heartbeats without them.
+    UnrevokedPartitions,
+    /// At the target epoch, but some target partitions are still held by other members.
+    UnreleasedPartitions,
+}
+
+impl MemberState {
+    const fn code(self) -> u8 {
+        match self {
+            Self::Stable => 0,
+            Self::UnrevokedPartitions => 1,
+            Self::UnreleasedPartitions => 2,
+        }
+    }
+
+    const fn from_code(c: u8) -> Option<Self> {
+        match c {
+            0 => Some(Self::Stable),
+            1 => Some(Self::UnrevokedPartitions),
+            2 => Some(Self::UnreleasedPartitions),
+            _ => None,
+        }
+    }
+}
+
+/// A consumer group member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerMember {
+    /// Its member id.
+    pub id: KStr,
+    /// Its static instance id.
+    pub instance_id: Option<KStr>,
+    /// Its rack.
+    pub rack_id: Option<KStr>,
+    /// The client id of its last heartbeat.
+    pub client_id: KStr,
+    /// The host it heartbeats from.
+    pub client_host: KStr,
+    /// The topics it subscribes to (sorted, distinct).
+    pub subscribed: Vec<KStr>,
+    /// The server assignor it asked for.
+    pub assignor: Option<KStr>,
+    /// How long it may take to revoke partitions.
+    pub rebalance_timeout: Duration,
+    /// Its epoch (-2 while a static member is away).
+    pub epoch: i32,
+    /// Its epoch before the last bump (a heartbeat with it is still accepted once).
+    pub previous_epoch: i32,
+    /// Where its reconciliation stands.
+    pub state: MemberState,
+    /// The partitions it may use.
+    pub assigned: Assignment,
+    /// The partitions it must give up.
+    pub revoking: Assignment,
+}
+
+/// Timers a consumer group arms on the broker's timer table.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConsumerTimer {
+    /// A member's session ran out (`group.consumer.session.timeout.ms`).
+    Session {
+        /// The group.
+        group: KStr,
+        /// The member.
+        member: KStr,
+    },
+    /// A member did not revoke its partitions within its rebalance timeout.
+    Revocation {
+        /// The group.
+        group: KStr,
+        /// The member.
+        member: KStr,
+    },
+}
+
+/// An effect a handler asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Arm (or re-arm) a timer.
+    Arm(ConsumerTimer, Instant),
+    /// Disarm a timer.
+    Cancel(ConsumerTimer),
+    /// Store the group's metadata.
+    Store,
+}
+
+/// What handlers read and where they write.
+pub struct Ctx<'a> {
+    /// The current time.
+    pub now: Instant,
+    /// Limits and timeouts.
+    pub cfg: &'a Config,
+    /// For member ids.
+    pub rng: &'a mut Rng,
+    /// The effects, in order.
+    pub out: &'a mut Vec<Effect>,
+}
+
+/// Who sent a heartbeat.
+#[derive(Clone, Debug, Default)]
+pub struct Client {
+    /// The request header's client id.
+    pub id: KStr,
+    /// The peer's host.
+    pub host: KStr,
+}
+
+/// A successful heartbeat's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Beat {
+    /// The member id.
+    pub member_id: KStr,
+    /// The member epoch.
+    pub epoch: i32,
+    /// The assignment, when it changed or the request was a full one.
+    pub assignment: Option<Assignment>,
+}
+
+/// A failed heartbeat: Kafka's error code and message.
+pub type Refusal = (ErrorCode, String);
+
+fn refuse(code: ErrorCode, msg: impl Into<String>) -> Refusal {
+    (code, msg.into())
+}
+
+/// A KIP-848 consumer group.
+#[derive(Debug)]
+pub struct ConsumerGroup {
+    /// The group id.
+    pub id: KStr,
+    /// The group epoch.
+    pub epoch: i32,
+    /// The epoch of the target assignment.
+    pub assignment_epoch: i32,
+    /// The members, by id.
+    pub members: BTreeMap<KStr, ConsumerMember>,
+    /// Static members: instance id -> member id.
+    pub statics: BTreeMap<KStr, KStr>,
+    /// The target assignment, by member.
+    pub target: BTreeMap<KStr, Assignment>,
+    /// The subscribed topics as the target assignment saw them.
+    pub metadata: BTreeMap<KStr, TopicInfo>,
+    /// Who holds each partition (assigned or being revoked).
+    owners: HashMap<(Uuid, i32), KStr>,
+    dead: bool,
+}
+
+fn partitions_of(a: &Assignment) -> impl Iterator<Item = (Uuid, i32)> + '_ {
+    a.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (*t, *p)))
+}
+
+fn owned_from(req: &[RequestTopicPartitions]) -> BTreeSet<(Uuid, i32)> {
+    req.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p))).collect()
+}
+
+fn new_member_id(rng: &mut Rng) -> KStr {
+    KStr::from(Uuid::from_u64_pair(rng.next_u64(), rng.next_u64()).to_string())
+}
+
+impl ConsumerGroup {
+    /// A new, empty group.
+    #[must_use]
+    pub fn new(id: KStr) -> Self {
+        Self {
+            id,
+            epoch: 0,
+            assignment_epoch: 0,
+            members: BTreeMap::new(),
+            statics: BTreeMap::new(),
+            target: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+            owners: HashMap::new(),
+            dead: false,
+        }
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn state(&self) -> ConsumerGroupState {
+        if self.dead {
+            ConsumerGroupState::Dead
+        } else if self.members.is_empty() {
+            ConsumerGroupState::Empty
+        } else if self.epoch != self.assignment_epoch {
+            ConsumerGroupState::Assigning
+        } else if self.members.values().any(|m| m.state != MemberState::Stable || m.epoch != self.assignment_epoch) {
+            ConsumerGroupState::Reconciling
+        } else {
+            ConsumerGroupState::Stable
+        }
+    }
+
+    /// Marks the group deleted.
+    pub fn kill(&mut self) {
+        self.dead = true;
+    }
+
+    /// Who holds `partition` of `topic` now, if anyone.
+    #[must_use]
+    pub fn owner(&self, topic: Uuid, partition: i32) -> Option<&KStr> {
+        self.owners.get(&(topic, partition))
+    }
+
+    /// The server assignor the group uses: the one most members ask for (ties by name), else
+    /// the default (`uniform`).
+    #[must_use]
+    pub fn assignor(&self) -> &'static str {
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            if let Some(a) = m.assignor.as_deref().and_then(|a| assignor::ASSIGNORS.iter().find(|x| **x == a)) {
+                *votes.entry(a).or_default() += 1;
+            }
+        }
+        let best = votes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+        best.map_or(assignor::ASSIGNORS[0], |(a, _)| a)
+    }
+
+    /// Whether a member subscribes to `topic` (OffsetDelete refuses to drop its offsets).
+    #[must_use]
+    pub fn subscribed_to(&self, topic: &str) -> bool {
+        self.members.values().any(|m| m.subscribed.iter().any(|t| t.as_str() == topic))
+    }
+
+    /// Every topic name some member subscribes to.
+    #[must_use]
+    pub fn subscribed_topics(&self) -> BTreeSet<KStr> {
+        self.members.values().flat_map(|m| m.subscribed.iter().cloned()).collect()
+    }
+
+    fn session_key(&self, member: &KStr) -> ConsumerTimer {
+        ConsumerTimer::Session { group: self.id.clone(), member: member.clone() }
+    }
+
+    fn revocation_key(&self, member: &KStr) -> ConsumerTimer {
+        ConsumerTimer::Revocation { group: self.id.clone(), member: member.clone() }
+    }
+
+    // ---- ownership -------------------------------------------------------------------------
+
+    fn release(&mut self, m: &ConsumerMember) {
+        for tp in partitions_of(&m.assigned).chain(partitions_of(&m.revoking)) {
+            if self.owners.get(&tp) == Some(&m.id) {
+                self.owners.remove(&tp);
+            }
+        }
+    }
+
+    fn claim(&mut self, m: &ConsumerMember) {
+        for tp in partitions_of(&m.assigned).chain(partitions_of(&m.revoking)) {
+            let prev = self.owners.insert(tp, m.id.clone());
+            assert!(
+                prev.is_none() || prev.as_ref() == Some(&m.id),
+                "group {}: partition {tp:?} given to {} while {prev:?} holds it",
+                self.id,
+                m.id
+            );
+        }
+    }
+
+    /// Replaces a member's record, moving its partition ownership along.
+    fn put_member(&mut self, m: ConsumerMember) {
+        if let Some(old) = self.members.remove(&m.id) {
+            self.release(&old);
+        }
+        self.claim(&m);
+        if let Some(i) = &m.instance_id {
+            self.statics.insert(i.clone(), m.id.clone());
+        }
+        self.members.insert(m.id.clone(), m);
+    }
+
+    /// Drops a member and its target; bumps the group epoch. Returns whether it was there.
+    fn remove_member(&mut self, cx: &mut Ctx<'_>, id: &KStr) -> bool {
+        let Some(m) = self.members.remove(id) else { return false };
+        self.release(&m);
+        if let Some(i) = &m.instance_id
+            && self.statics.get(i) == Some(id)
+        {
+            self.statics.remove(i);
+        }
+        self.target.remove(id);
+        self.epoch = self.epoch.wrapping_add(1);
+        cx.out.push(Effect::Cancel(self.session_key(id)));
+        cx.out.push(Effect::Cancel(self.revocation_key(id)));
+        true
+    }
+
+    // ---- ConsumerGroupHeartbeat --------------------------------------------------------------
+
+    /// Handles a ConsumerGroupHeartbeat whose fields the caller has validated
+    /// ([`validate_request`]). `topics` looks a subscribed topic up by name.
+    ///
+    /// # Errors
+    /// The error code and message Kafka answers with.
+    pub fn heartbeat(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        m: &ConsumerGroupHeartbeatRequest,
+        client: &Client,
+        topics: &dyn Fn(&str) -> Option<TopicInfo>,
+    ) -> Result<Beat, Refusal> {
+        if let Some(a) = &m.server_assignor
+            && !assignor::known(a)
+        {
+            return Err(refuse(
+                ErrorCode::UNSUPPORTED_ASSIGNOR,
+                format!("ServerAssignor {a} is not supported. Supported assignors: uniform, range."),
+            ));
+        }
+        match m.member_epoch {
+            LEAVE_EPOCH => return self.leave(cx, m),
+            STATIC_LEAVE_EPOCH => return self.static_leave(cx, m),
+            _ => {}
+        }
+        let (id, before) = if m.member_epoch == 0 { self.joining(cx, m)? } else { self.existing(m)? };
+        let mut member = before.clone().unwrap_or_else(|| ConsumerMember {
+            id: id.clone(),
+            instance_id: m.instance_id.clone(),
+            rack_id: None,
+            client_id: KStr::default(),
+            client_host: KStr::default(),
+            subscribed: Vec::new(),
+            assignor: None,
+            rebalance_timeout: Duration::ZERO,
+            epoch: 0,
+            previous_epoch: -1,
+            state: MemberState::Stable,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+        });
+        let mut bump = before.is_none();
+        if m.rebalance_timeout_ms >= 0 {
+            member.rebalance_timeout = Duration::from_millis(i64::from(m.rebalance_timeout_ms));
+        }
+        if let Some(names) = &m.subscribed_topic_names {
+            let mut names = names.clone();
+            names.sort();
+            names.dedup();
+            bump |= names != member.subscribed;
+            member.subscribed = names;
+        }
+        if m.server_assignor.is_some() || m.member_epoch == 0 {
+            bump |= m.server_assignor != member.assignor;
+            member.assignor.clone_from(&m.server_assignor);
+        }
+        if m.rack_id.is_some() {
+            member.rack_id.clone_from(&m.rack_id);
+        }
+        if m.instance_id.is_some() {
+            member.instance_id.clone_from(&m.instance_id);
+        }
+        member.client_id = client.id.clone();
+        member.client_host = client.host.clone();
+        self.put_member(member);
+        // One new group epoch for whatever changed: the member, or what its topics look like.
+        bump |= self.refresh_metadata(topics);
+        if bump {
+            self.epoch = self.epoch.wrapping_add(1);
+        }
+        self.maybe_assign();
+        let owned = m.topic_partitions.as_deref().map(owned_from);
+        self.reconcile(&id, owned.as_ref());
+        let after = self.members.get(&id).cloned();
+        let Some(after) = after else { return Err(refuse(ErrorCode::UNKNOWN_MEMBER_ID, "member vanished")) };
+        self.arm_timers(cx, before.as_ref(), &after);
+        if before.as_ref() != Some(&after) || bump {
+            cx.out.push(Effect::Store);
+        }
+        let full = m.member_epoch == 0
+            || (m.rebalance_timeout_ms != -1 && m.subscribed_topic_names.is_some() && m.topic_partitions.is_some());
+        let changed = before.as_ref().is_none_or(|b| b.assigned != after.assigned);
+        Ok(Beat { member_id: id, epoch: after.epoch, assignment: (full || changed).then(|| after.assigned.clone()) })
+    }
+
+    /// A heartbeat with epoch 0: a new member, a member rejoining, or a static member taking
+    /// its place back. Returns the member id and its record before this heartbeat.
+    fn joining(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        m: &ConsumerGroupHeartbeatRequest,
+    ) -> Result<(KStr, Option<ConsumerMember>), Refusal> {
+        let id = if m.member_id.is_empty() { new_member_id(cx.rng) } else { m.member_id.clone() };
+        if let Some(instance) = &m.instance_id
+            && let Some(old_id) = self.statics.get(instance).cloned()
+            && old_id != id
+        {
+            let Some(old) = self.members.get(&old_id) else {
+                return Err(refuse(ErrorCode::UNKNOWN_MEMBER_ID, "static member vanished"));
+            };
+            if old.epoch != STATIC_LEAVE_EPOCH {
+                return Err(refuse(
+                    ErrorCode::UNRELEASED_INSTANCE_ID,
+                    format!("Static member {old_id} with instance id {instance} is still in the group {}.", self.id),
+                ));
+            }
+            // The static member comes back under a new member id: it takes its old
+            // assignment and target over, without a new group epoch.
+            let Some(mut taken) = self.members.remove(&old_id) else { unreachable!("looked up above") };
+            self.release(&taken);
+            cx.out.push(Effect::Cancel(self.session_key(&old_id)));
+            cx.out.push(Effect::Cancel(self.revocation_key(&old_id)));
+            if let Some(t) = self.target.remove(&old_id) {
+                self.target.insert(id.clone(), t);
+            }
+            taken.id = id.clone();
+            taken.epoch = 0;
+            taken.previous_epoch = 0;
+            taken.state = MemberState::Stable;
+            taken.revoking = Assignment::new();
+            self.put_member(taken.clone());
+            return Ok((id, Some(taken)));
+        }
+        if let Some(existing) = self.members.get(&id) {
+            return Ok((id, Some(existing.clone())));
+        }
+        if self.members.len() >= cx.cfg.group_max_size {
+            return Err(refuse(
+                ErrorCode::GROUP_MAX_SIZE_REACHED,
+                format!("The consumer group has reached its maximum capacity of {} members.", cx.cfg.group_max_size),
+            ));
+        }
+        Ok((id, None))
+    }
+
+    /// A heartbeat with a positive epoch: the member must be known at that epoch.
+    fn existing(&self, m: &ConsumerGroupHeartbeatRequest) -> Result<(KStr, Option<ConsumerMember>), Refusal> {
+        let Some(member) = self.members.get(&m.member_id) else {
+            return Err(refuse(
+                ErrorCode::UNKNOWN_MEMBER_ID,
+                format!("Member {} is not a member of group {}.", m.member_id, self.id),
+            ));
+        };
+        if let Some(i) = &m.instance_id {
+            match self.statics.get(i) {
+                None => return Err(refuse(ErrorCode::UNKNOWN_MEMBER_ID, format!("Instance id {i} is unknown."))),
+                Some(owner) if owner != &m.member_id => {
+                    return Err(refuse(ErrorCode::FENCED_INSTANCE_ID, format!("Instance id {i} is used by {owner}.")));
+                }
+                Some(_) => {}
+            }
+        }
+        let got = m.member_epoch;
+        let fenced = if got > member.epoch {
+            true
+        } else if got < member.epoch {
+            // The response with the bumped epoch may have been lost: the previous epoch is
+            // accepted when the member owns nothing it should not.
+            let owned = m.topic_partitions.as_deref().map(owned_from);
+            got != member.previous_epoch
+                || !owned.is_some_and(|o| {
+                    let assigned: BTreeSet<(Uuid, i32)> = partitions_of(&member.assigned).collect();
+                    o.is_subset(&assigned)
+                })
+        } else {
+            false
+        };
+        if fenced {
+            return Err(refuse(
+                ErrorCode::FENCED_MEMBER_EPOCH,
+                format!(
+                    "The consumer group member has a member epoch ({got}) that does not match the one known by \
+                     the group coordinator ({}). The member must abandon all its partitions and rejoin.",
+                    member.epoch
+                ),
+            ));
+        }
+        Ok((member.id.clone(), Some(member.clone())))
+    }
+
+    /// Epoch -1: the member leaves for good.
+    fn leave(&mut self, cx: &mut Ctx<'_>, m: &ConsumerGroupHeartbeatRequest) -> Result<Beat, Refusal> {
+        let id = if m.member_id.is_empty() {
+            m.instance_id.as_ref().and_then(|i| self.statics.get(i)).cloned().unwrap_or_default()
+        } else {
+            m.member_id.clone()
+        };
+        if let Some(i) = &m.instance_id
+            && let Some(owner) = self.statics.get(i)
+            && owner != &id
+        {
+            return Err(refuse(ErrorCode::FENCED_INSTANCE_ID, format!("Instance id {i} is used by {owner}.")));
+        }
+        if !self.remove_member(cx, &id) {
+            return Err(refuse(
+                ErrorCode::UNKNOWN_MEMBER_ID,
+                format!("Member {id} is not a member of group {}.", self.id),
+            ));
+        }
+        cx.out.push(Effect::Store);
+        Ok(Beat { member_id: id, epoch: LEAVE_EPOCH, assignment: None })
+    }
+
+    /// Epoch -2: a static member leaves for now; its partitions wait for it until its session
+    /// runs out.
+    fn static_leave(&mut self, cx: &mut Ctx<'_>, m: &ConsumerGroupHeartbeatRequest) -> Result<Beat, Refusal> {
+        let Some(instance) = &m.instance_id else {
+            return Err(refuse(ErrorCode::INVALID_REQUEST, "InstanceId can't be null."));
+        };
+        match self.statics.get(instance) {
+            None => return Err(refuse(ErrorCode::UNKNOWN_MEMBER_ID, format!("Instance id {instance} is unknown."))),
+            Some(owner) if owner != &m.member_id => {
+                return Err(refuse(
+                    ErrorCode::FENCED_INSTANCE_ID,
+                    format!("Instance id {instance} is used by {owner}."),
+                ));
+            }
+            Some(_) => {}
+        }
+        let Some(mut member) = self.members.get(&m.member_id).cloned() else {
+            return Err(refuse(ErrorCode::UNKNOWN_MEMBER_ID, "unknown member"));
+        };
+        member.previous_epoch = member.epoch;
+        member.epoch = STATIC_LEAVE_EPOCH;
+        member.revoking = Assignment::new();
+        member.state = MemberState::Stable;
+        self.put_member(member);
+        cx.out.push(Effect::Cancel(self.revocation_key(&m.member_id)));
+        cx.out.push(Effect::Store);
+        Ok(Beat { member_id: m.member_id.clone(), epoch: STATIC_LEAVE_EPOCH, assignment: None })
+    }
+
+    fn arm_timers(&self, cx: &mut Ctx<'_>, before: Option<&ConsumerMember>, after: &ConsumerMember) {
+        cx.out.push(Effect::Arm(self.session_key(&after.id), cx.now + cx.cfg.group_consumer_session_timeout));
+        let was_revoking = before.is_some_and(|b| b.state == MemberState::UnrevokedPartitions);
+        let revoking = after.state == MemberState::UnrevokedPartitions;
+        if revoking && (!was_revoking || before.is_some_and(|b| b.epoch != after.epoch || b.revoking != after.revoking))
+        {
+            cx.out.push(Effect::Arm(self.revocation_key(&after.id), cx.now + after.rebalance_timeout));
+        } else if !revoking && was_revoking {
+            cx.out.push(Effect::Cancel(self.revocation_key(&after.id)));
+        }
+    }
+
+    // ---- target assignment and reconciliation ------------------------------------------------
+
+    /// Notes the subscribed topics as they are now; returns whether one appeared, vanished,
+    /// was recreated or grew since the target assignment (then the group epoch must move).
+    fn refresh_metadata(&mut self, topics: &dyn Fn(&str) -> Option<TopicInfo>) -> bool {
+        let now: BTreeMap<KStr, TopicInfo> =
+            self.subscribed_topics().into_iter().filter_map(|n| topics(&n).map(|t| (n, t))).collect();
+        if now == self.metadata {
+            return false;
+        }
+        self.metadata = now;
+        true
+    }
+
+    /// Computes a new target assignment when the group epoch moved past it.
+    fn maybe_assign(&mut self) {
+        if self.epoch == self.assignment_epoch {
+            return;
+        }
+        let subs: BTreeMap<KStr, Vec<KStr>> =
+            self.members.values().map(|m| (m.id.clone(), m.subscribed.clone())).collect();
+        self.target = assignor::assign(self.assignor(), &subs, &self.metadata, &self.target);
+        self.assignment_epoch = self.epoch;
+    }
+
+    /// Moves one member towards its target (Kafka's `CurrentAssignmentBuilder`). `owned` is
+    /// what the member reported holding, if it reported it.
+    fn reconcile(&mut self, id: &KStr, owned: Option<&BTreeSet<(Uuid, i32)>>) {
+        let Some(m) = self.members.get(id).cloned() else { return };
+        let next = match m.state {
+            MemberState::Stable if m.epoch == self.assignment_epoch => return,
+            MemberState::Stable | MemberState::UnreleasedPartitions => self.next_assignment(&m, m.epoch, owned),
+            MemberState::UnrevokedPartitions => {
+                if holds_any(owned, &m.revoking) {
+                    return;
+                }
+                self.next_assignment(&m, m.epoch.wrapping_add(1), owned)
+            }
+        };
+        if next != m {
+            self.put_member(next);
+        }
+    }
+
+    fn next_assignment(&self, m: &ConsumerMember, epoch: i32, owned: Option<&BTreeSet<(Uuid, i32)>>) -> ConsumerMember {
+        let empty = Assignment::new();
+        let target = self.target.get(&m.id).unwrap_or(&empty);
+        let mut assigned = Assignment::new();
+        let mut revoking = Assignment::new();
+        let mut pending = Assignment::new();
+        let mut unreleased = false;
+        let topics: BTreeSet<Uuid> = target.keys().chain(m.assigned.keys()).copied().collect();
+        for t in topics {
+            let want = target.get(&t).cloned().unwrap_or_default();
+            let have = m.assigned.get(&t).cloned().unwrap_or_default();
+            let keep: BTreeSet<i32> = have.intersection(&want).copied().collect();
+            let give: BTreeSet<i32> = have.difference(&keep).copied().collect();
+            let mut take: BTreeSet<i32> = want.difference(&keep).copied().collect();
+            let before = take.len();
+            take.retain(|p| self.owners.get(&(t, *p)).is_none_or(|o| o == &m.id));
+            unreleased |= take.len() != before;
+            for (set, ps) in [(&mut assigned, keep), (&mut revoking, give), (&mut pending, take)] {
+                if !ps.is_empty() {
+                    set.insert(t, ps);
+                }
+            }
+        }
+        let mut next = m.clone();
+        if !revoking.is_empty() && holds_any(owned, &revoking) {
+            next.state = MemberState::UnrevokedPartitions;
+            set_epoch(&mut next, epoch);
+            next.assigned = assigned;
+            next.revoking = revoking;
+            return next;
+        }
+        for (t, ps) in pending {
+            assigned.entry(t).or_default().extend(ps);
+        }
+        next.state = if unreleased { MemberState::UnreleasedPartitions } else { MemberState::Stable };
+        set_epoch(&mut next, self.assignment_epoch);
+        next.assigned = assigned;
+        next.revoking = Assignment::new();
+        next
+    }
+
+    // ---- timers ------------------------------------------------------------------------------
+
+    /// A member's session ran out: it is fenced and the group rebalances without it.
+    pub fn on_session_timer(&mut self, cx: &mut Ctx<'_>, member: &KStr) {
+        if self.remove_member(cx, member) {
+            cx.out.push(Effect::Store);
+        }
+    }
+
+    /// A member kept partitions past its rebalance timeout: it is fenced.
+    pub fn on_revocation_timer(&mut self, cx: &mut Ctx<'_>, member: &KStr) {
+        if self.members.get(member).is_some_and(|m| m.state == MemberState::UnrevokedPartitions)
+            && self.remove_member(cx, member)
+        {
+            cx.out.push(Effect::Store);
+        }
+    }
+
+    /// The timers a recovered group needs: every member's session, and the revocation
+    /// deadline of members still revoking.
+    #[must_use]
+    pub fn recovery_timers(&self, now: Instant, cfg: &Config) -> Vec<(ConsumerTimer, Instant)> {
+        let mut out = Vec::new();
+        for m in self.members.values() {
+            out.push((self.session_key(&m.id), now + cfg.group_consumer_session_timeout));
+            if m.state == MemberState::UnrevokedPartitions {
+                out.push((self.revocation_key(&m.id), now + m.rebalance_timeout));
+            }
+        }
+        out
+    }
+
+    // ---- offsets -------------------------------------------------------------------------------
+
+    /// Kafka's `ConsumerGroup.validateOffsetCommit`: members commit at their current epoch
+    /// with OffsetCommit v9+; anyone may commit to an empty group with epoch -1.
+    ///
+    /// # Errors
+    /// UNKNOWN_MEMBER_ID, UNSUPPORTED_VERSION, STALE_MEMBER_EPOCH or GROUP_ID_NOT_FOUND.
+    pub fn validate_commit(&self, member_id: &str, epoch: i32, version: i16) -> Result<(), ErrorCode> {
+        if self.dead {
+            return Err(ErrorCode::GROUP_ID_NOT_FOUND);
+        }
+        if epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        let Some(m) = self.members.get(member_id) else { return Err(ErrorCode::UNKNOWN_MEMBER_ID) };
+        if version < 9 {
+            return Err(ErrorCode::UNSUPPORTED_VERSION);
+        }
+        if epoch == m.epoch { Ok(()) } else { Err(ErrorCode::STALE_MEMBER_EPOCH) }
+    }
+
+    /// Kafka's `ConsumerGroup.validateOffsetFetch`: a fetch without member id and epoch is
+    /// always accepted; a member fetches at its current epoch.
+    ///
+    /// # Errors
+    /// UNKNOWN_MEMBER_ID or STALE_MEMBER_EPOCH.
+    pub fn validate_fetch(&self, member_id: Option<&KStr>, epoch: i32) -> Result<(), ErrorCode> {
+        let Some(id) = member_id else {
+            return if epoch < 0 { Ok(()) } else { Err(ErrorCode::UNKNOWN_MEMBER_ID) };
+        };
+        if id.is_empty() && epoch < 0 {
+            return Ok(());
+        }
+        let Some(m) = self.members.get(id) else { return Err(ErrorCode::UNKNOWN_MEMBER_ID) };
+        if epoch == m.epoch { Ok(()) } else { Err(ErrorCode::STALE_MEMBER_EPOCH) }
+    }
+
+    // ---- stored form ---------------------------------------------------------------------------
+
+    /// The group's stored value (version 2 of the group metadata value; see [`super`]).
+    #[must_use]
+    pub fn encode(&self) -> Bytes {
+        let mut w = Writer::contiguous(64 + self.members.len() * 128);
+        w.i8(2);
+        w.i32(self.epoch);
+        w.i32(self.assignment_epoch);
+        w.uvarint(len32(self.metadata.len()));
+        for (name, t) in &self.metadata {
+            w.string(true, name);
+            w.uuid(&t.id);
+            w.i32(i32::try_from(t.partitions).unwrap_or(i32::MAX));
+        }
+        w.uvarint(len32(self.members.len()));
+        for m in self.members.values() {
+            w.string(true, &m.id);
+            w.nullable_string(true, m.instance_id.as_ref());
+            w.nullable_string(true, m.rack_id.as_ref());
+            w.string(true, &m.client_id);
+            w.string(true, &m.client_host);
+            w.uvarint(len32(m.subscribed.len()));
+            for s in &m.subscribed {
+                w.string(true, s);
+            }
+            w.nullable_string(true, m.assignor.as_ref());
+            w.i32(i32::try_from(m.rebalance_timeout.as_millis()).unwrap_or(i32::MAX));
+            w.i32(m.epoch);
+            w.i32(m.previous_epoch);
+            w.i8(i8::try_from(m.state.code()).unwrap_or(0));
+            encode_assignment(&mut w, &m.assigned);
+            encode_assignment(&mut w, &m.revoking);
+            encode_assignment(&mut w, self.target.get(&m.id).unwrap_or(&Assignment::new()));
+        }
+        w.into_bytes()
+    }
+
+    /// Reads a stored value written by [`ConsumerGroup::encode`].
+    ///
+    /// # Errors
+    /// When the value is damaged (it is then skipped, as a damaged classic group is).
+    pub fn decode(id: KStr, v: &Bytes) -> Result<Self, DecodeError> {
+        const CTX: &str = "stored consumer group";
+        let mut r = Reader::new(v);
+        if r.i8(CTX)? != 2 {
+            return Err(DecodeError::LengthOutOfRange(CTX));
+        }
+        let mut g = Self::new(id);
+        g.epoch = r.i32(CTX)?;
+        g.assignment_epoch = r.i32(CTX)?;
+        for _ in 0..bounded(&mut r, 22)? {
+            let name = r.string(true, CTX)?;
+            let tid = r.uuid(CTX)?;
+            let partitions = u32::try_from(r.i32(CTX)?).map_err(|_| DecodeError::LengthOutOfRange(CTX))?;
+            g.metadata.insert(name, TopicInfo { id: tid, partitions });
+        }
+        for _ in 0..bounded(&mut r, 24)? {
+            let mid = r.string(true, CTX)?;
+            let instance_id = r.nullable_string(true, CTX)?;
+            let rack_id = r.nullable_string(true, CTX)?;
+            let client_id = r.string(true, CTX)?;
+            let client_host = r.string(true, CTX)?;
+            let mut subscribed = Vec::new();
+            for _ in 0..bounded(&mut r, 1)? {
+                subscribed.push(r.string(true, CTX)?);
+            }
+            let assignor = r.nullable_string(true, CTX)?;
+            let rebalance_timeout = Duration::from_millis(i64::from(r.i32(CTX)?));
+            let epoch = r.i32(CTX)?;
+            let previous_epoch = r.i32(CTX)?;
+            let state = u8::try_from(r.i8(CTX)?)
+                .ok()
+                .and_then(MemberState::from_code)
+                .ok_or(DecodeError::LengthOutOfRange(CTX))?;
+            let assigned = decode_assignment(&mut r)?;
+            let revoking = decode_assignment(&mut r)?;
+            let target = decode_assignment(&mut r)?;
+            g.target.insert(mid.clone(), target);
+            let m = ConsumerMember {
+                id: mid,
+                instance_id,
+                rack_id,
+                client_id,
+                client_host,
+                subscribed,
+                assignor,
+                rebalance_timeout,
+                epoch,
+                previous_epoch,
+                state,
+                assigned,
+                revoking,
+            };
+            // A stored value that gives one partition to two members is damaged.
+            let clash = partitions_of(&m.assigned)
+                .chain(partitions_of(&m.revoking))
+                .any(|tp| g.owners.get(&tp).is_some_and(|o| o != &m.id));
+            if clash {
+                return Err(DecodeError::LengthOutOfRange(CTX));
+            }
+            g.put_member(m);
+        }
+        Ok(g)
+    }
+}
+
+fn set_epoch(m: &mut ConsumerMember, epoch: i32) {
+    if m.epoch != epoch {
+        m.previous_epoch = m.epoch;
+        m.epoch = epoch;
+    }
+}
+
+/// Whether the member still holds any of `revoking` (not reporting counts as holding).
+fn holds_any(owned: Option<&BTreeSet<(Uuid, i32)>>, revoking: &Assignment) -> bool {
+    owned.is_none_or(|o| partitions_of(revoking).any(|tp| o.contains(&tp)))
+}
+
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Reads a count whose elements take at least `min` bytes each, refusing counts the value
+/// cannot hold.
+fn bounded(r: &mut Reader<'_>, min: usize) -> Result<usize, DecodeError> {
+    let n = r.uvarint("stored consumer group")? as usize;
+    if n.saturating_mul(min) > r.remaining() {
+        return Err(DecodeError::LengthOutOfRange("stored consumer group"));
+    }
+    Ok(n)
+}
+
+fn encode_assignment(w: &mut Writer, a: &Assignment) {
+    w.uvarint(len32(a.len()));
+    for (t, ps) in a {
+        w.uuid(t);
+        w.uvarint(len32(ps.len()));
+        for p in ps {
+            w.i32(*p);
+        }
+    }
+}
+
+fn decode_assignment(r: &mut Reader<'_>) -> Result<Assignment, DecodeError> {
+    let mut a = Assignment::new();
+    for _ in 0..bounded(r, 17)? {
+        let t = r.uuid("stored assignment")?;
+        let mut ps = BTreeSet::new();
+        for _ in 0..bounded(r, 4)? {
+            ps.insert(r.i32("stored assignment")?);
+        }
+        a.insert(t, ps);
+    }
+    Ok(a)
+}
+
+/// Kafka's `throwIfConsumerGroupHeartbeatRequestIsInvalid` for version 0.
+///
+/// # Errors
+/// INVALID_REQUEST with Kafka's message.
+pub fn validate_request(m: &ConsumerGroupHeartbeatRequest) -> Result<(), Refusal> {
+    let bad = |msg: &str| Err(refuse(ErrorCode::INVALID_REQUEST, msg));
+    if m.group_id.is_empty() {
+        return bad("GroupId can't be empty.");
+    }
+    if m.instance_id.as_ref().is_some_and(KStr::is_empty) {
+        return bad("InstanceId can't be empty.");
+    }
+    if m.rack_id.as_ref().is_some_and(KStr::is_empty) {
+        return bad("RackId can't be empty.");
+    }
+    match m.member_epoch {
+        0 => {
+            if m.rebalance_timeout_ms == -1 {
+                return bad("RebalanceTimeoutMs must be provided in first request.");
+            }
+            if m.topic_partitions.as_ref().is_none_or(|t| !t.is_empty()) {
+                return bad("TopicPartitions must be empty when (re-)joining.");
+            }
+            if m.subscribed_topic_names.is_none() {
+                return bad("SubscribedTopicNames must be set in first request.");
+            }
+        }
+        STATIC_LEAVE_EPOCH => {
+            if m.member_id.is_empty() {
+                return bad("MemberId can't be empty.");
+            }
+            if m.instance_id.is_none() {
+                return bad("InstanceId can't be null.");
+            }
+        }
+        e if e > 0 || e == LEAVE_EPOCH => {
+            if m.member_id.is_empty() {
+                return bad("MemberId can't be empty.");
+            }
+        }
+        _ => return bad("MemberEpoch is invalid."),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_values_are_refused() {
+        assert!(
+            ConsumerGroup::decode("g".into(), &Bytes::from_static(&[2, 0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0x0f])).is_err()
+        );
+        assert!(ConsumerGroup::decode("g".into(), &Bytes::from_static(&[1])).is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! A fault-injecting store around [`MemStore`].
+//!
+//! Commands run one at a time in the order the broker emitted them (so one partition's
+//! commands run in order, as the driver contract requires), each at a random later time; their
+//! completions then come back after independent random delays, so completions are reordered.
+//! A command may fail without effect, and during an outage every command fails. A command has
+//! taken effect, and is durable, once it has run: a crash loses what had not run yet and every
+//! completion not yet delivered, and the restarted broker recovers from exactly what ran.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use kelp_core::io::StorageError;
+use kelp_core::mem_store::MemStore;
+use kelp_core::time::{Duration, Instant};
+use kelp_core::{CmdId, Command, Completion};
+
+use super::world::SimRng;
+
+/// How the store misbehaves (chosen per seed).
+#[derive(Clone, Copy, Debug)]
+pub struct StoreFaults {
+    /// Longest wait before a queued command runs (ms).
+    pub max_run_delay_ms: u64,
+    /// Longest wait between running a command and reporting it (ms).
+    pub max_done_delay_ms: u64,
+    /// Chance that a command fails without effect.
+    pub fail_rate: f64,
+}
+
+/// The store, its queue and its completions in flight.
+#[derive(Debug)]
+pub struct FaultStore {
+    /// What has run: the durable state.
+    pub mem: MemStore,
+    queue: VecDeque<(CmdId, Command)>,
+    done: HashMap<CmdId, Completion>,
+    /// Every command id ever emitted by the current broker (each must be new).
+    seen: HashSet<CmdId>,
+    /// While set, every command fails with `Unavailable`.
+    pub unavailable_until: Instant,
+    /// Whether a run is scheduled.
+    pub run_scheduled: bool,
+    /// Faults on or off.
+    pub faults: StoreFaults,
+    /// Whether faults are active (off in the liveness phase).
+    pub faults_on: bool,
+}
+
+impl FaultStore {
+    /// A store over `mem`.
+    #[must_use]
+    pub fn new(mem: MemStore, faults: StoreFaults) -> Self {
+        Self {
+            mem,
+            queue: VecDeque::new(),
+            done: HashMap::new(),
+            seen: HashSet::new(),
+            unavailable_until: Instant(0),
+            run_scheduled: false,
+            faults,
+            faults_on: true,
+        }
+    }
+
+    /// Queues a command. Errs if the broker reused a command id.
+    pub fn submit(&mut self, cmd: CmdId, command: Command) -> Result<(), String> {
+        if !self.seen.insert(cmd) {
+            return Err(format!("the broker emitted {cmd:?} twice"));
+        }
+        self.queue.push_back((cmd, command));
+        Ok(())
+    }
+
+    /// Whether commands are waiting to run.
+    #[must_use]
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// How long until the next command runs.
+    pub fn run_delay(&self, rng: &mut SimRng) -> Duration {
+        let max = if self.faults_on { self.faults.max_run_delay_ms } else { 1 };
+        rng.millis(0, max)
+    }
+
+    /// Runs the next queued command; returns its id and how long until it is reported.
+    pub fn run_next(&mut self, now: Instant, rng: &mut SimRng) -> Option<(CmdId, Duration)> {
+        let (cmd, command) = self.queue.pop_front()?;
+        let fail = self.faults_on && (now < self.unavailable_until || rng.chance(self.faults.fail_rate));
+        let result = if fail { Completion::Failed(StorageError::Unavailable) } else { self.mem.execute(command) };
+        self.done.insert(cmd, result);
+        let max = if self.faults_on { self.faults.max_done_delay_ms } else { 1 };
+        Some((cmd, rng.millis(0, max)))
+    }
+
+    /// Takes the completion of `cmd` for delivery (once).
+    pub fn take_done(&mut self, cmd: CmdId) -> Option<Completion> {
+        self.done.remove(&cmd)
+    }
+
+    /// A crash: commands not run are lost, and so are completions not delivered.
+    pub fn crash(&mut self) {
+        self.queue.clear();
+        self.done.clear();
+        self.seen.clear();
+        self.run_scheduled = false;
+    }
+
+    /// Nothing queued, nothing to report.
+    #[must_use]
+    pub fn is_quiet(&self) -> bool {
+        self.queue.is_empty() && self.done.is_empty()
+    }
+}

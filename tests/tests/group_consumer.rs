@@ -1,0 +1,637 @@
+//! Scenario tests of the KIP-848 consumer group coordinator in virtual time:
+//! ConsumerGroupHeartbeat joins, reconciliation (revoke before assign, UNREVOKED and
+//! UNRELEASED members), leaving, static members, session and rebalance timeouts, metadata
+//! changes, the error codes clients act on, offsets with member epochs, the classic/consumer
+//! boundary, listing, describing, deleting, persistence across a restart and ApiVersions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kelp_core::codec::generated::RequestBody;
+use kelp_core::codec::generated::api_versions::ApiVersionsRequest;
+use kelp_core::codec::generated::consumer_group_describe::{ConsumerGroupDescribeRequest, DescribedGroup};
+use kelp_core::codec::generated::consumer_group_heartbeat::{
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, RequestTopicPartitions,
+};
+use kelp_core::codec::generated::create_partitions::{CreatePartitionsRequest, CreatePartitionsTopic};
+use kelp_core::codec::generated::delete_groups::DeleteGroupsRequest;
+use kelp_core::codec::generated::describe_groups::DescribeGroupsRequest;
+use kelp_core::codec::generated::list_groups::ListGroupsRequest;
+use kelp_core::codec::generated::offset_fetch::{
+    OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+};
+use kelp_core::codec::{ApiKey, ErrorCode, KStr, Uuid};
+use kelp_core::io::StorageError;
+use kelp_core::{Config, ConnId};
+use kelp_tests::expect_body;
+use kelp_tests::harness::{
+    Harness, commit_request, create_topic, heartbeat_request, join_request, ms, subscription, test_config,
+};
+
+const G: &str = "cg";
+const T: &str = "t";
+
+type Owned = BTreeMap<Uuid, BTreeSet<i32>>;
+
+/// A scripted KIP-848 member: what it believes it owns, its id and epoch.
+struct M {
+    conn: ConnId,
+    id: String,
+    epoch: i32,
+    owned: Owned,
+    instance: Option<String>,
+}
+
+fn hb_request(
+    group: &str,
+    id: &str,
+    epoch: i32,
+    owned: Option<&Owned>,
+    topics: Option<&[&str]>,
+) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest {
+        group_id: group.into(),
+        member_id: id.into(),
+        member_epoch: epoch,
+        rebalance_timeout_ms: if epoch == 0 { 60_000 } else { -1 },
+        subscribed_topic_names: topics.map(|ts| ts.iter().map(|t| KStr::from(*t)).collect()),
+        topic_partitions: owned.map(|o| {
+            o.iter()
+                .map(|(t, ps)| RequestTopicPartitions {
+                    topic_id: *t,
+                    partitions: ps.iter().copied().collect(),
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        ..Default::default()
+    }
+}
+
+fn beat(h: &mut Harness, c: ConnId, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse {
+    expect_body!(h.call(c, RequestBody::ConsumerGroupHeartbeat(req), 0), ConsumerGroupHeartbeat)
+}
+
+fn code(r: &ConsumerGroupHeartbeatResponse) -> ErrorCode {
+    ErrorCode(r.error_code)
+}
+
+fn to_owned(r: &ConsumerGroupHeartbeatResponse) -> Option<Owned> {
+    r.assignment.as_ref().map(|a| {
+        a.topic_partitions
+            .iter()
+            .filter(|t| !t.partitions.is_empty())
+            .map(|t| (t.topic_id, t.partitions.iter().copied().collect()))
+            .collect()
+    })
+}
+
+fn count(o: &Owned) -> usize {
+    o.values().map(BTreeSet::len).sum()
+}
+
+impl M {
+    /// Joins with epoch 0 (a fresh member id from the coordinator unless `instance`/`id` say).
+    fn join(h: &mut Harness, topics: &[&str]) -> Self {
+        Self::join_as(h, "", None, topics, None)
+    }
+
+    fn join_as(h: &mut Harness, id: &str, instance: Option<&str>, topics: &[&str], assignor: Option<&str>) -> Self {
+        let conn = h.connect();
+        let mut req = hb_request(G, id, 0, Some(&Owned::new()), Some(topics));
+        req.instance_id = instance.map(KStr::from);
+        req.server_assignor = assignor.map(KStr::from);
+        let r = beat(h, conn, req);
+        assert_eq!(code(&r), ErrorCode::NONE, "join: {:?}", r.error_message);
+        assert_eq!(r.heartbeat_interval_ms, 5000);
+        let id = r.member_id.clone().expect("a member id").to_string();
+        assert!(!id.is_empty());
+        let mut m = Self { conn, id, epoch: r.member_epoch, owned: Owned::new(), instance: instance.map(String::from) };
+        m.take(&r);
+        m
+    }
+
+    /// Applies an answer: the member gives up what it lost and takes what it got at once.
+    fn take(&mut self, r: &ConsumerGroupHeartbeatResponse) {
+        if code(r) == ErrorCode::NONE {
+            self.epoch = r.member_epoch;
+            if let Some(o) = to_owned(r) {
+                self.owned = o;
+            }
+        }
+    }
+
+    /// A heartbeat reporting what it owns; applies the answer.
+    fn beat(&mut self, h: &mut Harness) -> ConsumerGroupHeartbeatResponse {
+        let r = self.beat_only(h);
+        self.take(&r);
+        r
+    }
+
+    /// A heartbeat reporting what it owns; the answer is not applied.
+    fn beat_only(&self, h: &mut Harness) -> ConsumerGroupHeartbeatResponse {
+        let mut req = hb_request(G, &self.id, self.epoch, Some(&self.owned), None);
+        req.instance_id = self.instance.as_deref().map(KStr::from);
+        beat(h, self.conn, req)
+    }
+
+    fn leave(&self, h: &mut Harness, epoch: i32) -> ConsumerGroupHeartbeatResponse {
+        let mut req = hb_request(G, &self.id, epoch, None, None);
+        req.instance_id = self.instance.as_deref().map(KStr::from);
+        beat(h, self.conn, req)
+    }
+}
+
+fn setup(partitions: i32) -> (Harness, ConnId, Uuid) {
+    setup_with(test_config(), partitions)
+}
+
+fn setup_with(cfg: Config, partitions: i32) -> (Harness, ConnId, Uuid) {
+    let mut h = Harness::new(cfg);
+    let admin = h.connect();
+    let id = create_topic(&mut h, admin, T, partitions);
+    (h, admin, id)
+}
+
+fn describe(h: &mut Harness, c: ConnId, group: &str) -> DescribedGroup {
+    let req = ConsumerGroupDescribeRequest { group_ids: vec![group.into()], ..Default::default() };
+    let r = expect_body!(h.call(c, RequestBody::ConsumerGroupDescribe(req), 0), ConsumerGroupDescribe);
+    r.groups.into_iter().next().expect("one group")
+}
+
+/// No partition is owned by two members, as the members themselves see it.
+fn disjoint(members: &[&M]) {
+    let mut seen = BTreeSet::new();
+    for m in members {
+        for (t, ps) in &m.owned {
+            for p in ps {
+                assert!(seen.insert((*t, *p)), "partition {p} owned twice");
+            }
+        }
+    }
+}
+
+fn all(topic: Uuid, n: i32) -> Owned {
+    Owned::from([(topic, (0..n).collect())])
+}
+
+#[test]
+fn first_member_gets_an_id_an_epoch_and_every_partition() {
+    let (mut h, admin, t) = setup(6);
+    let a = M::join(&mut h, &[T]);
+    assert_eq!(a.epoch, 1);
+    assert_eq!(a.owned, all(t, 6));
+    let d = describe(&mut h, admin, G);
+    assert_eq!(d.error_code, 0);
+    assert_eq!((d.group_state.as_str(), d.group_epoch, d.assignment_epoch), ("Stable", 1, 1));
+    assert_eq!(d.assignor_name.as_str(), "uniform");
+    assert_eq!(d.members.len(), 1);
+    assert_eq!(d.members[0].subscribed_topic_names, vec![KStr::from(T)]);
+    assert_eq!(d.members[0].assignment.topic_partitions[0].topic_name.as_str(), T);
+    // A heartbeat that changes nothing carries no assignment.
+    let mut a = a;
+    let r = a.beat(&mut h);
+    assert_eq!((code(&r), r.member_epoch), (ErrorCode::NONE, 1));
+    assert!(r.assignment.is_none());
+}
+
+#[test]
+fn a_partition_is_revoked_before_it_is_assigned_elsewhere() {
+    let (mut h, admin, t) = setup(6);
+    let mut a = M::join(&mut h, &[T]);
+    let mut b = M::join(&mut h, &[T]);
+    // B is at the new epoch but every partition of its target is still A's.
+    assert_eq!(b.epoch, 2);
+    assert!(b.owned.is_empty());
+    disjoint(&[&a, &b]);
+    assert_eq!(describe(&mut h, admin, G).group_state.as_str(), "Reconciling");
+    // A learns to give up three partitions; it keeps epoch 1 until it has (UNREVOKED).
+    let r = a.beat_only(&mut h);
+    assert_eq!(r.member_epoch, 1);
+    let keep = to_owned(&r).expect("the reduced assignment");
+    assert_eq!(count(&keep), 3);
+    // Still holding them: nothing moves.
+    assert_eq!(a.beat_only(&mut h).member_epoch, 1);
+    assert!(b.beat(&mut h).assignment.is_none(), "B gets nothing while A holds its partitions");
+    disjoint(&[&a, &b]);
+    // A acknowledges: epoch 2, and then B gets the released partitions.
+    a.owned = keep;
+    let r = a.beat(&mut h);
+    assert_eq!(r.member_epoch, 2);
+    let r = b.beat(&mut h);
+    assert_eq!((r.member_epoch, count(&b.owned)), (2, 3));
+    disjoint(&[&a, &b]);
+    let mut union = a.owned.clone();
+    union.entry(t).or_default().extend(b.owned[&t].iter().copied());
+    assert_eq!(union, all(t, 6));
+    let d = describe(&mut h, admin, G);
+    assert_eq!(d.group_state.as_str(), "Stable");
+    assert!(d.members.iter().all(|m| m.member_epoch == 2));
+}
+
+#[test]
+fn a_leaving_member_frees_its_partitions() {
+    let (mut h, admin, t) = setup(4);
+    let mut a = M::join(&mut h, &[T]);
+    let mut b = M::join(&mut h, &[T]);
+    settle(&mut h, &mut [&mut a, &mut b]);
+    assert_eq!((count(&a.owned), count(&b.owned)), (2, 2));
+    let r = b.leave(&mut h, -1);
+    assert_eq!((code(&r), r.member_epoch), (ErrorCode::NONE, -1));
+    let r = a.beat(&mut h);
+    assert_eq!(a.owned, all(t, 4));
+    assert_eq!(r.member_epoch, describe(&mut h, admin, G).group_epoch);
+    // The member is gone.
+    let r = b.beat_only(&mut h);
+    assert_eq!(code(&r), ErrorCode::UNKNOWN_MEMBER_ID);
+}
+
+/// Heartbeats every member until nothing changes.
+fn settle(h: &mut Harness, ms: &mut [&mut M]) {
+    for _ in 0..10 {
+        let mut changed = false;
+        for m in ms.iter_mut() {
+            let before = (m.epoch, m.owned.clone());
+            let r = m.beat(h);
+            assert_eq!(code(&r), ErrorCode::NONE, "{:?}", r.error_message);
+            changed |= before != (m.epoch, m.owned.clone());
+        }
+        let refs: Vec<&M> = ms.iter().map(|m| &**m).collect();
+        disjoint(&refs);
+        if !changed {
+            return;
+        }
+    }
+    panic!("the group did not settle");
+}
+
+#[test]
+fn a_silent_member_is_fenced_after_the_session_timeout() {
+    let (mut h, admin, t) = setup(4);
+    let mut a = M::join(&mut h, &[T]);
+    let mut b = M::join(&mut h, &[T]);
+    settle(&mut h, &mut [&mut a, &mut b]);
+    // A heartbeats every 5 s, B never again.
+    for _ in 0..9 {
+        h.advance(ms(5000));
+        a.beat(&mut h);
+    }
+    h.advance(ms(1000));
+    assert_eq!(describe(&mut h, admin, G).members.len(), 1);
+    a.beat(&mut h);
+    assert_eq!(a.owned, all(t, 4));
+    assert_eq!(code(&b.beat_only(&mut h)), ErrorCode::UNKNOWN_MEMBER_ID);
+}
+
+#[test]
+fn a_member_that_does_not_revoke_in_time_is_fenced() {
+    let (mut h, admin, _) = setup(4);
+    let a = M::join(&mut h, &[T]);
+    let mut b = M::join(&mut h, &[T]);
+    assert!(count(&a.owned) == 4 && b.owned.is_empty());
+    // A is asked to revoke and keeps its partitions; its rebalance timeout is 60 s.
+    assert_eq!(a.beat_only(&mut h).member_epoch, 1);
+    for _ in 0..11 {
+        h.advance(ms(5000));
+        b.beat(&mut h);
+        assert_eq!(a.beat_only(&mut h).error_code, 0, "A stays while within its rebalance timeout");
+    }
+    h.advance(ms(6000));
+    let d = describe(&mut h, admin, G);
+    assert_eq!(d.members.len(), 1, "A was fenced");
+    assert_eq!(code(&a.beat_only(&mut h)), ErrorCode::UNKNOWN_MEMBER_ID);
+    b.beat(&mut h);
+    assert_eq!(count(&b.owned), 4);
+}
+
+#[test]
+fn epochs_are_checked() {
+    let (mut h, admin, _) = setup(6);
+    let mut a = M::join(&mut h, &[T]);
+    let r = beat(&mut h, a.conn, hb_request(G, &a.id, a.epoch + 1, Some(&a.owned), None));
+    assert_eq!(code(&r), ErrorCode::FENCED_MEMBER_EPOCH, "an epoch from the future");
+    let mut b = M::join(&mut h, &[T]);
+    settle(&mut h, &mut [&mut a, &mut b]);
+    let mut c = M::join(&mut h, &[T]);
+    settle(&mut h, &mut [&mut a, &mut b, &mut c]);
+    assert_eq!(a.epoch, 3);
+    assert_eq!(describe(&mut h, admin, G).group_epoch, 3);
+    // The previous epoch is accepted when the member owns only what it is assigned (the
+    // answer with the new epoch may have been lost); anything older is fenced.
+    let r = beat(&mut h, a.conn, hb_request(G, &a.id, 2, Some(&a.owned), None));
+    assert_eq!(code(&r), ErrorCode::NONE, "{:?}", r.error_message);
+    let r = beat(
+        &mut h,
+        a.conn,
+        hb_request(G, &a.id, 2, Some(&all(a.owned.keys().copied().next().expect("a topic"), 6)), None),
+    );
+    assert_eq!(code(&r), ErrorCode::FENCED_MEMBER_EPOCH, "the previous epoch while claiming more");
+    let r = beat(&mut h, a.conn, hb_request(G, &a.id, 1, Some(&a.owned), None));
+    assert_eq!(code(&r), ErrorCode::FENCED_MEMBER_EPOCH);
+    // An unknown member.
+    let r = beat(&mut h, a.conn, hb_request(G, "nobody", 3, Some(&Owned::new()), None));
+    assert_eq!(code(&r), ErrorCode::UNKNOWN_MEMBER_ID);
+    // A fenced member rejoins with epoch 0 and its id and gets its partitions back.
+    let r = beat(&mut h, a.conn, hb_request(G, &a.id, 0, Some(&Owned::new()), Some(&[T])));
+    assert_eq!((code(&r), r.member_epoch), (ErrorCode::NONE, a.epoch));
+    assert_eq!(to_owned(&r), Some(a.owned.clone()));
+}
+
+#[test]
+fn static_members_keep_their_partitions_across_a_restart() {
+    let (mut h, admin, _) = setup(4);
+    let mut a = M::join_as(&mut h, "", Some("i-a"), &[T], None);
+    let mut b = M::join_as(&mut h, "", Some("i-b"), &[T], None);
+    settle(&mut h, &mut [&mut a, &mut b]);
+    let before = b.owned.clone();
+    // The same instance id cannot join while its member is active.
+    let c = h.connect();
+    let mut req = hb_request(G, "", 0, Some(&Owned::new()), Some(&[T]));
+    req.instance_id = Some("i-b".into());
+    assert_eq!(code(&beat(&mut h, c, req.clone())), ErrorCode::UNRELEASED_INSTANCE_ID);
+    // B leaves for now (epoch -2): its partitions wait for it.
+    let r = b.leave(&mut h, -2);
+    assert_eq!((code(&r), r.member_epoch), (ErrorCode::NONE, -2));
+    a.beat(&mut h);
+    assert_eq!(count(&a.owned), 2, "A does not get B's partitions while B may come back");
+    let epoch = describe(&mut h, admin, G).group_epoch;
+    // B comes back under a new member id with the same instance id.
+    let r = beat(&mut h, c, req);
+    assert_eq!(code(&r), ErrorCode::NONE);
+    assert_ne!(r.member_id.as_deref(), Some(b.id.as_str()));
+    assert_eq!(to_owned(&r), Some(before));
+    let d = describe(&mut h, admin, G);
+    assert_eq!(d.group_epoch, epoch, "no rebalance for a returning static member");
+    assert_eq!(d.members.iter().filter(|m| m.instance_id.as_deref() == Some("i-b")).count(), 1);
+    // The old member id is fenced for that instance.
+    let mut old = hb_request(G, &b.id, b.epoch, Some(&b.owned), None);
+    old.instance_id = Some("i-b".into());
+    assert_eq!(code(&beat(&mut h, b.conn, old)), ErrorCode::UNKNOWN_MEMBER_ID);
+}
+
+#[test]
+fn a_static_member_that_never_returns_is_removed_after_its_session() {
+    let (mut h, admin, t) = setup(4);
+    let mut a = M::join(&mut h, &[T]);
+    let mut b = M::join_as(&mut h, "", Some("i-b"), &[T], None);
+    settle(&mut h, &mut [&mut a, &mut b]);
+    b.leave(&mut h, -2);
+    for _ in 0..10 {
+        h.advance(ms(5000));
+        a.beat(&mut h);
+    }
+    a.beat(&mut h);
+    assert_eq!(a.owned, all(t, 4));
+    assert_eq!(describe(&mut h, admin, G).members.len(), 1);
+}
+
+#[test]
+fn the_group_size_is_bounded() {
+    let (mut h, _, _) = setup_with(Config { group_max_size: 2, ..test_config() }, 4);
+    M::join(&mut h, &[T]);
+    M::join(&mut h, &[T]);
+    let c = h.connect();
+    let r = beat(&mut h, c, hb_request(G, "", 0, Some(&Owned::new()), Some(&[T])));
+    assert_eq!(code(&r), ErrorCode::GROUP_MAX_SIZE_REACHED);
+}
+
+#[test]
+fn the_range_assignor_is_used_when_members_ask() {
+    let (mut h, admin, t) = setup(5);
+    let c = h.connect();
+    let mut req = hb_request(G, "", 0, Some(&Owned::new()), Some(&[T]));
+    req.server_assignor = Some("sticky".into());
+    let r = beat(&mut h, c, req);
+    assert_eq!(code(&r), ErrorCode::UNSUPPORTED_ASSIGNOR);
+    let mut a = M::join_as(&mut h, "member-a", None, &[T], Some("range"));
+    let mut b = M::join_as(&mut h, "member-b", None, &[T], Some("range"));
+    settle(&mut h, &mut [&mut a, &mut b]);
+    assert_eq!(a.owned, Owned::from([(t, BTreeSet::from([0, 1, 2]))]));
+    assert_eq!(b.owned, Owned::from([(t, BTreeSet::from([3, 4]))]));
+    assert_eq!(describe(&mut h, admin, G).assignor_name.as_str(), "range");
+}
+
+#[test]
+fn malformed_heartbeats_get_invalid_request() {
+    let (mut h, _, _) = setup(2);
+    let c = h.connect();
+    let cases = [
+        ConsumerGroupHeartbeatRequest { group_id: "".into(), ..hb_request(G, "", 0, Some(&Owned::new()), Some(&[T])) },
+        ConsumerGroupHeartbeatRequest {
+            rebalance_timeout_ms: -1,
+            ..hb_request(G, "", 0, Some(&Owned::new()), Some(&[T]))
+        },
+        hb_request(G, "", 0, None, Some(&[T])),
+        hb_request(G, "", 0, Some(&Owned::new()), None),
+        hb_request(G, "", 3, None, None),
+        hb_request(G, "x", -3, None, None),
+        hb_request(G, "x", -2, None, None),
+        ConsumerGroupHeartbeatRequest {
+            instance_id: Some("".into()),
+            ..hb_request(G, "", 0, Some(&Owned::new()), Some(&[T]))
+        },
+    ];
+    for req in cases {
+        let r = beat(&mut h, c, req.clone());
+        assert_eq!(code(&r), ErrorCode::INVALID_REQUEST, "{req:?}");
+        assert!(r.error_message.is_some());
+    }
+}
+
+#[test]
+fn new_partitions_and_new_topics_start_a_new_assignment() {
+    let (mut h, admin, t) = setup(2);
+    let mut a = M::join(&mut h, &[T, "later"]);
+    let mut b = M::join(&mut h, &[T, "later"]);
+    settle(&mut h, &mut [&mut a, &mut b]);
+    let epoch = describe(&mut h, admin, G).group_epoch;
+    let req = CreatePartitionsRequest {
+        topics: vec![CreatePartitionsTopic { name: T.into(), count: 4, ..Default::default() }],
+        timeout_ms: 1000,
+        ..Default::default()
+    };
+    let r = expect_body!(h.call(admin, RequestBody::CreatePartitions(req), 3), CreatePartitions);
+    assert_eq!(r.results[0].error_code, 0);
+    settle(&mut h, &mut [&mut a, &mut b]);
+    assert_eq!((count(&a.owned), count(&b.owned)), (2, 2));
+    assert!(describe(&mut h, admin, G).group_epoch > epoch);
+    let later = create_topic(&mut h, admin, "later", 2);
+    settle(&mut h, &mut [&mut a, &mut b]);
+    assert_eq!((count(&a.owned), count(&b.owned)), (3, 3));
+    assert!(a.owned.contains_key(&later) || b.owned.contains_key(&later));
+    assert!(a.owned.contains_key(&t) || b.owned.contains_key(&t));
+}
+
+#[test]
+fn offsets_are_committed_and_fetched_at_the_member_epoch() {
+    let (mut h, admin, _) = setup(2);
+    let a = M::join(&mut h, &[T]);
+    let ok =
+        |r: &kelp_core::codec::generated::offset_commit::OffsetCommitResponse| r.topics[0].partitions[0].error_code;
+    let r = expect_body!(h.call(a.conn, commit_request(G, a.epoch, &a.id, &[(T, 0, 5)]), 9), OffsetCommit);
+    assert_eq!(ok(&r), 0);
+    let r = expect_body!(h.call(a.conn, commit_request(G, a.epoch + 1, &a.id, &[(T, 0, 6)]), 9), OffsetCommit);
+    assert_eq!(ErrorCode(ok(&r)), ErrorCode::STALE_MEMBER_EPOCH);
+    let r = expect_body!(h.call(a.conn, commit_request(G, a.epoch, "nobody", &[(T, 0, 6)]), 9), OffsetCommit);
+    assert_eq!(ErrorCode(ok(&r)), ErrorCode::UNKNOWN_MEMBER_ID);
+    let r = expect_body!(h.call(a.conn, commit_request(G, a.epoch, &a.id, &[(T, 0, 6)]), 8), OffsetCommit);
+    assert_eq!(ErrorCode(ok(&r)), ErrorCode::UNSUPPORTED_VERSION, "members of a consumer group commit with v9+");
+    let r = expect_body!(h.call(a.conn, commit_request(G, -1, "", &[(T, 0, 6)]), 9), OffsetCommit);
+    assert_eq!(ErrorCode(ok(&r)), ErrorCode::UNKNOWN_MEMBER_ID, "a non-empty group takes no anonymous commits");
+    let fetch = |id: Option<&str>, epoch: i32| {
+        RequestBody::OffsetFetch(OffsetFetchRequest {
+            groups: vec![OffsetFetchRequestGroup {
+                group_id: G.into(),
+                member_id: id.map(KStr::from),
+                member_epoch: epoch,
+                topics: Some(vec![OffsetFetchRequestTopics {
+                    name: T.into(),
+                    partition_indexes: vec![0],
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    };
+    let r = expect_body!(h.call(a.conn, fetch(Some(&a.id), a.epoch), 9), OffsetFetch);
+    assert_eq!((r.groups[0].error_code, r.groups[0].topics[0].partitions[0].committed_offset), (0, 5));
+    let r = expect_body!(h.call(a.conn, fetch(Some(&a.id), a.epoch + 1), 9), OffsetFetch);
+    assert_eq!(ErrorCode(r.groups[0].error_code), ErrorCode::STALE_MEMBER_EPOCH);
+    let r = expect_body!(h.call(a.conn, fetch(Some("nobody"), 1), 9), OffsetFetch);
+    assert_eq!(ErrorCode(r.groups[0].error_code), ErrorCode::UNKNOWN_MEMBER_ID);
+    let r = expect_body!(h.call(admin, fetch(None, -1), 9), OffsetFetch);
+    assert_eq!(r.groups[0].topics[0].partitions[0].committed_offset, 5, "admin tools fetch without a member");
+    // Once empty, anyone commits with epoch -1.
+    a.leave(&mut h, -1);
+    let r = expect_body!(h.call(admin, commit_request(G, -1, "", &[(T, 1, 9)]), 9), OffsetCommit);
+    assert_eq!(ok(&r), 0);
+}
+
+#[test]
+fn a_group_is_either_classic_or_consumer() {
+    let (mut h, admin, _) = setup(2);
+    M::join(&mut h, &[T]);
+    // A classic member cannot join a live consumer group.
+    let r = expect_body!(h.call(admin, join_request(G, "", None, &[("range", subscription(&[T]))]), 7), JoinGroup);
+    assert_eq!(ErrorCode(r.error_code), ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
+    let r = expect_body!(h.call(admin, heartbeat_request(G, 1, "x", None), 4), Heartbeat);
+    assert_eq!(ErrorCode(r.error_code), ErrorCode::UNKNOWN_MEMBER_ID);
+    // DescribeGroups does not describe consumer groups; ConsumerGroupDescribe does not
+    // describe classic ones.
+    let req = DescribeGroupsRequest { groups: vec![G.into()], ..Default::default() };
+    let r = expect_body!(h.call(admin, RequestBody::DescribeGroups(req), 6), DescribeGroups);
+    assert_eq!(ErrorCode(r.groups[0].error_code), ErrorCode::GROUP_ID_NOT_FOUND);
+    // A live classic group refuses consumer members.
+    let classic = "classic-g";
+    h.send(admin, &join_request(classic, "", None, &[("range", subscription(&[T]))]), 3);
+    h.advance(ms(3000));
+    let r = expect_body!(h.recv(admin, ApiKey::JOIN_GROUP, 3).expect("joined").1, JoinGroup);
+    assert_eq!(r.error_code, 0);
+    let c = h.connect();
+    let r = beat(&mut h, c, hb_request(classic, "", 0, Some(&Owned::new()), Some(&[T])));
+    assert_eq!(code(&r), ErrorCode::GROUP_ID_NOT_FOUND);
+    let d = describe(&mut h, c, classic);
+    assert_eq!(ErrorCode(d.error_code), ErrorCode::GROUP_ID_NOT_FOUND);
+    let d = describe(&mut h, c, "nothing-here");
+    assert_eq!(ErrorCode(d.error_code), ErrorCode::GROUP_ID_NOT_FOUND);
+}
+
+#[test]
+fn an_empty_classic_group_with_offsets_becomes_a_consumer_group() {
+    let (mut h, admin, _) = setup(2);
+    let r = expect_body!(h.call(admin, commit_request(G, -1, "", &[(T, 0, 7)]), 9), OffsetCommit);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let a = M::join(&mut h, &[T]);
+    let r = expect_body!(h.call(a.conn, commit_request(G, a.epoch, &a.id, &[(T, 1, 3)]), 9), OffsetCommit);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let d = describe(&mut h, admin, G);
+    assert_eq!(d.error_code, 0);
+}
+
+#[test]
+fn list_describe_and_delete() {
+    let (mut h, admin, _) = setup(2);
+    let a = M::join(&mut h, &[T]);
+    h.send(admin, &join_request("classic-g", "", None, &[("range", subscription(&[T]))]), 3);
+    h.advance(ms(3000));
+    h.recv(admin, ApiKey::JOIN_GROUP, 3).expect("joined");
+    let list = |h: &mut Harness, types: &[&str], states: &[&str]| {
+        let req = ListGroupsRequest {
+            types_filter: types.iter().map(|t| KStr::from(*t)).collect(),
+            states_filter: states.iter().map(|t| KStr::from(*t)).collect(),
+            ..Default::default()
+        };
+        let r = expect_body!(h.call(admin, RequestBody::ListGroups(req), 5), ListGroups);
+        r.groups
+            .iter()
+            .map(|g| (g.group_id.to_string(), g.group_type.to_string(), g.group_state.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let both = list(&mut h, &[], &[]);
+    assert!(both.contains(&(G.to_string(), "consumer".to_string(), "Stable".to_string())), "{both:?}");
+    assert!(both.iter().any(|g| g.0 == "classic-g" && g.1 == "classic"));
+    assert_eq!(list(&mut h, &["consumer"], &[]).len(), 1);
+    assert_eq!(list(&mut h, &["Consumer"], &["stable"]).len(), 1);
+    assert_eq!(list(&mut h, &["consumer"], &["Empty"]).len(), 0);
+    assert!(list(&mut h, &["classic"], &[]).iter().all(|g| g.1 == "classic"));
+    let delete = |h: &mut Harness| {
+        let req = DeleteGroupsRequest { groups_names: vec![G.into()], ..Default::default() };
+        expect_body!(h.call(admin, RequestBody::DeleteGroups(req), 2), DeleteGroups).results[0].error_code
+    };
+    assert_eq!(ErrorCode(delete(&mut h)), ErrorCode::NON_EMPTY_GROUP);
+    a.leave(&mut h, -1);
+    assert_eq!(list(&mut h, &["consumer"], &["Empty"]).len(), 1);
+    assert_eq!(delete(&mut h), 0);
+    assert_eq!(ErrorCode(describe(&mut h, admin, G).error_code), ErrorCode::GROUP_ID_NOT_FOUND);
+    assert_eq!(ErrorCode(delete(&mut h)), ErrorCode::GROUP_ID_NOT_FOUND);
+    // And nothing comes back after a restart.
+    let mut h2 = h.restart(test_config());
+    let c = h2.connect();
+    assert_eq!(ErrorCode(describe(&mut h2, c, G).error_code), ErrorCode::GROUP_ID_NOT_FOUND);
+}
+
+#[test]
+fn the_group_survives_a_restart() {
+    let (mut h, _, _) = setup(4);
+    let mut a = M::join(&mut h, &[T]);
+    let mut b = M::join_as(&mut h, "", Some("i-b"), &[T], Some("range"));
+    let r = a.beat(&mut h); // A gives up half and waits at epoch 1 (UNREVOKED)
+    assert_eq!((r.member_epoch, count(&a.owned)), (1, 2));
+    let before = describe(&mut h, a.conn, G);
+    let mut h2 = h.restart(test_config());
+    a.conn = h2.connect();
+    b.conn = h2.connect();
+    let after = describe(&mut h2, a.conn, G);
+    assert_eq!(
+        (after.group_epoch, after.assignment_epoch, after.assignor_name.clone(), after.group_state.clone()),
+        (before.group_epoch, before.assignment_epoch, before.assignor_name.clone(), before.group_state.clone())
+    );
+    assert_eq!(after.members, before.members);
+    settle(&mut h2, &mut [&mut a, &mut b]);
+    assert_eq!((count(&a.owned), count(&b.owned)), (2, 2));
+}
+
+#[test]
+fn a_heartbeat_is_answered_after_the_group_is_stored() {
+    let (mut h, _, _) = setup(2);
+    h.auto_storage = false;
+    let c = h.connect();
+    h.send(c, &RequestBody::ConsumerGroupHeartbeat(hb_request(G, "", 0, Some(&Owned::new()), Some(&[T]))), 0);
+    assert!(h.recv(c, ApiKey::CONSUMER_GROUP_HEARTBEAT, 0).is_none(), "not before the store");
+    assert!(h.fail_one_storage(StorageError::Unavailable));
+    let r = expect_body!(h.recv(c, ApiKey::CONSUMER_GROUP_HEARTBEAT, 0).expect("answered").1, ConsumerGroupHeartbeat);
+    assert_eq!(code(&r), ErrorCode::COORDINATOR_NOT_AVAILABLE);
+}
+
+#[test]
+fn api_versions_advertise_the_consumer_protocol() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    let r = expect_body!(h.call(c, RequestBody::ApiVersions(ApiVersionsRequest::default()), 3), ApiVersions);
+    for key in [ApiKey::CONSUMER_GROUP_HEARTBEAT, ApiKey::CONSUMER_GROUP_DESCRIBE] {
+        assert!(r.api_keys.iter().any(|k| k.api_key == key.0 && k.min_version == 0 && k.max_version == 0), "{key:?}");
+    }
+    let f = r.finalized_features.iter().find(|f| f.name.as_str() == "group.version").expect("group.version");
+    assert!(f.max_version_level >= 1);
+    assert!(r.supported_features.iter().any(|f| f.name.as_str() == "group.version" && f.max_version >= 1));
+}

@@ -1,0 +1,29 @@
+//! The deterministic simulation sweep: 500 fixed seeds, each run twice (the two traces must be
+//! identical), every invariant checked at every step, then a liveness phase with faults off.
+//! `SIM_SEED=<n>` replays one seed, `SIM_SEEDS=a..b` sweeps another range. A failure names its
+//! seed: `SIM_SEED=<n> cargo test -p kelp-tests --test sim` replays it, and
+//! `SIM_SEED=<n> SIM_VERBOSE=1 cargo run -p kelp-tests --bin sim` prints its last events.
+
+use kelp_tests::sim::{run_twice, seeds_from_env};
+
+#[test]
+fn every_seed_keeps_the_invariants_and_converges_deterministically() {
+    let seeds = seeds_from_env(0..500);
+    let mut failed = Vec::new();
+    let (mut acked, mut checked) = (0u64, 0u64);
+    for seed in seeds.clone() {
+        match run_twice(seed) {
+            Ok(o) => {
+                acked += o.acked;
+                checked += o.checked;
+            }
+            Err(f) => {
+                eprintln!("{f}");
+                failed.push(seed);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "failing seeds (replay with SIM_SEED=<n>): {failed:?}");
+    // The sweep must have done real work, not passed by doing nothing.
+    assert!(acked > 0 && checked > 0, "the sweep acknowledged {acked} and checked {checked} records");
+}
