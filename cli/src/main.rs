@@ -154,7 +154,10 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let matches = match Cli::command().try_get_matches() {
         Ok(m) => m,
-        Err(e) if !e.use_stderr() => e.exit(),
+        // --help and --version (exit 0), and `kelp` alone (its help, exit 2).
+        Err(e) if !e.use_stderr() || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            e.exit()
+        }
         Err(e) => {
             // clap's message, on one line: the first line says what is wrong.
             let text = e.render().to_string();

@@ -325,6 +325,8 @@ fn visit_error_codes(body: &ResponseBody, f: &mut impl FnMut(i16)) {
         R::OffsetForLeaderEpoch(r) => r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code)),
         R::DescribeProducers(r) => r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code)),
         R::DescribeCluster(r) => f(r.error_code),
+        R::ConsumerGroupHeartbeat(r) => f(r.error_code),
+        R::ConsumerGroupDescribe(r) => r.groups.iter().for_each(|g| f(g.error_code)),
         R::DescribeTopicPartitions(r) => {
             for t in &r.topics {
                 f(t.error_code);
