@@ -180,7 +180,7 @@ fn io_thread(mut state: State, rx: &mpsc::Receiver<Msg>) {
             job.sink.complete(job.cmd, result);
         }
         if let Some(reply) = sync_asked {
-            let _ = reply.send(state.sync_dirty());
+            let _ = reply.send(state.sync_for_stop());
         }
     }
 }
@@ -316,6 +316,18 @@ impl State {
         self.meta_dirty = true;
         self.apply_meta(kind, payload);
         Ok(())
+    }
+
+    /// Everything written made durable, for a graceful stop. Under `Fsync::Never` segments
+    /// that rolled were never synced, so every segment is; otherwise a rolled segment was
+    /// synced when it rolled, and the dirty ones are enough.
+    fn sync_for_stop(&mut self) -> io::Result<()> {
+        if self.fsync == Fsync::Never {
+            for seg in self.parts.values().flat_map(|p| &p.segments) {
+                seg.sync(true)?;
+            }
+        }
+        self.sync_dirty()
     }
 
     fn sync_dirty(&mut self) -> io::Result<()> {
