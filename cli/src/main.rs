@@ -1,15 +1,27 @@
 //! The `kelp` binary.
 //!
-//! `kelp serve` runs a single-node Kafka-compatible broker on the tokio or mio runtime, storing
-//! in the embedded disk store (`./kelp-data` by default) or in memory; config files and
-//! SeaweedMQ land with their issues.
+//! `kelp serve` runs a single-node Kafka-compatible broker. Settings come from flags, `KELP_*`
+//! environment variables and a TOML file ([`config`]); SIGINT or SIGTERM stop it gracefully
+//! (a second signal at once); an admin HTTP endpoint serves `/health` and `/metrics`
+//! ([`admin`]).
+//!
+//! Exit codes: 0 after a clean stop, 1 when serving fails (a port in use, a store that cannot
+//! be opened or synced), 2 for a bad configuration or usage, 130 after a second signal.
 
-use std::net::SocketAddr;
+mod admin;
+mod config;
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kelp_core::codec::KStr;
+use kelp_core::time::Duration as CoreDuration;
 use kelp_core::{Broker, Config};
+
+use crate::config::{EXIT_CONFIG, Layers, Settings};
 
 #[derive(Parser, Debug)]
 #[command(name = "kelp", version, about = "A Kafka-wire-protocol gateway")]
@@ -50,96 +62,166 @@ enum FsyncKind {
     Never,
 }
 
+/// `kelp serve`'s options. Each is also a `KELP_*` environment variable and a key of the
+/// `--config` file; docs/CONFIG.md lists them with their defaults. Values are strings here and
+/// are checked by [`config::Settings::resolve`], which knows where each came from.
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:9092", env = "KELP_LISTEN")]
-    listen: SocketAddr,
-    /// HOST:PORT clients are told to connect to (default: the listen address).
-    #[arg(long, env = "KELP_ADVERTISED_LISTENER")]
+    /// TOML config file (keys named like the flags).
+    #[arg(long, env = "KELP_CONFIG", value_name = "FILE")]
+    config: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:9092].
+    #[arg(long, env = "KELP_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// HOST:PORT clients are told to connect to [default: the listen address].
+    #[arg(long, env = "KELP_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
-    /// Where data lives.
-    #[arg(long, value_enum, default_value = "disk", env = "KELP_STORAGE")]
-    storage: StorageKind,
-    /// Where the disk store keeps its files.
-    #[arg(long, default_value = "./kelp-data", env = "KELP_DATA_DIR")]
-    data_dir: std::path::PathBuf,
-    /// When the disk store forces data to disk.
-    #[arg(long, value_enum, default_value = "always", env = "KELP_FSYNC")]
-    fsync: FsyncKind,
-    /// The window of --fsync interval, in milliseconds.
-    #[arg(long, default_value_t = 100, env = "KELP_FSYNC_INTERVAL_MS")]
-    fsync_interval_ms: u64,
-    /// The IO runtime.
-    #[arg(long, value_enum, default_value = "tokio", env = "KELP_RUNTIME")]
-    runtime: RuntimeKind,
-    /// This node's id.
-    #[arg(long, default_value_t = 1, env = "KELP_NODE_ID")]
-    node_id: i32,
-    /// Largest request accepted, in bytes; a larger one closes its connection.
-    #[arg(long, default_value_t = 100 * 1024 * 1024, env = "KELP_MAX_REQUEST_SIZE")]
-    max_request_size: usize,
-    /// Partitions of auto-created topics.
-    #[arg(long, default_value_t = 1, env = "KELP_DEFAULT_PARTITIONS")]
-    default_partitions: i32,
-    /// Do not create unknown topics on metadata requests.
+    /// This node's id [default: 1].
+    #[arg(long, env = "KELP_NODE_ID", value_name = "ID")]
+    node_id: Option<String>,
+    /// The IO runtime: tokio or mio [default: tokio].
+    #[arg(long, env = "KELP_RUNTIME", value_name = "RUNTIME")]
+    runtime: Option<String>,
+    /// Where data lives: disk or memory [default: disk].
+    #[arg(long, env = "KELP_STORAGE", value_name = "KIND")]
+    storage: Option<String>,
+    /// Where the disk store keeps its files [default: ./kelp-data].
+    #[arg(long, env = "KELP_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<String>,
+    /// When the disk store forces data to disk: always, interval or never [default: always].
+    #[arg(long, env = "KELP_FSYNC", value_name = "WHEN")]
+    fsync: Option<String>,
+    /// The window of --fsync interval, in milliseconds [default: 100].
+    #[arg(long, env = "KELP_FSYNC_INTERVAL_MS", value_name = "MS")]
+    fsync_interval_ms: Option<String>,
+    /// Segment size of topics without `segment.bytes` (Kafka: log.segment.bytes) [default: 1073741824].
+    #[arg(long, env = "KELP_LOG_SEGMENT_BYTES", value_name = "BYTES")]
+    log_segment_bytes: Option<String>,
+    /// Default retention.ms (Kafka: log.retention.ms); -1 keeps data for ever [default: 604800000].
+    #[arg(long, env = "KELP_LOG_RETENTION_MS", value_name = "MS", allow_hyphen_values = true)]
+    log_retention_ms: Option<String>,
+    /// Default retention.bytes per partition (Kafka: log.retention.bytes); -1 for no limit [default: -1].
+    #[arg(long, env = "KELP_LOG_RETENTION_BYTES", value_name = "BYTES", allow_hyphen_values = true)]
+    log_retention_bytes: Option<String>,
+    /// How often retention runs (Kafka: log.retention.check.interval.ms) [default: 300000].
+    #[arg(long, env = "KELP_LOG_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
+    log_retention_check_interval_ms: Option<String>,
+    /// Largest request accepted, in bytes; a larger one closes its connection [default: 104857600].
+    #[arg(long, env = "KELP_MAX_REQUEST_SIZE", value_name = "BYTES")]
+    max_request_size: Option<String>,
+    /// Most client connections open at once [default: 65536].
+    #[arg(long, env = "KELP_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<String>,
+    /// Unanswered requests per connection before kelp stops reading it [default: 256].
+    #[arg(long, env = "KELP_MAX_IN_FLIGHT_PER_CONNECTION", value_name = "N")]
+    max_in_flight_per_connection: Option<String>,
+    /// Partitions of auto-created topics [default: 1].
+    #[arg(long, env = "KELP_DEFAULT_PARTITIONS", value_name = "N")]
+    default_partitions: Option<String>,
+    /// Create unknown topics on Metadata and Produce: true or false [default: true].
+    #[arg(long, env = "KELP_AUTO_CREATE_TOPICS", value_name = "BOOL")]
+    auto_create_topics: Option<String>,
+    /// Same as --auto-create-topics false.
     #[arg(long, env = "KELP_NO_AUTO_CREATE_TOPICS")]
     no_auto_create_topics: bool,
-    /// Segment size of topics without `segment.bytes` (Kafka: `log.segment.bytes`).
-    #[arg(long, default_value_t = 1 << 30, env = "KELP_LOG_SEGMENT_BYTES",
-          value_parser = clap::value_parser!(u64).range(1024..=i32::MAX as u64))]
-    log_segment_bytes: u64,
-    /// Default `retention.ms` (Kafka: `log.retention.ms`); -1 keeps data for ever.
-    #[arg(long, default_value_t = 604_800_000, env = "KELP_LOG_RETENTION_MS", allow_negative_numbers = true)]
-    log_retention_ms: i64,
-    /// Default `retention.bytes` per partition (Kafka: `log.retention.bytes`); -1 for no limit.
-    #[arg(long, default_value_t = -1, env = "KELP_LOG_RETENTION_BYTES", allow_negative_numbers = true)]
-    log_retention_bytes: i64,
-    /// How often retention runs (Kafka: `log.retention.check.interval.ms`).
-    #[arg(long, default_value_t = 300_000, env = "KELP_LOG_RETENTION_CHECK_INTERVAL_MS")]
-    log_retention_check_interval_ms: u64,
-    /// Seed for ids (topic ids, producer ids); random when not given.
-    #[arg(long, env = "KELP_SEED")]
-    seed: Option<u64>,
+    /// How long a new group's first rebalance waits for more members (Kafka's
+    /// group.initial.rebalance.delay.ms) [default: 3000].
+    #[arg(long, env = "KELP_GROUP_INITIAL_REBALANCE_DELAY_MS", value_name = "MS")]
+    group_initial_rebalance_delay_ms: Option<String>,
+    /// Shortest session timeout a member may ask for (group.min.session.timeout.ms) [default: 6000].
+    #[arg(long, env = "KELP_GROUP_MIN_SESSION_TIMEOUT_MS", value_name = "MS")]
+    group_min_session_timeout_ms: Option<String>,
+    /// Longest session timeout a member may ask for (group.max.session.timeout.ms) [default: 1800000].
+    #[arg(long, env = "KELP_GROUP_MAX_SESSION_TIMEOUT_MS", value_name = "MS")]
+    group_max_session_timeout_ms: Option<String>,
+    /// Most members in one group (group.max.size) [default: 10000].
+    #[arg(long, env = "KELP_GROUP_MAX_SIZE", value_name = "N")]
+    group_max_size: Option<String>,
+    /// Log filter, as RUST_LOG takes it (e.g. info, debug, kelp_core=trace) [default: info].
+    #[arg(long, env = "KELP_LOG_LEVEL", value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Admin HTTP address for /health and /metrics, or "off" [default: 127.0.0.1:9644].
+    #[arg(long, env = "KELP_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// How long a graceful stop waits for requests in flight, in milliseconds [default: 30000].
+    #[arg(long, env = "KELP_SHUTDOWN_GRACE_MS", value_name = "MS")]
+    shutdown_grace_ms: Option<String>,
+    /// Seed for ids (topic ids, producer ids) [default: random].
+    #[arg(long, env = "KELP_SEED", value_name = "N")]
+    seed: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
-        Cmd::Serve(args) => serve(args),
+fn main() -> ExitCode {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        // --help and --version (exit 0), and `kelp` alone (its help, exit 2).
+        Err(e) if !e.use_stderr() || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            e.exit()
+        }
+        Err(e) => {
+            // clap's message, on one line: the first line says what is wrong.
+            let text = e.render().to_string();
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad usage");
+            eprintln!("kelp: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kelp: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cli.command {
+        Cmd::Serve(_) => {
+            let Some(sub) = matches.subcommand_matches("serve") else { return ExitCode::from(EXIT_CONFIG) };
+            let settings = Layers::from_matches(sub).and_then(|l| {
+                let s = Settings::resolve(&l)?;
+                s.check_data_dir(&l)?;
+                Ok(s)
+            });
+            let settings = match settings {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("kelp: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(&settings.log_level))
+                .with_writer(std::io::stderr)
+                .init();
+            match serve(&settings) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kelp: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
-fn split_host_port(s: &str) -> anyhow::Result<(String, i32)> {
-    let (host, port) = s.rsplit_once(':').with_context(|| format!("advertised listener {s:?} is not HOST:PORT"))?;
-    let port: u16 = port.parse().with_context(|| format!("bad port in advertised listener {s:?}"))?;
-    if host.is_empty() {
-        bail!("advertised listener {s:?} has no host");
-    }
-    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), i32::from(port)))
-}
-
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let advertised = args.advertised_listener.clone().unwrap_or_else(|| args.listen.to_string());
-    let (host, port) = split_host_port(&advertised)?;
-    if args.default_partitions <= 0 {
-        bail!("--default-partitions must be at least 1");
-    }
+fn serve(args: &Settings) -> anyhow::Result<()> {
+    let (host, port) = args.advertised.clone();
+    let advertised = format!("{host}:{port}");
+    let ms = |v: u64| CoreDuration::from_millis(i64::try_from(v).unwrap_or(i64::MAX));
     let config = Config {
         node_id: args.node_id,
         advertised_host: KStr::from(host),
-        advertised_port: port,
+        advertised_port: i32::from(port),
         max_request_size: args.max_request_size,
-        auto_create_topics: !args.no_auto_create_topics,
+        max_in_flight_per_conn: args.max_in_flight_per_connection,
+        auto_create_topics: args.auto_create_topics,
         default_partitions: args.default_partitions,
+        group_initial_rebalance_delay: ms(args.group_initial_rebalance_delay_ms),
+        group_min_session_timeout: ms(args.group_min_session_timeout_ms),
+        group_max_session_timeout: ms(args.group_max_session_timeout_ms),
+        group_max_size: args.group_max_size,
         retention_ms: args.log_retention_ms,
         retention_bytes: args.log_retention_bytes,
-        retention_check_interval: kelp_core::time::Duration::from_millis(
-            i64::try_from(args.log_retention_check_interval_ms).unwrap_or(i64::MAX),
-        ),
+        retention_check_interval: ms(args.log_retention_check_interval_ms),
         segment_bytes: args.log_segment_bytes,
         ..Config::default()
     };
@@ -147,6 +229,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         (t as u64) ^ u64::from(std::process::id()).rotate_left(32)
     });
+    // Signals first: one that arrives while the store recovers stops kelp once it is up.
+    let stop = signals().context("installing the signal handlers")?;
+    // The admin endpoint comes up next, answering 503 while the store recovers.
+    let probe_slot: admin::ProbeSlot = Arc::new(Mutex::new(None));
+    if let Some(addr) = args.admin_listen {
+        let l = std::net::TcpListener::bind(addr).with_context(|| format!("admin endpoint on {addr}"))?;
+        tracing::info!(admin = %l.local_addr().unwrap_or(addr), "admin endpoint: /health, /metrics");
+        admin::spawn(l, probe_slot.clone()).context("starting the admin endpoint")?;
+    }
     let store: Box<dyn kelp_storage::Store> = match args.storage {
         StorageKind::Memory => Box::new(kelp_storage::MemoryStore::new()),
         StorageKind::Disk => {
@@ -169,25 +260,42 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, advertised = %advertised, storage = ?args.storage, runtime = ?args.runtime, "kelp serving");
     let make_broker = move |now| Broker::new(config, seed, now);
+    let grace = Duration::from_millis(args.shutdown_grace_ms);
+    let set_probe = |p: admin::Probe| {
+        if let Ok(mut slot) = probe_slot.lock() {
+            *slot = Some(p);
+        }
+    };
     match args.runtime {
         RuntimeKind::Tokio => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;
+            let options = kelp_runtime_tokio::Options { max_connections: args.max_connections, shutdown_grace: grace };
             rt.block_on(async move {
                 listener.set_nonblocking(true)?;
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                kelp_runtime_tokio::serve(listener, make_broker, store, shutdown_signal()).await
+                let stopped = async move {
+                    let _ = stop.await;
+                };
+                kelp_runtime_tokio::serve(listener, make_broker, store, stopped, options, |control| {
+                    set_probe(Arc::new(move |metrics| {
+                        control.snapshot(metrics, PROBE_TIMEOUT).map(|s| (s.serving, s.metrics))
+                    }));
+                })
+                .await
             })?;
         }
         RuntimeKind::Mio => {
-            kelp_runtime_mio::serve(listener, make_broker, store, |shutdown| {
-                // A small thread waits for the signal and stops the poll loop.
+            let options = kelp_runtime_mio::Options { max_connections: args.max_connections, shutdown_grace: grace };
+            kelp_runtime_mio::serve(listener, make_broker, store, options, |shutdown, control| {
+                set_probe(Arc::new(move |metrics| {
+                    control.snapshot(metrics, PROBE_TIMEOUT).map(|s| (s.serving, s.metrics))
+                }));
+                // A small thread waits for the first signal and stops the poll loop.
                 std::thread::spawn(move || {
-                    if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                        rt.block_on(shutdown_signal());
-                    }
+                    let _ = stop.blocking_recv();
                     shutdown.trigger();
                 });
             })?;
@@ -197,19 +305,35 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// How long the admin endpoint waits for the broker loop's answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts the signal thread: the first SIGINT or SIGTERM resolves the returned receiver (a
+/// graceful stop); a second one exits the process at once with code 130.
+fn signals() -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Registered here, before serving starts, so that an early signal is not missed.
+    let (mut int, mut term) = rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok::<_, std::io::Error>((signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?))
+    })?;
+    std::thread::Builder::new().name("kelp-signals".into()).spawn(move || {
+        rt.block_on(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down");
+            tracing::info!("shutting down gracefully; a second signal stops at once");
+            let _ = tx.send(());
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            tracing::warn!("second signal: exiting at once");
+            eprintln!("kelp: second signal, exiting at once");
+            std::process::exit(130);
+        });
+    })?;
+    Ok(rx)
 }

@@ -39,6 +39,8 @@ pub struct Req {
     pub version: i16,
     /// The client's correlation id.
     pub correlation_id: i32,
+    /// When the request was read (for the latency histogram).
+    pub at: Instant,
 }
 
 /// A parked request's id.
@@ -115,6 +117,7 @@ pub struct Broker {
     pub(crate) sessions: api::fetch::Sessions,
     pub(crate) producer_ids: api::producer::ProducerIds,
     pub(crate) groups: crate::group::Groups,
+    pub(crate) stats: crate::stats::Stats,
 }
 
 impl core::fmt::Debug for Broker {
@@ -155,6 +158,7 @@ impl Broker {
             sessions: api::fetch::Sessions::default(),
             producer_ids: api::producer::ProducerIds::default(),
             groups: crate::group::Groups::default(),
+            stats: crate::stats::Stats::default(),
         };
         b.storage(CmdOwner::Recover, Command::Recover);
         b
@@ -166,6 +170,7 @@ impl Broker {
         self.now = Now { mono: now.mono.max(self.now.mono), wall_ms: now.wall_ms };
         match input {
             Input::Accepted { conn, peer } => {
+                self.stats.connections_accepted += 1;
                 let old = self.conns.insert(conn, Conn::new(peer));
                 debug_assert!(old.is_none(), "{conn:?} accepted twice");
             }
@@ -175,6 +180,7 @@ impl Broker {
                     return;
                 };
                 c.receive(bytes);
+                self.stats.bytes_in += bytes.len() as u64;
                 self.process_frames(conn);
             }
             Input::Completed { cmd, result } => self.complete(cmd, result),
@@ -223,6 +229,34 @@ impl Broker {
     #[must_use]
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Whether the broker serves requests: the store has recovered.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.recovered
+    }
+
+    /// Whether nothing is in progress: no connection has a request unanswered or response
+    /// bytes unwritten, and no storage command is outstanding. A driver stopping gracefully
+    /// waits for this (see [`crate::stats`] for what it reports meanwhile).
+    #[must_use]
+    pub fn is_quiescent(&self) -> bool {
+        self.cmds.is_empty() && self.conns.values().all(|c| c.in_flight() == 0 && c.unwritten == 0)
+    }
+
+    /// The broker's counters.
+    #[must_use]
+    pub fn stats(&self) -> &crate::stats::Stats {
+        &self.stats
+    }
+
+    /// Appends every metric in Prometheus text format (version 0.0.4) to `out`: the counters
+    /// of [`Broker::stats`] and gauges read from the broker's state (connections, topics,
+    /// partitions, high watermarks, consumer lag).
+    pub fn write_metrics(&self, out: &mut String) {
+        self.stats.write_prometheus(out);
+        crate::stats::write_state(self, out);
     }
 
     /// The software name and version the client on `conn` reported in ApiVersions v3+
@@ -276,7 +310,8 @@ impl Broker {
         let version = header.request_api_version;
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let slot = c.open_slot();
-        let req = Req { conn, slot, api, version, correlation_id: header.correlation_id };
+        let req = Req { conn, slot, api, version, correlation_id: header.correlation_id, at: self.now.mono };
+        self.stats.request(api);
         // ApiVersions must answer any version (KIP-511), and old produce versions get a
         // proper error reply: both before the generic decode, which would refuse them.
         if api == ApiKey::API_VERSIONS && !api::api_versions::version_supported(version) {
@@ -314,6 +349,7 @@ impl Broker {
         header.encode(&mut w, hv);
         body.encode(&mut w, req.version);
         debug_assert_eq!(w.len(), 4 + len, "encoded_len disagrees with encode for {:?}", req.api);
+        self.stats.errors_in(req.api, body);
         self.fill(req, Some(w.into_chunks()));
     }
 
@@ -334,13 +370,16 @@ impl Broker {
     }
 
     fn fill(&mut self, req: Req, frame: Option<Frame>) {
+        self.stats.response(req.api, self.now.mono.since(req.at));
         let Some(c) = self.conns.get_mut(&req.conn) else { return };
         if req.api == ApiKey::FETCH {
             c.fetches_in_flight = c.fetches_in_flight.saturating_sub(1);
         }
         c.fill(req.slot, frame);
         while let Some(bytes) = c.take_ready() {
-            c.unwritten += bytes.iter().map(Bytes::len).sum::<usize>();
+            let n = bytes.iter().map(Bytes::len).sum::<usize>();
+            c.unwritten += n;
+            self.stats.bytes_out += n as u64;
             self.out.push_back(Output::Send { conn: req.conn, bytes });
         }
         // Answers free slots: buffered requests may now be read.
@@ -350,6 +389,7 @@ impl Broker {
     /// Closes `conn`: nothing more is read from it or sent to it.
     pub(crate) fn close(&mut self, conn: ConnId, reason: CloseReason) {
         if self.conns.remove(&conn).is_some() {
+            self.stats.connections_closed_by_broker += 1;
             self.out.push_back(Output::Close { conn, reason });
         }
     }

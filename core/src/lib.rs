@@ -39,6 +39,7 @@ pub mod mem_store;
 pub mod records;
 mod retention;
 mod rng;
+pub mod stats;
 pub mod time;
 pub mod topics;
 

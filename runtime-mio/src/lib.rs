@@ -6,6 +6,13 @@
 //! (`Broker::wants_read`), and reading resumes by itself once it does again. Storage commands
 //! go to a [`Store`]; completions come back over a channel, with a `mio::Waker` to wake the
 //! poll. This crate holds no protocol logic.
+//!
+//! Graceful stop: once [`Shutdown::trigger`] is called, the listener is closed, what
+//! connections send from then on is read and dropped (so that closing them later sends FIN,
+//! not RST, and the responses still queued reach their clients), and the loop goes on until
+//! every request read has been answered and its response written (`Broker::is_quiescent`) or
+//! [`Options::shutdown_grace`] has passed; then the store is synced ([`Store::sync`]) and
+//! [`serve`] returns.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
@@ -28,6 +35,52 @@ const FIRST_CONN: usize = 2;
 const READ_CHUNK: usize = 64 * 1024;
 /// Chunks gathered into one vectored write.
 const MAX_IOVECS: usize = 64;
+
+/// How the server runs, beyond the broker's own configuration.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Most client connections open at once; a connection beyond it is closed as soon as it
+    /// is accepted.
+    pub max_connections: usize,
+    /// How long a graceful stop waits for requests in flight to be answered.
+    pub shutdown_grace: StdDuration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { max_connections: 65_536, shutdown_grace: StdDuration::from_secs(30) }
+    }
+}
+
+/// What the poll loop reports to [`Control::snapshot`].
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Requests are served: the store has recovered and no stop has begun.
+    pub serving: bool,
+    /// Every metric in Prometheus text format (empty unless asked for).
+    pub metrics: String,
+}
+
+type Query = (bool, mpsc::SyncSender<Snapshot>);
+
+/// Asks a running [`serve`] for its state, from any thread (the admin endpoint's).
+#[derive(Clone, Debug)]
+pub struct Control {
+    tx: mpsc::Sender<Query>,
+    waker: Arc<Waker>,
+}
+
+impl Control {
+    /// The server's state, with its metrics rendered when `metrics` is set; `None` once the
+    /// server has stopped, or if it does not answer within `timeout`.
+    #[must_use]
+    pub fn snapshot(&self, metrics: bool, timeout: StdDuration) -> Option<Snapshot> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.tx.send((metrics, tx)).ok()?;
+        self.waker.wake().ok()?;
+        rx.recv_timeout(timeout).ok()
+    }
+}
 
 /// Stops a running [`serve`] from another thread (a signal handler's, say).
 #[derive(Clone)]
@@ -89,7 +142,11 @@ impl Clock {
 /// The driver's state: the broker, the sockets and the store.
 struct Driver {
     poll: Poll,
-    listener: TcpListener,
+    /// `None` once stopping: no more connections.
+    listener: Option<TcpListener>,
+    max_connections: usize,
+    /// Set once the stop has begun: no more reads.
+    stopping: bool,
     broker: Broker,
     store: Box<dyn Store>,
     sink: Sink,
@@ -100,12 +157,14 @@ struct Driver {
     buf: Vec<u8>,
 }
 
-/// Serves Kafka clients on `listener` until the [`Shutdown`] handed to `on_ready` is triggered.
+/// Serves Kafka clients on `listener` until the [`Shutdown`] handed to `on_ready` is triggered,
+/// then stops gracefully (see the module docs) and returns.
 pub fn serve(
     listener: std::net::TcpListener,
     make_broker: impl FnOnce(Now) -> Broker,
     store: Box<dyn Store>,
-    on_ready: impl FnOnce(Shutdown),
+    options: Options,
+    on_ready: impl FnOnce(Shutdown, Control),
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let poll = Poll::new()?;
@@ -113,12 +172,15 @@ pub fn serve(
     let mut listener = TcpListener::from_std(listener);
     poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
     let flag = Arc::new(AtomicBool::new(false));
-    on_ready(Shutdown { flag: flag.clone(), waker: waker.clone() });
+    let (control_tx, queries) = mpsc::channel::<Query>();
+    on_ready(Shutdown { flag: flag.clone(), waker: waker.clone() }, Control { tx: control_tx, waker: waker.clone() });
     let (tx, done) = mpsc::channel();
     let clock = Clock(StdInstant::now());
     let mut d = Driver {
         poll,
-        listener,
+        listener: Some(listener),
+        max_connections: options.max_connections,
+        stopping: false,
         broker: make_broker(clock.now()),
         store,
         sink: Arc::new(ChannelSink { tx, waker }),
@@ -130,8 +192,35 @@ pub fn serve(
     };
     d.drain();
     let mut events = Events::with_capacity(1024);
-    while !flag.load(Ordering::Acquire) {
-        let timeout = d.broker.poll_timeout().map(|t| d.clock.until(t));
+    let mut grace_end: Option<StdInstant> = None;
+    loop {
+        if grace_end.is_none() && flag.load(Ordering::Acquire) {
+            tracing::info!(connections = d.conns.len(), "stopping: finishing the requests in flight");
+            grace_end = Some(StdInstant::now() + options.shutdown_grace);
+            d.stopping = true;
+            if let Some(mut l) = d.listener.take() {
+                let _ = d.poll.registry().deregister(&mut l);
+            }
+            // Edge-triggered: what arrived while reading was paused is read (and dropped) now.
+            let ids: Vec<ConnId> = d.conns.keys().copied().collect();
+            for conn in ids {
+                d.discard(conn);
+            }
+        }
+        if let Some(end) = grace_end {
+            if d.broker.is_quiescent() {
+                break;
+            }
+            if StdInstant::now() >= end {
+                tracing::warn!(grace = ?options.shutdown_grace, "stopping: requests still in flight after the grace");
+                break;
+            }
+        }
+        let mut timeout = d.broker.poll_timeout().map(|t| d.clock.until(t));
+        if let Some(end) = grace_end {
+            let left = end.saturating_duration_since(StdInstant::now());
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
         match d.poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -159,15 +248,38 @@ pub fn serve(
             d.drain();
         }
         d.resume_paused();
+        while let Ok((metrics, reply)) = queries.try_recv() {
+            let mut text = String::new();
+            if metrics {
+                d.broker.write_metrics(&mut text);
+            }
+            let _ = reply.try_send(Snapshot { serving: d.broker.is_ready() && !d.stopping, metrics: text });
+        }
     }
+    let ids: Vec<ConnId> = d.conns.keys().copied().collect();
+    for conn in ids {
+        d.discard(conn);
+    }
+    for (_, mut c) in d.conns.drain() {
+        // FIN after the responses already queued in the kernel.
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        let _ = d.poll.registry().deregister(&mut c.stream);
+    }
+    d.store.sync()?;
+    tracing::info!("stopped: responses written, store synced");
     Ok(())
 }
 
 impl Driver {
     fn accept(&mut self) {
         loop {
-            match self.listener.accept() {
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
                 Ok((mut stream, peer)) => {
+                    if self.conns.len() >= self.max_connections {
+                        tracing::warn!(%peer, max_connections = self.max_connections, "too many connections: refused");
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let token = Token(self.next_conn);
                     self.next_conn += 1;
@@ -202,6 +314,9 @@ impl Driver {
 
     /// Reads until the socket would block or the broker wants no more.
     fn read(&mut self, conn: ConnId) {
+        if self.stopping {
+            return self.discard(conn);
+        }
         loop {
             if !self.broker.wants_read(conn) {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -234,9 +349,28 @@ impl Driver {
         }
     }
 
+    /// Reads and drops what `conn` sent (the server is stopping), noting a close.
+    fn discard(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        loop {
+            match c.stream.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => break,
+            }
+        }
+        self.closed(conn);
+        self.drain();
+    }
+
     /// Connections paused for back-pressure that the broker wants read again: an
     /// edge-triggered socket will not say so by itself.
     fn resume_paused(&mut self) {
+        if self.stopping {
+            return;
+        }
         let ready: Vec<ConnId> = self
             .conns
             .iter()

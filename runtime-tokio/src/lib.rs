@@ -5,6 +5,13 @@
 //! writer task (broker -> socket, vectored writes, records never copied). Storage commands go to
 //! a [`Store`]; completions come back over a channel. This crate holds no protocol logic.
 //!
+//! Graceful stop: once `shutdown` resolves, the listener is closed, what connections send from
+//! then on is read and dropped (so that closing them later sends FIN, not RST, and the
+//! responses still queued reach their clients), and the loop goes on until every request read
+//! has been answered and its response written (`Broker::is_quiescent`) or
+//! [`Options::shutdown_grace`] has passed; then the writers finish what is queued, and the
+//! store is synced ([`Store::sync`]).
+//!
 //! Back-pressure: the writer reports every write back to the broker (`Input::Written`), and a
 //! connection is not read while the broker says so (`Broker::wants_read`: too many requests in
 //! flight or too many response bytes unwritten), so a client that never reads its responses
@@ -25,6 +32,51 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc};
+
+/// How the server runs, beyond the broker's own configuration.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Most client connections open at once; a connection beyond it is closed as soon as it
+    /// is accepted.
+    pub max_connections: usize,
+    /// How long a graceful stop waits for requests in flight to be answered.
+    pub shutdown_grace: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { max_connections: 65_536, shutdown_grace: std::time::Duration::from_secs(30) }
+    }
+}
+
+/// What the broker task reports to [`Control::snapshot`].
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Requests are served: the store has recovered and no stop has begun.
+    pub serving: bool,
+    /// Every metric in Prometheus text format (empty unless asked for).
+    pub metrics: String,
+}
+
+type Query = (bool, std::sync::mpsc::SyncSender<Snapshot>);
+
+/// Asks a running [`serve`] for its state, from any thread (the admin endpoint's).
+#[derive(Clone, Debug)]
+pub struct Control {
+    tx: mpsc::UnboundedSender<Query>,
+}
+
+impl Control {
+    /// The server's state, with its metrics rendered when `metrics` is set; `None` once the
+    /// server has stopped, or if it does not answer within `timeout`. Blocks: call it from a
+    /// thread other than the runtime's.
+    #[must_use]
+    pub fn snapshot(&self, metrics: bool, timeout: std::time::Duration) -> Option<Snapshot> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.tx.send((metrics, tx)).ok()?;
+        rx.recv_timeout(timeout).ok()
+    }
+}
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
@@ -65,6 +117,8 @@ struct ConnShared {
     paused: AtomicBool,
     resume: Notify,
     closed: AtomicBool,
+    /// The server is stopping: bytes read are dropped, not handed to the broker.
+    discard: AtomicBool,
 }
 
 /// A clock that turns wall time into the core's `Now`.
@@ -84,23 +138,34 @@ impl Clock {
     }
 }
 
-/// Serves Kafka clients on `listener` until `shutdown` resolves.
+/// Serves Kafka clients on `listener` until `shutdown` resolves, then stops gracefully (see
+/// the module docs) and returns.
 ///
 /// `make_broker` builds the broker from the clock's first reading (the broker's first output
-/// asks the store to recover, so it serves once the store is ready).
+/// asks the store to recover, so it serves once the store is ready). `on_ready` receives the
+/// [`Control`] handle before the loop starts.
 pub async fn serve(
     listener: TcpListener,
     make_broker: impl FnOnce(Now) -> Broker,
     mut store: Box<dyn Store>,
     shutdown: impl Future<Output = ()>,
+    options: Options,
+    on_ready: impl FnOnce(Control),
 ) -> io::Result<()> {
     let clock = Clock(StdInstant::now());
     let mut broker = make_broker(clock.now());
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let (done_tx, mut done) = mpsc::unbounded_channel::<(CmdId, Completion)>();
+    let (control_tx, mut queries) = mpsc::unbounded_channel::<Query>();
+    on_ready(Control { tx: control_tx });
     let sink: Sink = Arc::new(ChannelSink(done_tx));
     let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
+    // Each writer task holds a clone; when all are gone, every response has been written.
+    let (writers, mut writers_done) = mpsc::channel::<()>(1);
     let mut next_conn = 0u64;
+    let mut listener = Some(listener);
+    // Set once the stop has begun: the grace deadline.
+    let mut stopping: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
 
     drain(&mut broker, &mut conns, store.as_mut(), &sink);
@@ -110,11 +175,29 @@ pub async fn serve(
             broker.handle_input(clock.now(), Input::Completed { cmd, result });
             drain(&mut broker, &mut conns, store.as_mut(), &sink);
         }
-        update_reading(&broker, &conns);
+        if stopping.is_some() && broker.is_quiescent() {
+            break;
+        }
+        update_reading(&broker, &conns, stopping.is_some());
         let deadline = broker.poll_timeout().map(|t| clock.deadline(t));
         tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => {
+            () = &mut shutdown, if stopping.is_none() => {
+                tracing::info!(connections = conns.len(), "stopping: finishing the requests in flight");
+                stopping = Some(tokio::time::Instant::now() + options.shutdown_grace);
+                listener = None;
+            }
+            () = sleep_until(stopping) => {
+                tracing::warn!(grace = ?options.shutdown_grace, "stopping: requests still in flight after the grace");
+                break;
+            }
+            Some((metrics, reply)) = queries.recv() => {
+                let mut text = String::new();
+                if metrics {
+                    broker.write_metrics(&mut text);
+                }
+                let _ = reply.try_send(Snapshot { serving: broker.is_ready() && stopping.is_none(), metrics: text });
+            }
+            accepted = accept(listener.as_ref()) => {
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
@@ -122,11 +205,15 @@ pub async fn serve(
                         continue;
                     }
                 };
+                if conns.len() >= options.max_connections {
+                    tracing::warn!(%peer, max_connections = options.max_connections, "too many connections: refused");
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 let conn = ConnId(next_conn);
                 next_conn += 1;
                 let (rd, wr) = stream.into_split();
-                conns.insert(conn, spawn_conn(conn, peer, rd, wr, events_tx.clone()));
+                conns.insert(conn, spawn_conn(conn, peer, rd, wr, events_tx.clone(), writers.clone()));
                 tracing::debug!(?conn, %peer, "accepted");
                 broker.handle_input(clock.now(), Input::Accepted { conn, peer });
             }
@@ -153,6 +240,26 @@ pub async fn serve(
             () = sleep_until(deadline) => broker.handle_input(clock.now(), Input::Tick),
         }
         drain(&mut broker, &mut conns, store.as_mut(), &sink);
+    }
+    // Every connection closes: readers stop, writers finish what is queued, then shut down.
+    for (_, h) in conns.drain() {
+        h.shared.closed.store(true, Ordering::Release);
+        h.shared.resume.notify_one();
+    }
+    let until = stopping.unwrap_or_else(tokio::time::Instant::now);
+    drop(writers);
+    let _ = tokio::time::timeout_at(until, writers_done.recv()).await;
+    // Storage commands still outstanding (only after the grace period ran out) complete into a
+    // channel nobody reads; what they wrote is synced below all the same.
+    store.sync()?;
+    tracing::info!("stopped: responses written, store synced");
+    Ok(())
+}
+
+async fn accept(listener: Option<&TcpListener>) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -185,10 +292,14 @@ fn drain(broker: &mut Broker, conns: &mut HashMap<ConnId, ConnHandle>, store: &m
     }
 }
 
-/// Pauses or resumes each connection's reader according to back-pressure.
-fn update_reading(broker: &Broker, conns: &HashMap<ConnId, ConnHandle>) {
+/// Pauses or resumes each connection's reader according to back-pressure; once the server
+/// is stopping, readers run and drop what they read.
+fn update_reading(broker: &Broker, conns: &HashMap<ConnId, ConnHandle>, stopping: bool) {
     for (conn, h) in conns {
-        let pause = !broker.wants_read(*conn);
+        if stopping && !h.shared.discard.swap(true, Ordering::AcqRel) {
+            h.shared.resume.notify_one();
+        }
+        let pause = !stopping && !broker.wants_read(*conn);
         let was = h.shared.paused.swap(pause, Ordering::AcqRel);
         if was && !pause {
             h.shared.resume.notify_one();
@@ -202,12 +313,14 @@ fn spawn_conn(
     rd: OwnedReadHalf,
     wr: OwnedWriteHalf,
     events: mpsc::UnboundedSender<Event>,
+    alive: mpsc::Sender<()>,
 ) -> ConnHandle {
     let shared = Arc::new(ConnShared {
         unprocessed: AtomicUsize::new(0),
         paused: AtomicBool::new(false),
         resume: Notify::new(),
         closed: AtomicBool::new(false),
+        discard: AtomicBool::new(false),
     });
     let (frames_tx, frames_rx) = mpsc::unbounded_channel::<Vec<Bytes>>();
     let reader_shared = shared.clone();
@@ -217,6 +330,7 @@ fn spawn_conn(
             while (reader_shared.paused.load(Ordering::Acquire)
                 || reader_shared.unprocessed.load(Ordering::Acquire) > MAX_UNPROCESSED)
                 && !reader_shared.closed.load(Ordering::Acquire)
+                && !reader_shared.discard.load(Ordering::Acquire)
             {
                 reader_shared.resume.notified().await;
             }
@@ -230,6 +344,7 @@ fn spawn_conn(
             }
             match SCRATCH.with_borrow_mut(|buf| rd.try_read(buf).map(|n| Bytes::copy_from_slice(&buf[..n]))) {
                 Ok(b) if b.is_empty() => break,
+                Ok(_) if reader_shared.discard.load(Ordering::Acquire) => {}
                 Ok(b) => {
                     reader_shared.unprocessed.fetch_add(b.len(), Ordering::AcqRel);
                     if events.send(Event::Received(conn, b)).is_err() {
@@ -243,7 +358,10 @@ fn spawn_conn(
         tracing::debug!(?conn, %peer, "peer closed");
         let _ = events.send(Event::Closed(conn));
     });
-    tokio::spawn(write_loop(conn, wr, frames_rx, events_for_writer));
+    tokio::spawn(async move {
+        write_loop(conn, wr, frames_rx, events_for_writer).await;
+        drop(alive);
+    });
     ConnHandle { frames: frames_tx, shared }
 }
 

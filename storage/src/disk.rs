@@ -91,8 +91,15 @@ const META_LOG_START: u8 = 5;
 
 /// The `disk` backend. Commands run on its IO thread; see the module docs.
 pub struct DiskStore {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Msg>,
     check: IndexCheck,
+}
+
+/// What the IO thread is asked to do.
+enum Msg {
+    Job(Job),
+    /// Finish what came before, fsync every file written, and report.
+    Sync(mpsc::Sender<io::Result<()>>),
 }
 
 struct Job {
@@ -112,7 +119,7 @@ impl DiskStore {
     pub fn open_with(dir: &Path, options: DiskOptions) -> io::Result<Self> {
         let state = State::open(dir, options)?;
         let check = state.check;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         std::thread::Builder::new().name("kelp-disk".into()).spawn(move || io_thread(state, &rx))?;
         Ok(Self { tx, check })
     }
@@ -126,20 +133,35 @@ impl DiskStore {
 
 impl Store for DiskStore {
     fn submit(&mut self, cmd: CmdId, command: Command, sink: &Sink) {
-        if let Err(mpsc::SendError(job)) = self.tx.send(Job { cmd, command, sink: sink.clone() }) {
+        if let Err(mpsc::SendError(Msg::Job(job))) = self.tx.send(Msg::Job(Job { cmd, command, sink: sink.clone() })) {
             job.sink.complete(job.cmd, Completion::Failed(StorageError::Unavailable));
         }
     }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.tx.send(Msg::Sync(tx)).map_err(|_| io::Error::other("the disk store's IO thread has stopped"))?;
+        rx.recv().map_err(|_| io::Error::other("the disk store's IO thread has stopped"))?
+    }
 }
 
-fn io_thread(mut state: State, rx: &mpsc::Receiver<Job>) {
+fn io_thread(mut state: State, rx: &mpsc::Receiver<Msg>) {
     let mut last_sync = Instant::now();
     while let Ok(first) = rx.recv() {
-        let mut round = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            round.push(more);
-            if round.len() >= 4096 {
-                break;
+        let mut round = Vec::new();
+        let mut sync_asked = None;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Job(job) => round.push(job),
+                // Jobs after a sync request wait for the next round; this one ends here.
+                Msg::Sync(reply) => {
+                    sync_asked = Some(reply);
+                    break;
+                }
+            }
+            if round.len() < 4096 {
+                next = rx.try_recv().ok();
             }
         }
         let results: Vec<Completion> =
@@ -158,6 +180,9 @@ fn io_thread(mut state: State, rx: &mpsc::Receiver<Job>) {
                 (_, r) => r,
             };
             job.sink.complete(job.cmd, result);
+        }
+        if let Some(reply) = sync_asked {
+            let _ = reply.send(state.sync_for_stop());
         }
     }
 }
@@ -293,6 +318,18 @@ impl State {
         self.meta_dirty = true;
         self.apply_meta(kind, payload);
         Ok(())
+    }
+
+    /// Everything written made durable, for a graceful stop. Under `Fsync::Never` segments
+    /// that rolled were never synced, so every segment is; otherwise a rolled segment was
+    /// synced when it rolled, and the dirty ones are enough.
+    fn sync_for_stop(&mut self) -> io::Result<()> {
+        if self.fsync == Fsync::Never {
+            for seg in self.parts.values().flat_map(|p| &p.segments) {
+                seg.sync(true)?;
+            }
+        }
+        self.sync_dirty()
     }
 
     fn sync_dirty(&mut self) -> io::Result<()> {

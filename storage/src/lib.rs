@@ -31,6 +31,12 @@ pub type Sink = Arc<dyn CompletionSink>;
 pub trait Store: Send {
     /// Starts `command`; its result goes to `sink`, possibly before this returns.
     fn submit(&mut self, cmd: CmdId, command: Command, sink: &Sink);
+
+    /// Makes everything submitted so far durable and returns once it is (a graceful stop calls
+    /// this last). Stores with nothing to flush return at once.
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The `memory` backend: kelp-core's reference [`MemStore`], completing every command at once.

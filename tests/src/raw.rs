@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kelp_core::codec::generated::header::ResponseHeader;
 use kelp_core::codec::generated::{RequestBody, ResponseBody};
-use kelp_core::codec::{Message, Reader};
+use kelp_core::codec::{ApiKey, Message, Reader};
 
 use crate::harness::Harness;
 
@@ -31,9 +31,23 @@ impl RawClient {
     /// Sends a request and reads its response.
     pub fn call(&mut self, body: RequestBody, version: i16) -> std::io::Result<ResponseBody> {
         let api = body.api_key();
+        let corr = self.send(&body, version)?;
+        let (got, resp) = self.recv(api, version)?;
+        assert_eq!(got, corr, "responses out of order");
+        Ok(resp)
+    }
+
+    /// Sends a request without waiting for its response (pipelining); returns its
+    /// correlation id.
+    pub fn send(&mut self, body: &RequestBody, version: i16) -> std::io::Result<i32> {
         let corr = self.next_correlation;
         self.next_correlation += 1;
-        self.stream.write_all(&Harness::frame(&body, version, corr))?;
+        self.stream.write_all(&Harness::frame(body, version, corr))?;
+        Ok(corr)
+    }
+
+    /// Reads the next response, of a request of `api` at `version`: (correlation id, body).
+    pub fn recv(&mut self, api: ApiKey, version: i16) -> std::io::Result<(i32, ResponseBody)> {
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size)?;
         let len = usize::try_from(i32::from_be_bytes(size)).map_err(|_| std::io::ErrorKind::InvalidData)?;
@@ -43,7 +57,7 @@ impl RawClient {
         let mut r = Reader::new(&buf);
         let header =
             ResponseHeader::decode(&mut r, api.response_header_version(version)).map_err(std::io::Error::other)?;
-        assert_eq!(header.correlation_id, corr, "responses out of order");
-        ResponseBody::decode(api, &mut r, version).map_err(std::io::Error::other)
+        let body = ResponseBody::decode(api, &mut r, version).map_err(std::io::Error::other)?;
+        Ok((header.correlation_id, body))
     }
 }

@@ -70,9 +70,16 @@ impl KelpServer {
     /// `KELP_E2E_STORAGE` says otherwise (kelp's own default is the disk store).
     #[must_use]
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Starts `kelp serve` with `extra` arguments and `env` environment variables. The admin
+    /// endpoint is off unless `extra` sets `--admin-listen` (tests run servers side by side).
+    #[must_use]
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         // A port found free can be taken before kelp binds it: try a few.
         for attempt in 1..=3 {
-            let mut server = Self::spawn(extra);
+            let mut server = Self::spawn(extra, env);
             match server.wait_ready() {
                 Ok(()) => return server,
                 Err(log) if attempt < 3 && log.contains("in use") => {}
@@ -82,7 +89,7 @@ impl KelpServer {
         unreachable!("the last attempt returns or panics")
     }
 
-    fn spawn(extra: &[&str]) -> Self {
+    fn spawn(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("loopback address");
         let bin = kelp_bin();
@@ -97,6 +104,10 @@ impl KelpServer {
         if !extra.contains(&"--storage") {
             cmd.args(["--storage", &storage, "--data-dir"]).arg(&data_dir);
         }
+        if !extra.contains(&"--admin-listen") && !env.iter().any(|(k, _)| *k == "KELP_ADMIN_LISTEN") {
+            cmd.args(["--admin-listen", "off"]);
+        }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .args(extra)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
@@ -144,6 +155,31 @@ impl KelpServer {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
         line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Sends `signal` (a name kill(1) knows: TERM, INT, KILL) to the server.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("running kill: {e}"));
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Waits for the server to exit (killing it if it has not after `limit`) and returns its
+    /// exit code (`None` when a signal ended it).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.code(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    self.kill();
+                    panic!("kelp did not exit within {limit:?}; its log:\n{}", self.log_tail());
+                }
+            }
+        }
     }
 
     /// Whether the process is still running.

@@ -44,6 +44,12 @@ impl Offsets {
         self.by_group.get(group).into_iter().flat_map(|m| m.iter())
     }
 
+    /// Every committed offset: (group, (topic, partition), offset), groups in no particular
+    /// order.
+    pub fn iter(&self) -> impl Iterator<Item = (&KStr, &(KStr, i32), &CommittedOffset)> {
+        self.by_group.iter().flat_map(|(g, m)| m.iter().map(move |(k, v)| (g, k, v)))
+    }
+
     /// Whether `group` has any committed offset.
     #[must_use]
     pub fn has_any(&self, group: &str) -> bool {

@@ -1,0 +1,496 @@
+//! `kelp serve`'s settings: one list of keys, each settable as a flag (`--key`), an environment
+//! variable (`KELP_KEY`, upper case, `-` as `_`) or a key of the TOML file given with
+//! `--config` / `KELP_CONFIG` (the same name as the flag). Precedence: flag > environment >
+//! file > default. Every value is checked here, and a bad one is reported in one line that
+//! names where it came from; `main` exits with [`EXIT_CONFIG`] then.
+//!
+//! docs/CONFIG.md is the reference of every key; keep the two in step.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use clap::parser::ValueSource;
+
+use crate::{FsyncKind, RuntimeKind, StorageKind};
+
+/// The process exit code for a configuration or usage error.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Every key, as written in the file and as a flag. The environment variable is derived.
+pub const KEYS: &[&str] = &[
+    "listen",
+    "advertised-listener",
+    "node-id",
+    "runtime",
+    "storage",
+    "data-dir",
+    "fsync",
+    "fsync-interval-ms",
+    "log-segment-bytes",
+    "log-retention-ms",
+    "log-retention-bytes",
+    "log-retention-check-interval-ms",
+    "max-request-size",
+    "max-connections",
+    "max-in-flight-per-connection",
+    "default-partitions",
+    "auto-create-topics",
+    "group-initial-rebalance-delay-ms",
+    "group-min-session-timeout-ms",
+    "group-max-session-timeout-ms",
+    "group-max-size",
+    "log-level",
+    "admin-listen",
+    "shutdown-grace-ms",
+    "seed",
+];
+
+/// The environment variable of a key.
+#[must_use]
+pub fn env_name(key: &str) -> String {
+    format!("KELP_{}", key.replace('-', "_").to_ascii_uppercase())
+}
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A command-line flag.
+    Flag,
+    /// A `KELP_*` environment variable.
+    Env,
+    /// The config file.
+    File(PathBuf),
+    /// The `RUST_LOG` environment variable (log level only).
+    RustLog,
+}
+
+/// A bad configuration: one line, naming the key and where its value came from.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: String) -> Result<T, ConfigError> {
+    Err(ConfigError(msg))
+}
+
+/// How a key is named in a message, given where its value came from.
+fn place(key: &str, source: &Source) -> String {
+    match source {
+        Source::Flag => format!("--{key}"),
+        Source::Env => env_name(key),
+        Source::File(p) => format!("`{key}` in {}", p.display()),
+        Source::RustLog => "RUST_LOG".to_string(),
+    }
+}
+
+/// The raw values of every layer, before parsing.
+#[derive(Debug, Default)]
+pub struct Layers {
+    /// Values from flags and the environment (clap reads both), with their source.
+    pub args: Vec<(&'static str, String, Source)>,
+    /// The config file's path and values, already checked for unknown keys.
+    pub file: Option<(PathBuf, toml::Table)>,
+    /// `RUST_LOG`, if set.
+    pub rust_log: Option<String>,
+}
+
+impl Layers {
+    /// Reads flags and environment variables from clap's matches of `kelp serve`, and the
+    /// config file they name, if any.
+    pub fn from_matches(m: &clap::ArgMatches) -> Result<Self, ConfigError> {
+        let mut layers = Self { rust_log: std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty()), ..Self::default() };
+        for key in KEYS {
+            let id = key.replace('-', "_");
+            let Some(source) = m.value_source(&id) else { continue };
+            let source = match source {
+                ValueSource::CommandLine => Source::Flag,
+                ValueSource::EnvVariable => Source::Env,
+                _ => continue,
+            };
+            if let Some(v) = m.get_one::<String>(&id) {
+                layers.args.push((key, v.clone(), source));
+            }
+        }
+        // The shorthand flag: --no-auto-create-topics (KELP_NO_AUTO_CREATE_TOPICS) is
+        // auto-create-topics=false, unless auto-create-topics itself was given.
+        if !layers.args.iter().any(|(k, _, _)| *k == "auto-create-topics") {
+            match m.value_source("no_auto_create_topics") {
+                Some(ValueSource::CommandLine) if m.get_flag("no_auto_create_topics") => {
+                    layers.args.push(("auto-create-topics", "false".into(), Source::Flag));
+                }
+                Some(ValueSource::EnvVariable) if m.get_flag("no_auto_create_topics") => {
+                    layers.args.push(("auto-create-topics", "false".into(), Source::Env));
+                }
+                _ => {}
+            }
+        }
+        let config = match m.value_source("config") {
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable) => m.get_one::<String>("config").cloned(),
+            _ => None,
+        };
+        if let Some(path) = config {
+            let source =
+                if m.value_source("config") == Some(ValueSource::CommandLine) { "--config" } else { "KELP_CONFIG" };
+            layers.file = Some(read_file(Path::new(&path), source)?);
+        }
+        Ok(layers)
+    }
+
+    /// The value of `key` with its source, from the highest layer that has it.
+    fn get(&self, key: &str) -> Result<Option<(String, Source)>, ConfigError> {
+        if let Some((_, v, s)) = self.args.iter().rev().find(|(k, _, _)| *k == key) {
+            return Ok(Some((v.clone(), s.clone())));
+        }
+        if key == "log-level"
+            && let Some(v) = &self.rust_log
+        {
+            return Ok(Some((v.clone(), Source::RustLog)));
+        }
+        let Some((path, table)) = &self.file else { return Ok(None) };
+        let Some(value) = table.get(key) else { return Ok(None) };
+        let source = Source::File(path.clone());
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return err(format!(
+                    "{}: expected a string, an integer or a boolean, found {}",
+                    place(key, &source),
+                    other.type_str()
+                ));
+            }
+        };
+        Ok(Some((text, source)))
+    }
+
+    /// Parses `key` with `parse`, or gives `default` when no layer sets it.
+    fn parse<T>(&self, key: &str, default: T, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+        match self.get(key)? {
+            None => Ok(default),
+            Some((v, source)) => {
+                parse(v.trim()).or_else(|why| err(format!("invalid value {v:?} for {}: {why}", place(key, &source))))
+            }
+        }
+    }
+
+    fn opt<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, ConfigError> {
+        self.parse(key, None, |s| parse(s).map(Some))
+    }
+}
+
+/// Reads and checks the config file: valid TOML, only known keys.
+pub fn read_file(path: &Path, named_by: &str) -> Result<(PathBuf, toml::Table), ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .or_else(|e| err(format!("cannot read the config file {} (from {named_by}): {e}", path.display())))?;
+    let table: toml::Table = text.parse().or_else(|e: toml::de::Error| {
+        let msg = e.message().to_string();
+        let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        match line {
+            Some(l) => err(format!("{}: line {l}: {msg}", path.display())),
+            None => err(format!("{}: {msg}", path.display())),
+        }
+    })?;
+    if let Some(bad) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return err(format!("unknown key `{bad}` in {} (see docs/CONFIG.md for the keys)", path.display()));
+    }
+    Ok((path.to_path_buf(), table))
+}
+
+/// Everything `kelp serve` is configured with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// (host, port) clients are told to connect to.
+    pub advertised: (String, u16),
+    pub node_id: i32,
+    pub runtime: RuntimeKind,
+    pub storage: StorageKind,
+    pub data_dir: PathBuf,
+    pub fsync: FsyncKind,
+    pub fsync_interval_ms: u64,
+    pub log_segment_bytes: u64,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_retention_check_interval_ms: u64,
+    pub max_request_size: usize,
+    pub max_connections: usize,
+    pub max_in_flight_per_connection: usize,
+    pub default_partitions: i32,
+    pub auto_create_topics: bool,
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+    pub group_max_size: usize,
+    pub log_level: String,
+    /// `None`: no admin endpoint.
+    pub admin_listen: Option<SocketAddr>,
+    pub shutdown_grace_ms: u64,
+    pub seed: Option<u64>,
+}
+
+fn addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let (host, port) = s.rsplit_once(':').ok_or("expected HOST:PORT")?;
+    port.parse::<u16>().map_err(|_| format!("bad port {port:?}"))?;
+    if host.is_empty() {
+        return Err("expected HOST:PORT".into());
+    }
+    let mut found = s.to_socket_addrs().map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
+    found.next().ok_or_else(|| format!("{host:?} resolves to no address"))
+}
+
+fn host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s.rsplit_once(':').ok_or("expected HOST:PORT")?;
+    let port = port.parse::<u16>().map_err(|_| format!("bad port {port:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("expected HOST:PORT, the host is empty".into());
+    }
+    if port == 0 {
+        return Err("port 0 cannot be connected to".into());
+    }
+    Ok((host.to_string(), port))
+}
+
+fn int<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> {
+    move |s| match s.parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        Ok(_) => Err(format!("must be between {min} and {max}")),
+        Err(_) => Err("expected an integer".into()),
+    }
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn choice<T: ValueEnum>(s: &str) -> Result<T, String> {
+    T::from_str(s, true).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|p| p.get_name().to_string())
+            .collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
+
+fn log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder().parse(s).map(|_| s.to_string()).map_err(|e| e.to_string())
+}
+
+fn admin(s: &str) -> Result<Option<SocketAddr>, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "" | "off" | "none" | "false" | "disabled" => Ok(None),
+        _ => addr(s).map(Some).map_err(|e| format!("{e} (or \"off\" to disable)")),
+    }
+}
+
+impl Settings {
+    /// Parses and checks every key.
+    pub fn resolve(l: &Layers) -> Result<Self, ConfigError> {
+        const MIB: usize = 1024 * 1024;
+        let listen = l.parse("listen", SocketAddr::from(([127, 0, 0, 1], 9092)), addr)?;
+        let advertised = match l.opt("advertised-listener", host_port)? {
+            Some(a) => a,
+            None if listen.port() == 0 => {
+                return err("--listen has port 0: set advertised-listener to the port clients should use".into());
+            }
+            None => (listen.ip().to_string(), listen.port()),
+        };
+        let s = Self {
+            listen,
+            advertised,
+            node_id: l.parse("node-id", 1, int(0, i32::MAX))?,
+            runtime: l.parse("runtime", RuntimeKind::Tokio, choice)?,
+            storage: l.parse("storage", StorageKind::Disk, choice)?,
+            data_dir: l.parse("data-dir", PathBuf::from("./kelp-data"), |s| {
+                if s.is_empty() { Err("empty path".into()) } else { Ok(PathBuf::from(s)) }
+            })?,
+            fsync: l.parse("fsync", FsyncKind::Always, choice)?,
+            fsync_interval_ms: l.parse("fsync-interval-ms", 100, int(1, 3_600_000))?,
+            log_segment_bytes: l.parse("log-segment-bytes", 1 << 30, int(1024, i32::MAX as u64))?,
+            log_retention_ms: l.parse("log-retention-ms", 604_800_000, int(-1, i64::MAX))?,
+            log_retention_bytes: l.parse("log-retention-bytes", -1, int(-1, i64::MAX))?,
+            log_retention_check_interval_ms: l.parse("log-retention-check-interval-ms", 300_000, int(1, u64::MAX))?,
+            max_request_size: l.parse("max-request-size", 100 * MIB, int(1024, i32::MAX as usize))?,
+            max_connections: l.parse("max-connections", 65_536, int(1, 10_000_000))?,
+            max_in_flight_per_connection: l.parse("max-in-flight-per-connection", 256, int(1, 65_536))?,
+            default_partitions: l.parse("default-partitions", 1, int(1, 100_000))?,
+            auto_create_topics: l.parse("auto-create-topics", true, boolean)?,
+            group_initial_rebalance_delay_ms: l.parse("group-initial-rebalance-delay-ms", 3000, int(0, 3_600_000))?,
+            group_min_session_timeout_ms: l.parse("group-min-session-timeout-ms", 6000, int(1, 86_400_000))?,
+            group_max_session_timeout_ms: l.parse("group-max-session-timeout-ms", 1_800_000, int(1, 86_400_000))?,
+            group_max_size: l.parse("group-max-size", 10_000, int(1, 1_000_000))?,
+            log_level: l.parse("log-level", "info".to_string(), log_filter)?,
+            admin_listen: l.parse("admin-listen", Some(SocketAddr::from(([127, 0, 0, 1], 9644))), admin)?,
+            shutdown_grace_ms: l.parse("shutdown-grace-ms", 30_000, int(0, 3_600_000))?,
+            seed: l.opt("seed", |s| s.parse::<u64>().map_err(|_| "expected an unsigned integer".to_string()))?,
+        };
+        if s.group_min_session_timeout_ms > s.group_max_session_timeout_ms {
+            return err(format!(
+                "group-min-session-timeout-ms ({}) is above group-max-session-timeout-ms ({})",
+                s.group_min_session_timeout_ms, s.group_max_session_timeout_ms
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Checks what can only be checked against the machine: that the disk store's directory
+    /// can be created and written.
+    pub fn check_data_dir(&self, l: &Layers) -> Result<(), ConfigError> {
+        if self.storage != StorageKind::Disk {
+            return Ok(());
+        }
+        let name = match l.get("data-dir") {
+            Ok(Some((_, source))) => place("data-dir", &source),
+            _ => "--data-dir (default ./kelp-data)".to_string(),
+        };
+        let dir = &self.data_dir;
+        let probe = dir.join(".kelp-write-check");
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&probe, b"kelp"))
+            .and_then(|()| std::fs::remove_file(&probe))
+            .or_else(|e| err(format!("{name}: the data directory {} is not writable: {e}", dir.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers(args: &[(&'static str, &str, Source)], file: &str) -> Layers {
+        let table: Option<toml::Table> = if file.is_empty() { None } else { Some(file.parse().expect("toml")) };
+        Layers {
+            args: args.iter().map(|(k, v, s)| (*k, (*v).to_string(), s.clone())).collect(),
+            file: table.map(|t| (PathBuf::from("kelp.toml"), t)),
+            rust_log: None,
+        }
+    }
+
+    #[test]
+    fn defaults_without_any_layer() {
+        let s = Settings::resolve(&Layers::default()).expect("defaults are valid");
+        assert_eq!(s.listen, "127.0.0.1:9092".parse().expect("addr"));
+        assert_eq!(s.advertised, ("127.0.0.1".to_string(), 9092));
+        assert_eq!(s.admin_listen, Some("127.0.0.1:9644".parse().expect("addr")));
+        assert_eq!((s.runtime, s.node_id, s.default_partitions), (RuntimeKind::Tokio, 1, 1));
+        assert_eq!((s.storage, s.data_dir.as_path()), (StorageKind::Disk, Path::new("./kelp-data")));
+        assert_eq!((s.log_retention_ms, s.log_retention_bytes), (604_800_000, -1));
+        assert!(s.auto_create_topics);
+        assert_eq!(s.group_initial_rebalance_delay_ms, 3000);
+        assert_eq!(s.log_level, "info");
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let file = "node-id = 3\nruntime = \"mio\"\ndefault-partitions = 4\nmax-connections = 9";
+        let l = layers(
+            &[("node-id", "1", Source::Env), ("node-id", "2", Source::Flag), ("runtime", "tokio", Source::Env)],
+            file,
+        );
+        let s = Settings::resolve(&l).expect("valid");
+        assert_eq!(s.node_id, 2, "the flag wins over the environment and the file");
+        assert_eq!(s.runtime, RuntimeKind::Tokio, "the environment wins over the file");
+        assert_eq!(s.default_partitions, 4, "the file wins over the default");
+        assert_eq!(s.max_connections, 9);
+        assert_eq!(s.max_request_size, 100 * 1024 * 1024, "the default when nothing sets it");
+    }
+
+    #[test]
+    fn rust_log_sits_between_the_kelp_variables_and_the_file() {
+        let mut l = layers(&[], "log-level = \"warn\"");
+        assert_eq!(Settings::resolve(&l).expect("valid").log_level, "warn");
+        l.rust_log = Some("debug".into());
+        assert_eq!(Settings::resolve(&l).expect("valid").log_level, "debug");
+        l.args.push(("log-level", "error".into(), Source::Env));
+        assert_eq!(Settings::resolve(&l).expect("valid").log_level, "error");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_where_it_came_from() {
+        let bad = |l: Layers| {
+            let e = Settings::resolve(&l).expect_err("refused");
+            assert!(!e.0.contains('\n'), "one line: {e}");
+            e.0
+        };
+        let e = bad(layers(&[("listen", "nowhere", Source::Flag)], ""));
+        assert!(e.contains("--listen") && e.contains("nowhere"), "{e}");
+        let e = bad(layers(&[("listen", "1.2.3.4:99999", Source::Env)], ""));
+        assert!(e.contains("KELP_LISTEN") && e.contains("bad port"), "{e}");
+        let e = bad(layers(&[], "node-id = \"one\""));
+        assert!(e.contains("`node-id` in kelp.toml") && e.contains("expected an integer"), "{e}");
+        let e = bad(layers(&[("log-retention-ms", "-2", Source::Flag)], ""));
+        assert!(e.contains("--log-retention-ms") && e.contains("between -1 and"), "{e}");
+        let e = bad(layers(&[], "default-partitions = 0"));
+        assert!(e.contains("default-partitions") && e.contains("between 1 and"), "{e}");
+        let e = bad(layers(&[], "runtime = \"uring\""));
+        assert!(e.contains("expected one of tokio, mio"), "{e}");
+        let e = bad(layers(&[], "listen = [1, 2]"));
+        assert!(e.contains("found array"), "{e}");
+        let e = bad(layers(&[("log-level", "info,=[", Source::Flag)], ""));
+        assert!(e.contains("--log-level"), "{e}");
+        let e = bad(layers(
+            &[
+                ("group-min-session-timeout-ms", "10", Source::Flag),
+                ("group-max-session-timeout-ms", "5", Source::Flag),
+            ],
+            "",
+        ));
+        assert!(e.contains("group-min-session-timeout-ms"), "{e}");
+    }
+
+    #[test]
+    fn admin_listener_can_be_turned_off() {
+        let s = Settings::resolve(&layers(&[("admin-listen", "off", Source::Env)], "")).expect("valid");
+        assert_eq!(s.admin_listen, None);
+        let s = Settings::resolve(&layers(&[], "admin-listen = \"127.0.0.1:9999\"")).expect("valid");
+        assert_eq!(s.admin_listen, Some("127.0.0.1:9999".parse().expect("addr")));
+    }
+
+    #[test]
+    fn unknown_keys_and_broken_files_are_refused() {
+        let dir = std::env::temp_dir().join(format!("kelp-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        let path = dir.join("kelp.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlisten_addr = 3\n").expect("write");
+        let e = read_file(&path, "--config").expect_err("unknown key");
+        assert!(e.0.contains("unknown key `listen_addr`"), "{e}");
+        std::fs::write(&path, "node-id = \n").expect("write");
+        let e = read_file(&path, "--config").expect_err("bad toml");
+        assert!(e.0.contains("line 1"), "{e}");
+        let e = read_file(&dir.join("missing.toml"), "KELP_CONFIG").expect_err("missing");
+        assert!(e.0.contains("KELP_CONFIG"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unwritable_data_dir_is_a_config_error() {
+        // A path below a regular file cannot be created, whoever runs the test.
+        let file = std::env::temp_dir().join(format!("kelp-config-file-{}", std::process::id()));
+        std::fs::write(&file, b"x").expect("write");
+        let dir = file.join("data");
+        let dir = dir.to_str().expect("utf8");
+        let l = layers(&[("storage", "disk", Source::Flag), ("data-dir", dir, Source::Env)], "");
+        let s = Settings::resolve(&l).expect("parses");
+        let e = s.check_data_dir(&l).expect_err("unwritable");
+        assert!(e.0.starts_with("KELP_DATA_DIR: the data directory"), "{e}");
+        let _ = std::fs::remove_file(&file);
+    }
+}
