@@ -228,7 +228,7 @@ sys_kelp() { # runtime storage op args...
                 KELP_DATA="$(mktemp -d "${TMPDIR:-/tmp}/kelp-bench-data.XXXXXX")"
                 extra=(--data-dir "$KELP_DATA" --fsync interval)
             fi
-            RUST_LOG="${RUST_LOG:-warn}" "${pin_sut[@]}" "$KELP_BIN" serve --listen "127.0.0.1:$PORT" \
+            RUST_LOG="${RUST_LOG:-warn}" "${pin_sut[@]}" "$KELP_BIN" serve --listen "127.0.0.1:$PORT" --admin-listen off \
                 --runtime "$runtime" --storage "$storage" "${extra[@]}" >>"$OUT/kelp.log" 2>&1 &
             KELP_PID=$!
             pids+=("$KELP_PID")
