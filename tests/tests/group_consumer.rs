@@ -540,10 +540,8 @@ fn offsets_of_subscribed_topics_cannot_be_deleted_while_members_remain() {
             group_id: G.into(),
             topics: vec![OffsetDeleteRequestTopic {
                 name: T.into(),
-                partitions: vec![OffsetDeleteRequestPartition { partition_index: 0, ..Default::default() }],
-                ..Default::default()
+                partitions: vec![OffsetDeleteRequestPartition { partition_index: 0 }],
             }],
-            ..Default::default()
         };
         let r = expect_body!(h.call(admin, RequestBody::OffsetDelete(req), 0), OffsetDelete);
         (r.error_code, r.topics.first().map_or(0, |t| t.partitions[0].error_code))
