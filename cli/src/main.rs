@@ -38,6 +38,8 @@ enum StorageKind {
     Memory,
     /// The embedded durable log under --data-dir.
     Disk,
+    /// SeaweedMQ, found through the SeaweedFS master at --seaweedmq-master.
+    Seaweedmq,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +72,12 @@ struct ServeArgs {
     /// The window of --fsync interval, in milliseconds.
     #[arg(long, default_value_t = 100, env = "KELP_FSYNC_INTERVAL_MS")]
     fsync_interval_ms: u64,
+    /// The SeaweedFS master for --storage seaweedmq, as HOST:PORT.GRPCPORT.
+    #[arg(long, default_value = "127.0.0.1:9333.19333", env = "KELP_SEAWEEDMQ_MASTER")]
+    seaweedmq_master: String,
+    /// The SeaweedMQ namespace that holds kelp's topics.
+    #[arg(long, default_value = "kafka", env = "KELP_SEAWEEDMQ_NAMESPACE")]
+    seaweedmq_namespace: String,
     /// The IO runtime.
     #[arg(long, value_enum, default_value = "tokio", env = "KELP_RUNTIME")]
     runtime: RuntimeKind,
@@ -140,6 +148,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             };
             let store = kelp_storage::DiskStore::open(&args.data_dir, fsync)
                 .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
+            Box::new(store)
+        }
+        StorageKind::Seaweedmq => {
+            let mut cfg = kelp_storage::SeaweedMqConfig::new(args.seaweedmq_master.clone());
+            cfg.namespace.clone_from(&args.seaweedmq_namespace);
+            let store = kelp_storage::SeaweedMqStore::connect(cfg)
+                .with_context(|| format!("connecting to SeaweedMQ through the master {}", args.seaweedmq_master))?;
             Box::new(store)
         }
     };

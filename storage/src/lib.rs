@@ -11,7 +11,9 @@ use kelp_core::mem_store::MemStore;
 use kelp_core::{CmdId, Command, Completion};
 
 pub mod disk;
+pub mod seaweedmq;
 pub use disk::{DiskStore, Fsync};
+pub use seaweedmq::{SeaweedMqConfig, SeaweedMqStore};
 
 /// Where a store reports finished commands. Must accept a report from any thread, at any
 /// time, including from inside [`Store::submit`].
