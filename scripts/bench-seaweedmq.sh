@@ -23,8 +23,10 @@ DIRECT="$CARGO_TARGET_DIR/release/examples/smq_direct"
 
 dir=$(mktemp -d /tmp/kelp-bench-sw.XXXXXX)
 kelp_pid=
+mem_pid=
 cleanup() {
   [[ -n $kelp_pid ]] && kill "$kelp_pid" 2>/dev/null
+  [[ -n $mem_pid ]] && kill "$mem_pid" 2>/dev/null
   "$here/scripts/seaweedfs-down.sh" "$dir" --wipe > /dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -36,14 +38,21 @@ KELP_ADDR=127.0.0.1:$((BASE+93))
 run "$KELP" serve --listen "$KELP_ADDR" --storage seaweedmq --seaweedmq-master "$SW_MASTER" \
   --seaweedmq-namespace kelpbench > "$dir/logs/kelp.log" 2>&1 &
 kelp_pid=$!
-for _ in $(seq 100); do run bash -c "exec 3<>/dev/tcp/${KELP_ADDR/:/\/}" 2>/dev/null && break; sleep 0.1; done
+# the client's own ceiling: kelp on its memory store, same workload
+MEM_ADDR=127.0.0.1:$((BASE+94))
+run "$KELP" serve --listen "$MEM_ADDR" --storage memory > "$dir/logs/kelp-mem.log" 2>&1 &
+mem_pid=$!
+for a in "$KELP_ADDR" "$MEM_ADDR"; do
+  for _ in $(seq 100); do run bash -c "exec 3<>/dev/tcp/${a/:/\/}" 2>/dev/null && break; sleep 0.1; done
+done
 
 # topics: kelp's through Kafka CreateTopics; the gateway's on the SeaweedMQ side (its CreateTopics
 # needs a schema registry)
 run "$PY" -c "
 from confluent_kafka.admin import AdminClient, NewTopic
-a = AdminClient({'bootstrap.servers': '$KELP_ADDR'})
-[f.result(30) for f in a.create_topics([NewTopic('bench', 1, 1)]).values()]"
+for addr in ['$KELP_ADDR', '$MEM_ADDR']:
+    a = AdminClient({'bootstrap.servers': addr})
+    [f.result(30) for f in a.create_topics([NewTopic('bench', 1, 1)]).values()]"
 echo "mq.topic.configure -namespace kafka -topic bench -partitionCount 1" \
   | run timeout 30 weed shell -master="$SW_MASTER" -filer="$SW_FILER" > /dev/null 2>&1
 sleep 2
@@ -58,9 +67,13 @@ echo "== pipelined gRPC client straight to the broker ($COUNT x 100 B)"
 direct=$(run "$DIRECT" "$SW_BROKER" direct bench "$COUNT")
 echo "$direct"
 
-python3 - "$kelp_json" "$gw_json" "$direct" <<'PYEOF'
+echo "== reference: the same client against kelp --storage memory ($COUNT x 100 B)"
+mem_json=$(run "$PY" "$here/scripts/bench_kafka.py" "$MEM_ADDR" bench "$COUNT")
+echo "$mem_json"
+
+python3 - "$kelp_json" "$gw_json" "$direct" "$mem_json" <<'PYEOF'
 import json, sys
-k, g = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+k, g, m = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[4])
 d = dict(l.split() for l in sys.argv[3].splitlines())
 dp, ds = float(d["publish"]), float(d["subscribe"])
 print()
@@ -68,6 +81,7 @@ print("| | kelp + SeaweedMQ | Go gateway | direct gRPC | kelp / gateway | kelp /
 print("|---|---|---|---|---|---|")
 print(f"| produce msg/s | {k['produce_msgs']} | {g['produce_msgs']} | {dp:.0f} | {k['produce_msgs']/g['produce_msgs']:.1f}x | {k['produce_msgs']/dp:.2f} |")
 print(f"| consume msg/s | {k['consume_msgs']} | {g['consume_msgs']} | {ds:.0f} | {k['consume_msgs']/max(g['consume_msgs'],1):.1f}x | {k['consume_msgs']/ds:.2f} |")
+print(f"(client ceiling, kelp --storage memory: produce {m['produce_msgs']} msg/s, consume {m['consume_msgs']} msg/s)")
 if k["consumed"] != k["count"] or g["consumed"] != g["count"]:
     print(f"NOTE: consumed kelp {k['consumed']}/{k['count']}, gateway {g['consumed']}/{g['count']}")
 PYEOF

@@ -7,6 +7,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["proto"])?;
-    tonic_prost_build::configure().build_server(false).compile_fds(fds)?;
+    tonic_prost_build::configure().build_server(false).bytes(".").compile_fds(fds)?;
     Ok(())
 }

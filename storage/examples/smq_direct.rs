@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use kelp_storage::seaweedmq::pb::messaging_pb::{
     self, publish_message_request, seaweed_messaging_client::SeaweedMessagingClient, subscribe_message_request,
     subscribe_message_response,
@@ -48,8 +50,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut acks = client.publish_message(ReceiverStream::new(rx)).await?.into_inner();
     let started = Instant::now();
     let sender = tokio::spawn(async move {
+        let payload = Bytes::from_static(&[b'x'; 100]);
         for i in 0..count {
-            let data = messaging_pb::DataMessage { key: Vec::new(), value: vec![b'x'; 100], ts_ns: i, ctrl: None };
+            let data = messaging_pb::DataMessage { key: Bytes::new(), value: payload.clone(), ts_ns: i, ctrl: None };
             let m = messaging_pb::PublishMessageRequest { message: Some(publish_message_request::Message::Data(data)) };
             if tx.send(m).await.is_err() {
                 return;

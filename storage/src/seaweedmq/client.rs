@@ -30,7 +30,7 @@ pub const RING: i32 = 2520;
 /// Records scanned at the end of each partition on recovery, for producer state.
 const TAIL_SCAN: i64 = 2000;
 /// Messages buffered ahead per read session.
-const READ_AHEAD: usize = 4096;
+const READ_AHEAD: usize = 32768;
 /// Read sessions kept per partition.
 const SESSIONS_PER_PARTITION: usize = 8;
 /// Messages in flight per publish stream before the publisher waits for acks.
@@ -220,7 +220,7 @@ impl Cluster {
                 file_mode: 0o644,
                 crtime: secs,
             }),
-            content: content.to_vec(),
+            content,
         };
         let req = filer_pb::CreateEntryRequest { directory: dir.to_owned(), entry: Some(entry), ..Default::default() };
         let r = self.rpc("filer CreateEntry", self.filer().create_entry(req)).await?;
@@ -276,7 +276,7 @@ impl Cluster {
                         n += 1;
                         start.clone_from(&e.name);
                         if !e.is_directory {
-                            out.push((e.name, Bytes::from(e.content)));
+                            out.push((e.name, e.content));
                         }
                     }
                     Ok(Ok(None)) => break,
@@ -522,7 +522,7 @@ impl Cluster {
             loop {
                 let item = match resp.message().await {
                     Ok(Some(m)) => match m.message {
-                        Some(subscribe_message_response::Message::Data(d)) => Ok(Bytes::from(d.value)),
+                        Some(subscribe_message_response::Message::Data(d)) => Ok(d.value),
                         Some(subscribe_message_response::Message::Ctrl(c)) if c.error.is_empty() && !c.is_end_of_stream => continue,
                         Some(subscribe_message_response::Message::Ctrl(c)) => {
                             tracing::warn!(error = %c.error, end = c.is_end_of_stream, "seaweedmq: subscription ended");
@@ -902,7 +902,7 @@ async fn append(
     let n = records.len();
     let ts = now_ns();
     for r in &records {
-        let data = messaging_pb::DataMessage { key: Vec::new(), value: r.encode().to_vec(), ts_ns: ts, ctrl: None };
+        let data = messaging_pb::DataMessage { key: Bytes::new(), value: r.encode(), ts_ns: ts, ctrl: None };
         let msg = messaging_pb::PublishMessageRequest { message: Some(publish_message_request::Message::Data(data)) };
         s.tx.send(msg).await.map_err(|_| StorageError::Unavailable)?;
     }
