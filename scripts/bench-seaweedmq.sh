@@ -81,6 +81,11 @@ print("| | kelp + SeaweedMQ | Go gateway | direct gRPC | kelp / gateway | kelp /
 print("|---|---|---|---|---|---|")
 print(f"| produce msg/s | {k['produce_msgs']} | {g['produce_msgs']} | {dp:.0f} | {k['produce_msgs']/g['produce_msgs']:.1f}x | {k['produce_msgs']/dp:.2f} |")
 print(f"| consume msg/s | {k['consume_msgs']} | {g['consume_msgs']} | {ds:.0f} | {k['consume_msgs']/max(g['consume_msgs'],1):.1f}x | {k['consume_msgs']/ds:.2f} |")
+if "kcat_consume_msgs" in k:
+    kc, gc, mc = k["kcat_consume_msgs"], g.get("kcat_consume_msgs", 0), m.get("kcat_consume_msgs", 0)
+    print(f"| consume msg/s, kcat | {kc} | {gc} | {ds:.0f} | {kc/max(gc,1):.1f}x | {kc/ds:.2f} |")
+    print(f"(kcat read kelp {k['kcat_consumed']}/{k['count']}, gateway {g.get('kcat_consumed')}/{g['count']}; "
+          f"kcat against kelp --storage memory: {mc} msg/s)")
 print(f"(client ceiling, kelp --storage memory: produce {m['produce_msgs']} msg/s, consume {m['consume_msgs']} msg/s)")
 if k["consumed"] != k["count"] or g["consumed"] != g["count"]:
     print(f"NOTE: consumed kelp {k['consumed']}/{k['count']}, gateway {g['consumed']}/{g['count']}")

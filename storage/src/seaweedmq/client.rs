@@ -372,7 +372,9 @@ impl Cluster {
         match (known, existing) {
             (Some(k), Some(n)) if k.partitions == t.partitions && n == t.partitions => {}
             (_, Some(n)) if n == t.partitions && self.all_empty(&name).await? => {}
-            (_, Some(n)) if n != t.partitions && self.all_empty(&name).await? => self.configure(&name, t.partitions).await?,
+            (_, Some(n)) if n != t.partitions && self.all_empty(&name).await? => {
+                self.configure(&name, t.partitions).await?
+            }
             (None, Some(_)) => {
                 // A SeaweedMQ topic with data that kelp did not create: kelp's offsets would not
                 // continue it. Refuse rather than renumber.
@@ -415,7 +417,9 @@ impl Cluster {
 
     pub(super) async fn run_meta(&self, command: Command) -> Completion {
         let r = match command {
-            Command::Recover => return self.recover().await.map_or_else(Completion::Failed, |r| Completion::Recovered(Box::new(r))),
+            Command::Recover => {
+                return self.recover().await.map_or_else(Completion::Failed, |r| Completion::Recovered(Box::new(r)));
+            }
             Command::PutTopic(t) => self.put_topic(t).await,
             Command::DeleteTopic { topic_id } => self.delete_topic(topic_id).await,
             Command::Put { key, value } => {
@@ -467,8 +471,12 @@ impl Cluster {
                 let (earliest, hwm) = self.range(&name, &p).await?;
                 let stored = logstarts.get(&Self::logstart_name(key)).copied().unwrap_or(0);
                 let log_start = earliest.max(stored).min(hwm);
-                let mut extent =
-                    PartitionExtent { log_start, next_offset: hwm, max_timestamp: (-1, -1), producer_batches: Vec::new() };
+                let mut extent = PartitionExtent {
+                    log_start,
+                    next_offset: hwm,
+                    max_timestamp: (-1, -1),
+                    producer_batches: Vec::new(),
+                };
                 let from = log_start.max(hwm - TAIL_SCAN);
                 if from < hwm {
                     let records = self.scan(key, from, hwm).await?;
@@ -511,7 +519,8 @@ impl Cluster {
             sliding_window_size: 1024,
             ..Default::default()
         };
-        let first = messaging_pb::SubscribeMessageRequest { message: Some(subscribe_message_request::Message::Init(init)) };
+        let first =
+            messaging_pb::SubscribeMessageRequest { message: Some(subscribe_message_request::Message::Init(init)) };
         req_tx.send(first).await.map_err(|_| StorageError::Unavailable)?;
         let mut client = self.broker(&p.leader);
         let stream = tokio_stream::wrappers::ReceiverStream::new(req_rx);
@@ -523,7 +532,11 @@ impl Cluster {
                 let item = match resp.message().await {
                     Ok(Some(m)) => match m.message {
                         Some(subscribe_message_response::Message::Data(d)) => Ok(d.value),
-                        Some(subscribe_message_response::Message::Ctrl(c)) if c.error.is_empty() && !c.is_end_of_stream => continue,
+                        Some(subscribe_message_response::Message::Ctrl(c))
+                            if c.error.is_empty() && !c.is_end_of_stream =>
+                        {
+                            continue;
+                        }
                         Some(subscribe_message_response::Message::Ctrl(c)) => {
                             tracing::warn!(error = %c.error, end = c.is_end_of_stream, "seaweedmq: subscription ended");
                             Err(StorageError::Unavailable)
@@ -562,8 +575,16 @@ impl Cluster {
         let mut out = Vec::new();
         let mut used = 0usize;
         while s.next < end {
-            let wait = if out.is_empty() { self.cfg.rpc_timeout } else { Duration::from_secs(2) };
-            let value = match timeout(wait, s.rx.recv()).await {
+            // What the session already read ahead is taken without arming a timer.
+            let next = match s.rx.try_recv() {
+                Ok(item) => Ok(Some(item)),
+                Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let wait = if out.is_empty() { self.cfg.rpc_timeout } else { Duration::from_secs(2) };
+                    timeout(wait, s.rx.recv()).await
+                }
+            };
+            let value = match next {
                 Ok(Some(Ok(v))) => v,
                 Ok(Some(Err(e))) => return if out.is_empty() { Err(e) } else { Ok(out) },
                 Ok(None) => return if out.is_empty() { Err(StorageError::Unavailable) } else { Ok(out) },
@@ -693,11 +714,7 @@ fn hex(b: &[u8]) -> String {
 /// A filer file name for a key: its hex, or for long keys a prefix of it with a CRC32C and the
 /// length (the key itself is stored in the file).
 fn kv_name(key: &[u8]) -> String {
-    if key.len() <= 100 {
-        hex(key)
-    } else {
-        format!("{}~{:08x}~{}", hex(&key[..80]), crc32c::crc32c(key), key.len())
-    }
+    if key.len() <= 100 { hex(key) } else { format!("{}~{:08x}~{}", hex(&key[..80]), crc32c::crc32c(key), key.len()) }
 }
 
 fn put_str(out: &mut BytesMut, s: &[u8]) {
@@ -836,7 +853,11 @@ fn on_ack(
     }
     let Some(front) = pending.front_mut() else { return false };
     if m.assigned_offset != front.next {
-        tracing::error!(expected = front.next, assigned = m.assigned_offset, "seaweedmq: broker assigned another offset");
+        tracing::error!(
+            expected = front.next,
+            assigned = m.assigned_offset,
+            "seaweedmq: broker assigned another offset"
+        );
         return false;
     }
     *in_flight = in_flight.saturating_sub(1);
@@ -878,7 +899,12 @@ async fn append(
         // stream the broker may hold records it never acknowledged.
         let (_, hwm) = c.range(&name, &p).await?;
         if hwm != base {
-            tracing::error!(?key, kelp = base, seaweedmq = hwm, "seaweedmq: partition end differs from kelp's; restart kelp to recover it");
+            tracing::error!(
+                ?key,
+                kelp = base,
+                seaweedmq = hwm,
+                "seaweedmq: partition end differs from kelp's; restart kelp to recover it"
+            );
             return Err(StorageError::Unavailable);
         }
         let (tx, rx) = mpsc::channel(PUBLISH_WINDOW);
@@ -893,9 +919,8 @@ async fn append(
             .await
             .map_err(|_| StorageError::Unavailable)?;
         let mut client = c.broker(&p.leader);
-        let resp = c
-            .rpc("PublishMessage", client.publish_message(tokio_stream::wrappers::ReceiverStream::new(rx)))
-            .await?;
+        let resp =
+            c.rpc("PublishMessage", client.publish_message(tokio_stream::wrappers::ReceiverStream::new(rx))).await?;
         *stream = Some(PubStream { tx, resp, hello: false });
     }
     let Some(s) = stream.as_ref() else { return Err(StorageError::Unavailable) };

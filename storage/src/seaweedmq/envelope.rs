@@ -84,7 +84,8 @@ impl Envelope {
     /// Encodes into a message value.
     #[must_use]
     pub fn encode(&self) -> Bytes {
-        let hdr_len: usize = self.headers.iter().map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, Bytes::len)).sum();
+        let hdr_len: usize =
+            self.headers.iter().map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, Bytes::len)).sum();
         let body = self.value.as_ref().map_or(0, Bytes::len) + self.key.as_ref().map_or(0, Bytes::len);
         let mut out = BytesMut::with_capacity(FIXED + hdr_len + body);
         let mut flags = 0;
@@ -275,12 +276,7 @@ mod tests {
         let original = b.build().unwrap();
         let envs = split(original.clone()).unwrap();
         assert_eq!(envs.iter().map(|e| e.offset).collect::<Vec<_>>(), [40, 41, 42]);
-        let decoded: Vec<Envelope> = envs
-            .iter()
-            .map(|e| {
-                Envelope::decode(e.encode()).unwrap()
-            })
-            .collect();
+        let decoded: Vec<Envelope> = envs.iter().map(|e| Envelope::decode(e.encode()).unwrap()).collect();
         assert_eq!(decoded, envs);
         let rebuilt = rebuild(&decoded).unwrap();
         assert_eq!(rebuilt.len(), 1);
