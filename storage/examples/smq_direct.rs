@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 return;
             }
         }
-        // keep the stream open until every ack is in
+        // keep the stream open until the subscription is done
         tokio::time::sleep(Duration::from_secs(600)).await;
     });
     let mut last = -1;
@@ -70,7 +70,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         last = last.max(a.assigned_offset);
     }
     let secs = started.elapsed().as_secs_f64();
-    sender.abort();
     println!("publish {:.0}", count as f64 / secs);
 
     let (stx, srx) = tokio::sync::mpsc::channel(4);
@@ -100,6 +99,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("subscribe {:.0}", count as f64 / started.elapsed().as_secs_f64());
+    // The publish stream stays open until here: when a partition's last publisher leaves, the
+    // broker may unload the partition under a subscriber that is just starting.
+    sender.abort();
     drop(stx);
     Ok(())
 }
