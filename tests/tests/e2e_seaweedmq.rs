@@ -81,3 +81,16 @@ fn every_acks_mode_loses_nothing() {
         check(&server, &format!("acks{}", acks.replace('-', "m")), &[&format!("acks={acks}"), "50000"]);
     }
 }
+
+/// kelp stays up while SeaweedFS restarts under it: its broken publish and subscribe streams
+/// are re-established, clients get retriable errors meanwhile, and afterwards everything
+/// acknowledged is there, the group resumes at 500 and new records continue at 1000.
+#[test]
+fn kelp_rides_through_a_seaweedfs_restart() {
+    require_seaweedfs!();
+    let mut cluster = SeaweedCluster::start("ride-through");
+    let server = kelp(&cluster, "tokio");
+    check(&server, "ride", &["produce"]);
+    cluster.restart();
+    check(&server, "ride", &["verify"]);
+}
