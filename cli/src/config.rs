@@ -28,6 +28,8 @@ pub const KEYS: &[&str] = &[
     "data-dir",
     "fsync",
     "fsync-interval-ms",
+    "seaweedmq-master",
+    "seaweedmq-namespace",
     "log-segment-bytes",
     "log-retention-ms",
     "log-retention-bytes",
@@ -218,6 +220,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub fsync: FsyncKind,
     pub fsync_interval_ms: u64,
+    /// The SeaweedFS master (HOST:PORT.GRPCPORT) for the seaweedmq store.
+    pub seaweedmq_master: String,
+    /// The SeaweedMQ namespace of kelp's topics.
+    pub seaweedmq_namespace: String,
     pub log_segment_bytes: u64,
     pub log_retention_ms: i64,
     pub log_retention_bytes: i64,
@@ -270,6 +276,20 @@ fn int<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(min: T, max: T) 
         Ok(_) => Err(format!("must be between {min} and {max}")),
         Err(_) => Err("expected an integer".into()),
     }
+}
+
+/// SeaweedFS writes addresses as HOST:HTTPPORT.GRPCPORT (a bare HOST:PORT means gRPC on PORT+10000).
+fn seaweed_master(s: &str) -> Result<String, String> {
+    let (host, ports) = s.rsplit_once(':').ok_or("expected HOST:PORT.GRPCPORT")?;
+    let ok = |p: &str| p.parse::<u16>().is_ok_and(|p| p > 0);
+    let valid = match ports.split_once('.') {
+        Some((http, grpc)) => ok(http) && ok(grpc),
+        None => ok(ports),
+    };
+    if host.is_empty() || !valid {
+        return Err("expected HOST:PORT.GRPCPORT".into());
+    }
+    Ok(s.to_string())
 }
 
 fn boolean(s: &str) -> Result<bool, String> {
@@ -325,6 +345,10 @@ impl Settings {
             })?,
             fsync: l.parse("fsync", FsyncKind::Always, choice)?,
             fsync_interval_ms: l.parse("fsync-interval-ms", 100, int(1, 3_600_000))?,
+            seaweedmq_master: l.parse("seaweedmq-master", "127.0.0.1:9333.19333".to_string(), seaweed_master)?,
+            seaweedmq_namespace: l.parse("seaweedmq-namespace", "kafka".to_string(), |s| {
+                if s.is_empty() || s.contains('/') { Err("expected a name without '/'".into()) } else { Ok(s.to_string()) }
+            })?,
             log_segment_bytes: l.parse("log-segment-bytes", 1 << 30, int(1024, i32::MAX as u64))?,
             log_retention_ms: l.parse("log-retention-ms", 604_800_000, int(-1, i64::MAX))?,
             log_retention_bytes: l.parse("log-retention-bytes", -1, int(-1, i64::MAX))?,

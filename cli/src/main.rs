@@ -50,6 +50,8 @@ enum StorageKind {
     Memory,
     /// The embedded durable log under --data-dir.
     Disk,
+    /// SeaweedMQ, found through the SeaweedFS master at --seaweedmq-master.
+    Seaweedmq,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +90,12 @@ struct ServeArgs {
     /// Where the disk store keeps its files [default: ./kelp-data].
     #[arg(long, env = "KELP_DATA_DIR", value_name = "DIR")]
     data_dir: Option<String>,
+    /// The SeaweedFS master for --storage seaweedmq, as HOST:PORT.GRPCPORT [default: 127.0.0.1:9333.19333].
+    #[arg(long, env = "KELP_SEAWEEDMQ_MASTER", value_name = "HOST:PORT.GRPC")]
+    seaweedmq_master: Option<String>,
+    /// The SeaweedMQ namespace that holds kelp's topics [default: kafka].
+    #[arg(long, env = "KELP_SEAWEEDMQ_NAMESPACE", value_name = "NAME")]
+    seaweedmq_namespace: Option<String>,
     /// When the disk store forces data to disk: always, interval or never [default: always].
     #[arg(long, env = "KELP_FSYNC", value_name = "WHEN")]
     fsync: Option<String>,
@@ -254,6 +262,13 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
             };
             let store = kelp_storage::DiskStore::open_with(&args.data_dir, options)
                 .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
+            Box::new(store)
+        }
+        StorageKind::Seaweedmq => {
+            let mut cfg = kelp_storage::SeaweedMqConfig::new(args.seaweedmq_master.clone());
+            cfg.namespace.clone_from(&args.seaweedmq_namespace);
+            let store = kelp_storage::SeaweedMqStore::connect(cfg)
+                .with_context(|| format!("connecting to SeaweedMQ through the master {}", args.seaweedmq_master))?;
             Box::new(store)
         }
     };

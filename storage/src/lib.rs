@@ -12,7 +12,9 @@ use kelp_core::{CmdId, Command, Completion};
 
 pub mod disk;
 mod segment;
+pub mod seaweedmq;
 pub use disk::{DiskOptions, DiskStore, Fsync};
+pub use seaweedmq::{SeaweedMqConfig, SeaweedMqStore};
 pub use segment::IndexCheck;
 
 /// Where a store reports finished commands. Must accept a report from any thread, at any

@@ -25,5 +25,6 @@ pub fn random_response(key: ApiKey, version: i16, seed: u64) -> ResponseBody {
 pub mod clients;
 pub mod harness;
 pub mod raw;
+pub mod seaweedfs;
 pub mod server;
 pub mod sim;

@@ -103,6 +103,11 @@ impl KelpServer {
         cmd.args(["serve", "--listen", &addr.to_string(), "--advertised-listener", &addr.to_string()]);
         if !extra.contains(&"--storage") {
             cmd.args(["--storage", &storage, "--data-dir"]).arg(&data_dir);
+            if storage == "seaweedmq" {
+                // KELP_E2E_STORAGE=seaweedmq (with KELP_SEAWEEDMQ_MASTER): each server its own
+                // namespace, so tests sharing one cluster do not see each other's topics.
+                cmd.args(["--seaweedmq-namespace", &format!("e2e{}x{port}", std::process::id())]);
+            }
         }
         if !extra.contains(&"--admin-listen") && !env.iter().any(|(k, _)| *k == "KELP_ADMIN_LISTEN") {
             cmd.args(["--admin-listen", "off"]);

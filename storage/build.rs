@@ -1,0 +1,12 @@
+//! Generates the SeaweedFS gRPC clients from kelp's own minimal protos in `proto/`, with the
+//! pure-Rust `protox` compiler, so building needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/schema.proto", "proto/master.proto", "proto/filer.proto", "proto/mq_broker.proto"];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure().build_server(false).bytes(".").compile_fds(fds)?;
+    Ok(())
+}

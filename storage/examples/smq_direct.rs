@@ -1,0 +1,107 @@
+//! The ceiling kelp is measured against: a pipelined client that publishes 100-byte messages
+//! straight to the SeaweedMQ broker (one `PublishMessage` stream, acks read concurrently) and
+//! reads them back on one `SubscribeMessage` stream. Used by scripts/bench-seaweedmq.sh.
+//!
+//!   smq_direct BROKER_GRPC_ADDR NAMESPACE TOPIC COUNT
+//!
+//! Prints `publish <msg/s>` and `subscribe <msg/s>`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use kelp_storage::seaweedmq::pb::messaging_pb::{
+    self, publish_message_request, seaweed_messaging_client::SeaweedMessagingClient, subscribe_message_request,
+    subscribe_message_response,
+};
+use kelp_storage::seaweedmq::pb::schema_pb;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, broker, ns, name, count] = &args[..] else {
+        return Err("usage: smq_direct BROKER NAMESPACE TOPIC COUNT".into());
+    };
+    let count: i64 = count.parse()?;
+    let ch = Endpoint::from_shared(format!("http://{broker}"))?
+        .tcp_nodelay(true)
+        .initial_connection_window_size(64 << 20)
+        .initial_stream_window_size(32 << 20)
+        .connect()
+        .await?;
+    let mut client = SeaweedMessagingClient::new(ch);
+    let topic = schema_pb::Topic { namespace: ns.clone(), name: name.clone() };
+    let conf = messaging_pb::ConfigureTopicRequest { topic: Some(topic.clone()), partition_count: 1 };
+    let assigned = client.configure_topic(conf).await?.into_inner().broker_partition_assignments;
+    let partition = assigned.first().and_then(|a| a.partition).ok_or("no partition")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (tx, rx) = tokio::sync::mpsc::channel(65536);
+    let init = publish_message_request::InitMessage {
+        topic: Some(topic.clone()),
+        partition: Some(partition),
+        ack_interval: 1,
+        ..Default::default()
+    };
+    tx.send(messaging_pb::PublishMessageRequest { message: Some(publish_message_request::Message::Init(init)) })
+        .await?;
+    let mut acks = client.publish_message(ReceiverStream::new(rx)).await?.into_inner();
+    let started = Instant::now();
+    let sender = tokio::spawn(async move {
+        let payload = Bytes::from_static(&[b'x'; 100]);
+        for i in 0..count {
+            let data = messaging_pb::DataMessage { key: Bytes::new(), value: payload.clone(), ts_ns: i, ctrl: None };
+            let m = messaging_pb::PublishMessageRequest { message: Some(publish_message_request::Message::Data(data)) };
+            if tx.send(m).await.is_err() {
+                return;
+            }
+        }
+        // keep the stream open until the subscription is done
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    });
+    let mut last = -1;
+    while last < count - 1 {
+        let Some(a) = acks.message().await? else { return Err("publish stream ended".into()) };
+        if !a.error.is_empty() {
+            return Err(a.error.into());
+        }
+        last = last.max(a.assigned_offset);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("publish {:.0}", count as f64 / secs);
+
+    let (stx, srx) = tokio::sync::mpsc::channel(4);
+    let init = subscribe_message_request::InitMessage {
+        consumer_group: "direct".into(),
+        consumer_id: "direct".into(),
+        client_id: "direct".into(),
+        topic: Some(topic),
+        partition_offset: Some(schema_pb::PartitionOffset {
+            partition: Some(partition),
+            start_ts_ns: 0,
+            start_offset: 0,
+        }),
+        offset_type: schema_pb::OffsetType::ExactOffset as i32,
+        sliding_window_size: 1024,
+        ..Default::default()
+    };
+    stx.send(messaging_pb::SubscribeMessageRequest { message: Some(subscribe_message_request::Message::Init(init)) })
+        .await?;
+    let started = Instant::now();
+    let mut msgs = client.subscribe_message(ReceiverStream::new(srx)).await?.into_inner();
+    let mut n = 0;
+    while n < count {
+        let Some(m) = msgs.message().await? else { return Err("subscribe stream ended".into()) };
+        if let Some(subscribe_message_response::Message::Data(_)) = m.message {
+            n += 1;
+        }
+    }
+    println!("subscribe {:.0}", count as f64 / started.elapsed().as_secs_f64());
+    // The publish stream stays open until here: when a partition's last publisher leaves, the
+    // broker may unload the partition under a subscriber that is just starting.
+    sender.abort();
+    drop(stx);
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The `seaweedmq` backend: Kafka partitions kept as SeaweedMQ partitions, over gRPC.
+//!
+//! - Topics are SeaweedMQ topics in one namespace (default `kafka`); Kafka partition `i` of `n`
+//!   is the ring range `[i*floor(2520/n), (i+1)*floor(2520/n))`, the last one ending at 2520.
+//!   kelp's own topic record (id, partition count, configs) is a small file beside SeaweedMQ's
+//!   (`/kelp/<namespace>/topics/<name>` on the filer).
+//! - Appends split batches into one SeaweedMQ message per record ([`envelope`]), published on
+//!   one pipelined `PublishMessage` stream per partition; each append completes when the broker
+//!   has acknowledged all its records, and only if the offsets it assigned are the ones kelp
+//!   gave them. Reads count offsets on `SubscribeMessage` streams kept per partition and
+//!   position, and rebuild the batches.
+//! - Committed offsets, group metadata and producer state (the core's `Put` values) and log
+//!   start offsets are files under `/kelp/<namespace>/` on the filer.
+//!
+//! The store runs its own multi-threaded tokio runtime, so it works under both drivers.
+
+pub mod envelope;
+
+mod client;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hashbrown::HashMap;
+use kelp_core::io::{PartitionKey, StorageError};
+use kelp_core::{CmdId, Command, Completion};
+use tokio::sync::mpsc;
+
+use crate::{Sink, Store};
+pub use client::Cluster;
+
+/// Generated gRPC clients for the parts of SeaweedFS kelp uses (`storage/proto/`).
+#[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
+pub mod pb {
+    /// Topics, partitions, offsets.
+    pub mod schema_pb {
+        tonic::include_proto!("schema_pb");
+    }
+    /// Master: cluster nodes.
+    pub mod master_pb {
+        tonic::include_proto!("master_pb");
+    }
+    /// Filer: metadata files.
+    pub mod filer_pb {
+        tonic::include_proto!("filer_pb");
+    }
+    /// Broker: topics, publish, subscribe.
+    pub mod messaging_pb {
+        tonic::include_proto!("messaging_pb");
+    }
+}
+
+/// How to reach the cluster.
+#[derive(Clone, Debug)]
+pub struct SeaweedMqConfig {
+    /// The master, as SeaweedFS writes it: `host:httpPort.grpcPort` (or `host:httpPort`, gRPC
+    /// then being httpPort+10000).
+    pub master: String,
+    /// The SeaweedMQ namespace for Kafka topics.
+    pub namespace: String,
+    /// Deadline for one metadata RPC, and for a read waiting on data it knows exists.
+    pub rpc_timeout: Duration,
+    /// How long an append may wait for the broker's acknowledgements.
+    pub ack_timeout: Duration,
+}
+
+impl SeaweedMqConfig {
+    /// Defaults for `master`: namespace `kafka`, 10 s RPC deadline, 30 s ack deadline.
+    #[must_use]
+    pub fn new(master: impl Into<String>) -> Self {
+        Self {
+            master: master.into(),
+            namespace: "kafka".into(),
+            rpc_timeout: Duration::from_secs(10),
+            ack_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the store could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+type Job = (CmdId, Command, Sink);
+
+/// The SeaweedMQ store.
+pub struct SeaweedMqStore {
+    rt: tokio::runtime::Handle,
+    /// Owned here, shut down without blocking on drop (drivers may drop the store inside
+    /// their own runtime).
+    runtime: Option<tokio::runtime::Runtime>,
+    cluster: Arc<Cluster>,
+    /// Metadata commands, run one after another.
+    meta: mpsc::UnboundedSender<Job>,
+    /// One publisher task per partition that has seen an append.
+    publishers: HashMap<PartitionKey, mpsc::UnboundedSender<Job>>,
+}
+
+impl std::fmt::Debug for SeaweedMqStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeaweedMqStore").field("publishers", &self.publishers.len()).finish_non_exhaustive()
+    }
+}
+
+impl SeaweedMqStore {
+    /// Connects to the master, finds the broker and filer, and checks they answer.
+    pub fn connect(config: SeaweedMqConfig) -> Result<Self, StartError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("kelp-seaweedmq")
+            .enable_all()
+            .build()
+            .map_err(|e| StartError(format!("cannot start the SeaweedMQ runtime: {e}")))?;
+        let cluster = rt.block_on(Cluster::connect(config))?;
+        let cluster = Arc::new(cluster);
+        let (meta, mut meta_rx) = mpsc::unbounded_channel::<Job>();
+        let c = Arc::clone(&cluster);
+        rt.spawn(async move {
+            while let Some((cmd, command, sink)) = meta_rx.recv().await {
+                let result = c.run_meta(command).await;
+                sink.complete(cmd, result);
+            }
+        });
+        Ok(Self { rt: rt.handle().clone(), runtime: Some(rt), cluster, meta, publishers: HashMap::new() })
+    }
+}
+
+impl Drop for SeaweedMqStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Store for SeaweedMqStore {
+    fn submit(&mut self, cmd: CmdId, command: Command, sink: &Sink) {
+        let sink = Arc::clone(sink);
+        match command {
+            Command::Append { partition, .. } => {
+                let tx = self.publishers.entry(partition).or_insert_with(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    self.rt.spawn(client::publisher(Arc::clone(&self.cluster), partition, rx));
+                    tx
+                });
+                if let Err(mpsc::error::SendError((cmd, _, sink))) = tx.send((cmd, command, sink)) {
+                    self.publishers.remove(&partition);
+                    sink.complete(cmd, Completion::Failed(StorageError::Unavailable));
+                }
+            }
+            Command::Read { partition, offset, end, max_bytes } => {
+                let c = Arc::clone(&self.cluster);
+                self.rt.spawn(async move {
+                    let result = c.read(partition, offset, end, max_bytes).await;
+                    sink.complete(cmd, result);
+                });
+            }
+            Command::FindOffset { partition, timestamp } => {
+                let c = Arc::clone(&self.cluster);
+                self.rt.spawn(async move {
+                    let result = c.find_offset(partition, timestamp).await;
+                    sink.complete(cmd, result);
+                });
+            }
+            command => {
+                if let Command::DeleteTopic { topic_id } = &command {
+                    // Their tasks end once the queued appends are answered.
+                    self.publishers.retain(|k, _| k.topic_id != *topic_id);
+                }
+                if let Err(mpsc::error::SendError((cmd, _, sink))) = self.meta.send((cmd, command, sink)) {
+                    sink.complete(cmd, Completion::Failed(StorageError::Unavailable));
+                }
+            }
+        }
+    }
+}
+
+/// Parses SeaweedFS's `host:port[.grpcPort]` into the gRPC `host:port`.
+#[must_use]
+pub fn grpc_address(addr: &str) -> Option<String> {
+    let (host, ports) = addr.rsplit_once(':')?;
+    let grpc = match ports.split_once('.') {
+        Some((_, g)) => g.parse::<u16>().ok()?,
+        None => ports.parse::<u16>().ok()?.checked_add(10000)?,
+    };
+    Some(format!("{host}:{grpc}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grpc_address;
+
+    #[test]
+    fn seaweedfs_addresses() {
+        assert_eq!(grpc_address("127.0.0.1:18010.18011").as_deref(), Some("127.0.0.1:18011"));
+        assert_eq!(grpc_address("localhost:9333").as_deref(), Some("localhost:19333"));
+        assert_eq!(grpc_address("nonsense"), None);
+        assert_eq!(grpc_address("h:70000"), None);
+    }
+}

@@ -1,0 +1,152 @@
+"""Checks for kelp on SeaweedMQ, driven by tests/tests/e2e_seaweedmq.rs (confluent-kafka).
+
+  seaweedmq_check.py BOOTSTRAP TOPIC produce   1000 records with keys, headers and producer
+                                               timestamps; group GROUP commits at 500
+  seaweedmq_check.py BOOTSTRAP TOPIC verify    after restarts: the group resumes at 500, a
+                                               fresh reader sees all 1000 as written, new
+                                               records continue at 1000
+  seaweedmq_check.py BOOTSTRAP TOPIC acks=A N  N records under acks=A while the connection
+                                               stays open; all read back once, in order
+
+Prints one JSON object; exits non-zero on the first failed check."""
+import json
+import sys
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+BOOT, TOPIC, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
+GROUP = "resume-group"
+N = 1000
+T0 = 1_700_000_000_000
+
+
+def fail(msg):
+    print(json.dumps({"ok": False, "error": msg}))
+    sys.exit(1)
+
+
+def record(i):
+    """The i-th record: key (null every 50th), value (empty every 77th), headers, timestamp."""
+    key = None if i % 50 == 0 else b"key-%d" % (i % 13)
+    value = b"" if i % 77 == 0 else b"value-%d" % i
+    headers = [("seq", str(i).encode()), ("dup", b"a"), ("dup", b"b"), ("nul", None)]
+    return key, value, headers, T0 + 1000 * i
+
+
+def create(partitions=1):
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    for _, f in admin.create_topics([NewTopic(TOPIC, partitions, 1)]).items():
+        f.result(30)
+
+
+def produce(values, conf=None):
+    p = Producer({"bootstrap.servers": BOOT, "linger.ms": 5, "enable.idempotence": True, **(conf or {})})
+    offsets, errors = {}, []
+
+    def done(err, msg, i):
+        if err:
+            errors.append(str(err))
+        else:
+            offsets[i] = msg.offset()
+
+    for i in values:
+        key, value, headers, ts = record(i)
+        while True:
+            try:
+                p.produce(TOPIC, key=key, value=value, headers=headers, timestamp=ts, partition=0,
+                          on_delivery=lambda err, msg, i=i: done(err, msg, i))
+                break
+            except BufferError:
+                p.poll(0.1)
+    if p.flush(60) != 0:
+        fail("records still unacknowledged after 60 s")
+    if errors:
+        fail("delivery errors: %s" % errors[:5])
+    return offsets
+
+
+def read_all(count, start=0):
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "reader-%f" % time.time(), "enable.auto.commit": False})
+    c.assign([TopicPartition(TOPIC, 0, start)])
+    got, deadline = [], time.time() + 120
+    while len(got) < count and time.time() < deadline:
+        for m in c.consume(1000, 1.0):
+            if m.error():
+                fail("consume error: %s" % m.error())
+            got.append(m)
+    c.close()
+    return got
+
+
+def check_record(m, i):
+    key, value, headers, ts = record(i)
+    if m.offset() != i:
+        fail("record %d at offset %d" % (i, m.offset()))
+    if m.key() != key or m.value() != value:
+        fail("record %d: key %r value %r" % (i, m.key(), m.value()))
+    if m.headers() != headers:
+        fail("record %d: headers %r" % (i, m.headers()))
+    if m.timestamp() != (1, ts):
+        fail("record %d: timestamp %r" % (i, m.timestamp()))
+
+
+if MODE == "produce":
+    create()
+    offsets = produce(range(N))
+    if sorted(offsets.items()) != [(i, i) for i in range(N)]:
+        fail("acknowledged offsets are not 0..999 in order")
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": GROUP, "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([TOPIC])
+    seen, deadline = [], time.time() + 60
+    while len(seen) < 500 and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is not None and not m.error():
+            seen.append(m)
+    if len(seen) < 500:
+        fail("group read only %d records" % len(seen))
+    c.commit(offsets=[TopicPartition(TOPIC, 0, 500)], asynchronous=False)
+    c.close()
+    print(json.dumps({"ok": True, "produced": N, "committed": 500}))
+elif MODE == "verify":
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": GROUP, "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest"})
+    committed = c.committed([TopicPartition(TOPIC, 0)], timeout=30)[0].offset
+    c.subscribe([TOPIC])
+    first, deadline = None, time.time() + 60
+    while first is None and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is not None and not m.error():
+            first = m
+    c.close()
+    if committed != 500 or first is None or first.offset() != 500:
+        fail("group resumed at %r (committed %r), not 500" % (first and first.offset(), committed))
+    check_record(first, 500)
+    got = read_all(N)
+    if len(got) != N:
+        fail("a fresh reader saw %d of %d records" % (len(got), N))
+    for i, m in enumerate(got):
+        check_record(m, i)
+    offsets = produce(range(N, N + 10))
+    if sorted(offsets.values()) != list(range(N, N + 10)):
+        fail("new records at %r, not 1000..1009" % sorted(offsets.values()))
+    print(json.dumps({"ok": True, "resumed_at": 500, "read": len(got), "new_offsets": [N, N + 9]}))
+elif MODE.startswith("acks="):
+    acks, count = MODE[5:], int(sys.argv[4])
+    create()
+    conf = {"acks": acks, "enable.idempotence": acks == "all" or acks == "-1", "linger.ms": 2,
+            "batch.num.messages": 500, "queue.buffering.max.messages": 200000}
+    if acks != "-1":
+        conf["enable.idempotence"] = False
+    started = time.time()
+    produce(range(count), conf)
+    got = read_all(count)
+    values = [m.value() for m in got]
+    want = [record(i)[1] for i in range(count)]
+    if values != want or [m.offset() for m in got] != list(range(count)):
+        fail("acks=%s: read back %d records, want %d in order at offsets 0.." % (acks, len(got), count))
+    print(json.dumps({"ok": True, "acks": acks, "records": count, "seconds": round(time.time() - started, 2)}))
+else:
+    fail("unknown mode " + MODE)

