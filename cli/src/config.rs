@@ -347,7 +347,11 @@ impl Settings {
             fsync_interval_ms: l.parse("fsync-interval-ms", 100, int(1, 3_600_000))?,
             seaweedmq_master: l.parse("seaweedmq-master", "127.0.0.1:9333.19333".to_string(), seaweed_master)?,
             seaweedmq_namespace: l.parse("seaweedmq-namespace", "kafka".to_string(), |s| {
-                if s.is_empty() || s.contains('/') { Err("expected a name without '/'".into()) } else { Ok(s.to_string()) }
+                if s.is_empty() || s.contains('/') {
+                    Err("expected a name without '/'".into())
+                } else {
+                    Ok(s.to_string())
+                }
             })?,
             log_segment_bytes: l.parse("log-segment-bytes", 1 << 30, int(1024, i32::MAX as u64))?,
             log_retention_ms: l.parse("log-retention-ms", 604_800_000, int(-1, i64::MAX))?,

@@ -11,8 +11,8 @@ use kelp_core::mem_store::MemStore;
 use kelp_core::{CmdId, Command, Completion};
 
 pub mod disk;
-mod segment;
 pub mod seaweedmq;
+mod segment;
 pub use disk::{DiskOptions, DiskStore, Fsync};
 pub use seaweedmq::{SeaweedMqConfig, SeaweedMqStore};
 pub use segment::IndexCheck;
