@@ -806,7 +806,15 @@ impl ClassicMember {
             self.next_commit = io.now + io.rng.millis(100, 1500);
         }
         self.send_fetch(io);
-        io.wake_at(self.next_hb.min(self.next_commit));
+        // The next deadline of whatever is not waiting for an answer (an answer wakes us too).
+        let mut next = io.now + Duration::from_secs(1);
+        if !self.hb_in_flight {
+            next = next.min(self.next_hb);
+        }
+        if !self.commit_in_flight {
+            next = next.min(self.next_commit);
+        }
+        io.wake_at(next.max(io.now + Duration(1_000)));
     }
 }
 

@@ -374,6 +374,7 @@ impl Sim {
     }
 
     fn step(&mut self, ev: Event) {
+        self.note(|| format!("{ev:?}"));
         match ev {
             Event::ClientWake(i, token) => {
                 if self.clients[i].wake_token == token {
@@ -413,6 +414,12 @@ impl Sim {
                     let now = self.now();
                     self.broker.handle_input(now, Input::Tick);
                     self.drain();
+                    // A Tick fires every due timer: one still due is a timer loop.
+                    if let Some(at) = self.broker.poll_timeout()
+                        && at <= self.now
+                    {
+                        self.check.fail(format!("a timer is still due at {at:?} right after a Tick at {:?}", self.now));
+                    }
                 }
             }
             Event::BrokerCrash => {
