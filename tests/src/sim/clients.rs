@@ -522,6 +522,10 @@ pub struct ClassicMember {
     commits: HashMap<i32, Vec<(Tp, i64)>>,
     /// Paused until then (sends nothing new).
     paused_until: Instant,
+    /// A commit lost with its connection, to be sent again as it was (old generation
+    /// included) once the member is back: a late retry the broker must fence if the group has
+    /// moved on.
+    stale_commit: Option<(i32, Vec<(Tp, i64)>)>,
 }
 
 // Request kinds, in the low byte of a tag; the incarnation is above.
@@ -533,6 +537,7 @@ const K_FETCH: u64 = 5;
 const K_HB: u64 = 6;
 const K_COMMIT: u64 = 7;
 const K_LEAVE: u64 = 8;
+const K_STALE_COMMIT: u64 = 9;
 
 impl ClassicMember {
     /// Member number `id`.
@@ -558,6 +563,7 @@ impl ClassicMember {
             need_join: false,
             commits: HashMap::new(),
             paused_until: Instant(0),
+            stale_commit: None,
         }
     }
 
@@ -770,6 +776,22 @@ impl ClassicMember {
         }
     }
 
+    fn resend_stale_commit(&mut self, io: &mut Io<'_>) {
+        let Some((generation, offsets)) = self.stale_commit.take() else { return };
+        if !io.faults_on || offsets.is_empty() {
+            return;
+        }
+        let list: Vec<(&str, i32, i64)> = offsets.iter().map(|((t, p), o)| (t.as_str(), *p, *o)).collect();
+        let mut req = commit_request(&self.cfg.group, generation, &self.member_id, &list);
+        if let RequestBody::OffsetCommit(c) = &mut req {
+            c.group_instance_id = self.cfg.instance.as_deref().map(KStr::from);
+        }
+        let tag = K_STALE_COMMIT
+            | ((self.incarnation & 0xffff_ffff) << 8)
+            | ((u64::from(generation as u32) & 0xff_ffff) << 40);
+        io.send(&req, 7, tag);
+    }
+
     fn send_commit(&mut self, io: &mut Io<'_>) {
         if self.commit_in_flight || self.positions.is_empty() {
             return;
@@ -930,6 +952,15 @@ impl Model for ClassicMember {
                 }
                 return;
             }
+            ResponseBody::OffsetCommit(r) if kind == K_STALE_COMMIT => {
+                // Only fencing is checked: a late retry in the same generation may legitimately
+                // move a commit back (the client's own doing, not the broker's).
+                let generation = Self::generation_of(p);
+                if r.topics.iter().flat_map(|t| t.partitions.iter()).any(|pr| pr.error_code == 0) {
+                    io.check.generation_accepted("a late OffsetCommit retry", &self.cfg.group, generation, p.sent_at);
+                }
+                return;
+            }
             ResponseBody::OffsetCommit(r) => {
                 let generation = Self::generation_of(p);
                 let owner = self.owner();
@@ -1026,6 +1057,7 @@ impl Model for ClassicMember {
                     return io.check.fail(format!("{}: OffsetFetch left out an assigned partition", self.name()));
                 }
                 self.phase = Phase::Active;
+                self.resend_stale_commit(io);
                 self.next_hb = io.now;
                 self.next_commit = io.now + io.rng.millis(100, 1000);
                 self.active_wake(io);
@@ -1055,9 +1087,15 @@ impl Model for ClassicMember {
         }
     }
 
-    fn disconnected(&mut self, io: &mut Io<'_>, _lost: &[Pending]) {
+    fn disconnected(&mut self, io: &mut Io<'_>, lost: &[Pending]) {
         if matches!(self.phase, Phase::Down(_)) {
             return;
+        }
+        if self.faults_on
+            && let Some(p) = lost.iter().find(|p| p.tag & 0xff == K_COMMIT)
+            && let Some(offsets) = self.commits.remove(&p.corr)
+        {
+            self.stale_commit = Some((Self::generation_of(p), offsets));
         }
         // Whatever was in flight is lost: start again from the join (the member id is kept,
         // as a client keeps it across a reconnect).
