@@ -72,3 +72,36 @@ fn broker_events_corpus_runs_clean() {
     }
     assert!(n >= 5, "the corpus holds {n} inputs");
 }
+
+/// Found by the long sweep (seed 53921 and nine others): a broker restarted during a store
+/// outage asked the store to recover again the moment it failed, so a store that fails at once
+/// was asked in a tight loop (millions of commands at one instant). It now waits before asking
+/// again.
+#[test]
+fn a_failed_recovery_is_retried_after_a_pause_not_in_a_loop() {
+    use kelp_core::io::StorageError;
+    use kelp_core::{Command, Completion};
+    let now = Now { mono: Instant(0), wall_ms: 1_700_000_000_000 };
+    let mut broker = Broker::new(Config::default(), 1, now);
+    let Some(Output::Storage { cmd, command: Command::Recover }) = broker.poll_output() else {
+        panic!("the broker's first output is the recovery command")
+    };
+    broker.handle_input(now, Input::Completed { cmd, result: Completion::Failed(StorageError::Unavailable) });
+    assert!(broker.poll_output().is_none(), "no new recovery at the same instant");
+    let at = broker.poll_timeout().expect("a retry is scheduled");
+    assert!(at > now.mono, "the retry waits");
+    let later = Now { mono: at, wall_ms: now.wall_ms + 100 };
+    broker.handle_input(later, Input::Tick);
+    assert!(
+        matches!(broker.poll_output(), Some(Output::Storage { command: Command::Recover, .. })),
+        "the recovery is asked for again when the pause is over"
+    );
+}
+
+/// The same bug seen whole: seed 53921 (a broker crash during a store outage) converges.
+#[test]
+fn seed_53921_recovers_from_an_outage_without_spinning() {
+    if let Err(f) = run_twice(53921) {
+        panic!("{f}");
+    }
+}

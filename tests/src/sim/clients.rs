@@ -522,6 +522,9 @@ pub struct ClassicMember {
     commits: HashMap<i32, Vec<(Tp, i64)>>,
     /// Paused until then (sends nothing new).
     paused_until: Instant,
+    /// No fetch before then: an empty answer is followed by a short wait, as a poll loop's
+    /// own work takes time (without it a zero max-wait fetch would spin at one instant).
+    next_fetch: Instant,
     /// A commit lost with its connection, to be sent again as it was (old generation
     /// included) once the member is back: a late retry the broker must fence if the group has
     /// moved on.
@@ -563,6 +566,7 @@ impl ClassicMember {
             need_join: false,
             commits: HashMap::new(),
             paused_until: Instant(0),
+            next_fetch: Instant(0),
             stale_commit: None,
         }
     }
@@ -701,7 +705,7 @@ impl ClassicMember {
     }
 
     fn send_fetch(&mut self, io: &mut Io<'_>) {
-        if self.fetch_in_flight || self.positions.is_empty() || io.now < self.paused_until {
+        if self.fetch_in_flight || self.positions.is_empty() || io.now < self.paused_until || io.now < self.next_fetch {
             return;
         }
         let mut topics: Vec<FetchTopic> = Vec::new();
@@ -737,14 +741,21 @@ impl ClassicMember {
         io.send(&RequestBody::Fetch(req), 12, self.tag(K_FETCH));
     }
 
-    fn on_fetch(&mut self, io: &mut Io<'_>, p: &Pending, r: &kelp_core::codec::generated::fetch::FetchResponse) {
+    /// Handles a fetch answer; returns whether it carried records.
+    fn on_fetch(
+        &mut self,
+        io: &mut Io<'_>,
+        p: &Pending,
+        r: &kelp_core::codec::generated::fetch::FetchResponse,
+    ) -> bool {
+        let mut got = false;
         let code = err(r.error_code);
         if code == ErrorCode::FETCH_SESSION_ID_NOT_FOUND || code == ErrorCode::INVALID_FETCH_SESSION_EPOCH {
             self.session = (0, 0);
-            return;
+            return false;
         }
         if code != ErrorCode::NONE {
-            return;
+            return false;
         }
         self.session = if r.session_id == 0 {
             (0, 0)
@@ -763,6 +774,7 @@ impl ClassicMember {
                     io.check.fail(format!("{}: fetch answered for {tp:?}, which it did not ask for", self.name()));
                     continue;
                 };
+                got |= !records.is_empty();
                 io.check.fetched(p.sent_at, &tp, pos, pd.high_watermark, &records);
                 let before = self.hwms.get(&tp).copied().unwrap_or(0);
                 io.check.hwm_seen(&self.name(), &tp, before, pd.high_watermark);
@@ -774,6 +786,7 @@ impl ClassicMember {
                 }
             }
         }
+        got
     }
 
     fn resend_stale_commit(&mut self, io: &mut Io<'_>) {
@@ -932,7 +945,10 @@ impl Model for ClassicMember {
         match &body {
             ResponseBody::Fetch(r) if current => {
                 self.fetch_in_flight = false;
-                self.on_fetch(io, p, r);
+                if !self.on_fetch(io, p, r) {
+                    self.next_fetch = io.now + io.rng.millis(1, 20);
+                    io.wake_at(self.next_fetch);
+                }
                 if self.phase == Phase::Active {
                     self.send_fetch(io);
                 }
