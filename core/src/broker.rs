@@ -71,7 +71,13 @@ pub(crate) enum Timer {
     Consumer(crate::group::consumer::ConsumerTimer),
     /// The periodic retention check ([`crate::retention`]).
     Retention,
+    /// Ask the store to recover again after it failed.
+    RecoverRetry,
 }
+
+/// How long to wait before asking a store that failed to recover again: a store that answers
+/// at once (an outage) must not be asked in a tight loop.
+const RECOVER_RETRY: crate::time::Duration = crate::time::Duration::from_millis(100);
 
 /// A topic and its partitions.
 #[derive(Debug)]
@@ -432,9 +438,9 @@ impl Broker {
 
     fn recover(&mut self, result: Completion) {
         let Completion::Recovered(rec) = result else {
-            // Without recovery nothing can be served; ask again (a store that is starting up
-            // answers Unavailable until it is ready).
-            self.storage(CmdOwner::Recover, Command::Recover);
+            // Without recovery nothing can be served; ask again shortly (a store that is
+            // starting up answers Unavailable until it is ready).
+            self.timers.arm(Timer::RecoverRetry, self.now.mono + RECOVER_RETRY);
             return;
         };
         for t in &rec.topics {
@@ -541,6 +547,9 @@ impl Broker {
                 Timer::Group(t) => api::group::timer(self, t),
                 Timer::Consumer(t) => api::consumer::timer(self, t),
                 Timer::Retention => crate::retention::check(self),
+                Timer::RecoverRetry => {
+                    self.storage(CmdOwner::Recover, Command::Recover);
+                }
             }
         }
     }

@@ -5,7 +5,7 @@
 //! SIM_SEED=1234 SIM_VERBOSE=1 cargo run -p kelp-tests --bin sim     # replay one seed
 //! ```
 //! `SIM_THREADS` (default 1) runs seeds on that many threads. `SIM_TWICE=1` runs each seed
-//! twice and compares the traces. Prints every failure as `SIM_SEED=<n>`, then seeds/s and
+//! twice and compares the traces; `SIM_FAIL_FAST=1` stops at the first failure. Prints every failure as `SIM_SEED=<n>`, then seeds/s and
 //! simulated seconds per wall second; exits non-zero if any seed failed.
 
 use std::sync::Mutex;
@@ -19,6 +19,7 @@ fn main() {
     let threads: u64 = std::env::var("SIM_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
     let verbose = std::env::var("SIM_VERBOSE").is_ok_and(|v| v == "1");
     let twice = std::env::var("SIM_TWICE").is_ok_and(|v| v == "1");
+    let fail_fast = std::env::var("SIM_FAIL_FAST").is_ok_and(|v| v == "1");
     // Panics are reported as failures with their seed; the default hook would print them too.
     if !verbose {
         std::panic::set_hook(Box::new(|_| {}));
@@ -49,6 +50,9 @@ fn main() {
                         Err(f) => {
                             println!("{f}");
                             failed.lock().expect("lock").push(seed);
+                            if fail_fast {
+                                next.store(seeds.end, Ordering::Relaxed);
+                            }
                         }
                     }
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;

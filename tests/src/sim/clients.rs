@@ -522,6 +522,13 @@ pub struct ClassicMember {
     commits: HashMap<i32, Vec<(Tp, i64)>>,
     /// Paused until then (sends nothing new).
     paused_until: Instant,
+    /// No fetch before then: an empty answer is followed by a short wait, as a poll loop's
+    /// own work takes time (without it a zero max-wait fetch would spin at one instant).
+    next_fetch: Instant,
+    /// A commit lost with its connection, to be sent again as it was (old generation
+    /// included) once the member is back: a late retry the broker must fence if the group has
+    /// moved on.
+    stale_commit: Option<(i32, Vec<(Tp, i64)>)>,
 }
 
 // Request kinds, in the low byte of a tag; the incarnation is above.
@@ -533,6 +540,7 @@ const K_FETCH: u64 = 5;
 const K_HB: u64 = 6;
 const K_COMMIT: u64 = 7;
 const K_LEAVE: u64 = 8;
+const K_STALE_COMMIT: u64 = 9;
 
 impl ClassicMember {
     /// Member number `id`.
@@ -558,6 +566,8 @@ impl ClassicMember {
             need_join: false,
             commits: HashMap::new(),
             paused_until: Instant(0),
+            next_fetch: Instant(0),
+            stale_commit: None,
         }
     }
 
@@ -695,7 +705,7 @@ impl ClassicMember {
     }
 
     fn send_fetch(&mut self, io: &mut Io<'_>) {
-        if self.fetch_in_flight || self.positions.is_empty() || io.now < self.paused_until {
+        if self.fetch_in_flight || self.positions.is_empty() || io.now < self.paused_until || io.now < self.next_fetch {
             return;
         }
         let mut topics: Vec<FetchTopic> = Vec::new();
@@ -731,14 +741,21 @@ impl ClassicMember {
         io.send(&RequestBody::Fetch(req), 12, self.tag(K_FETCH));
     }
 
-    fn on_fetch(&mut self, io: &mut Io<'_>, p: &Pending, r: &kelp_core::codec::generated::fetch::FetchResponse) {
+    /// Handles a fetch answer; returns whether it carried records.
+    fn on_fetch(
+        &mut self,
+        io: &mut Io<'_>,
+        p: &Pending,
+        r: &kelp_core::codec::generated::fetch::FetchResponse,
+    ) -> bool {
+        let mut got = false;
         let code = err(r.error_code);
         if code == ErrorCode::FETCH_SESSION_ID_NOT_FOUND || code == ErrorCode::INVALID_FETCH_SESSION_EPOCH {
             self.session = (0, 0);
-            return;
+            return false;
         }
         if code != ErrorCode::NONE {
-            return;
+            return false;
         }
         self.session = if r.session_id == 0 {
             (0, 0)
@@ -757,6 +774,7 @@ impl ClassicMember {
                     io.check.fail(format!("{}: fetch answered for {tp:?}, which it did not ask for", self.name()));
                     continue;
                 };
+                got |= !records.is_empty();
                 io.check.fetched(p.sent_at, &tp, pos, pd.high_watermark, &records);
                 let before = self.hwms.get(&tp).copied().unwrap_or(0);
                 io.check.hwm_seen(&self.name(), &tp, before, pd.high_watermark);
@@ -768,6 +786,23 @@ impl ClassicMember {
                 }
             }
         }
+        got
+    }
+
+    fn resend_stale_commit(&mut self, io: &mut Io<'_>) {
+        let Some((generation, offsets)) = self.stale_commit.take() else { return };
+        if !io.faults_on || offsets.is_empty() {
+            return;
+        }
+        let list: Vec<(&str, i32, i64)> = offsets.iter().map(|((t, p), o)| (t.as_str(), *p, *o)).collect();
+        let mut req = commit_request(&self.cfg.group, generation, &self.member_id, &list);
+        if let RequestBody::OffsetCommit(c) = &mut req {
+            c.group_instance_id = self.cfg.instance.as_deref().map(KStr::from);
+        }
+        let tag = K_STALE_COMMIT
+            | ((self.incarnation & 0xffff_ffff) << 8)
+            | ((u64::from(generation as u32) & 0xff_ffff) << 40);
+        io.send(&req, 7, tag);
     }
 
     fn send_commit(&mut self, io: &mut Io<'_>) {
@@ -806,7 +841,15 @@ impl ClassicMember {
             self.next_commit = io.now + io.rng.millis(100, 1500);
         }
         self.send_fetch(io);
-        io.wake_at(self.next_hb.min(self.next_commit));
+        // The next deadline of whatever is not waiting for an answer (an answer wakes us too).
+        let mut next = io.now + Duration::from_secs(1);
+        if !self.hb_in_flight {
+            next = next.min(self.next_hb);
+        }
+        if !self.commit_in_flight {
+            next = next.min(self.next_commit);
+        }
+        io.wake_at(next.max(io.now + Duration(1_000)));
     }
 }
 
@@ -902,7 +945,10 @@ impl Model for ClassicMember {
         match &body {
             ResponseBody::Fetch(r) if current => {
                 self.fetch_in_flight = false;
-                self.on_fetch(io, p, r);
+                if !self.on_fetch(io, p, r) {
+                    self.next_fetch = io.now + io.rng.millis(1, 20);
+                    io.wake_at(self.next_fetch);
+                }
                 if self.phase == Phase::Active {
                     self.send_fetch(io);
                 }
@@ -919,6 +965,15 @@ impl Model for ClassicMember {
                             io.check.fetched(p.sent_at, &tp, from, pd.high_watermark, &records);
                         }
                     }
+                }
+                return;
+            }
+            ResponseBody::OffsetCommit(r) if kind == K_STALE_COMMIT => {
+                // Only fencing is checked: a late retry in the same generation may legitimately
+                // move a commit back (the client's own doing, not the broker's).
+                let generation = Self::generation_of(p);
+                if r.topics.iter().flat_map(|t| t.partitions.iter()).any(|pr| pr.error_code == 0) {
+                    io.check.generation_accepted("a late OffsetCommit retry", &self.cfg.group, generation, p.sent_at);
                 }
                 return;
             }
@@ -1018,6 +1073,7 @@ impl Model for ClassicMember {
                     return io.check.fail(format!("{}: OffsetFetch left out an assigned partition", self.name()));
                 }
                 self.phase = Phase::Active;
+                self.resend_stale_commit(io);
                 self.next_hb = io.now;
                 self.next_commit = io.now + io.rng.millis(100, 1000);
                 self.active_wake(io);
@@ -1047,9 +1103,15 @@ impl Model for ClassicMember {
         }
     }
 
-    fn disconnected(&mut self, io: &mut Io<'_>, _lost: &[Pending]) {
+    fn disconnected(&mut self, io: &mut Io<'_>, lost: &[Pending]) {
         if matches!(self.phase, Phase::Down(_)) {
             return;
+        }
+        if self.faults_on
+            && let Some(p) = lost.iter().find(|p| p.tag & 0xff == K_COMMIT)
+            && let Some(offsets) = self.commits.remove(&p.corr)
+        {
+            self.stale_commit = Some((Self::generation_of(p), offsets));
         }
         // Whatever was in flight is lost: start again from the join (the member id is kept,
         // as a client keeps it across a reconnect).

@@ -42,6 +42,8 @@ const START_WALL_MS: i64 = 1_700_000_000_000;
 const LIVENESS_LIMIT: Duration = Duration(120_000_000_000);
 /// Most events one run may take (a runaway loop is a failure, not a hang).
 const MAX_EVENTS: u64 = 3_000_000;
+/// Most events at one instant of virtual time (more is a loop that makes no progress).
+const MAX_EVENTS_AT_ONE_INSTANT: u64 = 100_000;
 
 /// Everything a seed decides.
 #[derive(Clone, Debug)]
@@ -224,6 +226,7 @@ pub struct Sim {
     timer_at: Option<Instant>,
     closed: BTreeSet<ConnId>,
     events: u64,
+    events_at_instant: u64,
     tail: VecDeque<String>,
     done: bool,
     /// Keep a readable log of recent events (slower; for replays).
@@ -283,6 +286,7 @@ impl Sim {
             timer_at: None,
             closed: BTreeSet::new(),
             events: 0,
+            events_at_instant: 0,
             tail: VecDeque::new(),
             done: false,
             verbose: false,
@@ -349,6 +353,10 @@ impl Sim {
                 return Err("the event queue ran dry".to_owned());
             };
             debug_assert!(at >= self.now, "time went back");
+            self.events_at_instant = if at > self.now { 0 } else { self.events_at_instant + 1 };
+            if self.events_at_instant > MAX_EVENTS_AT_ONE_INSTANT {
+                return Err(format!("no progress: {MAX_EVENTS_AT_ONE_INSTANT} events at {at:?}, the last {ev:?}"));
+            }
             self.now = at.max(self.now);
             self.events += 1;
             if self.events > MAX_EVENTS {
@@ -374,6 +382,7 @@ impl Sim {
     }
 
     fn step(&mut self, ev: Event) {
+        self.note(|| format!("{ev:?}"));
         match ev {
             Event::ClientWake(i, token) => {
                 if self.clients[i].wake_token == token {
@@ -413,6 +422,12 @@ impl Sim {
                     let now = self.now();
                     self.broker.handle_input(now, Input::Tick);
                     self.drain();
+                    // A Tick fires every due timer: one still due is a timer loop.
+                    if let Some(at) = self.broker.poll_timeout()
+                        && at <= self.now
+                    {
+                        self.check.fail(format!("a timer is still due at {at:?} right after a Tick at {:?}", self.now));
+                    }
                 }
             }
             Event::BrokerCrash => {
