@@ -105,3 +105,15 @@ fn seed_53921_recovers_from_an_outage_without_spinning() {
         panic!("{f}");
     }
 }
+
+/// Found by the `broker_events` fuzz target once retention landed (crash-212af2fc): the
+/// periodic retention check keeps issuing Retain commands for as long as time moves, and the
+/// target took that for a broker that never goes quiet. The broker is right; the target now
+/// tells periodic retention from activity. This input must run to the end without a panic.
+#[test]
+fn fuzz_212af2fc_periodic_retention_is_not_endless_activity() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/broker_events/retention-timer-212af2fc");
+    let data = std::fs::read(&path).expect("the regression input is in the corpus");
+    kelp_tests::sim::fuzz::broker_events(&data);
+}
