@@ -24,16 +24,15 @@
 //! log. All processes run in process groups killed by id when their guards drop (also on panic).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kelp_core::codec::generated::RequestBody;
 use kelp_core::codec::generated::offset_fetch::{OffsetFetchRequest, OffsetFetchRequestTopic};
 use kelp_tests::clients::{
-    Client, Json, ProcessGroup, Scratch, confluent, create_topic, installed, java, kafka_python, kafkajs, read_lossy,
-    run_client, tail,
+    Client, Json, Scratch, confluent, create_topic, installed, java, kafka_python, kafkajs, run_client, tail,
 };
 use kelp_tests::expect_body;
+use kelp_tests::members::{Member, batch_records, ev, failed_commits};
 use kelp_tests::raw::RawClient;
 use kelp_tests::server::KelpServer;
 
@@ -54,82 +53,6 @@ enum Stop {
     Kill,
     /// SIGTERM: a graceful stop, which must exit 0.
     Term,
-}
-
-/// One member process and its files.
-struct Member {
-    name: String,
-    proc: ProcessGroup,
-    out: PathBuf,
-    err: PathBuf,
-    start: PathBuf,
-    stop: PathBuf,
-}
-
-impl Member {
-    fn spawn(client: &Client, scratch: &Scratch, name: &str, args: &[String]) -> Self {
-        let (out, out_file) = scratch.file(&format!("{name}.out"));
-        let (err, err_file) = scratch.file(&format!("{name}.err"));
-        let start = scratch.path(&format!("{name}.start"));
-        let stop = scratch.path(&format!("{name}.stop"));
-        let mut args = args.to_vec();
-        args.extend(["--start-file".into(), start.display().to_string()]);
-        args.extend(["--stop-file".into(), stop.display().to_string()]);
-        let proc = ProcessGroup::spawn(client.command(&args), out_file, err_file);
-        Self { name: name.into(), proc, out, err, start, stop }
-    }
-
-    /// Every complete JSON line it printed so far.
-    fn events(&self) -> Vec<Json> {
-        let text = read_lossy(&self.out);
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        complete.lines().filter_map(|l| Json::parse(l.trim())).collect()
-    }
-
-    fn report(&self) -> String {
-        let out: Vec<String> = read_lossy(&self.out)
-            .lines()
-            .map(|l| if l.len() > 300 { format!("{}... ({} chars)", &l[..300], l.len()) } else { l.to_string() })
-            .collect();
-        format!(
-            "--- {} stdout (last lines)\n{}\n--- {} stderr (last lines)\n{}",
-            self.name,
-            tail(&out.join("\n"), 15),
-            self.name,
-            tail(&read_lossy(&self.err), 25)
-        )
-    }
-}
-
-fn touch(path: &PathBuf) {
-    std::fs::write(path, b"").unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-}
-
-fn ev(e: &Json) -> &str {
-    e.get("event").and_then(Json::str).unwrap_or("")
-}
-
-/// (partition, offset, key) of every record in a member's `batch` events.
-fn batch_records(events: &[Json]) -> Vec<(u64, u64, String)> {
-    events
-        .iter()
-        .filter(|e| ev(e) == "batch")
-        .flat_map(|e| e.get("records").map(Json::items).unwrap_or_default())
-        .filter_map(|r| {
-            let r = r.items();
-            Some((r.first()?.u64()?, r.get(1)?.u64()?, r.get(2)?.str()?.to_string()))
-        })
-        .collect()
-}
-
-/// (partition, next offset) of every `commit_failed` event.
-fn failed_commits(events: &[Json]) -> Vec<(u64, u64)> {
-    events
-        .iter()
-        .filter(|e| ev(e) == "commit_failed")
-        .flat_map(|e| e.get("offsets").map(Json::items).unwrap_or_default())
-        .filter_map(|o| Some((o.items().first()?.u64()?, o.items().get(1)?.u64()?)))
-        .collect()
 }
 
 /// The error text of every `commit_failed` event, for the log.
@@ -184,14 +107,14 @@ impl Phase<'_> {
             ph.members.iter().all(|m| m.events().iter().any(|e| ev(e) == "ready"))
         });
         for m in &self.members {
-            touch(&m.start);
+            Member::touch(&m.start);
         }
     }
 
     /// Stops every member at once; each member's events, ending with its summary.
     fn stop_all(&mut self) -> Vec<Vec<Json>> {
         for m in &self.members {
-            touch(&m.stop);
+            Member::touch(&m.stop);
         }
         let deadline = Instant::now() + WAIT;
         for i in 0..self.members.len() {
