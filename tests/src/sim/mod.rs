@@ -189,6 +189,8 @@ pub struct Outcome {
     pub handovers: u64,
     /// Fetches answered OFFSET_OUT_OF_RANGE below a DeleteRecords' log start (then reset).
     pub trimmed: u64,
+    /// KIP-848 ownerships taken over from a zombie (see [`Checker::acquired`]).
+    pub zombies: u64,
 }
 
 /// A failed run.
@@ -373,6 +375,7 @@ impl Sim {
             checked: self.check.records_checked,
             handovers: self.check.handovers_848,
             trimmed: self.check.trimmed_fetches,
+            zombies: self.check.zombies_848,
         })
     }
 
