@@ -116,6 +116,7 @@ fn fuzz_212af2fc_periodic_retention_is_not_endless_activity() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/broker_events/retention-timer-212af2fc");
     let data = std::fs::read(&path).expect("the regression input is in the corpus");
     kelp_tests::sim::fuzz::broker_events(&data);
+}
 
 /// Found while hunting for hash-order dependence for the KIP-848 sweep: the retention check
 /// sent its `Retain` commands in the order of the broker's topic map, a hash map, so the
