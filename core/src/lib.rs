@@ -38,7 +38,7 @@ pub mod log;
 pub mod mem_store;
 pub mod records;
 mod retention;
-mod rng;
+pub mod rng;
 pub mod stats;
 pub mod time;
 pub mod topics;
