@@ -31,7 +31,7 @@ pub fn kelp_bin() -> PathBuf {
     if let Some(dir) = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.to_path_buf())) {
         candidates.push(dir.join("kelp"));
     }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/kelp"));
+    candidates.push(crate::clients::workspace_root().join("target/debug/kelp"));
     candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
         let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
         panic!(

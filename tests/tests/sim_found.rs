@@ -60,7 +60,7 @@ fn seed_8_replays_identically() {
 /// (every input: no panic, nothing sent after a close, every command answered once).
 #[test]
 fn broker_events_corpus_runs_clean() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/broker_events");
+    let dir = kelp_tests::clients::workspace_root().join("fuzz/corpus/broker_events");
     let mut n = 0;
     let mut entries: Vec<_> =
         std::fs::read_dir(&dir).expect("corpus folder").map(|e| e.expect("entry").path()).collect();
@@ -112,8 +112,7 @@ fn seed_53921_recovers_from_an_outage_without_spinning() {
 /// tells periodic retention from activity. This input must run to the end without a panic.
 #[test]
 fn fuzz_212af2fc_periodic_retention_is_not_endless_activity() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/broker_events/retention-timer-212af2fc");
+    let path = kelp_tests::clients::workspace_root().join("fuzz/corpus/broker_events/retention-timer-212af2fc");
     let data = std::fs::read(&path).expect("the regression input is in the corpus");
     kelp_tests::sim::fuzz::broker_events(&data);
 }
