@@ -14,8 +14,8 @@
 // seconds (connection setup, metadata, the JIT) are not counted.
 //
 // Prints one line, key=value pairs: requested and achieved rate of the measured part (records
-// counted over the time from the first counted send to the last callback, so a backlog that
-// builds up in the client lowers it), records counted, p50 / p99 / p99.9 / max in microseconds,
+// counted over the time from when the first of them was due to the last callback, so a backlog
+// in the client, or a send() that blocks on a full buffer, lowers it), records counted, p50 / p99 / p99.9 / max in microseconds,
 // failed sends, and "sustained=yes|no" (no: the achieved rate is under 98% of the requested one,
 // or some sends failed). --raw FILE also writes every counted latency, one per line, in ns.
 
@@ -58,7 +58,6 @@ public class LatencyProbe {
         final AtomicLong failed;
         final CountDownLatch done;
         long start;
-        long firstCounted;
         long lastDone; // when the last counted callback ran (written by the client's sender thread)
 
         Lane(KafkaProducer<byte[], byte[]> p, String topic, int size, double rate, double seconds, double warmup,
@@ -86,9 +85,6 @@ public class LatencyProbe {
                 }
                 final long sent = now;
                 final int slot = (int) (i - warm);
-                if (slot == 0) {
-                    firstCounted = sent;
-                }
                 producer.send(new ProducerRecord<>(topic, null, value), (md, e) -> {
                     long end = System.nanoTime();
                     if (e != null) {
@@ -155,7 +151,7 @@ public class LatencyProbe {
         long last = Long.MIN_VALUE;
         for (Lane l : lanes) {
             counted += l.lat.length;
-            first = Math.min(first, l.firstCounted);
+            first = Math.min(first, l.start + l.warm * l.intervalNs); // when the first counted was due
             last = Math.max(last, l.lastDone);
         }
         long[] all = new long[(int) counted];
