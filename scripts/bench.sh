@@ -250,7 +250,7 @@ sys_kelp() { # runtime storage op args...
         describe)
             case "$storage" in
                 disk) echo "kelp $(kelp_version), --runtime $runtime --storage disk --fsync interval" ;;
-                seaweedmq) echo "kelp $(kelp_version), --runtime $runtime --storage seaweedmq --seaweedmq-namespace kelp$runtime, on the weed server of the go-gateway row (weed $(weed_version))" ;;
+                seaweedmq) echo "kelp $(kelp_version), --runtime $runtime --storage seaweedmq --seaweedmq-namespace kelp$runtime, on the run's SeaweedFS cluster (weed $(weed_version), shared with go-gateway)" ;;
                 *) echo "kelp $(kelp_version), --runtime $runtime --storage $storage" ;;
             esac
             ;;
