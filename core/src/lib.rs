@@ -37,6 +37,7 @@ pub mod io;
 pub mod log;
 pub mod mem_store;
 pub mod records;
+mod resync;
 mod retention;
 mod rng;
 pub mod stats;

@@ -385,7 +385,9 @@ impl Cluster {
                 // SeaweedMQ re-creates every partition (offsets from 0) when the count changes,
                 // which would renumber the data kelp has; refuse.
                 tracing::error!(topic = %name, "seaweedmq: cannot add partitions to a topic with data");
-                return Err(StorageError::Corrupt("SeaweedMQ cannot add partitions to a topic with data"));
+                return Err(StorageError::Refused(
+                    "SeaweedMQ cannot add partitions to a topic that holds data (it would re-split the partition ring)",
+                ));
             }
             (_, None) => self.configure(&name, t.partitions).await?,
         }
@@ -467,21 +469,8 @@ impl Cluster {
             lock(&self.topics).insert(t.id, TopicInfo { name: name.clone(), partitions: t.partitions });
             for i in 0..t.partitions {
                 let key = PartitionKey { topic_id: t.id, partition: i };
-                let (_, p) = self.place(key, i == 0).await?;
-                let (earliest, hwm) = self.range(&name, &p).await?;
                 let stored = logstarts.get(&Self::logstart_name(key)).copied().unwrap_or(0);
-                let log_start = earliest.max(stored).min(hwm);
-                let mut extent = PartitionExtent {
-                    log_start,
-                    next_offset: hwm,
-                    max_timestamp: (-1, -1),
-                    producer_batches: Vec::new(),
-                };
-                let from = log_start.max(hwm - TAIL_SCAN);
-                if from < hwm {
-                    let records = self.scan(key, from, hwm).await?;
-                    tail_state(&records, &mut extent);
-                }
+                let extent = self.extent(key, stored, i == 0).await?;
                 out.partitions.push((key, extent));
             }
             out.topics.push(t);
@@ -498,6 +487,42 @@ impl Cluster {
             out.values.push((key, content));
         }
         Ok(out)
+    }
+
+    /// A partition's extent as SeaweedMQ holds it: its offset range, and the producer state
+    /// and largest timestamp of its last [`TAIL_SCAN`] records. `stored_start` is kelp's own
+    /// log start for it (DeleteRecords); `refresh` looks up the partition's leader afresh.
+    async fn extent(
+        &self,
+        key: PartitionKey,
+        stored_start: i64,
+        refresh: bool,
+    ) -> Result<PartitionExtent, StorageError> {
+        let (name, p) = self.place(key, refresh).await?;
+        let (earliest, hwm) = self.range(&name, &p).await?;
+        let log_start = earliest.max(stored_start).min(hwm);
+        let mut extent =
+            PartitionExtent { log_start, next_offset: hwm, max_timestamp: (-1, -1), producer_batches: Vec::new() };
+        let from = log_start.max(hwm - TAIL_SCAN);
+        if from < hwm {
+            let records = self.scan(key, from, hwm).await?;
+            tail_state(&records, &mut extent);
+        }
+        Ok(extent)
+    }
+
+    /// Answers [`Command::RecoverPartition`]: the partition's extent as it is stored now.
+    async fn recover_partition(&self, key: PartitionKey) -> Result<PartitionExtent, StorageError> {
+        let name = Self::logstart_name(key);
+        let stored = self
+            .list_files(&self.meta_dir("logstart"))
+            .await?
+            .into_iter()
+            .find(|(n, c)| *n == name && c.len() == 8)
+            .map_or(0, |(_, mut c)| c.get_i64());
+        // Read sessions positioned before the break may have missed what was stored since.
+        lock(&self.sessions).remove(&key);
+        self.extent(key, stored, true).await
     }
 
     // ---- reads ----
@@ -809,6 +834,15 @@ pub(super) async fn publisher(c: std::sync::Arc<Cluster>, key: PartitionKey, mut
                         }
                     }
                 }
+                Some((cmd, Command::RecoverPartition { .. }, sink)) => {
+                    // The core asks only once none of its appends is in flight; a stream that
+                    // is still open is dropped, and the next append opens a new one at the end
+                    // reported here.
+                    debug_assert!(pending.is_empty(), "RecoverPartition with appends in flight");
+                    fail_all(&mut pending, &mut stream, &mut in_flight);
+                    let result = c.recover_partition(key).await;
+                    sink.complete(cmd, result.map_or_else(Completion::Failed, Completion::Partition));
+                }
                 Some((cmd, _, sink)) => sink.complete(cmd, Completion::Failed(StorageError::Corrupt("not an append"))),
                 None => closed = true,
             },
@@ -903,7 +937,7 @@ async fn append(
                 ?key,
                 kelp = base,
                 seaweedmq = hwm,
-                "seaweedmq: partition end differs from kelp's; restart kelp to recover it"
+                "seaweedmq: partition end differs from kelp's; kelp re-learns it"
             );
             return Err(StorageError::Unavailable);
         }
