@@ -285,6 +285,15 @@ impl PartitionLog {
         debug_assert!(entry.is_some(), "completion for an append not in flight");
         entry?.done = true;
         let before = self.hwm;
+        self.pop_done();
+        self.finish_rewind();
+        self.check();
+        (self.hwm != before).then_some(self.hwm)
+    }
+
+    /// Drops the completed appends at the front of `in_flight`; those before a rewind point
+    /// move the high watermark.
+    fn pop_done(&mut self) {
         while self.in_flight.front().is_some_and(|f| f.done) {
             if let Some(f) = self.in_flight.pop_front()
                 && self.rewind_from.is_none_or(|r| f.last_offset < r)
@@ -292,9 +301,6 @@ impl PartitionLog {
                 self.hwm = f.last_offset + 1;
             }
         }
-        self.finish_rewind();
-        self.check();
-        (self.hwm != before).then_some(self.hwm)
     }
 
     /// Marks append `cmd` failed: the partition rewinds (see the module docs). If
@@ -313,6 +319,9 @@ impl PartitionLog {
         if outcome_unknown && self.resync == Resync::No {
             self.resync = Resync::Needed;
         }
+        // Appends behind the failed one that were already stored (possible only when the
+        // failed one's outcome is unknown: it was stored too) no longer wait for it.
+        self.pop_done();
         self.finish_rewind();
     }
 
@@ -442,6 +451,38 @@ mod tests {
         assert_eq!(l.check_sequence(7, 1, 0, 0), SequenceCheck::Append, "a new epoch restarts at 0");
         l.remember(BatchSummary { producer_epoch: 1, ..b(0, 1, 40) });
         assert_eq!(l.check_sequence(7, 0, 35, 35), SequenceCheck::Reject(ErrorCode::INVALID_PRODUCER_EPOCH));
+    }
+
+    #[test]
+    fn a_later_append_stored_before_an_unknown_failure_does_not_hold_up_the_resync() {
+        let mut l = log();
+        l.assign(CmdId(1), 2, 0);
+        l.assign(CmdId(2), 2, 0);
+        assert_eq!(l.append_done(CmdId(2)), None);
+        l.append_failed(CmdId(1), true);
+        assert_eq!(l.in_flight(), 0);
+        assert!(l.take_resync_request(), "nothing is in flight: the store is asked");
+        let extent = PartitionExtent { next_offset: 4, max_timestamp: (-1, -1), ..Default::default() };
+        assert_eq!(l.adopt(&extent), Ok(Some(4)));
+        assert!(!l.is_rewinding());
+        assert_eq!(l.assign(CmdId(3), 1, 0), 4);
+    }
+
+    #[test]
+    fn an_end_below_the_high_watermark_is_not_adopted() {
+        let mut l = log();
+        l.assign(CmdId(1), 2, 0);
+        assert_eq!(l.append_done(CmdId(1)), Some(2));
+        l.assign(CmdId(2), 2, 0);
+        l.append_failed(CmdId(2), true);
+        assert!(l.take_resync_request());
+        let short = PartitionExtent { next_offset: 1, max_timestamp: (-1, -1), ..Default::default() };
+        assert_eq!(l.adopt(&short), Err(EndBelowHighWatermark));
+        assert!(l.is_rewinding(), "still refusing appends");
+        assert!(l.take_resync_request(), "asked again");
+        let right = PartitionExtent { next_offset: 2, max_timestamp: (-1, -1), ..Default::default() };
+        assert_eq!(l.adopt(&right), Ok(None));
+        assert_eq!((l.hwm(), l.next_offset()), (2, 2));
     }
 
     #[test]

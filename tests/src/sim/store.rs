@@ -3,10 +3,9 @@
 //! Commands run one at a time in the order the broker emitted them (so one partition's
 //! commands run in order, as the driver contract requires), each at a random later time; their
 //! completions then come back after independent random delays, so completions are reordered.
-//! A command may fail without effect, and during an outage every command fails. With
-//! `SIM_UNKNOWN_OUTCOMES=1`, half the failed appends are stored all the same and report a
-//! timeout (an unknown outcome, which the broker resolves by re-synchronising the partition).
-//! It is opt-in while one seed of the 500 (134) still leaves a partition refusing appends. A command has
+//! A command may fail without effect, and during an outage every command fails; half the
+//! failed appends are stored all the same and report a timeout (an unknown outcome, which the
+//! broker resolves by re-synchronising the partition). A command has
 //! taken effect, and is durable, once it has run: a crash loses what had not run yet and every
 //! completion not yet delivered, and the restarted broker recovers from exactly what ran.
 
@@ -18,11 +17,6 @@ use kelp_core::time::{Duration, Instant};
 use kelp_core::{CmdId, Command, Completion};
 
 use super::world::SimRng;
-
-/// Whether failed appends may have taken effect (`SIM_UNKNOWN_OUTCOMES=1`).
-fn unknown_outcomes() -> bool {
-    std::env::var("SIM_UNKNOWN_OUTCOMES").is_ok_and(|v| v == "1")
-}
 
 /// How the store misbehaves (chosen per seed).
 #[derive(Clone, Copy, Debug)]
@@ -97,7 +91,7 @@ impl FaultStore {
         let fail = self.faults_on && (now < self.unavailable_until || rng.chance(self.faults.fail_rate));
         let result = if !fail {
             self.mem.execute(command)
-        } else if unknown_outcomes() && matches!(command, Command::Append { .. }) && rng.chance(0.5) {
+        } else if matches!(command, Command::Append { .. }) && rng.chance(0.5) {
             // The store lost track of an append it did store (a timeout after the write).
             let _ = self.mem.execute(command);
             Completion::Failed(StorageError::Timeout)
