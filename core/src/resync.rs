@@ -22,18 +22,10 @@ pub(crate) fn ask(b: &mut Broker, key: PartitionKey) {
 pub(crate) fn done(b: &mut Broker, key: PartitionKey, result: Completion) {
     let Some(p) = b.partition_mut(key) else { return };
     let adopted = match &result {
-        Completion::Partition(extent) => {
-            let hwm = p.hwm();
-            let r = p.adopt(extent);
-            // A store whose end is below what it acknowledged broke its contract; the
-            // partition keeps refusing appends rather than lose or reuse offsets.
-            debug_assert!(
-                r.is_ok(),
-                "{key:?}: the store ends at {} below the high watermark {hwm}",
-                extent.next_offset
-            );
-            r
-        }
+        // An end below the high watermark would lose acknowledged records: not adopted, asked
+        // again (a SeaweedMQ broker that has just restarted reports 0 until it has loaded the
+        // partition).
+        Completion::Partition(extent) => p.adopt(extent),
         other => {
             debug_assert!(matches!(other, Completion::Failed(_)), "RecoverPartition answered with {other:?}");
             p.resync_failed();

@@ -57,7 +57,10 @@ impl SeaweedCluster {
     #[must_use]
     pub fn start(name: &str) -> Self {
         static NEXT: AtomicU16 = AtomicU16::new(0);
-        let base = 21000 + 100 * NEXT.fetch_add(1, Ordering::Relaxed);
+        // weed keeps unix sockets named after its gRPC ports in /tmp, which network namespaces
+        // share: test processes running at once must not pick the same ports.
+        let spread = u16::try_from(std::process::id() % 40).unwrap_or(0);
+        let base = 21000 + 100 * (spread + NEXT.fetch_add(1, Ordering::Relaxed));
         let dir = std::env::temp_dir().join(format!("kelp-sw-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut c = Self { dir, base, running: false, master: format!("127.0.0.1:{}.{}", base + 10, base + 11) };
@@ -105,6 +108,20 @@ impl SeaweedCluster {
         }
         let _ = cmd.output();
         self.running = false;
+    }
+
+    /// Kills every process at once (SIGKILL by the recorded pids: no graceful stop, streams
+    /// break mid-message) and starts them again on the same data.
+    pub fn kill_and_restart(&mut self) {
+        let pids = std::fs::read_to_string(self.dir.join("pids")).unwrap_or_default();
+        for line in pids.lines() {
+            if let Some((_, pid)) = line.split_once(' ') {
+                let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).output();
+            }
+        }
+        // Clears the pid list and the sockets weed leaves behind.
+        self.down(false);
+        self.up();
     }
 
     /// Stops every process (SIGTERM, then SIGKILL by pid) and starts them again on the same data.

@@ -29,12 +29,16 @@ fn kelp(cluster: &SeaweedCluster, runtime: &str) -> KelpServer {
 
 /// Runs the check script; panics with its output unless it printed `"ok": true`.
 fn check(server: &KelpServer, topic: &str, args: &[&str]) -> String {
+    check_within(server, topic, args, Duration::from_secs(300))
+}
+
+fn check_within(server: &KelpServer, topic: &str, args: &[&str], limit: Duration) -> String {
     let python = clients_dir().join("venv-confluent/bin/python");
     assert!(python.is_file(), "confluent-kafka is not installed: run scripts/install-clients.sh");
     let scratch = Scratch::new(topic);
     let mut cmd = Command::new(python);
     cmd.arg(clients_src().join("seaweedmq_check.py")).arg(server.addr.to_string()).arg(topic).args(args);
-    let out = run_client(&scratch, cmd, Duration::from_secs(300));
+    let out = run_client(&scratch, cmd, limit);
     assert!(
         out.status.is_some_and(|s| s.success()) && out.stdout.contains("\"ok\": true"),
         "seaweedmq_check.py {args:?} failed ({:?}):\nstdout: {}\nstderr: {}\nkelp log:\n{}",
@@ -93,4 +97,38 @@ fn kelp_rides_through_a_seaweedfs_restart() {
     check(&server, "ride", &["produce"]);
     cluster.restart();
     check(&server, "ride", &["verify"]);
+}
+
+/// SeaweedFS is killed (SIGKILL) while an idempotent producer is mid-stream and kelp stays up:
+/// appends in flight end with an unknown outcome, kelp re-learns the partition's end from
+/// SeaweedMQ once it is back and opens a new publish stream there, and the producer's retries
+/// are recognised as duplicates. Every record is acknowledged and stored exactly once.
+///
+/// Ignored: with `weed` 4.48 (`-mq.broker.logFlushInterval=0`) the restarted broker reports a
+/// partition end (`GetPartitionRangeInfo`) below offsets it had acknowledged (1763 after ~2000
+/// acks, earliest 879), so kelp refuses to adopt it (that would reuse acknowledged offsets) and
+/// the partition keeps answering NOT_LEADER_OR_FOLLOWER. Run with `--ignored` to reproduce.
+#[test]
+#[ignore = "SeaweedMQ reports an end below acknowledged offsets after SIGKILL; see the doc comment"]
+fn an_idempotent_producer_finishes_exactly_once_when_seaweedmq_is_killed_mid_produce() {
+    require_seaweedfs!();
+    let mut cluster = SeaweedCluster::start("kill-mid-produce");
+    let server = kelp(&cluster, "tokio");
+    let marker = std::env::temp_dir().join(format!("kelp-mid-produce-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let marker_arg = marker.to_string_lossy().into_owned();
+    std::thread::scope(|s| {
+        let producer =
+            s.spawn(|| check_within(&server, "mid", &["midproduce", "20000", &marker_arg], Duration::from_secs(900)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        while !marker.exists() && !producer.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "the producer never got going");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!producer.is_finished(), "the producer finished before SeaweedFS could be killed");
+        cluster.kill_and_restart();
+        let out = producer.join().expect("producer thread");
+        eprintln!("{out}");
+    });
+    let _ = std::fs::remove_file(&marker);
 }
