@@ -271,6 +271,9 @@ pub enum Command {
     RecoverPartition {
         /// The partition.
         partition: PartitionKey,
+        /// The core's high watermark: it knows the producer batches below it, so a store
+        /// that must read records back to rebuild producer state may start here.
+        from: i64,
     },
     /// Store (or with `None` delete) a small value under `key`: committed offsets, group
     /// metadata, producer state.

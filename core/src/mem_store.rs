@@ -147,7 +147,7 @@ impl MemStore {
                 let offset = log.retain(older_than, max_bytes, limit);
                 Completion::LogStart { offset, max_timestamp: extent(log).max_timestamp }
             }
-            Command::RecoverPartition { partition } => {
+            Command::RecoverPartition { partition, .. } => {
                 if !self.topics.contains_key(&partition.topic_id) {
                     return Completion::Failed(StorageError::NotFound);
                 }

@@ -14,7 +14,8 @@ const RESYNC_RETRY: crate::time::Duration = crate::time::Duration::from_millis(1
 pub(crate) fn ask(b: &mut Broker, key: PartitionKey) {
     let Some(p) = b.partition_mut(key) else { return };
     if p.take_resync_request() {
-        b.storage(CmdOwner::Resync(key), Command::RecoverPartition { partition: key });
+        let from = p.hwm();
+        b.storage(CmdOwner::Resync(key), Command::RecoverPartition { partition: key, from });
     }
 }
 

@@ -396,7 +396,7 @@ impl State {
                 let max_timestamp = self.parts.get(&partition).map_or((-1, -1), PartLog::max_timestamp);
                 Completion::LogStart { offset: start, max_timestamp }
             }
-            Command::RecoverPartition { partition } => {
+            Command::RecoverPartition { partition, .. } => {
                 if !self.topics.contains_key(&partition.topic_id) {
                     return Completion::Failed(StorageError::NotFound);
                 }

@@ -213,7 +213,7 @@ impl Model {
                 Command::SetLogStart { partition: PartitionKey { topic_id: topic_id(topic), partition }, offset }
             }
             Op::Resync { topic, partition } => {
-                Command::RecoverPartition { partition: PartitionKey { topic_id: topic_id(topic), partition } }
+                Command::RecoverPartition { partition: PartitionKey { topic_id: topic_id(topic), partition }, from: 0 }
             }
             Op::Put(k, v) => Command::Put {
                 key: Bytes::from(vec![b'k', k]),

@@ -470,7 +470,7 @@ impl Cluster {
             for i in 0..t.partitions {
                 let key = PartitionKey { topic_id: t.id, partition: i };
                 let stored = logstarts.get(&Self::logstart_name(key)).copied().unwrap_or(0);
-                let extent = self.extent(key, stored, i == 0).await?;
+                let extent = self.extent(key, stored, i == 0, 0).await?;
                 out.partitions.push((key, extent));
             }
             out.topics.push(t);
@@ -491,19 +491,21 @@ impl Cluster {
 
     /// A partition's extent as SeaweedMQ holds it: its offset range, and the producer state
     /// and largest timestamp of its last [`TAIL_SCAN`] records. `stored_start` is kelp's own
-    /// log start for it (DeleteRecords); `refresh` looks up the partition's leader afresh.
+    /// log start for it (DeleteRecords); `refresh` looks up the partition's leader afresh;
+    /// records before `scan_from` are not read.
     async fn extent(
         &self,
         key: PartitionKey,
         stored_start: i64,
         refresh: bool,
+        scan_from: i64,
     ) -> Result<PartitionExtent, StorageError> {
         let (name, p) = self.place(key, refresh).await?;
         let (earliest, hwm) = self.range(&name, &p).await?;
         let log_start = earliest.max(stored_start).min(hwm);
         let mut extent =
             PartitionExtent { log_start, next_offset: hwm, max_timestamp: (-1, -1), producer_batches: Vec::new() };
-        let from = log_start.max(hwm - TAIL_SCAN);
+        let from = log_start.max(hwm - TAIL_SCAN).max(scan_from);
         if from < hwm {
             let records = self.scan(key, from, hwm).await?;
             tail_state(&records, &mut extent);
@@ -511,8 +513,10 @@ impl Cluster {
         Ok(extent)
     }
 
-    /// Answers [`Command::RecoverPartition`]: the partition's extent as it is stored now.
-    async fn recover_partition(&self, key: PartitionKey) -> Result<PartitionExtent, StorageError> {
+    /// Answers [`Command::RecoverPartition`]: the partition's extent as it is stored now, with
+    /// the producer state of the records from `from` (the core's high watermark) on: the
+    /// core knows the rest, and when nothing new was stored nothing is read.
+    async fn recover_partition(&self, key: PartitionKey, from: i64) -> Result<PartitionExtent, StorageError> {
         let name = Self::logstart_name(key);
         let stored = self
             .list_files(&self.meta_dir("logstart"))
@@ -522,7 +526,7 @@ impl Cluster {
             .map_or(0, |(_, mut c)| c.get_i64());
         // Read sessions positioned before the break may have missed what was stored since.
         lock(&self.sessions).remove(&key);
-        self.extent(key, stored, true).await
+        self.extent(key, stored, true, from).await
     }
 
     // ---- reads ----
@@ -834,13 +838,13 @@ pub(super) async fn publisher(c: std::sync::Arc<Cluster>, key: PartitionKey, mut
                         }
                     }
                 }
-                Some((cmd, Command::RecoverPartition { .. }, sink)) => {
+                Some((cmd, Command::RecoverPartition { from, .. }, sink)) => {
                     // The core asks only once none of its appends is in flight; a stream that
                     // is still open is dropped, and the next append opens a new one at the end
                     // reported here.
                     debug_assert!(pending.is_empty(), "RecoverPartition with appends in flight");
                     fail_all(&mut pending, &mut stream, &mut in_flight);
-                    let result = c.recover_partition(key).await;
+                    let result = c.recover_partition(key, from).await;
                     sink.complete(cmd, result.map_or_else(Completion::Failed, Completion::Partition));
                 }
                 Some((cmd, _, sink)) => sink.complete(cmd, Completion::Failed(StorageError::Corrupt("not an append"))),
