@@ -526,7 +526,12 @@ impl Cluster {
             .map_or(0, |(_, mut c)| c.get_i64());
         // Read sessions positioned before the break may have missed what was stored since.
         lock(&self.sessions).remove(&key);
-        self.extent(key, stored, true, from).await
+        let r = self.extent(key, stored, true, from).await;
+        match &r {
+            Ok(e) => tracing::info!(?key, kelp = from, seaweedmq = e.next_offset, "seaweedmq: partition end re-learnt"),
+            Err(e) => tracing::warn!(?key, kelp = from, error = ?e, "seaweedmq: cannot re-learn the partition end"),
+        }
+        r
     }
 
     // ---- reads ----
