@@ -35,15 +35,19 @@ source "$dir/env.sh"
 run() { "$here/scripts/seaweedfs-exec.sh" "$dir" "$@"; }
 
 KELP_ADDR=127.0.0.1:$((BASE+93))
-run "$KELP" serve --listen "$KELP_ADDR" --storage seaweedmq --seaweedmq-master "$SW_MASTER" \
-  --seaweedmq-namespace kelpbench > "$dir/logs/kelp.log" 2>&1 &
+# started through seaweedfs-exec.sh directly (it execs), so that $! is kelp's own pid
+"$here/scripts/seaweedfs-exec.sh" "$dir" "$KELP" serve --listen "$KELP_ADDR" --storage seaweedmq --seaweedmq-master "$SW_MASTER" \
+  --seaweedmq-namespace kelpbench --admin-listen off > "$dir/logs/kelp.log" 2>&1 &
 kelp_pid=$!
 # the client's own ceiling: kelp on its memory store, same workload
 MEM_ADDR=127.0.0.1:$((BASE+94))
-run "$KELP" serve --listen "$MEM_ADDR" --storage memory > "$dir/logs/kelp-mem.log" 2>&1 &
+"$here/scripts/seaweedfs-exec.sh" "$dir" "$KELP" serve --listen "$MEM_ADDR" --storage memory --admin-listen off > "$dir/logs/kelp-mem.log" 2>&1 &
 mem_pid=$!
 for a in "$KELP_ADDR" "$MEM_ADDR"; do
   for _ in $(seq 100); do run bash -c "exec 3<>/dev/tcp/${a/:/\/}" 2>/dev/null && break; sleep 0.1; done
+done
+for p in "$kelp_pid" "$mem_pid"; do
+  kill -0 "$p" 2>/dev/null || { echo "kelp exited at start; its log:" >&2; cat "$dir"/logs/kelp*.log >&2; exit 1; }
 done
 
 # topics: kelp's through Kafka CreateTopics; the gateway's on the SeaweedMQ side (its CreateTopics
@@ -64,7 +68,7 @@ echo "== SeaweedFS Go Kafka gateway ($GW_COUNT x 100 B)"
 gw_json=$(run "$PY" "$here/scripts/bench_kafka.py" "$SW_KAFKA" bench "$GW_COUNT")
 echo "$gw_json"
 echo "== pipelined gRPC client straight to the broker ($COUNT x 100 B)"
-direct=$(run "$DIRECT" "$SW_BROKER" direct bench "$COUNT")
+direct=$(run timeout 300 "$DIRECT" "$SW_BROKER" direct bench "$COUNT")
 echo "$direct"
 
 echo "== reference: the same client against kelp --storage memory ($COUNT x 100 B)"
@@ -86,6 +90,7 @@ if "kcat_consume_msgs" in k:
     print(f"| consume msg/s, kcat | {kc} | {gc} | {ds:.0f} | {kc/max(gc,1):.1f}x | {kc/ds:.2f} |")
     print(f"(kcat read kelp {k['kcat_consumed']}/{k['count']}, gateway {g.get('kcat_consumed')}/{g['count']}; "
           f"kcat against kelp --storage memory: {mc} msg/s)")
+print(f"(the direct client read with {d.get('subscriptions', '?')} subscription(s); time stalled waiting for SeaweedMQ's last message is not counted)")
 print(f"(client ceiling, kelp --storage memory: produce {m['produce_msgs']} msg/s, consume {m['consume_msgs']} msg/s)")
 if k["consumed"] != k["count"] or g["consumed"] != g["count"]:
     print(f"NOTE: consumed kelp {k['consumed']}/{k['count']}, gateway {g['consumed']}/{g['count']}")

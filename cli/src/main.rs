@@ -199,6 +199,10 @@ fn main() -> ExitCode {
             tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(&settings.log_level))
                 .with_writer(std::io::stderr)
+                // Colours only on a terminal: a log file or a pipe gets plain text.
+                .with_ansi(
+                    std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none(),
+                )
                 .init();
             match serve(&settings) {
                 Ok(()) => ExitCode::SUCCESS,

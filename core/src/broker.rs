@@ -235,6 +235,13 @@ impl Broker {
             || c.fetches_in_flight > 0
     }
 
+    /// The group epoch of the KIP-848 consumer group `group`, if there is one (the
+    /// simulator's liveness check: a settled group's members are all at this epoch).
+    #[must_use]
+    pub fn consumer_group_epoch(&self, group: &str) -> Option<i32> {
+        self.groups.consumer.get(group).map(|g| g.epoch)
+    }
+
     /// The configuration.
     #[must_use]
     pub fn config(&self) -> &Config {

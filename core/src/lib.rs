@@ -39,7 +39,7 @@ pub mod mem_store;
 pub mod records;
 mod resync;
 mod retention;
-mod rng;
+pub mod rng;
 pub mod stats;
 pub mod time;
 pub mod topics;

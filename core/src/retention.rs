@@ -15,7 +15,11 @@ use crate::io::{Command, Completion, PartitionKey};
 pub(crate) fn check(b: &mut Broker) {
     let wall = b.now.wall_ms;
     let mut cmds = Vec::new();
-    for t in b.topics.values().filter(|t| !t.pending) {
+    // By topic name, not in the topic map's (hash) order: the same inputs must give the same
+    // commands in the same order.
+    let mut topics: Vec<_> = b.topics.values().filter(|t| !t.pending).collect();
+    topics.sort_unstable_by(|x, y| x.name.cmp(&y.name));
+    for t in topics {
         let s = &t.settings;
         let older_than = (s.retention_ms >= 0).then(|| wall.saturating_sub(s.retention_ms));
         let max_bytes = u64::try_from(s.retention_bytes).ok();

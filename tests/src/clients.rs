@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 // ---- paths ---------------------------------------------------------------------------------
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    // `cargo test` sets CARGO_MANIFEST_DIR at run time too: prefer it, so that a test binary
+    // built in another checkout (a shared target directory) finds this checkout's files.
+    let dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    dir.parent().expect("tests/ has a parent").to_path_buf()
 }
 
 pub fn clients_src() -> PathBuf {

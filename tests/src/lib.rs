@@ -24,6 +24,7 @@ pub fn random_response(key: ApiKey, version: i16, seed: u64) -> ResponseBody {
 
 pub mod clients;
 pub mod harness;
+pub mod members;
 pub mod raw;
 pub mod seaweedfs;
 pub mod server;

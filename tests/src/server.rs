@@ -31,7 +31,7 @@ pub fn kelp_bin() -> PathBuf {
     if let Some(dir) = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.to_path_buf())) {
         candidates.push(dir.join("kelp"));
     }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/kelp"));
+    candidates.push(crate::clients::workspace_root().join("target/debug/kelp"));
     candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
         let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
         panic!(
@@ -64,6 +64,29 @@ impl KelpServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Asks the server to stop as a service manager would (SIGTERM, by its pid) and waits up
+    /// to `limit` for it to exit: its exit status, or `None` when it was still running (it is
+    /// then killed).
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        // std has no way to send SIGTERM: kill(1) with this one pid.
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill -TERM {} failed", self.pid());
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        None
     }
 
     /// Starts `kelp serve` with `extra` arguments, on the memory store unless `extra` or
@@ -101,13 +124,18 @@ impl KelpServer {
         let data_dir = std::env::temp_dir().join(format!("kelp-e2e-data-{}-{port}", std::process::id()));
         let mut cmd = Command::new(&bin);
         cmd.args(["serve", "--listen", &addr.to_string(), "--advertised-listener", &addr.to_string()]);
+        // Always an explicit storage and data directory: kelp's defaults (the disk store in
+        // ./kelp-data) would write into the working directory.
         if !extra.contains(&"--storage") {
-            cmd.args(["--storage", &storage, "--data-dir"]).arg(&data_dir);
+            cmd.args(["--storage", &storage]);
             if storage == "seaweedmq" {
                 // KELP_E2E_STORAGE=seaweedmq (with KELP_SEAWEEDMQ_MASTER): each server its own
                 // namespace, so tests sharing one cluster do not see each other's topics.
                 cmd.args(["--seaweedmq-namespace", &format!("e2e{}x{port}", std::process::id())]);
             }
+        }
+        if !extra.contains(&"--data-dir") {
+            cmd.arg("--data-dir").arg(&data_dir);
         }
         if !extra.contains(&"--admin-listen") && !env.iter().any(|(k, _)| *k == "KELP_ADMIN_LISTEN") {
             cmd.args(["--admin-listen", "off"]);

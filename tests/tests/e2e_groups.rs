@@ -32,13 +32,12 @@
 //! All processes run in process groups killed by id when their guards drop (also on panic).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kelp_tests::clients::{
-    Client, Json, ProcessGroup, Scratch, confluent, create_topic, installed, java, kafka_python, kafkajs, read_lossy,
-    run_client, tail,
+    Client, Json, Scratch, confluent, create_topic, installed, java, kafka_python, kafkajs, run_client, tail,
 };
+use kelp_tests::members::{Member, batch_records, ev};
 use kelp_tests::server::KelpServer;
 
 const PARTITIONS: u64 = 6;
@@ -51,93 +50,6 @@ const FIRST_JOIN_LIMIT_MS: u64 = 3000 + 5000;
 const MEMBER_TIMEOUT_S: u64 = 300;
 /// The longest any one wait of the harness may take.
 const WAIT: Duration = Duration::from_secs(120);
-
-/// One member process and its files.
-struct Member {
-    name: String,
-    proc: ProcessGroup,
-    out: PathBuf,
-    err: PathBuf,
-    start: PathBuf,
-    stop: PathBuf,
-}
-
-impl Member {
-    fn spawn(client: &Client, scratch: &Scratch, name: &str, common: &[String], extra: &[&str]) -> Self {
-        let (out, out_file) = scratch.file(&format!("{name}.out"));
-        let (err, err_file) = scratch.file(&format!("{name}.err"));
-        let start = scratch.path(&format!("{name}.start"));
-        let stop = scratch.path(&format!("{name}.stop"));
-        let mut args = common.to_vec();
-        args.extend(["--start-file".into(), start.display().to_string()]);
-        args.extend(["--stop-file".into(), stop.display().to_string()]);
-        args.extend(extra.iter().map(|s| (*s).to_string()));
-        let proc = ProcessGroup::spawn(client.command(&args), out_file, err_file);
-        Self { name: name.into(), proc, out, err, start, stop }
-    }
-
-    /// Every complete JSON line it printed so far.
-    fn events(&self) -> Vec<Json> {
-        let text = read_lossy(&self.out);
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        complete.lines().filter_map(|l| Json::parse(l.trim())).collect()
-    }
-
-    fn has(&self, event: &str) -> bool {
-        self.events().iter().any(|e| ev(e) == event)
-    }
-
-    /// The partitions it owns after its latest assignment change, and how many changes it saw.
-    fn owned(&self) -> (BTreeSet<u64>, usize) {
-        let changes: Vec<Json> =
-            self.events().into_iter().filter(|e| matches!(ev(e), "assigned" | "revoked" | "lost")).collect();
-        let owned = changes.last().map_or_else(BTreeSet::new, |e| nums(e.get("owned")));
-        (owned, changes.len())
-    }
-
-    fn touch(path: &PathBuf) {
-        std::fs::write(path, b"").unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-    }
-
-    fn report(&self) -> String {
-        format!(
-            "--- {} stdout (last lines)\n{}\n--- {} stderr (last lines)\n{}",
-            self.name,
-            tail(&shorten(&read_lossy(&self.out)), 15),
-            self.name,
-            tail(&read_lossy(&self.err), 25)
-        )
-    }
-}
-
-fn ev(e: &Json) -> &str {
-    e.get("event").and_then(Json::str).unwrap_or("")
-}
-
-fn nums(v: Option<&Json>) -> BTreeSet<u64> {
-    v.map(|a| a.items().iter().filter_map(Json::u64).collect()).unwrap_or_default()
-}
-
-/// Long batch lines cut for failure reports.
-fn shorten(text: &str) -> String {
-    text.lines()
-        .map(|l| if l.len() > 300 { format!("{}... ({} chars)", &l[..300], l.len()) } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// (partition, offset, key) records of a member's `batch` events (from line `from` on).
-fn batch_records(events: &[Json]) -> Vec<(u64, u64, String)> {
-    events
-        .iter()
-        .filter(|e| ev(e) == "batch")
-        .flat_map(|e| e.get("records").map(Json::items).unwrap_or_default())
-        .filter_map(|r| {
-            let r = r.items();
-            Some((r.first()?.u64()?, r.get(1)?.u64()?, r.get(2)?.str()?.to_string()))
-        })
-        .collect()
-}
 
 struct Run<'a> {
     label: String,
@@ -266,7 +178,8 @@ fn scenario(client: Result<Client, String>, label: &str, extra: &[&str]) {
     let mut run = Run { label: label.to_string(), server: &server, members: Vec::new() };
     for i in 0..4 {
         let args: Vec<&str> = slow.iter().chain(extra).copied().collect();
-        run.members.push(Member::spawn(&client, &scratch, &format!("member{i}"), &common, &args));
+        let args: Vec<String> = common.iter().cloned().chain(args.iter().map(|s| (*s).to_string())).collect();
+        run.members.push(Member::spawn(&client, &scratch, &format!("member{i}"), &args));
     }
     run.wait_until("all four members ready", &[0, 1, 2, 3], |r| r.members.iter().all(|m| m.has("ready")));
 
@@ -396,7 +309,8 @@ fn scenario(client: Result<Client, String>, label: &str, extra: &[&str]) {
 
     // ---- committed offsets: a new member gets only what came after ----
     produce(RECORDS, MORE);
-    run.members.push(Member::spawn(&client, &scratch, "member4", &common, &["--idle-exit", "30"]));
+    let args: Vec<String> = common.iter().cloned().chain(["--idle-exit".into(), "30".into()]).collect();
+    run.members.push(Member::spawn(&client, &scratch, "member4", &args));
     Member::touch(&run.members[4].start);
     run.wait_until("the new member to consume the 100 new records", &[4], |r| {
         batch_records(&r.members[4].events()).len() as u64 >= MORE

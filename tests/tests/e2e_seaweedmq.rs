@@ -7,7 +7,15 @@
 //! say why.
 
 use std::process::Command;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
+
+use kelp_core::codec::{KStr, Uuid};
+use kelp_core::io::{PartitionKey, TopicRecord};
+use kelp_core::records::{Compression, RecordBatchBuilder};
+use kelp_core::{CmdId, Completion};
+use kelp_storage::seaweedmq::{SeaweedMqConfig, SeaweedMqStore};
+use kelp_storage::{CompletionSink, Sink, Store};
 
 use kelp_tests::clients::{Scratch, clients_dir, clients_src, run_client};
 use kelp_tests::require_seaweedfs;
@@ -131,4 +139,65 @@ fn an_idempotent_producer_finishes_exactly_once_when_seaweedmq_is_killed_mid_pro
         eprintln!("{out}");
     });
     let _ = std::fs::remove_file(&marker);
+}
+
+struct ChannelSink(Mutex<mpsc::Sender<(CmdId, Completion)>>);
+
+impl CompletionSink for ChannelSink {
+    fn complete(&self, cmd: CmdId, result: Completion) {
+        if let Ok(tx) = self.0.lock() {
+            let _ = tx.send((cmd, result));
+        }
+    }
+}
+
+/// A consumer waiting at the end of a partition: each record appended is then read at once. A
+/// SeaweedMQ subscription that has caught up with the publisher can hold back what comes next;
+/// kelp's read must still deliver it, not time out (which a Kafka client sees as a failed fetch
+/// and a pause of seconds before the record arrives).
+#[test]
+fn a_reader_at_the_end_gets_each_new_record() {
+    require_seaweedfs!();
+    let cluster = SeaweedCluster::start("tail");
+    let mut config = SeaweedMqConfig::new(cluster.master.clone());
+    config.namespace = "kelptail".into();
+    let mut store = SeaweedMqStore::connect(config).expect("kelp's SeaweedMQ store connects");
+    let (tx, rx) = mpsc::channel();
+    let sink: Sink = Arc::new(ChannelSink(Mutex::new(tx)));
+    let mut next = 0u64;
+    let mut run = |store: &mut SeaweedMqStore, command: kelp_core::Command| {
+        let cmd = CmdId(next);
+        next += 1;
+        store.submit(cmd, command, &sink);
+        let (got, result) = rx.recv_timeout(Duration::from_secs(120)).expect("the store answers");
+        assert_eq!(got, cmd);
+        result
+    };
+    assert!(matches!(run(&mut store, kelp_core::Command::Recover), Completion::Recovered(_)));
+    let topic_id = Uuid::from_u64_pair(0x7a11, 1);
+    let topic = TopicRecord { name: KStr::from("tail"), id: topic_id, partitions: 1, configs: vec![] };
+    assert_eq!(run(&mut store, kelp_core::Command::PutTopic(topic)), Completion::Done);
+    let partition = PartitionKey { topic_id, partition: 0 };
+    for offset in 0..8i64 {
+        let mut b = RecordBatchBuilder::new(Compression::None).base_offset(offset);
+        let value = format!("record {offset}");
+        b.append(1_700_000_000_000 + offset, Some(b"k"), Some(value.as_bytes()), &[]).expect("builds");
+        let batch = b.build().expect("builds");
+        let append = kelp_core::Command::Append {
+            partition,
+            base_offset: offset,
+            last_offset: offset,
+            max_timestamp: 1_700_000_000_000 + offset,
+            batches: batch.clone(),
+        };
+        assert_eq!(run(&mut store, append), Completion::Done, "append {offset}");
+        let read = kelp_core::Command::Read { partition, offset, end: offset + 1, max_bytes: 1 << 20 };
+        match run(&mut store, read) {
+            Completion::Read { batches } => {
+                let got: Vec<u8> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+                assert_eq!(got, batch.to_vec(), "record {offset} comes back as it was appended");
+            }
+            other => panic!("reading record {offset} at the end of the partition: {other:?}"),
+        }
+    }
 }

@@ -10,12 +10,13 @@ use kelp_tests::sim::{run_twice, seeds_from_env};
 fn every_seed_keeps_the_invariants_and_converges_deterministically() {
     let seeds = seeds_from_env(0..500);
     let mut failed = Vec::new();
-    let (mut acked, mut checked) = (0u64, 0u64);
+    let (mut acked, mut checked, mut handovers) = (0u64, 0u64, 0u64);
     for seed in seeds.clone() {
         match run_twice(seed) {
             Ok(o) => {
                 acked += o.acked;
                 checked += o.checked;
+                handovers += o.handovers;
             }
             Err(f) => {
                 eprintln!("{f}");
@@ -26,4 +27,8 @@ fn every_seed_keeps_the_invariants_and_converges_deterministically() {
     assert!(failed.is_empty(), "failing seeds (replay with SIM_SEED=<n>): {failed:?}");
     // The sweep must have done real work, not passed by doing nothing.
     assert!(acked > 0 && checked > 0, "the sweep acknowledged {acked} and checked {checked} records");
+    if seeds.end - seeds.start >= 100 {
+        // A wide sweep must have run KIP-848 groups whose members took partitions.
+        assert!(handovers > 0, "no KIP-848 member took a partition in {seeds:?}");
+    }
 }

@@ -60,7 +60,7 @@ fn seed_8_replays_identically() {
 /// (every input: no panic, nothing sent after a close, every command answered once).
 #[test]
 fn broker_events_corpus_runs_clean() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/broker_events");
+    let dir = kelp_tests::clients::workspace_root().join("fuzz/corpus/broker_events");
     let mut n = 0;
     let mut entries: Vec<_> =
         std::fs::read_dir(&dir).expect("corpus folder").map(|e| e.expect("entry").path()).collect();
@@ -102,6 +102,124 @@ fn a_failed_recovery_is_retried_after_a_pause_not_in_a_loop() {
 #[test]
 fn seed_53921_recovers_from_an_outage_without_spinning() {
     if let Err(f) = run_twice(53921) {
+        panic!("{f}");
+    }
+}
+
+/// Found by the `broker_events` fuzz target once retention landed (crash-212af2fc): the
+/// periodic retention check keeps issuing Retain commands for as long as time moves, and the
+/// target took that for a broker that never goes quiet. The broker is right; the target now
+/// tells periodic retention from activity. This input must run to the end without a panic.
+#[test]
+fn fuzz_212af2fc_periodic_retention_is_not_endless_activity() {
+    let path = kelp_tests::clients::workspace_root().join("fuzz/corpus/broker_events/retention-timer-212af2fc");
+    let data = std::fs::read(&path).expect("the regression input is in the corpus");
+    kelp_tests::sim::fuzz::broker_events(&data);
+}
+
+/// Found while hunting for hash-order dependence for the KIP-848 sweep: the retention check
+/// sent its `Retain` commands in the order of the broker's topic map, a hash map, so the
+/// command sequence (and every command id after it) hung on hashing rather than on the
+/// inputs. The sweep's twice-run could not see it here (the hasher seeds the same way for
+/// every map in a process), so the test looks at the order itself: by topic name.
+#[test]
+fn retention_checks_partitions_in_topic_name_order() {
+    use kelp_core::Command;
+    use kelp_core::time::Duration;
+    use kelp_tests::harness::{Harness, create_topic};
+    let cfg = Config { retention_check_interval: Duration::from_millis(100), ..Config::default() };
+    let mut h = Harness::new(cfg);
+    let conn = h.connect();
+    // Names created in an order unlike their sorted order, ids unlike both.
+    let names: Vec<String> = (0..24).map(|i| format!("topic-{:02}", (i * 7) % 24)).collect();
+    let mut ids = std::collections::HashMap::new();
+    for n in &names {
+        ids.insert(create_topic(&mut h, conn, n, 2), n.clone());
+    }
+    h.auto_storage = false;
+    h.advance(Duration::from_millis(150));
+    let order: Vec<(String, i32)> = h
+        .queued
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Command::Retain { partition, .. } => Some((ids[&partition.topic_id].clone(), partition.partition)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order.len(), 48, "one Retain per partition: {order:?}");
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "Retain commands leave in topic name order");
+}
+
+/// Found by the KIP-848 sweep (seed 399, also 1302 and 1971): a consumer group's `Put` failed
+/// during a store outage, yet the next heartbeat, which changed nothing, was answered at once
+/// from memory with the new member epoch. After a restart the group came back from the store
+/// at an older epoch, so a member's epoch went back (4, then 2). A successful heartbeat answer
+/// now leaves only once a `Put` of what it reports has succeeded.
+#[test]
+fn a_heartbeat_is_not_answered_from_a_group_state_the_store_refused() {
+    use kelp_core::codec::ApiKey;
+    use kelp_core::codec::generated::ResponseBody;
+    use kelp_core::codec::generated::consumer_group_heartbeat::ConsumerGroupHeartbeatRequest;
+    use kelp_core::io::StorageError;
+    use kelp_tests::harness::{Harness, create_topic, test_config};
+    let mut h = Harness::new(test_config());
+    let conn = h.connect();
+    create_topic(&mut h, conn, "t", 2);
+    let join = RequestBody::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest {
+        group_id: "g".into(),
+        member_id: "member-a".into(),
+        member_epoch: 0,
+        rebalance_timeout_ms: 30_000,
+        subscribed_topic_names: Some(vec!["t".into()]),
+        topic_partitions: Some(Vec::new()),
+        ..Default::default()
+    });
+    let api = ApiKey::CONSUMER_GROUP_HEARTBEAT;
+    h.auto_storage = false;
+    h.send(conn, &join, 0);
+    assert!(h.recv(conn, api, 0).is_none(), "the join waits for its Put");
+    assert!(h.fail_one_storage(StorageError::Unavailable), "the group's Put");
+    let Some((_, ResponseBody::ConsumerGroupHeartbeat(r))) = h.recv(conn, api, 0) else { panic!("an answer") };
+    assert_ne!(r.error_code, 0, "a join that could not be stored fails");
+    // The member retries; the group in memory already has it, so nothing changes, but the
+    // store does not have it: the answer must wait for a successful Put.
+    h.send(conn, &join, 0);
+    assert!(h.recv(conn, api, 0).is_none(), "no answer from state the store does not hold");
+    assert!(
+        matches!(h.queued.front(), Some((_, kelp_core::Command::Put { .. }))),
+        "the group is stored again: {:?}",
+        h.queued.front()
+    );
+    assert!(h.run_one_storage());
+    let Some((_, ResponseBody::ConsumerGroupHeartbeat(r))) = h.recv(conn, api, 0) else { panic!("an answer") };
+    assert_eq!(r.error_code, 0);
+    assert!(r.member_epoch > 0, "joined at epoch {}", r.member_epoch);
+    // A restart over the store recovers the group at (at least) the epoch it reported.
+    let store = std::mem::take(&mut h.store);
+    let mut h2 = Harness::with_store(test_config(), store);
+    let c2 = h2.connect();
+    let again = RequestBody::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest {
+        group_id: "g".into(),
+        member_id: "member-a".into(),
+        member_epoch: r.member_epoch,
+        topic_partitions: None,
+        subscribed_topic_names: None,
+        rebalance_timeout_ms: -1,
+        ..Default::default()
+    });
+    h2.send(c2, &again, 0);
+    let Some((_, ResponseBody::ConsumerGroupHeartbeat(r2))) = h2.recv(c2, api, 0) else { panic!("an answer") };
+    assert_eq!(r2.error_code, 0, "the member is known after the restart");
+    assert!(r2.member_epoch >= r.member_epoch, "epoch {} after {}", r2.member_epoch, r.member_epoch);
+}
+
+/// The same bug seen whole: seed 399 (a store outage and a broker crash under a KIP-848
+/// group) keeps every member's epoch from going back.
+#[test]
+fn seed_399_member_epochs_never_go_back() {
+    if let Err(f) = run_twice(399) {
         panic!("{f}");
     }
 }

@@ -33,8 +33,14 @@ struct Args {
     check: bool,
 }
 
+/// This package's folder: from `cargo run`'s environment when there is one, so that a binary
+/// built in another checkout (a shared target directory) still works on this one.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn parse_args() -> Result<Args, String> {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let here = manifest_dir();
     let mut args = Args {
         spec_dir: here.join("../../../shared/kafka-message-specs"),
         out: here.join("../src/codec/generated"),
@@ -101,7 +107,7 @@ fn write_all(dir: &Path, files: &BTreeMap<String, String>) -> Result<(), String>
         std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
         paths.push(p);
     }
-    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rustfmt.toml");
+    let config = manifest_dir().join("../../rustfmt.toml");
     let status = Command::new("rustfmt")
         .arg("--edition")
         .arg("2024")

@@ -6,7 +6,6 @@
 //! that changed the group is answered once its metadata is stored, as Kafka answers after
 //! its records commit.
 
-use super::ReplyJob;
 use crate::broker::{Broker, CmdOwner, Req, Timer};
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::consumer_group_describe::{
@@ -24,7 +23,7 @@ use crate::codec::generated::consumer_protocol_subscription::ConsumerProtocolSub
 use crate::codec::generated::describe_groups::{DescribedGroup as ClassicDescribed, DescribedGroupMember};
 use crate::codec::{ErrorCode, KStr, Message, Writer};
 use crate::group::assignor::{Assignment, TopicInfo};
-use crate::group::classic::GroupState;
+use crate::group::classic::{GroupState, StoreThen};
 use crate::group::consumer::{Client, ConsumerGroup, ConsumerTimer, Ctx, Effect};
 use crate::group::group_key;
 use crate::io::Command;
@@ -84,10 +83,11 @@ fn run<R>(
     Some((r, store))
 }
 
-/// The `Put` of a consumer group's current metadata.
-fn put_group(b: &Broker, group: &KStr) -> Option<Command> {
-    let g = b.groups.consumer.get(group)?;
-    Some(Command::Put { key: group_key(group), value: Some(g.encode()) })
+/// The `Put` of a consumer group's current metadata, numbered.
+fn put_group(b: &mut Broker, group: &KStr) -> Option<(Command, u64)> {
+    let g = b.groups.consumer.get_mut(group)?;
+    let seq = g.next_put();
+    Some((Command::Put { key: group_key(group), value: Some(g.encode()) }, seq))
 }
 
 pub(crate) fn heartbeat(b: &mut Broker, req: Req, client_id: Option<KStr>, m: &ConsumerGroupHeartbeatRequest) {
@@ -135,20 +135,17 @@ pub(crate) fn heartbeat(b: &mut Broker, req: Req, client_id: Option<KStr>, m: &C
         // A refused first member leaves no group behind.
         b.groups.consumer.remove(&m.group_id);
     }
-    let put = if store { put_group(b, &m.group_id) } else { None };
+    // A successful answer tells what memory holds: it leaves once that is stored, also when
+    // this heartbeat changed nothing but an earlier `Put` failed or is still running.
+    let unsaved = !failed && b.groups.consumer.get(&m.group_id).is_some_and(|g| !g.is_saved());
+    let put = if store || unsaved { put_group(b, &m.group_id) } else { None };
     match put {
         None => b.respond(req, &body),
-        Some(cmd) => {
-            let job = super::reply_after(b, req, body, 1, finish_heartbeat);
+        Some((cmd, seq)) => {
+            let then = StoreThen::Reply(req, Box::new(body));
+            let job = b.park(super::Job::GroupStore(super::group::StoreJob::consumer(m.group_id.clone(), seq, then)));
             b.storage(CmdOwner::Job { job, part: 0 }, cmd);
         }
-    }
-}
-
-/// The group could not be stored: the member must retry.
-fn finish_heartbeat(_: &mut Broker, job: &mut ReplyJob) {
-    if job.results.iter().any(Option::is_some) {
-        job.body = error_response(ErrorCode::COORDINATOR_NOT_AVAILABLE, "The group could not be stored.".into());
     }
 }
 
@@ -162,9 +159,9 @@ pub(crate) fn timer(b: &mut Broker, t: ConsumerTimer) {
         ConsumerTimer::Revocation { member, .. } => g.on_revocation_timer(cx, member),
     });
     if let Some(((), true)) = done
-        && let Some(cmd) = put_group(b, &group)
+        && let Some((cmd, seq)) = put_group(b, &group)
     {
-        let job = b.park(super::Job::GroupStore(super::group::StoreJob::background(group)));
+        let job = b.park(super::Job::GroupStore(super::group::StoreJob::consumer(group, seq, StoreThen::Nothing)));
         b.storage(CmdOwner::Job { job, part: 0 }, cmd);
     }
 }

@@ -37,12 +37,15 @@ const OPS_NOT_REQUESTED: i32 = i32::MIN;
 pub(crate) struct StoreJob {
     group: KStr,
     then: StoreThen,
+    /// A consumer group's `Put` number ([`crate::group::consumer::ConsumerGroup::next_put`]),
+    /// 0 for a classic group.
+    seq: u64,
 }
 
 impl StoreJob {
-    /// A store nobody waits for.
-    pub(crate) fn background(group: KStr) -> Self {
-        Self { group, then: StoreThen::Nothing }
+    /// A consumer group's `Put` numbered `seq`, then `then`.
+    pub(crate) fn consumer(group: KStr, seq: u64, then: StoreThen) -> Self {
+        Self { group, then, seq }
     }
 }
 
@@ -102,7 +105,7 @@ fn apply(b: &mut Broker, group: &KStr, effects: Vec<Effect>) {
 fn store(b: &mut Broker, group: &KStr, then: StoreThen) {
     let Some(g) = b.groups.classic.get(group) else { return };
     let value = encode_group(g);
-    let job = b.park(Job::GroupStore(StoreJob { group: group.clone(), then }));
+    let job = b.park(Job::GroupStore(StoreJob { group: group.clone(), then, seq: 0 }));
     b.storage(CmdOwner::Job { job, part: 0 }, Command::Put { key: group_key(group), value: Some(value) });
 }
 
@@ -110,14 +113,30 @@ fn store(b: &mut Broker, group: &KStr, then: StoreThen) {
 pub(crate) fn store_done(b: &mut Broker, job: JobId, result: Completion) {
     let Some(Job::GroupStore(j)) = b.jobs.remove(&job) else { return };
     let ok = matches!(result, Completion::Done);
+    if j.seq > 0
+        && let Some(g) = b.groups.consumer.get_mut(&j.group)
+    {
+        g.put_done(j.seq, ok);
+    }
     match j.then {
         StoreThen::Nothing => {}
         StoreThen::Sync { generation } => {
             run(b, &j.group, |g, cx| g.on_stored(cx, generation, ok));
         }
         StoreThen::Reply(req, mut body) => {
-            if !ok && let ResponseBody::JoinGroup(r) = body.as_mut() {
-                r.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.0;
+            if !ok {
+                match body.as_mut() {
+                    ResponseBody::JoinGroup(r) => r.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.0,
+                    ResponseBody::ConsumerGroupHeartbeat(r) => {
+                        // The member must retry: nothing it was told is durable.
+                        *r = crate::codec::generated::consumer_group_heartbeat::ConsumerGroupHeartbeatResponse {
+                            error_code: ErrorCode::COORDINATOR_NOT_AVAILABLE.0,
+                            error_message: Some(KStr::from("The group could not be stored.")),
+                            ..Default::default()
+                        };
+                    }
+                    _ => {}
+                }
             }
             b.respond(req, &body);
         }

@@ -213,6 +213,14 @@ pub struct ConsumerGroup {
     /// Who holds each partition (assigned or being revoked).
     owners: HashMap<(Uuid, i32), KStr>,
     dead: bool,
+    /// Sequence number of the last `Put` of this group's metadata handed to the store.
+    puts: u64,
+    /// The newest of those `Put`s known to have succeeded. While it lags `puts`, memory may
+    /// hold what the store does not (a `Put` failed or has not finished), and nothing read
+    /// from memory may be answered before a `Put` of it succeeds: a restart would take it
+    /// back (Kafka answers only once the coordinator's records are committed, and reverts
+    /// its state when a write fails).
+    saved: u64,
 }
 
 fn partitions_of(a: &Assignment) -> impl Iterator<Item = (Uuid, i32)> + '_ {
@@ -241,7 +249,29 @@ impl ConsumerGroup {
             metadata: BTreeMap::new(),
             owners: HashMap::new(),
             dead: false,
+            puts: 0,
+            saved: 0,
         }
+    }
+
+    /// Numbers a new `Put` of the group's metadata.
+    pub fn next_put(&mut self) -> u64 {
+        self.puts += 1;
+        self.puts
+    }
+
+    /// The `Put` numbered `seq` finished (`ok`: it succeeded).
+    pub fn put_done(&mut self, seq: u64, ok: bool) {
+        if ok {
+            self.saved = self.saved.max(seq);
+        }
+    }
+
+    /// Whether the store holds the group as memory does (every `Put` up to the last one
+    /// succeeded).
+    #[must_use]
+    pub fn is_saved(&self) -> bool {
+        self.saved == self.puts
     }
 
     /// The current state.

@@ -31,6 +31,9 @@ pub const RING: i32 = 2520;
 const TAIL_SCAN: i64 = 2000;
 /// Messages buffered ahead per read session.
 const READ_AHEAD: usize = 32768;
+/// How long a read waits on a subscription for a record it knows exists before subscribing
+/// again at that offset.
+const STALL: Duration = Duration::from_millis(20);
 /// Read sessions kept per partition.
 const SESSIONS_PER_PARTITION: usize = 8;
 /// Messages in flight per publish stream before the publisher waits for acks.
@@ -606,24 +609,45 @@ impl Cluster {
             Some(s) => s,
             None => self.open_session(key, from).await?,
         };
-        let mut out = Vec::new();
+        let mut out: Vec<Envelope> = Vec::new();
         let mut used = 0usize;
+        // Everything below `end` is acknowledged, so it exists. A SeaweedMQ subscription that has
+        // caught up with the publisher can hold back what arrives after that (seconds, or until
+        // more is published); a fresh subscription at the same offset delivers it at once. So a
+        // read that waits longer than `STALL` re-subscribes, until `rpc_timeout` has passed.
+        let deadline = tokio::time::Instant::now() + self.cfg.rpc_timeout;
         while s.next < end {
             // What the session already read ahead is taken without arming a timer.
             let next = match s.rx.try_recv() {
-                Ok(item) => Ok(Some(item)),
-                Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
+                Ok(item) => Some(item),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    let wait = if out.is_empty() { self.cfg.rpc_timeout } else { Duration::from_secs(2) };
-                    timeout(wait, s.rx.recv()).await
+                    // Whole batches in hand: answer now rather than wait for more.
+                    if out.last().is_some_and(|e| e.delta == e.last_delta) {
+                        break;
+                    }
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
+                        // Acknowledged data not arriving: keep what we have.
+                        return if out.is_empty() { Err(StorageError::Timeout) } else { Ok(out) };
+                    }
+                    match timeout(STALL.min(deadline - now), s.rx.recv()).await {
+                        Ok(item) => item,
+                        Err(_) => {
+                            tracing::debug!(?key, offset = s.next, "seaweedmq: read stalled; subscribing again");
+                            s = match self.open_session(key, s.next).await {
+                                Ok(fresh) => fresh,
+                                Err(e) => return if out.is_empty() { Err(e) } else { Ok(out) },
+                            };
+                            continue;
+                        }
+                    }
                 }
             };
             let value = match next {
-                Ok(Some(Ok(v))) => v,
-                Ok(Some(Err(e))) => return if out.is_empty() { Err(e) } else { Ok(out) },
-                Ok(None) => return if out.is_empty() { Err(StorageError::Unavailable) } else { Ok(out) },
-                // Acknowledged data below the high watermark not arriving: keep what we have.
-                Err(_) => return if out.is_empty() { Err(StorageError::Timeout) } else { Ok(out) },
+                Some(Ok(v)) => v,
+                Some(Err(e)) => return if out.is_empty() { Err(e) } else { Ok(out) },
+                None => return if out.is_empty() { Err(StorageError::Unavailable) } else { Ok(out) },
             };
             let Some(env) = Envelope::decode(value.clone()) else {
                 tracing::error!(?key, offset = s.next, "seaweedmq: a message that is not a kelp record");

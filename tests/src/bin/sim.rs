@@ -27,6 +27,9 @@ fn main() {
     let next = AtomicU64::new(seeds.start);
     let sim_ns = AtomicU64::new(0);
     let events = AtomicU64::new(0);
+    let handovers = AtomicU64::new(0);
+    let trimmed = AtomicU64::new(0);
+    let zombies = AtomicU64::new(0);
     let done = AtomicU64::new(0);
     let failed: Mutex<Vec<u64>> = Mutex::new(Vec::new());
     let start = Instant::now();
@@ -43,6 +46,9 @@ fn main() {
                         Ok(o) => {
                             sim_ns.fetch_add(o.sim_time.0, Ordering::Relaxed);
                             events.fetch_add(o.events, Ordering::Relaxed);
+                            handovers.fetch_add(o.handovers, Ordering::Relaxed);
+                            trimmed.fetch_add(o.trimmed, Ordering::Relaxed);
+                            zombies.fetch_add(o.zombies, Ordering::Relaxed);
                             if verbose {
                                 println!("seed {seed}: ok {o:?}");
                             }
@@ -69,12 +75,15 @@ fn main() {
     let sim_secs = sim_ns.load(Ordering::Relaxed) as f64 / 1e9;
     let failed = failed.into_inner().expect("lock");
     println!(
-        "{n} seeds ({}..{}) in {secs:.1} s: {:.1} seeds/s, {:.0} simulated s per wall s, {} events, {} failed {:?}",
+        "{n} seeds ({}..{}) in {secs:.1} s: {:.1} seeds/s, {:.0} simulated s per wall s, {} events, {} KIP-848 ownerships ({} from zombies), {} fetches below a trimmed log start, {} failed {:?}",
         seeds.start,
         seeds.end,
         n as f64 / secs,
         sim_secs / secs,
         events.load(Ordering::Relaxed),
+        handovers.load(Ordering::Relaxed),
+        zombies.load(Ordering::Relaxed),
+        trimmed.load(Ordering::Relaxed),
         failed.len(),
         &failed[..failed.len().min(20)]
     );

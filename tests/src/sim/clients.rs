@@ -11,9 +11,8 @@
 //! static membership, leaves) and [`Admin`] (creates the topics, then creates, grows and deletes
 //! scratch topics).
 //!
-//! Extension point: a KIP-848 member (ConsumerGroupHeartbeat) is another [`Model`] whose
-//! [`Model::view`] returns [`View::Member`]; the simulator's liveness check and the ownership
-//! checker ([`Checker::synced`], fed with the member epoch as the generation) work unchanged.
+//! The KIP-848 member (ConsumerGroupHeartbeat) is another [`Model`], in [`super::consumer`];
+//! its [`Model::view`] returns [`View::Member`] with the member epoch as the generation.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -163,6 +162,41 @@ pub trait Model {
     fn faults_off(&mut self, io: &mut Io<'_>);
     /// Its state for the liveness check.
     fn view(&self) -> View;
+}
+
+/// ListOffsets (v7) for the earliest offset of `tp` (auto.offset.reset=earliest after an
+/// OFFSET_OUT_OF_RANGE).
+pub(crate) fn earliest_request(tp: &Tp) -> RequestBody {
+    use kelp_core::codec::generated::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
+    RequestBody::ListOffsets(ListOffsetsRequest {
+        replica_id: -1,
+        isolation_level: 0,
+        topics: vec![ListOffsetsTopic {
+            name: tp.0.as_str().into(),
+            partitions: vec![ListOffsetsPartition {
+                partition_index: tp.1,
+                current_leader_epoch: -1,
+                timestamp: -2,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+/// The offsets a ListOffsets response reports, by partition (errors left out).
+pub(crate) fn listed_offsets(body: &ResponseBody) -> Vec<(Tp, i64)> {
+    let ResponseBody::ListOffsets(r) = body else { return Vec::new() };
+    r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| p.error_code == 0 && p.offset >= 0)
+                .map(move |p| ((t.name.as_str().to_owned(), p.partition_index), p.offset))
+        })
+        .collect()
 }
 
 fn err(code: i16) -> ErrorCode {
@@ -493,6 +527,9 @@ pub struct MemberConfig {
     pub pause_rate: f64,
     /// Longest long-poll wait.
     pub max_wait_ms: i32,
+    /// A KIP-848 member (`group.protocol=consumer`, [`super::consumer::ConsumerMember`])
+    /// rather than a classic one; every member of a group speaks the same protocol.
+    pub consumer_protocol: bool,
 }
 
 /// A classic consumer-group member (eager rebalance, range-like assignment by its leader),
@@ -529,6 +566,10 @@ pub struct ClassicMember {
     /// included) once the member is back: a late retry the broker must fence if the group has
     /// moved on.
     stale_commit: Option<(i32, Vec<(Tp, i64)>)>,
+    /// Partitions whose fetch position fell below the log start: earliest offset asked for.
+    resetting: BTreeSet<Tp>,
+    /// The positions the fetch in flight was sent from.
+    fetch_from: BTreeMap<Tp, i64>,
 }
 
 // Request kinds, in the low byte of a tag; the incarnation is above.
@@ -541,6 +582,7 @@ const K_HB: u64 = 6;
 const K_COMMIT: u64 = 7;
 const K_LEAVE: u64 = 8;
 const K_STALE_COMMIT: u64 = 9;
+const K_RESET: u64 = 10;
 
 impl ClassicMember {
     /// Member number `id`.
@@ -568,6 +610,8 @@ impl ClassicMember {
             paused_until: Instant(0),
             next_fetch: Instant(0),
             stale_commit: None,
+            resetting: BTreeSet::new(),
+            fetch_from: BTreeMap::new(),
         }
     }
 
@@ -596,6 +640,7 @@ impl ClassicMember {
             self.member_id.clear();
         }
         self.positions.clear();
+        self.resetting.clear();
         self.fetch_in_flight = false;
         self.hb_in_flight = false;
         self.commit_in_flight = false;
@@ -628,6 +673,7 @@ impl ClassicMember {
         }
         self.incarnation += 1;
         self.positions.clear();
+        self.resetting.clear();
         self.hwms.clear();
         self.fetch_in_flight = false;
         self.hb_in_flight = false;
@@ -738,6 +784,7 @@ impl ClassicMember {
             ..Default::default()
         };
         self.fetch_in_flight = true;
+        self.fetch_from.clone_from(&self.positions);
         io.send(&RequestBody::Fetch(req), 12, self.tag(K_FETCH));
     }
 
@@ -766,6 +813,15 @@ impl ClassicMember {
         for t in &r.responses {
             for pd in &t.partitions {
                 let tp = (t.topic.as_str().to_owned(), pd.partition_index);
+                if err(pd.error_code) == ErrorCode::OFFSET_OUT_OF_RANGE
+                    && let Some(pos) = self.fetch_from.get(&tp).copied()
+                    && self.positions.get(&tp) == Some(&pos)
+                {
+                    io.check.out_of_range(&self.name(), &tp, pos);
+                    if self.resetting.insert(tp.clone()) {
+                        io.send(&earliest_request(&tp), 7, self.tag(K_RESET));
+                    }
+                }
                 if pd.error_code != 0 {
                     continue;
                 }
@@ -1092,6 +1148,20 @@ impl Model for ClassicMember {
                 }
             }
             (K_LEAVE, _) => io.crash(),
+            (K_RESET, body @ ResponseBody::ListOffsets(_)) => {
+                let name = self.name();
+                for (tp, start) in listed_offsets(&body) {
+                    io.check.log_start_seen(&name, &tp, start);
+                    self.resetting.remove(&tp);
+                    if let Some(pos) = self.positions.get_mut(&tp)
+                        && *pos < start
+                    {
+                        *pos = start;
+                    }
+                }
+                // Whatever was not answered is asked again after the next out-of-range fetch.
+                self.resetting.clear();
+            }
             (_, other) => {
                 io.check.fail(format!(
                     "{}: unexpected {:?} response in {:?}",
@@ -1121,6 +1191,7 @@ impl Model for ClassicMember {
         self.hb_in_flight = false;
         self.commit_in_flight = false;
         self.positions.clear();
+        self.resetting.clear();
         self.phase = if self.counts.is_empty() { Phase::Metadata } else { Phase::Joining };
         self.need_join = true;
         io.wake_between(10, 200);
@@ -1157,6 +1228,8 @@ pub struct Admin {
     /// Scratch topics acknowledged as created, with their partition count, and when.
     live: BTreeMap<String, (i32, Instant)>,
     churn: bool,
+    /// Whether it deletes records (DeleteRecords) from the main topics.
+    trim: bool,
     gap_ms: u64,
 }
 
@@ -1165,12 +1238,46 @@ const A_CREATE: u64 = 2;
 const A_GROW: u64 = 3;
 const A_DELETE: u64 = 4;
 const A_META: u64 = 5;
+const A_TRIM: u64 = 6;
 
 impl Admin {
-    /// An admin that creates `topics` and churns scratch topics every `gap_ms` or so.
+    /// An admin that creates `topics`, churns scratch topics (if `churn`) and deletes records
+    /// from the main topics (if `trim`) every `gap_ms` or so.
     #[must_use]
-    pub fn new(topics: Vec<(String, i32)>, churn: bool, gap_ms: u64) -> Self {
-        Self { topics, created: BTreeSet::new(), in_flight: false, scratch: 0, live: BTreeMap::new(), churn, gap_ms }
+    pub fn new(topics: Vec<(String, i32)>, churn: bool, trim: bool, gap_ms: u64) -> Self {
+        Self {
+            topics,
+            created: BTreeSet::new(),
+            in_flight: false,
+            scratch: 0,
+            live: BTreeMap::new(),
+            churn,
+            trim,
+            gap_ms,
+        }
+    }
+
+    /// DeleteRecords on a random main partition, up to a random acknowledged offset.
+    fn send_trim(&mut self, io: &mut Io<'_>) {
+        use kelp_core::codec::generated::delete_records::{
+            DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
+        };
+        let (t, n) = self.topics[io.rng.below(self.topics.len() as u64) as usize].clone();
+        let tp = (t, io.rng.below(u64::try_from(n).unwrap_or(1)) as i32);
+        let end = io.check.acked_end(&tp);
+        let offset = io.rng.range(0, u64::try_from(end).unwrap_or(0)) as i64;
+        io.check.trim_requested(&tp, offset);
+        let req = DeleteRecordsRequest {
+            topics: vec![DeleteRecordsTopic {
+                name: tp.0.as_str().into(),
+                partitions: vec![DeleteRecordsPartition { partition_index: tp.1, offset, ..Default::default() }],
+                ..Default::default()
+            }],
+            timeout_ms: 30_000,
+            ..Default::default()
+        };
+        self.in_flight = true;
+        io.send(&RequestBody::DeleteRecords(req), 2, A_TRIM | (u64::from(offset as u32) << 8));
     }
 
     fn create(name: &str, partitions: i32) -> CreatableTopic {
@@ -1197,8 +1304,11 @@ impl Model for Admin {
             let req = CreateTopicsRequest { topics: missing, timeout_ms: 30_000, ..Default::default() };
             return io.send(&RequestBody::CreateTopics(req), 5, A_CREATE_MAIN);
         }
-        if !self.churn || !io.faults_on {
+        if !(self.churn || self.trim) || !io.faults_on {
             return;
+        }
+        if self.trim && (!self.churn || io.rng.chance(0.3)) {
+            return self.send_trim(io);
         }
         self.in_flight = true;
         let pick = io.rng.below(4);
@@ -1274,6 +1384,17 @@ impl Model for Admin {
                 }
             }
             (A_DELETE, ResponseBody::DeleteTopics(_)) => {}
+            (A_TRIM, ResponseBody::DeleteRecords(r)) => {
+                let asked = i64::from((p.tag >> 8) as u32);
+                for pr in r.topics.iter().flat_map(|t| t.partitions.iter()) {
+                    if pr.error_code == 0 && pr.low_watermark < asked {
+                        io.check.fail(format!(
+                            "admin: DeleteRecords up to {asked} acknowledged with low watermark {}",
+                            pr.low_watermark
+                        ));
+                    }
+                }
+            }
             (A_META, ResponseBody::Metadata(m)) => {
                 for (name, (n, at)) in &self.live {
                     if *at > p.sent_at {

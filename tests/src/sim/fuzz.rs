@@ -153,9 +153,14 @@ pub fn broker_events(data: &[u8]) {
             }
         }
     }
-    // The end: every command runs and completes, time moves on far enough for every timer.
+    // The end: every command runs and completes, time moves on far enough for every timer. The
+    // retention check is periodic by design: its Retain commands alone do not count as activity.
+    let periodic = |c: &Command| matches!(c, Command::Retain { .. });
+    let mut quiet = false;
     for _ in 0..64 {
+        let mut active = false;
         while let Some((cmd, command)) = s.queued.pop_front() {
+            active |= !periodic(&command);
             let result = s.store.execute(command);
             s.done.push((cmd, result));
         }
@@ -164,9 +169,10 @@ pub fn broker_events(data: &[u8]) {
         }
         s.now.mono = s.now.mono + Duration::from_secs(400);
         s.input(Input::Tick);
-        if s.queued.is_empty() && s.done.is_empty() {
+        if !active && s.done.is_empty() && s.queued.iter().all(|(_, c)| periodic(c)) {
+            quiet = true;
             break;
         }
     }
-    assert!(s.queued.is_empty() && s.done.is_empty(), "storage commands keep coming after every input stopped");
+    assert!(quiet, "storage commands keep coming after every input stopped");
 }

@@ -11,7 +11,16 @@
 //!   ids where members have them: a static member keeps its assignment across a restart);
 //! - once a generation has been handed out (a SyncGroup succeeded), a request carrying an older
 //!   generation is refused (fencing);
-//! - one member's acknowledged commits for a partition never go back within a generation;
+//! - one member's acknowledged commits for a partition never go back within a generation
+//!   (KIP-848: within a member epoch);
+//! - KIP-848 groups: at most one member owns a partition at any instant (a member owns it
+//!   from the heartbeat response that assigns it until it sends the heartbeat that
+//!   acknowledges it without it, leaves, crashes or is told it was fenced; or, as a zombie,
+//!   until it has heard no successful heartbeat answer for as long as the broker waits before
+//!   fencing it), and a member's epoch never goes back;
+//! - records below the log start vanish only through DeleteRecords or retention: a fetch is
+//!   answered OFFSET_OUT_OF_RANGE, and ListOffsets reports a log start, only below what a
+//!   DeleteRecords asked for (with retention on: or below the newest record known);
 //! - responses follow request order per connection, nothing is sent after a close, and every
 //!   storage command id is new and completed once (checked in the simulator and store).
 //!
@@ -19,7 +28,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kelp_core::time::Instant;
+use kelp_core::time::{Duration, Instant};
 
 /// A partition by topic name (the simulator never deletes or recreates its main topics).
 pub type Tp = (String, i32);
@@ -41,6 +50,27 @@ pub struct Checker {
     synced: HashMap<String, Vec<(Instant, i32)>>,
     /// Last acknowledged commit per (group, partition, generation, owner).
     commits: HashMap<(String, Tp, i32, String), i64>,
+    /// KIP-848: the member that owns each partition of a group right now (from the heartbeat
+    /// response that assigned it until it acknowledged without it, crashed or was fenced).
+    owners_848: HashMap<(String, Tp), String>,
+    /// KIP-848: when each member (group, member id) last had a successful heartbeat, and
+    /// how long the broker waits before fencing it (min of session and rebalance timeouts).
+    heard_848: HashMap<(String, String), (Instant, Duration)>,
+    /// KIP-848 ownerships taken over from a member cut off from successful heartbeats for
+    /// longer than the broker waits (a zombie, as Kafka allows; a figure).
+    pub zombies_848: u64,
+    /// KIP-848: the newest member epoch each member (group, member id) was given.
+    epochs_848: HashMap<(String, String), i32>,
+    /// Per partition: the highest log start a DeleteRecords asked for (from the moment it
+    /// was sent: it may take effect before, or without, its acknowledgement).
+    trims: HashMap<Tp, i64>,
+    /// Whether retention may delete old segments of the main topics (then records a fetch
+    /// has seen, or that were acknowledged, may vanish from below the log start).
+    pub retention: bool,
+    /// Fetches answered OFFSET_OUT_OF_RANGE below a requested log start (a figure).
+    pub trimmed_fetches: u64,
+    /// KIP-848 ownership handovers seen (a figure for reports).
+    pub handovers_848: u64,
     /// Records fetched and checked (a figure for reports).
     pub records_checked: u64,
     /// Records acknowledged.
@@ -103,7 +133,9 @@ impl Checker {
     /// The high watermark every fetch sent at `sent_at` must report for `tp`.
     fn required_hwm(&self, tp: &Tp, sent_at: Instant) -> i64 {
         let Some(acks) = self.acks.get(tp) else { return 0 };
-        let i = acks.partition_point(|(t, _)| *t <= sent_at);
+        // Strictly before: an acknowledgement arriving at the very instant a fetch leaves may
+        // come after it in event order (found by seed 9417, where no time passes between them).
+        let i = acks.partition_point(|(t, _)| *t < sent_at);
         if i == 0 { 0 } else { acks[i - 1].1 }
     }
 
@@ -182,6 +214,98 @@ impl Checker {
         let v = self.synced.entry(group.to_owned()).or_default();
         let prev = v.last().map_or(-1, |(_, g)| *g);
         v.push((now, prev.max(generation)));
+    }
+
+    /// KIP-848: `member` of `group` starts to own `tp` (a heartbeat response assigned it).
+    /// No other member may own it at the same time.
+    pub fn acquired(&mut self, now: Instant, group: &str, member: &str, tp: &Tp) {
+        let key = (group.to_owned(), tp.clone());
+        match self.owners_848.get(&key) {
+            Some(o) if o != member => {
+                let o = o.clone();
+                // A member that has heard nothing good from the broker for longer than the
+                // broker waits may have been fenced without knowing: the Java client keeps
+                // its partitions until it hears (commit fencing covers the overlap).
+                let heard = self.heard_848.get(&(group.to_owned(), o.clone())).copied();
+                if heard.is_some_and(|(at, wait)| now.since(at) >= wait) {
+                    self.zombies_848 += 1;
+                    self.owners_848.insert(key, member.to_owned());
+                    return;
+                }
+                self.fail(format!("group {group}: {tp:?} assigned to {member} while {o} still owns it"));
+            }
+            Some(_) => {}
+            None => {
+                self.handovers_848 += 1;
+                self.owners_848.insert(key, member.to_owned());
+            }
+        }
+    }
+
+    /// KIP-848: `member` of `group` had a successful heartbeat at `now`; the broker fences it
+    /// when it hears nothing for `wait`.
+    pub fn heard(&mut self, now: Instant, group: &str, member: &str, wait: Duration) {
+        self.heard_848.insert((group.to_owned(), member.to_owned()), (now, wait));
+    }
+
+    /// KIP-848: `member` of `group` no longer owns `tp` (it acknowledged without it, left,
+    /// crashed, or learnt it was fenced).
+    pub fn released(&mut self, group: &str, member: &str, tp: &Tp) {
+        let key = (group.to_owned(), tp.clone());
+        if self.owners_848.get(&key).is_some_and(|o| o == member) {
+            self.owners_848.remove(&key);
+        }
+    }
+
+    /// KIP-848: a heartbeat response gave `member` of `group` the member `epoch`; a member's
+    /// epoch never goes back.
+    pub fn member_epoch(&mut self, group: &str, member: &str, epoch: i32) {
+        let key = (group.to_owned(), member.to_owned());
+        let prev = self.epochs_848.get(&key).copied().unwrap_or(0);
+        if epoch < prev {
+            return self.fail(format!("group {group}: member {member}'s epoch went back from {prev} to {epoch}"));
+        }
+        self.epochs_848.insert(key, epoch);
+    }
+
+    /// Up to where records of `tp` may have been removed: what DeleteRecords asked for, and
+    /// with retention on, anything below the newest record known (acknowledged or fetched).
+    fn removable(&self, tp: &Tp) -> i64 {
+        let trimmed = self.trims.get(tp).copied().unwrap_or(0);
+        if !self.retention {
+            return trimmed;
+        }
+        let known = self.log.get(tp).and_then(|l| l.keys().next_back()).map_or(0, |o| o + 1);
+        trimmed.max(known).max(self.acked_end(tp))
+    }
+
+    /// A DeleteRecords asking `tp` to start at `offset` is being sent.
+    pub fn trim_requested(&mut self, tp: &Tp, offset: i64) {
+        let t = self.trims.entry(tp.clone()).or_default();
+        *t = (*t).max(offset);
+    }
+
+    /// A fetch of `tp` from `offset` was answered OFFSET_OUT_OF_RANGE: records may vanish
+    /// below the log start only through DeleteRecords, so a DeleteRecords must have asked for
+    /// a log start past `offset`.
+    pub fn out_of_range(&mut self, client: &str, tp: &Tp, offset: i64) {
+        let trimmed = self.removable(tp);
+        if offset >= trimmed {
+            return self.fail(format!(
+                "{client}: fetch of {tp:?} at {offset} is out of range, but no DeleteRecords asked for a log start past {trimmed}"
+            ));
+        }
+        self.trimmed_fetches += 1;
+    }
+
+    /// ListOffsets (earliest) reported `start` as the log start of `tp`.
+    pub fn log_start_seen(&mut self, client: &str, tp: &Tp, start: i64) {
+        let trimmed = self.removable(tp);
+        if start > trimmed {
+            self.fail(format!(
+                "{client}: the log start of {tp:?} is {start}, but DeleteRecords asked for at most {trimmed}"
+            ));
+        }
     }
 
     /// An offset commit by `owner` in `generation` was acknowledged.

@@ -12,6 +12,7 @@
 //! which [`run`] proves by hashing everything the broker emitted ([`Outcome::trace`]).
 
 pub mod clients;
+pub mod consumer;
 pub mod fuzz;
 pub mod invariants;
 pub mod net;
@@ -31,6 +32,7 @@ use kelp_core::time::{Duration, Instant};
 use kelp_core::{Broker, Config, ConnId, Input, Now, Output};
 
 use clients::{Admin, ClassicMember, Io, MemberConfig, Model, Pending, Producer, View};
+use consumer::ConsumerMember;
 use invariants::{Checker, Tp};
 use net::{Net, NetFaults};
 use store::{FaultStore, StoreFaults};
@@ -58,6 +60,8 @@ pub struct Scenario {
     pub members: Vec<MemberConfig>,
     /// Whether the admin churns scratch topics.
     pub admin_churn: bool,
+    /// Whether the admin deletes records (DeleteRecords) from the main topics.
+    pub trim: bool,
     /// Network faults.
     pub net: NetFaults,
     /// Chance that a new connection is dropped by the network at some point.
@@ -95,6 +99,8 @@ impl Scenario {
         let mut members = Vec::new();
         for g in 0..r.range(0, 2) {
             let group = format!("g{g}");
+            // Swarm: each group speaks one protocol, classic or KIP-848 (never both).
+            let consumer_protocol = r.chance(0.5);
             for m in 0..r.range(1, 4) {
                 let topics = if r.chance(0.8) {
                     names.clone()
@@ -112,6 +118,7 @@ impl Scenario {
                     leave_rate,
                     pause_rate,
                     max_wait_ms: r.range(0, 500) as i32,
+                    consumer_protocol,
                 });
             }
         }
@@ -130,11 +137,19 @@ impl Scenario {
         let outages = if r.chance(0.3) { r.range(1, 3) as u32 } else { 0 };
         let crashes = if r.chance(0.3) { r.range(1, 2) as u32 } else { 0 };
         let clock_jumps = if r.chance(0.2) { r.range(1, 3) as u32 } else { 0 };
+        // Retention runs in every seed (often, so that its order is checked by the replay);
+        // in some it deletes: short retention.ms over small segments.
+        let retention = r.chance(0.25);
         let config = Config {
             auto_create_topics: false,
             group_initial_rebalance_delay: r.millis(0, 3000),
             group_min_session_timeout: Duration::from_millis(1000),
             max_fetch_sessions: r.range(1, 20) as usize,
+            group_consumer_session_timeout: r.millis(3_000, 10_000),
+            group_consumer_heartbeat_interval: r.millis(100, 1_000),
+            retention_check_interval: r.millis(200, 3_000),
+            retention_ms: if retention { r.range(500, 6_000) as i64 } else { Config::default().retention_ms },
+            segment_bytes: if retention { r.range(100, 2_000) } else { Config::default().segment_bytes },
             ..Config::default()
         };
         Self {
@@ -143,6 +158,7 @@ impl Scenario {
             producers,
             members,
             admin_churn: r.chance(0.5),
+            trim: r.chance(0.3),
             net,
             drop_rate,
             store,
@@ -169,6 +185,12 @@ pub struct Outcome {
     pub acked: u64,
     /// Records fetched and checked.
     pub checked: u64,
+    /// KIP-848 partition ownerships taken (each checked against every other owner).
+    pub handovers: u64,
+    /// Fetches answered OFFSET_OUT_OF_RANGE below a DeleteRecords' log start (then reset).
+    pub trimmed: u64,
+    /// KIP-848 ownerships taken over from a zombie (see [`Checker::acquired`]).
+    pub zombies: u64,
 }
 
 /// A failed run.
@@ -257,14 +279,20 @@ impl Sim {
                 rng: rng.fork(),
             });
         };
-        add(Box::new(Admin::new(sc.topics.clone(), sc.admin_churn, 500)), &mut rng);
+        add(Box::new(Admin::new(sc.topics.clone(), sc.admin_churn, sc.trim, 500)), &mut rng);
         let names: Vec<String> = sc.topics.iter().map(|(t, _)| t.clone()).collect();
         for (i, (budget, recs, gap)) in sc.producers.iter().enumerate() {
             add(Box::new(Producer::new(i, names.clone(), *budget, *recs, *gap)), &mut rng);
         }
         for (i, m) in sc.members.iter().enumerate() {
-            add(Box::new(ClassicMember::new(i, m.clone())), &mut rng);
+            if m.consumer_protocol {
+                let session = sc.config.group_consumer_session_timeout;
+                add(Box::new(ConsumerMember::new(i, m.clone(), session)), &mut rng);
+            } else {
+                add(Box::new(ClassicMember::new(i, m.clone())), &mut rng);
+            }
         }
+        let retention = sc.config.retention_ms < 60_000;
         let store = FaultStore::new(MemStore::new(), sc.store);
         let net = Net::new(sc.net);
         let mut sim = Self {
@@ -293,6 +321,7 @@ impl Sim {
             history: None,
             stop_at: None,
         };
+        sim.check.retention = retention;
         sim.schedule_faults();
         for i in 0..sim.clients.len() {
             let at = sim.rng.millis(0, 50);
@@ -344,6 +373,9 @@ impl Sim {
             sim_time: Duration(self.now.0),
             acked: self.check.records_acked,
             checked: self.check.records_checked,
+            handovers: self.check.handovers_848,
+            trimmed: self.check.trimmed_fetches,
+            zombies: self.check.zombies_848,
         })
     }
 
@@ -772,6 +804,13 @@ impl Sim {
             let gens: BTreeSet<i32> = members.iter().map(|m| m.0).collect();
             if gens.len() != 1 {
                 return Some(format!("group {g}: members in generations {gens:?}"));
+            }
+            if self.sc.members.iter().any(|m| m.consumer_protocol && &m.group == g) {
+                // KIP-848: every member at the group epoch (the target assignment's).
+                let epoch = self.broker.consumer_group_epoch(g);
+                if epoch.is_none_or(|e| !gens.contains(&e)) {
+                    return Some(format!("group {g}: member epochs {gens:?}, group epoch {epoch:?}"));
+                }
             }
             let subscribed: BTreeSet<&String> = members.iter().flat_map(|m| m.3.iter()).collect();
             let mut owned: BTreeSet<&Tp> = BTreeSet::new();

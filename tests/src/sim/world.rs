@@ -9,41 +9,25 @@ use std::collections::BinaryHeap;
 
 use kelp_core::CmdId;
 use kelp_core::ConnId;
+use kelp_core::rng::Rng;
 use kelp_core::time::{Duration, Instant};
 
-/// A small seeded generator (xoshiro256** over SplitMix64): fast, and the same on every
-/// platform. Not for secrets.
+/// The simulator's random choices: the core's seeded generator ([`kelp_core::rng::Rng`],
+/// xoshiro256** over SplitMix64, the same on every platform) with the helpers scenarios use.
+/// Not for secrets.
 #[derive(Clone, Debug)]
-pub struct SimRng {
-    s: [u64; 4],
-}
+pub struct SimRng(Rng);
 
 impl SimRng {
     /// A generator whose whole state derives from `seed`.
     #[must_use]
     pub fn new(seed: u64) -> Self {
-        let mut x = seed;
-        let mut next = || {
-            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        Self { s: [next(), next(), next(), next()] }
+        Self(Rng::new(seed))
     }
 
     /// The next 64 random bits.
     pub fn u64(&mut self) -> u64 {
-        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = self.s[1] << 17;
-        self.s[2] ^= self.s[0];
-        self.s[3] ^= self.s[1];
-        self.s[1] ^= self.s[2];
-        self.s[0] ^= self.s[3];
-        self.s[2] ^= t;
-        self.s[3] = self.s[3].rotate_left(45);
-        result
+        self.0.next_u64()
     }
 
     /// A number in `0..n` (0 when `n` is 0).
