@@ -70,6 +70,8 @@ pub struct PartitionLog {
     rewind_from: Option<i64>,
     /// Re-synchronisation with the store after an append whose outcome is unknown.
     resync: Resync,
+    /// Answers to the current re-synchronisation that failed or were not adopted.
+    resync_failures: u32,
     producers: HashMap<i64, ProducerEntry>,
 }
 
@@ -111,6 +113,7 @@ impl PartitionLog {
             in_flight: VecDeque::new(),
             rewind_from: None,
             resync: Resync::No,
+            resync_failures: 0,
             producers: HashMap::new(),
         };
         for b in &e.producer_batches {
@@ -173,7 +176,15 @@ impl PartitionLog {
         debug_assert_eq!(self.resync, Resync::Asked, "resync answer not asked for");
         if self.resync == Resync::Asked {
             self.resync = Resync::Wanted;
+            self.resync_failures = self.resync_failures.saturating_add(1);
         }
+    }
+
+    /// How many answers in a row this re-synchronisation could not use (failures and ends
+    /// below the high watermark); 0 once one is adopted. The caller backs off by it.
+    #[must_use]
+    pub fn resync_failures(&self) -> u32 {
+        self.resync_failures
     }
 
     /// Adopts the store's view of the partition after appends with an unknown outcome.
@@ -186,10 +197,12 @@ impl PartitionLog {
         assert!(self.in_flight.is_empty(), "adopting an extent with appends in flight");
         if e.next_offset < self.hwm || e.log_start > e.next_offset {
             self.resync = Resync::Wanted;
+            self.resync_failures = self.resync_failures.saturating_add(1);
             return Err(EndBelowHighWatermark);
         }
         let old = self.hwm;
         self.resync = Resync::No;
+        self.resync_failures = 0;
         self.hwm = e.next_offset;
         self.next_offset = e.next_offset;
         self.log_start = self.log_start.max(e.log_start);

@@ -128,3 +128,32 @@ fn a_failed_resync_is_asked_again_and_the_partition_waits_for_it() {
     assert_eq!(produce(&mut h, a, batch(&["y"])).base_offset, 2);
     assert_eq!(log_of(&mut h, a), (3, vec![(0, "kept".into()), (1, "x".into()), (2, "y".into())]));
 }
+
+#[test]
+fn a_store_that_keeps_failing_is_asked_less_and_less_often() {
+    let (mut h, a) = setup();
+    h.auto_storage = false;
+    h.send(a, &produce_request("t", 0, batch(&["x"]), -1), 11);
+    assert!(h.fail_one_storage(StorageError::Unavailable));
+    assert_eq!(answer(&mut h, a).error_code, ErrorCode::NOT_LEADER_OR_FOLLOWER.0);
+    assert!(resync_queued(&h));
+    // Pauses of 100, 200, 400, 800, 1600 ms, then 2 s each.
+    for pause in [100, 200, 400, 800, 1600, 2000, 2000] {
+        assert!(h.fail_one_storage(StorageError::Timeout));
+        h.advance(ms(pause - 1));
+        assert!(h.queued.is_empty(), "not asked again before {pause} ms");
+        h.advance(ms(1));
+        assert!(resync_queued(&h), "asked again after {pause} ms");
+    }
+    // Once the store answers, the partition takes appends again and the pause starts over.
+    h.auto_storage = true;
+    h.drive();
+    assert_eq!(produce(&mut h, a, batch(&["y"])).base_offset, 1);
+    h.auto_storage = false;
+    h.send(a, &produce_request("t", 0, batch(&["z"]), -1), 11);
+    assert!(h.fail_one_storage(StorageError::Unavailable));
+    assert_eq!(answer(&mut h, a).error_code, ErrorCode::NOT_LEADER_OR_FOLLOWER.0);
+    assert!(h.fail_one_storage(StorageError::Timeout));
+    h.advance(ms(100));
+    assert!(resync_queued(&h), "the first pause is short again");
+}
