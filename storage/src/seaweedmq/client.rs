@@ -478,7 +478,7 @@ impl Cluster {
             for i in 0..t.partitions {
                 let key = PartitionKey { topic_id: t.id, partition: i };
                 let stored = logstarts.get(&Self::logstart_name(key)).copied().unwrap_or(0);
-                let extent = self.extent(key, stored, i == 0, 0).await?;
+                let extent = self.extent(key, stored, i == 0, 0, None).await?;
                 out.partitions.push((key, extent));
             }
             out.topics.push(t);
@@ -500,13 +500,15 @@ impl Cluster {
     /// A partition's extent as SeaweedMQ holds it: its offset range, and the producer state
     /// and largest timestamp of its last [`TAIL_SCAN`] records. `stored_start` is kelp's own
     /// log start for it (DeleteRecords); `refresh` looks up the partition's leader afresh;
-    /// records before `scan_from` are not read.
+    /// records before `scan_from` are not read, nor those from `unstored_from` on (known not
+    /// to be stored: offsets there are holes).
     async fn extent(
         &self,
         key: PartitionKey,
         stored_start: i64,
         refresh: bool,
         scan_from: i64,
+        unstored_from: Option<i64>,
     ) -> Result<PartitionExtent, StorageError> {
         let (name, p) = self.place(key, refresh).await?;
         let (earliest, hwm) = self.range(&name, &p).await?;
@@ -515,15 +517,19 @@ impl Cluster {
         let mut extent =
             PartitionExtent { log_start, next_offset: hwm, max_timestamp: (-1, -1), producer_batches: Vec::new() };
         let from = log_start.max(hwm - TAIL_SCAN).max(scan_from);
-        if from < hwm {
-            let (records, stopped) = self.scan(key, from, hwm).await?;
-            if stopped < hwm {
+        let end = unstored_from.map_or(hwm, |u| u.clamp(from.min(hwm), hwm));
+        if end < hwm {
+            tracing::info!(?key, from = end, to = hwm, "seaweedmq: offsets the broker used up refusing kelp's records");
+        }
+        if from < end {
+            let (records, stopped) = self.scan(key, from, end).await?;
+            if stopped < end {
                 // Offsets the broker counted but holds no message for (see `read_records`):
                 // the next append goes after them all the same.
                 tracing::warn!(
                     ?key,
                     from = stopped,
-                    to = hwm,
+                    to = end,
                     "seaweedmq: offsets at the end of the partition hold no record"
                 );
             }
@@ -537,11 +543,20 @@ impl Cluster {
     /// core knows the rest, and when nothing new was stored nothing is read. One attempt has
     /// [`RECOVER_ATTEMPTS`] times the RPC deadline in all; the core asks again after a failure.
     ///
+    /// `unstored_from`: the publisher knows that nothing from there on was stored (the broker
+    /// refused its stream), so offsets SeaweedMQ counts from there on are holes and are not
+    /// waited for.
+    ///
     /// Read sessions are kept: a subscription still open delivers what was stored, and
     /// dropping them all can leave the broker with neither publisher nor subscriber on the
     /// partition, so that it unloads it just as the next publish stream arrives (see
     /// `read_records` for what that does to offsets).
-    async fn recover_partition(&self, key: PartitionKey, from: i64) -> Result<PartitionExtent, StorageError> {
+    async fn recover_partition(
+        &self,
+        key: PartitionKey,
+        from: i64,
+        unstored_from: Option<i64>,
+    ) -> Result<PartitionExtent, StorageError> {
         let attempt = async {
             let name = Self::logstart_name(key);
             let stored = self
@@ -550,7 +565,7 @@ impl Cluster {
                 .into_iter()
                 .find(|(n, c)| *n == name && c.len() == 8)
                 .map_or(0, |(_, mut c)| c.get_i64());
-            self.extent(key, stored, true, from).await
+            self.extent(key, stored, true, from, unstored_from).await
         };
         let r = match timeout(self.cfg.rpc_timeout * RECOVER_ATTEMPTS, attempt).await {
             Ok(r) => r,
@@ -654,6 +669,7 @@ impl Cluster {
         // delivers it at once. So a read that waits longer than `STALL` re-subscribes, until
         // `rpc_timeout` has passed.
         let deadline = tokio::time::Instant::now() + self.cfg.rpc_timeout;
+        let mut timed_out = false;
         while s.next < end {
             let env = if let Some(held) = s.held.take() {
                 held
@@ -670,12 +686,10 @@ impl Cluster {
                         let now = tokio::time::Instant::now();
                         if now >= deadline {
                             // Acknowledged data not arriving (or holes up to `end`): keep what
-                            // we have.
-                            return if out.is_empty() {
-                                Err(StorageError::Timeout)
-                            } else {
-                                Ok(whole(out, s.next, end))
-                            };
+                            // we have, and the subscription (dropping it could leave the
+                            // broker with no reader of the partition, see `recover_partition`).
+                            timed_out = true;
+                            break;
                         }
                         match timeout(STALL.min(deadline - now), s.rx.recv()).await {
                             Ok(item) => item,
@@ -736,6 +750,9 @@ impl Cluster {
             v.remove(0);
         }
         v.push(s);
+        if timed_out && out.is_empty() {
+            return Err(StorageError::Timeout);
+        }
         Ok(whole(out, next, end))
     }
 
@@ -968,13 +985,21 @@ pub(super) async fn publisher(c: std::sync::Arc<Cluster>, key: PartitionKey, mut
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut in_flight = 0usize;
     let mut closed = false;
+    // Set when the broker ended the last publish stream with an error status: records sent on
+    // it from this offset on are not stored (see the stream's `Err` arm below). Valid until a
+    // new stream is opened.
+    let mut unstored_from: Option<i64> = None;
     loop {
         let ack_deadline = tokio::time::sleep(c.cfg.ack_timeout);
         tokio::select! {
             job = rx.recv(), if !closed && in_flight < PUBLISH_WINDOW => match job {
                 Some((cmd, Command::Append { base_offset, last_offset, batches, .. }, sink)) => {
+                    let fresh = stream.is_none();
                     match append(&c, key, &mut stream, &pending, base_offset, batches).await {
                         Ok(n) => {
+                            if fresh {
+                                unstored_from = None;
+                            }
                             in_flight += n;
                             pending.push_back(Pending { cmd, sink, next: base_offset, last: last_offset });
                         }
@@ -990,7 +1015,7 @@ pub(super) async fn publisher(c: std::sync::Arc<Cluster>, key: PartitionKey, mut
                     // reported here.
                     debug_assert!(pending.is_empty(), "RecoverPartition with appends in flight");
                     fail_all(&mut pending, &mut stream, &mut in_flight);
-                    let result = c.recover_partition(key, from).await;
+                    let result = c.recover_partition(key, from, unstored_from).await;
                     sink.complete(cmd, result.map_or_else(Completion::Failed, Completion::Partition));
                 }
                 Some((cmd, _, sink)) => sink.complete(cmd, Completion::Failed(StorageError::Corrupt("not an append"))),
@@ -1000,7 +1025,17 @@ pub(super) async fn publisher(c: std::sync::Arc<Cluster>, key: PartitionKey, mut
                 let ok = match r {
                     Ok(Some(m)) => on_ack(&mut stream, &mut pending, &mut in_flight, m),
                     Ok(None) => { tracing::warn!(?key, "seaweedmq: publish stream closed by the broker"); false }
-                    Err(s) => { tracing::warn!(?key, status = %s, "seaweedmq: publish stream failed"); false }
+                    Err(s) => {
+                        tracing::warn!(?key, status = %s, "seaweedmq: publish stream failed");
+                        // A status the broker sent, not a broken connection: the broker answers
+                        // each message before it reads the next and ends the stream at the first
+                        // it cannot store, so nothing sent after the last answer is stored
+                        // (though it may have used up an offset, see `Cluster::read_records`).
+                        if std::error::Error::source(&s).is_none() {
+                            unstored_from = pending.front().map(|p| p.next);
+                        }
+                        false
+                    }
                 };
                 if !ok {
                     fail_all(&mut pending, &mut stream, &mut in_flight);
