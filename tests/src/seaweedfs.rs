@@ -124,6 +124,31 @@ impl SeaweedCluster {
         self.up();
     }
 
+    /// Aborts every TCP connection process `pid` has open to the SeaweedMQ broker (`ss -K`, as
+    /// a network fault would): its publish and subscribe streams break mid-message while
+    /// SeaweedFS keeps running and keeps what it received. Returns how many were aborted.
+    pub fn break_broker_connections(&self, pid: u32) -> usize {
+        let broker = format!("127.0.0.1:{}", self.base + 40);
+        let out = Command::new("ss")
+            .args(["-tnpH", "state", "established", "dst", &broker])
+            .output()
+            .expect("running ss (iproute2)");
+        let tag = format!("pid={pid},");
+        let mut aborted = 0;
+        for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(&tag)) {
+            // Recv-Q Send-Q Local Peer Process (the state column is left out when filtering by it)
+            let Some(local) = line.split_whitespace().nth(2) else { continue };
+            let status = Command::new("ss")
+                .args(["-K", "src", local, "dst", &broker])
+                .output()
+                .expect("running ss -K (iproute2)");
+            if status.status.success() {
+                aborted += 1;
+            }
+        }
+        aborted
+    }
+
     /// Stops every process (SIGTERM, then SIGKILL by pid) and starts them again on the same data.
     pub fn restart(&mut self) {
         self.down(false);
