@@ -97,14 +97,24 @@ fn every_acks_mode_loses_nothing() {
 /// kelp stays up while SeaweedFS restarts under it: its broken publish and subscribe streams
 /// are re-established, clients get retriable errors meanwhile, and afterwards everything
 /// acknowledged is there, the group resumes at 500 and new records continue at 1000.
-#[test]
-fn kelp_rides_through_a_seaweedfs_restart() {
-    require_seaweedfs!();
-    let mut cluster = SeaweedCluster::start("ride-through");
-    let server = kelp(&cluster, "tokio");
+fn ride_through(runtime: &str) {
+    let mut cluster = SeaweedCluster::start(&format!("ride-through-{runtime}"));
+    let server = kelp(&cluster, runtime);
     check(&server, "ride", &["produce"]);
     cluster.restart();
     check(&server, "ride", &["verify"]);
+}
+
+#[test]
+fn kelp_rides_through_a_seaweedfs_restart() {
+    require_seaweedfs!();
+    ride_through("tokio");
+}
+
+#[test]
+fn kelp_rides_through_a_seaweedfs_restart_mio() {
+    require_seaweedfs!();
+    ride_through("mio");
 }
 
 /// Produces 20000 records with an idempotent producer (tests/e2e/clients/seaweedmq_check.py
