@@ -9,8 +9,9 @@
 # The broker listens on every interface and cannot be told otherwise, so the cluster runs in a
 # network namespace of its own (NETNS, default kelp<BASE>) that has nothing but loopback; run
 # anything that talks to it through scripts/seaweedfs-exec.sh DIR CMD... NETNS=none skips that.
-# Other knobs: WEED (binary), FLUSH (broker -logFlushInterval seconds, default 0: every
-# acknowledged publish is on the filer before the broker answers), READY_TIMEOUT (s, default 120).
+# Other knobs: WEED (binary), FLUSH (broker -logFlushInterval seconds, default 0, which the broker
+# raises to its minimum of 1 s: acknowledged publishes reach the filer within a second),
+# READY_TIMEOUT (s, default 120).
 # Leaves DIR/pids ("name pid" lines), DIR/env.sh (addresses) and DIR/logs/.
 set -euo pipefail
 DIR=${1:?usage: seaweedfs-up.sh DIR [BASE]}

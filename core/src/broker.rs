@@ -58,6 +58,8 @@ pub(crate) enum CmdOwner {
     Job { job: JobId, part: usize },
     /// A retention check of one partition.
     Retain(PartitionKey),
+    /// Re-learning a partition's end after an append with an unknown outcome.
+    Resync(PartitionKey),
 }
 
 /// What fires when a timer is due.
@@ -73,6 +75,8 @@ pub(crate) enum Timer {
     Retention,
     /// Ask the store to recover again after it failed.
     RecoverRetry,
+    /// Ask the store for a partition's end again ([`crate::resync`]).
+    Resync(PartitionKey),
 }
 
 /// How long to wait before asking a store that failed to recover again: a store that answers
@@ -440,6 +444,7 @@ impl Broker {
             CmdOwner::Append(key) => self.append_completed(key, cmd, &result),
             CmdOwner::Job { job, part } => api::job_completed(self, job, part, result),
             CmdOwner::Retain(key) => crate::retention::done(self, key, &result),
+            CmdOwner::Resync(key) => crate::resync::done(self, key, result),
         }
     }
 
@@ -494,8 +499,12 @@ impl Broker {
         let Some(p) = self.partition_mut(key) else { return };
         let moved = match result {
             Completion::Done => p.append_done(cmd),
+            Completion::Failed(e) => {
+                p.append_failed(cmd, e.outcome_unknown());
+                None
+            }
             _ => {
-                p.append_failed(cmd);
+                p.append_failed(cmd, true);
                 None
             }
         };
@@ -510,10 +519,11 @@ impl Broker {
             };
             self.fail_waiters_beyond(key, hwm, err);
         }
+        crate::resync::ask(self, key);
     }
 
     /// Wakes jobs waiting on `key`'s high watermark.
-    fn hwm_moved(&mut self, key: PartitionKey, hwm: i64) {
+    pub(crate) fn hwm_moved(&mut self, key: PartitionKey, hwm: i64) {
         if let Some(waiters) = self.hwm_waiters.get_mut(&key) {
             let (due, keep): (Vec<_>, Vec<_>) = waiters.drain(..).partition(|(target, _, _)| *target <= hwm);
             *waiters = keep;
@@ -526,6 +536,13 @@ impl Broker {
                 api::fetch::wake(self, job);
             }
         }
+    }
+
+    /// A partition went away (a CreatePartitions the store refused): whatever waits on it
+    /// fails.
+    pub(crate) fn partition_removed(&mut self, key: PartitionKey) {
+        self.fail_waiters_beyond(key, i64::MIN, StorageError::NotFound);
+        self.hwm_waiters.remove(&key);
     }
 
     fn fail_waiters_beyond(&mut self, key: PartitionKey, hwm: i64, err: StorageError) {
@@ -557,6 +574,7 @@ impl Broker {
                 Timer::RecoverRetry => {
                     self.storage(CmdOwner::Recover, Command::Recover);
                 }
+                Timer::Resync(key) => crate::resync::ask(self, key),
             }
         }
     }

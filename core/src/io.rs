@@ -261,6 +261,20 @@ pub enum Command {
         /// Exclusive upper bound of deletable offsets (the high watermark).
         limit: i64,
     },
+    /// Re-learn a partition's end from what the store really holds, after appends whose
+    /// outcome is unknown (see [`StorageError::outcome_unknown`]). The core sends it only when
+    /// none of the partition's appends is in the store. A store first settles anything still
+    /// undecided for the partition (drops a broken publish stream, discards a partial write),
+    /// then answers with [`Completion::Partition`]: the log start, the log end offset, the
+    /// largest timestamp and the idempotent producers' last batches, as [`Command::Recover`]
+    /// reports them for every partition at start.
+    RecoverPartition {
+        /// The partition.
+        partition: PartitionKey,
+        /// The core's high watermark: it knows the producer batches below it, so a store
+        /// that must read records back to rebuild producer state may start here.
+        from: i64,
+    },
     /// Store (or with `None` delete) a small value under `key`: committed offsets, group
     /// metadata, producer state.
     Put {
@@ -297,7 +311,11 @@ pub enum Completion {
         /// (-1, -1): what ListOffsets MAX_TIMESTAMP answers once older segments are gone.
         max_timestamp: (i64, i64),
     },
-    /// The command failed and had no effect.
+    /// One partition's extent as stored (answers [`Command::RecoverPartition`]).
+    Partition(PartitionExtent),
+    /// The command failed. It had no effect, except that an [`Command::Append`] failing with
+    /// an error whose [`StorageError::outcome_unknown`] is true may have been stored in
+    /// whole (never in part: a store keeps or drops an append's batches together).
     Failed(StorageError),
 }
 
@@ -358,10 +376,25 @@ pub enum StorageError {
     Full,
     /// The store found damaged data.
     Corrupt(&'static str),
+    /// The store cannot do what was asked (a limit of the backend, such as SeaweedMQ not
+    /// re-splitting a topic that holds data); the text says why, for the client. Nothing
+    /// changed.
+    Refused(&'static str),
 }
 
 impl StorageError {
-    /// The Kafka error a client gets for this failure. Every storage failure maps here.
+    /// Whether a failed append may nevertheless have been stored: the store lost track of it
+    /// (a timeout, a broken connection or publish stream, an IO error part way through a
+    /// write). The core then re-learns the partition's end with
+    /// [`Command::RecoverPartition`] before it appends there again. `NotFound`, `Corrupt`
+    /// and `Refused` refusals are given before anything is written: the append is definitely not stored.
+    #[must_use]
+    pub const fn outcome_unknown(self) -> bool {
+        matches!(self, Self::Unavailable | Self::Timeout | Self::Full)
+    }
+
+    /// The Kafka error a client gets for this failure. Every storage failure maps here
+    /// (an API may name a refusal more precisely: CreatePartitions answers INVALID_PARTITIONS).
     #[must_use]
     pub const fn error_code(self) -> ErrorCode {
         match self {
@@ -370,6 +403,7 @@ impl StorageError {
             Self::NotFound => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
             Self::Full => ErrorCode::KAFKA_STORAGE_ERROR,
             Self::Corrupt(_) => ErrorCode::KAFKA_STORAGE_ERROR,
+            Self::Refused(_) => ErrorCode::INVALID_REQUEST,
         }
     }
 }

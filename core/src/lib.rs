@@ -37,6 +37,7 @@ pub mod io;
 pub mod log;
 pub mod mem_store;
 pub mod records;
+mod resync;
 mod retention;
 pub mod rng;
 pub mod stats;

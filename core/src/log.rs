@@ -9,6 +9,15 @@
 //! high watermark. A store refuses an append whose base offset is not its own next offset, so
 //! nothing after a failure is stored.
 //!
+//! Re-synchronisation: an append that failed with an unknown outcome
+//! ([`crate::io::StorageError::outcome_unknown`]) may be stored after all, and so may the
+//! appends behind it. Then rewinding to the high watermark would reuse offsets the store holds
+//! and the store would refuse every later append. Instead, once nothing is in flight, the
+//! partition asks the store for its real end ([`crate::io::Command::RecoverPartition`]) and
+//! adopts it ([`PartitionLog::adopt`]): records that were stored become visible, and their
+//! producers' batches are remembered, so an idempotent retry of one is a duplicate with its
+//! original offsets. Appends stay refused until then.
+//!
 //! Invariants (asserted): `log_start <= hwm <= next_offset`; the high watermark never goes back.
 
 use std::collections::VecDeque;
@@ -59,7 +68,29 @@ pub struct PartitionLog {
     /// Set while rewinding: the base offset of the first failed append. Appends before it
     /// still count when they complete; none at or after it can.
     rewind_from: Option<i64>,
+    /// Re-synchronisation with the store after an append whose outcome is unknown.
+    resync: Resync,
+    /// Answers to the current re-synchronisation that failed or were not adopted.
+    resync_failures: u32,
     producers: HashMap<i64, ProducerEntry>,
+}
+
+/// The store reported an end below the high watermark (or a log start beyond its end): it
+/// would lose acknowledged records, so the partition does not adopt it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndBelowHighWatermark;
+
+/// Where a partition stands in re-learning its end from the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resync {
+    /// In step with the store.
+    No,
+    /// An append's outcome is unknown; ask the store once nothing is in flight.
+    Needed,
+    /// Nothing is in flight: the store should be asked now.
+    Wanted,
+    /// Asked; waiting for [`PartitionLog::adopt`] or [`PartitionLog::resync_failed`].
+    Asked,
 }
 
 impl PartitionLog {
@@ -81,6 +112,8 @@ impl PartitionLog {
             max_timestamp: e.max_timestamp,
             in_flight: VecDeque::new(),
             rewind_from: None,
+            resync: Resync::No,
+            resync_failures: 0,
             producers: HashMap::new(),
         };
         for b in &e.producer_batches {
@@ -116,7 +149,76 @@ impl PartitionLog {
     /// Whether the partition is recovering from a failed append and refuses new ones.
     #[must_use]
     pub fn is_rewinding(&self) -> bool {
-        self.rewind_from.is_some()
+        self.rewind_from.is_some() || self.resync != Resync::No
+    }
+
+    /// Whether the partition waits for the store to tell it its end
+    /// ([`crate::io::Command::RecoverPartition`]).
+    #[must_use]
+    pub fn is_resyncing(&self) -> bool {
+        self.resync != Resync::No
+    }
+
+    /// True once when the store should be asked for the partition's end now; the caller then
+    /// sends [`crate::io::Command::RecoverPartition`] and reports its answer to
+    /// [`PartitionLog::adopt`] or [`PartitionLog::resync_failed`].
+    pub fn take_resync_request(&mut self) -> bool {
+        if self.resync == Resync::Wanted {
+            self.resync = Resync::Asked;
+            return true;
+        }
+        false
+    }
+
+    /// The store could not say where the partition ends; ask again later (the caller arms a
+    /// timer and then calls [`PartitionLog::take_resync_request`]).
+    pub fn resync_failed(&mut self) {
+        debug_assert_eq!(self.resync, Resync::Asked, "resync answer not asked for");
+        if self.resync == Resync::Asked {
+            self.resync = Resync::Wanted;
+            self.resync_failures = self.resync_failures.saturating_add(1);
+        }
+    }
+
+    /// How many answers in a row this re-synchronisation could not use (failures and ends
+    /// below the high watermark); 0 once one is adopted. The caller backs off by it.
+    #[must_use]
+    pub fn resync_failures(&self) -> u32 {
+        self.resync_failures
+    }
+
+    /// Adopts the store's view of the partition after appends with an unknown outcome.
+    /// Everything the store holds becomes visible (the high watermark moves to its end) and
+    /// the new batches' producers are remembered. Returns the new high watermark if it moved,
+    /// or `Err` (and stays refusing appends; ask again) if the store's end is below the high
+    /// watermark: that would lose acknowledged records, so it is never adopted.
+    pub fn adopt(&mut self, e: &PartitionExtent) -> Result<Option<i64>, EndBelowHighWatermark> {
+        assert_eq!(self.resync, Resync::Asked, "adopting an extent not asked for");
+        assert!(self.in_flight.is_empty(), "adopting an extent with appends in flight");
+        if e.next_offset < self.hwm || e.log_start > e.next_offset {
+            self.resync = Resync::Wanted;
+            self.resync_failures = self.resync_failures.saturating_add(1);
+            return Err(EndBelowHighWatermark);
+        }
+        let old = self.hwm;
+        self.resync = Resync::No;
+        self.resync_failures = 0;
+        self.hwm = e.next_offset;
+        self.next_offset = e.next_offset;
+        self.log_start = self.log_start.max(e.log_start);
+        for entry in self.producers.values_mut() {
+            entry.batches.retain(|b| b.last_offset < old);
+        }
+        let mut adopted: Vec<BatchSummary> =
+            e.producer_batches.iter().filter(|b| b.base_offset >= old && b.last_offset < self.hwm).copied().collect();
+        adopted.sort_by_key(|b| b.base_offset);
+        for b in adopted {
+            self.remember(b);
+        }
+        let kept = if self.max_timestamp.1 < old { self.max_timestamp } else { (-1, -1) };
+        self.max_timestamp = if e.max_timestamp.0 > kept.0 { e.max_timestamp } else { kept };
+        self.check();
+        Ok((self.hwm != old).then_some(self.hwm))
     }
 
     /// Appends in the store right now.
@@ -160,7 +262,7 @@ impl PartitionLog {
     /// Reserves offsets for `records` records and records the append `cmd` as in flight.
     /// Returns the base offset.
     pub fn assign(&mut self, cmd: CmdId, records: i64, max_timestamp: i64) -> i64 {
-        assert!(self.rewind_from.is_none(), "assign while rewinding");
+        assert!(self.rewind_from.is_none() && self.resync == Resync::No, "assign while rewinding");
         assert!(records > 0, "an append holds at least one record");
         let base = self.next_offset;
         self.next_offset += records;
@@ -196,6 +298,15 @@ impl PartitionLog {
         debug_assert!(entry.is_some(), "completion for an append not in flight");
         entry?.done = true;
         let before = self.hwm;
+        self.pop_done();
+        self.finish_rewind();
+        self.check();
+        (self.hwm != before).then_some(self.hwm)
+    }
+
+    /// Drops the completed appends at the front of `in_flight`; those before a rewind point
+    /// move the high watermark.
+    fn pop_done(&mut self) {
         while self.in_flight.front().is_some_and(|f| f.done) {
             if let Some(f) = self.in_flight.pop_front()
                 && self.rewind_from.is_none_or(|r| f.last_offset < r)
@@ -203,13 +314,12 @@ impl PartitionLog {
                 self.hwm = f.last_offset + 1;
             }
         }
-        self.finish_rewind();
-        self.check();
-        (self.hwm != before).then_some(self.hwm)
     }
 
-    /// Marks append `cmd` failed: the partition rewinds (see the module docs).
-    pub fn append_failed(&mut self, cmd: CmdId) {
+    /// Marks append `cmd` failed: the partition rewinds (see the module docs). If
+    /// `outcome_unknown`, the append may have been stored, and the partition re-learns its end
+    /// from the store instead of rewinding to the high watermark.
+    pub fn append_failed(&mut self, cmd: CmdId, outcome_unknown: bool) {
         let Some(pos) = self.in_flight.iter().position(|f| f.cmd == cmd) else {
             debug_assert!(false, "failure for an append not in flight");
             return;
@@ -219,6 +329,12 @@ impl PartitionLog {
         let base = if pos == 0 { self.hwm } else { self.in_flight[pos - 1].last_offset + 1 };
         self.rewind_from = Some(self.rewind_from.map_or(base, |r| r.min(base)));
         self.in_flight.remove(pos);
+        if outcome_unknown && self.resync == Resync::No {
+            self.resync = Resync::Needed;
+        }
+        // Appends behind the failed one that were already stored (possible only when the
+        // failed one's outcome is unknown: it was stored too) no longer wait for it.
+        self.pop_done();
         self.finish_rewind();
     }
 
@@ -227,6 +343,12 @@ impl PartitionLog {
             return;
         }
         self.rewind_from = None;
+        if self.resync == Resync::Needed {
+            // Appends at or after the high watermark may be stored: keep `next_offset` and
+            // the producers' batches until the store says which.
+            self.resync = Resync::Wanted;
+            return;
+        }
         self.next_offset = self.hwm;
         for e in self.producers.values_mut() {
             e.batches.retain(|b| b.last_offset < self.hwm);
@@ -304,10 +426,10 @@ mod tests {
         l.assign(CmdId(1), 2, 0);
         l.assign(CmdId(2), 2, 0);
         l.assign(CmdId(3), 2, 0);
-        l.append_failed(CmdId(2));
+        l.append_failed(CmdId(2), false);
         assert!(l.is_rewinding());
         assert_eq!(l.append_done(CmdId(1)), Some(2), "the append before the failure still counts");
-        l.append_failed(CmdId(3));
+        l.append_failed(CmdId(3), false);
         assert!(!l.is_rewinding());
         assert_eq!((l.hwm(), l.next_offset()), (2, 2));
         assert_eq!(l.assign(CmdId(4), 1, 0), 2, "assignment restarts at the high watermark");
@@ -345,6 +467,38 @@ mod tests {
     }
 
     #[test]
+    fn a_later_append_stored_before_an_unknown_failure_does_not_hold_up_the_resync() {
+        let mut l = log();
+        l.assign(CmdId(1), 2, 0);
+        l.assign(CmdId(2), 2, 0);
+        assert_eq!(l.append_done(CmdId(2)), None);
+        l.append_failed(CmdId(1), true);
+        assert_eq!(l.in_flight(), 0);
+        assert!(l.take_resync_request(), "nothing is in flight: the store is asked");
+        let extent = PartitionExtent { next_offset: 4, max_timestamp: (-1, -1), ..Default::default() };
+        assert_eq!(l.adopt(&extent), Ok(Some(4)));
+        assert!(!l.is_rewinding());
+        assert_eq!(l.assign(CmdId(3), 1, 0), 4);
+    }
+
+    #[test]
+    fn an_end_below_the_high_watermark_is_not_adopted() {
+        let mut l = log();
+        l.assign(CmdId(1), 2, 0);
+        assert_eq!(l.append_done(CmdId(1)), Some(2));
+        l.assign(CmdId(2), 2, 0);
+        l.append_failed(CmdId(2), true);
+        assert!(l.take_resync_request());
+        let short = PartitionExtent { next_offset: 1, max_timestamp: (-1, -1), ..Default::default() };
+        assert_eq!(l.adopt(&short), Err(EndBelowHighWatermark));
+        assert!(l.is_rewinding(), "still refusing appends");
+        assert!(l.take_resync_request(), "asked again");
+        let right = PartitionExtent { next_offset: 2, max_timestamp: (-1, -1), ..Default::default() };
+        assert_eq!(l.adopt(&right), Ok(None));
+        assert_eq!((l.hwm(), l.next_offset()), (2, 2));
+    }
+
+    #[test]
     fn batches_beyond_a_rewind_are_forgotten() {
         let mut l = log();
         l.assign(CmdId(1), 1, 0);
@@ -357,7 +511,7 @@ mod tests {
             last_offset: 0,
             timestamp: 0,
         });
-        l.append_failed(CmdId(1));
+        l.append_failed(CmdId(1), false);
         assert_eq!(l.check_sequence(1, 0, 0, 0), SequenceCheck::Append, "the lost batch can be sent again");
     }
 }

@@ -147,6 +147,16 @@ impl MemStore {
                 let offset = log.retain(older_than, max_bytes, limit);
                 Completion::LogStart { offset, max_timestamp: extent(log).max_timestamp }
             }
+            Command::RecoverPartition { partition, .. } => {
+                if !self.topics.contains_key(&partition.topic_id) {
+                    return Completion::Failed(StorageError::NotFound);
+                }
+                let extent = self
+                    .logs
+                    .get(&partition)
+                    .map_or(PartitionExtent { max_timestamp: (-1, -1), ..PartitionExtent::default() }, extent);
+                Completion::Partition(extent)
+            }
             Command::Put { key, value } => {
                 match value {
                     Some(v) => self.values.insert(key, v),

@@ -396,6 +396,23 @@ impl State {
                 let max_timestamp = self.parts.get(&partition).map_or((-1, -1), PartLog::max_timestamp);
                 Completion::LogStart { offset: start, max_timestamp }
             }
+            Command::RecoverPartition { partition, .. } => {
+                if !self.topics.contains_key(&partition.topic_id) {
+                    return Completion::Failed(StorageError::NotFound);
+                }
+                Completion::Partition(self.parts.get(&partition).map_or_else(
+                    || {
+                        let log_start = self.log_starts.get(&partition).copied().unwrap_or(0);
+                        PartitionExtent {
+                            log_start,
+                            next_offset: log_start,
+                            max_timestamp: (-1, -1),
+                            producer_batches: Vec::new(),
+                        }
+                    },
+                    PartLog::extent,
+                ))
+            }
             Command::Put { key, value } => {
                 let mut payload = Vec::new();
                 put_bytes(&mut payload, &key);
@@ -529,10 +546,15 @@ impl PartLog {
             self.segments.push(Segment::create(&self.dir, base, self.interval)?);
         }
         let Some(seg) = self.segments.last_mut() else { return Err(io::Error::other("no segment")) };
-        seg.append(data)?;
-        self.next_offset = last + 1;
-        self.dirty = true;
-        Ok(())
+        let size = seg.size;
+        let r = seg.append(data);
+        if seg.size > size {
+            // The batches are in the log even if writing an index entry failed after them:
+            // the partition's end says so ([`Command::RecoverPartition`] reports it).
+            self.next_offset = last + 1;
+            self.dirty = true;
+        }
+        r
     }
 
     /// The segment holding `offset`, or the first after it.

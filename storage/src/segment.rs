@@ -384,14 +384,24 @@ impl Segment {
 
     /// Appends whole batches whose offsets continue this segment.
     pub fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut heads = Vec::new();
         let mut i = 0usize;
         while i < data.len() {
             let h = data.get(i..).and_then(head).filter(|h| h.len as usize <= data.len() - i);
             let Some(h) = h else { return Err(io::Error::new(io::ErrorKind::InvalidInput, "not whole batches")) };
-            self.note(self.size + i as u64, &h);
+            heads.push((i, h));
             i += h.len as usize;
         }
-        (&self.file).write_all(data)?;
+        if let Err(e) = (&self.file).write_all(data) {
+            // Part of the batches may be in the file: cut them off, so that the append is
+            // either wholly stored or not at all (if even that fails, the next open cuts the
+            // torn tail).
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
+        for (at, h) in &heads {
+            self.note(self.size + *at as u64, h);
+        }
         self.size += data.len() as u64;
         self.flush_indexes()
     }

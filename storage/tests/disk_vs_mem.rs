@@ -64,6 +64,10 @@ fn normal(c: Completion) -> Completion {
             }
             Completion::Read { batches: one }
         }
+        Completion::Partition(mut e) => {
+            e.producer_batches.sort_by_key(|b| b.base_offset);
+            Completion::Partition(e)
+        }
         other => other,
     }
 }
@@ -82,13 +86,43 @@ fn normal_recovered(mut r: Recovered) -> Recovered {
 enum Op {
     Topic(u8, i32),
     DeleteTopic(u8),
-    Append { topic: u8, partition: i32, records: u8, producer: bool, skew: bool, old: bool },
-    Retain { topic: u8, partition: i32, older_than: Option<i64>, max_bytes: Option<u64> },
+    Append {
+        topic: u8,
+        partition: i32,
+        records: u8,
+        producer: bool,
+        skew: bool,
+        old: bool,
+    },
+    Retain {
+        topic: u8,
+        partition: i32,
+        older_than: Option<i64>,
+        max_bytes: Option<u64>,
+    },
     Reopen,
-    Read { topic: u8, partition: i32, offset: i64, max_bytes: usize },
-    Find { topic: u8, partition: i32, ts: i64 },
-    LogStart { topic: u8, partition: i32, offset: i64 },
+    Read {
+        topic: u8,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    },
+    Find {
+        topic: u8,
+        partition: i32,
+        ts: i64,
+    },
+    LogStart {
+        topic: u8,
+        partition: i32,
+        offset: i64,
+    },
     Put(u8, Option<u8>),
+    /// What the partition's end is (after appends with an unknown outcome).
+    Resync {
+        topic: u8,
+        partition: i32,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -111,6 +145,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..3, 0i32..2, 0i64..70).prop_map(|(topic, partition, ts)| Op::Find { topic, partition, ts }),
         1 => (0u8..3, 0i32..2, 0i64..12).prop_map(|(topic, partition, offset)| Op::LogStart { topic, partition, offset }),
         1 => (0u8..4, prop::option::of(any::<u8>())).prop_map(|(k, v)| Op::Put(k, v)),
+        1 => (0u8..3, 0i32..2).prop_map(|(topic, partition)| Op::Resync { topic, partition }),
     ]
 }
 
@@ -176,6 +211,9 @@ impl Model {
             }
             Op::LogStart { topic, partition, offset } => {
                 Command::SetLogStart { partition: PartitionKey { topic_id: topic_id(topic), partition }, offset }
+            }
+            Op::Resync { topic, partition } => {
+                Command::RecoverPartition { partition: PartitionKey { topic_id: topic_id(topic), partition }, from: 0 }
             }
             Op::Put(k, v) => Command::Put {
                 key: Bytes::from(vec![b'k', k]),

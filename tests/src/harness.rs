@@ -170,6 +170,16 @@ impl Harness {
         true
     }
 
+    /// Runs the oldest queued storage command against the store (it takes effect) but reports
+    /// it failed with `err`, as a store that lost track of it would; then drains the outputs.
+    pub fn run_one_storage_reporting(&mut self, err: StorageError) -> bool {
+        let Some((cmd, command)) = self.queued.pop_front() else { return false };
+        let _ = self.store.execute(command);
+        self.broker.handle_input(self.now, Input::Completed { cmd, result: Completion::Failed(err) });
+        self.drive();
+        true
+    }
+
     /// Moves virtual time forward and fires due timers.
     pub fn advance(&mut self, d: Duration) {
         self.now.mono = self.now.mono + d;

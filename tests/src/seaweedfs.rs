@@ -57,7 +57,10 @@ impl SeaweedCluster {
     #[must_use]
     pub fn start(name: &str) -> Self {
         static NEXT: AtomicU16 = AtomicU16::new(0);
-        let base = 21000 + 100 * NEXT.fetch_add(1, Ordering::Relaxed);
+        // weed keeps unix sockets named after its gRPC ports in /tmp, which network namespaces
+        // share: test processes running at once must not pick the same ports.
+        let spread = u16::try_from(std::process::id() % 40).unwrap_or(0);
+        let base = 21000 + 100 * (spread + NEXT.fetch_add(1, Ordering::Relaxed));
         let dir = std::env::temp_dir().join(format!("kelp-sw-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut c = Self { dir, base, running: false, master: format!("127.0.0.1:{}.{}", base + 10, base + 11) };
@@ -105,6 +108,45 @@ impl SeaweedCluster {
         }
         let _ = cmd.output();
         self.running = false;
+    }
+
+    /// Kills every process at once (SIGKILL by the recorded pids: no graceful stop, streams
+    /// break mid-message) and starts them again on the same data.
+    pub fn kill_and_restart(&mut self) {
+        let pids = std::fs::read_to_string(self.dir.join("pids")).unwrap_or_default();
+        for line in pids.lines() {
+            if let Some((_, pid)) = line.split_once(' ') {
+                let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).output();
+            }
+        }
+        // Clears the pid list and the sockets weed leaves behind.
+        self.down(false);
+        self.up();
+    }
+
+    /// Aborts every TCP connection process `pid` has open to the SeaweedMQ broker (`ss -K`, as
+    /// a network fault would): its publish and subscribe streams break mid-message while
+    /// SeaweedFS keeps running and keeps what it received. Returns how many were aborted.
+    pub fn break_broker_connections(&self, pid: u32) -> usize {
+        let broker = format!("127.0.0.1:{}", self.base + 40);
+        let out = Command::new("ss")
+            .args(["-tnpH", "state", "established", "dst", &broker])
+            .output()
+            .expect("running ss (iproute2)");
+        let tag = format!("pid={pid},");
+        let mut aborted = 0;
+        for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(&tag)) {
+            // Recv-Q Send-Q Local Peer Process (the state column is left out when filtering by it)
+            let Some(local) = line.split_whitespace().nth(2) else { continue };
+            let status = Command::new("ss")
+                .args(["-K", "src", local, "dst", &broker])
+                .output()
+                .expect("running ss -K (iproute2)");
+            if status.status.success() {
+                aborted += 1;
+            }
+        }
+        aborted
     }
 
     /// Stops every process (SIGTERM, then SIGKILL by pid) and starts them again on the same data.

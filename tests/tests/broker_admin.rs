@@ -495,6 +495,48 @@ fn create_partitions_grows_a_topic_and_never_shrinks_it() {
     assert_eq!(values(&mut after, c, "grow", 3), vec![(0, "p3".into())]);
 }
 
+#[test]
+fn create_partitions_the_store_refuses_answers_invalid_partitions_and_keeps_the_count() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "fixed", 2);
+    produce(&mut h, c, "fixed", 0, &["p0"]);
+    h.auto_storage = false;
+    let req = CreatePartitionsRequest {
+        topics: vec![CreatePartitionsTopic { name: "fixed".into(), count: 4, assignments: None, ..Default::default() }],
+        timeout_ms: 1000,
+        ..Default::default()
+    };
+    h.send(c, &RequestBody::CreatePartitions(req), 3);
+    assert!(matches!(h.queued.front(), Some((_, Command::PutTopic(t))) if t.partitions == 4));
+    // A SeaweedMQ store cannot re-split a topic that holds data.
+    assert!(h.fail_one_storage(StorageError::Refused("the backend cannot add partitions to this topic")));
+    let resp = expect_body!(h.recv(c, ApiKey::CREATE_PARTITIONS, 3).expect("answered").1, CreatePartitions);
+    let r = &resp.results[0];
+    assert_eq!(r.error_code, ErrorCode::INVALID_PARTITIONS.0);
+    assert_eq!(r.error_message.as_deref(), Some("the backend cannot add partitions to this topic"));
+    h.auto_storage = true;
+    assert_eq!(topic_metadata(&mut h, c, "fixed").partitions.len(), 2, "the count is unchanged");
+    assert_eq!(produce(&mut h, c, "fixed", 3, &["x"]).0, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0);
+    assert_eq!(produce(&mut h, c, "fixed", 1, &["p1"]), (0, 0));
+    // Any other storage failure keeps the count too, with the storage error's code.
+    h.auto_storage = false;
+    let req = CreatePartitionsRequest {
+        topics: vec![CreatePartitionsTopic { name: "fixed".into(), count: 3, assignments: None, ..Default::default() }],
+        timeout_ms: 1000,
+        ..Default::default()
+    };
+    h.send(c, &RequestBody::CreatePartitions(req), 3);
+    assert!(h.fail_one_storage(StorageError::Full));
+    let resp = expect_body!(h.recv(c, ApiKey::CREATE_PARTITIONS, 3).expect("answered").1, CreatePartitions);
+    assert_eq!(resp.results[0].error_code, ErrorCode::KAFKA_STORAGE_ERROR.0);
+    h.auto_storage = true;
+    assert_eq!(topic_metadata(&mut h, c, "fixed").partitions.len(), 2);
+    let mut after = h.restart(test_config());
+    let c = after.connect();
+    assert_eq!(topic_metadata(&mut after, c, "fixed").partitions.len(), 2, "nothing was stored");
+}
+
 // ---- DescribeConfigs -----------------------------------------------------------------------
 
 #[test]

@@ -315,7 +315,11 @@ fn a_failed_append_is_retriable_and_the_partition_resumes_at_the_right_offset() 
     assert_eq!(resp.responses[0].partition_responses[0].error_code, ErrorCode::NOT_LEADER_OR_FOLLOWER.0);
     // The store refuses the stranded append (it does not continue the log).
     assert!(h.run_one_storage());
+    // Unavailable leaves the failed append's outcome unknown: the partition asks the store
+    // where it ends before it takes appends again.
+    assert!(matches!(h.queued.front(), Some((_, Command::RecoverPartition { .. }))));
     h.auto_storage = true;
+    h.drive();
     // The idempotent producer retries its batch: appended afresh, right after what was kept.
     h.send(d, &produce_request("flaky", 0, idempotent_batch(&["x", "y"], 11, 0, 0), -1), 11);
     let resp = expect_body!(h.recv(d, ApiKey::PRODUCE, 11).expect("answered").1, Produce);

@@ -37,12 +37,16 @@ fn kelp(cluster: &SeaweedCluster, runtime: &str) -> KelpServer {
 
 /// Runs the check script; panics with its output unless it printed `"ok": true`.
 fn check(server: &KelpServer, topic: &str, args: &[&str]) -> String {
+    check_within(server, topic, args, Duration::from_secs(300))
+}
+
+fn check_within(server: &KelpServer, topic: &str, args: &[&str], limit: Duration) -> String {
     let python = clients_dir().join("venv-confluent/bin/python");
     assert!(python.is_file(), "confluent-kafka is not installed: run scripts/install-clients.sh");
     let scratch = Scratch::new(topic);
     let mut cmd = Command::new(python);
     cmd.arg(clients_src().join("seaweedmq_check.py")).arg(server.addr.to_string()).arg(topic).args(args);
-    let out = run_client(&scratch, cmd, Duration::from_secs(300));
+    let out = run_client(&scratch, cmd, limit);
     assert!(
         out.status.is_some_and(|s| s.success()) && out.stdout.contains("\"ok\": true"),
         "seaweedmq_check.py {args:?} failed ({:?}):\nstdout: {}\nstderr: {}\nkelp log:\n{}",
@@ -93,14 +97,98 @@ fn every_acks_mode_loses_nothing() {
 /// kelp stays up while SeaweedFS restarts under it: its broken publish and subscribe streams
 /// are re-established, clients get retriable errors meanwhile, and afterwards everything
 /// acknowledged is there, the group resumes at 500 and new records continue at 1000.
-#[test]
-fn kelp_rides_through_a_seaweedfs_restart() {
-    require_seaweedfs!();
-    let mut cluster = SeaweedCluster::start("ride-through");
-    let server = kelp(&cluster, "tokio");
+fn ride_through(runtime: &str) {
+    let mut cluster = SeaweedCluster::start(&format!("ride-through-{runtime}"));
+    let server = kelp(&cluster, runtime);
     check(&server, "ride", &["produce"]);
     cluster.restart();
     check(&server, "ride", &["verify"]);
+}
+
+#[test]
+fn kelp_rides_through_a_seaweedfs_restart() {
+    require_seaweedfs!();
+    ride_through("tokio");
+}
+
+#[test]
+fn kelp_rides_through_a_seaweedfs_restart_mio() {
+    require_seaweedfs!();
+    ride_through("mio");
+}
+
+/// Produces 20000 records with an idempotent producer (tests/e2e/clients/seaweedmq_check.py
+/// `midproduce`) and calls `fault` once a tenth are acknowledged, with kelp staying up. The
+/// check passes when every record is acknowledged once, and the partition holds each exactly
+/// once, in order, at the offset it was acknowledged with.
+fn produce_through(name: &str, runtime: &str, fault: impl Fn(&mut SeaweedCluster, &KelpServer)) {
+    let mut cluster = SeaweedCluster::start(name);
+    let server = kelp(&cluster, runtime);
+    let marker = std::env::temp_dir().join(format!("kelp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let marker_arg = marker.to_string_lossy().into_owned();
+    std::thread::scope(|s| {
+        let producer =
+            s.spawn(|| check_within(&server, "mid", &["midproduce", "20000", &marker_arg], Duration::from_secs(900)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        while !marker.exists() && !producer.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "the producer never got going");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!producer.is_finished(), "the producer finished before the fault");
+        fault(&mut cluster, &server);
+        let out = producer.join().expect("producer thread");
+        eprintln!("{out}");
+    });
+    let _ = std::fs::remove_file(&marker);
+}
+
+/// kelp's connections to the SeaweedMQ broker are aborted three times, a second apart, while
+/// an idempotent producer is mid-stream (SeaweedFS stays up). Each time the publish stream
+/// breaks part way through appends, whose outcome is then unknown: the broker may have stored
+/// records it could not acknowledge, or only the first records of a batch. kelp re-learns the
+/// partition's end from SeaweedMQ, leaves out a batch cut short, and opens a new publish
+/// stream there; the producer's retries of stored batches are answered as duplicates. Every
+/// record is acknowledged and stored exactly once, in order, and later appends succeed.
+fn broken_streams(runtime: &str) {
+    produce_through(&format!("broken-streams-{runtime}"), runtime, |cluster, server| {
+        for _ in 0..3 {
+            let n = cluster.break_broker_connections(server.pid());
+            assert!(n > 0, "kelp had no connection to the broker to break");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+}
+
+#[test]
+fn an_idempotent_producer_finishes_exactly_once_through_broken_publish_streams_tokio() {
+    require_seaweedfs!();
+    broken_streams("tokio");
+}
+
+#[test]
+fn an_idempotent_producer_finishes_exactly_once_through_broken_publish_streams_mio() {
+    require_seaweedfs!();
+    broken_streams("mio");
+}
+
+/// SeaweedFS is killed (SIGKILL) and started again while an idempotent producer is
+/// mid-stream, kelp staying up.
+///
+/// Ignored: SeaweedMQ loses acknowledged messages when its broker stops under load. `weed`
+/// 4.48 acknowledges a message once it is in the broker's memory, writes that to the filer once
+/// a second even with `-logFlushInterval=0` (the broker raises 0 to 1 s) and saves its offset
+/// counter every 2 s, so the restarted broker reports an end (`GetPartitionRangeInfo`) below
+/// offsets it had acknowledged (1763 after ~2000 acks, earliest 879). A graceful stop (SIGTERM)
+/// is no better: `weed server` stops its filer first and the broker, still acknowledging,
+/// cannot write anything (2202 after 17373 acks). kelp refuses to adopt such an end (it would
+/// hand out acknowledged offsets again) and the partition keeps answering
+/// NOT_LEADER_OR_FOLLOWER. Run with `--ignored` to reproduce.
+#[test]
+#[ignore = "SeaweedMQ loses acknowledged records when killed; see the doc comment"]
+fn an_idempotent_producer_finishes_exactly_once_when_seaweedmq_is_killed_mid_produce() {
+    require_seaweedfs!();
+    produce_through("kill-mid-produce", "tokio", |cluster, _| cluster.kill_and_restart());
 }
 
 struct ChannelSink(Mutex<mpsc::Sender<(CmdId, Completion)>>);

@@ -312,6 +312,7 @@ fn finish_delete_topics(_: &mut Broker, job: &mut ReplyJob) {
 pub(crate) fn create_partitions(b: &mut Broker, req: Req, m: CreatePartitionsRequest) {
     let mut resp = CreatePartitionsResponse::default();
     let mut changed = Vec::new();
+    let mut counts_before = Vec::new();
     let node = b.cfg.node_id;
     for t in &m.topics {
         let mut r = CreatePartitionsTopicResult { name: t.name.clone(), ..Default::default() };
@@ -337,6 +338,8 @@ pub(crate) fn create_partitions(b: &mut Broker, req: Req, m: CreatePartitionsReq
             }
             Ok((id, n)) if !m.validate_only => {
                 if let Some(topic) = b.topics.get_mut(&id) {
+                    let before = i32::try_from(n).unwrap_or(i32::MAX);
+                    counts_before.push(PartitionKey { topic_id: id, partition: before });
                     for p in n..usize::try_from(t.count).unwrap_or(n) {
                         let partition = i32::try_from(p).unwrap_or(i32::MAX);
                         topic.partitions.push(PartitionLog::new(PartitionKey { topic_id: id, partition }));
@@ -348,8 +351,39 @@ pub(crate) fn create_partitions(b: &mut Broker, req: Req, m: CreatePartitionsReq
         }
         resp.results.push(r);
     }
-    let job = super::reply_after(b, req, ResponseBody::CreatePartitions(resp), changed.len(), finish_failures_by_name);
+    let job = super::reply_after(b, req, ResponseBody::CreatePartitions(resp), changed.len(), finish_create_partitions);
+    if let Some(super::Job::Reply(r)) = b.jobs.get_mut(&job) {
+        r.partitions = counts_before;
+    }
     put_topics(b, job, &changed);
+}
+
+/// CreatePartitions' storage results: a topic whose new record the store did not take keeps
+/// its old partition count (the added partitions go, failing anything waiting on them), and
+/// a store's refusal is answered INVALID_PARTITIONS with its reason, as Kafka answers a
+/// partition count it cannot apply.
+fn finish_create_partitions(b: &mut Broker, job: &mut ReplyJob) {
+    for (part, before) in job.partitions.clone().into_iter().enumerate() {
+        let Some(e) = job.results.get(part).copied().flatten() else { continue };
+        let Some(topic) = b.topics.get_mut(&before.topic_id) else { continue };
+        let keep = usize::try_from(before.partition).unwrap_or(0);
+        let name = topic.name.clone();
+        let removed: Vec<PartitionKey> =
+            topic.partitions.drain(keep.min(topic.partitions.len())..).map(|p| p.key).collect();
+        for key in removed {
+            b.partition_removed(key);
+        }
+        let (code, msg) = match e {
+            StorageError::Refused(why) => (ErrorCode::INVALID_PARTITIONS, why.to_string()),
+            e => (e.error_code(), format!("The store did not take the new partition count: {e:?}.")),
+        };
+        if let ResponseBody::CreatePartitions(resp) = &mut job.body
+            && let Some(r) = resp.results.iter_mut().find(|r| r.name == name)
+        {
+            r.error_code = code.0;
+            r.error_message = Some(KStr::from(msg));
+        }
+    }
 }
 
 /// Stores the current records of `ids`, one per part of `job`.

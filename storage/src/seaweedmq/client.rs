@@ -36,6 +36,8 @@ const READ_AHEAD: usize = 32768;
 const STALL: Duration = Duration::from_millis(20);
 /// Read sessions kept per partition.
 const SESSIONS_PER_PARTITION: usize = 8;
+/// A `RecoverPartition` attempt's deadline, in RPC deadlines.
+const RECOVER_ATTEMPTS: u32 = 3;
 /// Messages in flight per publish stream before the publisher waits for acks.
 const PUBLISH_WINDOW: usize = 65536;
 
@@ -55,6 +57,9 @@ struct Placement {
 /// An open subscription positioned at `next`.
 struct Session {
     next: i64,
+    /// A record past the end of the read that took it off the subscription (the offsets
+    /// before it hold nothing), for the next read.
+    held: Option<Envelope>,
     rx: mpsc::Receiver<Result<Bytes, StorageError>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -388,7 +393,9 @@ impl Cluster {
                 // SeaweedMQ re-creates every partition (offsets from 0) when the count changes,
                 // which would renumber the data kelp has; refuse.
                 tracing::error!(topic = %name, "seaweedmq: cannot add partitions to a topic with data");
-                return Err(StorageError::Corrupt("SeaweedMQ cannot add partitions to a topic with data"));
+                return Err(StorageError::Refused(
+                    "SeaweedMQ cannot add partitions to a topic that holds data (it would re-split the partition ring)",
+                ));
             }
             (_, None) => self.configure(&name, t.partitions).await?,
         }
@@ -470,21 +477,8 @@ impl Cluster {
             lock(&self.topics).insert(t.id, TopicInfo { name: name.clone(), partitions: t.partitions });
             for i in 0..t.partitions {
                 let key = PartitionKey { topic_id: t.id, partition: i };
-                let (_, p) = self.place(key, i == 0).await?;
-                let (earliest, hwm) = self.range(&name, &p).await?;
                 let stored = logstarts.get(&Self::logstart_name(key)).copied().unwrap_or(0);
-                let log_start = earliest.max(stored).min(hwm);
-                let mut extent = PartitionExtent {
-                    log_start,
-                    next_offset: hwm,
-                    max_timestamp: (-1, -1),
-                    producer_batches: Vec::new(),
-                };
-                let from = log_start.max(hwm - TAIL_SCAN);
-                if from < hwm {
-                    let records = self.scan(key, from, hwm).await?;
-                    tail_state(&records, &mut extent);
-                }
+                let extent = self.extent(key, stored, i == 0, 0, None).await?;
                 out.partitions.push((key, extent));
             }
             out.topics.push(t);
@@ -501,6 +495,87 @@ impl Cluster {
             out.values.push((key, content));
         }
         Ok(out)
+    }
+
+    /// A partition's extent as SeaweedMQ holds it: its offset range, and the producer state
+    /// and largest timestamp of its last [`TAIL_SCAN`] records. `stored_start` is kelp's own
+    /// log start for it (DeleteRecords); `refresh` looks up the partition's leader afresh;
+    /// records before `scan_from` are not read, nor those from `unstored_from` on (known not
+    /// to be stored: offsets there are holes).
+    async fn extent(
+        &self,
+        key: PartitionKey,
+        stored_start: i64,
+        refresh: bool,
+        scan_from: i64,
+        unstored_from: Option<i64>,
+    ) -> Result<PartitionExtent, StorageError> {
+        let (name, p) = self.place(key, refresh).await?;
+        let (earliest, hwm) = self.range(&name, &p).await?;
+        tracing::debug!(?key, earliest, hwm, scan_from, "seaweedmq: partition range");
+        let log_start = earliest.max(stored_start).min(hwm);
+        let mut extent =
+            PartitionExtent { log_start, next_offset: hwm, max_timestamp: (-1, -1), producer_batches: Vec::new() };
+        let from = log_start.max(hwm - TAIL_SCAN).max(scan_from);
+        let end = unstored_from.map_or(hwm, |u| u.clamp(from.min(hwm), hwm));
+        if end < hwm {
+            tracing::info!(?key, from = end, to = hwm, "seaweedmq: offsets the broker used up refusing kelp's records");
+        }
+        if from < end {
+            let (records, stopped) = self.scan(key, from, end).await?;
+            if stopped < end {
+                // Offsets the broker counted but holds no message for (see `read_records`):
+                // the next append goes after them all the same.
+                tracing::warn!(
+                    ?key,
+                    from = stopped,
+                    to = end,
+                    "seaweedmq: offsets at the end of the partition hold no record"
+                );
+            }
+            tail_state(&records, &mut extent);
+        }
+        Ok(extent)
+    }
+
+    /// Answers [`Command::RecoverPartition`]: the partition's extent as it is stored now, with
+    /// the producer state of the records from `from` (the core's high watermark) on: the
+    /// core knows the rest, and when nothing new was stored nothing is read. One attempt has
+    /// [`RECOVER_ATTEMPTS`] times the RPC deadline in all; the core asks again after a failure.
+    ///
+    /// `unstored_from`: the publisher knows that nothing from there on was stored (the broker
+    /// refused its stream), so offsets SeaweedMQ counts from there on are holes and are not
+    /// waited for.
+    ///
+    /// Read sessions are kept: a subscription still open delivers what was stored, and
+    /// dropping them all can leave the broker with neither publisher nor subscriber on the
+    /// partition, so that it unloads it just as the next publish stream arrives (see
+    /// `read_records` for what that does to offsets).
+    async fn recover_partition(
+        &self,
+        key: PartitionKey,
+        from: i64,
+        unstored_from: Option<i64>,
+    ) -> Result<PartitionExtent, StorageError> {
+        let attempt = async {
+            let name = Self::logstart_name(key);
+            let stored = self
+                .list_files(&self.meta_dir("logstart"))
+                .await?
+                .into_iter()
+                .find(|(n, c)| *n == name && c.len() == 8)
+                .map_or(0, |(_, mut c)| c.get_i64());
+            self.extent(key, stored, true, from, unstored_from).await
+        };
+        let r = match timeout(self.cfg.rpc_timeout * RECOVER_ATTEMPTS, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(StorageError::Timeout),
+        };
+        match &r {
+            Ok(e) => tracing::info!(?key, kelp = from, seaweedmq = e.next_offset, "seaweedmq: partition end re-learnt"),
+            Err(e) => tracing::warn!(?key, kelp = from, error = ?e, "seaweedmq: cannot re-learn the partition end"),
+        }
+        r
     }
 
     // ---- reads ----
@@ -555,18 +630,29 @@ impl Cluster {
                 }
             }
         });
-        Ok(Session { next: offset, rx, task })
+        Ok(Session { next: offset, held: None, rx, task })
     }
 
-    /// Records `from..end` (fewer if the byte budget is used up first, but always whole
-    /// original batches past `from`).
+    /// The records stored at `from..end`, in whole original batches (fewer if the byte budget
+    /// is used up first), and the offset the read got to: every offset between `from` and it
+    /// that is not among the records holds nothing a reader may see.
+    ///
+    /// Offsets are the ones in the envelopes (kelp checked each against the offset the broker
+    /// assigned it), not counted along the subscription: SeaweedMQ's offsets can have holes.
+    /// The broker takes an offset for a message before it adds it to its log buffer, and keeps
+    /// the offset when that fails ("failed to add message to buffer", e.g. while it unloads the
+    /// partition), so that offset never holds a message; and a publish stream that breaks part
+    /// way through an append leaves the records before the break stored, a batch cut short.
+    /// Such a partial batch (its last record is missing and never comes: a later batch follows
+    /// it, or it ends at `end`) is left out, as if none of it had been stored: kelp answered
+    /// its append with an error and the producer sends it again.
     async fn read_records(
         &self,
         key: PartitionKey,
         from: i64,
         end: i64,
         max_bytes: usize,
-    ) -> Result<Vec<Envelope>, StorageError> {
+    ) -> Result<(Vec<Envelope>, i64), StorageError> {
         let taken = lock(&self.sessions).get_mut(&key).and_then(|v| {
             let i = v.iter().position(|s| s.next == from)?;
             Some(v.swap_remove(i))
@@ -577,79 +663,125 @@ impl Cluster {
         };
         let mut out: Vec<Envelope> = Vec::new();
         let mut used = 0usize;
-        // Everything below `end` is acknowledged, so it exists. A SeaweedMQ subscription that has
-        // caught up with the publisher can hold back what arrives after that (seconds, or until
-        // more is published); a fresh subscription at the same offset delivers it at once. So a
-        // read that waits longer than `STALL` re-subscribes, until `rpc_timeout` has passed.
+        // Everything below `end` is acknowledged, so it exists (but for holes). A SeaweedMQ
+        // subscription that has caught up with the publisher can hold back what arrives after
+        // that (seconds, or until more is published); a fresh subscription at the same offset
+        // delivers it at once. So a read that waits longer than `STALL` re-subscribes, until
+        // `rpc_timeout` has passed.
+        // The wait before re-subscribing doubles (to 32 × `STALL`) while fresh subscriptions
+        // deliver nothing either: offsets that hold nothing (holes) look like that until the
+        // deadline, and need not cost a subscription every 20 ms.
         let deadline = tokio::time::Instant::now() + self.cfg.rpc_timeout;
+        let mut stall = STALL;
+        let mut timed_out = false;
         while s.next < end {
-            // What the session already read ahead is taken without arming a timer.
-            let next = match s.rx.try_recv() {
-                Ok(item) => Some(item),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    // Whole batches in hand: answer now rather than wait for more.
-                    if out.last().is_some_and(|e| e.delta == e.last_delta) {
-                        break;
-                    }
-                    let now = tokio::time::Instant::now();
-                    if now >= deadline {
-                        // Acknowledged data not arriving: keep what we have.
-                        return if out.is_empty() { Err(StorageError::Timeout) } else { Ok(out) };
-                    }
-                    match timeout(STALL.min(deadline - now), s.rx.recv()).await {
-                        Ok(item) => item,
-                        Err(_) => {
-                            tracing::debug!(?key, offset = s.next, "seaweedmq: read stalled; subscribing again");
-                            s = match self.open_session(key, s.next).await {
-                                Ok(fresh) => fresh,
-                                Err(e) => return if out.is_empty() { Err(e) } else { Ok(out) },
-                            };
-                            continue;
+            let env = if let Some(held) = s.held.take() {
+                held
+            } else {
+                // What the session already read ahead is taken without arming a timer.
+                let next = match s.rx.try_recv() {
+                    Ok(item) => Some(item),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        // Whole batches in hand: answer now rather than wait for more.
+                        if out.last().is_some_and(|e| e.delta == e.last_delta) {
+                            break;
+                        }
+                        let now = tokio::time::Instant::now();
+                        if now >= deadline {
+                            // Acknowledged data not arriving (or holes up to `end`): keep what
+                            // we have, and the subscription (dropping it could leave the
+                            // broker with no reader of the partition, see `recover_partition`).
+                            timed_out = true;
+                            break;
+                        }
+                        match timeout(stall.min(deadline - now), s.rx.recv()).await {
+                            Ok(item) => item,
+                            Err(_) => {
+                                tracing::debug!(?key, offset = s.next, "seaweedmq: read stalled; subscribing again");
+                                stall = (stall * 2).min(STALL * 32);
+                                s = match self.open_session(key, s.next).await {
+                                    Ok(fresh) => fresh,
+                                    Err(e) => return if out.is_empty() { Err(e) } else { Ok(whole(out, s.next, end)) },
+                                };
+                                continue;
+                            }
                         }
                     }
-                }
+                };
+                let value = match next {
+                    Some(Ok(v)) => v,
+                    Some(Err(e)) => return if out.is_empty() { Err(e) } else { Ok(whole(out, s.next, end)) },
+                    None => {
+                        return if out.is_empty() {
+                            Err(StorageError::Unavailable)
+                        } else {
+                            Ok(whole(out, s.next, end))
+                        };
+                    }
+                };
+                let Some(env) = Envelope::decode(value) else {
+                    tracing::error!(?key, offset = s.next, "seaweedmq: a message that is not a kelp record");
+                    return Err(StorageError::Corrupt("a SeaweedMQ message that is not a kelp record"));
+                };
+                env
             };
-            let value = match next {
-                Some(Ok(v)) => v,
-                Some(Err(e)) => return if out.is_empty() { Err(e) } else { Ok(out) },
-                None => return if out.is_empty() { Err(StorageError::Unavailable) } else { Ok(out) },
-            };
-            let Some(env) = Envelope::decode(value.clone()) else {
-                tracing::error!(?key, offset = s.next, "seaweedmq: a message that is not a kelp record");
-                return Err(StorageError::Corrupt("a SeaweedMQ message that is not a kelp record"));
-            };
-            if env.offset != s.next {
-                tracing::error!(?key, expected = s.next, found = env.offset, "seaweedmq: offsets do not line up");
+            if env.offset < s.next {
+                tracing::error!(?key, expected = s.next, found = env.offset, "seaweedmq: offsets go back");
                 return Err(StorageError::Corrupt("SeaweedMQ offsets do not match kelp's"));
             }
-            s.next += 1;
-            used += value.len();
+            if env.offset >= end {
+                // Nothing at `s.next..end`; this record is for a later read.
+                tracing::debug!(?key, from = s.next, end, "seaweedmq: offsets without a record");
+                s.next = end;
+                s.held = Some(env);
+                break;
+            }
+            if env.offset > s.next {
+                tracing::debug!(?key, from = s.next, to = env.offset, "seaweedmq: offsets without a record");
+            }
+            s.next = env.offset + 1;
+            used += env.stored_len();
             let batch_done = env.delta == env.last_delta;
             out.push(env);
             if batch_done && used >= max_bytes {
                 break;
             }
         }
+        let next = s.next;
         let mut sessions = lock(&self.sessions);
         let v = sessions.entry(key).or_default();
         if v.len() >= SESSIONS_PER_PARTITION {
             v.remove(0);
         }
         v.push(s);
-        Ok(out)
+        if timed_out && out.is_empty() {
+            return Err(StorageError::Timeout);
+        }
+        Ok(whole(out, next, end))
     }
 
-    async fn scan(&self, key: PartitionKey, from: i64, end: i64) -> Result<Vec<Envelope>, StorageError> {
+    /// Records `from..end` (holes and partial batches left out), and where the scan stopped:
+    /// `end`, or earlier if no subscription, opened afresh again and again for `rpc_timeout`,
+    /// delivered anything at or after that offset. Only holes explain that for offsets
+    /// SeaweedMQ counts below its end (see [`Cluster::read_records`]).
+    async fn scan(&self, key: PartitionKey, from: i64, end: i64) -> Result<(Vec<Envelope>, i64), StorageError> {
         let mut out = Vec::new();
         let mut at = from;
         while at < end {
-            let got = self.read_records(key, at, end, 8 << 20).await?;
-            let Some(last) = got.last() else { break };
-            at = last.offset + 1;
-            out.extend(got);
+            match self.read_records(key, at, end, 8 << 20).await {
+                // Records came, but not the rest of their batch, within the read's deadline:
+                // a batch cut short, and holes after it.
+                Ok((_, next)) if next <= at => break,
+                Ok((got, next)) => {
+                    at = next;
+                    out.extend(got);
+                }
+                Err(StorageError::Timeout) => break,
+                Err(e) => return Err(e),
+            }
         }
-        Ok(out)
+        Ok((out, at))
     }
 
     pub(super) async fn read(&self, key: PartitionKey, offset: i64, end: i64, max_bytes: usize) -> Completion {
@@ -658,7 +790,7 @@ impl Cluster {
             return Completion::Read { batches };
         }
         match self.read_records(key, offset, end, max_bytes).await {
-            Ok(records) => match envelope::rebuild(&records) {
+            Ok((records, _)) => match envelope::rebuild(&records) {
                 Ok(b) => {
                     batches.extend(b);
                     Completion::Read { batches }
@@ -680,12 +812,16 @@ impl Cluster {
         };
         let mut at = earliest;
         while at < hwm {
-            let got = match self.read_records(key, at, hwm, 1 << 20).await {
+            let (got, next) = match self.read_records(key, at, hwm, 1 << 20).await {
                 Ok(g) => g,
+                // Nothing delivered from `at` on by fresh subscriptions: holes (see `scan`).
+                Err(StorageError::Timeout) if at > earliest => break,
                 Err(e) => return Completion::Failed(e),
             };
-            let Some(last) = got.last() else { break };
-            at = last.offset + 1;
+            if next <= at {
+                break;
+            }
+            at = next;
             for r in &got {
                 let ts = if r.log_append_time { r.max_timestamp } else { r.timestamp };
                 if ts >= timestamp {
@@ -695,6 +831,43 @@ impl Cluster {
         }
         Completion::Offset { found: None }
     }
+}
+
+/// `records` (read up to `next`) without the batches whose last record is missing, and
+/// where the next read starts. A batch followed by another, or cut off at `end` (the end of
+/// what is stored), never gets its last record: a broken publish stream cut it short (see
+/// [`Cluster::read_records`]), and it is left out. A batch at the end of a read that stopped
+/// before `end` may still be arriving: it is left for the next read.
+fn whole(mut records: Vec<Envelope>, mut next: i64, end: i64) -> (Vec<Envelope>, i64) {
+    let mut keep = vec![false; records.len()];
+    let mut i = 0;
+    while i < records.len() {
+        let first = &records[i];
+        let mut j = i + 1;
+        while j < records.len()
+            && records[j].batch_base() == first.batch_base()
+            && records[j].producer == first.producer
+            && records[j].delta > records[j - 1].delta
+        {
+            j += 1;
+        }
+        let last = &records[j - 1];
+        if last.delta == last.last_delta {
+            keep[i..j].fill(true);
+        } else if j == records.len() && next < end {
+            next = first.offset;
+        } else {
+            tracing::debug!(
+                base = first.batch_base(),
+                through = last.offset,
+                "seaweedmq: a batch cut short is left out"
+            );
+        }
+        i = j;
+    }
+    let mut k = keep.into_iter();
+    records.retain(|_| k.next().unwrap_or(false));
+    (records, next)
 }
 
 /// Producer batches and the largest timestamp among the last records of a partition.
@@ -817,13 +990,21 @@ pub(super) async fn publisher(c: std::sync::Arc<Cluster>, key: PartitionKey, mut
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut in_flight = 0usize;
     let mut closed = false;
+    // Set when the broker ended the last publish stream with an error status: records sent on
+    // it from this offset on are not stored (see the stream's `Err` arm below). Valid until a
+    // new stream is opened.
+    let mut unstored_from: Option<i64> = None;
     loop {
         let ack_deadline = tokio::time::sleep(c.cfg.ack_timeout);
         tokio::select! {
             job = rx.recv(), if !closed && in_flight < PUBLISH_WINDOW => match job {
                 Some((cmd, Command::Append { base_offset, last_offset, batches, .. }, sink)) => {
+                    let fresh = stream.is_none();
                     match append(&c, key, &mut stream, &pending, base_offset, batches).await {
                         Ok(n) => {
+                            if fresh {
+                                unstored_from = None;
+                            }
                             in_flight += n;
                             pending.push_back(Pending { cmd, sink, next: base_offset, last: last_offset });
                         }
@@ -833,6 +1014,15 @@ pub(super) async fn publisher(c: std::sync::Arc<Cluster>, key: PartitionKey, mut
                         }
                     }
                 }
+                Some((cmd, Command::RecoverPartition { from, .. }, sink)) => {
+                    // The core asks only once none of its appends is in flight; a stream that
+                    // is still open is dropped, and the next append opens a new one at the end
+                    // reported here.
+                    debug_assert!(pending.is_empty(), "RecoverPartition with appends in flight");
+                    fail_all(&mut pending, &mut stream, &mut in_flight);
+                    let result = c.recover_partition(key, from, unstored_from).await;
+                    sink.complete(cmd, result.map_or_else(Completion::Failed, Completion::Partition));
+                }
                 Some((cmd, _, sink)) => sink.complete(cmd, Completion::Failed(StorageError::Corrupt("not an append"))),
                 None => closed = true,
             },
@@ -840,7 +1030,17 @@ pub(super) async fn publisher(c: std::sync::Arc<Cluster>, key: PartitionKey, mut
                 let ok = match r {
                     Ok(Some(m)) => on_ack(&mut stream, &mut pending, &mut in_flight, m),
                     Ok(None) => { tracing::warn!(?key, "seaweedmq: publish stream closed by the broker"); false }
-                    Err(s) => { tracing::warn!(?key, status = %s, "seaweedmq: publish stream failed"); false }
+                    Err(s) => {
+                        tracing::warn!(?key, status = %s, "seaweedmq: publish stream failed");
+                        // A status the broker sent, not a broken connection: the broker answers
+                        // each message before it reads the next and ends the stream at the first
+                        // it cannot store, so nothing sent after the last answer is stored
+                        // (though it may have used up an offset, see `Cluster::read_records`).
+                        if std::error::Error::source(&s).is_none() {
+                            unstored_from = pending.front().map(|p| p.next);
+                        }
+                        false
+                    }
                 };
                 if !ok {
                     fail_all(&mut pending, &mut stream, &mut in_flight);
@@ -927,7 +1127,7 @@ async fn append(
                 ?key,
                 kelp = base,
                 seaweedmq = hwm,
-                "seaweedmq: partition end differs from kelp's; restart kelp to recover it"
+                "seaweedmq: partition end differs from kelp's; kelp re-learns it"
             );
             return Err(StorageError::Unavailable);
         }
@@ -956,4 +1156,67 @@ async fn append(
         s.tx.send(msg).await.map_err(|_| StorageError::Unavailable)?;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Envelope, whole};
+
+    /// Record `delta` of a batch of `len` records at `base`.
+    fn rec(base: i64, delta: i32, len: i32) -> Envelope {
+        Envelope {
+            offset: base + i64::from(delta),
+            delta,
+            last_delta: len - 1,
+            producer: (7, 0, 0),
+            leader_epoch: 0,
+            timestamp: 0,
+            max_timestamp: 0,
+            log_append_time: false,
+            transactional: false,
+            control: false,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+        }
+    }
+
+    fn offsets(r: &[Envelope]) -> Vec<i64> {
+        r.iter().map(|e| e.offset).collect()
+    }
+
+    #[test]
+    fn a_batch_cut_short_and_followed_by_another_is_left_out() {
+        // 10..12 whole; 13.. cut after two records; a hole at 15; 16..17 whole.
+        let rs = vec![
+            rec(10, 0, 3),
+            rec(10, 1, 3),
+            rec(10, 2, 3),
+            rec(13, 0, 5),
+            rec(13, 1, 5),
+            rec(16, 0, 2),
+            rec(16, 1, 2),
+        ];
+        let (kept, next) = whole(rs, 18, 18);
+        assert_eq!(offsets(&kept), [10, 11, 12, 16, 17]);
+        assert_eq!(next, 18);
+    }
+
+    #[test]
+    fn a_batch_cut_short_at_the_end_of_what_is_stored_is_left_out() {
+        let (kept, next) = whole(vec![rec(0, 0, 1), rec(1, 0, 4), rec(1, 1, 4)], 4, 4);
+        assert_eq!((offsets(&kept), next), (vec![0], 4));
+    }
+
+    #[test]
+    fn a_batch_still_arriving_is_left_for_the_next_read() {
+        let (kept, next) = whole(vec![rec(0, 0, 1), rec(1, 0, 4), rec(1, 1, 4)], 3, 9);
+        assert_eq!((offsets(&kept), next), (vec![0], 1), "read again from the batch's first record");
+    }
+
+    #[test]
+    fn a_read_starting_inside_a_batch_keeps_its_rest() {
+        let (kept, next) = whole(vec![rec(0, 2, 4), rec(0, 3, 4)], 4, 4);
+        assert_eq!((offsets(&kept), next), (vec![2, 3], 4));
+    }
 }

@@ -81,13 +81,19 @@ impl Envelope {
         self.offset - i64::from(self.delta)
     }
 
-    /// Encodes into a message value.
+    /// The length of the message value [`Envelope::encode`] makes.
     #[must_use]
-    pub fn encode(&self) -> Bytes {
+    pub fn stored_len(&self) -> usize {
         let hdr_len: usize =
             self.headers.iter().map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, Bytes::len)).sum();
         let body = self.value.as_ref().map_or(0, Bytes::len) + self.key.as_ref().map_or(0, Bytes::len);
-        let mut out = BytesMut::with_capacity(FIXED + hdr_len + body);
+        FIXED + hdr_len + body
+    }
+
+    /// Encodes into a message value.
+    #[must_use]
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.stored_len());
         let mut flags = 0;
         for (on, bit) in [
             (self.key.is_none(), KEY_NULL),
@@ -277,6 +283,7 @@ mod tests {
         let envs = split(original.clone()).unwrap();
         assert_eq!(envs.iter().map(|e| e.offset).collect::<Vec<_>>(), [40, 41, 42]);
         let decoded: Vec<Envelope> = envs.iter().map(|e| Envelope::decode(e.encode()).unwrap()).collect();
+        assert!(envs.iter().all(|e| e.encode().len() == e.stored_len()));
         assert_eq!(decoded, envs);
         let rebuilt = rebuild(&decoded).unwrap();
         assert_eq!(rebuilt.len(), 1);

@@ -145,7 +145,8 @@ impl Store for SeaweedMqStore {
     fn submit(&mut self, cmd: CmdId, command: Command, sink: &Sink) {
         let sink = Arc::clone(sink);
         match command {
-            Command::Append { partition, .. } => {
+            Command::Append { partition, .. } | Command::RecoverPartition { partition, .. } => {
+                // Both run on the partition's publisher task, in order with its appends.
                 let tx = self.publishers.entry(partition).or_insert_with(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
                     self.rt.spawn(client::publisher(Arc::clone(&self.cluster), partition, rx));

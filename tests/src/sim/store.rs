@@ -3,7 +3,9 @@
 //! Commands run one at a time in the order the broker emitted them (so one partition's
 //! commands run in order, as the driver contract requires), each at a random later time; their
 //! completions then come back after independent random delays, so completions are reordered.
-//! A command may fail without effect, and during an outage every command fails. A command has
+//! A command may fail without effect, and during an outage every command fails; half the
+//! failed appends are stored all the same and report a timeout (an unknown outcome, which the
+//! broker resolves by re-synchronising the partition). A command has
 //! taken effect, and is durable, once it has run: a crash loses what had not run yet and every
 //! completion not yet delivered, and the restarted broker recovers from exactly what ran.
 
@@ -87,7 +89,15 @@ impl FaultStore {
     pub fn run_next(&mut self, now: Instant, rng: &mut SimRng) -> Option<(CmdId, Duration)> {
         let (cmd, command) = self.queue.pop_front()?;
         let fail = self.faults_on && (now < self.unavailable_until || rng.chance(self.faults.fail_rate));
-        let result = if fail { Completion::Failed(StorageError::Unavailable) } else { self.mem.execute(command) };
+        let result = if !fail {
+            self.mem.execute(command)
+        } else if matches!(command, Command::Append { .. }) && rng.chance(0.5) {
+            // The store lost track of an append it did store (a timeout after the write).
+            let _ = self.mem.execute(command);
+            Completion::Failed(StorageError::Timeout)
+        } else {
+            Completion::Failed(StorageError::Unavailable)
+        };
         self.done.insert(cmd, result);
         let max = if self.faults_on { self.faults.max_done_delay_ms } else { 1 };
         Some((cmd, rng.millis(0, max)))

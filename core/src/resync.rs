@@ -1,0 +1,66 @@
+//! Partition re-synchronisation: after an append whose outcome is unknown, the partition
+//! refuses appends (produce answers NOT_LEADER_OR_FOLLOWER, which clients retry), asks the
+//! store where the partition really ends ([`Command::RecoverPartition`]) once nothing is in
+//! flight, and adopts the answer ([`crate::log::PartitionLog::adopt`]). A failed or
+//! unacceptable answer is asked for again after a pause that starts at [`RESYNC_RETRY`] and
+//! doubles with each further one up to [`RESYNC_RETRY_MAX`] (a store that is down is not
+//! asked in a tight loop; one that is back is asked again within that).
+
+use crate::broker::{Broker, CmdOwner, Timer};
+use crate::io::{Command, Completion, PartitionKey};
+
+/// How long to wait before asking the store for a partition's end again after it failed.
+const RESYNC_RETRY: crate::time::Duration = crate::time::Duration::from_millis(100);
+/// The longest pause between two questions.
+const RESYNC_RETRY_MAX: crate::time::Duration = crate::time::Duration::from_secs(2);
+
+/// The pause after the `failures`-th answer in a row that could not be used (1 or more).
+fn backoff(failures: u32) -> crate::time::Duration {
+    let ms = RESYNC_RETRY.as_millis().saturating_mul(1 << failures.clamp(1, 16).saturating_sub(1));
+    crate::time::Duration::from_millis(i64::try_from(ms.min(RESYNC_RETRY_MAX.as_millis())).unwrap_or(i64::MAX))
+}
+
+/// Sends [`Command::RecoverPartition`] for `key` if the partition wants it now.
+pub(crate) fn ask(b: &mut Broker, key: PartitionKey) {
+    let Some(p) = b.partition_mut(key) else { return };
+    if p.take_resync_request() {
+        let from = p.hwm();
+        b.storage(CmdOwner::Resync(key), Command::RecoverPartition { partition: key, from });
+    }
+}
+
+/// The store answered [`Command::RecoverPartition`] for `key`.
+pub(crate) fn done(b: &mut Broker, key: PartitionKey, result: Completion) {
+    let Some(p) = b.partition_mut(key) else { return };
+    let adopted = match &result {
+        // An end below the high watermark would lose acknowledged records: not adopted, asked
+        // again (a SeaweedMQ broker that has just restarted reports 0 until it has loaded the
+        // partition).
+        Completion::Partition(extent) => p.adopt(extent),
+        other => {
+            debug_assert!(matches!(other, Completion::Failed(_)), "RecoverPartition answered with {other:?}");
+            p.resync_failed();
+            Err(crate::log::EndBelowHighWatermark)
+        }
+    };
+    let failures = p.resync_failures();
+    match adopted {
+        Ok(Some(hwm)) => b.hwm_moved(key, hwm),
+        Ok(None) => {}
+        Err(_) => b.timers.arm(Timer::Resync(key), b.now.mono + backoff(failures)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RESYNC_RETRY_MAX, backoff};
+    use crate::time::Duration;
+
+    #[test]
+    fn the_pause_doubles_up_to_its_limit() {
+        let ms: Vec<u64> = (1..=8).map(|n| backoff(n).as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+        assert_eq!(backoff(u32::MAX), RESYNC_RETRY_MAX);
+        assert_eq!(backoff(0), Duration::from_millis(100));
+    }
+}
