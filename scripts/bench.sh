@@ -3,7 +3,8 @@
 #
 #   scripts/bench.sh                     every system this machine can run, every row
 #   scripts/bench.sh --smoke             a few seconds: one produce and one consume row on kelp
-#                                        tokio + memory (scripts/test.sh runs this)
+#                                        tokio + memory, and 4 s of the lean latency client at
+#                                        10,000 records/s (scripts/test.sh runs this)
 #   scripts/bench.sh --systems "kelp-tokio-memory go-gateway"
 #   scripts/bench.sh --curves            instead of the table: kelp's cost curves (throughput and
 #                                        CPU per record as partitions and connections grow, memory
@@ -44,6 +45,10 @@
 # it these systems are skipped. They get fewer records per row than kelp on memory or disk.
 #
 # Latency rows (not in --smoke), 100 B records, 1 partition, acks 1 and -1, linger.ms=0:
+# - lean client: benches/src/bin/latency_probe.rs (built here), open loop at half the system's
+#   maximum on the load core: one connection, what has fallen due goes out at once in one Produce
+#   request (at most 148 records, 16 KiB), up to 5 requests in flight, as a Kafka producer with
+#   linger.ms=0 does; a record's latency runs from when it fell due to its acknowledgement.
 # - Java client: scripts/bench/LatencyProbe.java (kafka-clients 4.3 jars from
 #   scripts/install-clients.sh) sends at a fixed rate, open loop, and times send() -> callback for
 #   every record after a warm-up. Rate: half the system's maximum (KELP_BENCH_PROBE_RATE_CAP at
@@ -513,14 +518,22 @@ print("-")
 EOF
 }
 
-# probe LOGNAME ACKS RATE TOPIC: one LatencyProbe run; sets PROBE_LINE (its output line) and
-# SERVER_P99 / SERVER_P999 (kelp's, from /metrics, over the whole run, warm-up included).
+# probe LOGNAME ACKS RATE TOPIC [KIND]: one run of the Java LatencyProbe (KIND java) or of the
+# lean Rust client benches/src/bin/latency_probe.rs (KIND lean: one connection, pipelined, what
+# has fallen due sent at once, up to 5 requests in flight, on the load core); sets PROBE_LINE (its
+# output line) and SERVER_P99 / SERVER_P999 (kelp's, from /metrics, over the whole run, warm-up
+# included).
 probe() {
-    local name=$1 acks=$2 rate=$3 topic=$4
-    local cmd=("${SUT_EXEC[@]}" "${pin_probe[@]}" java -Xms512m -Xmx512m -cp "$JAVA_JARS/*" "$PROBE_SRC"
-        --bootstrap "$SUT_ADDR" --topic "$topic" --rate "$rate" --seconds "$PROBE_SECONDS" --warmup "$PROBE_WARMUP"
-        --acks "$acks" --producers "$PROBE_PRODUCERS")
-    echo "${cmd[*]}" | sed -e "s#$JAVA_JARS#\$KELP_CLIENTS_DIR/java#" -e "s#$here/##" >"$OUT/$name.cmd"
+    local name=$1 acks=$2 rate=$3 topic=$4 kind=${5:-java}
+    local cmd
+    if [ "$kind" = lean ]; then
+        cmd=("${SUT_EXEC[@]}" "${pin_load[@]}" "$LEAN_PROBE" "$SUT_ADDR" "$topic" "$rate" "$((PROBE_WARMUP + PROBE_SECONDS))" "$acks" "$PROBE_WARMUP")
+    else
+        cmd=("${SUT_EXEC[@]}" "${pin_probe[@]}" java -Xms512m -Xmx512m -cp "$JAVA_JARS/*" "$PROBE_SRC"
+            --bootstrap "$SUT_ADDR" --topic "$topic" --rate "$rate" --seconds "$PROBE_SECONDS" --warmup "$PROBE_WARMUP"
+            --acks "$acks" --producers "$PROBE_PRODUCERS")
+    fi
+    echo "${cmd[*]}" | sed -e "s#$JAVA_JARS#\$KELP_CLIENTS_DIR/java#" -e "s#$CARGO_TARGET_DIR#\$CARGO_TARGET_DIR#" -e "s#$here/##" >"$OUT/$name.cmd"
     produce_histogram >"$OUT/$name.hist-before"
     timeout -k 5 "$CAP" "${cmd[@]}" >"$OUT/$name.out" 2>&1 || true
     produce_histogram >"$OUT/$name.hist-after"
@@ -530,18 +543,19 @@ probe() {
 }
 probe_field() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
-# probe_row SYSTEM ACKS RATE TOPIC [BASIS]: from RATE down while the probe cannot hold the rate
+# probe_row SYSTEM ACKS RATE TOPIC [BASIS [KIND]]: from RATE down while the probe cannot hold the rate
 # (the probe, on its one core, may be what falls behind: under 98% of the rate achieved, or a p99
 # over KELP_BENCH_PROBE_MAX_P99_MS, the client's own queue), then records the first sustained run
 # (or the last one, marked unsustained). BASIS says where RATE came from (half-max: half the
 # system's maximum; capped: KELP_BENCH_PROBE_RATE_CAP; probe-max: the most the probe held).
 # Sets PROBE_RATE and PROBE_BASIS.
 probe_row() {
-    local sys=$1 acks=$2 rate=$3 topic=$4 basis=${5:-half-max}
-    local name line
+    local sys=$1 acks=$2 rate=$3 topic=$4 basis=${5:-half-max} kind=${6:-java}
+    local name line row=latency-probe label="Java probe"
+    if [ "$kind" = lean ]; then row=latency-lean; label="lean probe"; fi
     while :; do
-        name="$sys-probe-$acks-$rate"
-        probe "$name" "$acks" "$rate" "$topic"
+        name="$sys-probe-$kind-$acks-$rate"
+        probe "$name" "$acks" "$rate" "$topic" "$kind"
         line=$PROBE_LINE
         if [ "$(probe_field "$line" sustained)" = yes ]; then
             [ "$(probe_field "$line" p99_us)" -le $((PROBE_MAX_P99_MS * 1000)) ] && break
@@ -560,15 +574,15 @@ probe_row() {
     done
     PROBE_RATE=$rate; PROBE_BASIS=$basis
     if [ -z "$line" ]; then
-        record "$sys" latency-probe 100 1 "$acks" none 0 - - - - - - "$OUT/$name.cmd" - - "$basis"
+        record "$sys" "$row" 100 1 "$acks" none 0 - - - - - - "$OUT/$name.cmd" - - "$basis"
         FAILED=1
         return 1
     fi
     local p50 p99 p999 max got n
     p50="$(probe_field "$line" p50_us)"; p99="$(probe_field "$line" p99_us)"; p999="$(probe_field "$line" p999_us)"
     max="$(probe_field "$line" max_us)"; got="$(probe_field "$line" achieved)"; n="$(probe_field "$line" records)"
-    log "  latency (Java probe) 100B p=1 acks=$acks at $rate/s ($basis): p50 $p50 us, p99 $p99 us, p99.9 $p999 us, max $max us; achieved $got/s ($n records); kelp's own p99 <= $SERVER_P99 us, p99.9 <= $SERVER_P999 us"
-    record "$sys" latency-probe 100 1 "$acks" none "$n" "$got" - - "$p50" "$p99" "$p999" "$OUT/$name.cmd" - "$SERVER_P99" "$basis"
+    log "  latency ($label) 100B p=1 acks=$acks at $rate/s ($basis): p50 $p50 us, p99 $p99 us, p99.9 $p999 us, max $max us; achieved $got/s ($n records); kelp's own p99 <= $SERVER_P99 us, p99.9 <= $SERVER_P999 us"
+    record "$sys" "$row" 100 1 "$acks" none "$n" "$got" - - "$p50" "$p99" "$p999" "$OUT/$name.cmd" - "$SERVER_P99" "$basis"
 }
 
 run_system() {
@@ -626,6 +640,14 @@ run_system() {
             done
         done
     done
+    if [ "$MODE" = smoke ]; then
+        # The lean latency client for a few seconds at a fixed rate, so that a broken probe
+        # fails the smoke run too.
+        topic="bench-lean-smoke"
+        $fn create "$topic" 1
+        PROBE_SECONDS=3 PROBE_WARMUP=1 probe_row "$sys" 1 10000 "$topic" fixed lean || true
+        $fn delete "$topic" || true
+    fi
     if [ "$MODE" != smoke ] && [ "$max_rate" -gt 0 ]; then
         # Half the maximum rate, but no more than the load generator sustains while it stamps
         # every record and sends without lingering (KELP_BENCH_LAT_RATE_CAP).
@@ -656,6 +678,14 @@ run_system() {
         else
             log "  java or $JAVA_JARS/kafka-clients-4.3.0.jar missing: no Java latency rows (scripts/install-clients.sh)"
         fi
+        # The lean client at half the maximum: the server's latency with a client that is not
+        # itself the queue.
+        for acks in 1 -1; do
+            topic="bench-lean-${acks/-/m}"
+            $fn create "$topic" 1
+            probe_row "$sys" "$acks" "$((max_rate / 2))" "$topic" half-max lean || true
+            $fn delete "$topic" || true
+        done
     fi
     $fn stop
 }
@@ -767,6 +797,11 @@ if [ -z "$KELP_BIN" ]; then
     cargo build -q --release -p kelp
     KELP_BIN="$CARGO_TARGET_DIR/release/kelp"
 fi
+LEAN_PROBE="$CARGO_TARGET_DIR/release/latency_probe"
+if [ "$MODE" = full ] || [ "$MODE" = smoke ]; then
+    log "building the lean latency probe (release)"
+    cargo build -q --release -p kelp-benches --bin latency_probe
+fi
 
 if [ "$MODE" = profile ]; then
     profile
@@ -789,6 +824,8 @@ log "results in $OUT"
 if [ "$MODE" = smoke ]; then
     # The smoke run fails unless both rows ran to the end and produced a figure.
     [ "$FAILED" = 0 ] || { echo "bench smoke run: a row failed (see $OUT)" >&2; exit 1; }
-    [ "$(awk -F'\t' 'NR > 1 && $8 != "-"' "$RESULTS" | wc -l)" -ge 2 ] \
-        || { echo "bench smoke run: expected a produce and a consume row" >&2; exit 1; }
+    [ "$(awk -F'\t' 'NR > 1 && $8 != "-"' "$RESULTS" | wc -l)" -ge 3 ] \
+        || { echo "bench smoke run: expected a produce, a consume and a latency row" >&2; exit 1; }
+    [ "$(awk -F'\t' 'NR > 1 && $2 == "latency-lean" && $12 != "-"' "$RESULTS" | wc -l)" -ge 1 ] \
+        || { echo "bench smoke run: the lean latency client gave no figure" >&2; exit 1; }
 fi

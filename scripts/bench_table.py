@@ -65,7 +65,7 @@ def main():
     keys = []
     data = {}
     for r in rows:
-        if r["kind"] not in ("produce", "consume", "latency", "latency-probe"):
+        if r["kind"] not in ("produce", "consume", "latency", "latency-probe", "latency-lean"):
             continue
         k = (r["kind"], r["size"], r["partitions"], r["acks"], r["compression"])
         if k not in keys:
@@ -81,6 +81,8 @@ def main():
             return f"consume {size}, {parts} p, group"
         if kind == "latency-probe":
             return f"Java client: {size}, {parts} p, acks {acks}"
+        if kind == "latency-lean":
+            return f"lean client: {size}, {parts} p, acks {acks}"
         return f"rdkafka_performance: {size}, {parts} p, acks {acks}"
 
     def expected(k, s):
@@ -140,11 +142,14 @@ def main():
         if k[0].startswith("latency"):
             continue
         print(f"| {label(k)} | " + " | ".join(cell(k, s, "cpu_ns_per_record", False, short) for s in systems) + " |")
-    lat = [k for k in keys if k[0] == "latency-probe"] + [k for k in keys if k[0] == "latency"]
+    lat = [k for kind in ("latency-lean", "latency-probe", "latency") for k in keys if k[0] == kind]
     if lat:
         print()
-        print("Produce latency, µs: p50 / p99 / p99.9 (rate achieved). Java client rows: send() to callback,")
-        print("at half the system's own maximum rate, or (`probe max`) at the highest rate the probe held;")
+        print("Produce latency, µs: p50 / p99 / p99.9 (rate achieved). Lean client rows (benches/src/bin/")
+        print("latency_probe.rs): from when a record fell due, on a fixed schedule, to its acknowledgement, at")
+        print("half the system's maximum; one connection, linger 0, up to 5 requests in flight. Java client")
+        print("rows: send() to callback, at half the system's own maximum rate, or (`probe max`) at the")
+        print("highest rate the probe held;")
         print("`server p99 ≤`: kelp's own Produce p99 from /metrics over the same run (histogram bucket bound).")
         print("rdkafka_performance rows: its -l latencies at half the maximum, capped at what it sustains.")
         print()
@@ -200,7 +205,7 @@ def main():
     seen = set()
     for r in rows:
         kind = (r["system"].startswith("kelp"), r["kind"])
-        if kind in seen or r["kind"] not in ("produce", "consume", "latency", "latency-probe"):
+        if kind in seen or r["kind"] not in ("produce", "consume", "latency", "latency-probe", "latency-lean"):
             continue
         seen.add(kind)
         print(r["command"])

@@ -251,3 +251,65 @@ fn a_reader_at_the_end_gets_each_new_record() {
         }
     }
 }
+
+/// Retention by time on SeaweedMQ: kelp's log start moves past the batches wholly older than
+/// the cut-off, to the first batch holding a newer record, and stays there for a kelp that
+/// starts afresh; a partition whose records are all older keeps them (as Kafka keeps its
+/// active segment).
+#[test]
+fn retention_by_time_moves_the_log_start_past_older_batches() {
+    require_seaweedfs!();
+    let cluster = SeaweedCluster::start("retain");
+    let connect = || {
+        let mut config = SeaweedMqConfig::new(cluster.master.clone());
+        config.namespace = "kelpretain".into();
+        SeaweedMqStore::connect(config).expect("kelp's SeaweedMQ store connects")
+    };
+    let (tx, rx) = mpsc::channel();
+    let sink: Sink = Arc::new(ChannelSink(Mutex::new(tx)));
+    let mut next = 0u64;
+    let mut run = |store: &mut SeaweedMqStore, command: kelp_core::Command| {
+        let cmd = CmdId(next);
+        next += 1;
+        store.submit(cmd, command, &sink);
+        let (got, result) = rx.recv_timeout(Duration::from_secs(120)).expect("the store answers");
+        assert_eq!(got, cmd);
+        result
+    };
+    let mut store = connect();
+    assert!(matches!(run(&mut store, kelp_core::Command::Recover), Completion::Recovered(_)));
+    let topic_id = Uuid::from_u64_pair(0x7e7a, 1);
+    let topic = TopicRecord { name: KStr::from("retain"), id: topic_id, partitions: 1, configs: vec![] };
+    assert_eq!(run(&mut store, kelp_core::Command::PutTopic(topic)), Completion::Done);
+    let partition = PartitionKey { topic_id, partition: 0 };
+    // Three batches of two records: timestamps 1000/1001, 2000/2001, 3000/3001.
+    for (i, base) in [0i64, 2, 4].into_iter().enumerate() {
+        let t0 = 1000 * (i64::try_from(i).expect("small") + 1);
+        let mut b = RecordBatchBuilder::new(Compression::None).base_offset(base);
+        b.append(t0, Some(b"k"), Some(b"v"), &[]).expect("builds");
+        b.append(t0 + 1, Some(b"k"), Some(b"v"), &[]).expect("builds");
+        let append = kelp_core::Command::Append {
+            partition,
+            base_offset: base,
+            last_offset: base + 1,
+            max_timestamp: t0 + 1,
+            batches: b.build().expect("builds"),
+        };
+        assert_eq!(run(&mut store, append), Completion::Done, "append at {base}");
+    }
+    let retain =
+        |older_than| kelp_core::Command::Retain { partition, older_than: Some(older_than), max_bytes: None, limit: 6 };
+    // Nothing is older than 500.
+    assert_eq!(run(&mut store, retain(500)), Completion::LogStart { offset: 0, max_timestamp: (-1, -1) });
+    // The first batch is wholly older than 2000; the second holds a record at 2000.
+    assert_eq!(run(&mut store, retain(2000)), Completion::LogStart { offset: 2, max_timestamp: (-1, -1) });
+    // 2500 cuts inside nothing: the third batch is the first with a newer record.
+    assert_eq!(run(&mut store, retain(2500)), Completion::LogStart { offset: 4, max_timestamp: (-1, -1) });
+    // Everything older: the last batch stays.
+    assert_eq!(run(&mut store, retain(9999)), Completion::LogStart { offset: 4, max_timestamp: (-1, -1) });
+    drop(store);
+    let mut store = connect();
+    let Completion::Recovered(r) = run(&mut store, kelp_core::Command::Recover) else { panic!("recovers") };
+    let extent = r.partitions.iter().find(|(k, _)| *k == partition).map(|(_, e)| e.log_start);
+    assert_eq!(extent, Some(4), "a fresh kelp starts the partition where retention left it");
+}

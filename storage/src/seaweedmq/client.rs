@@ -421,6 +421,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// kelp's own log start of the partition (DeleteRecords, retention), 0 if none was set.
+    async fn stored_log_start(&self, key: PartitionKey) -> Result<i64, StorageError> {
+        let name = Self::logstart_name(key);
+        Ok(self
+            .list_files(&self.meta_dir("logstart"))
+            .await?
+            .into_iter()
+            .find(|(n, c)| *n == name && c.len() == 8)
+            .map_or(0, |(_, mut c)| c.get_i64()))
+    }
+
     fn logstart_name(key: PartitionKey) -> String {
         format!("{}-{}", hex(&key.topic_id.0), key.partition)
     }
@@ -558,13 +569,7 @@ impl Cluster {
         unstored_from: Option<i64>,
     ) -> Result<PartitionExtent, StorageError> {
         let attempt = async {
-            let name = Self::logstart_name(key);
-            let stored = self
-                .list_files(&self.meta_dir("logstart"))
-                .await?
-                .into_iter()
-                .find(|(n, c)| *n == name && c.len() == 8)
-                .map_or(0, |(_, mut c)| c.get_i64());
+            let stored = self.stored_log_start(key).await?;
             self.extent(key, stored, true, from, unstored_from).await
         };
         let r = match timeout(self.cfg.rpc_timeout * RECOVER_ATTEMPTS, attempt).await {
@@ -810,26 +815,83 @@ impl Cluster {
             Ok(r) => r,
             Err(e) => return Completion::Failed(e),
         };
-        let mut at = earliest;
-        while at < hwm {
-            let (got, next) = match self.read_records(key, at, hwm, 1 << 20).await {
+        match self.first_at_or_after(key, earliest, hwm, timestamp).await {
+            Ok(found) => Completion::Offset { found: found.map(|(r, ts)| (r.offset, ts)) },
+            Err(e) => Completion::Failed(e),
+        }
+    }
+
+    /// The first record in `from..end` whose timestamp (the log append time where the topic
+    /// uses it) is at least `timestamp`, with that timestamp; every record before it is older.
+    async fn first_at_or_after(
+        &self,
+        key: PartitionKey,
+        from: i64,
+        end: i64,
+        timestamp: i64,
+    ) -> Result<Option<(Envelope, i64)>, StorageError> {
+        let mut at = from;
+        while at < end {
+            let (got, next) = match self.read_records(key, at, end, 1 << 20).await {
                 Ok(g) => g,
                 // Nothing delivered from `at` on by fresh subscriptions: holes (see `scan`).
-                Err(StorageError::Timeout) if at > earliest => break,
-                Err(e) => return Completion::Failed(e),
+                Err(StorageError::Timeout) if at > from => break,
+                Err(e) => return Err(e),
             };
             if next <= at {
                 break;
             }
             at = next;
-            for r in &got {
+            for r in got {
                 let ts = if r.log_append_time { r.max_timestamp } else { r.timestamp };
                 if ts >= timestamp {
-                    return Completion::Offset { found: Some((r.offset, ts)) };
+                    return Ok(Some((r, ts)));
                 }
             }
         }
-        Completion::Offset { found: None }
+        Ok(None)
+    }
+
+    /// Retention by time (`retention.ms`) on SeaweedMQ: kelp moves its own log start (as
+    /// DeleteRecords does) past the batches that are wholly older than `older_than`, up to the
+    /// first batch holding a record at or after it. SeaweedMQ's data itself is not deleted (its
+    /// own retention governs that), and readers of kelp see the partition start there. A
+    /// partition whose records are all older keeps its last batch, as Kafka keeps the active
+    /// segment. Retention by size (`retention.bytes`) is not applied here: SeaweedMQ does not
+    /// tell a partition's size by offset.
+    pub(super) async fn retain(&self, key: PartitionKey, older_than: Option<i64>, limit: i64) -> Completion {
+        let unchanged = |offset| Completion::LogStart { offset, max_timestamp: (-1, -1) };
+        let stored = match self.stored_log_start(key).await {
+            Ok(s) => s,
+            Err(e) => return Completion::Failed(e),
+        };
+        let Some(older_than) = older_than else { return unchanged(stored) };
+        let (name, p) = match self.place(key, false).await {
+            Ok(x) => x,
+            Err(e) => return Completion::Failed(e),
+        };
+        let (earliest, hwm) = match self.range(&name, &p).await {
+            Ok(r) => r,
+            Err(e) => return Completion::Failed(e),
+        };
+        let start = stored.max(earliest);
+        let end = hwm.min(limit);
+        let new_start = match self.first_at_or_after(key, start, end, older_than).await {
+            Ok(Some((r, _))) => r.batch_base().max(start),
+            Ok(None) => return unchanged(start),
+            Err(e) => return Completion::Failed(e),
+        };
+        if new_start <= stored {
+            return unchanged(start);
+        }
+        let v = Bytes::copy_from_slice(&new_start.to_be_bytes());
+        match self.put_file(&self.meta_dir("logstart"), &Self::logstart_name(key), v).await {
+            Ok(()) => {
+                tracing::info!(?key, from = stored, to = new_start, "seaweedmq: retention moved the log start");
+                unchanged(new_start)
+            }
+            Err(e) => Completion::Failed(e),
+        }
     }
 }
 

@@ -164,6 +164,13 @@ impl Store for SeaweedMqStore {
                     sink.complete(cmd, result);
                 });
             }
+            Command::Retain { partition, older_than, limit, .. } => {
+                let c = Arc::clone(&self.cluster);
+                self.rt.spawn(async move {
+                    let result = c.retain(partition, older_than, limit).await;
+                    sink.complete(cmd, result);
+                });
+            }
             Command::FindOffset { partition, timestamp } => {
                 let c = Arc::clone(&self.cluster);
                 self.rt.spawn(async move {
