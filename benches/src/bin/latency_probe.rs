@@ -13,15 +13,17 @@
 //! has fallen due into one Produce request for partition 0 as soon as fewer than MAX_IN_FLIGHT
 //! requests are waiting. A record's latency is the time from when it fell due to when the
 //! response to its request was read. Records due in the first WARMUP_SECONDS (default 5) are
-//! not counted. A response with an error ends the run with a non-zero exit.
+//! not counted. A response with an error ends the run with a non-zero exit. One thread does
+//! everything and never blocks (it keeps its core busy), so an answer is seen as soon as it
+//! arrives.
 //!
 //! It prints one line, in the Java probe's format (scripts/bench/LatencyProbe.java):
 //! `requested= achieved= records= producers=1 acks= p50_us= p99_us= p999_us= max_us= failed=0 sustained=`.
 
-use std::io::{BufReader, Read, Write};
+use std::collections::VecDeque;
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
-use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -131,121 +133,116 @@ fn run(
     let version = produce_version(&mut stream)?;
     let total = rate * seconds;
     let counted_from = rate * warmup;
-    // Requests waiting for an answer; the sender waits on the condvar when there are too many
-    // (it never spins: the reader shares its core and must get it as soon as an answer comes).
-    // usize::MAX once the reader has stopped (it failed), so that the sender stops too.
-    let in_flight = Arc::new((Mutex::new(0usize), Condvar::new()));
-    let (tx, rx) = mpsc::channel::<Sent>();
-
+    // One thread that never blocks: it reads answers as they come and sends what has fallen
+    // due, spinning in between. With a sending and a reading thread on one core, the reader
+    // could wait for the sender's time slice (milliseconds) before it saw an answer.
+    stream.set_nonblocking(true)?;
     let start = Instant::now() + Duration::from_millis(20);
     let due_at = move |i: u64| start + Duration::from_nanos(i.saturating_mul(1_000_000_000) / rate);
+    // A server that stops answering ends the run instead of hanging it.
+    let give_up = start + Duration::from_secs(seconds + 60);
 
-    let reader = {
-        let in_flight = Arc::clone(&in_flight);
-        let mut input = BufReader::with_capacity(1 << 16, stream.try_clone()?);
-        std::thread::spawn(move || -> std::io::Result<(Vec<u64>, u64, Instant)> {
-            /// Tells the sender that the reader stopped, however it stopped.
-            struct Stopped(Arc<(Mutex<usize>, Condvar)>);
-            impl Drop for Stopped {
-                fn drop(&mut self) {
-                    let (n, cv) = &*self.0;
-                    if let Ok(mut n) = n.lock() {
-                        *n = usize::MAX;
-                    }
-                    cv.notify_one();
-                }
-            }
-            let _stopped = Stopped(Arc::clone(&in_flight));
-            let mut hist = vec![0u64; BUCKETS];
-            let mut acked = 0u64;
-            let mut last = Instant::now();
-            while let Ok(sent) = rx.recv() {
-                let frame = read_frame(&mut input)?;
-                let now = Instant::now();
-                let (_, body) = decode(&frame, ApiKey::PRODUCE, version)?;
-                let ResponseBody::Produce(resp) = body else {
-                    return Err(std::io::Error::other("not a Produce response"));
-                };
-                for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
-                    if p.error_code != 0 {
-                        return Err(std::io::Error::other(format!("Produce answered error code {}", p.error_code)));
-                    }
-                }
-                {
-                    let (n, cv) = &*in_flight;
-                    *n.lock().map_err(|_| std::io::Error::other("poisoned"))? -= 1;
-                    cv.notify_one();
-                }
-                for i in sent.first..sent.first + sent.count {
-                    if i >= counted_from {
-                        let us = now.saturating_duration_since(due_at(i)).as_micros();
-                        hist[usize::try_from(us).unwrap_or(BUCKETS - 1).min(BUCKETS - 1)] += 1;
-                    }
-                }
-                acked += sent.count;
-                last = now;
-            }
-            Ok((hist, acked, last))
-        })
-    };
-
+    let mut hist = vec![0u64; BUCKETS];
+    let mut acked = 0u64;
+    let mut last = start;
+    let mut waiting: VecDeque<Sent> = VecDeque::with_capacity(max_in_flight);
+    let mut input: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut output: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut written = 0usize;
     let value = vec![b'x'; RECORD];
     let mut next = 0u64;
     let mut corr = 1i32;
-    while next < total {
-        let now = Instant::now();
-        let due_now = u64::try_from(now.saturating_duration_since(start).as_nanos() * u128::from(rate) / 1_000_000_000)
-            .unwrap_or(u64::MAX)
-            .saturating_add(1)
-            .min(total);
-        if due_now <= next {
-            std::thread::sleep(due_at(next).saturating_duration_since(now));
-            continue;
+    while next < total || !waiting.is_empty() {
+        // Answers.
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => return Err(std::io::Error::other("the server closed the connection")),
+                Ok(n) => input.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-        {
-            let (n, cv) = &*in_flight;
-            let mut n = n.lock().map_err(|_| std::io::Error::other("poisoned"))?;
-            if *n == usize::MAX {
+        let now = Instant::now();
+        let mut at = 0;
+        while input.len() - at >= 4 {
+            let size = i32::from_be_bytes([input[at], input[at + 1], input[at + 2], input[at + 3]]);
+            let len = usize::try_from(size)
+                .ok()
+                .filter(|&n| n <= 64 << 20)
+                .ok_or_else(|| std::io::Error::other("a response frame of a bad size"))?;
+            if input.len() - at - 4 < len {
                 break;
             }
-            if *n >= max_in_flight {
-                // Woken by an answer; then what has fallen due meanwhile goes out at once.
-                drop(
-                    cv.wait_while(n, |n| *n >= max_in_flight && *n != usize::MAX)
-                        .map_err(|_| std::io::Error::other("poisoned"))?,
-                );
-                continue;
+            let frame = Bytes::copy_from_slice(&input[at + 4..at + 4 + len]);
+            at += 4 + len;
+            let (_, body) = decode(&frame, ApiKey::PRODUCE, version)?;
+            let ResponseBody::Produce(resp) = body else {
+                return Err(std::io::Error::other("not a Produce response"));
+            };
+            for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
+                if p.error_code != 0 {
+                    return Err(std::io::Error::other(format!("Produce answered error code {}", p.error_code)));
+                }
             }
-            *n += 1;
+            let sent = waiting.pop_front().ok_or_else(|| std::io::Error::other("an answer to no request"))?;
+            for i in sent.first.max(counted_from)..sent.first + sent.count {
+                let us = now.saturating_duration_since(due_at(i)).as_micros();
+                hist[usize::try_from(us).unwrap_or(BUCKETS - 1).min(BUCKETS - 1)] += 1;
+            }
+            acked += sent.count;
+            last = now;
         }
-        let count = (due_now - next).min(MAX_BATCH);
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
-        let mut b = RecordBatchBuilder::new(Compression::None).producer(-1, -1, -1);
-        for _ in 0..count {
-            b.append(wall_ms, None, Some(&value), &[]).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        input.drain(..at);
+        if now > give_up {
+            return Err(std::io::Error::other("no answer for 60 s past the schedule's end"));
         }
-        let batch = b.build().map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-        let req = RequestBody::Produce(ProduceRequest {
-            acks,
-            timeout_ms: 30_000,
-            topic_data: vec![TopicProduceData {
-                name: topic.into(),
-                partition_data: vec![PartitionProduceData { index: 0, records: Some(batch), ..Default::default() }],
+        // What has fallen due, while fewer than `max_in_flight` requests wait.
+        let due_now = u64::try_from(now.saturating_duration_since(start).as_nanos() * u128::from(rate) / 1_000_000_000)
+            .unwrap_or(u64::MAX)
+            .saturating_add(u64::from(now >= start))
+            .min(total);
+        if due_now > next && waiting.len() < max_in_flight {
+            let count = (due_now - next).min(MAX_BATCH);
+            let wall_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+            let mut b = RecordBatchBuilder::new(Compression::None).producer(-1, -1, -1);
+            for _ in 0..count {
+                b.append(wall_ms, None, Some(&value), &[]).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+            }
+            let batch = b.build().map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+            let req = RequestBody::Produce(ProduceRequest {
+                acks,
+                timeout_ms: 30_000,
+                topic_data: vec![TopicProduceData {
+                    name: topic.into(),
+                    partition_data: vec![PartitionProduceData { index: 0, records: Some(batch), ..Default::default() }],
+                    ..Default::default()
+                }],
                 ..Default::default()
-            }],
-            ..Default::default()
-        });
-        if tx.send(Sent { first: next, count }).is_err() {
-            break;
+            });
+            output.extend_from_slice(&encode_request_frame(&req, version, corr, Some("latency_probe")));
+            waiting.push_back(Sent { first: next, count });
+            corr = corr.wrapping_add(1);
+            next += count;
         }
-        stream.write_all(&encode_request_frame(&req, version, corr, Some("latency_probe")))?;
-        corr = corr.wrapping_add(1);
-        next += count;
+        // Requests, as far as the socket takes them.
+        while written < output.len() {
+            match stream.write(&output[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if written == output.len() {
+            output.clear();
+            written = 0;
+        }
+        std::hint::spin_loop();
     }
-    drop(tx);
-    let (hist, acked, last) = reader.join().map_err(|_| std::io::Error::other("the reader panicked"))??;
 
     let counted: u64 = hist.iter().sum();
     let pct = |q: f64| -> usize {
