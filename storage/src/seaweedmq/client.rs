@@ -34,6 +34,8 @@ const READ_AHEAD: usize = 32768;
 /// How long a read waits on a subscription for a record it knows exists before subscribing
 /// again at that offset.
 const STALL: Duration = Duration::from_millis(20);
+/// How long a new subscription may take to deliver its first message before it is replaced.
+const FIRST_MESSAGE: Duration = Duration::from_secs(5);
 /// Read sessions kept per partition.
 const SESSIONS_PER_PARTITION: usize = 8;
 /// A `RecoverPartition` attempt's deadline, in RPC deadlines.
@@ -60,6 +62,11 @@ struct Session {
     /// A record past the end of the read that took it off the subscription (the offsets
     /// before it hold nothing), for the next read.
     held: Option<Envelope>,
+    /// Whether the subscription has delivered anything yet. A new one may need seconds
+    /// before its first message (SeaweedMQ reads what it flushed back from the filer); one
+    /// that delivered and then went quiet below the end is the stall `read_records` works
+    /// around.
+    delivered: bool,
     rx: mpsc::Receiver<Result<Bytes, StorageError>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -635,7 +642,7 @@ impl Cluster {
                 }
             }
         });
-        Ok(Session { next: offset, held: None, rx, task })
+        Ok(Session { next: offset, held: None, delivered: false, rx, task })
     }
 
     /// The records stored at `from..end`, in whole original batches (fewer if the byte budget
@@ -673,9 +680,10 @@ impl Cluster {
         // that (seconds, or until more is published); a fresh subscription at the same offset
         // delivers it at once. So a read that waits longer than `STALL` re-subscribes, until
         // `rpc_timeout` has passed.
-        // The wait before re-subscribing doubles (to 32 × `STALL`) while fresh subscriptions
-        // deliver nothing either: offsets that hold nothing (holes) look like that until the
-        // deadline, and need not cost a subscription every 20 ms.
+        // A subscription that has delivered something and then stalls is replaced after
+        // `STALL`; a new one gets `FIRST_MESSAGE` for its first message, as SeaweedMQ may
+        // first have to read flushed data back from the filer (replacing it every 20 ms could
+        // starve the read for good). The wait doubles (to 32 × `STALL`) on each replacement.
         let deadline = tokio::time::Instant::now() + self.cfg.rpc_timeout;
         let mut stall = STALL;
         let mut timed_out = false;
@@ -700,7 +708,8 @@ impl Cluster {
                             timed_out = true;
                             break;
                         }
-                        match timeout(stall.min(deadline - now), s.rx.recv()).await {
+                        let wait = if s.delivered { stall } else { FIRST_MESSAGE.max(stall) }.min(deadline - now);
+                        match timeout(wait, s.rx.recv()).await {
                             Ok(item) => item,
                             Err(_) => {
                                 tracing::debug!(?key, offset = s.next, "seaweedmq: read stalled; subscribing again");
@@ -715,7 +724,10 @@ impl Cluster {
                     }
                 };
                 let value = match next {
-                    Some(Ok(v)) => v,
+                    Some(Ok(v)) => {
+                        s.delivered = true;
+                        v
+                    }
                     Some(Err(e)) => return if out.is_empty() { Err(e) } else { Ok(whole(out, s.next, end)) },
                     None => {
                         return if out.is_empty() {
