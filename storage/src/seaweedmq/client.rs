@@ -194,6 +194,19 @@ impl Cluster {
         SeaweedMessagingClient::new(self.channel(addr)).max_decoding_message_size(64 << 20)
     }
 
+    /// A broker client on a connection of its own, for one subscription. A read session
+    /// that nobody is reading holds its stream's unread messages against its connection's
+    /// window; on the shared connection a few such sessions (kept for later reads) left no
+    /// window for new subscriptions, which then delivered a few hundred messages and
+    /// stopped.
+    fn subscriber(addr: &str) -> SeaweedMessagingClient<Channel> {
+        let ch = match endpoint(addr) {
+            Ok(e) => e.initial_connection_window_size(8 << 20).initial_stream_window_size(8 << 20).connect_lazy(),
+            Err(_) => Endpoint::from_static("http://0.0.0.0:1").connect_lazy(),
+        };
+        SeaweedMessagingClient::new(ch).max_decoding_message_size(64 << 20)
+    }
+
     fn filer(&self) -> SeaweedFilerClient<Channel> {
         SeaweedFilerClient::new(self.channel(&self.filer_addr)).max_decoding_message_size(64 << 20)
     }
@@ -612,12 +625,14 @@ impl Cluster {
         let first =
             messaging_pb::SubscribeMessageRequest { message: Some(subscribe_message_request::Message::Init(init)) };
         req_tx.send(first).await.map_err(|_| StorageError::Unavailable)?;
-        let mut client = self.broker(&p.leader);
+        let mut client = Self::subscriber(&p.leader);
         let stream = tokio_stream::wrappers::ReceiverStream::new(req_rx);
         let mut resp = self.rpc("SubscribeMessage", client.subscribe_message(stream)).await?;
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let task = tokio::spawn(async move {
             let _keep_open = req_tx;
+            // The subscription's own connection lives as long as it.
+            let _connection = client;
             loop {
                 let item = match resp.message().await {
                     Ok(Some(m)) => match m.message {
