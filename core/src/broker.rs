@@ -13,98 +13,25 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use hashbrown::HashMap;
 
-use crate::api;
+use crate::api::effects::{Effect, Reply};
+use crate::api::{self, CmdOwner, Effects, Timer};
 use crate::codec::generated::RequestBody;
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::header::ResponseHeader;
-use crate::codec::{ApiKey, DecodeError, KStr, Message, Reader, Uuid, Writer, decode_request_header};
+use crate::codec::{ApiKey, DecodeError, Message, Reader, Writer, decode_request_header};
 use crate::config::Config;
 use crate::conn::{Conn, Frame};
-use crate::io::{CloseReason, CmdId, Command, Completion, ConnId, Input, Output, PartitionKey, StorageError};
-use crate::log::PartitionLog;
-use crate::rng::Rng;
-use crate::time::{Instant, Now, TimerTable};
-use crate::topics::TopicSettings;
-
-/// One request being answered: where the response goes and how to encode it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Req {
-    /// The connection.
-    pub conn: ConnId,
-    /// The connection's response slot for this request.
-    pub slot: u64,
-    /// The API.
-    pub api: ApiKey,
-    /// The request (and response) version.
-    pub version: i16,
-    /// The client's correlation id.
-    pub correlation_id: i32,
-    /// When the request was read (for the latency histogram).
-    pub at: Instant,
-}
-
-/// A parked request's id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct JobId(pub u64);
-
-/// Who is waiting for a storage command.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum CmdOwner {
-    /// The start-up recovery.
-    Recover,
-    /// A partition append (the partition tracks it; jobs wait on the high watermark).
-    Append(PartitionKey),
-    /// Part `part` of a parked job.
-    Job { job: JobId, part: usize },
-    /// A retention check of one partition.
-    Retain(PartitionKey),
-    /// Re-learning a partition's end after an append with an unknown outcome.
-    Resync(PartitionKey),
-}
-
-/// What fires when a timer is due.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Timer {
-    /// A long-polling fetch's `max_wait_ms` ran out.
-    FetchWait(JobId),
-    /// A consumer group's session, join or sync deadline.
-    Group(crate::group::classic::GroupTimer),
-    /// A KIP-848 consumer group's session or revocation deadline.
-    Consumer(crate::group::consumer::ConsumerTimer),
-    /// The periodic retention check ([`crate::retention`]).
-    Retention,
-    /// Ask the store to recover again after it failed.
-    RecoverRetry,
-    /// Ask the store for a partition's end again ([`crate::resync`]).
-    Resync(PartitionKey),
-}
-
-/// How long to wait before asking a store that failed to recover again: a store that answers
-/// at once (an outage) must not be asked in a tight loop.
-const RECOVER_RETRY: crate::time::Duration = crate::time::Duration::from_millis(100);
-
-/// A topic and its partitions.
-#[derive(Debug)]
-pub struct Topic {
-    /// The name.
-    pub name: KStr,
-    /// The id.
-    pub id: Uuid,
-    /// Config overrides as set by users.
-    pub overrides: Vec<(KStr, KStr)>,
-    /// Effective settings.
-    pub settings: TopicSettings,
-    /// The partitions, by index.
-    pub partitions: Vec<PartitionLog>,
-    /// Created in memory but not yet stored: invisible to clients.
-    pub pending: bool,
-}
+use crate::io::{CloseReason, CmdId, Command, Completion, ConnId, Input, Output};
+use crate::request::Req;
+use crate::state::State;
+use crate::time::{Instant, Now};
 
 /// The sans-IO broker. See the module docs and [`crate::io`] for the driver contract.
 pub struct Broker {
-    pub(crate) cfg: Config,
-    pub(crate) rng: Rng,
-    pub(crate) now: Now,
+    /// What handlers read and change.
+    pub(crate) st: State,
+    /// The handlers' effect sink, with the job, command and timer tables behind it.
+    pub(crate) fx: Effects,
     recovered: bool,
     pub(crate) conns: HashMap<ConnId, Conn>,
     /// Connections whose frames are being read right now (innermost last). A response filled
@@ -112,33 +39,18 @@ pub struct Broker {
     /// `process_frames` goes on by itself, and recursing would take a stack frame per
     /// pipelined request.
     reading: Vec<ConnId>,
-    pub(crate) topics: HashMap<Uuid, Topic>,
-    pub(crate) names: HashMap<KStr, Uuid>,
     out: VecDeque<Output>,
-    cmds: HashMap<CmdId, CmdOwner>,
-    next_cmd: u64,
-    pub(crate) jobs: HashMap<JobId, api::Job>,
-    next_job: u64,
-    pub(crate) timers: TimerTable<Timer>,
-    /// Jobs waiting for a partition's high watermark to reach an offset: (target, job, part).
-    pub(crate) hwm_waiters: HashMap<PartitionKey, Vec<(i64, JobId, usize)>>,
-    /// Long-polling fetches to re-check when a partition's high watermark moves.
-    pub(crate) fetch_waiters: HashMap<PartitionKey, Vec<JobId>>,
-    pub(crate) sessions: api::fetch::Sessions,
-    pub(crate) producer_ids: api::producer::ProducerIds,
-    pub(crate) groups: crate::group::Groups,
     pub(crate) stats: crate::stats::Stats,
 }
 
 impl core::fmt::Debug for Broker {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Broker")
-            .field("node_id", &self.cfg.node_id)
+            .field("node_id", &self.st.cfg.node_id)
             .field("recovered", &self.recovered)
             .field("conns", &self.conns.len())
-            .field("topics", &self.topics.len())
-            .field("cmds_in_flight", &self.cmds.len())
-            .field("jobs", &self.jobs.len())
+            .field("cmds_in_flight", &self.fx.commands_in_flight())
+            .field("jobs", &self.fx.jobs.len())
             .finish_non_exhaustive()
     }
 }
@@ -149,35 +61,23 @@ impl Broker {
     #[must_use]
     pub fn new(config: Config, seed: u64, now: Now) -> Self {
         let mut b = Self {
-            cfg: config,
-            rng: Rng::new(seed),
-            now,
+            st: State::new(config, seed, now),
+            fx: Effects::default(),
             recovered: false,
             conns: HashMap::new(),
             reading: Vec::new(),
-            topics: HashMap::new(),
-            names: HashMap::new(),
             out: VecDeque::new(),
-            cmds: HashMap::new(),
-            next_cmd: 0,
-            jobs: HashMap::new(),
-            next_job: 0,
-            timers: TimerTable::default(),
-            hwm_waiters: HashMap::new(),
-            fetch_waiters: HashMap::new(),
-            sessions: api::fetch::Sessions::default(),
-            producer_ids: api::producer::ProducerIds::default(),
-            groups: crate::group::Groups::default(),
             stats: crate::stats::Stats::default(),
         };
-        b.storage(CmdOwner::Recover, Command::Recover);
+        b.fx.storage(CmdOwner::Recover, Command::Recover);
+        b.apply();
         b
     }
 
     /// Feeds one input. Drain [`Broker::poll_output`] to `None` afterwards.
     pub fn handle_input(&mut self, now: Now, input: Input<'_>) {
-        debug_assert!(now.mono >= self.now.mono, "time went back");
-        self.now = Now { mono: now.mono.max(self.now.mono), wall_ms: now.wall_ms };
+        debug_assert!(now.mono >= self.st.now.mono, "time went back");
+        self.st.now = Now { mono: now.mono.max(self.st.now.mono), wall_ms: now.wall_ms };
         match input {
             Input::Accepted { conn, peer } => {
                 self.stats.connections_accepted += 1;
@@ -193,7 +93,10 @@ impl Broker {
                 self.stats.bytes_in += bytes.len() as u64;
                 self.process_frames(conn);
             }
-            Input::Completed { cmd, result } => self.complete(cmd, result),
+            Input::Completed { cmd, result } => {
+                self.complete(cmd, result);
+                self.apply();
+            }
             Input::Written { conn, bytes } => {
                 let Some(c) = self.conns.get_mut(&conn) else { return };
                 debug_assert!(bytes <= c.unwritten, "{conn:?}: more written than was sent");
@@ -203,7 +106,10 @@ impl Broker {
             Input::Closed { conn } => {
                 self.conns.remove(&conn);
             }
-            Input::Tick => self.fire_timers(),
+            Input::Tick => {
+                self.fire_timers();
+                self.apply();
+            }
         }
     }
 
@@ -216,7 +122,7 @@ impl Broker {
     /// When the broker next needs an [`Input::Tick`].
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.timers.next_deadline()
+        self.fx.timers.next_deadline()
     }
 
     /// Whether the driver should keep reading from `conn`. False while the connection has
@@ -230,8 +136,8 @@ impl Broker {
     /// response bytes not yet written to its socket (a client that does not read), or a fetch
     /// whose possibly large answer is still being assembled.
     fn saturated(&self, c: &Conn) -> bool {
-        c.in_flight() >= self.cfg.max_in_flight_per_conn
-            || c.unwritten > self.cfg.max_unwritten_per_conn
+        c.in_flight() >= self.st.cfg.max_in_flight_per_conn
+            || c.unwritten > self.st.cfg.max_unwritten_per_conn
             || c.fetches_in_flight > 0
     }
 
@@ -239,13 +145,13 @@ impl Broker {
     /// simulator's liveness check: a settled group's members are all at this epoch).
     #[must_use]
     pub fn consumer_group_epoch(&self, group: &str) -> Option<i32> {
-        self.groups.consumer.get(group).map(|g| g.epoch)
+        self.st.groups.consumer.get(group).map(|g| g.epoch)
     }
 
     /// The configuration.
     #[must_use]
     pub fn config(&self) -> &Config {
-        &self.cfg
+        &self.st.cfg
     }
 
     /// Whether the broker serves requests: the store has recovered.
@@ -259,7 +165,7 @@ impl Broker {
     /// waits for this (see [`crate::stats`] for what it reports meanwhile).
     #[must_use]
     pub fn is_quiescent(&self) -> bool {
-        self.cmds.is_empty() && self.conns.values().all(|c| c.in_flight() == 0 && c.unwritten == 0)
+        self.fx.commands_in_flight() == 0 && self.conns.values().all(|c| c.in_flight() == 0 && c.unwritten == 0)
     }
 
     /// The broker's counters.
@@ -300,13 +206,13 @@ impl Broker {
             if self.saturated(c) {
                 // Keep the rest buffered; the driver stops reading (wants_read) until answers
                 // drain. A client that keeps sending regardless is cut off.
-                if c.buffered() > self.cfg.max_request_size.saturating_mul(2) {
+                if c.buffered() > self.st.cfg.max_request_size.saturating_mul(2) {
                     self.close(conn, CloseReason::TooManyInFlight);
                 }
                 return;
             }
             let Some(c) = self.conns.get_mut(&conn) else { return };
-            match c.next_frame(self.cfg.max_request_size) {
+            match c.next_frame(self.st.cfg.max_request_size) {
                 Ok(Some(frame)) => self.handle_frame(conn, &frame),
                 Ok(None) => return,
                 Err(reason) => {
@@ -327,15 +233,18 @@ impl Broker {
         let version = header.request_api_version;
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let slot = c.open_slot();
-        let req = Req { conn, slot, api, version, correlation_id: header.correlation_id, at: self.now.mono };
+        let peer = c.peer;
+        let req = Req { conn, slot, api, version, correlation_id: header.correlation_id, at: self.st.now.mono };
         self.stats.request(api);
         // ApiVersions must answer any version (KIP-511), and old produce versions get a
         // proper error reply: both before the generic decode, which would refuse them.
         if api == ApiKey::API_VERSIONS && !api::api_versions::version_supported(version) {
-            return api::api_versions::unsupported_version(self, req);
+            api::api_versions::unsupported_version(&mut self.fx, req);
+            return self.apply();
         }
         if api == ApiKey::PRODUCE && version < 3 {
-            return api::produce::legacy_version(self, req, frame.slice(r.position()..));
+            api::produce::legacy_version(&mut self.fx, req, &frame.slice(r.position()..));
+            return self.apply();
         }
         if !api::served(api, version) {
             return self.close(conn, CloseReason::UnknownApi { key: api.0, version });
@@ -349,17 +258,53 @@ impl Broker {
                 {
                     c.fetches_in_flight += 1;
                 }
-                api::dispatch(self, req, header.client_id, body);
+                api::dispatch(&mut self.st, &mut self.fx, req, (header.client_id, peer), body);
+                self.apply();
             }
             Err(DecodeError::UnknownApiKey(_)) => self.close(conn, CloseReason::UnknownApi { key: api.0, version }),
             Err(e) => self.close(conn, CloseReason::Undecodable(e)),
         }
     }
 
-    /// Sends `body` as the response to `req`, in its turn.
-    pub(crate) fn respond(&mut self, req: Req, body: &ResponseBody) {
+    /// Carries out the effects handlers asked for, in order. A reply can let a connection's
+    /// buffered requests be read, whose handlers add effects of their own: those are carried
+    /// out by the same loop.
+    fn apply(&mut self) {
+        while let Some(effect) = self.fx.pop() {
+            match effect {
+                Effect::Reply(req, reply) => {
+                    let frame = self.encode(req, reply);
+                    self.fill(req, frame);
+                }
+                Effect::Storage(cmd, command) => self.out.push_back(Output::Storage { cmd, command }),
+                Effect::Close(conn, reason) => self.close(conn, reason),
+                Effect::ClientSoftware(conn, name, version) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.client_software = Some((name, version));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frames a reply: the size prefix, the response header and the body.
+    fn encode(&mut self, req: Req, reply: Reply) -> Option<Frame> {
         let hv = req.api.response_header_version(req.version);
         let header = ResponseHeader { correlation_id: req.correlation_id, ..Default::default() };
+        match reply {
+            Reply::Body(body) => Some(self.encode_body(req, &header, hv, &body)),
+            Reply::Raw(body) => {
+                let mut w = Writer::with_capacity(8 + body.len());
+                w.i32(i32::try_from(header.encoded_len(hv) + body.len()).unwrap_or(i32::MAX));
+                header.encode(&mut w, hv);
+                w.put_shared(&body);
+                Some(w.into_chunks())
+            }
+            Reply::Nothing => None,
+        }
+    }
+
+    fn encode_body(&mut self, req: Req, header: &ResponseHeader, hv: i16, body: &ResponseBody) -> Frame {
         let len = header.encoded_len(hv) + body.encoded_len(req.version);
         let mut w = Writer::with_capacity((4 + len).min(64 * 1024));
         w.i32(i32::try_from(len).unwrap_or(i32::MAX));
@@ -367,27 +312,11 @@ impl Broker {
         body.encode(&mut w, req.version);
         debug_assert_eq!(w.len(), 4 + len, "encoded_len disagrees with encode for {:?}", req.api);
         self.stats.errors_in(req.api, body);
-        self.fill(req, Some(w.into_chunks()));
-    }
-
-    /// Sends a pre-encoded response body (for formats the codec does not generate).
-    pub(crate) fn respond_raw(&mut self, req: Req, body: Bytes) {
-        let mut w = Writer::with_capacity(8 + body.len());
-        let hv = req.api.response_header_version(req.version);
-        let header = ResponseHeader { correlation_id: req.correlation_id, ..Default::default() };
-        w.i32(i32::try_from(header.encoded_len(hv) + body.len()).unwrap_or(i32::MAX));
-        header.encode(&mut w, hv);
-        w.put_shared(&body);
-        self.fill(req, Some(w.into_chunks()));
-    }
-
-    /// Marks `req` as answered with nothing (acks=0 produce).
-    pub(crate) fn respond_nothing(&mut self, req: Req) {
-        self.fill(req, None);
+        w.into_chunks()
     }
 
     fn fill(&mut self, req: Req, frame: Option<Frame>) {
-        self.stats.response(req.api, self.now.mono.since(req.at));
+        self.stats.response(req.api, self.st.now.mono.since(req.at));
         let Some(c) = self.conns.get_mut(&req.conn) else { return };
         if req.api == ApiKey::FETCH {
             c.fetches_in_flight = c.fetches_in_flight.saturating_sub(1);
@@ -404,7 +333,7 @@ impl Broker {
     }
 
     /// Closes `conn`: nothing more is read from it or sent to it.
-    pub(crate) fn close(&mut self, conn: ConnId, reason: CloseReason) {
+    fn close(&mut self, conn: ConnId, reason: CloseReason) {
         if self.conns.remove(&conn).is_some() {
             self.stats.connections_closed_by_broker += 1;
             self.out.push_back(Output::Close { conn, reason });
@@ -413,200 +342,47 @@ impl Broker {
 
     // ---- storage ---------------------------------------------------------------------------
 
-    /// Emits a storage command owned by `owner`.
-    pub(crate) fn storage(&mut self, owner: CmdOwner, command: Command) -> CmdId {
-        let cmd = self.reserve_cmd(owner);
-        self.emit_cmd(cmd, command);
-        cmd
-    }
-
-    /// Takes a command id for `owner` before the command itself can be built.
-    pub(crate) fn reserve_cmd(&mut self, owner: CmdOwner) -> CmdId {
-        let cmd = CmdId(self.next_cmd);
-        self.next_cmd += 1;
-        self.cmds.insert(cmd, owner);
-        cmd
-    }
-
-    /// Emits a command whose id was reserved.
-    pub(crate) fn emit_cmd(&mut self, cmd: CmdId, command: Command) {
-        debug_assert!(self.cmds.contains_key(&cmd), "{cmd:?} was not reserved");
-        self.out.push_back(Output::Storage { cmd, command });
-    }
-
     fn complete(&mut self, cmd: CmdId, result: Completion) {
-        let Some(owner) = self.cmds.remove(&cmd) else {
+        let Some(owner) = self.fx.take_owner(cmd) else {
             debug_assert!(false, "completion for unknown {cmd:?}");
             return;
         };
+        let (st, fx) = (&mut self.st, &mut self.fx);
         match owner {
-            CmdOwner::Recover => self.recover(result),
-            CmdOwner::Append(key) => self.append_completed(key, cmd, &result),
-            CmdOwner::Job { job, part } => api::job_completed(self, job, part, result),
-            CmdOwner::Retain(key) => crate::retention::done(self, key, &result),
-            CmdOwner::Resync(key) => crate::resync::done(self, key, result),
-        }
-    }
-
-    fn recover(&mut self, result: Completion) {
-        let Completion::Recovered(rec) = result else {
-            // Without recovery nothing can be served; ask again shortly (a store that is
-            // starting up answers Unavailable until it is ready).
-            self.timers.arm(Timer::RecoverRetry, self.now.mono + RECOVER_RETRY);
-            return;
-        };
-        for t in &rec.topics {
-            let settings = TopicSettings::resolve(&self.cfg, &t.configs);
-            let partitions =
-                (0..t.partitions).map(|p| PartitionLog::new(PartitionKey { topic_id: t.id, partition: p })).collect();
-            self.names.insert(t.name.clone(), t.id);
-            let topic = Topic {
-                name: t.name.clone(),
-                id: t.id,
-                overrides: t.configs.clone(),
-                settings,
-                partitions,
-                pending: false,
-            };
-            self.topics.insert(t.id, topic);
-        }
-        for (key, extent) in &rec.partitions {
-            if let Some(p) = self.partition_mut(*key) {
-                *p = PartitionLog::recovered(*key, extent);
+            CmdOwner::Recover => {
+                if api::recovery::recovered(st, fx, result) {
+                    self.recovered = true;
+                    self.apply();
+                    // In connection order, not the map's (randomly seeded) order: the same
+                    // inputs must give the same outputs.
+                    let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+                    conns.sort_unstable();
+                    for c in conns {
+                        self.process_frames(c);
+                    }
+                }
             }
-        }
-        self.producer_ids.recover(&rec.values, self.topics.values());
-        let (groups, timers, consumer_timers) = crate::group::Groups::recover(&rec.values, self.now.mono, &self.cfg);
-        self.groups = groups;
-        for (t, at) in timers {
-            self.timers.arm(Timer::Group(t), at);
-        }
-        for (t, at) in consumer_timers {
-            self.timers.arm(Timer::Consumer(t), at);
-        }
-        crate::retention::arm(self);
-        self.recovered = true;
-        // In connection order, not the map's (randomly seeded) order: the same inputs must
-        // give the same outputs.
-        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
-        conns.sort_unstable();
-        for c in conns {
-            self.process_frames(c);
+            CmdOwner::Append(key) => api::waiters::append_completed(st, fx, key, cmd, &result),
+            CmdOwner::Job { job, part } => api::job_completed(st, fx, job, part, result),
+            CmdOwner::Retain(key) => api::retention::done(st, key, &result),
+            CmdOwner::Resync(key) => api::resync::done(st, fx, key, result),
         }
     }
 
-    fn append_completed(&mut self, key: PartitionKey, cmd: CmdId, result: &Completion) {
-        let Some(p) = self.partition_mut(key) else { return };
-        let moved = match result {
-            Completion::Done => p.append_done(cmd),
-            Completion::Failed(e) => {
-                p.append_failed(cmd, e.outcome_unknown());
-                None
-            }
-            _ => {
-                p.append_failed(cmd, true);
-                None
-            }
-        };
-        let (hwm, rewinding) = (p.hwm(), p.is_rewinding());
-        if moved.is_some() {
-            self.hwm_moved(key, hwm);
-        }
-        if rewinding || !matches!(result, Completion::Done) {
-            let err = match result {
-                Completion::Failed(e) => *e,
-                _ => StorageError::Unavailable,
-            };
-            self.fail_waiters_beyond(key, hwm, err);
-        }
-        crate::resync::ask(self, key);
-    }
-
-    /// Wakes jobs waiting on `key`'s high watermark.
-    pub(crate) fn hwm_moved(&mut self, key: PartitionKey, hwm: i64) {
-        if let Some(waiters) = self.hwm_waiters.get_mut(&key) {
-            let (due, keep): (Vec<_>, Vec<_>) = waiters.drain(..).partition(|(target, _, _)| *target <= hwm);
-            *waiters = keep;
-            for (_, job, part) in due {
-                api::job_completed(self, job, part, Completion::Done);
-            }
-        }
-        if let Some(fetches) = self.fetch_waiters.remove(&key) {
-            for job in fetches {
-                api::fetch::wake(self, job);
-            }
-        }
-    }
-
-    /// A partition went away (a CreatePartitions the store refused): whatever waits on it
-    /// fails.
-    pub(crate) fn partition_removed(&mut self, key: PartitionKey) {
-        self.fail_waiters_beyond(key, i64::MIN, StorageError::NotFound);
-        self.hwm_waiters.remove(&key);
-    }
-
-    fn fail_waiters_beyond(&mut self, key: PartitionKey, hwm: i64, err: StorageError) {
-        let Some(waiters) = self.hwm_waiters.get_mut(&key) else { return };
-        let (failed, keep): (Vec<_>, Vec<_>) = waiters.drain(..).partition(|(target, _, _)| *target > hwm);
-        *waiters = keep;
-        for (_, job, part) in failed {
-            api::job_completed(self, job, part, Completion::Failed(err));
-        }
-    }
-
-    // ---- jobs and timers -------------------------------------------------------------------
-
-    /// Parks a job; it resumes through [`api::job_completed`] and timers.
-    pub(crate) fn park(&mut self, job: api::Job) -> JobId {
-        let id = JobId(self.next_job);
-        self.next_job += 1;
-        self.jobs.insert(id, job);
-        id
-    }
+    // ---- timers ----------------------------------------------------------------------------
 
     fn fire_timers(&mut self) {
-        while let Some(t) = self.timers.pop_due(self.now.mono) {
+        while let Some(t) = self.fx.timers.pop_due(self.st.now.mono) {
+            let (st, fx) = (&mut self.st, &mut self.fx);
             match t {
-                Timer::FetchWait(job) => api::fetch::expire(self, job),
-                Timer::Group(t) => api::group::timer(self, t),
-                Timer::Consumer(t) => api::consumer::timer(self, t),
-                Timer::Retention => crate::retention::check(self),
+                Timer::FetchWait(job) => api::fetch::expire(st, fx, job),
+                Timer::Group(t) => api::group::timer(st, fx, t),
+                Timer::Consumer(t) => api::consumer::timer(st, fx, t),
+                Timer::Retention => api::retention::check(st, fx),
                 Timer::RecoverRetry => {
-                    self.storage(CmdOwner::Recover, Command::Recover);
+                    fx.storage(CmdOwner::Recover, Command::Recover);
                 }
-                Timer::Resync(key) => crate::resync::ask(self, key),
-            }
-        }
-    }
-
-    // ---- topics ----------------------------------------------------------------------------
-
-    /// A visible topic by name.
-    pub(crate) fn topic_by_name(&self, name: &str) -> Option<&Topic> {
-        self.names.get(name).and_then(|id| self.topics.get(id)).filter(|t| !t.pending)
-    }
-
-    /// A visible topic by id.
-    pub(crate) fn topic_by_id(&self, id: Uuid) -> Option<&Topic> {
-        self.topics.get(&id).filter(|t| !t.pending)
-    }
-
-    pub(crate) fn partition_mut(&mut self, key: PartitionKey) -> Option<&mut PartitionLog> {
-        let p = usize::try_from(key.partition).ok()?;
-        self.topics.get_mut(&key.topic_id)?.partitions.get_mut(p)
-    }
-
-    pub(crate) fn partition(&self, key: PartitionKey) -> Option<&PartitionLog> {
-        let p = usize::try_from(key.partition).ok()?;
-        self.topics.get(&key.topic_id).filter(|t| !t.pending)?.partitions.get(p)
-    }
-
-    /// A fresh topic id: random, never the zero id nor Kafka's reserved id 1.
-    pub(crate) fn new_topic_id(&mut self) -> Uuid {
-        loop {
-            let id = Uuid::from_u64_pair(self.rng.next_u64(), self.rng.next_u64());
-            if id != Uuid::ZERO && id != Uuid::from_u64_pair(0, 1) && !self.topics.contains_key(&id) {
-                return id;
+                Timer::Resync(key) => api::resync::ask(st, fx, key),
             }
         }
     }

@@ -201,7 +201,7 @@ pub(crate) fn write_state(b: &crate::Broker, out: &mut String) {
     let _ = writeln!(out, "kelp_ready {}", u8::from(b.is_ready()));
     family(out, "kelp_open_connections", "gauge", "Client connections open.");
     let _ = writeln!(out, "kelp_open_connections {}", b.conns.len());
-    let visible = || b.topics.values().filter(|t| !t.pending);
+    let visible = || b.st.topics.visible();
     family(out, "kelp_topics", "gauge", "Topics.");
     let _ = writeln!(out, "kelp_topics {}", visible().count());
     family(out, "kelp_partitions", "gauge", "Partitions, over all topics.");
@@ -226,7 +226,7 @@ pub(crate) fn write_state(b: &crate::Broker, out: &mut String) {
             );
         }
     }
-    let mut committed: Vec<_> = b.groups.offsets.iter().collect();
+    let mut committed: Vec<_> = b.st.groups.offsets.iter().collect();
     committed.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     family(out, "kelp_consumer_group_committed_offset", "gauge", "A group's committed offset of a partition.");
     for (g, (t, p), c) in &committed {
@@ -244,7 +244,7 @@ pub(crate) fn write_state(b: &crate::Broker, out: &mut String) {
         "High watermark minus the group's committed offset (0 when the commit is ahead), for partitions that exist.",
     );
     for (g, (t, p), c) in &committed {
-        let Some(log) = b.topic_by_name(t).and_then(|topic| topic.partitions.get(usize::try_from(*p).ok()?)) else {
+        let Some(log) = b.st.topics.by_name(t).and_then(|topic| topic.partitions.get(usize::try_from(*p).ok()?)) else {
             continue;
         };
         let lag = (log.hwm() - c.offset).max(0);

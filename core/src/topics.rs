@@ -1,10 +1,12 @@
 //! Topics: Kafka's naming rules, the topic-level configs kelp understands (with their types,
 //! defaults, broker synonyms and validation), and a topic's effective settings.
 //!
-//! This module is pure data and validation; the broker owns the topic table and its storage.
+//! This module is pure data and validation; the table of topics is
+//! [`crate::state::topic_table`].
 
 use crate::codec::{ErrorCode, KStr};
 use crate::config::Config;
+use crate::error::KafkaError;
 
 /// Longest topic name Kafka allows.
 pub const MAX_NAME_LEN: usize = 249;
@@ -256,21 +258,12 @@ pub fn broker_default(cfg: &Config, name: &str) -> Option<String> {
     })
 }
 
-/// Why a config change was refused: the Kafka error and a message for the client.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The error code.
-    pub code: ErrorCode,
-    /// What was wrong.
-    pub message: String,
-}
-
-fn invalid(message: String) -> ConfigError {
-    ConfigError { code: ErrorCode::INVALID_CONFIG, message }
+fn invalid(message: String) -> KafkaError {
+    KafkaError::new(ErrorCode::INVALID_CONFIG, message)
 }
 
 /// Checks one topic config value.
-pub fn validate_config(name: &str, value: &str) -> Result<(), ConfigError> {
+pub fn validate_config(name: &str, value: &str) -> Result<(), KafkaError> {
     let def = config_def(name).ok_or_else(|| invalid(format!("Unknown topic config name: {name}")))?;
     let bad = || invalid(format!("Invalid value {value} for configuration {name}"));
     match def.ty {

@@ -3,13 +3,14 @@
 //! the table, so the client can pick a version; v3+ clients' software name and version are
 //! checked and kept on the connection.
 
-use crate::broker::{Broker, Req};
+use super::Effects;
 use crate::codec::KStr;
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::api_versions::{
     ApiVersion, ApiVersionsRequest, ApiVersionsResponse, FinalizedFeatureKey, SupportedFeatureKey,
 };
 use crate::codec::{ApiKey, ErrorCode};
+use crate::request::Req;
 
 use super::SERVED;
 
@@ -49,7 +50,7 @@ const FEATURES: &[(&str, i16, i16, i16)] = &[("group.version", 0, 1, 1)];
 /// The epoch of the finalized features: they never change.
 const FEATURES_EPOCH: i64 = 1;
 
-pub(crate) fn handle(b: &mut Broker, req: Req, m: &ApiVersionsRequest) {
+pub(crate) fn handle(fx: &mut Effects, req: Req, m: &ApiVersionsRequest) {
     let mut resp = ApiVersionsResponse {
         api_keys: table(),
         supported_features: FEATURES
@@ -75,21 +76,20 @@ pub(crate) fn handle(b: &mut Broker, req: Req, m: &ApiVersionsRequest) {
     };
     if req.version >= 3 {
         if valid_software_field(&m.client_software_name) && valid_software_field(&m.client_software_version) {
-            if let Some(c) = b.conns.get_mut(&req.conn) {
-                c.client_software = Some((m.client_software_name.clone(), m.client_software_version.clone()));
-            }
+            let (name, version) = (m.client_software_name.clone(), m.client_software_version.clone());
+            fx.client_software(req.conn, name, version);
         } else {
             resp.error_code = ErrorCode::INVALID_REQUEST.0;
         }
     }
-    b.respond(req, &ResponseBody::ApiVersions(resp));
+    fx.respond(req, ResponseBody::ApiVersions(resp));
 }
 
 /// The answer to an ApiVersions request at a version the broker cannot read.
-pub(crate) fn unsupported_version(b: &mut Broker, req: Req) {
+pub(crate) fn unsupported_version(fx: &mut Effects, req: Req) {
     let resp =
         ApiVersionsResponse { error_code: ErrorCode::UNSUPPORTED_VERSION.0, api_keys: table(), ..Default::default() };
-    b.respond(Req { version: 0, ..req }, &ResponseBody::ApiVersions(resp));
+    fx.respond(Req { version: 0, ..req }, ResponseBody::ApiVersions(resp));
 }
 
 #[cfg(test)]

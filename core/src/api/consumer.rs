@@ -6,7 +6,7 @@
 //! that changed the group is answered once its metadata is stored, as Kafka answers after
 //! its records commit.
 
-use crate::broker::{Broker, CmdOwner, Req, Timer};
+use super::{CmdOwner, Effects, Timer};
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::consumer_group_describe::{
     Assignment as DescribedAssignment, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, DescribedGroup,
@@ -27,6 +27,8 @@ use crate::group::classic::{GroupState, StoreThen};
 use crate::group::consumer::{Client, ConsumerGroup, ConsumerTimer, Ctx, Effect};
 use crate::group::group_key;
 use crate::io::Command;
+use crate::request::Req;
+use crate::state::State;
 
 /// Group operations reported when asked (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS,
 /// ALTER_CONFIGS): this broker authorizes everything.
@@ -57,16 +59,17 @@ fn wire_assignment(a: &Assignment) -> WireAssignment {
 /// Runs `f` on the consumer group `group` with a fresh effect sink and the broker's topics,
 /// then carries the effects out. Returns `None` when there is no such group.
 fn run<R>(
-    b: &mut Broker,
+    st: &mut State,
+    fx: &mut Effects,
     group: &KStr,
     f: impl FnOnce(&mut ConsumerGroup, &mut Ctx<'_>, &dyn Fn(&str) -> Option<TopicInfo>) -> R,
 ) -> Option<(R, bool)> {
     let mut out = Vec::new();
     let r = {
-        let Broker { groups, topics, names, cfg, rng, now, .. } = b;
+        let State { groups, topics, cfg, rng, now, .. } = st;
         let g = groups.consumer.get_mut(group)?;
         let lookup = |n: &str| {
-            let t = names.get(n).and_then(|id| topics.get(id)).filter(|t| !t.pending)?;
+            let t = topics.by_name(n)?;
             Some(TopicInfo { id: t.id, partitions: u32::try_from(t.partitions.len()).unwrap_or(u32::MAX) })
         };
         let mut cx = Ctx { now: now.mono, cfg, rng, out: &mut out };
@@ -75,8 +78,8 @@ fn run<R>(
     let mut store = false;
     for e in out {
         match e {
-            Effect::Arm(t, at) => b.timers.arm(Timer::Consumer(t), at),
-            Effect::Cancel(t) => b.timers.cancel(&Timer::Consumer(t)),
+            Effect::Arm(t, at) => fx.arm(Timer::Consumer(t), at),
+            Effect::Cancel(t) => fx.cancel(&Timer::Consumer(t)),
             Effect::Store => store = true,
         }
     }
@@ -84,40 +87,38 @@ fn run<R>(
 }
 
 /// The `Put` of a consumer group's current metadata, numbered.
-fn put_group(b: &mut Broker, group: &KStr) -> Option<(Command, u64)> {
-    let g = b.groups.consumer.get_mut(group)?;
+fn put_group(st: &mut State, group: &KStr) -> Option<(Command, u64)> {
+    let g = st.groups.consumer.get_mut(group)?;
     let seq = g.next_put();
     Some((Command::Put { key: group_key(group), value: Some(g.encode()) }, seq))
 }
 
-pub(crate) fn heartbeat(b: &mut Broker, req: Req, client_id: Option<KStr>, m: &ConsumerGroupHeartbeatRequest) {
+pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Client, m: &ConsumerGroupHeartbeatRequest) {
     if let Err((code, msg)) = crate::group::consumer::validate_request(m) {
-        return b.respond(req, &error_response(code, msg));
+        return fx.respond(req, error_response(code, msg));
     }
-    if let Some(classic) = b.groups.classic.get(&m.group_id) {
+    if let Some(classic) = st.groups.classic.get(&m.group_id) {
         // An empty classic group (e.g. one that only holds offsets) becomes a consumer group;
         // a live one stays classic (Kafka without online migration).
         if classic.state() != GroupState::Empty || m.member_epoch != 0 {
             let msg = format!("Group {} is not a consumer group.", m.group_id);
-            return b.respond(req, &error_response(ErrorCode::GROUP_ID_NOT_FOUND, msg));
+            return fx.respond(req, error_response(ErrorCode::GROUP_ID_NOT_FOUND, msg));
         }
-        if let Some(mut g) = b.groups.classic.remove(&m.group_id) {
+        if let Some(mut g) = st.groups.classic.remove(&m.group_id) {
             g.kill();
         }
     }
-    let created = !b.groups.consumer.contains_key(&m.group_id);
+    let created = !st.groups.consumer.contains_key(&m.group_id);
     if created {
         if m.member_epoch != 0 {
             let msg = format!("Group {} not found.", m.group_id);
             let code = if m.member_epoch > 0 { ErrorCode::UNKNOWN_MEMBER_ID } else { ErrorCode::GROUP_ID_NOT_FOUND };
-            return b.respond(req, &error_response(code, msg));
+            return fx.respond(req, error_response(code, msg));
         }
-        b.groups.consumer.insert(m.group_id.clone(), ConsumerGroup::new(m.group_id.clone()));
+        st.groups.consumer.insert(m.group_id.clone(), ConsumerGroup::new(m.group_id.clone()));
     }
-    let host = b.conns.get(&req.conn).map(|c| format!("/{}", c.peer.ip())).unwrap_or_default();
-    let client = Client { id: client_id.unwrap_or_default(), host: KStr::from(host) };
-    let interval = i32::try_from(b.cfg.group_consumer_heartbeat_interval.as_millis()).unwrap_or(i32::MAX);
-    let Some((result, store)) = run(b, &m.group_id, |g, cx, topics| g.heartbeat(cx, m, &client, topics)) else {
+    let interval = i32::try_from(st.cfg.group_consumer_heartbeat_interval.as_millis()).unwrap_or(i32::MAX);
+    let Some((result, store)) = run(st, fx, &m.group_id, |g, cx, topics| g.heartbeat(cx, m, &client, topics)) else {
         return;
     };
     let failed = result.is_err();
@@ -131,48 +132,48 @@ pub(crate) fn heartbeat(b: &mut Broker, req: Req, client_id: Option<KStr>, m: &C
         }),
         Err((code, msg)) => error_response(code, msg),
     };
-    if failed && created && b.groups.consumer.get(&m.group_id).is_some_and(|g| g.members.is_empty()) {
+    if failed && created && st.groups.consumer.get(&m.group_id).is_some_and(|g| g.members.is_empty()) {
         // A refused first member leaves no group behind.
-        b.groups.consumer.remove(&m.group_id);
+        st.groups.consumer.remove(&m.group_id);
     }
     // A successful answer tells what memory holds: it leaves once that is stored, also when
     // this heartbeat changed nothing but an earlier `Put` failed or is still running.
-    let unsaved = !failed && b.groups.consumer.get(&m.group_id).is_some_and(|g| !g.is_saved());
-    let put = if store || unsaved { put_group(b, &m.group_id) } else { None };
+    let unsaved = !failed && st.groups.consumer.get(&m.group_id).is_some_and(|g| !g.is_saved());
+    let put = if store || unsaved { put_group(st, &m.group_id) } else { None };
     match put {
-        None => b.respond(req, &body),
+        None => fx.respond(req, body),
         Some((cmd, seq)) => {
             let then = StoreThen::Reply(req, Box::new(body));
-            let job = b.park(super::Job::GroupStore(super::group::StoreJob::consumer(m.group_id.clone(), seq, then)));
-            b.storage(CmdOwner::Job { job, part: 0 }, cmd);
+            let job = fx.park(super::Job::GroupStore(super::group::StoreJob::consumer(m.group_id.clone(), seq, then)));
+            fx.storage(CmdOwner::Job { job, part: 0 }, cmd);
         }
     }
 }
 
 /// A consumer group timer fired.
-pub(crate) fn timer(b: &mut Broker, t: ConsumerTimer) {
+pub(crate) fn timer(st: &mut State, fx: &mut Effects, t: ConsumerTimer) {
     let group = match &t {
         ConsumerTimer::Session { group, .. } | ConsumerTimer::Revocation { group, .. } => group.clone(),
     };
-    let done = run(b, &group, |g, cx, _| match &t {
+    let done = run(st, fx, &group, |g, cx, _| match &t {
         ConsumerTimer::Session { member, .. } => g.on_session_timer(cx, member),
         ConsumerTimer::Revocation { member, .. } => g.on_revocation_timer(cx, member),
     });
     if let Some(((), true)) = done
-        && let Some((cmd, seq)) = put_group(b, &group)
+        && let Some((cmd, seq)) = put_group(st, &group)
     {
-        let job = b.park(super::Job::GroupStore(super::group::StoreJob::consumer(group, seq, StoreThen::Nothing)));
-        b.storage(CmdOwner::Job { job, part: 0 }, cmd);
+        let job = fx.park(super::Job::GroupStore(super::group::StoreJob::consumer(group, seq, StoreThen::Nothing)));
+        fx.storage(CmdOwner::Job { job, part: 0 }, cmd);
     }
 }
 
-fn described_assignment(b: &Broker, a: &Assignment) -> DescribedAssignment {
+fn described_assignment(st: &State, a: &Assignment) -> DescribedAssignment {
     DescribedAssignment {
         topic_partitions: a
             .iter()
             .map(|(t, ps)| DescribedPartitions {
                 topic_id: *t,
-                topic_name: b.topic_by_id(*t).map(|x| x.name.clone()).unwrap_or_default(),
+                topic_name: st.topics.by_id(*t).map(|x| x.name.clone()).unwrap_or_default(),
                 partitions: ps.iter().copied().collect(),
                 ..Default::default()
             })
@@ -181,7 +182,7 @@ fn described_assignment(b: &Broker, a: &Assignment) -> DescribedAssignment {
     }
 }
 
-pub(crate) fn describe(b: &mut Broker, req: Req, m: &ConsumerGroupDescribeRequest) {
+pub(crate) fn describe(st: &mut State, fx: &mut Effects, req: Req, m: &ConsumerGroupDescribeRequest) {
     let ops = if m.include_authorized_operations { GROUP_OPS } else { i32::MIN };
     let groups = m
         .group_ids
@@ -198,8 +199,8 @@ pub(crate) fn describe(b: &mut Broker, req: Req, m: &ConsumerGroupDescribeReques
             if id.is_empty() {
                 return not_found(ErrorCode::INVALID_GROUP_ID, "The group id can't be empty.".into());
             }
-            let Some(g) = b.groups.consumer.get(id) else {
-                let msg = if b.groups.classic.contains_key(id) {
+            let Some(g) = st.groups.consumer.get(id) else {
+                let msg = if st.groups.classic.contains_key(id) {
                     format!("Group {id} is not a consumer group.")
                 } else {
                     format!("Group {id} not found.")
@@ -224,8 +225,8 @@ pub(crate) fn describe(b: &mut Broker, req: Req, m: &ConsumerGroupDescribeReques
                         client_host: x.client_host.clone(),
                         subscribed_topic_names: x.subscribed.clone(),
                         subscribed_topic_regex: None,
-                        assignment: described_assignment(b, &x.assigned),
-                        target_assignment: described_assignment(b, g.target.get(&x.id).unwrap_or(&Assignment::new())),
+                        assignment: described_assignment(st, &x.assigned),
+                        target_assignment: described_assignment(st, g.target.get(&x.id).unwrap_or(&Assignment::new())),
                         ..Default::default()
                     })
                     .collect(),
@@ -235,7 +236,7 @@ pub(crate) fn describe(b: &mut Broker, req: Req, m: &ConsumerGroupDescribeReques
         })
         .collect();
     let resp = ConsumerGroupDescribeResponse { groups, ..Default::default() };
-    b.respond(req, &ResponseBody::ConsumerGroupDescribe(resp));
+    fx.respond(req, ResponseBody::ConsumerGroupDescribe(resp));
 }
 
 /// The version of the embedded consumer protocol structures DescribeGroups carries.
@@ -251,7 +252,7 @@ fn embedded(m: &impl Message) -> bytes::Bytes {
 /// A consumer group as the classic DescribeGroups API shows it (Kafka's
 /// `ConsumerGroup.asDescribedGroup`): protocol type `consumer`, the assignor as the protocol,
 /// and each member's subscription and assignment in the embedded consumer protocol format.
-pub(crate) fn as_classic_description(b: &Broker, g: &ConsumerGroup, ops: i32) -> ClassicDescribed {
+pub(crate) fn as_classic_description(st: &State, g: &ConsumerGroup, ops: i32) -> ClassicDescribed {
     let members = g
         .members
         .values()
@@ -268,7 +269,7 @@ pub(crate) fn as_classic_description(b: &Broker, g: &ConsumerGroup, ops: i32) ->
                     .iter()
                     .filter_map(|(t, ps)| {
                         Some(AssignedPartitions {
-                            topic: b.topic_by_id(*t)?.name.clone(),
+                            topic: st.topics.by_id(*t)?.name.clone(),
                             partitions: ps.iter().copied().collect(),
                         })
                     })

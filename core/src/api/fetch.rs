@@ -11,58 +11,25 @@
 //! response at most `max_bytes`, except that the first batch that has data is returned whole
 //! even when it is larger, so a consumer can always make progress.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-use crate::broker::{Broker, CmdOwner, JobId, Req, Timer};
+use super::{CmdOwner, Effects, Timer};
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::fetch::{FetchRequest, FetchResponse, FetchableTopicResponse, PartitionData};
 use crate::codec::{ErrorCode, KStr, RecordSet, Uuid};
 use crate::io::{Command, Completion, PartitionKey};
 use crate::records;
-use crate::time::{Duration, Instant};
-
-/// One partition a fetch asks for.
-#[derive(Clone, Debug)]
-struct Part {
-    name: KStr,
-    topic_id: Uuid,
-    partition: i32,
-    offset: i64,
-    max_bytes: usize,
-    leader_epoch: i32,
-}
-
-/// What a session remembers of a partition.
-#[derive(Clone, Debug)]
-struct SessionPart {
-    part: Part,
-    /// (hwm, log start) as last sent, to decide what an incremental response must include.
-    last_sent: Option<(i64, i64)>,
-}
-
-#[derive(Debug)]
-struct Session {
-    /// The epoch the next incremental request must carry.
-    next_epoch: i32,
-    parts: Vec<SessionPart>,
-    last_used: Instant,
-    uses_topic_ids: bool,
-}
-
-/// The broker's fetch sessions: a bounded cache, least recently used evicted first.
-#[derive(Debug, Default)]
-pub struct Sessions {
-    by_id: BTreeMap<i32, Session>,
-}
+use crate::request::Req;
+use crate::state::fetch_sessions::{FetchPart, SessionRequest};
+use crate::state::{JobId, State};
+use crate::time::Duration;
 
 /// A fetch in progress.
 #[derive(Debug)]
 pub(crate) struct FetchJob {
     req: Req,
-    parts: Vec<Part>,
+    parts: Vec<FetchPart>,
     session: Option<i32>,
     /// Whether the response lists only what changed (incremental session fetch).
     incremental: bool,
@@ -76,17 +43,17 @@ pub(crate) struct FetchJob {
     parked: bool,
 }
 
-pub(crate) fn handle(b: &mut Broker, req: Req, m: FetchRequest) {
+pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: FetchRequest) {
     let uses_ids = req.version >= 13;
     let mut requested = Vec::new();
     for t in &m.topics {
         let (name, id) = if uses_ids {
-            (b.topic_by_id(t.topic_id).map(|x| x.name.clone()).unwrap_or_default(), t.topic_id)
+            (st.topics.by_id(t.topic_id).map(|x| x.name.clone()).unwrap_or_default(), t.topic_id)
         } else {
-            (t.topic.clone(), b.topic_by_name(&t.topic).map_or(Uuid::ZERO, |x| x.id))
+            (t.topic.clone(), st.topics.by_name(&t.topic).map_or(Uuid::ZERO, |x| x.id))
         };
         for p in &t.partitions {
-            requested.push(Part {
+            requested.push(FetchPart {
                 name: name.clone(),
                 topic_id: id,
                 partition: p.partition,
@@ -118,96 +85,24 @@ pub(crate) fn handle(b: &mut Broker, req: Req, m: FetchRequest) {
     if m.min_bytes <= 0 {
         job.max_wait = Duration::ZERO;
     }
-    match resolve_session(b, &m, uses_ids, requested, &forgotten) {
-        Ok((session, incremental, parts)) => {
-            job.session = session;
-            job.incremental = incremental;
-            job.parts = parts;
+    let now = st.now.mono;
+    let session =
+        SessionRequest { id: m.session_id, epoch: m.session_epoch, uses_ids, requested, forgotten: &forgotten };
+    match st.sessions.resolve(&st.cfg, &mut st.rng, now, session) {
+        Ok(resolved) => {
+            job.session = resolved.session;
+            job.incremental = resolved.incremental;
+            job.parts = resolved.parts;
         }
         Err(code) => job.top_error = code,
     }
-    let id = b.park(super::Job::Fetch(job));
-    evaluate(b, id);
-}
-
-/// Applies KIP-227's rules for session id and epoch, returning the session (if any), whether
-/// the response is incremental, and the partitions to fetch.
-fn resolve_session(
-    b: &mut Broker,
-    m: &FetchRequest,
-    uses_ids: bool,
-    requested: Vec<Part>,
-    forgotten: &[(KStr, Uuid, i32)],
-) -> Result<(Option<i32>, bool, Vec<Part>), ErrorCode> {
-    let now = b.now.mono;
-    match (m.session_id, m.session_epoch) {
-        // Sessionless full fetch (all versions before 7 look like this).
-        (0, -1) => Ok((None, false, requested)),
-        (old, 0) => {
-            // A new session, if the cache has room (else a sessionless answer). A session
-            // named with epoch 0 is closed first: that is how the Java consumer starts over
-            // after a session error (`FetchMetadata.nextCloseExisting`), as Kafka allows.
-            b.sessions.by_id.remove(&old);
-            let Some(id) = new_session_id(b) else { return Ok((None, false, requested)) };
-            let parts = requested.iter().map(|p| SessionPart { part: p.clone(), last_sent: None }).collect();
-            b.sessions.by_id.insert(id, Session { next_epoch: 1, parts, last_used: now, uses_topic_ids: uses_ids });
-            Ok((Some(id), false, requested))
-        }
-        (id, -1) => {
-            b.sessions.by_id.remove(&id);
-            Ok((None, false, requested))
-        }
-        (0, _) => Err(ErrorCode::INVALID_FETCH_SESSION_EPOCH),
-        (id, epoch) => {
-            let s = b.sessions.by_id.get_mut(&id).ok_or(ErrorCode::FETCH_SESSION_ID_NOT_FOUND)?;
-            if epoch != s.next_epoch {
-                return Err(ErrorCode::INVALID_FETCH_SESSION_EPOCH);
-            }
-            if s.uses_topic_ids != uses_ids {
-                return Err(ErrorCode::FETCH_SESSION_TOPIC_ID_ERROR);
-            }
-            s.next_epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
-            s.last_used = now;
-            let same = |a: &Part, name: &KStr, id: Uuid, p: i32| {
-                a.partition == p && if uses_ids { a.topic_id == id } else { &a.name == name }
-            };
-            s.parts.retain(|sp| !forgotten.iter().any(|(n, i, p)| same(&sp.part, n, *i, *p)));
-            for r in requested {
-                match s.parts.iter_mut().find(|sp| same(&sp.part, &r.name, r.topic_id, r.partition)) {
-                    Some(sp) => sp.part = r,
-                    None => s.parts.push(SessionPart { part: r, last_sent: None }),
-                }
-            }
-            Ok((Some(id), true, s.parts.iter().map(|sp| sp.part.clone()).collect()))
-        }
-    }
-}
-
-fn new_session_id(b: &mut Broker) -> Option<i32> {
-    if b.cfg.max_fetch_sessions == 0 {
-        return None;
-    }
-    if b.sessions.by_id.len() >= b.cfg.max_fetch_sessions {
-        // Evict the least recently used session if it has been idle long enough.
-        let now = b.now.mono;
-        let idle = b.cfg.fetch_session_idle;
-        let oldest = b.sessions.by_id.iter().min_by_key(|(_, s)| s.last_used).map(|(id, s)| (*id, s.last_used))?;
-        if now.since(oldest.1) < idle {
-            return None;
-        }
-        b.sessions.by_id.remove(&oldest.0);
-    }
-    loop {
-        let id = i32::try_from(b.rng.next_u64() & 0x7fff_ffff).unwrap_or(1);
-        if id != 0 && !b.sessions.by_id.contains_key(&id) {
-            return Some(id);
-        }
-    }
+    let id = fx.park(super::Job::Fetch(job));
+    evaluate(st, fx, id);
 }
 
 /// The error a partition gets before any read, if any.
-fn check_part(b: &Broker, p: &Part) -> Option<ErrorCode> {
-    let Some(topic) = b.topic_by_id(p.topic_id) else {
+fn check_part(st: &State, p: &FetchPart) -> Option<ErrorCode> {
+    let Some(topic) = st.topics.by_id(p.topic_id) else {
         return Some(if p.topic_id == Uuid::ZERO || !p.name.is_empty() {
             ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
         } else {
@@ -226,76 +121,72 @@ fn check_part(b: &Broker, p: &Part) -> Option<ErrorCode> {
     None
 }
 
-fn key(p: &Part) -> PartitionKey {
-    PartitionKey { topic_id: p.topic_id, partition: p.partition }
-}
-
 /// Reads what is there, or parks until there is something.
-fn evaluate(b: &mut Broker, job: JobId) {
-    let Some(super::Job::Fetch(j)) = b.jobs.get(&job) else { return };
+fn evaluate(st: &mut State, fx: &mut Effects, job: JobId) {
+    let Some(super::Job::Fetch(j)) = fx.jobs.get(&job) else { return };
     if j.top_error != ErrorCode::NONE {
-        return finish(b, job);
+        return finish(st, fx, job);
     }
     let budget = j.max_bytes;
     let plan: Vec<Option<(PartitionKey, i64, i64, usize)>> = j
         .parts
         .iter()
         .map(|p| {
-            if check_part(b, p).is_some() {
+            if check_part(st, p).is_some() {
                 return None;
             }
-            let log = b.partition(key(p))?;
-            (p.offset < log.hwm()).then(|| (key(p), p.offset, log.hwm(), p.max_bytes.min(budget)))
+            let log = st.topics.partition(p.key())?;
+            (p.offset < log.hwm()).then(|| (p.key(), p.offset, log.hwm(), p.max_bytes.min(budget)))
         })
         .collect();
     let has_data = plan.iter().any(Option::is_some);
     let (max_wait, parked) = (j.max_wait, j.parked);
     if !has_data && max_wait > Duration::ZERO && !parked {
-        return park(b, job, max_wait);
+        return park(st, fx, job, max_wait);
     }
     if !has_data {
-        return finish(b, job);
+        return finish(st, fx, job);
     }
-    let Some(super::Job::Fetch(j)) = b.jobs.get_mut(&job) else { return };
+    let Some(super::Job::Fetch(j)) = fx.jobs.get_mut(&job) else { return };
     j.reads = vec![None; j.parts.len()];
     j.pending = plan.iter().filter(|x| x.is_some()).count();
-    b.timers.cancel(&Timer::FetchWait(job));
+    fx.cancel(&Timer::FetchWait(job));
     for (part, read) in plan.into_iter().enumerate() {
         let Some((partition, offset, end, max_bytes)) = read else { continue };
-        b.storage(CmdOwner::Job { job, part }, Command::Read { partition, offset, end, max_bytes: max_bytes.max(1) });
+        fx.storage(CmdOwner::Job { job, part }, Command::Read { partition, offset, end, max_bytes: max_bytes.max(1) });
     }
 }
 
-fn park(b: &mut Broker, job: JobId, max_wait: Duration) {
-    let Some(super::Job::Fetch(j)) = b.jobs.get_mut(&job) else { return };
+fn park(st: &mut State, fx: &mut Effects, job: JobId, max_wait: Duration) {
+    let Some(super::Job::Fetch(j)) = fx.jobs.get_mut(&job) else { return };
     j.parked = true;
-    let keys: Vec<PartitionKey> = j.parts.iter().map(key).collect();
+    let keys: Vec<PartitionKey> = j.parts.iter().map(FetchPart::key).collect();
     for k in keys {
-        let waiters = b.fetch_waiters.entry(k).or_default();
+        let waiters = st.waiters.fetch.entry(k).or_default();
         if !waiters.contains(&job) {
             waiters.push(job);
         }
     }
-    let deadline = b.now.mono + max_wait;
-    b.timers.arm(Timer::FetchWait(job), deadline);
+    let deadline = st.now.mono + max_wait;
+    fx.arm(Timer::FetchWait(job), deadline);
 }
 
 /// A partition this parked fetch waits on has new data.
-pub(crate) fn wake(b: &mut Broker, job: JobId) {
-    if matches!(b.jobs.get(&job), Some(super::Job::Fetch(j)) if j.parked && j.pending == 0) {
-        evaluate(b, job);
+pub(crate) fn wake(st: &mut State, fx: &mut Effects, job: JobId) {
+    if matches!(fx.jobs.get(&job), Some(super::Job::Fetch(j)) if j.parked && j.pending == 0) {
+        evaluate(st, fx, job);
     }
 }
 
 /// The fetch's wait ran out: answer with what there is (nothing).
-pub(crate) fn expire(b: &mut Broker, job: JobId) {
-    if matches!(b.jobs.get(&job), Some(super::Job::Fetch(j)) if j.pending == 0) {
-        finish(b, job);
+pub(crate) fn expire(st: &mut State, fx: &mut Effects, job: JobId) {
+    if matches!(fx.jobs.get(&job), Some(super::Job::Fetch(j)) if j.pending == 0) {
+        finish(st, fx, job);
     }
 }
 
-pub(crate) fn read_done(b: &mut Broker, job: JobId, part: usize, result: Completion) {
-    let Some(super::Job::Fetch(j)) = b.jobs.get_mut(&job) else { return };
+pub(crate) fn read_done(st: &mut State, fx: &mut Effects, job: JobId, part: usize, result: Completion) {
+    let Some(super::Job::Fetch(j)) = fx.jobs.get_mut(&job) else { return };
     j.reads[part] = Some(match result {
         Completion::Read { batches } => batches,
         // A failed read answers that partition with no records; the client fetches again.
@@ -303,23 +194,23 @@ pub(crate) fn read_done(b: &mut Broker, job: JobId, part: usize, result: Complet
     });
     j.pending -= 1;
     if j.pending == 0 {
-        finish(b, job);
+        finish(st, fx, job);
     }
 }
 
-fn finish(b: &mut Broker, job: JobId) {
-    let Some(super::Job::Fetch(mut j)) = b.jobs.remove(&job) else { return };
-    b.timers.cancel(&Timer::FetchWait(job));
-    for k in j.parts.iter().map(key) {
-        if let Some(w) = b.fetch_waiters.get_mut(&k) {
+fn finish(st: &mut State, fx: &mut Effects, job: JobId) {
+    let Some(super::Job::Fetch(mut j)) = fx.jobs.remove(&job) else { return };
+    fx.cancel(&Timer::FetchWait(job));
+    for k in j.parts.iter().map(FetchPart::key) {
+        if let Some(w) = st.waiters.fetch.get_mut(&k) {
             w.retain(|x| *x != job);
         }
     }
-    let resp = build_response(b, &mut j);
-    b.respond(j.req, &ResponseBody::Fetch(resp));
+    let resp = build_response(st, &mut j);
+    fx.respond(j.req, ResponseBody::Fetch(resp));
 }
 
-fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
+fn build_response(st: &mut State, j: &mut FetchJob) -> FetchResponse {
     let mut resp =
         FetchResponse { error_code: j.top_error.0, session_id: j.session.unwrap_or(0), ..Default::default() };
     if j.top_error != ErrorCode::NONE {
@@ -328,7 +219,7 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
     }
     let mut budget = j.max_bytes;
     let mut first = true;
-    let mut session_parts = j.session.and_then(|id| b.sessions.by_id.get(&id)).map(|s| s.parts.clone());
+    let mut session_parts = j.session.and_then(|id| st.sessions.parts(id));
     for (i, p) in j.parts.iter().enumerate() {
         // An empty record set, never null: Kafka always sends one, and older librdkafka
         // (kcat's 2.0) refuses a null one.
@@ -339,7 +230,7 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
             ..Default::default()
         };
         pd.aborted_transactions = j.read_committed.then(Vec::new);
-        match check_part(b, p) {
+        match check_part(st, p) {
             Some(code) => {
                 pd.error_code = code.0;
                 pd.high_watermark = -1;
@@ -347,7 +238,7 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
                 pd.log_start_offset = -1;
             }
             None => {
-                let log = b.partition(key(p));
+                let log = st.topics.partition(p.key());
                 pd.high_watermark = log.map_or(-1, |l| l.hwm());
                 pd.last_stable_offset = pd.high_watermark;
                 pd.log_start_offset = log.map_or(-1, |l| l.log_start());
@@ -383,10 +274,8 @@ fn build_response(b: &mut Broker, j: &mut FetchJob) -> FetchResponse {
             }),
         }
     }
-    if let (Some(id), Some(parts)) = (j.session, session_parts)
-        && let Some(s) = b.sessions.by_id.get_mut(&id)
-    {
-        s.parts = parts;
+    if let (Some(id), Some(parts)) = (j.session, session_parts) {
+        st.sessions.set_parts(id, parts);
     }
     resp
 }

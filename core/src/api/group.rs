@@ -7,8 +7,8 @@
 
 use bytes::Bytes;
 
-use super::{Job, ReplyJob};
-use crate::broker::{Broker, CmdOwner, JobId, Req, Timer};
+use super::{CmdOwner, Effects, Timer};
+use super::{Job, ReplyJob, Then};
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::delete_groups::{DeletableGroupResult, DeleteGroupsRequest, DeleteGroupsResponse};
 use crate::codec::generated::describe_groups::{
@@ -24,6 +24,8 @@ use crate::codec::{ErrorCode, KStr};
 use crate::group::classic::{ClassicGroup, Client, Ctx, Effect, GroupState, GroupTimer, StoreThen, sync_error};
 use crate::group::{encode_group, group_key, offset_key};
 use crate::io::{Command, Completion};
+use crate::request::Req;
+use crate::state::{JobId, State};
 use crate::time::Duration;
 
 /// Group operations reported when DescribeGroups asks (READ, DELETE, DESCRIBE,
@@ -49,8 +51,8 @@ impl StoreJob {
     }
 }
 
-pub(crate) fn find_coordinator(b: &mut Broker, req: Req, m: &FindCoordinatorRequest) {
-    let (node, host, port) = (b.cfg.node_id, b.cfg.advertised_host.clone(), b.cfg.advertised_port);
+pub(crate) fn find_coordinator(st: &mut State, fx: &mut Effects, req: Req, m: &FindCoordinatorRequest) {
+    let (node, host, port) = (st.cfg.node_id, st.cfg.advertised_host.clone(), st.cfg.advertised_port);
     // Group (0) and transaction (1) keys: this node coordinates both.
     let code = if matches!(m.key_type, 0 | 1) { ErrorCode::NONE } else { ErrorCode::INVALID_REQUEST };
     let ok = code == ErrorCode::NONE;
@@ -76,52 +78,57 @@ pub(crate) fn find_coordinator(b: &mut Broker, req: Req, m: &FindCoordinatorRequ
             })
             .collect();
     }
-    b.respond(req, &ResponseBody::FindCoordinator(resp));
+    fx.respond(req, ResponseBody::FindCoordinator(resp));
 }
 
 /// Runs `f` on `group` with a fresh effect sink, then carries the effects out.
-fn run<R>(b: &mut Broker, group: &KStr, f: impl FnOnce(&mut ClassicGroup, &mut Ctx<'_>) -> R) -> Option<R> {
+fn run<R>(
+    st: &mut State,
+    fx: &mut Effects,
+    group: &KStr,
+    f: impl FnOnce(&mut ClassicGroup, &mut Ctx<'_>) -> R,
+) -> Option<R> {
     let mut out = Vec::new();
     let r = {
-        let g = b.groups.classic.get_mut(group)?;
-        let mut cx = Ctx { now: b.now.mono, cfg: &b.cfg, rng: &mut b.rng, out: &mut out };
+        let g = st.groups.classic.get_mut(group)?;
+        let mut cx = Ctx { now: st.now.mono, cfg: &st.cfg, rng: &mut st.rng, out: &mut out };
         f(g, &mut cx)
     };
-    apply(b, group, out);
+    apply(st, fx, group, out);
     Some(r)
 }
 
-fn apply(b: &mut Broker, group: &KStr, effects: Vec<Effect>) {
+fn apply(st: &mut State, fx: &mut Effects, group: &KStr, effects: Vec<Effect>) {
     for e in effects {
         match e {
-            Effect::Reply(req, body) => b.respond(req, &body),
-            Effect::Arm(t, at) => b.timers.arm(Timer::Group(t), at),
-            Effect::Cancel(t) => b.timers.cancel(&Timer::Group(t)),
-            Effect::Store(then) => store(b, group, then),
+            Effect::Reply(req, body) => fx.respond(req, body),
+            Effect::Arm(t, at) => fx.arm(Timer::Group(t), at),
+            Effect::Cancel(t) => fx.cancel(&Timer::Group(t)),
+            Effect::Store(then) => store(st, fx, group, then),
         }
     }
 }
 
-fn store(b: &mut Broker, group: &KStr, then: StoreThen) {
-    let Some(g) = b.groups.classic.get(group) else { return };
+fn store(st: &mut State, fx: &mut Effects, group: &KStr, then: StoreThen) {
+    let Some(g) = st.groups.classic.get(group) else { return };
     let value = encode_group(g);
-    let job = b.park(Job::GroupStore(StoreJob { group: group.clone(), then, seq: 0 }));
-    b.storage(CmdOwner::Job { job, part: 0 }, Command::Put { key: group_key(group), value: Some(value) });
+    let job = fx.park(Job::GroupStore(StoreJob { group: group.clone(), then, seq: 0 }));
+    fx.storage(CmdOwner::Job { job, part: 0 }, Command::Put { key: group_key(group), value: Some(value) });
 }
 
 /// A group metadata `Put` completed.
-pub(crate) fn store_done(b: &mut Broker, job: JobId, result: Completion) {
-    let Some(Job::GroupStore(j)) = b.jobs.remove(&job) else { return };
+pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: Completion) {
+    let Some(Job::GroupStore(j)) = fx.jobs.remove(&job) else { return };
     let ok = matches!(result, Completion::Done);
     if j.seq > 0
-        && let Some(g) = b.groups.consumer.get_mut(&j.group)
+        && let Some(g) = st.groups.consumer.get_mut(&j.group)
     {
         g.put_done(j.seq, ok);
     }
     match j.then {
         StoreThen::Nothing => {}
         StoreThen::Sync { generation } => {
-            run(b, &j.group, |g, cx| g.on_stored(cx, generation, ok));
+            run(st, fx, &j.group, |g, cx| g.on_stored(cx, generation, ok));
         }
         StoreThen::Reply(req, mut body) => {
             if !ok {
@@ -138,21 +145,21 @@ pub(crate) fn store_done(b: &mut Broker, job: JobId, result: Completion) {
                     _ => {}
                 }
             }
-            b.respond(req, &body);
+            fx.respond(req, *body);
         }
     }
 }
 
 /// A group timer fired.
-pub(crate) fn timer(b: &mut Broker, t: GroupTimer) {
+pub(crate) fn timer(st: &mut State, fx: &mut Effects, t: GroupTimer) {
     match t {
-        GroupTimer::Heartbeat { group, member } => run(b, &group, |g, cx| g.on_session_timer(cx, &member)),
-        GroupTimer::Join { group } => run(b, &group, |g, cx| g.on_join_timer(cx)),
-        GroupTimer::Sync { group, generation } => run(b, &group, |g, cx| g.on_sync_timer(cx, generation)),
+        GroupTimer::Heartbeat { group, member } => run(st, fx, &group, |g, cx| g.on_session_timer(cx, &member)),
+        GroupTimer::Join { group } => run(st, fx, &group, |g, cx| g.on_join_timer(cx)),
+        GroupTimer::Sync { group, generation } => run(st, fx, &group, |g, cx| g.on_sync_timer(cx, generation)),
     };
 }
 
-fn join_error(req: Req, b: &mut Broker, member_id: &KStr, code: ErrorCode) {
+fn join_error(fx: &mut Effects, req: Req, member_id: &KStr, code: ErrorCode) {
     let resp = JoinGroupResponse {
         error_code: code.0,
         generation_id: -1,
@@ -160,62 +167,60 @@ fn join_error(req: Req, b: &mut Broker, member_id: &KStr, code: ErrorCode) {
         member_id: member_id.clone(),
         ..Default::default()
     };
-    b.respond(req, &ResponseBody::JoinGroup(resp));
+    fx.respond(req, ResponseBody::JoinGroup(resp));
 }
 
-pub(crate) fn join_group(b: &mut Broker, req: Req, client_id: Option<KStr>, m: &JoinGroupRequest) {
+pub(crate) fn join_group(st: &mut State, fx: &mut Effects, req: Req, client: Client, m: &JoinGroupRequest) {
     if m.group_id.is_empty() {
-        return join_error(req, b, &m.member_id, ErrorCode::INVALID_GROUP_ID);
+        return join_error(fx, req, &m.member_id, ErrorCode::INVALID_GROUP_ID);
     }
     let session = Duration::from_millis(i64::from(m.session_timeout_ms));
     if m.session_timeout_ms <= 0
-        || session < b.cfg.group_min_session_timeout
-        || session > b.cfg.group_max_session_timeout
+        || session < st.cfg.group_min_session_timeout
+        || session > st.cfg.group_max_session_timeout
     {
-        return join_error(req, b, &m.member_id, ErrorCode::INVALID_SESSION_TIMEOUT);
+        return join_error(fx, req, &m.member_id, ErrorCode::INVALID_SESSION_TIMEOUT);
     }
-    if let Some(g) = b.groups.consumer.get(&m.group_id) {
+    if let Some(g) = st.groups.consumer.get(&m.group_id) {
         // A KIP-848 group takes no classic members; an empty one becomes classic (its
         // offsets stay).
         if !g.members.is_empty() {
-            return join_error(req, b, &m.member_id, ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
+            return join_error(fx, req, &m.member_id, ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
         }
-        if let Some(mut g) = b.groups.consumer.remove(&m.group_id) {
+        if let Some(mut g) = st.groups.consumer.remove(&m.group_id) {
             g.kill();
         }
     }
-    if !b.groups.classic.contains_key(&m.group_id) {
+    if !st.groups.classic.contains_key(&m.group_id) {
         if !m.member_id.is_empty() {
-            return join_error(req, b, &m.member_id, ErrorCode::UNKNOWN_MEMBER_ID);
+            return join_error(fx, req, &m.member_id, ErrorCode::UNKNOWN_MEMBER_ID);
         }
-        b.groups.classic.insert(m.group_id.clone(), ClassicGroup::new(m.group_id.clone()));
+        st.groups.classic.insert(m.group_id.clone(), ClassicGroup::new(m.group_id.clone()));
     }
-    let host = b.conns.get(&req.conn).map(|c| format!("/{}", c.peer.ip())).unwrap_or_default();
-    let client = Client { id: client_id.unwrap_or_default(), host: KStr::from(host) };
-    run(b, &m.group_id, |g, cx| g.join(cx, req, m, &client));
+    run(st, fx, &m.group_id, |g, cx| g.join(cx, req, m, &client));
 }
 
-pub(crate) fn sync_group(b: &mut Broker, req: Req, m: &SyncGroupRequest) {
-    if run(b, &m.group_id, |g, cx| g.sync(cx, req, m)).is_none() {
+pub(crate) fn sync_group(st: &mut State, fx: &mut Effects, req: Req, m: &SyncGroupRequest) {
+    if run(st, fx, &m.group_id, |g, cx| g.sync(cx, req, m)).is_none() {
         let code = if m.group_id.is_empty() { ErrorCode::INVALID_GROUP_ID } else { ErrorCode::UNKNOWN_MEMBER_ID };
-        b.respond(req, &sync_error(code));
+        fx.respond(req, sync_error(code));
     }
 }
 
-pub(crate) fn heartbeat(b: &mut Broker, req: Req, m: &HeartbeatRequest) {
+pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, m: &HeartbeatRequest) {
     let code =
-        run(b, &m.group_id, |g, cx| g.heartbeat(cx, &m.member_id, m.group_instance_id.as_ref(), m.generation_id))
+        run(st, fx, &m.group_id, |g, cx| g.heartbeat(cx, &m.member_id, m.group_instance_id.as_ref(), m.generation_id))
             .unwrap_or(ErrorCode::UNKNOWN_MEMBER_ID);
-    b.respond(req, &ResponseBody::Heartbeat(HeartbeatResponse { error_code: code.0, ..Default::default() }));
+    fx.respond(req, ResponseBody::Heartbeat(HeartbeatResponse { error_code: code.0, ..Default::default() }));
 }
 
-pub(crate) fn leave_group(b: &mut Broker, req: Req, m: &LeaveGroupRequest) {
+pub(crate) fn leave_group(st: &mut State, fx: &mut Effects, req: Req, m: &LeaveGroupRequest) {
     let members: Vec<MemberIdentity> = if req.version >= 3 {
         m.members.clone()
     } else {
         vec![MemberIdentity { member_id: m.member_id.clone(), ..Default::default() }]
     };
-    let result = run(b, &m.group_id, |g, cx| {
+    let result = run(st, fx, &m.group_id, |g, cx| {
         if g.state() == GroupState::Dead {
             return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
         }
@@ -246,10 +251,10 @@ pub(crate) fn leave_group(b: &mut Broker, req: Req, m: &LeaveGroupRequest) {
     } else if top == ErrorCode::NONE {
         resp.error_code = codes.first().copied().unwrap_or(ErrorCode::NONE).0;
     }
-    b.respond(req, &ResponseBody::LeaveGroup(resp));
+    fx.respond(req, ResponseBody::LeaveGroup(resp));
 }
 
-pub(crate) fn list_groups(b: &mut Broker, req: Req, m: &ListGroupsRequest) {
+pub(crate) fn list_groups(st: &mut State, fx: &mut Effects, req: Req, m: &ListGroupsRequest) {
     let states = if req.version >= 4 { m.states_filter.as_slice() } else { &[] };
     let types = if req.version >= 5 { m.types_filter.as_slice() } else { &[] };
     let wants = |t: &str| types.is_empty() || types.iter().any(|x| x.eq_ignore_ascii_case(t));
@@ -257,7 +262,7 @@ pub(crate) fn list_groups(b: &mut Broker, req: Req, m: &ListGroupsRequest) {
     let mut groups: Vec<ListedGroup> = Vec::new();
     if wants("classic") {
         groups.extend(
-            b.groups.classic.values().filter(|g| g.state() != GroupState::Dead && in_state(g.state().name())).map(
+            st.groups.classic.values().filter(|g| g.state() != GroupState::Dead && in_state(g.state().name())).map(
                 |g| ListedGroup {
                     group_id: g.id.clone(),
                     protocol_type: g.protocol_type.clone().unwrap_or_default(),
@@ -269,7 +274,7 @@ pub(crate) fn list_groups(b: &mut Broker, req: Req, m: &ListGroupsRequest) {
         );
     }
     if wants("consumer") {
-        groups.extend(b.groups.consumer.values().filter(|g| in_state(g.state().name())).map(|g| ListedGroup {
+        groups.extend(st.groups.consumer.values().filter(|g| in_state(g.state().name())).map(|g| ListedGroup {
             group_id: g.id.clone(),
             protocol_type: KStr::from("consumer"),
             group_state: KStr::from(g.state().name()),
@@ -278,17 +283,17 @@ pub(crate) fn list_groups(b: &mut Broker, req: Req, m: &ListGroupsRequest) {
         }));
     }
     groups.sort_by(|x, y| x.group_id.as_str().cmp(y.group_id.as_str()));
-    b.respond(req, &ResponseBody::ListGroups(ListGroupsResponse { groups, ..Default::default() }));
+    fx.respond(req, ResponseBody::ListGroups(ListGroupsResponse { groups, ..Default::default() }));
 }
 
-pub(crate) fn describe_groups(b: &mut Broker, req: Req, m: &DescribeGroupsRequest) {
+pub(crate) fn describe_groups(st: &mut State, fx: &mut Effects, req: Req, m: &DescribeGroupsRequest) {
     let ops = if m.include_authorized_operations { GROUP_OPS } else { OPS_NOT_REQUESTED };
     let groups = m
         .groups
         .iter()
-        .map(|id| match b.groups.classic.get(id).filter(|g| g.state() != GroupState::Dead) {
+        .map(|id| match st.groups.classic.get(id).filter(|g| g.state() != GroupState::Dead) {
             Some(g) => describe(g, ops),
-            None if let Some(g) = b.groups.consumer.get(id) => super::consumer::as_classic_description(b, g, ops),
+            None if let Some(g) = st.groups.consumer.get(id) => super::consumer::as_classic_description(st, g, ops),
             None if req.version >= 6 => DescribedGroup {
                 group_id: id.clone(),
                 error_code: ErrorCode::GROUP_ID_NOT_FOUND.0,
@@ -304,7 +309,7 @@ pub(crate) fn describe_groups(b: &mut Broker, req: Req, m: &DescribeGroupsReques
             },
         })
         .collect();
-    b.respond(req, &ResponseBody::DescribeGroups(DescribeGroupsResponse { groups, ..Default::default() }));
+    fx.respond(req, ResponseBody::DescribeGroups(DescribeGroupsResponse { groups, ..Default::default() }));
 }
 
 /// Kafka describes members' metadata and assignments only in Stable.
@@ -334,12 +339,12 @@ fn describe(g: &ClassicGroup, ops: i32) -> DescribedGroup {
     }
 }
 
-pub(crate) fn delete_groups(b: &mut Broker, req: Req, m: &DeleteGroupsRequest) {
+pub(crate) fn delete_groups(st: &mut State, fx: &mut Effects, req: Req, m: &DeleteGroupsRequest) {
     let mut results = Vec::with_capacity(m.groups_names.len());
     let mut keys = Vec::new();
     for id in &m.groups_names {
-        let consumer = b.groups.consumer.get(id).map(|g| g.members.is_empty());
-        let code = match b.groups.classic.get(id) {
+        let consumer = st.groups.consumer.get(id).map(|g| g.members.is_empty());
+        let code = match st.groups.classic.get(id) {
             _ if id.is_empty() => ErrorCode::INVALID_GROUP_ID,
             None if consumer == Some(false) => ErrorCode::NON_EMPTY_GROUP,
             None if consumer == Some(true) => ErrorCode::NONE,
@@ -349,35 +354,35 @@ pub(crate) fn delete_groups(b: &mut Broker, req: Req, m: &DeleteGroupsRequest) {
             Some(_) => ErrorCode::NONE,
         };
         if code == ErrorCode::NONE
-            && let Some(mut g) = b.groups.consumer.remove(id)
+            && let Some(mut g) = st.groups.consumer.remove(id)
         {
             g.kill();
             keys.push(group_key(id));
-            for (topic, partition) in b.groups.offsets.remove_group(id) {
+            for (topic, partition) in st.groups.offsets.remove_group(id) {
                 keys.push(offset_key(id, &topic, partition));
             }
         }
         if code == ErrorCode::NONE
-            && let Some(mut g) = b.groups.classic.remove(id)
+            && let Some(mut g) = st.groups.classic.remove(id)
         {
             g.kill();
-            b.timers.cancel(&Timer::Group(GroupTimer::Join { group: id.clone() }));
+            fx.cancel(&Timer::Group(GroupTimer::Join { group: id.clone() }));
             keys.push(group_key(id));
-            for (topic, partition) in b.groups.offsets.remove_group(id) {
+            for (topic, partition) in st.groups.offsets.remove_group(id) {
                 keys.push(offset_key(id, &topic, partition));
             }
         }
         results.push(DeletableGroupResult { group_id: id.clone(), error_code: code.0, ..Default::default() });
     }
     let body = ResponseBody::DeleteGroups(DeleteGroupsResponse { results, ..Default::default() });
-    let job = super::reply_after(b, req, body, keys.len(), finish_delete_groups);
+    let job = super::reply_after(st, fx, req, body, keys.len(), Then::DeleteGroups);
     for (part, key) in keys.into_iter().enumerate() {
-        b.storage(CmdOwner::Job { job, part }, Command::Put { key, value: None });
+        fx.storage(CmdOwner::Job { job, part }, Command::Put { key, value: None });
     }
 }
 
 /// A failed tombstone leaves the group's data stored: report it on every group deleted.
-fn finish_delete_groups(_: &mut Broker, job: &mut ReplyJob) {
+pub(crate) fn finish_delete_groups(job: &mut ReplyJob) {
     if job.results.iter().all(Option::is_none) {
         return;
     }

@@ -1,7 +1,7 @@
 //! ListOffsets (earliest, latest, max-timestamp, and by-timestamp lookups through the store)
 //! and OffsetForLeaderEpoch. kelp's only leader epoch is 0.
 
-use crate::broker::{Broker, CmdOwner, JobId, Req};
+use super::{CmdOwner, Effects};
 use crate::codec::ErrorCode;
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::list_offsets::{
@@ -11,6 +11,8 @@ use crate::codec::generated::offset_for_leader_epoch::{
     EpochEndOffset, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
 };
 use crate::io::{Command, Completion, PartitionKey};
+use crate::request::Req;
+use crate::state::{JobId, State};
 
 /// ListOffsets' special timestamps.
 const LATEST: i64 = -1;
@@ -38,11 +40,11 @@ fn epoch_error(current_leader_epoch: i32) -> Option<ErrorCode> {
     }
 }
 
-pub(crate) fn handle(b: &mut Broker, req: Req, m: ListOffsetsRequest) {
+pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ListOffsetsRequest) {
     let mut resp = ListOffsetsResponse::default();
     let mut lookups = Vec::new();
     for (ti, t) in m.topics.iter().enumerate() {
-        let topic = b.topic_by_name(&t.name).map(|x| x.id);
+        let topic = st.topics.by_name(&t.name).map(|x| x.id);
         let mut tr = ListOffsetsTopicResponse { name: t.name.clone(), ..Default::default() };
         for (pi, p) in t.partitions.iter().enumerate() {
             let mut pr = ListOffsetsPartitionResponse {
@@ -53,7 +55,7 @@ pub(crate) fn handle(b: &mut Broker, req: Req, m: ListOffsetsRequest) {
                 ..Default::default()
             };
             let key = topic.map(|id| PartitionKey { topic_id: id, partition: p.partition_index });
-            match key.and_then(|k| b.partition(k).map(|l| (k, l))) {
+            match key.and_then(|k| st.topics.partition(k).map(|l| (k, l))) {
                 None => pr.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
                 Some(_) if epoch_error(p.current_leader_epoch).is_some() => {
                     pr.error_code = epoch_error(p.current_leader_epoch).unwrap_or(ErrorCode::NONE).0;
@@ -79,17 +81,17 @@ pub(crate) fn handle(b: &mut Broker, req: Req, m: ListOffsetsRequest) {
         resp.topics.push(tr);
     }
     if lookups.is_empty() {
-        return b.respond(req, &ResponseBody::ListOffsets(resp));
+        return fx.respond(req, ResponseBody::ListOffsets(resp));
     }
     let parts = lookups.iter().map(|(_, _, ti, pi, hwm)| (*ti, *pi, *hwm)).collect();
-    let job = b.park(super::Job::ListOffsets(ListOffsetsJob { req, resp, parts, pending: lookups.len() }));
+    let job = fx.park(super::Job::ListOffsets(ListOffsetsJob { req, resp, parts, pending: lookups.len() }));
     for (part, (partition, timestamp, ..)) in lookups.into_iter().enumerate() {
-        b.storage(CmdOwner::Job { job, part }, Command::FindOffset { partition, timestamp });
+        fx.storage(CmdOwner::Job { job, part }, Command::FindOffset { partition, timestamp });
     }
 }
 
-pub(crate) fn lookup_done(b: &mut Broker, job: JobId, part: usize, result: Completion) {
-    let Some(super::Job::ListOffsets(j)) = b.jobs.get_mut(&job) else { return };
+pub(crate) fn lookup_done(fx: &mut Effects, job: JobId, part: usize, result: Completion) {
+    let Some(super::Job::ListOffsets(j)) = fx.jobs.get_mut(&job) else { return };
     let (ti, pi, hwm) = j.parts[part];
     let pr = &mut j.resp.topics[ti].partitions[pi];
     match result {
@@ -101,21 +103,21 @@ pub(crate) fn lookup_done(b: &mut Broker, job: JobId, part: usize, result: Compl
     }
     j.pending -= 1;
     if j.pending == 0
-        && let Some(super::Job::ListOffsets(j)) = b.jobs.remove(&job)
+        && let Some(super::Job::ListOffsets(j)) = fx.jobs.remove(&job)
     {
-        b.respond(j.req, &ResponseBody::ListOffsets(j.resp));
+        fx.respond(j.req, ResponseBody::ListOffsets(j.resp));
     }
 }
 
-pub(crate) fn offset_for_leader_epoch(b: &mut Broker, req: Req, m: &OffsetForLeaderEpochRequest) {
+pub(crate) fn offset_for_leader_epoch(st: &mut State, fx: &mut Effects, req: Req, m: &OffsetForLeaderEpochRequest) {
     let mut resp = OffsetForLeaderEpochResponse::default();
     for t in &m.topics {
-        let topic = b.topic_by_name(&t.topic).map(|x| x.id);
+        let topic = st.topics.by_name(&t.topic).map(|x| x.id);
         let mut tr = OffsetForLeaderTopicResult { topic: t.topic.clone(), ..Default::default() };
         for p in &t.partitions {
             let mut e =
                 EpochEndOffset { partition: p.partition, leader_epoch: -1, end_offset: -1, ..Default::default() };
-            let log = topic.and_then(|id| b.partition(PartitionKey { topic_id: id, partition: p.partition }));
+            let log = topic.and_then(|id| st.topics.partition(PartitionKey { topic_id: id, partition: p.partition }));
             match log {
                 None => e.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
                 Some(_) if epoch_error(p.current_leader_epoch).is_some() => {
@@ -129,5 +131,5 @@ pub(crate) fn offset_for_leader_epoch(b: &mut Broker, req: Req, m: &OffsetForLea
         }
         resp.topics.push(tr);
     }
-    b.respond(req, &ResponseBody::OffsetForLeaderEpoch(resp));
+    fx.respond(req, ResponseBody::OffsetForLeaderEpoch(resp));
 }

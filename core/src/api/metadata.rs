@@ -4,7 +4,8 @@
 //! Metadata may create topics (auto-create, when enabled and the client allows it); the answer
 //! then waits until the new topics are stored.
 
-use crate::broker::{Broker, Req, Topic};
+use super::Effects;
+use super::Then;
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::describe_cluster::{
     DescribeClusterBroker, DescribeClusterRequest, DescribeClusterResponse,
@@ -17,6 +18,8 @@ use crate::codec::generated::metadata::{
     MetadataRequest, MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use crate::codec::{ErrorCode, KStr, Uuid};
+use crate::request::Req;
+use crate::state::{State, Topic};
 use crate::topics;
 
 use super::admin;
@@ -33,8 +36,8 @@ pub const TOPIC_OPS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) 
 /// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
 pub const CLUSTER_OPS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
-fn partitions(b: &Broker, t: &Topic) -> Vec<MetadataResponsePartition> {
-    let node = b.cfg.node_id;
+fn partitions(st: &State, t: &Topic) -> Vec<MetadataResponsePartition> {
+    let node = st.cfg.node_id;
     (0..t.partitions.len())
         .map(|i| MetadataResponsePartition {
             partition_index: i32::try_from(i).unwrap_or(i32::MAX),
@@ -47,11 +50,11 @@ fn partitions(b: &Broker, t: &Topic) -> Vec<MetadataResponsePartition> {
         .collect()
 }
 
-fn topic_entry(b: &Broker, t: &Topic, ops: bool) -> MetadataResponseTopic {
+fn topic_entry(st: &State, t: &Topic, ops: bool) -> MetadataResponseTopic {
     MetadataResponseTopic {
         name: Some(t.name.clone()),
         topic_id: t.id,
-        partitions: partitions(b, t),
+        partitions: partitions(st, t),
         topic_authorized_operations: if ops { TOPIC_OPS } else { OPS_NOT_REQUESTED },
         ..Default::default()
     }
@@ -67,18 +70,18 @@ fn error_entry(name: Option<KStr>, id: Uuid, code: ErrorCode) -> MetadataRespons
     }
 }
 
-pub(crate) fn handle(b: &mut Broker, req: Req, m: MetadataRequest) {
+pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: MetadataRequest) {
     let ops = m.include_topic_authorized_operations;
     let mut resp = MetadataResponse {
         brokers: vec![MetadataResponseBroker {
-            node_id: b.cfg.node_id,
-            host: b.cfg.advertised_host.clone(),
-            port: b.cfg.advertised_port,
-            rack: b.cfg.rack.clone(),
+            node_id: st.cfg.node_id,
+            host: st.cfg.advertised_host.clone(),
+            port: st.cfg.advertised_port,
+            rack: st.cfg.rack.clone(),
             ..Default::default()
         }],
-        cluster_id: Some(b.cfg.cluster_id.clone()),
-        controller_id: b.cfg.node_id,
+        cluster_id: Some(st.cfg.cluster_id.clone()),
+        controller_id: st.cfg.node_id,
         cluster_authorized_operations: if m.include_cluster_authorized_operations {
             CLUSTER_OPS
         } else {
@@ -92,34 +95,32 @@ pub(crate) fn handle(b: &mut Broker, req: Req, m: MetadataRequest) {
         Some(t) => t.is_empty() && req.version == 0,
     };
     if all {
-        let mut names: Vec<&Topic> = b.topics.values().filter(|t| !t.pending).collect();
-        names.sort_by(|x, y| x.name.cmp(&y.name));
-        resp.topics = names.into_iter().map(|t| topic_entry(b, t, ops)).collect();
-        return b.respond(req, &ResponseBody::Metadata(resp));
+        resp.topics = st.topics.visible_by_name().into_iter().map(|t| topic_entry(st, t, ops)).collect();
+        return fx.respond(req, ResponseBody::Metadata(resp));
     }
-    let auto_create = b.cfg.auto_create_topics && (req.version < 4 || m.allow_auto_topic_creation);
+    let auto_create = st.cfg.auto_create_topics && (req.version < 4 || m.allow_auto_topic_creation);
     let mut created = Vec::new();
     for rt in m.topics.unwrap_or_default() {
         let entry = match &rt.name {
             None if rt.topic_id == Uuid::ZERO => error_entry(None, Uuid::ZERO, ErrorCode::INVALID_REQUEST),
-            None => match b.topic_by_id(rt.topic_id) {
-                Some(t) => topic_entry(b, t, ops),
+            None => match st.topics.by_id(rt.topic_id) {
+                Some(t) => topic_entry(st, t, ops),
                 None => error_entry(None, rt.topic_id, ErrorCode::UNKNOWN_TOPIC_ID),
             },
-            Some(name) => match b.topic_by_name(name) {
-                Some(t) => topic_entry(b, t, ops),
+            Some(name) => match st.topics.by_name(name) {
+                Some(t) => topic_entry(st, t, ops),
                 None if topics::validate_name(name).is_err() => {
                     error_entry(Some(name.clone()), Uuid::ZERO, ErrorCode::INVALID_TOPIC_EXCEPTION)
                 }
-                None if auto_create && !b.names.contains_key(name.as_str()) => {
-                    let partitions = b.cfg.default_partitions;
-                    match admin::create_pending_topic(b, name.clone(), partitions, Vec::new()) {
+                None if auto_create && !st.topics.name_taken(name) => {
+                    let partitions = st.cfg.default_partitions;
+                    match st.topics.create_pending(&st.cfg, &mut st.rng, name.clone(), partitions, Vec::new()) {
                         Ok(id) => created.push(id),
-                        Err((code, _)) => resp.topics.push(error_entry(Some(name.clone()), Uuid::ZERO, code)),
+                        Err(e) => resp.topics.push(error_entry(Some(name.clone()), Uuid::ZERO, e.code)),
                     }
                     continue;
                 }
-                None if b.names.contains_key(name.as_str()) => {
+                None if st.topics.name_taken(name) => {
                     // Being created by another request right now.
                     error_entry(Some(name.clone()), Uuid::ZERO, ErrorCode::LEADER_NOT_AVAILABLE)
                 }
@@ -129,40 +130,38 @@ pub(crate) fn handle(b: &mut Broker, req: Req, m: MetadataRequest) {
         resp.topics.push(entry);
     }
     if created.is_empty() {
-        return b.respond(req, &ResponseBody::Metadata(resp));
+        return fx.respond(req, ResponseBody::Metadata(resp));
     }
     // Answer once the auto-created topics are stored; each part stores one topic.
-    let job = super::reply_after(b, req, ResponseBody::Metadata(resp), created.len(), finish_auto_create);
-    if let Some(super::Job::Reply(r)) = b.jobs.get_mut(&job) {
-        r.flag = ops;
-    }
-    admin::store_pending_topics(b, job, &created);
+    let then = Then::AutoCreate { topics: created.clone(), include_ops: ops };
+    let job = super::reply_after(st, fx, req, ResponseBody::Metadata(resp), created.len(), then);
+    admin::store_pending_topics(st, fx, job, &created);
 }
 
 /// Adds the auto-created topics to the metadata answer (or reports their failure).
-fn finish_auto_create(b: &mut Broker, job: &mut super::ReplyJob) {
-    let settled = admin::settle_pending_topics(b, job);
-    let ops = job.flag;
+pub(crate) fn finish_auto_create(st: &mut State, job: &mut super::ReplyJob) {
+    let Then::AutoCreate { topics, include_ops } = &job.then else { return };
+    let (settled, ops) = (admin::settle_pending_topics(st, topics, &job.results), *include_ops);
     let ResponseBody::Metadata(resp) = &mut job.body else { return };
     for (id, failure) in settled {
-        match (b.topics.get(&id), failure) {
-            (Some(t), None) => resp.topics.push(topic_entry(b, t, ops)),
+        match (st.topics.get(id), failure) {
+            (Some(t), None) => resp.topics.push(topic_entry(st, t, ops)),
             (_, Some((name, code))) => resp.topics.push(error_entry(Some(name), Uuid::ZERO, code)),
             (None, None) => {}
         }
     }
 }
 
-pub(crate) fn describe_cluster(b: &mut Broker, req: Req, m: &DescribeClusterRequest) {
+pub(crate) fn describe_cluster(st: &mut State, fx: &mut Effects, req: Req, m: &DescribeClusterRequest) {
     let mut resp = DescribeClusterResponse {
         endpoint_type: m.endpoint_type,
-        cluster_id: b.cfg.cluster_id.clone(),
-        controller_id: b.cfg.node_id,
+        cluster_id: st.cfg.cluster_id.clone(),
+        controller_id: st.cfg.node_id,
         brokers: vec![DescribeClusterBroker {
-            broker_id: b.cfg.node_id,
-            host: b.cfg.advertised_host.clone(),
-            port: b.cfg.advertised_port,
-            rack: b.cfg.rack.clone(),
+            broker_id: st.cfg.node_id,
+            host: st.cfg.advertised_host.clone(),
+            port: st.cfg.advertised_port,
+            rack: st.cfg.rack.clone(),
             is_fenced: false,
             ..Default::default()
         }],
@@ -179,13 +178,18 @@ pub(crate) fn describe_cluster(b: &mut Broker, req: Req, m: &DescribeClusterRequ
         resp.error_message = Some(KStr::from("kelp only has broker endpoints"));
         resp.brokers.clear();
     }
-    b.respond(req, &ResponseBody::DescribeCluster(resp));
+    fx.respond(req, ResponseBody::DescribeCluster(resp));
 }
 
-pub(crate) fn describe_topic_partitions(b: &mut Broker, req: Req, m: &DescribeTopicPartitionsRequest) {
-    let node = b.cfg.node_id;
+pub(crate) fn describe_topic_partitions(
+    st: &mut State,
+    fx: &mut Effects,
+    req: Req,
+    m: &DescribeTopicPartitionsRequest,
+) {
+    let node = st.cfg.node_id;
     let mut wanted: Vec<KStr> = if m.topics.is_empty() {
-        b.topics.values().filter(|t| !t.pending).map(|t| t.name.clone()).collect()
+        st.topics.visible().map(|t| t.name.clone()).collect()
     } else {
         m.topics.iter().map(|t| t.name.clone()).collect()
     };
@@ -204,7 +208,7 @@ pub(crate) fn describe_topic_partitions(b: &mut Broker, req: Req, m: &DescribeTo
             resp.next_cursor = Some(ResponseCursor { topic_name: name, partition_index: 0, ..Default::default() });
             break;
         }
-        let Some(t) = b.topic_by_name(&name) else {
+        let Some(t) = st.topics.by_name(&name) else {
             let code = if topics::validate_name(&name).is_err() {
                 ErrorCode::INVALID_TOPIC_EXCEPTION
             } else {
@@ -249,5 +253,5 @@ pub(crate) fn describe_topic_partitions(b: &mut Broker, req: Req, m: &DescribeTo
             break;
         }
     }
-    b.respond(req, &ResponseBody::DescribeTopicPartitions(resp));
+    fx.respond(req, ResponseBody::DescribeTopicPartitions(resp));
 }

@@ -1,12 +1,15 @@
 //! Request handlers, one module per API family, and the jobs they park while storage works.
 //!
-//! A handler either answers at once (`Broker::respond`) or parks a [`Job`] whose parts are
-//! storage commands or high-watermark waits; [`job_completed`] resumes it. Handlers never do
-//! IO and never block.
+//! Every handler is a function over the broker's [`State`] and an effect sink
+//! ([`Effects`]): it reads and changes the state, and asks for replies, storage commands,
+//! timers and closes through the sink, which the broker carries out. A handler either answers
+//! at once or parks a [`Job`] whose parts are storage commands or high-watermark waits;
+//! [`job_completed`] resumes it. Handlers never do IO, never block, and never see the broker.
 
 pub mod admin;
 pub mod api_versions;
 pub mod consumer;
+pub(crate) mod effects;
 pub mod fetch;
 pub mod group;
 pub mod list_offsets;
@@ -14,11 +17,23 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer;
+pub(crate) mod recovery;
+pub(crate) mod resync;
+pub(crate) mod retention;
+#[cfg(test)]
+mod tests;
+pub(crate) mod waiters;
 
-use crate::broker::{Broker, JobId, Req};
+use std::net::SocketAddr;
+
+pub(crate) use effects::{CmdOwner, Effects, Timer};
+
 use crate::codec::generated::{RequestBody, ResponseBody};
 use crate::codec::{ApiKey, KStr, Uuid};
+use crate::group::Client;
 use crate::io::{Completion, PartitionKey, StorageError};
+use crate::request::Req;
+use crate::state::{JobId, State};
 
 /// The APIs this broker answers, with the versions it serves (what ApiVersions advertises).
 /// Produce is listed from v0 although v0-v2 get UNSUPPORTED_VERSION, as Kafka 4 does: older
@@ -62,39 +77,51 @@ pub fn served(api: ApiKey, version: i16) -> bool {
     SERVED.iter().any(|(k, lo, hi)| *k == api && (*lo..=*hi).contains(&version))
 }
 
+/// Who a group's member is: the request header's client id and the peer's address, as
+/// DescribeGroups and ConsumerGroupDescribe report them.
+fn client(client_id: Option<KStr>, peer: SocketAddr) -> Client {
+    Client { id: client_id.unwrap_or_default(), host: KStr::from(format!("/{}", peer.ip())) }
+}
+
 /// Hands a decoded request to its handler.
-pub(crate) fn dispatch(b: &mut Broker, req: Req, client_id: Option<KStr>, body: RequestBody) {
+pub(crate) fn dispatch(
+    st: &mut State,
+    fx: &mut Effects,
+    req: Req,
+    (client_id, peer): (Option<KStr>, SocketAddr),
+    body: RequestBody,
+) {
     match body {
-        RequestBody::FindCoordinator(m) => group::find_coordinator(b, req, &m),
-        RequestBody::JoinGroup(m) => group::join_group(b, req, client_id, &m),
-        RequestBody::SyncGroup(m) => group::sync_group(b, req, &m),
-        RequestBody::Heartbeat(m) => group::heartbeat(b, req, &m),
-        RequestBody::LeaveGroup(m) => group::leave_group(b, req, &m),
-        RequestBody::ListGroups(m) => group::list_groups(b, req, &m),
-        RequestBody::DescribeGroups(m) => group::describe_groups(b, req, &m),
-        RequestBody::DeleteGroups(m) => group::delete_groups(b, req, &m),
-        RequestBody::OffsetCommit(m) => offsets::offset_commit(b, req, &m),
-        RequestBody::OffsetFetch(m) => offsets::offset_fetch(b, req, &m),
-        RequestBody::OffsetDelete(m) => offsets::offset_delete(b, req, &m),
-        RequestBody::ConsumerGroupHeartbeat(m) => consumer::heartbeat(b, req, client_id, &m),
-        RequestBody::ConsumerGroupDescribe(m) => consumer::describe(b, req, &m),
-        RequestBody::ApiVersions(m) => api_versions::handle(b, req, &m),
-        RequestBody::Metadata(m) => metadata::handle(b, req, m),
-        RequestBody::Produce(m) => produce::handle(b, req, m),
-        RequestBody::Fetch(m) => fetch::handle(b, req, m),
-        RequestBody::ListOffsets(m) => list_offsets::handle(b, req, m),
-        RequestBody::InitProducerId(m) => producer::init_producer_id(b, req, &m),
-        RequestBody::DescribeProducers(m) => producer::describe_producers(b, req, &m),
-        RequestBody::CreateTopics(m) => admin::create_topics(b, req, m),
-        RequestBody::DeleteTopics(m) => admin::delete_topics(b, req, m),
-        RequestBody::CreatePartitions(m) => admin::create_partitions(b, req, m),
-        RequestBody::DescribeConfigs(m) => admin::describe_configs(b, req, &m),
-        RequestBody::AlterConfigs(m) => admin::alter_configs(b, req, m),
-        RequestBody::IncrementalAlterConfigs(m) => admin::incremental_alter_configs(b, req, m),
-        RequestBody::DeleteRecords(m) => admin::delete_records(b, req, m),
-        RequestBody::DescribeCluster(m) => metadata::describe_cluster(b, req, &m),
-        RequestBody::DescribeTopicPartitions(m) => metadata::describe_topic_partitions(b, req, &m),
-        RequestBody::OffsetForLeaderEpoch(m) => list_offsets::offset_for_leader_epoch(b, req, &m),
+        RequestBody::FindCoordinator(m) => group::find_coordinator(st, fx, req, &m),
+        RequestBody::JoinGroup(m) => group::join_group(st, fx, req, client(client_id, peer), &m),
+        RequestBody::SyncGroup(m) => group::sync_group(st, fx, req, &m),
+        RequestBody::Heartbeat(m) => group::heartbeat(st, fx, req, &m),
+        RequestBody::LeaveGroup(m) => group::leave_group(st, fx, req, &m),
+        RequestBody::ListGroups(m) => group::list_groups(st, fx, req, &m),
+        RequestBody::DescribeGroups(m) => group::describe_groups(st, fx, req, &m),
+        RequestBody::DeleteGroups(m) => group::delete_groups(st, fx, req, &m),
+        RequestBody::OffsetCommit(m) => offsets::offset_commit(st, fx, req, &m),
+        RequestBody::OffsetFetch(m) => offsets::offset_fetch(st, fx, req, &m),
+        RequestBody::OffsetDelete(m) => offsets::offset_delete(st, fx, req, &m),
+        RequestBody::ConsumerGroupHeartbeat(m) => consumer::heartbeat(st, fx, req, client(client_id, peer), &m),
+        RequestBody::ConsumerGroupDescribe(m) => consumer::describe(st, fx, req, &m),
+        RequestBody::ApiVersions(m) => api_versions::handle(fx, req, &m),
+        RequestBody::Metadata(m) => metadata::handle(st, fx, req, m),
+        RequestBody::Produce(m) => produce::handle(st, fx, req, m),
+        RequestBody::Fetch(m) => fetch::handle(st, fx, req, m),
+        RequestBody::ListOffsets(m) => list_offsets::handle(st, fx, req, m),
+        RequestBody::InitProducerId(m) => producer::init_producer_id(st, fx, req, &m),
+        RequestBody::DescribeProducers(m) => producer::describe_producers(st, fx, req, &m),
+        RequestBody::CreateTopics(m) => admin::create_topics(st, fx, req, m),
+        RequestBody::DeleteTopics(m) => admin::delete_topics(st, fx, req, m),
+        RequestBody::CreatePartitions(m) => admin::create_partitions(st, fx, req, m),
+        RequestBody::DescribeConfigs(m) => admin::describe_configs(st, fx, req, &m),
+        RequestBody::AlterConfigs(m) => admin::alter_configs(st, fx, req, m),
+        RequestBody::IncrementalAlterConfigs(m) => admin::incremental_alter_configs(st, fx, req, m),
+        RequestBody::DeleteRecords(m) => admin::delete_records(st, fx, req, m),
+        RequestBody::DescribeCluster(m) => metadata::describe_cluster(st, fx, req, &m),
+        RequestBody::DescribeTopicPartitions(m) => metadata::describe_topic_partitions(st, fx, req, &m),
+        RequestBody::OffsetForLeaderEpoch(m) => list_offsets::offset_for_leader_epoch(st, fx, req, &m),
         other => {
             // `served` admitted it, so a handler must exist: a broken invariant, not input.
             unreachable!("no handler for served API {:?}", other.api_key());
@@ -111,12 +138,43 @@ pub(crate) enum Job {
     Fetch(fetch::FetchJob),
     /// A list-offsets waiting for timestamp lookups.
     ListOffsets(list_offsets::ListOffsetsJob),
-    /// A response waiting for storage commands; `finish` applies their results.
+    /// A response waiting for storage commands; its [`Then`] applies their results.
     Reply(Box<ReplyJob>),
     /// A group's metadata being stored.
     GroupStore(group::StoreJob),
     /// Offset commits being stored.
     Commit(Box<offsets::CommitJob>),
+}
+
+/// What a [`ReplyJob`] does with its storage results before the response leaves: one
+/// variant per kind of request, carrying what its parts act on, in part order.
+#[derive(Debug)]
+pub(crate) enum Then {
+    /// CreateTopics: each part stores a pending topic.
+    CreateTopics(Vec<Uuid>),
+    /// Metadata with auto-creation: each part stores a pending topic; `include_ops` says
+    /// whether the request asked for authorized operations.
+    AutoCreate {
+        /// The pending topics.
+        topics: Vec<Uuid>,
+        /// Whether authorized operations were asked for.
+        include_ops: bool,
+    },
+    /// DeleteTopics: each part deletes a topic.
+    DeleteTopics(Vec<Uuid>),
+    /// CreatePartitions: each part stores a topic's new record; the key names the topic and
+    /// its partition count before.
+    CreatePartitions(Vec<PartitionKey>),
+    /// AlterConfigs and IncrementalAlterConfigs: each part stores a topic's new record.
+    AlterConfigs(Vec<Uuid>),
+    /// DeleteRecords: each part moves a partition's log start.
+    DeleteRecords(Vec<PartitionKey>),
+    /// InitProducerId: the part stores a producer id reservation ending at this id.
+    ReserveProducerIds(i64),
+    /// DeleteGroups: each part deletes a group's stored data.
+    DeleteGroups,
+    /// OffsetDelete: each part deletes a committed offset.
+    OffsetDelete,
 }
 
 /// A response that is sent once every storage command it waits for has completed.
@@ -127,67 +185,60 @@ pub(crate) struct ReplyJob {
     pub waiting: usize,
     /// Each part's failure, if it failed.
     pub results: Vec<Option<StorageError>>,
-    /// Applies the results (error codes, making created topics visible, ...).
-    pub finish: fn(&mut Broker, &mut ReplyJob),
-    /// The topics the parts act on, in part order (when they act on topics).
-    pub topics: Vec<Uuid>,
-    /// The partitions the parts act on, in part order (when they act on partitions).
-    pub partitions: Vec<PartitionKey>,
-    /// A per-API flag `finish` needs (Metadata: whether authorized operations were asked for).
-    pub flag: bool,
-    /// A per-API number `finish` needs (InitProducerId: the end of the block being stored).
-    pub num: i64,
+    /// What the results change in the state and the response.
+    pub then: Then,
 }
 
 /// Parks a [`ReplyJob`] waiting for `parts` storage results (answers at once when zero).
 pub(crate) fn reply_after(
-    b: &mut Broker,
+    st: &mut State,
+    fx: &mut Effects,
     req: Req,
     body: ResponseBody,
     parts: usize,
-    finish: fn(&mut Broker, &mut ReplyJob),
+    then: Then,
 ) -> JobId {
-    let job = ReplyJob {
-        req,
-        body,
-        waiting: parts,
-        results: vec![None; parts],
-        finish,
-        topics: Vec::new(),
-        partitions: Vec::new(),
-        flag: false,
-        num: 0,
-    };
-    let id = b.park(Job::Reply(Box::new(job)));
+    let job = ReplyJob { req, body, waiting: parts, results: vec![None; parts], then };
+    let id = fx.park(Job::Reply(Box::new(job)));
     if parts == 0 {
-        job_completed_reply(b, id);
+        job_completed_reply(st, fx, id);
     }
     id
 }
 
 /// Resumes part `part` of `job` with a storage result.
-pub(crate) fn job_completed(b: &mut Broker, job: JobId, part: usize, result: Completion) {
-    let Some(j) = b.jobs.get_mut(&job) else { return };
+pub(crate) fn job_completed(st: &mut State, fx: &mut Effects, job: JobId, part: usize, result: Completion) {
+    let Some(j) = fx.jobs.get_mut(&job) else { return };
     match j {
-        Job::Produce(_) => produce::part_done(b, job, part, result),
-        Job::Fetch(_) => fetch::read_done(b, job, part, result),
-        Job::ListOffsets(_) => list_offsets::lookup_done(b, job, part, result),
-        Job::GroupStore(_) => group::store_done(b, job, result),
-        Job::Commit(_) => offsets::commit_done(b, job, part, result),
+        Job::Produce(_) => produce::part_done(fx, job, part, result),
+        Job::Fetch(_) => fetch::read_done(st, fx, job, part, result),
+        Job::ListOffsets(_) => list_offsets::lookup_done(fx, job, part, result),
+        Job::GroupStore(_) => group::store_done(st, fx, job, result),
+        Job::Commit(_) => offsets::commit_done(st, fx, job, part, result),
         Job::Reply(r) => {
             if let Completion::Failed(e) = result {
                 r.results[part] = Some(e);
             }
             r.waiting -= 1;
             if r.waiting == 0 {
-                job_completed_reply(b, job);
+                job_completed_reply(st, fx, job);
             }
         }
     }
 }
 
-fn job_completed_reply(b: &mut Broker, job: JobId) {
-    let Some(Job::Reply(mut r)) = b.jobs.remove(&job) else { return };
-    (r.finish)(b, &mut r);
-    b.respond(r.req, &r.body);
+fn job_completed_reply(st: &mut State, fx: &mut Effects, job: JobId) {
+    let Some(Job::Reply(mut r)) = fx.jobs.remove(&job) else { return };
+    match &r.then {
+        Then::CreateTopics(_) => admin::finish_create_topics(st, &mut r),
+        Then::AutoCreate { .. } => metadata::finish_auto_create(st, &mut r),
+        Then::DeleteTopics(_) => admin::finish_delete_topics(&mut r),
+        Then::CreatePartitions(_) => admin::finish_create_partitions(st, fx, &mut r),
+        Then::AlterConfigs(_) => admin::finish_failures_by_name(st, &mut r),
+        Then::DeleteRecords(_) => admin::finish_delete_records(st, &mut r),
+        Then::ReserveProducerIds(_) => producer::finish_reserve(st, &mut r),
+        Then::DeleteGroups => group::finish_delete_groups(&mut r),
+        Then::OffsetDelete => offsets::finish_offset_delete(&mut r),
+    }
+    fx.respond(r.req, r.body);
 }

@@ -7,7 +7,7 @@
 //! still being stored as UNSTABLE_OFFSET_COMMIT.
 
 use super::Job;
-use crate::broker::{Broker, CmdOwner, JobId, Req};
+use super::{CmdOwner, Effects};
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::offset_commit::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -23,6 +23,8 @@ use crate::codec::{ErrorCode, KStr, Uuid};
 use crate::group::classic::{ClassicGroup, GroupState};
 use crate::group::{CommittedOffset, encode_offset, offset_key};
 use crate::io::{Command, Completion};
+use crate::request::Req;
+use crate::state::{JobId, State};
 
 /// One partition's commit being stored.
 #[derive(Debug)]
@@ -46,23 +48,23 @@ pub(crate) struct CommitJob {
 }
 
 /// Whether `topic` exists with partition `p`.
-fn partition_exists(b: &Broker, topic: &str, p: i32) -> bool {
-    b.topic_by_name(topic).is_some_and(|t| usize::try_from(p).is_ok_and(|p| p < t.partitions.len()))
+fn partition_exists(st: &State, topic: &str, p: i32) -> bool {
+    st.topics.by_name(topic).is_some_and(|t| usize::try_from(p).is_ok_and(|p| p < t.partitions.len()))
 }
 
 /// The group-level check of a commit; creates the Empty group of a simple consumer.
-fn check_commit_group(b: &mut Broker, req: Req, m: &OffsetCommitRequest) -> Result<(), ErrorCode> {
+fn check_commit_group(st: &mut State, req: Req, m: &OffsetCommitRequest) -> Result<(), ErrorCode> {
     if m.group_id.is_empty() {
         return Err(ErrorCode::INVALID_GROUP_ID);
     }
     let generation = m.generation_id_or_member_epoch;
-    if let Some(g) = b.groups.consumer.get(&m.group_id) {
+    if let Some(g) = st.groups.consumer.get(&m.group_id) {
         return g.validate_commit(&m.member_id, generation, req.version);
     }
-    match b.groups.classic.get(&m.group_id) {
+    match st.groups.classic.get(&m.group_id) {
         Some(g) => g.validate_commit(&m.member_id, m.group_instance_id.as_ref(), generation),
         None if generation < 0 => {
-            b.groups.classic.insert(m.group_id.clone(), ClassicGroup::new(m.group_id.clone()));
+            st.groups.classic.insert(m.group_id.clone(), ClassicGroup::new(m.group_id.clone()));
             Ok(())
         }
         // v9+ says so; older clients expect ILLEGAL_GENERATION.
@@ -71,20 +73,22 @@ fn check_commit_group(b: &mut Broker, req: Req, m: &OffsetCommitRequest) -> Resu
     }
 }
 
-pub(crate) fn offset_commit(b: &mut Broker, req: Req, m: &OffsetCommitRequest) {
-    let group_error = check_commit_group(b, req, m).err();
+pub(crate) fn offset_commit(st: &mut State, fx: &mut Effects, req: Req, m: &OffsetCommitRequest) {
+    let group_error = check_commit_group(st, req, m).err();
     let mut resp = OffsetCommitResponse::default();
     let mut parts = Vec::new();
     for (ti, t) in m.topics.iter().enumerate() {
         let name =
-            if req.version >= 10 { b.topic_by_id(t.topic_id).map(|x| x.name.clone()) } else { Some(t.name.clone()) };
+            if req.version >= 10 { st.topics.by_id(t.topic_id).map(|x| x.name.clone()) } else { Some(t.name.clone()) };
         let mut rt = OffsetCommitResponseTopic { name: t.name.clone(), topic_id: t.topic_id, ..Default::default() };
         for (pi, p) in t.partitions.iter().enumerate() {
             let code = match &name {
                 _ if group_error.is_some() => group_error.unwrap_or(ErrorCode::NONE),
                 None => ErrorCode::UNKNOWN_TOPIC_ID,
-                Some(n) if !partition_exists(b, n, p.partition_index) => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(_) if p.committed_metadata.as_ref().is_some_and(|x| x.len() > b.cfg.offset_metadata_max_bytes) => {
+                Some(n) if !partition_exists(st, n, p.partition_index) => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(_)
+                    if p.committed_metadata.as_ref().is_some_and(|x| x.len() > st.cfg.offset_metadata_max_bytes) =>
+                {
                     ErrorCode::OFFSET_METADATA_TOO_LARGE
                 }
                 Some(n) => {
@@ -92,7 +96,7 @@ pub(crate) fn offset_commit(b: &mut Broker, req: Req, m: &OffsetCommitRequest) {
                         offset: p.committed_offset,
                         leader_epoch: p.committed_leader_epoch,
                         metadata: Some(p.committed_metadata.clone().unwrap_or_default()),
-                        commit_timestamp: b.now.wall_ms,
+                        commit_timestamp: st.now.wall_ms,
                     };
                     let (group, topic) = (m.group_id.clone(), n.clone());
                     parts.push(CommitPart { group, topic, partition: p.partition_index, value, slot: (ti, pi) });
@@ -108,25 +112,25 @@ pub(crate) fn offset_commit(b: &mut Broker, req: Req, m: &OffsetCommitRequest) {
         resp.topics.push(rt);
     }
     if parts.is_empty() {
-        return b.respond(req, &ResponseBody::OffsetCommit(resp));
+        return fx.respond(req, ResponseBody::OffsetCommit(resp));
     }
     let puts: Vec<Command> = parts
         .iter()
         .map(|p| {
-            b.groups.offsets.begin(&p.group, &p.topic, p.partition);
+            st.groups.offsets.begin(&p.group, &p.topic, p.partition);
             Command::Put { key: offset_key(&p.group, &p.topic, p.partition), value: Some(encode_offset(&p.value)) }
         })
         .collect();
     let n = parts.len();
-    let job = b.park(Job::Commit(Box::new(CommitJob { req, resp, waiting: n, parts, failed: vec![false; n] })));
+    let job = fx.park(Job::Commit(Box::new(CommitJob { req, resp, waiting: n, parts, failed: vec![false; n] })));
     for (part, put) in puts.into_iter().enumerate() {
-        b.storage(CmdOwner::Job { job, part }, put);
+        fx.storage(CmdOwner::Job { job, part }, put);
     }
 }
 
 /// One commit write completed.
-pub(crate) fn commit_done(b: &mut Broker, job: JobId, part: usize, result: Completion) {
-    let Some(Job::Commit(j)) = b.jobs.get_mut(&job) else { return };
+pub(crate) fn commit_done(st: &mut State, fx: &mut Effects, job: JobId, part: usize, result: Completion) {
+    let Some(Job::Commit(j)) = fx.jobs.get_mut(&job) else { return };
     if !matches!(result, Completion::Done)
         && let Some(f) = j.failed.get_mut(part)
     {
@@ -136,37 +140,37 @@ pub(crate) fn commit_done(b: &mut Broker, job: JobId, part: usize, result: Compl
     if j.waiting > 0 {
         return;
     }
-    let Some(Job::Commit(mut j)) = b.jobs.remove(&job) else { return };
+    let Some(Job::Commit(mut j)) = fx.jobs.remove(&job) else { return };
     for (p, failed) in j.parts.into_iter().zip(j.failed) {
-        b.groups.offsets.end(&p.group, &p.topic, p.partition);
+        st.groups.offsets.end(&p.group, &p.topic, p.partition);
         // A group deleted meanwhile keeps nothing (its tombstones were written after this).
-        if !failed && b.groups.exists(&p.group) {
-            b.groups.offsets.set(&p.group, &p.topic, p.partition, p.value);
+        if !failed && st.groups.exists(&p.group) {
+            st.groups.offsets.set(&p.group, &p.topic, p.partition, p.value);
         } else if let Some(slot) = j.resp.topics.get_mut(p.slot.0).and_then(|t| t.partitions.get_mut(p.slot.1)) {
             slot.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.0;
         }
     }
-    b.respond(j.req, &ResponseBody::OffsetCommit(j.resp));
+    fx.respond(j.req, ResponseBody::OffsetCommit(j.resp));
 }
 
 /// One partition's fetched offset: (offset, leader epoch, metadata, error).
-fn fetch_one(b: &Broker, group: &KStr, topic: &KStr, p: i32, require_stable: bool) -> (i64, i32, KStr, ErrorCode) {
-    if require_stable && b.groups.offsets.unstable(group, topic, p) {
+fn fetch_one(st: &State, group: &KStr, topic: &KStr, p: i32, require_stable: bool) -> (i64, i32, KStr, ErrorCode) {
+    if require_stable && st.groups.offsets.unstable(group, topic, p) {
         return (-1, -1, KStr::default(), ErrorCode::UNSTABLE_OFFSET_COMMIT);
     }
-    match b.groups.offsets.get(group, topic, p) {
+    match st.groups.offsets.get(group, topic, p) {
         Some(o) => (o.offset, o.leader_epoch, o.metadata.clone().unwrap_or_default(), ErrorCode::NONE),
         None => (-1, -1, KStr::default(), ErrorCode::NONE),
     }
 }
 
 /// (topic, partitions asked) for a group: every committed partition when `asked` is None.
-fn wanted(b: &Broker, group: &KStr, asked: Option<Vec<(KStr, Vec<i32>)>>) -> Vec<(KStr, Vec<i32>)> {
+fn wanted(st: &State, group: &KStr, asked: Option<Vec<(KStr, Vec<i32>)>>) -> Vec<(KStr, Vec<i32>)> {
     if let Some(a) = asked {
         return a;
     }
     let mut out: Vec<(KStr, Vec<i32>)> = Vec::new();
-    for ((topic, p), _) in b.groups.offsets.of_group(group) {
+    for ((topic, p), _) in st.groups.offsets.of_group(group) {
         match out.last_mut() {
             Some((t, ps)) if t == topic => ps.push(*p),
             _ => out.push((topic.clone(), vec![*p])),
@@ -175,18 +179,18 @@ fn wanted(b: &Broker, group: &KStr, asked: Option<Vec<(KStr, Vec<i32>)>>) -> Vec
     out
 }
 
-pub(crate) fn offset_fetch(b: &mut Broker, req: Req, m: &OffsetFetchRequest) {
+pub(crate) fn offset_fetch(st: &mut State, fx: &mut Effects, req: Req, m: &OffsetFetchRequest) {
     let require_stable = req.version >= 7 && m.require_stable;
     if req.version < 8 {
         let asked =
             m.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect());
-        let topics = wanted(b, &m.group_id, asked)
+        let topics = wanted(st, &m.group_id, asked)
             .into_iter()
             .map(|(name, ps)| OffsetFetchResponseTopic {
                 partitions: ps
                     .into_iter()
                     .map(|p| {
-                        let (offset, epoch, metadata, code) = fetch_one(b, &m.group_id, &name, p, require_stable);
+                        let (offset, epoch, metadata, code) = fetch_one(st, &m.group_id, &name, p, require_stable);
                         OffsetFetchResponsePartition {
                             partition_index: p,
                             committed_offset: offset,
@@ -202,7 +206,7 @@ pub(crate) fn offset_fetch(b: &mut Broker, req: Req, m: &OffsetFetchRequest) {
             })
             .collect();
         let resp = OffsetFetchResponse { topics, ..Default::default() };
-        return b.respond(req, &ResponseBody::OffsetFetch(resp));
+        return fx.respond(req, ResponseBody::OffsetFetch(resp));
     }
     let by_id = req.version >= 10;
     let groups = m
@@ -210,7 +214,7 @@ pub(crate) fn offset_fetch(b: &mut Broker, req: Req, m: &OffsetFetchRequest) {
         .iter()
         .map(|g| {
             let member_check =
-                b.groups.consumer.get(&g.group_id).map(|c| c.validate_fetch(g.member_id.as_ref(), g.member_epoch));
+                st.groups.consumer.get(&g.group_id).map(|c| c.validate_fetch(g.member_id.as_ref(), g.member_epoch));
             if let Some(Err(code)) = member_check {
                 return OffsetFetchResponseGroup {
                     group_id: g.group_id.clone(),
@@ -223,7 +227,7 @@ pub(crate) fn offset_fetch(b: &mut Broker, req: Req, m: &OffsetFetchRequest) {
                 ts.iter()
                     .map(|t| {
                         let name = if by_id {
-                            b.topic_by_id(t.topic_id).map(|x| x.name.clone()).unwrap_or_default()
+                            st.topics.by_id(t.topic_id).map(|x| x.name.clone()).unwrap_or_default()
                         } else {
                             t.name.clone()
                         };
@@ -233,10 +237,10 @@ pub(crate) fn offset_fetch(b: &mut Broker, req: Req, m: &OffsetFetchRequest) {
             });
             let list: Vec<(KStr, Uuid, Vec<i32>)> = match asked {
                 Some(a) => a,
-                None => wanted(b, &g.group_id, None)
+                None => wanted(st, &g.group_id, None)
                     .into_iter()
                     .filter_map(|(n, ps)| {
-                        let id = b.topic_by_name(&n).map_or(Uuid::ZERO, |t| t.id);
+                        let id = st.topics.by_name(&n).map_or(Uuid::ZERO, |t| t.id);
                         (!by_id || id != Uuid::ZERO).then_some((n, id, ps))
                     })
                     .collect(),
@@ -248,7 +252,7 @@ pub(crate) fn offset_fetch(b: &mut Broker, req: Req, m: &OffsetFetchRequest) {
                         .into_iter()
                         .map(|p| {
                             let (offset, epoch, metadata, mut code) =
-                                fetch_one(b, &g.group_id, &name, p, require_stable);
+                                fetch_one(st, &g.group_id, &name, p, require_stable);
                             if by_id && name.is_empty() {
                                 code = ErrorCode::UNKNOWN_TOPIC_ID;
                             }
@@ -270,12 +274,12 @@ pub(crate) fn offset_fetch(b: &mut Broker, req: Req, m: &OffsetFetchRequest) {
             OffsetFetchResponseGroup { group_id: g.group_id.clone(), topics, ..Default::default() }
         })
         .collect();
-    b.respond(req, &ResponseBody::OffsetFetch(OffsetFetchResponse { groups, ..Default::default() }));
+    fx.respond(req, ResponseBody::OffsetFetch(OffsetFetchResponse { groups, ..Default::default() }));
 }
 
-pub(crate) fn offset_delete(b: &mut Broker, req: Req, m: &OffsetDeleteRequest) {
-    let consumer = b.groups.consumer.get(&m.group_id).map(|g| g.members.is_empty());
-    let group_error = match b.groups.classic.get(&m.group_id) {
+pub(crate) fn offset_delete(st: &mut State, fx: &mut Effects, req: Req, m: &OffsetDeleteRequest) {
+    let consumer = st.groups.consumer.get(&m.group_id).map(|g| g.members.is_empty());
+    let group_error = match st.groups.classic.get(&m.group_id) {
         None if consumer.is_some() => None,
         None => Some(ErrorCode::GROUP_ID_NOT_FOUND),
         Some(g) => match g.state() {
@@ -290,20 +294,20 @@ pub(crate) fn offset_delete(b: &mut Broker, req: Req, m: &OffsetDeleteRequest) {
     let mut resp = OffsetDeleteResponse::default();
     if let Some(code) = group_error {
         resp.error_code = code.0;
-        return b.respond(req, &ResponseBody::OffsetDelete(resp));
+        return fx.respond(req, ResponseBody::OffsetDelete(resp));
     }
     let mut keys = Vec::new();
     for t in &m.topics {
-        let subscribed = b.groups.classic.get(&m.group_id).is_some_and(|g| g.subscribed_to(&t.name))
-            || b.groups.consumer.get(&m.group_id).is_some_and(|g| g.subscribed_to(&t.name));
+        let subscribed = st.groups.classic.get(&m.group_id).is_some_and(|g| g.subscribed_to(&t.name))
+            || st.groups.consumer.get(&m.group_id).is_some_and(|g| g.subscribed_to(&t.name));
         let mut rt = OffsetDeleteResponseTopic { name: t.name.clone(), ..Default::default() };
         for p in &t.partitions {
-            let code = if !partition_exists(b, &t.name, p.partition_index) {
+            let code = if !partition_exists(st, &t.name, p.partition_index) {
                 ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
             } else if subscribed {
                 ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC
             } else {
-                if b.groups.offsets.remove(&m.group_id, &t.name, p.partition_index) {
+                if st.groups.offsets.remove(&m.group_id, &t.name, p.partition_index) {
                     keys.push(offset_key(&m.group_id, &t.name, p.partition_index));
                 }
                 ErrorCode::NONE
@@ -313,13 +317,13 @@ pub(crate) fn offset_delete(b: &mut Broker, req: Req, m: &OffsetDeleteRequest) {
         }
         resp.topics.push(rt);
     }
-    let job = super::reply_after(b, req, ResponseBody::OffsetDelete(resp), keys.len(), finish_offset_delete);
+    let job = super::reply_after(st, fx, req, ResponseBody::OffsetDelete(resp), keys.len(), super::Then::OffsetDelete);
     for (part, key) in keys.into_iter().enumerate() {
-        b.storage(CmdOwner::Job { job, part }, Command::Put { key, value: None });
+        fx.storage(CmdOwner::Job { job, part }, Command::Put { key, value: None });
     }
 }
 
-fn finish_offset_delete(_: &mut Broker, job: &mut super::ReplyJob) {
+pub(crate) fn finish_offset_delete(job: &mut super::ReplyJob) {
     if job.results.iter().any(Option::is_some)
         && let ResponseBody::OffsetDelete(r) = &mut job.body
     {

@@ -6,7 +6,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::broker::{Broker, CmdOwner, JobId, Req};
+use super::{CmdOwner, Effects};
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::produce::{
     BatchIndexAndErrorMessage, PartitionProduceData, PartitionProduceResponse, ProduceRequest, ProduceResponse,
@@ -16,6 +16,8 @@ use crate::codec::{ErrorCode, KStr, Uuid, Writer};
 use crate::io::{BatchSummary, CloseReason, Command, Completion, PartitionKey};
 use crate::log::SequenceCheck;
 use crate::records::{RecordBatch, TimestampType, rewrite};
+use crate::request::Req;
+use crate::state::{HwmWaiter, JobId, State};
 
 /// A produce waiting for its appends to reach the high watermark.
 #[derive(Debug)]
@@ -35,13 +37,13 @@ enum Outcome {
     Accepted { base_offset: i64, log_append_time: i64, visible_at: i64 },
 }
 
-pub(crate) fn handle(b: &mut Broker, req: Req, m: ProduceRequest) {
+pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceRequest) {
     let acks = m.acks;
     let mut resp = ProduceResponse::default();
     let mut waits: Vec<(PartitionKey, i64, usize, usize)> = Vec::new();
     let mut any_error = false;
     for (ti, td) in m.topic_data.into_iter().enumerate() {
-        let topic_id = if req.version >= 13 { Some(td.topic_id) } else { b.topic_by_name(&td.name).map(|t| t.id) };
+        let topic_id = if req.version >= 13 { Some(td.topic_id) } else { st.topics.by_name(&td.name).map(|t| t.id) };
         let mut tr = TopicProduceResponse { name: td.name.clone(), topic_id: td.topic_id, ..Default::default() };
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
             let index = pd.index;
@@ -50,11 +52,11 @@ pub(crate) fn handle(b: &mut Broker, req: Req, m: ProduceRequest) {
                 Outcome::Error(ErrorCode::INVALID_TXN_STATE, Some("kelp does not serve transactions"))
             } else if !matches!(acks, -1..=1) {
                 Outcome::Error(ErrorCode::INVALID_REQUIRED_ACKS, None)
-            } else if req.version >= 13 && topic_id.and_then(|id| b.topic_by_id(id)).is_none() {
+            } else if req.version >= 13 && topic_id.and_then(|id| st.topics.by_id(id)).is_none() {
                 // v13 names topics by id (KIP-516); Kafka answers an unknown one so.
                 Outcome::Error(ErrorCode::UNKNOWN_TOPIC_ID, None)
             } else {
-                append(b, topic_id, pd)
+                append(st, fx, topic_id, pd)
             };
             let mut pr = PartitionProduceResponse {
                 index,
@@ -83,7 +85,7 @@ pub(crate) fn handle(b: &mut Broker, req: Req, m: ProduceRequest) {
                     pr.log_append_time_ms = log_append_time;
                     if let Some(id) = topic_id {
                         let key = PartitionKey { topic_id: id, partition: index };
-                        pr.log_start_offset = b.partition(key).map_or(-1, |p| p.log_start());
+                        pr.log_start_offset = st.topics.partition(key).map_or(-1, |p| p.log_start());
                         waits.push((key, visible_at, ti, pi));
                     }
                 }
@@ -94,30 +96,30 @@ pub(crate) fn handle(b: &mut Broker, req: Req, m: ProduceRequest) {
     }
     if acks == 0 {
         if any_error {
-            b.close(req.conn, CloseReason::Undecodable(crate::codec::DecodeError::Invalid("acks=0 produce failed")));
+            fx.close(req.conn, CloseReason::Undecodable(crate::codec::DecodeError::Invalid("acks=0 produce failed")));
         } else {
-            b.respond_nothing(req);
+            fx.respond_nothing(req);
         }
         return;
     }
-    let job = b.park(super::Job::Produce(ProduceJob { req, resp, parts: Vec::new(), waiting: 0 }));
+    let job = fx.park(super::Job::Produce(ProduceJob { req, resp, parts: Vec::new(), waiting: 0 }));
     for (key, target, ti, pi) in waits {
-        let hwm = b.partition(key).map_or(i64::MAX, |p| p.hwm());
+        let hwm = st.topics.partition(key).map_or(i64::MAX, |p| p.hwm());
         if target <= hwm {
             continue;
         }
-        let Some(super::Job::Produce(j)) = b.jobs.get_mut(&job) else { return };
+        let Some(super::Job::Produce(j)) = fx.jobs.get_mut(&job) else { return };
         let part = j.parts.len();
         j.parts.push((ti, pi));
         j.waiting += 1;
-        b.hwm_waiters.entry(key).or_default().push((target, job, part));
+        st.waiters.hwm.entry(key).or_default().push(HwmWaiter { target, job, part });
     }
-    finish_if_done(b, job);
+    finish_if_done(fx, job);
 }
 
 /// Validates and appends one partition's batch.
-fn append(b: &mut Broker, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Outcome {
-    let Some(topic) = topic_id.and_then(|id| b.topic_by_id(id)) else {
+fn append(st: &mut State, fx: &mut Effects, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Outcome {
+    let Some(topic) = topic_id.and_then(|id| st.topics.by_id(id)) else {
         return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
     };
     let settings = topic.settings.clone();
@@ -125,7 +127,9 @@ fn append(b: &mut Broker, topic_id: Option<Uuid>, pd: PartitionProduceData) -> O
     let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
         return Outcome::Error(ErrorCode::INVALID_RECORD, Some("the partition's record set is empty"));
     };
-    let Some(part) = b.partition(key) else { return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None) };
+    let Some(part) = st.topics.partition(key) else {
+        return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
+    };
     if records.len() > usize::try_from(settings.max_message_bytes).unwrap_or(0) {
         return Outcome::Error(ErrorCode::MESSAGE_TOO_LARGE, None);
     }
@@ -140,7 +144,7 @@ fn append(b: &mut Broker, topic_id: Option<Uuid>, pd: PartitionProduceData) -> O
             Some("produce requests v3+ must hold exactly one record batch"),
         );
     }
-    if let Err(e) = batch.validate_full(b.cfg.max_decompressed_batch) {
+    if let Err(e) = batch.validate_full(st.cfg.max_decompressed_batch) {
         return Outcome::Error(e.error_code(), None);
     }
     if batch.records_count() <= 0 {
@@ -153,7 +157,7 @@ fn append(b: &mut Broker, topic_id: Option<Uuid>, pd: PartitionProduceData) -> O
         return Outcome::Error(ErrorCode::INVALID_TXN_STATE, Some("kelp does not serve transactions"));
     }
     if !settings.log_append_time && batch.timestamp_type() == TimestampType::CreateTime {
-        let now = b.now.wall_ms;
+        let now = st.now.wall_ms;
         let early = now.saturating_sub(settings.timestamp_before_max_ms);
         let late = now.saturating_add(settings.timestamp_after_max_ms);
         if batch.base_timestamp() < early || batch.max_timestamp() > late {
@@ -184,10 +188,12 @@ fn append(b: &mut Broker, topic_id: Option<Uuid>, pd: PartitionProduceData) -> O
             SequenceCheck::Reject(code) => return Outcome::Error(code, None),
         }
     }
-    let now = b.now.wall_ms;
+    let now = st.now.wall_ms;
     let max_timestamp = if settings.log_append_time { now } else { batch.max_timestamp() };
-    let cmd = b.reserve_cmd(CmdOwner::Append(key));
-    let Some(part) = b.partition_mut(key) else { return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None) };
+    let cmd = fx.reserve_cmd(CmdOwner::Append(key));
+    let Some(part) = st.topics.partition_mut(key) else {
+        return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
+    };
     let base_offset = part.assign(cmd, count, max_timestamp);
     let last_offset = base_offset + count - 1;
     if producer_id >= 0 {
@@ -202,7 +208,7 @@ fn append(b: &mut Broker, topic_id: Option<Uuid>, pd: PartitionProduceData) -> O
         });
     }
     let stored = stamp(&records, base_offset, settings.log_append_time.then_some(now));
-    b.emit_cmd(cmd, Command::Append { partition: key, base_offset, last_offset, max_timestamp, batches: stored });
+    fx.emit_cmd(cmd, Command::Append { partition: key, base_offset, last_offset, max_timestamp, batches: stored });
     Outcome::Accepted {
         base_offset,
         log_append_time: if settings.log_append_time { now } else { -1 },
@@ -230,8 +236,8 @@ fn stamp(records: &Bytes, base_offset: i64, log_append_time: Option<i64>) -> Byt
 }
 
 /// One partition's append became visible (or failed).
-pub(crate) fn part_done(b: &mut Broker, job: JobId, part: usize, result: Completion) {
-    let Some(super::Job::Produce(j)) = b.jobs.get_mut(&job) else { return };
+pub(crate) fn part_done(fx: &mut Effects, job: JobId, part: usize, result: Completion) {
+    let Some(super::Job::Produce(j)) = fx.jobs.get_mut(&job) else { return };
     if let Completion::Failed(e) = result {
         let (ti, pi) = j.parts[part];
         let pr = &mut j.resp.responses[ti].partition_responses[pi];
@@ -240,25 +246,25 @@ pub(crate) fn part_done(b: &mut Broker, job: JobId, part: usize, result: Complet
         pr.log_append_time_ms = -1;
     }
     j.waiting -= 1;
-    finish_if_done(b, job);
+    finish_if_done(fx, job);
 }
 
-fn finish_if_done(b: &mut Broker, job: JobId) {
-    if !matches!(b.jobs.get(&job), Some(super::Job::Produce(j)) if j.waiting == 0) {
+fn finish_if_done(fx: &mut Effects, job: JobId) {
+    if !matches!(fx.jobs.get(&job), Some(super::Job::Produce(j)) if j.waiting == 0) {
         return;
     }
-    let Some(super::Job::Produce(j)) = b.jobs.remove(&job) else { return };
-    b.respond(j.req, &ResponseBody::Produce(j.resp));
+    let Some(super::Job::Produce(j)) = fx.jobs.remove(&job) else { return };
+    fx.respond(j.req, ResponseBody::Produce(j.resp));
 }
 
 /// Produce v0-v2 (message formats Kafka 4 dropped): every partition gets UNSUPPORTED_VERSION.
 /// The generated codec does not carry those versions, so this reads the few fields it needs
 /// (v0-v2 share one request layout) and writes the v0-v2 response by hand.
-pub(crate) fn legacy_version(b: &mut Broker, req: Req, body: Bytes) {
-    match legacy_response(&body, req.version) {
-        Some(resp) => b.respond_raw(req, resp),
+pub(crate) fn legacy_version(fx: &mut Effects, req: Req, body: &Bytes) {
+    match legacy_response(body, req.version) {
+        Some(resp) => fx.respond_raw(req, resp),
         None => {
-            b.close(req.conn, CloseReason::Undecodable(crate::codec::DecodeError::Invalid("produce v0-v2 request")))
+            fx.close(req.conn, CloseReason::Undecodable(crate::codec::DecodeError::Invalid("produce v0-v2 request")))
         }
     }
 }

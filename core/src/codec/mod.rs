@@ -13,6 +13,7 @@
 
 #[cfg(feature = "arbitrary")]
 pub mod arbitrary;
+mod enums;
 mod error;
 mod frame;
 pub mod generated;
@@ -20,6 +21,7 @@ mod reader;
 mod types;
 mod writer;
 
+pub use enums::{AlterConfigOp, ConfigResourceType, ConfigSource};
 pub use error::DecodeError;
 pub use frame::{decode_request_header, encode_request_frame};
 pub use generated::api_key::{ApiInfo, ApiKey, SUPPORTED_APIS};

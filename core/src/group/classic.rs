@@ -13,13 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use crate::broker::Req;
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::join_group::{JoinGroupRequest, JoinGroupResponse, JoinGroupResponseMember};
 use crate::codec::generated::sync_group::{SyncGroupRequest, SyncGroupResponse};
 use crate::codec::{ErrorCode, KStr};
-use crate::config::Config;
-use crate::rng::Rng;
+use crate::request::Req;
 use crate::time::{Duration, Instant};
 
 /// A classic group's state, named as Kafka names it in ListGroups and DescribeGroups.
@@ -219,17 +217,8 @@ pub enum Effect {
     Store(StoreThen),
 }
 
-/// What handlers read and where they write.
-pub struct Ctx<'a> {
-    /// The current time.
-    pub now: Instant,
-    /// Limits and timeouts.
-    pub cfg: &'a Config,
-    /// For member ids.
-    pub rng: &'a mut Rng,
-    /// The effects, in order.
-    pub out: &'a mut Vec<Effect>,
-}
+/// What the classic coordinator reads and where it writes its effects.
+pub type Ctx<'a> = super::Ctx<'a, Effect>;
 
 impl Ctx<'_> {
     fn reply(&mut self, req: Req, body: ResponseBody) {
@@ -237,14 +226,7 @@ impl Ctx<'_> {
     }
 }
 
-/// Who sent a JoinGroup: the request header's client id and the peer's host.
-#[derive(Clone, Debug)]
-pub struct Client {
-    /// The client id.
-    pub id: KStr,
-    /// The host.
-    pub host: KStr,
-}
+pub use super::Client;
 
 /// A classic consumer group.
 #[derive(Debug)]

@@ -154,26 +154,10 @@ pub enum Effect {
     Store,
 }
 
-/// What handlers read and where they write.
-pub struct Ctx<'a> {
-    /// The current time.
-    pub now: Instant,
-    /// Limits and timeouts.
-    pub cfg: &'a Config,
-    /// For member ids.
-    pub rng: &'a mut Rng,
-    /// The effects, in order.
-    pub out: &'a mut Vec<Effect>,
-}
+/// What the KIP-848 coordinator reads and where it writes its effects.
+pub type Ctx<'a> = super::Ctx<'a, Effect>;
 
-/// Who sent a heartbeat.
-#[derive(Clone, Debug, Default)]
-pub struct Client {
-    /// The request header's client id.
-    pub id: KStr,
-    /// The peer's host.
-    pub host: KStr,
-}
+pub use super::Client;
 
 /// A successful heartbeat's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -48,6 +48,29 @@ use classic::{ClassicGroup, GroupTimer, Member};
 use consumer::{ConsumerGroup, ConsumerTimer};
 pub use offsets::{CommittedOffset, Offsets};
 
+/// What a coordinator (classic or KIP-848) reads and where it writes its effects: the
+/// coordinators are pure, and the handlers in [`crate::api`] carry the effects out.
+pub struct Ctx<'a, E> {
+    /// The current time.
+    pub now: Instant,
+    /// Limits and timeouts.
+    pub cfg: &'a crate::config::Config,
+    /// For member ids.
+    pub rng: &'a mut crate::rng::Rng,
+    /// The effects, in order.
+    pub out: &'a mut Vec<E>,
+}
+
+/// Who a member is, as DescribeGroups and ConsumerGroupDescribe report it: the request
+/// header's client id and the peer's host (`/` and its IP address, as Kafka writes it).
+#[derive(Clone, Debug, Default)]
+pub struct Client {
+    /// The request header's client id.
+    pub id: KStr,
+    /// The peer's host.
+    pub host: KStr,
+}
+
 /// Prefix of group metadata keys.
 pub const GROUP_PREFIX: &[u8] = b"group/";
 /// Prefix of committed offset keys.

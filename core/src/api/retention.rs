@@ -8,18 +8,17 @@
 //! (earliest), Fetch (OFFSET_OUT_OF_RANGE below it) and DeleteRecords agree with the data.
 //! The log start is the core's: the store only proposes, and a proposal never moves it back.
 
-use crate::broker::{Broker, CmdOwner, Timer};
+use super::{CmdOwner, Effects, Timer};
 use crate::io::{Command, Completion, PartitionKey};
+use crate::state::State;
 
 /// Sends the retention commands due now and arms the next check.
-pub(crate) fn check(b: &mut Broker) {
-    let wall = b.now.wall_ms;
+pub(crate) fn check(st: &mut State, fx: &mut Effects) {
+    let wall = st.now.wall_ms;
     let mut cmds = Vec::new();
     // By topic name, not in the topic map's (hash) order: the same inputs must give the same
     // commands in the same order.
-    let mut topics: Vec<_> = b.topics.values().filter(|t| !t.pending).collect();
-    topics.sort_unstable_by(|x, y| x.name.cmp(&y.name));
-    for t in topics {
+    for t in st.topics.visible_by_name() {
         let s = &t.settings;
         let older_than = (s.retention_ms >= 0).then(|| wall.saturating_sub(s.retention_ms));
         let max_bytes = u64::try_from(s.retention_bytes).ok();
@@ -33,26 +32,26 @@ pub(crate) fn check(b: &mut Broker) {
     for c in cmds {
         let Command::Retain { partition, .. } = &c else { continue };
         let owner = CmdOwner::Retain(*partition);
-        b.storage(owner, c);
+        fx.storage(owner, c);
     }
-    arm(b);
+    arm(st, fx);
 }
 
 /// Arms the next retention check.
-pub(crate) fn arm(b: &mut Broker) {
+pub(crate) fn arm(st: &mut State, fx: &mut Effects) {
     // At least a millisecond apart: a zero interval must not fire again within one tick.
-    let interval = b.cfg.retention_check_interval.max(crate::time::Duration::from_millis(1));
-    let at = b.now.mono + interval;
-    b.timers.arm(Timer::Retention, at);
+    let interval = st.cfg.retention_check_interval.max(crate::time::Duration::from_millis(1));
+    let at = st.now.mono + interval;
+    fx.arm(Timer::Retention, at);
 }
 
 /// The store answered a [`Command::Retain`] for `key`.
-pub(crate) fn done(b: &mut Broker, key: PartitionKey, result: &Completion) {
+pub(crate) fn done(st: &mut State, key: PartitionKey, result: &Completion) {
     let Completion::LogStart { offset, max_timestamp } = result else {
         // A failed check changes nothing; the next one tries again.
         return;
     };
-    if let Some(p) = b.partition_mut(key) {
+    if let Some(p) = st.topics.partition_mut(key) {
         // The store never deletes at or beyond the high watermark it was given, and the high
         // watermark only grows, so this cannot fail; if a store misbehaves, keep the old start.
         let ok = p.retained(*offset, *max_timestamp);

@@ -6,8 +6,9 @@
 //! doubles with each further one up to [`RESYNC_RETRY_MAX`] (a store that is down is not
 //! asked in a tight loop; one that is back is asked again within that).
 
-use crate::broker::{Broker, CmdOwner, Timer};
+use super::{CmdOwner, Effects, Timer};
 use crate::io::{Command, Completion, PartitionKey};
+use crate::state::State;
 
 /// How long to wait before asking the store for a partition's end again after it failed.
 const RESYNC_RETRY: crate::time::Duration = crate::time::Duration::from_millis(100);
@@ -21,17 +22,17 @@ fn backoff(failures: u32) -> crate::time::Duration {
 }
 
 /// Sends [`Command::RecoverPartition`] for `key` if the partition wants it now.
-pub(crate) fn ask(b: &mut Broker, key: PartitionKey) {
-    let Some(p) = b.partition_mut(key) else { return };
+pub(crate) fn ask(st: &mut State, fx: &mut Effects, key: PartitionKey) {
+    let Some(p) = st.topics.partition_mut(key) else { return };
     if p.take_resync_request() {
         let from = p.hwm();
-        b.storage(CmdOwner::Resync(key), Command::RecoverPartition { partition: key, from });
+        fx.storage(CmdOwner::Resync(key), Command::RecoverPartition { partition: key, from });
     }
 }
 
 /// The store answered [`Command::RecoverPartition`] for `key`.
-pub(crate) fn done(b: &mut Broker, key: PartitionKey, result: Completion) {
-    let Some(p) = b.partition_mut(key) else { return };
+pub(crate) fn done(st: &mut State, fx: &mut Effects, key: PartitionKey, result: Completion) {
+    let Some(p) = st.topics.partition_mut(key) else { return };
     let adopted = match &result {
         // An end below the high watermark would lose acknowledged records: not adopted, asked
         // again (a SeaweedMQ broker that has just restarted reports 0 until it has loaded the
@@ -45,9 +46,9 @@ pub(crate) fn done(b: &mut Broker, key: PartitionKey, result: Completion) {
     };
     let failures = p.resync_failures();
     match adopted {
-        Ok(Some(hwm)) => b.hwm_moved(key, hwm),
+        Ok(Some(hwm)) => super::waiters::hwm_moved(st, fx, key, hwm),
         Ok(None) => {}
-        Err(_) => b.timers.arm(Timer::Resync(key), b.now.mono + backoff(failures)),
+        Err(_) => fx.arm(Timer::Resync(key), st.now.mono + backoff(failures)),
     }
 }
 

@@ -1,0 +1,51 @@
+//! The store's start-up recovery: topics, partition extents, producer ids and groups are
+//! rebuilt from what the store reports, and the timers they need are armed.
+
+use super::{Effects, Timer};
+use crate::io::{Completion, PartitionKey};
+use crate::log::PartitionLog;
+use crate::state::{State, Topic};
+use crate::time::Duration;
+use crate::topics::TopicSettings;
+
+/// How long to wait before asking a store that failed to recover again: a store that answers
+/// at once (an outage) must not be asked in a tight loop.
+const RECOVER_RETRY: Duration = Duration::from_millis(100);
+
+/// The store answered `Command::Recover`. Returns whether the state is recovered (else
+/// recovery is asked for again shortly: a store that is starting up answers Unavailable
+/// until it is ready).
+pub(crate) fn recovered(st: &mut State, fx: &mut Effects, result: Completion) -> bool {
+    let Completion::Recovered(rec) = result else {
+        fx.arm(Timer::RecoverRetry, st.now.mono + RECOVER_RETRY);
+        return false;
+    };
+    for t in &rec.topics {
+        let partitions =
+            (0..t.partitions).map(|p| PartitionLog::new(PartitionKey { topic_id: t.id, partition: p })).collect();
+        st.topics.insert(Topic {
+            name: t.name.clone(),
+            id: t.id,
+            overrides: t.configs.clone(),
+            settings: TopicSettings::resolve(&st.cfg, &t.configs),
+            partitions,
+            pending: false,
+        });
+    }
+    for (key, extent) in &rec.partitions {
+        if let Some(p) = st.topics.partition_mut(*key) {
+            *p = PartitionLog::recovered(*key, extent);
+        }
+    }
+    st.producer_ids.recover(&rec.values, st.topics.visible());
+    let (groups, timers, consumer_timers) = crate::group::Groups::recover(&rec.values, st.now.mono, &st.cfg);
+    st.groups = groups;
+    for (t, at) in timers {
+        fx.arm(Timer::Group(t), at);
+    }
+    for (t, at) in consumer_timers {
+        fx.arm(Timer::Consumer(t), at);
+    }
+    super::retention::arm(st, fx);
+    true
+}
