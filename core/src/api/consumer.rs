@@ -22,6 +22,7 @@ use crate::codec::generated::consumer_protocol_assignment::{
 use crate::codec::generated::consumer_protocol_subscription::ConsumerProtocolSubscription;
 use crate::codec::generated::describe_groups::{DescribedGroup as ClassicDescribed, DescribedGroupMember};
 use crate::codec::{ErrorCode, KStr, Message, Writer};
+use crate::error::KafkaError;
 use crate::group::assignor::{Assignment, TopicInfo};
 use crate::group::classic::{GroupState, StoreThen};
 use crate::group::consumer::{Client, ConsumerGroup, ConsumerTimer, Ctx, Effect};
@@ -94,7 +95,7 @@ fn put_group(st: &mut State, group: &KStr) -> Option<(Command, u64)> {
 }
 
 pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Client, m: &ConsumerGroupHeartbeatRequest) {
-    if let Err((code, msg)) = crate::group::consumer::validate_request(m) {
+    if let Err(KafkaError { code, message: msg }) = crate::group::consumer::validate_request(m) {
         return fx.respond(req, error_response(code, msg));
     }
     if let Some(classic) = st.groups.classic.get(&m.group_id) {
@@ -130,7 +131,7 @@ pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Clie
             assignment: beat.assignment.as_ref().map(wire_assignment),
             ..Default::default()
         }),
-        Err((code, msg)) => error_response(code, msg),
+        Err(KafkaError { code, message }) => error_response(code, message),
     };
     if failed && created && st.groups.consumer.get(&m.group_id).is_some_and(|g| g.members.is_empty()) {
         // A refused first member leaves no group behind.

@@ -119,99 +119,150 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceReque
 
 /// Validates and appends one partition's batch.
 fn append(st: &mut State, fx: &mut Effects, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Outcome {
-    let Some(topic) = topic_id.and_then(|id| st.topics.by_id(id)) else {
-        return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
-    };
-    let settings = topic.settings.clone();
+    match validate(st, topic_id, pd) {
+        Ok(Checked::New(batch)) => assign(st, fx, batch),
+        Ok(Checked::Duplicate(outcome)) | Err(outcome) => outcome,
+    }
+}
+
+/// A batch that passed every check, ready for offsets.
+struct ValidBatch {
+    key: PartitionKey,
+    records: Bytes,
+    /// Records in the batch (last offset delta + 1).
+    count: i64,
+    /// The idempotent producer's id, epoch and sequences, when it has a producer id.
+    producer: Option<ProducerSeq>,
+    /// The batch's largest record timestamp (CreateTime).
+    max_timestamp: i64,
+    /// Whether the topic stamps the broker's time on records.
+    log_append_time: bool,
+}
+
+/// An idempotent producer's batch: who sent it and the sequences it covers.
+struct ProducerSeq {
+    id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    last_sequence: i32,
+}
+
+/// What validation found.
+enum Checked {
+    /// A batch to append.
+    New(ValidBatch),
+    /// A retry of a batch already appended: answered as the original was.
+    Duplicate(Outcome),
+}
+
+fn refuse(code: ErrorCode, msg: &'static str) -> Outcome {
+    Outcome::Error(code, Some(msg))
+}
+
+/// Kafka's checks on a produced batch, in Kafka's order; reads the state, changes nothing.
+fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Result<Checked, Outcome> {
+    let unknown = Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
+    let Some(topic) = topic_id.and_then(|id| st.topics.by_id(id)) else { return Err(unknown) };
+    let settings = &topic.settings;
     let key = PartitionKey { topic_id: topic.id, partition: pd.index };
     let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
-        return Outcome::Error(ErrorCode::INVALID_RECORD, Some("the partition's record set is empty"));
+        return Err(refuse(ErrorCode::INVALID_RECORD, "the partition's record set is empty"));
     };
-    let Some(part) = st.topics.partition(key) else {
-        return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
-    };
+    let Some(part) = st.topics.partition(key) else { return Err(unknown) };
     if records.len() > usize::try_from(settings.max_message_bytes).unwrap_or(0) {
-        return Outcome::Error(ErrorCode::MESSAGE_TOO_LARGE, None);
+        return Err(Outcome::Error(ErrorCode::MESSAGE_TOO_LARGE, None));
     }
-    let mut rest = records.clone();
-    let batch = match RecordBatch::split_first(&mut rest) {
-        Ok(batch) => batch,
-        Err(e) => return Outcome::Error(e.error_code(), None),
-    };
-    if !rest.is_empty() {
-        return Outcome::Error(
-            ErrorCode::INVALID_RECORD,
-            Some("produce requests v3+ must hold exactly one record batch"),
-        );
-    }
-    if let Err(e) = batch.validate_full(st.cfg.max_decompressed_batch) {
-        return Outcome::Error(e.error_code(), None);
-    }
-    if batch.records_count() <= 0 {
-        return Outcome::Error(ErrorCode::INVALID_RECORD, Some("a produced batch must hold at least one record"));
-    }
-    if batch.is_control() {
-        return Outcome::Error(ErrorCode::INVALID_RECORD, Some("clients may not produce control batches"));
-    }
-    if batch.is_transactional() {
-        return Outcome::Error(ErrorCode::INVALID_TXN_STATE, Some("kelp does not serve transactions"));
-    }
+    let batch = single_batch(&records, st.cfg.max_decompressed_batch)?;
     if !settings.log_append_time && batch.timestamp_type() == TimestampType::CreateTime {
         let now = st.now.wall_ms;
         let early = now.saturating_sub(settings.timestamp_before_max_ms);
         let late = now.saturating_add(settings.timestamp_after_max_ms);
         if batch.base_timestamp() < early || batch.max_timestamp() > late {
-            return Outcome::Error(
+            return Err(refuse(
                 ErrorCode::INVALID_TIMESTAMP,
-                Some("a record timestamp is outside the topic's allowed range"),
-            );
+                "a record timestamp is outside the topic's allowed range",
+            ));
         }
     }
     if part.is_rewinding() {
-        return Outcome::Error(ErrorCode::NOT_LEADER_OR_FOLLOWER, None);
+        return Err(Outcome::Error(ErrorCode::NOT_LEADER_OR_FOLLOWER, None));
     }
-    let count = i64::from(batch.last_offset_delta()) + 1;
-    let producer_id = batch.producer_id();
-    let base_seq = batch.base_sequence();
-    let last_seq = if producer_id >= 0 { seq_add(base_seq, batch.last_offset_delta()) } else { -1 };
+    let (producer_id, epoch, base_seq) = (batch.producer_id(), batch.producer_epoch(), batch.base_sequence());
+    let mut producer = None;
     if producer_id >= 0 {
-        match part.check_sequence(producer_id, batch.producer_epoch(), base_seq, last_seq) {
-            SequenceCheck::Append => {}
+        let last_seq = seq_add(base_seq, batch.last_offset_delta());
+        match part.check_sequence(producer_id, epoch, base_seq, last_seq) {
+            SequenceCheck::Append => {
+                producer =
+                    Some(ProducerSeq { id: producer_id, epoch, base_sequence: base_seq, last_sequence: last_seq });
+            }
             SequenceCheck::Duplicate(orig) => {
-                return Outcome::Accepted {
+                return Ok(Checked::Duplicate(Outcome::Accepted {
                     base_offset: orig.base_offset,
                     // The original's append time (its summary keeps it as the timestamp).
                     log_append_time: if settings.log_append_time { orig.timestamp } else { -1 },
                     visible_at: orig.last_offset + 1,
-                };
+                }));
             }
-            SequenceCheck::Reject(code) => return Outcome::Error(code, None),
+            SequenceCheck::Reject(code) => return Err(Outcome::Error(code, None)),
         }
     }
+    Ok(Checked::New(ValidBatch {
+        key,
+        count: i64::from(batch.last_offset_delta()) + 1,
+        producer,
+        max_timestamp: batch.max_timestamp(),
+        log_append_time: settings.log_append_time,
+        records,
+    }))
+}
+
+/// The one record batch a v3+ partition's data must be, checked in full.
+fn single_batch(records: &Bytes, max_decompressed: usize) -> Result<RecordBatch, Outcome> {
+    let mut rest = records.clone();
+    let batch = RecordBatch::split_first(&mut rest).map_err(|e| Outcome::Error(e.error_code(), None))?;
+    if !rest.is_empty() {
+        return Err(refuse(ErrorCode::INVALID_RECORD, "produce requests v3+ must hold exactly one record batch"));
+    }
+    batch.validate_full(max_decompressed).map_err(|e| Outcome::Error(e.error_code(), None))?;
+    if batch.records_count() <= 0 {
+        return Err(refuse(ErrorCode::INVALID_RECORD, "a produced batch must hold at least one record"));
+    }
+    if batch.is_control() {
+        return Err(refuse(ErrorCode::INVALID_RECORD, "clients may not produce control batches"));
+    }
+    if batch.is_transactional() {
+        return Err(refuse(ErrorCode::INVALID_TXN_STATE, "kelp does not serve transactions"));
+    }
+    Ok(batch)
+}
+
+/// Assigns a validated batch its offsets and sends the append.
+fn assign(st: &mut State, fx: &mut Effects, b: ValidBatch) -> Outcome {
     let now = st.now.wall_ms;
-    let max_timestamp = if settings.log_append_time { now } else { batch.max_timestamp() };
-    let cmd = fx.reserve_cmd(CmdOwner::Append(key));
-    let Some(part) = st.topics.partition_mut(key) else {
+    let max_timestamp = if b.log_append_time { now } else { b.max_timestamp };
+    let cmd = fx.reserve_cmd(CmdOwner::Append(b.key));
+    let Some(part) = st.topics.partition_mut(b.key) else {
         return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
     };
-    let base_offset = part.assign(cmd, count, max_timestamp);
-    let last_offset = base_offset + count - 1;
-    if producer_id >= 0 {
+    let base_offset = part.assign(cmd, b.count, max_timestamp);
+    let last_offset = base_offset + b.count - 1;
+    if let Some(p) = b.producer {
         part.remember(BatchSummary {
-            producer_id,
-            producer_epoch: batch.producer_epoch(),
-            base_sequence: base_seq,
-            last_sequence: last_seq,
+            producer_id: p.id,
+            producer_epoch: p.epoch,
+            base_sequence: p.base_sequence,
+            last_sequence: p.last_sequence,
             base_offset,
             last_offset,
             timestamp: max_timestamp,
         });
     }
-    let stored = stamp(&records, base_offset, settings.log_append_time.then_some(now));
-    fx.emit_cmd(cmd, Command::Append { partition: key, base_offset, last_offset, max_timestamp, batches: stored });
+    let batches = stamp(&b.records, base_offset, b.log_append_time.then_some(now));
+    fx.emit_cmd(cmd, Command::Append { partition: b.key, base_offset, last_offset, max_timestamp, batches });
     Outcome::Accepted {
         base_offset,
-        log_append_time: if settings.log_append_time { now } else { -1 },
+        log_append_time: if b.log_append_time { now } else { -1 },
         visible_at: last_offset + 1,
     }
 }

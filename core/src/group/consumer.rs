@@ -171,10 +171,10 @@ pub struct Beat {
 }
 
 /// A failed heartbeat: Kafka's error code and message.
-pub type Refusal = (ErrorCode, String);
+pub type Refusal = crate::error::KafkaError;
 
 fn refuse(code: ErrorCode, msg: impl Into<String>) -> Refusal {
-    (code, msg.into())
+    Refusal::new(code, msg)
 }
 
 /// A KIP-848 consumer group.
