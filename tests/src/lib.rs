@@ -1,5 +1,7 @@
-//! Shared test support for kelp: iteration over every (API, version) the codec supports and
-//! seeded message generation. Later issues add the deterministic simulator and client models.
+//! Shared test support for kelp: iteration over every (API, version) the codec supports, seeded
+//! message generation, the scenario harness, the deterministic simulator, and what the
+//! end-to-end tests need (the kelp binary, real clients, a SeaweedFS cluster, and [`skip`]).
+//! docs/TESTING.md says which test goes where.
 
 use kelp_core::codec::arbitrary::Gen;
 use kelp_core::codec::generated::{RequestBody, ResponseBody};
