@@ -7,8 +7,8 @@
 //!    `produce` mode);
 //! 2. four member processes start and get ready (a JVM compiles its source first); three are let
 //!    in at once through their start files. The first join's time, from each member's own
-//!    `start` line to its first `assigned` line, is printed (the figure the issue asks for:
-//!    the initial rebalance delay, 3 s, plus at most one second on a quiet machine). The test
+//!    `start` line to its first `assigned` line, is printed (on a quiet machine it is the
+//!    initial rebalance delay, 3 s, plus at most one second). The test
 //!    only bounds it loosely, because on a loaded 2-core machine a JVM can be starved for
 //!    seconds: it fails when a join waits for a session or rebalance timeout instead of the
 //!    initial delay (the 20 s first joins seen on other Kafka-compatible servers). That the

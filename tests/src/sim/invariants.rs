@@ -1,6 +1,6 @@
 //! Invariant checkers, fed by the client models and the simulator at every step.
 //!
-//! What they check (STYLE.md section 9 and issue 7):
+//! What they check (the invariants of STYLE.md section 9, and the simulator's own):
 //! - an acknowledged record is never lost, changed or moved: every fetch that returns its
 //!   offset returns its value, and every fetch sent after the acknowledgement reports a high
 //!   watermark past it;
