@@ -16,7 +16,7 @@ use crate::codec::generated::describe_groups::{
 };
 use crate::codec::generated::find_coordinator::{Coordinator, FindCoordinatorRequest, FindCoordinatorResponse};
 use crate::codec::generated::heartbeat::{HeartbeatRequest, HeartbeatResponse};
-use crate::codec::generated::join_group::{JoinGroupRequest, JoinGroupResponse};
+use crate::codec::generated::join_group::JoinGroupRequest;
 use crate::codec::generated::leave_group::{LeaveGroupRequest, LeaveGroupResponse, MemberIdentity, MemberResponse};
 use crate::codec::generated::list_groups::{ListGroupsRequest, ListGroupsResponse, ListedGroup};
 use crate::codec::generated::sync_group::SyncGroupRequest;
@@ -160,14 +160,7 @@ pub(crate) fn timer(st: &mut State, fx: &mut Effects, t: GroupTimer) {
 }
 
 fn join_error(fx: &mut Effects, req: Req, member_id: &KStr, code: ErrorCode) {
-    let resp = JoinGroupResponse {
-        error_code: code.0,
-        generation_id: -1,
-        protocol_name: None,
-        member_id: member_id.clone(),
-        ..Default::default()
-    };
-    fx.respond(req, ResponseBody::JoinGroup(resp));
+    fx.respond(req, crate::group::classic::join_error(member_id.clone(), code));
 }
 
 pub(crate) fn join_group(st: &mut State, fx: &mut Effects, req: Req, client: Client, m: &JoinGroupRequest) {

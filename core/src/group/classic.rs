@@ -255,7 +255,9 @@ pub struct ClassicGroup {
     support: BTreeMap<KStr, usize>,
 }
 
-fn join_error(member_id: KStr, code: ErrorCode) -> ResponseBody {
+/// A JoinGroup refused with `code`.
+#[must_use]
+pub fn join_error(member_id: KStr, code: ErrorCode) -> ResponseBody {
     ResponseBody::JoinGroup(JoinGroupResponse {
         error_code: code.0,
         generation_id: -1,
