@@ -120,6 +120,8 @@ pub struct Broker {
     pub(crate) jobs: HashMap<JobId, api::Job>,
     next_job: u64,
     pub(crate) timers: TimerTable<Timer>,
+    /// The earliest timer, as of the last drain ([`Broker::poll_timeout`]).
+    timeout: Option<Instant>,
     /// Jobs waiting for a partition's high watermark to reach an offset: (target, job, part).
     pub(crate) hwm_waiters: HashMap<PartitionKey, Vec<(i64, JobId, usize)>>,
     /// Long-polling fetches to re-check when a partition's high watermark moves.
@@ -163,6 +165,7 @@ impl Broker {
             jobs: HashMap::new(),
             next_job: 0,
             timers: TimerTable::default(),
+            timeout: None,
             hwm_waiters: HashMap::new(),
             fetch_waiters: HashMap::new(),
             sessions: api::fetch::Sessions::default(),
@@ -210,13 +213,19 @@ impl Broker {
     /// The next thing for the driver to do.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let out = self.out.pop_front();
+        if out.is_none() {
+            // Drained: the timers are settled until the next input.
+            self.timeout = self.timers.next_deadline();
+        }
+        out
     }
 
-    /// When the broker next needs an [`Input::Tick`].
+    /// When the broker next needs an [`Input::Tick`], as of the last time
+    /// [`Broker::poll_output`] returned `None` (drain it after every input, then ask).
     #[must_use]
-    pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.timers.next_deadline()
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timeout
     }
 
     /// Whether the driver should keep reading from `conn`. False while the connection has
