@@ -228,16 +228,10 @@ impl Broker {
         self.timeout
     }
 
-    /// Whether the driver should keep reading from `conn`. False while the connection has
-    /// too many requests in flight: back-pressure instead of unbounded buffering.
-    #[must_use]
-    pub fn wants_read(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).is_some_and(|c| !self.saturated(c))
-    }
-
     /// Whether a connection must not be read now: too many requests unanswered, too many
     /// response bytes not yet written to its socket (a client that does not read), or a fetch
-    /// whose possibly large answer is still being assembled.
+    /// whose possibly large answer is still being assembled. The driver hears of each change
+    /// as [`Output::PauseRead`] or [`Output::ResumeRead`].
     fn saturated(&self, c: &Conn) -> bool {
         c.in_flight() >= self.cfg.max_in_flight_per_conn
             || c.unwritten > self.cfg.max_unwritten_per_conn
@@ -301,14 +295,23 @@ impl Broker {
         self.reading.push(conn);
         self.read_frames(conn);
         self.reading.pop();
+        // Tell the driver to stop or start reading when the connection's saturation changed
+        // since it was last told: here, once the frames are read, so that a burst of pipelined
+        // requests answered at once gives no pause and resume in between.
+        let Some(pause) = self.conns.get(&conn).map(|c| self.saturated(c)) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.read_paused != pause {
+            c.read_paused = pause;
+            self.out.push_back(if pause { Output::PauseRead { conn } } else { Output::ResumeRead { conn } });
+        }
     }
 
     fn read_frames(&mut self, conn: ConnId) {
         loop {
             let Some(c) = self.conns.get(&conn) else { return };
             if self.saturated(c) {
-                // Keep the rest buffered; the driver stops reading (wants_read) until answers
-                // drain. A client that keeps sending regardless is cut off.
+                // Keep the rest buffered; the driver stops reading (Output::PauseRead) until
+                // answers drain. A client that keeps sending regardless is cut off.
                 if c.buffered() > self.cfg.max_request_size.saturating_mul(2) {
                     self.close(conn, CloseReason::TooManyInFlight);
                 }

@@ -2,8 +2,8 @@
 //!
 //! Sockets are non-blocking and edge-triggered. Each connection has a write queue of response
 //! chunks, written with vectored writes, whose progress is reported to the broker
-//! (`Input::Written`); a connection is read only while the broker wants it read
-//! (`Broker::wants_read`), and reading resumes by itself once it does again. Storage commands
+//! (`Input::Written`); a connection is not read between the broker's `Output::PauseRead` and
+//! `Output::ResumeRead`, and is tried again as soon as it resumes. Storage commands
 //! go to a [`Store`]; completions come back over a channel, with a `mio::Waker` to wake the
 //! poll. This crate holds no protocol logic.
 //!
@@ -116,7 +116,7 @@ struct Conn {
     out: VecDeque<Bytes>,
     /// Bytes of `out`'s front already written.
     written: usize,
-    /// Stopped reading because the broker did not want more (edge-triggered: must retry).
+    /// The broker asked not to be read (`Output::PauseRead`).
     read_paused: bool,
     writable_registered: bool,
     closing: bool,
@@ -152,6 +152,8 @@ struct Driver {
     sink: Sink,
     done: mpsc::Receiver<(CmdId, Completion)>,
     conns: HashMap<ConnId, Conn>,
+    /// Connections whose reading resumed: to be tried, since no event will say so.
+    resumed: Vec<ConnId>,
     next_conn: usize,
     clock: Clock,
     buf: Vec<u8>,
@@ -186,6 +188,7 @@ pub fn serve(
         sink: Arc::new(ChannelSink { tx, waker }),
         done,
         conns: HashMap::new(),
+        resumed: Vec::new(),
         next_conn: FIRST_CONN,
         clock,
         buf: vec![0u8; READ_CHUNK],
@@ -312,23 +315,16 @@ impl Driver {
         }
     }
 
-    /// Reads until the socket would block or the broker wants no more.
+    /// Reads until the socket would block or the broker pauses the connection.
     fn read(&mut self, conn: ConnId) {
         if self.stopping {
             return self.discard(conn);
         }
         loop {
-            if !self.broker.wants_read(conn) {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.read_paused = true;
-                }
-                return;
-            }
             let Some(c) = self.conns.get_mut(&conn) else { return };
-            if c.closing {
+            if c.read_paused || c.closing {
                 return;
             }
-            c.read_paused = false;
             match c.stream.read(&mut self.buf) {
                 Ok(0) => {
                     self.closed(conn);
@@ -365,19 +361,10 @@ impl Driver {
         self.drain();
     }
 
-    /// Connections paused for back-pressure that the broker wants read again: an
-    /// edge-triggered socket will not say so by itself.
+    /// Reads the connections the broker resumed: an edge-triggered socket will not say that
+    /// data is waiting. Reading may resume others in turn.
     fn resume_paused(&mut self) {
-        if self.stopping {
-            return;
-        }
-        let ready: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(id, c)| c.read_paused && self.broker.wants_read(**id))
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in ready {
+        while let Some(conn) = self.resumed.pop() {
             self.read(conn);
         }
     }
@@ -480,6 +467,17 @@ impl Driver {
                             if !to_flush.contains(&conn) {
                                 to_flush.push(conn);
                             }
+                        }
+                    }
+                    Output::PauseRead { conn } => {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.read_paused = true;
+                        }
+                    }
+                    Output::ResumeRead { conn } => {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.read_paused = false;
+                            self.resumed.push(conn);
                         }
                     }
                 }

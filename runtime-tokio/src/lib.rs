@@ -13,9 +13,9 @@
 //! store is synced ([`Store::sync`]).
 //!
 //! Back-pressure: the writer reports every write back to the broker (`Input::Written`), and a
-//! connection is not read while the broker says so (`Broker::wants_read`: too many requests in
-//! flight or too many response bytes unwritten), so a client that never reads its responses
-//! cannot grow kelp's memory.
+//! reader stops between the broker's `Output::PauseRead` and `Output::ResumeRead` (too many
+//! requests in flight or too many response bytes unwritten), so a client that never reads its
+//! responses cannot grow kelp's memory.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -178,13 +178,17 @@ pub async fn serve(
         if stopping.is_some() && broker.is_quiescent() {
             break;
         }
-        update_reading(&broker, &conns, stopping.is_some());
         let deadline = broker.poll_timeout().map(|t| clock.deadline(t));
         tokio::select! {
             () = &mut shutdown, if stopping.is_none() => {
                 tracing::info!(connections = conns.len(), "stopping: finishing the requests in flight");
                 stopping = Some(tokio::time::Instant::now() + options.shutdown_grace);
                 listener = None;
+                // Readers run and drop what they read from now on.
+                for h in conns.values() {
+                    h.shared.discard.store(true, Ordering::Release);
+                    h.shared.resume.notify_one();
+                }
             }
             () = sleep_until(stopping) => {
                 tracing::warn!(grace = ?options.shutdown_grace, "stopping: requests still in flight after the grace");
@@ -288,21 +292,17 @@ fn drain(broker: &mut Broker, conns: &mut HashMap<ConnId, ConnHandle>, store: &m
                     h.shared.resume.notify_one();
                 }
             }
-        }
-    }
-}
-
-/// Pauses or resumes each connection's reader according to back-pressure; once the server
-/// is stopping, readers run and drop what they read.
-fn update_reading(broker: &Broker, conns: &HashMap<ConnId, ConnHandle>, stopping: bool) {
-    for (conn, h) in conns {
-        if stopping && !h.shared.discard.swap(true, Ordering::AcqRel) {
-            h.shared.resume.notify_one();
-        }
-        let pause = !stopping && !broker.wants_read(*conn);
-        let was = h.shared.paused.swap(pause, Ordering::AcqRel);
-        if was && !pause {
-            h.shared.resume.notify_one();
+            Output::PauseRead { conn } => {
+                if let Some(h) = conns.get(&conn) {
+                    h.shared.paused.store(true, Ordering::Release);
+                }
+            }
+            Output::ResumeRead { conn } => {
+                if let Some(h) = conns.get(&conn) {
+                    h.shared.paused.store(false, Ordering::Release);
+                    h.shared.resume.notify_one();
+                }
+            }
         }
     }
 }
