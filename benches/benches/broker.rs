@@ -71,6 +71,7 @@ impl Rig {
                     }
                     Output::Storage { cmd, command } => done.push((cmd, self.store.execute(command))),
                     Output::Close { reason, .. } => panic!("closed: {reason:?}"),
+                    Output::PauseRead { .. } | Output::ResumeRead { .. } => {}
                 }
             }
             if done.is_empty() {

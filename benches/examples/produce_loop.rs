@@ -27,6 +27,7 @@ fn pump(broker: &mut Broker, store: &mut MemStore, now: Now) -> usize {
                 }
                 Output::Storage { cmd, command } => done.push((cmd, store.execute(command))),
                 Output::Close { reason, .. } => panic!("closed: {reason:?}"),
+                Output::PauseRead { .. } | Output::ResumeRead { .. } => {}
             }
         }
         if done.is_empty() {

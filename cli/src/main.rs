@@ -285,40 +285,29 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
             *slot = Some(p);
         }
     };
+    let options = kelp_driver::Options { max_connections: args.max_connections, shutdown_grace: grace };
+    let on_ready = move |control: kelp_driver::Control| {
+        let probe = control.clone();
+        set_probe(Arc::new(move |metrics| probe.snapshot(metrics, PROBE_TIMEOUT).map(|s| (s.serving, s.metrics))));
+        // A small thread waits for the first signal and stops the loop.
+        std::thread::spawn(move || {
+            let _ = stop.blocking_recv();
+            control.stop();
+        });
+    };
     match args.runtime {
         RuntimeKind::Tokio => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;
-            let options = kelp_runtime_tokio::Options { max_connections: args.max_connections, shutdown_grace: grace };
             rt.block_on(async move {
                 listener.set_nonblocking(true)?;
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                let stopped = async move {
-                    let _ = stop.await;
-                };
-                kelp_runtime_tokio::serve(listener, make_broker, store, stopped, options, |control| {
-                    set_probe(Arc::new(move |metrics| {
-                        control.snapshot(metrics, PROBE_TIMEOUT).map(|s| (s.serving, s.metrics))
-                    }));
-                })
-                .await
+                kelp_runtime_tokio::serve(listener, make_broker, store, options, on_ready).await
             })?;
         }
-        RuntimeKind::Mio => {
-            let options = kelp_runtime_mio::Options { max_connections: args.max_connections, shutdown_grace: grace };
-            kelp_runtime_mio::serve(listener, make_broker, store, options, |shutdown, control| {
-                set_probe(Arc::new(move |metrics| {
-                    control.snapshot(metrics, PROBE_TIMEOUT).map(|s| (s.serving, s.metrics))
-                }));
-                // A small thread waits for the first signal and stops the poll loop.
-                std::thread::spawn(move || {
-                    let _ = stop.blocking_recv();
-                    shutdown.trigger();
-                });
-            })?;
-        }
+        RuntimeKind::Mio => kelp_runtime_mio::serve(listener, make_broker, store, options, on_ready)?,
     }
     tracing::info!("kelp stopped");
     Ok(())

@@ -1,12 +1,14 @@
 //! The broker: a pure state machine. Bytes, storage completions and time go in through
-//! [`Broker::handle_input`]; responses, storage commands and closes come out of
-//! [`Broker::poll_output`]; [`Broker::poll_timeout`] says when to come back with
-//! [`Input::Tick`].
+//! [`Broker::handle_input`]; responses, storage commands, closes and read back-pressure
+//! (pause/resume) come out of [`Broker::poll_output`]; [`Broker::poll_timeout`] says when to
+//! come back with [`Input::Tick`].
 //!
-//! It owns the topic table, every partition's offsets ([`crate::log`]), idempotent producer
-//! state, fetch sessions and parked requests. Handlers live in [`crate::api`], one module per
-//! API family; this file holds the plumbing they share: framing and dispatch, per-connection
-//! response order, storage command bookkeeping, parked jobs and timers.
+//! The broker is plumbing: connections and their frames, dispatch by API, per-connection
+//! response order, and the output queue. What requests read and change is the handlers'
+//! [`State`] (topics and partition logs, groups, producer ids, fetch sessions), and what they
+//! cause is written to their effect sink ([`Effects`]), which this file carries out: replies
+//! are encoded and queued in their turn, storage commands and closes go out, timers fire back
+//! into the handlers in [`crate::api`].
 
 use std::collections::VecDeque;
 
@@ -119,22 +121,17 @@ impl Broker {
         self.out.pop_front()
     }
 
-    /// When the broker next needs an [`Input::Tick`].
+    /// When the broker next needs an [`Input::Tick`] (ask after draining
+    /// [`Broker::poll_output`]: handling an input can arm or cancel timers).
     #[must_use]
-    pub fn poll_timeout(&mut self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.fx.timers.next_deadline()
-    }
-
-    /// Whether the driver should keep reading from `conn`. False while the connection has
-    /// too many requests in flight: back-pressure instead of unbounded buffering.
-    #[must_use]
-    pub fn wants_read(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).is_some_and(|c| !self.saturated(c))
     }
 
     /// Whether a connection must not be read now: too many requests unanswered, too many
     /// response bytes not yet written to its socket (a client that does not read), or a fetch
-    /// whose possibly large answer is still being assembled.
+    /// whose possibly large answer is still being assembled. The driver hears of each change
+    /// as [`Output::PauseRead`] or [`Output::ResumeRead`].
     fn saturated(&self, c: &Conn) -> bool {
         c.in_flight() >= self.st.cfg.max_in_flight_per_conn
             || c.unwritten > self.st.cfg.max_unwritten_per_conn
@@ -198,14 +195,23 @@ impl Broker {
         self.reading.push(conn);
         self.read_frames(conn);
         self.reading.pop();
+        // Tell the driver to stop or start reading when the connection's saturation changed
+        // since it was last told: here, once the frames are read, so that a burst of pipelined
+        // requests answered at once gives no pause and resume in between.
+        let Some(pause) = self.conns.get(&conn).map(|c| self.saturated(c)) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.read_paused != pause {
+            c.read_paused = pause;
+            self.out.push_back(if pause { Output::PauseRead { conn } } else { Output::ResumeRead { conn } });
+        }
     }
 
     fn read_frames(&mut self, conn: ConnId) {
         loop {
             let Some(c) = self.conns.get(&conn) else { return };
             if self.saturated(c) {
-                // Keep the rest buffered; the driver stops reading (wants_read) until answers
-                // drain. A client that keeps sending regardless is cut off.
+                // Keep the rest buffered; the driver stops reading (Output::PauseRead) until
+                // answers drain. A client that keeps sending regardless is cut off.
                 if c.buffered() > self.st.cfg.max_request_size.saturating_mul(2) {
                     self.close(conn, CloseReason::TooManyInFlight);
                 }

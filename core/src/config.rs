@@ -22,7 +22,7 @@ pub struct Config {
     /// Requests whose size prefix exceeds this close the connection.
     pub max_request_size: usize,
     /// Unanswered requests a connection may have before the core asks the driver to stop
-    /// reading it ([`crate::Broker::wants_read`]).
+    /// reading it ([`crate::Output::PauseRead`]).
     pub max_in_flight_per_conn: usize,
     /// Response bytes a connection may have unwritten (emitted but not yet reported
     /// [`crate::Input::Written`]) before the broker stops reading its requests.

@@ -49,6 +49,9 @@ pub struct Conn {
     /// from the connection meanwhile (Kafka serves a connection one request at a time; clients
     /// never pipeline fetches on one connection).
     pub fetches_in_flight: u32,
+    /// The driver was told to stop reading ([`crate::Output::PauseRead`]) and not yet to
+    /// resume.
+    pub read_paused: bool,
 }
 
 impl Conn {
@@ -63,6 +66,7 @@ impl Conn {
             next_slot: 0,
             unwritten: 0,
             fetches_in_flight: 0,
+            read_paused: false,
         }
     }
 

@@ -60,8 +60,8 @@ pub enum Input<'a> {
         result: Completion,
     },
     /// The driver wrote `bytes` more of the connection's output to its socket. The broker
-    /// stops reading a connection while too much of its output is unwritten, so a client
-    /// that does not read its responses cannot grow the broker's memory.
+    /// pauses reading a connection ([`Output::PauseRead`]) while too much of its output is
+    /// unwritten, so a client that does not read its responses cannot grow the broker's memory.
     Written {
         /// The connection.
         conn: ConnId,
@@ -77,7 +77,9 @@ pub enum Input<'a> {
     Tick,
 }
 
-/// Something the driver must do, drained from [`crate::Broker::poll_output`].
+/// Something the driver must do, drained from [`crate::Broker::poll_output`]. Every duty of a
+/// driver comes out here: what to write, what to run against the store, which connections to
+/// close, and when to stop and start reading a connection.
 #[derive(Debug)]
 pub enum Output {
     /// Write these bytes to the connection, in order (one response may be several chunks;
@@ -101,6 +103,21 @@ pub enum Output {
         conn: ConnId,
         /// Why.
         reason: CloseReason,
+    },
+    /// Stop reading from the connection until [`Output::ResumeRead`]: it has too many requests
+    /// unanswered or too many response bytes unwritten (back-pressure instead of unbounded
+    /// buffering). Bytes the driver already read may still be handed in, but a client that
+    /// keeps sending regardless is cut off. A connection starts out read; pauses and resumes
+    /// alternate, each sent only when the connection's state changes.
+    PauseRead {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Read from the connection again after an [`Output::PauseRead`]. An edge-triggered driver
+    /// must try the socket now: data that arrived meanwhile raises no new event.
+    ResumeRead {
+        /// The connection.
+        conn: ConnId,
     },
 }
 

@@ -76,7 +76,8 @@ pub struct Now {
 }
 
 /// Deadlines keyed by `K`, earliest first. Cancelling is lazy: a key can be re-armed, and only
-/// its latest deadline fires (each entry remembers the arm it belongs to).
+/// its latest deadline fires (each entry remembers the arm it belongs to). Stale entries are
+/// dropped from the top after every change, so the earliest live deadline is always the top.
 #[derive(Debug)]
 pub struct TimerTable<K: Ord + Clone> {
     heap: BinaryHeap<Reverse<(Instant, u64, K)>>,
@@ -96,28 +97,30 @@ impl<K: Ord + Clone + core::hash::Hash> TimerTable<K> {
         self.seq += 1;
         self.armed.insert(key.clone(), self.seq);
         self.heap.push(Reverse((at, self.seq, key)));
+        self.drop_stale();
     }
 
     /// Disarms `key`; a pending deadline for it will not fire.
     pub fn cancel(&mut self, key: &K) {
         self.armed.remove(key);
+        self.drop_stale();
     }
 
     /// The earliest live deadline.
-    pub fn next_deadline(&mut self) -> Option<Instant> {
-        self.drop_stale();
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// Removes and returns one key whose deadline is at or before `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<K> {
-        self.drop_stale();
         let Reverse((at, _, _)) = self.heap.peek()?;
         if *at > now {
             return None;
         }
         let Reverse((_, _, key)) = self.heap.pop()?;
         self.armed.remove(&key);
+        self.drop_stale();
         Some(key)
     }
 

@@ -25,6 +25,13 @@ pub trait CompletionSink: Send + Sync {
     fn complete(&self, cmd: CmdId, result: Completion);
 }
 
+/// A closure is a sink (a driver's `kelp_driver::Mailbox::completer`).
+impl<F: Fn(CmdId, Completion) + Send + Sync> CompletionSink for F {
+    fn complete(&self, cmd: CmdId, result: Completion) {
+        self(cmd, result);
+    }
+}
+
 /// A shared handle to a driver's completion sink; backends that finish work on other threads
 /// keep a clone.
 pub type Sink = Arc<dyn CompletionSink>;

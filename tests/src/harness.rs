@@ -42,6 +42,8 @@ pub struct Harness {
     pub sent_chunks: Vec<Bytes>,
     /// Bytes sent to slow readers and not yet reported written.
     unwritten: HashMap<ConnId, usize>,
+    /// Connections the broker asked not to be read ([`Output::PauseRead`]) and has not resumed.
+    pub paused: HashSet<ConnId>,
 }
 
 impl Harness {
@@ -69,6 +71,7 @@ impl Harness {
             slow_readers: HashSet::new(),
             sent_chunks: Vec::new(),
             unwritten: HashMap::new(),
+            paused: HashSet::new(),
         };
         h.drive();
         h
@@ -137,6 +140,15 @@ impl Harness {
                     Output::Storage { cmd, command } => self.queued.push_back((cmd, command)),
                     Output::Close { conn, reason } => {
                         self.closed.insert(conn, reason);
+                        self.paused.remove(&conn);
+                    }
+                    Output::PauseRead { conn } => {
+                        assert!(!self.closed.contains_key(&conn), "pause after close on {conn:?}");
+                        assert!(self.paused.insert(conn), "{conn:?} paused twice");
+                    }
+                    Output::ResumeRead { conn } => {
+                        assert!(!self.closed.contains_key(&conn), "resume after close on {conn:?}");
+                        assert!(self.paused.remove(&conn), "{conn:?} resumed but not paused");
                     }
                 }
             }

@@ -6,8 +6,8 @@
 //! command's completion, any of them (reordered completions); report output written; let time
 //! pass; close a connection. At the end every command runs and time moves far ahead.
 //!
-//! Checked: the broker never panics; nothing is sent after a close; command ids are never
-//! reused; every command is completed once; after the end nothing is left parked (every
+//! Checked: the broker never panics; nothing is sent after a close; read pauses and resumes
+//! alternate and never follow a close; command ids are never reused; every command is completed once; after the end nothing is left parked (every
 //! storage command answered, no command emitted and never run).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -28,6 +28,7 @@ struct State {
     seen: BTreeSet<CmdId>,
     open: BTreeMap<ConnId, usize>,
     closed: BTreeSet<ConnId>,
+    paused: BTreeSet<ConnId>,
     next_conn: u64,
 }
 
@@ -48,6 +49,17 @@ impl State {
                 Output::Close { conn, .. } => {
                     self.closed.insert(conn);
                     self.open.remove(&conn);
+                    self.paused.remove(&conn);
+                }
+                // Bytes still arrive on a paused connection (a driver may have read them
+                // already), so the fuzzer goes on sending; pauses and resumes must alternate.
+                Output::PauseRead { conn } => {
+                    assert!(!self.closed.contains(&conn), "{conn:?} paused after its close");
+                    assert!(self.paused.insert(conn), "{conn:?} paused twice");
+                }
+                Output::ResumeRead { conn } => {
+                    assert!(!self.closed.contains(&conn), "{conn:?} resumed after its close");
+                    assert!(self.paused.remove(&conn), "{conn:?} resumed but not paused");
                 }
             }
         }
@@ -77,6 +89,7 @@ pub fn broker_events(data: &[u8]) {
         seen: BTreeSet::new(),
         open: BTreeMap::new(),
         closed: BTreeSet::new(),
+        paused: BTreeSet::new(),
         next_conn: 0,
     };
     s.drain();
@@ -148,6 +161,7 @@ pub fn broker_events(data: &[u8]) {
             _ => {
                 if let Some(conn) = s.conn(arg) {
                     s.open.remove(&conn);
+                    s.paused.remove(&conn);
                     s.input(Input::Closed { conn });
                 }
             }

@@ -529,6 +529,8 @@ impl Sim {
                         self.schedule_to_client(conn);
                     }
                 }
+                Output::PauseRead { conn } => self.pause_read(conn, true),
+                Output::ResumeRead { conn } => self.pause_read(conn, false),
             }
         }
         if let Some(at) = self.broker.poll_timeout()
@@ -537,6 +539,24 @@ impl Sim {
             self.timer_token += 1;
             self.timer_at = Some(at);
             self.queue.push(at.max(self.now), Event::BrokerTimer(self.timer_token));
+        }
+    }
+
+    /// Back-pressure: the broker stops or starts reading `conn`. Pauses and resumes must
+    /// alternate and never follow a close.
+    fn pause_read(&mut self, conn: ConnId, pause: bool) {
+        self.note(|| format!("broker {} reading {conn:?}", if pause { "stops" } else { "resumes" }));
+        if self.closed.contains(&conn) {
+            self.check.fail(format!("the broker paused or resumed {conn:?} after closing it"));
+            return;
+        }
+        let Some(link) = self.net.links.get_mut(&conn) else { return };
+        if link.paused == pause {
+            self.check.fail(format!("{conn:?}: read paused = {pause} twice in a row"));
+        }
+        link.paused = pause;
+        if !pause {
+            self.schedule_to_broker(conn, Duration::ZERO);
         }
     }
 
@@ -591,9 +611,9 @@ impl Sim {
             link.to_broker.clear();
             return;
         }
-        if !self.broker.wants_read(conn) {
-            // Back-pressure: the driver stops reading until answers drain.
-            return self.schedule_to_broker(conn, Duration::from_millis(5));
+        if link.paused {
+            // Back-pressure: nothing is read until the broker resumes (`pause_read`).
+            return;
         }
         let chunk = Net::take(self.net.faults.split_rate, &mut link.to_broker, &mut self.rng);
         self.note(|| format!("{} bytes reach the broker on {conn:?}", chunk.len()));

@@ -35,6 +35,9 @@ pub struct Link {
     pub broker_scheduled: bool,
     /// Whether a delivery to the client is scheduled.
     pub client_scheduled: bool,
+    /// The broker asked not to be read (`Output::PauseRead`): nothing reaches it until it
+    /// resumes.
+    pub paused: bool,
     /// The broker closed it: deliver what it sent, then tell the client.
     pub closing: bool,
 }
