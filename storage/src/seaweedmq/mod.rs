@@ -16,7 +16,17 @@
 
 pub mod envelope;
 
-mod client;
+mod cluster;
+mod discovery;
+mod filer;
+mod format;
+mod meta;
+mod publisher;
+mod read;
+mod recovery;
+mod seek;
+mod session;
+mod topics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +37,9 @@ use kelp_core::{CmdId, Command, Completion};
 use tokio::sync::mpsc;
 
 use crate::{Sink, Store};
-pub use client::Cluster;
+pub use cluster::Cluster;
+pub use discovery::grpc_address;
+use publisher::Publisher;
 
 /// Generated gRPC clients for the parts of SeaweedFS kelp uses (`storage/proto/`).
 #[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
@@ -149,7 +161,7 @@ impl Store for SeaweedMqStore {
                 // Both run on the partition's publisher task, in order with its appends.
                 let tx = self.publishers.entry(partition).or_insert_with(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    self.rt.spawn(client::publisher(Arc::clone(&self.cluster), partition, rx));
+                    self.rt.spawn(Publisher::new(Arc::clone(&self.cluster), partition).run(rx));
                     tx
                 });
                 if let Err(mpsc::error::SendError((cmd, _, sink))) = tx.send((cmd, command, sink)) {
@@ -188,29 +200,5 @@ impl Store for SeaweedMqStore {
                 }
             }
         }
-    }
-}
-
-/// Parses SeaweedFS's `host:port[.grpcPort]` into the gRPC `host:port`.
-#[must_use]
-pub fn grpc_address(addr: &str) -> Option<String> {
-    let (host, ports) = addr.rsplit_once(':')?;
-    let grpc = match ports.split_once('.') {
-        Some((_, g)) => g.parse::<u16>().ok()?,
-        None => ports.parse::<u16>().ok()?.checked_add(10000)?,
-    };
-    Some(format!("{host}:{grpc}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::grpc_address;
-
-    #[test]
-    fn seaweedfs_addresses() {
-        assert_eq!(grpc_address("127.0.0.1:18010.18011").as_deref(), Some("127.0.0.1:18011"));
-        assert_eq!(grpc_address("localhost:9333").as_deref(), Some("localhost:19333"));
-        assert_eq!(grpc_address("nonsense"), None);
-        assert_eq!(grpc_address("h:70000"), None);
     }
 }
