@@ -37,6 +37,8 @@ use super::session::{Ready, Session};
 const STALL: Duration = Duration::from_millis(20);
 /// The longest that wait grows to.
 const MAX_STALL: Duration = STALL.saturating_mul(32);
+/// How many bytes each read of a scan asks for.
+const SCAN_READ: usize = 8 << 20;
 
 /// Why a read stopped taking records off its session.
 enum Stop {
@@ -116,15 +118,19 @@ impl Cluster {
         };
         let stop = read.fill(&mut s).await?;
         let next = s.next;
+        // A broken session is dropped; any other is kept for the read that goes on from `next`.
         match stop {
-            Stop::Broken(e) if read.out.is_empty() => return Err(e),
-            Stop::Broken(_) => return Ok(whole(read.out, next, end)),
-            Stop::TimedOut | Stop::Done => self.sessions.put(key, s),
+            Stop::Broken(e) if read.out.is_empty() => Err(e),
+            Stop::Broken(_) => Ok(whole(read.out, next, end)),
+            Stop::TimedOut if read.out.is_empty() => {
+                self.sessions.put(key, s);
+                Err(StorageError::Timeout)
+            }
+            Stop::TimedOut | Stop::Done => {
+                self.sessions.put(key, s);
+                Ok(whole(read.out, next, end))
+            }
         }
-        if matches!(stop, Stop::TimedOut) && read.out.is_empty() {
-            return Err(StorageError::Timeout);
-        }
-        Ok(whole(read.out, next, end))
     }
 
     /// Records `from..end` (holes and partial batches left out), and where the scan stopped:
@@ -140,7 +146,7 @@ impl Cluster {
         let mut out = Vec::new();
         let mut at = from;
         while at < end {
-            match self.read_records(key, at, end, 8 << 20).await {
+            match self.read_records(key, at, end, SCAN_READ).await {
                 // Records came, but not the rest of their batch, within the read's deadline:
                 // a batch cut short, and holes after it.
                 Ok((_, next)) if next <= at => break,
