@@ -12,11 +12,32 @@
 //! - Committed offsets, group metadata and producer state (the core's `Put` values) and log
 //!   start offsets are files under `/kelp/<namespace>/` on the filer.
 //!
-//! The store runs its own multi-threaded tokio runtime, so it works under both drivers.
+//! The store runs its own multi-threaded tokio runtime, so it works under both drivers. This
+//! module owns the store itself: it routes each command to a partition's publisher task, to the
+//! metadata task, or to a task of its own. The parts:
+//!
+//! - `discovery`: finding the broker and filer through the master;
+//!   `cluster`: the shared connections and caches every part builds on.
+//! - `filer` and `format`: kelp's metadata files and their byte layouts; `meta`: the
+//!   metadata commands; `topics`: topics, partitions and their placement on the ring.
+//! - `session` and `read`: read sessions, their pool, and reads; `seek`: finding records
+//!   by time (ListOffsets, retention).
+//! - `publisher`: one partition's appends; `recovery`: what the core learns at start and
+//!   after a failed append.
 
 pub mod envelope;
 
-mod client;
+mod cluster;
+mod discovery;
+mod filer;
+mod format;
+mod meta;
+mod publisher;
+mod read;
+mod recovery;
+mod seek;
+mod session;
+mod topics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +48,9 @@ use kelp_core::{CmdId, Command, Completion};
 use tokio::sync::mpsc;
 
 use crate::{Sink, Store};
-pub use client::Cluster;
+pub use cluster::Cluster;
+pub use discovery::grpc_address;
+use publisher::Publisher;
 
 /// Generated gRPC clients for the parts of SeaweedFS kelp uses (`storage/proto/`).
 #[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
@@ -141,76 +164,61 @@ impl Drop for SeaweedMqStore {
     }
 }
 
+impl SeaweedMqStore {
+    /// Queues `job` on the publisher task of `partition`, starting the task if there is none.
+    fn queue_on_publisher(&mut self, partition: PartitionKey, job: Job) {
+        let tx = self.publishers.entry(partition).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.rt.spawn(Publisher::new(Arc::clone(&self.cluster), partition).run(rx));
+            tx
+        });
+        if let Err(mpsc::error::SendError((cmd, _, sink))) = tx.send(job) {
+            self.publishers.remove(&partition);
+            sink.complete(cmd, Completion::Failed(StorageError::Unavailable));
+        }
+    }
+
+    /// Queues `job` on the metadata task.
+    fn queue_on_meta(&self, job: Job) {
+        if let Err(mpsc::error::SendError((cmd, _, sink))) = self.meta.send(job) {
+            sink.complete(cmd, Completion::Failed(StorageError::Unavailable));
+        }
+    }
+
+    /// Runs `op` on the store's runtime, on its own, and reports what it returns for `cmd`.
+    fn spawn(&self, cmd: CmdId, sink: Sink, op: impl Future<Output = Completion> + Send + 'static) {
+        self.rt.spawn(async move {
+            let result = op.await;
+            sink.complete(cmd, result);
+        });
+    }
+}
+
 impl Store for SeaweedMqStore {
     fn submit(&mut self, cmd: CmdId, command: Command, sink: &Sink) {
         let sink = Arc::clone(sink);
+        let c = Arc::clone(&self.cluster);
         match command {
+            // Both run on the partition's publisher task, in order with its appends.
             Command::Append { partition, .. } | Command::RecoverPartition { partition, .. } => {
-                // Both run on the partition's publisher task, in order with its appends.
-                let tx = self.publishers.entry(partition).or_insert_with(|| {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    self.rt.spawn(client::publisher(Arc::clone(&self.cluster), partition, rx));
-                    tx
-                });
-                if let Err(mpsc::error::SendError((cmd, _, sink))) = tx.send((cmd, command, sink)) {
-                    self.publishers.remove(&partition);
-                    sink.complete(cmd, Completion::Failed(StorageError::Unavailable));
-                }
+                self.queue_on_publisher(partition, (cmd, command, sink));
             }
             Command::Read { partition, offset, end, max_bytes } => {
-                let c = Arc::clone(&self.cluster);
-                self.rt.spawn(async move {
-                    let result = c.read(partition, offset, end, max_bytes).await;
-                    sink.complete(cmd, result);
-                });
+                self.spawn(cmd, sink, async move { c.read(partition, offset, end, max_bytes).await });
             }
             Command::Retain { partition, older_than, limit, .. } => {
-                let c = Arc::clone(&self.cluster);
-                self.rt.spawn(async move {
-                    let result = c.retain(partition, older_than, limit).await;
-                    sink.complete(cmd, result);
-                });
+                self.spawn(cmd, sink, async move { c.retain(partition, older_than, limit).await });
             }
             Command::FindOffset { partition, timestamp } => {
-                let c = Arc::clone(&self.cluster);
-                self.rt.spawn(async move {
-                    let result = c.find_offset(partition, timestamp).await;
-                    sink.complete(cmd, result);
-                });
+                self.spawn(cmd, sink, async move { c.find_offset(partition, timestamp).await });
             }
             command => {
                 if let Command::DeleteTopic { topic_id } = &command {
                     // Their tasks end once the queued appends are answered.
                     self.publishers.retain(|k, _| k.topic_id != *topic_id);
                 }
-                if let Err(mpsc::error::SendError((cmd, _, sink))) = self.meta.send((cmd, command, sink)) {
-                    sink.complete(cmd, Completion::Failed(StorageError::Unavailable));
-                }
+                self.queue_on_meta((cmd, command, sink));
             }
         }
-    }
-}
-
-/// Parses SeaweedFS's `host:port[.grpcPort]` into the gRPC `host:port`.
-#[must_use]
-pub fn grpc_address(addr: &str) -> Option<String> {
-    let (host, ports) = addr.rsplit_once(':')?;
-    let grpc = match ports.split_once('.') {
-        Some((_, g)) => g.parse::<u16>().ok()?,
-        None => ports.parse::<u16>().ok()?.checked_add(10000)?,
-    };
-    Some(format!("{host}:{grpc}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::grpc_address;
-
-    #[test]
-    fn seaweedfs_addresses() {
-        assert_eq!(grpc_address("127.0.0.1:18010.18011").as_deref(), Some("127.0.0.1:18011"));
-        assert_eq!(grpc_address("localhost:9333").as_deref(), Some("localhost:19333"));
-        assert_eq!(grpc_address("nonsense"), None);
-        assert_eq!(grpc_address("h:70000"), None);
     }
 }

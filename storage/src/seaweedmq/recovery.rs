@@ -1,0 +1,175 @@
+//! Recovery: what the core learns from storage at start (`Recover`) and after a failed append
+//! (`RecoverPartition`): topics, the core's stored values, and each partition's extent (offset
+//! range, producer state and largest timestamp), read from the filer and from SeaweedMQ.
+
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
+use kelp_core::io::{BatchSummary, PartitionExtent, PartitionKey, Recovered, StorageError, TopicRecord};
+use kelp_core::log::PRODUCER_BATCHES;
+use tokio::time::timeout;
+
+use super::cluster::{Cluster, lock};
+use super::envelope::Envelope;
+use super::format::{decode_kv, decode_log_start, decode_topic, log_start_name};
+use super::topics::TopicInfo;
+
+/// Records scanned at the end of each partition on recovery, for producer state.
+const TAIL_SCAN: i64 = 2000;
+/// A `RecoverPartition` attempt's deadline, in RPC deadlines.
+const RECOVER_ATTEMPTS: u32 = 3;
+
+impl Cluster {
+    /// Answers `Recover`: every topic kelp recorded (re-created in SeaweedMQ if gone from it),
+    /// its partitions' extents, and the core's stored values.
+    pub(super) async fn recover(&self) -> Result<Recovered, StorageError> {
+        let mut out = Recovered::default();
+        let log_starts: HashMap<String, i64> = self
+            .list_files(&self.meta_dir("logstart"))
+            .await?
+            .into_iter()
+            .filter_map(|(n, c)| Some((n, decode_log_start(c)?)))
+            .collect();
+        for (_, content) in self.list_files(&self.meta_dir("topics")).await? {
+            let Some(t) = decode_topic(content) else {
+                return Err(StorageError::Corrupt("unreadable topic record on the filer"));
+            };
+            self.recover_topic(t, &log_starts, &mut out).await?;
+        }
+        for (_, content) in self.list_files(&self.meta_dir("kv")).await? {
+            // A file too short for the key length it gives is not one of kelp's: skipped.
+            if let Some(kv) = decode_kv(content) {
+                out.values.push(kv);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds topic `t` and its partitions' extents to `out`, creating the SeaweedMQ topic again
+    /// if it is gone from SeaweedMQ (or was never created there).
+    async fn recover_topic(
+        &self,
+        t: TopicRecord,
+        log_starts: &HashMap<String, i64>,
+        out: &mut Recovered,
+    ) -> Result<(), StorageError> {
+        let name = t.name.as_str().to_owned();
+        if self.smq_partitions(&name).await?.is_none() {
+            self.configure(&name, t.partitions).await?;
+        }
+        lock(&self.topics).insert(t.id, TopicInfo { name, partitions: t.partitions });
+        for i in 0..t.partitions {
+            let key = PartitionKey { topic_id: t.id, partition: i };
+            let stored = log_starts.get(&log_start_name(key)).copied().unwrap_or(0);
+            let extent = self.extent(key, stored, i == 0, 0, None).await?;
+            out.partitions.push((key, extent));
+        }
+        out.topics.push(t);
+        Ok(())
+    }
+
+    /// Answers `RecoverPartition`: the partition's extent as it is stored now, with the
+    /// producer state of the records from `from` (the core's high watermark) on: the core
+    /// knows the rest, and when nothing new was stored nothing is read. One attempt has
+    /// [`RECOVER_ATTEMPTS`] times the RPC deadline in all; the core asks again after a failure.
+    ///
+    /// `unstored_from`: the publisher knows that nothing from there on was stored (the broker
+    /// refused its stream), so offsets SeaweedMQ counts from there on are holes and are not
+    /// waited for.
+    ///
+    /// Read sessions are kept: a subscription still open delivers what was stored, and
+    /// dropping them all can leave the broker with neither publisher nor subscriber on the
+    /// partition, so that it unloads it just as the next publish stream arrives (see
+    /// [`super::read`] for what that does to offsets).
+    pub(super) async fn recover_partition(
+        &self,
+        key: PartitionKey,
+        from: i64,
+        unstored_from: Option<i64>,
+    ) -> Result<PartitionExtent, StorageError> {
+        let attempt = async {
+            let stored = self.stored_log_start(key).await?;
+            self.extent(key, stored, true, from, unstored_from).await
+        };
+        let r = match timeout(self.cfg.rpc_timeout * RECOVER_ATTEMPTS, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(StorageError::Timeout),
+        };
+        match &r {
+            Ok(e) => tracing::info!(?key, kelp = from, seaweedmq = e.next_offset, "seaweedmq: partition end re-learnt"),
+            Err(e) => tracing::warn!(?key, kelp = from, error = ?e, "seaweedmq: cannot re-learn the partition end"),
+        }
+        r
+    }
+
+    /// A partition's extent as SeaweedMQ holds it: its offset range, and the producer state
+    /// and largest timestamp of its last [`TAIL_SCAN`] records. `stored_start` is kelp's own
+    /// log start for it (DeleteRecords); `refresh` looks up the partition's leader afresh;
+    /// records before `scan_from` are not read, nor those from `unstored_from` on (known not
+    /// to be stored: offsets there are holes).
+    async fn extent(
+        &self,
+        key: PartitionKey,
+        stored_start: i64,
+        refresh: bool,
+        scan_from: i64,
+        unstored_from: Option<i64>,
+    ) -> Result<PartitionExtent, StorageError> {
+        let (earliest, hwm) = self.offsets(key, refresh).await?;
+        tracing::debug!(?key, earliest, hwm, scan_from, "seaweedmq: partition range");
+        let log_start = earliest.max(stored_start).min(hwm);
+        let mut extent =
+            PartitionExtent { log_start, next_offset: hwm, max_timestamp: (-1, -1), producer_batches: Vec::new() };
+        let from = log_start.max(hwm - TAIL_SCAN).max(scan_from);
+        let end = unstored_from.map_or(hwm, |u| u.clamp(from.min(hwm), hwm));
+        if end < hwm {
+            tracing::info!(?key, from = end, to = hwm, "seaweedmq: offsets the broker used up refusing kelp's records");
+        }
+        if from < end {
+            let (records, stopped) = self.scan(key, from, end).await?;
+            if stopped < end {
+                // Offsets the broker counted but holds no message for (see `super::read`):
+                // the next append goes after them all the same.
+                tracing::warn!(
+                    ?key,
+                    from = stopped,
+                    to = end,
+                    "seaweedmq: offsets at the end of the partition hold no record"
+                );
+            }
+            tail_state(&records, &mut extent);
+        }
+        Ok(extent)
+    }
+}
+
+/// Producer batches and the largest timestamp among the last records of a partition: the
+/// last [`PRODUCER_BATCHES`] whole batches of each producer, ordered by offset.
+fn tail_state(records: &[Envelope], extent: &mut PartitionExtent) {
+    let mut per_producer: HashMap<i64, VecDeque<BatchSummary>> = HashMap::new();
+    for r in records {
+        let ts = if r.log_append_time { r.max_timestamp } else { r.timestamp };
+        if ts > extent.max_timestamp.0 {
+            extent.max_timestamp = (ts, r.offset);
+        }
+        if r.producer.0 < 0 || r.delta != r.last_delta {
+            continue;
+        }
+        let q = per_producer.entry(r.producer.0).or_default();
+        q.push_back(BatchSummary {
+            producer_id: r.producer.0,
+            producer_epoch: r.producer.1,
+            base_sequence: r.producer.2,
+            last_sequence: r.producer.2.wrapping_add(r.last_delta) & i32::MAX,
+            base_offset: r.batch_base(),
+            last_offset: r.offset,
+            timestamp: r.max_timestamp,
+        });
+        if q.len() > PRODUCER_BATCHES {
+            q.pop_front();
+        }
+    }
+    let mut all: Vec<BatchSummary> = per_producer.into_values().flatten().collect();
+    all.sort_by_key(|b| b.base_offset);
+    extent.producer_batches = all;
+}
