@@ -317,16 +317,17 @@ pub enum Completion {
     /// The answer to [`Command::FindOffset`]: the first record at or after the timestamp, or
     /// `None` when every record is older.
     Offset {
-        /// The record's offset and timestamp.
-        found: Option<(i64, i64)>,
+        /// The record's timestamp and offset.
+        found: Option<TimestampOffset>,
     },
     /// The partition's log start after [`Command::Retain`].
     LogStart {
         /// The first offset still stored.
         offset: i64,
         /// The largest record timestamp still stored and the last offset of its batch, or
-        /// (-1, -1): what ListOffsets MAX_TIMESTAMP answers once older segments are gone.
-        max_timestamp: (i64, i64),
+        /// [`TimestampOffset::NONE`]: what ListOffsets MAX_TIMESTAMP answers once older
+        /// segments are gone.
+        max_timestamp: TimestampOffset,
     },
     /// One partition's extent as stored (answers [`Command::RecoverPartition`]).
     Partition(PartitionExtent),
@@ -336,6 +337,26 @@ pub enum Completion {
     Failed(StorageError),
 }
 
+/// A record's timestamp and offset, as ListOffsets answers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimestampOffset {
+    /// The timestamp (ms since the epoch).
+    pub timestamp: i64,
+    /// The offset.
+    pub offset: i64,
+}
+
+impl TimestampOffset {
+    /// No record: timestamp and offset -1, as Kafka answers for an empty partition.
+    pub const NONE: Self = Self { timestamp: -1, offset: -1 };
+}
+
+impl Default for TimestampOffset {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
 /// A partition's extent as recovered from storage.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartitionExtent {
@@ -343,8 +364,9 @@ pub struct PartitionExtent {
     pub log_start: i64,
     /// The offset the next record gets.
     pub next_offset: i64,
-    /// Largest record timestamp, and the offset of the record that has it (-1 when empty).
-    pub max_timestamp: (i64, i64),
+    /// Largest record timestamp, and the offset of the record that has it
+    /// ([`TimestampOffset::NONE`] when empty).
+    pub max_timestamp: TimestampOffset,
     /// Headers of the most recent batches of each idempotent producer (up to five each),
     /// oldest first, so that duplicate detection survives a restart.
     pub producer_batches: Vec<BatchSummary>,

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use hashbrown::HashMap;
 
 use crate::codec::ErrorCode;
-use crate::io::{BatchSummary, CmdId, PartitionExtent, PartitionKey};
+use crate::io::{BatchSummary, CmdId, PartitionExtent, PartitionKey, TimestampOffset};
 
 /// How many recent batches per producer are remembered for duplicate detection (Kafka: 5,
 /// matching `max.in.flight.requests.per.connection` for idempotent producers).
@@ -63,7 +63,7 @@ pub struct PartitionLog {
     log_start: i64,
     hwm: i64,
     next_offset: i64,
-    max_timestamp: (i64, i64),
+    max_timestamp: TimestampOffset,
     in_flight: VecDeque<InFlight>,
     /// Set while rewinding: the base offset of the first failed append. Appends before it
     /// still count when they complete; none at or after it can.
@@ -97,7 +97,7 @@ impl PartitionLog {
     /// An empty partition.
     #[must_use]
     pub fn new(key: PartitionKey) -> Self {
-        Self::recovered(key, &PartitionExtent { max_timestamp: (-1, -1), ..Default::default() })
+        Self::recovered(key, &PartitionExtent { max_timestamp: TimestampOffset::NONE, ..Default::default() })
     }
 
     /// A partition as the store reported it at start.
@@ -142,7 +142,7 @@ impl PartitionLog {
 
     /// The largest timestamp and its offset, or (-1, -1).
     #[must_use]
-    pub fn max_timestamp(&self) -> (i64, i64) {
+    pub fn max_timestamp(&self) -> TimestampOffset {
         self.max_timestamp
     }
 
@@ -215,8 +215,8 @@ impl PartitionLog {
         for b in adopted {
             self.remember(b);
         }
-        let kept = if self.max_timestamp.1 < old { self.max_timestamp } else { (-1, -1) };
-        self.max_timestamp = if e.max_timestamp.0 > kept.0 { e.max_timestamp } else { kept };
+        let kept = if self.max_timestamp.offset < old { self.max_timestamp } else { TimestampOffset::NONE };
+        self.max_timestamp = if e.max_timestamp.timestamp > kept.timestamp { e.max_timestamp } else { kept };
         self.check();
         Ok((self.hwm != old).then_some(self.hwm))
     }
@@ -267,8 +267,8 @@ impl PartitionLog {
         let base = self.next_offset;
         self.next_offset += records;
         self.in_flight.push_back(InFlight { cmd, last_offset: self.next_offset - 1, done: false });
-        if max_timestamp > self.max_timestamp.0 {
-            self.max_timestamp = (max_timestamp, self.next_offset - 1);
+        if max_timestamp > self.max_timestamp.timestamp {
+            self.max_timestamp = TimestampOffset { timestamp: max_timestamp, offset: self.next_offset - 1 };
         }
         base
     }
@@ -353,10 +353,10 @@ impl PartitionLog {
         for e in self.producers.values_mut() {
             e.batches.retain(|b| b.last_offset < self.hwm);
         }
-        if self.max_timestamp.1 >= self.hwm {
+        if self.max_timestamp.offset >= self.hwm {
             // The record with the largest timestamp is gone; the true maximum among what is left
             // is not known here, so report none until the next append (as an empty log would).
-            self.max_timestamp = (-1, -1);
+            self.max_timestamp = TimestampOffset::NONE;
         }
         self.check();
     }
@@ -377,11 +377,11 @@ impl PartitionLog {
     /// MAX_TIMESTAMP looks only at the segments it still has. (An append assigned after the
     /// store answered and carrying a larger timestamp than what is left is not counted until
     /// the next larger one: the store could not have seen it.)
-    pub fn retained(&mut self, offset: i64, max_timestamp: (i64, i64)) -> bool {
+    pub fn retained(&mut self, offset: i64, max_timestamp: TimestampOffset) -> bool {
         if !self.set_log_start(offset) {
             return false;
         }
-        if self.max_timestamp.1 >= 0 && self.max_timestamp.1 < self.log_start {
+        if self.max_timestamp.offset >= 0 && self.max_timestamp.offset < self.log_start {
             self.max_timestamp = max_timestamp;
         }
         true
@@ -417,7 +417,7 @@ mod tests {
         assert_eq!(l.append_done(CmdId(2)), None, "a later append alone moves nothing");
         assert_eq!(l.hwm(), 0);
         assert_eq!(l.append_done(CmdId(1)), Some(5));
-        assert_eq!(l.max_timestamp(), (10, 2));
+        assert_eq!(l.max_timestamp(), TimestampOffset { timestamp: 10, offset: 2 });
     }
 
     #[test]
@@ -475,7 +475,7 @@ mod tests {
         l.append_failed(CmdId(1), true);
         assert_eq!(l.in_flight(), 0);
         assert!(l.take_resync_request(), "nothing is in flight: the store is asked");
-        let extent = PartitionExtent { next_offset: 4, max_timestamp: (-1, -1), ..Default::default() };
+        let extent = PartitionExtent { next_offset: 4, max_timestamp: TimestampOffset::NONE, ..Default::default() };
         assert_eq!(l.adopt(&extent), Ok(Some(4)));
         assert!(!l.is_rewinding());
         assert_eq!(l.assign(CmdId(3), 1, 0), 4);
@@ -489,11 +489,11 @@ mod tests {
         l.assign(CmdId(2), 2, 0);
         l.append_failed(CmdId(2), true);
         assert!(l.take_resync_request());
-        let short = PartitionExtent { next_offset: 1, max_timestamp: (-1, -1), ..Default::default() };
+        let short = PartitionExtent { next_offset: 1, max_timestamp: TimestampOffset::NONE, ..Default::default() };
         assert_eq!(l.adopt(&short), Err(EndBelowHighWatermark));
         assert!(l.is_rewinding(), "still refusing appends");
         assert!(l.take_resync_request(), "asked again");
-        let right = PartitionExtent { next_offset: 2, max_timestamp: (-1, -1), ..Default::default() };
+        let right = PartitionExtent { next_offset: 2, max_timestamp: TimestampOffset::NONE, ..Default::default() };
         assert_eq!(l.adopt(&right), Ok(None));
         assert_eq!((l.hwm(), l.next_offset()), (2, 2));
     }

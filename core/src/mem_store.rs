@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use crate::codec::Uuid;
 use crate::io::{
     BatchSummary, Command, Completion, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered, StorageError,
-    TopicRecord, should_roll,
+    TimestampOffset, TopicRecord, should_roll,
 };
 use crate::log::PRODUCER_BATCHES;
 use crate::records::RecordBatch;
@@ -142,7 +142,7 @@ impl MemStore {
             }
             Command::Retain { partition, older_than, max_bytes, limit } => {
                 let Some(log) = self.logs.get_mut(&partition) else {
-                    return Completion::LogStart { offset: 0, max_timestamp: (-1, -1) };
+                    return Completion::LogStart { offset: 0, max_timestamp: TimestampOffset::NONE };
                 };
                 let offset = log.retain(older_than, max_bytes, limit);
                 Completion::LogStart { offset, max_timestamp: extent(log).max_timestamp }
@@ -151,10 +151,10 @@ impl MemStore {
                 if !self.topics.contains_key(&partition.topic_id) {
                     return Completion::Failed(StorageError::NotFound);
                 }
-                let extent = self
-                    .logs
-                    .get(&partition)
-                    .map_or(PartitionExtent { max_timestamp: (-1, -1), ..PartitionExtent::default() }, extent);
+                let extent = self.logs.get(&partition).map_or(
+                    PartitionExtent { max_timestamp: TimestampOffset::NONE, ..PartitionExtent::default() },
+                    extent,
+                );
                 Completion::Partition(extent)
             }
             Command::Put { key, value } => {
@@ -224,7 +224,9 @@ impl MemStore {
             for r in &records {
                 let Ok(r) = r else { break };
                 if r.timestamp() >= timestamp && r.offset() >= log.log_start {
-                    return Completion::Offset { found: Some((r.offset(), r.timestamp())) };
+                    return Completion::Offset {
+                        found: Some(TimestampOffset { timestamp: r.timestamp(), offset: r.offset() }),
+                    };
                 }
             }
         }
@@ -248,11 +250,11 @@ impl MemStore {
 
 /// A log's extent, with the last few batches of each idempotent producer.
 fn extent(log: &MemLog) -> PartitionExtent {
-    let mut max_timestamp = (-1, -1);
+    let mut max_timestamp = TimestampOffset::NONE;
     let mut per_producer: HashMap<i64, Vec<BatchSummary>> = HashMap::new();
     for b in &log.batches {
-        if b.max_timestamp > max_timestamp.0 {
-            max_timestamp = (b.max_timestamp, b.last_offset);
+        if b.max_timestamp > max_timestamp.timestamp {
+            max_timestamp = TimestampOffset { timestamp: b.max_timestamp, offset: b.last_offset };
         }
         let Ok(batch) = RecordBatch::new(b.data.clone()) else { continue };
         if batch.producer_id() < 0 {

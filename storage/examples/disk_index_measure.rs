@@ -121,7 +121,7 @@ fn main() {
         let t = Instant::now();
         for _ in 0..n {
             let ts = i64::try_from(rng.below(u64::try_from(end).unwrap_or(1))).unwrap_or(0);
-            let Completion::Offset { found: Some((o, _)) } =
+            let Completion::Offset { found: Some(kelp_core::io::TimestampOffset { offset: o, .. }) } =
                 c.run(Command::FindOffset { partition: key, timestamp: ts })
             else {
                 panic!("find failed")

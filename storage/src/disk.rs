@@ -30,8 +30,8 @@ use bytes::Bytes;
 use hashbrown::HashMap;
 use kelp_core::codec::{KStr, Uuid};
 use kelp_core::io::{
-    BatchSummary, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered, StorageError, TopicRecord,
-    should_roll,
+    BatchSummary, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered, StorageError, TimestampOffset,
+    TopicRecord, should_roll,
 };
 use kelp_core::log::PRODUCER_BATCHES;
 use kelp_core::records::RecordBatch;
@@ -385,7 +385,7 @@ impl State {
             }
             Command::Retain { partition, older_than, max_bytes, limit } => {
                 let Some(p) = self.parts.get(&partition) else {
-                    return Completion::LogStart { offset: 0, max_timestamp: (-1, -1) };
+                    return Completion::LogStart { offset: 0, max_timestamp: TimestampOffset::NONE };
                 };
                 let (now, start) = (p.log_start, p.retention_start(older_than, max_bytes, limit));
                 if start > now
@@ -393,7 +393,7 @@ impl State {
                 {
                     return Completion::Failed(e);
                 }
-                let max_timestamp = self.parts.get(&partition).map_or((-1, -1), PartLog::max_timestamp);
+                let max_timestamp = self.parts.get(&partition).map_or(TimestampOffset::NONE, PartLog::max_timestamp);
                 Completion::LogStart { offset: start, max_timestamp }
             }
             Command::RecoverPartition { partition, .. } => {
@@ -406,7 +406,7 @@ impl State {
                         PartitionExtent {
                             log_start,
                             next_offset: log_start,
-                            max_timestamp: (-1, -1),
+                            max_timestamp: TimestampOffset::NONE,
                             producer_batches: Vec::new(),
                         }
                     },
@@ -582,7 +582,7 @@ impl PartLog {
         Ok(out)
     }
 
-    fn find_offset(&self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
+    fn find_offset(&self, timestamp: i64) -> io::Result<Option<TimestampOffset>> {
         let first = self.segment_for(self.log_start);
         for seg in self.segments.iter().skip(first).filter(|s| s.max_ts.0 >= timestamp) {
             let start = seg.time_floor(timestamp).max(if seg.base_offset < self.log_start {
@@ -609,7 +609,7 @@ impl PartLog {
                 for r in &records {
                     let r = r.map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "undecodable record"))?;
                     if r.timestamp() >= timestamp && r.offset() >= self.log_start {
-                        return Ok(Some((r.offset(), r.timestamp())));
+                        return Ok(Some(TimestampOffset { timestamp: r.timestamp(), offset: r.offset() }));
                     }
                 }
                 // Every record qualifying by timestamp was below the log start: try the next.
@@ -664,7 +664,7 @@ impl PartLog {
     }
 
     /// The largest timestamp from the log start on, and the last offset of its batch.
-    fn max_timestamp(&self) -> (i64, i64) {
+    fn max_timestamp(&self) -> TimestampOffset {
         let mut max_timestamp = (-1, -1);
         for s in &self.segments {
             let seg_max = if s.base_offset >= self.log_start {
@@ -685,7 +685,7 @@ impl PartLog {
                 max_timestamp = seg_max;
             }
         }
-        max_timestamp
+        TimestampOffset { timestamp: max_timestamp.0, offset: max_timestamp.1 }
     }
 
     /// The last few batches of each idempotent producer, read back from the newest

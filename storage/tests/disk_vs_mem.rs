@@ -6,7 +6,7 @@ use std::sync::{Arc, mpsc};
 
 use bytes::Bytes;
 use kelp_core::codec::{KStr, Uuid};
-use kelp_core::io::{PartitionExtent, PartitionKey, Recovered, TopicRecord};
+use kelp_core::io::{PartitionExtent, PartitionKey, Recovered, TimestampOffset, TopicRecord};
 use kelp_core::mem_store::MemStore;
 use kelp_core::records::{Compression, RecordBatchBuilder};
 use kelp_core::{CmdId, Command, Completion};
@@ -556,7 +556,7 @@ fn segment_ms_rolls_by_record_timestamps() {
     assert_eq!(logs, ["00000000000000000000.log", "00000000000000000002.log", "00000000000000000004.log"]);
     // Retention by size sees the same segments in both stores.
     let c = Command::Retain { partition: key, older_than: None, max_bytes: Some(1), limit: 5 };
-    let want = Completion::LogStart { offset: 4, max_timestamp: (2002, 4) };
+    let want = Completion::LogStart { offset: 4, max_timestamp: TimestampOffset { timestamp: 2002, offset: 4 } };
     assert_eq!(disk.run(c.clone()), want, "the largest timestamp is what is left");
     assert_eq!(mem.execute(c), want);
     let _ = std::fs::remove_dir_all(&dir);

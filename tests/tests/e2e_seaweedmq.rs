@@ -300,13 +300,25 @@ fn retention_by_time_moves_the_log_start_past_older_batches() {
     let retain =
         |older_than| kelp_core::Command::Retain { partition, older_than: Some(older_than), max_bytes: None, limit: 6 };
     // Nothing is older than 500.
-    assert_eq!(run(&mut store, retain(500)), Completion::LogStart { offset: 0, max_timestamp: (-1, -1) });
+    assert_eq!(
+        run(&mut store, retain(500)),
+        Completion::LogStart { offset: 0, max_timestamp: kelp_core::io::TimestampOffset::NONE }
+    );
     // The first batch is wholly older than 2000; the second holds a record at 2000.
-    assert_eq!(run(&mut store, retain(2000)), Completion::LogStart { offset: 2, max_timestamp: (-1, -1) });
+    assert_eq!(
+        run(&mut store, retain(2000)),
+        Completion::LogStart { offset: 2, max_timestamp: kelp_core::io::TimestampOffset::NONE }
+    );
     // 2500 cuts inside nothing: the third batch is the first with a newer record.
-    assert_eq!(run(&mut store, retain(2500)), Completion::LogStart { offset: 4, max_timestamp: (-1, -1) });
+    assert_eq!(
+        run(&mut store, retain(2500)),
+        Completion::LogStart { offset: 4, max_timestamp: kelp_core::io::TimestampOffset::NONE }
+    );
     // Everything older: the last batch stays.
-    assert_eq!(run(&mut store, retain(9999)), Completion::LogStart { offset: 4, max_timestamp: (-1, -1) });
+    assert_eq!(
+        run(&mut store, retain(9999)),
+        Completion::LogStart { offset: 4, max_timestamp: kelp_core::io::TimestampOffset::NONE }
+    );
     drop(store);
     let mut store = connect();
     let Completion::Recovered(r) = run(&mut store, kelp_core::Command::Recover) else { panic!("recovers") };

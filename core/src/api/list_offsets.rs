@@ -10,7 +10,7 @@ use crate::codec::generated::list_offsets::{
 use crate::codec::generated::offset_for_leader_epoch::{
     EpochEndOffset, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
 };
-use crate::io::{Command, Completion, PartitionKey};
+use crate::io::{Command, Completion, PartitionKey, TimestampOffset};
 use crate::request::Req;
 use crate::state::{JobId, State};
 
@@ -68,7 +68,7 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ListOffsetsR
                         // The partition knows the batch with the largest timestamp, not which
                         // of its records has it; the first record at or after that timestamp
                         // is the one (Kafka 3.8+ answers its offset, KAFKA-16310).
-                        let (ts, off) = log.max_timestamp();
+                        let TimestampOffset { timestamp: ts, offset: off } = log.max_timestamp();
                         if off >= 0 && off < log.hwm() {
                             lookups.push((k, ts, ti, pi, log.hwm()));
                         }
@@ -96,7 +96,9 @@ pub(crate) fn lookup_done(fx: &mut Effects, job: JobId, part: usize, result: Com
     let pr = &mut j.resp.topics[ti].partitions[pi];
     match result {
         // Only records below the high watermark are visible.
-        Completion::Offset { found: Some((offset, ts)) } if offset < hwm => (pr.offset, pr.timestamp) = (offset, ts),
+        Completion::Offset { found: Some(TimestampOffset { timestamp: ts, offset }) } if offset < hwm => {
+            (pr.offset, pr.timestamp) = (offset, ts)
+        }
         Completion::Offset { .. } => {}
         Completion::Failed(e) => pr.error_code = e.error_code().0,
         _ => pr.error_code = ErrorCode::UNKNOWN_SERVER_ERROR.0,

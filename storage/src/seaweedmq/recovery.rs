@@ -5,7 +5,9 @@
 use std::collections::VecDeque;
 
 use hashbrown::HashMap;
-use kelp_core::io::{BatchSummary, PartitionExtent, PartitionKey, Recovered, StorageError, TopicRecord};
+use kelp_core::io::{
+    BatchSummary, PartitionExtent, PartitionKey, Recovered, StorageError, TimestampOffset, TopicRecord,
+};
 use kelp_core::log::PRODUCER_BATCHES;
 use tokio::time::timeout;
 
@@ -118,8 +120,12 @@ impl Cluster {
         let (earliest, hwm) = self.offsets(key, refresh).await?;
         tracing::debug!(?key, earliest, hwm, scan_from, "seaweedmq: partition range");
         let log_start = earliest.max(stored_start).min(hwm);
-        let mut extent =
-            PartitionExtent { log_start, next_offset: hwm, max_timestamp: (-1, -1), producer_batches: Vec::new() };
+        let mut extent = PartitionExtent {
+            log_start,
+            next_offset: hwm,
+            max_timestamp: TimestampOffset::NONE,
+            producer_batches: Vec::new(),
+        };
         let from = log_start.max(hwm - TAIL_SCAN).max(scan_from);
         let end = unstored_from.map_or(hwm, |u| u.clamp(from.min(hwm), hwm));
         if end < hwm {
@@ -149,8 +155,8 @@ fn tail_state(records: &[Envelope], extent: &mut PartitionExtent) {
     let mut per_producer: HashMap<i64, VecDeque<BatchSummary>> = HashMap::new();
     for r in records {
         let ts = if r.log_append_time { r.max_timestamp } else { r.timestamp };
-        if ts > extent.max_timestamp.0 {
-            extent.max_timestamp = (ts, r.offset);
+        if ts > extent.max_timestamp.timestamp {
+            extent.max_timestamp = TimestampOffset { timestamp: ts, offset: r.offset };
         }
         if r.producer.0 < 0 || r.delta != r.last_delta {
             continue;

@@ -3,7 +3,7 @@
 //! forwards until a record is new enough.
 
 use kelp_core::Completion;
-use kelp_core::io::{PartitionKey, StorageError};
+use kelp_core::io::{PartitionKey, StorageError, TimestampOffset};
 
 use super::cluster::Cluster;
 use super::envelope::Envelope;
@@ -19,7 +19,9 @@ impl Cluster {
             self.first_at_or_after(key, earliest, hwm, timestamp).await
         };
         match found.await {
-            Ok(found) => Completion::Offset { found: found.map(|(r, ts)| (r.offset, ts)) },
+            Ok(found) => Completion::Offset {
+                found: found.map(|(r, timestamp)| TimestampOffset { timestamp, offset: r.offset }),
+            },
             Err(e) => Completion::Failed(e),
         }
     }
@@ -33,7 +35,7 @@ impl Cluster {
     /// not applied here: SeaweedMQ does not tell a partition's size by offset.
     pub(super) async fn retain(&self, key: PartitionKey, older_than: Option<i64>, limit: i64) -> Completion {
         match self.retained_start(key, older_than, limit).await {
-            Ok(offset) => Completion::LogStart { offset, max_timestamp: (-1, -1) },
+            Ok(offset) => Completion::LogStart { offset, max_timestamp: TimestampOffset::NONE },
             Err(e) => Completion::Failed(e),
         }
     }
