@@ -5,10 +5,10 @@
 //!
 //! The broker is plumbing: connections and their frames, dispatch by API, per-connection
 //! response order, and the output queue. What requests read and change is the handlers'
-//! [`State`] (topics and partition logs, groups, producer ids, fetch sessions), and what they
-//! cause is written to their effect sink ([`Effects`]), which this file carries out: replies
+//! `State` (topics and partition logs, groups, producer ids, fetch sessions), and what they
+//! cause is written to their effect sink (`Effects`), which this file carries out: replies
 //! are encoded and queued in their turn, storage commands and closes go out, timers fire back
-//! into the handlers in [`crate::api`].
+//! into the handlers in `crate::api`.
 
 use std::collections::VecDeque;
 
@@ -140,6 +140,7 @@ impl Broker {
 
     /// The group epoch of the KIP-848 consumer group `group`, if there is one (the
     /// simulator's liveness check: a settled group's members are all at this epoch).
+    #[cfg(feature = "test-hooks")]
     #[must_use]
     pub fn consumer_group_epoch(&self, group: &str) -> Option<i32> {
         self.st.groups.consumer.get(group).map(|g| g.epoch)

@@ -10,13 +10,11 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use bytes::{Buf, Bytes, BytesMut};
-use smallvec::SmallVec;
 
 use crate::codec::KStr;
 use crate::io::CloseReason;
 
-/// A response ready to go, as chunks.
-pub type Frame = SmallVec<[Bytes; 4]>;
+pub use crate::io::Frame;
 
 #[derive(Debug)]
 enum Slot {
@@ -148,6 +146,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smallvec::SmallVec;
 
     fn conn() -> Conn {
         Conn::new("127.0.0.1:1".parse().unwrap())

@@ -15,6 +15,9 @@ use smallvec::SmallVec;
 
 use crate::codec::{DecodeError, ErrorCode, KStr, Uuid};
 
+/// A response ready to go, as chunks to write in order (vectored writes).
+pub type Frame = SmallVec<[Bytes; 4]>;
+
 /// A connection, numbered by the driver. Never reused while the core knows it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub u64);
@@ -88,7 +91,7 @@ pub enum Output {
         /// The connection.
         conn: ConnId,
         /// The chunks to write, in order.
-        bytes: SmallVec<[Bytes; 4]>,
+        bytes: Frame,
     },
     /// Run a storage command and report back with [`Input::Completed`].
     Storage {

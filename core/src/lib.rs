@@ -6,15 +6,18 @@
 //!
 //! What it holds:
 //! - [`broker`]: the [`Broker`] state machine: [`Broker::handle_input`],
-//!   [`Broker::poll_output`], [`Broker::poll_timeout`]; framing, dispatch, per-connection
-//!   response order and back-pressure, storage bookkeeping, parked requests and timers.
+//!   [`Broker::poll_output`], [`Broker::poll_timeout`]; the plumbing: framing, dispatch,
+//!   per-connection response order and back-pressure, and carrying out what handlers ask for.
 //! - [`io`]: the whole driver contract: [`Input`], [`Output`], [`Command`], [`Completion`].
-//! - [`api`]: one request handler module per API family, and the jobs they park.
+//! - `api` (private): one request handler module per API family, each a function over the
+//!   handlers' state (`state`: the topic table, groups, producer ids, fetch sessions) and an
+//!   effect sink (replies, storage commands, timers, closes, parked jobs). Inside the crate
+//!   the dependencies run one way: broker -> api -> {state, group, io}.
 //! - [`group`]: consumer groups: the classic coordinator, the KIP-848 consumer coordinator,
 //!   assignors and committed offsets, with how they are stored.
 //! - [`log`]: one partition's state: log start, high watermark, appends in flight, producers.
 //! - [`topics`]: topic naming rules and topic-level configs; [`config`]: the broker's [`Config`].
-//! - [`conn`]: one connection's frame buffer and in-flight queue.
+//! - `conn` (private): one connection's frame buffer and in-flight queue.
 //! - [`mem_store`]: `MemStore`, the deterministic reference executor of [`Command`]s.
 //! - [`codec`]: the Kafka wire codec, generated from Kafka's JSON message specs (every API a
 //!   client or admin tool sends to a broker, at every stable version), with the hand-written
@@ -127,11 +130,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod api;
+mod api;
 pub mod broker;
 pub mod codec;
 pub mod config;
-pub mod conn;
+mod conn;
 pub mod error;
 pub mod fuzzing;
 pub mod group;
@@ -146,6 +149,8 @@ pub mod stats;
 pub mod time;
 pub mod topics;
 
+pub use api::metadata::{CLUSTER_OPS, OPS_NOT_REQUESTED, TOPIC_OPS};
+pub use api::{SERVED, served};
 pub use broker::Broker;
 pub use config::Config;
 pub use io::{CmdId, Command, Completion, ConnId, Input, Output};

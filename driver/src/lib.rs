@@ -16,7 +16,7 @@ pub use clock::Clock;
 pub use control::{Control, Mailbox, Snapshot, Wake};
 pub use out::OutQueue;
 
-use kelp_core::conn::Frame;
+use kelp_core::io::Frame;
 use kelp_core::{Broker, CmdId, Command, ConnId, Output};
 
 /// Bytes read from a socket at a time.

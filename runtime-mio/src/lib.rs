@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read};
 use std::sync::Arc;
 
-use kelp_core::conn::Frame;
+use kelp_core::io::Frame;
 use kelp_core::{Broker, CmdId, Command, ConnId, Input, Now};
 use kelp_driver::{Clock, Mailbox, OutQueue, READ_CHUNK};
 pub use kelp_driver::{Control, Options, Snapshot};

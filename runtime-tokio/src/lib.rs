@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use kelp_core::conn::Frame;
+use kelp_core::io::Frame;
 use kelp_core::{Broker, CmdId, Command, ConnId, Input, Now};
 use kelp_driver::{Clock, MAX_IOVECS, Mailbox, OutQueue, READ_CHUNK};
 pub use kelp_driver::{Control, Options, Snapshot};

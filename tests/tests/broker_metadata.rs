@@ -2,8 +2,7 @@
 //! produce v0-v2), Metadata, DescribeCluster, DescribeTopicPartitions and
 //! OffsetForLeaderEpoch, as Kafka clients read them.
 
-use kelp_core::api::SERVED;
-use kelp_core::api::metadata::{OPS_NOT_REQUESTED, TOPIC_OPS};
+use kelp_core::SERVED;
 use kelp_core::codec::generated::RequestBody;
 use kelp_core::codec::generated::api_versions::ApiVersionsRequest;
 use kelp_core::codec::generated::describe_cluster::DescribeClusterRequest;
@@ -16,6 +15,7 @@ use kelp_core::codec::generated::offset_for_leader_epoch::{
 };
 use kelp_core::codec::{ApiKey, ErrorCode, KStr, Uuid};
 use kelp_core::{Command, Config, ConnId};
+use kelp_core::{OPS_NOT_REQUESTED, TOPIC_OPS};
 use kelp_tests::expect_body;
 use kelp_tests::harness::{Harness, batch, create_topic, fetch_request, produce_request, test_config};
 

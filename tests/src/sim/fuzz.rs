@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
-use kelp_core::api::SERVED;
+use kelp_core::SERVED;
 use kelp_core::io::StorageError;
 use kelp_core::mem_store::MemStore;
 use kelp_core::time::{Duration, Instant};
