@@ -238,16 +238,16 @@ fn single_batch(records: &Bytes, max_decompressed: usize) -> Result<RecordBatch,
 }
 
 /// Assigns a validated batch its offsets and sends the append.
-fn assign(st: &mut State, fx: &mut Effects, b: ValidBatch) -> Outcome {
+fn assign(st: &mut State, fx: &mut Effects, batch: ValidBatch) -> Outcome {
     let now = st.now.wall_ms;
-    let max_timestamp = if b.log_append_time { now } else { b.max_timestamp };
-    let cmd = fx.reserve_cmd(CmdOwner::Append(b.key));
-    let Some(part) = st.topics.partition_mut(b.key) else {
+    let max_timestamp = if batch.log_append_time { now } else { batch.max_timestamp };
+    let cmd = fx.reserve_cmd(CmdOwner::Append(batch.key));
+    let Some(part) = st.topics.partition_mut(batch.key) else {
         return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
     };
-    let base_offset = part.assign(cmd, b.count, max_timestamp);
-    let last_offset = base_offset + b.count - 1;
-    if let Some(p) = b.producer {
+    let base_offset = part.assign(cmd, batch.count, max_timestamp);
+    let last_offset = base_offset + batch.count - 1;
+    if let Some(p) = batch.producer {
         part.remember(BatchSummary {
             producer_id: p.id,
             producer_epoch: p.epoch,
@@ -258,11 +258,11 @@ fn assign(st: &mut State, fx: &mut Effects, b: ValidBatch) -> Outcome {
             timestamp: max_timestamp,
         });
     }
-    let batches = stamp(&b.records, base_offset, b.log_append_time.then_some(now));
-    fx.emit_cmd(cmd, Command::Append { partition: b.key, base_offset, last_offset, max_timestamp, batches });
+    let batches = stamp(&batch.records, base_offset, batch.log_append_time.then_some(now));
+    fx.emit_cmd(cmd, Command::Append { partition: batch.key, base_offset, last_offset, max_timestamp, batches });
     Outcome::Accepted {
         base_offset,
-        log_append_time: if b.log_append_time { now } else { -1 },
+        log_append_time: if batch.log_append_time { now } else { -1 },
         visible_at: last_offset + 1,
     }
 }
