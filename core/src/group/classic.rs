@@ -531,7 +531,9 @@ impl ClassicGroup {
     }
 
     fn new_member_id(cx: &mut Ctx<'_>, prefix: &str) -> KStr {
-        let (a, b) = (cx.rng.next_u64(), cx.rng.next_u64());
+        let id = super::member_uuid(cx.rng).0;
+        let half = |b: &[u8]| b.iter().fold(0u64, |n, x| (n << 8) | u64::from(*x));
+        let (a, b) = (half(&id[..8]), half(&id[8..]));
         let uuid = format!(
             "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
             a >> 32,

@@ -216,7 +216,7 @@ fn owned_from(req: &[RequestTopicPartitions]) -> BTreeSet<(Uuid, i32)> {
 }
 
 fn new_member_id(rng: &mut Rng) -> KStr {
-    KStr::from(Uuid::from_u64_pair(rng.next_u64(), rng.next_u64()).to_string())
+    KStr::from(super::member_uuid(rng).to_string())
 }
 
 impl ConsumerGroup {

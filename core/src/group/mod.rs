@@ -41,7 +41,7 @@ use bytes::Bytes;
 use hashbrown::HashMap;
 
 use crate::codec::generated::consumer_protocol_subscription::ConsumerProtocolSubscription;
-use crate::codec::{DecodeError, KStr, Message, Reader, Writer};
+use crate::codec::{DecodeError, KStr, Message, Reader, Uuid, Writer};
 use crate::config::Config;
 use crate::time::{Duration, Instant};
 use classic::{ClassicGroup, GroupTimer, Member};
@@ -59,6 +59,13 @@ pub struct Ctx<'a, E> {
     pub rng: &'a mut crate::rng::Rng,
     /// The effects, in order.
     pub out: &'a mut Vec<E>,
+}
+
+/// The random part of a new member id, drawn from the seeded generator. A classic member's id
+/// is its client id and this UUID in Java's `UUID.toString` form, as Kafka's classic
+/// coordinator names members; a KIP-848 member's id is this UUID in Kafka's base64 form.
+pub(crate) fn member_uuid(rng: &mut crate::rng::Rng) -> Uuid {
+    Uuid::from_u64_pair(rng.next_u64(), rng.next_u64())
 }
 
 /// Who a member is, as DescribeGroups and ConsumerGroupDescribe report it: the request
