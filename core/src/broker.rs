@@ -128,16 +128,6 @@ impl Broker {
         self.fx.timers.next_deadline()
     }
 
-    /// Whether a connection must not be read now: too many requests unanswered, too many
-    /// response bytes not yet written to its socket (a client that does not read), or a fetch
-    /// whose possibly large answer is still being assembled. The driver hears of each change
-    /// as [`Output::PauseRead`] or [`Output::ResumeRead`].
-    fn saturated(&self, c: &Conn) -> bool {
-        c.in_flight() >= self.st.cfg.max_in_flight_per_conn
-            || c.unwritten > self.st.cfg.max_unwritten_per_conn
-            || c.fetches_in_flight > 0
-    }
-
     /// The group epoch of the KIP-848 consumer group `group`, if there is one (the
     /// simulator's liveness check: a settled group's members are all at this epoch).
     #[cfg(feature = "test-hooks")]
@@ -199,8 +189,9 @@ impl Broker {
         // Tell the driver to stop or start reading when the connection's saturation changed
         // since it was last told: here, once the frames are read, so that a burst of pipelined
         // requests answered at once gives no pause and resume in between.
-        let Some(pause) = self.conns.get(&conn).map(|c| self.saturated(c)) else { return };
+        let cfg = &self.st.cfg;
         let Some(c) = self.conns.get_mut(&conn) else { return };
+        let pause = saturated(cfg, c);
         if c.read_paused != pause {
             c.read_paused = pause;
             self.out.push_back(if pause { Output::PauseRead { conn } } else { Output::ResumeRead { conn } });
@@ -210,7 +201,7 @@ impl Broker {
     fn read_frames(&mut self, conn: ConnId) {
         loop {
             let Some(c) = self.conns.get(&conn) else { return };
-            if self.saturated(c) {
+            if saturated(&self.st.cfg, c) {
                 // Keep the rest buffered; the driver stops reading (Output::PauseRead) until
                 // answers drain. A client that keeps sending regardless is cut off.
                 if c.buffered() > self.st.cfg.max_request_size.saturating_mul(2) {
@@ -393,4 +384,12 @@ impl Broker {
             }
         }
     }
+}
+
+/// Whether a connection must not be read now: too many requests unanswered, too many
+/// response bytes not yet written to its socket (a client that does not read), or a fetch
+/// whose possibly large answer is still being assembled. The driver hears of each change
+/// as [`Output::PauseRead`] or [`Output::ResumeRead`].
+fn saturated(cfg: &Config, c: &Conn) -> bool {
+    c.in_flight() >= cfg.max_in_flight_per_conn || c.unwritten > cfg.max_unwritten_per_conn || c.fetches_in_flight > 0
 }
