@@ -36,15 +36,6 @@ use crate::topics;
 
 use super::{ReplyJob, Then};
 
-fn fail(code: ErrorCode, message: impl Into<String>) -> KafkaError {
-    KafkaError::new(code, message)
-}
-
-/// Stores the pending topics `ids`, one per part of `job`, in order.
-pub(crate) fn store_pending_topics(st: &State, fx: &mut Effects, job: JobId, ids: &[Uuid]) {
-    put_topics(st, fx, job, ids);
-}
-
 /// Makes stored topics visible and drops those whose storing failed. Returns, per topic,
 /// its id and, on failure, its name and the error.
 pub(crate) fn settle_pending_topics(
@@ -66,7 +57,7 @@ fn creatable_configs(cfg: &Config, t: &Topic) -> Vec<CreatableTopicConfigs> {
     topics::CONFIGS
         .iter()
         .map(|d| {
-            let (value, source) = config_value(cfg, t, d.name);
+            let (value, source) = t.config_value(cfg, d.name);
             CreatableTopicConfigs {
                 name: KStr::from_static(d.name),
                 value: Some(value),
@@ -75,14 +66,6 @@ fn creatable_configs(cfg: &Config, t: &Topic) -> Vec<CreatableTopicConfigs> {
             }
         })
         .collect()
-}
-
-/// A topic config's value and its source.
-fn config_value(cfg: &Config, t: &Topic, name: &str) -> (KStr, ConfigSource) {
-    match t.config_value(cfg, name) {
-        (v, true) => (v, ConfigSource::TOPIC),
-        (v, false) => (v, ConfigSource::DEFAULT),
-    }
 }
 
 pub(crate) fn create_topics(st: &mut State, fx: &mut Effects, req: Req, m: CreateTopicsRequest) {
@@ -104,18 +87,24 @@ pub(crate) fn create_topics(st: &mut State, fx: &mut Effects, req: Req, m: Creat
             (n, _) => n,
         };
         let checked = if dup {
-            Err(fail(ErrorCode::INVALID_REQUEST, "Create topics request from client contains a duplicate topic name."))
+            Err(KafkaError::new(
+                ErrorCode::INVALID_REQUEST,
+                "Create topics request from client contains a duplicate topic name.",
+            ))
         } else if t.replication_factor != -1 && t.replication_factor != 1 {
-            Err(fail(
+            Err(KafkaError::new(
                 ErrorCode::INVALID_REPLICATION_FACTOR,
                 format!("Replication factor: {} larger than available brokers: 1.", t.replication_factor),
             ))
         } else if !t.assignments.is_empty() && t.num_partitions != -1 {
-            Err(fail(ErrorCode::INVALID_REQUEST, "Both numPartitions and a manual assignment were given."))
+            Err(KafkaError::new(ErrorCode::INVALID_REQUEST, "Both numPartitions and a manual assignment were given."))
         } else if t.assignments.iter().any(|a| a.broker_ids != [node]) {
-            Err(fail(ErrorCode::INVALID_REPLICA_ASSIGNMENT, format!("Every replica must be on broker {node}.")))
+            Err(KafkaError::new(
+                ErrorCode::INVALID_REPLICA_ASSIGNMENT,
+                format!("Every replica must be on broker {node}."),
+            ))
         } else if !nulls.is_empty() {
-            Err(fail(
+            Err(KafkaError::new(
                 ErrorCode::INVALID_CONFIG,
                 format!("Null value not supported for topic configs: {}", nulls.join(",")),
             ))
@@ -148,7 +137,7 @@ pub(crate) fn create_topics(st: &mut State, fx: &mut Effects, req: Req, m: Creat
     let parts = created.len();
     let job =
         super::reply_after(st, fx, req, ResponseBody::CreateTopics(resp), parts, Then::CreateTopics(created.clone()));
-    store_pending_topics(st, fx, job, &created);
+    put_topics(st, fx, job, &created);
 }
 
 pub(crate) fn finish_create_topics(st: &mut State, job: &mut ReplyJob) {
@@ -238,8 +227,11 @@ pub(crate) fn create_partitions(st: &mut State, fx: &mut Effects, req: Req, m: C
         let mut r = CreatePartitionsTopicResult { name: t.name.clone(), ..Default::default() };
         let current = st.topics.by_name(&t.name).map(|x| (x.id, x.partitions.len()));
         let outcome = match current {
-            None => Err(fail(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("The topic '{}' does not exist.", t.name))),
-            Some((_, n)) if usize::try_from(t.count).unwrap_or(0) <= n => Err(fail(
+            None => Err(KafkaError::new(
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("The topic '{}' does not exist.", t.name),
+            )),
+            Some((_, n)) if usize::try_from(t.count).unwrap_or(0) <= n => Err(KafkaError::new(
                 ErrorCode::INVALID_PARTITIONS,
                 format!(
                     "Topic currently has {n} partitions, which is higher than or equal to the requested {}.",
@@ -247,7 +239,10 @@ pub(crate) fn create_partitions(st: &mut State, fx: &mut Effects, req: Req, m: C
                 ),
             )),
             Some(_) if t.assignments.as_ref().is_some_and(|a| a.iter().any(|x| x.broker_ids != [node])) => {
-                Err(fail(ErrorCode::INVALID_REPLICA_ASSIGNMENT, format!("Every replica must be on broker {node}.")))
+                Err(KafkaError::new(
+                    ErrorCode::INVALID_REPLICA_ASSIGNMENT,
+                    format!("Every replica must be on broker {node}."),
+                ))
             }
             Some((id, n)) => Ok((id, n)),
         };
@@ -300,8 +295,8 @@ pub(crate) fn finish_create_partitions(st: &mut State, fx: &mut Effects, job: &m
     }
 }
 
-/// Stores the current records of `ids`, one per part of `job`.
-fn put_topics(st: &State, fx: &mut Effects, job: JobId, ids: &[Uuid]) {
+/// Stores the current records of `ids` (new or changed topics), one per part of `job`.
+pub(crate) fn put_topics(st: &State, fx: &mut Effects, job: JobId, ids: &[Uuid]) {
     for (part, id) in ids.iter().enumerate() {
         if let Some(t) = st.topics.get(*id) {
             fx.storage(CmdOwner::Job { job, part }, Command::PutTopic(t.record()));
@@ -375,7 +370,7 @@ pub(crate) fn describe_configs(st: &mut State, fx: &mut Effects, req: Req, m: &D
                 }
                 Some(t) => {
                     for d in topics::CONFIGS.iter().filter(|d| wanted(d.name)) {
-                        let (value, source) = config_value(&st.cfg, t, d.name);
+                        let (value, source) = t.config_value(&st.cfg, d.name);
                         let default = topics::broker_default(&st.cfg, d.name).unwrap_or_default();
                         let mut entry = DescribeConfigsResourceResult {
                             name: KStr::from_static(d.name),
@@ -439,14 +434,16 @@ fn check_overrides(st: &State, rtype: i8, name: &KStr, overrides: &[(KStr, KStr)
     match ConfigResourceType(rtype) {
         ConfigResourceType::TOPIC => {}
         ConfigResourceType::BROKER => {
-            return Err(fail(ErrorCode::INVALID_REQUEST, "kelp's broker configs are set at start and read-only"));
+            return Err(KafkaError::new(
+                ErrorCode::INVALID_REQUEST,
+                "kelp's broker configs are set at start and read-only",
+            ));
         }
-        _ => return Err(fail(ErrorCode::INVALID_REQUEST, "kelp alters topic configs only")),
+        _ => return Err(KafkaError::new(ErrorCode::INVALID_REQUEST, "kelp alters topic configs only")),
     }
-    let t = st
-        .topics
-        .by_name(name)
-        .ok_or_else(|| fail(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic {name} does not exist")))?;
+    let t = st.topics.by_name(name).ok_or_else(|| {
+        KafkaError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic {name} does not exist"))
+    })?;
     for (k, v) in overrides {
         topics::validate_config(k, v)?;
     }
@@ -481,7 +478,10 @@ pub(crate) fn alter_configs(st: &mut State, fx: &mut Effects, req: Req, m: Alter
             check_overrides(st, res.resource_type, &res.resource_name, &overrides)
         } else {
             // As Kafka's ConfigAdminManager: the legacy API has no way to delete one config.
-            Err(fail(ErrorCode::INVALID_REQUEST, format!("Null value not supported for : {}", nulls.join(", "))))
+            Err(KafkaError::new(
+                ErrorCode::INVALID_REQUEST,
+                format!("Null value not supported for : {}", nulls.join(", ")),
+            ))
         };
         match checked {
             Err(KafkaError { code, message }) => {
@@ -508,12 +508,13 @@ fn apply_op(
     value: Option<&KStr>,
 ) -> Result<(), KafkaError> {
     let def = topics::config_def(name)
-        .ok_or_else(|| fail(ErrorCode::INVALID_CONFIG, format!("Unknown topic config name: {name}")))?;
+        .ok_or_else(|| KafkaError::new(ErrorCode::INVALID_CONFIG, format!("Unknown topic config name: {name}")))?;
     let current = overrides.iter().position(|(k, _)| k == name);
     match op {
         AlterConfigOp::SET => {
-            let v = value
-                .ok_or_else(|| fail(ErrorCode::INVALID_REQUEST, format!("Null value not supported for {name}")))?;
+            let v = value.ok_or_else(|| {
+                KafkaError::new(ErrorCode::INVALID_REQUEST, format!("Null value not supported for {name}"))
+            })?;
             match current {
                 Some(i) => overrides[i].1 = v.clone(),
                 None => overrides.push((name.clone(), v.clone())),
@@ -525,8 +526,9 @@ fn apply_op(
             }
         }
         AlterConfigOp::APPEND | AlterConfigOp::SUBTRACT if def.ty == topics::ConfigType::List => {
-            let v = value
-                .ok_or_else(|| fail(ErrorCode::INVALID_REQUEST, format!("Null value not supported for {name}")))?;
+            let v = value.ok_or_else(|| {
+                KafkaError::new(ErrorCode::INVALID_REQUEST, format!("Null value not supported for {name}"))
+            })?;
             // Without an override the list starts from the default, as in Kafka.
             let existing = current
                 .map(|i| overrides[i].1.to_string())
@@ -548,12 +550,14 @@ fn apply_op(
             }
         }
         AlterConfigOp::APPEND | AlterConfigOp::SUBTRACT => {
-            return Err(fail(
+            return Err(KafkaError::new(
                 ErrorCode::INVALID_CONFIG,
                 format!("Config {name} is not a list: APPEND and SUBTRACT do not apply"),
             ));
         }
-        other => return Err(fail(ErrorCode::INVALID_REQUEST, format!("Unknown config operation {}", other.0))),
+        other => {
+            return Err(KafkaError::new(ErrorCode::INVALID_REQUEST, format!("Unknown config operation {}", other.0)));
+        }
     }
     Ok(())
 }

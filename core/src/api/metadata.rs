@@ -135,7 +135,7 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: MetadataRequ
     // Answer once the auto-created topics are stored; each part stores one topic.
     let then = Then::AutoCreate { topics: created.clone(), include_ops: ops };
     let job = super::reply_after(st, fx, req, ResponseBody::Metadata(resp), created.len(), then);
-    admin::store_pending_topics(st, fx, job, &created);
+    admin::put_topics(st, fx, job, &created);
 }
 
 /// Adds the auto-created topics to the metadata answer (or reports their failure).

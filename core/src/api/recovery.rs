@@ -2,11 +2,10 @@
 //! rebuilt from what the store reports, and the timers they need are armed.
 
 use super::{Effects, Timer};
-use crate::io::{Completion, PartitionKey};
+use crate::io::Completion;
 use crate::log::PartitionLog;
 use crate::state::{State, Topic};
 use crate::time::Duration;
-use crate::topics::TopicSettings;
 
 /// How long to wait before asking a store that failed to recover again: a store that answers
 /// at once (an outage) must not be asked in a tight loop.
@@ -21,16 +20,7 @@ pub(crate) fn recovered(st: &mut State, fx: &mut Effects, result: Completion) ->
         return false;
     };
     for t in &rec.topics {
-        let partitions =
-            (0..t.partitions).map(|p| PartitionLog::new(PartitionKey { topic_id: t.id, partition: p })).collect();
-        st.topics.insert(Topic {
-            name: t.name.clone(),
-            id: t.id,
-            overrides: t.configs.clone(),
-            settings: TopicSettings::resolve(&st.cfg, &t.configs),
-            partitions,
-            pending: false,
-        });
+        st.topics.insert(Topic::new(&st.cfg, t.name.clone(), t.id, t.configs.clone(), t.partitions, false));
     }
     for (key, extent) in &rec.partitions {
         if let Some(p) = st.topics.partition_mut(*key) {

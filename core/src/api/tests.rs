@@ -67,15 +67,18 @@ fn one_reply(fx: &mut Effects) -> ResponseBody {
     replies.remove(0).1
 }
 
-fn create_topic(st: &mut State, fx: &mut Effects, name: &'static str, partitions: i32) {
+fn create_request(name: &'static str, partitions: i32) -> RequestBody {
     let topic = CreatableTopic {
         name: KStr::from_static(name),
         num_partitions: partitions,
         replication_factor: -1,
         ..Default::default()
     };
-    let m = CreateTopicsRequest { topics: vec![topic], ..Default::default() };
-    call(st, fx, ApiKey::CREATE_TOPICS, 7, RequestBody::CreateTopics(m));
+    RequestBody::CreateTopics(CreateTopicsRequest { topics: vec![topic], ..Default::default() })
+}
+
+fn create_topic(st: &mut State, fx: &mut Effects, name: &'static str, partitions: i32) {
+    call(st, fx, ApiKey::CREATE_TOPICS, 7, create_request(name, partitions));
     store_all(st, fx);
     let ResponseBody::CreateTopics(r) = one_reply(fx) else { panic!("not a CreateTopics response") };
     assert_eq!(r.topics[0].error_code, 0, "{r:?}");
@@ -108,14 +111,7 @@ fn produce(st: &mut State, fx: &mut Effects, topic: &'static str, records: Bytes
 #[test]
 fn admin_a_created_topic_is_stored_before_it_is_answered_and_described() {
     let (mut st, mut fx) = (state(), Effects::default());
-    let topic = CreatableTopic {
-        name: KStr::from_static("orders"),
-        num_partitions: 3,
-        replication_factor: -1,
-        ..Default::default()
-    };
-    let m = CreateTopicsRequest { topics: vec![topic], ..Default::default() };
-    call(&mut st, &mut fx, ApiKey::CREATE_TOPICS, 7, RequestBody::CreateTopics(m));
+    call(&mut st, &mut fx, ApiKey::CREATE_TOPICS, 7, create_request("orders", 3));
     assert!(fx.take_replies().is_empty());
     assert!(st.topics.by_name("orders").is_none(), "visible before it was stored");
     let cmds = store_all(&mut st, &mut fx);
@@ -147,14 +143,7 @@ fn admin_a_created_topic_is_stored_before_it_is_answered_and_described() {
 #[test]
 fn admin_a_topic_the_store_refused_is_gone_and_answered_with_the_error() {
     let (mut st, mut fx) = (state(), Effects::default());
-    let topic = CreatableTopic {
-        name: KStr::from_static("t"),
-        num_partitions: 1,
-        replication_factor: -1,
-        ..Default::default()
-    };
-    let m = CreateTopicsRequest { topics: vec![topic], ..Default::default() };
-    call(&mut st, &mut fx, ApiKey::CREATE_TOPICS, 7, RequestBody::CreateTopics(m));
+    call(&mut st, &mut fx, ApiKey::CREATE_TOPICS, 7, create_request("t", 1));
     for (_, owner, _) in fx.take_commands() {
         let CmdOwner::Job { job, part } = owner else { panic!() };
         super::job_completed(&mut st, &mut fx, job, part, Completion::Failed(crate::io::StorageError::Unavailable));

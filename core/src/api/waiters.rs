@@ -42,6 +42,11 @@ pub(crate) fn hwm_moved(st: &mut State, fx: &mut Effects, key: PartitionKey, hwm
             super::job_completed(st, fx, w.job, w.part, Completion::Done);
         }
     }
+    wake_fetches(st, fx, key);
+}
+
+/// Long-polling fetches waiting on `key` look again.
+fn wake_fetches(st: &mut State, fx: &mut Effects, key: PartitionKey) {
     if let Some(fetches) = st.waiters.fetch.remove(&key) {
         for job in fetches {
             super::fetch::wake(st, fx, job);
@@ -54,11 +59,7 @@ pub(crate) fn hwm_moved(st: &mut State, fx: &mut Effects, key: PartitionKey, hwm
 pub(crate) fn partition_removed(st: &mut State, fx: &mut Effects, key: PartitionKey) {
     fail_beyond(st, fx, key, i64::MIN, StorageError::NotFound);
     st.waiters.hwm.remove(&key);
-    if let Some(fetches) = st.waiters.fetch.remove(&key) {
-        for job in fetches {
-            super::fetch::wake(st, fx, job);
-        }
-    }
+    wake_fetches(st, fx, key);
 }
 
 /// Fails the jobs waiting on `key` for an offset beyond `hwm`.

@@ -10,7 +10,7 @@
 
 use hashbrown::HashMap;
 
-use crate::codec::{ErrorCode, KStr, Uuid};
+use crate::codec::{ConfigSource, ErrorCode, KStr, Uuid};
 use crate::config::Config;
 use crate::error::KafkaError;
 use crate::io::{PartitionKey, TopicRecord};
@@ -36,6 +36,22 @@ pub(crate) struct Topic {
 }
 
 impl Topic {
+    /// A topic with `partitions` empty partitions and the settings its overrides resolve to;
+    /// `pending` until its record is stored.
+    pub(crate) fn new(
+        cfg: &Config,
+        name: KStr,
+        id: Uuid,
+        overrides: Vec<(KStr, KStr)>,
+        partitions: i32,
+        pending: bool,
+    ) -> Self {
+        let settings = TopicSettings::resolve(cfg, &overrides);
+        let partitions =
+            (0..partitions).map(|p| PartitionLog::new(PartitionKey { topic_id: id, partition: p })).collect();
+        Self { name, id, overrides, settings, partitions, pending }
+    }
+
     /// The record the store keeps for this topic.
     pub(crate) fn record(&self) -> TopicRecord {
         TopicRecord {
@@ -51,12 +67,12 @@ impl Topic {
         i32::try_from(self.partitions.len()).unwrap_or(i32::MAX)
     }
 
-    /// The effective value of config `name` and whether it is set on the topic (else it is
-    /// the broker's default).
-    pub(crate) fn config_value(&self, cfg: &Config, name: &str) -> (KStr, bool) {
+    /// The effective value of config `name` and where it comes from: set on the topic, or
+    /// the broker's default.
+    pub(crate) fn config_value(&self, cfg: &Config, name: &str) -> (KStr, ConfigSource) {
         match self.overrides.iter().rev().find(|(k, _)| k.as_str() == name) {
-            Some((_, v)) => (v.clone(), true),
-            None => (KStr::from(topics::broker_default(cfg, name).unwrap_or_default()), false),
+            Some((_, v)) => (v.clone(), ConfigSource::TOPIC),
+            None => (KStr::from(topics::broker_default(cfg, name).unwrap_or_default()), ConfigSource::DEFAULT),
         }
     }
 
@@ -171,9 +187,7 @@ impl TopicTable {
     ) -> Result<Uuid, KafkaError> {
         self.check_new(&name, partitions, &overrides)?;
         let id = self.new_id(rng);
-        let settings = TopicSettings::resolve(cfg, &overrides);
-        let logs = (0..partitions).map(|p| PartitionLog::new(PartitionKey { topic_id: id, partition: p })).collect();
-        self.insert(Topic { name, id, overrides, settings, partitions: logs, pending: true });
+        self.insert(Topic::new(cfg, name, id, overrides, partitions, true));
         Ok(id)
     }
 
