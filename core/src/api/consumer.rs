@@ -67,13 +67,13 @@ fn run<R>(
 ) -> Option<(R, bool)> {
     let mut out = Vec::new();
     let r = {
-        let State { groups, topics, cfg, rng, now, .. } = st;
-        let g = groups.consumer.get_mut(group)?;
+        let g = st.groups.consumer.get_mut(group)?;
+        let topics = &st.topics;
         let lookup = |n: &str| {
             let t = topics.by_name(n)?;
             Some(TopicInfo { id: t.id, partitions: u32::try_from(t.partitions.len()).unwrap_or(u32::MAX) })
         };
-        let mut cx = Ctx { now: now.mono, cfg, rng, out: &mut out };
+        let mut cx = Ctx { now: st.now.mono, cfg: &st.cfg, rng: &mut st.rng, out: &mut out };
         f(g, &mut cx, &lookup)
     };
     let mut store = false;
