@@ -281,6 +281,25 @@ pub enum Command {
         /// Exclusive upper bound of deletable offsets (the high watermark).
         limit: i64,
     },
+    /// Compact the partition by key if its cleanable part is dirty enough (Kafka's log
+    /// cleaner; see [`crate::cleaner`]): the store plans the pass with
+    /// [`crate::cleaner::plan`] over its closed segments, keeps the latest record of every
+    /// key with its original offset, timestamp, headers and producer fields, removes
+    /// tombstones whose delete horizon has passed, keeps the last batch of every idempotent
+    /// producer, and swaps the rewritten segments in so that a crash at any moment leaves a
+    /// log that reads back correctly. Answered with [`Completion::Cleaned`].
+    ///
+    /// Unlike other commands, a store may run it beside later commands for the partition
+    /// (off the request path): cleaning never changes which offset holds which record, only
+    /// drops records that a later record with the same key supersedes, so a read that
+    /// overlaps it sees either the old or the cleaned segments. The core sends at most one
+    /// `Clean` per partition at a time.
+    Clean {
+        /// The partition.
+        partition: PartitionKey,
+        /// The topic's compaction settings and the moment.
+        spec: CleanSpec,
+    },
     /// Re-learn a partition's end from what the store really holds, after appends whose
     /// outcome is unknown (see [`StorageError::outcome_unknown`]). The core sends it only when
     /// none of the partition's appends is in the store. A store first settles anything still
@@ -332,12 +351,54 @@ pub enum Completion {
         /// segments are gone.
         max_timestamp: TimestampOffset,
     },
+    /// What a [`Command::Clean`] did.
+    Cleaned(CleanReport),
     /// One partition's extent as stored (answers [`Command::RecoverPartition`]).
     Partition(PartitionExtent),
     /// The command failed. It had no effect, except that an [`Command::Append`] failing with
     /// an error whose [`StorageError::outcome_unknown`] is true may have been stored in
     /// whole (never in part: a store keeps or drops an append's batches together).
     Failed(StorageError),
+}
+
+/// How a compacted partition is cleaned: its topic's compaction configs (Kafka's names) and
+/// the moment, handed to the store with [`Command::Clean`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CleanSpec {
+    /// Wall-clock time of the pass, ms since the epoch: lags and delete horizons count from it.
+    pub now_ms: i64,
+    /// `min.cleanable.dirty.ratio`: clean once the dirty share of the cleanable bytes
+    /// reaches it.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this stay uncompacted.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record older than this makes the log cleanable
+    /// whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`: how long a tombstone stays readable after the pass that first
+    /// cleaned it (its batch's delete horizon, KIP-534).
+    pub delete_retention_ms: i64,
+    /// Exclusive upper bound of cleanable offsets (the high watermark).
+    pub limit: i64,
+}
+
+/// What one [`Command::Clean`] did, for the cleaner metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CleanReport {
+    /// The dirty ratio of the cleanable part of the log when the pass looked at it (0 when
+    /// nothing is cleanable).
+    pub dirty_ratio: f64,
+    /// Whether the pass rewrote anything.
+    pub cleaned: bool,
+    /// Bytes of log the pass rewrote (the segments it replaced).
+    pub bytes_read: u64,
+    /// Bytes written in their place.
+    pub bytes_written: u64,
+    /// Records removed.
+    pub records_removed: u64,
+    /// How long the pass took in microseconds, as the store measured it (0 for a store with
+    /// no clock, such as the deterministic [`crate::mem_store::MemStore`]).
+    pub micros: u64,
 }
 
 /// A record's timestamp and offset, as ListOffsets answers them.
