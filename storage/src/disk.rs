@@ -18,27 +18,49 @@
 //!
 //! Retention ([`Command::Retain`]) and DeleteRecords delete whole segments below the new log
 //! start, which is written to `meta.log` (and synced) before any file is removed.
+//!
+//! Compaction ([`Command::Clean`]) runs on cleaner threads (`cleaner.rs`): the IO thread plans
+//! a pass and hands over read handles on the segments; the cleaner writes the compacted
+//! segments beside the old ones as `<base>.log.cleaned` (and indexes) and fsyncs them; the IO
+//! thread then swaps them in, the way Kafka's LogCleaner does, so that a crash at any moment
+//! leaves a readable log:
+//! 1. it checks that the segments to replace are still there unchanged (else the pass is
+//!    discarded), and records in `meta.log`, synced, the partition's *gap mark*: the end of
+//!    the cleaned range, below which batches may skip offsets (cleaning never renumbers);
+//! 2. renames each new segment to `<base>-<end>.log.swap` (indexes first), where `end` is the
+//!    base of the first segment not replaced, and fsyncs the directory: the commit point;
+//! 3. deletes the old segments in `base..end`, renames the swap files to `<base>.log` and
+//!    friends, fsyncs the directory, and records the new first dirty offset (the cleaner
+//!    checkpoint) in `meta.log`.
+//!
+//! At open, `.cleaned` files are deleted (a pass that never committed) and every `.log.swap`
+//! completes step 3. A crash before the checkpoint is recorded only makes the next pass read
+//! some clean records again. The gap mark keeps the open-time check that every batch
+//! continues the one before (it finds data lost by a machine crash) for the uncleaned part.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use kelp_core::codec::{KStr, Uuid};
 use kelp_core::io::{
-    BatchSummary, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered, StorageError, TimestampOffset,
-    TopicRecord, should_roll,
+    BatchSummary, CleanReport, CleanSpec, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered,
+    StorageError, TimestampOffset, TopicRecord, should_roll,
 };
 use kelp_core::log::PRODUCER_BATCHES;
 use kelp_core::records::RecordBatch;
 use kelp_core::{CmdId, Command, Completion};
 use smallvec::SmallVec;
 
-use crate::segment::{Head, IndexCheck, Segment};
+use crate::cleaner::{self, Finished, Pool, Snapshot};
+use crate::cleaner_api::{self, SegmentInfo};
+use crate::segment::{EXTENSIONS, Head, IndexCheck, Segment};
 use crate::{Sink, Store};
 
 /// When appended data is forced to disk.
@@ -64,13 +86,34 @@ pub struct DiskOptions {
     pub segment_bytes: u64,
     /// Bytes of batches between two offset index entries (Kafka's `index.interval.bytes`).
     pub index_interval: u64,
+    /// Log cleaner threads (Kafka's `log.cleaner.threads`, 1); 0 turns compaction off, and
+    /// [`Command::Clean`] then answers without cleaning.
+    pub cleaner_threads: usize,
+    /// Memory for the cleaners' key maps, shared out among the threads (Kafka's
+    /// `log.cleaner.dedupe.buffer.size`, 128 MiB). A pass whose dirty keys do not fit cleans
+    /// what did and leaves the rest to the next pass.
+    pub cleaner_dedupe_buffer_bytes: usize,
+    /// Read and write chunk size of each cleaner (Kafka's `log.cleaner.io.buffer.size`,
+    /// 512 KiB); a larger batch is read whole.
+    pub cleaner_io_buffer_bytes: usize,
+    /// Bytes per second the cleaners may read plus write together (Kafka's
+    /// `log.cleaner.io.max.bytes.per.second`); `None` for no limit.
+    pub cleaner_io_max_bytes_per_second: Option<u64>,
 }
 
 impl DiskOptions {
     /// The defaults (Kafka's) with this fsync policy.
     #[must_use]
     pub fn new(fsync: Fsync) -> Self {
-        Self { fsync, segment_bytes: DEFAULT_SEGMENT_BYTES, index_interval: 4096 }
+        Self {
+            fsync,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            index_interval: 4096,
+            cleaner_threads: 1,
+            cleaner_dedupe_buffer_bytes: 128 << 20,
+            cleaner_io_buffer_bytes: 512 << 10,
+            cleaner_io_max_bytes_per_second: None,
+        }
     }
 }
 
@@ -88,11 +131,15 @@ const META_DELETE_TOPIC: u8 = 2;
 const META_PUT: u8 = 3;
 const META_DELETE: u8 = 4;
 const META_LOG_START: u8 = 5;
+/// A partition's cleaner marks: first dirty offset (the checkpoint) and gap mark.
+const META_CLEANER: u8 = 6;
 
-/// The `disk` backend. Commands run on its IO thread; see the module docs.
+/// The `disk` backend. Commands run on its IO thread; see the module docs. Dropping it
+/// stops the IO and cleaner threads and waits for them.
 pub struct DiskStore {
     tx: mpsc::Sender<Msg>,
     check: IndexCheck,
+    thread: Option<JoinHandle<()>>,
 }
 
 /// What the IO thread is asked to do.
@@ -100,6 +147,10 @@ enum Msg {
     Job(Job),
     /// Finish what came before, fsync every file written, and report.
     Sync(mpsc::Sender<io::Result<()>>),
+    /// A cleaner finished a pass: swap its segments in.
+    Cleaned(Finished),
+    /// Finish what came before and stop.
+    Stop,
 }
 
 struct Job {
@@ -117,17 +168,37 @@ impl DiskStore {
 
     /// [`DiskStore::open`] with all options.
     pub fn open_with(dir: &Path, options: DiskOptions) -> io::Result<Self> {
-        let state = State::open(dir, options)?;
-        let check = state.check;
         let (tx, rx) = mpsc::channel::<Msg>();
-        std::thread::Builder::new().name("kelp-disk".into()).spawn(move || io_thread(state, &rx))?;
-        Ok(Self { tx, check })
+        let done = tx.clone();
+        let settings = cleaner::Settings {
+            threads: options.cleaner_threads,
+            map_bytes: options.cleaner_dedupe_buffer_bytes / options.cleaner_threads.max(1),
+            io_buffer: options.cleaner_io_buffer_bytes.clamp(4096, 64 << 20),
+            max_bytes_per_second: options.cleaner_io_max_bytes_per_second,
+            index_interval: options.index_interval.max(1),
+        };
+        let pool = Pool::start(settings, move |f| {
+            let _ = done.send(Msg::Cleaned(f));
+        })?;
+        let state = State::open(dir, options, pool)?;
+        let check = state.check;
+        let thread = std::thread::Builder::new().name("kelp-disk".into()).spawn(move || io_thread(state, &rx))?;
+        Ok(Self { tx, check, thread: Some(thread) })
     }
 
     /// How the segments' indexes fared at open: used after checking, or rebuilt.
     #[must_use]
     pub fn index_check(&self) -> IndexCheck {
         self.check
+    }
+}
+
+impl Drop for DiskStore {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -145,18 +216,30 @@ impl Store for DiskStore {
     }
 }
 
+/// One message of a round, in arrival order.
+enum Item {
+    Job(Job),
+    Cleaned(Finished),
+}
+
 fn io_thread(mut state: State, rx: &mpsc::Receiver<Msg>) {
     let mut last_sync = Instant::now();
-    while let Ok(first) = rx.recv() {
+    let mut stop = false;
+    while !stop && let Ok(first) = rx.recv() {
         let mut round = Vec::new();
         let mut sync_asked = None;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Job(job) => round.push(job),
+                Msg::Job(job) => round.push(Item::Job(job)),
+                Msg::Cleaned(f) => round.push(Item::Cleaned(f)),
                 // Jobs after a sync request wait for the next round; this one ends here.
                 Msg::Sync(reply) => {
                     sync_asked = Some(reply);
+                    break;
+                }
+                Msg::Stop => {
+                    stop = true;
                     break;
                 }
             }
@@ -164,8 +247,17 @@ fn io_thread(mut state: State, rx: &mpsc::Receiver<Msg>) {
                 next = rx.try_recv().ok();
             }
         }
-        let results: Vec<Completion> =
-            round.iter_mut().map(|j| state.apply(std::mem::replace(&mut j.command, Command::Recover))).collect();
+        let mut done: Vec<(CmdId, Sink, Completion)> = Vec::with_capacity(round.len());
+        for item in round {
+            match item {
+                Item::Job(job) => {
+                    if let Some(result) = state.apply(job.cmd, job.command, &job.sink) {
+                        done.push((job.cmd, job.sink, result));
+                    }
+                }
+                Item::Cleaned(f) => done.push(state.finish_clean(f)),
+            }
+        }
         let synced = match state.fsync {
             Fsync::Always => state.sync_dirty(),
             Fsync::Interval(d) if last_sync.elapsed() >= d => {
@@ -174,15 +266,32 @@ fn io_thread(mut state: State, rx: &mpsc::Receiver<Msg>) {
             }
             _ => Ok(()),
         };
-        for (job, result) in round.into_iter().zip(results) {
+        for (cmd, sink, result) in done {
             let result = match (&synced, result) {
                 (Err(_), Completion::Done) => Completion::Failed(StorageError::Full),
                 (_, r) => r,
             };
-            job.sink.complete(job.cmd, result);
+            sink.complete(cmd, result);
         }
         if let Some(reply) = sync_asked {
             let _ = reply.send(state.sync_for_stop());
+        }
+    }
+    let _ = state.sync_for_stop();
+    // Stops the cleaners (passes in progress end early); then every pass they hand back is
+    // answered without cleaning.
+    drop(state);
+    while let Ok(msg) = rx.try_recv() {
+        match msg {
+            Msg::Job(job) => job.sink.complete(job.cmd, Completion::Failed(StorageError::Unavailable)),
+            Msg::Cleaned(f) => {
+                let (cmd, sink, result) = f.discard();
+                sink.complete(cmd, result);
+            }
+            Msg::Sync(reply) => {
+                let _ = reply.send(Err(io::Error::other("the disk store is stopping")));
+            }
+            Msg::Stop => {}
         }
     }
 }
@@ -196,6 +305,16 @@ struct PartLog {
     interval: u64,
 }
 
+/// A partition's cleaner marks, kept in `meta.log` (both only grow).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Marks {
+    /// Where the next pass's key map starts (Kafka's cleaner checkpoint); the log start when
+    /// higher.
+    first_dirty: i64,
+    /// The end of the rewritten range: batches starting at or below it may follow a gap.
+    gaps_below: i64,
+}
+
 struct State {
     dir: PathBuf,
     fsync: Fsync,
@@ -207,7 +326,12 @@ struct State {
     topics: BTreeMap<Uuid, TopicRecord>,
     values: BTreeMap<Bytes, Bytes>,
     log_starts: HashMap<PartitionKey, i64>,
+    marks: HashMap<PartitionKey, Marks>,
     parts: HashMap<PartitionKey, PartLog>,
+    /// Partitions with a pass on a cleaner thread.
+    cleaning: HashSet<PartitionKey>,
+    /// The cleaner threads. Declared last: dropped (and joined) after the files are closed.
+    pool: Pool,
 }
 
 fn storage_err(_: io::Error) -> StorageError {
@@ -215,7 +339,7 @@ fn storage_err(_: io::Error) -> StorageError {
 }
 
 impl State {
-    fn open(dir: &Path, options: DiskOptions) -> io::Result<Self> {
+    fn open(dir: &Path, options: DiskOptions, pool: Pool) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         let meta_path = dir.join("meta.log");
         let mut meta = OpenOptions::new().create(true).read(true).append(true).open(&meta_path)?;
@@ -230,7 +354,10 @@ impl State {
             topics: BTreeMap::new(),
             values: BTreeMap::new(),
             log_starts: HashMap::new(),
+            marks: HashMap::new(),
             parts: HashMap::new(),
+            cleaning: HashSet::new(),
+            pool,
         };
         let good = state.replay_meta(&mut meta)?;
         if good < meta.metadata()?.len() {
@@ -247,7 +374,8 @@ impl State {
                 continue;
             }
             let log_start = state.log_starts.get(&key).copied().unwrap_or(0);
-            let part = PartLog::open(entry.path(), log_start, state.index_interval, &mut state.check)?;
+            let gaps_below = state.marks.get(&key).map_or(i64::MIN, |m| m.gaps_below);
+            let part = PartLog::open(entry.path(), log_start, gaps_below, state.index_interval, &mut state.check)?;
             state.parts.insert(key, part);
         }
         Ok(state)
@@ -283,6 +411,7 @@ impl State {
                 if let Some(id) = r.uuid() {
                     self.topics.remove(&id);
                     self.log_starts.retain(|k, _| k.topic_id != id);
+                    self.marks.retain(|k, _| k.topic_id != id);
                 }
             }
             META_PUT => {
@@ -300,6 +429,14 @@ impl State {
                     // The log start never moves back: a lower value later changes nothing.
                     let start = self.log_starts.entry(PartitionKey { topic_id: id, partition: p }).or_insert(o);
                     *start = (*start).max(o);
+                }
+            }
+            META_CLEANER => {
+                if let (Some(id), Some(p), Some(first_dirty), Some(gaps_below)) = (r.uuid(), r.i32(), r.i64(), r.i64())
+                {
+                    let m = self.marks.entry(PartitionKey { topic_id: id, partition: p }).or_default();
+                    m.first_dirty = m.first_dirty.max(first_dirty);
+                    m.gaps_below = m.gaps_below.max(gaps_below);
                 }
             }
             _ => {}
@@ -346,7 +483,15 @@ impl State {
         Ok(())
     }
 
-    fn apply(&mut self, command: Command) -> Completion {
+    /// Runs a command; `None` when a cleaner thread answers it later.
+    fn apply(&mut self, cmd: CmdId, command: Command, sink: &Sink) -> Option<Completion> {
+        if let Command::Clean { partition, spec } = command {
+            return self.start_clean(cmd, sink, partition, &spec);
+        }
+        Some(self.apply_now(command))
+    }
+
+    fn apply_now(&mut self, command: Command) -> Completion {
         let done = |r: Result<(), StorageError>| r.map_or_else(Completion::Failed, |()| Completion::Done);
         match command {
             Command::Recover => Completion::Recovered(Box::new(self.recovered())),
@@ -424,6 +569,8 @@ impl State {
                     None => done(self.write_meta(META_DELETE, &payload)),
                 }
             }
+            // Handled by `apply`, which hands the pass to a cleaner thread.
+            Command::Clean { .. } => Completion::Cleaned(CleanReport::default()),
         }
     }
 
@@ -457,7 +604,9 @@ impl State {
         if !self.parts.contains_key(&key) {
             fs::create_dir_all(&dir).map_err(storage_err)?;
             let log_start = self.log_starts.get(&key).copied().unwrap_or(0);
-            let part = PartLog::open(dir, log_start, self.index_interval, &mut self.check).map_err(storage_err)?;
+            let gaps_below = self.marks.get(&key).map_or(i64::MIN, |m| m.gaps_below);
+            let part =
+                PartLog::open(dir, log_start, gaps_below, self.index_interval, &mut self.check).map_err(storage_err)?;
             self.parts.insert(key, part);
         }
         let Some(p) = self.parts.get_mut(&key) else { return Err(StorageError::NotFound) };
@@ -466,6 +615,141 @@ impl State {
         }
         let Some(topic) = self.topics.get(&key.topic_id) else { return Err(StorageError::NotFound) };
         p.append(topic, append, data, (self.segment_bytes, self.fsync)).map_err(storage_err)
+    }
+
+    /// Plans a pass over the partition and hands it to a cleaner thread (`None`: it answers
+    /// later), or answers at once when there is nothing to clean.
+    fn start_clean(&mut self, cmd: CmdId, sink: &Sink, key: PartitionKey, spec: &CleanSpec) -> Option<Completion> {
+        let not_cleaned =
+            |dirty_ratio| Some(Completion::Cleaned(CleanReport { dirty_ratio, ..CleanReport::default() }));
+        let Some(topic) = self.topics.get(&key.topic_id) else {
+            return Some(Completion::Failed(StorageError::NotFound));
+        };
+        let Some(p) = self.parts.get(&key) else { return not_cleaned(0.0) };
+        let marks = self.marks.get(&key).copied().unwrap_or_default();
+        let infos = p.segment_infos();
+        let (dirty_ratio, plan) = cleaner_api::plan(&infos, marks.first_dirty.max(p.log_start), spec);
+        // One pass per partition at a time (the core asks no more; this keeps it so).
+        let Some(plan) = plan.filter(|_| self.pool.enabled() && !self.cleaning.contains(&key)) else {
+            return not_cleaned(dirty_ratio);
+        };
+        let segments = match p.snapshot() {
+            Ok(s) => s,
+            Err(e) => return Some(Completion::Failed(storage_err(e))),
+        };
+        let job = cleaner::Job {
+            key,
+            cmd,
+            sink: sink.clone(),
+            started: Instant::now(),
+            dir: p.dir.clone(),
+            spec: *spec,
+            dirty_ratio: plan.dirty_ratio,
+            first_dirty: plan.first_dirty,
+            dirty: plan.dirty,
+            segments,
+            segment_bytes: topic.segment_bytes(self.segment_bytes).min(MAX_SEGMENT_BYTES),
+        };
+        match self.pool.submit(job) {
+            Ok(()) => {
+                self.cleaning.insert(key);
+                None
+            }
+            Err(_) => not_cleaned(dirty_ratio),
+        }
+    }
+
+    /// A pass came back: swap its segments in if the ones they replace are still there.
+    fn finish_clean(&mut self, f: Finished) -> (CmdId, Sink, Completion) {
+        self.cleaning.remove(&f.key);
+        let Finished { key, cmd, sink, started, dirty_ratio, outcome } = f;
+        let out = match outcome {
+            Ok(Some(out)) => out,
+            outcome => return Finished { key, cmd, sink, started, dirty_ratio, outcome }.discard(),
+        };
+        let result = match self.swap(key, &out) {
+            Ok(true) => Completion::Cleaned(CleanReport { micros: cleaner::micros(started), ..out.report }),
+            Ok(false) => {
+                let outcome = Ok(Some(out));
+                return Finished { key, cmd, sink, started, dirty_ratio, outcome }.discard();
+            }
+            Err(e) => {
+                tracing::warn!(partition = ?key, "log cleaner: swapping in the cleaned segments failed: {e}");
+                // Whatever step failed, the files on disk say how far the swap got: load the
+                // partition again from them.
+                self.reload(key);
+                Completion::Failed(storage_err(e))
+            }
+        };
+        (cmd, sink, result)
+    }
+
+    /// Swaps a pass's segments in (see the module docs). `Ok(false)`: the segments it
+    /// replaces changed meanwhile (retention, DeleteRecords, a deleted topic), nothing done.
+    fn swap(&mut self, key: PartitionKey, out: &cleaner::Output) -> io::Result<bool> {
+        let Some(p) = self.parts.get(&key) else { return Ok(false) };
+        let unchanged = out.groups.iter().all(|g| {
+            p.segments.iter().position(|s| s.base_offset == g.base).is_some_and(|i| {
+                let old = p.segments.get(i..i + g.old.len());
+                old.is_some_and(|old| old.iter().zip(&g.old).all(|(s, (b, n))| s.base_offset == *b && s.size == *n))
+                    && p.segments.get(i + g.old.len()).is_some_and(|next| next.base_offset == g.end)
+            })
+        });
+        let Some(last) = out.groups.last().filter(|_| unchanged) else { return Ok(false) };
+        let dir = p.dir.clone();
+        let mut marks = self.marks.get(&key).copied().unwrap_or_default();
+        // 1. The gap mark covers the new segments before they can be seen.
+        marks.gaps_below = marks.gaps_below.max(last.end);
+        self.write_marks(key, marks).map_err(|_| io::Error::other("meta.log write failed"))?;
+        self.meta.sync_data()?;
+        self.meta_dirty = false;
+        // 2. Commit: the new segments under their swap names.
+        for g in &out.groups {
+            let swap = swap_paths(&dir, g.base, g.end);
+            for (from, to) in g.paths.iter().zip(&swap).rev() {
+                fs::rename(from, to)?;
+            }
+        }
+        sync_dir(&dir)?;
+        // 3. Install them in place of the old ones.
+        let (interval, mut check) = (self.index_interval, IndexCheck::default());
+        let Some(p) = self.parts.get_mut(&key) else { return Ok(false) };
+        for g in &out.groups {
+            let Some(i) = p.segments.iter().position(|s| s.base_offset == g.base) else { continue };
+            for old in p.segments.drain(i..i + g.old.len()) {
+                old.remove();
+            }
+            install_swap(&dir, g.base, g.end)?;
+            let seg = Segment::open(&dir, g.base, interval, marks.gaps_below, &mut check)?;
+            p.segments.insert(i, seg);
+        }
+        sync_dir(&dir)?;
+        marks.first_dirty = marks.first_dirty.max(out.first_dirty);
+        self.write_marks(key, marks).map_err(|_| io::Error::other("meta.log write failed"))?;
+        Ok(true)
+    }
+
+    fn write_marks(&mut self, key: PartitionKey, marks: Marks) -> Result<(), StorageError> {
+        let mut payload = Vec::with_capacity(36);
+        payload.extend_from_slice(&key.topic_id.0);
+        payload.extend_from_slice(&key.partition.to_be_bytes());
+        payload.extend_from_slice(&marks.first_dirty.to_be_bytes());
+        payload.extend_from_slice(&marks.gaps_below.to_be_bytes());
+        self.write_meta(META_CLEANER, &payload)
+    }
+
+    /// Loads a partition again from its files (after a swap failed part way).
+    fn reload(&mut self, key: PartitionKey) {
+        let Some(p) = self.parts.remove(&key) else { return };
+        let (dir, log_start) = (p.dir.clone(), p.log_start);
+        drop(p);
+        let gaps_below = self.marks.get(&key).map_or(i64::MIN, |m| m.gaps_below);
+        match PartLog::open(dir, log_start, gaps_below, self.index_interval, &mut self.check) {
+            Ok(p) => {
+                self.parts.insert(key, p);
+            }
+            Err(e) => tracing::error!(partition = ?key, "disk store: reloading the partition failed: {e}"),
+        }
     }
 
     fn recovered(&self) -> Recovered {
@@ -484,7 +768,8 @@ impl State {
 }
 
 impl PartLog {
-    fn open(dir: PathBuf, log_start: i64, interval: u64, check: &mut IndexCheck) -> io::Result<Self> {
+    fn open(dir: PathBuf, log_start: i64, gaps_below: i64, interval: u64, check: &mut IndexCheck) -> io::Result<Self> {
+        let gaps_below = gaps_below.max(recover_swaps(&dir)?);
         let mut bases: Vec<i64> = fs::read_dir(&dir)?
             .filter_map(Result::ok)
             .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".log")?.parse::<i64>().ok())
@@ -500,15 +785,19 @@ impl PartLog {
         }
         let mut log = Self { dir, segments: Vec::new(), log_start, next_offset: 0, dirty: false, interval };
         for base in bases {
-            let seg = Segment::open(&log.dir, base, interval, check)?;
-            // Segments must continue each other; an empty one is kept only at the end. A gap
-            // (only after a machine crash without fsync) ends the log there.
-            let continues = log.segments.last().is_none_or(|l| l.last_offset + 1 == base);
+            let seg = Segment::open(&log.dir, base, interval, gaps_below, check)?;
+            // Segments must continue each other, except where the cleaner left gaps; an empty
+            // one is kept only at the end, or where the cleaner emptied it. A gap above the
+            // cleaned range (only after a machine crash without fsync) ends the log there.
+            let continues = log
+                .segments
+                .last()
+                .is_none_or(|l| l.last_offset + 1 == base || (l.last_offset < base && base <= gaps_below));
             if !continues {
                 seg.remove();
                 continue;
             }
-            if let Some(prev) = log.segments.pop_if(|l| l.size == 0) {
+            if let Some(prev) = log.segments.pop_if(|l| l.size == 0 && l.base_offset >= gaps_below) {
                 prev.remove();
             }
             log.segments.push(seg);
@@ -555,6 +844,32 @@ impl PartLog {
             self.dirty = true;
         }
         r
+    }
+
+    /// The segments as the cleaner's planner sees them, the active one last.
+    fn segment_infos(&self) -> Vec<SegmentInfo> {
+        let ends = self.segments.iter().skip(1).map(|s| s.base_offset).chain([self.next_offset]);
+        self.segments
+            .iter()
+            .zip(ends)
+            .map(|(s, end_offset)| SegmentInfo {
+                base_offset: s.base_offset,
+                end_offset,
+                size: s.size,
+                first_timestamp: s.first_ts,
+                max_timestamp: s.max_ts.0,
+            })
+            .collect()
+    }
+
+    /// Read handles on every segment, for a cleaner thread.
+    fn snapshot(&self) -> io::Result<Vec<Snapshot>> {
+        let ends = self.segments.iter().skip(1).map(|s| s.base_offset).chain([self.next_offset]);
+        self.segments
+            .iter()
+            .zip(ends)
+            .map(|(s, end)| Ok(Snapshot { base: s.base_offset, end, size: s.size, file: s.reader()? }))
+            .collect()
     }
 
     /// The segment holding `offset`, or the first after it.
@@ -743,6 +1058,74 @@ fn summary(head: &[u8], e: &Head) -> Option<BatchSummary> {
         last_offset: e.last,
         timestamp: e.max_ts,
     })
+}
+
+/// The swap names of a cleaned segment that replaces the segments in `base..end`.
+fn swap_paths(dir: &Path, base: i64, end: i64) -> [PathBuf; 3] {
+    EXTENSIONS.map(|ext| dir.join(format!("{base:020}-{end:020}.{ext}.swap")))
+}
+
+/// The range a `<base>-<end>.log.swap` file name replaces.
+fn parse_swap(name: &str) -> Option<(i64, i64)> {
+    let (base, end) = name.strip_suffix(".log.swap")?.split_once('-')?;
+    Some((base.parse().ok()?, end.parse().ok()?))
+}
+
+/// Renames a committed swap's files to the live names (its indexes first: the `.log.swap`
+/// file is what recovery looks for). The old segments in its range must be gone.
+fn install_swap(dir: &Path, base: i64, end: i64) -> io::Result<()> {
+    let live = EXTENSIONS.map(|ext| dir.join(format!("{base:020}.{ext}")));
+    for (from, to) in swap_paths(dir, base, end).iter().zip(&live).rev() {
+        match fs::rename(from, to) {
+            // An index may be missing (a crash mid-swap): the segment's open rebuilds it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !from.to_string_lossy().ends_with(".log.swap") => {}
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
+/// Finishes what a crash interrupted in a partition's directory: a cleaned segment that was
+/// never committed (`.cleaned`) is deleted; a committed one (`.log.swap`) replaces the
+/// segments in its range. Returns the highest end of the swaps completed (`i64::MIN` if none).
+fn recover_swaps(dir: &Path) -> io::Result<i64> {
+    let names: Vec<String> =
+        fs::read_dir(dir)?.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut swaps: Vec<(i64, i64)> = names.iter().filter_map(|n| parse_swap(n)).collect();
+    swaps.sort_unstable();
+    let mut changed = false;
+    for name in names.iter().filter(|n| n.ends_with(cleaner::CLEANED)) {
+        fs::remove_file(dir.join(name))?;
+        changed = true;
+    }
+    for &(base, end) in &swaps {
+        for name in &names {
+            let live = EXTENSIONS.iter().find_map(|ext| name.strip_suffix(ext)?.strip_suffix('.'));
+            if live.and_then(|b| b.parse::<i64>().ok()).is_some_and(|b| (base..end).contains(&b)) {
+                match fs::remove_file(dir.join(name)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        install_swap(dir, base, end)?;
+        changed = true;
+    }
+    // Index swaps whose `.log.swap` never came (a crash during the commit renames).
+    for name in fs::read_dir(dir)?.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()) {
+        if name.ends_with(".swap") {
+            fs::remove_file(dir.join(&name))?;
+            changed = true;
+        }
+    }
+    if changed {
+        sync_dir(dir)?;
+    }
+    Ok(swaps.iter().map(|s| s.1).max().unwrap_or(i64::MIN))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 fn hex(b: &[u8]) -> String {

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use kelp_core::mem_store::MemStore;
 use kelp_core::{CmdId, Command, Completion};
 
+mod cleaner;
+mod cleaner_api;
 pub mod disk;
 pub mod seaweedmq;
 mod segment;

@@ -79,7 +79,8 @@ pub struct IndexCheck {
 
 pub(crate) struct Segment {
     pub base_offset: i64,
-    log_path: PathBuf,
+    /// The `.log`, `.index` and `.timeindex` files.
+    paths: [PathBuf; 3],
     file: File,
     index: File,
     timeindex: File,
@@ -99,14 +100,17 @@ pub(crate) struct Segment {
     interval: u64,
     pending_index: Vec<u8>,
     pending_time: Vec<u8>,
+    /// Batches starting at or below this offset may follow a gap (see [`Segment::open`]).
+    gaps_below: i64,
 }
 
-fn paths(dir: &Path, base: i64) -> (PathBuf, PathBuf, PathBuf) {
-    (
-        dir.join(format!("{base:020}.log")),
-        dir.join(format!("{base:020}.index")),
-        dir.join(format!("{base:020}.timeindex")),
-    )
+/// The extensions of a segment's three files.
+pub(crate) const EXTENSIONS: [&str; 3] = ["log", "index", "timeindex"];
+
+/// A segment's `.log`, `.index` and `.timeindex` paths, each followed by `suffix` (empty for
+/// a live segment, `.cleaned` for the cleaner's output).
+pub(crate) fn paths_with(dir: &Path, base: i64, suffix: &str) -> [PathBuf; 3] {
+    EXTENSIONS.map(|ext| dir.join(format!("{base:020}.{ext}{suffix}")))
 }
 
 fn open_rw(path: &Path) -> io::Result<File> {
@@ -120,20 +124,26 @@ fn entry_crc(base: i64, body: &[u8]) -> u32 {
 impl Segment {
     /// A new, empty segment.
     pub fn create(dir: &Path, base: i64, interval: u64) -> io::Result<Self> {
-        let (log, index, time) = paths(dir, base);
-        let file = open_rw(&log)?;
-        file.set_len(0)?;
-        let index = open_rw(&index)?;
-        index.set_len(0)?;
-        let timeindex = open_rw(&time)?;
-        timeindex.set_len(0)?;
-        Ok(Self::empty(base, log, file, index, timeindex, interval))
+        Self::create_with(dir, base, interval, "")
     }
 
-    fn empty(base: i64, log_path: PathBuf, file: File, index: File, timeindex: File, interval: u64) -> Self {
+    /// A new, empty segment whose file names end in `suffix` after the usual extension (the
+    /// cleaner writes `.cleaned` segments beside the live ones).
+    pub fn create_with(dir: &Path, base: i64, interval: u64, suffix: &str) -> io::Result<Self> {
+        let paths = paths_with(dir, base, suffix);
+        let file = open_rw(&paths[0])?;
+        file.set_len(0)?;
+        let index = open_rw(&paths[1])?;
+        index.set_len(0)?;
+        let timeindex = open_rw(&paths[2])?;
+        timeindex.set_len(0)?;
+        Ok(Self::empty(base, paths, file, index, timeindex, interval))
+    }
+
+    fn empty(base: i64, paths: [PathBuf; 3], file: File, index: File, timeindex: File, interval: u64) -> Self {
         Self {
             base_offset: base,
-            log_path,
+            paths,
             file,
             index,
             timeindex,
@@ -147,18 +157,22 @@ impl Segment {
             interval: interval.max(1),
             pending_index: Vec::new(),
             pending_time: Vec::new(),
+            gaps_below: i64::MIN,
         }
     }
 
     /// Opens a segment, checking its indexes (rebuilding them if needed) and cutting a torn
-    /// tail. See the module docs.
-    pub fn open(dir: &Path, base: i64, interval: u64, check: &mut IndexCheck) -> io::Result<Self> {
-        let (log, index_path, time_path) = paths(dir, base);
-        let file = OpenOptions::new().read(true).append(true).open(&log)?;
-        let index = open_rw(&index_path)?;
-        let timeindex = open_rw(&time_path)?;
+    /// tail. See the module docs. Batches starting at or below `gaps_below` (the end of what
+    /// the log cleaner rewrote) may leave gaps in the offsets before them, and may hold fewer
+    /// records than their offset range; above it, every batch must continue the one before.
+    pub fn open(dir: &Path, base: i64, interval: u64, gaps_below: i64, check: &mut IndexCheck) -> io::Result<Self> {
+        let paths = paths_with(dir, base, "");
+        let file = OpenOptions::new().read(true).append(true).open(&paths[0])?;
+        let index = open_rw(&paths[1])?;
+        let timeindex = open_rw(&paths[2])?;
         let file_len = file.metadata()?.len();
-        let mut seg = Self::empty(base, log, file, index, timeindex, interval);
+        let mut seg = Self::empty(base, paths, file, index, timeindex, interval);
+        seg.gaps_below = gaps_below;
         if let Some(h) = seg.head_at(0)? {
             seg.first_ts = h.max_ts;
         }
@@ -297,10 +311,7 @@ impl Segment {
                 match records::frame(&data[i..]) {
                     Ok(len) => {
                         let batch = RecordBatch::new(data.slice(i..i + len)).ok();
-                        let Some(batch) = batch.filter(|b| b.validate().is_ok()) else { return Ok(pos + i as u64) };
-                        if batch.base_offset() != self.last_offset + 1 || batch.last_offset() < batch.base_offset() {
-                            return Ok(pos + i as u64);
-                        }
+                        let Some(batch) = batch.filter(|b| self.batch_fits(b)) else { return Ok(pos + i as u64) };
                         let h = Head {
                             base: batch.base_offset(),
                             last: batch.last_offset(),
@@ -332,6 +343,21 @@ impl Segment {
             pos += i as u64;
         }
         Ok(pos)
+    }
+
+    /// Whether a batch read back may follow the last one: intact (CRC), and continuing the
+    /// offsets, except that the cleaner's batches may follow a gap and hold fewer records than
+    /// their offset range (offsets are never renumbered).
+    fn batch_fits(&self, b: &RecordBatch) -> bool {
+        let (base, last) = (b.base_offset(), b.last_offset());
+        if last < base {
+            return false;
+        }
+        if base <= self.gaps_below {
+            let intact = b.crc() == b.compute_crc() && b.compression().is_ok() && b.records_count() >= 0;
+            return intact && base > self.last_offset && b.records_count() <= b.last_offset_delta().saturating_add(1);
+        }
+        b.validate().is_ok() && base == self.last_offset + 1
     }
 
     /// Accounts one batch at `pos` (whose bytes are or will be in the file): index entries
@@ -418,10 +444,21 @@ impl Segment {
 
     /// Deletes the segment's files.
     pub fn remove(self) {
-        let (_, index, time) = paths(self.log_path.parent().unwrap_or(Path::new(".")), self.base_offset);
-        for p in [&self.log_path, &index, &time] {
+        for p in &self.paths {
             let _ = fs::remove_file(p);
         }
+    }
+
+    /// The segment's `.log`, `.index` and `.timeindex` files.
+    pub fn file_paths(&self) -> &[PathBuf; 3] {
+        &self.paths
+    }
+
+    /// Another handle on the log file, for reading beside the IO thread (the cleaner): a
+    /// closed segment's bytes never change, and the handle keeps them readable even after the
+    /// file is deleted.
+    pub fn reader(&self) -> io::Result<File> {
+        self.file.try_clone()
     }
 
     /// The header of the batch at `pos`, if one is there.
@@ -549,6 +586,11 @@ mod tests {
 
     use super::*;
 
+    fn paths(dir: &Path, base: i64) -> (PathBuf, PathBuf, PathBuf) {
+        let [log, index, time] = paths_with(dir, base, "");
+        (log, index, time)
+    }
+
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("kelp-seg-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
@@ -609,7 +651,7 @@ mod tests {
         let index_bytes = fs::read(&index_path).expect("index");
         let time_bytes = fs::read(&time_path).expect("time index");
         let mut check = IndexCheck::default();
-        let seg = Segment::open(&d, 0, 300, &mut check).expect("open");
+        let seg = Segment::open(&d, 0, 300, i64::MIN, &mut check).expect("open");
         assert_eq!((check.used, check.rebuilt), (1, 0));
         assert!(check.bytes_scanned < 1000, "only the tail is read: {check:?}");
         assert_eq!((&seg.offsets, &seg.times, seg.max_ts), (&offsets, &times, max_ts));
@@ -620,7 +662,7 @@ mod tests {
         wrong[28..32].copy_from_slice(&crc.to_be_bytes());
         fs::write(&index_path, &wrong).expect("write");
         let mut check = IndexCheck::default();
-        let seg = Segment::open(&d, 0, 300, &mut check).expect("open");
+        let seg = Segment::open(&d, 0, 300, i64::MIN, &mut check).expect("open");
         assert_eq!(check.rebuilt, 1);
         assert_eq!((&seg.offsets, &seg.times, seg.max_ts), (&offsets, &times, max_ts));
         drop(seg);
@@ -638,7 +680,7 @@ mod tests {
         let (log, _, _) = paths(&d, 0);
         OpenOptions::new().write(true).open(&log).expect("open").set_len(size - 7).expect("cut");
         let mut check = IndexCheck::default();
-        let seg = Segment::open(&d, 0, 300, &mut check).expect("open");
+        let seg = Segment::open(&d, 0, 300, i64::MIN, &mut check).expect("open");
         assert_eq!(seg.size, positions[99], "the torn last batch is gone");
         assert_eq!(seg.last_offset, 296);
         assert_eq!(fs::metadata(&log).expect("log").len(), positions[99]);
