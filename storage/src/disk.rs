@@ -170,17 +170,26 @@ impl DiskStore {
     pub fn open_with(dir: &Path, options: DiskOptions) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Msg>();
         let done = tx.clone();
-        let settings = cleaner::Settings {
-            threads: options.cleaner_threads,
-            map_bytes: options.cleaner_dedupe_buffer_bytes / options.cleaner_threads.max(1),
-            io_buffer: options.cleaner_io_buffer_bytes.clamp(4096, 64 << 20),
-            max_bytes_per_second: options.cleaner_io_max_bytes_per_second,
-            index_interval: options.index_interval.max(1),
-        };
-        let pool = Pool::start(settings, move |f| {
+        let pool = Pool::start(settings(&options), move |f| {
             let _ = done.send(Msg::Cleaned(f));
         })?;
         let state = State::open(dir, options, pool)?;
+        let check = state.check;
+        let thread = std::thread::Builder::new().name("kelp-disk".into()).spawn(move || io_thread(state, &rx))?;
+        Ok(Self { tx, check, thread: Some(thread) })
+    }
+
+    /// [`DiskStore::open_with`] whose swaps stop, as if the process died, after `steps`
+    /// file operations.
+    #[cfg(test)]
+    fn open_crashing(dir: &Path, options: DiskOptions, steps: u32) -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let done = tx.clone();
+        let pool = Pool::start(settings(&options), move |f| {
+            let _ = done.send(Msg::Cleaned(f));
+        })?;
+        let state = State::open(dir, options, pool)?;
+        state.crash.left.set(Some(steps));
         let check = state.check;
         let thread = std::thread::Builder::new().name("kelp-disk".into()).spawn(move || io_thread(state, &rx))?;
         Ok(Self { tx, check, thread: Some(thread) })
@@ -190,6 +199,17 @@ impl DiskStore {
     #[must_use]
     pub fn index_check(&self) -> IndexCheck {
         self.check
+    }
+}
+
+/// The cleaner threads' settings: Kafka's dedupe buffer is shared out among them.
+fn settings(options: &DiskOptions) -> cleaner::Settings {
+    cleaner::Settings {
+        threads: options.cleaner_threads,
+        map_bytes: options.cleaner_dedupe_buffer_bytes / options.cleaner_threads.max(1),
+        io_buffer: options.cleaner_io_buffer_bytes.clamp(4096, 64 << 20),
+        max_bytes_per_second: options.cleaner_io_max_bytes_per_second,
+        index_interval: options.index_interval.max(1),
     }
 }
 
@@ -330,6 +350,7 @@ struct State {
     parts: HashMap<PartitionKey, PartLog>,
     /// Partitions with a pass on a cleaner thread.
     cleaning: HashSet<PartitionKey>,
+    crash: CrashPoint,
     /// The cleaner threads. Declared last: dropped (and joined) after the files are closed.
     pool: Pool,
 }
@@ -357,6 +378,7 @@ impl State {
             marks: HashMap::new(),
             parts: HashMap::new(),
             cleaning: HashSet::new(),
+            crash: CrashPoint::default(),
             pool,
         };
         let good = state.replay_meta(&mut meta)?;
@@ -485,6 +507,9 @@ impl State {
 
     /// Runs a command; `None` when a cleaner thread answers it later.
     fn apply(&mut self, cmd: CmdId, command: Command, sink: &Sink) -> Option<Completion> {
+        if self.crash.crashed() {
+            return Some(Completion::Failed(StorageError::Unavailable));
+        }
         if let Command::Clean { partition, spec } = command {
             return self.start_clean(cmd, sink, partition, &spec);
         }
@@ -673,6 +698,7 @@ impl State {
                 let outcome = Ok(Some(out));
                 return Finished { key, cmd, sink, started, dirty_ratio, outcome }.discard();
             }
+            Err(_) if self.crash.crashed() => Completion::Failed(StorageError::Unavailable),
             Err(e) => {
                 tracing::warn!(partition = ?key, "log cleaner: swapping in the cleaned segments failed: {e}");
                 // Whatever step failed, the files on disk say how far the swap got: load the
@@ -699,6 +725,7 @@ impl State {
         let dir = p.dir.clone();
         let mut marks = self.marks.get(&key).copied().unwrap_or_default();
         // 1. The gap mark covers the new segments before they can be seen.
+        self.crash.step()?;
         marks.gaps_below = marks.gaps_below.max(last.end);
         self.write_marks(key, marks).map_err(|_| io::Error::other("meta.log write failed"))?;
         self.meta.sync_data()?;
@@ -707,9 +734,11 @@ impl State {
         for g in &out.groups {
             let swap = swap_paths(&dir, g.base, g.end);
             for (from, to) in g.paths.iter().zip(&swap).rev() {
+                self.crash.step()?;
                 fs::rename(from, to)?;
             }
         }
+        self.crash.step()?;
         sync_dir(&dir)?;
         // 3. Install them in place of the old ones.
         let (interval, mut check) = (self.index_interval, IndexCheck::default());
@@ -717,13 +746,17 @@ impl State {
         for g in &out.groups {
             let Some(i) = p.segments.iter().position(|s| s.base_offset == g.base) else { continue };
             for old in p.segments.drain(i..i + g.old.len()) {
+                self.crash.step()?;
                 old.remove();
             }
+            self.crash.step()?;
             install_swap(&dir, g.base, g.end)?;
             let seg = Segment::open(&dir, g.base, interval, marks.gaps_below, &mut check)?;
             p.segments.insert(i, seg);
         }
+        self.crash.step()?;
         sync_dir(&dir)?;
+        self.crash.step()?;
         marks.first_dirty = marks.first_dirty.max(out.first_dirty);
         self.write_marks(key, marks).map_err(|_| io::Error::other("meta.log write failed"))?;
         Ok(true)
@@ -1060,6 +1093,41 @@ fn summary(head: &[u8], e: &Head) -> Option<BatchSummary> {
     })
 }
 
+/// Where a test stops the swap as if the process died there: after this many more steps
+/// (each file operation of [`State::swap`] is one), the store does nothing more. Nothing in
+/// builds other than this crate's tests.
+#[derive(Default)]
+struct CrashPoint {
+    /// Steps left before the crash.
+    #[cfg(test)]
+    left: std::cell::Cell<Option<u32>>,
+    #[cfg(test)]
+    dead: std::cell::Cell<bool>,
+}
+
+impl CrashPoint {
+    fn step(&self) -> io::Result<()> {
+        #[cfg(test)]
+        match self.left.get() {
+            Some(0) => {
+                self.dead.set(true);
+                return Err(io::Error::other("simulated crash"));
+            }
+            Some(n) => self.left.set(Some(n - 1)),
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn crashed(&self) -> bool {
+        #[cfg(test)]
+        if self.dead.get() {
+            return true;
+        }
+        false
+    }
+}
+
 /// The swap names of a cleaned segment that replaces the segments in `base..end`.
 fn swap_paths(dir: &Path, base: i64, end: i64) -> [PathBuf; 3] {
     EXTENSIONS.map(|ext| dir.join(format!("{base:020}-{end:020}.{ext}.swap")))
@@ -1203,3 +1271,6 @@ impl Cursor<'_> {
         Some(Bytes::copy_from_slice(self.take(n)?))
     }
 }
+
+#[cfg(test)]
+mod tests;
