@@ -474,7 +474,7 @@ mod tests {
         assert_eq!(r.records_removed, 2, "the active segment (offset 5) is not cleaned");
         assert_eq!(read_all(&mut s), [(2, "a".into()), (3, "c".into()), (4, "b".into()), (5, "a".into())]);
         // Clean up to the checkpoint: nothing dirty until more segments close.
-        assert_eq!(clean(&mut s, 6).cleaned, false);
+        assert!(!clean(&mut s, 6).cleaned);
         append(&mut s, 6, "c", Some("v"));
         append(&mut s, 7, "x", Some("v"));
         let r = clean(&mut s, 8);
