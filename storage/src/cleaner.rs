@@ -35,8 +35,9 @@ use kelp_core::io::{CleanReport, CleanSpec, PartitionKey, StorageError};
 use kelp_core::records::{self, RecordBatch, RecordsError};
 use kelp_core::{CmdId, Completion};
 
+use kelp_core::cleaner::{self, Filtered, KeyMap, Rules};
+
 use crate::Sink;
-use crate::cleaner_api::{self as cleaner, Filtered, KeyMap, Rules};
 use crate::segment::{self, Segment};
 
 /// The suffix of the cleaner's output files until they are swapped in.
@@ -85,7 +86,8 @@ pub(crate) struct Job {
 }
 
 /// A new segment, written and synced as `<base>.*.cleaned`, that replaces the old segments
-/// `old` (base and size each), which cover offsets `base..end`.
+/// `old` (base and size each), which cover offsets `base..end`. An empty one replaces them
+/// with nothing.
 #[derive(Debug)]
 pub(crate) struct Group {
     pub base: i64,
@@ -259,12 +261,13 @@ impl Worker {
 
     /// One pass; the groups written so far go to `written` (for cleaning up after a failure).
     fn pass(&self, job: &Job, written: &mut Vec<Group>) -> Result<Option<Output>, Stopped> {
-        let (map, end) = self.build_map(job)?;
-        let Some(end) = end else { return Ok(None) };
-        // Every segment the map reached is rewritten: from the log start up to it.
-        let upto = job.segments[..job.dirty.end].iter().take_while(|s| s.base < end).count();
+        let map = self.build_map(job)?;
+        let Some(end) = map.end() else { return Ok(None) };
+        // Every segment up to the last dirty one is rewritten, the clean ones too: the new
+        // keys supersede their older records (beyond the map's end nothing is superseded).
+        let upto = job.dirty.end;
         let last_batches = self.producer_last_batches(&job.segments)?;
-        let rules = Rules { now_ms: job.spec.now_ms, delete_retention_ms: job.spec.delete_retention_ms };
+        let rules = Rules::of(&job.spec);
         let sizes: Vec<u64> = job.segments[..upto].iter().map(|s| s.size).collect();
         let mut report = CleanReport { dirty_ratio: job.dirty_ratio, cleaned: true, ..CleanReport::default() };
         for range in split_by_offsets(&job.segments, cleaner::group_by_size(&sizes, job.segment_bytes)) {
@@ -315,12 +318,10 @@ impl Worker {
         Ok(())
     }
 
-    /// The key map over the dirty segments from the first dirty offset, and the offset after
-    /// the last batch it took (`None` when it took none).
-    fn build_map(&self, job: &Job) -> Result<(KeyMap, Option<i64>), Stopped> {
-        let per_thread = self.settings.map_bytes;
-        let mut map = KeyMap::new(per_thread);
-        let mut end = None;
+    /// The key map over the dirty segments from the first dirty offset, as far as its
+    /// budget goes.
+    fn build_map(&self, job: &Job) -> Result<KeyMap, Stopped> {
+        let mut map = KeyMap::new(self.settings.map_bytes);
         for seg in &job.segments[job.dirty.clone()] {
             let mut reader = Reader::new(&seg.file, seg.size, self.settings.io_buffer);
             while let Some(batch) = reader.next()? {
@@ -330,12 +331,11 @@ impl Worker {
                     continue;
                 }
                 if batch.base_offset() >= job.spec.limit || !map.add(&batch)? {
-                    return Ok((map, end));
+                    return Ok(map);
                 }
-                end = Some(batch.next_offset());
             }
         }
-        Ok((map, end))
+        Ok(map)
     }
 
     /// The base offset of every idempotent producer's last batch in the log, from batch

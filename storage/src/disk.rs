@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
+use kelp_core::cleaner::{self as planner, SegmentInfo};
 use kelp_core::codec::{KStr, Uuid};
 use kelp_core::io::{
     BatchSummary, CleanReport, CleanSpec, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered,
@@ -59,7 +60,6 @@ use kelp_core::{CmdId, Command, Completion};
 use smallvec::SmallVec;
 
 use crate::cleaner::{self, Finished, Pool, Snapshot};
-use crate::cleaner_api::{self, SegmentInfo};
 use crate::segment::{EXTENSIONS, Head, IndexCheck, Segment};
 use crate::{Sink, Store};
 
@@ -566,8 +566,6 @@ impl State {
                 let max_timestamp = self.parts.get(&partition).map_or(TimestampOffset::NONE, PartLog::max_timestamp);
                 Completion::LogStart { offset: start, max_timestamp }
             }
-            // Replaced by the disk store's cleaner thread (issue 18, in progress).
-            Command::Clean { .. } => Completion::Cleaned(kelp_core::io::CleanReport::default()),
             Command::RecoverPartition { partition, .. } => {
                 if !self.topics.contains_key(&partition.topic_id) {
                     return Completion::Failed(StorageError::NotFound);
@@ -655,7 +653,7 @@ impl State {
         let Some(p) = self.parts.get(&key) else { return not_cleaned(0.0) };
         let marks = self.marks.get(&key).copied().unwrap_or_default();
         let infos = p.segment_infos();
-        let (dirty_ratio, plan) = cleaner_api::plan(&infos, marks.first_dirty.max(p.log_start), spec);
+        let (dirty_ratio, plan) = planner::plan(&infos, marks.first_dirty.max(p.log_start), spec);
         // One pass per partition at a time (the core asks no more; this keeps it so).
         let Some(plan) = plan.filter(|_| self.pool.enabled() && !self.cleaning.contains(&key)) else {
             return not_cleaned(dirty_ratio);
@@ -752,9 +750,10 @@ impl State {
                 old.remove();
             }
             self.crash.step()?;
-            install_swap(&dir, g.base, g.end)?;
-            let seg = Segment::open(&dir, g.base, interval, marks.gaps_below, &mut check)?;
-            p.segments.insert(i, seg);
+            if install_swap(&dir, g.base, g.end)? {
+                let seg = Segment::open(&dir, g.base, interval, marks.gaps_below, &mut check)?;
+                p.segments.insert(i, seg);
+            }
         }
         self.crash.step()?;
         sync_dir(&dir)?;
@@ -840,8 +839,11 @@ impl PartLog {
         if let Some(s) = log.segments.last() {
             log.next_offset = s.last_offset + 1;
             // Retention deletes files after writing the new log start, but a crash between
-            // the two must not leave a log start below the data.
-            log.log_start = log.log_start.max(log.segments[0].base_offset);
+            // the two must not leave a log start below the data. (The cleaner may remove the
+            // first segments whole without moving the log start: not below the gap mark.)
+            if log.segments[0].base_offset > gaps_below {
+                log.log_start = log.log_start.max(log.segments[0].base_offset);
+            }
         }
         log.next_offset = log.next_offset.max(log.log_start);
         log.set_log_start(log_start);
@@ -1142,17 +1144,29 @@ fn parse_swap(name: &str) -> Option<(i64, i64)> {
 }
 
 /// Renames a committed swap's files to the live names (its indexes first: the `.log.swap`
-/// file is what recovery looks for). The old segments in its range must be gone.
-fn install_swap(dir: &Path, base: i64, end: i64) -> io::Result<()> {
+/// file is what recovery looks for), or deletes them when the pass left nothing of the range
+/// (an empty `.log.swap`): the next segment then starts later. The old segments in its range
+/// must be gone. Returns whether a segment was installed.
+fn install_swap(dir: &Path, base: i64, end: i64) -> io::Result<bool> {
+    let swap = swap_paths(dir, base, end);
+    if fs::metadata(&swap[0])?.len() == 0 {
+        for p in swap.iter().rev() {
+            match fs::remove_file(p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        return Ok(false);
+    }
     let live = EXTENSIONS.map(|ext| dir.join(format!("{base:020}.{ext}")));
-    for (from, to) in swap_paths(dir, base, end).iter().zip(&live).rev() {
+    for (from, to) in swap.iter().zip(&live).rev() {
         match fs::rename(from, to) {
             // An index may be missing (a crash mid-swap): the segment's open rebuilds it.
             Err(e) if e.kind() == io::ErrorKind::NotFound && !from.to_string_lossy().ends_with(".log.swap") => {}
             r => r?,
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Finishes what a crash interrupted in a partition's directory: a cleaned segment that was

@@ -12,7 +12,6 @@ use kelp_core::mem_store::MemStore;
 use kelp_core::{CmdId, Command, Completion};
 
 mod cleaner;
-mod cleaner_api;
 pub mod disk;
 pub mod seaweedmq;
 mod segment;
