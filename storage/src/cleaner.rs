@@ -77,6 +77,8 @@ pub(crate) struct Job {
     pub spec: CleanSpec,
     pub dirty_ratio: f64,
     pub first_dirty: i64,
+    /// The log start: batches wholly below it are left out of the new segments.
+    pub log_start: i64,
     /// Indices (into `segments`) of the segments to read into the key map.
     pub dirty: std::ops::Range<usize>,
     /// The whole log, the active segment last.
@@ -285,7 +287,13 @@ impl Worker {
                 let mut reader = Reader::new(&old.file, old.size, self.settings.io_buffer);
                 while let Some(batch) = reader.next()? {
                     self.check_stop()?;
-                    batch.validate()?;
+                    if !segment::intact(&batch) {
+                        return Err(Stopped::Io(damaged()));
+                    }
+                    if batch.last_offset() < job.log_start {
+                        continue;
+                    }
+                    report.bytes_read += batch.len() as u64;
                     let pid = batch.producer_id();
                     let keep_empty = pid >= 0 && last_batches.get(&pid) == Some(&batch.base_offset());
                     let (filtered, removed) = cleaner::filter(&batch, &map, &rules, keep_empty)?;
@@ -300,7 +308,6 @@ impl Worker {
                     }
                     self.throttle.spend(reader.take_read(), &self.stop);
                 }
-                report.bytes_read += old.size;
             }
             self.write(&mut out, &mut buf)?;
             out.sync(true)?;

@@ -647,10 +647,9 @@ impl State {
     fn start_clean(&mut self, cmd: CmdId, sink: &Sink, key: PartitionKey, spec: &CleanSpec) -> Option<Completion> {
         let not_cleaned =
             |dirty_ratio| Some(Completion::Cleaned(CleanReport { dirty_ratio, ..CleanReport::default() }));
-        let Some(topic) = self.topics.get(&key.topic_id) else {
-            return Some(Completion::Failed(StorageError::NotFound));
+        let (Some(topic), Some(p)) = (self.topics.get(&key.topic_id), self.parts.get(&key)) else {
+            return not_cleaned(0.0);
         };
-        let Some(p) = self.parts.get(&key) else { return not_cleaned(0.0) };
         let marks = self.marks.get(&key).copied().unwrap_or_default();
         let infos = p.segment_infos();
         let (dirty_ratio, plan) = planner::plan(&infos, marks.first_dirty.max(p.log_start), spec);
@@ -671,6 +670,7 @@ impl State {
             spec: *spec,
             dirty_ratio: plan.dirty_ratio,
             first_dirty: plan.first_dirty,
+            log_start: p.log_start,
             dirty: plan.dirty,
             segments,
             segment_bytes: topic.segment_bytes(self.segment_bytes).min(MAX_SEGMENT_BYTES),

@@ -354,8 +354,7 @@ impl Segment {
             return false;
         }
         if base <= self.gaps_below {
-            let intact = b.crc() == b.compute_crc() && b.compression().is_ok() && b.records_count() >= 0;
-            return intact && base > self.last_offset && b.records_count() <= b.last_offset_delta().saturating_add(1);
+            return intact(b) && base > self.last_offset;
         }
         b.validate().is_ok() && base == self.last_offset + 1
     }
@@ -567,6 +566,15 @@ impl Segment {
         buf.truncate(i);
         Ok((buf, pos + i as u64 >= self.size))
     }
+}
+
+/// Whether a stored batch is intact: its CRC holds, its codec is known, and it holds no more
+/// records than its offset range (a batch the cleaner rewrote may hold fewer, so the
+/// produce-time check lastOffsetDelta == recordsCount - 1 does not apply).
+pub(crate) fn intact(b: &RecordBatch) -> bool {
+    b.crc() == b.compute_crc()
+        && b.compression().is_ok()
+        && (0..=i64::from(b.last_offset_delta()) + 1).contains(&i64::from(b.records_count()))
 }
 
 fn corrupt() -> io::Error {

@@ -1,12 +1,13 @@
 //! The disk store against the reference `MemStore`: random sequences of storage commands give
-//! the same answers from both, and after the disk store is closed and reopened it recovers the
-//! same state the memory store holds. Plus a torn tail written by the test itself.
+//! the same answers from both (compaction included: the same passes leave the same records in
+//! the same segments), and after the disk store is closed and reopened it recovers the same
+//! state the memory store holds. Plus a torn tail written by the test itself.
 
 use std::sync::{Arc, mpsc};
 
 use bytes::Bytes;
 use kelp_core::codec::{KStr, Uuid};
-use kelp_core::io::{PartitionExtent, PartitionKey, Recovered, TimestampOffset, TopicRecord};
+use kelp_core::io::{CleanSpec, PartitionExtent, PartitionKey, Recovered, TimestampOffset, TopicRecord};
 use kelp_core::mem_store::MemStore;
 use kelp_core::records::{Compression, RecordBatchBuilder};
 use kelp_core::{CmdId, Command, Completion};
@@ -68,6 +69,8 @@ fn normal(c: Completion) -> Completion {
             e.producer_batches.sort_by_key(|b| b.base_offset);
             Completion::Partition(e)
         }
+        // Only the disk store has a clock.
+        Completion::Cleaned(r) => Completion::Cleaned(kelp_core::io::CleanReport { micros: 0, ..r }),
         other => other,
     }
 }
@@ -93,6 +96,17 @@ enum Op {
         producer: bool,
         skew: bool,
         old: bool,
+        /// Null values (tombstones) instead.
+        tombstones: bool,
+    },
+    /// A compaction pass.
+    Clean {
+        topic: u8,
+        partition: i32,
+        now: i64,
+        ratio: bool,
+        lags: bool,
+        delete_retention: bool,
     },
     Retain {
         topic: u8,
@@ -129,8 +143,28 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => (0u8..3, 1i32..3).prop_map(|(t, p)| Op::Topic(t, p)),
         1 => (0u8..3).prop_map(Op::DeleteTopic),
-        4 => (0u8..3, 0i32..2, 1u8..5, any::<bool>(), prop::bool::weighted(0.05), prop::bool::weighted(0.2)).prop_map(
-            |(topic, partition, records, producer, skew, old)| Op::Append { topic, partition, records, producer, skew, old }
+        4 => (
+            (0u8..3, 0i32..2, 1u8..5),
+            (any::<bool>(), prop::bool::weighted(0.05), prop::bool::weighted(0.2), prop::bool::weighted(0.1)),
+        )
+            .prop_map(|((topic, partition, records), (producer, skew, old, tombstones))| Op::Append {
+                topic,
+                partition,
+                records,
+                producer,
+                skew,
+                old,
+                tombstones
+            }),
+        2 => ((0u8..3, 0i32..2, 0i64..200), (any::<bool>(), any::<bool>(), any::<bool>())).prop_map(
+            |((topic, partition, now), (ratio, lags, delete_retention))| Op::Clean {
+                topic,
+                partition,
+                now,
+                ratio,
+                lags,
+                delete_retention
+            }
         ),
         1 => (0u8..3, 0i32..2, prop::option::of(0i64..60), prop::option::of(0u64..1500)).prop_map(
             |(topic, partition, older_than, max_bytes)| Op::Retain { topic, partition, older_than, max_bytes }
@@ -146,6 +180,38 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3, 0i32..2, 0i64..12).prop_map(|(topic, partition, offset)| Op::LogStart { topic, partition, offset }),
         1 => (0u8..4, prop::option::of(any::<u8>())).prop_map(|(k, v)| Op::Put(k, v)),
         1 => (0u8..3, 0i32..2).prop_map(|(topic, partition)| Op::Resync { topic, partition }),
+    ]
+}
+
+/// Ops on one partition of one topic, mostly appends and compaction passes, so that logs
+/// grow many segments and passes find work.
+fn compaction_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (1u8..5, any::<bool>(), prop::bool::weighted(0.1), prop::bool::weighted(0.15)).prop_map(
+            |(records, producer, old, tombstones)| Op::Append {
+                topic: 0,
+                partition: 0,
+                records,
+                producer,
+                skew: false,
+                old,
+                tombstones
+            }
+        ),
+        3 => (0i64..400, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(now, ratio, lags, delete_retention)| {
+            Op::Clean { topic: 0, partition: 0, now, ratio, lags, delete_retention }
+        }),
+        1 => Just(Op::Reopen),
+        2 => (-1i64..150, 1usize..2000).prop_map(|(offset, max_bytes)| Op::Read { topic: 0, partition: 0, offset, max_bytes }),
+        1 => (-1i64..150).prop_map(|ts| Op::Find { topic: 0, partition: 0, ts }),
+        1 => (prop::option::of(0i64..100), prop::option::of(0u64..3000)).prop_map(|(older_than, max_bytes)| Op::Retain {
+            topic: 0,
+            partition: 0,
+            older_than,
+            max_bytes
+        }),
+        1 => (0i64..100).prop_map(|offset| Op::LogStart { topic: 0, partition: 0, offset }),
+        1 => Just(Op::Resync { topic: 0, partition: 0 }),
     ]
 }
 
@@ -183,7 +249,19 @@ impl Model {
                 let limit = *self.next.get(&key).unwrap_or(&0);
                 Command::Retain { partition: key, older_than, max_bytes, limit }
             }
-            Op::Append { topic, partition, records, producer, skew, old } => {
+            Op::Clean { topic, partition, now, ratio, lags, delete_retention } => {
+                let key = PartitionKey { topic_id: topic_id(topic), partition };
+                let spec = CleanSpec {
+                    now_ms: now,
+                    min_cleanable_dirty_ratio: if ratio { 0.5 } else { 0.0 },
+                    min_compaction_lag_ms: if lags { 20 } else { 0 },
+                    max_compaction_lag_ms: if lags { 60 } else { i64::MAX },
+                    delete_retention_ms: if delete_retention { 30 } else { 0 },
+                    limit: *self.next.get(&key).unwrap_or(&0),
+                };
+                Command::Clean { partition: key, spec }
+            }
+            Op::Append { topic, partition, records, producer, skew, old, tombstones } => {
                 let key = PartitionKey { topic_id: topic_id(topic), partition };
                 let base = *self.next.get(&key).unwrap_or(&0) + i64::from(skew);
                 let seq = self.seq.entry(key).or_insert(0);
@@ -194,7 +272,11 @@ impl Model {
                 for i in 0..records {
                     // Some batches carry older timestamps: the time index must not assume order.
                     let ts = if old { base / 2 + i64::from(i) } else { base + i64::from(i) };
-                    b.append(ts, Some(b"k"), Some(format!("v{ts}").as_bytes()), &[]).expect("builds");
+                    // A few keys, so that compaction has records to supersede.
+                    let key = format!("k{}", (base + i64::from(i)) % 3);
+                    let value = format!("v{ts}");
+                    let value = (!tombstones).then_some(value.as_bytes());
+                    b.append(ts, Some(key.as_bytes()), value, &[]).expect("builds");
                 }
                 let batches = b.build().expect("builds");
                 let last = base + i64::from(records) - 1;
@@ -236,12 +318,27 @@ proptest! {
 
     #[test]
     fn the_disk_store_answers_and_recovers_like_the_memory_store(ops in prop::collection::vec(op(), 1..80)) {
+        same_answers(&ops)?;
+    }
+
+    #[test]
+    fn the_disk_store_compacts_like_the_memory_store(ops in prop::collection::vec(compaction_op(), 1..150)) {
+        let mut all = vec![Op::Topic(0, 1)];
+        all.extend(ops);
+        same_answers(&all)?;
+    }
+}
+
+/// Runs `ops` on both stores: every answer must match, and so must what the disk store
+/// recovers after each reopen and at the end.
+fn same_answers(ops: &[Op]) -> Result<(), TestCaseError> {
+    {
         let dir = tempdir();
         let mut mem = MemStore::new();
         let mut model = Model { next: Default::default(), seq: Default::default() };
         {
             let mut disk = Sync::open(&dir);
-            for op in &ops {
+            for op in ops {
                 let command = model.command(op);
                 if let Op::Reopen = op {
                     // Close and reopen mid-run: the recovered state and every later answer
@@ -268,6 +365,7 @@ proptest! {
         prop_assert_eq!(normal_recovered(*got), normal_recovered(*want));
         let _ = std::fs::remove_dir_all(&dir);
     }
+    Ok(())
 }
 
 fn tempdir() -> std::path::PathBuf {
@@ -299,6 +397,7 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
                 producer: false,
                 skew: false,
                 old: false,
+                tombstones: false,
             });
             let r = disk.run(c.clone());
             assert_eq!(r, Completion::Done);
@@ -326,7 +425,15 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
     assert_eq!(extent.next_offset, 6, "the torn third batch is gone, the first two stay");
     // Appending continues at the cut.
     let mut model = Model { next: [(key, 6)].into_iter().collect(), seq: Default::default() };
-    let c = model.command(&Op::Append { topic: 1, partition: 0, records: 1, producer: false, skew: false, old: false });
+    let c = model.command(&Op::Append {
+        topic: 1,
+        partition: 0,
+        records: 1,
+        producer: false,
+        skew: false,
+        old: false,
+        tombstones: false,
+    });
     assert_eq!(disk.run(c), Completion::Done);
     let _ = std::fs::remove_dir_all(&dir);
 }
