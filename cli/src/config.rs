@@ -34,6 +34,10 @@ pub const KEYS: &[&str] = &[
     "log-retention-ms",
     "log-retention-bytes",
     "log-retention-check-interval-ms",
+    "log-cleaner-threads",
+    "log-cleaner-dedupe-buffer-size",
+    "log-cleaner-io-buffer-size",
+    "log-cleaner-io-max-bytes-per-second",
     "max-request-size",
     "max-connections",
     "max-in-flight-per-connection",
@@ -228,6 +232,12 @@ pub struct Settings {
     pub log_retention_ms: i64,
     pub log_retention_bytes: i64,
     pub log_retention_check_interval_ms: u64,
+    /// The disk store's cleaner threads (0: no compaction).
+    pub log_cleaner_threads: usize,
+    pub log_cleaner_dedupe_buffer_size: usize,
+    pub log_cleaner_io_buffer_size: usize,
+    /// -1: no limit.
+    pub log_cleaner_io_max_bytes_per_second: i64,
     pub max_request_size: usize,
     pub max_connections: usize,
     pub max_in_flight_per_connection: usize,
@@ -357,6 +367,20 @@ impl Settings {
             log_retention_ms: l.parse("log-retention-ms", 604_800_000, int(-1, i64::MAX))?,
             log_retention_bytes: l.parse("log-retention-bytes", -1, int(-1, i64::MAX))?,
             log_retention_check_interval_ms: l.parse("log-retention-check-interval-ms", 300_000, int(1, u64::MAX))?,
+            log_cleaner_threads: l.parse("log-cleaner-threads", 1, int(0, 256))?,
+            log_cleaner_dedupe_buffer_size: l.parse(
+                "log-cleaner-dedupe-buffer-size",
+                128 * MIB,
+                int(1024, usize::MAX),
+            )?,
+            log_cleaner_io_buffer_size: l.parse("log-cleaner-io-buffer-size", 512 * 1024, int(4096, 64 * MIB))?,
+            log_cleaner_io_max_bytes_per_second: l.parse("log-cleaner-io-max-bytes-per-second", -1, |s| {
+                if s == "-1" {
+                    Ok(-1)
+                } else {
+                    int(1, i64::MAX)(s).map_err(|_| "expected -1 (no limit) or a positive integer".into())
+                }
+            })?,
             max_request_size: l.parse("max-request-size", 100 * MIB, int(1024, i32::MAX as usize))?,
             max_connections: l.parse("max-connections", 65_536, int(1, 10_000_000))?,
             max_in_flight_per_connection: l.parse("max-in-flight-per-connection", 256, int(1, 65_536))?,
@@ -421,6 +445,8 @@ mod tests {
         assert_eq!((s.runtime, s.node_id, s.default_partitions), (RuntimeKind::Tokio, 1, 1));
         assert_eq!((s.storage, s.data_dir.as_path()), (StorageKind::Disk, Path::new("./kelp-data")));
         assert_eq!((s.log_retention_ms, s.log_retention_bytes), (604_800_000, -1));
+        assert_eq!((s.log_cleaner_threads, s.log_cleaner_dedupe_buffer_size), (1, 128 << 20));
+        assert_eq!((s.log_cleaner_io_buffer_size, s.log_cleaner_io_max_bytes_per_second), (512 * 1024, -1));
         assert!(s.auto_create_topics);
         assert_eq!(s.group_initial_rebalance_delay_ms, 3000);
         assert_eq!(s.log_level, "info");

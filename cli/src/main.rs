@@ -114,6 +114,19 @@ struct ServeArgs {
     /// How often retention runs (Kafka: log.retention.check.interval.ms) [default: 300000].
     #[arg(long, env = "KELP_LOG_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
     log_retention_check_interval_ms: Option<String>,
+    /// Log cleaner threads of the disk store (Kafka: log.cleaner.threads); 0 turns compaction off [default: 1].
+    #[arg(long, env = "KELP_LOG_CLEANER_THREADS", value_name = "N")]
+    log_cleaner_threads: Option<String>,
+    /// Memory for the cleaners' key maps, in bytes (Kafka: log.cleaner.dedupe.buffer.size) [default: 134217728].
+    #[arg(long, env = "KELP_LOG_CLEANER_DEDUPE_BUFFER_SIZE", value_name = "BYTES")]
+    log_cleaner_dedupe_buffer_size: Option<String>,
+    /// Read and write chunk of each cleaner, in bytes (Kafka: log.cleaner.io.buffer.size) [default: 524288].
+    #[arg(long, env = "KELP_LOG_CLEANER_IO_BUFFER_SIZE", value_name = "BYTES")]
+    log_cleaner_io_buffer_size: Option<String>,
+    /// Bytes per second the cleaners may read and write together; -1 for no limit
+    /// (Kafka: log.cleaner.io.max.bytes.per.second) [default: -1].
+    #[arg(long, env = "KELP_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND", value_name = "BYTES", allow_hyphen_values = true)]
+    log_cleaner_io_max_bytes_per_second: Option<String>,
     /// Largest request accepted, in bytes; a larger one closes its connection [default: 104857600].
     #[arg(long, env = "KELP_MAX_REQUEST_SIZE", value_name = "BYTES")]
     max_request_size: Option<String>,
@@ -262,6 +275,10 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
             };
             let options = kelp_storage::DiskOptions {
                 segment_bytes: args.log_segment_bytes,
+                cleaner_threads: args.log_cleaner_threads,
+                cleaner_dedupe_buffer_bytes: args.log_cleaner_dedupe_buffer_size,
+                cleaner_io_buffer_bytes: args.log_cleaner_io_buffer_size,
+                cleaner_io_max_bytes_per_second: u64::try_from(args.log_cleaner_io_max_bytes_per_second).ok(),
                 ..kelp_storage::DiskOptions::new(fsync)
             };
             let store = kelp_storage::DiskStore::open_with(&args.data_dir, options)

@@ -334,7 +334,8 @@ impl Worker {
             while let Some(batch) = reader.next()? {
                 self.check_stop()?;
                 self.throttle.spend(reader.take_read(), &self.stop);
-                if batch.last_offset() < job.first_dirty {
+                // Batches below the log start are gone as far as readers know.
+                if batch.last_offset() < job.first_dirty.max(job.log_start) {
                     continue;
                 }
                 if batch.base_offset() >= job.spec.limit || !map.add(&batch)? {

@@ -328,8 +328,8 @@ struct PartLog {
 /// A partition's cleaner marks, kept in `meta.log` (both only grow).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Marks {
-    /// Where the next pass's key map starts (Kafka's cleaner checkpoint); the log start when
-    /// higher.
+    /// Where the next pass's key map starts (Kafka's cleaner checkpoint; batches below the
+    /// log start are skipped).
     first_dirty: i64,
     /// The end of the rewritten range: batches starting at or below it may follow a gap.
     gaps_below: i64,
@@ -558,10 +558,14 @@ impl State {
                     return Completion::LogStart { offset: 0, max_timestamp: TimestampOffset::NONE };
                 };
                 let (now, start) = (p.log_start, p.retention_start(older_than, max_bytes, limit));
-                if start > now
-                    && let Err(e) = self.set_log_start(partition, start)
-                {
-                    return Completion::Failed(e);
+                if start > now {
+                    if let Err(e) = self.set_log_start(partition, start) {
+                        return Completion::Failed(e);
+                    }
+                } else if let Some(p) = self.parts.get_mut(&partition) {
+                    // Segments wholly below an unchanged log start (it reached them while
+                    // they were still active) go now.
+                    p.set_log_start(start);
                 }
                 let max_timestamp = self.parts.get(&partition).map_or(TimestampOffset::NONE, PartLog::max_timestamp);
                 Completion::LogStart { offset: start, max_timestamp }
@@ -652,7 +656,7 @@ impl State {
         };
         let marks = self.marks.get(&key).copied().unwrap_or_default();
         let infos = p.segment_infos();
-        let (dirty_ratio, plan) = planner::plan(&infos, marks.first_dirty.max(p.log_start), spec);
+        let (dirty_ratio, plan) = planner::plan(&infos, marks.first_dirty, spec);
         // One pass per partition at a time (the core asks no more; this keeps it so).
         let Some(plan) = plan.filter(|_| self.pool.enabled() && !self.cleaning.contains(&key)) else {
             return not_cleaned(dirty_ratio);
@@ -846,7 +850,9 @@ impl PartLog {
             }
         }
         log.next_offset = log.next_offset.max(log.log_start);
-        log.set_log_start(log_start);
+        // Segments wholly below the log start (a crash between recording it and deleting them,
+        // or a log start that reached them while they were active) stay until the next
+        // retention check or DeleteRecords removes them, as in the memory store.
         Ok(log)
     }
 
