@@ -184,11 +184,11 @@ impl Pool {
         !self.threads.is_empty()
     }
 
-    /// Queues a pass. Refused (the job comes back) when the threads are gone.
-    pub fn submit(&self, job: Job) -> Result<(), Job> {
+    /// Queues a pass; false when the threads are gone (the caller answers the command).
+    pub fn submit(&self, job: Job) -> bool {
         match &self.jobs {
-            Some(tx) if self.enabled() => tx.send(job).map_err(|mpsc::SendError(j)| j),
-            _ => Err(job),
+            Some(tx) if self.enabled() => tx.send(job).is_ok(),
+            _ => false,
         }
     }
 }

@@ -679,12 +679,11 @@ impl State {
             segments,
             segment_bytes: topic.segment_bytes(self.segment_bytes).min(MAX_SEGMENT_BYTES),
         };
-        match self.pool.submit(job) {
-            Ok(()) => {
-                self.cleaning.insert(key);
-                None
-            }
-            Err(_) => not_cleaned(dirty_ratio),
+        if self.pool.submit(job) {
+            self.cleaning.insert(key);
+            None
+        } else {
+            not_cleaned(dirty_ratio)
         }
     }
 
