@@ -114,6 +114,9 @@ struct ServeArgs {
     /// How often retention runs (Kafka: log.retention.check.interval.ms) [default: 300000].
     #[arg(long, env = "KELP_LOG_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
     log_retention_check_interval_ms: Option<String>,
+    /// How often the log cleaner looks for compacted partitions to clean (Kafka: log.cleaner.backoff.ms) [default: 15000].
+    #[arg(long, env = "KELP_LOG_CLEANER_BACKOFF_MS", value_name = "MS")]
+    log_cleaner_backoff_ms: Option<String>,
     /// Largest request accepted, in bytes; a larger one closes its connection [default: 104857600].
     #[arg(long, env = "KELP_MAX_REQUEST_SIZE", value_name = "BYTES")]
     max_request_size: Option<String>,
@@ -234,6 +237,7 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
         retention_ms: args.log_retention_ms,
         retention_bytes: args.log_retention_bytes,
         retention_check_interval: ms(args.log_retention_check_interval_ms),
+        cleaner_backoff: ms(args.log_cleaner_backoff_ms),
         segment_bytes: args.log_segment_bytes,
         ..Config::default()
     };
