@@ -132,6 +132,7 @@
 
 mod api;
 pub mod broker;
+pub mod cleaner;
 pub mod codec;
 pub mod config;
 mod conn;

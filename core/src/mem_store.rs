@@ -13,13 +13,17 @@ use bytes::Bytes;
 use hashbrown::HashMap;
 use smallvec::SmallVec;
 
+use crate::cleaner::{self, Filtered, KeyMap, Rules, SegmentInfo};
 use crate::codec::Uuid;
 use crate::io::{
-    BatchSummary, Command, Completion, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered, StorageError,
-    TimestampOffset, TopicRecord, should_roll,
+    BatchSummary, CleanReport, CleanSpec, Command, Completion, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey,
+    Recovered, StorageError, TimestampOffset, TopicRecord, should_roll,
 };
 use crate::log::PRODUCER_BATCHES;
 use crate::records::RecordBatch;
+
+/// The key map budget of a cleaning pass unless set (Kafka's default dedupe buffer, 128 MiB).
+pub const DEFAULT_CLEANER_BUDGET: usize = 128 * 1024 * 1024;
 
 /// Largest decompressed batch the store will look inside (timestamp lookups).
 const MAX_DECOMPRESSED: usize = 256 * 1024 * 1024;
@@ -49,6 +53,8 @@ struct MemLog {
     next_offset: i64,
     batches: Vec<Stored>,
     segments: Vec<MemSegment>,
+    /// The cleaner's checkpoint: offsets below it were deduplicated by an earlier pass.
+    first_dirty: i64,
 }
 
 impl MemLog {
@@ -84,6 +90,100 @@ impl MemLog {
     }
 }
 
+impl MemLog {
+    /// The segments as the cleaner's planner sees them.
+    fn segment_infos(&self) -> Vec<SegmentInfo> {
+        let ends = self.segments.iter().skip(1).map(|s| s.base_offset).chain([self.next_offset]);
+        self.segments
+            .iter()
+            .zip(ends)
+            .map(|(s, end_offset)| SegmentInfo {
+                base_offset: s.base_offset,
+                end_offset,
+                size: s.size,
+                first_timestamp: s.first_timestamp,
+                max_timestamp: s.max_timestamp,
+            })
+            .collect()
+    }
+
+    /// One cleaning pass (see [`Command::Clean`]): the same plan, key map and batch filter as
+    /// the disk store, over the virtual segments.
+    fn clean(&mut self, spec: &CleanSpec, budget: usize, segment_bytes: u64) -> Result<CleanReport, StorageError> {
+        let corrupt = |_| StorageError::Corrupt("a stored batch does not decode");
+        let infos = self.segment_infos();
+        let (dirty_ratio, plan) = cleaner::plan(&infos, self.first_dirty, spec);
+        let mut report = CleanReport { dirty_ratio, ..CleanReport::default() };
+        let Some(plan) = plan else { return Ok(report) };
+        let end = infos[plan.dirty.end - 1].end_offset;
+        let mut map = KeyMap::new(budget);
+        for b in self.batches.iter().filter(|b| b.last_offset >= plan.first_dirty && b.base_offset < end) {
+            if !map.add(&RecordBatch::new(b.data.clone()).map_err(corrupt)?).map_err(corrupt)? {
+                break;
+            }
+        }
+        let Some(map_end) = map.end() else { return Ok(report) };
+        // The last batch of each idempotent producer stays, so duplicate detection survives.
+        let mut last_of_producer: HashMap<i64, i64> = HashMap::new();
+        for b in &self.batches {
+            let pid = RecordBatch::new(b.data.clone()).map_or(-1, |b| b.producer_id());
+            if pid >= 0 {
+                last_of_producer.insert(pid, b.base_offset);
+            }
+        }
+        let rules = Rules::of(spec);
+        let split = self.batches.partition_point(|b| b.base_offset < end);
+        // Everything is decided before the log changes: a batch that does not decode leaves
+        // the log as it was.
+        let mut kept = Vec::with_capacity(split);
+        for b in self.batches[..split].iter().cloned() {
+            let batch = RecordBatch::new(b.data.clone()).map_err(corrupt)?;
+            let keep_empty = last_of_producer.get(&batch.producer_id()) == Some(&b.base_offset);
+            let (what, removed) = cleaner::filter(&batch, &map, &rules, keep_empty).map_err(corrupt)?;
+            report.bytes_read += b.data.len() as u64;
+            report.records_removed += u64::from(removed);
+            match what {
+                Filtered::Keep => kept.push(b),
+                Filtered::Drop => {}
+                Filtered::Rewrite(data) => {
+                    let max_timestamp = RecordBatch::new(data.clone()).map_or(-1, |n| n.max_timestamp());
+                    kept.push(Stored { max_timestamp, data, ..b });
+                }
+            }
+        }
+        report.bytes_written = kept.iter().map(|b| b.data.len() as u64).sum();
+        // New segments as the disk store writes them: runs of old segments up to segment.bytes.
+        let old_sizes: Vec<u64> = infos[..plan.dirty.end].iter().map(|s| s.size).collect();
+        let mut segments = Vec::new();
+        let tail = self.batches.split_off(split);
+        self.batches.clear();
+        let mut kept = kept.into_iter().peekable();
+        for run in cleaner::group_by_size(&old_sizes, segment_bytes) {
+            let run_end = infos[run.end - 1].end_offset;
+            let base_offset = infos[run.start].base_offset;
+            let mut seg = MemSegment { base_offset, size: 0, max_timestamp: -1, first_timestamp: -1 };
+            while let Some(b) = kept.next_if(|b| b.base_offset < run_end) {
+                if seg.size == 0 {
+                    seg.first_timestamp = b.max_timestamp;
+                }
+                seg.size += b.data.len() as u64;
+                seg.max_timestamp = seg.max_timestamp.max(b.max_timestamp);
+                self.batches.push(b);
+            }
+            // A run left with nothing is not kept: the next segment starts later instead.
+            if seg.size > 0 {
+                segments.push(seg);
+            }
+        }
+        self.batches.extend(tail);
+        segments.extend(self.segments.drain(plan.dirty.end..));
+        self.segments = segments;
+        self.first_dirty = map_end;
+        report.cleaned = true;
+        Ok(report)
+    }
+}
+
 /// An in-memory store.
 #[derive(Debug, Clone)]
 pub struct MemStore {
@@ -91,6 +191,7 @@ pub struct MemStore {
     logs: HashMap<PartitionKey, MemLog>,
     values: BTreeMap<Bytes, Bytes>,
     segment_bytes: u64,
+    cleaner_budget: usize,
 }
 
 impl Default for MemStore {
@@ -110,7 +211,22 @@ impl MemStore {
     /// `segment.bytes` says otherwise.
     #[must_use]
     pub fn with_segment_bytes(segment_bytes: u64) -> Self {
-        Self { topics: BTreeMap::new(), logs: HashMap::new(), values: BTreeMap::new(), segment_bytes }
+        Self {
+            topics: BTreeMap::new(),
+            logs: HashMap::new(),
+            values: BTreeMap::new(),
+            segment_bytes,
+            cleaner_budget: DEFAULT_CLEANER_BUDGET,
+        }
+    }
+
+    /// The same store with a key map budget of `bytes` for each cleaning pass (Kafka's
+    /// `log.cleaner.dedupe.buffer.size`); a small one makes passes stop part way, as a large
+    /// log does on a real budget.
+    #[must_use]
+    pub fn with_cleaner_budget(mut self, bytes: usize) -> Self {
+        self.cleaner_budget = bytes;
+        self
     }
 
     /// Runs one command to completion.
@@ -146,6 +262,15 @@ impl MemStore {
                 };
                 let offset = log.retain(older_than, max_bytes, limit);
                 Completion::LogStart { offset, max_timestamp: extent(log).max_timestamp }
+            }
+            Command::Clean { partition, spec } => {
+                let (Some(topic), Some(log)) = (self.topics.get(&partition.topic_id), self.logs.get_mut(&partition))
+                else {
+                    return Completion::Cleaned(CleanReport::default());
+                };
+                let segment_bytes = topic.segment_bytes(self.segment_bytes);
+                log.clean(&spec, self.cleaner_budget, segment_bytes)
+                    .map_or_else(Completion::Failed, Completion::Cleaned)
             }
             Command::RecoverPartition { partition, .. } => {
                 if !self.topics.contains_key(&partition.topic_id) {
@@ -278,4 +403,92 @@ fn extent(log: &MemLog) -> PartitionExtent {
     let mut producer_batches: Vec<BatchSummary> = per_producer.into_values().flatten().collect();
     producer_batches.sort_by_key(|b| b.base_offset);
     PartitionExtent { log_start: log.log_start, next_offset: log.next_offset, max_timestamp, producer_batches }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::KStr;
+    use crate::records::{Compression, RecordBatchBuilder};
+
+    const KEY: PartitionKey = PartitionKey { topic_id: Uuid([7; 16]), partition: 0 };
+
+    fn store() -> MemStore {
+        let mut s = MemStore::new();
+        let configs = vec![(KStr::from_static("segment.bytes"), KStr::from_static("1"))];
+        s.execute(Command::PutTopic(TopicRecord { name: "t".into(), id: KEY.topic_id, partitions: 1, configs }));
+        s
+    }
+
+    fn append(s: &mut MemStore, offset: i64, key: &str, value: Option<&str>) {
+        let mut b = RecordBatchBuilder::new(Compression::None).base_offset(offset);
+        b.append(offset, Some(key.as_bytes()), value.map(str::as_bytes), &[]).unwrap();
+        let batches = b.build().unwrap();
+        let cmd = Command::Append {
+            partition: KEY,
+            base_offset: offset,
+            last_offset: offset,
+            max_timestamp: offset,
+            batches,
+        };
+        assert_eq!(s.execute(cmd), Completion::Done);
+    }
+
+    fn read_all(s: &mut MemStore) -> Vec<(i64, String)> {
+        let Completion::Read { batches } =
+            s.execute(Command::Read { partition: KEY, offset: 0, end: i64::MAX, max_bytes: usize::MAX })
+        else {
+            panic!("read")
+        };
+        let mut out = Vec::new();
+        for b in batches {
+            for r in &RecordBatch::new(b).unwrap().records(1 << 20).unwrap() {
+                let r = r.unwrap();
+                out.push((r.offset(), String::from_utf8(r.key_slice().unwrap().to_vec()).unwrap()));
+            }
+        }
+        out
+    }
+
+    fn clean(s: &mut MemStore, limit: i64) -> CleanReport {
+        let spec = CleanSpec {
+            now_ms: 100,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 0,
+            limit,
+        };
+        let Completion::Cleaned(r) = s.execute(Command::Clean { partition: KEY, spec }) else { panic!("cleaned") };
+        r
+    }
+
+    #[test]
+    fn a_pass_keeps_the_latest_of_each_key_at_its_offset_and_checkpoints() {
+        let mut s = store();
+        for (i, k) in ["a", "b", "a", "c", "b", "a"].into_iter().enumerate() {
+            append(&mut s, i as i64, k, Some("v"));
+        }
+        let r = clean(&mut s, 6);
+        assert!(r.cleaned && r.dirty_ratio == 1.0, "{r:?}");
+        assert_eq!(r.records_removed, 2, "the active segment (offset 5) is not cleaned");
+        assert_eq!(read_all(&mut s), [(2, "a".into()), (3, "c".into()), (4, "b".into()), (5, "a".into())]);
+        // Clean up to the checkpoint: nothing dirty until more segments close.
+        assert!(!clean(&mut s, 6).cleaned);
+        append(&mut s, 6, "c", Some("v"));
+        append(&mut s, 7, "x", Some("v"));
+        let r = clean(&mut s, 8);
+        assert!(!r.cleaned && (r.dirty_ratio - 0.4).abs() < 1e-9, "two dirty of five closed segments: {r:?}");
+        append(&mut s, 8, "a", Some("v"));
+        append(&mut s, 9, "z", Some("v"));
+        assert!(clean(&mut s, 10).cleaned);
+        let want = [(4, "b".into()), (6, "c".into()), (7, "x".into()), (8, "a".into()), (9, "z".into())];
+        assert_eq!(read_all(&mut s), want);
+        append(&mut s, 10, "y", None);
+        // Offsets go on where they were.
+        let Completion::Partition(e) = s.execute(Command::RecoverPartition { partition: KEY, from: 0 }) else {
+            panic!("extent")
+        };
+        assert_eq!(e.next_offset, 11);
+    }
 }

@@ -91,7 +91,7 @@ pub const CONFIGS: &[ConfigDef] = &[
         ConfigType::List,
         &["delete", "compact"],
         None,
-        "How old segments are discarded: delete by time and size, or compact by key. kelp deletes; compaction is kept as a setting only.",
+        "How old records are discarded: delete whole segments by time and size, compact to the latest record of each key, or both.",
     ),
     def(
         "compression.type",
@@ -282,7 +282,13 @@ pub fn validate_config(name: &str, value: &str) -> Result<(), KafkaError> {
             }
         }
         ConfigType::Double => {
-            value.trim().parse::<f64>().map_err(|_| bad())?;
+            // Kafka's only double topic config, min.cleanable.dirty.ratio, is a ratio.
+            let v = value.trim().parse::<f64>().map_err(|_| bad())?;
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid(format!(
+                    "Invalid value {value} for configuration {name}: must be between 0 and 1"
+                )));
+            }
         }
         ConfigType::String => {
             if !def.choices.is_empty() && !def.choices.contains(&value) {
@@ -307,8 +313,21 @@ pub fn validate_config(name: &str, value: &str) -> Result<(), KafkaError> {
 }
 
 /// A topic's effective settings: its overrides over the broker's defaults.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TopicSettings {
+    /// `cleanup.policy` includes `delete`: retention by time and size applies.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` includes `compact`: the log cleaner keeps the latest record of each
+    /// key, and records without a key are refused.
+    pub cleanup_compact: bool,
+    /// `min.cleanable.dirty.ratio`.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`.
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`.
+    pub delete_retention_ms: i64,
     /// Largest batch accepted.
     pub max_message_bytes: i32,
     /// Retention by time (-1: forever).
@@ -337,7 +356,15 @@ impl TopicSettings {
                 .unwrap_or_default()
         };
         let long = |name: &str, fallback: i64| get(name).trim().parse().unwrap_or(fallback);
+        let policy = get("cleanup.policy");
+        let has = |word: &str| policy.split(',').any(|w| w.trim() == word);
         Self {
+            cleanup_delete: has("delete"),
+            cleanup_compact: has("compact"),
+            min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").trim().parse().unwrap_or(0.5),
+            min_compaction_lag_ms: long("min.compaction.lag.ms", 0),
+            max_compaction_lag_ms: long("max.compaction.lag.ms", i64::MAX),
+            delete_retention_ms: long("delete.retention.ms", 86_400_000),
             max_message_bytes: i32::try_from(long("max.message.bytes", i64::from(cfg.max_message_bytes)))
                 .unwrap_or(cfg.max_message_bytes),
             retention_ms: long("retention.ms", cfg.retention_ms),
@@ -385,5 +412,10 @@ mod tests {
         assert_eq!(s.retention_ms, 1000);
         assert_eq!(s.max_message_bytes, cfg.max_message_bytes);
         assert!(!s.log_append_time);
+        assert!(s.cleanup_delete && !s.cleanup_compact);
+        let s = TopicSettings::resolve(&cfg, &[("cleanup.policy".into(), "compact, delete".into())]);
+        assert!(s.cleanup_delete && s.cleanup_compact);
+        let s = TopicSettings::resolve(&cfg, &[("cleanup.policy".into(), "compact".into())]);
+        assert!(!s.cleanup_delete && s.cleanup_compact);
     }
 }

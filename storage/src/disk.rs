@@ -396,6 +396,8 @@ impl State {
                 let max_timestamp = self.parts.get(&partition).map_or(TimestampOffset::NONE, PartLog::max_timestamp);
                 Completion::LogStart { offset: start, max_timestamp }
             }
+            // Replaced by the disk store's cleaner thread (issue 18, in progress).
+            Command::Clean { .. } => Completion::Cleaned(kelp_core::io::CleanReport::default()),
             Command::RecoverPartition { partition, .. } => {
                 if !self.topics.contains_key(&partition.topic_id) {
                     return Completion::Failed(StorageError::NotFound);

@@ -138,3 +138,25 @@ fn without_limits_nothing_is_deleted() {
     assert_eq!(list_offset(&mut h, c, "keep", -2), 0);
     assert_eq!(fetch(&mut h, c, "keep", 0).1.len(), 4);
 }
+
+/// Kafka's rule: retention by time and size applies only when `cleanup.policy` includes
+/// `delete`. A compact-only topic (a Connect config topic, a changelog, `_schemas`) keeps its
+/// records however old, while `compact,delete` applies both.
+#[test]
+fn a_compact_only_topic_keeps_every_record_past_retention_ms() {
+    let mut h = Harness::new(config());
+    let c = h.connect();
+    let small = [("retention.ms", "60000"), ("retention.bytes", "1"), ("segment.bytes", "100")];
+    create_topic_with(&mut h, c, "kept", 1, &[small[0], small[1], small[2], ("cleanup.policy", "compact")]);
+    create_topic_with(&mut h, c, "both", 1, &[small[0], small[1], small[2], ("cleanup.policy", "compact,delete")]);
+    for topic in ["kept", "both"] {
+        for v in ["a", "b", "c"] {
+            produce(&mut h, c, topic, stamped(v, START_WALL_MS));
+        }
+    }
+    // Far past retention.ms (and past retention.bytes all along).
+    h.advance(ms(3_600_000));
+    assert_eq!(list_offset(&mut h, c, "kept", -2), 0, "a compact-only topic deletes nothing by age or size");
+    assert_eq!(fetch(&mut h, c, "kept", 0), (0, vec!["a".to_string(), "b".to_string(), "c".to_string()]));
+    assert_eq!(list_offset(&mut h, c, "both", -2), 2, "compact,delete still applies retention");
+}

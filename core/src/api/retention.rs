@@ -1,8 +1,9 @@
 //! Log retention: the core decides when, the store decides which segments.
 //!
 //! Every `retention_check_interval` (Kafka: `log.retention.check.interval.ms`, 5 minutes) the
-//! broker sends one [`Command::Retain`] per partition whose topic limits retention by time
-//! (`retention.ms` >= 0) or size (`retention.bytes` >= 0). The store deletes whole segments,
+//! broker sends one [`Command::Retain`] per partition whose topic's `cleanup.policy` includes
+//! `delete` and that limits retention by time (`retention.ms` >= 0) or size
+//! (`retention.bytes` >= 0). The store deletes whole segments,
 //! never the active one nor any holding offsets at or above the high watermark, and answers with
 //! the log start that results; the core then moves its own log start there, so ListOffsets
 //! (earliest), Fetch (OFFSET_OUT_OF_RANGE below it) and DeleteRecords agree with the data.
@@ -20,6 +21,12 @@ pub(crate) fn check(st: &mut State, fx: &mut Effects) {
     // commands in the same order.
     for t in st.topics.visible_by_name() {
         let s = &t.settings;
+        // Kafka's rule: time and size retention apply only under `cleanup.policy=delete`
+        // (alone or with `compact`); a compact-only topic keeps every key's latest record
+        // however old it is.
+        if !s.cleanup_delete {
+            continue;
+        }
         let older_than = (s.retention_ms >= 0).then(|| wall.saturating_sub(s.retention_ms));
         let max_bytes = u64::try_from(s.retention_bytes).ok();
         if older_than.is_none() && max_bytes.is_none() {

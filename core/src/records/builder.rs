@@ -111,6 +111,28 @@ impl RecordBatchBuilder {
         self.timestamp_type(TimestampType::LogAppendTime)
     }
 
+    /// Marks the batch with a delete horizon (KIP-534): baseTimestamp holds `horizon_ms` and
+    /// record timestamps are stored relative to it. The log cleaner sets it on a batch whose
+    /// tombstones it keeps; set it before pushing records.
+    #[must_use]
+    pub fn delete_horizon(mut self, horizon_ms: i64) -> Self {
+        debug_assert_eq!(self.count, 0, "the delete horizon is set before records are pushed");
+        self.base_timestamp = Some(horizon_ms);
+        self.attributes = self.attributes.with(Attributes::DELETE_HORIZON, true);
+        self
+    }
+
+    /// Sets lastOffsetDelta beyond the last record pushed, as the log cleaner does for a batch
+    /// whose trailing records it removed (the batch keeps its offset range, and an idempotent
+    /// producer's last sequence with it). Fails if `delta` is below the last record's delta.
+    pub fn last_offset_delta(mut self, delta: i32) -> Result<Self, RecordsError> {
+        if self.last_offset_delta.is_some_and(|d| delta < d) || delta < 0 {
+            return Err(RecordsError::Unencodable("lastOffsetDelta below the last record's offset delta"));
+        }
+        self.last_offset_delta = Some(delta);
+        Ok(self)
+    }
+
     /// Records pushed so far.
     #[must_use]
     pub fn count(&self) -> i32 {

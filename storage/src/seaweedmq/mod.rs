@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hashbrown::HashMap;
-use kelp_core::io::{PartitionKey, StorageError};
+use kelp_core::io::{CleanReport, PartitionKey, StorageError};
 use kelp_core::{CmdId, Command, Completion};
 use tokio::sync::mpsc;
 
@@ -209,6 +209,9 @@ impl Store for SeaweedMqStore {
             Command::Retain { partition, older_than, limit, .. } => {
                 self.spawn(cmd, sink, async move { c.retain(partition, older_than, limit).await });
             }
+            // SeaweedMQ cannot delete single records, so a compacted topic keeps every record:
+            // valid Kafka semantics, compaction only bounds from below what is kept.
+            Command::Clean { .. } => sink.complete(cmd, Completion::Cleaned(CleanReport::default())),
             Command::FindOffset { partition, timestamp } => {
                 self.spawn(cmd, sink, async move { c.find_offset(partition, timestamp).await });
             }
