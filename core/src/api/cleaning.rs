@@ -15,8 +15,8 @@ use hashbrown::{HashMap, HashSet};
 use super::{CmdOwner, Effects, Timer};
 use crate::io::{CleanReport, CleanSpec, Command, Completion, PartitionKey};
 use crate::state::State;
-use crate::topics::TopicSettings;
 use crate::time::Duration;
+use crate::topics::TopicSettings;
 
 /// What the core remembers about cleaning.
 #[derive(Debug, Default)]

@@ -414,7 +414,10 @@ fn cleaning_looks_at_compacted_partitions_in_name_order_with_their_settings() {
     assert_eq!(spec.now_ms, st.now.wall_ms);
     assert_eq!(spec.limit, 2, "the high watermark bounds the pass");
     assert!((spec.min_cleanable_dirty_ratio - 0.25).abs() < f64::EPSILON);
-    assert_eq!((spec.min_compaction_lag_ms, spec.max_compaction_lag_ms, spec.delete_retention_ms), (1000, 60_000, 5000));
+    assert_eq!(
+        (spec.min_compaction_lag_ms, spec.max_compaction_lag_ms, spec.delete_retention_ms),
+        (1000, 60_000, 5000)
+    );
     let zeta = sent[2].2;
     assert!((zeta.min_cleanable_dirty_ratio - 0.5).abs() < f64::EPSILON, "Kafka's defaults");
     assert_eq!((zeta.min_compaction_lag_ms, zeta.max_compaction_lag_ms), (0, i64::MAX));
