@@ -128,18 +128,6 @@ impl Stats {
         c.micros = c.micros.saturating_add(r.micros);
     }
 
-    /// Log cleaner passes that rewrote something.
-    #[must_use]
-    pub fn cleaner_passes(&self) -> u64 {
-        self.cleaner.passes
-    }
-
-    /// Records the log cleaner removed.
-    #[must_use]
-    pub fn cleaner_records_removed(&self) -> u64 {
-        self.cleaner.records_removed
-    }
-
     /// Counts the error codes in a response body.
     pub(crate) fn errors_in(&mut self, api: ApiKey, body: &ResponseBody) {
         let mut count = |code: i16| {
