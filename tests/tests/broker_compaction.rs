@@ -208,6 +208,21 @@ fn a_tombstone_survives_one_pass_and_goes_once_delete_retention_ms_has_passed() 
 }
 
 #[test]
+fn an_expired_tombstone_goes_even_when_nothing_new_is_written() {
+    let mut h = Harness::new(config());
+    let c = h.connect();
+    create_topic_with(&mut h, c, "quiet", 1, &[COMPACT, SMALL_SEGMENTS, ("delete.retention.ms", "10000")]);
+    produce(&mut h, c, "quiet", &[("a", Some("a1")), ("a", None), ("z", Some("z1"))]);
+    h.advance(ms(1_000));
+    assert_eq!(fetch_from(&mut h, c, "quiet", 0), [kv(1, "a", None), kv(2, "z", Some("z1"))]);
+    h.advance(ms(5_000));
+    assert_eq!(fetch_from(&mut h, c, "quiet", 0).len(), 2, "before its horizon the tombstone stays");
+    // No new segment closes, but the tombstone's horizon passes: the next look removes it.
+    h.advance(ms(6_000));
+    assert_eq!(fetch_from(&mut h, c, "quiet", 0), [kv(2, "z", Some("z1"))]);
+}
+
+#[test]
 fn min_compaction_lag_ms_holds_young_records_back() {
     let mut h = Harness::new(config());
     let c = h.connect();
