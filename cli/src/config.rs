@@ -38,6 +38,7 @@ pub const KEYS: &[&str] = &[
     "log-cleaner-dedupe-buffer-size",
     "log-cleaner-io-buffer-size",
     "log-cleaner-io-max-bytes-per-second",
+    "log-cleaner-backoff-ms",
     "max-request-size",
     "max-connections",
     "max-in-flight-per-connection",
@@ -238,6 +239,7 @@ pub struct Settings {
     pub log_cleaner_io_buffer_size: usize,
     /// -1: no limit.
     pub log_cleaner_io_max_bytes_per_second: i64,
+    pub log_cleaner_backoff_ms: u64,
     pub max_request_size: usize,
     pub max_connections: usize,
     pub max_in_flight_per_connection: usize,
@@ -381,6 +383,7 @@ impl Settings {
                     int(1, i64::MAX)(s).map_err(|_| "expected -1 (no limit) or a positive integer".into())
                 }
             })?,
+            log_cleaner_backoff_ms: l.parse("log-cleaner-backoff-ms", 15_000, int(1, u64::MAX))?,
             max_request_size: l.parse("max-request-size", 100 * MIB, int(1024, i32::MAX as usize))?,
             max_connections: l.parse("max-connections", 65_536, int(1, 10_000_000))?,
             max_in_flight_per_connection: l.parse("max-in-flight-per-connection", 256, int(1, 65_536))?,

@@ -127,6 +127,9 @@ struct ServeArgs {
     /// (Kafka: log.cleaner.io.max.bytes.per.second) [default: -1].
     #[arg(long, env = "KELP_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND", value_name = "BYTES", allow_hyphen_values = true)]
     log_cleaner_io_max_bytes_per_second: Option<String>,
+    /// How often the log cleaner looks for compacted partitions to clean (Kafka: log.cleaner.backoff.ms) [default: 15000].
+    #[arg(long, env = "KELP_LOG_CLEANER_BACKOFF_MS", value_name = "MS")]
+    log_cleaner_backoff_ms: Option<String>,
     /// Largest request accepted, in bytes; a larger one closes its connection [default: 104857600].
     #[arg(long, env = "KELP_MAX_REQUEST_SIZE", value_name = "BYTES")]
     max_request_size: Option<String>,
@@ -247,6 +250,7 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
         retention_ms: args.log_retention_ms,
         retention_bytes: args.log_retention_bytes,
         retention_check_interval: ms(args.log_retention_check_interval_ms),
+        cleaner_backoff: ms(args.log_cleaner_backoff_ms),
         segment_bytes: args.log_segment_bytes,
         ..Config::default()
     };

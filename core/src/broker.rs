@@ -363,6 +363,11 @@ impl Broker {
             CmdOwner::Append(key) => api::waiters::append_completed(st, fx, key, cmd, &result),
             CmdOwner::Job { job, part } => api::job_completed(st, fx, job, part, result),
             CmdOwner::Retain(key) => api::retention::done(st, key, &result),
+            CmdOwner::Clean(key) => {
+                if let Some(report) = api::cleaning::done(st, key, &result) {
+                    self.stats.cleaned(&report);
+                }
+            }
             CmdOwner::Resync(key) => api::resync::done(st, fx, key, result),
         }
     }
@@ -377,6 +382,7 @@ impl Broker {
                 Timer::Group(t) => api::group::timer(st, fx, t),
                 Timer::Consumer(t) => api::consumer::timer(st, fx, t),
                 Timer::Retention => api::retention::check(st, fx),
+                Timer::Cleaner => api::cleaning::check(st, fx),
                 Timer::RecoverRetry => {
                     fx.storage(CmdOwner::Recover, Command::Recover);
                 }

@@ -62,16 +62,26 @@ pub struct Plan {
     pub first_dirty: i64,
     /// Indices of the segments to read into the key map, in order. The pass rewrites
     /// segments `0..dirty.end`: the clean ones too, whose older records the new keys supersede.
+    /// Empty for a pass that only removes tombstones past their horizon (it rewrites every
+    /// cleanable segment).
     pub dirty: Range<usize>,
 }
 
 /// The dirty ratio of a log whose segments are `segments` (oldest first, from the one holding
 /// the log start; the last is the active one) and whose cleaner checkpoint is `first_dirty`,
 /// and a plan if it is due for cleaning: its dirty ratio reaches `min.cleanable.dirty.ratio`,
-/// or its oldest dirty record is older than `max.compaction.lag.ms`. Only closed segments
-/// wholly below `spec.limit` with no record younger than `min.compaction.lag.ms` are cleanable.
+/// or its oldest dirty record is older than `max.compaction.lag.ms`, or the earliest delete
+/// horizon of the tombstones in its clean part (`earliest_horizon`, as far as the store knows)
+/// has passed, so that tombstones go once due even when no new records arrive. Only closed
+/// segments wholly below `spec.limit` with no record younger than `min.compaction.lag.ms` are
+/// cleanable.
 #[must_use]
-pub fn plan(segments: &[SegmentInfo], first_dirty: i64, spec: &CleanSpec) -> (f64, Option<Plan>) {
+pub fn plan(
+    segments: &[SegmentInfo],
+    first_dirty: i64,
+    earliest_horizon: Option<i64>,
+    spec: &CleanSpec,
+) -> (f64, Option<Plan>) {
     let Some((_, closed)) = segments.split_last() else { return (0.0, None) };
     let young_from = spec.now_ms.saturating_sub(spec.min_compaction_lag_ms);
     let cleanable = closed.iter().take_while(|s| s.end_offset <= spec.limit && s.max_timestamp <= young_from).count();
@@ -85,7 +95,11 @@ pub fn plan(segments: &[SegmentInfo], first_dirty: i64, spec: &CleanSpec) -> (f6
     let clean: u64 = closed[..first_dirty_index].iter().map(|s| s.size).sum();
     let dirty: u64 = closed[first_dirty_index..cleanable].iter().map(|s| s.size).sum();
     if dirty == 0 {
-        return (0.0, None);
+        // Nothing new to deduplicate; a pass over the clean part still removes tombstones
+        // whose horizon has passed.
+        let due = cleanable > 0 && earliest_horizon.is_some_and(|h| spec.now_ms >= h);
+        let plan = due.then_some(Plan { dirty_ratio: 0.0, first_dirty, dirty: cleanable..cleanable });
+        return (0.0, plan);
     }
     #[allow(clippy::cast_precision_loss)]
     let ratio = dirty as f64 / (clean + dirty) as f64;
@@ -230,7 +244,7 @@ pub fn filter(
     if batch.is_control() {
         return Ok((Filtered::Keep, 0));
     }
-    let horizon = batch.attributes().has_delete_horizon().then(|| batch.base_timestamp());
+    let horizon = delete_horizon(batch);
     let horizon_passed = horizon.is_some_and(|h| rules.now_ms >= h);
     let records = batch.records(MAX_DECOMPRESSED)?;
     let mut keep = Vec::new();
@@ -263,6 +277,13 @@ pub fn filter(
     }
     let b = b.last_offset_delta(batch.last_offset_delta())?;
     Ok((Filtered::Rewrite(b.build()?), removed))
+}
+
+/// The delete horizon of `batch`, if a pass kept tombstones in it (KIP-534). A store keeps the
+/// earliest one of its clean part to hand to [`plan`].
+#[must_use]
+pub fn delete_horizon(batch: &RecordBatch) -> Option<i64> {
+    batch.attributes().has_delete_horizon().then(|| batch.base_timestamp())
 }
 
 /// A builder for `batch`'s replacement: same codec, base offset, leader epoch, producer

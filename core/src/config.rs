@@ -44,6 +44,11 @@ pub struct Config {
     pub segment_bytes: u64,
     /// How often retention is applied (Kafka: `log.retention.check.interval.ms`).
     pub retention_check_interval: Duration,
+    /// How often the log cleaner looks at compacted partitions (Kafka:
+    /// `log.cleaner.backoff.ms`, 15 s): each look sends one clean command per partition whose
+    /// topic's `cleanup.policy` includes `compact`, and the store decides whether it is dirty
+    /// enough to clean.
+    pub cleaner_backoff: Duration,
     /// The broker's default for `message.timestamp.type`: LogAppendTime when true.
     pub log_append_time: bool,
     /// Most incremental fetch sessions kept at once (KIP-227); the oldest idle one is evicted.
@@ -93,6 +98,7 @@ impl Default for Config {
             retention_bytes: -1,
             segment_bytes: 1 << 30,
             retention_check_interval: Duration::from_secs(300),
+            cleaner_backoff: Duration::from_secs(15),
             log_append_time: false,
             max_fetch_sessions: 1000,
             max_decompressed_batch: 64 * 1024 * 1024,

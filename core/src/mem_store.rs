@@ -55,6 +55,8 @@ struct MemLog {
     segments: Vec<MemSegment>,
     /// The cleaner's checkpoint: offsets below it were deduplicated by an earlier pass.
     first_dirty: i64,
+    /// The earliest delete horizon of the tombstones an earlier pass kept.
+    earliest_horizon: Option<i64>,
 }
 
 impl MemLog {
@@ -112,7 +114,7 @@ impl MemLog {
     fn clean(&mut self, spec: &CleanSpec, budget: usize, segment_bytes: u64) -> Result<CleanReport, StorageError> {
         let corrupt = |_| StorageError::Corrupt("a stored batch does not decode");
         let infos = self.segment_infos();
-        let (dirty_ratio, plan) = cleaner::plan(&infos, self.first_dirty, spec);
+        let (dirty_ratio, plan) = cleaner::plan(&infos, self.first_dirty, self.earliest_horizon, spec);
         let mut report = CleanReport { dirty_ratio, ..CleanReport::default() };
         let Some(plan) = plan else { return Ok(report) };
         let end = infos[plan.dirty.end - 1].end_offset;
@@ -122,7 +124,7 @@ impl MemLog {
                 break;
             }
         }
-        let Some(map_end) = map.end() else { return Ok(report) };
+        let map_end = map.end().unwrap_or(plan.first_dirty);
         // The last batch of each idempotent producer stays, so duplicate detection survives.
         let mut last_of_producer: HashMap<i64, i64> = HashMap::new();
         for b in &self.batches {
@@ -175,6 +177,11 @@ impl MemLog {
                 segments.push(seg);
             }
         }
+        self.earliest_horizon = self
+            .batches
+            .iter()
+            .filter_map(|b| RecordBatch::new(b.data.clone()).ok().as_ref().and_then(cleaner::delete_horizon))
+            .min();
         self.batches.extend(tail);
         segments.extend(self.segments.drain(plan.dirty.end..));
         self.segments = segments;

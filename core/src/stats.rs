@@ -55,6 +55,23 @@ pub struct Stats {
     pub(crate) connections_accepted: u64,
     /// Connections the broker closed (framing errors, limits).
     pub(crate) connections_closed_by_broker: u64,
+    /// What the log cleaner's passes did, summed.
+    cleaner: CleanerTotals,
+}
+
+/// The log cleaner's counters: sums over the passes the store reported.
+#[derive(Clone, Copy, Debug, Default)]
+struct CleanerTotals {
+    /// Passes that rewrote something.
+    passes: u64,
+    /// Bytes of log the passes rewrote.
+    bytes_read: u64,
+    /// Bytes written in their place.
+    bytes_written: u64,
+    /// Records removed.
+    records_removed: u64,
+    /// Time the passes took, in microseconds as the store measured it.
+    micros: u64,
 }
 
 impl Default for Stats {
@@ -67,6 +84,7 @@ impl Default for Stats {
             bytes_out: 0,
             connections_accepted: 0,
             connections_closed_by_broker: 0,
+            cleaner: CleanerTotals::default(),
         }
     }
 }
@@ -97,6 +115,17 @@ impl Stats {
             s.latency_sum_ns = s.latency_sum_ns.saturating_add(elapsed.0);
             s.latency[bucket(elapsed)] += 1;
         }
+    }
+
+    /// A log cleaner pass reported `r` (passes that found nothing to clean count their time
+    /// only).
+    pub(crate) fn cleaned(&mut self, r: &crate::io::CleanReport) {
+        let c = &mut self.cleaner;
+        c.passes += u64::from(r.cleaned);
+        c.bytes_read = c.bytes_read.saturating_add(r.bytes_read);
+        c.bytes_written = c.bytes_written.saturating_add(r.bytes_written);
+        c.records_removed = c.records_removed.saturating_add(r.records_removed);
+        c.micros = c.micros.saturating_add(r.micros);
     }
 
     /// Counts the error codes in a response body.
@@ -191,6 +220,24 @@ impl Stats {
             "Connections kelp closed (bad framing, limits).",
         );
         let _ = writeln!(out, "kelp_connections_closed_by_broker_total {}", self.connections_closed_by_broker);
+        self.cleaner.write_prometheus(out);
+    }
+}
+
+impl CleanerTotals {
+    fn write_prometheus(&self, out: &mut String) {
+        let counters = [
+            ("kelp_cleaner_passes_total", "Log cleaner passes that rewrote part of a log.", self.passes),
+            ("kelp_cleaner_bytes_read_total", "Bytes of log the cleaner rewrote.", self.bytes_read),
+            ("kelp_cleaner_bytes_written_total", "Bytes the cleaner wrote in their place.", self.bytes_written),
+            ("kelp_cleaner_records_removed_total", "Records the cleaner removed.", self.records_removed),
+        ];
+        for (name, help, n) in counters {
+            family(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {n}");
+        }
+        family(out, "kelp_cleaner_run_seconds_total", "counter", "Time the log cleaner's passes took.");
+        let _ = writeln!(out, "kelp_cleaner_run_seconds_total {}", self.micros as f64 / 1e6);
     }
 }
 
@@ -224,6 +271,20 @@ pub(crate) fn write_state(b: &crate::Broker, out: &mut String) {
                 "kelp_partition_log_start_offset{{topic=\"{name}\",partition=\"{i}\"}} {}",
                 p.log_start()
             );
+        }
+    }
+    family(
+        out,
+        "kelp_cleaner_dirty_ratio",
+        "gauge",
+        "The dirty share of a compacted partition's cleanable log, as the cleaner last found it.",
+    );
+    for t in topics.iter().filter(|t| t.settings.cleanup_compact) {
+        let name = escape(&t.name);
+        for (i, p) in t.partitions.iter().enumerate() {
+            if let Some(r) = b.st.cleaning.dirty_ratio(p.key) {
+                let _ = writeln!(out, "kelp_cleaner_dirty_ratio{{topic=\"{name}\",partition=\"{i}\"}} {r}");
+            }
         }
     }
     let mut committed: Vec<_> = b.st.groups.offsets.iter().collect();
@@ -365,5 +426,31 @@ mod tests {
         assert!(out.contains("kelp_request_latency_seconds_bucket{api=\"Produce\",le=\"0.000001\"} 1"), "{out}");
         assert!(out.contains("kelp_request_latency_seconds_bucket{api=\"Produce\",le=\"0.004096\"} 2"), "{out}");
         assert!(out.contains("kelp_request_latency_seconds_count{api=\"Produce\"} 2"), "{out}");
+    }
+
+    #[test]
+    fn cleaner_counters_sum_the_passes_reported() {
+        let mut s = Stats::default();
+        let pass = crate::io::CleanReport {
+            dirty_ratio: 0.6,
+            cleaned: true,
+            bytes_read: 1000,
+            bytes_written: 400,
+            records_removed: 12,
+            micros: 1_500_000,
+        };
+        s.cleaned(&pass);
+        s.cleaned(&crate::io::CleanReport { dirty_ratio: 0.1, micros: 500_000, ..Default::default() });
+        let mut out = String::new();
+        s.write_prometheus(&mut out);
+        for line in [
+            "kelp_cleaner_passes_total 1",
+            "kelp_cleaner_bytes_read_total 1000",
+            "kelp_cleaner_bytes_written_total 400",
+            "kelp_cleaner_records_removed_total 12",
+            "kelp_cleaner_run_seconds_total 2",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
+        }
     }
 }

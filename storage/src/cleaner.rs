@@ -103,6 +103,8 @@ pub(crate) struct Output {
     pub groups: Vec<Group>,
     /// The offset the next pass's key map starts at.
     pub first_dirty: i64,
+    /// The earliest delete horizon of the tombstones kept in the new segments.
+    pub horizon: Option<i64>,
     pub report: CleanReport,
 }
 
@@ -264,7 +266,10 @@ impl Worker {
     /// One pass; the groups written so far go to `written` (for cleaning up after a failure).
     fn pass(&self, job: &Job, written: &mut Vec<Group>) -> Result<Option<Output>, Stopped> {
         let map = self.build_map(job)?;
-        let Some(end) = map.end() else { return Ok(None) };
+        // An empty map (nothing dirty was readable, or a pass only for tombstones past their
+        // horizon) still rewrites the clean part; the checkpoint stays.
+        let end = map.end().unwrap_or(job.first_dirty);
+        let mut horizon: Option<i64> = None;
         // Every segment up to the last dirty one is rewritten, the clean ones too: the new
         // keys supersede their older records (beyond the map's end nothing is superseded).
         let upto = job.dirty.end;
@@ -298,10 +303,17 @@ impl Worker {
                     let keep_empty = pid >= 0 && last_batches.get(&pid) == Some(&batch.base_offset());
                     let (filtered, removed) = cleaner::filter(&batch, &map, &rules, keep_empty)?;
                     report.records_removed += u64::from(removed);
-                    match filtered {
-                        Filtered::Keep => buf.extend_from_slice(batch.as_bytes()),
-                        Filtered::Drop => {}
-                        Filtered::Rewrite(b) => buf.extend_from_slice(&b),
+                    let kept = match filtered {
+                        Filtered::Keep => Some(batch),
+                        Filtered::Drop => None,
+                        Filtered::Rewrite(b) => Some(RecordBatch::new(b)?),
+                    };
+                    if let Some(kept) = kept {
+                        buf.extend_from_slice(kept.as_bytes());
+                        horizon = match (horizon, cleaner::delete_horizon(&kept)) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
                     }
                     if buf.len() >= self.settings.io_buffer {
                         self.write(&mut out, &mut buf)?;
@@ -313,7 +325,7 @@ impl Worker {
             out.sync(true)?;
             report.bytes_written += out.size;
         }
-        Ok(Some(Output { groups: std::mem::take(written), first_dirty: end, report }))
+        Ok(Some(Output { groups: std::mem::take(written), first_dirty: end, horizon, report }))
     }
 
     fn write(&self, out: &mut Segment, buf: &mut Vec<u8>) -> Result<(), Stopped> {

@@ -325,7 +325,7 @@ struct PartLog {
     interval: u64,
 }
 
-/// A partition's cleaner marks, kept in `meta.log` (both only grow).
+/// A partition's cleaner marks, kept in `meta.log`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Marks {
     /// Where the next pass's key map starts (Kafka's cleaner checkpoint; batches below the
@@ -333,6 +333,9 @@ struct Marks {
     first_dirty: i64,
     /// The end of the rewritten range: batches starting at or below it may follow a gap.
     gaps_below: i64,
+    /// The earliest delete horizon of the tombstones the last pass kept (the planner runs a
+    /// pass once it has passed). Not monotonic: each pass sets it.
+    horizon: Option<i64>,
 }
 
 struct State {
@@ -454,11 +457,14 @@ impl State {
                 }
             }
             META_CLEANER => {
-                if let (Some(id), Some(p), Some(first_dirty), Some(gaps_below)) = (r.uuid(), r.i32(), r.i64(), r.i64())
+                if let (Some(id), Some(p), Some(first_dirty), Some(gaps_below), Some(has_horizon), Some(horizon)) =
+                    (r.uuid(), r.i32(), r.i64(), r.i64(), r.take(1).map(|b| b[0]), r.i64())
                 {
                     let m = self.marks.entry(PartitionKey { topic_id: id, partition: p }).or_default();
+                    // The checkpoint and the gap mark never go back; the horizon is the last set.
                     m.first_dirty = m.first_dirty.max(first_dirty);
                     m.gaps_below = m.gaps_below.max(gaps_below);
+                    m.horizon = (has_horizon == 1).then_some(horizon);
                 }
             }
             _ => {}
@@ -656,7 +662,7 @@ impl State {
         };
         let marks = self.marks.get(&key).copied().unwrap_or_default();
         let infos = p.segment_infos();
-        let (dirty_ratio, plan) = planner::plan(&infos, marks.first_dirty, spec);
+        let (dirty_ratio, plan) = planner::plan(&infos, marks.first_dirty, marks.horizon, spec);
         // One pass per partition at a time (the core asks no more; this keeps it so).
         let Some(plan) = plan.filter(|_| self.pool.enabled() && !self.cleaning.contains(&key)) else {
             return not_cleaned(dirty_ratio);
@@ -762,6 +768,7 @@ impl State {
         sync_dir(&dir)?;
         self.crash.step()?;
         marks.first_dirty = marks.first_dirty.max(out.first_dirty);
+        marks.horizon = out.horizon;
         self.write_marks(key, marks).map_err(|_| io::Error::other("meta.log write failed"))?;
         Ok(true)
     }
@@ -772,6 +779,8 @@ impl State {
         payload.extend_from_slice(&key.partition.to_be_bytes());
         payload.extend_from_slice(&marks.first_dirty.to_be_bytes());
         payload.extend_from_slice(&marks.gaps_below.to_be_bytes());
+        payload.push(u8::from(marks.horizon.is_some()));
+        payload.extend_from_slice(&marks.horizon.unwrap_or(0).to_be_bytes());
         self.write_meta(META_CLEANER, &payload)
     }
 

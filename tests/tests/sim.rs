@@ -10,13 +10,14 @@ use kelp_tests::sim::{run_twice, seeds_from_env};
 fn every_seed_keeps_the_invariants_and_converges_deterministically() {
     let seeds = seeds_from_env(0..500);
     let mut failed = Vec::new();
-    let (mut acked, mut checked, mut handovers) = (0u64, 0u64, 0u64);
+    let (mut acked, mut checked, mut handovers, mut compacted) = (0u64, 0u64, 0u64, 0u64);
     for seed in seeds.clone() {
         match run_twice(seed) {
             Ok(o) => {
                 acked += o.acked;
                 checked += o.checked;
                 handovers += o.handovers;
+                compacted += o.compacted;
             }
             Err(f) => {
                 eprintln!("{f}");
@@ -30,5 +31,7 @@ fn every_seed_keeps_the_invariants_and_converges_deterministically() {
     if seeds.end - seeds.start >= 100 {
         // A wide sweep must have run KIP-848 groups whose members took partitions.
         assert!(handovers > 0, "no KIP-848 member took a partition in {seeds:?}");
+        // And seeds with compacted topics whose fetches spanned records the cleaner removed.
+        assert!(compacted > 0, "no fetch in {seeds:?} skipped a record the cleaner removed");
     }
 }

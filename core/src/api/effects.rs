@@ -36,6 +36,8 @@ pub(crate) enum CmdOwner {
     },
     /// A retention check of one partition.
     Retain(PartitionKey),
+    /// A log cleaner pass over one partition.
+    Clean(PartitionKey),
     /// Re-learning a partition's end after an append with an unknown outcome.
     Resync(PartitionKey),
 }
@@ -51,6 +53,8 @@ pub(crate) enum Timer {
     Consumer(crate::group::consumer::ConsumerTimer),
     /// The periodic retention check ([`super::retention`]).
     Retention,
+    /// The log cleaner's periodic look at compacted partitions ([`super::cleaning`]).
+    Cleaner,
     /// Ask the store to recover again after it failed.
     RecoverRetry,
     /// Ask the store for a partition's end again ([`super::resync`]).

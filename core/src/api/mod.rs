@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod api_versions;
+pub(crate) mod cleaning;
 pub mod consumer;
 pub(crate) mod effects;
 pub mod fetch;

@@ -37,5 +37,6 @@ pub(crate) fn recovered(st: &mut State, fx: &mut Effects, result: Completion) ->
         fx.arm(Timer::Consumer(t), at);
     }
     super::retention::arm(st, fx);
+    super::cleaning::arm(st, fx);
     true
 }

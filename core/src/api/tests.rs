@@ -341,3 +341,147 @@ fn offsets_committed_are_stored_then_fetched() {
     let ResponseBody::OffsetFetch(r) = one_reply(&mut fx) else { panic!() };
     assert_eq!(r.topics[0].partitions[0].committed_offset, 42);
 }
+
+// ---- cleaning ----------------------------------------------------------------------------
+
+/// Sets topic configs with IncrementalAlterConfigs (SET) and stores the change.
+fn set_configs(st: &mut State, fx: &mut Effects, topic: &'static str, configs: &[(&'static str, &'static str)]) {
+    use crate::codec::generated::incremental_alter_configs::{
+        AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
+    };
+    let configs = configs
+        .iter()
+        .map(|(k, v)| AlterableConfig {
+            name: KStr::from_static(k),
+            config_operation: 0,
+            value: Some(KStr::from_static(v)),
+            ..Default::default()
+        })
+        .collect();
+    let res = AlterConfigsResource {
+        resource_type: ConfigResourceType::TOPIC.0,
+        resource_name: KStr::from_static(topic),
+        configs,
+        ..Default::default()
+    };
+    let m = IncrementalAlterConfigsRequest { resources: vec![res], ..Default::default() };
+    call(st, fx, ApiKey::INCREMENTAL_ALTER_CONFIGS, 1, RequestBody::IncrementalAlterConfigs(m));
+    store_all(st, fx);
+    let ResponseBody::IncrementalAlterConfigs(r) = one_reply(fx) else { panic!() };
+    assert_eq!(r.responses[0].error_code, 0, "{r:?}");
+}
+
+/// The clean commands asked for so far: (owner, partition, spec).
+fn cleans(fx: &mut Effects) -> Vec<(crate::io::CmdId, crate::io::PartitionKey, crate::io::CleanSpec)> {
+    fx.take_commands()
+        .into_iter()
+        .map(|(cmd, owner, command)| {
+            let Command::Clean { partition, spec } = command else { panic!("not a clean: {command:?}") };
+            assert_eq!(owner, CmdOwner::Clean(partition));
+            (cmd, partition, spec)
+        })
+        .collect()
+}
+
+#[test]
+fn cleaning_looks_at_compacted_partitions_in_name_order_with_their_settings() {
+    let (mut st, mut fx) = (state(), Effects::default());
+    for (name, parts) in [("zeta", 1), ("alpha", 2), ("plain", 1)] {
+        create_topic(&mut st, &mut fx, name, parts);
+    }
+    set_configs(&mut st, &mut fx, "zeta", &[("cleanup.policy", "compact,delete")]);
+    set_configs(
+        &mut st,
+        &mut fx,
+        "alpha",
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0.25"),
+            ("min.compaction.lag.ms", "1000"),
+            ("max.compaction.lag.ms", "60000"),
+            ("delete.retention.ms", "5000"),
+        ],
+    );
+    produce(&mut st, &mut fx, "alpha", batch(&[b"a", b"b"]));
+    super::cleaning::check(&mut st, &mut fx);
+    let sent = cleans(&mut fx);
+    let names: Vec<_> = sent
+        .iter()
+        .map(|(_, key, _)| (st.topics.by_id(key.topic_id).unwrap().name.to_string(), key.partition))
+        .collect();
+    assert_eq!(names, [("alpha".to_string(), 0), ("alpha".to_string(), 1), ("zeta".to_string(), 0)]);
+    let spec = sent[0].2;
+    assert_eq!(spec.now_ms, st.now.wall_ms);
+    assert_eq!(spec.limit, 2, "the high watermark bounds the pass");
+    assert!((spec.min_cleanable_dirty_ratio - 0.25).abs() < f64::EPSILON);
+    assert_eq!(
+        (spec.min_compaction_lag_ms, spec.max_compaction_lag_ms, spec.delete_retention_ms),
+        (1000, 60_000, 5000)
+    );
+    let zeta = sent[2].2;
+    assert!((zeta.min_cleanable_dirty_ratio - 0.5).abs() < f64::EPSILON, "Kafka's defaults");
+    assert_eq!((zeta.min_compaction_lag_ms, zeta.max_compaction_lag_ms), (0, i64::MAX));
+    assert_eq!(zeta.delete_retention_ms, 86_400_000);
+    assert!(fx.timers.next_deadline().is_some_and(|at| at == st.now.mono + st.cfg.cleaner_backoff));
+}
+
+#[test]
+fn cleaning_sends_no_second_pass_while_one_is_outstanding() {
+    let (mut st, mut fx) = (state(), Effects::default());
+    create_topic(&mut st, &mut fx, "c", 2);
+    set_configs(&mut st, &mut fx, "c", &[("cleanup.policy", "compact")]);
+    super::cleaning::check(&mut st, &mut fx);
+    let first = cleans(&mut fx);
+    assert_eq!(first.len(), 2);
+    // Partition 0 answers; partition 1 is still being cleaned at the next look.
+    let report = crate::io::CleanReport { dirty_ratio: 0.75, cleaned: true, ..Default::default() };
+    let (_, key0, _) = first[0];
+    assert_eq!(super::cleaning::done(&mut st, key0, &Completion::Cleaned(report)), Some(report));
+    assert_eq!(st.cleaning.dirty_ratio(key0), Some(0.75));
+    super::cleaning::check(&mut st, &mut fx);
+    let second = cleans(&mut fx);
+    assert_eq!(second.iter().map(|(_, k, _)| k.partition).collect::<Vec<_>>(), [0]);
+    // A failed pass frees the partition for the next look and reports nothing.
+    let (_, key1, _) = first[1];
+    let failed = Completion::Failed(crate::io::StorageError::Unavailable);
+    assert_eq!(super::cleaning::done(&mut st, key1, &failed), None);
+    super::cleaning::check(&mut st, &mut fx);
+    assert_eq!(cleans(&mut fx).iter().map(|(_, k, _)| k.partition).collect::<Vec<_>>(), [1]);
+}
+
+#[test]
+fn cleaning_follows_cleanup_policy_changes_at_the_next_look() {
+    let (mut st, mut fx) = (state(), Effects::default());
+    create_topic(&mut st, &mut fx, "t", 1);
+    super::cleaning::check(&mut st, &mut fx);
+    assert!(cleans(&mut fx).is_empty(), "a delete topic is not cleaned");
+    set_configs(&mut st, &mut fx, "t", &[("cleanup.policy", "compact")]);
+    super::cleaning::check(&mut st, &mut fx);
+    let sent = cleans(&mut fx);
+    assert_eq!(sent.len(), 1);
+    let report = crate::io::CleanReport { dirty_ratio: 0.5, ..Default::default() };
+    super::cleaning::done(&mut st, sent[0].1, &Completion::Cleaned(report));
+    set_configs(&mut st, &mut fx, "t", &[("cleanup.policy", "delete")]);
+    super::cleaning::check(&mut st, &mut fx);
+    assert!(cleans(&mut fx).is_empty(), "back to delete: no more cleaning");
+    assert_eq!(st.cleaning.dirty_ratio(sent[0].1), None, "and no gauge for it");
+}
+
+#[test]
+fn cleaning_skips_a_deleted_topic_and_forgets_its_pass() {
+    let (mut st, mut fx) = (state(), Effects::default());
+    create_topic(&mut st, &mut fx, "gone", 1);
+    set_configs(&mut st, &mut fx, "gone", &[("cleanup.policy", "compact")]);
+    super::cleaning::check(&mut st, &mut fx);
+    let sent = cleans(&mut fx);
+    let m = DeleteTopicsRequest { topic_names: vec![KStr::from_static("gone")], ..Default::default() };
+    call(&mut st, &mut fx, ApiKey::DELETE_TOPICS, 5, RequestBody::DeleteTopics(m));
+    store_all(&mut st, &mut fx);
+    fx.take_replies();
+    super::cleaning::check(&mut st, &mut fx);
+    assert!(cleans(&mut fx).is_empty());
+    let report = crate::io::CleanReport { dirty_ratio: 0.9, cleaned: true, ..Default::default() };
+    assert!(super::cleaning::done(&mut st, sent[0].1, &Completion::Cleaned(report)).is_some());
+    assert_eq!(st.cleaning.dirty_ratio(sent[0].1), None);
+    assert!(!st.cleaning.is_outstanding(sent[0].1));
+}

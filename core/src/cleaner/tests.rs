@@ -47,34 +47,37 @@ fn contents(b: &RecordBatch) -> Vec<Seen> {
 #[test]
 fn the_active_segment_and_anything_at_the_high_watermark_are_never_planned() {
     let segs = [seg(0, 10, 100, 5), seg(10, 20, 100, 5), seg(20, 25, 50, 5)];
-    let (ratio, p) = plan(&segs, 0, &spec(1_000, 25));
+    let (ratio, p) = plan(&segs, 0, None, &spec(1_000, 25));
     assert_eq!(ratio, 1.0);
     assert_eq!(p.unwrap().dirty, 0..2, "the last segment is active");
-    let (_, p) = plan(&segs, 0, &spec(1_000, 15));
+    let (_, p) = plan(&segs, 0, None, &spec(1_000, 15));
     assert_eq!(p.unwrap().dirty, 0..1, "the second segment reaches past the high watermark");
-    assert_eq!(plan(&segs[..1], 0, &spec(1_000, 25)), (0.0, None), "a lone segment is active");
-    assert_eq!(plan(&[], 0, &spec(1_000, 25)), (0.0, None));
+    assert_eq!(plan(&segs[..1], 0, None, &spec(1_000, 25)), (0.0, None), "a lone segment is active");
+    assert_eq!(plan(&[], 0, None, &spec(1_000, 25)), (0.0, None));
 }
 
 #[test]
 fn the_dirty_ratio_decides_and_the_checkpoint_splits_clean_from_dirty() {
     let segs = [seg(0, 10, 300, 5), seg(10, 20, 100, 5), seg(20, 30, 100, 5), seg(30, 31, 10, 5)];
     // Clean up to 10: dirty 200 of 500.
-    let (ratio, p) = plan(&segs, 10, &spec(1_000, 31));
+    let (ratio, p) = plan(&segs, 10, None, &spec(1_000, 31));
     assert!((ratio - 0.4).abs() < 1e-9);
     assert_eq!(p, None, "below min.cleanable.dirty.ratio");
     let mut s = spec(1_000, 31);
     s.min_cleanable_dirty_ratio = 0.4;
-    let p = plan(&segs, 10, &s).1.unwrap();
+    let p = plan(&segs, 10, None, &s).1.unwrap();
     assert_eq!((p.first_dirty, p.dirty), (10, 1..3));
     // A checkpoint inside a segment makes that segment dirty.
-    assert_eq!(plan(&segs, 15, &s).1.unwrap().dirty, 1..3);
+    assert_eq!(plan(&segs, 15, None, &s).1.unwrap().dirty, 1..3);
     // A checkpoint below the log start (retention moved it) or past the end restarts.
-    let p = plan(&segs[1..], 3, &s).1.unwrap();
+    let p = plan(&segs[1..], 3, None, &s).1.unwrap();
     assert_eq!((p.first_dirty, p.dirty), (10, 0..2));
-    assert_eq!(plan(&segs, 99, &s).1.unwrap().first_dirty, 0);
-    // Nothing dirty: nothing to do.
-    assert_eq!(plan(&segs, 30, &s), (0.0, None));
+    assert_eq!(plan(&segs, 99, None, &s).1.unwrap().first_dirty, 0);
+    // Nothing dirty: nothing to do, unless tombstones in the clean part are due to go.
+    assert_eq!(plan(&segs, 30, None, &s), (0.0, None));
+    assert_eq!(plan(&segs, 30, Some(1_001), &s), (0.0, None), "the horizon is ahead");
+    let p = plan(&segs, 30, Some(1_000), &s).1.unwrap();
+    assert_eq!((p.first_dirty, p.dirty), (30, 3..3), "every cleanable segment is rewritten");
 }
 
 #[test]
@@ -83,15 +86,15 @@ fn compaction_lags_hold_young_records_back_and_push_old_ones_through() {
     let mut s = spec(6_000, 21);
     s.min_compaction_lag_ms = 2_000;
     // The second segment has records younger than 2 s at 6 s.
-    assert_eq!(plan(&segs, 0, &s).1.unwrap().dirty, 0..1);
+    assert_eq!(plan(&segs, 0, None, &s).1.unwrap().dirty, 0..1);
     s.min_compaction_lag_ms = 10_000;
-    assert_eq!(plan(&segs, 0, &s), (0.0, None));
+    assert_eq!(plan(&segs, 0, None, &s), (0.0, None));
     // Dirty ratio 100 / 200 is below 0.9, but the first dirty record is older than the max lag.
     let mut s = spec(6_000, 21);
     s.min_cleanable_dirty_ratio = 0.9;
-    assert_eq!(plan(&segs, 10, &s).1, None);
+    assert_eq!(plan(&segs, 10, None, &s).1, None);
     s.max_compaction_lag_ms = 500;
-    assert_eq!(plan(&segs, 10, &s).1.unwrap().dirty, 1..2);
+    assert_eq!(plan(&segs, 10, None, &s).1.unwrap().dirty, 1..2);
 }
 
 #[test]

@@ -66,6 +66,8 @@ pub(crate) struct State {
     pub sessions: FetchSessions,
     /// Requests waiting on partitions.
     pub waiters: Waiters,
+    /// Log cleaner passes outstanding and the dirty ratios partitions reported.
+    pub cleaning: crate::api::cleaning::Cleaning,
 }
 
 impl State {
@@ -80,6 +82,7 @@ impl State {
             producer_ids: ProducerIds::default(),
             sessions: FetchSessions::default(),
             waiters: Waiters::default(),
+            cleaning: crate::api::cleaning::Cleaning::default(),
         }
     }
 }

@@ -30,6 +30,7 @@ fn main() {
     let handovers = AtomicU64::new(0);
     let trimmed = AtomicU64::new(0);
     let zombies = AtomicU64::new(0);
+    let compacted = AtomicU64::new(0);
     let done = AtomicU64::new(0);
     let failed: Mutex<Vec<u64>> = Mutex::new(Vec::new());
     let start = Instant::now();
@@ -49,6 +50,7 @@ fn main() {
                             handovers.fetch_add(o.handovers, Ordering::Relaxed);
                             trimmed.fetch_add(o.trimmed, Ordering::Relaxed);
                             zombies.fetch_add(o.zombies, Ordering::Relaxed);
+                            compacted.fetch_add(o.compacted, Ordering::Relaxed);
                             if verbose {
                                 println!("seed {seed}: ok {o:?}");
                             }
@@ -75,7 +77,7 @@ fn main() {
     let sim_secs = sim_ns.load(Ordering::Relaxed) as f64 / 1e9;
     let failed = failed.into_inner().expect("lock");
     println!(
-        "{n} seeds ({}..{}) in {secs:.1} s: {:.1} seeds/s, {:.0} simulated s per wall s, {} events, {} KIP-848 ownerships ({} from zombies), {} fetches below a trimmed log start, {} failed {:?}",
+        "{n} seeds ({}..{}) in {secs:.1} s: {:.1} seeds/s, {:.0} simulated s per wall s, {} events, {} KIP-848 ownerships ({} from zombies), {} fetches below a trimmed log start, {} records compacted away under fetches, {} failed {:?}",
         seeds.start,
         seeds.end,
         n as f64 / secs,
@@ -84,6 +86,7 @@ fn main() {
         handovers.load(Ordering::Relaxed),
         zombies.load(Ordering::Relaxed),
         trimmed.load(Ordering::Relaxed),
+        compacted.load(Ordering::Relaxed),
         failed.len(),
         &failed[..failed.len().min(20)]
     );

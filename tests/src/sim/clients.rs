@@ -32,11 +32,9 @@ use kelp_core::codec::{ApiKey, ErrorCode, KStr, Message, Reader, Writer};
 use kelp_core::records::{Compression, RecordBatchBuilder};
 use kelp_core::time::{Duration, Instant};
 
-use super::invariants::{Checker, Tp};
+use super::invariants::{Checker, Tp, decode};
 use super::world::SimRng;
-use crate::harness::{
-    commit_request, heartbeat_request, join_request, leave_request, produce_request, record_values, sync_request,
-};
+use crate::harness::{commit_request, heartbeat_request, join_request, leave_request, produce_request, sync_request};
 
 /// A request in flight, as its sender remembers it.
 #[derive(Clone, Debug)]
@@ -235,6 +233,8 @@ fn partition_counts(body: &ResponseBody, topics: &[String]) -> Option<BTreeMap<S
 #[derive(Debug, Clone)]
 struct Batch {
     values: Vec<String>,
+    /// The earliest timestamp any attempt stamped its records with.
+    first_stamp: i64,
     base_seq: i32,
     /// Whether a request carrying it is in flight.
     sent: bool,
@@ -263,6 +263,9 @@ pub struct Producer {
     max_gap_ms: u64,
     counter: u64,
     producing: bool,
+    /// For compacted topics: how many keys its records spread over, and the share that are
+    /// tombstones. `None`: every record has key `k` and a value.
+    keyed: Option<(u64, f64)>,
 }
 
 impl Producer {
@@ -285,7 +288,17 @@ impl Producer {
             max_gap_ms,
             counter: 0,
             producing: true,
+            keyed: None,
         }
+    }
+
+    /// The same producer, writing records with one of `keys` keys (`k0`, `k1`, ...), a share
+    /// `tombstones` of them tombstones: each record's identity (its value, or its `id` header
+    /// for a tombstone, marked with `~`) ends with `/` and its key.
+    #[must_use]
+    pub fn keyed(mut self, keys: u64, tombstones: f64) -> Self {
+        self.keyed = Some((keys.max(1), tombstones));
+        self
     }
 
     fn reset_pid(&mut self) {
@@ -308,11 +321,20 @@ impl Producer {
         let values = (0..n)
             .map(|_| {
                 self.counter += 1;
-                format!("p{}-{}", self.id, self.counter)
+                let value = format!("p{}-{}", self.id, self.counter);
+                match self.keyed {
+                    None => value,
+                    Some((keys, tombstones)) => {
+                        let key = io.rng.below(keys);
+                        let mark = if io.rng.chance(tombstones) { "~" } else { "" };
+                        format!("{mark}{value}/k{key}")
+                    }
+                }
             })
             .collect();
         let base_seq = *self.seqs.get(&tp).unwrap_or(&0);
-        self.batches.insert(tp, Batch { values, base_seq, sent: false, not_before: io.now });
+        let batch = Batch { values, first_stamp: i64::MAX, base_seq, sent: false, not_before: io.now };
+        self.batches.insert(tp, batch);
         self.budget -= 1;
     }
 
@@ -328,9 +350,10 @@ impl Producer {
         for tp in &ready {
             let b = self.batches.get_mut(tp).expect("ready batch");
             b.sent = true;
+            b.first_stamp = b.first_stamp.min(io.wall_ms);
             let mut builder = RecordBatchBuilder::new(Compression::None).producer(pid, epoch, b.base_seq);
             for v in &b.values {
-                builder.append(io.wall_ms, Some(b"k"), Some(v.as_bytes()), &[]).expect("builds");
+                append_record(&mut builder, io.wall_ms, v, self.keyed.is_some());
             }
             let records = builder.build().expect("builds");
             let one = produce_request(&tp.0, tp.1, records, -1);
@@ -361,6 +384,20 @@ impl Producer {
             b.not_before = io.now + io.rng.millis(5, 100);
             io.wake_at(b.not_before);
         }
+    }
+}
+
+/// Appends the record whose identity is `id`: key `k` and the identity as its value, or for a
+/// keyed producer the key the identity names, and a tombstone (no value, the identity in an
+/// `id` header) when the identity is marked as one.
+fn append_record(builder: &mut RecordBatchBuilder, timestamp: i64, id: &str, keyed: bool) {
+    use kelp_core::records::Header;
+    let key = if keyed { super::invariants::key_of(id).unwrap_or("k") } else { "k" };
+    if keyed && super::invariants::is_tombstone(id) {
+        let header = Header { key: Bytes::from_static(b"id"), value: Some(Bytes::copy_from_slice(id.as_bytes())) };
+        builder.append(timestamp, Some(key.as_bytes()), None, &[header]).expect("builds");
+    } else {
+        builder.append(timestamp, Some(key.as_bytes()), Some(id.as_bytes()), &[]).expect("builds");
     }
 }
 
@@ -445,6 +482,9 @@ impl Model for Producer {
                     if code == ErrorCode::NONE {
                         let Some(b) = self.batches.remove(tp) else { continue };
                         io.check.produce_acked(io.now, tp, pr.base_offset, &b.values);
+                        if self.keyed.is_some() {
+                            io.check.stamped(tp, pr.base_offset, b.values.len(), b.first_stamp);
+                        }
                         let next = b.base_seq.wrapping_add(b.values.len() as i32) & i32::MAX;
                         self.seqs.insert(tp.clone(), next);
                     } else if code == ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER
@@ -825,20 +865,20 @@ impl ClassicMember {
                 if pd.error_code != 0 {
                     continue;
                 }
-                let records = pd.records.as_ref().map(record_values).unwrap_or_default();
+                let (records, end) = pd.records.as_ref().map(decode).unwrap_or_default();
                 let Some(pos) = self.positions.get(&tp).copied() else {
                     io.check.fail(format!("{}: fetch answered for {tp:?}, which it did not ask for", self.name()));
                     continue;
                 };
-                got |= !records.is_empty();
-                io.check.fetched(p.sent_at, &tp, pos, pd.high_watermark, &records);
+                io.check.fetched(p.sent_at, &tp, pos, pd.high_watermark, (&records, end));
                 let before = self.hwms.get(&tp).copied().unwrap_or(0);
                 io.check.hwm_seen(&self.name(), &tp, before, pd.high_watermark);
                 self.hwms.insert(tp.clone(), before.max(pd.high_watermark));
-                if let Some(last) = records.last()
-                    && last.0 >= pos
-                {
-                    self.positions.insert(tp, last.0 + 1);
+                // Past the last record, and past batches the cleaner emptied.
+                let next = records.last().map_or(-1, |r| r.offset + 1).max(end.unwrap_or(-1));
+                if next > pos {
+                    got = true;
+                    self.positions.insert(tp, next);
                 }
             }
         }
@@ -1016,9 +1056,9 @@ impl Model for ClassicMember {
                     for pd in &t.partitions {
                         if pd.error_code == 0 {
                             let tp = (t.topic.as_str().to_owned(), pd.partition_index);
-                            let records = pd.records.as_ref().map(record_values).unwrap_or_default();
-                            let from = records.first().map_or(0, |r| r.0);
-                            io.check.fetched(p.sent_at, &tp, from, pd.high_watermark, &records);
+                            let (records, end) = pd.records.as_ref().map(decode).unwrap_or_default();
+                            let from = records.first().map_or(0, |r| r.offset);
+                            io.check.fetched(p.sent_at, &tp, from, pd.high_watermark, (&records, end));
                         }
                     }
                 }
@@ -1231,6 +1271,8 @@ pub struct Admin {
     /// Whether it deletes records (DeleteRecords) from the main topics.
     trim: bool,
     gap_ms: u64,
+    /// Config overrides of the main topics.
+    configs: Vec<(String, String)>,
 }
 
 const A_CREATE_MAIN: u64 = 1;
@@ -1254,7 +1296,15 @@ impl Admin {
             churn,
             trim,
             gap_ms,
+            configs: Vec::new(),
         }
+    }
+
+    /// The same admin, creating the main topics with these config overrides.
+    #[must_use]
+    pub fn with_configs(mut self, configs: Vec<(String, String)>) -> Self {
+        self.configs = configs;
+        self
     }
 
     /// DeleteRecords on a random main partition, up to a random acknowledged offset.
@@ -1283,6 +1333,20 @@ impl Admin {
     fn create(name: &str, partitions: i32) -> CreatableTopic {
         CreatableTopic { name: name.into(), num_partitions: partitions, replication_factor: -1, ..Default::default() }
     }
+
+    fn create_main(&self, name: &str, partitions: i32) -> CreatableTopic {
+        use kelp_core::codec::generated::create_topics::CreatableTopicConfig;
+        let configs = self
+            .configs
+            .iter()
+            .map(|(k, v)| CreatableTopicConfig {
+                name: k.as_str().into(),
+                value: Some(v.as_str().into()),
+                ..Default::default()
+            })
+            .collect();
+        CreatableTopic { configs, ..Self::create(name, partitions) }
+    }
 }
 
 impl Model for Admin {
@@ -1297,8 +1361,12 @@ impl Model for Admin {
         if self.in_flight {
             return;
         }
-        let missing: Vec<CreatableTopic> =
-            self.topics.iter().filter(|(t, _)| !self.created.contains(t)).map(|(t, n)| Self::create(t, *n)).collect();
+        let missing: Vec<CreatableTopic> = self
+            .topics
+            .iter()
+            .filter(|(t, _)| !self.created.contains(t))
+            .map(|(t, n)| self.create_main(t, *n))
+            .collect();
         if !missing.is_empty() {
             self.in_flight = true;
             let req = CreateTopicsRequest { topics: missing, timeout_ms: 30_000, ..Default::default() };
@@ -1439,5 +1507,160 @@ impl Model for Admin {
 
     fn view(&self) -> View {
         View::Other { busy: self.created.len() < self.topics.len() }
+    }
+}
+
+// ---- auditor ------------------------------------------------------------------------------
+
+/// Reads compacted partitions from their log start to their high watermark, one partition
+/// after another with a pause between, as a consumer without a group that starts from the
+/// beginning does (a Kafka Streams state restore, a schema registry's start-up). Every
+/// record compaction may not remove must be among what it reads (the checker's rule for
+/// skipped offsets).
+#[derive(Debug)]
+pub struct Auditor {
+    partitions: Vec<Tp>,
+    next: usize,
+    /// The partition being read and the position in it, once its log start is known.
+    reading: Option<(Tp, Option<i64>)>,
+    in_flight: bool,
+    /// Full reads finished (a figure).
+    pub scans: u64,
+}
+
+const AU_START: u64 = 1;
+const AU_FETCH: u64 = 2;
+
+impl Auditor {
+    /// An auditor of `partitions`.
+    #[must_use]
+    pub fn new(partitions: Vec<Tp>) -> Self {
+        Self { partitions, next: 0, reading: None, in_flight: false, scans: 0 }
+    }
+
+    fn send_fetch(&mut self, io: &mut Io<'_>, tp: &Tp, from: i64) {
+        let req = FetchRequest {
+            replica_id: -1,
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: vec![FetchTopic {
+                topic: tp.0.as_str().into(),
+                partitions: vec![FetchPartition {
+                    partition: tp.1,
+                    fetch_offset: from,
+                    partition_max_bytes: 1 << 12,
+                    current_leader_epoch: -1,
+                    last_fetched_epoch: -1,
+                    log_start_offset: -1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        self.in_flight = true;
+        io.send(&RequestBody::Fetch(req), 12, AU_FETCH);
+    }
+
+    /// Done with the partition being read (or giving up on it for now): pause, then the next.
+    fn finish(&mut self, io: &mut Io<'_>) {
+        self.reading = None;
+        io.wake_between(100, 1_000);
+    }
+
+    fn on_fetch(&mut self, io: &mut Io<'_>, p: &Pending, r: &kelp_core::codec::generated::fetch::FetchResponse) {
+        let Some((tp, Some(from))) = self.reading.clone() else { return };
+        let pd = r
+            .responses
+            .iter()
+            .filter(|t| t.topic.as_str() == tp.0)
+            .flat_map(|t| &t.partitions)
+            .find(|x| x.partition_index == tp.1);
+        let Some(pd) = pd.filter(|_| r.error_code == 0) else { return self.finish(io) };
+        if err(pd.error_code) == ErrorCode::OFFSET_OUT_OF_RANGE {
+            // The log start moved on (retention, DeleteRecords): start over from the new one.
+            io.check.out_of_range("auditor", &tp, from);
+            self.reading = Some((tp, None));
+            return io.wake_in(Duration::ZERO);
+        }
+        if pd.error_code != 0 {
+            return self.finish(io);
+        }
+        let (records, end) = pd.records.as_ref().map(decode).unwrap_or_default();
+        io.check.fetched(p.sent_at, &tp, from, pd.high_watermark, (&records, end));
+        let next = records.last().map_or(-1, |r| r.offset + 1).max(end.unwrap_or(-1));
+        // An empty answer proves nothing (a failed read is answered with no records): the
+        // scan ends there and starts over later.
+        if next <= from {
+            return self.finish(io);
+        }
+        if next >= pd.high_watermark {
+            self.scans += 1;
+            return self.finish(io);
+        }
+        self.reading = Some((tp, Some(next)));
+        io.wake_in(Duration::ZERO);
+    }
+}
+
+impl Model for Auditor {
+    fn name(&self) -> String {
+        "auditor".to_owned()
+    }
+
+    fn wake(&mut self, io: &mut Io<'_>) {
+        if !io.connected() {
+            return io.connect();
+        }
+        if self.in_flight || self.partitions.is_empty() {
+            return;
+        }
+        match self.reading.clone() {
+            None => {
+                let tp = self.partitions[self.next % self.partitions.len()].clone();
+                self.next += 1;
+                self.in_flight = true;
+                io.send(&earliest_request(&tp), 7, AU_START);
+                self.reading = Some((tp, None));
+            }
+            Some((tp, None)) => {
+                self.in_flight = true;
+                io.send(&earliest_request(&tp), 7, AU_START);
+            }
+            Some((tp, Some(from))) => self.send_fetch(io, &tp, from),
+        }
+    }
+
+    fn response(&mut self, io: &mut Io<'_>, p: &Pending, body: ResponseBody) {
+        self.in_flight = false;
+        match (p.tag & 0xff, &body) {
+            (AU_START, ResponseBody::ListOffsets(_)) => {
+                let Some((tp, _)) = self.reading.clone() else { return };
+                match listed_offsets(&body).into_iter().find(|(t, _)| *t == tp) {
+                    Some((_, start)) => {
+                        io.check.log_start_seen("auditor", &tp, start);
+                        self.reading = Some((tp, Some(start)));
+                        io.wake_in(Duration::ZERO);
+                    }
+                    // Not there yet (the topic is being created) or the store is failing.
+                    None => self.finish(io),
+                }
+            }
+            (AU_FETCH, ResponseBody::Fetch(r)) => self.on_fetch(io, p, r),
+            (_, other) => io.check.fail(format!("auditor: unexpected {:?} response", other.api_key())),
+        }
+    }
+
+    fn disconnected(&mut self, io: &mut Io<'_>, _lost: &[Pending]) {
+        self.in_flight = false;
+        self.reading = None;
+        io.wake_between(10, 100);
+    }
+
+    fn faults_off(&mut self, _io: &mut Io<'_>) {}
+
+    fn view(&self) -> View {
+        View::Other { busy: false }
     }
 }

@@ -30,8 +30,8 @@ use kelp_core::codec::{ErrorCode, KStr, Uuid};
 use kelp_core::time::{Duration, Instant};
 
 use super::clients::{Io, MemberConfig, Model, Pending, View, earliest_request, listed_offsets};
-use super::invariants::Tp;
-use crate::harness::{commit_request, record_values};
+use super::invariants::{Tp, decode};
+use crate::harness::commit_request;
 
 const K_META: u64 = 1;
 const K_HB: u64 = 2;
@@ -444,12 +444,12 @@ impl ConsumerMember {
                 if pd.error_code != 0 {
                     continue;
                 }
-                let records = pd.records.as_ref().map(record_values).unwrap_or_default();
+                let (records, end) = pd.records.as_ref().map(decode).unwrap_or_default();
                 let from = match sent.as_ref().and_then(|s| s.get(&tp)) {
                     Some(f) => *f,
-                    None => records.first().map_or(0, |r| r.0),
+                    None => records.first().map_or(0, |r| r.offset),
                 };
-                io.check.fetched(p.sent_at, &tp, from, pd.high_watermark, &records);
+                io.check.fetched(p.sent_at, &tp, from, pd.high_watermark, (&records, end));
                 let Some(sent) = &sent else { continue };
                 if !sent.contains_key(&tp) {
                     io.check.fail(format!("{}: fetch answered for {tp:?}, which it did not ask for", self.name()));
@@ -463,9 +463,11 @@ impl ConsumerMember {
                 let before = self.hwms.get(&tp).copied().unwrap_or(0);
                 io.check.hwm_seen(&self.name(), &tp, before, pd.high_watermark);
                 self.hwms.insert(tp.clone(), before.max(pd.high_watermark));
-                if let Some(last) = records.last() {
+                // Past the last record, and past batches the cleaner emptied.
+                let next = records.last().map_or(-1, |r| r.offset + 1).max(end.unwrap_or(-1));
+                if next > pos {
                     got = true;
-                    self.owned.insert(tp, Some(last.0 + 1));
+                    self.owned.insert(tp, Some(next));
                 }
             }
         }

@@ -168,8 +168,9 @@ pub fn broker_events(data: &[u8]) {
         }
     }
     // The end: every command runs and completes, time moves on far enough for every timer. The
-    // retention check is periodic by design: its Retain commands alone do not count as activity.
-    let periodic = |c: &Command| matches!(c, Command::Retain { .. });
+    // retention check and the log cleaner are periodic by design: their Retain and Clean
+    // commands alone do not count as activity.
+    let periodic = |c: &Command| matches!(c, Command::Retain { .. } | Command::Clean { .. });
     let mut quiet = false;
     for _ in 0..64 {
         let mut active = false;

@@ -21,6 +21,13 @@
 //! - records below the log start vanish only through DeleteRecords or retention: a fetch is
 //!   answered OFFSET_OUT_OF_RANGE, and ListOffsets reports a log start, only below what a
 //!   DeleteRecords asked for (with retention on: or below the newest record known);
+//! - on compacted topics, fetched offsets only rise but may skip records, and a record known
+//!   to be in the log (acknowledged or fetched before) may be missing from a fetch that spans
+//!   it only by compaction's rule: a later record of its key, below the high watermark, was
+//!   old enough for `min.compaction.lag.ms` when the cleaner could have run, or it is a
+//!   tombstone whose `delete.retention.ms` has passed after that. So the latest record of
+//!   every key stays readable (until retention or DeleteRecords removes it from below the log
+//!   start);
 //! - responses follow request order per connection, nothing is sent after a close, and every
 //!   storage command id is new and completed once (checked in the simulator and store).
 //!
@@ -28,7 +35,73 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use kelp_core::codec::RecordSet;
+use kelp_core::records::Batches;
 use kelp_core::time::{Duration, Instant};
+
+/// One fetched record as the checkers see it: its offset, its identity and its timestamp.
+/// The identity is the value; a tombstone (no value) carries it in an `id` header, and it
+/// starts with `~` (see [`is_tombstone`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rec {
+    /// The offset.
+    pub offset: i64,
+    /// The identity.
+    pub id: String,
+    /// The record's (create) timestamp.
+    pub timestamp: i64,
+}
+
+/// Every record of a fetched record set, checking each batch's CRC, and the offset after the
+/// last batch (`None` when there is no batch): a consumer moves past batches the cleaner
+/// emptied as well as past the records it reads.
+#[must_use]
+pub fn decode(records: &RecordSet) -> (Vec<Rec>, Option<i64>) {
+    let mut out = Vec::new();
+    let mut next = None;
+    for batch in Batches::new(records.to_bytes()) {
+        let batch = batch.expect("whole batches");
+        // The CRC only: a batch the cleaner emptied in part keeps its lastOffsetDelta, which
+        // the produce-side header checks of `validate` would refuse.
+        assert_eq!(batch.crc(), batch.compute_crc(), "valid CRC");
+        next = Some(batch.next_offset());
+        for r in &batch.records(1 << 20).expect("records") {
+            let r = r.expect("record");
+            let id = match r.value_slice() {
+                Some(v) => String::from_utf8_lossy(v).into_owned(),
+                None => r
+                    .headers()
+                    .filter_map(Result::ok)
+                    .find(|h| h.key.as_ref() == b"id")
+                    .and_then(|h| h.value)
+                    .map_or_else(|| "~".to_owned(), |v| String::from_utf8_lossy(&v).into_owned()),
+            };
+            out.push(Rec { offset: r.offset(), id, timestamp: r.create_timestamp() });
+        }
+    }
+    (out, next)
+}
+
+/// Whether a record identity names a tombstone.
+#[must_use]
+pub fn is_tombstone(id: &str) -> bool {
+    id.starts_with('~')
+}
+
+/// The compaction key of a record identity (`<value>/<key>`), if it has one.
+#[must_use]
+pub fn key_of(id: &str) -> Option<&str> {
+    id.rsplit_once('/').map(|(_, k)| k)
+}
+
+/// The main topics' compaction settings, for the checker.
+#[derive(Clone, Copy, Debug)]
+pub struct CompactionRules {
+    /// `min.compaction.lag.ms`.
+    pub min_lag_ms: i64,
+    /// `delete.retention.ms`.
+    pub delete_retention_ms: i64,
+}
 
 /// A partition by topic name (the simulator never deletes or recreates its main topics).
 pub type Tp = (String, i32);
@@ -67,6 +140,18 @@ pub struct Checker {
     /// Whether retention may delete old segments of the main topics (then records a fetch
     /// has seen, or that were acknowledged, may vanish from below the log start).
     pub retention: bool,
+    /// The main topics' compaction settings, when they are compacted.
+    pub compaction: Option<CompactionRules>,
+    /// Per partition: the oldest timestamp each known record may carry (the earliest a
+    /// producer stamped it with, or as fetched).
+    stamps: HashMap<Tp, BTreeMap<i64, i64>>,
+    /// The wall clock (ms) at the step being checked.
+    pub wall_ms: i64,
+    /// How far the wall clock has jumped back, in total: a cleaner pass that ran before now
+    /// may have seen a wall clock up to this much later than now.
+    pub clock_slack_ms: i64,
+    /// Records compaction removed that fetches spanned (a figure).
+    pub compacted_away: u64,
     /// Fetches answered OFFSET_OUT_OF_RANGE below a requested log start (a figure).
     pub trimmed_fetches: u64,
     /// KIP-848 ownership handovers seen (a figure for reports).
@@ -130,6 +215,57 @@ impl Checker {
         acks.push((now, prev.max(end)));
     }
 
+    /// Records the timestamps of `n` records of `tp` from `base_offset`: each was stamped no
+    /// earlier than `timestamp`.
+    pub fn stamped(&mut self, tp: &Tp, base_offset: i64, n: usize, timestamp: i64) {
+        let stamps = self.stamps.entry(tp.clone()).or_default();
+        for o in base_offset..base_offset + n as i64 {
+            let t = stamps.entry(o).or_insert(timestamp);
+            *t = (*t).min(timestamp);
+        }
+    }
+
+    /// Whether compaction may have removed the record at `offset` of `tp` (known to be `id`)
+    /// by the time a fetch answered with high watermark `hwm`. See the module docs.
+    fn compactable(&self, tp: &Tp, offset: i64, id: &str, hwm: i64) -> bool {
+        let Some(rules) = self.compaction else { return false };
+        let latest_pass = self.wall_ms.saturating_add(self.clock_slack_ms);
+        let stamps = self.stamps.get(tp);
+        let stamp = |o: i64| stamps.and_then(|s| s.get(&o)).copied();
+        let old_enough = |o: i64, extra: i64| {
+            stamp(o).is_some_and(|t| t.saturating_add(rules.min_lag_ms).saturating_add(extra) <= latest_pass)
+        };
+        let Some(key) = key_of(id) else { return false };
+        let Some(log) = self.log.get(tp) else { return false };
+        let superseded = log.range(offset + 1..hwm).any(|(&later, v)| key_of(v) == Some(key) && old_enough(later, 0));
+        superseded || (is_tombstone(id) && old_enough(offset, rules.delete_retention_ms))
+    }
+
+    /// Checks that every record known in `from..to` of `tp`, which a fetch answered with high
+    /// watermark `hwm` skipped, may have been compacted away.
+    fn skipped(&mut self, tp: &Tp, from: i64, to: i64, hwm: i64) {
+        if self.compaction.is_none() {
+            return self.fail(format!("{tp:?}: fetched offsets skip from {from} to {to}"));
+        }
+        let known: Vec<(i64, String)> = self
+            .log
+            .get(tp)
+            .map(|l| l.range(from..to.max(from)).map(|(o, v)| (*o, v.clone())).collect())
+            .unwrap_or_default();
+        // Below what DeleteRecords or retention may have removed, a read racing the removal
+        // may skip records too.
+        let removable = self.removable(tp);
+        for (o, id) in known {
+            if o >= removable && !self.compactable(tp, o, &id, hwm) {
+                return self.fail(format!(
+                    "{tp:?}: a fetch skipped offset {o} ({id:?}), which compaction may not remove yet: no later record of its key old enough below {hwm}{}",
+                    if is_tombstone(&id) { ", and delete.retention.ms has not passed" } else { "" }
+                ));
+            }
+            self.compacted_away += 1;
+        }
+    }
+
     /// The high watermark every fetch sent at `sent_at` must report for `tp`.
     fn required_hwm(&self, tp: &Tp, sent_at: Instant) -> i64 {
         let Some(acks) = self.acks.get(tp) else { return 0 };
@@ -139,8 +275,10 @@ impl Checker {
         if i == 0 { 0 } else { acks[i - 1].1 }
     }
 
-    /// A fetch of `tp` from `fetch_offset`, sent at `sent_at`, answered without error.
-    pub fn fetched(&mut self, sent_at: Instant, tp: &Tp, fetch_offset: i64, hwm: i64, records: &[(i64, String)]) {
+    /// A fetch of `tp` from `fetch_offset`, sent at `sent_at`, answered without error with
+    /// `records` in batches that end before `end` (`None`: no batch).
+    pub fn fetched(&mut self, sent_at: Instant, tp: &Tp, fetch_offset: i64, hwm: i64, fetched: (&[Rec], Option<i64>)) {
+        let (records, end) = fetched;
         let need = self.required_hwm(tp, sent_at);
         if hwm < need {
             return self.fail(format!(
@@ -148,22 +286,32 @@ impl Checker {
             ));
         }
         let mut prev: Option<i64> = None;
-        for (o, v) in records {
-            if *o >= hwm {
+        for r in records {
+            let o = r.offset;
+            if o >= hwm {
                 return self.fail(format!("{tp:?}: fetch returned offset {o} at or beyond the high watermark {hwm}"));
             }
             match prev {
-                None if *o > fetch_offset => {
-                    return self.fail(format!("{tp:?}: fetch from {fetch_offset} skipped to offset {o}"));
-                }
-                Some(p) if *o != p + 1 => {
-                    return self.fail(format!("{tp:?}: fetched offsets jump from {p} to {o}"));
-                }
+                None if o > fetch_offset => self.skipped(tp, fetch_offset, o, hwm),
+                Some(p) if o <= p => return self.fail(format!("{tp:?}: fetched offsets go back from {p} to {o}")),
+                Some(p) if o != p + 1 => self.skipped(tp, p + 1, o, hwm),
                 _ => {}
             }
-            prev = Some(*o);
-            self.place(tp, *o, v, "fetched");
+            prev = Some(o);
+            self.place(tp, o, &r.id, "fetched");
+            if self.compaction.is_some() {
+                self.stamped(tp, o, 1, r.timestamp);
+            }
             self.records_checked += 1;
+        }
+        // Records after the last one returned, inside the batches returned, were removed.
+        if self.compaction.is_some()
+            && let Some(end) = end
+        {
+            let from = prev.map_or(fetch_offset, |p| p + 1).max(fetch_offset);
+            if from < end {
+                self.skipped(tp, from, end.min(hwm), hwm);
+            }
         }
     }
 

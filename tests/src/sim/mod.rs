@@ -8,6 +8,11 @@
 //! phase, faults stop and a liveness phase must converge: every producer acknowledged, every
 //! group settled with every partition owned, every member caught up, every request answered.
 //!
+//! Some seeds compact their main topics ([`Compaction`]): producers write keyed records over a
+//! small key space with some tombstones, the broker's cleaner timer runs beside everything
+//! else, and an [`Auditor`] reads the partitions from their log start again and again, so
+//! that the checker sees what the cleaner removed.
+//!
 //! A failure names its seed (`SIM_SEED=<n>`); running the seed again replays the same run,
 //! which [`run`] proves by hashing everything the broker emitted ([`Outcome::trace`]).
 
@@ -31,9 +36,9 @@ use kelp_core::mem_store::MemStore;
 use kelp_core::time::{Duration, Instant};
 use kelp_core::{Broker, Config, ConnId, Input, Now, Output};
 
-use clients::{Admin, ClassicMember, Io, MemberConfig, Model, Pending, Producer, View};
+use clients::{Admin, Auditor, ClassicMember, Io, MemberConfig, Model, Pending, Producer, View};
 use consumer::ConsumerMember;
-use invariants::{Checker, Tp};
+use invariants::{Checker, CompactionRules, Tp};
 use net::{Net, NetFaults};
 use store::{FaultStore, StoreFaults};
 use world::{Event, Queue, SimRng, TraceHash};
@@ -80,6 +85,64 @@ pub struct Scenario {
     pub config: Config,
     /// The broker's seed.
     pub broker_seed: u64,
+    /// Whether, and how, the main topics are compacted.
+    pub compaction: Option<Compaction>,
+}
+
+/// How a seed's main topics are compacted.
+#[derive(Clone, Debug)]
+pub struct Compaction {
+    /// `cleanup.policy`: `compact`, or `compact,delete` (retention too, when the seed's
+    /// retention deletes).
+    pub policy: &'static str,
+    /// `segment.bytes`: small, so that segments close and become cleanable.
+    pub segment_bytes: u64,
+    /// `min.cleanable.dirty.ratio`.
+    pub dirty_ratio: f64,
+    /// `min.compaction.lag.ms`.
+    pub min_lag_ms: i64,
+    /// `max.compaction.lag.ms`, when set.
+    pub max_lag_ms: Option<i64>,
+    /// `delete.retention.ms`.
+    pub delete_retention_ms: i64,
+    /// How many keys the producers' records spread over.
+    pub keys: u64,
+    /// The share of records that are tombstones.
+    pub tombstones: f64,
+}
+
+impl Compaction {
+    /// Drawn from `r`: one seed in four compacts.
+    fn draw(r: &mut SimRng, retention: bool) -> Option<Self> {
+        if !r.chance(0.25) {
+            return None;
+        }
+        Some(Self {
+            policy: if retention && r.chance(0.5) { "compact,delete" } else { "compact" },
+            segment_bytes: r.range(100, 1_500),
+            dirty_ratio: r.range(0, 9) as f64 / 10.0,
+            min_lag_ms: if r.chance(0.5) { 0 } else { r.range(1, 3_000) as i64 },
+            max_lag_ms: r.chance(0.3).then(|| r.range(100, 5_000) as i64),
+            delete_retention_ms: r.range(0, 4_000) as i64,
+            keys: r.range(1, 12),
+            tombstones: if r.chance(0.7) { r.range(1, 25) as f64 / 100.0 } else { 0.0 },
+        })
+    }
+
+    /// The main topics' config overrides.
+    fn configs(&self) -> Vec<(String, String)> {
+        let mut c = vec![
+            ("cleanup.policy".to_owned(), self.policy.to_owned()),
+            ("segment.bytes".to_owned(), self.segment_bytes.to_string()),
+            ("min.cleanable.dirty.ratio".to_owned(), self.dirty_ratio.to_string()),
+            ("min.compaction.lag.ms".to_owned(), self.min_lag_ms.to_string()),
+            ("delete.retention.ms".to_owned(), self.delete_retention_ms.to_string()),
+        ];
+        if let Some(max) = self.max_lag_ms {
+            c.push(("max.compaction.lag.ms".to_owned(), max.to_string()));
+        }
+        c
+    }
 }
 
 impl Scenario {
@@ -168,7 +231,18 @@ impl Scenario {
             fault_phase: r.millis(2_000, 12_000),
             config,
             broker_seed: r.u64(),
+            compaction: None,
         }
+        .with_compaction()
+    }
+
+    /// Draws the compaction knobs from a generator of their own, so that adding them left
+    /// every other knob of every seed as it was.
+    fn with_compaction(mut self) -> Self {
+        let mut r = SimRng::new(self.seed ^ 0xc0a1_e5ce_c0a1_e5ce);
+        self.config.cleaner_backoff = r.millis(100, 2_000);
+        self.compaction = Compaction::draw(&mut r, self.config.retention_ms < 60_000);
+        self
     }
 }
 
@@ -191,6 +265,8 @@ pub struct Outcome {
     pub trimmed: u64,
     /// KIP-848 ownerships taken over from a zombie (see [`Checker::acquired`]).
     pub zombies: u64,
+    /// Records that fetches skipped because compaction removed them.
+    pub compacted: u64,
 }
 
 /// A failed run.
@@ -279,10 +355,17 @@ impl Sim {
                 rng: rng.fork(),
             });
         };
-        add(Box::new(Admin::new(sc.topics.clone(), sc.admin_churn, sc.trim, 500)), &mut rng);
+        let compaction = sc.compaction.clone();
+        let configs = compaction.as_ref().map(Compaction::configs).unwrap_or_default();
+        add(Box::new(Admin::new(sc.topics.clone(), sc.admin_churn, sc.trim, 500).with_configs(configs)), &mut rng);
         let names: Vec<String> = sc.topics.iter().map(|(t, _)| t.clone()).collect();
         for (i, (budget, recs, gap)) in sc.producers.iter().enumerate() {
-            add(Box::new(Producer::new(i, names.clone(), *budget, *recs, *gap)), &mut rng);
+            let p = Producer::new(i, names.clone(), *budget, *recs, *gap);
+            let p = match &compaction {
+                Some(c) => p.keyed(c.keys, c.tombstones),
+                None => p,
+            };
+            add(Box::new(p), &mut rng);
         }
         for (i, m) in sc.members.iter().enumerate() {
             if m.consumer_protocol {
@@ -292,7 +375,13 @@ impl Sim {
                 add(Box::new(ClassicMember::new(i, m.clone())), &mut rng);
             }
         }
-        let retention = sc.config.retention_ms < 60_000;
+        if compaction.is_some() {
+            let partitions = sc.topics.iter().flat_map(|(t, n)| (0..*n).map(move |p| (t.clone(), p))).collect();
+            add(Box::new(Auditor::new(partitions)), &mut rng);
+        }
+        // Retention deletes from the main topics only when their policy includes delete.
+        let retention =
+            sc.config.retention_ms < 60_000 && compaction.as_ref().is_none_or(|c| c.policy.contains("delete"));
         let store = FaultStore::new(MemStore::new(), sc.store);
         let net = Net::new(sc.net);
         let mut sim = Self {
@@ -322,6 +411,9 @@ impl Sim {
             stop_at: None,
         };
         sim.check.retention = retention;
+        sim.check.compaction = compaction
+            .as_ref()
+            .map(|c| CompactionRules { min_lag_ms: c.min_lag_ms, delete_retention_ms: c.delete_retention_ms });
         sim.schedule_faults();
         for i in 0..sim.clients.len() {
             let at = sim.rng.millis(0, 50);
@@ -376,6 +468,7 @@ impl Sim {
             handovers: self.check.handovers_848,
             trimmed: self.check.trimmed_fetches,
             zombies: self.check.zombies_848,
+            compacted: self.check.compacted_away,
         })
     }
 
@@ -477,6 +570,7 @@ impl Sim {
             Event::ClockJump => {
                 let jump = i64::try_from(self.rng.below(20_000)).unwrap_or(0) - 10_000;
                 self.wall_skew_ms += jump;
+                self.check.clock_slack_ms += (-jump).max(0);
             }
             Event::FaultsOff => self.faults_off(),
             Event::LivenessCheck => self.liveness(),
@@ -725,6 +819,7 @@ impl Sim {
     fn run_client(&mut self, i: usize, f: impl FnOnce(&mut dyn Model, &mut Io<'_>)) {
         let now = self.now;
         let wall_ms = self.now().wall_ms;
+        self.check.wall_ms = wall_ms;
         let faults_on = self.faults_on;
         let c = &mut self.clients[i];
         let mut io = Io {
