@@ -45,8 +45,8 @@ pub(crate) fn recompress_records(
     let mut out = Vec::with_capacity(HEADER_LEN + guess);
     out.extend_from_slice(header);
     compression::compress_level(to, level, section, &mut out)?;
-    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD)
-        .map_err(|_| RecordsError::Unencodable("batch longer than i32::MAX"))?;
+    let batch_length =
+        i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| RecordsError::Unencodable("batch longer than i32::MAX"))?;
     put_at(&mut out, at::BATCH_LENGTH, &batch_length.to_be_bytes());
     put_at(&mut out, at::ATTRIBUTES, &batch.attributes().with_compression(to).0.to_be_bytes());
     let crc = crc32c::crc32c(out.get(at::ATTRIBUTES..).unwrap_or_default());
