@@ -88,11 +88,7 @@ const fn def(
 }
 
 /// An int config whose value must lie in `levels` (a codec's compression levels).
-const fn level(
-    name: &'static str,
-    levels: core::ops::RangeInclusive<i32>,
-    doc: &'static str,
-) -> ConfigDef {
+const fn level(name: &'static str, levels: core::ops::RangeInclusive<i32>, doc: &'static str) -> ConfigDef {
     ConfigDef {
         name,
         broker_synonym: name,

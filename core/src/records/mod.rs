@@ -46,8 +46,8 @@ mod builder;
 pub mod compression;
 mod error;
 pub mod fuzz;
-mod record;
 mod recompress;
+mod record;
 pub mod rewrite;
 mod varint;
 
