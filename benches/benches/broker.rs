@@ -134,7 +134,7 @@ fn lz4_frame() -> Bytes {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             value.push_str(WORDS[(seed % 16) as usize]);
-            value.push(if seed % 3 == 0 { '=' } else { ' ' });
+            value.push(if seed.is_multiple_of(3) { '=' } else { ' ' });
         }
         value.truncate(100);
         b.append(1_700_000_000_000 + i as i64, None, Some(value.as_bytes()), &[]).expect("builds");

@@ -70,6 +70,7 @@ fn stored_batches(addr: SocketAddr, topic: &str, partition: i32) -> Vec<RecordBa
         let p = &resp.responses[0].partitions[0];
         assert_eq!(p.error_code, 0, "fetch {topic}-{partition} at {next}");
         let bytes = p.records.as_ref().map(|r| r.to_bytes()).unwrap_or_default();
+        let from = next;
         for b in Batches::new(bytes) {
             let Ok(b) = b else { break }; // a partial batch at the end of the response
             b.validate_full(64 << 20).unwrap_or_else(|e| panic!("stored batch at {}: {e}", b.base_offset()));
@@ -79,6 +80,7 @@ fn stored_batches(addr: SocketAddr, topic: &str, partition: i32) -> Vec<RecordBa
         if next >= p.high_watermark {
             return out;
         }
+        assert!(next > from, "fetch {topic}-{partition} at {next} returned no whole batch");
     }
 }
 

@@ -1,7 +1,8 @@
 // kelp end-to-end client: the Apache Kafka Java client (kafka-clients 4.3) against a running broker.
 //
 //   java -cp "$KELP_CLIENTS_DIR/java/*" JavaClient.java --bootstrap 127.0.0.1:9092 --topic t \
-//       --mode produce-verify|admin [--compression snappy] [--count 1000] [--create] [--timeout 60]
+//       --mode produce-verify|admin|produce|group|keyless [--compression snappy] [--count 1000] \
+//       [--create] [--timeout 60]
 //
 // One source file, run by the JDK's source launcher: no build tool. The jars come from
 // scripts/install-clients.sh. The producer keeps the client's defaults, so it is idempotent
@@ -71,7 +72,7 @@ public class JavaClient {
     static final int PARTITIONS = 3;
     static final String USAGE = String.join("\n",
             "usage: java -cp 'JARS/*' JavaClient.java --bootstrap HOST:PORT --topic NAME",
-            "       --mode produce-verify|admin [--compression none|gzip|snappy|lz4|zstd]",
+            "       --mode produce-verify|admin|produce|group|keyless [--compression none|gzip|snappy|lz4|zstd]",
             "       [--count N] [--create] [--timeout SECONDS]",
             "",
             "       [--group NAME --stop-file PATH --start-file PATH --idle-exit S --max-batch N",
