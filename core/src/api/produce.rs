@@ -1,10 +1,10 @@
 //! Produce: validate each partition's batch as Kafka does, check idempotent producers'
 //! sequences, recompress it when the topic's `compression.type` asks for another codec,
 //! assign offsets, and append. A compacted topic refuses records without a key (Kafka's
-//! `LogValidator`), naming each one in `record_errors` (KIP-467). acks=1 and acks=-1 answer once the batch is below the
-//! high watermark (stored and visible to fetchers; a single node's ISR is itself). acks=0
-//! answers nothing; an error then closes the connection, as Kafka does, so that the client
-//! notices instead of losing data silently.
+//! `LogValidator`), naming each one in `record_errors` (KIP-467). acks=1 and acks=-1 answer
+//! once the batch is below the high watermark (stored and visible to fetchers; a single node's
+//! ISR is itself). acks=0 answers nothing; an error then closes the connection, as Kafka does,
+//! so that the client notices instead of losing data silently.
 
 use bytes::{Bytes, BytesMut};
 
@@ -191,7 +191,8 @@ impl RecordErrors {
         let shown: Vec<String> =
             missing.iter().take(3).map(|i| format!("RecordError(batchIndex={i}, message='{each}')")).collect();
         let message = KStr::from(format!(
-            "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+            "One or more records have been rejected due to {} record errors in total, and only showing the first \
+             three errors at most: [{}]",
             missing.len(),
             shown.join(", ")
         ));

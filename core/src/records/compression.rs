@@ -4,10 +4,12 @@
 //! in 32 KiB blocks, LZ4 frames of independent 64 KiB blocks, zstd at level 3), so every
 //! Kafka client can read it. [`compress_level`] takes the level a topic asks for (KIP-390's
 //! `compression.gzip.level` and `compression.zstd.level`); LZ4 has one speed here (lz4_flex
-//! has no level knob, so `compression.lz4.level` cannot be honoured) and snappy has no level. Decompression is bounded: it takes the largest output the caller
-//! accepts and fails with [`RecordsError::DecompressedTooLarge`] as soon as the output would
-//! exceed it, without ever holding more than that many bytes. This module must not parse
-//! records; it only turns one byte string into another.
+//! has no level knob, so `compression.lz4.level` cannot be honoured) and snappy has no level.
+//!
+//! Decompression is bounded: it takes the largest output the caller accepts and fails with
+//! [`RecordsError::DecompressedTooLarge`] as soon as the output would exceed it, without ever
+//! holding more than that many bytes. This module must not parse records; it only turns one
+//! byte string into another.
 
 use std::io::{self, Read, Write};
 
