@@ -7,6 +7,8 @@
 use crate::codec::{ErrorCode, KStr};
 use crate::config::Config;
 use crate::error::KafkaError;
+use crate::records::Compression;
+use crate::records::compression::{GZIP_LEVELS, LZ4_LEVELS, ZSTD_LEVELS};
 
 /// Longest topic name Kafka allows.
 pub const MAX_NAME_LEN: usize = 249;
@@ -68,6 +70,8 @@ pub struct ConfigDef {
     pub choices: &'static [&'static str],
     /// Smallest allowed number.
     pub min: Option<i64>,
+    /// Largest allowed number.
+    pub max: Option<i64>,
     /// What it means.
     pub doc: &'static str,
 }
@@ -80,7 +84,20 @@ const fn def(
     min: Option<i64>,
     doc: &'static str,
 ) -> ConfigDef {
-    ConfigDef { name, broker_synonym, ty, choices, min, doc }
+    ConfigDef { name, broker_synonym, ty, choices, min, max: None, doc }
+}
+
+/// An int config whose value must lie in `levels` (a codec's compression levels).
+const fn level(name: &'static str, levels: core::ops::RangeInclusive<i32>, doc: &'static str) -> ConfigDef {
+    ConfigDef {
+        name,
+        broker_synonym: name,
+        ty: ConfigType::Int,
+        choices: &[],
+        min: Some(*levels.start() as i64),
+        max: Some(*levels.end() as i64),
+        doc,
+    }
 }
 
 /// Every topic config kelp accepts, sorted by name.
@@ -93,13 +110,34 @@ pub const CONFIGS: &[ConfigDef] = &[
         None,
         "How old records are discarded: delete whole segments by time and size, compact to the latest record of each key, or both.",
     ),
+    // Kafka's gzip range is "[1,...,9] or -1": the minimum here is -1 and validate_config
+    // refuses 0.
+    ConfigDef {
+        name: "compression.gzip.level",
+        broker_synonym: "compression.gzip.level",
+        ty: ConfigType::Int,
+        choices: &[],
+        min: Some(-1),
+        max: Some(*GZIP_LEVELS.end() as i64),
+        doc: "The gzip level (1 to 9, or -1 for the codec default, 6) batches are recompressed with when compression.type is gzip.",
+    },
+    level(
+        "compression.lz4.level",
+        LZ4_LEVELS,
+        "Accepted (1 to 17) and reported for compatibility, but not honoured: kelp's LZ4 encoder has one speed, LZ4's fast mode.",
+    ),
     def(
         "compression.type",
         "compression.type",
         ConfigType::String,
-        &["producer"],
+        &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"],
         None,
-        "Batches are stored exactly as the producer compressed them.",
+        "The codec batches are stored in: 'producer' keeps each batch as the producer compressed it; 'uncompressed' or a codec makes the broker recompress every batch in another codec on append.",
+    ),
+    level(
+        "compression.zstd.level",
+        ZSTD_LEVELS,
+        "The zstd level (-131072 to 22) batches are recompressed with when compression.type is zstd.",
     ),
     def(
         "delete.retention.ms",
@@ -237,6 +275,9 @@ pub fn broker_default(cfg: &Config, name: &str) -> Option<String> {
     Some(match name {
         "cleanup.policy" => "delete".into(),
         "compression.type" => "producer".into(),
+        "compression.gzip.level" => "-1".into(),
+        "compression.lz4.level" => "9".into(),
+        "compression.zstd.level" => "3".into(),
         "delete.retention.ms" => "86400000".into(),
         "file.delete.delay.ms" => "60000".into(),
         "flush.messages"
@@ -279,6 +320,12 @@ pub fn validate_config(name: &str, value: &str) -> Result<(), KafkaError> {
             }
             if def.min.is_some_and(|m| v < m) {
                 return Err(invalid(format!("Invalid value {value} for configuration {name}: below the minimum")));
+            }
+            if def.max.is_some_and(|m| v > m) {
+                return Err(invalid(format!("Invalid value {value} for configuration {name}: above the maximum")));
+            }
+            if name == "compression.gzip.level" && v == 0 {
+                return Err(invalid(format!("Invalid value {value} for configuration {name}: must be -1 or 1 to 9")));
             }
         }
         ConfigType::Double => {
@@ -340,6 +387,11 @@ pub struct TopicSettings {
     pub timestamp_before_max_ms: i64,
     /// Newest acceptable CreateTime, relative to now.
     pub timestamp_after_max_ms: i64,
+    /// The codec batches are stored in (`compression.type`); `None` keeps the producer's.
+    pub compression: Option<Compression>,
+    /// The level of that codec (`compression.gzip.level`, `compression.zstd.level`); `None`
+    /// for the codec's default, and for codecs without a level kelp honours.
+    pub compression_level: Option<i32>,
 }
 
 impl TopicSettings {
@@ -358,6 +410,13 @@ impl TopicSettings {
         let long = |name: &str, fallback: i64| get(name).trim().parse().unwrap_or(fallback);
         let policy = get("cleanup.policy");
         let has = |word: &str| policy.split(',').any(|w| w.trim() == word);
+        let compression = codec(&get("compression.type"));
+        let level = |name: &str| get(name).trim().parse::<i32>().ok();
+        let compression_level = match compression {
+            Some(Compression::Gzip) => level("compression.gzip.level").filter(|&l| l != -1),
+            Some(Compression::Zstd) => level("compression.zstd.level"),
+            _ => None,
+        };
         Self {
             cleanup_delete: has("delete"),
             cleanup_compact: has("compact"),
@@ -372,7 +431,21 @@ impl TopicSettings {
             log_append_time: get("message.timestamp.type") == "LogAppendTime",
             timestamp_before_max_ms: long("message.timestamp.before.max.ms", i64::MAX),
             timestamp_after_max_ms: long("message.timestamp.after.max.ms", i64::MAX),
+            compression,
+            compression_level,
         }
+    }
+}
+
+/// The codec a `compression.type` value names; `None` for `producer` (and anything else).
+fn codec(value: &str) -> Option<Compression> {
+    match value.trim() {
+        "uncompressed" => Some(Compression::None),
+        "gzip" => Some(Compression::Gzip),
+        "snappy" => Some(Compression::Snappy),
+        "lz4" => Some(Compression::Lz4),
+        "zstd" => Some(Compression::Zstd),
+        _ => None,
     }
 }
 
@@ -402,6 +475,19 @@ mod tests {
         assert!(validate_config("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate_config("message.timestamp.type", "Later").is_err());
         assert!(validate_config("cleanup.policy", "delete,compact").is_ok());
+        for codec in ["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"] {
+            assert!(validate_config("compression.type", codec).is_ok(), "{codec}");
+        }
+        assert!(validate_config("compression.type", "none").is_err());
+        assert!(validate_config("compression.type", "brotli").is_err());
+        for (name, good, bad) in [
+            ("compression.gzip.level", &["-1", "1", "9"][..], &["0", "-2", "10"][..]),
+            ("compression.lz4.level", &["1", "9", "17"], &["0", "18"]),
+            ("compression.zstd.level", &["-131072", "0", "3", "22"], &["-131073", "23"]),
+        ] {
+            assert!(good.iter().all(|v| validate_config(name, v).is_ok()), "{name}");
+            assert!(bad.iter().all(|v| validate_config(name, v).is_err()), "{name}");
+        }
         assert_eq!(validate_config("no.such", "1").map_err(|e| e.code), Err(ErrorCode::INVALID_CONFIG));
     }
 
@@ -417,5 +503,27 @@ mod tests {
         assert!(s.cleanup_delete && s.cleanup_compact);
         let s = TopicSettings::resolve(&cfg, &[("cleanup.policy".into(), "compact".into())]);
         assert!(!s.cleanup_delete && s.cleanup_compact);
+        assert_eq!((s.compression, s.compression_level), (None, None));
+    }
+
+    #[test]
+    fn codec_settings_resolve() {
+        let cfg = Config::default();
+        let s = |o: &[(&str, &str)]| {
+            let o: Vec<(KStr, KStr)> = o.iter().map(|(k, v)| (KStr::from(*k), KStr::from(*v))).collect();
+            TopicSettings::resolve(&cfg, &o)
+        };
+        let zstd = s(&[("compression.type", "zstd")]);
+        assert_eq!((zstd.compression, zstd.compression_level), (Some(Compression::Zstd), Some(3)));
+        let zstd = s(&[("compression.type", "zstd"), ("compression.zstd.level", "-5")]);
+        assert_eq!(zstd.compression_level, Some(-5));
+        let gzip = s(&[("compression.type", "gzip")]);
+        assert_eq!((gzip.compression, gzip.compression_level), (Some(Compression::Gzip), None));
+        let gzip = s(&[("compression.type", "gzip"), ("compression.gzip.level", "9")]);
+        assert_eq!(gzip.compression_level, Some(9));
+        let lz4 = s(&[("compression.type", "lz4"), ("compression.lz4.level", "17")]);
+        assert_eq!((lz4.compression, lz4.compression_level), (Some(Compression::Lz4), None));
+        assert_eq!(s(&[("compression.type", "uncompressed")]).compression, Some(Compression::None));
+        assert_eq!(s(&[("compression.type", "producer")]).compression, None);
     }
 }

@@ -727,3 +727,47 @@ fn topics_configs_data_log_start_and_high_watermark_survive_a_restart() {
     assert_eq!(produce(&mut after, c, "kept", 0, &["d"]), (0, 3), "appends continue at the old end");
     assert_eq!(values(&mut after, c, "kept", 1), vec![(0, "z".into())]);
 }
+
+// ---- compression configs -------------------------------------------------------------------
+
+#[test]
+fn compression_configs_take_kafka_values_and_describe_their_defaults() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic_with(&mut h, c, "plain", 1, &[]);
+    for (name, default) in [
+        ("compression.type", "producer"),
+        ("compression.gzip.level", "-1"),
+        ("compression.lz4.level", "9"),
+        ("compression.zstd.level", "3"),
+    ] {
+        assert_eq!(value_of(&mut h, c, "plain", name), (default.into(), DEFAULT_CONFIG), "{name}");
+        // The broker config of the same name supplies the default.
+        let r = describe(&mut h, c, TOPIC, "plain", Some(&[name]), true, false);
+        let synonyms: Vec<(&str, Option<&str>)> =
+            config(&r, name).synonyms.iter().map(|s| (s.name.as_str(), s.value.as_deref())).collect();
+        assert_eq!(synonyms, vec![(name, Some(default))]);
+    }
+    let r = describe(&mut h, c, BROKER, "1", Some(&["compression.type", "compression.zstd.level"]), false, false);
+    assert_eq!(config(&r, "compression.type").value.as_deref(), Some("producer"));
+    assert_eq!(config(&r, "compression.zstd.level").value.as_deref(), Some("3"));
+
+    let results = create_topics(
+        &mut h,
+        c,
+        vec![
+            creatable("zstd", 1, -1, &[("compression.type", Some("zstd")), ("compression.zstd.level", Some("-7"))]),
+            creatable("flat", 1, -1, &[("compression.type", Some("uncompressed"))]),
+            creatable("brotli", 1, -1, &[("compression.type", Some("brotli"))]),
+            creatable("gzip0", 1, -1, &[("compression.gzip.level", Some("0"))]),
+            creatable("lz4-18", 1, -1, &[("compression.lz4.level", Some("18"))]),
+        ],
+        false,
+    );
+    let codes: Vec<(&str, i16)> = results.iter().map(|r| (r.name.as_str(), r.error_code)).collect();
+    let invalid = ErrorCode::INVALID_CONFIG.0;
+    assert_eq!(codes, vec![("zstd", 0), ("flat", 0), ("brotli", invalid), ("gzip0", invalid), ("lz4-18", invalid)]);
+    assert_eq!(value_of(&mut h, c, "zstd", "compression.zstd.level"), ("-7".into(), DYNAMIC_TOPIC_CONFIG));
+    assert_eq!(incremental(&mut h, c, "plain", &[("compression.type", SET, Some("lz4"))]), 0);
+    assert_eq!(value_of(&mut h, c, "plain", "compression.type"), ("lz4".into(), DYNAMIC_TOPIC_CONFIG));
+}

@@ -1,11 +1,15 @@
 //! Scenario tests of the write path: Produce (acks, validation, LogAppendTime, storage
 //! failures), idempotent producers (duplicates, epochs, sequences, restarts), InitProducerId
-//! and DescribeProducers, with the error codes Kafka clients act on.
+//! and DescribeProducers, with the error codes Kafka clients act on; keys on compacted topics
+//! and recompression to a topic's `compression.type`.
 
 use bytes::Bytes;
 use kelp_core::codec::generated::RequestBody;
 use kelp_core::codec::generated::delete_records::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
 use kelp_core::codec::generated::describe_producers::{DescribeProducersRequest, PartitionResponse, TopicRequest};
+use kelp_core::codec::generated::incremental_alter_configs::{
+    AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
+};
 use kelp_core::codec::generated::init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 use kelp_core::codec::generated::produce::{
     PartitionProduceData, PartitionProduceResponse, ProduceRequest, TopicProduceData,
@@ -19,6 +23,10 @@ use kelp_tests::harness::{
     Harness, START_WALL_MS, batch, batch_from, create_topic, create_topic_with, fetch_request, idempotent_batch, ms,
     produce_request, record_values, test_config,
 };
+
+/// IncrementalAlterConfigs operations (Kafka's `AlterConfigOp.OpType`).
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
 
 /// Produces one batch and returns the partition's answer.
 fn produce(h: &mut Harness, c: ConnId, topic: &str, partition: i32, records: Bytes) -> PartitionProduceResponse {
@@ -548,4 +556,193 @@ fn producer_ids_are_answered_only_once_their_reservation_is_stored() {
     // Ids from the stored block are now answered at once.
     h.auto_storage = true;
     assert_eq!(init_producer_id(&mut h, c, None).producer_id, 2);
+}
+
+// ---- compacted topics: records need keys ---------------------------------------------------
+
+/// One uncompressed batch with these keys (`None`: no key), values `v0`, `v1`, ...
+fn keyed(keys: &[Option<&str>]) -> Bytes {
+    let mut b = RecordBatchBuilder::new(Compression::None);
+    for (i, k) in keys.iter().enumerate() {
+        b.append(START_WALL_MS, k.map(str::as_bytes), Some(format!("v{i}").as_bytes()), &[]).expect("builds");
+    }
+    b.build().expect("builds")
+}
+
+fn set_cleanup_policy(h: &mut Harness, c: ConnId, topic: &str, op: i8, value: &str) {
+    let req = IncrementalAlterConfigsRequest {
+        resources: vec![AlterConfigsResource {
+            resource_type: 2,
+            resource_name: topic.into(),
+            configs: vec![AlterableConfig {
+                name: "cleanup.policy".into(),
+                config_operation: op,
+                value: Some(value.into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let resp = expect_body!(h.call(c, RequestBody::IncrementalAlterConfigs(req), 1), IncrementalAlterConfigs);
+    assert_eq!(resp.responses[0].error_code, 0, "{:?}", resp.responses[0].error_message);
+}
+
+/// The record errors of a refused batch as (batch index, message).
+fn record_errors(p: &PartitionProduceResponse) -> Vec<(i32, String)> {
+    p.record_errors
+        .iter()
+        .map(|e| (e.batch_index, e.batch_index_error_message.as_deref().unwrap_or_default().to_string()))
+        .collect()
+}
+
+#[test]
+fn a_compacted_topic_refuses_a_batch_with_keyless_records_naming_each_one() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic_with(&mut h, c, "table", 1, &[("cleanup.policy", "compact")]);
+    let p = produce(&mut h, c, "table", 0, keyed(&[Some("a"), None, Some("b"), None]));
+    assert_eq!(ErrorCode(p.error_code), ErrorCode::INVALID_RECORD);
+    assert_eq!(p.base_offset, -1);
+    let each = "Compacted topic cannot accept message without key in topic partition table-0";
+    assert_eq!(record_errors(&p), vec![(1, each.to_string()), (3, each.to_string())]);
+    assert_eq!(
+        p.error_message.as_deref(),
+        Some(
+            format!(
+                "One or more records have been rejected due to 2 record errors in total, and only showing the first \
+                 three errors at most: [RecordError(batchIndex=1, message='{each}'), RecordError(batchIndex=3, \
+                 message='{each}')]"
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(log_of(&mut h, c, "table", 0), (0, vec![]), "nothing of the batch is stored");
+    // Keyed records are stored, and an empty key is a key.
+    assert_eq!(error_of(&mut h, c, "table", 0, keyed(&[Some("a"), Some("")])), ErrorCode::NONE);
+    assert_eq!(log_of(&mut h, c, "table", 0), (2, vec![(0, "v0".into()), (1, "v1".into())]));
+    // compact,delete needs keys too; a compressed batch is looked into.
+    create_topic_with(&mut h, c, "both", 1, &[("cleanup.policy", "delete,compact")]);
+    let mut zstd = RecordBatchBuilder::new(Compression::Zstd);
+    zstd.append(START_WALL_MS, None, Some(b"x"), &[]).expect("builds");
+    let p = produce(&mut h, c, "both", 0, zstd.build().expect("builds"));
+    assert_eq!((ErrorCode(p.error_code), p.record_errors.len()), (ErrorCode::INVALID_RECORD, 1));
+}
+
+#[test]
+fn keyless_records_are_refused_in_their_partition_only() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic_with(&mut h, c, "table", 2, &[("cleanup.policy", "compact")]);
+    let RequestBody::Produce(mut req) = produce_request("table", 0, keyed(&[None]), -1) else { unreachable!() };
+    req.topic_data[0].partition_data.push(PartitionProduceData {
+        index: 1,
+        records: Some(keyed(&[Some("k")])),
+        ..Default::default()
+    });
+    let resp = expect_body!(h.call(c, RequestBody::Produce(req), 11), Produce);
+    let parts = &resp.responses[0].partition_responses;
+    assert_eq!((parts[0].index, ErrorCode(parts[0].error_code)), (0, ErrorCode::INVALID_RECORD));
+    assert_eq!((parts[1].index, ErrorCode(parts[1].error_code), parts[1].base_offset), (1, ErrorCode::NONE, 0));
+    assert_eq!(log_of(&mut h, c, "table", 0).0, 0);
+    assert_eq!(log_of(&mut h, c, "table", 1), (1, vec![(0, "v0".into())]));
+    // Produce v7 has no record_errors: the error code says it all.
+    let resp = expect_body!(h.call(c, produce_request("table", 0, keyed(&[None]), -1), 7), Produce);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, ErrorCode::INVALID_RECORD.0);
+}
+
+#[test]
+fn a_delete_topic_accepts_keyless_records_and_compaction_set_later_applies_at_once() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "t", 1);
+    assert_eq!(error_of(&mut h, c, "t", 0, keyed(&[None, None])), ErrorCode::NONE);
+    set_cleanup_policy(&mut h, c, "t", APPEND, "compact");
+    let p = produce(&mut h, c, "t", 0, keyed(&[None, Some("k")]));
+    assert_eq!((ErrorCode(p.error_code), record_errors(&p).len()), (ErrorCode::INVALID_RECORD, 1));
+    assert_eq!(error_of(&mut h, c, "t", 0, keyed(&[Some("k")])), ErrorCode::NONE);
+    set_cleanup_policy(&mut h, c, "t", SUBTRACT, "compact");
+    assert_eq!(error_of(&mut h, c, "t", 0, keyed(&[None])), ErrorCode::NONE);
+    assert_eq!(log_of(&mut h, c, "t", 0).0, 4);
+}
+
+// ---- compression.type ----------------------------------------------------------------------
+
+/// The stored batches of a partition from offset 0, raw.
+fn stored_batches(h: &mut Harness, c: ConnId, topic: &str) -> Vec<kelp_core::records::RecordBatch> {
+    let resp = expect_body!(h.call(c, fetch_request(topic, 0, 0, 0), 12), Fetch);
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    let bytes = p.records.as_ref().map(|r| r.to_bytes()).unwrap_or_default();
+    Batches::new(bytes).map(|b| b.expect("whole batches")).collect()
+}
+
+#[test]
+fn a_topic_codec_recompresses_batches_on_append_keeping_records_and_producer_fields() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    let topics = [
+        ("producer", None),
+        ("uncompressed", Some(Compression::None)),
+        ("gzip", Some(Compression::Gzip)),
+        ("snappy", Some(Compression::Snappy)),
+        ("lz4", Some(Compression::Lz4)),
+        ("zstd", Some(Compression::Zstd)),
+    ];
+    let id = init_producer_id(&mut h, c, None).producer_id;
+    for (codec, want) in topics {
+        let topic = format!("c-{codec}");
+        create_topic_with(&mut h, c, &topic, 1, &[("compression.type", codec)]);
+        for (seq, sent) in [(0, Compression::Lz4), (3, Compression::None)] {
+            let b = batch_from(RecordBatchBuilder::new(sent).producer(id, 0, seq), &["a", "b", "c"]);
+            assert_eq!(error_of(&mut h, c, &topic, 0, b.clone()), ErrorCode::NONE, "{codec}");
+            // A retry of the same batch is still known as a duplicate after recompression.
+            let p = produce(&mut h, c, &topic, 0, b);
+            assert_eq!((p.error_code, p.base_offset), (0, i64::from(seq)), "{codec}: duplicate");
+        }
+        let batches = stored_batches(&mut h, c, &topic);
+        assert_eq!(batches.len(), 2, "{codec}");
+        for (b, sent) in batches.iter().zip([Compression::Lz4, Compression::None]) {
+            b.validate_full(1 << 20).expect("valid");
+            assert_eq!(b.compression(), Ok(want.unwrap_or(sent)), "{codec}");
+            assert_eq!((b.producer_id(), b.producer_epoch()), (id, 0), "{codec}");
+            assert_eq!((b.records_count(), b.max_timestamp()), (3, START_WALL_MS), "{codec}");
+        }
+        let (hwm, values) = log_of(&mut h, c, &topic, 0);
+        assert_eq!(hwm, 6);
+        let values: Vec<&str> = values.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values, ["a", "b", "c", "a", "b", "c"], "{codec}");
+    }
+}
+
+#[test]
+fn recompression_honours_log_append_time_and_levels() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    let configs =
+        [("compression.type", "gzip"), ("compression.gzip.level", "9"), ("message.timestamp.type", "LogAppendTime")];
+    create_topic_with(&mut h, c, "stamped", 1, &configs);
+    h.advance(ms(7_000));
+    let p = produce(&mut h, c, "stamped", 0, batch_from(RecordBatchBuilder::new(Compression::Snappy), &["x", "y"]));
+    assert_eq!((p.error_code, p.log_append_time_ms), (0, START_WALL_MS + 7_000));
+    let b = stored_batches(&mut h, c, "stamped").remove(0);
+    b.validate_full(1 << 20).expect("valid");
+    assert_eq!(b.compression(), Ok(Compression::Gzip));
+    assert_eq!((b.timestamp_type(), b.max_timestamp()), (TimestampType::LogAppendTime, START_WALL_MS + 7_000));
+}
+
+#[test]
+fn a_batch_too_large_once_recompressed_is_refused() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic_with(&mut h, c, "flat", 1, &[("compression.type", "uncompressed"), ("max.message.bytes", "1000")]);
+    let big = "z".repeat(5_000);
+    let packed = batch_from(RecordBatchBuilder::new(Compression::Zstd), &[&big]);
+    assert!(packed.len() < 1000);
+    assert_eq!(error_of(&mut h, c, "flat", 0, packed), ErrorCode::MESSAGE_TOO_LARGE);
+    assert_eq!(log_of(&mut h, c, "flat", 0).0, 0);
+    assert_eq!(
+        error_of(&mut h, c, "flat", 0, batch_from(RecordBatchBuilder::new(Compression::Zstd), &["s"])),
+        ErrorCode::NONE
+    );
 }

@@ -1,8 +1,10 @@
 //! Produce: validate each partition's batch as Kafka does, check idempotent producers'
-//! sequences, assign offsets, and append. acks=1 and acks=-1 answer once the batch is below the
-//! high watermark (stored and visible to fetchers; a single node's ISR is itself). acks=0
-//! answers nothing; an error then closes the connection, as Kafka does, so that the client
-//! notices instead of losing data silently.
+//! sequences, recompress it when the topic's `compression.type` asks for another codec,
+//! assign offsets, and append. A compacted topic refuses records without a key (Kafka's
+//! `LogValidator`), naming each one in `record_errors` (KIP-467). acks=1 and acks=-1 answer
+//! once the batch is below the high watermark (stored and visible to fetchers; a single node's
+//! ISR is itself). acks=0 answers nothing; an error then closes the connection, as Kafka does,
+//! so that the client notices instead of losing data silently.
 
 use bytes::{Bytes, BytesMut};
 
@@ -15,7 +17,7 @@ use crate::codec::generated::produce::{
 use crate::codec::{ErrorCode, KStr, Uuid, Writer};
 use crate::io::{BatchSummary, CloseReason, Command, Completion, PartitionKey};
 use crate::log::SequenceCheck;
-use crate::records::{RecordBatch, TimestampType, rewrite};
+use crate::records::{BatchRecords, RecordBatch, TimestampType, recompress_records, rewrite};
 use crate::request::Req;
 use crate::state::{HwmWaiter, JobId, State};
 
@@ -33,6 +35,8 @@ pub(crate) struct ProduceJob {
 enum Outcome {
     /// Refused.
     Error(ErrorCode, Option<&'static str>),
+    /// Refused as INVALID_RECORD for the records it names (KIP-467).
+    Invalid(RecordErrors),
     /// Accepted (or a duplicate of an accepted batch): visible once the HWM reaches `visible_at`.
     Accepted { base_offset: i64, log_append_time: i64, visible_at: i64 },
 }
@@ -66,19 +70,20 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceReque
                 ..Default::default()
             };
             match outcome {
+                Outcome::Error(ErrorCode::INVALID_RECORD, Some(msg)) => {
+                    // A batch-level INVALID_RECORD names the batch's first record, as Kafka does.
+                    any_error = true;
+                    let msg = KStr::from_static(msg);
+                    RecordErrors { message: msg.clone(), records: vec![(0, msg)] }.fill(&mut pr);
+                }
                 Outcome::Error(code, msg) => {
                     any_error = true;
                     pr.error_code = code.0;
-                    if let Some(msg) = msg {
-                        pr.error_message = Some(KStr::from_static(msg));
-                        if code == ErrorCode::INVALID_RECORD {
-                            pr.record_errors = vec![BatchIndexAndErrorMessage {
-                                batch_index: 0,
-                                batch_index_error_message: Some(KStr::from_static(msg)),
-                                ..Default::default()
-                            }];
-                        }
-                    }
+                    pr.error_message = msg.map(KStr::from_static);
+                }
+                Outcome::Invalid(errors) => {
+                    any_error = true;
+                    errors.fill(&mut pr);
                 }
                 Outcome::Accepted { base_offset, log_append_time, visible_at } => {
                     pr.base_offset = base_offset;
@@ -159,6 +164,57 @@ fn refuse(code: ErrorCode, msg: &'static str) -> Outcome {
     Outcome::Error(code, Some(msg))
 }
 
+/// The records of a batch refused as INVALID_RECORD: the partition's message, and each
+/// offending record's index in the batch with its own message.
+struct RecordErrors {
+    message: KStr,
+    records: Vec<(i32, KStr)>,
+}
+
+impl RecordErrors {
+    /// The records of a batch for a compacted topic that have no key, if any, with Kafka's
+    /// messages (`LogValidator.validateKey`, then `processRecordErrors`, which lists at most
+    /// three in the partition's message).
+    fn keyless(records: &BatchRecords, topic: &str, partition: i32) -> Option<Self> {
+        // The records were walked by `validate_full`'s checks already; one that fails to parse
+        // here cannot occur and is not counted.
+        let missing: Vec<i32> = (0..)
+            .zip(records.iter())
+            .filter_map(|(i, r)| r.ok().filter(|r| r.key_slice().is_none()).map(|_| i))
+            .collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let each = KStr::from(format!(
+            "Compacted topic cannot accept message without key in topic partition {topic}-{partition}"
+        ));
+        let shown: Vec<String> =
+            missing.iter().take(3).map(|i| format!("RecordError(batchIndex={i}, message='{each}')")).collect();
+        let message = KStr::from(format!(
+            "One or more records have been rejected due to {} record errors in total, and only showing the first \
+             three errors at most: [{}]",
+            missing.len(),
+            shown.join(", ")
+        ));
+        Some(Self { message, records: missing.into_iter().map(|i| (i, each.clone())).collect() })
+    }
+
+    /// Writes the refusal into a partition's response (`record_errors` is sent from v8).
+    fn fill(self, pr: &mut PartitionProduceResponse) {
+        pr.error_code = ErrorCode::INVALID_RECORD.0;
+        pr.error_message = Some(self.message);
+        pr.record_errors = self
+            .records
+            .into_iter()
+            .map(|(batch_index, msg)| BatchIndexAndErrorMessage {
+                batch_index,
+                batch_index_error_message: Some(msg),
+                ..Default::default()
+            })
+            .collect();
+    }
+}
+
 /// Kafka's checks on a produced batch, in Kafka's order; reads the state, changes nothing.
 fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Result<Checked, Outcome> {
     let unknown = Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
@@ -172,7 +228,7 @@ fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Res
     if records.len() > usize::try_from(settings.max_message_bytes).unwrap_or(0) {
         return Err(Outcome::Error(ErrorCode::MESSAGE_TOO_LARGE, None));
     }
-    let batch = single_batch(&records, st.cfg.max_decompressed_batch)?;
+    let (batch, decoded) = single_batch(&records, st.cfg.max_decompressed_batch)?;
     if !settings.log_append_time && batch.timestamp_type() == TimestampType::CreateTime {
         let now = st.now.wall_ms;
         let early = now.saturating_sub(settings.timestamp_before_max_ms);
@@ -183,6 +239,11 @@ fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Res
                 "a record timestamp is outside the topic's allowed range",
             ));
         }
+    }
+    if settings.cleanup_compact
+        && let Some(errors) = RecordErrors::keyless(&decoded, &topic.name, pd.index)
+    {
+        return Err(Outcome::Invalid(errors));
     }
     if part.is_rewinding() {
         return Err(Outcome::Error(ErrorCode::NOT_LEADER_OR_FOLLOWER, None));
@@ -207,6 +268,18 @@ fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Res
             SequenceCheck::Reject(code) => return Err(Outcome::Error(code, None)),
         }
     }
+    let records = match settings.compression {
+        Some(codec) if batch.compression() != Ok(codec) => {
+            let out = recompress_records(&batch, &decoded, codec, settings.compression_level)
+                .map_err(|e| Outcome::Error(e.error_code(), None))?;
+            // Kafka checks the size again after recompression (RecordTooLargeException).
+            if out.len() > usize::try_from(settings.max_message_bytes).unwrap_or(0) {
+                return Err(Outcome::Error(ErrorCode::MESSAGE_TOO_LARGE, None));
+            }
+            out
+        }
+        _ => records,
+    };
     Ok(Checked::New(ValidBatch {
         key,
         count: i64::from(batch.last_offset_delta()) + 1,
@@ -217,14 +290,19 @@ fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Res
     }))
 }
 
-/// The one record batch a v3+ partition's data must be, checked in full.
-fn single_batch(records: &Bytes, max_decompressed: usize) -> Result<RecordBatch, Outcome> {
+/// The one record batch a v3+ partition's data must be, checked in full, and its records
+/// (decompressed once, for the checks that read them and for recompression).
+fn single_batch(records: &Bytes, max_decompressed: usize) -> Result<(RecordBatch, BatchRecords), Outcome> {
     let mut rest = records.clone();
     let batch = RecordBatch::split_first(&mut rest).map_err(|e| Outcome::Error(e.error_code(), None))?;
     if !rest.is_empty() {
         return Err(refuse(ErrorCode::INVALID_RECORD, "produce requests v3+ must hold exactly one record batch"));
     }
-    batch.validate_full(max_decompressed).map_err(|e| Outcome::Error(e.error_code(), None))?;
+    // `validate_full`, keeping the decoded records.
+    let corrupt = |e: crate::records::RecordsError| Outcome::Error(e.error_code(), None);
+    batch.validate().map_err(corrupt)?;
+    let decoded = batch.records(max_decompressed).map_err(corrupt)?;
+    decoded.validate().map_err(corrupt)?;
     if batch.records_count() <= 0 {
         return Err(refuse(ErrorCode::INVALID_RECORD, "a produced batch must hold at least one record"));
     }
@@ -234,7 +312,7 @@ fn single_batch(records: &Bytes, max_decompressed: usize) -> Result<RecordBatch,
     if batch.is_transactional() {
         return Err(refuse(ErrorCode::INVALID_TXN_STATE, "kelp does not serve transactions"));
     }
-    Ok(batch)
+    Ok((batch, decoded))
 }
 
 /// Assigns a validated batch its offsets and sends the append.

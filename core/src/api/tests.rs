@@ -84,10 +84,11 @@ fn create_topic(st: &mut State, fx: &mut Effects, name: &'static str, partitions
     assert_eq!(r.topics[0].error_code, 0, "{r:?}");
 }
 
+/// One batch of `values`, each keyed by itself (compacted topics refuse records without a key).
 fn batch(values: &[&[u8]]) -> Bytes {
     let mut b = RecordBatchBuilder::new(Compression::None);
     for v in values {
-        b.append(1_700_000_000_000, None, Some(v), &[]).unwrap();
+        b.append(1_700_000_000_000, Some(v), Some(v), &[]).unwrap();
     }
     b.build().unwrap()
 }

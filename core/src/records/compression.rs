@@ -2,10 +2,14 @@
 //!
 //! Compression writes what Kafka's Java client writes (gzip at level 6, xerial-framed snappy
 //! in 32 KiB blocks, LZ4 frames of independent 64 KiB blocks, zstd at level 3), so every
-//! Kafka client can read it. Decompression is bounded: it takes the largest output the caller
-//! accepts and fails with [`RecordsError::DecompressedTooLarge`] as soon as the output would
-//! exceed it, without ever holding more than that many bytes. This module must not parse
-//! records; it only turns one byte string into another.
+//! Kafka client can read it. [`compress_level`] takes the level a topic asks for (KIP-390's
+//! `compression.gzip.level` and `compression.zstd.level`); LZ4 has one speed here (lz4_flex
+//! has no level knob, so `compression.lz4.level` cannot be honoured) and snappy has no level.
+//!
+//! Decompression is bounded: it takes the largest output the caller accepts and fails with
+//! [`RecordsError::DecompressedTooLarge`] as soon as the output would exceed it, without ever
+//! holding more than that many bytes. This module must not parse records; it only turns one
+//! byte string into another.
 
 use std::io::{self, Read, Write};
 
@@ -17,10 +21,16 @@ pub const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
 const XERIAL_HEADER: [u8; 16] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1];
 /// snappy-java's default block size (`SnappyOutputStream`).
 const XERIAL_BLOCK: usize = 32 * 1024;
-/// Kafka's default `compression.gzip.level` (`Deflater.DEFAULT_COMPRESSION`).
+/// What Kafka's default `compression.gzip.level` (-1, `Deflater.DEFAULT_COMPRESSION`) means.
 const GZIP_LEVEL: u32 = 6;
 /// Kafka's default `compression.zstd.level`.
 const ZSTD_LEVEL: i32 = 3;
+/// The gzip levels Kafka accepts besides -1 (`Deflater.BEST_SPEED..=BEST_COMPRESSION`).
+pub const GZIP_LEVELS: core::ops::RangeInclusive<i32> = 1..=9;
+/// The LZ4 levels Kafka accepts (`compression.lz4.level`); kelp accepts them and writes one speed.
+pub const LZ4_LEVELS: core::ops::RangeInclusive<i32> = 1..=17;
+/// The zstd levels Kafka accepts (`compression.zstd.level`: zstd's minimum to its maximum).
+pub const ZSTD_LEVELS: core::ops::RangeInclusive<i32> = -131_072..=22;
 /// The smallest zstd window a decoder accepts, whatever the output limit: streaming encoders
 /// (zstd-jni in the Java client) declare windows of 2-8 MiB even for small payloads.
 const ZSTD_MIN_WINDOW_LOG: u32 = 24;
@@ -29,17 +39,47 @@ const ZSTD_MAX_WINDOW_LOG: u32 = 27;
 /// First output buffer of a streaming decoder, before doubling.
 const MIN_OUTPUT_CHUNK: usize = 4 * 1024;
 
-/// Appends `input` compressed with `codec` to `out`. [`Compression::None`] copies.
+/// Appends `input` compressed with `codec` at its default level to `out`.
+/// [`Compression::None`] copies.
 pub fn compress(codec: Compression, input: &[u8], out: &mut Vec<u8>) -> Result<(), RecordsError> {
+    compress_level(codec, None, input, out)
+}
+
+/// Appends `input` compressed with `codec` to `out`, at `level` where the codec has one
+/// (`None`, and gzip's -1, mean the codec's default). gzip takes 1 to 9 and zstd
+/// [`ZSTD_LEVELS`]; a level out of range is [`RecordsError::Unencodable`]. LZ4 and snappy
+/// ignore the level.
+pub fn compress_level(
+    codec: Compression,
+    level: Option<i32>,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), RecordsError> {
     match codec {
         Compression::None => {
             out.extend_from_slice(input);
             Ok(())
         }
-        Compression::Gzip => gzip_compress(input, out),
+        Compression::Gzip => gzip_compress(input, gzip_level(level)?, out),
         Compression::Snappy => snappy_compress_xerial(input, out),
         Compression::Lz4 => lz4_compress(input, out),
-        Compression::Zstd => zstd_compress(input, out),
+        Compression::Zstd => zstd_compress(input, zstd_level(level)?, out),
+    }
+}
+
+fn gzip_level(level: Option<i32>) -> Result<u32, RecordsError> {
+    match level {
+        None | Some(-1) => Ok(GZIP_LEVEL),
+        Some(l) if GZIP_LEVELS.contains(&l) => Ok(l.unsigned_abs()),
+        Some(_) => Err(RecordsError::Unencodable("gzip level outside -1 and 1..=9")),
+    }
+}
+
+fn zstd_level(level: Option<i32>) -> Result<i32, RecordsError> {
+    match level {
+        None => Ok(ZSTD_LEVEL),
+        Some(l) if ZSTD_LEVELS.contains(&l) => Ok(l),
+        Some(_) => Err(RecordsError::Unencodable("zstd level outside -131072..=22")),
     }
 }
 
@@ -89,8 +129,8 @@ fn read_bounded<R: Read>(
     Ok(buf)
 }
 
-fn gzip_compress(input: &[u8], out: &mut Vec<u8>) -> Result<(), RecordsError> {
-    let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(GZIP_LEVEL));
+fn gzip_compress(input: &[u8], level: u32, out: &mut Vec<u8>) -> Result<(), RecordsError> {
+    let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
     enc.write_all(input).map_err(|_| RecordsError::Unencodable("gzip"))?;
     enc.finish().map_err(|_| RecordsError::Unencodable("gzip"))?;
     Ok(())
@@ -106,8 +146,8 @@ fn lz4_compress(input: &[u8], out: &mut Vec<u8>) -> Result<(), RecordsError> {
     Ok(())
 }
 
-fn zstd_compress(input: &[u8], out: &mut Vec<u8>) -> Result<(), RecordsError> {
-    let compressed = zstd::bulk::compress(input, ZSTD_LEVEL).map_err(|_| RecordsError::Unencodable("zstd"))?;
+fn zstd_compress(input: &[u8], level: i32, out: &mut Vec<u8>) -> Result<(), RecordsError> {
+    let compressed = zstd::bulk::compress(input, level).map_err(|_| RecordsError::Unencodable("zstd"))?;
     out.extend_from_slice(&compressed);
     Ok(())
 }
@@ -215,6 +255,29 @@ mod tests {
                 let back = decompress(codec, &packed, len).unwrap();
                 assert_eq!(back, data, "{codec} at {len}");
             }
+        }
+    }
+
+    #[test]
+    fn levels_change_the_output_and_still_round_trip() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 13) as u8 + (i / 5000) as u8).collect();
+        let size = |codec, level| {
+            let mut out = Vec::new();
+            compress_level(codec, level, &data, &mut out).unwrap();
+            assert_eq!(decompress(codec, &out, data.len()).unwrap(), data, "{codec} {level:?}");
+            out.len()
+        };
+        assert!(size(Compression::Gzip, Some(9)) < size(Compression::Gzip, Some(1)));
+        assert_eq!(size(Compression::Gzip, Some(-1)), size(Compression::Gzip, None));
+        assert!(size(Compression::Zstd, Some(19)) < size(Compression::Zstd, Some(-50)));
+        for level in [Some(*ZSTD_LEVELS.start()), Some(*ZSTD_LEVELS.end()), Some(0)] {
+            size(Compression::Zstd, level);
+        }
+        // LZ4 accepts Kafka's levels but writes one speed.
+        assert_eq!(size(Compression::Lz4, Some(17)), size(Compression::Lz4, Some(1)));
+        for (codec, level) in [(Compression::Gzip, 0), (Compression::Gzip, 10), (Compression::Zstd, 23)] {
+            let r = compress_level(codec, Some(level), &data, &mut Vec::new());
+            assert!(matches!(r, Err(RecordsError::Unencodable(_))), "{codec} {level}");
         }
     }
 

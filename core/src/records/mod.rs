@@ -15,6 +15,8 @@
 //! - [`rewrite`] sets the base offset / leader epoch (CRC untouched) and LogAppendTime (CRC
 //!   recomputed) in place.
 //! - [`RecordBatchBuilder`] writes a batch; [`compression`] holds the codecs.
+//! - [`recompress`] re-encodes a batch with another codec (a topic's `compression.type`),
+//!   keeping every record and the producer fields.
 //!
 //! This module knows nothing of topics, partitions or requests; the produce and fetch
 //! handlers and the storage backends call into it.
@@ -44,6 +46,7 @@ mod builder;
 pub mod compression;
 mod error;
 pub mod fuzz;
+mod recompress;
 mod record;
 pub mod rewrite;
 mod varint;
@@ -52,6 +55,8 @@ pub use attributes::{Attributes, Compression, TimestampType};
 pub use batch::{Batches, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, MIN_BATCH_LENGTH, RecordBatch, frame};
 pub use builder::{NO_PRODUCER_ID, NO_TIMESTAMP, RecordBatchBuilder};
 pub use error::RecordsError;
+pub use recompress::recompress;
+pub(crate) use recompress::recompress_records;
 pub use record::{BatchRecords, Header, Headers, OwnedRecord, Record, Records};
 
 #[cfg(test)]

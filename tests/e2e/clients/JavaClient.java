@@ -1,7 +1,8 @@
 // kelp end-to-end client: the Apache Kafka Java client (kafka-clients 4.3) against a running broker.
 //
 //   java -cp "$KELP_CLIENTS_DIR/java/*" JavaClient.java --bootstrap 127.0.0.1:9092 --topic t \
-//       --mode produce-verify|admin [--compression snappy] [--count 1000] [--create] [--timeout 60]
+//       --mode produce-verify|admin|produce|group|keyless [--compression snappy] [--count 1000] \
+//       [--create] [--timeout 60]
 //
 // One source file, run by the JDK's source launcher: no build tool. The jars come from
 // scripts/install-clients.sh. The producer keeps the client's defaults, so it is idempotent
@@ -22,6 +23,10 @@
 //                   (server-side assignor, incremental assign/revoke). Prints one JSON object
 //                   per line (events ready, start, assigned, revoked, lost, batch,
 //                   commit_failed, then summary), as e2e_common.py describes.
+//   keyless         on a compacted topic (cleanup.policy=compact) the harness made: N keyed
+//                   records to partition 0 and a flush, one record without a key, which must
+//                   fail with InvalidRecordException, a flush, N more keyed records; then reads
+//                   partition 0 back and checks it holds exactly the 2N keyed records.
 //
 // Exit 0 with a one-line JSON summary when every check passed; exit 1 with what differed.
 
@@ -67,7 +72,7 @@ public class JavaClient {
     static final int PARTITIONS = 3;
     static final String USAGE = String.join("\n",
             "usage: java -cp 'JARS/*' JavaClient.java --bootstrap HOST:PORT --topic NAME",
-            "       --mode produce-verify|admin [--compression none|gzip|snappy|lz4|zstd]",
+            "       --mode produce-verify|admin|produce|group|keyless [--compression none|gzip|snappy|lz4|zstd]",
             "       [--count N] [--create] [--timeout SECONDS]",
             "",
             "       [--group NAME --stop-file PATH --start-file PATH --idle-exit S --max-batch N",
@@ -111,6 +116,8 @@ public class JavaClient {
                 produceMode();
             } else if (mode.equals("group")) {
                 groupMode();
+            } else if (mode.equals("keyless")) {
+                keylessMode();
             } else {
                 produceVerify();
             }
@@ -155,7 +162,7 @@ public class JavaClient {
             }
         }
         if (bootstrap == null || topic == null || mode == null) usageError("--bootstrap, --topic and --mode are required");
-        if (!List.of("produce-verify", "admin", "produce", "group").contains(mode)) usageError("--mode must be produce-verify, admin, produce or group");
+        if (!List.of("produce-verify", "admin", "produce", "group", "keyless").contains(mode)) usageError("--mode must be produce-verify, admin, produce, group or keyless");
         if (mode.equals("group") && group == null) usageError("--mode group needs --group NAME");
         if (!List.of("classic", "consumer").contains(groupProtocol)) usageError("--group-protocol must be classic or consumer");
         if (!List.of("none", "gzip", "snappy", "lz4", "zstd").contains(compression)) usageError("unknown --compression " + compression);
@@ -582,6 +589,83 @@ public class JavaClient {
         }
         Map<String, Object> s = summary();
         s.put("steps", 7);
+        ok(s);
+    }
+
+    // ---- keyless -----------------------------------------------------------------------------
+
+    /** Sends `records` to partition 0 and flushes; returns each send's outcome. */
+    static List<Future<RecordMetadata>> sendAndFlush(KafkaProducer<byte[], byte[]> producer, List<byte[][]> records) {
+        List<Future<RecordMetadata>> acks = new ArrayList<>();
+        for (byte[][] kv : records) acks.add(producer.send(new ProducerRecord<>(topic, 0, kv[0], kv[1])));
+        producer.flush();
+        return acks;
+    }
+
+    static List<byte[][]> keyedRecords(int from, int to) {
+        List<byte[][]> out = new ArrayList<>();
+        for (int i = from; i < to; i++) out.add(new byte[][] {bytes("key-" + i), bytes("keyed-" + i)});
+        return out;
+    }
+
+    static void keylessMode() throws Exception {
+        List<byte[][]> before = keyedRecords(0, count), after = keyedRecords(count, 2 * count);
+        String refused;
+        try (KafkaProducer<byte[], byte[]> producer = producer()) {
+            step = "producing " + count + " keyed records";
+            for (Future<RecordMetadata> f : sendAndFlush(producer, before)) get(f);
+            step = "producing a record without a key";
+            Future<RecordMetadata> keyless = sendAndFlush(producer, List.<byte[][]>of(new byte[][] {null, bytes("keyless")})).get(0);
+            try {
+                RecordMetadata md = get(keyless);
+                fail("a record without a key was stored on a compacted topic, at offset " + md.offset());
+                return;
+            } catch (ExecutionException e) {
+                if (!(e.getCause() instanceof org.apache.kafka.common.InvalidRecordException)) {
+                    fail("a record without a key failed with " + e.getCause() + ", expected InvalidRecordException");
+                }
+                refused = e.getCause().getMessage();
+            }
+            step = "producing " + count + " more keyed records (after the refusal)";
+            for (Future<RecordMetadata> f : sendAndFlush(producer, after)) get(f);
+        }
+        List<byte[][]> want = new ArrayList<>(before);
+        want.addAll(after);
+
+        step = "reading back";
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.CLIENT_ID_CONFIG, "kelp-e2e-java-consumer");
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "none");
+        p.put(ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG, 100);
+        List<ConsumerRecord<byte[], byte[]>> got = new ArrayList<>();
+        TopicPartition tp = new TopicPartition(topic, 0);
+        long end;
+        try (KafkaConsumer<byte[], byte[]> consumer =
+                new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
+            consumer.assign(List.of(tp));
+            consumer.seekToBeginning(List.of(tp));
+            end = consumer.endOffsets(List.of(tp), Duration.ofMillis(msLeft())).get(tp);
+            while (consumer.position(tp, Duration.ofMillis(msLeft())) < end) {
+                if (expired()) fail("read back stopped at " + got.size() + " records, end offset " + end);
+                for (ConsumerRecord<byte[], byte[]> rec : consumer.poll(Duration.ofMillis(Math.min(500, msLeft())))) got.add(rec);
+            }
+        }
+        step = "comparing";
+        List<String> errors = new ArrayList<>();
+        if (got.size() != want.size()) errors.add("read " + got.size() + " records (end offset " + end + "), expected " + want.size());
+        for (int j = 0; j < Math.min(got.size(), want.size()); j++) {
+            ConsumerRecord<byte[], byte[]> g = got.get(j);
+            if (!Arrays.equals(g.key(), want.get(j)[0]) || !Arrays.equals(g.value(), want.get(j)[1])) {
+                errors.add("record " + j + " (offset " + g.offset() + "): " + show(g.key()) + "=" + show(g.value())
+                        + ", expected " + show(want.get(j)[0]) + "=" + show(want.get(j)[1]));
+            }
+        }
+        if (!errors.isEmpty()) fail(errors.subList(0, Math.min(25, errors.size())));
+        Map<String, Object> s = summary();
+        s.put("keyed", want.size());
+        s.put("refused", refused);
         ok(s);
     }
 

@@ -14,6 +14,10 @@ Modes:
   group           one member of --group (e2e_common.py describes the events it prints): subscribe,
                   no auto commit, a synchronous commit after each poll batch, librdkafka's
                   default assignors (range, roundrobin: eager), until --stop-file or --idle-exit.
+  keyless         on a compacted topic (cleanup.policy=compact) the harness made: N keyed records
+                  to partition 0 and a flush, one record without a key, whose delivery must fail
+                  with INVALID_RECORD, a flush, N more keyed records; then reads partition 0 back
+                  and checks it holds exactly the 2N keyed records.
 
 Exit 0 with a one-line JSON summary when every check passed; exit 1 with what differed.
 Run it with the python of the venv that holds confluent-kafka (scripts/install-clients.sh).
@@ -31,7 +35,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e_common as common  # noqa: E402
 
 args = common.parse_args(
-    "kelp end-to-end client on confluent-kafka", ("produce-verify", "admin", "produce", "group"), has_admin=True
+    "kelp end-to-end client on confluent-kafka",
+    ("produce-verify", "admin", "produce", "group", "keyless"),
+    has_admin=True,
 )
 dog = common.Watchdog(args.timeout)
 
@@ -464,8 +470,90 @@ def group_mode():
     member.finish("confluent-kafka", CK_VERSION, reason, librdkafka=libversion()[0])
 
 
+# ---- keyless ----------------------------------------------------------------------------------
+
+
+def send_and_flush(producer, records):
+    """Sends (key, value) pairs to partition 0, flushes, and returns each one's delivery error
+    (None when it was stored) in order."""
+    results = ["no delivery report"] * len(records)
+
+    def delivered(err, _msg, i):
+        results[i] = err
+
+    for i, (key, value) in enumerate(records):
+        producer.produce(args.topic, key=key, value=value, partition=0, on_delivery=lambda e, m, i=i: delivered(e, m, i))
+    while producer.flush(min(1.0, dog.remaining())) > 0:
+        if dog.expired():
+            common.fail(f"{dog.step}: no delivery report in time")
+    return results
+
+
+def keyless_mode():
+    n = args.count
+    before = [(f"key-{i}".encode(), f"keyed-{i}".encode()) for i in range(n)]
+    after = [(f"key-{i}".encode(), f"keyed-{i}".encode()) for i in range(n, 2 * n)]
+    conf = base_conf() | {
+        "compression.type": COMPRESSION[args.compression],
+        "acks": "all",
+        "linger.ms": 5,
+        "message.timeout.ms": int(dog.remaining() * 1000),
+    }
+    producer = Producer(conf)
+    dog.step = f"producing {n} keyed records"
+    errors = [e for e in send_and_flush(producer, before) if e is not None]
+    if errors:
+        common.fail(f"{dog.step}: {errors[:5]}")
+    dog.step = "producing a record without a key"
+    (err,) = send_and_flush(producer, [(None, b"keyless")])
+    if err is None:
+        common.fail("a record without a key was stored on a compacted topic")
+    if err.code() != KafkaError.INVALID_RECORD:
+        common.fail(f"a record without a key failed with {err}, expected INVALID_RECORD")
+    refused = err.str()
+    dog.step = f"producing {n} more keyed records (after the refusal)"
+    errors = [e for e in send_and_flush(producer, after) if e is not None]
+    if errors:
+        common.fail(f"{dog.step}: {errors[:5]}")
+
+    dog.step = "reading back"
+    consumer = Consumer(
+        base_conf()
+        | {
+            "group.id": f"kelp-e2e-unjoined-{args.topic}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "error",
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    consumer.assign([TopicPartition(args.topic, 0, OFFSET_BEGINNING)])
+    got = []
+    at_end = False
+    while not at_end or len(got) < 2 * n:
+        if dog.expired():
+            common.fail(f"read back stopped after {len(got)} records, expected {2 * n}")
+        for m in consumer.consume(num_messages=1000, timeout=min(0.5, dog.remaining())):
+            if m.error() is not None:
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    at_end = True
+                    continue
+                common.fail(f"consume error: {m.error()}")
+            got.append((m.key(), m.value()))
+            at_end = False
+    consumer.close()
+    want = before + after
+    if got != want:
+        diffs = [f"record {j}: {g!r}, expected {w!r}" for j, (g, w) in enumerate(zip(got, want)) if g != w]
+        common.fail(diffs[:20] + [f"read {len(got)} records, expected {len(want)} keyed records"])
+    common.ok(summary("keyless") | {"keyed": len(want), "refused": refused})
+
+
 if args.mode == "produce-verify":
     produce_verify()
+elif args.mode == "keyless":
+    keyless_mode()
 elif args.mode == "produce":
     produce_mode()
 elif args.mode == "group":
