@@ -13,14 +13,16 @@ use bytes::Bytes;
 use hashbrown::HashMap;
 use smallvec::SmallVec;
 
-use crate::cleaner::{self, Filtered, KeyMap, Rules, SegmentInfo};
 use crate::codec::Uuid;
 use crate::io::{
-    BatchSummary, CleanReport, CleanSpec, Command, Completion, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey,
-    Recovered, StorageError, TimestampOffset, TopicRecord, should_roll,
+    BatchSummary, Command, Completion, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered, StorageError,
+    TimestampOffset, TopicRecord, should_roll,
 };
 use crate::log::PRODUCER_BATCHES;
+
+mod cleaning;
 use crate::records::RecordBatch;
+pub use cleaning::{CleanOutcome, CleanPass, PreparedClean};
 
 /// The key map budget of a cleaning pass unless set (Kafka's default dedupe buffer, 128 MiB).
 pub const DEFAULT_CLEANER_BUDGET: usize = 128 * 1024 * 1024;
@@ -29,7 +31,7 @@ pub const DEFAULT_CLEANER_BUDGET: usize = 128 * 1024 * 1024;
 const MAX_DECOMPRESSED: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
-struct Stored {
+pub(crate) struct Stored {
     base_offset: i64,
     last_offset: i64,
     max_timestamp: i64,
@@ -39,7 +41,7 @@ struct Stored {
 /// A segment as the disk store would cut it: rolled by `segment.bytes`, so that retention
 /// (which deletes whole segments) gives the same answers here as on disk.
 #[derive(Debug, Clone, Copy)]
-struct MemSegment {
+pub(crate) struct MemSegment {
     base_offset: i64,
     size: u64,
     max_timestamp: i64,
@@ -48,7 +50,7 @@ struct MemSegment {
 }
 
 #[derive(Debug, Clone, Default)]
-struct MemLog {
+pub(crate) struct MemLog {
     log_start: i64,
     next_offset: i64,
     batches: Vec<Stored>,
@@ -57,9 +59,22 @@ struct MemLog {
     first_dirty: i64,
     /// The earliest delete horizon of the tombstones an earlier pass kept.
     earliest_horizon: Option<i64>,
+    /// Bumped whenever batches leave the front of the log (retention, DeleteRecords, a
+    /// cleaning pass), so that a pass prepared before cannot be installed over them.
+    epoch: u64,
 }
 
 impl MemLog {
+    /// Runs `f`, bumping the epoch if it removed anything from the front of the log.
+    fn trimming<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let before = (self.segments.len(), self.batches.len());
+        let out = f(self);
+        if (self.segments.len(), self.batches.len()) != before {
+            self.epoch += 1;
+        }
+        out
+    }
+
     /// Drops whole segments below the log start (never the last one), then the batches
     /// before the log start.
     fn drop_below_start(&mut self) {
@@ -89,105 +104,6 @@ impl MemLog {
         }
         self.drop_below_start();
         self.log_start
-    }
-}
-
-impl MemLog {
-    /// The segments as the cleaner's planner sees them.
-    fn segment_infos(&self) -> Vec<SegmentInfo> {
-        let ends = self.segments.iter().skip(1).map(|s| s.base_offset).chain([self.next_offset]);
-        self.segments
-            .iter()
-            .zip(ends)
-            .map(|(s, end_offset)| SegmentInfo {
-                base_offset: s.base_offset,
-                end_offset,
-                size: s.size,
-                first_timestamp: s.first_timestamp,
-                max_timestamp: s.max_timestamp,
-            })
-            .collect()
-    }
-
-    /// One cleaning pass (see [`Command::Clean`]): the same plan, key map and batch filter as
-    /// the disk store, over the virtual segments.
-    fn clean(&mut self, spec: &CleanSpec, budget: usize, segment_bytes: u64) -> Result<CleanReport, StorageError> {
-        let corrupt = |_| StorageError::Corrupt("a stored batch does not decode");
-        let infos = self.segment_infos();
-        let (dirty_ratio, plan) = cleaner::plan(&infos, self.first_dirty, self.earliest_horizon, spec);
-        let mut report = CleanReport { dirty_ratio, ..CleanReport::default() };
-        let Some(plan) = plan else { return Ok(report) };
-        let end = infos[plan.dirty.end - 1].end_offset;
-        let mut map = KeyMap::new(budget);
-        for b in self.batches.iter().filter(|b| b.last_offset >= plan.first_dirty && b.base_offset < end) {
-            if !map.add(&RecordBatch::new(b.data.clone()).map_err(corrupt)?).map_err(corrupt)? {
-                break;
-            }
-        }
-        let map_end = map.end().unwrap_or(plan.first_dirty);
-        // The last batch of each idempotent producer stays, so duplicate detection survives.
-        let mut last_of_producer: HashMap<i64, i64> = HashMap::new();
-        for b in &self.batches {
-            let pid = RecordBatch::new(b.data.clone()).map_or(-1, |b| b.producer_id());
-            if pid >= 0 {
-                last_of_producer.insert(pid, b.base_offset);
-            }
-        }
-        let rules = Rules::of(spec);
-        let split = self.batches.partition_point(|b| b.base_offset < end);
-        // Everything is decided before the log changes: a batch that does not decode leaves
-        // the log as it was.
-        let mut kept = Vec::with_capacity(split);
-        for b in self.batches[..split].iter().cloned() {
-            let batch = RecordBatch::new(b.data.clone()).map_err(corrupt)?;
-            let keep_empty = last_of_producer.get(&batch.producer_id()) == Some(&b.base_offset);
-            let (what, removed) = cleaner::filter(&batch, &map, &rules, keep_empty).map_err(corrupt)?;
-            report.bytes_read += b.data.len() as u64;
-            report.records_removed += u64::from(removed);
-            match what {
-                Filtered::Keep => kept.push(b),
-                Filtered::Drop => {}
-                Filtered::Rewrite(data) => {
-                    let max_timestamp = RecordBatch::new(data.clone()).map_or(-1, |n| n.max_timestamp());
-                    kept.push(Stored { max_timestamp, data, ..b });
-                }
-            }
-        }
-        report.bytes_written = kept.iter().map(|b| b.data.len() as u64).sum();
-        // New segments as the disk store writes them: runs of old segments up to segment.bytes.
-        let old_sizes: Vec<u64> = infos[..plan.dirty.end].iter().map(|s| s.size).collect();
-        let mut segments = Vec::new();
-        let tail = self.batches.split_off(split);
-        self.batches.clear();
-        let mut kept = kept.into_iter().peekable();
-        for run in cleaner::group_by_size(&old_sizes, segment_bytes) {
-            let run_end = infos[run.end - 1].end_offset;
-            let base_offset = infos[run.start].base_offset;
-            let mut seg = MemSegment { base_offset, size: 0, max_timestamp: -1, first_timestamp: -1 };
-            while let Some(b) = kept.next_if(|b| b.base_offset < run_end) {
-                if seg.size == 0 {
-                    seg.first_timestamp = b.max_timestamp;
-                }
-                seg.size += b.data.len() as u64;
-                seg.max_timestamp = seg.max_timestamp.max(b.max_timestamp);
-                self.batches.push(b);
-            }
-            // A run left with nothing is not kept: the next segment starts later instead.
-            if seg.size > 0 {
-                segments.push(seg);
-            }
-        }
-        self.earliest_horizon = self
-            .batches
-            .iter()
-            .filter_map(|b| RecordBatch::new(b.data.clone()).ok().as_ref().and_then(cleaner::delete_horizon))
-            .min();
-        self.batches.extend(tail);
-        segments.extend(self.segments.drain(plan.dirty.end..));
-        self.segments = segments;
-        self.first_dirty = map_end;
-        report.cleaned = true;
-        Ok(report)
     }
 }
 
@@ -260,25 +176,20 @@ impl MemStore {
                     return Completion::Failed(StorageError::Corrupt("log start beyond the log end"));
                 }
                 log.log_start = log.log_start.max(offset);
-                log.drop_below_start();
+                log.trimming(MemLog::drop_below_start);
                 Completion::Done
             }
             Command::Retain { partition, older_than, max_bytes, limit } => {
                 let Some(log) = self.logs.get_mut(&partition) else {
                     return Completion::LogStart { offset: 0, max_timestamp: TimestampOffset::NONE };
                 };
-                let offset = log.retain(older_than, max_bytes, limit);
+                let offset = log.trimming(|log| log.retain(older_than, max_bytes, limit));
                 Completion::LogStart { offset, max_timestamp: extent(log).max_timestamp }
             }
-            Command::Clean { partition, spec } => {
-                let (Some(topic), Some(log)) = (self.topics.get(&partition.topic_id), self.logs.get_mut(&partition))
-                else {
-                    return Completion::Cleaned(CleanReport::default());
-                };
-                let segment_bytes = topic.segment_bytes(self.segment_bytes);
-                log.clean(&spec, self.cleaner_budget, segment_bytes)
-                    .map_or_else(Completion::Failed, Completion::Cleaned)
-            }
+            Command::Clean { partition, spec } => match self.prepare_clean(partition, &spec) {
+                PreparedClean::Done(result) => result,
+                PreparedClean::Pass(pass) => self.finish_clean(pass.run()),
+            },
             Command::RecoverPartition { partition, .. } => {
                 if !self.topics.contains_key(&partition.topic_id) {
                     return Completion::Failed(StorageError::NotFound);
@@ -416,6 +327,7 @@ fn extent(log: &MemLog) -> PartitionExtent {
 mod tests {
     use super::*;
     use crate::codec::KStr;
+    use crate::io::{CleanReport, CleanSpec};
     use crate::records::{Compression, RecordBatchBuilder};
 
     const KEY: PartitionKey = PartitionKey { topic_id: Uuid([7; 16]), partition: 0 };
@@ -497,5 +409,39 @@ mod tests {
             panic!("extent")
         };
         assert_eq!(e.next_offset, 11);
+    }
+
+    fn spec(limit: i64) -> CleanSpec {
+        CleanSpec {
+            now_ms: 100,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 0,
+            limit,
+        }
+    }
+
+    #[test]
+    fn a_pass_run_apart_installs_over_appends_but_not_over_a_trimmed_log() {
+        let mut s = store();
+        for (i, k) in ["a", "a", "b", "b"].into_iter().enumerate() {
+            append(&mut s, i as i64, k, Some("v"));
+        }
+        let PreparedClean::Pass(pass) = s.prepare_clean(KEY, &spec(4)) else { panic!("due") };
+        // Appends while the pass runs elsewhere do not conflict.
+        append(&mut s, 4, "a", Some("v"));
+        let Completion::Cleaned(r) = s.finish_clean(pass.run()) else { panic!("cleaned") };
+        assert!(r.cleaned && r.records_removed == 1, "b at 3 was active when planned: {r:?}");
+        assert_eq!(read_all(&mut s), [(1, "a".into()), (2, "b".into()), (3, "b".into()), (4, "a".into())]);
+        // DeleteRecords moving the log start while a pass runs: the pass is dropped.
+        append(&mut s, 5, "c", Some("v"));
+        append(&mut s, 6, "c", Some("v"));
+        let PreparedClean::Pass(pass) = s.prepare_clean(KEY, &spec(7)) else { panic!("due") };
+        assert_eq!(s.execute(Command::SetLogStart { partition: KEY, offset: 2 }), Completion::Done);
+        let Completion::Cleaned(r) = s.finish_clean(pass.run()) else { panic!("answered") };
+        assert!(!r.cleaned, "{r:?}");
+        let want = [(2, "b".into()), (3, "b".into()), (4, "a".into()), (5, "c".into()), (6, "c".into())];
+        assert_eq!(read_all(&mut s), want);
     }
 }

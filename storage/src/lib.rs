@@ -6,9 +6,11 @@
 //! ([`MemoryStore`]), [`disk`], the embedded durable log, and [`seaweedmq`], which keeps records
 //! in SeaweedMQ and the rest on the SeaweedFS filer (docs/SEAWEEDMQ.md).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
 
-use kelp_core::mem_store::MemStore;
+use kelp_core::io::StorageError;
+use kelp_core::mem_store::{CleanPass, MemStore, PreparedClean};
 use kelp_core::{CmdId, Command, Completion};
 
 mod cleaner;
@@ -50,24 +52,90 @@ pub trait Store: Send {
     }
 }
 
-/// The `memory` backend: kelp-core's reference [`MemStore`], completing every command at once.
-/// Nothing survives the process.
-#[derive(Debug, Default)]
+/// The `memory` backend: kelp-core's reference [`MemStore`], completing every command at once,
+/// except compaction: a pass that is due runs on the store's cleaner thread (the key map and
+/// the rewrite are the costly part), and is installed when it is done unless retention or
+/// DeleteRecords trimmed the log meanwhile. Nothing survives the process.
+#[derive(Debug)]
 pub struct MemoryStore {
-    inner: MemStore,
+    inner: Arc<Mutex<MemStore>>,
+    cleaner: Option<mpsc::Sender<(CmdId, CleanPass, Sink)>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemoryStore {
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        let inner = Arc::new(Mutex::new(MemStore::new()));
+        let (tx, rx) = mpsc::channel::<(CmdId, CleanPass, Sink)>();
+        let store = Arc::clone(&inner);
+        let spawned = std::thread::Builder::new().name("kelp-mem-cleaner".into()).spawn(move || {
+            while let Ok((cmd, pass, sink)) = rx.recv() {
+                let started = Instant::now();
+                let outcome = pass.run();
+                let result = match store.lock() {
+                    Ok(mut s) => s.finish_clean(outcome),
+                    Err(_) => Completion::Failed(StorageError::Unavailable),
+                };
+                sink.complete(cmd, with_micros(result, started));
+            }
+        });
+        // Without a thread, passes run inline.
+        Self { inner, cleaner: spawned.ok().map(|_| tx) }
+    }
+}
+
+/// `result` with the pass's run time, measured here: kelp-core's store has no clock.
+fn with_micros(result: Completion, started: Instant) -> Completion {
+    match result {
+        Completion::Cleaned(mut r) => {
+            r.micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            Completion::Cleaned(r)
+        }
+        other => other,
     }
 }
 
 impl Store for MemoryStore {
     fn submit(&mut self, cmd: CmdId, command: Command, sink: &Sink) {
-        let result = self.inner.execute(command);
-        sink.complete(cmd, result);
+        let Ok(mut store) = self.inner.lock() else {
+            sink.complete(cmd, Completion::Failed(StorageError::Unavailable));
+            return;
+        };
+        let Command::Clean { partition, spec } = command else {
+            let result = store.execute(command);
+            drop(store);
+            sink.complete(cmd, result);
+            return;
+        };
+        match store.prepare_clean(partition, &spec) {
+            PreparedClean::Done(result) => {
+                drop(store);
+                sink.complete(cmd, result);
+            }
+            PreparedClean::Pass(pass) => {
+                drop(store);
+                let pass = match &self.cleaner {
+                    Some(tx) => match tx.send((cmd, pass, Arc::clone(sink))) {
+                        Ok(()) => return,
+                        Err(mpsc::SendError((_, pass, _))) => pass,
+                    },
+                    None => pass,
+                };
+                let started = Instant::now();
+                let outcome = pass.run();
+                let result = self
+                    .inner
+                    .lock()
+                    .map_or(Completion::Failed(StorageError::Unavailable), |mut s| s.finish_clean(outcome));
+                sink.complete(cmd, with_micros(result, started));
+            }
+        }
     }
 }
