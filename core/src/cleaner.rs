@@ -324,5 +324,6 @@ pub fn group_by_size(sizes: &[u64], max: u64) -> Vec<Range<usize>> {
     runs
 }
 
+pub mod fuzz;
 #[cfg(test)]
 mod tests;

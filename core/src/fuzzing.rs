@@ -54,3 +54,6 @@ pub fn request_frame(data: &[u8]) {
 
 /// Record sets: parse, validate, decompress (bounded), iterate, rebuild.
 pub use crate::records::fuzz::record_batch;
+
+/// Record sets through the log cleaner's key map and batch filter.
+pub use crate::cleaner::fuzz::log_cleaner;

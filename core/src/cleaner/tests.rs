@@ -206,3 +206,32 @@ fn segments_group_up_to_the_size_limit() {
     assert_eq!(group_by_size(&[1, 1, 1], 10).len(), 1);
     assert_eq!(group_by_size(&[1, 1, 1], 10)[0], 0..3);
 }
+
+/// A log of keyed, keyless, tombstone and compressed batches, as the fuzz target's input: a
+/// control byte, then the batches back to back.
+fn fuzz_input(control: u8) -> Vec<u8> {
+    let mut out = vec![control];
+    let recs: [&[(Option<&str>, Option<&str>)]; 3] = [
+        &[(Some("a"), Some("1")), (None, Some("x")), (Some("b"), None)],
+        &[(Some("a"), None), (Some("c"), Some("1"))],
+        &[(Some("b"), Some("2")), (Some("a"), Some("3"))],
+    ];
+    let mut base = 0;
+    for (i, r) in recs.iter().enumerate() {
+        let codec = Compression::ALL[i % Compression::ALL.len()];
+        let mut b = RecordBatchBuilder::new(codec).base_offset(base).producer(3, 0, i as i32 * 10);
+        for (k, v) in r.iter() {
+            b.append(100, k.map(str::as_bytes), v.map(str::as_bytes), &[]).unwrap();
+        }
+        out.extend_from_slice(&b.build().unwrap());
+        base += r.len() as i64;
+    }
+    out
+}
+
+#[test]
+fn the_fuzz_body_cleans_a_real_log_under_every_budget_and_moment() {
+    for control in [0u8, 0x01, 0x0f, 0xf0, 0xff, 0x37] {
+        super::fuzz::log_cleaner(&fuzz_input(control));
+    }
+}

@@ -82,7 +82,7 @@ fn round_trip(batch: &RecordBatch, owned: &[OwnedRecord]) {
 }
 
 /// A copy of `data` in which every framed batch carries the right CRC32C.
-fn with_fixed_crcs(data: &[u8]) -> Bytes {
+pub(crate) fn with_fixed_crcs(data: &[u8]) -> Bytes {
     let mut out = data.to_vec();
     let mut pos = 0;
     while let Some(rest) = out.get_mut(pos..) {
