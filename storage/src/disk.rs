@@ -60,7 +60,7 @@ use kelp_core::{CmdId, Command, Completion};
 use smallvec::SmallVec;
 
 use crate::cleaner::{self, Finished, Pool, Snapshot};
-use crate::segment::{EXTENSIONS, Head, IndexCheck, Segment};
+use crate::segment::{self, EXTENSIONS, Head, IndexCheck, Segment};
 use crate::{Sink, Store};
 
 /// When appended data is forced to disk.
@@ -354,8 +354,41 @@ struct State {
     /// Partitions with a pass on a cleaner thread.
     cleaning: HashSet<PartitionKey>,
     crash: CrashPoint,
+    trash: Trash,
     /// The cleaner threads. Declared last: dropped (and joined) after the files are closed.
     pool: Pool,
+}
+
+/// Deletes retired segments' files on a thread of its own (see [`Segment::retire`]), so the
+/// IO thread only renames them.
+struct Trash {
+    tx: Option<mpsc::Sender<Vec<PathBuf>>>,
+}
+
+impl Trash {
+    fn start() -> Self {
+        let (tx, rx) = mpsc::channel::<Vec<PathBuf>>();
+        let spawned = std::thread::Builder::new().name("kelp-disk-trash".into()).spawn(move || {
+            while let Ok(paths) = rx.recv() {
+                for p in paths {
+                    let _ = fs::remove_file(p);
+                }
+            }
+        });
+        Self { tx: spawned.ok().map(|_| tx) }
+    }
+
+    /// Takes `seg` out of the log now and deletes its files soon.
+    fn discard(&self, seg: Segment) {
+        let paths = seg.retire();
+        let unsent = match &self.tx {
+            Some(tx) => tx.send(paths).err().map(|e| e.0),
+            None => Some(paths),
+        };
+        for p in unsent.into_iter().flatten() {
+            let _ = fs::remove_file(p);
+        }
+    }
 }
 
 fn storage_err(_: io::Error) -> StorageError {
@@ -382,6 +415,7 @@ impl State {
             parts: HashMap::new(),
             cleaning: HashSet::new(),
             crash: CrashPoint::default(),
+            trash: Trash::start(),
             pool,
         };
         let good = state.replay_meta(&mut meta)?;
@@ -571,7 +605,9 @@ impl State {
                 } else if let Some(p) = self.parts.get_mut(&partition) {
                     // Segments wholly below an unchanged log start (it reached them while
                     // they were still active) go now.
-                    p.set_log_start(start);
+                    for seg in p.set_log_start(start) {
+                        self.trash.discard(seg);
+                    }
                 }
                 let max_timestamp = self.parts.get(&partition).map_or(TimestampOffset::NONE, PartLog::max_timestamp);
                 Completion::LogStart { offset: start, max_timestamp }
@@ -625,7 +661,9 @@ impl State {
             self.meta_dirty = false;
         }
         if let Some(p) = self.parts.get_mut(&partition) {
-            p.set_log_start(offset);
+            for seg in p.set_log_start(offset) {
+                self.trash.discard(seg);
+            }
         }
         Ok(())
     }
@@ -756,7 +794,7 @@ impl State {
             let Some(i) = p.segments.iter().position(|s| s.base_offset == g.base) else { continue };
             for old in p.segments.drain(i..i + g.old.len()) {
                 self.crash.step()?;
-                old.remove();
+                self.trash.discard(old);
             }
             self.crash.step()?;
             if install_swap(&dir, g.base, g.end)? {
@@ -992,12 +1030,13 @@ impl PartLog {
         Ok(None)
     }
 
-    fn set_log_start(&mut self, offset: i64) {
+    /// Moves the log start up; returns the whole segments now below it (never the active
+    /// one), which the caller retires.
+    #[must_use]
+    fn set_log_start(&mut self, offset: i64) -> Vec<Segment> {
         self.log_start = self.log_start.max(offset);
-        // Whole segments below the log start go; the active one stays.
-        while self.segments.len() > 1 && self.segments[1].base_offset <= self.log_start {
-            self.segments.remove(0).remove();
-        }
+        let below = self.segments.iter().skip(1).take_while(|s| s.base_offset <= self.log_start).count();
+        self.segments.drain(..below).collect()
     }
 
     /// See [`Command::Retain`]. Returns the log start the deletions allow (not yet applied).
@@ -1184,17 +1223,21 @@ fn install_swap(dir: &Path, base: i64, end: i64) -> io::Result<bool> {
 }
 
 /// Finishes what a crash interrupted in a partition's directory: a cleaned segment that was
-/// never committed (`.cleaned`) is deleted; a committed one (`.log.swap`) replaces the
-/// segments in its range. Returns the highest end of the swaps completed (`i64::MIN` if none).
+/// never committed (`.cleaned`) and retired files (`.deleted`) are deleted; a committed one
+/// (`.log.swap`) replaces the segments in its range. Returns the highest end of the swaps
+/// completed (`i64::MIN` if none).
 fn recover_swaps(dir: &Path) -> io::Result<i64> {
     let names: Vec<String> =
         fs::read_dir(dir)?.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     let mut swaps: Vec<(i64, i64)> = names.iter().filter_map(|n| parse_swap(n)).collect();
     swaps.sort_unstable();
     let mut changed = false;
-    for name in names.iter().filter(|n| n.ends_with(cleaner::CLEANED)) {
-        fs::remove_file(dir.join(name))?;
-        changed = true;
+    for name in names.iter().filter(|n| n.ends_with(cleaner::CLEANED) || n.ends_with(segment::DELETED)) {
+        match fs::remove_file(dir.join(name)) {
+            // A store closed a moment ago may still be deleting its retired files.
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => changed = true,
+        }
     }
     for &(base, end) in &swaps {
         for name in &names {

@@ -38,6 +38,9 @@ const TIME_ENTRY: usize = 16;
 /// How many index entries (besides the last) are checked against the segment on open.
 const SAMPLES: usize = 64;
 
+/// The suffix of a retired segment's files, waiting to be deleted.
+pub(crate) const DELETED: &str = ".deleted";
+
 /// What a walk learns from a batch header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Head {
@@ -446,6 +449,28 @@ impl Segment {
         for p in &self.paths {
             let _ = fs::remove_file(p);
         }
+    }
+
+    /// Takes the segment out of the log at once by renaming its files to `<name>.deleted`
+    /// (cheap), and returns the new names for a background thread to delete: unlinking a
+    /// large cached file costs milliseconds that appends should not wait for (Kafka defers it
+    /// the same way). A file that cannot be renamed is deleted here instead. Files left with
+    /// that suffix by a crash are deleted when the partition is next opened.
+    pub fn retire(self) -> Vec<PathBuf> {
+        let mut later = Vec::with_capacity(self.paths.len());
+        for p in &self.paths {
+            let mut to = p.clone().into_os_string();
+            to.push(DELETED);
+            let to = PathBuf::from(to);
+            match fs::rename(p, &to) {
+                Ok(()) => later.push(to),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => {
+                    let _ = fs::remove_file(p);
+                }
+            }
+        }
+        later
     }
 
     /// The segment's `.log`, `.index` and `.timeindex` files.
