@@ -14,6 +14,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::codec::{DecodeError, ErrorCode, KStr, Uuid};
+use crate::records::{Compression, RecordBatch, recompress};
 
 /// A response ready to go, as chunks to write in order (vectored writes).
 pub type Frame = SmallVec<[Bytes; 4]>;
@@ -225,6 +226,13 @@ pub enum Command {
     /// Append complete record batches whose offsets the core has assigned: the first batch's
     /// base offset is `base_offset` and the last record's offset is `last_offset`. Answered
     /// with [`Completion::Done`] once the batches are as durable as the store promises.
+    ///
+    /// With `recompress` set, the store first re-encodes the batches in the topic's codec
+    /// with [`Recompress::apply`] (after checking that the append continues the log, before
+    /// writing anything) and stores what it returns; if that fails, nothing is stored and the
+    /// append fails with its error ([`StorageError::MessageTooLarge`] when a re-encoded batch
+    /// is over the topic's limit). The core leaves this CPU-heavy step to the store so that it
+    /// runs off the broker's request loop.
     Append {
         /// The partition.
         partition: PartitionKey,
@@ -234,8 +242,12 @@ pub enum Command {
         last_offset: i64,
         /// The largest record timestamp in the batches.
         max_timestamp: i64,
-        /// The batches, back to back, exactly as they are to be returned to fetchers.
+        /// The batches, back to back, exactly as they are to be returned to fetchers once
+        /// `recompress` (if any) is applied: offsets, leader epoch and LogAppendTime are
+        /// already stamped.
         batches: Bytes,
+        /// The codec the topic stores batches in, when some batch is in another one.
+        recompress: Option<Recompress>,
     },
     /// Read whole batches, starting with the one that holds `offset`, up to `max_bytes` (the
     /// first batch is returned even if larger), and none that starts at or after `end`.
@@ -322,6 +334,57 @@ pub enum Command {
         /// The value, or `None` to delete.
         value: Option<Bytes>,
     },
+}
+
+/// How a store re-encodes an append's batches in its topic's codec (`compression.type`), as
+/// Kafka's `LogValidator` does on append: see [`Recompress::apply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recompress {
+    /// The codec to store the batches in.
+    pub codec: Compression,
+    /// The codec's level (`compression.<codec>.level`), `None` for its default.
+    pub level: Option<i32>,
+    /// The largest a re-encoded batch may be (the topic's `max.message.bytes`).
+    pub max_batch_bytes: usize,
+    /// The most a batch may decompress to (the core checked the batches within it).
+    pub max_decompressed: usize,
+}
+
+impl Recompress {
+    /// `batches` (whole batches, back to back) with every batch not already in `codec`
+    /// re-encoded in it: records byte for byte, header fields kept, CRC recomputed (see
+    /// [`crate::records::recompress`]). Deterministic: every store gets the same bytes.
+    ///
+    /// # Errors
+    /// [`StorageError::MessageTooLarge`] when a re-encoded batch is longer than
+    /// `max_batch_bytes` (Kafka's `RecordTooLargeException` after recompression);
+    /// [`StorageError::Corrupt`] when a batch does not decode (the core validated them, so
+    /// only a damaged command gets here). Either way nothing may be stored.
+    pub fn apply(&self, batches: Bytes) -> Result<Bytes, StorageError> {
+        let mut rest = batches.clone();
+        let mut out: Vec<Bytes> = Vec::with_capacity(1);
+        let mut changed = false;
+        while !rest.is_empty() {
+            let batch = RecordBatch::split_first(&mut rest)
+                .map_err(|_| StorageError::Corrupt("an append to recompress holds a partial batch"))?;
+            if batch.compression() == Ok(self.codec) {
+                out.push(batch.as_bytes().clone());
+                continue;
+            }
+            let re = recompress(&batch, self.codec, self.level, self.max_decompressed)
+                .map_err(|_| StorageError::Corrupt("an append to recompress holds a damaged batch"))?;
+            if re.len() > self.max_batch_bytes {
+                return Err(StorageError::MessageTooLarge);
+            }
+            out.push(re);
+            changed = true;
+        }
+        Ok(match out.as_slice() {
+            _ if !changed => batches,
+            [one] => one.clone(),
+            _ => Bytes::from(out.concat()),
+        })
+    }
 }
 
 /// The answer to a [`Command`].
@@ -483,14 +546,19 @@ pub enum StorageError {
     /// re-splitting a topic that holds data); the text says why, for the client. Nothing
     /// changed.
     Refused(&'static str),
+    /// An append's batch, re-encoded in its topic's codec ([`Recompress`]), is longer than
+    /// the topic's `max.message.bytes`. Nothing was stored; the batch itself is at fault, so
+    /// unlike the other errors a retry cannot succeed.
+    MessageTooLarge,
 }
 
 impl StorageError {
     /// Whether a failed append may nevertheless have been stored: the store lost track of it
     /// (a timeout, a broken connection or publish stream, an IO error part way through a
     /// write). The core then re-learns the partition's end with
-    /// [`Command::RecoverPartition`] before it appends there again. `NotFound`, `Corrupt`
-    /// and `Refused` refusals are given before anything is written: the append is definitely not stored.
+    /// [`Command::RecoverPartition`] before it appends there again. `NotFound`, `Corrupt`,
+    /// `Refused` and `MessageTooLarge` refusals are given before anything is written: the
+    /// append is definitely not stored.
     #[must_use]
     pub const fn outcome_unknown(self) -> bool {
         matches!(self, Self::Unavailable | Self::Timeout | Self::Full)
@@ -507,6 +575,15 @@ impl StorageError {
             Self::Full => ErrorCode::KAFKA_STORAGE_ERROR,
             Self::Corrupt(_) => ErrorCode::KAFKA_STORAGE_ERROR,
             Self::Refused(_) => ErrorCode::INVALID_REQUEST,
+            Self::MessageTooLarge => ErrorCode::MESSAGE_TOO_LARGE,
         }
+    }
+
+    /// Whether the failure belongs to the append's own batch (a retry of it fails the same
+    /// way) rather than to the store. Other appends that fail because of it (the partition
+    /// rewinds past them) are answered with a retriable error instead.
+    #[must_use]
+    pub const fn is_batch_fault(self) -> bool {
+        matches!(self, Self::MessageTooLarge)
     }
 }

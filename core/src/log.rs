@@ -318,12 +318,14 @@ impl PartitionLog {
 
     /// Marks append `cmd` failed: the partition rewinds (see the module docs). If
     /// `outcome_unknown`, the append may have been stored, and the partition re-learns its end
-    /// from the store instead of rewinding to the high watermark.
-    pub fn append_failed(&mut self, cmd: CmdId, outcome_unknown: bool) {
+    /// from the store instead of rewinding to the high watermark. Returns the failed append's
+    /// last offset (`None` for an append not in flight).
+    pub fn append_failed(&mut self, cmd: CmdId, outcome_unknown: bool) -> Option<i64> {
         let Some(pos) = self.in_flight.iter().position(|f| f.cmd == cmd) else {
             debug_assert!(false, "failure for an append not in flight");
-            return;
+            return None;
         };
+        let last_offset = self.in_flight[pos].last_offset;
         // Appends before the failed one may still complete and count; it and everything after
         // it cannot. The front of `in_flight` always starts at the high watermark.
         let base = if pos == 0 { self.hwm } else { self.in_flight[pos - 1].last_offset + 1 };
@@ -336,6 +338,7 @@ impl PartitionLog {
         // failed one's outcome is unknown: it was stored too) no longer wait for it.
         self.pop_done();
         self.finish_rewind();
+        Some(last_offset)
     }
 
     fn finish_rewind(&mut self) {

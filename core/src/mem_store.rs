@@ -15,8 +15,8 @@ use smallvec::SmallVec;
 
 use crate::codec::Uuid;
 use crate::io::{
-    BatchSummary, Command, Completion, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered, StorageError,
-    TimestampOffset, TopicRecord, should_roll,
+    BatchSummary, Command, Completion, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recompress, Recovered,
+    StorageError, TimestampOffset, TopicRecord, should_roll,
 };
 use crate::log::PRODUCER_BATCHES;
 
@@ -165,8 +165,8 @@ impl MemStore {
                 self.logs.retain(|k, _| k.topic_id != topic_id);
                 Completion::Done
             }
-            Command::Append { partition, base_offset, last_offset, max_timestamp, batches } => {
-                self.append(partition, base_offset, last_offset, max_timestamp, batches)
+            Command::Append { partition, base_offset, last_offset, max_timestamp, batches, recompress } => {
+                self.append(partition, (base_offset, last_offset, max_timestamp), batches, recompress)
             }
             Command::Read { partition, offset, end, max_bytes } => self.read(partition, offset, end, max_bytes),
             Command::FindOffset { partition, timestamp } => self.find_offset(partition, timestamp),
@@ -210,7 +210,13 @@ impl MemStore {
         }
     }
 
-    fn append(&mut self, key: PartitionKey, base: i64, last: i64, max_ts: i64, data: Bytes) -> Completion {
+    fn append(
+        &mut self,
+        key: PartitionKey,
+        (base, last, max_ts): (i64, i64, i64),
+        data: Bytes,
+        recompress: Option<Recompress>,
+    ) -> Completion {
         let Some(topic) = self.topics.get(&key.topic_id) else {
             return Completion::Failed(StorageError::NotFound);
         };
@@ -219,6 +225,12 @@ impl MemStore {
         if base != log.next_offset || last < base {
             return Completion::Failed(StorageError::Corrupt("append does not continue the log"));
         }
+        // Inline here, as every store does it: before anything is written.
+        let data = match recompress.map(|r| r.apply(data.clone())) {
+            None => data,
+            Some(Ok(re)) => re,
+            Some(Err(e)) => return Completion::Failed(e),
+        };
         let len = data.len() as u64;
         match log.segments.last_mut() {
             Some(s)
@@ -349,6 +361,7 @@ mod tests {
             last_offset: offset,
             max_timestamp: offset,
             batches,
+            recompress: None,
         };
         assert_eq!(s.execute(cmd), Completion::Done);
     }

@@ -95,6 +95,7 @@ fn main() {
                 last_offset: last,
                 max_timestamp: last,
                 batches,
+                recompress: None,
             });
             base = last + 1;
         }

@@ -51,7 +51,7 @@ use hashbrown::{HashMap, HashSet};
 use kelp_core::cleaner::{self as planner, SegmentInfo};
 use kelp_core::codec::{KStr, Uuid};
 use kelp_core::io::{
-    BatchSummary, CleanReport, CleanSpec, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recovered,
+    BatchSummary, CleanReport, CleanSpec, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recompress, Recovered,
     StorageError, TimestampOffset, TopicRecord, should_roll,
 };
 use kelp_core::log::PRODUCER_BATCHES;
@@ -571,8 +571,8 @@ impl State {
                 }
                 done(r)
             }
-            Command::Append { partition, base_offset, last_offset, max_timestamp, batches } => {
-                done(self.append(partition, (base_offset, last_offset, max_timestamp), &batches))
+            Command::Append { partition, base_offset, last_offset, max_timestamp, batches, recompress } => {
+                done(self.append(partition, (base_offset, last_offset, max_timestamp), batches, recompress))
             }
             Command::Read { partition, offset, end, max_bytes } => match self.parts.get(&partition) {
                 None => Completion::Read { batches: SmallVec::new() },
@@ -668,7 +668,15 @@ impl State {
         Ok(())
     }
 
-    fn append(&mut self, key: PartitionKey, append: (i64, i64, i64), data: &Bytes) -> Result<(), StorageError> {
+    /// Appends `data`, re-encoded first when `recompress` says so: here, on the IO thread,
+    /// not on the broker's request loop.
+    fn append(
+        &mut self,
+        key: PartitionKey,
+        append: (i64, i64, i64),
+        data: Bytes,
+        recompress: Option<Recompress>,
+    ) -> Result<(), StorageError> {
         let (base, last, _) = append;
         if !self.topics.contains_key(&key.topic_id) {
             return Err(StorageError::NotFound);
@@ -687,7 +695,11 @@ impl State {
             return Err(StorageError::Corrupt("append does not continue the log"));
         }
         let Some(topic) = self.topics.get(&key.topic_id) else { return Err(StorageError::NotFound) };
-        p.append(topic, append, data, (self.segment_bytes, self.fsync)).map_err(storage_err)
+        let data = match recompress {
+            Some(r) => r.apply(data)?,
+            None => data,
+        };
+        p.append(topic, append, &data, (self.segment_bytes, self.fsync)).map_err(storage_err)
     }
 
     /// Plans a pass over the partition and hands it to a cleaner thread (`None`: it answers

@@ -134,6 +134,7 @@ impl Log {
             last_offset: last,
             max_timestamp: timestamp,
             batches,
+            recompress: None,
         };
         assert_eq!(self.run(command), Completion::Done);
         self.next_offset = last + 1;

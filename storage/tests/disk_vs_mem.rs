@@ -7,7 +7,9 @@ use std::sync::{Arc, mpsc};
 
 use bytes::Bytes;
 use kelp_core::codec::{KStr, Uuid};
-use kelp_core::io::{CleanSpec, PartitionExtent, PartitionKey, Recovered, TimestampOffset, TopicRecord};
+use kelp_core::io::{
+    CleanSpec, PartitionExtent, PartitionKey, Recompress, Recovered, StorageError, TimestampOffset, TopicRecord,
+};
 use kelp_core::mem_store::MemStore;
 use kelp_core::records::{Compression, RecordBatchBuilder};
 use kelp_core::{CmdId, Command, Completion};
@@ -98,6 +100,10 @@ enum Op {
         old: bool,
         /// Null values (tombstones) instead.
         tombstones: bool,
+        /// The batch's codec (an index into `Compression::ALL`) and, if the topic asks for
+        /// another, the codec the store recompresses it in and whether the topic's batch
+        /// limit is tight (so that some recompressed batches are refused as too large).
+        codecs: (u8, Option<(u8, bool)>),
     },
     /// A compaction pass.
     Clean {
@@ -146,15 +152,17 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (
             (0u8..3, 0i32..2, 1u8..5),
             (any::<bool>(), prop::bool::weighted(0.05), prop::bool::weighted(0.2), prop::bool::weighted(0.1)),
+            codecs(),
         )
-            .prop_map(|((topic, partition, records), (producer, skew, old, tombstones))| Op::Append {
+            .prop_map(|((topic, partition, records), (producer, skew, old, tombstones), codecs)| Op::Append {
                 topic,
                 partition,
                 records,
                 producer,
                 skew,
                 old,
-                tombstones
+                tombstones,
+                codecs
             }),
         2 => ((0u8..3, 0i32..2, 0i64..200), (any::<bool>(), any::<bool>(), any::<bool>())).prop_map(
             |((topic, partition, now), (ratio, lags, delete_retention))| Op::Clean {
@@ -187,15 +195,16 @@ fn op() -> impl Strategy<Value = Op> {
 /// grow many segments and passes find work.
 fn compaction_op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (1u8..5, any::<bool>(), prop::bool::weighted(0.1), prop::bool::weighted(0.15)).prop_map(
-            |(records, producer, old, tombstones)| Op::Append {
+        8 => (1u8..5, any::<bool>(), prop::bool::weighted(0.1), prop::bool::weighted(0.15), codecs()).prop_map(
+            |(records, producer, old, tombstones, codecs)| Op::Append {
                 topic: 0,
                 partition: 0,
                 records,
                 producer,
                 skew: false,
                 old,
-                tombstones
+                tombstones,
+                codecs
             }
         ),
         3 => (0i64..400, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(now, ratio, lags, delete_retention)| {
@@ -213,6 +222,12 @@ fn compaction_op() -> impl Strategy<Value = Op> {
         1 => (0i64..100).prop_map(|offset| Op::LogStart { topic: 0, partition: 0, offset }),
         1 => Just(Op::Resync { topic: 0, partition: 0 }),
     ]
+}
+
+/// A batch codec, and in a third of the appends a topic codec to recompress it in.
+fn codecs() -> impl Strategy<Value = (u8, Option<(u8, bool)>)> {
+    let n = u8::try_from(Compression::ALL.len()).expect("few codecs");
+    (0..n, prop::option::weighted(0.3, (0..n, prop::bool::weighted(0.3))))
 }
 
 fn topic_id(t: u8) -> Uuid {
@@ -261,11 +276,11 @@ impl Model {
                 };
                 Command::Clean { partition: key, spec }
             }
-            Op::Append { topic, partition, records, producer, skew, old, tombstones } => {
+            Op::Append { topic, partition, records, producer, skew, old, tombstones, codecs: (codec, recompress) } => {
                 let key = PartitionKey { topic_id: topic_id(topic), partition };
                 let base = *self.next.get(&key).unwrap_or(&0) + i64::from(skew);
                 let seq = self.seq.entry(key).or_insert(0);
-                let mut b = RecordBatchBuilder::new(Compression::None).base_offset(base);
+                let mut b = RecordBatchBuilder::new(Compression::ALL[usize::from(codec)]).base_offset(base);
                 if producer {
                     b = b.producer(5, 0, *seq);
                 }
@@ -281,7 +296,21 @@ impl Model {
                 let batches = b.build().expect("builds");
                 let last = base + i64::from(records) - 1;
                 let max_timestamp = if old { base / 2 + i64::from(records) - 1 } else { last };
-                Command::Append { partition: key, base_offset: base, last_offset: last, max_timestamp, batches }
+                // A tight limit refuses most recompressed batches of a few records, not all.
+                let recompress = recompress.map(|(to, tight)| Recompress {
+                    codec: Compression::ALL[usize::from(to)],
+                    level: None,
+                    max_batch_bytes: if tight { 110 } else { 1 << 20 },
+                    max_decompressed: 1 << 20,
+                });
+                Command::Append {
+                    partition: key,
+                    base_offset: base,
+                    last_offset: last,
+                    max_timestamp,
+                    batches,
+                    recompress,
+                }
             }
             Op::Read { topic, partition, offset, max_bytes } => {
                 let key = PartitionKey { topic_id: topic_id(topic), partition };
@@ -408,6 +437,7 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
                 skew: false,
                 old: false,
                 tombstones: false,
+                codecs: (0, None),
             });
             let r = disk.run(c.clone());
             assert_eq!(r, Completion::Done);
@@ -443,6 +473,7 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
         skew: false,
         old: false,
         tombstones: false,
+        codecs: (0, None),
     });
     assert_eq!(disk.run(c), Completion::Done);
     let _ = std::fs::remove_dir_all(&dir);
@@ -489,6 +520,7 @@ impl Big {
                 last_offset: last,
                 max_timestamp: ts0 + records - 1,
                 batches: b.build().expect("builds"),
+                recompress: None,
             };
             assert_eq!(disk.run(c.clone()), Completion::Done);
             mem.execute(c);
@@ -653,6 +685,7 @@ fn segment_ms_rolls_by_record_timestamps() {
             last_offset: offset,
             max_timestamp: ts,
             batches: b.build().expect("builds"),
+            recompress: None,
         };
         assert_eq!(disk.run(c.clone()), Completion::Done);
         mem.execute(c);
@@ -676,5 +709,88 @@ fn segment_ms_rolls_by_record_timestamps() {
     let want = Completion::LogStart { offset: 4, max_timestamp: TimestampOffset { timestamp: 2002, offset: 4 } };
     assert_eq!(disk.run(c.clone()), want, "the largest timestamp is what is left");
     assert_eq!(mem.execute(c), want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The batches a read of the whole partition returns, each checked in full.
+fn stored(answer: Completion) -> Vec<kelp_core::records::RecordBatch> {
+    let Completion::Read { batches } = answer else { panic!("read failed: {answer:?}") };
+    let bytes: Vec<u8> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+    kelp_core::records::Batches::new(Bytes::from(bytes))
+        .map(|b| {
+            let b = b.expect("whole batches");
+            b.validate_full(1 << 20).expect("a valid batch");
+            b
+        })
+        .collect()
+}
+
+#[test]
+fn an_append_to_recompress_is_stored_in_the_topics_codec_or_not_at_all() {
+    let dir = tempdir();
+    let key = PartitionKey { topic_id: topic_id(2), partition: 0 };
+    let topic = TopicRecord { name: KStr::from("zstd"), id: key.topic_id, partitions: 1, configs: Vec::new() };
+    let (mut disk, mut mem) = (Sync::open(&dir), MemStore::new());
+    let mut both = |c: Command| {
+        let (got, want) = (normal(disk.run(c.clone())), normal(mem.execute(c)));
+        assert_eq!(got, want);
+        got
+    };
+    assert_eq!(both(Command::PutTopic(topic)), Completion::Done);
+    let value = "a compressible value ".repeat(20);
+    let append = |base: i64, codec: Compression, max_batch_bytes: usize| {
+        let mut b = RecordBatchBuilder::new(codec).base_offset(base).producer(9, 1, i32::try_from(base).unwrap());
+        for i in 0..3 {
+            b.append(100 + i, Some(b"k"), Some(value.as_bytes()), &[]).expect("builds");
+        }
+        let recompress =
+            Some(Recompress { codec: Compression::Zstd, level: Some(5), max_batch_bytes, max_decompressed: 1 << 20 });
+        let batches = b.build().expect("builds");
+        Command::Append {
+            partition: key,
+            base_offset: base,
+            last_offset: base + 2,
+            max_timestamp: 102,
+            batches,
+            recompress,
+        }
+    };
+    // Stored in zstd, from lz4 and from uncompressed; a batch already in zstd as it came.
+    assert_eq!(both(append(0, Compression::Lz4, 1 << 20)), Completion::Done);
+    assert_eq!(both(append(3, Compression::None, 1 << 20)), Completion::Done);
+    let as_produced = append(6, Compression::Zstd, 1);
+    let Command::Append { batches: zstd_batch, .. } = &as_produced else { unreachable!() };
+    let zstd_batch = zstd_batch.clone();
+    assert_eq!(both(as_produced), Completion::Done, "a batch in the topic's codec is not re-encoded");
+    // Too large once recompressed: refused, nothing stored, the log still ends at 9.
+    let refused = both(append(9, Compression::Lz4, 100));
+    assert_eq!(refused, Completion::Failed(StorageError::MessageTooLarge));
+    assert!(!StorageError::MessageTooLarge.outcome_unknown());
+    assert_eq!(both(append(9, Compression::Gzip, 1 << 20)), Completion::Done, "the log continues at 9");
+    let check = |batches: Vec<kelp_core::records::RecordBatch>| {
+        assert_eq!(batches.len(), 4);
+        for (b, base) in batches.iter().zip([0, 3, 6, 9]) {
+            assert_eq!(b.compression(), Ok(Compression::Zstd));
+            assert_eq!(
+                (b.base_offset(), b.records_count(), b.producer_id(), b.base_sequence()),
+                (base, 3, 9, base as i32)
+            );
+            let values: Vec<Vec<u8>> = b
+                .records(1 << 20)
+                .expect("decompresses")
+                .iter()
+                .map(|r| r.expect("a record").value_slice().expect("a value").to_vec())
+                .collect();
+            assert_eq!(values, vec![value.as_bytes().to_vec(); 3]);
+        }
+        assert_eq!(batches[2].as_bytes(), &zstd_batch);
+    };
+    let read = Command::Read { partition: key, offset: 0, end: 12, max_bytes: 1 << 20 };
+    check(stored(both(read.clone())));
+    drop(disk);
+    // What the disk store wrote is what it reads back after a restart.
+    let mut disk = Sync::open(&dir);
+    assert!(matches!(disk.run(Command::Recover), Completion::Recovered(_)));
+    check(stored(disk.run(read)));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -731,6 +731,56 @@ fn recompression_honours_log_append_time_and_levels() {
     assert_eq!((b.timestamp_type(), b.max_timestamp()), (TimestampType::LogAppendTime, START_WALL_MS + 7_000));
 }
 
+/// The store recompresses (off the broker's loop), so the size check after recompression
+/// comes when appends behind the batch may already be in flight: the batch alone gets
+/// MESSAGE_TOO_LARGE, the ones before it stand, the ones behind it (rewound) get a retriable
+/// error and their retries are stored in its place.
+#[test]
+fn a_batch_too_large_once_recompressed_fails_alone_and_the_appends_behind_it_retry() {
+    let mut h = Harness::new(test_config());
+    let (before, big, behind) = (h.connect(), h.connect(), h.connect());
+    create_topic_with(
+        &mut h,
+        before,
+        "flat",
+        1,
+        &[("compression.type", "uncompressed"), ("max.message.bytes", "1000")],
+    );
+    let id = init_producer_id(&mut h, behind, None).producer_id;
+    h.auto_storage = false;
+    let large = "z".repeat(5_000);
+    h.send(before, &produce_request("flat", 0, batch(&["a"]), -1), 11);
+    h.send(big, &produce_request("flat", 0, batch_from(RecordBatchBuilder::new(Compression::Zstd), &[&large]), -1), 11);
+    let retried = idempotent_batch(&["c"], id, 0, 0);
+    h.send(behind, &produce_request("flat", 0, retried.clone(), -1), 11);
+    let bases: Vec<i64> = h
+        .queued
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Command::Append { base_offset, recompress, .. } => Some((*base_offset, recompress.is_some())),
+            _ => None,
+        })
+        .map(|(base, recompress)| {
+            assert_eq!(recompress, base == 1, "only the zstd batch is recompressed, by the store");
+            base
+        })
+        .collect();
+    assert_eq!(bases, [0, 1, 2]);
+    while h.run_one_storage() {}
+    let answer = |h: &mut Harness, c| {
+        let resp = expect_body!(h.recv(c, ApiKey::PRODUCE, 11).expect("answered").1, Produce);
+        let p = &resp.responses[0].partition_responses[0];
+        (ErrorCode(p.error_code), p.base_offset)
+    };
+    assert_eq!(answer(&mut h, before), (ErrorCode::NONE, 0));
+    assert_eq!(answer(&mut h, big), (ErrorCode::MESSAGE_TOO_LARGE, -1));
+    assert_eq!(answer(&mut h, behind), (ErrorCode::NOT_LEADER_OR_FOLLOWER, -1), "retriable: it was not at fault");
+    h.auto_storage = true;
+    let p = produce(&mut h, behind, "flat", 0, retried);
+    assert_eq!((p.error_code, p.base_offset), (0, 1), "the retry, same sequence, takes the freed offset");
+    assert_eq!(log_of(&mut h, before, "flat", 0), (2, vec![(0, "a".into()), (1, "c".into())]));
+}
+
 #[test]
 fn a_batch_too_large_once_recompressed_is_refused() {
     let mut h = Harness::new(test_config());

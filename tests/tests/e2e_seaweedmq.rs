@@ -239,6 +239,7 @@ fn a_reader_at_the_end_gets_each_new_record() {
             last_offset: offset,
             max_timestamp: 1_700_000_000_000 + offset,
             batches: batch.clone(),
+            recompress: None,
         };
         assert_eq!(run(&mut store, append), Completion::Done, "append {offset}");
         let read = kelp_core::Command::Read { partition, offset, end: offset + 1, max_bytes: 1 << 20 };
@@ -294,6 +295,7 @@ fn retention_by_time_moves_the_log_start_past_older_batches() {
             last_offset: base + 1,
             max_timestamp: t0 + 1,
             batches: b.build().expect("builds"),
+            recompress: None,
         };
         assert_eq!(run(&mut store, append), Completion::Done, "append at {base}");
     }

@@ -1,6 +1,12 @@
 //! Produce: validate each partition's batch as Kafka does, check idempotent producers'
-//! sequences, recompress it when the topic's `compression.type` asks for another codec,
-//! assign offsets, and append. A compacted topic refuses records without a key (Kafka's
+//! sequences, assign offsets, and append. When the topic's `compression.type` asks for another
+//! codec than the batch's, the append carries a [`Recompress`] and the store re-encodes the
+//! batch before writing it (offsets assigned first, then one re-encoded batch, as Kafka's
+//! `LogValidator` does), so that the CPU-heavy step runs on the store's thread or task, not on
+//! the broker's request loop; a batch the re-encoding makes longer than `max.message.bytes`
+//! fails there with MESSAGE_TOO_LARGE and nothing is stored (see
+//! [`crate::io::StorageError::is_batch_fault`] for what the appends behind it get). A
+//! compacted topic refuses records without a key (Kafka's
 //! `LogValidator`), naming each one in `record_errors` (KIP-467). acks=1 and acks=-1 answer
 //! once the batch is below the high watermark (stored and visible to fetchers; a single node's
 //! ISR is itself). acks=0 answers nothing; an error then closes the connection, as Kafka does,
@@ -15,9 +21,9 @@ use crate::codec::generated::produce::{
     TopicProduceResponse,
 };
 use crate::codec::{ErrorCode, KStr, Uuid, Writer};
-use crate::io::{BatchSummary, CloseReason, Command, Completion, PartitionKey};
+use crate::io::{BatchSummary, CloseReason, Command, Completion, PartitionKey, Recompress};
 use crate::log::SequenceCheck;
-use crate::records::{BatchRecords, RecordBatch, TimestampType, recompress_records, rewrite};
+use crate::records::{BatchRecords, RecordBatch, TimestampType, rewrite};
 use crate::request::Req;
 use crate::state::{HwmWaiter, JobId, State};
 
@@ -142,6 +148,8 @@ struct ValidBatch {
     max_timestamp: i64,
     /// Whether the topic stamps the broker's time on records.
     log_append_time: bool,
+    /// The topic's codec, when the batch is in another one: the store re-encodes it.
+    recompress: Option<Recompress>,
 }
 
 /// An idempotent producer's batch: who sent it and the sequences it covers.
@@ -268,18 +276,14 @@ fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Res
             SequenceCheck::Reject(code) => return Err(Outcome::Error(code, None)),
         }
     }
-    let records = match settings.compression {
-        Some(codec) if batch.compression() != Ok(codec) => {
-            let out = recompress_records(&batch, &decoded, codec, settings.compression_level)
-                .map_err(|e| Outcome::Error(e.error_code(), None))?;
-            // Kafka checks the size again after recompression (RecordTooLargeException).
-            if out.len() > usize::try_from(settings.max_message_bytes).unwrap_or(0) {
-                return Err(Outcome::Error(ErrorCode::MESSAGE_TOO_LARGE, None));
-            }
-            out
-        }
-        _ => records,
-    };
+    // Kafka checks the size again after recompression (RecordTooLargeException): the store
+    // does, as it re-encodes.
+    let recompress = settings.compression.filter(|codec| batch.compression() != Ok(*codec)).map(|codec| Recompress {
+        codec,
+        level: settings.compression_level,
+        max_batch_bytes: usize::try_from(settings.max_message_bytes).unwrap_or(0),
+        max_decompressed: st.cfg.max_decompressed_batch,
+    });
     Ok(Checked::New(ValidBatch {
         key,
         count: i64::from(batch.last_offset_delta()) + 1,
@@ -287,11 +291,12 @@ fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Res
         max_timestamp: batch.max_timestamp(),
         log_append_time: settings.log_append_time,
         records,
+        recompress,
     }))
 }
 
 /// The one record batch a v3+ partition's data must be, checked in full, and its records
-/// (decompressed once, for the checks that read them and for recompression).
+/// (decompressed once, for the checks that read them).
 fn single_batch(records: &Bytes, max_decompressed: usize) -> Result<(RecordBatch, BatchRecords), Outcome> {
     let mut rest = records.clone();
     let batch = RecordBatch::split_first(&mut rest).map_err(|e| Outcome::Error(e.error_code(), None))?;
@@ -337,7 +342,11 @@ fn assign(st: &mut State, fx: &mut Effects, batch: ValidBatch) -> Outcome {
         });
     }
     let batches = stamp(&batch.records, base_offset, batch.log_append_time.then_some(now));
-    fx.emit_cmd(cmd, Command::Append { partition: batch.key, base_offset, last_offset, max_timestamp, batches });
+    let recompress = batch.recompress;
+    fx.emit_cmd(
+        cmd,
+        Command::Append { partition: batch.key, base_offset, last_offset, max_timestamp, batches, recompress },
+    );
     Outcome::Accepted {
         base_offset,
         log_append_time: if batch.log_append_time { now } else { -1 },

@@ -8,16 +8,10 @@ use crate::state::{HwmWaiter, State};
 /// An append to `key` (command `cmd`) completed.
 pub(crate) fn append_completed(st: &mut State, fx: &mut Effects, key: PartitionKey, cmd: CmdId, result: &Completion) {
     let Some(p) = st.topics.partition_mut(key) else { return };
-    let moved = match result {
-        Completion::Done => p.append_done(cmd),
-        Completion::Failed(e) => {
-            p.append_failed(cmd, e.outcome_unknown());
-            None
-        }
-        _ => {
-            p.append_failed(cmd, true);
-            None
-        }
+    let (moved, failed_last) = match result {
+        Completion::Done => (p.append_done(cmd), None),
+        Completion::Failed(e) => (None, p.append_failed(cmd, e.outcome_unknown())),
+        _ => (None, p.append_failed(cmd, true)),
     };
     let (hwm, rewinding) = (p.hwm(), p.is_rewinding());
     if moved.is_some() {
@@ -28,7 +22,12 @@ pub(crate) fn append_completed(st: &mut State, fx: &mut Effects, key: PartitionK
             Completion::Failed(e) => *e,
             _ => StorageError::Unavailable,
         };
-        fail_beyond(st, fx, key, hwm, err);
+        // A failure of the batch itself is the answer for that batch only (its waiters wait
+        // for the offset after its last); the appends the rewind takes with it were fine, and
+        // their clients get a retriable error.
+        let others = if err.is_batch_fault() { StorageError::Unavailable } else { err };
+        let own = failed_last.map(|last| last + 1);
+        fail_beyond(st, fx, key, hwm, |target| if Some(target) == own { err } else { others });
     }
     super::resync::ask(st, fx, key);
 }
@@ -57,17 +56,17 @@ fn wake_fetches(st: &mut State, fx: &mut Effects, key: PartitionKey) {
 /// A partition went away (its topic was deleted, or a CreatePartitions the store refused):
 /// whatever waits on it fails, and long-polling fetches look again.
 pub(crate) fn partition_removed(st: &mut State, fx: &mut Effects, key: PartitionKey) {
-    fail_beyond(st, fx, key, i64::MIN, StorageError::NotFound);
+    fail_beyond(st, fx, key, i64::MIN, |_| StorageError::NotFound);
     st.waiters.hwm.remove(&key);
     wake_fetches(st, fx, key);
 }
 
-/// Fails the jobs waiting on `key` for an offset beyond `hwm`.
-fn fail_beyond(st: &mut State, fx: &mut Effects, key: PartitionKey, hwm: i64, err: StorageError) {
+/// Fails the jobs waiting on `key` for an offset beyond `hwm`, each with `err(its target)`.
+fn fail_beyond(st: &mut State, fx: &mut Effects, key: PartitionKey, hwm: i64, err: impl Fn(i64) -> StorageError) {
     let Some(waiters) = st.waiters.hwm.get_mut(&key) else { return };
     let (failed, keep): (Vec<HwmWaiter>, Vec<HwmWaiter>) = waiters.drain(..).partition(|w| w.target > hwm);
     *waiters = keep;
     for w in failed {
-        super::job_completed(st, fx, w.job, w.part, Completion::Failed(err));
+        super::job_completed(st, fx, w.job, w.part, Completion::Failed(err(w.target)));
     }
 }

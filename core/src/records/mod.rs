@@ -56,7 +56,6 @@ pub use batch::{Batches, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, MIN_BATCH_LENGTH, R
 pub use builder::{NO_PRODUCER_ID, NO_TIMESTAMP, RecordBatchBuilder};
 pub use error::RecordsError;
 pub use recompress::recompress;
-pub(crate) use recompress::recompress_records;
 pub use record::{BatchRecords, Header, Headers, OwnedRecord, Record, Records};
 
 #[cfg(test)]

@@ -32,8 +32,8 @@ pub fn recompress(
 }
 
 /// [`recompress`] for a batch already checked, given its decompressed `records` (which must be
-/// `batch.records(..)`), so that a broker that looked inside the batch decompresses it once.
-pub(crate) fn recompress_records(
+/// `batch.records(..)`).
+fn recompress_records(
     batch: &RecordBatch,
     records: &BatchRecords,
     to: Compression,

@@ -94,8 +94,14 @@ fn fill(dir: &Path, steps: u32) -> Harness {
         b.append(1000 + i, Some(format!("k{}", i % 7).as_bytes()), Some(format!("v{i}").as_bytes()), &[])
             .expect("builds");
         let batches = b.build().expect("builds");
-        let append =
-            Command::Append { partition: PART, base_offset: i, last_offset: i, max_timestamp: 1000 + i, batches };
+        let append = Command::Append {
+            partition: PART,
+            base_offset: i,
+            last_offset: i,
+            max_timestamp: 1000 + i,
+            batches,
+            recompress: None,
+        };
         assert_eq!(h.run(append), Completion::Done);
     }
     h

@@ -5,12 +5,20 @@
 //! Any failure (a refused message, an unexpected offset, a broken stream, a missed ack
 //! deadline) fails every append in flight and drops the stream; the core then re-learns the
 //! partition's end with `RecoverPartition`, which runs here too, in order with the appends.
+//! An append refused before any of it is sent (a batch that the topic's `compression.type`
+//! makes larger than `max.message.bytes`, or one that does not continue the appends sent
+//! before it) fails alone and definitively: the stream stays, and the core rewinds.
+//!
+//! Recompression ([`kelp_core::io::Recompress`]) runs here, on the publisher task. Records are
+//! stored one per message and fetch rebuilds uncompressed batches (docs/SEAWEEDMQ.md), so the
+//! re-encoded bytes are not what is kept: the step is done so that a batch too large in the
+//! topic's codec is refused as on the other stores.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kelp_core::io::{PartitionKey, StorageError};
+use kelp_core::io::{PartitionKey, Recompress, StorageError};
 use kelp_core::{CmdId, Command, Completion};
 use tokio::sync::mpsc;
 
@@ -55,6 +63,11 @@ pub(super) struct Publisher {
     pending: VecDeque<Pending>,
     /// Records sent and not acknowledged.
     in_flight: usize,
+    /// While a stream is open: the offset the next append must start at (the end of the last
+    /// one sent on it). An append refused before it was sent (its batch too large once
+    /// recompressed) leaves a hole the core rewinds over, so the appends queued behind it must
+    /// be refused too rather than published at offsets SeaweedMQ would assign differently.
+    next_offset: Option<i64>,
     /// Whether the store has dropped the job queue: the task ends once `pending` is answered.
     closed: bool,
     /// Set when the broker ended the last publish stream with an error status: records sent on
@@ -66,7 +79,16 @@ pub(super) struct Publisher {
 impl Publisher {
     /// A publisher for partition `key`, with no stream open yet.
     pub(super) fn new(cluster: Arc<Cluster>, key: PartitionKey) -> Self {
-        Self { cluster, key, stream: None, pending: VecDeque::new(), in_flight: 0, closed: false, unstored_from: None }
+        Self {
+            cluster,
+            key,
+            stream: None,
+            pending: VecDeque::new(),
+            in_flight: 0,
+            next_offset: None,
+            closed: false,
+            unstored_from: None,
+        }
     }
 
     /// Runs the jobs from `jobs` until it is closed and every append is answered.
@@ -95,16 +117,38 @@ impl Publisher {
     /// Starts an append, or answers a `RecoverPartition`.
     async fn handle_job(&mut self, (cmd, command, sink): Job) {
         match command {
-            Command::Append { base_offset, last_offset, batches, .. } => {
-                self.handle_append(cmd, sink, base_offset, last_offset, batches).await;
+            Command::Append { base_offset, last_offset, batches, recompress, .. } => {
+                self.handle_append(cmd, sink, (base_offset, last_offset), batches, recompress).await;
             }
             Command::RecoverPartition { from, .. } => self.handle_recover(cmd, sink, from).await,
             _ => sink.complete(cmd, Completion::Failed(StorageError::Corrupt("not an append"))),
         }
     }
 
-    /// Sends an append's records; it completes when the last of them is acknowledged.
-    async fn handle_append(&mut self, cmd: CmdId, sink: Sink, base: i64, last: i64, batches: Bytes) {
+    /// Sends an append's records, recompressed first if the topic asks for it (here, on the
+    /// partition's publisher task, not on the broker's request loop); it completes when the
+    /// last of them is acknowledged.
+    async fn handle_append(
+        &mut self,
+        cmd: CmdId,
+        sink: Sink,
+        (base, last): (i64, i64),
+        batches: Bytes,
+        recompress: Option<Recompress>,
+    ) {
+        if self.stream.is_some() && self.next_offset.is_some_and(|next| next != base) {
+            // Nothing is sent: the stream and the appends on it stay as they are.
+            sink.complete(cmd, Completion::Failed(StorageError::Corrupt("append does not continue the log")));
+            return;
+        }
+        let batches = match recompress.map(|r| r.apply(batches.clone())) {
+            None => batches,
+            Some(Ok(re)) => re,
+            Some(Err(e)) => {
+                sink.complete(cmd, Completion::Failed(e));
+                return;
+            }
+        };
         let fresh = self.stream.is_none();
         match self.send_append(base, batches).await {
             Ok(n) => {
@@ -112,6 +156,7 @@ impl Publisher {
                     self.unstored_from = None;
                 }
                 self.in_flight += n;
+                self.next_offset = Some(last + 1);
                 self.pending.push_back(Pending { cmd, sink, next: base, last });
             }
             Err(e) => {
@@ -195,6 +240,7 @@ impl Publisher {
     /// Drops the stream and fails every append in flight.
     fn fail_all(&mut self) {
         self.stream = None;
+        self.next_offset = None;
         self.in_flight = 0;
         for p in self.pending.drain(..) {
             p.sink.complete(p.cmd, Completion::Failed(StorageError::Unavailable));
