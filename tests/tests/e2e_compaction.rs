@@ -7,6 +7,10 @@
 //!   codec whatever the producer sent (read back raw), and the clients read every record.
 //! - `keyless`: librdkafka and the Java producer get INVALID_RECORD for a record without a
 //!   key on a compacted topic, and their keyed records around it are stored.
+//! - `cleaning`: the log cleaner on the disk store: 1,000,000 records over 10,000 keys (1,000
+//!   ending in a tombstone) cleaned down to the latest value of each live key, read back by a
+//!   fresh Java consumer and a fresh confluent-kafka consumer; disk usage before and after.
+//! - `crash`: kill -9 at ten points of a cleaning pass; nothing acknowledged is lost.
 
 // A test crate's root is this file, so its modules are found from tests/tests/: the paths
 // name the e2e_compaction/ folder.
@@ -14,6 +18,10 @@
 mod compression;
 #[path = "e2e_compaction/keyless.rs"]
 mod keyless;
+#[path = "e2e_compaction/cleaning.rs"]
+mod cleaning;
+#[path = "e2e_compaction/crash.rs"]
+mod crash;
 
 use std::net::SocketAddr;
 use std::time::Duration;
