@@ -28,7 +28,8 @@
 #
 # Settings (environment): KELP_BENCH_CLEANER_RECORDS (2000000), _KEYS (100000), _VALUE_BYTES
 # (1000), _PARTITIONS (8), _SEGMENT_BYTES (16777216), _RATE (lean client records/s, 100000),
-# _ACKS (1), _SECONDS (15), _WARMUP (3), _THREADS (--log-cleaner-threads, 1).
+# _ACKS (1), _SECONDS (15), _WARMUP (3), _THREADS (--log-cleaner-threads; kelp's default, 1, when
+# unset).
 # KELP_BENCH_BIN=path uses that kelp binary instead of building a release one.
 # Output: a results directory (KELP_BENCH_OUT, default
 # $HOME/.cache/kelp-bench-results/<time>-cleaner) with summary.txt (the figures), results.tsv,
@@ -53,9 +54,9 @@ RATE="${KELP_BENCH_CLEANER_RATE:-100000}"
 ACKS="${KELP_BENCH_CLEANER_ACKS:-1}"
 SECONDS_="${KELP_BENCH_CLEANER_SECONDS:-15}"
 WARMUP="${KELP_BENCH_CLEANER_WARMUP:-3}"
-THREADS="${KELP_BENCH_CLEANER_THREADS:-1}"
+THREADS="${KELP_BENCH_CLEANER_THREADS:-}"
 case "${1:-}" in
-    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     "") ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
 esac
@@ -102,7 +103,7 @@ METRICS="http://127.0.0.1:$ADMIN_PORT/metrics"
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "kelp: $("$KELP_BIN" --version) ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), --storage disk --fsync interval --log-cleaner-threads $THREADS"
+    echo "kelp: $("$KELP_BIN" --version) ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), --storage disk --fsync interval${THREADS:+ --log-cleaner-threads $THREADS}"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; kelp on core $SUT_CPU, clients on core $LOAD_CPU"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "log: $RECORDS records of $VALUE_BYTES B over $KEYS keys, $PARTITIONS partitions, segment.bytes $SEGMENT_BYTES"
@@ -115,7 +116,7 @@ start_kelp() { # off|on
     [ "$1" = on ] && backoff=500
     RUST_LOG="${RUST_LOG:-warn}" "${pin_sut[@]}" "$KELP_BIN" serve --listen "$ADDR" --advertised-listener "$ADDR" \
         --admin-listen "127.0.0.1:$ADMIN_PORT" --storage disk --data-dir "$DATA" --fsync interval \
-        --log-cleaner-backoff-ms "$backoff" --log-cleaner-threads "$THREADS" >>"$OUT/kelp.log" 2>&1 &
+        --log-cleaner-backoff-ms "$backoff" ${THREADS:+--log-cleaner-threads "$THREADS"} >>"$OUT/kelp.log" 2>&1 &
     KELP_PID=$!
     for _ in $(seq 1 600); do
         bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null && return 0
