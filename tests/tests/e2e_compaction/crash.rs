@@ -1,13 +1,24 @@
-//! kill -9 of kelp while its cleaner works (issue 18), on the disk store: ten rounds, each of
-//! which writes dirty data (keyed records and tombstones, acks=-1) to a compacted topic with
-//! small segments, keeps writing while the cleaner runs at a slow IO rate, and kills kelp at a
-//! different delay into the cleaning. After each restart the partition reads back with
-//! increasing offsets, only records that were sent, and nothing acknowledged lost: every
-//! acknowledged record is still there at its offset, or a later record with the same key
-//! (acknowledged, or stored and read back) supersedes it, so the latest value of every key is
-//! there. A last restart lets the cleaner finish and checks the log is compacted.
+//! kill -9 of kelp while its cleaner works (issue 18), on the disk store, at ten points of a
+//! cleaning pass. Each round:
 //!
-//! `KELP_CRASH_SEED=<n>` replays one run's kill delays and keys (the seed is printed).
+//! 1. kelp starts with the cleaner at full speed; the partition is read back and checked (below),
+//!    and the cleaner finishes whatever the last kill interrupted; kelp stops;
+//! 2. kelp starts with the cleaner off and takes a round of dirty data (keyed records and
+//!    tombstones, acks=-1, a compacted topic with 64 KiB segments); kelp stops;
+//! 3. kelp starts with the cleaner on at a slow IO rate, a writer keeps producing, and kelp is
+//!    killed (SIGKILL) at this round's point of the pass: rounds spread their kill points from
+//!    the pass's start to just past its end, as a fraction of how long a pass took in a
+//!    first, uninterrupted round (plus a random part), so the kills land while the key map is
+//!    built, while new segments are written, around the swap and after it.
+//!
+//! The check after each restart: the partition reads back with increasing offsets, only records
+//! that were sent, and nothing acknowledged lost: every acknowledged record is still there at
+//! its offset, or a later record with the same key (acknowledged, or stored and read back)
+//! supersedes it, so the latest value of every key is there. After the last kill the cleaner
+//! finishes and the log is compacted.
+//!
+//! `KELP_CRASH_SEED=<n>` replays one run's keys and random parts of the kill points (the seed
+//! is printed).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,15 +42,13 @@ const TOPIC: &str = "compact-crash";
 const KEYS: u64 = 400;
 const VALUE_BYTES: usize = 1000;
 const ROUNDS: u64 = 10;
-/// Records written before each round's kill window, in batches of BATCH.
-const DIRTY_PER_ROUND: u64 = 3_000;
+/// Records of dirty data per round (about 1.5 MB), in batches of BATCH.
+const DIRTY_PER_ROUND: u64 = 1_500;
 const BATCH: u64 = 20;
-/// The cleaner reads at most this many bytes per second, so that a pass over the round's
-/// 3 MB of dirty data (and what earlier rounds left) takes a few seconds to kill into.
-const IO_RATE: &str = "1500000";
-/// Kill delays after the dirty data is written: round r waits WINDOW_MS * r / ROUNDS plus a
-/// random part of one slice, so the ten kills spread over the first seconds of cleaning.
-const WINDOW_MS: u64 = 3_000;
+/// The cleaner reads and writes at most this many bytes per second in the killed runs, so
+/// that a pass over a round's log (about 2 MB: the clean part, the dirty part, each read
+/// once or twice) takes a few seconds to kill into.
+const IO_RATE: &str = "1000000";
 
 /// xorshift64*: the kill delays and keys, from a seed the test prints.
 struct Rng(u64);
@@ -232,12 +241,99 @@ fn check(server: &KelpServer, model: &mut Model, round: &str) -> usize {
     stored.len()
 }
 
-fn start(dir: &std::path::Path, admin: &str, io_rate: Option<&str>) -> KelpServer {
-    let mut args = vec!["--log-cleaner-backoff-ms", "200", "--admin-listen", admin, "--fsync", "always"];
-    if let Some(rate) = io_rate {
-        args.extend(["--log-cleaner-io-max-bytes-per-second", rate]);
+/// How the cleaner runs in one start of kelp.
+#[derive(Clone, Copy, PartialEq)]
+enum Cleaner {
+    /// Its check an hour away.
+    Off,
+    /// Every 200 ms, at full speed.
+    Fast,
+    /// Every 200 ms, at IO_RATE.
+    Slow,
+}
+
+fn start(dir: &std::path::Path, admin: &str, cleaner: Cleaner) -> KelpServer {
+    let backoff = if cleaner == Cleaner::Off { "3600000" } else { "200" };
+    let mut args = vec!["--log-cleaner-backoff-ms", backoff, "--admin-listen", admin, "--fsync", "always"];
+    if cleaner == Cleaner::Slow {
+        args.extend(["--log-cleaner-io-max-bytes-per-second", IO_RATE]);
     }
     KelpServer::start_on_disk(dir, &args)
+}
+
+/// Step 1 of a round: check the partition, let the cleaner finish, stop.
+fn check_and_finish(dir: &std::path::Path, model: &Mutex<Model>, round: &str) {
+    let admin = admin_addr();
+    let mut server = start(dir, &admin.to_string(), Cleaner::Fast);
+    let n = check(&server, &mut model.lock().expect("lock"), round);
+    let started = Instant::now();
+    loop {
+        // Each key once, but for what the active segment (64 KiB) holds.
+        let (stored, _) = read_partition(server.addr, TOPIC);
+        if stored.len() as u64 <= KEYS + 2 * 64 {
+            println!(
+                "{round}: {n} records read back and checked, compacted to {} in {:.1?} ({})",
+                stored.len(),
+                started.elapsed(),
+                cleaner_line(&metrics(admin), TOPIC)
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{round}: not compacted within 60 s: {} records; {}",
+            stored.len(),
+            cleaner_line(&metrics(admin), TOPIC)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check(&server, &mut model.lock().expect("lock"), &format!("{round}, compacted"));
+    assert_eq!(server.terminate(Duration::from_secs(60)).and_then(|s| s.code()), Some(0), "{round}: graceful stop");
+}
+
+/// Step 2 of a round: a round of dirty data with the cleaner off.
+fn write_dirty(dir: &std::path::Path, model: &Mutex<Model>, rng: &mut Rng, next_value: &mut u64, first: bool) {
+    let mut server = start(dir, &admin_addr().to_string(), Cleaner::Off);
+    if first {
+        create_topic(&server);
+    }
+    let mut c = RawClient::connect(server.addr).expect("connect");
+    for _ in 0..DIRTY_PER_ROUND / BATCH {
+        let (batch, sent) = make_batch(rng, next_value);
+        assert!(send(&mut c, model, batch, sent), "kelp went away while the dirty data was written");
+    }
+    assert_eq!(server.terminate(Duration::from_secs(60)).and_then(|s| s.code()), Some(0), "graceful stop");
+}
+
+/// A writer that produces a batch every 20 ms until `stop` (or the connection goes).
+fn writer(
+    server: &KelpServer,
+    model: &Arc<Mutex<Model>>,
+    seed: u64,
+    first_value: u64,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stop2, model2, addr) = (stop.clone(), model.clone(), server.addr);
+    let handle = std::thread::spawn(move || {
+        let (mut rng, mut next) = (Rng(seed | 1), first_value);
+        let Ok(mut c) = RawClient::connect(addr) else { return };
+        while !stop2.load(Ordering::Acquire) {
+            let (batch, sent) = make_batch(&mut rng, &mut next);
+            if !send(&mut c, &model2, batch, sent) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    (stop, handle)
+}
+
+/// What the partition directory shows of a pass in progress: (new segments written beside the
+/// old ones, segments marked for the swap).
+fn in_progress(dir: &std::path::Path) -> (usize, usize) {
+    let names = file_names(&partition_dir(dir));
+    let count = |suffix: &str| names.iter().filter(|n| n.ends_with(suffix)).count();
+    (count(".log.cleaned"), count(".swap"))
 }
 
 #[test]
@@ -253,81 +349,53 @@ fn kill_9_during_cleaning_loses_nothing_acknowledged() {
     let dir = &data.0;
     let model = Arc::new(Mutex::new(Model::default()));
     let mut next_value = 0u64;
-    let mut cleaner_files_at_kill = 0;
 
-    for round in 0..ROUNDS {
-        let admin = admin_addr();
-        let mut server = start(dir, &admin.to_string(), Some(IO_RATE));
-        if round == 0 {
-            create_topic(&server);
-        } else {
-            let n = check(&server, &mut model.lock().expect("lock"), &format!("after kill {round}"));
-            println!("round {round}: {n} records read back, all acknowledged ones accounted for");
-        }
-        // Dirty data, as fast as kelp takes it.
-        let mut c = RawClient::connect(server.addr).expect("connect");
-        for _ in 0..DIRTY_PER_ROUND / BATCH {
-            let (batch, sent) = make_batch(&mut rng, &mut next_value);
-            assert!(send(&mut c, &model, batch, sent), "round {round}: kelp went away before the kill");
-        }
-        // Keep writing while the cleaner runs; kill kelp at this round's delay.
-        let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, model2, mut rng2) = (stop.clone(), model.clone(), Rng(rng.next() | 1));
-        let mut next2 = next_value;
-        next_value += 1_000_000; // the writer's values are numbered apart
-        let writer = std::thread::spawn(move || {
-            while !stop2.load(Ordering::Acquire) {
-                let (batch, sent) = make_batch(&mut rng2, &mut next2);
-                if !send(&mut c, &model2, batch, sent) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        let slice = WINDOW_MS / ROUNDS;
-        let delay = Duration::from_millis(round * slice + rng.below(slice));
-        let killed_at = Instant::now() + delay;
-        std::thread::sleep(delay);
-        let m = metrics(admin);
-        let part = partition_dir(dir);
-        let names = file_names(&part);
-        // Files other than segments and their indexes: the cleaner's work in progress.
-        let extra: Vec<&String> = names
-            .iter()
-            .filter(|n| !(n.ends_with(".log") || n.ends_with(".index") || n.ends_with(".timeindex")))
-            .collect();
-        server.kill();
-        stop.store(true, Ordering::Release);
-        writer.join().expect("writer");
-        cleaner_files_at_kill += usize::from(!extra.is_empty());
-        println!(
-            "round {round}: killed {delay:?} after the dirty data ({:?} late); cleaner before the kill: {}; other files: {extra:?}",
-            killed_at.elapsed(),
-            cleaner_line(&m, TOPIC)
-        );
-    }
-
-    // Once more without the IO limit: the cleaner finishes, and the log is compacted.
+    // A first round without a kill: how long a pass over a round's log takes at IO_RATE.
+    write_dirty(dir, &model, &mut rng, &mut next_value, true);
     let admin = admin_addr();
-    let server = start(dir, &admin.to_string(), None);
-    let n = check(&server, &mut model.lock().expect("lock"), "after the last kill");
-    println!("after {ROUNDS} kills: {n} records read back; {cleaner_files_at_kill} kills found cleaner files");
+    let mut server = start(dir, &admin.to_string(), Cleaner::Slow);
     let started = Instant::now();
-    loop {
-        let m = metrics(admin);
-        let (stored, _) = read_partition(server.addr, TOPIC);
-        // Each key once, but for what the active segment (64 KiB) and the last batch still hold.
-        if sample(&m, "kelp_cleaner_passes_total") >= 1.0 && stored.len() as u64 <= KEYS + 2 * 64 {
-            println!("compacted to {} records in {:.1?}: {}", stored.len(), started.elapsed(), cleaner_line(&m, TOPIC));
-            break;
-        }
+    while sample(&metrics(admin), "kelp_cleaner_passes_total") < 1.0 {
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "not compacted within 60 s: {} records; {}",
-            stored.len(),
-            cleaner_line(&m, TOPIC)
+            "no pass within 60 s: {}",
+            cleaner_line(&metrics(admin), TOPIC)
         );
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    check(&server, &mut model.lock().expect("lock"), "after cleaning");
+    let pass = started.elapsed();
+    println!(
+        "an uninterrupted pass at {IO_RATE} B/s: {pass:.1?} from the start ({})",
+        cleaner_line(&metrics(admin), TOPIC)
+    );
+    assert_eq!(server.terminate(Duration::from_secs(60)).and_then(|s| s.code()), Some(0), "graceful stop");
+
+    let mut kills_in_pass = 0;
+    for round in 0..ROUNDS {
+        check_and_finish(dir, &model, &format!("round {round}"));
+        write_dirty(dir, &model, &mut rng, &mut next_value, false);
+        let admin = admin_addr();
+        let mut server = start(dir, &admin.to_string(), Cleaner::Slow);
+        let up = Instant::now();
+        let (stop, handle) = writer(&server, &model, rng.next(), next_value);
+        next_value += 1_000_000; // the writer's values are numbered apart
+        // Round r kills at (r + u) / ROUNDS of 1.1 passes from the start, u random in [0, 1).
+        let fraction = (round as f64 + (rng.below(1000) as f64 / 1000.0)) / ROUNDS as f64 * 1.1;
+        let delay = pass.mul_f64(fraction);
+        std::thread::sleep(delay.saturating_sub(up.elapsed()));
+        let (cleaned, swap) = in_progress(dir);
+        let m = metrics(admin);
+        server.kill();
+        stop.store(true, Ordering::Release);
+        handle.join().expect("writer");
+        let done = sample(&m, "kelp_cleaner_passes_total") >= 1.0;
+        kills_in_pass += usize::from(!done);
+        println!(
+            "round {round}: killed at {:.0}% of a pass ({delay:.1?}); {}; .cleaned segments {cleaned}, .swap files {swap}",
+            fraction * 100.0,
+            if done { "the pass had ended" } else { "mid-pass" }
+        );
+    }
+    check_and_finish(dir, &model, "after the last kill");
+    println!("{ROUNDS} kills, {kills_in_pass} of them before the pass ended: nothing acknowledged lost");
 }
