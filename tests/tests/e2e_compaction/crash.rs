@@ -7,7 +7,7 @@
 //!    tombstones, acks=-1, a compacted topic with 64 KiB segments); kelp stops;
 //! 3. kelp starts with the cleaner on at a slow IO rate, a writer keeps producing, and kelp is
 //!    killed (SIGKILL) at this round's point of the pass: rounds spread their kill points from
-//!    the pass's start to just past its end, as a fraction of how long a pass took in a
+//!    the pass's start to past its end, as a fraction of how long a pass took in a
 //!    first, uninterrupted round (plus a random part), so the kills land while the key map is
 //!    built, while new segments are written, around the swap and after it.
 //!
@@ -379,8 +379,10 @@ fn kill_9_during_cleaning_loses_nothing_acknowledged() {
         let up = Instant::now();
         let (stop, handle) = writer(&server, &model, rng.next(), next_value);
         next_value += 1_000_000; // the writer's values are numbered apart
-        // Round r kills at (r + u) / ROUNDS of 1.1 passes from the start, u random in [0, 1).
-        let fraction = (round as f64 + (rng.below(1000) as f64 / 1000.0)) / ROUNDS as f64 * 1.1;
+        // Round r kills at (r + u) / ROUNDS of 1.4 passes from the start, u random in [0, 1):
+        // the last rounds around the swap and after the pass (a pass here may take longer
+        // than the first one did).
+        let fraction = (round as f64 + (rng.below(1000) as f64 / 1000.0)) / ROUNDS as f64 * 1.4;
         let delay = pass.mul_f64(fraction);
         std::thread::sleep(delay.saturating_sub(up.elapsed()));
         let (cleaned, swap) = in_progress(dir);
