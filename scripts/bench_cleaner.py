@@ -18,7 +18,8 @@ boot, op, topic, partitions = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.arg
 
 if op == "create":
     config = dict(kv.split("=", 1) for kv in sys.argv[5:])
-    fs = AdminClient({"bootstrap.servers": boot}).create_topics(
+    admin = AdminClient({"bootstrap.servers": boot})  # kept: its futures fail once it is destroyed
+    fs = admin.create_topics(
         [NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config)], operation_timeout=30
     )
     for f in fs.values():
