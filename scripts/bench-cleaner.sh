@@ -26,9 +26,10 @@
 #   5. kelp on, nothing else running: the cleaner cleans the whole log -> (a).
 # Each start is a restart over the same data directory (the recovery is not measured).
 #
-# Settings (environment): KELP_BENCH_CLEANER_RECORDS (2000000), _KEYS (100000), _VALUE_BYTES
+# Settings (environment): KELP_BENCH_CLEANER_RECORDS (4000000: 4 GB, so that the cleaner is
+# still at work when the lean client ends), _KEYS (100000), _VALUE_BYTES
 # (1000), _PARTITIONS (8), _SEGMENT_BYTES (16777216), _RATE (lean client records/s, 100000),
-# _ACKS (1), _SECONDS (15), _WARMUP (3), _THREADS (--log-cleaner-threads; kelp's default, 1, when
+# _ACKS (1), _SECONDS (10), _WARMUP (2), _THREADS (--log-cleaner-threads; kelp's default, 1, when
 # unset).
 # KELP_BENCH_BIN=path uses that kelp binary instead of building a release one.
 # Output: a results directory (KELP_BENCH_OUT, default
@@ -45,18 +46,18 @@ SUT_CPU="${KELP_BENCH_SUT_CPU:-1}"
 LOAD_CPU="${KELP_BENCH_LOAD_CPU:-0}"
 PORT="${KELP_BENCH_PORT:-19192}"
 ADMIN_PORT="${KELP_BENCH_ADMIN_PORT:-$((PORT + 1))}"
-RECORDS="${KELP_BENCH_CLEANER_RECORDS:-2000000}"
+RECORDS="${KELP_BENCH_CLEANER_RECORDS:-4000000}"
 KEYS="${KELP_BENCH_CLEANER_KEYS:-100000}"
 VALUE_BYTES="${KELP_BENCH_CLEANER_VALUE_BYTES:-1000}"
 PARTITIONS="${KELP_BENCH_CLEANER_PARTITIONS:-8}"
 SEGMENT_BYTES="${KELP_BENCH_CLEANER_SEGMENT_BYTES:-16777216}"
 RATE="${KELP_BENCH_CLEANER_RATE:-100000}"
 ACKS="${KELP_BENCH_CLEANER_ACKS:-1}"
-SECONDS_="${KELP_BENCH_CLEANER_SECONDS:-15}"
-WARMUP="${KELP_BENCH_CLEANER_WARMUP:-3}"
+SECONDS_="${KELP_BENCH_CLEANER_SECONDS:-10}"
+WARMUP="${KELP_BENCH_CLEANER_WARMUP:-2}"
 THREADS="${KELP_BENCH_CLEANER_THREADS:-}"
 case "${1:-}" in
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     "") ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
 esac
