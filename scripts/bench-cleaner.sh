@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # What kelp's log cleaner costs (issue 18), on the disk store, in one run on one machine:
 #
-#   (a) cleaner throughput: MB of log cleaned per second of cleaner run time (one cleaner thread,
-#       so per core), from kelp's /metrics: kelp_cleaner_bytes_read_total divided by
-#       kelp_cleaner_run_seconds_total; also per second of the cleaner thread's CPU time when
-#       the thread can be told apart (/proc/<pid>/task/*/comm containing "clean");
+#   (a) cleaner throughput: MB of log cleaned (kelp_cleaner_bytes_read_total of /metrics) per
+#       second of wall time with one cleaner thread (a poller reads /metrics every 0.2 s: from
+#       the cleaner's first look to the end of its last pass), per CPU second of the cleaner
+#       thread (/proc/<pid>/task/*/comm containing "clean") and of kelp as a whole, and divided
+#       by kelp_cleaner_run_seconds_total;
 #   (b) the produce p99 of the lean latency client (benches/src/bin/latency_probe.rs) to a topic
 #       of its own, with the cleaner at work on a large compacted topic, against the same with the
 #       cleaner off: the ratio.
@@ -30,7 +31,7 @@
 # still at work when the lean client ends), _KEYS (100000), _VALUE_BYTES
 # (1000), _PARTITIONS (8), _SEGMENT_BYTES (16777216), _RATE (lean client records/s, 100000),
 # _ACKS (1), _SECONDS (10), _WARMUP (2), _THREADS (--log-cleaner-threads; kelp's default, 1, when
-# unset).
+# unset), _IO_RATE (--log-cleaner-io-max-bytes-per-second in steps 3 and 5; unset: no limit).
 # KELP_BENCH_BIN=path uses that kelp binary instead of building a release one.
 # Output: a results directory (KELP_BENCH_OUT, default
 # $HOME/.cache/kelp-bench-results/<time>-cleaner) with summary.txt (the figures), results.tsv,
@@ -56,8 +57,9 @@ ACKS="${KELP_BENCH_CLEANER_ACKS:-1}"
 SECONDS_="${KELP_BENCH_CLEANER_SECONDS:-10}"
 WARMUP="${KELP_BENCH_CLEANER_WARMUP:-2}"
 THREADS="${KELP_BENCH_CLEANER_THREADS:-}"
+IO_RATE="${KELP_BENCH_CLEANER_IO_RATE:-}"
 case "${1:-}" in
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
     "") ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
 esac
@@ -104,7 +106,7 @@ METRICS="http://127.0.0.1:$ADMIN_PORT/metrics"
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "kelp: $("$KELP_BIN" --version) ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), --storage disk --fsync interval${THREADS:+ --log-cleaner-threads $THREADS}"
+    echo "kelp: $("$KELP_BIN" --version) ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), --storage disk --fsync interval${THREADS:+ --log-cleaner-threads $THREADS}${IO_RATE:+ --log-cleaner-io-max-bytes-per-second $IO_RATE}"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; kelp on core $SUT_CPU, clients on core $LOAD_CPU"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "log: $RECORDS records of $VALUE_BYTES B over $KEYS keys, $PARTITIONS partitions, segment.bytes $SEGMENT_BYTES"
@@ -113,11 +115,14 @@ METRICS="http://127.0.0.1:$ADMIN_PORT/metrics"
 
 # ---- kelp -------------------------------------------------------------------------------------
 start_kelp() { # off|on
-    local backoff=3600000
-    [ "$1" = on ] && backoff=500
+    local backoff=3600000 limit=()
+    if [ "$1" = on ]; then
+        backoff=500
+        if [ -n "$IO_RATE" ]; then limit=(--log-cleaner-io-max-bytes-per-second "$IO_RATE"); fi
+    fi
     RUST_LOG="${RUST_LOG:-warn}" "${pin_sut[@]}" "$KELP_BIN" serve --listen "$ADDR" --advertised-listener "$ADDR" \
         --admin-listen "127.0.0.1:$ADMIN_PORT" --storage disk --data-dir "$DATA" --fsync interval \
-        --log-cleaner-backoff-ms "$backoff" ${THREADS:+--log-cleaner-threads "$THREADS"} >>"$OUT/kelp.log" 2>&1 &
+        --log-cleaner-backoff-ms "$backoff" ${THREADS:+--log-cleaner-threads "$THREADS"} "${limit[@]}" >>"$OUT/kelp.log" 2>&1 &
     KELP_PID=$!
     for _ in $(seq 1 600); do
         bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null && return 0
@@ -151,14 +156,23 @@ cleaner_ticks() {
     done
     if [ -n "$found" ]; then echo "$sum"; fi
 }
-# Samples the cleaner's counters every 0.5 s: seconds since START, bytes read, passes.
+# utime + stime of all of kelp's threads, in clock ticks.
+kelp_ticks() {
+    local f
+    f="$(cat "/proc/$KELP_PID/stat")"
+    f="${f##*) }"
+    # shellcheck disable=SC2086
+    set -- $f
+    echo $((${12} + ${13}))
+}
+# Samples the cleaner's counters every 0.2 s: seconds since START, bytes read, passes.
 poll_metrics() { # FILE START_EPOCH_NS
     while :; do
         local now
         now=$(date +%s%N)
         printf '%s\t%s\t%s\n' "$(((now - $2) / 1000000))" "$(metric kelp_cleaner_bytes_read_total)" \
             "$(metric kelp_cleaner_passes_total)" >>"$1"
-        sleep 0.5
+        sleep 0.2
     done
 }
 # Waits until the cleaner has read nothing new for 10 s (20 backoffs), at most 30 minutes.
@@ -222,7 +236,7 @@ wait_cleaner_idle
 kill "$POLL_PID"; POLL_PID=""
 # When the cleaner last finished a pass with reads: it was at work until then.
 BUSY_UNTIL_MS="$(awk -F'\t' 'NR > 1 && $2 != prev {t = $1} {prev = $2} END {print t + 0}' "$OUT/timeline-with-probe.tsv")"
-READ_P="$(metric kelp_cleaner_bytes_read_total)"; RUN_P="$(metric kelp_cleaner_run_seconds_total)"
+READ_P="$(metric kelp_cleaner_bytes_read_total)"
 stop_kelp
 log "data directory after cleaning: $(du_mb) MB"
 
@@ -236,12 +250,17 @@ T0=$(date +%s%N)
 poll_metrics "$OUT/timeline-alone.tsv" "$T0" &
 POLL_PID=$!
 log "the cleaner alone"
+KELP_TICKS_0="$(kelp_ticks)"
 wait_cleaner_idle
 kill "$POLL_PID"; POLL_PID=""
 READ="$(metric kelp_cleaner_bytes_read_total)"; WRITTEN="$(metric kelp_cleaner_bytes_written_total)"
 RUN="$(metric kelp_cleaner_run_seconds_total)"; PASSES="$(metric kelp_cleaner_passes_total)"
 REMOVED="$(metric kelp_cleaner_records_removed_total)"
 TICKS="$(cleaner_ticks)"
+KELP_TICKS=$(($(kelp_ticks) - KELP_TICKS_0))
+# The cleaner's wall time: from its first look (one backoff, 0.5 s, after the start) to the
+# end of the last pass that read anything.
+ALONE_BUSY_MS="$(awk -F'\t' 'NR > 1 && $2 != prev {t = $1} {prev = $2} END {print t + 0}' "$OUT/timeline-alone.tsv")"
 curl -fsS --max-time 5 "$METRICS" | grep '^kelp_cleaner' >"$OUT/metrics-alone.txt" || true
 stop_kelp
 AFTER_MB="$(du_mb)"
@@ -249,26 +268,30 @@ AFTER_MB="$(du_mb)"
 # ---- figures ------------------------------------------------------------------------------------
 CLK_TCK="$(getconf CLK_TCK)"
 python3 - "$OUT" "$OFF" "$ON" "$READ" "$WRITTEN" "$RUN" "$PASSES" "$REMOVED" "${TICKS:-}" "$CLK_TCK" \
-    "$READ_P" "$RUN_P" "$BUSY_UNTIL_MS" "$PROBE_END_MS" "$BEFORE_MB" "$AFTER_MB" <<'EOF' | tee "$OUT/summary.txt"
+    "$READ_P" "$BUSY_UNTIL_MS" "$PROBE_END_MS" "$BEFORE_MB" "$AFTER_MB" "$KELP_TICKS" "$ALONE_BUSY_MS" <<'EOF' | tee "$OUT/summary.txt"
 import sys
-out, off, on, read, written, run, passes, removed, ticks, tck, read_p, run_p, busy, probe_end, before, after = sys.argv[1:]
+(out, off, on, read, written, run, passes, removed, ticks, tck, read_p, busy, probe_end, before, after, kelp_ticks,
+ alone_busy) = sys.argv[1:]
 f = lambda line, k: line.split(k + "=")[1].split()[0]
-read, written, run, read_p, run_p = map(float, (read, written, run, read_p, run_p))
+read, written, run, read_p = map(float, (read, written, run, read_p))
+tck = int(tck)
+wall = int(alone_busy) / 1000 - 0.5
 p99_off, p99_on = float(f(off, "p99_us")), float(f(on, "p99_us"))
 rows = [
-    ("cleaner throughput, MB of log read per second of cleaner run time (alone)", f"{read / 1e6 / run:.1f}"),
-    ("cleaner throughput per CPU second of the cleaner thread (alone)",
-     f"{read / 1e6 / (int(ticks) / int(tck)):.1f}" if ticks else "- (no thread named *clean*)"),
-    ("cleaned (alone): MB read / MB written / passes / records removed",
-     f"{read / 1e6:.0f} / {written / 1e6:.0f} / {passes.split('.')[0]} / {removed.split('.')[0]}"),
+    ("cleaner throughput (alone), MB of log cleaned per second of wall time", f"{read / 1e6 / wall:.0f}"),
+    ("cleaner throughput (alone), MB per CPU second of the cleaner thread",
+     f"{read / 1e6 / (int(ticks) / tck):.0f}" if ticks else "- (no thread named *clean*)"),
+    ("cleaner throughput (alone), MB per CPU second of kelp (all threads)", f"{read / 1e6 / (int(kelp_ticks) / tck):.0f}"),
+    ("cleaner throughput (alone), kelp_cleaner_bytes_read_total / kelp_cleaner_run_seconds_total", f"{read / 1e6 / run:.0f}"),
+    ("cleaned (alone): MB read / MB written / passes / records removed / wall s",
+     f"{read / 1e6:.0f} / {written / 1e6:.0f} / {passes.split('.')[0]} / {removed.split('.')[0]} / {wall:.1f}"),
     ("data directory before / after cleaning (alone), MB", f"{before} / {after}"),
-    ("cleaner throughput while the lean client ran, MB/s of run time", f"{read_p / 1e6 / run_p:.1f}"),
     ("lean client p50 / p99 / p99.9 / max us, cleaner off", f"{f(off, 'p50_us')} / {f(off, 'p99_us')} / {f(off, 'p999_us')} / {f(off, 'max_us')}"),
     ("lean client p50 / p99 / p99.9 / max us, cleaner on", f"{f(on, 'p50_us')} / {f(on, 'p99_us')} / {f(on, 'p999_us')} / {f(on, 'max_us')}"),
     ("lean client achieved records/s, off / on", f"{f(off, 'achieved')} / {f(on, 'achieved')}"),
     ("p99 with the cleaner / without", f"{p99_on / p99_off:.2f}"),
-    ("the cleaner was busy until / the lean client ended, s after the start",
-     f"{int(busy) / 1000:.1f} / {int(probe_end) / 1000:.1f}"),
+    ("MB cleaned while the lean client ran; the cleaner was busy until / the lean client ended, s after the start",
+     f"{read_p / 1e6:.0f}; {int(busy) / 1000:.1f} / {int(probe_end) / 1000:.1f}"),
 ]
 with open(f"{out}/results.tsv", "w") as t:
     for k, v in rows:
