@@ -175,14 +175,15 @@ poll_metrics() { # FILE START_EPOCH_NS
         sleep 0.2
     done
 }
-# Waits until the cleaner has read nothing new for 10 s (20 backoffs), at most 30 minutes.
+# Waits until every partition of bench-compact has had a pass (each is dirty when kelp starts)
+# and the cleaner has read nothing new for 5 s (10 backoffs), at most 30 minutes.
 wait_cleaner_idle() {
     local last=-1 same=0 now
     for _ in $(seq 1 3600); do
         now="$(metric kelp_cleaner_bytes_read_total)"
-        if [ "$now" = "$last" ] && [ "$(metric kelp_cleaner_passes_total | cut -d. -f1)" -gt 0 ]; then
+        if [ "$now" = "$last" ] && [ "$(metric kelp_cleaner_passes_total | cut -d. -f1)" -ge "$PARTITIONS" ]; then
             same=$((same + 1))
-            [ "$same" -ge 20 ] && return 0
+            [ "$same" -ge 10 ] && return 0
         else
             same=0
         fi
