@@ -6,12 +6,13 @@
 //! usage before and after cleaning is printed.
 //!
 //! How the log gets fully cleaned, as in Kafka: a pass cleans the closed segments only, and
-//! keeps the tombstones it sees for `delete.retention.ms` (their delete horizon); a pass runs
-//! only when the closed segments hold enough dirty data. So once the first pass is over and
+//! keeps the tombstones it sees for `delete.retention.ms` (their delete horizon), after which
+//! a later pass drops them. The records of the active segment are never cleaned, and while
+//! they are there the older values of their keys stay too. So once the first pass is over and
 //! the horizon has passed, one more record (key `roll`) is written: its append rolls the
 //! active segment (older than `segment.ms`), which makes that segment dirty and cleanable, and
-//! the second pass removes both the tombstones and the values its keys supersede. That record
-//! is the one extra record the readers see.
+//! the next pass removes the values its records supersede. That record is the one extra
+//! record the readers see.
 //!
 //! Also the helpers `crash.rs` shares: the admin endpoint's metrics, the partition directory,
 //! and a raw reader of a whole partition.
@@ -476,7 +477,8 @@ fn a_cleaned_topic_reads_back_the_latest_value_of_every_live_key() {
     assert_eq!(server.terminate(Duration::from_secs(60)).and_then(|s| s.code()), Some(0), "graceful stop");
 
     // The cleaner checks every 500 ms from the restart on. The first pass cleans every closed
-    // segment; the second, after the roll record, the rest and the tombstones.
+    // segment; later ones the tombstones (past their horizon) and, after the roll record, the
+    // last segment.
     let admin = admin_addr();
     let admin_s = admin.to_string();
     server = KelpServer::start_on_disk(dir, &["--log-cleaner-backoff-ms", "500", "--admin-listen", &admin_s]);
@@ -489,7 +491,7 @@ fn a_cleaned_topic_reads_back_the_latest_value_of_every_live_key() {
     // older than segment.ms since the writing stopped before the restart.
     std::thread::sleep(Duration::from_millis(DELETE_RETENTION_MS + 500));
     write_roll_record(&server);
-    wait_metrics(&server, admin, limit, "the second pass", |m| sample(m, "kelp_cleaner_passes_total") > passes);
+    wait_metrics(&server, admin, limit, "a later pass", |m| sample(m, "kelp_cleaner_passes_total") > passes);
     let started = Instant::now();
     let stored = loop {
         // A pass may be under way still: read until the log is whole.
