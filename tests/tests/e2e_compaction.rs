@@ -14,14 +14,14 @@
 
 // A test crate's root is this file, so its modules are found from tests/tests/: the paths
 // name the e2e_compaction/ folder.
-#[path = "e2e_compaction/compression.rs"]
-mod compression;
-#[path = "e2e_compaction/keyless.rs"]
-mod keyless;
 #[path = "e2e_compaction/cleaning.rs"]
 mod cleaning;
+#[path = "e2e_compaction/compression.rs"]
+mod compression;
 #[path = "e2e_compaction/crash.rs"]
 mod crash;
+#[path = "e2e_compaction/keyless.rs"]
+mod keyless;
 
 use std::net::SocketAddr;
 use std::time::Duration;
