@@ -9,9 +9,10 @@
 Modes:
   produce  creates the topic (one partition, the --config entries) with the AdminClient, then
            produces --records records in rounds over --keys keys: record i has key
-           compaction_keys.key(i % keys) and value compaction_keys.value(i, value_bytes), except
-           that in the last round the first --tombstones keys get a tombstone (a null value)
-           first, before the last values of the other keys. acks=all, no idempotence. Every
+           "k%05d" % (i % keys) and a value of --value-bytes bytes, i in 7 digits, a dash, then
+           'x's, except that in the last round the first --tombstones keys get a tombstone (a
+           null value), written first, before the last values of the other keys (record i of
+           that round still goes to key i % keys). acks=all, no idempotence. Every
            delivery report must name partition 0 and offset i (nothing else wrote to the topic),
            so record i is stored at offset i. One JSON summary line.
   read     a fresh consumer (assign, no group membership, no commits) reads partition 0 from
