@@ -72,6 +72,7 @@ pub(crate) struct Job {
     pub key: PartitionKey,
     pub cmd: CmdId,
     pub sink: Sink,
+    /// When the pass started running (set by the cleaner thread).
     pub started: Instant,
     pub dir: PathBuf,
     pub spec: CleanSpec,
@@ -232,7 +233,10 @@ impl From<RecordsError> for Stopped {
 }
 
 impl Worker {
-    fn run(&self, job: Job) -> Finished {
+    fn run(&self, mut job: Job) -> Finished {
+        // The pass's time counts from here, not from when it was queued behind other
+        // partitions' passes (the run-seconds metric measures cleaning, not waiting).
+        job.started = Instant::now();
         let mut written = Vec::new();
         let outcome = match self.pass(&job, &mut written) {
             Ok(out) => Ok(out),
