@@ -53,6 +53,20 @@ pub struct SegmentInfo {
     pub max_timestamp: i64,
 }
 
+/// The planner's view of a log: its segments as (base offset, size, largest timestamp of the
+/// first batch, largest timestamp), oldest first, and `log_end`, the offset the next record
+/// gets. Each segment ends where the next begins, the last one at the log end.
+pub fn segment_infos(segments: impl IntoIterator<Item = (i64, u64, i64, i64)>, log_end: i64) -> Vec<SegmentInfo> {
+    let mut infos: Vec<SegmentInfo> = Vec::new();
+    for (base_offset, size, first_timestamp, max_timestamp) in segments {
+        if let Some(prev) = infos.last_mut() {
+            prev.end_offset = base_offset;
+        }
+        infos.push(SegmentInfo { base_offset, end_offset: log_end, size, first_timestamp, max_timestamp });
+    }
+    infos
+}
+
 /// A pass over a log that is due for cleaning.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {

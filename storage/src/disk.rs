@@ -949,18 +949,8 @@ impl PartLog {
 
     /// The segments as the cleaner's planner sees them, the active one last.
     fn segment_infos(&self) -> Vec<SegmentInfo> {
-        let ends = self.segments.iter().skip(1).map(|s| s.base_offset).chain([self.next_offset]);
-        self.segments
-            .iter()
-            .zip(ends)
-            .map(|(s, end_offset)| SegmentInfo {
-                base_offset: s.base_offset,
-                end_offset,
-                size: s.size,
-                first_timestamp: s.first_ts,
-                max_timestamp: s.max_ts.0,
-            })
-            .collect()
+        let segments = self.segments.iter().map(|s| (s.base_offset, s.size, s.first_ts, s.max_ts.0));
+        planner::segment_infos(segments, self.next_offset)
     }
 
     /// Read handles on every segment, for a cleaner thread.

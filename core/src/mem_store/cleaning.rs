@@ -67,18 +67,8 @@ struct Cleaned {
 impl MemLog {
     /// The segments as the cleaner's planner sees them.
     fn segment_infos(&self) -> Vec<SegmentInfo> {
-        let ends = self.segments.iter().skip(1).map(|s| s.base_offset).chain([self.next_offset]);
-        self.segments
-            .iter()
-            .zip(ends)
-            .map(|(s, end_offset)| SegmentInfo {
-                base_offset: s.base_offset,
-                end_offset,
-                size: s.size,
-                first_timestamp: s.first_timestamp,
-                max_timestamp: s.max_timestamp,
-            })
-            .collect()
+        let segments = self.segments.iter().map(|s| (s.base_offset, s.size, s.first_timestamp, s.max_timestamp));
+        cleaner::segment_infos(segments, self.next_offset)
     }
 }
 
