@@ -363,6 +363,36 @@ pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32)
     })
 }
 
+/// ListOffsets (v8) for partition 0 of `topic` at `timestamp` (-1 latest, -2 earliest, or a
+/// time); panics on an error. Returns the offset.
+pub fn list_offset(h: &mut Harness, c: ConnId, topic: &str, timestamp: i64) -> i64 {
+    use kelp_core::codec::generated::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
+    let req = RequestBody::ListOffsets(ListOffsetsRequest {
+        replica_id: -1,
+        topics: vec![ListOffsetsTopic {
+            name: topic.into(),
+            partitions: vec![ListOffsetsPartition { partition_index: 0, timestamp, ..Default::default() }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let p = match h.call(c, req, 8) {
+        ResponseBody::ListOffsets(m) => m.topics[0].partitions[0].clone(),
+        other => panic!("expected ListOffsets response, got {:?}", other.api_key()),
+    };
+    assert_eq!(p.error_code, 0);
+    p.offset
+}
+
+/// Topic config overrides as a CreateTopics request carries them.
+#[must_use]
+pub fn topic_configs(configs: &[(&str, &str)]) -> Vec<CreatableTopicConfig> {
+    configs
+        .iter()
+        .map(|(k, v)| CreatableTopicConfig { name: (*k).into(), value: Some((*v).into()), ..Default::default() })
+        .collect()
+}
+
 /// Creates topic `name` with `partitions` partitions and these config overrides; panics on
 /// an error. Returns its id.
 pub fn create_topic_with(h: &mut Harness, conn: ConnId, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Uuid {
@@ -371,14 +401,7 @@ pub fn create_topic_with(h: &mut Harness, conn: ConnId, name: &str, partitions: 
             name: name.into(),
             num_partitions: partitions,
             replication_factor: -1,
-            configs: configs
-                .iter()
-                .map(|(k, v)| CreatableTopicConfig {
-                    name: (*k).into(),
-                    value: Some((*v).into()),
-                    ..Default::default()
-                })
-                .collect(),
+            configs: topic_configs(configs),
             ..Default::default()
         }],
         timeout_ms: 1000,

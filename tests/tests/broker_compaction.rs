@@ -11,12 +11,11 @@ use kelp_core::codec::generated::RequestBody;
 use kelp_core::codec::generated::incremental_alter_configs::{
     AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
 };
-use kelp_core::codec::generated::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
 use kelp_core::codec::{ConfigResourceType, KStr};
 use kelp_core::records::{Batches, Compression, RecordBatchBuilder};
 use kelp_core::{Config, ConnId};
 use kelp_tests::expect_body;
-use kelp_tests::harness::{Harness, create_topic_with, fetch_request, ms, produce_request, test_config};
+use kelp_tests::harness::{Harness, create_topic_with, fetch_request, list_offset, ms, produce_request, test_config};
 
 /// The cleaner looks every second; retention is left to its default (a week).
 fn config() -> Config {
@@ -71,21 +70,6 @@ fn fetch_from(h: &mut Harness, c: ConnId, topic: &str, offset: i64) -> Vec<Kv> {
 
 fn kv(offset: i64, key: &str, value: Option<&str>) -> Kv {
     (offset, key.to_owned(), value.map(str::to_owned))
-}
-
-fn list_offset(h: &mut Harness, c: ConnId, topic: &str, timestamp: i64) -> i64 {
-    let req = RequestBody::ListOffsets(ListOffsetsRequest {
-        replica_id: -1,
-        topics: vec![ListOffsetsTopic {
-            name: topic.into(),
-            partitions: vec![ListOffsetsPartition { partition_index: 0, timestamp, ..Default::default() }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    let p = expect_body!(h.call(c, req, 8), ListOffsets).topics[0].partitions[0].clone();
-    assert_eq!(p.error_code, 0);
-    p.offset
 }
 
 fn set_config(h: &mut Harness, c: ConnId, topic: &str, name: &'static str, value: &'static str) {

@@ -7,12 +7,12 @@ use bytes::Bytes;
 use kelp_core::codec::ErrorCode;
 use kelp_core::codec::generated::RequestBody;
 use kelp_core::codec::generated::delete_records::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
-use kelp_core::codec::generated::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
 use kelp_core::records::{Compression, RecordBatchBuilder};
 use kelp_core::{Config, ConnId};
 use kelp_tests::expect_body;
 use kelp_tests::harness::{
-    Harness, START_WALL_MS, create_topic_with, fetch_request, ms, produce_request, record_values, test_config,
+    Harness, START_WALL_MS, create_topic_with, fetch_request, list_offset, ms, produce_request, record_values,
+    test_config,
 };
 
 /// ListOffsets: the record with the largest timestamp (KIP-734).
@@ -35,21 +35,6 @@ fn produce(h: &mut Harness, c: ConnId, topic: &str, records: Bytes) -> i64 {
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 0);
     p.base_offset
-}
-
-fn list_offset(h: &mut Harness, c: ConnId, topic: &str, timestamp: i64) -> i64 {
-    let req = RequestBody::ListOffsets(ListOffsetsRequest {
-        replica_id: -1,
-        topics: vec![ListOffsetsTopic {
-            name: topic.into(),
-            partitions: vec![ListOffsetsPartition { partition_index: 0, timestamp, ..Default::default() }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    let p = expect_body!(h.call(c, req, 8), ListOffsets).topics[0].partitions[0].clone();
-    assert_eq!(p.error_code, 0);
-    p.offset
 }
 
 /// (error code, values) of a fetch from `offset`.

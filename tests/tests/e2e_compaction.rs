@@ -26,11 +26,11 @@ mod keyless;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kelp_core::codec::generated::create_topics::{CreatableTopic, CreatableTopicConfig, CreateTopicsRequest};
+use kelp_core::codec::generated::create_topics::{CreatableTopic, CreateTopicsRequest};
 use kelp_core::codec::generated::{RequestBody, ResponseBody};
 use kelp_core::records::{Batches, RecordBatch};
 use kelp_tests::clients::{Client, Json, Scratch, run_client, tail};
-use kelp_tests::harness::fetch_request;
+use kelp_tests::harness::{fetch_request, topic_configs};
 use kelp_tests::raw::RawClient;
 use kelp_tests::server::KelpServer;
 
@@ -44,14 +44,7 @@ fn create_topic_with(addr: SocketAddr, topic: &str, partitions: i32, configs: &[
             name: topic.into(),
             num_partitions: partitions,
             replication_factor: 1,
-            configs: configs
-                .iter()
-                .map(|(k, v)| CreatableTopicConfig {
-                    name: (*k).into(),
-                    value: Some((*v).into()),
-                    ..Default::default()
-                })
-                .collect(),
+            configs: topic_configs(configs),
             ..Default::default()
         }],
         timeout_ms: 30_000,

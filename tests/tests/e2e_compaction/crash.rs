@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kelp_core::codec::generated::RequestBody;
-use kelp_core::codec::generated::create_topics::{CreatableTopic, CreatableTopicConfig, CreateTopicsRequest};
 use kelp_core::codec::generated::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use kelp_core::records::{Compression, RecordBatchBuilder};
 use kelp_tests::expect_body;
@@ -150,31 +149,14 @@ fn send(c: &mut RawClient, model: &Mutex<Model>, batch: Bytes, sent: Vec<Sent>) 
 }
 
 fn create_topic(server: &KelpServer) {
-    let config = |name: &str, value: &str| CreatableTopicConfig {
-        name: name.into(),
-        value: Some(value.into()),
-        ..Default::default()
-    };
-    let create = RequestBody::CreateTopics(CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: TOPIC.into(),
-            num_partitions: 1,
-            replication_factor: 1,
-            configs: vec![
-                config("cleanup.policy", "compact"),
-                config("segment.bytes", "65536"),
-                config("min.cleanable.dirty.ratio", "0.01"),
-                // Tombstones stay for the whole test: a kept one is checked like any record.
-                config("delete.retention.ms", "86400000"),
-            ],
-            ..Default::default()
-        }],
-        timeout_ms: 10_000,
-        ..Default::default()
-    });
-    let mut c = RawClient::connect(server.addr).expect("connect");
-    let created = expect_body!(c.call(create, 5).expect("create"), CreateTopics);
-    assert_eq!(created.topics[0].error_code, 0, "create {TOPIC}: {:?}", created.topics[0].error_message);
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "65536"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+        // Tombstones stay for the whole test: a kept one is checked like any record.
+        ("delete.retention.ms", "86400000"),
+    ];
+    super::create_topic_with(server.addr, TOPIC, 1, &configs);
 }
 
 /// Reads the partition back and checks it against the model; records read back that were in
