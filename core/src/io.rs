@@ -225,7 +225,10 @@ pub enum Command {
     },
     /// Append complete record batches whose offsets the core has assigned: the first batch's
     /// base offset is `base_offset` and the last record's offset is `last_offset`. Answered
-    /// with [`Completion::Done`] once the batches are as durable as the store promises.
+    /// with [`Completion::Done`] once the batches are durable (they survive a crash of the
+    /// store), or with [`Completion::Stored`] once the store holds them but a crash could
+    /// still lose them (a SeaweedMQ broker acknowledges records it has only in memory): the
+    /// core then learns when they become durable with [`Command::AwaitDurable`].
     ///
     /// With `recompress` set, the store first re-encodes the batches in the topic's codec
     /// with [`Recompress::apply`] (after checking that the append continues the log, before
@@ -315,16 +318,34 @@ pub enum Command {
     /// Re-learn a partition's end from what the store really holds, after appends whose
     /// outcome is unknown (see [`StorageError::outcome_unknown`]). The core sends it only when
     /// none of the partition's appends is in the store. A store first settles anything still
-    /// undecided for the partition (drops a broken publish stream, discards a partial write),
-    /// then answers with [`Completion::Partition`]: the log start, the log end offset, the
-    /// largest timestamp and the idempotent producers' last batches, as [`Command::Recover`]
-    /// reports them for every partition at start.
+    /// undecided for the partition (drops a broken publish stream, discards a partial write,
+    /// waits until what it holds is durable), then answers with [`Completion::Partition`]: the
+    /// log start, the log end offset, the largest timestamp and the idempotent producers' last
+    /// batches, as [`Command::Recover`] reports them for every partition at start. Everything
+    /// below the end it reports is durable (so is everything [`Command::Recover`] reports).
     RecoverPartition {
         /// The partition.
         partition: PartitionKey,
         /// The core's high watermark: it knows the producer batches below it, so a store
         /// that must read records back to rebuild producer state may start here.
         from: i64,
+    },
+    /// Answer once every record of the partition below `offset` is durable, with
+    /// [`Completion::Durable`]: the exclusive end of the partition's durable prefix then
+    /// (at least `offset`, or less only when the store knows that the records from there on
+    /// will never be durable and says so by failing instead). Sent only to a store that
+    /// answered appends with [`Completion::Stored`], at most one per partition at a time.
+    /// Unlike other commands it does not wait behind the partition's appends: it is answered
+    /// whenever the store learns enough. A store that cannot tell in time (or knows the
+    /// records were lost: its broker restarted) fails it with an error whose
+    /// [`StorageError::outcome_unknown`] is true; the core then treats every record past the
+    /// durable prefix as of unknown outcome and re-learns the partition's end with
+    /// [`Command::RecoverPartition`].
+    AwaitDurable {
+        /// The partition.
+        partition: PartitionKey,
+        /// Exclusive end of the records that must be durable.
+        offset: i64,
     },
     /// Store (or with `None` delete) a small value under `key`: committed offsets, group
     /// metadata, producer state.
@@ -390,8 +411,17 @@ impl Recompress {
 /// The answer to a [`Command`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Completion {
-    /// The command took effect.
+    /// The command took effect (an append: durably).
     Done,
+    /// An append is held by the store and readable, but not yet durable: a crash of the store
+    /// could still lose it (answers [`Command::Append`]; see [`Command::AwaitDurable`]).
+    Stored,
+    /// Every record of the partition below `end` is durable (answers
+    /// [`Command::AwaitDurable`]).
+    Durable {
+        /// Exclusive end of the partition's durable prefix.
+        end: i64,
+    },
     /// Everything the store holds (answers [`Command::Recover`]).
     Recovered(Box<Recovered>),
     /// Batches read (answers [`Command::Read`]); empty when none qualify.
@@ -546,6 +576,11 @@ pub enum StorageError {
     /// re-splitting a topic that holds data); the text says why, for the client. Nothing
     /// changed.
     Refused(&'static str),
+    /// The store will not let the partition continue where it stands: continuing would
+    /// re-use offsets it holds, or accept that records it had reported durable are gone. The
+    /// text says why; the store logs what an operator can do. Retriable for clients
+    /// (NOT_LEADER_OR_FOLLOWER): the core keeps asking, and counts the partition as fenced.
+    Fenced(&'static str),
     /// An append's batch, re-encoded in its topic's codec ([`Recompress`]), is longer than
     /// the topic's `max.message.bytes`. Nothing was stored; the batch itself is at fault, so
     /// unlike the other errors a retry cannot succeed.
@@ -575,6 +610,7 @@ impl StorageError {
             Self::Full => ErrorCode::KAFKA_STORAGE_ERROR,
             Self::Corrupt(_) => ErrorCode::KAFKA_STORAGE_ERROR,
             Self::Refused(_) => ErrorCode::INVALID_REQUEST,
+            Self::Fenced(_) => ErrorCode::NOT_LEADER_OR_FOLLOWER,
             Self::MessageTooLarge => ErrorCode::MESSAGE_TOO_LARGE,
         }
     }

@@ -200,6 +200,12 @@ impl MemStore {
                 );
                 Completion::Partition(extent)
             }
+            // Everything this store holds is as durable as it gets: appends answer `Done`.
+            Command::AwaitDurable { partition, .. } => match self.logs.get(&partition) {
+                Some(log) => Completion::Durable { end: log.next_offset },
+                None if self.topics.contains_key(&partition.topic_id) => Completion::Durable { end: 0 },
+                None => Completion::Failed(StorageError::NotFound),
+            },
             Command::Put { key, value } => {
                 match value {
                     Some(v) => self.values.insert(key, v),

@@ -612,6 +612,12 @@ impl State {
                 let max_timestamp = self.parts.get(&partition).map_or(TimestampOffset::NONE, PartLog::max_timestamp);
                 Completion::LogStart { offset: start, max_timestamp }
             }
+            // Appends answer `Done`: they are as durable as this store makes them.
+            Command::AwaitDurable { partition, .. } => match self.parts.get(&partition) {
+                Some(p) => Completion::Durable { end: p.next_offset },
+                None if self.topics.contains_key(&partition.topic_id) => Completion::Durable { end: 0 },
+                None => Completion::Failed(StorageError::NotFound),
+            },
             Command::RecoverPartition { partition, .. } => {
                 if !self.topics.contains_key(&partition.topic_id) {
                     return Completion::Failed(StorageError::NotFound);
