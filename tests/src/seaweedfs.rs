@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::clients::workspace_root;
 
@@ -114,15 +115,53 @@ impl SeaweedCluster {
     /// Kills every process at once (SIGKILL by the recorded pids: no graceful stop, streams
     /// break mid-message) and starts them again on the same data.
     pub fn kill_and_restart(&mut self) {
-        let pids = std::fs::read_to_string(self.dir.join("pids")).unwrap_or_default();
-        for line in pids.lines() {
-            if let Some((_, pid)) = line.split_once(' ') {
-                let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).output();
-            }
+        for pid in self.pids() {
+            let _ = Command::new("kill").arg("-KILL").arg(pid).output();
         }
         // Clears the pid list and the sockets weed leaves behind.
         self.down(false);
         self.up();
+    }
+
+    /// Asks every process to stop as a service manager would (SIGTERM by the recorded pids),
+    /// gives them `grace` to exit, kills whatever is left (SIGKILL, as a service manager does
+    /// when its stop timeout runs out) and starts them again on the same data. Returns whether
+    /// they all exited on their own.
+    ///
+    /// `weed server` under load does not: it stops its filer first, and its broker, still
+    /// acknowledging publishes, retries its flush to the gone filer until it is killed.
+    pub fn terminate_and_restart(&mut self, grace: Duration) -> bool {
+        let pids = self.pids();
+        for pid in &pids {
+            let _ = Command::new("kill").arg("-TERM").arg(pid).output();
+        }
+        let deadline = Instant::now() + grace;
+        let alive = |pid: &String| Path::new("/proc").join(pid).exists() && !Self::is_zombie(pid);
+        while pids.iter().any(alive) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let exited = !pids.iter().any(alive);
+        for pid in pids.iter().filter(|p| alive(p)) {
+            let _ = Command::new("kill").arg("-KILL").arg(pid).output();
+        }
+        // Clears the pid list and the sockets weed leaves behind.
+        self.down(false);
+        self.up();
+        exited
+    }
+
+    /// The recorded process ids.
+    fn pids(&self) -> Vec<String> {
+        let pids = std::fs::read_to_string(self.dir.join("pids")).unwrap_or_default();
+        pids.lines().filter_map(|l| Some(l.split_once(' ')?.1.trim().to_owned())).collect()
+    }
+
+    /// Whether `pid` has exited but not been reaped (its parent, up.sh's shell, is gone, so
+    /// init reaps it; until then /proc still lists it).
+    fn is_zombie(pid: &str) -> bool {
+        let stat = std::fs::read_to_string(Path::new("/proc").join(pid).join("stat")).unwrap_or_default();
+        // pid (comm) state ...: the state follows the last ')'.
+        stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
     }
 
     /// Aborts every TCP connection process `pid` has open to the SeaweedMQ broker (`ss -K`, as
@@ -150,7 +189,8 @@ impl SeaweedCluster {
         aborted
     }
 
-    /// Stops every process (SIGTERM, then SIGKILL by pid) and starts them again on the same data.
+    /// Stops every process (SIGTERM, then SIGKILL by pid after 30 s: scripts/seaweedfs-down.sh)
+    /// and starts them again on the same data.
     pub fn restart(&mut self) {
         self.down(false);
         self.up();

@@ -8,7 +8,7 @@
 
 use std::process::Command;
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kelp_core::codec::{KStr, Uuid};
 use kelp_core::io::{PartitionKey, TopicRecord};
@@ -17,7 +17,7 @@ use kelp_core::{CmdId, Completion};
 use kelp_storage::seaweedmq::{SeaweedMqConfig, SeaweedMqStore};
 use kelp_storage::{CompletionSink, Sink, Store};
 
-use kelp_tests::clients::{Scratch, clients_dir, clients_src, run_client};
+use kelp_tests::clients::{ProcessGroup, Scratch, clients_dir, clients_src, read_lossy, run_client, tail};
 use kelp_tests::require_seaweedfs;
 use kelp_tests::seaweedfs::SeaweedCluster;
 use kelp_tests::server::KelpServer;
@@ -172,23 +172,191 @@ fn an_idempotent_producer_finishes_exactly_once_through_broken_publish_streams_m
     broken_streams("mio");
 }
 
-/// SeaweedFS is killed (SIGKILL) and started again while an idempotent producer is
-/// mid-stream, kelp staying up.
-///
-/// Ignored: SeaweedMQ loses acknowledged messages when its broker stops under load. `weed`
-/// 4.48 acknowledges a message once it is in the broker's memory, writes that to the filer once
-/// a second even with `-logFlushInterval=0` (the broker raises 0 to 1 s) and saves its offset
-/// counter every 2 s, so the restarted broker reports an end (`GetPartitionRangeInfo`) below
-/// offsets it had acknowledged (1763 after ~2000 acks, earliest 879). A graceful stop (SIGTERM)
-/// is no better: `weed server` stops its filer first and the broker, still acknowledging,
-/// cannot write anything (2202 after 17373 acks). kelp refuses to adopt such an end (it would
-/// hand out acknowledged offsets again) and the partition keeps answering
-/// NOT_LEADER_OR_FOLLOWER. Run with `--ignored` to reproduce.
+/// What the `faults` client (tests/e2e/clients/seaweedmq_check.py) last wrote to its progress
+/// file.
+#[derive(Clone, Copy, Debug, Default)]
+struct Progress {
+    acked: u64,
+    produced: u64,
+    errors: u64,
+}
+
+/// The `faults` client: an idempotent producer at acks=all sending records at a steady rate
+/// until told to stop, then checking that every record is stored exactly once.
+struct SteadyProducer {
+    group: ProcessGroup,
+    scratch: Scratch,
+}
+
+impl SteadyProducer {
+    fn start(server: &KelpServer, topic: &str, rate: u32) -> Self {
+        let python = clients_dir().join("venv-confluent/bin/python");
+        assert!(python.is_file(), "confluent-kafka is not installed: run scripts/install-clients.sh");
+        let scratch = Scratch::new(topic);
+        let mut cmd = Command::new(python);
+        cmd.arg(clients_src().join("seaweedmq_check.py"))
+            .arg(server.addr.to_string())
+            .arg(topic)
+            .arg("faults")
+            .arg(rate.to_string())
+            .arg(scratch.0.join("progress"))
+            .arg(scratch.0.join("stop"))
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        let (_, out) = scratch.file("client.out");
+        let (_, err) = scratch.file("client.err");
+        Self { group: ProcessGroup::spawn(cmd, out, err), scratch }
+    }
+
+    fn progress(&self) -> Progress {
+        let text = std::fs::read_to_string(self.scratch.0.join("progress")).unwrap_or_default();
+        let n: Vec<u64> = text.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        match n[..] {
+            [acked, produced, errors] => Progress { acked, produced, errors },
+            _ => Progress::default(),
+        }
+    }
+
+    /// Polls the progress file until `done` holds; returns that progress and how long it took.
+    /// Panics, with the client's and kelp's output, after `limit` or if the client exits.
+    fn wait_until(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        server: &KelpServer,
+        done: impl Fn(Progress) -> bool,
+    ) -> (Progress, Duration) {
+        let started = Instant::now();
+        loop {
+            let p = self.progress();
+            if done(p) {
+                return (p, started.elapsed());
+            }
+            if let Some(status) = self.group.wait_for(Duration::ZERO) {
+                self.fail(&format!("waiting for {what}, the producer exited ({status}) at {p:?}"), server);
+            }
+            if started.elapsed() > limit {
+                self.fail(&format!("no {what} within {limit:?}: {p:?}"), server);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn fail(&self, why: &str, server: &KelpServer) -> ! {
+        let read = |name| read_lossy(&self.scratch.0.join(name));
+        panic!(
+            "{why}\nclient stdout: {}\nclient stderr:\n{}\nkelp log:\n{}",
+            read("client.out"),
+            tail(&read("client.err"), 30),
+            server.log_tail()
+        );
+    }
+
+    /// Tells the client to stop producing and waits for its checks; returns its report.
+    fn finish(mut self, server: &KelpServer) -> String {
+        std::fs::write(self.scratch.0.join("stop"), b"").expect("writing the stop file");
+        let status = self.group.wait_for(Duration::from_secs(600));
+        let out = read_lossy(&self.scratch.0.join("client.out"));
+        if !status.is_some_and(|s| s.success()) || !out.contains("\"ok\": true") {
+            self.fail(&format!("the producer's checks failed ({status:?})"), server);
+        }
+        out
+    }
+}
+
+/// How many times each fault test breaks SeaweedFS, and how fast its producer sends.
+const FAULTS: usize = 5;
+const RATE: u32 = 300;
+/// How long acknowledgements may take to resume once SeaweedFS is back. Generous: a liveness
+/// bound, not a performance figure.
+const RESUME_LIMIT: Duration = Duration::from_secs(120);
+
+/// An idempotent producer sends RATE records a second at acks=all while `fault` breaks
+/// SeaweedFS and starts it again FAULTS times, kelp staying up. Each fault lands while records
+/// are in flight; after each, every record produced before it must be acknowledged (and more)
+/// within RESUME_LIMIT of SeaweedFS being back, and acks must keep flowing before the next
+/// fault. At the end, every record has been acknowledged once, and the partition holds each
+/// exactly once, in order, at the offset it was acknowledged with, and nothing else.
+fn produce_through_restarts(name: &str, runtime: &str, fault: impl Fn(&mut SeaweedCluster) -> &'static str) {
+    let mut cluster = SeaweedCluster::start(name);
+    let server = kelp(&cluster, runtime);
+    let started = Instant::now();
+    let mut producer = SteadyProducer::start(&server, "faults", RATE);
+    let mut acked = u64::from(RATE);
+    producer.wait_until("first acknowledgements", RESUME_LIMIT, &server, |p| p.acked >= acked);
+    for n in 1..=FAULTS {
+        let (before, _) = producer.wait_until("records in flight", Duration::from_secs(30), &server, |p| {
+            p.produced > p.acked && p.errors == 0
+        });
+        let t = Instant::now();
+        let how = fault(&mut cluster);
+        let down = t.elapsed();
+        let (after, resumed) = producer.wait_until(
+            &format!("acknowledgement of the records produced before fault {n}"),
+            RESUME_LIMIT,
+            &server,
+            |p| p.acked > before.produced,
+        );
+        eprintln!(
+            "fault {n}: {how} with {} records in flight ({} acknowledged); SeaweedFS back after {down:.1?}; \
+             all acknowledged {resumed:.1?} after that",
+            before.produced - before.acked,
+            before.acked
+        );
+        // A second of acknowledgements before the next fault.
+        acked = after.acked + u64::from(RATE);
+        producer.wait_until(&format!("acknowledgements after fault {n}"), RESUME_LIMIT, &server, |p| p.acked >= acked);
+    }
+    let out = producer.finish(&server);
+    eprintln!("{} ({:.0?} in all)", out.trim(), started.elapsed());
+}
+
+fn kill_mid_produce(runtime: &str) {
+    produce_through_restarts(&format!("kill-{runtime}"), runtime, |cluster| {
+        cluster.kill_and_restart();
+        "SIGKILL"
+    });
+}
+
+/// SeaweedFS is killed (SIGKILL) five times while an idempotent producer at acks=all is
+/// mid-stream, kelp staying up. SeaweedMQ acknowledges a publish once it is in the broker's
+/// memory and writes it to the filer about a second later, so a kill loses what it had
+/// acknowledged since; kelp answers acks=all only for records on the filer, and repairs the
+/// partition after the restart (docs/SEAWEEDMQ.md).
 #[test]
-#[ignore = "SeaweedMQ loses acknowledged records when killed; see the doc comment"]
-fn an_idempotent_producer_finishes_exactly_once_when_seaweedmq_is_killed_mid_produce() {
+fn an_idempotent_producer_finishes_exactly_once_when_seaweedmq_is_killed_mid_produce_tokio() {
     require_seaweedfs!();
-    produce_through("kill-mid-produce", "tokio", |cluster, _| cluster.kill_and_restart());
+    kill_mid_produce("tokio");
+}
+
+#[test]
+fn an_idempotent_producer_finishes_exactly_once_when_seaweedmq_is_killed_mid_produce_mio() {
+    require_seaweedfs!();
+    kill_mid_produce("mio");
+}
+
+/// How long `weed server` gets to stop after SIGTERM before it is killed (Docker's default).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+fn terminate_mid_produce(runtime: &str) {
+    produce_through_restarts(&format!("term-{runtime}"), runtime, |cluster| {
+        if cluster.terminate_and_restart(STOP_GRACE) { "SIGTERM" } else { "SIGTERM, then SIGKILL after 10 s" }
+    });
+}
+
+/// `weed server` is stopped gracefully (SIGTERM) five times while an idempotent producer at
+/// acks=all is mid-stream, kelp staying up. It stops its filer first; its broker keeps
+/// acknowledging publishes it can no longer write and, under load, does not exit until it is
+/// killed when STOP_GRACE runs out. Nothing acknowledged at acks=all may be lost.
+#[test]
+fn an_idempotent_producer_finishes_exactly_once_when_seaweedmq_is_stopped_mid_produce_tokio() {
+    require_seaweedfs!();
+    terminate_mid_produce("tokio");
+}
+
+#[test]
+fn an_idempotent_producer_finishes_exactly_once_when_seaweedmq_is_stopped_mid_produce_mio() {
+    require_seaweedfs!();
+    terminate_mid_produce("mio");
 }
 
 struct ChannelSink(Mutex<mpsc::Sender<(CmdId, Completion)>>);

@@ -13,6 +13,13 @@
                                                (the test then breaks SeaweedMQ); every record is
                                                acknowledged and stored exactly once, in order,
                                                at the offset it was acknowledged with
+  seaweedmq_check.py BOOTSTRAP TOPIC faults RATE PROGRESS STOP
+                                               an idempotent producer at acks=all sends RATE
+                                               records a second until the file STOP exists,
+                                               rewriting PROGRESS ("acked produced errors") every
+                                               0.1 s so that the test can break SeaweedFS while
+                                               records are in flight and watch acks resume; then
+                                               the same checks as midproduce
 
 Prints one JSON object; exits non-zero on the first failed check."""
 import json
@@ -97,6 +104,33 @@ def check_record(m, i):
         fail("record %d: headers %r" % (i, m.headers()))
     if m.timestamp() != (1, ts):
         fail("record %d: timestamp %r" % (i, m.timestamp()))
+
+
+def read_back_once(count, acked):
+    """Records b"mid-0".. b"mid-<count-1>" were each acknowledged at acked[i]: checks that the
+    offsets increase with the records and that the partition holds each record exactly once,
+    in order, at that offset, and nothing else. Returns the offsets."""
+    # Offsets increase with the records (one partition, an idempotent producer keeps order).
+    # They may skip some: SeaweedMQ can use up an offset without storing anything there (see
+    # docs/SEAWEEDMQ.md), as Kafka's own logs have gaps after compaction.
+    offsets = [acked.get(i) for i in range(count)]
+    if None in offsets or any(b <= a for a, b in zip(offsets, offsets[1:])):
+        fail("acknowledged offsets do not increase with the records: %s" % offsets[:20])
+    got = read_all(count)
+    values = [m.value() for m in got]
+    if values != [b"mid-%d" % i for i in range(count)] or [m.offset() for m in got] != offsets:
+        first = next((i for i, (m, o) in enumerate(zip(got, offsets))
+                      if m.value() != b"mid-%d" % i or m.offset() != o), min(len(got), count))
+        seen = [(m.offset(), m.value().decode()) for m in got[max(first - 2, 0):first + 3]]
+        fail("read back %d records, want %d once each, in order, at their acknowledged offsets; first "
+             "difference at record %d (acknowledged at %s), read around it: %s"
+             % (len(got), count, first, offsets[first] if first < count else None, seen))
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "hwm-%f" % time.time()})
+    low, high = c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=30)
+    c.close()
+    if (low, high) != (0, offsets[-1] + 1):
+        fail("the partition holds offsets %d..%d, want 0..%d: a record was written twice" % (low, high, offsets[-1] + 1))
+    return offsets
 
 
 if MODE == "produce":
@@ -185,22 +219,72 @@ elif MODE == "midproduce":
         fail("records still unacknowledged after 600 s")
     if errors:
         fail("delivery errors: %s" % errors[:5])
-    # Offsets increase with the records (one partition, an idempotent producer keeps order).
-    # They may skip some: SeaweedMQ can use up an offset without storing anything there (see
-    # docs/SEAWEEDMQ.md), as Kafka's own logs have gaps after compaction.
-    offsets = [acked.get(i) for i in range(count)]
-    if None in offsets or any(b <= a for a, b in zip(offsets, offsets[1:])):
-        fail("acknowledged offsets do not increase with the records: %s" % offsets[:20])
-    got = read_all(count)
-    values = [m.value() for m in got]
-    if values != [b"mid-%d" % i for i in range(count)] or [m.offset() for m in got] != offsets:
-        fail("read back %d records, want %d once each, in order, at their acknowledged offsets" % (len(got), count))
-    c = Consumer({"bootstrap.servers": BOOT, "group.id": "hwm-%f" % time.time()})
-    low, high = c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=30)
-    c.close()
-    if (low, high) != (0, offsets[-1] + 1):
-        fail("the partition holds offsets %d..%d, want 0..%d: a record was written twice" % (low, high, offsets[-1] + 1))
+    offsets = read_back_once(count, acked)
     print(json.dumps({"ok": True, "records": count, "unused_offsets": offsets[-1] + 1 - count,
                       "seconds": round(time.time() - started, 2)}))
+elif MODE == "faults":
+    rate, progress, stop = float(sys.argv[4]), sys.argv[5], sys.argv[6]
+    create()
+    fatal = []
+
+    def on_error(err):
+        if err.fatal():
+            fatal.append(str(err))
+
+    # Kafka's defaults for an idempotent producer, spelled out: acks=all, 5 requests in flight.
+    # Deliveries may wait for a whole outage (the test restarts SeaweedFS five times).
+    p = Producer({"bootstrap.servers": BOOT, "enable.idempotence": True, "acks": "all",
+                  "max.in.flight.requests.per.connection": 5, "linger.ms": 5,
+                  "delivery.timeout.ms": 900000, "request.timeout.ms": 15000, "error_cb": on_error})
+    acked, sent_at, latencies, ack_times, errors = {}, {}, [], [], []
+
+    def done(err, msg, i):
+        now = time.time()
+        if err:
+            errors.append("record %d: %s" % (i, err))
+            return
+        acked[i] = msg.offset()
+        latencies.append(now - sent_at.pop(i))
+        ack_times.append(now)
+
+    def report(produced):
+        tmp = progress + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d %d %d\n" % (len(acked), produced, len(errors)))
+        os.replace(tmp, progress)
+
+    started, count, reported = time.time(), 0, 0.0
+    while not os.path.exists(stop):
+        if time.time() - started > 1200:
+            fail("no stop file after 1200 s")
+        due = int((time.time() - started) * rate)
+        while count < due:
+            sent_at[count] = time.time()
+            try:
+                p.produce(TOPIC, value=b"mid-%d" % count, partition=0,
+                          on_delivery=lambda err, msg, i=count: done(err, msg, i))
+            except BufferError:
+                break
+            count += 1
+        p.poll(0.01)
+        if errors or fatal:
+            fail("delivery errors: %s; fatal producer errors: %s" % (errors[:5], fatal[:5]))
+        if time.time() - reported >= 0.1:
+            report(count)
+            reported = time.time()
+    report(count)
+    if p.flush(600) != 0:
+        fail("records still unacknowledged 600 s after the last was produced")
+    if errors or fatal:
+        fail("delivery errors: %s; fatal producer errors: %s" % (errors[:5], fatal[:5]))
+    offsets = read_back_once(count, acked)
+    latencies.sort()
+    gaps = sorted(b - a for a, b in zip(ack_times, ack_times[1:]))
+    print(json.dumps({"ok": True, "records": count, "unused_offsets": offsets[-1] + 1 - count,
+                      "seconds": round(time.time() - started, 2),
+                      "ack_latency_s": {"p50": round(latencies[len(latencies) // 2], 3),
+                                        "p99": round(latencies[len(latencies) * 99 // 100], 3),
+                                        "max": round(latencies[-1], 3)},
+                      "longest_ack_gaps_s": [round(g, 2) for g in gaps[-5:]]}))
 else:
     fail("unknown mode " + MODE)
