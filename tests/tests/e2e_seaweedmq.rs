@@ -297,8 +297,8 @@ fn produce_through_restarts(name: &str, runtime: &str, fault: impl Fn(&mut Seawe
             |p| p.acked > before.produced,
         );
         eprintln!(
-            "fault {n}: {how} with {} records in flight ({} acknowledged); SeaweedFS back after {down:.1?}; \
-             all acknowledged {resumed:.1?} after that",
+            "fault {n} ({how}): {} records in flight, {} acknowledged; SeaweedFS back after {down:.1?}; \
+             the records in flight and more acknowledged {resumed:.1?} after that",
             before.produced - before.acked,
             before.acked
         );
