@@ -369,6 +369,7 @@ impl Broker {
                 }
             }
             CmdOwner::Resync(key) => api::resync::done(st, fx, key, result),
+            CmdOwner::Durable(key) => api::waiters::durability(st, fx, key, cmd, &result),
         }
     }
 
@@ -387,6 +388,7 @@ impl Broker {
                     fx.storage(CmdOwner::Recover, Command::Recover);
                 }
                 Timer::Resync(key) => api::resync::ask(st, fx, key),
+                Timer::ProduceTimeout(job) => api::produce::timed_out(fx, job),
             }
         }
     }

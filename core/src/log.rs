@@ -18,7 +18,20 @@
 //! producers' batches are remembered, so an idempotent retry of one is a duplicate with its
 //! original offsets. Appends stay refused until then.
 //!
-//! Invariants (asserted): `log_start <= hwm <= next_offset`; the high watermark never goes back.
+//! Durability: a store may hold an append before it is durable (a SeaweedMQ broker
+//! acknowledges records it has only in memory and writes them out about once a second). Such
+//! an append completes as [`crate::io::Completion::Stored`]: it moves the *stored* end (what
+//! acks=1 answers on, Kafka's log end as the leader has written it) but not the high
+//! watermark, which counts only durable records: fetchers never see, and acks=-1 never
+//! confirms, what a crash of the store could still take back (Kafka's high watermark, with the
+//! store's durability in the place of the followers). The partition asks the store when the
+//! stored records become durable ([`crate::io::Command::AwaitDurable`], one at a time). If the
+//! store cannot tell (its broker restarted), every record past the high watermark is of unknown
+//! outcome and the partition re-synchronises from there, as after a failed append. Appends a
+//! store completes as [`crate::io::Completion::Done`] are durable at once.
+//!
+//! Invariants (asserted): `log_start <= hwm <= stored <= next_offset`; the high watermark never
+//! goes back.
 
 use std::collections::VecDeque;
 
@@ -35,7 +48,8 @@ pub const PRODUCER_BATCHES: usize = 5;
 struct InFlight {
     cmd: CmdId,
     last_offset: i64,
-    done: bool,
+    /// `Some(durable)` once the store has answered.
+    done: Option<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +76,12 @@ pub struct PartitionLog {
     pub key: PartitionKey,
     log_start: i64,
     hwm: i64,
+    /// End of the completed prefix of appends: everything below it is in the store.
+    stored: i64,
+    /// Exclusive end of what the store has reported durable.
+    durable: i64,
+    /// The [`crate::io::Command::AwaitDurable`] outstanding, if any: only its answer counts.
+    awaiting: Option<CmdId>,
     next_offset: i64,
     max_timestamp: TimestampOffset,
     in_flight: VecDeque<InFlight>,
@@ -72,6 +92,9 @@ pub struct PartitionLog {
     resync: Resync,
     /// Answers to the current re-synchronisation that failed or were not adopted.
     resync_failures: u32,
+    /// Why the last answer to the current re-synchronisation could not be used, when the
+    /// store refused to let the partition go on (not merely could not answer).
+    fenced: Option<&'static str>,
     producers: HashMap<i64, ProducerEntry>,
 }
 
@@ -108,12 +131,16 @@ impl PartitionLog {
             key,
             log_start: e.log_start,
             hwm: e.next_offset,
+            stored: e.next_offset,
+            durable: e.next_offset,
+            awaiting: None,
             next_offset: e.next_offset,
             max_timestamp: e.max_timestamp,
             in_flight: VecDeque::new(),
             rewind_from: None,
             resync: Resync::No,
             resync_failures: 0,
+            fenced: None,
             producers: HashMap::new(),
         };
         for b in &e.producer_batches {
@@ -128,10 +155,66 @@ impl PartitionLog {
         self.log_start
     }
 
-    /// The high watermark: every offset below it is stored and visible.
+    /// The high watermark: every offset below it is stored durably and visible.
     #[must_use]
     pub fn hwm(&self) -> i64 {
         self.hwm
+    }
+
+    /// The end of what the store holds (acks=1 answers once an append is below it); at or
+    /// above the high watermark, which it passes while the store has not made records durable.
+    #[must_use]
+    pub fn stored(&self) -> i64 {
+        self.stored
+    }
+
+    /// True once when the partition should ask the store when its stored records become
+    /// durable: the caller sends [`crate::io::Command::AwaitDurable`] with offset
+    /// [`PartitionLog::stored`] as `cmd`, and reports the answer to
+    /// [`PartitionLog::durable_until`] or [`PartitionLog::durability_unknown`].
+    pub fn wants_durability(&self) -> bool {
+        self.awaiting.is_none() && self.stored > self.hwm && self.resync == Resync::No
+    }
+
+    /// Records that `cmd` (an [`crate::io::Command::AwaitDurable`]) is outstanding.
+    pub fn awaiting_durability(&mut self, cmd: CmdId) {
+        assert!(self.awaiting.is_none(), "two AwaitDurable at once");
+        self.awaiting = Some(cmd);
+    }
+
+    /// The store answered `cmd`: everything below `end` is durable. Returns the new high
+    /// watermark if it moved. An answer to a question the partition no longer asks (it
+    /// re-synchronised meanwhile) is ignored.
+    pub fn durable_until(&mut self, cmd: CmdId, end: i64) -> Option<i64> {
+        if self.awaiting != Some(cmd) {
+            return None;
+        }
+        self.awaiting = None;
+        self.durable = self.durable.max(end);
+        let before = self.hwm;
+        self.hwm = self.hwm.max(self.stored.min(self.durable));
+        self.check();
+        (self.hwm != before).then_some(self.hwm)
+    }
+
+    /// The store could not say whether the stored records will be durable (answer to `cmd`):
+    /// they may be lost. Appends stop until the partition has re-learnt its end from the store,
+    /// as after an append whose outcome is unknown; returns true if that starts now.
+    pub fn durability_unknown(&mut self, cmd: CmdId) -> bool {
+        if self.awaiting != Some(cmd) {
+            return false;
+        }
+        self.awaiting = None;
+        if self.stored == self.hwm || self.resync != Resync::No {
+            return false;
+        }
+        // Nothing from the high watermark on counts any more: stored records may be gone, and
+        // the appends in flight behind them cannot stand on their own.
+        self.rewind_from = Some(self.rewind_from.map_or(self.hwm, |r| r.min(self.hwm)));
+        self.stored = self.hwm;
+        self.resync = Resync::Needed;
+        self.finish_rewind();
+        true
     }
 
     /// The offset the next accepted record gets (Kafka's log end offset).
@@ -170,14 +253,24 @@ impl PartitionLog {
         false
     }
 
-    /// The store could not say where the partition ends; ask again later (the caller arms a
-    /// timer and then calls [`PartitionLog::take_resync_request`]).
-    pub fn resync_failed(&mut self) {
+    /// The store could not say where the partition ends, or (`fenced`) refused to let it go
+    /// on, for the reason given; ask again later (the caller arms a timer and then calls
+    /// [`PartitionLog::take_resync_request`]).
+    pub fn resync_failed(&mut self, fenced: Option<&'static str>) {
         debug_assert_eq!(self.resync, Resync::Asked, "resync answer not asked for");
         if self.resync == Resync::Asked {
             self.resync = Resync::Wanted;
             self.resync_failures = self.resync_failures.saturating_add(1);
+            self.fenced = fenced;
         }
+    }
+
+    /// Why the partition is fenced: the store refused to let it go on, or reported an end
+    /// below the high watermark (records it had reported durable are gone). It refuses
+    /// appends and keeps asking until that changes.
+    #[must_use]
+    pub fn fenced(&self) -> Option<&'static str> {
+        self.fenced
     }
 
     /// How many answers in a row this re-synchronisation could not use (failures and ends
@@ -198,12 +291,18 @@ impl PartitionLog {
         if e.next_offset < self.hwm || e.log_start > e.next_offset {
             self.resync = Resync::Wanted;
             self.resync_failures = self.resync_failures.saturating_add(1);
+            self.fenced =
+                Some("the store reports an end below the high watermark: records it had made durable are gone");
             return Err(EndBelowHighWatermark);
         }
         let old = self.hwm;
         self.resync = Resync::No;
         self.resync_failures = 0;
+        self.fenced = None;
         self.hwm = e.next_offset;
+        self.stored = e.next_offset;
+        self.durable = e.next_offset;
+        self.awaiting = None;
         self.next_offset = e.next_offset;
         self.log_start = self.log_start.max(e.log_start);
         for entry in self.producers.values_mut() {
@@ -266,7 +365,7 @@ impl PartitionLog {
         assert!(records > 0, "an append holds at least one record");
         let base = self.next_offset;
         self.next_offset += records;
-        self.in_flight.push_back(InFlight { cmd, last_offset: self.next_offset - 1, done: false });
+        self.in_flight.push_back(InFlight { cmd, last_offset: self.next_offset - 1, done: None });
         if max_timestamp > self.max_timestamp.timestamp {
             self.max_timestamp = TimestampOffset { timestamp: max_timestamp, offset: self.next_offset - 1 };
         }
@@ -292,11 +391,12 @@ impl PartitionLog {
         self.producers.iter().map(|(pid, e)| (*pid, e.epoch, e.batches.back()))
     }
 
-    /// Marks append `cmd` stored. Returns the new high watermark if it moved.
-    pub fn append_done(&mut self, cmd: CmdId) -> Option<i64> {
+    /// Marks append `cmd` stored, and durable too if `durable` (else the store will say when,
+    /// see [`PartitionLog::wants_durability`]). Returns the new high watermark if it moved.
+    pub fn append_done(&mut self, cmd: CmdId, durable: bool) -> Option<i64> {
         let entry = self.in_flight.iter_mut().find(|f| f.cmd == cmd);
         debug_assert!(entry.is_some(), "completion for an append not in flight");
-        entry?.done = true;
+        entry?.done = Some(durable);
         let before = self.hwm;
         self.pop_done();
         self.finish_rewind();
@@ -305,13 +405,18 @@ impl PartitionLog {
     }
 
     /// Drops the completed appends at the front of `in_flight`; those before a rewind point
-    /// move the high watermark.
+    /// move the stored end, and the high watermark as far as they are durable.
     fn pop_done(&mut self) {
-        while self.in_flight.front().is_some_and(|f| f.done) {
+        while let Some(durable) = self.in_flight.front().and_then(|f| f.done) {
             if let Some(f) = self.in_flight.pop_front()
                 && self.rewind_from.is_none_or(|r| f.last_offset < r)
             {
-                self.hwm = f.last_offset + 1;
+                self.stored = f.last_offset + 1;
+                if durable {
+                    // A store that answers `Done` has made everything before it durable too.
+                    self.durable = self.durable.max(self.stored);
+                }
+                self.hwm = self.hwm.max(self.stored.min(self.durable));
             }
         }
     }
@@ -327,8 +432,8 @@ impl PartitionLog {
         };
         let last_offset = self.in_flight[pos].last_offset;
         // Appends before the failed one may still complete and count; it and everything after
-        // it cannot. The front of `in_flight` always starts at the high watermark.
-        let base = if pos == 0 { self.hwm } else { self.in_flight[pos - 1].last_offset + 1 };
+        // it cannot. The front of `in_flight` always starts at the stored end.
+        let base = if pos == 0 { self.stored } else { self.in_flight[pos - 1].last_offset + 1 };
         self.rewind_from = Some(self.rewind_from.map_or(base, |r| r.min(base)));
         self.in_flight.remove(pos);
         if outcome_unknown && self.resync == Resync::No {
@@ -352,11 +457,12 @@ impl PartitionLog {
             self.resync = Resync::Wanted;
             return;
         }
-        self.next_offset = self.hwm;
+        // Stored records stay (they become durable in their time); the rest is gone.
+        self.next_offset = self.stored;
         for e in self.producers.values_mut() {
-            e.batches.retain(|b| b.last_offset < self.hwm);
+            e.batches.retain(|b| b.last_offset < self.stored);
         }
-        if self.max_timestamp.offset >= self.hwm {
+        if self.max_timestamp.offset >= self.stored {
             // The record with the largest timestamp is gone; the true maximum among what is left
             // is not known here, so report none until the next append (as an empty log would).
             self.max_timestamp = TimestampOffset::NONE;
@@ -392,11 +498,12 @@ impl PartitionLog {
 
     fn check(&self) {
         assert!(
-            self.log_start <= self.hwm && self.hwm <= self.next_offset,
-            "partition {:?}: log_start {} hwm {} next {}",
+            self.log_start <= self.hwm && self.hwm <= self.stored && self.stored <= self.next_offset,
+            "partition {:?}: log_start {} hwm {} stored {} next {}",
             self.key,
             self.log_start,
             self.hwm,
+            self.stored,
             self.next_offset
         );
     }
@@ -417,9 +524,9 @@ mod tests {
         assert_eq!(l.assign(CmdId(1), 3, 10), 0);
         assert_eq!(l.assign(CmdId(2), 2, 5), 3);
         assert_eq!(l.next_offset(), 5);
-        assert_eq!(l.append_done(CmdId(2)), None, "a later append alone moves nothing");
+        assert_eq!(l.append_done(CmdId(2), true), None, "a later append alone moves nothing");
         assert_eq!(l.hwm(), 0);
-        assert_eq!(l.append_done(CmdId(1)), Some(5));
+        assert_eq!(l.append_done(CmdId(1), true), Some(5));
         assert_eq!(l.max_timestamp(), TimestampOffset { timestamp: 10, offset: 2 });
     }
 
@@ -431,7 +538,7 @@ mod tests {
         l.assign(CmdId(3), 2, 0);
         l.append_failed(CmdId(2), false);
         assert!(l.is_rewinding());
-        assert_eq!(l.append_done(CmdId(1)), Some(2), "the append before the failure still counts");
+        assert_eq!(l.append_done(CmdId(1), true), Some(2), "the append before the failure still counts");
         l.append_failed(CmdId(3), false);
         assert!(!l.is_rewinding());
         assert_eq!((l.hwm(), l.next_offset()), (2, 2));
@@ -474,7 +581,7 @@ mod tests {
         let mut l = log();
         l.assign(CmdId(1), 2, 0);
         l.assign(CmdId(2), 2, 0);
-        assert_eq!(l.append_done(CmdId(2)), None);
+        assert_eq!(l.append_done(CmdId(2), true), None);
         l.append_failed(CmdId(1), true);
         assert_eq!(l.in_flight(), 0);
         assert!(l.take_resync_request(), "nothing is in flight: the store is asked");
@@ -488,7 +595,7 @@ mod tests {
     fn an_end_below_the_high_watermark_is_not_adopted() {
         let mut l = log();
         l.assign(CmdId(1), 2, 0);
-        assert_eq!(l.append_done(CmdId(1)), Some(2));
+        assert_eq!(l.append_done(CmdId(1), true), Some(2));
         l.assign(CmdId(2), 2, 0);
         l.append_failed(CmdId(2), true);
         assert!(l.take_resync_request());
@@ -499,6 +606,86 @@ mod tests {
         let right = PartitionExtent { next_offset: 2, max_timestamp: TimestampOffset::NONE, ..Default::default() };
         assert_eq!(l.adopt(&right), Ok(None));
         assert_eq!((l.hwm(), l.next_offset()), (2, 2));
+    }
+
+    #[test]
+    fn stored_records_wait_for_durability_before_the_high_watermark_moves() {
+        let mut l = log();
+        l.assign(CmdId(1), 3, 0);
+        l.assign(CmdId(2), 2, 0);
+        assert_eq!(l.append_done(CmdId(1), false), None, "stored, not durable: invisible");
+        assert_eq!((l.hwm(), l.stored()), (0, 3));
+        assert!(l.wants_durability());
+        l.awaiting_durability(CmdId(10));
+        assert!(!l.wants_durability(), "one question at a time");
+        assert_eq!(l.append_done(CmdId(2), false), None);
+        assert_eq!(l.stored(), 5);
+        assert_eq!(l.durable_until(CmdId(10), 3), Some(3), "durable up to where the store says");
+        assert!(l.wants_durability(), "the rest is still to come");
+        l.awaiting_durability(CmdId(11));
+        assert_eq!(l.durable_until(CmdId(99), 5), None, "an answer to another question is ignored");
+        assert_eq!(l.durable_until(CmdId(11), 9), Some(5), "never beyond what is stored");
+        assert!(!l.wants_durability());
+        l.assign(CmdId(3), 1, 0);
+        assert_eq!(l.append_done(CmdId(3), false), Some(6), "the store said everything below 9 is durable");
+        l.assign(CmdId(4), 4, 0);
+        assert_eq!(l.append_done(CmdId(4), false), Some(9));
+        assert_eq!(l.stored(), 10);
+        assert!(l.wants_durability(), "offset 9 was not covered");
+    }
+
+    #[test]
+    fn a_store_that_cannot_tell_durability_makes_the_partition_resync_from_the_high_watermark() {
+        let mut l = log();
+        l.assign(CmdId(1), 2, 0);
+        l.append_done(CmdId(1), false);
+        l.assign(CmdId(2), 2, 0);
+        l.awaiting_durability(CmdId(10));
+        assert!(l.durability_unknown(CmdId(10)));
+        assert!(l.is_rewinding(), "appends are refused");
+        assert_eq!(l.stored(), 0, "stored records count no more");
+        assert!(!l.take_resync_request(), "not while an append is in flight");
+        assert_eq!(l.append_done(CmdId(2), false), None, "an append behind the doubt does not count");
+        assert!(l.take_resync_request());
+        // The store kept the first append only.
+        let e = PartitionExtent { next_offset: 2, max_timestamp: TimestampOffset::NONE, ..Default::default() };
+        assert_eq!(l.adopt(&e), Ok(Some(2)));
+        assert_eq!((l.hwm(), l.stored(), l.next_offset()), (2, 2, 2));
+        assert!(!l.wants_durability());
+    }
+
+    #[test]
+    fn a_definite_failure_keeps_stored_records_waiting_for_durability() {
+        let mut l = log();
+        l.assign(CmdId(1), 2, 0);
+        l.assign(CmdId(2), 2, 0);
+        l.append_done(CmdId(1), false);
+        l.append_failed(CmdId(2), false);
+        assert!(!l.is_rewinding());
+        assert_eq!((l.hwm(), l.stored(), l.next_offset()), (0, 2, 2), "assignment restarts at the stored end");
+        assert!(l.wants_durability());
+        l.awaiting_durability(CmdId(10));
+        assert_eq!(l.durable_until(CmdId(10), 2), Some(2));
+    }
+
+    #[test]
+    fn a_fenced_answer_is_remembered_until_an_end_is_adopted() {
+        let mut l = log();
+        l.assign(CmdId(1), 2, 0);
+        l.append_done(CmdId(1), true);
+        l.assign(CmdId(2), 1, 0);
+        l.append_failed(CmdId(2), true);
+        assert!(l.take_resync_request());
+        l.resync_failed(Some("offsets would be re-used"));
+        assert_eq!(l.fenced(), Some("offsets would be re-used"));
+        assert!(l.take_resync_request());
+        let short = PartitionExtent { next_offset: 1, max_timestamp: TimestampOffset::NONE, ..Default::default() };
+        assert!(l.adopt(&short).is_err());
+        assert!(l.fenced().is_some(), "an end below the high watermark fences too");
+        assert!(l.take_resync_request());
+        let e = PartitionExtent { next_offset: 2, max_timestamp: TimestampOffset::NONE, ..Default::default() };
+        assert_eq!(l.adopt(&e), Ok(None));
+        assert_eq!(l.fenced(), None);
     }
 
     #[test]

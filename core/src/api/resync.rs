@@ -7,7 +7,7 @@
 //! asked in a tight loop; one that is back is asked again within that).
 
 use super::{CmdOwner, Effects, Timer};
-use crate::io::{Command, Completion, PartitionKey};
+use crate::io::{Command, Completion, PartitionKey, StorageError};
 use crate::state::State;
 
 /// How long to wait before asking the store for a partition's end again after it failed.
@@ -40,7 +40,10 @@ pub(crate) fn done(st: &mut State, fx: &mut Effects, key: PartitionKey, result: 
         Completion::Partition(extent) => p.adopt(extent),
         other => {
             debug_assert!(matches!(other, Completion::Failed(_)), "RecoverPartition answered with {other:?}");
-            p.resync_failed();
+            p.resync_failed(match other {
+                Completion::Failed(StorageError::Fenced(why)) => Some(why),
+                _ => None,
+            });
             Err(crate::log::EndBelowHighWatermark)
         }
     };
