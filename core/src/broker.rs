@@ -370,6 +370,7 @@ impl Broker {
             }
             CmdOwner::Resync(key) => api::resync::done(st, fx, key, result),
             CmdOwner::Durable(key) => api::waiters::durability(st, fx, key, cmd, &result),
+            CmdOwner::Epochs(key) => api::resync::epochs_stored(st, fx, key, &result),
         }
     }
 

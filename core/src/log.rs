@@ -95,7 +95,22 @@ pub struct PartitionLog {
     /// Why the last answer to the current re-synchronisation could not be used, when the
     /// store refused to let the partition go on (not merely could not answer).
     fenced: Option<&'static str>,
+    /// Leader epochs and the offset each started at, oldest first (Kafka's leader epoch
+    /// cache); the last is the current epoch. kelp starts every partition at epoch 0 and moves
+    /// to a new epoch only when it accepts that the store lost records it had made durable
+    /// (`unclean.leader.election.enable`), so that consumers detect the truncation (KIP-320).
+    epochs: Vec<(i32, i64)>,
+    /// A truncated end being accepted, with its new epoch history, while the history is
+    /// being stored.
+    truncating: Option<Box<Truncation>>,
     producers: HashMap<i64, ProducerEntry>,
+}
+
+/// An end below the high watermark being accepted, and the epoch history that goes with it.
+#[derive(Debug)]
+struct Truncation {
+    extent: PartitionExtent,
+    epochs: Vec<(i32, i64)>,
 }
 
 /// The store reported an end below the high watermark (or a log start beyond its end): it
@@ -141,6 +156,8 @@ impl PartitionLog {
             resync: Resync::No,
             resync_failures: 0,
             fenced: None,
+            epochs: vec![(0, 0)],
+            truncating: None,
             producers: HashMap::new(),
         };
         for b in &e.producer_batches {
@@ -318,6 +335,106 @@ impl PartitionLog {
         self.max_timestamp = if e.max_timestamp.timestamp > kept.timestamp { e.max_timestamp } else { kept };
         self.check();
         Ok((self.hwm != old).then_some(self.hwm))
+    }
+
+    /// The current leader epoch.
+    #[must_use]
+    pub fn leader_epoch(&self) -> i32 {
+        self.epochs.last().map_or(0, |e| e.0)
+    }
+
+    /// The leader epoch history, oldest first: (epoch, first offset).
+    #[must_use]
+    pub fn epochs(&self) -> &[(i32, i64)] {
+        &self.epochs
+    }
+
+    /// Takes the stored leader epoch history (at start). An empty or disordered one is
+    /// ignored.
+    pub fn set_epochs(&mut self, epochs: Vec<(i32, i64)>) {
+        if !epochs.is_empty() && epochs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1) {
+            self.epochs = epochs;
+        }
+    }
+
+    /// The epoch of the record at `offset`: the last epoch that started at or before it.
+    #[must_use]
+    pub fn epoch_at(&self, offset: i64) -> i32 {
+        self.epochs.iter().rev().find(|e| e.1 <= offset).map_or(self.epochs.first().map_or(0, |e| e.0), |e| e.0)
+    }
+
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor`: the largest epoch at or below `requested`
+    /// and the offset it ended at (the next epoch's start, or the log end for the current
+    /// one); (-1, -1) for an undefined or future epoch.
+    #[must_use]
+    pub fn epoch_end(&self, requested: i32) -> (i32, i64) {
+        if requested < 0 {
+            return (-1, -1);
+        }
+        if requested == self.leader_epoch() {
+            return (requested, self.next_offset);
+        }
+        let Some(higher) = self.epochs.iter().find(|e| e.0 > requested) else { return (-1, -1) };
+        match self.epochs.iter().rev().find(|e| e.0 <= requested) {
+            None => (requested, higher.1),
+            Some(floor) => (floor.0, higher.1),
+        }
+    }
+
+    /// The epoch history after accepting that the partition ends at `end`, below its high
+    /// watermark: epochs that started after `end` are dropped and a new one starts there.
+    #[must_use]
+    pub fn epochs_truncated_to(&self, end: i64) -> Vec<(i32, i64)> {
+        let next = self.leader_epoch() + 1;
+        let mut epochs: Vec<(i32, i64)> = self.epochs.iter().copied().filter(|e| e.1 <= end).collect();
+        epochs.push((next, end));
+        epochs
+    }
+
+    /// Starts accepting the store's end `e`, below the high watermark: returns the epoch
+    /// history to store first; once it is, [`PartitionLog::truncation_stored`] adopts it.
+    pub fn begin_truncation(&mut self, e: &PartitionExtent) -> Vec<(i32, i64)> {
+        assert_eq!(self.resync, Resync::Asked, "truncating to an extent not asked for");
+        let epochs = self.epochs_truncated_to(e.next_offset);
+        self.truncating = Some(Box::new(Truncation { extent: e.clone(), epochs: epochs.clone() }));
+        epochs
+    }
+
+    /// The epoch history of the truncation begun with [`PartitionLog::begin_truncation`] is
+    /// stored (`ok`) or could not be: adopts it, or asks the store again later. Returns whether
+    /// it was adopted.
+    pub fn truncation_stored(&mut self, ok: bool) -> bool {
+        let Some(t) = self.truncating.take() else { return false };
+        if !ok {
+            self.resync_failed(None);
+            return false;
+        }
+        let Truncation { extent, epochs } = *t;
+        self.adopt_truncated(&extent, epochs);
+        true
+    }
+
+    /// Accepts the store's end below the high watermark (an operator allowed it with
+    /// `unclean.leader.election.enable`): records it had made durable are gone. The partition
+    /// continues at the store's end in a new leader epoch (`epochs`, from
+    /// [`PartitionLog::epochs_truncated_to`], already stored), forgetting producer batches
+    /// beyond it.
+    fn adopt_truncated(&mut self, e: &PartitionExtent, epochs: Vec<(i32, i64)>) {
+        assert_eq!(self.resync, Resync::Asked, "adopting an extent not asked for");
+        assert!(self.in_flight.is_empty(), "adopting an extent with appends in flight");
+        let end = e.next_offset;
+        self.resync = Resync::No;
+        self.resync_failures = 0;
+        self.fenced = None;
+        self.awaiting = None;
+        (self.hwm, self.stored, self.durable, self.next_offset) = (end, end, end, end);
+        self.log_start = self.log_start.max(e.log_start).min(end);
+        for entry in self.producers.values_mut() {
+            entry.batches.retain(|b| b.last_offset < end);
+        }
+        self.max_timestamp = e.max_timestamp;
+        self.epochs = epochs;
+        self.check();
     }
 
     /// Appends in the store right now.
@@ -509,6 +626,61 @@ impl PartitionLog {
     }
 }
 
+/// Where a partition's leader epoch history is stored (only once it has moved past epoch 0).
+const EPOCHS_PREFIX: &[u8] = b"kelp/leader-epochs/";
+
+/// The storage key of `key`'s leader epoch history.
+#[must_use]
+pub fn epochs_key(key: PartitionKey) -> bytes::Bytes {
+    let mut k = Vec::with_capacity(EPOCHS_PREFIX.len() + 20);
+    k.extend_from_slice(EPOCHS_PREFIX);
+    k.extend_from_slice(&key.topic_id.0);
+    k.extend_from_slice(&key.partition.to_be_bytes());
+    bytes::Bytes::from(k)
+}
+
+/// The stored value of a leader epoch history: version 1, a count, then (epoch i32, start
+/// offset i64) pairs, big-endian.
+#[must_use]
+pub fn encode_epochs(epochs: &[(i32, i64)]) -> bytes::Bytes {
+    let mut v = Vec::with_capacity(5 + epochs.len() * 12);
+    v.push(1);
+    v.extend_from_slice(&u32::try_from(epochs.len()).unwrap_or(u32::MAX).to_be_bytes());
+    for (epoch, start) in epochs {
+        v.extend_from_slice(&epoch.to_be_bytes());
+        v.extend_from_slice(&start.to_be_bytes());
+    }
+    bytes::Bytes::from(v)
+}
+
+/// The partition and leader epoch history a stored key/value holds, if it is one.
+#[must_use]
+pub fn decode_epochs(k: &[u8], v: &[u8]) -> Option<(PartitionKey, Vec<(i32, i64)>)> {
+    let rest = k.strip_prefix(EPOCHS_PREFIX)?;
+    let (id, part) = (rest.get(..16)?, rest.get(16..20)?);
+    if rest.len() != 20 {
+        return None;
+    }
+    let key = PartitionKey {
+        topic_id: crate::codec::Uuid(id.try_into().ok()?),
+        partition: i32::from_be_bytes(part.try_into().ok()?),
+    };
+    let (&version, body) = v.split_first()?;
+    let n = usize::try_from(u32::from_be_bytes(body.get(..4)?.try_into().ok()?)).ok()?;
+    let pairs = body.get(4..)?;
+    if version != 1 || pairs.len() != n.checked_mul(12)? {
+        return None;
+    }
+    let epochs = pairs
+        .chunks_exact(12)
+        .map(|c| {
+            let (e, o) = c.split_at(4);
+            Some((i32::from_be_bytes(e.try_into().ok()?), i64::from_be_bytes(o.try_into().ok()?)))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((key, epochs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -686,6 +858,29 @@ mod tests {
         let e = PartitionExtent { next_offset: 2, max_timestamp: TimestampOffset::NONE, ..Default::default() };
         assert_eq!(l.adopt(&e), Ok(None));
         assert_eq!(l.fenced(), None);
+    }
+
+    #[test]
+    fn epoch_ends_answer_like_kafkas_leader_epoch_cache() {
+        let mut l = log();
+        l.assign(CmdId(1), 10, 0);
+        l.append_done(CmdId(1), true);
+        assert_eq!((l.leader_epoch(), l.epoch_end(0)), (0, (0, 10)));
+        l.set_epochs(vec![(0, 0), (2, 4), (5, 7)]);
+        assert_eq!(l.epoch_end(5), (5, 10), "the current epoch ends at the log end");
+        assert_eq!(l.epoch_end(3), (2, 7), "an epoch between: the floor epoch, ended by the next");
+        assert_eq!(l.epoch_end(0), (0, 4));
+        assert_eq!(l.epoch_end(6), (-1, -1), "a future epoch is unknown");
+        assert_eq!(l.epoch_end(-1), (-1, -1));
+        assert_eq!((l.epoch_at(3), l.epoch_at(4), l.epoch_at(9)), (0, 2, 5));
+        assert_eq!(l.epochs_truncated_to(5), vec![(0, 0), (2, 4), (6, 5)]);
+        l.set_epochs(vec![(3, 0), (1, 5)]);
+        assert_eq!(l.leader_epoch(), 5, "a disordered history is not taken");
+        let k = PartitionKey { topic_id: Uuid::from_u64_pair(9, 9), partition: 3 };
+        let v = encode_epochs(&[(0, 0), (1, 42)]);
+        assert_eq!(decode_epochs(&epochs_key(k), &v), Some((k, vec![(0, 0), (1, 42)])));
+        assert_eq!(decode_epochs(&epochs_key(k), &v[..v.len() - 1]), None, "a short value is refused");
+        assert_eq!(decode_epochs(b"kelp/group/x", &v), None);
     }
 
     #[test]

@@ -5,14 +5,19 @@
 //! store that loses what was not durable yet costs no acks=-1 record and no record a consumer
 //! has seen.
 
+use kelp_core::codec::generated::RequestBody;
+use kelp_core::codec::generated::metadata::{MetadataRequest, MetadataRequestTopic};
+use kelp_core::codec::generated::offset_for_leader_epoch::{
+    OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kelp_core::codec::generated::produce::PartitionProduceResponse;
-use kelp_core::codec::{ApiKey, ErrorCode};
+use kelp_core::codec::{ApiKey, ErrorCode, Uuid};
 use kelp_core::io::{PartitionKey, StorageError};
 use kelp_core::{Command, Completion, ConnId};
 use kelp_tests::expect_body;
 use kelp_tests::harness::{
-    Harness, batch, create_topic, fetch_request, idempotent_batch, list_offset, ms, produce_request, record_values,
-    test_config,
+    Harness, batch, create_topic, create_topic_with, fetch_request, idempotent_batch, list_offset, ms, produce_request,
+    record_values, test_config,
 };
 
 /// Answers an append as a store that holds it only in memory for now.
@@ -164,4 +169,98 @@ fn a_store_that_answers_done_needs_no_durability_question() {
     assert!(h.run_one_storage());
     assert_eq!(answer(&mut h, c).map(|p| p.error_code), Some(0));
     assert!(h.queued.is_empty(), "no AwaitDurable: {:?}", h.queued);
+}
+
+// ---- a store that lost durable records -----------------------------------------------------
+
+fn metadata_epoch(h: &mut Harness, c: ConnId, topic: &str) -> i32 {
+    let req = MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic { name: Some(topic.into()), ..Default::default() }]),
+        ..Default::default()
+    };
+    let resp = expect_body!(h.call(c, RequestBody::Metadata(req), 12), Metadata);
+    resp.topics[0].partitions[0].leader_epoch
+}
+
+fn epoch_end(h: &mut Harness, c: ConnId, topic: &str, current: i32, epoch: i32) -> (i16, i32, i64) {
+    let req = OffsetForLeaderEpochRequest {
+        replica_id: -1,
+        topics: vec![OffsetForLeaderTopic {
+            topic: topic.into(),
+            partitions: vec![OffsetForLeaderPartition {
+                partition: 0,
+                current_leader_epoch: current,
+                leader_epoch: epoch,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let resp = expect_body!(h.call(c, RequestBody::OffsetForLeaderEpoch(req), 4), OffsetForLeaderEpoch);
+    let e = &resp.topics[0].partitions[0];
+    (e.error_code, e.leader_epoch, e.end_offset)
+}
+
+fn fenced_metric(h: &Harness) -> String {
+    let mut text = String::new();
+    h.broker.write_metrics(&mut text);
+    text.lines().find(|l| l.starts_with("kelp_partitions_fenced ")).unwrap_or_default().to_owned()
+}
+
+/// Three records durable, then the store comes back holding only the first (SeaweedFS lost
+/// files): the partition re-synchronises after the next append fails.
+fn lose_durable_records(h: &mut Harness, c: ConnId, topic: &str, id: Uuid) {
+    for v in ["a", "b", "c"] {
+        let p = expect_body!(h.call(c, produce_request(topic, 0, batch(&[v]), -1), 11), Produce);
+        assert_eq!(p.responses[0].partition_responses[0].error_code, 0);
+    }
+    assert!(h.store.truncate(PartitionKey { topic_id: id, partition: 0 }, 1));
+    h.auto_storage = false;
+    h.send(c, &produce_request(topic, 0, batch(&["d"]), -1), 11);
+    assert!(h.fail_one_storage(StorageError::Unavailable));
+    assert_eq!(answer(h, c).map(|p| p.error_code), Some(ErrorCode::NOT_LEADER_OR_FOLLOWER.0));
+    assert!(matches!(h.queued.front(), Some((_, Command::RecoverPartition { .. }))));
+    assert!(h.run_one_storage());
+    h.auto_storage = true;
+    h.drive();
+}
+
+#[test]
+fn a_partition_whose_store_lost_durable_records_stays_fenced_and_says_so() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    let id = create_topic(&mut h, c, "t", 1);
+    lose_durable_records(&mut h, c, "t", id);
+    assert_eq!(fenced_metric(&h), "kelp_partitions_fenced 1");
+    let p = expect_body!(h.call(c, produce_request("t", 0, batch(&["e"]), -1), 11), Produce);
+    assert_eq!(p.responses[0].partition_responses[0].error_code, ErrorCode::NOT_LEADER_OR_FOLLOWER.0);
+    h.advance(ms(5_000));
+    assert_eq!(fenced_metric(&h), "kelp_partitions_fenced 1", "asked again, still below the high watermark");
+    assert_eq!(visible(&mut h, c).0, 3, "what consumers saw is not taken back");
+    assert_eq!(metadata_epoch(&mut h, c, "t"), 0);
+}
+
+#[test]
+fn unclean_leader_election_accepts_the_loss_in_a_new_leader_epoch() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    let id = create_topic_with(&mut h, c, "t", 1, &[("unclean.leader.election.enable", "true")]);
+    lose_durable_records(&mut h, c, "t", id);
+    assert_eq!(fenced_metric(&h), "kelp_partitions_fenced 0");
+    assert_eq!(metadata_epoch(&mut h, c, "t"), 1, "clients see a new leader epoch");
+    assert_eq!(visible(&mut h, c), (1, vec![(0, "a".into())]));
+    assert_eq!(epoch_end(&mut h, c, "t", 1, 0), (0, 0, 1), "epoch 0 ended where the store's log ends");
+    assert_eq!(epoch_end(&mut h, c, "t", 0, 0).0, ErrorCode::FENCED_LEADER_EPOCH.0, "a client on epoch 0 is fenced");
+    let p = expect_body!(h.call(c, produce_request("t", 0, batch(&["e"]), -1), 11), Produce);
+    assert_eq!(p.responses[0].partition_responses[0].base_offset, 1, "appends continue at the store's end");
+    let resp = expect_body!(h.call(c, fetch_request("t", 0, 1, 0), 12), Fetch);
+    let records = resp.responses[0].partitions[0].records.clone().expect("records");
+    let batch = kelp_core::records::RecordBatch::split_first(&mut records.to_bytes()).expect("a batch");
+    assert_eq!(batch.partition_leader_epoch(), 1, "new batches carry the new epoch");
+    // The history is stored: a restarted broker keeps the epoch.
+    let mut h = h.restart(test_config());
+    let c = h.connect();
+    assert_eq!(metadata_epoch(&mut h, c, "t"), 1);
+    assert_eq!(epoch_end(&mut h, c, "t", -1, 0), (0, 0, 1));
 }

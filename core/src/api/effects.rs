@@ -42,6 +42,8 @@ pub(crate) enum CmdOwner {
     Resync(PartitionKey),
     /// Waiting for a partition's stored records to become durable.
     Durable(PartitionKey),
+    /// Storing a partition's new leader epoch history before it accepts a truncated end.
+    Epochs(PartitionKey),
 }
 
 /// What fires when a timer is due.

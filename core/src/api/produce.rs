@@ -337,6 +337,7 @@ fn assign(st: &mut State, fx: &mut Effects, batch: ValidBatch) -> Outcome {
         return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
     };
     let base_offset = part.assign(cmd, batch.count, max_timestamp);
+    let leader_epoch = part.leader_epoch();
     let last_offset = base_offset + batch.count - 1;
     if let Some(p) = batch.producer {
         part.remember(BatchSummary {
@@ -349,7 +350,7 @@ fn assign(st: &mut State, fx: &mut Effects, batch: ValidBatch) -> Outcome {
             timestamp: max_timestamp,
         });
     }
-    let batches = stamp(&batch.records, base_offset, batch.log_append_time.then_some(now));
+    let batches = stamp(&batch.records, base_offset, leader_epoch, batch.log_append_time.then_some(now));
     let recompress = batch.recompress;
     fx.emit_cmd(
         cmd,
@@ -368,14 +369,15 @@ fn seq_add(seq: i32, delta: i32) -> i32 {
     i32::try_from(sum % (i64::from(i32::MAX) + 1)).unwrap_or(0)
 }
 
-/// The batch as stored: its base offset and leader epoch set (outside the CRC), and for
-/// LogAppendTime topics the broker's time (which the CRC covers, so it is recomputed).
-fn stamp(records: &Bytes, base_offset: i64, log_append_time: Option<i64>) -> Bytes {
+/// The batch as stored: its base offset and the partition's leader epoch set (outside the
+/// CRC), and for LogAppendTime topics the broker's time (which the CRC covers, so it is
+/// recomputed).
+fn stamp(records: &Bytes, base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) -> Bytes {
     let mut data = BytesMut::from(&records[..]);
     // The batch was parsed and validated above, so these fixed-offset writes cannot fail; the
     // results are still checked rather than assumed.
     let ok = rewrite::set_base_offset(&mut data, base_offset).is_ok()
-        && rewrite::set_partition_leader_epoch(&mut data, 0).is_ok()
+        && rewrite::set_partition_leader_epoch(&mut data, leader_epoch).is_ok()
         && log_append_time.is_none_or(|t| rewrite::set_log_append_time(&mut data, t).is_ok());
     assert!(ok, "rewriting a validated batch failed");
     data.freeze()
