@@ -106,7 +106,9 @@ impl SeaweedCluster {
         let mut cmd = Command::new("bash");
         cmd.arg(Self::script("seaweedfs-down.sh")).arg(&self.dir);
         if wipe {
-            cmd.arg("--wipe");
+            // Nothing is kept, so nothing needs a graceful stop: SIGKILL right after SIGTERM
+            // saves the ~15 s an idle filer takes to stop, at the end of every test.
+            cmd.arg("--wipe").env("STOP_TIMEOUT", "0");
         }
         let _ = cmd.output();
         self.running = false;
