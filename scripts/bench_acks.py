@@ -1,13 +1,20 @@
 """Produce load for scripts/bench-acks-seaweedmq.sh (confluent-kafka): PROCS producer processes
-started together, one connection each, producer i writing to partition i of TOPIC (which must
-have PROCS partitions). Records of SIZE bytes (default 100), linger 5 ms, no compression,
+started together, one connection each, producer i writing round-robin to its own PARTS
+partitions of TOPIC (i*PARTS to (i+1)*PARTS-1; the topic must have PROCS*PARTS). Records of
+SIZE bytes (default 100), linger 5 ms, no compression,
 max.in.flight.requests.per.connection=5; ACKS is all (with idempotence on, Kafka's default), 1
 (without: Kafka allows it only with acks=all) or all-noidem (acks=all, idempotence off: what
 idempotence alone costs). Latency is librdkafka's own per-record figure (Message.latency(): from
 produce() to the acknowledgement), so at full speed it includes the time a record waits in the
 client's queue (queue.buffering.max.messages, 100,000 by default).
 
-  bench_acks.py BOOTSTRAP TOPIC ACKS PROCS SECONDS [RATE [SIZE]]
+Why PARTS: librdkafka's idempotent producer sends a partition's next ProduceRequest only while
+fewer than 5 *messages* of that partition are in flight (rdkafka_broker.c compares its
+in-flight message count with RD_KAFKA_IDEMP_MAX_INFLIGHT, 5), so with batches of more than 5
+records it keeps one request in flight per partition, and its 5 requests in flight per
+connection need 5 partitions. Without idempotence it pipelines 5 on one partition.
+
+  bench_acks.py BOOTSTRAP TOPIC ACKS PROCS PARTS SECONDS [RATE [SIZE]]
 
 Each producer first sends one record and waits for it (so that its connection, metadata and,
 with idempotence, its producer id are in place), then all start together and produce for
@@ -24,12 +31,14 @@ from array import array
 from confluent_kafka import Producer
 
 
-def worker(i, boot, topic, acks, seconds, rate, size, barrier, out):
+def worker(i, boot, topic, acks, parts, seconds, rate, size, barrier, out):
     p = Producer({"bootstrap.servers": boot, "acks": acks.split("-")[0], "enable.idempotence": acks == "all",
                   "max.in.flight.requests.per.connection": 5, "linger.ms": 5, "compression.type": "none",
                   "request.timeout.ms": 30000, "delivery.timeout.ms": 300000})
     payload = b"x" * size
-    p.produce(topic, payload, partition=i)
+    mine = list(range(i * parts, (i + 1) * parts))
+    for part in mine:
+        p.produce(topic, payload, partition=part)
     if p.flush(60) != 0:
         raise SystemExit("producer %d: the warm-up record was not acknowledged within 60 s" % i)
     latencies = array("d")
@@ -53,7 +62,7 @@ def worker(i, boot, topic, acks, seconds, rate, size, barrier, out):
                 p.poll(ahead)
         while True:
             try:
-                p.produce(topic, payload, partition=i, on_delivery=done)
+                p.produce(topic, payload, partition=mine[n % parts], on_delivery=done)
                 break
             except BufferError:
                 p.poll(0.001)
@@ -65,11 +74,12 @@ def worker(i, boot, topic, acks, seconds, rate, size, barrier, out):
 
 
 def main():
-    boot, topic, acks, procs, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
-    rate = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
-    size = int(sys.argv[7]) if len(sys.argv) > 7 else 100
+    boot, topic, acks, procs, parts = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    seconds = float(sys.argv[6])
+    rate = float(sys.argv[7]) if len(sys.argv) > 7 else 0.0
+    size = int(sys.argv[8]) if len(sys.argv) > 8 else 100
     barrier, out = mp.Barrier(procs), mp.Queue()
-    workers = [mp.Process(target=worker, args=(i, boot, topic, acks, seconds, rate, size, barrier, out))
+    workers = [mp.Process(target=worker, args=(i, boot, topic, acks, parts, seconds, rate, size, barrier, out))
                for i in range(procs)]
     for w in workers:
         w.start()
@@ -85,7 +95,7 @@ def main():
     def pct(q):
         return round(1000 * lat[min(len(lat) - 1, int(len(lat) * q))], 1) if lat else None
 
-    print(json.dumps({"acks": acks, "procs": procs, "seconds_producing": seconds, "rate_per_producer": rate,
+    print(json.dumps({"acks": acks, "procs": procs, "partitions_each": parts, "seconds_producing": seconds, "rate_per_producer": rate,
                       "acked": len(lat), "errors": sum(r[3] for r in results),
                       "unacked": sum(r[4] for r in results), "seconds": round(end - start, 2),
                       "records_per_s": round(len(lat) / (end - start)),
