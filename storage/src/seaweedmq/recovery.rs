@@ -14,6 +14,7 @@ use tokio::time::timeout;
 use super::cluster::{Cluster, lock};
 use super::envelope::Envelope;
 use super::format::{decode_kv, decode_log_start, decode_topic, log_start_name};
+use super::persisted::GateState;
 use super::topics::TopicInfo;
 
 /// Records scanned at the end of each partition on recovery, for producer state.
@@ -63,7 +64,7 @@ impl Cluster {
         for i in 0..t.partitions {
             let key = PartitionKey { topic_id: t.id, partition: i };
             let stored = log_starts.get(&log_start_name(key)).copied().unwrap_or(0);
-            let extent = self.extent(key, stored, i == 0, 0, None).await?;
+            let extent = self.extent(key, stored, i == 0, 0, None, true).await?;
             out.partitions.push((key, extent));
         }
         out.topics.push(t);
@@ -91,7 +92,7 @@ impl Cluster {
     ) -> Result<PartitionExtent, StorageError> {
         let attempt = async {
             let stored = self.stored_log_start(key).await?;
-            self.extent(key, stored, true, from, unstored_from).await
+            self.extent(key, stored, true, from, unstored_from, false).await
         };
         let r = match timeout(self.cfg.rpc_timeout * RECOVER_ATTEMPTS, attempt).await {
             Ok(r) => r,
@@ -109,6 +110,11 @@ impl Cluster {
     /// log start for it (DeleteRecords); `refresh` looks up the partition's leader afresh;
     /// records before `scan_from` are not read, nor those from `unstored_from` on (known not
     /// to be stored: offsets there are holes).
+    ///
+    /// The end reported is the broker's high watermark once everything below it is persisted
+    /// (see [`Cluster::settle`]); the partition is repaired first if the broker restarted. A
+    /// fenced partition fails, except `at_start`: kelp then starts with the partition ending
+    /// where its files end, and refuses appends to it.
     async fn extent(
         &self,
         key: PartitionKey,
@@ -116,8 +122,26 @@ impl Cluster {
         refresh: bool,
         scan_from: i64,
         unstored_from: Option<i64>,
+        at_start: bool,
     ) -> Result<PartitionExtent, StorageError> {
-        let (earliest, hwm) = self.offsets(key, refresh).await?;
+        let (earliest, hwm, holes) = match self.gate(key, true).await {
+            Ok(()) => {
+                let (earliest, hwm) = self.offsets(key, refresh).await?;
+                (earliest, hwm, self.settle(key, hwm).await?)
+            }
+            Err(StorageError::Fenced(_)) if at_start => {
+                let end = match self.persisted.gate_state(key, self.persisted.generation()) {
+                    GateState::Fenced(f) => f.end,
+                    _ => return Err(StorageError::Unavailable),
+                };
+                (0, end, None)
+            }
+            Err(e) => return Err(e),
+        };
+        let unstored_from = match (unstored_from, holes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tracing::debug!(?key, earliest, hwm, scan_from, "seaweedmq: partition range");
         let log_start = earliest.max(stored_start).min(hwm);
         let mut extent = PartitionExtent {
@@ -145,6 +169,7 @@ impl Cluster {
             }
             tail_state(&records, &mut extent);
         }
+        self.persisted.raise(key, hwm);
         Ok(extent)
     }
 }
