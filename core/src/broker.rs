@@ -369,6 +369,8 @@ impl Broker {
                 }
             }
             CmdOwner::Resync(key) => api::resync::done(st, fx, key, result),
+            CmdOwner::Durable(key) => api::waiters::durability(st, fx, key, cmd, &result),
+            CmdOwner::Epochs(key) => api::resync::epochs_stored(st, fx, key, &result),
         }
     }
 
@@ -387,6 +389,7 @@ impl Broker {
                     fx.storage(CmdOwner::Recover, Command::Recover);
                 }
                 Timer::Resync(key) => api::resync::ask(st, fx, key),
+                Timer::ProduceTimeout(job) => api::produce::timed_out(fx, job),
             }
         }
     }

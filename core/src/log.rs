@@ -18,7 +18,20 @@
 //! producers' batches are remembered, so an idempotent retry of one is a duplicate with its
 //! original offsets. Appends stay refused until then.
 //!
-//! Invariants (asserted): `log_start <= hwm <= next_offset`; the high watermark never goes back.
+//! Durability: a store may hold an append before it is durable (a SeaweedMQ broker
+//! acknowledges records it has only in memory and writes them out about once a second). Such
+//! an append completes as [`crate::io::Completion::Stored`]: it moves the *stored* end (what
+//! acks=1 answers on, Kafka's log end as the leader has written it) but not the high
+//! watermark, which counts only durable records: fetchers never see, and acks=-1 never
+//! confirms, what a crash of the store could still take back (Kafka's high watermark, with the
+//! store's durability in the place of the followers). The partition asks the store when the
+//! stored records become durable ([`crate::io::Command::AwaitDurable`], one at a time). If the
+//! store cannot tell (its broker restarted), every record past the high watermark is of unknown
+//! outcome and the partition re-synchronises from there, as after a failed append. Appends a
+//! store completes as [`crate::io::Completion::Done`] are durable at once.
+//!
+//! Invariants (asserted): `log_start <= hwm <= stored <= next_offset`; the high watermark never
+//! goes back.
 
 use std::collections::VecDeque;
 
@@ -35,7 +48,8 @@ pub const PRODUCER_BATCHES: usize = 5;
 struct InFlight {
     cmd: CmdId,
     last_offset: i64,
-    done: bool,
+    /// `Some(durable)` once the store has answered.
+    done: Option<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +76,12 @@ pub struct PartitionLog {
     pub key: PartitionKey,
     log_start: i64,
     hwm: i64,
+    /// End of the completed prefix of appends: everything below it is in the store.
+    stored: i64,
+    /// Exclusive end of what the store has reported durable.
+    durable: i64,
+    /// The [`crate::io::Command::AwaitDurable`] outstanding, if any: only its answer counts.
+    awaiting: Option<CmdId>,
     next_offset: i64,
     max_timestamp: TimestampOffset,
     in_flight: VecDeque<InFlight>,
@@ -72,7 +92,25 @@ pub struct PartitionLog {
     resync: Resync,
     /// Answers to the current re-synchronisation that failed or were not adopted.
     resync_failures: u32,
+    /// Why the last answer to the current re-synchronisation could not be used, when the
+    /// store refused to let the partition go on (not merely could not answer).
+    fenced: Option<&'static str>,
+    /// Leader epochs and the offset each started at, oldest first (Kafka's leader epoch
+    /// cache); the last is the current epoch. kelp starts every partition at epoch 0 and moves
+    /// to a new epoch only when it accepts that the store lost records it had made durable
+    /// (`unclean.leader.election.enable`), so that consumers detect the truncation (KIP-320).
+    epochs: Vec<(i32, i64)>,
+    /// A truncated end being accepted, with its new epoch history, while the history is
+    /// being stored.
+    truncating: Option<Box<Truncation>>,
     producers: HashMap<i64, ProducerEntry>,
+}
+
+/// An end below the high watermark being accepted, and the epoch history that goes with it.
+#[derive(Debug)]
+struct Truncation {
+    extent: PartitionExtent,
+    epochs: Vec<(i32, i64)>,
 }
 
 /// The store reported an end below the high watermark (or a log start beyond its end): it
@@ -108,12 +146,18 @@ impl PartitionLog {
             key,
             log_start: e.log_start,
             hwm: e.next_offset,
+            stored: e.next_offset,
+            durable: e.next_offset,
+            awaiting: None,
             next_offset: e.next_offset,
             max_timestamp: e.max_timestamp,
             in_flight: VecDeque::new(),
             rewind_from: None,
             resync: Resync::No,
             resync_failures: 0,
+            fenced: None,
+            epochs: vec![(0, 0)],
+            truncating: None,
             producers: HashMap::new(),
         };
         for b in &e.producer_batches {
@@ -128,10 +172,66 @@ impl PartitionLog {
         self.log_start
     }
 
-    /// The high watermark: every offset below it is stored and visible.
+    /// The high watermark: every offset below it is stored durably and visible.
     #[must_use]
     pub fn hwm(&self) -> i64 {
         self.hwm
+    }
+
+    /// The end of what the store holds (acks=1 answers once an append is below it); at or
+    /// above the high watermark, which it passes while the store has not made records durable.
+    #[must_use]
+    pub fn stored(&self) -> i64 {
+        self.stored
+    }
+
+    /// True once when the partition should ask the store when its stored records become
+    /// durable: the caller sends [`crate::io::Command::AwaitDurable`] with offset
+    /// [`PartitionLog::stored`] as `cmd`, and reports the answer to
+    /// [`PartitionLog::durable_until`] or [`PartitionLog::durability_unknown`].
+    pub fn wants_durability(&self) -> bool {
+        self.awaiting.is_none() && self.stored > self.hwm && self.resync == Resync::No
+    }
+
+    /// Records that `cmd` (an [`crate::io::Command::AwaitDurable`]) is outstanding.
+    pub fn awaiting_durability(&mut self, cmd: CmdId) {
+        assert!(self.awaiting.is_none(), "two AwaitDurable at once");
+        self.awaiting = Some(cmd);
+    }
+
+    /// The store answered `cmd`: everything below `end` is durable. Returns the new high
+    /// watermark if it moved. An answer to a question the partition no longer asks (it
+    /// re-synchronised meanwhile) is ignored.
+    pub fn durable_until(&mut self, cmd: CmdId, end: i64) -> Option<i64> {
+        if self.awaiting != Some(cmd) {
+            return None;
+        }
+        self.awaiting = None;
+        self.durable = self.durable.max(end);
+        let before = self.hwm;
+        self.hwm = self.hwm.max(self.stored.min(self.durable));
+        self.check();
+        (self.hwm != before).then_some(self.hwm)
+    }
+
+    /// The store could not say whether the stored records will be durable (answer to `cmd`):
+    /// they may be lost. Appends stop until the partition has re-learnt its end from the store,
+    /// as after an append whose outcome is unknown; returns true if that starts now.
+    pub fn durability_unknown(&mut self, cmd: CmdId) -> bool {
+        if self.awaiting != Some(cmd) {
+            return false;
+        }
+        self.awaiting = None;
+        if self.stored == self.hwm || self.resync != Resync::No {
+            return false;
+        }
+        // Nothing from the high watermark on counts any more: stored records may be gone, and
+        // the appends in flight behind them cannot stand on their own.
+        self.rewind_from = Some(self.rewind_from.map_or(self.hwm, |r| r.min(self.hwm)));
+        self.stored = self.hwm;
+        self.resync = Resync::Needed;
+        self.finish_rewind();
+        true
     }
 
     /// The offset the next accepted record gets (Kafka's log end offset).
@@ -170,14 +270,24 @@ impl PartitionLog {
         false
     }
 
-    /// The store could not say where the partition ends; ask again later (the caller arms a
-    /// timer and then calls [`PartitionLog::take_resync_request`]).
-    pub fn resync_failed(&mut self) {
+    /// The store could not say where the partition ends, or (`fenced`) refused to let it go
+    /// on, for the reason given; ask again later (the caller arms a timer and then calls
+    /// [`PartitionLog::take_resync_request`]).
+    pub fn resync_failed(&mut self, fenced: Option<&'static str>) {
         debug_assert_eq!(self.resync, Resync::Asked, "resync answer not asked for");
         if self.resync == Resync::Asked {
             self.resync = Resync::Wanted;
             self.resync_failures = self.resync_failures.saturating_add(1);
+            self.fenced = fenced;
         }
+    }
+
+    /// Why the partition is fenced: the store refused to let it go on, or reported an end
+    /// below the high watermark (records it had reported durable are gone). It refuses
+    /// appends and keeps asking until that changes.
+    #[must_use]
+    pub fn fenced(&self) -> Option<&'static str> {
+        self.fenced
     }
 
     /// How many answers in a row this re-synchronisation could not use (failures and ends
@@ -198,12 +308,18 @@ impl PartitionLog {
         if e.next_offset < self.hwm || e.log_start > e.next_offset {
             self.resync = Resync::Wanted;
             self.resync_failures = self.resync_failures.saturating_add(1);
+            self.fenced =
+                Some("the store reports an end below the high watermark: records it had made durable are gone");
             return Err(EndBelowHighWatermark);
         }
         let old = self.hwm;
         self.resync = Resync::No;
         self.resync_failures = 0;
+        self.fenced = None;
         self.hwm = e.next_offset;
+        self.stored = e.next_offset;
+        self.durable = e.next_offset;
+        self.awaiting = None;
         self.next_offset = e.next_offset;
         self.log_start = self.log_start.max(e.log_start);
         for entry in self.producers.values_mut() {
@@ -219,6 +335,106 @@ impl PartitionLog {
         self.max_timestamp = if e.max_timestamp.timestamp > kept.timestamp { e.max_timestamp } else { kept };
         self.check();
         Ok((self.hwm != old).then_some(self.hwm))
+    }
+
+    /// The current leader epoch.
+    #[must_use]
+    pub fn leader_epoch(&self) -> i32 {
+        self.epochs.last().map_or(0, |e| e.0)
+    }
+
+    /// The leader epoch history, oldest first: (epoch, first offset).
+    #[must_use]
+    pub fn epochs(&self) -> &[(i32, i64)] {
+        &self.epochs
+    }
+
+    /// Takes the stored leader epoch history (at start). An empty or disordered one is
+    /// ignored.
+    pub fn set_epochs(&mut self, epochs: Vec<(i32, i64)>) {
+        if !epochs.is_empty() && epochs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1) {
+            self.epochs = epochs;
+        }
+    }
+
+    /// The epoch of the record at `offset`: the last epoch that started at or before it.
+    #[must_use]
+    pub fn epoch_at(&self, offset: i64) -> i32 {
+        self.epochs.iter().rev().find(|e| e.1 <= offset).map_or(self.epochs.first().map_or(0, |e| e.0), |e| e.0)
+    }
+
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor`: the largest epoch at or below `requested`
+    /// and the offset it ended at (the next epoch's start, or the log end for the current
+    /// one); (-1, -1) for an undefined or future epoch.
+    #[must_use]
+    pub fn epoch_end(&self, requested: i32) -> (i32, i64) {
+        if requested < 0 {
+            return (-1, -1);
+        }
+        if requested == self.leader_epoch() {
+            return (requested, self.next_offset);
+        }
+        let Some(higher) = self.epochs.iter().find(|e| e.0 > requested) else { return (-1, -1) };
+        match self.epochs.iter().rev().find(|e| e.0 <= requested) {
+            None => (requested, higher.1),
+            Some(floor) => (floor.0, higher.1),
+        }
+    }
+
+    /// The epoch history after accepting that the partition ends at `end`, below its high
+    /// watermark: epochs that started after `end` are dropped and a new one starts there.
+    #[must_use]
+    pub fn epochs_truncated_to(&self, end: i64) -> Vec<(i32, i64)> {
+        let next = self.leader_epoch() + 1;
+        let mut epochs: Vec<(i32, i64)> = self.epochs.iter().copied().filter(|e| e.1 <= end).collect();
+        epochs.push((next, end));
+        epochs
+    }
+
+    /// Starts accepting the store's end `e`, below the high watermark: returns the epoch
+    /// history to store first; once it is, [`PartitionLog::truncation_stored`] adopts it.
+    pub fn begin_truncation(&mut self, e: &PartitionExtent) -> Vec<(i32, i64)> {
+        assert_eq!(self.resync, Resync::Asked, "truncating to an extent not asked for");
+        let epochs = self.epochs_truncated_to(e.next_offset);
+        self.truncating = Some(Box::new(Truncation { extent: e.clone(), epochs: epochs.clone() }));
+        epochs
+    }
+
+    /// The epoch history of the truncation begun with [`PartitionLog::begin_truncation`] is
+    /// stored (`ok`) or could not be: adopts it, or asks the store again later. Returns whether
+    /// it was adopted.
+    pub fn truncation_stored(&mut self, ok: bool) -> bool {
+        let Some(t) = self.truncating.take() else { return false };
+        if !ok {
+            self.resync_failed(None);
+            return false;
+        }
+        let Truncation { extent, epochs } = *t;
+        self.adopt_truncated(&extent, epochs);
+        true
+    }
+
+    /// Accepts the store's end below the high watermark (an operator allowed it with
+    /// `unclean.leader.election.enable`): records it had made durable are gone. The partition
+    /// continues at the store's end in a new leader epoch (`epochs`, from
+    /// [`PartitionLog::epochs_truncated_to`], already stored), forgetting producer batches
+    /// beyond it.
+    fn adopt_truncated(&mut self, e: &PartitionExtent, epochs: Vec<(i32, i64)>) {
+        assert_eq!(self.resync, Resync::Asked, "adopting an extent not asked for");
+        assert!(self.in_flight.is_empty(), "adopting an extent with appends in flight");
+        let end = e.next_offset;
+        self.resync = Resync::No;
+        self.resync_failures = 0;
+        self.fenced = None;
+        self.awaiting = None;
+        (self.hwm, self.stored, self.durable, self.next_offset) = (end, end, end, end);
+        self.log_start = self.log_start.max(e.log_start).min(end);
+        for entry in self.producers.values_mut() {
+            entry.batches.retain(|b| b.last_offset < end);
+        }
+        self.max_timestamp = e.max_timestamp;
+        self.epochs = epochs;
+        self.check();
     }
 
     /// Appends in the store right now.
@@ -266,7 +482,7 @@ impl PartitionLog {
         assert!(records > 0, "an append holds at least one record");
         let base = self.next_offset;
         self.next_offset += records;
-        self.in_flight.push_back(InFlight { cmd, last_offset: self.next_offset - 1, done: false });
+        self.in_flight.push_back(InFlight { cmd, last_offset: self.next_offset - 1, done: None });
         if max_timestamp > self.max_timestamp.timestamp {
             self.max_timestamp = TimestampOffset { timestamp: max_timestamp, offset: self.next_offset - 1 };
         }
@@ -292,11 +508,12 @@ impl PartitionLog {
         self.producers.iter().map(|(pid, e)| (*pid, e.epoch, e.batches.back()))
     }
 
-    /// Marks append `cmd` stored. Returns the new high watermark if it moved.
-    pub fn append_done(&mut self, cmd: CmdId) -> Option<i64> {
+    /// Marks append `cmd` stored, and durable too if `durable` (else the store will say when,
+    /// see [`PartitionLog::wants_durability`]). Returns the new high watermark if it moved.
+    pub fn append_done(&mut self, cmd: CmdId, durable: bool) -> Option<i64> {
         let entry = self.in_flight.iter_mut().find(|f| f.cmd == cmd);
         debug_assert!(entry.is_some(), "completion for an append not in flight");
-        entry?.done = true;
+        entry?.done = Some(durable);
         let before = self.hwm;
         self.pop_done();
         self.finish_rewind();
@@ -305,13 +522,18 @@ impl PartitionLog {
     }
 
     /// Drops the completed appends at the front of `in_flight`; those before a rewind point
-    /// move the high watermark.
+    /// move the stored end, and the high watermark as far as they are durable.
     fn pop_done(&mut self) {
-        while self.in_flight.front().is_some_and(|f| f.done) {
+        while let Some(durable) = self.in_flight.front().and_then(|f| f.done) {
             if let Some(f) = self.in_flight.pop_front()
                 && self.rewind_from.is_none_or(|r| f.last_offset < r)
             {
-                self.hwm = f.last_offset + 1;
+                self.stored = f.last_offset + 1;
+                if durable {
+                    // A store that answers `Done` has made everything before it durable too.
+                    self.durable = self.durable.max(self.stored);
+                }
+                self.hwm = self.hwm.max(self.stored.min(self.durable));
             }
         }
     }
@@ -327,8 +549,8 @@ impl PartitionLog {
         };
         let last_offset = self.in_flight[pos].last_offset;
         // Appends before the failed one may still complete and count; it and everything after
-        // it cannot. The front of `in_flight` always starts at the high watermark.
-        let base = if pos == 0 { self.hwm } else { self.in_flight[pos - 1].last_offset + 1 };
+        // it cannot. The front of `in_flight` always starts at the stored end.
+        let base = if pos == 0 { self.stored } else { self.in_flight[pos - 1].last_offset + 1 };
         self.rewind_from = Some(self.rewind_from.map_or(base, |r| r.min(base)));
         self.in_flight.remove(pos);
         if outcome_unknown && self.resync == Resync::No {
@@ -352,11 +574,12 @@ impl PartitionLog {
             self.resync = Resync::Wanted;
             return;
         }
-        self.next_offset = self.hwm;
+        // Stored records stay (they become durable in their time); the rest is gone.
+        self.next_offset = self.stored;
         for e in self.producers.values_mut() {
-            e.batches.retain(|b| b.last_offset < self.hwm);
+            e.batches.retain(|b| b.last_offset < self.stored);
         }
-        if self.max_timestamp.offset >= self.hwm {
+        if self.max_timestamp.offset >= self.stored {
             // The record with the largest timestamp is gone; the true maximum among what is left
             // is not known here, so report none until the next append (as an empty log would).
             self.max_timestamp = TimestampOffset::NONE;
@@ -392,14 +615,70 @@ impl PartitionLog {
 
     fn check(&self) {
         assert!(
-            self.log_start <= self.hwm && self.hwm <= self.next_offset,
-            "partition {:?}: log_start {} hwm {} next {}",
+            self.log_start <= self.hwm && self.hwm <= self.stored && self.stored <= self.next_offset,
+            "partition {:?}: log_start {} hwm {} stored {} next {}",
             self.key,
             self.log_start,
             self.hwm,
+            self.stored,
             self.next_offset
         );
     }
+}
+
+/// Where a partition's leader epoch history is stored (only once it has moved past epoch 0).
+const EPOCHS_PREFIX: &[u8] = b"kelp/leader-epochs/";
+
+/// The storage key of `key`'s leader epoch history.
+#[must_use]
+pub fn epochs_key(key: PartitionKey) -> bytes::Bytes {
+    let mut k = Vec::with_capacity(EPOCHS_PREFIX.len() + 20);
+    k.extend_from_slice(EPOCHS_PREFIX);
+    k.extend_from_slice(&key.topic_id.0);
+    k.extend_from_slice(&key.partition.to_be_bytes());
+    bytes::Bytes::from(k)
+}
+
+/// The stored value of a leader epoch history: version 1, a count, then (epoch i32, start
+/// offset i64) pairs, big-endian.
+#[must_use]
+pub fn encode_epochs(epochs: &[(i32, i64)]) -> bytes::Bytes {
+    let mut v = Vec::with_capacity(5 + epochs.len() * 12);
+    v.push(1);
+    v.extend_from_slice(&u32::try_from(epochs.len()).unwrap_or(u32::MAX).to_be_bytes());
+    for (epoch, start) in epochs {
+        v.extend_from_slice(&epoch.to_be_bytes());
+        v.extend_from_slice(&start.to_be_bytes());
+    }
+    bytes::Bytes::from(v)
+}
+
+/// The partition and leader epoch history a stored key/value holds, if it is one.
+#[must_use]
+pub fn decode_epochs(k: &[u8], v: &[u8]) -> Option<(PartitionKey, Vec<(i32, i64)>)> {
+    let rest = k.strip_prefix(EPOCHS_PREFIX)?;
+    let (id, part) = (rest.get(..16)?, rest.get(16..20)?);
+    if rest.len() != 20 {
+        return None;
+    }
+    let key = PartitionKey {
+        topic_id: crate::codec::Uuid(id.try_into().ok()?),
+        partition: i32::from_be_bytes(part.try_into().ok()?),
+    };
+    let (&version, body) = v.split_first()?;
+    let n = usize::try_from(u32::from_be_bytes(body.get(..4)?.try_into().ok()?)).ok()?;
+    let pairs = body.get(4..)?;
+    if version != 1 || pairs.len() != n.checked_mul(12)? {
+        return None;
+    }
+    let epochs = pairs
+        .chunks_exact(12)
+        .map(|c| {
+            let (e, o) = c.split_at(4);
+            Some((i32::from_be_bytes(e.try_into().ok()?), i64::from_be_bytes(o.try_into().ok()?)))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((key, epochs))
 }
 
 #[cfg(test)]
@@ -417,9 +696,9 @@ mod tests {
         assert_eq!(l.assign(CmdId(1), 3, 10), 0);
         assert_eq!(l.assign(CmdId(2), 2, 5), 3);
         assert_eq!(l.next_offset(), 5);
-        assert_eq!(l.append_done(CmdId(2)), None, "a later append alone moves nothing");
+        assert_eq!(l.append_done(CmdId(2), true), None, "a later append alone moves nothing");
         assert_eq!(l.hwm(), 0);
-        assert_eq!(l.append_done(CmdId(1)), Some(5));
+        assert_eq!(l.append_done(CmdId(1), true), Some(5));
         assert_eq!(l.max_timestamp(), TimestampOffset { timestamp: 10, offset: 2 });
     }
 
@@ -431,7 +710,7 @@ mod tests {
         l.assign(CmdId(3), 2, 0);
         l.append_failed(CmdId(2), false);
         assert!(l.is_rewinding());
-        assert_eq!(l.append_done(CmdId(1)), Some(2), "the append before the failure still counts");
+        assert_eq!(l.append_done(CmdId(1), true), Some(2), "the append before the failure still counts");
         l.append_failed(CmdId(3), false);
         assert!(!l.is_rewinding());
         assert_eq!((l.hwm(), l.next_offset()), (2, 2));
@@ -474,7 +753,7 @@ mod tests {
         let mut l = log();
         l.assign(CmdId(1), 2, 0);
         l.assign(CmdId(2), 2, 0);
-        assert_eq!(l.append_done(CmdId(2)), None);
+        assert_eq!(l.append_done(CmdId(2), true), None);
         l.append_failed(CmdId(1), true);
         assert_eq!(l.in_flight(), 0);
         assert!(l.take_resync_request(), "nothing is in flight: the store is asked");
@@ -488,7 +767,7 @@ mod tests {
     fn an_end_below_the_high_watermark_is_not_adopted() {
         let mut l = log();
         l.assign(CmdId(1), 2, 0);
-        assert_eq!(l.append_done(CmdId(1)), Some(2));
+        assert_eq!(l.append_done(CmdId(1), true), Some(2));
         l.assign(CmdId(2), 2, 0);
         l.append_failed(CmdId(2), true);
         assert!(l.take_resync_request());
@@ -499,6 +778,109 @@ mod tests {
         let right = PartitionExtent { next_offset: 2, max_timestamp: TimestampOffset::NONE, ..Default::default() };
         assert_eq!(l.adopt(&right), Ok(None));
         assert_eq!((l.hwm(), l.next_offset()), (2, 2));
+    }
+
+    #[test]
+    fn stored_records_wait_for_durability_before_the_high_watermark_moves() {
+        let mut l = log();
+        l.assign(CmdId(1), 3, 0);
+        l.assign(CmdId(2), 2, 0);
+        assert_eq!(l.append_done(CmdId(1), false), None, "stored, not durable: invisible");
+        assert_eq!((l.hwm(), l.stored()), (0, 3));
+        assert!(l.wants_durability());
+        l.awaiting_durability(CmdId(10));
+        assert!(!l.wants_durability(), "one question at a time");
+        assert_eq!(l.append_done(CmdId(2), false), None);
+        assert_eq!(l.stored(), 5);
+        assert_eq!(l.durable_until(CmdId(10), 3), Some(3), "durable up to where the store says");
+        assert!(l.wants_durability(), "the rest is still to come");
+        l.awaiting_durability(CmdId(11));
+        assert_eq!(l.durable_until(CmdId(99), 5), None, "an answer to another question is ignored");
+        assert_eq!(l.durable_until(CmdId(11), 9), Some(5), "never beyond what is stored");
+        assert!(!l.wants_durability());
+        l.assign(CmdId(3), 1, 0);
+        assert_eq!(l.append_done(CmdId(3), false), Some(6), "the store said everything below 9 is durable");
+        l.assign(CmdId(4), 4, 0);
+        assert_eq!(l.append_done(CmdId(4), false), Some(9));
+        assert_eq!(l.stored(), 10);
+        assert!(l.wants_durability(), "offset 9 was not covered");
+    }
+
+    #[test]
+    fn a_store_that_cannot_tell_durability_makes_the_partition_resync_from_the_high_watermark() {
+        let mut l = log();
+        l.assign(CmdId(1), 2, 0);
+        l.append_done(CmdId(1), false);
+        l.assign(CmdId(2), 2, 0);
+        l.awaiting_durability(CmdId(10));
+        assert!(l.durability_unknown(CmdId(10)));
+        assert!(l.is_rewinding(), "appends are refused");
+        assert_eq!(l.stored(), 0, "stored records count no more");
+        assert!(!l.take_resync_request(), "not while an append is in flight");
+        assert_eq!(l.append_done(CmdId(2), false), None, "an append behind the doubt does not count");
+        assert!(l.take_resync_request());
+        // The store kept the first append only.
+        let e = PartitionExtent { next_offset: 2, max_timestamp: TimestampOffset::NONE, ..Default::default() };
+        assert_eq!(l.adopt(&e), Ok(Some(2)));
+        assert_eq!((l.hwm(), l.stored(), l.next_offset()), (2, 2, 2));
+        assert!(!l.wants_durability());
+    }
+
+    #[test]
+    fn a_definite_failure_keeps_stored_records_waiting_for_durability() {
+        let mut l = log();
+        l.assign(CmdId(1), 2, 0);
+        l.assign(CmdId(2), 2, 0);
+        l.append_done(CmdId(1), false);
+        l.append_failed(CmdId(2), false);
+        assert!(!l.is_rewinding());
+        assert_eq!((l.hwm(), l.stored(), l.next_offset()), (0, 2, 2), "assignment restarts at the stored end");
+        assert!(l.wants_durability());
+        l.awaiting_durability(CmdId(10));
+        assert_eq!(l.durable_until(CmdId(10), 2), Some(2));
+    }
+
+    #[test]
+    fn a_fenced_answer_is_remembered_until_an_end_is_adopted() {
+        let mut l = log();
+        l.assign(CmdId(1), 2, 0);
+        l.append_done(CmdId(1), true);
+        l.assign(CmdId(2), 1, 0);
+        l.append_failed(CmdId(2), true);
+        assert!(l.take_resync_request());
+        l.resync_failed(Some("offsets would be re-used"));
+        assert_eq!(l.fenced(), Some("offsets would be re-used"));
+        assert!(l.take_resync_request());
+        let short = PartitionExtent { next_offset: 1, max_timestamp: TimestampOffset::NONE, ..Default::default() };
+        assert!(l.adopt(&short).is_err());
+        assert!(l.fenced().is_some(), "an end below the high watermark fences too");
+        assert!(l.take_resync_request());
+        let e = PartitionExtent { next_offset: 2, max_timestamp: TimestampOffset::NONE, ..Default::default() };
+        assert_eq!(l.adopt(&e), Ok(None));
+        assert_eq!(l.fenced(), None);
+    }
+
+    #[test]
+    fn epoch_ends_answer_like_kafkas_leader_epoch_cache() {
+        let mut l = log();
+        l.assign(CmdId(1), 10, 0);
+        l.append_done(CmdId(1), true);
+        assert_eq!((l.leader_epoch(), l.epoch_end(0)), (0, (0, 10)));
+        l.set_epochs(vec![(0, 0), (2, 4), (5, 7)]);
+        assert_eq!(l.epoch_end(5), (5, 10), "the current epoch ends at the log end");
+        assert_eq!(l.epoch_end(3), (2, 7), "an epoch between: the floor epoch, ended by the next");
+        assert_eq!(l.epoch_end(0), (0, 4));
+        assert_eq!(l.epoch_end(6), (-1, -1), "a future epoch is unknown");
+        assert_eq!(l.epoch_end(-1), (-1, -1));
+        assert_eq!((l.epoch_at(3), l.epoch_at(4), l.epoch_at(9)), (0, 2, 5));
+        assert_eq!(l.epochs_truncated_to(5), vec![(0, 0), (2, 4), (6, 5)]);
+        l.set_epochs(vec![(3, 0), (1, 5)]);
+        assert_eq!(l.leader_epoch(), 5, "a disordered history is not taken");
+        let k = PartitionKey { topic_id: Uuid::from_u64_pair(9, 9), partition: 3 };
+        let v = encode_epochs(&[(0, 0), (1, 42)]);
+        assert_eq!(decode_epochs(&epochs_key(k), &v), Some((k, vec![(0, 0), (1, 42)])));
+        assert_eq!(decode_epochs(&epochs_key(k), &v[..v.len() - 1]), None, "a short value is refused");
+        assert_eq!(decode_epochs(b"kelp/group/x", &v), None);
     }
 
     #[test]

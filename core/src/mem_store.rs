@@ -152,6 +152,37 @@ impl MemStore {
         self
     }
 
+    /// The offset the partition's next record gets (0 for a partition that has none).
+    #[must_use]
+    pub fn end(&self, partition: PartitionKey) -> i64 {
+        self.logs.get(&partition).map_or(0, |l| l.next_offset)
+    }
+
+    /// Drops the partition's records from `end` on: what a store that acknowledged them
+    /// before making them durable loses in a crash (for the simulator). `end` must be the
+    /// partition's end or a batch boundary at or after its log start; returns false and
+    /// changes nothing otherwise.
+    pub fn truncate(&mut self, partition: PartitionKey, end: i64) -> bool {
+        let Some(log) = self.logs.get_mut(&partition) else { return end == 0 };
+        if end >= log.next_offset {
+            return end == log.next_offset;
+        }
+        if end < log.log_start || !log.batches.iter().any(|b| b.base_offset == end) {
+            return false;
+        }
+        log.batches.retain(|b| b.base_offset < end);
+        log.segments.retain(|s| s.base_offset < end);
+        if let Some(seg) = log.segments.last_mut() {
+            let kept = log.batches.iter().filter(|b| b.base_offset >= seg.base_offset);
+            seg.size = kept.clone().map(|b| b.data.len() as u64).sum();
+            seg.max_timestamp = kept.map(|b| b.max_timestamp).max().unwrap_or(-1);
+        }
+        log.next_offset = end;
+        log.first_dirty = log.first_dirty.min(end);
+        log.epoch += 1;
+        true
+    }
+
     /// Runs one command to completion.
     pub fn execute(&mut self, command: Command) -> Completion {
         match command {

@@ -255,12 +255,41 @@ pub(crate) fn write_state(b: &crate::Broker, out: &mut String) {
     let _ = writeln!(out, "kelp_partitions {}", visible().map(|t| t.partitions.len()).sum::<usize>());
     let mut topics: Vec<_> = visible().collect();
     topics.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    family(out, "kelp_partition_high_watermark", "gauge", "The offset after the last acknowledged record.");
+    family(
+        out,
+        "kelp_partition_high_watermark",
+        "gauge",
+        "The offset after the last durable record: what consumers read up to and acks=-1 confirms.",
+    );
     for t in &topics {
         let name = escape(&t.name);
         for (i, p) in t.partitions.iter().enumerate() {
             let _ = writeln!(out, "kelp_partition_high_watermark{{topic=\"{name}\",partition=\"{i}\"}} {}", p.hwm());
         }
+    }
+    family(
+        out,
+        "kelp_partition_stored_offset",
+        "gauge",
+        "The offset after the last record the store holds; above the high watermark while records wait to become durable.",
+    );
+    for t in &topics {
+        let name = escape(&t.name);
+        for (i, p) in t.partitions.iter().enumerate() {
+            let _ = writeln!(out, "kelp_partition_stored_offset{{topic=\"{name}\",partition=\"{i}\"}} {}", p.stored());
+        }
+    }
+    let fenced = || topics.iter().flat_map(|t| t.partitions.iter().enumerate().map(move |(i, p)| (t, i, p)));
+    family(
+        out,
+        "kelp_partitions_fenced",
+        "gauge",
+        "Partitions refusing appends because the store will not let them go on where they stand (see the log).",
+    );
+    let _ = writeln!(out, "kelp_partitions_fenced {}", fenced().filter(|(_, _, p)| p.fenced().is_some()).count());
+    family(out, "kelp_partition_fenced", "gauge", "1 for each fenced partition.");
+    for (t, i, _) in fenced().filter(|(_, _, p)| p.fenced().is_some()) {
+        let _ = writeln!(out, "kelp_partition_fenced{{topic=\"{}\",partition=\"{i}\"}} 1", escape(&t.name));
     }
     family(out, "kelp_partition_log_start_offset", "gauge", "The first offset still stored.");
     for t in &topics {

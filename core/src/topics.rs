@@ -259,7 +259,7 @@ pub const CONFIGS: &[ConfigDef] = &[
         ConfigType::Boolean,
         &[],
         None,
-        "Has no effect on a single node.",
+        "Whether a partition whose store lost records it had made durable continues at the store's end in a new leader epoch (else it stays fenced).",
     ),
 ];
 
@@ -392,6 +392,9 @@ pub struct TopicSettings {
     /// The level of that codec (`compression.gzip.level`, `compression.zstd.level`); `None`
     /// for the codec's default, and for codecs without a level kelp honours.
     pub compression_level: Option<i32>,
+    /// `unclean.leader.election.enable`: a partition whose store lost records it had made
+    /// durable continues at the store's end, in a new leader epoch, instead of staying fenced.
+    pub unclean_leader_election: bool,
 }
 
 impl TopicSettings {
@@ -433,6 +436,7 @@ impl TopicSettings {
             timestamp_after_max_ms: long("message.timestamp.after.max.ms", i64::MAX),
             compression,
             compression_level,
+            unclean_leader_election: get("unclean.leader.election.enable").trim().eq_ignore_ascii_case("true"),
         }
     }
 }

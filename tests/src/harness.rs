@@ -192,6 +192,17 @@ impl Harness {
         true
     }
 
+    /// Runs the oldest queued storage command against the store and reports what `report`
+    /// makes of its result (a store that answers appends as [`Completion::Stored`], say); then
+    /// drains the outputs.
+    pub fn run_one_storage_with(&mut self, report: impl FnOnce(Completion) -> Completion) -> bool {
+        let Some((cmd, command)) = self.queued.pop_front() else { return false };
+        let result = report(self.store.execute(command));
+        self.broker.handle_input(self.now, Input::Completed { cmd, result });
+        self.drive();
+        true
+    }
+
     /// Moves virtual time forward and fires due timers.
     pub fn advance(&mut self, d: Duration) {
         self.now.mono = self.now.mono + d;

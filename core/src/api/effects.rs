@@ -40,6 +40,10 @@ pub(crate) enum CmdOwner {
     Clean(PartitionKey),
     /// Re-learning a partition's end after an append with an unknown outcome.
     Resync(PartitionKey),
+    /// Waiting for a partition's stored records to become durable.
+    Durable(PartitionKey),
+    /// Storing a partition's new leader epoch history before it accepts a truncated end.
+    Epochs(PartitionKey),
 }
 
 /// What fires when a timer is due.
@@ -59,6 +63,8 @@ pub(crate) enum Timer {
     RecoverRetry,
     /// Ask the store for a partition's end again ([`super::resync`]).
     Resync(PartitionKey),
+    /// An acks=-1 produce's `timeout_ms` ran out before its records were durable.
+    ProduceTimeout(JobId),
 }
 
 /// How a request is answered.

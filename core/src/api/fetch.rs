@@ -112,8 +112,8 @@ fn check_part(st: &State, p: &FetchPart) -> Option<ErrorCode> {
     let Some(log) = usize::try_from(p.partition).ok().and_then(|i| topic.partitions.get(i)) else {
         return Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
     };
-    if p.leader_epoch > 0 {
-        return Some(ErrorCode::UNKNOWN_LEADER_EPOCH);
+    if let Some(code) = super::list_offsets::epoch_error(p.leader_epoch, log) {
+        return Some(code);
     }
     if p.offset < log.log_start() || p.offset > log.next_offset() {
         return Some(ErrorCode::OFFSET_OUT_OF_RANGE);

@@ -1,5 +1,5 @@
 //! ListOffsets (earliest, latest, max-timestamp, and by-timestamp lookups through the store)
-//! and OffsetForLeaderEpoch. kelp's only leader epoch is 0.
+//! and OffsetForLeaderEpoch, answered from the partition's leader epoch history.
 
 use super::{CmdOwner, Effects};
 use crate::codec::ErrorCode;
@@ -11,6 +11,7 @@ use crate::codec::generated::offset_for_leader_epoch::{
     EpochEndOffset, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
 };
 use crate::io::{Command, Completion, PartitionKey, TimestampOffset};
+use crate::log::PartitionLog;
 use crate::request::Req;
 use crate::state::{JobId, State};
 
@@ -26,16 +27,19 @@ const LATEST_TIERED: i64 = -5;
 pub(crate) struct ListOffsetsJob {
     req: Req,
     resp: ListOffsetsResponse,
-    /// Part -> (topic index, partition index, high watermark at request time).
-    parts: Vec<(usize, usize, i64)>,
+    /// Part -> (topic index, partition index, high watermark at request time, partition).
+    parts: Vec<(usize, usize, i64, PartitionKey)>,
     pending: usize,
 }
 
-/// The leader-epoch check shared by fetch-like requests: -1 means "not known by the client".
-fn epoch_error(current_leader_epoch: i32) -> Option<ErrorCode> {
+/// The leader-epoch check shared by fetch-like requests, as Kafka's leader makes it: a client
+/// that knows an older epoch is fenced, one that knows a newer one has news the broker lacks;
+/// -1 means "not known by the client".
+pub(crate) fn epoch_error(current_leader_epoch: i32, log: &PartitionLog) -> Option<ErrorCode> {
     match current_leader_epoch {
-        e if e > 0 => Some(ErrorCode::UNKNOWN_LEADER_EPOCH),
-        e if e < -1 => Some(ErrorCode::FENCED_LEADER_EPOCH),
+        -1 => None,
+        e if e > log.leader_epoch() => Some(ErrorCode::UNKNOWN_LEADER_EPOCH),
+        e if e < log.leader_epoch() => Some(ErrorCode::FENCED_LEADER_EPOCH),
         _ => None,
     }
 }
@@ -51,18 +55,24 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ListOffsetsR
                 partition_index: p.partition_index,
                 timestamp: -1,
                 offset: -1,
-                leader_epoch: 0,
+                leader_epoch: -1,
                 ..Default::default()
             };
             let key = topic.map(|id| PartitionKey { topic_id: id, partition: p.partition_index });
             match key.and_then(|k| st.topics.partition(k).map(|l| (k, l))) {
                 None => pr.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
-                Some(_) if epoch_error(p.current_leader_epoch).is_some() => {
-                    pr.error_code = epoch_error(p.current_leader_epoch).unwrap_or(ErrorCode::NONE).0;
+                Some((_, log)) if epoch_error(p.current_leader_epoch, log).is_some() => {
+                    pr.error_code = epoch_error(p.current_leader_epoch, log).unwrap_or(ErrorCode::NONE).0;
                 }
                 Some((k, log)) => match p.timestamp {
-                    EARLIEST | EARLIEST_LOCAL => pr.offset = log.log_start(),
-                    LATEST => pr.offset = log.hwm(),
+                    EARLIEST | EARLIEST_LOCAL => {
+                        pr.offset = log.log_start();
+                        pr.leader_epoch = log.epoch_at(pr.offset);
+                    }
+                    LATEST => {
+                        pr.offset = log.hwm();
+                        pr.leader_epoch = log.leader_epoch();
+                    }
                     LATEST_TIERED => {}
                     MAX_TIMESTAMP => {
                         // The partition knows the batch with the largest timestamp, not which
@@ -83,21 +93,23 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ListOffsetsR
     if lookups.is_empty() {
         return fx.respond(req, ResponseBody::ListOffsets(resp));
     }
-    let parts = lookups.iter().map(|(_, _, ti, pi, hwm)| (*ti, *pi, *hwm)).collect();
+    let parts = lookups.iter().map(|(k, _, ti, pi, hwm)| (*ti, *pi, *hwm, *k)).collect();
     let job = fx.park(super::Job::ListOffsets(ListOffsetsJob { req, resp, parts, pending: lookups.len() }));
     for (part, (partition, timestamp, ..)) in lookups.into_iter().enumerate() {
         fx.storage(CmdOwner::Job { job, part }, Command::FindOffset { partition, timestamp });
     }
 }
 
-pub(crate) fn lookup_done(fx: &mut Effects, job: JobId, part: usize, result: Completion) {
+pub(crate) fn lookup_done(st: &State, fx: &mut Effects, job: JobId, part: usize, result: Completion) {
     let Some(super::Job::ListOffsets(j)) = fx.jobs.get_mut(&job) else { return };
-    let (ti, pi, hwm) = j.parts[part];
+    let (ti, pi, hwm, key) = j.parts[part];
+    let epoch_of = |offset| st.topics.partition(key).map_or(-1, |l| l.epoch_at(offset));
     let pr = &mut j.resp.topics[ti].partitions[pi];
     match result {
         // Only records below the high watermark are visible.
         Completion::Offset { found: Some(TimestampOffset { timestamp: ts, offset }) } if offset < hwm => {
-            (pr.offset, pr.timestamp) = (offset, ts)
+            (pr.offset, pr.timestamp) = (offset, ts);
+            pr.leader_epoch = epoch_of(offset);
         }
         Completion::Offset { .. } => {}
         Completion::Failed(e) => pr.error_code = e.error_code().0,
@@ -122,12 +134,10 @@ pub(crate) fn offset_for_leader_epoch(st: &mut State, fx: &mut Effects, req: Req
             let log = topic.and_then(|id| st.topics.partition(PartitionKey { topic_id: id, partition: p.partition }));
             match log {
                 None => e.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
-                Some(_) if epoch_error(p.current_leader_epoch).is_some() => {
-                    e.error_code = epoch_error(p.current_leader_epoch).unwrap_or(ErrorCode::NONE).0;
+                Some(log) if epoch_error(p.current_leader_epoch, log).is_some() => {
+                    e.error_code = epoch_error(p.current_leader_epoch, log).unwrap_or(ErrorCode::NONE).0;
                 }
-                // Epoch 0 is the only one there has been: it ends at the log end.
-                Some(log) if p.leader_epoch == 0 => (e.leader_epoch, e.end_offset) = (0, log.next_offset()),
-                Some(_) => {}
+                Some(log) => (e.leader_epoch, e.end_offset) = log.epoch_end(p.leader_epoch),
             }
             tr.partitions.push(e);
         }

@@ -42,7 +42,7 @@ fn partitions(st: &State, t: &Topic) -> Vec<MetadataResponsePartition> {
         .map(|i| MetadataResponsePartition {
             partition_index: i32::try_from(i).unwrap_or(i32::MAX),
             leader_id: node,
-            leader_epoch: 0,
+            leader_epoch: t.partitions[i].leader_epoch(),
             replica_nodes: vec![node],
             isr_nodes: vec![node],
             ..Default::default()
@@ -240,7 +240,7 @@ pub(crate) fn describe_topic_partitions(
             entry.partitions.push(DescribeTopicPartitionsResponsePartition {
                 partition_index: p,
                 leader_id: node,
-                leader_epoch: 0,
+                leader_epoch: usize::try_from(p).ok().and_then(|i| t.partitions.get(i)).map_or(0, |l| l.leader_epoch()),
                 replica_nodes: vec![node],
                 isr_nodes: vec![node],
                 eligible_leader_replicas: Some(Vec::new()),

@@ -213,7 +213,7 @@ pub(crate) fn job_completed(st: &mut State, fx: &mut Effects, job: JobId, part: 
     match j {
         Job::Produce(_) => produce::part_done(fx, job, part, result),
         Job::Fetch(_) => fetch::read_done(st, fx, job, part, result),
-        Job::ListOffsets(_) => list_offsets::lookup_done(fx, job, part, result),
+        Job::ListOffsets(_) => list_offsets::lookup_done(st, fx, job, part, result),
         Job::GroupStore(_) => group::store_done(st, fx, job, result),
         Job::Commit(_) => offsets::commit_done(st, fx, job, part, result),
         Job::Reply(r) => {

@@ -7,10 +7,13 @@
 //! fails there with MESSAGE_TOO_LARGE and nothing is stored (see
 //! [`crate::io::StorageError::is_batch_fault`] for what the appends behind it get). A
 //! compacted topic refuses records without a key (Kafka's
-//! `LogValidator`), naming each one in `record_errors` (KIP-467). acks=1 and acks=-1 answer
-//! once the batch is below the high watermark (stored and visible to fetchers; a single node's
-//! ISR is itself). acks=0 answers nothing; an error then closes the connection, as Kafka does,
-//! so that the client notices instead of losing data silently.
+//! `LogValidator`), naming each one in `record_errors` (KIP-467). acks=1 answers once the store
+//! holds the batch (Kafka's leader has written it); acks=-1 once it is below the high watermark,
+//! durable and visible to fetchers (a single node's ISR is itself, and a store that
+//! acknowledges before it is durable stands where the followers would: see
+//! [`crate::log`]), or with REQUEST_TIMED_OUT, which clients retry, when the request's
+//! `timeout_ms` runs out first. acks=0 answers nothing; an error then closes the connection, as
+//! Kafka does, so that the client notices instead of losing data silently.
 
 use bytes::{Bytes, BytesMut};
 
@@ -32,8 +35,8 @@ use crate::state::{HwmWaiter, JobId, State};
 pub(crate) struct ProduceJob {
     req: Req,
     resp: ProduceResponse,
-    /// Part -> (topic index, partition index) in `resp`.
-    parts: Vec<(usize, usize)>,
+    /// Part -> (topic index, partition index) in `resp`, and whether it is answered.
+    parts: Vec<(usize, usize, bool)>,
     waiting: usize,
 }
 
@@ -114,16 +117,21 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceReque
         return;
     }
     let job = fx.park(super::Job::Produce(ProduceJob { req, resp, parts: Vec::new(), waiting: 0 }));
+    let durable = acks == -1;
     for (key, target, ti, pi) in waits {
-        let hwm = st.topics.partition(key).map_or(i64::MAX, |p| p.hwm());
-        if target <= hwm {
+        let reached = st.topics.partition(key).map_or(i64::MAX, |p| if durable { p.hwm() } else { p.stored() });
+        if target <= reached {
             continue;
         }
         let Some(super::Job::Produce(j)) = fx.jobs.get_mut(&job) else { return };
         let part = j.parts.len();
-        j.parts.push((ti, pi));
+        j.parts.push((ti, pi, false));
         j.waiting += 1;
-        st.waiters.hwm.entry(key).or_default().push(HwmWaiter { target, job, part });
+        st.waiters.hwm.entry(key).or_default().push(HwmWaiter { target, durable, job, part });
+    }
+    if durable && m.timeout_ms > 0 && matches!(fx.jobs.get(&job), Some(super::Job::Produce(j)) if j.waiting > 0) {
+        let timeout = crate::time::Duration::from_millis(i64::from(m.timeout_ms));
+        fx.arm(super::Timer::ProduceTimeout(job), st.now.mono + timeout);
     }
     finish_if_done(fx, job);
 }
@@ -329,6 +337,7 @@ fn assign(st: &mut State, fx: &mut Effects, batch: ValidBatch) -> Outcome {
         return Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
     };
     let base_offset = part.assign(cmd, batch.count, max_timestamp);
+    let leader_epoch = part.leader_epoch();
     let last_offset = base_offset + batch.count - 1;
     if let Some(p) = batch.producer {
         part.remember(BatchSummary {
@@ -341,7 +350,7 @@ fn assign(st: &mut State, fx: &mut Effects, batch: ValidBatch) -> Outcome {
             timestamp: max_timestamp,
         });
     }
-    let batches = stamp(&batch.records, base_offset, batch.log_append_time.then_some(now));
+    let batches = stamp(&batch.records, base_offset, leader_epoch, batch.log_append_time.then_some(now));
     let recompress = batch.recompress;
     fx.emit_cmd(
         cmd,
@@ -360,14 +369,15 @@ fn seq_add(seq: i32, delta: i32) -> i32 {
     i32::try_from(sum % (i64::from(i32::MAX) + 1)).unwrap_or(0)
 }
 
-/// The batch as stored: its base offset and leader epoch set (outside the CRC), and for
-/// LogAppendTime topics the broker's time (which the CRC covers, so it is recomputed).
-fn stamp(records: &Bytes, base_offset: i64, log_append_time: Option<i64>) -> Bytes {
+/// The batch as stored: its base offset and the partition's leader epoch set (outside the
+/// CRC), and for LogAppendTime topics the broker's time (which the CRC covers, so it is
+/// recomputed).
+fn stamp(records: &Bytes, base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) -> Bytes {
     let mut data = BytesMut::from(&records[..]);
     // The batch was parsed and validated above, so these fixed-offset writes cannot fail; the
     // results are still checked rather than assumed.
     let ok = rewrite::set_base_offset(&mut data, base_offset).is_ok()
-        && rewrite::set_partition_leader_epoch(&mut data, 0).is_ok()
+        && rewrite::set_partition_leader_epoch(&mut data, leader_epoch).is_ok()
         && log_append_time.is_none_or(|t| rewrite::set_log_append_time(&mut data, t).is_ok());
     assert!(ok, "rewriting a validated batch failed");
     data.freeze()
@@ -376,14 +386,37 @@ fn stamp(records: &Bytes, base_offset: i64, log_append_time: Option<i64>) -> Byt
 /// One partition's append became visible (or failed).
 pub(crate) fn part_done(fx: &mut Effects, job: JobId, part: usize, result: Completion) {
     let Some(super::Job::Produce(j)) = fx.jobs.get_mut(&job) else { return };
+    let Some((ti, pi, answered)) = j.parts.get_mut(part) else { return };
+    if *answered {
+        return;
+    }
+    *answered = true;
     if let Completion::Failed(e) = result {
-        let (ti, pi) = j.parts[part];
-        let pr = &mut j.resp.responses[ti].partition_responses[pi];
-        pr.error_code = e.error_code().0;
-        pr.base_offset = -1;
-        pr.log_append_time_ms = -1;
+        fail_part(&mut j.resp.responses[*ti].partition_responses[*pi], e.error_code());
     }
     j.waiting -= 1;
+    finish_if_done(fx, job);
+}
+
+fn fail_part(pr: &mut PartitionProduceResponse, code: ErrorCode) {
+    pr.error_code = code.0;
+    pr.base_offset = -1;
+    pr.log_append_time_ms = -1;
+}
+
+/// An acks=-1 produce's `timeout_ms` ran out: the partitions whose records are not durable yet
+/// get REQUEST_TIMED_OUT (Kafka's answer when the ISR does not acknowledge in time; clients
+/// retry it, and an idempotent retry of a batch that was stored is answered as a duplicate).
+/// Their waiters stay behind and find the job gone.
+pub(crate) fn timed_out(fx: &mut Effects, job: JobId) {
+    let Some(super::Job::Produce(j)) = fx.jobs.get_mut(&job) else { return };
+    for (ti, pi, answered) in &mut j.parts {
+        if !*answered {
+            *answered = true;
+            fail_part(&mut j.resp.responses[*ti].partition_responses[*pi], ErrorCode::REQUEST_TIMED_OUT);
+        }
+    }
+    j.waiting = 0;
     finish_if_done(fx, job);
 }
 
@@ -392,6 +425,7 @@ fn finish_if_done(fx: &mut Effects, job: JobId) {
         return;
     }
     let Some(super::Job::Produce(j)) = fx.jobs.remove(&job) else { return };
+    fx.cancel(&super::Timer::ProduceTimeout(job));
     fx.respond(j.req, ResponseBody::Produce(j.resp));
 }
 

@@ -27,6 +27,13 @@ pub(crate) fn recovered(st: &mut State, fx: &mut Effects, result: Completion) ->
             *p = PartitionLog::recovered(*key, extent);
         }
     }
+    for (k, v) in &rec.values {
+        if let Some((key, epochs)) = crate::log::decode_epochs(k, v)
+            && let Some(p) = st.topics.partition_mut(key)
+        {
+            p.set_epochs(epochs);
+        }
+    }
     st.producer_ids.recover(&rec.values, st.topics.visible());
     let (groups, timers, consumer_timers) = crate::group::Groups::recover(&rec.values, st.now.mono, &st.cfg);
     st.groups = groups;

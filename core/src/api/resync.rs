@@ -7,7 +7,7 @@
 //! asked in a tight loop; one that is back is asked again within that).
 
 use super::{CmdOwner, Effects, Timer};
-use crate::io::{Command, Completion, PartitionKey};
+use crate::io::{Command, Completion, PartitionKey, StorageError};
 use crate::state::State;
 
 /// How long to wait before asking the store for a partition's end again after it failed.
@@ -32,15 +32,29 @@ pub(crate) fn ask(st: &mut State, fx: &mut Effects, key: PartitionKey) {
 
 /// The store answered [`Command::RecoverPartition`] for `key`.
 pub(crate) fn done(st: &mut State, fx: &mut Effects, key: PartitionKey, result: Completion) {
+    let unclean = st.topics.by_id(key.topic_id).is_some_and(|t| t.settings.unclean_leader_election);
     let Some(p) = st.topics.partition_mut(key) else { return };
     let adopted = match &result {
+        // An operator accepted that the store lost records it had made durable: the
+        // partition continues at the store's end in a new leader epoch, stored first.
+        Completion::Partition(extent)
+            if unclean && extent.next_offset < p.hwm() && extent.log_start <= extent.next_offset =>
+        {
+            let epochs = p.begin_truncation(extent);
+            let value = crate::log::encode_epochs(&epochs);
+            fx.storage(CmdOwner::Epochs(key), Command::Put { key: crate::log::epochs_key(key), value: Some(value) });
+            return;
+        }
         // An end below the high watermark would lose acknowledged records: not adopted, asked
         // again (a SeaweedMQ broker that has just restarted reports 0 until it has loaded the
         // partition).
         Completion::Partition(extent) => p.adopt(extent),
         other => {
             debug_assert!(matches!(other, Completion::Failed(_)), "RecoverPartition answered with {other:?}");
-            p.resync_failed();
+            p.resync_failed(match other {
+                Completion::Failed(StorageError::Fenced(why)) => Some(why),
+                _ => None,
+            });
             Err(crate::log::EndBelowHighWatermark)
         }
     };
@@ -49,6 +63,19 @@ pub(crate) fn done(st: &mut State, fx: &mut Effects, key: PartitionKey, result: 
         Ok(Some(hwm)) => super::waiters::hwm_moved(st, fx, key, hwm),
         Ok(None) => {}
         Err(_) => fx.arm(Timer::Resync(key), st.now.mono + backoff(failures)),
+    }
+}
+
+/// The store answered the `Put` of `key`'s new leader epoch history, written before the
+/// partition accepts an end below its high watermark.
+pub(crate) fn epochs_stored(st: &mut State, fx: &mut Effects, key: PartitionKey, result: &Completion) {
+    let Some(p) = st.topics.partition_mut(key) else { return };
+    if p.truncation_stored(matches!(result, Completion::Done)) {
+        let hwm = p.hwm();
+        super::waiters::hwm_moved(st, fx, key, hwm);
+    } else {
+        let failures = p.resync_failures();
+        fx.arm(Timer::Resync(key), st.now.mono + backoff(failures));
     }
 }
 

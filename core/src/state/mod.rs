@@ -26,11 +26,14 @@ pub(crate) use topic_table::{Topic, TopicTable};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobId(pub u64);
 
-/// A part of a parked job that resumes once a partition's high watermark reaches `target`.
+/// A part of a parked job that resumes once a partition's high watermark (or, unless
+/// `durable`, its stored end) reaches `target`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HwmWaiter {
     /// The offset the high watermark must reach.
     pub target: i64,
+    /// Whether the records must be durable (acks=-1) or only stored (acks=1).
+    pub durable: bool,
     /// The job.
     pub job: JobId,
     /// The job's part.

@@ -196,6 +196,8 @@ impl Scenario {
             max_run_delay_ms: if store_faults { r.range(0, 10) } else { 1 },
             max_done_delay_ms: if store_faults { r.range(0, 30) } else { 1 },
             fail_rate: if store_faults && r.chance(0.6) { r.range(1, 100) as f64 / 1000.0 } else { 0.0 },
+            // Drawn below from a generator of its own, so that every other knob stays.
+            lazy: false,
         };
         let outages = if r.chance(0.3) { r.range(1, 3) as u32 } else { 0 };
         let crashes = if r.chance(0.3) { r.range(1, 2) as u32 } else { 0 };
@@ -234,6 +236,15 @@ impl Scenario {
             compaction: None,
         }
         .with_compaction()
+        .with_lazy_durability()
+    }
+
+    /// Whether the store makes appends durable only later (SeaweedMQ's way), drawn from a
+    /// generator of its own so that adding it left every other knob of every seed as it was.
+    fn with_lazy_durability(mut self) -> Self {
+        let mut r = SimRng::new(self.seed ^ 0x1a2f_d0ab_1e00_0001);
+        self.store.lazy = r.chance(0.4);
+        self
     }
 
     /// Draws the compaction knobs from a generator of their own, so that adding them left
@@ -564,7 +575,7 @@ impl Sim {
                 if self.faults_on {
                     let d = self.rng.millis(50, 3000);
                     self.note(|| format!("store unavailable for {d:?}"));
-                    self.store.unavailable_until = self.now + d;
+                    self.store.outage(self.now + d);
                 }
             }
             Event::ClockJump => {
@@ -882,7 +893,7 @@ impl Sim {
         self.faults_off_at = self.now;
         self.net.faults_on = false;
         self.store.faults_on = false;
-        self.store.unavailable_until = Instant(0);
+        self.store.end_outage();
         for i in 0..self.clients.len() {
             self.run_client(i, |m, io| m.faults_off(io));
         }

@@ -8,6 +8,11 @@
 //! broker resolves by re-synchronising the partition). A command has
 //! taken effect, and is durable, once it has run: a crash loses what had not run yet and every
 //! completion not yet delivered, and the restarted broker recovers from exactly what ran.
+//!
+//! With `lazy` durability (SeaweedMQ's way) appends answer [`Completion::Stored`] and become
+//! durable only when an [`Command::AwaitDurable`] for their partition runs (or the partition is
+//! recovered); an outage, and an `AwaitDurable` that fails, lose what was not durable yet, as a
+//! restarted SeaweedMQ broker loses what it had not flushed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -27,6 +32,8 @@ pub struct StoreFaults {
     pub max_done_delay_ms: u64,
     /// Chance that a command fails without effect.
     pub fail_rate: f64,
+    /// Whether appends are durable only later (see the module docs).
+    pub lazy: bool,
 }
 
 /// The store, its queue and its completions in flight.
@@ -39,7 +46,9 @@ pub struct FaultStore {
     /// Every command id ever emitted by the current broker (each must be new).
     seen: HashSet<CmdId>,
     /// While set, every command fails with `Unavailable`.
-    pub unavailable_until: Instant,
+    unavailable_until: Instant,
+    /// Under lazy durability: each partition's durable end.
+    durable: HashMap<kelp_core::io::PartitionKey, i64>,
     /// Whether a run is scheduled.
     pub run_scheduled: bool,
     /// Faults on or off.
@@ -58,6 +67,7 @@ impl FaultStore {
             done: HashMap::new(),
             seen: HashSet::new(),
             unavailable_until: Instant(0),
+            durable: HashMap::new(),
             run_scheduled: false,
             faults,
             faults_on: true,
@@ -85,12 +95,76 @@ impl FaultStore {
         rng.millis(0, max)
     }
 
+    /// Makes every command fail until `until`; under lazy durability the store first loses
+    /// whatever was not durable.
+    pub fn outage(&mut self, until: Instant) {
+        self.unavailable_until = until;
+        if self.faults.lazy {
+            let lost: Vec<(kelp_core::io::PartitionKey, i64)> = self.durable.iter().map(|(k, e)| (*k, *e)).collect();
+            for (key, end) in lost {
+                let _ = self.mem.truncate(key, end);
+            }
+        }
+    }
+
+    /// Ends any outage (the liveness phase).
+    pub fn end_outage(&mut self) {
+        self.unavailable_until = Instant(0);
+    }
+
+    /// Everything the store holds of `key` is durable from now on.
+    fn flush(&mut self, key: kelp_core::io::PartitionKey) -> i64 {
+        let end = self.mem.end(key);
+        self.durable.insert(key, end);
+        end
+    }
+
+    /// Runs `command` under lazy durability, where it differs from [`MemStore::execute`].
+    fn execute_lazy(&mut self, command: Command) -> Completion {
+        match command {
+            Command::Append { partition, .. } => {
+                self.durable.entry(partition).or_insert_with(|| self.mem.end(partition));
+                match self.mem.execute(command) {
+                    Completion::Done => Completion::Stored,
+                    other => other,
+                }
+            }
+            Command::AwaitDurable { partition, .. } => Completion::Durable { end: self.flush(partition) },
+            Command::RecoverPartition { partition, .. } => {
+                self.flush(partition);
+                self.mem.execute(command)
+            }
+            Command::Recover => {
+                let keys: Vec<_> = self.durable.keys().copied().collect();
+                for k in keys {
+                    self.flush(k);
+                }
+                self.mem.execute(command)
+            }
+            Command::DeleteTopic { topic_id } => {
+                self.durable.retain(|k, _| k.topic_id != topic_id);
+                self.mem.execute(command)
+            }
+            other => self.mem.execute(other),
+        }
+    }
+
     /// Runs the next queued command; returns its id and how long until it is reported.
     pub fn run_next(&mut self, now: Instant, rng: &mut SimRng) -> Option<(CmdId, Duration)> {
         let (cmd, command) = self.queue.pop_front()?;
         let fail = self.faults_on && (now < self.unavailable_until || rng.chance(self.faults.fail_rate));
-        let result = if !fail {
+        let result = if !fail && self.faults.lazy {
+            self.execute_lazy(command)
+        } else if !fail {
             self.mem.execute(command)
+        } else if let Command::AwaitDurable { partition, .. } = command
+            && self.faults.lazy
+        {
+            // The store restarted and lost what was not durable.
+            if let Some(end) = self.durable.get(&partition).copied() {
+                let _ = self.mem.truncate(partition, end);
+            }
+            Completion::Failed(StorageError::Unavailable)
         } else if matches!(command, Command::Append { .. }) && rng.chance(0.5) {
             // The store lost track of an append it did store (a timeout after the write).
             let _ = self.mem.execute(command);
