@@ -277,6 +277,12 @@ impl Watermark {
         }
     }
 
+    /// The broker restarted: a claim of its last window is no longer proven by the next flush
+    /// (that comes from a new buffer, and the claimed record may have been lost).
+    pub(super) fn forget_claim(&mut self) {
+        self.claim = None;
+    }
+
     /// Reading a window failed; a later caller may try again.
     pub(super) fn read_failed(&mut self) {
         self.reading = false;
@@ -440,6 +446,15 @@ mod tests {
         assert_eq!((m.end(), m.flushes()), (250, 2), "repeated and older windows are ignored");
         m.on_flush("v1", Some(250), window(3));
         assert_eq!(m.end(), 251, "a one-record window appended to the same file proves the claim");
+    }
+
+    #[test]
+    fn a_claim_does_not_survive_a_broker_restart() {
+        let mut m = Watermark::default();
+        m.on_flush("v1", Some(100), window(1));
+        m.forget_claim();
+        m.on_flush("v1", None, window(2));
+        assert_eq!(m.end(), 100, "the new broker's first flush proves nothing about 100");
     }
 
     #[test]

@@ -153,6 +153,9 @@ impl Persisted {
     /// A broker restarted (or left, or joined): unflushed records may be gone, and every
     /// partition must be repaired before it is touched again.
     pub(super) fn broker_changed(&self) {
+        for p in lock(&self.parts).values_mut() {
+            p.mark.forget_claim();
+        }
         self.brokers.send_modify(|g| *g += 1);
     }
 
@@ -343,14 +346,19 @@ impl Cluster {
                 client_epoch: epoch,
                 ..Default::default()
             };
+            // The filer sends the stream's headers with its first event, which may be long in
+            // coming: no deadline on the call. The subscription counts as up from here on: the
+            // filer replays from `since`, so nothing flushed meanwhile is missed.
             let mut filer = self.filer();
-            match self.rpc("filer SubscribeMetadata", filer.subscribe_metadata(req)).await {
-                Ok(mut stream) => {
-                    self.persisted.stream_up.store(true, Ordering::Relaxed);
+            let open = filer.subscribe_metadata(req);
+            self.persisted.stream_up.store(true, Ordering::Relaxed);
+            match open.await {
+                Ok(stream) => {
                     if failing {
                         tracing::info!("seaweedmq: following the filer's flushes again");
                     }
                     failing = false;
+                    let mut stream = stream.into_inner();
                     loop {
                         match stream.message().await {
                             Ok(Some(m)) => {
@@ -366,9 +374,9 @@ impl Cluster {
                         }
                     }
                 }
-                Err(e) => {
+                Err(s) => {
                     if !failing {
-                        tracing::warn!(error = ?e, "seaweedmq: cannot follow the filer's flushes");
+                        tracing::warn!(status = %s, "seaweedmq: cannot follow the filer's flushes");
                     }
                     failing = true;
                 }
