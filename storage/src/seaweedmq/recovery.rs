@@ -127,7 +127,9 @@ impl Cluster {
         let (earliest, hwm, holes) = match self.gate(key, true).await {
             Ok(()) => {
                 let (earliest, hwm) = self.offsets(key, refresh).await?;
-                (earliest, hwm, self.settle(key, hwm).await?)
+                // Offsets from `unstored_from` on hold nothing: no need to wait for them.
+                let stored_end = unstored_from.map_or(hwm, |u| u.min(hwm));
+                (earliest, hwm, self.settle(key, stored_end).await?)
             }
             Err(StorageError::Fenced(_)) if at_start => {
                 let end = match self.persisted.gate_state(key, self.persisted.generation()) {

@@ -188,12 +188,13 @@ impl Cluster {
         Ok(lo.max(read.unwrap_or(-1)))
     }
 
-    /// Settles partition `key` before kelp reports `hwm` (the broker's high watermark) as its
-    /// end: waits until everything below it is persisted. If the broker evidently has nothing
-    /// more to flush (nothing arrives within [`SETTLE`] and the files end below `hwm`), the
-    /// offsets from the files' end on hold nothing (the broker's counter ran ahead of its
-    /// files before a restart, or it used offsets up refusing messages): returns where they
-    /// start. Otherwise [`StorageError::Unavailable`] (the core asks again).
+    /// Settles partition `key` before kelp reports its end: waits until everything below
+    /// `hwm` (the broker's high watermark, or where the offsets known to hold nothing start)
+    /// is persisted. If the broker evidently has nothing more to flush (nothing arrives within
+    /// [`SETTLE`] and the files end below `hwm`), the offsets from the files' end on hold
+    /// nothing (the broker's counter ran ahead of its files before a restart, or it used
+    /// offsets up refusing messages): returns where they start. Otherwise
+    /// [`StorageError::Unavailable`] (the core asks again).
     pub(super) async fn settle(&self, key: PartitionKey, hwm: i64) -> Result<Option<i64>, StorageError> {
         if self.persisted.end(key) >= hwm {
             return Ok(None);
