@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 
+use futures_util::stream::{self, StreamExt};
 use hashbrown::HashMap;
 use kelp_core::io::{
     BatchSummary, PartitionExtent, PartitionKey, Recovered, StorageError, TimestampOffset, TopicRecord,
@@ -19,6 +20,8 @@ use super::topics::TopicInfo;
 
 /// Records scanned at the end of each partition on recovery, for producer state.
 const TAIL_SCAN: i64 = 2000;
+/// Partitions of a topic recovered at once at start.
+const RECOVER_AT_ONCE: usize = 16;
 /// A `RecoverPartition` attempt's deadline, in RPC deadlines.
 const RECOVER_ATTEMPTS: u32 = 3;
 
@@ -61,11 +64,19 @@ impl Cluster {
             self.configure(&name, t.partitions).await?;
         }
         lock(&self.topics).insert(t.id, TopicInfo { name, partitions: t.partitions });
-        for i in 0..t.partitions {
+        // The first partition looks the placements up afresh; then the others, a few at a
+        // time: settling one may wait seconds for the broker's flush (see `Cluster::settle`).
+        let extent = |i: i32| {
             let key = PartitionKey { topic_id: t.id, partition: i };
             let stored = log_starts.get(&log_start_name(key)).copied().unwrap_or(0);
-            let extent = self.extent(key, stored, i == 0, 0, None, true).await?;
-            out.partitions.push((key, extent));
+            async move { Ok::<_, StorageError>((key, self.extent(key, stored, i == 0, 0, None, true).await?)) }
+        };
+        if t.partitions > 0 {
+            out.partitions.push(extent(0).await?);
+        }
+        let rest: Vec<_> = stream::iter(1..t.partitions).map(extent).buffered(RECOVER_AT_ONCE).collect().await;
+        for r in rest {
+            out.partitions.push(r?);
         }
         out.topics.push(t);
         Ok(())
