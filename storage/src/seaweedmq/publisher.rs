@@ -297,7 +297,13 @@ impl Publisher {
         debug_assert!(self.pending.is_empty());
         let (c, key) = (&self.cluster, self.key);
         let generation = c.persisted.generation();
-        c.gate(key, true).await?;
+        // On a fenced partition the append fails as if its outcome were unknown, so that the
+        // core asks RecoverPartition, which reports the fence (the core counts the partition
+        // as fenced) and succeeds once the broker restarted and kelp repaired the partition.
+        c.gate(key, true).await.map_err(|e| match e {
+            StorageError::Fenced(_) => StorageError::Unavailable,
+            e => e,
+        })?;
         let (name, p) = c.place(key, true).await?;
         // Only continue a partition whose end is where kelp thinks it is: after a broken
         // stream the broker may hold records it never acknowledged.
