@@ -151,6 +151,10 @@ impl Cluster {
             }
             Err(e) => return Err(e),
         };
+        if let Some(u) = unstored_from.filter(|u| *u < hwm) {
+            tracing::info!(?key, from = u, to = hwm, "seaweedmq: offsets the broker used up refusing kelp's records");
+        }
+        // Holes that settling found (it said so in the log) are not read either.
         let unstored_from = match (unstored_from, holes) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -165,9 +169,6 @@ impl Cluster {
         };
         let from = log_start.max(hwm - TAIL_SCAN).max(scan_from);
         let end = unstored_from.map_or(hwm, |u| u.clamp(from.min(hwm), hwm));
-        if end < hwm {
-            tracing::info!(?key, from = end, to = hwm, "seaweedmq: offsets the broker used up refusing kelp's records");
-        }
         if from < end {
             let (records, stopped) = self.scan(key, from, end).await?;
             if stopped < end {
