@@ -35,6 +35,7 @@ use super::pb::filer_pb;
 const LOOKBACK: Duration = Duration::from_secs(5);
 /// The first pause before the event stream reconnects; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest pause between two attempts to open the event stream.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often a waiter looks again without news (to retry a failed read of a window).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -104,6 +105,7 @@ pub(super) enum GateState {
 }
 
 impl Persisted {
+    /// Nothing known yet: every partition unrepaired, its persisted end 0.
     pub(super) fn new() -> Self {
         let http = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
         Self {
