@@ -15,8 +15,10 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::SeaweedMqConfig;
 use super::pb::filer_pb::seaweed_filer_client::SeaweedFilerClient;
+use super::pb::master_pb::seaweed_client::SeaweedClient;
 use super::pb::messaging_pb::seaweed_messaging_client::SeaweedMessagingClient;
 use super::pb::schema_pb;
+use super::persisted::Persisted;
 use super::session::SessionPool;
 use super::topics::{Placement, TopicInfo};
 
@@ -27,6 +29,8 @@ const MAX_MESSAGE: usize = 64 << 20;
 pub struct Cluster {
     /// How to reach the cluster, and the deadlines.
     pub(super) cfg: SeaweedMqConfig,
+    /// The master (gRPC `host:port`).
+    master_addr: String,
     /// The broker that answers topic-level requests (gRPC `host:port`).
     pub(super) broker_addr: String,
     /// The filer holding kelp's metadata files (gRPC `host:port`).
@@ -39,19 +43,23 @@ pub struct Cluster {
     pub(super) placements: Mutex<HashMap<String, Vec<Placement>>>,
     /// Subscriptions kept open between reads.
     pub(super) sessions: SessionPool,
+    /// What SeaweedMQ has persisted of each partition, and the broker generation.
+    pub(super) persisted: Persisted,
 }
 
 impl Cluster {
-    /// A handle on the cluster whose broker and filer are at these gRPC addresses.
-    pub(super) fn new(cfg: SeaweedMqConfig, broker_addr: String, filer_addr: String) -> Self {
+    /// A handle on the cluster whose master, broker and filer are at these gRPC addresses.
+    pub(super) fn new(cfg: SeaweedMqConfig, master_addr: String, broker_addr: String, filer_addr: String) -> Self {
         Self {
             cfg,
+            master_addr,
             broker_addr,
             filer_addr,
             channels: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
             placements: Mutex::new(HashMap::new()),
             sessions: SessionPool::default(),
+            persisted: Persisted::new(),
         }
     }
 
@@ -81,6 +89,11 @@ impl Cluster {
             Ok(endpoint(a)?.initial_connection_window_size(8 << 20).initial_stream_window_size(8 << 20))
         });
         SeaweedMessagingClient::new(ch).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    /// A client of the master.
+    pub(super) fn master(&self) -> SeaweedClient<Channel> {
+        SeaweedClient::new(self.channel(&self.master_addr))
     }
 
     /// A client of the filer.

@@ -48,7 +48,7 @@ impl Cluster {
         let filer_addr =
             grpc_address(&filer).ok_or_else(|| StartError(format!("bad filer address {filer:?} from the master")))?;
         tracing::info!(broker = %broker_addr, filer = %filer_addr, "seaweedmq: discovered");
-        let c = Self::new(cfg, broker_addr, filer_addr);
+        let c = Self::new(cfg, master, broker_addr, filer_addr);
         c.wait_until_serving().await?;
         Ok(c)
     }

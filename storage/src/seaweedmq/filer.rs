@@ -1,6 +1,6 @@
 //! Files on the filer: writing, deleting and listing the small files kelp keeps its metadata
-//! in. Their content is inline in the filer entry (no volume chunks); [`super::format`] says
-//! what is in them.
+//! in (their content is inline in the filer entry, no volume chunks; [`super::format`] says
+//! what is in them), and listing SeaweedMQ's own files (see [`super::repair`]).
 
 use bytes::Bytes;
 use kelp_core::io::StorageError;
@@ -24,8 +24,10 @@ impl Cluster {
                 mtime: secs,
                 file_mode: 0o644,
                 crtime: secs,
+                ..Default::default()
             }),
             content,
+            ..Default::default()
         };
         let req = filer_pb::CreateEntryRequest { directory: dir.to_owned(), entry: Some(entry), ..Default::default() };
         let r = self.rpc("filer CreateEntry", self.filer().create_entry(req)).await?;
@@ -57,29 +59,48 @@ impl Cluster {
         }
     }
 
+    /// Replaces the entry of an existing file in `dir`.
+    pub(super) async fn update_entry(&self, dir: &str, entry: filer_pb::Entry) -> Result<(), StorageError> {
+        let req = filer_pb::UpdateEntryRequest { directory: dir.to_owned(), entry: Some(entry) };
+        self.rpc("filer UpdateEntry", self.filer().update_entry(req)).await.map(|_| ())
+    }
+
     /// Every file in `dir` (none if it does not exist), with its inline content.
     pub(super) async fn list_files(&self, dir: &str) -> Result<Vec<(String, Bytes)>, StorageError> {
+        Ok(self
+            .list_entries(dir, "")
+            .await?
+            .into_iter()
+            .filter(|e| !e.is_directory)
+            .map(|e| (e.name, e.content))
+            .collect())
+    }
+
+    /// Every entry of `dir` (none if it does not exist) whose name sorts at or after `start`.
+    pub(super) async fn list_entries(&self, dir: &str, start: &str) -> Result<Vec<filer_pb::Entry>, StorageError> {
         let mut out = Vec::new();
-        let mut start = String::new();
-        while let Some(last) = self.list_page(dir, &start, &mut out).await? {
-            start = last;
+        let (mut from, mut inclusive) = (start.to_owned(), true);
+        while let Some(last) = self.list_page(dir, &from, inclusive, &mut out).await? {
+            (from, inclusive) = (last, false);
         }
         Ok(out)
     }
 
-    /// Appends to `out` the files of the page of `dir` that follows the entry `start` (or
-    /// starts the directory, if `start` is empty). Returns the name to list the next page
-    /// after, or `None` if this page was the last or the directory does not exist.
+    /// Appends to `out` the entries of the page of `dir` that starts at the entry `start`
+    /// (after it unless `inclusive`; the directory's start if `start` is empty). Returns the
+    /// name to list the next page after, or `None` if this page was the last or the
+    /// directory does not exist.
     async fn list_page(
         &self,
         dir: &str,
         start: &str,
-        out: &mut Vec<(String, Bytes)>,
+        inclusive: bool,
+        out: &mut Vec<filer_pb::Entry>,
     ) -> Result<Option<String>, StorageError> {
         let req = filer_pb::ListEntriesRequest {
             directory: dir.to_owned(),
             start_from_file_name: start.to_owned(),
-            inclusive_start_from: false,
+            inclusive_start_from: inclusive,
             limit: LIST_PAGE,
             ..Default::default()
         };
@@ -95,9 +116,7 @@ impl Cluster {
                     let Some(e) = r.entry else { continue };
                     entries += 1;
                     last = Some(e.name.clone());
-                    if !e.is_directory {
-                        out.push((e.name, e.content));
-                    }
+                    out.push(e);
                 }
                 Ok(Ok(None)) => break,
                 Ok(Err(s)) if s.code() == tonic::Code::NotFound => return Ok(None),

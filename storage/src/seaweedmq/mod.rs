@@ -5,10 +5,11 @@
 //!   kelp's own topic record (id, partition count, configs) is a small file beside SeaweedMQ's
 //!   (`/kelp/<namespace>/topics/<name>` on the filer).
 //! - Appends split batches into one SeaweedMQ message per record ([`envelope`]), published on
-//!   one pipelined `PublishMessage` stream per partition; each append completes when the broker
-//!   has acknowledged all its records, and only if the offsets it assigned are the ones kelp
-//!   gave them. Reads count offsets on `SubscribeMessage` streams kept per partition and
-//!   position, and rebuild the batches.
+//!   one pipelined `PublishMessage` stream per partition; each append is `Stored` when the
+//!   broker has acknowledged all its records (from its memory), and only if the offsets it
+//!   assigned are the ones kelp gave them. `AwaitDurable` is answered once the filer's metadata
+//!   events show the records flushed. Reads take offsets from the records' envelopes on
+//!   `SubscribeMessage` streams kept per partition and position, and rebuild the batches.
 //! - Committed offsets, group metadata and producer state (the core's `Put` values) and log
 //!   start offsets are files under `/kelp/<namespace>/` on the filer.
 //!
@@ -24,17 +25,24 @@
 //!   by time (ListOffsets, retention).
 //! - `publisher`: one partition's appends; `recovery`: what the core learns at start and
 //!   after a failed append.
+//! - `durable` and `persisted`: what SeaweedMQ has flushed to the filer, from the filer's
+//!   metadata events (`AwaitDurable`); `repair`: noticing broker restarts, repairing the
+//!   broker's offset counter before kelp touches a partition again, and settling a
+//!   partition's end on what is persisted before kelp reports it.
 
 pub mod envelope;
 
 mod cluster;
 mod discovery;
+mod durable;
 mod filer;
 mod format;
 mod meta;
+mod persisted;
 mod publisher;
 mod read;
 mod recovery;
+mod repair;
 mod seek;
 mod session;
 mod topics;
@@ -144,6 +152,8 @@ impl SeaweedMqStore {
             .map_err(|e| StartError(format!("cannot start the SeaweedMQ runtime: {e}")))?;
         let cluster = rt.block_on(Cluster::connect(config))?;
         let cluster = Arc::new(cluster);
+        rt.spawn(Arc::clone(&cluster).follow_flushes());
+        rt.spawn(Arc::clone(&cluster).follow_brokers());
         let (meta, mut meta_rx) = mpsc::unbounded_channel::<Job>();
         let c = Arc::clone(&cluster);
         rt.spawn(async move {
@@ -202,6 +212,10 @@ impl Store for SeaweedMqStore {
             // Both run on the partition's publisher task, in order with its appends.
             Command::Append { partition, .. } | Command::RecoverPartition { partition, .. } => {
                 self.queue_on_publisher(partition, (cmd, command, sink));
+            }
+            // Not behind the partition's appends: answered as soon as the filer shows enough.
+            Command::AwaitDurable { partition, offset } => {
+                self.spawn(cmd, sink, async move { c.await_durable(partition, offset).await });
             }
             Command::Read { partition, offset, end, max_bytes } => {
                 self.spawn(cmd, sink, async move { c.read(partition, offset, end, max_bytes).await });

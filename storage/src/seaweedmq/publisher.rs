@@ -1,6 +1,8 @@
 //! The publisher: one task per partition that has seen an append, running its appends in order
 //! on one pipelined `PublishMessage` stream and answering each once the broker has acknowledged
-//! all its records at the offsets kelp gave them.
+//! all its records at the offsets kelp gave them. The broker acknowledges from memory, so that
+//! answer is `Stored`, not `Done`: the core learns when the records are persisted with
+//! `AwaitDurable` ([`super::persisted`]).
 //!
 //! Any failure (a refused message, an unexpected offset, a broken stream, a missed ack
 //! deadline) fails every append in flight and drops the stream; the core then re-learns the
@@ -25,6 +27,8 @@ use tokio::sync::mpsc;
 use super::cluster::{Cluster, now_ns};
 use super::envelope;
 use super::pb::messaging_pb::{self, publish_message_request};
+use super::persisted::Fence;
+use super::repair::REUSES_OFFSETS;
 use crate::Sink;
 
 use super::Job;
@@ -48,6 +52,8 @@ struct PubStream {
     resp: tonic::Streaming<messaging_pb::PublishMessageResponse>,
     /// Whether the broker's greeting (an empty first response) has arrived.
     hello: bool,
+    /// The broker generation it was opened in.
+    generation: u64,
 }
 
 /// What the broker answered on the stream: a response, the stream's end, or its failure.
@@ -210,10 +216,18 @@ impl Publisher {
         let Some(front) = self.pending.front_mut() else { return false };
         if m.assigned_offset != front.next {
             tracing::error!(
+                key = ?self.key,
                 expected = front.next,
                 assigned = m.assigned_offset,
                 "seaweedmq: broker assigned another offset"
             );
+            if m.assigned_offset < front.next
+                && let Some(s) = &self.stream
+            {
+                // Below the end the broker reported: its offset counter is behind, so it hands
+                // out offsets already stored (it was touched before kelp could repair it).
+                self.fence(s.generation);
+            }
             return false;
         }
         self.in_flight = self.in_flight.saturating_sub(1);
@@ -221,7 +235,7 @@ impl Publisher {
         if front.next > front.last
             && let Some(p) = self.pending.pop_front()
         {
-            p.sink.complete(p.cmd, Completion::Done);
+            p.sink.complete(p.cmd, Completion::Stored);
         }
         true
     }
@@ -235,6 +249,17 @@ impl Publisher {
         if std::error::Error::source(s).is_none() {
             self.unstored_from = self.pending.front().map(|p| p.next);
         }
+    }
+
+    /// Refuses further appends to the partition until the broker restarts (and kelp repairs it).
+    fn fence(&self, generation: u64) {
+        tracing::error!(
+            key = ?self.key,
+            "seaweedmq: the broker re-assigns offsets already stored. kelp refuses appends to the partition; restart \
+             the SeaweedMQ broker so that kelp repairs the partition before anything else touches it"
+        );
+        let end = self.cluster.persisted.end(self.key);
+        self.cluster.persisted.fence(self.key, Fence { generation, why: REUSES_OFFSETS, end });
     }
 
     /// Drops the stream and fails every append in flight.
@@ -271,6 +296,14 @@ impl Publisher {
     async fn open_stream(&mut self, base: i64) -> Result<(), StorageError> {
         debug_assert!(self.pending.is_empty());
         let (c, key) = (&self.cluster, self.key);
+        let generation = c.persisted.generation();
+        // On a fenced partition the append fails as if its outcome were unknown, so that the
+        // core asks RecoverPartition, which reports the fence (the core counts the partition
+        // as fenced) and succeeds once the broker restarted and kelp repaired the partition.
+        c.gate(key, true).await.map_err(|e| match e {
+            StorageError::Fenced(_) => StorageError::Unavailable,
+            e => e,
+        })?;
         let (name, p) = c.place(key, true).await?;
         // Only continue a partition whose end is where kelp thinks it is: after a broken
         // stream the broker may hold records it never acknowledged.
@@ -298,7 +331,7 @@ impl Publisher {
         let mut client = c.broker(&p.leader);
         let resp =
             c.rpc("PublishMessage", client.publish_message(tokio_stream::wrappers::ReceiverStream::new(rx))).await?;
-        self.stream = Some(PubStream { tx, resp, hello: false });
+        self.stream = Some(PubStream { tx, resp, hello: false, generation });
         Ok(())
     }
 }

@@ -9,7 +9,9 @@
 //! through an append leaves the records before the break stored, a batch cut short. Such a
 //! partial batch (its last record is missing and never comes: a later batch follows it, or it
 //! ends at the end of what is stored) is left out, as if none of it had been stored: kelp
-//! answered its append with an error and the producer sends it again.
+//! answered its append with an error and the producer sends it again. A record whose offset is
+//! not above the last one taken (what a broker crash can leave in the files: a message stored
+//! twice, or under an offset the restarted broker handed out again) is stepped over.
 //!
 //! Everything below a read's end is acknowledged, so it exists (but for holes). A subscription
 //! that has caught up with the publisher can hold back what arrives after that (for seconds, or
@@ -71,6 +73,8 @@ struct Read<'a> {
     out: Vec<Envelope>,
     /// Stored bytes of `out`, counted against `max_bytes`.
     used: usize,
+    /// Records stepped over because their offset was not above the last one taken.
+    stale: usize,
 }
 
 impl Cluster {
@@ -115,8 +119,17 @@ impl Cluster {
             stall: STALL,
             out: Vec::new(),
             used: 0,
+            stale: 0,
         };
         let stop = read.fill(&mut s).await?;
+        if read.stale > 0 {
+            tracing::warn!(
+                ?key,
+                from,
+                records = read.stale,
+                "seaweedmq: stepped over records that repeat earlier offsets"
+            );
+        }
         let next = s.next;
         // A broken session is dropped; any other is kept for the read that goes on from `next`.
         match stop {
@@ -164,7 +177,7 @@ impl Cluster {
 
 impl Read<'_> {
     /// Takes records off `s` until the read has enough, reaches its end, or must stop.
-    /// `Err` only for data that is not kelp's, or offsets that go back.
+    /// `Err` only for data that is not kelp's.
     async fn fill(&mut self, s: &mut Session) -> Result<Stop, StorageError> {
         while s.next < self.end {
             let env = match s.held.take() {
@@ -174,7 +187,7 @@ impl Read<'_> {
                     Wait::Stop(stop) => return Ok(stop),
                 },
             };
-            if self.take(s, env)? {
+            if self.take(s, env) {
                 break;
             }
         }
@@ -228,18 +241,22 @@ impl Read<'_> {
     /// Adds `env` to the read, or holds it in `s` for a later read if it lies past the end.
     /// True once the read should stop: a batch is complete and the byte budget used up, or
     /// the record was past the end.
-    fn take(&mut self, s: &mut Session, env: Envelope) -> Result<bool, StorageError> {
+    fn take(&mut self, s: &mut Session, env: Envelope) -> bool {
         let key = self.key;
-        if env.offset < s.next {
-            tracing::error!(?key, expected = s.next, found = env.offset, "seaweedmq: offsets go back");
-            return Err(StorageError::Corrupt("SeaweedMQ offsets do not match kelp's"));
-        }
-        if env.offset >= self.end {
-            // Nothing at `s.next..end`; this record is for a later read.
-            tracing::debug!(?key, from = s.next, end = self.end, "seaweedmq: offsets without a record");
-            s.next = self.end;
-            s.held = Some(env);
-            return Ok(true);
+        match place(s.next, self.end, env.offset) {
+            Place::Stale => {
+                tracing::debug!(?key, expected = s.next, found = env.offset, "seaweedmq: a repeated offset");
+                self.stale += 1;
+                return false;
+            }
+            Place::Later => {
+                // Nothing at `s.next..end`; this record is for a later read.
+                tracing::debug!(?key, from = s.next, end = self.end, "seaweedmq: offsets without a record");
+                s.next = self.end;
+                s.held = Some(env);
+                return true;
+            }
+            Place::Take => {}
         }
         if env.offset > s.next {
             tracing::debug!(?key, from = s.next, to = env.offset, "seaweedmq: offsets without a record");
@@ -248,7 +265,29 @@ impl Read<'_> {
         self.used += env.stored_len();
         let batch_done = env.delta == env.last_delta;
         self.out.push(env);
-        Ok(batch_done && self.used >= self.max_bytes)
+        batch_done && self.used >= self.max_bytes
+    }
+}
+
+/// Where a record at `offset` goes in a read that expects `next` and ends at `end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// Not above the last record taken: what a broker crash can leave in the files (a
+    /// message stored twice, or under a re-assigned offset). Stepped over.
+    Stale,
+    /// At or past the end: held for a later read.
+    Later,
+    /// Taken (any offsets skipped on the way hold nothing).
+    Take,
+}
+
+fn place(next: i64, end: i64, offset: i64) -> Place {
+    if offset < next {
+        Place::Stale
+    } else if offset >= end {
+        Place::Later
+    } else {
+        Place::Take
     }
 }
 
@@ -298,7 +337,7 @@ fn batch_end(records: &[Envelope], i: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{Envelope, whole};
+    use super::{Envelope, Place, place, whole};
 
     /// Record `delta` of a batch of `len` records at `base`.
     fn rec(base: i64, delta: i32, len: i32) -> Envelope {
@@ -350,6 +389,16 @@ mod tests {
     fn a_batch_still_arriving_is_left_for_the_next_read() {
         let (kept, next) = whole(vec![rec(0, 0, 1), rec(1, 0, 4), rec(1, 1, 4)], 3, 9);
         assert_eq!((offsets(&kept), next), (vec![0], 1), "read again from the batch's first record");
+    }
+
+    #[test]
+    fn repeated_offsets_are_stepped_over_and_gaps_skipped() {
+        // A read of 10..20 that has taken up to 12 (next 13).
+        assert_eq!(place(13, 20, 12), Place::Stale, "the same offset again");
+        assert_eq!(place(13, 20, 4), Place::Stale, "an offset from further back");
+        assert_eq!(place(13, 20, 13), Place::Take);
+        assert_eq!(place(13, 20, 17), Place::Take, "13..17 hold nothing");
+        assert_eq!(place(13, 20, 20), Place::Later);
     }
 
     #[test]

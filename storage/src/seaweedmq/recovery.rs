@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 
+use futures_util::stream::{self, StreamExt};
 use hashbrown::HashMap;
 use kelp_core::io::{
     BatchSummary, PartitionExtent, PartitionKey, Recovered, StorageError, TimestampOffset, TopicRecord,
@@ -14,10 +15,13 @@ use tokio::time::timeout;
 use super::cluster::{Cluster, lock};
 use super::envelope::Envelope;
 use super::format::{decode_kv, decode_log_start, decode_topic, log_start_name};
+use super::persisted::GateState;
 use super::topics::TopicInfo;
 
 /// Records scanned at the end of each partition on recovery, for producer state.
 const TAIL_SCAN: i64 = 2000;
+/// Partitions of a topic recovered at once at start.
+const RECOVER_AT_ONCE: usize = 16;
 /// A `RecoverPartition` attempt's deadline, in RPC deadlines.
 const RECOVER_ATTEMPTS: u32 = 3;
 
@@ -60,11 +64,19 @@ impl Cluster {
             self.configure(&name, t.partitions).await?;
         }
         lock(&self.topics).insert(t.id, TopicInfo { name, partitions: t.partitions });
-        for i in 0..t.partitions {
+        // The first partition looks the placements up afresh; then the others, a few at a
+        // time: settling one may wait seconds for the broker's flush (see `Cluster::settle`).
+        let extent = |i: i32| {
             let key = PartitionKey { topic_id: t.id, partition: i };
             let stored = log_starts.get(&log_start_name(key)).copied().unwrap_or(0);
-            let extent = self.extent(key, stored, i == 0, 0, None).await?;
-            out.partitions.push((key, extent));
+            async move { Ok::<_, StorageError>((key, self.extent(key, stored, i == 0, 0, None, true).await?)) }
+        };
+        if t.partitions > 0 {
+            out.partitions.push(extent(0).await?);
+        }
+        let rest: Vec<_> = stream::iter(1..t.partitions).map(extent).buffered(RECOVER_AT_ONCE).collect().await;
+        for r in rest {
+            out.partitions.push(r?);
         }
         out.topics.push(t);
         Ok(())
@@ -91,7 +103,7 @@ impl Cluster {
     ) -> Result<PartitionExtent, StorageError> {
         let attempt = async {
             let stored = self.stored_log_start(key).await?;
-            self.extent(key, stored, true, from, unstored_from).await
+            self.extent(key, stored, true, from, unstored_from, false).await
         };
         let r = match timeout(self.cfg.rpc_timeout * RECOVER_ATTEMPTS, attempt).await {
             Ok(r) => r,
@@ -109,6 +121,11 @@ impl Cluster {
     /// log start for it (DeleteRecords); `refresh` looks up the partition's leader afresh;
     /// records before `scan_from` are not read, nor those from `unstored_from` on (known not
     /// to be stored: offsets there are holes).
+    ///
+    /// The end reported is the broker's high watermark once everything below it is persisted
+    /// (see [`Cluster::settle`]); the partition is repaired first if the broker restarted. A
+    /// fenced partition fails, except `at_start`: kelp then starts with the partition ending
+    /// where its files end, and refuses appends to it.
     async fn extent(
         &self,
         key: PartitionKey,
@@ -116,8 +133,32 @@ impl Cluster {
         refresh: bool,
         scan_from: i64,
         unstored_from: Option<i64>,
+        at_start: bool,
     ) -> Result<PartitionExtent, StorageError> {
-        let (earliest, hwm) = self.offsets(key, refresh).await?;
+        let (earliest, hwm, holes) = match self.gate(key, true).await {
+            Ok(()) => {
+                let (earliest, hwm) = self.offsets(key, refresh).await?;
+                // Offsets from `unstored_from` on hold nothing: no need to wait for them.
+                let stored_end = unstored_from.map_or(hwm, |u| u.min(hwm));
+                (earliest, hwm, self.settle(key, stored_end).await?)
+            }
+            Err(StorageError::Fenced(_)) if at_start => {
+                let end = match self.persisted.gate_state(key, self.persisted.generation()) {
+                    GateState::Fenced(f) => f.end,
+                    _ => return Err(StorageError::Unavailable),
+                };
+                (0, end, None)
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(u) = unstored_from.filter(|u| *u < hwm) {
+            tracing::info!(?key, from = u, to = hwm, "seaweedmq: offsets the broker used up refusing kelp's records");
+        }
+        // Holes that settling found (it said so in the log) are not read either.
+        let unstored_from = match (unstored_from, holes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tracing::debug!(?key, earliest, hwm, scan_from, "seaweedmq: partition range");
         let log_start = earliest.max(stored_start).min(hwm);
         let mut extent = PartitionExtent {
@@ -128,9 +169,6 @@ impl Cluster {
         };
         let from = log_start.max(hwm - TAIL_SCAN).max(scan_from);
         let end = unstored_from.map_or(hwm, |u| u.clamp(from.min(hwm), hwm));
-        if end < hwm {
-            tracing::info!(?key, from = end, to = hwm, "seaweedmq: offsets the broker used up refusing kelp's records");
-        }
         if from < end {
             let (records, stopped) = self.scan(key, from, end).await?;
             if stopped < end {
@@ -145,6 +183,7 @@ impl Cluster {
             }
             tail_state(&records, &mut extent);
         }
+        self.persisted.raise(key, hwm);
         Ok(extent)
     }
 }

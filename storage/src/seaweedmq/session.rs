@@ -134,6 +134,7 @@ impl SessionPool {
 impl Cluster {
     /// Subscribes to partition `key` at exactly `offset`.
     pub(super) async fn open_session(&self, key: PartitionKey, offset: i64) -> Result<Session, StorageError> {
+        self.gate(key, false).await?;
         let (name, p) = self.place(key, false).await?;
         let (req_tx, req_rx) = mpsc::channel::<messaging_pb::SubscribeMessageRequest>(4);
         let init = subscribe_message_request::InitMessage {

@@ -74,7 +74,17 @@ impl Cluster {
         Ok((info.name, p))
     }
 
-    /// (earliest offset, high watermark) of a partition.
+    /// The kelp partition of topic `name` whose ring range is `range`, if kelp knows the topic.
+    pub(super) fn partition_in(&self, name: &str, range: (i32, i32)) -> Option<PartitionKey> {
+        let topics = lock(&self.topics);
+        let (id, info) = topics.iter().find(|(_, t)| t.name == name)?;
+        let i = range.0 / (RING / info.partitions.max(1));
+        (i < info.partitions && ring_range(i, info.partitions) == range)
+            .then_some(PartitionKey { topic_id: *id, partition: i })
+    }
+
+    /// (earliest offset, high watermark) of a partition, asked of the broker at once: only
+    /// after the partition's gate ([`Cluster::gate`]), or for a partition that is not kelp's.
     pub(super) async fn range(&self, name: &str, p: &Placement) -> Result<(i64, i64), StorageError> {
         let req =
             messaging_pb::GetPartitionRangeInfoRequest { topic: Some(self.topic(name)), partition: Some(p.partition) };
@@ -90,6 +100,7 @@ impl Cluster {
     /// (earliest offset, high watermark) of the partition `key`, its leader looked up afresh
     /// if `refresh`.
     pub(super) async fn offsets(&self, key: PartitionKey, refresh: bool) -> Result<(i64, i64), StorageError> {
+        self.gate(key, false).await?;
         let (name, p) = self.place(key, refresh).await?;
         self.range(&name, &p).await
     }
@@ -119,6 +130,9 @@ impl Cluster {
     /// Whether every partition of `name` is empty.
     async fn all_empty(&self, name: &str) -> Result<bool, StorageError> {
         for p in self.placements(name, true).await? {
+            if let Some(key) = self.partition_in(name, (p.partition.range_start, p.partition.range_stop)) {
+                self.gate(key, false).await?;
+            }
             if self.range(name, &p).await?.1 > 0 {
                 return Ok(false);
             }
@@ -175,6 +189,7 @@ impl Cluster {
         lock(&self.topics).remove(&id);
         lock(&self.placements).remove(&info.name);
         self.sessions.forget_topic(id);
+        self.persisted.forget_topic(id);
         Ok(())
     }
 }
