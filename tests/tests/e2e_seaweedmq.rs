@@ -409,7 +409,14 @@ fn a_reader_at_the_end_gets_each_new_record() {
             batches: batch.clone(),
             recompress: None,
         };
-        assert_eq!(run(&mut store, append), Completion::Done, "append {offset}");
+        // SeaweedMQ acknowledges from memory: the store says Stored, and the core reads only
+        // what the store has reported durable (AwaitDurable), so this does the same.
+        assert_eq!(run(&mut store, append), Completion::Stored, "append {offset}");
+        let durable = kelp_core::Command::AwaitDurable { partition, offset: offset + 1 };
+        match run(&mut store, durable) {
+            Completion::Durable { end } => assert!(end > offset, "record {offset} durable: end {end}"),
+            other => panic!("waiting for record {offset} to be durable: {other:?}"),
+        }
         let read = kelp_core::Command::Read { partition, offset, end: offset + 1, max_bytes: 1 << 20 };
         match run(&mut store, read) {
             Completion::Read { batches } => {
@@ -465,7 +472,7 @@ fn retention_by_time_moves_the_log_start_past_older_batches() {
             batches: b.build().expect("builds"),
             recompress: None,
         };
-        assert_eq!(run(&mut store, append), Completion::Done, "append at {base}");
+        assert_eq!(run(&mut store, append), Completion::Stored, "append at {base}");
     }
     let retain =
         |older_than| kelp_core::Command::Retain { partition, older_than: Some(older_than), max_bytes: None, limit: 6 };

@@ -177,8 +177,11 @@ elif MODE == "verify":
 elif MODE.startswith("acks="):
     acks, count = MODE[5:], int(sys.argv[4])
     create()
+    # acks=-1 is answered once SeaweedMQ has flushed the records to its filer (about a second),
+    # and an idempotent librdkafka producer keeps one request per partition in flight: batches
+    # of 500 would take 100 s for 50000 records, so acks=-1 gets batches of 5000.
     conf = {"acks": acks, "enable.idempotence": acks == "all" or acks == "-1", "linger.ms": 2,
-            "batch.num.messages": 500, "queue.buffering.max.messages": 200000}
+            "batch.num.messages": 5000 if acks == "-1" else 500, "queue.buffering.max.messages": 200000}
     if acks != "-1":
         conf["enable.idempotence"] = False
     started = time.time()
