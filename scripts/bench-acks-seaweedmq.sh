@@ -15,7 +15,9 @@
 #                as fast as they can for SECONDS: records/s, and p50/p99 latency (which then
 #                includes the time a record waits in the client's full queue)
 #   paced        RATE records/s per producer (default 1000) for PACED_SECONDS (default 15):
-#                p50/p99 latency when nothing queues
+#                p50/p99 latency when nothing queues (the Java client: scripts/bench/
+#                LatencyProbe.java, open loop at RATE*PROCS records/s over PROCS producers,
+#                linger 0, the first 5 s not counted)
 # through scripts/bench_acks.py (confluent-kafka; it says why PARTS: librdkafka's idempotent
 # producer keeps one request in flight per partition), and the full-speed run of acks=1 and
 # acks=all again with the Java client (scripts/bench/AcksLoad.java: PROCS producers, each
@@ -77,6 +79,15 @@ echo "machine: $(nproc) CPUs, $(free -g | awk '/^Mem:/ {print $2}') GiB; $(run w
 echo "load: $PROCS producers, $PARTS partitions each; full speed for ${SECONDS_FULL}s; paced $RATE records/s each for ${PACED_SECONDS}s; $ROUNDS rounds; clients: $CLIENTS"
 results="$dir/results.jsonl"
 : > "$results"
+probe_json() { # LatencyProbe's key=value line (latencies in µs) as bench_acks.py's JSON
+  python3 -c '
+import json, sys
+d = dict(kv.split("=", 1) for kv in sys.stdin.read().split())
+ms = lambda k: round(int(d[k]) / 1000, 1)
+print(json.dumps({"acks": d["acks"], "producers": int(d["producers"]), "rate": float(d["requested"]),
+                  "records_per_s": float(d["achieved"]), "p50_ms": ms("p50_us"), "p99_ms": ms("p99_us"),
+                  "max_ms": ms("max_us"), "failed": int(d["failed"]), "sustained": d["sustained"]}))'
+}
 record() { # LABEL ROUND CLIENT PHASE JSON
   echo "$1 round $2 $3 $4: $5"
   echo "{\"kelp\": \"$1\", \"round\": $2, \"client\": \"$3\", \"phase\": \"$4\", \"result\": $5}" >> "$results"
@@ -106,12 +117,16 @@ a = AdminClient({'bootstrap.servers': '$ADDR'})
         record "$label" "$round" confluent paced \
           "$(run "$PY" "$here/scripts/bench_acks.py" "$ADDR" "$topic" "$acks" "$PROCS" "$PARTS" "$PACED_SECONDS" "$RATE")"
       fi
-      # The Java client has no acks=all without idempotence here (AcksLoad ties one to the other).
+      # The Java programs tie idempotence to acks=all: no all-noidem for them.
       if [[ " $CLIENTS " == *" java "* && $acks != all-noidem ]]; then
         sleep 2
         record "$label" "$round" java full "$(run java -cp "$JAVA_LIBS/*" "$here/scripts/bench/AcksLoad.java" \
           --bootstrap "$ADDR" --topic "$topic" --acks "$acks" --producers "$PROCS" \
           --partitions $((PROCS * PARTS)) --seconds "$SECONDS_FULL" 2>> "$dir/logs/java.log")"
+        sleep 2
+        record "$label" "$round" java paced "$(run java -cp "$JAVA_LIBS/*" "$here/scripts/bench/LatencyProbe.java" \
+          --bootstrap "$ADDR" --topic "$topic" --acks "$acks" --producers "$PROCS" --rate $((RATE * PROCS)) \
+          --seconds "$PACED_SECONDS" --warmup 5 2>> "$dir/logs/java.log" | probe_json)"
       fi
     done
   done
