@@ -276,7 +276,7 @@ const RESUME_LIMIT: Duration = Duration::from_secs(120);
 /// within RESUME_LIMIT of SeaweedFS being back, and acks must keep flowing before the next
 /// fault. At the end, every record has been acknowledged once, and the partition holds each
 /// exactly once, in order, at the offset it was acknowledged with, and nothing else.
-fn produce_through_restarts(name: &str, runtime: &str, fault: impl Fn(&mut SeaweedCluster) -> &'static str) {
+fn produce_through_restarts(name: &str, runtime: &str, fault: impl Fn(&mut SeaweedCluster) -> String) {
     let mut cluster = SeaweedCluster::start(name);
     let server = kelp(&cluster, runtime);
     let started = Instant::now();
@@ -313,7 +313,7 @@ fn produce_through_restarts(name: &str, runtime: &str, fault: impl Fn(&mut Seawe
 fn kill_mid_produce(runtime: &str) {
     produce_through_restarts(&format!("kill-{runtime}"), runtime, |cluster| {
         cluster.kill_and_restart();
-        "SIGKILL"
+        "SIGKILL".to_owned()
     });
 }
 
@@ -339,7 +339,11 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 fn terminate_mid_produce(runtime: &str) {
     produce_through_restarts(&format!("term-{runtime}"), runtime, |cluster| {
-        if cluster.terminate_and_restart(STOP_GRACE) { "SIGTERM" } else { "SIGTERM, then SIGKILL after 10 s" }
+        if cluster.terminate_and_restart(STOP_GRACE) {
+            "SIGTERM".to_owned()
+        } else {
+            format!("SIGTERM, then SIGKILL after {STOP_GRACE:?}")
+        }
     });
 }
 
