@@ -590,3 +590,34 @@ pub fn offset_fetch_request(group: &str, topics: Option<&[(&str, &[i32])]>, requ
         ..Default::default()
     })
 }
+
+/// OffsetForLeaderEpoch (v4) for one partition: the client knows `current` as the leader epoch
+/// and asks where `epoch` ended.
+pub fn epoch_end(
+    h: &mut Harness,
+    c: ConnId,
+    topic: &str,
+    partition: i32,
+    current: i32,
+    epoch: i32,
+) -> kelp_core::codec::generated::offset_for_leader_epoch::EpochEndOffset {
+    use kelp_core::codec::generated::offset_for_leader_epoch::{
+        OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let req = OffsetForLeaderEpochRequest {
+        replica_id: -1,
+        topics: vec![OffsetForLeaderTopic {
+            topic: topic.into(),
+            partitions: vec![OffsetForLeaderPartition {
+                partition,
+                current_leader_epoch: current,
+                leader_epoch: epoch,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let resp = crate::expect_body!(h.call(c, RequestBody::OffsetForLeaderEpoch(req), 4), OffsetForLeaderEpoch);
+    resp.topics[0].partitions[0].clone()
+}

@@ -7,9 +7,6 @@
 
 use kelp_core::codec::generated::RequestBody;
 use kelp_core::codec::generated::metadata::{MetadataRequest, MetadataRequestTopic};
-use kelp_core::codec::generated::offset_for_leader_epoch::{
-    OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
-};
 use kelp_core::codec::generated::produce::PartitionProduceResponse;
 use kelp_core::codec::{ApiKey, ErrorCode, Uuid};
 use kelp_core::io::{PartitionKey, StorageError};
@@ -183,22 +180,7 @@ fn metadata_epoch(h: &mut Harness, c: ConnId, topic: &str) -> i32 {
 }
 
 fn epoch_end(h: &mut Harness, c: ConnId, topic: &str, current: i32, epoch: i32) -> (i16, i32, i64) {
-    let req = OffsetForLeaderEpochRequest {
-        replica_id: -1,
-        topics: vec![OffsetForLeaderTopic {
-            topic: topic.into(),
-            partitions: vec![OffsetForLeaderPartition {
-                partition: 0,
-                current_leader_epoch: current,
-                leader_epoch: epoch,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let resp = expect_body!(h.call(c, RequestBody::OffsetForLeaderEpoch(req), 4), OffsetForLeaderEpoch);
-    let e = &resp.topics[0].partitions[0];
+    let e = kelp_tests::harness::epoch_end(h, c, topic, 0, current, epoch);
     (e.error_code, e.leader_epoch, e.end_offset)
 }
 

@@ -10,14 +10,11 @@ use kelp_core::codec::generated::describe_topic_partitions::{
     DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, RequestCursor, TopicRequest,
 };
 use kelp_core::codec::generated::metadata::{MetadataRequest, MetadataRequestTopic, MetadataResponse};
-use kelp_core::codec::generated::offset_for_leader_epoch::{
-    EpochEndOffset, OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
-};
 use kelp_core::codec::{ApiKey, ErrorCode, KStr, Uuid};
 use kelp_core::{Command, Config, ConnId};
 use kelp_core::{OPS_NOT_REQUESTED, TOPIC_OPS};
 use kelp_tests::expect_body;
-use kelp_tests::harness::{Harness, batch, create_topic, fetch_request, produce_request, test_config};
+use kelp_tests::harness::{Harness, batch, create_topic, epoch_end, fetch_request, produce_request, test_config};
 
 /// AclOperation codes clients test for in authorized-operations bit sets.
 const READ: i32 = 3;
@@ -493,25 +490,6 @@ fn a_page_filled_at_a_topic_boundary_points_at_the_next_topic() {
 }
 
 // ---- OffsetForLeaderEpoch ------------------------------------------------------------------
-
-fn epoch_end(h: &mut Harness, c: ConnId, topic: &str, partition: i32, current: i32, epoch: i32) -> EpochEndOffset {
-    let req = OffsetForLeaderEpochRequest {
-        replica_id: -1,
-        topics: vec![OffsetForLeaderTopic {
-            topic: topic.into(),
-            partitions: vec![OffsetForLeaderPartition {
-                partition,
-                current_leader_epoch: current,
-                leader_epoch: epoch,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let resp = expect_body!(h.call(c, RequestBody::OffsetForLeaderEpoch(req), 4), OffsetForLeaderEpoch);
-    resp.topics[0].partitions[0].clone()
-}
 
 #[test]
 fn offset_for_leader_epoch_ends_epoch_zero_at_the_log_end() {
