@@ -678,10 +678,160 @@ fn api_versions_advertise_the_consumer_protocol() {
     let mut h = Harness::new(test_config());
     let c = h.connect();
     let r = expect_body!(h.call(c, RequestBody::ApiVersions(ApiVersionsRequest::default()), 3), ApiVersions);
-    for key in [ApiKey::CONSUMER_GROUP_HEARTBEAT, ApiKey::CONSUMER_GROUP_DESCRIBE] {
-        assert!(r.api_keys.iter().any(|k| k.api_key == key.0 && k.min_version == 0 && k.max_version == 0), "{key:?}");
+    // v1 (regex subscriptions, client-made member ids) is what librdkafka asks for: without it
+    // librdkafka's `group.protocol=consumer` never joins.
+    for (key, max) in [(ApiKey::CONSUMER_GROUP_HEARTBEAT, 1), (ApiKey::CONSUMER_GROUP_DESCRIBE, 0)] {
+        assert!(r.api_keys.iter().any(|k| k.api_key == key.0 && k.min_version == 0 && k.max_version == max), "{key:?}");
     }
     let f = r.finalized_features.iter().find(|f| f.name.as_str() == "group.version").expect("group.version");
     assert!(f.max_version_level >= 1);
     assert!(r.supported_features.iter().any(|f| f.name.as_str() == "group.version" && f.max_version >= 1));
+}
+
+// ---- version 1: regex subscriptions and client-made member ids (KIP-848, KIP-1082) ----------
+
+/// A v1 heartbeat: the member id is the client's own, names and regex as given.
+fn beat_v1(
+    h: &mut Harness,
+    c: ConnId,
+    id: &str,
+    epoch: i32,
+    owned: Option<&Owned>,
+    names: Option<&[&str]>,
+    regex: Option<&str>,
+) -> ConsumerGroupHeartbeatResponse {
+    let mut req = hb_request(G, id, epoch, owned, names);
+    req.subscribed_topic_regex = regex.map(KStr::from);
+    expect_body!(h.call(c, RequestBody::ConsumerGroupHeartbeat(req), 1), ConsumerGroupHeartbeat)
+}
+
+/// A member that joined with a regex over v1 under its own id.
+fn join_regex(h: &mut Harness, id: &str, names: Option<&[&str]>, regex: &str) -> M {
+    let conn = h.connect();
+    let r = beat_v1(h, conn, id, 0, Some(&Owned::new()), names, Some(regex));
+    assert_eq!(code(&r), ErrorCode::NONE, "join: {:?}", r.error_message);
+    assert_eq!(r.member_id.as_deref(), Some(id), "the coordinator keeps the client's member id");
+    let mut m = M { conn, id: id.to_string(), epoch: r.member_epoch, owned: Owned::new(), instance: None };
+    m.take(&r);
+    m
+}
+
+fn delete_topic(h: &mut Harness, admin: ConnId, name: &str) {
+    let req = kelp_core::codec::generated::delete_topics::DeleteTopicsRequest {
+        topic_names: vec![name.into()],
+        timeout_ms: 1000,
+        ..Default::default()
+    };
+    let r = expect_body!(h.call(admin, RequestBody::DeleteTopics(req), 4), DeleteTopics);
+    assert_eq!(r.responses[0].error_code, 0);
+}
+
+#[test]
+fn a_regex_subscription_follows_topics_as_they_are_created_and_deleted() {
+    let (mut h, admin, _) = setup(2);
+    let eu = create_topic(&mut h, admin, "orders-eu", 2);
+    create_topic(&mut h, admin, "payments", 2);
+    // The regex must match the whole name: "xorders-a" and "orders-eu.dlq" stay out.
+    create_topic(&mut h, admin, "xorders-a", 1);
+    let mut a = join_regex(&mut h, "member-a", None, "orders-[a-z]+");
+    settle(&mut h, &mut [&mut a]);
+    assert_eq!(a.owned, all(eu, 2));
+    create_topic(&mut h, admin, "orders-eu.dlq", 1);
+    let us = create_topic(&mut h, admin, "orders-us", 3);
+    let epoch = describe(&mut h, admin, G).group_epoch;
+    settle(&mut h, &mut [&mut a]);
+    assert_eq!(a.owned, Owned::from([(eu, (0..2).collect()), (us, (0..3).collect())]));
+    assert!(describe(&mut h, admin, G).group_epoch > epoch, "a matching topic moves the group epoch");
+    // A second member shares what the regex matched.
+    let mut b = join_regex(&mut h, "member-b", None, "orders-[a-z]+");
+    settle(&mut h, &mut [&mut a, &mut b]);
+    disjoint(&[&a, &b]);
+    assert_eq!(count(&a.owned) + count(&b.owned), 5);
+    assert!(count(&a.owned).abs_diff(count(&b.owned)) <= 1);
+    delete_topic(&mut h, admin, "orders-eu");
+    settle(&mut h, &mut [&mut a, &mut b]);
+    disjoint(&[&a, &b]);
+    assert!(!a.owned.contains_key(&eu) && !b.owned.contains_key(&eu), "a deleted topic is revoked");
+    assert_eq!(count(&a.owned) + count(&b.owned), 3);
+    let d = describe(&mut h, admin, G);
+    assert!(d.members.iter().all(|m| m.subscribed_topic_regex.as_deref() == Some("orders-[a-z]+")));
+}
+
+#[test]
+fn names_and_a_regex_subscribe_together() {
+    let (mut h, admin, t) = setup(2);
+    let logs = create_topic(&mut h, admin, "logs-1", 1);
+    create_topic(&mut h, admin, "metrics", 1);
+    let mut a = join_regex(&mut h, "member-a", Some(&[T]), "logs-\\d+");
+    settle(&mut h, &mut [&mut a]);
+    assert_eq!(a.owned, Owned::from([(t, (0..2).collect()), (logs, BTreeSet::from([0]))]));
+    // A later heartbeat that changes only the regex keeps the names.
+    let r = beat_v1(&mut h, a.conn, "member-a", a.epoch, Some(&a.owned), None, Some("metrics"));
+    assert_eq!(code(&r), ErrorCode::NONE);
+    a.take(&r);
+    settle(&mut h, &mut [&mut a]);
+    assert!(a.owned.contains_key(&t) && !a.owned.contains_key(&logs) && count(&a.owned) == 3);
+    // An empty regex subscribes to nothing: the names remain.
+    let r = beat_v1(&mut h, a.conn, "member-a", a.epoch, Some(&a.owned), None, Some(""));
+    a.take(&r);
+    settle(&mut h, &mut [&mut a]);
+    assert_eq!(a.owned, all(t, 2));
+}
+
+#[test]
+fn an_invalid_regex_is_refused_with_invalid_regular_expression() {
+    let (mut h, admin, _) = setup(2);
+    let c = h.connect();
+    // Unbalanced, a lookahead (RE2 has none) and a backreference (likewise).
+    for bad in ["orders-(", "(?=orders).*", "(a)\\1"] {
+        let r = beat_v1(&mut h, c, "member-a", 0, Some(&Owned::new()), None, Some(bad));
+        assert_eq!(code(&r), ErrorCode::INVALID_REGULAR_EXPRESSION, "{bad}");
+        let msg = r.error_message.clone().unwrap_or_default();
+        assert!(msg.contains(bad), "{msg}");
+    }
+    // A refused first member leaves no group behind.
+    assert_eq!(describe(&mut h, admin, G).error_code, ErrorCode::GROUP_ID_NOT_FOUND.0);
+    // A member that is in keeps its subscription when a later regex is refused.
+    let mut a = join_regex(&mut h, "member-a", Some(&[T]), "x");
+    settle(&mut h, &mut [&mut a]);
+    let r = beat_v1(&mut h, a.conn, "member-a", a.epoch, Some(&a.owned), None, Some("["));
+    assert_eq!(code(&r), ErrorCode::INVALID_REGULAR_EXPRESSION);
+    assert_eq!(describe(&mut h, admin, G).members[0].subscribed_topic_regex.as_deref(), Some("x"));
+}
+
+#[test]
+fn version_1_needs_the_clients_member_id_and_names_or_a_regex() {
+    let (mut h, _, _) = setup(2);
+    let c = h.connect();
+    let r = beat_v1(&mut h, c, "", 0, Some(&Owned::new()), Some(&[T]), None);
+    assert_eq!(code(&r), ErrorCode::INVALID_REQUEST);
+    assert_eq!(r.error_message.as_deref(), Some("MemberId can't be empty."));
+    let r = beat_v1(&mut h, c, "m", 0, Some(&Owned::new()), None, None);
+    assert_eq!(code(&r), ErrorCode::INVALID_REQUEST);
+    assert_eq!(
+        r.error_message.as_deref(),
+        Some("Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining.")
+    );
+    // Version 0 still hands out ids.
+    let a = M::join(&mut h, &[T]);
+    assert!(!a.id.is_empty());
+}
+
+#[test]
+fn a_regex_subscription_survives_a_restart() {
+    let (mut h, admin, _) = setup(2);
+    let x = create_topic(&mut h, admin, "orders-x", 2);
+    let mut a = join_regex(&mut h, "member-a", None, "orders-.*");
+    settle(&mut h, &mut [&mut a]);
+    let before = describe(&mut h, admin, G);
+    let mut h2 = h.restart(test_config());
+    a.conn = h2.connect();
+    let admin = h2.connect();
+    let after = describe(&mut h2, admin, G);
+    assert_eq!(after.members, before.members);
+    settle(&mut h2, &mut [&mut a]);
+    assert_eq!(a.owned, all(x, 2));
+    let y = create_topic(&mut h2, admin, "orders-y", 1);
+    settle(&mut h2, &mut [&mut a]);
+    assert_eq!(a.owned, Owned::from([(x, (0..2).collect()), (y, BTreeSet::from([0]))]));
 }

@@ -25,6 +25,10 @@ use spec::{Spec, Versions};
 const INTER_BROKER: &[i16] = &[27];
 /// Embedded (non-API) structures kelp needs to read: the consumer protocol's metadata.
 const DATA_SPECS: &[&str] = &["ConsumerProtocolAssignment", "ConsumerProtocolSubscription"];
+/// Latest versions the specs still mark unstable that Kafka has since released as they are
+/// written there: ConsumerGroupHeartbeat v1 (SubscribedTopicRegex, client-made member ids) is
+/// stable from Kafka 4.0, and librdkafka's `group.protocol=consumer` asks for nothing older.
+const RELEASED_UNSTABLE: &[(&str, i16)] = &[("ConsumerGroupHeartbeatRequest", 1)];
 
 struct Args {
     spec_dir: PathBuf,
@@ -170,7 +174,9 @@ fn select_apis(specs: &BTreeMap<String, Spec>) -> Result<Vec<Api>, String> {
         if !s.listeners.iter().any(|l| l == "broker") || INTER_BROKER.contains(&key) {
             continue;
         }
-        let Some(versions) = s.stable_versions() else { continue };
+        let released = RELEASED_UNSTABLE.iter().any(|(n, v)| *n == s.name && s.valid.max == Some(*v));
+        let versions = if released && s.latest_unstable { Some(s.valid) } else { s.stable_versions() };
+        let Some(versions) = versions else { continue };
         let name = s.name.strip_suffix("Request").unwrap_or(&s.name).to_string();
         let resp_name = format!("{name}Response");
         let response = specs.get(&resp_name).ok_or(format!("{} has no {resp_name}", s.name))?.clone();

@@ -25,11 +25,12 @@ use crate::codec::{ErrorCode, KStr, Message, Writer};
 use crate::error::KafkaError;
 use crate::group::assignor::{Assignment, TopicInfo};
 use crate::group::classic::{GroupState, StoreThen};
-use crate::group::consumer::{Client, ConsumerGroup, ConsumerTimer, Ctx, Effect};
+use crate::group::consumer::{Client, ConsumerGroup, ConsumerTimer, Ctx, Effect, TopicView};
 use crate::group::group_key;
 use crate::io::Command;
 use crate::request::Req;
 use crate::state::State;
+use crate::state::topic_table::TopicTable;
 
 /// Group operations reported when asked (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS,
 /// ALTER_CONFIGS): this broker authorizes everything.
@@ -57,24 +58,35 @@ fn wire_assignment(a: &Assignment) -> WireAssignment {
     }
 }
 
+/// The broker's visible topics, as a consumer group sees them. kelp has no internal topics, so
+/// a regex may match any of them.
+struct Visible<'a>(&'a TopicTable);
+
+impl TopicView for Visible<'_> {
+    fn lookup(&self, name: &str) -> Option<TopicInfo> {
+        let t = self.0.by_name(name)?;
+        Some(TopicInfo { id: t.id, partitions: u32::try_from(t.partitions.len()).unwrap_or(u32::MAX) })
+    }
+
+    fn names(&self) -> Vec<KStr> {
+        self.0.visible().map(|t| t.name.clone()).collect()
+    }
+}
+
 /// Runs `f` on the consumer group `group` with a fresh effect sink and the broker's topics,
 /// then carries the effects out. Returns `None` when there is no such group.
 fn run<R>(
     st: &mut State,
     fx: &mut Effects,
     group: &KStr,
-    f: impl FnOnce(&mut ConsumerGroup, &mut Ctx<'_>, &dyn Fn(&str) -> Option<TopicInfo>) -> R,
+    f: impl FnOnce(&mut ConsumerGroup, &mut Ctx<'_>, &dyn TopicView) -> R,
 ) -> Option<(R, bool)> {
     let mut out = Vec::new();
     let r = {
         let g = st.groups.consumer.get_mut(group)?;
-        let topics = &st.topics;
-        let lookup = |n: &str| {
-            let t = topics.by_name(n)?;
-            Some(TopicInfo { id: t.id, partitions: u32::try_from(t.partitions.len()).unwrap_or(u32::MAX) })
-        };
+        let topics = Visible(&st.topics);
         let mut cx = Ctx { now: st.now.mono, cfg: &st.cfg, rng: &mut st.rng, out: &mut out };
-        f(g, &mut cx, &lookup)
+        f(g, &mut cx, &topics)
     };
     let mut store = false;
     for e in out {
@@ -95,7 +107,7 @@ fn put_group(st: &mut State, group: &KStr) -> Option<(Command, u64)> {
 }
 
 pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Client, m: &ConsumerGroupHeartbeatRequest) {
-    if let Err(KafkaError { code, message: msg }) = crate::group::consumer::validate_request(m) {
+    if let Err(KafkaError { code, message: msg }) = crate::group::consumer::validate_request(m, req.version) {
         return fx.respond(req, error_response(code, msg));
     }
     if let Some(classic) = st.groups.classic.get(&m.group_id) {
@@ -225,7 +237,7 @@ pub(crate) fn describe(st: &mut State, fx: &mut Effects, req: Req, m: &ConsumerG
                         client_id: x.client_id.clone(),
                         client_host: x.client_host.clone(),
                         subscribed_topic_names: x.subscribed.clone(),
-                        subscribed_topic_regex: None,
+                        subscribed_topic_regex: x.regex.clone(),
                         assignment: described_assignment(st, &x.assigned),
                         target_assignment: described_assignment(st, g.target.get(&x.id).unwrap_or(&Assignment::new())),
                         ..Default::default()
@@ -259,7 +271,7 @@ pub(crate) fn as_classic_description(st: &State, g: &ConsumerGroup, ops: i32) ->
         .values()
         .map(|m| {
             let subscription = ConsumerProtocolSubscription {
-                topics: m.subscribed.clone(),
+                topics: g.topics_of(m).into_iter().collect(),
                 generation_id: -1,
                 rack_id: m.rack_id.clone(),
                 ..Default::default()

@@ -68,7 +68,7 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DELETE_GROUPS, 0, 2),
     (ApiKey::LIST_GROUPS, 0, 5),
     (ApiKey::DESCRIBE_GROUPS, 0, 6),
-    (ApiKey::CONSUMER_GROUP_HEARTBEAT, 0, 0),
+    (ApiKey::CONSUMER_GROUP_HEARTBEAT, 0, 1),
     (ApiKey::CONSUMER_GROUP_DESCRIBE, 0, 0),
 ];
 

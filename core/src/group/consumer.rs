@@ -5,7 +5,10 @@
 //! Three epochs drive a group:
 //! - the **group epoch** moves on whenever what the assignor sees changes: a member joins or
 //!   leaves, a subscription or the chosen assignor changes, or a subscribed topic is created,
-//!   deleted or gains partitions (checked on every heartbeat);
+//!   deleted or gains partitions (checked on every heartbeat). A member subscribes by topic
+//!   names, by a regular expression (ConsumerGroupHeartbeat v1, KIP-848), or both; a regex is
+//!   matched against every topic's whole name on each heartbeat, so a topic created or deleted
+//!   later joins or leaves the subscription on the next heartbeat of any member;
 //! - the **target assignment epoch** is the group epoch the target assignment was computed
 //!   for (computed on the heartbeat that finds it behind);
 //! - each **member epoch** reaches the target assignment epoch through reconciliation: a
@@ -106,8 +109,10 @@ pub struct ConsumerMember {
     pub client_id: KStr,
     /// The host it heartbeats from.
     pub client_host: KStr,
-    /// The topics it subscribes to (sorted, distinct).
+    /// The topics it subscribes to by name (sorted, distinct).
     pub subscribed: Vec<KStr>,
+    /// The regular expression it subscribes with, if any (RE2 syntax, whole-name match).
+    pub regex: Option<KStr>,
     /// The server assignor it asked for.
     pub assignor: Option<KStr>,
     /// How long it may take to revoke partitions.
@@ -194,6 +199,10 @@ pub struct ConsumerGroup {
     pub target: BTreeMap<KStr, Assignment>,
     /// The subscribed topics as the target assignment saw them.
     pub metadata: BTreeMap<KStr, TopicInfo>,
+    /// The topics each members' regex matched at the last heartbeat.
+    resolved: BTreeMap<KStr, BTreeSet<KStr>>,
+    /// The members' regexes, compiled.
+    compiled: HashMap<KStr, regex::Regex>,
     /// Who holds each partition (assigned or being revoked).
     owners: HashMap<(Uuid, i32), KStr>,
     dead: bool,
@@ -231,6 +240,8 @@ impl ConsumerGroup {
             statics: BTreeMap::new(),
             target: BTreeMap::new(),
             metadata: BTreeMap::new(),
+            resolved: BTreeMap::new(),
+            compiled: HashMap::new(),
             owners: HashMap::new(),
             dead: false,
             puts: 0,
@@ -302,13 +313,23 @@ impl ConsumerGroup {
     /// Whether a member subscribes to `topic` (OffsetDelete refuses to drop its offsets).
     #[must_use]
     pub fn subscribed_to(&self, topic: &str) -> bool {
-        self.members.values().any(|m| m.subscribed.iter().any(|t| t.as_str() == topic))
+        self.members.values().any(|m| self.topics_of(m).contains(topic))
+    }
+
+    /// The topics a member subscribes to: its names and what its regex matched.
+    #[must_use]
+    pub fn topics_of(&self, m: &ConsumerMember) -> BTreeSet<KStr> {
+        let mut topics: BTreeSet<KStr> = m.subscribed.iter().cloned().collect();
+        if let Some(matched) = m.regex.as_ref().and_then(|r| self.resolved.get(r)) {
+            topics.extend(matched.iter().cloned());
+        }
+        topics
     }
 
     /// Every topic name some member subscribes to.
     #[must_use]
     pub fn subscribed_topics(&self) -> BTreeSet<KStr> {
-        self.members.values().flat_map(|m| m.subscribed.iter().cloned()).collect()
+        self.members.values().flat_map(|m| self.topics_of(m)).collect()
     }
 
     fn session_key(&self, member: &KStr) -> ConsumerTimer {
@@ -372,7 +393,7 @@ impl ConsumerGroup {
     // ---- ConsumerGroupHeartbeat --------------------------------------------------------------
 
     /// Handles a ConsumerGroupHeartbeat whose fields the caller has validated
-    /// ([`validate_request`]). `topics` looks a subscribed topic up by name.
+    /// ([`validate_request`]). `topics` is the broker's topics as the group may see them.
     ///
     /// # Errors
     /// The error code and message Kafka answers with.
@@ -381,7 +402,7 @@ impl ConsumerGroup {
         cx: &mut Ctx<'_>,
         m: &ConsumerGroupHeartbeatRequest,
         client: &Client,
-        topics: &dyn Fn(&str) -> Option<TopicInfo>,
+        topics: &dyn TopicView,
     ) -> Result<Beat, Refusal> {
         if let Some(a) = &m.server_assignor
             && !assignor::known(a)
@@ -390,6 +411,13 @@ impl ConsumerGroup {
                 ErrorCode::UNSUPPORTED_ASSIGNOR,
                 format!("ServerAssignor {a} is not supported. Supported assignors: uniform, range."),
             ));
+        }
+        if let Some(re) = &m.subscribed_topic_regex
+            && !self.compiled.contains_key(re)
+        {
+            // Checked here; compiled for keeps once a member holds it (refused heartbeats must
+            // not grow the cache).
+            compile_regex(re)?;
         }
         match m.member_epoch {
             LEAVE_EPOCH => return self.leave(cx, m),
@@ -404,6 +432,7 @@ impl ConsumerGroup {
             client_id: KStr::default(),
             client_host: KStr::default(),
             subscribed: Vec::new(),
+            regex: None,
             assignor: None,
             rebalance_timeout: Duration::ZERO,
             epoch: 0,
@@ -422,6 +451,12 @@ impl ConsumerGroup {
             names.dedup();
             bump |= names != member.subscribed;
             member.subscribed = names;
+        }
+        if let Some(re) = &m.subscribed_topic_regex {
+            // An empty regex subscribes to nothing, as no regex does.
+            let re = (!re.is_empty()).then(|| re.clone());
+            bump |= re != member.regex;
+            member.regex = re;
         }
         if m.server_assignor.is_some() || m.member_epoch == 0 {
             bump |= m.server_assignor != member.assignor;
@@ -619,14 +654,41 @@ impl ConsumerGroup {
 
     /// Notes the subscribed topics as they are now; returns whether one appeared, vanished,
     /// was recreated or grew since the target assignment (then the group epoch must move).
-    fn refresh_metadata(&mut self, topics: &dyn Fn(&str) -> Option<TopicInfo>) -> bool {
+    fn refresh_metadata(&mut self, topics: &dyn TopicView) -> bool {
+        self.resolve_regexes(topics);
         let now: BTreeMap<KStr, TopicInfo> =
-            self.subscribed_topics().into_iter().filter_map(|n| topics(&n).map(|t| (n, t))).collect();
+            self.subscribed_topics().into_iter().filter_map(|n| topics.lookup(&n).map(|t| (n, t))).collect();
         if now == self.metadata {
             return false;
         }
         self.metadata = now;
         true
+    }
+
+    /// Matches every member's regex against the topics as they are now (Kafka: the whole name
+    /// must match). Regexes no member uses any more are forgotten.
+    fn resolve_regexes(&mut self, topics: &dyn TopicView) {
+        let used: BTreeSet<KStr> = self.members.values().filter_map(|m| m.regex.clone()).collect();
+        self.compiled.retain(|k, _| used.contains(k));
+        self.resolved.clear();
+        if used.is_empty() {
+            return;
+        }
+        let names = topics.names();
+        for re in used {
+            if !self.compiled.contains_key(&re) {
+                // A member's new regex, or one read back from the store after a restart.
+                match compile_regex(&re) {
+                    Ok(c) => {
+                        self.compiled.insert(re.clone(), c);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            let Some(c) = self.compiled.get(&re) else { continue };
+            let matched: BTreeSet<KStr> = names.iter().filter(|n| c.is_match(n)).cloned().collect();
+            self.resolved.insert(re, matched);
+        }
     }
 
     /// Computes a new target assignment when the group epoch moved past it.
@@ -635,7 +697,7 @@ impl ConsumerGroup {
             return;
         }
         let subs: BTreeMap<KStr, Vec<KStr>> =
-            self.members.values().map(|m| (m.id.clone(), m.subscribed.clone())).collect();
+            self.members.values().map(|m| (m.id.clone(), self.topics_of(m).into_iter().collect())).collect();
         self.target = assignor::assign(self.assignor(), &subs, &self.metadata, &self.target);
         self.assignment_epoch = self.epoch;
     }
@@ -775,7 +837,7 @@ impl ConsumerGroup {
     #[must_use]
     pub fn encode(&self) -> Bytes {
         let mut w = Writer::contiguous(64 + self.members.len() * 128);
-        w.i8(2);
+        w.i8(3);
         w.i32(self.epoch);
         w.i32(self.assignment_epoch);
         w.uvarint(len32(self.metadata.len()));
@@ -795,6 +857,7 @@ impl ConsumerGroup {
             for s in &m.subscribed {
                 w.string(true, s);
             }
+            w.nullable_string(true, m.regex.as_ref());
             w.nullable_string(true, m.assignor.as_ref());
             w.i32(i32::try_from(m.rebalance_timeout.as_millis()).unwrap_or(i32::MAX));
             w.i32(m.epoch);
@@ -814,7 +877,9 @@ impl ConsumerGroup {
     pub fn decode(id: KStr, v: &Bytes) -> Result<Self, DecodeError> {
         const CTX: &str = "stored consumer group";
         let mut r = Reader::new(v);
-        if r.i8(CTX)? != 2 {
+        // Version 2 is version 3 without the members' regexes.
+        let version = r.i8(CTX)?;
+        if !(2..=3).contains(&version) {
             return Err(DecodeError::LengthOutOfRange(CTX));
         }
         let mut g = Self::new(id);
@@ -836,6 +901,7 @@ impl ConsumerGroup {
             for _ in 0..bounded(&mut r, 1)? {
                 subscribed.push(r.string(true, CTX)?);
             }
+            let regex = if version >= 3 { r.nullable_string(true, CTX)? } else { None };
             let assignor = r.nullable_string(true, CTX)?;
             let rebalance_timeout = Duration::from_millis(i64::from(r.i32(CTX)?));
             let epoch = r.i32(CTX)?;
@@ -855,6 +921,7 @@ impl ConsumerGroup {
                 client_id,
                 client_host,
                 subscribed,
+                regex,
                 assignor,
                 rebalance_timeout,
                 epoch,
@@ -926,12 +993,53 @@ fn decode_assignment(r: &mut Reader<'_>) -> Result<Assignment, DecodeError> {
     Ok(a)
 }
 
-/// Kafka's `throwIfConsumerGroupHeartbeatRequestIsInvalid` for version 0.
+/// The first version in which the client makes up its member id (KIP-1082).
+pub const CLIENT_MEMBER_ID_VERSION: i16 = 1;
+
+/// The longest regex a member may subscribe with, and the most memory its compiled form and
+/// matcher may take: a hostile pattern is refused, never compiled without bound.
+const REGEX_MAX_LEN: usize = 4096;
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles a subscription regex with Kafka's semantics: RE2 syntax, matched against the whole
+/// topic name.
+///
+/// # Errors
+/// INVALID_REGULAR_EXPRESSION with what is wrong with it.
+pub fn compile_regex(pattern: &str) -> Result<regex::Regex, Refusal> {
+    let invalid = |why: String| {
+        refuse(
+            ErrorCode::INVALID_REGULAR_EXPRESSION,
+            format!("SubscribedTopicRegex `{pattern}` is not a valid regular expression: {why}."),
+        )
+    };
+    if pattern.len() > REGEX_MAX_LEN {
+        return Err(invalid(format!("it is longer than {REGEX_MAX_LEN} bytes")));
+    }
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| invalid(e.to_string().lines().last().unwrap_or("").trim().to_string()))
+}
+
+/// What a consumer group sees of the broker's topics.
+pub trait TopicView {
+    /// A topic by name.
+    fn lookup(&self, name: &str) -> Option<TopicInfo>;
+    /// Every topic's name, for regex subscriptions.
+    fn names(&self) -> Vec<KStr>;
+}
+
+/// Kafka's `throwIfConsumerGroupHeartbeatRequestIsInvalid` (versions 0 and 1).
 ///
 /// # Errors
 /// INVALID_REQUEST with Kafka's message.
-pub fn validate_request(m: &ConsumerGroupHeartbeatRequest) -> Result<(), Refusal> {
+pub fn validate_request(m: &ConsumerGroupHeartbeatRequest, version: i16) -> Result<(), Refusal> {
     let bad = |msg: &str| Err(refuse(ErrorCode::INVALID_REQUEST, msg));
+    if version >= CLIENT_MEMBER_ID_VERSION && m.member_id.is_empty() {
+        return bad("MemberId can't be empty.");
+    }
     if m.group_id.is_empty() {
         return bad("GroupId can't be empty.");
     }
@@ -949,8 +1057,9 @@ pub fn validate_request(m: &ConsumerGroupHeartbeatRequest) -> Result<(), Refusal
             if m.topic_partitions.as_ref().is_none_or(|t| !t.is_empty()) {
                 return bad("TopicPartitions must be empty when (re-)joining.");
             }
-            if m.subscribed_topic_names.is_none() {
-                return bad("SubscribedTopicNames must be set in first request.");
+            // An empty list of names or an empty regex joins with no topics.
+            if m.subscribed_topic_names.is_none() && m.subscribed_topic_regex.is_none() {
+                return bad("Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining.");
             }
         }
         STATIC_LEAVE_EPOCH => {

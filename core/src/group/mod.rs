@@ -16,14 +16,16 @@
 //!   protocol), bytes assignment`. Written when the leader's assignment is stored, when a
 //!   static member is replaced in Stable, and when the group becomes Empty; deleted with the
 //!   group.
-//! - KIP-848 consumer group metadata. Same key. Value (version 2): `u8 2, i32 group_epoch,
+//! - KIP-848 consumer group metadata. Same key. Value (version 3): `u8 3, i32 group_epoch,
 //!   i32 target_assignment_epoch, uvarint topics` then per subscribed topic as the target
 //!   saw it `str name, uuid id, i32 partitions`; `uvarint members`, then per member:
 //!   `str member_id, str? instance_id, str? rack_id, str client_id, str client_host,
-//!   uvarint n + n * str subscribed_topic, str? server_assignor, i32 rebalance_timeout_ms,
+//!   uvarint n + n * str subscribed_topic, str? subscribed_regex, str? server_assignor,
+//!   i32 rebalance_timeout_ms,
 //!   i32 member_epoch, i32 previous_member_epoch, u8 state (0 stable, 1 unrevoked,
 //!   2 unreleased)`, then three assignments (assigned, being revoked, target), each
-//!   `uvarint topics` of `uuid topic_id, uvarint n, n * i32 partition`. Written on every
+//!   `uvarint topics` of `uuid topic_id, uvarint n, n * i32 partition`. Version 2 (read, no
+//!   longer written) is the same without `subscribed_regex`. Written on every
 //!   heartbeat that changes the group and when a member is fenced; a group id holds one
 //!   type at a time, so the key is shared.
 //! - Committed offset. Key: `b"offsets/"`, then `str group, str topic, i32 partition`. Value
@@ -111,7 +113,7 @@ impl Groups {
                 let Ok(id) = KStr::from_utf8(k.slice(GROUP_PREFIX.len()..GROUP_PREFIX.len() + id.len())) else {
                     continue;
                 };
-                if v.first() == Some(&2) {
+                if matches!(v.first(), Some(2 | 3)) {
                     if let Ok(group) = ConsumerGroup::decode(id.clone(), v) {
                         g.consumer.insert(id, group);
                     }

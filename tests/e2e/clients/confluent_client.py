@@ -420,21 +420,25 @@ def group_mode():
     def tps(partitions):
         return [tp.partition for tp in partitions if tp.topic == args.topic]
 
-    consumer = Consumer(
-        base_conf()
-        | {
-            "group.id": args.group,
-            "client.id": f"kelp-e2e-confluent-{os.getpid()}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 100,
-            "session.timeout.ms": 10000,
-            "heartbeat.interval.ms": 1000,
-        }
-    )
+    conf = base_conf() | {
+        "group.id": args.group,
+        "client.id": f"kelp-e2e-confluent-{os.getpid()}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 100,
+    }
+    if args.group_protocol == "consumer":
+        # KIP-848: the coordinator sets session and heartbeat times and assigns; librdkafka
+        # refuses the classic settings with this protocol.
+        conf["group.protocol"] = "consumer"
+    else:
+        conf |= {"session.timeout.ms": 10000, "heartbeat.interval.ms": 1000}
+    consumer = Consumer(conf)
     # Eager assignors: on_assign gets the whole new assignment (librdkafka assigns it after the
-    # callback), on_revoke everything owned. Cooperative ones would give the increments; the
-    # owned set is kept as additions and removals so both read right.
+    # callback), on_revoke everything owned. Cooperative ones, and KIP-848's consumer protocol,
+    # give the increments; the owned set is kept as additions and removals so both read right.
+    # A regex subscription (a topic starting with ^, as librdkafka has it) follows topics as
+    # they come and go.
     consumer.subscribe(
         [args.topic],
         on_assign=lambda c, ps: member.assigned(tps(ps)),
@@ -467,7 +471,9 @@ def group_mode():
         reason = member.stop_reason()
     dog.step = f"leaving group {args.group}"
     consumer.close()  # commits nothing more (auto commit is off): every batch was committed
-    member.finish("confluent-kafka", CK_VERSION, reason, librdkafka=libversion()[0])
+    member.finish(
+        "confluent-kafka", CK_VERSION, reason, librdkafka=libversion()[0], group_protocol=args.group_protocol
+    )
 
 
 # ---- keyless ----------------------------------------------------------------------------------

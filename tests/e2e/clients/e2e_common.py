@@ -298,6 +298,12 @@ def add_group_args(p):
     p.add_argument(
         "--batch-delay-ms", type=int, default=0, metavar="MS", help="group mode: pause after each batch"
     )
+    p.add_argument(
+        "--group-protocol",
+        default="classic",
+        choices=("classic", "consumer"),
+        help="group mode: classic (JoinGroup/SyncGroup) or consumer (KIP-848 ConsumerGroupHeartbeat)",
+    )
 
 
 def now_ms():

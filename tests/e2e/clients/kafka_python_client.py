@@ -208,6 +208,8 @@ def produce_mode():
 
 
 def group_mode():
+    if args.group_protocol != "classic":
+        common.fail("kafka-python speaks only the classic group protocol")
     member = common.Member(args, dog)
     member.wait_start()
 

@@ -133,7 +133,7 @@ impl ApiKey {
     pub const DESCRIBE_TRANSACTIONS: ApiKey = ApiKey(65);
     /// ListTransactions (API key 66), versions 0-2; flexible from v0.
     pub const LIST_TRANSACTIONS: ApiKey = ApiKey(66);
-    /// ConsumerGroupHeartbeat (API key 68), versions 0; flexible from v0.
+    /// ConsumerGroupHeartbeat (API key 68), versions 0-1; flexible from v0.
     pub const CONSUMER_GROUP_HEARTBEAT: ApiKey = ApiKey(68);
     /// ConsumerGroupDescribe (API key 69), versions 0; flexible from v0.
     pub const CONSUMER_GROUP_DESCRIBE: ApiKey = ApiKey(69);
@@ -439,7 +439,7 @@ pub const SUPPORTED_APIS: &[ApiInfo] = &[
         key: ApiKey::CONSUMER_GROUP_HEARTBEAT,
         name: "ConsumerGroupHeartbeat",
         min_version: 0,
-        max_version: 0,
+        max_version: 1,
         flexible_from: Some(0),
     },
     ApiInfo {
