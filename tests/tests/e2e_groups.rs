@@ -147,7 +147,14 @@ impl Run<'_> {
 
 fn scenario(client: Result<Client, String>, label: &str, extra: &[&str]) {
     let Some((client, _serial)) = installed(client) else { return };
-    let kip848 = extra.windows(2).any(|w| w == ["--group-protocol", "consumer"]);
+    run_scenario(label, &[(&client, extra); 5]);
+}
+
+/// The scenario with member i (0-3 in the group, 4 the fresh one at the end) run by
+/// `members[i]`'s client with its extra arguments; member 0's client produces.
+fn run_scenario(label: &str, members: &[(&Client, &[&str]); 5]) {
+    let kip848 = members.iter().all(|(_, extra)| extra.windows(2).any(|w| w == ["--group-protocol", "consumer"]));
+    let client = members[0].0;
     let id = label.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
     let topic = format!("groups-{id}");
     let group = format!("g-{id}");
@@ -182,10 +189,10 @@ fn scenario(client: Result<Client, String>, label: &str, extra: &[&str]) {
         .collect();
     let slow = ["--max-batch", "10", "--batch-delay-ms", "100"];
     let mut run = Run { label: label.to_string(), server: &server, members: Vec::new() };
-    for i in 0..4 {
-        let args: Vec<&str> = slow.iter().chain(extra).copied().collect();
+    for (i, (member_client, extra)) in members.iter().enumerate().take(4) {
+        let args: Vec<&str> = slow.iter().chain(*extra).copied().collect();
         let args: Vec<String> = common.iter().cloned().chain(args.iter().map(|s| (*s).to_string())).collect();
-        run.members.push(Member::spawn(&client, &scratch, &format!("member{i}"), &args));
+        run.members.push(Member::spawn(member_client, &scratch, &format!("member{i}"), &args));
     }
     run.wait_until("all four members ready", &[0, 1, 2, 3], |r| r.members.iter().all(|m| m.has("ready")));
 
@@ -316,8 +323,13 @@ fn scenario(client: Result<Client, String>, label: &str, extra: &[&str]) {
 
     // ---- committed offsets: a new member gets only what came after ----
     produce(RECORDS, MORE);
-    let args: Vec<String> = common.iter().cloned().chain(["--idle-exit".into(), "30".into()]).collect();
-    run.members.push(Member::spawn(&client, &scratch, "member4", &args));
+    let args: Vec<String> = common
+        .iter()
+        .cloned()
+        .chain(["--idle-exit".into(), "30".into()])
+        .chain(members[4].1.iter().map(|s| (*s).to_string()))
+        .collect();
+    run.members.push(Member::spawn(members[4].0, &scratch, "member4", &args));
     Member::touch(&run.members[4].start);
     run.wait_until("the new member to consume the 100 new records", &[4], |r| {
         batch_records(&r.members[4].events()).len() as u64 >= MORE
@@ -352,6 +364,22 @@ fn confluent_kafka_kip848_group() {
     scenario(confluent(), "confluent-kafka kip-848", &["--group-protocol", "consumer"]);
 }
 
+/// KIP-848 members of two clients in one group: the Java consumer (members 0, 2 and the late
+/// one) and librdkafka's (members 1 and 3), as a team moving from one client to the other runs.
+#[test]
+fn java_and_confluent_kafka_kip848_in_one_group() {
+    let Some((ck, _serial)) = installed(confluent()) else { return };
+    let java = match java() {
+        Ok(j) => j,
+        Err(why) => return kelp_tests::skip(&format!("{why} (run scripts/install-clients.sh)")),
+    };
+    let kip848: &[&str] = &["--group-protocol", "consumer"];
+    run_scenario(
+        "java + confluent-kafka kip-848",
+        &[(&java, kip848), (&ck, kip848), (&java, kip848), (&ck, kip848), (&java, kip848)],
+    );
+}
+
 #[test]
 fn kafka_python_3_group() {
     scenario(kafka_python("venv-kp3", "kafka-python 3.0", "kp3"), "kafka-python 3.0", &[]);
@@ -375,4 +403,93 @@ fn java_classic_group() {
 #[test]
 fn java_kip848_group() {
     scenario(java(), "java kip-848", &["--group-protocol", "consumer"]);
+}
+
+/// A KIP-848 regex subscription: two confluent-kafka members subscribe to `^rx-orders-.*`
+/// (librdkafka sends a topic that starts with `^` to the broker as SubscribedTopicRegex). A
+/// matching topic created while they run is assigned and read in full; a topic the regex does
+/// not match is never assigned (the member fails if it is).
+#[test]
+fn confluent_kafka_kip848_regex_subscription_gains_a_new_topic() {
+    let Some((client, _serial)) = installed(confluent()) else { return };
+    let label = "confluent-kafka kip-848 regex";
+    let scratch = Scratch::new("groups-regex");
+    let server = KelpServer::start(&[]);
+    let bootstrap = server.addr.to_string();
+    let (first, later, other) = ("rx-orders-a", "rx-orders-b", "rx-other");
+    let produce = |topic: &str, from: u64, count: u64, partitions: u64| {
+        let args: Vec<String> = ["--bootstrap", &bootstrap, "--topic", topic, "--mode", "produce", "--timeout", "120"]
+            .iter()
+            .map(|s| (*s).to_string())
+            .chain(["--first".into(), from.to_string(), "--count".into(), count.to_string()])
+            .chain(["--partitions".into(), partitions.to_string()])
+            .collect();
+        let out = run_client(&scratch, client.command(&args), Duration::from_secs(150));
+        assert!(
+            out.status.is_some_and(|s| s.success()),
+            "{label}: producing to {topic} failed ({:?})\n--- stdout\n{}\n--- stderr\n{}\n--- kelp log\n{}",
+            out.status,
+            out.stdout,
+            tail(&out.stderr, 40),
+            server.log_tail()
+        );
+    };
+    create_topic(server.addr, first, 3);
+    create_topic(server.addr, other, 2);
+    produce(first, 0, 600, 3);
+    produce(other, 10_000, 100, 2);
+
+    let args: Vec<String> = [
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        "^rx-orders-.*",
+        "--regex-topics",
+        &format!("{first},{later}"),
+        "--mode",
+        "group",
+        "--group",
+        "g-regex",
+        "--group-protocol",
+        "consumer",
+        "--max-batch",
+        "50",
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .chain(["--timeout".into(), MEMBER_TIMEOUT_S.to_string()])
+    .collect();
+    let mut run = Run { label: label.to_string(), server: &server, members: Vec::new() };
+    for i in 0..2 {
+        run.members.push(Member::spawn(&client, &scratch, &format!("member{i}"), &args));
+    }
+    run.wait_until("both members ready", &[0, 1], |r| r.members.iter().all(|m| m.has("ready")));
+    for m in &run.members {
+        Member::touch(&m.start);
+    }
+    let keys = |r: &Run<'_>| -> BTreeSet<String> {
+        r.members.iter().flat_map(|m| batch_records(&m.events())).map(|(_, _, k)| k).collect()
+    };
+    run.wait_until("the 600 records of the first topic", &[0, 1], |r| keys(r).len() >= 600);
+    // The regex is matched on the members' next heartbeats after the topic appears.
+    create_topic(server.addr, later, 3);
+    produce(later, 1000, 600, 3);
+    run.wait_until("the 600 records of the topic created later", &[0, 1], |r| keys(r).len() >= 1200);
+    let owned: BTreeSet<u64> = run.members.iter().flat_map(|m| m.owned().0).collect();
+    println!("{label}: {}", run.ownership(&[0, 1]));
+    if owned != BTreeSet::from([0, 1, 2, 100, 101, 102]) {
+        run.fail(&format!("the members own {owned:?}, expected every partition of {first} and {later}"));
+    }
+    std::thread::sleep(Duration::from_secs(2)); // room for anything they should not get
+    let mut got = BTreeSet::new();
+    for i in 0..2 {
+        got.extend(batch_records(&run.stop(i)).into_iter().map(|(_, _, k)| k));
+    }
+    let want: BTreeSet<String> = (0..600).chain(1000..1600).map(|i| format!("k{i}")).collect();
+    if got != want {
+        let extra: Vec<_> = got.difference(&want).take(10).collect();
+        let missing: Vec<_> = want.difference(&got).take(10).collect();
+        run.fail(&format!("consumed {} keys; not expected: {extra:?}; missing: {missing:?}", got.len()));
+    }
+    println!("{label}: passed ({} records from two topics, none from {other})", got.len());
 }

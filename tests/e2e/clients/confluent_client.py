@@ -417,8 +417,25 @@ def group_mode():
     member = common.Member(args, dog)
     member.wait_start()
 
+    # With --regex-topics, --topic is a regex (librdkafka's "^..." form) and a partition is
+    # reported as 100 * (the topic's place in that list) + its number; a topic the regex should
+    # not have matched ends the member with an error.
+    regex_topics = args.regex_topics.split(",") if args.regex_topics else None
+
+    def number(topic, partition):
+        if regex_topics is None:
+            return partition if topic == args.topic else None
+        if topic not in regex_topics:
+            common.fail(f"got {topic} [{partition}], which the regex {args.topic} does not match")
+        return 100 * regex_topics.index(topic) + partition
+
+    def topic_partition(n, offset):
+        if regex_topics is None:
+            return TopicPartition(args.topic, n, offset)
+        return TopicPartition(regex_topics[n // 100], n % 100, offset)
+
     def tps(partitions):
-        return [tp.partition for tp in partitions if tp.topic == args.topic]
+        return [n for n in (number(tp.topic, tp.partition) for tp in partitions) if n is not None]
 
     conf = base_conf() | {
         "group.id": args.group,
@@ -458,13 +475,11 @@ def group_mode():
                     common.fail(f"consume error in group {args.group}: {err}")
                 dog.note(str(err))
                 continue
-            recs.append((m.partition(), m.offset(), (m.key() or b"").decode()))
+            recs.append((number(m.topic(), m.partition()), m.offset(), (m.key() or b"").decode()))
         offsets = member.batch(recs)
         if offsets:
             try:
-                consumer.commit(
-                    offsets=[TopicPartition(args.topic, p, n) for p, n in offsets], asynchronous=False
-                )
+                consumer.commit(offsets=[topic_partition(p, n) for p, n in offsets], asynchronous=False)
             except KafkaException as e:
                 member.commit_failed(offsets, e.args[0] if e.args else e)
             member.pause()

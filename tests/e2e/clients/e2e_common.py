@@ -304,6 +304,11 @@ def add_group_args(p):
         choices=("classic", "consumer"),
         help="group mode: classic (JoinGroup/SyncGroup) or consumer (KIP-848 ConsumerGroupHeartbeat)",
     )
+    p.add_argument(
+        "--regex-topics",
+        metavar="T1,T2",
+        help="group mode: --topic is a regex; these are the topics it may match, in reporting order",
+    )
 
 
 def now_ms():

@@ -210,6 +210,8 @@ def produce_mode():
 def group_mode():
     if args.group_protocol != "classic":
         common.fail("kafka-python speaks only the classic group protocol")
+    if args.regex_topics:
+        common.fail("kafka-python group mode takes one topic, not a regex")
     member = common.Member(args, dog)
     member.wait_start()
 
