@@ -48,6 +48,13 @@ pub const KEYS: &[&str] = &[
     "group-min-session-timeout-ms",
     "group-max-session-timeout-ms",
     "group-max-size",
+    "group-consumer-session-timeout-ms",
+    "group-consumer-min-session-timeout-ms",
+    "group-consumer-max-session-timeout-ms",
+    "group-consumer-heartbeat-interval-ms",
+    "group-consumer-min-heartbeat-interval-ms",
+    "group-consumer-max-heartbeat-interval-ms",
+    "group-consumer-assignors",
     "log-level",
     "admin-listen",
     "shutdown-grace-ms",
@@ -249,11 +256,37 @@ pub struct Settings {
     pub group_min_session_timeout_ms: u64,
     pub group_max_session_timeout_ms: u64,
     pub group_max_size: usize,
+    pub group_consumer_session_timeout_ms: u64,
+    pub group_consumer_min_session_timeout_ms: u64,
+    pub group_consumer_max_session_timeout_ms: u64,
+    pub group_consumer_heartbeat_interval_ms: u64,
+    pub group_consumer_min_heartbeat_interval_ms: u64,
+    pub group_consumer_max_heartbeat_interval_ms: u64,
+    /// Known assignor names, the first the default.
+    pub group_consumer_assignors: Vec<&'static str>,
     pub log_level: String,
     /// `None`: no admin endpoint.
     pub admin_listen: Option<SocketAddr>,
     pub shutdown_grace_ms: u64,
     pub seed: Option<u64>,
+}
+
+/// A comma-separated list of KIP-848 server assignors, each known, none twice.
+fn assignors(s: &str) -> Result<Vec<&'static str>, String> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let known = kelp_core::group::assignor::ASSIGNORS
+            .iter()
+            .find(|a| **a == name)
+            .ok_or_else(|| format!("unknown assignor {name} (known: uniform, range)"))?;
+        if !out.contains(known) {
+            out.push(known);
+        }
+    }
+    if out.is_empty() {
+        return Err("expected at least one assignor: uniform, range".into());
+    }
+    Ok(out)
 }
 
 fn addr(s: &str) -> Result<SocketAddr, String> {
@@ -393,11 +426,73 @@ impl Settings {
             group_min_session_timeout_ms: l.parse("group-min-session-timeout-ms", 6000, int(1, 86_400_000))?,
             group_max_session_timeout_ms: l.parse("group-max-session-timeout-ms", 1_800_000, int(1, 86_400_000))?,
             group_max_size: l.parse("group-max-size", 10_000, int(1, 1_000_000))?,
+            group_consumer_session_timeout_ms: l.parse(
+                "group-consumer-session-timeout-ms",
+                45_000,
+                int(1, 86_400_000),
+            )?,
+            group_consumer_min_session_timeout_ms: l.parse(
+                "group-consumer-min-session-timeout-ms",
+                45_000,
+                int(1, 86_400_000),
+            )?,
+            group_consumer_max_session_timeout_ms: l.parse(
+                "group-consumer-max-session-timeout-ms",
+                60_000,
+                int(1, 86_400_000),
+            )?,
+            group_consumer_heartbeat_interval_ms: l.parse(
+                "group-consumer-heartbeat-interval-ms",
+                5000,
+                int(1, 86_400_000),
+            )?,
+            group_consumer_min_heartbeat_interval_ms: l.parse(
+                "group-consumer-min-heartbeat-interval-ms",
+                5000,
+                int(1, 86_400_000),
+            )?,
+            group_consumer_max_heartbeat_interval_ms: l.parse(
+                "group-consumer-max-heartbeat-interval-ms",
+                15_000,
+                int(1, 86_400_000),
+            )?,
+            group_consumer_assignors: l.parse("group-consumer-assignors", vec!["uniform", "range"], assignors)?,
             log_level: l.parse("log-level", "info".to_string(), log_filter)?,
             admin_listen: l.parse("admin-listen", Some(SocketAddr::from(([127, 0, 0, 1], 9644))), admin)?,
             shutdown_grace_ms: l.parse("shutdown-grace-ms", 30_000, int(0, 3_600_000))?,
             seed: l.opt("seed", |s| s.parse::<u64>().map_err(|_| "expected an unsigned integer".to_string()))?,
         };
+        let bounded = |name: &str, v: u64, min_name: &str, min: u64, max_name: &str, max: u64| {
+            if min > max {
+                return err(format!("{min_name} ({min}) is above {max_name} ({max})"));
+            }
+            if v < min || v > max {
+                return err(format!("{name} ({v}) must lie between {min_name} ({min}) and {max_name} ({max})"));
+            }
+            Ok(())
+        };
+        bounded(
+            "group-consumer-session-timeout-ms",
+            s.group_consumer_session_timeout_ms,
+            "group-consumer-min-session-timeout-ms",
+            s.group_consumer_min_session_timeout_ms,
+            "group-consumer-max-session-timeout-ms",
+            s.group_consumer_max_session_timeout_ms,
+        )?;
+        bounded(
+            "group-consumer-heartbeat-interval-ms",
+            s.group_consumer_heartbeat_interval_ms,
+            "group-consumer-min-heartbeat-interval-ms",
+            s.group_consumer_min_heartbeat_interval_ms,
+            "group-consumer-max-heartbeat-interval-ms",
+            s.group_consumer_max_heartbeat_interval_ms,
+        )?;
+        if s.group_consumer_heartbeat_interval_ms >= s.group_consumer_session_timeout_ms {
+            return err(format!(
+                "group-consumer-heartbeat-interval-ms ({}) must be below group-consumer-session-timeout-ms ({})",
+                s.group_consumer_heartbeat_interval_ms, s.group_consumer_session_timeout_ms
+            ));
+        }
         if s.group_min_session_timeout_ms > s.group_max_session_timeout_ms {
             return err(format!(
                 "group-min-session-timeout-ms ({}) is above group-max-session-timeout-ms ({})",
@@ -511,6 +606,18 @@ mod tests {
             "",
         ));
         assert!(e.contains("group-min-session-timeout-ms"), "{e}");
+        let e = bad(layers(&[("group-consumer-session-timeout-ms", "30000", Source::Flag)], ""));
+        assert!(e.contains("must lie between group-consumer-min-session-timeout-ms (45000)"), "{e}");
+        let e = bad(layers(
+            &[],
+            "group-consumer-heartbeat-interval-ms = 50000\ngroup-consumer-max-heartbeat-interval-ms = 60000",
+        ));
+        assert!(e.contains("must be below group-consumer-session-timeout-ms"), "{e}");
+        let e = bad(layers(&[("group-consumer-assignors", "uniform,sticky", Source::Env)], ""));
+        assert!(e.contains("KELP_GROUP_CONSUMER_ASSIGNORS") && e.contains("unknown assignor sticky"), "{e}");
+        let s = Settings::resolve(&layers(&[("group-consumer-assignors", "range, uniform,range", Source::Flag)], ""))
+            .expect("valid");
+        assert_eq!(s.group_consumer_assignors, ["range", "uniform"]);
     }
 
     #[test]

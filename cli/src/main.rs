@@ -161,6 +161,30 @@ struct ServeArgs {
     /// Most members in one group (group.max.size) [default: 10000].
     #[arg(long, env = "KELP_GROUP_MAX_SIZE", value_name = "N")]
     group_max_size: Option<String>,
+    /// KIP-848 groups: a member is fenced after this long without a heartbeat
+    /// (group.consumer.session.timeout.ms) [default: 45000].
+    #[arg(long, env = "KELP_GROUP_CONSUMER_SESSION_TIMEOUT_MS", value_name = "MS")]
+    group_consumer_session_timeout_ms: Option<String>,
+    /// Lowest session timeout a group may set for itself [default: 45000].
+    #[arg(long, env = "KELP_GROUP_CONSUMER_MIN_SESSION_TIMEOUT_MS", value_name = "MS")]
+    group_consumer_min_session_timeout_ms: Option<String>,
+    /// Highest session timeout a group may set for itself [default: 60000].
+    #[arg(long, env = "KELP_GROUP_CONSUMER_MAX_SESSION_TIMEOUT_MS", value_name = "MS")]
+    group_consumer_max_session_timeout_ms: Option<String>,
+    /// KIP-848 groups: how often members heartbeat (group.consumer.heartbeat.interval.ms)
+    /// [default: 5000].
+    #[arg(long, env = "KELP_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    group_consumer_heartbeat_interval_ms: Option<String>,
+    /// Lowest heartbeat interval a group may set for itself [default: 5000].
+    #[arg(long, env = "KELP_GROUP_CONSUMER_MIN_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    group_consumer_min_heartbeat_interval_ms: Option<String>,
+    /// Highest heartbeat interval a group may set for itself [default: 15000].
+    #[arg(long, env = "KELP_GROUP_CONSUMER_MAX_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    group_consumer_max_heartbeat_interval_ms: Option<String>,
+    /// KIP-848 server assignors members may ask for, the first the default
+    /// (group.consumer.assignors) [default: uniform,range].
+    #[arg(long, env = "KELP_GROUP_CONSUMER_ASSIGNORS", value_name = "LIST")]
+    group_consumer_assignors: Option<String>,
     /// Log filter, as RUST_LOG takes it (e.g. info, debug, kelp_core=trace) [default: info].
     #[arg(long, env = "KELP_LOG_LEVEL", value_name = "FILTER")]
     log_level: Option<String>,
@@ -247,6 +271,13 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
         group_min_session_timeout: ms(args.group_min_session_timeout_ms),
         group_max_session_timeout: ms(args.group_max_session_timeout_ms),
         group_max_size: args.group_max_size,
+        group_consumer_session_timeout: ms(args.group_consumer_session_timeout_ms),
+        group_consumer_min_session_timeout: ms(args.group_consumer_min_session_timeout_ms),
+        group_consumer_max_session_timeout: ms(args.group_consumer_max_session_timeout_ms),
+        group_consumer_heartbeat_interval: ms(args.group_consumer_heartbeat_interval_ms),
+        group_consumer_min_heartbeat_interval: ms(args.group_consumer_min_heartbeat_interval_ms),
+        group_consumer_max_heartbeat_interval: ms(args.group_consumer_max_heartbeat_interval_ms),
+        group_consumer_assignors: args.group_consumer_assignors.clone(),
         retention_ms: args.log_retention_ms,
         retention_bytes: args.log_retention_bytes,
         retention_check_interval: ms(args.log_retention_check_interval_ms),

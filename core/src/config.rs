@@ -77,6 +77,19 @@ pub struct Config {
     /// How often KIP-848 members are told to heartbeat (Kafka:
     /// `group.consumer.heartbeat.interval.ms`, 5 s).
     pub group_consumer_heartbeat_interval: Duration,
+    /// Bounds of a group's own `consumer.session.timeout.ms` (Kafka:
+    /// `group.consumer.min.session.timeout.ms`, 45 s, and `...max...`, 60 s).
+    pub group_consumer_min_session_timeout: Duration,
+    /// See [`Config::group_consumer_min_session_timeout`].
+    pub group_consumer_max_session_timeout: Duration,
+    /// Bounds of a group's own `consumer.heartbeat.interval.ms` (Kafka:
+    /// `group.consumer.min.heartbeat.interval.ms`, 5 s, and `...max...`, 15 s).
+    pub group_consumer_min_heartbeat_interval: Duration,
+    /// See [`Config::group_consumer_min_heartbeat_interval`].
+    pub group_consumer_max_heartbeat_interval: Duration,
+    /// The server assignors KIP-848 members may ask for, the first the default (Kafka:
+    /// `group.consumer.assignors`, `uniform,range`).
+    pub group_consumer_assignors: Vec<&'static str>,
 }
 
 impl Default for Config {
@@ -111,6 +124,11 @@ impl Default for Config {
             offset_metadata_max_bytes: 4096,
             group_consumer_session_timeout: Duration::from_secs(45),
             group_consumer_heartbeat_interval: Duration::from_secs(5),
+            group_consumer_min_session_timeout: Duration::from_secs(45),
+            group_consumer_max_session_timeout: Duration::from_secs(60),
+            group_consumer_min_heartbeat_interval: Duration::from_secs(5),
+            group_consumer_max_heartbeat_interval: Duration::from_secs(15),
+            group_consumer_assignors: vec!["uniform", "range"],
         }
     }
 }

@@ -110,6 +110,18 @@ impl M {
         m
     }
 
+    /// Joins (a fresh member id) and checks the heartbeat interval the group gives.
+    fn join_as_interval(h: &mut Harness, topics: &[&str], interval_ms: i32) -> Self {
+        let conn = h.connect();
+        let r = beat(h, conn, hb_request(G, "", 0, Some(&Owned::new()), Some(topics)));
+        assert_eq!(code(&r), ErrorCode::NONE, "join: {:?}", r.error_message);
+        assert_eq!(r.heartbeat_interval_ms, interval_ms);
+        let id = r.member_id.clone().expect("a member id").to_string();
+        let mut m = Self { conn, id, epoch: r.member_epoch, owned: Owned::new(), instance: None };
+        m.take(&r);
+        m
+    }
+
     /// Applies an answer: the member gives up what it lost and takes what it got at once.
     fn take(&mut self, r: &ConsumerGroupHeartbeatResponse) {
         if code(r) == ErrorCode::NONE {
@@ -834,4 +846,147 @@ fn a_regex_subscription_survives_a_restart() {
     let y = create_topic(&mut h2, admin, "orders-y", 1);
     settle(&mut h2, &mut [&mut a]);
     assert_eq!(a.owned, Owned::from([(x, (0..2).collect()), (y, BTreeSet::from([0]))]));
+}
+
+// ---- group configs (the GROUP config resource) ------------------------------------------------
+
+use kelp_core::codec::generated::describe_configs::{DescribeConfigsRequest, DescribeConfigsResource};
+use kelp_core::codec::generated::incremental_alter_configs::{
+    AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
+};
+
+const GROUP_RESOURCE: i8 = 32;
+
+/// Config names and values to set (`None`: delete).
+type Settings<'a> = &'a [(&'a str, Option<&'a str>)];
+
+/// The group's configs as DescribeConfigs lists them: name -> (value, source).
+fn group_configs(h: &mut Harness, c: ConnId, group: &str) -> BTreeMap<String, (String, i8)> {
+    let req = DescribeConfigsRequest {
+        resources: vec![DescribeConfigsResource {
+            resource_type: GROUP_RESOURCE,
+            resource_name: group.into(),
+            configuration_keys: None,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let r = expect_body!(h.call(c, RequestBody::DescribeConfigs(req), 4), DescribeConfigs);
+    assert_eq!(r.results[0].error_code, 0, "{:?}", r.results[0].error_message);
+    r.results[0]
+        .configs
+        .iter()
+        .map(|e| (e.name.to_string(), (e.value.as_deref().unwrap_or("").to_string(), e.config_source)))
+        .collect()
+}
+
+/// Sets (or with `None` deletes) group configs; returns the result's code and message.
+fn alter_group(h: &mut Harness, c: ConnId, group: &str, set: Settings<'_>) -> (ErrorCode, Option<String>) {
+    let req = IncrementalAlterConfigsRequest {
+        resources: vec![AlterConfigsResource {
+            resource_type: GROUP_RESOURCE,
+            resource_name: group.into(),
+            configs: set
+                .iter()
+                .map(|(k, v)| AlterableConfig {
+                    name: (*k).into(),
+                    config_operation: if v.is_some() { 0 } else { 1 },
+                    value: v.map(KStr::from),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let r = expect_body!(h.call(c, RequestBody::IncrementalAlterConfigs(req), 1), IncrementalAlterConfigs);
+    (ErrorCode(r.responses[0].error_code), r.responses[0].error_message.as_ref().map(ToString::to_string))
+}
+
+#[test]
+fn a_group_sets_its_own_session_timeout_and_heartbeat_interval() {
+    let (mut h, admin, t) = setup(4);
+    const DEFAULT: i8 = 5;
+    const GROUP_CONFIG: i8 = 8;
+    // Any group id has configs: the broker's.
+    let d = group_configs(&mut h, admin, G);
+    assert_eq!(d["consumer.session.timeout.ms"], ("45000".to_string(), DEFAULT));
+    assert_eq!(d["consumer.heartbeat.interval.ms"], ("5000".to_string(), DEFAULT));
+    // Set before the group exists.
+    let set = [("consumer.session.timeout.ms", Some("50000")), ("consumer.heartbeat.interval.ms", Some("6000"))];
+    assert_eq!(alter_group(&mut h, admin, G, &set).0, ErrorCode::NONE);
+    let d = group_configs(&mut h, admin, G);
+    assert_eq!(d["consumer.session.timeout.ms"], ("50000".to_string(), GROUP_CONFIG));
+    assert_eq!(d["consumer.heartbeat.interval.ms"], ("6000".to_string(), GROUP_CONFIG));
+    let mut a = M::join_as_interval(&mut h, &[T], 6000);
+    let b = M::join_as_interval(&mut h, &[T], 6000);
+    settle(&mut h, &mut [&mut a]);
+    // B stays silent: fenced after 50 s, not the broker's 45 s.
+    for _ in 0..8 {
+        h.advance(ms(6000));
+        a.beat(&mut h);
+    }
+    assert_eq!(describe(&mut h, admin, G).members.len(), 2, "48 s: B is still a member");
+    h.advance(ms(2500));
+    a.beat(&mut h);
+    assert_eq!(describe(&mut h, admin, G).members.len(), 1, "50.5 s: B was fenced");
+    assert_eq!(code(&b.beat_only(&mut h)), ErrorCode::UNKNOWN_MEMBER_ID);
+    settle(&mut h, &mut [&mut a]);
+    assert_eq!(a.owned, all(t, 4));
+    // The configs survive a restart; a delete goes back to the broker's value.
+    let mut h2 = h.restart(test_config());
+    let admin = h2.connect();
+    assert_eq!(group_configs(&mut h2, admin, G)["consumer.session.timeout.ms"].0, "50000");
+    assert_eq!(alter_group(&mut h2, admin, G, &[("consumer.heartbeat.interval.ms", None)]).0, ErrorCode::NONE);
+    assert_eq!(group_configs(&mut h2, admin, G)["consumer.heartbeat.interval.ms"], ("5000".to_string(), DEFAULT));
+    a.conn = h2.connect();
+    assert_eq!(a.beat(&mut h2).heartbeat_interval_ms, 5000);
+}
+
+#[test]
+fn group_configs_out_of_bounds_or_unknown_are_refused() {
+    let (mut h, admin, _) = setup(1);
+    let cases: [(Settings<'_>, &str); 5] = [
+        (
+            &[("consumer.session.timeout.ms", Some("30000"))],
+            "consumer.session.timeout.ms must be greater than or equal to group.consumer.min.session.timeout.ms",
+        ),
+        (
+            &[("consumer.session.timeout.ms", Some("90000"))],
+            "consumer.session.timeout.ms must be less than or equal to group.consumer.max.session.timeout.ms",
+        ),
+        (
+            &[("consumer.heartbeat.interval.ms", Some("1000"))],
+            "consumer.heartbeat.interval.ms must be greater than or equal to group.consumer.min.heartbeat.interval.ms",
+        ),
+        (&[("consumer.assignor", Some("range"))], "Unknown group config name: consumer.assignor"),
+        (
+            &[("consumer.session.timeout.ms", Some("soon"))],
+            "Invalid value soon for configuration consumer.session.timeout.ms: Not a number of type INT",
+        ),
+    ];
+    for (set, msg) in cases {
+        let (code, got) = alter_group(&mut h, admin, G, set);
+        assert_eq!((code, got.as_deref()), (ErrorCode::INVALID_CONFIG, Some(msg)));
+    }
+    // Nothing of a refused request was kept.
+    assert_eq!(group_configs(&mut h, admin, G)["consumer.session.timeout.ms"].0, "45000");
+}
+
+#[test]
+fn only_the_configured_assignors_are_served() {
+    let cfg = Config { group_consumer_assignors: vec!["range"], ..test_config() };
+    let (mut h, admin, _) = setup_with(cfg, 2);
+    let c = h.connect();
+    let mut req = hb_request(G, "", 0, Some(&Owned::new()), Some(&[T]));
+    req.server_assignor = Some("uniform".into());
+    let r = beat(&mut h, c, req);
+    assert_eq!(code(&r), ErrorCode::UNSUPPORTED_ASSIGNOR);
+    assert_eq!(
+        r.error_message.as_deref(),
+        Some("ServerAssignor uniform is not supported. Supported assignors: range.")
+    );
+    // A member that names none gets the first configured.
+    M::join(&mut h, &[T]);
+    assert_eq!(describe(&mut h, admin, G).assignor_name.as_str(), "range");
 }

@@ -29,6 +29,7 @@ use crate::codec::generated::incremental_alter_configs::{
 use crate::codec::{AlterConfigOp, ConfigResourceType, ConfigSource, ErrorCode, KStr, Uuid};
 use crate::config::Config;
 use crate::error::KafkaError;
+use crate::group::configs::{self, GroupConfig};
 use crate::io::{Command, PartitionKey, StorageError};
 use crate::request::Req;
 use crate::state::{JobId, State, Topic};
@@ -304,26 +305,33 @@ pub(crate) fn put_topics(st: &State, fx: &mut Effects, job: JobId, ids: &[Uuid])
     }
 }
 
-/// Reports storage failures on results keyed by topic name.
+/// Reports storage failures on results keyed by topic or group name.
 pub(crate) fn finish_failures_by_name(st: &State, job: &mut ReplyJob) {
-    let Then::AlterConfigs(ids) = &job.then else { return };
-    let failed: Vec<(KStr, ErrorCode)> = ids
+    let Then::AlterConfigs(ids, groups) = &job.then else { return };
+    let mut failed: Vec<(ConfigResourceType, KStr, ErrorCode)> = ids
         .iter()
         .enumerate()
-        .filter_map(|(part, id)| Some((st.topics.get(*id)?.name.clone(), job.results[part]?.error_code())))
+        .filter_map(|(part, id)| {
+            Some((ConfigResourceType::TOPIC, st.topics.get(*id)?.name.clone(), job.results[part]?.error_code()))
+        })
         .collect();
-    let is_topic = |t: i8, n: &KStr, name: &KStr| ConfigResourceType(t) == ConfigResourceType::TOPIC && n == name;
-    for (name, code) in &failed {
+    for (i, g) in groups.iter().enumerate() {
+        if let Some(e) = job.results.get(ids.len() + i).copied().flatten() {
+            failed.push((ConfigResourceType::GROUP, g.clone(), e.error_code()));
+        }
+    }
+    let is = |kind: ConfigResourceType, t: i8, n: &KStr, name: &KStr| ConfigResourceType(t) == kind && n == name;
+    for (kind, name, code) in &failed {
         let hit = match &mut job.body {
             ResponseBody::AlterConfigs(resp) => resp
                 .responses
                 .iter_mut()
-                .find(|r| is_topic(r.resource_type, &r.resource_name, name))
+                .find(|r| is(*kind, r.resource_type, &r.resource_name, name))
                 .map(|r| &mut r.error_code),
             ResponseBody::IncrementalAlterConfigs(resp) => resp
                 .responses
                 .iter_mut()
-                .find(|r| is_topic(r.resource_type, &r.resource_name, name))
+                .find(|r| is(*kind, r.resource_type, &r.resource_name, name))
                 .map(|r| &mut r.error_code),
             _ => None,
         };
@@ -419,9 +427,46 @@ pub(crate) fn describe_configs(st: &mut State, fx: &mut Effects, req: Req, m: &D
                 r.error_code = ErrorCode::INVALID_REQUEST.0;
                 r.error_message = Some(KStr::from(format!("Unexpected broker id, expected {}", st.cfg.node_id)));
             }
+            ConfigResourceType::GROUP if res.resource_name.is_empty() => {
+                r.error_code = ErrorCode::INVALID_REQUEST.0;
+                r.error_message = Some(KStr::from_static("Group name must not be empty"));
+            }
+            ConfigResourceType::GROUP => {
+                // Any group id has configs: the broker's until the group gets its own.
+                let c = st.groups.configs.get(&res.resource_name).copied().unwrap_or_default();
+                for d in c.describe(&st.cfg).into_iter().filter(|d| wanted(d.name)) {
+                    let source = if d.overridden { ConfigSource::GROUP } else { ConfigSource::DEFAULT };
+                    let mut entry = DescribeConfigsResourceResult {
+                        name: KStr::from_static(d.name),
+                        value: Some(KStr::from(d.value.to_string())),
+                        config_source: source.0,
+                        is_default: !d.overridden,
+                        config_type: 3, // INT
+                        documentation: m.include_documentation.then(|| KStr::from_static(d.doc)),
+                        ..Default::default()
+                    };
+                    if m.include_synonyms {
+                        if d.overridden {
+                            entry.synonyms.push(DescribeConfigsSynonym {
+                                name: KStr::from_static(d.name),
+                                value: Some(KStr::from(d.value.to_string())),
+                                source: ConfigSource::GROUP.0,
+                                ..Default::default()
+                            });
+                        }
+                        entry.synonyms.push(DescribeConfigsSynonym {
+                            name: KStr::from_static(d.broker_synonym),
+                            value: Some(KStr::from(d.broker_value.to_string())),
+                            source: ConfigSource::STATIC_BROKER.0,
+                            ..Default::default()
+                        });
+                    }
+                    r.configs.push(entry);
+                }
+            }
             _ => {
                 r.error_code = ErrorCode::INVALID_REQUEST.0;
-                r.error_message = Some(KStr::from_static("kelp describes topic and broker configs only"));
+                r.error_message = Some(KStr::from_static("kelp describes topic, broker and group configs only"));
             }
         }
         resp.results.push(r);
@@ -439,7 +484,13 @@ fn check_overrides(st: &State, rtype: i8, name: &KStr, overrides: &[(KStr, KStr)
                 "kelp's broker configs are set at start and read-only",
             ));
         }
-        _ => return Err(KafkaError::new(ErrorCode::INVALID_REQUEST, "kelp alters topic configs only")),
+        ConfigResourceType::GROUP => {
+            return Err(KafkaError::new(
+                ErrorCode::INVALID_REQUEST,
+                "group configs are altered with IncrementalAlterConfigs",
+            ));
+        }
+        _ => return Err(KafkaError::new(ErrorCode::INVALID_REQUEST, "kelp alters topic and group configs only")),
     }
     let t = st.topics.by_name(name).ok_or_else(|| {
         KafkaError::new(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic {name} does not exist"))
@@ -494,7 +545,7 @@ pub(crate) fn alter_configs(st: &mut State, fx: &mut Effects, req: Req, m: Alter
         resp.responses.push(r);
     }
     let ids = apply_overrides(st, changes);
-    let (parts, then) = (ids.len(), Then::AlterConfigs(ids.clone()));
+    let (parts, then) = (ids.len(), Then::AlterConfigs(ids.clone(), Vec::new()));
     let job = super::reply_after(st, fx, req, ResponseBody::AlterConfigs(resp), parts, then);
     put_topics(st, fx, job, &ids);
 }
@@ -565,12 +616,27 @@ fn apply_op(
 pub(crate) fn incremental_alter_configs(st: &mut State, fx: &mut Effects, req: Req, m: IncrementalAlterConfigsRequest) {
     let mut resp = IncrementalAlterConfigsResponse::default();
     let mut changes = Vec::new();
+    let mut group_changes: Vec<(KStr, GroupConfig)> = Vec::new();
     for res in &m.resources {
         let mut r = IncrementalAlterResult {
             resource_type: res.resource_type,
             resource_name: res.resource_name.clone(),
             ..Default::default()
         };
+        if ConfigResourceType(res.resource_type) == ConfigResourceType::GROUP {
+            let ops =
+                res.configs.iter().map(|c| (c.name.as_str(), AlterConfigOp(c.config_operation), c.value.as_deref()));
+            match alter_group_config(st, &res.resource_name, ops) {
+                Err(KafkaError { code, message }) => {
+                    r.error_code = code.0;
+                    r.error_message = Some(KStr::from(message));
+                }
+                Ok(c) if !m.validate_only => group_changes.push((res.resource_name.clone(), c)),
+                Ok(_) => {}
+            }
+            resp.responses.push(r);
+            continue;
+        }
         let base = st.topics.by_name(&res.resource_name).map(|t| t.overrides.clone()).unwrap_or_default();
         let outcome = res
             .configs
@@ -590,9 +656,45 @@ pub(crate) fn incremental_alter_configs(st: &mut State, fx: &mut Effects, req: R
         resp.responses.push(r);
     }
     let ids = apply_overrides(st, changes);
-    let (parts, then) = (ids.len(), Then::AlterConfigs(ids.clone()));
+    let groups: Vec<KStr> = group_changes.iter().map(|(g, _)| g.clone()).collect();
+    for (g, c) in &group_changes {
+        apply_group_config(st, g, *c);
+    }
+    let (parts, then) = (ids.len() + groups.len(), Then::AlterConfigs(ids.clone(), groups));
     let job = super::reply_after(st, fx, req, ResponseBody::IncrementalAlterConfigs(resp), parts, then);
     put_topics(st, fx, job, &ids);
+    for (i, (g, c)) in group_changes.into_iter().enumerate() {
+        let value = (!c.is_empty()).then(|| c.encode());
+        fx.storage(CmdOwner::Job { job, part: ids.len() + i }, Command::Put { key: configs::config_key(&g), value });
+    }
+}
+
+/// A group's configs after `ops`, validated as a whole against the broker's bounds.
+fn alter_group_config<'a>(
+    st: &State,
+    group: &KStr,
+    ops: impl Iterator<Item = (&'a str, AlterConfigOp, Option<&'a str>)>,
+) -> Result<GroupConfig, KafkaError> {
+    if group.is_empty() {
+        return Err(KafkaError::new(ErrorCode::INVALID_REQUEST, "Group name must not be empty"));
+    }
+    let base = st.groups.configs.get(group).copied().unwrap_or_default();
+    let c = ops.into_iter().try_fold(base, |c, (name, op, value)| c.apply(name, op, value))?;
+    c.validate(&st.cfg)?;
+    Ok(c)
+}
+
+/// Puts a group's new configs in force: the live group's session timeout follows at once (a
+/// member's next heartbeat arms it), the heartbeat interval with the next answer.
+fn apply_group_config(st: &mut State, group: &KStr, c: GroupConfig) {
+    if let Some(g) = st.groups.consumer.get_mut(group) {
+        g.session_timeout = c.session_timeout_ms.map(|_| c.session_timeout(&st.cfg));
+    }
+    if c.is_empty() {
+        st.groups.configs.remove(group);
+    } else {
+        st.groups.configs.insert(group.clone(), c);
+    }
 }
 
 pub(crate) fn delete_records(st: &mut State, fx: &mut Effects, req: Req, m: DeleteRecordsRequest) {

@@ -128,9 +128,14 @@ pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Clie
             let code = if m.member_epoch > 0 { ErrorCode::UNKNOWN_MEMBER_ID } else { ErrorCode::GROUP_ID_NOT_FOUND };
             return fx.respond(req, error_response(code, msg));
         }
-        st.groups.consumer.insert(m.group_id.clone(), ConsumerGroup::new(m.group_id.clone()));
+        let mut g = ConsumerGroup::new(m.group_id.clone());
+        if let Some(c) = st.groups.configs.get(&m.group_id) {
+            g.session_timeout = c.session_timeout_ms.map(|_| c.session_timeout(&st.cfg));
+        }
+        st.groups.consumer.insert(m.group_id.clone(), g);
     }
-    let interval = i32::try_from(st.cfg.group_consumer_heartbeat_interval.as_millis()).unwrap_or(i32::MAX);
+    let own = st.groups.configs.get(&m.group_id).copied().unwrap_or_default();
+    let interval = i32::try_from(own.heartbeat_interval(&st.cfg).as_millis()).unwrap_or(i32::MAX);
     let Some((result, store)) = run(st, fx, &m.group_id, |g, cx, topics| g.heartbeat(cx, m, &client, topics)) else {
         return;
     };
@@ -225,7 +230,7 @@ pub(crate) fn describe(st: &mut State, fx: &mut Effects, req: Req, m: &ConsumerG
                 group_state: KStr::from(g.state().name()),
                 group_epoch: g.epoch,
                 assignment_epoch: g.assignment_epoch,
-                assignor_name: KStr::from(g.assignor()),
+                assignor_name: KStr::from(g.assignor(&st.cfg)),
                 members: g
                     .members
                     .values()
@@ -304,7 +309,7 @@ pub(crate) fn as_classic_description(st: &State, g: &ConsumerGroup, ops: i32) ->
         group_id: g.id.clone(),
         group_state: KStr::from(g.state().name()),
         protocol_type: KStr::from("consumer"),
-        protocol_data: KStr::from(g.assignor()),
+        protocol_data: KStr::from(g.assignor(&st.cfg)),
         members,
         authorized_operations: ops,
         ..Default::default()

@@ -167,7 +167,8 @@ pub(crate) enum Then {
     /// its partition count before.
     CreatePartitions(Vec<PartitionKey>),
     /// AlterConfigs and IncrementalAlterConfigs: each part stores a topic's new record.
-    AlterConfigs(Vec<Uuid>),
+    /// Topics (parts 0..n) then groups (the parts after) whose configs were stored.
+    AlterConfigs(Vec<Uuid>, Vec<KStr>),
     /// DeleteRecords: each part moves a partition's log start.
     DeleteRecords(Vec<PartitionKey>),
     /// InitProducerId: the part stores a producer id reservation ending at this id.
@@ -235,7 +236,7 @@ fn job_completed_reply(st: &mut State, fx: &mut Effects, job: JobId) {
         Then::AutoCreate { .. } => metadata::finish_auto_create(st, &mut r),
         Then::DeleteTopics(_) => admin::finish_delete_topics(&mut r),
         Then::CreatePartitions(_) => admin::finish_create_partitions(st, fx, &mut r),
-        Then::AlterConfigs(_) => admin::finish_failures_by_name(st, &mut r),
+        Then::AlterConfigs(..) => admin::finish_failures_by_name(st, &mut r),
         Then::DeleteRecords(_) => admin::finish_delete_records(st, &mut r),
         Then::ReserveProducerIds(_) => producer::finish_reserve(st, &mut r),
         Then::DeleteGroups => group::finish_delete_groups(&mut r),

@@ -203,6 +203,8 @@ pub struct ConsumerGroup {
     resolved: BTreeMap<KStr, BTreeSet<KStr>>,
     /// The members' regexes, compiled.
     compiled: HashMap<KStr, regex::Regex>,
+    /// The group's own `consumer.session.timeout.ms`, if it has one (see [`super::configs`]).
+    pub session_timeout: Option<Duration>,
     /// Who holds each partition (assigned or being revoked).
     owners: HashMap<(Uuid, i32), KStr>,
     dead: bool,
@@ -242,6 +244,7 @@ impl ConsumerGroup {
             metadata: BTreeMap::new(),
             resolved: BTreeMap::new(),
             compiled: HashMap::new(),
+            session_timeout: None,
             owners: HashMap::new(),
             dead: false,
             puts: 0,
@@ -299,15 +302,16 @@ impl ConsumerGroup {
     /// The server assignor the group uses: the one most members ask for (ties by name), else
     /// the default (`uniform`).
     #[must_use]
-    pub fn assignor(&self) -> &'static str {
+    pub fn assignor(&self, cfg: &Config) -> &'static str {
+        let allowed = &cfg.group_consumer_assignors;
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for m in self.members.values() {
-            if let Some(a) = m.assignor.as_deref().and_then(|a| assignor::ASSIGNORS.iter().find(|x| **x == a)) {
+            if let Some(a) = m.assignor.as_deref().and_then(|a| allowed.iter().find(|x| **x == a)) {
                 *votes.entry(a).or_default() += 1;
             }
         }
         let best = votes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
-        best.map_or(assignor::ASSIGNORS[0], |(a, _)| a)
+        best.map_or_else(|| allowed.first().copied().unwrap_or(assignor::ASSIGNORS[0]), |(a, _)| a)
     }
 
     /// Whether a member subscribes to `topic` (OffsetDelete refuses to drop its offsets).
@@ -405,11 +409,14 @@ impl ConsumerGroup {
         topics: &dyn TopicView,
     ) -> Result<Beat, Refusal> {
         if let Some(a) = &m.server_assignor
-            && !assignor::known(a)
+            && !cx.cfg.group_consumer_assignors.contains(&a.as_str())
         {
             return Err(refuse(
                 ErrorCode::UNSUPPORTED_ASSIGNOR,
-                format!("ServerAssignor {a} is not supported. Supported assignors: uniform, range."),
+                format!(
+                    "ServerAssignor {a} is not supported. Supported assignors: {}.",
+                    cx.cfg.group_consumer_assignors.join(", ")
+                ),
             ));
         }
         if let Some(re) = &m.subscribed_topic_regex
@@ -476,7 +483,7 @@ impl ConsumerGroup {
         if bump {
             self.epoch = self.epoch.wrapping_add(1);
         }
-        self.maybe_assign();
+        self.maybe_assign(cx.cfg);
         let owned = m.topic_partitions.as_deref().map(owned_from);
         self.reconcile(&id, owned.as_ref());
         let after = self.members.get(&id).cloned();
@@ -639,7 +646,8 @@ impl ConsumerGroup {
     }
 
     fn arm_timers(&self, cx: &mut Ctx<'_>, before: Option<&ConsumerMember>, after: &ConsumerMember) {
-        cx.out.push(Effect::Arm(self.session_key(&after.id), cx.now + cx.cfg.group_consumer_session_timeout));
+        let session = self.session_timeout.unwrap_or(cx.cfg.group_consumer_session_timeout);
+        cx.out.push(Effect::Arm(self.session_key(&after.id), cx.now + session));
         let was_revoking = before.is_some_and(|b| b.state == MemberState::UnrevokedPartitions);
         let revoking = after.state == MemberState::UnrevokedPartitions;
         if revoking && (!was_revoking || before.is_some_and(|b| b.epoch != after.epoch || b.revoking != after.revoking))
@@ -692,13 +700,13 @@ impl ConsumerGroup {
     }
 
     /// Computes a new target assignment when the group epoch moved past it.
-    fn maybe_assign(&mut self) {
+    fn maybe_assign(&mut self, cfg: &Config) {
         if self.epoch == self.assignment_epoch {
             return;
         }
         let subs: BTreeMap<KStr, Vec<KStr>> =
             self.members.values().map(|m| (m.id.clone(), self.topics_of(m).into_iter().collect())).collect();
-        self.target = assignor::assign(self.assignor(), &subs, &self.metadata, &self.target);
+        self.target = assignor::assign(self.assignor(cfg), &subs, &self.metadata, &self.target);
         self.assignment_epoch = self.epoch;
     }
 
@@ -786,7 +794,10 @@ impl ConsumerGroup {
     pub fn recovery_timers(&self, now: Instant, cfg: &Config) -> Vec<(ConsumerTimer, Instant)> {
         let mut out = Vec::new();
         for m in self.members.values() {
-            out.push((self.session_key(&m.id), now + cfg.group_consumer_session_timeout));
+            out.push((
+                self.session_key(&m.id),
+                now + self.session_timeout.unwrap_or(cfg.group_consumer_session_timeout),
+            ));
             if m.state == MemberState::UnrevokedPartitions {
                 out.push((self.revocation_key(&m.id), now + m.rebalance_timeout));
             }

@@ -36,6 +36,7 @@
 
 pub mod assignor;
 pub mod classic;
+pub mod configs;
 pub mod consumer;
 pub mod offsets;
 
@@ -97,6 +98,8 @@ pub struct Groups {
     pub consumer: HashMap<KStr, ConsumerGroup>,
     /// Committed offsets.
     pub offsets: Offsets,
+    /// Groups' own configs (KIP-848), by group id; a group may have configs before it exists.
+    pub configs: HashMap<KStr, configs::GroupConfig>,
 }
 
 impl Groups {
@@ -120,10 +123,19 @@ impl Groups {
                 } else if let Ok(group) = decode_group(id.clone(), v) {
                     g.classic.insert(id, group);
                 }
+            } else if let Some(id) = configs::group_of(k) {
+                if let Ok(c) = configs::GroupConfig::decode(v) {
+                    g.configs.insert(id, c);
+                }
             } else if k.starts_with(OFFSETS_PREFIX)
                 && let (Ok((group, topic, partition)), Ok(value)) = (decode_offset_key(k), decode_offset(v))
             {
                 g.offsets.set(&group, &topic, partition, value);
+            }
+        }
+        for (id, c) in &g.configs {
+            if let Some(group) = g.consumer.get_mut(id) {
+                group.session_timeout = c.session_timeout_ms.map(|_| c.session_timeout(cfg));
             }
         }
         // Offsets of a group never stored as metadata belong to an Empty group.
