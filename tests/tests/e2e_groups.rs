@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use kelp_tests::clients::{
     Client, Json, Scratch, confluent, create_topic, installed, java, kafka_python, kafkajs, run_client, tail,
 };
-use kelp_tests::members::{Member, batch_records, ev};
+use kelp_tests::members::{Member, batch_records, ev, nums};
 use kelp_tests::server::KelpServer;
 
 const PARTITIONS: u64 = 6;
@@ -216,6 +216,9 @@ fn run_scenario(label: &str, members: &[(&Client, &[&str]); 5]) {
         }
     }
 
+    // ---- the admin tools' view of the stable group ----
+    check_description(&run, &scratch, &bootstrap, &topic, &group, kip848);
+
     // ---- a fourth joins after a third of the records ----
     run.wait_until("a third of the records consumed", &[0, 1, 2], |r| r.consumed_unique() as u64 >= RECORDS / 3);
     let stable_until: Vec<usize> = run.members.iter().map(|m| m.events().len()).collect();
@@ -355,6 +358,75 @@ fn run_scenario(label: &str, members: &[(&Client, &[&str]); 5]) {
 #[test]
 fn confluent_kafka_group() {
     scenario(confluent(), "confluent-kafka", &[]);
+}
+
+/// What `kafka-consumer-groups.sh --list --type` and `--describe --members --verbose` show of
+/// the stable three-member group, read through the Java Admin client as the tool reads it
+/// (listGroups with the consumer type filter, describeConsumerGroups: ConsumerGroupDescribe for
+/// a KIP-848 group, DescribeGroups for a classic one): the group's type and state, and each
+/// member's partitions (2 each, all 6 once), and for KIP-848 the target assignment and member
+/// epochs. Retried a few times: a member may still be acknowledging its last epoch.
+fn check_description(run: &Run<'_>, scratch: &Scratch, bootstrap: &str, topic: &str, group: &str, kip848: bool) {
+    let Ok(java) = java() else {
+        kelp_tests::skip("the Java client (for the Admin client's view of the group) is not installed");
+        return;
+    };
+    let args: Vec<String> =
+        ["--bootstrap", bootstrap, "--topic", topic, "--mode", "describe-group", "--group", group, "--timeout", "60"]
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect();
+    let want_type = if kip848 { "Consumer" } else { "Classic" };
+    let mut last = String::new();
+    for _ in 0..5 {
+        let out = run_client(scratch, java.command(&args), Duration::from_secs(90));
+        let line = out.stdout.lines().find_map(|l| Json::parse(l.trim()).filter(|j| ev(j) == "described"));
+        let Some(d) = line else {
+            run.fail(&format!(
+                "the Admin client's describe failed ({:?})
+{}",
+                out.status,
+                tail(&out.stderr, 20)
+            ));
+        };
+        last = out.stdout.clone();
+        let s = |k: &str| d.get(k).and_then(Json::str).unwrap_or("").to_string();
+        let members = d.get("members").map(Json::items).unwrap_or_default();
+        let mut union = BTreeSet::new();
+        let mut ok = s("state") == "Stable" && s("listed_state") == "Stable" && members.len() == 3;
+        for m in members {
+            let parts = nums(m.get("partitions"));
+            ok &= parts.len() == 2 && parts.iter().all(|p| union.insert(*p));
+            ok &= m.get("client_id").and_then(Json::str).is_some_and(|c| !c.is_empty());
+            ok &= m.get("host").and_then(Json::str).is_some_and(|h| h.starts_with('/'));
+            if kip848 {
+                ok &= nums(m.get("target")) == parts;
+                ok &= m.get("member_epoch").and_then(Json::u64).is_some()
+                    && m.get("member_epoch").and_then(Json::u64) == d.get("group_epoch").and_then(Json::u64);
+            }
+        }
+        ok &= union == (0..PARTITIONS).collect();
+        if kip848 {
+            ok &= d.get("assignment_epoch").and_then(Json::u64) == d.get("group_epoch").and_then(Json::u64);
+        }
+        if s("type") != want_type || s("listed_type") != want_type {
+            run.fail(&format!(
+                "the Admin client sees a {} group (listed as {}), expected {want_type}
+{last}",
+                s("type"),
+                s("listed_type")
+            ));
+        }
+        if ok {
+            println!("{}: the Admin client's view: {}", run.label, last.trim());
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    run.fail(&format!(
+        "the Admin client's view of the stable group is not right:
+{last}"
+    ));
 }
 
 /// librdkafka's KIP-848 consumer (`group.protocol=consumer`): it asks for

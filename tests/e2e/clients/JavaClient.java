@@ -72,7 +72,7 @@ public class JavaClient {
     static final int PARTITIONS = 3;
     static final String USAGE = String.join("\n",
             "usage: java -cp 'JARS/*' JavaClient.java --bootstrap HOST:PORT --topic NAME",
-            "       --mode produce-verify|admin|produce|group|keyless [--compression none|gzip|snappy|lz4|zstd]",
+            "       --mode produce-verify|admin|produce|group|keyless|describe-group [--compression none|gzip|snappy|lz4|zstd]",
             "       [--count N] [--create] [--timeout SECONDS]",
             "",
             "       [--group NAME --stop-file PATH --start-file PATH --idle-exit S --max-batch N",
@@ -118,6 +118,8 @@ public class JavaClient {
                 groupMode();
             } else if (mode.equals("keyless")) {
                 keylessMode();
+            } else if (mode.equals("describe-group")) {
+                describeGroup();
             } else {
                 produceVerify();
             }
@@ -162,8 +164,8 @@ public class JavaClient {
             }
         }
         if (bootstrap == null || topic == null || mode == null) usageError("--bootstrap, --topic and --mode are required");
-        if (!List.of("produce-verify", "admin", "produce", "group", "keyless").contains(mode)) usageError("--mode must be produce-verify, admin, produce, group or keyless");
-        if (mode.equals("group") && group == null) usageError("--mode group needs --group NAME");
+        if (!List.of("produce-verify", "admin", "produce", "group", "keyless", "describe-group").contains(mode)) usageError("--mode must be produce-verify, admin, produce, group, keyless or describe-group");
+        if ((mode.equals("group") || mode.equals("describe-group")) && group == null) usageError("--mode " + mode + " needs --group NAME");
         if (!List.of("classic", "consumer").contains(groupProtocol)) usageError("--group-protocol must be classic or consumer");
         if (!List.of("none", "gzip", "snappy", "lz4", "zstd").contains(compression)) usageError("unknown --compression " + compression);
         if (count < 1) usageError("--count must be at least 1");
@@ -703,6 +705,50 @@ public class JavaClient {
     static void emit(String event, String fields) {
         System.out.println("{\"event\":" + json(event) + ",\"t_ms\":" + System.currentTimeMillis() + (fields.isEmpty() ? "" : "," + fields) + "}");
         System.out.flush();
+    }
+
+    // ---- describe-group: what kafka-consumer-groups.sh --list --type and
+    // --describe --members --verbose read through the Admin client --------------------------
+
+    static String partitionsOf(org.apache.kafka.clients.admin.MemberAssignment a) {
+        java.util.TreeSet<Integer> ps = new java.util.TreeSet<>();
+        for (TopicPartition tp : a.topicPartitions()) if (tp.topic().equals(topic)) ps.add(tp.partition());
+        return ints(ps);
+    }
+
+    static void describeGroup() throws Exception {
+        try (Admin admin = adminClient()) {
+            step = "listing consumer groups (listGroups, KIP-1043 type filter)";
+            String listedType = "absent", listedState = "absent";
+            for (org.apache.kafka.clients.admin.GroupListing l
+                    : admin.listGroups(org.apache.kafka.clients.admin.ListGroupsOptions.forConsumerGroups()).all().get()) {
+                if (l.groupId().equals(group)) {
+                    listedType = l.type().map(Object::toString).orElse("none");
+                    listedState = l.groupState().map(Object::toString).orElse("none");
+                }
+            }
+            step = "describing group " + group + " (describeConsumerGroups)";
+            org.apache.kafka.clients.admin.ConsumerGroupDescription d =
+                    admin.describeConsumerGroups(List.of(group)).describedGroups().get(group).get();
+            StringBuilder members = new StringBuilder("[");
+            for (org.apache.kafka.clients.admin.MemberDescription m : d.members()) {
+                if (members.length() > 1) members.append(",");
+                members.append("{\"member_id\":").append(json(m.consumerId()))
+                        .append(",\"client_id\":").append(json(m.clientId()))
+                        .append(",\"host\":").append(json(m.host()))
+                        .append(",\"partitions\":").append(partitionsOf(m.assignment()))
+                        .append(",\"target\":").append(m.targetAssignment().map(JavaClient::partitionsOf).orElse("null"))
+                        .append(",\"member_epoch\":").append(m.memberEpoch().map(String::valueOf).orElse("null"))
+                        .append("}");
+            }
+            members.append("]");
+            emit("described", "\"listed_type\":" + json(listedType) + ",\"listed_state\":" + json(listedState)
+                    + ",\"type\":" + json(String.valueOf(d.type())) + ",\"state\":" + json(String.valueOf(d.groupState()))
+                    + ",\"assignor\":" + json(d.partitionAssignor())
+                    + ",\"group_epoch\":" + d.groupEpoch().map(String::valueOf).orElse("null")
+                    + ",\"assignment_epoch\":" + d.targetAssignmentEpoch().map(String::valueOf).orElse("null")
+                    + ",\"members\":" + members);
+        }
     }
 
     static String ints(java.util.Collection<Integer> xs) {
