@@ -841,6 +841,20 @@ fn a_regex_subscription_survives_a_restart() {
     let admin = h2.connect();
     let after = describe(&mut h2, admin, G);
     assert_eq!(after.members, before.members);
+    // Before any heartbeat, the recovered group knows what its regex subscribes to: the
+    // offsets of a matched topic cannot be deleted while the member is in.
+    use kelp_core::codec::generated::offset_delete::{
+        OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    let req = OffsetDeleteRequest {
+        group_id: G.into(),
+        topics: vec![OffsetDeleteRequestTopic {
+            name: "orders-x".into(),
+            partitions: vec![OffsetDeleteRequestPartition { partition_index: 0 }],
+        }],
+    };
+    let r = expect_body!(h2.call(admin, RequestBody::OffsetDelete(req), 0), OffsetDelete);
+    assert_eq!(r.topics[0].partitions[0].error_code, ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC.0);
     settle(&mut h2, &mut [&mut a]);
     assert_eq!(a.owned, all(x, 2));
     let y = create_topic(&mut h2, admin, "orders-y", 1);

@@ -73,6 +73,14 @@ impl TopicView for Visible<'_> {
     }
 }
 
+/// Matches the recovered groups' regex subscriptions against the recovered topics.
+pub(crate) fn resolve_recovered(st: &mut State) {
+    let topics = Visible(&st.topics);
+    for g in st.groups.consumer.values_mut() {
+        g.resolve_regexes(&topics);
+    }
+}
+
 /// Runs `f` on the consumer group `group` with a fresh effect sink and the broker's topics,
 /// then carries the effects out. Returns `None` when there is no such group.
 fn run<R>(

@@ -37,6 +37,7 @@ pub(crate) fn recovered(st: &mut State, fx: &mut Effects, result: Completion) ->
     st.producer_ids.recover(&rec.values, st.topics.visible());
     let (groups, timers, consumer_timers) = crate::group::Groups::recover(&rec.values, st.now.mono, &st.cfg);
     st.groups = groups;
+    super::consumer::resolve_recovered(st);
     for (t, at) in timers {
         fx.arm(Timer::Group(t), at);
     }

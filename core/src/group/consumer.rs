@@ -674,8 +674,10 @@ impl ConsumerGroup {
     }
 
     /// Matches every member's regex against the topics as they are now (Kafka: the whole name
-    /// must match). Regexes no member uses any more are forgotten.
-    fn resolve_regexes(&mut self, topics: &dyn TopicView) {
+    /// must match). Regexes no member uses any more are forgotten. Every heartbeat runs it; a
+    /// recovered group runs it once at start, so that what it subscribes to is known before
+    /// its members' first heartbeats.
+    pub fn resolve_regexes(&mut self, topics: &dyn TopicView) {
         let used: BTreeSet<KStr> = self.members.values().filter_map(|m| m.regex.clone()).collect();
         self.compiled.retain(|k, _| used.contains(k));
         self.resolved.clear();
