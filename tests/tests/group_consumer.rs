@@ -795,7 +795,9 @@ fn an_invalid_regex_is_refused_with_invalid_regular_expression() {
     let (mut h, admin, _) = setup(2);
     let c = h.connect();
     // Unbalanced, a lookahead (RE2 has none) and a backreference (likewise).
-    for bad in ["orders-(", "(?=orders).*", "(a)\\1"] {
+    // `a)|(b` is invalid alone; wrapped for a whole-name match it would compile and match any
+    // name starting with `a` or ending with `b`.
+    for bad in ["orders-(", "(?=orders).*", "(a)\\1", "a)|(b"] {
         let r = beat_v1(&mut h, c, "member-a", 0, Some(&Owned::new()), None, Some(bad));
         assert_eq!(code(&r), ErrorCode::INVALID_REGULAR_EXPRESSION, "{bad}");
         let msg = r.error_message.clone().unwrap_or_default();
@@ -1003,4 +1005,61 @@ fn only_the_configured_assignors_are_served() {
     // A member that names none gets the first configured.
     M::join(&mut h, &[T]);
     assert_eq!(describe(&mut h, admin, G).assignor_name.as_str(), "range");
+}
+
+#[test]
+fn a_regex_only_full_heartbeat_gets_its_assignment_back() {
+    let (mut h, admin, _) = setup(2);
+    let x = create_topic(&mut h, admin, "orders-x", 2);
+    let mut a = join_regex(&mut h, "member-a", None, "orders-.*");
+    settle(&mut h, &mut [&mut a]);
+    // After an error a client sends everything again (rebalance timeout, subscription, owned):
+    // the answer carries the assignment even though it did not change.
+    let mut req = hb_request(G, "member-a", a.epoch, Some(&a.owned), None);
+    req.rebalance_timeout_ms = 60_000;
+    req.subscribed_topic_regex = Some("orders-.*".into());
+    let r = expect_body!(h.call(a.conn, RequestBody::ConsumerGroupHeartbeat(req), 1), ConsumerGroupHeartbeat);
+    assert_eq!(code(&r), ErrorCode::NONE);
+    assert_eq!(to_owned(&r), Some(all(x, 2)));
+}
+
+#[test]
+fn a_group_uses_at_most_256_different_regexes() {
+    let (mut h, _, _) = setup(1);
+    let c = h.connect();
+    for i in 0..kelp_core::group::consumer::MAX_GROUP_REGEXES {
+        let r = beat_v1(&mut h, c, &format!("m{i}"), 0, Some(&Owned::new()), None, Some(&format!("t{i}-.*")));
+        assert_eq!(code(&r), ErrorCode::NONE, "{:?}", r.error_message);
+    }
+    let r = beat_v1(&mut h, c, "one-more", 0, Some(&Owned::new()), None, Some("another-.*"));
+    assert_eq!(code(&r), ErrorCode::INVALID_REGULAR_EXPRESSION);
+    // One the group already uses is fine.
+    let r = beat_v1(&mut h, c, "same", 0, Some(&Owned::new()), None, Some("t7-.*"));
+    assert_eq!(code(&r), ErrorCode::NONE);
+}
+
+#[test]
+fn legacy_alter_configs_replaces_a_groups_whole_set() {
+    use kelp_core::codec::generated::alter_configs::{AlterConfigsRequest, AlterConfigsResource, AlterableConfig};
+    let (mut h, admin, _) = setup(1);
+    let set = [("consumer.session.timeout.ms", Some("50000")), ("consumer.heartbeat.interval.ms", Some("6000"))];
+    assert_eq!(alter_group(&mut h, admin, G, &set).0, ErrorCode::NONE);
+    let req = AlterConfigsRequest {
+        resources: vec![AlterConfigsResource {
+            resource_type: GROUP_RESOURCE,
+            resource_name: G.into(),
+            configs: vec![AlterableConfig {
+                name: "consumer.heartbeat.interval.ms".into(),
+                value: Some("7000".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let r = expect_body!(h.call(admin, RequestBody::AlterConfigs(req), 2), AlterConfigs);
+    assert_eq!(r.responses[0].error_code, 0, "{:?}", r.responses[0].error_message);
+    let d = group_configs(&mut h, admin, G);
+    assert_eq!(d["consumer.heartbeat.interval.ms"], ("7000".to_string(), 8));
+    assert_eq!(d["consumer.session.timeout.ms"], ("45000".to_string(), 5), "the rest went back to the default");
 }

@@ -457,7 +457,7 @@ pub(crate) fn describe_configs(st: &mut State, fx: &mut Effects, req: Req, m: &D
                         entry.synonyms.push(DescribeConfigsSynonym {
                             name: KStr::from_static(d.broker_synonym),
                             value: Some(KStr::from(d.broker_value.to_string())),
-                            source: ConfigSource::STATIC_BROKER.0,
+                            source: ConfigSource::DEFAULT.0,
                             ..Default::default()
                         });
                     }
@@ -482,12 +482,6 @@ fn check_overrides(st: &State, rtype: i8, name: &KStr, overrides: &[(KStr, KStr)
             return Err(KafkaError::new(
                 ErrorCode::INVALID_REQUEST,
                 "kelp's broker configs are set at start and read-only",
-            ));
-        }
-        ConfigResourceType::GROUP => {
-            return Err(KafkaError::new(
-                ErrorCode::INVALID_REQUEST,
-                "group configs are altered with IncrementalAlterConfigs",
             ));
         }
         _ => return Err(KafkaError::new(ErrorCode::INVALID_REQUEST, "kelp alters topic and group configs only")),
@@ -516,7 +510,27 @@ fn apply_overrides(st: &mut State, changes: Vec<(Uuid, Vec<(KStr, KStr)>)>) -> V
 pub(crate) fn alter_configs(st: &mut State, fx: &mut Effects, req: Req, m: AlterConfigsRequest) {
     let mut resp = AlterConfigsResponse::default();
     let mut changes = Vec::new();
+    let mut group_changes: Vec<(KStr, GroupConfig)> = Vec::new();
     for res in &m.resources {
+        if ConfigResourceType(res.resource_type) == ConfigResourceType::GROUP {
+            // The legacy API replaces the group's whole set, as Kafka does.
+            let mut r = AlterConfigsResourceResponse {
+                resource_type: res.resource_type,
+                resource_name: res.resource_name.clone(),
+                ..Default::default()
+            };
+            let ops = res.configs.iter().map(|c| (c.name.as_str(), AlterConfigOp::SET, c.value.as_deref()));
+            match group_config_from(st, &res.resource_name, GroupConfig::default(), ops) {
+                Err(KafkaError { code, message }) => {
+                    r.error_code = code.0;
+                    r.error_message = Some(KStr::from(message));
+                }
+                Ok(c) if !m.validate_only => group_changes.push((res.resource_name.clone(), c)),
+                Ok(_) => {}
+            }
+            resp.responses.push(r);
+            continue;
+        }
         let overrides: Vec<(KStr, KStr)> =
             res.configs.iter().filter_map(|c| c.value.clone().map(|v| (c.name.clone(), v))).collect();
         let mut r = AlterConfigsResourceResponse {
@@ -545,9 +559,20 @@ pub(crate) fn alter_configs(st: &mut State, fx: &mut Effects, req: Req, m: Alter
         resp.responses.push(r);
     }
     let ids = apply_overrides(st, changes);
-    let (parts, then) = (ids.len(), Then::AlterConfigs(ids.clone(), Vec::new()));
+    let groups: Vec<KStr> = group_changes.iter().map(|(g, _)| g.clone()).collect();
+    let (parts, then) = (ids.len() + groups.len(), Then::AlterConfigs(ids.clone(), groups));
     let job = super::reply_after(st, fx, req, ResponseBody::AlterConfigs(resp), parts, then);
     put_topics(st, fx, job, &ids);
+    put_group_configs(st, fx, job, ids.len(), group_changes);
+}
+
+/// Puts groups' new configs in force and stores them, as parts `first..` of `job`.
+fn put_group_configs(st: &mut State, fx: &mut Effects, job: JobId, first: usize, changes: Vec<(KStr, GroupConfig)>) {
+    for (i, (g, c)) in changes.into_iter().enumerate() {
+        apply_group_config(st, &g, c);
+        let value = (!c.is_empty()).then(|| c.encode());
+        fx.storage(CmdOwner::Job { job, part: first + i }, Command::Put { key: configs::config_key(&g), value });
+    }
 }
 
 /// One incremental operation on a topic's overrides.
@@ -626,7 +651,8 @@ pub(crate) fn incremental_alter_configs(st: &mut State, fx: &mut Effects, req: R
         if ConfigResourceType(res.resource_type) == ConfigResourceType::GROUP {
             let ops =
                 res.configs.iter().map(|c| (c.name.as_str(), AlterConfigOp(c.config_operation), c.value.as_deref()));
-            match alter_group_config(st, &res.resource_name, ops) {
+            let base = st.groups.configs.get(&res.resource_name).copied().unwrap_or_default();
+            match group_config_from(st, &res.resource_name, base, ops) {
                 Err(KafkaError { code, message }) => {
                     r.error_code = code.0;
                     r.error_message = Some(KStr::from(message));
@@ -657,28 +683,22 @@ pub(crate) fn incremental_alter_configs(st: &mut State, fx: &mut Effects, req: R
     }
     let ids = apply_overrides(st, changes);
     let groups: Vec<KStr> = group_changes.iter().map(|(g, _)| g.clone()).collect();
-    for (g, c) in &group_changes {
-        apply_group_config(st, g, *c);
-    }
     let (parts, then) = (ids.len() + groups.len(), Then::AlterConfigs(ids.clone(), groups));
     let job = super::reply_after(st, fx, req, ResponseBody::IncrementalAlterConfigs(resp), parts, then);
     put_topics(st, fx, job, &ids);
-    for (i, (g, c)) in group_changes.into_iter().enumerate() {
-        let value = (!c.is_empty()).then(|| c.encode());
-        fx.storage(CmdOwner::Job { job, part: ids.len() + i }, Command::Put { key: configs::config_key(&g), value });
-    }
+    put_group_configs(st, fx, job, ids.len(), group_changes);
 }
 
-/// A group's configs after `ops`, validated as a whole against the broker's bounds.
-fn alter_group_config<'a>(
+/// A group's configs after `ops` on `base`, validated as a whole against the broker's bounds.
+fn group_config_from<'a>(
     st: &State,
     group: &KStr,
+    base: GroupConfig,
     ops: impl Iterator<Item = (&'a str, AlterConfigOp, Option<&'a str>)>,
 ) -> Result<GroupConfig, KafkaError> {
     if group.is_empty() {
-        return Err(KafkaError::new(ErrorCode::INVALID_REQUEST, "Group name must not be empty"));
+        return Err(KafkaError::new(ErrorCode::INVALID_REQUEST, "Default group resources are not allowed."));
     }
-    let base = st.groups.configs.get(group).copied().unwrap_or_default();
     let c = ops.into_iter().try_fold(base, |c, (name, op, value)| c.apply(name, op, value))?;
     c.validate(&st.cfg)?;
     Ok(c)

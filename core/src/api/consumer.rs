@@ -71,6 +71,10 @@ impl TopicView for Visible<'_> {
     fn names(&self) -> Vec<KStr> {
         self.0.visible().map(|t| t.name.clone()).collect()
     }
+
+    fn generation(&self) -> u64 {
+        self.0.names_generation()
+    }
 }
 
 /// Matches the recovered groups' regex subscriptions against the recovered topics.

@@ -89,6 +89,9 @@ impl GroupConfig {
         let slot = match name {
             SESSION_TIMEOUT => &mut self.session_timeout_ms,
             HEARTBEAT_INTERVAL => &mut self.heartbeat_interval_ms,
+            // Kafka checks the names of the resulting set: removing one it does not have is
+            // no change.
+            _ if op == AlterConfigOp::DELETE => return Ok(self),
             _ => return Err(invalid(format!("Unknown group config name: {name}"))),
         };
         match op {
@@ -120,18 +123,6 @@ impl GroupConfig {
     /// # Errors
     /// INVALID_CONFIG naming the bound a value breaks.
     pub fn validate(&self, cfg: &Config) -> Result<(), KafkaError> {
-        if let Some(v) = self.session_timeout_ms.map(i64::from) {
-            if v < millis(cfg.group_consumer_min_session_timeout) {
-                return Err(invalid(format!(
-                    "{SESSION_TIMEOUT} must be greater than or equal to group.consumer.min.session.timeout.ms"
-                )));
-            }
-            if v > millis(cfg.group_consumer_max_session_timeout) {
-                return Err(invalid(format!(
-                    "{SESSION_TIMEOUT} must be less than or equal to group.consumer.max.session.timeout.ms"
-                )));
-            }
-        }
         if let Some(v) = self.heartbeat_interval_ms.map(i64::from) {
             if v < millis(cfg.group_consumer_min_heartbeat_interval) {
                 return Err(invalid(format!(
@@ -144,8 +135,20 @@ impl GroupConfig {
                 )));
             }
         }
-        if millis(self.heartbeat_interval(cfg)) >= millis(self.session_timeout(cfg)) {
-            return Err(invalid(format!("{HEARTBEAT_INTERVAL} must be less than {SESSION_TIMEOUT}")));
+        if let Some(v) = self.session_timeout_ms.map(i64::from) {
+            if v < millis(cfg.group_consumer_min_session_timeout) {
+                return Err(invalid(format!(
+                    "{SESSION_TIMEOUT} must be greater than or equal to group.consumer.min.session.timeout.ms"
+                )));
+            }
+            if v > millis(cfg.group_consumer_max_session_timeout) {
+                return Err(invalid(format!(
+                    "{SESSION_TIMEOUT} must be less than or equal to group.consumer.max.session.timeout.ms"
+                )));
+            }
+        }
+        if millis(self.session_timeout(cfg)) <= millis(self.heartbeat_interval(cfg)) {
+            return Err(invalid(format!("{SESSION_TIMEOUT} must be greater than {HEARTBEAT_INTERVAL}")));
         }
         Ok(())
     }
@@ -234,7 +237,7 @@ mod tests {
         let cfg = Config { group_consumer_max_heartbeat_interval: Duration::from_secs(60), ..Config::default() };
         let c = set(GroupConfig::default(), HEARTBEAT_INTERVAL, "45000").expect("set");
         let e = c.validate(&cfg).expect_err("not below the session timeout");
-        assert_eq!(e.message, "consumer.heartbeat.interval.ms must be less than consumer.session.timeout.ms");
+        assert_eq!(e.message, "consumer.session.timeout.ms must be greater than consumer.heartbeat.interval.ms");
         assert_eq!(
             set(GroupConfig::default(), "consumer.assignor", "range").map_err(|e| e.code),
             Err(ErrorCode::INVALID_CONFIG)
@@ -251,6 +254,7 @@ mod tests {
         let c = set(GroupConfig::default(), HEARTBEAT_INTERVAL, "6000").expect("set");
         assert_eq!(GroupConfig::decode(&c.encode()), Ok(c));
         let c = c.apply(HEARTBEAT_INTERVAL, AlterConfigOp::DELETE, None).expect("delete");
+        assert_eq!(c.apply("consumer.assignor", AlterConfigOp::DELETE, None).map_err(|e| e.code), Ok(c));
         assert!(c.is_empty());
         assert_eq!(c.heartbeat_interval(&cfg), cfg.group_consumer_heartbeat_interval);
         assert!(GroupConfig::decode(&Bytes::from_static(&[1, 0])).is_err());

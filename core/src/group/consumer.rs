@@ -203,6 +203,8 @@ pub struct ConsumerGroup {
     resolved: BTreeMap<KStr, BTreeSet<KStr>>,
     /// The members' regexes, compiled.
     compiled: HashMap<KStr, regex::Regex>,
+    /// What `resolved` was computed from: the topic names' generation and the regexes.
+    resolved_for: Option<(u64, BTreeSet<KStr>)>,
     /// The group's own `consumer.session.timeout.ms`, if it has one (see [`super::configs`]).
     pub session_timeout: Option<Duration>,
     /// Who holds each partition (assigned or being revoked).
@@ -244,6 +246,7 @@ impl ConsumerGroup {
             metadata: BTreeMap::new(),
             resolved: BTreeMap::new(),
             compiled: HashMap::new(),
+            resolved_for: None,
             session_timeout: None,
             owners: HashMap::new(),
             dead: false,
@@ -419,17 +422,28 @@ impl ConsumerGroup {
                 ),
             ));
         }
+        match m.member_epoch {
+            LEAVE_EPOCH => return self.leave(cx, m),
+            STATIC_LEAVE_EPOCH => return self.static_leave(cx, m),
+            _ => {}
+        }
         if let Some(re) = &m.subscribed_topic_regex
+            && !re.is_empty()
             && !self.compiled.contains_key(re)
         {
             // Checked here; compiled for keeps once a member holds it (refused heartbeats must
             // not grow the cache).
             compile_regex(re)?;
-        }
-        match m.member_epoch {
-            LEAVE_EPOCH => return self.leave(cx, m),
-            STATIC_LEAVE_EPOCH => return self.static_leave(cx, m),
-            _ => {}
+            let distinct: BTreeSet<&KStr> = self.members.values().filter_map(|m| m.regex.as_ref()).collect();
+            if !distinct.contains(re) && distinct.len() >= MAX_GROUP_REGEXES {
+                return Err(refuse(
+                    ErrorCode::INVALID_REGULAR_EXPRESSION,
+                    format!(
+                        "SubscribedTopicRegex `{re}` is refused: the group's members already use \
+                         {MAX_GROUP_REGEXES} different regular expressions."
+                    ),
+                ));
+            }
         }
         let (id, before) = if m.member_epoch == 0 { self.joining(cx, m)? } else { self.existing(m)? };
         let mut member = before.clone().unwrap_or_else(|| ConsumerMember {
@@ -492,8 +506,8 @@ impl ConsumerGroup {
         if before.as_ref() != Some(&after) || bump {
             cx.out.push(Effect::Store);
         }
-        let full = m.member_epoch == 0
-            || (m.rebalance_timeout_ms != -1 && m.subscribed_topic_names.is_some() && m.topic_partitions.is_some());
+        let subscribes = m.subscribed_topic_names.is_some() || m.subscribed_topic_regex.is_some();
+        let full = m.member_epoch == 0 || (m.rebalance_timeout_ms != -1 && subscribes && m.topic_partitions.is_some());
         let changed = before.as_ref().is_none_or(|b| b.assigned != after.assigned);
         Ok(Beat { member_id: id, epoch: after.epoch, assignment: (full || changed).then(|| after.assigned.clone()) })
     }
@@ -679,6 +693,13 @@ impl ConsumerGroup {
     /// its members' first heartbeats.
     pub fn resolve_regexes(&mut self, topics: &dyn TopicView) {
         let used: BTreeSet<KStr> = self.members.values().filter_map(|m| m.regex.clone()).collect();
+        // Matching costs regexes x topics: done again only when either changed.
+        let key = (topics.generation(), used);
+        if self.resolved_for.as_ref() == Some(&key) {
+            return;
+        }
+        let used = key.1.clone();
+        self.resolved_for = Some(key);
         self.compiled.retain(|k, _| used.contains(k));
         self.resolved.clear();
         if used.is_empty() {
@@ -850,7 +871,9 @@ impl ConsumerGroup {
     #[must_use]
     pub fn encode(&self) -> Bytes {
         let mut w = Writer::contiguous(64 + self.members.len() * 128);
-        w.i8(3);
+        // Version 2 while no member has a regex, so that an older kelp still reads the group.
+        let version = if self.members.values().any(|m| m.regex.is_some()) { 3 } else { 2 };
+        w.i8(version);
         w.i32(self.epoch);
         w.i32(self.assignment_epoch);
         w.uvarint(len32(self.metadata.len()));
@@ -870,7 +893,9 @@ impl ConsumerGroup {
             for s in &m.subscribed {
                 w.string(true, s);
             }
-            w.nullable_string(true, m.regex.as_ref());
+            if version >= 3 {
+                w.nullable_string(true, m.regex.as_ref());
+            }
             w.nullable_string(true, m.assignor.as_ref());
             w.i32(i32::try_from(m.rebalance_timeout.as_millis()).unwrap_or(i32::MAX));
             w.i32(m.epoch);
@@ -1012,7 +1037,11 @@ pub const CLIENT_MEMBER_ID_VERSION: i16 = 1;
 /// The longest regex a member may subscribe with, and the most memory its compiled form and
 /// matcher may take: a hostile pattern is refused, never compiled without bound.
 const REGEX_MAX_LEN: usize = 4096;
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Topic names are at most 249 bytes: a regex that needs more than this is not for them.
+const REGEX_SIZE_LIMIT: usize = 64 << 10;
+/// The most different regexes the members of one group may use at once, which bounds the
+/// compiled regexes a group keeps and the matching each topic change costs.
+pub const MAX_GROUP_REGEXES: usize = 256;
 
 /// Compiles a subscription regex with Kafka's semantics: RE2 syntax, matched against the whole
 /// topic name.
@@ -1029,11 +1058,17 @@ pub fn compile_regex(pattern: &str) -> Result<regex::Regex, Refusal> {
     if pattern.len() > REGEX_MAX_LEN {
         return Err(invalid(format!("it is longer than {REGEX_MAX_LEN} bytes")));
     }
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| invalid(e.to_string().lines().last().unwrap_or("").trim().to_string()))
+    let build = |p: &str| {
+        regex::RegexBuilder::new(p)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| invalid(e.to_string().lines().last().unwrap_or("").trim().to_string()))
+    };
+    // The pattern alone first: wrapped at once, an unbalanced `a)|(b` would close the wrapper's
+    // group and match far more than whole names.
+    build(pattern)?;
+    build(&format!("^(?:{pattern})$"))
 }
 
 /// What a consumer group sees of the broker's topics.
@@ -1042,6 +1077,8 @@ pub trait TopicView {
     fn lookup(&self, name: &str) -> Option<TopicInfo>;
     /// Every topic's name, for regex subscriptions.
     fn names(&self) -> Vec<KStr>;
+    /// A number that moves whenever [`TopicView::names`] may answer differently.
+    fn generation(&self) -> u64;
 }
 
 /// Kafka's `throwIfConsumerGroupHeartbeatRequestIsInvalid` (versions 0 and 1).
@@ -1096,6 +1133,20 @@ pub fn validate_request(m: &ConsumerGroupHeartbeatRequest, version: i16) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regexes_must_be_valid_alone_and_match_whole_names() {
+        let re = compile_regex("orders-[a-z]+").expect("valid");
+        assert!(re.is_match("orders-eu") && !re.is_match("xorders-eu") && !re.is_match("orders-eu.dlq"));
+        // Valid only once wrapped: refused.
+        assert!(compile_regex("a)|(b").is_err());
+        assert!(compile_regex(&"a".repeat(REGEX_MAX_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn a_group_without_regexes_is_stored_as_version_2() {
+        assert_eq!(ConsumerGroup::new("g".into()).encode().first(), Some(&2));
+    }
 
     #[test]
     fn damaged_values_are_refused() {

@@ -24,8 +24,9 @@
 //!   i32 rebalance_timeout_ms,
 //!   i32 member_epoch, i32 previous_member_epoch, u8 state (0 stable, 1 unrevoked,
 //!   2 unreleased)`, then three assignments (assigned, being revoked, target), each
-//!   `uvarint topics` of `uuid topic_id, uvarint n, n * i32 partition`. Version 2 (read, no
-//!   longer written) is the same without `subscribed_regex`. Written on every
+//!   `uvarint topics` of `uuid topic_id, uvarint n, n * i32 partition`. Version 2, written while no
+//!   member has a regex (so that an older kelp still reads the group), is the same without
+//!   `subscribed_regex`. Written on every
 //!   heartbeat that changes the group and when a member is fenced; a group id holds one
 //!   type at a time, so the key is shared.
 //! - Committed offset. Key: `b"offsets/"`, then `str group, str topic, i32 partition`. Value

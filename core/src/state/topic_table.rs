@@ -102,12 +102,20 @@ impl Topic {
 pub(crate) struct TopicTable {
     by_id: HashMap<Uuid, Topic>,
     by_name: HashMap<KStr, Uuid>,
+    /// Moves whenever the set of visible topic names may have changed.
+    names_generation: u64,
 }
 
 impl TopicTable {
     /// A visible topic by name.
     pub(crate) fn by_name(&self, name: &str) -> Option<&Topic> {
         self.by_name.get(name).and_then(|id| self.by_id.get(id)).filter(|t| !t.pending)
+    }
+
+    /// A number that moves whenever the set of visible topic names may have changed (a topic
+    /// created, made visible or deleted).
+    pub(crate) fn names_generation(&self) -> u64 {
+        self.names_generation
     }
 
     /// A visible topic by id.
@@ -193,6 +201,7 @@ impl TopicTable {
 
     /// Adds a topic (a recovered one, or one [`TopicTable::create_pending`] built).
     pub(crate) fn insert(&mut self, topic: Topic) {
+        self.names_generation += 1;
         self.by_name.insert(topic.name.clone(), topic.id);
         self.by_id.insert(topic.id, topic);
     }
@@ -200,6 +209,7 @@ impl TopicTable {
     /// Ends a pending topic's creation: visible when `stored`, else removed. Returns its
     /// name.
     pub(crate) fn settle(&mut self, id: Uuid, stored: bool) -> Option<KStr> {
+        self.names_generation += 1;
         if stored {
             let t = self.by_id.get_mut(&id)?;
             t.pending = false;
@@ -211,6 +221,7 @@ impl TopicTable {
 
     /// Removes a topic.
     pub(crate) fn remove(&mut self, id: Uuid) -> Option<Topic> {
+        self.names_generation += 1;
         let t = self.by_id.remove(&id)?;
         self.by_name.remove(t.name.as_str());
         Some(t)
