@@ -11,6 +11,8 @@ fn every_seed_keeps_the_invariants_and_converges_deterministically() {
     let seeds = seeds_from_env(0..500);
     let mut failed = Vec::new();
     let (mut acked, mut checked, mut handovers, mut compacted) = (0u64, 0u64, 0u64, 0u64);
+    let (mut stable, mut deleted, mut kept) = (0u64, 0u64, 0u64);
+    let (mut regex_members, mut churn_seeds) = (0u64, 0u64);
     for seed in seeds.clone() {
         match run_twice(seed) {
             Ok(o) => {
@@ -18,6 +20,11 @@ fn every_seed_keeps_the_invariants_and_converges_deterministically() {
                 checked += o.checked;
                 handovers += o.handovers;
                 compacted += o.compacted;
+                stable += o.stable_848;
+                deleted += o.topics_deleted;
+                kept += o.deleted_kept;
+                regex_members += o.regex_members;
+                churn_seeds += u64::from(o.regex_churn);
             }
             Err(f) => {
                 eprintln!("{f}");
@@ -25,12 +32,22 @@ fn every_seed_keeps_the_invariants_and_converges_deterministically() {
             }
         }
     }
+    eprintln!(
+        "{} seeds: {acked} records acknowledged, {checked} checked, {handovers} KIP-848 ownerships, {regex_members} regex members, {churn_seeds} seeds with regex topic churn, {stable} KIP-848 groups checked stable, {deleted} topics deleted ({kept} answers kept a deleted topic while revoking), {compacted} compacted away",
+        seeds.end - seeds.start
+    );
     assert!(failed.is_empty(), "failing seeds (replay with SIM_SEED=<n>): {failed:?}");
     // The sweep must have done real work, not passed by doing nothing.
     assert!(acked > 0 && checked > 0, "the sweep acknowledged {acked} and checked {checked} records");
     if seeds.end - seeds.start >= 100 {
         // A wide sweep must have run KIP-848 groups whose members took partitions.
         assert!(handovers > 0, "no KIP-848 member took a partition in {seeds:?}");
+        // And KIP-848 groups checked at a stable point (regex subscriptions and topic churn
+        // included), and topics deleted under them.
+        assert!(
+            stable > 0 && deleted > 0,
+            "{regex_members} regex members, {churn_seeds} seeds with regex topic churn, {stable} KIP-848 groups checked stable, {deleted} topics deleted"
+        );
         // And seeds with compacted topics whose fetches spanned records the cleaner removed.
         assert!(compacted > 0, "no fetch in {seeds:?} skipped a record the cleaner removed");
     }

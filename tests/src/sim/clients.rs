@@ -127,8 +127,14 @@ pub enum View {
     Member {
         /// The group.
         group: String,
-        /// Topics it subscribes to.
+        /// Topics it subscribes to by name.
         topics: Vec<String>,
+        /// Its subscription regex, if any (an index into [`super::consumer::REGEXES`]).
+        regex: Option<usize>,
+        /// KIP-848: when the heartbeat that last succeeded was sent (zero for classic members).
+        heard: Instant,
+        /// KIP-848: its member id (empty for classic members).
+        member_id: String,
         /// Settled in a generation with an assignment (or up and waiting to be).
         active: bool,
         /// Its generation (or member epoch).
@@ -570,6 +576,10 @@ pub struct MemberConfig {
     /// A KIP-848 member (`group.protocol=consumer`, [`super::consumer::ConsumerMember`])
     /// rather than a classic one; every member of a group speaks the same protocol.
     pub consumer_protocol: bool,
+    /// KIP-848 only: a subscription regex too (an index into [`super::consumer::REGEXES`]),
+    /// sent on ConsumerGroupHeartbeat v1; the member subscribes to `topics` and to every
+    /// topic whose whole name it matches.
+    pub regex: Option<usize>,
 }
 
 /// A classic consumer-group member (eager rebalance, range-like assignment by its leader),
@@ -1247,6 +1257,9 @@ impl Model for ClassicMember {
         View::Member {
             group: self.cfg.group.clone(),
             topics: self.cfg.topics.clone(),
+            regex: None,
+            heard: Instant(0),
+            member_id: String::new(),
             active: self.phase == Phase::Active,
             generation: self.generation,
             positions: self.positions.clone(),
@@ -1259,6 +1272,13 @@ impl Model for ClassicMember {
 
 /// Creates the scenario's topics, then (while faults are on) creates, grows and deletes
 /// scratch topics, checking that an acknowledged creation is visible to later metadata.
+///
+/// With regex churn on it also creates topics named `r-<n>` (never reusing a name), writes a
+/// few records to them, grows and deletes them, so that KIP-848 members' subscription regexes
+/// ([`super::consumer::REGEXES`]) gain and lose topics while the groups run; a deletion is
+/// asked again until the broker has acknowledged it or no longer knows the topic. Once faults
+/// are off, and its deletions are done, it lists every topic there is every few hundred ms
+/// ([`Checker::topics_listed`]) when asked to, for the stable-group check.
 #[derive(Debug)]
 pub struct Admin {
     topics: Vec<(String, i32)>,
@@ -1273,6 +1293,23 @@ pub struct Admin {
     gap_ms: u64,
     /// Config overrides of the main topics.
     configs: Vec<(String, String)>,
+    /// Whether it churns `r-<n>` topics, which subscription regexes match.
+    regex_churn: bool,
+    /// `r-<n>` topics acknowledged as created, with their partition counts (a lower bound).
+    churned: BTreeMap<String, i32>,
+    /// The last `r-<n>` number used.
+    churn_no: u32,
+    /// `r-<n>` topics whose deletion was asked for and not yet seen through.
+    doomed: BTreeSet<String>,
+    /// Records written to `r-<n>` topics (values `a<n>`, each sent once: never retried, so
+    /// never duplicated).
+    produced: u64,
+    /// The partition and values of the produce in flight.
+    producing: Option<(Tp, Vec<String>)>,
+    /// The KIP-848 groups it describes once faults are off (it lists the topics too then).
+    groups: Vec<String>,
+    /// Whether the next look (once faults are off) describes the groups, else lists topics.
+    describe_next: bool,
 }
 
 const A_CREATE_MAIN: u64 = 1;
@@ -1281,6 +1318,9 @@ const A_GROW: u64 = 3;
 const A_DELETE: u64 = 4;
 const A_META: u64 = 5;
 const A_TRIM: u64 = 6;
+const A_PRODUCE: u64 = 7;
+const A_LIST: u64 = 8;
+const A_DESCRIBE: u64 = 9;
 
 impl Admin {
     /// An admin that creates `topics`, churns scratch topics (if `churn`) and deletes records
@@ -1297,6 +1337,14 @@ impl Admin {
             trim,
             gap_ms,
             configs: Vec::new(),
+            regex_churn: false,
+            churned: BTreeMap::new(),
+            churn_no: 0,
+            doomed: BTreeSet::new(),
+            produced: 0,
+            producing: None,
+            groups: Vec::new(),
+            describe_next: false,
         }
     }
 
@@ -1304,6 +1352,15 @@ impl Admin {
     #[must_use]
     pub fn with_configs(mut self, configs: Vec<(String, String)>) -> Self {
         self.configs = configs;
+        self
+    }
+
+    /// The same admin, churning `r-<n>` topics (if `regex_churn`), and once faults are off
+    /// listing the topics and describing the KIP-848 `groups` (if there are any).
+    #[must_use]
+    pub fn with_topic_churn(mut self, regex_churn: bool, groups: Vec<String>) -> Self {
+        self.regex_churn = regex_churn;
+        self.groups = groups;
         self
     }
 
@@ -1347,6 +1404,106 @@ impl Admin {
             .collect();
         CreatableTopic { configs, ..Self::create(name, partitions) }
     }
+
+    fn send_create(&mut self, io: &mut Io<'_>, name: &str) {
+        let n = io.rng.range(1, 3) as i32;
+        let req = CreateTopicsRequest { topics: vec![Self::create(name, n)], timeout_ms: 30_000, ..Default::default() };
+        self.in_flight = true;
+        io.send(&RequestBody::CreateTopics(req), 5, A_CREATE);
+    }
+
+    fn send_grow(&mut self, io: &mut Io<'_>, name: &str, count: i32) {
+        let req = CreatePartitionsRequest {
+            topics: vec![CreatePartitionsTopic { name: name.into(), count, assignments: None, ..Default::default() }],
+            timeout_ms: 30_000,
+            ..Default::default()
+        };
+        self.in_flight = true;
+        io.send(&RequestBody::CreatePartitions(req), 2, A_GROW | (u64::from(count as u32) << 8));
+    }
+
+    /// DeleteTopics for `name`: from now on the topic may be gone (its records with it).
+    fn send_delete(&mut self, io: &mut Io<'_>, name: &str) {
+        io.check.topic_deleting(name);
+        let req = DeleteTopicsRequest { topic_names: vec![name.into()], timeout_ms: 30_000, ..Default::default() };
+        self.in_flight = true;
+        io.send(&RequestBody::DeleteTopics(req), 5, A_DELETE);
+    }
+
+    /// A few records, acks=-1, to a random partition of `name`; not idempotent and never
+    /// retried.
+    fn send_produce(&mut self, io: &mut Io<'_>, name: &str, partitions: i32) {
+        let tp = (name.to_owned(), io.rng.below(u64::try_from(partitions).unwrap_or(1)) as i32);
+        let values: Vec<String> = (0..io.rng.range(1, 3))
+            .map(|_| {
+                self.produced += 1;
+                format!("a{}", self.produced)
+            })
+            .collect();
+        let mut builder = RecordBatchBuilder::new(Compression::None);
+        for v in &values {
+            append_record(&mut builder, io.wall_ms, v, false);
+        }
+        let mut req = produce_request(&tp.0, tp.1, builder.build().expect("builds"), -1);
+        if let RequestBody::Produce(r) = &mut req {
+            r.timeout_ms = 30_000;
+        }
+        self.producing = Some((tp, values));
+        self.in_flight = true;
+        io.send(&req, 9, A_PRODUCE);
+    }
+
+    /// One step of `r-<n>` churn: create, write to, grow or delete one.
+    fn churn_regex_topics(&mut self, io: &mut Io<'_>) {
+        let live: Vec<(String, i32)> = self.churned.iter().map(|(t, n)| (t.clone(), *n)).collect();
+        let pick = io.rng.below(10);
+        if live.is_empty() || (pick < 3 && live.len() < 4) {
+            self.churn_no += 1;
+            let name = format!("r-{}", self.churn_no);
+            return self.send_create(io, &name);
+        }
+        let (name, n) = live[io.rng.below(live.len() as u64) as usize].clone();
+        match pick {
+            0..=6 => self.send_produce(io, &name, n),
+            7 => self.send_grow(io, &name, n + 1),
+            _ => {
+                self.churned.remove(&name);
+                self.doomed.insert(name.clone());
+                self.send_delete(io, &name);
+            }
+        }
+    }
+
+    /// Scratch churn (and DeleteRecords) as before regex churn existed.
+    fn churn_scratch(&mut self, io: &mut Io<'_>) {
+        if self.trim && (!self.churn || io.rng.chance(0.3)) {
+            return self.send_trim(io);
+        }
+        let pick = io.rng.below(4);
+        let existing: Vec<String> = self.live.keys().cloned().collect();
+        match (pick, existing.is_empty()) {
+            (0, _) | (_, true) => {
+                self.scratch += 1;
+                let name = format!("scratch-{}", self.scratch);
+                self.send_create(io, &name);
+            }
+            (1, false) => {
+                let name = &existing[io.rng.below(existing.len() as u64) as usize];
+                let count = self.live[name].0 + io.rng.range(1, 2) as i32;
+                self.send_grow(io, name, count);
+            }
+            (2, false) => {
+                let name = existing[io.rng.below(existing.len() as u64) as usize].clone();
+                // From here on the topic may be gone: stop checking it.
+                self.live.remove(&name);
+                self.send_delete(io, &name);
+            }
+            _ => {
+                self.in_flight = true;
+                io.send(&metadata_request(&existing), 9, A_META);
+            }
+        }
+    }
 }
 
 impl Model for Admin {
@@ -1372,54 +1529,33 @@ impl Model for Admin {
             let req = CreateTopicsRequest { topics: missing, timeout_ms: 30_000, ..Default::default() };
             return io.send(&RequestBody::CreateTopics(req), 5, A_CREATE_MAIN);
         }
-        if !(self.churn || self.trim) || !io.faults_on {
-            return;
+        if let Some(name) = self.doomed.first().cloned()
+            && (!io.faults_on || io.rng.chance(0.5))
+        {
+            return self.send_delete(io, &name);
         }
-        if self.trim && (!self.churn || io.rng.chance(0.3)) {
-            return self.send_trim(io);
+        if !io.faults_on {
+            if self.groups.is_empty() {
+                return;
+            }
+            // For the stable-group check: every topic there is (Metadata with null topics), then
+            // the groups as the broker sees them, in turn.
+            self.in_flight = true;
+            self.describe_next = !self.describe_next;
+            if self.describe_next {
+                use kelp_core::codec::generated::consumer_group_describe::ConsumerGroupDescribeRequest;
+                let group_ids = self.groups.iter().map(|g| KStr::from(g.as_str())).collect();
+                let req = ConsumerGroupDescribeRequest { group_ids, ..Default::default() };
+                return io.send(&RequestBody::ConsumerGroupDescribe(req), 0, A_DESCRIBE);
+            }
+            let req = MetadataRequest { topics: None, allow_auto_topic_creation: false, ..Default::default() };
+            return io.send(&RequestBody::Metadata(req), 9, A_LIST);
         }
-        self.in_flight = true;
-        let pick = io.rng.below(4);
-        let existing: Vec<String> = self.live.keys().cloned().collect();
-        match (pick, existing.is_empty()) {
-            (0, _) | (_, true) => {
-                self.scratch += 1;
-                let name = format!("scratch-{}", self.scratch);
-                let n = io.rng.range(1, 3) as i32;
-                let req = CreateTopicsRequest {
-                    topics: vec![Self::create(&name, n)],
-                    timeout_ms: 30_000,
-                    ..Default::default()
-                };
-                io.send(&RequestBody::CreateTopics(req), 5, A_CREATE);
-            }
-            (1, false) => {
-                let name = &existing[io.rng.below(existing.len() as u64) as usize];
-                let count = self.live[name].0 + io.rng.range(1, 2) as i32;
-                let req = CreatePartitionsRequest {
-                    topics: vec![CreatePartitionsTopic {
-                        name: name.as_str().into(),
-                        count,
-                        assignments: None,
-                        ..Default::default()
-                    }],
-                    timeout_ms: 30_000,
-                    ..Default::default()
-                };
-                io.send(&RequestBody::CreatePartitions(req), 2, A_GROW | (u64::from(count as u32) << 8));
-            }
-            (2, false) => {
-                let name = existing[io.rng.below(existing.len() as u64) as usize].clone();
-                // From here on the topic may be gone: stop checking it.
-                self.live.remove(&name);
-                let req = DeleteTopicsRequest {
-                    topic_names: vec![name.as_str().into()],
-                    timeout_ms: 30_000,
-                    ..Default::default()
-                };
-                io.send(&RequestBody::DeleteTopics(req), 5, A_DELETE);
-            }
-            _ => io.send(&metadata_request(&existing), 9, A_META),
+        if self.regex_churn && (!(self.churn || self.trim) || io.rng.chance(0.5)) {
+            return self.churn_regex_topics(io);
+        }
+        if self.churn || self.trim {
+            self.churn_scratch(io);
         }
     }
 
@@ -1435,23 +1571,69 @@ impl Model for Admin {
                 }
             }
             (A_CREATE, ResponseBody::CreateTopics(r)) => {
-                for t in &r.topics {
-                    if t.error_code == 0 {
-                        self.live.insert(t.name.as_str().to_owned(), (t.num_partitions, io.now));
+                for t in r.topics.iter().filter(|t| t.error_code == 0) {
+                    let name = t.name.as_str().to_owned();
+                    if name.starts_with("r-") {
+                        self.churned.insert(name, t.num_partitions);
+                    } else {
+                        self.live.insert(name, (t.num_partitions, io.now));
                     }
                 }
             }
             (A_GROW, ResponseBody::CreatePartitions(r)) => {
                 let count = ((p.tag >> 8) & 0xffff_ffff) as i32;
-                for t in &r.results {
-                    if t.error_code == 0
-                        && let Some(e) = self.live.get_mut(t.name.as_str())
-                    {
+                for t in r.results.iter().filter(|t| t.error_code == 0) {
+                    if let Some(e) = self.live.get_mut(t.name.as_str()) {
                         *e = (count, io.now);
+                    }
+                    if let Some(e) = self.churned.get_mut(t.name.as_str()) {
+                        *e = count;
                     }
                 }
             }
-            (A_DELETE, ResponseBody::DeleteTopics(_)) => {}
+            (A_DELETE, ResponseBody::DeleteTopics(r)) => {
+                for t in &r.responses {
+                    let Some(name) = t.name.as_ref().map(|n| n.as_str().to_owned()) else { continue };
+                    let code = err(t.error_code);
+                    if code == ErrorCode::NONE {
+                        io.check.topic_deleted(&name, io.now);
+                    }
+                    if code == ErrorCode::NONE || code == ErrorCode::UNKNOWN_TOPIC_OR_PARTITION {
+                        self.doomed.remove(&name);
+                    }
+                }
+            }
+            (A_PRODUCE, ResponseBody::Produce(r)) => {
+                let Some((tp, values)) = self.producing.take() else { return };
+                let pr = r
+                    .responses
+                    .iter()
+                    .filter(|t| t.name.as_str() == tp.0)
+                    .flat_map(|t| t.partition_responses.iter())
+                    .find(|x| x.index == tp.1);
+                match pr {
+                    Some(pr) if pr.error_code == 0 => io.check.produce_acked(io.now, &tp, pr.base_offset, &values),
+                    Some(_) => {}
+                    None => io.check.fail(format!("admin: produce response lacks {tp:?}")),
+                }
+            }
+            (A_LIST, ResponseBody::Metadata(m)) => {
+                let topics = m
+                    .topics
+                    .iter()
+                    .filter(|t| t.error_code == 0)
+                    .filter_map(|t| {
+                        Some((t.name.as_ref()?.as_str().to_owned(), i32::try_from(t.partitions.len()).ok()?))
+                    })
+                    .collect();
+                io.check.topics_listed(io.now, topics);
+            }
+            (A_DESCRIBE, ResponseBody::ConsumerGroupDescribe(r)) => {
+                for g in r.groups.iter().filter(|g| g.error_code == 0) {
+                    let ids = g.members.iter().map(|m| m.member_id.as_str().to_owned()).collect();
+                    io.check.group_described(g.group_id.as_str(), p.sent_at, g.group_epoch, ids);
+                }
+            }
             (A_TRIM, ResponseBody::DeleteRecords(r)) => {
                 let asked = i64::from((p.tag >> 8) as u32);
                 for pr in r.topics.iter().flat_map(|t| t.partitions.iter()) {
@@ -1492,11 +1674,13 @@ impl Model for Admin {
 
     fn disconnected(&mut self, io: &mut Io<'_>, lost: &[Pending]) {
         // A lost create or grow may have taken effect: forget what it would have told us.
+        // A lost produce may have been written: its values are never sent again.
         for p in lost {
             if p.tag & 0xff == A_GROW {
                 self.live.clear();
             }
         }
+        self.producing = None;
         self.in_flight = false;
         io.wake_between(10, 100);
     }
@@ -1506,7 +1690,7 @@ impl Model for Admin {
     }
 
     fn view(&self) -> View {
-        View::Other { busy: self.created.len() < self.topics.len() }
+        View::Other { busy: self.created.len() < self.topics.len() || !self.doomed.is_empty() }
     }
 }
 

@@ -87,6 +87,9 @@ pub struct Scenario {
     pub broker_seed: u64,
     /// Whether, and how, the main topics are compacted.
     pub compaction: Option<Compaction>,
+    /// Whether the admin creates, writes, grows and deletes `r-<n>` topics (which
+    /// subscription regexes match) while the groups run.
+    pub regex_churn: bool,
 }
 
 /// How a seed's main topics are compacted.
@@ -182,6 +185,7 @@ impl Scenario {
                     pause_rate,
                     max_wait_ms: r.range(0, 500) as i32,
                     consumer_protocol,
+                    regex: None,
                 });
             }
         }
@@ -234,9 +238,35 @@ impl Scenario {
             config,
             broker_seed: r.u64(),
             compaction: None,
+            regex_churn: false,
         }
         .with_compaction()
         .with_lazy_durability()
+        .with_regexes()
+    }
+
+    /// Regex subscriptions and topic churn, drawn from a generator of their own so that every
+    /// other knob stays: in half of the KIP-848 groups each member subscribes by names only,
+    /// by a regex only ([`consumer::REGEXES`]) or by both; in most seeds with a regex member
+    /// (and a few others) the admin churns `r-<n>` topics.
+    fn with_regexes(mut self) -> Self {
+        let mut r = SimRng::new(self.seed ^ 0x4e6e_c5ab_7091_c5e5);
+        let groups: BTreeSet<String> =
+            self.members.iter().filter(|m| m.consumer_protocol).map(|m| m.group.clone()).collect();
+        let regex_groups: BTreeSet<String> = groups.into_iter().filter(|_| r.chance(0.5)).collect();
+        for m in self.members.iter_mut().filter(|m| regex_groups.contains(&m.group)) {
+            match r.below(3) {
+                0 => {}
+                1 => {
+                    m.topics.clear();
+                    m.regex = Some(r.below(consumer::REGEXES.len() as u64) as usize);
+                }
+                _ => m.regex = Some(r.below(consumer::REGEXES.len() as u64) as usize),
+            }
+        }
+        let regex_members = self.members.iter().any(|m| m.regex.is_some());
+        self.regex_churn = r.chance(if regex_members { 0.8 } else { 0.1 });
+        self
     }
 
     /// Whether the store makes appends durable only later (SeaweedMQ's way), drawn from a
@@ -278,6 +308,17 @@ pub struct Outcome {
     pub zombies: u64,
     /// Records that fetches skipped because compaction removed them.
     pub compacted: u64,
+    /// KIP-848 groups checked at a stable point (every matched partition owned once, by a
+    /// member that matches it).
+    pub stable_848: u64,
+    /// Topic deletions acknowledged.
+    pub topics_deleted: u64,
+    /// KIP-848 answers that kept a deleted topic's partitions while revoking others.
+    pub deleted_kept: u64,
+    /// Members that subscribe with a regex (a figure of the scenario).
+    pub regex_members: u64,
+    /// Whether the admin churned `r-<n>` topics.
+    pub regex_churn: bool,
 }
 
 /// A failed run.
@@ -338,6 +379,10 @@ pub struct Sim {
     events_at_instant: u64,
     tail: VecDeque<String>,
     done: bool,
+    /// KIP-848 groups whose members were all seen settled at the group epoch: (epoch, when).
+    settled_848: BTreeMap<String, (i32, Instant)>,
+    /// KIP-848 groups checked at a stable point.
+    stable_848: u64,
     /// Keep a readable log of recent events (slower; for replays).
     pub verbose: bool,
     /// The trace hash after every event (for finding where two runs part).
@@ -368,7 +413,12 @@ impl Sim {
         };
         let compaction = sc.compaction.clone();
         let configs = compaction.as_ref().map(Compaction::configs).unwrap_or_default();
-        add(Box::new(Admin::new(sc.topics.clone(), sc.admin_churn, sc.trim, 500).with_configs(configs)), &mut rng);
+        let kip848: BTreeSet<String> =
+            sc.members.iter().filter(|m| m.consumer_protocol).map(|m| m.group.clone()).collect();
+        let admin = Admin::new(sc.topics.clone(), sc.admin_churn, sc.trim, 500)
+            .with_configs(configs)
+            .with_topic_churn(sc.regex_churn, kip848.into_iter().collect());
+        add(Box::new(admin), &mut rng);
         let names: Vec<String> = sc.topics.iter().map(|(t, _)| t.clone()).collect();
         for (i, (budget, recs, gap)) in sc.producers.iter().enumerate() {
             let p = Producer::new(i, names.clone(), *budget, *recs, *gap);
@@ -417,6 +467,8 @@ impl Sim {
             events_at_instant: 0,
             tail: VecDeque::new(),
             done: false,
+            settled_848: BTreeMap::new(),
+            stable_848: 0,
             verbose: false,
             history: None,
             stop_at: None,
@@ -480,6 +532,11 @@ impl Sim {
             trimmed: self.check.trimmed_fetches,
             zombies: self.check.zombies_848,
             compacted: self.check.compacted_away,
+            stable_848: self.stable_848,
+            topics_deleted: self.check.topics_deleted,
+            deleted_kept: self.check.deleted_kept_848,
+            regex_members: self.sc.members.iter().filter(|m| m.regex.is_some()).count() as u64,
+            regex_churn: self.sc.regex_churn,
         })
     }
 
@@ -914,7 +971,7 @@ impl Sim {
             match c.model.view() {
                 View::Producer { unacked } if unacked > 0 => return Some(format!("{name}: {unacked} batches unacked")),
                 View::Other { busy: true } => return Some(format!("{name}: busy")),
-                View::Member { group, topics, active, generation, positions, hwms } => {
+                View::Member { group, topics, active, generation, positions, hwms, .. } => {
                     if !active {
                         return Some(format!("client {i} {name}: not active"));
                     }
@@ -964,15 +1021,133 @@ impl Sim {
         None
     }
 
+    /// The KIP-848 groups at a stable point, once [`Sim::unsettled`] finds nothing left: each
+    /// member active at the group epoch E. The check waits until (1) an earlier liveness check
+    /// saw every member settled at the same E (time t0), so that nothing was being revoked
+    /// then; (2) every member has had a heartbeat sent after t0 answered, so that each holds
+    /// its whole target (what another member held at t0 was released by then); (3) one of
+    /// those heartbeats was sent after the admin's latest topic listing arrived: the broker
+    /// matched the regexes against the topics the listing shows (a change in between would
+    /// have moved the group epoch past E). Then every partition of every listed topic that
+    /// some member's subscription matches (names, or its regex against the whole name) must
+    /// be owned by exactly one member, a member that matches it, and no member may own a
+    /// partition of a topic it does not match or that does not exist. Returns whether every
+    /// KIP-848 group has been checked (the run may end).
+    fn stable_848(&mut self) -> bool {
+        let mut groups: BTreeMap<String, Vec<Settled>> = BTreeMap::new();
+        for c in &self.clients {
+            if let View::Member { group, topics, regex, heard, positions, member_id, .. } = c.model.view()
+                && self.sc.members.iter().any(|m| m.consumer_protocol && m.group == group)
+            {
+                let owned = positions.into_keys().collect();
+                let m = Settled { name: c.model.name(), names: topics, regex, heard, owned, member_id };
+                groups.entry(group).or_default().push(m);
+            }
+        }
+        let mut all = true;
+        for (g, members) in groups {
+            let Some(epoch) = self.broker.consumer_group_epoch(&g) else { return false };
+            let t0 = match self.settled_848.get(&g) {
+                Some((e, t0)) if *e == epoch => *t0,
+                _ => {
+                    self.settled_848.insert(g, (epoch, self.now));
+                    all = false;
+                    continue;
+                }
+            };
+            // No member the simulator no longer runs (a crashed process not fenced yet, a
+            // static member that left for now) may be in the group: it would hold partitions.
+            let ids: BTreeSet<String> = members.iter().map(|m| m.member_id.clone()).collect();
+            if !self.check.described.get(&g).is_some_and(|(at, e, m)| *at > t0 && *e == epoch && *m == ids) {
+                all = false;
+                continue;
+            }
+            let latest = members.iter().map(|m| m.heard).max().unwrap_or(Instant(0));
+            let listing = self.check.listing.clone();
+            let Some((listed_at, topics)) = listing.filter(|(at, _)| *at < latest) else {
+                all = false;
+                continue;
+            };
+            if members.iter().any(|m| m.heard <= t0) {
+                all = false;
+                continue;
+            }
+            if let Err(why) = stable_assignment(&members, &topics) {
+                self.check.fail(format!(
+                    "group {g} stable at epoch {epoch} (settled since {t0:?}, topics listed at {listed_at:?}): {why}"
+                ));
+                return false;
+            }
+            self.stable_848 += 1;
+        }
+        all
+    }
+
     fn liveness(&mut self) {
         match self.unsettled() {
-            None => self.done = true,
+            None if self.stable_848() => self.done = true,
+            None => self.queue.push(self.now + Duration::from_millis(250), Event::LivenessCheck),
             Some(why) if self.now.since(self.faults_off_at) > LIVENESS_LIMIT => {
                 self.check.fail(format!("liveness: not settled {LIVENESS_LIMIT:?} after faults stopped: {why}"));
             }
-            Some(_) => self.queue.push(self.now + Duration::from_millis(250), Event::LivenessCheck),
+            Some(_) => {
+                self.settled_848.clear();
+                self.queue.push(self.now + Duration::from_millis(250), Event::LivenessCheck);
+            }
         }
     }
+}
+
+/// A settled KIP-848 member, for the stable-group check.
+struct Settled {
+    name: String,
+    /// Subscribed topic names.
+    names: Vec<String>,
+    /// Subscription regex (an index into [`consumer::REGEXES`]).
+    regex: Option<usize>,
+    /// When its last successful heartbeat was sent.
+    heard: Instant,
+    owned: BTreeSet<Tp>,
+    member_id: String,
+}
+
+impl Settled {
+    /// Whether its subscription matches `topic` (a name, or its regex the whole name).
+    fn matches(&self, topic: &str) -> bool {
+        self.names.iter().any(|n| n == topic) || self.regex.is_some_and(|r| (consumer::REGEXES[r].1)(topic))
+    }
+}
+
+/// The stable-group rule for one KIP-848 group (see [`Sim::stable_848`]); `topics` is every
+/// topic there is.
+fn stable_assignment(members: &[Settled], topics: &BTreeMap<String, i32>) -> Result<(), String> {
+    let mut owner: BTreeMap<&Tp, &str> = BTreeMap::new();
+    for m in members {
+        for tp in &m.owned {
+            if topics.get(&tp.0).is_none_or(|n| tp.1 >= *n) {
+                return Err(format!("{} owns {tp:?}, which does not exist", m.name));
+            }
+            if !m.matches(&tp.0) {
+                let re = m.regex.map(|r| consumer::REGEXES[r].0);
+                return Err(format!(
+                    "{} owns {tp:?}, which its subscription (names {:?}, regex {re:?}) does not match",
+                    m.name, m.names
+                ));
+            }
+            if let Some(other) = owner.insert(tp, &m.name) {
+                return Err(format!("{tp:?} owned by both {other} and {}", m.name));
+            }
+        }
+    }
+    for (t, n) in topics {
+        let Some(m) = members.iter().find(|m| m.matches(t)) else { continue };
+        for p in 0..*n {
+            if !owner.contains_key(&(t.clone(), p)) {
+                return Err(format!("{t}-{p}, which {}'s subscription matches, is owned by nobody", m.name));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn short(c: &kelp_core::Completion) -> String {
