@@ -1063,3 +1063,30 @@ fn legacy_alter_configs_replaces_a_groups_whole_set() {
     assert_eq!(d["consumer.heartbeat.interval.ms"], ("7000".to_string(), 8));
     assert_eq!(d["consumer.session.timeout.ms"], ("45000".to_string(), 5), "the rest went back to the default");
 }
+
+#[test]
+fn a_topic_deleted_during_a_revocation_is_revoked_at_once() {
+    let (mut h, admin, t) = setup(4);
+    let other = create_topic(&mut h, admin, "other", 2);
+    let mut a = M::join(&mut h, &[T, "other"]);
+    settle(&mut h, &mut [&mut a]);
+    assert_eq!(count(&a.owned), 6);
+    // B joins for T only: A keeps "other" (nobody else wants it) and is asked to give up part
+    // of T, which it keeps holding (UNREVOKED).
+    let mut b = M::join(&mut h, &[T]);
+    let r = a.beat_only(&mut h);
+    let asked = to_owned(&r).expect("a new assignment");
+    assert!(count(&asked) < 6 && asked.contains_key(&other), "A is asked to revoke part of T: {asked:?}");
+    // "other" is deleted before A acknowledges: A's next answer drops it at once, though A
+    // still holds what it was asked to revoke.
+    delete_topic(&mut h, admin, "other");
+    let r = a.beat_only(&mut h);
+    assert_eq!(code(&r), ErrorCode::NONE);
+    let now = to_owned(&r).expect("the assignment changed");
+    assert!(!now.contains_key(&other), "the deleted topic is revoked at once: {now:?}");
+    a.owned = now;
+    settle(&mut h, &mut [&mut a, &mut b]);
+    disjoint(&[&a, &b]);
+    assert_eq!(count(&a.owned) + count(&b.owned), 4);
+    assert!(a.owned.keys().chain(b.owned.keys()).all(|k| *k == t));
+}

@@ -742,14 +742,39 @@ impl ConsumerGroup {
             MemberState::Stable | MemberState::UnreleasedPartitions => self.next_assignment(&m, m.epoch, owned),
             MemberState::UnrevokedPartitions => {
                 if holds_any(owned, &m.revoking) {
-                    return;
+                    match self.drop_unsubscribed(&m) {
+                        Some(next) => next,
+                        None => return,
+                    }
+                } else {
+                    self.next_assignment(&m, m.epoch.wrapping_add(1), owned)
                 }
-                self.next_assignment(&m, m.epoch.wrapping_add(1), owned)
             }
         };
         if next != m {
             self.put_member(next);
         }
+    }
+
+    /// A member still revoking whose assignment names topics it no longer subscribes to (one
+    /// deleted, or left out of a new subscription): those partitions join the revocation at
+    /// once instead of after it, as Kafka's `CurrentAssignmentBuilder` does when the
+    /// subscription changed. `None` when there are none.
+    fn drop_unsubscribed(&self, m: &ConsumerMember) -> Option<ConsumerMember> {
+        let wanted = self.topics_of(m);
+        let live: BTreeSet<Uuid> =
+            self.metadata.iter().filter(|(name, _)| wanted.contains(*name)).map(|(_, t)| t.id).collect();
+        let gone: Vec<Uuid> = m.assigned.keys().filter(|t| !live.contains(t)).copied().collect();
+        if gone.is_empty() {
+            return None;
+        }
+        let mut next = m.clone();
+        for t in gone {
+            if let Some(ps) = next.assigned.remove(&t) {
+                next.revoking.entry(t).or_default().extend(ps);
+            }
+        }
+        Some(next)
     }
 
     fn next_assignment(&self, m: &ConsumerMember, epoch: i32, owned: Option<&BTreeSet<(Uuid, i32)>>) -> ConsumerMember {

@@ -323,7 +323,6 @@ impl ConsumerMember {
         self.next_hb = io.now + self.interval;
         let joined = self.epoch == 0;
         self.epoch = r.member_epoch;
-        let mut revoked = false;
         if let Some(a) = &r.assignment {
             let mut target: BTreeSet<Tp> = BTreeSet::new();
             for t in &a.topic_partitions {
@@ -336,28 +335,21 @@ impl ConsumerMember {
                 };
                 target.extend(t.partitions.iter().map(|p| (name.clone(), *p)));
             }
-            revoked = self.reconcile(io, &target);
+            self.reconcile(io, &target);
         } else if joined {
             return io.check.fail(format!("{}: a join answered without an assignment", self.name()));
         }
         self.heard = p_sent;
-        // A deleted topic's partitions are revoked on the first heartbeat after the deletion.
-        // Except while this answer revokes others: kelp then keeps the member's assignment
-        // (less what it revokes) until the revocation is acknowledged, and revokes the deleted
-        // topic's partitions on the next heartbeat; Kafka's CurrentAssignmentBuilder revokes
-        // them at once (UNREVOKED_PARTITIONS with hasSubscriptionChanged:
-        // updateCurrentAssignment). Found by seed 159; counted, not failed.
+        // A deleted topic's partitions are revoked on the first heartbeat after the deletion,
+        // also while a revocation is pending (Kafka's CurrentAssignmentBuilder; seed 159 found
+        // kelp keeping them until the pending revocation was acknowledged).
         let kept = self.owned.keys().find(|tp| io.check.deleted_at(&tp.0).is_some_and(|at| at < p_sent)).cloned();
         if let Some(tp) = kept {
-            if revoked {
-                io.check.deleted_kept_848 += 1;
-            } else {
-                let at = io.check.deleted_at(&tp.0).unwrap_or(Instant(0));
-                let (name, epoch) = (self.name(), self.epoch);
-                return io.check.fail(format!(
-                    "{name}: still owns {tp:?} at epoch {epoch} after a heartbeat sent at {p_sent:?}, though the topic's deletion was acknowledged at {at:?}"
-                ));
-            }
+            let at = io.check.deleted_at(&tp.0).unwrap_or(Instant(0));
+            let (name, epoch) = (self.name(), self.epoch);
+            return io.check.fail(format!(
+                "{name}: still owns {tp:?} at epoch {epoch} after a heartbeat sent at {p_sent:?}, though the topic's deletion was acknowledged at {at:?}"
+            ));
         }
         let owned: BTreeSet<Tp> = self.owned.keys().cloned().collect();
         if self.reported.as_ref() != Some(&owned) {
@@ -368,10 +360,8 @@ impl ConsumerMember {
     }
 
     /// Moves to `target`: revoked partitions are committed and dropped, new ones owned.
-    /// Returns whether it revoked any.
-    fn reconcile(&mut self, io: &mut Io<'_>, target: &BTreeSet<Tp>) -> bool {
+    fn reconcile(&mut self, io: &mut Io<'_>, target: &BTreeSet<Tp>) {
         let revoked: Vec<Tp> = self.owned.keys().filter(|tp| !target.contains(*tp)).cloned().collect();
-        let any = !revoked.is_empty();
         let commit: Vec<(Tp, i64)> =
             revoked.iter().filter_map(|tp| self.owned.get(tp).copied().flatten().map(|o| (tp.clone(), o))).collect();
         if !commit.is_empty() {
@@ -391,7 +381,6 @@ impl ConsumerMember {
         }
         // Fetches and offset fetches in flight stay valid: their answers only move
         // partitions still owned, from the position they were asked for.
-        any
     }
 
     fn send_offsets(&mut self, io: &mut Io<'_>) {

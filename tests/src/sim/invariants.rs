@@ -177,9 +177,6 @@ pub struct Checker {
     /// Per KIP-848 group: when the admin's latest ConsumerGroupDescribe was sent, and the
     /// group epoch and member ids it reported.
     pub described: BTreeMap<String, (Instant, i32, BTreeSet<String>)>,
-    /// KIP-848 answers that kept a deleted topic's partitions while revoking others (kelp
-    /// revokes them one heartbeat later than Kafka; a figure).
-    pub deleted_kept_848: u64,
     /// Topic deletions acknowledged (a figure).
     pub topics_deleted: u64,
 }

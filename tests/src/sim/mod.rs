@@ -313,8 +313,6 @@ pub struct Outcome {
     pub stable_848: u64,
     /// Topic deletions acknowledged.
     pub topics_deleted: u64,
-    /// KIP-848 answers that kept a deleted topic's partitions while revoking others.
-    pub deleted_kept: u64,
     /// Members that subscribe with a regex (a figure of the scenario).
     pub regex_members: u64,
     /// Whether the admin churned `r-<n>` topics.
@@ -534,7 +532,6 @@ impl Sim {
             compacted: self.check.compacted_away,
             stable_848: self.stable_848,
             topics_deleted: self.check.topics_deleted,
-            deleted_kept: self.check.deleted_kept_848,
             regex_members: self.sc.members.iter().filter(|m| m.regex.is_some()).count() as u64,
             regex_churn: self.sc.regex_churn,
         })
