@@ -28,14 +28,9 @@ pub struct TopicInfo {
     pub partitions: u32,
 }
 
-/// The assignor names this broker serves, default first (Kafka: `group.consumer.assignors`).
+/// The assignors kelp has, in the default order of `group-consumer-assignors` (Kafka:
+/// `group.consumer.assignors`); which of them a broker serves is `Config::group_consumer_assignors`.
 pub const ASSIGNORS: [&str; 2] = ["uniform", "range"];
-
-/// Whether `name` is a served assignor.
-#[must_use]
-pub fn known(name: &str) -> bool {
-    ASSIGNORS.contains(&name)
-}
 
 /// The target assignment for `members` (member id -> subscribed topic names) with the named
 /// assignor (`range`, otherwise `uniform`). Topics missing from `topics` are ignored.
