@@ -55,6 +55,7 @@ pub const KEYS: &[&str] = &[
     "group-consumer-min-heartbeat-interval-ms",
     "group-consumer-max-heartbeat-interval-ms",
     "group-consumer-assignors",
+    "group-consumer-migration-policy",
     "log-level",
     "admin-listen",
     "shutdown-grace-ms",
@@ -264,6 +265,7 @@ pub struct Settings {
     pub group_consumer_max_heartbeat_interval_ms: u64,
     /// Known assignor names, the first the default.
     pub group_consumer_assignors: Vec<&'static str>,
+    pub group_consumer_migration_policy: kelp_core::config::MigrationPolicy,
     pub log_level: String,
     /// `None`: no admin endpoint.
     pub admin_listen: Option<SocketAddr>,
@@ -287,6 +289,11 @@ fn assignors(s: &str) -> Result<Vec<&'static str>, String> {
         return Err("expected at least one assignor: uniform, range".into());
     }
     Ok(out)
+}
+
+fn migration_policy(s: &str) -> Result<kelp_core::config::MigrationPolicy, String> {
+    kelp_core::config::MigrationPolicy::parse(s)
+        .ok_or_else(|| format!("expected one of {}", kelp_core::config::MigrationPolicy::NAMES.join(", ")))
 }
 
 fn addr(s: &str) -> Result<SocketAddr, String> {
@@ -457,6 +464,11 @@ impl Settings {
                 int(1, 86_400_000),
             )?,
             group_consumer_assignors: l.parse("group-consumer-assignors", vec!["uniform", "range"], assignors)?,
+            group_consumer_migration_policy: l.parse(
+                "group-consumer-migration-policy",
+                kelp_core::config::MigrationPolicy::Bidirectional,
+                migration_policy,
+            )?,
             log_level: l.parse("log-level", "info".to_string(), log_filter)?,
             admin_listen: l.parse("admin-listen", Some(SocketAddr::from(([127, 0, 0, 1], 9644))), admin)?,
             shutdown_grace_ms: l.parse("shutdown-grace-ms", 30_000, int(0, 3_600_000))?,
@@ -618,6 +630,10 @@ mod tests {
         let s = Settings::resolve(&layers(&[("group-consumer-assignors", "range, uniform,range", Source::Flag)], ""))
             .expect("valid");
         assert_eq!(s.group_consumer_assignors, ["range", "uniform"]);
+        let e = bad(layers(&[("group-consumer-migration-policy", "sideways", Source::Flag)], ""));
+        assert!(e.contains("--group-consumer-migration-policy") && e.contains("expected one of disabled"), "{e}");
+        let s = Settings::resolve(&layers(&[], "group-consumer-migration-policy = \"UPGRADE\"")).expect("valid");
+        assert_eq!(s.group_consumer_migration_policy, kelp_core::config::MigrationPolicy::Upgrade);
     }
 
     #[test]

@@ -185,6 +185,11 @@ struct ServeArgs {
     /// (group.consumer.assignors) [default: uniform,range].
     #[arg(long, env = "KELP_GROUP_CONSUMER_ASSIGNORS", value_name = "LIST")]
     group_consumer_assignors: Option<String>,
+    /// Whether live groups move between the classic and the consumer protocol: disabled,
+    /// upgrade, downgrade or bidirectional (group.consumer.migration.policy)
+    /// [default: bidirectional].
+    #[arg(long, env = "KELP_GROUP_CONSUMER_MIGRATION_POLICY", value_name = "POLICY")]
+    group_consumer_migration_policy: Option<String>,
     /// Log filter, as RUST_LOG takes it (e.g. info, debug, kelp_core=trace) [default: info].
     #[arg(long, env = "KELP_LOG_LEVEL", value_name = "FILTER")]
     log_level: Option<String>,
@@ -278,6 +283,7 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
         group_consumer_min_heartbeat_interval: ms(args.group_consumer_min_heartbeat_interval_ms),
         group_consumer_max_heartbeat_interval: ms(args.group_consumer_max_heartbeat_interval_ms),
         group_consumer_assignors: args.group_consumer_assignors.clone(),
+        group_consumer_migration_policy: args.group_consumer_migration_policy,
         retention_ms: args.log_retention_ms,
         retention_bytes: args.log_retention_bytes,
         retention_check_interval: ms(args.log_retention_check_interval_ms),

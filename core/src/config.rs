@@ -90,6 +90,52 @@ pub struct Config {
     /// The server assignors KIP-848 members may ask for, the first the default (Kafka:
     /// `group.consumer.assignors`, `uniform,range`).
     pub group_consumer_assignors: Vec<&'static str>,
+    /// Which way a live group may move between the classic and the consumer protocol (Kafka:
+    /// `group.consumer.migration.policy`, `bidirectional`).
+    pub group_consumer_migration_policy: MigrationPolicy,
+}
+
+/// Kafka's `group.consumer.migration.policy`: whether a classic group with members turns into
+/// a consumer group when a KIP-848 member joins it (upgrade), and whether a consumer group whose
+/// last KIP-848 member left, with classic members still in it, turns back (downgrade).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    /// Neither.
+    Disabled,
+    /// Classic to consumer only.
+    Upgrade,
+    /// Consumer to classic only.
+    Downgrade,
+    /// Both ways.
+    #[default]
+    Bidirectional,
+}
+
+impl MigrationPolicy {
+    /// The names the setting takes, as Kafka spells them (case-insensitive).
+    pub const NAMES: [&'static str; 4] = ["disabled", "upgrade", "downgrade", "bidirectional"];
+
+    /// The policy named `s` (case-insensitive).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Disabled, Self::Upgrade, Self::Downgrade, Self::Bidirectional]
+            .into_iter()
+            .zip(Self::NAMES)
+            .find(|(_, n)| n.eq_ignore_ascii_case(s.trim()))
+            .map(|(p, _)| p)
+    }
+
+    /// Whether a classic group may become a consumer group.
+    #[must_use]
+    pub const fn upgrades(self) -> bool {
+        matches!(self, Self::Upgrade | Self::Bidirectional)
+    }
+
+    /// Whether a consumer group may become a classic group.
+    #[must_use]
+    pub const fn downgrades(self) -> bool {
+        matches!(self, Self::Downgrade | Self::Bidirectional)
+    }
 }
 
 impl Default for Config {
@@ -129,6 +175,7 @@ impl Default for Config {
             group_consumer_min_heartbeat_interval: Duration::from_secs(5),
             group_consumer_max_heartbeat_interval: Duration::from_secs(15),
             group_consumer_assignors: vec!["uniform", "range"],
+            group_consumer_migration_policy: MigrationPolicy::Bidirectional,
         }
     }
 }

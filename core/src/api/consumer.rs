@@ -21,11 +21,18 @@ use crate::codec::generated::consumer_protocol_assignment::{
 };
 use crate::codec::generated::consumer_protocol_subscription::ConsumerProtocolSubscription;
 use crate::codec::generated::describe_groups::{DescribedGroup as ClassicDescribed, DescribedGroupMember};
+use crate::codec::generated::heartbeat::HeartbeatRequest;
+use crate::codec::generated::join_group::{JoinGroupRequest, JoinGroupResponse};
+use crate::codec::generated::leave_group::MemberIdentity;
+use crate::codec::generated::sync_group::{SyncGroupRequest, SyncGroupResponse};
 use crate::codec::{ErrorCode, KStr, Message, Writer};
 use crate::error::KafkaError;
 use crate::group::assignor::{Assignment, TopicInfo};
+use crate::group::classic::{ClassicGroup, Member as ClassicMember};
 use crate::group::classic::{GroupState, StoreThen};
-use crate::group::consumer::{Client, ConsumerGroup, ConsumerTimer, Ctx, Effect, TopicView};
+use crate::group::consumer::{
+    CONSUMER_PROTOCOL_TYPE, ClassicJoin, Client, ConsumerGroup, ConsumerTimer, Ctx, Effect, TopicView,
+};
 use crate::group::group_key;
 use crate::io::Command;
 use crate::request::Req;
@@ -124,13 +131,22 @@ pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Clie
     }
     if let Some(classic) = st.groups.classic.get(&m.group_id) {
         // An empty classic group (e.g. one that only holds offsets) becomes a consumer group;
-        // a live one stays classic (Kafka without online migration).
-        if classic.state() != GroupState::Empty || m.member_epoch != 0 {
+        // one with members does when the migration policy allows upgrades and its members use
+        // the consumer protocol type (Kafka's online upgrade).
+        let empty = classic.state() == GroupState::Empty;
+        let upgrade = st.cfg.group_consumer_migration_policy.upgrades()
+            && classic.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE)
+            && classic.members.len() <= st.cfg.group_max_size;
+        if m.member_epoch != 0 || !(empty || upgrade) {
             let msg = format!("Group {} is not a consumer group.", m.group_id);
             return fx.respond(req, error_response(ErrorCode::GROUP_ID_NOT_FOUND, msg));
         }
-        if let Some(mut g) = st.groups.classic.remove(&m.group_id) {
-            g.kill();
+        if empty {
+            if let Some(mut g) = st.groups.classic.remove(&m.group_id) {
+                g.kill();
+            }
+        } else if let Err(KafkaError { code, message }) = upgrade_classic(st, fx, &m.group_id) {
+            return fx.respond(req, error_response(code, message));
         }
     }
     let created = !st.groups.consumer.contains_key(&m.group_id);
@@ -166,29 +182,227 @@ pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Clie
         // A refused first member leaves no group behind.
         st.groups.consumer.remove(&m.group_id);
     }
-    // A successful answer tells what memory holds: it leaves once that is stored, also when
-    // this heartbeat changed nothing but an earlier `Put` failed or is still running.
-    let unsaved = !failed && st.groups.consumer.get(&m.group_id).is_some_and(|g| !g.is_saved());
-    let put = if store || unsaved { put_group(st, &m.group_id) } else { None };
+    if maybe_downgrade(st, fx, &m.group_id) {
+        return fx.respond(req, body);
+    }
+    answer(st, fx, req, &m.group_id, body, store, !failed);
+}
+
+/// Answers `req` with `body` once the group is stored: after a `Put` when `store` asks for one,
+/// and also when a successful answer (`ok`) would tell what an earlier `Put`, failed or still
+/// running, has not stored yet.
+fn answer(st: &mut State, fx: &mut Effects, req: Req, group: &KStr, body: ResponseBody, store: bool, ok: bool) {
+    let unsaved = ok && st.groups.consumer.get(group).is_some_and(|g| !g.is_saved());
+    let put = if store || unsaved { put_group(st, group) } else { None };
     match put {
         None => fx.respond(req, body),
         Some((cmd, seq)) => {
             let then = StoreThen::Reply(req, Box::new(body));
-            let job = fx.park(super::Job::GroupStore(super::group::StoreJob::consumer(m.group_id.clone(), seq, then)));
+            let job = fx.park(super::Job::GroupStore(super::group::StoreJob::consumer(group.clone(), seq, then)));
             fx.storage(CmdOwner::Job { job, part: 0 }, cmd);
         }
     }
 }
 
+/// Turns the classic group `id`, which has members, into a consumer group (Kafka's online
+/// upgrade): its members stay, speaking the classic protocol, and rejoin as the new member's
+/// arrival moves the group epoch.
+fn upgrade_classic(st: &mut State, fx: &mut Effects, id: &KStr) -> Result<(), KafkaError> {
+    let Some(classic) = st.groups.classic.get(id) else { return Ok(()) };
+    let mut out = Vec::new();
+    let mut g = {
+        let topics = Visible(&st.topics);
+        let mut cx = Ctx { now: st.now.mono, cfg: &st.cfg, rng: &mut st.rng, out: &mut out };
+        ConsumerGroup::from_classic(classic, &mut cx, &topics)?
+    };
+    if let Some(c) = st.groups.configs.get(id) {
+        g.session_timeout = c.session_timeout_ms.map(|_| c.session_timeout(&st.cfg));
+    }
+    if let Some(mut old) = st.groups.classic.remove(id) {
+        let mut handed = Vec::new();
+        let mut cx = crate::group::classic::Ctx { now: st.now.mono, cfg: &st.cfg, rng: &mut st.rng, out: &mut handed };
+        old.hand_over(&mut cx);
+        super::group::apply(st, fx, id, handed);
+    }
+    st.groups.consumer.insert(id.clone(), g);
+    for e in out {
+        match e {
+            Effect::Arm(t, at) => fx.arm(Timer::Consumer(t), at),
+            Effect::Cancel(t) => fx.cancel(&Timer::Consumer(t)),
+            Effect::Store => {}
+        }
+    }
+    Ok(())
+}
+
+/// Turns the consumer group `id` back into a classic group when its last KIP-848 member just
+/// left, only classic members remain and the migration policy allows downgrades (Kafka's
+/// online downgrade). Each member keeps its target assignment; a rebalance starts at once.
+/// Returns whether the group was converted (its classic form is then being stored).
+fn maybe_downgrade(st: &mut State, fx: &mut Effects, id: &KStr) -> bool {
+    let Some(g) = st.groups.consumer.get_mut(id) else { return false };
+    let Some(generation) = g.take_downgrade() else { return false };
+    if !st.cfg.group_consumer_migration_policy.downgrades() || g.members.len() > st.cfg.group_max_size {
+        return false;
+    }
+    let Some(g) = st.groups.consumer.remove(id) else { return false };
+    for t in g.member_timers() {
+        fx.cancel(&Timer::Consumer(t));
+    }
+    let members: Vec<ClassicMember> = g
+        .members
+        .values()
+        .filter_map(|m| {
+            let c = m.classic.as_ref()?;
+            Some(ClassicMember {
+                id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout: c.session_timeout,
+                rebalance_timeout: m.rebalance_timeout,
+                protocols: c.protocols.clone(),
+                assignment: bytes::Bytes::new(),
+                join: None,
+                sync: None,
+                is_new: false,
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    let classic = {
+        let topics = &st.topics;
+        let empty = Assignment::new();
+        let assignment = |m: &ClassicMember, protocol: &str| {
+            let version =
+                m.metadata(protocol).and_then(|md| md.get(..2)).map_or(0, |b| i16::from_be_bytes([b[0], b[1]]));
+            let target = g.target.get(&m.id).unwrap_or(&empty);
+            embedded_at(&named_assignment(topics, target), version.clamp(0, 3))
+        };
+        let mut cx = crate::group::classic::Ctx { now: st.now.mono, cfg: &st.cfg, rng: &mut st.rng, out: &mut out };
+        ClassicGroup::downgraded(id.clone(), generation, members, assignment, &mut cx)
+    };
+    st.groups.classic.insert(id.clone(), classic);
+    super::group::apply(st, fx, id, out);
+    true
+}
+
+/// Partitions by topic name, in the embedded consumer protocol's form; topics deleted since are
+/// left out.
+fn named_assignment(topics: &TopicTable, a: &Assignment) -> ConsumerProtocolAssignment {
+    ConsumerProtocolAssignment {
+        assigned_partitions: a
+            .iter()
+            .filter_map(|(t, ps)| {
+                Some(AssignedPartitions {
+                    topic: topics.by_id(*t)?.name.clone(),
+                    partitions: ps.iter().copied().collect(),
+                })
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Runs `f` on the consumer group `group` and answers `req` with what it gives, once stored;
+/// `None` from `run` (no such group) gets `missing`.
+pub(crate) fn classic_join(st: &mut State, fx: &mut Effects, req: Req, client: Client, m: &JoinGroupRequest) {
+    let run_result = run(st, fx, &m.group_id, |g, cx, topics| g.classic_join(cx, m, req.version, &client, topics));
+    let Some((result, store)) = run_result else {
+        return fx.respond(req, crate::group::classic::join_error(m.member_id.clone(), ErrorCode::UNKNOWN_MEMBER_ID));
+    };
+    let ok = result.is_ok();
+    let body = match result {
+        Ok(ClassicJoin::IdRequired(id)) => crate::group::classic::join_error(id, ErrorCode::MEMBER_ID_REQUIRED),
+        Ok(ClassicJoin::Joined { member_id, generation, protocol }) => ResponseBody::JoinGroup(JoinGroupResponse {
+            generation_id: generation,
+            protocol_type: Some(KStr::from(CONSUMER_PROTOCOL_TYPE)),
+            protocol_name: Some(protocol),
+            // No member leads: the coordinator assigns, and SyncGroup hands each its part.
+            leader: KStr::default(),
+            member_id,
+            ..Default::default()
+        }),
+        Err(KafkaError { code, .. }) => crate::group::classic::join_error(m.member_id.clone(), code),
+    };
+    answer(st, fx, req, &m.group_id, body, store, ok);
+}
+
+/// A classic member's SyncGroup in a consumer group: its assigned partitions, in the version of
+/// the consumer protocol it subscribed with.
+pub(crate) fn classic_sync(st: &mut State, fx: &mut Effects, req: Req, m: &SyncGroupRequest) {
+    let result = run(st, fx, &m.group_id, |g, cx, _| {
+        g.classic_sync(
+            cx,
+            &m.member_id,
+            m.group_instance_id.as_ref(),
+            m.generation_id,
+            m.protocol_type.as_ref(),
+            m.protocol_name.as_ref(),
+        )
+    });
+    let body = match result {
+        Some((Ok(s), _)) => ResponseBody::SyncGroup(SyncGroupResponse {
+            protocol_type: Some(KStr::from(CONSUMER_PROTOCOL_TYPE)),
+            protocol_name: Some(s.protocol),
+            assignment: embedded_at(&named_assignment(&st.topics, &s.assigned), s.version),
+            ..Default::default()
+        }),
+        Some((Err(KafkaError { code, .. }), _)) => crate::group::classic::sync_error(code),
+        None => crate::group::classic::sync_error(ErrorCode::UNKNOWN_MEMBER_ID),
+    };
+    let ok = matches!(&body, ResponseBody::SyncGroup(r) if r.error_code == 0);
+    answer(st, fx, req, &m.group_id, body, false, ok);
+}
+
+/// A classic member's Heartbeat in a consumer group.
+pub(crate) fn classic_heartbeat(st: &mut State, fx: &mut Effects, m: &HeartbeatRequest) -> ErrorCode {
+    let result = run(st, fx, &m.group_id, |g, cx, _| {
+        g.classic_heartbeat(cx, &m.member_id, m.group_instance_id.as_ref(), m.generation_id)
+    });
+    match result {
+        Some((Ok(code), _)) => code,
+        Some((Err(e), _)) => e.code,
+        None => ErrorCode::UNKNOWN_MEMBER_ID,
+    }
+}
+
+/// Classic members leaving a consumer group: one code per member, then the group is stored.
+pub(crate) fn classic_leave(
+    st: &mut State,
+    fx: &mut Effects,
+    req: Req,
+    group: &KStr,
+    members: &[MemberIdentity],
+    respond: impl FnOnce(Vec<(KStr, ErrorCode)>) -> ResponseBody,
+) {
+    let result = run(st, fx, group, |g, cx, _| {
+        members
+            .iter()
+            .map(|x| match g.classic_leave(cx, &x.member_id, x.group_instance_id.as_ref()) {
+                Ok(id) => (id, ErrorCode::NONE),
+                Err(e) => (x.member_id.clone(), e.code),
+            })
+            .collect::<Vec<_>>()
+    });
+    let (codes, store) = result.unwrap_or_else(|| {
+        (members.iter().map(|x| (x.member_id.clone(), ErrorCode::UNKNOWN_MEMBER_ID)).collect(), false)
+    });
+    answer(st, fx, req, group, respond(codes), store, true);
+}
+
 /// A consumer group timer fired.
 pub(crate) fn timer(st: &mut State, fx: &mut Effects, t: ConsumerTimer) {
-    let group = match &t {
-        ConsumerTimer::Session { group, .. } | ConsumerTimer::Revocation { group, .. } => group.clone(),
-    };
+    let group = t.group().clone();
     let done = run(st, fx, &group, |g, cx, _| match &t {
         ConsumerTimer::Session { member, .. } => g.on_session_timer(cx, member),
         ConsumerTimer::Revocation { member, .. } => g.on_revocation_timer(cx, member),
+        ConsumerTimer::Join { member, .. } => g.on_join_timer(cx, member),
+        ConsumerTimer::Sync { member, .. } => g.on_sync_timer(cx, member),
     });
+    if maybe_downgrade(st, fx, &group) {
+        return;
+    }
     if let Some(((), true)) = done
         && let Some((cmd, seq)) = put_group(st, &group)
     {
@@ -273,9 +487,14 @@ pub(crate) fn describe(st: &mut State, fx: &mut Effects, req: Req, m: &ConsumerG
 const EMBEDDED_VERSION: i16 = 3;
 
 fn embedded(m: &impl Message) -> bytes::Bytes {
-    let mut w = Writer::contiguous(2 + m.encoded_len(EMBEDDED_VERSION));
-    w.i16(EMBEDDED_VERSION);
-    m.encode(&mut w, EMBEDDED_VERSION);
+    embedded_at(m, EMBEDDED_VERSION)
+}
+
+/// An embedded consumer protocol structure: its version, then the structure in it.
+fn embedded_at(m: &impl Message, version: i16) -> bytes::Bytes {
+    let mut w = Writer::contiguous(2 + m.encoded_len(version));
+    w.i16(version);
+    m.encode(&mut w, version);
     w.into_bytes()
 }
 
@@ -293,19 +512,7 @@ pub(crate) fn as_classic_description(st: &State, g: &ConsumerGroup, ops: i32) ->
                 rack_id: m.rack_id.clone(),
                 ..Default::default()
             };
-            let assignment = ConsumerProtocolAssignment {
-                assigned_partitions: m
-                    .assigned
-                    .iter()
-                    .filter_map(|(t, ps)| {
-                        Some(AssignedPartitions {
-                            topic: st.topics.by_id(*t)?.name.clone(),
-                            partitions: ps.iter().copied().collect(),
-                        })
-                    })
-                    .collect(),
-                ..Default::default()
-            };
+            let assignment = named_assignment(&st.topics, &m.assigned);
             DescribedGroupMember {
                 member_id: m.id.clone(),
                 group_instance_id: m.instance_id.clone(),

@@ -98,7 +98,8 @@ fn run<R>(
     Some(r)
 }
 
-fn apply(st: &mut State, fx: &mut Effects, group: &KStr, effects: Vec<Effect>) {
+/// Carries out a classic group's effects.
+pub(crate) fn apply(st: &mut State, fx: &mut Effects, group: &KStr, effects: Vec<Effect>) {
     for e in effects {
         match e {
             Effect::Reply(req, body) => fx.respond(req, body),
@@ -134,6 +135,12 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: C
             if !ok {
                 match body.as_mut() {
                     ResponseBody::JoinGroup(r) => r.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.0,
+                    ResponseBody::SyncGroup(r) => {
+                        *r = crate::codec::generated::sync_group::SyncGroupResponse {
+                            error_code: ErrorCode::COORDINATOR_NOT_AVAILABLE.0,
+                            ..Default::default()
+                        };
+                    }
                     ResponseBody::ConsumerGroupHeartbeat(r) => {
                         // The member must retry: nothing it was told is durable.
                         *r = crate::codec::generated::consumer_group_heartbeat::ConsumerGroupHeartbeatResponse {
@@ -175,10 +182,10 @@ pub(crate) fn join_group(st: &mut State, fx: &mut Effects, req: Req, client: Cli
         return join_error(fx, req, &m.member_id, ErrorCode::INVALID_SESSION_TIMEOUT);
     }
     if let Some(g) = st.groups.consumer.get(&m.group_id) {
-        // A KIP-848 group takes no classic members; an empty one becomes classic (its
-        // offsets stay).
+        // A classic member joins a consumer group with members as one of them (Kafka 4); an
+        // empty one becomes classic (its offsets stay).
         if !g.members.is_empty() {
-            return join_error(fx, req, &m.member_id, ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
+            return super::consumer::classic_join(st, fx, req, client, m);
         }
         if let Some(mut g) = st.groups.consumer.remove(&m.group_id) {
             g.kill();
@@ -194,6 +201,9 @@ pub(crate) fn join_group(st: &mut State, fx: &mut Effects, req: Req, client: Cli
 }
 
 pub(crate) fn sync_group(st: &mut State, fx: &mut Effects, req: Req, m: &SyncGroupRequest) {
+    if st.groups.consumer.get(&m.group_id).is_some_and(|g| !g.members.is_empty()) {
+        return super::consumer::classic_sync(st, fx, req, m);
+    }
     if run(st, fx, &m.group_id, |g, cx| g.sync(cx, req, m)).is_none() {
         let code = if m.group_id.is_empty() { ErrorCode::INVALID_GROUP_ID } else { ErrorCode::UNKNOWN_MEMBER_ID };
         fx.respond(req, sync_error(code));
@@ -201,6 +211,11 @@ pub(crate) fn sync_group(st: &mut State, fx: &mut Effects, req: Req, m: &SyncGro
 }
 
 pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, m: &HeartbeatRequest) {
+    if st.groups.consumer.contains_key(&m.group_id) {
+        let code = super::consumer::classic_heartbeat(st, fx, m);
+        return fx
+            .respond(req, ResponseBody::Heartbeat(HeartbeatResponse { error_code: code.0, ..Default::default() }));
+    }
     let code =
         run(st, fx, &m.group_id, |g, cx| g.heartbeat(cx, &m.member_id, m.group_instance_id.as_ref(), m.generation_id))
             .unwrap_or(ErrorCode::UNKNOWN_MEMBER_ID);
@@ -213,6 +228,11 @@ pub(crate) fn leave_group(st: &mut State, fx: &mut Effects, req: Req, m: &LeaveG
     } else {
         vec![MemberIdentity { member_id: m.member_id.clone(), ..Default::default() }]
     };
+    if st.groups.consumer.get(&m.group_id).is_some_and(|g| !g.members.is_empty()) {
+        let version = req.version;
+        let respond = |codes: Vec<(KStr, ErrorCode)>| leave_response(version, &members, ErrorCode::NONE, &codes);
+        return super::consumer::classic_leave(st, fx, req, &m.group_id, &members, respond);
+    }
     let result = run(st, fx, &m.group_id, |g, cx| {
         if g.state() == GroupState::Dead {
             return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
@@ -229,22 +249,34 @@ pub(crate) fn leave_group(st: &mut State, fx: &mut Effects, req: Req, m: &LeaveG
         Some(Err(code)) => (code, Vec::new()),
         Some(Ok(codes)) => (ErrorCode::NONE, codes),
     };
+    let codes: Vec<(KStr, ErrorCode)> = members.iter().zip(codes).map(|(x, c)| (x.member_id.clone(), c)).collect();
+    fx.respond(req, leave_response(req.version, &members, top, &codes));
+}
+
+/// A LeaveGroup answer: `codes` holds, per member asked for, the member id (the one found by
+/// instance id, when found) and its result.
+fn leave_response(
+    version: i16,
+    members: &[MemberIdentity],
+    top: ErrorCode,
+    codes: &[(KStr, ErrorCode)],
+) -> ResponseBody {
     let mut resp = LeaveGroupResponse { error_code: top.0, ..Default::default() };
-    if req.version >= 3 {
+    if version >= 3 {
         resp.members = members
             .iter()
-            .zip(&codes)
-            .map(|(x, c)| MemberResponse {
-                member_id: x.member_id.clone(),
+            .zip(codes)
+            .map(|(x, (id, c))| MemberResponse {
+                member_id: id.clone(),
                 group_instance_id: x.group_instance_id.clone(),
                 error_code: c.0,
                 ..Default::default()
             })
             .collect();
     } else if top == ErrorCode::NONE {
-        resp.error_code = codes.first().copied().unwrap_or(ErrorCode::NONE).0;
+        resp.error_code = codes.first().map_or(ErrorCode::NONE, |c| c.1).0;
     }
-    fx.respond(req, ResponseBody::LeaveGroup(resp));
+    ResponseBody::LeaveGroup(resp)
 }
 
 pub(crate) fn list_groups(st: &mut State, fx: &mut Effects, req: Req, m: &ListGroupsRequest) {

@@ -353,6 +353,54 @@ impl ClassicGroup {
         self.set_phase(Phase::Dead);
     }
 
+    /// Hands the group over to the consumer group it becomes (Kafka's online upgrade): parked
+    /// JoinGroups and SyncGroups are answered REBALANCE_IN_PROGRESS, so that their members join
+    /// again, now the consumer group's; the group's timers are disarmed and the group is dead.
+    pub fn hand_over(&mut self, cx: &mut Ctx<'_>) {
+        let ids: Vec<KStr> = self.members.keys().cloned().collect();
+        for id in &ids {
+            if let Some(j) = self.set_join(id, None) {
+                cx.reply(j, join_error(id.clone(), ErrorCode::REBALANCE_IN_PROGRESS));
+            }
+            if let Some(s) = self.members.get_mut(id).and_then(|m| m.sync.take()) {
+                cx.reply(s, sync_error(ErrorCode::REBALANCE_IN_PROGRESS));
+            }
+            cx.out.push(Effect::Cancel(self.hb_key(id)));
+        }
+        for id in core::mem::take(&mut self.pending) {
+            cx.out.push(Effect::Cancel(self.hb_key(&id)));
+        }
+        cx.out.push(Effect::Cancel(self.join_key()));
+        cx.out.push(Effect::Cancel(GroupTimer::Sync { group: self.id.clone(), generation: self.generation }));
+        self.kill();
+    }
+
+    /// A consumer group whose last KIP-848 member left, as a classic group (Kafka's online
+    /// downgrade): its classic `members` at `generation`, each holding what `assignment` writes
+    /// for it in the protocol the group selects; a rebalance starts at once, so that every
+    /// member joins again under the classic protocol. The group's metadata is stored.
+    pub fn downgraded(
+        id: KStr,
+        generation: i32,
+        members: Vec<Member>,
+        assignment: impl Fn(&Member, &str) -> Bytes,
+        cx: &mut Ctx<'_>,
+    ) -> Self {
+        let mut g = Self::recovered(id, generation, Some(KStr::from("consumer")), None, None, members);
+        g.protocol = g.select_protocol();
+        let protocol = g.protocol.clone().unwrap_or_default();
+        for m in g.members.values_mut() {
+            m.assignment = assignment(m, &protocol);
+        }
+        let ids: Vec<KStr> = g.members.keys().cloned().collect();
+        for id in &ids {
+            g.reschedule(cx, id);
+        }
+        g.prepare_rebalance(cx);
+        cx.out.push(Effect::Store(StoreThen::Nothing));
+        g
+    }
+
     /// The assignment being stored, if the leader's sync is being stored.
     #[must_use]
     pub fn storing(&self) -> Option<&BTreeMap<KStr, Bytes>> {

@@ -25,6 +25,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use hashbrown::HashMap;
 
+mod classic_members;
+
+pub use classic_members::{CONSUMER_PROTOCOL_TYPE, ClassicJoin, ClassicSync};
+
 use super::assignor::{self, Assignment, TopicInfo};
 use crate::codec::generated::consumer_group_heartbeat::{ConsumerGroupHeartbeatRequest, RequestTopicPartitions};
 use crate::codec::{DecodeError, ErrorCode, KStr, Reader, Uuid, Writer};
@@ -127,6 +131,20 @@ pub struct ConsumerMember {
     pub assigned: Assignment,
     /// The partitions it must give up.
     pub revoking: Assignment,
+    /// Set when it speaks the classic protocol (JoinGroup, SyncGroup, Heartbeat): a member of
+    /// the classic group this group was upgraded from, or one that joined since.
+    pub classic: Option<ClassicMeta>,
+}
+
+/// What a member speaking the classic protocol needs beyond a KIP-848 member's record (Kafka's
+/// `ClassicMemberMetadata`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassicMeta {
+    /// Its session timeout, from its JoinGroup.
+    pub session_timeout: Duration,
+    /// Its protocols (client-side assignor names) with their subscription metadata, in its
+    /// order of preference.
+    pub protocols: Vec<(KStr, Bytes)>,
 }
 
 /// Timers a consumer group arms on the broker's timer table.
@@ -146,6 +164,34 @@ pub enum ConsumerTimer {
         /// The member.
         member: KStr,
     },
+    /// A classic member told to rejoin did not within its rebalance timeout.
+    Join {
+        /// The group.
+        group: KStr,
+        /// The member.
+        member: KStr,
+    },
+    /// A classic member whose JoinGroup was answered sent no SyncGroup within its rebalance
+    /// timeout.
+    Sync {
+        /// The group.
+        group: KStr,
+        /// The member.
+        member: KStr,
+    },
+}
+
+impl ConsumerTimer {
+    /// The group the timer belongs to.
+    #[must_use]
+    pub fn group(&self) -> &KStr {
+        match self {
+            Self::Session { group, .. }
+            | Self::Revocation { group, .. }
+            | Self::Join { group, .. }
+            | Self::Sync { group, .. } => group,
+        }
+    }
 }
 
 /// An effect a handler asks for.
@@ -209,6 +255,12 @@ pub struct ConsumerGroup {
     pub session_timeout: Option<Duration>,
     /// Who holds each partition (assigned or being revoked).
     owners: HashMap<(Uuid, i32), KStr>,
+    /// Classic members whose join timer runs (armed once, when first told to rejoin).
+    joins_due: BTreeSet<KStr>,
+    /// Set when a KIP-848 member left and only classic members remain, to the group epoch
+    /// before it left: the group may turn back into a classic group of that generation
+    /// ([`ConsumerGroup::take_downgrade`]).
+    downgrade_due: Option<i32>,
     dead: bool,
     /// Sequence number of the last `Put` of this group's metadata handed to the store.
     puts: u64,
@@ -249,6 +301,8 @@ impl ConsumerGroup {
             resolved_for: None,
             session_timeout: None,
             owners: HashMap::new(),
+            joins_due: BTreeSet::new(),
+            downgrade_due: None,
             dead: false,
             puts: 0,
             saved: 0,
@@ -347,6 +401,14 @@ impl ConsumerGroup {
         ConsumerTimer::Revocation { group: self.id.clone(), member: member.clone() }
     }
 
+    fn join_key(&self, member: &KStr) -> ConsumerTimer {
+        ConsumerTimer::Join { group: self.id.clone(), member: member.clone() }
+    }
+
+    fn sync_key(&self, member: &KStr) -> ConsumerTimer {
+        ConsumerTimer::Sync { group: self.id.clone(), member: member.clone() }
+    }
+
     // ---- ownership -------------------------------------------------------------------------
 
     fn release(&mut self, m: &ConsumerMember) {
@@ -391,10 +453,36 @@ impl ConsumerGroup {
             self.statics.remove(i);
         }
         self.target.remove(id);
+        let before = self.epoch;
         self.epoch = self.epoch.wrapping_add(1);
         cx.out.push(Effect::Cancel(self.session_key(id)));
         cx.out.push(Effect::Cancel(self.revocation_key(id)));
+        if m.classic.is_some() {
+            self.joins_due.remove(id);
+            cx.out.push(Effect::Cancel(self.join_key(id)));
+            cx.out.push(Effect::Cancel(self.sync_key(id)));
+        } else if !self.members.is_empty() && self.members.values().all(|x| x.classic.is_some()) {
+            self.downgrade_due = Some(before);
+        }
         true
+    }
+
+    /// When a KIP-848 member left since the last call, leaving only classic members, the
+    /// generation the group may become a classic group again at (Kafka's online downgrade, if
+    /// the policy and the classic group size allow): the group epoch before it left, which
+    /// the classic members' generations match once they are reconciled.
+    pub fn take_downgrade(&mut self) -> Option<i32> {
+        let due = self.downgrade_due.take()?;
+        (!self.members.is_empty() && self.members.values().all(|m| m.classic.is_some())).then_some(due)
+    }
+
+    /// How long a member may go without a heartbeat: a classic member's own session timeout,
+    /// else the group's.
+    fn session_of(&self, m: &ConsumerMember, cfg: &Config) -> Duration {
+        match &m.classic {
+            Some(c) => c.session_timeout,
+            None => self.session_timeout.unwrap_or(cfg.group_consumer_session_timeout),
+        }
     }
 
     // ---- ConsumerGroupHeartbeat --------------------------------------------------------------
@@ -461,6 +549,7 @@ impl ConsumerGroup {
             state: MemberState::Stable,
             assigned: Assignment::new(),
             revoking: Assignment::new(),
+            classic: None,
         });
         let mut bump = before.is_none();
         if m.rebalance_timeout_ms >= 0 {
@@ -660,7 +749,7 @@ impl ConsumerGroup {
     }
 
     fn arm_timers(&self, cx: &mut Ctx<'_>, before: Option<&ConsumerMember>, after: &ConsumerMember) {
-        let session = self.session_timeout.unwrap_or(cx.cfg.group_consumer_session_timeout);
+        let session = self.session_of(after, cx.cfg);
         cx.out.push(Effect::Arm(self.session_key(&after.id), cx.now + session));
         let was_revoking = before.is_some_and(|b| b.state == MemberState::UnrevokedPartitions);
         let revoking = after.state == MemberState::UnrevokedPartitions;
@@ -842,10 +931,7 @@ impl ConsumerGroup {
     pub fn recovery_timers(&self, now: Instant, cfg: &Config) -> Vec<(ConsumerTimer, Instant)> {
         let mut out = Vec::new();
         for m in self.members.values() {
-            out.push((
-                self.session_key(&m.id),
-                now + self.session_timeout.unwrap_or(cfg.group_consumer_session_timeout),
-            ));
+            out.push((self.session_key(&m.id), now + self.session_of(m, cfg)));
             if m.state == MemberState::UnrevokedPartitions {
                 out.push((self.revocation_key(&m.id), now + m.rebalance_timeout));
             }
@@ -868,10 +954,18 @@ impl ConsumerGroup {
             return Ok(());
         }
         let Some(m) = self.members.get(member_id) else { return Err(ErrorCode::UNKNOWN_MEMBER_ID) };
-        if version < 9 {
+        // A classic member commits as classic clients do: any version, its generation being
+        // its member epoch.
+        if m.classic.is_none() && version < 9 {
             return Err(ErrorCode::UNSUPPORTED_VERSION);
         }
-        if epoch == m.epoch { Ok(()) } else { Err(ErrorCode::STALE_MEMBER_EPOCH) }
+        if epoch == m.epoch {
+            Ok(())
+        } else if m.classic.is_some() {
+            Err(ErrorCode::ILLEGAL_GENERATION)
+        } else {
+            Err(ErrorCode::STALE_MEMBER_EPOCH)
+        }
     }
 
     /// Kafka's `ConsumerGroup.validateOffsetFetch`: a fetch without member id and epoch is
@@ -887,7 +981,13 @@ impl ConsumerGroup {
             return Ok(());
         }
         let Some(m) = self.members.get(id) else { return Err(ErrorCode::UNKNOWN_MEMBER_ID) };
-        if epoch == m.epoch { Ok(()) } else { Err(ErrorCode::STALE_MEMBER_EPOCH) }
+        if epoch == m.epoch {
+            Ok(())
+        } else if m.classic.is_some() {
+            Err(ErrorCode::ILLEGAL_GENERATION)
+        } else {
+            Err(ErrorCode::STALE_MEMBER_EPOCH)
+        }
     }
 
     // ---- stored form ---------------------------------------------------------------------------
@@ -896,8 +996,15 @@ impl ConsumerGroup {
     #[must_use]
     pub fn encode(&self) -> Bytes {
         let mut w = Writer::contiguous(64 + self.members.len() * 128);
-        // Version 2 while no member has a regex, so that an older kelp still reads the group.
-        let version = if self.members.values().any(|m| m.regex.is_some()) { 3 } else { 2 };
+        // The oldest version that holds the group, so that an older kelp still reads it: 2
+        // without regexes and classic members, 3 with regexes, 4 with classic members.
+        let version = if self.members.values().any(|m| m.classic.is_some()) {
+            4
+        } else if self.members.values().any(|m| m.regex.is_some()) {
+            3
+        } else {
+            2
+        };
         w.i8(version);
         w.i32(self.epoch);
         w.i32(self.assignment_epoch);
@@ -921,6 +1028,19 @@ impl ConsumerGroup {
             if version >= 3 {
                 w.nullable_string(true, m.regex.as_ref());
             }
+            if version >= 4 {
+                match &m.classic {
+                    None => w.i32(-1),
+                    Some(c) => {
+                        w.i32(i32::try_from(c.session_timeout.as_millis()).unwrap_or(i32::MAX));
+                        w.uvarint(len32(c.protocols.len()));
+                        for (name, metadata) in &c.protocols {
+                            w.string(true, name);
+                            w.bytes_field(true, metadata);
+                        }
+                    }
+                }
+            }
             w.nullable_string(true, m.assignor.as_ref());
             w.i32(i32::try_from(m.rebalance_timeout.as_millis()).unwrap_or(i32::MAX));
             w.i32(m.epoch);
@@ -942,7 +1062,7 @@ impl ConsumerGroup {
         let mut r = Reader::new(v);
         // Version 2 is version 3 without the members' regexes.
         let version = r.i8(CTX)?;
-        if !(2..=3).contains(&version) {
+        if !(2..=4).contains(&version) {
             return Err(DecodeError::LengthOutOfRange(CTX));
         }
         let mut g = Self::new(id);
@@ -965,6 +1085,7 @@ impl ConsumerGroup {
                 subscribed.push(r.string(true, CTX)?);
             }
             let regex = if version >= 3 { r.nullable_string(true, CTX)? } else { None };
+            let classic = if version >= 4 { decode_classic(&mut r)? } else { None };
             let assignor = r.nullable_string(true, CTX)?;
             let rebalance_timeout = Duration::from_millis(i64::from(r.i32(CTX)?));
             let epoch = r.i32(CTX)?;
@@ -992,6 +1113,7 @@ impl ConsumerGroup {
                 state,
                 assigned,
                 revoking,
+                classic,
             };
             // A stored value that gives one partition to two members is damaged.
             let clash = partitions_of(&m.assigned)
@@ -1004,6 +1126,24 @@ impl ConsumerGroup {
         }
         Ok(g)
     }
+}
+
+fn decode_classic(r: &mut Reader<'_>) -> Result<Option<ClassicMeta>, DecodeError> {
+    const CTX: &str = "stored classic member";
+    let session = r.i32(CTX)?;
+    if session < 0 {
+        return Ok(None);
+    }
+    let mut protocols = Vec::new();
+    for _ in 0..bounded(r, 2)? {
+        let name = r.string(true, CTX)?;
+        let metadata = r.nullable_bytes(true, CTX)?.unwrap_or_default();
+        protocols.push((name, metadata));
+    }
+    if protocols.is_empty() {
+        return Err(DecodeError::LengthOutOfRange(CTX));
+    }
+    Ok(Some(ClassicMeta { session_timeout: Duration::from_millis(i64::from(session)), protocols }))
 }
 
 fn set_epoch(m: &mut ConsumerMember, epoch: i32) {

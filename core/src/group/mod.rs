@@ -24,9 +24,12 @@
 //!   i32 rebalance_timeout_ms,
 //!   i32 member_epoch, i32 previous_member_epoch, u8 state (0 stable, 1 unrevoked,
 //!   2 unreleased)`, then three assignments (assigned, being revoked, target), each
-//!   `uvarint topics` of `uuid topic_id, uvarint n, n * i32 partition`. Version 2, written while no
-//!   member has a regex (so that an older kelp still reads the group), is the same without
-//!   `subscribed_regex`. Written on every
+//!   `uvarint topics` of `uuid topic_id, uvarint n, n * i32 partition`. Version 4 adds, after
+//!   `subscribed_regex`, the member's classic protocol data: `i32 session_timeout_ms` (-1: a
+//!   KIP-848 member, nothing follows), then `uvarint n, n * (str protocol, bytes metadata)`.
+//!   Each group is written in the oldest version that holds it (2: no regexes and no classic
+//!   members; 3: regexes), so that an older kelp still reads it; version 2 is version 3
+//!   without `subscribed_regex`. Written on every
 //!   heartbeat that changes the group and when a member is fenced; a group id holds one
 //!   type at a time, so the key is shared.
 //! - Committed offset. Key: `b"offsets/"`, then `str group, str topic, i32 partition`. Value
@@ -117,7 +120,7 @@ impl Groups {
                 let Ok(id) = KStr::from_utf8(k.slice(GROUP_PREFIX.len()..GROUP_PREFIX.len() + id.len())) else {
                     continue;
                 };
-                if matches!(v.first(), Some(2 | 3)) {
+                if matches!(v.first(), Some(2..=4)) {
                     if let Ok(group) = ConsumerGroup::decode(id.clone(), v) {
                         g.consumer.insert(id, group);
                     }
