@@ -1,7 +1,9 @@
 //! Consumer groups end to end: real clients, each member its own process, against `kelp serve`.
 //!
 //! For each client (confluent-kafka and the Java client, each with the classic protocol and
-//! with KIP-848's `group.protocol=consumer`, kafka-python 3.0 and 2.3, kafkajs) one scenario:
+//! with KIP-848's `group.protocol=consumer`, kafka-python 3.0 and 2.3, kafkajs), for mixes of
+//! them in one group, and for groups moving between the protocols mid-stream (a rolling upgrade
+//! of Java members, a rolling downgrade of confluent-kafka members) one scenario:
 //!
 //! 1. a 6-partition topic, 6000 records `k{i}`/`v{i}` on partition `i % 6` (the client's
 //!    `produce` mode);
@@ -153,7 +155,13 @@ fn scenario(client: Result<Client, String>, label: &str, extra: &[&str]) {
 /// The scenario with member i (0-3 in the group, 4 the fresh one at the end) run by
 /// `members[i]`'s client with its extra arguments; member 0's client produces.
 fn run_scenario(label: &str, members: &[(&Client, &[&str]); 5]) {
-    let kip848 = members.iter().all(|(_, extra)| extra.windows(2).any(|w| w == ["--group-protocol", "consumer"]));
+    // The first three members make the group a consumer group when one of them uses KIP-848
+    // (directly, or by upgrading the classic group the others started).
+    let uses_kip848 = |(_, extra): &(&Client, &[&str])| extra.windows(2).any(|w| w == ["--group-protocol", "consumer"]);
+    let kip848 = members[..3].iter().any(uses_kip848);
+    // Members of both protocols in the group's life: the group's type after member0 leaves is
+    // checked too (a consumer group while a KIP-848 member remains, else classic again).
+    let mixed = members[..4].iter().any(uses_kip848) && !members[..4].iter().all(uses_kip848);
     let client = members[0].0;
     let id = label.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
     let topic = format!("groups-{id}");
@@ -234,6 +242,9 @@ fn run_scenario(label: &str, members: &[(&Client, &[&str]); 5]) {
     let mut summaries = vec![(0, run.stop(0))];
     run.wait_until("three members to settle after member0 left", &[1, 2, 3], |r| r.settled(&[1, 2, 3]));
     println!("{label}: after member0 left: {}", run.ownership(&[1, 2, 3]));
+    if mixed {
+        check_description(&run, &scratch, &bootstrap, &topic, &group, members[1..4].iter().any(uses_kip848));
+    }
 
     run.wait_until("every record consumed", &[1, 2, 3], |r| r.consumed_unique() as u64 >= RECORDS);
     for i in 1..4 {
@@ -449,6 +460,38 @@ fn java_and_confluent_kafka_kip848_in_one_group() {
     run_scenario(
         "java + confluent-kafka kip-848",
         &[(&java, kip848), (&ck, kip848), (&java, kip848), (&ck, kip848), (&java, kip848)],
+    );
+}
+
+/// A rolling upgrade, as Kafka 4 documents it for the Java client: a Stable classic group of
+/// three Java members; a member restarted with `group.protocol=consumer` joins it and turns it
+/// into a consumer group (`group.consumer.migration.policy` is `bidirectional` by default), the
+/// classic members carrying on inside it; a classic member leaves; at the end a fresh KIP-848
+/// member reads from the offsets the classic and the KIP-848 members committed.
+#[test]
+fn java_rolling_upgrade_from_classic_to_consumer() {
+    let java = match java() {
+        Ok(j) => j,
+        Err(why) => return kelp_tests::skip(&format!("{why} (run scripts/install-clients.sh)")),
+    };
+    let (classic, kip848): (&[&str], &[&str]) = (&[], &["--group-protocol", "consumer"]);
+    run_scenario(
+        "java rolling upgrade",
+        &[(&java, classic), (&java, classic), (&java, classic), (&java, kip848), (&java, kip848)],
+    );
+}
+
+/// The way back: a group of one KIP-848 member and two classic members (librdkafka); a third
+/// classic member joins; the KIP-848 member leaves, the last one, and the group turns back into
+/// a classic group whose three members rebalance and read on; a fresh classic member reads from
+/// the committed offsets.
+#[test]
+fn confluent_kafka_rolling_downgrade_from_consumer_to_classic() {
+    let Some((ck, _serial)) = installed(confluent()) else { return };
+    let (classic, kip848): (&[&str], &[&str]) = (&[], &["--group-protocol", "consumer"]);
+    run_scenario(
+        "confluent-kafka rolling downgrade",
+        &[(&ck, kip848), (&ck, classic), (&ck, classic), (&ck, classic), (&ck, classic)],
     );
 }
 
