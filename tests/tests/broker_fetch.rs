@@ -457,3 +457,57 @@ fn list_offsets_checks_the_partition_and_the_leader_epoch() {
     let ok = list_offsets(&mut h, c, "checked", LATEST, 0);
     assert_eq!((ok.error_code, ok.offset, ok.leader_epoch), (0, 0, 0));
 }
+
+// ---- how many fetches a backlog takes --------------------------------------------------------
+
+/// A consumer reading a backlog gets as much per Fetch as its partition budget allows, so the
+/// number of round trips it needs for N records is the fewest whole batches allow. This is the
+/// property behind the group-consume comparison in docs/BENCHMARKS.md: kelp answers a 1 MiB
+/// budget with close to 1 MiB every time, and a change that answered with less (one batch per
+/// Fetch, or a fixed small chunk) would multiply the fetches a client makes for the same records.
+#[test]
+fn a_backlog_is_read_in_as_few_fetches_as_the_partition_budget_allows() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "backlog", 1);
+    let value = "v".repeat(100);
+    let values: Vec<&str> = vec![value.as_str(); 100];
+    let mut sizes = Vec::new();
+    for _ in 0..200 {
+        let b = batch(&values);
+        sizes.push(b.len());
+        produce(&mut h, c, "backlog", 0, b);
+    }
+    let end = 200 * 100;
+    let limit: usize = 256 * 1024;
+    // The fewest fetches whole batches allow: each takes batches while they fit the budget.
+    let mut fewest = 0;
+    let mut i = 0;
+    while i < sizes.len() {
+        let mut used = sizes[i];
+        i += 1;
+        while i < sizes.len() && used + sizes[i] <= limit {
+            used += sizes[i];
+            i += 1;
+        }
+        fewest += 1;
+    }
+    let (mut offset, mut fetches) = (0_i64, 0);
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    while offset < end {
+        let budget = i32::try_from(limit).expect("small");
+        let resp = call_fetch(&mut h, c, fetch_parts("backlog", &[(0, offset, budget)], 50 << 20, 0));
+        let p = parts(&resp)[0];
+        let got = p.records.as_ref().map_or(0, RecordSet::len);
+        let values = record_values(p.records.as_ref().expect("records"));
+        let last = values.last().expect("at least one record").0;
+        assert_eq!(values[0].0, offset);
+        offset = last + 1;
+        fetches += 1;
+        assert!(got <= limit, "a response stays within its budget: {got}");
+        if offset < end {
+            assert!(got + largest > limit, "a response short of its budget with more to read: {got} of {limit}");
+        }
+    }
+    assert_eq!(fetches, fewest, "fetches for {end} records of 100 B at a {limit} B budget");
+}

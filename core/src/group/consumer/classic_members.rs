@@ -147,6 +147,9 @@ impl ConsumerGroup {
         out.epoch = g.generation;
         out.assignment_epoch = g.generation;
         for cm in g.members.values() {
+            if cm.protocols.is_empty() {
+                return Err(malformed());
+            }
             let chosen = g.protocol.as_ref().and_then(|p| cm.metadata(p));
             let metadata = chosen.or_else(|| cm.protocols.first().map(|(_, m)| m)).ok_or_else(malformed)?;
             let sub = read_subscription(metadata).ok_or_else(malformed)?;
@@ -322,7 +325,8 @@ impl ConsumerGroup {
             cx.out.push(Effect::Store);
         }
         id = after.id;
-        Ok(ClassicJoin::Joined { member_id: id, generation: after.epoch, protocol: protocols[0].0.clone() })
+        let protocol = protocols.first().map(|p| p.0.clone()).unwrap_or_default();
+        Ok(ClassicJoin::Joined { member_id: id, generation: after.epoch, protocol })
     }
 
     /// A static member's new id takes over the old one's record, without a new group epoch.
@@ -408,8 +412,11 @@ impl ConsumerGroup {
     ) -> Result<ClassicSync, Refusal> {
         let m = self.classic_member(member_id, instance)?.clone();
         Self::check_generation(&m, generation)?;
-        let Some(meta) = &m.classic else { return Err(unknown_member(member_id, &self.id)) };
-        let (protocol, metadata) = meta.protocols[0].clone();
+        let Some((meta, (protocol, metadata))) =
+            m.classic.as_ref().and_then(|c| Some((c, c.protocols.first()?.clone())))
+        else {
+            return Err(unknown_member(member_id, &self.id));
+        };
         if let Some(t) = protocol_type
             && t.as_str() != CONSUMER_PROTOCOL_TYPE
         {
