@@ -89,21 +89,25 @@ struct C {
     generation: i32,
     owned: Named,
     cooperative: bool,
+    instance: Option<String>,
 }
 
 impl C {
     fn new(h: &mut Harness) -> Self {
-        Self { conn: h.connect(), id: String::new(), generation: -1, owned: Named::new(), cooperative: false }
+        Self {
+            conn: h.connect(),
+            id: String::new(),
+            generation: -1,
+            owned: Named::new(),
+            cooperative: false,
+            instance: None,
+        }
     }
 
     fn join_body(&self) -> RequestBody {
         let owned = if self.cooperative { self.owned.clone() } else { Named::new() };
-        join_request(
-            G,
-            &self.id,
-            None,
-            &[("range", subscription(&[T], &owned)), ("roundrobin", subscription(&[T], &owned))],
-        )
+        let protocols = [("range", subscription(&[T], &owned)), ("roundrobin", subscription(&[T], &owned))];
+        join_request(G, &self.id, self.instance.as_deref(), &protocols)
     }
 
     /// A JoinGroup (v7) to a consumer group, answered at once; MEMBER_ID_REQUIRED is followed.
@@ -124,7 +128,8 @@ impl C {
     }
 
     fn sync(&mut self, h: &mut Harness) -> ErrorCode {
-        let r = expect_body!(h.call(self.conn, sync_request(G, self.generation, &self.id, None, &[]), 5), SyncGroup);
+        let req = sync_request(G, self.generation, &self.id, self.instance.as_deref(), &[]);
+        let r = expect_body!(h.call(self.conn, req, 5), SyncGroup);
         if r.error_code == 0 {
             assert_eq!(r.protocol_name.as_deref(), Some("range"));
             self.owned = read_assignment(&r.assignment);
@@ -133,7 +138,8 @@ impl C {
     }
 
     fn heartbeat(&self, h: &mut Harness) -> ErrorCode {
-        let r = expect_body!(h.call(self.conn, heartbeat_request(G, self.generation, &self.id, None), 4), Heartbeat);
+        let req = heartbeat_request(G, self.generation, &self.id, self.instance.as_deref());
+        let r = expect_body!(h.call(self.conn, req, 4), Heartbeat);
         ErrorCode(r.error_code)
     }
 
@@ -559,4 +565,66 @@ fn a_group_with_classic_members_survives_a_restart() {
     // The last KIP-848 member leaves after the restart: the group turns classic.
     let _ = k.leave(&mut h);
     assert_eq!(listed(&mut h, admin), ("classic".into(), "PreparingRebalance".into()));
+}
+
+#[test]
+fn a_refused_kip848_heartbeat_leaves_the_classic_group_as_it_was() {
+    let (mut h, admin) = setup(test_config(), 4);
+    let cs = classic_group(&mut h, 2, 4);
+    let mut k = K { conn: h.connect(), id: String::new(), epoch: 0, owned: BTreeMap::new() };
+    let mut req = k.request(0);
+    req.server_assignor = Some("sticky".into());
+    let r = beat(&mut h, k.conn, req);
+    assert_eq!(ErrorCode(r.error_code), ErrorCode::UNSUPPORTED_ASSIGNOR);
+    assert_eq!(listed(&mut h, admin), ("classic".into(), "Stable".into()));
+    for c in &cs {
+        assert_eq!(c.heartbeat(&mut h), ErrorCode::NONE);
+    }
+    // A restart finds it classic too, and an accepted heartbeat upgrades it.
+    let mut h = h.restart(test_config());
+    let admin = h.connect();
+    assert_eq!(listed(&mut h, admin), ("classic".into(), "Stable".into()));
+    k.conn = h.connect();
+    assert_eq!(k.beat(&mut h).error_code, 0);
+    assert_eq!(listed(&mut h, admin).0, "consumer");
+}
+
+#[test]
+fn a_static_classic_member_is_replaced_by_its_kip848_successor() {
+    let (mut h, admin) = setup(test_config(), 4);
+    let (mut k, _) = K::join(&mut h);
+    let mut c = C::new(&mut h);
+    c.instance = Some("i1".into());
+    assert_eq!(c.join(&mut h).error_code, 0);
+    assert_eq!(c.sync(&mut h), ErrorCode::NONE);
+    settle(&mut h, &mut [&mut c], &mut [&mut k]);
+    // A known member id with an instance id the group does not know, or another member's:
+    // refused, and nothing changes hands.
+    let other = h.connect();
+    let req = join_request(G, &c.id, Some("i2"), &[("range", subscription(&[T], &Named::new()))]);
+    let r = expect_body!(h.call(other, req, 7), JoinGroup);
+    assert_eq!(ErrorCode(r.error_code), ErrorCode::UNKNOWN_MEMBER_ID);
+    let req = join_request(G, &k.id, Some("i1"), &[("range", subscription(&[T], &Named::new()))]);
+    let r = expect_body!(h.call(other, req, 7), JoinGroup);
+    assert_eq!(ErrorCode(r.error_code), ErrorCode::FENCED_INSTANCE_ID);
+    assert_eq!(c.heartbeat(&mut h), ErrorCode::NONE);
+    // The classic member stops without leaving (static members do not); its successor, on the
+    // consumer protocol with the same instance id, takes its place at once.
+    let mut successor = K { conn: h.connect(), id: "successor-1".into(), epoch: 0, owned: BTreeMap::new() };
+    let mut req = successor.request(0);
+    req.instance_id = Some("i1".into());
+    let r = beat(&mut h, successor.conn, req);
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    successor.epoch = r.member_epoch;
+    assert_eq!(c.heartbeat(&mut h), ErrorCode::FENCED_INSTANCE_ID, "the old incarnation is fenced");
+    let d = describe(&mut h, admin);
+    assert_eq!(d.members.len(), 2);
+    // Both members speak the consumer protocol now: the first leaving does not make the
+    // group classic.
+    let _ = k.leave(&mut h);
+    assert_eq!(listed(&mut h, admin).0, "consumer");
+    let mut req = successor.request(successor.epoch);
+    req.instance_id = Some("i1".into());
+    let r = beat(&mut h, successor.conn, req);
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
 }

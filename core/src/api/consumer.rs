@@ -129,6 +129,10 @@ pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Clie
     if let Err(KafkaError { code, message: msg }) = crate::group::consumer::validate_request(m, req.version) {
         return fx.respond(req, error_response(code, msg));
     }
+    // The consumer group a classic group with members becomes, with the timers it arms: kept
+    // only if this heartbeat is accepted (Kafka writes the conversion with the heartbeat's own
+    // records), else the classic group stays as it was.
+    let mut upgrade_timers = None;
     if let Some(classic) = st.groups.classic.get(&m.group_id) {
         // An empty classic group (e.g. one that only holds offsets) becomes a consumer group;
         // one with members does when the migration policy allows upgrades and its members use
@@ -145,8 +149,14 @@ pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Clie
             if let Some(mut g) = st.groups.classic.remove(&m.group_id) {
                 g.kill();
             }
-        } else if let Err(KafkaError { code, message }) = upgrade_classic(st, fx, &m.group_id) {
-            return fx.respond(req, error_response(code, message));
+        } else {
+            match upgraded(st, &m.group_id) {
+                Ok((g, timers)) => {
+                    st.groups.consumer.insert(m.group_id.clone(), g);
+                    upgrade_timers = Some(timers);
+                }
+                Err(KafkaError { code, message }) => return fx.respond(req, error_response(code, message)),
+            }
         }
     }
     let created = !st.groups.consumer.contains_key(&m.group_id);
@@ -182,6 +192,18 @@ pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Clie
         // A refused first member leaves no group behind.
         st.groups.consumer.remove(&m.group_id);
     }
+    if let Some(timers) = upgrade_timers {
+        if failed {
+            // A refused heartbeat leaves the classic group as it was.
+            if let Some(g) = st.groups.consumer.remove(&m.group_id) {
+                for t in g.member_timers() {
+                    fx.cancel(&Timer::Consumer(t));
+                }
+            }
+            return fx.respond(req, body);
+        }
+        hand_over_classic(st, fx, &m.group_id, timers);
+    }
     if maybe_downgrade(st, fx, &m.group_id) {
         return fx.respond(req, body);
     }
@@ -204,11 +226,14 @@ fn answer(st: &mut State, fx: &mut Effects, req: Req, group: &KStr, body: Respon
     }
 }
 
-/// Turns the classic group `id`, which has members, into a consumer group (Kafka's online
-/// upgrade): its members stay, speaking the classic protocol, and rejoin as the new member's
-/// arrival moves the group epoch.
-fn upgrade_classic(st: &mut State, fx: &mut Effects, id: &KStr) -> Result<(), KafkaError> {
-    let Some(classic) = st.groups.classic.get(id) else { return Ok(()) };
+/// The classic group `id`, which has members, as a consumer group (Kafka's online upgrade),
+/// with the session timers its members need: its members stay, speaking the classic protocol,
+/// and rejoin as the new member's arrival moves the group epoch. The classic group is left in
+/// place ([`hand_over_classic`] retires it once the heartbeat that asked is accepted).
+fn upgraded(st: &mut State, id: &KStr) -> Result<(ConsumerGroup, Vec<Effect>), KafkaError> {
+    let Some(classic) = st.groups.classic.get(id) else {
+        return Err(KafkaError::new(ErrorCode::GROUP_ID_NOT_FOUND, format!("Group {id} not found.")));
+    };
     let mut out = Vec::new();
     let mut g = {
         let topics = Visible(&st.topics);
@@ -218,21 +243,25 @@ fn upgrade_classic(st: &mut State, fx: &mut Effects, id: &KStr) -> Result<(), Ka
     if let Some(c) = st.groups.configs.get(id) {
         g.session_timeout = c.session_timeout_ms.map(|_| c.session_timeout(&st.cfg));
     }
+    Ok((g, out))
+}
+
+/// Retires the classic group a consumer group was made from: its parked requests are answered
+/// REBALANCE_IN_PROGRESS and its timers disarmed; the consumer group's members' timers are armed.
+fn hand_over_classic(st: &mut State, fx: &mut Effects, id: &KStr, timers: Vec<Effect>) {
     if let Some(mut old) = st.groups.classic.remove(id) {
         let mut handed = Vec::new();
         let mut cx = crate::group::classic::Ctx { now: st.now.mono, cfg: &st.cfg, rng: &mut st.rng, out: &mut handed };
         old.hand_over(&mut cx);
         super::group::apply(st, fx, id, handed);
     }
-    st.groups.consumer.insert(id.clone(), g);
-    for e in out {
+    for e in timers {
         match e {
             Effect::Arm(t, at) => fx.arm(Timer::Consumer(t), at),
             Effect::Cancel(t) => fx.cancel(&Timer::Consumer(t)),
             Effect::Store => {}
         }
     }
-    Ok(())
 }
 
 /// Turns the consumer group `id` back into a classic group when its last KIP-848 member just

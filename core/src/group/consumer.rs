@@ -435,6 +435,12 @@ impl ConsumerGroup {
     fn put_member(&mut self, m: ConsumerMember) {
         if let Some(old) = self.members.remove(&m.id) {
             self.release(&old);
+            if let Some(i) = &old.instance_id
+                && old.instance_id != m.instance_id
+                && self.statics.get(i) == Some(&m.id)
+            {
+                self.statics.remove(i);
+            }
         }
         self.claim(&m);
         if let Some(i) = &m.instance_id {
@@ -580,6 +586,8 @@ impl ConsumerGroup {
         }
         member.client_id = client.id.clone();
         member.client_host = client.host.clone();
+        // A member heartbeating with ConsumerGroupHeartbeat speaks the consumer protocol now.
+        member.classic = None;
         self.put_member(member);
         // One new group epoch for whatever changed: the member, or what its topics look like.
         bump |= self.refresh_metadata(topics);
@@ -616,28 +624,16 @@ impl ConsumerGroup {
             let Some(old) = self.members.get(&old_id) else {
                 return Err(refuse(ErrorCode::UNKNOWN_MEMBER_ID, "static member vanished"));
             };
-            if old.epoch != STATIC_LEAVE_EPOCH {
+            // A classic static member sends no LeaveGroup when it stops, so its KIP-848
+            // successor (a rolling upgrade) takes its place at once, as in Kafka.
+            if old.epoch != STATIC_LEAVE_EPOCH && old.classic.is_none() {
                 return Err(refuse(
                     ErrorCode::UNRELEASED_INSTANCE_ID,
                     format!("Static member {old_id} with instance id {instance} is still in the group {}.", self.id),
                 ));
             }
-            // The static member comes back under a new member id: it takes its old
-            // assignment and target over, without a new group epoch.
-            let Some(mut taken) = self.members.remove(&old_id) else { unreachable!("looked up above") };
-            self.release(&taken);
-            cx.out.push(Effect::Cancel(self.session_key(&old_id)));
-            cx.out.push(Effect::Cancel(self.revocation_key(&old_id)));
-            if let Some(t) = self.target.remove(&old_id) {
-                self.target.insert(id.clone(), t);
-            }
-            taken.id = id.clone();
-            taken.epoch = 0;
-            taken.previous_epoch = 0;
-            taken.state = MemberState::Stable;
-            taken.revoking = Assignment::new();
-            self.put_member(taken.clone());
-            return Ok((id, Some(taken)));
+            let taken = self.take_over(cx, &old_id, &id);
+            return Ok((id, taken));
         }
         if let Some(existing) = self.members.get(&id) {
             return Ok((id, Some(existing.clone())));
@@ -649,6 +645,28 @@ impl ConsumerGroup {
             ));
         }
         Ok((id, None))
+    }
+
+    /// A static member back under a new member id takes its old record over (assignment and
+    /// target), at epoch 0, without a new group epoch. Returns the record as taken over.
+    fn take_over(&mut self, cx: &mut Ctx<'_>, old_id: &KStr, id: &KStr) -> Option<ConsumerMember> {
+        let mut taken = self.members.remove(old_id)?;
+        self.release(&taken);
+        for key in [self.session_key(old_id), self.revocation_key(old_id), self.join_key(old_id), self.sync_key(old_id)]
+        {
+            cx.out.push(Effect::Cancel(key));
+        }
+        self.joins_due.remove(old_id);
+        if let Some(t) = self.target.remove(old_id) {
+            self.target.insert(id.clone(), t);
+        }
+        taken.id = id.clone();
+        taken.epoch = 0;
+        taken.previous_epoch = 0;
+        taken.state = MemberState::Stable;
+        taken.revoking = Assignment::new();
+        self.put_member(taken.clone());
+        Some(taken)
     }
 
     /// A heartbeat with a positive epoch: the member must be known at that epoch.

@@ -254,7 +254,7 @@ impl ConsumerGroup {
                 // place, partitions and target, under its new id. (A KIP-848 member replaced so
                 // does not turn the group back into a classic one, as it may in Kafka.)
                 Some(old) if unknown => {
-                    self.replace_static(cx, &old, &id);
+                    self.take_over(cx, &old, &id);
                     replaced = true;
                 }
                 Some(old) => {
@@ -262,6 +262,10 @@ impl ConsumerGroup {
                         ErrorCode::FENCED_INSTANCE_ID,
                         format!("Static member {id} with instance id {instance} was fenced by member {old}."),
                     ));
+                }
+                // A member id the group gave out names its instance id for good.
+                None if !unknown => {
+                    return Err(refuse(ErrorCode::UNKNOWN_MEMBER_ID, format!("Instance id {instance} is unknown.")));
                 }
                 None => {}
             }
@@ -327,22 +331,6 @@ impl ConsumerGroup {
         id = after.id;
         let protocol = protocols.first().map(|p| p.0.clone()).unwrap_or_default();
         Ok(ClassicJoin::Joined { member_id: id, generation: after.epoch, protocol })
-    }
-
-    /// A static member's new id takes over the old one's record, without a new group epoch.
-    fn replace_static(&mut self, cx: &mut Ctx<'_>, old_id: &KStr, id: &KStr) {
-        let Some(mut taken) = self.members.remove(old_id) else { return };
-        self.release(&taken);
-        for key in [self.session_key(old_id), self.revocation_key(old_id), self.join_key(old_id), self.sync_key(old_id)]
-        {
-            cx.out.push(Effect::Cancel(key));
-        }
-        self.joins_due.remove(old_id);
-        if let Some(t) = self.target.remove(old_id) {
-            self.target.insert(id.clone(), t);
-        }
-        taken.id = id.clone();
-        self.put_member(taken);
     }
 
     /// The member a classic request names: by instance id for a static member.
