@@ -837,10 +837,12 @@ profile() {
         echo "$phase: $total instructions for $n records of $size B = $((total / n)) per record"
         echo "  (inclusive; memcpy's rep movsb counts one instruction per byte)"
         # Inclusive costs below the driver loop, with paths and the runtime's frames dropped.
+        # (`head` closes the pipe early: the SIGPIPE must not end the script under pipefail
+        # before the fetch phase is printed.)
         callgrind_annotate --inclusive=yes "$f" 2>/dev/null | sed -n '/file:function/,$p' \
             | grep -E '^ *[0-9,]+ \( *[0-9.]+%\) ' \
             | grep -vE 'libc_start|below main|lang_start|rust_begin|kelp::main|block_on|enter_runtime|Scoped|Context::enter|0x0000' \
-            | sed -E 's#  /[^:]*:#  #; s# \[/[^]]*\]##' | head -n 25 | sed 's/^/    /'
+            | sed -E 's#  /[^:]*:#  #; s# \[/[^]]*\]##' | head -n 25 | sed 's/^/    /' || true
     done | tee "$OUT/profile.txt"
 }
 

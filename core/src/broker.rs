@@ -95,6 +95,15 @@ impl Broker {
                 self.stats.bytes_in += bytes.len() as u64;
                 self.process_frames(conn);
             }
+            Input::ReceivedOwned { conn, bytes } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    debug_assert!(false, "bytes for unknown {conn:?}");
+                    return;
+                };
+                self.stats.bytes_in += bytes.len() as u64;
+                c.receive_owned(bytes);
+                self.process_frames(conn);
+            }
             Input::Completed { cmd, result } => {
                 self.complete(cmd, result);
                 self.apply();

@@ -56,6 +56,16 @@ pub enum Input<'a> {
         /// The bytes, in order.
         bytes: &'a [u8],
     },
+    /// Bytes arrived on a connection, handed over rather than lent: as [`Input::Received`],
+    /// but the core keeps `bytes` instead of copying them, and the requests cut from them
+    /// (the records of a produce request included, on to the store) are slices of them. A
+    /// driver that reads into a buffer it can give away uses this one.
+    ReceivedOwned {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes, in order: any split of the TCP stream.
+        bytes: Bytes,
+    },
     /// A storage command finished.
     Completed {
         /// The command.
@@ -247,8 +257,9 @@ pub enum Command {
         max_timestamp: i64,
         /// The batches, back to back, exactly as they are to be returned to fetchers once
         /// `recompress` (if any) is applied: offsets, leader epoch and LogAppendTime are
-        /// already stamped.
-        batches: Bytes,
+        /// already stamped. A produced batch comes as its rewritten header beside the
+        /// client's bytes after it (see [`AppendBatches`]).
+        batches: AppendBatches,
         /// The codec the topic stores batches in, when some batch is in another one.
         recompress: Option<Recompress>,
     },
@@ -356,6 +367,70 @@ pub enum Command {
         value: Option<Bytes>,
     },
 }
+
+/// Record batches as a [`Command::Append`] carries them: `head`, then `body`, back to back.
+///
+/// The core sends a produced batch as its 61-byte header, rewritten (base offset, partition
+/// leader epoch, and for LogAppendTime the attributes, max timestamp and CRC), in `head`
+/// beside the client's bytes after that header in `body`, a slice of the request as it was
+/// received: the records are not copied on their way to the store. A store writes the two
+/// in order, or keeps them as two chunks; [`AppendBatches::to_bytes`] joins them (one copy)
+/// where one buffer is needed. Equality compares the bytes, not how they are split.
+#[derive(Clone, Debug, Default)]
+pub struct AppendBatches {
+    /// The first bytes (a rewritten batch header), possibly empty.
+    pub head: Bytes,
+    /// The bytes after `head`.
+    pub body: Bytes,
+}
+
+impl AppendBatches {
+    /// Total length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    /// Whether there are no bytes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The non-empty parts, in order (for vectored writes and read answers).
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {
+        [&self.head, &self.body].into_iter().filter(|b| !b.is_empty())
+    }
+
+    /// The bytes as one buffer: no copy when one part is empty, else one.
+    #[must_use]
+    pub fn to_bytes(&self) -> Bytes {
+        if self.head.is_empty() {
+            return self.body.clone();
+        }
+        if self.body.is_empty() {
+            return self.head.clone();
+        }
+        let mut joined = bytes::BytesMut::with_capacity(self.len());
+        joined.extend_from_slice(&self.head);
+        joined.extend_from_slice(&self.body);
+        joined.freeze()
+    }
+}
+
+impl From<Bytes> for AppendBatches {
+    fn from(body: Bytes) -> Self {
+        Self { head: Bytes::new(), body }
+    }
+}
+
+impl PartialEq for AppendBatches {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.head.iter().chain(&self.body).eq(other.head.iter().chain(&other.body))
+    }
+}
+
+impl Eq for AppendBatches {}
 
 /// How a store re-encodes an append's batches in its topic's codec (`compression.type`), as
 /// Kafka's `LogValidator` does on append: see [`Recompress::apply`].

@@ -15,13 +15,13 @@ use smallvec::SmallVec;
 
 use crate::codec::Uuid;
 use crate::io::{
-    BatchSummary, Command, Completion, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recompress, Recovered,
-    StorageError, TimestampOffset, TopicRecord, should_roll,
+    AppendBatches, BatchSummary, Command, Completion, DEFAULT_SEGMENT_BYTES, PartitionExtent, PartitionKey, Recompress,
+    Recovered, StorageError, TimestampOffset, TopicRecord, should_roll,
 };
 use crate::log::PRODUCER_BATCHES;
 
 mod cleaning;
-use crate::records::RecordBatch;
+use crate::records::{RecordBatch, header_max_timestamp};
 pub use cleaning::{CleanOutcome, CleanPass, PreparedClean};
 
 /// The key map budget of a cleaning pass unless set (Kafka's default dedupe buffer, 128 MiB).
@@ -30,12 +30,22 @@ pub const DEFAULT_CLEANER_BUDGET: usize = 128 * 1024 * 1024;
 /// Largest decompressed batch the store will look inside (timestamp lookups).
 const MAX_DECOMPRESSED: usize = 256 * 1024 * 1024;
 
+/// One appended batch. A produced batch is kept as the append carried it, its rewritten
+/// header beside the request's bytes (no copy on append); reads hand out both chunks, and the
+/// rarer paths that look inside a batch join them.
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     base_offset: i64,
     last_offset: i64,
     max_timestamp: i64,
-    data: Bytes,
+    data: AppendBatches,
+}
+
+impl Stored {
+    /// The batch as one buffer (a copy when it is kept in two parts).
+    fn batch(&self) -> Result<RecordBatch, crate::records::RecordsError> {
+        RecordBatch::new(self.data.to_bytes())
+    }
 }
 
 /// A segment as the disk store would cut it: rolled by `segment.bytes`, so that retention
@@ -251,7 +261,7 @@ impl MemStore {
         &mut self,
         key: PartitionKey,
         (base, last, max_ts): (i64, i64, i64),
-        data: Bytes,
+        data: AppendBatches,
         recompress: Option<Recompress>,
     ) -> Completion {
         let Some(topic) = self.topics.get(&key.topic_id) else {
@@ -263,9 +273,9 @@ impl MemStore {
             return Completion::Failed(StorageError::Corrupt("append does not continue the log"));
         }
         // Inline here, as every store does it: before anything is written.
-        let data = match recompress.map(|r| r.apply(data.clone())) {
+        let data = match recompress.map(|r| r.apply(data.to_bytes())) {
             None => data,
-            Some(Ok(re)) => re,
+            Some(Ok(re)) => re.into(),
             Some(Err(e)) => return Completion::Failed(e),
         };
         let len = data.len() as u64;
@@ -282,8 +292,8 @@ impl MemStore {
                 s.max_timestamp = s.max_timestamp.max(max_ts);
             }
             _ => {
-                let mut first = data.clone();
-                let first_timestamp = RecordBatch::split_first(&mut first).map_or(-1, |b| b.max_timestamp());
+                // From the first batch's header: the records are not joined for it.
+                let first_timestamp = data.chunks().next().and_then(|c| header_max_timestamp(c)).unwrap_or(-1);
                 let seg = MemSegment { base_offset: base, size: len, max_timestamp: max_ts, first_timestamp };
                 log.segments.push(seg);
             }
@@ -303,7 +313,7 @@ impl MemStore {
                 break;
             }
             used += b.data.len();
-            batches.push(b.data.clone());
+            batches.extend(b.data.chunks().cloned());
         }
         Completion::Read { batches }
     }
@@ -311,7 +321,7 @@ impl MemStore {
     fn find_offset(&self, key: PartitionKey, timestamp: i64) -> Completion {
         let Some(log) = self.logs.get(&key) else { return Completion::Offset { found: None } };
         for b in log.batches.iter().filter(|b| b.max_timestamp >= timestamp) {
-            let Ok(batch) = RecordBatch::new(b.data.clone()) else { continue };
+            let Ok(batch) = b.batch() else { continue };
             let Ok(records) = batch.records(MAX_DECOMPRESSED) else { continue };
             for r in &records {
                 let Ok(r) = r else { break };
@@ -348,7 +358,7 @@ fn extent(log: &MemLog) -> PartitionExtent {
         if b.max_timestamp > max_timestamp.timestamp {
             max_timestamp = TimestampOffset { timestamp: b.max_timestamp, offset: b.last_offset };
         }
-        let Ok(batch) = RecordBatch::new(b.data.clone()) else { continue };
+        let Ok(batch) = b.batch() else { continue };
         if batch.producer_id() < 0 {
             continue;
         }
@@ -397,7 +407,7 @@ mod tests {
             base_offset: offset,
             last_offset: offset,
             max_timestamp: offset,
-            batches,
+            batches: batches.into(),
             recompress: None,
         };
         assert_eq!(s.execute(cmd), Completion::Done);

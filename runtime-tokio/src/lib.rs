@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kelp_core::io::Frame;
 use kelp_core::{Broker, CmdId, Command, ConnId, Input, Now};
 use kelp_driver::{Clock, MAX_IOVECS, Mailbox, OutQueue, READ_CHUNK};
@@ -36,9 +36,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc};
 
 thread_local! {
-    /// One read buffer per runtime thread, shared by every connection's reader.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
+    /// One read buffer per runtime thread, shared by every connection's reader. Each read
+    /// appends to it and is split off as `Bytes` that the broker keeps (no copy); the next
+    /// read goes into what is left of the allocation, and a fresh one is taken when little is.
+    static READ_BUF: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
 }
+/// Below this much room left in the read buffer, the next read gets a fresh allocation.
+const MIN_READ_ROOM: usize = READ_CHUNK / 4;
 /// Bytes a reader may have handed to the broker task that it has not yet consumed.
 const MAX_UNPROCESSED: usize = 1024 * 1024;
 
@@ -202,10 +206,11 @@ pub async fn serve(
 fn handle_event(broker: &mut Broker, conns: &mut Conns, clock: &Clock, ev: Event) {
     match ev {
         Event::Received(conn, bytes) => {
-            broker.handle_input(clock.now(), Input::Received { conn, bytes: &bytes });
+            let len = bytes.len();
+            broker.handle_input(clock.now(), Input::ReceivedOwned { conn, bytes });
             if let Some(h) = conns.map.get(&conn) {
-                let before = h.shared.unprocessed.fetch_sub(bytes.len(), Ordering::AcqRel);
-                if before > MAX_UNPROCESSED && before - bytes.len() <= MAX_UNPROCESSED {
+                let before = h.shared.unprocessed.fetch_sub(len, Ordering::AcqRel);
+                if before > MAX_UNPROCESSED && before - len <= MAX_UNPROCESSED {
                     h.shared.resume.notify_one();
                 }
             }
@@ -270,12 +275,12 @@ async fn read_loop(
         if shared.closed.load(Ordering::Acquire) {
             return;
         }
-        // Wait for data without holding a buffer, then read into the thread's scratch
-        // buffer: an idle connection costs no read buffer of its own.
+        // Wait for data without holding a buffer, then read into the thread's buffer: an idle
+        // connection costs no read buffer of its own.
         if rd.readable().await.is_err() {
             break;
         }
-        match SCRATCH.with_borrow_mut(|buf| rd.try_read(buf).map(|n| Bytes::copy_from_slice(&buf[..n]))) {
+        match READ_BUF.with_borrow_mut(|buf| read_chunk(&rd, buf)) {
             Ok(b) if b.is_empty() => break,
             Ok(_) if shared.discard.load(Ordering::Acquire) => {}
             Ok(b) => {
@@ -290,6 +295,17 @@ async fn read_loop(
     }
     tracing::debug!(?conn, %peer, "peer closed");
     let _ = events.send(Event::Closed(conn));
+}
+
+/// One read from the socket into the thread's buffer, split off as `Bytes`.
+fn read_chunk(rd: &OwnedReadHalf, buf: &mut BytesMut) -> io::Result<Bytes> {
+    debug_assert!(buf.is_empty());
+    if buf.capacity() < MIN_READ_ROOM {
+        // The chunks split off before keep the old allocation alive as long as they live.
+        *buf = BytesMut::with_capacity(READ_CHUNK);
+    }
+    let n = rd.try_read_buf(buf)?;
+    Ok(buf.split_to(n).freeze())
 }
 
 async fn write_loop(

@@ -94,7 +94,7 @@ fn main() {
                 base_offset: base,
                 last_offset: last,
                 max_timestamp: last,
-                batches,
+                batches: batches.into(),
                 recompress: None,
             });
             base = last + 1;

@@ -572,7 +572,9 @@ impl State {
                 done(r)
             }
             Command::Append { partition, base_offset, last_offset, max_timestamp, batches, recompress } => {
-                done(self.append(partition, (base_offset, last_offset, max_timestamp), batches, recompress))
+                // One buffer for the segment's parser and write (a produced batch's header and
+                // records are joined here, on the store's thread, off the request loop).
+                done(self.append(partition, (base_offset, last_offset, max_timestamp), batches.to_bytes(), recompress))
             }
             Command::Read { partition, offset, end, max_bytes } => match self.parts.get(&partition) {
                 None => Completion::Read { batches: SmallVec::new() },

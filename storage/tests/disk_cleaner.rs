@@ -133,7 +133,7 @@ impl Log {
             base_offset: base,
             last_offset: last,
             max_timestamp: timestamp,
-            batches,
+            batches: batches.into(),
             recompress: None,
         };
         assert_eq!(self.run(command), Completion::Done);

@@ -308,7 +308,7 @@ impl Model {
                     base_offset: base,
                     last_offset: last,
                     max_timestamp,
-                    batches,
+                    batches: batches.into(),
                     recompress,
                 }
             }
@@ -336,7 +336,7 @@ impl Model {
     fn observe(&mut self, command: &Command, result: &Completion) {
         if let (Command::Append { partition, last_offset, batches, .. }, Completion::Done) = (command, result) {
             self.next.insert(*partition, last_offset + 1);
-            let records = kelp_core::records::RecordBatch::new(batches.clone()).map_or(0, |b| b.records_count());
+            let records = kelp_core::records::RecordBatch::new(batches.to_bytes()).map_or(0, |b| b.records_count());
             *self.seq.entry(*partition).or_insert(0) += records;
         }
     }
@@ -519,7 +519,7 @@ impl Big {
                 base_offset: base,
                 last_offset: last,
                 max_timestamp: ts0 + records - 1,
-                batches: b.build().expect("builds"),
+                batches: b.build().expect("builds").into(),
                 recompress: None,
             };
             assert_eq!(disk.run(c.clone()), Completion::Done);
@@ -684,7 +684,7 @@ fn segment_ms_rolls_by_record_timestamps() {
             base_offset: offset,
             last_offset: offset,
             max_timestamp: ts,
-            batches: b.build().expect("builds"),
+            batches: b.build().expect("builds").into(),
             recompress: None,
         };
         assert_eq!(disk.run(c.clone()), Completion::Done);
@@ -751,7 +751,7 @@ fn an_append_to_recompress_is_stored_in_the_topics_codec_or_not_at_all() {
             base_offset: base,
             last_offset: base + 2,
             max_timestamp: 102,
-            batches,
+            batches: batches.into(),
             recompress,
         }
     };
@@ -760,7 +760,7 @@ fn an_append_to_recompress_is_stored_in_the_topics_codec_or_not_at_all() {
     assert_eq!(both(append(3, Compression::None, 1 << 20)), Completion::Done);
     let as_produced = append(6, Compression::Zstd, 1);
     let Command::Append { batches: zstd_batch, .. } = &as_produced else { unreachable!() };
-    let zstd_batch = zstd_batch.clone();
+    let zstd_batch = zstd_batch.to_bytes();
     assert_eq!(both(as_produced), Completion::Done, "a batch in the topic's codec is not re-encoded");
     // Too large once recompressed: refused, nothing stored, the log still ends at 9.
     let refused = both(append(9, Compression::Lz4, 100));

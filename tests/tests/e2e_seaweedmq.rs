@@ -410,7 +410,7 @@ fn a_reader_at_the_end_gets_each_new_record() {
             base_offset: offset,
             last_offset: offset,
             max_timestamp: 1_700_000_000_000 + offset,
-            batches: batch.clone(),
+            batches: batch.clone().into(),
             recompress: None,
         };
         // SeaweedMQ acknowledges from memory: the store says Stored, and the core reads only
@@ -473,7 +473,7 @@ fn retention_by_time_moves_the_log_start_past_older_batches() {
             base_offset: base,
             last_offset: base + 1,
             max_timestamp: t0 + 1,
-            batches: b.build().expect("builds"),
+            batches: b.build().expect("builds").into(),
             recompress: None,
         };
         assert_eq!(run(&mut store, append), Completion::Stored, "append at {base}");

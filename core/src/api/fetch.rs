@@ -284,21 +284,76 @@ fn build_response(st: &mut State, j: &mut FetchJob) -> FetchResponse {
 /// partition has returned data yet) at least the first, however large (Kafka's
 /// `minOneMessage`). Reads run in parallel with the whole budget each, so a later
 /// partition's read is cut here to what is left of it. The chunks are kept as they are (cut at a
-/// batch boundary at most): record bytes are never copied into the response.
+/// batch boundary at most): record bytes are never copied into the response. A batch may span
+/// chunks (a produced batch is stored as its rewritten header beside its records): it is
+/// admitted whole, with the chunks that hold its rest.
 fn fit(chunks: SmallVec<[Bytes; 2]>, limit: usize, min_one: bool) -> Option<RecordSet> {
     let mut out = RecordSet::new();
+    // Bytes of an admitted batch that lie in the chunks still to come.
+    let mut carry = 0usize;
     'chunks: for chunk in chunks {
-        let mut end = 0;
+        let mut end = carry.min(chunk.len());
+        carry -= end;
         while let Some(rest) = chunk.get(end..).filter(|r| !r.is_empty()) {
-            // Stores return whole batches; anything else goes to the client as it is.
-            let size = records::frame(rest).unwrap_or(rest.len());
+            let size = batch_size(rest);
             if out.len() + end + size > limit && !(out.is_empty() && end == 0 && min_one) {
                 out.push(chunk.slice(..end));
                 break 'chunks;
             }
             end += size;
         }
+        carry += end.saturating_sub(chunk.len());
         out.push(chunk);
     }
     (!out.is_empty()).then_some(out)
+}
+
+/// The size of the batch at the start of `rest` as its header declares it, which may run on
+/// into the next chunks. Stores return whole batches; anything else counts as the rest of the
+/// chunk and goes to the client as it is.
+fn batch_size(rest: &[u8]) -> usize {
+    match records::frame(rest) {
+        Ok(size) => size,
+        // A header whose records follow in the next chunk.
+        Err(records::RecordsError::Truncated(_)) => rest
+            .get(records::LOG_OVERHEAD - 4..records::LOG_OVERHEAD)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .and_then(|b| usize::try_from(i32::from_be_bytes(b)).ok())
+            .map_or(rest.len(), |len| (records::LOG_OVERHEAD + len).max(rest.len())),
+        Err(_) => rest.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{Compression, HEADER_LEN, RecordBatchBuilder};
+
+    fn batch(value_len: usize) -> Bytes {
+        let mut b = RecordBatchBuilder::new(Compression::None);
+        b.append(1, None, Some(&vec![b'v'; value_len]), &[]).unwrap();
+        b.build().unwrap()
+    }
+
+    /// Each batch as a header chunk and a records chunk, as a produced batch is stored.
+    fn split(batches: &[Bytes]) -> SmallVec<[Bytes; 2]> {
+        batches.iter().flat_map(|b| [b.slice(..HEADER_LEN), b.slice(HEADER_LEN..)]).collect()
+    }
+
+    #[test]
+    fn batches_split_across_chunks_are_admitted_whole_or_not_at_all() {
+        let (a, b) = (batch(100), batch(300));
+        let (la, lb) = (a.len(), b.len());
+        for (limit, min_one, want) in [
+            (la + lb, false, Some(la + lb)),
+            (la + lb - 1, false, Some(la)),
+            (la - 1, false, None),
+            (1, true, Some(la)),
+        ] {
+            let whole = fit(SmallVec::from_vec(vec![a.clone(), b.clone()]), limit, min_one);
+            let halves = fit(split(&[a.clone(), b.clone()]), limit, min_one);
+            assert_eq!(halves.as_ref().map(RecordSet::len), want, "limit {limit}, min_one {min_one}");
+            assert_eq!(whole.as_ref().map(RecordSet::len), want, "limit {limit}, min_one {min_one}");
+        }
+    }
 }

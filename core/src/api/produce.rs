@@ -15,7 +15,7 @@
 //! `timeout_ms` runs out first. acks=0 answers nothing; an error then closes the connection, as
 //! Kafka does, so that the client notices instead of losing data silently.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{CmdOwner, Effects};
 use crate::codec::generated::ResponseBody;
@@ -24,9 +24,9 @@ use crate::codec::generated::produce::{
     TopicProduceResponse,
 };
 use crate::codec::{ErrorCode, KStr, Uuid, Writer};
-use crate::io::{BatchSummary, CloseReason, Command, Completion, PartitionKey, Recompress};
+use crate::io::{AppendBatches, BatchSummary, CloseReason, Command, Completion, PartitionKey, Recompress};
 use crate::log::SequenceCheck;
-use crate::records::{BatchRecords, RecordBatch, TimestampType, rewrite};
+use crate::records::{BatchRecords, HEADER_LEN, RecordBatch, TimestampType, rewrite};
 use crate::request::Req;
 use crate::state::{HwmWaiter, JobId, State};
 
@@ -371,16 +371,14 @@ fn seq_add(seq: i32, delta: i32) -> i32 {
 
 /// The batch as stored: its base offset and the partition's leader epoch set (outside the
 /// CRC), and for LogAppendTime topics the broker's time (which the CRC covers, so it is
-/// recomputed).
-fn stamp(records: &Bytes, base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) -> Bytes {
-    let mut data = BytesMut::from(&records[..]);
-    // The batch was parsed and validated above, so these fixed-offset writes cannot fail; the
-    // results are still checked rather than assumed.
-    let ok = rewrite::set_base_offset(&mut data, base_offset).is_ok()
-        && rewrite::set_partition_leader_epoch(&mut data, leader_epoch).is_ok()
-        && log_append_time.is_none_or(|t| rewrite::set_log_append_time(&mut data, t).is_ok());
-    assert!(ok, "rewriting a validated batch failed");
-    data.freeze()
+/// recomputed). Only the header is copied and rewritten; the records after it go to the store
+/// as the slice of the request they arrived in.
+fn stamp(records: &Bytes, base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) -> AppendBatches {
+    // The batch was parsed and validated above (exactly one, whole), so this cannot fail; the
+    // result is still checked rather than assumed.
+    let head = rewrite::stamped_header(records, base_offset, leader_epoch, log_append_time);
+    let Ok(head) = head else { panic!("rewriting a validated batch failed: {head:?}") };
+    AppendBatches { head: Bytes::copy_from_slice(&head), body: records.slice(HEADER_LEN..) }
 }
 
 /// One partition's append became visible (or failed).

@@ -89,7 +89,7 @@ impl MemStore {
         let split = log.batches.partition_point(|b| b.base_offset < end);
         let mut last_of_producer = HashMap::new();
         for b in &log.batches {
-            let pid = RecordBatch::new(b.data.clone()).map_or(-1, |b| b.producer_id());
+            let pid = b.batch().map_or(-1, |b| b.producer_id());
             if pid >= 0 {
                 last_of_producer.insert(pid, b.base_offset);
             }
@@ -141,7 +141,7 @@ impl CleanPass {
         let plan = &self.plan;
         let mut map = KeyMap::new(self.budget);
         for b in self.batches.iter().filter(|b| b.last_offset >= plan.first_dirty) {
-            if !map.add(&RecordBatch::new(b.data.clone()).map_err(corrupt)?).map_err(corrupt)? {
+            if !map.add(&b.batch().map_err(corrupt)?).map_err(corrupt)? {
                 break;
             }
         }
@@ -149,7 +149,7 @@ impl CleanPass {
         let mut report = CleanReport { dirty_ratio: plan.dirty_ratio, cleaned: true, ..CleanReport::default() };
         let mut kept = Vec::with_capacity(self.batches.len());
         for b in &self.batches {
-            let batch = RecordBatch::new(b.data.clone()).map_err(corrupt)?;
+            let batch = b.batch().map_err(corrupt)?;
             let keep_empty = self.last_of_producer.get(&batch.producer_id()) == Some(&b.base_offset);
             let (what, removed) = cleaner::filter(&batch, &map, &rules, keep_empty).map_err(corrupt)?;
             report.bytes_read += b.data.len() as u64;
@@ -161,10 +161,8 @@ impl CleanPass {
             }
         }
         report.bytes_written = kept.iter().map(|b| b.data.len() as u64).sum();
-        let earliest_horizon = kept
-            .iter()
-            .filter_map(|b| RecordBatch::new(b.data.clone()).ok().as_ref().and_then(cleaner::delete_horizon))
-            .min();
+        let earliest_horizon =
+            kept.iter().filter_map(|b| b.batch().ok().as_ref().and_then(cleaner::delete_horizon)).min();
         let segments = self.regroup(&kept);
         Ok(Cleaned {
             replaces: (self.batches.len(), self.infos.len()),
@@ -206,5 +204,5 @@ impl CleanPass {
 /// may have gone with the records removed).
 fn rewritten(b: &Stored, data: Bytes) -> Stored {
     let max_timestamp = RecordBatch::new(data.clone()).map_or(-1, |n| n.max_timestamp());
-    Stored { max_timestamp, data, ..b.clone() }
+    Stored { max_timestamp, data: data.into(), ..b.clone() }
 }

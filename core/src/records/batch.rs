@@ -47,6 +47,13 @@ pub const MIN_BATCH_LENGTH: usize = HEADER_LEN - LOG_OVERHEAD;
 /// The record batch format kelp reads and writes.
 pub const MAGIC_V2: i8 = 2;
 
+/// The maxTimestamp field of the v2 batch header at the start of `data` (the header alone
+/// will do), if `data` is long enough to hold it. Nothing else is checked.
+#[must_use]
+pub fn header_max_timestamp(data: &[u8]) -> Option<i64> {
+    read::<8>(data, at::MAX_TIMESTAMP).map(i64::from_be_bytes)
+}
+
 /// Checks the framing of the batch at the start of `data` and returns its total size.
 ///
 /// The order of checks lets a fetch response end in a partial batch: a batch that would

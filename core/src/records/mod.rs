@@ -52,7 +52,9 @@ pub mod rewrite;
 mod varint;
 
 pub use attributes::{Attributes, Compression, TimestampType};
-pub use batch::{Batches, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, MIN_BATCH_LENGTH, RecordBatch, frame};
+pub use batch::{
+    Batches, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, MIN_BATCH_LENGTH, RecordBatch, frame, header_max_timestamp,
+};
 pub use builder::{NO_PRODUCER_ID, NO_TIMESTAMP, RecordBatchBuilder};
 pub use error::RecordsError;
 pub use recompress::recompress;

@@ -3,9 +3,10 @@
 //! CRC, so the CRC is recomputed).
 //!
 //! Each function takes the bytes of one batch (a `&mut [u8]`; a `BytesMut` derefs to one)
-//! and checks the framing first. Nothing here reads or moves records.
+//! and checks the framing first. Nothing here reads or moves records. [`stamped_header`]
+//! makes the same rewrites on a copy of the header alone, leaving the records where they are.
 
-use super::batch::{at, frame, read};
+use super::batch::{HEADER_LEN, at, frame, read};
 use super::builder::put_at;
 use super::{Attributes, RecordsError, TimestampType};
 
@@ -46,6 +47,46 @@ pub fn set_log_append_time(data: &mut [u8], now: i64) -> Result<(), RecordsError
     let crc = crc_of(batch);
     put_at(batch, at::CRC, &crc.to_be_bytes());
     Ok(())
+}
+
+/// The header of the one whole batch `data` as a broker stores it, without touching the
+/// records: a copy of the first [`HEADER_LEN`] bytes with the base offset and partition leader
+/// epoch set and, with `log_append_time`, LogAppendTime stamped as [`set_log_append_time`]
+/// does (the CRC checked first, then recomputed over the new header and the records after
+/// it). The stored batch is this header followed by `data[HEADER_LEN..]`.
+///
+/// # Errors
+/// A framing error, `data` holding more or less than one batch, or a CRC mismatch.
+pub fn stamped_header(
+    data: &[u8],
+    base_offset: i64,
+    epoch: i32,
+    log_append_time: Option<i64>,
+) -> Result<[u8; HEADER_LEN], RecordsError> {
+    if frame(data)? != data.len() {
+        return Err(RecordsError::InvalidLength("not exactly one record batch"));
+    }
+    let (Some(header), Some(records)) = (data.first_chunk::<HEADER_LEN>(), data.get(HEADER_LEN..)) else {
+        return Err(RecordsError::Truncated("record batch header"));
+    };
+    let mut header = *header;
+    put_at(&mut header, at::BASE_OFFSET, &base_offset.to_be_bytes());
+    put_at(&mut header, at::PARTITION_LEADER_EPOCH, &epoch.to_be_bytes());
+    if let Some(now) = log_append_time {
+        let crc_of = |h: &[u8; HEADER_LEN]| crc32c::crc32c_append(crc32c::crc32c(&h[at::ATTRIBUTES..]), records);
+        let stored = read::<4>(&header, at::CRC).map_or(0, u32::from_be_bytes);
+        let computed = crc_of(&header);
+        if stored != computed {
+            return Err(RecordsError::CrcMismatch { stored, computed });
+        }
+        let attributes = Attributes(read::<2>(&header, at::ATTRIBUTES).map_or(0, i16::from_be_bytes));
+        let attributes = attributes.with_timestamp_type(TimestampType::LogAppendTime);
+        put_at(&mut header, at::ATTRIBUTES, &attributes.0.to_be_bytes());
+        put_at(&mut header, at::MAX_TIMESTAMP, &now.to_be_bytes());
+        let crc = crc_of(&header);
+        put_at(&mut header, at::CRC, &crc.to_be_bytes());
+    }
+    Ok(header)
 }
 
 /// Gives every batch in a record set consecutive offsets starting at `first_offset` (each
@@ -106,6 +147,33 @@ mod tests {
         let last = buf.len() - 1;
         buf[last] ^= 0xff;
         assert!(matches!(set_log_append_time(&mut buf, 1), Err(RecordsError::CrcMismatch { .. })));
+    }
+
+    #[test]
+    fn stamped_header_matches_the_in_place_rewrites() {
+        for codec in Compression::ALL {
+            for lat in [None, Some(9_999)] {
+                let original = sample(codec, 3);
+                let mut expected = original.clone();
+                set_base_offset(&mut expected, 77).unwrap();
+                set_partition_leader_epoch(&mut expected, 5).unwrap();
+                if let Some(t) = lat {
+                    set_log_append_time(&mut expected, t).unwrap();
+                }
+                let head = stamped_header(&original, 77, 5, lat).unwrap();
+                let joined = [&head[..], &original[HEADER_LEN..]].concat();
+                assert_eq!(joined, &expected[..], "{codec:?} {lat:?}");
+                RecordBatch::new(Bytes::from(joined)).unwrap().validate_full(1 << 20).unwrap();
+            }
+        }
+        let mut damaged = sample(Compression::None, 2);
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        assert!(stamped_header(&damaged, 1, 1, None).is_ok(), "the CRC does not cover what changes");
+        assert!(matches!(stamped_header(&damaged, 1, 1, Some(1)), Err(RecordsError::CrcMismatch { .. })));
+        let two = [&sample(Compression::None, 1)[..], &sample(Compression::None, 1)[..]].concat();
+        assert!(stamped_header(&two, 1, 1, None).is_err());
+        assert!(stamped_header(&two[..10], 1, 1, None).is_err());
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn fill(dir: &Path, steps: u32) -> Harness {
             base_offset: i,
             last_offset: i,
             max_timestamp: 1000 + i,
-            batches,
+            batches: batches.into(),
             recompress: None,
         };
         assert_eq!(h.run(append), Completion::Done);

@@ -124,7 +124,8 @@ impl Publisher {
     async fn handle_job(&mut self, (cmd, command, sink): Job) {
         match command {
             Command::Append { base_offset, last_offset, batches, recompress, .. } => {
-                self.handle_append(cmd, sink, (base_offset, last_offset), batches, recompress).await;
+                // Split into SeaweedMQ records below, from one buffer: header and records join here.
+                self.handle_append(cmd, sink, (base_offset, last_offset), batches.to_bytes(), recompress).await;
             }
             Command::RecoverPartition { from, .. } => self.handle_recover(cmd, sink, from).await,
             _ => sink.complete(cmd, Completion::Failed(StorageError::Corrupt("not an append"))),

@@ -777,7 +777,13 @@ impl Sim {
         let chunk = Net::take(self.net.faults.split_rate, &mut link.to_broker, &mut self.rng);
         self.note(|| format!("{} bytes reach the broker on {conn:?}", chunk.len()));
         let now = self.now();
-        self.broker.handle_input(now, Input::Received { conn, bytes: &chunk });
+        // Bytes handed over (the core keeps them) or lent (it copies them), mixed on one
+        // connection; chosen by length, not by the RNG, so that seeds replay as before.
+        if chunk.len().is_multiple_of(2) {
+            self.broker.handle_input(now, Input::ReceivedOwned { conn, bytes: chunk });
+        } else {
+            self.broker.handle_input(now, Input::Received { conn, bytes: &chunk });
+        }
         self.drain();
         self.schedule_to_broker(conn, Duration::ZERO);
     }
