@@ -12,6 +12,9 @@
 #   scripts/bench.sh --profile           instead of the table: instruction counts of kelp's produce
 #                                        and fetch paths under valgrind's callgrind (tokio, memory),
 #                                        per record, with the top functions
+#   scripts/bench.sh --consume           the consume rows only (group and simple consumer, 100 B and
+#                                        1 KiB, 1 and 16 partitions; each after the acks=1 produce
+#                                        row that fills its topic), no latency rows
 #   scripts/bench.sh --list              the systems this script knows
 #
 # Rows, for each system: produce throughput (100 B and 1 KiB records, 1 and 16 partitions, acks 1
@@ -70,6 +73,9 @@
 # Adding a system: write sys_<name> (see sys_kelp below) taking start | stop | create TOPIC N |
 # delete TOPIC | describe, and add <name> to ALL_SYSTEMS.
 # KELP_BENCH_BIN=path uses that kelp binary instead of building a release one.
+# kelp-base-tokio-memory: another kelp build on the same rows, for a comparison with an earlier
+# commit in the same run: KELP_BENCH_BASE_BIN=path (a release binary built from that commit),
+# KELP_BENCH_BASE_LABEL names it in the table (e.g. the commit id).
 # Everything started here is stopped by pid on exit, failure included.
 set -euo pipefail
 
@@ -83,7 +89,7 @@ LOAD_CPU="${KELP_BENCH_LOAD_CPU:-0}"
 PORT="${KELP_BENCH_PORT:-19092}"
 ADMIN_PORT="${KELP_BENCH_ADMIN_PORT:-$((PORT + 1))}"
 SW_PORT_BASE="${KELP_BENCH_SW_PORT_BASE:-18600}"
-ALL_SYSTEMS="kelp-tokio-memory kelp-mio-memory kelp-tokio-disk kelp-mio-disk kelp-tokio-seaweedmq kelp-mio-seaweedmq go-gateway tansu-memory"
+ALL_SYSTEMS="kelp-tokio-memory kelp-mio-memory kelp-tokio-disk kelp-mio-disk kelp-tokio-seaweedmq kelp-mio-seaweedmq go-gateway tansu-memory kelp-base-tokio-memory"
 
 MODE=full
 SYSTEMS=""
@@ -92,9 +98,10 @@ while [ $# -gt 0 ]; do
         --smoke) MODE=smoke ;;
         --curves) MODE=curves ;;
         --profile) MODE=profile ;;
+        --consume) MODE=consume ;;
         --systems) SYSTEMS="$2"; shift ;;
         --list) echo "$ALL_SYSTEMS"; exit 0 ;;
-        -h|--help) sed -n '2,73p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,79p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -314,6 +321,20 @@ sys_kelp-tokio-disk() { sys_kelp tokio disk "$@"; }
 sys_kelp-mio-disk() { sys_kelp mio disk "$@"; }
 sys_kelp-tokio-seaweedmq() { sys_kelp tokio seaweedmq "$@"; }
 sys_kelp-mio-seaweedmq() { sys_kelp mio seaweedmq "$@"; }
+BASE_BIN="${KELP_BENCH_BASE_BIN:-}"
+sys_kelp-base-tokio-memory() {
+    case "$1" in
+        available) [ -n "$BASE_BIN" ] && [ -x "$BASE_BIN" ] ;;
+        describe) echo "kelp $("$BASE_BIN" --version | awk '{print $2}') (${KELP_BENCH_BASE_LABEL:-base build}), --runtime tokio --storage memory" ;;
+        *)
+            local current=$KELP_BIN rc=0
+            KELP_BIN=$BASE_BIN
+            sys_kelp tokio memory "$@" || rc=$?
+            KELP_BIN=$current
+            return $rc
+            ;;
+    esac
+}
 
 kelp_version() {
     printf '%s (%s)' "$("$KELP_BIN" --version | awk '{print $2}')" "$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?')"
@@ -675,6 +696,8 @@ run_system() {
     local size parts acks comp count topic sizes parts_list acks_list comps
     if [ "$MODE" = smoke ]; then
         sizes="100"; parts_list="1"; acks_list="1"; comps="none"
+    elif [ "$MODE" = consume ]; then
+        sizes="100 1024"; parts_list="1 16"; acks_list="1"; comps="none"
     else
         sizes="100 1024"; parts_list="1 16"; acks_list="1 -1"; comps="none lz4"
     fi
@@ -711,7 +734,7 @@ run_system() {
         PROBE_SECONDS=3 PROBE_WARMUP=1 probe_row "$sys" 1 10000 "$topic" fixed lean || true
         $fn delete "$topic" || true
     fi
-    if [ "$MODE" != smoke ] && [ "$max_rate" -gt 0 ]; then
+    if [ "$MODE" = full ] && [ "$max_rate" -gt 0 ]; then
         # Half the maximum rate, but no more than the load generator sustains while it stamps
         # every record and sends without lingering (KELP_BENCH_LAT_RATE_CAP).
         local rate=$((max_rate / 2))

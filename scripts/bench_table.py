@@ -25,6 +25,7 @@ NAMES = {
     "kelp-mio-seaweedmq": "kelp mio, SeaweedMQ",
     "go-gateway": "Go gateway (SeaweedMQ)",
     "tansu-memory": "Tansu 0.6, memory",
+    "kelp-base-tokio-memory": "kelp tokio, memory, base build",
 }
 
 
