@@ -107,15 +107,21 @@ fn run<R>(
         let mut cx = Ctx { now: st.now.mono, cfg: &st.cfg, rng: &mut st.rng, out: &mut out };
         f(g, &mut cx, &topics)
     };
+    Some((r, carry_out(fx, out)))
+}
+
+/// Arms and disarms the timers a consumer group asked for; returns whether it asked to be
+/// stored.
+fn carry_out(fx: &mut Effects, effects: Vec<Effect>) -> bool {
     let mut store = false;
-    for e in out {
+    for e in effects {
         match e {
             Effect::Arm(t, at) => fx.arm(Timer::Consumer(t), at),
             Effect::Cancel(t) => fx.cancel(&Timer::Consumer(t)),
             Effect::Store => store = true,
         }
     }
-    Some((r, store))
+    store
 }
 
 /// The `Put` of a consumer group's current metadata, numbered.
@@ -255,13 +261,8 @@ fn hand_over_classic(st: &mut State, fx: &mut Effects, id: &KStr, timers: Vec<Ef
         old.hand_over(&mut cx);
         super::group::apply(st, fx, id, handed);
     }
-    for e in timers {
-        match e {
-            Effect::Arm(t, at) => fx.arm(Timer::Consumer(t), at),
-            Effect::Cancel(t) => fx.cancel(&Timer::Consumer(t)),
-            Effect::Store => {}
-        }
-    }
+    // The converted group is stored with the accepted heartbeat.
+    carry_out(fx, timers);
 }
 
 /// Turns the consumer group `id` back into a classic group when its last KIP-848 member just

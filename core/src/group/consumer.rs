@@ -136,6 +136,36 @@ pub struct ConsumerMember {
     pub classic: Option<ClassicMeta>,
 }
 
+impl ConsumerMember {
+    /// A member joining for the first time: nothing subscribed or assigned, epoch 0.
+    #[must_use]
+    pub fn new(id: KStr, instance_id: Option<KStr>) -> Self {
+        Self {
+            id,
+            instance_id,
+            rack_id: None,
+            client_id: KStr::default(),
+            client_host: KStr::default(),
+            subscribed: Vec::new(),
+            regex: None,
+            assignor: None,
+            rebalance_timeout: Duration::ZERO,
+            epoch: 0,
+            previous_epoch: -1,
+            state: MemberState::Stable,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+            classic: None,
+        }
+    }
+
+    /// What a request at another epoch than the member's gets: ILLEGAL_GENERATION for a
+    /// classic member (its generation), STALE_MEMBER_EPOCH otherwise.
+    fn stale_epoch_error(&self) -> ErrorCode {
+        if self.classic.is_some() { ErrorCode::ILLEGAL_GENERATION } else { ErrorCode::STALE_MEMBER_EPOCH }
+    }
+}
+
 /// What a member speaking the classic protocol needs beyond a KIP-848 member's record (Kafka's
 /// `ClassicMemberMetadata`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -540,23 +570,7 @@ impl ConsumerGroup {
             }
         }
         let (id, before) = if m.member_epoch == 0 { self.joining(cx, m)? } else { self.existing(m)? };
-        let mut member = before.clone().unwrap_or_else(|| ConsumerMember {
-            id: id.clone(),
-            instance_id: m.instance_id.clone(),
-            rack_id: None,
-            client_id: KStr::default(),
-            client_host: KStr::default(),
-            subscribed: Vec::new(),
-            regex: None,
-            assignor: None,
-            rebalance_timeout: Duration::ZERO,
-            epoch: 0,
-            previous_epoch: -1,
-            state: MemberState::Stable,
-            assigned: Assignment::new(),
-            revoking: Assignment::new(),
-            classic: None,
-        });
+        let mut member = before.clone().unwrap_or_else(|| ConsumerMember::new(id.clone(), m.instance_id.clone()));
         let mut bump = before.is_none();
         if m.rebalance_timeout_ms >= 0 {
             member.rebalance_timeout = Duration::from_millis(i64::from(m.rebalance_timeout_ms));
@@ -977,13 +991,7 @@ impl ConsumerGroup {
         if m.classic.is_none() && version < 9 {
             return Err(ErrorCode::UNSUPPORTED_VERSION);
         }
-        if epoch == m.epoch {
-            Ok(())
-        } else if m.classic.is_some() {
-            Err(ErrorCode::ILLEGAL_GENERATION)
-        } else {
-            Err(ErrorCode::STALE_MEMBER_EPOCH)
-        }
+        if epoch == m.epoch { Ok(()) } else { Err(m.stale_epoch_error()) }
     }
 
     /// Kafka's `ConsumerGroup.validateOffsetFetch`: a fetch without member id and epoch is
@@ -999,13 +1007,7 @@ impl ConsumerGroup {
             return Ok(());
         }
         let Some(m) = self.members.get(id) else { return Err(ErrorCode::UNKNOWN_MEMBER_ID) };
-        if epoch == m.epoch {
-            Ok(())
-        } else if m.classic.is_some() {
-            Err(ErrorCode::ILLEGAL_GENERATION)
-        } else {
-            Err(ErrorCode::STALE_MEMBER_EPOCH)
-        }
+        if epoch == m.epoch { Ok(()) } else { Err(m.stale_epoch_error()) }
     }
 
     // ---- stored form ---------------------------------------------------------------------------

@@ -280,23 +280,7 @@ impl ConsumerGroup {
         let session = Duration::from_millis(i64::from(m.session_timeout_ms));
         let rebalance =
             if m.rebalance_timeout_ms > 0 { Duration::from_millis(i64::from(m.rebalance_timeout_ms)) } else { session };
-        let mut member = before.clone().unwrap_or_else(|| ConsumerMember {
-            id: id.clone(),
-            instance_id: None,
-            rack_id: None,
-            client_id: KStr::default(),
-            client_host: KStr::default(),
-            subscribed: Vec::new(),
-            regex: None,
-            assignor: None,
-            rebalance_timeout: rebalance,
-            epoch: 0,
-            previous_epoch: -1,
-            state: MemberState::Stable,
-            assigned: Assignment::new(),
-            revoking: Assignment::new(),
-            classic: None,
-        });
+        let mut member = before.clone().unwrap_or_else(|| ConsumerMember::new(id.clone(), None));
         let mut bump = before.is_none() || member.subscribed != sub.topics;
         member.subscribed = sub.topics;
         member.rebalance_timeout = rebalance;
