@@ -579,8 +579,12 @@ impl Segment {
                 return Ok((buf, false));
             }
             let len = usize::try_from(h.len).unwrap_or(usize::MAX);
-            if i + len > buf.len() {
-                if i == 0 && first && len <= left {
+            // Only the first batch of a read may go past the budget. The buffer holds at
+            // least a header, so a header-only batch (one the cleaner emptied) can be whole in
+            // it and still not fit.
+            let fits = i + len <= budget || (i == 0 && first);
+            if i + len > buf.len() || !fits {
+                if i == 0 && first && len <= left && len > buf.len() {
                     buf = self.read_at(pos, len)?;
                     i = len;
                 }
@@ -701,6 +705,31 @@ mod tests {
         drop(seg);
         assert_eq!(fs::read(&index_path).expect("index"), index_bytes);
         assert_eq!(fs::read(&time_path).expect("time index"), time_bytes);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_read_past_its_budget_stops_before_a_header_only_batch() {
+        let d = dir("budget");
+        let mut seg = Segment::create(&d, 0, 300).expect("create");
+        let full = batch(0);
+        seg.append(&full).expect("append");
+        let second = seg.size;
+        // What the cleaner leaves of a batch whose records were all superseded.
+        let empty = RecordBatchBuilder::new(Compression::None).base_offset(3).build().expect("builds");
+        assert_eq!(empty.len(), HEAD);
+        seg.append(&empty).expect("append");
+        let end = 100;
+        // A later part of a read with less than a header left takes nothing.
+        let (buf, at_end) = seg.collect(second, end, HEAD - 1, false).expect("io");
+        assert!(buf.is_empty() && !at_end, "{} bytes", buf.len());
+        // The first batch of a read is whole even past the budget; the next must fit.
+        let (buf, at_end) = seg.collect(0, end, full.len() + HEAD - 1, true).expect("io");
+        assert_eq!((&buf[..], at_end), (&full[..], false));
+        let (buf, _) = seg.collect(second, end, 1, true).expect("io");
+        assert_eq!(&buf[..], &empty[..]);
+        let (buf, at_end) = seg.collect(0, end, full.len() + HEAD, true).expect("io");
+        assert_eq!((buf.len(), at_end), (full.len() + HEAD, true));
         let _ = fs::remove_dir_all(&d);
     }
 
