@@ -1,0 +1,29 @@
+//! kelp's schema registry, as pure logic: no sockets, no threads, no clock.
+//!
+//! The registry keeps its state in the `_schemas` topic in Confluent's record layout. A driver
+//! feeds it the topic's records and HTTP requests; it answers with responses, or with records to
+//! write to `_schemas` first. Each schema format parses, normalizes and checks compatibility with
+//! a library made for it ([`avro`]).
+
+pub mod avro;
+
+/// A schema another schema refers to (Confluent's `references`), resolved to its text. A list of
+/// them is in dependency order: a schema comes after the schemas it refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Referenced<'a> {
+    /// The name the referring schema uses for it (for Avro, the referenced type's full name).
+    pub name: &'a str,
+    /// Its schema text, as registered.
+    pub schema: &'a str,
+}
+
+/// One reason a schema cannot take another's place, in Confluent's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incompatibility {
+    /// Confluent's error type, such as `READER_FIELD_MISSING_DEFAULT_VALUE`.
+    pub error_type: &'static str,
+    /// Where in the schema, as a JSON-pointer-like path (`/fields/1/type`).
+    pub path: String,
+    /// What broke, in a sentence naming the field or type.
+    pub description: String,
+}
