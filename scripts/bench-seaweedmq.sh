@@ -61,18 +61,24 @@ echo "mq.topic.configure -namespace kafka -topic bench -partitionCount 1" \
   | run timeout 30 weed shell -master="$SW_MASTER" -filer="$SW_FILER" > /dev/null 2>&1
 sleep 2
 
+# CPU per record of each phase, each process apart: kelp (or the gateway) and `weed server`
+weed_pid=$(awk '$1 == "server" { print $2 }' "$dir/pids")
+gw_pid=$(awk '$1 == "kafka" { print $2 }' "$dir/pids")
+export BENCH_CLK_TCK
+BENCH_CLK_TCK=$(getconf CLK_TCK)
+
 echo "== kelp + SeaweedMQ ($COUNT x 100 B)"
-kelp_json=$(run "$PY" "$here/scripts/bench_kafka.py" "$KELP_ADDR" bench "$COUNT")
+kelp_json=$(BENCH_PIDS="kelp=$kelp_pid,weed=$weed_pid" run "$PY" "$here/scripts/bench_kafka.py" "$KELP_ADDR" bench "$COUNT")
 echo "$kelp_json"
 echo "== SeaweedFS Go Kafka gateway ($GW_COUNT x 100 B)"
-gw_json=$(run "$PY" "$here/scripts/bench_kafka.py" "$SW_KAFKA" bench "$GW_COUNT")
+gw_json=$(BENCH_PIDS="gateway=$gw_pid,weed=$weed_pid" run "$PY" "$here/scripts/bench_kafka.py" "$SW_KAFKA" bench "$GW_COUNT")
 echo "$gw_json"
 echo "== pipelined gRPC client straight to the broker ($COUNT x 100 B)"
-direct=$(run timeout 300 "$DIRECT" "$SW_BROKER" direct bench "$COUNT")
+direct=$(BENCH_PIDS="weed=$weed_pid" run timeout 300 "$DIRECT" "$SW_BROKER" direct bench "$COUNT")
 echo "$direct"
 
 echo "== reference: the same client against kelp --storage memory ($COUNT x 100 B)"
-mem_json=$(run "$PY" "$here/scripts/bench_kafka.py" "$MEM_ADDR" bench "$COUNT")
+mem_json=$(BENCH_PIDS="kelp=$mem_pid" run "$PY" "$here/scripts/bench_kafka.py" "$MEM_ADDR" bench "$COUNT")
 echo "$mem_json"
 
 python3 - "$kelp_json" "$gw_json" "$direct" "$mem_json" <<'PYEOF'
@@ -92,6 +98,17 @@ if "kcat_consume_msgs" in k:
           f"kcat against kelp --storage memory: {mc} msg/s)")
 print(f"(the direct client read with {d.get('subscriptions', '?')} subscription(s); time stalled waiting for SeaweedMQ's last message is not counted)")
 print(f"(client ceiling, kelp --storage memory: produce {m['produce_msgs']} msg/s, consume {m['consume_msgs']} msg/s)")
+def cpu(j, ph, name):
+    v = j.get("cpu_ns", {}).get(ph, {}).get(name)
+    return "-" if v is None else f"{v:,}"
+print()
+print("CPU per record, ns (user + system of each process over the phase)")
+print("| phase | kelp | weed (kelp's run) | gateway | weed (gateway's run) | weed (direct) | kelp --storage memory |")
+print("|---|---|---|---|---|---|---|")
+for ph, dph in [("produce", "publish"), ("consume", "subscribe"), ("kcat", "subscribe")]:
+    print(f"| {ph} | {cpu(k, ph, 'kelp')} | {cpu(k, ph, 'weed')} | {cpu(g, ph, 'gateway')} | {cpu(g, ph, 'weed')} "
+          f"| {int(d[f'cpu_ns.{dph}.weed']):,} |" if f'cpu_ns.{dph}.weed' in d else "| - |",
+          f" {cpu(m, ph, 'kelp')} |")
 if k["consumed"] != k["count"] or g["consumed"] != g["count"]:
     print(f"NOTE: consumed kelp {k['consumed']}/{k['count']}, gateway {g['consumed']}/{g['count']}")
 PYEOF

@@ -5,6 +5,8 @@
 //!   smq_direct BROKER_GRPC_ADDR NAMESPACE TOPIC COUNT
 //!
 //! Prints `publish <msg/s>`, `subscribe <msg/s>` and how many subscriptions the read took.
+//! With `BENCH_PIDS=name=PID,...` and `BENCH_CLK_TCK` (from `getconf CLK_TCK`) set, also each
+//! named process's CPU time per record of each phase: `cpu_ns.<phase>.<name> <ns>`.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: smq_direct BROKER NAMESPACE TOPIC COUNT".into());
     };
     let count: i64 = count.parse()?;
+    let cpu = Cpu::from_env();
     let ch = Endpoint::from_shared(format!("http://{broker}"))?
         .tcp_nodelay(true)
         .initial_connection_window_size(64 << 20)
@@ -49,6 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let mut acks = client.publish_message(ReceiverStream::new(rx)).await?.into_inner();
     let started = Instant::now();
+    let cpu_before = cpu.sample();
     let epoch_ns = i64::try_from(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
     )
@@ -77,12 +81,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let secs = started.elapsed().as_secs_f64();
     println!("publish {:.0}", count as f64 / secs);
+    cpu.report("publish", &cpu_before, count);
 
     // SeaweedMQ 4.48 can hold back the last message of a subscription until more arrive; a read
     // that stalls re-subscribes at the first missing offset, as kelp's reads do. Stalled time is
     // not counted, so the rate is the broker's best (the ceiling kelp is compared with).
     let stall = Duration::from_secs(2);
     let started = Instant::now();
+    let cpu_before = cpu.sample();
     let mut stalled = Duration::ZERO;
     let mut n: i64 = 0;
     let mut subscriptions = 0;
@@ -126,8 +132,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs = started.elapsed().saturating_sub(stalled).as_secs_f64();
     println!("subscribe {:.0}", count as f64 / secs);
     println!("subscriptions {subscriptions}");
+    cpu.report("subscribe", &cpu_before, count);
     // The publish stream stays open until here: when a partition's last publisher leaves, the
     // broker may unload the partition under a subscriber that is just starting.
     sender.abort();
     Ok(())
+}
+
+/// Named processes whose CPU time is reported per record (`BENCH_PIDS`).
+struct Cpu {
+    pids: Vec<(String, u32)>,
+    ticks_per_s: f64,
+}
+
+impl Cpu {
+    fn from_env() -> Self {
+        let pids = std::env::var("BENCH_PIDS").unwrap_or_default();
+        let pids = pids
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .filter_map(|(name, pid)| Some((name.to_string(), pid.parse().ok()?)))
+            .collect();
+        let ticks_per_s = std::env::var("BENCH_CLK_TCK").ok().and_then(|t| t.parse().ok()).unwrap_or(100.0);
+        Cpu { pids, ticks_per_s }
+    }
+
+    /// Each process's CPU seconds so far (user + system; `None` if it cannot be read).
+    fn sample(&self) -> Vec<Option<f64>> {
+        self.pids
+            .iter()
+            .map(|(_, pid)| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+                Some(ticks / self.ticks_per_s)
+            })
+            .collect()
+    }
+
+    fn report(&self, phase: &str, before: &[Option<f64>], records: i64) {
+        for (((name, _), b), a) in self.pids.iter().zip(before).zip(self.sample()) {
+            if let (Some(b), Some(a)) = (b, a) {
+                println!("cpu_ns.{phase}.{name} {:.0}", (a - b) * 1e9 / records as f64);
+            }
+        }
+    }
 }
