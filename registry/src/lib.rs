@@ -5,7 +5,15 @@
 //! write to `_schemas` first. Each schema format parses, normalizes and checks compatibility with
 //! a library made for it ([`avro`]).
 
+pub mod api;
 pub mod avro;
+pub mod compat;
+mod format;
+pub mod store;
+
+pub use api::{Body, Outcome, Request, Response};
+pub use compat::CompatibilityLevel;
+pub use store::{ApplyError, Mode, Record, Reference, Registry, SchemaEntry, SchemaId, SchemaType, Version};
 
 /// A schema another schema refers to (Confluent's `references`), resolved to its text. A list of
 /// them is in dependency order: a schema comes after the schemas it refers to.
