@@ -105,12 +105,10 @@ impl Response {
         Self::error(500, 50003, message)
     }
 
-    /// The `Content-Type` to send with it.
+    /// The `Content-Type` to send with it. Confluent labels raw schema text (the `/schema`
+    /// endpoints) with its JSON media type too.
     pub fn content_type(&self) -> &'static str {
-        match self.body {
-            Body::Json(_) => "application/vnd.schemaregistry.v1+json",
-            Body::Text(_) => "text/plain",
-        }
+        "application/vnd.schemaregistry.v1+json"
     }
 
     /// The body's bytes.
@@ -760,8 +758,8 @@ impl Registry {
             }
         }
 
-        let next_version =
-            Version(self.versions(subject).and_then(|v| v.keys().next_back()).map_or(1, |v| v.0.saturating_add(1)));
+        let highest = self.versions(subject).and_then(|v| v.keys().next_back()).map_or(0, |v| v.0);
+        let next_version = Version(highest.checked_add(1).ok_or_else(|| invalid_schema("No version left in subject"))?);
         let version = match req.version {
             Some(v) if !import && v != next_version => {
                 return Err(invalid_schema("Version is not one more than previous version"));
@@ -775,7 +773,11 @@ impl Registry {
                 explicit
             }
             (None, Some(found)) => found,
-            (None, None) => self.next_id(),
+            (None, None) => self.next_id().ok_or_else(|| {
+                Response::store_error(
+                    "Error while registering the schema due to generating an ID that is already in use.",
+                )
+            })?,
         };
 
         let entry = SchemaEntry { id, schema_type: req.schema_type, references: refs, schema: text, deleted: false };
@@ -950,8 +952,8 @@ impl Registry {
             previous.and_then(|c| c.normalize),
         );
         match (subject, previous) {
-            (Some(s), None) if !self.has_subject(s, true) => Err(subject_not_found(s)),
-            (Some(s), None) => Err(compatibility_not_configured(s)),
+            // Confluent answers 40401 when there is no subject config to delete.
+            (Some(s), None) => Err(subject_not_found(s)),
             _ => write(vec![store::config_record(subject, None)], answer),
         }
     }
@@ -1010,8 +1012,8 @@ impl Registry {
     fn delete_mode(&self, subject: Option<&str>) -> Answer {
         let previous = self.mode(subject);
         match (subject, previous) {
-            (Some(s), None) if !self.has_subject(s, true) => Err(subject_not_found(s)),
-            (Some(s), None) => Err(mode_not_configured(s)),
+            // Confluent answers 40401 when there is no subject mode to delete.
+            (Some(s), None) => Err(subject_not_found(s)),
             _ => {
                 let answer = json!({"mode": previous.unwrap_or(Mode::ReadWrite).as_str()});
                 write(vec![store::mode_record(subject, None)], answer)

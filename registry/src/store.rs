@@ -326,9 +326,10 @@ impl Registry {
 
     // ---- reads used by the API ----
 
-    /// The next id a new schema gets: one more than the highest id ever seen.
-    pub fn next_id(&self) -> SchemaId {
-        SchemaId(self.max_id.saturating_add(1))
+    /// The next id a new schema gets: one more than the highest id ever seen; `None` once
+    /// `i32::MAX` has been used.
+    pub fn next_id(&self) -> Option<SchemaId> {
+        self.max_id.checked_add(1).map(SchemaId)
     }
 
     /// A subject's versions, deleted ones included.

@@ -283,6 +283,7 @@ fn config_endpoints() {
     assert_eq!(h.get("/config/s"), (200, json!({"compatibilityLevel": "NONE"})));
     assert_eq!(h.delete("/config/s"), (200, json!({"compatibilityLevel": "NONE"})));
     assert_eq!(error_code(&h.get("/config/s").1), 40408);
+    assert_eq!(error_code(&h.delete("/config/s").1), 40401, "nothing left to delete");
     assert_eq!(h.delete("/config"), (200, json!({"compatibilityLevel": "FULL"})));
     assert_eq!(h.get("/config"), (200, json!({"compatibilityLevel": "BACKWARD"})));
 
@@ -309,6 +310,7 @@ fn mode_endpoints_and_read_only() {
     let (status, body) = h.get("/mode/s");
     assert_eq!((status, error_code(&body)), (404, 40409));
     assert_eq!(h.get("/mode/s?defaultToGlobal=true"), (200, json!({"mode": "READWRITE"})));
+    assert_eq!(error_code(&h.delete("/mode/s").1), 40401, "nothing left to delete");
 
     let (status, body) = h.put("/mode", &json!({"mode": "IMPORT"}));
     assert_eq!(
