@@ -434,6 +434,7 @@ impl Registry {
         match (method, segs) {
             ("GET", []) => reply(json!({})),
             ("GET", ["v1", "metadata", "id"]) => reply(self.metadata()),
+            ("GET", ["contexts"]) => reply(json!([DEFAULT_CONTEXT])),
             ("GET", ["schemas", "types"]) => reply(json!(["JSON", "PROTOBUF", "AVRO"])),
             ("GET", ["schemas"]) => reply(self.list_schemas(q)),
             ("GET", ["schemas", "ids", id]) => self.schema_by_id(parse_id(id)?, q),
@@ -758,20 +759,9 @@ impl Registry {
             }
         }
 
-        let highest = self.versions(subject).and_then(|v| v.keys().next_back()).map_or(0, |v| v.0);
-        let next_version = Version(highest.checked_add(1).ok_or_else(|| invalid_schema("No version left in subject"))?);
-        let version = match req.version {
-            Some(v) if !import && v != next_version => {
-                return Err(invalid_schema("Version is not one more than previous version"));
-            }
-            Some(v) => v,
-            None => next_version,
-        };
+        let version = self.new_version(subject, req.version, import)?;
         let id = match (req.id, id) {
-            (Some(explicit), _) => {
-                self.check_id_free(explicit, req.schema_type, &text, &refs)?;
-                explicit
-            }
+            (Some(explicit), _) => self.check_id_free(explicit, req.schema_type, &text, &refs).map(|()| explicit)?,
             (None, Some(found)) => found,
             (None, None) => self.next_id().ok_or_else(|| {
                 Response::store_error(
@@ -784,6 +774,18 @@ impl Registry {
         let mut records = self.tombstones_for_reregistration(subject, id, version);
         records.push(store::schema_record(subject, version, &entry));
         write(records, json!({"id": id.0}))
+    }
+
+    /// The version a registration gets: one more than the highest ever held (deleted versions
+    /// count, hard-deleted ones do not); IMPORT may choose its own.
+    fn new_version(&self, subject: &str, requested: Option<Version>, import: bool) -> Result<Version, Response> {
+        let highest = self.versions(subject).and_then(|v| v.keys().next_back()).map_or(0, |v| v.0);
+        let next = Version(highest.checked_add(1).ok_or_else(|| invalid_schema("No version left in subject"))?);
+        match requested {
+            Some(v) if !import && v != next => Err(invalid_schema("Version is not one more than previous version")),
+            Some(v) => Ok(v),
+            None => Ok(next),
+        }
     }
 
     /// IMPORT with an explicit id: the id may only hold this same schema already.
@@ -1047,6 +1049,7 @@ fn known_path(segs: &[&str]) -> bool {
     matches!(
         segs,
         [] | ["schemas", ..]
+            | ["contexts"]
             | ["subjects"]
             | ["subjects", _]
             | ["subjects", _, "versions"]

@@ -544,3 +544,79 @@ pub(crate) fn mode_record(subject: Option<&str>, mode: Option<Mode>) -> Record {
 pub(crate) fn references_json(refs: &[Reference]) -> Value {
     refs.iter().map(|r| json!({"name": r.name, "subject": r.subject, "version": r.version.0})).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(reg: &mut Registry, subject: &str, version: i32, value: Option<Value>) -> Result<(), ApplyError> {
+        let key = json!({"keytype": "SCHEMA", "subject": subject, "version": version, "magic": 1}).to_string();
+        let value = value.map(|v| v.to_string());
+        reg.apply(key.as_bytes(), value.as_deref().map(str::as_bytes))
+    }
+
+    fn value(subject: &str, version: i32, id: i32, refs: Value) -> Value {
+        json!({"subject": subject, "version": version, "id": id, "schema": "\"int\"", "references": refs, "deleted": false})
+    }
+
+    #[test]
+    fn indexes_follow_overwrites_and_tombstones() {
+        let mut reg = Registry::new("c");
+        schema(&mut reg, "base", 1, Some(value("base", 1, 1, json!([])))).unwrap();
+        let r = json!([{"name": "B", "subject": "base", "version": 1}]);
+        schema(&mut reg, "top", 1, Some(value("top", 1, 2, r))).unwrap();
+        assert_eq!(reg.referrers("base", Version(1), true).len(), 1);
+        // Overwriting the referrer without references drops it from the index.
+        schema(&mut reg, "top", 1, Some(value("top", 1, 2, json!([])))).unwrap();
+        assert!(reg.referrers("base", Version(1), true).is_empty());
+        assert_eq!(reg.id_of(SchemaType::Avro, "\"int\"", &[]), Some(SchemaId(1)));
+        schema(&mut reg, "base", 1, None).unwrap();
+        schema(&mut reg, "top", 1, None).unwrap();
+        assert!(reg.subjects.is_empty() && reg.by_id.is_empty() && reg.referenced_by.is_empty());
+        assert_eq!(reg.id_of(SchemaType::Avro, "\"int\"", &[]), None);
+        assert_eq!(reg.next_id(), Some(SchemaId(3)), "ids are never reused");
+    }
+
+    #[test]
+    fn delete_subject_and_clear_subject() {
+        let mut reg = Registry::new("c");
+        for v in 1..=3 {
+            schema(&mut reg, "s", v, Some(value("s", v, v, json!([])))).unwrap();
+        }
+        let key = br#"{"keytype":"DELETE_SUBJECT","subject":"s","magic":0}"#;
+        reg.apply(key, Some(br#"{"subject":"s","version":2}"#)).unwrap();
+        let deleted: Vec<bool> = reg.versions("s").unwrap().values().map(|e| e.deleted).collect();
+        assert_eq!(deleted, [true, true, false]);
+        let key = br#"{"keytype":"CLEAR_SUBJECT","subject":"s","magic":0}"#;
+        reg.apply(key, Some(br#"{"subject":"s"}"#)).unwrap();
+        assert_eq!(reg.versions("s").unwrap().keys().copied().collect::<Vec<_>>(), [Version(3)]);
+    }
+
+    #[test]
+    fn records_we_write_read_back() {
+        let entry = SchemaEntry {
+            id: SchemaId(7),
+            schema_type: SchemaType::Protobuf,
+            references: vec![Reference { name: "a.proto".into(), subject: "a".into(), version: Version(2) }],
+            schema: "syntax = \"proto3\";".into(),
+            deleted: true,
+        };
+        let record = schema_record("s/x", Version(4), &entry);
+        let mut reg = Registry::new("c");
+        reg.apply(&record.key, record.value.as_deref()).unwrap();
+        assert_eq!(reg.entry("s/x", Version(4)), Some(&entry));
+        let key: Value = serde_json::from_slice(&record.key).unwrap();
+        assert_eq!(key, json!({"keytype": "SCHEMA", "subject": "s/x", "version": 4, "magic": 1}));
+
+        let mode = mode_record(None, Some(Mode::Import));
+        reg.apply(&mode.key, mode.value.as_deref()).unwrap();
+        assert_eq!(reg.mode(None), Some(Mode::Import));
+        let mut raw = Map::new();
+        raw.insert("compatibilityLevel".into(), "FULL".into());
+        raw.insert("alias".into(), "other".into());
+        let config = config_record(Some("s/x"), Some(&raw));
+        reg.apply(&config.key, config.value.as_deref()).unwrap();
+        assert_eq!(reg.compatibility_in_scope(Some("s/x")), CompatibilityLevel::Full);
+        assert_eq!(reg.config(Some("s/x")).map(|c| c.raw.clone()), Some(raw));
+    }
+}

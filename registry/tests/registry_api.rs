@@ -95,6 +95,7 @@ fn root_types_and_metadata() {
     let mut h = Harness::new();
     assert_eq!(h.get("/"), (200, json!({})));
     assert_eq!(h.get("/schemas/types"), (200, json!(["JSON", "PROTOBUF", "AVRO"])));
+    assert_eq!(h.get("/contexts"), (200, json!(["."])));
     let expected = json!({"scope": {"path": [], "clusters": {"kafka-cluster": "kafka-cluster-1", "schema-registry-cluster": "schema-registry"}}});
     assert_eq!(h.get("/v1/metadata/id"), (200, expected));
     assert_eq!(h.get("/nope").0, 404);
