@@ -19,18 +19,14 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use crate::Referenced;
 use crate::compat::{self, CompatibilityLevel, Previous};
-use crate::format::{self, Parsed};
+use crate::format::Parsed;
 use crate::store::{
     self, Mode, Record, Reference, Registry, SchemaEntry, SchemaId, SchemaType, SubjectVersion, Version,
 };
 
 /// Confluent's default context, named in mode errors.
 const DEFAULT_CONTEXT: &str = ".";
-/// How deep references may nest before a schema is refused (a guard against cycles in a
-/// hand-made `_schemas` topic).
-const MAX_REFERENCE_DEPTH: usize = 64;
 /// The cluster name Confluent reports for the registry itself.
 const REGISTRY_CLUSTER: &str = "schema-registry";
 
@@ -610,52 +606,6 @@ impl Registry {
             .collect()
     }
 
-    /// The texts of every schema `refs` needs, transitively, dependencies first, one per name.
-    fn reference_texts(&self, refs: &[Reference]) -> Result<Vec<(String, String)>, String> {
-        let mut out = Vec::new();
-        let mut seen = BTreeSet::new();
-        self.collect_references(refs, 0, &mut seen, &mut out)?;
-        Ok(out)
-    }
-
-    fn collect_references(
-        &self,
-        refs: &[Reference],
-        depth: usize,
-        seen: &mut BTreeSet<SubjectVersion>,
-        out: &mut Vec<(String, String)>,
-    ) -> Result<(), String> {
-        if depth > MAX_REFERENCE_DEPTH {
-            return Err("Invalid schema: references nest too deeply".to_owned());
-        }
-        for r in refs {
-            if !seen.insert((r.subject.clone(), r.version)) {
-                continue;
-            }
-            let e = self.entry(&r.subject, r.version).ok_or_else(|| {
-                format!(
-                    "Invalid schema: reference '{}' to subject '{}' version {} not found",
-                    r.name, r.subject, r.version.0
-                )
-            })?;
-            self.collect_references(&e.references, depth + 1, seen, out)?;
-            if !out.iter().any(|(name, _)| *name == r.name) {
-                out.push((r.name.clone(), e.schema.clone()));
-            }
-        }
-        Ok(())
-    }
-
-    fn parse_schema(&self, schema_type: SchemaType, text: &str, refs: &[Reference]) -> Result<Parsed, String> {
-        let texts = self.reference_texts(refs)?;
-        let referenced: Vec<Referenced<'_>> = texts.iter().map(|(name, schema)| Referenced { name, schema }).collect();
-        format::parse(schema_type, text, &referenced)
-    }
-
-    fn parse_entry(&self, e: &SchemaEntry) -> Option<Parsed> {
-        self.parse_schema(e.schema_type, &e.schema, &e.references).ok()
-    }
-
     /// Parses a request's schema; the stored text is canonical, or normalized when asked.
     fn parse_request(
         &self,
@@ -684,9 +634,7 @@ impl Registry {
         let exact = candidates.iter().find(|(_, e)| e.schema == text && e.references == refs).copied();
         exact.or_else(|| {
             let canonical = parsed.canonical();
-            candidates
-                .into_iter()
-                .find(|(_, e)| e.references == refs && self.parse_entry(e).is_some_and(|p| p.canonical() == canonical))
+            candidates.into_iter().find(|(_, e)| e.references == refs && e.canonical.as_deref() == Some(&canonical))
         })
     }
 
@@ -736,7 +684,8 @@ impl Registry {
 
         // The same schema anywhere keeps its id; in this subject, registering it is a no-op.
         let mut id = req.id;
-        if let Some(found) = self.id_of(req.schema_type, &text, &refs).filter(|f| req.id.is_none_or(|id| id == *f)) {
+        let found = self.id_of(req.schema_type, &text, &parsed.canonical(), &refs);
+        if let Some(found) = found.filter(|f| req.id.is_none_or(|id| id == *f)) {
             let here = self.live(subject, false).any(|(_, e)| e.id == found);
             if req.version.is_none() && here {
                 return reply(json!({"id": found.0}));
@@ -770,7 +719,14 @@ impl Registry {
             })?,
         };
 
-        let entry = SchemaEntry { id, schema_type: req.schema_type, references: refs, schema: text, deleted: false };
+        let entry = SchemaEntry {
+            id,
+            schema_type: req.schema_type,
+            references: refs,
+            schema: text,
+            deleted: false,
+            canonical: None,
+        };
         let mut records = self.tombstones_for_reregistration(subject, id, version);
         records.push(store::schema_record(subject, version, &entry));
         write(records, json!({"id": id.0}))

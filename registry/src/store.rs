@@ -21,7 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
+use crate::Referenced;
 use crate::compat::CompatibilityLevel;
+use crate::format::{self, Parsed};
 
 /// A global schema id (Confluent's `id`), the number serializers put in each message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,6 +32,10 @@ pub struct SchemaId(pub i32);
 /// A subject's version number, from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version(pub i32);
+
+/// How deep references may nest before a schema is refused (a guard against cycles in a
+/// hand-made `_schemas` topic).
+const MAX_REFERENCE_DEPTH: usize = 64;
 
 /// A `(subject, version)` pair: the key of one registered schema.
 pub type SubjectVersion = (String, Version);
@@ -90,6 +96,10 @@ pub struct SchemaEntry {
     pub schema: String,
     /// Soft-deleted: hidden unless asked for, kept for ids and version numbering.
     pub deleted: bool,
+    /// kelp's canonical text of `schema`, computed when the record is applied (`None` when the
+    /// format cannot parse it yet). Schemas written by another registry may store a different
+    /// text for the same schema; this is what makes them match.
+    pub canonical: Option<String>,
 }
 
 /// Registry modes (Confluent's `Mode`).
@@ -180,6 +190,8 @@ pub struct Registry {
     /// Every `(subject, version)` holding an id, deleted or not.
     pub(crate) by_id: BTreeMap<SchemaId, BTreeSet<SubjectVersion>>,
     by_fingerprint: BTreeMap<Fingerprint, BTreeSet<(SchemaId, SubjectVersion)>>,
+    /// The same, keyed by kelp's canonical text instead of the stored one.
+    by_canonical: BTreeMap<Fingerprint, BTreeSet<(SchemaId, SubjectVersion)>>,
     /// Referenced `(subject, version)` → the versions referring to it.
     pub(crate) referenced_by: BTreeMap<SubjectVersion, BTreeSet<SubjectVersion>>,
     max_id: i32,
@@ -197,6 +209,7 @@ impl Registry {
             subjects: BTreeMap::new(),
             by_id: BTreeMap::new(),
             by_fingerprint: BTreeMap::new(),
+            by_canonical: BTreeMap::new(),
             referenced_by: BTreeMap::new(),
             max_id: 0,
             configs: BTreeMap::new(),
@@ -247,14 +260,22 @@ impl Registry {
             self.subjects.remove(&at.0);
         }
         remove_from(&mut self.by_id, &old.id, at);
-        let fingerprint = (old.schema_type, old.schema, old.references);
-        remove_from(&mut self.by_fingerprint, &fingerprint, &(old.id, at.clone()));
-        for r in &fingerprint.2 {
+        for r in &old.references {
             remove_from(&mut self.referenced_by, &(r.subject.clone(), r.version), at);
         }
+        let item = (old.id, at.clone());
+        if let Some(canonical) = old.canonical {
+            remove_from(&mut self.by_canonical, &(old.schema_type, canonical, old.references.clone()), &item);
+        }
+        remove_from(&mut self.by_fingerprint, &(old.schema_type, old.schema, old.references), &item);
     }
 
-    fn insert_version(&mut self, at: SubjectVersion, entry: SchemaEntry) {
+    fn insert_version(&mut self, at: SubjectVersion, mut entry: SchemaEntry) {
+        entry.canonical = self.parse_entry(&entry).map(|p| p.canonical());
+        if let Some(canonical) = &entry.canonical {
+            let key = (entry.schema_type, canonical.clone(), entry.references.clone());
+            self.by_canonical.entry(key).or_default().insert((entry.id, at.clone()));
+        }
         self.max_id = self.max_id.max(entry.id.0);
         self.by_id.entry(entry.id).or_default().insert(at.clone());
         for r in &entry.references {
@@ -324,6 +345,61 @@ impl Registry {
         Ok(())
     }
 
+    // ---- parsing stored schemas ----
+
+    /// The texts of every schema `refs` needs, transitively, dependencies first, one per name.
+    pub(crate) fn reference_texts(&self, refs: &[Reference]) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        self.collect_references(refs, 0, &mut seen, &mut out)?;
+        Ok(out)
+    }
+
+    fn collect_references(
+        &self,
+        refs: &[Reference],
+        depth: usize,
+        seen: &mut BTreeSet<SubjectVersion>,
+        out: &mut Vec<(String, String)>,
+    ) -> Result<(), String> {
+        if depth > MAX_REFERENCE_DEPTH {
+            return Err("Invalid schema: references nest too deeply".to_owned());
+        }
+        for r in refs {
+            if !seen.insert((r.subject.clone(), r.version)) {
+                continue;
+            }
+            let e = self.entry(&r.subject, r.version).ok_or_else(|| {
+                format!(
+                    "Invalid schema: reference '{}' to subject '{}' version {} not found",
+                    r.name, r.subject, r.version.0
+                )
+            })?;
+            self.collect_references(&e.references, depth + 1, seen, out)?;
+            if !out.iter().any(|(name, _)| *name == r.name) {
+                out.push((r.name.clone(), e.schema.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses a schema with its references resolved from the registry's state.
+    pub(crate) fn parse_schema(
+        &self,
+        schema_type: SchemaType,
+        text: &str,
+        refs: &[Reference],
+    ) -> Result<Parsed, String> {
+        let texts = self.reference_texts(refs)?;
+        let referenced: Vec<Referenced<'_>> = texts.iter().map(|(name, schema)| Referenced { name, schema }).collect();
+        format::parse(schema_type, text, &referenced)
+    }
+
+    /// Parses a stored version; `None` if its format cannot (yet) parse it.
+    pub(crate) fn parse_entry(&self, e: &SchemaEntry) -> Option<Parsed> {
+        self.parse_schema(e.schema_type, &e.schema, &e.references).ok()
+    }
+
     // ---- reads used by the API ----
 
     /// The next id a new schema gets: one more than the highest id ever seen; `None` once
@@ -347,10 +423,19 @@ impl Registry {
         self.subjects.get(subject).is_some_and(|v| v.values().any(|e| deleted || !e.deleted))
     }
 
-    /// The id already given to this exact schema (format, stored text, references), if any.
-    pub fn id_of(&self, schema_type: SchemaType, text: &str, references: &[Reference]) -> Option<SchemaId> {
-        let fingerprint = (schema_type, text.to_owned(), references.to_vec());
-        self.by_fingerprint.get(&fingerprint)?.first().map(|(id, _)| *id)
+    /// The id already given to this schema: the same format and references, and the same stored
+    /// text or else the same canonical text.
+    pub fn id_of(
+        &self,
+        schema_type: SchemaType,
+        text: &str,
+        canonical: &str,
+        references: &[Reference],
+    ) -> Option<SchemaId> {
+        let first = |index: &BTreeMap<Fingerprint, BTreeSet<(SchemaId, SubjectVersion)>>, text: &str| {
+            index.get(&(schema_type, text.to_owned(), references.to_vec()))?.first().map(|(id, _)| *id)
+        };
+        first(&self.by_fingerprint, text).or_else(|| first(&self.by_canonical, canonical))
     }
 
     /// The versions holding an id, deleted ones included.
@@ -446,7 +531,7 @@ fn parse_schema_value(value: &Value) -> Result<SchemaEntry, ApplyError> {
         Some(_) => return Err(ApplyError::BadValue("references is not an array")),
     };
     let deleted = value.get("deleted").and_then(Value::as_bool).unwrap_or(false);
-    Ok(SchemaEntry { id: SchemaId(id), schema_type, references, schema: schema.to_owned(), deleted })
+    Ok(SchemaEntry { id: SchemaId(id), schema_type, references, schema: schema.to_owned(), deleted, canonical: None })
 }
 
 /// One `{"name","subject","version"}` object, as records and request bodies carry it.
@@ -569,11 +654,11 @@ mod tests {
         // Overwriting the referrer without references drops it from the index.
         schema(&mut reg, "top", 1, Some(value("top", 1, 2, json!([])))).unwrap();
         assert!(reg.referrers("base", Version(1), true).is_empty());
-        assert_eq!(reg.id_of(SchemaType::Avro, "\"int\"", &[]), Some(SchemaId(1)));
+        assert_eq!(reg.id_of(SchemaType::Avro, "\"int\"", "\"int\"", &[]), Some(SchemaId(1)));
         schema(&mut reg, "base", 1, None).unwrap();
         schema(&mut reg, "top", 1, None).unwrap();
         assert!(reg.subjects.is_empty() && reg.by_id.is_empty() && reg.referenced_by.is_empty());
-        assert_eq!(reg.id_of(SchemaType::Avro, "\"int\"", &[]), None);
+        assert_eq!(reg.id_of(SchemaType::Avro, "\"int\"", "\"int\"", &[]), None);
         assert_eq!(reg.next_id(), Some(SchemaId(3)), "ids are never reused");
     }
 
@@ -600,6 +685,7 @@ mod tests {
             references: vec![Reference { name: "a.proto".into(), subject: "a".into(), version: Version(2) }],
             schema: "syntax = \"proto3\";".into(),
             deleted: true,
+            canonical: None,
         };
         let record = schema_record("s/x", Version(4), &entry);
         let mut reg = Registry::new("c");

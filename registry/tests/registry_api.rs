@@ -502,6 +502,12 @@ fn reads_a_confluent_schemas_topic() {
         ),
         (r#"{"keytype":"CONFIG","subject":"orders-value","magic":0}"#, None),
         (r#"{"keytype":"ASSOC","tenant":"default","magic":0}"#, Some(r#"{"anything":1}"#)),
+        (
+            r#"{"keytype":"SCHEMA","subject":"spaced","version":1,"magic":1}"#,
+            Some(
+                r#"{"subject":"spaced","version":1,"id":40,"schema":"{ \"type\" : \"fixed\", \"name\" : \"F\", \"size\" : 4 }","deleted":false}"#,
+            ),
+        ),
     ];
     let mut registry = Registry::new("c1");
     for (key, value) in &records {
@@ -513,8 +519,8 @@ fn reads_a_confluent_schemas_topic() {
         }
     }
     let mut h = Harness { registry, log: Vec::new() };
-    assert_eq!(h.get("/subjects"), (200, json!(["orders-value", "proto-value"])));
-    assert_eq!(h.get("/subjects?deleted=true"), (200, json!(["old", "orders-value", "proto-value"])));
+    assert_eq!(h.get("/subjects"), (200, json!(["orders-value", "proto-value", "spaced"])));
+    assert_eq!(h.get("/subjects?deleted=true"), (200, json!(["old", "orders-value", "proto-value", "spaced"])));
     assert_eq!(h.get("/subjects/orders-value/versions"), (200, json!([1, 2])));
     assert_eq!(h.get("/config"), (200, json!({"compatibilityLevel": "FULL"})));
     assert_eq!(error_code(&h.get("/config/orders-value").1), 40408, "the tombstone removed it");
@@ -527,8 +533,15 @@ fn reads_a_confluent_schemas_topic() {
         h.get("/schemas/ids/21/schema").1,
         json!(r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"}]}"#)
     );
+    // A schema stored with another registry's text matches by canonical form: same id in a new
+    // subject, and no new version in its own.
+    let fixed = r#"{"type":"fixed","name":"F","size":4}"#;
+    assert!(!h.writes("POST", "/subjects/spaced/versions", &schema_body(fixed)));
+    assert_eq!(h.register("spaced", fixed), (200, json!({"id": 40})));
+    assert_eq!(h.register("fixed-too", fixed), (200, json!({"id": 40})));
+    assert_eq!(h.post("/subjects/spaced", &schema_body(fixed)).1["version"], 1);
     // The next id follows the highest seen, tombstoned ones included.
-    assert_eq!(h.register("fresh", r#"{"type":"string"}"#), (200, json!({"id": 31})));
+    assert_eq!(h.register("fresh", r#"{"type":"string"}"#), (200, json!({"id": 41})));
     assert_eq!(h.delete("/subjects/old?permanent=true"), (200, json!([1])));
 }
 
