@@ -71,7 +71,7 @@ impl CompatibilityLevel {
 }
 
 /// An earlier version to check against.
-pub struct Previous<'a> {
+pub(crate) struct Previous<'a> {
     /// Its version number, quoted in the messages.
     pub version: Version,
     /// Its text as stored, quoted in the messages.
@@ -83,7 +83,7 @@ pub struct Previous<'a> {
 /// Checks `new` against `previous` (newest first, live versions only) at `level`. An empty
 /// answer means compatible; otherwise the messages for the first version that fails, in
 /// Confluent's verbose format, ending with the old version, its text and the level.
-pub fn check(level: CompatibilityLevel, new: &Parsed, previous: &[Previous<'_>]) -> Vec<String> {
+pub(crate) fn check(level: CompatibilityLevel, new: &Parsed, previous: &[Previous<'_>]) -> Vec<String> {
     let against = if level.transitive() { previous } else { previous.get(..1).unwrap_or_default() };
     for old in against {
         let messages = check_one(level, new, old.parsed);

@@ -2,7 +2,8 @@
 //!
 //! The topic is the source of truth: a fresh [`Registry`] fed the same records answers the same.
 //! This module owns the record layout (reading it in [`Registry::apply`], writing it in the
-//! `*_record` builders) and the indexes over the state; it decides nothing about requests.
+//! `*_record` builders), the indexes over the state, and parsing a stored schema with its
+//! references resolved; it decides nothing about requests.
 //!
 //! Layout (Confluent's `KafkaStore` serializer, keys and values are JSON):
 //! - `{"keytype":"SCHEMA","subject":S,"version":V,"magic":1}` →
