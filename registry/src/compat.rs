@@ -1,6 +1,6 @@
 //! Compatibility levels and how they pick what to check: which earlier versions (the latest or
 //! all) and in which direction (new reads old, old reads new, or both). The format decides what
-//! "can read" means ([`crate::format::check`]); this module only orders the checks and words the
+//! "can read" means (`format::check`); this module only orders the checks and words the
 //! result the way Confluent's verbose answers do.
 
 use crate::format::{self, Parsed};
