@@ -4,8 +4,39 @@
 //! feeds it the topic's records and HTTP requests; it answers with responses, or with records to
 //! write to `_schemas` first. Each schema format parses, normalizes and checks compatibility with
 //! a library made for it ([`avro`]).
+//!
+//! The driver's loop, in short (see [`api`] for the contract):
+//! ```
+//! use kelp_registry::{Outcome, Registry, Request};
+//!
+//! let mut registry = Registry::new("kafka-cluster-id");
+//! // On start: apply every `_schemas` record in offset order (a record that does not parse is
+//! // reported and skipped), then serve requests.
+//! let body = br#"{"schema": "\"string\""}"#;
+//! let req = Request { method: "POST", path: "/subjects/t-value/versions", query: "", body };
+//! let reply = match registry.handle(&req) {
+//!     Outcome::Reply(reply) => reply,
+//!     Outcome::Write { records, reply } => {
+//!         for record in records {
+//!             // Append to `_schemas` first; once stored, apply it.
+//!             registry.apply(&record.key, record.value.as_deref()).expect("our own record");
+//!         }
+//!         reply
+//!     }
+//! };
+//! assert_eq!(reply.status, 200);
+//! assert_eq!(reply.body_bytes(), br#"{"id":1}"#);
+//! ```
 
+pub mod api;
 pub mod avro;
+pub mod compat;
+mod format;
+pub mod store;
+
+pub use api::{Body, Outcome, Request, Response};
+pub use compat::CompatibilityLevel;
+pub use store::{ApplyError, Mode, Record, Reference, Registry, SchemaEntry, SchemaId, SchemaType, Version};
 
 /// A schema another schema refers to (Confluent's `references`), resolved to its text. A list of
 /// them is in dependency order: a schema comes after the schemas it refers to.

@@ -1,0 +1,62 @@
+//! The one place that calls into the schema formats. It dispatches on the schema type so each
+//! format slots in beside Avro; PROTOBUF and JSON are a known gap and answer "not supported yet".
+//! Nothing here knows about subjects, versions or HTTP.
+
+use crate::store::SchemaType;
+use crate::{Incompatibility, Referenced, avro};
+
+/// A schema parsed by its format, references resolved.
+pub struct Parsed {
+    inner: Inner,
+}
+
+enum Inner {
+    Avro(avro::AvroSchema),
+}
+
+impl Parsed {
+    /// The format.
+    pub fn schema_type(&self) -> SchemaType {
+        match self.inner {
+            Inner::Avro(_) => SchemaType::Avro,
+        }
+    }
+
+    /// The text the registry stores and compares: the format's canonical form.
+    pub fn canonical(&self) -> String {
+        match &self.inner {
+            Inner::Avro(s) => s.canonical(),
+        }
+    }
+
+    /// The normalized text (`?normalize=true` or the `normalize` config).
+    pub fn normalized(&self) -> String {
+        match &self.inner {
+            Inner::Avro(s) => s.normalized(),
+        }
+    }
+}
+
+/// Parses `text` as `schema_type`. The error is the message for a 42201 answer.
+pub fn parse(schema_type: SchemaType, text: &str, references: &[Referenced<'_>]) -> Result<Parsed, String> {
+    match schema_type {
+        SchemaType::Avro => avro::parse(text, references).map(|s| Parsed { inner: Inner::Avro(s) }),
+        SchemaType::Protobuf | SchemaType::Json => {
+            Err(format!("schema type {} is not supported yet", schema_type.as_str()))
+        }
+    }
+}
+
+/// Why `reader` cannot read data written with `writer`, as Confluent words each reason in a
+/// verbose compatibility answer; empty when it can.
+pub fn check(reader: &Parsed, writer: &Parsed) -> Vec<String> {
+    match (&reader.inner, &writer.inner) {
+        (Inner::Avro(r), Inner::Avro(w)) => avro::check(r, w).iter().map(describe).collect(),
+    }
+}
+
+/// Confluent's `{errorType:'...', description:'...', additionalInfo:'...'}` line; kelp puts the
+/// path of the incompatibility in `additionalInfo`.
+fn describe(i: &Incompatibility) -> String {
+    format!("{{errorType:'{}', description:'{}', additionalInfo:'{}'}}", i.error_type, i.description, i.path)
+}
