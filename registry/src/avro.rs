@@ -62,9 +62,10 @@ pub fn parse(text: &str, references: &[Referenced<'_>]) -> Result<AvroSchema, St
     for (r, json) in references.iter().zip(&refs) {
         b.origin = Some(Origin::Reference);
         let node = b.node(json, None).map_err(|e| format!("reference '{}': {e}", r.name))?;
-        if let Node::Named(i) = node {
-            b.named[i].origin = Origin::ReferenceTop;
-        }
+        let Node::Named(i) = node else {
+            return Err(format!("reference '{}': not a record, enum or fixed type", r.name));
+        };
+        b.named[i].origin = Origin::ReferenceTop;
     }
     b.origin = Some(Origin::Main);
     let root = b.node(&main, None)?;
@@ -129,10 +130,10 @@ impl AvroSchema {
     /// it (adapted from Avro's parsing canonical form, but keeping what matters to readers):
     /// every name fully qualified and no `namespace` key; a named type as `name` then `type`
     /// then `symbols` / `size` (with its logical type) / `fields`; each field as `name`, `type`,
-    /// `order` (always, as Confluent's code prints Java's enum: `ASCENDING`), `doc`, `aliases` (sorted),
-    /// `default`, then its custom properties sorted by key; then the type's `doc` (if not
-    /// empty), `aliases` (sorted, full names), enum `default`, and custom properties sorted by
-    /// key. A primitive with a valid logical type prints that first (`decimal` with `precision`,
+    /// `order` (always, as Confluent's code prints Java's enum: `ASCENDING`), `doc`, `aliases`
+    /// (sorted), `default`, then its custom properties sorted by key; then the type's `doc` (if
+    /// not empty), `aliases` (sorted, full names), enum `default`, and custom properties sorted
+    /// by key. A primitive with a valid logical type prints that first (`decimal` with `precision`,
     /// and `scale` unless 0); the logical-type keys are not repeated among the properties.
     /// Types from references appear by full name.
     pub fn normalized(&self) -> String {

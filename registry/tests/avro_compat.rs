@@ -565,7 +565,11 @@ fn odd_input_is_an_error_or_a_schema_never_a_panic() {
             let _ = (s.canonical(), s.normalized(), avro::check(&s, &s));
         }
     }
-    let refs = [Referenced { name: "x", schema: "\"int\"" }, Referenced { name: "y", schema: "{" }];
+    let refs = [Referenced { name: "x", schema: "\"int\"" }];
+    assert!(avro::parse("\"int\"", &refs).is_err(), "a reference must be a named type");
+    let refs = [Referenced { name: "y", schema: "{" }];
+    assert!(avro::parse("\"int\"", &refs).is_err());
+    let refs = [Referenced { name: "z", schema: r#"{"type":"string","name":"1bad"}"# }];
     assert!(avro::parse("\"int\"", &refs).is_err());
 }
 
@@ -623,5 +627,45 @@ fn defaults_are_checked_against_their_type() {
     ];
     for (ty, default) in bad {
         assert!(avro::parse(&field(ty, default), &[]).is_err(), "{ty} {default}");
+    }
+}
+
+/// Inputs near the paths where `apache-avro` unwraps: each parses or fails, and what parses
+/// prints and checks.
+#[test]
+fn more_odd_input_never_panics() {
+    let odd = [
+        r#"{"type":"string","name":"1bad"}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"string","name":"1bad"}}]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"array","items":"int","name":"1bad"}}]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"enum","name":"E","symbols":["1"]}}]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"1a","type":"int"}]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int","aliases":["1x"]}]}"#,
+        r#"{"type":"record","name":"R","namespace":"1x","fields":[]}"#,
+        r#"{"type":"record","name":"R","aliases":[1],"fields":[]}"#,
+        r#"{"type":"record","name":"R","aliases":"A","fields":[]}"#,
+        r#"{"type":"fixed","name":"F","size":2,"default":"abc"}"#,
+        r#"{"type":"enum","name":"E","symbols":["A"],"default":1}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"R","default":{}}]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":["null","R"],"default":null,"order":1}]}"#,
+        r#"{"type":"record","name":"R","doc":1,"fields":[{"name":"a","type":"int","doc":{}}]}"#,
+        r#"{"type":"map","values":"int","logicalType":"x"}"#,
+        r#"{"type":"int","logicalType":"date","precision":"x"}"#,
+        r#"{"type":"bytes","logicalType":"decimal","precision":"x"}"#,
+        r#"{"type":"bytes","logicalType":"decimal","precision":1e400}"#,
+        r#"{"type":"fixed","name":"F","size":0,"logicalType":"decimal","precision":1}"#,
+        r#"{"type":"fixed","name":"F","size":12,"logicalType":"duration"}"#,
+        r#"{"type":"fixed","name":"F","size":99999999999999,"logicalType":"duration"}"#,
+        r#"{"type":"string","logicalType":"uuid"}"#,
+        r#"{"type":"fixed","name":"F","size":16,"logicalType":"uuid"}"#,
+        r#"{"type":"long","logicalType":"timestamp-nanos"}"#,
+        r#"{"type":"bytes","logicalType":"big-decimal"}"#,
+    ];
+    for text in odd {
+        if let std::result::Result::Ok(s) = avro::parse(text, &[]) {
+            let again = parse(&s.canonical());
+            assert_eq!(again.canonical(), s.canonical());
+            assert!(avro::check(&again, &s).is_empty(), "{text}");
+        }
     }
 }
