@@ -669,3 +669,93 @@ fn more_odd_input_never_panics() {
         }
     }
 }
+
+/// Texts Confluent's registry printed for schemas (seen in its error messages), rebuilt from a
+/// hand-written `.avsc` layout: keys in another order, whitespace, namespace first.
+#[test]
+fn canonical_matches_texts_confluent_printed() {
+    let avsc = r#"{
+      "namespace": "com.github.altfatterz.avro",
+      "type": "record",
+      "name": "NewCustomerCreatedEvent",
+      "fields": [
+        {"name": "first_name", "type": "string", "doc": "the first name of the customer"},
+        {"name": "last_name", "type": "string", "doc": "the last name of the customer"},
+        {"name": "accounts", "type": {"type": "array", "items": {
+          "name": "Account", "type": "record", "fields": [
+            {"name": "iban", "type": "string"},
+            {"name": "type", "type": {"name": "AccountType", "type": "enum",
+              "symbols": ["SAVING", "CHECKING", "JOINT"]}}
+          ]}}},
+        {"name": "settings", "type": {"type": "map", "values": "boolean"}},
+        {"doc": "Customer Signup Timestamp", "name": "signup_timestamp",
+         "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "phone_number", "type": ["null", "string"], "default": null,
+         "doc": "the phone number of the customer"}
+      ]
+    }"#;
+    let confluent = concat!(
+        r#"{"type":"record","name":"NewCustomerCreatedEvent","namespace":"com.github.altfatterz.avro","#,
+        r#""fields":[{"name":"first_name","type":"string","doc":"the first name of the customer"},"#,
+        r#"{"name":"last_name","type":"string","doc":"the last name of the customer"},"#,
+        r#"{"name":"accounts","type":{"type":"array","items":{"type":"record","name":"Account","#,
+        r#""fields":[{"name":"iban","type":"string"},{"name":"type","type":{"type":"enum","#,
+        r#""name":"AccountType","symbols":["SAVING","CHECKING","JOINT"]}}]}}},"#,
+        r#"{"name":"settings","type":{"type":"map","values":"boolean"}},"#,
+        r#"{"name":"signup_timestamp","type":{"type":"long","logicalType":"timestamp-millis"},"#,
+        r#""doc":"Customer Signup Timestamp"},"#,
+        r#"{"name":"phone_number","type":["null","string"],"doc":"the phone number of the customer","default":null}]}"#
+    );
+    assert_eq!(parse(avsc).canonical(), confluent);
+
+    let with_props = r#"{"namespace":"io.msdousti.mykafka","name":"User","type":"record","fields":[
+        {"avro.java.string":"String","type":{"avro.java.string":"String","type":"string"},"name":"name"},
+        {"name":"age","type":"int"}]}"#;
+    assert_eq!(
+        parse(with_props).canonical(),
+        concat!(
+            r#"{"type":"record","name":"User","namespace":"io.msdousti.mykafka","fields":["#,
+            r#"{"name":"name","type":{"type":"string","avro.java.string":"String"},"avro.java.string":"String"},"#,
+            r#"{"name":"age","type":"int"}]}"#
+        )
+    );
+}
+
+/// Messages as Confluent's registry printed them for the same changes.
+#[test]
+fn union_messages_match_confluents() {
+    let user = |number: &str| {
+        format!(
+            r#"{{"namespace":"example.avro","type":"record","name":"User","fields":[
+            {{"name":"name","type":"string"}},
+            {{"name":"favorite_number","type":{number}}},
+            {{"name":"favorite_color","type":["string","null"]}}]}}"#
+        )
+    };
+    let (old, new) = (parse(&user(r#"["long","null"]"#)), parse(&user(r#"["int","null"]"#)));
+    let got: Vec<String> = avro::check_detailed(&new, &old, true).iter().map(|d| d.message()).collect();
+    assert_eq!(
+        got,
+        vec![
+            "{errorType:'MISSING_UNION_BRANCH', description:'The new schema is missing a type inside a union \
+             field at path '/fields/1/type/0' in the old schema', additionalInfo:'reader union lacking writer \
+             type: LONG'}"
+        ]
+    );
+
+    let example = |name: &str| {
+        rec(&format!(
+            r#"{{"name":"Age","type":"int","default":0}},{{"name":"Name","type":{name}}},{{"name":"LastName","type":"string"}}"#
+        ))
+    };
+    let (old, new) = (parse(&example(r#"["null","string"]"#)), parse(&example(r#"["null","string","int"]"#)));
+    let got: Vec<String> = avro::check_detailed(&old, &new, false).iter().map(|d| d.message()).collect();
+    assert_eq!(
+        got,
+        vec![
+            "{errorType:'MISSING_UNION_BRANCH', description:'The old schema is missing a type inside a union \
+             field at path '/fields/1/type/2' in the new schema', additionalInfo:'reader union lacking writer \
+             type: INT'}"
+        ]
+    );
+}
