@@ -98,10 +98,10 @@ pub(crate) fn check(level: CompatibilityLevel, new: &Parsed, previous: &[Previou
 fn check_one(level: CompatibilityLevel, new: &Parsed, old: &Parsed) -> Vec<String> {
     let mut messages = Vec::new();
     if level.backward() {
-        messages.extend(format::check(new, old));
+        messages.extend(format::check(new, old, true));
     }
     if level.forward() {
-        messages.extend(format::check(old, new));
+        messages.extend(format::check(old, new, false));
     }
     messages
 }

@@ -3,7 +3,7 @@
 //! Nothing here knows about subjects, versions or HTTP.
 
 use crate::store::SchemaType;
-use crate::{Incompatibility, Referenced, avro};
+use crate::{Referenced, avro};
 
 /// A schema parsed by its format, references resolved.
 pub struct Parsed {
@@ -48,15 +48,12 @@ pub fn parse(schema_type: SchemaType, text: &str, references: &[Referenced<'_>])
 }
 
 /// Why `reader` cannot read data written with `writer`, as Confluent words each reason in a
-/// verbose compatibility answer; empty when it can.
-pub fn check(reader: &Parsed, writer: &Parsed) -> Vec<String> {
+/// verbose compatibility answer; empty when it can. `reader_is_new` words it for a BACKWARD
+/// check (the new schema reads old data); `false` for FORWARD (the old schema reads new data).
+pub fn check(reader: &Parsed, writer: &Parsed, reader_is_new: bool) -> Vec<String> {
     match (&reader.inner, &writer.inner) {
-        (Inner::Avro(r), Inner::Avro(w)) => avro::check(r, w).iter().map(describe).collect(),
+        (Inner::Avro(r), Inner::Avro(w)) => {
+            avro::check_detailed(r, w, reader_is_new).iter().map(avro::Difference::message).collect()
+        }
     }
-}
-
-/// Confluent's `{errorType:'...', description:'...', additionalInfo:'...'}` line; kelp puts the
-/// path of the incompatibility in `additionalInfo`.
-fn describe(i: &Incompatibility) -> String {
-    format!("{{errorType:'{}', description:'{}', additionalInfo:'{}'}}", i.error_type, i.description, i.path)
 }

@@ -388,8 +388,13 @@ fn compatibility_checks() {
     );
     h.put("/config/s", &json!({"compatibility": "NONE"}));
     assert_eq!(h.register("s", V2_NO_DEFAULT), (200, json!({"id": 2})));
-    // FORWARD: the old schema must read the new one's data.
+    // FORWARD: the old schema reads the new one's data, and the message says so.
     h.put("/config/s", &json!({"compatibility": "FORWARD"}));
+    let (status, body) = h.post("/compatibility/subjects/s/versions/latest?verbose=true", &schema_body(V1));
+    assert_eq!((status, body["is_compatible"].clone()), (200, json!(false)));
+    let first = body["messages"][0].as_str().expect("a message");
+    assert!(first.contains("READER_FIELD_MISSING_DEFAULT_VALUE"), "{first}");
+    assert!(first.contains("in the old schema has no default value and is missing in the new schema"), "{first}");
     assert_eq!(h.post("/compatibility/subjects/s/versions", &schema_body(V1)), (200, json!({"is_compatible": false})));
     assert_eq!(
         h.post("/compatibility/subjects/s/versions", &schema_body(V2_DEFAULT)),
