@@ -103,12 +103,16 @@ def cpu(j, ph, name):
     return "-" if v is None else f"{v:,}"
 print()
 print("CPU per record, ns (user + system of each process over the phase)")
-print("| phase | kelp | weed (kelp's run) | gateway | weed (gateway's run) | weed (direct) | kelp --storage memory |")
-print("|---|---|---|---|---|---|---|")
+print("| phase | kelp | weed (kelp's run) | gateway | weed (gateway's run) | weed (direct) | direct client | kelp --storage memory |")
+print("|---|---|---|---|---|---|---|---|")
+def dcpu(ph, name):
+    v = d.get(f"cpu_ns.{ph}.{name}")
+    return "-" if v is None else f"{int(v):,}"
 for ph, dph in [("produce", "publish"), ("consume", "subscribe"), ("kcat", "subscribe")]:
     print(f"| {ph} | {cpu(k, ph, 'kelp')} | {cpu(k, ph, 'weed')} | {cpu(g, ph, 'gateway')} | {cpu(g, ph, 'weed')} "
-          f"| {int(d[f'cpu_ns.{dph}.weed']):,} |" if f'cpu_ns.{dph}.weed' in d else "| - |",
-          f" {cpu(m, ph, 'kelp')} |")
+          f"| {dcpu(dph, 'weed')} | {dcpu(dph, 'client')} | {cpu(m, ph, 'kelp')} |")
+print(f"(kcat's own CPU per record: {cpu(k, 'kcat', 'client')} ns reading kelp on SeaweedMQ, "
+      f"{cpu(m, 'kcat', 'client')} ns reading kelp --storage memory)")
 if k["consumed"] != k["count"] or g["consumed"] != g["count"]:
     print(f"NOTE: consumed kelp {k['consumed']}/{k['count']}, gateway {g['consumed']}/{g['count']}")
 PYEOF

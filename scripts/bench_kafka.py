@@ -6,9 +6,10 @@ messages per second of each phase. The topic must exist.
   bench_kafka.py BOOTSTRAP TOPIC COUNT [SIZE]
 
 BENCH_PIDS="name=PID,name=PID" adds each named process's CPU time (user + system, from /proc)
-per record of each phase, in ns: `cpu_ns.<phase>.<name>`."""
+per record of each phase, in ns: `cpu_ns.<phase>.<name>` (and kcat's own as `cpu_ns.kcat.client`)."""
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,9 @@ if shutil.which("kcat"):
     kcat_s = time.time() - start
     n = out.stdout.count(b"\n")
     phase("kcat", cpu0, n)
+    if n and "kcat" in cpu_ns:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_ns["kcat"]["client"] = round((ru.ru_utime + ru.ru_stime) * 1e9 / n)
     result["kcat_consumed"] = n
     result["kcat_consume_msgs"] = round(n / kcat_s)
 if cpu_ns:

@@ -6,7 +6,8 @@
 //!
 //! Prints `publish <msg/s>`, `subscribe <msg/s>` and how many subscriptions the read took.
 //! With `BENCH_PIDS=name=PID,...` and `BENCH_CLK_TCK` (from `getconf CLK_TCK`) set, also each
-//! named process's CPU time per record of each phase: `cpu_ns.<phase>.<name> <ns>`.
+//! named process's CPU time per record of each phase, and this client's own (`client`):
+//! `cpu_ns.<phase>.<name> <ns>`.
 
 use std::time::{Duration, Instant};
 
@@ -152,7 +153,8 @@ impl Cpu {
             .split(',')
             .filter_map(|kv| kv.split_once('='))
             .filter_map(|(name, pid)| Some((name.to_string(), pid.parse().ok()?)))
-            .collect();
+            .chain(std::iter::once(("client".to_string(), std::process::id())))
+            .collect::<Vec<_>>();
         let ticks_per_s = std::env::var("BENCH_CLK_TCK").ok().and_then(|t| t.parse().ok()).unwrap_or(100.0);
         Cpu { pids, ticks_per_s }
     }
