@@ -43,6 +43,10 @@ pub const MAX_BRACKET_DEPTH: usize = 100;
 /// At most this many differences are reported by one comparison.
 pub const MAX_DIFFERENCES: usize = 500;
 
+/// How deep the checker follows message types from imported files through their fields (each
+/// step compares one more type, on the stack). Types further down are not compared.
+pub const MAX_TYPE_DEPTH: usize = 64;
+
 /// The name the schema's own file gets while compiling. It shows in error messages.
 const MAIN_FILE: &str = "schema.proto";
 
@@ -200,7 +204,8 @@ impl ProtobufSchema {
     /// messages, enums, services and extensions in declaration order (a message's position is
     /// part of the wire format: Confluent's serializers send message indexes). Inside a message:
     /// options, reserved ranges and names, fields by number (a oneof at its first field), nested
-    /// messages and enums, extension ranges, extensions. Enum values by number. Type names are
+    /// messages and enums, extension ranges, extensions. Enum values by number after the first
+    /// one, which stays first (it is the default). Type names are
     /// fully qualified (`.pkg.Type`), so texts that refer to the same types in different ways
     /// print alike. The result compiles to the same descriptors.
     pub fn normalized(&self) -> String {
@@ -428,6 +433,8 @@ struct Comparer {
     path: Vec<String>,
     /// Pairs of message types (full names) compared through a field, or being compared.
     seen: HashMap<(String, String), Option<Compared>>,
+    /// How many imported types are being compared around this comparer.
+    depth: usize,
 }
 
 /// A field's label as written in the source, which is what Confluent's parser keeps.
@@ -482,10 +489,11 @@ impl Comparer {
     ) {
         let o_msgs = declared(o_msgs);
         let u_msgs = declared(u_msgs);
-        let names: BTreeSet<&str> = o_msgs.iter().chain(&u_msgs).map(|m| m.name()).collect();
+        let o_index: HashMap<&str, usize> = o_msgs.iter().enumerate().map(|(i, m)| (m.name(), i)).collect();
+        let u_index: HashMap<&str, usize> = u_msgs.iter().enumerate().map(|(i, m)| (m.name(), i)).collect();
+        let names: BTreeSet<&str> = o_index.keys().chain(u_index.keys()).copied().collect();
         for name in names {
-            let o = o_msgs.iter().position(|m| m.name() == name);
-            let u = u_msgs.iter().position(|m| m.name() == name);
+            let (o, u) = (o_index.get(name).copied(), u_index.get(name).copied());
             self.path.push(name.to_owned());
             match (o, u) {
                 (Some(_), None) => self.add(DifferenceType::MessageRemoved),
@@ -502,10 +510,11 @@ impl Comparer {
             }
             self.path.pop();
         }
-        let names: BTreeSet<&str> = o_enums.iter().chain(u_enums).map(|e| e.name()).collect();
+        let o_enums: HashMap<&str, &EnumDescriptor> = o_enums.iter().map(|e| (e.name(), e)).collect();
+        let u_enums: HashMap<&str, &EnumDescriptor> = u_enums.iter().map(|e| (e.name(), e)).collect();
+        let names: BTreeSet<&str> = o_enums.keys().chain(u_enums.keys()).copied().collect();
         for name in names {
-            let o = o_enums.iter().find(|e| e.name() == name);
-            let u = u_enums.iter().find(|e| e.name() == name);
+            let (o, u) = (o_enums.get(name).copied(), u_enums.get(name).copied());
             self.path.push(name.to_owned());
             match (o, u) {
                 (Some(_), None) => self.add(DifferenceType::EnumRemoved),
@@ -664,7 +673,8 @@ impl Comparer {
             self.add(DifferenceType::FieldNamedTypeChanged);
             return;
         }
-        if o.parent_file().name() == MAIN_FILE && u.parent_file().name() == MAIN_FILE {
+        if (o.parent_file().name() == MAIN_FILE && u.parent_file().name() == MAIN_FILE) || self.depth >= MAX_TYPE_DEPTH
+        {
             return;
         }
         let key = (o.full_name().to_owned(), u.full_name().to_owned());
@@ -678,6 +688,7 @@ impl Comparer {
                     out: Vec::new(),
                     path: ol.split('.').map(str::to_owned).collect(),
                     seen: std::mem::take(&mut self.seen),
+                    depth: self.depth + 1,
                 };
                 sub.message(o, u);
                 self.seen = std::mem::take(&mut sub.seen);
@@ -918,17 +929,17 @@ impl Printer {
         }
         // Fields by number; a oneof where its first field would be.
         let mut items: Vec<(u32, Item)> = Vec::new();
+        let mut oneofs: BTreeMap<String, u32> = BTreeMap::new();
         for f in m.fields() {
             match f.containing_oneof().filter(|o| !o.is_synthetic()) {
                 Some(o) => {
-                    let first = o.fields().map(|f| f.number()).min().unwrap_or(0);
-                    if f.number() == first {
-                        items.push((first, Item::Oneof(o.name().to_owned())));
-                    }
+                    let first = oneofs.entry(o.name().to_owned()).or_insert(f.number());
+                    *first = (*first).min(f.number());
                 }
                 None => items.push((f.number(), Item::Field(f))),
             }
         }
+        items.extend(oneofs.into_iter().map(|(name, first)| (first, Item::Oneof(name))));
         items.sort_by_key(|(n, _)| *n);
         for (_, item) in items {
             match item {
@@ -1021,9 +1032,12 @@ impl Printer {
             names.sort();
             self.line(depth + 1, &format!("reserved {};", names.join(", ")));
         }
-        // By number; aliases keep their declaration order (the first is the value's name).
+        // The first value stays first (it is the default, and proto3 wants it to be 0); the
+        // others by number, aliases in their declaration order.
         let mut values: Vec<_> = p.value.iter().filter_map(|v| e.get_value_by_name(v.name())).collect();
-        values.sort_by_key(|v| v.number());
+        if let Some(rest) = values.get_mut(1..) {
+            rest.sort_by_key(|v| v.number());
+        }
         for v in values {
             let opts = options(&v.options());
             let opts = if opts.is_empty() { String::new() } else { format!(" [{}]", opts.join(", ")) };

@@ -467,6 +467,19 @@ fn hostile_input_does_not_panic() {
     let new = with_ref(main, &changed);
     let out = protobuf::check(&new, &old);
     assert!(!out.is_empty() && out.len() <= protobuf::MAX_DIFFERENCES);
+    // A long chain of imported types: followed only so deep, without exhausting the stack.
+    let mut chain = String::from("syntax = \"proto3\";\npackage other;\nmessage C0 { int32 x = 1; }\n");
+    for i in 1..5000 {
+        chain.push_str(&format!("message C{i} {{ C{} next = 1; }}\n", i - 1));
+    }
+    let main = "syntax = \"proto3\";\nimport \"other.proto\";\nmessage M { other.C4999 top = 1; }\n";
+    let changed = chain.replace("message C0 { int32 x = 1; }", "message C0 { string x = 1; }");
+    assert!(protobuf::check(&with_ref(main, &changed), &with_ref(main, &chain)).is_empty(), "too deep to see");
+    // Many messages at one level.
+    let wide: String = (0..20_000).map(|i| format!("message W{i} {{ int32 x = 1; }}\n")).collect();
+    let wide = format!("syntax = \"proto3\";\n{wide}");
+    let (a, b) = (parse(&wide), parse(&wide.replace("W0 {", "W0x {")));
+    assert_eq!(protobuf::check(&b, &a).len(), 1);
 }
 
 #[test]
@@ -481,4 +494,116 @@ fn same_schema_is_compatible_with_itself() {
             assert_eq!(n.normalized(), s.normalized(), "{}", r.what);
         }
     }
+}
+
+/// The registry itself with PROTOBUF schemas: registration, references, compatibility answers.
+mod through_the_registry {
+    use kelp_registry::{Body, Outcome, Registry, Request};
+    use serde_json::{Value, json};
+
+    fn call(registry: &mut Registry, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let body = body.to_string();
+        let reply = match registry.handle(&Request { method, path, query: "", body: body.as_bytes() }) {
+            Outcome::Reply(reply) => reply,
+            Outcome::Write { records, reply } => {
+                for r in records {
+                    registry.apply(&r.key, r.value.as_deref()).expect("own records apply");
+                }
+                reply
+            }
+        };
+        let body = match reply.body {
+            Body::Json(v) => v,
+            Body::Text(t) => Value::String(t),
+        };
+        (reply.status, body)
+    }
+
+    fn proto(schema: &str) -> Value {
+        json!({"schemaType": "PROTOBUF", "schema": schema})
+    }
+
+    #[test]
+    fn register_check_and_refer() {
+        let mut r = Registry::new("c");
+        let v1 = "syntax = \"proto3\";\npackage t;\nmessage M { int32 a = 1; }\n";
+        let ok = "syntax = \"proto3\";\npackage t;\nmessage M { int32 a = 1; string b = 2; }\n";
+        let bad = "syntax = \"proto3\";\npackage t;\nmessage M { string a = 1; }\n";
+        assert_eq!(call(&mut r, "POST", "/subjects/m-value/versions", &proto(v1)), (200, json!({"id": 1})));
+        // The same text again is the same schema.
+        assert_eq!(call(&mut r, "POST", "/subjects/m-value/versions", &proto(v1)), (200, json!({"id": 1})));
+        let (status, body) = call(&mut r, "POST", "/compatibility/subjects/m-value/versions/latest", &proto(bad));
+        assert_eq!((status, &body["is_compatible"]), (200, &json!(false)));
+        assert_eq!(call(&mut r, "POST", "/subjects/m-value/versions", &proto(bad)).0, 409);
+        assert_eq!(call(&mut r, "POST", "/subjects/m-value/versions", &proto(ok)), (200, json!({"id": 2})));
+        // A schema importing another subject's schema.
+        let dep = "syntax = \"proto3\";\npackage dep;\nmessage D { int64 x = 1; }\n";
+        assert_eq!(call(&mut r, "POST", "/subjects/dep/versions", &proto(dep)), (200, json!({"id": 3})));
+        let user = "syntax = \"proto3\";\nimport \"dep.proto\";\nmessage U { dep.D d = 1; }\n";
+        let mut body = proto(user);
+        body["references"] = json!([{"name": "dep.proto", "subject": "dep", "version": 1}]);
+        assert_eq!(call(&mut r, "POST", "/subjects/u-value/versions", &body), (200, json!({"id": 4})));
+        // Without the reference the import is unknown: 42201.
+        let (status, body) = call(&mut r, "POST", "/subjects/u2-value/versions", &proto(user));
+        assert_eq!((status, &body["error_code"]), (422, &json!(42201)));
+    }
+}
+
+/// Texts mutated at random (a seeded xorshift, so every run is the same): no panic, and what
+/// compiles normalizes to a text that compiles to the same normalized text and reads alike.
+#[test]
+fn mutated_texts() {
+    let seeds = [
+        "syntax = \"proto3\";\npackage a.b;\nimport \"google/protobuf/timestamp.proto\";\nimport \"confluent/meta.proto\";\nimport \"google/protobuf/descriptor.proto\";\noption (confluent.file_meta) = { doc: \"x\" };\nmessage M { option (confluent.message_meta).doc = \"d\"; int32 a = 1; optional string s = 2 [json_name = \"q\"]; map<string, M> m = 3; oneof o { bytes b = 4; E e = 5; } google.protobuf.Timestamp t = 6; reserved 10 to 20, 30 to max; reserved \"z\"; message I { repeated sint64 x = 1 [packed = true]; } }\nenum E { option allow_alias = true; A = 0; B = 1; C = 1 [deprecated = true]; reserved 5 to 9; }\nservice S { rpc X (M) returns (stream M) { option deprecated = true; } }\nextend google.protobuf.FieldOptions { repeated string tag = 50000; }\n",
+        "syntax = \"proto2\";\nmessage G { optional group Grp = 1 { optional int32 x = 2; } required string s = 3 [default = \"a\\\"b\\n\"]; optional bytes by = 4 [default = \"\\001\\xff\"]; optional double d = 5 [default = inf]; optional float f = 6 [default = -nan]; extensions 100 to 200; oneof o { int32 p = 7; } }\nextend G { optional int32 ext = 150; }\n",
+    ];
+    let mut state: u64 = 0x1234_5678;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let tokens = [
+        "{", "}", ";", "=", "1", "message", "int32", "repeated", "optional", "oneof", "map<", ">", "\"", "(", ")", "[",
+        "]", "x", ".", "0", "-", "max", "to", "option", "group", "enum", "extend", "stream", "rpc",
+    ];
+    let mut ok = 0;
+    for i in 0..4000 {
+        let seed = seeds[i % seeds.len()];
+        let mut text = seed.to_string();
+        for _ in 0..(1 + next() % 2) {
+            if text.is_empty() {
+                break;
+            }
+            let pos = (next() as usize) % text.len();
+            let pos = (0..=pos).rev().find(|p| text.is_char_boundary(*p)).unwrap();
+            match next() % 3 {
+                0 => {
+                    let end = (pos + 1 + (next() as usize) % 8).min(text.len());
+                    let end = (end..=text.len()).find(|p| text.is_char_boundary(*p)).unwrap();
+                    text.replace_range(pos..end, "");
+                }
+                _ => {
+                    let t = tokens[(next() as usize) % tokens.len()];
+                    text.insert_str(pos, t);
+                }
+            }
+        }
+        if let Result::Ok(s) = protobuf::parse(&text, &[]) {
+            ok += 1;
+            let n = s.normalized();
+            match protobuf::parse(&n, &[]) {
+                Result::Ok(again) => {
+                    assert_eq!(again.normalized(), n, "not stable for\n{text}");
+                    assert!(protobuf::diff(&s, &again).iter().all(|d| d.kind.is_compatible()), "{text}\n{n}");
+                }
+                Err(e) => panic!("normalized does not parse: {e}\n--- text\n{text}\n--- normalized\n{n}"),
+            }
+            let other = protobuf::parse(seeds[(i + 1) % 2], &[]).unwrap();
+            let _ = protobuf::check(&s, &other);
+            let _ = protobuf::check(&other, &s);
+        }
+    }
+    assert!(ok > 50, "{ok} mutants compiled");
 }
