@@ -1139,14 +1139,15 @@ fn default_json_name(name: &str) -> String {
 }
 
 /// The options set in an options message, each as `name = value`, sorted: plain options by
-/// name, custom ones as `(full.name)`. A repeated option gives one entry per value.
+/// name, custom ones as `(.full.name)` (fully qualified, so a package of the same name cannot
+/// capture it). A repeated option gives one entry per value.
 fn options(m: &DynamicMessage) -> Vec<String> {
     let mut out = Vec::new();
     for (f, v) in m.fields() {
         push_option(&mut out, f.name(), &f.kind(), v);
     }
     for (x, v) in m.extensions() {
-        push_option(&mut out, &format!("({})", x.full_name()), &x.kind(), v);
+        push_option(&mut out, &format!("(.{})", x.full_name()), &x.kind(), v);
     }
     out.sort();
     out

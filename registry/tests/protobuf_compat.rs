@@ -363,8 +363,8 @@ enum Kind {
     let s = protobuf::parse(text, &[]).expect("valid");
     assert_eq!(s.package(), "shop");
     let n = s.normalized();
-    assert!(n.contains("option (confluent.file_meta) = { doc:\"the shop\" };"), "{n}");
-    assert!(n.contains("(confluent.field_meta)"), "{n}");
+    assert!(n.contains("option (.confluent.file_meta) = { doc:\"the shop\" };"), "{n}");
+    assert!(n.contains("(.confluent.field_meta)"), "{n}");
     assert!(n.contains(".confluent.type.Decimal total = 2"), "{n}");
     // The normalized text compiles again, to the same text.
     assert_eq!(protobuf::parse(&n, &[]).expect("normalized compiles").normalized(), n);
@@ -606,4 +606,16 @@ fn mutated_texts() {
         }
     }
     assert!(ok > 50, "{ok} mutants compiled");
+}
+
+#[test]
+fn normalized_names_are_fully_qualified() {
+    // In package `x.confluent`, `confluent.file_meta` would mean `x.confluent.file_meta`.
+    let text = "syntax = \"proto3\";\npackage x.confluent;\nimport \"confluent/meta.proto\";\n\
+                option (.confluent.file_meta).doc = \"a\";\n\
+                message M { int32 a = 1 [(.confluent.field_meta) = { doc: \"f\" }]; M self = 2; }\n";
+    let n = parse(text).normalized();
+    assert!(n.contains("option (.confluent.file_meta) = { doc:\"a\" };"), "{n}");
+    assert!(n.contains(".x.confluent.M self = 2;"), "{n}");
+    assert_eq!(parse(&n).normalized(), n);
 }
