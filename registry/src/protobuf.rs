@@ -18,6 +18,11 @@
 //! `bytes`) may replace each other. Like Confluent's, the checker reads field labels as written:
 //! a proto3 field without a label has none, so turning it into a `repeated` one is not noticed.
 //!
+//! Known differences from Confluent: the canonical text is the client's own (see
+//! [`ProtobufSchema::canonical`]); names are walked in sorted rather than hash order; proto2
+//! groups are left out of the comparison, as Confluent's parser keeps them apart; types from
+//! imports are followed at most [`MAX_TYPE_DEPTH`] deep; `protox` knows no editions syntax.
+//!
 //! Hostile input gives `Err`, never a panic: texts are bounded ([`MAX_TEXT_LEN`]), `protox` caps
 //! message nesting itself, and the bracket nesting of option values, which `prost-reflect` reads
 //! recursively, is bounded here before compiling ([`MAX_BRACKET_DEPTH`]).
