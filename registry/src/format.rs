@@ -3,7 +3,7 @@
 //! Nothing here knows about subjects, versions or HTTP.
 
 use crate::store::SchemaType;
-use crate::{Referenced, avro};
+use crate::{Referenced, avro, protobuf};
 
 /// A schema parsed by its format, references resolved.
 pub struct Parsed {
@@ -12,6 +12,7 @@ pub struct Parsed {
 
 enum Inner {
     Avro(avro::AvroSchema),
+    Protobuf(protobuf::ProtobufSchema),
 }
 
 impl Parsed {
@@ -19,6 +20,7 @@ impl Parsed {
     pub fn schema_type(&self) -> SchemaType {
         match self.inner {
             Inner::Avro(_) => SchemaType::Avro,
+            Inner::Protobuf(_) => SchemaType::Protobuf,
         }
     }
 
@@ -26,6 +28,7 @@ impl Parsed {
     pub fn canonical(&self) -> String {
         match &self.inner {
             Inner::Avro(s) => s.canonical(),
+            Inner::Protobuf(s) => s.canonical(),
         }
     }
 
@@ -33,6 +36,7 @@ impl Parsed {
     pub fn normalized(&self) -> String {
         match &self.inner {
             Inner::Avro(s) => s.normalized(),
+            Inner::Protobuf(s) => s.normalized(),
         }
     }
 }
@@ -41,9 +45,8 @@ impl Parsed {
 pub fn parse(schema_type: SchemaType, text: &str, references: &[Referenced<'_>]) -> Result<Parsed, String> {
     match schema_type {
         SchemaType::Avro => avro::parse(text, references).map(|s| Parsed { inner: Inner::Avro(s) }),
-        SchemaType::Protobuf | SchemaType::Json => {
-            Err(format!("schema type {} is not supported yet", schema_type.as_str()))
-        }
+        SchemaType::Protobuf => protobuf::parse(text, references).map(|s| Parsed { inner: Inner::Protobuf(s) }),
+        SchemaType::Json => Err(format!("schema type {} is not supported yet", schema_type.as_str())),
     }
 }
 
@@ -55,5 +58,12 @@ pub fn check(reader: &Parsed, writer: &Parsed, reader_is_new: bool) -> Vec<Strin
         (Inner::Avro(r), Inner::Avro(w)) => {
             avro::check_detailed(r, w, reader_is_new).iter().map(avro::Difference::message).collect()
         }
+        // Confluent's FORWARD check is `old.isBackwardCompatible(new)`: the same diff, run from
+        // the new schema to the old one, so the reader stays the reader here too.
+        (Inner::Protobuf(r), Inner::Protobuf(w)) => {
+            protobuf::check_detailed(r, w, reader_is_new).iter().map(protobuf::message).collect()
+        }
+        // The registry compares schemas of one type only.
+        _ => vec!["Incompatible because of different schema type".to_owned()],
     }
 }

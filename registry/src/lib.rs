@@ -32,6 +32,7 @@ pub mod api;
 pub mod avro;
 pub mod compat;
 mod format;
+pub mod protobuf;
 pub mod store;
 
 pub use api::{Body, Outcome, Request, Response};
