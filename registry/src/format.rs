@@ -3,7 +3,7 @@
 //! Nothing here knows about subjects, versions or HTTP.
 
 use crate::store::SchemaType;
-use crate::{Referenced, avro};
+use crate::{Referenced, avro, json_schema};
 
 /// A schema parsed by its format, references resolved.
 pub struct Parsed {
@@ -12,6 +12,7 @@ pub struct Parsed {
 
 enum Inner {
     Avro(avro::AvroSchema),
+    Json(json_schema::JsonSchema),
 }
 
 impl Parsed {
@@ -19,6 +20,7 @@ impl Parsed {
     pub fn schema_type(&self) -> SchemaType {
         match self.inner {
             Inner::Avro(_) => SchemaType::Avro,
+            Inner::Json(_) => SchemaType::Json,
         }
     }
 
@@ -26,6 +28,7 @@ impl Parsed {
     pub fn canonical(&self) -> String {
         match &self.inner {
             Inner::Avro(s) => s.canonical(),
+            Inner::Json(s) => s.canonical(),
         }
     }
 
@@ -33,6 +36,7 @@ impl Parsed {
     pub fn normalized(&self) -> String {
         match &self.inner {
             Inner::Avro(s) => s.normalized(),
+            Inner::Json(s) => s.normalized(),
         }
     }
 }
@@ -41,9 +45,8 @@ impl Parsed {
 pub fn parse(schema_type: SchemaType, text: &str, references: &[Referenced<'_>]) -> Result<Parsed, String> {
     match schema_type {
         SchemaType::Avro => avro::parse(text, references).map(|s| Parsed { inner: Inner::Avro(s) }),
-        SchemaType::Protobuf | SchemaType::Json => {
-            Err(format!("schema type {} is not supported yet", schema_type.as_str()))
-        }
+        SchemaType::Json => json_schema::parse(text, references).map(|s| Parsed { inner: Inner::Json(s) }),
+        SchemaType::Protobuf => Err(format!("schema type {} is not supported yet", schema_type.as_str())),
     }
 }
 
@@ -55,5 +58,9 @@ pub fn check(reader: &Parsed, writer: &Parsed, reader_is_new: bool) -> Vec<Strin
         (Inner::Avro(r), Inner::Avro(w)) => {
             avro::check_detailed(r, w, reader_is_new).iter().map(avro::Difference::message).collect()
         }
+        // Confluent's JSON diff runs as `reader.isBackwardCompatible(writer)`: the writer is the
+        // original, the reader the update that must accept all the writer accepts.
+        (Inner::Json(r), Inner::Json(w)) => json_schema::check_worded(r, w, reader_is_new),
+        _ => vec!["Incompatible because of different schema type".into()],
     }
 }
