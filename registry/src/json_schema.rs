@@ -83,7 +83,8 @@ pub fn parse(text: &str, references: &[Referenced<'_>]) -> Result<JsonSchema, St
         docs.push((r.name.to_owned(), doc));
     }
     let served: Vec<(String, Value)> = docs[1..].to_vec();
-    for (i, (name, doc)) in docs.iter().enumerate() {
+    // The references first, so a problem inside one is reported against it.
+    for (i, (name, doc)) in docs.iter().enumerate().skip(1).chain(docs.iter().enumerate().take(1)) {
         validate(doc, &served).map_err(|e| if i == 0 { e } else { format!("reference '{name}': {e}") })?;
     }
     let mut normalized = String::new();
@@ -232,6 +233,9 @@ struct Node {
     description: Option<String>,
     default: Option<Value>,
     connect_type: Option<String>,
+    /// A hash of the subschema's sorted text when it holds no `$ref`: two subschemas with the
+    /// same signature are the same schema, so comparing them finds nothing incompatible.
+    signature: Option<u64>,
 }
 
 /// The kinds of the Java model Confluent's diff works on. Indices point into [`Model::nodes`].
@@ -401,6 +405,12 @@ impl Builder<'_> {
         self.nodes[i].description = text("description");
         self.nodes[i].default = obj.get("default").cloned();
         self.nodes[i].connect_type = text("connect.type");
+        let sorted = sorted_text(v);
+        if !sorted.contains("\"$ref\":") {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&sorted, &mut h);
+            self.nodes[i].signature = Some(std::hash::Hasher::finish(&h));
+        }
         if let Some(r) = obj.get("$ref").and_then(Value::as_str) {
             self.nodes[i].kind = Kind::Ref(self.reference(doc, r)?);
             return Ok(());
@@ -926,8 +936,15 @@ fn deref(nodes: &[Node], mut i: usize) -> Option<usize> {
     None
 }
 
-const EMPTY: Node =
-    Node { kind: Kind::Empty, id: None, title: None, description: None, default: None, connect_type: None };
+const EMPTY: Node = Node {
+    kind: Kind::Empty,
+    id: None,
+    title: None,
+    description: None,
+    default: None,
+    connect_type: None,
+    signature: None,
+};
 
 type Res = Result<(), String>;
 
@@ -956,6 +973,13 @@ impl Diff<'_> {
         };
         // An unresolved reference stands for the empty schema; pairs with it are not memoized.
         let key = match (o, u) {
+            // Identical subschemas without references: only compatible differences could follow
+            // (none at all, in fact), so the walk is skipped, which keeps large unions cheap.
+            (Some(o), Some(u))
+                if self.orig[o].signature.is_some() && self.orig[o].signature == self.upd[u].signature =>
+            {
+                return Ok(());
+            }
             (Some(o), Some(u)) => (o, u),
             _ => {
                 let mut sub = Ctx::default();
@@ -1198,6 +1222,8 @@ impl Diff<'_> {
             }
             ctx.add("COMBINED_TYPE_EXTENDED");
         }
+        // Confluent compares the subschemas as sets: a repeated one counts once.
+        let (os, us) = (&distinct(self.orig, os), &distinct(self.upd, us));
         if os.len() < us.len() {
             ctx.add(if uc == "allOf" { "PRODUCT_TYPE_EXTENDED" } else { "SUM_TYPE_EXTENDED" });
         } else if os.len() > us.len() {
@@ -1557,6 +1583,13 @@ impl Diff<'_> {
     }
 }
 
+/// `subs` without repeats (subschemas with the same signature; those with references are all
+/// kept, as they cannot be told apart cheaply).
+fn distinct(nodes: &[Node], subs: &[usize]) -> Vec<usize> {
+    let mut seen = HashSet::new();
+    subs.iter().copied().filter(|&i| nodes[i].signature.is_none_or(|sig| seen.insert(sig))).collect()
+}
+
 #[derive(Clone, Copy)]
 enum Side {
     Orig,
@@ -1763,6 +1796,51 @@ mod tests {
         );
         let fwd = check_worded(&old, &new, false);
         assert!(fwd[0].contains("between the old schema and the new schema"), "{fwd:?}");
+    }
+
+    #[test]
+    fn large_unions_stay_bounded() {
+        // 300 branches that each refer back to the root: the cross product of pairs is large,
+        // and the step budget ends the comparison with a message instead of running on.
+        let branch = |i: usize| {
+            format!(
+                r##"{{"type":"object","properties":{{"f{i}":{{"type":"string"}},"g":{{"oneOf":[{{"type":"string"}},{{"$ref":"#"}}]}}}}}}"##
+            )
+        };
+        let text = format!(r#"{{"oneOf":[{}]}}"#, (0..300).map(branch).collect::<Vec<_>>().join(","));
+        let s = p(&text);
+        let r = check(&s, &s);
+        assert!(r.is_empty() || r == ["The schemas are too complex to check for compatibility"], "{r:?}");
+        // Without references, identical branches are recognized and skipped.
+        let plain = |i: usize| format!(r#"{{"type":"object","properties":{{"f{i}":{{"type":"string"}}}}}}"#);
+        let text = format!(r#"{{"oneOf":[{}]}}"#, (0..300).map(plain).collect::<Vec<_>>().join(","));
+        let s = p(&text);
+        assert!(check(&s, &s).is_empty());
+    }
+
+    #[test]
+    fn relative_refs_resolve_against_the_schema_id() {
+        let address = r#"{"type":"object","properties":{"street":{"type":"string"}}}"#;
+        let refs = [Referenced { name: "address.json", schema: address }];
+        let person = r#"{"$id":"https://example.com/person.json","type":"object","properties":{"home":{"$ref":"address.json"}}}"#;
+        assert!(parse(person, &refs).is_ok());
+        // A reference that itself refers to an earlier one.
+        let street = r#"{"type":"string","maxLength":40}"#;
+        let address = r#"{"type":"object","properties":{"street":{"$ref":"street.json"}}}"#;
+        let refs =
+            [Referenced { name: "street.json", schema: street }, Referenced { name: "address.json", schema: address }];
+        let person = r#"{"type":"object","properties":{"home":{"$ref":"address.json"}}}"#;
+        assert!(parse(person, &refs).is_ok());
+        let err = parse(person, &refs[1..]).unwrap_err();
+        assert!(err.starts_with("reference 'address.json'"), "{err}");
+    }
+
+    #[test]
+    fn repeated_subschemas_count_once() {
+        let old = p(r#"{"oneOf":[{"type":"string"},{"type":"integer"}]}"#);
+        let new = p(r#"{"oneOf":[{"type":"string"},{"type":"integer"},{"type":"string"}]}"#);
+        let diffs = differences(&new, &old).unwrap();
+        assert!(diffs.is_empty(), "{diffs:?}");
     }
 
     #[test]

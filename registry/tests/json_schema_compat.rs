@@ -413,6 +413,24 @@ fn json_schemas_through_the_registry() {
     assert_eq!(body["is_compatible"], json!(false), "{body}");
     let text = body.to_string();
     assert!(text.contains("PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL"), "{text}");
+    // FORWARD: the latest (v2) must read data written with the new schema; dropping the closed
+    // model's property `b` breaks that, and the message names the old schema as the reader.
+    call(&mut r, "PUT", "/config/s", &json!({"compatibility": "FORWARD"}));
+    let v3 = r#"{"type":"object","properties":{"a":{"type":"string"}}}"#;
+    let (status, body) = call(
+        &mut r,
+        "POST",
+        "/compatibility/subjects/s/versions/latest?verbose=true",
+        &json!({"schemaType": "JSON", "schema": v3}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["is_compatible"], json!(false), "{body}");
+    let text = body.to_string();
+    assert!(
+        text.contains("OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL")
+            && text.contains("The old schema has an open content model"),
+        "{text}"
+    );
     // An invalid JSON schema is refused with 422.
     let (status, _) =
         call(&mut r, "POST", "/subjects/t/versions", &json!({"schemaType": "JSON", "schema": r#"{"type":"nope"}"#}));
