@@ -48,6 +48,11 @@ const MAX_NODES: usize = 100_000;
 /// The most schema pairs one compatibility check may compare before it gives up.
 const MAX_STEPS: usize = 200_000;
 
+/// The deepest the comparison may go. Nesting in one document is bounded by [`MAX_DEPTH`], but
+/// a chain of `$ref`s (definition 1 refers to 2, 2 to 3, ...) can lead further down; the bound
+/// keeps the recursion well inside a thread's stack.
+const MAX_COMPARE_DEPTH: usize = 128;
+
 /// A parsed JSON Schema with its references resolved.
 #[derive(Debug, Clone)]
 pub struct JsonSchema {
@@ -838,6 +843,7 @@ pub fn differences(new: &JsonSchema, old: &JsonSchema) -> Result<Vec<Difference>
         memo: HashMap::new(),
         in_progress: HashSet::new(),
         steps: 0,
+        depth: 0,
     };
     let mut ctx = Ctx::default();
     d.compare(&mut ctx, Some(0), Some(0))?;
@@ -922,6 +928,7 @@ struct Diff<'a> {
     memo: HashMap<(usize, usize), Vec<Difference>>,
     in_progress: HashSet<(usize, usize)>,
     steps: usize,
+    depth: usize,
 }
 
 /// Follows `$ref`s (a bounded number of hops); `None` for an unresolved one.
@@ -1000,8 +1007,13 @@ impl Diff<'_> {
         if self.steps > MAX_STEPS {
             return Err("The schemas are too complex to check for compatibility".into());
         }
+        if self.depth >= MAX_COMPARE_DEPTH {
+            return Err("The schemas are nested too deeply (through references) to check for compatibility".into());
+        }
+        self.depth += 1;
         let mut sub = Ctx::default();
         let result = self.compare_types(&mut sub, o, u);
+        self.depth -= 1;
         self.in_progress.remove(&key);
         result?;
         ctx.add_rebased(&sub.diffs);
@@ -1191,6 +1203,7 @@ impl Diff<'_> {
                     memo: HashMap::new(),
                     in_progress: HashSet::new(),
                     steps: self.steps,
+                    depth: self.depth,
                 };
                 let r = swapped.compare(&mut sub, Some(b), Some(a));
                 self.steps = swapped.steps;
@@ -1841,6 +1854,29 @@ mod tests {
         let new = p(r#"{"oneOf":[{"type":"string"},{"type":"integer"},{"type":"string"}]}"#);
         let diffs = differences(&new, &old).unwrap();
         assert!(diffs.is_empty(), "{diffs:?}");
+    }
+
+    #[test]
+    fn long_reference_chains_and_negation_cycles_stay_bounded() {
+        // d0 -> d1 -> ... -> d3000 through `$ref`s: deeper than any single document may nest.
+        let n = 3000;
+        let defs: Vec<String> = (0..n)
+            .map(|i| {
+                format!(r##""d{i}":{{"type":"object","properties":{{"x":{{"$ref":"#/definitions/d{}"}}}}}}"##, i + 1)
+            })
+            .collect();
+        let text = format!(
+            r##"{{"definitions":{{{},"d{n}":{{"type":"string"}}}},"$ref":"#/definitions/d0"}}"##,
+            defs.join(",")
+        );
+        let changed =
+            text.replace(&format!(r#""d{n}":{{"type":"string"}}"#), &format!(r#""d{n}":{{"type":"integer"}}"#));
+        let (old, new) = (p(&text), p(&changed));
+        let errs = check(&new, &old);
+        assert_eq!(errs, ["The schemas are nested too deeply (through references) to check for compatibility"]);
+        // `not` swaps the roles of the schemas; a cycle through it must still end.
+        let negated = p(r##"{"not":{"not":{"$ref":"#"}}}"##);
+        let _ = check(&negated, &negated);
     }
 
     #[test]
