@@ -24,13 +24,18 @@
 //!
 //! Hostile input gives `Err`, never a panic: nesting deeper than [`MAX_DEPTH`] is refused before
 //! anything walks it, the model has a node budget, `$ref` cycles are cut by remembering the
-//! pairs under comparison, and the comparison itself has a step budget.
+//! pairs under comparison, and the comparison has a step budget and a depth bound (a long chain
+//! of `$ref`s could otherwise recurse without end). Identical subschemas without `$ref`s are
+//! recognized by a hash of their sorted text and not walked, which keeps large unions cheap.
 //!
-//! Known gaps against Confluent: `$ref` siblings are ignored (a node with `$ref` is the referred
-//! schema); `$ref`s by anchor or by a `$id` inside the document are treated as the empty schema
-//! by the checker (the validator resolves them); duplicated subschemas of a combined schema are
-//! not merged; recursive cycles are assumed compatible without Confluent's fixpoint refinement;
-//! `if`/`then`/`else`, `propertyNames` and `contains` take no part in the comparison.
+//! The checker follows `$ref`s by JSON pointer, by `$anchor` (or a draft 6/7 `$id` of `#name`),
+//! by an `$id` embedded in a document, and into the registered references. Known gaps against
+//! Confluent: keywords beside a `$ref` are ignored by the checker (the validator applies them);
+//! recursive cycles are assumed compatible without Confluent's fixpoint refinement;
+//! `if`/`then`/`else`, `propertyNames` and `contains` take no part in the comparison; subschemas
+//! with `$ref`s inside are not merged when repeated in a union; Confluent's 2020-12 loader drops
+//! some keywords (`maxProperties`, `$id`) from its list of (compatible) differences, which this
+//! model keeps; a custom meta-schema in `$schema` is refused.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -357,11 +362,57 @@ struct Builder<'a> {
     /// `$ref` targets already given a node: (document, JSON pointer) to node.
     targets: HashMap<(usize, String), usize>,
     pending: Vec<(usize, String, usize)>,
+    /// Every `$id`, `id` and `$anchor` in the documents, with where it sits.
+    labels: Vec<Label>,
+}
+
+/// A name a subschema gives itself: an `$id` (or draft 4's `id`) or an `$anchor`.
+struct Label {
+    doc: usize,
+    pointer: String,
+    name: String,
+    anchor: bool,
+}
+
+/// Collects the labels in `v` (recursion bounded by the documents' depth).
+fn collect_labels(doc: usize, v: &Value, pointer: &mut String, out: &mut Vec<Label>) {
+    match v {
+        Value::Object(m) => {
+            for (key, anchor) in [("$id", false), ("id", false), ("$anchor", true)] {
+                if let Some(Value::String(name)) = m.get(key) {
+                    out.push(Label { doc, pointer: pointer.clone(), name: name.clone(), anchor });
+                }
+            }
+            for (k, child) in m {
+                if matches!(k.as_str(), "enum" | "const" | "default" | "examples") {
+                    continue;
+                }
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                collect_labels(doc, child, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                let len = pointer.len();
+                let _ = write!(pointer, "/{i}");
+                collect_labels(doc, child, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        _ => {}
+    }
 }
 
 impl Model {
     fn build(docs: &[(String, Value)]) -> Result<Model, String> {
-        let mut b = Builder { docs, nodes: Vec::new(), targets: HashMap::new(), pending: Vec::new() };
+        let mut labels = Vec::new();
+        for (d, (_, v)) in docs.iter().enumerate() {
+            collect_labels(d, v, &mut String::new(), &mut labels);
+        }
+        let mut b = Builder { docs, nodes: Vec::new(), targets: HashMap::new(), pending: Vec::new(), labels };
         let root = b.alloc()?;
         b.fill(root, 0, &docs[0].1)?;
         while let Some((doc, pointer, slot)) = b.pending.pop() {
@@ -489,16 +540,35 @@ impl Builder<'_> {
     /// Finds (or queues) the node for a `$ref`: local, or into a registered reference.
     fn reference(&mut self, doc: usize, r: &str) -> Result<Option<usize>, String> {
         let (base, fragment) = r.split_once('#').unwrap_or((r, ""));
-        let target_doc = if base.is_empty() {
-            Some(doc)
+        let (target_doc, mut pointer) = if base.is_empty() {
+            (doc, String::new())
+        } else if let Some(d) = self.docs.iter().skip(1).position(|(name, _)| names_match(name, base)) {
+            (d + 1, String::new())
         } else {
-            self.docs.iter().enumerate().skip(1).find(|(_, (name, _))| names_match(name, base)).map(|(i, _)| i)
+            // A subschema that names itself with `$id` inside one of the documents.
+            let Some((d, p)) = self
+                .labels
+                .iter()
+                .find(|l| !l.anchor && names_match(&l.name, base))
+                .map(|l| (l.doc, l.pointer.clone()))
+            else {
+                return Ok(None);
+            };
+            (d, p)
         };
-        let Some(target_doc) = target_doc else { return Ok(None) };
-        if !(fragment.is_empty() || fragment.starts_with('/')) {
-            return Ok(None);
+        if fragment.is_empty() || fragment.starts_with('/') {
+            pointer.push_str(&percent_decode(fragment));
+        } else {
+            // A plain-name fragment: `$anchor` (2019-09 on) or an `$id` of `#name` (drafts 6, 7).
+            let name = percent_decode(fragment);
+            let found = self.labels.iter().find(|l| {
+                l.doc == target_doc
+                    && l.pointer.starts_with(&pointer)
+                    && (l.anchor && l.name == name || !l.anchor && l.name.strip_prefix('#') == Some(&name))
+            });
+            let Some(found) = found else { return Ok(None) };
+            pointer = found.pointer.clone();
         }
-        let pointer = percent_decode(fragment);
         if let Some(&i) = self.targets.get(&(target_doc, pointer.clone())) {
             return Ok(Some(i));
         }
@@ -1877,6 +1947,25 @@ mod tests {
         // `not` swaps the roles of the schemas; a cycle through it must still end.
         let negated = p(r##"{"not":{"not":{"$ref":"#"}}}"##);
         let _ = check(&negated, &negated);
+    }
+
+    #[test]
+    fn anchors_and_embedded_ids_are_followed_by_the_checker() {
+        let anchored = |t: &str| {
+            format!(
+                r##"{{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{{"a":{{"$ref":"#name"}}}},"$defs":{{"n":{{"$anchor":"name","type":"{t}"}}}}}}"##
+            )
+        };
+        let (old, new) = (p(&anchored("string")), p(&anchored("integer")));
+        assert!(check(&new, &old)[0].contains("'#/properties/a'"), "{:?}", check(&new, &old));
+        let embedded = |t: &str| {
+            format!(
+                r#"{{"$id":"https://example.com/root.json","type":"object","properties":{{"a":{{"$ref":"item.json"}}}},"definitions":{{"i":{{"$id":"item.json","type":"{t}"}}}}}}"#
+            )
+        };
+        let (old, new) = (p(&embedded("string")), p(&embedded("integer")));
+        assert_eq!(check(&new, &old).len(), 1);
+        assert!(check(&old, &old).is_empty());
     }
 
     #[test]
