@@ -8,7 +8,7 @@
 //! `$schema` (drafts 4, 6, 7, 2019-09 and 2020-12); without one it is draft 7, as in Confluent.
 //!
 //! The compatibility checker does not use `jsonschema`'s compiled form: it builds its own model
-//! of the document (an arena of [`Node`]s shaped like the Java library Confluent uses: string,
+//! of the document (an arena of `Node`s shaped like the Java library Confluent uses: string,
 //! number, object, array, enum, const, combined, not, reference, empty and false schemas) and
 //! compares two of them the way Confluent's `SchemaDiff` does, with the same difference types,
 //! the same set of compatible changes (Confluent's default, STRICT policy) and the same paths
