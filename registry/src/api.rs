@@ -648,7 +648,8 @@ impl Registry {
         if level == CompatibilityLevel::None {
             return Vec::new();
         }
-        // An earlier version kelp cannot parse (a format not supported yet) is not checked.
+        // An earlier version kelp cannot parse (one a copied `_schemas` topic holds that this
+        // build refuses, say) is not checked.
         let parsed_previous: Vec<(Version, &str, Parsed)> =
             previous.iter().filter_map(|(v, e)| Some((*v, e.schema.as_str(), self.parse_entry(e)?))).collect();
         let previous: Vec<Previous<'_>> = parsed_previous

@@ -1,9 +1,8 @@
-//! The one place that calls into the schema formats. It dispatches on the schema type so each
-//! format slots in beside Avro; PROTOBUF and JSON are a known gap and answer "not supported yet".
-//! Nothing here knows about subjects, versions or HTTP.
+//! The one place that calls into the schema formats: it dispatches on the schema type (AVRO,
+//! PROTOBUF, JSON). Nothing here knows about subjects, versions or HTTP.
 
 use crate::store::SchemaType;
-use crate::{Referenced, avro, protobuf};
+use crate::{Referenced, avro, json_schema, protobuf};
 
 /// A schema parsed by its format, references resolved.
 pub struct Parsed {
@@ -13,6 +12,7 @@ pub struct Parsed {
 enum Inner {
     Avro(avro::AvroSchema),
     Protobuf(protobuf::ProtobufSchema),
+    Json(json_schema::JsonSchema),
 }
 
 impl Parsed {
@@ -21,6 +21,7 @@ impl Parsed {
         match self.inner {
             Inner::Avro(_) => SchemaType::Avro,
             Inner::Protobuf(_) => SchemaType::Protobuf,
+            Inner::Json(_) => SchemaType::Json,
         }
     }
 
@@ -29,6 +30,7 @@ impl Parsed {
         match &self.inner {
             Inner::Avro(s) => s.canonical(),
             Inner::Protobuf(s) => s.canonical(),
+            Inner::Json(s) => s.canonical(),
         }
     }
 
@@ -37,6 +39,7 @@ impl Parsed {
         match &self.inner {
             Inner::Avro(s) => s.normalized(),
             Inner::Protobuf(s) => s.normalized(),
+            Inner::Json(s) => s.normalized(),
         }
     }
 }
@@ -46,7 +49,7 @@ pub fn parse(schema_type: SchemaType, text: &str, references: &[Referenced<'_>])
     match schema_type {
         SchemaType::Avro => avro::parse(text, references).map(|s| Parsed { inner: Inner::Avro(s) }),
         SchemaType::Protobuf => protobuf::parse(text, references).map(|s| Parsed { inner: Inner::Protobuf(s) }),
-        SchemaType::Json => Err(format!("schema type {} is not supported yet", schema_type.as_str())),
+        SchemaType::Json => json_schema::parse(text, references).map(|s| Parsed { inner: Inner::Json(s) }),
     }
 }
 
@@ -63,6 +66,9 @@ pub fn check(reader: &Parsed, writer: &Parsed, reader_is_new: bool) -> Vec<Strin
         (Inner::Protobuf(r), Inner::Protobuf(w)) => {
             protobuf::check_detailed(r, w, reader_is_new).iter().map(protobuf::message).collect()
         }
+        // Confluent's JSON diff runs as `reader.isBackwardCompatible(writer)`: the writer is the
+        // original, the reader the update that must accept all the writer accepts.
+        (Inner::Json(r), Inner::Json(w)) => json_schema::check_worded(r, w, reader_is_new),
         // The registry compares schemas of one type only.
         _ => vec!["Incompatible because of different schema type".to_owned()],
     }

@@ -3,7 +3,7 @@
 //! The registry keeps its state in the `_schemas` topic in Confluent's record layout. A driver
 //! feeds it the topic's records and HTTP requests; it answers with responses, or with records to
 //! write to `_schemas` first. Each schema format parses, normalizes and checks compatibility with
-//! a library made for it ([`avro`]).
+//! a library made for it ([`avro`], [`protobuf`], [`json_schema`]).
 //!
 //! The driver's loop, in short (see [`api`] for the contract):
 //! ```
@@ -32,6 +32,7 @@ pub mod api;
 pub mod avro;
 pub mod compat;
 mod format;
+pub mod json_schema;
 pub mod protobuf;
 pub mod store;
 
