@@ -33,6 +33,7 @@ pub mod avro;
 pub mod compat;
 mod format;
 pub mod json_schema;
+pub mod node;
 pub mod protobuf;
 pub mod store;
 
