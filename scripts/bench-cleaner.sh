@@ -120,7 +120,7 @@ start_kelp() { # off|on
         backoff=500
         if [ -n "$IO_RATE" ]; then limit=(--log-cleaner-io-max-bytes-per-second "$IO_RATE"); fi
     fi
-    RUST_LOG="${RUST_LOG:-warn}" "${pin_sut[@]}" "$KELP_BIN" serve --listen "$ADDR" --advertised-listener "$ADDR" \
+    KELP_SCHEMA_REGISTRY_LISTEN=off RUST_LOG="${RUST_LOG:-warn}" "${pin_sut[@]}" "$KELP_BIN" serve --listen "$ADDR" --advertised-listener "$ADDR" \
         --admin-listen "127.0.0.1:$ADMIN_PORT" --storage disk --data-dir "$DATA" --fsync interval \
         --log-cleaner-backoff-ms "$backoff" ${THREADS:+--log-cleaner-threads "$THREADS"} "${limit[@]}" >>"$OUT/kelp.log" 2>&1 &
     KELP_PID=$!

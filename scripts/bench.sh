@@ -288,7 +288,7 @@ sys_kelp() { # runtime storage op args...
                 SUT_EXEC=("${inside[@]}")
                 SUT_PIDS="$SW_SERVER_PID"
             fi
-            RUST_LOG="${RUST_LOG:-warn}" "${inside[@]}" "${pin_sut[@]}" "$KELP_BIN" serve --listen "127.0.0.1:$PORT" \
+            KELP_SCHEMA_REGISTRY_LISTEN=off RUST_LOG="${RUST_LOG:-warn}" "${inside[@]}" "${pin_sut[@]}" "$KELP_BIN" serve --listen "127.0.0.1:$PORT" \
                 --admin-listen "127.0.0.1:$ADMIN_PORT" \
                 --runtime "$runtime" --storage "$storage" "${extra[@]}" >>"$OUT/kelp.log" 2>&1 &
             KELP_PID=$!
@@ -838,7 +838,7 @@ profile() {
     command -v valgrind >/dev/null || { echo "--profile needs valgrind" >&2; exit 1; }
     local n=${KELP_BENCH_PROFILE_RECORDS:-200000} size=${KELP_BENCH_PROFILE_SIZE:-100}
     local cg="$OUT/callgrind.out"
-    RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$cg.%p" "$KELP_BIN" serve \
+    KELP_SCHEMA_REGISTRY_LISTEN=off RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$cg.%p" "$KELP_BIN" serve \
         --listen "127.0.0.1:$PORT" --runtime tokio --storage memory >>"$OUT/kelp.log" 2>&1 &
     KELP_PID=$!
     pids+=("$KELP_PID")

@@ -58,6 +58,8 @@ pub const KEYS: &[&str] = &[
     "group-consumer-migration-policy",
     "log-level",
     "admin-listen",
+    "schema-registry-listen",
+    "schema-registry-max-request-size",
     "shutdown-grace-ms",
     "seed",
 ];
@@ -269,6 +271,10 @@ pub struct Settings {
     pub log_level: String,
     /// `None`: no admin endpoint.
     pub admin_listen: Option<SocketAddr>,
+    /// `None`: no schema registry.
+    pub schema_registry_listen: Option<SocketAddr>,
+    /// The largest schema registry request body, in bytes.
+    pub schema_registry_max_request_size: usize,
     pub shutdown_grace_ms: u64,
     pub seed: Option<u64>,
 }
@@ -471,6 +477,16 @@ impl Settings {
             )?,
             log_level: l.parse("log-level", "info".to_string(), log_filter)?,
             admin_listen: l.parse("admin-listen", Some(SocketAddr::from(([127, 0, 0, 1], 9644))), admin)?,
+            schema_registry_listen: l.parse(
+                "schema-registry-listen",
+                Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+                admin,
+            )?,
+            schema_registry_max_request_size: l.parse(
+                "schema-registry-max-request-size",
+                16 * MIB,
+                int(1024, i32::MAX as usize),
+            )?,
             shutdown_grace_ms: l.parse("shutdown-grace-ms", 30_000, int(0, 3_600_000))?,
             seed: l.opt("seed", |s| s.parse::<u64>().map_err(|_| "expected an unsigned integer".to_string()))?,
         };
@@ -634,6 +650,18 @@ mod tests {
         assert!(e.contains("--group-consumer-migration-policy") && e.contains("expected one of disabled"), "{e}");
         let s = Settings::resolve(&layers(&[], "group-consumer-migration-policy = \"UPGRADE\"")).expect("valid");
         assert_eq!(s.group_consumer_migration_policy, kelp_core::config::MigrationPolicy::Upgrade);
+    }
+
+    #[test]
+    fn the_schema_registry_listens_on_8081_unless_turned_off() {
+        let s = Settings::resolve(&layers(&[], "")).expect("valid");
+        assert_eq!(s.schema_registry_listen, Some("127.0.0.1:8081".parse().expect("addr")));
+        assert_eq!(s.schema_registry_max_request_size, 16 * 1024 * 1024);
+        let s = Settings::resolve(&layers(&[("schema-registry-listen", "off", Source::Env)], "")).expect("valid");
+        assert_eq!(s.schema_registry_listen, None);
+        let s = Settings::resolve(&layers(&[], "schema-registry-listen = \"127.0.0.1:18081\"")).expect("valid");
+        assert_eq!(s.schema_registry_listen, Some("127.0.0.1:18081".parse().expect("addr")));
+        assert!(Settings::resolve(&layers(&[("schema-registry-max-request-size", "10", Source::Flag)], "")).is_err());
     }
 
     #[test]

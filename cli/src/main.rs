@@ -196,6 +196,12 @@ struct ServeArgs {
     /// Admin HTTP address for /health and /metrics, or "off" [default: 127.0.0.1:9644].
     #[arg(long, env = "KELP_ADMIN_LISTEN", value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// Schema registry (Confluent's REST API) address, or "off" [default: 127.0.0.1:8081].
+    #[arg(long, env = "KELP_SCHEMA_REGISTRY_LISTEN", value_name = "ADDR")]
+    schema_registry_listen: Option<String>,
+    /// Largest schema registry request body, in bytes [default: 16777216].
+    #[arg(long, env = "KELP_SCHEMA_REGISTRY_MAX_REQUEST_SIZE", value_name = "BYTES")]
+    schema_registry_max_request_size: Option<String>,
     /// How long a graceful stop waits for requests in flight, in milliseconds [default: 30000].
     #[arg(long, env = "KELP_SHUTDOWN_GRACE_MS", value_name = "MS")]
     shutdown_grace_ms: Option<String>,

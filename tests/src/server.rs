@@ -97,7 +97,8 @@ impl KelpServer {
     }
 
     /// Starts `kelp serve` with `extra` arguments and `env` environment variables. The admin
-    /// endpoint is off unless `extra` sets `--admin-listen` (tests run servers side by side).
+    /// endpoint and the schema registry are off unless `extra` sets `--admin-listen` or
+    /// `--schema-registry-listen` (tests run servers side by side).
     #[must_use]
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         // A port found free can be taken before kelp binds it: try a few.
@@ -139,6 +140,10 @@ impl KelpServer {
         }
         if !extra.contains(&"--admin-listen") && !env.iter().any(|(k, _)| *k == "KELP_ADMIN_LISTEN") {
             cmd.args(["--admin-listen", "off"]);
+        }
+        if !extra.contains(&"--schema-registry-listen") && !env.iter().any(|(k, _)| *k == "KELP_SCHEMA_REGISTRY_LISTEN")
+        {
+            cmd.args(["--schema-registry-listen", "off"]);
         }
         cmd.envs(env.iter().copied());
         let child = cmd
