@@ -9,6 +9,7 @@
 //! be opened or synced), 2 for a bad configuration or usage, 130 after a second signal.
 
 mod admin;
+mod registry;
 mod config;
 
 use std::process::ExitCode;
@@ -310,6 +311,18 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
         tracing::info!(admin = %l.local_addr().unwrap_or(addr), "admin endpoint: /health, /metrics");
         admin::spawn(l, probe_slot.clone()).context("starting the admin endpoint")?;
     }
+    // The schema registry's port is taken now, so that a port in use stops kelp at start; it
+    // serves once the broker loop runs.
+    let registry_listener = match args.schema_registry_listen {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr).with_context(|| format!("schema registry on {addr}"))?;
+            tracing::info!(schema_registry = %l.local_addr().unwrap_or(addr), "schema registry: Confluent's REST API");
+            Some(l)
+        }
+        None => None,
+    };
+    let registry_cluster_id = config.cluster_id.to_string();
+    let registry_max_body = args.schema_registry_max_request_size;
     let store: Box<dyn kelp_storage::Store> = match args.storage {
         StorageKind::Memory => Box::new(kelp_storage::MemoryStore::new()),
         StorageKind::Disk => {
@@ -351,6 +364,11 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
     };
     let options = kelp_driver::Options { max_connections: args.max_connections, shutdown_grace: grace };
     let on_ready = move |control: kelp_driver::Control| {
+        if let Some(l) = registry_listener
+            && let Err(e) = registry::spawn(l, control.clone(), registry_cluster_id, registry_max_body)
+        {
+            tracing::error!(error = %e, "schema registry: cannot start");
+        }
         let probe = control.clone();
         set_probe(Arc::new(move |metrics| probe.snapshot(metrics, PROBE_TIMEOUT).map(|s| (s.serving, s.metrics))));
         // A small thread waits for the first signal and stops the loop.
