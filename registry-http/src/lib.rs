@@ -17,6 +17,29 @@
 //! reading a chunked body), a header read timeout, a body read timeout (408),
 //! [`Limits::max_connections`] open connections, and a grace period at shutdown after which
 //! unfinished connections are cut.
+//!
+//! Plugging in the task that owns the registry:
+//! ```no_run
+//! use kelp_registry::{Outcome, Registry};
+//! use kelp_registry_http::{Handler, Job, Limits, serve};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let (jobs, mut inbox) = tokio::sync::mpsc::channel::<Job>(256);
+//! tokio::spawn(async move {
+//!     let registry = Registry::new("kafka-cluster-id");
+//!     while let Some((request, reply)) = inbox.recv().await {
+//!         let response = match registry.handle(&request.as_request()) {
+//!             Outcome::Reply(response) => response,
+//!             // The real owner appends `records` to `_schemas` and applies them first.
+//!             Outcome::Write { records: _, reply } => reply,
+//!         };
+//!         let _ = reply.send(response);
+//!     }
+//! });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
+//! serve(listener, Handler::channel(jobs), Limits::default(), std::future::pending()).await
+//! # }
+//! ```
 
 use std::convert::Infallible;
 use std::future::Future;

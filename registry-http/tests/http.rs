@@ -375,11 +375,40 @@ async fn slow_clients_are_cut_off() {
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut bytes)).await;
     assert!(read.is_ok(), "the connection stayed open");
 
+    // An idle keep-alive connection is closed once the wait for the next request runs out.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(b"GET /subjects HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let started = Instant::now();
+    let reply = read_reply(&mut stream).await;
+    assert_eq!(reply.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
     // A body that stops halfway: 408.
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde").await.unwrap();
     let reply = read_reply(&mut stream).await;
     assert_eq!(reply.status, 408);
     assert_eq!(reply.json()["error_code"], 408);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn expect_continue() {
+    let server = Server::start(Handler::from_fn(echo), small_body_limit()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = b"POST /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n";
+    stream.write_all(head).await.unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).await.unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"{}").await.unwrap();
+    let reply = read_reply(&mut stream).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["len"], 2);
+
+    // Too large: refused at once, no 100 Continue, and the body is never asked for.
+    let head = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n";
+    let reply = raw(server.addr, head).await;
+    assert_eq!(reply.status, 413);
     server.shutdown().await;
 }
