@@ -58,7 +58,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use kelp_registry::{Request, Response};
+use kelp_registry::Response;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -66,25 +66,9 @@ use tracing::{debug, error, warn};
 
 pub mod media;
 
-/// A request that passed the HTTP checks, owning its parts so it can cross a channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedRequest {
-    /// The method, upper case as sent (`GET`, `POST`, ...).
-    pub method: String,
-    /// The raw path, still percent-encoded (`/subjects/a%2Fb/versions`).
-    pub path: String,
-    /// The raw query string without `?`, empty if none.
-    pub query: String,
-    /// The whole body, at most [`Limits::max_body`] bytes.
-    pub body: Vec<u8>,
-}
-
-impl OwnedRequest {
-    /// The borrowed form `kelp_registry::Registry::handle` takes.
-    pub fn as_request(&self) -> Request<'_> {
-        Request { method: &self.method, path: &self.path, query: &self.query, body: &self.body }
-    }
-}
+/// A request that passed the HTTP checks, owning its parts so it can cross a channel: the
+/// registry node's own request type.
+pub use kelp_registry::node::OwnedRequest;
 
 /// The future a [`Handler`] returns.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
