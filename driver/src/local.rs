@@ -467,3 +467,91 @@ impl LocalConns {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Polls `f` once: these futures finish at once when they need not wait.
+    fn now<T>(f: impl Future<Output = T>) -> Poll<T> {
+        pin!(f).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn ready<T>(f: impl Future<Output = T>) -> T {
+        match now(f) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("the future waits"),
+        }
+    }
+
+    fn halves_are_send<T: Send>() {}
+
+    #[test]
+    fn connections_can_move_between_threads() {
+        halves_are_send::<LocalConn>();
+        halves_are_send::<LocalWriter>();
+        halves_are_send::<LocalReader>();
+    }
+
+    #[test]
+    fn the_loop_sees_open_bytes_pause_written_and_close() {
+        let mailbox = Mailbox::new(Arc::new(|| {}), Duration::from_secs(1));
+        let (options, mut locals) = (Options::default(), LocalConns::default());
+        let mut conn = mailbox.control().connect_local().expect("a connection");
+        let id = conn.id();
+        assert!(is_local(id) && !is_local(ConnId(u64::from(u32::MAX))));
+        let mut next = || locals.next_input(&mailbox, &options, 0);
+        assert!(matches!(next(), Some(Input::Accepted { conn, peer }) if conn == id && peer == LOCAL_PEER));
+        assert!(next().is_none());
+
+        ready(conn.send(&b"abc"[..])).expect("send");
+        assert!(matches!(next(), Some(Input::ReceivedOwned { bytes, .. }) if bytes == b"abc"[..]));
+        assert!(next().is_none());
+
+        // Paused: bytes wait in the inbox until the broker resumes the connection.
+        locals.read(id, false);
+        ready(conn.send(&b"de"[..])).expect("send");
+        assert!(locals.next_input(&mailbox, &options, 0).is_none());
+        locals.read(id, true);
+        let got = locals.next_input(&mailbox, &options, 0);
+        assert!(matches!(got, Some(Input::ReceivedOwned { bytes, .. }) if bytes == b"de"[..]));
+
+        // A full inbox makes the sender wait.
+        locals.read(id, false);
+        ready(conn.send(vec![0u8; LOCAL_INBOX])).expect("send");
+        assert!(now(conn.send(&b"f"[..])).is_pending());
+
+        // A response counts as written once taken.
+        locals.send(id, Frame::from_vec(vec![Bytes::from_static(b"xy"), Bytes::new(), Bytes::from_static(b"z")]));
+        assert_eq!(ready(conn.recv()).as_deref(), Some(&b"xy"[..]));
+        let got = locals.next_input(&mailbox, &options, 0);
+        assert!(matches!(got, Some(Input::Written { bytes: 2, .. })));
+        assert_eq!(ready(conn.recv()).as_deref(), Some(&b"z"[..]));
+
+        drop(conn);
+        let mut next = || locals.next_input(&mailbox, &options, 0);
+        assert!(matches!(next(), Some(Input::Written { bytes: 1, .. })));
+        assert!(matches!(next(), Some(Input::Closed { conn }) if conn == id));
+        assert!(next().is_none() && locals.is_empty());
+    }
+
+    #[test]
+    fn a_broker_close_ends_the_reader_after_what_was_queued() {
+        let mailbox = Mailbox::new(Arc::new(|| {}), Duration::from_secs(1));
+        let (options, mut locals) = (Options::default(), LocalConns::default());
+        let mut conn = mailbox.control().connect_local().expect("a connection");
+        assert!(locals.next_input(&mailbox, &options, 0).is_some());
+        locals.send(conn.id(), Frame::from_vec(vec![Bytes::from_static(b"last")]));
+        locals.close(conn.id());
+        assert_eq!(ready(conn.recv()).as_deref(), Some(&b"last"[..]));
+        assert_eq!(ready(conn.recv()), None);
+        assert_eq!(ready(conn.send(&b"more"[..])), Err(LocalClosed));
+        // The close the user's drop reports finds the connection gone: no input.
+        drop(conn);
+        assert!(locals.next_input(&mailbox, &options, 0).is_none());
+    }
+}

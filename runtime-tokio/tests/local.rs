@@ -153,6 +153,68 @@ async fn a_closed_server_ends_the_local_connection() {
 }
 
 #[tokio::test]
+async fn a_broker_close_ends_the_local_connection() {
+    with_server(Config::default(), |control| async move {
+        let mut conn = control.connect_local().expect("a local connection");
+        conn.send(api_versions(1)).await.expect("send");
+        // A negative frame size: bad framing, which the broker answers by closing.
+        conn.send(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff])).await.expect("send");
+        let mut buf = BytesMut::new();
+        let (corr, _) = response(&mut conn, &mut buf, ApiKey::API_VERSIONS, API_VERSIONS_V).await;
+        assert_eq!(corr, 1, "the response read before the close still arrives");
+        assert!(conn.recv().await.is_none(), "then the end");
+        assert!(conn.send(api_versions(2)).await.is_err(), "and sending fails");
+        assert_eq!(open_connections(&control).await, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn split_halves_pipeline_many_requests_through_pauses() {
+    // Few unwritten bytes and few requests in flight: the connection pauses and resumes often.
+    let config = Config { max_unwritten_per_conn: 2048, max_in_flight_per_conn: 8, ..Config::default() };
+    with_server(config, |control| async move {
+        const N: i32 = 2000;
+        let conn = control.connect_local().expect("a local connection");
+        let (mut writer, mut reader) = conn.split();
+        let writing = tokio::spawn(async move {
+            let mut stream = BytesMut::new();
+            for corr in 0..N {
+                stream.extend_from_slice(&if corr % 2 == 0 { api_versions(corr) } else { metadata(corr) });
+            }
+            let mut stream = stream.freeze();
+            // Uneven pieces, cutting through frames.
+            let mut step = 1;
+            while !stream.is_empty() {
+                let piece = stream.split_to(step.min(stream.len()));
+                writer.send(piece).await.expect("send");
+                step = step % 97 + 13;
+            }
+            writer
+        });
+        let mut buf = BytesMut::new();
+        let mut responses = 0;
+        while responses < N {
+            if let Some(head) = buf.first_chunk::<4>() {
+                let size = usize::try_from(i32::from_be_bytes(*head)).expect("a size");
+                if buf.len() >= 4 + size {
+                    let corr = i32::from_be_bytes(*buf[4..].first_chunk::<4>().expect("a correlation id"));
+                    assert_eq!(corr, responses, "responses in request order");
+                    buf.advance(4 + size);
+                    responses += 1;
+                    continue;
+                }
+            }
+            buf.extend_from_slice(&reader.recv().await.expect("open"));
+        }
+        let writer = writing.await.expect("the writer");
+        drop(writer);
+        assert!(reader.recv().await.is_none(), "closing the writer closes the connection");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_local_connection_that_never_reads_is_paused() {
     // A small allowance of unwritten bytes: a few responses fill it.
     let config = Config { max_unwritten_per_conn: 4096, ..Config::default() };
