@@ -4,13 +4,16 @@
 //! or for the stop; storage backends report completions from their own threads. All of it lands
 //! in the loop's [`Mailbox`], and each arrival calls the driver's [`Wake`] (a `mio::Waker`, a
 //! `tokio::sync::Notify`), so that a loop waiting on sockets and timers comes round to read it.
+//! In-process connections ([`Control::connect_local`]) report to the loop the same way.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::time::{Duration, Instant as StdInstant};
 
-use kelp_core::{Broker, CmdId, Completion};
+use kelp_core::{Broker, CmdId, Completion, ConnId};
+
+use crate::local::{self, LOCAL_CONN_BASE, LocalConn, LocalEvent};
 
 /// Wakes the driver's loop, from any thread.
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
@@ -33,6 +36,9 @@ pub struct Control {
     queries: Sender<Query>,
     stop: Arc<AtomicBool>,
     wake: Wake,
+    local: Sender<LocalEvent>,
+    /// The number of the next local connection, above [`LOCAL_CONN_BASE`].
+    next_local: Arc<AtomicU64>,
 }
 
 impl core::fmt::Debug for Control {
@@ -59,6 +65,19 @@ impl Control {
         self.stop.store(true, Ordering::Release);
         (self.wake)();
     }
+
+    /// Opens an in-process connection to the broker (see [`crate::local`]): a Kafka client in
+    /// this process talks through it as through a socket, from any thread or task. `None`
+    /// once a stop was asked for or the server has stopped. The loop may still refuse it
+    /// (too many connections, or the stop began meanwhile): then it reads as closed.
+    #[must_use]
+    pub fn connect_local(&self) -> Option<LocalConn> {
+        if self.stop.load(Ordering::Acquire) {
+            return None;
+        }
+        let n = self.next_local.fetch_add(1, Ordering::Relaxed);
+        local::open(ConnId(LOCAL_CONN_BASE + n), &self.local, &self.wake)
+    }
 }
 
 /// The loop's end of [`Control`] and of the storage completion channel, and the stop's state.
@@ -67,6 +86,9 @@ pub struct Mailbox {
     done: Receiver<(CmdId, Completion)>,
     queries_tx: Sender<Query>,
     queries: Receiver<Query>,
+    local_tx: Sender<LocalEvent>,
+    local: Receiver<LocalEvent>,
+    next_local: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     wake: Wake,
     grace: Duration,
@@ -87,14 +109,22 @@ impl Mailbox {
     pub fn new(wake: Wake, grace: Duration) -> Self {
         let (done_tx, done) = mpsc::channel();
         let (queries_tx, queries) = mpsc::channel();
+        let (local_tx, local) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        Self { done_tx, done, queries_tx, queries, stop, wake, grace, grace_end: None }
+        let next_local = Arc::new(AtomicU64::new(0));
+        Self { done_tx, done, queries_tx, queries, local_tx, local, next_local, stop, wake, grace, grace_end: None }
     }
 
     /// A handle for other threads.
     #[must_use]
     pub fn control(&self) -> Control {
-        Control { queries: self.queries_tx.clone(), stop: self.stop.clone(), wake: self.wake.clone() }
+        Control {
+            queries: self.queries_tx.clone(),
+            stop: self.stop.clone(),
+            wake: self.wake.clone(),
+            local: self.local_tx.clone(),
+            next_local: self.next_local.clone(),
+        }
     }
 
     /// Where a store reports a finished command, from any thread (a `kelp_storage::Sink`
@@ -112,6 +142,11 @@ impl Mailbox {
     #[must_use]
     pub fn completion(&self) -> Option<(CmdId, Completion)> {
         self.done.try_recv().ok()
+    }
+
+    /// The next report from a local connection (read by `LocalConns::next_input`).
+    pub(crate) fn local_event(&self) -> Option<LocalEvent> {
+        self.local.try_recv().ok()
     }
 
     /// Answers every query that has arrived. The server is serving while the broker is ready

@@ -3,17 +3,22 @@
 //! the handle other threads use to query and stop a running server ([`Control`]) and the loop's
 //! side of it ([`Mailbox`]: storage completions, queries, the graceful stop), the dispatch of
 //! every [`Output`] to a driver's [`Io`] ([`drain`]), and the queue of response chunks a socket
-//! writes with vectored writes ([`OutQueue`]).
+//! writes with vectored writes ([`OutQueue`]), and in-process connections ([`local`]:
+//! [`Control::connect_local`] hands out a [`LocalConn`], the loop serves it through
+//! [`LocalConns`]).
 //!
-//! Nothing here does network IO, and nothing depends on tokio, mio or a storage backend.
+//! Nothing here does network IO, and nothing depends on a tokio runtime, mio or a storage
+//! backend (tokio's runtime-agnostic `sync` primitives carry the local connections).
 //! Drivers hold no protocol logic, and neither does this crate.
 
 mod clock;
 mod control;
+pub mod local;
 mod out;
 
 pub use clock::Clock;
 pub use control::{Control, Mailbox, Snapshot, Wake};
+pub use local::{LOCAL_PEER, LocalClosed, LocalConn, LocalConns, LocalReader, LocalWriter, is_local};
 pub use out::OutQueue;
 
 use kelp_core::io::Frame;

@@ -12,6 +12,11 @@
 //! send from then on is read and dropped, and the loop goes on until every request read has
 //! been answered and its response written or [`Options::shutdown_grace`] has passed (see
 //! [`Mailbox::stop_begins`]); then the store is synced ([`Store::sync`]) and [`serve`] returns.
+//!
+//! In-process connections ([`Control::connect_local`], see `kelp_driver::local`) are served by
+//! the same loop: their reports arrive through the [`Mailbox`] and fire the waker, their
+//! request bytes are fed to the broker while it reads them, and what the broker sends them
+//! goes to their reader. They are closed like sockets at the stop.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read};
@@ -19,8 +24,8 @@ use std::sync::Arc;
 
 use kelp_core::io::Frame;
 use kelp_core::{Broker, CmdId, Command, ConnId, Input, Now};
-use kelp_driver::{Clock, Mailbox, OutQueue, READ_CHUNK};
-pub use kelp_driver::{Control, Options, Snapshot};
+use kelp_driver::{Clock, LocalConns, Mailbox, OutQueue, READ_CHUNK, is_local};
+pub use kelp_driver::{Control, LocalConn, Options, Snapshot};
 use kelp_storage::{Sink, Store};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -42,6 +47,8 @@ struct Conn {
 /// The poll loop's IO: the connections and the store, as the broker's outputs drive them.
 struct Conns {
     map: HashMap<ConnId, Conn>,
+    /// In-process connections: no sockets, no tokens.
+    local: LocalConns,
     store: Box<dyn Store>,
     sink: Sink,
     /// Connections with output to write (or a close to finish) since the last flush.
@@ -60,6 +67,9 @@ impl Conns {
 
 impl kelp_driver::Io for Conns {
     fn send(&mut self, conn: ConnId, bytes: Frame) {
+        if is_local(conn) {
+            return self.local.send(conn, bytes);
+        }
         if let Some(c) = self.map.get_mut(&conn) {
             c.out.push(bytes);
             self.flush_later(conn);
@@ -71,6 +81,9 @@ impl kelp_driver::Io for Conns {
     }
 
     fn close(&mut self, conn: ConnId) {
+        if is_local(conn) {
+            return self.local.close(conn);
+        }
         if let Some(c) = self.map.get_mut(&conn) {
             c.closing = true;
             self.flush_later(conn);
@@ -78,6 +91,9 @@ impl kelp_driver::Io for Conns {
     }
 
     fn read(&mut self, conn: ConnId, on: bool) {
+        if is_local(conn) {
+            return self.local.read(conn, on);
+        }
         if let Some(c) = self.map.get_mut(&conn) {
             c.paused = !on;
             if on {
@@ -129,7 +145,14 @@ pub fn serve(
         listener: Some(listener),
         options,
         broker: make_broker(clock.now()),
-        conns: Conns { map: HashMap::new(), store, sink, to_flush: Vec::new(), resumed: Vec::new() },
+        conns: Conns {
+            map: HashMap::new(),
+            local: LocalConns::default(),
+            store,
+            sink,
+            to_flush: Vec::new(),
+            resumed: Vec::new(),
+        },
         mailbox,
         next_conn: FIRST_CONN,
         clock,
@@ -138,10 +161,11 @@ pub fn serve(
     d.drain();
     let mut events = Events::with_capacity(1024);
     loop {
-        if d.mailbox.stop_begins(d.conns.map.len()) {
+        if d.mailbox.stop_begins(d.conns.map.len() + d.conns.local.len()) {
             if let Some(mut l) = d.listener.take() {
                 let _ = d.poll.registry().deregister(&mut l);
             }
+            d.conns.local.stop_begins();
             // Edge-triggered: what arrived while reading was paused is read (and dropped) now.
             d.discard_all();
         }
@@ -184,6 +208,7 @@ pub fn serve(
         d.mailbox.answer_queries(&d.broker);
     }
     d.discard_all();
+    d.conns.local.close_all();
     for (_, mut c) in d.conns.map.drain() {
         // FIN after the responses already queued in the kernel.
         let _ = c.stream.shutdown(std::net::Shutdown::Write);
@@ -200,7 +225,7 @@ impl Driver {
             let Some(listener) = &self.listener else { return };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    if !self.options.admit(self.conns.map.len(), peer) {
+                    if !self.options.admit(self.conns.map.len() + self.conns.local.len(), peer) {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
@@ -344,9 +369,15 @@ impl Driver {
                 self.broker.handle_input(now, Input::Completed { cmd, result });
                 fed = true;
             }
-            if !fed {
-                return;
+            if fed {
+                continue;
             }
+            // One input from the local connections at a time, and only once the broker's
+            // outputs are drained: a close among them must reach the map before the next.
+            let sockets = self.conns.map.len();
+            let Some(input) = self.conns.local.next_input(&self.mailbox, &self.options, sockets) else { return };
+            let now = self.clock.now();
+            self.broker.handle_input(now, input);
         }
     }
 }

@@ -17,6 +17,11 @@
 //! reader stops between the broker's `Output::PauseRead` and `Output::ResumeRead` (too many
 //! requests in flight or too many response bytes unwritten), so a client that never reads its
 //! responses cannot grow kelp's memory.
+//!
+//! In-process connections ([`Control::connect_local`], see `kelp_driver::local`) are served by
+//! the same loop: their reports arrive through the [`Mailbox`] and wake the loop, their
+//! request bytes are fed to the broker while it reads them, and what the broker sends them
+//! goes to their reader. They are closed like sockets at the stop.
 
 use std::collections::HashMap;
 use std::io;
@@ -27,8 +32,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bytes::{Bytes, BytesMut};
 use kelp_core::io::Frame;
 use kelp_core::{Broker, CmdId, Command, ConnId, Input, Now};
-use kelp_driver::{Clock, MAX_IOVECS, Mailbox, OutQueue, READ_CHUNK};
-pub use kelp_driver::{Control, Options, Snapshot};
+use kelp_driver::{Clock, LocalConns, MAX_IOVECS, Mailbox, OutQueue, READ_CHUNK, is_local};
+pub use kelp_driver::{Control, LocalConn, Options, Snapshot};
 use kelp_storage::{Sink, Store};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -83,12 +88,16 @@ impl ConnShared {
 /// The broker task's IO: the connections and the store.
 struct Conns {
     map: HashMap<ConnId, ConnHandle>,
+    local: LocalConns,
     store: Box<dyn Store>,
     sink: Sink,
 }
 
 impl kelp_driver::Io for Conns {
     fn send(&mut self, conn: ConnId, bytes: Frame) {
+        if is_local(conn) {
+            return self.local.send(conn, bytes);
+        }
         if let Some(h) = self.map.get(&conn) {
             let _ = h.frames.send(bytes);
         }
@@ -99,6 +108,9 @@ impl kelp_driver::Io for Conns {
     }
 
     fn close(&mut self, conn: ConnId) {
+        if is_local(conn) {
+            return self.local.close(conn);
+        }
         // Dropping the sender lets the writer finish what is queued, then close.
         if let Some(h) = self.map.remove(&conn) {
             h.shared.raise(&h.shared.closed);
@@ -106,6 +118,9 @@ impl kelp_driver::Io for Conns {
     }
 
     fn read(&mut self, conn: ConnId, on: bool) {
+        if is_local(conn) {
+            return self.local.read(conn, on);
+        }
         if let Some(h) = self.map.get(&conn) {
             h.shared.paused.store(!on, Ordering::Release);
             if on {
@@ -135,7 +150,7 @@ pub async fn serve(
     let mut mailbox = Mailbox::new(Arc::new(move || waker.notify_one()), options.shutdown_grace);
     on_ready(mailbox.control());
     let sink: Sink = Arc::new(mailbox.completer());
-    let mut conns = Conns { map: HashMap::new(), store, sink };
+    let mut conns = Conns { map: HashMap::new(), local: LocalConns::default(), store, sink };
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     // Each writer task holds a clone; when all are gone, every response has been written.
     let (writers, mut writers_done) = mpsc::channel::<()>(1);
@@ -144,14 +159,17 @@ pub async fn serve(
 
     kelp_driver::drain(&mut broker, &mut conns);
     loop {
-        // Completions that arrived while draining are handled before waiting again.
+        // Completions and local connections' reports that arrived while draining are handled
+        // before waiting again.
         while let Some((cmd, result)) = mailbox.completion() {
             broker.handle_input(clock.now(), Input::Completed { cmd, result });
             kelp_driver::drain(&mut broker, &mut conns);
         }
+        pump_local(&mut broker, &mut conns, &clock, &mailbox, &options);
         mailbox.answer_queries(&broker);
-        if mailbox.stop_begins(conns.map.len()) {
+        if mailbox.stop_begins(conns.map.len() + conns.local.len()) {
             listener = None;
+            conns.local.stop_begins();
             for h in conns.map.values() {
                 h.shared.raise(&h.shared.discard);
             }
@@ -172,7 +190,7 @@ pub async fn serve(
                         continue;
                     }
                 };
-                if !options.admit(conns.map.len(), peer) {
+                if !options.admit(conns.map.len() + conns.local.len(), peer) {
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
@@ -192,6 +210,7 @@ pub async fn serve(
     for (_, h) in conns.map.drain() {
         h.shared.raise(&h.shared.closed);
     }
+    conns.local.close_all();
     let until = mailbox.grace_end().map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std);
     drop(writers);
     let _ = tokio::time::timeout_at(until, writers_done.recv()).await;
@@ -200,6 +219,15 @@ pub async fn serve(
     conns.store.sync()?;
     tracing::info!("stopped: responses written, store synced");
     Ok(())
+}
+
+/// Feeds the broker what local connections have for it, one input at a time, draining its
+/// output after each.
+fn pump_local(broker: &mut Broker, conns: &mut Conns, clock: &Clock, mailbox: &Mailbox, options: &Options) {
+    while let Some(input) = conns.local.next_input(mailbox, options, conns.map.len()) {
+        broker.handle_input(clock.now(), input);
+        kelp_driver::drain(broker, conns);
+    }
 }
 
 /// Feeds what a connection's reader or writer reports to the broker.
