@@ -22,7 +22,7 @@ DIR="${KELP_CLIENTS_DIR:-$HOME/.cache/kelp-clients}"
 PY="${KELP_PYTHON:-python3}"
 
 # What gets installed. Changing a line here reinstalls that part on the next run.
-CONFLUENT_SPEC="confluent-kafka==2.16.1"
+CONFLUENT_SPEC="confluent-kafka[avro,json,protobuf]==2.16.1"
 KP2_SPEC="kafka-python<3"
 KP3_SPEC="kafka-python==3.0.12"
 # kafka-python imports `lz4.frame`, `snappy` (python-snappy, which sits on cramjam), `zstandard`;
@@ -93,7 +93,7 @@ KP_CHECK='import kafka, lz4.frame, snappy, zstandard
 from kafka import codec
 assert codec.has_gzip() and codec.has_snappy() and codec.has_lz4() and codec.has_zstd()'
 
-venv venv-confluent 'import confluent_kafka' "$CONFLUENT_SPEC"
+venv venv-confluent 'import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, confluent_kafka.schema_registry.protobuf' "$CONFLUENT_SPEC"
 # shellcheck disable=SC2086
 venv venv-kp2 "$KP_CHECK" "$KP2_SPEC" $KP_CODECS
 # shellcheck disable=SC2086

@@ -9,8 +9,8 @@
 //! be opened or synced), 2 for a bad configuration or usage, 130 after a second signal.
 
 mod admin;
-mod registry;
 mod config;
+mod registry;
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};

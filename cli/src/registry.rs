@@ -20,7 +20,12 @@ use tokio::sync::{mpsc, oneshot};
 const JOBS: usize = 1024;
 
 /// Serves the registry on `listener` from a new thread, once the broker loop runs.
-pub fn spawn(listener: std::net::TcpListener, control: Control, cluster_id: String, max_body: usize) -> std::io::Result<()> {
+pub fn spawn(
+    listener: std::net::TcpListener,
+    control: Control,
+    cluster_id: String,
+    max_body: usize,
+) -> std::io::Result<()> {
     std::thread::Builder::new().name("kelp-registry".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
@@ -36,7 +41,12 @@ pub fn spawn(listener: std::net::TcpListener, control: Control, cluster_id: Stri
     Ok(())
 }
 
-async fn run(listener: std::net::TcpListener, control: Control, cluster_id: String, max_body: usize) -> std::io::Result<()> {
+async fn run(
+    listener: std::net::TcpListener,
+    control: Control,
+    cluster_id: String,
+    max_body: usize,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let (jobs_tx, jobs) = mpsc::channel::<Job>(JOBS);

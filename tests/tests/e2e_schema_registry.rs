@@ -74,12 +74,8 @@ fn serializers_round_trip(runtime: &str) {
     let server = KelpServer::start(&args);
     wait_ready(registry, &server);
     let scratch = Scratch::new(&format!("sr-{runtime}"));
-    let cmd = client.command(&[
-        server.addr.to_string(),
-        format!("http://{registry}"),
-        format!("sr-{runtime}"),
-        "200".into(),
-    ]);
+    let cmd =
+        client.command(&[server.addr.to_string(), format!("http://{registry}"), format!("sr-{runtime}"), "200".into()]);
     let out = run_client(&scratch, cmd, Duration::from_secs(240));
     assert!(
         out.status.is_some_and(|s| s.success()),
@@ -140,7 +136,13 @@ fn registry_state_survives_kill_9_on_the_disk_store() {
         let subject = format!("subject-{s}");
         if s % 4 == 0 {
             let level = levels[s / 4];
-            call(registry, "PUT", &format!("/config/{subject}"), Some(&format!(r#"{{"compatibility":"{level}"}}"#)), 200);
+            call(
+                registry,
+                "PUT",
+                &format!("/config/{subject}"),
+                Some(&format!(r#"{{"compatibility":"{level}"}}"#)),
+                200,
+            );
         }
         for v in 0..5 {
             call(registry, "POST", &format!("/subjects/{subject}/versions"), Some(&schema(s, v)), 200);
