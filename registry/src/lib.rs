@@ -32,6 +32,7 @@ pub mod api;
 pub mod avro;
 pub mod compat;
 mod format;
+pub mod fuzzing;
 pub mod json_schema;
 pub mod node;
 pub mod protobuf;

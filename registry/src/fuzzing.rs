@@ -1,0 +1,100 @@
+//! Entry points for the fuzz targets (fuzz/fuzz_targets/registry.rs): arbitrary bytes as
+//! `_schemas` records, HTTP requests and schema texts. Nothing may panic, and every write the
+//! registry asks for must apply.
+
+use crate::api::{Outcome, Request};
+use crate::store::Registry;
+use crate::{avro, json_schema, protobuf};
+
+const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
+
+/// Reads `data` as a sequence of operations separated by `0x00`. Each starts with a byte that
+/// picks the kind: a `_schemas` record (key, `0x01`, value; no `0x01` is a tombstone), an HTTP
+/// request (method, path, `0x01`, query, `0x01`, body), or a schema text to parse as Avro,
+/// Protobuf or JSON Schema and check against the last one parsed of its type.
+pub fn registry(data: &[u8]) {
+    let mut registry = Registry::new("fuzz");
+    let mut last: [Option<Parsed>; 3] = [None, None, None];
+    for op in data.split(|b| *b == 0) {
+        let Some((&kind, rest)) = op.split_first() else { continue };
+        match kind % 5 {
+            0 => {
+                let mut parts = rest.splitn(2, |b| *b == 1);
+                let key = parts.next().unwrap_or_default();
+                let _ = registry.apply(key, parts.next());
+            }
+            1 => {
+                let Some((&m, rest)) = rest.split_first() else { continue };
+                let mut parts = rest.splitn(3, |b| *b == 1);
+                let path = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                let query = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                let body = parts.next().unwrap_or_default();
+                let req = Request { method: METHODS[usize::from(m % 4)], path: &path, query: &query, body };
+                if let Outcome::Write { records, .. } = registry.handle(&req) {
+                    for r in records {
+                        registry.apply(&r.key, r.value.as_deref()).expect("a record the registry wrote applies");
+                    }
+                }
+            }
+            k => {
+                let Ok(text) = std::str::from_utf8(rest) else { continue };
+                let slot = usize::from(k - 2);
+                let parsed = match slot {
+                    0 => avro::parse(text, &[]).ok().map(Parsed::Avro),
+                    1 => protobuf::parse(text, &[]).ok().map(Parsed::Protobuf),
+                    _ => json_schema::parse(text, &[]).ok().map(Parsed::Json),
+                };
+                if let Some(p) = parsed {
+                    p.exercise(last[slot].as_ref());
+                    last[slot] = Some(p);
+                }
+            }
+        }
+    }
+}
+
+enum Parsed {
+    Avro(avro::AvroSchema),
+    Protobuf(protobuf::ProtobufSchema),
+    Json(json_schema::JsonSchema),
+}
+
+impl Parsed {
+    /// Canonical and normalized texts, and the checks both ways against `other` and itself.
+    fn exercise(&self, other: Option<&Parsed>) {
+        match (self, other) {
+            (Parsed::Avro(a), b) => {
+                let _ = (a.canonical(), a.normalized(), avro::check(a, a));
+                if let Some(Parsed::Avro(b)) = b {
+                    let _ = (avro::check(a, b), avro::check(b, a));
+                }
+            }
+            (Parsed::Protobuf(a), b) => {
+                let _ = (a.canonical(), a.normalized(), protobuf::check(a, a));
+                if let Some(Parsed::Protobuf(b)) = b {
+                    let _ = (protobuf::check(a, b), protobuf::check(b, a));
+                }
+            }
+            (Parsed::Json(a), b) => {
+                let _ = (a.canonical(), a.normalized(), json_schema::check(a, a));
+                if let Some(Parsed::Json(b)) = b {
+                    let _ = (json_schema::check(a, b), json_schema::check(b, a));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fuzz_entry_takes_records_requests_and_schemas() {
+        let avro = br#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}"#;
+        let mut data = vec![2];
+        data.extend_from_slice(avro);
+        data.extend_from_slice(b"\x00\x01\x01/subjects/s/versions\x01\x01");
+        data.extend_from_slice(br#"{"schema":"{\"type\":\"string\"}"}"#);
+        data.extend_from_slice(b"\x00\x00not json\x01{}\x00\x04{\"type\":\"object\"}\x00\x03syntax = \"proto3\";");
+        super::registry(&data);
+    }
+}
