@@ -363,11 +363,18 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
         }
     };
     let options = kelp_driver::Options { max_connections: args.max_connections, shutdown_grace: grace };
+    let registry_done: Arc<Mutex<Option<std::sync::mpsc::Receiver<()>>>> = Arc::new(Mutex::new(None));
+    let registry_slot = registry_done.clone();
     let on_ready = move |control: kelp_driver::Control| {
-        if let Some(l) = registry_listener
-            && let Err(e) = registry::spawn(l, control.clone(), registry_cluster_id, registry_max_body)
-        {
-            tracing::error!(error = %e, "schema registry: cannot start");
+        if let Some(l) = registry_listener {
+            match registry::spawn(l, control.clone(), registry_cluster_id, registry_max_body) {
+                Ok(done) => {
+                    if let Ok(mut slot) = registry_slot.lock() {
+                        *slot = Some(done);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "schema registry: cannot start"),
+            }
         }
         let probe = control.clone();
         set_probe(Arc::new(move |metrics| probe.snapshot(metrics, PROBE_TIMEOUT).map(|s| (s.serving, s.metrics))));
@@ -391,9 +398,19 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
         }
         RuntimeKind::Mio => kelp_runtime_mio::serve(listener, make_broker, store, options, on_ready)?,
     }
+    // The registry answers what it has in flight once the broker has stopped; give it a moment.
+    let done = registry_done.lock().ok().and_then(|mut d| d.take());
+    if let Some(done) = done
+        && done.recv_timeout(REGISTRY_STOP).is_err()
+    {
+        tracing::warn!("schema registry: did not finish in time");
+    }
     tracing::info!("kelp stopped");
     Ok(())
 }
+
+/// How long a stopping kelp waits for the schema registry to answer its requests in flight.
+const REGISTRY_STOP: Duration = Duration::from_secs(7);
 
 /// How long the admin endpoint waits for the broker loop's answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);

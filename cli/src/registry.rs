@@ -8,7 +8,8 @@
 //! goes on from where it was. When the broker stops, so does the registry.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kelp_driver::Control;
 use kelp_registry::node::{Node, NodeConfig, NodeOutput};
@@ -19,14 +20,18 @@ use tokio::sync::{mpsc, oneshot};
 /// HTTP requests waiting for the registry task, at most; more wait in their connections.
 const JOBS: usize = 1024;
 
-/// Serves the registry on `listener` from a new thread, once the broker loop runs.
+/// Serves the registry on `listener` from a new thread, once the broker loop runs. The
+/// receiver hears when the thread has finished (after the broker stopped, and the requests in
+/// flight were answered).
 pub fn spawn(
     listener: std::net::TcpListener,
     control: Control,
     cluster_id: String,
     max_body: usize,
-) -> std::io::Result<()> {
+) -> std::io::Result<Receiver<()>> {
+    let (done_tx, done) = std::sync::mpsc::channel();
     std::thread::Builder::new().name("kelp-registry".into()).spawn(move || {
+        let _done = Done(done_tx);
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => {
@@ -38,7 +43,16 @@ pub fn spawn(
             tracing::error!(error = %e, "schema registry stopped");
         }
     })?;
-    Ok(())
+    Ok(done)
+}
+
+/// Tells the waiting thread, however the registry thread ends.
+struct Done(std::sync::mpsc::Sender<()>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
 }
 
 async fn run(
@@ -55,8 +69,9 @@ async fn run(
     let http = tokio::spawn(kelp_registry_http::serve(listener, Handler::channel(jobs_tx), limits, async move {
         let _ = stopped_rx.await;
     }));
-    let node = Node::new(Registry::new(cluster_id), NodeConfig::default(), now_ms());
-    drive(node, &control, jobs).await;
+    let clock = Clock::start();
+    let node = Node::new(Registry::new(cluster_id), NodeConfig::default(), clock.now_ms());
+    drive(node, &control, jobs, &clock).await;
     // The broker has stopped: no more requests are answered.
     let _ = stopped_tx.send(());
     http.await.map_err(std::io::Error::other)?
@@ -64,7 +79,8 @@ async fn run(
 
 /// Runs the node until the broker stops: HTTP requests in, the broker's bytes in and out,
 /// timers.
-async fn drive(mut node: Node, control: &Control, mut jobs: mpsc::Receiver<Job>) {
+async fn drive(mut node: Node, control: &Control, mut jobs: mpsc::Receiver<Job>, clock: &Clock) {
+    let now_ms = || clock.now_ms();
     let mut replies: HashMap<u64, oneshot::Sender<Response>> = HashMap::new();
     let mut next_id = 0u64;
     let mut first = true;
@@ -125,6 +141,23 @@ async fn sleep(wait: Option<Duration>) {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// Milliseconds for the node: the wall clock at start, moved on by a monotonic clock, so that
+/// its timers neither stall nor fire early when the wall clock is set (and record timestamps
+/// still read as wall-clock time).
+struct Clock {
+    wall_ms: u64,
+    start: Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self { wall_ms, start: Instant::now() }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.wall_ms.saturating_add(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
 }

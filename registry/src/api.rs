@@ -194,7 +194,7 @@ fn incompatible(subject: &str, messages: &[String]) -> Response {
     let message = format!(
         "Schema being registered is incompatible with an earlier schema for subject \"{subject}\", details: [{details}]"
     );
-    Response::error(409, 40901, message)
+    Response::error(409, 409, message)
 }
 
 fn invalid_schema(message: impl Into<String>) -> Response {
@@ -987,7 +987,13 @@ impl Registry {
         let normalize = q.flag("normalize") || self.normalize_in_scope(subject);
         let (_, parsed, _) = self.parse_request(&req, normalize)?;
         let previous: Vec<(Version, &SchemaEntry)> = match spec {
-            Some(spec) => vec![self.resolve(subject, spec, false)?],
+            // Confluent checks against nothing when there is no latest version (a subject not
+            // registered yet), and answers 40402 for any exact version it does not hold.
+            Some(VersionSpec::Latest) => self.live(subject, false).next_back().into_iter().collect(),
+            Some(spec @ VersionSpec::Exact(v)) => match self.resolve(subject, spec, false) {
+                Ok(found) => vec![found],
+                Err(_) => return Err(version_not_found(v.0)),
+            },
             None => self.live(subject, false).rev().collect(),
         };
         let level = self.compatibility_in_scope(Some(subject));

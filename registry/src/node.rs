@@ -10,8 +10,11 @@
 //!
 //! Writes go one at a time: a request is decided ([`Registry::handle`]) against the state
 //! every earlier write has left. Reads are answered at once from the state applied so far.
-//! The node keeps reading the topic (a long-polling fetch), so records another writer adds are
-//! applied too.
+//! Once it has read to the end, the node looks for new records every half second, so records
+//! another writer adds are applied too. Its fetches never wait at the broker, which reads
+//! nothing more of a connection while one of its fetches is in flight. A request that waits
+//! (for the node to be ready, or behind other writes) longer than the write timeout is
+//! answered 50002.
 //!
 //! The driver feeds it the broker's bytes ([`Node::handle_kafka`]), HTTP requests
 //! ([`Node::handle_http`]) and time ([`Node::handle_tick`]); it drains [`Node::poll_output`]
@@ -40,14 +43,14 @@ const FETCH_VERSION: i16 = 12;
 const MAX_FRAME: usize = 64 << 20;
 /// Bytes one fetch asks for.
 const FETCH_BYTES: i32 = 8 << 20;
-/// How long a fetch that has caught up waits at the broker for new records.
-const TAIL_WAIT_MS: i32 = 500;
+/// How often the node looks for records another writer added, once it has read to the end.
+const TAIL_INTERVAL_MS: u64 = 500;
 /// The largest decompressed batch read back (the node writes its own uncompressed).
 const MAX_DECOMPRESSED: usize = 64 << 20;
 /// How long to wait before asking again after the broker refused.
 const RETRY_MS: u64 = 200;
 /// HTTP requests waiting for the node to be ready or for the write before them, at most.
-const MAX_WAITING: usize = 4096;
+const MAX_WAITING: usize = 1024;
 /// The client id the node sends.
 const CLIENT_ID: &str = "kelp-schema-registry";
 
@@ -106,7 +109,7 @@ impl Default for NodeConfig {
 enum Phase {
     /// Creating the topic (or learning it exists).
     Creating,
-    /// Reading the topic up to the end seen by the first fetch that came back empty.
+    /// Reading the topic up to the high watermark.
     Loading,
     /// Serving.
     Ready,
@@ -120,14 +123,27 @@ enum Call {
     Produce,
 }
 
-/// The write in progress.
+/// The write in progress: produced, not yet read back.
 #[derive(Debug)]
 struct Write {
-    id: u64,
+    /// The HTTP request to answer; `None` once it was answered 50002 (the write still blocks
+    /// the next one until the broker has answered it, so no two writes are decided against the
+    /// same state).
+    id: Option<u64>,
     reply: Response,
     records: usize,
+    /// The correlation id of its Produce request.
+    correlation: i32,
     /// The offset of its last record, once the broker has stored it.
     last_offset: Option<i64>,
+    deadline_ms: u64,
+}
+
+/// An HTTP request not decided yet, and when it is answered 50002 if it still waits.
+#[derive(Debug)]
+struct Waiting {
+    id: u64,
+    req: OwnedRequest,
     deadline_ms: u64,
 }
 
@@ -143,11 +159,16 @@ pub struct Node {
     inbox: BytesMut,
     /// The next offset to read.
     fetch_offset: i64,
-    /// When to send the next fetch or create, after a refusal.
-    retry_at: Option<(u64, Call)>,
+    fetch_in_flight: bool,
+    /// When to fetch next (reading on while idle, or again after a refusal).
+    fetch_at: Option<u64>,
+    /// When to ask for the topic again after a refusal.
+    create_at: Option<u64>,
     write: Option<Write>,
+    /// When to write the NOOP of a sync (see `sync`); no write is decided until it is done.
+    sync_at: Option<u64>,
     /// HTTP requests not decided yet: before the node is ready, and writes behind a write.
-    waiting: VecDeque<(u64, OwnedRequest)>,
+    waiting: VecDeque<Waiting>,
     out: VecDeque<NodeOutput>,
     /// Records in the topic the registry could not apply (kept going past them).
     skipped: u64,
@@ -167,8 +188,11 @@ impl Node {
             calls: HashMap::new(),
             inbox: BytesMut::new(),
             fetch_offset: 0,
-            retry_at: None,
+            fetch_in_flight: false,
+            fetch_at: None,
+            create_at: None,
             write: None,
+            sync_at: None,
             waiting: VecDeque::new(),
             out: VecDeque::new(),
             skipped: 0,
@@ -203,12 +227,9 @@ impl Node {
     /// When [`Node::handle_tick`] is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
-        let retry = self.retry_at.map(|(at, _)| at);
-        let write = self.write.as_ref().map(|w| w.deadline_ms);
-        match (retry, write) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let write = self.write.as_ref().filter(|w| w.id.is_some()).map(|w| w.deadline_ms);
+        let waiting = self.waiting.front().map(|w| w.deadline_ms);
+        [self.fetch_at, self.create_at, self.sync_at, write, waiting].into_iter().flatten().min()
     }
 
     /// HTTP request `id` arrived.
@@ -221,25 +242,33 @@ impl Node {
         }
     }
 
-    /// Time passed: retries and write timeouts.
+    /// Time passed: retries, reading on, and deadlines of writes and waiting requests.
     pub fn handle_tick(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
-        if let Some((at, call)) = self.retry_at
-            && at <= self.now_ms
-        {
-            self.retry_at = None;
-            match call {
-                Call::CreateTopic => self.send_create(),
-                Call::Fetch | Call::Produce => self.send_fetch(),
-            }
+        if self.create_at.is_some_and(|at| at <= self.now_ms) {
+            self.create_at = None;
+            self.send_create();
         }
-        if self.write.as_ref().is_some_and(|w| w.deadline_ms <= self.now_ms) {
-            if let Some(w) = self.write.take() {
-                let response =
-                    Response::timeout("Write to the Kafka store timed out while waiting for it to be read back");
+        if self.fetch_at.is_some_and(|at| at <= self.now_ms) {
+            self.fetch_at = None;
+            self.send_fetch();
+        }
+        if self.sync_at.is_some_and(|at| at <= self.now_ms) && self.write.is_none() && self.phase == Phase::Ready {
+            self.sync_at = None;
+            self.sync();
+        }
+        if let Some(w) = self.write.as_mut()
+            && w.deadline_ms <= self.now_ms
+            && let Some(id) = w.id.take()
+        {
+            let response = Response::timeout("Write to the Kafka store timed out while waiting for it to be read back");
+            self.out.push_back(NodeOutput::Reply { id, response });
+        }
+        while self.waiting.front().is_some_and(|w| w.deadline_ms <= self.now_ms) {
+            if let Some(w) = self.waiting.pop_front() {
+                let response = Response::timeout("Timed out waiting for the Kafka store");
                 self.out.push_back(NodeOutput::Reply { id: w.id, response });
             }
-            self.serve_waiting();
         }
     }
 
@@ -267,25 +296,32 @@ impl Node {
         }
     }
 
-    /// The broker connection was lost and a new one opened: what was in flight on the old one
-    /// is sent again, but for a write, whose outcome is unknown (it answers 50001; if it was
-    /// stored, the node applies it when it reads it).
+    /// The broker connection was lost and a new one opened. Requests not yet sent on the old
+    /// one are dropped, and what the node waits for is asked again on the new one; a write in
+    /// progress has an unknown outcome and answers 50001 (if it was stored, the node applies
+    /// it when it reads it), and no write is decided until the node has synced (see `sync`).
     pub fn handle_reconnected(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
         self.inbox.clear();
-        let lost: Vec<Call> = self.calls.drain().map(|(_, c)| c).collect();
-        if let Some(w) = self.write.take() {
-            let response = Response::store_error("The connection to the Kafka store was lost during the write");
-            self.out.push_back(NodeOutput::Reply { id: w.id, response });
-        }
-        if lost.contains(&Call::CreateTopic) || self.phase == Phase::Creating {
-            self.retry_at = None;
+        self.calls.clear();
+        self.out.retain(|o| matches!(o, NodeOutput::Reply { .. }));
+        self.fetch_in_flight = false;
+        self.fetch_at = None;
+        self.create_at = None;
+        let unknown = self.write.take().map(|w| {
+            if let Some(id) = w.id {
+                let response = Response::store_error("The connection to the Kafka store was lost during the write");
+                self.out.push_back(NodeOutput::Reply { id, response });
+            }
+        });
+        if self.phase == Phase::Creating {
             self.send_create();
-        } else if lost.contains(&Call::Fetch) || self.retry_at.is_some() {
-            self.retry_at = None;
+        } else {
             self.send_fetch();
+            if unknown.is_some() {
+                self.sync_at = Some(self.now_ms);
+            }
         }
-        self.serve_waiting();
     }
 
     fn wait(&mut self, id: u64, req: OwnedRequest) {
@@ -293,8 +329,14 @@ impl Node {
             let response = Response::timeout("Too many requests waiting for the Kafka store");
             self.out.push_back(NodeOutput::Reply { id, response });
         } else {
-            self.waiting.push_back((id, req));
+            let deadline_ms = self.now_ms.saturating_add(self.config.write_timeout_ms);
+            self.waiting.push_back(Waiting { id, req, deadline_ms });
         }
+    }
+
+    /// Whether a write decided now would see every earlier write.
+    fn may_write(&self) -> bool {
+        self.phase == Phase::Ready && self.write.is_none() && self.sync_at.is_none()
     }
 
     /// Decides `req` against the state applied so far: a read is answered; a write is
@@ -302,39 +344,39 @@ impl Node {
     fn decide(&mut self, id: u64, req: OwnedRequest) {
         match self.registry.handle(&req.as_request()) {
             Outcome::Reply(response) => self.out.push_back(NodeOutput::Reply { id, response }),
-            Outcome::Write { .. } if self.write.is_some() || !self.waiting.is_empty() => self.wait(id, req),
-            Outcome::Write { records, reply } => self.produce(id, &records, reply),
+            Outcome::Write { .. } if !self.may_write() || !self.waiting.is_empty() => self.wait(id, req),
+            Outcome::Write { records, reply } => self.produce(Some(id), &records, reply),
         }
     }
 
     /// Decides the waiting requests in order, until one becomes the write in progress.
     fn serve_waiting(&mut self) {
-        while self.phase == Phase::Ready && self.write.is_none() {
-            let Some((id, req)) = self.waiting.pop_front() else { return };
-            match self.registry.handle(&req.as_request()) {
-                Outcome::Reply(response) => self.out.push_back(NodeOutput::Reply { id, response }),
-                Outcome::Write { records, reply } => self.produce(id, &records, reply),
+        while self.may_write() {
+            let Some(w) = self.waiting.pop_front() else { return };
+            match self.registry.handle(&w.req.as_request()) {
+                Outcome::Reply(response) => self.out.push_back(NodeOutput::Reply { id: w.id, response }),
+                Outcome::Write { records, reply } => self.produce(Some(w.id), &records, reply),
             }
         }
     }
 
-    fn produce(&mut self, id: u64, records: &[Record], reply: Response) {
+    fn produce(&mut self, id: Option<u64>, records: &[Record], reply: Response) {
         if records.is_empty() {
-            self.out.push_back(NodeOutput::Reply { id, response: reply });
+            if let Some(id) = id {
+                self.out.push_back(NodeOutput::Reply { id, response: reply });
+            }
             return;
         }
         let timestamp = i64::try_from(self.now_ms).unwrap_or(i64::MAX);
         let mut batch = RecordBatchBuilder::new(Compression::None);
         for r in records {
             if batch.append(timestamp, Some(&r.key), r.value.as_deref(), &[]).is_err() {
-                let response = Response::store_error("A registry record could not be encoded");
-                self.out.push_back(NodeOutput::Reply { id, response });
+                self.unencodable(id);
                 return;
             }
         }
         let Ok(batch) = batch.build() else {
-            let response = Response::store_error("A registry record could not be encoded");
-            self.out.push_back(NodeOutput::Reply { id, response });
+            self.unencodable(id);
             return;
         };
         let request = RequestBody::Produce(ProduceRequest {
@@ -347,14 +389,32 @@ impl Node {
             }],
             ..Default::default()
         });
-        self.send(Call::Produce, &request, PRODUCE_VERSION);
+        let correlation = self.send(Call::Produce, &request, PRODUCE_VERSION);
         self.write = Some(Write {
             id,
             reply,
             records: records.len(),
+            correlation,
             last_offset: None,
             deadline_ms: self.now_ms.saturating_add(self.config.write_timeout_ms),
         });
+    }
+
+    fn unencodable(&mut self, id: Option<u64>) {
+        if let Some(id) = id {
+            let response = Response::store_error("A registry record could not be encoded");
+            self.out.push_back(NodeOutput::Reply { id, response });
+        }
+    }
+
+    /// After a write whose outcome is unknown (the broker refused or timed it out, or the
+    /// connection was lost): writes a NOOP record and blocks every other write until it is
+    /// read back. The partition is in order, so by then the unknown write was either stored
+    /// before it, and applied, or not stored at all; no later write is decided against a
+    /// state that misses it.
+    fn sync(&mut self) {
+        let noop = Record { key: br#"{"keytype":"NOOP","magic":0}"#.to_vec(), value: None };
+        self.produce(None, &[noop], Response::store_error("unused"));
     }
 
     fn send_create(&mut self) {
@@ -376,11 +436,18 @@ impl Node {
         self.send(Call::CreateTopic, &request, CREATE_TOPICS_VERSION);
     }
 
+    /// Reads on from `fetch_offset`, unless a fetch is out already. Fetches never wait at the
+    /// broker: the broker reads nothing more of a connection while it has a fetch of it in
+    /// flight, and the node's writes go on the same connection.
     fn send_fetch(&mut self) {
-        let max_wait_ms = if self.phase == Phase::Ready { TAIL_WAIT_MS } else { 0 };
+        if self.fetch_in_flight {
+            return;
+        }
+        self.fetch_in_flight = true;
+        self.fetch_at = None;
         let request = RequestBody::Fetch(FetchRequest {
             replica_id: -1,
-            max_wait_ms,
+            max_wait_ms: 0,
             min_bytes: 1,
             max_bytes: FETCH_BYTES,
             session_epoch: -1,
@@ -399,7 +466,7 @@ impl Node {
         self.send(Call::Fetch, &request, FETCH_VERSION);
     }
 
-    fn send(&mut self, call: Call, request: &RequestBody, version: i16) {
+    fn send(&mut self, call: Call, request: &RequestBody, version: i16) -> i32 {
         self.correlation = self.correlation.wrapping_add(1);
         self.calls.insert(self.correlation, call);
         self.out.push_back(NodeOutput::Kafka(encode_request_frame(
@@ -408,10 +475,7 @@ impl Node {
             self.correlation,
             Some(CLIENT_ID),
         )));
-    }
-
-    fn retry(&mut self, call: Call) {
-        self.retry_at = Some((self.now_ms.saturating_add(RETRY_MS), call));
+        self.correlation
     }
 
     fn handle_frame(&mut self, frame: &Bytes) -> Result<(), &'static str> {
@@ -434,42 +498,55 @@ impl Node {
                     self.send_fetch();
                 } else {
                     tracing::warn!(topic = %self.config.topic, error = %code, "schema registry: cannot create its topic");
-                    self.retry(Call::CreateTopic);
+                    self.create_at = Some(self.now_ms.saturating_add(RETRY_MS));
                 }
             }
-            ResponseBody::Fetch(resp) => self.fetched(resp),
-            ResponseBody::Produce(resp) => {
-                let part = resp.responses.first().and_then(|t| t.partition_responses.first());
-                let code = part.map_or(ErrorCode::UNKNOWN_SERVER_ERROR, |p| ErrorCode(p.error_code));
-                match (self.write.as_mut(), part) {
-                    (Some(w), Some(p)) if code == ErrorCode::NONE => {
-                        let records = i64::try_from(w.records).unwrap_or(i64::MAX);
-                        w.last_offset = Some(p.base_offset.saturating_add(records - 1));
-                        self.complete_write();
-                    }
-                    (Some(_), _) => {
-                        if let Some(w) = self.write.take() {
-                            let response = if code == ErrorCode::REQUEST_TIMED_OUT {
-                                Response::timeout(format!("Write to the Kafka store timed out: {code}"))
-                            } else {
-                                Response::store_error(format!("Error while writing to the Kafka store: {code}"))
-                            };
-                            self.out.push_back(NodeOutput::Reply { id: w.id, response });
-                        }
-                        self.serve_waiting();
-                    }
-                    (None, _) => {}
-                }
+            ResponseBody::Fetch(resp) => {
+                self.fetch_in_flight = false;
+                self.fetched(resp);
             }
+            ResponseBody::Produce(resp) => self.produced(correlation, &resp),
             _ => return Err("a response of another API"),
         }
         Ok(())
     }
 
+    /// The broker answered the Produce with `correlation`: the write in progress now waits to
+    /// be read back, or has failed.
+    fn produced(&mut self, correlation: i32, resp: &kelp_core::codec::generated::produce::ProduceResponse) {
+        let Some(w) = self.write.as_mut().filter(|w| w.correlation == correlation) else {
+            // The write it was for is gone (a lost connection): nothing waits for it.
+            return;
+        };
+        let part = resp.responses.first().and_then(|t| t.partition_responses.first());
+        let code = part.map_or(ErrorCode::UNKNOWN_SERVER_ERROR, |p| ErrorCode(p.error_code));
+        match part {
+            Some(p) if code == ErrorCode::NONE => {
+                let records = i64::try_from(w.records).unwrap_or(i64::MAX);
+                w.last_offset = Some(p.base_offset.saturating_add(records - 1));
+                self.complete_write();
+                // Read it back now rather than at the next idle fetch.
+                self.send_fetch();
+            }
+            _ => {
+                if let Some(id) = self.write.take().and_then(|w| w.id) {
+                    let response = if code == ErrorCode::REQUEST_TIMED_OUT {
+                        Response::timeout(format!("Write to the Kafka store timed out: {code}"))
+                    } else {
+                        Response::store_error(format!("Error while writing to the Kafka store: {code}"))
+                    };
+                    self.out.push_back(NodeOutput::Reply { id, response });
+                }
+                // Not at once: a store that refuses writes would be asked again and again.
+                self.sync_at = Some(self.now_ms.saturating_add(RETRY_MS));
+            }
+        }
+    }
+
     fn fetched(&mut self, resp: kelp_core::codec::generated::fetch::FetchResponse) {
         let part = resp.responses.into_iter().next().and_then(|t| t.partitions.into_iter().next());
         let Some(part) = part else {
-            self.retry(Call::Fetch);
+            self.fetch_at = Some(self.now_ms.saturating_add(RETRY_MS));
             return;
         };
         let code = ErrorCode(part.error_code);
@@ -482,13 +559,15 @@ impl Node {
         }
         if code != ErrorCode::NONE {
             tracing::debug!(error = %code, "schema registry: fetch refused");
-            self.retry(Call::Fetch);
+            self.fetch_at = Some(self.now_ms.saturating_add(RETRY_MS));
             return;
         }
+        let before = self.fetch_offset;
         if let Some(records) = part.records {
             self.apply_batches(records.to_bytes());
         }
-        if self.phase == Phase::Loading && self.fetch_offset >= part.high_watermark {
+        let at_end = self.fetch_offset >= part.high_watermark;
+        if self.phase == Phase::Loading && at_end {
             self.phase = Phase::Ready;
             tracing::info!(
                 topic = %self.config.topic,
@@ -499,7 +578,14 @@ impl Node {
         }
         self.complete_write();
         self.serve_waiting();
-        self.send_fetch();
+        // Read on at once while there is more (or a write to read back); otherwise look again
+        // after a while, for records another writer adds.
+        let waiting_for_write = self.write.as_ref().is_some_and(|w| w.last_offset.is_some());
+        if self.phase != Phase::Ready || !at_end || self.fetch_offset > before || waiting_for_write {
+            self.send_fetch();
+        } else if !self.fetch_in_flight {
+            self.fetch_at = Some(self.now_ms.saturating_add(TAIL_INTERVAL_MS));
+        }
     }
 
     fn apply_batches(&mut self, bytes: Bytes) {
@@ -541,7 +627,10 @@ impl Node {
     fn complete_write(&mut self) {
         let done = self.write.as_ref().is_some_and(|w| w.last_offset.is_some_and(|last| self.fetch_offset > last));
         if done && let Some(w) = self.write.take() {
-            self.out.push_back(NodeOutput::Reply { id: w.id, response: w.reply });
+            if let Some(id) = w.id {
+                self.out.push_back(NodeOutput::Reply { id, response: w.reply });
+            }
+            self.serve_waiting();
         }
     }
 }

@@ -37,6 +37,10 @@ struct World {
     hold_storage: bool,
     replies: Vec<(u64, Response)>,
     next_id: u64,
+    /// Whether the broker paused reading the node's connection, and what the node sent
+    /// meanwhile (a driver holds it in the socket, or the in-process inbox).
+    paused: bool,
+    unread: Vec<Bytes>,
 }
 
 impl World {
@@ -60,6 +64,8 @@ impl World {
             hold_storage: hold,
             replies: Vec::new(),
             next_id: 0,
+            paused: false,
+            unread: Vec::new(),
         };
         let peer: SocketAddr = "127.0.0.1:0".parse().expect("literal");
         w.broker.handle_input(now, Input::Accepted { conn: NODE_CONN, peer });
@@ -76,6 +82,7 @@ impl World {
             while let Some(out) = self.node.poll_output() {
                 moved = true;
                 match out {
+                    NodeOutput::Kafka(bytes) if self.paused => self.unread.push(bytes),
                     NodeOutput::Kafka(bytes) => {
                         self.broker.handle_input(self.now, Input::Received { conn: NODE_CONN, bytes: &bytes });
                     }
@@ -95,6 +102,13 @@ impl World {
                         self.broker.handle_input(self.now, Input::Written { conn, bytes: n });
                     }
                     Output::Storage { cmd, command } => self.queued.push_back((cmd, command)),
+                    Output::PauseRead { conn } if conn == NODE_CONN => self.paused = true,
+                    Output::ResumeRead { conn } if conn == NODE_CONN => {
+                        self.paused = false;
+                        for bytes in std::mem::take(&mut self.unread) {
+                            self.broker.handle_input(self.now, Input::Received { conn: NODE_CONN, bytes: &bytes });
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -260,4 +274,46 @@ fn records_another_writer_adds_to_the_topic_are_applied() {
     w.advance(1_000);
     assert_eq!(w.call("GET", "/schemas/ids/42/subjects", Value::Null), (200, json!(["elsewhere"])));
     assert_eq!(w.register("mine", SCHEMA_V2), (200, json!({"id": 43})), "new ids follow the highest seen");
+}
+
+#[test]
+fn a_write_is_answered_without_waiting_for_time_to_pass() {
+    let mut w = World::new(MemStore::new());
+    w.advance(1_000);
+    // No virtual time passes: a write must not sit behind a fetch waiting at the broker.
+    let id = w.send("POST", "/subjects/a/versions", json!({ "schema": SCHEMA_V1 }));
+    w.settle();
+    assert_eq!(w.reply(id), (200, json!({"id": 1})));
+    let id = w.send("POST", "/subjects/b/versions", json!({ "schema": SCHEMA_V2 }));
+    w.settle();
+    assert_eq!(w.reply(id), (200, json!({"id": 2})));
+}
+
+#[test]
+fn a_write_after_one_that_timed_out_is_decided_once_the_first_is_applied() {
+    let mut w = World::new(MemStore::new());
+    w.advance(1_000);
+    w.hold_storage = true;
+    let first = w.send("POST", "/subjects/a/versions", json!({ "schema": SCHEMA_V1 }));
+    w.settle();
+    w.advance(11_000);
+    assert_eq!(w.reply(first).1["error_code"], 50002);
+    // The first write is still on its way to the store; the second must not take its id.
+    let second = w.send("POST", "/subjects/b/versions", json!({ "schema": SCHEMA_V2 }));
+    w.settle();
+    w.hold_storage = false;
+    w.settle();
+    w.advance(1_000);
+    assert_eq!(w.reply(second), (200, json!({"id": 2})));
+    assert_eq!(w.call("GET", "/schemas/ids/1/subjects", Value::Null), (200, json!(["a"])));
+    assert_eq!(w.call("GET", "/schemas/ids/2/subjects", Value::Null), (200, json!(["b"])));
+}
+
+#[test]
+fn requests_waiting_longer_than_the_write_timeout_are_answered_50002() {
+    let mut w = World::with(MemStore::new(), true);
+    let id = w.send("GET", "/subjects", Value::Null);
+    w.settle();
+    w.advance(11_000);
+    assert_eq!(w.reply(id).1["error_code"], 50002);
 }

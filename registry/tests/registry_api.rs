@@ -372,7 +372,13 @@ fn compatibility_checks() {
         h.post("/compatibility/subjects/s/versions?verbose=true", &schema_body(V2_DEFAULT)),
         (200, json!({"is_compatible": true, "messages": []}))
     );
-    assert_eq!(error_code(&h.post("/compatibility/subjects/nobody/versions/1", &schema_body(V1)).1), 40401);
+    assert_eq!(error_code(&h.post("/compatibility/subjects/nobody/versions/1", &schema_body(V1)).1), 40402);
+    // No latest version yet: nothing to be incompatible with (what clients ask before the first
+    // registration).
+    assert_eq!(
+        h.post("/compatibility/subjects/nobody/versions/latest", &schema_body(V1)),
+        (200, json!({"is_compatible": true}))
+    );
     assert_eq!(error_code(&h.post("/compatibility/subjects/s/versions/3", &schema_body(V1)).1), 40402);
     assert_eq!(
         h.post("/compatibility/subjects/nobody/versions", &schema_body(V1)),
@@ -380,7 +386,7 @@ fn compatibility_checks() {
     );
 
     let (status, body) = h.register("s", V2_NO_DEFAULT);
-    assert_eq!((status, error_code(&body)), (409, 40901));
+    assert_eq!((status, error_code(&body)), (409, 409));
     let message = body["message"].as_str().expect("message");
     assert!(
         message.starts_with("Schema being registered is incompatible with an earlier schema for subject \"s\", details: [{errorType:'READER_FIELD_MISSING_DEFAULT_VALUE'"),
