@@ -471,7 +471,11 @@ def group_mode():
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
-                if err.fatal() or not err.retriable():
+                # librdkafka also reports a group error it recovers from by joining again: a
+                # JoinGroup answered REBALANCE_IN_PROGRESS (what a parked JoinGroup gets when a
+                # KIP-848 member turns the classic group into a consumer group, as in Kafka).
+                recovers = err.code() == KafkaError.REBALANCE_IN_PROGRESS
+                if err.fatal() or not (err.retriable() or recovers):
                     common.fail(f"consume error in group {args.group}: {err}")
                 dog.note(str(err))
                 continue
