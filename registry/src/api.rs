@@ -515,12 +515,23 @@ impl Registry {
 
     fn get_version(&self, subject: &str, spec: VersionSpec, q: &Query) -> Answer {
         let (v, e) = self.resolve(subject, spec, q.flag("deleted"))?;
-        reply(version_json(subject, v, e))
+        let mut json = version_json(subject, v, e);
+        json["schema"] = self.formatted(e, q).into();
+        reply(json)
     }
 
     fn raw_version(&self, subject: &str, spec: VersionSpec, q: &Query) -> Answer {
         let (_, e) = self.resolve(subject, spec, q.flag("deleted"))?;
-        Ok(Outcome::Reply(Response { status: 200, body: Body::Text(e.schema.clone()) }))
+        Ok(Outcome::Reply(Response { status: 200, body: Body::Text(self.formatted(e, q)) }))
+    }
+
+    /// A stored schema in the form `?format=` asks for (`serialized` for Protobuf); the stored
+    /// text when there is no such parameter or it does not apply to the schema's type.
+    fn formatted(&self, e: &SchemaEntry, q: &Query) -> String {
+        q.get("format")
+            .filter(|f| !f.is_empty())
+            .and_then(|f| self.parse_entry(e)?.formatted(f))
+            .unwrap_or_else(|| e.schema.clone())
     }
 
     fn referenced_by(&self, subject: &str, spec: VersionSpec, q: &Query) -> Answer {
@@ -557,14 +568,14 @@ impl Registry {
     fn schema_by_id(&self, id: SchemaId, q: &Query) -> Answer {
         let e = self.holder(id, q.get("subject")).ok_or_else(|| schema_not_found(Some(id)))?;
         let mut m = Map::new();
-        m.insert("schema".into(), e.schema.clone().into());
+        m.insert("schema".into(), self.formatted(e, q).into());
         add_type_and_refs(&mut m, e);
         reply(Value::Object(m))
     }
 
     fn raw_schema_by_id(&self, id: SchemaId, q: &Query) -> Answer {
         let e = self.holder(id, q.get("subject")).ok_or_else(|| schema_not_found(Some(id)))?;
-        Ok(Outcome::Reply(Response { status: 200, body: Body::Text(e.schema.clone()) }))
+        Ok(Outcome::Reply(Response { status: 200, body: Body::Text(self.formatted(e, q)) }))
     }
 
     fn live_holders(&self, id: SchemaId, q: &Query) -> Result<Vec<&SubjectVersion>, Response> {

@@ -34,6 +34,16 @@ impl Parsed {
         }
     }
 
+    /// The schema in another form a client asks for with `?format=`: `serialized` gives a
+    /// Protobuf schema as a base64-encoded `FileDescriptorProto`. `None` when the format does
+    /// not apply to this type (the stored text is answered then, as Confluent does).
+    pub fn formatted(&self, format: &str) -> Option<String> {
+        match (&self.inner, format) {
+            (Inner::Protobuf(s), "serialized") => Some(s.serialized()),
+            _ => None,
+        }
+    }
+
     /// The normalized text (`?normalize=true` or the `normalize` config).
     pub fn normalized(&self) -> String {
         match &self.inner {

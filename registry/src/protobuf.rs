@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
-use prost_reflect::prost_types::{FieldDescriptorProto, field_descriptor_proto};
+use prost_reflect::prost_types::{FieldDescriptorProto, FileDescriptorProto, field_descriptor_proto};
 use prost_reflect::{
     DynamicMessage, EnumDescriptor, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor, Syntax, Value,
 };
@@ -113,8 +113,66 @@ pub struct ProtobufSchema {
 
 /// Compiles `text`, a `.proto` file, with `references` (in dependency order) as the files it
 /// may import by their names. `Err` is `protox`'s message for the first problem found.
+///
+/// A schema may also be a base64-encoded `FileDescriptorProto`, as Confluent's Python and Go
+/// serializers send it: it is decoded, its imports are resolved the same way, and the text kept
+/// for it is the re-print of the compiled file ([`ProtobufSchema::normalized`]), as Confluent
+/// keeps its own re-print, so the same file sent again, either way, is found again.
 pub fn parse(text: &str, references: &[Referenced<'_>]) -> Result<ProtobufSchema, String> {
     bounded(text).map_err(|e| format!("{e} in the schema"))?;
+    if let Some(descriptor) = as_descriptor(text)? {
+        return parse_descriptor(descriptor, references);
+    }
+    let mut compiler = compiler(text, references)?;
+    compiler.open_file(MAIN_FILE).map_err(|e| located(&e, text, references))?;
+    let pool = compiler.descriptor_pool();
+    let file = pool.get_file_by_name(MAIN_FILE).ok_or_else(|| "the schema did not compile".to_owned())?;
+    Ok(ProtobufSchema { text: text.to_owned(), file })
+}
+
+/// The `FileDescriptorProto` a text encodes when it is base64 (no `.proto` text is: one holds
+/// at least a `;`, a `{` or a space); `None` for a `.proto` text.
+fn as_descriptor(text: &str) -> Result<Option<FileDescriptorProto>, String> {
+    use base64::Engine as _;
+    use prost_reflect::prost::Message as _;
+    let text = text.trim();
+    let base64_alphabet = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+    if text.is_empty() || !text.bytes().all(base64_alphabet) {
+        return Ok(None);
+    }
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text) else { return Ok(None) };
+    let descriptor = FileDescriptorProto::decode(bytes.as_slice())
+        .map_err(|e| format!("the schema is neither a .proto file nor a FileDescriptorProto: {e}"))?;
+    Ok(Some(descriptor))
+}
+
+/// Compiles a schema sent as a `FileDescriptorProto`: its imports from `references`, the
+/// well-known files and Confluent's, then the file itself on top of them.
+fn parse_descriptor(
+    mut descriptor: FileDescriptorProto,
+    references: &[Referenced<'_>],
+) -> Result<ProtobufSchema, String> {
+    descriptor.name = Some(MAIN_FILE.to_owned());
+    // The file is checked, not compiled from text: an empty text stands in for it, so that a
+    // reference cannot take its name.
+    let mut compiler = compiler("", references)?;
+    for import in &descriptor.dependency {
+        if import == MAIN_FILE {
+            return Err(format!("the schema imports itself ('{MAIN_FILE}')"));
+        }
+        compiler.open_file(import).map_err(|e| located(&e, "", references))?;
+    }
+    let mut pool = compiler.descriptor_pool();
+    pool.add_file_descriptor_proto(descriptor).map_err(|e| format!("invalid FileDescriptorProto: {e}"))?;
+    let file = pool.get_file_by_name(MAIN_FILE).ok_or_else(|| "the schema did not compile".to_owned())?;
+    let mut schema = ProtobufSchema { text: String::new(), file };
+    schema.text = schema.normalized();
+    Ok(schema)
+}
+
+/// A compiler that finds `text` as [`MAIN_FILE`], `references` by their names, Confluent's two
+/// files and the well-known ones.
+fn compiler(text: &str, references: &[Referenced<'_>]) -> Result<protox::Compiler, String> {
     let mut files = HashMap::new();
     for r in references {
         bounded(r.schema).map_err(|e| format!("{e} in reference '{}'", r.name))?;
@@ -130,11 +188,7 @@ pub fn parse(text: &str, references: &[Referenced<'_>]) -> Result<ProtobufSchema
     let mut resolver = ChainFileResolver::new();
     resolver.add(Sources { files });
     resolver.add(GoogleFileResolver::new());
-    let mut compiler = protox::Compiler::with_file_resolver(resolver);
-    compiler.open_file(MAIN_FILE).map_err(|e| located(&e, text, references))?;
-    let pool = compiler.descriptor_pool();
-    let file = pool.get_file_by_name(MAIN_FILE).ok_or_else(|| "the schema did not compile".to_owned())?;
-    Ok(ProtobufSchema { text: text.to_owned(), file })
+    Ok(protox::Compiler::with_file_resolver(resolver))
 }
 
 /// `protox`'s message, after the file, line and column it points at when it points at one
@@ -217,6 +271,14 @@ impl ProtobufSchema {
         let mut p = Printer { out: String::new(), syntax: self.file.syntax() };
         p.file(&self.file);
         p.out
+    }
+
+    /// The compiled file as a base64-encoded `FileDescriptorProto` (`?format=serialized`), the
+    /// form Confluent's Python and Go deserializers ask for.
+    pub fn serialized(&self) -> String {
+        use base64::Engine as _;
+        use prost_reflect::prost::Message as _;
+        base64::engine::general_purpose::STANDARD.encode(self.file.file_descriptor_proto().encode_to_vec())
     }
 
     /// The file's package (empty when it has none).

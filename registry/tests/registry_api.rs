@@ -685,3 +685,83 @@ fn garbage_requests_do_not_panic() {
     let random_body = junk.bytes(200);
     let _ = h.registry.handle(&Request { method: "POST", path: "/subjects/s/versions", query: "", body: &random_body });
 }
+
+/// `text` compiled as `name` with `imports` (name, text) beside it, as a base64-encoded
+/// `FileDescriptorProto`: what Confluent's Python serializer registers.
+fn descriptor_base64(name: &str, text: &str, imports: &[(&str, &str)]) -> String {
+    use base64::Engine as _;
+    use prost_reflect::prost::Message as _;
+    let dir = std::env::temp_dir().join(format!("kelp-registry-proto-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (file, source) in imports.iter().chain(&[(name, text)]) {
+        std::fs::write(dir.join(file), source).expect("write .proto");
+    }
+    let set = protox::compile([name], [&dir]).expect("compiles");
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = set.file.iter().find(|f| f.name() == name).expect("the file");
+    base64::engine::general_purpose::STANDARD.encode(file.encode_to_vec())
+}
+
+#[test]
+fn a_protobuf_schema_sent_as_a_file_descriptor_is_kept_as_proto_text_and_served_serialized() {
+    let mut h = Harness::new();
+    let address = "syntax = \"proto3\";\npackage shop;\nmessage Address { string city = 1; }\n";
+    let order = "syntax = \"proto3\";\npackage shop;\nimport \"address.proto\";\n\
+                 message Order { int64 id = 1; Address ship_to = 2; repeated string items = 3; }\n";
+    let address_b64 = descriptor_base64("address.proto", address, &[]);
+    let order_b64 = descriptor_base64("order.proto", order, &[("address.proto", address)]);
+
+    // The import is registered first under its own subject, then the file that references it.
+    let (status, body) =
+        h.post("/subjects/address.proto/versions", &json!({"schema": address_b64, "schemaType": "PROTOBUF"}));
+    assert_eq!((status, &body), (200, &json!({"id": 1})));
+    let refs = json!([{"name": "address.proto", "subject": "address.proto", "version": 1}]);
+    let (status, body) = h.post(
+        "/subjects/orders-value/versions",
+        &json!({"schema": order_b64, "schemaType": "PROTOBUF", "references": refs}),
+    );
+    assert_eq!((status, &body), (200, &json!({"id": 2})));
+
+    // Stored as `.proto` text that compiles to the same messages.
+    let (_, stored) = h.get("/subjects/orders-value/versions/1");
+    let text = stored["schema"].as_str().expect("text");
+    assert!(text.starts_with("syntax = \"proto3\";"), "{text}");
+    assert!(text.contains("message Order"), "{text}");
+    assert!(text.contains("import \"address.proto\";"), "{text}");
+    assert_eq!(stored["references"], refs);
+
+    // The same file sent again as a descriptor, or as the stored text, is the same schema.
+    let again = json!({"schema": order_b64, "schemaType": "PROTOBUF", "references": refs});
+    assert_eq!(h.post("/subjects/orders-value/versions", &again), (200, json!({"id": 2})));
+    let (status, found) = h.post("/subjects/orders-value", &again);
+    assert_eq!((status, &found["version"]), (200, &json!(1)));
+    let as_text = json!({"schema": text, "schemaType": "PROTOBUF", "references": refs});
+    assert_eq!(h.post("/subjects/orders-value/versions", &as_text), (200, json!({"id": 2})));
+
+    // `format=serialized` answers the compiled file as a descriptor: the same messages, fields
+    // and import as the client's own.
+    use base64::Engine as _;
+    use prost_reflect::prost::Message as _;
+    let decode = |b64: &str| {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+        prost_reflect::prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("descriptor")
+    };
+    let (status, by_id) = h.get("/schemas/ids/2?format=serialized");
+    assert_eq!(status, 200);
+    let served = decode(by_id["schema"].as_str().expect("schema"));
+    let sent = decode(&order_b64);
+    assert_eq!(served.package, sent.package);
+    assert_eq!(served.dependency, sent.dependency);
+    assert_eq!(served.message_type, sent.message_type);
+    let (_, latest) = h.get("/subjects/orders-value/versions/latest?format=serialized");
+    assert_eq!(latest["schema"], by_id["schema"]);
+    // Without the parameter, and for other types, the stored text.
+    assert_eq!(h.get("/schemas/ids/2").1["schema"], json!(text));
+    h.register("avro", V1);
+    let (_, avro) = h.get("/subjects/avro/versions/1?format=serialized");
+    assert_eq!(avro["schema"], json!(V1));
+
+    // A text of base64 letters that decodes to no descriptor is an invalid schema.
+    let (status, body) = h.post("/subjects/bad/versions", &json!({"schema": "AAAA", "schemaType": "PROTOBUF"}));
+    assert_eq!((status, body["error_code"].clone()), (422, json!(42201)), "{body}");
+}

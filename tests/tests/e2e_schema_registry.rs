@@ -1,12 +1,14 @@
 //! The schema registry inside `kelp serve`, used as Kafka users use it.
 //!
-//! - confluent-kafka's `SchemaRegistryClient` with its Avro and JSON Schema serializers, in a
-//!   process of its own, registers through kelp's registry and produces through kelp's broker,
-//!   then consumes and deserializes (tests/e2e/clients/schema_registry_client.py), on both
-//!   runtimes;
+//! - confluent-kafka's `SchemaRegistryClient` with its Avro, JSON Schema and Protobuf
+//!   serializers, in a process of its own, registers through kelp's registry and produces
+//!   through kelp's broker, then consumes and deserializes (tests/e2e/clients/
+//!   schema_registry_client.py), on both runtimes; with `use.latest.version`, and a Protobuf
+//!   import registered as a reference;
 //! - 100 schemas under 20 subjects with configs and modes survive a kill -9 of kelp on the disk
 //!   store: every id, version, config and mode is the same after the restart, and a new
-//!   registration continues the id sequence.
+//!   registration continues the id sequence; the same on `--storage seaweedmq` across a restart
+//!   of SeaweedFS and then kelp.
 //!
 //! The registry's HTTP API is driven here with plain HTTP/1.1 over a socket.
 
@@ -15,6 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use kelp_tests::clients::{Json, Scratch, installed, python_client, run_client};
+use kelp_tests::seaweedfs::SeaweedCluster;
 use kelp_tests::server::{KelpServer, free_port};
 
 /// One request, on a connection of its own; the status and the body.
@@ -95,6 +98,18 @@ fn serializers_round_trip(runtime: &str) {
     let json = seen.get("json").expect("json results");
     assert_eq!(json.get("records").and_then(Json::u64), Some(200));
     assert_eq!(json.get("id").and_then(Json::u64), Some(3), "after the two Avro schemas");
+    assert_eq!(avro.get("latest_id").and_then(Json::u64), Some(2), "use.latest.version wrote with v2");
+    let proto = seen.get("protobuf").expect("protobuf results");
+    assert_eq!(proto.get("records").and_then(Json::u64), Some(200));
+    assert_eq!(proto.get("address_id").and_then(Json::u64), Some(4), "the import, registered first");
+    assert_eq!(proto.get("id").and_then(Json::u64), Some(5));
+    // What the registry itself answers for the subject the serializer registered.
+    let latest = call(registry, "GET", &format!("/subjects/sr-{runtime}-proto-value/versions/latest"), None, 200);
+    let latest = Json::parse(&latest).expect("JSON");
+    assert_eq!(latest.get("id").and_then(Json::u64), Some(5));
+    assert_eq!(latest.get("schemaType").and_then(Json::str), Some("PROTOBUF"));
+    let reference = &latest.get("references").expect("references").items()[0];
+    assert_eq!(reference.get("subject").and_then(Json::str), Some("kelp/address.proto"));
 }
 
 #[test]
@@ -120,18 +135,10 @@ fn serde_json_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-#[test]
-fn registry_state_survives_kill_9_on_the_disk_store() {
-    let dir = std::env::temp_dir().join(format!("kelp-e2e-sr-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let registry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
-    let args = registry_args(registry);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut server = KelpServer::start_on_disk(&dir, &args);
-    wait_ready(registry, &server);
-
+/// 100 schemas under 20 subjects, five of them with a compatibility level, four read-only, and
+/// a global level.
+fn populate(registry: SocketAddr) {
     let levels = ["BACKWARD", "FORWARD", "FULL", "NONE", "FULL_TRANSITIVE"];
-    let mut before = Vec::new();
     for s in 0..20 {
         let subject = format!("subject-{s}");
         if s % 4 == 0 {
@@ -152,23 +159,38 @@ fn registry_state_survives_kill_9_on_the_disk_store() {
         }
     }
     call(registry, "PUT", "/config", Some(r#"{"compatibility":"FORWARD_TRANSITIVE"}"#), 200);
-    let snapshot = |addr: SocketAddr| {
-        let mut all = vec![call(addr, "GET", "/subjects", None, 200), call(addr, "GET", "/config", None, 200)];
-        for s in 0..20 {
-            let subject = format!("subject-{s}");
-            for v in 1..=5 {
-                all.push(call(addr, "GET", &format!("/subjects/{subject}/versions/{v}"), None, 200));
-            }
-            let config = http(addr, "GET", &format!("/config/{subject}"), None).expect("config");
-            all.push(format!("{config:?}"));
-            let mode = http(addr, "GET", &format!("/mode/{subject}"), None).expect("mode");
-            all.push(format!("{mode:?}"));
+}
+
+/// Everything `populate` set, as the registry answers it.
+fn snapshot(addr: SocketAddr) -> Vec<String> {
+    let mut all = vec![call(addr, "GET", "/subjects", None, 200), call(addr, "GET", "/config", None, 200)];
+    for s in 0..20 {
+        let subject = format!("subject-{s}");
+        for v in 1..=5 {
+            all.push(call(addr, "GET", &format!("/subjects/{subject}/versions/{v}"), None, 200));
         }
-        all
-    };
-    before.extend(snapshot(registry));
-    assert!(before[0].contains("subject-19"), "{}", before[0]);
-    assert!(before.iter().any(|b| b.contains(r#""id":100"#)), "100 schemas, ids 1 to 100");
+        let config = http(addr, "GET", &format!("/config/{subject}"), None).expect("config");
+        all.push(format!("{config:?}"));
+        let mode = http(addr, "GET", &format!("/mode/{subject}"), None).expect("mode");
+        all.push(format!("{mode:?}"));
+    }
+    assert!(all[0].contains("subject-19"), "{}", all[0]);
+    assert!(all.iter().any(|b| b.contains(r#""id":100"#)), "100 schemas, ids 1 to 100");
+    assert_eq!(all.iter().filter(|b| b.contains("READONLY")).count(), 4, "four read-only subjects");
+    all
+}
+
+#[test]
+fn registry_state_survives_kill_9_on_the_disk_store() {
+    let dir = std::env::temp_dir().join(format!("kelp-e2e-sr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let registry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
+    let args = registry_args(registry);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = KelpServer::start_on_disk(&dir, &args);
+    wait_ready(registry, &server);
+    populate(registry);
+    let before = snapshot(registry);
 
     server.kill();
     let mut server = KelpServer::start_on_disk(&dir, &args);
@@ -180,4 +202,35 @@ fn registry_state_survives_kill_9_on_the_disk_store() {
     assert_eq!(id, r#"{"id":101}"#);
     server.kill();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same on `--storage seaweedmq`: kelp stops, SeaweedFS restarts, kelp starts again and
+/// reads `_schemas` back from SeaweedMQ. Needs `weed` and a loopback-only network namespace:
+/// scripts/test.sh runs it through `scripts/seaweedfs-test.sh -p kelp-tests --test
+/// e2e_schema_registry -- registry_on_seaweedmq` (and leaves it out of the plain cargo test run).
+#[test]
+fn registry_on_seaweedmq_survives_a_seaweedfs_restart() {
+    kelp_tests::require_seaweedfs!();
+    let mut cluster = SeaweedCluster::start("sr-restart");
+    let registry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
+    let mut args = registry_args(registry);
+    args.extend(
+        ["--storage", "seaweedmq", "--seaweedmq-master", &cluster.master, "--seaweedmq-namespace", "kelpsr"]
+            .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = KelpServer::start(&args);
+    wait_ready(registry, &server);
+    populate(registry);
+    let before = snapshot(registry);
+
+    server.kill();
+    cluster.restart();
+    let mut server = KelpServer::start(&args);
+    wait_ready(registry, &server);
+    let after = snapshot(registry);
+    assert_eq!(after, before, "the registry after SeaweedFS and kelp restarted");
+    let id = call(registry, "POST", "/subjects/new-subject/versions", Some(&schema(99, 0)), 200);
+    assert_eq!(id, r#"{"id":101}"#);
+    server.kill();
 }
