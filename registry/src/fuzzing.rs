@@ -10,14 +10,15 @@ const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
 
 /// Reads `data` as a sequence of operations separated by `0x00`. Each starts with a byte that
 /// picks the kind: a `_schemas` record (key, `0x01`, value; no `0x01` is a tombstone), an HTTP
-/// request (method, path, `0x01`, query, `0x01`, body), or a schema text to parse as Avro,
-/// Protobuf or JSON Schema and check against the last one parsed of its type.
+/// request (method, path, `0x01`, query, `0x01`, body), a schema text to parse as Avro,
+/// Protobuf or JSON Schema and check against the last one parsed of its type, or the bytes of a
+/// `FileDescriptorProto`, sent base64-encoded as a Protobuf schema.
 pub fn registry(data: &[u8]) {
     let mut registry = Registry::new("fuzz");
     let mut last: [Option<Parsed>; 3] = [None, None, None];
     for op in data.split(|b| *b == 0) {
         let Some((&kind, rest)) = op.split_first() else { continue };
-        match kind % 5 {
+        match kind % 6 {
             0 => {
                 let mut parts = rest.splitn(2, |b| *b == 1);
                 let key = parts.next().unwrap_or_default();
@@ -34,6 +35,15 @@ pub fn registry(data: &[u8]) {
                     for r in records {
                         registry.apply(&r.key, r.value.as_deref()).expect("a record the registry wrote applies");
                     }
+                }
+            }
+            5 => {
+                use base64::Engine as _;
+                let text = base64::engine::general_purpose::STANDARD.encode(rest);
+                if let Ok(p) = protobuf::parse(&text, &[]) {
+                    let p = Parsed::Protobuf(p);
+                    p.exercise(last[1].as_ref());
+                    last[1] = Some(p);
                 }
             }
             k => {
@@ -70,7 +80,7 @@ impl Parsed {
                 }
             }
             (Parsed::Protobuf(a), b) => {
-                let _ = (a.canonical(), a.normalized(), protobuf::check(a, a));
+                let _ = (a.canonical(), a.normalized(), a.serialized(), protobuf::check(a, a));
                 if let Some(Parsed::Protobuf(b)) = b {
                     let _ = (protobuf::check(a, b), protobuf::check(b, a));
                 }
@@ -96,5 +106,16 @@ mod tests {
         data.extend_from_slice(br#"{"schema":"{\"type\":\"string\"}"}"#);
         data.extend_from_slice(b"\x00\x00not json\x01{}\x00\x04{\"type\":\"object\"}\x00\x03syntax = \"proto3\";");
         super::registry(&data);
+    }
+
+    #[test]
+    fn the_committed_descriptor_seed_compiles() {
+        use base64::Engine as _;
+        let seed = include_bytes!("../../fuzz/corpus/registry/seed-proto-descriptor");
+        assert_eq!(seed[0], 5, "the descriptor kind");
+        let text = base64::engine::general_purpose::STANDARD.encode(&seed[1..]);
+        let schema = crate::protobuf::parse(&text, &[]).expect("the seed is a valid FileDescriptorProto");
+        assert!(schema.canonical().contains("message M"), "{}", schema.canonical());
+        super::registry(seed);
     }
 }
