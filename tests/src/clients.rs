@@ -264,6 +264,21 @@ pub fn kafkajs() -> Result<Client, String> {
     })
 }
 
+/// kafkajs with `@kafkajs/confluent-schema-registry`, running `kafkajs_schema_registry.js`.
+pub fn kafkajs_schema_registry() -> Result<Client, String> {
+    let node = clients_dir().join("node/node_modules");
+    let modules = [node.join("kafkajs/package.json"), node.join("@kafkajs/confluent-schema-registry/package.json")];
+    if !on_path("node") || modules.iter().any(|m| !m.is_file()) {
+        return Err(format!("kafkajs with @kafkajs/confluent-schema-registry: node or {} not found", node.display()));
+    }
+    Ok(Client {
+        name: "kafkajs with @kafkajs/confluent-schema-registry",
+        id: "kafkajs-sr",
+        program: PathBuf::from("node"),
+        prefix: vec![clients_src().join("kafkajs_schema_registry.js").display().to_string()],
+    })
+}
+
 pub fn java() -> Result<Client, String> {
     let jars = clients_dir().join("java");
     if !on_path("java") || !jars.join("kafka-clients-4.3.0.jar").is_file() {

@@ -5,6 +5,10 @@
 //!   through kelp's broker, then consumes and deserializes (tests/e2e/clients/
 //!   schema_registry_client.py), on both runtimes; with `use.latest.version`, and a Protobuf
 //!   import registered as a reference;
+//! - kafkajs with `@kafkajs/confluent-schema-registry` registers an Avro, a Protobuf and a JSON
+//!   Schema schema (the same one again gets the same id, as does `getLatestSchemaId`), encodes
+//!   records with them, produces through kelp and reads them back in a consumer group, decoding
+//!   each with the schema fetched from kelp by id (tests/e2e/clients/kafkajs_schema_registry.js);
 //! - 100 schemas under 20 subjects with configs and modes survive a kill -9 of kelp on the disk
 //!   store: every id, version, config and mode is the same after the restart, and a new
 //!   registration continues the id sequence; the same on `--storage seaweedmq` across a restart
@@ -233,4 +237,81 @@ fn registry_on_seaweedmq_survives_a_seaweedfs_restart() {
     let id = call(registry, "POST", "/subjects/new-subject/versions", Some(&schema(99, 0)), 200);
     assert_eq!(id, r#"{"id":101}"#);
     server.kill();
+}
+
+// ---- kafkajs with @kafkajs/confluent-schema-registry ----
+
+/// kafkajs with `@kafkajs/confluent-schema-registry` (tests/e2e/clients/kafkajs_schema_registry.js)
+/// registers an Avro, a Protobuf and a JSON Schema schema through kelp's registry, encodes records
+/// with them, produces through kelp, and reads them back in a consumer group, decoding each with
+/// the writer schema fetched from kelp by id. The ids it saw must be the ones kelp's registry
+/// answers over plain HTTP.
+#[test]
+fn kafkajs_schema_registry_round_trips_avro_protobuf_and_json_through_kelp() {
+    const RECORDS: u64 = 150;
+    let Some((client, _serial)) = installed(kelp_tests::clients::kafkajs_schema_registry()) else {
+        return;
+    };
+    let registry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
+    let args = registry_args(registry);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = KelpServer::start(&args);
+    wait_ready(registry, &server);
+    let scratch = Scratch::new("sr-kafkajs");
+    let cmd = client.command(&[
+        server.addr.to_string(),
+        format!("http://{registry}"),
+        "kjs".into(),
+        RECORDS.to_string(),
+        "120".into(),
+    ]);
+    let out = run_client(&scratch, cmd, Duration::from_secs(180));
+    assert!(
+        out.status.is_some_and(|s| s.success()),
+        "{} failed after {:?} (status {:?}): {}\n{}\nkelp's log:\n{}",
+        client.name,
+        out.elapsed,
+        out.status,
+        out.stdout,
+        out.stderr,
+        server.log_tail()
+    );
+    let seen = Json::parse(out.stdout.lines().last().unwrap_or("")).expect("the client prints one JSON line");
+    assert_eq!(seen.get("client").and_then(Json::str), Some("kafkajs"), "{}", out.stdout);
+
+    let mut ids = Vec::new();
+    // Confluent leaves `schemaType` out for Avro.
+    for (format, schema_type) in [("avro", None), ("protobuf", Some("PROTOBUF")), ("json", Some("JSON"))] {
+        let r = seen.get(format).unwrap_or_else(|| panic!("no {format} results in {}", out.stdout));
+        let subject = format!("kjs-{format}-value");
+        assert_eq!(r.get("subject").and_then(Json::str), Some(subject.as_str()), "{format}");
+        assert_eq!(r.get("produced").and_then(Json::u64), Some(RECORDS), "{format}: records produced");
+        assert_eq!(r.get("records").and_then(Json::u64), Some(RECORDS), "{format}: records decoded as sent");
+
+        // What the client was told, against what kelp's registry answers.
+        let id = r.get("id").and_then(Json::u64).unwrap_or_else(|| panic!("{format}: no id in {}", out.stdout));
+        for again in ["again_id", "latest_id", "by_schema_id"] {
+            assert_eq!(r.get(again).and_then(Json::u64), Some(id), "{format}: {again}");
+        }
+        let text = call(registry, "GET", &format!("/subjects/{subject}/versions/latest"), None, 200);
+        let latest = Json::parse(&text).unwrap_or_else(|| panic!("{format}: latest version is not JSON: {text}"));
+        assert_eq!(latest.get("id").and_then(Json::u64), Some(id), "{format}: {text}");
+        assert_eq!(latest.get("version").and_then(Json::u64), Some(1), "{format}: {text}");
+        assert_eq!(latest.get("subject").and_then(Json::str), Some(subject.as_str()), "{format}: {text}");
+        assert_eq!(latest.get("schemaType").and_then(Json::str), schema_type, "{format}: {text}");
+        // Registering the same schema again made no second version.
+        let versions = call(registry, "GET", &format!("/subjects/{subject}/versions"), None, 200);
+        assert_eq!(versions, "[1]", "{format}: versions of {subject}");
+        let by_id = call(registry, "GET", &format!("/schemas/ids/{id}"), None, 200);
+        let by_id = Json::parse(&by_id).unwrap_or_else(|| panic!("{format}: schema {id} is not JSON: {by_id}"));
+        assert_eq!(by_id.get("schema").and_then(Json::str), latest.get("schema").and_then(Json::str), "{format}");
+        // The library sets a new subject's compatibility (BACKWARD unless told otherwise) after
+        // its first registration, and checks it on every later one.
+        let config = call(registry, "GET", &format!("/config/{subject}"), None, 200);
+        let config = Json::parse(&config).unwrap_or_else(|| panic!("{format}: config is not JSON: {config}"));
+        assert_eq!(config.get("compatibilityLevel").and_then(Json::str), Some("BACKWARD"), "{format}");
+        ids.push(id);
+    }
+    assert_eq!(ids, [1, 2, 3], "ids in the order the schemas were registered on a new registry");
+    eprintln!("{} ran {:?}", client.name, out.elapsed);
 }
