@@ -7,7 +7,8 @@
 //! - Confluent's Java `KafkaAvroSerializer` and `KafkaProtobufSerializer` (7.0.16, on kafka-clients
 //!   4.3) register through kelp's registry and produce through its broker, an Avro schema evolves
 //!   to version 2, and `KafkaAvroDeserializer` / `KafkaProtobufDeserializer` read every value back
-//!   (tests/e2e/clients/SchemaRegistryJava.java); the ids they used are the registry's;
+//!   (tests/e2e/clients/SchemaRegistryJava.java); the ids they used are the registry's, and the
+//!   Protobuf type's import is registered as a subject of its own and referenced;
 //! - 100 schemas under 20 subjects with configs and modes survive a kill -9 of kelp on the disk
 //!   store: every id, version, config and mode is the same after the restart, and a new
 //!   registration continues the id sequence.
@@ -253,6 +254,21 @@ fn java_avro_and_protobuf_serializers_round_trip_through_kelp_and_its_registry()
     assert_eq!(num(&latest, "id"), id_proto, "latest of sr-java-proto-value: {latest:?}");
     assert_eq!(num(&latest, "version"), 1);
     assert_eq!(latest.get("schemaType").and_then(Json::str), Some("PROTOBUF"), "{latest:?}");
-    assert!(![id_v1, id_v2].contains(&id_proto), "three schemas, three ids: {seen:?}");
+    // Order imports kelp/e2e/money.proto: the serializer registered that file under a subject
+    // named by the import (a `/` in a subject, %2F in the path) and Order with a reference to it,
+    // which the deserializer followed to rebuild the type.
+    let refs = latest.get("references").expect("Order's references").items();
+    assert_eq!(refs.len(), 1, "{latest:?}");
+    assert_eq!(refs[0].get("name").and_then(Json::str), Some("kelp/e2e/money.proto"));
+    assert_eq!(refs[0].get("subject").and_then(Json::str), Some("kelp/e2e/money.proto"));
+    assert_eq!(num(&refs[0], "version"), 1);
+    let money = get_json(registry, "/subjects/kelp%2Fe2e%2Fmoney.proto/versions/1");
+    assert_eq!(money.get("schemaType").and_then(Json::str), Some("PROTOBUF"), "{money:?}");
+    assert!(money.get("schema").and_then(Json::str).is_some_and(|s| s.contains("message Money")), "{money:?}");
+    let id_money = num(&money, "id");
+    let mut ids = vec![id_v1, id_v2, id_money, id_proto];
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "four schemas, four ids: {seen:?} {money:?}");
     println!("Java serializers through kelp: {} in {:?}", line, out.elapsed);
 }

@@ -13,8 +13,12 @@
 //             schema and must come out with the default age. The registry client then asks which
 //             version each schema is and what the subject's latest is.
 //   Protobuf  topic PREFIX-proto: a .proto parsed at run time by ProtobufSchema (no protoc here),
-//             COUNT DynamicMessages through KafkaProtobufSerializer (registers PREFIX-proto-value),
-//             read back through KafkaProtobufDeserializer and compared field by field.
+//             importing google/protobuf/timestamp.proto (built into the serializers) and
+//             kelp/e2e/money.proto (given as text); COUNT DynamicMessages through
+//             KafkaProtobufSerializer, which registers money.proto under the subject
+//             kelp/e2e/money.proto and then PREFIX-proto-value with a reference to it; read back
+//             through KafkaProtobufDeserializer (which follows the reference) and compared field
+//             by field.
 //
 // The schema ids are taken from the bytes the serializers wrote (magic byte 0, then the id).
 // Exit 0 with one JSON line: {"avro":{...},"protobuf":{...}}; exit 1 with what differed.
@@ -76,6 +80,9 @@ public class SchemaRegistryJava {
             "syntax = \"proto3\";",
             "package kelp.e2e.java;",
             "",
+            "import \"google/protobuf/timestamp.proto\";",
+            "import \"kelp/e2e/money.proto\";",
+            "",
             "message Order {",
             "  int64 id = 1;",
             "  string item = 2;",
@@ -87,6 +94,8 @@ public class SchemaRegistryJava {
             "    string card = 7;",
             "    double cash = 8;",
             "  }",
+            "  google.protobuf.Timestamp placed_at = 9;",
+            "  kelp.e2e.money.Money total = 10;",
             "",
             "  message Line {",
             "    int32 qty = 1;",
@@ -98,6 +107,19 @@ public class SchemaRegistryJava {
             "  STATUS_UNKNOWN = 0;",
             "  STATUS_OPEN = 1;",
             "  STATUS_SHIPPED = 2;",
+            "}",
+            "");
+
+    // Imported by ORDER_PROTO under this name: the serializer registers it as a subject of its own
+    // (named by the import) and the Order schema with a reference to it.
+    static final String MONEY_IMPORT = "kelp/e2e/money.proto";
+    static final String MONEY_PROTO = String.join("\n",
+            "syntax = \"proto3\";",
+            "package kelp.e2e.money;",
+            "",
+            "message Money {",
+            "  string currency = 1;",
+            "  int64 units = 2;",
             "}",
             "");
 
@@ -276,6 +298,18 @@ public class SchemaRegistryJava {
                     .setField(entry.findFieldByName("value"), i + k)
                     .build());
         }
+        Descriptors.FieldDescriptor placedAt = d.findFieldByName("placed_at");
+        Descriptors.Descriptor ts = placedAt.getMessageType();
+        b.setField(placedAt, DynamicMessage.newBuilder(ts)
+                .setField(ts.findFieldByName("seconds"), 1_700_000_000L + i)
+                .setField(ts.findFieldByName("nanos"), i * 1000)
+                .build());
+        Descriptors.FieldDescriptor total = d.findFieldByName("total");
+        Descriptors.Descriptor money = total.getMessageType();
+        b.setField(total, DynamicMessage.newBuilder(money)
+                .setField(money.findFieldByName("currency"), i % 2 == 0 ? "EUR" : "NZD")
+                .setField(money.findFieldByName("units"), 100L * i)
+                .build());
         if (i % 3 == 1) b.setField(d.findFieldByName("card"), "card-" + i);
         if (i % 3 == 2) b.setField(d.findFieldByName("cash"), i + 0.5);
         return b.build();
@@ -353,7 +387,7 @@ public class SchemaRegistryJava {
         if (sr.getId(avroSubject, new AvroSchema(v1)) != idV1) fail("registry lookup of v1 disagrees with id " + idV1);
 
         // ---- Protobuf: a message type built at run time from .proto text ----
-        ProtobufSchema parsed = new ProtobufSchema(ORDER_PROTO);
+        ProtobufSchema parsed = new ProtobufSchema(ORDER_PROTO, List.of(), Map.of(MONEY_IMPORT, MONEY_PROTO), null, null);
         Descriptors.Descriptor orderType = parsed.toDescriptor("Order");
         if (orderType == null) fail("ProtobufSchema found no message Order");
         List<Message> sentProto = new ArrayList<>();
