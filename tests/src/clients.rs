@@ -296,6 +296,27 @@ pub fn java() -> Result<Client, String> {
     })
 }
 
+/// Confluent's Java Avro and Protobuf serializers on kafka-clients
+/// (tests/e2e/clients/SchemaRegistryJava.java), with the jars in `java-sr/`.
+pub fn java_schema_registry() -> Result<Client, String> {
+    let jars = clients_dir().join("java-sr");
+    for jar in ["kafka-clients-4.3.0.jar", "kafka-avro-serializer-7.0.16.jar", "kafka-protobuf-serializer-7.0.16.jar"] {
+        if !on_path("java") || !jars.join(jar).is_file() {
+            return Err(format!("Confluent Java serializers: java or {}/{jar} not found", jars.display()));
+        }
+    }
+    Ok(Client {
+        name: "Confluent serializers (Java)",
+        id: "java-sr",
+        program: PathBuf::from("java"),
+        prefix: vec![
+            "-cp".into(),
+            format!("{}/*", jars.display()),
+            clients_src().join("SchemaRegistryJava.java").display().to_string(),
+        ],
+    })
+}
+
 pub fn kcat() -> Result<Client, String> {
     if !on_path("kcat") || !on_path("python3") {
         return Err("kcat: kcat or python3 not on PATH".into());

@@ -9,6 +9,11 @@
 //!   Schema schema (the same one again gets the same id, as does `getLatestSchemaId`), encodes
 //!   records with them, produces through kelp and reads them back in a consumer group, decoding
 //!   each with the schema fetched from kelp by id (tests/e2e/clients/kafkajs_schema_registry.js);
+//! - Confluent's Java `KafkaAvroSerializer` and `KafkaProtobufSerializer` (7.0.16, on kafka-clients
+//!   4.3) register through kelp's registry and produce through its broker, an Avro schema evolves
+//!   to version 2, and `KafkaAvroDeserializer` / `KafkaProtobufDeserializer` read every value back
+//!   (tests/e2e/clients/SchemaRegistryJava.java); the ids they used are the registry's, and the
+//!   Protobuf type's import is registered as a subject of its own and referenced;
 //! - 100 schemas under 20 subjects with configs and modes survive a kill -9 of kelp on the disk
 //!   store: every id, version, config and mode is the same after the restart, and a new
 //!   registration continues the id sequence; the same on `--storage seaweedmq` across a restart
@@ -314,4 +319,90 @@ fn kafkajs_schema_registry_round_trips_avro_protobuf_and_json_through_kelp() {
     }
     assert_eq!(ids, [1, 2, 3], "ids in the order the schemas were registered on a new registry");
     eprintln!("{} ran {:?}", client.name, out.elapsed);
+}
+
+// ---- the Java KafkaAvroSerializer and KafkaProtobufSerializer ----
+
+/// `GET path`, which must answer 200 with JSON.
+fn get_json(addr: SocketAddr, path: &str) -> Json {
+    let text = call(addr, "GET", path, None, 200);
+    Json::parse(&text).unwrap_or_else(|| panic!("GET {path}: not JSON: {text}"))
+}
+
+/// A whole non-negative number member of `v`.
+fn num(v: &Json, key: &str) -> u64 {
+    v.get(key).and_then(Json::u64).unwrap_or_else(|| panic!("no number {key:?} in {v:?}"))
+}
+
+#[test]
+fn java_avro_and_protobuf_serializers_round_trip_through_kelp_and_its_registry() {
+    let Some((client, _serial)) = installed(kelp_tests::clients::java_schema_registry()) else {
+        return;
+    };
+    const N: u64 = 100;
+    let registry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
+    let args = registry_args(registry);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = KelpServer::start(&args);
+    wait_ready(registry, &server);
+    let scratch = Scratch::new("sr-java");
+    let cmd = client.command(&[server.addr.to_string(), format!("http://{registry}"), "sr-java".into(), N.to_string()]);
+    let out = run_client(&scratch, cmd, Duration::from_secs(240));
+    assert!(
+        out.status.is_some_and(|s| s.success()),
+        "{} failed after {:?}: {}\n{}\nkelp's log:\n{}",
+        client.name,
+        out.elapsed,
+        out.stdout,
+        out.stderr,
+        server.log_tail()
+    );
+    let line = out.stdout.lines().last().unwrap_or("");
+    let seen = Json::parse(line).unwrap_or_else(|| panic!("the client prints one JSON line, not {line:?}"));
+
+    // Avro: every record of both schema versions read back equal (the client compared them).
+    let avro = seen.get("avro").expect("avro results");
+    assert_eq!(num(avro, "records_v1"), N);
+    assert_eq!(num(avro, "records_v2"), N);
+    assert_eq!(num(avro, "v1_read_as_v2"), N, "v1 records read with v2 as the reader schema");
+    let (id_v1, id_v2) = (num(avro, "id_v1"), num(avro, "id_v2"));
+    assert_ne!(id_v1, id_v2);
+    // What the Java registry client was told (POST /subjects/{subject} for each schema).
+    assert_eq!(num(avro, "version_v1"), 1);
+    assert_eq!(num(avro, "version_v2"), 2, "the evolved schema is version 2 of the subject");
+    // And what kelp's registry says, asked directly.
+    let latest = get_json(registry, "/subjects/sr-java-avro-value/versions/latest");
+    assert_eq!(num(&latest, "id"), id_v2, "latest of sr-java-avro-value: {latest:?}");
+    assert_eq!(num(&latest, "version"), 2);
+    assert!(latest.get("schema").and_then(Json::str).is_some_and(|s| s.contains("age")), "{latest:?}");
+    let first = get_json(registry, "/subjects/sr-java-avro-value/versions/1");
+    assert_eq!(num(&first, "id"), id_v1, "version 1 of sr-java-avro-value: {first:?}");
+    let versions = get_json(registry, "/subjects/sr-java-avro-value/versions");
+    assert_eq!(versions.items().iter().map(Json::u64).collect::<Vec<_>>(), [Some(1), Some(2)]);
+
+    // Protobuf: the serializer registered the schema it derived from the DynamicMessage's type.
+    let proto = seen.get("protobuf").expect("protobuf results");
+    assert_eq!(num(proto, "records"), N);
+    let id_proto = num(proto, "id");
+    let latest = get_json(registry, "/subjects/sr-java-proto-value/versions/latest");
+    assert_eq!(num(&latest, "id"), id_proto, "latest of sr-java-proto-value: {latest:?}");
+    assert_eq!(num(&latest, "version"), 1);
+    assert_eq!(latest.get("schemaType").and_then(Json::str), Some("PROTOBUF"), "{latest:?}");
+    // Order imports kelp/e2e/money.proto: the serializer registered that file under a subject
+    // named by the import (a `/` in a subject, %2F in the path) and Order with a reference to it,
+    // which the deserializer followed to rebuild the type.
+    let refs = latest.get("references").expect("Order's references").items();
+    assert_eq!(refs.len(), 1, "{latest:?}");
+    assert_eq!(refs[0].get("name").and_then(Json::str), Some("kelp/e2e/money.proto"));
+    assert_eq!(refs[0].get("subject").and_then(Json::str), Some("kelp/e2e/money.proto"));
+    assert_eq!(num(&refs[0], "version"), 1);
+    let money = get_json(registry, "/subjects/kelp%2Fe2e%2Fmoney.proto/versions/1");
+    assert_eq!(money.get("schemaType").and_then(Json::str), Some("PROTOBUF"), "{money:?}");
+    assert!(money.get("schema").and_then(Json::str).is_some_and(|s| s.contains("message Money")), "{money:?}");
+    let id_money = num(&money, "id");
+    let mut ids = vec![id_v1, id_v2, id_money, id_proto];
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "four schemas, four ids: {seen:?} {money:?}");
+    println!("Java serializers through kelp: {} in {:?}", line, out.elapsed);
 }
