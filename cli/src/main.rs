@@ -323,6 +323,9 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
     };
     let registry_cluster_id = config.cluster_id.to_string();
     let registry_max_body = args.schema_registry_max_request_size;
+    // The registry's view the broker checks topics with schema validation against.
+    let catalog = registry_listener.as_ref().map(|_| Arc::new(kelp_registry::catalog::Catalog::new()));
+    let broker_catalog = catalog.clone();
     let store: Box<dyn kelp_storage::Store> = match args.storage {
         StorageKind::Memory => Box::new(kelp_storage::MemoryStore::new()),
         StorageKind::Disk => {
@@ -355,7 +358,13 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
     };
     let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, advertised = %advertised, storage = ?args.storage, runtime = ?args.runtime, "kelp serving");
-    let make_broker = move |now| Broker::new(config, seed, now);
+    let make_broker = move |now| {
+        let mut broker = Broker::new(config, seed, now);
+        if let Some(c) = broker_catalog {
+            broker.set_schema_catalog(c);
+        }
+        broker
+    };
     let grace = Duration::from_millis(args.shutdown_grace_ms);
     let set_probe = |p: admin::Probe| {
         if let Ok(mut slot) = probe_slot.lock() {
@@ -366,8 +375,8 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
     let registry_done: Arc<Mutex<Option<std::sync::mpsc::Receiver<()>>>> = Arc::new(Mutex::new(None));
     let registry_slot = registry_done.clone();
     let on_ready = move |control: kelp_driver::Control| {
-        if let Some(l) = registry_listener {
-            match registry::spawn(l, control.clone(), registry_cluster_id, registry_max_body) {
+        if let (Some(l), Some(catalog)) = (registry_listener, catalog) {
+            match registry::spawn(l, control.clone(), registry_cluster_id, registry_max_body, catalog) {
                 Ok(done) => {
                     if let Ok(mut slot) = registry_slot.lock() {
                         *slot = Some(done);

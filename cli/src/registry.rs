@@ -8,10 +8,12 @@
 //! goes on from where it was. When the broker stops, so does the registry.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kelp_driver::Control;
+use kelp_registry::catalog::Catalog;
 use kelp_registry::node::{Node, NodeConfig, NodeOutput};
 use kelp_registry::{Registry, Response};
 use kelp_registry_http::{Handler, Job, Limits};
@@ -28,6 +30,7 @@ pub fn spawn(
     control: Control,
     cluster_id: String,
     max_body: usize,
+    catalog: Arc<Catalog>,
 ) -> std::io::Result<Receiver<()>> {
     let (done_tx, done) = std::sync::mpsc::channel();
     std::thread::Builder::new().name("kelp-registry".into()).spawn(move || {
@@ -39,7 +42,7 @@ pub fn spawn(
                 return;
             }
         };
-        if let Err(e) = rt.block_on(run(listener, control, cluster_id, max_body)) {
+        if let Err(e) = rt.block_on(run(listener, control, cluster_id, max_body, catalog)) {
             tracing::error!(error = %e, "schema registry stopped");
         }
     })?;
@@ -60,6 +63,7 @@ async fn run(
     control: Control,
     cluster_id: String,
     max_body: usize,
+    catalog: Arc<Catalog>,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -70,7 +74,7 @@ async fn run(
         let _ = stopped_rx.await;
     }));
     let clock = Clock::start();
-    let node = Node::new(Registry::new(cluster_id), NodeConfig::default(), clock.now_ms());
+    let node = Node::new(Registry::new(cluster_id), NodeConfig::default(), clock.now_ms()).with_catalog(catalog);
     drive(node, &control, jobs, &clock).await;
     // The broker has stopped: no more requests are answered.
     let _ = stopped_tx.send(());

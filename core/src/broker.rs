@@ -76,6 +76,13 @@ impl Broker {
         b
     }
 
+    /// Gives the broker the schema registry's view, which topics with `confluent.*.schema.
+    /// validation` check produced records against (see [`crate::schemas`]). Without one, such
+    /// topics refuse every batch whose checked field is not null.
+    pub fn set_schema_catalog(&mut self, catalog: std::sync::Arc<dyn crate::schemas::SchemaCatalog>) {
+        self.st.schemas = Some(catalog);
+    }
+
     /// Feeds one input. Drain [`Broker::poll_output`] to `None` afterwards.
     pub fn handle_input(&mut self, now: Now, input: Input<'_>) {
         debug_assert!(now.mono >= self.st.now.mono, "time went back");

@@ -145,6 +145,7 @@ pub mod mem_store;
 pub mod records;
 pub mod request;
 pub mod rng;
+pub mod schemas;
 pub(crate) mod state;
 pub mod stats;
 pub mod time;

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::error::KafkaError;
 use crate::records::Compression;
 use crate::records::compression::{GZIP_LEVELS, LZ4_LEVELS, ZSTD_LEVELS};
+use crate::schemas::{FieldValidation, SubjectStrategy};
 
 /// Longest topic name Kafka allows.
 pub const MAX_NAME_LEN: usize = 249;
@@ -140,6 +141,38 @@ pub const CONFIGS: &[ConfigDef] = &[
         "The zstd level (-131072 to 22) batches are recompressed with when compression.type is zstd.",
     ),
     def(
+        "confluent.key.schema.validation",
+        "confluent.key.schema.validation",
+        ConfigType::Boolean,
+        &[],
+        None,
+        "Whether produced keys must carry the id of a schema registered under the key subject (docs/SCHEMA_TOPICS.md); a batch with a key that does not is refused with INVALID_RECORD.",
+    ),
+    def(
+        "confluent.key.subject.name.strategy",
+        "confluent.key.subject.name.strategy",
+        ConfigType::String,
+        SubjectStrategy::NAMES,
+        None,
+        "How the key subject is named for key validation: TopicNameStrategy (<topic>-key), RecordNameStrategy or TopicRecordNameStrategy.",
+    ),
+    def(
+        "confluent.value.schema.validation",
+        "confluent.value.schema.validation",
+        ConfigType::Boolean,
+        &[],
+        None,
+        "Whether produced values must carry the id of a schema registered under the value subject (docs/SCHEMA_TOPICS.md); a batch with a value that does not is refused with INVALID_RECORD.",
+    ),
+    def(
+        "confluent.value.subject.name.strategy",
+        "confluent.value.subject.name.strategy",
+        ConfigType::String,
+        SubjectStrategy::NAMES,
+        None,
+        "How the value subject is named for value validation: TopicNameStrategy (<topic>-value), RecordNameStrategy or TopicRecordNameStrategy.",
+    ),
+    def(
         "delete.retention.ms",
         "log.cleaner.delete.retention.ms",
         ConfigType::Long,
@@ -236,6 +269,38 @@ pub const CONFIGS: &[ConfigDef] = &[
         "Replicas that must acknowledge an acks=all write; a single node always has one.",
     ),
     def(
+        "redpanda.key.schema.id.validation",
+        "redpanda.key.schema.id.validation",
+        ConfigType::Boolean,
+        &[],
+        None,
+        "Redpanda's name for confluent.key.schema.validation.",
+    ),
+    def(
+        "redpanda.key.subject.name.strategy",
+        "redpanda.key.subject.name.strategy",
+        ConfigType::String,
+        SubjectStrategy::NAMES,
+        None,
+        "Redpanda's name for confluent.key.subject.name.strategy (which wins when both are set).",
+    ),
+    def(
+        "redpanda.value.schema.id.validation",
+        "redpanda.value.schema.id.validation",
+        ConfigType::Boolean,
+        &[],
+        None,
+        "Redpanda's name for confluent.value.schema.validation.",
+    ),
+    def(
+        "redpanda.value.subject.name.strategy",
+        "redpanda.value.subject.name.strategy",
+        ConfigType::String,
+        SubjectStrategy::NAMES,
+        None,
+        "Redpanda's name for confluent.value.subject.name.strategy (which wins when both are set).",
+    ),
+    def(
         "retention.bytes",
         "log.retention.bytes",
         ConfigType::Long,
@@ -294,7 +359,15 @@ pub fn broker_default(cfg: &Config, name: &str) -> Option<String> {
         "retention.ms" => cfg.retention_ms.to_string(),
         "segment.bytes" => cfg.segment_bytes.to_string(),
         "segment.ms" => "604800000".into(),
-        "unclean.leader.election.enable" => "false".into(),
+        "unclean.leader.election.enable"
+        | "confluent.key.schema.validation"
+        | "confluent.value.schema.validation"
+        | "redpanda.key.schema.id.validation"
+        | "redpanda.value.schema.id.validation" => "false".into(),
+        "confluent.key.subject.name.strategy"
+        | "confluent.value.subject.name.strategy"
+        | "redpanda.key.subject.name.strategy"
+        | "redpanda.value.subject.name.strategy" => "io.confluent.kafka.serializers.subject.TopicNameStrategy".into(),
         _ => return None,
     })
 }
@@ -395,6 +468,10 @@ pub struct TopicSettings {
     /// `unclean.leader.election.enable`: a partition whose store lost records it had made
     /// durable continues at the store's end, in a new leader epoch, instead of staying fenced.
     pub unclean_leader_election: bool,
+    /// Key schema validation (`confluent.key.schema.validation` or Redpanda's name), when on.
+    pub key_validation: Option<FieldValidation>,
+    /// Value schema validation (`confluent.value.schema.validation` or Redpanda's name), when on.
+    pub value_validation: Option<FieldValidation>,
 }
 
 impl TopicSettings {
@@ -411,6 +488,20 @@ impl TopicSettings {
                 .unwrap_or_default()
         };
         let long = |name: &str, fallback: i64| get(name).trim().parse().unwrap_or(fallback);
+        let set = |name: &str| overrides.iter().rev().find(|(k, _)| k.as_str() == name).map(|(_, v)| v.to_string());
+        let on = |name: &str| get(name).trim().eq_ignore_ascii_case("true");
+        let validation = |field: &str| {
+            if !on(&format!("confluent.{field}.schema.validation"))
+                && !on(&format!("redpanda.{field}.schema.id.validation"))
+            {
+                return None;
+            }
+            let strategy = set(&format!("confluent.{field}.subject.name.strategy"))
+                .or_else(|| set(&format!("redpanda.{field}.subject.name.strategy")))
+                .and_then(|v| SubjectStrategy::parse(&v))
+                .unwrap_or(SubjectStrategy::TopicName);
+            Some(FieldValidation { strategy })
+        };
         let policy = get("cleanup.policy");
         let has = |word: &str| policy.split(',').any(|w| w.trim() == word);
         let compression = codec(&get("compression.type"));
@@ -436,7 +527,9 @@ impl TopicSettings {
             timestamp_after_max_ms: long("message.timestamp.after.max.ms", i64::MAX),
             compression,
             compression_level,
-            unclean_leader_election: get("unclean.leader.election.enable").trim().eq_ignore_ascii_case("true"),
+            unclean_leader_election: on("unclean.leader.election.enable"),
+            key_validation: validation("key"),
+            value_validation: validation("value"),
         }
     }
 }

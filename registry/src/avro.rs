@@ -146,6 +146,18 @@ impl AvroSchema {
         &self.named[i]
     }
 
+    /// The name subject-name strategies use for the schema: the full name of its top-level
+    /// record, enum or fixed; the type's name for any other schema (`string`, `array`, ...).
+    pub fn record_name(&self) -> String {
+        match &self.root {
+            Node::Named(i) => self.named(*i).full.clone(),
+            Node::Prim(p, _) => p.name().to_owned(),
+            Node::Array(..) => "array".to_owned(),
+            Node::Map(..) => "map".to_owned(),
+            Node::Union(_) => "union".to_owned(),
+        }
+    }
+
     /// Is `v` a JSON value of type `node` (Avro's JSON encoding of defaults)? The recursion
     /// follows `v`, whose depth is bounded.
     fn fits(&self, node: &Node, v: &Json) -> bool {

@@ -5,10 +5,12 @@ use crate::store::SchemaType;
 use crate::{Referenced, avro, json_schema, protobuf};
 
 /// A schema parsed by its format, references resolved.
+#[derive(Debug)]
 pub struct Parsed {
     inner: Inner,
 }
 
+#[derive(Debug)]
 enum Inner {
     Avro(avro::AvroSchema),
     Protobuf(protobuf::ProtobufSchema),
@@ -41,6 +43,17 @@ impl Parsed {
         match (&self.inner, format) {
             (Inner::Protobuf(s), "serialized") => Some(s.serialized()),
             _ => None,
+        }
+    }
+
+    /// The record name subject-name strategies use for a payload written with this schema
+    /// (for Protobuf, `payload` starts with the message indexes that pick the message); `None`
+    /// when it has none (a JSON Schema without a `title`, indexes that point nowhere).
+    pub fn record_name(&self, payload: &[u8]) -> Option<String> {
+        match &self.inner {
+            Inner::Avro(s) => Some(s.record_name()),
+            Inner::Protobuf(s) => s.message_name(&protobuf::message_indexes(payload)?.0),
+            Inner::Json(s) => s.record_name(),
         }
     }
 

@@ -72,6 +72,12 @@ impl JsonSchema {
         self.canonical.clone()
     }
 
+    /// The name subject-name strategies use for the schema: its top-level `title`, if any.
+    pub fn record_name(&self) -> Option<String> {
+        let doc: Value = serde_json::from_str(&self.canonical).ok()?;
+        doc.get("title")?.as_str().map(str::to_owned)
+    }
+
     /// The text for `normalize=true`: compact, keys sorted at every level.
     pub fn normalized(&self) -> String {
         self.normalized.clone()

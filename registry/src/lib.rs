@@ -30,6 +30,7 @@
 
 pub mod api;
 pub mod avro;
+pub mod catalog;
 pub mod compat;
 mod format;
 pub mod fuzzing;

@@ -172,6 +172,8 @@ pub struct Node {
     out: VecDeque<NodeOutput>,
     /// Records in the topic the registry could not apply (kept going past them).
     skipped: u64,
+    /// The broker's view, kept in step with what is applied (see [`Node::with_catalog`]).
+    catalog: Option<std::sync::Arc<crate::catalog::Catalog>>,
 }
 
 impl Node {
@@ -196,9 +198,19 @@ impl Node {
             waiting: VecDeque::new(),
             out: VecDeque::new(),
             skipped: 0,
+            catalog: None,
         };
         node.send_create();
         node
+    }
+
+    /// Keeps `catalog` in step with the registry: synced whenever records were applied, before
+    /// the writes among them are answered.
+    #[must_use]
+    pub fn with_catalog(mut self, catalog: std::sync::Arc<crate::catalog::Catalog>) -> Self {
+        catalog.sync(&self.registry);
+        self.catalog = Some(catalog);
+        self
     }
 
     /// The registry as applied so far.
@@ -565,6 +577,11 @@ impl Node {
         let before = self.fetch_offset;
         if let Some(records) = part.records {
             self.apply_batches(records.to_bytes());
+        }
+        if self.fetch_offset > before
+            && let Some(catalog) = &self.catalog
+        {
+            catalog.sync(&self.registry);
         }
         let at_end = self.fetch_offset >= part.high_watermark;
         if self.phase == Phase::Loading && at_end {

@@ -191,6 +191,47 @@ fn compiler(text: &str, references: &[Referenced<'_>]) -> Result<protox::Compile
     Ok(protox::Compiler::with_file_resolver(resolver))
 }
 
+/// Reads the message indexes at the start of a Confluent-framed Protobuf payload: a zigzag
+/// varint count, then that many zigzag varint indexes; a count of 0 stands for `[0]`. Returns
+/// the indexes and the bytes after them; `None` when they are malformed or more than
+/// [`MAX_MESSAGE_INDEXES`].
+pub fn message_indexes(payload: &[u8]) -> Option<(Vec<i32>, &[u8])> {
+    let mut rest = payload;
+    let count = zigzag(varint(&mut rest)?);
+    if count == 0 {
+        return Some((vec![0], rest));
+    }
+    let count = usize::try_from(count).ok().filter(|&c| c <= MAX_MESSAGE_INDEXES)?;
+    let mut indexes = Vec::with_capacity(count);
+    for _ in 0..count {
+        indexes.push(i32::try_from(zigzag(varint(&mut rest)?)).ok()?);
+    }
+    Some((indexes, rest))
+}
+
+/// The most message indexes read from a payload (messages nest at most 32 deep).
+pub const MAX_MESSAGE_INDEXES: usize = 64;
+
+/// One unsigned LEB128 varint of at most 10 bytes, taken off the front of `bytes`.
+fn varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn zigzag(v: u64) -> i64 {
+    // Zigzag decoding: the low bit is the sign.
+    #[allow(clippy::cast_possible_wrap)]
+    let half = (v >> 1) as i64;
+    if v & 1 == 0 { half } else { !half }
+}
+
 /// `protox`'s message, after the file, line and column it points at when it points at one
 /// (`schema.proto:3:5: name 'Bar' is not defined`).
 fn located(e: &protox::Error, text: &str, references: &[Referenced<'_>]) -> String {
@@ -279,6 +320,19 @@ impl ProtobufSchema {
         use base64::Engine as _;
         use prost_reflect::prost::Message as _;
         base64::engine::general_purpose::STANDARD.encode(self.file.file_descriptor_proto().encode_to_vec())
+    }
+
+    /// The full name of the message Confluent's message indexes point at: `[0]` is the file's
+    /// first message, `[1, 2]` the third message nested in the second. `None` when there is no
+    /// such message.
+    pub fn message_name(&self, indexes: &[i32]) -> Option<String> {
+        let (&first, rest) = indexes.split_first()?;
+        let mut message = self.file.messages().nth(usize::try_from(first).ok()?)?;
+        for &i in rest {
+            let child = message.child_messages().filter(|m| !m.is_map_entry()).nth(usize::try_from(i).ok()?)?;
+            message = child;
+        }
+        Some(message.full_name().to_owned())
     }
 
     /// The file's package (empty when it has none).

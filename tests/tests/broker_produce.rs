@@ -17,6 +17,7 @@ use kelp_core::codec::generated::produce::{
 use kelp_core::codec::{ApiKey, ErrorCode, KStr, Uuid};
 use kelp_core::io::StorageError;
 use kelp_core::records::{Batches, Compression, RecordBatchBuilder, TimestampType};
+use kelp_core::schemas::{SchemaCatalog, SchemaCheck};
 use kelp_core::{Command, ConnId};
 use kelp_tests::expect_body;
 use kelp_tests::harness::{
@@ -570,12 +571,20 @@ fn keyed(keys: &[Option<&str>]) -> Bytes {
 }
 
 fn set_cleanup_policy(h: &mut Harness, c: ConnId, topic: &str, op: i8, value: &str) {
+    alter_config(h, c, topic, op, "cleanup.policy", value);
+}
+
+fn set_config(h: &mut Harness, c: ConnId, topic: &str, name: &str, value: &str) {
+    alter_config(h, c, topic, 0, name, value);
+}
+
+fn alter_config(h: &mut Harness, c: ConnId, topic: &str, op: i8, name: &str, value: &str) {
     let req = IncrementalAlterConfigsRequest {
         resources: vec![AlterConfigsResource {
             resource_type: 2,
             resource_name: topic.into(),
             configs: vec![AlterableConfig {
-                name: "cleanup.policy".into(),
+                name: name.into(),
                 config_operation: op,
                 value: Some(value.into()),
                 ..Default::default()
@@ -664,6 +673,142 @@ fn a_delete_topic_accepts_keyless_records_and_compaction_set_later_applies_at_on
     set_cleanup_policy(&mut h, c, "t", SUBTRACT, "compact");
     assert_eq!(error_of(&mut h, c, "t", 0, keyed(&[None])), ErrorCode::NONE);
     assert_eq!(log_of(&mut h, c, "t", 0).0, 4);
+}
+
+// ---- schema validation ---------------------------------------------------------------------
+
+/// A registry view: schema 1 under `orders-value`, schema 2 under `orders-key`, schema 3 (record
+/// `shop.Order`) under `shop.Order`.
+#[derive(Debug)]
+struct Catalog;
+
+impl SchemaCatalog for Catalog {
+    fn check(&self, c: &SchemaCheck<'_>) -> Result<(), String> {
+        let (subjects, record) = match c.id {
+            1 => ("orders-value", "shop.Order"),
+            2 => ("orders-key", "shop.Key"),
+            3 => ("shop.Order", "shop.Order"),
+            id => return Err(format!("schema id {id} is not in the registry")),
+        };
+        let subject = c.validation.strategy.subject(c.topic, c.field, record);
+        if subject != subjects {
+            return Err(format!("schema id {} is not registered under subject {subject}", c.id));
+        }
+        Ok(())
+    }
+}
+
+fn framed(id: i32, payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![0];
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// One batch of (key, value) records.
+fn pairs(records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) -> Bytes {
+    let mut b = RecordBatchBuilder::new(Compression::None);
+    for (k, v) in records {
+        b.append(START_WALL_MS, k.as_deref(), v.as_deref(), &[]).expect("builds");
+    }
+    b.build().expect("builds")
+}
+
+#[test]
+fn a_topic_with_value_validation_refuses_a_batch_with_any_bad_value_and_stores_nothing_of_it() {
+    let mut h = Harness::new(test_config());
+    h.broker.set_schema_catalog(std::sync::Arc::new(Catalog));
+    let c = h.connect();
+    create_topic_with(&mut h, c, "orders", 1, &[("confluent.value.schema.validation", "true")]);
+    let good = framed(1, b"ok");
+    let p = produce(
+        &mut h,
+        c,
+        "orders",
+        0,
+        pairs(&[
+            (None, Some(good.clone())),
+            (None, Some(b"plain text".to_vec())),
+            (None, Some(framed(9, b"x"))),
+            (None, Some(framed(2, b"x"))),
+            (None, None),
+            (None, Some(vec![0, 0])),
+        ]),
+    );
+    assert_eq!(ErrorCode(p.error_code), ErrorCode::INVALID_RECORD);
+    let errors = record_errors(&p);
+    assert_eq!(errors.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 2, 3, 5], "{errors:?}");
+    assert!(errors[0].1.contains("magic byte 112"), "{}", errors[0].1);
+    assert!(errors[1].1.contains("schema id 9 is not in the registry"), "{}", errors[1].1);
+    assert!(errors[2].1.contains("not registered under subject orders-value"), "{}", errors[2].1);
+    assert!(errors[3].1.contains("2 bytes"), "{}", errors[3].1);
+    let message = p.error_message.as_deref().unwrap_or_default();
+    assert!(message.starts_with("One or more records have been rejected due to 4 record errors"), "{message}");
+    assert_eq!(log_of(&mut h, c, "orders", 0), (0, vec![]), "nothing of the batch is stored");
+    // Good values and tombstones go in; keys are not checked on this topic.
+    let p = produce(&mut h, c, "orders", 0, pairs(&[(Some(b"any key".to_vec()), Some(good)), (None, None)]));
+    assert_eq!((ErrorCode(p.error_code), p.base_offset), (ErrorCode::NONE, 0));
+    assert_eq!(log_of(&mut h, c, "orders", 0).0, 2);
+    // Turned off, anything goes in again.
+    set_config(&mut h, c, "orders", "confluent.value.schema.validation", "false");
+    assert_eq!(error_of(&mut h, c, "orders", 0, pairs(&[(None, Some(b"plain".to_vec()))])), ErrorCode::NONE);
+}
+
+#[test]
+fn key_validation_subject_strategies_and_redpanda_names() {
+    let mut h = Harness::new(test_config());
+    h.broker.set_schema_catalog(std::sync::Arc::new(Catalog));
+    let c = h.connect();
+    create_topic_with(&mut h, c, "orders", 1, &[("redpanda.key.schema.id.validation", "true")]);
+    assert_eq!(
+        error_of(&mut h, c, "orders", 0, pairs(&[(Some(framed(2, b"k")), Some(b"v".to_vec()))])),
+        ErrorCode::NONE
+    );
+    let p = produce(&mut h, c, "orders", 0, pairs(&[(Some(framed(1, b"k")), None)]));
+    assert_eq!(record_errors(&p), vec![(0, "schema id 1 is not registered under subject orders-key".to_string())]);
+    // A null key is not checked.
+    assert_eq!(error_of(&mut h, c, "orders", 0, pairs(&[(None, Some(b"v".to_vec()))])), ErrorCode::NONE);
+
+    // RecordNameStrategy by its Java class name: schema 3 is registered under its record's name.
+    create_topic_with(
+        &mut h,
+        c,
+        "any",
+        1,
+        &[
+            ("confluent.value.schema.validation", "true"),
+            ("confluent.value.subject.name.strategy", "io.confluent.kafka.serializers.subject.RecordNameStrategy"),
+        ],
+    );
+    assert_eq!(error_of(&mut h, c, "any", 0, pairs(&[(None, Some(framed(3, b"v")))])), ErrorCode::NONE);
+    assert_eq!(error_of(&mut h, c, "any", 0, pairs(&[(None, Some(framed(1, b"v")))])), ErrorCode::INVALID_RECORD);
+    // An unknown strategy is refused when the topic is configured.
+    let req = IncrementalAlterConfigsRequest {
+        resources: vec![AlterConfigsResource {
+            resource_type: 2,
+            resource_name: "any".into(),
+            configs: vec![AlterableConfig {
+                name: "confluent.value.subject.name.strategy".into(),
+                config_operation: 0,
+                value: Some("io.example.MyStrategy".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let resp = expect_body!(h.call(c, RequestBody::IncrementalAlterConfigs(req), 1), IncrementalAlterConfigs);
+    assert_eq!(ErrorCode(resp.responses[0].error_code), ErrorCode::INVALID_CONFIG);
+}
+
+#[test]
+fn without_a_registry_a_validating_topic_refuses_what_it_cannot_check() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic_with(&mut h, c, "orders", 1, &[("confluent.value.schema.validation", "true")]);
+    let p = produce(&mut h, c, "orders", 0, pairs(&[(None, Some(framed(1, b"x")))]));
+    assert!(record_errors(&p)[0].1.contains("no schema registry"), "{:?}", record_errors(&p));
+    assert_eq!(error_of(&mut h, c, "orders", 0, pairs(&[(None, None)])), ErrorCode::NONE, "a tombstone passes");
 }
 
 // ---- compression.type ----------------------------------------------------------------------

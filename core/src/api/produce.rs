@@ -215,6 +215,46 @@ impl RecordErrors {
         Some(Self { message, records: missing.into_iter().map(|i| (i, each.clone())).collect() })
     }
 
+    /// The records whose key or value fails the topic's schema validation, if any: each with
+    /// why, and the partition's message listing at most three, as for keyless records.
+    fn schemas(
+        st: &State,
+        records: &BatchRecords,
+        topic: &str,
+        settings: &crate::topics::TopicSettings,
+    ) -> Option<Self> {
+        use crate::schemas::{Field, check_field};
+        let catalog = st.schemas.as_deref();
+        let mut failed: Vec<(i32, KStr)> = Vec::new();
+        for (i, r) in (0..).zip(records.iter()) {
+            // Walked by `validate_full` already: a record that fails to parse cannot occur.
+            let Ok(r) = r else { continue };
+            let fields = [
+                (Field::Key, settings.key_validation, r.key_slice()),
+                (Field::Value, settings.value_validation, r.value_slice()),
+            ];
+            let why: Vec<String> = fields
+                .into_iter()
+                .filter_map(|(field, validation, data)| check_field(catalog, topic, field, validation?, data?).err())
+                .collect();
+            if !why.is_empty() {
+                failed.push((i, KStr::from(why.join("; "))));
+            }
+        }
+        if failed.is_empty() {
+            return None;
+        }
+        let shown: Vec<String> =
+            failed.iter().take(3).map(|(i, m)| format!("RecordError(batchIndex={i}, message='{m}')")).collect();
+        let message = KStr::from(format!(
+            "One or more records have been rejected due to {} record errors in total, and only showing the first \
+             three errors at most: [{}]",
+            failed.len(),
+            shown.join(", ")
+        ));
+        Some(Self { message, records: failed })
+    }
+
     /// Writes the refusal into a partition's response (`record_errors` is sent from v8).
     fn fill(self, pr: &mut PartitionProduceResponse) {
         pr.error_code = ErrorCode::INVALID_RECORD.0;
@@ -258,6 +298,11 @@ fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Res
     }
     if settings.cleanup_compact
         && let Some(errors) = RecordErrors::keyless(&decoded, &topic.name, pd.index)
+    {
+        return Err(Outcome::Invalid(errors));
+    }
+    if (settings.key_validation.is_some() || settings.value_validation.is_some())
+        && let Some(errors) = RecordErrors::schemas(st, &decoded, &topic.name, settings)
     {
         return Err(Outcome::Invalid(errors));
     }

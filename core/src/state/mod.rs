@@ -71,6 +71,8 @@ pub(crate) struct State {
     pub waiters: Waiters,
     /// Log cleaner passes outstanding and the dirty ratios partitions reported.
     pub cleaning: crate::api::cleaning::Cleaning,
+    /// The schema registry's view that topics with schema validation check records against.
+    pub schemas: Option<std::sync::Arc<dyn crate::schemas::SchemaCatalog>>,
 }
 
 impl State {
@@ -86,6 +88,7 @@ impl State {
             sessions: FetchSessions::default(),
             waiters: Waiters::default(),
             cleaning: crate::api::cleaning::Cleaning::default(),
+            schemas: None,
         }
     }
 }
