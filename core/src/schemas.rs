@@ -1,7 +1,7 @@
 //! Schema validation at the broker: a topic can require that the keys or values produced to it
 //! are framed in Confluent's wire format (a zero magic byte, then a four-byte big-endian schema
 //! id) with a schema the registry holds under the subject the topic's subject-name strategy
-//! names.
+//! names, and with `kelp.*.schema.validation.mode=payload`, that the rest decodes with it.
 //!
 //! The core reads the frame and asks a [`SchemaCatalog`] about the id: the catalog is the
 //! schema registry's view, supplied by whoever runs the broker ([`crate::broker::Broker::
@@ -90,6 +90,9 @@ impl SubjectStrategy {
 pub struct FieldValidation {
     /// How the subject is named.
     pub strategy: SubjectStrategy,
+    /// Whether the payload must also decode with the schema (`payload` mode), not only carry an
+    /// id registered under the subject (`id` mode, Confluent's and Redpanda's check).
+    pub payload: bool,
 }
 
 /// One key or value to check: the topic, which field, the topic's settings for it, and the
@@ -114,7 +117,8 @@ pub trait SchemaCatalog: Send + Sync + std::fmt::Debug {
     /// `Ok` when the check passes; else why not, in words for the producer.
     ///
     /// # Errors
-    /// The id is unknown, or not registered under the strategy's subject.
+    /// The id is unknown, not registered under the strategy's subject, or (payload mode) the
+    /// payload does not decode with the schema.
     fn check(&self, check: &SchemaCheck<'_>) -> Result<(), String>;
 }
 
@@ -164,7 +168,7 @@ mod tests {
         }
     }
 
-    const TOPIC_NAME: FieldValidation = FieldValidation { strategy: SubjectStrategy::TopicName };
+    const TOPIC_NAME: FieldValidation = FieldValidation { strategy: SubjectStrategy::TopicName, payload: false };
 
     #[test]
     fn strategies_are_named_short_or_by_their_java_class() {

@@ -205,6 +205,22 @@ pub const CONFIGS: &[ConfigDef] = &[
         "Milliseconds between forced flushes (the store's fsync policy governs durability).",
     ),
     def(
+        "kelp.key.schema.validation.mode",
+        "kelp.key.schema.validation.mode",
+        ConfigType::String,
+        &["id", "payload"],
+        None,
+        "What key validation checks: 'id', that the key's schema id is registered under the subject; 'payload', also that the key decodes with that schema.",
+    ),
+    def(
+        "kelp.value.schema.validation.mode",
+        "kelp.value.schema.validation.mode",
+        ConfigType::String,
+        &["id", "payload"],
+        None,
+        "What value validation checks: 'id', that the value's schema id is registered under the subject; 'payload', also that the value decodes with that schema.",
+    ),
+    def(
         "max.compaction.lag.ms",
         "log.cleaner.max.compaction.lag.ms",
         ConfigType::Long,
@@ -368,6 +384,7 @@ pub fn broker_default(cfg: &Config, name: &str) -> Option<String> {
         | "confluent.value.subject.name.strategy"
         | "redpanda.key.subject.name.strategy"
         | "redpanda.value.subject.name.strategy" => "io.confluent.kafka.serializers.subject.TopicNameStrategy".into(),
+        "kelp.key.schema.validation.mode" | "kelp.value.schema.validation.mode" => "id".into(),
         _ => return None,
     })
 }
@@ -500,7 +517,8 @@ impl TopicSettings {
                 .or_else(|| set(&format!("redpanda.{field}.subject.name.strategy")))
                 .and_then(|v| SubjectStrategy::parse(&v))
                 .unwrap_or(SubjectStrategy::TopicName);
-            Some(FieldValidation { strategy })
+            let payload = get(&format!("kelp.{field}.schema.validation.mode")).trim() == "payload";
+            Some(FieldValidation { strategy, payload })
         };
         let policy = get("cleanup.policy");
         let has = |word: &str| policy.split(',').any(|w| w.trim() == word);

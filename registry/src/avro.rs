@@ -146,6 +146,24 @@ impl AvroSchema {
         &self.named[i]
     }
 
+    /// Checks that `payload` is exactly one datum of this schema in Avro's binary encoding:
+    /// every value well formed (ints and longs as varints in range, booleans 0 or 1, strings
+    /// UTF-8, enum and union indexes in range, lengths within the payload), and nothing left
+    /// over. Reads without allocating; a datum nested deeper than [`MAX_DATUM_DEPTH`] (a
+    /// recursive type) is refused.
+    ///
+    /// # Errors
+    /// Why the payload is not such a datum, with the byte offset where it went wrong.
+    pub fn check_datum(&self, payload: &[u8]) -> Result<(), String> {
+        let mut r = Datum { bytes: payload, at: 0, schema: self, items: 0 };
+        r.node(&self.root, 0)?;
+        if r.at == payload.len() {
+            Ok(())
+        } else {
+            Err(format!("{} bytes left over after the Avro datum, at byte {}", payload.len() - r.at, r.at))
+        }
+    }
+
     /// The name subject-name strategies use for the schema: the full name of its top-level
     /// record, enum or fixed; the type's name for any other schema (`string`, `array`, ...).
     pub fn record_name(&self) -> String {
@@ -472,6 +490,151 @@ impl Prim {
 }
 
 type Props = Vec<(String, Json)>;
+
+/// The deepest nesting of records, arrays, maps and unions a datum may have.
+pub const MAX_DATUM_DEPTH: usize = 128;
+
+/// A reader walking one Avro datum; see [`AvroSchema::check_datum`].
+struct Datum<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    schema: &'a AvroSchema,
+    /// Array and map items announced so far.
+    items: u64,
+}
+
+/// Array and map items a datum may announce: this many per payload byte, plus [`MIN_ITEMS`].
+const ITEMS_PER_BYTE: u64 = 8;
+const MIN_ITEMS: u64 = 1024;
+
+impl Datum<'_> {
+    fn fail(&self, what: &str) -> String {
+        format!("not a datum of the Avro schema: {what} at byte {}", self.at)
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| self.fail(&format!("{what} runs past the end")))?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    /// A zigzag varint long.
+    fn long(&mut self) -> Result<i64, String> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let b = self.take(1, "a number")?[0];
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                #[allow(clippy::cast_possible_wrap)]
+                let half = (value >> 1) as i64;
+                return Ok(if value & 1 == 0 { half } else { !half });
+            }
+        }
+        Err(self.fail("a number longer than 10 bytes"))
+    }
+
+    /// A length or count: a long that must not be negative.
+    fn len(&mut self, what: &str) -> Result<usize, String> {
+        let n = self.long()?;
+        usize::try_from(n).map_err(|_| self.fail(&format!("a negative {what} ({n})")))
+    }
+
+    fn index(&mut self, count: usize, what: &str) -> Result<usize, String> {
+        let i = self.long()?;
+        usize::try_from(i).ok().filter(|&i| i < count).ok_or_else(|| self.fail(&format!("{what} index {i} of {count}")))
+    }
+
+    fn node(&mut self, node: &Node, depth: usize) -> Result<(), String> {
+        if depth > MAX_DATUM_DEPTH {
+            return Err(self.fail(&format!("a datum nested deeper than {MAX_DATUM_DEPTH} levels")));
+        }
+        match node {
+            Node::Prim(p, _) => self.prim(*p),
+            Node::Array(items, _) => self.blocks(depth, |r, d| r.node(items, d)),
+            Node::Map(values, _) => self.blocks(depth, |r, d| {
+                r.prim(Prim::String)?;
+                r.node(values, d)
+            }),
+            Node::Union(branches) => {
+                let i = self.index(branches.len(), "a union branch")?;
+                self.node(&branches[i], depth + 1)
+            }
+            Node::Named(i) => match &self.schema.named(*i).kind {
+                Kind::Record { fields, .. } => fields.iter().try_for_each(|f| self.node(&f.ty, depth + 1)),
+                Kind::Enum { symbols, .. } => self.index(symbols.len(), "an enum symbol").map(|_| ()),
+                Kind::Fixed { size } => {
+                    let n = usize::try_from(*size).map_err(|_| self.fail("a fixed size"))?;
+                    self.take(n, "a fixed value").map(|_| ())
+                }
+            },
+        }
+    }
+
+    /// Array or map blocks: a count (negative: followed by the block's size in bytes), the
+    /// items, until a count of 0.
+    fn blocks(
+        &mut self,
+        depth: usize,
+        mut item: impl FnMut(&mut Self, usize) -> Result<(), String>,
+    ) -> Result<(), String> {
+        loop {
+            let count = self.long()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                self.len("block size")?;
+            }
+            // Items of a null or empty type take no bytes: the items walked are bounded by the
+            // payload's length, not only by the bytes they use.
+            self.items = self.items.saturating_add(count.unsigned_abs());
+            if self.items > ITEMS_PER_BYTE.saturating_mul(self.bytes.len() as u64).saturating_add(MIN_ITEMS) {
+                return Err(self.fail("more array or map items than the payload can hold"));
+            }
+            for _ in 0..count.unsigned_abs() {
+                item(self, depth + 1)?;
+            }
+        }
+    }
+
+    fn prim(&mut self, p: Prim) -> Result<(), String> {
+        match p {
+            Prim::Null => Ok(()),
+            Prim::Boolean => match self.take(1, "a boolean")?[0] {
+                0 | 1 => Ok(()),
+                b => Err(self.fail(&format!("a boolean byte {b}"))),
+            },
+            Prim::Int => {
+                let v = self.long()?;
+                i32::try_from(v).map(|_| ()).map_err(|_| self.fail(&format!("an int out of range ({v})")))
+            }
+            Prim::Long => self.long().map(|_| ()),
+            Prim::Float => self.take(4, "a float").map(|_| ()),
+            Prim::Double => self.take(8, "a double").map(|_| ()),
+            Prim::Bytes => {
+                let n = self.len("bytes length")?;
+                self.take(n, "bytes").map(|_| ())
+            }
+            Prim::String => {
+                let n = self.len("string length")?;
+                let at = self.at;
+                let text = self.take(n, "a string")?;
+                match std::str::from_utf8(text) {
+                    Ok(_) => Ok(()),
+                    Err(_) => {
+                        self.at = at;
+                        Err(self.fail("a string that is not UTF-8"))
+                    }
+                }
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Node {

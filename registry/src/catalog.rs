@@ -83,10 +83,15 @@ impl SchemaCatalog for Catalog {
                 strategy.subject(c.topic, c.field, &name)
             }
         };
-        if known.subjects.contains(&subject) {
-            Ok(())
-        } else {
-            Err(format!("schema id {} is not registered under subject {subject}", c.id))
+        if !known.subjects.contains(&subject) {
+            return Err(format!("schema id {} is not registered under subject {subject}", c.id));
         }
+        if !c.validation.payload {
+            return Ok(());
+        }
+        let parsed = known.parsed.as_deref().ok_or_else(|| format!("schema id {} cannot be parsed by kelp", c.id))?;
+        parsed
+            .check_payload(c.payload)
+            .map_err(|e| format!("the {} does not decode with schema id {}: {e}", c.field.as_str(), c.id))
     }
 }

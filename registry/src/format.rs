@@ -57,6 +57,20 @@ impl Parsed {
         }
     }
 
+    /// Checks that `payload` (what follows the schema id in Confluent's wire format) decodes
+    /// with this schema: one Avro datum and nothing more, Protobuf message indexes and a message
+    /// of the type they name, or a JSON document valid against the JSON Schema.
+    ///
+    /// # Errors
+    /// Why it does not, in words for the producer.
+    pub fn check_payload(&self, payload: &[u8]) -> Result<(), String> {
+        match &self.inner {
+            Inner::Avro(s) => s.check_datum(payload),
+            Inner::Protobuf(s) => s.check_message(payload),
+            Inner::Json(s) => s.check_instance(payload),
+        }
+    }
+
     /// The normalized text (`?normalize=true` or the `normalize` config).
     pub fn normalized(&self) -> String {
         match &self.inner {

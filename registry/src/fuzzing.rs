@@ -12,13 +12,14 @@ const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
 /// picks the kind: a `_schemas` record (key, `0x01`, value; no `0x01` is a tombstone), an HTTP
 /// request (method, path, `0x01`, query, `0x01`, body), a schema text to parse as Avro,
 /// Protobuf or JSON Schema and check against the last one parsed of its type, or the bytes of a
-/// `FileDescriptorProto`, sent base64-encoded as a Protobuf schema.
+/// `FileDescriptorProto`, sent base64-encoded as a Protobuf schema, or a payload checked
+/// against the last schema parsed of each type (payload-mode validation).
 pub fn registry(data: &[u8]) {
     let mut registry = Registry::new("fuzz");
     let mut last: [Option<Parsed>; 3] = [None, None, None];
     for op in data.split(|b| *b == 0) {
         let Some((&kind, rest)) = op.split_first() else { continue };
-        match kind % 6 {
+        match kind % 7 {
             0 => {
                 let mut parts = rest.splitn(2, |b| *b == 1);
                 let key = parts.next().unwrap_or_default();
@@ -35,6 +36,11 @@ pub fn registry(data: &[u8]) {
                     for r in records {
                         registry.apply(&r.key, r.value.as_deref()).expect("a record the registry wrote applies");
                     }
+                }
+            }
+            6 => {
+                for p in last.iter().flatten() {
+                    p.check_payload(rest);
                 }
             }
             5 => {
@@ -70,6 +76,16 @@ enum Parsed {
 }
 
 impl Parsed {
+    /// Decodes `payload` as a record written with this schema; any answer will do, a panic
+    /// will not.
+    fn check_payload(&self, payload: &[u8]) {
+        let _ = match self {
+            Parsed::Avro(a) => a.check_datum(payload),
+            Parsed::Protobuf(p) => p.check_message(payload),
+            Parsed::Json(j) => j.check_instance(payload),
+        };
+    }
+
     /// Canonical and normalized texts, and the checks both ways against `other` and itself.
     fn exercise(&self, other: Option<&Parsed>) {
         match (self, other) {

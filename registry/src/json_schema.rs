@@ -64,12 +64,36 @@ pub struct JsonSchema {
     canonical: String,
     normalized: String,
     model: Model,
+    /// The compiled document, for checking instances.
+    validator: Option<std::sync::Arc<jsonschema::Validator>>,
 }
 
 impl JsonSchema {
     /// Confluent's canonical text: the document in compact form, keys in their written order.
     pub fn canonical(&self) -> String {
         self.canonical.clone()
+    }
+
+    /// Checks that `payload` is a JSON document valid against the schema.
+    ///
+    /// # Errors
+    /// Why not: not JSON (or nested too deep), or the first rule it breaks, with where.
+    pub fn check_instance(&self, payload: &[u8]) -> Result<(), String> {
+        let value: Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
+        match &self.validator {
+            // A boolean schema: `true` takes everything, `false` nothing.
+            None => {
+                if self.canonical == "false" {
+                    Err("the schema (false) accepts no value".to_owned())
+                } else {
+                    Ok(())
+                }
+            }
+            Some(v) => match v.iter_errors(&value).next() {
+                None => Ok(()),
+                Some(e) => Err(format!("not valid against the JSON Schema at '{}': {e}", e.instance_path())),
+            },
+        }
     }
 
     /// The name subject-name strategies use for the schema: its top-level `title`, if any.
@@ -100,13 +124,18 @@ pub fn parse(text: &str, references: &[Referenced<'_>]) -> Result<JsonSchema, St
     }
     let served: Vec<(String, Value)> = docs[1..].to_vec();
     // The references first, so a problem inside one is reported against it.
+    let mut validator = None;
     for (i, (name, doc)) in docs.iter().enumerate().skip(1).chain(docs.iter().enumerate().take(1)) {
-        validate(doc, &served).map_err(|e| if i == 0 { e } else { format!("reference '{name}': {e}") })?;
+        let compiled =
+            validate(doc, &served).map_err(|e| if i == 0 { e } else { format!("reference '{name}': {e}") })?;
+        if i == 0 {
+            validator = compiled.map(std::sync::Arc::new);
+        }
     }
     let mut normalized = String::new();
     write_sorted(&mut normalized, &docs[0].1);
     let model = Model::build(&docs)?;
-    Ok(JsonSchema { canonical, normalized, model })
+    Ok(JsonSchema { canonical, normalized, model, validator })
 }
 
 /// Checks the depth bound and the JSON syntax; returns the compact text and the value.
@@ -195,17 +224,17 @@ fn draft_of(doc: &Value) -> Result<jsonschema::Draft, String> {
 }
 
 /// Compiles `doc` with `jsonschema` (which checks it against its draft's meta-schema and
-/// resolves every `$ref`), serving only the registered references.
-fn validate(doc: &Value, served: &[(String, Value)]) -> Result<(), String> {
+/// resolves every `$ref`), serving only the registered references. `None` for a boolean schema.
+fn validate(doc: &Value, served: &[(String, Value)]) -> Result<Option<jsonschema::Validator>, String> {
     if doc.is_boolean() {
-        return Ok(());
+        return Ok(None);
     }
     let draft = draft_of(doc)?;
     jsonschema::options()
         .with_draft(draft)
         .with_retriever(Served(served.to_vec()))
         .build(doc)
-        .map(|_| ())
+        .map(Some)
         .map_err(|e| format!("Invalid schema: {e}"))
 }
 

@@ -326,13 +326,35 @@ impl ProtobufSchema {
     /// first message, `[1, 2]` the third message nested in the second. `None` when there is no
     /// such message.
     pub fn message_name(&self, indexes: &[i32]) -> Option<String> {
+        self.message_at(indexes).map(|m| m.full_name().to_owned())
+    }
+
+    /// The message at `indexes` (see [`message_name`](Self::message_name)); map entry types do
+    /// not count among the nested messages, as they are not written in the `.proto` text.
+    fn message_at(&self, indexes: &[i32]) -> Option<MessageDescriptor> {
         let (&first, rest) = indexes.split_first()?;
         let mut message = self.file.messages().nth(usize::try_from(first).ok()?)?;
         for &i in rest {
             let child = message.child_messages().filter(|m| !m.is_map_entry()).nth(usize::try_from(i).ok()?)?;
             message = child;
         }
-        Some(message.full_name().to_owned())
+        Some(message)
+    }
+
+    /// Checks a Confluent-framed Protobuf payload (after the schema id): message indexes that
+    /// point at a message of this schema, then bytes that decode as that message.
+    ///
+    /// # Errors
+    /// Why not: malformed or dangling indexes, or what the decoder found wrong.
+    pub fn check_message(&self, payload: &[u8]) -> Result<(), String> {
+        let (indexes, body) =
+            message_indexes(payload).ok_or_else(|| "malformed Protobuf message indexes".to_owned())?;
+        let message = self
+            .message_at(&indexes)
+            .ok_or_else(|| format!("the message indexes {indexes:?} point at no message of the schema"))?;
+        DynamicMessage::decode(message.clone(), body)
+            .map(|_| ())
+            .map_err(|e| format!("not a {} message: {e}", message.full_name()))
     }
 
     /// The file's package (empty when it has none).

@@ -35,7 +35,13 @@ fn check(
     id: i32,
     payload: &[u8],
 ) -> Result<(), String> {
-    catalog.check(&SchemaCheck { topic, field, validation: FieldValidation { strategy }, id, payload })
+    catalog.check(&SchemaCheck { topic, field, validation: FieldValidation { strategy, payload: false }, id, payload })
+}
+
+/// A payload-mode check of `orders` values under TopicNameStrategy.
+fn decodes(catalog: &Catalog, id: i32, payload: &[u8]) -> Result<(), String> {
+    let validation = FieldValidation { strategy: SubjectStrategy::TopicName, payload: true };
+    catalog.check(&SchemaCheck { topic: "orders", field: Field::Value, validation, id, payload })
 }
 
 const ORDER: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"}]}"#;
@@ -93,4 +99,107 @@ fn a_protobuf_record_is_named_by_the_message_its_indexes_pick() {
     for bad in [&[2, 4][..], &[4, 2, 2], &[], &[0x80]] {
         assert!(check(bad).unwrap_err().contains("has no record name"), "{bad:?}");
     }
+}
+
+const RICH: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+  {"name":"id","type":"long"},
+  {"name":"note","type":["null","string"],"default":null},
+  {"name":"qty","type":{"type":"array","items":"int"}},
+  {"name":"state","type":{"type":"enum","name":"State","symbols":["NEW","PAID"]}},
+  {"name":"tags","type":{"type":"map","values":"string"}},
+  {"name":"code","type":{"type":"fixed","name":"Code","size":2}},
+  {"name":"ok","type":"boolean"},
+  {"name":"price","type":"double"}]}"#;
+
+#[test]
+fn payload_mode_decodes_an_avro_datum_exactly() {
+    use apache_avro::types::Value as A;
+    let mut registry = Registry::new("c");
+    let catalog = Catalog::new();
+    register(&mut registry, "orders-value", "AVRO", RICH);
+    catalog.sync(&registry);
+    let schema = apache_avro::Schema::parse_str(RICH).expect("schema");
+    let value = A::Record(vec![
+        ("id".into(), A::Long(-7)),
+        ("note".into(), A::Union(1, Box::new(A::String("é".into())))),
+        ("qty".into(), A::Array(vec![A::Int(1), A::Int(-2)])),
+        ("state".into(), A::Enum(1, "PAID".into())),
+        ("tags".into(), A::Map([("k".to_string(), A::String("v".into()))].into())),
+        ("code".into(), A::Fixed(2, vec![1, 2])),
+        ("ok".into(), A::Boolean(true)),
+        ("price".into(), A::Double(1.5)),
+    ]);
+    let good = apache_avro::to_avro_datum(&schema, value).expect("encodes");
+    assert_eq!(decodes(&catalog, 1, &good), Ok(()));
+    // Id mode does not look at the payload.
+    assert_eq!(check(&catalog, "orders", Field::Value, SubjectStrategy::TopicName, 1, b"junk"), Ok(()));
+
+    let refuse = |payload: &[u8], why: &str| {
+        let err = decodes(&catalog, 1, payload).unwrap_err();
+        assert!(err.starts_with("the value does not decode with schema id 1: "), "{err}");
+        assert!(err.contains(why), "{why}: {err}");
+    };
+    refuse(&good[..good.len() - 1], "a double runs past the end");
+    let mut longer = good.clone();
+    longer.push(0);
+    refuse(&longer, "1 bytes left over");
+    // The union index (the second byte: id -7 is one byte) out of range.
+    let mut bad_union = good.clone();
+    bad_union[1] = 4;
+    refuse(&bad_union, "a union branch index 2 of 2");
+    refuse(b"", "a number runs past the end");
+    // A string that is not UTF-8.
+    let mut not_utf8 = good.clone();
+    let at = good.iter().position(|&b| b == 0xc3).expect("the é");
+    not_utf8[at] = 0xff;
+    refuse(&not_utf8, "not UTF-8");
+    // A huge announced array of a zero-byte type is refused without walking it.
+    register(&mut registry, "nulls-value", "AVRO", r#"{"type":"array","items":"null"}"#);
+    catalog.sync(&registry);
+    let validation = FieldValidation { strategy: SubjectStrategy::TopicName, payload: true };
+    let nulls = |payload: &[u8]| {
+        catalog.check(&SchemaCheck { topic: "nulls", field: Field::Value, validation, id: 2, payload })
+    };
+    assert_eq!(nulls(&[6, 0]), Ok(()), "three nulls");
+    let huge = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0];
+    assert!(nulls(&huge).unwrap_err().contains("more array or map items than the payload can hold"));
+}
+
+#[test]
+fn payload_mode_decodes_protobuf_messages_and_json_documents() {
+    let mut registry = Registry::new("c");
+    let catalog = Catalog::new();
+    register(&mut registry, "orders-value", "PROTOBUF", PROTO);
+    catalog.sync(&registry);
+    // Item { sku: "x" } is field 1, length-delimited: 0x0a 0x01 'x'; indexes [0] as one 0 byte.
+    assert_eq!(decodes(&catalog, 1, &[0, 0x0a, 0x01, b'x']), Ok(()));
+    // Basket ([1]) with counts {"a": 2}: field 1, an entry of key 1 and value 2.
+    let entry = [0x0a, 0x01, b'a', 0x10, 0x02];
+    let mut basket = vec![2, 2, 0x0a, entry.len() as u8];
+    basket.extend_from_slice(&entry);
+    assert_eq!(decodes(&catalog, 1, &basket), Ok(()));
+    let err = decodes(&catalog, 1, &[0, 0x0a, 0x05, b'x']).unwrap_err();
+    assert!(err.contains("not a shop.Item message"), "{err}");
+    // sku given as a varint: the wrong wire type for a string.
+    let err = decodes(&catalog, 1, &[0, 0x08, 0x01]).unwrap_err();
+    assert!(err.contains("not a shop.Item message"), "{err}");
+    let err = decodes(&catalog, 1, &[2, 6]).unwrap_err();
+    assert!(err.contains("point at no message"), "{err}");
+
+    register(
+        &mut registry,
+        "refunds-value",
+        "JSON",
+        r#"{"type":"object","properties":{"id":{"type":"integer"}},"required":["id"]}"#,
+    );
+    catalog.sync(&registry);
+    let validation = FieldValidation { strategy: SubjectStrategy::TopicName, payload: true };
+    let json = |payload: &[u8]| {
+        catalog.check(&SchemaCheck { topic: "refunds", field: Field::Value, validation, id: 2, payload })
+    };
+    assert_eq!(json(br#"{"id": 3, "extra": true}"#), Ok(()));
+    let err = json(br#"{"id": "3"}"#).unwrap_err();
+    assert!(err.contains("at '/id'"), "{err}");
+    assert!(json(b"{}").unwrap_err().contains("not valid against the JSON Schema"));
+    assert!(json(b"{not json").unwrap_err().contains("not JSON"));
 }

@@ -678,7 +678,7 @@ fn a_delete_topic_accepts_keyless_records_and_compaction_set_later_applies_at_on
 // ---- schema validation ---------------------------------------------------------------------
 
 /// A registry view: schema 1 under `orders-value`, schema 2 under `orders-key`, schema 3 (record
-/// `shop.Order`) under `shop.Order`.
+/// `shop.Order`) under `shop.Order`; in payload mode, a payload of `bad` does not decode.
 #[derive(Debug)]
 struct Catalog;
 
@@ -694,6 +694,9 @@ impl SchemaCatalog for Catalog {
         if subject != subjects {
             return Err(format!("schema id {} is not registered under subject {subject}", c.id));
         }
+        if c.validation.payload && c.payload == b"bad" {
+            return Err(format!("the payload does not decode with schema id {}", c.id));
+        }
         Ok(())
     }
 }
@@ -705,8 +708,11 @@ fn framed(id: i32, payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A record's key and value (`None`: null).
+type Pair = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// One batch of (key, value) records.
-fn pairs(records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) -> Bytes {
+fn pairs(records: &[Pair]) -> Bytes {
     let mut b = RecordBatchBuilder::new(Compression::None);
     for (k, v) in records {
         b.append(START_WALL_MS, k.as_deref(), v.as_deref(), &[]).expect("builds");
@@ -748,7 +754,12 @@ fn a_topic_with_value_validation_refuses_a_batch_with_any_bad_value_and_stores_n
     // Good values and tombstones go in; keys are not checked on this topic.
     let p = produce(&mut h, c, "orders", 0, pairs(&[(Some(b"any key".to_vec()), Some(good)), (None, None)]));
     assert_eq!((ErrorCode(p.error_code), p.base_offset), (ErrorCode::NONE, 0));
-    assert_eq!(log_of(&mut h, c, "orders", 0).0, 2);
+    // id mode does not look into the payload; payload mode does.
+    assert_eq!(error_of(&mut h, c, "orders", 0, pairs(&[(None, Some(framed(1, b"bad")))])), ErrorCode::NONE);
+    set_config(&mut h, c, "orders", "kelp.value.schema.validation.mode", "payload");
+    let p = produce(&mut h, c, "orders", 0, pairs(&[(None, Some(framed(1, b"bad")))]));
+    assert_eq!(record_errors(&p), vec![(0, "the payload does not decode with schema id 1".to_string())]);
+    assert_eq!(log_of(&mut h, c, "orders", 0).0, 3);
     // Turned off, anything goes in again.
     set_config(&mut h, c, "orders", "confluent.value.schema.validation", "false");
     assert_eq!(error_of(&mut h, c, "orders", 0, pairs(&[(None, Some(b"plain".to_vec()))])), ErrorCode::NONE);
