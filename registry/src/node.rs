@@ -8,8 +8,13 @@
 //! applied it, so what a client is told is what a restart, or another reader of the topic,
 //! sees; a write that fails or times out answers 50001 or 50002 and changes nothing here.
 //!
-//! Writes go one at a time: a request is decided ([`Registry::handle`]) against the state
-//! every earlier write has left. Reads are answered at once from the state applied so far.
+//! Writes go one produce at a time: a request is decided ([`Registry::handle`]) against the
+//! state every earlier write has left. Writes that queue behind a produce in flight go together
+//! in the next one (a group commit): each is decided against a scratch copy of the state with
+//! the writes before it applied, so a store whose acknowledgements are slow (SeaweedMQ's
+//! flushes) costs a burst of writes one round trip, not one each. A request whose answer would
+//! depend on writes not yet read back (a read, or a write that turns out to need none) waits
+//! for them. Reads are answered at once from the state applied so far.
 //! Once it has read to the end, the node looks for new records every half second, so records
 //! another writer adds are applied too. Its fetches never wait at the broker, which reads
 //! nothing more of a connection while one of its fetches is in flight. A request that waits
@@ -123,20 +128,37 @@ enum Call {
     Produce,
 }
 
-/// The write in progress: produced, not yet read back.
+/// The writes in progress: produced together, not yet read back.
 #[derive(Debug)]
 struct Write {
-    /// The HTTP request to answer; `None` once it was answered 50002 (the write still blocks
-    /// the next one until the broker has answered it, so no two writes are decided against the
-    /// same state).
-    id: Option<u64>,
-    reply: Response,
+    /// The HTTP requests to answer, each with its answer; emptied once they were answered
+    /// 50002 (the write still blocks the next one until the broker has answered it, so no two
+    /// writes are decided against the same state).
+    answers: Vec<(u64, Response)>,
     records: usize,
     /// The correlation id of its Produce request.
     correlation: i32,
     /// The offset of its last record, once the broker has stored it.
     last_offset: Option<i64>,
     deadline_ms: u64,
+}
+
+/// A write decided and not yet produced: its request (`None` for the node's own NOOP), its
+/// records and its answer.
+struct Decided {
+    id: Option<u64>,
+    records: Vec<Record>,
+    reply: Response,
+}
+
+/// At most this many writes go in one produce.
+const MAX_GROUP: usize = 64;
+/// At most this many bytes of records go in one produce (a single larger write goes alone);
+/// well under the topic's default `max.message.bytes`.
+const MAX_GROUP_BYTES: usize = 512 << 10;
+
+fn size_of(records: &[Record]) -> usize {
+    records.iter().map(|r| r.key.len() + r.value.as_ref().map_or(0, Vec::len)).sum()
 }
 
 /// An HTTP request not decided yet, and when it is answered 50002 if it still waits.
@@ -239,7 +261,7 @@ impl Node {
     /// When [`Node::handle_tick`] is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
-        let write = self.write.as_ref().filter(|w| w.id.is_some()).map(|w| w.deadline_ms);
+        let write = self.write.as_ref().filter(|w| !w.answers.is_empty()).map(|w| w.deadline_ms);
         let waiting = self.waiting.front().map(|w| w.deadline_ms);
         [self.fetch_at, self.create_at, self.sync_at, write, waiting].into_iter().flatten().min()
     }
@@ -271,10 +293,12 @@ impl Node {
         }
         if let Some(w) = self.write.as_mut()
             && w.deadline_ms <= self.now_ms
-            && let Some(id) = w.id.take()
         {
-            let response = Response::timeout("Write to the Kafka store timed out while waiting for it to be read back");
-            self.out.push_back(NodeOutput::Reply { id, response });
+            for (id, _) in w.answers.drain(..) {
+                let response =
+                    Response::timeout("Write to the Kafka store timed out while waiting for it to be read back");
+                self.out.push_back(NodeOutput::Reply { id, response });
+            }
         }
         while self.waiting.front().is_some_and(|w| w.deadline_ms <= self.now_ms) {
             if let Some(w) = self.waiting.pop_front() {
@@ -321,7 +345,7 @@ impl Node {
         self.fetch_at = None;
         self.create_at = None;
         let unknown = self.write.take().map(|w| {
-            if let Some(id) = w.id {
+            for (id, _) in w.answers {
                 let response = Response::store_error("The connection to the Kafka store was lost during the write");
                 self.out.push_back(NodeOutput::Reply { id, response });
             }
@@ -357,7 +381,7 @@ impl Node {
         match self.registry.handle(&req.as_request()) {
             Outcome::Reply(response) => self.out.push_back(NodeOutput::Reply { id, response }),
             Outcome::Write { .. } if !self.may_write() || !self.waiting.is_empty() => self.wait(id, req),
-            Outcome::Write { records, reply } => self.produce(Some(id), &records, reply),
+            Outcome::Write { records, reply } => self.produce(vec![Decided { id: Some(id), records, reply }]),
         }
     }
 
@@ -367,28 +391,79 @@ impl Node {
             let Some(w) = self.waiting.pop_front() else { return };
             match self.registry.handle(&w.req.as_request()) {
                 Outcome::Reply(response) => self.out.push_back(NodeOutput::Reply { id: w.id, response }),
-                Outcome::Write { records, reply } => self.produce(Some(w.id), &records, reply),
+                Outcome::Write { records, reply } => {
+                    let mut group = vec![Decided { id: Some(w.id), records, reply }];
+                    self.gather(&mut group);
+                    self.produce(group);
+                }
             }
         }
     }
 
-    fn produce(&mut self, id: Option<u64>, records: &[Record], reply: Response) {
-        if records.is_empty() {
-            if let Some(id) = id {
-                self.out.push_back(NodeOutput::Reply { id, response: reply });
+    /// Adds to `group` the writes waiting behind it, each decided against a scratch state with
+    /// the group's records applied, while they are writes that fit; stops at the first request
+    /// that is not (it waits for the group to be read back).
+    fn gather(&mut self, group: &mut Vec<Decided>) {
+        if self.waiting.is_empty() || group.iter().all(|d| d.records.is_empty()) {
+            return;
+        }
+        let mut scratch = self.registry.clone();
+        let mut bytes = 0;
+        for d in group.iter() {
+            bytes += size_of(&d.records);
+            if d.records.iter().any(|r| scratch.apply(&r.key, r.value.as_deref()).is_err()) {
+                return;
             }
+        }
+        while group.len() < MAX_GROUP {
+            let Some(next) = self.waiting.front() else { return };
+            let Outcome::Write { records, reply } = scratch.handle(&next.req.as_request()) else { return };
+            let size = size_of(&records);
+            if records.is_empty() || bytes + size > MAX_GROUP_BYTES {
+                return;
+            }
+            if records.iter().any(|r| scratch.apply(&r.key, r.value.as_deref()).is_err()) {
+                // Cannot happen for records the registry wrote; if it did, the request is
+                // decided again, alone, against the real state once the group is read back.
+                return;
+            }
+            bytes += size;
+            if let Some(w) = self.waiting.pop_front() {
+                group.push(Decided { id: Some(w.id), records, reply });
+            }
+        }
+    }
+
+    /// Produces the records of `group` in one batch, as the write in progress.
+    fn produce(&mut self, group: Vec<Decided>) {
+        let mut answers = Vec::with_capacity(group.len());
+        let mut records = Vec::new();
+        for d in group {
+            if d.records.is_empty() {
+                // Nothing to write: answered at once (only ever a group of one).
+                if let Some(id) = d.id {
+                    self.out.push_back(NodeOutput::Reply { id, response: d.reply });
+                }
+                continue;
+            }
+            if let Some(id) = d.id {
+                answers.push((id, d.reply));
+            }
+            records.extend(d.records);
+        }
+        if records.is_empty() {
             return;
         }
         let timestamp = i64::try_from(self.now_ms).unwrap_or(i64::MAX);
         let mut batch = RecordBatchBuilder::new(Compression::None);
-        for r in records {
+        for r in &records {
             if batch.append(timestamp, Some(&r.key), r.value.as_deref(), &[]).is_err() {
-                self.unencodable(id);
+                self.unencodable(answers);
                 return;
             }
         }
         let Ok(batch) = batch.build() else {
-            self.unencodable(id);
+            self.unencodable(answers);
             return;
         };
         let request = RequestBody::Produce(ProduceRequest {
@@ -403,8 +478,7 @@ impl Node {
         });
         let correlation = self.send(Call::Produce, &request, PRODUCE_VERSION);
         self.write = Some(Write {
-            id,
-            reply,
+            answers,
             records: records.len(),
             correlation,
             last_offset: None,
@@ -412,8 +486,8 @@ impl Node {
         });
     }
 
-    fn unencodable(&mut self, id: Option<u64>) {
-        if let Some(id) = id {
+    fn unencodable(&mut self, answers: Vec<(u64, Response)>) {
+        for (id, _) in answers {
             let response = Response::store_error("A registry record could not be encoded");
             self.out.push_back(NodeOutput::Reply { id, response });
         }
@@ -426,7 +500,7 @@ impl Node {
     /// state that misses it.
     fn sync(&mut self) {
         let noop = Record { key: br#"{"keytype":"NOOP","magic":0}"#.to_vec(), value: None };
-        self.produce(None, &[noop], Response::store_error("unused"));
+        self.produce(vec![Decided { id: None, records: vec![noop], reply: Response::store_error("unused") }]);
     }
 
     fn send_create(&mut self) {
@@ -541,7 +615,7 @@ impl Node {
                 self.send_fetch();
             }
             _ => {
-                if let Some(id) = self.write.take().and_then(|w| w.id) {
+                for (id, _) in self.write.take().map(|w| w.answers).unwrap_or_default() {
                     let response = if code == ErrorCode::REQUEST_TIMED_OUT {
                         Response::timeout(format!("Write to the Kafka store timed out: {code}"))
                     } else {
@@ -644,8 +718,8 @@ impl Node {
     fn complete_write(&mut self) {
         let done = self.write.as_ref().is_some_and(|w| w.last_offset.is_some_and(|last| self.fetch_offset > last));
         if done && let Some(w) = self.write.take() {
-            if let Some(id) = w.id {
-                self.out.push_back(NodeOutput::Reply { id, response: w.reply });
+            for (id, response) in w.answers {
+                self.out.push_back(NodeOutput::Reply { id, response });
             }
             self.serve_waiting();
         }

@@ -41,6 +41,8 @@ struct World {
     /// meanwhile (a driver holds it in the socket, or the in-process inbox).
     paused: bool,
     unread: Vec<Bytes>,
+    /// Appends the store ran.
+    appends: usize,
 }
 
 impl World {
@@ -66,6 +68,7 @@ impl World {
             next_id: 0,
             paused: false,
             unread: Vec::new(),
+            appends: 0,
         };
         let peer: SocketAddr = "127.0.0.1:0".parse().expect("literal");
         w.broker.handle_input(now, Input::Accepted { conn: NODE_CONN, peer });
@@ -116,6 +119,7 @@ impl World {
                 && let Some((cmd, command)) = self.queued.pop_front()
             {
                 moved = true;
+                self.appends += usize::from(matches!(command, Command::Append { .. }));
                 let result = match command {
                     Command::Append { .. } if self.fail_appends => Completion::Failed(StorageError::Unavailable),
                     command => self.store.execute(command),
@@ -316,4 +320,52 @@ fn requests_waiting_longer_than_the_write_timeout_are_answered_50002() {
     w.settle();
     w.advance(11_000);
     assert_eq!(w.reply(id).1["error_code"], 50002);
+}
+
+#[test]
+fn writes_queued_behind_a_write_in_flight_go_in_one_produce_each_decided_after_the_one_before() {
+    let mut w = World::new(MemStore::new());
+    w.advance(1_000);
+    let first = w.send("POST", "/subjects/s0/versions", json!({ "schema": SCHEMA_V1 }));
+    w.hold_storage = true;
+    w.settle();
+    let before = w.appends;
+    // Queued while the first is in flight: new schemas, a new version, a config change, then
+    // a schema registered a moment earlier in the same queue (its answer depends on the queue:
+    // it waits for it to be read back), and one more write after it.
+    let mut queued = Vec::new();
+    for i in 1..=5 {
+        let schema = format!(r#"{{"type":"record","name":"R{i}","fields":[{{"name":"a","type":"int"}}]}}"#);
+        queued.push(w.send("POST", &format!("/subjects/s{i}/versions"), json!({ "schema": schema })));
+    }
+    let v2 = w.send("POST", "/subjects/s0/versions", json!({ "schema": SCHEMA_V2 }));
+    let config = w.send("PUT", "/config/s1", json!({"compatibility": "NONE"}));
+    let again = w.send(
+        "POST",
+        "/subjects/s3/versions",
+        json!({ "schema": r#"{"type":"record","name":"R3","fields":[{"name":"a","type":"int"}]}"# }),
+    );
+    let last = w.send("POST", "/subjects/s9/versions", json!({ "schema": SCHEMA_V1 }));
+    w.settle();
+    assert!(w.replies.is_empty(), "nothing is answered before it is stored");
+    w.hold_storage = false;
+    w.settle();
+    w.advance(1_000);
+    assert_eq!(w.reply(first), (200, json!({"id": 1})));
+    for (i, id) in queued.into_iter().enumerate() {
+        assert_eq!(w.reply(id), (200, json!({"id": i + 2})), "s{}", i + 1);
+    }
+    assert_eq!(w.reply(v2), (200, json!({"id": 7})));
+    assert_eq!(w.reply(config), (200, json!({"compatibility": "NONE"})));
+    assert_eq!(w.reply(again), (200, json!({"id": 4})), "the same schema keeps its id");
+    assert_eq!(w.reply(last), (200, json!({"id": 1})), "s0's first schema, now under s9 too");
+    // The first write, one group of seven, then the one after the request that waited.
+    assert_eq!(w.appends - before, 3, "produces");
+
+    // What a restart reads back is what was answered.
+    let subjects = w.call("GET", "/schemas", Value::Null);
+    let mut w = World::new(w.store);
+    w.advance(1_000);
+    assert_eq!(w.call("GET", "/schemas", Value::Null), subjects);
+    assert_eq!(w.call("GET", "/config/s1", Value::Null), (200, json!({"compatibilityLevel": "NONE"})));
 }
