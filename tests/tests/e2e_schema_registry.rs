@@ -145,27 +145,25 @@ fn serde_json_string(s: &str) -> String {
 }
 
 /// 100 schemas under 20 subjects, five of them with a compatibility level, four read-only, and
-/// a global level.
+/// a global level. The subjects are written concurrently, as many producers would (each
+/// subject's versions in order), so writes queue and go to the store together.
 fn populate(registry: SocketAddr) {
     let levels = ["BACKWARD", "FORWARD", "FULL", "NONE", "FULL_TRANSITIVE"];
-    for s in 0..20 {
-        let subject = format!("subject-{s}");
-        if s % 4 == 0 {
-            let level = levels[s / 4];
-            call(
-                registry,
-                "PUT",
-                &format!("/config/{subject}"),
-                Some(&format!(r#"{{"compatibility":"{level}"}}"#)),
-                200,
-            );
+    for (i, level) in levels.iter().enumerate() {
+        let subject = format!("subject-{}", i * 4);
+        call(registry, "PUT", &format!("/config/{subject}"), Some(&format!(r#"{{"compatibility":"{level}"}}"#)), 200);
+    }
+    std::thread::scope(|scope| {
+        for s in 0..20 {
+            scope.spawn(move || {
+                for v in 0..5 {
+                    call(registry, "POST", &format!("/subjects/subject-{s}/versions"), Some(&schema(s, v)), 200);
+                }
+            });
         }
-        for v in 0..5 {
-            call(registry, "POST", &format!("/subjects/{subject}/versions"), Some(&schema(s, v)), 200);
-        }
-        if s % 5 == 1 {
-            call(registry, "PUT", &format!("/mode/{subject}"), Some(r#"{"mode":"READONLY"}"#), 200);
-        }
+    });
+    for s in (0..20).filter(|s| s % 5 == 1) {
+        call(registry, "PUT", &format!("/mode/subject-{s}"), Some(r#"{"mode":"READONLY"}"#), 200);
     }
     call(registry, "PUT", "/config", Some(r#"{"compatibility":"FORWARD_TRANSITIVE"}"#), 200);
 }
