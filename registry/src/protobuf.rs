@@ -162,8 +162,20 @@ fn parse_descriptor(
         }
         compiler.open_file(import).map_err(|e| located(&e, "", references))?;
     }
+    // `prost-reflect` 0.16 panics reporting an unknown `syntax` (it looks the file up before
+    // adding it): refuse that here. Anything else it finds wrong is an error; a panic that gets
+    // through anyway is caught, as for Avro's parser.
+    match descriptor.syntax.as_deref() {
+        None | Some("proto2" | "proto3") => {}
+        Some("") => descriptor.syntax = None,
+        Some(other) => return Err(format!("invalid FileDescriptorProto: unknown syntax '{other}'")),
+    }
     let mut pool = compiler.descriptor_pool();
-    pool.add_file_descriptor_proto(descriptor).map_err(|e| format!("invalid FileDescriptorProto: {e}"))?;
+    let added = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.add_file_descriptor_proto(descriptor)));
+    match added {
+        Ok(result) => result.map_err(|e| format!("invalid FileDescriptorProto: {e}"))?,
+        Err(_) => return Err("invalid FileDescriptorProto: the descriptor builder failed on it".to_owned()),
+    }
     let file = pool.get_file_by_name(MAIN_FILE).ok_or_else(|| "the schema did not compile".to_owned())?;
     let mut schema = ProtobufSchema { text: String::new(), file };
     schema.text = schema.normalized();
