@@ -317,6 +317,24 @@ pub fn java_schema_registry() -> Result<Client, String> {
     })
 }
 
+/// confluent-kafka producing to topics that validate schema ids at the broker
+/// (tests/e2e/clients/schema_topics_client.py).
+pub fn confluent_schema_topics() -> Result<Client, String> {
+    python_client("venv-confluent", "schema_topics_client.py", "confluent-kafka on schema-validated topics", "st-py")
+}
+
+/// The Java producer with Confluent's Avro serializer on topics that validate schema ids at the
+/// broker (tests/e2e/clients/SchemaTopicsJava.java), with the jars in `java-sr/`.
+pub fn java_schema_topics() -> Result<Client, String> {
+    let mut client = java_schema_registry()?;
+    client.name = "Confluent Avro serializer (Java) on schema-validated topics";
+    client.id = "st-java";
+    if let Some(source) = client.prefix.last_mut() {
+        *source = clients_src().join("SchemaTopicsJava.java").display().to_string();
+    }
+    Ok(client)
+}
+
 pub fn kcat() -> Result<Client, String> {
     if !on_path("kcat") || !on_path("python3") {
         return Err("kcat: kcat or python3 not on PATH".into());
