@@ -11,7 +11,9 @@
 //!   a delivery error with code INVALID_RECORD, not retriable and not fatal (librdkafka's report
 //!   carries the code but not kelp's text: see [`assert_refused`]); the consumer then finds
 //!   exactly the accepted records at contiguous offsets. With key validation, a null key and an
-//!   Avro-framed key pass and a plain key is refused.
+//!   Avro-framed key pass and a plain key is refused. In payload mode
+//!   (`kelp.value.schema.validation.mode=payload`) a value with the right id whose Avro body is
+//!   cut short, or has a byte too many, is refused.
 //! - The Java producer (kafka-clients 4.3) with Confluent's KafkaAvroSerializer (7.0.16),
 //!   tests/e2e/clients/SchemaTopicsJava.java: its records are accepted; a byte[] value fails the
 //!   send's future with `InvalidRecordException` carrying kelp's reason, as does a byte[] framed
@@ -153,6 +155,12 @@ fn confluent_kafka_producer_meets_schema_validation_on_its_topics() {
     assert_eq!(records.len(), 2, "{keys:?}");
     assert_eq!(records[0].items(), [Json::Null, Json::Str("no key at all".into())]);
     assert_eq!(records[1].items(), [Json::Str("user-7".into()), Json::Str("an Avro key".into())]);
+
+    // Payload mode: the id is right, but a body cut short or with a byte too many is no datum.
+    assert_accepted(&seen, &["decoded", "good"], 0);
+    assert_refused(&seen, &["decoded", "cut_short"]);
+    assert_refused(&seen, &["decoded", "one_too_many"]);
+    assert_accepted(&seen, &["decoded", "good_again"], 1);
 }
 
 /// The exception a refused send's future failed with, as the Java program saw it: the first in

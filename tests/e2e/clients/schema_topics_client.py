@@ -5,6 +5,7 @@
 Topics (made with the AdminClient, the validation switched on in NewTopic's config):
   PREFIX-values  confluent.value.schema.validation=true
   PREFIX-keys    confluent.key.schema.validation=true
+  PREFIX-decoded confluent.value.schema.validation=true, kelp.value.schema.validation.mode=payload
 
 On PREFIX-values: records from the AvroSerializer (which registers the schema under
 PREFIX-values-value) are accepted; then three values, each produced and flushed alone so that
@@ -15,6 +16,9 @@ from offset 0 to its end and deserializes every record.
 
 On PREFIX-keys: a record with no key and a record whose key the AvroSerializer framed are
 accepted, a plain-bytes key is refused, and a consumer reads back the accepted two.
+
+On PREFIX-decoded: serializer records are accepted; a framed value with the right id whose
+Avro body is cut short, and one with a byte too many, are refused (the id alone would pass).
 
 Prints one JSON line with what it saw (delivery outcomes with error code and text, what was
 read back); the Rust test judges it. The text of a failed delivery is librdkafka's description
@@ -58,6 +62,8 @@ admin = AdminClient({"bootstrap.servers": boot})
 new = [
     NewTopic(values_topic, 1, 1, config={"confluent.value.schema.validation": "true"}),
     NewTopic(keys_topic, 1, 1, config={"confluent.key.schema.validation": "true"}),
+    NewTopic(f"{prefix}-decoded", 1, 1, config={"confluent.value.schema.validation": "true",
+                                                  "kelp.value.schema.validation.mode": "payload"}),
 ]
 for topic, fut in admin.create_topics(new, operation_timeout=30).items():
     try:
@@ -159,5 +165,17 @@ out["keys_read"] = {
     "end_offset": end,
     "records": [[None if m.key() is None else key_deserializer(m.key(), key_ctx), m.value().decode()]
                 for m in got],
+}
+
+# ---- payload mode -------------------------------------------------------------------------------
+decoded_topic = f"{prefix}-decoded"
+decoded_ctx = SerializationContext(decoded_topic, MessageField.VALUE)
+decoded_serializer = AvroSerializer(sr, EVENT)
+first = decoded_serializer(good[0], decoded_ctx)
+out["decoded"] = {
+    "good": send(decoded_topic, first),
+    "cut_short": send(decoded_topic, first[:-2]),
+    "one_too_many": send(decoded_topic, first + b"\x00"),
+    "good_again": send(decoded_topic, decoded_serializer(good[1], decoded_ctx)),
 }
 print(json.dumps(out))
