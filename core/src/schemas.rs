@@ -120,6 +120,13 @@ pub trait SchemaCatalog: Send + Sync + std::fmt::Debug {
     /// The id is unknown, not registered under the strategy's subject, or (payload mode) the
     /// payload does not decode with the schema.
     fn check(&self, check: &SchemaCheck<'_>) -> Result<(), String>;
+
+    /// Whether the view is complete: `false` while the registry is still reading its state
+    /// (after a start), when an id it does not know yet may well exist. The broker then answers
+    /// batches it would check with a retriable error rather than refusing them.
+    fn ready(&self) -> bool {
+        true
+    }
 }
 
 /// Checks one framed key or value; `Err` is the message for its record error.

@@ -155,7 +155,8 @@ impl AvroSchema {
     /// # Errors
     /// Why the payload is not such a datum, with the byte offset where it went wrong.
     pub fn check_datum(&self, payload: &[u8]) -> Result<(), String> {
-        let mut r = Datum { bytes: payload, at: 0, schema: self, items: 0 };
+        let max_steps = STEPS_PER_BYTE.saturating_mul(payload.len() as u64).saturating_add(MIN_STEPS);
+        let mut r = Datum { bytes: payload, at: 0, schema: self, steps: 0, max_steps };
         r.node(&self.root, 0)?;
         if r.at == payload.len() {
             Ok(())
@@ -491,21 +492,25 @@ impl Prim {
 
 type Props = Vec<(String, Json)>;
 
-/// The deepest nesting of records, arrays, maps and unions a datum may have.
-pub const MAX_DATUM_DEPTH: usize = 128;
+/// The deepest nesting of records, arrays, maps and unions a datum may have (a recursive list
+/// uses two levels per element).
+pub const MAX_DATUM_DEPTH: usize = 1024;
 
 /// A reader walking one Avro datum; see [`AvroSchema::check_datum`].
 struct Datum<'a> {
     bytes: &'a [u8],
     at: usize,
     schema: &'a AvroSchema,
-    /// Array and map items announced so far.
-    items: u64,
+    /// Values walked so far, and how many the payload's length allows.
+    steps: u64,
+    max_steps: u64,
 }
 
-/// Array and map items a datum may announce: this many per payload byte, plus [`MIN_ITEMS`].
-const ITEMS_PER_BYTE: u64 = 8;
-const MIN_ITEMS: u64 = 1024;
+/// Values a datum may hold: this many per payload byte, plus [`MIN_STEPS`]. Values of a null or
+/// empty type take no bytes, so the walk is bounded by the payload's length, not only by the
+/// bytes the values use.
+const STEPS_PER_BYTE: u64 = 16;
+const MIN_STEPS: u64 = 1 << 16;
 
 impl Datum<'_> {
     fn fail(&self, what: &str) -> String {
@@ -553,6 +558,10 @@ impl Datum<'_> {
         if depth > MAX_DATUM_DEPTH {
             return Err(self.fail(&format!("a datum nested deeper than {MAX_DATUM_DEPTH} levels")));
         }
+        self.steps += 1;
+        if self.steps > self.max_steps {
+            return Err(self.fail("more values than the payload can hold"));
+        }
         match node {
             Node::Prim(p, _) => self.prim(*p),
             Node::Array(items, _) => self.blocks(depth, |r, d| r.node(items, d)),
@@ -590,11 +599,9 @@ impl Datum<'_> {
             if count < 0 {
                 self.len("block size")?;
             }
-            // Items of a null or empty type take no bytes: the items walked are bounded by the
-            // payload's length, not only by the bytes they use.
-            self.items = self.items.saturating_add(count.unsigned_abs());
-            if self.items > ITEMS_PER_BYTE.saturating_mul(self.bytes.len() as u64).saturating_add(MIN_ITEMS) {
-                return Err(self.fail("more array or map items than the payload can hold"));
+            // Checked before walking: the walk also counts each item as it goes.
+            if self.steps.saturating_add(count.unsigned_abs()) > self.max_steps {
+                return Err(self.fail("more values than the payload can hold"));
             }
             for _ in 0..count.unsigned_abs() {
                 item(self, depth + 1)?;

@@ -9,6 +9,7 @@
 //! it has not seen before.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use kelp_core::schemas::{SchemaCatalog, SchemaCheck, SubjectStrategy};
@@ -29,6 +30,8 @@ struct Known {
 #[derive(Debug, Default)]
 pub struct Catalog {
     ids: RwLock<HashMap<i32, Known>>,
+    /// Whether the registry has read its topic to the end once.
+    ready: AtomicBool,
 }
 
 impl Catalog {
@@ -36,6 +39,12 @@ impl Catalog {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Marks the view complete: the registry has read its whole topic (see
+    /// [`SchemaCatalog::ready`]).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
     }
 
     /// Makes the view match `registry`. Parses only ids not seen before.
@@ -65,6 +74,10 @@ impl Catalog {
 }
 
 impl SchemaCatalog for Catalog {
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
     fn check(&self, c: &SchemaCheck<'_>) -> Result<(), String> {
         let ids = self.ids.read().map_err(|_| "the schema registry's view is unavailable".to_owned())?;
         let Some(known) = ids.get(&c.id) else {

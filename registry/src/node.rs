@@ -660,6 +660,9 @@ impl Node {
         let at_end = self.fetch_offset >= part.high_watermark;
         if self.phase == Phase::Loading && at_end {
             self.phase = Phase::Ready;
+            if let Some(catalog) = &self.catalog {
+                catalog.set_ready();
+            }
             tracing::info!(
                 topic = %self.config.topic,
                 offset = self.fetch_offset,

@@ -203,6 +203,12 @@ fn compiler(text: &str, references: &[Referenced<'_>]) -> Result<protox::Compile
     Ok(protox::Compiler::with_file_resolver(resolver))
 }
 
+/// Whether the field's type is a message the field itself declares: a map field's entry type,
+/// or a proto2 group's.
+fn declares_type(f: &FieldDescriptor) -> bool {
+    f.is_map() || f.is_group()
+}
+
 /// Reads the message indexes at the start of a Confluent-framed Protobuf payload: a zigzag
 /// varint count, then that many zigzag varint indexes; a count of 0 stands for `[0]`. Returns
 /// the indexes and the bytes after them; `None` when they are malformed or more than
@@ -335,19 +341,20 @@ impl ProtobufSchema {
     }
 
     /// The full name of the message Confluent's message indexes point at: `[0]` is the file's
-    /// first message, `[1, 2]` the third message nested in the second. `None` when there is no
+    /// first message, `[1, 2]` the third message nested in the second (map entry types count). `None` when there is no
     /// such message.
     pub fn message_name(&self, indexes: &[i32]) -> Option<String> {
         self.message_at(indexes).map(|m| m.full_name().to_owned())
     }
 
-    /// The message at `indexes` (see [`message_name`](Self::message_name)); map entry types do
-    /// not count among the nested messages, as they are not written in the `.proto` text.
+    /// The message at `indexes` (see [`message_name`](Self::message_name)). Nested messages
+    /// count in the compiled file's order, map entry types included, as Confluent's Python and
+    /// Go serializers and its Java serializer (without `normalize`) count them.
     fn message_at(&self, indexes: &[i32]) -> Option<MessageDescriptor> {
         let (&first, rest) = indexes.split_first()?;
         let mut message = self.file.messages().nth(usize::try_from(first).ok()?)?;
         for &i in rest {
-            let child = message.child_messages().filter(|m| !m.is_map_entry()).nth(usize::try_from(i).ok()?)?;
+            let child = message.child_messages().nth(usize::try_from(i).ok()?)?;
             message = child;
         }
         Some(message)
@@ -1082,7 +1089,8 @@ impl Printer {
             names.sort();
             self.line(depth, &format!("reserved {};", names.join(", ")));
         }
-        // Fields by number; a oneof where its first field would be.
+        // Fields by number; a oneof where its first field would be. Map and group fields, whose
+        // types are nested messages, come later, among the nested messages (below).
         let mut items: Vec<(u32, Item)> = Vec::new();
         let mut oneofs: BTreeMap<String, u32> = BTreeMap::new();
         for f in m.fields() {
@@ -1091,6 +1099,7 @@ impl Printer {
                     let first = oneofs.entry(o.name().to_owned()).or_insert(f.number());
                     *first = (*first).min(f.number());
                 }
+                None if declares_type(&f) => {}
                 None => items.push((f.number(), Item::Field(f))),
             }
         }
@@ -1114,8 +1123,22 @@ impl Printer {
                 }
             }
         }
-        for n in m.child_messages().filter(|n| !n.is_map_entry() && !is_group_type(n)) {
-            self.message(&n, depth);
+        // Nested messages in the order the file declares them, a map or group field where its
+        // type sits among them: message indexes (Confluent's framing) count positions in this
+        // order, map entries included, so a re-print must compile to the same order.
+        for n in m.child_messages() {
+            if n.is_map_entry() || is_group_type(&n) {
+                let declaring = m.fields().find(|f| {
+                    declares_type(f)
+                        && f.containing_oneof().is_none_or(|o| o.is_synthetic())
+                        && matches!(f.kind(), Kind::Message(k) if k.full_name() == n.full_name())
+                });
+                if let Some(f) = declaring {
+                    self.field(&f, false, depth);
+                }
+            } else {
+                self.message(&n, depth);
+            }
         }
         for e in m.child_enums() {
             self.enumeration(&e, depth);

@@ -92,11 +92,14 @@ fn a_protobuf_record_is_named_by_the_message_its_indexes_pick() {
     // [0] (written as the single byte 0, or as count 1 then 0) is the first message, Item.
     assert_eq!(check(&[0, 0x0a, 0x01, b'x']), Ok(()));
     assert_eq!(check(&[2, 0]), Ok(()));
-    // [1] is Basket, [1, 0] its nested Line (the map's entry type does not count).
+    // [1] is Basket, [1, 0] its nested Line, [1, 1] the entry type of its map, declared after
+    // Line (Confluent's Python and Go serializers count map entries).
     assert_eq!(check(&[2, 2]).unwrap_err(), "schema id 1 is not registered under subject shop.Basket");
     assert_eq!(check(&[4, 2, 0]).unwrap_err(), "schema id 1 is not registered under subject shop.Basket.Line");
+    let entry = check(&[4, 2, 2]).unwrap_err();
+    assert_eq!(entry, "schema id 1 is not registered under subject shop.Basket.CountsEntry");
     // Indexes that point nowhere, or do not parse, leave no name.
-    for bad in [&[2, 4][..], &[4, 2, 2], &[], &[0x80]] {
+    for bad in [&[2, 4][..], &[4, 2, 4], &[], &[0x80]] {
         assert!(check(bad).unwrap_err().contains("has no record name"), "{bad:?}");
     }
 }
@@ -162,7 +165,36 @@ fn payload_mode_decodes_an_avro_datum_exactly() {
     };
     assert_eq!(nulls(&[6, 0]), Ok(()), "three nulls");
     let huge = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0];
-    assert!(nulls(&huge).unwrap_err().contains("more array or map items than the payload can hold"));
+    assert!(nulls(&huge).unwrap_err().contains("more values than the payload can hold"));
+    // Many zero-byte values in few bytes: the walk stops at its budget, not at the end.
+    let wide = format!(
+        r#"{{"type":"array","items":{{"type":"record","name":"W","fields":[{}]}}}}"#,
+        (0..200).map(|i| format!(r#"{{"name":"f{i}","type":"null"}}"#)).collect::<Vec<_>>().join(",")
+    );
+    register(&mut registry, "wide-value", "AVRO", &wide);
+    catalog.sync(&registry);
+    let mut payload = vec![0xfe, 0xff, 0x0b];
+    payload.resize(100_000, 0);
+    let wide =
+        |payload: &[u8]| catalog.check(&SchemaCheck { topic: "wide", field: Field::Value, validation, id: 3, payload });
+    assert!(wide(&payload).unwrap_err().contains("more values than the payload can hold"));
+    assert_eq!(wide(&[4, 0]), Ok(()), "two items of 200 nulls each");
+    // A recursive list hundreds of elements long is a datum.
+    register(
+        &mut registry,
+        "list-value",
+        "AVRO",
+        r#"{"type":"record","name":"L","fields":[{"name":"v","type":"int"},{"name":"next","type":["null","L"]}]}"#,
+    );
+    catalog.sync(&registry);
+    let mut list = Vec::new();
+    for _ in 0..300 {
+        list.extend_from_slice(&[2, 2]);
+    }
+    list.extend_from_slice(&[2, 0]);
+    let list_check =
+        |payload: &[u8]| catalog.check(&SchemaCheck { topic: "list", field: Field::Value, validation, id: 4, payload });
+    assert_eq!(list_check(&list), Ok(()));
 }
 
 #[test]

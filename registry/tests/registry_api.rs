@@ -765,3 +765,26 @@ fn a_protobuf_schema_sent_as_a_file_descriptor_is_kept_as_proto_text_and_served_
     let (status, body) = h.post("/subjects/bad/versions", &json!({"schema": "AAAA", "schemaType": "PROTOBUF"}));
     assert_eq!((status, body["error_code"].clone()), (422, json!(42201)), "{body}");
 }
+
+#[test]
+fn a_descriptor_keeps_its_nested_message_order_map_entries_included() {
+    use base64::Engine as _;
+    use prost_reflect::prost::Message as _;
+    let mut h = Harness::new();
+    // Message indexes count nested types in this order: [A, MEntry, B] (and a group's type
+    // where the group is declared), so the stored re-print must compile to the same order.
+    let text = "syntax = \"proto2\";\npackage p;\nmessage Outer {\n  message A { optional int32 x = 1; }\n  \
+                map<string, string> m = 1;\n  message B { optional int32 y = 1; }\n  optional group G = 2 { optional int32 z = 1; }\n  \
+                optional int32 n = 3;\n  message C { }\n}\n";
+    let sent = descriptor_base64("outer.proto", text, &[]);
+    let (status, _) = h.post("/subjects/o/versions", &json!({"schema": sent, "schemaType": "PROTOBUF"}));
+    assert_eq!(status, 200);
+    let names = |b64: &str| -> Vec<String> {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+        let file = prost_reflect::prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("descriptor");
+        file.message_type[0].nested_type.iter().map(|n| n.name().to_owned()).collect()
+    };
+    assert_eq!(names(&sent), ["A", "MEntry", "B", "G", "C"]);
+    let (_, served) = h.get("/schemas/ids/1?format=serialized");
+    assert_eq!(names(served["schema"].as_str().expect("schema")), names(&sent));
+}

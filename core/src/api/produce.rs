@@ -301,10 +301,14 @@ fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Res
     {
         return Err(Outcome::Invalid(errors));
     }
-    if (settings.key_validation.is_some() || settings.value_validation.is_some())
-        && let Some(errors) = RecordErrors::schemas(st, &decoded, &topic.name, settings)
-    {
-        return Err(Outcome::Invalid(errors));
+    if settings.key_validation.is_some() || settings.value_validation.is_some() {
+        if st.schemas.as_ref().is_some_and(|c| !c.ready()) {
+            // Retried by clients: the registry is still reading its state.
+            return Err(refuse(ErrorCode::REQUEST_TIMED_OUT, "the schema registry is still loading its schemas"));
+        }
+        if let Some(errors) = RecordErrors::schemas(st, &decoded, &topic.name, settings) {
+            return Err(Outcome::Invalid(errors));
+        }
     }
     if part.is_rewinding() {
         return Err(Outcome::Error(ErrorCode::NOT_LEADER_OR_FOLLOWER, None));
