@@ -88,6 +88,11 @@ async fn drive(mut node: Node, control: &Control, mut jobs: mpsc::Receiver<Job>,
     let mut replies: HashMap<u64, oneshot::Sender<Response>> = HashMap::new();
     let mut next_id = 0u64;
     let mut first = true;
+    // One timer for the node's next tick, moved only when that time changes: a timer made
+    // afresh on every turn of the loop cost a timer-wheel insert and removal per HTTP request.
+    let tick = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(tick);
+    let mut armed: Option<u64> = None;
     while let Some(conn) = control.connect_local() {
         if !first {
             node.handle_reconnected(now_ms());
@@ -110,7 +115,14 @@ async fn drive(mut node: Node, control: &Control, mut jobs: mpsc::Receiver<Job>,
                     }
                 }
             }
-            let wait = node.poll_timeout().map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
+            let due = node.poll_timeout();
+            if due != armed {
+                if let Some(at) = due {
+                    let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+                    tick.as_mut().reset(tokio::time::Instant::now() + wait);
+                }
+                armed = due;
+            }
             tokio::select! {
                 bytes = reader.recv() => match bytes {
                     Some(bytes) => {
@@ -122,26 +134,29 @@ async fn drive(mut node: Node, control: &Control, mut jobs: mpsc::Receiver<Job>,
                     None => break 'conn,
                 },
                 job = jobs.recv() => match job {
-                    Some((req, tx)) => {
-                        next_id += 1;
-                        replies.insert(next_id, tx);
-                        node.handle_http(now_ms(), next_id, req);
+                    Some(job) => {
+                        // Every request already queued, before the replies go out.
+                        let now = now_ms();
+                        let mut job = Some(job);
+                        while let Some((req, tx)) = job {
+                            next_id += 1;
+                            replies.insert(next_id, tx);
+                            node.handle_http(now, next_id, req);
+                            job = jobs.try_recv().ok();
+                        }
                     }
                     // The HTTP server has gone.
                     None => return,
                 },
-                () = sleep(wait) => node.handle_tick(now_ms()),
+                () = &mut tick, if armed.is_some() => {
+                    // Fired: armed again on the next turn, even for the same time.
+                    armed = None;
+                    node.handle_tick(now_ms());
+                }
             }
         }
         // A closed connection while kelp keeps running is unexpected; do not spin.
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn sleep(wait: Option<Duration>) {
-    match wait {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
     }
 }
 
