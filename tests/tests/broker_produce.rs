@@ -812,6 +812,35 @@ fn key_validation_subject_strategies_and_redpanda_names() {
     assert_eq!(ErrorCode(resp.responses[0].error_code), ErrorCode::INVALID_CONFIG);
 }
 
+/// A registry view still loading its state.
+#[derive(Debug)]
+struct Loading;
+
+impl SchemaCatalog for Loading {
+    fn check(&self, c: &SchemaCheck<'_>) -> Result<(), String> {
+        Err(format!("schema id {} is not in the registry", c.id))
+    }
+
+    fn ready(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn while_the_registry_loads_a_validating_topic_answers_a_retriable_error() {
+    let mut h = Harness::new(test_config());
+    h.broker.set_schema_catalog(std::sync::Arc::new(Loading));
+    let c = h.connect();
+    create_topic_with(&mut h, c, "orders", 1, &[("confluent.value.schema.validation", "true")]);
+    create_topic(&mut h, c, "plain", 1);
+    let p = produce(&mut h, c, "orders", 0, pairs(&[(None, Some(framed(1, b"x")))]));
+    assert_eq!(ErrorCode(p.error_code), ErrorCode::REQUEST_TIMED_OUT, "clients retry it");
+    assert!(p.record_errors.is_empty());
+    assert_eq!(log_of(&mut h, c, "orders", 0).0, 0);
+    // Topics that do not validate are not held up.
+    assert_eq!(error_of(&mut h, c, "plain", 0, pairs(&[(None, Some(b"x".to_vec()))])), ErrorCode::NONE);
+}
+
 #[test]
 fn without_a_registry_a_validating_topic_refuses_what_it_cannot_check() {
     let mut h = Harness::new(test_config());
