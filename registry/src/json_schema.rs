@@ -66,6 +66,9 @@ pub struct JsonSchema {
     model: Model,
     /// The compiled document, for checking instances.
     validator: Option<std::sync::Arc<jsonschema::Validator>>,
+    /// The document's top-level `title`, when it is a string (read once: the broker asks for it
+    /// on every record it checks under a record-name strategy).
+    title: Option<String>,
 }
 
 impl JsonSchema {
@@ -98,8 +101,7 @@ impl JsonSchema {
 
     /// The name subject-name strategies use for the schema: its top-level `title`, if any.
     pub fn record_name(&self) -> Option<String> {
-        let doc: Value = serde_json::from_str(&self.canonical).ok()?;
-        doc.get("title")?.as_str().map(str::to_owned)
+        self.title.clone()
     }
 
     /// The text for `normalize=true`: compact, keys sorted at every level.
@@ -135,7 +137,8 @@ pub fn parse(text: &str, references: &[Referenced<'_>]) -> Result<JsonSchema, St
     let mut normalized = String::new();
     write_sorted(&mut normalized, &docs[0].1);
     let model = Model::build(&docs)?;
-    Ok(JsonSchema { canonical, normalized, model, validator })
+    let title = docs[0].1.get("title").and_then(Value::as_str).map(str::to_owned);
+    Ok(JsonSchema { canonical, normalized, model, validator, title })
 }
 
 /// Checks the depth bound and the JSON syntax; returns the compact text and the value.
