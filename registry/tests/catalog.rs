@@ -38,10 +38,15 @@ fn check(
     catalog.check(&SchemaCheck { topic, field, validation: FieldValidation { strategy, payload: false }, id, payload })
 }
 
-/// A payload-mode check of `orders` values under TopicNameStrategy.
-fn decodes(catalog: &Catalog, id: i32, payload: &[u8]) -> Result<(), String> {
+/// A payload-mode check of `topic`'s values under TopicNameStrategy.
+fn decodes_in(catalog: &Catalog, topic: &str, id: i32, payload: &[u8]) -> Result<(), String> {
     let validation = FieldValidation { strategy: SubjectStrategy::TopicName, payload: true };
-    catalog.check(&SchemaCheck { topic: "orders", field: Field::Value, validation, id, payload })
+    catalog.check(&SchemaCheck { topic, field: Field::Value, validation, id, payload })
+}
+
+/// The same for `orders`.
+fn decodes(catalog: &Catalog, id: i32, payload: &[u8]) -> Result<(), String> {
+    decodes_in(catalog, "orders", id, payload)
 }
 
 const ORDER: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"}]}"#;
@@ -159,10 +164,7 @@ fn payload_mode_decodes_an_avro_datum_exactly() {
     // A huge announced array of a zero-byte type is refused without walking it.
     register(&mut registry, "nulls-value", "AVRO", r#"{"type":"array","items":"null"}"#);
     catalog.sync(&registry);
-    let validation = FieldValidation { strategy: SubjectStrategy::TopicName, payload: true };
-    let nulls = |payload: &[u8]| {
-        catalog.check(&SchemaCheck { topic: "nulls", field: Field::Value, validation, id: 2, payload })
-    };
+    let nulls = |payload: &[u8]| decodes_in(&catalog, "nulls", 2, payload);
     assert_eq!(nulls(&[6, 0]), Ok(()), "three nulls");
     let huge = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0];
     assert!(nulls(&huge).unwrap_err().contains("more values than the payload can hold"));
@@ -175,8 +177,7 @@ fn payload_mode_decodes_an_avro_datum_exactly() {
     catalog.sync(&registry);
     let mut payload = vec![0xfe, 0xff, 0x0b];
     payload.resize(100_000, 0);
-    let wide =
-        |payload: &[u8]| catalog.check(&SchemaCheck { topic: "wide", field: Field::Value, validation, id: 3, payload });
+    let wide = |payload: &[u8]| decodes_in(&catalog, "wide", 3, payload);
     assert!(wide(&payload).unwrap_err().contains("more values than the payload can hold"));
     assert_eq!(wide(&[4, 0]), Ok(()), "two items of 200 nulls each");
     // A recursive list hundreds of elements long is a datum.
@@ -192,8 +193,7 @@ fn payload_mode_decodes_an_avro_datum_exactly() {
         list.extend_from_slice(&[2, 2]);
     }
     list.extend_from_slice(&[2, 0]);
-    let list_check =
-        |payload: &[u8]| catalog.check(&SchemaCheck { topic: "list", field: Field::Value, validation, id: 4, payload });
+    let list_check = |payload: &[u8]| decodes_in(&catalog, "list", 4, payload);
     assert_eq!(list_check(&list), Ok(()));
 }
 
@@ -225,10 +225,7 @@ fn payload_mode_decodes_protobuf_messages_and_json_documents() {
         r#"{"type":"object","properties":{"id":{"type":"integer"}},"required":["id"]}"#,
     );
     catalog.sync(&registry);
-    let validation = FieldValidation { strategy: SubjectStrategy::TopicName, payload: true };
-    let json = |payload: &[u8]| {
-        catalog.check(&SchemaCheck { topic: "refunds", field: Field::Value, validation, id: 2, payload })
-    };
+    let json = |payload: &[u8]| decodes_in(&catalog, "refunds", 2, payload);
     assert_eq!(json(br#"{"id": 3, "extra": true}"#), Ok(()));
     let err = json(br#"{"id": "3"}"#).unwrap_err();
     assert!(err.contains("at '/id'"), "{err}");
