@@ -41,6 +41,7 @@ pub mod clients;
 pub mod harness;
 pub mod members;
 pub mod raw;
+pub mod registry;
 pub mod seaweedfs;
 pub mod server;
 pub mod sim;

@@ -19,56 +19,16 @@
 //!   registration continues the id sequence; the same on `--storage seaweedmq` across a restart
 //!   of SeaweedFS and then kelp.
 //!
-//! The registry's HTTP API is driven here with plain HTTP/1.1 over a socket.
+//! The registry's HTTP API is driven here with plain HTTP/1.1 over a socket
+//! (`kelp_tests::registry`).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use kelp_tests::clients::{Json, Scratch, installed, python_client, run_client};
+use kelp_tests::clients::{Json, installed, python_client};
+use kelp_tests::registry::{call, free_addr, http, run_json, start_with_registry, wait_ready};
 use kelp_tests::seaweedfs::SeaweedCluster;
-use kelp_tests::server::{KelpServer, free_port};
-
-/// One request, on a connection of its own; the status and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((status, body.to_string()))
-}
-
-/// The request's answer, which must have `status`.
-fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, status: u16) -> String {
-    let (got, text) = http(addr, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    assert_eq!(got, status, "{method} {path} {body:?}: {text}");
-    text
-}
-
-/// Waits until the registry answers `GET /` (it serves once it has read `_schemas`).
-fn wait_ready(addr: SocketAddr, server: &KelpServer) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if matches!(http(addr, "GET", "/subjects", None), Ok((200, _))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the schema registry on {addr} did not come up; kelp's log:\n{}", server.log_tail());
-}
-
-fn registry_args(addr: SocketAddr) -> Vec<String> {
-    vec!["--schema-registry-listen".into(), addr.to_string()]
-}
+use kelp_tests::server::KelpServer;
 
 fn serializers_round_trip(runtime: &str) {
     let Some((client, _serial)) = installed(python_client(
@@ -79,25 +39,9 @@ fn serializers_round_trip(runtime: &str) {
     )) else {
         return;
     };
-    let registry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
-    let mut args = registry_args(registry);
-    args.extend(["--runtime".into(), runtime.into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = KelpServer::start(&args);
-    wait_ready(registry, &server);
-    let scratch = Scratch::new(&format!("sr-{runtime}"));
-    let cmd =
-        client.command(&[server.addr.to_string(), format!("http://{registry}"), format!("sr-{runtime}"), "200".into()]);
-    let out = run_client(&scratch, cmd, Duration::from_secs(240));
-    assert!(
-        out.status.is_some_and(|s| s.success()),
-        "{} failed: {}\n{}\nkelp's log:\n{}",
-        client.name,
-        out.stdout,
-        out.stderr,
-        server.log_tail()
-    );
-    let seen = Json::parse(out.stdout.lines().last().unwrap_or("")).expect("the client prints one JSON line");
+    let (server, registry) = start_with_registry(&["--runtime", runtime]);
+    let args = [server.addr.to_string(), format!("http://{registry}"), format!("sr-{runtime}"), "200".into()];
+    let seen = run_json(&client, &server, &format!("sr-{runtime}"), &args, Duration::from_secs(240));
     let avro = seen.get("avro").expect("avro results");
     assert_eq!(avro.get("records").and_then(Json::u64), Some(200));
     assert_eq!(avro.get("id").and_then(Json::u64), Some(1), "the first schema registered");
@@ -191,9 +135,9 @@ fn snapshot(addr: SocketAddr) -> Vec<String> {
 fn registry_state_survives_kill_9_on_the_disk_store() {
     let dir = std::env::temp_dir().join(format!("kelp-e2e-sr-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let registry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
-    let args = registry_args(registry);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let registry = free_addr();
+    let listen = registry.to_string();
+    let args = ["--schema-registry-listen", listen.as_str()];
     let mut server = KelpServer::start_on_disk(&dir, &args);
     wait_ready(registry, &server);
     populate(registry);
@@ -219,13 +163,19 @@ fn registry_state_survives_kill_9_on_the_disk_store() {
 fn registry_on_seaweedmq_survives_a_seaweedfs_restart() {
     kelp_tests::require_seaweedfs!();
     let mut cluster = SeaweedCluster::start("sr-restart");
-    let registry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
-    let mut args = registry_args(registry);
-    args.extend(
-        ["--storage", "seaweedmq", "--seaweedmq-master", &cluster.master, "--seaweedmq-namespace", "kelpsr"]
-            .map(String::from),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let registry = free_addr();
+    let listen = registry.to_string();
+    let master = cluster.master.clone();
+    let args = [
+        "--schema-registry-listen",
+        listen.as_str(),
+        "--storage",
+        "seaweedmq",
+        "--seaweedmq-master",
+        &master,
+        "--seaweedmq-namespace",
+        "kelpsr",
+    ];
     let mut server = KelpServer::start(&args);
     wait_ready(registry, &server);
     populate(registry);
@@ -255,44 +205,22 @@ fn kafkajs_schema_registry_round_trips_avro_protobuf_and_json_through_kelp() {
     let Some((client, _serial)) = installed(kelp_tests::clients::kafkajs_schema_registry()) else {
         return;
     };
-    let registry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
-    let args = registry_args(registry);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = KelpServer::start(&args);
-    wait_ready(registry, &server);
-    let scratch = Scratch::new("sr-kafkajs");
-    let cmd = client.command(&[
-        server.addr.to_string(),
-        format!("http://{registry}"),
-        "kjs".into(),
-        RECORDS.to_string(),
-        "120".into(),
-    ]);
-    let out = run_client(&scratch, cmd, Duration::from_secs(180));
-    assert!(
-        out.status.is_some_and(|s| s.success()),
-        "{} failed after {:?} (status {:?}): {}\n{}\nkelp's log:\n{}",
-        client.name,
-        out.elapsed,
-        out.status,
-        out.stdout,
-        out.stderr,
-        server.log_tail()
-    );
-    let seen = Json::parse(out.stdout.lines().last().unwrap_or("")).expect("the client prints one JSON line");
-    assert_eq!(seen.get("client").and_then(Json::str), Some("kafkajs"), "{}", out.stdout);
+    let (server, registry) = start_with_registry(&[]);
+    let args = [server.addr.to_string(), format!("http://{registry}"), "kjs".into(), RECORDS.to_string(), "120".into()];
+    let seen = run_json(&client, &server, "sr-kafkajs", &args, Duration::from_secs(180));
+    assert_eq!(seen.get("client").and_then(Json::str), Some("kafkajs"), "{seen:?}");
 
     let mut ids = Vec::new();
     // Confluent leaves `schemaType` out for Avro.
     for (format, schema_type) in [("avro", None), ("protobuf", Some("PROTOBUF")), ("json", Some("JSON"))] {
-        let r = seen.get(format).unwrap_or_else(|| panic!("no {format} results in {}", out.stdout));
+        let r = seen.get(format).unwrap_or_else(|| panic!("no {format} results in {seen:?}"));
         let subject = format!("kjs-{format}-value");
         assert_eq!(r.get("subject").and_then(Json::str), Some(subject.as_str()), "{format}");
         assert_eq!(r.get("produced").and_then(Json::u64), Some(RECORDS), "{format}: records produced");
         assert_eq!(r.get("records").and_then(Json::u64), Some(RECORDS), "{format}: records decoded as sent");
 
         // What the client was told, against what kelp's registry answers.
-        let id = r.get("id").and_then(Json::u64).unwrap_or_else(|| panic!("{format}: no id in {}", out.stdout));
+        let id = r.get("id").and_then(Json::u64).unwrap_or_else(|| panic!("{format}: no id in {r:?}"));
         for again in ["again_id", "latest_id", "by_schema_id"] {
             assert_eq!(r.get(again).and_then(Json::u64), Some(id), "{format}: {again}");
         }
@@ -316,7 +244,6 @@ fn kafkajs_schema_registry_round_trips_avro_protobuf_and_json_through_kelp() {
         ids.push(id);
     }
     assert_eq!(ids, [1, 2, 3], "ids in the order the schemas were registered on a new registry");
-    eprintln!("{} ran {:?}", client.name, out.elapsed);
 }
 
 // ---- the Java KafkaAvroSerializer and KafkaProtobufSerializer ----
@@ -338,25 +265,9 @@ fn java_avro_and_protobuf_serializers_round_trip_through_kelp_and_its_registry()
         return;
     };
     const N: u64 = 100;
-    let registry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
-    let args = registry_args(registry);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = KelpServer::start(&args);
-    wait_ready(registry, &server);
-    let scratch = Scratch::new("sr-java");
-    let cmd = client.command(&[server.addr.to_string(), format!("http://{registry}"), "sr-java".into(), N.to_string()]);
-    let out = run_client(&scratch, cmd, Duration::from_secs(240));
-    assert!(
-        out.status.is_some_and(|s| s.success()),
-        "{} failed after {:?}: {}\n{}\nkelp's log:\n{}",
-        client.name,
-        out.elapsed,
-        out.stdout,
-        out.stderr,
-        server.log_tail()
-    );
-    let line = out.stdout.lines().last().unwrap_or("");
-    let seen = Json::parse(line).unwrap_or_else(|| panic!("the client prints one JSON line, not {line:?}"));
+    let (server, registry) = start_with_registry(&[]);
+    let args = [server.addr.to_string(), format!("http://{registry}"), "sr-java".into(), N.to_string()];
+    let seen = run_json(&client, &server, "sr-java", &args, Duration::from_secs(240));
 
     // Avro: every record of both schema versions read back equal (the client compared them).
     let avro = seen.get("avro").expect("avro results");
@@ -402,5 +313,4 @@ fn java_avro_and_protobuf_serializers_round_trip_through_kelp_and_its_registry()
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 4, "four schemas, four ids: {seen:?} {money:?}");
-    println!("Java serializers through kelp: {} in {:?}", line, out.elapsed);
 }

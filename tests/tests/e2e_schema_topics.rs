@@ -23,58 +23,18 @@
 //!   default strategy under `<topic>-value` is refused, the exception naming the subject it was
 //!   not under. Only the accepted records are read back from either topic.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kelp_tests::clients::{Client, Json, Scratch, confluent_schema_topics, installed, java_schema_topics, run_client};
-use kelp_tests::server::{KelpServer, free_port};
+use kelp_tests::clients::{Client, Json, confluent_schema_topics, installed, java_schema_topics};
+use kelp_tests::registry::{run_json, start_with_registry};
+use kelp_tests::server::KelpServer;
 
 /// Kafka's error code INVALID_RECORD.
 const INVALID_RECORD: u64 = 87;
 
-/// Whether the registry answers `GET /subjects` with 200 (it serves once it has read `_schemas`).
-fn registry_answers(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let request = format!("GET /subjects HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let mut answer = String::new();
-    s.write_all(request.as_bytes()).is_ok()
-        && s.read_to_string(&mut answer).is_ok()
-        && answer.starts_with("HTTP/1.1 200")
-}
-
-/// kelp with its registry on a port of its own, once the registry answers.
-fn start_kelp() -> (KelpServer, SocketAddr) {
-    let registry: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
-    let server = KelpServer::start(&["--schema-registry-listen", &registry.to_string()]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !registry_answers(registry) {
-        assert!(
-            Instant::now() < deadline,
-            "the schema registry on {registry} did not come up; kelp's log:\n{}",
-            server.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (server, registry)
-}
-
 /// Runs `client` with `args` to completion; its one JSON line (the test fails otherwise).
 fn run(client: &Client, server: &KelpServer, args: &[String]) -> Json {
-    let scratch = Scratch::new(client.id);
-    let out = run_client(&scratch, client.command(args), Duration::from_secs(180));
-    let line = out.stdout.lines().last().unwrap_or("");
-    assert!(
-        out.status.is_some_and(|s| s.success()),
-        "{} failed after {:?}: {}\n{}\nkelp's log:\n{}",
-        client.name,
-        out.elapsed,
-        out.stdout,
-        out.stderr,
-        server.log_tail()
-    );
-    Json::parse(line).unwrap_or_else(|| panic!("{} printed no JSON line: {}\n{}", client.name, out.stdout, out.stderr))
+    run_json(client, server, client.id, args, Duration::from_secs(180))
 }
 
 fn field<'a>(v: &'a Json, path: &[&str]) -> &'a Json {
@@ -113,7 +73,7 @@ fn assert_accepted(seen: &Json, path: &[&str], offset: u64) {
 #[test]
 fn confluent_kafka_producer_meets_schema_validation_on_its_topics() {
     let Some((client, _serial)) = installed(confluent_schema_topics()) else { return };
-    let (server, registry) = start_kelp();
+    let (server, registry) = start_with_registry(&[]);
     let seen = run(&client, &server, &[server.addr.to_string(), format!("http://{registry}"), "st".into()]);
     assert_eq!(num(&seen, &["invalid_record_code"]), INVALID_RECORD, "librdkafka's number for INVALID_RECORD");
 
@@ -177,7 +137,7 @@ fn invalid_record_message(outcome: &Json, what: &str) -> String {
 #[test]
 fn java_producer_meets_schema_validation_on_its_topics() {
     let Some((client, _serial)) = installed(java_schema_topics()) else { return };
-    let (server, registry) = start_kelp();
+    let (server, registry) = start_with_registry(&[]);
     let count = 20;
     let seen = run(
         &client,
