@@ -9,6 +9,8 @@
 //! INVALID_RECORD, each failing record named in `record_errors` (KIP-467). Null keys and values
 //! (tombstones) are not checked.
 
+use crate::typed::Typing;
+
 /// The Confluent magic byte that starts a framed key or value.
 pub const MAGIC: u8 = 0;
 
@@ -127,6 +129,10 @@ pub trait SchemaCatalog: Send + Sync + std::fmt::Debug {
     fn ready(&self) -> bool {
         true
     }
+
+    /// The payload framed with schema `id` as typed columns ([`crate::typed`]), for a store
+    /// that keeps typed records.
+    fn typed(&self, id: i32, payload: &[u8]) -> Typing;
 }
 
 /// Checks one framed key or value; `Err` is the message for its record error.
@@ -172,6 +178,10 @@ mod tests {
     impl SchemaCatalog for Only {
         fn check(&self, c: &SchemaCheck<'_>) -> Result<(), String> {
             if c.id == self.0 { Ok(()) } else { Err(format!("unknown schema id {}", c.id)) }
+        }
+
+        fn typed(&self, _: i32, _: &[u8]) -> Typing {
+            Typing::Untyped
         }
     }
 

@@ -33,6 +33,10 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::{Incompatibility, Referenced};
 
+mod typed;
+
+pub use typed::{AvroColumns, VALUE_COLUMN};
+
 /// The deepest JSON nesting a schema may have. Real schemas stay far below it; the bound keeps
 /// every recursive walk here and in `apache-avro` well inside the stack.
 pub const MAX_DEPTH: usize = 64;

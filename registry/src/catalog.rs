@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use kelp_core::schemas::{SchemaCatalog, SchemaCheck, SubjectStrategy};
+use kelp_core::typed::{Column, TypedRecord, Typing};
 
-use crate::format::Parsed;
+use crate::format::{Parsed, Shape};
 use crate::store::{Registry, SchemaId};
 
 /// What the broker knows of one id.
@@ -32,6 +33,17 @@ pub struct Catalog {
     ids: RwLock<HashMap<i32, Known>>,
     /// Whether the registry has read its topic to the end once.
     ready: AtomicBool,
+    /// Typed columns by schema id and shape key ([`Parsed::shape_key`]), made on first use.
+    /// A schema never changes under its id, so entries stay valid; there is one per id and
+    /// Protobuf message that records used.
+    shapes: RwLock<HashMap<(i32, String), Arc<Shaped>>>,
+}
+
+/// A shape with its columns shared, as [`TypedRecord`]s carry them.
+#[derive(Debug)]
+struct Shaped {
+    columns: Arc<[Column]>,
+    shape: Shape,
 }
 
 impl Catalog {
@@ -73,9 +85,34 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    fn parsed(&self, id: i32) -> Option<Arc<Parsed>> {
+        self.ids.read().ok()?.get(&id)?.parsed.clone()
+    }
+
+    fn shaped(&self, id: i32, parsed: &Parsed, payload: &[u8]) -> Option<Arc<Shaped>> {
+        let key = (id, parsed.shape_key(payload)?);
+        if let Some(s) = self.shapes.read().ok()?.get(&key) {
+            return Some(s.clone());
+        }
+        let shape = parsed.shape(payload)?;
+        let shaped = Arc::new(Shaped { columns: shape.columns().into(), shape });
+        self.shapes.write().ok()?.entry(key).or_insert(shaped).clone().into()
+    }
+}
+
 impl SchemaCatalog for Catalog {
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    fn typed(&self, id: i32, payload: &[u8]) -> Typing {
+        let Some(parsed) = self.parsed(id) else { return Typing::Untyped };
+        let Some(shaped) = self.shaped(id, &parsed, payload) else { return Typing::Untyped };
+        match parsed.decode(&shaped.shape, payload) {
+            Ok(cells) => Typing::Typed(TypedRecord { columns: shaped.columns.clone(), cells }),
+            Err(e) => Typing::Undecodable(shaped.columns.clone(), e),
+        }
     }
 
     fn check(&self, c: &SchemaCheck<'_>) -> Result<(), String> {

@@ -1,8 +1,32 @@
 //! The one place that calls into the schema formats: it dispatches on the schema type (AVRO,
 //! PROTOBUF, JSON). Nothing here knows about subjects, versions or HTTP.
 
+use kelp_core::typed::{Cell, Column};
+
 use crate::store::SchemaType;
 use crate::{Referenced, avro, json_schema, protobuf};
+
+/// A schema's typed columns and how its payloads are read into them ([`Parsed::shape`]).
+#[derive(Debug, Clone)]
+pub enum Shape {
+    /// An Avro schema's.
+    Avro(avro::AvroColumns),
+    /// A Protobuf message's.
+    Protobuf(protobuf::ProtoColumns),
+    /// A JSON Schema's.
+    Json(json_schema::JsonColumns),
+}
+
+impl Shape {
+    /// The columns.
+    pub fn columns(&self) -> &[Column] {
+        match self {
+            Self::Avro(c) => c.columns(),
+            Self::Protobuf(c) => c.columns(),
+            Self::Json(c) => c.columns(),
+        }
+    }
+}
 
 /// A schema parsed by its format, references resolved.
 #[derive(Debug)]
@@ -68,6 +92,40 @@ impl Parsed {
             Inner::Avro(s) => s.check_datum(payload),
             Inner::Protobuf(s) => s.check_message(payload),
             Inner::Json(s) => s.check_instance(payload),
+        }
+    }
+
+    /// The typed columns of the payload's type ([`kelp_core::typed`]): the schema's for Avro
+    /// and JSON Schema, the message's its indexes name for Protobuf (`None` when they name
+    /// none). With it, [`Shape::key`] tells apart the shapes of one schema.
+    pub fn shape(&self, payload: &[u8]) -> Option<Shape> {
+        Some(match &self.inner {
+            Inner::Avro(s) => Shape::Avro(s.columns()),
+            Inner::Protobuf(s) => Shape::Protobuf(s.columns(payload)?),
+            Inner::Json(s) => Shape::Json(s.columns()),
+        })
+    }
+
+    /// Which shape of this schema a payload uses: `""` for Avro and JSON Schema (one shape),
+    /// the message's full name for Protobuf. `None` when the payload names no shape.
+    pub fn shape_key(&self, payload: &[u8]) -> Option<String> {
+        match &self.inner {
+            Inner::Protobuf(s) => s.message_name(&protobuf::message_indexes(payload)?.0),
+            _ => Some(String::new()),
+        }
+    }
+
+    /// Decodes `payload` into one cell per column of `shape` (made by [`Parsed::shape`] of
+    /// this schema).
+    ///
+    /// # Errors
+    /// Why the payload does not decode with the schema.
+    pub fn decode(&self, shape: &Shape, payload: &[u8]) -> Result<Vec<Cell>, String> {
+        match (&self.inner, shape) {
+            (Inner::Avro(s), Shape::Avro(c)) => s.decode_cells(c, payload),
+            (Inner::Protobuf(s), Shape::Protobuf(c)) => s.decode_cells(c, payload),
+            (Inner::Json(s), Shape::Json(c)) => s.decode_cells(c, payload),
+            _ => Err("the shape is of another schema format".to_owned()),
         }
     }
 

@@ -44,6 +44,10 @@ use serde_json::Value;
 
 use crate::Referenced;
 
+mod typed;
+
+pub use typed::JsonColumns;
+
 /// The deepest nesting of arrays and objects a schema document may have.
 pub const MAX_DEPTH: usize = 64;
 

@@ -38,6 +38,10 @@ use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
 use crate::{Incompatibility, Referenced};
 
+mod typed;
+
+pub use typed::ProtoColumns;
+
 /// The longest schema or reference text accepted, in bytes.
 pub const MAX_TEXT_LEN: usize = 1 << 20;
 

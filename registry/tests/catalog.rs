@@ -232,3 +232,34 @@ fn payload_mode_decodes_protobuf_messages_and_json_documents() {
     assert!(json(b"{}").unwrap_err().contains("not valid against the JSON Schema"));
     assert!(json(b"{not json").unwrap_err().contains("not JSON"));
 }
+
+#[test]
+fn payloads_are_typed_by_their_schema_and_protobuf_message() {
+    use kelp_core::typed::{Cell, Column, ColumnType, Scalar, Typing};
+    let mut registry = Registry::new("c");
+    let catalog = Catalog::new();
+    register(&mut registry, "orders-value", "AVRO", ORDER);
+    register(&mut registry, "items-value", "PROTOBUF", PROTO);
+    catalog.sync(&registry);
+    let Typing::Typed(order) = catalog.typed(1, &[0x54]) else { panic!("an Avro long decodes") };
+    assert_eq!(&*order.columns, &[Column::new("id", ColumnType::Scalar(Scalar::Int64), true)][..]);
+    assert_eq!(order.cells, vec![Cell::Int64(42)]);
+    let Typing::Typed(again) = catalog.typed(1, &[0x02]) else { panic!("decodes") };
+    assert!(std::sync::Arc::ptr_eq(&order.columns, &again.columns), "one shape per schema, made once");
+    match catalog.typed(1, &[0x80]) {
+        Typing::Undecodable(columns, why) => {
+            assert_eq!(columns, order.columns);
+            assert!(why.contains("runs past the end"), "{why}");
+        }
+        other => panic!("a cut varint: {other:?}"),
+    }
+    // Protobuf: the message indexes pick the message, and with it the columns.
+    let Typing::Typed(item) = catalog.typed(2, &[0, 0x0a, 1, b'x']) else { panic!("an Item") };
+    assert_eq!(&*item.columns, &[Column::new("sku", ColumnType::Scalar(Scalar::String), true)][..]);
+    assert_eq!(item.cells, vec![Cell::String("x".into())]);
+    let Typing::Typed(basket) = catalog.typed(2, &[2, 2]) else { panic!("an empty Basket") };
+    assert_eq!(basket.columns.len(), 1);
+    assert_eq!(basket.cells, vec![Cell::List(vec![])]);
+    assert_eq!(catalog.typed(2, &[2, 8]), Typing::Untyped, "indexes that name no message");
+    assert_eq!(catalog.typed(3, &[0]), Typing::Untyped, "an unknown id");
+}

@@ -18,6 +18,7 @@ use kelp_core::codec::{ApiKey, ErrorCode, KStr, Uuid};
 use kelp_core::io::StorageError;
 use kelp_core::records::{Batches, Compression, RecordBatchBuilder, TimestampType};
 use kelp_core::schemas::{SchemaCatalog, SchemaCheck};
+use kelp_core::typed::Typing;
 use kelp_core::{Command, ConnId};
 use kelp_tests::expect_body;
 use kelp_tests::harness::{
@@ -699,6 +700,10 @@ impl SchemaCatalog for Catalog {
         }
         Ok(())
     }
+
+    fn typed(&self, _: i32, _: &[u8]) -> Typing {
+        Typing::Untyped
+    }
 }
 
 fn framed(id: i32, payload: &[u8]) -> Vec<u8> {
@@ -823,6 +828,10 @@ impl SchemaCatalog for Loading {
 
     fn ready(&self) -> bool {
         false
+    }
+
+    fn typed(&self, _: i32, _: &[u8]) -> Typing {
+        Typing::Untyped
     }
 }
 

@@ -650,6 +650,10 @@ impl ConsumerGroup {
             return Ok((id, taken));
         }
         if let Some(existing) = self.members.get(&id) {
+            // A fenced member rejoins with epoch 0 and the member id it keeps for its lifetime
+            // (KIP-1082): it is taken back with its record, whatever its epoch here, as Kafka
+            // does since KAFKA-19233 (earlier coordinators fenced it again until its session
+            // ran out).
             return Ok((id, Some(existing.clone())));
         }
         if self.members.len() >= cx.cfg.group_max_size {
