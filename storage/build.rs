@@ -2,7 +2,8 @@
 //! pure-Rust `protox` compiler, so building needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/schema.proto", "proto/master.proto", "proto/filer.proto", "proto/mq_broker.proto"];
+    let files =
+        ["proto/schema.proto", "proto/master.proto", "proto/filer.proto", "proto/mq_broker.proto", "proto/view.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

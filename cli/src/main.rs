@@ -351,6 +351,8 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
         StorageKind::Seaweedmq => {
             let mut cfg = kelp_storage::SeaweedMqConfig::new(args.seaweedmq_master.clone());
             cfg.namespace.clone_from(&args.seaweedmq_namespace);
+            // Topics that validate against the registry keep typed records (SCHEMA_TOPICS.md).
+            cfg.catalog = catalog.clone().map(|c| c as Arc<dyn kelp_core::schemas::SchemaCatalog>);
             let store = kelp_storage::SeaweedMqStore::connect(cfg)
                 .with_context(|| format!("connecting to SeaweedMQ through the master {}", args.seaweedmq_master))?;
             Box::new(store)

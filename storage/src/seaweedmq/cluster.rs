@@ -21,6 +21,7 @@ use super::pb::schema_pb;
 use super::persisted::Persisted;
 use super::session::SessionPool;
 use super::topics::{Placement, TopicInfo};
+use super::typed::Shapes;
 
 /// Largest gRPC message kelp accepts from SeaweedFS.
 const MAX_MESSAGE: usize = 64 << 20;
@@ -45,6 +46,9 @@ pub struct Cluster {
     pub(super) sessions: SessionPool,
     /// What SeaweedMQ has persisted of each partition, and the broker generation.
     pub(super) persisted: Persisted,
+    /// The typed topics' shapes, by topic name, as their `RecordType`s were last set or read;
+    /// held while one is widened so that partitions of a topic widen it one at a time.
+    pub(super) shapes: tokio::sync::Mutex<Shapes>,
 }
 
 impl Cluster {
@@ -60,6 +64,7 @@ impl Cluster {
             placements: Mutex::new(HashMap::new()),
             sessions: SessionPool::default(),
             persisted: Persisted::new(),
+            shapes: tokio::sync::Mutex::new(Shapes::new()),
         }
     }
 

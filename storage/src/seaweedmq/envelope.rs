@@ -139,9 +139,18 @@ impl Envelope {
         out.freeze()
     }
 
-    /// Decodes a message value; `None` if it is not a valid envelope.
+    /// Decodes a message value: an envelope, or a typed record holding one
+    /// ([`super::typed`]); `None` if it is neither.
     #[must_use]
-    pub fn decode(mut value: Bytes) -> Option<Self> {
+    pub fn decode(value: Bytes) -> Option<Self> {
+        if value.first() == Some(&MAGIC) {
+            Self::decode_plain(value)
+        } else {
+            Self::decode_plain(super::typed::envelope_in(&value)?)
+        }
+    }
+
+    fn decode_plain(mut value: Bytes) -> Option<Self> {
         if value.len() < FIXED || value[0] != MAGIC || value[1] != VERSION {
             return None;
         }

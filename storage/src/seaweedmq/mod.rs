@@ -46,12 +46,14 @@ mod repair;
 mod seek;
 mod session;
 mod topics;
+pub mod typed;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hashbrown::HashMap;
 use kelp_core::io::{CleanReport, PartitionKey, StorageError};
+use kelp_core::schemas::SchemaCatalog;
 use kelp_core::{CmdId, Command, Completion};
 use tokio::sync::mpsc;
 
@@ -79,6 +81,10 @@ pub mod pb {
     pub mod messaging_pb {
         tonic::include_proto!("messaging_pb");
     }
+    /// Partial views of typed records, for reading kelp's column back.
+    pub mod view_pb {
+        tonic::include_proto!("view_pb");
+    }
 }
 
 /// How to reach the cluster.
@@ -93,6 +99,9 @@ pub struct SeaweedMqConfig {
     pub rpc_timeout: Duration,
     /// How long an append may wait for the broker's acknowledgements.
     pub ack_timeout: Duration,
+    /// The schema registry's view, for topics whose records are kept typed
+    /// ([`typed`]); without it every record is kept as its envelope alone.
+    pub catalog: Option<Arc<dyn SchemaCatalog>>,
 }
 
 impl SeaweedMqConfig {
@@ -104,6 +113,7 @@ impl SeaweedMqConfig {
             namespace: "kafka".into(),
             rpc_timeout: Duration::from_secs(10),
             ack_timeout: Duration::from_secs(30),
+            catalog: None,
         }
     }
 }

@@ -24,7 +24,7 @@ use kelp_core::io::{PartitionKey, Recompress, StorageError};
 use kelp_core::{CmdId, Command, Completion};
 use tokio::sync::mpsc;
 
-use super::cluster::{Cluster, now_ns};
+use super::cluster::{Cluster, lock, now_ns};
 use super::envelope;
 use super::pb::messaging_pb::{self, publish_message_request};
 use super::persisted::Fence;
@@ -282,10 +282,17 @@ impl Publisher {
         if self.stream.is_none() {
             self.open_stream(base).await?;
         }
+        let info = lock(&self.cluster.topics).get(&self.key.topic_id).cloned();
+        let values = match (info, self.cluster.cfg.catalog.as_deref()) {
+            (Some(info), Some(catalog)) if info.typed.any() => {
+                self.cluster.typed_values(&info, catalog, &records).await?
+            }
+            _ => records.iter().map(envelope::Envelope::encode).collect(),
+        };
         let Some(s) = self.stream.as_ref() else { return Err(StorageError::Unavailable) };
         let ts = now_ns();
-        for r in &records {
-            let data = messaging_pb::DataMessage { key: Bytes::new(), value: r.encode(), ts_ns: ts, ctrl: None };
+        for value in values {
+            let data = messaging_pb::DataMessage { key: Bytes::new(), value, ts_ns: ts, ctrl: None };
             let msg =
                 messaging_pb::PublishMessageRequest { message: Some(publish_message_request::Message::Data(data)) };
             s.tx.send(msg).await.map_err(|_| StorageError::Unavailable)?;

@@ -16,7 +16,7 @@ use super::cluster::{Cluster, lock};
 use super::envelope::Envelope;
 use super::format::{decode_kv, decode_log_start, decode_topic, log_start_name};
 use super::persisted::GateState;
-use super::topics::TopicInfo;
+use super::topics::{TopicInfo, TypedFields};
 
 /// Records scanned at the end of each partition on recovery, for producer state.
 const TAIL_SCAN: i64 = 2000;
@@ -63,7 +63,8 @@ impl Cluster {
         if self.smq_partitions(&name).await?.is_none() {
             self.configure(&name, t.partitions).await?;
         }
-        lock(&self.topics).insert(t.id, TopicInfo { name, partitions: t.partitions });
+        let typed = TypedFields::of(&t);
+        lock(&self.topics).insert(t.id, TopicInfo { name, partitions: t.partitions, typed });
         // The first partition looks the placements up afresh; then the others, a few at a
         // time: settling one may wait seconds for the broker's flush (see `Cluster::settle`).
         let extent = |i: i32| {

@@ -6,7 +6,9 @@
 //! topic's partition count changes, so kelp changes it only while the topic holds no data.
 
 use kelp_core::codec::Uuid;
+use kelp_core::config::Config;
 use kelp_core::io::{PartitionKey, StorageError, TopicRecord};
+use kelp_core::topics::TopicSettings;
 use tokio::time::timeout;
 
 use super::cluster::{Cluster, lock, unavailable};
@@ -23,6 +25,32 @@ pub(super) struct TopicInfo {
     pub(super) name: String,
     /// The Kafka partition count.
     pub(super) partitions: i32,
+    /// Which of its records' fields are kept typed ([`super::typed`]).
+    pub(super) typed: TypedFields,
+}
+
+/// Which fields of a topic's records are kept as typed columns: those the topic validates
+/// against the schema registry (`confluent.value.schema.validation` and the key twin, or
+/// Redpanda's names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct TypedFields {
+    /// The value.
+    pub(super) value: bool,
+    /// The key.
+    pub(super) key: bool,
+}
+
+impl TypedFields {
+    /// What topic `t`'s configs ask for.
+    pub(super) fn of(t: &TopicRecord) -> Self {
+        let s = TopicSettings::resolve(&Config::default(), &t.configs);
+        Self { value: s.value_validation.is_some(), key: s.key_validation.is_some() }
+    }
+
+    /// Whether any field is typed.
+    pub(super) fn any(self) -> bool {
+        self.value || self.key
+    }
 }
 
 /// A partition as the broker names it, and who leads it.
@@ -107,10 +135,41 @@ impl Cluster {
 
     /// Creates topic `name` with `partitions` partitions, or re-splits it to that many.
     pub(super) async fn configure(&self, name: &str, partitions: i32) -> Result<(), StorageError> {
-        let req = messaging_pb::ConfigureTopicRequest { topic: Some(self.topic(name)), partition_count: partitions };
+        let req = messaging_pb::ConfigureTopicRequest {
+            topic: Some(self.topic(name)),
+            partition_count: partitions,
+            ..Default::default()
+        };
         self.rpc("ConfigureTopic", self.broker(&self.broker_addr).configure_topic(req)).await?;
         lock(&self.placements).remove(name);
         Ok(())
+    }
+
+    /// Sets the `RecordType` of topic `name`, which has `partitions` partitions: with the
+    /// count unchanged, SeaweedMQ only rewrites the topic's `topic.conf` and keeps its data.
+    pub(super) async fn set_record_type(
+        &self,
+        name: &str,
+        partitions: i32,
+        record_type: schema_pb::RecordType,
+        format: &str,
+    ) -> Result<(), StorageError> {
+        let req = messaging_pb::ConfigureTopicRequest {
+            topic: Some(self.topic(name)),
+            partition_count: partitions,
+            message_record_type: Some(record_type),
+            key_columns: Vec::new(),
+            schema_format: format.to_owned(),
+        };
+        self.rpc("ConfigureTopic", self.broker(&self.broker_addr).configure_topic(req)).await?;
+        Ok(())
+    }
+
+    /// The `RecordType` of topic `name` as `topic.conf` has it, if any.
+    pub(super) async fn record_type(&self, name: &str) -> Result<Option<schema_pb::RecordType>, StorageError> {
+        let req = messaging_pb::GetTopicConfigurationRequest { topic: Some(self.topic(name)) };
+        let r = self.rpc("GetTopicConfiguration", self.broker(&self.broker_addr).get_topic_configuration(req)).await?;
+        Ok(r.message_record_type)
     }
 
     /// How many partitions SeaweedMQ has for `name`, if the topic exists there.
@@ -169,7 +228,10 @@ impl Cluster {
             (_, None) => self.configure(&name, t.partitions).await?,
         }
         self.put_file(&self.meta_dir("topics"), &name, encode_topic(&t)).await?;
-        lock(&self.topics).insert(t.id, TopicInfo { name: name.clone(), partitions: t.partitions });
+        let typed = TypedFields::of(&t);
+        lock(&self.topics).insert(t.id, TopicInfo { name: name.clone(), partitions: t.partitions, typed });
+        // A re-split topic has no RecordType any more; a changed one is read again when needed.
+        self.shapes.lock().await.remove(&name);
         self.placements(&name, true).await?;
         Ok(())
     }
@@ -188,6 +250,7 @@ impl Cluster {
         }
         lock(&self.topics).remove(&id);
         lock(&self.placements).remove(&info.name);
+        self.shapes.lock().await.remove(&info.name);
         self.sessions.forget_topic(id);
         self.persisted.forget_topic(id);
         Ok(())
