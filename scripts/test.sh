@@ -92,13 +92,15 @@ step "deterministic simulation: 500 fixed seeds, each run twice (SIM_SEEDS=a..b 
 cargo test -p kelp-tests --test sim -- --nocapture
 
 # The step above ran the client and group suites on tokio + memory, and e2e_resume (disk only)
-# on tokio. Here: the client suites on the disk store under each runtime, three group scenarios
-# on disk under mio (the groups' coordinator is in the core, the same under either runtime and
-# every store, and the whole group suite ran above; what a runtime and a store add is how
-# parked answers are timed and where group metadata is kept, which a classic, a KIP-848 and a
-# kafkajs group all go through), and the graceful-stop (SIGTERM) resume tests on mio, whose stop
-# path differs from tokio's.
-GROUP_SUBSET=(confluent_kafka_group java_kip848_group kafkajs_group)
+# on tokio. Here: the client suites on the disk store under each runtime, a subset of the group
+# scenarios on disk under mio (the groups' coordinator is in the core, the same under either
+# runtime and every store, and the whole group suite ran above; what a runtime and a store add
+# is how parked answers are timed and where group metadata is kept, which a classic, a kafkajs
+# and the KIP-848 groups (Java, librdkafka, both in one group, a regex subscription) all go
+# through), and the graceful-stop (SIGTERM) resume tests on mio, whose stop path differs from
+# tokio's.
+GROUP_SUBSET=(confluent_kafka_group kafkajs_group java_kip848_group confluent_kafka_kip848_group
+    java_and_confluent_kafka_kip848_in_one_group confluent_kafka_kip848_regex_subscription_gains_a_new_topic)
 step "end-to-end client tests again on the disk store (mio, then tokio), group scenarios on disk + mio"
 KELP_RUNTIME=mio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hostile
 KELP_RUNTIME=mio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_groups -- "${GROUP_SUBSET[@]}"
