@@ -37,7 +37,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let mut client = SeaweedMessagingClient::new(ch);
     let topic = schema_pb::Topic { namespace: ns.clone(), name: name.clone() };
-    let conf = messaging_pb::ConfigureTopicRequest { topic: Some(topic.clone()), partition_count: 1 };
+    let conf =
+        messaging_pb::ConfigureTopicRequest { topic: Some(topic.clone()), partition_count: 1, ..Default::default() };
     let assigned = client.configure_topic(conf).await?.into_inner().broker_partition_assignments;
     let partition = assigned.first().and_then(|a| a.partition).ok_or("no partition")?;
     tokio::time::sleep(Duration::from_millis(500)).await;

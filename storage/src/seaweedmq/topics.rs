@@ -107,7 +107,11 @@ impl Cluster {
 
     /// Creates topic `name` with `partitions` partitions, or re-splits it to that many.
     pub(super) async fn configure(&self, name: &str, partitions: i32) -> Result<(), StorageError> {
-        let req = messaging_pb::ConfigureTopicRequest { topic: Some(self.topic(name)), partition_count: partitions };
+        let req = messaging_pb::ConfigureTopicRequest {
+            topic: Some(self.topic(name)),
+            partition_count: partitions,
+            ..Default::default()
+        };
         self.rpc("ConfigureTopic", self.broker(&self.broker_addr).configure_topic(req)).await?;
         lock(&self.placements).remove(name);
         Ok(())
