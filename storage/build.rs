@@ -8,6 +8,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["proto"])?;
-    tonic_prost_build::configure().build_server(false).bytes(".").compile_fds(fds)?;
+    // A BTreeMap for RecordValue's fields: a RecordValue then always encodes to the same bytes.
+    tonic_prost_build::configure()
+        .build_server(false)
+        .bytes(".")
+        .btree_map(".schema_pb.RecordValue.fields")
+        .compile_fds(fds)?;
     Ok(())
 }
