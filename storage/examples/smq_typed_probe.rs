@@ -243,12 +243,14 @@ fn recs_b() -> Vec<Rec> {
 
 /// Topic D: two columns, every field present, every key non-empty: the plainest typed topic.
 fn record_type_d() -> RecordType {
-    RecordType {
-        fields: vec![
-            field("a_id", 0, scalar(ScalarType::Int64), false),
-            field("b_blob", 1, scalar(ScalarType::Bytes), false),
-        ],
+    let mut fields =
+        vec![field("a_id", 0, scalar(ScalarType::Int64), false), field("b_blob", 1, scalar(ScalarType::Bytes), false)];
+    // PROBE_OFFSET_COLUMN=1: the RecordType itself declares `_offset`, the column the broker's
+    // Parquet reader expects and its writer leaves out.
+    if std::env::var("PROBE_OFFSET_COLUMN").is_ok_and(|v| v == "1") {
+        fields.push(field("_offset", 2, scalar(ScalarType::Int64), false));
     }
+    RecordType { fields }
 }
 
 fn recs_d() -> Vec<Rec> {

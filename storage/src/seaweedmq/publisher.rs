@@ -279,20 +279,22 @@ impl Publisher {
         if records.first().map(|r| r.offset) != Some(base) {
             return Err(StorageError::Corrupt("append whose first record is not at its base offset"));
         }
-        if self.stream.is_none() {
-            self.open_stream(base).await?;
-        }
+        // Typed records first: widening the topic's RecordType may make the broker drop the
+        // partition's open publish streams, so it is best done before one is opened.
         let info = lock(&self.cluster.topics).get(&self.key.topic_id).cloned();
-        let values = match (info, self.cluster.cfg.catalog.as_deref()) {
+        let messages = match (info, self.cluster.cfg.catalog.as_deref()) {
             (Some(info), Some(catalog)) if info.typed.any() => {
                 self.cluster.typed_values(&info, catalog, &records).await?
             }
-            _ => records.iter().map(envelope::Envelope::encode).collect(),
+            _ => records.iter().map(|r| (Bytes::new(), r.encode())).collect(),
         };
+        if self.stream.is_none() {
+            self.open_stream(base).await?;
+        }
         let Some(s) = self.stream.as_ref() else { return Err(StorageError::Unavailable) };
         let ts = now_ns();
-        for value in values {
-            let data = messaging_pb::DataMessage { key: Bytes::new(), value, ts_ns: ts, ctrl: None };
+        for (key, value) in messages {
+            let data = messaging_pb::DataMessage { key, value, ts_ns: ts, ctrl: None };
             let msg =
                 messaging_pb::PublishMessageRequest { message: Some(publish_message_request::Message::Data(data)) };
             s.tx.send(msg).await.map_err(|_| StorageError::Unavailable)?;

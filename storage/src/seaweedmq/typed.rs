@@ -7,6 +7,7 @@
 //! widens it ([`kelp_core::typed::widen`]), and it never loses a column. docs/SCHEMA_TOPICS.md
 //! documents the layout for SeaweedMQ-native readers; keep the two in step.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -26,6 +27,14 @@ use super::topics::TopicInfo;
 pub const RECORD_COLUMN: &str = "_kelp_record";
 /// The nested record holding a validated key's decoded fields.
 pub const KEY_COLUMN: &str = "_kelp_key";
+/// SeaweedMQ's offset column. Its compaction adds `_ts_ns` and `_key` to a topic's Parquet
+/// files, its Parquet reader expects `_offset` too, and weed 4.48's broker dies reading a file
+/// without it; declared in the `RecordType`, it is written (with each message's offset) and
+/// read back (docs/notes/2026-12-07-seaweedmq-typed-records.md).
+pub const OFFSET_COLUMN: &str = "_offset";
+/// Names SeaweedMQ's Parquet files use for their own columns, and kelp's: a schema field with
+/// one of them is left out of the typed columns.
+const RESERVED: [&str; 5] = [RECORD_COLUMN, KEY_COLUMN, OFFSET_COLUMN, "_ts_ns", "_key"];
 
 /// What a typed topic's records hold besides kelp's envelope.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -54,8 +63,8 @@ impl TopicShape {
         changed.then_some(next)
     }
 
-    /// The topic's `RecordType`: the value's columns, then kelp's record column, then the key's
-    /// record when the key is typed.
+    /// The topic's `RecordType`: the value's columns, then kelp's record column, the key's
+    /// record when the key is typed, and SeaweedMQ's `_offset`.
     #[must_use]
     pub fn record_type(&self) -> schema_pb::RecordType {
         let mut columns: Vec<Column> = self.value.clone();
@@ -63,6 +72,7 @@ impl TopicShape {
         if !self.key.is_empty() {
             columns.push(Column::new(KEY_COLUMN, ColumnType::Record(self.key.clone()), false));
         }
+        columns.push(Column::new(OFFSET_COLUMN, ColumnType::Scalar(Scalar::Int64), false));
         record_type(&columns)
     }
 
@@ -86,12 +96,12 @@ impl TopicShape {
     /// value and key that decoded (fitted to this shape, which must hold their columns).
     #[must_use]
     pub fn encode(&self, envelope: Bytes, value: Option<&TypedRecord>, key: Option<&TypedRecord>) -> Bytes {
-        let mut fields: std::collections::HashMap<String, schema_pb::Value> = std::collections::HashMap::new();
+        let mut fields: BTreeMap<String, schema_pb::Value> = BTreeMap::new();
         if let Some(v) = value {
             put_row(&mut fields, &v.columns, v.cells.clone(), &self.value);
         }
         if let Some(k) = key {
-            let mut key_fields = std::collections::HashMap::new();
+            let mut key_fields = BTreeMap::new();
             put_row(&mut key_fields, &k.columns, k.cells.clone(), &self.key);
             fields.insert(KEY_COLUMN.to_owned(), record_value(key_fields));
         }
@@ -101,20 +111,15 @@ impl TopicShape {
 }
 
 fn reserved(name: &str) -> bool {
-    name == RECORD_COLUMN || name == KEY_COLUMN
+    RESERVED.contains(&name)
 }
 
-fn record_value(fields: std::collections::HashMap<String, schema_pb::Value>) -> schema_pb::Value {
+fn record_value(fields: BTreeMap<String, schema_pb::Value>) -> schema_pb::Value {
     schema_pb::Value { kind: Some(ValueKind::RecordValue(schema_pb::RecordValue { fields })) }
 }
 
 /// Puts a row's cells (following `from`) into `fields` as the columns of `to` have them.
-fn put_row(
-    fields: &mut std::collections::HashMap<String, schema_pb::Value>,
-    from: &[Column],
-    cells: Vec<Cell>,
-    to: &[Column],
-) {
+fn put_row(fields: &mut BTreeMap<String, schema_pb::Value>, from: &[Column], cells: Vec<Cell>, to: &[Column]) {
     for (column, cell) in to.iter().zip(typed::fit_row(cells, from, to)) {
         if let Some(v) = value_of(cell, &column.ty) {
             fields.insert(column.name.clone(), v);
@@ -134,16 +139,12 @@ fn value_of(cell: Cell, ty: &ColumnType) -> Option<schema_pb::Value> {
         Cell::Double(x) => ValueKind::DoubleValue(x),
         Cell::Bytes(b) => ValueKind::BytesValue(b),
         Cell::String(s) => ValueKind::StringValue(s),
-        Cell::Timestamp(us) => {
-            ValueKind::TimestampValue(schema_pb::TimestampValue { timestamp_micros: us, is_utc: true })
-        }
-        Cell::Date(d) => ValueKind::DateValue(schema_pb::DateValue { days_since_epoch: d }),
-        Cell::Time(us) => ValueKind::TimeValue(schema_pb::TimeValue { time_micros: us }),
-        Cell::Decimal { unscaled, precision, scale } => ValueKind::DecimalValue(schema_pb::DecimalValue {
-            value: unscaled,
-            precision: i32::try_from(precision).unwrap_or(i32::MAX),
-            scale: i32::try_from(scale).unwrap_or(i32::MAX),
-        }),
+        // SeaweedMQ's compaction keeps these as plain numbers and writes its own timestamp,
+        // date and time kinds as 0 (weed 4.48, docs/notes/2026-12-07-seaweedmq-typed-records.md).
+        Cell::Timestamp(us) | Cell::Time(us) => ValueKind::Int64Value(us),
+        Cell::Date(d) => ValueKind::Int32Value(d),
+        // Its decimal columns are Decimal(38,18) whatever the value says: kept as text instead.
+        Cell::Decimal { unscaled, scale, .. } => ValueKind::StringValue(decimal_text(&unscaled, scale)?),
         Cell::List(items) => {
             let item_ty = match ty {
                 ColumnType::List(t) => t.as_ref(),
@@ -154,7 +155,7 @@ fn value_of(cell: Cell, ty: &ColumnType) -> Option<schema_pb::Value> {
         }
         Cell::Record(cells) => {
             let ColumnType::Record(columns) = ty else { return None };
-            let mut fields = std::collections::HashMap::new();
+            let mut fields = BTreeMap::new();
             for (c, cell) in columns.iter().zip(cells) {
                 if let Some(v) = value_of(cell, &c.ty) {
                     fields.insert(c.name.clone(), v);
@@ -178,9 +179,59 @@ fn scalar_type(s: Scalar) -> schema_pb::ScalarType {
         Scalar::String => T::String,
         Scalar::Timestamp => T::Timestamp,
         Scalar::Date => T::Date,
-        Scalar::Decimal => T::Decimal,
+        Scalar::Decimal => T::String,
         Scalar::Time => T::Time,
     }
+}
+
+/// The longest unscaled decimal written as text (77 digits); a longer one is left null.
+const MAX_DECIMAL_BYTES: usize = 32;
+
+/// A decimal's text (`-12.34`) from its unscaled big-endian two's complement bytes and scale;
+/// `None` for one longer than [`MAX_DECIMAL_BYTES`] or with an absurd scale.
+fn decimal_text(unscaled: &[u8], scale: u32) -> Option<String> {
+    if unscaled.len() > MAX_DECIMAL_BYTES || scale > 1000 {
+        return None;
+    }
+    let negative = unscaled.first().is_some_and(|b| b & 0x80 != 0);
+    // The magnitude, big-endian: the two's complement negated for a negative number.
+    let mut mag: Vec<u8> = if negative { unscaled.iter().map(|b| !b).collect() } else { unscaled.to_vec() };
+    if negative {
+        for b in mag.iter_mut().rev() {
+            let (v, carry) = b.overflowing_add(1);
+            *b = v;
+            if !carry {
+                break;
+            }
+        }
+    }
+    // Decimal digits by repeated division by 10, least significant first.
+    let mut digits = Vec::new();
+    while mag.iter().any(|&b| b != 0) {
+        let mut rem = 0u16;
+        for b in &mut mag {
+            let cur = (rem << 8) | u16::from(*b);
+            *b = u8::try_from(cur / 10).unwrap_or(0);
+            rem = cur % 10;
+        }
+        digits.push(b'0' + u8::try_from(rem).unwrap_or(0));
+    }
+    let scale = usize::try_from(scale).ok()?;
+    while digits.len() <= scale {
+        digits.push(b'0');
+    }
+    digits.reverse();
+    let (int, frac) = digits.split_at(digits.len() - scale);
+    let mut text = String::with_capacity(digits.len() + 2);
+    if negative {
+        text.push('-');
+    }
+    text.push_str(std::str::from_utf8(int).ok()?);
+    if scale > 0 {
+        text.push('.');
+        text.push_str(std::str::from_utf8(frac).ok()?);
+    }
+    Some(text)
 }
 
 fn scalar_of(t: schema_pb::ScalarType) -> Scalar {
@@ -269,7 +320,7 @@ type FieldTyping = (Arc<[Column]>, Option<TypedRecord>);
 
 /// Types a key or value framed in the schema registry's wire format; `None` when it is not
 /// framed or its schema id maps to no columns.
-fn type_field(catalog: &dyn SchemaCatalog, field: Option<&Bytes>) -> Option<FieldTyping> {
+fn type_field(catalog: &dyn SchemaCatalog, lowering: &mut Lowering, field: Option<&Bytes>) -> Option<FieldTyping> {
     let b = field?;
     if b.len() < FRAME_LEN || b[0] != MAGIC {
         return None;
@@ -279,10 +330,63 @@ fn type_field(catalog: &dyn SchemaCatalog, field: Option<&Bytes>) -> Option<Fiel
         Typing::Untyped => None,
         Typing::Undecodable(columns, why) => {
             tracing::debug!(id, %why, "seaweedmq: a framed record does not decode; kept without typed fields");
-            Some((columns, None))
+            Some((lowering.columns(&columns), None))
         }
-        Typing::Typed(record) => Some((record.columns.clone(), Some(record))),
+        Typing::Typed(record) => {
+            let columns = lowering.columns(&record.columns);
+            let cells = record.cells.into_iter().map(lower_cell).collect();
+            Some((Arc::clone(&columns), Some(TypedRecord { columns, cells })))
+        }
     }
+}
+
+/// Columns as SeaweedMQ keeps them: a decimal is a string column (its text), since weed 4.48's
+/// compaction writes every decimal column as Decimal(38,18) whatever the values' scale.
+/// Remembers what it made, so that one append lowers each schema's columns once and keeps one
+/// `Arc` per schema.
+#[derive(Default)]
+struct Lowering(Vec<(Arc<[Column]>, Arc<[Column]>)>);
+
+impl Lowering {
+    fn columns(&mut self, columns: &Arc<[Column]>) -> Arc<[Column]> {
+        if let Some((_, lowered)) = self.0.iter().find(|(c, _)| Arc::ptr_eq(c, columns)) {
+            return Arc::clone(lowered);
+        }
+        let lowered: Arc<[Column]> = columns.iter().map(lower_column).collect::<Vec<_>>().into();
+        self.0.push((Arc::clone(columns), Arc::clone(&lowered)));
+        lowered
+    }
+}
+
+fn lower_column(c: &Column) -> Column {
+    Column::new(c.name.clone(), lower_type(&c.ty), c.required)
+}
+
+fn lower_type(ty: &ColumnType) -> ColumnType {
+    match ty {
+        ColumnType::Scalar(Scalar::Decimal) => ColumnType::Scalar(Scalar::String),
+        ColumnType::Scalar(s) => ColumnType::Scalar(*s),
+        ColumnType::List(item) => ColumnType::List(Box::new(lower_type(item))),
+        ColumnType::Record(columns) => ColumnType::Record(columns.iter().map(lower_column).collect()),
+    }
+}
+
+fn lower_cell(cell: Cell) -> Cell {
+    match cell {
+        Cell::Decimal { unscaled, scale, .. } => decimal_text(&unscaled, scale).map_or(Cell::Null, Cell::String),
+        Cell::List(items) => Cell::List(items.into_iter().map(lower_cell).collect()),
+        Cell::Record(cells) => Cell::Record(cells.into_iter().map(lower_cell).collect()),
+        cell => cell,
+    }
+}
+
+/// The message key of a typed record: its offset, eight bytes big-endian. SeaweedMQ's
+/// compaction leaves messages with an empty key out of its Parquet files, and its subscribers
+/// hold back a message while an earlier one with the same key is unacknowledged: an offset is
+/// never empty and never repeats in a partition.
+#[must_use]
+pub fn message_key(offset: i64) -> Bytes {
+    Bytes::copy_from_slice(&offset.to_be_bytes())
 }
 
 /// The cells of a typed field, when it decoded.
@@ -309,18 +413,17 @@ impl Cluster {
         info: &TopicInfo,
         catalog: &dyn SchemaCatalog,
         records: &[Envelope],
-    ) -> Result<Vec<Bytes>, StorageError> {
-        let values: Vec<Option<FieldTyping>> = records
-            .iter()
-            .map(|r| if info.typed.value { type_field(catalog, r.value.as_ref()) } else { None })
-            .collect();
-        let keys: Vec<Option<FieldTyping>> =
-            records.iter().map(|r| if info.typed.key { type_field(catalog, r.key.as_ref()) } else { None }).collect();
+    ) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+        let mut lowering = Lowering::default();
+        let mut field = |on: bool, f: Option<&Bytes>| if on { type_field(catalog, &mut lowering, f) } else { None };
+        let values: Vec<Option<FieldTyping>> =
+            records.iter().map(|r| field(info.typed.value, r.value.as_ref())).collect();
+        let keys: Vec<Option<FieldTyping>> = records.iter().map(|r| field(info.typed.key, r.key.as_ref())).collect();
         let shape = self.shape_for(info, &distinct(values.iter()), &distinct(keys.iter())).await?;
         Ok(records
             .iter()
             .zip(values.iter().zip(&keys))
-            .map(|(r, (v, k))| shape.encode(r.encode(), cells(v.as_ref()), cells(k.as_ref())))
+            .map(|(r, (v, k))| (message_key(r.offset), shape.encode(r.encode(), cells(v.as_ref()), cells(k.as_ref()))))
             .collect())
     }
 
@@ -368,7 +471,7 @@ mod tests {
         let shape = TopicShape::default().widened(&[&v1], &[]).expect("new columns");
         let rt = shape.record_type();
         let names: Vec<&str> = rt.fields.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["id", "at", RECORD_COLUMN]);
+        assert_eq!(names, ["id", "at", RECORD_COLUMN, OFFSET_COLUMN]);
         assert_eq!(TopicShape::from_record_type(&rt), Some(shape.clone()));
         let v2 =
             vec![s("id", Scalar::Int64, true), s("email", Scalar::String, true), s(RECORD_COLUMN, Scalar::Int32, true)];
@@ -383,6 +486,18 @@ mod tests {
         assert_eq!(wider.widened(&[&v1, &v2], &[&key]), None);
         assert_eq!(TopicShape::from_record_type(&wider.record_type()), Some(wider));
         assert_eq!(TopicShape::from_record_type(&record_type(&v1)), None, "not kelp's");
+    }
+
+    #[test]
+    fn decimals_are_written_as_their_text() {
+        assert_eq!(decimal_text(&[0x30, 0x39], 2).as_deref(), Some("123.45"));
+        assert_eq!(decimal_text(&[0xcf, 0xc7], 2).as_deref(), Some("-123.45"));
+        assert_eq!(decimal_text(&[0x05], 3).as_deref(), Some("0.005"));
+        assert_eq!(decimal_text(&[], 0).as_deref(), Some("0"));
+        assert_eq!(decimal_text(&[0x80], 0).as_deref(), Some("-128"));
+        let max = [0, 255, 255, 255, 255, 255, 255, 255, 255];
+        assert_eq!(decimal_text(&max, 0).as_deref(), Some("18446744073709551615"));
+        assert_eq!(decimal_text(&[1; 33], 0), None, "too long to be written");
     }
 
     #[test]
