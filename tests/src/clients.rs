@@ -323,6 +323,16 @@ pub fn confluent_schema_topics() -> Result<Client, String> {
     python_client("venv-confluent", "schema_topics_client.py", "confluent-kafka on schema-validated topics", "st-py")
 }
 
+/// confluent-kafka's serializers on typed topics (tests/e2e/clients/schema_smq_client.py).
+pub fn confluent_schema_smq() -> Result<Client, String> {
+    python_client("venv-confluent", "schema_smq_client.py", "confluent-kafka on typed topics", "smq-py")
+}
+
+/// pyarrow reading the Parquet files of a SeaweedMQ topic (tests/e2e/clients/parquet_dump.py).
+pub fn parquet_dump() -> Result<Client, String> {
+    python_client("venv-confluent", "parquet_dump.py", "pyarrow on SeaweedMQ's Parquet files", "parquet")
+}
+
 /// The Java producer with Confluent's Avro serializer on topics that validate schema ids at the
 /// broker (tests/e2e/clients/SchemaTopicsJava.java), with the jars in `java-sr/`.
 pub fn java_schema_topics() -> Result<Client, String> {

@@ -76,6 +76,38 @@ impl SeaweedCluster {
         &self.dir
     }
 
+    /// The filer's HTTP address (`host:port`).
+    #[must_use]
+    pub fn filer_http(&self) -> String {
+        format!("127.0.0.1:{}", self.base + 30)
+    }
+
+    /// Runs one `weed shell` command against the cluster; its status and output (stdout and
+    /// stderr together).
+    #[must_use]
+    pub fn shell(&self, command: &str) -> (bool, String) {
+        let weed = std::env::var("WEED").unwrap_or_else(|_| "weed".into());
+        let script = format!(
+            "echo \"$1\" | timeout 120 \"$2\" shell -master=127.0.0.1:{}.{} -filer=127.0.0.1:{}.{} 2>&1",
+            self.base + 10,
+            self.base + 11,
+            self.base + 30,
+            self.base + 31
+        );
+        match Command::new("bash").arg("-c").arg(script).arg("_").arg(command).arg(weed).output() {
+            Ok(out) => (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned()),
+            Err(e) => (false, format!("running weed shell: {e}")),
+        }
+    }
+
+    /// Whether every process of the cluster is still running (none died or became a zombie).
+    #[must_use]
+    pub fn alive(&self) -> bool {
+        let pids = self.pids();
+        !pids.is_empty()
+            && pids.iter().all(|p| !Self::is_zombie(p) && std::path::Path::new(&format!("/proc/{p}")).exists())
+    }
+
     fn script(name: &str) -> PathBuf {
         workspace_root().join("scripts").join(name)
     }

@@ -25,8 +25,11 @@
 
 use std::time::Duration;
 
-use kelp_tests::clients::{Client, Json, confluent_schema_topics, installed, java_schema_topics};
+use kelp_tests::clients::{
+    Client, Json, confluent_schema_smq, confluent_schema_topics, installed, java_schema_topics, parquet_dump,
+};
 use kelp_tests::registry::{run_json, start_with_registry};
+use kelp_tests::seaweedfs::SeaweedCluster;
 use kelp_tests::server::KelpServer;
 
 /// Kafka's error code INVALID_RECORD.
@@ -176,4 +179,167 @@ fn java_producer_meets_schema_validation_on_its_topics() {
     let read = field(&seen, &["rn", "read"]);
     assert_eq!(num(read, &["end_offset"]), count, "only the record-named records are stored: {read:?}");
     assert_eq!(field(read, &["values"]).items().len() as u64, count);
+}
+
+/// Lowercase hex of `s`'s bytes, as the clients print bytes.
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The text whose UTF-8 bytes `hex` spells.
+fn unhex(hex: &str) -> String {
+    let bytes: Vec<u8> =
+        (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The typed topics' workload against kelp on SeaweedMQ: every record comes back byte for byte
+/// before and after `weed shell mq.topic.compact`, and the Parquet files compaction writes hold
+/// the records' decoded fields in typed columns (docs/SCHEMA_TOPICS.md, "Typed records on
+/// SeaweedMQ"). Needs `weed` in a loopback-only network namespace: scripts/test.sh runs it
+/// through `scripts/seaweedfs-test.sh -p kelp-tests --test e2e_schema_topics -- on_seaweedmq`.
+#[test]
+fn typed_topics_on_seaweedmq_keep_exact_records_and_typed_columns() {
+    kelp_tests::require_seaweedfs!();
+    let Some((client, _serial)) = installed(confluent_schema_smq()) else { return };
+    let parquet = match parquet_dump() {
+        Ok(c) => c,
+        Err(why) => return kelp_tests::skip(&format!("{why} (run scripts/install-clients.sh)")),
+    };
+    let cluster = SeaweedCluster::start("typed");
+    let (server, registry) = start_with_registry(&[
+        "--storage",
+        "seaweedmq",
+        "--seaweedmq-master",
+        &cluster.master,
+        "--seaweedmq-namespace",
+        "typed",
+    ]);
+    let args = |mode: &str| vec![server.addr.to_string(), format!("http://{registry}"), "ty".into(), mode.into()];
+    let sent = run(&client, &server, &args("produce"));
+    let topics = ["ty-avro", "ty-proto", "ty-json", "ty-plain"];
+    let exact = |label: &str| {
+        let read = run(&client, &server, &args("read"));
+        for t in topics {
+            let want = field(&sent, &["sent", t]);
+            assert_eq!(want.items().len(), 12, "{t}: records sent");
+            assert_eq!(field(&read, &["read", t, "records"]), want, "{t} {label}: what a consumer reads");
+        }
+    };
+    exact("before compaction");
+
+    // The data must be flushed and older than -timeAgo before compaction takes it.
+    std::thread::sleep(Duration::from_secs(4));
+    let dump = |t: &str| {
+        run_json(
+            &parquet,
+            &server,
+            "parquet",
+            &[cluster.filer_http(), format!("/topics/typed/{t}")],
+            Duration::from_secs(60),
+        )
+    };
+    let mut dumps = Vec::new();
+    for t in &topics[..3] {
+        let (ok, out) = cluster.shell(&format!("mq.topic.compact -namespace typed -topic {t} -timeAgo 1s"));
+        assert!(ok, "compacting {t}: {out}");
+        dumps.push(dump(t));
+    }
+    // A topic without a schema has no RecordType: weed 4.48's shell fails on it and leaves it as
+    // it is (its records are read back below like the others').
+    let _ = cluster.shell("mq.topic.compact -namespace typed -topic ty-plain -timeAgo 1s");
+
+    // Each typed topic's RecordType: the schema's fields, kelp's record column and `_offset`.
+    let names = |d: &Json| -> Vec<String> {
+        field(d, &["conf", "messageRecordType", "fields"])
+            .items()
+            .iter()
+            .map(|f| text(f, &["name"]).to_owned())
+            .collect()
+    };
+    // (In name order: weed 4.48 fills a nested record's columns in RecordType order but lays them
+    // out in name order, so kelp sorts them.)
+    let avro_cols = [
+        "_kelp_key",
+        "_kelp_record",
+        "_offset",
+        "attrs",
+        "coupon",
+        "customer",
+        "day",
+        "id",
+        "lines",
+        "note",
+        "placed",
+        "price",
+        "status",
+    ];
+    assert_eq!(names(&dumps[0]), avro_cols, "ty-avro: v1's fields, v2's new one (coupon), kelp's columns");
+    let proto_cols = ["_kelp_record", "_offset", "counts", "id", "note", "parcels", "sent_at", "state", "tags"];
+    assert_eq!(names(&dumps[1]), proto_cols, "ty-proto");
+    let json_cols = ["_kelp_record", "_offset", "carrier", "id", "note", "parcels", "to", "weight"];
+    assert_eq!(names(&dumps[2]), json_cols, "ty-json");
+
+    // Every record is a Parquet row (the key kelp gives each message keeps it there), with its
+    // offset and, in `_kelp_record`, its envelope: its value bytes end it.
+    for (t, d) in topics.iter().zip(&dumps) {
+        let rows = field(d, &["rows"]).items();
+        let records = field(&sent, &["sent", t]).items();
+        assert_eq!(rows.len(), records.len(), "{t}: Parquet rows {d:?}");
+        for (row, rec) in rows.iter().zip(records) {
+            assert_eq!(num(row, &["_offset"]), num(rec, &["offset"]), "{t}: rows in offset order");
+            let envelope = text(row, &["_kelp_record"]);
+            assert!(envelope.ends_with(text(rec, &["value"])), "{t}: the envelope holds the value: {row:?}");
+        }
+    }
+    // Typed values, a few of each kind.
+    let avro = field(&dumps[0], &["rows"]).items();
+    for (i, row) in (0u64..).zip(avro) {
+        assert_eq!(num(row, &["id"]), 1000 + i, "avro id");
+        assert_eq!(text(row, &["status"]), hex(["NEW", "PAID", "SHIPPED"][(i % 3) as usize]));
+        assert_eq!(text(row, &["price"]), hex(&format!("{}.{:02}", i * 7, i % 100)), "a decimal as its text");
+        assert_eq!(num(row, &["placed"]), (1_700_000_000_000 + i * 1000) * 1000, "timestamp-millis in micros");
+        assert_eq!(num(row, &["day"]), 19_700 + i, "a date in days");
+        assert_eq!(text(row, &["customer", "name"]), hex(&format!("customer {i}")), "a nested record");
+        let lines = field(row, &["lines"]).items();
+        assert_eq!(lines.len(), (i % 4) as usize, "an array of records");
+        if let Some(line) = lines.first() {
+            let line = Json::parse(&unhex(line.str().unwrap_or_default())).expect("a line's JSON");
+            assert_eq!((text(&line, &["sku"]), num(&line, &["qty"])), (format!("sku-{i}-0").as_str(), 1));
+        }
+        let attrs = field(row, &["attrs"]).items();
+        assert_eq!(attrs.len(), if i % 2 == 1 { 2 } else { 0 }, "a map, as key/value records");
+        assert_eq!(num(row, &["_kelp_key", "id"]), 1000 + i, "the key's fields");
+        if i % 3 != 0 {
+            assert_eq!(text(row, &["note"]), hex(&format!("note {i} \u{e9}")), "a union's string branch");
+        }
+        if i >= 6 && i % 2 == 0 {
+            assert_eq!(text(row, &["coupon"]), hex(&format!("SAVE{i}")), "v2's new field");
+        }
+    }
+    let proto = field(&dumps[1], &["rows"]).items();
+    for (i, row) in (0u64..).zip(proto) {
+        assert_eq!(num(row, &["id"]), 500 + i, "proto id");
+        assert_eq!(text(row, &["state"]), hex(["PENDING", "SENT", "LOST"][(i % 3) as usize]), "an enum's name");
+        // A list of messages holds each one's JSON text (weed 4.48 writes lists of records empty).
+        let parcels = field(row, &["parcels"]).items();
+        assert_eq!(parcels.len(), (i % 3 + 1) as usize, "repeated nested messages");
+        let first = Json::parse(&unhex(parcels[0].str().unwrap_or_default())).expect("a parcel's JSON");
+        let grams = if i % 4 == 0 { 4_000_000_000 } else { 250 };
+        assert_eq!(num(&first, &["grams"]), grams, "a uint32 beyond int32, as int64");
+        assert_eq!(text(&first, &["ref"]), format!("p-{i}-0"));
+        if i % 5 != 0 {
+            assert_eq!(num(row, &["sent_at"]), (1_700_000_000 + i) * 1_000_000 + 123 * i, "a Timestamp in micros");
+        }
+    }
+    let json = field(&dumps[2], &["rows"]).items();
+    for (i, row) in (0u64..).zip(json) {
+        assert_eq!(num(row, &["id"]), 700 + i, "json id");
+        assert_eq!(text(row, &["carrier"]), hex("kelp post"));
+        assert_eq!(field(row, &["parcels"]).items().len(), (i % 3) as usize);
+    }
+
+    // The same bytes come back after compaction, and SeaweedFS is still up.
+    exact("after compaction");
+    assert!(cluster.alive(), "the SeaweedFS server died after reads of compacted topics");
 }

@@ -50,17 +50,18 @@ impl TopicShape {
     #[must_use]
     pub fn widened(&self, value: &[&[Column]], key: &[&[Column]]) -> Option<TopicShape> {
         let mut next = self.clone();
-        let mut changed = false;
         for (mine, theirs) in [(&mut next.value, value), (&mut next.key, key)] {
             for cols in theirs {
                 let cols: Vec<Column> = cols.iter().filter(|c| !reserved(&c.name)).cloned().collect();
                 if let Some(w) = typed::widen(mine, &cols) {
                     *mine = w;
-                    changed = true;
                 }
             }
+            // In name order, as the RecordType has them, so that a shape read back from it
+            // compares equal.
+            *mine = by_name(mine);
         }
-        changed.then_some(next)
+        (next != *self).then_some(next)
     }
 
     /// The topic's `RecordType`: the value's columns, then kelp's record column, the key's
@@ -108,6 +109,26 @@ impl TopicShape {
         fields.insert(RECORD_COLUMN.to_owned(), schema_pb::Value { kind: Some(ValueKind::BytesValue(envelope)) });
         Bytes::from(schema_pb::RecordValue { fields }.encode_to_vec())
     }
+}
+
+/// Columns sorted by name at every level.
+fn by_name(columns: &[Column]) -> Vec<Column> {
+    let mut out: Vec<Column> = columns
+        .iter()
+        .map(|c| {
+            let ty = match &c.ty {
+                ColumnType::Record(inner) => ColumnType::Record(by_name(inner)),
+                ColumnType::List(item) => match &**item {
+                    ColumnType::Record(inner) => ColumnType::List(Box::new(ColumnType::Record(by_name(inner)))),
+                    other => ColumnType::List(Box::new(other.clone())),
+                },
+                other => other.clone(),
+            };
+            Column::new(c.name.clone(), ty, c.required)
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 fn reserved(name: &str) -> bool {
@@ -263,11 +284,16 @@ fn type_of(ty: &ColumnType) -> schema_pb::Type {
     schema_pb::Type { kind: Some(kind) }
 }
 
-/// Columns as a SeaweedMQ `RecordType`.
+/// Columns as a SeaweedMQ `RecordType`, fields sorted by name at every level: weed 4.48's
+/// compaction lays out a nested record's Parquet columns in name order but fills them in the
+/// `RecordType`'s order, so a nested record whose fields are not in name order would have its
+/// values swapped.
 #[must_use]
 pub fn record_type(columns: &[Column]) -> schema_pb::RecordType {
-    let fields = columns
-        .iter()
+    let mut sorted: Vec<&Column> = columns.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let fields = sorted
+        .into_iter()
         .enumerate()
         .map(|(i, c)| schema_pb::Field {
             name: c.name.clone(),
@@ -334,7 +360,7 @@ fn type_field(catalog: &dyn SchemaCatalog, lowering: &mut Lowering, field: Optio
         }
         Typing::Typed(record) => {
             let columns = lowering.columns(&record.columns);
-            let cells = record.cells.into_iter().map(lower_cell).collect();
+            let cells = lower_row(record.cells, &record.columns);
             Some((Arc::clone(&columns), Some(TypedRecord { columns, cells })))
         }
     }
@@ -345,7 +371,10 @@ fn type_field(catalog: &dyn SchemaCatalog, lowering: &mut Lowering, field: Optio
 /// Remembers what it made, so that one append lowers each schema's columns once and keeps one
 /// `Arc` per schema.
 #[derive(Default)]
-struct Lowering(Vec<(Arc<[Column]>, Arc<[Column]>)>);
+struct Lowering(Vec<Lowered>);
+
+/// A schema's columns, and the same as SeaweedMQ keeps them.
+type Lowered = (Arc<[Column]>, Arc<[Column]>);
 
 impl Lowering {
     fn columns(&mut self, columns: &Arc<[Column]>) -> Arc<[Column]> {
@@ -366,17 +395,56 @@ fn lower_type(ty: &ColumnType) -> ColumnType {
     match ty {
         ColumnType::Scalar(Scalar::Decimal) => ColumnType::Scalar(Scalar::String),
         ColumnType::Scalar(s) => ColumnType::Scalar(*s),
+        // weed 4.48's compaction writes a list of records or of lists as empty: such a list
+        // holds each element's JSON text.
+        ColumnType::List(item) if !matches!(**item, ColumnType::Scalar(_)) => {
+            ColumnType::List(Box::new(ColumnType::Scalar(Scalar::String)))
+        }
         ColumnType::List(item) => ColumnType::List(Box::new(lower_type(item))),
         ColumnType::Record(columns) => ColumnType::Record(columns.iter().map(lower_column).collect()),
     }
 }
 
-fn lower_cell(cell: Cell) -> Cell {
-    match cell {
-        Cell::Decimal { unscaled, scale, .. } => decimal_text(&unscaled, scale).map_or(Cell::Null, Cell::String),
-        Cell::List(items) => Cell::List(items.into_iter().map(lower_cell).collect()),
-        Cell::Record(cells) => Cell::Record(cells.into_iter().map(lower_cell).collect()),
-        cell => cell,
+/// A row's cells as [`lower_type`] keeps their columns (`columns` are the row's own, before
+/// lowering).
+fn lower_row(cells: Vec<Cell>, columns: &[Column]) -> Vec<Cell> {
+    cells.into_iter().zip(columns).map(|(cell, c)| lower_cell(cell, &c.ty)).collect()
+}
+
+fn lower_cell(cell: Cell, ty: &ColumnType) -> Cell {
+    match (cell, ty) {
+        (Cell::Decimal { unscaled, scale, .. }, _) => decimal_text(&unscaled, scale).map_or(Cell::Null, Cell::String),
+        (Cell::List(items), ColumnType::List(item)) if !matches!(**item, ColumnType::Scalar(_)) => {
+            Cell::List(items.iter().map(|c| Cell::String(json(c, item).to_string())).collect())
+        }
+        (Cell::List(items), ColumnType::List(item)) => {
+            Cell::List(items.into_iter().map(|c| lower_cell(c, item)).collect())
+        }
+        (Cell::Record(cells), ColumnType::Record(columns)) => Cell::Record(lower_row(cells, columns)),
+        (cell, _) => cell,
+    }
+}
+
+/// A cell as JSON: numbers as numbers (timestamps and times in microseconds, dates in days),
+/// bytes as base64, decimals as their text, records as objects by column name.
+fn json(cell: &Cell, ty: &ColumnType) -> serde_json::Value {
+    use base64::Engine as _;
+    use serde_json::Value as J;
+    match (cell, ty) {
+        (Cell::Null, _) => J::Null,
+        (Cell::Bool(b), _) => J::Bool(*b),
+        (Cell::Int32(i) | Cell::Date(i), _) => J::from(*i),
+        (Cell::Int64(i) | Cell::Timestamp(i) | Cell::Time(i), _) => J::from(*i),
+        (Cell::Float(x), _) => J::from(f64::from(*x)),
+        (Cell::Double(x), _) => J::from(*x),
+        (Cell::Bytes(b), _) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        (Cell::String(s), _) => J::String(s.clone()),
+        (Cell::Decimal { unscaled, scale, .. }, _) => decimal_text(unscaled, *scale).map_or(J::Null, J::String),
+        (Cell::List(items), ColumnType::List(item)) => J::Array(items.iter().map(|c| json(c, item)).collect()),
+        (Cell::Record(cells), ColumnType::Record(columns)) => {
+            J::Object(columns.iter().zip(cells).map(|(c, cell)| (c.name.clone(), json(cell, &c.ty))).collect())
+        }
+        (Cell::List(_) | Cell::Record(_), _) => J::Null,
     }
 }
 
@@ -471,7 +539,7 @@ mod tests {
         let shape = TopicShape::default().widened(&[&v1], &[]).expect("new columns");
         let rt = shape.record_type();
         let names: Vec<&str> = rt.fields.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["id", "at", RECORD_COLUMN, OFFSET_COLUMN]);
+        assert_eq!(names, [RECORD_COLUMN, OFFSET_COLUMN, "at", "id"], "sorted by name");
         assert_eq!(TopicShape::from_record_type(&rt), Some(shape.clone()));
         let v2 =
             vec![s("id", Scalar::Int64, true), s("email", Scalar::String, true), s(RECORD_COLUMN, Scalar::Int32, true)];
@@ -480,12 +548,43 @@ mod tests {
         // Every column may be null: a record whose value does not decode has none of them.
         assert_eq!(
             wider.value,
-            vec![s("id", Scalar::Int64, false), s("at", Scalar::Timestamp, false), s("email", Scalar::String, false)]
+            vec![s("at", Scalar::Timestamp, false), s("email", Scalar::String, false), s("id", Scalar::Int64, false)]
         );
         assert_eq!(wider.key, vec![s("k", Scalar::String, false)]);
         assert_eq!(wider.widened(&[&v1, &v2], &[&key]), None);
         assert_eq!(TopicShape::from_record_type(&wider.record_type()), Some(wider));
         assert_eq!(TopicShape::from_record_type(&record_type(&v1)), None, "not kelp's");
+    }
+
+    #[test]
+    fn lists_of_records_hold_json_and_decimals_their_text() {
+        let line = ColumnType::Record(vec![s("sku", Scalar::String, true), s("qty", Scalar::Int32, true)]);
+        let columns: Arc<[Column]> = vec![
+            Column::new("lines", ColumnType::List(Box::new(line)), true),
+            Column::new("tags", ColumnType::List(Box::new(ColumnType::Scalar(Scalar::String))), true),
+            s("price", Scalar::Decimal, false),
+        ]
+        .into();
+        let mut lowering = Lowering::default();
+        let lowered = lowering.columns(&columns);
+        assert!(Arc::ptr_eq(&lowered, &lowering.columns(&columns)), "made once per schema");
+        let string = ColumnType::Scalar(Scalar::String);
+        assert_eq!(lowered[0].ty, ColumnType::List(Box::new(string.clone())));
+        assert_eq!(lowered[1].ty, ColumnType::List(Box::new(string.clone())));
+        assert_eq!(lowered[2].ty, string);
+        let row = vec![
+            Cell::List(vec![Cell::Record(vec![Cell::String("a\"b".into()), Cell::Int32(2)])]),
+            Cell::List(vec![Cell::String("t".into())]),
+            Cell::Decimal { unscaled: Bytes::from_static(&[0x04, 0xd2]), precision: 6, scale: 3 },
+        ];
+        assert_eq!(
+            lower_row(row, &columns),
+            vec![
+                Cell::List(vec![Cell::String(r#"{"qty":2,"sku":"a\"b"}"#.into())]),
+                Cell::List(vec![Cell::String("t".into())]),
+                Cell::String("1.234".into()),
+            ]
+        );
     }
 
     #[test]
