@@ -1,6 +1,6 @@
 """A schema-aware workload for typed topics on SeaweedMQ (confluent-kafka and its serializers).
 
-  schema_smq_client.py BOOTSTRAP REGISTRY_URL PREFIX produce [--no-configs]
+  schema_smq_client.py BOOTSTRAP REGISTRY_URL PREFIX produce [--no-configs] [--tolerant]
   schema_smq_client.py BOOTSTRAP REGISTRY_URL PREFIX read
 
 produce: creates four topics with the AdminClient and produces to each through a serializer:
@@ -16,7 +16,8 @@ produce: creates four topics with the AdminClient and produces to each through a
                 nullable field
   PREFIX-plain  no schema: raw bytes (invalid UTF-8 among them) and a null value
 Every record has headers (one with a null value) and a producer timestamp. With --no-configs the
-topics are made without configs (a gateway that has no broker-side validation).
+topics are made without configs (a gateway that has no broker-side validation). With --tolerant
+(comparing gateways) a refused record or topic is noted under "errors" and the rest goes on.
 
 read: reads every topic from offset 0 to its end.
 
@@ -40,6 +41,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, ti
 
 boot, url, prefix, mode = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 with_configs = "--no-configs" not in sys.argv[5:]
+tolerant = "--tolerant" in sys.argv[5:]
 COUNT = 12
 TOPICS = {kind: f"{prefix}-{kind}" for kind in ("avro", "proto", "json", "plain")}
 out = {"topics": TOPICS}
@@ -192,19 +194,25 @@ def produce():
         try:
             f.result()
         except Exception as e:  # noqa: BLE001 - reported whole
-            fail(f"create {t}: {e}")
+            if not tolerant:
+                fail(f"create {t}: {e}")
+            out.setdefault("errors", []).append(f"create {t}: {e}")
     sr = SchemaRegistryClient({"url": url})
     delivered = {t: [] for t in TOPICS.values()}
     errors = []
 
-    def report(err, msg):
-        if err is not None:
-            errors.append(str(err))
-        else:
-            # A delivery report carries no headers: they are the ones every record was sent with.
-            r = record_json(msg)
-            r["headers"] = [[k, hx(v)] for k, v in HEADERS]
-            delivered[msg.topic()].append(r)
+    def on_delivery(ts):
+        def report(err, msg):
+            if err is not None:
+                errors.append(f"{msg.topic()}: {err}")
+            else:
+                # A delivery report carries no headers, and its timestamp is the broker's when the
+                # broker says it set one: what was sent is the headers and timestamp given.
+                r = record_json(msg)
+                r["headers"] = [[k, hx(v)] for k, v in HEADERS]
+                r["timestamp"] = ts
+                delivered[msg.topic()].append(r)
+        return report
 
     p = Producer({"bootstrap.servers": boot, "linger.ms": 5, "enable.idempotence": True})
     # Avro: v1 for the first half, v2 (one more nullable field) for the rest.
@@ -216,7 +224,8 @@ def produce():
             key = key_ser({"id": 1000 + i, "region": None if i % 2 else "eu"},
                           SerializationContext(t, MessageField.KEY))
             value = ser(order(i, half == 1), SerializationContext(t, MessageField.VALUE))
-            p.produce(t, key=key, value=value, headers=HEADERS, timestamp=1_700_000_000_000 + i, on_delivery=report)
+            ts = 1_700_000_000_000 + i
+            p.produce(t, key=key, value=value, headers=HEADERS, timestamp=ts, on_delivery=on_delivery(ts))
         p.flush(30)
     cls = proto_type()
     ser = ProtobufSerializer(cls, sr, {"use.deprecated.format": False})
@@ -224,21 +233,23 @@ def produce():
     for i in range(COUNT):
         value = ser(shipment(cls, i), SerializationContext(t, MessageField.VALUE))
         p.produce(t, key=f"s{i}".encode(), value=value, headers=HEADERS, timestamp=1_700_000_100_000 + i,
-                  on_delivery=report)
+                  on_delivery=on_delivery(1_700_000_100_000 + i))
     ser = JSONSerializer(json.dumps(SHIPMENT_JSON), sr)
     t = TOPICS["json"]
     for i in range(COUNT):
         value = ser(json_doc(i), SerializationContext(t, MessageField.VALUE))
-        p.produce(t, key=None, value=value, headers=HEADERS, timestamp=1_700_000_200_000 + i, on_delivery=report)
+        ts = 1_700_000_200_000 + i
+        p.produce(t, key=None, value=value, headers=HEADERS, timestamp=ts, on_delivery=on_delivery(ts))
     t = TOPICS["plain"]
     for i in range(COUNT):
         value = None if i == 3 else bytes([0xC3, 0x28, i, 0x00, 0xFF]) + f"plain {i}".encode()
         p.produce(t, key=bytes([i, 0xFE]), value=value, headers=HEADERS, timestamp=1_700_000_300_000 + i,
-                  on_delivery=report)
+                  on_delivery=on_delivery(1_700_000_300_000 + i))
     if p.flush(60) != 0:
         fail("records still in flight after 60 s")
-    if errors:
+    if errors and not tolerant:
         fail(f"delivery errors: {errors[:5]}")
+    out.setdefault("errors", []).extend(errors)
     out["sent"] = delivered
     ids = {}
     for subject in (f"{TOPICS['avro']}-value", f"{TOPICS['avro']}-key", f"{TOPICS['proto']}-value",
