@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Produce throughput of a schema-aware topic (payload validation; on SeaweedMQ, typed records)
 # against a topic without a schema, same workload, same run: scripts/bench_schema_topics.py
-# against kelp on SeaweedMQ and on the memory store. Prints one JSON line per store.
+# against kelp on SeaweedMQ and on the memory store. Prints one JSON line per store, with the CPU
+# time kelp and the SeaweedFS server spent per record in each phase.
 #
 #   scripts/bench-schema-topics.sh [COUNT] [ROUNDS]       (defaults 200000, 3)
 #
@@ -22,16 +23,21 @@ bench="$here/scripts/bench_schema_topics.py"
 dir=$(mktemp -d /tmp/kelp-bench-st.XXXXXX)
 ns=kelpbst$BASE
 kelp_pid=
-stop_kelp() {
+stop_kelp() { # and make sure it is gone: the next one listens on the same ports
   if [[ -n $kelp_pid ]]; then
     kill "$kelp_pid" 2>/dev/null || true
-    wait "$kelp_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      [[ -d /proc/$kelp_pid ]] || break
+      sleep 0.1
+    done
+    kill -KILL "$kelp_pid" 2>/dev/null || true
     kelp_pid=
   fi
 }
 cleanup() {
   stop_kelp
   STOP_TIMEOUT=0 "$here/scripts/seaweedfs-down.sh" "$dir" --wipe > /dev/null 2>&1 || true
+  ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -50,13 +56,16 @@ wait_port() {
 one() {
   local store=$1
   shift
-  inns "$KELP_BIN" serve "$@" --listen 127.0.0.1:$((BASE + 93)) \
+  # Not through inns: a function run in the background is a subshell, and $! would be its pid.
+  ip netns exec "$ns" "$KELP_BIN" serve "$@" --listen 127.0.0.1:$((BASE + 93)) \
     --schema-registry-listen 127.0.0.1:$((BASE + 81)) --admin-listen off > "$dir/kelp-$store.log" 2>&1 &
   kelp_pid=$!
   wait_port $((BASE + 93))
   wait_port $((BASE + 81))
+  local weed_pid
+  weed_pid=$(awk '$1 == "server" {print $2}' "$dir/pids")
   printf '{"store": "%s", "result": ' "$store"
-  inns "$PY" "$bench" 127.0.0.1:$((BASE + 93)) http://127.0.0.1:$((BASE + 81)) "b$store" "$COUNT" "$ROUNDS"
+  BENCH_PIDS="kelp=$kelp_pid,weed=$weed_pid" inns "$PY" "$bench" 127.0.0.1:$((BASE + 93)) http://127.0.0.1:$((BASE + 81)) "b$store" "$COUNT" "$ROUNDS"
   printf '}\n'
   stop_kelp
 }

@@ -10,8 +10,12 @@ records to each of two topics, one after the other: PREFIX-plain (no configs) an
 value's id checked and its payload decoded; on SeaweedMQ the records are also kept typed).
 acks=all, linger 5 ms, no compression, no idempotence. Prints one JSON line with each round's
 messages per second of each topic and the typed/plain ratio.
+
+BENCH_PIDS="name=PID,..." adds each named process's CPU time (user + system, from /proc) per
+record of each phase, in ns: `cpu_ns.<topic kind>.<name>` in each round.
 """
 import json
+import os
 import sys
 import time
 
@@ -53,6 +57,18 @@ values = [ser({
     "status": ["NEW", "PAID", "SHIPPED"][i % 3], "total": i * 1.25, "placed": 1_700_000_000_000 + i,
 }, SerializationContext(typed, MessageField.VALUE)) for i in range(1000)]
 errors = []
+pids = dict(kv.split("=") for kv in os.environ.get("BENCH_PIDS", "").split(",") if kv)
+ticks = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s():
+    """Each named process's CPU seconds so far (utime + stime)."""
+    out = {}
+    for name, pid in pids.items():
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
 
 
 def report(err, _msg):
@@ -80,7 +96,12 @@ def run(topic):
 
 out = {"count": count, "value_bytes": sum(map(len, values)) // len(values), "rounds": []}
 for _ in range(rounds):
-    r = {"plain": run(plain), "typed": run(typed)}
+    r = {"cpu_ns": {}}
+    for kind, topic in (("plain", plain), ("typed", typed)):
+        before = cpu_s()
+        r[kind] = run(topic)
+        after = cpu_s()
+        r["cpu_ns"][kind] = {n: round((after[n] - before[n]) * 1e9 / count) for n in pids}
     r["ratio"] = r["typed"] / r["plain"]
     out["rounds"].append(r)
 out["errors"] = errors[:5]

@@ -30,9 +30,10 @@ ns=kelpcmp$BASE
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   cp -r "$dir/logs" "$OUT/weed-logs" 2>/dev/null || true
   STOP_TIMEOUT=0 "$here/scripts/seaweedfs-down.sh" "$dir" --wipe > /dev/null 2>&1 || true
+  # Whatever still runs in the namespace was started here: stopped before the namespace goes.
+  ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -52,13 +53,14 @@ kelp=127.0.0.1:$((BASE + 93))
 gateway=127.0.0.1:$((BASE + 92))
 registry=http://127.0.0.1:$((BASE + 81))
 
-inns "$KELP_BIN" serve --storage seaweedmq --seaweedmq-master "$master" --seaweedmq-namespace kelp \
+# Not through inns: a function run in the background is a subshell, and $! would be its pid.
+ip netns exec "$ns" "$KELP_BIN" serve --storage seaweedmq --seaweedmq-master "$master" --seaweedmq-namespace kelp \
   --listen "$kelp" --schema-registry-listen "127.0.0.1:$((BASE + 81))" --admin-listen off \
   > "$OUT/kelp.log" 2>&1 &
 pids+=($!)
 wait_port $((BASE + 93))
 wait_port $((BASE + 81))
-inns "$WEED" -logdir="$dir/logs" mq.kafka.gateway -ip= -ip.bind=127.0.0.1 -port=$((BASE + 92)) \
+ip netns exec "$ns" "$WEED" -logdir="$dir/logs" mq.kafka.gateway -ip= -ip.bind=127.0.0.1 -port=$((BASE + 92)) \
   -master="$master" -schema-registry-url="$registry" -default-partitions=1 > "$OUT/gateway.log" 2>&1 &
 pids+=($!)
 wait_port $((BASE + 92))

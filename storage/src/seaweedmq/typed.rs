@@ -96,14 +96,14 @@ impl TopicShape {
     /// The message value for one record: its envelope in kelp's column, and the cells of the
     /// value and key that decoded (fitted to this shape, which must hold their columns).
     #[must_use]
-    pub fn encode(&self, envelope: Bytes, value: Option<&TypedRecord>, key: Option<&TypedRecord>) -> Bytes {
+    pub fn encode(&self, envelope: Bytes, value: Option<TypedRecord>, key: Option<TypedRecord>) -> Bytes {
         let mut fields: BTreeMap<String, schema_pb::Value> = BTreeMap::new();
         if let Some(v) = value {
-            put_row(&mut fields, &v.columns, v.cells.clone(), &self.value);
+            put_row(&mut fields, &v.columns, v.cells, &self.value);
         }
         if let Some(k) = key {
             let mut key_fields = BTreeMap::new();
-            put_row(&mut key_fields, &k.columns, k.cells.clone(), &self.key);
+            put_row(&mut key_fields, &k.columns, k.cells, &self.key);
             fields.insert(KEY_COLUMN.to_owned(), record_value(key_fields));
         }
         fields.insert(RECORD_COLUMN.to_owned(), schema_pb::Value { kind: Some(ValueKind::BytesValue(envelope)) });
@@ -458,8 +458,8 @@ pub fn message_key(offset: i64) -> Bytes {
 }
 
 /// The cells of a typed field, when it decoded.
-fn cells(t: Option<&FieldTyping>) -> Option<&TypedRecord> {
-    t.and_then(|(_, rec)| rec.as_ref())
+fn cells(t: Option<FieldTyping>) -> Option<TypedRecord> {
+    t.and_then(|(_, rec)| rec)
 }
 
 /// The distinct column sets of `typings` (one per schema and message).
@@ -490,8 +490,8 @@ impl Cluster {
         let shape = self.shape_for(info, &distinct(values.iter()), &distinct(keys.iter())).await?;
         Ok(records
             .iter()
-            .zip(values.iter().zip(&keys))
-            .map(|(r, (v, k))| (message_key(r.offset), shape.encode(r.encode(), cells(v.as_ref()), cells(k.as_ref()))))
+            .zip(values.into_iter().zip(keys))
+            .map(|(r, (v, k))| (message_key(r.offset), shape.encode(r.encode(), cells(v), cells(k))))
             .collect())
     }
 
@@ -606,7 +606,7 @@ mod tests {
             TopicShape { value: vec![s("id", Scalar::Int64, true), s("note", Scalar::String, false)], key: vec![] };
         let envelope = Bytes::from_static(&[0x4b, 0, 0xff, 0xfe, 0x80]);
         let row = TypedRecord { columns: v1, cells: vec![Cell::Int32(-5), Cell::Null] };
-        let value = shape.encode(envelope.clone(), Some(&row), None);
+        let value = shape.encode(envelope.clone(), Some(row), None);
         assert_eq!(envelope_in(&value), Some(envelope));
         let rv = schema_pb::RecordValue::decode(value).expect("a RecordValue");
         assert_eq!(rv.fields.len(), 2, "the null note is left out: {rv:?}");
