@@ -76,14 +76,27 @@ enum Parsed {
 }
 
 impl Parsed {
-    /// Decodes `payload` as a record written with this schema; any answer will do, a panic
-    /// will not.
+    /// Decodes `payload` as a record written with this schema, checked and into typed cells
+    /// (the schema's columns made too); any answer will do, a panic will not.
     fn check_payload(&self, payload: &[u8]) {
         let _ = match self {
             Parsed::Avro(a) => a.check_datum(payload),
             Parsed::Protobuf(p) => p.check_message(payload),
             Parsed::Json(j) => j.check_instance(payload),
         };
+        match self {
+            Parsed::Avro(a) => {
+                let _ = a.decode_cells(&a.columns(), payload);
+            }
+            Parsed::Protobuf(p) => {
+                if let Some(c) = p.columns(payload) {
+                    let _ = p.decode_cells(&c, payload);
+                }
+            }
+            Parsed::Json(j) => {
+                let _ = j.decode_cells(&j.columns(), payload);
+            }
+        }
     }
 
     /// Canonical and normalized texts, and the checks both ways against `other` and itself.
