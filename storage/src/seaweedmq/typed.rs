@@ -613,4 +613,21 @@ mod tests {
         assert_eq!(rv.fields["id"].kind, Some(ValueKind::Int64Value(-5)), "widened to the topic's column");
         assert_eq!(envelope_in(&Bytes::from_static(b"\x4bnot a record value")), None);
     }
+
+    #[test]
+    fn the_envelope_is_found_in_a_record_value_re_marshalled_with_seaweedmq_columns() {
+        // What SeaweedMQ's Parquet read path would hand back: the RecordType's fields plus its
+        // own `_ts_ns`, `_key` and `_offset`, in a map of its own making.
+        let envelope = Bytes::from_static(&[0x4b, 1, 0, 0xff]);
+        let mut fields = BTreeMap::new();
+        let v = |kind| schema_pb::Value { kind: Some(kind) };
+        fields.insert("_key".to_owned(), v(ValueKind::BytesValue(message_key(7))));
+        fields.insert("_offset".to_owned(), v(ValueKind::Int64Value(7)));
+        fields.insert("_ts_ns".to_owned(), v(ValueKind::Int64Value(1_796_000_000_000_000_000)));
+        fields.insert("id".to_owned(), v(ValueKind::Int64Value(42)));
+        fields.insert(RECORD_COLUMN.to_owned(), v(ValueKind::BytesValue(envelope.clone())));
+        fields.insert("zz".to_owned(), v(ValueKind::StringValue("after".into())));
+        let value = Bytes::from(schema_pb::RecordValue { fields }.encode_to_vec());
+        assert_eq!(envelope_in(&value), Some(envelope));
+    }
 }
