@@ -10,6 +10,23 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+/// How deep a schema's columns nest (records and lists) before the rest of a value is kept in
+/// one column whole (its encoded bytes, or its JSON text). SeaweedMQ's record types are
+/// protobuf messages three levels deep per nested record, read with a 100-level limit.
+pub const MAX_NESTING: usize = 16;
+
+/// The most columns one schema maps to, nested ones included; past it, the rest of a value is
+/// kept in one column whole, as past [`MAX_NESTING`].
+pub const MAX_COLUMNS: usize = 1024;
+
+/// The most cells a payload of `len` bytes may decode to. A value can hold more cells than bytes
+/// (nulls, defaults, empty records take none), so without a bound a small payload could decode
+/// to a huge row; past it the payload is not typed ([`Typing::Undecodable`]).
+#[must_use]
+pub fn max_cells(len: usize) -> usize {
+    len.saturating_mul(2).saturating_add(1024)
+}
+
 /// A scalar column type: SeaweedMQ's `ScalarType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scalar {

@@ -79,6 +79,14 @@ impl Catalog {
             }
             next.insert(id, Known { subjects, parsed });
         }
+        // An id gone from the registry (hard-deleted) may come back with another schema
+        // (IMPORT mode): the shapes made for its old schema go with it.
+        let stale = |id: &i32| next.get(id).is_none_or(|k| k.parsed.is_none());
+        if old.keys().any(stale)
+            && let Ok(mut shapes) = self.shapes.write()
+        {
+            shapes.retain(|(id, _), _| !stale(id));
+        }
         if let Ok(mut ids) = self.ids.write() {
             *ids = next;
         }

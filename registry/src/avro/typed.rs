@@ -11,7 +11,7 @@
 //! itself is cut where it recurs: that column holds the nested datum's Avro bytes.
 
 use bytes::Bytes;
-use kelp_core::typed::{Cell, Column, ColumnType, Scalar};
+use kelp_core::typed::{Cell, Column, ColumnType, MAX_COLUMNS, MAX_NESTING, Scalar, max_cells};
 
 use super::{AvroSchema, Datum, Json, Kind, Node, Prim, Props};
 
@@ -100,7 +100,7 @@ fn decimal(props: &Props) -> Option<(u32, u32)> {
 impl AvroSchema {
     /// The schema's columns and how its datums are read into them.
     pub fn columns(&self) -> AvroColumns {
-        let mut stack = Vec::new();
+        let mut stack = Shaping::default();
         let (ty, plan, _) = self.plan(&self.root, &mut stack);
         match (&self.root, ty) {
             (Node::Named(i), ColumnType::Record(columns)) if matches!(self.named(*i).kind, Kind::Record { .. }) => {
@@ -113,8 +113,19 @@ impl AvroSchema {
         }
     }
 
-    /// A node's column type, its plan, and whether it is never null.
-    fn plan(&self, node: &Node, stack: &mut Vec<usize>) -> (ColumnType, Plan, bool) {
+    /// A node's column type, its plan, and whether it is never null. Past [`MAX_NESTING`]
+    /// levels or [`MAX_COLUMNS`] columns, the node is kept whole, as its Avro bytes.
+    fn plan(&self, node: &Node, stack: &mut Shaping) -> (ColumnType, Plan, bool) {
+        if stack.depth >= MAX_NESTING || stack.columns >= MAX_COLUMNS {
+            return (ColumnType::Scalar(Scalar::Bytes), Plan::Raw(node.clone()), true);
+        }
+        stack.depth += 1;
+        let planned = self.plan_node(node, stack);
+        stack.depth -= 1;
+        planned
+    }
+
+    fn plan_node(&self, node: &Node, stack: &mut Shaping) -> (ColumnType, Plan, bool) {
         let s = |x| ColumnType::Scalar(x);
         match node {
             Node::Prim(p, props) => match p {
@@ -171,6 +182,7 @@ impl AvroSchema {
                                 continue;
                             }
                             let (ty, plan, _) = self.plan(b, stack);
+                            stack.columns += 1;
                             columns.push(Column::new(self.branch_name(b), ty, false));
                             plans.push(Some(plan));
                         }
@@ -190,18 +202,19 @@ impl AvroSchema {
                         }
                     }
                     Kind::Record { fields, .. } => {
-                        if stack.contains(i) {
+                        if stack.records.contains(i) {
                             return (s(Scalar::Bytes), Plan::Raw(node.clone()), true);
                         }
-                        stack.push(*i);
+                        stack.records.push(*i);
                         let mut columns = Vec::with_capacity(fields.len());
                         let mut plans = Vec::with_capacity(fields.len());
                         for f in fields {
                             let (ty, plan, required) = self.plan(&f.ty, stack);
+                            stack.columns += 1;
                             columns.push(Column::new(f.name.clone(), ty, required));
                             plans.push(plan);
                         }
-                        stack.pop();
+                        stack.records.pop();
                         (ColumnType::Record(columns), Plan::Record(plans), true)
                     }
                 }
@@ -229,13 +242,23 @@ impl AvroSchema {
         // The bounded walk first: once it passes, every count and length below is known to fit
         // in the payload.
         self.check_datum(payload)?;
-        let mut r = Datum { bytes: payload, at: 0, schema: self, steps: 0, max_steps: u64::MAX };
+        let max_steps = u64::try_from(max_cells(payload.len())).unwrap_or(u64::MAX);
+        let mut r = Datum { bytes: payload, at: 0, schema: self, steps: 0, max_steps };
         let cell = r.cell(&columns.plan)?;
         Ok(match (columns.record, cell) {
             (true, Cell::Record(cells)) => cells,
             (_, cell) => vec![cell],
         })
     }
+}
+
+/// Where the column mapping is: the records being expanded (a record within itself is cut),
+/// how deep, and how many columns so far.
+#[derive(Default)]
+struct Shaping {
+    records: Vec<usize>,
+    depth: usize,
+    columns: usize,
 }
 
 /// The plan for a list item that may be null: read into the one-column `element` record.
@@ -245,6 +268,10 @@ fn wrap(plan: Plan, required: bool) -> Plan {
 
 impl Datum<'_> {
     fn cell(&mut self, plan: &Plan) -> Result<Cell, String> {
+        self.steps += 1;
+        if self.steps > self.max_steps {
+            return Err(self.fail("more typed values than the payload's length allows"));
+        }
         Ok(match plan {
             Plan::Null => Cell::Null,
             Plan::Bool => Cell::Bool(self.take(1, "a boolean")?[0] == 1),
@@ -331,12 +358,12 @@ impl Datum<'_> {
                     // A union of one branch is that branch.
                     (Some(plan), 1) => self.cell(plan)?,
                     (Some(plan), _) => {
-                        let value = self.cell(plan)?;
+                        let mut value = Some(self.cell(plan)?);
                         // One column per non-null branch; the others stay null.
                         let mut cells = Vec::new();
                         for (j, p) in plans.iter().enumerate() {
                             if p.is_some() {
-                                cells.push(if j == i { value.clone() } else { Cell::Null });
+                                cells.push(if j == i { value.take().unwrap_or(Cell::Null) } else { Cell::Null });
                             }
                         }
                         Cell::Record(cells)
@@ -361,6 +388,9 @@ impl Datum<'_> {
             }
             if count < 0 {
                 self.len("block size")?;
+            }
+            if self.steps.saturating_add(count.unsigned_abs()) > self.max_steps {
+                return Err(self.fail("more typed values than the payload's length allows"));
             }
             for _ in 0..count.unsigned_abs() {
                 item(self)?;
@@ -505,6 +535,60 @@ mod tests {
         let d = [zz(1), zz(1), zz(2), zz(0)].concat();
         let cells = schema.decode_cells(&cols, &d).expect("decodes");
         assert_eq!(cells, vec![Cell::Int32(1), Cell::Bytes(Bytes::from([zz(2), zz(0)].concat()))]);
+    }
+
+    /// Columns in all, nested ones included, and the deepest nesting.
+    fn size(columns: &[Column]) -> (usize, usize) {
+        fn ty(t: &ColumnType) -> (usize, usize) {
+            match t {
+                ColumnType::Scalar(_) => (0, 0),
+                ColumnType::List(i) => {
+                    let (n, d) = ty(i);
+                    (n, d + 1)
+                }
+                ColumnType::Record(c) => {
+                    let (n, d) = size(c);
+                    (n, d + 1)
+                }
+            }
+        }
+        columns.iter().map(|c| ty(&c.ty)).fold((columns.len(), 0), |(n, d), (cn, cd)| (n + cn, d.max(cd)))
+    }
+
+    #[test]
+    fn a_payload_that_would_decode_to_far_more_cells_than_bytes_is_not_typed() {
+        let schema = super::super::parse(r#"{"type":"array","items":"null"}"#, &[]).expect("schema");
+        let cols = schema.columns();
+        // 65536 nulls in four bytes: a valid datum, but not one to build a row for.
+        let payload = [zz(65536), zz(0)].concat();
+        assert!(schema.check_datum(&payload).is_ok());
+        let err = schema.decode_cells(&cols, &payload).unwrap_err();
+        assert!(err.contains("more typed values"), "{err}");
+        assert_eq!(
+            schema.decode_cells(&cols, &[zz(3), zz(0)].concat()).expect("a few"),
+            vec![Cell::List(vec![Cell::Record(vec![Cell::Null]); 3])]
+        );
+    }
+
+    #[test]
+    fn columns_stop_at_the_nesting_and_column_limits() {
+        // Twenty levels of records, each with two fields of the next type: 2^20 columns if
+        // expanded, cut instead.
+        let mut ty = r#""int""#.to_owned();
+        for i in 0..20 {
+            ty = format!(
+                r#"{{"type":"record","name":"R{i}","fields":[{{"name":"a","type":{ty}}},{{"name":"b","type":"R{}"}}]}}"#,
+                i.max(1) - 1
+            );
+            if i == 0 {
+                ty = r#"{"type":"record","name":"R0","fields":[{"name":"a","type":"int"},{"name":"b","type":"int"}]}"#
+                    .to_owned();
+            }
+        }
+        let schema = super::super::parse(&ty, &[]).expect("schema");
+        let (n, depth) = size(schema.columns().columns());
+        assert!(depth < MAX_NESTING, "nesting {depth}");
+        assert!(n <= 2 * MAX_COLUMNS, "{n} columns");
     }
 
     #[test]

@@ -6,22 +6,19 @@
 //! int64, double, string; `object` with `properties` to a nested record; `array` with one
 //! `items` schema to a list; `["T", "null"]` (or a `oneOf`/`anyOf` of a schema and
 //! `{"type": "null"}`) to T, optional; local `$ref`s (`#/definitions/...`, `#/$defs/...`) are
-//! followed. Anything else (other unions, tuples, objects without properties, remote refs, and
-//! what lies deeper than 32 levels, where a schema that refers to itself is cut) is a string
-//! column holding the value's JSON text. A value
+//! followed. Anything else (other unions, tuples, objects without properties, remote refs, a
+//! schema within itself, and what lies past `MAX_NESTING` levels or `MAX_COLUMNS` columns) is
+//! a string column holding the value's JSON text. A value
 //! whose JSON type is not its column's (a topic that checks ids only lets such records in) is
 //! null in that column.
 
-use kelp_core::typed::{Cell, Column, ColumnType, Scalar};
+use kelp_core::typed::{Cell, Column, ColumnType, MAX_COLUMNS, MAX_NESTING, Scalar, max_cells};
 use serde_json::Value;
 
 use super::JsonSchema;
 
 /// The column a non-object schema's value goes in.
 const VALUE_COLUMN: &str = "value";
-
-/// How far `$ref`s are followed and schemas nested before the rest is kept as JSON text.
-const MAX_DEPTH: usize = 32;
 
 #[derive(Debug, Clone)]
 enum Plan {
@@ -53,22 +50,37 @@ impl JsonColumns {
 
 struct Mapper<'a> {
     root: &'a Value,
+    /// The `$ref`s being followed (one met again is a schema within itself: cut there).
+    refs: Vec<&'a str>,
+    /// Columns made so far.
+    columns: usize,
 }
 
-impl Mapper<'_> {
-    fn resolve<'v>(&'v self, s: &'v Value) -> Option<&'v Value> {
-        let Some(r) = s.get("$ref").and_then(Value::as_str) else { return Some(s) };
-        let path = r.strip_prefix('#')?;
-        self.root.pointer(path)
-    }
-
-    /// The type of schema `s`, its plan, and whether it admits null.
-    fn map(&self, s: &Value, depth: usize) -> (ColumnType, Plan, bool) {
+impl<'a> Mapper<'a> {
+    /// The type of schema `s`, its plan, and whether it admits null. Past [`MAX_NESTING`]
+    /// levels, [`MAX_COLUMNS`] columns, or within itself, a value is kept as its JSON text.
+    fn map(&mut self, s: &'a Value, depth: usize) -> (ColumnType, Plan, bool) {
         let text = (ColumnType::Scalar(Scalar::String), Plan::Text, true);
-        if depth > MAX_DEPTH {
+        if depth >= MAX_NESTING || self.columns >= MAX_COLUMNS {
             return text;
         }
-        let Some(s) = self.resolve(s) else { return text };
+        match s.get("$ref").and_then(Value::as_str) {
+            None => self.map_schema(s, depth),
+            Some(r) => {
+                let Some(target) = r.strip_prefix('#').and_then(|p| self.root.pointer(p)) else { return text };
+                if self.refs.contains(&r) {
+                    return text;
+                }
+                self.refs.push(r);
+                let mapped = self.map_schema(target, depth);
+                self.refs.pop();
+                mapped
+            }
+        }
+    }
+
+    fn map_schema(&mut self, s: &'a Value, depth: usize) -> (ColumnType, Plan, bool) {
+        let text = (ColumnType::Scalar(Scalar::String), Plan::Text, true);
         let Some(obj) = s.as_object() else { return text };
         for key in ["oneOf", "anyOf"] {
             if let Some(Value::Array(branches)) = obj.get(key) {
@@ -113,6 +125,7 @@ impl Mapper<'_> {
                     let mut plans = Vec::with_capacity(props.len());
                     for (name, p) in props {
                         let (ty, plan, nullable) = self.map(p, depth + 1);
+                        self.columns += 1;
                         columns.push(Column::new(name.clone(), ty, required.contains(&name.as_str()) && !nullable));
                         plans.push((name.clone(), plan));
                     }
@@ -138,42 +151,48 @@ fn is_null_schema(s: &Value) -> bool {
     s.get("type").and_then(Value::as_str) == Some("null")
 }
 
-fn cell(plan: &Plan, v: &Value) -> Cell {
+/// `v` as a cell of `plan`; `Err` past `budget` cells.
+fn cell(plan: &Plan, v: &Value, budget: &mut usize) -> Result<Cell, String> {
+    *budget = budget.checked_sub(1).ok_or_else(|| "more typed values than the payload's length allows".to_owned())?;
     if v.is_null() {
-        return Cell::Null;
+        return Ok(Cell::Null);
     }
-    match plan {
+    Ok(match plan {
         Plan::Text => Cell::String(v.to_string()),
         Plan::Bool => v.as_bool().map_or(Cell::Null, Cell::Bool),
         Plan::Int => v.as_i64().map_or(Cell::Null, Cell::Int64),
         Plan::Number => v.as_f64().map_or(Cell::Null, Cell::Double),
         Plan::Str => v.as_str().map_or(Cell::Null, |s| Cell::String(s.to_owned())),
         Plan::List(item, wrapped) => match v.as_array() {
-            Some(items) => Cell::List(
-                items
-                    .iter()
-                    .map(|i| {
-                        let c = cell(item, i);
-                        if *wrapped { Cell::Record(vec![c]) } else { c }
-                    })
-                    .collect(),
-            ),
+            Some(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    let c = cell(item, i, budget)?;
+                    out.push(if *wrapped { Cell::Record(vec![c]) } else { c });
+                }
+                Cell::List(out)
+            }
             None => Cell::Null,
         },
         Plan::Record(fields) => match v.as_object() {
             Some(o) => {
-                Cell::Record(fields.iter().map(|(name, p)| o.get(name).map_or(Cell::Null, |v| cell(p, v))).collect())
+                let mut out = Vec::with_capacity(fields.len());
+                for (name, p) in fields {
+                    // An absent property is a null cell, and counts like one.
+                    out.push(cell(p, o.get(name).unwrap_or(&Value::Null), budget)?);
+                }
+                Cell::Record(out)
             }
             None => Cell::Null,
         },
-    }
+    })
 }
 
 impl JsonSchema {
     /// The schema's columns and how documents are read into them.
     pub fn columns(&self) -> JsonColumns {
         let root: Value = serde_json::from_str(&self.canonical).unwrap_or(Value::Bool(true));
-        let (ty, plan, nullable) = Mapper { root: &root }.map(&root, 0);
+        let (ty, plan, nullable) = Mapper { root: &root, refs: Vec::new(), columns: 0 }.map(&root, 0);
         match (ty, plan) {
             (ColumnType::Record(columns), plan @ Plan::Record(_)) => JsonColumns { columns, plan, record: true },
             (ty, plan) => JsonColumns { columns: vec![Column::new(VALUE_COLUMN, ty, !nullable)], plan, record: false },
@@ -186,7 +205,7 @@ impl JsonSchema {
     /// The payload is not JSON.
     pub fn decode_cells(&self, columns: &JsonColumns, payload: &[u8]) -> Result<Vec<Cell>, String> {
         let value: Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
-        Ok(match (columns.record, cell(&columns.plan, &value)) {
+        Ok(match (columns.record, cell(&columns.plan, &value, &mut max_cells(payload.len()))?) {
             (true, Cell::Record(cells)) => cells,
             (true, _) => vec![Cell::Null; columns.columns.len()],
             (false, c) => vec![c],
@@ -242,6 +261,40 @@ mod tests {
             "a price that is not a number (a topic checking ids only) is null, not zero"
         );
         assert!(schema.decode_cells(&cols, b"{").is_err());
+    }
+
+    #[test]
+    fn a_schema_within_itself_is_cut_to_json_text_and_large_documents_are_bounded() {
+        let tree =
+            r##"{"type":"object","properties":{"v":{"type":"integer"},"left":{"$ref":"#"},"right":{"$ref":"#"}}}"##;
+        let schema = super::super::parse(tree, &[]).expect("schema");
+        let cols = schema.columns();
+        let inner = ColumnType::Record(vec![
+            s("left", Scalar::String, false),
+            s("right", Scalar::String, false),
+            s("v", Scalar::Int64, false),
+        ]);
+        assert_eq!(
+            cols.columns(),
+            &[
+                Column::new("left", inner.clone(), false),
+                Column::new("right", inner, false),
+                s("v", Scalar::Int64, false)
+            ][..]
+        );
+        let doc = br#"{"v": 1, "left": {"v": 2, "left": {"v": 3}}}"#;
+        let cells = schema.decode_cells(&cols, doc).expect("decodes");
+        assert_eq!(cells[0], Cell::Record(vec![Cell::String(r#"{"v":3}"#.into()), Cell::Null, Cell::Int64(2)]));
+        // Many empty objects against a wide schema: more cells than the bytes allow.
+        let wide: String = (0..200).map(|i| format!(r#""p{i}":{{"type":"string"}}"#)).collect::<Vec<_>>().join(",");
+        let schema = super::super::parse(
+            &format!(r#"{{"type":"array","items":{{"type":"object","properties":{{{wide}}}}}}}"#),
+            &[],
+        )
+        .expect("schema");
+        let many = format!("[{}]", vec!["{}"; 100].join(","));
+        let err = schema.decode_cells(&schema.columns(), many.as_bytes()).err().unwrap_or_default();
+        assert!(err.contains("more typed values"), "{err}");
     }
 
     #[test]

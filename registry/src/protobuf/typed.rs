@@ -12,7 +12,7 @@
 //! recurs: that column holds the nested message's bytes.
 
 use bytes::Bytes;
-use kelp_core::typed::{Cell, Column, ColumnType, Scalar};
+use kelp_core::typed::{Cell, Column, ColumnType, MAX_COLUMNS, MAX_NESTING, Scalar, max_cells};
 use prost_reflect::prost::Message as _;
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage, Value};
 
@@ -69,22 +69,31 @@ fn scalar(kind: &Kind) -> Option<Scalar> {
     })
 }
 
-fn message_columns(m: &MessageDescriptor, stack: &mut Vec<String>) -> Vec<Column> {
-    stack.push(m.full_name().to_owned());
+/// Where the column mapping is: the messages being expanded (a message within itself is cut),
+/// and how many columns so far.
+#[derive(Default)]
+struct Shaping {
+    messages: Vec<String>,
+    columns: usize,
+}
+
+fn message_columns(m: &MessageDescriptor, stack: &mut Shaping) -> Vec<Column> {
+    stack.messages.push(m.full_name().to_owned());
     let columns = m
         .fields()
         .map(|f| {
             let ty = field_type(&f, stack);
+            stack.columns += 1;
             let required =
                 (!f.supports_presence() && !matches!(f.kind(), Kind::Message(_))) || f.is_list() || f.is_map();
             Column::new(f.name(), ty, required)
         })
         .collect();
-    stack.pop();
+    stack.messages.pop();
     columns
 }
 
-fn field_type(f: &FieldDescriptor, stack: &mut Vec<String>) -> ColumnType {
+fn field_type(f: &FieldDescriptor, stack: &mut Shaping) -> ColumnType {
     if f.is_map() {
         let Kind::Message(entry) = f.kind() else { return ColumnType::Scalar(Scalar::Bytes) };
         let (k, v) = (entry.map_entry_key_field(), entry.map_entry_value_field());
@@ -98,7 +107,9 @@ fn field_type(f: &FieldDescriptor, stack: &mut Vec<String>) -> ColumnType {
     if f.is_list() { ColumnType::List(Box::new(ty)) } else { ty }
 }
 
-fn kind_type(kind: &Kind, stack: &mut Vec<String>) -> ColumnType {
+/// A message field's column: past [`MAX_NESTING`] messages, [`MAX_COLUMNS`] columns, or within
+/// itself, a nested message is kept whole, as its bytes.
+fn kind_type(kind: &Kind, stack: &mut Shaping) -> ColumnType {
     if let Some(s) = scalar(kind) {
         return ColumnType::Scalar(s);
     }
@@ -109,7 +120,13 @@ fn kind_type(kind: &Kind, stack: &mut Vec<String>) -> ColumnType {
             let value = m.get_field(1).map(|f| f.kind());
             value.and_then(|k| scalar(&k)).map_or(ColumnType::Scalar(Scalar::Bytes), ColumnType::Scalar)
         }
-        Special::Record if stack.iter().any(|s| s == m.full_name()) => ColumnType::Scalar(Scalar::Bytes),
+        Special::Record
+            if stack.messages.len() >= MAX_NESTING
+                || stack.columns >= MAX_COLUMNS
+                || stack.messages.iter().any(|s| s == m.full_name()) =>
+        {
+            ColumnType::Scalar(Scalar::Bytes)
+        }
         Special::Record => ColumnType::Record(message_columns(m, stack)),
     }
 }
@@ -120,7 +137,7 @@ impl ProtobufSchema {
     pub fn columns(&self, payload: &[u8]) -> Option<ProtoColumns> {
         let (indexes, _) = message_indexes(payload)?;
         let message = self.message_at(&indexes)?;
-        let columns = message_columns(&message, &mut Vec::new());
+        let columns = message_columns(&message, &mut Shaping::default());
         Some(ProtoColumns { message, columns })
     }
 
@@ -137,48 +154,65 @@ impl ProtobufSchema {
         }
         let message = DynamicMessage::decode(columns.message.clone(), body)
             .map_err(|e| format!("not a {} message: {e}", columns.message.full_name()))?;
-        Ok(message_cells(&message, &mut Vec::new()))
+        message_cells(&message, &columns.columns, &mut max_cells(payload.len()))
     }
 }
 
-fn message_cells(m: &DynamicMessage, stack: &mut Vec<String>) -> Vec<Cell> {
-    stack.push(m.descriptor().full_name().to_owned());
-    let cells = m
-        .descriptor()
+/// The cells of message `m` for `columns` (made by [`message_columns`] for its type); `Err`
+/// past `budget` cells.
+fn message_cells(m: &DynamicMessage, columns: &[Column], budget: &mut usize) -> Result<Vec<Cell>, String> {
+    m.descriptor()
         .fields()
-        .map(|f| {
+        .zip(columns)
+        .map(|(f, column)| {
             let absent = (f.supports_presence() || matches!(f.kind(), Kind::Message(_)))
                 && !f.is_list()
                 && !f.is_map()
                 && !m.has_field(&f);
-            if absent { Cell::Null } else { field_cell(&f, &m.get_field(&f), stack) }
+            if absent {
+                spend(budget).map(|()| Cell::Null)
+            } else {
+                field_cell(&f, &m.get_field(&f), &column.ty, budget)
+            }
         })
-        .collect();
-    stack.pop();
-    cells
+        .collect()
 }
 
-fn field_cell(f: &FieldDescriptor, v: &Value, stack: &mut Vec<String>) -> Cell {
-    match v {
-        Value::List(items) => Cell::List(items.iter().map(|i| value_cell(&f.kind(), i, stack)).collect()),
+/// Counts one cell against the budget.
+fn spend(budget: &mut usize) -> Result<(), String> {
+    *budget = budget.checked_sub(1).ok_or_else(|| "more typed values than the payload's length allows".to_owned())?;
+    Ok(())
+}
+
+fn field_cell(f: &FieldDescriptor, v: &Value, ty: &ColumnType, budget: &mut usize) -> Result<Cell, String> {
+    spend(budget)?;
+    let item = match ty {
+        ColumnType::List(item) => item.as_ref(),
+        other => other,
+    };
+    Ok(match v {
+        Value::List(items) => {
+            Cell::List(items.iter().map(|i| value_cell(&f.kind(), i, item, budget)).collect::<Result<_, _>>()?)
+        }
         Value::Map(entries) => {
-            let Kind::Message(entry) = f.kind() else { return Cell::Null };
+            let Kind::Message(entry) = f.kind() else { return Ok(Cell::Null) };
             let (kf, vf) = (entry.map_entry_key_field(), entry.map_entry_value_field());
+            let (kt, vt) = match item {
+                ColumnType::Record(c) if c.len() == 2 => (&c[0].ty, &c[1].ty),
+                _ => return Ok(Cell::Null),
+            };
             // Map order on the wire means nothing; keys sorted make the list stable.
             let mut sorted: Vec<(&MapKey, &Value)> = entries.iter().collect();
             sorted.sort_by(|a, b| a.0.cmp(b.0));
-            Cell::List(
-                sorted
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let key = value_cell(&kf.kind(), &Value::from(k.clone()), stack);
-                        Cell::Record(vec![key, value_cell(&vf.kind(), v, stack)])
-                    })
-                    .collect(),
-            )
+            let mut out = Vec::with_capacity(sorted.len());
+            for (k, v) in sorted {
+                let key = value_cell(&kf.kind(), &Value::from(k.clone()), kt, budget)?;
+                out.push(Cell::Record(vec![key, value_cell(&vf.kind(), v, vt, budget)?]));
+            }
+            Cell::List(out)
         }
-        v => value_cell(&f.kind(), v, stack),
-    }
+        v => value_cell(&f.kind(), v, ty, budget)?,
+    })
 }
 
 fn u64_decimal(v: u64) -> Cell {
@@ -187,8 +221,9 @@ fn u64_decimal(v: u64) -> Cell {
     Cell::Decimal { unscaled: Bytes::from(unscaled), precision: 20, scale: 0 }
 }
 
-fn value_cell(kind: &Kind, v: &Value, stack: &mut Vec<String>) -> Cell {
-    match v {
+fn value_cell(kind: &Kind, v: &Value, ty: &ColumnType, budget: &mut usize) -> Result<Cell, String> {
+    spend(budget)?;
+    Ok(match v {
         Value::Bool(b) => Cell::Bool(*b),
         Value::I32(i) => Cell::Int32(*i),
         Value::I64(i) => Cell::Int64(*i),
@@ -205,8 +240,8 @@ fn value_cell(kind: &Kind, v: &Value, stack: &mut Vec<String>) -> Cell {
             };
             Cell::String(name.unwrap_or_else(|| n.to_string()))
         }
-        Value::Message(m) => match special(&m.descriptor()) {
-            Special::Timestamp => {
+        Value::Message(m) => match (special(&m.descriptor()), ty) {
+            (Special::Timestamp, _) => {
                 let field = |n| m.get_field_by_number(n);
                 let seconds = field(1).and_then(|v| v.as_i64()).unwrap_or(0);
                 let nanos = field(2).and_then(|v| v.as_i32()).unwrap_or(0);
@@ -215,20 +250,16 @@ fn value_cell(kind: &Kind, v: &Value, stack: &mut Vec<String>) -> Cell {
                     .and_then(|us| us.checked_add(i64::from(nanos) / 1000))
                     .map_or(Cell::Null, Cell::Timestamp)
             }
-            Special::Wrapper => {
-                let inner = m.descriptor().get_field(1);
-                match inner {
-                    Some(f) => value_cell(&f.kind(), &m.get_field(&f), stack),
-                    None => Cell::Null,
-                }
-            }
-            Special::Record if stack.iter().any(|s| s == m.descriptor().full_name()) => {
-                Cell::Bytes(Bytes::from(m.encode_to_vec()))
-            }
-            Special::Record => Cell::Record(message_cells(m, stack)),
+            (Special::Wrapper, _) => match m.descriptor().get_field(1) {
+                Some(f) => value_cell(&f.kind(), &m.get_field(&f), ty, budget)?,
+                None => Cell::Null,
+            },
+            (Special::Record, ColumnType::Record(columns)) => Cell::Record(message_cells(m, columns, budget)?),
+            // Cut where the columns stop (recursion, depth, the column budget): kept whole.
+            (Special::Record, _) => Cell::Bytes(Bytes::from(m.encode_to_vec())),
         },
         Value::List(_) | Value::Map(_) => Cell::Null,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -257,6 +288,24 @@ message Order {
   message Line { string sku = 1; uint32 qty = 2; }
 }
 "#;
+
+    #[test]
+    fn shared_message_types_do_not_multiply_columns_past_the_limits() {
+        // M0 has two fields of M1, M1 two of M2, ...: 2^40 columns if expanded.
+        let mut text = String::from("syntax = \"proto3\";\npackage deep;\n");
+        for i in 0..40 {
+            text.push_str(&format!("message M{i} {{ M{n} a = 1; M{n} b = 2; }}\n", n = i + 1));
+        }
+        text.push_str("message M40 { int32 x = 1; }\n");
+        let schema = super::super::parse(&text, &[]).expect("schema");
+        let cols = schema.columns(&[0]).expect("M0");
+        fn count(c: &[Column]) -> usize {
+            c.iter().map(|c| 1 + if let ColumnType::Record(r) = &c.ty { count(r) } else { 0 }).sum()
+        }
+        assert!(count(cols.columns()) <= 2 * MAX_COLUMNS, "{} columns", count(cols.columns()));
+        // An empty M0 decodes (its absent messages are nulls), within the budget.
+        assert_eq!(schema.decode_cells(&cols, &[0]).expect("decodes"), vec![Cell::Null, Cell::Null]);
+    }
 
     #[test]
     fn a_message_maps_to_columns_and_a_payload_to_cells() {

@@ -240,6 +240,8 @@ impl Cluster {
     /// starts, and everything cached about it. An unknown id is already deleted.
     pub(super) async fn delete_topic(&self, id: Uuid) -> Result<(), StorageError> {
         let Some(info) = lock(&self.topics).get(&id).cloned() else { return Ok(()) };
+        // Held throughout: an append to a typed topic must not configure it again meanwhile.
+        let mut shapes = self.shapes.lock().await;
         self.delete_path(&format!("/topics/{}", self.cfg.namespace), &info.name).await?;
         self.delete_path(&self.meta_dir("topics"), &info.name).await?;
         let prefix = log_start_prefix(id);
@@ -250,7 +252,7 @@ impl Cluster {
         }
         lock(&self.topics).remove(&id);
         lock(&self.placements).remove(&info.name);
-        self.shapes.lock().await.remove(&info.name);
+        shapes.remove(&info.name);
         self.sessions.forget_topic(id);
         self.persisted.forget_topic(id);
         Ok(())

@@ -17,7 +17,7 @@ use kelp_core::schemas::{FRAME_LEN, MAGIC, SchemaCatalog};
 use kelp_core::typed::{self, Cell, Column, ColumnType, Scalar, TypedRecord, Typing};
 use prost::Message;
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, lock};
 use super::envelope::Envelope;
 use super::pb::schema_pb::{self, value::Kind as ValueKind};
 use super::pb::view_pb;
@@ -171,7 +171,9 @@ fn value_of(cell: Cell, ty: &ColumnType) -> Option<schema_pb::Value> {
                 ColumnType::List(t) => t.as_ref(),
                 _ => return None,
             };
-            let values = items.into_iter().filter_map(|c| value_of(c, item_ty)).collect();
+            // A list holds no nulls: one with an item that has no value (its type conflicts
+            // with the column's) is left out whole rather than shifted.
+            let values = items.into_iter().map(|c| value_of(c, item_ty)).collect::<Option<Vec<_>>>()?;
             ValueKind::ListValue(schema_pb::ListValue { values })
         }
         Cell::Record(cells) => {
@@ -515,6 +517,10 @@ impl Cluster {
         let next = match current.widened(value, key) {
             None => current,
             Some(wider) => {
+                // A topic deleted meanwhile is not configured again (deleting holds this lock).
+                if !lock(&self.topics).values().any(|t| t.name == info.name) {
+                    return Err(StorageError::NotFound);
+                }
                 self.set_record_type(&info.name, info.partitions, wider.record_type(), "").await?;
                 tracing::info!(topic = %info.name, columns = wider.value.len(), "seaweedmq: topic record type widened");
                 Arc::new(wider)
