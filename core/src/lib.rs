@@ -150,6 +150,7 @@ pub(crate) mod state;
 pub mod stats;
 pub mod time;
 pub mod topics;
+pub mod txn;
 pub mod typed;
 
 pub use api::metadata::{CLUSTER_OPS, OPS_NOT_REQUESTED, TOPIC_OPS};
