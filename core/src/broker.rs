@@ -406,6 +406,8 @@ impl Broker {
                 }
                 Timer::Resync(key) => api::resync::ask(st, fx, key),
                 Timer::ProduceTimeout(job) => api::produce::timed_out(fx, job),
+                Timer::TxnTimeouts => api::txn::check_timeouts(st, fx),
+                Timer::TxnMarkers(job) => api::txn::retry_markers(st, fx, job),
             }
         }
     }

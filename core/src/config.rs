@@ -93,6 +93,12 @@ pub struct Config {
     /// Which way a live group may move between the classic and the consumer protocol (Kafka:
     /// `group.consumer.migration.policy`, `bidirectional`).
     pub group_consumer_migration_policy: MigrationPolicy,
+    /// The longest `transaction.timeout.ms` a producer may ask for (Kafka:
+    /// `transaction.max.timeout.ms`, 15 minutes).
+    pub transaction_max_timeout_ms: i32,
+    /// How often the coordinator looks for transactions past their timeout and aborts them
+    /// (Kafka: `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s; kelp 1 s).
+    pub transaction_abort_interval: Duration,
 }
 
 /// Kafka's `group.consumer.migration.policy`: whether a classic group with members turns into
@@ -176,6 +182,8 @@ impl Default for Config {
             group_consumer_max_heartbeat_interval: Duration::from_secs(15),
             group_consumer_assignors: vec!["uniform", "range"],
             group_consumer_migration_policy: MigrationPolicy::Bidirectional,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_interval: Duration::from_millis(1_000),
         }
     }
 }

@@ -104,6 +104,8 @@ pub struct PartitionLog {
     /// being stored.
     truncating: Option<Box<Truncation>>,
     producers: HashMap<i64, ProducerEntry>,
+    /// Transactions open and aborted here (see [`crate::txn::partition`]).
+    pub txns: crate::txn::PartitionTxns,
 }
 
 /// An end below the high watermark being accepted, and the epoch history that goes with it.
@@ -159,6 +161,7 @@ impl PartitionLog {
             epochs: vec![(0, 0)],
             truncating: None,
             producers: HashMap::new(),
+            txns: crate::txn::PartitionTxns::default(),
         };
         for b in &e.producer_batches {
             log.remember(*b);
@@ -176,6 +179,24 @@ impl PartitionLog {
     #[must_use]
     pub fn hwm(&self) -> i64 {
         self.hwm
+    }
+
+    /// The last stable offset: the high watermark, or the first offset of the oldest
+    /// transaction still open here if that is lower (what read_committed consumers read up to).
+    #[must_use]
+    pub fn lso(&self) -> i64 {
+        self.txns.lso(self.hwm)
+    }
+
+    /// A transaction marker of `(producer_id, epoch)` was assigned: a producer epoch the
+    /// coordinator bumped (fencing the producer) is the partition's from now on, so the old
+    /// epoch's batches are refused.
+    pub fn fence_producer(&mut self, producer_id: i64, epoch: i16) {
+        let entry = self.producers.entry(producer_id).or_default();
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
     }
 
     /// The end of what the store holds (acks=1 answers once an append is below it); at or
@@ -325,6 +346,7 @@ impl PartitionLog {
         for entry in self.producers.values_mut() {
             entry.batches.retain(|b| b.last_offset < old);
         }
+        self.txns.rewound(e.next_offset);
         let mut adopted: Vec<BatchSummary> =
             e.producer_batches.iter().filter(|b| b.base_offset >= old && b.last_offset < self.hwm).copied().collect();
         adopted.sort_by_key(|b| b.base_offset);
@@ -432,6 +454,7 @@ impl PartitionLog {
         for entry in self.producers.values_mut() {
             entry.batches.retain(|b| b.last_offset < end);
         }
+        self.txns.rewound(end);
         self.max_timestamp = e.max_timestamp;
         self.epochs = epochs;
         self.check();
@@ -576,6 +599,7 @@ impl PartitionLog {
         }
         // Stored records stay (they become durable in their time); the rest is gone.
         self.next_offset = self.stored;
+        self.txns.rewound(self.stored);
         for e in self.producers.values_mut() {
             e.batches.retain(|b| b.last_offset < self.stored);
         }
@@ -594,6 +618,9 @@ impl PartitionLog {
             return false;
         }
         self.log_start = self.log_start.max(offset);
+        // Aborted ranges whose marker is gone are not listed any more (their stored copies
+        // are skipped at start).
+        self.txns.log_start_moved(self.log_start);
         true
     }
 

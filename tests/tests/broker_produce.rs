@@ -225,24 +225,24 @@ fn a_batch_over_max_message_bytes_is_too_large() {
 }
 
 #[test]
-fn clients_may_not_produce_control_or_transactional_batches() {
+fn clients_may_not_produce_control_batches_nor_transactional_ones_outside_a_transaction() {
     let mut h = Harness::new(test_config());
     let c = h.connect();
     create_topic(&mut h, c, "t", 1);
     let control = batch_from(RecordBatchBuilder::new(Compression::None).producer(1, 0, 0).control(true), &["marker"]);
     assert_eq!(error_of(&mut h, c, "t", 0, control), ErrorCode::INVALID_RECORD);
     let txn = batch_from(RecordBatchBuilder::new(Compression::None).producer(1, 0, 0).transactional(true), &["t"]);
-    assert_eq!(error_of(&mut h, c, "t", 0, txn), ErrorCode::INVALID_TXN_STATE);
-    // A transactional produce request, whatever its batch.
+    assert_eq!(error_of(&mut h, c, "t", 0, txn.clone()), ErrorCode::INVALID_TXN_STATE);
+    // A transactional batch for a transactional id the coordinator does not know.
     let req = RequestBody::Produce(ProduceRequest {
         transactional_id: Some("tx-1".into()),
-        ..match produce_request("t", 0, batch(&["a"]), -1) {
+        ..match produce_request("t", 0, txn, -1) {
             RequestBody::Produce(p) => p,
             _ => unreachable!(),
         }
     });
     let resp = expect_body!(h.call(c, req, 11), Produce);
-    assert_eq!(resp.responses[0].partition_responses[0].error_code, ErrorCode::INVALID_TXN_STATE.0);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, ErrorCode::INVALID_PRODUCER_ID_MAPPING.0);
     assert_eq!(log_of(&mut h, c, "t", 0).0, 0);
 }
 
@@ -457,15 +457,15 @@ fn init_producer_id_hands_out_distinct_ids_that_keep_increasing_after_a_restart(
         })
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-    let refused = init_producer_id(&mut h, c, Some("tx"));
-    assert_eq!(refused.error_code, ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.0, "no transactions yet");
-    assert_eq!(refused.producer_id, -1);
+    let txn = init_producer_id(&mut h, c, Some("tx"));
+    assert_eq!((txn.error_code, txn.producer_epoch), (0, 0), "a transactional id starts at epoch 0");
+    assert!(txn.producer_id > ids[2], "{} after {ids:?}", txn.producer_id);
 
     let mut after = h.restart(test_config());
     let c = after.connect();
     let next = init_producer_id(&mut after, c, None);
     assert_eq!(next.error_code, 0);
-    assert!(next.producer_id > ids[2], "{} after {ids:?}", next.producer_id);
+    assert!(next.producer_id > txn.producer_id, "{} after {ids:?} and {}", next.producer_id, txn.producer_id);
 }
 
 #[test]

@@ -65,6 +65,10 @@ pub(crate) enum Timer {
     Resync(PartitionKey),
     /// An acks=-1 produce's `timeout_ms` ran out before its records were durable.
     ProduceTimeout(JobId),
+    /// The transaction coordinator's periodic look for transactions past their timeout.
+    TxnTimeouts,
+    /// Markers of a transaction that could not be written are tried again.
+    TxnMarkers(JobId),
 }
 
 /// How a request is answered.

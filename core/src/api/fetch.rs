@@ -16,9 +16,12 @@ use smallvec::SmallVec;
 
 use super::{CmdOwner, Effects, Timer};
 use crate::codec::generated::ResponseBody;
-use crate::codec::generated::fetch::{FetchRequest, FetchResponse, FetchableTopicResponse, PartitionData};
+use crate::codec::generated::fetch::{
+    AbortedTransaction, FetchRequest, FetchResponse, FetchableTopicResponse, PartitionData,
+};
 use crate::codec::{ErrorCode, KStr, RecordSet, Uuid};
 use crate::io::{Command, Completion, PartitionKey};
+use crate::log::PartitionLog;
 use crate::records;
 use crate::request::Req;
 use crate::state::fetch_sessions::{FetchPart, SessionRequest};
@@ -128,6 +131,7 @@ fn evaluate(st: &mut State, fx: &mut Effects, job: JobId) {
         return finish(st, fx, job);
     }
     let budget = j.max_bytes;
+    let read_committed = j.read_committed;
     let plan: Vec<Option<(PartitionKey, i64, i64, usize)>> = j
         .parts
         .iter()
@@ -136,7 +140,9 @@ fn evaluate(st: &mut State, fx: &mut Effects, job: JobId) {
                 return None;
             }
             let log = st.topics.partition(p.key())?;
-            (p.offset < log.hwm()).then(|| (p.key(), p.offset, log.hwm(), p.max_bytes.min(budget)))
+            // read_committed reads stop at the last stable offset.
+            let end = if read_committed { log.lso() } else { log.hwm() };
+            (p.offset < end).then(|| (p.key(), p.offset, end, p.max_bytes.min(budget)))
         })
         .collect();
     let has_data = plan.iter().any(Option::is_some);
@@ -240,8 +246,24 @@ fn build_response(st: &mut State, j: &mut FetchJob) -> FetchResponse {
             None => {
                 let log = st.topics.partition(p.key());
                 pd.high_watermark = log.map_or(-1, |l| l.hwm());
-                pd.last_stable_offset = pd.high_watermark;
+                pd.last_stable_offset = log.map_or(-1, PartitionLog::lso);
                 pd.log_start_offset = log.map_or(-1, |l| l.log_start());
+                if j.read_committed
+                    && let Some(l) = log
+                {
+                    // The aborted transactions a consumer must drop from what this read
+                    // returns (it reads no further than the last stable offset).
+                    pd.aborted_transactions = Some(
+                        l.txns
+                            .aborted_between(p.offset, l.lso())
+                            .map(|a| AbortedTransaction {
+                                producer_id: a.producer_id,
+                                first_offset: a.first_offset,
+                                ..Default::default()
+                            })
+                            .collect(),
+                    );
+                }
                 let chunks = j.reads.get_mut(i).and_then(Option::take).unwrap_or_default();
                 if let Some(records) = fit(chunks, p.max_bytes.min(budget), first) {
                     first = false;

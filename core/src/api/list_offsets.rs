@@ -70,7 +70,8 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ListOffsetsR
                         pr.leader_epoch = log.epoch_at(pr.offset);
                     }
                     LATEST => {
-                        pr.offset = log.hwm();
+                        // read_committed consumers start at the last stable offset.
+                        pr.offset = if m.isolation_level == 1 { log.lso() } else { log.hwm() };
                         pr.leader_epoch = log.leader_epoch();
                     }
                     LATEST_TIERED => {}

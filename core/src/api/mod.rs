@@ -23,6 +23,7 @@ pub(crate) mod resync;
 pub(crate) mod retention;
 #[cfg(test)]
 mod tests;
+pub mod txn;
 pub(crate) mod waiters;
 
 use std::net::SocketAddr;
@@ -49,6 +50,10 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DELETE_TOPICS, 1, 6),
     (ApiKey::DELETE_RECORDS, 0, 2),
     (ApiKey::INIT_PRODUCER_ID, 0, 5),
+    (ApiKey::ADD_PARTITIONS_TO_TXN, 0, 3),
+    (ApiKey::ADD_OFFSETS_TO_TXN, 0, 4),
+    (ApiKey::END_TXN, 0, 4),
+    (ApiKey::TXN_OFFSET_COMMIT, 0, 4),
     (ApiKey::OFFSET_FOR_LEADER_EPOCH, 2, 4),
     (ApiKey::DESCRIBE_CONFIGS, 1, 4),
     (ApiKey::ALTER_CONFIGS, 0, 2),
@@ -70,6 +75,8 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DESCRIBE_GROUPS, 0, 6),
     (ApiKey::CONSUMER_GROUP_HEARTBEAT, 0, 1),
     (ApiKey::CONSUMER_GROUP_DESCRIBE, 0, 0),
+    (ApiKey::DESCRIBE_TRANSACTIONS, 0, 0),
+    (ApiKey::LIST_TRANSACTIONS, 0, 1),
 ];
 
 /// Whether the broker serves `api` at `version`.
@@ -113,6 +120,12 @@ pub(crate) fn dispatch(
         RequestBody::ListOffsets(m) => list_offsets::handle(st, fx, req, m),
         RequestBody::InitProducerId(m) => producer::init_producer_id(st, fx, req, &m),
         RequestBody::DescribeProducers(m) => producer::describe_producers(st, fx, req, &m),
+        RequestBody::AddPartitionsToTxn(m) => txn::add_partitions(st, fx, req, &m),
+        RequestBody::AddOffsetsToTxn(m) => txn::add_offsets(st, fx, req, &m),
+        RequestBody::TxnOffsetCommit(m) => txn::txn_offset_commit(st, fx, req, &m),
+        RequestBody::EndTxn(m) => txn::end_txn(st, fx, req, &m),
+        RequestBody::DescribeTransactions(m) => txn::describe(st, fx, req, &m),
+        RequestBody::ListTransactions(m) => txn::list(st, fx, req, &m),
         RequestBody::CreateTopics(m) => admin::create_topics(st, fx, req, m),
         RequestBody::DeleteTopics(m) => admin::delete_topics(st, fx, req, m),
         RequestBody::CreatePartitions(m) => admin::create_partitions(st, fx, req, m),
@@ -145,6 +158,12 @@ pub(crate) enum Job {
     GroupStore(group::StoreJob),
     /// Offset commits being stored.
     Commit(Box<offsets::CommitJob>),
+    /// A transactional id's metadata being stored.
+    TxnStore(Box<txn::StoreJob>),
+    /// A transaction's markers being written.
+    TxnMarkers(Box<txn::MarkersJob>),
+    /// Transactional offsets being stored.
+    TxnOffsets(Box<txn::OffsetsJob>),
 }
 
 /// What a [`ReplyJob`] does with its storage results before the response leaves: one
@@ -217,6 +236,9 @@ pub(crate) fn job_completed(st: &mut State, fx: &mut Effects, job: JobId, part: 
         Job::ListOffsets(_) => list_offsets::lookup_done(st, fx, job, part, result),
         Job::GroupStore(_) => group::store_done(st, fx, job, result),
         Job::Commit(_) => offsets::commit_done(st, fx, job, part, result),
+        Job::TxnStore(_) => txn::store_done(st, fx, job, &result),
+        Job::TxnMarkers(_) => txn::marker_done(st, fx, job, part, &result),
+        Job::TxnOffsets(_) => txn::offsets_stored(st, fx, job, &result),
         Job::Reply(r) => {
             if let Completion::Failed(e) = result {
                 r.results[part] = Some(e);

@@ -155,7 +155,7 @@ pub(crate) fn commit_done(st: &mut State, fx: &mut Effects, job: JobId, part: us
 
 /// One partition's fetched offset: (offset, leader epoch, metadata, error).
 fn fetch_one(st: &State, group: &KStr, topic: &KStr, p: i32, require_stable: bool) -> (i64, i32, KStr, ErrorCode) {
-    if require_stable && st.groups.offsets.unstable(group, topic, p) {
+    if require_stable && (st.groups.offsets.unstable(group, topic, p) || st.txns.has_pending(group, topic, p)) {
         return (-1, -1, KStr::default(), ErrorCode::UNSTABLE_OFFSET_COMMIT);
     }
     match st.groups.offsets.get(group, topic, p) {

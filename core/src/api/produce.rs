@@ -60,16 +60,13 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceReque
         let mut tr = TopicProduceResponse { name: td.name.clone(), topic_id: td.topic_id, ..Default::default() };
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
             let index = pd.index;
-            let outcome = if m.transactional_id.is_some() {
-                // Transactions are not served yet: no AddPartitionsToTxn can have happened.
-                Outcome::Error(ErrorCode::INVALID_TXN_STATE, Some("kelp does not serve transactions"))
-            } else if !matches!(acks, -1..=1) {
+            let outcome = if !matches!(acks, -1..=1) {
                 Outcome::Error(ErrorCode::INVALID_REQUIRED_ACKS, None)
             } else if req.version >= 13 && topic_id.and_then(|id| st.topics.by_id(id)).is_none() {
                 // v13 names topics by id (KIP-516); Kafka answers an unknown one so.
                 Outcome::Error(ErrorCode::UNKNOWN_TOPIC_ID, None)
             } else {
-                append(st, fx, topic_id, pd)
+                append(st, fx, topic_id, m.transactional_id.as_ref(), pd)
             };
             let mut pr = PartitionProduceResponse {
                 index,
@@ -137,8 +134,14 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceReque
 }
 
 /// Validates and appends one partition's batch.
-fn append(st: &mut State, fx: &mut Effects, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Outcome {
-    match validate(st, topic_id, pd) {
+fn append(
+    st: &mut State,
+    fx: &mut Effects,
+    topic_id: Option<Uuid>,
+    transactional_id: Option<&KStr>,
+    pd: PartitionProduceData,
+) -> Outcome {
+    match validate(st, topic_id, transactional_id, pd) {
         Ok(Checked::New(batch)) => assign(st, fx, batch),
         Ok(Checked::Duplicate(outcome)) | Err(outcome) => outcome,
     }
@@ -152,6 +155,8 @@ struct ValidBatch {
     count: i64,
     /// The idempotent producer's id, epoch and sequences, when it has a producer id.
     producer: Option<ProducerSeq>,
+    /// Whether the batch belongs to a transaction (of `producer`).
+    transactional: bool,
     /// The batch's largest record timestamp (CreateTime).
     max_timestamp: i64,
     /// Whether the topic stamps the broker's time on records.
@@ -272,7 +277,12 @@ impl RecordErrors {
 }
 
 /// Kafka's checks on a produced batch, in Kafka's order; reads the state, changes nothing.
-fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Result<Checked, Outcome> {
+fn validate(
+    st: &State,
+    topic_id: Option<Uuid>,
+    transactional_id: Option<&KStr>,
+    pd: PartitionProduceData,
+) -> Result<Checked, Outcome> {
     let unknown = Outcome::Error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
     let Some(topic) = topic_id.and_then(|id| st.topics.by_id(id)) else { return Err(unknown) };
     let settings = &topic.settings;
@@ -314,6 +324,13 @@ fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Res
         return Err(Outcome::Error(ErrorCode::NOT_LEADER_OR_FOLLOWER, None));
     }
     let (producer_id, epoch, base_seq) = (batch.producer_id(), batch.producer_epoch(), batch.base_sequence());
+    if batch.is_transactional() {
+        check_transaction(st, transactional_id, key, producer_id, epoch)?;
+    } else if producer_id >= 0 && part.txns.is_open(producer_id) {
+        // Kafka's ProducerAppendInfo: a producer with a transaction open here writes only
+        // transactional batches until it ends.
+        return Err(refuse(ErrorCode::INVALID_TXN_STATE, "expected a transactional write from this producer"));
+    }
     let mut producer = None;
     if producer_id >= 0 {
         let last_seq = seq_add(base_seq, batch.last_offset_delta());
@@ -345,6 +362,7 @@ fn validate(st: &State, topic_id: Option<Uuid>, pd: PartitionProduceData) -> Res
         key,
         count: i64::from(batch.last_offset_delta()) + 1,
         producer,
+        transactional: batch.is_transactional(),
         max_timestamp: batch.max_timestamp(),
         log_append_time: settings.log_append_time,
         records,
@@ -371,10 +389,36 @@ fn single_batch(records: &Bytes, max_decompressed: usize) -> Result<(RecordBatch
     if batch.is_control() {
         return Err(refuse(ErrorCode::INVALID_RECORD, "clients may not produce control batches"));
     }
-    if batch.is_transactional() {
-        return Err(refuse(ErrorCode::INVALID_TXN_STATE, "kelp does not serve transactions"));
-    }
     Ok((batch, decoded))
+}
+
+/// The coordinator's side of a transactional batch (KIP-890's defence, which Kafka's
+/// partition leader asks the coordinator for): the producer is the transactional id's current
+/// one and the partition was added to its open transaction.
+fn check_transaction(
+    st: &State,
+    transactional_id: Option<&KStr>,
+    key: PartitionKey,
+    producer_id: i64,
+    epoch: i16,
+) -> Result<(), Outcome> {
+    let Some(id) = transactional_id else {
+        return Err(refuse(ErrorCode::INVALID_TXN_STATE, "a transactional batch needs the request's transactional id"));
+    };
+    let Some(entry) = st.txns.by_id.get(id) else {
+        return Err(Outcome::Error(ErrorCode::INVALID_PRODUCER_ID_MAPPING, None));
+    };
+    let meta = &entry.meta;
+    if meta.producer_id != producer_id {
+        return Err(Outcome::Error(ErrorCode::INVALID_PRODUCER_ID_MAPPING, None));
+    }
+    if meta.epoch != epoch {
+        return Err(Outcome::Error(ErrorCode::INVALID_PRODUCER_EPOCH, None));
+    }
+    if meta.state != crate::txn::TxnState::Ongoing || !meta.partitions.contains_key(&key) {
+        return Err(refuse(ErrorCode::INVALID_TXN_STATE, "Partition was not added to the transaction"));
+    }
+    Ok(())
 }
 
 /// Assigns a validated batch its offsets and sends the append.
@@ -388,6 +432,11 @@ fn assign(st: &mut State, fx: &mut Effects, batch: ValidBatch) -> Outcome {
     let base_offset = part.assign(cmd, batch.count, max_timestamp);
     let leader_epoch = part.leader_epoch();
     let last_offset = base_offset + batch.count - 1;
+    if let Some(p) = &batch.producer
+        && batch.transactional
+    {
+        part.txns.begin(p.id, base_offset);
+    }
     if let Some(p) = batch.producer {
         part.remember(BatchSummary {
             producer_id: p.id,

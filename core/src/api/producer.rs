@@ -27,10 +27,8 @@ pub(crate) fn init_producer_id(st: &mut State, fx: &mut Effects, req: Req, m: &I
         ongoing_txn_producer_epoch: -1,
         ..Default::default()
     };
-    if m.transactional_id.is_some() {
-        // Transactions are not served yet; refuse clearly rather than pretend.
-        resp.error_code = ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.0;
-        return fx.respond(req, ResponseBody::InitProducerId(resp));
+    if let Some(id) = &m.transactional_id {
+        return super::txn::init_producer_id(st, fx, req, m, id);
     }
     let (id, block_end) = match st.producer_ids.next() {
         NextId::Ready(id) => (id, None),
@@ -79,7 +77,7 @@ pub(crate) fn describe_producers(st: &mut State, fx: &mut Effects, req: Req, m: 
                             last_sequence: last.map_or(-1, |l| l.last_sequence),
                             last_timestamp: last.map_or(-1, |l| l.timestamp),
                             coordinator_epoch: -1,
-                            current_txn_start_offset: -1,
+                            current_txn_start_offset: log.txns.first_offset(pid).unwrap_or(-1),
                             ..Default::default()
                         })
                         .collect();

@@ -44,7 +44,46 @@ pub(crate) fn recovered(st: &mut State, fx: &mut Effects, result: Completion) ->
     for (t, at) in consumer_timers {
         fx.arm(Timer::Consumer(t), at);
     }
+    recover_transactions(st, fx, &rec.values);
     super::retention::arm(st, fx);
     super::cleaning::arm(st, fx);
     true
+}
+
+/// Rebuilds the transaction coordinator and the partitions' transactions: every transactional
+/// id's metadata, the transactions still open in each partition (from the bound stored when
+/// the partition joined), the aborted ranges, and the offsets open transactions commit for
+/// groups. Transactions that were preparing write their markers again.
+fn recover_transactions(st: &mut State, fx: &mut Effects, values: &[(bytes::Bytes, bytes::Bytes)]) {
+    use crate::state::transactions::{TxnEntry, decode_pending};
+    use crate::txn::TxnState;
+    let mut preparing = Vec::new();
+    for (k, v) in values {
+        if let Some(meta) = crate::txn::coordinator::decode(k, v) {
+            if matches!(meta.state, TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort) {
+                for (key, bound) in &meta.partitions {
+                    if let Some(p) = st.topics.partition_mut(*key) {
+                        p.txns.recover_open(meta.producer_id, (*bound).min(p.next_offset()));
+                    }
+                }
+            }
+            if meta.state.is_preparing() {
+                preparing.push(meta.id.clone());
+            }
+            st.txns.by_id.insert(meta.id.clone(), TxnEntry { meta, busy: false });
+        } else if let Some((key, a)) = crate::txn::partition::decode_aborted(k, v) {
+            if let Some(p) = st.topics.partition_mut(key)
+                && a.last_offset < p.next_offset()
+                && a.last_offset >= p.log_start()
+            {
+                p.txns.remember_aborted(a);
+            }
+        } else if let Some((group, pid, offsets)) = decode_pending(k, v) {
+            st.txns.pending.insert((group, pid), offsets);
+        }
+    }
+    for id in preparing {
+        super::txn::start_markers(st, fx, &id);
+    }
+    super::txn::arm(st, fx);
 }

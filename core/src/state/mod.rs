@@ -10,6 +10,7 @@
 pub(crate) mod fetch_sessions;
 pub(crate) mod producer_ids;
 pub(crate) mod topic_table;
+pub(crate) mod transactions;
 
 use hashbrown::HashMap;
 
@@ -65,6 +66,8 @@ pub(crate) struct State {
     pub groups: crate::group::Groups,
     /// Producer id allocation.
     pub producer_ids: ProducerIds,
+    /// The transaction coordinator's table.
+    pub txns: transactions::Transactions,
     /// KIP-227 fetch sessions.
     pub sessions: FetchSessions,
     /// Requests waiting on partitions.
@@ -85,6 +88,7 @@ impl State {
             topics: TopicTable::default(),
             groups: crate::group::Groups::default(),
             producer_ids: ProducerIds::default(),
+            txns: transactions::Transactions::default(),
             sessions: FetchSessions::default(),
             waiters: Waiters::default(),
             cleaning: crate::api::cleaning::Cleaning::default(),

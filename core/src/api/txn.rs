@@ -1,0 +1,823 @@
+//! The transaction coordinator's requests: InitProducerId with a transactional id,
+//! AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, DescribeTransactions and
+//! ListTransactions; the markers that end a transaction in its partitions and groups; and
+//! the timeout that aborts a transaction whose producer went silent.
+//!
+//! Decisions come from [`crate::txn::TxnMeta`]; this module stores them (one `Put` of the
+//! metadata, answered only once stored, as Kafka answers after its `__transaction_state`
+//! append) and carries them out. While a change is being stored, or markers are being
+//! written, the id is busy and requests that would change it get CONCURRENT_TRANSACTIONS,
+//! which clients retry. EndTxn answers once the decision is stored (PrepareCommit or
+//! PrepareAbort); the markers follow: each partition of the transaction gets a control batch,
+//! appended like any batch and waited for until it is below the high watermark; an abort
+//! also stores the aborted range for read_committed fetches; each group gets its pending
+//! offsets committed or dropped. Then the metadata is stored as CompleteCommit or
+//! CompleteAbort and the id is free again. A marker that cannot be written (the store failed,
+//! the partition is re-synchronising) is tried again shortly; after a restart, recovery
+//! finds the transactions still preparing and writes their markers again.
+
+use bytes::Bytes;
+
+use super::{CmdOwner, Effects, Job, Timer};
+use crate::codec::generated::ResponseBody;
+use crate::codec::generated::add_offsets_to_txn::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
+use crate::codec::generated::add_partitions_to_txn::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+    AddPartitionsToTxnTopicResult,
+};
+use crate::codec::generated::describe_transactions::{
+    DescribeTransactionsRequest, DescribeTransactionsResponse, TopicData, TransactionState,
+};
+use crate::codec::generated::end_txn::{EndTxnRequest, EndTxnResponse};
+use crate::codec::generated::init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
+use crate::codec::generated::list_transactions::{
+    ListTransactionsRequest, ListTransactionsResponse, TransactionState as ListedState,
+};
+use crate::codec::generated::txn_offset_commit::{
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use crate::codec::{ErrorCode, KStr};
+use crate::group::{CommittedOffset, encode_offset, offset_key};
+use crate::io::{AppendBatches, Command, Completion, PartitionKey};
+use crate::request::Req;
+use crate::state::producer_ids::{BLOCK_KEY, NextId};
+use crate::state::transactions::{PendingOffset, TxnEntry, encode_pending, pending_key};
+use crate::state::{HwmWaiter, JobId, State};
+use crate::time::Duration;
+use crate::txn::coordinator::{encode, txn_key};
+use crate::txn::partition::{aborted_key, encode_aborted};
+use crate::txn::{AbortedTxn, EndPlan, InitPlan, MarkerKind, TxnMeta, TxnState, TxnTarget, control_batch};
+
+/// How long a marker that could not be written waits before it is tried again.
+const MARKER_RETRY: Duration = Duration::from_millis(100);
+
+/// What happens once a transactional id's new metadata is stored.
+#[derive(Debug)]
+pub(crate) enum Then {
+    /// Answer `body` (InitProducerId gets the stored producer id and epoch).
+    Reply,
+    /// Answer CONCURRENT_TRANSACTIONS, then write the abort markers of the fenced transaction.
+    FenceThenMarkers,
+    /// Answer, then write the markers of the decision stored.
+    ReplyThenMarkers,
+    /// Write the markers of a transaction aborted for its timeout (nobody to answer).
+    Markers,
+    /// The transaction is complete: the id is free again.
+    Complete,
+}
+
+/// A transactional id's metadata being stored, and what to do after.
+#[derive(Debug)]
+pub(crate) struct StoreJob {
+    req: Option<Req>,
+    body: Option<ResponseBody>,
+    next: TxnMeta,
+    then: Then,
+    /// Whether the id was created by this request (forgotten again if the store fails).
+    created: bool,
+    /// A producer id reservation stored beside it (a new id was handed out).
+    block_end: Option<i64>,
+    waiting: usize,
+    failed: bool,
+}
+
+/// Where one target of a transaction's markers stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The marker (a partition) or the offsets (a group) are being written.
+    Marker,
+    /// The marker is visible; its aborted range is being stored.
+    Range,
+    /// Done.
+    Done,
+}
+
+/// One target of a transaction's markers.
+#[derive(Debug)]
+struct MarkerPart {
+    target: TxnTarget,
+    phase: Phase,
+    /// Commands and waits outstanding.
+    outstanding: usize,
+    /// Something failed: tried again after [`MARKER_RETRY`].
+    failed: bool,
+    /// The marker's offset, once assigned.
+    marker: Option<i64>,
+    /// The aborted range the marker closes (an ABORT where the transaction wrote).
+    aborted: Option<AbortedTxn>,
+}
+
+/// A transaction's markers being written.
+#[derive(Debug)]
+pub(crate) struct MarkersJob {
+    meta: TxnMeta,
+    parts: Vec<MarkerPart>,
+    /// Completion part number -> index in `parts`.
+    calls: Vec<usize>,
+}
+
+fn set_error(body: &mut ResponseBody, code: ErrorCode) {
+    match body {
+        ResponseBody::InitProducerId(r) => {
+            r.error_code = code.0;
+            (r.producer_id, r.producer_epoch) = (-1, -1);
+        }
+        ResponseBody::AddOffsetsToTxn(r) => r.error_code = code.0,
+        ResponseBody::EndTxn(r) => r.error_code = code.0,
+        ResponseBody::AddPartitionsToTxn(r) => {
+            for t in &mut r.results_by_topic_v3_and_below {
+                for p in &mut t.results_by_partition {
+                    p.partition_error_code = code.0;
+                }
+            }
+        }
+        ResponseBody::TxnOffsetCommit(r) => {
+            for t in &mut r.topics {
+                for p in &mut t.partitions {
+                    p.error_code = code.0;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// PRODUCER_FENCED as old clients know it: INVALID_PRODUCER_EPOCH (InitProducerId before
+/// v4; AddPartitionsToTxn, AddOffsetsToTxn and EndTxn before v2).
+fn fenced_for(code: ErrorCode, version: i16, first_with_fenced: i16) -> ErrorCode {
+    if code == ErrorCode::PRODUCER_FENCED && version < first_with_fenced {
+        ErrorCode::INVALID_PRODUCER_EPOCH
+    } else {
+        code
+    }
+}
+
+/// Stores `next` for its id (marking it busy), then carries out `then`.
+fn store(st: &mut State, fx: &mut Effects, req: Option<Req>, body: Option<ResponseBody>, next: TxnMeta, then: Then) {
+    store_with(st, fx, (req, body), next, then, (false, None));
+}
+
+fn store_with(
+    st: &mut State,
+    fx: &mut Effects,
+    (req, body): (Option<Req>, Option<ResponseBody>),
+    next: TxnMeta,
+    then: Then,
+    (created, block_end): (bool, Option<i64>),
+) {
+    if let Some(e) = st.txns.by_id.get_mut(&next.id) {
+        e.busy = true;
+    }
+    let put = Command::Put { key: txn_key(next.id.as_str()), value: Some(encode(&next)) };
+    let waiting = 1 + usize::from(block_end.is_some());
+    let job = fx.park(Job::TxnStore(Box::new(StoreJob {
+        req,
+        body,
+        next,
+        then,
+        created,
+        block_end,
+        waiting,
+        failed: false,
+    })));
+    fx.storage(CmdOwner::Job { job, part: 0 }, put);
+    if let Some(end) = block_end {
+        let value = Bytes::copy_from_slice(&end.to_be_bytes());
+        fx.storage(
+            CmdOwner::Job { job, part: 1 },
+            Command::Put { key: Bytes::from_static(BLOCK_KEY), value: Some(value) },
+        );
+    }
+}
+
+pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &Completion) {
+    let Some(Job::TxnStore(j)) = fx.jobs.get_mut(&job) else { return };
+    j.failed |= !matches!(result, Completion::Done);
+    j.waiting -= 1;
+    if j.waiting > 0 {
+        return;
+    }
+    let Some(Job::TxnStore(j)) = fx.jobs.remove(&job) else { return };
+    let StoreJob { req, body, next, then, created, block_end, failed, .. } = *j;
+    if let Some(end) = block_end {
+        if failed {
+            st.producer_ids.not_stored();
+        } else {
+            st.producer_ids.stored(end);
+        }
+    }
+    let id = next.id.clone();
+    if failed {
+        // Nothing changed: the id keeps its metadata (a new one is forgotten) and the
+        // client retries. Markers that could not be completed are tried again.
+        if created {
+            st.txns.by_id.remove(&id);
+        } else if let Some(e) = st.txns.by_id.get_mut(&id) {
+            e.busy = false;
+        }
+        if let (Some(req), Some(mut body)) = (req, body) {
+            set_error(&mut body, ErrorCode::COORDINATOR_NOT_AVAILABLE);
+            fx.respond(req, body);
+        }
+        if matches!(then, Then::Complete | Then::Markers) {
+            // A completion or a timed-out abort that could not be stored: the coordinator
+            // tries again at its next look.
+            retry_later(st, fx);
+        }
+        return;
+    }
+    let meta = next.clone();
+    st.txns.by_id.insert(id.clone(), TxnEntry { meta: next, busy: false });
+    let reply = |fx: &mut Effects, code: Option<ErrorCode>| {
+        if let (Some(req), Some(mut body)) = (req, body) {
+            if let ResponseBody::InitProducerId(r) = &mut body {
+                (r.producer_id, r.producer_epoch) = (meta.producer_id, meta.epoch);
+            }
+            if let Some(code) = code {
+                set_error(&mut body, code);
+            }
+            fx.respond(req, body);
+        }
+    };
+    match then {
+        Then::Reply | Then::Complete => reply(fx, None),
+        Then::FenceThenMarkers => {
+            reply(fx, Some(ErrorCode::CONCURRENT_TRANSACTIONS));
+            start_markers(st, fx, &id);
+        }
+        Then::ReplyThenMarkers => {
+            reply(fx, None);
+            start_markers(st, fx, &id);
+        }
+        Then::Markers => start_markers(st, fx, &id),
+    }
+}
+
+/// The coordinator looks again soon (a store that failed may be back).
+fn retry_later(st: &State, fx: &mut Effects) {
+    fx.arm(Timer::TxnTimeouts, st.now.mono + MARKER_RETRY);
+}
+
+/// InitProducerId with a transactional id.
+pub(crate) fn init_producer_id(st: &mut State, fx: &mut Effects, req: Req, m: &InitProducerIdRequest, id: &KStr) {
+    let mut resp = InitProducerIdResponse {
+        producer_id: -1,
+        producer_epoch: -1,
+        ongoing_txn_producer_id: -1,
+        ongoing_txn_producer_epoch: -1,
+        ..Default::default()
+    };
+    let expected = match (m.producer_id, m.producer_epoch) {
+        (-1, -1) => Ok(None),
+        (pid, epoch) if pid < 0 || epoch < 0 => Err(ErrorCode::INVALID_REQUEST),
+        (pid, epoch) => Ok(Some((pid, epoch))),
+    };
+    let now = st.now.wall_ms;
+    let timeout = m.transaction_timeout_ms;
+    let checked = expected.and_then(|expected| {
+        if id.is_empty() {
+            Err(ErrorCode::INVALID_REQUEST)
+        } else if timeout <= 0 || timeout > st.cfg.transaction_max_timeout_ms {
+            Err(ErrorCode::INVALID_TRANSACTION_TIMEOUT)
+        } else if st.txns.by_id.get(id).is_some_and(|e| e.busy) {
+            Err(ErrorCode::CONCURRENT_TRANSACTIONS)
+        } else {
+            Ok(expected)
+        }
+    });
+    let expected = match checked {
+        Ok(e) => e,
+        Err(code) => {
+            resp.error_code = fenced_for(code, req.version, 4).0;
+            return fx.respond(req, ResponseBody::InitProducerId(resp));
+        }
+    };
+    let mut block_end = None;
+    let mut new_pid = |st: &mut State| match st.producer_ids.next() {
+        NextId::Ready(pid) => pid,
+        NextId::AfterStoring { id, block_end: end } => {
+            block_end = Some(end);
+            id
+        }
+    };
+    let created = !st.txns.by_id.contains_key(id);
+    let current = match st.txns.by_id.get(id) {
+        Some(e) => e.meta.clone(),
+        None => {
+            let meta = TxnMeta::new(id.clone(), new_pid(st), timeout, now);
+            st.txns.by_id.insert(id.clone(), TxnEntry { meta: meta.clone(), busy: true });
+            meta
+        }
+    };
+    let body = Some(ResponseBody::InitProducerId(resp));
+    match current.init_producer_id(expected, timeout, now) {
+        Err(code) => {
+            if created {
+                st.txns.by_id.remove(id);
+            }
+            let Some(ResponseBody::InitProducerId(mut resp)) = body else { return };
+            resp.error_code = fenced_for(code, req.version, 4).0;
+            fx.respond(req, ResponseBody::InitProducerId(resp));
+        }
+        Ok(InitPlan::Store(next)) => store_with(st, fx, (Some(req), body), next, Then::Reply, (created, block_end)),
+        Ok(InitPlan::NewProducerId) => {
+            let pid = new_pid(st);
+            let next = current.rotated(pid, timeout, expected.is_some(), now);
+            store_with(st, fx, (Some(req), body), next, Then::Reply, (created, block_end));
+        }
+        Ok(InitPlan::FenceAndAbort(next)) => {
+            store_with(st, fx, (Some(req), body), next, Then::FenceThenMarkers, (created, block_end));
+        }
+    }
+}
+
+/// Checks a request naming `(producer_id, epoch)` against `id`'s entry, in Kafka's order.
+fn entry_for(st: &State, id: &KStr, producer: (i64, i16)) -> Result<TxnMeta, ErrorCode> {
+    if id.is_empty() {
+        return Err(ErrorCode::INVALID_REQUEST);
+    }
+    let Some(e) = st.txns.by_id.get(id) else { return Err(ErrorCode::INVALID_PRODUCER_ID_MAPPING) };
+    e.meta.check_producer(producer.0, producer.1)?;
+    if e.busy && !e.meta.state.is_preparing() {
+        return Err(ErrorCode::CONCURRENT_TRANSACTIONS);
+    }
+    Ok(e.meta.clone())
+}
+
+/// AddPartitionsToTxn v0-v3: one transaction's partitions.
+pub(crate) fn add_partitions(st: &mut State, fx: &mut Effects, req: Req, m: &AddPartitionsToTxnRequest) {
+    let id = &m.v3_and_below_transactional_id;
+    let producer = (m.v3_and_below_producer_id, m.v3_and_below_producer_epoch);
+    let mut resp = AddPartitionsToTxnResponse::default();
+    let mut partitions = Vec::new();
+    let mut unknown = false;
+    for t in &m.v3_and_below_topics {
+        let topic = st.topics.by_name(&t.name);
+        let mut tr = AddPartitionsToTxnTopicResult { name: t.name.clone(), ..Default::default() };
+        for &p in &t.partitions {
+            let key = topic.map(|x| PartitionKey { topic_id: x.id, partition: p });
+            let log = key.and_then(|k| st.topics.partition(k));
+            match (key, log) {
+                (Some(k), Some(log)) => partitions.push((k, log.hwm())),
+                _ => unknown = true,
+            }
+            let code = if log.is_some() { ErrorCode::NONE } else { ErrorCode::UNKNOWN_TOPIC_OR_PARTITION };
+            tr.results_by_partition.push(AddPartitionsToTxnPartitionResult {
+                partition_index: p,
+                partition_error_code: code.0,
+                ..Default::default()
+            });
+        }
+        resp.results_by_topic_v3_and_below.push(tr);
+    }
+    if unknown {
+        // Kafka refuses the whole request: the partitions it could add are not attempted.
+        for t in &mut resp.results_by_topic_v3_and_below {
+            for p in &mut t.results_by_partition {
+                if p.partition_error_code == ErrorCode::NONE.0 {
+                    p.partition_error_code = ErrorCode::OPERATION_NOT_ATTEMPTED.0;
+                }
+            }
+        }
+        return fx.respond(req, ResponseBody::AddPartitionsToTxn(resp));
+    }
+    let now = st.now.wall_ms;
+    let decided = entry_for(st, id, producer).and_then(|meta| meta.add(producer, &partitions, &[], now));
+    let mut body = ResponseBody::AddPartitionsToTxn(resp);
+    match decided {
+        Ok(None) => fx.respond(req, body),
+        Ok(Some(next)) => store(st, fx, Some(req), Some(body), next, Then::Reply),
+        Err(code) => {
+            set_error(&mut body, fenced_for(code, req.version, 2));
+            fx.respond(req, body);
+        }
+    }
+}
+
+/// AddOffsetsToTxn: the group's offsets join the transaction.
+pub(crate) fn add_offsets(st: &mut State, fx: &mut Effects, req: Req, m: &AddOffsetsToTxnRequest) {
+    let producer = (m.producer_id, m.producer_epoch);
+    let now = st.now.wall_ms;
+    let decided = if m.group_id.is_empty() {
+        Err(ErrorCode::INVALID_GROUP_ID)
+    } else {
+        entry_for(st, &m.transactional_id, producer)
+            .and_then(|meta| meta.add(producer, &[], std::slice::from_ref(&m.group_id), now))
+    };
+    let mut body = ResponseBody::AddOffsetsToTxn(AddOffsetsToTxnResponse::default());
+    match decided {
+        Ok(None) => fx.respond(req, body),
+        Ok(Some(next)) => store(st, fx, Some(req), Some(body), next, Then::Reply),
+        Err(code) => {
+            set_error(&mut body, fenced_for(code, req.version, 2));
+            fx.respond(req, body);
+        }
+    }
+}
+
+/// The group-level check of a transactional commit (Kafka's `validateTransactionalOffsetCommit`):
+/// a commit from outside the group (generation -1, no member) is accepted, and creates the
+/// group's Empty record as a simple consumer's commit does; a member's must carry its
+/// generation.
+fn check_txn_commit_group(st: &mut State, m: &TxnOffsetCommitRequest) -> Result<(), ErrorCode> {
+    if m.group_id.is_empty() {
+        return Err(ErrorCode::INVALID_GROUP_ID);
+    }
+    if let Some(g) = st.groups.consumer.get(&m.group_id) {
+        // A KIP-848 member's stale epoch is ILLEGAL_GENERATION here, as in Kafka.
+        return g
+            .validate_commit(&m.member_id, m.generation_id, 9)
+            .map_err(|e| if e == ErrorCode::STALE_MEMBER_EPOCH { ErrorCode::ILLEGAL_GENERATION } else { e });
+    }
+    match st.groups.classic.get(&m.group_id) {
+        Some(g) if m.generation_id >= 0 || !m.member_id.is_empty() || m.group_instance_id.is_some() => {
+            g.validate_commit(&m.member_id, m.group_instance_id.as_ref(), m.generation_id)
+        }
+        Some(_) => Ok(()),
+        None if m.generation_id < 0 => {
+            let group = crate::group::classic::ClassicGroup::new(m.group_id.clone());
+            st.groups.classic.insert(m.group_id.clone(), group);
+            Ok(())
+        }
+        None => Err(ErrorCode::ILLEGAL_GENERATION),
+    }
+}
+
+/// A TxnOffsetCommit waiting for its pending offsets to be stored.
+#[derive(Debug)]
+pub(crate) struct OffsetsJob {
+    req: Req,
+    resp: TxnOffsetCommitResponse,
+    group: KStr,
+    pid: i64,
+    offsets: Vec<PendingOffset>,
+}
+
+/// TxnOffsetCommit: offsets that the producer's transaction commits for a group when it
+/// commits. They are stored as pending and become the group's committed offsets at the
+/// COMMIT marker (dropped at ABORT).
+pub(crate) fn txn_offset_commit(st: &mut State, fx: &mut Effects, req: Req, m: &TxnOffsetCommitRequest) {
+    let producer = (m.producer_id, m.producer_epoch);
+    let txn_error = match entry_for(st, &m.transactional_id, producer) {
+        Ok(meta) if meta.state == TxnState::Ongoing && meta.groups.contains(&m.group_id) => None,
+        Ok(_) => Some(ErrorCode::INVALID_TXN_STATE),
+        Err(code) => Some(fenced_for(code, req.version, 2)),
+    };
+    let group_error = txn_error.or_else(|| check_txn_commit_group(st, m).err());
+    let mut resp = TxnOffsetCommitResponse::default();
+    let mut offsets = Vec::new();
+    for t in &m.topics {
+        let topic = st.topics.by_name(&t.name);
+        let mut rt = TxnOffsetCommitResponseTopic { name: t.name.clone(), ..Default::default() };
+        for p in &t.partitions {
+            let exists =
+                topic.is_some_and(|x| usize::try_from(p.partition_index).is_ok_and(|i| i < x.partitions.len()));
+            let code = if let Some(code) = group_error {
+                code
+            } else if !exists {
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+            } else if p.committed_metadata.as_ref().is_some_and(|x| x.len() > st.cfg.offset_metadata_max_bytes) {
+                ErrorCode::OFFSET_METADATA_TOO_LARGE
+            } else {
+                offsets.push(PendingOffset {
+                    topic: t.name.clone(),
+                    partition: p.partition_index,
+                    value: CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: Some(p.committed_metadata.clone().unwrap_or_default()),
+                        commit_timestamp: st.now.wall_ms,
+                    },
+                });
+                ErrorCode::NONE
+            };
+            rt.partitions.push(TxnOffsetCommitResponsePartition {
+                partition_index: p.partition_index,
+                error_code: code.0,
+                ..Default::default()
+            });
+        }
+        resp.topics.push(rt);
+    }
+    if offsets.is_empty() {
+        return fx.respond(req, ResponseBody::TxnOffsetCommit(resp));
+    }
+    // What the transaction commits for the group, with these: stored whole under one key.
+    let mut all = st.txns.pending.get(&(m.group_id.clone(), m.producer_id)).cloned().unwrap_or_default();
+    for o in &offsets {
+        match all.iter_mut().find(|x| x.partition == o.partition && x.topic == o.topic) {
+            Some(x) => *x = o.clone(),
+            None => all.push(o.clone()),
+        }
+    }
+    let put = Command::Put { key: pending_key(&m.group_id, m.producer_id), value: Some(encode_pending(&all)) };
+    let (group, pid) = (m.group_id.clone(), m.producer_id);
+    let job = fx.park(Job::TxnOffsets(Box::new(OffsetsJob { req, resp, group, pid, offsets })));
+    fx.storage(CmdOwner::Job { job, part: 0 }, put);
+}
+
+pub(crate) fn offsets_stored(st: &mut State, fx: &mut Effects, job: JobId, result: &Completion) {
+    let Some(Job::TxnOffsets(j)) = fx.jobs.remove(&job) else { return };
+    let OffsetsJob { req, mut resp, group, pid, offsets } = *j;
+    if matches!(result, Completion::Done) {
+        st.txns.add_pending(&group, pid, offsets);
+    } else {
+        for t in &mut resp.topics {
+            for p in &mut t.partitions {
+                if p.error_code == 0 {
+                    p.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.0;
+                }
+            }
+        }
+    }
+    fx.respond(req, ResponseBody::TxnOffsetCommit(resp));
+}
+
+/// EndTxn: commit or abort.
+pub(crate) fn end_txn(st: &mut State, fx: &mut Effects, req: Req, m: &EndTxnRequest) {
+    let producer = (m.producer_id, m.producer_epoch);
+    let now = st.now.wall_ms;
+    let decided =
+        entry_for(st, &m.transactional_id, producer).and_then(|meta| meta.end_txn(producer, m.committed, now));
+    let resp = EndTxnResponse { producer_id: -1, producer_epoch: -1, ..Default::default() };
+    let mut body = ResponseBody::EndTxn(resp);
+    match decided {
+        Ok(EndPlan::AlreadyDone) => fx.respond(req, body),
+        Ok(EndPlan::Store(next)) => store(st, fx, Some(req), Some(body), next, Then::ReplyThenMarkers),
+        Err(code) => {
+            set_error(&mut body, fenced_for(code, req.version, 2));
+            fx.respond(req, body);
+        }
+    }
+}
+
+/// Starts writing the markers of `id`'s transaction (its metadata is PrepareCommit or
+/// PrepareAbort, stored).
+pub(crate) fn start_markers(st: &mut State, fx: &mut Effects, id: &KStr) {
+    let Some(e) = st.txns.by_id.get_mut(id) else { return };
+    e.busy = true;
+    let meta = e.meta.clone();
+    debug_assert!(meta.state.is_preparing(), "markers for a transaction in {:?}", meta.state);
+    let targets = meta
+        .partitions
+        .keys()
+        .map(|k| TxnTarget::Partition(*k))
+        .chain(meta.groups.iter().map(|g| TxnTarget::Group(g.clone())));
+    let parts: Vec<MarkerPart> = targets
+        .map(|target| MarkerPart {
+            target,
+            phase: Phase::Marker,
+            outstanding: 0,
+            failed: false,
+            marker: None,
+            aborted: None,
+        })
+        .collect();
+    let n = parts.len();
+    let job = fx.park(Job::TxnMarkers(Box::new(MarkersJob { meta, parts, calls: Vec::new() })));
+    for i in 0..n {
+        send_part(st, fx, job, i);
+    }
+    maybe_complete(st, fx, job);
+}
+
+/// A fresh completion number of `job` for its part `i`.
+fn call(fx: &mut Effects, job: JobId, i: usize) -> Option<usize> {
+    let Some(Job::TxnMarkers(j)) = fx.jobs.get_mut(&job) else { return None };
+    j.calls.push(i);
+    j.parts[i].outstanding += 1;
+    Some(j.calls.len() - 1)
+}
+
+/// Writes part `i` of a transaction's markers: the control batch of a partition (then its
+/// aborted range), or a group's offsets.
+fn send_part(st: &mut State, fx: &mut Effects, job: JobId, i: usize) {
+    let Some(Job::TxnMarkers(j)) = fx.jobs.get_mut(&job) else { return };
+    let commit = j.meta.state == TxnState::PrepareCommit;
+    let (pid, epoch) = (j.meta.producer_id, j.meta.epoch);
+    let p = &mut j.parts[i];
+    p.failed = false;
+    match (p.phase, p.target.clone()) {
+        (Phase::Done, _) => {}
+        (Phase::Range, TxnTarget::Partition(key)) => {
+            let Some(a) = p.aborted else {
+                p.phase = Phase::Done;
+                return;
+            };
+            let put = Command::Put { key: aborted_key(key, &a), value: Some(encode_aborted(&a)) };
+            if let Some(part) = call(fx, job, i) {
+                fx.storage(CmdOwner::Job { job, part }, put);
+            }
+        }
+        (_, TxnTarget::Group(group)) => {
+            let pending = st.txns.pending.get(&(group.clone(), pid)).cloned().unwrap_or_default();
+            let mut puts = Vec::new();
+            if commit {
+                for o in &pending {
+                    let key = offset_key(&group, &o.topic, o.partition);
+                    puts.push(Command::Put { key, value: Some(encode_offset(&o.value)) });
+                }
+            }
+            puts.push(Command::Put { key: pending_key(&group, pid), value: None });
+            for put in puts {
+                if let Some(part) = call(fx, job, i) {
+                    fx.storage(CmdOwner::Job { job, part }, put);
+                }
+            }
+        }
+        (Phase::Marker, TxnTarget::Partition(key)) => {
+            let Some(log) = st.topics.partition(key) else {
+                // The topic was deleted: nothing to mark.
+                p.phase = Phase::Done;
+                return;
+            };
+            if let Some(m) = p.marker
+                && !log.txns.is_open(pid)
+            {
+                // The marker stands (a failure after it was stored): wait for it to be visible.
+                if log.hwm() > m {
+                    p.phase = if p.aborted.is_some() { Phase::Range } else { Phase::Done };
+                    return send_part(st, fx, job, i);
+                }
+                p.failed = true;
+                fx.arm(Timer::TxnMarkers(job), st.now.mono + MARKER_RETRY);
+                return;
+            }
+            if log.is_rewinding() {
+                p.failed = true;
+                fx.arm(Timer::TxnMarkers(job), st.now.mono + MARKER_RETRY);
+                return;
+            }
+            let Some(part) = call(fx, job, i) else { return };
+            let cmd = fx.reserve_cmd(CmdOwner::Append(key));
+            let now = st.now.wall_ms;
+            let Some(log) = st.topics.partition_mut(key) else { return };
+            let offset = log.assign(cmd, 1, now);
+            log.fence_producer(pid, epoch);
+            let aborted = log.txns.end(pid, commit, offset);
+            let kind = if commit { MarkerKind::Commit } else { MarkerKind::Abort };
+            let batch = control_batch(kind, (pid, epoch), offset, log.leader_epoch(), now);
+            if let Some(Job::TxnMarkers(j)) = fx.jobs.get_mut(&job) {
+                (j.parts[i].marker, j.parts[i].aborted) = (Some(offset), aborted);
+            }
+            fx.emit_cmd(
+                cmd,
+                Command::Append {
+                    partition: key,
+                    base_offset: offset,
+                    last_offset: offset,
+                    max_timestamp: now,
+                    batches: AppendBatches::from(batch),
+                    recompress: None,
+                },
+            );
+            // Done once durable and visible: below the high watermark.
+            let w = HwmWaiter { target: offset + 1, durable: true, job, part };
+            st.waiters.hwm.entry(key).or_default().push(w);
+        }
+    }
+}
+
+/// A command or wait of a markers job finished.
+pub(crate) fn marker_done(st: &mut State, fx: &mut Effects, job: JobId, call_no: usize, result: &Completion) {
+    let Some(Job::TxnMarkers(j)) = fx.jobs.get_mut(&job) else { return };
+    let Some(&i) = j.calls.get(call_no) else { return };
+    let p = &mut j.parts[i];
+    p.outstanding = p.outstanding.saturating_sub(1);
+    p.failed |= !matches!(result, Completion::Done);
+    if p.outstanding > 0 {
+        return;
+    }
+    if p.failed {
+        fx.arm(Timer::TxnMarkers(job), st.now.mono + MARKER_RETRY);
+        return;
+    }
+    match (p.phase, &p.target) {
+        (Phase::Marker, TxnTarget::Partition(_)) if p.aborted.is_some() => {
+            p.phase = Phase::Range;
+            send_part(st, fx, job, i);
+        }
+        _ => p.phase = Phase::Done,
+    }
+    maybe_complete(st, fx, job);
+}
+
+/// Tries the failed parts of a markers job again.
+pub(crate) fn retry_markers(st: &mut State, fx: &mut Effects, job: JobId) {
+    let Some(Job::TxnMarkers(j)) = fx.jobs.get(&job) else { return };
+    let failed: Vec<usize> = (0..j.parts.len()).filter(|&i| j.parts[i].failed && j.parts[i].outstanding == 0).collect();
+    for i in failed {
+        send_part(st, fx, job, i);
+    }
+    maybe_complete(st, fx, job);
+}
+
+/// Completes the transaction once every part is done.
+fn maybe_complete(st: &mut State, fx: &mut Effects, job: JobId) {
+    let Some(Job::TxnMarkers(j)) = fx.jobs.get(&job) else { return };
+    if !j.parts.iter().all(|p| p.phase == Phase::Done) {
+        return;
+    }
+    let Some(Job::TxnMarkers(j)) = fx.jobs.remove(&job) else { return };
+    fx.cancel(&Timer::TxnMarkers(job));
+    let commit = j.meta.state == TxnState::PrepareCommit;
+    let pid = j.meta.producer_id;
+    for g in &j.meta.groups {
+        if let Some(pending) = st.txns.pending.remove(&(g.clone(), pid))
+            && commit
+            && st.groups.exists(g)
+        {
+            for o in pending {
+                st.groups.offsets.set(g, &o.topic, o.partition, o.value);
+            }
+        }
+    }
+    let done = j.meta.completed(st.now.wall_ms);
+    store(st, fx, None, None, done, Then::Complete);
+}
+
+/// The coordinator's periodic look: aborts transactions past their timeout.
+pub(crate) fn check_timeouts(st: &mut State, fx: &mut Effects) {
+    let now = st.now.wall_ms;
+    let expired: Vec<TxnMeta> =
+        st.txns.by_id.values().filter(|e| !e.busy && e.meta.expired(now)).map(|e| e.meta.timed_out(now)).collect();
+    for next in expired {
+        store(st, fx, None, None, next, Then::Markers);
+    }
+    // Transactions left preparing (a completion whose store failed) finish now.
+    let stuck: Vec<KStr> =
+        st.txns.by_id.values().filter(|e| !e.busy && e.meta.state.is_preparing()).map(|e| e.meta.id.clone()).collect();
+    for id in stuck {
+        start_markers(st, fx, &id);
+    }
+    arm(st, fx);
+}
+
+/// Arms the coordinator's periodic look.
+pub(crate) fn arm(st: &State, fx: &mut Effects) {
+    fx.arm(Timer::TxnTimeouts, st.now.mono + st.cfg.transaction_abort_interval);
+}
+
+/// DescribeTransactions.
+pub(crate) fn describe(st: &mut State, fx: &mut Effects, req: Req, m: &DescribeTransactionsRequest) {
+    let mut resp = DescribeTransactionsResponse::default();
+    for id in &m.transactional_ids {
+        let mut s = TransactionState { transactional_id: id.clone(), ..Default::default() };
+        match st.txns.by_id.get(id).filter(|e| e.meta.state != TxnState::Dead) {
+            None if id.is_empty() => s.error_code = ErrorCode::INVALID_REQUEST.0,
+            None => s.error_code = ErrorCode::TRANSACTIONAL_ID_NOT_FOUND.0,
+            Some(e) => {
+                let meta = &e.meta;
+                s.transaction_state = KStr::from_static(meta.state.name());
+                s.transaction_timeout_ms = meta.timeout_ms;
+                s.transaction_start_time_ms = meta.start_ms;
+                s.producer_id = meta.producer_id;
+                s.producer_epoch = meta.epoch;
+                for key in meta.partitions.keys() {
+                    let Some(topic) = st.topics.by_id(key.topic_id) else { continue };
+                    match s.topics.iter_mut().find(|t| t.topic == topic.name) {
+                        Some(t) => t.partitions.push(key.partition),
+                        None => s.topics.push(TopicData {
+                            topic: topic.name.clone(),
+                            partitions: vec![key.partition],
+                            ..Default::default()
+                        }),
+                    }
+                }
+            }
+        }
+        resp.transaction_states.push(s);
+    }
+    fx.respond(req, ResponseBody::DescribeTransactions(resp));
+}
+
+/// ListTransactions, with its state, producer id and duration filters.
+pub(crate) fn list(st: &mut State, fx: &mut Effects, req: Req, m: &ListTransactionsRequest) {
+    let mut resp = ListTransactionsResponse::default();
+    let mut states = Vec::new();
+    for name in &m.state_filters {
+        match TxnState::from_name(name) {
+            Some(s) => states.push(s),
+            None => resp.unknown_state_filters.push(name.clone()),
+        }
+    }
+    let only_unknown = !m.state_filters.is_empty() && states.is_empty();
+    let now = st.now.wall_ms;
+    for e in st.txns.by_id.values() {
+        let meta = &e.meta;
+        let keep = !only_unknown
+            && meta.state != TxnState::Dead
+            && (states.is_empty() || states.contains(&meta.state))
+            && (m.producer_id_filters.is_empty() || m.producer_id_filters.contains(&meta.producer_id))
+            && (m.duration_filter < 0 || (meta.start_ms >= 0 && now - meta.start_ms > m.duration_filter));
+        if keep {
+            resp.transaction_states.push(ListedState {
+                transactional_id: meta.id.clone(),
+                producer_id: meta.producer_id,
+                transaction_state: KStr::from_static(meta.state.name()),
+                ..Default::default()
+            });
+        }
+    }
+    fx.respond(req, ResponseBody::ListTransactions(resp));
+}
