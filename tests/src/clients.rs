@@ -345,6 +345,31 @@ pub fn java_schema_topics() -> Result<Client, String> {
     Ok(client)
 }
 
+/// Transactions with the Java client (tests/e2e/clients/TransactionsJava.java).
+pub fn java_transactions() -> Result<Client, String> {
+    let mut client = java()?;
+    client.name = "kafka-clients (Java) transactions";
+    client.id = "java-txn";
+    if let Some(source) = client.prefix.last_mut() {
+        *source = clients_src().join("TransactionsJava.java").display().to_string();
+    }
+    Ok(client)
+}
+
+/// Transactions with confluent-kafka (tests/e2e/clients/txn_client.py).
+pub fn confluent_transactions() -> Result<Client, String> {
+    python_client("venv-confluent", "txn_client.py", "confluent-kafka transactions", "py-txn")
+}
+
+/// Transactions with kafkajs (tests/e2e/clients/kafkajs_txn.js).
+pub fn kafkajs_transactions() -> Result<Client, String> {
+    let mut client = kafkajs()?;
+    client.name = "kafkajs transactions";
+    client.id = "js-txn";
+    client.prefix = vec![clients_src().join("kafkajs_txn.js").display().to_string()];
+    Ok(client)
+}
+
 pub fn kcat() -> Result<Client, String> {
     if !on_path("kcat") || !on_path("python3") {
         return Err("kcat: kcat or python3 not on PATH".into());

@@ -114,7 +114,25 @@ impl KelpServer {
     }
 
     fn spawn(extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let port = free_port();
+        Self::spawn_at(free_port(), extra, env)
+    }
+
+    /// Starts `kelp serve` on the disk store in `dir` listening on `port` (a restart where
+    /// clients still know the old address), with `extra` arguments.
+    #[must_use]
+    pub fn start_on_disk_at(dir: &std::path::Path, port: u16, extra: &[&str]) -> Self {
+        let dir = dir.to_string_lossy().into_owned();
+        let mut args: Vec<&str> = vec!["--storage", "disk", "--data-dir", &dir];
+        args.extend_from_slice(extra);
+        let mut server = Self::spawn_at(port, &args, &[]);
+        server.keep_data = true;
+        if let Err(log) = server.wait_ready() {
+            panic!("kelp serve on {} did not come up again:\n{log}", server.addr);
+        }
+        server
+    }
+
+    fn spawn_at(port: u16, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("loopback address");
         let bin = kelp_bin();
         // The server's log goes to a file: a pipe nobody reads could fill and stall it.
