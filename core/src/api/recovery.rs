@@ -83,7 +83,7 @@ fn recover_transactions(st: &mut State, fx: &mut Effects, values: &[(bytes::Byte
         }
     }
     for id in preparing {
-        super::txn::start_markers(st, fx, &id);
+        super::txn::start_markers(st, fx, &id, None);
     }
     super::txn::arm(st, fx);
 }

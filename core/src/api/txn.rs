@@ -7,9 +7,10 @@
 //! metadata, answered only once stored, as Kafka answers after its `__transaction_state`
 //! append) and carries them out. While a change is being stored, or markers are being
 //! written, the id is busy and requests that would change it get CONCURRENT_TRANSACTIONS,
-//! which clients retry. EndTxn answers once the decision is stored (PrepareCommit or
-//! PrepareAbort); the markers follow: each partition of the transaction gets a control batch,
-//! appended like any batch and waited for until it is below the high watermark; an abort
+//! which clients retry. EndTxn stores the decision (PrepareCommit or PrepareAbort), then the
+//! markers are written, and it answers once the transaction is complete: each partition of
+//! the transaction gets a control batch, appended like any batch and waited for until it is
+//! below the high watermark; an abort
 //! also stores the aborted range for read_committed fetches; each group gets its pending
 //! offsets committed or dropped. Then the metadata is stored as CompleteCommit or
 //! CompleteAbort and the id is free again. A marker that cannot be written (the store failed,
@@ -58,11 +59,13 @@ pub(crate) enum Then {
     Reply,
     /// Answer CONCURRENT_TRANSACTIONS, then write the abort markers of the fenced transaction.
     FenceThenMarkers,
-    /// Answer, then write the markers of the decision stored.
-    ReplyThenMarkers,
+    /// Write the markers of the decision stored, then answer (EndTxn).
+    MarkersThenReply,
     /// Write the markers of a transaction aborted for its timeout (nobody to answer).
     Markers,
-    /// The transaction is complete: the id is free again.
+    /// The transaction is complete: the id is free again. An EndTxn waiting for it is
+    /// answered, with success even if the completion could not be stored (the decision is, and
+    /// it is carried out again).
     Complete,
 }
 
@@ -110,6 +113,8 @@ struct MarkerPart {
 /// A transaction's markers being written.
 #[derive(Debug)]
 pub(crate) struct MarkersJob {
+    /// The EndTxn to answer once the transaction is complete.
+    reply: Option<(Req, ResponseBody)>,
     meta: TxnMeta,
     parts: Vec<MarkerPart>,
     /// Completion part number -> index in `parts`.
@@ -216,7 +221,9 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
             e.busy = false;
         }
         if let (Some(req), Some(mut body)) = (req, body) {
-            set_error(&mut body, ErrorCode::COORDINATOR_NOT_AVAILABLE);
+            if !matches!(then, Then::Complete) {
+                set_error(&mut body, ErrorCode::COORDINATOR_NOT_AVAILABLE);
+            }
             fx.respond(req, body);
         }
         if matches!(then, Then::Complete | Then::Markers) {
@@ -228,6 +235,11 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
     }
     let meta = next.clone();
     st.txns.by_id.insert(id.clone(), TxnEntry { meta: next, busy: false });
+    // An EndTxn is answered once its markers are written, not now.
+    let (req, body, end_txn) = match then {
+        Then::MarkersThenReply => (None, None, req.zip(body)),
+        _ => (req, body, None),
+    };
     let reply = |fx: &mut Effects, code: Option<ErrorCode>| {
         if let (Some(req), Some(mut body)) = (req, body) {
             if let ResponseBody::InitProducerId(r) = &mut body {
@@ -243,13 +255,10 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
         Then::Reply | Then::Complete => reply(fx, None),
         Then::FenceThenMarkers => {
             reply(fx, Some(ErrorCode::CONCURRENT_TRANSACTIONS));
-            start_markers(st, fx, &id);
+            start_markers(st, fx, &id, None);
         }
-        Then::ReplyThenMarkers => {
-            reply(fx, None);
-            start_markers(st, fx, &id);
-        }
-        Then::Markers => start_markers(st, fx, &id),
+        Then::MarkersThenReply => start_markers(st, fx, &id, end_txn),
+        Then::Markers => start_markers(st, fx, &id, None),
     }
 }
 
@@ -543,7 +552,7 @@ pub(crate) fn end_txn(st: &mut State, fx: &mut Effects, req: Req, m: &EndTxnRequ
     let mut body = ResponseBody::EndTxn(resp);
     match decided {
         Ok(EndPlan::AlreadyDone) => fx.respond(req, body),
-        Ok(EndPlan::Store(next)) => store(st, fx, Some(req), Some(body), next, Then::ReplyThenMarkers),
+        Ok(EndPlan::Store(next)) => store(st, fx, Some(req), Some(body), next, Then::MarkersThenReply),
         Err(code) => {
             set_error(&mut body, fenced_for(code, req.version, 2));
             fx.respond(req, body);
@@ -552,8 +561,13 @@ pub(crate) fn end_txn(st: &mut State, fx: &mut Effects, req: Req, m: &EndTxnRequ
 }
 
 /// Starts writing the markers of `id`'s transaction (its metadata is PrepareCommit or
-/// PrepareAbort, stored).
-pub(crate) fn start_markers(st: &mut State, fx: &mut Effects, id: &KStr) {
+/// PrepareAbort, stored); `reply` is answered once the transaction is complete.
+///
+/// Kafka's coordinator answers EndTxn once the decision is stored and writes the markers
+/// after; a producer's next transaction then meets CONCURRENT_TRANSACTIONS and backs off
+/// until they are written. kelp's markers are local appends, so EndTxn waits for them
+/// instead: the producer sees one slightly longer commit and no back-off.
+pub(crate) fn start_markers(st: &mut State, fx: &mut Effects, id: &KStr, reply: Option<(Req, ResponseBody)>) {
     let Some(e) = st.txns.by_id.get_mut(id) else { return };
     e.busy = true;
     let meta = e.meta.clone();
@@ -574,7 +588,7 @@ pub(crate) fn start_markers(st: &mut State, fx: &mut Effects, id: &KStr) {
         })
         .collect();
     let n = parts.len();
-    let job = fx.park(Job::TxnMarkers(Box::new(MarkersJob { meta, parts, calls: Vec::new() })));
+    let job = fx.park(Job::TxnMarkers(Box::new(MarkersJob { reply, meta, parts, calls: Vec::new() })));
     for i in 0..n {
         send_part(st, fx, job, i);
     }
@@ -733,7 +747,8 @@ fn maybe_complete(st: &mut State, fx: &mut Effects, job: JobId) {
         }
     }
     let done = j.meta.completed(st.now.wall_ms);
-    store(st, fx, None, None, done, Then::Complete);
+    let (req, body) = j.reply.map_or((None, None), |(r, b)| (Some(r), Some(b)));
+    store(st, fx, req, body, done, Then::Complete);
 }
 
 /// The coordinator's periodic look: aborts transactions past their timeout.
@@ -748,7 +763,7 @@ pub(crate) fn check_timeouts(st: &mut State, fx: &mut Effects) {
     let stuck: Vec<KStr> =
         st.txns.by_id.values().filter(|e| !e.busy && e.meta.state.is_preparing()).map(|e| e.meta.id.clone()).collect();
     for id in stuck {
-        start_markers(st, fx, &id);
+        start_markers(st, fx, &id, None);
     }
     arm(st, fx);
 }

@@ -31,6 +31,10 @@
 //            fail with ProducerFencedException.
 //   admin    bootstrap txn: Admin listTransactions and describeTransactions of `txn`; prints
 //            what they answer.
+//   bench    bootstrap topic count size commit [txn]: produces `count` records of `size` bytes
+//            to the topic's partitions in turn, in transactions of `commit` records (0: an
+//            idempotent producer, no transactions), waits for every ack; prints the records
+//            per second from the first send to the last commit or ack.
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -161,6 +165,7 @@ public class TransactionsJava {
             case "hang" -> hang();
             case "fence" -> fence();
             case "admin" -> admin();
+            case "bench" -> bench();
             default -> fail("unknown mode " + argv[0]);
         }
     }
@@ -348,6 +353,39 @@ public class TransactionsJava {
             emit("{\"event\":\"described\",\"state\":" + quote(d.state().toString()) + ",\"producer_id\":"
                     + d.producerId() + ",\"epoch\":" + d.producerEpoch() + ",\"timeout_ms\":"
                     + d.transactionTimeoutMs() + ",\"partitions\":" + d.topicPartitions().size() + "}");
+        }
+    }
+
+    static void bench() throws Exception {
+        int count = Integer.parseInt(arg("count"));
+        int commit = Integer.parseInt(arg("commit"));
+        String topic = arg("topic");
+        String value = "x".repeat(Integer.parseInt(arg("size")));
+        Properties pp = producerProps();
+        pp.put(ProducerConfig.LINGER_MS_CONFIG, "5");
+        pp.put(ProducerConfig.BATCH_SIZE_CONFIG, "65536");
+        if (commit > 0) {
+            pp.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, arg("txn"));
+        }
+        try (KafkaProducer<String, String> p = new KafkaProducer<>(pp)) {
+            int parts = p.partitionsFor(topic).size();
+            if (commit > 0) {
+                p.initTransactions();
+            }
+            long start = System.nanoTime();
+            for (int i = 0; i < count; i++) {
+                if (commit > 0 && i % commit == 0) {
+                    p.beginTransaction();
+                }
+                p.send(new ProducerRecord<>(topic, i % parts, null, value));
+                if (commit > 0 && (i % commit == commit - 1 || i == count - 1)) {
+                    p.commitTransaction();
+                }
+            }
+            p.flush();
+            double secs = (System.nanoTime() - start) / 1e9;
+            emit("{\"event\":\"bench\",\"records\":" + count + ",\"commit\":" + commit + ",\"seconds\":"
+                    + String.format("%.3f", secs) + ",\"records_per_s\":" + Math.round(count / secs) + "}");
         }
     }
 }
