@@ -252,7 +252,10 @@ impl TxnMeta {
             return Err(ErrorCode::PRODUCER_FENCED);
         }
         match self.state {
-            TxnState::PrepareCommit | TxnState::PrepareAbort => Err(ErrorCode::CONCURRENT_TRANSACTIONS),
+            // A dead id is on its way out (Kafka refuses it as an illegal state): retriable.
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::Dead => {
+                Err(ErrorCode::CONCURRENT_TRANSACTIONS)
+            }
             TxnState::Ongoing => {
                 let mut next = self.to_state(TxnState::PrepareAbort, now_ms);
                 if !epoch_exhausted(self.epoch) {
@@ -261,7 +264,7 @@ impl TxnMeta {
                 }
                 Ok(InitPlan::FenceAndAbort(next))
             }
-            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort | TxnState::Dead => {
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
                 if epoch_exhausted(self.epoch) && expected.is_none_or(|(_, e)| e == self.epoch) {
                     return Ok(InitPlan::NewProducerId);
                 }
