@@ -185,7 +185,7 @@ impl PartitionLog {
     /// transaction still open here if that is lower (what read_committed consumers read up to).
     #[must_use]
     pub fn lso(&self) -> i64 {
-        self.txns.lso(self.hwm)
+        self.txns.lso(self.hwm).max(self.log_start)
     }
 
     /// A transaction marker of `(producer_id, epoch)` was assigned: a producer epoch the
@@ -231,6 +231,7 @@ impl PartitionLog {
         self.durable = self.durable.max(end);
         let before = self.hwm;
         self.hwm = self.hwm.max(self.stored.min(self.durable));
+        self.txns.settle(self.hwm);
         self.check();
         (self.hwm != before).then_some(self.hwm)
     }
@@ -347,6 +348,7 @@ impl PartitionLog {
             entry.batches.retain(|b| b.last_offset < old);
         }
         self.txns.rewound(e.next_offset);
+        self.txns.settle(self.hwm);
         let mut adopted: Vec<BatchSummary> =
             e.producer_batches.iter().filter(|b| b.base_offset >= old && b.last_offset < self.hwm).copied().collect();
         adopted.sort_by_key(|b| b.base_offset);
@@ -486,6 +488,11 @@ impl PartitionLog {
                 SequenceCheck::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
             };
         }
+        if entry.batches.is_empty() {
+            // Only the epoch is known (a transaction marker set it): any sequence continues,
+            // as for a producer whose batches are gone.
+            return SequenceCheck::Append;
+        }
         if let Some(dup) = entry.batches.iter().find(|b| b.base_sequence == base_seq && b.last_sequence == last_seq) {
             return SequenceCheck::Duplicate(*dup);
         }
@@ -515,6 +522,12 @@ impl PartitionLog {
     /// Remembers an accepted idempotent batch (at assignment, so a retry that arrives while the
     /// original is still in flight is recognised).
     pub fn remember(&mut self, b: BatchSummary) {
+        if b.base_sequence < 0 {
+            // A transaction marker (stores report them with the producer's batches): it carries
+            // the producer's epoch but no sequence, and leaves the producer's sequence where
+            // it was, as in Kafka.
+            return self.fence_producer(b.producer_id, b.producer_epoch);
+        }
         let entry = self.producers.entry(b.producer_id).or_default();
         if b.producer_epoch != entry.epoch {
             entry.epoch = b.producer_epoch;
@@ -559,6 +572,7 @@ impl PartitionLog {
                 self.hwm = self.hwm.max(self.stored.min(self.durable));
             }
         }
+        self.txns.settle(self.hwm);
     }
 
     /// Marks append `cmd` failed: the partition rewinds (see the module docs). If

@@ -234,6 +234,13 @@ fn committed_and_aborted_transactions_read_as_kafka_serves_them() {
         again.aborted_transactions.iter().flatten().map(|a| (a.producer_id, a.first_offset)).collect();
     assert_eq!(listed, vec![(p.0, 0)]);
     assert_eq!(again.last_stable_offset, 6);
+    // The producer's sequence continues in the same epoch: the markers the store reports
+    // among its batches carry no sequence.
+    assert_eq!(add_partitions(&mut after, c, "tx", p, "t", &[0]), vec![0]);
+    assert_eq!(produce_txn(&mut after, c, "tx", "t", 0, txn_batch(p, 3, &["c1"])), 0);
+    assert_eq!(end(&mut after, c, "tx", p, true), 0);
+    settle(&mut after);
+    assert_eq!(visible(&fetch(&mut after, c, "t", 0, true)), ["plain", "b1", "c1"]);
 }
 
 #[test]

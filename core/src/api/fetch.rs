@@ -248,26 +248,15 @@ fn build_response(st: &mut State, j: &mut FetchJob) -> FetchResponse {
                 pd.high_watermark = log.map_or(-1, |l| l.hwm());
                 pd.last_stable_offset = log.map_or(-1, PartitionLog::lso);
                 pd.log_start_offset = log.map_or(-1, |l| l.log_start());
-                if j.read_committed
-                    && let Some(l) = log
-                {
-                    // The aborted transactions a consumer must drop from what this read
-                    // returns (it reads no further than the last stable offset).
-                    pd.aborted_transactions = Some(
-                        l.txns
-                            .aborted_between(p.offset, l.lso())
-                            .map(|a| AbortedTransaction {
-                                producer_id: a.producer_id,
-                                first_offset: a.first_offset,
-                                ..Default::default()
-                            })
-                            .collect(),
-                    );
-                }
                 let chunks = j.reads.get_mut(i).and_then(Option::take).unwrap_or_default();
                 if let Some(records) = fit(chunks, p.max_bytes.min(budget), first) {
                     first = false;
                     budget = budget.saturating_sub(records.len());
+                    if j.read_committed
+                        && let Some(l) = log
+                    {
+                        pd.aborted_transactions = Some(aborted_in(l, p.offset, &records));
+                    }
                     pd.records = Some(records);
                 }
             }
@@ -300,6 +289,22 @@ fn build_response(st: &mut State, j: &mut FetchJob) -> FetchResponse {
         st.sessions.set_parts(id, parts);
     }
     resp
+}
+
+/// The aborted transactions a read_committed consumer must drop from `records` (read from
+/// `from`): those overlapping them, up to the end of the last batch returned (Kafka's
+/// transaction index lookup, bounded by what the fetch returns).
+fn aborted_in(log: &PartitionLog, from: i64, records: &RecordSet) -> Vec<AbortedTransaction> {
+    if log.txns.aborted_between(from, log.lso()).next().is_none() {
+        return Vec::new();
+    }
+    // Only now, with aborted transactions about: the end of the records returned.
+    let end =
+        records::Batches::new(records.to_bytes()).filter_map(Result::ok).last().map_or(from, |b| b.last_offset() + 1);
+    log.txns
+        .aborted_between(from, end)
+        .map(|a| AbortedTransaction { producer_id: a.producer_id, first_offset: a.first_offset, ..Default::default() })
+        .collect()
 }
 
 /// The whole batches at the front of a read that fit in `limit` bytes; with `min_one` (no

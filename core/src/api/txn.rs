@@ -459,6 +459,7 @@ pub(crate) struct OffsetsJob {
     resp: TxnOffsetCommitResponse,
     group: KStr,
     pid: i64,
+    epoch: i16,
     offsets: Vec<PendingOffset>,
 }
 
@@ -521,15 +522,33 @@ pub(crate) fn txn_offset_commit(st: &mut State, fx: &mut Effects, req: Req, m: &
     }
     let put = Command::Put { key: pending_key(&m.group_id, m.producer_id), value: Some(encode_pending(&all)) };
     let (group, pid) = (m.group_id.clone(), m.producer_id);
-    let job = fx.park(Job::TxnOffsets(Box::new(OffsetsJob { req, resp, group, pid, offsets })));
+    let epoch = m.producer_epoch;
+    let job = fx.park(Job::TxnOffsets(Box::new(OffsetsJob { req, resp, group, pid, epoch, offsets })));
     fx.storage(CmdOwner::Job { job, part: 0 }, put);
 }
 
 pub(crate) fn offsets_stored(st: &mut State, fx: &mut Effects, job: JobId, result: &Completion) {
     let Some(Job::TxnOffsets(j)) = fx.jobs.remove(&job) else { return };
-    let OffsetsJob { req, mut resp, group, pid, offsets } = *j;
-    if matches!(result, Completion::Done) {
+    let OffsetsJob { req, mut resp, group, pid, epoch, offsets } = *j;
+    // The transaction may have ended while the offsets were stored (a timeout, or a new
+    // producer with the id fenced this one): then they are not its any more.
+    let still_open = st.txns.by_id.values().any(|e| {
+        e.meta.producer_id == pid
+            && e.meta.epoch == epoch
+            && e.meta.state == TxnState::Ongoing
+            && e.meta.groups.contains(&group)
+    });
+    if matches!(result, Completion::Done) && still_open {
         st.txns.add_pending(&group, pid, offsets);
+    } else if matches!(result, Completion::Done) {
+        let value = st.txns.pending.get(&(group.clone(), pid)).map(|all| encode_pending(all));
+        let put = Command::Put { key: pending_key(&group, pid), value };
+        fx.storage(CmdOwner::Job { job, part: 0 }, put);
+        for t in &mut resp.topics {
+            for p in &mut t.partitions {
+                p.error_code = ErrorCode::INVALID_PRODUCER_EPOCH.0;
+            }
+        }
     } else {
         for t in &mut resp.topics {
             for p in &mut t.partitions {
@@ -626,7 +645,8 @@ fn send_part(st: &mut State, fx: &mut Effects, job: JobId, i: usize) {
         (_, TxnTarget::Group(group)) => {
             let pending = st.txns.pending.get(&(group.clone(), pid)).cloned().unwrap_or_default();
             let mut puts = Vec::new();
-            if commit {
+            // A group deleted meanwhile gets nothing (its offsets would come back at a restart).
+            if commit && st.groups.exists(&group) {
                 for o in &pending {
                     let key = offset_key(&group, &o.topic, o.partition);
                     puts.push(Command::Put { key, value: Some(encode_offset(&o.value)) });

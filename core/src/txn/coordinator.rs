@@ -256,14 +256,7 @@ impl TxnMeta {
             TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::Dead => {
                 Err(ErrorCode::CONCURRENT_TRANSACTIONS)
             }
-            TxnState::Ongoing => {
-                let mut next = self.to_state(TxnState::PrepareAbort, now_ms);
-                if !epoch_exhausted(self.epoch) {
-                    next.epoch = self.epoch + 1;
-                    next.last_epoch = self.epoch;
-                }
-                Ok(InitPlan::FenceAndAbort(next))
-            }
+            TxnState::Ongoing => Ok(InitPlan::FenceAndAbort(self.fenced(now_ms))),
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
                 if epoch_exhausted(self.epoch) && expected.is_none_or(|(_, e)| e == self.epoch) {
                     return Ok(InitPlan::NewProducerId);
@@ -384,11 +377,18 @@ impl TxnMeta {
     /// the producer, which learns it on its next request) and the state `PrepareAbort`.
     #[must_use]
     pub fn timed_out(&self, now_ms: i64) -> Self {
+        self.fenced(now_ms)
+    }
+
+    /// The open transaction aborted with the epoch bumped (Kafka's `prepareFenceProducerEpoch`
+    /// then the abort): the fenced epoch is not remembered as the last one, so its producer
+    /// cannot recover it with InitProducerId (KIP-360) and gets PRODUCER_FENCED.
+    fn fenced(&self, now_ms: i64) -> Self {
         let mut next = self.to_state(TxnState::PrepareAbort, now_ms);
         if !epoch_exhausted(self.epoch) {
             next.epoch = self.epoch + 1;
-            next.last_epoch = self.epoch;
         }
+        next.last_epoch = NO_EPOCH;
         next
     }
 
@@ -588,7 +588,7 @@ mod tests {
         let m = stored(fresh().init_producer_id(None, 60_000, 1));
         let open = m.add((100, 0), &[(key(0), 5)], &[], 2).unwrap().unwrap();
         let Ok(InitPlan::FenceAndAbort(fenced)) = open.init_producer_id(None, 60_000, 3) else { panic!() };
-        assert_eq!((fenced.state, fenced.epoch, fenced.last_epoch), (TxnState::PrepareAbort, 1, 0));
+        assert_eq!((fenced.state, fenced.epoch, fenced.last_epoch), (TxnState::PrepareAbort, 1, NO_EPOCH));
         assert_eq!(fenced.partitions.get(&key(0)), Some(&5), "the markers go where the transaction wrote");
         assert_eq!(fenced.init_producer_id(None, 60_000, 4), Err(ErrorCode::CONCURRENT_TRANSACTIONS));
         assert_eq!(open.check_producer(100, 0), Ok(()));

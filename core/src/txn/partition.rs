@@ -43,10 +43,6 @@ pub struct PartitionTxns {
     aborted: VecDeque<AbortedTxn>,
 }
 
-/// The most aborted transactions one fetch lists per partition; a fetch that would need more
-/// returns less data instead (the caller stops at the last batch they cover).
-pub const MAX_ABORTED_PER_FETCH: usize = 10_000;
-
 impl PartitionTxns {
     /// Whether `producer_id` has a transaction open here whose marker is not yet assigned.
     #[must_use]
@@ -81,12 +77,15 @@ impl PartitionTxns {
     }
 
     /// The marker ending `producer_id`'s transaction was given offset `marker`. Returns the
-    /// aborted transaction to remember (and store) when it aborts one that wrote here.
+    /// aborted transaction to remember (and store) when it aborts one that wrote here. A
+    /// producer that wrote nothing here is remembered too, until the marker is visible, so
+    /// that a rewind that takes the marker back opens it again (and the marker is written
+    /// again).
     pub fn end(&mut self, producer_id: i64, commit: bool, marker: i64) -> Option<AbortedTxn> {
-        let o = self.open.get_mut(&producer_id)?;
-        if o.marker.is_some() {
+        let Some(o) = self.open.get_mut(&producer_id).filter(|o| o.marker.is_none()) else {
+            self.open.insert(producer_id, Open { first_offset: marker, marker: Some(marker) });
             return None;
-        }
+        };
         o.marker = Some(marker);
         if commit {
             return None;
@@ -117,11 +116,11 @@ impl PartitionTxns {
     }
 
     /// The aborted transactions a read_committed fetch of `[from, to)` must list: those whose
-    /// marker is at or after `from` and whose first offset is below `to`, at most
-    /// [`MAX_ABORTED_PER_FETCH`].
+    /// marker is at or after `from` and whose first offset is below `to` (`to` is the end of
+    /// the records the fetch returns, so the list is bounded by them).
     pub fn aborted_between(&self, from: i64, to: i64) -> impl Iterator<Item = AbortedTxn> + '_ {
         let start = self.aborted.partition_point(|a| a.last_offset < from);
-        self.aborted.range(start..).filter(move |a| a.first_offset < to).copied().take(MAX_ABORTED_PER_FETCH)
+        self.aborted.range(start..).filter(move |a| a.first_offset < to).copied()
     }
 
     /// Every aborted transaction remembered, oldest marker first.
