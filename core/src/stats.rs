@@ -331,13 +331,15 @@ pub(crate) fn write_state(b: &crate::Broker, out: &mut String) {
         out,
         "kelp_consumer_group_lag",
         "gauge",
-        "High watermark minus the group's committed offset (0 when the commit is ahead), for partitions that exist.",
+        "Last stable offset (the high watermark unless a transaction is open) minus the group's committed offset (0 when the commit is ahead), for partitions that exist.",
     );
     for (g, (t, p), c) in &committed {
         let Some(log) = b.st.topics.by_name(t).and_then(|topic| topic.partitions.get(usize::try_from(*p).ok()?)) else {
             continue;
         };
-        let lag = (log.hwm() - c.offset).max(0);
+        // Measured to what a read_committed consumer can reach; without open transactions
+        // that is the high watermark.
+        let lag = (log.lso() - c.offset).max(0);
         let (g, t) = (escape(g), escape(t));
         let _ = writeln!(out, "kelp_consumer_group_lag{{group=\"{g}\",topic=\"{t}\",partition=\"{p}\"}} {lag}");
     }

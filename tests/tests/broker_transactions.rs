@@ -403,6 +403,20 @@ fn transactional_offsets_become_visible_at_commit_and_vanish_at_abort() {
     assert_eq!(end(&mut h, c, "tx", p, false), 0);
     settle(&mut h);
     assert_eq!(committed(&mut h, true), (10, 0), "an aborted commit leaves the last one");
+    // Lag is measured to the last stable offset: 12 records, an open transaction from 10.
+    let plain = batch_from(RecordBatchBuilder::new(Compression::None), &["x"; 12]);
+    expect_body!(h.call(c, produce_request("in", 0, plain, -1), 11), Produce);
+    assert_eq!(add_partitions(&mut h, c, "tx", p, "in", &[0]), vec![0]);
+    assert_eq!(produce_txn(&mut h, c, "tx", "in", 0, txn_batch(p, 0, &["open"])), 0);
+    let lag = |h: &Harness| {
+        let mut text = String::new();
+        h.broker.write_metrics(&mut text);
+        let line = text.lines().find(|l| l.starts_with("kelp_consumer_group_lag{group=\"g\"")).map(str::to_owned);
+        line.unwrap_or_default()
+    };
+    assert!(lag(&h).ends_with(" 2"), "lag to the LSO (12), not the high watermark (13): {}", lag(&h));
+    assert_eq!(end(&mut h, c, "tx", p, false), 0);
+    settle(&mut h);
     // Pending offsets survive a restart and apply at the commit that follows it.
     assert_eq!(commit_offsets(&mut h, 30), 0);
     let mut after = h.restart(test_config());
