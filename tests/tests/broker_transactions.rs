@@ -430,3 +430,58 @@ fn transactional_offsets_become_visible_at_commit_and_vanish_at_abort() {
         expect_body!(after.call(c2, offset_fetch_request("g", Some(&[("in", &[0])]), true), 7), OffsetFetch);
     assert_eq!(resp.topics[0].partitions[0].committed_offset, 30);
 }
+
+#[test]
+fn batched_add_partitions_adds_for_several_transactions_and_verifies_without_adding() {
+    use kelp_core::codec::generated::add_partitions_to_txn::AddPartitionsToTxnTransaction;
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "t", 2);
+    let a = init(&mut h, c, "a", 60_000, (-1, -1));
+    let b = init(&mut h, c, "b", 60_000, (-1, -1));
+    let txn = |id: &str, r: &InitProducerIdResponse, verify: bool, partitions: &[i32]| AddPartitionsToTxnTransaction {
+        transactional_id: KStr::from(id),
+        producer_id: r.producer_id,
+        producer_epoch: r.producer_epoch,
+        verify_only: verify,
+        topics: vec![AddPartitionsToTxnTopic {
+            name: "t".into(),
+            partitions: partitions.to_vec(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let call = |h: &mut Harness, txns: Vec<AddPartitionsToTxnTransaction>, version: i16| -> Vec<(String, Vec<i16>)> {
+        let req = AddPartitionsToTxnRequest { transactions: txns, ..Default::default() };
+        let resp = expect_body!(h.call(c, RequestBody::AddPartitionsToTxn(req), version), AddPartitionsToTxn);
+        assert_eq!(resp.error_code, 0);
+        resp.results_by_transaction
+            .iter()
+            .map(|r| {
+                let codes =
+                    r.topic_results.iter().flat_map(|t| t.results_by_partition.iter().map(|p| p.partition_error_code));
+                (r.transactional_id.to_string(), codes.collect())
+            })
+            .collect()
+    };
+    let added = call(&mut h, vec![txn("a", &a, false, &[0]), txn("b", &b, false, &[0, 1])], 4);
+    assert_eq!(added, vec![("a".to_string(), vec![0]), ("b".to_string(), vec![0, 0])]);
+    let verified = call(&mut h, vec![txn("a", &a, true, &[0, 1]), txn("b", &b, true, &[1])], 5);
+    assert_eq!(
+        verified,
+        vec![("a".to_string(), vec![0, ErrorCode::TRANSACTION_ABORTABLE.0]), ("b".to_string(), vec![0])],
+        "verify-only adds nothing; a partition outside the transaction is abortable"
+    );
+    let v4 = call(&mut h, vec![txn("a", &a, true, &[1])], 4);
+    assert_eq!(v4, vec![("a".to_string(), vec![ErrorCode::INVALID_TXN_STATE.0])], "v4 knows no TRANSACTION_ABORTABLE");
+    let stale = InitProducerIdResponse { producer_epoch: a.producer_epoch + 1, ..a.clone() };
+    let fenced = call(&mut h, vec![txn("a", &stale, true, &[0]), txn("nobody", &a, false, &[0])], 5);
+    assert_eq!(
+        fenced,
+        vec![
+            ("a".to_string(), vec![ErrorCode::PRODUCER_FENCED.0]),
+            ("nobody".to_string(), vec![ErrorCode::INVALID_PRODUCER_ID_MAPPING.0])
+        ]
+    );
+    assert_eq!(end(&mut h, c, "b", (b.producer_id, b.producer_epoch), true), 0, "b's partitions were added");
+}

@@ -50,7 +50,7 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DELETE_TOPICS, 1, 6),
     (ApiKey::DELETE_RECORDS, 0, 2),
     (ApiKey::INIT_PRODUCER_ID, 0, 5),
-    (ApiKey::ADD_PARTITIONS_TO_TXN, 0, 3),
+    (ApiKey::ADD_PARTITIONS_TO_TXN, 0, 5),
     (ApiKey::ADD_OFFSETS_TO_TXN, 0, 4),
     (ApiKey::END_TXN, 0, 4),
     (ApiKey::TXN_OFFSET_COMMIT, 0, 4),
@@ -164,6 +164,8 @@ pub(crate) enum Job {
     TxnMarkers(Box<txn::MarkersJob>),
     /// Transactional offsets being stored.
     TxnOffsets(Box<txn::OffsetsJob>),
+    /// A batched AddPartitionsToTxn waiting for its transactions to be stored.
+    TxnBatch(Box<txn::BatchJob>),
 }
 
 /// What a [`ReplyJob`] does with its storage results before the response leaves: one
@@ -239,6 +241,8 @@ pub(crate) fn job_completed(st: &mut State, fx: &mut Effects, job: JobId, part: 
         Job::TxnStore(_) => txn::store_done(st, fx, job, &result),
         Job::TxnMarkers(_) => txn::marker_done(st, fx, job, part, &result),
         Job::TxnOffsets(_) => txn::offsets_stored(st, fx, job, &result),
+        // Its parts are transaction stores, which report to it directly.
+        Job::TxnBatch(_) => {}
         Job::Reply(r) => {
             if let Completion::Failed(e) = result {
                 r.results[part] = Some(e);

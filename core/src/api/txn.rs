@@ -23,8 +23,8 @@ use super::{CmdOwner, Effects, Job, Timer};
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::add_offsets_to_txn::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 use crate::codec::generated::add_partitions_to_txn::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
-    AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, AddPartitionsToTxnResult,
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTopicResult,
 };
 use crate::codec::generated::describe_transactions::{
     DescribeTransactionsRequest, DescribeTransactionsResponse, TopicData, TransactionState,
@@ -63,6 +63,13 @@ pub(crate) enum Then {
     MarkersThenReply,
     /// Write the markers of a transaction aborted for its timeout (nobody to answer).
     Markers,
+    /// One transaction of a batched AddPartitionsToTxn (v4+): report to the request's job.
+    Batch {
+        /// The AddPartitionsToTxn's job.
+        parent: JobId,
+        /// The transaction's index in its response.
+        index: usize,
+    },
     /// The transaction is complete: the id is free again. An EndTxn waiting for it is
     /// answered, with success even if the completion could not be stored (the decision is, and
     /// it is carried out again).
@@ -226,6 +233,9 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
             }
             fx.respond(req, body);
         }
+        if let Then::Batch { parent, index } = then {
+            batch_part_done(fx, parent, index, true);
+        }
         if matches!(then, Then::Complete | Then::Markers) {
             // A completion or a timed-out abort that could not be stored: the coordinator
             // tries again at its next look.
@@ -259,6 +269,7 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
         }
         Then::MarkersThenReply => start_markers(st, fx, &id, end_txn),
         Then::Markers => start_markers(st, fx, &id, None),
+        Then::Batch { parent, index } => batch_part_done(fx, parent, index, false),
     }
 }
 
@@ -353,14 +364,40 @@ fn entry_for(st: &State, id: &KStr, producer: (i64, i16)) -> Result<TxnMeta, Err
     Ok(e.meta.clone())
 }
 
-/// AddPartitionsToTxn v0-v3: one transaction's partitions.
-pub(crate) fn add_partitions(st: &mut State, fx: &mut Effects, req: Req, m: &AddPartitionsToTxnRequest) {
-    let id = &m.v3_and_below_transactional_id;
-    let producer = (m.v3_and_below_producer_id, m.v3_and_below_producer_epoch);
-    let mut resp = AddPartitionsToTxnResponse::default();
+/// A batched AddPartitionsToTxn (v4+) waiting for the transactions it changes to be stored.
+#[derive(Debug)]
+pub(crate) struct BatchJob {
+    req: Req,
+    resp: AddPartitionsToTxnResponse,
+    waiting: usize,
+}
+
+fn batch_part_done(fx: &mut Effects, parent: JobId, index: usize, failed: bool) {
+    let Some(Job::TxnBatch(j)) = fx.jobs.get_mut(&parent) else { return };
+    if failed && let Some(r) = j.resp.results_by_transaction.get_mut(index) {
+        for p in r.topic_results.iter_mut().flat_map(|t| t.results_by_partition.iter_mut()) {
+            p.partition_error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.0;
+        }
+    }
+    j.waiting -= 1;
+    if j.waiting == 0
+        && let Some(Job::TxnBatch(j)) = fx.jobs.remove(&parent)
+    {
+        fx.respond(j.req, ResponseBody::AddPartitionsToTxn(j.resp));
+    }
+}
+
+/// The partitions a transaction names: per topic its results (each NONE, or
+/// UNKNOWN_TOPIC_OR_PARTITION), and the partitions that exist with their high watermark, or
+/// `None` when one does not (Kafka then attempts none: the others get OPERATION_NOT_ATTEMPTED).
+fn resolve_partitions(
+    st: &State,
+    topics: &[AddPartitionsToTxnTopic],
+) -> (Vec<AddPartitionsToTxnTopicResult>, Option<Vec<(PartitionKey, i64)>>) {
+    let mut results = Vec::new();
     let mut partitions = Vec::new();
     let mut unknown = false;
-    for t in &m.v3_and_below_topics {
+    for t in topics {
         let topic = st.topics.by_name(&t.name);
         let mut tr = AddPartitionsToTxnTopicResult { name: t.name.clone(), ..Default::default() };
         for &p in &t.partitions {
@@ -377,19 +414,107 @@ pub(crate) fn add_partitions(st: &mut State, fx: &mut Effects, req: Req, m: &Add
                 ..Default::default()
             });
         }
-        resp.results_by_topic_v3_and_below.push(tr);
+        results.push(tr);
     }
     if unknown {
-        // Kafka refuses the whole request: the partitions it could add are not attempted.
-        for t in &mut resp.results_by_topic_v3_and_below {
-            for p in &mut t.results_by_partition {
-                if p.partition_error_code == ErrorCode::NONE.0 {
-                    p.partition_error_code = ErrorCode::OPERATION_NOT_ATTEMPTED.0;
+        for p in results.iter_mut().flat_map(|t| t.results_by_partition.iter_mut()) {
+            if p.partition_error_code == ErrorCode::NONE.0 {
+                p.partition_error_code = ErrorCode::OPERATION_NOT_ATTEMPTED.0;
+            }
+        }
+        return (results, None);
+    }
+    (results, Some(partitions))
+}
+
+fn set_all(results: &mut [AddPartitionsToTxnTopicResult], code: ErrorCode) {
+    for p in results.iter_mut().flat_map(|t| t.results_by_partition.iter_mut()) {
+        p.partition_error_code = code.0;
+    }
+}
+
+/// AddPartitionsToTxn v4+: several transactions, each adding partitions or (`verify_only`)
+/// asking whether they are in it, as Kafka's partition leaders ask its coordinator.
+fn add_partitions_batched(st: &mut State, fx: &mut Effects, req: Req, m: &AddPartitionsToTxnRequest) {
+    let parent =
+        fx.park(Job::TxnBatch(Box::new(BatchJob { req, resp: AddPartitionsToTxnResponse::default(), waiting: 1 })));
+    let now = st.now.wall_ms;
+    for (index, t) in m.transactions.iter().enumerate() {
+        let producer = (t.producer_id, t.producer_epoch);
+        let (mut results, partitions) = resolve_partitions(st, &t.topics);
+        if let Some(partitions) = partitions {
+            if t.verify_only {
+                let verdict = if t.transactional_id.is_empty() {
+                    Err(ErrorCode::INVALID_REQUEST)
+                } else {
+                    st.txns.by_id.get(&t.transactional_id).map_or(Err(ErrorCode::INVALID_PRODUCER_ID_MAPPING), |e| {
+                        e.meta.check_producer(producer.0, producer.1).and_then(|()| {
+                            if e.meta.state.is_preparing() {
+                                Err(ErrorCode::CONCURRENT_TRANSACTIONS)
+                            } else {
+                                Ok(&e.meta)
+                            }
+                        })
+                    })
+                };
+                match verdict {
+                    Err(code) => set_all(&mut results, code),
+                    Ok(meta) => {
+                        // Not in the transaction: the producer must abort (v5 names it so).
+                        let missing = if req.version >= 5 {
+                            ErrorCode::TRANSACTION_ABORTABLE
+                        } else {
+                            ErrorCode::INVALID_TXN_STATE
+                        };
+                        let open = meta.state == TxnState::Ongoing;
+                        for (r, (key, _)) in
+                            results.iter_mut().flat_map(|t| t.results_by_partition.iter_mut()).zip(&partitions)
+                        {
+                            if !(open && meta.partitions.contains_key(key)) {
+                                r.partition_error_code = missing.0;
+                            }
+                        }
+                    }
+                }
+            } else {
+                match entry_for(st, &t.transactional_id, producer)
+                    .and_then(|meta| meta.add(producer, &partitions, &[], now))
+                {
+                    Ok(None) => {}
+                    Ok(Some(next)) => {
+                        if let Some(Job::TxnBatch(j)) = fx.jobs.get_mut(&parent) {
+                            j.waiting += 1;
+                        }
+                        store(st, fx, None, None, next, Then::Batch { parent, index });
+                    }
+                    Err(code) => set_all(&mut results, code),
                 }
             }
         }
-        return fx.respond(req, ResponseBody::AddPartitionsToTxn(resp));
+        if let Some(Job::TxnBatch(j)) = fx.jobs.get_mut(&parent) {
+            j.resp.results_by_transaction.push(AddPartitionsToTxnResult {
+                transactional_id: t.transactional_id.clone(),
+                topic_results: results,
+                ..Default::default()
+            });
+        }
     }
+    batch_part_done(fx, parent, usize::MAX, false);
+}
+
+/// AddPartitionsToTxn: one transaction's partitions (v0-v3, what clients send), or several
+/// transactions' (v4+).
+pub(crate) fn add_partitions(st: &mut State, fx: &mut Effects, req: Req, m: &AddPartitionsToTxnRequest) {
+    if req.version >= 4 {
+        return add_partitions_batched(st, fx, req, m);
+    }
+    let id = &m.v3_and_below_transactional_id;
+    let producer = (m.v3_and_below_producer_id, m.v3_and_below_producer_epoch);
+    let (results, partitions) = resolve_partitions(st, &m.v3_and_below_topics);
+    let resp = AddPartitionsToTxnResponse { results_by_topic_v3_and_below: results, ..Default::default() };
+    let Some(partitions) = partitions else {
+        return fx.respond(req, ResponseBody::AddPartitionsToTxn(resp));
+    };
     let now = st.now.wall_ms;
     let decided = entry_for(st, id, producer).and_then(|meta| meta.add(producer, &partitions, &[], now));
     let mut body = ResponseBody::AddPartitionsToTxn(resp);
