@@ -84,20 +84,14 @@ fn recover_transactions(st: &mut State, fx: &mut Effects, values: &[(bytes::Byte
     }
     // Pending offsets count only for a transaction still open (or ending) with their group: a
     // late write after the transaction ended is dropped.
-    let live: Vec<(crate::codec::KStr, i64)> = st
-        .txns
-        .pending
-        .keys()
-        .filter(|(group, pid)| {
-            st.txns.by_id.values().any(|e| {
-                e.meta.producer_id == *pid
-                    && matches!(e.meta.state, TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort)
-                    && e.meta.groups.contains(group)
-            })
+    let by_id = &st.txns.by_id;
+    st.txns.pending.retain(|(group, pid), _| {
+        by_id.values().any(|e| {
+            e.meta.producer_id == *pid
+                && matches!(e.meta.state, TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort)
+                && e.meta.groups.contains(group)
         })
-        .cloned()
-        .collect();
-    st.txns.pending.retain(|k, _| live.contains(k));
+    });
     for id in preparing {
         super::txn::start_markers(st, fx, &id, None);
     }

@@ -42,7 +42,7 @@ use crate::group::{CommittedOffset, encode_offset, offset_key};
 use crate::io::{AppendBatches, Command, Completion, PartitionKey};
 use crate::request::Req;
 use crate::state::producer_ids::{BLOCK_KEY, NextId};
-use crate::state::transactions::{PendingOffset, TxnEntry, encode_pending, pending_key};
+use crate::state::transactions::{PendingOffset, TxnEntry, encode_pending, merge_pending, pending_key};
 use crate::state::{HwmWaiter, JobId, State};
 use crate::time::Duration;
 use crate::txn::coordinator::{encode, txn_key};
@@ -517,7 +517,18 @@ pub(crate) fn add_partitions(st: &mut State, fx: &mut Effects, req: Req, m: &Add
     };
     let now = st.now.wall_ms;
     let decided = entry_for(st, id, producer).and_then(|meta| meta.add(producer, &partitions, &[], now));
-    let mut body = ResponseBody::AddPartitionsToTxn(resp);
+    answer_add(st, fx, req, ResponseBody::AddPartitionsToTxn(resp), decided);
+}
+
+/// Answers an AddPartitionsToTxn (v0-3) or AddOffsetsToTxn with what [`TxnMeta::add`]
+/// decided: at once when nothing changes or it refused, after storing the change otherwise.
+fn answer_add(
+    st: &mut State,
+    fx: &mut Effects,
+    req: Req,
+    mut body: ResponseBody,
+    decided: Result<Option<TxnMeta>, ErrorCode>,
+) {
     match decided {
         Ok(None) => fx.respond(req, body),
         Ok(Some(next)) => store(st, fx, Some(req), Some(body), next, Then::Reply),
@@ -538,15 +549,7 @@ pub(crate) fn add_offsets(st: &mut State, fx: &mut Effects, req: Req, m: &AddOff
         entry_for(st, &m.transactional_id, producer)
             .and_then(|meta| meta.add(producer, &[], std::slice::from_ref(&m.group_id), now))
     };
-    let mut body = ResponseBody::AddOffsetsToTxn(AddOffsetsToTxnResponse::default());
-    match decided {
-        Ok(None) => fx.respond(req, body),
-        Ok(Some(next)) => store(st, fx, Some(req), Some(body), next, Then::Reply),
-        Err(code) => {
-            set_error(&mut body, fenced_for(code, req.version, 2));
-            fx.respond(req, body);
-        }
-    }
+    answer_add(st, fx, req, ResponseBody::AddOffsetsToTxn(AddOffsetsToTxnResponse::default()), decided);
 }
 
 /// The group-level check of a transactional commit (Kafka's `validateTransactionalOffsetCommit`):
@@ -639,12 +642,7 @@ pub(crate) fn txn_offset_commit(st: &mut State, fx: &mut Effects, req: Req, m: &
     }
     // What the transaction commits for the group, with these: stored whole under one key.
     let mut all = st.txns.pending.get(&(m.group_id.clone(), m.producer_id)).cloned().unwrap_or_default();
-    for o in &offsets {
-        match all.iter_mut().find(|x| x.partition == o.partition && x.topic == o.topic) {
-            Some(x) => *x = o.clone(),
-            None => all.push(o.clone()),
-        }
-    }
+    merge_pending(&mut all, offsets.iter().cloned());
     let put = Command::Put { key: pending_key(&m.group_id, m.producer_id), value: Some(encode_pending(&all)) };
     let (group, pid) = (m.group_id.clone(), m.producer_id);
     let epoch = m.producer_epoch;

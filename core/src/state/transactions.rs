@@ -55,13 +55,18 @@ impl Transactions {
     /// for a partition replaces the earlier one). Returns everything it commits for the group.
     pub(crate) fn add_pending(&mut self, group: &KStr, pid: i64, offsets: Vec<PendingOffset>) -> &[PendingOffset] {
         let list = self.pending.entry((group.clone(), pid)).or_default();
-        for o in offsets {
-            match list.iter_mut().find(|x| x.partition == o.partition && x.topic == o.topic) {
-                Some(x) => *x = o,
-                None => list.push(o),
-            }
-        }
+        merge_pending(list, offsets);
         list
+    }
+}
+
+/// Adds `offsets` to `list`, a later offset for a partition replacing the earlier one.
+pub(crate) fn merge_pending(list: &mut Vec<PendingOffset>, offsets: impl IntoIterator<Item = PendingOffset>) {
+    for o in offsets {
+        match list.iter_mut().find(|x| x.partition == o.partition && x.topic == o.topic) {
+            Some(x) => *x = o,
+            None => list.push(o),
+        }
     }
 }
 
