@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// A running kelp binary.
@@ -124,7 +125,14 @@ impl KelpServer {
         let dir = dir.to_string_lossy().into_owned();
         let mut args: Vec<&str> = vec!["--storage", "disk", "--data-dir", &dir];
         args.extend_from_slice(extra);
-        let mut server = Self::spawn_at(port, &args, &[]);
+        Self::start_at(port, &args)
+    }
+
+    /// Starts `kelp serve` with `extra` arguments listening on `port` (a restart where clients
+    /// still know the old address); its data directory is kept when it stops.
+    #[must_use]
+    pub fn start_at(port: u16, extra: &[&str]) -> Self {
+        let mut server = Self::spawn_at(port, extra, &[]);
         server.keep_data = true;
         if let Err(log) = server.wait_ready() {
             panic!("kelp serve on {} did not come up again:\n{log}", server.addr);
@@ -136,7 +144,11 @@ impl KelpServer {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("loopback address");
         let bin = kelp_bin();
         // The server's log goes to a file: a pipe nobody reads could fill and stall it.
-        let log = std::env::temp_dir().join(format!("kelp-e2e-{}-{port}.log", std::process::id()));
+        // One log per server, also for a server restarted on its predecessor's port (whose
+        // drop, which removes its log, may come after this one started).
+        static SPAWNED: AtomicU32 = AtomicU32::new(0);
+        let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!("kelp-e2e-{}-{port}-{n}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
         // KELP_E2E_STORAGE=disk runs the suite on the disk store, in a fresh data directory.
         let storage = std::env::var("KELP_E2E_STORAGE").unwrap_or_else(|_| "memory".into());

@@ -11,6 +11,9 @@
 //!   output, read with read_committed, holds every input record exactly once and in order, per
 //!   partition. By default 20,000 records and 3 + 3 kills; `KELP_E2E_LONG=1` runs Kafka's
 //!   figure: 100,000 records, 10 + 10 kills.
+//!   The same on `--storage seaweedmq` (10,000 records), with SeaweedFS restarted under kelp
+//!   as well; that test runs in scripts/test.sh's SeaweedMQ step (it needs `weed` and a
+//!   network namespace: `scripts/seaweedfs-test.sh -p kelp-tests --test e2e_transactions`).
 //! - A producer silent past its transaction timeout is aborted and fenced; a second producer
 //!   with the same transactional id fences the first; the Java Admin's listTransactions and
 //!   describeTransactions answer what the coordinator holds.
@@ -25,6 +28,7 @@ use kelp_tests::clients::{
     Client, Json, ProcessGroup, Scratch, confluent_transactions, create_topic, installed, java_transactions,
     kafkajs_transactions, read_lossy, run_client, tail,
 };
+use kelp_tests::seaweedfs::SeaweedCluster;
 use kelp_tests::server::KelpServer;
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -205,33 +209,57 @@ fn progress(dir: &Path, runs: usize) -> u64 {
         .sum()
 }
 
-#[test]
-fn a_java_consume_transform_produce_application_copies_exactly_once_across_kill_9() {
-    let Some((java, _serial)) = installed(java_transactions()) else { return };
-    let long = std::env::var_os("KELP_E2E_LONG").is_some_and(|v| v == "1");
-    let (records, kills): (u64, usize) = if long { (100_000, 10) } else { (20_000, 3) };
-    let scratch = Scratch::new("txn-copy");
-    let data = scratch.0.join("data");
-    let kelp_args = ["--fsync", "always"];
-    let mut server = KelpServer::start_on_disk(&data, &kelp_args);
-    let port = server.addr.port();
+/// What breaks at a kill point of a copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    /// kelp is killed (SIGKILL) and started again on the same data and port.
+    Kelp,
+    /// The application is killed (SIGKILL) and started again.
+    App,
+    /// SeaweedFS is stopped and started again, kelp staying up.
+    SeaweedFs,
+}
+
+/// A Java consume-transform-produce application (read_committed consumer in a group,
+/// transactional producer, `sendOffsetsToTransaction` every `plan.commit` records) copies `plan.records`
+/// records over 3 partitions from `copy-in` to `copy-out` on `server`, while `plan.faults` strike at
+/// points of its progress drawn from a fixed seed (`KELP_E2E_SEED` picks others); `restart`
+/// breaks and restores kelp or SeaweedFS, the application is killed and started again here.
+/// An application run that kelp's or SeaweedFS's restart made fail (exit 3: its transaction
+/// aborted or its producer fenced) is started again too. At the end, the output read with
+/// read_committed holds every input record exactly once and in order per partition.
+/// How much a copy moves, how often it commits, what strikes it, and how long it may take.
+struct CopyPlan {
+    records: u64,
+    commit: u64,
+    faults: Vec<Fault>,
+    limit: Duration,
+}
+
+fn copy_through_faults(
+    scratch: &Scratch,
+    java: &Client,
+    server: &mut KelpServer,
+    plan: &CopyPlan,
+    mut restart: impl FnMut(Fault, &mut KelpServer),
+) {
+    let CopyPlan { records, commit, ref faults, limit } = *plan;
     let bootstrap = format!("bootstrap={}", server.addr);
     create_topic(server.addr, "copy-in", 3);
     create_topic(server.addr, "copy-out", 3);
     run_ok(
-        &scratch,
-        &java,
+        scratch,
+        java,
         &[s("seed"), bootstrap.clone(), s("topic=copy-in"), format!("count={records}"), s("partitions=3")],
-        &server,
+        server,
     );
-    // Kill points spread over the copy, alternating kelp and the application, at progress
-    // fractions from a fixed seed (the run is reproducible; KELP_E2E_SEED picks others).
     let mut seed: u64 = std::env::var("KELP_E2E_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_cafe);
-    let mut points: Vec<(u64, bool)> = (0..kills * 2)
-        .map(|i| {
+    let mut points: Vec<(u64, Fault)> = faults
+        .iter()
+        .map(|&fault| {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             let at = (seed >> 33) % (records * 9 / 10);
-            (at.max(1), i % 2 == 0)
+            (at.max(1), fault)
         })
         .collect();
     points.sort_unstable();
@@ -242,17 +270,19 @@ fn a_java_consume_transform_produce_application_copies_exactly_once_across_kill_
         s("output=copy-out"),
         s("group=copier"),
         s("txn=copier-1"),
-        s("commit=100"),
+        format!("commit={commit}"),
     ];
     let start_copier = |run: usize| -> ProcessGroup {
         let (_, out) = scratch.file(&format!("copy-{run}.out"));
         let (_, err) = scratch.file(&format!("copy-{run}.err"));
         ProcessGroup::spawn(java.command(&copy_args), out, err)
     };
+    let started = Instant::now();
     let mut runs = 1;
     let mut copier = start_copier(0);
-    let (mut kelp_kills, mut app_kills, mut app_failures) = (0, 0, 0);
-    let deadline = Instant::now() + Duration::from_secs(if long { 3600 } else { 900 });
+    let mut struck = Vec::new();
+    let mut app_failures = 0;
+    let deadline = started + limit;
     loop {
         assert!(Instant::now() < deadline, "the copy did not finish in time; kelp log:\n{}", server.log_tail());
         if let Some(status) = copier.wait_for(Duration::from_millis(200)) {
@@ -268,29 +298,83 @@ fn a_java_consume_transform_produce_application_copies_exactly_once_across_kill_
             continue;
         }
         let done = progress(&scratch.0, runs);
-        if let Some(&(at, kill_kelp)) = points.first()
+        if let Some(&(at, fault)) = points.first()
             && done >= at
         {
             points.remove(0);
-            if kill_kelp {
-                server.kill();
-                kelp_kills += 1;
-                server = KelpServer::start_on_disk_at(&data, port, &kelp_args);
-            } else {
+            struck.push(fault);
+            if fault == Fault::App {
                 drop(copier); // SIGKILL to its process group
-                app_kills += 1;
                 copier = start_copier(runs);
                 runs += 1;
+            } else {
+                restart(fault, server);
             }
         }
     }
-    assert!(points.is_empty(), "the copy finished before every kill point: {points:?}");
-    assert_eq!((kelp_kills, app_kills), (kills, kills));
-    let verified =
-        run_ok(&scratch, &java, &[s("verify"), bootstrap, s("input=copy-in"), s("output=copy-out")], &server);
+    assert!(points.is_empty(), "the copy finished before every fault: {points:?} left");
+    struck.sort_unstable();
+    let mut wanted = faults.to_vec();
+    wanted.sort_unstable();
+    assert_eq!(struck, wanted);
+    let verified = run_ok(scratch, java, &[s("verify"), bootstrap, s("input=copy-in"), s("output=copy-out")], server);
     assert_eq!(verified.get("records").and_then(Json::u64), Some(records), "every input record is in the output once");
     println!(
-        "copied {records} records exactly once across {kelp_kills} kills of kelp and {app_kills} of the application \
-         ({runs} runs of the application, {app_failures} of them ended by kelp's restarts)"
+        "copied {records} records exactly once in {:.0?} through {faults:?} ({runs} runs of the application, \
+         {app_failures} of them ended by kelp's or SeaweedFS's restarts)",
+        started.elapsed()
     );
+}
+
+/// The copy on the disk store (`--fsync always`): kelp and the application each killed
+/// (SIGKILL) 3 times over 20,000 records, or 10 times over 100,000 with `KELP_E2E_LONG=1`.
+#[test]
+fn a_java_consume_transform_produce_application_copies_exactly_once_across_kill_9() {
+    let Some((java, _serial)) = installed(java_transactions()) else { return };
+    let long = std::env::var_os("KELP_E2E_LONG").is_some_and(|v| v == "1");
+    let (records, kills): (u64, usize) = if long { (100_000, 10) } else { (20_000, 3) };
+    let scratch = Scratch::new("txn-copy");
+    let data = scratch.0.join("data");
+    let kelp_args = ["--fsync", "always"];
+    let mut server = KelpServer::start_on_disk(&data, &kelp_args);
+    let port = server.addr.port();
+    let faults: Vec<Fault> = (0..kills).flat_map(|_| [Fault::Kelp, Fault::App]).collect();
+    let limit = Duration::from_secs(if long { 3600 } else { 900 });
+    let plan = CopyPlan { records, commit: 100, faults, limit };
+    copy_through_faults(&scratch, &java, &mut server, &plan, |_, server| {
+        server.kill();
+        *server = KelpServer::start_on_disk_at(&data, port, &kelp_args);
+    });
+}
+
+/// The copy on `--storage seaweedmq`: 10,000 records while kelp and the application are each
+/// killed (SIGKILL) twice and SeaweedFS is restarted twice under a running kelp (once killed,
+/// once stopped gracefully). Transaction state, markers, aborted ranges and group offsets all
+/// live in SeaweedFS.
+#[test]
+fn a_java_consume_transform_produce_application_copies_exactly_once_on_seaweedmq_across_restarts() {
+    kelp_tests::require_seaweedfs!();
+    let Some((java, _serial)) = installed(java_transactions()) else { return };
+    let mut cluster = SeaweedCluster::start("txn-copy");
+    let scratch = Scratch::new("txn-copy-smq");
+    let master = cluster.master.clone();
+    let kelp_args = ["--storage", "seaweedmq", "--seaweedmq-master", &master, "--seaweedmq-namespace", "txncopy"];
+    let mut server = KelpServer::start(&kelp_args);
+    let port = server.addr.port();
+    let faults: Vec<Fault> = (0..2).flat_map(|_| [Fault::Kelp, Fault::App, Fault::SeaweedFs]).collect();
+    let mut seaweed_restarts = 0;
+    let plan = CopyPlan { records: 10_000, commit: 500, faults, limit: Duration::from_secs(1200) };
+    copy_through_faults(&scratch, &java, &mut server, &plan, |fault, server| {
+        if fault == Fault::Kelp {
+            server.kill();
+            *server = KelpServer::start_at(port, &kelp_args);
+        } else {
+            seaweed_restarts += 1;
+            if seaweed_restarts % 2 == 1 {
+                cluster.kill_and_restart();
+            } else {
+                cluster.restart();
+            }
+        }
+    });
 }

@@ -13,6 +13,7 @@ fn every_seed_keeps_the_invariants_and_converges_deterministically() {
     let (mut acked, mut checked, mut handovers, mut compacted) = (0u64, 0u64, 0u64, 0u64);
     let (mut stable, mut deleted) = (0u64, 0u64);
     let (mut regex_members, mut churn_seeds) = (0u64, 0u64);
+    let (mut txn_committed, mut txn_aborted) = (0u64, 0u64);
     for seed in seeds.clone() {
         match run_twice(seed) {
             Ok(o) => {
@@ -24,6 +25,8 @@ fn every_seed_keeps_the_invariants_and_converges_deterministically() {
                 deleted += o.topics_deleted;
                 regex_members += o.regex_members;
                 churn_seeds += u64::from(o.regex_churn);
+                txn_committed += o.txn_committed;
+                txn_aborted += o.txn_aborted;
             }
             Err(f) => {
                 eprintln!("{f}");
@@ -32,7 +35,7 @@ fn every_seed_keeps_the_invariants_and_converges_deterministically() {
         }
     }
     eprintln!(
-        "{} seeds: {acked} records acknowledged, {checked} checked, {handovers} KIP-848 ownerships, {regex_members} regex members, {churn_seeds} seeds with regex topic churn, {stable} KIP-848 groups checked stable, {deleted} topics deleted, {compacted} compacted away",
+        "{} seeds: {acked} records acknowledged, {checked} checked, {handovers} KIP-848 ownerships, {regex_members} regex members, {churn_seeds} seeds with regex topic churn, {stable} KIP-848 groups checked stable, {deleted} topics deleted, {compacted} compacted away, transactions: {txn_committed} committed, {txn_aborted} aborted",
         seeds.end - seeds.start
     );
     assert!(failed.is_empty(), "failing seeds (replay with SIM_SEED=<n>): {failed:?}");
@@ -49,5 +52,7 @@ fn every_seed_keeps_the_invariants_and_converges_deterministically() {
         );
         // And seeds with compacted topics whose fetches spanned records the cleaner removed.
         assert!(compacted > 0, "no fetch in {seeds:?} skipped a record the cleaner removed");
+        // And transactional producers that committed and aborted, read with read_committed.
+        assert!(txn_committed > 0 && txn_aborted > 0, "{txn_committed} transactions committed, {txn_aborted} aborted");
     }
 }

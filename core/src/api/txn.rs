@@ -226,6 +226,8 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
             st.txns.by_id.remove(&id);
         } else if let Some(e) = st.txns.by_id.get_mut(&id) {
             e.busy = false;
+            // A completion not stored: its markers stand.
+            e.markers_written |= matches!(then, Then::Complete);
         }
         if let (Some(req), Some(mut body)) = (req, body) {
             if !matches!(then, Then::Complete) {
@@ -244,7 +246,7 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
         return;
     }
     let meta = next.clone();
-    st.txns.by_id.insert(id.clone(), TxnEntry { meta: next, busy: false });
+    st.txns.by_id.insert(id.clone(), TxnEntry { meta: next, busy: false, markers_written: false });
     // An EndTxn is answered once its markers are written, not now.
     let (req, body, end_txn) = match then {
         Then::MarkersThenReply => (None, None, req.zip(body)),
@@ -325,7 +327,7 @@ pub(crate) fn init_producer_id(st: &mut State, fx: &mut Effects, req: Req, m: &I
         Some(e) => e.meta.clone(),
         None => {
             let meta = TxnMeta::new(id.clone(), new_pid(st), timeout, now);
-            st.txns.by_id.insert(id.clone(), TxnEntry { meta: meta.clone(), busy: true });
+            st.txns.by_id.insert(id.clone(), TxnEntry { meta: meta.clone(), busy: true, markers_written: false });
             meta
         }
     };
@@ -902,11 +904,24 @@ pub(crate) fn check_timeouts(st: &mut State, fx: &mut Effects) {
     for next in expired {
         store(st, fx, None, None, next, Then::Markers);
     }
-    // Transactions left preparing (a completion whose store failed) finish now.
-    let stuck: Vec<KStr> =
-        st.txns.by_id.values().filter(|e| !e.busy && e.meta.state.is_preparing()).map(|e| e.meta.id.clone()).collect();
-    for id in stuck {
-        start_markers(st, fx, &id, None);
+    // Transactions left preparing finish now: a completion whose store failed is stored
+    // again; markers that were not all written are written (again where they were lost).
+    let stuck: Vec<(KStr, bool)> = st
+        .txns
+        .by_id
+        .values()
+        .filter(|e| !e.busy && e.meta.state.is_preparing())
+        .map(|e| (e.meta.id.clone(), e.markers_written))
+        .collect();
+    for (id, markers_written) in stuck {
+        if markers_written {
+            let Some(e) = st.txns.by_id.get_mut(&id) else { continue };
+            e.busy = true;
+            let done = e.meta.completed(now);
+            store(st, fx, None, None, done, Then::Complete);
+        } else {
+            start_markers(st, fx, &id, None);
+        }
     }
     arm(st, fx);
 }

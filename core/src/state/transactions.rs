@@ -18,6 +18,9 @@ pub(crate) struct TxnEntry {
     /// A change is being stored, or markers are being written: requests that would change
     /// the metadata get CONCURRENT_TRANSACTIONS until it is done.
     pub busy: bool,
+    /// Its markers are all written and visible, but storing the completion failed: the
+    /// coordinator's next look stores the completion again and writes no marker twice.
+    pub markers_written: bool,
 }
 
 /// An offset a transaction commits for a group once it commits.

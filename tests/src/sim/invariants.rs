@@ -56,6 +56,9 @@ pub struct Rec {
     pub id: String,
     /// The record's (create) timestamp.
     pub timestamp: i64,
+    /// Whether it is a transaction marker (a control batch's record), which no consumer hands
+    /// out.
+    pub control: bool,
 }
 
 /// Every record of a fetched record set, checking each batch's CRC, and the offset after the
@@ -71,6 +74,13 @@ pub fn decode(records: &RecordSet) -> (Vec<Rec>, Option<i64>) {
         // the produce-side header checks of `validate` would refuse.
         assert_eq!(batch.crc(), batch.compute_crc(), "valid CRC");
         next = Some(batch.next_offset());
+        if batch.is_control() {
+            // A transaction marker: a consumer reads past it and hands out nothing; the
+            // checkers see its offset (offsets stay contiguous) and no identity.
+            let offset = batch.base_offset();
+            out.push(Rec { offset, id: String::new(), timestamp: batch.max_timestamp(), control: true });
+            continue;
+        }
         for r in &batch.records(1 << 20).expect("records") {
             let r = r.expect("record");
             let id = match r.value_slice() {
@@ -82,7 +92,7 @@ pub fn decode(records: &RecordSet) -> (Vec<Rec>, Option<i64>) {
                     .and_then(|h| h.value)
                     .map_or_else(|| "~".to_owned(), |v| String::from_utf8_lossy(&v).into_owned()),
             };
-            out.push(Rec { offset: r.offset(), id, timestamp: r.create_timestamp() });
+            out.push(Rec { offset: r.offset(), id, timestamp: r.create_timestamp(), control: false });
         }
     }
     (out, next)
@@ -179,6 +189,8 @@ pub struct Checker {
     pub described: BTreeMap<String, (Instant, i32, BTreeSet<String>)>,
     /// Topic deletions acknowledged (a figure).
     pub topics_deleted: u64,
+    /// Transactions: what the transactional producers and the read_committed reader saw.
+    pub txn: super::txn::TxnChecker,
 }
 
 impl Checker {
@@ -323,6 +335,9 @@ impl Checker {
                 return self.fail(format!("{tp:?}: fetched offsets go back from {p} to {o}"));
             }
             prev = Some(o);
+            if r.control {
+                continue;
+            }
             self.place(tp, o, &r.id, "fetched");
             if self.compaction.is_some() {
                 self.stamped(tp, o, 1, r.timestamp);

@@ -13,6 +13,9 @@
 //! else, and an [`Auditor`] reads the partitions from their log start again and again, so
 //! that the checker sees what the cleaner removed.
 //!
+//! About a third of the seeds also run transactional producers and a read_committed reader
+//! on a topic of their own ([`txn`]).
+//!
 //! A failure names its seed (`SIM_SEED=<n>`); running the seed again replays the same run,
 //! which [`run`] proves by hashing everything the broker emitted ([`Outcome::trace`]).
 
@@ -22,6 +25,7 @@ pub mod fuzz;
 pub mod invariants;
 pub mod net;
 pub mod store;
+pub mod txn;
 pub mod world;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -90,6 +94,8 @@ pub struct Scenario {
     /// Whether the admin creates, writes, grows and deletes `r-<n>` topics (which
     /// subscription regexes match) while the groups run.
     pub regex_churn: bool,
+    /// Whether, and how, transactional producers and a read_committed reader run.
+    pub txn: Option<txn::TxnKnobs>,
 }
 
 /// How a seed's main topics are compacted.
@@ -239,6 +245,7 @@ impl Scenario {
             broker_seed: r.u64(),
             compaction: None,
             regex_churn: false,
+            txn: txn::TxnKnobs::draw(seed),
         }
         .with_compaction()
         .with_lazy_durability()
@@ -317,6 +324,10 @@ pub struct Outcome {
     pub regex_members: u64,
     /// Whether the admin churned `r-<n>` topics.
     pub regex_churn: bool,
+    /// Transactions whose commit was acknowledged.
+    pub txn_committed: u64,
+    /// Transactions whose abort was acknowledged.
+    pub txn_aborted: u64,
 }
 
 /// A failed run.
@@ -434,6 +445,11 @@ impl Sim {
                 add(Box::new(ClassicMember::new(i, m.clone())), &mut rng);
             }
         }
+        if let Some(knobs) = &sc.txn {
+            for model in txn::models(knobs) {
+                add(model, &mut rng);
+            }
+        }
         if compaction.is_some() {
             let partitions = sc.topics.iter().flat_map(|(t, n)| (0..*n).map(move |p| (t.clone(), p))).collect();
             add(Box::new(Auditor::new(partitions)), &mut rng);
@@ -534,6 +550,8 @@ impl Sim {
             topics_deleted: self.check.topics_deleted,
             regex_members: self.sc.members.iter().filter(|m| m.regex.is_some()).count() as u64,
             regex_churn: self.sc.regex_churn,
+            txn_committed: self.check.txn.committed,
+            txn_aborted: self.check.txn.aborted,
         })
     }
 
@@ -559,6 +577,9 @@ impl Sim {
             }
             if let Some(v) = self.check.violation.take() {
                 return Err(v);
+            }
+            if let Some(v) = self.check.txn.violations.first() {
+                return Err(v.clone());
             }
             if self.stop_at == Some(self.events) {
                 return Err(format!("stopped after event {}", self.events));
@@ -636,6 +657,7 @@ impl Sim {
                 let jump = i64::try_from(self.rng.below(20_000)).unwrap_or(0) - 10_000;
                 self.wall_skew_ms += jump;
                 self.check.clock_slack_ms += (-jump).max(0);
+                self.check.txn.forward = Duration(self.check.txn.forward.0 + Duration::from_millis(jump.max(0)).0);
             }
             Event::FaultsOff => self.faults_off(),
             Event::LivenessCheck => self.liveness(),
@@ -730,6 +752,7 @@ impl Sim {
     fn crash_broker(&mut self) {
         self.note(|| "broker crashes and restarts".to_owned());
         self.incarnation += 1;
+        self.check.txn.broker_restarted();
         self.store.crash();
         let conns: Vec<ConnId> = self.net.links.keys().copied().collect();
         for c in conns {
@@ -986,6 +1009,9 @@ impl Sim {
         if !self.store.is_quiet() {
             return Some("store still busy".to_owned());
         }
+        if let Some(why) = self.check.txn.unsettled() {
+            return Some(why);
+        }
         for (g, members) in &groups {
             let gens: BTreeSet<i32> = members.iter().map(|m| m.0).collect();
             if gens.len() != 1 {
@@ -1088,7 +1114,10 @@ impl Sim {
 
     fn liveness(&mut self) {
         match self.unsettled() {
-            None if self.stable_848() => self.done = true,
+            None if self.stable_848() => {
+                self.check.txn.settled();
+                self.done = true;
+            }
             None => self.queue.push(self.now + Duration::from_millis(250), Event::LivenessCheck),
             Some(why) if self.now.since(self.faults_off_at) > LIVENESS_LIMIT => {
                 self.check.fail(format!("liveness: not settled {LIVENESS_LIMIT:?} after faults stopped: {why}"));
