@@ -485,3 +485,113 @@ fn batched_add_partitions_adds_for_several_transactions_and_verifies_without_add
     );
     assert_eq!(end(&mut h, c, "b", (b.producer_id, b.producer_epoch), true), 0, "b's partitions were added");
 }
+
+/// EndTxn v5, transaction version 2 (KIP-890 part 2).
+fn end_v2(h: &mut Harness, c: ConnId, id: &str, p: (i64, i16), commit: bool) -> (i16, i64, i16) {
+    let req = EndTxnRequest {
+        transactional_id: KStr::from(id),
+        producer_id: p.0,
+        producer_epoch: p.1,
+        committed: commit,
+        ..Default::default()
+    };
+    let r = expect_body!(h.call(c, RequestBody::EndTxn(req), 5), EndTxn);
+    (r.error_code, r.producer_id, r.producer_epoch)
+}
+
+/// A Produce v12 request with a transactional batch, as a transaction version 2 producer
+/// sends it (no AddPartitionsToTxn first).
+fn produce_v12(id: &str, topic: &str, partition: i32, records: Bytes) -> RequestBody {
+    let RequestBody::Produce(p) = produce_request(topic, partition, records, -1) else { unreachable!() };
+    RequestBody::Produce(ProduceRequest { transactional_id: Some(KStr::from(id)), ..p })
+}
+
+fn produce_code(body: kelp_core::codec::generated::ResponseBody) -> i16 {
+    let kelp_core::codec::generated::ResponseBody::Produce(r) = body else { panic!("not a produce response") };
+    r.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn transaction_version_2_joins_partitions_and_groups_implicitly_and_bumps_the_epoch_per_transaction() {
+    use kelp_core::codec::generated::api_versions::ApiVersionsRequest;
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    let versions = expect_body!(h.call(c, RequestBody::ApiVersions(ApiVersionsRequest::default()), 4), ApiVersions);
+    let tv = versions.finalized_features.iter().find(|f| f.name.as_str() == "transaction.version").expect("finalized");
+    assert_eq!((tv.min_version_level, tv.max_version_level), (2, 2));
+    assert!(versions.finalized_features_epoch >= 0, "the Java client ignores features with a negative epoch");
+    let v3 = expect_body!(h.call(c, RequestBody::ApiVersions(ApiVersionsRequest::default()), 3), ApiVersions);
+    assert!(v3.supported_features.iter().all(|f| f.min_version > 0), "no range from 0 below v4 (KIP-1022)");
+    create_topic(&mut h, c, "t", 2);
+    create_topic(&mut h, c, "in", 1);
+    let r = init(&mut h, c, "tx", 60_000, (-1, -1));
+    let p = (r.producer_id, r.producer_epoch);
+    // Two produce requests in flight at once, each to a partition not yet in the transaction:
+    // the second waits for the first's join, then joins its own partition.
+    let first = h.send(c, &produce_v12("tx", "t", 0, txn_batch(p, 0, &["a1"])), 12);
+    let second = h.send(c, &produce_v12("tx", "t", 1, txn_batch(p, 0, &["b1"])), 12);
+    h.drive();
+    for corr in [first, second] {
+        let (got, body) = h.recv(c, kelp_core::codec::ApiKey::PRODUCE, 12).expect("a produce answer");
+        assert_eq!((got, produce_code(body)), (corr, 0), "answered in order, both accepted");
+    }
+    // v11 from the same producer still needs the partition added: it is, now.
+    assert_eq!(produce_txn(&mut h, c, "tx", "t", 0, txn_batch(p, 1, &["a2"])), 0);
+    // The group joins with TxnOffsetCommit v5 (no AddOffsetsToTxn).
+    let offsets = TxnOffsetCommitRequest {
+        transactional_id: "tx".into(),
+        group_id: "g".into(),
+        producer_id: p.0,
+        producer_epoch: p.1,
+        generation_id: -1,
+        topics: vec![TxnOffsetCommitRequestTopic {
+            name: "in".into(),
+            partitions: vec![TxnOffsetCommitRequestPartition {
+                partition_index: 0,
+                committed_offset: 7,
+                committed_leader_epoch: -1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let resp = expect_body!(h.call(c, RequestBody::TxnOffsetCommit(offsets), 5), TxnOffsetCommit);
+    assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+    // EndTxn v5 bumps the epoch; the markers carry the new one.
+    let (code, pid, epoch) = end_v2(&mut h, c, "tx", p, true);
+    assert_eq!((code, pid, epoch), (0, p.0, 1));
+    settle(&mut h);
+    let part0 = fetch(&mut h, c, "t", 0, true);
+    assert_eq!(visible(&part0), ["a1", "a2"]);
+    let records = part0.records.as_ref().expect("records");
+    let marker = Batches::new(records.to_bytes()).map(|b| b.expect("batch")).find(|b| b.is_control()).expect("marker");
+    assert_eq!((marker.producer_id(), marker.producer_epoch()), (p.0, 1));
+    assert_eq!(visible(&fetch(&mut h, c, "t", 1, true)), ["b1"]);
+    let committed: OffsetFetchResponse =
+        expect_body!(h.call(c, offset_fetch_request("g", Some(&[("in", &[0])]), true), 7), OffsetFetch);
+    assert_eq!(committed.topics[0].partitions[0].committed_offset, 7, "the group's offset committed");
+    // A retry with the old epoch is answered as the first was; the old epoch is fenced.
+    assert_eq!(end_v2(&mut h, c, "tx", p, true), (0, p.0, 1));
+    assert_eq!(end_v2(&mut h, c, "tx", p, false), (ErrorCode::INVALID_TXN_STATE.0, -1, -1));
+    let late = produce_code(h.call(c, produce_v12("tx", "t", 0, txn_batch(p, 2, &["zombie"])), 12));
+    assert_eq!(late, ErrorCode::INVALID_PRODUCER_EPOCH.0, "a write of the old epoch is refused");
+    // The next transaction, in epoch 1 from sequence 0, aborts: epoch 2.
+    let p1 = (p.0, 1);
+    assert_eq!(produce_code(h.call(c, produce_v12("tx", "t", 0, txn_batch(p1, 0, &["gone"])), 12)), 0);
+    assert_eq!(end_v2(&mut h, c, "tx", p1, false), (0, p.0, 2));
+    settle(&mut h);
+    assert_eq!(visible(&fetch(&mut h, c, "t", 0, true)), ["a1", "a2"]);
+    // An abort with nothing open bumps the epoch too; a commit with nothing open is refused.
+    let p2 = (p.0, 2);
+    assert_eq!(end_v2(&mut h, c, "tx", p2, true), (ErrorCode::INVALID_TXN_STATE.0, -1, -1));
+    assert_eq!(end_v2(&mut h, c, "tx", p2, false), (0, p.0, 3));
+    // After a restart the id goes on from its stored epoch.
+    let mut after = h.restart(test_config());
+    let c = after.connect();
+    let p3 = (p.0, 3);
+    assert_eq!(produce_code(after.call(c, produce_v12("tx", "t", 1, txn_batch(p3, 0, &["b2"])), 12)), 0);
+    assert_eq!(end_v2(&mut after, c, "tx", p3, true), (0, p.0, 4));
+    settle(&mut after);
+    assert_eq!(visible(&fetch(&mut after, c, "t", 1, true)), ["b1", "b2"]);
+}

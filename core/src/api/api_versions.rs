@@ -43,9 +43,11 @@ fn valid_software_field(s: &str) -> bool {
 }
 
 /// Feature levels this broker supports and has finalized (KIP-584): `group.version` 1 says
-/// the KIP-848 consumer protocol is on (KIP-848, KIP-1022). Kafka lists it alongside
-/// `metadata.version`, which a gateway without KRaft has no use for.
-const FEATURES: &[(&str, i16, i16, i16)] = &[("group.version", 0, 1, 1)];
+/// the KIP-848 consumer protocol is on (KIP-848, KIP-1022); `transaction.version` 2 says
+/// producers may use transaction version 2 (KIP-890 part 2: an epoch bump per transaction,
+/// partitions and groups joining implicitly), which the Java client 4.x then does. Kafka
+/// lists them alongside `metadata.version`, which a gateway without KRaft has no use for.
+const FEATURES: &[(&str, i16, i16, i16)] = &[("group.version", 0, 1, 1), ("transaction.version", 0, 2, 2)];
 
 /// The epoch of the finalized features: they never change.
 const FEATURES_EPOCH: i64 = 1;
@@ -53,8 +55,11 @@ const FEATURES_EPOCH: i64 = 1;
 pub(crate) fn handle(fx: &mut Effects, req: Req, m: &ApiVersionsRequest) {
     let mut resp = ApiVersionsResponse {
         api_keys: table(),
+        // Features whose lowest level is 0 are left out below v4, as Kafka does (KIP-1022:
+        // older clients refuse a range starting at 0).
         supported_features: FEATURES
             .iter()
+            .filter(|(_, min, _, _)| req.version >= 4 || *min > 0)
             .map(|(name, min, max, _)| SupportedFeatureKey {
                 name: KStr::from_static(name),
                 min_version: *min,

@@ -51,6 +51,20 @@ enum Outcome {
 }
 
 pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceRequest) {
+    // Produce v12+ is transaction version 2's: partitions join the transaction implicitly.
+    let m = match (req.version >= 12 && m.acks != 0, m.transactional_id.clone()) {
+        (true, Some(id)) => match joining(st, &id, &m) {
+            Some((producer, partitions)) => {
+                let r = super::txn::Resume::Produce(req, m);
+                match super::txn::join(st, fx, &id, producer, (&partitions, &[]), r) {
+                    Some(super::txn::Resume::Produce(_, m)) => m,
+                    _ => return,
+                }
+            }
+            None => m,
+        },
+        _ => m,
+    };
     let acks = m.acks;
     let mut resp = ProduceResponse::default();
     let mut waits: Vec<(PartitionKey, i64, usize, usize)> = Vec::new();
@@ -131,6 +145,64 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceReque
         fx.arm(super::Timer::ProduceTimeout(job), st.now.mono + timeout);
     }
     finish_if_done(fx, job);
+}
+
+/// A producer id and epoch.
+type ProducerEpoch = (i64, i16);
+
+/// The producer of the transactional batches of `m`, and the partitions they go to (each with
+/// its high watermark, a bound below the transaction's records there), when any are not yet
+/// part of `id`'s open transaction, or when requests of `id` wait to join already. Batches that cannot be read, and partitions that do not
+/// exist, are left to the request's own checks.
+fn joining(st: &State, id: &KStr, m: &ProduceRequest) -> Option<(ProducerEpoch, Vec<(PartitionKey, i64)>)> {
+    let meta = &st.txns.by_id.get(id)?.meta;
+    let mut partitions = Vec::new();
+    for td in &m.topic_data {
+        let topic =
+            if td.topic_id == Uuid::default() { st.topics.by_name(&td.name) } else { st.topics.by_id(td.topic_id) };
+        let Some(topic) = topic else { continue };
+        for pd in &td.partition_data {
+            let key = PartitionKey { topic_id: topic.id, partition: pd.index };
+            let (Some(records), Some(log)) = (&pd.records, st.topics.partition(key)) else { continue };
+            let mut rest = records.clone();
+            let Ok(batch) = RecordBatch::split_first(&mut rest) else { continue };
+            if batch.is_transactional()
+                && (batch.producer_id(), batch.producer_epoch()) == (meta.producer_id, meta.epoch)
+                && (meta.state != crate::txn::TxnState::Ongoing || !meta.partitions.contains_key(&key))
+            {
+                partitions.push((key, log.hwm()));
+            }
+        }
+    }
+    // Requests of the id already waiting to join go first.
+    let queued = st.txns.waiting.get(id).is_some_and(|q| !q.is_empty());
+    (!partitions.is_empty() || queued).then_some(((meta.producer_id, meta.epoch), partitions))
+}
+
+/// Answers every partition of `m` with `code` (the request could not go on).
+pub(crate) fn refuse_all(fx: &mut Effects, req: Req, m: &ProduceRequest, code: ErrorCode) {
+    let responses = m
+        .topic_data
+        .iter()
+        .map(|td| TopicProduceResponse {
+            name: td.name.clone(),
+            topic_id: td.topic_id,
+            partition_responses: td
+                .partition_data
+                .iter()
+                .map(|pd| PartitionProduceResponse {
+                    index: pd.index,
+                    error_code: code.0,
+                    base_offset: -1,
+                    log_append_time_ms: -1,
+                    log_start_offset: -1,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    fx.respond(req, ResponseBody::Produce(ProduceResponse { responses, ..Default::default() }));
 }
 
 /// Validates and appends one partition's batch.

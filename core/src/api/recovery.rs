@@ -70,7 +70,7 @@ fn recover_transactions(st: &mut State, fx: &mut Effects, values: &[(bytes::Byte
             if meta.state.is_preparing() {
                 preparing.push(meta.id.clone());
             }
-            st.txns.by_id.insert(meta.id.clone(), TxnEntry { meta, busy: false, markers_written: false });
+            st.txns.by_id.insert(meta.id.clone(), TxnEntry { meta, busy: false, unstored: None });
         } else if let Some((key, a)) = crate::txn::partition::decode_aborted(k, v) {
             if let Some(p) = st.topics.partition_mut(key)
                 && a.last_offset < p.next_offset()

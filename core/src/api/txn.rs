@@ -34,6 +34,7 @@ use crate::codec::generated::init_producer_id::{InitProducerIdRequest, InitProdu
 use crate::codec::generated::list_transactions::{
     ListTransactionsRequest, ListTransactionsResponse, TransactionState as ListedState,
 };
+use crate::codec::generated::produce::ProduceRequest;
 use crate::codec::generated::txn_offset_commit::{
     TxnOffsetCommitRequest, TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -42,7 +43,7 @@ use crate::group::{CommittedOffset, encode_offset, offset_key};
 use crate::io::{AppendBatches, Command, Completion, PartitionKey};
 use crate::request::Req;
 use crate::state::producer_ids::{BLOCK_KEY, NextId};
-use crate::state::transactions::{PendingOffset, TxnEntry, encode_pending, merge_pending, pending_key};
+use crate::state::transactions::{PendingOffset, TxnEntry, Unstored, encode_pending, merge_pending, pending_key};
 use crate::state::{HwmWaiter, JobId, State};
 use crate::time::Duration;
 use crate::txn::coordinator::{encode, txn_key};
@@ -70,10 +71,121 @@ pub(crate) enum Then {
         /// The transaction's index in its response.
         index: usize,
     },
-    /// The transaction is complete: the id is free again. An EndTxn waiting for it is
-    /// answered, with success even if the completion could not be stored (the decision is, and
-    /// it is carried out again).
+    /// The transaction is complete: the id is free again, and an EndTxn waiting for it is
+    /// answered. A completion that could not be stored is stored again at the coordinator's
+    /// next look (its markers stand), and the EndTxn answered then.
     Complete,
+    /// Partitions or a group joined the transaction implicitly (transaction version 2): the
+    /// request that needed them goes on.
+    Resume(Box<Resume>),
+}
+
+/// A request of a transaction version 2 producer whose partitions (Produce v12+) or group
+/// (TxnOffsetCommit v5+) join its transaction implicitly: it goes on once that is stored, or
+/// waits while the transactional id is busy.
+#[derive(Debug)]
+pub(crate) enum Resume {
+    /// A Produce.
+    Produce(Req, ProduceRequest),
+    /// A TxnOffsetCommit.
+    TxnOffsetCommit(Req, TxnOffsetCommitRequest),
+}
+
+/// Most requests one transactional id may have waiting for it to be free (more are refused
+/// with CONCURRENT_TRANSACTIONS, which clients retry).
+const MAX_WAITING: usize = 256;
+
+/// Runs `r` again: its partitions or group joined the transaction (`joined`), or storing that
+/// failed (the request is refused with a retriable error).
+fn resume(st: &mut State, fx: &mut Effects, r: Resume, joined: bool) {
+    match (r, joined) {
+        (Resume::Produce(req, m), true) => super::produce::handle(st, fx, req, m),
+        (Resume::TxnOffsetCommit(req, m), true) => txn_offset_commit(st, fx, req, &m),
+        // Kafka maps a coordinator it cannot reach to NOT_ENOUGH_REPLICAS for a produce.
+        (r @ Resume::Produce(..), false) => refuse(fx, r, ErrorCode::NOT_ENOUGH_REPLICAS),
+        (r @ Resume::TxnOffsetCommit(..), false) => refuse(fx, r, ErrorCode::COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
+/// Answers `r` with `code` for every partition.
+fn refuse(fx: &mut Effects, r: Resume, code: ErrorCode) {
+    match r {
+        Resume::Produce(req, m) => super::produce::refuse_all(fx, req, &m, code),
+        Resume::TxnOffsetCommit(req, m) => txn_offset_commit_refused(fx, req, &m, code),
+    }
+}
+
+/// Makes `partitions` and `groups` part of `id`'s open transaction (starting one if none is
+/// open) for a request of `(producer_id, epoch)`, as Kafka's partition leader does for Produce
+/// v12+ and its group coordinator for TxnOffsetCommit v5+. `r` is the request: it is taken
+/// (it goes on once they are stored as part of the transaction, or waits while the id is
+/// busy, or is refused), or given back when nothing needs to change, or when its own checks
+/// will refuse it.
+pub(crate) fn join(
+    st: &mut State,
+    fx: &mut Effects,
+    id: &KStr,
+    producer: (i64, i16),
+    (partitions, groups): (&[(PartitionKey, i64)], &[KStr]),
+    r: Resume,
+) -> Option<Resume> {
+    let Some(e) = st.txns.by_id.get(id) else { return Some(r) };
+    if e.meta.check_producer(producer.0, producer.1).is_err() {
+        return Some(r);
+    }
+    let needed = e.meta.state != TxnState::Ongoing
+        || partitions.iter().any(|(p, _)| !e.meta.partitions.contains_key(p))
+        || groups.iter().any(|g| !e.meta.groups.contains(g));
+    // Requests already waiting go first (a later one to the same partition would arrive out
+    // of sequence).
+    let queued = st.txns.waiting.get(id).is_some_and(|q| !q.is_empty());
+    if !needed && !queued {
+        return Some(r);
+    }
+    if e.meta.state.is_preparing() {
+        // Its transaction is ending (a timeout, a fence): the producer learns its fate from
+        // the next answer; Kafka answers a join it cannot make now so too.
+        refuse(fx, r, ErrorCode::CONCURRENT_TRANSACTIONS);
+        return None;
+    }
+    if e.busy || queued {
+        // The id is being stored (another request's join, say): the request waits its turn.
+        let queue = st.txns.waiting.entry(id.clone()).or_default();
+        if queue.len() >= MAX_WAITING {
+            refuse(fx, r, ErrorCode::CONCURRENT_TRANSACTIONS);
+        } else {
+            queue.push_back(r);
+        }
+        return None;
+    }
+    let now = st.now.wall_ms;
+    match e.meta.add(producer, partitions, groups, now) {
+        Ok(Some(mut next)) => {
+            next.tv2 = true;
+            store(st, fx, None, None, next, Then::Resume(Box::new(r)));
+            None
+        }
+        Ok(None) => Some(r),
+        Err(code) => {
+            // Kafka's partition leader turns a fenced producer into INVALID_PRODUCER_EPOCH.
+            let produce = matches!(r, Resume::Produce(..));
+            let code =
+                if produce && code == ErrorCode::PRODUCER_FENCED { ErrorCode::INVALID_PRODUCER_EPOCH } else { code };
+            refuse(fx, r, code);
+            None
+        }
+    }
+}
+
+/// Runs the requests waiting for `id` to be free again, in the order they came.
+fn wake_waiting(st: &mut State, fx: &mut Effects, id: &KStr) {
+    if st.txns.by_id.get(id).is_some_and(|e| e.busy) {
+        return;
+    }
+    let Some(queue) = st.txns.waiting.remove(id) else { return };
+    for r in queue {
+        resume(st, fx, r, true);
+    }
 }
 
 /// A transactional id's metadata being stored, and what to do after.
@@ -210,7 +322,13 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
         return;
     }
     let Some(Job::TxnStore(j)) = fx.jobs.remove(&job) else { return };
-    let StoreJob { req, body, next, then, created, block_end, failed, .. } = *j;
+    let id = j.next.id.clone();
+    stored(st, fx, *j);
+    wake_waiting(st, fx, &id);
+}
+
+fn stored(st: &mut State, fx: &mut Effects, j: StoreJob) {
+    let StoreJob { req, body, next, then, created, block_end, failed, .. } = j;
     if let Some(end) = block_end {
         if failed {
             st.producer_ids.not_stored();
@@ -226,17 +344,24 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
             st.txns.by_id.remove(&id);
         } else if let Some(e) = st.txns.by_id.get_mut(&id) {
             e.busy = false;
-            // A completion not stored: its markers stand.
-            e.markers_written |= matches!(then, Then::Complete);
+            if matches!(then, Then::Complete) {
+                // The markers stand: the completion is stored again at the coordinator's next
+                // look (with a new producer id picked again, if it moves to one), and only then
+                // is the EndTxn answered, with what was stored.
+                e.unstored = Some(Unstored { reply: req.zip(body) });
+                retry_later(st, fx);
+                return;
+            }
         }
         if let (Some(req), Some(mut body)) = (req, body) {
-            if !matches!(then, Then::Complete) {
-                set_error(&mut body, ErrorCode::COORDINATOR_NOT_AVAILABLE);
-            }
+            set_error(&mut body, ErrorCode::COORDINATOR_NOT_AVAILABLE);
             fx.respond(req, body);
         }
-        if let Then::Batch { parent, index } = then {
-            batch_part_done(fx, parent, index, true);
+        if let Then::Batch { parent, index } = &then {
+            batch_part_done(fx, *parent, *index, true);
+        }
+        if let Then::Resume(r) = then {
+            return resume(st, fx, *r, false);
         }
         if matches!(then, Then::Complete | Then::Markers) {
             // A completion or a timed-out abort that could not be stored: the coordinator
@@ -246,7 +371,7 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
         return;
     }
     let meta = next.clone();
-    st.txns.by_id.insert(id.clone(), TxnEntry { meta: next, busy: false, markers_written: false });
+    st.txns.by_id.insert(id.clone(), TxnEntry { meta: next, busy: false, unstored: None });
     // An EndTxn is answered once its markers are written, not now.
     let (req, body, end_txn) = match then {
         Then::MarkersThenReply => (None, None, req.zip(body)),
@@ -254,8 +379,10 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
     };
     let reply = |fx: &mut Effects, code: Option<ErrorCode>| {
         if let (Some(req), Some(mut body)) = (req, body) {
-            if let ResponseBody::InitProducerId(r) = &mut body {
-                (r.producer_id, r.producer_epoch) = (meta.producer_id, meta.epoch);
+            match &mut body {
+                ResponseBody::InitProducerId(r) => (r.producer_id, r.producer_epoch) = (meta.producer_id, meta.epoch),
+                ResponseBody::EndTxn(r) => (r.producer_id, r.producer_epoch) = (meta.producer_id, meta.epoch),
+                _ => {}
             }
             if let Some(code) = code {
                 set_error(&mut body, code);
@@ -272,6 +399,7 @@ pub(crate) fn store_done(st: &mut State, fx: &mut Effects, job: JobId, result: &
         Then::MarkersThenReply => start_markers(st, fx, &id, end_txn),
         Then::Markers => start_markers(st, fx, &id, None),
         Then::Batch { parent, index } => batch_part_done(fx, parent, index, false),
+        Then::Resume(r) => resume(st, fx, *r, true),
     }
 }
 
@@ -327,7 +455,7 @@ pub(crate) fn init_producer_id(st: &mut State, fx: &mut Effects, req: Req, m: &I
         Some(e) => e.meta.clone(),
         None => {
             let meta = TxnMeta::new(id.clone(), new_pid(st), timeout, now);
-            st.txns.by_id.insert(id.clone(), TxnEntry { meta: meta.clone(), busy: true, markers_written: false });
+            st.txns.by_id.insert(id.clone(), TxnEntry { meta: meta.clone(), busy: true, unstored: None });
             meta
         }
     };
@@ -351,6 +479,19 @@ pub(crate) fn init_producer_id(st: &mut State, fx: &mut Effects, req: Req, m: &I
             store_with(st, fx, (Some(req), body), next, Then::FenceThenMarkers, (created, block_end));
         }
     }
+}
+
+/// `id`'s entry for an EndTxn v5, whose producer and epoch [`TxnMeta::end_txn_v2`] checks
+/// (a retry names the epoch before the bump).
+fn entry_v2(st: &State, id: &KStr) -> Result<TxnMeta, ErrorCode> {
+    if id.is_empty() {
+        return Err(ErrorCode::INVALID_REQUEST);
+    }
+    let Some(e) = st.txns.by_id.get(id) else { return Err(ErrorCode::INVALID_PRODUCER_ID_MAPPING) };
+    if e.busy && !e.meta.state.is_preparing() {
+        return Err(ErrorCode::CONCURRENT_TRANSACTIONS);
+    }
+    Ok(e.meta.clone())
 }
 
 /// Checks a request naming `(producer_id, epoch)` against `id`'s entry, in Kafka's order.
@@ -598,6 +739,21 @@ pub(crate) struct OffsetsJob {
 /// COMMIT marker (dropped at ABORT).
 pub(crate) fn txn_offset_commit(st: &mut State, fx: &mut Effects, req: Req, m: &TxnOffsetCommitRequest) {
     let producer = (m.producer_id, m.producer_epoch);
+    // v5 is transaction version 2's: the group joins the transaction implicitly.
+    if req.version >= 5
+        && !m.group_id.is_empty()
+        && join(
+            st,
+            fx,
+            &m.transactional_id,
+            producer,
+            (&[], std::slice::from_ref(&m.group_id)),
+            Resume::TxnOffsetCommit(req, m.clone()),
+        )
+        .is_none()
+    {
+        return;
+    }
     let txn_error = match entry_for(st, &m.transactional_id, producer) {
         Ok(meta) if meta.state == TxnState::Ongoing && meta.groups.contains(&m.group_id) => None,
         Ok(_) => Some(ErrorCode::INVALID_TXN_STATE),
@@ -652,6 +808,28 @@ pub(crate) fn txn_offset_commit(st: &mut State, fx: &mut Effects, req: Req, m: &
     fx.storage(CmdOwner::Job { job, part: 0 }, put);
 }
 
+/// Answers every partition of `m` with `code`.
+fn txn_offset_commit_refused(fx: &mut Effects, req: Req, m: &TxnOffsetCommitRequest, code: ErrorCode) {
+    let topics = m
+        .topics
+        .iter()
+        .map(|t| TxnOffsetCommitResponseTopic {
+            name: t.name.clone(),
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| TxnOffsetCommitResponsePartition {
+                    partition_index: p.partition_index,
+                    error_code: code.0,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    fx.respond(req, ResponseBody::TxnOffsetCommit(TxnOffsetCommitResponse { topics, ..Default::default() }));
+}
+
 pub(crate) fn offsets_stored(st: &mut State, fx: &mut Effects, job: JobId, result: &Completion) {
     let Some(Job::TxnOffsets(j)) = fx.jobs.remove(&job) else { return };
     let OffsetsJob { req, mut resp, group, pid, epoch, offsets } = *j;
@@ -690,13 +868,27 @@ pub(crate) fn offsets_stored(st: &mut State, fx: &mut Effects, job: JobId, resul
 pub(crate) fn end_txn(st: &mut State, fx: &mut Effects, req: Req, m: &EndTxnRequest) {
     let producer = (m.producer_id, m.producer_epoch);
     let now = st.now.wall_ms;
-    let decided =
-        entry_for(st, &m.transactional_id, producer).and_then(|meta| meta.end_txn(producer, m.committed, now));
+    // v5 is transaction version 2 (KIP-890 part 2): the epoch is bumped, and the answer
+    // carries the producer id and epoch to go on with.
+    let decided = if req.version >= 5 {
+        entry_v2(st, &m.transactional_id).and_then(|meta| Ok((meta.end_txn_v2(producer, m.committed, now)?, meta)))
+    } else {
+        entry_for(st, &m.transactional_id, producer)
+            .and_then(|meta| Ok((meta.end_txn(producer, m.committed, now)?, meta)))
+    };
     let resp = EndTxnResponse { producer_id: -1, producer_epoch: -1, ..Default::default() };
     let mut body = ResponseBody::EndTxn(resp);
     match decided {
-        Ok(EndPlan::AlreadyDone) => fx.respond(req, body),
-        Ok(EndPlan::Store(next)) => store(st, fx, Some(req), Some(body), next, Then::MarkersThenReply),
+        Ok((EndPlan::AlreadyDone, meta)) => {
+            if let ResponseBody::EndTxn(r) = &mut body {
+                (r.producer_id, r.producer_epoch) = (meta.producer_id, meta.epoch);
+            }
+            fx.respond(req, body);
+        }
+        Ok((EndPlan::Store(mut next), _)) => {
+            next.tv2 = req.version >= 5;
+            store(st, fx, Some(req), Some(body), next, Then::MarkersThenReply);
+        }
         Err(code) => {
             set_error(&mut body, fenced_for(code, req.version, 2));
             fx.respond(req, body);
@@ -891,9 +1083,29 @@ fn maybe_complete(st: &mut State, fx: &mut Effects, job: JobId) {
             }
         }
     }
-    let done = j.meta.completed(st.now.wall_ms);
-    let (req, body) = j.reply.map_or((None, None), |(r, b)| (Some(r), Some(b)));
-    store(st, fx, req, body, done, Then::Complete);
+    store_completion(st, fx, &j.meta, j.reply);
+}
+
+/// Stores the completion of `meta`'s transaction, whose markers are all written (moving the
+/// id to a new producer id when its epoch is exhausted), then answers `reply`.
+fn store_completion(st: &mut State, fx: &mut Effects, meta: &TxnMeta, reply: Option<(Req, ResponseBody)>) {
+    let now = st.now.wall_ms;
+    let (req, body) = reply.map_or((None, None), |(r, b)| (Some(r), Some(b)));
+    if meta.completes_on_new_producer_id() {
+        let (new_pid, block_end) = next_producer_id(st);
+        let done = meta.completed_on(new_pid, now);
+        store_with(st, fx, (req, body), done, Then::Complete, (false, block_end));
+    } else {
+        store(st, fx, req, body, meta.completed(now), Then::Complete);
+    }
+}
+
+/// A new producer id, and the end of a new block of them to store first, if one was begun.
+fn next_producer_id(st: &mut State) -> (i64, Option<i64>) {
+    match st.producer_ids.next() {
+        NextId::Ready(pid) => (pid, None),
+        NextId::AfterStoring { id, block_end } => (id, Some(block_end)),
+    }
 }
 
 /// The coordinator's periodic look: aborts transactions past their timeout.
@@ -906,21 +1118,16 @@ pub(crate) fn check_timeouts(st: &mut State, fx: &mut Effects) {
     }
     // Transactions left preparing finish now: a completion whose store failed is stored
     // again; markers that were not all written are written (again where they were lost).
-    let stuck: Vec<(KStr, bool)> = st
-        .txns
-        .by_id
-        .values()
-        .filter(|e| !e.busy && e.meta.state.is_preparing())
-        .map(|e| (e.meta.id.clone(), e.markers_written))
-        .collect();
-    for (id, markers_written) in stuck {
-        if markers_written {
-            let Some(e) = st.txns.by_id.get_mut(&id) else { continue };
-            e.busy = true;
-            let done = e.meta.completed(now);
-            store(st, fx, None, None, done, Then::Complete);
-        } else {
-            start_markers(st, fx, &id, None);
+    let stuck: Vec<KStr> =
+        st.txns.by_id.values().filter(|e| !e.busy && e.meta.state.is_preparing()).map(|e| e.meta.id.clone()).collect();
+    for id in stuck {
+        let Some(e) = st.txns.by_id.get_mut(&id) else { continue };
+        match e.unstored.take() {
+            Some(Unstored { reply }) => {
+                let meta = e.meta.clone();
+                store_completion(st, fx, &meta, reply);
+            }
+            None => start_markers(st, fx, &id, None),
         }
     }
     arm(st, fx);

@@ -11,7 +11,7 @@ use crate::group::CommittedOffset;
 use crate::txn::TxnMeta;
 
 /// One transactional id.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct TxnEntry {
     /// The metadata as stored.
     pub meta: TxnMeta,
@@ -19,8 +19,16 @@ pub(crate) struct TxnEntry {
     /// the metadata get CONCURRENT_TRANSACTIONS until it is done.
     pub busy: bool,
     /// Its markers are all written and visible, but storing the completion failed: the
-    /// coordinator's next look stores the completion again and writes no marker twice.
-    pub markers_written: bool,
+    /// coordinator's next look stores it again and writes no marker twice, then answers the
+    /// EndTxn held here, if any.
+    pub unstored: Option<Unstored>,
+}
+
+/// A transaction whose markers are all written and whose completion could not be stored.
+#[derive(Debug)]
+pub(crate) struct Unstored {
+    /// The EndTxn to answer once the completion is stored.
+    pub reply: Option<(crate::request::Req, crate::codec::generated::ResponseBody)>,
 }
 
 /// An offset a transaction commits for a group once it commits.
@@ -42,6 +50,9 @@ pub(crate) struct Transactions {
     /// (group, producer id) -> the offsets its open transaction commits for the group, the
     /// last per partition.
     pub pending: BTreeMap<(KStr, i64), Vec<PendingOffset>>,
+    /// Transactional id -> requests of a transaction version 2 producer waiting for the id
+    /// to be free, so that their partitions or group can join its transaction.
+    pub waiting: BTreeMap<KStr, std::collections::VecDeque<crate::api::txn::Resume>>,
 }
 
 impl Transactions {

@@ -21,6 +21,15 @@
 //!   transaction, an InitProducerId bumps the epoch (`Empty`).
 //! - `Dead`: the id expired (`transactional.id.expiration.ms` without a transaction) and is
 //!   forgotten.
+//!
+//! Transaction version 2 (KIP-890 part 2), which a client chooses by ending its transactions
+//! with EndTxn v5: every EndTxn bumps the epoch, and the markers carry the bumped epoch, so a
+//! late write of the old epoch is refused; partitions and groups join the transaction
+//! implicitly (Produce v12+, TxnOffsetCommit v5+); an abort with no transaction open is an
+//! empty abort that bumps the epoch too; and a transaction aborted for its timeout remembers
+//! the epoch it had, so that its producer can abort in turn and carry on. When the bump would
+//! exhaust the epoch, the markers carry `i16::MAX` and the completion moves the id to a new
+//! producer id at epoch 0.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,6 +82,8 @@ impl TxnState {
             (Empty | CompleteCommit | CompleteAbort, Empty)
                 | (Empty | Ongoing | CompleteCommit | CompleteAbort, Ongoing)
                 | (Ongoing, PrepareCommit | PrepareAbort)
+                // Transaction version 2's empty abort.
+                | (Empty | CompleteCommit | CompleteAbort, PrepareAbort)
                 | (PrepareCommit, CompleteCommit)
                 | (PrepareAbort, CompleteAbort)
                 | (Empty | CompleteCommit | CompleteAbort, Dead)
@@ -156,6 +167,9 @@ pub struct TxnMeta {
     pub start_ms: i64,
     /// When the metadata last changed (wall ms).
     pub update_ms: i64,
+    /// Whether the producer uses transaction version 2 (KIP-890 part 2): it ended its last
+    /// transaction with EndTxn v5, or its partitions and groups joined implicitly.
+    pub tv2: bool,
 }
 
 /// What InitProducerId does (see [`TxnMeta::init_producer_id`]).
@@ -203,6 +217,7 @@ impl TxnMeta {
             groups: BTreeSet::new(),
             start_ms: -1,
             update_ms: now_ms,
+            tv2: false,
         }
     }
 
@@ -352,6 +367,88 @@ impl TxnMeta {
         Ok(Some(next))
     }
 
+    /// EndTxn v5 (transaction version 2) from `(producer_id, epoch)`: commit or abort, the
+    /// epoch bumped (Kafka's `TransactionCoordinator.endTransaction` with TV2). A retry names
+    /// the epoch before the bump (or, after the bump moved the id to a new producer id, the
+    /// old id and its last epoch) and is answered as the first was; an abort with no
+    /// transaction open bumps the epoch (an empty abort).
+    ///
+    /// # Errors
+    /// INVALID_PRODUCER_ID_MAPPING for another producer id; PRODUCER_FENCED for an epoch that
+    /// is neither the current one nor a retry's; CONCURRENT_TRANSACTIONS while a retried
+    /// decision's markers are being written; INVALID_TXN_STATE for a commit with nothing open,
+    /// or a retry of the other decision.
+    pub fn end_txn_v2(
+        &self,
+        (producer_id, epoch): (i64, i16),
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<EndPlan, ErrorCode> {
+        use TxnState::{CompleteAbort, CompleteCommit, Dead, Empty, Ongoing, PrepareAbort, PrepareCommit};
+        let done = if commit { CompleteCommit } else { CompleteAbort };
+        if producer_id != self.producer_id {
+            // The bump that exhausted the epoch moved the id to a new producer id; a retry
+            // names the old one and the epoch it had.
+            let overflow_retry = self.prev_producer_id >= 0
+                && producer_id == self.prev_producer_id
+                && epoch == self.last_epoch
+                && epoch_exhausted(epoch);
+            return match self.state {
+                s if overflow_retry && s == done => Ok(EndPlan::AlreadyDone),
+                CompleteCommit | CompleteAbort if overflow_retry => Err(ErrorCode::INVALID_TXN_STATE),
+                _ => Err(ErrorCode::INVALID_PRODUCER_ID_MAPPING),
+            };
+        }
+        let retry = epoch != NO_EPOCH && i32::from(epoch) + 1 == i32::from(self.epoch);
+        let current = epoch == self.epoch;
+        match self.state {
+            Ongoing if current => Ok(EndPlan::Store(self.prepared_v2(commit, now_ms))),
+            PrepareCommit | PrepareAbort if retry => {
+                let same = (self.state == PrepareCommit) == commit;
+                Err(if same { ErrorCode::CONCURRENT_TRANSACTIONS } else { ErrorCode::INVALID_TXN_STATE })
+            }
+            CompleteCommit | CompleteAbort if retry => {
+                if self.state == done {
+                    Ok(EndPlan::AlreadyDone)
+                } else {
+                    Err(ErrorCode::INVALID_TXN_STATE)
+                }
+            }
+            Empty | CompleteCommit | CompleteAbort if current => {
+                if commit {
+                    Err(ErrorCode::INVALID_TXN_STATE)
+                } else {
+                    Ok(EndPlan::Store(self.prepared_v2(false, now_ms)))
+                }
+            }
+            Dead => Err(ErrorCode::INVALID_TXN_STATE),
+            _ => Err(ErrorCode::PRODUCER_FENCED),
+        }
+    }
+
+    /// The decision of a transaction version 2 EndTxn: `PrepareCommit` or `PrepareAbort`,
+    /// the epoch bumped (to `i16::MAX` when that exhausts it: the completion then moves to a
+    /// new producer id), the old epoch remembered for retries.
+    fn prepared_v2(&self, commit: bool, now_ms: i64) -> Self {
+        let mut next = self.to_state(if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort }, now_ms);
+        if self.state != TxnState::Ongoing {
+            next.partitions.clear();
+            next.groups.clear();
+            next.start_ms = -1;
+        }
+        next.epoch = self.epoch.saturating_add(1);
+        next.last_epoch = self.epoch;
+        next.tv2 = true;
+        next
+    }
+
+    /// Whether completing this transaction moves the id to a new producer id: a transaction
+    /// version 2 bump took the epoch to `i16::MAX`.
+    #[must_use]
+    pub fn completes_on_new_producer_id(&self) -> bool {
+        self.tv2 && self.state.is_preparing() && self.epoch == i16::MAX
+    }
+
     /// EndTxn from `(producer_id, epoch)`: commit or abort.
     ///
     /// # Errors
@@ -374,10 +471,16 @@ impl TxnMeta {
     }
 
     /// The abort of an open transaction that ran past its timeout: the epoch bumped (fencing
-    /// the producer, which learns it on its next request) and the state `PrepareAbort`.
+    /// the producer, which learns it on its next request) and the state `PrepareAbort`. Under
+    /// transaction version 2 the old epoch is remembered, so that the producer's own abort
+    /// (EndTxn v5 with that epoch) is answered as a retry and it carries on.
     #[must_use]
     pub fn timed_out(&self, now_ms: i64) -> Self {
-        self.fenced(now_ms)
+        let mut next = self.fenced(now_ms);
+        if self.tv2 && next.epoch != self.epoch {
+            next.last_epoch = self.epoch;
+        }
+        next
     }
 
     /// The open transaction aborted with the epoch bumped (Kafka's `prepareFenceProducerEpoch`
@@ -390,6 +493,18 @@ impl TxnMeta {
         }
         next.last_epoch = NO_EPOCH;
         next
+    }
+
+    /// [`TxnMeta::completed`] on `new_producer_id` at epoch 0 (see
+    /// [`TxnMeta::completes_on_new_producer_id`]): the old id and its last epoch stay, for a
+    /// retry of the EndTxn that exhausted it.
+    #[must_use]
+    pub fn completed_on(&self, new_producer_id: i64, now_ms: i64) -> Self {
+        let mut done = self.completed(now_ms);
+        done.prev_producer_id = self.producer_id;
+        done.producer_id = new_producer_id;
+        done.epoch = 0;
+        done
     }
 
     /// The metadata once every marker is written: `CompleteCommit` or `CompleteAbort`, with
@@ -421,12 +536,15 @@ pub fn txn_key(id: &str) -> Bytes {
     Bytes::from(k)
 }
 
-/// The stored value of `m`: version 1, then the fields big-endian, strings and lists with
-/// u32 lengths.
+/// The stored value of `m`: the version (1, or 2 for a producer on transaction version 2),
+/// then the fields big-endian, strings and lists with u32 lengths, and in version 2 a last
+/// byte 1.
 #[must_use]
 pub fn encode(m: &TxnMeta) -> Bytes {
     let mut v = Vec::with_capacity(64 + m.partitions.len() * 28 + m.groups.iter().map(|g| g.len() + 4).sum::<usize>());
-    v.push(1);
+    // Version 1 while it is enough, so that a kelp from before transaction version 2 still
+    // reads what this one stored.
+    v.push(if m.tv2 { 2 } else { 1 });
     v.extend_from_slice(&m.producer_id.to_be_bytes());
     v.extend_from_slice(&m.prev_producer_id.to_be_bytes());
     v.extend_from_slice(&m.epoch.to_be_bytes());
@@ -445,6 +563,9 @@ pub fn encode(m: &TxnMeta) -> Bytes {
     for g in &m.groups {
         v.extend_from_slice(&len32(g.len()));
         v.extend_from_slice(g.as_str().as_bytes());
+    }
+    if m.tv2 {
+        v.push(1);
     }
     Bytes::from(v)
 }
@@ -493,7 +614,8 @@ impl<'a> Cursor<'a> {
 pub fn decode(k: &[u8], v: &[u8]) -> Option<TxnMeta> {
     let id = std::str::from_utf8(k.strip_prefix(TXN_PREFIX)?).ok()?;
     let mut c = Cursor(v);
-    if c.u8()? != 1 {
+    let version = c.u8()?;
+    if !matches!(version, 1 | 2) {
         return None;
     }
     let mut m = TxnMeta::new(KStr::from(id), c.i64()?, 0, 0);
@@ -513,6 +635,13 @@ pub fn decode(k: &[u8], v: &[u8]) -> Option<TxnMeta> {
         let n = usize::try_from(u32::from_be_bytes(c.array()?)).ok()?;
         let name = std::str::from_utf8(c.take(n)?).ok()?;
         m.groups.insert(KStr::from(name));
+    }
+    if version >= 2 {
+        m.tv2 = match c.u8()? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
     }
     c.0.is_empty().then_some(m)
 }
@@ -549,11 +678,14 @@ mod tests {
             (CompleteCommit, Empty),
             (CompleteAbort, Ongoing),
             (CompleteCommit, Dead),
+            (CompleteCommit, PrepareAbort),
+            (Empty, PrepareAbort),
         ] {
             assert!(from.can_become(to), "{from:?} -> {to:?}");
         }
         for (from, to) in [
             (Empty, PrepareCommit),
+            (CompleteAbort, PrepareCommit),
             (Ongoing, Empty),
             (Ongoing, CompleteCommit),
             (PrepareCommit, PrepareAbort),
@@ -663,5 +795,83 @@ mod tests {
         let mut huge = v.to_vec();
         huge[42..46].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(decode(&k, &huge), None, "a count beyond the value is refused before anything is allocated");
+        // Version 1 (what a kelp before transaction version 2 reads) unless the producer uses
+        // version 2, whose flag takes a last byte.
+        assert_eq!(v[0], 1);
+        let mut tv2 = open;
+        tv2.tv2 = true;
+        let v2 = encode(&tv2);
+        assert_eq!((v2[0], v2.len()), (2, v.len() + 1));
+        assert_eq!(decode(&k, &v2), Some(tv2));
+        let mut bad = v2.to_vec();
+        *bad.last_mut().unwrap() = 7;
+        assert_eq!(decode(&k, &bad), None, "a flag byte other than 0 or 1 is refused");
+    }
+
+    /// An open transaction at epoch 0 under transaction version 2.
+    fn open_v2() -> TxnMeta {
+        let m = stored(fresh().init_producer_id(None, 60_000, 1));
+        let mut open = m.add((100, 0), &[(key(0), 7)], &[], 10).unwrap().unwrap();
+        open.tv2 = true;
+        open
+    }
+
+    #[test]
+    fn end_txn_v2_bumps_the_epoch_and_answers_retries_as_the_first() {
+        let open = open_v2();
+        assert_eq!(open.end_txn_v2((100, 1), true, 11), Err(ErrorCode::PRODUCER_FENCED));
+        assert_eq!(open.end_txn_v2((101, 0), true, 11), Err(ErrorCode::INVALID_PRODUCER_ID_MAPPING));
+        let Ok(EndPlan::Store(prep)) = open.end_txn_v2((100, 0), true, 11) else { panic!() };
+        assert_eq!((prep.state, prep.epoch, prep.last_epoch, prep.tv2), (TxnState::PrepareCommit, 1, 0, true));
+        assert_eq!(prep.partitions.len(), 1, "the markers go to the transaction's partitions");
+        assert_eq!(
+            prep.end_txn_v2((100, 0), true, 12),
+            Err(ErrorCode::CONCURRENT_TRANSACTIONS),
+            "a retry, markers pending"
+        );
+        assert_eq!(prep.end_txn_v2((100, 0), false, 12), Err(ErrorCode::INVALID_TXN_STATE));
+        assert_eq!(prep.end_txn_v2((100, 1), true, 12), Err(ErrorCode::PRODUCER_FENCED));
+        assert!(!prep.completes_on_new_producer_id());
+        let done = prep.completed(13);
+        assert_eq!((done.state, done.epoch), (TxnState::CompleteCommit, 1));
+        assert_eq!(done.end_txn_v2((100, 0), true, 14), Ok(EndPlan::AlreadyDone), "a retried commit");
+        assert_eq!(done.end_txn_v2((100, 0), false, 14), Err(ErrorCode::INVALID_TXN_STATE));
+        assert_eq!(done.end_txn_v2((100, 1), true, 14), Err(ErrorCode::INVALID_TXN_STATE), "nothing open to commit");
+        // An abort with nothing open bumps the epoch all the same (no markers to write).
+        let Ok(EndPlan::Store(empty)) = done.end_txn_v2((100, 1), false, 14) else { panic!() };
+        assert_eq!((empty.state, empty.epoch, empty.last_epoch), (TxnState::PrepareAbort, 2, 1));
+        assert!(empty.partitions.is_empty() && empty.groups.is_empty());
+        assert_eq!(done.end_txn_v2((100, -1), false, 14), Err(ErrorCode::PRODUCER_FENCED));
+    }
+
+    #[test]
+    fn end_txn_v2_that_exhausts_the_epoch_moves_to_a_new_producer_id() {
+        let mut open = open_v2();
+        open.epoch = i16::MAX - 1;
+        let Ok(EndPlan::Store(prep)) = open.end_txn_v2((100, i16::MAX - 1), false, 11) else { panic!() };
+        assert_eq!(prep.epoch, i16::MAX, "the markers carry the last epoch there is");
+        assert!(prep.completes_on_new_producer_id());
+        let done = prep.completed_on(200, 12);
+        assert_eq!(
+            (done.state, done.producer_id, done.epoch, done.prev_producer_id, done.last_epoch),
+            (TxnState::CompleteAbort, 200, 0, 100, i16::MAX - 1)
+        );
+        assert_eq!(done.end_txn_v2((100, i16::MAX - 1), false, 13), Ok(EndPlan::AlreadyDone), "a retry of the old id");
+        assert_eq!(done.end_txn_v2((100, i16::MAX - 1), true, 13), Err(ErrorCode::INVALID_TXN_STATE));
+        assert_eq!(done.end_txn_v2((100, 3), false, 13), Err(ErrorCode::INVALID_PRODUCER_ID_MAPPING));
+        assert!(done.add((200, 0), &[(key(1), 0)], &[], 14).unwrap().is_some(), "the new id starts a transaction");
+    }
+
+    #[test]
+    fn a_timed_out_transaction_v2_lets_its_producer_abort_and_carry_on() {
+        let open = open_v2();
+        let aborting = open.timed_out(70_000);
+        assert_eq!((aborting.epoch, aborting.last_epoch), (1, 0));
+        let done = aborting.completed(70_001);
+        assert_eq!(done.end_txn_v2((100, 0), false, 70_002), Ok(EndPlan::AlreadyDone));
+        assert_eq!(done.end_txn_v2((100, 0), true, 70_002), Err(ErrorCode::INVALID_TXN_STATE));
+        // Under version 1 the producer stays fenced.
+        let v1 = TxnMeta { tv2: false, ..open };
+        assert_eq!(v1.timed_out(70_000).last_epoch, NO_EPOCH);
     }
 }

@@ -7,7 +7,9 @@
 //! come back as a new process that knows only its `transactional.id` (its InitProducerId then
 //! fences and aborts what the old one left open), and go silent past their transaction
 //! timeout (the broker aborts the transaction; the producer is fenced when it comes back).
-//! Every record is named after its transaction: `x<producer>.<transaction>.<n>`.
+//! Every record is named after its transaction: `x<producer>.<transaction>.<n>`. Half of the
+//! producers use transaction version 2 (KIP-890 part 2), as the Java client 4.x does:
+//! partitions join with Produce v12, and EndTxn v5 bumps the epoch for the next transaction.
 //!
 //! The reader fetches every partition of `x0` with `isolation_level` read_committed and keeps
 //! what Kafka's consumer keeps: it leaves out control batches and the batches of the aborted
@@ -55,8 +57,10 @@ pub const TOPIC: &str = "x0";
 pub struct TxnKnobs {
     /// Partitions of [`TOPIC`].
     pub partitions: i32,
-    /// Transactional producers: how many transactions each runs.
-    pub producers: Vec<u32>,
+    /// Transactional producers: how many transactions each runs, and whether it uses
+    /// transaction version 2 (KIP-890 part 2: Produce v12 joins partitions implicitly, EndTxn
+    /// v5 bumps the epoch) as the Java client 4.x does, or version 1 as librdkafka does.
+    pub producers: Vec<(u32, bool)>,
     /// Chance that a transaction is aborted rather than committed.
     pub abort_rate: f64,
     /// Chance, at each step of a transaction, that the producer crashes.
@@ -78,7 +82,7 @@ impl TxnKnobs {
         }
         Some(Self {
             partitions: r.range(1, 3) as i32,
-            producers: (0..r.range(1, 2)).map(|_| r.range(3, 15) as u32).collect(),
+            producers: (0..r.range(1, 2)).map(|_| (r.range(3, 15) as u32, r.chance(0.5))).collect(),
             abort_rate: r.range(0, 50) as f64 / 100.0,
             crash_rate: if r.chance(0.5) { r.range(1, 50) as f64 / 1000.0 } else { 0.0 },
             pause_rate: if r.chance(0.4) { r.range(1, 30) as f64 / 1000.0 } else { 0.0 },
@@ -435,6 +439,8 @@ pub struct TxnProducer {
     decision: Option<bool>,
     /// Where a paused producer carries on.
     resume: Option<Step>,
+    /// Transaction version 2.
+    tv2: bool,
     producing: bool,
 }
 
@@ -464,9 +470,9 @@ fn fatal(code: ErrorCode) -> bool {
 }
 
 impl TxnProducer {
-    /// Producer `id`, running `budget` transactions.
+    /// Producer `id`, running `budget` transactions (under transaction version 2 if `tv2`).
     #[must_use]
-    pub fn new(id: usize, knobs: TxnKnobs, budget: u32) -> Self {
+    pub fn new(id: usize, knobs: TxnKnobs, budget: u32, tv2: bool) -> Self {
         Self {
             id,
             knobs,
@@ -481,6 +487,7 @@ impl TxnProducer {
             batches: BTreeMap::new(),
             decision: None,
             resume: None,
+            tv2,
             producing: true,
         }
     }
@@ -607,7 +614,8 @@ impl TxnProducer {
                 self.tps = tps;
                 let timeout = Duration::from_millis(i64::from(self.knobs.timeout_ms));
                 io.check.txn.begun(io.now, &self.txn_name(), pid, timeout);
-                self.step = Step::Adding;
+                // Version 2: the partitions join with the first produce to them.
+                self.step = if self.tv2 { Step::Producing } else { Step::Adding };
                 self.send(io);
             }
             Step::Adding => {
@@ -652,10 +660,15 @@ impl TxnProducer {
                 let Some(mut req) = all else {
                     return;
                 };
+                if self.tv2 {
+                    let tps: Vec<Tp> =
+                        self.batches.iter().filter(|(_, b)| !b.acked).map(|(tp, _)| tp.clone()).collect();
+                    io.check.txn.added(&self.txn_name(), &tps, false);
+                }
                 req.transactional_id = Some(txn_id);
                 req.timeout_ms = 30_000;
                 self.in_flight = true;
-                io.send(&RequestBody::Produce(req), 9, TX_PRODUCE);
+                io.send(&RequestBody::Produce(req), if self.tv2 { 12 } else { 9 }, TX_PRODUCE);
             }
             Step::Ending(commit) => {
                 let Some((pid, epoch)) = self.pid else { return };
@@ -668,7 +681,7 @@ impl TxnProducer {
                 };
                 io.check.txn.end_sent(&self.txn_name(), commit);
                 self.in_flight = true;
-                io.send(&RequestBody::EndTxn(req), 3, TX_END);
+                io.send(&RequestBody::EndTxn(req), if self.tv2 { 5 } else { 3 }, TX_END);
             }
             Step::Away(_) | Step::Done => {}
         }
@@ -696,6 +709,10 @@ impl TxnProducer {
                     let Some(b) = self.batches.get_mut(&tp).filter(|b| !b.acked) else { continue };
                     b.acked = true;
                     io.check.txn.acked(&name, &tp, pr.base_offset, &b.values);
+                    if self.tv2 {
+                        // Accepted: the partition joined the transaction.
+                        io.check.txn.added(&name, std::slice::from_ref(&tp), true);
+                    }
                     let next = b.seq.wrapping_add(b.values.len() as i32) & i32::MAX;
                     self.seqs.insert(tp, next);
                 } else if fatal(code) {
@@ -789,6 +806,12 @@ impl Model for TxnProducer {
                 let Step::Ending(commit) = self.step else { return };
                 if r.error_code == 0 {
                     io.check.txn.ended(io.now, &self.txn_name(), commit);
+                    if self.tv2 {
+                        // Version 2: the next transaction runs in the epoch EndTxn handed out,
+                        // its sequences from 0.
+                        self.pid = Some((r.producer_id, r.producer_epoch));
+                        self.seqs.clear();
+                    }
                     self.open = false;
                     self.batches.clear();
                     self.tps.clear();
@@ -981,7 +1004,7 @@ pub fn models(knobs: &TxnKnobs) -> Vec<Box<dyn Model>> {
         .producers
         .iter()
         .enumerate()
-        .map(|(i, &budget)| Box::new(TxnProducer::new(i, knobs.clone(), budget)) as Box<dyn Model>)
+        .map(|(i, &(budget, tv2))| Box::new(TxnProducer::new(i, knobs.clone(), budget, tv2)) as Box<dyn Model>)
         .collect();
     out.push(Box::new(TxnReader::new(knobs.partitions)));
     out
