@@ -292,6 +292,7 @@ fn copy_through_faults(
                 break;
             }
             assert_eq!(status.code(), Some(3), "the copier failed unexpectedly:\n{}", tail(&out, 20));
+            eprintln!("application run {} ended: {}", runs - 1, tail(&out, 1));
             app_failures += 1;
             assert!(app_failures < 200, "the copier keeps failing:\n{}", tail(&out, 20));
             copier = start_copier(runs);

@@ -686,6 +686,7 @@ fn a_heartbeat_is_answered_after_the_group_is_stored() {
 fn api_versions_advertise_the_consumer_protocol() {
     let mut h = Harness::new(test_config());
     let c = h.connect();
+    // librdkafka asks with v3, the Java client with v4.
     let r = expect_body!(h.call(c, RequestBody::ApiVersions(ApiVersionsRequest::default()), 3), ApiVersions);
     // v1 (regex subscriptions, client-made member ids) is what librdkafka asks for: without it
     // librdkafka's `group.protocol=consumer` never joins.
@@ -694,6 +695,9 @@ fn api_versions_advertise_the_consumer_protocol() {
     }
     let f = r.finalized_features.iter().find(|f| f.name.as_str() == "group.version").expect("group.version");
     assert!(f.max_version_level >= 1);
+    // Below v4 a supported range starting at 0 is left out, as Kafka does (KIP-1022).
+    assert!(r.supported_features.iter().all(|f| f.name.as_str() != "group.version"));
+    let r = expect_body!(h.call(c, RequestBody::ApiVersions(ApiVersionsRequest::default()), 4), ApiVersions);
     assert!(r.supported_features.iter().any(|f| f.name.as_str() == "group.version" && f.max_version >= 1));
 }
 
