@@ -595,3 +595,41 @@ fn transaction_version_2_joins_partitions_and_groups_implicitly_and_bumps_the_ep
     settle(&mut after);
     assert_eq!(visible(&fetch(&mut after, c, "t", 1, true)), ["b1", "b2"]);
 }
+
+#[test]
+fn pipelined_produce_v12_to_one_partition_joins_once_and_keeps_its_sequence_order() {
+    let mut h = Harness::new(test_config());
+    let c = h.connect();
+    create_topic(&mut h, c, "t", 2);
+    let r = init(&mut h, c, "tx", 60_000, (-1, -1));
+    let p = (r.producer_id, r.producer_epoch);
+    // The Java client keeps up to five produce requests in flight: the first starts the
+    // transaction by joining its partitions; the next ones, to the same partitions, wait for
+    // that and must then follow it, not overtake it (their sequences continue its).
+    let batch = |seq: i32, v: &str| txn_batch(p, seq, &[v]);
+    // The store answers only once all three are in (a slow store, as SeaweedMQ's filer is).
+    h.auto_storage = false;
+    let mut sent = Vec::new();
+    for (seq, v) in ["a", "b", "c"].into_iter().enumerate() {
+        let RequestBody::Produce(mut req) = produce_v12("tx", "t", 0, batch(i32::try_from(seq).unwrap(), v)) else {
+            unreachable!()
+        };
+        let RequestBody::Produce(other) = produce_v12("tx", "t", 1, batch(i32::try_from(seq).unwrap(), v)) else {
+            unreachable!()
+        };
+        req.topic_data[0].partition_data.extend(other.topic_data[0].partition_data.clone());
+        sent.push(h.send(c, &RequestBody::Produce(req), 12));
+    }
+    h.auto_storage = true;
+    h.drive();
+    for corr in sent {
+        let (got, body) = h.recv(c, kelp_core::codec::ApiKey::PRODUCE, 12).expect("a produce answer");
+        let kelp_core::codec::generated::ResponseBody::Produce(r) = body else { panic!() };
+        let codes: Vec<i16> = r.responses[0].partition_responses.iter().map(|x| x.error_code).collect();
+        assert_eq!((got, codes), (corr, vec![0, 0]), "each request accepted, in order");
+    }
+    assert_eq!(end_v2(&mut h, c, "tx", p, true), (0, p.0, 1));
+    settle(&mut h);
+    assert_eq!(visible(&fetch(&mut h, c, "t", 0, true)), ["a", "b", "c"]);
+    assert_eq!(visible(&fetch(&mut h, c, "t", 1, true)), ["a", "b", "c"]);
+}

@@ -76,7 +76,7 @@ pub(crate) enum Then {
     /// next look (its markers stand), and the EndTxn answered then.
     Complete,
     /// Partitions or a group joined the transaction implicitly (transaction version 2): the
-    /// request that needed them goes on.
+    /// request that needed them goes on, before any that waited meanwhile.
     Resume(Box<Resume>),
 }
 
@@ -399,7 +399,8 @@ fn stored(st: &mut State, fx: &mut Effects, j: StoreJob) {
         Then::MarkersThenReply => start_markers(st, fx, &id, end_txn),
         Then::Markers => start_markers(st, fx, &id, None),
         Then::Batch { parent, index } => batch_part_done(fx, parent, index, false),
-        Then::Resume(r) => resume(st, fx, *r, true),
+        // First in line: ahead of the requests that waited while this one joined.
+        Then::Resume(r) => st.txns.waiting.entry(id).or_default().push_front(*r),
     }
 }
 
