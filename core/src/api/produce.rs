@@ -21,7 +21,7 @@ use super::{CmdOwner, Effects};
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::produce::{
     BatchIndexAndErrorMessage, PartitionProduceData, PartitionProduceResponse, ProduceRequest, ProduceResponse,
-    TopicProduceResponse,
+    TopicProduceData, TopicProduceResponse,
 };
 use crate::codec::{ErrorCode, KStr, Uuid, Writer};
 use crate::io::{AppendBatches, BatchSummary, CloseReason, Command, Completion, PartitionKey, Recompress};
@@ -53,7 +53,7 @@ enum Outcome {
 pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceRequest) {
     // Produce v12+ is transaction version 2's: partitions join the transaction implicitly.
     let m = match (req.version >= 12 && m.acks != 0, m.transactional_id.clone()) {
-        (true, Some(id)) => match joining(st, &id, &m) {
+        (true, Some(id)) => match joining(st, req.version, &id, &m) {
             Some((producer, partitions)) => {
                 let r = super::txn::Resume::Produce(req, m);
                 match super::txn::join(st, fx, &id, producer, (&partitions, &[]), r) {
@@ -70,7 +70,7 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceReque
     let mut waits: Vec<(PartitionKey, i64, usize, usize)> = Vec::new();
     let mut any_error = false;
     for (ti, td) in m.topic_data.into_iter().enumerate() {
-        let topic_id = if req.version >= 13 { Some(td.topic_id) } else { st.topics.by_name(&td.name).map(|t| t.id) };
+        let topic_id = topic_id_of(st, req.version, &td);
         let mut tr = TopicProduceResponse { name: td.name.clone(), topic_id: td.topic_id, ..Default::default() };
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
             let index = pd.index;
@@ -147,6 +147,11 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceReque
     finish_if_done(fx, job);
 }
 
+/// The topic a produce request's topic entry names: by id from v13 (KIP-516), by name before.
+fn topic_id_of(st: &State, version: i16, td: &TopicProduceData) -> Option<Uuid> {
+    if version >= 13 { Some(td.topic_id) } else { st.topics.by_name(&td.name).map(|t| t.id) }
+}
+
 /// A producer id and epoch.
 type ProducerEpoch = (i64, i16);
 
@@ -154,13 +159,16 @@ type ProducerEpoch = (i64, i16);
 /// its high watermark, a bound below the transaction's records there), when any are not yet
 /// part of `id`'s open transaction, or when requests of `id` wait to join already. Batches that cannot be read, and partitions that do not
 /// exist, are left to the request's own checks.
-fn joining(st: &State, id: &KStr, m: &ProduceRequest) -> Option<(ProducerEpoch, Vec<(PartitionKey, i64)>)> {
+fn joining(
+    st: &State,
+    version: i16,
+    id: &KStr,
+    m: &ProduceRequest,
+) -> Option<(ProducerEpoch, Vec<(PartitionKey, i64)>)> {
     let meta = &st.txns.by_id.get(id)?.meta;
     let mut partitions = Vec::new();
     for td in &m.topic_data {
-        let topic =
-            if td.topic_id == Uuid::default() { st.topics.by_name(&td.name) } else { st.topics.by_id(td.topic_id) };
-        let Some(topic) = topic else { continue };
+        let Some(topic) = topic_id_of(st, version, td).and_then(|id| st.topics.by_id(id)) else { continue };
         for pd in &td.partition_data {
             let key = PartitionKey { topic_id: topic.id, partition: pd.index };
             let (Some(records), Some(log)) = (&pd.records, st.topics.partition(key)) else { continue };

@@ -203,7 +203,7 @@ pub(crate) fn listed_offsets(body: &ResponseBody) -> Vec<(Tp, i64)> {
         .collect()
 }
 
-fn err(code: i16) -> ErrorCode {
+pub(crate) fn err(code: i16) -> ErrorCode {
     ErrorCode(code)
 }
 

@@ -44,7 +44,7 @@ use kelp_core::records::{Batches, Compression, RecordBatchBuilder};
 use kelp_core::time::{Duration, Instant};
 use kelp_core::txn::{MarkerKind, parse_marker};
 
-use super::clients::{Io, Model, Pending, View};
+use super::clients::{Io, Model, Pending, View, err};
 use super::invariants::Tp;
 use super::world::SimRng;
 use crate::harness::produce_request;
@@ -449,10 +449,6 @@ const TX_INIT: u64 = 2;
 const TX_ADD: u64 = 3;
 const TX_PRODUCE: u64 = 4;
 const TX_END: u64 = 5;
-
-fn err(code: i16) -> ErrorCode {
-    ErrorCode(code)
-}
 
 /// Errors after which the transaction cannot go on: the producer re-initializes (which aborts
 /// it) as the Java client does after a fatal or abortable error.
