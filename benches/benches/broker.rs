@@ -61,7 +61,7 @@ impl Rig {
         };
         rig.pump();
         let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal");
-        rig.broker.handle_input(now, Input::Accepted { conn: rig.conn, peer });
+        rig.broker.handle_input(now, Input::Accepted { conn: rig.conn, peer, origin: Default::default() });
         let create = RequestBody::CreateTopics(CreateTopicsRequest {
             topics: vec![CreatableTopic {
                 name: "bench".into(),

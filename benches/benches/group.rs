@@ -70,7 +70,7 @@ impl Rig {
         rig.pump();
         let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal");
         for c in 0..members {
-            rig.broker.handle_input(now, Input::Accepted { conn: ConnId(c), peer });
+            rig.broker.handle_input(now, Input::Accepted { conn: ConnId(c), peer, origin: Default::default() });
         }
         rig
     }

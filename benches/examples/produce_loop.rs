@@ -47,7 +47,7 @@ fn main() {
     pump(&mut broker, &mut store, now);
     let conn = ConnId(1);
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal");
-    broker.handle_input(now, Input::Accepted { conn, peer });
+    broker.handle_input(now, Input::Accepted { conn, peer, origin: Default::default() });
     let create = RequestBody::CreateTopics(CreateTopicsRequest {
         topics: vec![CreatableTopic {
             name: "bench".into(),

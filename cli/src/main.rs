@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use kelp_core::codec::KStr;
 use kelp_core::time::Duration as CoreDuration;
 use kelp_core::{Broker, Config};
 
@@ -273,8 +272,7 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
     let ms = |v: u64| CoreDuration::from_millis(i64::try_from(v).unwrap_or(i64::MAX));
     let config = Config {
         node_id: args.node_id,
-        advertised_host: KStr::from(host),
-        advertised_port: i32::from(port),
+        listeners: vec![kelp_core::config::Listener::plaintext(&host, i32::from(port))],
         max_request_size: args.max_request_size,
         max_in_flight_per_conn: args.max_in_flight_per_connection,
         auto_create_topics: args.auto_create_topics,

@@ -88,7 +88,7 @@ impl Broker {
         debug_assert!(now.mono >= self.st.now.mono, "time went back");
         self.st.now = Now { mono: now.mono.max(self.st.now.mono), wall_ms: now.wall_ms };
         match input {
-            Input::Accepted { conn, peer } => {
+            Input::Accepted { conn, peer, origin: _ } => {
                 self.stats.connections_accepted += 1;
                 let old = self.conns.insert(conn, Conn::new(peer));
                 debug_assert!(old.is_none(), "{conn:?} accepted twice");

@@ -11,10 +11,12 @@ use crate::time::Duration;
 pub struct Config {
     /// This node's id, as clients see it in metadata.
     pub node_id: i32,
-    /// The host clients are told to connect to.
-    pub advertised_host: KStr,
-    /// The port clients are told to connect to.
-    pub advertised_port: i32,
+    /// The listeners, in the order the driver numbers them ([`crate::io::Origin::listener`]):
+    /// each one's security protocol and the address clients that come in through it are told
+    /// to connect to. Never empty.
+    pub listeners: Vec<Listener>,
+    /// The SASL mechanisms SASL listeners offer (SaslHandshake lists them in this order).
+    pub sasl_mechanisms: Vec<crate::security::Mechanism>,
     /// The rack reported in metadata, if any.
     pub rack: Option<KStr>,
     /// The cluster id reported in metadata (22-character base64 like Kafka's, or any string).
@@ -101,6 +103,76 @@ pub struct Config {
     pub transaction_abort_interval: Duration,
 }
 
+/// One listener as the core sees it: a name, a security protocol and the advertised address
+/// (Kafka's `listeners`, `listener.security.protocol.map` and `advertised.listeners`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// The listener's name (`PLAINTEXT`, `SASL_SSL`, `INTERNAL`, ...).
+    pub name: KStr,
+    /// How connections through it are secured.
+    pub protocol: SecurityProtocol,
+    /// The host clients that come in through it are told to connect to.
+    pub host: KStr,
+    /// The port clients that come in through it are told to connect to.
+    pub port: i32,
+}
+
+impl Listener {
+    /// A PLAINTEXT listener named `PLAINTEXT` advertising `host:port`.
+    #[must_use]
+    pub fn plaintext(host: &str, port: i32) -> Self {
+        Self { name: KStr::from("PLAINTEXT"), protocol: SecurityProtocol::Plaintext, host: KStr::from(host), port }
+    }
+}
+
+/// Kafka's four security protocols: whether a listener speaks TLS, and whether its clients
+/// authenticate with SASL before anything else is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SecurityProtocol {
+    /// Clear text, no authentication (the principal is `User:ANONYMOUS`).
+    Plaintext,
+    /// TLS; the principal is the client certificate's subject, else `User:ANONYMOUS`.
+    Ssl,
+    /// SASL over clear text.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// Every protocol, by its Kafka name.
+    pub const ALL: [Self; 4] = [Self::Plaintext, Self::Ssl, Self::SaslPlaintext, Self::SaslSsl];
+
+    /// The protocol's Kafka name (`SASL_SSL`, ...).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// The protocol named `s` (case-insensitive).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(s))
+    }
+
+    /// Whether clients must authenticate with SASL.
+    #[must_use]
+    pub const fn sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    /// Whether the connection is TLS.
+    #[must_use]
+    pub const fn tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+}
+
 /// Kafka's `group.consumer.migration.policy`: whether a classic group with members turns into
 /// a consumer group when a KIP-848 member joins it (upgrade), and whether a consumer group whose
 /// last KIP-848 member left, with classic members still in it, turns back (downgrade).
@@ -148,8 +220,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             node_id: 1,
-            advertised_host: KStr::from_static("127.0.0.1"),
-            advertised_port: 9092,
+            listeners: vec![Listener::plaintext("127.0.0.1", 9092)],
+            sasl_mechanisms: crate::security::Mechanism::ALL.to_vec(),
             rack: None,
             cluster_id: KStr::from_static("kelp-cluster-0000000000"),
             max_request_size: 100 * 1024 * 1024,

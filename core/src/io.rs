@@ -39,6 +39,30 @@ impl fmt::Debug for CmdId {
     }
 }
 
+/// How a connection came in: its listener, and what its TLS handshake (done by the driver
+/// before the connection is handed to the core) established.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The listener: an index into [`crate::Config::listeners`].
+    pub listener: u16,
+    /// On a TLS listener whose client presented a verified certificate, the certificate's
+    /// subject as a distinguished name (`CN=alice,OU=eng,O=example`); the principal is then
+    /// `User:` and this name.
+    pub tls_subject: Option<KStr>,
+}
+
+impl Origin {
+    /// The listener number of in-process connections (`kelp_driver::local`).
+    pub const LOCAL_LISTENER: u16 = u16::MAX;
+
+    /// An in-process connection (the schema registry's): trusted, it authenticates as
+    /// [`crate::security::INTERNAL`], and is told the first listener's address.
+    #[must_use]
+    pub const fn local() -> Self {
+        Self { listener: Self::LOCAL_LISTENER, tls_subject: None }
+    }
+}
+
 /// Something that happened, handed to [`crate::Broker::handle_input`].
 #[derive(Debug)]
 pub enum Input<'a> {
@@ -48,6 +72,8 @@ pub enum Input<'a> {
         conn: ConnId,
         /// Who connected.
         peer: SocketAddr,
+        /// Through which listener, and what TLS established.
+        origin: Origin,
     },
     /// Bytes arrived on a connection: any split of the TCP stream.
     Received {

@@ -81,7 +81,7 @@
 //! assert!(broker.is_ready());
 //!
 //! let conn = ConnId(1);
-//! broker.handle_input(now, Input::Accepted { conn, peer: "127.0.0.1:50000".parse().unwrap() });
+//! broker.handle_input(now, Input::Accepted { conn, peer: "127.0.0.1:50000".parse().unwrap(), origin: Default::default() });
 //! run(&mut broker, &mut io, now);
 //! // Three pipelined requests in one read.
 //! let body = RequestBody::ApiVersions(ApiVersionsRequest::default());
@@ -146,6 +146,7 @@ pub mod records;
 pub mod request;
 pub mod rng;
 pub mod schemas;
+pub mod security;
 pub(crate) mod state;
 pub mod stats;
 pub mod time;

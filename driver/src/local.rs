@@ -419,7 +419,7 @@ impl LocalConns {
                 }
                 tracing::debug!(?conn, "local connection opened");
                 self.map.insert(conn, entry);
-                Some(Input::Accepted { conn, peer: LOCAL_PEER })
+                Some(Input::Accepted { conn, peer: LOCAL_PEER, origin: kelp_core::io::Origin::local() })
             }
             LocalEvent::Readable(conn) => {
                 if self.map.contains_key(&conn) && !self.ready.contains(&conn) {
@@ -505,7 +505,7 @@ mod tests {
         let id = conn.id();
         assert!(is_local(id) && !is_local(ConnId(u64::from(u32::MAX))));
         let mut next = || locals.next_input(&mailbox, &options, 0);
-        assert!(matches!(next(), Some(Input::Accepted { conn, peer }) if conn == id && peer == LOCAL_PEER));
+        assert!(matches!(next(), Some(Input::Accepted { conn, peer, .. }) if conn == id && peer == LOCAL_PEER));
         assert!(next().is_none());
 
         ready(conn.send(&b"abc"[..])).expect("send");

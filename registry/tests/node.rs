@@ -71,8 +71,8 @@ impl World {
             appends: 0,
         };
         let peer: SocketAddr = "127.0.0.1:0".parse().expect("literal");
-        w.broker.handle_input(now, Input::Accepted { conn: NODE_CONN, peer });
-        w.broker.handle_input(now, Input::Accepted { conn: OTHER_CONN, peer });
+        w.broker.handle_input(now, Input::Accepted { conn: NODE_CONN, peer, origin: Default::default() });
+        w.broker.handle_input(now, Input::Accepted { conn: OTHER_CONN, peer, origin: Default::default() });
         w.settle();
         w
     }

@@ -245,7 +245,7 @@ impl Driver {
                     };
                     self.conns.map.insert(conn, c);
                     let now = self.clock.now();
-                    self.broker.handle_input(now, Input::Accepted { conn, peer });
+                    self.broker.handle_input(now, Input::Accepted { conn, peer, origin: Default::default() });
                     self.drain();
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,

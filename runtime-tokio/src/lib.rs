@@ -199,7 +199,7 @@ pub async fn serve(
                 let (rd, wr) = stream.into_split();
                 conns.map.insert(conn, spawn_conn(conn, peer, rd, wr, events_tx.clone(), writers.clone()));
                 tracing::debug!(?conn, %peer, "accepted");
-                broker.handle_input(clock.now(), Input::Accepted { conn, peer });
+                broker.handle_input(clock.now(), Input::Accepted { conn, peer, origin: Default::default() });
             }
             Some(ev) = events.recv() => handle_event(&mut broker, &mut conns, &clock, ev),
             () = sleep_until(deadline) => broker.handle_input(clock.now(), Input::Tick),

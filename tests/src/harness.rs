@@ -88,7 +88,7 @@ impl Harness {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let peer: SocketAddr = "127.0.0.1:50000".parse().expect("literal address");
-        self.broker.handle_input(self.now, Input::Accepted { conn, peer });
+        self.broker.handle_input(self.now, Input::Accepted { conn, peer, origin: Default::default() });
         self.inbox.insert(conn, BytesMut::new());
         self.drive();
         conn

@@ -209,8 +209,7 @@ fn metadata_lists_every_topic_for_a_null_list_and_for_an_empty_v0_list() {
 fn metadata_shows_this_node_as_broker_controller_and_leader_of_every_partition() {
     let cfg = Config {
         node_id: 7,
-        advertised_host: KStr::from("kelp.example"),
-        advertised_port: 19092,
+        listeners: vec![kelp_core::config::Listener::plaintext("kelp.example", 19092)],
         rack: Some(KStr::from("rack-a")),
         cluster_id: KStr::from("kelp-cluster-id-000001"),
         ..test_config()

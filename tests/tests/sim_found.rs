@@ -28,7 +28,7 @@ fn requests_buffered_during_recovery_are_served_in_connection_order() {
     let ids: Vec<u64> = (0..32).map(|i| (i * 7) % 32).collect();
     for &i in &ids {
         let conn = ConnId(i);
-        broker.handle_input(now, Input::Accepted { conn, peer });
+        broker.handle_input(now, Input::Accepted { conn, peer, origin: Default::default() });
         let frame = kelp_core::codec::encode_request_frame(&body, 3, 1, Some("t"));
         broker.handle_input(now, Input::Received { conn, bytes: &frame });
     }

@@ -341,10 +341,20 @@ pub(crate) fn finish_failures_by_name(st: &State, job: &mut ReplyJob) {
     }
 }
 
+/// Every listener through `f`, comma-separated.
+fn join_listeners(c: &Config, f: impl Fn(&crate::config::Listener) -> String) -> String {
+    c.listeners.iter().map(f).collect::<Vec<_>>().join(",")
+}
+
 /// The broker-level configs DescribeConfigs reports for the broker resource.
 fn broker_configs(c: &Config) -> Vec<(String, String)> {
     let mut v = vec![
-        ("advertised.listeners".to_string(), format!("PLAINTEXT://{}:{}", c.advertised_host, c.advertised_port)),
+        ("advertised.listeners".to_string(), join_listeners(c, |l| format!("{}://{}:{}", l.name, l.host, l.port))),
+        ("listener.security.protocol.map".to_string(), join_listeners(c, |l| format!("{}:{}", l.name, l.protocol.name()))),
+        (
+            "sasl.enabled.mechanisms".to_string(),
+            c.sasl_mechanisms.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),
+        ),
         ("auto.create.topics.enable".into(), c.auto_create_topics.to_string()),
         ("broker.id".into(), c.node_id.to_string()),
         ("default.replication.factor".into(), c.default_replication_factor.to_string()),

@@ -103,7 +103,7 @@ pub fn broker_events(data: &[u8]) {
                 s.next_conn += 1;
                 s.open.insert(conn, 0);
                 let peer = SocketAddr::from(([127, 0, 0, 1], 9));
-                s.input(Input::Accepted { conn, peer });
+                s.input(Input::Accepted { conn, peer, origin: Default::default() });
             }
             1 => {
                 let len = usize::from(it.next().unwrap_or(0));

@@ -959,7 +959,7 @@ impl Sim {
         self.clients[i].pending.clear();
         let peer: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 40_000 + (i as u16 % 20_000)));
         let now = self.now();
-        self.broker.handle_input(now, Input::Accepted { conn, peer });
+        self.broker.handle_input(now, Input::Accepted { conn, peer, origin: Default::default() });
         self.drain();
         if self.faults_on && self.rng.chance(self.sc.drop_rate) {
             let at = self.now + self.rng.millis(0, 10_000);

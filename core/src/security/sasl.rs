@@ -1,0 +1,1 @@
+//! The SASL exchange of one connection.
