@@ -17,14 +17,16 @@ use hashbrown::HashMap;
 
 use crate::api::effects::{Effect, Reply};
 use crate::api::{self, CmdOwner, Effects, Timer};
+use crate::codec::KStr;
 use crate::codec::generated::RequestBody;
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::header::ResponseHeader;
 use crate::codec::{ApiKey, DecodeError, Message, Reader, Writer, decode_request_header};
 use crate::config::Config;
 use crate::conn::{Conn, Frame};
-use crate::io::{CloseReason, CmdId, Command, Completion, ConnId, Input, Output};
+use crate::io::{CloseReason, CmdId, Command, Completion, ConnId, Input, Origin, Output};
 use crate::request::Req;
+use crate::security::{self, sasl::Auth};
 use crate::state::State;
 use crate::time::{Instant, Now};
 
@@ -62,6 +64,7 @@ impl Broker {
     /// `Command::Recover`); it reads requests only once that has completed.
     #[must_use]
     pub fn new(config: Config, seed: u64, now: Now) -> Self {
+        assert!(!config.listeners.is_empty(), "the configuration has no listener");
         let mut b = Self {
             st: State::new(config, seed, now),
             fx: Effects::default(),
@@ -83,14 +86,23 @@ impl Broker {
         self.st.schemas = Some(catalog);
     }
 
+    /// Keys the generator of secrets (SCRAM server nonces) with 32 bytes of operating-system
+    /// entropy. A driver serving real clients calls it once, before any connection; without
+    /// it, nonces derive from the broker's seed, which is fine only for tests.
+    pub fn seed_secrets(&mut self, key: [u8; 32]) {
+        self.st.secrets = crate::security::SecretRng::from_key(key);
+    }
+
     /// Feeds one input. Drain [`Broker::poll_output`] to `None` afterwards.
     pub fn handle_input(&mut self, now: Now, input: Input<'_>) {
         debug_assert!(now.mono >= self.st.now.mono, "time went back");
         self.st.now = Now { mono: now.mono.max(self.st.now.mono), wall_ms: now.wall_ms };
         match input {
-            Input::Accepted { conn, peer, origin: _ } => {
+            Input::Accepted { conn, peer, origin } => {
                 self.stats.connections_accepted += 1;
-                let old = self.conns.insert(conn, Conn::new(peer));
+                let mut c = Conn::new(peer, self.auth_for(&origin));
+                c.listener = origin.listener;
+                let old = self.conns.insert(conn, c);
                 debug_assert!(old.is_none(), "{conn:?} accepted twice");
             }
             Input::Received { conn, bytes } => {
@@ -193,6 +205,24 @@ impl Broker {
         self.conns.get(&conn)?.client_software.as_ref().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
+    /// How a new connection starts out: in-process ones as the internal principal, SASL
+    /// listeners' awaiting their handshake, others as their certificate's subject or
+    /// anonymous. A listener the configuration does not know (a driver bug) asks for SASL.
+    fn auth_for(&self, origin: &Origin) -> Auth {
+        if origin.listener == Origin::LOCAL_LISTENER {
+            return Auth::Done(KStr::from_static(security::INTERNAL));
+        }
+        let Some(listener) = self.st.cfg.listeners.get(usize::from(origin.listener)) else {
+            debug_assert!(false, "connection on unknown listener {}", origin.listener);
+            return Auth::Handshake;
+        };
+        let principal = match &origin.tls_subject {
+            Some(dn) => security::user_principal(dn),
+            None => KStr::from_static(security::ANONYMOUS),
+        };
+        Auth::start(listener.protocol.sasl(), principal)
+    }
+
     // ---- requests --------------------------------------------------------------------------
 
     fn process_frames(&mut self, conn: ConnId) {
@@ -226,7 +256,12 @@ impl Broker {
                 return;
             }
             let Some(c) = self.conns.get_mut(&conn) else { return };
-            match c.next_frame(self.st.cfg.max_request_size) {
+            // Before authentication, frames are SASL-sized (Kafka's sasl.server.max.receive.size).
+            let max = match c.auth {
+                Auth::Done(_) => self.st.cfg.max_request_size,
+                _ => self.st.cfg.max_request_size.min(security::sasl::MAX_RECEIVE),
+            };
+            match c.next_frame(max) {
                 Ok(Some(frame)) => self.handle_frame(conn, &frame),
                 Ok(None) => return,
                 Err(reason) => {
@@ -238,6 +273,9 @@ impl Broker {
     }
 
     fn handle_frame(&mut self, conn: ConnId, frame: &Bytes) {
+        if self.conns.get(&conn).is_some_and(|c| c.auth.expects_raw_token()) {
+            return self.raw_sasl_token(conn, frame);
+        }
         let mut r = Reader::new(frame);
         let header = match decode_request_header(&mut r) {
             Ok((h, _)) => h,
@@ -247,8 +285,9 @@ impl Broker {
         let version = header.request_api_version;
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let slot = c.open_slot();
-        let peer = c.peer;
-        let req = Req { conn, slot, api, version, correlation_id: header.correlation_id, at: self.st.now.mono };
+        let (peer, listener) = (c.peer, c.listener);
+        let req =
+            Req { conn, slot, api, version, correlation_id: header.correlation_id, at: self.st.now.mono, listener };
         self.stats.request(api);
         // ApiVersions must answer any version (KIP-511), and old produce versions get a
         // proper error reply: both before the generic decode, which would refuse them.
@@ -263,9 +302,26 @@ impl Broker {
         if !api::served(api, version) {
             return self.close(conn, CloseReason::UnknownApi { key: api.0, version });
         }
+        let authenticated = self.conns.get(&conn).is_some_and(|c| c.auth.principal().is_some());
+        let sasl_api = matches!(api, ApiKey::SASL_HANDSHAKE | ApiKey::SASL_AUTHENTICATE);
+        if !authenticated && !sasl_api && api != ApiKey::API_VERSIONS {
+            return self.close(conn, CloseReason::Unauthenticated { key: api.0 });
+        }
         // Bytes after the body are ignored, as Kafka's parser does: librdkafka 2.16 sends
         // Metadata v13 with three bytes past the schema.
         match RequestBody::decode(api, &mut r, version) {
+            Ok(RequestBody::SaslHandshake(m)) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    api::sasl::handshake(&mut c.auth, &self.st, &mut self.fx, req, &m);
+                }
+                self.apply();
+            }
+            Ok(RequestBody::SaslAuthenticate(m)) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    api::sasl::authenticate(&mut c.auth, &mut self.st, &mut self.fx, req, &m);
+                }
+                self.apply();
+            }
             Ok(body) => {
                 if api == ApiKey::FETCH
                     && let Some(c) = self.conns.get_mut(&conn)
@@ -278,6 +334,25 @@ impl Broker {
             Err(DecodeError::UnknownApiKey(_)) => self.close(conn, CloseReason::UnknownApi { key: api.0, version }),
             Err(e) => self.close(conn, CloseReason::Undecodable(e)),
         }
+    }
+
+    /// A bare SASL token after a v0 handshake: it takes a slot like a request, so that its
+    /// answer leaves in order.
+    fn raw_sasl_token(&mut self, conn: ConnId, token: &Bytes) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let slot = c.open_slot();
+        let req = Req {
+            conn,
+            slot,
+            api: ApiKey::SASL_AUTHENTICATE,
+            version: 0,
+            correlation_id: 0,
+            at: self.st.now.mono,
+            listener: c.listener,
+        };
+        self.stats.request(req.api);
+        api::sasl::raw_token(&mut c.auth, &mut self.st, &mut self.fx, req, token);
+        self.apply();
     }
 
     /// Carries out the effects handlers asked for, in order. A reply can let a connection's
@@ -315,6 +390,12 @@ impl Broker {
                 Some(w.into_chunks())
             }
             Reply::Nothing => None,
+            Reply::Bare(token) => {
+                let mut w = Writer::with_capacity(4 + token.len());
+                w.i32(i32::try_from(token.len()).unwrap_or(i32::MAX));
+                w.put_shared(&token);
+                Some(w.into_chunks())
+            }
         }
     }
 

@@ -103,6 +103,16 @@ pub struct Config {
     pub transaction_abort_interval: Duration,
 }
 
+impl Config {
+    /// The listener numbered `listener`, whose address clients that came through it are
+    /// told; the first one for in-process connections (and numbers it does not know).
+    #[must_use]
+    pub fn advertised(&self, listener: u16) -> &Listener {
+        let first = self.listeners.first().expect("the configuration has a listener");
+        self.listeners.get(usize::from(listener)).unwrap_or(first)
+    }
+}
+
 /// One listener as the core sees it: a name, a security protocol and the advertised address
 /// (Kafka's `listeners`, `listener.security.protocol.map` and `advertised.listeners`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,6 +18,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::codec::KStr;
 use crate::io::CloseReason;
+use crate::security::sasl::Auth;
 
 pub use crate::io::Frame;
 
@@ -59,12 +60,16 @@ pub struct Conn {
     /// The driver was told to stop reading ([`crate::Output::PauseRead`]) and not yet to
     /// resume.
     pub read_paused: bool,
+    /// Where it is in authentication, and once through, its principal.
+    pub auth: Auth,
+    /// The listener it came in through.
+    pub listener: u16,
 }
 
 impl Conn {
     /// A new connection from `peer`.
     #[must_use]
-    pub fn new(peer: SocketAddr) -> Self {
+    pub fn new(peer: SocketAddr, auth: Auth) -> Self {
         Self {
             peer,
             client_software: None,
@@ -75,6 +80,8 @@ impl Conn {
             unwritten: 0,
             fetches_in_flight: 0,
             read_paused: false,
+            auth,
+            listener: 0,
         }
     }
 
@@ -216,7 +223,7 @@ mod tests {
     use smallvec::SmallVec;
 
     fn conn() -> Conn {
-        Conn::new("127.0.0.1:1".parse().unwrap())
+        Conn::new("127.0.0.1:1".parse().unwrap(), Auth::Done(KStr::from_static("User:ANONYMOUS")))
     }
 
     #[test]

@@ -182,6 +182,15 @@ pub enum CloseReason {
     },
     /// The client kept sending while too many of its requests were unanswered.
     TooManyInFlight,
+    /// A SASL listener's client sent a request other than ApiVersions and the SASL ones
+    /// before it authenticated.
+    Unauthenticated {
+        /// The API key it sent.
+        key: i16,
+    },
+    /// SASL authentication failed (after its error was answered where the protocol lets it
+    /// be). The reason is for the broker's log; the client was told only that it failed.
+    Authentication(&'static str),
 }
 
 /// A partition's identity in storage. Keyed by topic id, not name: a deleted topic's name can

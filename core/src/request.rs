@@ -19,4 +19,7 @@ pub struct Req {
     pub correlation_id: i32,
     /// When the request was read (for the latency histogram).
     pub at: Instant,
+    /// The listener it came in through ([`crate::io::Origin::listener`]): answers that name
+    /// this broker give that listener's advertised address.
+    pub listener: u16,
 }

@@ -83,12 +83,18 @@ impl Harness {
         self.now
     }
 
-    /// Opens a client connection.
+    /// Opens a client connection (on the first listener).
     pub fn connect(&mut self) -> ConnId {
+        self.connect_via(kelp_core::io::Origin::default())
+    }
+
+    /// Opens a client connection that came in as `origin` says (its listener, its TLS
+    /// certificate's subject).
+    pub fn connect_via(&mut self, origin: kelp_core::io::Origin) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let peer: SocketAddr = "127.0.0.1:50000".parse().expect("literal address");
-        self.broker.handle_input(self.now, Input::Accepted { conn, peer, origin: Default::default() });
+        self.broker.handle_input(self.now, Input::Accepted { conn, peer, origin });
         self.inbox.insert(conn, BytesMut::new());
         self.drive();
         conn
@@ -272,6 +278,18 @@ impl Harness {
         let corr = i32::from_be_bytes(*frame.first_chunk::<4>().expect("a response starts with its correlation id"));
         assert!(self.sent.remove(&(conn, corr)), "response to a request never sent (or twice)");
         Some(frame)
+    }
+
+    /// The next bare size-prefixed frame on `conn` (a SASL token after a v0 handshake: no
+    /// response header), without its size prefix, if one has arrived.
+    pub fn recv_bare(&mut self, conn: ConnId) -> Option<Bytes> {
+        let inbox = self.inbox.get_mut(&conn)?;
+        let size = usize::try_from(i32::from_be_bytes(*inbox.first_chunk::<4>()?)).ok()?;
+        if inbox.len() < 4 + size {
+            return None;
+        }
+        inbox.advance(4);
+        Some(inbox.split_to(size).freeze())
     }
 
     /// Why the broker closed `conn`, if it did.

@@ -350,7 +350,10 @@ fn join_listeners(c: &Config, f: impl Fn(&crate::config::Listener) -> String) ->
 fn broker_configs(c: &Config) -> Vec<(String, String)> {
     let mut v = vec![
         ("advertised.listeners".to_string(), join_listeners(c, |l| format!("{}://{}:{}", l.name, l.host, l.port))),
-        ("listener.security.protocol.map".to_string(), join_listeners(c, |l| format!("{}:{}", l.name, l.protocol.name()))),
+        (
+            "listener.security.protocol.map".to_string(),
+            join_listeners(c, |l| format!("{}:{}", l.name, l.protocol.name())),
+        ),
         (
             "sasl.enabled.mechanisms".to_string(),
             c.sasl_mechanisms.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),

@@ -84,6 +84,8 @@ pub(crate) enum Reply {
     Raw(Bytes),
     /// No response at all (acks=0 produce); the request's slot is freed.
     Nothing,
+    /// A size-prefixed frame with no response header: a SASL token after a v0 handshake.
+    Bare(Bytes),
 }
 
 /// One thing for the broker to do, in the order handlers asked.
@@ -121,6 +123,11 @@ impl Effects {
     /// Answers `req` with a body encoded already.
     pub(crate) fn respond_raw(&mut self, req: Req, body: Bytes) {
         self.queue.push_back(Effect::Reply(req, Reply::Raw(body)));
+    }
+
+    /// Answers `req` with a bare size-prefixed frame (no response header).
+    pub(crate) fn respond_bare(&mut self, req: Req, body: Bytes) {
+        self.queue.push_back(Effect::Reply(req, Reply::Bare(body)));
     }
 
     /// Marks `req` as answered with nothing (acks=0 produce).

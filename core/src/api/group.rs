@@ -52,7 +52,8 @@ impl StoreJob {
 }
 
 pub(crate) fn find_coordinator(st: &mut State, fx: &mut Effects, req: Req, m: &FindCoordinatorRequest) {
-    let (node, host, port) = (st.cfg.node_id, st.cfg.listeners[0].host.clone(), st.cfg.listeners[0].port);
+    let (node, host, port) =
+        (st.cfg.node_id, st.cfg.advertised(req.listener).host.clone(), st.cfg.advertised(req.listener).port);
     // Group (0) and transaction (1) keys: this node coordinates both.
     let code = if matches!(m.key_type, 0 | 1) { ErrorCode::NONE } else { ErrorCode::INVALID_REQUEST };
     let ok = code == ErrorCode::NONE;

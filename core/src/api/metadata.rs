@@ -75,8 +75,8 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: MetadataRequ
     let mut resp = MetadataResponse {
         brokers: vec![MetadataResponseBroker {
             node_id: st.cfg.node_id,
-            host: st.cfg.listeners[0].host.clone(),
-            port: st.cfg.listeners[0].port,
+            host: st.cfg.advertised(req.listener).host.clone(),
+            port: st.cfg.advertised(req.listener).port,
             rack: st.cfg.rack.clone(),
             ..Default::default()
         }],
@@ -159,8 +159,8 @@ pub(crate) fn describe_cluster(st: &mut State, fx: &mut Effects, req: Req, m: &D
         controller_id: st.cfg.node_id,
         brokers: vec![DescribeClusterBroker {
             broker_id: st.cfg.node_id,
-            host: st.cfg.listeners[0].host.clone(),
-            port: st.cfg.listeners[0].port,
+            host: st.cfg.advertised(req.listener).host.clone(),
+            port: st.cfg.advertised(req.listener).port,
             rack: st.cfg.rack.clone(),
             is_fenced: false,
             ..Default::default()

@@ -21,9 +21,11 @@ pub mod producer;
 pub(crate) mod recovery;
 pub(crate) mod resync;
 pub(crate) mod retention;
+pub(crate) mod sasl;
 #[cfg(test)]
 mod tests;
 pub mod txn;
+pub(crate) mod users;
 pub(crate) mod waiters;
 
 use std::net::SocketAddr;
@@ -77,6 +79,10 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CONSUMER_GROUP_DESCRIBE, 0, 0),
     (ApiKey::DESCRIBE_TRANSACTIONS, 0, 0),
     (ApiKey::LIST_TRANSACTIONS, 0, 1),
+    (ApiKey::SASL_HANDSHAKE, 0, 1),
+    (ApiKey::SASL_AUTHENTICATE, 0, 2),
+    (ApiKey::DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0),
+    (ApiKey::ALTER_USER_SCRAM_CREDENTIALS, 0, 0),
 ];
 
 /// Whether the broker serves `api` at `version`.
@@ -136,6 +142,8 @@ pub(crate) fn dispatch(
         RequestBody::DescribeCluster(m) => metadata::describe_cluster(st, fx, req, &m),
         RequestBody::DescribeTopicPartitions(m) => metadata::describe_topic_partitions(st, fx, req, &m),
         RequestBody::OffsetForLeaderEpoch(m) => list_offsets::offset_for_leader_epoch(st, fx, req, &m),
+        RequestBody::DescribeUserScramCredentials(m) => users::describe(st, fx, req, &m),
+        RequestBody::AlterUserScramCredentials(m) => users::alter(st, fx, req, &m),
         other => {
             // `served` admitted it, so a handler must exist: a broken invariant, not input.
             unreachable!("no handler for served API {:?}", other.api_key());
@@ -198,6 +206,8 @@ pub(crate) enum Then {
     DeleteGroups,
     /// OffsetDelete: each part deletes a committed offset.
     OffsetDelete,
+    /// AlterUserScramCredentials: each part stores (or deletes) this user's credential.
+    ScramCredentials(Vec<KStr>),
 }
 
 /// A response that is sent once every storage command it waits for has completed.
@@ -267,6 +277,7 @@ fn job_completed_reply(st: &mut State, fx: &mut Effects, job: JobId) {
         Then::ReserveProducerIds(_) => producer::finish_reserve(st, &mut r),
         Then::DeleteGroups => group::finish_delete_groups(&mut r),
         Then::OffsetDelete => offsets::finish_offset_delete(&mut r),
+        Then::ScramCredentials(_) => users::finish_alter(&mut r),
     }
     fx.respond(r.req, r.body);
 }

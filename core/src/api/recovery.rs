@@ -45,6 +45,7 @@ pub(crate) fn recovered(st: &mut State, fx: &mut Effects, result: Completion) ->
         fx.arm(Timer::Consumer(t), at);
     }
     recover_transactions(st, fx, &rec.values);
+    st.credentials.recover(&rec.values);
     super::retention::arm(st, fx);
     super::cleaning::arm(st, fx);
     true

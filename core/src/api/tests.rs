@@ -36,7 +36,7 @@ fn state() -> State {
 }
 
 fn req(api: ApiKey, version: i16) -> Req {
-    Req { conn: ConnId(1), slot: 0, api, version, correlation_id: 9, at: Instant(0) }
+    Req { conn: ConnId(1), slot: 0, api, version, correlation_id: 9, at: Instant(0), listener: 0 }
 }
 
 fn call(st: &mut State, fx: &mut Effects, api: ApiKey, version: i16, body: RequestBody) {

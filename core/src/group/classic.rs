@@ -204,6 +204,10 @@ pub enum StoreThen {
 }
 
 /// An effect a handler asks for.
+///
+/// Not boxed although `Reply` is large: nearly every effect is a reply, which lives only until
+/// the broker encodes it, and a box would cost an allocation per response.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Effect {
     /// Answer a request.

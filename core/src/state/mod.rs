@@ -76,6 +76,10 @@ pub(crate) struct State {
     pub cleaning: crate::api::cleaning::Cleaning,
     /// The schema registry's view that topics with schema validation check records against.
     pub schemas: Option<std::sync::Arc<dyn crate::schemas::SchemaCatalog>>,
+    /// Secrets (SCRAM nonces) are drawn from this, never from `rng`.
+    pub secrets: crate::security::SecretRng,
+    /// Users' SCRAM credentials.
+    pub credentials: crate::security::scram::Credentials,
 }
 
 impl State {
@@ -93,6 +97,8 @@ impl State {
             waiters: Waiters::default(),
             cleaning: crate::api::cleaning::Cleaning::default(),
             schemas: None,
+            secrets: crate::security::SecretRng::from_seed(seed),
+            credentials: crate::security::scram::Credentials::default(),
         }
     }
 }
