@@ -57,3 +57,42 @@ pub use crate::records::fuzz::record_batch;
 
 /// Record sets through the log cleaner's key map and batch filter.
 pub use crate::cleaner::fuzz::log_cleaner;
+
+/// A SASL exchange on a SASL listener, fed tokens cut from the input at NUL-NUL separators;
+/// the first byte picks the mechanism and the handshake version. No input may panic it, and
+/// none may authenticate: the only user's password is long and random, and a SCRAM proof
+/// cannot be guessed.
+pub fn sasl_exchange(data: &[u8]) {
+    use crate::security::scram::{Credentials, ScramCredential, ScramHash};
+    use crate::security::{Mechanism, sasl};
+    static CREDS: std::sync::OnceLock<Credentials> = std::sync::OnceLock::new();
+    let creds = CREDS.get_or_init(|| {
+        let mut c = Credentials::default();
+        let password = "4f1c9a0e-2b7d-4e8a-9c33-71d0b5e2a6f8";
+        for hash in ScramHash::ALL {
+            let user = crate::codec::KStr::from_static("alice");
+            c.set(&user, hash, Some(ScramCredential::from_password(hash, password, b"fuzz-salt", 4096)));
+        }
+        c
+    });
+    let Some((&pick, rest)) = data.split_first() else { return };
+    let mechanism = Mechanism::ALL[usize::from(pick) % Mechanism::ALL.len()];
+    let mut auth = sasl::Auth::start(true, crate::codec::KStr::from_static(crate::security::ANONYMOUS));
+    if auth.handshake(mechanism.name(), i16::from(pick >> 7), &Mechanism::ALL).is_err() {
+        return;
+    }
+    let mut tokens = rest.split(|b| *b == 0).peekable();
+    while let Some(t) = tokens.next() {
+        // Re-join single NULs (PLAIN's separators): only a NUL-NUL ends a token.
+        let mut token = t.to_vec();
+        while tokens.peek().is_some_and(|n| !n.is_empty()) && token.len() < 4096 {
+            token.push(0);
+            token.extend_from_slice(tokens.next().unwrap_or_default());
+        }
+        match auth.token(&token, creds, b"fuzz-nonce") {
+            sasl::Step::Continue(_) => {}
+            sasl::Step::Done { .. } => panic!("authenticated from fuzz input"),
+            sasl::Step::Failed { .. } => return,
+        }
+    }
+}

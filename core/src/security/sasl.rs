@@ -218,4 +218,13 @@ mod tests {
         let Step::Failed { message, reason } = a.token(b"n,,n=alice,r=abc", &c, b"xyz") else { panic!() };
         assert!(message.ends_with("SCRAM-SHA-512") && reason.contains("no credential"), "{message} / {reason}");
     }
+
+    #[test]
+    fn the_fuzz_target_runs_on_its_seeds() {
+        for input in
+            [&b""[..], b"\0\0alice\0wrong", b"\x02n,,n=alice,r=abc\0\0c=biws,r=abc,p=AAAA", b"\x81\xff\xfe\0\0\0"]
+        {
+            crate::fuzzing::sasl_exchange(input);
+        }
+    }
 }
