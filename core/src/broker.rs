@@ -318,7 +318,9 @@ impl Broker {
             }
             Ok(RequestBody::SaslAuthenticate(m)) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
+                    let before = c.auth.principal().is_some();
                     api::sasl::authenticate(&mut c.auth, &mut self.st, &mut self.fx, req, &m);
+                    self.stats.sasl_succeeded += u64::from(!before && c.auth.principal().is_some());
                 }
                 self.apply();
             }
@@ -352,6 +354,7 @@ impl Broker {
         };
         self.stats.request(req.api);
         api::sasl::raw_token(&mut c.auth, &mut self.st, &mut self.fx, req, token);
+        self.stats.sasl_succeeded += u64::from(c.auth.principal().is_some());
         self.apply();
     }
 
@@ -431,6 +434,7 @@ impl Broker {
     fn close(&mut self, conn: ConnId, reason: CloseReason) {
         if self.conns.remove(&conn).is_some() {
             self.stats.connections_closed_by_broker += 1;
+            self.stats.sasl_failed += u64::from(matches!(reason, CloseReason::Authentication(_)));
             self.out.push_back(Output::Close { conn, reason });
         }
     }

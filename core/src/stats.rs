@@ -55,6 +55,10 @@ pub struct Stats {
     pub(crate) connections_accepted: u64,
     /// Connections the broker closed (framing errors, limits).
     pub(crate) connections_closed_by_broker: u64,
+    /// SASL authentications that succeeded.
+    pub(crate) sasl_succeeded: u64,
+    /// SASL authentications that failed (the connection was closed).
+    pub(crate) sasl_failed: u64,
     /// What the log cleaner's passes did, summed.
     cleaner: CleanerTotals,
 }
@@ -84,6 +88,8 @@ impl Default for Stats {
             bytes_out: 0,
             connections_accepted: 0,
             connections_closed_by_broker: 0,
+            sasl_succeeded: 0,
+            sasl_failed: 0,
             cleaner: CleanerTotals::default(),
         }
     }
@@ -220,6 +226,9 @@ impl Stats {
             "Connections kelp closed (bad framing, limits).",
         );
         let _ = writeln!(out, "kelp_connections_closed_by_broker_total {}", self.connections_closed_by_broker);
+        family(out, "kelp_sasl_authentications_total", "counter", "SASL authentications, by result.");
+        let _ = writeln!(out, "kelp_sasl_authentications_total{{result=\"succeeded\"}} {}", self.sasl_succeeded);
+        let _ = writeln!(out, "kelp_sasl_authentications_total{{result=\"failed\"}} {}", self.sasl_failed);
         self.cleaner.write_prometheus(out);
     }
 }

@@ -199,6 +199,9 @@ fn scram_users_authenticate_on_the_sasl_listener_and_are_told_its_address() {
     assert_eq!(handshake(&mut h, c, "PLAIN", 1).0, 0);
     assert_eq!(authenticate(&mut h, c, b"\0alice\0wonder", 2).0, 0);
     assert_eq!(metadata(&mut h, c).1, 9093);
+    let mut metrics = String::new();
+    h.broker.write_metrics(&mut metrics);
+    assert!(metrics.contains("kelp_sasl_authentications_total{result=\"succeeded\"} 7\n"), "{metrics}");
 }
 
 #[test]
@@ -227,6 +230,10 @@ fn a_wrong_password_is_answered_then_the_connection_closes() {
     assert_eq!(err, ErrorCode::UNSUPPORTED_SASL_MECHANISM.0);
     assert_eq!(mechanisms, ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]);
     assert!(h.close_reason(c).is_some());
+    let mut metrics = String::new();
+    h.broker.write_metrics(&mut metrics);
+    assert!(metrics.contains("kelp_sasl_authentications_total{result=\"failed\"} 5\n"), "{metrics}");
+    assert!(metrics.contains("kelp_sasl_authentications_total{result=\"succeeded\"} 0\n"));
 }
 
 #[test]
