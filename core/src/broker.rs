@@ -284,6 +284,11 @@ impl Broker {
         let api = ApiKey(header.request_api_key);
         let version = header.request_api_version;
         let Some(c) = self.conns.get_mut(&conn) else { return };
+        // Before authentication only ApiVersions and the SASL requests are read.
+        let sasl_api = matches!(api, ApiKey::SASL_HANDSHAKE | ApiKey::SASL_AUTHENTICATE);
+        if c.auth.principal().is_none() && !sasl_api && api != ApiKey::API_VERSIONS {
+            return self.close(conn, CloseReason::Unauthenticated { key: api.0 });
+        }
         let slot = c.open_slot();
         let (peer, listener) = (c.peer, c.listener);
         let req =
@@ -301,11 +306,6 @@ impl Broker {
         }
         if !api::served(api, version) {
             return self.close(conn, CloseReason::UnknownApi { key: api.0, version });
-        }
-        let authenticated = self.conns.get(&conn).is_some_and(|c| c.auth.principal().is_some());
-        let sasl_api = matches!(api, ApiKey::SASL_HANDSHAKE | ApiKey::SASL_AUTHENTICATE);
-        if !authenticated && !sasl_api && api != ApiKey::API_VERSIONS {
-            return self.close(conn, CloseReason::Unauthenticated { key: api.0 });
         }
         // Bytes after the body are ignored, as Kafka's parser does: librdkafka 2.16 sends
         // Metadata v13 with three bytes past the schema.
