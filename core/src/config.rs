@@ -231,7 +231,7 @@ impl Default for Config {
         Self {
             node_id: 1,
             listeners: vec![Listener::plaintext("127.0.0.1", 9092)],
-            sasl_mechanisms: crate::security::Mechanism::ALL.to_vec(),
+            sasl_mechanisms: crate::security::Mechanism::DEFAULT.to_vec(),
             rack: None,
             cluster_id: KStr::from_static("kelp-cluster-0000000000"),
             max_request_size: 100 * 1024 * 1024,

@@ -32,6 +32,7 @@ const SASL_LISTENER: u16 = 1;
 
 fn config() -> Config {
     let mut c = test_config();
+    c.sasl_mechanisms = kelp_core::security::Mechanism::ALL.to_vec();
     c.listeners = vec![
         Listener::plaintext("127.0.0.1", 9092),
         Listener {
@@ -137,8 +138,20 @@ fn authenticate(h: &mut Harness, c: ConnId, token: &[u8], version: i16) -> (i16,
 fn scram_login(h: &mut Harness, c: ConnId, hash: H, user: &str, password: &str, version: i16) -> bool {
     assert_eq!(handshake(h, c, hash.name(), 1).0, 0);
     let bare = format!("n={},r=clientnonce123", user.replace('=', "=3D").replace(',', "=2C"));
-    let (err, _, first) = authenticate(h, c, format!("n,,{bare}").as_bytes(), version);
+    let (err, msg, first) = authenticate(h, c, format!("n,,{bare}").as_bytes(), version);
     if err != 0 {
+        // An unknown user is refused as a wrong password is: nothing tells them apart.
+        assert_eq!(err, ErrorCode::SASL_AUTHENTICATION_FAILED.0);
+        assert_eq!(
+            msg.as_deref(),
+            Some(
+                format!(
+                    "Authentication failed during authentication due to invalid credentials with SASL mechanism {}",
+                    hash.name()
+                )
+                .as_str()
+            )
+        );
         return false;
     }
     let first = String::from_utf8(first).unwrap();
@@ -250,8 +263,7 @@ fn nothing_but_api_versions_and_sasl_is_served_before_authentication() {
     let c = h.connect_via(via(SASL_LISTENER));
     h.send_raw(c, &(512 * 1024 + 1_i32).to_be_bytes());
     assert!(matches!(h.close_reason(c), Some(CloseReason::FrameTooLarge { .. })));
-    // A connection on the plaintext listener is served without any of it, and a TLS
-    // listener's certificate subject needs no SASL either.
+    // A connection on the plaintext listener is served without any of it.
     let c = h.connect_via(via(PLAIN_LISTENER));
     assert_eq!(metadata(&mut h, c).1, 9092);
 }
@@ -380,4 +392,27 @@ fn a_tls_client_certificate_names_the_principal_without_sasl() {
     let mut h = Harness::new(c);
     let conn = h.connect_via(Origin { listener: SASL_LISTENER, tls_subject: Some(KStr::from("CN=alice,O=kelp")) });
     assert_eq!(metadata(&mut h, conn), ("secure.example".to_string(), 9093));
+}
+
+#[test]
+fn a_credential_that_could_not_be_stored_does_not_take_effect() {
+    let mut h = Harness::new(config());
+    let admin = h.connect_via(via(PLAIN_LISTENER));
+    alter(&mut h, admin, vec![upsert("alice", H::S512, "old", 4096)], vec![]);
+    h.auto_storage = false;
+    let req = AlterUserScramCredentialsRequest {
+        upsertions: vec![upsert("alice", H::S512, "new", 4096)],
+        ..Default::default()
+    };
+    h.send(admin, &RequestBody::AlterUserScramCredentials(req), 0);
+    assert!(h.fail_one_storage(kelp_core::io::StorageError::Unavailable));
+    h.auto_storage = true;
+    h.drive();
+    let (_, r) = h.recv(admin, ApiKey::ALTER_USER_SCRAM_CREDENTIALS, 0).expect("answered");
+    let r = expect_body!(r, AlterUserScramCredentials);
+    assert_ne!(r.results[0].error_code, 0, "the failure is reported");
+    let c = h.connect_via(via(SASL_LISTENER));
+    assert!(scram_login(&mut h, c, H::S512, "alice", "old", 2), "the old password still works");
+    let c = h.connect_via(via(SASL_LISTENER));
+    assert!(!scram_login(&mut h, c, H::S512, "alice", "new", 2));
 }

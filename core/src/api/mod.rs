@@ -206,8 +206,9 @@ pub(crate) enum Then {
     DeleteGroups,
     /// OffsetDelete: each part deletes a committed offset.
     OffsetDelete,
-    /// AlterUserScramCredentials: each part stores (or deletes) this user's credential.
-    ScramCredentials(Vec<KStr>),
+    /// AlterUserScramCredentials: each part stores (or deletes) a user's credential, which
+    /// takes effect once stored.
+    ScramCredentials(Vec<users::Change>),
 }
 
 /// A response that is sent once every storage command it waits for has completed.
@@ -277,7 +278,7 @@ fn job_completed_reply(st: &mut State, fx: &mut Effects, job: JobId) {
         Then::ReserveProducerIds(_) => producer::finish_reserve(st, &mut r),
         Then::DeleteGroups => group::finish_delete_groups(&mut r),
         Then::OffsetDelete => offsets::finish_offset_delete(&mut r),
-        Then::ScramCredentials(_) => users::finish_alter(&mut r),
+        Then::ScramCredentials(_) => users::finish_alter(st, &mut r),
     }
     fx.respond(r.req, r.body);
 }

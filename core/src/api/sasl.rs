@@ -22,6 +22,8 @@ pub(crate) fn handshake(auth: &mut Auth, st: &State, fx: &mut Effects, req: Req,
     fx.respond(req, ResponseBody::SaslHandshake(SaslHandshakeResponse { error_code: error_code.0, mechanisms }));
     if error_code == ErrorCode::UNSUPPORTED_SASL_MECHANISM {
         fx.close(req.conn, CloseReason::Authentication("unsupported SASL mechanism"));
+    } else if error_code != ErrorCode::NONE && auth.principal().is_none() {
+        fx.close(req.conn, CloseReason::Authentication("a second SaslHandshake during the exchange"));
     }
 }
 

@@ -17,6 +17,7 @@ use crate::io::Command;
 use crate::request::Req;
 use crate::security::scram::{self, ScramCredential, ScramHash};
 use crate::state::State;
+use hashbrown::{HashMap, HashSet};
 
 fn describe_result(st: &State, user: &KStr) -> DescribeUserScramCredentialsResult {
     let creds = st.credentials.of(user);
@@ -34,29 +35,35 @@ fn describe_result(st: &State, user: &KStr) -> DescribeUserScramCredentialsResul
 
 pub(crate) fn describe(st: &State, fx: &mut Effects, req: Req, m: &DescribeUserScramCredentialsRequest) {
     let mut resp = DescribeUserScramCredentialsResponse::default();
-    match &m.users {
+    match m.users.as_deref() {
         // Null or empty: every user that has a credential.
-        None => resp.results = st.credentials.users().iter().map(|u| describe_result(st, u)).collect(),
-        Some(users) if users.is_empty() => {
-            resp.results = st.credentials.users().iter().map(|u| describe_result(st, u)).collect();
-        }
+        None | Some([]) => resp.results = st.credentials.users().iter().map(|u| describe_result(st, u)).collect(),
         Some(users) => {
+            let mut mentions: HashMap<&KStr, usize> = HashMap::with_capacity(users.len());
             for u in users {
-                if resp.results.iter().any(|r| r.user == u.name) {
-                    continue;
+                *mentions.entry(&u.name).or_default() += 1;
+            }
+            for u in users {
+                match mentions.get_mut(&u.name) {
+                    // Answered already.
+                    Some(0) | None => {}
+                    Some(1) => resp.results.push(describe_result(st, &u.name)),
+                    Some(n) => {
+                        *n = 0;
+                        resp.results.push(DescribeUserScramCredentialsResult {
+                            user: u.name.clone(),
+                            error_code: ErrorCode::DUPLICATE_RESOURCE.0,
+                            error_message: Some(KStr::from(format!(
+                                "Cannot describe SCRAM credentials for the same user twice in a single request: {}",
+                                u.name
+                            ))),
+                            ..Default::default()
+                        });
+                        continue;
+                    }
                 }
-                if users.iter().filter(|x| x.name == u.name).count() > 1 {
-                    resp.results.push(DescribeUserScramCredentialsResult {
-                        user: u.name.clone(),
-                        error_code: ErrorCode::DUPLICATE_RESOURCE.0,
-                        error_message: Some(KStr::from(format!(
-                            "Cannot describe SCRAM credentials for the same user twice in a single request: {}",
-                            u.name
-                        ))),
-                        ..Default::default()
-                    });
-                } else {
-                    resp.results.push(describe_result(st, &u.name));
+                if let Some(n) = mentions.get_mut(&u.name) {
+                    *n = 0;
                 }
             }
         }
@@ -96,39 +103,41 @@ fn check(
 pub(crate) fn alter(st: &mut State, fx: &mut Effects, req: Req, m: &AlterUserScramCredentialsRequest) {
     // One result per user, in order of first mention; a user's first error wins.
     let mut results: Vec<AlterUserScramCredentialsResult> = Vec::new();
-    let fail = |results: &mut Vec<AlterUserScramCredentialsResult>, user: &KStr, code: ErrorCode, msg: String| {
-        if let Some(r) = results.iter_mut().find(|r| r.user == *user)
+    let mut index: HashMap<KStr, usize> = HashMap::new();
+    let mentions =
+        m.deletions.iter().map(|d| (&d.name, d.mechanism)).chain(m.upsertions.iter().map(|u| (&u.name, u.mechanism)));
+    // A user and mechanism named twice (deleted and upserted, or either twice) is refused.
+    let mut seen: HashSet<(&KStr, i8)> = HashSet::new();
+    let mut duplicates: Vec<&KStr> = Vec::new();
+    for (user, mechanism) in mentions {
+        index.entry(user.clone()).or_insert_with(|| {
+            results.push(AlterUserScramCredentialsResult { user: user.clone(), ..Default::default() });
+            results.len() - 1
+        });
+        if !seen.insert((user, mechanism)) {
+            duplicates.push(user);
+        }
+    }
+    let mut fail = |user: &KStr, code: ErrorCode, msg: String| {
+        if let Some(r) = index.get(user).and_then(|i| results.get_mut(*i))
             && r.error_code == 0
         {
             r.error_code = code.0;
             r.error_message = Some(KStr::from(msg));
         }
     };
-    let mentions =
-        m.deletions.iter().map(|d| (&d.name, d.mechanism)).chain(m.upsertions.iter().map(|u| (&u.name, u.mechanism)));
-    for (user, _) in mentions.clone() {
-        if !results.iter().any(|r| r.user == *user) {
-            results.push(AlterUserScramCredentialsResult { user: user.clone(), ..Default::default() });
-        }
+    for user in duplicates {
+        fail(
+            user,
+            ErrorCode::DUPLICATE_RESOURCE,
+            "A user credential cannot be altered twice in the same request".into(),
+        );
     }
-    // A user and mechanism named twice (deleted and upserted, or either twice) is refused.
-    let all: Vec<(&KStr, i8)> = mentions.collect();
-    for (i, (user, mech)) in all.iter().enumerate() {
-        if all[..i].iter().any(|(u, m)| u == user && m == mech) {
-            fail(
-                &mut results,
-                user,
-                ErrorCode::DUPLICATE_RESOURCE,
-                "A user credential cannot be altered twice in the same request".into(),
-            );
-        }
-    }
-    let mut changes: Vec<(KStr, ScramHash, Option<ScramCredential>)> = Vec::new();
+    let mut changes: Vec<Change> = Vec::new();
     for d in &m.deletions {
         match check(&d.name, d.mechanism, None, None) {
-            Err((code, msg)) => fail(&mut results, &d.name, code, msg),
+            Err((code, msg)) => fail(&d.name, code, msg),
             Ok(hash) if st.credentials.get(&d.name, hash).is_none() => fail(
-                &mut results,
                 &d.name,
                 ErrorCode::RESOURCE_NOT_FOUND,
                 "Attempt to delete a user credential that does not exist".into(),
@@ -138,9 +147,8 @@ pub(crate) fn alter(st: &mut State, fx: &mut Effects, req: Req, m: &AlterUserScr
     }
     for u in &m.upsertions {
         match check(&u.name, u.mechanism, Some(u.iterations), Some(&u.salt)) {
-            Err((code, msg)) => fail(&mut results, &u.name, code, msg),
+            Err((code, msg)) => fail(&u.name, code, msg),
             Ok(hash) if u.salted_password.len() != hash.output_len() => fail(
-                &mut results,
                 &u.name,
                 ErrorCode::UNACCEPTABLE_CREDENTIAL,
                 format!("The salted password must be {} bytes for {}", hash.output_len(), hash.mechanism_name()),
@@ -153,34 +161,43 @@ pub(crate) fn alter(st: &mut State, fx: &mut Effects, req: Req, m: &AlterUserScr
         }
     }
     // A user with any error has none of its changes applied.
-    changes.retain(|(user, ..)| results.iter().any(|r| r.user == *user && r.error_code == 0));
-    let users: Vec<KStr> = changes.iter().map(|(u, ..)| u.clone()).collect();
+    changes.retain(|(user, ..)| index.get(user).and_then(|i| results.get(*i)).is_some_and(|r| r.error_code == 0));
+    let keys: Vec<_> = changes
+        .iter()
+        .map(|(user, hash, cred)| (user.clone(), *hash, cred.as_ref().map(ScramCredential::encode)))
+        .collect();
     let resp = AlterUserScramCredentialsResponse { results, ..Default::default() };
+    let parts = changes.len();
     let job = super::reply_after(
         st,
         fx,
         req,
         ResponseBody::AlterUserScramCredentials(resp),
-        changes.len(),
-        Then::ScramCredentials(users),
+        parts,
+        Then::ScramCredentials(changes),
     );
-    for (part, (user, hash, cred)) in changes.into_iter().enumerate() {
-        let value = cred.as_ref().map(ScramCredential::encode);
-        st.credentials.set(&user, hash, cred);
+    for (part, (user, hash, value)) in keys.into_iter().enumerate() {
         fx.storage(super::CmdOwner::Job { job, part }, Command::Put { key: scram::credential_key(&user, hash), value });
     }
 }
 
-/// A user whose credential could not be stored is answered with the store's error.
-pub(crate) fn finish_alter(job: &mut ReplyJob) {
-    let Then::ScramCredentials(users) = &job.then else { return };
+/// One credential change: the user, the mechanism, the new credential (`None`: deleted).
+pub(crate) type Change = (KStr, ScramHash, Option<ScramCredential>);
+
+/// Stored changes take effect (the next authentication uses them); a user whose change could
+/// not be stored is answered with the store's error and keeps what it had.
+pub(crate) fn finish_alter(st: &mut State, job: &mut ReplyJob) {
+    let Then::ScramCredentials(changes) = &mut job.then else { return };
     let ResponseBody::AlterUserScramCredentials(r) = &mut job.body else { return };
-    for (user, err) in users.iter().zip(&job.results) {
-        if let Some(e) = err
-            && let Some(res) = r.results.iter_mut().find(|x| x.user == *user && x.error_code == 0)
-        {
-            res.error_code = e.error_code().0;
-            res.error_message = Some(KStr::from_static("The credential could not be stored"));
+    for ((user, hash, cred), err) in changes.drain(..).zip(&job.results) {
+        match err {
+            None => st.credentials.set(&user, hash, cred),
+            Some(e) => {
+                if let Some(res) = r.results.iter_mut().find(|x| x.user == user && x.error_code == 0) {
+                    res.error_code = e.error_code().0;
+                    res.error_message = Some(KStr::from_static("The credential could not be stored"));
+                }
+            }
         }
     }
 }

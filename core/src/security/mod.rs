@@ -28,8 +28,13 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
-    /// Every mechanism, in the order SaslHandshake lists them by default.
+    /// Every mechanism.
     pub const ALL: [Self; 3] = [Self::ScramSha512, Self::ScramSha256, Self::Plain];
+
+    /// The mechanisms offered unless configured otherwise: the SCRAM ones. PLAIN is offered
+    /// only when asked for: it sends passwords (in the clear without TLS), and checking one
+    /// costs the broker the credential's PBKDF2 iterations, before the client is known.
+    pub const DEFAULT: [Self; 2] = [Self::ScramSha512, Self::ScramSha256];
 
     /// The mechanism's SASL name.
     #[must_use]

@@ -140,8 +140,9 @@ fn scram_reason(e: ScramError) -> &'static str {
 /// RFC 4616: `authzid NUL authcid NUL passwd`, checked against the user's SCRAM credential
 /// (SHA-512 first). Returns the user.
 fn plain(token: &[u8], creds: &Credentials) -> Result<String, &'static str> {
-    let mut parts = token.splitn(3, |b| *b == 0);
-    let (Some(authzid), Some(user), Some(password)) = (parts.next(), parts.next(), parts.next()) else {
+    let mut parts = token.split(|b| *b == 0);
+    let (Some(authzid), Some(user), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err("PLAIN token is not authzid NUL user NUL password");
     };
     let user = core::str::from_utf8(user).map_err(|_| "user name is not UTF-8")?;
@@ -181,7 +182,8 @@ mod tests {
         let step = a.token(b"\0alice\0pw", &c, b"");
         assert_eq!(step, Step::Done { principal: KStr::from("User:alice"), token: vec![] });
         assert_eq!(a.principal().map(KStr::as_str), Some("User:alice"));
-        for bad in [&b"\0alice\0pW"[..], b"\0bob\0pw", b"alice\0pw", b"\0alice\0", b"bob\0alice\0pw"] {
+        for bad in [&b"\0alice\0pW"[..], b"\0bob\0pw", b"alice\0pw", b"\0alice\0", b"bob\0alice\0pw", b"\0alice\0pw\0"]
+        {
             let mut a = Auth::start(true, KStr::from(super::super::ANONYMOUS));
             a.handshake("PLAIN", 0, &Mechanism::ALL).unwrap();
             assert!(a.expects_raw_token());

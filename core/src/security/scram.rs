@@ -187,7 +187,13 @@ impl ScramCredential {
             rest = &tail[len..];
         }
         let [salt, stored_key, server_key] = parts;
-        Some(Self { salt, stored_key, server_key, iterations: i32::from_be_bytes(*iterations) })
+        let iterations = i32::from_be_bytes(*iterations);
+        (MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations).then_some(Self {
+            salt,
+            stored_key,
+            server_key,
+            iterations,
+        })
     }
 }
 
