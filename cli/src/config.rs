@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 use clap::parser::ValueSource;
+use kelp_core::config::SecurityProtocol;
+use kelp_core::security::Mechanism;
+use kelp_driver::tls::{ClientAuth, TlsSettings};
 
 use crate::{FsyncKind, RuntimeKind, StorageKind};
 
@@ -22,6 +25,14 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const KEYS: &[&str] = &[
     "listen",
     "advertised-listener",
+    "listeners",
+    "listener-security-protocol-map",
+    "advertised-listeners",
+    "ssl-certificate-location",
+    "ssl-key-location",
+    "ssl-client-ca-location",
+    "ssl-client-auth",
+    "sasl-enabled-mechanisms",
     "node-id",
     "runtime",
     "storage",
@@ -223,12 +234,27 @@ pub fn read_file(path: &Path, named_by: &str) -> Result<(PathBuf, toml::Table), 
     Ok((path.to_path_buf(), table))
 }
 
+/// One Kafka listener: its name, how it is secured, where it binds and what it tells clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Upper-case letters, digits and `_` (`PLAINTEXT`, `SECURE`, ...).
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    pub bind: SocketAddr,
+    /// (host, port) clients that come in through it are told to connect to.
+    pub advertised: (String, u16),
+}
+
 /// Everything `kelp serve` is configured with.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub listen: SocketAddr,
-    /// (host, port) clients are told to connect to.
-    pub advertised: (String, u16),
+    /// The Kafka listeners, in the order of `Config::listeners`; never empty.
+    pub listeners: Vec<ListenerSpec>,
+    /// The TLS listeners' certificate, key and client policy; `Some` when a listener is SSL or
+    /// SASL_SSL.
+    pub tls: Option<TlsSettings>,
+    /// The SASL mechanisms SASL listeners offer, in order.
+    pub sasl_mechanisms: Vec<Mechanism>,
     pub node_id: i32,
     pub runtime: RuntimeKind,
     pub storage: StorageKind,
@@ -328,6 +354,74 @@ fn host_port(s: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
+/// A listener name: upper-case letters, digits and `_`.
+fn listener_name(name: &str) -> Result<&str, String> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(format!("bad listener name {name:?}: upper-case letters, digits and _ only"));
+    }
+    Ok(name)
+}
+
+/// A comma-separated list of `NAME://REST` items, each name checked and given once; `what`
+/// parses the rest.
+fn named<T>(s: &str, what: impl Fn(&str) -> Result<T, String>) -> Result<Vec<(String, T)>, String> {
+    let mut out: Vec<(String, T)> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, rest) =
+            item.split_once("://").ok_or_else(|| format!("expected NAME://HOST:PORT, found {item:?}"))?;
+        let name = listener_name(name)?;
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(format!("listener {name} is given twice"));
+        }
+        let value = what(rest).map_err(|e| format!("{name}: {e}"))?;
+        out.push((name.to_string(), value));
+    }
+    if out.is_empty() {
+        return Err("expected at least one NAME://HOST:PORT".into());
+    }
+    Ok(out)
+}
+
+/// Kafka's `listener.security.protocol.map`: `NAME:PROTOCOL,...`.
+fn protocol_map(s: &str) -> Result<Vec<(String, SecurityProtocol)>, String> {
+    let mut out: Vec<(String, SecurityProtocol)> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, protocol) = item.split_once(':').ok_or_else(|| format!("expected NAME:PROTOCOL, found {item:?}"))?;
+        let name = listener_name(name.trim())?;
+        let protocol = SecurityProtocol::parse(protocol.trim()).ok_or_else(|| {
+            let names: Vec<&str> = SecurityProtocol::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown security protocol {protocol:?} for {name} (expected one of {})", names.join(", "))
+        })?;
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(format!("listener {name} is mapped twice"));
+        }
+        out.push((name.to_string(), protocol));
+    }
+    Ok(out)
+}
+
+/// A comma-separated list of SASL mechanisms, each known, none twice.
+fn mechanisms(s: &str) -> Result<Vec<Mechanism>, String> {
+    let mut out: Vec<Mechanism> = Vec::new();
+    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let m = Mechanism::parse(&name.to_ascii_uppercase()).ok_or_else(|| {
+            let known: Vec<&str> = Mechanism::ALL.iter().map(|m| m.name()).collect();
+            format!("unknown SASL mechanism {name} (known: {})", known.join(", "))
+        })?;
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    if out.is_empty() {
+        return Err("expected at least one SASL mechanism".into());
+    }
+    Ok(out)
+}
+
+fn path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() { Err("empty path".into()) } else { Ok(PathBuf::from(s)) }
+}
+
 fn int<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> {
     move |s| match s.parse::<T>() {
         Ok(v) if v >= min && v <= max => Ok(v),
@@ -384,17 +478,12 @@ impl Settings {
     /// Parses and checks every key.
     pub fn resolve(l: &Layers) -> Result<Self, ConfigError> {
         const MIB: usize = 1024 * 1024;
-        let listen = l.parse("listen", SocketAddr::from(([127, 0, 0, 1], 9092)), addr)?;
-        let advertised = match l.opt("advertised-listener", host_port)? {
-            Some(a) => a,
-            None if listen.port() == 0 => {
-                return err("--listen has port 0: set advertised-listener to the port clients should use".into());
-            }
-            None => (listen.ip().to_string(), listen.port()),
-        };
+        let listeners = Self::listeners(l)?;
+        let tls = Self::tls(l, &listeners)?;
         let s = Self {
-            listen,
-            advertised,
+            listeners,
+            tls,
+            sasl_mechanisms: l.parse("sasl-enabled-mechanisms", Mechanism::DEFAULT.to_vec(), mechanisms)?,
             node_id: l.parse("node-id", 1, int(0, i32::MAX))?,
             runtime: l.parse("runtime", RuntimeKind::Tokio, choice)?,
             storage: l.parse("storage", StorageKind::Disk, choice)?,
@@ -530,6 +619,115 @@ impl Settings {
         Ok(s)
     }
 
+    /// The listeners: `listeners` (with `listener-security-protocol-map` and
+    /// `advertised-listeners`), or the shorthand for one PLAINTEXT listener, `listen` (with
+    /// `advertised-listener`), which is the default.
+    fn listeners(l: &Layers) -> Result<Vec<ListenerSpec>, ConfigError> {
+        let named_key = l.get("listeners")?;
+        let listen_key = l.get("listen")?;
+        let single_adv_key = l.get("advertised-listener")?;
+        let adv_key = l.get("advertised-listeners")?;
+        if let (Some((_, a)), Some((_, b))) = (&named_key, &listen_key) {
+            return err(format!(
+                "{} and {} are both set: listen is the shorthand for one PLAINTEXT listener, give one or the other",
+                place("listeners", a),
+                place("listen", b)
+            ));
+        }
+        if let (Some((_, a)), Some((_, b))) = (&single_adv_key, &adv_key) {
+            return err(format!(
+                "{} and {} are both set: give one or the other",
+                place("advertised-listener", a),
+                place("advertised-listeners", b)
+            ));
+        }
+        if let (Some((_, a)), Some((_, b))) = (&named_key, &single_adv_key) {
+            return err(format!(
+                "{} goes with listen; with {} set advertised-listeners (NAME://HOST:PORT)",
+                place("advertised-listener", b),
+                place("listeners", a)
+            ));
+        }
+        let map = l.parse("listener-security-protocol-map", Vec::new(), protocol_map)?;
+        let advertised = l.parse("advertised-listeners", Vec::new(), |s| named(s, host_port))?;
+        let bound = match named_key {
+            Some(_) => l.parse("listeners", Vec::new(), |s| named(s, addr))?,
+            None => {
+                let listen = l.parse("listen", SocketAddr::from(([127, 0, 0, 1], 9092)), addr)?;
+                if let Some(a) = l.opt("advertised-listener", host_port)? {
+                    let adv = vec![("PLAINTEXT".to_string(), a)];
+                    return Self::assemble(vec![("PLAINTEXT".to_string(), listen)], &map, &adv);
+                }
+                if listen.port() == 0 && advertised.is_empty() {
+                    return err("--listen has port 0: set advertised-listener to the port clients should use".into());
+                }
+                vec![("PLAINTEXT".to_string(), listen)]
+            }
+        };
+        Self::assemble(bound, &map, &advertised)
+    }
+
+    /// Each listener's protocol and advertised address, from the map and the advertised list.
+    fn assemble(
+        bound: Vec<(String, SocketAddr)>,
+        map: &[(String, SecurityProtocol)],
+        advertised: &[(String, (String, u16))],
+    ) -> Result<Vec<ListenerSpec>, ConfigError> {
+        if let Some((name, _)) = advertised.iter().find(|(n, _)| !bound.iter().any(|(b, _)| b == n)) {
+            return err(format!("advertised-listeners names {name}, which is not a listener"));
+        }
+        bound
+            .into_iter()
+            .map(|(name, bind)| {
+                let protocol = match map.iter().find(|(n, _)| *n == name) {
+                    Some((_, p)) => *p,
+                    None => SecurityProtocol::parse(&name).ok_or_else(|| {
+                        ConfigError(format!(
+                            "listener {name} has no security protocol: map it in listener-security-protocol-map \
+                             (e.g. {name}:SSL)"
+                        ))
+                    })?,
+                };
+                let advertised = match advertised.iter().find(|(n, _)| *n == name) {
+                    Some((_, a)) => a.clone(),
+                    None if bind.port() == 0 => {
+                        return err(format!(
+                            "listener {name} binds port 0: set its address in advertised-listeners \
+                             ({name}://HOST:PORT)"
+                        ));
+                    }
+                    None => (bind.ip().to_string(), bind.port()),
+                };
+                Ok(ListenerSpec { name, protocol, bind, advertised })
+            })
+            .collect()
+    }
+
+    /// The TLS settings, required when a listener speaks TLS.
+    fn tls(l: &Layers, listeners: &[ListenerSpec]) -> Result<Option<TlsSettings>, ConfigError> {
+        let certificate = l.opt("ssl-certificate-location", path)?;
+        let key = l.opt("ssl-key-location", path)?;
+        let client_ca = l.opt("ssl-client-ca-location", path)?;
+        let client_auth = l.parse("ssl-client-auth", ClientAuth::None, |s| {
+            ClientAuth::parse(s).ok_or_else(|| format!("expected one of {}", ClientAuth::NAMES.join(", ")))
+        })?;
+        let Some(tls) = listeners.iter().find(|x| x.protocol.tls()) else { return Ok(None) };
+        let (Some(certificate), Some(key)) = (certificate, key) else {
+            return err(format!(
+                "listener {} is {}: set ssl-certificate-location and ssl-key-location",
+                tls.name,
+                tls.protocol.name()
+            ));
+        };
+        if client_auth != ClientAuth::None && client_ca.is_none() {
+            return err(format!(
+                "ssl-client-auth is {}: set ssl-client-ca-location to the CA client certificates must chain to",
+                client_auth.name()
+            ));
+        }
+        Ok(Some(TlsSettings { certificate, key, client_ca, client_auth }))
+    }
+
     /// Checks what can only be checked against the machine: that the disk store's directory
     /// can be created and written.
     pub fn check_data_dir(&self, l: &Layers) -> Result<(), ConfigError> {
@@ -565,8 +763,17 @@ mod tests {
     #[test]
     fn defaults_without_any_layer() {
         let s = Settings::resolve(&Layers::default()).expect("defaults are valid");
-        assert_eq!(s.listen, "127.0.0.1:9092".parse().expect("addr"));
-        assert_eq!(s.advertised, ("127.0.0.1".to_string(), 9092));
+        assert_eq!(
+            s.listeners,
+            [ListenerSpec {
+                name: "PLAINTEXT".into(),
+                protocol: SecurityProtocol::Plaintext,
+                bind: "127.0.0.1:9092".parse().expect("addr"),
+                advertised: ("127.0.0.1".to_string(), 9092),
+            }]
+        );
+        assert_eq!(s.tls, None);
+        assert_eq!(s.sasl_mechanisms, Mechanism::DEFAULT);
         assert_eq!(s.admin_listen, Some("127.0.0.1:9644".parse().expect("addr")));
         assert_eq!((s.runtime, s.node_id, s.default_partitions), (RuntimeKind::Tokio, 1, 1));
         assert_eq!((s.storage, s.data_dir.as_path()), (StorageKind::Disk, Path::new("./kelp-data")));
@@ -650,6 +857,174 @@ mod tests {
         assert!(e.contains("--group-consumer-migration-policy") && e.contains("expected one of disabled"), "{e}");
         let s = Settings::resolve(&layers(&[], "group-consumer-migration-policy = \"UPGRADE\"")).expect("valid");
         assert_eq!(s.group_consumer_migration_policy, kelp_core::config::MigrationPolicy::Upgrade);
+    }
+
+    fn refused(l: &Layers) -> String {
+        let e = Settings::resolve(l).expect_err("refused");
+        assert!(!e.0.contains('\n'), "one line: {e}");
+        e.0
+    }
+
+    #[test]
+    fn the_listen_shorthand_is_one_plaintext_listener() {
+        let s = Settings::resolve(&layers(
+            &[("listen", "0.0.0.0:0", Source::Flag), ("advertised-listener", "kafka.example.com:19092", Source::Flag)],
+            "",
+        ))
+        .expect("valid");
+        assert_eq!(s.listeners.len(), 1);
+        let l = &s.listeners[0];
+        assert_eq!((l.name.as_str(), l.protocol, l.bind.port()), ("PLAINTEXT", SecurityProtocol::Plaintext, 0));
+        assert_eq!(l.advertised, ("kafka.example.com".to_string(), 19092));
+        // advertised-listeners may name the shorthand's listener too.
+        let s = Settings::resolve(&layers(
+            &[("listen", "127.0.0.1:0", Source::Flag), ("advertised-listeners", "PLAINTEXT://h:1", Source::Env)],
+            "",
+        ))
+        .expect("valid");
+        assert_eq!(s.listeners[0].advertised, ("h".to_string(), 1));
+        let e = refused(&layers(&[("listen", "127.0.0.1:0", Source::Flag)], ""));
+        assert!(e.contains("--listen has port 0"), "{e}");
+    }
+
+    #[test]
+    fn named_listeners_with_protocols_and_advertised_addresses() {
+        let file = r#"
+listeners = "PLAINTEXT://127.0.0.1:9092, SECURE://0.0.0.0:9093,SASL_SSL://127.0.0.1:9094"
+listener-security-protocol-map = "SECURE:SSL"
+advertised-listeners = "SECURE://kafka.example.com:19093"
+ssl-certificate-location = "/etc/kelp/cert.pem"
+ssl-key-location = "/etc/kelp/key.pem"
+sasl-enabled-mechanisms = "PLAIN, scram-sha-256,PLAIN"
+"#;
+        let s = Settings::resolve(&layers(&[], file)).expect("valid");
+        let got: Vec<(&str, SecurityProtocol, u16, (&str, u16))> = s
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.protocol, l.bind.port(), (l.advertised.0.as_str(), l.advertised.1)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("PLAINTEXT", SecurityProtocol::Plaintext, 9092, ("127.0.0.1", 9092)),
+                ("SECURE", SecurityProtocol::Ssl, 9093, ("kafka.example.com", 19093)),
+                ("SASL_SSL", SecurityProtocol::SaslSsl, 9094, ("127.0.0.1", 9094)),
+            ]
+        );
+        assert_eq!(
+            s.tls,
+            Some(TlsSettings {
+                certificate: "/etc/kelp/cert.pem".into(),
+                key: "/etc/kelp/key.pem".into(),
+                client_ca: None,
+                client_auth: ClientAuth::None,
+            })
+        );
+        assert_eq!(s.sasl_mechanisms, [Mechanism::Plain, Mechanism::ScramSha256]);
+        // The map may give a listener named after a protocol another one.
+        let s = Settings::resolve(&layers(
+            &[
+                ("listeners", "PLAINTEXT://127.0.0.1:1", Source::Flag),
+                ("listener-security-protocol-map", "PLAINTEXT:SASL_PLAINTEXT,OTHER:SSL", Source::Flag),
+            ],
+            "",
+        ))
+        .expect("valid");
+        assert_eq!(s.listeners[0].protocol, SecurityProtocol::SaslPlaintext);
+        assert_eq!(s.tls, None, "no TLS listener, no TLS settings needed");
+        // Client authentication, with its CA; a flag beats the file.
+        let s = Settings::resolve(&layers(
+            &[("ssl-client-auth", "REQUIRED", Source::Flag), ("ssl-client-ca-location", "/ca.pem", Source::Env)],
+            &format!("{file}\nssl-client-auth = \"requested\""),
+        ))
+        .expect("valid");
+        let tls = s.tls.expect("TLS settings");
+        assert_eq!((tls.client_auth, tls.client_ca), (ClientAuth::Required, Some(PathBuf::from("/ca.pem"))));
+    }
+
+    #[test]
+    fn bad_listener_settings_are_refused() {
+        let tls = "ssl-certificate-location = \"c.pem\"\nssl-key-location = \"k.pem\"";
+        /// The layers' flags and environment, the file, and what the message must contain.
+        type Case<'a> = (&'a [(&'static str, &'a str, Source)], &'a str, &'a [&'a str]);
+        let cases: &[Case<'_>] = &[
+            (
+                &[("listeners", "PLAINTEXT://127.0.0.1:1", Source::Flag), ("listen", "127.0.0.1:2", Source::Env)],
+                "",
+                &["--listeners and KELP_LISTEN are both set"],
+            ),
+            (
+                &[("listeners", "PLAINTEXT://127.0.0.1:1", Source::Flag)],
+                "listen = \"127.0.0.1:2\"",
+                &["`listen` in kelp.toml"],
+            ),
+            (
+                &[("listeners", "PLAINTEXT://127.0.0.1:1", Source::Flag), ("advertised-listener", "h:1", Source::Flag)],
+                "",
+                &["--advertised-listener goes with listen"],
+            ),
+            (
+                &[
+                    ("advertised-listener", "h:1", Source::Flag),
+                    ("advertised-listeners", "PLAINTEXT://h:1", Source::Flag),
+                ],
+                "",
+                &["are both set"],
+            ),
+            (&[("listeners", "127.0.0.1:9092", Source::Flag)], "", &["--listeners", "expected NAME://HOST:PORT"]),
+            (&[("listeners", "plaintext://127.0.0.1:9092", Source::Flag)], "", &["bad listener name \"plaintext\""]),
+            (&[("listeners", "A-B://127.0.0.1:9092", Source::Flag)], "", &["bad listener name"]),
+            (
+                &[("listeners", "PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2", Source::Flag)],
+                "",
+                &["listener PLAINTEXT is given twice"],
+            ),
+            (
+                &[("listeners", "PLAINTEXT://127.0.0.1:99999", Source::Env)],
+                "",
+                &["KELP_LISTENERS", "PLAINTEXT: bad port"],
+            ),
+            (&[("listeners", ",", Source::Flag)], "", &["at least one"]),
+            (
+                &[("listeners", "SECURE://127.0.0.1:1", Source::Flag)],
+                "",
+                &["listener SECURE has no security protocol", "listener-security-protocol-map"],
+            ),
+            (&[("listeners", "PLAINTEXT://127.0.0.1:0", Source::Flag)], "", &["listener PLAINTEXT binds port 0"]),
+            (&[("listener-security-protocol-map", "SECURE=SSL", Source::Flag)], "", &["expected NAME:PROTOCOL"]),
+            (
+                &[("listener-security-protocol-map", "SECURE:TLS", Source::Flag)],
+                "",
+                &["unknown security protocol \"TLS\" for SECURE"],
+            ),
+            (&[("listener-security-protocol-map", "A:SSL,A:SSL", Source::Flag)], "", &["listener A is mapped twice"]),
+            (&[("advertised-listeners", "OTHER://h:1", Source::Flag)], "", &["OTHER, which is not a listener"]),
+            (&[("advertised-listeners", "PLAINTEXT://h:0", Source::Flag)], "", &["port 0 cannot be connected to"]),
+            (
+                &[("listeners", "SSL://127.0.0.1:1", Source::Flag)],
+                "",
+                &["listener SSL is SSL: set ssl-certificate-location and ssl-key-location"],
+            ),
+            (
+                &[("listeners", "SSL://127.0.0.1:1", Source::Flag), ("ssl-client-auth", "required", Source::Flag)],
+                tls,
+                &["ssl-client-auth is required: set ssl-client-ca-location"],
+            ),
+            (&[("ssl-client-auth", "maybe", Source::Flag)], "", &["--ssl-client-auth", "none, requested, required"]),
+            (&[("ssl-key-location", "", Source::Flag)], "", &["empty path"]),
+            (
+                &[("sasl-enabled-mechanisms", "PLAIN,GSSAPI", Source::Env)],
+                "",
+                &["KELP_SASL_ENABLED_MECHANISMS", "unknown SASL mechanism GSSAPI"],
+            ),
+            (&[("sasl-enabled-mechanisms", " , ", Source::Flag)], "", &["at least one SASL mechanism"]),
+        ];
+        for (args, file, want) in cases {
+            let e = refused(&layers(args, file));
+            for w in *want {
+                assert!(e.contains(w), "{args:?}: {e:?} lacks {w:?}");
+            }
+        }
     }
 
     #[test]

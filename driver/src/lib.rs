@@ -5,7 +5,8 @@
 //! every [`Output`] to a driver's [`Io`] ([`drain`]), and the queue of response chunks a socket
 //! writes with vectored writes ([`OutQueue`]), and in-process connections ([`local`]:
 //! [`Control::connect_local`] hands out a [`LocalConn`], the loop serves it through
-//! [`LocalConns`]).
+//! [`LocalConns`]), the listeners a server is given ([`Bound`]) and their TLS ([`tls`]:
+//! rustls configuration, reloaded when its files change, and the client certificate's subject).
 //!
 //! Nothing here does network IO, and nothing depends on a tokio runtime, mio or a storage
 //! backend (tokio's runtime-agnostic `sync` primitives carry the local connections).
@@ -15,11 +16,17 @@ mod clock;
 mod control;
 pub mod local;
 mod out;
+#[cfg(any(test, feature = "test-pki"))]
+pub mod testpki;
+pub mod tls;
 
 pub use clock::Clock;
 pub use control::{Control, Mailbox, Snapshot, Wake};
 pub use local::{LOCAL_PEER, LocalClosed, LocalConn, LocalConns, LocalReader, LocalWriter, is_local};
 pub use out::OutQueue;
+pub use tls::TlsSource;
+
+use std::sync::Arc;
 
 use kelp_core::io::Frame;
 use kelp_core::{Broker, CmdId, Command, ConnId, Output};
@@ -55,6 +62,26 @@ impl Options {
             tracing::warn!(%peer, max_connections = self.max_connections, "too many connections: refused");
         }
         ok
+    }
+}
+
+/// A listening socket a server accepts clients on: its place in `Config::listeners` (what the
+/// broker is told in `Origin::listener`), and its TLS configuration if it is a TLS listener.
+#[derive(Debug)]
+pub struct Bound {
+    /// The socket, bound and listening.
+    pub listener: std::net::TcpListener,
+    /// The listener's index in the broker's `Config::listeners`.
+    pub index: u16,
+    /// `Some` on an SSL or SASL_SSL listener: connections shake hands first.
+    pub tls: Option<Arc<TlsSource>>,
+}
+
+impl Bound {
+    /// A plaintext listener at `index`.
+    #[must_use]
+    pub fn plaintext(listener: std::net::TcpListener, index: u16) -> Self {
+        Self { listener, index, tls: None }
     }
 }
 

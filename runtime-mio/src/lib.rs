@@ -8,7 +8,18 @@
 //! [`Control`] queries and the stop come back through `kelp-driver`'s [`Mailbox`], whose arrivals
 //! wake the poll with a `mio::Waker`. This crate holds no protocol logic.
 //!
-//! Graceful stop: once [`Control::stop`] is called, the listener is closed, what connections
+//! Listeners: [`serve`] accepts on every [`Bound`] it is given. A plaintext connection goes to
+//! the broker at once. A connection to a TLS listener keeps a rustls `ServerConnection` in its
+//! state: readable sockets feed `read_tls` and `process_new_packets`, what rustls decrypted is
+//! handed to the broker, the broker's output goes into rustls' writer and out with
+//! `write_tls` (the socket is watched for WRITABLE while encrypted bytes wait). The broker
+//! hears of the connection once the handshake is done, with the client certificate's subject
+//! in its `Origin`; a handshake that fails, or is not done within [`HANDSHAKE_TIMEOUT`], drops
+//! the connection and nothing else. `Input::Written` counts the plaintext rustls took, which
+//! its bounded buffer ([`kelp_driver::tls::BUFFER_LIMIT`]) keeps close to what reached the
+//! socket.
+//!
+//! Graceful stop: once [`Control::stop`] is called, the listeners are closed, what connections
 //! send from then on is read and dropped, and the loop goes on until every request read has
 //! been answered and its response written or [`Options::shutdown_grace`] has passed (see
 //! [`Mailbox::stop_begins`]); then the store is synced ([`Store::sync`]) and [`serve`] returns.
@@ -18,22 +29,32 @@
 //! request bytes are fed to the broker while it reads them, and what the broker sends them
 //! goes to their reader. They are closed like sockets at the stop.
 
-use std::collections::HashMap;
-use std::io::{self, ErrorKind, Read};
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant as StdInstant;
 
-use kelp_core::io::Frame;
+use kelp_core::io::{Frame, Origin};
 use kelp_core::{Broker, CmdId, Command, ConnId, Input, Now};
-use kelp_driver::{Clock, LocalConns, Mailbox, OutQueue, READ_CHUNK, is_local};
-pub use kelp_driver::{Control, LocalConn, Options, Snapshot};
+use kelp_driver::tls::{self, HANDSHAKE_TIMEOUT};
+pub use kelp_driver::{Bound, Control, LocalConn, Options, Snapshot};
+use kelp_driver::{Clock, LocalConns, Mailbox, OutQueue, READ_CHUNK, TlsSource, is_local};
 use kelp_storage::{Sink, Store};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use rustls::ServerConnection;
 
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
-/// Connection tokens start here.
-const FIRST_CONN: usize = 2;
+/// The waker's token; listener `i` (in the order given to [`serve`]) has `Token(1 + i)`, and
+/// connection tokens follow.
+const WAKER: Token = Token(0);
+
+/// A listener being accepted on.
+struct Listening {
+    socket: TcpListener,
+    index: u16,
+    tls: Option<Arc<TlsSource>>,
+}
 
 struct Conn {
     stream: TcpStream,
@@ -42,6 +63,25 @@ struct Conn {
     paused: bool,
     writable_registered: bool,
     closing: bool,
+    /// On a TLS listener: the connection's TLS state.
+    tls: Option<Box<ServerConnection>>,
+    /// The broker knows the connection: at once for plaintext, after the handshake for TLS.
+    accepted: bool,
+    peer: SocketAddr,
+    /// The listener's index in `Config::listeners`.
+    listener: u16,
+}
+
+/// What one step of reading a TLS connection gave.
+enum TlsStep {
+    /// This many decrypted bytes at the start of the read buffer.
+    Plain(usize),
+    /// TLS records were read and processed (the handshake may have moved on).
+    Progress,
+    /// Nothing more to read now.
+    Blocked,
+    /// The connection ended: closed by the peer, broken, or a TLS error.
+    Ended,
 }
 
 /// The poll loop's IO: the connections and the store, as the broker's outputs drive them.
@@ -106,8 +146,10 @@ impl kelp_driver::Io for Conns {
 /// The driver's state: the broker, the sockets and the store.
 struct Driver {
     poll: Poll,
-    /// `None` once stopping: no more connections.
-    listener: Option<TcpListener>,
+    /// Empty once stopping: no more connections.
+    listeners: Vec<Listening>,
+    /// The first connection token: tokens below it (but the waker's) are listeners'.
+    first_conn: usize,
     options: Options,
     broker: Broker,
     conns: Conns,
@@ -115,26 +157,35 @@ struct Driver {
     next_conn: usize,
     clock: Clock,
     buf: Vec<u8>,
+    /// TLS handshakes' deadlines, in the order they were accepted (so, of their deadlines).
+    handshakes: VecDeque<(StdInstant, ConnId)>,
 }
 
-/// Serves Kafka clients on `listener` until [`Control::stop`] is called on the handle given to
-/// `on_ready`, then stops gracefully (see the module docs) and returns.
+/// Serves Kafka clients on `listeners` until [`Control::stop`] is called on the handle given
+/// to `on_ready`, then stops gracefully (see the module docs) and returns. Each listener's
+/// `index` is its place in the broker's `Config::listeners`; [`Options::admit`] counts the
+/// connections of all of them together.
 ///
 /// `make_broker` builds the broker from the clock's first reading (the broker's first output
 /// asks the store to recover, so it serves once the store is ready). `on_ready` receives the
 /// [`Control`] handle before the loop starts.
 pub fn serve(
-    listener: std::net::TcpListener,
+    listeners: Vec<Bound>,
     make_broker: impl FnOnce(Now) -> Broker,
     store: Box<dyn Store>,
     options: Options,
     on_ready: impl FnOnce(Control),
 ) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
-    let mut listener = TcpListener::from_std(listener);
-    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut listening = Vec::with_capacity(listeners.len());
+    for (i, Bound { listener, index, tls }) in listeners.into_iter().enumerate() {
+        listener.set_nonblocking(true)?;
+        let mut socket = TcpListener::from_std(listener);
+        poll.registry().register(&mut socket, Token(1 + i), Interest::READABLE)?;
+        listening.push(Listening { socket, index, tls });
+    }
+    let first_conn = 1 + listening.len();
     // A failed wake only delays what it announces to the next event or timer.
     let mailbox = Mailbox::new(Arc::new(move || drop(waker.wake())), options.shutdown_grace);
     on_ready(mailbox.control());
@@ -142,7 +193,8 @@ pub fn serve(
     let sink: Sink = Arc::new(mailbox.completer());
     let mut d = Driver {
         poll,
-        listener: Some(listener),
+        listeners: listening,
+        first_conn,
         options,
         broker: make_broker(clock.now()),
         conns: Conns {
@@ -154,17 +206,19 @@ pub fn serve(
             resumed: Vec::new(),
         },
         mailbox,
-        next_conn: FIRST_CONN,
+        next_conn: first_conn,
         clock,
         buf: vec![0u8; READ_CHUNK],
+        handshakes: VecDeque::new(),
     };
     d.drain();
     let mut events = Events::with_capacity(1024);
     loop {
         if d.mailbox.stop_begins(d.conns.map.len() + d.conns.local.len()) {
-            if let Some(mut l) = d.listener.take() {
-                let _ = d.poll.registry().deregister(&mut l);
+            for mut l in d.listeners.drain(..) {
+                let _ = d.poll.registry().deregister(&mut l.socket);
             }
+            d.drop_handshakes();
             d.conns.local.stop_begins();
             // Edge-triggered: what arrived while reading was paused is read (and dropped) now.
             d.discard_all();
@@ -173,8 +227,9 @@ pub fn serve(
             break;
         }
         let mut timeout = d.broker.poll_timeout().map(|t| d.clock.until(t));
-        if let Some(end) = d.mailbox.grace_end() {
-            let left = end.saturating_duration_since(std::time::Instant::now());
+        let ends = [d.mailbox.grace_end(), d.handshakes.front().map(|(t, _)| *t)];
+        for end in ends.into_iter().flatten() {
+            let left = end.saturating_duration_since(StdInstant::now());
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
         match d.poll.poll(&mut events, timeout) {
@@ -184,8 +239,8 @@ pub fn serve(
         }
         for ev in &events {
             match ev.token() {
-                LISTENER => d.accept(),
                 WAKER => {}
+                Token(t) if t < d.first_conn => d.accept(t - 1),
                 Token(t) => {
                     let conn = ConnId(t as u64);
                     if ev.is_writable() {
@@ -205,11 +260,17 @@ pub fn serve(
             d.drain();
         }
         d.resume_reading();
+        d.expire_handshakes();
         d.mailbox.answer_queries(&d.broker);
     }
     d.discard_all();
     d.conns.local.close_all();
     for (_, mut c) in d.conns.map.drain() {
+        if let Some(tls) = c.tls.as_deref_mut() {
+            // What rustls still holds, and the close_notify, as far as the socket takes them.
+            tls.send_close_notify();
+            let _ = flush_tls(tls, &mut c.out, &mut c.stream);
+        }
         // FIN after the responses already queued in the kernel.
         let _ = c.stream.shutdown(std::net::Shutdown::Write);
         let _ = d.poll.registry().deregister(&mut c.stream);
@@ -220,14 +281,24 @@ pub fn serve(
 }
 
 impl Driver {
-    fn accept(&mut self) {
+    /// Accepts what listener `i` has: plaintext connections go to the broker, TLS ones start
+    /// their handshake.
+    fn accept(&mut self, i: usize) {
         loop {
-            let Some(listener) = &self.listener else { return };
-            match listener.accept() {
+            let Some(l) = self.listeners.get(i) else { return };
+            match l.socket.accept() {
                 Ok((mut stream, peer)) => {
                     if !self.options.admit(self.conns.map.len() + self.conns.local.len(), peer) {
                         continue;
                     }
+                    let (listener, tls) = (l.index, l.tls.as_ref().map(|source| source.connection()));
+                    let tls = match tls.transpose() {
+                        Ok(tls) => tls.map(Box::new),
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "TLS: cannot start a connection");
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     let token = Token(self.next_conn);
                     self.next_conn += 1;
@@ -236,17 +307,28 @@ impl Driver {
                         continue;
                     }
                     let conn = ConnId(token.0 as u64);
+                    let accepted = tls.is_none();
                     let c = Conn {
                         stream,
                         out: OutQueue::default(),
                         paused: false,
                         writable_registered: false,
                         closing: false,
+                        tls,
+                        accepted,
+                        peer,
+                        listener,
                     };
                     self.conns.map.insert(conn, c);
-                    let now = self.clock.now();
-                    self.broker.handle_input(now, Input::Accepted { conn, peer, origin: Default::default() });
-                    self.drain();
+                    if accepted {
+                        tracing::debug!(?conn, %peer, listener, "accepted");
+                        let now = self.clock.now();
+                        let origin = Origin { listener, tls_subject: None };
+                        self.broker.handle_input(now, Input::Accepted { conn, peer, origin });
+                        self.drain();
+                    } else {
+                        self.handshakes.push_back((StdInstant::now() + HANDSHAKE_TIMEOUT, conn));
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -261,6 +343,9 @@ impl Driver {
     fn read(&mut self, conn: ConnId) {
         if self.mailbox.is_stopping() {
             return self.discard(conn);
+        }
+        if self.conns.map.get(&conn).is_some_and(|c| c.tls.is_some()) {
+            return self.read_tls(conn);
         }
         loop {
             let Some(c) = self.conns.map.get_mut(&conn) else { return };
@@ -283,6 +368,78 @@ impl Driver {
                     self.closed(conn);
                     return self.drain();
                 }
+            }
+        }
+    }
+
+    /// Reads a TLS connection: hands what rustls decrypted to the broker, feeds rustls what
+    /// the socket has, moves the handshake on and sends what it needs, until the socket would
+    /// block or the broker pauses the connection.
+    fn read_tls(&mut self, conn: ConnId) {
+        loop {
+            let step = {
+                let Some(c) = self.conns.map.get_mut(&conn) else { return };
+                if c.paused || c.closing {
+                    return;
+                }
+                let Some(tls) = c.tls.as_deref_mut() else { return };
+                tls_step(conn, tls, &mut c.stream, &mut self.buf)
+            };
+            match step {
+                TlsStep::Plain(n) => {
+                    let now = self.clock.now();
+                    self.broker.handle_input(now, Input::Received { conn, bytes: &self.buf[..n] });
+                    self.drain();
+                }
+                TlsStep::Progress => self.tls_progress(conn),
+                TlsStep::Blocked => return,
+                TlsStep::Ended => {
+                    self.closed(conn);
+                    return self.drain();
+                }
+            }
+        }
+    }
+
+    /// After rustls processed records: hands a connection whose handshake just finished to the
+    /// broker, and sends what rustls has to send (handshake messages, tickets, alerts).
+    fn tls_progress(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.map.get_mut(&conn) else { return };
+        let Some(tls) = c.tls.as_deref() else { return };
+        if !c.accepted && !tls.is_handshaking() {
+            c.accepted = true;
+            let origin = Origin { listener: c.listener, tls_subject: tls::peer_subject(tls).map(Into::into) };
+            let peer = c.peer;
+            tracing::debug!(?conn, %peer, listener = origin.listener, tls_subject = ?origin.tls_subject, "accepted");
+            let now = self.clock.now();
+            self.broker.handle_input(now, Input::Accepted { conn, peer, origin });
+        }
+        if c.tls.as_deref().is_some_and(|t| t.wants_write()) {
+            self.flush(conn);
+        }
+        self.drain();
+    }
+
+    /// Drops the TLS connections whose handshake is past its deadline.
+    fn expire_handshakes(&mut self) {
+        let now = StdInstant::now();
+        while let Some(&(deadline, conn)) = self.handshakes.front() {
+            if deadline > now {
+                break;
+            }
+            self.handshakes.pop_front();
+            if self.conns.map.get(&conn).is_some_and(|c| !c.accepted) {
+                tracing::debug!(?conn, "TLS handshake timed out");
+                self.closed(conn);
+            }
+        }
+    }
+
+    /// Drops every connection still shaking hands (the server is stopping).
+    fn drop_handshakes(&mut self) {
+        for (_, conn) in std::mem::take(&mut self.handshakes) {
+            if self.conns.map.get(&conn).is_some_and(|c| !c.accepted) {
+                self.closed(conn);
             }
         }
     }
@@ -318,11 +475,14 @@ impl Driver {
         }
     }
 
+    /// Forgets a connection that ended; the broker hears of it if it knew it.
     fn closed(&mut self, conn: ConnId) {
         if let Some(mut c) = self.conns.map.remove(&conn) {
             let _ = self.poll.registry().deregister(&mut c.stream);
-            let now = self.clock.now();
-            self.broker.handle_input(now, Input::Closed { conn });
+            if c.accepted {
+                let now = self.clock.now();
+                self.broker.handle_input(now, Input::Closed { conn });
+            }
         }
     }
 
@@ -332,18 +492,25 @@ impl Driver {
     /// Returns whether the broker was fed (and may have more output).
     fn flush(&mut self, conn: ConnId) -> bool {
         let Some(c) = self.conns.map.get_mut(&conn) else { return false };
-        let Ok(total) = c.out.write_to(&mut c.stream) else {
+        let written = match c.tls.as_deref_mut() {
+            None => c.out.write_to(&mut c.stream).map(|n| (n, !c.out.is_empty())),
+            Some(tls) => flush_tls(tls, &mut c.out, &mut c.stream),
+        };
+        let Ok((total, want_writable)) = written else {
             self.closed(conn);
             return true;
         };
-        let want_writable = !c.out.is_empty();
         if want_writable != c.writable_registered {
             let interest = if want_writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
             let token = Token(usize::try_from(conn.0).unwrap_or(usize::MAX));
             let _ = self.poll.registry().reregister(&mut c.stream, token, interest);
             c.writable_registered = want_writable;
         }
-        if c.closing && c.out.is_empty() {
+        if c.closing && c.out.is_empty() && !want_writable {
+            if let Some(tls) = c.tls.as_deref_mut() {
+                tls.send_close_notify();
+                let _ = flush_tls(tls, &mut c.out, &mut c.stream);
+            }
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
             let _ = self.poll.registry().deregister(&mut c.stream);
             self.conns.map.remove(&conn);
@@ -378,6 +545,65 @@ impl Driver {
             let Some(input) = self.conns.local.next_input(&self.mailbox, &self.options, sockets) else { return };
             let now = self.clock.now();
             self.broker.handle_input(now, input);
+        }
+    }
+}
+
+/// One step of reading a TLS connection: decrypted bytes rustls holds first (into `buf`), else
+/// one read from the socket into rustls and the processing of the records it completes.
+fn tls_step(conn: ConnId, tls: &mut ServerConnection, sock: &mut TcpStream, buf: &mut [u8]) -> TlsStep {
+    match tls.reader().read(buf) {
+        // The peer's close_notify.
+        Ok(0) => return TlsStep::Ended,
+        Ok(n) => return TlsStep::Plain(n),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        // The socket ended without a close_notify.
+        Err(_) => return TlsStep::Ended,
+    }
+    match tls.read_tls(sock) {
+        Ok(0) => return TlsStep::Ended,
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::WouldBlock => return TlsStep::Blocked,
+        Err(e) if e.kind() == ErrorKind::Interrupted => return TlsStep::Progress,
+        Err(_) => return TlsStep::Ended,
+    }
+    match tls.process_new_packets() {
+        Ok(_) => TlsStep::Progress,
+        Err(e) => {
+            // rustls queued an alert saying why: sent if the socket takes it at once.
+            tracing::debug!(?conn, error = %e, "TLS error: dropping the connection");
+            let _ = tls.write_tls(sock);
+            TlsStep::Ended
+        }
+    }
+}
+
+/// Moves the plaintext queued in `out` into rustls (once the handshake is done) and what
+/// rustls has encrypted onto `sock`, until both are empty or the socket would block. Returns
+/// the plaintext bytes rustls took, and whether bytes wait for the socket to be writable.
+fn flush_tls(tls: &mut ServerConnection, out: &mut OutQueue, sock: &mut TcpStream) -> io::Result<(usize, bool)> {
+    let mut taken = 0;
+    loop {
+        if !tls.is_handshaking() {
+            while !out.is_empty() {
+                // Less than asked, or nothing, once rustls' bounded buffer is full.
+                let n = tls.writer().write_vectored(&out.slices())?;
+                if n == 0 {
+                    break;
+                }
+                out.advance(n);
+                taken += n;
+            }
+        }
+        if !tls.wants_write() {
+            return Ok((taken, false));
+        }
+        match tls.write_tls(sock) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok((taken, true)),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

@@ -10,7 +10,7 @@ use kelp_core::codec::generated::metadata::MetadataRequest;
 use kelp_core::codec::generated::{RequestBody, ResponseBody};
 use kelp_core::codec::{ApiKey, Message, Reader, encode_request_frame};
 use kelp_core::{Broker, Config};
-use kelp_runtime_mio::{Control, LocalConn, Options, serve};
+use kelp_runtime_mio::{Bound, Control, LocalConn, Options, serve};
 use kelp_storage::MemoryStore;
 
 const API_VERSIONS_V: i16 = 3;
@@ -66,7 +66,7 @@ fn start(config: Config) -> (Control, std::thread::JoinHandle<std::io::Result<()
     let (tx, rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
         serve(
-            listener,
+            vec![Bound::plaintext(listener, 0)],
             move |now| Broker::new(config, 7, now),
             Box::new(MemoryStore::new()),
             Options { shutdown_grace: Duration::from_secs(2), ..Options::default() },

@@ -7,7 +7,15 @@
 //! `kelp-driver`'s [`Mailbox`], which wakes the loop with a [`Notify`]. This crate holds no
 //! protocol logic.
 //!
-//! Graceful stop: once [`Control::stop`] is called, the listener is closed, what connections
+//! Listeners: [`serve`] accepts on every [`Bound`] it is given. A plaintext connection goes to
+//! the broker at once; a connection to a TLS listener first shakes hands in a task of its own
+//! (tokio-rustls, with the configuration [`kelp_driver::TlsSource`] has at that moment, bounded
+//! by [`HANDSHAKE_TIMEOUT`]) and is handed to the broker when the handshake is done, with the
+//! client certificate's subject in its `Origin`; a failed handshake drops the connection and
+//! nothing else. Plaintext sockets are read into the thread's shared buffer without a copy;
+//! a TLS connection's reader and writer are the two halves of its rustls stream.
+//!
+//! Graceful stop: once [`Control::stop`] is called, the listeners are closed, what connections
 //! send from then on is read and dropped, and the loop goes on until every request read has
 //! been answered and its response written or [`Options::shutdown_grace`] has passed (see
 //! [`Mailbox::stop_begins`]); then the writers finish what is queued, and the store is synced
@@ -28,17 +36,20 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
-use kelp_core::io::Frame;
+use kelp_core::io::{Frame, Origin};
 use kelp_core::{Broker, CmdId, Command, ConnId, Input, Now};
-use kelp_driver::{Clock, LocalConns, MAX_IOVECS, Mailbox, OutQueue, READ_CHUNK, is_local};
-pub use kelp_driver::{Control, LocalConn, Options, Snapshot};
+use kelp_driver::tls::{self, HANDSHAKE_TIMEOUT};
+pub use kelp_driver::{Bound, Control, LocalConn, Options, Snapshot};
+use kelp_driver::{Clock, LocalConns, MAX_IOVECS, Mailbox, OutQueue, READ_CHUNK, TlsSource, is_local};
 use kelp_storage::{Sink, Store};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
+use tokio_rustls::server::TlsStream;
 
 thread_local! {
     /// One read buffer per runtime thread, shared by every connection's reader. Each read
@@ -50,12 +61,29 @@ thread_local! {
 const MIN_READ_ROOM: usize = READ_CHUNK / 4;
 /// Bytes a reader may have handed to the broker task that it has not yet consumed.
 const MAX_UNPROCESSED: usize = 1024 * 1024;
+/// A TLS connection's reads: its own buffer (rustls hands over at most a few records at a
+/// time), renewed when less than a quarter is left.
+const TLS_READ_CHUNK: usize = 16 * 1024;
 
 enum Event {
     Received(ConnId, Bytes),
     Closed(ConnId),
-    /// The writer put this many bytes of the connection's output on the socket.
+    /// The writer put this many bytes of the connection's output on the socket (for TLS:
+    /// plaintext bytes rustls took).
     Written(ConnId, usize),
+    /// A TLS handshake ended: the stream if it succeeded.
+    Handshake {
+        peer: SocketAddr,
+        listener: u16,
+        stream: Option<Box<TlsStream<TcpStream>>>,
+    },
+}
+
+/// A listener being accepted on.
+struct Listening {
+    socket: TcpListener,
+    index: u16,
+    tls: Option<Arc<TlsSource>>,
 }
 
 /// What the broker task keeps per connection.
@@ -91,6 +119,34 @@ struct Conns {
     local: LocalConns,
     store: Box<dyn Store>,
     sink: Sink,
+    /// TLS handshakes under way: connections admitted, not yet handed to the broker.
+    handshaking: usize,
+    next_conn: u64,
+    events: mpsc::UnboundedSender<Event>,
+    /// Each writer task holds a clone; when all are gone, every response has been written.
+    writers: mpsc::Sender<()>,
+    /// The server still accepts connections (no stop has begun).
+    accepting: bool,
+}
+
+impl Conns {
+    /// Connections counted against `Options::max_connections`.
+    fn open(&self) -> usize {
+        self.map.len() + self.local.len() + self.handshaking
+    }
+
+    /// Starts serving a connection: its reader and writer tasks, and the broker's `Accepted`.
+    fn start<W>(&mut self, broker: &mut Broker, clock: &Clock, peer: SocketAddr, origin: Origin, rd: SockRead, wr: W)
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let handle = spawn_conn(conn, peer, rd, wr, self.events.clone(), self.writers.clone());
+        self.map.insert(conn, handle);
+        tracing::debug!(?conn, %peer, listener = origin.listener, tls_subject = ?origin.tls_subject, "accepted");
+        broker.handle_input(clock.now(), Input::Accepted { conn, peer, origin });
+    }
 }
 
 impl kelp_driver::Io for Conns {
@@ -130,19 +186,27 @@ impl kelp_driver::Io for Conns {
     }
 }
 
-/// Serves Kafka clients on `listener` until [`Control::stop`] is called, then stops gracefully
-/// (see the module docs) and returns.
+/// Serves Kafka clients on `listeners` until [`Control::stop`] is called, then stops gracefully
+/// (see the module docs) and returns. Each listener's `index` is its place in the broker's
+/// `Config::listeners`; [`Options::admit`] counts the connections of all of them together.
 ///
 /// `make_broker` builds the broker from the clock's first reading (the broker's first output
 /// asks the store to recover, so it serves once the store is ready). `on_ready` receives the
 /// [`Control`] handle before the loop starts.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<Bound>,
     make_broker: impl FnOnce(Now) -> Broker,
     store: Box<dyn Store>,
     options: Options,
     on_ready: impl FnOnce(Control),
 ) -> io::Result<()> {
+    let mut listeners = listeners
+        .into_iter()
+        .map(|Bound { listener, index, tls }| {
+            listener.set_nonblocking(true)?;
+            Ok(Listening { socket: TcpListener::from_std(listener)?, index, tls })
+        })
+        .collect::<io::Result<Vec<_>>>()?;
     let clock = Clock::start();
     let mut broker = make_broker(clock.now());
     let wake = Arc::new(Notify::new());
@@ -150,12 +214,21 @@ pub async fn serve(
     let mut mailbox = Mailbox::new(Arc::new(move || waker.notify_one()), options.shutdown_grace);
     on_ready(mailbox.control());
     let sink: Sink = Arc::new(mailbox.completer());
-    let mut conns = Conns { map: HashMap::new(), local: LocalConns::default(), store, sink };
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
-    // Each writer task holds a clone; when all are gone, every response has been written.
     let (writers, mut writers_done) = mpsc::channel::<()>(1);
-    let mut next_conn = 0u64;
-    let mut listener = Some(listener);
+    let mut conns = Conns {
+        map: HashMap::new(),
+        local: LocalConns::default(),
+        store,
+        sink,
+        handshaking: 0,
+        next_conn: 0,
+        events: events_tx,
+        writers,
+        accepting: true,
+    };
+    // Where the next look for an accepted connection starts: no listener starves the others.
+    let mut first = 0;
 
     kelp_driver::drain(&mut broker, &mut conns);
     loop {
@@ -168,7 +241,8 @@ pub async fn serve(
         pump_local(&mut broker, &mut conns, &clock, &mailbox, &options);
         mailbox.answer_queries(&broker);
         if mailbox.stop_begins(conns.map.len() + conns.local.len()) {
-            listener = None;
+            listeners.clear();
+            conns.accepting = false;
             conns.local.stop_begins();
             for h in conns.map.values() {
                 h.shared.raise(&h.shared.discard);
@@ -182,7 +256,7 @@ pub async fn serve(
             // A completion, a query or the stop: handled at the top of the loop.
             () = wake.notified() => {}
             () = sleep_until(mailbox.grace_end()) => {}
-            accepted = accept(listener.as_ref()) => {
+            (i, accepted) = accept(&listeners, &mut first) => {
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
@@ -190,16 +264,22 @@ pub async fn serve(
                         continue;
                     }
                 };
-                if !options.admit(conns.map.len() + conns.local.len(), peer) {
+                if !options.admit(conns.open(), peer) {
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                let conn = ConnId(next_conn);
-                next_conn += 1;
-                let (rd, wr) = stream.into_split();
-                conns.map.insert(conn, spawn_conn(conn, peer, rd, wr, events_tx.clone(), writers.clone()));
-                tracing::debug!(?conn, %peer, "accepted");
-                broker.handle_input(clock.now(), Input::Accepted { conn, peer, origin: Default::default() });
+                let l = &listeners[i];
+                match &l.tls {
+                    None => {
+                        let (rd, wr) = stream.into_split();
+                        let origin = Origin { listener: l.index, tls_subject: None };
+                        conns.start(&mut broker, &clock, peer, origin, SockRead::Plain(rd), wr);
+                    }
+                    Some(source) => {
+                        conns.handshaking += 1;
+                        tokio::spawn(handshake(source.clone(), stream, peer, l.index, conns.events.clone()));
+                    }
+                }
             }
             Some(ev) = events.recv() => handle_event(&mut broker, &mut conns, &clock, ev),
             () = sleep_until(deadline) => broker.handle_input(clock.now(), Input::Tick),
@@ -212,7 +292,7 @@ pub async fn serve(
     }
     conns.local.close_all();
     let until = mailbox.grace_end().map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std);
-    drop(writers);
+    drop(conns.writers);
     let _ = tokio::time::timeout_at(until, writers_done.recv()).await;
     // Storage commands still outstanding (only after the grace period ran out) complete into a
     // channel nobody reads; what they wrote is synced below all the same.
@@ -234,6 +314,10 @@ fn pump_local(broker: &mut Broker, conns: &mut Conns, clock: &Clock, mailbox: &M
 fn handle_event(broker: &mut Broker, conns: &mut Conns, clock: &Clock, ev: Event) {
     match ev {
         Event::Received(conn, bytes) => {
+            // A connection the broker closed may still have reads in the channel: dropped.
+            if !conns.map.contains_key(&conn) {
+                return;
+            }
             let len = bytes.len();
             broker.handle_input(clock.now(), Input::ReceivedOwned { conn, bytes });
             if let Some(h) = conns.map.get(&conn) {
@@ -250,14 +334,59 @@ fn handle_event(broker: &mut Broker, conns: &mut Conns, clock: &Clock, ev: Event
                 broker.handle_input(clock.now(), Input::Closed { conn });
             }
         }
+        Event::Handshake { peer, listener, stream } => {
+            conns.handshaking -= 1;
+            // A handshake that ends after the stop began finds no server: the stream drops.
+            let Some(stream) = stream.filter(|_| conns.accepting) else { return };
+            let tls_subject = tls::peer_subject(stream.get_ref().1).map(Into::into);
+            let (rd, wr) = tokio::io::split(*stream);
+            let origin = Origin { listener, tls_subject };
+            conns.start(broker, clock, peer, origin, SockRead::Tls(rd, BytesMut::new()), wr);
+        }
     }
 }
 
-async fn accept(listener: Option<&TcpListener>) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
-    match listener {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
-    }
+/// The next connection any of `listeners` accepts, with the listener's position; the search
+/// starts at `first`, which moves past the listener that gave one. Never ends without
+/// listeners.
+async fn accept(listeners: &[Listening], first: &mut usize) -> (usize, io::Result<(TcpStream, SocketAddr)>) {
+    std::future::poll_fn(|cx| {
+        let n = listeners.len();
+        for k in 0..n {
+            let i = (*first + k) % n;
+            if let Poll::Ready(r) = listeners[i].socket.poll_accept(cx) {
+                *first = (i + 1) % n;
+                return Poll::Ready((i, r));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Shakes hands with a client of a TLS listener, within [`HANDSHAKE_TIMEOUT`], and reports
+/// the outcome to the broker task. A failure is the client's business: logged at debug.
+async fn handshake(
+    source: Arc<TlsSource>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: u16,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    // The configuration of the moment: a reloaded certificate applies from the next handshake.
+    let acceptor = tokio_rustls::TlsAcceptor::from(source.server_config());
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept_with(stream, tls::limit_buffers)).await {
+        Ok(Ok(s)) => Some(Box::new(s)),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, listener, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, listener, "TLS handshake timed out");
+            None
+        }
+    };
+    let _ = events.send(Event::Handshake { peer, listener, stream });
 }
 
 async fn sleep_until(deadline: Option<std::time::Instant>) {
@@ -267,14 +396,49 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     }
 }
 
-fn spawn_conn(
+/// A connection's read side.
+enum SockRead {
+    /// A plain socket, read into the thread's shared buffer.
+    Plain(OwnedReadHalf),
+    /// A TLS stream's read half, decrypted into a buffer of the connection's own.
+    Tls(ReadHalf<TlsStream<TcpStream>>, BytesMut),
+}
+
+impl SockRead {
+    /// The next bytes the peer sent: empty at the end of the stream.
+    async fn next(&mut self) -> io::Result<Bytes> {
+        match self {
+            Self::Plain(rd) => loop {
+                // Wait for data without holding a buffer, then read into the thread's buffer:
+                // an idle connection costs no read buffer of its own.
+                rd.readable().await?;
+                match READ_BUF.with_borrow_mut(|buf| read_chunk(rd, buf)) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    r => return r,
+                }
+            },
+            Self::Tls(rd, buf) => {
+                if buf.capacity() < TLS_READ_CHUNK / 4 {
+                    *buf = BytesMut::with_capacity(TLS_READ_CHUNK);
+                }
+                let n = rd.read_buf(buf).await?;
+                Ok(buf.split_to(n).freeze())
+            }
+        }
+    }
+}
+
+fn spawn_conn<W>(
     conn: ConnId,
     peer: SocketAddr,
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: SockRead,
+    wr: W,
     events: mpsc::UnboundedSender<Event>,
     alive: mpsc::Sender<()>,
-) -> ConnHandle {
+) -> ConnHandle
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let shared = Arc::new(ConnShared::default());
     let (frames_tx, frames_rx) = mpsc::unbounded_channel::<Frame>();
     let events_for_writer = events.clone();
@@ -289,7 +453,7 @@ fn spawn_conn(
 async fn read_loop(
     conn: ConnId,
     peer: SocketAddr,
-    rd: OwnedReadHalf,
+    mut rd: SockRead,
     shared: Arc<ConnShared>,
     events: mpsc::UnboundedSender<Event>,
 ) {
@@ -303,12 +467,7 @@ async fn read_loop(
         if shared.closed.load(Ordering::Acquire) {
             return;
         }
-        // Wait for data without holding a buffer, then read into the thread's buffer: an idle
-        // connection costs no read buffer of its own.
-        if rd.readable().await.is_err() {
-            break;
-        }
-        match READ_BUF.with_borrow_mut(|buf| read_chunk(&rd, buf)) {
+        match rd.next().await {
             Ok(b) if b.is_empty() => break,
             Ok(_) if shared.discard.load(Ordering::Acquire) => {}
             Ok(b) => {
@@ -317,7 +476,6 @@ async fn read_loop(
                     return;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => break,
         }
     }
@@ -336,9 +494,12 @@ fn read_chunk(rd: &OwnedReadHalf, buf: &mut BytesMut) -> io::Result<Bytes> {
     Ok(buf.split_to(n).freeze())
 }
 
-async fn write_loop(
+/// Writes what the broker sends to `conn`, reporting each batch. `wr` is a socket's write half
+/// or a TLS stream's (then `Written` counts the plaintext rustls took, and the flush after each
+/// batch puts the records it holds on the socket).
+async fn write_loop<W: AsyncWrite + Unpin>(
     conn: ConnId,
-    mut wr: OwnedWriteHalf,
+    mut wr: W,
     mut frames: mpsc::UnboundedReceiver<Frame>,
     events: mpsc::UnboundedSender<Event>,
 ) {
@@ -361,6 +522,9 @@ async fn write_loop(
                 }
                 _ => return,
             }
+        }
+        if wr.flush().await.is_err() {
+            return;
         }
         if events.send(Event::Written(conn, total)).is_err() {
             return;

@@ -10,9 +10,9 @@ use kelp_core::codec::generated::metadata::MetadataRequest;
 use kelp_core::codec::generated::{RequestBody, ResponseBody};
 use kelp_core::codec::{ApiKey, Message, Reader, encode_request_frame};
 use kelp_core::{Broker, Config};
-use kelp_runtime_tokio::{Control, LocalConn, Options, serve};
+use kelp_runtime_tokio::{Bound, Control, LocalConn, Options, serve};
 use kelp_storage::MemoryStore;
-use tokio::net::TcpListener;
+use std::net::TcpListener;
 use tokio::sync::oneshot;
 
 const API_VERSIONS_V: i16 = 3;
@@ -69,10 +69,10 @@ where
     F: FnOnce(Control) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback listener");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
     let (tx, rx) = oneshot::channel();
     let server = serve(
-        listener,
+        vec![Bound::plaintext(listener, 0)],
         move |now| Broker::new(config, 7, now),
         Box::new(MemoryStore::new()),
         Options { shutdown_grace: Duration::from_secs(2), ..Options::default() },
@@ -127,10 +127,10 @@ async fn a_local_connection_is_served_and_closed() {
 
 #[tokio::test]
 async fn a_closed_server_ends_the_local_connection() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback listener");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
     let (tx, rx) = oneshot::channel();
     let server = serve(
-        listener,
+        vec![Bound::plaintext(listener, 0)],
         move |now| Broker::new(Config::default(), 7, now),
         Box::new(MemoryStore::new()),
         Options::default(),
