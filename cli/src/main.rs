@@ -11,6 +11,7 @@
 mod admin;
 mod config;
 mod registry;
+mod user;
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kelp_core::time::Duration as CoreDuration;
 use kelp_core::{Broker, Config};
 
-use crate::config::{EXIT_CONFIG, Layers, Settings};
+use kelp_driver::{Bound, TlsSource};
+
+use crate::config::{ConfigError, EXIT_CONFIG, Layers, Settings};
 
 #[derive(Parser, Debug)]
 #[command(name = "kelp", version, about = "A Kafka-wire-protocol gateway")]
@@ -31,9 +34,12 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once, at start
 enum Cmd {
     /// Serve Kafka clients.
     Serve(ServeArgs),
+    /// Manage users' SCRAM credentials on a running kelp.
+    User(user::UserArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,12 +78,37 @@ struct ServeArgs {
     /// TOML config file (keys named like the flags).
     #[arg(long, env = "KELP_CONFIG", value_name = "FILE")]
     config: Option<String>,
-    /// Address to listen on [default: 127.0.0.1:9092].
+    /// Address of the one PLAINTEXT listener (the shorthand for --listeners) [default: 127.0.0.1:9092].
     #[arg(long, env = "KELP_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
-    /// HOST:PORT clients are told to connect to [default: the listen address].
+    /// HOST:PORT clients of --listen are told to connect to [default: the listen address].
     #[arg(long, env = "KELP_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
+    /// Named listeners, Kafka style: NAME://HOST:PORT,... (e.g. PLAINTEXT://127.0.0.1:9092,SECURE://127.0.0.1:9093).
+    #[arg(long, env = "KELP_LISTENERS", value_name = "LIST")]
+    listeners: Option<String>,
+    /// Each listener's security protocol: NAME:PROTOCOL,... (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)
+    /// [default: a listener named after a protocol uses it].
+    #[arg(long, env = "KELP_LISTENER_SECURITY_PROTOCOL_MAP", value_name = "MAP")]
+    listener_security_protocol_map: Option<String>,
+    /// What each listener's clients are told to connect to: NAME://HOST:PORT,... [default: its bind address].
+    #[arg(long, env = "KELP_ADVERTISED_LISTENERS", value_name = "LIST")]
+    advertised_listeners: Option<String>,
+    /// PEM certificate chain of the SSL and SASL_SSL listeners (reloaded when it changes).
+    #[arg(long, env = "KELP_SSL_CERTIFICATE_LOCATION", value_name = "FILE")]
+    ssl_certificate_location: Option<String>,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "KELP_SSL_KEY_LOCATION", value_name = "FILE")]
+    ssl_key_location: Option<String>,
+    /// PEM bundle of the CAs client certificates must chain to.
+    #[arg(long, env = "KELP_SSL_CLIENT_CA_LOCATION", value_name = "FILE")]
+    ssl_client_ca_location: Option<String>,
+    /// Whether TLS clients must present a certificate: none, requested or required (ssl.client.auth) [default: none].
+    #[arg(long, env = "KELP_SSL_CLIENT_AUTH", value_name = "WHEN")]
+    ssl_client_auth: Option<String>,
+    /// SASL mechanisms SASL listeners offer, in order [default: SCRAM-SHA-512,SCRAM-SHA-256].
+    #[arg(long, env = "KELP_SASL_ENABLED_MECHANISMS", value_name = "LIST")]
+    sasl_enabled_mechanisms: Option<String>,
     /// This node's id [default: 1].
     #[arg(long, env = "KELP_NODE_ID", value_name = "ID")]
     node_id: Option<String>,
@@ -238,9 +269,11 @@ fn main() -> ExitCode {
             let settings = Layers::from_matches(sub).and_then(|l| {
                 let s = Settings::resolve(&l)?;
                 s.check_data_dir(&l)?;
-                Ok(s)
+                // The TLS files are read now: a missing or broken one is a configuration error.
+                let tls = s.tls.clone().map(TlsSource::new).transpose().map_err(ConfigError)?;
+                Ok((s, tls.map(Arc::new)))
             });
-            let settings = match settings {
+            let (settings, tls) = match settings {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("kelp: {e}");
@@ -255,7 +288,7 @@ fn main() -> ExitCode {
                     std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none(),
                 )
                 .init();
-            match serve(&settings) {
+            match serve(&settings, tls) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("kelp: {e:#}");
@@ -263,16 +296,32 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::User(args) => match user::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kelp user: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-fn serve(args: &Settings) -> anyhow::Result<()> {
-    let (host, port) = args.advertised.clone();
-    let advertised = format!("{host}:{port}");
+fn serve(args: &Settings, tls: Option<Arc<TlsSource>>) -> anyhow::Result<()> {
     let ms = |v: u64| CoreDuration::from_millis(i64::try_from(v).unwrap_or(i64::MAX));
+    let listeners = args
+        .listeners
+        .iter()
+        .map(|l| kelp_core::config::Listener {
+            name: l.name.as_str().into(),
+            protocol: l.protocol,
+            host: l.advertised.0.as_str().into(),
+            port: i32::from(l.advertised.1),
+        })
+        .collect();
     let config = Config {
         node_id: args.node_id,
-        listeners: vec![kelp_core::config::Listener::plaintext(&host, i32::from(port))],
+        listeners,
+        sasl_mechanisms: args.sasl_mechanisms.clone(),
         max_request_size: args.max_request_size,
         max_in_flight_per_conn: args.max_in_flight_per_connection,
         auto_create_topics: args.auto_create_topics,
@@ -356,10 +405,14 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
             Box::new(store)
         }
     };
-    let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, advertised = %advertised, storage = ?args.storage, runtime = ?args.runtime, "kelp serving");
+    let bounds = bind(&args.listeners, tls.as_ref())?;
+    tracing::info!(listeners = bounds.len(), storage = ?args.storage, runtime = ?args.runtime, "kelp serving");
+    // The key of the secrets the broker makes (SCRAM salts and nonces), from the OS.
+    let mut secret_key = [0u8; 32];
+    getrandom::fill(&mut secret_key).map_err(|e| anyhow::anyhow!("reading the OS's random numbers: {e}"))?;
     let make_broker = move |now| {
         let mut broker = Broker::new(config, seed, now);
+        broker.seed_secrets(secret_key);
         if let Some(c) = broker_catalog {
             broker.set_schema_catalog(c);
         }
@@ -399,13 +452,9 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;
-            rt.block_on(async move {
-                listener.set_nonblocking(true)?;
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                kelp_runtime_tokio::serve(listener, make_broker, store, options, on_ready).await
-            })?;
+            rt.block_on(kelp_runtime_tokio::serve(bounds, make_broker, store, options, on_ready))?;
         }
-        RuntimeKind::Mio => kelp_runtime_mio::serve(listener, make_broker, store, options, on_ready)?,
+        RuntimeKind::Mio => kelp_runtime_mio::serve(bounds, make_broker, store, options, on_ready)?,
     }
     // The registry answers what it has in flight once the broker has stopped; give it a moment.
     let done = registry_done.lock().ok().and_then(|mut d| d.take());
@@ -416,6 +465,35 @@ fn serve(args: &Settings) -> anyhow::Result<()> {
     }
     tracing::info!("kelp stopped");
     Ok(())
+}
+
+/// Binds every listener, in the order of `Config::listeners` (a listener's index is its
+/// position), the TLS ones with `tls`, and logs each with the address it got.
+fn bind(listeners: &[config::ListenerSpec], tls: Option<&Arc<TlsSource>>) -> anyhow::Result<Vec<Bound>> {
+    let mut bounds = Vec::with_capacity(listeners.len());
+    for (i, l) in listeners.iter().enumerate() {
+        let index = u16::try_from(i).context("too many listeners")?;
+        let socket =
+            std::net::TcpListener::bind(l.bind).with_context(|| format!("listener {} on {}", l.name, l.bind))?;
+        let tls =
+            if l.protocol.tls() {
+                Some(tls.cloned().with_context(|| {
+                    format!("listener {} is {} but TLS is not configured", l.name, l.protocol.name())
+                })?)
+            } else {
+                None
+            };
+        let (host, port) = &l.advertised;
+        tracing::info!(
+            listener = %l.name,
+            protocol = l.protocol.name(),
+            bound = %socket.local_addr().unwrap_or(l.bind),
+            advertised = %format!("{host}:{port}"),
+            "listening"
+        );
+        bounds.push(Bound { listener: socket, index, tls });
+    }
+    Ok(bounds)
 }
 
 /// How long a stopping kelp waits for the schema registry to answer its requests in flight.

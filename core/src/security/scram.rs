@@ -387,7 +387,9 @@ impl ScramServer {
         if B64.decode(binding).ok().as_deref() != Some(x.gs2_header.as_bytes()) {
             return Err(ScramError::ChannelBinding);
         }
-        if nonce != x.nonce {
+        // RFC 5802 has the client echo the nonce; librdkafka sends its own nonce followed by
+        // the whole nonce the server gave, and Kafka accepts any nonce that ends with it.
+        if !nonce.ends_with(&x.nonce) {
             return Err(ScramError::NonceMismatch);
         }
         let proof = B64.decode(proof).map_err(|_| ScramError::Malformed("proof is not base64"))?;
@@ -431,13 +433,25 @@ mod tests {
 
     /// The client side of RFC 5802, as a Kafka client computes it.
     fn client_final(hash: ScramHash, password: &str, client_first_bare: &str, server_first: &str) -> (String, Vec<u8>) {
+        client_final_with_nonce_prefix(hash, password, client_first_bare, server_first, "")
+    }
+
+    /// As [`client_final`], with `prefix` before the echoed nonce (librdkafka sends its own
+    /// nonce there).
+    fn client_final_with_nonce_prefix(
+        hash: ScramHash,
+        password: &str,
+        client_first_bare: &str,
+        server_first: &str,
+        prefix: &str,
+    ) -> (String, Vec<u8>) {
         let fields: HashMap<&str, &str> = server_first.split(',').filter_map(|a| a.split_once('=')).collect();
         let salt = B64.decode(fields["s"]).unwrap();
         let iterations: u32 = fields["i"].parse().unwrap();
         let salted = hash.salted_password(password.as_bytes(), &salt, iterations);
         let client_key = hash.hmac(&salted, &[b"Client Key"]);
         let stored_key = hash.hash(&client_key);
-        let without_proof = format!("c=biws,r={}", fields["r"]);
+        let without_proof = format!("c=biws,r={prefix}{}", fields["r"]);
         let auth = format!("{client_first_bare},{server_first},{without_proof}");
         let sig = hash.hmac(&stored_key, &[auth.as_bytes()]);
         let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
@@ -472,6 +486,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn librdkafkas_final_nonce_with_its_own_nonce_in_front_is_accepted() {
+        let hash = ScramHash::Sha512;
+        let c = creds(hash);
+        let mut s = ScramServer::First;
+        let bare = "n=al=2Ci=3Dce,r=k=x|~";
+        let first = s.client_first(hash, format!("n,,{bare}").as_bytes(), &c, b"nonce").unwrap();
+        let first = String::from_utf8(first).unwrap();
+        let (msg, server_final) = client_final_with_nonce_prefix(hash, "s3cret", bare, &first, "k=x|~");
+        assert_eq!(s.client_final(hash, msg.as_bytes()).unwrap().1, server_final);
     }
 
     #[test]
