@@ -99,14 +99,16 @@ cargo test -p kelp-tests --test sim -- --nocapture
 # runtime and every store, and the whole group suite ran above; what a runtime and a store add
 # is how parked answers are timed and where group metadata is kept, which a classic, a kafkajs
 # and the KIP-848 groups (Java, librdkafka, both in one group, a regex subscription) all go
-# through), and the graceful-stop (SIGTERM) resume tests on mio, whose stop path differs from
-# tokio's.
+# through), the graceful-stop (SIGTERM) resume tests on mio, whose stop path differs from
+# tokio's, and the security suite on mio, whose TLS runs on rustls' connection API rather than
+# tokio-rustls.
 GROUP_SUBSET=(confluent_kafka_group kafkajs_group java_kip848_group confluent_kafka_kip848_group
     java_and_confluent_kafka_kip848_in_one_group confluent_kafka_kip848_regex_subscription_gains_a_new_topic)
 step "end-to-end client tests again on the disk store (mio, then tokio), group scenarios on disk + mio"
 KELP_RUNTIME=mio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hostile
 KELP_RUNTIME=mio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_groups -- "${GROUP_SUBSET[@]}"
 KELP_RUNTIME=mio cargo test -p kelp-tests --test e2e_resume -- sigterm
+KELP_RUNTIME=mio cargo test -p kelp-tests --test e2e_security
 KELP_RUNTIME=tokio KELP_E2E_STORAGE=disk cargo test -p kelp-tests --test e2e_clients --test e2e_hostile
 
 step "benchmark script smoke run (scripts/bench.sh --smoke: one produce and one consume row)"

@@ -589,6 +589,157 @@ pub fn installed(client: Result<Client, String>) -> Option<(Client, std::sync::M
     }
 }
 
+// ---- a kelp with several listeners (the security tests) ----------------------------------------
+
+/// A `kelp serve` started with exactly the arguments a test gives (unlike
+/// [`crate::server::KelpServer`], which always adds `--listen` and `--advertised-listener`, and
+/// so cannot be combined with `--listeners`). It leads its own process group, killed by its id on
+/// drop (also on panic, when its log is printed).
+pub struct KelpListeners {
+    group: ProcessGroup,
+    log: PathBuf,
+    /// The loopback addresses it was given, in the order given: each accepted a connection
+    /// before `start` returned.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl KelpListeners {
+    /// Picks `listeners` free loopback ports, runs `kelp serve` with `args(&addrs)` (the
+    /// arguments after `serve`; nothing is added, so they must say `--storage`, `--data-dir`,
+    /// `--admin-listen off` and so on), and waits until every address accepts a TCP connection.
+    /// A port taken by someone else between the pick and the bind makes it try again (three
+    /// times in all); anything else that keeps kelp from coming up panics with its log.
+    #[must_use]
+    pub fn start(listeners: usize, args: impl Fn(&[SocketAddr]) -> Vec<String>) -> Self {
+        for attempt in 1..=3 {
+            let addrs: Vec<SocketAddr> =
+                (0..listeners).map(|_| SocketAddr::from(([127, 0, 0, 1], crate::server::free_port()))).collect();
+            let mut kelp = Self::spawn(addrs, &args);
+            match kelp.wait_ready() {
+                Ok(()) => return kelp,
+                Err(log) if attempt < 3 && log.contains("in use") => {}
+                Err(log) => panic!("kelp serve on {:?} did not come up:\n{log}", kelp.addrs),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(addrs: Vec<SocketAddr>, args: &impl Fn(&[SocketAddr]) -> Vec<String>) -> Self {
+        static SPAWNED: AtomicU32 = AtomicU32::new(0);
+        let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!("kelp-e2e-listeners-{}-{n}.log", std::process::id()));
+        let err = File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let out = err.try_clone().unwrap_or_else(|e| panic!("cloning {}: {e}", log.display()));
+        let mut cmd = Command::new(crate::server::kelp_bin());
+        cmd.arg("serve")
+            .args(args(&addrs))
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("NO_COLOR", "1");
+        Self { group: ProcessGroup::spawn(cmd, out, err), log, addrs }
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut waiting: Vec<SocketAddr> = self.addrs.clone();
+        while Instant::now() < deadline {
+            waiting.retain(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_err());
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if let Some(status) = self.group.try_wait() {
+                return Err(format!("kelp exited ({status}); its log:\n{}", self.log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("{waiting:?} accepted no connection within 20 s; its log:\n{}", self.log_tail()))
+    }
+
+    /// The last 60 lines of its log (stdout and stderr).
+    #[must_use]
+    pub fn log_tail(&self) -> String {
+        tail(&read_lossy(&self.log), 60)
+    }
+
+    /// Its process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.group.pid()
+    }
+
+    /// Panics unless it is still running and its log shows no panic.
+    pub fn assert_healthy(&mut self) {
+        if let Some(status) = self.group.try_wait() {
+            panic!("kelp exited ({status}); its log:\n{}", self.log_tail());
+        }
+        let log = read_lossy(&self.log);
+        if let Some(line) = log.lines().find(|l| l.contains("panicked")) {
+            panic!("kelp's log shows a panic: {line}\n{}", self.log_tail());
+        }
+    }
+}
+
+impl Drop for KelpListeners {
+    fn drop(&mut self) {
+        // The process group goes when `group` drops, right after this.
+        if std::thread::panicking() {
+            eprintln!("kelp log ({}):\n{}", self.log.display(), self.log_tail());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Gives `user` a SCRAM credential for `password` with each of `mechanisms` (`SCRAM-SHA-512`,
+/// `SCRAM-SHA-256`) and `iterations`, by an AlterUserScramCredentials v0 request (salt and
+/// salted password made here, as the Java Admin client does) on a listener that needs no
+/// authentication; panics unless every result is error code 0.
+pub fn upsert_scram_user(addr: SocketAddr, user: &str, password: &str, mechanisms: &[&str], iterations: i32) {
+    use kelp_core::codec::generated::alter_user_scram_credentials::{
+        AlterUserScramCredentialsRequest, ScramCredentialUpsertion,
+    };
+    use kelp_core::codec::generated::{RequestBody, ResponseBody};
+    use sha2::Digest;
+
+    let upsertions = mechanisms
+        .iter()
+        .map(|m| {
+            let hash = crate::tls::ScramHash::from_mechanism(m).unwrap_or_else(|| panic!("{m} is not SCRAM"));
+            let seed = format!("{user}/{m}/{:?}/{}", Instant::now(), std::process::id());
+            let salt = sha2::Sha256::digest(seed.as_bytes())[..16].to_vec();
+            let salted = hash.salted_password(password.as_bytes(), &salt, u32::try_from(iterations).unwrap_or(0));
+            ScramCredentialUpsertion {
+                name: user.into(),
+                mechanism: hash.wire(),
+                iterations,
+                salt: salt.into(),
+                salted_password: salted.into(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let body =
+        RequestBody::AlterUserScramCredentials(AlterUserScramCredentialsRequest { upsertions, ..Default::default() });
+    let mut conn = crate::raw::RawClient::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    match conn.call(body, 0) {
+        Ok(ResponseBody::AlterUserScramCredentials(r)) => {
+            for result in &r.results {
+                assert_eq!(
+                    result.error_code, 0,
+                    "AlterUserScramCredentials for {}: error {} {:?}",
+                    result.user, result.error_code, result.error_message
+                );
+            }
+            assert!(!r.results.is_empty(), "AlterUserScramCredentials for {user}: no results");
+        }
+        other => panic!("AlterUserScramCredentials for {user}: {other:?}"),
+    }
+}
+
+/// The lock [`installed`] takes, for tests that start kelp but run no client program: one such
+/// test at a time, like the client tests.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::Json;

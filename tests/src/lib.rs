@@ -45,3 +45,4 @@ pub mod registry;
 pub mod seaweedfs;
 pub mod server;
 pub mod sim;
+pub mod tls;

@@ -121,7 +121,7 @@ fn alter(
 }
 
 fn handshake(h: &mut Harness, c: ConnId, mechanism: &str, version: i16) -> (i16, Vec<String>) {
-    let req = SaslHandshakeRequest { mechanism: KStr::from(mechanism), ..Default::default() };
+    let req = SaslHandshakeRequest { mechanism: KStr::from(mechanism) };
     let r = expect_body!(h.call(c, RequestBody::SaslHandshake(req), version), SaslHandshake);
     (r.error_code, r.mechanisms.iter().map(ToString::to_string).collect())
 }

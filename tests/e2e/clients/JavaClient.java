@@ -2,7 +2,8 @@
 //
 //   java -cp "$KELP_CLIENTS_DIR/java/*" JavaClient.java --bootstrap 127.0.0.1:9092 --topic t \
 //       --mode produce-verify|admin|produce|group|keyless [--compression snappy] [--count 1000] \
-//       [--create] [--timeout 60]
+//       [--create] [--timeout 60] [--security-protocol SASL_SSL --sasl-mechanism SCRAM-SHA-512 \
+//       --sasl-username U --sasl-password P --ssl-ca ca.pem] [--ssl-keystore key-and-chain.pem]
 //
 // One source file, run by the JDK's source launcher: no build tool. The jars come from
 // scripts/install-clients.sh. The producer keeps the client's defaults, so it is idempotent
@@ -23,6 +24,8 @@
 //                   (server-side assignor, incremental assign/revoke). Prints one JSON object
 //                   per line (events ready, start, assigned, revoked, lost, batch,
 //                   commit_failed, then summary), as e2e_common.py describes.
+//   scram-users     Admin on SCRAM credentials of --scram-user (with --scram-password):
+//                   upsert SHA-512 and SHA-256, describe, delete SHA-256, describe, refusals.
 //   keyless         on a compacted topic (cleanup.policy=compact) the harness made: N keyed
 //                   records to partition 0 and a flush, one record without a key, which must
 //                   fail with InvalidRecordException, a flush, N more keyed records; then reads
@@ -72,11 +75,14 @@ public class JavaClient {
     static final int PARTITIONS = 3;
     static final String USAGE = String.join("\n",
             "usage: java -cp 'JARS/*' JavaClient.java --bootstrap HOST:PORT --topic NAME",
-            "       --mode produce-verify|admin|produce|group|keyless|describe-group [--compression none|gzip|snappy|lz4|zstd]",
+            "       --mode produce-verify|admin|produce|group|keyless|describe-group|scram-users [--compression none|gzip|snappy|lz4|zstd]",
             "       [--count N] [--create] [--timeout SECONDS]",
             "",
             "       [--group NAME --stop-file PATH --start-file PATH --idle-exit S --max-batch N",
             "        --batch-delay-ms MS --group-protocol classic|consumer] [--first I --partitions P]",
+            "       [--security-protocol PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL] [--sasl-mechanism M",
+            "        --sasl-username U --sasl-password P] [--ssl-ca PEM] [--ssl-keystore PEM]",
+            "       [--scram-user U --scram-password P] (mode scram-users)",
             "  --create      create the topic (3 partitions; produce: --partitions) with the Admin API first",
             "  --count N     records to produce (default 1000)",
             "  --timeout S   give up (exit 1) after this long in all (default 60)");
@@ -120,6 +126,8 @@ public class JavaClient {
                 keylessMode();
             } else if (mode.equals("describe-group")) {
                 describeGroup();
+            } else if (mode.equals("scram-users")) {
+                scramUsers();
             } else {
                 produceVerify();
             }
@@ -160,16 +168,81 @@ public class JavaClient {
                 case "--batch-delay-ms" -> batchDelayMs = parseNumber(flag, v).intValue();
                 case "--first" -> first = parseNumber(flag, v).intValue();
                 case "--partitions" -> partitions = parseNumber(flag, v).intValue();
+                case "--security-protocol" -> securityProtocol = v;
+                case "--sasl-mechanism" -> saslMechanism = v;
+                case "--sasl-username" -> saslUsername = v;
+                case "--sasl-password" -> saslPassword = v;
+                case "--ssl-ca" -> sslCa = v;
+                case "--ssl-cert" -> sslCert = v;
+                case "--ssl-key" -> sslKey = v;
+                case "--ssl-keystore" -> sslKeystore = v;
+                case "--scram-user" -> scramUser = v;
+                case "--scram-password" -> scramPassword = v;
                 default -> usageError("unknown argument " + flag);
             }
         }
         if (bootstrap == null || topic == null || mode == null) usageError("--bootstrap, --topic and --mode are required");
-        if (!List.of("produce-verify", "admin", "produce", "group", "keyless", "describe-group").contains(mode)) usageError("--mode must be produce-verify, admin, produce, group, keyless or describe-group");
+        if (!List.of("produce-verify", "admin", "produce", "group", "keyless", "describe-group", "scram-users").contains(mode)) usageError("--mode must be produce-verify, admin, produce, group, keyless, describe-group or scram-users");
+        if (mode.equals("scram-users") && (scramUser == null || scramPassword == null)) usageError("--mode scram-users needs --scram-user and --scram-password");
+        checkSecurityArgs();
         if ((mode.equals("group") || mode.equals("describe-group")) && group == null) usageError("--mode " + mode + " needs --group NAME");
         if (!List.of("classic", "consumer").contains(groupProtocol)) usageError("--group-protocol must be classic or consumer");
         if (!List.of("none", "gzip", "snappy", "lz4", "zstd").contains(compression)) usageError("unknown --compression " + compression);
         if (count < 1) usageError("--count must be at least 1");
         if (!(timeoutSeconds > 0)) usageError("--timeout must be positive");
+    }
+
+    // ---- security: the flags every client program takes (e2e_common.py describes them) ------
+    //
+    // PLAINTEXT, the default, adds nothing to any configuration. SASL: sasl.mechanism and a
+    // sasl.jaas.config for ScramLoginModule or PlainLoginModule. TLS: the CA as a PEM trust store
+    // (ssl.truststore.type=PEM) and --ssl-keystore, one PEM file with the PKCS#8 key and the
+    // certificate chain, as a PEM key store (no key password); --ssl-cert and --ssl-key are
+    // accepted for symmetry with the other clients and not used. Hostname verification stays on
+    // (https): the test certificates name 127.0.0.1 and localhost.
+
+    static String securityProtocol = "PLAINTEXT", saslMechanism, saslUsername, saslPassword;
+    static String sslCa, sslCert, sslKey, sslKeystore;
+    static String scramUser, scramPassword;
+
+    static void checkSecurityArgs() {
+        if (!List.of("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL").contains(securityProtocol)) usageError("unknown --security-protocol " + securityProtocol);
+        boolean sasl = securityProtocol.startsWith("SASL_"), tls = securityProtocol.endsWith("SSL");
+        boolean anySasl = saslMechanism != null || saslUsername != null || saslPassword != null;
+        if (sasl && (saslMechanism == null || saslUsername == null || saslPassword == null)) usageError("--security-protocol " + securityProtocol + " needs --sasl-mechanism, --sasl-username and --sasl-password");
+        if (!sasl && anySasl) usageError("--sasl-* flags need a SASL --security-protocol");
+        if (sasl && !List.of("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN").contains(saslMechanism)) usageError("unknown --sasl-mechanism " + saslMechanism);
+        if (!tls && (sslCa != null || sslCert != null || sslKey != null || sslKeystore != null)) usageError("--ssl-* flags need an SSL --security-protocol");
+        if ((sslCert == null) != (sslKey == null)) usageError("--ssl-cert and --ssl-key go together");
+    }
+
+    /** New client properties holding the security configuration (none for PLAINTEXT). */
+    static Properties secured() {
+        Properties p = new Properties();
+        if (securityProtocol.equals("PLAINTEXT")) return p;
+        p.put("security.protocol", securityProtocol);
+        if (securityProtocol.startsWith("SASL_")) {
+            String module = saslMechanism.equals("PLAIN")
+                    ? "org.apache.kafka.common.security.plain.PlainLoginModule"
+                    : "org.apache.kafka.common.security.scram.ScramLoginModule";
+            p.put("sasl.mechanism", saslMechanism);
+            p.put("sasl.jaas.config", module + " required username=" + jaasQuote(saslUsername) + " password=" + jaasQuote(saslPassword) + ";");
+        }
+        if (securityProtocol.endsWith("SSL")) {
+            if (sslCa != null) {
+                p.put("ssl.truststore.type", "PEM");
+                p.put("ssl.truststore.location", sslCa);
+            }
+            if (sslKeystore != null) {
+                p.put("ssl.keystore.type", "PEM");
+                p.put("ssl.keystore.location", sslKeystore);
+            }
+        }
+        return p;
+    }
+
+    static String jaasQuote(String s) {
+        return "\"" + s.replace("\\", "\\\\").replace("\"", "\\\"") + "\"";
     }
 
     static Number parseNumber(String flag, String v) {
@@ -222,6 +295,14 @@ public class JavaClient {
         m.put("mode", mode);
         m.put("topic", topic);
         m.put("compression", compression);
+        if (!securityProtocol.equals("PLAINTEXT")) {
+            m.put("security_protocol", securityProtocol);
+            if (saslMechanism != null) {
+                m.put("sasl_mechanism", saslMechanism);
+                m.put("sasl_username", saslUsername);
+            }
+            if (securityProtocol.endsWith("SSL")) m.put("client_certificate", sslKeystore != null);
+        }
         return m;
     }
 
@@ -301,7 +382,7 @@ public class JavaClient {
     // ---- clients ----------------------------------------------------------------------------
 
     static Admin adminClient() {
-        Properties p = new Properties();
+        Properties p = secured();
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(AdminClientConfig.CLIENT_ID_CONFIG, "kelp-e2e-java-admin");
         int left = (int) Math.min(Integer.MAX_VALUE, msLeft());
@@ -311,7 +392,7 @@ public class JavaClient {
     }
 
     static KafkaProducer<byte[], byte[]> producer() {
-        Properties p = new Properties();
+        Properties p = secured();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.CLIENT_ID_CONFIG, "kelp-e2e-java-producer");
         p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, compression);
@@ -366,7 +447,7 @@ public class JavaClient {
         int[] counts = counts(records);
 
         step = "reading back";
-        Properties p = new Properties();
+        Properties p = secured();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ConsumerConfig.CLIENT_ID_CONFIG, "kelp-e2e-java-consumer");
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
@@ -635,7 +716,7 @@ public class JavaClient {
         want.addAll(after);
 
         step = "reading back";
-        Properties p = new Properties();
+        Properties p = secured();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ConsumerConfig.CLIENT_ID_CONFIG, "kelp-e2e-java-consumer");
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
@@ -668,6 +749,92 @@ public class JavaClient {
         Map<String, Object> s = summary();
         s.put("keyed", want.size());
         s.put("refused", refused);
+        ok(s);
+    }
+
+    // ---- scram-users ------------------------------------------------------------------------
+
+    /** The (mechanism, iterations) pairs `user` has, as "SCRAM-SHA-512:4096" strings, sorted. */
+    static List<String> scramInfo(Admin admin, String user) throws Exception {
+        org.apache.kafka.clients.admin.UserScramCredentialsDescription d =
+                get(admin.describeUserScramCredentials(List.of(user)).description(user));
+        List<String> out = new ArrayList<>();
+        for (org.apache.kafka.clients.admin.ScramCredentialInfo c : d.credentialInfos()) {
+            out.add(c.mechanism().mechanismName() + ":" + c.iterations());
+        }
+        java.util.Collections.sort(out);
+        return out;
+    }
+
+    static void expectInfo(Admin admin, String user, List<String> want) throws Exception {
+        List<String> got = scramInfo(admin, user);
+        if (!got.equals(want)) fail(step + ": " + user + " has " + got + ", expected " + want);
+        stepOk(step + ": " + got);
+    }
+
+    /** A failed future's cause, or a failure when it succeeded. */
+    static Throwable failure(Future<?> f, String what) throws Exception {
+        try {
+            get(f);
+        } catch (ExecutionException e) {
+            return e.getCause();
+        }
+        fail(what + ": succeeded, expected an error");
+        return null;
+    }
+
+    /**
+     * Admin on SCRAM credentials (KIP-554): upsert --scram-user with SCRAM-SHA-512 (4096
+     * iterations) and SCRAM-SHA-256 (8192), describe it (by name and in the list of all users),
+     * delete the SHA-256 credential, describe again; a credential with too few iterations is
+     * refused (UnacceptableCredentialException) and an unknown user is not found
+     * (ResourceNotFoundException). Leaves the user with its SCRAM-SHA-512 credential.
+     */
+    static void scramUsers() throws Exception {
+        var sha512 = org.apache.kafka.clients.admin.ScramMechanism.SCRAM_SHA_512;
+        var sha256 = org.apache.kafka.clients.admin.ScramMechanism.SCRAM_SHA_256;
+        String user = scramUser;
+        try (Admin admin = adminClient()) {
+            step = "upserting " + user + " (SCRAM-SHA-512 x4096, SCRAM-SHA-256 x8192)";
+            get(admin.alterUserScramCredentials(List.of(
+                    new org.apache.kafka.clients.admin.UserScramCredentialUpsertion(user, new org.apache.kafka.clients.admin.ScramCredentialInfo(sha512, 4096), scramPassword),
+                    new org.apache.kafka.clients.admin.UserScramCredentialUpsertion(user, new org.apache.kafka.clients.admin.ScramCredentialInfo(sha256, 8192), scramPassword))).all());
+            stepOk(step);
+
+            step = "describing " + user;
+            expectInfo(admin, user, List.of("SCRAM-SHA-256:8192", "SCRAM-SHA-512:4096"));
+
+            step = "describing every user";
+            Map<String, org.apache.kafka.clients.admin.UserScramCredentialsDescription> all =
+                    get(admin.describeUserScramCredentials().all());
+            if (!all.containsKey(user)) fail(step + ": " + user + " not among " + all.keySet());
+            stepOk(step + ": " + all.size() + " users");
+
+            step = "deleting the SCRAM-SHA-256 credential of " + user;
+            get(admin.alterUserScramCredentials(List.of(
+                    new org.apache.kafka.clients.admin.UserScramCredentialDeletion(user, sha256))).all());
+            stepOk(step);
+
+            step = "describing " + user + " after the deletion";
+            expectInfo(admin, user, List.of("SCRAM-SHA-512:4096"));
+
+            step = "upserting " + user + " with 1000 iterations (too few)";
+            Throwable e = failure(admin.alterUserScramCredentials(List.of(
+                    new org.apache.kafka.clients.admin.UserScramCredentialUpsertion(user, new org.apache.kafka.clients.admin.ScramCredentialInfo(sha256, 1000), scramPassword))).all(), step);
+            if (!(e instanceof org.apache.kafka.common.errors.UnacceptableCredentialException)) fail(step + ": " + e);
+            stepOk(step + ": refused");
+            step = "describing " + user + " after the refusal";
+            expectInfo(admin, user, List.of("SCRAM-SHA-512:4096"));
+
+            String nobody = user + "-nobody";
+            step = "describing the unknown user " + nobody;
+            e = failure(admin.describeUserScramCredentials(List.of(nobody)).description(nobody), step);
+            if (!(e instanceof org.apache.kafka.common.errors.ResourceNotFoundException)) fail(step + ": " + e);
+            stepOk(step + ": not found");
+        }
+        Map<String, Object> s = summary();
+        s.put("user", user);
+        s.put("steps", 8);
         ok(s);
     }
 
@@ -772,7 +939,7 @@ public class JavaClient {
     }
 
     static void groupMode() throws Exception {
-        Properties p = new Properties();
+        Properties p = secured();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ConsumerConfig.CLIENT_ID_CONFIG, "kelp-e2e-java-" + groupProtocol + "-" + ProcessHandle.current().pid());
         p.put(ConsumerConfig.GROUP_ID_CONFIG, group);

@@ -2,7 +2,12 @@
 """kelp end-to-end client: confluent-kafka (librdkafka) against a running broker.
 
     python confluent_client.py --bootstrap 127.0.0.1:9092 --topic t --mode produce-verify \
-        [--compression zstd] [--count 1000] [--create] [--timeout 60]
+        [--compression zstd] [--count 1000] [--create] [--timeout 60] \
+        [--security-protocol SASL_SSL --sasl-mechanism SCRAM-SHA-512 --sasl-username U \
+         --sasl-password P --ssl-ca ca.pem] [--ssl-cert client.pem --ssl-key client.key]
+
+Security flags (e2e_common.py) map to security.protocol, sasl.mechanisms, sasl.username,
+sasl.password, ssl.ca.location, ssl.certificate.location and ssl.key.location.
 
 Modes:
   produce-verify  produce N keyed records with headers and explicit timestamps to partitions
@@ -92,13 +97,34 @@ LOGGER.propagate = False
 LOGGER.setLevel(logging.INFO)  # librdkafka's info lines say why it disconnected
 
 
+def security_conf():
+    """librdkafka's names for the shared security flags (e2e_common.py); none for PLAINTEXT."""
+    if args.security_protocol == "PLAINTEXT":
+        return {}
+    conf = {"security.protocol": args.security_protocol.lower()}
+    if common.uses_sasl(args):
+        conf |= {
+            "sasl.mechanisms": args.sasl_mechanism,
+            "sasl.username": args.sasl_username,
+            "sasl.password": args.sasl_password,
+        }
+    for flag, key in (
+        ("ssl_ca", "ssl.ca.location"),
+        ("ssl_cert", "ssl.certificate.location"),
+        ("ssl_key", "ssl.key.location"),
+    ):
+        if getattr(args, flag) is not None:
+            conf[key] = getattr(args, flag)
+    return conf
+
+
 def base_conf():
     return {
         "bootstrap.servers": args.bootstrap,
         "client.id": "kelp-e2e-confluent",
         "error_cb": on_error,
         "logger": LOGGER,
-    }
+    } | security_conf()
 
 
 ADMINS = []  # admin clients whose error and log callbacks need poll() to run

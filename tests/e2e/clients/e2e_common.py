@@ -48,12 +48,82 @@ def parse_args(description, modes, has_admin):
         help="give up (exit 1) after this long in all (default 60)",
     )
     add_group_args(p)
+    add_security_args(p)
     args = p.parse_args()
     if args.mode == "group" and not args.group:
         p.error("--mode group needs --group NAME")
+    check_security_args(p, args)
     if args.count < 1:
         p.error("--count must be at least 1")
     return args
+
+
+# ---- security: the same flags in every client program -------------------------------------------
+#
+# --security-protocol PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL (default PLAINTEXT: no flag given
+# means the plaintext behaviour these clients always had), --sasl-mechanism, --sasl-username,
+# --sasl-password for the SASL protocols, --ssl-ca (the CA bundle to trust), --ssl-cert and
+# --ssl-key (a client certificate chain and its PKCS#8 key, both PEM) for the SSL ones.
+# --ssl-keystore (key and chain in one PEM file) is what the Java client takes; the Python
+# clients accept it and use --ssl-cert and --ssl-key. Each client maps these onto its own
+# configuration. Passwords are never printed.
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+def add_security_args(p):
+    g = p.add_argument_group("security (default: PLAINTEXT, no authentication)")
+    g.add_argument("--security-protocol", default="PLAINTEXT", choices=SECURITY_PROTOCOLS)
+    g.add_argument("--sasl-mechanism", choices=SASL_MECHANISMS)
+    g.add_argument("--sasl-username", metavar="USER")
+    g.add_argument("--sasl-password", metavar="PASSWORD")
+    g.add_argument("--ssl-ca", metavar="PEM", help="CA certificates to trust (else the system's)")
+    g.add_argument("--ssl-cert", metavar="PEM", help="client certificate chain (with --ssl-key)")
+    g.add_argument("--ssl-key", metavar="PEM", help="client private key, PKCS#8, unencrypted")
+    g.add_argument("--ssl-keystore", metavar="PEM", help="Java's key+chain file: accepted, not used here")
+
+
+def uses_sasl(args):
+    return args.security_protocol.startswith("SASL_")
+
+
+def uses_tls(args):
+    return args.security_protocol.endswith("SSL")
+
+
+def check_security_args(p, args):
+    """Refuses flags that do not fit the protocol (a test that meant TLS must not run without)."""
+    sasl_flags = [args.sasl_mechanism, args.sasl_username, args.sasl_password]
+    if uses_sasl(args):
+        if any(f is None for f in sasl_flags):
+            p.error(
+                f"--security-protocol {args.security_protocol} needs --sasl-mechanism, --sasl-username "
+                "and --sasl-password"
+            )
+    elif any(f is not None for f in sasl_flags):
+        p.error(f"--sasl-* flags need a SASL --security-protocol, not {args.security_protocol}")
+    ssl_flags = [args.ssl_ca, args.ssl_cert, args.ssl_key, args.ssl_keystore]
+    if not uses_tls(args) and any(f is not None for f in ssl_flags):
+        p.error(f"--ssl-* flags need an SSL --security-protocol, not {args.security_protocol}")
+    if (args.ssl_cert is None) != (args.ssl_key is None):
+        p.error("--ssl-cert and --ssl-key go together")
+    if args.security_protocol != "PLAINTEXT":
+        _SECURITY.update(security_summary(args))
+
+
+_SECURITY = {}  # added to every summary line when the protocol is not PLAINTEXT
+
+
+def security_summary(args):
+    """What the summary line says about security (never the password)."""
+    out = {"security_protocol": args.security_protocol}
+    if uses_sasl(args):
+        out["sasl_mechanism"] = args.sasl_mechanism
+        out["sasl_username"] = args.sasl_username
+    if uses_tls(args):
+        out["client_certificate"] = args.ssl_cert is not None
+    return out
 
 
 class Watchdog:
@@ -113,6 +183,7 @@ def fail(lines):
 
 def ok(summary):
     """Prints the one-line JSON summary and exits 0."""
+    summary = summary | _SECURITY
     sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
     sys.stdout.flush()
     os._exit(0)
@@ -438,6 +509,7 @@ class Member:
             "commit_failures": self.commit_failures,
         }
         summary.update(extra)
+        summary.update(_SECURITY)
         sys.stdout.write(json.dumps(summary, sort_keys=True, separators=(",", ":")) + "\n")
         sys.stdout.flush()
         os._exit(0)

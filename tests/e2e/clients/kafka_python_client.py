@@ -20,6 +20,9 @@ a rebalance listener, no auto commit, commit() (the positions of what poll retur
 poll batch, kafka-python's default assignors (range, roundrobin: eager), until --stop-file or
 --idle-exit.
 
+Security flags (e2e_common.py) map to security_protocol, sasl_mechanism, sasl_plain_username,
+sasl_plain_password, ssl_cafile, ssl_certfile and ssl_keyfile.
+
 Exit 0 with a one-line JSON summary when every check passed; exit 1 with what differed.
 """
 
@@ -64,8 +67,34 @@ def ms_left():
     return int(dog.remaining() * 1000)
 
 
+def security_conf():
+    """kafka-python's names for the shared security flags (e2e_common.py); none for PLAINTEXT.
+
+    2.3 and 3.0 take the same keys. Hostname checking stays on: the test certificates name
+    127.0.0.1 and localhost.
+    """
+    if args.security_protocol == "PLAINTEXT":
+        return {}
+    conf = {"security_protocol": args.security_protocol}
+    if common.uses_sasl(args):
+        conf |= {
+            "sasl_mechanism": args.sasl_mechanism,
+            "sasl_plain_username": args.sasl_username,
+            "sasl_plain_password": args.sasl_password,
+        }
+    if common.uses_tls(args):
+        conf["ssl_check_hostname"] = True
+        for flag, key in (("ssl_ca", "ssl_cafile"), ("ssl_cert", "ssl_certfile"), ("ssl_key", "ssl_keyfile")):
+            if getattr(args, flag) is not None:
+                conf[key] = getattr(args, flag)
+    return conf
+
+
 def common_conf():
-    return {"bootstrap_servers": [args.bootstrap], "client_id": f"kelp-e2e-kafka-python-{kafka.__version__}"}
+    return {
+        "bootstrap_servers": [args.bootstrap],
+        "client_id": f"kelp-e2e-kafka-python-{kafka.__version__}",
+    } | security_conf()
 
 
 def guarded(what, fn):
@@ -238,6 +267,7 @@ def group_mode():
             heartbeat_interval_ms=1000,
             max_poll_records=args.max_batch,
             request_timeout_ms=30000,
+            **security_conf(),
         ),
     )
     consumer.subscribe([args.topic], listener=Listener())

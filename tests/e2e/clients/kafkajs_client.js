@@ -30,6 +30,9 @@
 // and has no revoke callback: REBALANCING prints a revoke of everything owned, GROUP_JOIN the new
 // assignment. Output: one JSON object per line, as e2e_common.py describes.
 //
+// Security: --security-protocol, --sasl-*, --ssl-* (as e2e_common.py describes) become kafkajs's
+// `ssl` ({ca, cert, key}, PEM text) and `sasl` ({mechanism, username, password}) options.
+//
 // Exit 0 with a one-line JSON summary when every check passed; exit 1 with what differed.
 'use strict'
 
@@ -42,6 +45,9 @@ const USAGE = `usage: kafkajs_client.js --bootstrap HOST:PORT --topic NAME --mod
        [--compression none|gzip|snappy] [--count N] [--create] [--timeout SECONDS]
        [--first I] [--partitions P] [--group NAME] [--stop-file PATH] [--start-file PATH]
        [--idle-exit S] [--max-batch N] [--batch-delay-ms MS]
+       [--security-protocol PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL]
+       [--sasl-mechanism SCRAM-SHA-512|SCRAM-SHA-256|PLAIN --sasl-username U --sasl-password P]
+       [--ssl-ca PEM] [--ssl-cert PEM --ssl-key PEM] [--ssl-keystore PEM (ignored)]
 
   --create      create the topic (3 partitions) with the admin API first
   --count N     records to produce (default 1000)
@@ -92,6 +98,14 @@ function parseArgs(argv) {
       case '--batch-delay-ms': a.batchDelayMs = Number(value()); break
       case '--first': a.first = Number(value()); break
       case '--partitions': a.partitions = Number(value()); break
+      case '--security-protocol': a.securityProtocol = value(); break
+      case '--sasl-mechanism': a.saslMechanism = value(); break
+      case '--sasl-username': a.saslUsername = value(); break
+      case '--sasl-password': a.saslPassword = value(); break
+      case '--ssl-ca': a.sslCa = value(); break
+      case '--ssl-cert': a.sslCert = value(); break
+      case '--ssl-key': a.sslKey = value(); break
+      case '--ssl-keystore': a.sslKeystore = value(); break
       case '-h': case '--help': process.stdout.write(USAGE + '\n'); process.exit(0); break
       default: usageError(`unknown argument ${flag}`)
     }
@@ -106,7 +120,58 @@ function parseArgs(argv) {
   }
   if (!Number.isInteger(a.count) || a.count < 1) usageError('--count must be a positive integer')
   if (!(a.timeout > 0)) usageError('--timeout must be positive')
+  checkSecurityArgs(a)
   return a
+}
+
+// The security flags every client program takes (e2e_common.py describes them). PLAINTEXT, the
+// default, leaves kafkajs's configuration as it always was. --ssl-keystore is the Java client's
+// key+chain file: accepted, not used (kafkajs takes --ssl-cert and --ssl-key).
+const SECURITY_PROTOCOLS = ['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL']
+const SASL_MECHANISMS = { 'SCRAM-SHA-512': 'scram-sha-512', 'SCRAM-SHA-256': 'scram-sha-256', PLAIN: 'plain' }
+
+function checkSecurityArgs(a) {
+  a.securityProtocol = a.securityProtocol || 'PLAINTEXT'
+  if (!SECURITY_PROTOCOLS.includes(a.securityProtocol)) usageError(`unknown --security-protocol ${a.securityProtocol}`)
+  const sasl = a.securityProtocol.startsWith('SASL_')
+  const saslFlags = [a.saslMechanism, a.saslUsername, a.saslPassword]
+  if (sasl && saslFlags.some((f) => f === undefined)) {
+    usageError(`--security-protocol ${a.securityProtocol} needs --sasl-mechanism, --sasl-username and --sasl-password`)
+  }
+  if (!sasl && saslFlags.some((f) => f !== undefined)) usageError('--sasl-* flags need a SASL --security-protocol')
+  if (sasl && !(a.saslMechanism in SASL_MECHANISMS)) usageError(`unknown --sasl-mechanism ${a.saslMechanism}`)
+  const tls = a.securityProtocol.endsWith('SSL')
+  if (!tls && [a.sslCa, a.sslCert, a.sslKey, a.sslKeystore].some((f) => f !== undefined)) {
+    usageError('--ssl-* flags need an SSL --security-protocol')
+  }
+  if ((a.sslCert === undefined) !== (a.sslKey === undefined)) usageError('--ssl-cert and --ssl-key go together')
+}
+
+// kafkajs's `ssl` and `sasl` options for the security flags; {} for PLAINTEXT.
+function securityConfig(a) {
+  const fs = require('fs')
+  const out = {}
+  if (a.securityProtocol.endsWith('SSL')) {
+    const ssl = { rejectUnauthorized: true }
+    if (a.sslCa) ssl.ca = [fs.readFileSync(a.sslCa, 'utf8')]
+    if (a.sslCert) ssl.cert = fs.readFileSync(a.sslCert, 'utf8')
+    if (a.sslKey) ssl.key = fs.readFileSync(a.sslKey, 'utf8')
+    out.ssl = ssl
+  }
+  if (a.securityProtocol.startsWith('SASL_')) {
+    out.sasl = { mechanism: SASL_MECHANISMS[a.saslMechanism], username: a.saslUsername, password: a.saslPassword }
+  }
+  return out
+}
+
+// What summaries say about security (never the password); {} for PLAINTEXT, so the summaries
+// of plaintext runs are as they always were.
+function securitySummary(a) {
+  if (a.securityProtocol === 'PLAINTEXT') return {}
+  const out = { security_protocol: a.securityProtocol }
+  if (a.securityProtocol.startsWith('SASL_')) Object.assign(out, { sasl_mechanism: a.saslMechanism, sasl_username: a.saslUsername })
+  if (a.securityProtocol.endsWith('SSL')) out.client_certificate = a.sslCert !== undefined
+  return out
 }
 
 function usageError(msg) {
@@ -153,6 +218,7 @@ const kafka = new Kafka({
   retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
   logLevel: logLevel.WARN,
   logCreator,
+  ...securityConfig(args),
 })
 
 // ---- the records ------------------------------------------------------------------------------
@@ -392,7 +458,7 @@ async function produceMode() {
     if (r.ackedOffset === null || r.ackedPartition !== r.partition) throw new Error(`record ${r.i} not acked on partition ${r.partition}`)
     per[r.partition]++
   }
-  const summary = { client: 'kafkajs', version: KAFKAJS_VERSION, mode: 'produce', topic: args.topic, first: args.first, records: records.length, per_partition: per }
+  const summary = { client: 'kafkajs', version: KAFKAJS_VERSION, mode: 'produce', topic: args.topic, first: args.first, records: records.length, per_partition: per, ...securitySummary(args) }
   process.stdout.write(JSON.stringify(summary) + '\n', () => process.exit(0))
 }
 
@@ -480,6 +546,7 @@ async function groupMode() {
   const summary = {
     event: 'summary', t_ms: Date.now(), client: 'kafkajs', version: KAFKAJS_VERSION, mode: 'group', group: args.group,
     topic: args.topic, stopped_by: reason, consumed, assignments: history, commit_failures: commitFailures,
+    ...securitySummary(args),
   }
   process.stdout.write(JSON.stringify(summary) + '\n', () => process.exit(0))
 }
@@ -503,6 +570,7 @@ async function main() {
     compression: args.compression,
     records: records.length,
     per_partition: counts,
+    ...securitySummary(args),
   }
   process.stdout.write(JSON.stringify(summary) + '\n', () => process.exit(0))
 }

@@ -3,6 +3,12 @@
 #
 #   kcat_client.sh --bootstrap 127.0.0.1:9092 --topic t --mode produce-verify \
 #       [--compression none|gzip|snappy|lz4|zstd] [--count 1000] [--timeout 60]
+#       [--security-protocol SASL_SSL --sasl-mechanism SCRAM-SHA-512 --sasl-username U
+#        --sasl-password P --ssl-ca ca.pem] [--ssl-cert client.pem --ssl-key client.key]
+#
+# The security flags (as e2e_common.py describes them) become -X security.protocol,
+# ssl.ca.location, ssl.certificate.location, ssl.key.location, and a properties file (-F)
+# with sasl.mechanisms, sasl.username and sasl.password. --ssl-keystore is accepted and unused.
 #
 # kcat has no admin API: the topic (3 partitions) must exist, so --create is refused.
 #
@@ -21,17 +27,19 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 BOOTSTRAP="" TOPIC="" MODE="" COMPRESSION="none" COUNT=1000 TIMEOUT=60
+SECURITY_PROTOCOL="PLAINTEXT" SASL_MECHANISM="" SASL_USERNAME="" SASL_PASSWORD="" SSL_CA="" SSL_CERT="" SSL_KEY=""
 while [ $# -gt 0 ]; do
     case "$1" in
         -h | --help)
             usage
             exit 0
             ;;
-        --bootstrap | --topic | --mode | --compression | --count | --timeout)
+        --bootstrap | --topic | --mode | --compression | --count | --timeout | --security-protocol | \
+            --sasl-mechanism | --sasl-username | --sasl-password | --ssl-ca | --ssl-cert | --ssl-key | --ssl-keystore)
             [ $# -ge 2 ] || {
                 usage >&2
                 echo "error: $1 needs a value" >&2
@@ -44,6 +52,14 @@ while [ $# -gt 0 ]; do
                 --compression) COMPRESSION="$2" ;;
                 --count) COUNT="$2" ;;
                 --timeout) TIMEOUT="$2" ;;
+                --security-protocol) SECURITY_PROTOCOL="$2" ;;
+                --sasl-mechanism) SASL_MECHANISM="$2" ;;
+                --sasl-username) SASL_USERNAME="$2" ;;
+                --sasl-password) SASL_PASSWORD="$2" ;;
+                --ssl-ca) SSL_CA="$2" ;;
+                --ssl-cert) SSL_CERT="$2" ;;
+                --ssl-key) SSL_KEY="$2" ;;
+                --ssl-keystore) ;; # the Java client's key+chain file: --ssl-cert and --ssl-key here
             esac
             shift 2
             ;;
@@ -71,6 +87,26 @@ case "$COMPRESSION" in none | gzip | snappy | lz4 | zstd) ;; *) die_usage "unkno
 [[ "$COUNT" =~ ^[1-9][0-9]*$ ]] || die_usage "--count must be a positive integer"
 [[ "$TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout must be a positive whole number of seconds"
 
+# ---- security: -X properties for every kcat run (none for PLAINTEXT) ---------------------------
+# The password goes into a properties file (-F) rather than onto kcat's command line, where
+# any process could read it.
+SEC=()
+SEC_SUMMARY="{}"
+case "$SECURITY_PROTOCOL" in PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL) ;; *) die_usage "unknown --security-protocol $SECURITY_PROTOCOL" ;; esac
+if [[ "$SECURITY_PROTOCOL" == SASL_* ]]; then
+    [ -n "$SASL_MECHANISM" ] && [ -n "$SASL_USERNAME" ] && [ -n "$SASL_PASSWORD" ] ||
+        die_usage "--security-protocol $SECURITY_PROTOCOL needs --sasl-mechanism, --sasl-username and --sasl-password"
+    case "$SASL_MECHANISM" in SCRAM-SHA-512 | SCRAM-SHA-256 | PLAIN) ;; *) die_usage "unknown --sasl-mechanism $SASL_MECHANISM" ;; esac
+elif [ -n "$SASL_MECHANISM$SASL_USERNAME$SASL_PASSWORD" ]; then
+    die_usage "--sasl-* flags need a SASL --security-protocol"
+fi
+if [[ "$SECURITY_PROTOCOL" != *SSL ]] && [ -n "$SSL_CA$SSL_CERT$SSL_KEY" ]; then
+    die_usage "--ssl-* flags need an SSL --security-protocol"
+fi
+if { [ -n "$SSL_CERT" ] && [ -z "$SSL_KEY" ]; } || { [ -z "$SSL_CERT" ] && [ -n "$SSL_KEY" ]; }; then
+    die_usage "--ssl-cert and --ssl-key go together"
+fi
+
 PY="${KELP_PYTHON:-python3}"
 command -v kcat >/dev/null || {
     echo "FAIL: kcat is not installed (scripts/install-clients.sh)" >&2
@@ -81,6 +117,29 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 START=$SECONDS
 step="starting"
+
+if [ "$SECURITY_PROTOCOL" != "PLAINTEXT" ]; then
+    SEC=(-X "security.protocol=$SECURITY_PROTOCOL")
+    cert=false
+    if [[ "$SECURITY_PROTOCOL" == SASL_* ]]; then
+        (
+            umask 077
+            printf 'sasl.mechanisms=%s\nsasl.username=%s\nsasl.password=%s\n' \
+                "$SASL_MECHANISM" "$SASL_USERNAME" "$SASL_PASSWORD" >"$work/sasl.properties"
+        )
+        SEC+=(-F "$work/sasl.properties")
+    fi
+    [ -n "$SSL_CA" ] && SEC+=(-X "ssl.ca.location=$SSL_CA")
+    if [ -n "$SSL_CERT" ]; then
+        SEC+=(-X "ssl.certificate.location=$SSL_CERT" -X "ssl.key.location=$SSL_KEY")
+        cert=true
+    fi
+    SEC_SUMMARY="{\"security_protocol\": \"$SECURITY_PROTOCOL\""
+    [[ "$SECURITY_PROTOCOL" == SASL_* ]] &&
+        SEC_SUMMARY+=", \"sasl_mechanism\": \"$SASL_MECHANISM\", \"sasl_username\": \"$SASL_USERNAME\""
+    [[ "$SECURITY_PROTOCOL" == *SSL ]] && SEC_SUMMARY+=", \"client_certificate\": $cert"
+    SEC_SUMMARY+="}"
+fi
 
 fail() {
     [ $# -gt 1 ] && printf '%s\n' "${@:1:$#-1}" >&2
@@ -93,7 +152,7 @@ kc() {
     local left=$((TIMEOUT - (SECONDS - START)))
     [ "$left" -gt 0 ] || fail "timed out after ${TIMEOUT}s during: $step"
     local rc=0
-    timeout --kill-after=2 "$left" kcat -b "$BOOTSTRAP" "$@" 2>"$work/stderr" || rc=$?
+    timeout --kill-after=2 "$left" kcat -b "$BOOTSTRAP" "${SEC[@]}" "$@" 2>"$work/stderr" || rc=$?
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
         tail -n 15 "$work/stderr" >&2
         fail "timed out after ${TIMEOUT}s during: $step"
@@ -208,7 +267,7 @@ done
 
 # ---- compare ----------------------------------------------------------------------------------
 step="comparing"
-"$PY" - "$work" "$TOPIC" "$COMPRESSION" "$first_ms" "$last_ms" "$(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\) .*librdkafka \([^ ]*\) .*/\1 \2/p')" <<'EOF'
+"$PY" - "$work" "$TOPIC" "$COMPRESSION" "$first_ms" "$last_ms" "$(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\) .*librdkafka \([^ ]*\) .*/\1 \2/p')" "$SEC_SUMMARY" <<'EOF'
 import json, sys
 
 work, topic, compression = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -295,7 +354,8 @@ print(
             "records": len(records),
             "per_partition": counts,
             "kcat_runs": len(by_run),
-        },
+        }
+        | json.loads(sys.argv[7]),
         sort_keys=True,
     )
 )
