@@ -103,6 +103,7 @@ impl Broker {
                 let mut c = Conn::new(peer, self.auth_for(&origin));
                 c.listener = origin.listener;
                 let old = self.conns.insert(conn, c);
+                self.note_who(conn);
                 debug_assert!(old.is_none(), "{conn:?} accepted twice");
             }
             Input::Received { conn, bytes } => {
@@ -135,6 +136,7 @@ impl Broker {
             }
             Input::Closed { conn } => {
                 self.conns.remove(&conn);
+                self.st.who.remove(&conn);
             }
             Input::Tick => {
                 self.fire_timers();
@@ -221,6 +223,15 @@ impl Broker {
             None => KStr::from_static(security::ANONYMOUS),
         };
         Auth::start(listener.protocol.sasl(), principal)
+    }
+
+    /// Records who an authenticated connection is, for the handlers' authorization.
+    fn note_who(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        if let Some(principal) = c.auth.principal() {
+            let host = KStr::from(c.peer.ip().to_string());
+            self.st.who.insert(conn, crate::state::Who { principal: principal.clone(), host });
+        }
     }
 
     // ---- requests --------------------------------------------------------------------------
@@ -320,7 +331,11 @@ impl Broker {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     let before = c.auth.principal().is_some();
                     api::sasl::authenticate(&mut c.auth, &mut self.st, &mut self.fx, req, &m);
-                    self.stats.sasl_succeeded += u64::from(!before && c.auth.principal().is_some());
+                    let now = !before && c.auth.principal().is_some();
+                    self.stats.sasl_succeeded += u64::from(now);
+                    if now {
+                        self.note_who(conn);
+                    }
                 }
                 self.apply();
             }
@@ -354,7 +369,11 @@ impl Broker {
         };
         self.stats.request(req.api);
         api::sasl::raw_token(&mut c.auth, &mut self.st, &mut self.fx, req, token);
-        self.stats.sasl_succeeded += u64::from(c.auth.principal().is_some());
+        let done = c.auth.principal().is_some();
+        self.stats.sasl_succeeded += u64::from(done);
+        if done {
+            self.note_who(conn);
+        }
         self.apply();
     }
 
@@ -432,6 +451,7 @@ impl Broker {
 
     /// Closes `conn`: nothing more is read from it or sent to it.
     fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        self.st.who.remove(&conn);
         if self.conns.remove(&conn).is_some() {
             self.stats.connections_closed_by_broker += 1;
             self.stats.sasl_failed += u64::from(matches!(reason, CloseReason::Authentication(_)));

@@ -101,6 +101,14 @@ pub struct Config {
     /// How often the coordinator looks for transactions past their timeout and aborts them
     /// (Kafka: `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s; kelp 1 s).
     pub transaction_abort_interval: Duration,
+    /// Whether ACLs are checked (Kafka: an `authorizer.class.name` is set). Off, every
+    /// principal may do everything.
+    pub authorizer: bool,
+    /// Principals that may do everything when ACLs are checked (Kafka: `super.users`).
+    pub super_users: Vec<KStr>,
+    /// Whether a resource that no ACL names is open to every principal (Kafka:
+    /// `allow.everyone.if.no.acl.found`).
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 impl Config {
@@ -266,6 +274,9 @@ impl Default for Config {
             group_consumer_migration_policy: MigrationPolicy::Bidirectional,
             transaction_max_timeout_ms: 900_000,
             transaction_abort_interval: Duration::from_millis(1_000),
+            authorizer: false,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
         }
     }
 }

@@ -37,6 +37,7 @@ pub fn skip(why: &str) {
     println!("skipped: {why}");
 }
 
+pub mod acls;
 pub mod clients;
 pub mod harness;
 pub mod members;

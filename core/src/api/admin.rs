@@ -4,6 +4,10 @@
 //! Changes are made in memory and stored; the answer waits for the store. A topic being
 //! created is invisible until it is stored (`Topic::pending`), and removed again if storing
 //! fails.
+//!
+//! With ACLs on, each resource is authorized as Kafka's `ControllerApis` (topics, configs
+//! that the controller owns) and `KafkaApis` (DeleteRecords, DescribeConfigs) do, at request
+//! entry; refused resources get their authorization error and the rest is served.
 
 use super::{CmdOwner, Effects};
 use crate::codec::generated::ResponseBody;
@@ -32,6 +36,7 @@ use crate::error::KafkaError;
 use crate::group::configs::{self, GroupConfig};
 use crate::io::{Command, PartitionKey, StorageError};
 use crate::request::Req;
+use crate::security::acl::{CLUSTER_NAME, Operation, ResourceType};
 use crate::state::{JobId, State, Topic};
 use crate::topics;
 
@@ -51,6 +56,39 @@ pub(crate) fn settle_pending_topics(
         out.push((*id, failure.map(|e| (name.unwrap_or_default(), e.error_code()))));
     }
     out
+}
+
+/// Whether the connection that sent `req` may perform `op` on the topic `name`; a grant on
+/// the cluster (`cluster`, looked up once per request) covers every topic, as Kafka's
+/// controller has it for CreateTopics (CREATE) and DeleteTopics (DELETE).
+fn may_on_topic(st: &State, req: &Req, cluster: bool, op: Operation, name: &str) -> bool {
+    cluster || st.allowed(req, op, ResourceType::TOPIC, name)
+}
+
+/// The message Kafka's `Errors` gives an authorization error.
+fn refusal_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::TOPIC_AUTHORIZATION_FAILED => "Topic authorization failed.",
+        ErrorCode::GROUP_AUTHORIZATION_FAILED => "Group authorization failed.",
+        _ => "Cluster authorization failed.",
+    }
+}
+
+/// Whether `op` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config resource is refused, and
+/// with what: a topic's and a group's configs are guarded by the topic's and the group's
+/// ACLs, a broker's (its loggers', client metrics') by the cluster's, as Kafka's
+/// `ConfigHelper` and `ControllerApis.authorizeAlterResource` check them. Other types are
+/// not authorized here: they are refused for what they are.
+fn config_refusal(st: &State, req: &Req, op: Operation, rtype: i8, name: &str) -> Option<KafkaError> {
+    let (rt, name, code) = match ConfigResourceType(rtype) {
+        ConfigResourceType::TOPIC => (ResourceType::TOPIC, name, ErrorCode::TOPIC_AUTHORIZATION_FAILED),
+        ConfigResourceType::GROUP => (ResourceType::GROUP, name, ErrorCode::GROUP_AUTHORIZATION_FAILED),
+        ConfigResourceType::BROKER | ConfigResourceType::BROKER_LOGGER | ConfigResourceType::CLIENT_METRICS => {
+            (ResourceType::CLUSTER, CLUSTER_NAME, ErrorCode::CLUSTER_AUTHORIZATION_FAILED)
+        }
+        _ => return None,
+    };
+    (!st.allowed(req, op, rt, name)).then(|| KafkaError::new(code, refusal_message(code)))
 }
 
 /// The topic's configs as CreateTopics v5+ reports them.
@@ -73,6 +111,7 @@ pub(crate) fn create_topics(st: &mut State, fx: &mut Effects, req: Req, m: Creat
     let mut resp = CreateTopicsResponse::default();
     let mut created = Vec::new();
     let node = st.cfg.node_id;
+    let cluster_create = st.allowed(&req, Operation::CREATE, ResourceType::CLUSTER, CLUSTER_NAME);
     for t in &m.topics {
         let dup = m.topics.iter().filter(|o| o.name == t.name).count() > 1;
         if dup && resp.topics.iter().any(|r| r.name == t.name) {
@@ -87,11 +126,16 @@ pub(crate) fn create_topics(st: &mut State, fx: &mut Effects, req: Req, m: Creat
             (-1, n) => i32::try_from(n).unwrap_or(i32::MAX),
             (n, _) => n,
         };
+        // Kafka's controller reports a new topic's configs, partitions and replication factor
+        // only to a principal that may describe its configs.
+        let describable = st.allowed(&req, Operation::DESCRIBE_CONFIGS, ResourceType::TOPIC, &t.name);
         let checked = if dup {
             Err(KafkaError::new(
                 ErrorCode::INVALID_REQUEST,
                 "Create topics request from client contains a duplicate topic name.",
             ))
+        } else if !may_on_topic(st, &req, cluster_create, Operation::CREATE, &t.name) {
+            Err(KafkaError::new(ErrorCode::TOPIC_AUTHORIZATION_FAILED, "Authorization failed."))
         } else if t.replication_factor != -1 && t.replication_factor != 1 {
             Err(KafkaError::new(
                 ErrorCode::INVALID_REPLICATION_FACTOR,
@@ -128,6 +172,7 @@ pub(crate) fn create_topics(st: &mut State, fx: &mut Effects, req: Req, m: Creat
                 r.error_message = Some(KStr::from(message));
                 r.topic_config_error_code = if code == ErrorCode::INVALID_CONFIG { code.0 } else { 0 };
             }
+            Ok(()) if !describable => r.topic_config_error_code = ErrorCode::TOPIC_AUTHORIZATION_FAILED.0,
             Ok(()) => {
                 r.num_partitions = partitions;
                 r.replication_factor = 1;
@@ -161,7 +206,10 @@ pub(crate) fn finish_create_topics(st: &mut State, job: &mut ReplyJob) {
             None => {
                 if let Some(t) = st.topics.get(id) {
                     r.topic_id = t.id;
-                    r.configs = Some(creatable_configs(&st.cfg, t));
+                    // Configs only for a principal that may describe them (decided at entry).
+                    if r.topic_config_error_code != ErrorCode::TOPIC_AUTHORIZATION_FAILED.0 {
+                        r.configs = Some(creatable_configs(&st.cfg, t));
+                    }
                 }
             }
         }
@@ -177,18 +225,32 @@ pub(crate) fn delete_topics(st: &mut State, fx: &mut Effects, req: Req, m: Delet
     };
     let mut resp = DeleteTopicsResponse::default();
     let mut deleting = Vec::new();
+    let cluster_delete = st.allowed(&req, Operation::DELETE, ResourceType::CLUSTER, CLUSTER_NAME);
+    let may = |st: &State, op, name: &str| may_on_topic(st, &req, cluster_delete, op, name);
     for (name, id) in wanted {
         let found = match &name {
-            Some(n) => st.topics.by_name(n).map(|t| t.id),
-            None => st.topics.by_id(id).map(|t| t.id),
+            Some(n) => st.topics.by_name(n).map(|t| (t.id, t.name.clone())),
+            None => st.topics.by_id(id).map(|t| (t.id, t.name.clone())),
         };
         let mut r = DeletableTopicResult { name: name.clone(), topic_id: id, ..Default::default() };
         match found {
+            // As Kafka's controller: a name the principal may not describe is refused whether
+            // or not it exists; an unknown id names no topic to authorize.
+            None if name.as_ref().is_some_and(|n| !may(st, Operation::DESCRIBE, n)) => {
+                r.error_code = ErrorCode::TOPIC_AUTHORIZATION_FAILED.0;
+            }
             None if name.is_some() => r.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
             None => r.error_code = ErrorCode::UNKNOWN_TOPIC_ID.0,
-            Some(id) => {
+            Some((_, topic)) if !may(st, Operation::DELETE, &topic) => {
+                r.error_code = ErrorCode::TOPIC_AUTHORIZATION_FAILED.0;
+                // Asked by id: the name is told only to a principal that may describe it.
+                if name.is_none() && may(st, Operation::DESCRIBE, &topic) {
+                    r.name = Some(topic);
+                }
+            }
+            Some((id, topic)) => {
                 r.topic_id = id;
-                r.name = st.topics.get(id).map(|t| t.name.clone());
+                r.name = Some(topic);
                 remove_topic(st, fx, id);
                 deleting.push(id);
             }
@@ -226,6 +288,12 @@ pub(crate) fn create_partitions(st: &mut State, fx: &mut Effects, req: Req, m: C
     let node = st.cfg.node_id;
     for t in &m.topics {
         let mut r = CreatePartitionsTopicResult { name: t.name.clone(), ..Default::default() };
+        if !st.allowed(&req, Operation::ALTER, ResourceType::TOPIC, &t.name) {
+            // Kafka's controller answers this refusal without a message.
+            r.error_code = ErrorCode::TOPIC_AUTHORIZATION_FAILED.0;
+            resp.results.push(r);
+            continue;
+        }
         let current = st.topics.by_name(&t.name).map(|x| (x.id, x.partitions.len()));
         let outcome = match current {
             None => Err(KafkaError::new(
@@ -382,6 +450,14 @@ pub(crate) fn describe_configs(st: &mut State, fx: &mut Effects, req: Req, m: &D
             resource_name: res.resource_name.clone(),
             ..Default::default()
         };
+        if let Some(KafkaError { code, message }) =
+            config_refusal(st, &req, Operation::DESCRIBE_CONFIGS, res.resource_type, &res.resource_name)
+        {
+            r.error_code = code.0;
+            r.error_message = Some(KStr::from(message));
+            resp.results.push(r);
+            continue;
+        }
         let wanted = |name: &str| res.configuration_keys.as_ref().is_none_or(|k| k.iter().any(|x| x.as_str() == name));
         match ConfigResourceType(res.resource_type) {
             ConfigResourceType::TOPIC => match st.topics.by_name(&res.resource_name) {
@@ -525,6 +601,18 @@ pub(crate) fn alter_configs(st: &mut State, fx: &mut Effects, req: Req, m: Alter
     let mut changes = Vec::new();
     let mut group_changes: Vec<(KStr, GroupConfig)> = Vec::new();
     for res in &m.resources {
+        if let Some(KafkaError { code, message }) =
+            config_refusal(st, &req, Operation::ALTER_CONFIGS, res.resource_type, &res.resource_name)
+        {
+            resp.responses.push(AlterConfigsResourceResponse {
+                error_code: code.0,
+                error_message: Some(KStr::from(message)),
+                resource_type: res.resource_type,
+                resource_name: res.resource_name.clone(),
+                ..Default::default()
+            });
+            continue;
+        }
         if ConfigResourceType(res.resource_type) == ConfigResourceType::GROUP {
             // The legacy API replaces the group's whole set, as Kafka does.
             let mut r = AlterConfigsResourceResponse {
@@ -661,6 +749,14 @@ pub(crate) fn incremental_alter_configs(st: &mut State, fx: &mut Effects, req: R
             resource_name: res.resource_name.clone(),
             ..Default::default()
         };
+        if let Some(KafkaError { code, message }) =
+            config_refusal(st, &req, Operation::ALTER_CONFIGS, res.resource_type, &res.resource_name)
+        {
+            r.error_code = code.0;
+            r.error_message = Some(KStr::from(message));
+            resp.responses.push(r);
+            continue;
+        }
         if ConfigResourceType(res.resource_type) == ConfigResourceType::GROUP {
             let ops =
                 res.configs.iter().map(|c| (c.name.as_str(), AlterConfigOp(c.config_operation), c.value.as_deref()));
@@ -735,6 +831,7 @@ pub(crate) fn delete_records(st: &mut State, fx: &mut Effects, req: Req, m: Dele
     let mut moves = Vec::new();
     for t in &m.topics {
         let topic = st.topics.by_name(&t.name).map(|x| x.id);
+        let authorized = st.allowed(&req, Operation::DELETE, ResourceType::TOPIC, &t.name);
         let mut tr = DeleteRecordsTopicResult { name: t.name.clone(), ..Default::default() };
         for p in &t.partitions {
             let mut pr = DeleteRecordsPartitionResult {
@@ -744,6 +841,7 @@ pub(crate) fn delete_records(st: &mut State, fx: &mut Effects, req: Req, m: Dele
             };
             let key = topic.map(|id| PartitionKey { topic_id: id, partition: p.partition_index });
             match key.and_then(|k| st.topics.partition_mut(k).map(|l| (k, l))) {
+                _ if !authorized => pr.error_code = ErrorCode::TOPIC_AUTHORIZATION_FAILED.0,
                 None => pr.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
                 Some((k, log)) => {
                     // -1 means "up to the high watermark".

@@ -5,6 +5,12 @@
 //! asks for: timers on the broker's table and a `Put` of the group's metadata. A heartbeat
 //! that changed the group is answered once its metadata is stored, as Kafka answers after
 //! its records commit.
+//!
+//! Under ACLs, as Kafka 4: a heartbeat needs READ on the group and DESCRIBE on each topic it
+//! names, and its regex matches only topics it may DESCRIBE; a describe needs DESCRIBE on the
+//! group and hides a group whose assignments name a topic the principal may not DESCRIBE.
+
+use hashbrown::HashMap;
 
 use super::{CmdOwner, Effects, Timer};
 use crate::codec::generated::ResponseBody;
@@ -34,14 +40,15 @@ use crate::group::consumer::{
     CONSUMER_PROTOCOL_TYPE, ClassicJoin, Client, ConsumerGroup, ConsumerTimer, Ctx, Effect, TopicView,
 };
 use crate::group::group_key;
-use crate::io::Command;
+use crate::io::{Command, ConnId};
 use crate::request::Req;
-use crate::state::State;
+use crate::security::acl::{Authorizer, Operation, ResourceType};
 use crate::state::topic_table::TopicTable;
+use crate::state::{State, Who};
 
-/// Group operations reported when asked (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS,
-/// ALTER_CONFIGS): this broker authorizes everything.
-const GROUP_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
+/// The message of a ConsumerGroupDescribe group whose members hold a topic the principal may
+/// not DESCRIBE (Kafka 4, KAFKA-18813).
+const UNDESCRIBABLE_TOPICS: &str = "The group has described topic(s) that the client is not authorized to describe.";
 
 fn error_response(code: ErrorCode, msg: String) -> ResponseBody {
     ResponseBody::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse {
@@ -66,44 +73,72 @@ fn wire_assignment(a: &Assignment) -> WireAssignment {
 }
 
 /// The broker's visible topics, as a consumer group sees them. kelp has no internal topics, so
-/// a regex may match any of them.
-struct Visible<'a>(&'a TopicTable);
+/// a regex may match any of them, except, under ACLs, the topics the member whose heartbeat
+/// resolves the regexes may not DESCRIBE (Kafka 4 resolves with the ACLs of the member that
+/// triggered the refresh, KAFKA-18813).
+struct Visible<'a> {
+    topics: &'a TopicTable,
+    /// Whose view it is, when ACLs are checked.
+    viewer: Option<(&'a Authorizer, Option<&'a Who>)>,
+}
+
+impl<'a> Visible<'a> {
+    /// Every topic.
+    fn all(topics: &'a TopicTable) -> Self {
+        Self { topics, viewer: None }
+    }
+
+    /// The topics the connection that sent `by` may DESCRIBE, when there is one and ACLs are on
+    /// (`State`'s fields, borrowed apart from its groups).
+    fn of(topics: &'a TopicTable, authz: &'a Authorizer, who: &'a HashMap<ConnId, Who>, by: Option<Req>) -> Self {
+        let viewer = by.filter(|_| authz.enabled).map(|r| (authz, who.get(&r.conn)));
+        Self { topics, viewer }
+    }
+}
 
 impl TopicView for Visible<'_> {
     fn lookup(&self, name: &str) -> Option<TopicInfo> {
-        let t = self.0.by_name(name)?;
+        let t = self.topics.by_name(name)?;
         Some(TopicInfo { id: t.id, partitions: u32::try_from(t.partitions.len()).unwrap_or(u32::MAX) })
     }
 
     fn names(&self) -> Vec<KStr> {
-        self.0.visible().map(|t| t.name.clone()).collect()
+        let seen = |name: &str| match self.viewer {
+            None => true,
+            Some((authz, who)) => who.is_some_and(|w| {
+                authz.authorize(&w.principal, &w.host, Operation::DESCRIBE, ResourceType::TOPIC, name)
+            }),
+        };
+        self.topics.visible().filter(|t| seen(&t.name)).map(|t| t.name.clone()).collect()
     }
 
     fn generation(&self) -> u64 {
-        self.0.names_generation()
+        self.topics.names_generation()
     }
 }
 
 /// Matches the recovered groups' regex subscriptions against the recovered topics.
 pub(crate) fn resolve_recovered(st: &mut State) {
-    let topics = Visible(&st.topics);
+    let topics = Visible::all(&st.topics);
     for g in st.groups.consumer.values_mut() {
         g.resolve_regexes(&topics);
     }
 }
 
-/// Runs `f` on the consumer group `group` with a fresh effect sink and the broker's topics,
-/// then carries the effects out. Returns `None` when there is no such group.
+/// Runs `f` on the consumer group `group` with a fresh effect sink and the broker's topics as
+/// the sender of `by` sees them, then carries the effects out. Returns `None` when there is no
+/// such group.
 fn run<R>(
     st: &mut State,
     fx: &mut Effects,
     group: &KStr,
+    by: Option<Req>,
     f: impl FnOnce(&mut ConsumerGroup, &mut Ctx<'_>, &dyn TopicView) -> R,
 ) -> Option<(R, bool)> {
     let mut out = Vec::new();
     let r = {
         let g = st.groups.consumer.get_mut(group)?;
-        let topics = Visible(&st.topics);
+        let topics = Visible::of(&st.topics, &st.authz, &st.who, by);
         let mut cx = Ctx { now: st.now.mono, cfg: &st.cfg, rng: &mut st.rng, out: &mut out };
         f(g, &mut cx, &topics)
     };
@@ -131,7 +166,26 @@ fn put_group(st: &mut State, group: &KStr) -> Option<(Command, u64)> {
     Some((Command::Put { key: group_key(group), value: Some(g.encode()) }, seq))
 }
 
+/// Kafka's checks of a heartbeat at entry (KafkaApis, Kafka 4): READ on the group, then DESCRIBE
+/// on every topic subscribed to by name (KAFKA-18813; a regex only matches the topics the member
+/// may DESCRIBE, see [`Visible`]).
+fn heartbeat_refusal(st: &State, req: &Req, m: &ConsumerGroupHeartbeatRequest) -> Option<ErrorCode> {
+    if !st.allowed(req, Operation::READ, ResourceType::GROUP, &m.group_id) {
+        return Some(ErrorCode::GROUP_AUTHORIZATION_FAILED);
+    }
+    let names = m.subscribed_topic_names.as_deref().unwrap_or_default();
+    names
+        .iter()
+        .any(|t| !st.allowed(req, Operation::DESCRIBE, ResourceType::TOPIC, t))
+        .then_some(ErrorCode::TOPIC_AUTHORIZATION_FAILED)
+}
+
 pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Client, m: &ConsumerGroupHeartbeatRequest) {
+    if let Some(code) = heartbeat_refusal(st, &req, m) {
+        // Kafka's answer carries no message (ConsumerGroupHeartbeatRequest.getErrorResponse).
+        let resp = ConsumerGroupHeartbeatResponse { error_code: code.0, ..Default::default() };
+        return fx.respond(req, ResponseBody::ConsumerGroupHeartbeat(resp));
+    }
     if let Err(KafkaError { code, message: msg }) = crate::group::consumer::validate_request(m, req.version) {
         return fx.respond(req, error_response(code, msg));
     }
@@ -180,7 +234,9 @@ pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, client: Clie
     }
     let own = st.groups.configs.get(&m.group_id).copied().unwrap_or_default();
     let interval = i32::try_from(own.heartbeat_interval(&st.cfg).as_millis()).unwrap_or(i32::MAX);
-    let Some((result, store)) = run(st, fx, &m.group_id, |g, cx, topics| g.heartbeat(cx, m, &client, topics)) else {
+    let Some((result, store)) =
+        run(st, fx, &m.group_id, Some(req), |g, cx, topics| g.heartbeat(cx, m, &client, topics))
+    else {
         return;
     };
     let failed = result.is_err();
@@ -242,7 +298,7 @@ fn upgraded(st: &mut State, id: &KStr) -> Result<(ConsumerGroup, Vec<Effect>), K
     };
     let mut out = Vec::new();
     let mut g = {
-        let topics = Visible(&st.topics);
+        let topics = Visible::all(&st.topics);
         let mut cx = Ctx { now: st.now.mono, cfg: &st.cfg, rng: &mut st.rng, out: &mut out };
         ConsumerGroup::from_classic(classic, &mut cx, &topics)?
     };
@@ -337,7 +393,8 @@ fn named_assignment(topics: &TopicTable, a: &Assignment) -> ConsumerProtocolAssi
 /// Runs `f` on the consumer group `group` and answers `req` with what it gives, once stored;
 /// `None` from `run` (no such group) gets `missing`.
 pub(crate) fn classic_join(st: &mut State, fx: &mut Effects, req: Req, client: Client, m: &JoinGroupRequest) {
-    let run_result = run(st, fx, &m.group_id, |g, cx, topics| g.classic_join(cx, m, req.version, &client, topics));
+    let run_result =
+        run(st, fx, &m.group_id, Some(req), |g, cx, topics| g.classic_join(cx, m, req.version, &client, topics));
     let Some((result, store)) = run_result else {
         return fx.respond(req, crate::group::classic::join_error(m.member_id.clone(), ErrorCode::UNKNOWN_MEMBER_ID));
     };
@@ -361,7 +418,7 @@ pub(crate) fn classic_join(st: &mut State, fx: &mut Effects, req: Req, client: C
 /// A classic member's SyncGroup in a consumer group: its assigned partitions, in the version of
 /// the consumer protocol it subscribed with.
 pub(crate) fn classic_sync(st: &mut State, fx: &mut Effects, req: Req, m: &SyncGroupRequest) {
-    let result = run(st, fx, &m.group_id, |g, cx, _| {
+    let result = run(st, fx, &m.group_id, None, |g, cx, _| {
         g.classic_sync(
             cx,
             &m.member_id,
@@ -387,7 +444,7 @@ pub(crate) fn classic_sync(st: &mut State, fx: &mut Effects, req: Req, m: &SyncG
 
 /// A classic member's Heartbeat in a consumer group.
 pub(crate) fn classic_heartbeat(st: &mut State, fx: &mut Effects, m: &HeartbeatRequest) -> ErrorCode {
-    let result = run(st, fx, &m.group_id, |g, cx, _| {
+    let result = run(st, fx, &m.group_id, None, |g, cx, _| {
         g.classic_heartbeat(cx, &m.member_id, m.group_instance_id.as_ref(), m.generation_id)
     });
     match result {
@@ -406,7 +463,7 @@ pub(crate) fn classic_leave(
     members: &[MemberIdentity],
     respond: impl FnOnce(Vec<(KStr, ErrorCode)>) -> ResponseBody,
 ) {
-    let result = run(st, fx, group, |g, cx, _| {
+    let result = run(st, fx, group, None, |g, cx, _| {
         members
             .iter()
             .map(|x| match g.classic_leave(cx, &x.member_id, x.group_instance_id.as_ref()) {
@@ -424,7 +481,7 @@ pub(crate) fn classic_leave(
 /// A consumer group timer fired.
 pub(crate) fn timer(st: &mut State, fx: &mut Effects, t: ConsumerTimer) {
     let group = t.group().clone();
-    let done = run(st, fx, &group, |g, cx, _| match &t {
+    let done = run(st, fx, &group, None, |g, cx, _| match &t {
         ConsumerTimer::Session { member, .. } => g.on_session_timer(cx, member),
         ConsumerTimer::Revocation { member, .. } => g.on_revocation_timer(cx, member),
         ConsumerTimer::Join { member, .. } => g.on_join_timer(cx, member),
@@ -457,60 +514,93 @@ fn described_assignment(st: &State, a: &Assignment) -> DescribedAssignment {
 }
 
 pub(crate) fn describe(st: &mut State, fx: &mut Effects, req: Req, m: &ConsumerGroupDescribeRequest) {
-    let ops = if m.include_authorized_operations { GROUP_OPS } else { i32::MIN };
     let groups = m
         .group_ids
         .iter()
         .map(|id| {
-            let not_found = |code: ErrorCode, msg: String| DescribedGroup {
-                group_id: id.clone(),
-                error_code: code.0,
-                error_message: Some(KStr::from(msg)),
-                group_state: KStr::from("Dead"),
-                authorized_operations: ops,
-                ..Default::default()
-            };
-            if id.is_empty() {
-                return not_found(ErrorCode::INVALID_GROUP_ID, "The group id can't be empty.".into());
+            if !st.allowed(&req, Operation::DESCRIBE, ResourceType::GROUP, id) {
+                let code = ErrorCode::GROUP_AUTHORIZATION_FAILED;
+                return DescribedGroup { group_id: id.clone(), error_code: code.0, ..Default::default() };
             }
-            let Some(g) = st.groups.consumer.get(id) else {
-                let msg = if st.groups.classic.contains_key(id) {
-                    format!("Group {id} is not a consumer group.")
-                } else {
-                    format!("Group {id} not found.")
+            let ops = if m.include_authorized_operations {
+                st.authorized_operations(&req, ResourceType::GROUP, id)
+            } else {
+                super::group::OPS_NOT_REQUESTED
+            };
+            let described = describe_one(st, id, ops);
+            if names_undescribable_topic(st, &req, &described) {
+                // Kafka 4 hides the whole group (KAFKA-18813).
+                let code = ErrorCode::TOPIC_AUTHORIZATION_FAILED;
+                return DescribedGroup {
+                    group_id: id.clone(),
+                    error_code: code.0,
+                    error_message: Some(KStr::from(UNDESCRIBABLE_TOPICS)),
+                    ..Default::default()
                 };
-                return not_found(ErrorCode::GROUP_ID_NOT_FOUND, msg);
-            };
-            DescribedGroup {
-                group_id: id.clone(),
-                group_state: KStr::from(g.state().name()),
-                group_epoch: g.epoch,
-                assignment_epoch: g.assignment_epoch,
-                assignor_name: KStr::from(g.assignor(&st.cfg)),
-                members: g
-                    .members
-                    .values()
-                    .map(|x| DescribedMember {
-                        member_id: x.id.clone(),
-                        instance_id: x.instance_id.clone(),
-                        rack_id: x.rack_id.clone(),
-                        member_epoch: x.epoch,
-                        client_id: x.client_id.clone(),
-                        client_host: x.client_host.clone(),
-                        subscribed_topic_names: x.subscribed.clone(),
-                        subscribed_topic_regex: x.regex.clone(),
-                        assignment: described_assignment(st, &x.assigned),
-                        target_assignment: described_assignment(st, g.target.get(&x.id).unwrap_or(&Assignment::new())),
-                        ..Default::default()
-                    })
-                    .collect(),
-                authorized_operations: ops,
-                ..Default::default()
             }
+            described
         })
         .collect();
     let resp = ConsumerGroupDescribeResponse { groups, ..Default::default() };
     fx.respond(req, ResponseBody::ConsumerGroupDescribe(resp));
+}
+
+/// Whether a member of `g` is assigned, or is to be assigned, a topic the connection that
+/// sent `req` may not DESCRIBE (topics deleted since, which have no name, aside).
+fn names_undescribable_topic(st: &State, req: &Req, g: &DescribedGroup) -> bool {
+    g.members
+        .iter()
+        .flat_map(|x| x.assignment.topic_partitions.iter().chain(&x.target_assignment.topic_partitions))
+        .any(|t| !t.topic_name.is_empty() && !st.allowed(req, Operation::DESCRIBE, ResourceType::TOPIC, &t.topic_name))
+}
+
+/// One consumer group a principal may describe, with `ops` as its authorized operations.
+fn describe_one(st: &State, id: &KStr, ops: i32) -> DescribedGroup {
+    let not_found = |code: ErrorCode, msg: String| DescribedGroup {
+        group_id: id.clone(),
+        error_code: code.0,
+        error_message: Some(KStr::from(msg)),
+        group_state: KStr::from("Dead"),
+        authorized_operations: ops,
+        ..Default::default()
+    };
+    if id.is_empty() {
+        return not_found(ErrorCode::INVALID_GROUP_ID, "The group id can't be empty.".into());
+    }
+    let Some(g) = st.groups.consumer.get(id) else {
+        let msg = if st.groups.classic.contains_key(id) {
+            format!("Group {id} is not a consumer group.")
+        } else {
+            format!("Group {id} not found.")
+        };
+        return not_found(ErrorCode::GROUP_ID_NOT_FOUND, msg);
+    };
+    DescribedGroup {
+        group_id: id.clone(),
+        group_state: KStr::from(g.state().name()),
+        group_epoch: g.epoch,
+        assignment_epoch: g.assignment_epoch,
+        assignor_name: KStr::from(g.assignor(&st.cfg)),
+        members: g
+            .members
+            .values()
+            .map(|x| DescribedMember {
+                member_id: x.id.clone(),
+                instance_id: x.instance_id.clone(),
+                rack_id: x.rack_id.clone(),
+                member_epoch: x.epoch,
+                client_id: x.client_id.clone(),
+                client_host: x.client_host.clone(),
+                subscribed_topic_names: x.subscribed.clone(),
+                subscribed_topic_regex: x.regex.clone(),
+                assignment: described_assignment(st, &x.assigned),
+                target_assignment: described_assignment(st, g.target.get(&x.id).unwrap_or(&Assignment::new())),
+                ..Default::default()
+            })
+            .collect(),
+        authorized_operations: ops,
+        ..Default::default()
+    }
 }
 
 /// The version of the embedded consumer protocol structures DescribeGroups carries.

@@ -7,6 +7,9 @@
 //! partitions' high watermark or `max_wait_ms` runs out. It answers as soon as any data is
 //! there, which can be before `min_bytes` is reached.
 //!
+//! With the authorizer on, each request's partitions are checked at entry (see
+//! `denied_parts`); refused ones are answered TOPIC_AUTHORIZATION_FAILED and never read.
+//!
 //! Byte budgets follow Kafka: each partition returns at most `partition_max_bytes` and the
 //! response at most `max_bytes`, except that the first batch that has data is returned whole
 //! even when it is larger, so a consumer can always make progress.
@@ -24,6 +27,7 @@ use crate::io::{Command, Completion, PartitionKey};
 use crate::log::PartitionLog;
 use crate::records;
 use crate::request::Req;
+use crate::security::acl::{CLUSTER_NAME, Operation, ResourceType};
 use crate::state::fetch_sessions::{FetchPart, SessionRequest};
 use crate::state::{JobId, State};
 use crate::time::Duration;
@@ -33,6 +37,8 @@ use crate::time::Duration;
 pub(crate) struct FetchJob {
     req: Req,
     parts: Vec<FetchPart>,
+    /// Per part: refused by the authorizer at request entry (TOPIC_AUTHORIZATION_FAILED).
+    denied: Vec<bool>,
     session: Option<i32>,
     /// Whether the response lists only what changed (incremental session fetch).
     incremental: bool,
@@ -74,6 +80,7 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: FetchRequest
     let mut job = FetchJob {
         req,
         parts: Vec::new(),
+        denied: Vec::new(),
         session: None,
         incremental: false,
         max_bytes: usize::try_from(m.max_bytes.max(0)).unwrap_or(0),
@@ -99,19 +106,60 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: FetchRequest
         }
         Err(code) => job.top_error = code,
     }
+    job.denied = denied_parts(st, &job.req, &m, &job.parts);
     let id = fx.park(super::Job::Fetch(job));
     evaluate(st, fx, id);
 }
 
-/// The error a partition gets before any read, if any.
-fn check_part(st: &State, p: &FetchPart) -> Option<ErrorCode> {
-    let Some(topic) = st.topics.by_id(p.topic_id) else {
-        return Some(if p.topic_id == Uuid::ZERO || !p.name.is_empty() {
-            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
-        } else {
-            ErrorCode::UNKNOWN_TOPIC_ID
-        });
-    };
+/// Which of `parts` the principal may not fetch, decided once at request entry, as Kafka's
+/// `handleFetchRequest` does on every request (partitions of a session included: they stay in
+/// it and are answered TOPIC_AUTHORIZATION_FAILED each time). A consumer needs READ on each
+/// topic, checked by name whether the topic exists or not; a topic id the broker does not know
+/// is answered UNKNOWN_TOPIC_ID before any check. A follower (replica id >= 0) needs
+/// CLUSTER_ACTION on the cluster for all of them.
+fn denied_parts(st: &State, req: &Req, m: &FetchRequest, parts: &[FetchPart]) -> Vec<bool> {
+    if !st.authz.enabled {
+        return vec![false; parts.len()];
+    }
+    let replica_id = if req.version >= 15 { m.replica_state.replica_id } else { m.replica_id };
+    if replica_id >= 0 {
+        let allowed = st.allowed(req, Operation::CLUSTER_ACTION, ResourceType::CLUSTER, CLUSTER_NAME);
+        return vec![!allowed; parts.len()];
+    }
+    // Parts come grouped by topic: one decision per run of a name.
+    let mut last: Option<(&KStr, bool)> = None;
+    parts
+        .iter()
+        .map(|p| {
+            if unknown_id(st, p) {
+                return false;
+            }
+            match last {
+                Some((name, denied)) if *name == p.name => denied,
+                _ => {
+                    let denied = !st.allowed(req, Operation::READ, ResourceType::TOPIC, &p.name);
+                    last = Some((&p.name, denied));
+                    denied
+                }
+            }
+        })
+        .collect()
+}
+
+/// Whether `p` names, by id (v13+), a topic the broker does not know.
+fn unknown_id(st: &State, p: &FetchPart) -> bool {
+    p.topic_id != Uuid::ZERO && p.name.is_empty() && st.topics.by_id(p.topic_id).is_none()
+}
+
+/// The error a partition gets before any read, if any; `denied` when the authorizer refused it.
+fn check_part(st: &State, p: &FetchPart, denied: bool) -> Option<ErrorCode> {
+    if unknown_id(st, p) {
+        return Some(ErrorCode::UNKNOWN_TOPIC_ID);
+    }
+    if denied {
+        return Some(ErrorCode::TOPIC_AUTHORIZATION_FAILED);
+    }
+    let Some(topic) = st.topics.by_id(p.topic_id) else { return Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION) };
     let Some(log) = usize::try_from(p.partition).ok().and_then(|i| topic.partitions.get(i)) else {
         return Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
     };
@@ -135,8 +183,9 @@ fn evaluate(st: &mut State, fx: &mut Effects, job: JobId) {
     let plan: Vec<Option<(PartitionKey, i64, i64, usize)>> = j
         .parts
         .iter()
-        .map(|p| {
-            if check_part(st, p).is_some() {
+        .zip(&j.denied)
+        .map(|(p, denied)| {
+            if check_part(st, p, *denied).is_some() {
                 return None;
             }
             let log = st.topics.partition(p.key())?;
@@ -147,7 +196,9 @@ fn evaluate(st: &mut State, fx: &mut Effects, job: JobId) {
         .collect();
     let has_data = plan.iter().any(Option::is_some);
     let (max_wait, parked) = (j.max_wait, j.parked);
-    if !has_data && max_wait > Duration::ZERO && !parked {
+    // Kafka answers at once when the authorizer refused every partition: nothing can arrive.
+    let all_denied = !j.parts.is_empty() && j.denied.iter().all(|d| *d);
+    if !has_data && max_wait > Duration::ZERO && !parked && !all_denied {
         return park(st, fx, job, max_wait);
     }
     if !has_data {
@@ -226,7 +277,7 @@ fn build_response(st: &mut State, j: &mut FetchJob) -> FetchResponse {
     let mut budget = j.max_bytes;
     let mut first = true;
     let mut session_parts = j.session.and_then(|id| st.sessions.parts(id));
-    for (i, p) in j.parts.iter().enumerate() {
+    for (i, (p, denied)) in j.parts.iter().zip(&j.denied).enumerate() {
         // An empty record set, never null: Kafka always sends one, and older librdkafka
         // (kcat's 2.0) refuses a null one.
         let mut pd = PartitionData {
@@ -236,7 +287,7 @@ fn build_response(st: &mut State, j: &mut FetchJob) -> FetchResponse {
             ..Default::default()
         };
         pd.aborted_transactions = j.read_committed.then(Vec::new);
-        match check_part(st, p) {
+        match check_part(st, p, *denied) {
             Some(code) => {
                 pd.error_code = code.0;
                 pd.high_watermark = -1;

@@ -4,6 +4,10 @@
 //! These handlers look a group up, run the pure coordinator in [`crate::group::classic`] and
 //! carry out the effects it asks for: replies, timers on the broker's table and `Put`s of the
 //! group's metadata, whose completion comes back through [`store_done`].
+//!
+//! Under ACLs each request is checked at entry as Kafka's `KafkaApis` does: DESCRIBE on the
+//! group (or transactional id) to find its coordinator, list or describe it, READ to join,
+//! sync, heartbeat or leave, DELETE to delete it.
 
 use bytes::Bytes;
 
@@ -25,14 +29,12 @@ use crate::group::classic::{ClassicGroup, Client, Ctx, Effect, GroupState, Group
 use crate::group::{encode_group, group_key, offset_key};
 use crate::io::{Command, Completion};
 use crate::request::Req;
+use crate::security::acl::{CLUSTER_NAME, Operation, ResourceType};
 use crate::state::{JobId, State};
 use crate::time::Duration;
 
-/// Group operations reported when DescribeGroups asks (READ, DELETE, DESCRIBE,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS): this broker authorizes everything.
-const GROUP_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
 /// `authorized_operations` when not asked for.
-const OPS_NOT_REQUESTED: i32 = i32::MIN;
+pub(crate) const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
 /// A group's metadata being stored, and what follows.
 #[derive(Debug)]
@@ -52,34 +54,65 @@ impl StoreJob {
 }
 
 pub(crate) fn find_coordinator(st: &mut State, fx: &mut Effects, req: Req, m: &FindCoordinatorRequest) {
-    let (node, host, port) =
-        (st.cfg.node_id, st.cfg.advertised(req.listener).host.clone(), st.cfg.advertised(req.listener).port);
-    // Group (0) and transaction (1) keys: this node coordinates both.
-    let code = if matches!(m.key_type, 0 | 1) { ErrorCode::NONE } else { ErrorCode::INVALID_REQUEST };
-    let ok = code == ErrorCode::NONE;
-    let mut resp = FindCoordinatorResponse {
-        error_code: code.0,
-        node_id: if ok { node } else { -1 },
-        host: if ok { host.clone() } else { KStr::default() },
-        port: if ok { port } else { -1 },
-        ..Default::default()
+    let listener = st.cfg.advertised(req.listener);
+    let (node, host, port) = (st.cfg.node_id, listener.host.clone(), listener.port);
+    // Where the coordinator is, or Kafka's `Node.noNode` with an error.
+    let answer = |code: ErrorCode| {
+        if code == ErrorCode::NONE { (node, host.clone(), port) } else { (-1, KStr::default(), -1) }
     };
-    if req.version >= 4 {
-        resp = FindCoordinatorResponse::default();
-        resp.coordinators = m
-            .coordinator_keys
-            .iter()
-            .map(|k| Coordinator {
-                key: k.clone(),
-                node_id: if ok { node } else { -1 },
-                host: if ok { host.clone() } else { KStr::default() },
-                port: if ok { port } else { -1 },
-                error_code: code.0,
-                ..Default::default()
-            })
-            .collect();
+    if req.version < 4 {
+        let code = coordinator_key_code(st, &req, m.key_type, &m.key);
+        let (node_id, host, port) = answer(code);
+        let resp = FindCoordinatorResponse {
+            error_code: code.0,
+            error_message: authorization_message(code).map(KStr::from),
+            node_id,
+            host,
+            port,
+            ..Default::default()
+        };
+        return fx.respond(req, ResponseBody::FindCoordinator(resp));
     }
+    let coordinators = m
+        .coordinator_keys
+        .iter()
+        .map(|k| {
+            let code = coordinator_key_code(st, &req, m.key_type, k);
+            let (node_id, host, port) = answer(code);
+            Coordinator { key: k.clone(), node_id, host, port, error_code: code.0, ..Default::default() }
+        })
+        .collect();
+    let resp = FindCoordinatorResponse { coordinators, ..Default::default() };
     fx.respond(req, ResponseBody::FindCoordinator(resp));
+}
+
+/// Whether this node coordinates `key`: group (0) and transaction (1) keys, this node
+/// coordinates both, for a principal that may DESCRIBE the group or the transactional id
+/// (Kafka's `getCoordinator`, which checks before it looks at the key type).
+fn coordinator_key_code(st: &State, req: &Req, key_type: i8, key: &str) -> ErrorCode {
+    match key_type {
+        0 if !st.allowed(req, Operation::DESCRIBE, ResourceType::GROUP, key) => ErrorCode::GROUP_AUTHORIZATION_FAILED,
+        1 if !st.allowed(req, Operation::DESCRIBE, ResourceType::TRANSACTIONAL_ID, key) => {
+            ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        }
+        0 | 1 => ErrorCode::NONE,
+        _ => ErrorCode::INVALID_REQUEST,
+    }
+}
+
+/// The message Kafka's FindCoordinator before v4 carries with an authorization error
+/// (`Errors.message()`).
+fn authorization_message(code: ErrorCode) -> Option<&'static str> {
+    match code {
+        ErrorCode::GROUP_AUTHORIZATION_FAILED => Some("Group authorization failed."),
+        ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED => Some("Transactional Id authorization failed."),
+        _ => None,
+    }
+}
+
+/// May the connection that sent `req` join, sync, heartbeat in or leave `group` (READ)?
+fn may_read(st: &State, req: &Req, group: &str) -> bool {
+    st.allowed(req, Operation::READ, ResourceType::GROUP, group)
 }
 
 /// Runs `f` on `group` with a fresh effect sink, then carries the effects out.
@@ -172,6 +205,10 @@ fn join_error(fx: &mut Effects, req: Req, member_id: &KStr, code: ErrorCode) {
 }
 
 pub(crate) fn join_group(st: &mut State, fx: &mut Effects, req: Req, client: Client, m: &JoinGroupRequest) {
+    if !may_read(st, &req, &m.group_id) {
+        // Kafka's answer names no member (JoinGroupRequest.getErrorResponse).
+        return join_error(fx, req, &KStr::default(), ErrorCode::GROUP_AUTHORIZATION_FAILED);
+    }
     if m.group_id.is_empty() {
         return join_error(fx, req, &m.member_id, ErrorCode::INVALID_GROUP_ID);
     }
@@ -202,6 +239,12 @@ pub(crate) fn join_group(st: &mut State, fx: &mut Effects, req: Req, client: Cli
 }
 
 pub(crate) fn sync_group(st: &mut State, fx: &mut Effects, req: Req, m: &SyncGroupRequest) {
+    if !may_read(st, &req, &m.group_id) {
+        // Kafka checks first that v5+ names the protocol type and name.
+        let unnamed = req.version >= 5 && (m.protocol_type.is_none() || m.protocol_name.is_none());
+        let code = if unnamed { ErrorCode::INCONSISTENT_GROUP_PROTOCOL } else { ErrorCode::GROUP_AUTHORIZATION_FAILED };
+        return fx.respond(req, sync_error(code));
+    }
     if st.groups.consumer.get(&m.group_id).is_some_and(|g| !g.members.is_empty()) {
         return super::consumer::classic_sync(st, fx, req, m);
     }
@@ -212,6 +255,11 @@ pub(crate) fn sync_group(st: &mut State, fx: &mut Effects, req: Req, m: &SyncGro
 }
 
 pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, m: &HeartbeatRequest) {
+    if !may_read(st, &req, &m.group_id) {
+        let code = ErrorCode::GROUP_AUTHORIZATION_FAILED;
+        return fx
+            .respond(req, ResponseBody::Heartbeat(HeartbeatResponse { error_code: code.0, ..Default::default() }));
+    }
     if st.groups.consumer.contains_key(&m.group_id) {
         let code = super::consumer::classic_heartbeat(st, fx, m);
         return fx
@@ -224,6 +272,10 @@ pub(crate) fn heartbeat(st: &mut State, fx: &mut Effects, req: Req, m: &Heartbea
 }
 
 pub(crate) fn leave_group(st: &mut State, fx: &mut Effects, req: Req, m: &LeaveGroupRequest) {
+    if !may_read(st, &req, &m.group_id) {
+        // A top-level error and no members, at every version.
+        return fx.respond(req, leave_response(req.version, &[], ErrorCode::GROUP_AUTHORIZATION_FAILED, &[]));
+    }
     let members: Vec<MemberIdentity> = if req.version >= 3 {
         m.members.clone()
     } else {
@@ -308,34 +360,54 @@ pub(crate) fn list_groups(st: &mut State, fx: &mut Effects, req: Req, m: &ListGr
             ..Default::default()
         }));
     }
+    // Kafka lists every group to a principal that may DESCRIBE the cluster, else only the
+    // groups it may DESCRIBE.
+    let all = st.allowed(&req, Operation::DESCRIBE, ResourceType::CLUSTER, CLUSTER_NAME);
+    groups.retain(|g| all || st.allowed(&req, Operation::DESCRIBE, ResourceType::GROUP, &g.group_id));
     groups.sort_by(|x, y| x.group_id.as_str().cmp(y.group_id.as_str()));
     fx.respond(req, ResponseBody::ListGroups(ListGroupsResponse { groups, ..Default::default() }));
 }
 
 pub(crate) fn describe_groups(st: &mut State, fx: &mut Effects, req: Req, m: &DescribeGroupsRequest) {
-    let ops = if m.include_authorized_operations { GROUP_OPS } else { OPS_NOT_REQUESTED };
     let groups = m
         .groups
         .iter()
-        .map(|id| match st.groups.classic.get(id).filter(|g| g.state() != GroupState::Dead) {
-            Some(g) => describe(g, ops),
-            None if let Some(g) = st.groups.consumer.get(id) => super::consumer::as_classic_description(st, g, ops),
-            None if req.version >= 6 => DescribedGroup {
-                group_id: id.clone(),
-                error_code: ErrorCode::GROUP_ID_NOT_FOUND.0,
-                error_message: Some(KStr::from(format!("Group {id} not found."))),
-                authorized_operations: ops,
-                ..Default::default()
-            },
-            None => DescribedGroup {
-                group_id: id.clone(),
-                group_state: KStr::from(GroupState::Dead.name()),
-                authorized_operations: ops,
-                ..Default::default()
-            },
+        .map(|id| {
+            if !st.allowed(&req, Operation::DESCRIBE, ResourceType::GROUP, id) {
+                // Kafka's `DescribeGroupsResponse.groupError`: empty state and protocol.
+                let code = ErrorCode::GROUP_AUTHORIZATION_FAILED;
+                return DescribedGroup { group_id: id.clone(), error_code: code.0, ..Default::default() };
+            }
+            let ops = if m.include_authorized_operations {
+                st.authorized_operations(&req, ResourceType::GROUP, id)
+            } else {
+                OPS_NOT_REQUESTED
+            };
+            describe_one(st, req.version, id, ops)
         })
         .collect();
     fx.respond(req, ResponseBody::DescribeGroups(DescribeGroupsResponse { groups, ..Default::default() }));
+}
+
+/// One group a principal may describe, with `ops` as its authorized operations.
+fn describe_one(st: &State, version: i16, id: &KStr, ops: i32) -> DescribedGroup {
+    match st.groups.classic.get(id).filter(|g| g.state() != GroupState::Dead) {
+        Some(g) => describe(g, ops),
+        None if let Some(g) = st.groups.consumer.get(id) => super::consumer::as_classic_description(st, g, ops),
+        None if version >= 6 => DescribedGroup {
+            group_id: id.clone(),
+            error_code: ErrorCode::GROUP_ID_NOT_FOUND.0,
+            error_message: Some(KStr::from(format!("Group {id} not found."))),
+            authorized_operations: ops,
+            ..Default::default()
+        },
+        None => DescribedGroup {
+            group_id: id.clone(),
+            group_state: KStr::from(GroupState::Dead.name()),
+            authorized_operations: ops,
+            ..Default::default()
+        },
+    }
 }
 
 /// Kafka describes members' metadata and assignments only in Stable.
@@ -371,6 +443,7 @@ pub(crate) fn delete_groups(st: &mut State, fx: &mut Effects, req: Req, m: &Dele
     for id in &m.groups_names {
         let consumer = st.groups.consumer.get(id).map(|g| g.members.is_empty());
         let code = match st.groups.classic.get(id) {
+            _ if !st.allowed(&req, Operation::DELETE, ResourceType::GROUP, id) => ErrorCode::GROUP_AUTHORIZATION_FAILED,
             _ if id.is_empty() => ErrorCode::INVALID_GROUP_ID,
             None if consumer == Some(false) => ErrorCode::NON_EMPTY_GROUP,
             None if consumer == Some(true) => ErrorCode::NONE,

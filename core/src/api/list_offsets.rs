@@ -1,5 +1,6 @@
 //! ListOffsets (earliest, latest, max-timestamp, and by-timestamp lookups through the store)
-//! and OffsetForLeaderEpoch, answered from the partition's leader epoch history.
+//! and OffsetForLeaderEpoch, answered from the partition's leader epoch history. A topic the
+//! principal may not DESCRIBE has each partition answered TOPIC_AUTHORIZATION_FAILED, as Kafka does.
 
 use super::{CmdOwner, Effects};
 use crate::codec::ErrorCode;
@@ -13,6 +14,7 @@ use crate::codec::generated::offset_for_leader_epoch::{
 use crate::io::{Command, Completion, PartitionKey, TimestampOffset};
 use crate::log::PartitionLog;
 use crate::request::Req;
+use crate::security::acl::{CLUSTER_NAME, Operation, ResourceType};
 use crate::state::{JobId, State};
 
 /// ListOffsets' special timestamps.
@@ -48,7 +50,9 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ListOffsetsR
     let mut resp = ListOffsetsResponse::default();
     let mut lookups = Vec::new();
     for (ti, t) in m.topics.iter().enumerate() {
-        let topic = st.topics.by_name(&t.name).map(|x| x.id);
+        // Kafka: DESCRIBE on the topic, else every partition is refused (existing or not).
+        let denied = !st.allowed(&req, Operation::DESCRIBE, ResourceType::TOPIC, &t.name);
+        let topic = st.topics.by_name(&t.name).map(|x| x.id).filter(|_| !denied);
         let mut tr = ListOffsetsTopicResponse { name: t.name.clone(), ..Default::default() };
         for (pi, p) in t.partitions.iter().enumerate() {
             let mut pr = ListOffsetsPartitionResponse {
@@ -60,6 +64,7 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ListOffsetsR
             };
             let key = topic.map(|id| PartitionKey { topic_id: id, partition: p.partition_index });
             match key.and_then(|k| st.topics.partition(k).map(|l| (k, l))) {
+                None if denied => pr.error_code = ErrorCode::TOPIC_AUTHORIZATION_FAILED.0,
                 None => pr.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
                 Some((_, log)) if epoch_error(p.current_leader_epoch, log).is_some() => {
                     pr.error_code = epoch_error(p.current_leader_epoch, log).unwrap_or(ErrorCode::NONE).0;
@@ -126,14 +131,18 @@ pub(crate) fn lookup_done(st: &State, fx: &mut Effects, job: JobId, part: usize,
 
 pub(crate) fn offset_for_leader_epoch(st: &mut State, fx: &mut Effects, req: Req, m: &OffsetForLeaderEpochRequest) {
     let mut resp = OffsetForLeaderEpochResponse::default();
+    // Kafka (KIP-320): CLUSTER_ACTION on the cluster (brokers) or DESCRIBE on the topic (consumers).
+    let cluster_action = st.allowed(&req, Operation::CLUSTER_ACTION, ResourceType::CLUSTER, CLUSTER_NAME);
     for t in &m.topics {
-        let topic = st.topics.by_name(&t.topic).map(|x| x.id);
+        let denied = !cluster_action && !st.allowed(&req, Operation::DESCRIBE, ResourceType::TOPIC, &t.topic);
+        let topic = st.topics.by_name(&t.topic).map(|x| x.id).filter(|_| !denied);
         let mut tr = OffsetForLeaderTopicResult { topic: t.topic.clone(), ..Default::default() };
         for p in &t.partitions {
             let mut e =
                 EpochEndOffset { partition: p.partition, leader_epoch: -1, end_offset: -1, ..Default::default() };
             let log = topic.and_then(|id| st.topics.partition(PartitionKey { topic_id: id, partition: p.partition }));
             match log {
+                None if denied => e.error_code = ErrorCode::TOPIC_AUTHORIZATION_FAILED.0,
                 None => e.error_code = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0,
                 Some(log) if epoch_error(p.current_leader_epoch, log).is_some() => {
                     e.error_code = epoch_error(p.current_leader_epoch, log).unwrap_or(ErrorCode::NONE).0;

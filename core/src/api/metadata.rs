@@ -3,6 +3,11 @@
 //!
 //! Metadata may create topics (auto-create, when enabled and the client allows it); the answer
 //! then waits until the new topics are stored.
+//!
+//! With the authorizer on, these follow Kafka: a topic the principal may not DESCRIBE is left
+//! out of listings and answered TOPIC_AUTHORIZATION_FAILED when named (existing or not);
+//! auto-creation takes CREATE on the cluster or the topic; `*_authorized_operations` are the
+//! principal's.
 
 use super::Effects;
 use super::Then;
@@ -19,6 +24,7 @@ use crate::codec::generated::metadata::{
 };
 use crate::codec::{ErrorCode, KStr, Uuid};
 use crate::request::Req;
+use crate::security::acl::{CLUSTER_NAME, Operation, ResourceType};
 use crate::state::{State, Topic};
 use crate::topics;
 
@@ -50,14 +56,47 @@ fn partitions(st: &State, t: &Topic) -> Vec<MetadataResponsePartition> {
         .collect()
 }
 
-fn topic_entry(st: &State, t: &Topic, ops: bool) -> MetadataResponseTopic {
+fn topic_entry(st: &State, req: &Req, t: &Topic, ops: bool) -> MetadataResponseTopic {
     MetadataResponseTopic {
         name: Some(t.name.clone()),
         topic_id: t.id,
         partitions: partitions(st, t),
-        topic_authorized_operations: if ops { TOPIC_OPS } else { OPS_NOT_REQUESTED },
+        topic_authorized_operations: if ops { topic_ops(st, req, &t.name) } else { OPS_NOT_REQUESTED },
         ..Default::default()
     }
+}
+
+/// The operations the principal may perform on topic `name` ([`TOPIC_OPS`] without the
+/// authorizer).
+fn topic_ops(st: &State, req: &Req, name: &str) -> i32 {
+    st.authorized_operations(req, ResourceType::TOPIC, name)
+}
+
+/// `cluster_authorized_operations` when asked for: the operations the principal may perform on
+/// the cluster ([`CLUSTER_OPS`] without the authorizer), or none at all without DESCRIBE on it
+/// (Kafka's Metadata and DescribeCluster).
+fn cluster_ops(st: &State, req: &Req, asked: bool) -> i32 {
+    if !asked {
+        OPS_NOT_REQUESTED
+    } else if st.allowed(req, Operation::DESCRIBE, ResourceType::CLUSTER, CLUSTER_NAME) {
+        st.authorized_operations(req, ResourceType::CLUSTER, CLUSTER_NAME)
+    } else {
+        0
+    }
+}
+
+/// Whether the principal may DESCRIBE topic `name`; without it Kafka answers
+/// TOPIC_AUTHORIZATION_FAILED whether the topic exists or not, and lists only the topics
+/// it may describe.
+fn may_describe(st: &State, req: &Req, name: &str) -> bool {
+    st.allowed(req, Operation::DESCRIBE, ResourceType::TOPIC, name)
+}
+
+/// Whether the principal may have Metadata auto-create topic `name`: CREATE on the cluster or
+/// on the topic (Kafka's `handleTopicMetadataRequest`).
+fn may_create(st: &State, req: &Req, name: &str) -> bool {
+    st.allowed(req, Operation::CREATE, ResourceType::CLUSTER, CLUSTER_NAME)
+        || st.allowed(req, Operation::CREATE, ResourceType::TOPIC, name)
 }
 
 fn error_entry(name: Option<KStr>, id: Uuid, code: ErrorCode) -> MetadataResponseTopic {
@@ -82,11 +121,7 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: MetadataRequ
         }],
         cluster_id: Some(st.cfg.cluster_id.clone()),
         controller_id: st.cfg.node_id,
-        cluster_authorized_operations: if m.include_cluster_authorized_operations {
-            CLUSTER_OPS
-        } else {
-            OPS_NOT_REQUESTED
-        },
+        cluster_authorized_operations: cluster_ops(st, &req, m.include_cluster_authorized_operations),
         ..Default::default()
     };
     // v0: an empty list means every topic; v1+: null means every topic, empty means none.
@@ -95,7 +130,13 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: MetadataRequ
         Some(t) => t.is_empty() && req.version == 0,
     };
     if all {
-        resp.topics = st.topics.visible_by_name().into_iter().map(|t| topic_entry(st, t, ops)).collect();
+        resp.topics = st
+            .topics
+            .visible_by_name()
+            .into_iter()
+            .filter(|t| may_describe(st, &req, &t.name))
+            .map(|t| topic_entry(st, &req, t, ops))
+            .collect();
         return fx.respond(req, ResponseBody::Metadata(resp));
     }
     let auto_create = st.cfg.auto_create_topics && (req.version < 4 || m.allow_auto_topic_creation);
@@ -103,12 +144,23 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: MetadataRequ
     for rt in m.topics.unwrap_or_default() {
         let entry = match &rt.name {
             None if rt.topic_id == Uuid::ZERO => error_entry(None, Uuid::ZERO, ErrorCode::INVALID_REQUEST),
+            // Kafka does not hold topic ids secret: an unknown one is UNKNOWN_TOPIC_ID for all.
             None => match st.topics.by_id(rt.topic_id) {
-                Some(t) => topic_entry(st, t, ops),
+                Some(t) if !may_describe(st, &req, &t.name) => {
+                    error_entry(None, rt.topic_id, ErrorCode::TOPIC_AUTHORIZATION_FAILED)
+                }
+                Some(t) => topic_entry(st, &req, t, ops),
                 None => error_entry(None, rt.topic_id, ErrorCode::UNKNOWN_TOPIC_ID),
             },
+            Some(name) if !may_describe(st, &req, name) => {
+                error_entry(Some(name.clone()), Uuid::ZERO, ErrorCode::TOPIC_AUTHORIZATION_FAILED)
+            }
             Some(name) => match st.topics.by_name(name) {
-                Some(t) => topic_entry(st, t, ops),
+                Some(t) => topic_entry(st, &req, t, ops),
+                // Kafka checks this before the name itself, for every topic it would create.
+                None if auto_create && !may_create(st, &req, name) => {
+                    error_entry(Some(name.clone()), Uuid::ZERO, ErrorCode::TOPIC_AUTHORIZATION_FAILED)
+                }
                 None if topics::validate_name(name).is_err() => {
                     error_entry(Some(name.clone()), Uuid::ZERO, ErrorCode::INVALID_TOPIC_EXCEPTION)
                 }
@@ -145,7 +197,7 @@ pub(crate) fn finish_auto_create(st: &mut State, job: &mut super::ReplyJob) {
     let ResponseBody::Metadata(resp) = &mut job.body else { return };
     for (id, failure) in settled {
         match (st.topics.get(id), failure) {
-            (Some(t), None) => resp.topics.push(topic_entry(st, t, ops)),
+            (Some(t), None) => resp.topics.push(topic_entry(st, &job.req, t, ops)),
             (_, Some((name, code))) => resp.topics.push(error_entry(Some(name), Uuid::ZERO, code)),
             (None, None) => {}
         }
@@ -165,11 +217,9 @@ pub(crate) fn describe_cluster(st: &mut State, fx: &mut Effects, req: Req, m: &D
             is_fenced: false,
             ..Default::default()
         }],
-        cluster_authorized_operations: if m.include_cluster_authorized_operations {
-            CLUSTER_OPS
-        } else {
-            OPS_NOT_REQUESTED
-        },
+        // Kafka refuses no one DescribeCluster: without DESCRIBE on the cluster only the
+        // authorized operations (when asked for) come back empty.
+        cluster_authorized_operations: cluster_ops(st, &req, m.include_cluster_authorized_operations),
         ..Default::default()
     };
     // Endpoint type 1 is brokers; kelp has no separate controller endpoint to show.
@@ -202,6 +252,19 @@ pub(crate) fn describe_topic_partitions(
     let mut budget = usize::try_from(m.response_partition_limit.max(1)).unwrap_or(1);
     let mut resp = DescribeTopicPartitionsResponse::default();
     for name in wanted.into_iter().filter(|n| start_topic.as_ref().is_none_or(|s| n >= s)) {
+        // Kafka checks DESCRIBE before anything else: a listing skips the topic, a named one is
+        // refused; neither counts against the page, and a cursor names an authorized topic.
+        if !may_describe(st, &req, &name) {
+            if !m.topics.is_empty() {
+                resp.topics.push(DescribeTopicPartitionsResponseTopic {
+                    error_code: ErrorCode::TOPIC_AUTHORIZATION_FAILED.0,
+                    name: Some(name),
+                    topic_authorized_operations: OPS_NOT_REQUESTED,
+                    ..Default::default()
+                });
+            }
+            continue;
+        }
         if budget == 0 {
             // The page filled up at a topic boundary: the next one starts with this topic,
             // which this page does not list (as Kafka's KRaftMetadataCache does).
@@ -226,7 +289,7 @@ pub(crate) fn describe_topic_partitions(
         let mut entry = DescribeTopicPartitionsResponseTopic {
             name: Some(name.clone()),
             topic_id: t.id,
-            topic_authorized_operations: TOPIC_OPS,
+            topic_authorized_operations: topic_ops(st, &req, &name),
             ..Default::default()
         };
         let count = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);

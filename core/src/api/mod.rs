@@ -6,6 +6,7 @@
 //! at once or parks a [`Job`] whose parts are storage commands or high-watermark waits;
 //! [`job_completed`] resumes it. Handlers never do IO, never block, and never see the broker.
 
+pub(crate) mod acls;
 pub mod admin;
 pub mod api_versions;
 pub(crate) mod cleaning;
@@ -83,6 +84,9 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SASL_AUTHENTICATE, 0, 2),
     (ApiKey::DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0),
     (ApiKey::ALTER_USER_SCRAM_CREDENTIALS, 0, 0),
+    (ApiKey::CREATE_ACLS, 1, 3),
+    (ApiKey::DESCRIBE_ACLS, 1, 3),
+    (ApiKey::DELETE_ACLS, 1, 3),
 ];
 
 /// Whether the broker serves `api` at `version`.
@@ -144,6 +148,9 @@ pub(crate) fn dispatch(
         RequestBody::OffsetForLeaderEpoch(m) => list_offsets::offset_for_leader_epoch(st, fx, req, &m),
         RequestBody::DescribeUserScramCredentials(m) => users::describe(st, fx, req, &m),
         RequestBody::AlterUserScramCredentials(m) => users::alter(st, fx, req, &m),
+        RequestBody::CreateAcls(m) => acls::create(st, fx, req, &m),
+        RequestBody::DescribeAcls(m) => acls::describe(st, fx, req, &m),
+        RequestBody::DeleteAcls(m) => acls::delete(st, fx, req, &m),
         other => {
             // `served` admitted it, so a handler must exist: a broken invariant, not input.
             unreachable!("no handler for served API {:?}", other.api_key());
@@ -206,6 +213,9 @@ pub(crate) enum Then {
     DeleteGroups,
     /// OffsetDelete: each part deletes a committed offset.
     OffsetDelete,
+    /// CreateAcls and DeleteAcls: each part stores a binding's addition or removal, which
+    /// takes effect once stored.
+    Acls(Box<acls::AclChanges>),
     /// AlterUserScramCredentials: each part stores (or deletes) a user's credential, which
     /// takes effect once stored.
     ScramCredentials(Vec<users::Change>),
@@ -279,6 +289,7 @@ fn job_completed_reply(st: &mut State, fx: &mut Effects, job: JobId) {
         Then::DeleteGroups => group::finish_delete_groups(&mut r),
         Then::OffsetDelete => offsets::finish_offset_delete(&mut r),
         Then::ScramCredentials(_) => users::finish_alter(st, &mut r),
+        Then::Acls(_) => acls::finish(st, &mut r),
     }
     fx.respond(r.req, r.body);
 }

@@ -5,12 +5,18 @@
 //! only stored offsets become visible to OffsetFetch (Kafka answers after its offsets topic
 //! append commits). OffsetFetch with `require_stable` reports partitions whose commit is
 //! still being stored as UNSTABLE_OFFSET_COMMIT.
+//!
+//! Under ACLs, as Kafka's `KafkaApis`: a commit needs READ on the group and on each topic, a
+//! fetch DESCRIBE on the group and shows only the topics the principal may DESCRIBE, a delete
+//! needs DELETE on the group and READ on each topic. A refused topic is answered
+//! TOPIC_AUTHORIZATION_FAILED before it is looked up, so that its existence does not leak.
 
 use super::Job;
 use super::{CmdOwner, Effects};
 use crate::codec::generated::ResponseBody;
 use crate::codec::generated::offset_commit::{
-    OffsetCommitRequest, OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+    OffsetCommitRequest, OffsetCommitRequestTopic, OffsetCommitResponse, OffsetCommitResponsePartition,
+    OffsetCommitResponseTopic,
 };
 use crate::codec::generated::offset_delete::{
     OffsetDeleteRequest, OffsetDeleteResponse, OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
@@ -24,6 +30,7 @@ use crate::group::classic::{ClassicGroup, GroupState};
 use crate::group::{CommittedOffset, encode_offset, offset_key};
 use crate::io::{Command, Completion};
 use crate::request::Req;
+use crate::security::acl::{Operation, ResourceType};
 use crate::state::{JobId, State};
 
 /// One partition's commit being stored.
@@ -73,16 +80,58 @@ fn check_commit_group(st: &mut State, req: Req, m: &OffsetCommitRequest) -> Resu
     }
 }
 
+/// May the connection that sent `req` do `op` on the topic `name`?
+fn may(st: &State, req: &Req, op: Operation, name: &str) -> bool {
+    st.allowed(req, op, ResourceType::TOPIC, name)
+}
+
+/// Kafka's answer to an OffsetCommit refused as a whole: `code` on every partition asked for.
+fn commit_refused(m: &OffsetCommitRequest, code: ErrorCode) -> ResponseBody {
+    let topics = m
+        .topics
+        .iter()
+        .map(|t| OffsetCommitResponseTopic {
+            name: t.name.clone(),
+            topic_id: t.topic_id,
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| OffsetCommitResponsePartition {
+                    partition_index: p.partition_index,
+                    error_code: code.0,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    ResponseBody::OffsetCommit(OffsetCommitResponse { topics, ..Default::default() })
+}
+
+/// The name of a topic a commit names: by id from v10, `None` for an unknown id.
+fn commit_topic_name(st: &State, version: i16, t: &OffsetCommitRequestTopic) -> Option<KStr> {
+    if version >= 10 { st.topics.by_id(t.topic_id).map(|x| x.name.clone()) } else { Some(t.name.clone()) }
+}
+
 pub(crate) fn offset_commit(st: &mut State, fx: &mut Effects, req: Req, m: &OffsetCommitRequest) {
-    let group_error = check_commit_group(st, req, m).err();
+    if !st.allowed(&req, Operation::READ, ResourceType::GROUP, &m.group_id) {
+        return fx.respond(req, commit_refused(m, ErrorCode::GROUP_AUTHORIZATION_FAILED));
+    }
+    // Each topic's name (v10 names topics by id) and whether the principal may not READ it.
+    let names: Vec<Option<KStr>> = m.topics.iter().map(|t| commit_topic_name(st, req.version, t)).collect();
+    let refused: Vec<bool> =
+        names.iter().map(|n| n.as_ref().is_some_and(|n| !may(st, &req, Operation::READ, n))).collect();
+    // Kafka leaves the group alone (no checks, no group created) when it may commit to no topic.
+    let all_refused = !refused.is_empty() && refused.iter().all(|r| *r);
+    let group_error = if all_refused { None } else { check_commit_group(st, req, m).err() };
     let mut resp = OffsetCommitResponse::default();
     let mut parts = Vec::new();
-    for (ti, t) in m.topics.iter().enumerate() {
-        let name =
-            if req.version >= 10 { st.topics.by_id(t.topic_id).map(|x| x.name.clone()) } else { Some(t.name.clone()) };
+    for (ti, (t, name)) in m.topics.iter().zip(&names).enumerate() {
         let mut rt = OffsetCommitResponseTopic { name: t.name.clone(), topic_id: t.topic_id, ..Default::default() };
         for (pi, p) in t.partitions.iter().enumerate() {
-            let code = match &name {
+            let code = match name {
+                // Before the topic's existence, so that it does not leak.
+                Some(_) if refused[ti] => ErrorCode::TOPIC_AUTHORIZATION_FAILED,
                 _ if group_error.is_some() => group_error.unwrap_or(ErrorCode::NONE),
                 None => ErrorCode::UNKNOWN_TOPIC_ID,
                 Some(n) if !partition_exists(st, n, p.partition_index) => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
@@ -164,6 +213,51 @@ fn fetch_one(st: &State, group: &KStr, topic: &KStr, p: i32, require_stable: boo
     }
 }
 
+/// One partition's fetched offset, as the connection that sent `req` may see it: a topic it
+/// may not DESCRIBE gets TOPIC_AUTHORIZATION_FAILED (Kafka does not look it up).
+fn fetch_seen(
+    st: &State,
+    req: &Req,
+    group: &KStr,
+    topic: &KStr,
+    p: i32,
+    require_stable: bool,
+) -> (i64, i32, KStr, ErrorCode) {
+    if !may(st, req, Operation::DESCRIBE, topic) {
+        return (-1, -1, KStr::default(), ErrorCode::TOPIC_AUTHORIZATION_FAILED);
+    }
+    fetch_one(st, group, topic, p, require_stable)
+}
+
+/// Kafka's OffsetFetch answer before v8 to a principal that may not DESCRIBE the group: the
+/// error at the top from v2, on every partition asked for before (v1 has no top-level error).
+fn fetch_refused_v1_to_v7(version: i16, m: &OffsetFetchRequest) -> OffsetFetchResponse {
+    let code = ErrorCode::GROUP_AUTHORIZATION_FAILED;
+    if version >= 2 {
+        return OffsetFetchResponse { error_code: code.0, ..Default::default() };
+    }
+    let topics = m
+        .topics
+        .iter()
+        .flatten()
+        .map(|t| OffsetFetchResponseTopic {
+            name: t.name.clone(),
+            partitions: t
+                .partition_indexes
+                .iter()
+                .map(|p| OffsetFetchResponsePartition {
+                    partition_index: *p,
+                    committed_offset: -1,
+                    error_code: code.0,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    OffsetFetchResponse { topics, ..Default::default() }
+}
+
 /// (topic, partitions asked) for a group: every committed partition when `asked` is None.
 fn wanted(st: &State, group: &KStr, asked: Option<Vec<(KStr, Vec<i32>)>>) -> Vec<(KStr, Vec<i32>)> {
     if let Some(a) = asked {
@@ -181,16 +275,24 @@ fn wanted(st: &State, group: &KStr, asked: Option<Vec<(KStr, Vec<i32>)>>) -> Vec
 
 pub(crate) fn offset_fetch(st: &mut State, fx: &mut Effects, req: Req, m: &OffsetFetchRequest) {
     let require_stable = req.version >= 7 && m.require_stable;
+    let may_describe_group = |g: &str| st.allowed(&req, Operation::DESCRIBE, ResourceType::GROUP, g);
     if req.version < 8 {
+        if !may_describe_group(&m.group_id) {
+            return fx.respond(req, ResponseBody::OffsetFetch(fetch_refused_v1_to_v7(req.version, m)));
+        }
         let asked =
             m.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect());
+        let every = asked.is_none();
         let topics = wanted(st, &m.group_id, asked)
             .into_iter()
+            // Asked for every partition, the principal sees only the topics it may DESCRIBE.
+            .filter(|(name, _)| !every || may(st, &req, Operation::DESCRIBE, name))
             .map(|(name, ps)| OffsetFetchResponseTopic {
                 partitions: ps
                     .into_iter()
                     .map(|p| {
-                        let (offset, epoch, metadata, code) = fetch_one(st, &m.group_id, &name, p, require_stable);
+                        let (offset, epoch, metadata, code) =
+                            fetch_seen(st, &req, &m.group_id, &name, p, require_stable);
                         OffsetFetchResponsePartition {
                             partition_index: p,
                             committed_offset: offset,
@@ -213,6 +315,14 @@ pub(crate) fn offset_fetch(st: &mut State, fx: &mut Effects, req: Req, m: &Offse
         .groups
         .iter()
         .map(|g| {
+            if !may_describe_group(&g.group_id) {
+                let code = ErrorCode::GROUP_AUTHORIZATION_FAILED;
+                return OffsetFetchResponseGroup {
+                    group_id: g.group_id.clone(),
+                    error_code: code.0,
+                    ..Default::default()
+                };
+            }
             let member_check =
                 st.groups.consumer.get(&g.group_id).map(|c| c.validate_fetch(g.member_id.as_ref(), g.member_epoch));
             if let Some(Err(code)) = member_check {
@@ -241,7 +351,9 @@ pub(crate) fn offset_fetch(st: &mut State, fx: &mut Effects, req: Req, m: &Offse
                     .into_iter()
                     .filter_map(|(n, ps)| {
                         let id = st.topics.by_name(&n).map_or(Uuid::ZERO, |t| t.id);
-                        (!by_id || id != Uuid::ZERO).then_some((n, id, ps))
+                        // Only the topics the principal may DESCRIBE.
+                        let seen = may(st, &req, Operation::DESCRIBE, &n);
+                        (seen && (!by_id || id != Uuid::ZERO)).then_some((n, id, ps))
                     })
                     .collect(),
             };
@@ -252,7 +364,7 @@ pub(crate) fn offset_fetch(st: &mut State, fx: &mut Effects, req: Req, m: &Offse
                         .into_iter()
                         .map(|p| {
                             let (offset, epoch, metadata, mut code) =
-                                fetch_one(st, &g.group_id, &name, p, require_stable);
+                                fetch_seen(st, &req, &g.group_id, &name, p, require_stable);
                             if by_id && name.is_empty() {
                                 code = ErrorCode::UNKNOWN_TOPIC_ID;
                             }
@@ -278,6 +390,10 @@ pub(crate) fn offset_fetch(st: &mut State, fx: &mut Effects, req: Req, m: &Offse
 }
 
 pub(crate) fn offset_delete(st: &mut State, fx: &mut Effects, req: Req, m: &OffsetDeleteRequest) {
+    if !st.allowed(&req, Operation::DELETE, ResourceType::GROUP, &m.group_id) {
+        let resp = OffsetDeleteResponse { error_code: ErrorCode::GROUP_AUTHORIZATION_FAILED.0, ..Default::default() };
+        return fx.respond(req, ResponseBody::OffsetDelete(resp));
+    }
     let consumer = st.groups.consumer.get(&m.group_id).map(|g| g.members.is_empty());
     let group_error = match st.groups.classic.get(&m.group_id) {
         None if consumer.is_some() => None,
@@ -300,9 +416,13 @@ pub(crate) fn offset_delete(st: &mut State, fx: &mut Effects, req: Req, m: &Offs
     for t in &m.topics {
         let subscribed = st.groups.classic.get(&m.group_id).is_some_and(|g| g.subscribed_to(&t.name))
             || st.groups.consumer.get(&m.group_id).is_some_and(|g| g.subscribed_to(&t.name));
+        // Kafka asks for READ on the topic, before looking it up.
+        let refused = !may(st, &req, Operation::READ, &t.name);
         let mut rt = OffsetDeleteResponseTopic { name: t.name.clone(), ..Default::default() };
         for p in &t.partitions {
-            let code = if !partition_exists(st, &t.name, p.partition_index) {
+            let code = if refused {
+                ErrorCode::TOPIC_AUTHORIZATION_FAILED
+            } else if !partition_exists(st, &t.name, p.partition_index) {
                 ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
             } else if subscribed {
                 ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC

@@ -14,6 +14,11 @@
 //! [`crate::log`]), or with REQUEST_TIMED_OUT, which clients retry, when the request's
 //! `timeout_ms` runs out first. acks=0 answers nothing; an error then closes the connection, as
 //! Kafka does, so that the client notices instead of losing data silently.
+//!
+//! With the authorizer on, Kafka's checks come first: transactional batches need WRITE on the
+//! transactional id (else the whole request is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+//! and each topic needs WRITE (else its partitions get TOPIC_AUTHORIZATION_FAILED and the other
+//! topics are still written).
 
 use bytes::Bytes;
 
@@ -28,6 +33,7 @@ use crate::io::{AppendBatches, BatchSummary, CloseReason, Command, Completion, P
 use crate::log::SequenceCheck;
 use crate::records::{BatchRecords, HEADER_LEN, RecordBatch, TimestampType, rewrite};
 use crate::request::Req;
+use crate::security::acl::{Operation, ResourceType};
 use crate::state::{HwmWaiter, JobId, State};
 
 /// A produce waiting for its appends to reach the high watermark.
@@ -51,9 +57,16 @@ enum Outcome {
 }
 
 pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceRequest) {
+    if !transactional_id_authorized(st, &req, &m) {
+        // Kafka refuses the whole request (every partition; acks=0: the connection closes).
+        if m.acks == 0 {
+            return acks0_failed(fx, &req);
+        }
+        return refuse_all(fx, req, &m, ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    }
     // Produce v12+ is transaction version 2's: partitions join the transaction implicitly.
     let m = match (req.version >= 12 && m.acks != 0, m.transactional_id.clone()) {
-        (true, Some(id)) => match joining(st, req.version, &id, &m) {
+        (true, Some(id)) => match joining(st, &req, &id, &m) {
             Some((producer, partitions)) => {
                 let r = super::txn::Resume::Produce(req, m);
                 match super::txn::join(st, fx, &id, producer, (&partitions, &[]), r) {
@@ -71,10 +84,13 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceReque
     let mut any_error = false;
     for (ti, td) in m.topic_data.into_iter().enumerate() {
         let topic_id = topic_id_of(st, req.version, &td);
+        let denied = write_denied(st, &req, &td, topic_id);
         let mut tr = TopicProduceResponse { name: td.name.clone(), topic_id: td.topic_id, ..Default::default() };
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
             let index = pd.index;
-            let outcome = if !matches!(acks, -1..=1) {
+            let outcome = if denied {
+                Outcome::Error(ErrorCode::TOPIC_AUTHORIZATION_FAILED, None)
+            } else if !matches!(acks, -1..=1) {
                 Outcome::Error(ErrorCode::INVALID_REQUIRED_ACKS, None)
             } else if req.version >= 13 && topic_id.and_then(|id| st.topics.by_id(id)).is_none() {
                 // v13 names topics by id (KIP-516); Kafka answers an unknown one so.
@@ -121,7 +137,7 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceReque
     }
     if acks == 0 {
         if any_error {
-            fx.close(req.conn, CloseReason::Undecodable(crate::codec::DecodeError::Invalid("acks=0 produce failed")));
+            acks0_failed(fx, &req);
         } else {
             fx.respond_nothing(req);
         }
@@ -147,9 +163,48 @@ pub(crate) fn handle(st: &mut State, fx: &mut Effects, req: Req, m: ProduceReque
     finish_if_done(fx, job);
 }
 
+/// An acks=0 produce failed somewhere: Kafka closes the connection, the only way to tell a
+/// client that expects no answer.
+fn acks0_failed(fx: &mut Effects, req: &Req) {
+    fx.close(req.conn, CloseReason::Undecodable(crate::codec::DecodeError::Invalid("acks=0 produce failed")));
+}
+
 /// The topic a produce request's topic entry names: by id from v13 (KIP-516), by name before.
 fn topic_id_of(st: &State, version: i16, td: &TopicProduceData) -> Option<Uuid> {
     if version >= 13 { Some(td.topic_id) } else { st.topics.by_name(&td.name).map(|t| t.id) }
+}
+
+/// Kafka's first check of a produce: a request carrying transactional batches (the first batch
+/// of any partition says so, as in Kafka's `RequestUtils.hasTransactionalRecords`) needs WRITE
+/// on its transactional id, and so must name one.
+fn transactional_id_authorized(st: &State, req: &Req, m: &ProduceRequest) -> bool {
+    if !st.authz.enabled || !has_transactional_records(m) {
+        return true;
+    }
+    m.transactional_id.as_ref().is_some_and(|id| st.allowed(req, Operation::WRITE, ResourceType::TRANSACTIONAL_ID, id))
+}
+
+fn has_transactional_records(m: &ProduceRequest) -> bool {
+    m.topic_data
+        .iter()
+        .flat_map(|td| &td.partition_data)
+        .filter_map(|pd| pd.records.clone())
+        .any(|mut records| RecordBatch::split_first(&mut records).is_ok_and(|b| b.is_transactional()))
+}
+
+/// Whether the principal may not write to the topic of `td` (WRITE on the topic, checked by
+/// name whether or not it exists, so that a refusal does not tell). A topic id the broker does
+/// not know (v13) is not checked: Kafka answers it UNKNOWN_TOPIC_ID first.
+fn write_denied(st: &State, req: &Req, td: &TopicProduceData, topic_id: Option<Uuid>) -> bool {
+    let name = if req.version >= 13 {
+        match topic_id.and_then(|id| st.topics.by_id(id)) {
+            Some(t) => &t.name,
+            None => return false,
+        }
+    } else {
+        &td.name
+    };
+    !st.allowed(req, Operation::WRITE, ResourceType::TOPIC, name)
 }
 
 /// A producer id and epoch.
@@ -158,17 +213,17 @@ type ProducerEpoch = (i64, i16);
 /// The producer of the transactional batches of `m`, and the partitions they go to (each with
 /// its high watermark, a bound below the transaction's records there), when any are not yet
 /// part of `id`'s open transaction, or when requests of `id` wait to join already. Batches that cannot be read, and partitions that do not
-/// exist, are left to the request's own checks.
-fn joining(
-    st: &State,
-    version: i16,
-    id: &KStr,
-    m: &ProduceRequest,
-) -> Option<(ProducerEpoch, Vec<(PartitionKey, i64)>)> {
+/// exist, are left to the request's own checks, and so are topics the principal may not write
+/// to (Kafka adds only the authorized partitions to the transaction).
+fn joining(st: &State, req: &Req, id: &KStr, m: &ProduceRequest) -> Option<(ProducerEpoch, Vec<(PartitionKey, i64)>)> {
     let meta = &st.txns.by_id.get(id)?.meta;
     let mut partitions = Vec::new();
     for td in &m.topic_data {
-        let Some(topic) = topic_id_of(st, version, td).and_then(|id| st.topics.by_id(id)) else { continue };
+        let topic_id = topic_id_of(st, req.version, td);
+        if write_denied(st, req, td, topic_id) {
+            continue;
+        }
+        let Some(topic) = topic_id.and_then(|id| st.topics.by_id(id)) else { continue };
         for pd in &td.partition_data {
             let key = PartitionKey { topic_id: topic.id, partition: pd.index };
             let (Some(records), Some(log)) = (&pd.records, st.topics.partition(key)) else { continue };

@@ -46,6 +46,7 @@ pub(crate) fn recovered(st: &mut State, fx: &mut Effects, result: Completion) ->
     }
     recover_transactions(st, fx, &rec.values);
     st.credentials.recover(&rec.values);
+    st.authz.acls.recover(&rec.values);
     super::retention::arm(st, fx);
     super::cleaning::arm(st, fx);
     true

@@ -16,6 +16,12 @@
 //! CompleteAbort and the id is free again. A marker that cannot be written (the store failed,
 //! the partition is re-synchronising) is tried again shortly; after a restart, recovery
 //! finds the transactions still preparing and writes their markers again.
+//!
+//! With ACLs on, requests are authorized at entry as Kafka's `KafkaApis` does: changing a
+//! transaction needs WRITE on its transactional id, its partitions WRITE on their topics, its
+//! group's offsets READ on the group and the topics; describing and listing transactions
+//! needs DESCRIBE on the id (and shows only topics the principal may describe). A request
+//! that waits for its id (a parked TxnOffsetCommit) is not authorized again when it goes on.
 
 use bytes::Bytes;
 
@@ -36,12 +42,14 @@ use crate::codec::generated::list_transactions::{
 };
 use crate::codec::generated::produce::ProduceRequest;
 use crate::codec::generated::txn_offset_commit::{
-    TxnOffsetCommitRequest, TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+    TxnOffsetCommitRequest, TxnOffsetCommitRequestPartition, TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition,
+    TxnOffsetCommitResponseTopic,
 };
 use crate::codec::{ErrorCode, KStr};
 use crate::group::{CommittedOffset, encode_offset, offset_key};
 use crate::io::{AppendBatches, Command, Completion, PartitionKey};
 use crate::request::Req;
+use crate::security::acl::{CLUSTER_NAME, Operation, ResourceType};
 use crate::state::producer_ids::{BLOCK_KEY, NextId};
 use crate::state::transactions::{PendingOffset, TxnEntry, Unstored, encode_pending, merge_pending, pending_key};
 use crate::state::{HwmWaiter, JobId, State};
@@ -87,8 +95,9 @@ pub(crate) enum Then {
 pub(crate) enum Resume {
     /// A Produce.
     Produce(Req, ProduceRequest),
-    /// A TxnOffsetCommit.
-    TxnOffsetCommit(Req, TxnOffsetCommitRequest),
+    /// A TxnOffsetCommit (its authorized topics), and the results of the topics refused at
+    /// entry, which lead its answer.
+    TxnOffsetCommit(Req, TxnOffsetCommitRequest, Vec<TxnOffsetCommitResponseTopic>),
 }
 
 /// Most requests one transactional id may have waiting for it to be free (more are refused
@@ -100,7 +109,7 @@ const MAX_WAITING: usize = 256;
 fn resume(st: &mut State, fx: &mut Effects, r: Resume, joined: bool) {
     match (r, joined) {
         (Resume::Produce(req, m), true) => super::produce::handle(st, fx, req, m),
-        (Resume::TxnOffsetCommit(req, m), true) => txn_offset_commit(st, fx, req, &m),
+        (Resume::TxnOffsetCommit(req, m, denied), true) => commit_offsets(st, fx, req, &m, denied),
         // Kafka maps a coordinator it cannot reach to NOT_ENOUGH_REPLICAS for a produce.
         (r @ Resume::Produce(..), false) => refuse(fx, r, ErrorCode::NOT_ENOUGH_REPLICAS),
         (r @ Resume::TxnOffsetCommit(..), false) => refuse(fx, r, ErrorCode::COORDINATOR_NOT_AVAILABLE),
@@ -111,7 +120,7 @@ fn resume(st: &mut State, fx: &mut Effects, r: Resume, joined: bool) {
 fn refuse(fx: &mut Effects, r: Resume, code: ErrorCode) {
     match r {
         Resume::Produce(req, m) => super::produce::refuse_all(fx, req, &m, code),
-        Resume::TxnOffsetCommit(req, m) => txn_offset_commit_refused(fx, req, &m, code),
+        Resume::TxnOffsetCommit(req, m, denied) => txn_offset_commit_refused(fx, req, &m, code, denied),
     }
 }
 
@@ -532,26 +541,34 @@ fn batch_part_done(fx: &mut Effects, parent: JobId, index: usize, failed: bool) 
 }
 
 /// The partitions a transaction names: per topic its results (each NONE, or
-/// UNKNOWN_TOPIC_OR_PARTITION), and the partitions that exist with their high watermark, or
-/// `None` when one does not (Kafka then attempts none: the others get OPERATION_NOT_ATTEMPTED).
+/// TOPIC_AUTHORIZATION_FAILED for a topic not `writable`, or UNKNOWN_TOPIC_OR_PARTITION), and
+/// the partitions that exist with their high watermark, or `None` when one is refused (Kafka
+/// then attempts none: the others get OPERATION_NOT_ATTEMPTED).
 fn resolve_partitions(
     st: &State,
     topics: &[AddPartitionsToTxnTopic],
+    writable: impl Fn(&KStr) -> bool,
 ) -> (Vec<AddPartitionsToTxnTopicResult>, Option<Vec<(PartitionKey, i64)>>) {
     let mut results = Vec::new();
     let mut partitions = Vec::new();
-    let mut unknown = false;
+    let mut failed = false;
     for t in topics {
-        let topic = st.topics.by_name(&t.name);
+        // An unauthorized topic's existence is not told.
+        let authorized = writable(&t.name);
+        let topic = st.topics.by_name(&t.name).filter(|_| authorized);
         let mut tr = AddPartitionsToTxnTopicResult { name: t.name.clone(), ..Default::default() };
         for &p in &t.partitions {
             let key = topic.map(|x| PartitionKey { topic_id: x.id, partition: p });
             let log = key.and_then(|k| st.topics.partition(k));
             match (key, log) {
                 (Some(k), Some(log)) => partitions.push((k, log.hwm())),
-                _ => unknown = true,
+                _ => failed = true,
             }
-            let code = if log.is_some() { ErrorCode::NONE } else { ErrorCode::UNKNOWN_TOPIC_OR_PARTITION };
+            let code = match log {
+                _ if !authorized => ErrorCode::TOPIC_AUTHORIZATION_FAILED,
+                Some(_) => ErrorCode::NONE,
+                None => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+            };
             tr.results_by_partition.push(AddPartitionsToTxnPartitionResult {
                 partition_index: p,
                 partition_error_code: code.0,
@@ -560,7 +577,7 @@ fn resolve_partitions(
         }
         results.push(tr);
     }
-    if unknown {
+    if failed {
         for p in results.iter_mut().flat_map(|t| t.results_by_partition.iter_mut()) {
             if p.partition_error_code == ErrorCode::NONE.0 {
                 p.partition_error_code = ErrorCode::OPERATION_NOT_ATTEMPTED.0;
@@ -585,7 +602,7 @@ fn add_partitions_batched(st: &mut State, fx: &mut Effects, req: Req, m: &AddPar
     let now = st.now.wall_ms;
     for (index, t) in m.transactions.iter().enumerate() {
         let producer = (t.producer_id, t.producer_epoch);
-        let (mut results, partitions) = resolve_partitions(st, &t.topics);
+        let (mut results, partitions) = resolve_partitions(st, &t.topics, |_| true);
         if let Some(partitions) = partitions {
             if t.verify_only {
                 let verdict = if t.transactional_id.is_empty() {
@@ -650,11 +667,25 @@ fn add_partitions_batched(st: &mut State, fx: &mut Effects, req: Req, m: &AddPar
 /// transactions' (v4+).
 pub(crate) fn add_partitions(st: &mut State, fx: &mut Effects, req: Req, m: &AddPartitionsToTxnRequest) {
     if req.version >= 4 {
+        // Only brokers send v4+ (their partition leaders verifying transactions): Kafka asks
+        // them CLUSTER_ACTION and authorizes no transactional id or topic.
+        if !st.allowed(&req, Operation::CLUSTER_ACTION, ResourceType::CLUSTER, CLUSTER_NAME) {
+            let code = ErrorCode::CLUSTER_AUTHORIZATION_FAILED.0;
+            let resp = AddPartitionsToTxnResponse { error_code: code, ..Default::default() };
+            return fx.respond(req, ResponseBody::AddPartitionsToTxn(resp));
+        }
         return add_partitions_batched(st, fx, req, m);
     }
     let id = &m.v3_and_below_transactional_id;
     let producer = (m.v3_and_below_producer_id, m.v3_and_below_producer_epoch);
-    let (results, partitions) = resolve_partitions(st, &m.v3_and_below_topics);
+    if !st.allowed(&req, Operation::WRITE, ResourceType::TRANSACTIONAL_ID, id) {
+        let (mut results, _) = resolve_partitions(st, &m.v3_and_below_topics, |_| true);
+        set_all(&mut results, ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        let resp = AddPartitionsToTxnResponse { results_by_topic_v3_and_below: results, ..Default::default() };
+        return fx.respond(req, ResponseBody::AddPartitionsToTxn(resp));
+    }
+    let writable = |topic: &KStr| st.allowed(&req, Operation::WRITE, ResourceType::TOPIC, topic);
+    let (results, partitions) = resolve_partitions(st, &m.v3_and_below_topics, writable);
     let resp = AddPartitionsToTxnResponse { results_by_topic_v3_and_below: results, ..Default::default() };
     let Some(partitions) = partitions else {
         return fx.respond(req, ResponseBody::AddPartitionsToTxn(resp));
@@ -687,7 +718,11 @@ fn answer_add(
 pub(crate) fn add_offsets(st: &mut State, fx: &mut Effects, req: Req, m: &AddOffsetsToTxnRequest) {
     let producer = (m.producer_id, m.producer_epoch);
     let now = st.now.wall_ms;
-    let decided = if m.group_id.is_empty() {
+    let decided = if !st.allowed(&req, Operation::WRITE, ResourceType::TRANSACTIONAL_ID, &m.transactional_id) {
+        Err(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    } else if !st.allowed(&req, Operation::READ, ResourceType::GROUP, &m.group_id) {
+        Err(ErrorCode::GROUP_AUTHORIZATION_FAILED)
+    } else if m.group_id.is_empty() {
         Err(ErrorCode::INVALID_GROUP_ID)
     } else {
         entry_for(st, &m.transactional_id, producer)
@@ -738,30 +773,69 @@ pub(crate) struct OffsetsJob {
 /// TxnOffsetCommit: offsets that the producer's transaction commits for a group when it
 /// commits. They are stored as pending and become the group's committed offsets at the
 /// COMMIT marker (dropped at ABORT).
+///
+/// Authorized first, as Kafka's `handleTxnOffsetCommitRequest`: WRITE on the transactional id
+/// and READ on the group, or every partition is refused; then READ on each topic, whose
+/// refused partitions are answered TOPIC_AUTHORIZATION_FAILED (first in the answer, as Kafka
+/// puts them) while the others go on. With no topic left, the coordinator is not asked.
 pub(crate) fn txn_offset_commit(st: &mut State, fx: &mut Effects, req: Req, m: &TxnOffsetCommitRequest) {
-    let producer = (m.producer_id, m.producer_epoch);
-    // v5 is transaction version 2's: the group joins the transaction implicitly.
-    if req.version >= 5
-        && !m.group_id.is_empty()
-        && join(
-            st,
-            fx,
-            &m.transactional_id,
-            producer,
-            (&[], std::slice::from_ref(&m.group_id)),
-            Resume::TxnOffsetCommit(req, m.clone()),
-        )
-        .is_none()
-    {
-        return;
+    if !st.allowed(&req, Operation::WRITE, ResourceType::TRANSACTIONAL_ID, &m.transactional_id) {
+        let code = ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        return txn_offset_commit_refused(fx, req, m, code, Vec::new());
     }
+    if !st.allowed(&req, Operation::READ, ResourceType::GROUP, &m.group_id) {
+        return txn_offset_commit_refused(fx, req, m, ErrorCode::GROUP_AUTHORIZATION_FAILED, Vec::new());
+    }
+    let (topics, refused): (Vec<_>, Vec<_>) =
+        m.topics.iter().cloned().partition(|t| st.allowed(&req, Operation::READ, ResourceType::TOPIC, &t.name));
+    let denied: Vec<_> =
+        refused.iter().map(|t| topic_refused(&t.name, &t.partitions, ErrorCode::TOPIC_AUTHORIZATION_FAILED)).collect();
+    if topics.is_empty() && !denied.is_empty() {
+        let resp = TxnOffsetCommitResponse { topics: denied, ..Default::default() };
+        return fx.respond(req, ResponseBody::TxnOffsetCommit(resp));
+    }
+    commit_offsets(st, fx, req, &TxnOffsetCommitRequest { topics, ..m.clone() }, denied);
+}
+
+/// TxnOffsetCommit once authorized: `m` has the authorized topics, `denied` the results of
+/// the others.
+fn commit_offsets(
+    st: &mut State,
+    fx: &mut Effects,
+    req: Req,
+    m: &TxnOffsetCommitRequest,
+    denied: Vec<TxnOffsetCommitResponseTopic>,
+) {
+    // v5 is transaction version 2's: the group joins the transaction implicitly.
+    if req.version < 5 || m.group_id.is_empty() {
+        return commit_offsets_joined(st, fx, req, m, denied);
+    }
+    let producer = (m.producer_id, m.producer_epoch);
+    let r = Resume::TxnOffsetCommit(req, m.clone(), denied);
+    // Given back: nothing to join, it goes on now; taken: it goes on (or is refused) later.
+    if let Some(Resume::TxnOffsetCommit(req, _, denied)) =
+        join(st, fx, &m.transactional_id, producer, (&[], std::slice::from_ref(&m.group_id)), r)
+    {
+        commit_offsets_joined(st, fx, req, m, denied);
+    }
+}
+
+/// TxnOffsetCommit once authorized and, for v5, its group in the transaction.
+fn commit_offsets_joined(
+    st: &mut State,
+    fx: &mut Effects,
+    req: Req,
+    m: &TxnOffsetCommitRequest,
+    denied: Vec<TxnOffsetCommitResponseTopic>,
+) {
+    let producer = (m.producer_id, m.producer_epoch);
     let txn_error = match entry_for(st, &m.transactional_id, producer) {
         Ok(meta) if meta.state == TxnState::Ongoing && meta.groups.contains(&m.group_id) => None,
         Ok(_) => Some(ErrorCode::INVALID_TXN_STATE),
         Err(code) => Some(fenced_for(code, req.version, 2)),
     };
     let group_error = txn_error.or_else(|| check_txn_commit_group(st, m).err());
-    let mut resp = TxnOffsetCommitResponse::default();
+    let mut resp = TxnOffsetCommitResponse { topics: denied, ..Default::default() };
     let mut offsets = Vec::new();
     for t in &m.topics {
         let topic = st.topics.by_name(&t.name);
@@ -809,25 +883,36 @@ pub(crate) fn txn_offset_commit(st: &mut State, fx: &mut Effects, req: Req, m: &
     fx.storage(CmdOwner::Job { job, part: 0 }, put);
 }
 
-/// Answers every partition of `m` with `code`.
-fn txn_offset_commit_refused(fx: &mut Effects, req: Req, m: &TxnOffsetCommitRequest, code: ErrorCode) {
-    let topics = m
-        .topics
-        .iter()
-        .map(|t| TxnOffsetCommitResponseTopic {
-            name: t.name.clone(),
-            partitions: t
-                .partitions
-                .iter()
-                .map(|p| TxnOffsetCommitResponsePartition {
-                    partition_index: p.partition_index,
-                    error_code: code.0,
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        })
-        .collect();
+/// A TxnOffsetCommit topic's result: `code` for each of its partitions.
+fn topic_refused(
+    name: &KStr,
+    partitions: &[TxnOffsetCommitRequestPartition],
+    code: ErrorCode,
+) -> TxnOffsetCommitResponseTopic {
+    TxnOffsetCommitResponseTopic {
+        name: name.clone(),
+        partitions: partitions
+            .iter()
+            .map(|p| TxnOffsetCommitResponsePartition {
+                partition_index: p.partition_index,
+                error_code: code.0,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Answers every partition of `m` with `code`, after the topics `denied` at entry.
+fn txn_offset_commit_refused(
+    fx: &mut Effects,
+    req: Req,
+    m: &TxnOffsetCommitRequest,
+    code: ErrorCode,
+    denied: Vec<TxnOffsetCommitResponseTopic>,
+) {
+    let mut topics = denied;
+    topics.extend(m.topics.iter().map(|t| topic_refused(&t.name, &t.partitions, code)));
     fx.respond(req, ResponseBody::TxnOffsetCommit(TxnOffsetCommitResponse { topics, ..Default::default() }));
 }
 
@@ -849,7 +934,8 @@ pub(crate) fn offsets_stored(st: &mut State, fx: &mut Effects, job: JobId, resul
         let put = Command::Put { key: pending_key(&group, pid), value };
         fx.storage(CmdOwner::Job { job, part: 0 }, put);
         for t in &mut resp.topics {
-            for p in &mut t.partitions {
+            // Topics refused at entry keep their answer.
+            for p in t.partitions.iter_mut().filter(|p| p.error_code != ErrorCode::TOPIC_AUTHORIZATION_FAILED.0) {
                 p.error_code = ErrorCode::INVALID_PRODUCER_EPOCH.0;
             }
         }
@@ -871,7 +957,9 @@ pub(crate) fn end_txn(st: &mut State, fx: &mut Effects, req: Req, m: &EndTxnRequ
     let now = st.now.wall_ms;
     // v5 is transaction version 2 (KIP-890 part 2): the epoch is bumped, and the answer
     // carries the producer id and epoch to go on with.
-    let decided = if req.version >= 5 {
+    let decided = if !st.allowed(&req, Operation::WRITE, ResourceType::TRANSACTIONAL_ID, &m.transactional_id) {
+        Err(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    } else if req.version >= 5 {
         entry_v2(st, &m.transactional_id).and_then(|meta| Ok((meta.end_txn_v2(producer, m.committed, now)?, meta)))
     } else {
         entry_for(st, &m.transactional_id, producer)
@@ -1144,6 +1232,11 @@ pub(crate) fn describe(st: &mut State, fx: &mut Effects, req: Req, m: &DescribeT
     let mut resp = DescribeTransactionsResponse::default();
     for id in &m.transactional_ids {
         let mut s = TransactionState { transactional_id: id.clone(), ..Default::default() };
+        if !st.allowed(&req, Operation::DESCRIBE, ResourceType::TRANSACTIONAL_ID, id) {
+            s.error_code = ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.0;
+            resp.transaction_states.push(s);
+            continue;
+        }
         match st.txns.by_id.get(id).filter(|e| e.meta.state != TxnState::Dead) {
             None if id.is_empty() => s.error_code = ErrorCode::INVALID_REQUEST.0,
             None => s.error_code = ErrorCode::TRANSACTIONAL_ID_NOT_FOUND.0,
@@ -1156,6 +1249,10 @@ pub(crate) fn describe(st: &mut State, fx: &mut Effects, req: Req, m: &DescribeT
                 s.producer_epoch = meta.epoch;
                 for key in meta.partitions.keys() {
                     let Some(topic) = st.topics.by_id(key.topic_id) else { continue };
+                    // As Kafka: only topics the principal may describe are shown.
+                    if !st.allowed(&req, Operation::DESCRIBE, ResourceType::TOPIC, &topic.name) {
+                        continue;
+                    }
                     match s.topics.iter_mut().find(|t| t.topic == topic.name) {
                         Some(t) => t.partitions.push(key.partition),
                         None => s.topics.push(TopicData {
@@ -1190,7 +1287,9 @@ pub(crate) fn list(st: &mut State, fx: &mut Effects, req: Req, m: &ListTransacti
             && meta.state != TxnState::Dead
             && (states.is_empty() || states.contains(&meta.state))
             && (m.producer_id_filters.is_empty() || m.producer_id_filters.contains(&meta.producer_id))
-            && (m.duration_filter < 0 || (meta.start_ms >= 0 && now - meta.start_ms > m.duration_filter));
+            && (m.duration_filter < 0 || (meta.start_ms >= 0 && now - meta.start_ms > m.duration_filter))
+            // As Kafka: only the ids the principal may describe.
+            && st.allowed(&req, Operation::DESCRIBE, ResourceType::TRANSACTIONAL_ID, &meta.id);
         if keep {
             resp.transaction_states.push(ListedState {
                 transactional_id: meta.id.clone(),

@@ -2,6 +2,9 @@
 //! Kafka's `kafka-configs --entity-type users` and the Admin client manage them. Credentials
 //! take effect at once (the next authentication uses them) and are stored; the answer leaves
 //! once they are.
+//!
+//! With ACLs on, describing needs DESCRIBE on the cluster and altering ALTER on the cluster,
+//! as Kafka's `KafkaApis` and `ControllerApis` check them.
 
 use super::{Effects, ReplyJob, Then};
 use crate::codec::generated::ResponseBody;
@@ -15,6 +18,7 @@ use crate::codec::generated::describe_user_scram_credentials::{
 use crate::codec::{ErrorCode, KStr};
 use crate::io::Command;
 use crate::request::Req;
+use crate::security::acl::{CLUSTER_NAME, Operation, ResourceType};
 use crate::security::scram::{self, ScramCredential, ScramHash};
 use crate::state::State;
 use hashbrown::{HashMap, HashSet};
@@ -33,7 +37,28 @@ fn describe_result(st: &State, user: &KStr) -> DescribeUserScramCredentialsResul
     r
 }
 
+/// The message Kafka gives CLUSTER_AUTHORIZATION_FAILED.
+const CLUSTER_REFUSED: &str = "Cluster authorization failed.";
+
+/// DescribeUserScramCredentials refused: the error at the top and, as Kafka's
+/// `getErrorResponse` has it, once more for each user asked about (with no user name).
+fn describe_refused(m: &DescribeUserScramCredentialsRequest) -> DescribeUserScramCredentialsResponse {
+    let code = ErrorCode::CLUSTER_AUTHORIZATION_FAILED.0;
+    let message = Some(KStr::from_static(CLUSTER_REFUSED));
+    let result =
+        DescribeUserScramCredentialsResult { error_code: code, error_message: message.clone(), ..Default::default() };
+    DescribeUserScramCredentialsResponse {
+        error_code: code,
+        error_message: message,
+        results: m.users.iter().flatten().map(|_| result.clone()).collect(),
+        ..Default::default()
+    }
+}
+
 pub(crate) fn describe(st: &State, fx: &mut Effects, req: Req, m: &DescribeUserScramCredentialsRequest) {
+    if !st.allowed(&req, Operation::DESCRIBE, ResourceType::CLUSTER, CLUSTER_NAME) {
+        return fx.respond(req, ResponseBody::DescribeUserScramCredentials(describe_refused(m)));
+    }
     let mut resp = DescribeUserScramCredentialsResponse::default();
     match m.users.as_deref() {
         // Null or empty: every user that has a credential.
@@ -100,7 +125,29 @@ fn check(
     Ok(hash)
 }
 
+/// AlterUserScramCredentials refused: every user named (once, sorted, as Kafka's
+/// `getErrorResponse` lists them) gets CLUSTER_AUTHORIZATION_FAILED.
+fn alter_refused(m: &AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+    let mut users: Vec<&KStr> =
+        m.deletions.iter().map(|d| &d.name).chain(m.upsertions.iter().map(|u| &u.name)).collect();
+    users.sort();
+    users.dedup();
+    let results = users
+        .into_iter()
+        .map(|user| AlterUserScramCredentialsResult {
+            user: user.clone(),
+            error_code: ErrorCode::CLUSTER_AUTHORIZATION_FAILED.0,
+            error_message: Some(KStr::from_static(CLUSTER_REFUSED)),
+            ..Default::default()
+        })
+        .collect();
+    AlterUserScramCredentialsResponse { results, ..Default::default() }
+}
+
 pub(crate) fn alter(st: &mut State, fx: &mut Effects, req: Req, m: &AlterUserScramCredentialsRequest) {
+    if !st.allowed(&req, Operation::ALTER, ResourceType::CLUSTER, CLUSTER_NAME) {
+        return fx.respond(req, ResponseBody::AlterUserScramCredentials(alter_refused(m)));
+    }
     // One result per user, in order of first mention; a user's first error wins.
     let mut results: Vec<AlterUserScramCredentialsResult> = Vec::new();
     let mut index: HashMap<KStr, usize> = HashMap::new();

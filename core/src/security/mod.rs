@@ -7,6 +7,7 @@
 //! comes from [`SecretRng`], a ChaCha20 generator the driver seeds from the operating system
 //! ([`crate::Broker::seed_secrets`]).
 
+pub mod acl;
 pub mod sasl;
 pub mod scram;
 

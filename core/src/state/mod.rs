@@ -14,9 +14,13 @@ pub(crate) mod transactions;
 
 use hashbrown::HashMap;
 
+use crate::codec::KStr;
 use crate::config::Config;
+use crate::io::ConnId;
 use crate::io::PartitionKey;
+use crate::request::Req;
 use crate::rng::Rng;
+use crate::security::acl::{Operation, ResourceType};
 use crate::time::Now;
 
 pub(crate) use fetch_sessions::FetchSessions;
@@ -80,11 +84,58 @@ pub(crate) struct State {
     pub secrets: crate::security::SecretRng,
     /// Users' SCRAM credentials.
     pub credentials: crate::security::scram::Credentials,
+    /// The ACLs and how they are applied.
+    pub authz: crate::security::acl::Authorizer,
+    /// Who each authenticated connection is: its principal and host (the broker keeps this
+    /// up to date), for authorization.
+    pub who: HashMap<ConnId, Who>,
+}
+
+/// An authenticated connection's identity, as ACLs name it.
+#[derive(Clone, Debug)]
+pub(crate) struct Who {
+    /// `User:name`.
+    pub principal: KStr,
+    /// The peer's address, as ACLs' hosts are written.
+    pub host: KStr,
+}
+
+impl State {
+    /// Whether the connection that sent `req` may perform `op` on `rtype`/`name` (always,
+    /// when ACLs are not checked). A connection the broker no longer knows may not.
+    pub(crate) fn allowed(&self, req: &Req, op: Operation, rtype: ResourceType, name: &str) -> bool {
+        if !self.authz.enabled {
+            return true;
+        }
+        self.who.get(&req.conn).is_some_and(|w| self.authz.authorize(&w.principal, &w.host, op, rtype, name))
+    }
+
+    /// The `authorized_operations` bits of `rtype`/`name` for the connection that sent `req`.
+    pub(crate) fn authorized_operations(&self, req: &Req, rtype: ResourceType, name: &str) -> i32 {
+        let ops = Operation::for_resource(rtype).iter().copied();
+        Operation::bits(ops.filter(|op| self.allowed(req, *op, rtype, name)))
+    }
+
+    /// Whether the connection may perform `op` on some resource of type `rtype` (Kafka's
+    /// `authorizeByResourceType`: an ALLOW for it on some name or prefix that no DENY of the
+    /// whole type cancels).
+    pub(crate) fn allowed_on_some(&self, req: &Req, op: Operation, rtype: ResourceType) -> bool {
+        if !self.authz.enabled {
+            return true;
+        }
+        self.who.get(&req.conn).is_some_and(|w| self.authz.authorize_any(&w.principal, &w.host, op, rtype))
+    }
 }
 
 impl State {
     /// An empty state: no topics, no groups.
     pub(crate) fn new(cfg: Config, seed: u64, now: Now) -> Self {
+        let authz = crate::security::acl::Authorizer {
+            enabled: cfg.authorizer,
+            super_users: cfg.super_users.clone(),
+            allow_if_no_acl: cfg.allow_everyone_if_no_acl_found,
+            acls: crate::security::acl::Acls::default(),
+        };
         Self {
             cfg,
             rng: Rng::new(seed),
@@ -99,6 +150,8 @@ impl State {
             schemas: None,
             secrets: crate::security::SecretRng::from_seed(seed),
             credentials: crate::security::scram::Credentials::default(),
+            authz,
+            who: HashMap::new(),
         }
     }
 }
