@@ -113,9 +113,9 @@ fn unknown_apis_and_unserved_versions_close_the_connection() {
     let (a, b, c, good) = (h.connect(), h.connect(), h.connect(), h.connect());
     h.send_raw(a, &hand_frame(999, 0, 1, &[]));
     assert_eq!(h.close_reason(a), Some(CloseReason::UnknownApi { key: 999, version: 0 }));
-    // A known API the broker does not serve (DescribeAcls).
-    h.send_raw(b, &hand_frame(ApiKey::DESCRIBE_ACLS.0, 1, 2, &[0; 40]));
-    assert_eq!(h.close_reason(b), Some(CloseReason::UnknownApi { key: ApiKey::DESCRIBE_ACLS.0, version: 1 }));
+    // A known API the broker does not serve (DescribeLogDirs).
+    h.send_raw(b, &hand_frame(ApiKey::DESCRIBE_LOG_DIRS.0, 1, 2, &[0; 40]));
+    assert_eq!(h.close_reason(b), Some(CloseReason::UnknownApi { key: ApiKey::DESCRIBE_LOG_DIRS.0, version: 1 }));
     // A served API at a version beyond the table (a flexible header: no tagged fields).
     h.send_raw(c, &hand_frame(ApiKey::METADATA.0, 99, 3, &[0]));
     assert_eq!(h.close_reason(c), Some(CloseReason::UnknownApi { key: ApiKey::METADATA.0, version: 99 }));
