@@ -341,12 +341,28 @@ fn addr(s: &str) -> Result<SocketAddr, String> {
     found.next().ok_or_else(|| format!("{host:?} resolves to no address"))
 }
 
+/// A named listener's bind address: `HOST:PORT`, or `:PORT` for every interface (as Kafka reads
+/// an empty host), which binds `0.0.0.0`.
+fn listener_addr(s: &str) -> Result<SocketAddr, String> {
+    match s.strip_prefix(':') {
+        Some(port) => {
+            let port = port.parse::<u16>().map_err(|_| format!("bad port {port:?}"))?;
+            Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+        }
+        None => addr(s),
+    }
+}
+
 fn host_port(s: &str) -> Result<(String, u16), String> {
     let (host, port) = s.rsplit_once(':').ok_or("expected HOST:PORT")?;
     let port = port.parse::<u16>().map_err(|_| format!("bad port {port:?}"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err("expected HOST:PORT, the host is empty".into());
+    }
+    // A client cannot connect to the meta-address (Kafka refuses to advertise 0.0.0.0 too).
+    if host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+        return Err(format!("{host} (all interfaces) cannot be connected to"));
     }
     if port == 0 {
         return Err("port 0 cannot be connected to".into());
@@ -651,7 +667,7 @@ impl Settings {
         let map = l.parse("listener-security-protocol-map", Vec::new(), protocol_map)?;
         let advertised = l.parse("advertised-listeners", Vec::new(), |s| named(s, host_port))?;
         let bound = match named_key {
-            Some(_) => l.parse("listeners", Vec::new(), |s| named(s, addr))?,
+            Some(_) => l.parse("listeners", Vec::new(), |s| named(s, listener_addr))?,
             None => {
                 let listen = l.parse("listen", SocketAddr::from(([127, 0, 0, 1], 9092)), addr)?;
                 if let Some(a) = l.opt("advertised-listener", host_port)? {
@@ -660,6 +676,12 @@ impl Settings {
                 }
                 if listen.port() == 0 && advertised.is_empty() {
                     return err("--listen has port 0: set advertised-listener to the port clients should use".into());
+                }
+                if listen.ip().is_unspecified() && advertised.is_empty() {
+                    return err(format!(
+                        "--listen binds {listen}, every interface, which clients cannot connect to: \
+                         set advertised-listener to the HOST:PORT they should use"
+                    ));
                 }
                 vec![("PLAINTEXT".to_string(), listen)]
             }
@@ -694,6 +716,13 @@ impl Settings {
                         return err(format!(
                             "listener {name} binds port 0: set its address in advertised-listeners \
                              ({name}://HOST:PORT)"
+                        ));
+                    }
+                    // Kafka refuses to advertise the meta-address: clients cannot connect to it.
+                    None if bind.ip().is_unspecified() => {
+                        return err(format!(
+                            "listener {name} binds {bind}, every interface, which clients cannot connect to: \
+                             set its address in advertised-listeners ({name}://HOST:PORT)"
                         ));
                     }
                     None => (bind.ip().to_string(), bind.port()),
@@ -885,6 +914,38 @@ mod tests {
         assert_eq!(s.listeners[0].advertised, ("h".to_string(), 1));
         let e = refused(&layers(&[("listen", "127.0.0.1:0", Source::Flag)], ""));
         assert!(e.contains("--listen has port 0"), "{e}");
+        // Every interface, with the address clients should use.
+        let s = Settings::resolve(&layers(
+            &[("listen", "0.0.0.0:9092", Source::Flag), ("advertised-listeners", "PLAINTEXT://h:9092", Source::Flag)],
+            "",
+        ))
+        .expect("valid");
+        assert_eq!(s.listeners[0].advertised, ("h".to_string(), 9092));
+    }
+
+    #[test]
+    fn an_empty_host_binds_every_interface_when_an_address_is_advertised() {
+        let s = Settings::resolve(&layers(
+            &[
+                ("listeners", "PLAINTEXT://:9092,SSL://[::]:9093", Source::Flag),
+                (
+                    "advertised-listeners",
+                    "PLAINTEXT://kafka.example.com:9092,SSL://kafka.example.com:9093",
+                    Source::Flag,
+                ),
+            ],
+            "ssl-certificate-location = \"c.pem\"\nssl-key-location = \"k.pem\"",
+        ))
+        .expect("valid");
+        let got: Vec<(String, (String, u16))> =
+            s.listeners.iter().map(|l| (l.bind.to_string(), l.advertised.clone())).collect();
+        assert_eq!(
+            got,
+            [
+                ("0.0.0.0:9092".to_string(), ("kafka.example.com".to_string(), 9092)),
+                ("[::]:9093".to_string(), ("kafka.example.com".to_string(), 9093)),
+            ]
+        );
     }
 
     #[test]
@@ -991,6 +1052,29 @@ sasl-enabled-mechanisms = "PLAIN, scram-sha-256,PLAIN"
                 &["listener SECURE has no security protocol", "listener-security-protocol-map"],
             ),
             (&[("listeners", "PLAINTEXT://127.0.0.1:0", Source::Flag)], "", &["listener PLAINTEXT binds port 0"]),
+            (
+                &[("listeners", "PLAINTEXT://127.0.0.1:1,OUTSIDE://0.0.0.0:9093", Source::Flag)],
+                "listener-security-protocol-map = \"OUTSIDE:PLAINTEXT\"",
+                &["listener OUTSIDE binds 0.0.0.0:9093, every interface", "advertised-listeners (OUTSIDE://HOST:PORT)"],
+            ),
+            (
+                &[("listeners", "PLAINTEXT://[::]:9092", Source::Env)],
+                "",
+                &["listener PLAINTEXT binds [::]:9092, every interface", "advertised-listeners"],
+            ),
+            (&[("listeners", "PLAINTEXT://:9092", Source::Flag)], "", &["listener PLAINTEXT binds 0.0.0.0:9092"]),
+            (&[("listeners", "PLAINTEXT://:x", Source::Flag)], "", &["PLAINTEXT: bad port \"x\""]),
+            (
+                &[("listen", "0.0.0.0:9092", Source::Flag)],
+                "",
+                &["--listen binds 0.0.0.0:9092", "set advertised-listener"],
+            ),
+            (
+                &[("advertised-listeners", "PLAINTEXT://0.0.0.0:9092", Source::Flag)],
+                "",
+                &["--advertised-listeners", "0.0.0.0 (all interfaces) cannot be connected to"],
+            ),
+            (&[("advertised-listener", "[::]:9092", Source::Flag)], "", &["cannot be connected to"]),
             (&[("listener-security-protocol-map", "SECURE=SSL", Source::Flag)], "", &["expected NAME:PROTOCOL"]),
             (
                 &[("listener-security-protocol-map", "SECURE:TLS", Source::Flag)],

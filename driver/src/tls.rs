@@ -102,9 +102,12 @@ pub struct TlsSource {
 #[derive(Debug)]
 struct Current {
     config: Arc<ServerConfig>,
-    /// The files' modification times the configuration was (last tried to be) built from.
+    /// The files' modification times the configuration in use was built from.
     stamps: Vec<Option<SystemTime>>,
     next_check: Instant,
+    /// Why the last rebuild failed, while the files stay unusable: logged once, not at every
+    /// check.
+    failure: Option<String>,
 }
 
 impl TlsSource {
@@ -114,7 +117,7 @@ impl TlsSource {
         let stamps = stamps(&settings);
         let config = Arc::new(build(&settings)?);
         let next_check = Instant::now() + RELOAD_CHECK;
-        Ok(Self { settings, current: Mutex::new(Current { config, stamps, next_check }) })
+        Ok(Self { settings, current: Mutex::new(Current { config, stamps, next_check, failure: None }) })
     }
 
     /// What the source was built from.
@@ -124,8 +127,11 @@ impl TlsSource {
     }
 
     /// The configuration for a new connection. At most once every [`RELOAD_CHECK`] it looks
-    /// at the files' modification times, and when one changed it builds the configuration
-    /// again; if that fails, the previous one stays in use and a warning is logged.
+    /// at the files' modification times, and when one differs from those of the configuration
+    /// in use it builds the configuration again; if that fails, the previous one stays in use,
+    /// a warning is logged (once per distinct failure), and the build is tried again at the
+    /// next check: a file caught half-written is picked up once it is whole, even if writing
+    /// it did not change its modification time again (coarse time stamps).
     #[must_use]
     pub fn server_config(&self) -> Arc<ServerConfig> {
         self.server_config_at(Instant::now())
@@ -135,19 +141,23 @@ impl TlsSource {
         let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if now >= cur.next_check {
             cur.next_check = now + RELOAD_CHECK;
+            // The times are taken before the files are read: a change while reading is seen later.
             let stamps = stamps(&self.settings);
             if stamps != cur.stamps {
-                // Noted even when the build fails: the same broken files are not tried again
-                // every second, the next change to any of them is.
-                cur.stamps = stamps;
                 match build(&self.settings) {
                     Ok(config) => {
+                        // Noted only once the files were usable: until then every check tries
+                        // again.
+                        cur.stamps = stamps;
                         cur.config = Arc::new(config);
+                        cur.failure = None;
                         tracing::info!(certificate = %self.settings.certificate.display(), "TLS: certificate reloaded");
                     }
-                    Err(error) => {
+                    Err(error) if cur.failure.as_ref() != Some(&error) => {
                         tracing::warn!(%error, "TLS: the changed files cannot be used; keeping the previous certificate");
+                        cur.failure = Some(error);
                     }
+                    Err(_) => {}
                 }
             }
         }
@@ -271,9 +281,10 @@ fn build(settings: &TlsSettings) -> Result<ServerConfig, String> {
 /// relative distinguished names most specific first (the reverse of their order in the
 /// certificate), separated by `,`, the values of a multi-valued one by `+`; the attribute
 /// types RFC 2253 names (CN, L, ST, O, OU, C, STREET, DC, UID) by their keyword, others by
-/// their OID with the value as `#` and its DER encoding in hex; special characters escaped
-/// with `\`. Kafka's principal for an SSL client is `User:` and this name. `None` when the
-/// certificate does not parse.
+/// their OID with the value as `#` and its DER encoding in hex; string values decoded as
+/// UTF-8 whatever their ASN.1 string type (as Java does, see `text`); special characters
+/// escaped with `\`. Kafka's principal for an SSL client is `User:` and this name. `None` when
+/// the certificate does not parse.
 #[must_use]
 pub fn subject_dn(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(cert.as_ref()).ok()?;
@@ -316,22 +327,24 @@ fn attribute(ava: &AttributeTypeAndValue<'_>) -> String {
     out
 }
 
-/// A value of one of the string types Java prints as text, as text.
+/// A value of one of the string types Java prints as text, as text. Java's
+/// `AVA.toRFC2253String` (what `X500Principal.getName()` runs, in JDK 17, 21 and 25 alike:
+/// `new String(value.getDataBytes(), UTF_8)`) decodes the content of every such type as UTF-8,
+/// BMPString and TeletexString included, with U+FFFD for bytes that are not UTF-8; so does
+/// this, so that a principal names the same user as under Kafka. UniversalString is no such
+/// type there: it is printed as hex.
 fn text(value: &x509_parser::der_parser::asn1_rs::Any<'_>) -> Option<String> {
     use x509_parser::der_parser::asn1_rs::{Class, Tag};
-    if value.header.class() != Class::Universal {
+    if value.header.class() != Class::Universal || value.header.is_constructed() {
         return None;
     }
     match value.header.tag() {
-        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::GeneralString => {
-            std::str::from_utf8(value.data).ok().map(str::to_string)
-        }
-        // Teletex: Java reads it as ISO 8859-1.
-        Tag::TeletexString => Some(value.data.iter().map(|&b| char::from(b)).collect()),
-        Tag::BmpString => {
-            let units: Vec<u16> = value.data.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
-            value.data.len().is_multiple_of(2).then(|| String::from_utf16(&units).ok()).flatten()
-        }
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::GeneralString
+        | Tag::TeletexString
+        | Tag::BmpString => Some(String::from_utf8_lossy(value.data).into_owned()),
         _ => None,
     }
 }

@@ -15,14 +15,18 @@
 //! `write_tls` (the socket is watched for WRITABLE while encrypted bytes wait). The broker
 //! hears of the connection once the handshake is done, with the client certificate's subject
 //! in its `Origin`; a handshake that fails, or is not done within [`HANDSHAKE_TIMEOUT`], drops
-//! the connection and nothing else. `Input::Written` counts the plaintext rustls took, which
-//! its bounded buffer ([`kelp_driver::tls::BUFFER_LIMIT`]) keeps close to what reached the
-//! socket.
+//! the connection and nothing else. `Input::Written` reports the plaintext rustls took once
+//! rustls has put every record it holds on the socket (rustls' buffer is bounded,
+//! [`kelp_driver::tls::BUFFER_LIMIT`]): until then those bytes count as unwritten, so the broker
+//! is not quiescent while a response is still inside rustls.
 //!
 //! Graceful stop: once [`Control::stop`] is called, the listeners are closed, what connections
-//! send from then on is read and dropped, and the loop goes on until every request read has
-//! been answered and its response written or [`Options::shutdown_grace`] has passed (see
-//! [`Mailbox::stop_begins`]); then the store is synced ([`Store::sync`]) and [`serve`] returns.
+//! send from then on is read and dropped (a connection whose peer ends its side stays open for
+//! the responses it is owed: a half-closed peer still reads), and the loop goes on until every
+//! request read has been answered and its response written or [`Options::shutdown_grace`] has
+//! passed (see [`Mailbox::stop_begins`]). Then each TLS connection's close_notify is written
+//! after its responses, waiting for the socket to take them until the grace ends, each socket
+//! is shut down for writing, the store is synced ([`Store::sync`]) and [`serve`] returns.
 //!
 //! In-process connections ([`Control::connect_local`], see `kelp_driver::local`) are served by
 //! the same loop: their reports arrive through the [`Mailbox`] and fire the waker, their
@@ -67,6 +71,12 @@ struct Conn {
     tls: Option<Box<ServerConnection>>,
     /// The broker knows the connection: at once for plaintext, after the handshake for TLS.
     accepted: bool,
+    /// On TLS: plaintext rustls took whose records are not all on the socket yet; reported
+    /// (`Input::Written`) once rustls has written everything it holds.
+    unreported: usize,
+    /// The peer ended its side while the server was stopping: nothing more to read, but the
+    /// responses it is owed are still written.
+    eof: bool,
     peer: SocketAddr,
     /// The listener's index in `Config::listeners`.
     listener: u16,
@@ -265,16 +275,7 @@ pub fn serve(
     }
     d.discard_all();
     d.conns.local.close_all();
-    for (_, mut c) in d.conns.map.drain() {
-        if let Some(tls) = c.tls.as_deref_mut() {
-            // What rustls still holds, and the close_notify, as far as the socket takes them.
-            tls.send_close_notify();
-            let _ = flush_tls(tls, &mut c.out, &mut c.stream);
-        }
-        // FIN after the responses already queued in the kernel.
-        let _ = c.stream.shutdown(std::net::Shutdown::Write);
-        let _ = d.poll.registry().deregister(&mut c.stream);
-    }
+    d.finish_sockets(&mut events);
     d.conns.store.sync()?;
     tracing::info!("stopped: responses written, store synced");
     Ok(())
@@ -316,6 +317,8 @@ impl Driver {
                         closing: false,
                         tls,
                         accepted,
+                        unreported: 0,
+                        eof: false,
                         peer,
                         listener,
                     };
@@ -444,20 +447,23 @@ impl Driver {
         }
     }
 
-    /// Reads and drops what `conn` sent (the server is stopping), noting a close.
+    /// Reads and drops what `conn` sent (the server is stopping). A connection whose peer
+    /// ended its side is kept: it may only have half-closed, and still read the responses it
+    /// is owed (a write to a peer that is gone fails, and drops it then). A broken one is
+    /// dropped.
     fn discard(&mut self, conn: ConnId) {
         let Some(c) = self.conns.map.get_mut(&conn) else { return };
-        loop {
-            match c.stream.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(_) => break,
+        if c.eof {
+            return;
+        }
+        match drop_input(&mut c.stream, &mut self.buf) {
+            Ok(false) => {}
+            Ok(true) => c.eof = true,
+            Err(_) => {
+                self.closed(conn);
+                self.drain();
             }
         }
-        self.closed(conn);
-        self.drain();
     }
 
     fn discard_all(&mut self) {
@@ -494,7 +500,12 @@ impl Driver {
         let Some(c) = self.conns.map.get_mut(&conn) else { return false };
         let written = match c.tls.as_deref_mut() {
             None => c.out.write_to(&mut c.stream).map(|n| (n, !c.out.is_empty())),
-            Some(tls) => flush_tls(tls, &mut c.out, &mut c.stream),
+            // What rustls took is written once rustls holds nothing more: only then are those
+            // bytes on the socket (the broker's quiescence, hence a graceful stop, counts on it).
+            Some(tls) => flush_tls(tls, &mut c.out, &mut c.stream).map(|(n, wait)| {
+                c.unreported += n;
+                (if wait { 0 } else { std::mem::take(&mut c.unreported) }, wait)
+            }),
         };
         let Ok((total, want_writable)) = written else {
             self.closed(conn);
@@ -522,6 +533,72 @@ impl Driver {
         total > 0
     }
 
+    /// After the loop: writes what each connection still has queued (everything, unless the
+    /// grace ran out) and, on TLS, its close_notify after it, as the sockets take them, waiting
+    /// for them to become writable until the grace ends; then shuts each socket down for
+    /// writing (FIN after the responses) and drops it.
+    fn finish_sockets(&mut self, events: &mut Events) {
+        let end = self.mailbox.grace_end().unwrap_or_else(StdInstant::now);
+        let mut waiting: Vec<ConnId> = self.conns.map.keys().copied().collect();
+        loop {
+            waiting.retain(|&conn| self.finish_one(conn));
+            let left = end.saturating_duration_since(StdInstant::now());
+            if waiting.is_empty() || left.is_zero() {
+                break;
+            }
+            // Any event is only a wake-up: every connection still waiting is tried again.
+            match self.poll.poll(events, Some(left)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if !waiting.is_empty() {
+            tracing::warn!(connections = waiting.len(), "stopping: responses still unwritten after the grace");
+        }
+        for (_, mut c) in self.conns.map.drain() {
+            let _ = c.stream.shutdown(std::net::Shutdown::Write);
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    /// One try at writing the rest of `conn`'s output (and, on TLS, its close_notify);
+    /// returns whether it still waits for the socket, which is then watched for WRITABLE.
+    fn finish_one(&mut self, conn: ConnId) -> bool {
+        let Some(c) = self.conns.map.get_mut(&conn) else { return false };
+        // What the peer sends meanwhile is dropped: unread bytes at the close would reset the
+        // connection, and the peer could lose responses it has not read yet.
+        if !c.eof {
+            match drop_input(&mut c.stream, &mut self.buf) {
+                Ok(ended) => c.eof = ended,
+                Err(_) => return false,
+            }
+        }
+        let wait = match c.tls.as_deref_mut() {
+            None => c.out.write_to(&mut c.stream).is_ok_and(|_| !c.out.is_empty()),
+            Some(tls) => {
+                let mut notified = false;
+                loop {
+                    match flush_tls(tls, &mut c.out, &mut c.stream) {
+                        Ok((_, true)) => break true,
+                        // All written: the close_notify goes after it (rustls sends one only).
+                        Ok((_, false)) if c.out.is_empty() && !notified => {
+                            tls.send_close_notify();
+                            notified = true;
+                        }
+                        Ok((_, false)) | Err(_) => break false,
+                    }
+                }
+            }
+        };
+        if wait && !c.writable_registered {
+            let token = Token(usize::try_from(conn.0).unwrap_or(usize::MAX));
+            let _ = self.poll.registry().reregister(&mut c.stream, token, Interest::READABLE | Interest::WRITABLE);
+            c.writable_registered = true;
+        }
+        wait
+    }
+
     /// Runs every output the broker has, writes what it can, and feeds back write progress and
     /// storage completions, until the broker has nothing more to do.
     fn drain(&mut self) {
@@ -545,6 +622,20 @@ impl Driver {
             let Some(input) = self.conns.local.next_input(&self.mailbox, &self.options, sockets) else { return };
             let now = self.clock.now();
             self.broker.handle_input(now, input);
+        }
+    }
+}
+
+/// Reads and drops what `sock` has until it would block: whether the peer ended its side. An
+/// error is a broken connection.
+fn drop_input(sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<bool> {
+    loop {
+        match sock.read(buf) {
+            Ok(0) => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
         }
     }
 }

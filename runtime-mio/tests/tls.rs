@@ -2,7 +2,7 @@
 //! on loopback and real TLS (rustls on both ends, certificates from a throwaway CA). The
 //! server runs on a thread of its own, the blocking clients on the test's.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,4 +134,159 @@ fn a_tls_pipeline_goes_through_pauses_in_order() {
         let mut plain = connect(s.plain).expect("connect");
         pipeline(&mut plain, 500).expect("every response, in order");
     });
+}
+
+/// A loopback listener whose connections have a small kernel send buffer (inherited from the
+/// listening socket): what the server has not written yet stays in the server, not in the
+/// kernel.
+fn small_buffer_listener() -> TcpListener {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("a runtime");
+    let _in = rt.enter();
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_send_buffer_size(4096).expect("SO_SNDBUF");
+    socket.bind("127.0.0.1:0".parse().expect("an address")).expect("bind");
+    socket.listen(16).expect("listen").into_std().expect("a std listener")
+}
+
+/// A blocking connection to `addr` with a small kernel receive buffer.
+fn small_buffer_connect(addr: SocketAddr) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("a runtime");
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = rt.block_on(socket.connect(addr)).expect("connect").into_std().expect("a std stream");
+    stream.set_nonblocking(false).expect("blocking");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream.set_write_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream
+}
+
+/// `kelp_requests_total` for ApiVersions, once the server has read `n` of them (bounded wait).
+fn wait_for_requests(control: &kelp_runtime_mio::Control, n: u64) {
+    for _ in 0..3000 {
+        let snap = control.snapshot(true, Duration::from_secs(5)).expect("the server answers");
+        let read = snap
+            .metrics
+            .lines()
+            .find(|l| l.starts_with("kelp_requests_total{") && l.contains("ApiVersions"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if read >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the server did not read {n} requests");
+}
+
+/// Until the server says it is stopping (bounded wait).
+fn wait_for_stopping(control: &kelp_runtime_mio::Control) {
+    for _ in 0..3000 {
+        match control.snapshot(false, Duration::from_secs(5)) {
+            Some(s) if s.serving => std::thread::sleep(Duration::from_millis(10)),
+            _ => return,
+        }
+    }
+    panic!("the server did not begin to stop");
+}
+
+/// A client owed `n` responses when the server is asked to stop gets every one, in order, and
+/// then the end of the stream: the TLS close_notify after them on TLS. The server's socket and
+/// the client's have small kernel buffers, so that most of the responses are still inside the
+/// server (in rustls, for TLS) when it is asked to stop. With `half_close`, the client ends
+/// its side once the stop has begun, and still reads.
+fn stop_with_responses_owed(tls: bool, half_close: bool) {
+    const N: i32 = 2000;
+    let pki = Pki::new("mio-stop");
+    let source = Arc::new(TlsSource::new(pki.server_settings("localhost", ClientAuth::None)).expect("TLS settings"));
+    let listener = small_buffer_listener();
+    let addr = listener.local_addr().expect("an address");
+    let protocol = if tls { SecurityProtocol::Ssl } else { SecurityProtocol::Plaintext };
+    let config = Config {
+        listeners: vec![Listener {
+            name: "L".into(),
+            protocol,
+            host: "127.0.0.1".into(),
+            port: i32::from(addr.port()),
+        }],
+        ..Config::default()
+    };
+    let bound = Bound { listener, index: 0, tls: tls.then_some(source) };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        serve(
+            vec![bound],
+            move |now| Broker::new(config, 7, now),
+            Box::new(MemoryStore::new()),
+            Options { shutdown_grace: Duration::from_secs(30), ..Options::default() },
+            move |c| drop(tx.send(c)),
+        )
+    });
+    let control = rx.recv().expect("the control handle");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let sock = small_buffer_connect(addr);
+        let mut requests = Vec::new();
+        for corr in 0..N {
+            requests.extend_from_slice(&api_versions_request(corr, 3));
+        }
+        let mut stream: Box<dyn ReadWrite> = if tls {
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+            let conn = rustls::ClientConnection::new(pki.client_config(None), name).expect("a client");
+            let mut s = rustls::StreamOwned::new(conn, sock.try_clone().expect("a clone"));
+            while s.conn.is_handshaking() {
+                s.conn.complete_io(&mut s.sock).expect("the handshake");
+            }
+            Box::new(s)
+        } else {
+            Box::new(sock.try_clone().expect("a clone"))
+        };
+        stream.write_all(&requests).expect("send");
+        stream.flush().expect("send");
+        // Every request is read (and answered: ApiVersions needs no storage) before the stop.
+        wait_for_requests(&control, N as u64);
+        control.stop();
+        if half_close {
+            wait_for_stopping(&control);
+            sock.shutdown(std::net::Shutdown::Write).expect("half-close");
+        }
+        for want in 0..N {
+            let mut head = [0u8; 8];
+            stream.read_exact(&mut head).unwrap_or_else(|e| panic!("response {want} of {N}: {e}"));
+            let size = i32::from_be_bytes(head[..4].try_into().expect("4 bytes"));
+            let corr = i32::from_be_bytes(head[4..].try_into().expect("4 bytes"));
+            assert_eq!(corr, want, "responses in order");
+            let mut rest = vec![0u8; usize::try_from(size).expect("a size") - 4];
+            stream.read_exact(&mut rest).unwrap_or_else(|e| panic!("response {want} of {N}: {e}"));
+        }
+        // Then the end: on TLS a close_notify (rustls reads it as a clean end, 0), else FIN.
+        let mut more = [0u8; 1];
+        assert_eq!(stream.read(&mut more).expect("a clean end"), 0, "nothing after the responses");
+    }));
+    control.stop();
+    server.join().expect("the server thread").expect("serve returns cleanly");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+#[test]
+fn a_graceful_stop_writes_every_tls_response_then_close_notify() {
+    stop_with_responses_owed(true, false);
+}
+
+#[test]
+fn a_graceful_stop_writes_every_plaintext_response() {
+    stop_with_responses_owed(false, false);
+}
+
+#[test]
+fn a_half_closed_tls_peer_still_gets_its_responses_at_a_stop() {
+    stop_with_responses_owed(true, true);
+}
+
+#[test]
+fn a_half_closed_plaintext_peer_still_gets_its_responses_at_a_stop() {
+    stop_with_responses_owed(false, true);
 }

@@ -12,8 +12,14 @@
 //! (tokio-rustls, with the configuration [`kelp_driver::TlsSource`] has at that moment, bounded
 //! by [`HANDSHAKE_TIMEOUT`]) and is handed to the broker when the handshake is done, with the
 //! client certificate's subject in its `Origin`; a failed handshake drops the connection and
-//! nothing else. Plaintext sockets are read into the thread's shared buffer without a copy;
-//! a TLS connection's reader and writer are the two halves of its rustls stream.
+//! nothing else. Handshakes still under way when a stop begins are cancelled (and any left
+//! when [`serve`] returns). Plaintext sockets are read into the thread's shared buffer without
+//! a copy; a TLS connection's reader and writer are the two halves of its rustls stream.
+//!
+//! A connection the broker closes (`Output::Close`), or that the stop closes, stops being read
+//! at once: its reader waits on the socket and on the connection's flags together, so the
+//! socket is released as soon as the writer has written what was queued, not when the peer
+//! next sends or closes.
 //!
 //! Graceful stop: once [`Control::stop`] is called, the listeners are closed, what connections
 //! send from then on is read and dropped, and the loop goes on until every request read has
@@ -49,6 +55,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 
 thread_local! {
@@ -229,6 +236,8 @@ pub async fn serve(
     };
     // Where the next look for an accepted connection starts: no listener starves the others.
     let mut first = 0;
+    // The TLS handshakes under way: cancelled when the stop begins, and when this returns.
+    let mut handshakes = JoinSet::new();
 
     kelp_driver::drain(&mut broker, &mut conns);
     loop {
@@ -240,9 +249,13 @@ pub async fn serve(
         }
         pump_local(&mut broker, &mut conns, &clock, &mailbox, &options);
         mailbox.answer_queries(&broker);
+        // Handshakes that ended (their outcome came as an event): forgotten.
+        while handshakes.try_join_next().is_some() {}
         if mailbox.stop_begins(conns.map.len() + conns.local.len()) {
             listeners.clear();
             conns.accepting = false;
+            // A handshake that ends from now on would find no server: cancelled, its socket closed.
+            handshakes.abort_all();
             conns.local.stop_begins();
             for h in conns.map.values() {
                 h.shared.raise(&h.shared.discard);
@@ -277,7 +290,7 @@ pub async fn serve(
                     }
                     Some(source) => {
                         conns.handshaking += 1;
-                        tokio::spawn(handshake(source.clone(), stream, peer, l.index, conns.events.clone()));
+                        handshakes.spawn(handshake(source.clone(), stream, peer, l.index, conns.events.clone()));
                     }
                 }
             }
@@ -467,7 +480,15 @@ async fn read_loop(
         if shared.closed.load(Ordering::Acquire) {
             return;
         }
-        match rd.next().await {
+        // The read waits with the flags: a close (or a pause, or the stop) wakes the reader,
+        // which looks at them again, so a closed connection does not keep its socket until the
+        // peer sends. Both reads are cancel-safe: a read that loses the race has taken nothing.
+        let read = tokio::select! {
+            biased;
+            () = shared.resume.notified() => continue,
+            r = rd.next() => r,
+        };
+        match read {
             Ok(b) if b.is_empty() => break,
             Ok(_) if shared.discard.load(Ordering::Acquire) => {}
             Ok(b) => {

@@ -137,3 +137,111 @@ async fn a_tls_pipeline_goes_through_pauses_in_order() {
     })
     .await;
 }
+
+/// The inode of the server's side of the TCP connection between `server` and `client` as
+/// `/proc/net/tcp` lists it: 0 while no file holds the socket (not accepted yet, or closed and
+/// lingering in the kernel), `None` once the kernel has forgotten it.
+fn server_side_inode(server: SocketAddr, client: SocketAddr) -> Option<u64> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(a) => format!("{:08X}:{:04X}", u32::from_ne_bytes(a.ip().octets()), a.port()),
+        SocketAddr::V6(_) => unreachable!("IPv4 loopback only"),
+    };
+    let (local, remote) = (hex(server), hex(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str())).then(|| f.get(9)?.parse().ok())?
+    })
+}
+
+/// Waits (at most `limit`) until the server has closed its socket of the connection from
+/// `client`; false if it still holds it then.
+fn released_within(server: SocketAddr, client: SocketAddr, limit: Duration) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if server_side_inode(server, client).is_none_or(|inode| inode == 0) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_connection_the_broker_closes_releases_its_socket_at_once() {
+    with_listeners(ClientAuth::None, |s| {
+        // A negative frame size: bad framing, which the broker answers by closing. The client
+        // then sends nothing and keeps its side open: only the server can end the connection.
+        let mut plain = connect(s.plain).expect("connect");
+        plain.write_all(&[0xff; 4]).expect("send");
+        assert_eq!(read_to_end(&mut plain), Vec::<u8>::new(), "closed without an answer");
+        let client = plain.local_addr().expect("an address");
+        assert!(released_within(s.plain, client, Duration::from_secs(10)), "the server still holds the socket");
+
+        let mut tls = connect_tls(s.secure, s.pki.client_config(None)).expect("a TLS handshake");
+        check_api_versions(&mut tls, 0).expect("served");
+        tls.write_all(&[0xff; 4]).expect("send");
+        tls.flush().expect("send");
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut tls, &mut rest);
+        assert!(rest.is_empty(), "closed without an answer: {rest:?}");
+        let client = tls.sock.local_addr().expect("an address");
+        assert!(released_within(s.secure, client, Duration::from_secs(10)), "the server still holds the TLS socket");
+        // The server goes on serving.
+        let mut again = connect(s.plain).expect("connect");
+        check_api_versions(&mut again, 0).expect("still served");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stop_cancels_the_handshakes_under_way() {
+    let pki = Pki::new("tokio-stop");
+    let source = Arc::new(TlsSource::new(pki.server_settings("localhost", ClientAuth::None)).expect("TLS settings"));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let addr = listener.local_addr().expect("an address");
+    let config = Config {
+        listeners: vec![Listener {
+            name: "SECURE".into(),
+            protocol: SecurityProtocol::Ssl,
+            host: "127.0.0.1".into(),
+            port: i32::from(addr.port()),
+        }],
+        ..Config::default()
+    };
+    let (tx, rx) = oneshot::channel();
+    let server = serve(
+        vec![Bound { listener, index: 0, tls: Some(source) }],
+        move |now| Broker::new(config, 7, now),
+        Box::new(MemoryStore::new()),
+        Options { shutdown_grace: Duration::from_secs(2), ..Options::default() },
+        move |c| drop(tx.send(c)),
+    );
+    let client = async move {
+        let control = rx.await.expect("the control handle");
+        // A client that connects and never says hello: its handshake waits.
+        let silent = tokio::task::spawn_blocking(move || {
+            let silent = connect(addr).expect("connect");
+            let client = silent.local_addr().expect("an address");
+            // Accepted: a file holds the server's socket.
+            let accepted = (0..1000).any(|_| {
+                std::thread::sleep(Duration::from_millis(10));
+                server_side_inode(addr, client).is_some_and(|inode| inode != 0)
+            });
+            assert!(accepted, "the server did not accept the connection");
+            (silent, client)
+        });
+        let (silent, client) = silent.await.expect("the client");
+        control.stop();
+        (silent, client)
+    };
+    let (served, (silent, client)) = tokio::join!(server, client);
+    served.expect("serve returns cleanly");
+    // The handshake was cancelled: its socket is closed well before the handshake's own
+    // deadline (kelp_driver::tls::HANDSHAKE_TIMEOUT, 10 s) would have closed it.
+    let released = tokio::task::spawn_blocking(move || released_within(addr, client, Duration::from_secs(5)))
+        .await
+        .expect("the check");
+    assert!(released, "the stopped server still holds a handshaking socket");
+    drop(silent);
+}

@@ -125,12 +125,25 @@ fn multi_valued_rdns_join_with_plus_and_other_string_types_decode() {
     let der = name_der(&[
         &[(O, 0x13, b"example")],
         &[(CN, 0x0c, b"alice"), (UID, 0x16, b"a1")],
-        // BMPString "\u{e9}t\u{e9}" and a T61String in Latin-1.
+        // BMPString "\u{e9}t\u{e9}" and a T61String "caf\u{e9}" in Latin-1: Java's RFC 2253
+        // name reads both as UTF-8 (NULs escaped, a byte that is no UTF-8 as U+FFFD).
         &[(CN, 0x1e, &[0x00, 0xe9, 0x00, 0x74, 0x00, 0xe9])],
         &[(O, 0x14, &[0x63, 0x61, 0x66, 0xe9])],
     ]);
     let (_, name) = X509Name::from_der(&der).expect("a name");
-    assert_eq!(rfc2253(&name), "O=caf\u{e9},CN=\u{e9}t\u{e9},CN=alice+UID=a1,O=example");
+    assert_eq!(rfc2253(&name), "O=caf\u{fffd},CN=\\00\u{fffd}\\00t\\00\u{fffd},CN=alice+UID=a1,O=example");
+    // UTF-8 in a BMPString or a T61String is read as such.
+    let der = name_der(&[&[(CN, 0x1e, "\u{e9}t\u{e9}".as_bytes())], &[(O, 0x14, "caf\u{e9}".as_bytes())]]);
+    let (_, name) = X509Name::from_der(&der).expect("a name");
+    assert_eq!(rfc2253(&name), "O=caf\u{e9},CN=\u{e9}t\u{e9}");
+    // Bytes that are no UTF-8 in a UTF8String or a PrintableString: U+FFFD, not hex.
+    let der = name_der(&[&[(CN, 0x0c, &[0x61, 0xff, 0x62])], &[(O, 0x13, &[0xc3, 0x28])]]);
+    let (_, name) = X509Name::from_der(&der).expect("a name");
+    assert_eq!(rfc2253(&name), "O=\u{fffd}(,CN=a\u{fffd}b");
+    // A UniversalString is no text to Java's RFC 2253 name: hex.
+    let der = name_der(&[&[(CN, 0x1c, &[0, 0, 0, 0x61])]]);
+    let (_, name) = X509Name::from_der(&der).expect("a name");
+    assert_eq!(rfc2253(&name), "CN=#1c0400000061");
     // A known type with a value that is no string is printed as hex too.
     let der = name_der(&[&[(CN, 0x04, &[0x01, 0x02])]]);
     let (_, name) = X509Name::from_der(&der).expect("a name");
@@ -250,7 +263,7 @@ fn a_replaced_certificate_is_served_after_the_next_check() {
     let later = before + RELOAD_CHECK;
     let kept = source.server_config_at(later);
     assert!(Arc::ptr_eq(&kept, &second_config), "the previous configuration stays");
-    // Unchanged files are not read again.
+    // Still broken at the next check: still the one that works.
     let again = source.server_config_at(later + RELOAD_CHECK);
     assert!(Arc::ptr_eq(&again, &second_config));
     // Fixed files are picked up.
@@ -261,6 +274,37 @@ fn a_replaced_certificate_is_served_after_the_next_check() {
     set_mtime(&settings.key, 2_000_000_200);
     let fixed = source.server_config_at(later + RELOAD_CHECK * 2);
     assert_eq!(served_subject(fixed, &pki), "CN=third");
+}
+
+#[test]
+fn a_certificate_caught_half_written_is_loaded_once_whole_with_the_same_mtime() {
+    let pki = Pki::new("half");
+    let settings = pki.server_settings("first", ClientAuth::None);
+    let source = TlsSource::new(settings.clone()).expect("valid");
+    let t0 = source.current.lock().expect("lock").next_check;
+    let first = source.server_config_at(t0);
+    assert_eq!(served_subject(first.clone(), &pki), "CN=first");
+
+    // The renewal is caught half-written: the check sees new times and files it cannot use.
+    let second = pki.issue(&[(DnType::CommonName, "second")], &["localhost"]);
+    let half = &second.cert_pem[..second.cert_pem.len() / 2];
+    std::fs::write(&settings.certificate, half).expect("write");
+    std::fs::write(&settings.key, &second.key_pem).expect("write");
+    set_mtime(&settings.certificate, 2_000_000_000);
+    set_mtime(&settings.key, 2_000_000_000);
+    let t1 = t0 + RELOAD_CHECK;
+    assert!(Arc::ptr_eq(&source.server_config_at(t1), &first), "the working configuration stays");
+    let failure = source.current.lock().expect("lock").failure.clone();
+    assert!(failure.as_deref().is_some_and(|e| e.contains("server.pem")), "the failure is noted: {failure:?}");
+    // Before the next check nothing is tried again.
+    assert!(Arc::ptr_eq(&source.server_config_at(t1 + RELOAD_CHECK / 2), &first));
+
+    // The rest is written within the same tick of a coarse clock: the time does not change.
+    std::fs::write(&settings.certificate, &second.cert_pem).expect("write");
+    set_mtime(&settings.certificate, 2_000_000_000);
+    let t2 = t1 + RELOAD_CHECK;
+    assert_eq!(served_subject(source.server_config_at(t2), &pki), "CN=second", "tried again, and loaded");
+    assert_eq!(source.current.lock().expect("lock").failure, None);
 }
 
 #[test]
