@@ -33,6 +33,9 @@ pub const KEYS: &[&str] = &[
     "ssl-client-ca-location",
     "ssl-client-auth",
     "sasl-enabled-mechanisms",
+    "authorizer",
+    "super-users",
+    "allow-everyone-if-no-acl-found",
     "node-id",
     "runtime",
     "storage",
@@ -255,6 +258,12 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// The SASL mechanisms SASL listeners offer, in order.
     pub sasl_mechanisms: Vec<Mechanism>,
+    /// Whether ACLs are checked (`authorizer = acl`).
+    pub authorizer: bool,
+    /// Principals that may do everything.
+    pub super_users: Vec<String>,
+    /// Whether a resource no ACL names is open to everyone.
+    pub allow_everyone_if_no_acl_found: bool,
     pub node_id: i32,
     pub runtime: RuntimeKind,
     pub storage: StorageKind,
@@ -416,6 +425,29 @@ fn protocol_map(s: &str) -> Result<Vec<(String, SecurityProtocol)>, String> {
     Ok(out)
 }
 
+/// `none` (every principal may do everything) or `acl` (ACLs are checked).
+fn authorizer(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "none" => Ok(false),
+        "acl" => Ok(true),
+        other => Err(format!("expected none or acl, found {other:?}")),
+    }
+}
+
+/// Kafka's `super.users`: principals separated by `;`, each `Type:name`.
+fn super_users(s: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        if !p.split_once(':').is_some_and(|(t, n)| !t.is_empty() && !n.is_empty()) {
+            return Err(format!("expected principals like User:alice separated by ';', found {p:?}"));
+        }
+        if !out.iter().any(|x| x == p) {
+            out.push(p.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// A comma-separated list of SASL mechanisms, each known, none twice.
 fn mechanisms(s: &str) -> Result<Vec<Mechanism>, String> {
     let mut out: Vec<Mechanism> = Vec::new();
@@ -500,6 +532,9 @@ impl Settings {
             listeners,
             tls,
             sasl_mechanisms: l.parse("sasl-enabled-mechanisms", Mechanism::DEFAULT.to_vec(), mechanisms)?,
+            authorizer: l.parse("authorizer", false, authorizer)?,
+            super_users: l.parse("super-users", Vec::new(), super_users)?,
+            allow_everyone_if_no_acl_found: l.parse("allow-everyone-if-no-acl-found", false, boolean)?,
             node_id: l.parse("node-id", 1, int(0, i32::MAX))?,
             runtime: l.parse("runtime", RuntimeKind::Tokio, choice)?,
             storage: l.parse("storage", StorageKind::Disk, choice)?,
@@ -1102,6 +1137,9 @@ sasl-enabled-mechanisms = "PLAIN, scram-sha-256,PLAIN"
                 &["KELP_SASL_ENABLED_MECHANISMS", "unknown SASL mechanism GSSAPI"],
             ),
             (&[("sasl-enabled-mechanisms", " , ", Source::Flag)], "", &["at least one SASL mechanism"]),
+            (&[("authorizer", "simple", Source::Flag)], "", &["--authorizer", "expected none or acl"]),
+            (&[("super-users", "admin", Source::Env)], "", &["KELP_SUPER_USERS", "User:alice"]),
+            (&[("allow-everyone-if-no-acl-found", "maybe", Source::Flag)], "", &["--allow-everyone-if-no-acl-found"]),
         ];
         for (args, file, want) in cases {
             let e = refused(&layers(args, file));
@@ -1109,6 +1147,17 @@ sasl-enabled-mechanisms = "PLAIN, scram-sha-256,PLAIN"
                 assert!(e.contains(w), "{args:?}: {e:?} lacks {w:?}");
             }
         }
+    }
+
+    #[test]
+    fn acls_are_off_unless_the_authorizer_is_acl() {
+        let s = Settings::resolve(&Layers::default()).expect("defaults are valid");
+        assert!(!s.authorizer && s.super_users.is_empty() && !s.allow_everyone_if_no_acl_found);
+        let file = "authorizer = \"acl\"\nsuper-users = \"User:admin; User:CN=ops,O=example;User:admin\"";
+        let s = Settings::resolve(&layers(&[("allow-everyone-if-no-acl-found", "true", Source::Env)], file))
+            .expect("valid");
+        assert!(s.authorizer && s.allow_everyone_if_no_acl_found);
+        assert_eq!(s.super_users, ["User:admin", "User:CN=ops,O=example"]);
     }
 
     #[test]

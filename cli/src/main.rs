@@ -109,6 +109,15 @@ struct ServeArgs {
     /// SASL mechanisms SASL listeners offer, in order [default: SCRAM-SHA-512,SCRAM-SHA-256].
     #[arg(long, env = "KELP_SASL_ENABLED_MECHANISMS", value_name = "LIST")]
     sasl_enabled_mechanisms: Option<String>,
+    /// Whether ACLs are checked: none or acl (Kafka's authorizer.class.name) [default: none].
+    #[arg(long, env = "KELP_AUTHORIZER", value_name = "KIND")]
+    authorizer: Option<String>,
+    /// Principals that may do everything, separated by ';' (super.users), e.g. 'User:admin'.
+    #[arg(long, env = "KELP_SUPER_USERS", value_name = "LIST")]
+    super_users: Option<String>,
+    /// Whether a resource no ACL names is open to everyone (allow.everyone.if.no.acl.found) [default: false].
+    #[arg(long, env = "KELP_ALLOW_EVERYONE_IF_NO_ACL_FOUND", value_name = "BOOL")]
+    allow_everyone_if_no_acl_found: Option<String>,
     /// This node's id [default: 1].
     #[arg(long, env = "KELP_NODE_ID", value_name = "ID")]
     node_id: Option<String>,
@@ -322,6 +331,9 @@ fn serve(args: &Settings, tls: Option<Arc<TlsSource>>) -> anyhow::Result<()> {
         node_id: args.node_id,
         listeners,
         sasl_mechanisms: args.sasl_mechanisms.clone(),
+        authorizer: args.authorizer,
+        super_users: args.super_users.iter().map(|u| kelp_core::codec::KStr::from(u.as_str())).collect(),
+        allow_everyone_if_no_acl_found: args.allow_everyone_if_no_acl_found,
         max_request_size: args.max_request_size,
         max_in_flight_per_conn: args.max_in_flight_per_connection,
         auto_create_topics: args.auto_create_topics,
