@@ -263,7 +263,7 @@ fn build(settings: &TlsSettings) -> Result<ServerConfig, String> {
     };
     let chain = certificates("certificate", &settings.certificate)?;
     let key = private_key(&settings.key)?;
-    ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
         .with_client_cert_verifier(verifier)
@@ -274,7 +274,13 @@ fn build(settings: &TlsSettings) -> Result<ServerConfig, String> {
                 settings.certificate.display(),
                 settings.key.display()
             )
-        })
+        })?;
+    // No TLS 1.3 session tickets: they arrive after the handshake, unasked, and a client that
+    // watches its socket between requests (kafka-python) takes the bytes for a response nobody
+    // asked for and drops the connection. Kafka clients keep their connections open, so
+    // resumption saves them little.
+    config.send_tls13_tickets = 0;
+    Ok(config)
 }
 
 /// A certificate's subject as Java's `X500Principal.getName()` prints it (RFC 2253): the

@@ -314,3 +314,20 @@ fn client_auth_names_parse() {
     assert_eq!(ClientAuth::parse("none"), Some(ClientAuth::None));
     assert_eq!(ClientAuth::parse("want"), None);
 }
+
+#[test]
+fn nothing_follows_the_handshake_unasked() {
+    // A TLS 1.3 server may send session tickets once the handshake is done; kelp sends none
+    // (kafka-python takes unasked bytes for a stray response and drops the connection).
+    let pki = Pki::new("tickets");
+    let source = TlsSource::new(pki.server_settings("server", ClientAuth::None)).expect("valid");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+    let mut c = ClientConnection::new(pki.client_config(None), name).expect("client");
+    let mut s = ServerConnection::new(source.server_config()).expect("server");
+    pass(&mut c, &mut s).expect("client hello");
+    pass(&mut s, &mut c).expect("server flight");
+    pass(&mut c, &mut s).expect("client finished");
+    assert_eq!(s.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    assert!(!s.is_handshaking() && !c.is_handshaking());
+    assert!(!s.wants_write(), "the server has nothing to send until asked");
+}
