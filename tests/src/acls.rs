@@ -40,10 +40,10 @@ pub fn as_user(h: &mut Harness, name: &str) -> ConnId {
 /// A binding to create: (resource type, name, pattern, principal, operation, permission), host `*`.
 pub type Grant<'a> = (ResourceType, &'a str, PatternType, &'a str, Operation, Permission);
 
-/// Creates `grants` as the super user on a fresh connection; each must succeed.
-pub fn grant(h: &mut Harness, grants: &[Grant<'_>]) {
-    let admin = as_user(h, "admin");
-    let creations = grants
+/// CreateAcls' creations for `grants`.
+#[must_use]
+pub fn creations(grants: &[Grant<'_>]) -> Vec<AclCreation> {
+    grants
         .iter()
         .map(|(rt, name, pattern, principal, op, perm)| AclCreation {
             resource_type: rt.0,
@@ -55,7 +55,13 @@ pub fn grant(h: &mut Harness, grants: &[Grant<'_>]) {
             permission_type: perm.0,
             ..Default::default()
         })
-        .collect();
+        .collect()
+}
+
+/// Creates `grants` as the super user on a fresh connection; each must succeed.
+pub fn grant(h: &mut Harness, grants: &[Grant<'_>]) {
+    let admin = as_user(h, "admin");
+    let creations = creations(grants);
     let r = expect_body!(
         h.call(admin, RequestBody::CreateAcls(CreateAclsRequest { creations, ..Default::default() }), 3),
         CreateAcls

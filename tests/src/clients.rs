@@ -740,6 +740,33 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Creates `grants` (host `*`) by a CreateAcls v3 request written with kelp's codec, on a
+/// listener whose principal may ALTER the cluster (in the security tests: PLAINTEXT, where
+/// `User:ANONYMOUS` is made a super user for setup); panics unless every result is error code 0.
+pub fn create_acls(addr: SocketAddr, grants: &[crate::acls::Grant<'_>]) {
+    use kelp_core::codec::generated::create_acls::CreateAclsRequest;
+    use kelp_core::codec::generated::{RequestBody, ResponseBody};
+
+    let creations = crate::acls::creations(grants);
+    let body = RequestBody::CreateAcls(CreateAclsRequest { creations, ..Default::default() });
+    let mut conn = crate::raw::RawClient::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    match conn.call(body, 3) {
+        Ok(ResponseBody::CreateAcls(r)) => {
+            assert_eq!(
+                r.results.len(),
+                grants.len(),
+                "CreateAcls: {} results for {} bindings",
+                r.results.len(),
+                grants.len()
+            );
+            for (g, res) in grants.iter().zip(&r.results) {
+                assert_eq!(res.error_code, 0, "CreateAcls {g:?}: error {} {:?}", res.error_code, res.error_message);
+            }
+        }
+        other => panic!("CreateAcls {grants:?}: {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Json;

@@ -523,3 +523,44 @@ pub fn metadata_request() -> RequestBody {
 pub fn is_metadata_with_brokers(body: &ResponseBody) -> bool {
     matches!(body, ResponseBody::Metadata(m) if !m.brokers.is_empty())
 }
+
+impl Pki {
+    /// A client certificate signed by this CA whose subject has the relative distinguished
+    /// names `rdns` in this order in the certificate (most general first, as X.509 subjects
+    /// usually are: `[("O", "kelp"), ("OU", "e2e"), ("CN", "alice")]`), each one attribute of
+    /// type `C`, `ST`, `L`, `O`, `OU` or `CN` with a value RFC 2253 need not escape. Its
+    /// [`Identity::subject`] is the name as Java's `X500Principal.getName()` prints it (RFC 2253:
+    /// most specific first, `CN=alice,OU=e2e,O=kelp`), which is the name of Kafka's principal for
+    /// a client presenting it (`User:` and that name). Written as `<file>.pem`, `<file>.key` and
+    /// `<file>-keystore.pem`.
+    #[must_use]
+    pub fn client_named(&self, file: &str, rdns: &[(&str, &str)]) -> Identity {
+        for (i, (label, _)) in rdns.iter().enumerate() {
+            assert!(rdns[..i].iter().all(|(l, _)| l != label), "client_named: {label} given twice");
+        }
+        let dn: Vec<(DnType, &str)> = rdns
+            .iter()
+            .map(|&(label, value)| {
+                assert!(
+                    value.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-' || c == '.')
+                        && !value.starts_with(' ')
+                        && !value.ends_with(' '),
+                    "{label}={value:?} would need RFC 2253 escaping"
+                );
+                let ty = match label {
+                    "C" => DnType::CountryName,
+                    "ST" => DnType::StateOrProvinceName,
+                    "L" => DnType::LocalityName,
+                    "O" => DnType::OrganizationName,
+                    "OU" => DnType::OrganizationalUnitName,
+                    "CN" => DnType::CommonName,
+                    other => panic!("client_named: no attribute type {other}"),
+                };
+                (ty, value)
+            })
+            .collect();
+        let mut id = issue(&self.dir, &self.issuer, file, &dn, &[]);
+        id.subject = rdns.iter().rev().map(|(label, value)| format!("{label}={value}")).collect::<Vec<_>>().join(",");
+        id
+    }
+}

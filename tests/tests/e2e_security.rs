@@ -17,6 +17,18 @@
 //! - `java_admin_scram_users`: the Java Admin client (over SASL_SSL, as a SCRAM-SHA-256 user)
 //!   creates, describes and deletes SCRAM credentials; the credential it made then works for a
 //!   SCRAM-SHA-512 login and the one it deleted does not.
+//! - ACLs (`--authorizer acl`; `User:ANONYMOUS`, the PLAINTEXT listener's principal, is a
+//!   super user there so that the harness can make users, topics and bindings):
+//!   `java_admin_manages_acls`: the Java Admin client, as the super user `User:admin` over
+//!   SASL_SSL, creates LITERAL, PREFIXED, group and DENY bindings, describes them with ANY,
+//!   principal, permission, LITERAL and MATCH filters, deletes some by a filter and has invalid
+//!   ones refused with InvalidRequestException, checking exactly what comes back each time;
+//!   `User:alice` may not describe them. `acls_decide_what_a_scram_client_may_do_<client>`:
+//!   alice's produce is refused with a topic authorization error without bindings and with
+//!   only DESCRIBE and READ, and her produce-verify passes once she may WRITE.
+//!   `ssl_client_cert_principal_is_authorized_by_its_subject`: bindings for
+//!   `User:CN=alice,OU=e2e,O=kelp` (the subject as Java prints it) let that certificate's
+//!   clients produce-verify and refuse a certificate of another subject.
 //! - Hostile input, from raw sockets and a rustls client: wrong passwords and unknown users
 //!   (SASL_AUTHENTICATION_FAILED with a message, then the connection closes), requests before
 //!   authentication, bytes that are not a TLS ClientHello, handshakes that stop halfway or
@@ -35,13 +47,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
+use kelp_core::codec::generated::describe_acls::{DescribeAclsRequest, DescribeAclsResponse};
+use kelp_core::codec::generated::{RequestBody, ResponseBody};
+use kelp_core::security::acl::{Operation, PatternType, Permission, ResourceType};
+use kelp_tests::acls::allow;
 use kelp_tests::clients::{
-    Client, KelpListeners, Scratch, clients_src, confluent, create_topic, installed, java, kafka_python, kafkajs, kcat,
-    run_client, serial, tail, upsert_scram_user,
+    Client, Json, KelpListeners, Outcome, Scratch, clients_src, confluent, create_acls, create_topic, installed, java,
+    kafka_python, kafkajs, kcat, run_client, serial, tail, upsert_scram_user,
 };
 use kelp_tests::tls::{
-    KafkaConn, Pki, SaslFailure, ScramClient, ScramHash, Trickle, api_versions_request, authenticate, connect_tls,
-    handshake, is_metadata_with_brokers, login_plain, login_scram, metadata_request, tcp, tls_over,
+    Identity, KafkaConn, Pki, SaslFailure, ScramClient, ScramHash, Trickle, api_versions_request, authenticate,
+    connect_tls, handshake, is_metadata_with_brokers, login_plain, login_scram, metadata_request, tcp, tls_over,
 };
 use rustls::ClientConnection;
 
@@ -52,6 +68,8 @@ const COUNT: &str = "200";
 /// The SCRAM user the clients log in as, and its password (never printed).
 const USER: &str = "alice";
 const PASSWORD: &str = "alice-secret-8d1f";
+/// The password of `admin`, the super user of the ACL tests (never printed either).
+const ADMIN_PASSWORD: &str = "admin-secret-3c9a";
 /// SASL_AUTHENTICATION_FAILED.
 const SASL_AUTHENTICATION_FAILED: i16 = 58;
 /// UNSUPPORTED_SASL_MECHANISM.
@@ -74,6 +92,11 @@ impl Secure {
     /// kelp with SECURE mapped to `protocol` (SASL_SSL, SSL or SASL_PLAINTEXT); `client_auth`
     /// is `--ssl-client-auth` for the TLS protocols.
     fn start(name: &str, protocol: &'static str, client_auth: &str) -> Self {
+        Self::start_with(name, protocol, client_auth, &[])
+    }
+
+    /// [`Secure::start`] with `extra` arguments after the others (`--authorizer acl ...`).
+    fn start_with(name: &str, protocol: &'static str, client_auth: &str, extra: &[String]) -> Self {
         let scratch = Scratch::new(name);
         let pki = Pki::new(&scratch.path("pki"), name);
         let data = scratch.path("data");
@@ -109,6 +132,7 @@ impl Secure {
             if protocol.starts_with("SASL_") {
                 args.extend(["--sasl-enabled-mechanisms".into(), "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN".into()]);
             }
+            args.extend_from_slice(extra);
             args
         });
         Self { kelp, pki, protocol, scratch }
@@ -193,24 +217,26 @@ fn security_args(s: &Secure, client: &Client, auth: Auth) -> Vec<String> {
         ]
         .map(String::from)
         .to_vec(),
-        Auth::SslClientCert => {
-            let id = s.pki.client(client.id, client.id, "kelp");
-            [
-                "--security-protocol",
-                "SSL",
-                "--ssl-ca",
-                &ca,
-                "--ssl-cert",
-                &id.chain.display().to_string(),
-                "--ssl-key",
-                &id.key.display().to_string(),
-                "--ssl-keystore",
-                &id.keystore.display().to_string(),
-            ]
-            .map(String::from)
-            .to_vec()
-        }
+        Auth::SslClientCert => cert_args(s, &s.pki.client(client.id, client.id, "kelp")),
     }
+}
+
+/// The arguments for SSL with `id`'s client certificate.
+fn cert_args(s: &Secure, id: &Identity) -> Vec<String> {
+    [
+        "--security-protocol",
+        "SSL",
+        "--ssl-ca",
+        &s.pki.ca.display().to_string(),
+        "--ssl-cert",
+        &id.chain.display().to_string(),
+        "--ssl-key",
+        &id.key.display().to_string(),
+        "--ssl-keystore",
+        &id.keystore.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// A command line as it may be shown: the value after `--sasl-password` or `--scram-password`
@@ -228,29 +254,39 @@ fn shown(args: &[String]) -> String {
 /// Runs `client` with `args` (after its own prefix) against `s` and panics with everything it
 /// and kelp said unless it exits 0 with a JSON summary line; returns the summary.
 fn run(s: &Secure, client: &Client, args: &[String]) -> String {
+    let (out, report) = run_outcome(s, client, args);
+    let passed = out.status.is_some_and(|st| st.success());
+    let summary = out.stdout.lines().last().unwrap_or("").to_string();
+    if !passed || !summary.starts_with('{') {
+        panic!("{} failed: {report}", client.name);
+    }
+    println!("{summary}\n({} took {:.1} s)", client.name, out.elapsed.as_secs_f64());
+    summary
+}
+
+/// Runs `client` with `args` against `s` (bounded, its process group killed after) and
+/// panics if it printed the password; returns what it did and a report of it for failure
+/// messages (how it ended, the command line with passwords hidden, its output and kelp's log).
+fn run_outcome(s: &Secure, client: &Client, args: &[String]) -> (Outcome, String) {
     let mut all = client.prefix.clone();
     all.extend_from_slice(args);
     let mut cmd = Command::new(&client.program);
     cmd.args(&all).current_dir(clients_src());
     let limit = Duration::from_secs(CLIENT_TIMEOUT_S + 30);
     let out = run_client(&s.scratch, cmd, limit);
-    let passed = out.status.is_some_and(|st| st.success());
-    let summary = out.stdout.lines().last().unwrap_or("").to_string();
-    if !passed || !summary.starts_with('{') {
-        let how = out.status.map_or_else(|| format!("killed after {limit:?}"), |st| st.to_string());
-        panic!(
-            "{} failed: {how}\ncommand: {} {}\n--- stdout\n{}\n--- stderr\n{}\n--- kelp log (last lines)\n{}",
-            client.name,
-            client.program.display(),
-            shown(&all),
-            out.stdout.trim_end(),
-            tail(&out.stderr, 80),
-            s.kelp.log_tail(),
-        );
+    for secret in [PASSWORD, ADMIN_PASSWORD] {
+        assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret), "{} printed a password", client.name);
     }
-    assert!(!out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD), "{} printed the password", client.name);
-    println!("{summary}\n({} took {:.1} s)", client.name, out.elapsed.as_secs_f64());
-    summary
+    let how = out.status.map_or_else(|| format!("killed after {limit:?}"), |st| st.to_string());
+    let report = format!(
+        "{how}\ncommand: {} {}\n--- stdout\n{}\n--- stderr\n{}\n--- kelp log (last lines)\n{}",
+        client.program.display(),
+        shown(&all),
+        out.stdout.trim_end(),
+        tail(&out.stderr, 80),
+        s.kelp.log_tail(),
+    );
+    (out, report)
 }
 
 /// `client`'s produce-verify over the SECURE listener with `auth`.
@@ -362,7 +398,7 @@ fn ssl_client_cert_kcat() {
 fn java_admin_scram_users() {
     let Some((client, _serial)) = installed(java()) else { return };
     let mut s = Secure::start("sec-java-scram-users", "SASL_SSL", "none");
-    upsert_scram_user(s.plaintext(), "admin", "admin-secret-3c9a", &["SCRAM-SHA-256"], 4096);
+    upsert_scram_user(s.plaintext(), "admin", ADMIN_PASSWORD, &["SCRAM-SHA-256"], 4096);
     s.add_user();
     let ca = s.pki.ca.display().to_string();
     let args: Vec<String> = [
@@ -381,7 +417,7 @@ fn java_admin_scram_users() {
         "--sasl-username",
         "admin",
         "--sasl-password",
-        "admin-secret-3c9a",
+        ADMIN_PASSWORD,
         "--ssl-ca",
         &ca,
         "--scram-user",
@@ -402,6 +438,313 @@ fn java_admin_scram_users() {
     match login_scram(&mut conn, "SCRAM-SHA-256", "bob", "bob-secret-77e2") {
         Err(SaslFailure::Authenticate(SASL_AUTHENTICATION_FAILED, _)) => {}
         other => panic!("bob's deleted SCRAM-SHA-256 credential: {other:?}"),
+    }
+    s.assert_serves();
+}
+
+// ---- ACLs ----------------------------------------------------------------------------------
+
+/// CLUSTER_AUTHORIZATION_FAILED.
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+
+/// `--authorizer acl` with `super_users` (`;`-separated). The ACL tests name `User:ANONYMOUS`
+/// among them: it is the principal of every connection to the PLAINTEXT listener, which the
+/// harness uses for setup only (on loopback): the first SCRAM credentials (with the authorizer
+/// on, AlterUserScramCredentials needs ALTER on the cluster, and someone must make the first
+/// admin's), topics and ACLs. The clients under test use SECURE, where nobody is anonymous.
+fn acl_args(super_users: &str) -> Vec<String> {
+    ["--authorizer", "acl", "--super-users", super_users].map(String::from).to_vec()
+}
+
+/// SASL_SSL with SCRAM-SHA-512 as `user`.
+fn scram_args(s: &Secure, user: &str, password: &str) -> Vec<String> {
+    let ca = s.pki.ca.display().to_string();
+    [
+        "--security-protocol",
+        "SASL_SSL",
+        "--sasl-mechanism",
+        "SCRAM-SHA-512",
+        "--sasl-username",
+        user,
+        "--sasl-password",
+        password,
+        "--ssl-ca",
+        &ca,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A produce-verify run of `topic` (made by the harness: no `--create`) on SECURE.
+fn produce_verify_args(s: &Secure, topic: &str) -> Vec<String> {
+    [
+        "--bootstrap",
+        &s.secure().to_string(),
+        "--topic",
+        topic,
+        "--mode",
+        "produce-verify",
+        "--count",
+        ACL_COUNT,
+        "--compression",
+        "none",
+        "--timeout",
+        &CLIENT_TIMEOUT_S.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Records per produce-verify run in the ACL tests.
+const ACL_COUNT: &str = "100";
+
+/// The group confluent_client.py's read-back consumer names (librdkafka needs a group.id; the
+/// consumer assigns partitions and never joins, but librdkafka still looks the group's
+/// coordinator up, which needs DESCRIBE on the group). The Java client reads without one.
+fn readback_group(topic: &str) -> String {
+    format!("kelp-e2e-unjoined-{topic}")
+}
+
+/// `summary`'s member `key` as text (a string as it is, anything else as JSON would show it).
+fn member(summary: &str, key: &str) -> String {
+    let json = Json::parse(summary).unwrap_or_else(|| panic!("not a JSON summary: {summary}"));
+    match json.get(key) {
+        Some(Json::Str(text)) => text.clone(),
+        Some(Json::Num(n)) => format!("{n}"),
+        Some(other) => format!("{other:?}"),
+        None => panic!("the summary has no {key}: {summary}"),
+    }
+}
+
+/// Panics unless `client`'s produce-verify `args` is refused with a topic authorization
+/// error for `topic`; returns how many sends were refused. The Java client says so itself
+/// (`--expect-authorization-error`: exit 0 only when every send it made failed with
+/// TopicAuthorizationException naming the topic; it stops sending after a send refused at
+/// metadata). confluent_client.py must exit 1 (not be killed at the time limit) on its
+/// produce with every send failed (`FAIL: N of N sends failed`), and every failure it lists
+/// must be librdkafka's TOPIC_AUTHORIZATION_FAILED.
+fn expect_topic_authorization_error(s: &Secure, client: &Client, args: &[String], topic: &str) -> u32 {
+    if client.id == "java" {
+        let mut args = args.to_vec();
+        args.push("--expect-authorization-error".into());
+        let summary = run(s, client, &args);
+        let error = member(&summary, "authorization_error");
+        assert!(
+            error.starts_with("TopicAuthorizationException") && error.contains(topic),
+            "the Java client's refusal does not name {topic}: {summary}"
+        );
+        let refused = member(&summary, "refused").parse::<u32>().unwrap_or(0);
+        assert!(refused >= 1, "{summary}");
+        return refused;
+    }
+    let (out, report) = run_outcome(s, client, args);
+    let exited_with_failure = out.status.is_some_and(|st| st.code() == Some(1));
+    assert!(exited_with_failure, "{} was expected to fail with a topic authorization error: {report}", client.name);
+    let last = out.stderr.lines().last().unwrap_or("");
+    let counts = last
+        .strip_prefix("FAIL: ")
+        .and_then(|rest| rest.strip_suffix(" sends failed"))
+        .and_then(|rest| rest.split_once(" of "))
+        .and_then(|(n, of)| Some((n.parse::<u32>().ok()?, of.parse::<u32>().ok()?)));
+    let Some((failed, sent)) = counts else {
+        panic!("{} failed, but not on its sends: {report}", client.name);
+    };
+    assert_eq!(failed, sent, "{} had sends that did not fail: {report}", client.name);
+    let listed: Vec<&str> = out.stderr.lines().filter(|l| l.contains("delivery failed:")).collect();
+    assert!(
+        !listed.is_empty() && listed.iter().all(|l| l.contains("TOPIC_AUTHORIZATION_FAILED")),
+        "{} failed, but not with TOPIC_AUTHORIZATION_FAILED: {report}",
+        client.name
+    );
+    println!("{} refused as expected: {} ({})", client.name, listed[0], last);
+    failed
+}
+
+/// The Java Admin client manages ACLs over SASL_SSL as `User:admin`, a super user (the
+/// checks themselves are in JavaClient.java's `acls` mode); then `User:alice`, who has no
+/// ALTER or DESCRIBE on the cluster, may not list them, and the admin sees from here the two
+/// bindings the mode left.
+#[test]
+fn java_admin_manages_acls() {
+    let Some((client, _serial)) = installed(java()) else { return };
+    let mut s = Secure::start_with("sec-java-acls", "SASL_SSL", "none", &acl_args("User:admin;User:ANONYMOUS"));
+    upsert_scram_user(s.plaintext(), "admin", ADMIN_PASSWORD, &["SCRAM-SHA-512"], 4096);
+    s.add_user();
+    let mut args: Vec<String> = [
+        "--bootstrap",
+        &s.secure().to_string(),
+        "--topic",
+        "orders-eu",
+        "--group",
+        "orders-readers",
+        "--mode",
+        "acls",
+        "--timeout",
+        &CLIENT_TIMEOUT_S.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(scram_args(&s, "admin", ADMIN_PASSWORD));
+    let summary = run(&s, &client, &args);
+    for (key, want) in
+        [("sasl_username", "admin"), ("steps", "14"), ("created", "5"), ("deleted", "3"), ("remaining", "2")]
+    {
+        assert_eq!(member(&summary, key), want, "{key} in {summary}");
+    }
+
+    let every = RequestBody::DescribeAcls(DescribeAclsRequest {
+        resource_type_filter: ResourceType::ANY.0,
+        resource_name_filter: None,
+        pattern_type_filter: PatternType::ANY.0,
+        principal_filter: None,
+        host_filter: None,
+        operation: Operation::ANY.0,
+        permission_type: Permission::ANY.0,
+        ..Default::default()
+    });
+    let describe = |user: &str, password: &str| -> DescribeAclsResponse {
+        let mut conn = s.connect(None);
+        login_scram(&mut conn, "SCRAM-SHA-512", user, password).unwrap_or_else(|e| panic!("{user} logs in: {e:?}"));
+        match conn.call(&every, 3) {
+            Ok(ResponseBody::DescribeAcls(r)) => r,
+            other => panic!("DescribeAcls as {user}: {other:?}"),
+        }
+    };
+    let r = describe(USER, PASSWORD);
+    assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED, "DescribeAcls as alice: {r:?}");
+    assert!(r.resources.is_empty(), "DescribeAcls as alice showed bindings: {r:?}");
+    let r = describe("admin", ADMIN_PASSWORD);
+    assert_eq!(r.error_code, 0, "DescribeAcls as admin: {r:?}");
+    let mut left: Vec<String> = r
+        .resources
+        .iter()
+        .flat_map(|res| {
+            res.acls.iter().map(move |a| {
+                format!(
+                    "{}:{}:{} {}@{} {} {}",
+                    res.resource_type,
+                    res.pattern_type,
+                    res.resource_name.as_str(),
+                    a.principal.as_str(),
+                    a.host.as_str(),
+                    a.operation,
+                    a.permission_type
+                )
+            })
+        })
+        .collect();
+    left.sort();
+    let (literal, group, topic) = (PatternType::LITERAL.0, ResourceType::GROUP.0, ResourceType::TOPIC.0);
+    let mut want = [
+        format!("{group}:{literal}:orders-readers User:alice@* {} {}", Operation::READ.0, Permission::ALLOW.0),
+        format!("{topic}:{literal}:* User:mallory@* {} {}", Operation::WRITE.0, Permission::DENY.0),
+    ];
+    want.sort();
+    assert_eq!(left, want, "the bindings kelp holds after the Java Admin's run");
+    s.assert_serves();
+}
+
+/// `client` as `User:alice` over SASL_SSL with SCRAM-SHA-512, on a topic the harness made:
+/// refused with a topic authorization error without ACLs (Metadata does not show alice the
+/// topic), still refused with DESCRIBE and READ on it, READ on the read-back group and WRITE on
+/// another topic (now by Produce itself; the WRITE elsewhere is what an idempotent producer's
+/// InitProducerId needs, KIP-679), and its produce-verify passes once alice may WRITE it too.
+fn scram_client_under_acls(client: Result<Client, String>) {
+    let Some((client, _serial)) = installed(client) else { return };
+    let topic = format!("acl-scram-{}", client.id);
+    let mut s = Secure::start_with(&topic, "SASL_SSL", "none", &acl_args("User:admin;User:ANONYMOUS"));
+    s.add_user();
+    create_topic(s.plaintext(), &topic, 3);
+    let mut args = produce_verify_args(&s, &topic);
+    args.extend(security_args(&s, &client, Auth::SaslSslScram512));
+    let alice = "User:alice";
+
+    expect_topic_authorization_error(&s, &client, &args, &topic);
+
+    let group = readback_group(&topic);
+    let elsewhere = format!("{topic}-elsewhere");
+    create_acls(
+        s.plaintext(),
+        &[
+            allow(ResourceType::TOPIC, &topic, alice, Operation::DESCRIBE),
+            allow(ResourceType::TOPIC, &topic, alice, Operation::READ),
+            allow(ResourceType::GROUP, &group, alice, Operation::READ),
+            allow(ResourceType::TOPIC, &elsewhere, alice, Operation::WRITE),
+        ],
+    );
+    // Now Metadata shows alice the topic, so every send reaches Produce and is refused there.
+    let refused = expect_topic_authorization_error(&s, &client, &args, &topic);
+    assert_eq!(refused.to_string(), ACL_COUNT, "{}: sends refused by Produce", client.name);
+
+    create_acls(s.plaintext(), &[allow(ResourceType::TOPIC, &topic, alice, Operation::WRITE)]);
+    let summary = run(&s, &client, &args);
+    assert_eq!(member(&summary, "records"), ACL_COUNT, "{summary}");
+    s.assert_serves();
+}
+
+#[test]
+fn acls_decide_what_a_scram_client_may_do_confluent() {
+    scram_client_under_acls(confluent());
+}
+
+#[test]
+fn acls_decide_what_a_scram_client_may_do_java() {
+    scram_client_under_acls(java());
+}
+
+/// An SSL client's principal is `User:` and its certificate's subject as Java prints it (RFC
+/// 2253, most specific first: `CN=alice,OU=e2e,O=kelp` for a certificate whose subject reads
+/// O, OU, CN). ACLs granted to that principal (on the topics and read-back groups starting
+/// `acl-cert-` and `kelp-e2e-unjoined-acl-cert-`) let the Java client with the certificate
+/// produce-verify, and the Java client itself prints the certificate's subject as exactly that
+/// name; with a certificate of another subject from the same CA (the same CN and OU, another
+/// O) it is refused with a topic authorization error. Then the same with confluent-kafka
+/// (librdkafka presenting the certificates through OpenSSL), on a topic of its own.
+#[test]
+fn ssl_client_cert_principal_is_authorized_by_its_subject() {
+    let Some((java, _serial)) = installed(java()) else { return };
+    let confluent = confluent();
+    let mut s = Secure::start_with("sec-acl-cert", "SSL", "required", &acl_args("User:ANONYMOUS"));
+    let alice = s.pki.client_named("alice-e2e", &[("O", "kelp"), ("OU", "e2e"), ("CN", "alice")]);
+    assert_eq!(alice.subject, "CN=alice,OU=e2e,O=kelp");
+    let other = s.pki.client_named("alice-elsewhere", &[("O", "elsewhere"), ("OU", "e2e"), ("CN", "alice")]);
+    let principal = format!("User:{}", alice.subject);
+    let prefixed = |rt, name, op| (rt, name, PatternType::PREFIXED, principal.as_str(), op, Permission::ALLOW);
+    let group_prefix = readback_group("acl-cert-");
+    create_acls(
+        s.plaintext(),
+        &[
+            prefixed(ResourceType::TOPIC, "acl-cert-", Operation::WRITE),
+            prefixed(ResourceType::TOPIC, "acl-cert-", Operation::READ),
+            prefixed(ResourceType::TOPIC, "acl-cert-", Operation::DESCRIBE),
+            prefixed(ResourceType::GROUP, group_prefix.as_str(), Operation::READ),
+        ],
+    );
+
+    let topic = "acl-cert-java";
+    create_topic(s.plaintext(), topic, 3);
+    let mut args = produce_verify_args(&s, topic);
+    args.extend(cert_args(&s, &alice));
+    let summary = run(&s, &java, &args);
+    assert_eq!(member(&summary, "client_subject"), alice.subject, "Java names the certificate otherwise: {summary}");
+    assert_eq!(member(&summary, "records"), ACL_COUNT, "{summary}");
+    let mut args = produce_verify_args(&s, topic);
+    args.extend(cert_args(&s, &other));
+    expect_topic_authorization_error(&s, &java, &args, topic);
+
+    match confluent {
+        Ok(confluent) => {
+            let topic = "acl-cert-confluent";
+            create_topic(s.plaintext(), topic, 3);
+            let mut args = produce_verify_args(&s, topic);
+            args.extend(cert_args(&s, &other));
+            expect_topic_authorization_error(&s, &confluent, &args, topic);
+            let mut args = produce_verify_args(&s, topic);
+            args.extend(cert_args(&s, &alice));
+            let summary = run(&s, &confluent, &args);
+            assert_eq!(member(&summary, "records"), ACL_COUNT, "{summary}");
+        }
+        Err(why) => kelp_tests::skip(&why),
     }
     s.assert_serves();
 }

@@ -4,6 +4,7 @@
 //       --mode produce-verify|admin|produce|group|keyless [--compression snappy] [--count 1000] \
 //       [--create] [--timeout 60] [--security-protocol SASL_SSL --sasl-mechanism SCRAM-SHA-512 \
 //       --sasl-username U --sasl-password P --ssl-ca ca.pem] [--ssl-keystore key-and-chain.pem]
+//       [--expect-authorization-error]
 //
 // One source file, run by the JDK's source launcher: no build tool. The jars come from
 // scripts/install-clients.sh. The producer keeps the client's defaults, so it is idempotent
@@ -13,7 +14,9 @@
 //   produce-verify  produce N keyed records with 1-3 headers (a repeated key, a null value) and
 //                   explicit timestamps to partitions i % 3, wait for every ack, read everything
 //                   back with assign + seekToBeginning (no group.id) and compare record by
-//                   record with what was acked.
+//                   record with what was acked. With --expect-authorization-error: only
+//                   the produce, and every send must fail with TopicAuthorizationException
+//                   naming --topic (the principal may not write it); exit 0 only then.
 //   admin           Admin: create (retention.ms), describe, describe configs, incremental alter,
 //                   create partitions, delete records, delete topic; one line per step passed.
 //   produce         N records key "k{i}", value "v{i}" to partition i % P (--first, --partitions).
@@ -26,6 +29,12 @@
 //                   commit_failed, then summary), as e2e_common.py describes.
 //   scram-users     Admin on SCRAM credentials of --scram-user (with --scram-password):
 //                   upsert SHA-512 and SHA-256, describe, delete SHA-256, describe, refusals.
+//   acls            Admin on ACL bindings (KIP-140, prefixed KIP-290), as a principal with ALTER
+//                   and DESCRIBE on the cluster: create five (--topic T has a '-'; P is T up to
+//                   its last '-'; group --group, default T-readers), describe them with filters
+//                   (any, by principal, by permission, LITERAL and MATCH on topic names), delete
+//                   User:alice's topic bindings, refuse invalid ones (InvalidRequestException),
+//                   and check exactly which bindings come back each time.
 //   keyless         on a compacted topic (cleanup.policy=compact) the harness made: N keyed
 //                   records to partition 0 and a flush, one record without a key, which must
 //                   fail with InvalidRecordException, a flush, N more keyed records; then reads
@@ -75,7 +84,7 @@ public class JavaClient {
     static final int PARTITIONS = 3;
     static final String USAGE = String.join("\n",
             "usage: java -cp 'JARS/*' JavaClient.java --bootstrap HOST:PORT --topic NAME",
-            "       --mode produce-verify|admin|produce|group|keyless|describe-group|scram-users [--compression none|gzip|snappy|lz4|zstd]",
+            "       --mode produce-verify|admin|produce|group|keyless|describe-group|scram-users|acls [--compression none|gzip|snappy|lz4|zstd]",
             "       [--count N] [--create] [--timeout SECONDS]",
             "",
             "       [--group NAME --stop-file PATH --start-file PATH --idle-exit S --max-batch N",
@@ -83,6 +92,7 @@ public class JavaClient {
             "       [--security-protocol PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL] [--sasl-mechanism M",
             "        --sasl-username U --sasl-password P] [--ssl-ca PEM] [--ssl-keystore PEM]",
             "       [--scram-user U --scram-password P] (mode scram-users)",
+            "       [--expect-authorization-error] (mode produce-verify: the produce must be refused)",
             "  --create      create the topic (3 partitions; produce: --partitions) with the Admin API first",
             "  --count N     records to produce (default 1000)",
             "  --timeout S   give up (exit 1) after this long in all (default 60)");
@@ -91,7 +101,7 @@ public class JavaClient {
 
     static String bootstrap, topic, mode, compression = "none";
     static int count = 1000;
-    static boolean create = false;
+    static boolean create = false, expectAuthorizationError = false;
     static String group, stopFile, startFile, groupProtocol = "classic";
     static double idleExit = 0;
     static int maxBatch = 500, batchDelayMs = 0, first = 0, partitions = 6;
@@ -128,6 +138,10 @@ public class JavaClient {
                 describeGroup();
             } else if (mode.equals("scram-users")) {
                 scramUsers();
+            } else if (mode.equals("acls")) {
+                acls();
+            } else if (expectAuthorizationError) {
+                produceRefused();
             } else {
                 produceVerify();
             }
@@ -148,6 +162,10 @@ public class JavaClient {
             }
             if (flag.equals("--create")) {
                 create = true;
+                continue;
+            }
+            if (flag.equals("--expect-authorization-error")) {
+                expectAuthorizationError = true;
                 continue;
             }
             if (i + 1 >= argv.length) usageError(flag + " needs a value");
@@ -182,7 +200,8 @@ public class JavaClient {
             }
         }
         if (bootstrap == null || topic == null || mode == null) usageError("--bootstrap, --topic and --mode are required");
-        if (!List.of("produce-verify", "admin", "produce", "group", "keyless", "describe-group", "scram-users").contains(mode)) usageError("--mode must be produce-verify, admin, produce, group, keyless, describe-group or scram-users");
+        if (!List.of("produce-verify", "admin", "produce", "group", "keyless", "describe-group", "scram-users", "acls").contains(mode)) usageError("--mode must be produce-verify, admin, produce, group, keyless, describe-group, scram-users or acls");
+        if (expectAuthorizationError && !mode.equals("produce-verify")) usageError("--expect-authorization-error goes with --mode produce-verify");
         if (mode.equals("scram-users") && (scramUser == null || scramPassword == null)) usageError("--mode scram-users needs --scram-user and --scram-password");
         checkSecurityArgs();
         if ((mode.equals("group") || mode.equals("describe-group")) && group == null) usageError("--mode " + mode + " needs --group NAME");
@@ -198,7 +217,8 @@ public class JavaClient {
     // sasl.jaas.config for ScramLoginModule or PlainLoginModule. TLS: the CA as a PEM trust store
     // (ssl.truststore.type=PEM) and --ssl-keystore, one PEM file with the PKCS#8 key and the
     // certificate chain, as a PEM key store (no key password); --ssl-cert and --ssl-key are
-    // accepted for symmetry with the other clients and not used. Hostname verification stays on
+    // accepted for symmetry with the other clients and not used to connect (the summary names
+    // --ssl-cert's subject as Java prints it, "client_subject"). Hostname verification stays on
     // (https): the test certificates name 127.0.0.1 and localhost.
 
     static String securityProtocol = "PLAINTEXT", saslMechanism, saslUsername, saslPassword;
@@ -302,6 +322,7 @@ public class JavaClient {
                 m.put("sasl_username", saslUsername);
             }
             if (securityProtocol.endsWith("SSL")) m.put("client_certificate", sslKeystore != null);
+            if (sslCert != null) m.put("client_subject", certificateSubject(sslCert));
         }
         return m;
     }
@@ -835,6 +856,229 @@ public class JavaClient {
         Map<String, Object> s = summary();
         s.put("user", user);
         s.put("steps", 8);
+        ok(s);
+    }
+
+    // ---- produce refused: --expect-authorization-error ----------------------------------------
+
+    /**
+     * The subject of the first certificate in a PEM file, as Java names it:
+     * X500Principal.getName(), RFC 2253, most specific first. Kafka's principal for an SSL
+     * client is "User:" and this (with the default ssl.principal.mapping.rules).
+     */
+    static String certificateSubject(String pem) {
+        try (java.io.InputStream in = new java.io.FileInputStream(pem)) {
+            var certs = java.security.cert.CertificateFactory.getInstance("X.509").generateCertificates(in);
+            if (certs.isEmpty()) fail("no certificate in " + pem);
+            return ((java.security.cert.X509Certificate) certs.iterator().next()).getSubjectX500Principal().getName();
+        } catch (Exception e) {
+            fail("reading the certificate " + pem + ": " + e);
+            return null;
+        }
+    }
+
+    /**
+     * Produces the records of a produce-verify run and expects every send to fail with
+     * TopicAuthorizationException naming --topic: the principal may not write (or describe) it.
+     * An acknowledged record, or any other error, fails the run. A send refused before it
+     * reaches the broker (the topic's metadata was refused: send() returns a failed future)
+     * ends the sending: each further one would wait for a metadata refresh, and the client
+     * backs those off up to a second apart.
+     */
+    static void produceRefused() throws Exception {
+        List<Expected> records = makeRecords(count);
+        step = "producing " + count + " records, each to be refused with TopicAuthorizationException";
+        List<String> unexpected = new ArrayList<>();
+        String refusal = null;
+        List<Future<RecordMetadata>> acks = new ArrayList<>(records.size());
+        KafkaProducer<byte[], byte[]> producer = producer();
+        try {
+            for (Expected r : records) {
+                Future<RecordMetadata> ack = producer.send(new ProducerRecord<>(topic, r.partition, r.timestamp, r.key, r.value));
+                acks.add(ack);
+                if (failedAlready(ack)) break;
+            }
+            producer.flush();
+            for (int k = 0; k < acks.size(); k++) {
+                try {
+                    RecordMetadata md = get(acks.get(k));
+                    unexpected.add("record " + k + ": acked at partition " + md.partition() + " offset " + md.offset());
+                } catch (ExecutionException e) {
+                    if (e.getCause() instanceof org.apache.kafka.common.errors.TopicAuthorizationException t
+                            && t.unauthorizedTopics().contains(topic)) {
+                        refusal = t.getClass().getSimpleName() + ": " + t.getMessage();
+                    } else {
+                        unexpected.add("record " + k + ": failed with " + e.getCause());
+                    }
+                }
+            }
+        } finally {
+            producer.close(Duration.ofMillis(msLeft()));
+        }
+        if (!unexpected.isEmpty()) {
+            List<String> out = new ArrayList<>(unexpected.subList(0, Math.min(20, unexpected.size())));
+            out.add(unexpected.size() + " of " + acks.size() + " sends were not refused with TopicAuthorizationException for " + topic);
+            fail(out);
+        }
+        Map<String, Object> s = summary();
+        s.put("refused", acks.size());
+        s.put("authorization_error", refusal);
+        ok(s);
+    }
+
+    /** Whether `f` has completed with an exception. */
+    static boolean failedAlready(Future<?> f) {
+        if (!f.isDone()) return false;
+        try {
+            f.get();
+            return false;
+        } catch (Exception e) {
+            return true;
+        }
+    }
+
+    // ---- acls: Admin on ACL bindings ----------------------------------------------------------
+
+    static final String ALICE = "User:alice", MALLORY = "User:mallory";
+
+    static org.apache.kafka.common.acl.AclBinding binding(org.apache.kafka.common.resource.ResourceType type, String name,
+            org.apache.kafka.common.resource.PatternType pattern, String principal,
+            org.apache.kafka.common.acl.AclOperation op, org.apache.kafka.common.acl.AclPermissionType permission) {
+        return new org.apache.kafka.common.acl.AclBinding(
+                new org.apache.kafka.common.resource.ResourcePattern(type, name, pattern),
+                new org.apache.kafka.common.acl.AccessControlEntry(principal, "*", op, permission));
+    }
+
+    /** A binding as one comparable line: TYPE:PATTERN:name principal@host OPERATION PERMISSION. */
+    static String line(org.apache.kafka.common.acl.AclBinding b) {
+        var r = b.pattern();
+        var e = b.entry();
+        return r.resourceType() + ":" + r.patternType() + ":" + r.name() + " " + e.principal() + "@" + e.host() + " "
+                + e.operation() + " " + e.permissionType();
+    }
+
+    static java.util.TreeSet<String> lines(java.util.Collection<org.apache.kafka.common.acl.AclBinding> bs) {
+        java.util.TreeSet<String> out = new java.util.TreeSet<>();
+        for (var b : bs) out.add(line(b));
+        return out;
+    }
+
+    /** describeAcls(filter) must give exactly `want` (once each: Kafka keeps no duplicates). */
+    static void expectAcls(Admin admin, String what, org.apache.kafka.common.acl.AclBindingFilter filter,
+            List<org.apache.kafka.common.acl.AclBinding> want) throws Exception {
+        step = "describeAcls " + what;
+        var got = get(admin.describeAcls(filter).values());
+        if (got.size() != lines(got).size()) fail(step + ": a binding came back twice: " + got);
+        if (!lines(got).equals(lines(want))) fail(step + ": got " + lines(got) + ", expected " + lines(want));
+        stepOk(step + ": " + got.size() + " bindings");
+    }
+
+    /** A topic-name filter: every binding whose pattern is `pattern` with `name`. */
+    static org.apache.kafka.common.acl.AclBindingFilter onTopic(String name, org.apache.kafka.common.resource.PatternType pattern) {
+        return new org.apache.kafka.common.acl.AclBindingFilter(
+                new org.apache.kafka.common.resource.ResourcePatternFilter(org.apache.kafka.common.resource.ResourceType.TOPIC, name, pattern),
+                org.apache.kafka.common.acl.AccessControlEntryFilter.ANY);
+    }
+
+    /** An entry filter: bindings of `principal` (null: anyone) with `permission`, any host and operation. */
+    static org.apache.kafka.common.acl.AclBindingFilter ofEntry(String principal, org.apache.kafka.common.acl.AclPermissionType permission) {
+        return new org.apache.kafka.common.acl.AclBindingFilter(org.apache.kafka.common.resource.ResourcePatternFilter.ANY,
+                new org.apache.kafka.common.acl.AccessControlEntryFilter(principal, null, org.apache.kafka.common.acl.AclOperation.ANY, permission));
+    }
+
+    /**
+     * Creates five bindings (User:alice: LITERAL ALLOW READ and DESCRIBE on topic T, PREFIXED
+     * ALLOW WRITE on P, LITERAL ALLOW READ on the group; User:mallory: DENY WRITE on every topic,
+     * the LITERAL wildcard "*"), describes them with filters and checks exactly what comes back,
+     * deletes User:alice's topic bindings with one filter and checks what was deleted and what
+     * remains, and has invalid bindings refused with InvalidRequestException (a CLUSTER resource
+     * not named kafka-cluster, a principal without a type) while a valid one in the same request
+     * is accepted.
+     */
+    static void acls() throws Exception {
+        var TOPIC = org.apache.kafka.common.resource.ResourceType.TOPIC;
+        var GROUP = org.apache.kafka.common.resource.ResourceType.GROUP;
+        var LITERAL = org.apache.kafka.common.resource.PatternType.LITERAL;
+        var PREFIXED = org.apache.kafka.common.resource.PatternType.PREFIXED;
+        var MATCH = org.apache.kafka.common.resource.PatternType.MATCH;
+        var ALLOW = org.apache.kafka.common.acl.AclPermissionType.ALLOW;
+        var DENY = org.apache.kafka.common.acl.AclPermissionType.DENY;
+        var READ = org.apache.kafka.common.acl.AclOperation.READ;
+        var WRITE = org.apache.kafka.common.acl.AclOperation.WRITE;
+        var DESCRIBE = org.apache.kafka.common.acl.AclOperation.DESCRIBE;
+        int dash = topic.lastIndexOf('-');
+        if (dash < 1 || dash == topic.length() - 1) usageError("--mode acls wants a --topic like orders-eu (P is the part up to the last '-')");
+        String prefix = topic.substring(0, dash + 1), sibling = prefix + "sibling", grp = group != null ? group : topic + "-readers";
+
+        var topicRead = binding(TOPIC, topic, LITERAL, ALICE, READ, ALLOW);
+        var topicDescribe = binding(TOPIC, topic, LITERAL, ALICE, DESCRIBE, ALLOW);
+        var prefixWrite = binding(TOPIC, prefix, PREFIXED, ALICE, WRITE, ALLOW);
+        var groupRead = binding(GROUP, grp, LITERAL, ALICE, READ, ALLOW);
+        var denyAll = binding(TOPIC, "*", LITERAL, MALLORY, WRITE, DENY);
+        List<org.apache.kafka.common.acl.AclBinding> all = List.of(topicRead, topicDescribe, prefixWrite, groupRead, denyAll);
+        int steps = 0;
+        try (Admin admin = adminClient()) {
+            step = "createAcls (5 bindings)";
+            get(admin.createAcls(all).all());
+            stepOk(step + ": " + lines(all));
+            steps++;
+
+            expectAcls(admin, "ANY", org.apache.kafka.common.acl.AclBindingFilter.ANY, all);
+            expectAcls(admin, "principal " + ALICE, ofEntry(ALICE, org.apache.kafka.common.acl.AclPermissionType.ANY),
+                    List.of(topicRead, topicDescribe, prefixWrite, groupRead));
+            expectAcls(admin, "permission DENY", ofEntry(null, DENY), List.of(denyAll));
+            expectAcls(admin, "LITERAL topic " + topic, onTopic(topic, LITERAL), List.of(topicRead, topicDescribe));
+            expectAcls(admin, "PREFIXED topic " + prefix, onTopic(prefix, PREFIXED), List.of(prefixWrite));
+            // MATCH: the literal name, the wildcard and every prefix of the name.
+            expectAcls(admin, "MATCH topic " + topic, onTopic(topic, MATCH), List.of(topicRead, topicDescribe, prefixWrite, denyAll));
+            expectAcls(admin, "MATCH topic " + sibling, onTopic(sibling, MATCH), List.of(prefixWrite, denyAll));
+            expectAcls(admin, "MATCH topic elsewhere", onTopic("elsewhere", MATCH), List.of(denyAll));
+            steps += 8;
+
+            step = "deleteAcls of " + ALICE + "'s topic bindings";
+            var filter = new org.apache.kafka.common.acl.AclBindingFilter(
+                    new org.apache.kafka.common.resource.ResourcePatternFilter(TOPIC, null, org.apache.kafka.common.resource.PatternType.ANY),
+                    new org.apache.kafka.common.acl.AccessControlEntryFilter(ALICE, null, org.apache.kafka.common.acl.AclOperation.ANY,
+                            org.apache.kafka.common.acl.AclPermissionType.ANY));
+            var nothing = ofEntry("User:nobody", org.apache.kafka.common.acl.AclPermissionType.ANY);
+            var deletion = admin.deleteAcls(List.of(filter, nothing));
+            List<org.apache.kafka.common.acl.AclBinding> deleted = new ArrayList<>();
+            for (var r : get(deletion.values().get(filter)).values()) {
+                if (r.exception() != null) fail(step + ": " + r.exception());
+                deleted.add(r.binding());
+            }
+            if (!lines(deleted).equals(lines(List.of(topicRead, topicDescribe, prefixWrite)))) {
+                fail(step + ": deleted " + lines(deleted) + ", expected " + lines(List.of(topicRead, topicDescribe, prefixWrite)));
+            }
+            var none = get(deletion.values().get(nothing)).values();
+            if (!none.isEmpty()) fail(step + ": a filter matching nothing deleted " + none);
+            stepOk(step + ": " + lines(deleted) + "; a filter for User:nobody deleted nothing");
+            expectAcls(admin, "ANY after the deletion", org.apache.kafka.common.acl.AclBindingFilter.ANY, List.of(groupRead, denyAll));
+            expectAcls(admin, "MATCH topic " + topic + " after the deletion", onTopic(topic, MATCH), List.of(denyAll));
+            steps += 3;
+
+            step = "createAcls of invalid bindings (with a valid one)";
+            var badCluster = binding(org.apache.kafka.common.resource.ResourceType.CLUSTER, "not-kafka-cluster", LITERAL, ALICE,
+                    org.apache.kafka.common.acl.AclOperation.ALTER, ALLOW);
+            var badPrincipal = binding(TOPIC, topic, LITERAL, "alice", READ, ALLOW);
+            var again = binding(GROUP, grp, LITERAL, ALICE, READ, ALLOW); // exists already
+            var created = admin.createAcls(List.of(badCluster, badPrincipal, again)).values();
+            for (var bad : List.of(badCluster, badPrincipal)) {
+                Throwable e = failure(created.get(bad), step + ": " + line(bad));
+                if (!(e instanceof org.apache.kafka.common.errors.InvalidRequestException)) {
+                    fail(step + ": " + line(bad) + " failed with " + e + ", expected InvalidRequestException");
+                }
+            }
+            get(created.get(again));
+            stepOk(step + ": both refused with InvalidRequestException, the valid one accepted");
+            expectAcls(admin, "ANY after the refusals", org.apache.kafka.common.acl.AclBindingFilter.ANY, List.of(groupRead, denyAll));
+            steps += 2;
+        }
+        Map<String, Object> s = summary();
+        s.put("steps", steps);
+        s.put("created", all.size());
+        s.put("deleted", 3);
+        s.put("remaining", 2);
         ok(s);
     }
 
