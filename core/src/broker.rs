@@ -229,7 +229,7 @@ impl Broker {
     fn note_who(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get(&conn) else { return };
         if let Some(principal) = c.auth.principal() {
-            let host = KStr::from(c.peer.ip().to_string());
+            let host = security::acl::host_of(c.peer.ip());
             self.st.who.insert(conn, crate::state::Who { principal: principal.clone(), host });
         }
     }

@@ -70,6 +70,9 @@ fn binding(c: &crate::codec::generated::create_acls::AclCreation) -> Result<Acl,
     if c.host.is_empty() {
         return bad("Invalid host: use * for every host");
     }
+    if [&c.resource_name, &c.principal, &c.host].iter().any(|s| s.len() > crate::security::acl::MAX_FIELD) {
+        return bad("Resource name, principal and host must each be at most 65535 bytes");
+    }
     Ok(Acl {
         resource_type: rt,
         name: c.resource_name.clone(),

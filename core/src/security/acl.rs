@@ -219,6 +219,23 @@ impl AclFilter {
     }
 }
 
+/// A peer's address as ACL hosts name it, the way Kafka's broker writes it (Java's
+/// `getHostAddress`): an IPv4 address mapped into IPv6 (a client of a dual-stack listener) as
+/// IPv4, and IPv6 in full, eight groups of hex without leading zeros (`0:0:0:0:0:0:0:1`).
+#[must_use]
+pub fn host_of(ip: std::net::IpAddr) -> KStr {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => KStr::from(v4.to_string()),
+        std::net::IpAddr::V6(v6) => {
+            let groups: Vec<String> = v6.segments().iter().map(|g| format!("{g:x}")).collect();
+            KStr::from(groups.join(":"))
+        }
+    }
+}
+
+/// Longest name, principal or host a binding may have (its store key holds 2-byte lengths).
+pub const MAX_FIELD: usize = u16::MAX as usize;
+
 /// Where bindings are stored: this, then the binding's encoding (the value is empty).
 pub const ACL_PREFIX: &[u8] = b"kelp/acl/";
 
@@ -478,6 +495,15 @@ mod tests {
         assert!(a.authorize(crate::security::INTERNAL, "h", Operation::WRITE, t, "pay-secret"));
         a.enabled = false;
         assert!(can(&a, "User:bob", Operation::WRITE, "pay-secret"), "no authorizer, no checks");
+    }
+
+    #[test]
+    fn hosts_are_written_as_kafka_writes_them() {
+        let h = |s: &str| host_of(s.parse().expect("an address")).to_string();
+        assert_eq!(h("10.0.0.1"), "10.0.0.1");
+        assert_eq!(h("::ffff:10.0.0.1"), "10.0.0.1", "an IPv4 client of a dual-stack listener");
+        assert_eq!(h("::1"), "0:0:0:0:0:0:0:1");
+        assert_eq!(h("fe80::1:abcd"), "fe80:0:0:0:0:0:1:abcd");
     }
 
     #[test]

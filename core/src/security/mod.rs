@@ -69,7 +69,7 @@ impl Mechanism {
 pub const ANONYMOUS: &str = "User:ANONYMOUS";
 
 /// The principal of in-process connections (the schema registry's).
-pub const INTERNAL: &str = "User:kelp-internal";
+pub const INTERNAL: &str = "Internal:kelp";
 
 /// `User:` and `name`.
 #[must_use]
