@@ -389,10 +389,15 @@ impl ScramHash {
     /// The hash of `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     #[must_use]
     pub fn from_mechanism(name: &str) -> Option<Self> {
-        match name {
-            "SCRAM-SHA-256" => Some(Self::Sha256),
-            "SCRAM-SHA-512" => Some(Self::Sha512),
-            _ => None,
+        [Self::Sha256, Self::Sha512].into_iter().find(|h| h.mechanism() == name)
+    }
+
+    /// Its SASL mechanism name.
+    #[must_use]
+    pub const fn mechanism(self) -> &'static str {
+        match self {
+            Self::Sha256 => "SCRAM-SHA-256",
+            Self::Sha512 => "SCRAM-SHA-512",
         }
     }
 
@@ -462,6 +467,12 @@ impl ScramClient {
             nonce,
             server_signature: Vec::new(),
         }
+    }
+
+    /// The client's nonce.
+    #[must_use]
+    pub fn nonce(&self) -> &str {
+        &self.nonce
     }
 
     /// The client-first message.

@@ -3,13 +3,11 @@
 //! against credentials managed with AlterUserScramCredentials and kept across restarts;
 //! failures answered and the connection closed; the v0 handshake's bare tokens.
 //!
-//! The client side of SCRAM here is written from RFC 5802 with the `hmac`/`sha2`/`pbkdf2`
-//! crates, not with kelp's own code, so it checks kelp's server against the RFC.
+//! The client side of SCRAM is `kelp_tests::tls::ScramClient`, written from RFC 5802 with the
+//! `hmac`/`sha2`/`pbkdf2` crates, not with kelp's own code, so it checks kelp's server against
+//! the RFC.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use kelp_core::codec::generated::RequestBody;
 use kelp_core::codec::generated::alter_user_scram_credentials::{
     AlterUserScramCredentialsRequest, ScramCredentialDeletion, ScramCredentialUpsertion,
@@ -25,7 +23,7 @@ use kelp_core::io::{CloseReason, Origin};
 use kelp_core::{Config, ConnId};
 use kelp_tests::expect_body;
 use kelp_tests::harness::{Harness, test_config};
-use sha2::{Digest, Sha256, Sha512};
+use kelp_tests::tls::{ScramClient, ScramHash as H};
 
 const PLAIN_LISTENER: u16 = 0;
 const SASL_LISTENER: u16 = 1;
@@ -49,61 +47,15 @@ fn via(listener: u16) -> Origin {
     Origin { listener, tls_subject: None }
 }
 
-#[derive(Clone, Copy)]
-enum H {
-    S256,
-    S512,
-}
-
-impl H {
-    fn wire(self) -> i8 {
-        match self {
-            H::S256 => 1,
-            H::S512 => 2,
-        }
-    }
-    fn name(self) -> &'static str {
-        match self {
-            H::S256 => "SCRAM-SHA-256",
-            H::S512 => "SCRAM-SHA-512",
-        }
-    }
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        match self {
-            H::S256 => {
-                let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
-                m.update(data);
-                m.finalize().into_bytes().to_vec()
-            }
-            H::S512 => {
-                let mut m = Hmac::<Sha512>::new_from_slice(key).unwrap();
-                m.update(data);
-                m.finalize().into_bytes().to_vec()
-            }
-        }
-    }
-    fn hash(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            H::S256 => Sha256::digest(data).to_vec(),
-            H::S512 => Sha512::digest(data).to_vec(),
-        }
-    }
-    fn salted(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
-        match self {
-            H::S256 => pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations).to_vec(),
-            H::S512 => pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(password.as_bytes(), salt, iterations).to_vec(),
-        }
-    }
-}
-
 /// An upsertion as the Java Admin client sends it: salted client-side.
 fn upsert(user: &str, h: H, password: &str, iterations: i32) -> ScramCredentialUpsertion {
     let salt = format!("salt-of-{user}").into_bytes();
+    let rounds = iterations.try_into().unwrap_or(4096);
     ScramCredentialUpsertion {
         name: KStr::from(user),
         mechanism: h.wire(),
         iterations,
-        salted_password: Bytes::from(h.salted(password, &salt, iterations.try_into().unwrap_or(4096))),
+        salted_password: Bytes::from(h.salted_password(password.as_bytes(), &salt, rounds)),
         salt: Bytes::from(salt),
         ..Default::default()
     }
@@ -136,9 +88,9 @@ fn authenticate(h: &mut Harness, c: ConnId, token: &[u8], version: i16) -> (i16,
 /// A whole SCRAM exchange over SaslAuthenticate; whether it succeeded (the server's signature
 /// checked when it did).
 fn scram_login(h: &mut Harness, c: ConnId, hash: H, user: &str, password: &str, version: i16) -> bool {
-    assert_eq!(handshake(h, c, hash.name(), 1).0, 0);
-    let bare = format!("n={},r=clientnonce123", user.replace('=', "=3D").replace(',', "=2C"));
-    let (err, msg, first) = authenticate(h, c, format!("n,,{bare}").as_bytes(), version);
+    assert_eq!(handshake(h, c, hash.mechanism(), 1).0, 0);
+    let mut client = ScramClient::new(hash, user, password);
+    let (err, msg, first) = authenticate(h, c, &client.client_first(), version);
     if err != 0 {
         // An unknown user is refused as a wrong password is: nothing tells them apart.
         assert_eq!(err, ErrorCode::SASL_AUTHENTICATION_FAILED.0);
@@ -147,32 +99,27 @@ fn scram_login(h: &mut Harness, c: ConnId, hash: H, user: &str, password: &str, 
             Some(
                 format!(
                     "Authentication failed during authentication due to invalid credentials with SASL mechanism {}",
-                    hash.name()
+                    hash.mechanism()
                 )
                 .as_str()
             )
         );
         return false;
     }
-    let first = String::from_utf8(first).unwrap();
-    let attr = |k: &str| first.split(',').find_map(|a| a.strip_prefix(k)).unwrap().to_string();
-    let (nonce, salt, iterations) = (attr("r="), B64.decode(attr("s=")).unwrap(), attr("i=").parse().unwrap());
-    assert!(nonce.starts_with("clientnonce123") && nonce.len() > 20, "server nonce added: {nonce}");
-    let salted = hash.salted(password, &salt, iterations);
-    let client_key = hash.hmac(&salted, b"Client Key");
-    let without_proof = format!("c=biws,r={nonce}");
-    let auth_message = format!("{bare},{first},{without_proof}");
-    let signature = hash.hmac(&hash.hash(&client_key), auth_message.as_bytes());
-    let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
-    let (err, msg, last) = authenticate(h, c, format!("{without_proof},p={}", B64.encode(proof)).as_bytes(), version);
+    // The server adds a nonce of its own (the client checks that it extends its own).
+    let text = String::from_utf8_lossy(&first);
+    let nonce = text.split(',').find_map(|a| a.strip_prefix("r=")).unwrap_or_default();
+    assert!(nonce.starts_with(client.nonce()) && nonce.len() > client.nonce().len() + 6, "server nonce added: {nonce}");
+    let last = client.client_final(&first).unwrap_or_else(|e| panic!("server-first: {e}"));
+    let (err, msg, server_final) = authenticate(h, c, &last, version);
     if err != 0 {
         assert_eq!(err, ErrorCode::SASL_AUTHENTICATION_FAILED.0);
-        assert!(msg.unwrap().contains(hash.name()));
+        assert!(msg.unwrap().contains(hash.mechanism()));
         return false;
     }
-    let server_key = hash.hmac(&salted, b"Server Key");
-    let expected = format!("v={}", B64.encode(hash.hmac(&server_key, auth_message.as_bytes())));
-    assert_eq!(String::from_utf8(last).unwrap(), expected, "the server proves it knows the credential");
+    client
+        .check_server_final(&server_final)
+        .unwrap_or_else(|e| panic!("the server proves it knows the credential: {e}"));
     true
 }
 
@@ -188,11 +135,11 @@ fn scram_users_authenticate_on_the_sasl_listener_and_are_told_its_address() {
     let results = alter(
         &mut h,
         admin,
-        vec![upsert("alice", H::S512, "wonder", 4096), upsert("b,o=b", H::S256, "pw", 8192)],
+        vec![upsert("alice", H::Sha512, "wonder", 4096), upsert("b,o=b", H::Sha256, "pw", 8192)],
         vec![],
     );
     assert_eq!(results, [("alice".to_string(), 0), ("b,o=b".to_string(), 0)]);
-    for (hash, user, password) in [(H::S512, "alice", "wonder"), (H::S256, "b,o=b", "pw")] {
+    for (hash, user, password) in [(H::Sha512, "alice", "wonder"), (H::Sha256, "b,o=b", "pw")] {
         for version in 0..=2 {
             let c = h.connect_via(via(SASL_LISTENER));
             let v = expect_body!(h.call(c, RequestBody::ApiVersions(ApiVersionsRequest::default()), 3), ApiVersions);
@@ -221,10 +168,10 @@ fn scram_users_authenticate_on_the_sasl_listener_and_are_told_its_address() {
 fn a_wrong_password_is_answered_then_the_connection_closes() {
     let mut h = Harness::new(config());
     let admin = h.connect_via(via(PLAIN_LISTENER));
-    alter(&mut h, admin, vec![upsert("alice", H::S512, "wonder", 4096)], vec![]);
+    alter(&mut h, admin, vec![upsert("alice", H::Sha512, "wonder", 4096)], vec![]);
     // Wrong password, unknown user, and a user without a credential for the mechanism.
     for (hash, user, password) in
-        [(H::S512, "alice", "Wonder"), (H::S512, "mallory", "x"), (H::S256, "alice", "wonder")]
+        [(H::Sha512, "alice", "Wonder"), (H::Sha512, "mallory", "x"), (H::Sha256, "alice", "wonder")]
     {
         let c = h.connect_via(via(SASL_LISTENER));
         assert!(!scram_login(&mut h, c, hash, user, password, 2));
@@ -272,7 +219,7 @@ fn nothing_but_api_versions_and_sasl_is_served_before_authentication() {
 fn the_v0_handshake_carries_bare_tokens() {
     let mut h = Harness::new(config());
     let admin = h.connect_via(via(PLAIN_LISTENER));
-    alter(&mut h, admin, vec![upsert("alice", H::S256, "wonder", 4096)], vec![]);
+    alter(&mut h, admin, vec![upsert("alice", H::Sha256, "wonder", 4096)], vec![]);
     let c = h.connect_via(via(SASL_LISTENER));
     assert_eq!(handshake(&mut h, c, "PLAIN", 0).0, 0);
     let token = b"\0alice\0wonder";
@@ -299,9 +246,9 @@ fn credentials_are_described_altered_deleted_and_survive_a_restart() {
         &mut h,
         admin,
         vec![
-            upsert("alice", H::S512, "a", 4096),
-            upsert("alice", H::S256, "a", 5000),
-            upsert("bob", H::S256, "b", 4096),
+            upsert("alice", H::Sha512, "a", 4096),
+            upsert("alice", H::Sha256, "a", 5000),
+            upsert("bob", H::Sha256, "b", 4096),
         ],
         vec![],
     );
@@ -336,23 +283,23 @@ fn credentials_are_described_altered_deleted_and_survive_a_restart() {
     // Refusals, each for its user only.
     let del =
         |name: &str, mechanism: i8| ScramCredentialDeletion { name: KStr::from(name), mechanism, ..Default::default() };
-    let mut bad_salt = upsert("erin", H::S256, "e", 4096);
+    let mut bad_salt = upsert("erin", H::Sha256, "e", 4096);
     bad_salt.salt = Bytes::new();
-    let mut short = upsert("fred", H::S256, "f", 4096);
+    let mut short = upsert("fred", H::Sha256, "f", 4096);
     short.salted_password = Bytes::from_static(b"short");
-    let mut unknown = upsert("gina", H::S256, "g", 4096);
+    let mut unknown = upsert("gina", H::Sha256, "g", 4096);
     unknown.mechanism = 3;
     let results = alter(
         &mut h,
         admin,
         vec![
-            upsert("carol", H::S256, "c", 4095),
-            upsert("dave", H::S512, "d", 16385),
+            upsert("carol", H::Sha256, "c", 4095),
+            upsert("dave", H::Sha512, "d", 16385),
             bad_salt,
             short,
             unknown,
-            upsert("", H::S256, "x", 4096),
-            upsert("bob", H::S512, "b2", 4096),
+            upsert("", H::Sha256, "x", 4096),
+            upsert("bob", H::Sha512, "b2", 4096),
         ],
         vec![del("alice", 1), del("bob", 2), del("zed", 1)],
     );
@@ -370,7 +317,7 @@ fn credentials_are_described_altered_deleted_and_survive_a_restart() {
             (String::new(), ErrorCode::UNACCEPTABLE_CREDENTIAL.0),
         ]
     );
-    let dup = alter(&mut h, admin, vec![upsert("bob", H::S256, "b3", 4096)], vec![del("bob", 1)]);
+    let dup = alter(&mut h, admin, vec![upsert("bob", H::Sha256, "b3", 4096)], vec![del("bob", 1)]);
     assert_eq!(dup, [("bob".to_string(), ErrorCode::DUPLICATE_RESOURCE.0)]);
     let after = vec![("alice".to_string(), 0, vec![(2, 4096)]), ("bob".to_string(), 0, vec![(1, 4096)])];
     assert_eq!(describe(&mut h, None), after, "only alice's SHA-256 credential went");
@@ -380,9 +327,9 @@ fn credentials_are_described_altered_deleted_and_survive_a_restart() {
     assert_eq!(admin2, admin, "connection ids start over");
     assert_eq!(describe(&mut h, None), after);
     let c = h.connect_via(via(SASL_LISTENER));
-    assert!(scram_login(&mut h, c, H::S256, "bob", "b", 2));
+    assert!(scram_login(&mut h, c, H::Sha256, "bob", "b", 2));
     let c = h.connect_via(via(SASL_LISTENER));
-    assert!(!scram_login(&mut h, c, H::S256, "alice", "a", 2), "deleted");
+    assert!(!scram_login(&mut h, c, H::Sha256, "alice", "a", 2), "deleted");
 }
 
 #[test]
@@ -398,10 +345,10 @@ fn a_tls_client_certificate_names_the_principal_without_sasl() {
 fn a_credential_that_could_not_be_stored_does_not_take_effect() {
     let mut h = Harness::new(config());
     let admin = h.connect_via(via(PLAIN_LISTENER));
-    alter(&mut h, admin, vec![upsert("alice", H::S512, "old", 4096)], vec![]);
+    alter(&mut h, admin, vec![upsert("alice", H::Sha512, "old", 4096)], vec![]);
     h.auto_storage = false;
     let req = AlterUserScramCredentialsRequest {
-        upsertions: vec![upsert("alice", H::S512, "new", 4096)],
+        upsertions: vec![upsert("alice", H::Sha512, "new", 4096)],
         ..Default::default()
     };
     h.send(admin, &RequestBody::AlterUserScramCredentials(req), 0);
@@ -412,7 +359,7 @@ fn a_credential_that_could_not_be_stored_does_not_take_effect() {
     let r = expect_body!(r, AlterUserScramCredentials);
     assert_ne!(r.results[0].error_code, 0, "the failure is reported");
     let c = h.connect_via(via(SASL_LISTENER));
-    assert!(scram_login(&mut h, c, H::S512, "alice", "old", 2), "the old password still works");
+    assert!(scram_login(&mut h, c, H::Sha512, "alice", "old", 2), "the old password still works");
     let c = h.connect_via(via(SASL_LISTENER));
-    assert!(!scram_login(&mut h, c, H::S512, "alice", "new", 2));
+    assert!(!scram_login(&mut h, c, H::Sha512, "alice", "new", 2));
 }
