@@ -112,8 +112,10 @@ impl State {
 
     /// The `authorized_operations` bits of `rtype`/`name` for the connection that sent `req`.
     pub(crate) fn authorized_operations(&self, req: &Req, rtype: ResourceType, name: &str) -> i32 {
-        let ops = Operation::for_resource(rtype).iter().copied();
-        Operation::bits(ops.filter(|op| self.allowed(req, *op, rtype, name)))
+        if !self.authz.enabled {
+            return Operation::bits(Operation::for_resource(rtype).iter().copied());
+        }
+        self.who.get(&req.conn).map_or(0, |w| self.authz.operations(&w.principal, &w.host, rtype, name))
     }
 
     /// Whether the connection may perform `op` on some resource of type `rtype` (Kafka's
